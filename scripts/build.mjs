@@ -1,0 +1,37 @@
+// Bundles the entry points with esbuild; native and wasm parts stay files beside the bundles.
+import * as esbuild from 'esbuild';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+const production = process.argv.includes('--production');
+const outdir = 'dist';
+
+const entries = [
+  { in: 'src/cli/main.ts', out: 'cli', banner: '#!/usr/bin/env node' },
+];
+
+fs.mkdirSync(outdir, { recursive: true });
+await Promise.all(
+  entries.map((entry) =>
+    esbuild.build({
+      entryPoints: [{ in: entry.in, out: entry.out }],
+      outdir,
+      bundle: true,
+      platform: 'node',
+      target: 'node20',
+      format: 'cjs',
+      sourcemap: !production,
+      minify: production,
+      // The native ONNX Runtime binding is loaded from node_modules at run time.
+      external: ['onnxruntime-node', 'vscode'],
+      banner: entry.banner ? { js: entry.banner } : undefined,
+      logLevel: 'warning',
+    }),
+  ),
+);
+
+// The wasm image decoders load their .wasm from beside the code that imports them: the bundle.
+for (const wasm of ['@cwasm/jpeg-turbo/jpeg-turbo.wasm', '@cwasm/webp/webp.wasm']) {
+  fs.copyFileSync(path.join('node_modules', wasm), path.join(outdir, path.basename(wasm)));
+}
+fs.chmodSync(path.join(outdir, 'cli.js'), 0o755);

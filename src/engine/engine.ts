@@ -1,0 +1,429 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { FicocoError } from './errors';
+import type { AttentionExposure } from './graph/attention';
+import { ATTENTION, HIDDEN, MEAN_KEYS, POSITIONS } from './graph/segment';
+import { HookSite, ReductionHook, SiteView, TokenState, hooksBySite, validateTokenState } from '../reduction/tokenState';
+import { decodeImage } from './image/decode';
+import { ImagePreprocessorConfig, parsePreprocessorConfig, preprocessImage } from './image/preprocess';
+import { LlavaConfig, parseLlavaConfig } from './models/config';
+import { LOGITS } from './models/llama';
+import { LlavaTowers, llavaTowers } from './models/llava';
+import { KvCache } from './runtime/kvCache';
+import { ProviderName, ProviderSetting, SessionFactory, computeTypeFor } from './runtime/provider';
+import { GREEDY, SamplingOptions, createSampler } from './runtime/sampling';
+import { Segment, TowerRunner } from './runtime/towerRunner';
+import { ChatMessage, StreamingDecoder, TextProcessor } from './text';
+import { WeightIndex } from './weights/safetensors';
+
+export interface EngineOptions {
+  provider?: ProviderSetting;
+  threads?: number;
+}
+
+export interface GenerateOptions {
+  maxNewTokens: number;
+  sampling?: SamplingOptions;
+  /** generation stops after emitting one of these (defaults to the model's stop tokens) */
+  stopTokenIds?: readonly number[];
+  hooks?: readonly ReductionHook[];
+  onToken?: (tokenId: number) => void;
+  signal?: AbortSignal;
+}
+
+/** A reduction step's effect: tokens before and after, and the time the hook took. */
+export interface StepStat {
+  site: HookSite;
+  image?: number;
+  tokensBefore: number;
+  tokensAfter: number;
+  ms: number;
+}
+
+export interface GenerationResult {
+  tokenIds: number[];
+  stopReason: 'stop-token' | 'max-tokens' | 'cancelled';
+  /** logits of the last prefill position */
+  prefillLogits: Float32Array;
+  /** the visual tokens of each image as the decoder first receives them (after vision-side reduction) */
+  visualTokens: { original: number; atDecoder: number }[];
+  /** tokens entering the decoder at prefill */
+  promptTokens: number;
+  steps: StepStat[];
+  /** per-layer KV cache lengths after prefill */
+  cacheLengths: number[];
+  timings: { visionMs: number; prefillMs: number; firstTokenAt: number; decodeMs: number };
+}
+
+export interface AskRequest {
+  question: string;
+  images: { bytes: Uint8Array; name: string }[];
+  /** earlier turns of the conversation, text only */
+  history?: ChatMessage[];
+  maxNewTokens?: number;
+  sampling?: SamplingOptions;
+  hooks?: readonly ReductionHook[];
+  /** receives the answer text as it streams */
+  onText?: (text: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface AnswerStats {
+  promptTokens: number;
+  generatedTokens: number;
+  visualTokens: { original: number; atDecoder: number }[];
+  steps: StepStat[];
+  preprocessMs: number;
+  visionMs: number;
+  prefillMs: number;
+  ttftMs: number;
+  decodeTokensPerSecond: number;
+  provider: ProviderName;
+  providerFallback?: string;
+}
+
+export interface Answer {
+  text: string;
+  tokenIds: number[];
+  stopReason: GenerationResult['stopReason'];
+  stats: AnswerStats;
+}
+
+const MODEL_FILES = 'config.json, *.safetensors, tokenizer.json, tokenizer_config.json and preprocessor_config.json';
+
+/** A loaded LLaVA model folder, ready to answer questions about images. */
+export class LlavaEngine {
+  private constructor(
+    readonly modelDir: string,
+    readonly config: LlavaConfig,
+    readonly text: TextProcessor,
+    private readonly preprocessor: ImagePreprocessorConfig,
+    private readonly towers: LlavaTowers,
+    private readonly factory: SessionFactory,
+    private readonly runners: { vision: TowerRunner; embed: TowerRunner; decoder: TowerRunner },
+  ) {}
+
+  static async load(modelDir: string, options: EngineOptions = {}): Promise<LlavaEngine> {
+    const dir = path.resolve(modelDir);
+    if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
+      throw new FicocoError(`${modelDir} is not a folder; expected a Hugging Face model folder with ${MODEL_FILES}.`, 'model-folder');
+    }
+    const configFile = path.join(dir, 'config.json');
+    if (!fs.existsSync(configFile)) {
+      throw new FicocoError(`${dir} is not a model folder: config.json is missing (expected ${MODEL_FILES}).`, 'model-folder');
+    }
+    const config = parseLlavaConfig(readJson(configFile), configFile);
+    const weights = WeightIndex.open(dir);
+    const towers = llavaTowers(config, weights);
+    const text = TextProcessor.load(dir, { id: config.imageTokenId });
+    const preprocessorFile = path.join(dir, 'preprocessor_config.json');
+    if (!fs.existsSync(preprocessorFile)) {
+      throw new FicocoError(`${dir} lacks preprocessor_config.json (the image processor settings); expected ${MODEL_FILES}.`, 'model-folder');
+    }
+    const preprocessor = parsePreprocessorConfig(readJson(preprocessorFile), preprocessorFile);
+    const factory = new SessionFactory({ weightsFolder: commonFolder(weights.files, dir), provider: options.provider ?? 'cpu', threads: options.threads });
+    const runners = {
+      vision: new TowerRunner(towers.vision, factory),
+      embed: new TowerRunner(towers.embed, factory),
+      decoder: new TowerRunner(towers.decoder, factory),
+    };
+    const engine = new LlavaEngine(dir, config, text, preprocessor, towers, factory, runners);
+    // Build the unreduced sessions now: load errors surface here and the first answer is not slowed.
+    await Promise.all(Object.values(runners).map((runner) => runner.segments(new Map())));
+    return engine;
+  }
+
+  get provider(): ProviderName {
+    return this.factory.provider ?? 'cpu';
+  }
+
+  get providerFallback(): string | undefined {
+    return this.factory.fallbackReason;
+  }
+
+  /** Original patch grid of one image. */
+  get grid(): { rows: number; cols: number } {
+    return this.towers.grid;
+  }
+
+  /** Image features per image without reduction: every patch, plus [CLS] under the 'full' strategy. */
+  get unreducedFeatureCount(): number {
+    return this.towers.grid.rows * this.towers.grid.cols + (this.config.visionFeatureSelect === 'full' ? 1 : 0);
+  }
+
+  async dispose(): Promise<void> {
+    await Promise.all(Object.values(this.runners).map((runner) => runner.release()));
+  }
+
+  /** Decodes and preprocesses an image file's bytes into the vision tower's pixel values [3, H, W]. */
+  async pixelValues(bytes: Uint8Array, name: string): Promise<Float32Array> {
+    return preprocessImage(await decodeImage(bytes, name), this.preprocessor).pixelValues;
+  }
+
+  async ask(request: AskRequest): Promise<Answer> {
+    const started = performance.now();
+    if (request.question.trim() === '') {
+      throw new FicocoError('The question is empty; type what you want to know about the image.', 'input');
+    }
+    const pixels = await Promise.all(request.images.map((image) => this.pixelValues(image.bytes, image.name)));
+    const content: ChatMessage['content'] = [...request.images.map(() => ({ type: 'image' as const })), { type: 'text' as const, text: request.question }];
+    const prompt = this.text.renderPrompt([...(request.history ?? []), { role: 'user', content }]);
+    const inputIds = this.text.encode(prompt);
+    const preprocessMs = performance.now() - started;
+    const streaming = new StreamingDecoder(this.text);
+    let firstTextAt: number | undefined;
+    const result = await this.generate(inputIds, pixels, {
+      maxNewTokens: request.maxNewTokens ?? 256,
+      sampling: request.sampling,
+      hooks: request.hooks,
+      signal: request.signal,
+      onToken: (id) => {
+        firstTextAt ??= performance.now();
+        const piece = streaming.push(id);
+        if (piece) request.onText?.(piece);
+      },
+    });
+    const rest = streaming.flush();
+    if (rest) request.onText?.(rest);
+    const { timings } = result;
+    const decodedAfterFirst = result.tokenIds.length - 1;
+    return {
+      text: this.text.decode(result.tokenIds.filter((id) => !this.text.stopTokenIds.includes(id))),
+      tokenIds: result.tokenIds,
+      stopReason: result.stopReason,
+      stats: {
+        promptTokens: result.promptTokens,
+        generatedTokens: result.tokenIds.length,
+        visualTokens: result.visualTokens,
+        steps: result.steps,
+        preprocessMs,
+        visionMs: timings.visionMs,
+        prefillMs: timings.prefillMs,
+        ttftMs: (firstTextAt ?? performance.now()) - started,
+        decodeTokensPerSecond: decodedAfterFirst > 0 && timings.decodeMs > 0 ? (decodedAfterFirst * 1000) / timings.decodeMs : 0,
+        provider: this.provider,
+        ...(this.providerFallback ? { providerFallback: this.providerFallback } : {}),
+      },
+    };
+  }
+
+  /** Prefill (vision → projector → splice → decoder) then token-by-token decoding with the KV cache. */
+  async generate(inputIds: readonly number[], pixelValues: readonly Float32Array[], options: GenerateOptions): Promise<GenerationResult> {
+    const hooks = hooksBySite(options.hooks ?? []);
+    const sitesOf = (prefix: string) => new Map([...hooks].filter(([site]) => site.startsWith(prefix) || (prefix === 'vision:' && site === 'projector')).map(([site, hook]) => [site, hook.needs] as [string, AttentionExposure]));
+    const [visionSegments, embedSegments, decoderSegments] = await Promise.all([
+      this.runners.vision.segments(sitesOf('vision:')),
+      this.runners.embed.segments(new Map()),
+      this.runners.decoder.segments(sitesOf('llm:')),
+    ]);
+    const steps: StepStat[] = [];
+
+    const visionStart = performance.now();
+    const features: TokenState[] = [];
+    for (const [image, pixels] of pixelValues.entries()) {
+      features.push(await this.encodeImage(pixels, visionSegments, hooks, image, steps));
+    }
+    const visionMs = performance.now() - visionStart;
+
+    const prefillStart = performance.now();
+    const embedded = await this.embed(inputIds, embedSegments[0]);
+    let state = spliceImages(embedded, inputIds, this.config.imageTokenId, features);
+    const promptLength = state.count;
+    const cache = new KvCache(this.config.text.kvHeads, this.config.text.headDim, computeTypeFor(this.provider));
+    let logits: Float32Array | undefined;
+    for (const segment of decoderSegments) {
+      const outputs = await this.runDecoderSegment(segment, state, cache);
+      if (segment.end === this.towers.decoder.blocks.length) {
+        logits = outputs[LOGITS].data as Float32Array;
+      } else {
+        state = { ...state, hidden: outputs[HIDDEN].data as Float32Array };
+        const hook = segment.site ? hooks.get(segment.site as HookSite) : undefined;
+        if (hook) state = runHook(hook, state, outputs, false, steps);
+      }
+    }
+    const prefillLogits = logits!;
+    const cacheLengths = cache.lengths();
+    const prefillMs = performance.now() - prefillStart;
+
+    const tokenIds: number[] = [];
+    const stopTokens = options.stopTokenIds ?? this.text.stopTokenIds;
+    const sample = createSampler(options.sampling ?? GREEDY);
+    let stopReason: GenerationResult['stopReason'] = 'max-tokens';
+    let nextLogits = prefillLogits;
+    let firstTokenAt = 0;
+    let decodeMs = 0;
+    for (let step = 0; step < options.maxNewTokens; step++) {
+      if (options.signal?.aborted) {
+        stopReason = 'cancelled';
+        break;
+      }
+      const token = sample(nextLogits);
+      tokenIds.push(token);
+      if (step === 0) firstTokenAt = performance.now();
+      options.onToken?.(token);
+      if (stopTokens.includes(token)) {
+        stopReason = 'stop-token';
+        break;
+      }
+      if (step === options.maxNewTokens - 1) break;
+      // Every generated token continues the original numbering, whatever reduction removed.
+      const embeddedToken = await this.embed([token], embedSegments[0]);
+      let hidden: TokenState = { ...embeddedToken, positions: Int32Array.of(promptLength + step) };
+      for (const segment of decoderSegments) {
+        const outputs = await this.runDecoderSegment(segment, hidden, cache);
+        if (segment.end === this.towers.decoder.blocks.length) nextLogits = outputs[LOGITS].data as Float32Array;
+        else hidden = { ...hidden, hidden: outputs[HIDDEN].data as Float32Array };
+      }
+      decodeMs = performance.now() - firstTokenAt;
+    }
+    if (tokenIds.length <= 1) decodeMs = 0;
+    return {
+      tokenIds,
+      stopReason,
+      prefillLogits,
+      visualTokens: features.map((f) => ({ original: this.unreducedFeatureCount, atDecoder: f.count })),
+      promptTokens: promptLength,
+      steps,
+      cacheLengths,
+      timings: { visionMs, prefillMs, firstTokenAt, decodeMs },
+    };
+  }
+
+  /** Runs the vision tower (with its hooks) on one image's pixels; returns the projected features. */
+  private async encodeImage(pixels: Float32Array, segments: Segment[], hooks: Map<HookSite, ReductionHook>, image: number, steps: StepStat[]): Promise<TokenState> {
+    const { imageSize } = this.config.vision;
+    const { grid } = this.towers;
+    const patches = grid.rows * grid.cols;
+    let state: TokenState = {
+      hidden: new Float32Array(0),
+      count: patches + 1,
+      width: this.config.vision.hiddenSize,
+      sizes: new Float32Array(patches + 1).fill(1),
+      positions: Int32Array.from({ length: patches + 1 }, (_, i) => i),
+      spans: [{ start: 1, count: patches, grid, patchOwner: Int32Array.from({ length: patches }, (_, i) => i + 1) }],
+    };
+    for (const segment of segments) {
+      const input = segment.start === 0
+        ? new ort.Tensor('float32', pixels, [3, imageSize, imageSize])
+        : new ort.Tensor('float32', state.hidden, [state.count, state.width]);
+      const outputs = await segment.session.run({ [segment.graph.inputName]: input });
+      const hidden = outputs[segment.graph.outputName].data as Float32Array;
+      if (segment.end === this.towers.vision.blocks.length) {
+        state = this.featuresFrom(state, hidden);
+        const hook = hooks.get('projector');
+        if (hook) state = runHook(hook, state, outputs, false, steps, image);
+      } else {
+        state = { ...state, hidden };
+        const hook = hooks.get(segment.site as HookSite);
+        if (hook) state = runHook(hook, state, outputs, true, steps, image);
+      }
+    }
+    return state;
+  }
+
+  /** The tower's output tokens: [CLS] dropped under the 'default' strategy, widths now the decoder's. */
+  private featuresFrom(state: TokenState, hidden: Float32Array): TokenState {
+    const width = this.config.text.hiddenSize;
+    const count = hidden.length / width;
+    const dropped = state.count - count;
+    const span = state.spans[0];
+    return {
+      hidden,
+      count,
+      width,
+      sizes: state.sizes.slice(dropped),
+      positions: Int32Array.from({ length: count }, (_, i) => i),
+      spans: [{ start: 0, count, grid: span.grid, patchOwner: span.patchOwner.map((owner) => (owner < 0 ? -1 : owner - dropped)) }],
+    };
+  }
+
+  private async embed(ids: readonly number[], segment: Segment): Promise<TokenState> {
+    const imageToken = this.config.imageTokenId;
+    // Image placeholders are replaced by features; look up a harmless row for them.
+    const lookup = BigInt64Array.from(ids, (id) => BigInt(id === imageToken ? 0 : id));
+    const outputs = await segment.session.run({ [segment.graph.inputName]: new ort.Tensor('int64', lookup, [ids.length]) });
+    const width = this.config.text.hiddenSize;
+    return {
+      hidden: outputs[segment.graph.outputName].data as Float32Array,
+      count: ids.length,
+      width,
+      sizes: new Float32Array(ids.length).fill(1),
+      positions: Int32Array.from({ length: ids.length }, (_, i) => i),
+      spans: [],
+    };
+  }
+
+  private async runDecoderSegment(segment: Segment, state: TokenState, cache: KvCache): Promise<ort.InferenceSession.OnnxValueMapType> {
+    const feeds: Record<string, ort.Tensor> = {
+      [segment.graph.inputName]: new ort.Tensor('float32', state.hidden, [state.count, state.width]),
+      ...cache.feeds(segment.graph.cacheLayers),
+    };
+    if (segment.graph.usesPositions) feeds[POSITIONS] = new ort.Tensor('int64', BigInt64Array.from(state.positions, (p) => BigInt(p)), [state.count]);
+    const outputs = await segment.session.run(feeds);
+    cache.update(segment.graph.cacheLayers, outputs);
+    return outputs;
+  }
+}
+
+/** Calls a hook on the state a segment left, with the attention it asked for, and records the step. */
+function runHook(hook: ReductionHook, state: TokenState, outputs: ort.InferenceSession.OnnxValueMapType, hasClassToken: boolean, steps: StepStat[], image?: number): TokenState {
+  const attention = outputs[ATTENTION]?.data as Float32Array | undefined;
+  const meanKeys = outputs[MEAN_KEYS]?.data as Float32Array | undefined;
+  const keyCount = outputs[ATTENTION] ? outputs[ATTENTION].dims[1] : state.count;
+  const view: SiteView = { ...state, site: hook.site, attention, meanKeys, keyCount, hasClassToken };
+  const started = performance.now();
+  const reduced = hook.reduce(view);
+  const ms = performance.now() - started;
+  validateTokenState(reduced, hook.site, state.width);
+  const visual = (s: TokenState) => s.spans.reduce((sum, span) => sum + span.count, 0);
+  steps.push({ site: hook.site, ...(image !== undefined ? { image } : {}), tokensBefore: visual(state), tokensAfter: visual(reduced), ms });
+  return reduced;
+}
+
+/** Replaces each image placeholder in the embedded prompt by that image's feature rows. */
+function spliceImages(text: TokenState, ids: readonly number[], imageTokenId: number, images: TokenState[]): TokenState {
+  const placeholders = ids.flatMap((id, i) => (id === imageTokenId ? [i] : []));
+  if (placeholders.length !== images.length) {
+    throw new FicocoError(`The prompt has ${placeholders.length} image placeholder(s) but ${images.length} image(s) were given.`, 'input');
+  }
+  const { width } = text;
+  const count = text.count - images.length + images.reduce((sum, image) => sum + image.count, 0);
+  const hidden = new Float32Array(count * width);
+  const sizes = new Float32Array(count);
+  const spans: TokenState['spans'] = [];
+  let out = 0;
+  let nextImage = 0;
+  for (let i = 0; i < text.count; i++) {
+    if (nextImage < images.length && i === placeholders[nextImage]) {
+      const image = images[nextImage++];
+      hidden.set(image.hidden, out * width);
+      sizes.set(image.sizes, out);
+      const span = image.spans[0];
+      spans.push({ start: out + span.start, count: span.count, grid: span.grid, patchOwner: span.patchOwner.map((owner) => (owner < 0 ? -1 : owner + out)) });
+      out += image.count;
+    } else {
+      hidden.set(text.hidden.subarray(i * width, (i + 1) * width), out * width);
+      sizes[out] = 1;
+      out++;
+    }
+  }
+  return { hidden, count, width, sizes, positions: Int32Array.from({ length: count }, (_, i) => i), spans };
+}
+
+/** The one real folder every weight file lives in (ORT resolves external data against it). */
+function commonFolder(files: readonly string[], modelDir: string): string {
+  const folders = new Set(files.map((file) => path.dirname(file)));
+  if (folders.size !== 1) {
+    throw new FicocoError(`The weight files of ${modelDir} live in different folders (${[...folders].join(', ')}); put them in one folder.`, 'weights');
+  }
+  return [...folders][0];
+}
+
+function readJson(file: string): unknown {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new FicocoError(`${file} is not valid JSON (${error instanceof Error ? error.message : String(error)}).`, 'config');
+  }
+}

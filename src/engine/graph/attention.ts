@@ -1,0 +1,73 @@
+import type { AttentionNeeds } from '../../reduction/tokenState';
+import { GraphBuilder } from './builder';
+import { Linear, applyRotary, causalBias, linear, mergeHeads, repeatKvHeads, splitHeads } from './ops';
+
+export interface AttentionWeights {
+  q: Linear;
+  k: Linear;
+  v: Linear;
+  o: Linear;
+}
+
+export interface AttentionShape {
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+}
+
+/** What a reduction hook asked to see from this layer's attention. */
+export type AttentionExposure = AttentionNeeds;
+
+export interface AttentionOptions {
+  rotary?: { cos: string; sin: string };
+  /** cached keys / values of earlier tokens, [kvHeads, past, headDim] */
+  past?: { keys: string; values: string };
+  causal: boolean;
+  expose?: AttentionExposure;
+}
+
+export interface AttentionResult {
+  out: string;
+  /** all keys / values this layer attended to (past + new), [kvHeads, total, headDim]: the next KV cache */
+  keys: string;
+  values: string;
+  attention?: string;
+  meanKeys?: string;
+}
+
+/** softmax(q·kᵀ/√d + mask)·v over heads, then the output projection. x is the normed input [tokens, hidden]. */
+export function attention(g: GraphBuilder, x: string, w: AttentionWeights, shape: AttentionShape, options: AttentionOptions, hint: string): AttentionResult {
+  const { heads, kvHeads, headDim } = shape;
+  let queries = splitHeads(g, linear(g, x, w.q, `${hint}.q_proj`), heads, headDim, `${hint}.q`);
+  let keys = splitHeads(g, linear(g, x, w.k, `${hint}.k_proj`), kvHeads, headDim, `${hint}.k`);
+  let values = splitHeads(g, linear(g, x, w.v, `${hint}.v_proj`), kvHeads, headDim, `${hint}.v`);
+  if (options.rotary) {
+    queries = applyRotary(g, queries, options.rotary, headDim, `${hint}.q_rope`);
+    keys = applyRotary(g, keys, options.rotary, headDim, `${hint}.k_rope`);
+  }
+  if (options.past) {
+    keys = g.op('Concat', [options.past.keys, keys], `${hint}.keys`, { axis: 1 });
+    values = g.op('Concat', [options.past.values, values], `${hint}.values`, { axis: 1 });
+  }
+  const groups = heads / kvHeads;
+  const repeatedKeys = repeatKvHeads(g, keys, kvHeads, groups, headDim, `${hint}.k_rep`);
+  const repeatedValues = repeatKvHeads(g, values, kvHeads, groups, headDim, `${hint}.v_rep`);
+
+  const scaledQueries = g.op('Mul', [queries, g.scalar(`scale.${headDim}`, 1 / Math.sqrt(headDim))], `${hint}.q_scaled`);
+  const logits = g.op('MatMul', [scaledQueries, g.op('Transpose', [repeatedKeys], `${hint}.kT`, { perm: [0, 2, 1] })], `${hint}.logits`);
+  const masked = options.causal ? g.op('Add', [logits, causalBias(g, queries, keys, `${hint}.mask`)], `${hint}.masked`) : logits;
+  const probs = g.op('Softmax', [masked], `${hint}.probs`, { axis: -1 });
+  const context = mergeHeads(g, g.op('MatMul', [probs, repeatedValues], `${hint}.ctx_h`), `${hint}.ctx`);
+  const out = linear(g, context, w.o, `${hint}.out`);
+
+  const result: AttentionResult = { out, keys, values };
+  const exposure = options.expose ?? {};
+  if (exposure.attention) {
+    const source = exposure.attention === 'logits' ? logits : probs;
+    result.attention = g.op('ReduceMean', [source], `${hint}.attention_mean`, { axes: [0], keepdims: 0 });
+  }
+  if (exposure.keys) {
+    result.meanKeys = g.op('ReduceMean', [keys], `${hint}.keys_mean`, { axes: [0], keepdims: 0 });
+  }
+  return result;
+}

@@ -1,0 +1,169 @@
+import { onnx } from 'onnx-proto';
+
+/** ONNX element types used by the engine (onnx.TensorProto.DataType). */
+export const ElemType = {
+  float32: 1,
+  int32: 6,
+  int64: 7,
+  float16: 10,
+  bfloat16: 16,
+} as const;
+export type ElemType = (typeof ElemType)[keyof typeof ElemType];
+
+/** A dimension: a fixed size, or a named symbolic one (e.g. 'seq'). */
+export type Dim = number | string;
+
+export type AttributeValue = number | number[] | string | { float: number } | onnx.ITensorProto;
+
+/** Where an initializer's bytes live: a file (relative to the weights folder) and a byte range. */
+export interface ExternalBytes {
+  location: string;
+  offset: number;
+  length: number;
+}
+
+/**
+ * A small typed builder over onnx-proto. Every value is named; names carry the layer
+ * (`vision.l12.attn.logits`) so a dumped graph reads like the model.
+ */
+export class GraphBuilder {
+  private readonly nodes: onnx.INodeProto[] = [];
+  private readonly initializers: onnx.ITensorProto[] = [];
+  private readonly inputs: onnx.IValueInfoProto[] = [];
+  private readonly outputs: onnx.IValueInfoProto[] = [];
+  private readonly usedNames = new Set<string>();
+  private readonly constantCache = new Map<string, string>();
+
+  constructor(readonly name: string) {}
+
+  /** A fresh value name based on `hint`; hints already used get a numeric suffix. */
+  fresh(hint: string): string {
+    let name = hint;
+    for (let i = 1; this.usedNames.has(name); i++) name = `${hint}_${i}`;
+    this.usedNames.add(name);
+    return name;
+  }
+
+  input(name: string, elemType: ElemType, dims: Dim[]): string {
+    this.usedNames.add(name);
+    this.inputs.push(valueInfo(name, elemType, dims));
+    return name;
+  }
+
+  /** Declares `value` as a graph output called `name` (adds an Identity when the names differ). */
+  output(name: string, value: string, elemType: ElemType, dims: Dim[]): void {
+    if (value !== name) {
+      this.usedNames.add(name);
+      this.nodes.push({ opType: 'Identity', input: [value], output: [name], name: `${name}.identity` });
+    }
+    this.outputs.push(valueInfo(name, elemType, dims));
+  }
+
+  /** Adds one node with a single output and returns the output's name. */
+  op(opType: string, inputs: string[], hint: string, attributes: Record<string, AttributeValue> = {}, domain = ''): string {
+    return this.opMulti(opType, inputs, [hint], attributes, domain)[0];
+  }
+
+  opMulti(opType: string, inputs: string[], hints: string[], attributes: Record<string, AttributeValue> = {}, domain = ''): string[] {
+    const output = hints.map((hint) => this.fresh(hint));
+    this.nodes.push({
+      opType,
+      domain,
+      input: inputs,
+      output,
+      name: output[0],
+      attribute: Object.entries(attributes).map(([key, value]) => attribute(key, value)),
+    });
+    return output;
+  }
+
+  /** An initializer whose bytes stay in a weights file (ONNX external data: no copy). */
+  externalInitializer(name: string, elemType: ElemType, dims: number[], bytes: ExternalBytes): string {
+    const unique = this.fresh(name);
+    this.initializers.push({
+      name: unique,
+      dataType: elemType,
+      dims,
+      dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+      externalData: [
+        { key: 'location', value: bytes.location },
+        { key: 'offset', value: String(bytes.offset) },
+        { key: 'length', value: String(bytes.length) },
+      ],
+    });
+    return unique;
+  }
+
+  /** A small constant tensor embedded in the graph; identical constants are shared. */
+  constant(hint: string, values: Float32Array | BigInt64Array, dims: number[]): string {
+    const isFloat = values instanceof Float32Array;
+    const key = `${isFloat ? 'f' : 'i'}:${dims.join(',')}:${Array.from(values as ArrayLike<number | bigint>).join(',')}`;
+    const cached = this.constantCache.get(key);
+    if (cached) return cached;
+    const name = this.fresh(hint);
+    this.initializers.push({
+      name,
+      dataType: isFloat ? ElemType.float32 : ElemType.int64,
+      dims,
+      rawData: new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength)),
+    });
+    this.constantCache.set(key, name);
+    return name;
+  }
+
+  int64s(hint: string, values: number[]): string {
+    return this.constant(hint, BigInt64Array.from(values.map(BigInt)), [values.length]);
+  }
+
+  scalar(hint: string, value: number): string {
+    return this.constant(hint, Float32Array.of(value), []);
+  }
+
+  build(opsetVersion = 17): Uint8Array {
+    const model = onnx.ModelProto.create({
+      irVersion: 8,
+      producerName: 'ficoco-vision',
+      opsetImport: [
+        { domain: '', version: opsetVersion },
+        { domain: 'com.microsoft', version: 1 },
+      ],
+      graph: {
+        name: this.name,
+        node: this.nodes,
+        initializer: this.initializers,
+        input: this.inputs,
+        output: this.outputs,
+      },
+    });
+    return onnx.ModelProto.encode(model).finish();
+  }
+}
+
+function valueInfo(name: string, elemType: ElemType, dims: Dim[]): onnx.IValueInfoProto {
+  return {
+    name,
+    type: {
+      tensorType: {
+        elemType,
+        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+      },
+    },
+  };
+}
+
+function attribute(name: string, value: AttributeValue): onnx.IAttributeProto {
+  const { AttributeType } = onnx.AttributeProto;
+  if (typeof value === 'number') {
+    return { name, type: AttributeType.INT, i: value };
+  }
+  if (typeof value === 'string') {
+    return { name, type: AttributeType.STRING, s: new TextEncoder().encode(value) };
+  }
+  if (Array.isArray(value)) {
+    return { name, type: AttributeType.INTS, ints: value };
+  }
+  if ('float' in value) {
+    return { name, type: AttributeType.FLOAT, f: value.float };
+  }
+  return { name, type: AttributeType.TENSOR, t: value };
+}

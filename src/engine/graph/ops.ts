@@ -1,0 +1,93 @@
+import { GraphBuilder } from './builder';
+
+/** The building blocks every architecture file composes. Activations are 2-D [tokens, features] (batch 1). */
+
+export interface Linear {
+  /** [out, in], as PyTorch stores it */
+  weight: string;
+  bias?: string;
+}
+
+/** y = x·Wᵀ + b */
+export function linear(g: GraphBuilder, x: string, layer: Linear, hint: string): string {
+  const inputs = layer.bias ? [x, layer.weight, layer.bias] : [x, layer.weight];
+  return g.op('Gemm', inputs, hint, { transB: 1 });
+}
+
+/** y = (x − mean) / √(var + ε) · w + b over the last axis */
+export function layerNorm(g: GraphBuilder, x: string, weight: string, bias: string, eps: number, hint: string): string {
+  return g.op('LayerNormalization', [x, weight, bias], hint, { axis: -1, epsilon: { float: eps } });
+}
+
+/** y = x / √(mean(x²) + ε) · w */
+export function rmsNorm(g: GraphBuilder, x: string, weight: string, eps: number, hint: string): string {
+  return g.op('SimplifiedLayerNormalization', [x, weight], hint, { axis: -1, epsilon: { float: eps } });
+}
+
+export type Activation = 'quick_gelu' | 'gelu' | 'gelu_tanh' | 'silu';
+
+export function activation(g: GraphBuilder, x: string, kind: Activation, hint: string): string {
+  switch (kind) {
+    case 'quick_gelu': // x·σ(1.702x)
+      return g.op('QuickGelu', [x], hint, { alpha: { float: 1.702 } }, 'com.microsoft');
+    case 'gelu': // x·Φ(x), exact erf form
+      return g.op('Gelu', [x], hint, {}, 'com.microsoft');
+    case 'gelu_tanh': // tanh approximation of gelu
+      return g.op('FastGelu', [x], hint, {}, 'com.microsoft');
+    case 'silu': // x·σ(x)
+      return g.op('Mul', [x, g.op('Sigmoid', [x], `${hint}.sigmoid`)], hint);
+  }
+}
+
+/** [tokens, heads·d] → [heads, tokens, d] */
+export function splitHeads(g: GraphBuilder, x: string, heads: number, headDim: number, hint: string): string {
+  const shaped = g.op('Reshape', [x, g.int64s('shape.heads', [0, heads, headDim])], `${hint}.bhd`);
+  return g.op('Transpose', [shaped], hint, { perm: [1, 0, 2] });
+}
+
+/** [heads, tokens, d] → [tokens, heads·d] */
+export function mergeHeads(g: GraphBuilder, x: string, hint: string): string {
+  const transposed = g.op('Transpose', [x], `${hint}.thd`, { perm: [1, 0, 2] });
+  return g.op('Reshape', [transposed, g.int64s('shape.merge', [0, -1])], hint);
+}
+
+/** [kvHeads, T, d] → [kvHeads·groups, T, d], each kv head repeated for its group of query heads (GQA) */
+export function repeatKvHeads(g: GraphBuilder, x: string, kvHeads: number, groups: number, headDim: number, hint: string): string {
+  if (groups === 1) return x;
+  const unsqueezed = g.op('Unsqueeze', [x, g.int64s('axes.1', [1])], `${hint}.unsq`);
+  const length = g.op('Slice', [g.op('Shape', [x], `${hint}.shape`), g.int64s('i.1', [1]), g.int64s('i.2', [2])], `${hint}.len`);
+  const expandShape = g.op('Concat', [g.int64s(`kv.${kvHeads}.${groups}`, [kvHeads, groups]), length, g.int64s(`d.${headDim}`, [headDim])], `${hint}.eshape`, { axis: 0 });
+  const expanded = g.op('Expand', [unsqueezed, expandShape], `${hint}.exp`);
+  return g.op('Reshape', [expanded, g.int64s(`shape.rep.${kvHeads * groups}`, [kvHeads * groups, -1, headDim])], hint);
+}
+
+/** Rotary tables for integer positions: cos, sin of pos·θ_i with θ_i = base^(−2i/d), each [tokens, d] */
+export function rotaryTables(g: GraphBuilder, positions: string, invFreq: Float32Array): { cos: string; sin: string } {
+  const pos = g.op('Unsqueeze', [g.op('Cast', [positions], 'rope.pos_f', { to: 1 }), g.int64s('axes.1', [1])], 'rope.pos_col');
+  const inv = g.constant('rope.inv_freq', invFreq, [1, invFreq.length]);
+  const freqs = g.op('Mul', [pos, inv], 'rope.freqs');
+  const angles = g.op('Concat', [freqs, freqs], 'rope.angles', { axis: 1 });
+  return { cos: g.op('Cos', [angles], 'rope.cos'), sin: g.op('Sin', [angles], 'rope.sin') };
+}
+
+/** x·cos + rotate_half(x)·sin, with rotate_half(x) = [−x₂, x₁] (HF convention); x is [heads, tokens, d] */
+export function applyRotary(g: GraphBuilder, x: string, tables: { cos: string; sin: string }, headDim: number, hint: string): string {
+  const half = headDim / 2;
+  const first = g.op('Slice', [x, g.int64s('i.0', [0]), g.int64s(`i.${half}`, [half]), g.int64s('axes.2', [2])], `${hint}.x1`);
+  const second = g.op('Slice', [x, g.int64s(`i.${half}`, [half]), g.int64s(`i.${headDim}`, [headDim]), g.int64s('axes.2', [2])], `${hint}.x2`);
+  const rotated = g.op('Concat', [g.op('Neg', [second], `${hint}.negx2`), first], `${hint}.rot`, { axis: 2 });
+  return g.op('Add', [g.op('Mul', [x, tables.cos], `${hint}.xcos`), g.op('Mul', [rotated, tables.sin], `${hint}.rsin`)], hint);
+}
+
+/** Additive causal bias [q, kv] for queries that are the last q of kv positions: −1e9 where key j > past + i. */
+export function causalBias(g: GraphBuilder, queries: string, keys: string, hint: string): string {
+  const queryCount = g.op('Squeeze', [g.op('Slice', [g.op('Shape', [queries], `${hint}.qs`), g.int64s('i.1', [1]), g.int64s('i.2', [2])], `${hint}.ql1`)], `${hint}.ql`);
+  const keyCount = g.op('Squeeze', [g.op('Slice', [g.op('Shape', [keys], `${hint}.ks`), g.int64s('i.1', [1]), g.int64s('i.2', [2])], `${hint}.kl1`)], `${hint}.kl`);
+  const zero = g.constant('i64.0', BigInt64Array.of(0n), []);
+  const one = g.constant('i64.1', BigInt64Array.of(1n), []);
+  const past = g.op('Sub', [keyCount, queryCount], `${hint}.past`);
+  const lastVisible = g.op('Unsqueeze', [g.op('Add', [g.op('Range', [zero, queryCount, one], `${hint}.qi`), past], `${hint}.last`), g.int64s('axes.1', [1])], `${hint}.lastcol`);
+  const keyIndex = g.op('Unsqueeze', [g.op('Range', [zero, keyCount, one], `${hint}.ki`), g.int64s('axes.0', [0])], `${hint}.kirow`);
+  const hidden = g.op('Greater', [keyIndex, lastVisible], `${hint}.hidden`);
+  return g.op('Where', [hidden, g.scalar('mask.neg', -1e9), g.scalar('f.0', 0)], hint);
+}

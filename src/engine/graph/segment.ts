@@ -1,0 +1,145 @@
+import * as path from 'node:path';
+import { FicocoError } from '../errors';
+import type { TensorLocation } from '../weights/safetensors';
+import { AttentionExposure } from './attention';
+import { Dim, ElemType, GraphBuilder } from './builder';
+import { rotaryTables } from './ops';
+
+/**
+ * A model is a few towers (vision, token embedding, decoder); a tower is a list of blocks
+ * (`vision.l3.attn`, `vision.l3.mlp`, …). A segment is a contiguous run of blocks built into one
+ * ONNX graph; reduction hooks run between segments.
+ */
+export interface Tower {
+  readonly name: string;
+  readonly input: { name: string; elemType: ElemType; dims: Dim[] };
+  readonly output: { name: string; dims: Dim[] };
+  readonly blocks: readonly Block[];
+}
+
+export interface Block {
+  /** e.g. 'vision.l3.attn' */
+  readonly id: string;
+  /** the hook site right after this block, e.g. 'vision:3' */
+  readonly site?: string;
+  /** width of the hidden state this block outputs */
+  readonly width: number;
+  /** the decoder layer whose KV cache this block reads and extends */
+  readonly cacheLayer?: number;
+  emit(scope: SegmentScope, x: string, expose?: AttentionExposure): BlockOutput;
+}
+
+export interface BlockOutput {
+  hidden: string;
+  attention?: string;
+  meanKeys?: string;
+}
+
+/** What a block may ask of the graph it is being built into. */
+export interface SegmentScope {
+  readonly g: GraphBuilder;
+  readonly computeType: ElemType;
+  /** the tensor as a graph value in the compute type (external data, cast if stored otherwise) */
+  weight(tensor: TensorLocation): string;
+  /** token positions [tokens] int64, a graph input */
+  positions(): string;
+  /** rotary cos/sin tables for the positions, built once per segment */
+  rotary(invFreq: Float32Array): { cos: string; sin: string };
+  /** this layer's cached keys/values as graph inputs; `store` declares the extended cache as outputs */
+  cache(layer: number): { keys: string; values: string; store(keys: string, values: string): void };
+}
+
+export interface SegmentGraph {
+  bytes: Uint8Array;
+  inputName: string;
+  outputName: string;
+  usesPositions: boolean;
+  /** decoder layers whose cache goes in as `past.l{i}.keys|values` and out as `present.l{i}.keys|values` */
+  cacheLayers: number[];
+  exposes: AttentionExposure;
+}
+
+export const HIDDEN = 'hidden';
+export const POSITIONS = 'positions';
+export const ATTENTION = 'attention';
+export const MEAN_KEYS = 'mean_keys';
+export const pastName = (layer: number, part: 'keys' | 'values') => `past.l${layer}.${part}`;
+export const presentName = (layer: number, part: 'keys' | 'values') => `present.l${layer}.${part}`;
+
+const STORED_TYPES: Record<string, ElemType> = { F32: ElemType.float32, F16: ElemType.float16, BF16: ElemType.bfloat16 };
+
+/** Builds blocks [start, end) of a tower into one graph; `expose` applies to the last block. */
+export function buildSegment(tower: Tower, start: number, end: number, computeType: ElemType, expose: AttentionExposure = {}): SegmentGraph {
+  const g = new GraphBuilder(`${tower.name}[${start},${end})`);
+  const first = start === 0;
+  const last = end === tower.blocks.length;
+  const inputName = first ? tower.input.name : HIDDEN;
+  const declared = first
+    ? g.input(tower.input.name, tower.input.elemType, tower.input.dims)
+    : g.input(HIDDEN, ElemType.float32, ['tokens', tower.blocks[start - 1].width]);
+  // Segments talk float32 at their edges so hooks and callers never see the compute type.
+  const floatInput = !first || tower.input.elemType === ElemType.float32;
+  const x0 = floatInput && computeType !== ElemType.float32 ? g.op('Cast', [declared], 'segment.input', { to: computeType }) : declared;
+
+  const weights = new Map<string, string>();
+  let positions: string | undefined;
+  let rotary: { cos: string; sin: string } | undefined;
+  const cacheLayers: number[] = [];
+
+  const scope: SegmentScope = {
+    g,
+    computeType,
+    weight(tensor) {
+      const known = weights.get(tensor.name);
+      if (known) return known;
+      const storedType = STORED_TYPES[tensor.dtype];
+      if (storedType === undefined) {
+        throw new FicocoError(`${tensor.name} is stored as ${tensor.dtype}; weights must be F32, F16 or BF16.`, 'weights');
+      }
+      const stored = g.externalInitializer(tensor.name, storedType, tensor.shape, {
+        location: path.basename(tensor.file),
+        offset: tensor.byteOffset,
+        length: tensor.byteLength,
+      });
+      const value = storedType === computeType ? stored : g.op('Cast', [stored], `${tensor.name}.cast`, { to: computeType });
+      weights.set(tensor.name, value);
+      return value;
+    },
+    positions() {
+      positions ??= g.input(POSITIONS, ElemType.int64, ['tokens']);
+      return positions;
+    },
+    rotary(invFreq) {
+      rotary ??= rotaryTables(g, scope.positions(), invFreq);
+      return rotary;
+    },
+    cache(layer) {
+      cacheLayers.push(layer);
+      const dims: Dim[] = ['kv_heads', `past_l${layer}`, 'head_dim'];
+      return {
+        keys: g.input(pastName(layer, 'keys'), computeType, dims),
+        values: g.input(pastName(layer, 'values'), computeType, dims),
+        store(keys, values) {
+          g.output(presentName(layer, 'keys'), keys, computeType, ['kv_heads', `total_l${layer}`, 'head_dim']);
+          g.output(presentName(layer, 'values'), values, computeType, ['kv_heads', `total_l${layer}`, 'head_dim']);
+        },
+      };
+    },
+  };
+
+  let x = x0;
+  let exposed: BlockOutput = { hidden: x0 };
+  for (let i = start; i < end; i++) {
+    exposed = tower.blocks[i].emit(scope, x, i === end - 1 ? expose : undefined);
+    x = exposed.hidden;
+  }
+  const asFloat32 = (value: string) => (computeType === ElemType.float32 ? value : g.op('Cast', [value], `${value}.f32`, { to: ElemType.float32 }));
+  const outputName = last ? tower.output.name : HIDDEN;
+  g.output(outputName, asFloat32(x), ElemType.float32, last ? tower.output.dims : ['tokens', tower.blocks[end - 1].width]);
+  if (exposed.attention) g.output(ATTENTION, asFloat32(exposed.attention), ElemType.float32, ['tokens', 'keys']);
+  if (exposed.meanKeys) g.output(MEAN_KEYS, asFloat32(exposed.meanKeys), ElemType.float32, ['keys', 'head_dim']);
+  if ((expose.attention && !exposed.attention) || (expose.keys && !exposed.meanKeys)) {
+    throw new Error(`block ${tower.blocks[end - 1].id} cannot expose attention; hooks must follow an attention block`);
+  }
+  return { bytes: g.build(), inputName, outputName, usesPositions: positions !== undefined, cacheLayers, exposes: expose };
+}

@@ -1,0 +1,59 @@
+import { decompressFrame, parseGIF, type ParsedFrameWithoutPatch } from 'gifuct-js';
+import { FicocoError } from '../errors';
+import { reasonOf, TRUNCATED, undecodable, type RgbImage } from './rgb-image';
+
+type Rgb = [number, number, number];
+
+interface FirstFrame {
+  screenWidth: number;
+  screenHeight: number;
+  frame: ParsedFrameWithoutPatch | undefined;
+  /** The local palette if the frame has one, else the global one, else none. */
+  palette: Rgb[] | undefined;
+}
+
+/**
+ * Decodes the first frame of a GIF the way PIL 9.4 loads frame 0 and converts it to RGB:
+ * the canvas starts filled with the transparent index (or index 0), the frame's indices are
+ * written into their rectangle unblended, then every index is looked up in the palette.
+ */
+export function decodeGif(bytes: Uint8Array, sourceName: string): RgbImage {
+  const { screenWidth: width, screenHeight: height, frame, palette } = readFirstFrame(bytes, sourceName);
+  if (!frame) throw undecodable(sourceName, 'GIF', 'the file holds no image frame');
+  const { left, top, width: frameWidth, height: frameHeight } = frame.dims;
+  if (frame.pixels.length < frameWidth * frameHeight) throw undecodable(sourceName, 'GIF', TRUNCATED);
+
+  const indices = new Uint8Array(width * height).fill(frame.transparentIndex ?? 0);
+  for (let y = Math.max(0, top); y < Math.min(height, top + frameHeight); y++) {
+    for (let x = Math.max(0, left); x < Math.min(width, left + frameWidth); x++) {
+      indices[y * width + x] = frame.pixels[(y - top) * frameWidth + (x - left)];
+    }
+  }
+  return lookUpPalette(indices, width, height, palette);
+}
+
+function readFirstFrame(bytes: Uint8Array, sourceName: string): FirstFrame {
+  try {
+    const gif = parseGIF(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer);
+    const first = gif.frames.find((block) => 'image' in block);
+    const frame = first && 'image' in first ? decompressFrame(first, gif.gct, false) : undefined;
+    const hasLocalPalette = first && 'image' in first && first.image.descriptor.lct.exists;
+    const palette = hasLocalPalette ? frame?.colorTable : gif.lsd.gct.exists ? gif.gct : undefined;
+    return { screenWidth: gif.lsd.width, screenHeight: gif.lsd.height, frame, palette };
+  } catch (error) {
+    if (error instanceof FicocoError) throw error;
+    // The parser reads past the end of a cut-off file and fails with a range error.
+    const reason = error instanceof RangeError ? TRUNCATED : reasonOf(error);
+    throw undecodable(sourceName, 'GIF', reason);
+  }
+}
+
+/** Without any palette PIL opens the GIF as grayscale: the index is the gray level. */
+function lookUpPalette(indices: Uint8Array, width: number, height: number, palette: Rgb[] | undefined): RgbImage {
+  const rgb = new Uint8Array(indices.length * 3);
+  for (let i = 0; i < indices.length; i++) {
+    const index = indices[i];
+    rgb.set(palette ? (palette[index] ?? [0, 0, 0]) : [index, index, index], i * 3);
+  }
+  return { width, height, rgb };
+}

@@ -1,0 +1,244 @@
+import { FicocoError } from '../errors';
+import { resizeLikePillow, type ResampleFilter } from './resample';
+import type { RgbImage } from './rgb-image';
+
+type Triple = [number, number, number];
+
+/** How the shorter side, or both sides, are resized (transformers' `size`). */
+export type ResizeTarget = { shortestEdge: number } | { height: number; width: number };
+
+/** The validated subset of preprocessor_config.json that CLIP/SigLIP/LLaVA image processors use. */
+export interface ImagePreprocessorConfig {
+  /** LLaVA's expand2square (LlavaImageProcessor `do_pad`), filled with `padColor`. */
+  padToSquare: boolean;
+  /** `Math.trunc(image_mean * 255)` per channel, as expand2square computes it. */
+  padColor: Triple;
+  /** Undefined when `do_resize` is false. */
+  resize: ResizeTarget | undefined;
+  resample: ResampleFilter;
+  /** Undefined when there is no centre crop. */
+  centerCrop: { height: number; width: number } | undefined;
+  /** Undefined when `do_rescale` is false. */
+  rescaleFactor: number | undefined;
+  /** Undefined when `do_normalize` is false. */
+  normalize: { mean: Triple; std: Triple } | undefined;
+}
+
+export interface PixelValues {
+  /** CHW float32 */
+  pixelValues: Float32Array;
+  channels: 3;
+  height: number;
+  width: number;
+}
+
+const SUPPORTED_PROCESSOR = /^(CLIP|Siglip|Llava)(ImageProcessor|FeatureExtractor)$/;
+const PIL_FILTERS: ReadonlyMap<number, ResampleFilter> = new Map([
+  [0, 'nearest'],
+  [2, 'bilinear'],
+  [3, 'bicubic'],
+]);
+// transformers' CLIPImageProcessor defaults, used when the file leaves a field out.
+const OPENAI_CLIP_MEAN: Triple = [0.48145466, 0.4578275, 0.40821073];
+const OPENAI_CLIP_STD: Triple = [0.26862954, 0.26130258, 0.27577711];
+
+/**
+ * Reads preprocessor_config.json. Missing `do_*` flags default to transformers' CLIPImageProcessor
+ * defaults (resize, rescale, normalise on; pad off; centre crop on when `crop_size` is given).
+ */
+export function parsePreprocessorConfig(json: unknown, sourceName: string): ImagePreprocessorConfig {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    throw new FicocoError(`${sourceName} must hold a JSON object`, 'config');
+  }
+  // Annotated so TypeScript treats `fields.fail(...)` (returns never) as ending the branch.
+  const fields: ConfigFields = new ConfigFields(json as Record<string, unknown>, sourceName);
+  const processorType = fields.optionalString('image_processor_type');
+  if (processorType !== undefined && !SUPPORTED_PROCESSOR.test(processorType)) {
+    fields.fail('image_processor_type', `is "${processorType}"; supported: CLIPImageProcessor, SiglipImageProcessor, LlavaImageProcessor`);
+  }
+  const mean = fields.optionalTriple('image_mean') ?? OPENAI_CLIP_MEAN;
+  const std = fields.optionalTriple('image_std') ?? OPENAI_CLIP_STD;
+  if (std.some((s) => s === 0)) fields.fail('image_std', 'must not contain 0');
+  const resampleCode = fields.optionalNumber('resample') ?? 3;
+  const resample = PIL_FILTERS.get(resampleCode);
+  if (!resample) fields.fail('resample', `is ${resampleCode}; supported: 0 (nearest), 2 (bilinear), 3 (bicubic)`);
+  const hasCrop = fields.has('crop_size');
+  return {
+    padToSquare: fields.optionalBoolean('do_pad') ?? false,
+    padColor: [Math.trunc(mean[0] * 255), Math.trunc(mean[1] * 255), Math.trunc(mean[2] * 255)],
+    resize: (fields.optionalBoolean('do_resize') ?? true) ? fields.resizeTarget('size') : undefined,
+    resample,
+    centerCrop: (fields.optionalBoolean('do_center_crop') ?? hasCrop) ? fields.cropSize('crop_size') : undefined,
+    rescaleFactor: (fields.optionalBoolean('do_rescale') ?? true) ? (fields.optionalNumber('rescale_factor') ?? 1 / 255) : undefined,
+    normalize: (fields.optionalBoolean('do_normalize') ?? true) ? { mean, std } : undefined,
+  };
+}
+
+/**
+ * The model's pixel_values for one image, equal to transformers' slow image processor on PIL:
+ * pad to square, resize (Pillow-exact), centre crop, then rescale and normalise in float32.
+ */
+export function preprocessImage(image: RgbImage, config: ImagePreprocessorConfig): PixelValues {
+  let current = config.padToSquare ? padToSquare(image, config.padColor) : image;
+  if (config.resize) {
+    const { width, height } = resizedSize(current.width, current.height, config.resize);
+    current = resizeLikePillow(current, width, height, config.resample);
+  }
+  if (config.centerCrop) current = centerCrop(current, config.centerCrop.height, config.centerCrop.width);
+  return toNormalizedChw(current, config);
+}
+
+/** LLaVA's expand2square: the image centred (rounded down) on a square of the mean colour. */
+function padToSquare(image: RgbImage, color: Triple): RgbImage {
+  const side = Math.max(image.width, image.height);
+  if (image.width === image.height) return image;
+  const rgb = new Uint8Array(side * side * 3);
+  // Fill one row pixel by pixel, then copy it down: far fewer calls than per-pixel fills.
+  for (let x = 0; x < side; x++) rgb.set(color, x * 3);
+  for (let y = 1; y < side; y++) rgb.copyWithin(y * side * 3, 0, side * 3);
+  const left = (side - image.width) >> 1;
+  const top = (side - image.height) >> 1;
+  const rowBytes = image.width * 3;
+  for (let y = 0; y < image.height; y++) {
+    rgb.set(image.rgb.subarray(y * rowBytes, (y + 1) * rowBytes), ((top + y) * side + left) * 3);
+  }
+  return { width: side, height: side, rgb };
+}
+
+/** transformers' get_resize_output_image_size with default_to_square=False. */
+function resizedSize(width: number, height: number, target: ResizeTarget): { width: number; height: number } {
+  if (!('shortestEdge' in target)) return target;
+  const short = Math.min(width, height);
+  const long = Math.max(width, height);
+  const newLong = Math.trunc((target.shortestEdge * long) / short);
+  return width <= height ? { width: target.shortestEdge, height: newLong } : { width: newLong, height: target.shortestEdge };
+}
+
+/** transformers' center_crop: offsets round down; where the image is smaller, zeros fill in. */
+function centerCrop(image: RgbImage, height: number, width: number): RgbImage {
+  const top = Math.floor((image.height - height) / 2);
+  const left = Math.floor((image.width - width) / 2);
+  const rgb = new Uint8Array(width * height * 3);
+  const firstColumn = Math.max(0, -left);
+  const lastColumn = Math.min(width, image.width - left);
+  for (let y = 0; y < height; y++) {
+    const sourceRow = top + y;
+    if (sourceRow < 0 || sourceRow >= image.height || lastColumn <= firstColumn) continue;
+    const source = (sourceRow * image.width + left + firstColumn) * 3;
+    rgb.set(image.rgb.subarray(source, source + (lastColumn - firstColumn) * 3), (y * width + firstColumn) * 3);
+  }
+  return { width, height, rgb };
+}
+
+/** HWC uint8 → CHW float32 through a 256-entry table per channel (inputs are bytes). */
+function toNormalizedChw(image: RgbImage, config: ImagePreprocessorConfig): PixelValues {
+  const { width, height } = image;
+  const planeSize = width * height;
+  const pixelValues = new Float32Array(planeSize * 3);
+  for (let channel = 0; channel < 3; channel++) {
+    const table = valueTable(channel, config);
+    const plane = channel * planeSize;
+    for (let pixel = 0; pixel < planeSize; pixel++) pixelValues[plane + pixel] = table[image.rgb[pixel * 3 + channel]];
+  }
+  return { pixelValues, channels: 3, height, width };
+}
+
+/**
+ * What each byte value becomes, with numpy's rounding: transformers rescales in float64 then
+ * casts to float32, and normalises in float32 (Math.fround after each operation reproduces that).
+ */
+function valueTable(channel: number, config: ImagePreprocessorConfig): Float32Array {
+  const table = new Float32Array(256);
+  for (let byte = 0; byte < 256; byte++) {
+    let value = config.rescaleFactor === undefined ? byte : Math.fround(byte * config.rescaleFactor);
+    if (config.normalize) {
+      const mean = Math.fround(config.normalize.mean[channel]);
+      const std = Math.fround(config.normalize.std[channel]);
+      value = Math.fround(Math.fround(value - mean) / std);
+    }
+    table[byte] = value;
+  }
+  return table;
+}
+
+/** Typed access to the config's fields, failing with the file and field named. */
+class ConfigFields {
+  constructor(
+    private readonly json: Record<string, unknown>,
+    private readonly sourceName: string,
+  ) {}
+
+  has(field: string): boolean {
+    return this.json[field] !== undefined && this.json[field] !== null;
+  }
+
+  fail(field: string, problem: string): never {
+    throw new FicocoError(`${this.sourceName}: field "${field}" ${problem}`, 'config');
+  }
+
+  optionalBoolean(field: string): boolean | undefined {
+    const value = this.json[field];
+    if (value === undefined || value === null) return undefined;
+    if (typeof value !== 'boolean') this.fail(field, `must be true or false, got ${JSON.stringify(value)}`);
+    return value;
+  }
+
+  optionalNumber(field: string): number | undefined {
+    const value = this.json[field];
+    if (value === undefined || value === null) return undefined;
+    if (typeof value !== 'number' || !Number.isFinite(value)) this.fail(field, `must be a number, got ${JSON.stringify(value)}`);
+    return value;
+  }
+
+  optionalString(field: string): string | undefined {
+    const value = this.json[field];
+    if (value === undefined || value === null) return undefined;
+    if (typeof value !== 'string') this.fail(field, `must be a string, got ${JSON.stringify(value)}`);
+    return value;
+  }
+
+  optionalTriple(field: string): Triple | undefined {
+    const value = this.json[field];
+    if (value === undefined || value === null) return undefined;
+    const isTriple = Array.isArray(value) && value.length === 3 && value.every((v) => typeof v === 'number' && Number.isFinite(v));
+    if (!isTriple) this.fail(field, `must be a list of 3 numbers (one per RGB channel), got ${JSON.stringify(value)}`);
+    return value as Triple;
+  }
+
+  /** `size`: {shortest_edge}, {height, width}, or a bare int meaning shortest_edge (CLIP's convention). */
+  resizeTarget(field: string): ResizeTarget {
+    const value = this.json[field];
+    if (isPositiveInteger(value)) return { shortestEdge: value };
+    const size = this.objectField(field, '{"shortest_edge": N} or {"height": H, "width": W}');
+    if (size.shortest_edge !== undefined) {
+      if (size.longest_edge !== undefined && size.longest_edge !== null) this.fail(field, 'with "longest_edge" is not supported');
+      return { shortestEdge: this.positiveInteger(`${field}.shortest_edge`, size.shortest_edge) };
+    }
+    return { height: this.positiveInteger(`${field}.height`, size.height), width: this.positiveInteger(`${field}.width`, size.width) };
+  }
+
+  /** `crop_size`: {height, width}, or a bare int meaning a square. */
+  cropSize(field: string): { height: number; width: number } {
+    const value = this.json[field];
+    if (isPositiveInteger(value)) return { height: value, width: value };
+    const size = this.objectField(field, '{"height": H, "width": W}');
+    return { height: this.positiveInteger(`${field}.height`, size.height), width: this.positiveInteger(`${field}.width`, size.width) };
+  }
+
+  private objectField(field: string, expected: string): Record<string, unknown> {
+    const value = this.json[field];
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      this.fail(field, `must be ${expected}, got ${JSON.stringify(value)}`);
+    }
+    return value as Record<string, unknown>;
+  }
+
+  private positiveInteger(field: string, value: unknown): number {
+    if (!isPositiveInteger(value)) this.fail(field, `must be a positive integer, got ${JSON.stringify(value)}`);
+    return value;
+  }
+}
+
+function isPositiveInteger(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value > 0;
+}

@@ -1,0 +1,3 @@
+export { ChatTemplate, type ChatContent, type ChatMessage } from './chat-template';
+export { StreamingDecoder } from './streaming-decoder';
+export { TextProcessor, type ImageTokenRef } from './text-processor';

@@ -1,0 +1,38 @@
+import type { TextProcessor } from './text-processor';
+
+const REPLACEMENT_CHARACTER = '\uFFFD';
+
+/**
+ * Turns generated ids into text increments. Decodes a short window (the last emitted token(s) plus the
+ * new ones) and emits only what the new ids added, so decoders that strip a leading space or join
+ * byte-fallback pieces behave as on the whole text, at constant cost per token. Holds back output that
+ * ends in an incomplete UTF-8 sequence (shown by the decoder as U+FFFD) until the next id completes it.
+ */
+export class StreamingDecoder {
+  private readonly ids: number[] = [];
+  /** start of the window that is decoded for context only */
+  private prefixOffset = 0;
+  /** ids before this index have been emitted */
+  private readOffset = 0;
+
+  constructor(private readonly text: TextProcessor) {}
+
+  /** new text since last call; holds back an incomplete UTF-8 sequence / trailing replacement char */
+  push(id: number): string {
+    this.ids.push(id);
+    const prefixText = this.text.decode(this.ids.slice(this.prefixOffset, this.readOffset));
+    const windowText = this.text.decode(this.ids.slice(this.prefixOffset));
+    if (windowText.length <= prefixText.length || windowText.endsWith(REPLACEMENT_CHARACTER)) return '';
+    this.prefixOffset = this.readOffset;
+    this.readOffset = this.ids.length;
+    return windowText.slice(prefixText.length);
+  }
+
+  /** Whatever is still held back (e.g. a sequence the model never completed), at the end of generation. */
+  flush(): string {
+    const prefixText = this.text.decode(this.ids.slice(this.prefixOffset, this.readOffset));
+    const windowText = this.text.decode(this.ids.slice(this.prefixOffset));
+    this.prefixOffset = this.readOffset = this.ids.length;
+    return windowText.slice(prefixText.length);
+  }
+}

@@ -1,0 +1,147 @@
+import path from 'node:path';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { FicocoError } from '../errors';
+import { loadChatTemplate, type ChatMessage, type ChatTemplate, type TemplateTokens } from './chat-template';
+import { isJsonObject, readOptionalJson, tokenContent, type JsonObject } from './json-file';
+
+/** How the model marks the image in the prompt: the id from config.json (image_token_index) or the token text. */
+export type ImageTokenRef = { id: number } | { text: string };
+
+const SPECIAL_TOKEN_KEYS = ['bos_token', 'eos_token', 'pad_token', 'unk_token'] as const;
+
+/** Tokenizer and chat template of a Hugging Face model folder. */
+export class TextProcessor {
+  private constructor(
+    private readonly tokenizer: Tokenizer,
+    private readonly template: ChatTemplate,
+    private readonly templateTokens: TemplateTokens,
+    private readonly tokenizerFile: string,
+    readonly imageTokenId: number,
+    /** eos ids from tokenizer_config.json, generation_config.json and config.json, without duplicates */
+    readonly stopTokenIds: number[],
+  ) {}
+
+  /** Synchronous: everything read is small JSON, and the engine process loads a model before answering anyway. */
+  static load(modelDir: string, imageToken: ImageTokenRef): TextProcessor {
+    const tokenizerFile = path.join(modelDir, 'tokenizer.json');
+    const tokenizerJson = readOptionalJson(modelDir, 'tokenizer.json');
+    if (tokenizerJson === undefined) {
+      throw new FicocoError(`${modelDir} lacks tokenizer.json (the Hugging Face fast tokenizer file); this model folder cannot be used.`, 'model-folder');
+    }
+    const tokenizerConfig = readOptionalJson(modelDir, 'tokenizer_config.json') ?? {};
+    const templateTokens = readTemplateTokens(tokenizerConfig);
+    const tokenizer = createTokenizer(tokenizerJson, tokenizerConfig, templateTokens, tokenizerFile);
+    const template = loadChatTemplate(modelDir, tokenizerConfig);
+    const imageTokenId = resolveImageToken(tokenizer, imageToken, tokenizerFile);
+    const stopTokenIds = collectStopTokenIds(modelDir, tokenizer, templateTokens.eos_token);
+    return new TextProcessor(tokenizer, template, templateTokens, tokenizerFile, imageTokenId, stopTokenIds);
+  }
+
+  /** renders the model's chat template with add_generation_prompt */
+  renderPrompt(messages: ChatMessage[]): string {
+    return this.template.render(messages, this.templateTokens);
+  }
+
+  /** Token ids of `text`, with BOS etc. added as the tokenizer's post-processor says. */
+  encode(text: string): number[] {
+    const { ids, tokens } = this.tokenizer.encode(text);
+    const missing = ids.findIndex((id) => !Number.isInteger(id));
+    if (missing >= 0) {
+      throw new FicocoError(`${this.tokenizerFile} has no id for "${tokens[missing]}" and no unk_token to fall back on; the tokenizer is incomplete.`, 'config');
+    }
+    // Templates that write {{ bos_token }} themselves would otherwise get a second BOS from the post-processor.
+    const bos = this.templateTokens.bos_token;
+    if (bos !== undefined && text.startsWith(bos) && ids.length >= 2 && ids[0] === ids[1] && ids[0] === this.tokenizer.token_to_id(bos)) {
+      return ids.slice(1);
+    }
+    return ids;
+  }
+
+  /** Text of `ids`, special tokens skipped. */
+  decode(ids: number[]): string {
+    if (ids.length === 0) return ''; // tokenizers.js throws on an empty list
+    return this.tokenizer.decode(ids, { skip_special_tokens: true });
+  }
+
+  /** The vocabulary entry of one id, as stored (e.g. "▁world", "Ġworld", "<0xE4>"). */
+  tokenText(id: number): string {
+    const text = this.tokenizer.id_to_token(id);
+    if (text === undefined) {
+      throw new FicocoError(`Token id ${id} is not in the vocabulary of ${this.tokenizerFile}.`, 'input');
+    }
+    return text;
+  }
+}
+
+/** bos/eos/pad/unk as plain strings (tokenizer_config.json may store AddedToken objects). */
+function readTemplateTokens(tokenizerConfig: JsonObject): TemplateTokens {
+  const tokens: TemplateTokens = {};
+  for (const key of SPECIAL_TOKEN_KEYS) {
+    const content = tokenContent(tokenizerConfig[key]);
+    if (content !== undefined) tokens[key] = content;
+  }
+  return tokens;
+}
+
+function createTokenizer(tokenizerJson: JsonObject, tokenizerConfig: JsonObject, tokens: TemplateTokens, tokenizerFile: string): Tokenizer {
+  const model = tokenizerJson['model'];
+  // tokenizers.js has no WordLevel model: it falls back to its Legacy vocab lookup, which takes unk_token
+  // from the config (not from the model) and needs it as a string.
+  const wordLevelUnk = isJsonObject(model) && model['type'] === 'WordLevel' ? tokenContent(model['unk_token']) : undefined;
+  const config = {
+    ...tokenizerConfig,
+    ...tokens,
+    ...(wordLevelUnk === undefined ? {} : { unk_token: wordLevelUnk }),
+    additional_special_tokens: toStringList(tokenizerConfig['additional_special_tokens']),
+  };
+  try {
+    return new Tokenizer({ ...tokenizerJson, added_tokens: tokenizerJson['added_tokens'] ?? [] }, config);
+  } catch (error) {
+    throw new FicocoError(`${tokenizerFile} could not be loaded (${(error as Error).message}); this model folder cannot be used.`, 'config');
+  }
+}
+
+function toStringList(value: unknown): string[] {
+  if (!Array.isArray(value)) return [];
+  return value.map(tokenContent).filter((content): content is string => content !== undefined);
+}
+
+function resolveImageToken(tokenizer: Tokenizer, imageToken: ImageTokenRef, tokenizerFile: string): number {
+  const text = 'id' in imageToken ? tokenizer.id_to_token(imageToken.id) : imageToken.text;
+  const id = 'id' in imageToken ? imageToken.id : tokenizer.token_to_id(imageToken.text);
+  if (text === undefined || id === undefined) {
+    const which = 'id' in imageToken ? `id ${imageToken.id}` : `"${imageToken.text}"`;
+    throw new FicocoError(`The image token ${which} is not in the vocabulary of ${tokenizerFile}; the tokenizer does not belong to this model.`, 'config');
+  }
+  // The prompt marks the image with the token's text, so that text must encode to exactly this one id.
+  const encoded = tokenizer.encode(text, { add_special_tokens: false }).ids;
+  if (encoded.length !== 1 || encoded[0] !== id) {
+    throw new FicocoError(
+      `The image token "${text}" (id ${id}) is not an added token in ${tokenizerFile}: the prompt text "${text}" encodes to [${encoded.join(', ')}], ` +
+        'so the image position would be lost; the tokenizer does not belong to this model.',
+      'config',
+    );
+  }
+  return id;
+}
+
+function collectStopTokenIds(modelDir: string, tokenizer: Tokenizer, eosToken: string | undefined): number[] {
+  const ids: number[] = [];
+  const eosId = eosToken === undefined ? undefined : tokenizer.token_to_id(eosToken);
+  if (eosId !== undefined) ids.push(eosId);
+  const generationConfig = readOptionalJson(modelDir, 'generation_config.json');
+  const config = readOptionalJson(modelDir, 'config.json');
+  // LLaVA configs keep the language model's ids under text_config.
+  const textConfig = isJsonObject(config?.['text_config']) ? config['text_config'] : undefined;
+  for (const source of [generationConfig, config, textConfig]) {
+    ids.push(...eosIdsOf(source));
+  }
+  return [...new Set(ids)];
+}
+
+/** eos_token_id may be a number, a list of numbers, or absent / null. */
+function eosIdsOf(config: JsonObject | undefined): number[] {
+  const value = config?.['eos_token_id'];
+  const list = Array.isArray(value) ? value : [value];
+  return list.filter((id): id is number => Number.isInteger(id));
+}

@@ -1,0 +1,113 @@
+/**
+ * Where a reduction hook runs: `vision:<l>` inside vision layer l (after the attention residual,
+ * before the MLP), `projector` on the projected image features, `llm:<l>` inside decoder layer l
+ * (after the attention residual; that layer's KV cache already holds every token that entered it).
+ */
+export type HookSite = `vision:${number}` | 'projector' | `llm:${number}`;
+
+/** One image's tokens inside the sequence a hook sees. */
+export interface VisualSpan {
+  /** index of the span's first token in the sequence */
+  start: number;
+  count: number;
+  /** the image's patch grid (rows × cols original patches) */
+  grid: { rows: number; cols: number };
+  /** per original patch (raster order): the sequence index of the token that holds it now, or −1 once dropped */
+  patchOwner: Int32Array;
+}
+
+/** A sequence of tokens and what each stands for. Hooks return a new one; they never mutate their input. */
+export interface TokenState {
+  /** [count, width] row-major */
+  hidden: Float32Array;
+  count: number;
+  width: number;
+  /** per token: how many original patches it stands for (1 for text and [CLS]) */
+  sizes: Float32Array;
+  /** per token: the position id rotary embeddings use (kept tokens keep their original positions) */
+  positions: Int32Array;
+  /** the images' tokens, in sequence order; everything else is text (or [CLS] at vision sites) */
+  spans: VisualSpan[];
+}
+
+export interface SiteView extends TokenState {
+  site: HookSite;
+  /** head-averaged attention of this layer [count, keyCount], when the hook asked for it */
+  attention?: Float32Array;
+  /** keys averaged over heads [keyCount, headDim], when asked for */
+  meanKeys?: Float32Array;
+  /** number of keys the attention covers (the layer's whole KV length) */
+  keyCount: number;
+  /** true when index 0 is the vision tower's [CLS] token (vision sites of CLIP) */
+  hasClassToken: boolean;
+}
+
+/** What a hook asks to see from the layer before it. */
+export interface AttentionNeeds {
+  /** head-averaged attention [queries, keys]: pre-softmax scaled logits or softmax probabilities */
+  attention?: 'logits' | 'probs';
+  /** keys averaged over heads [keys, headDim] (ToMe's similarity metric) */
+  keys?: boolean;
+}
+
+/** The contract between the engine and the reduction library: a function of the tokens at one site. */
+export interface ReductionHook {
+  site: HookSite;
+  needs: AttentionNeeds;
+  reduce(view: SiteView): TokenState;
+}
+
+/** The sites a hook list touches, with what each needs; throws on an unknown or duplicate site. */
+export function hooksBySite(hooks: readonly ReductionHook[]): Map<HookSite, ReductionHook> {
+  const bySite = new Map<HookSite, ReductionHook>();
+  for (const hook of hooks) {
+    if (bySite.has(hook.site)) throw new Error(`two reduction hooks at ${hook.site}; combine them into one step`);
+    bySite.set(hook.site, hook);
+  }
+  return bySite;
+}
+
+/** Checks a hook's output is a well-formed state before the engine feeds it on. */
+export function validateTokenState(state: TokenState, site: HookSite, width: number): void {
+  const fail = (what: string) => {
+    throw new Error(`reduction hook at ${site} returned an invalid state: ${what}`);
+  };
+  if (state.width !== width) fail(`width ${state.width}, expected ${width}`);
+  if (state.count < 1) fail('no tokens left');
+  if (state.hidden.length !== state.count * width) fail(`hidden has ${state.hidden.length} values for ${state.count}×${width}`);
+  if (state.sizes.length !== state.count) fail(`${state.sizes.length} sizes for ${state.count} tokens`);
+  if (state.positions.length !== state.count) fail(`${state.positions.length} positions for ${state.count} tokens`);
+  let previousEnd = 0;
+  for (const span of state.spans) {
+    if (span.start < previousEnd || span.start + span.count > state.count) fail(`visual span [${span.start}, ${span.start + span.count}) out of order or range`);
+    for (const owner of span.patchOwner) {
+      if (owner !== -1 && (owner < span.start || owner >= span.start + span.count)) fail(`patch owner ${owner} outside its span`);
+    }
+    previousEnd = span.start + span.count;
+  }
+}
+
+/** The tokens at sorted sequence indices `kept`, with sizes, positions and provenance carried along. */
+export function selectTokens(state: TokenState, kept: ArrayLike<number>): TokenState {
+  const { width } = state;
+  const newIndex = new Int32Array(state.count).fill(-1);
+  const hidden = new Float32Array(kept.length * width);
+  const sizes = new Float32Array(kept.length);
+  const positions = new Int32Array(kept.length);
+  for (let i = 0; i < kept.length; i++) {
+    const from = kept[i];
+    if (from < 0 || from >= state.count || (i > 0 && from <= kept[i - 1])) throw new Error(`selectTokens: kept indices must be sorted, unique and below ${state.count}`);
+    newIndex[from] = i;
+    hidden.set(state.hidden.subarray(from * width, (from + 1) * width), i * width);
+    sizes[i] = state.sizes[from];
+    positions[i] = state.positions[from];
+  }
+  const spans = state.spans.map((span) => {
+    let start = 0;
+    while (start < kept.length && kept[start] < span.start) start++;
+    let end = start;
+    while (end < kept.length && kept[end] < span.start + span.count) end++;
+    return { start, count: end - start, grid: span.grid, patchOwner: span.patchOwner.map((owner) => (owner < 0 ? -1 : newIndex[owner])) };
+  });
+  return { hidden, count: kept.length, width, sizes, positions, spans };
+}

@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { LlavaEngine } from '../../src/engine/engine';
+import { WeightIndex } from '../../src/engine/weights/safetensors';
+import { HookSite } from '../../src/reduction/tokenState';
+import { keepEveryOtherVisualToken } from '../helpers/hooks';
+
+/** Reference outputs of tools/reference/model.py (independent PyTorch implementation), see tools/make_fixture.py. */
+interface ReferenceCase {
+  image: string;
+  question: string;
+  prompt: string;
+  input_ids: number[];
+  greedy_tokens: number[];
+  [variant: `greedy_${string}`]: number[];
+}
+
+const FIXTURES = path.join(__dirname, '..', 'fixtures');
+const MODELS = ['tiny-llava-llama', 'tiny-llava-qwen2', 'tiny-llava-llama-f16', 'tiny-llava-qwen2-bf16'];
+const HOOK_VARIANTS: Record<string, HookSite> = { projector_even: 'projector', vision_even: 'vision:1', llm_even: 'llm:1' };
+const LOGIT_TOLERANCE = 1e-3;
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length, 'lengths differ');
+  let max = 0;
+  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i] - b[i]));
+  return max;
+}
+
+for (const model of MODELS) {
+  describe(`engine matches the PyTorch reference: ${model}`, () => {
+    const dir = path.join(FIXTURES, model);
+    const reference = JSON.parse(fs.readFileSync(path.join(dir, 'reference.json'), 'utf8')) as { cases: ReferenceCase[] };
+    const tensors = WeightIndex.openFile(path.join(dir, 'reference.safetensors'));
+    let engine: LlavaEngine;
+    before(async () => {
+      engine = await LlavaEngine.load(dir);
+    });
+    after(() => engine.dispose());
+
+    for (const [i, refCase] of reference.cases.entries()) {
+      test(`case ${i}: prompt, token ids and pixel values`, async () => {
+        const prompt = engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: refCase.question }] }]);
+        assert.equal(prompt, refCase.prompt);
+        assert.deepEqual(engine.text.encode(prompt), refCase.input_ids);
+        const pixels = await engine.pixelValues(fs.readFileSync(path.join(dir, refCase.image)), refCase.image);
+        assert.ok(maxAbsDiff(pixels, tensors.readFloat32(`pixel_values_${i}`)) <= 1e-6);
+      });
+
+      test(`case ${i}: prefill logits within ${LOGIT_TOLERANCE} and identical greedy tokens`, async () => {
+        const result = await engine.generate(refCase.input_ids, [tensors.readFloat32(`pixel_values_${i}`)], { maxNewTokens: 5, stopTokenIds: [] });
+        assert.ok(maxAbsDiff(result.prefillLogits, tensors.readFloat32(`logits_${i}`)) <= LOGIT_TOLERANCE);
+        assert.deepEqual(result.tokenIds, refCase.greedy_tokens);
+      });
+
+      for (const [variant, site] of Object.entries(HOOK_VARIANTS)) {
+        test(`case ${i}: a keep-every-other hook at ${site} matches the reference`, async () => {
+          const result = await engine.generate(refCase.input_ids, [tensors.readFloat32(`pixel_values_${i}`)], {
+            maxNewTokens: 5,
+            stopTokenIds: [],
+            hooks: [keepEveryOtherVisualToken(site)],
+          });
+          assert.ok(maxAbsDiff(result.prefillLogits, tensors.readFloat32(`logits_${variant}_${i}`)) <= LOGIT_TOLERANCE);
+          assert.deepEqual(result.tokenIds, refCase[`greedy_${variant}`]);
+          assert.equal(result.steps.length, 1);
+          assert.equal(result.steps[0].site, site);
+        });
+      }
+    }
+  });
+}

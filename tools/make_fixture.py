@@ -1,0 +1,687 @@
+#!/usr/bin/python3
+"""Create random-weight LLaVA checkpoints in the exact Hugging Face llava folder layout.
+
+  /usr/bin/python3 tools/make_fixture.py
+      Regenerates everything under test/fixtures/ (except preprocess/) deterministically: two test
+      images and four tiny model folders, each with reference outputs from tools/reference/model.py.
+
+  /usr/bin/python3 tools/make_fixture.py --arch clip-l-336+tinyllama --out DIR [--dtype f32|f16]
+      Writes a full-size random-weight model (CLIP ViT-L/14-336 + mlp2x_gelu + TinyLlama-1.1B),
+      sharded, streamed chunk by chunk so memory stays low. For benchmarks; no reference outputs.
+
+Needs Debian's /usr/bin/python3 (torch, numpy, PIL); transformers is not used.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import time
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference import safetensors_io  # noqa: E402
+from reference.image import preprocess  # noqa: E402
+from reference.model import LlavaReference  # noqa: E402
+
+FIXTURE_VERSION = 1
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(REPO_ROOT, "test", "fixtures")
+PRODUCED_BY = "/usr/bin/python3 tools/make_fixture.py (reference: tools/reference/model.py, float32 math)"
+GREEDY_STEPS = 5
+# Greedy tokens must not hinge on near-ties, or tiny float differences in the engine would flip them.
+MIN_GREEDY_LOGIT_GAP = 0.01
+
+CASES = [
+    {"image": "shapes.png", "question": "what colour is the big box ?"},
+    {"image": "diagram.png", "question": "which box does the arrow point to ?"},
+]
+
+# ---- chat templates and tokenizer ----
+
+LLAVA_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'user' %}USER: {% else %}ASSISTANT: {% endif %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'text' %}{{ item['text'] }}"
+    "{% elif item['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
+    "{% if message['role'] == 'user' %} {% else %}{{ eos_token }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<image>\n"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+WORDS = (
+    "USER ASSISTANT user assistant system : ? . , ! ' - "
+    "what which where who how many is are was does do the a an of to in on at with and or it this that "
+    "colour color big small box boxes arrow point points line lines circle square rectangle triangle shape "
+    "shapes picture image diagram text label left right top bottom middle above below next red green blue "
+    "yellow orange purple white black grey light dark one two three four yes no there here shows see"
+).split()
+
+BASE_SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]
+
+
+def build_vocab(vocab_size, tail_specials):
+    """Ids: base specials, then words padded with dummy words, then tail specials (ending with <image>)."""
+    filler_count = vocab_size - len(BASE_SPECIALS) - len(WORDS) - len(tail_specials)
+    assert filler_count >= 0, "vocab_size too small for the word list"
+    tokens = BASE_SPECIALS + WORDS + [f"word{i}" for i in range(filler_count)] + tail_specials
+    assert len(set(tokens)) == len(tokens)
+    return {token: index for index, token in enumerate(tokens)}
+
+
+def tokenizer_json(vocab, specials, add_bos):
+    """tokenizers-format JSON: WordLevel model, Whitespace pre-tokenizer, specials as added tokens."""
+    added = [
+        {"id": vocab[t], "content": t, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": True}
+        for t in specials
+    ]
+    post_processor = None
+    if add_bos:
+        bos = {"SpecialToken": {"id": "<s>", "type_id": 0}}
+        post_processor = {
+            "type": "TemplateProcessing",
+            "single": [bos, {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [bos, {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "<s>", "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {"<s>": {"id": "<s>", "ids": [vocab["<s>"]], "tokens": ["<s>"]}},
+        }
+    return {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": sorted(added, key=lambda token: token["id"]),
+        "normalizer": None,
+        "pre_tokenizer": {"type": "Whitespace"},
+        "post_processor": post_processor,
+        "decoder": None,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"},
+    }
+
+
+def tokenizer_config(vocab, specials, spec):
+    return {
+        "add_bos_token": spec["add_bos"],
+        "add_eos_token": False,
+        "added_tokens_decoder": {
+            str(vocab[t]): {"content": t, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False, "special": True}
+            for t in specials
+        },
+        "bos_token": "<s>" if spec["add_bos"] else None,
+        "chat_template": spec["chat_template"],
+        "clean_up_tokenization_spaces": False,
+        "eos_token": spec["eos_token"],
+        "model_max_length": spec["model_max_length"],
+        "pad_token": "<pad>",
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "unk_token": "<unk>",
+    }
+
+
+def tokenize(text, vocab, specials, add_bos):
+    """What tokenizer.json does: split out special tokens, Whitespace-split the rest, look up words."""
+    special_pattern = "(" + "|".join(re.escape(t) for t in sorted(specials, key=len, reverse=True)) + ")"
+    ids = [vocab["<s>"]] if add_bos else []
+    for piece in re.split(special_pattern, text):
+        if piece in specials:
+            ids.append(vocab[piece])
+        else:
+            # The Whitespace pre-tokenizer: \w+|[^\w\s]+ (newlines and spaces vanish).
+            ids.extend(vocab.get(word, vocab["<unk>"]) for word in re.findall(r"\w+|[^\w\s]+", piece))
+    return ids
+
+
+def render_prompt(template_kind, question):
+    """The chat template rendered for [user: image + question] with add_generation_prompt=True."""
+    if template_kind == "llava":
+        return f"USER: <image>\n{question} ASSISTANT:"
+    return f"<|im_start|>user\n<image>\n{question}<|im_end|>\n<|im_start|>assistant\n"
+
+
+# ---- model specs ----
+
+PREPROCESSOR_CONFIG = {
+    "image_processor_type": "CLIPImageProcessor",
+    "do_resize": True,
+    "size": {"shortest_edge": 48},
+    "resample": 3,
+    "do_center_crop": True,
+    "crop_size": {"height": 48, "width": 48},
+    "do_rescale": True,
+    "rescale_factor": 0.00392156862745098,
+    "do_normalize": True,
+    "image_mean": [0.48145466, 0.4578275, 0.40821073],
+    "image_std": [0.26862954, 0.26130258, 0.27577711],
+    "do_convert_rgb": True,
+}
+
+TINY_VISION = {
+    "model_type": "clip_vision_model",
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    # 4 layers so that the vision_even hook in layer 1 changes what the feature layer (-2 = output of
+    # layer 2) sees; with 3 it would equal projector_even exactly (the MLP is per token).
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "image_size": 48,
+    "patch_size": 8,
+    "num_channels": 3,
+    "layer_norm_eps": 1e-5,
+    "hidden_act": "quick_gelu",
+    "projection_dim": 32,
+}
+
+LLAMA_SPEC = {
+    "seed": 1234,
+    "layout": "old",
+    "vocab_size": 128,
+    "tail_specials": ["<image>"],
+    "add_bos": True,
+    "eos_token": "</s>",
+    "chat_template": LLAVA_TEMPLATE,
+    "template_kind": "llava",
+    "model_max_length": 512,
+    "preprocessor": PREPROCESSOR_CONFIG,
+    "text": {
+        "model_type": "llama",
+        "hidden_size": 48,
+        "intermediate_size": 96,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 12,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 10000.0,
+        "max_position_embeddings": 512,
+        "hidden_act": "silu",
+        "tie_word_embeddings": False,
+        "attention_bias": False,
+    },
+}
+
+QWEN2_SPEC = {
+    "seed": 5681,
+    "layout": "new",
+    "vocab_size": 136,
+    "tail_specials": ["<|im_start|>", "<|im_end|>", "<image>"],
+    "add_bos": False,
+    "eos_token": "<|im_end|>",
+    "chat_template": CHATML_TEMPLATE,
+    "template_kind": "chatml",
+    "model_max_length": 512,
+    "preprocessor": {**PREPROCESSOR_CONFIG, "image_processor_type": "LlavaImageProcessor", "do_pad": True},
+    "text": {
+        "model_type": "qwen2",
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 1,
+        "head_dim": 16,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0,
+        "max_position_embeddings": 512,
+        "hidden_act": "silu",
+        "tie_word_embeddings": True,
+    },
+}
+
+TORCH_DTYPE_NAMES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+
+
+def special_tokens(spec):
+    return BASE_SPECIALS + spec["tail_specials"]
+
+
+def llava_config(spec, vocab, vision, dtype):
+    eos_id = vocab[spec["eos_token"]]
+    text = {**spec["text"], "vocab_size": spec["vocab_size"], "bos_token_id": vocab["<s>"], "eos_token_id": eos_id, "pad_token_id": vocab["<pad>"]}
+    return {
+        "architectures": ["LlavaForConditionalGeneration"],
+        "model_type": "llava",
+        "image_token_index": vocab["<image>"],
+        "projector_hidden_act": "gelu",
+        "vision_feature_layer": -2,
+        "vision_feature_select_strategy": "default",
+        "torch_dtype": TORCH_DTYPE_NAMES[dtype],
+        "vision_config": vision,
+        "text_config": text,
+        "tie_word_embeddings": text["tie_word_embeddings"],
+        "transformers_version": "4.44.2" if spec["layout"] == "old" else "4.52.4",
+    }
+
+
+def generation_config(config):
+    text = config["text_config"]
+    keys = ("bos_token_id", "eos_token_id", "pad_token_id")
+    return {key: text[key] for key in keys}
+
+
+# ---- weights ----
+
+
+def weight_shapes(config):
+    """[(old-layout name, shape, kind)] for a llava model; kind picks the initialisation."""
+    vision, text = config["vision_config"], config["text_config"]
+    d, d_ff, channels, patch = vision["hidden_size"], vision["intermediate_size"], vision["num_channels"], vision["patch_size"]
+    positions = (vision["image_size"] // patch) ** 2 + 1
+    h, h_ff, vocab = text["hidden_size"], text["intermediate_size"], text["vocab_size"]
+    head_dim = text.get("head_dim") or h // text["num_attention_heads"]
+    q_dim, kv_dim = text["num_attention_heads"] * head_dim, text["num_key_value_heads"] * head_dim
+    qkv_bias = text["model_type"] == "qwen2"
+
+    v = "vision_tower.vision_model."
+    shapes = [
+        (v + "embeddings.class_embedding", (d,), "embedding"),
+        (v + "embeddings.patch_embedding.weight", (d, channels, patch, patch), "linear"),
+        (v + "embeddings.position_embedding.weight", (positions, d), "position"),
+    ]
+    shapes += layer_norm_shapes(v + "pre_layrnorm", d)
+    for i in range(vision["num_hidden_layers"]):
+        layer = f"{v}encoder.layers.{i}."
+        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            shapes += linear_shapes(f"{layer}self_attn.{proj}", d, d, bias=True)
+        shapes += layer_norm_shapes(layer + "layer_norm1", d) + layer_norm_shapes(layer + "layer_norm2", d)
+        shapes += linear_shapes(layer + "mlp.fc1", d_ff, d, bias=True) + linear_shapes(layer + "mlp.fc2", d, d_ff, bias=True)
+    shapes += layer_norm_shapes(v + "post_layernorm", d)
+    shapes += linear_shapes("multi_modal_projector.linear_1", h, d, bias=True)
+    shapes += linear_shapes("multi_modal_projector.linear_2", h, h, bias=True)
+
+    t = "language_model.model."
+    shapes.append((t + "embed_tokens.weight", (vocab, h), "embedding"))
+    for i in range(text["num_hidden_layers"]):
+        layer = f"{t}layers.{i}."
+        shapes += linear_shapes(layer + "self_attn.q_proj", q_dim, h, bias=qkv_bias, kind="attention_qk")
+        shapes += linear_shapes(layer + "self_attn.k_proj", kv_dim, h, bias=qkv_bias, kind="attention_qk")
+        shapes += linear_shapes(layer + "self_attn.v_proj", kv_dim, h, bias=qkv_bias)
+        shapes.append((layer + "self_attn.o_proj.weight", (h, q_dim), "residual_out"))
+        shapes += linear_shapes(layer + "mlp.gate_proj", h_ff, h, bias=False)
+        shapes += linear_shapes(layer + "mlp.up_proj", h_ff, h, bias=False)
+        shapes.append((layer + "mlp.down_proj.weight", (h, h_ff), "residual_out"))
+        shapes.append((layer + "input_layernorm.weight", (h,), "norm_weight"))
+        shapes.append((layer + "post_attention_layernorm.weight", (h,), "norm_weight"))
+    shapes.append((t + "norm.weight", (h,), "norm_weight"))
+    if not text["tie_word_embeddings"]:
+        shapes.append(("language_model.lm_head.weight", (vocab, h), "lm_head"))
+    return shapes
+
+
+def linear_shapes(prefix, out_features, in_features, bias, kind="linear"):
+    shapes = [(prefix + ".weight", (out_features, in_features), kind)]
+    return shapes + [(prefix + ".bias", (out_features,), "bias")] if bias else shapes
+
+
+def layer_norm_shapes(prefix, size):
+    return [(prefix + ".weight", (size,), "norm_weight"), (prefix + ".bias", (size,), "bias")]
+
+
+def tiny_init(rng, shape, kind, tied_embeddings):
+    """Random values scaled so activations stay O(1) and logits spread over a few units."""
+    normal = rng.standard_normal(shape, dtype=np.float32)
+    fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    scale = {
+        "linear": fan_in**-0.5,
+        # Decoder layers must outweigh the token embedding in the residual stream, or (with a tied
+        # table) every token predicts itself.
+        "residual_out": 3.0 * fan_in**-0.5,
+        # Sharp decoder attention, so that the next token depends on the last ones, not on an average.
+        "attention_qk": 2.5 * fan_in**-0.5,
+        "bias": 0.1,
+        "norm_weight": 0.1,
+        "position": 0.5,
+        # A tied table is also the output head, so it gets the head's scale.
+        "embedding": 2.5 * shape[-1] ** -0.5 if tied_embeddings and len(shape) == 2 else 1.0,
+        "lm_head": 2.5 * fan_in**-0.5,
+    }[kind]
+    values = normal * np.float32(scale)
+    return values + np.float32(1.0) if kind == "norm_weight" else values
+
+
+def tiny_weights(config, seed):
+    rng = np.random.default_rng(seed)
+    tied = config["text_config"]["tie_word_embeddings"]
+    return {name: tiny_init(rng, shape, kind, tied) for name, shape, kind in weight_shapes(config)}
+
+
+NEW_LAYOUT_PREFIXES = [
+    ("vision_tower.", "model.vision_tower."),
+    ("multi_modal_projector.", "model.multi_modal_projector."),
+    ("language_model.model.", "model.language_model."),
+    ("language_model.lm_head.", "lm_head."),
+]
+
+
+def layout_name(name, layout):
+    """Old transformers names (language_model.model.*) -> new ones (model.language_model.*) when asked."""
+    if layout == "old":
+        return name
+    for old, new in NEW_LAYOUT_PREFIXES:
+        if name.startswith(old):
+            return new + name[len(old) :]
+    raise ValueError(name)
+
+
+# ---- images ----
+
+
+def draw_shapes_image(path):
+    image = Image.new("RGB", (96, 64), (236, 234, 224))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([6, 8, 54, 52], fill=(40, 90, 200), outline=(20, 40, 110))
+    draw.ellipse([62, 6, 88, 32], fill=(220, 50, 40))
+    draw.rectangle([64, 40, 90, 56], fill=(60, 170, 80))
+    draw.polygon([(20, 58), (30, 44), (40, 58)], fill=(240, 200, 30))
+    image.save(path)
+
+
+def draw_diagram_image(path):
+    image = Image.new("RGB", (64, 100), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([6, 6, 40, 26], outline=(0, 0, 0), fill=(255, 240, 200))
+    draw.text((18, 11), "A", fill=(0, 0, 0))
+    draw.rectangle([24, 70, 58, 92], outline=(0, 0, 0), fill=(200, 230, 255))
+    draw.text((36, 76), "B", fill=(0, 0, 0))
+    draw.line([(23, 27), (41, 66)], fill=(200, 0, 0), width=2)
+    draw.polygon([(41, 69), (35, 60), (45, 58)], fill=(200, 0, 0))
+    draw.text((2, 44), "go", fill=(60, 60, 60))
+    image.save(path)
+
+
+def write_images():
+    folder = os.path.join(FIXTURES, "images")
+    os.makedirs(folder, exist_ok=True)
+    draw_shapes_image(os.path.join(folder, "shapes.png"))
+    draw_diagram_image(os.path.join(folder, "diagram.png"))
+
+
+# ---- model folders ----
+
+
+def write_json(path, value):
+    with open(path, "w") as f:
+        json.dump(value, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+
+
+def write_model_folder(folder, spec, vocab, config, weights, dtype, sharded):
+    """HF llava folder: config, weights (single file or 2 shards + index), tokenizer, processor config."""
+    if os.path.exists(folder):
+        shutil.rmtree(folder)
+    os.makedirs(folder)
+    named = {layout_name(name, spec["layout"]): values for name, values in weights.items()}
+    if sharded:
+        vision_and_projector = {n: v for n, v in named.items() if "language_model" not in n}
+        language_model = {n: v for n, v in named.items() if "language_model" in n}
+        safetensors_io.write_sharded(folder, [vision_and_projector, language_model], dtype)
+    else:
+        safetensors_io.write_file(os.path.join(folder, "model.safetensors"), named, dtype)
+    specials = special_tokens(spec)
+    write_json(os.path.join(folder, "config.json"), config)
+    write_json(os.path.join(folder, "generation_config.json"), generation_config(config))
+    write_json(os.path.join(folder, "tokenizer.json"), tokenizer_json(vocab, specials, spec["add_bos"]))
+    write_json(os.path.join(folder, "tokenizer_config.json"), tokenizer_config(vocab, specials, spec))
+    write_json(os.path.join(folder, "preprocessor_config.json"), spec["preprocessor"])
+
+
+# ---- reference outputs ----
+
+
+def even_patch_keep(num_patches):
+    """Vision hook: CLS (sequence 0) plus patches with even patch index (patch i = sequence 1 + i)."""
+    return [0] + [1 + i for i in range(0, num_patches, 2)]
+
+
+def llm_even_keep(sequence_length, image_start, num_image_tokens):
+    """Decoder hook: drop visual tokens with odd index inside the image span; text tokens stay."""
+    odd_visual = {image_start + i for i in range(1, num_image_tokens, 2)}
+    return [i for i in range(sequence_length) if i not in odd_visual]
+
+
+def assert_cache_consistent(model, embeddings, tokens, step_logits, llm_keep_for):
+    """Cached greedy decode must equal recomputing the whole sequence without a cache."""
+    for step, token in enumerate(tokens):
+        sequence = torch.cat([embeddings, model.embed(tokens[:step])]) if step else embeddings
+        keep = llm_keep_for(sequence.shape[0])
+        full = model.full_sequence_logits(sequence, keep)
+        assert int(full.argmax()) == token, f"step {step}: uncached argmax {int(full.argmax())} != cached {token}"
+        assert torch.allclose(full, step_logits[step], atol=1e-4), f"step {step}: cached logits drift"
+
+
+def assert_robust_greedy(tokens, step_logits, image_token_id, label):
+    assert len(set(tokens)) > 1, f"{label}: degenerate greedy sequence {tokens}"
+    assert image_token_id not in tokens, f"{label}: greedy produced the image token"
+    for logits in step_logits:
+        top2 = torch.topk(logits, 2).values
+        gap = float(top2[0] - top2[1])
+        assert gap >= MIN_GREEDY_LOGIT_GAP, f"{label}: greedy near-tie (gap {gap:.2e}); change the seed"
+    max_logit = float(step_logits[0].abs().max())
+    assert 1.0 <= max_logit <= 20.0, f"{label}: max |logit| {max_logit:.2f} out of the useful range"
+
+
+def run_variant(model, input_ids, pixel_values, variant, label):
+    """One hook variant of one case: (image features, greedy tokens, prefill logits)."""
+    num_patches = (model.vision_config["image_size"] // model.vision_config["patch_size"]) ** 2
+    vision_keep = (1, even_patch_keep(num_patches)) if variant == "vision_even" else None
+    features = model.image_features(pixel_values, vision_keep=vision_keep)
+    if variant == "projector_even":
+        features = features[0::2]
+    embeddings, image_start = model.splice(input_ids, features)
+
+    def llm_keep_for(length):
+        return (1, llm_even_keep(length, image_start, features.shape[0])) if variant == "llm_even" else None
+
+    tokens, step_logits = model.greedy(embeddings, GREEDY_STEPS, llm_keep_for(embeddings.shape[0]))
+    assert_cache_consistent(model, embeddings, tokens, step_logits, llm_keep_for)
+    assert_robust_greedy(tokens, step_logits, model.config["image_token_index"], f"{label}/{variant}")
+    return features, tokens, step_logits[0], embeddings.shape[0]
+
+
+HOOK_VARIANTS = {
+    "projector_even": "after the projector keep visual tokens 0, 2, 4, ... before splicing",
+    "vision_even": "in vision layer 1 after the attention residual, before the MLP: keep CLS + patches with even patch index",
+    "llm_even": (
+        "in decoder layer 1 after the attention residual, before the MLP: drop visual tokens with odd index in the image span; "
+        "kept tokens keep original position ids; layers 0-1 cache the full prefill, later layers the reduced one; "
+        "generated token t (1-based) has position L0 + t - 1"
+    ),
+}
+
+
+def reference_case(model, spec, vocab, case_index, case, tensors):
+    prompt = render_prompt(spec["template_kind"], case["question"])
+    input_ids = tokenize(prompt, vocab, special_tokens(spec), spec["add_bos"])
+    assert input_ids.count(vocab["<image>"]) == 1
+    pixel_values = preprocess(os.path.join(FIXTURES, "images", case["image"]), spec["preprocessor"])
+    label = f"case {case_index}"
+    features, tokens, logits, prefill_length = run_variant(model, input_ids, pixel_values, None, label)
+    tensors[f"pixel_values_{case_index}"] = pixel_values
+    tensors[f"image_features_{case_index}"] = features.numpy()
+    tensors[f"logits_{case_index}"] = logits.numpy()
+    entry = {
+        "image": f"../images/{case['image']}",
+        "question": case["question"],
+        "prompt": prompt,
+        "input_ids": input_ids,
+        "image_token_position": input_ids.index(vocab["<image>"]),
+        "num_image_tokens": features.shape[0],
+        "prefill_length": prefill_length,
+        "greedy_tokens": tokens,
+    }
+    for variant in HOOK_VARIANTS:
+        variant_features, variant_tokens, variant_logits, _ = run_variant(model, input_ids, pixel_values, variant, label)
+        entry[f"greedy_{variant}"] = variant_tokens
+        tensors[f"logits_{variant}_{case_index}"] = variant_logits.numpy()
+        if variant == "vision_even":
+            tensors[f"image_features_{variant}_{case_index}"] = variant_features.numpy()
+    return entry
+
+
+def config_summary(config, spec, weights_dtype, sharded):
+    vision, text = config["vision_config"], config["text_config"]
+    return {
+        "weights_dtype": weights_dtype,
+        "weight_names": "language_model.model.* (old layout)" if spec["layout"] == "old" else "model.language_model.* (new layout)",
+        "sharded": sharded,
+        "text_model_type": text["model_type"],
+        "vocab_size": text["vocab_size"],
+        "image_token_index": config["image_token_index"],
+        "bos_token_id": text["bos_token_id"] if spec["add_bos"] else None,
+        "eos_token_id": text["eos_token_id"],
+        "image_size": vision["image_size"],
+        "patch_size": vision["patch_size"],
+        "num_image_tokens": (vision["image_size"] // vision["patch_size"]) ** 2,
+        "vision_feature_layer": config["vision_feature_layer"],
+        "vision_hidden_size": vision["hidden_size"],
+        "text_hidden_size": text["hidden_size"],
+        "vision_layers": vision["num_hidden_layers"],
+        "text_layers": text["num_hidden_layers"],
+    }
+
+
+def write_reference(folder, spec, vocab, config, weights_dtype, sharded):
+    """reference.json + reference.safetensors, computed from the weights read back from the folder
+    (so f16/bf16 references use the rounded weights and the file layout is exercised too)."""
+    model = LlavaReference(config, safetensors_io.read_folder(folder))
+    tensors = {}
+    cases = [reference_case(model, spec, vocab, index, case, tensors) for index, case in enumerate(CASES)]
+    reference = {
+        "fixture_version": FIXTURE_VERSION,
+        "produced_by": PRODUCED_BY,
+        "model": os.path.basename(folder),
+        "config": config_summary(config, spec, weights_dtype, sharded),
+        "greedy_steps": GREEDY_STEPS,
+        "greedy_note": "argmax with a KV cache, EOS ignored; logits_* are prefill logits at the last position",
+        "hooks": HOOK_VARIANTS,
+        "cases": cases,
+    }
+    write_json(os.path.join(folder, "reference.json"), reference)
+    safetensors_io.write_file(os.path.join(folder, "reference.safetensors"), tensors, "F32")
+
+
+def make_fixture(name, spec, weights_dtype, sharded):
+    vocab = build_vocab(spec["vocab_size"], spec["tail_specials"])
+    config = llava_config(spec, vocab, TINY_VISION, weights_dtype)
+    # The f16/bf16 fixtures share their f32 sibling's seed, so their weights are its weights rounded.
+    weights = tiny_weights(config, spec["seed"])
+    folder = os.path.join(FIXTURES, name)
+    write_model_folder(folder, spec, vocab, config, weights, weights_dtype, sharded)
+    write_reference(folder, spec, vocab, config, weights_dtype, sharded)
+    print(f"wrote {os.path.relpath(folder, REPO_ROOT)}")
+
+
+def make_all_fixtures():
+    torch.set_num_threads(1)  # one thread: identical float sums on every run
+    write_images()
+    make_fixture("tiny-llava-llama", LLAMA_SPEC, "F32", sharded=False)
+    make_fixture("tiny-llava-qwen2", QWEN2_SPEC, "F32", sharded=True)
+    make_fixture("tiny-llava-llama-f16", LLAMA_SPEC, "F16", sharded=False)
+    make_fixture("tiny-llava-qwen2-bf16", QWEN2_SPEC, "BF16", sharded=False)
+
+
+# ---- full-size benchmark model ----
+
+FULL_SHARD_BYTES = 2 * 1024**3
+FULL_CHUNK_ELEMENTS = 1 << 24
+FULL_VISION = {
+    "model_type": "clip_vision_model",
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "image_size": 336,
+    "patch_size": 14,
+    "num_channels": 3,
+    "layer_norm_eps": 1e-5,
+    "hidden_act": "quick_gelu",
+    "projection_dim": 768,
+}
+FULL_SPEC = {
+    **LLAMA_SPEC,
+    "vocab_size": 32000,
+    "model_max_length": 2048,
+    "preprocessor": {**PREPROCESSOR_CONFIG, "size": {"shortest_edge": 336}, "crop_size": {"height": 336, "width": 336}},
+    "text": {
+        **LLAMA_SPEC["text"],
+        "hidden_size": 2048,
+        "intermediate_size": 5632,
+        "num_hidden_layers": 22,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 4,
+        "head_dim": 64,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 10000.0,
+        "max_position_embeddings": 2048,
+    },
+}
+
+
+def full_chunks(rng, shape, kind):
+    """Yield a tensor's values in row chunks: norm weights 1, everything else normal * 0.02."""
+    rows = shape[0]
+    row_elements = int(np.prod(shape[1:], dtype=np.int64))
+    rows_per_chunk = max(1, FULL_CHUNK_ELEMENTS // max(1, row_elements))
+    for start in range(0, rows, rows_per_chunk):
+        chunk_shape = (min(rows_per_chunk, rows - start),) + tuple(shape[1:])
+        if kind == "norm_weight":
+            yield np.ones(chunk_shape, dtype=np.float32)
+        else:
+            yield rng.standard_normal(chunk_shape, dtype=np.float32) * np.float32(0.02)
+
+
+def plan_shards(entries, element_size):
+    """Group consecutive tensors into shards of at most FULL_SHARD_BYTES."""
+    shards, current, current_bytes = [], [], 0
+    for entry in entries:
+        size = int(np.prod(entry[2], dtype=np.int64)) * element_size
+        if current and current_bytes + size > FULL_SHARD_BYTES:
+            shards.append(current)
+            current, current_bytes = [], 0
+        current.append(entry)
+        current_bytes += size
+    return shards + [current]
+
+
+def make_full_model(out, dtype):
+    started = time.time()
+    os.makedirs(out, exist_ok=True)
+    vocab = build_vocab(FULL_SPEC["vocab_size"], FULL_SPEC["tail_specials"])
+    config = llava_config(FULL_SPEC, vocab, FULL_VISION, dtype)
+    rng = np.random.default_rng(FULL_SPEC["seed"])
+    entries = [
+        (name, dtype, shape, lambda shape=shape, kind=kind: full_chunks(rng, shape, kind))
+        for name, shape, kind in weight_shapes(config)
+    ]
+    safetensors_io.write_sharded_streaming(out, plan_shards(entries, safetensors_io.ELEMENT_SIZE[dtype]))
+    specials = special_tokens(FULL_SPEC)
+    write_json(os.path.join(out, "config.json"), config)
+    write_json(os.path.join(out, "generation_config.json"), generation_config(config))
+    write_json(os.path.join(out, "tokenizer.json"), tokenizer_json(vocab, specials, FULL_SPEC["add_bos"]))
+    write_json(os.path.join(out, "tokenizer_config.json"), tokenizer_config(vocab, specials, FULL_SPEC))
+    write_json(os.path.join(out, "preprocessor_config.json"), FULL_SPEC["preprocessor"])
+    print(f"wrote {out} in {time.time() - started:.1f} s")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", choices=["clip-l-336+tinyllama"], help="write a full-size random model instead of the fixtures")
+    parser.add_argument("--out", help="output folder for --arch")
+    parser.add_argument("--dtype", choices=["f32", "f16"], default="f32", help="weight dtype for --arch")
+    args = parser.parse_args()
+    if args.arch:
+        if not args.out:
+            parser.error("--arch needs --out")
+        make_full_model(args.out, args.dtype.upper())
+    else:
+        make_all_fixtures()
+
+
+if __name__ == "__main__":
+    main()

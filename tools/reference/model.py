@@ -1,0 +1,229 @@
+"""Straightforward PyTorch reference of a Hugging Face LLaVA model (CLIP tower + MLP projector +
+Llama/Qwen2 decoder), written from transformers' semantics without importing transformers.
+
+All math is float32. Token-reduction hooks are explicit arguments so that the reference can produce
+outputs for the engine's hook sites:
+  - vision_keep = (layer, indices): inside that vision layer, after the attention residual and
+    before the MLP, keep only those sequence positions (CLS is position 0).
+  - feature_keep = indices: after the projector, keep only those visual tokens.
+  - llm_keep = (layer, indices): inside that decoder layer, after the attention residual and
+    before the MLP, keep only those sequence positions. Kept tokens keep their original position ids
+    ("original" position policy); each layer caches the K/V of the tokens that entered its attention.
+"""
+
+import re
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+CANONICAL_PREFIXES = [
+    (r"^(model\.)?vision_tower\.vision_model\.", "vision."),
+    (r"^(model\.)?multi_modal_projector\.", "projector."),
+    (r"^(language_model\.model\.|model\.language_model\.)", "text."),
+    (r"^(language_model\.)?lm_head\.", "text.lm_head."),
+]
+
+VISION_ACTIVATIONS = {
+    "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
+    "gelu": F.gelu,
+}
+
+
+def canonical_name(name: str) -> str:
+    """Map both transformers weight layouts (old `language_model.model.*`, new `model.language_model.*`) to one."""
+    for pattern, replacement in CANONICAL_PREFIXES:
+        renamed, count = re.subn(pattern, replacement, name)
+        if count:
+            return renamed
+    raise ValueError(f"unexpected weight name {name}")
+
+
+def rotate_half(x):
+    half = x.shape[-1] // 2
+    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+
+
+def apply_rope(x, positions, theta):
+    """HF rotate_half RoPE; x [heads, L, d], positions LongTensor [L]."""
+    dim = x.shape[-1]
+    inv_freq = 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+    freqs = positions.float()[:, None] * inv_freq[None, :]
+    angles = torch.cat([freqs, freqs], dim=-1)
+    return x * angles.cos() + rotate_half(x) * angles.sin()
+
+
+def rms_norm(x, weight, eps):
+    variance = x.float().pow(2).mean(-1, keepdim=True)
+    return weight * (x.float() * torch.rsqrt(variance + eps))
+
+
+def attention(q, k, v, mask=None):
+    """q [heads, Lq, d], k/v [heads, Lk, d]; mask [Lq, Lk] bool (True = may attend)."""
+    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v
+
+
+def split_heads(x, heads):
+    """[L, heads*d] -> [heads, L, d]"""
+    return x.view(x.shape[0], heads, -1).transpose(0, 1)
+
+
+def merge_heads(x):
+    """[heads, L, d] -> [L, heads*d]"""
+    return x.transpose(0, 1).reshape(x.shape[1], -1)
+
+
+def causal_mask_with_past(query_length, past_length):
+    """New tokens see the whole cache and, among themselves, only earlier-or-equal sequence slots."""
+    past = torch.ones(query_length, past_length, dtype=torch.bool)
+    new = torch.tril(torch.ones(query_length, query_length, dtype=torch.bool))
+    return torch.cat([past, new], dim=1)
+
+
+class LlavaReference:
+    def __init__(self, config: dict, weights: dict):
+        """config: the llava config.json dict; weights: {HF name: float array} in either layout."""
+        self.config = config
+        self.vision_config = config["vision_config"]
+        self.text_config = config["text_config"]
+        self.w = {canonical_name(name): torch.from_numpy(np.asarray(v, dtype=np.float32)) for name, v in weights.items()}
+        if "text.lm_head.weight" not in self.w:
+            assert config.get("tie_word_embeddings", self.text_config.get("tie_word_embeddings")), "no lm_head and not tied"
+            self.w["text.lm_head.weight"] = self.w["text.embed_tokens.weight"]
+
+    def linear(self, x, prefix):
+        bias = self.w.get(prefix + ".bias")
+        return F.linear(x, self.w[prefix + ".weight"], bias)
+
+    def layer_norm(self, x, prefix):
+        eps = self.vision_config.get("layer_norm_eps", 1e-5)
+        return F.layer_norm(x, x.shape[-1:], self.w[prefix + ".weight"], self.w[prefix + ".bias"], eps)
+
+    # ---- vision tower ----
+
+    def vision_embeddings(self, pixel_values):
+        """pixel_values [3, H, W] -> [1 + patches, D] (before pre_layrnorm)."""
+        patch = self.vision_config["patch_size"]
+        patches = F.conv2d(pixel_values[None], self.w["vision.embeddings.patch_embedding.weight"], stride=patch)
+        patches = patches.flatten(2)[0].transpose(0, 1)
+        cls = self.w["vision.embeddings.class_embedding"][None]
+        return torch.cat([cls, patches]) + self.w["vision.embeddings.position_embedding.weight"]
+
+    def vision_attention(self, x, prefix):
+        heads = self.vision_config["num_attention_heads"]
+        q, k, v = (split_heads(self.linear(x, f"{prefix}.{name}"), heads) for name in ("q_proj", "k_proj", "v_proj"))
+        return self.linear(merge_heads(attention(q, k, v)), f"{prefix}.out_proj")
+
+    def vision_layer(self, index, x, keep=None):
+        prefix = f"vision.encoder.layers.{index}"
+        x = x + self.vision_attention(self.layer_norm(x, f"{prefix}.layer_norm1"), f"{prefix}.self_attn")
+        if keep is not None:
+            x = x[keep]
+        act = VISION_ACTIVATIONS[self.vision_config.get("hidden_act", "quick_gelu")]
+        hidden = act(self.linear(self.layer_norm(x, f"{prefix}.layer_norm2"), f"{prefix}.mlp.fc1"))
+        return x + self.linear(hidden, f"{prefix}.mlp.fc2")
+
+    def vision_hidden_states(self, pixel_values, vision_keep=None):
+        """[embeddings after pre_layrnorm, output of layer 0, output of layer 1, ...] as in HF hidden_states."""
+        x = self.layer_norm(self.vision_embeddings(pixel_values), "vision.pre_layrnorm")
+        states = [x]
+        for index in range(self.vision_config["num_hidden_layers"]):
+            keep = vision_keep[1] if vision_keep is not None and vision_keep[0] == index else None
+            x = self.vision_layer(index, x, keep)
+            states.append(x)
+        return states
+
+    def projector(self, x):
+        # projector_hidden_act "gelu" is the exact erf GELU.
+        return self.linear(F.gelu(self.linear(x, "projector.linear_1")), "projector.linear_2")
+
+    def image_features(self, pixel_values, vision_keep=None, feature_keep=None):
+        """pixel_values float array [3, H, W] -> projected visual tokens [N, text hidden]."""
+        states = self.vision_hidden_states(torch.from_numpy(np.asarray(pixel_values, dtype=np.float32)), vision_keep)
+        selected = states[self.config["vision_feature_layer"]]
+        if self.config["vision_feature_select_strategy"] == "default":
+            selected = selected[1:]  # drop CLS
+        features = self.projector(selected)
+        return features if feature_keep is None else features[feature_keep]
+
+    # ---- language model ----
+
+    def embed(self, token_ids):
+        return self.w["text.embed_tokens.weight"][torch.as_tensor(token_ids, dtype=torch.long)]
+
+    def splice(self, input_ids, image_features):
+        """Replace the single image token by the visual tokens; returns (embeddings, image span start)."""
+        image_position = input_ids.index(self.config["image_token_index"])
+        parts = [self.embed(input_ids[:image_position]), image_features, self.embed(input_ids[image_position + 1 :])]
+        return torch.cat(parts), image_position
+
+    def head_dim(self):
+        tc = self.text_config
+        return tc.get("head_dim") or tc["hidden_size"] // tc["num_attention_heads"]
+
+    def decoder_attention(self, x, positions, prefix, layer_cache):
+        tc = self.text_config
+        heads, kv_heads = tc["num_attention_heads"], tc["num_key_value_heads"]
+        theta = tc.get("rope_theta", 10000.0)
+        q = apply_rope(split_heads(self.linear(x, f"{prefix}.q_proj"), heads), positions, theta)
+        k = apply_rope(split_heads(self.linear(x, f"{prefix}.k_proj"), kv_heads), positions, theta)
+        v = split_heads(self.linear(x, f"{prefix}.v_proj"), kv_heads)
+        past_length = layer_cache["k"].shape[1]
+        layer_cache["k"] = torch.cat([layer_cache["k"], k], dim=1)
+        layer_cache["v"] = torch.cat([layer_cache["v"], v], dim=1)
+        # GQA: query head h uses kv head h // (heads / kv_heads), as HF repeat_kv does.
+        repeats = heads // kv_heads
+        k_all = layer_cache["k"].repeat_interleave(repeats, dim=0)
+        v_all = layer_cache["v"].repeat_interleave(repeats, dim=0)
+        out = attention(q, k_all, v_all, causal_mask_with_past(x.shape[0], past_length))
+        return self.linear(merge_heads(out), f"{prefix}.o_proj")
+
+    def decoder_layer(self, index, x, positions, layer_cache, keep=None):
+        prefix = f"text.layers.{index}"
+        eps = self.text_config["rms_norm_eps"]
+        normed = rms_norm(x, self.w[f"{prefix}.input_layernorm.weight"], eps)
+        x = x + self.decoder_attention(normed, positions, f"{prefix}.self_attn", layer_cache)
+        if keep is not None:
+            x, positions = x[keep], positions[keep]
+        normed = rms_norm(x, self.w[f"{prefix}.post_attention_layernorm.weight"], eps)
+        gated = F.silu(self.linear(normed, f"{prefix}.mlp.gate_proj")) * self.linear(normed, f"{prefix}.mlp.up_proj")
+        return x + self.linear(gated, f"{prefix}.mlp.down_proj"), positions
+
+    def new_cache(self):
+        shape = (self.text_config["num_key_value_heads"], 0, self.head_dim())
+        return [{"k": torch.zeros(shape), "v": torch.zeros(shape)} for _ in range(self.text_config["num_hidden_layers"])]
+
+    def decoder(self, embeddings, positions, cache, llm_keep=None):
+        """Run new tokens through the decoder, appending to `cache`; returns logits of the last token."""
+        x = embeddings
+        for index in range(self.text_config["num_hidden_layers"]):
+            keep = llm_keep[1] if llm_keep is not None and llm_keep[0] == index else None
+            x, positions = self.decoder_layer(index, x, positions, cache[index], keep)
+        x = rms_norm(x[-1:], self.w["text.norm.weight"], self.text_config["rms_norm_eps"])
+        return F.linear(x, self.w["text.lm_head.weight"])[0]
+
+    def greedy(self, embeddings, steps, llm_keep=None):
+        """Prefill then `steps` argmax tokens with a KV cache (EOS ignored).
+
+        Returns (tokens, step_logits) where step_logits[i] are the logits token i was chosen from
+        (step_logits[0] = prefill logits at the last position).
+        """
+        with torch.no_grad():
+            cache = self.new_cache()
+            prefill_length = embeddings.shape[0]
+            step_logits = [self.decoder(embeddings, torch.arange(prefill_length), cache, llm_keep)]
+            tokens = [int(step_logits[0].argmax())]
+            for step in range(1, steps):
+                # Generated token t (1-based) gets position L0 + t - 1 whatever was reduced.
+                position = torch.tensor([prefill_length + step - 1])
+                step_logits.append(self.decoder(self.embed(tokens[-1:]), position, cache))
+                tokens.append(int(step_logits[-1].argmax()))
+            return tokens, step_logits
+
+    def full_sequence_logits(self, embeddings, llm_keep=None):
+        """Last-position logits of a whole sequence in one pass without reuse (for cache self-checks)."""
+        with torch.no_grad():
+            return self.decoder(embeddings, torch.arange(embeddings.shape[0]), self.new_cache(), llm_keep)
