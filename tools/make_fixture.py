@@ -448,7 +448,7 @@ def llm_even_keep(sequence_length, image_start, num_image_tokens):
 def assert_cache_consistent(model, embeddings, tokens, step_logits, llm_keep_for):
     """Cached greedy decode must equal recomputing the whole sequence without a cache."""
     for step, token in enumerate(tokens):
-        sequence = torch.cat([embeddings, model.embed(tokens[:step])]) if step else embeddings
+        sequence = torch.cat([embeddings, model.embed(tokens[:step])])
         keep = llm_keep_for(sequence.shape[0])
         full = model.full_sequence_logits(sequence, keep)
         assert int(full.argmax()) == token, f"step {step}: uncached argmax {int(full.argmax())} != cached {token}"
@@ -467,7 +467,7 @@ def assert_robust_greedy(tokens, step_logits, image_token_id, label):
 
 
 def run_variant(model, input_ids, pixel_values, variant, label):
-    """One hook variant of one case: (image features, greedy tokens, prefill logits)."""
+    """One hook variant (None = unreduced) of one case: (image features, greedy tokens, prefill logits, L0)."""
     num_patches = (model.vision_config["image_size"] // model.vision_config["patch_size"]) ** 2
     vision_keep = (1, even_patch_keep(num_patches)) if variant == "vision_even" else None
     features = model.image_features(pixel_values, vision_keep=vision_keep)

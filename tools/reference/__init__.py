@@ -1,0 +1,1 @@
+"""PyTorch/numpy reference tools: safetensors I/O, image preprocessing and the LLaVA reference model."""

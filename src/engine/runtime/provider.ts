@@ -65,6 +65,8 @@ export class SessionFactory {
     return ort.InferenceSession.create(bytes, {
       executionProviders: [provider],
       graphOptimizationLevel: 'all',
+      // A GPU provider that fails to load is reported once by us, not as ORT's log noise.
+      ...(provider === 'cpu' ? {} : { logSeverityLevel: 4 as const }),
       ...(this.options.threads ? { intraOpNumThreads: this.options.threads } : {}),
       extra: { session: { model_external_initializers_file_folder_path: this.options.weightsFolder } },
     });

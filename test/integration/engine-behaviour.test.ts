@@ -1,0 +1,181 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { LlavaEngine } from '../../src/engine/engine';
+import { FicocoError } from '../../src/engine/errors';
+
+const FIXTURES = path.join(__dirname, '..', 'fixtures');
+const MODEL = path.join(FIXTURES, 'tiny-llava-llama');
+const SHAPES = { bytes: fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png')), name: 'shapes.png' };
+const QUESTION = 'what colour is the big box ?';
+
+/** Copies the fixture model into a temp folder so a test can damage it. */
+function copyOfModel(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-model-'));
+  for (const file of fs.readdirSync(MODEL).filter((name) => !name.startsWith('reference.'))) fs.copyFileSync(path.join(MODEL, file), path.join(dir, file));
+  return dir;
+}
+
+async function loadError(dir: string): Promise<FicocoError> {
+  try {
+    await LlavaEngine.load(dir);
+  } catch (error) {
+    assert.ok(error instanceof FicocoError, `expected a FicocoError, got ${String(error)}`);
+    return error;
+  }
+  assert.fail('the model loaded');
+}
+
+describe('model folders that cannot be used get one clear error', () => {
+  test('a path that is not a folder', async () => {
+    const error = await loadError(path.join(FIXTURES, 'images', 'shapes.png'));
+    assert.equal(error.kind, 'model-folder');
+    assert.match(error.message, /shapes\.png is not a folder/);
+  });
+
+  test('a folder without config.json', async () => {
+    const error = await loadError(path.join(FIXTURES, 'images'));
+    assert.equal(error.kind, 'model-folder');
+    assert.match(error.message, /config\.json is missing/);
+  });
+
+  test('a config for an architecture the engine does not support', async () => {
+    const dir = copyOfModel();
+    const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...config, model_type: 'qwen2_vl' }));
+    const error = await loadError(dir);
+    assert.equal(error.kind, 'config');
+    assert.match(error.message, /model_type is "qwen2_vl"/);
+  });
+
+  test('an unsupported decoder names the field', async () => {
+    const dir = copyOfModel();
+    const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...config, text_config: { ...config.text_config, model_type: 'gemma' } }));
+    const error = await loadError(dir);
+    assert.match(error.message, /text_config\.model_type is "gemma"/);
+  });
+
+  test('a config whose sizes do not match the weights', async () => {
+    const dir = copyOfModel();
+    const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...config, text_config: { ...config.text_config, intermediate_size: 100 } }));
+    const error = await loadError(dir);
+    assert.equal(error.kind, 'weights');
+    assert.match(error.message, /gate_proj\.weight has shape \[96, 48\] but config\.json implies \[100, 48\]/);
+  });
+
+  test('a missing safetensors file', async () => {
+    const dir = copyOfModel();
+    fs.rmSync(path.join(dir, 'model.safetensors'));
+    const error = await loadError(dir);
+    assert.match(error.message, /no \.safetensors weights/);
+  });
+
+  test('a truncated safetensors file', async () => {
+    const dir = copyOfModel();
+    const file = path.join(dir, 'model.safetensors');
+    fs.truncateSync(file, fs.statSync(file).size - 1000);
+    const error = await loadError(dir);
+    assert.equal(error.kind, 'weights');
+    assert.match(error.message, /model\.safetensors is .* shorter than its header says/);
+  });
+});
+
+describe('a loaded engine', () => {
+  let engine: LlavaEngine;
+  before(async () => {
+    engine = await LlavaEngine.load(MODEL);
+  });
+  after(() => engine.dispose());
+
+  test('answers, streams text and reports stats', async () => {
+    const pieces: string[] = [];
+    const answer = await engine.ask({ question: QUESTION, images: [SHAPES], maxNewTokens: 6, onText: (text) => pieces.push(text) });
+    assert.ok(answer.tokenIds.length >= 1 && answer.tokenIds.length <= 6);
+    assert.equal(pieces.join('').trim(), answer.text.trim());
+    const { stats } = answer;
+    assert.equal(stats.provider, 'cpu');
+    assert.equal(stats.generatedTokens, answer.tokenIds.length);
+    assert.deepEqual(stats.visualTokens, [{ original: 36, atDecoder: 36 }]);
+    assert.equal(stats.promptTokens, 12 + 36);
+    for (const ms of [stats.preprocessMs, stats.visionMs, stats.prefillMs, stats.ttftMs]) assert.ok(ms > 0);
+    assert.ok(stats.ttftMs >= stats.visionMs + stats.prefillMs);
+  });
+
+  test('an empty question is refused and the engine stays usable', async () => {
+    await assert.rejects(engine.ask({ question: '  ', images: [SHAPES] }), (error: unknown) => error instanceof FicocoError && error.kind === 'input' && /question is empty/.test(error.message));
+    const answer = await engine.ask({ question: QUESTION, images: [SHAPES], maxNewTokens: 2 });
+    assert.ok(answer.tokenIds.length > 0);
+  });
+
+  test('an image that cannot be decoded names the file and the engine stays usable', async () => {
+    const corrupt = { bytes: SHAPES.bytes.subarray(0, 200), name: 'broken.png' };
+    await assert.rejects(engine.ask({ question: QUESTION, images: [corrupt] }), (error: unknown) => error instanceof FicocoError && error.kind === 'image' && /broken\.png/.test(error.message));
+    const text = { bytes: new TextEncoder().encode('not an image'), name: 'notes.txt' };
+    await assert.rejects(engine.ask({ question: QUESTION, images: [text] }), /notes\.txt is not an image/);
+    const answer = await engine.ask({ question: QUESTION, images: [SHAPES], maxNewTokens: 2 });
+    assert.ok(answer.tokenIds.length > 0);
+  });
+
+  test('more images than placeholders is an input error', async () => {
+    const pixels = await engine.pixelValues(SHAPES.bytes, SHAPES.name);
+    const ids = engine.text.encode(engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }]));
+    await assert.rejects(engine.generate(ids, [pixels, pixels], { maxNewTokens: 1 }), /1 image placeholder\(s\) but 2 image\(s\)/);
+  });
+
+  test('stops at max new tokens, at a stop token, and when cancelled between steps', async () => {
+    const pixels = await engine.pixelValues(SHAPES.bytes, SHAPES.name);
+    const ids = engine.text.encode(engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }]));
+    const free = await engine.generate(ids, [pixels], { maxNewTokens: 5, stopTokenIds: [] });
+    assert.equal(free.stopReason, 'max-tokens');
+    assert.equal(free.tokenIds.length, 5);
+
+    const stopped = await engine.generate(ids, [pixels], { maxNewTokens: 5, stopTokenIds: [free.tokenIds[2]] });
+    assert.equal(stopped.stopReason, 'stop-token');
+    assert.deepEqual(stopped.tokenIds, free.tokenIds.slice(0, free.tokenIds.indexOf(free.tokenIds[2]) + 1));
+
+    const controller = new AbortController();
+    const seen: number[] = [];
+    const cancelled = await engine.generate(ids, [pixels], {
+      maxNewTokens: 5,
+      stopTokenIds: [],
+      signal: controller.signal,
+      onToken: (id) => {
+        seen.push(id);
+        if (seen.length === 2) controller.abort();
+      },
+    });
+    assert.equal(cancelled.stopReason, 'cancelled');
+    assert.deepEqual(cancelled.tokenIds, free.tokenIds.slice(0, 2));
+  });
+
+  test('sampling is reproducible from its seed and differs from greedy at high temperature', async () => {
+    const pixels = await engine.pixelValues(SHAPES.bytes, SHAPES.name);
+    const ids = engine.text.encode(engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }]));
+    const sample = (seed: number, temperature: number, topP: number) => engine.generate(ids, [pixels], { maxNewTokens: 8, stopTokenIds: [], sampling: { temperature, topP, seed } });
+    const greedy = await engine.generate(ids, [pixels], { maxNewTokens: 8, stopTokenIds: [] });
+    assert.deepEqual((await sample(7, 5, 1)).tokenIds, (await sample(7, 5, 1)).tokenIds);
+    assert.notDeepEqual((await sample(7, 5, 1)).tokenIds, greedy.tokenIds);
+    // A nucleus too small for a second token is greedy decoding.
+    assert.deepEqual((await sample(7, 1, 1e-9)).tokenIds, greedy.tokenIds);
+  });
+});
+
+describe('execution providers', () => {
+  test('a provider that cannot load falls back to CPU and says why', async () => {
+    const requested = process.platform === 'win32' ? 'coreml' : 'dml';
+    const engine = await LlavaEngine.load(MODEL, { provider: requested });
+    try {
+      assert.equal(engine.provider, 'cpu');
+      assert.match(engine.providerFallback ?? '', new RegExp(`${requested} could not be used .*running on CPU instead`));
+      const answer = await engine.ask({ question: QUESTION, images: [SHAPES], maxNewTokens: 2 });
+      assert.equal(answer.stats.provider, 'cpu');
+      assert.match(answer.stats.providerFallback ?? '', /running on CPU/);
+    } finally {
+      await engine.dispose();
+    }
+  });
+});
