@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { FicocoError } from './errors';
 import type { AttentionExposure } from './graph/attention';
-import { ATTENTION, HIDDEN, MEAN_KEYS, POSITIONS } from './graph/segment';
+import { ATTENTION, MEAN_KEYS, POSITIONS } from './graph/segment';
 import { HookSite, ReductionHook, SiteView, TokenState, hooksBySite, validateTokenState } from '../reduction/tokenState';
 import { decodeImage } from './image/decode';
 import { ImagePreprocessorConfig, parsePreprocessorConfig, preprocessImage } from './image/preprocess';
@@ -53,7 +53,7 @@ export interface GenerationResult {
   steps: StepStat[];
   /** per-layer KV cache lengths after prefill */
   cacheLengths: number[];
-  timings: { visionMs: number; prefillMs: number; firstTokenAt: number; decodeMs: number };
+  timings: { visionMs: number; prefillMs: number; decodeMs: number };
 }
 
 export interface AskRequest {
@@ -211,11 +211,13 @@ export class LlavaEngine {
   /** Prefill (vision → projector → splice → decoder) then token-by-token decoding with the KV cache. */
   async generate(inputIds: readonly number[], pixelValues: readonly Float32Array[], options: GenerateOptions): Promise<GenerationResult> {
     const hooks = hooksBySite(options.hooks ?? []);
-    const sitesOf = (prefix: string) => new Map([...hooks].filter(([site]) => site.startsWith(prefix) || (prefix === 'vision:' && site === 'projector')).map(([site, hook]) => [site, hook.needs] as [string, AttentionExposure]));
+    const visionSites = new Map<string, AttentionExposure>();
+    const decoderSites = new Map<string, AttentionExposure>();
+    for (const [site, hook] of hooks) (site.startsWith('llm:') ? decoderSites : visionSites).set(site, hook.needs);
     const [visionSegments, embedSegments, decoderSegments] = await Promise.all([
-      this.runners.vision.segments(sitesOf('vision:')),
+      this.runners.vision.segments(visionSites),
       this.runners.embed.segments(new Map()),
-      this.runners.decoder.segments(sitesOf('llm:')),
+      this.runners.decoder.segments(decoderSites),
     ]);
     const steps: StepStat[] = [];
 
@@ -228,21 +230,10 @@ export class LlavaEngine {
 
     const prefillStart = performance.now();
     const embedded = await this.embed(inputIds, embedSegments[0]);
-    let state = spliceImages(embedded, inputIds, this.config.imageTokenId, features);
+    const state = spliceImages(embedded, inputIds, this.config.imageTokenId, features);
     const promptLength = state.count;
     const cache = new KvCache(this.config.text.kvHeads, this.config.text.headDim, computeTypeFor(this.provider));
-    let logits: Float32Array | undefined;
-    for (const segment of decoderSegments) {
-      const outputs = await this.runDecoderSegment(segment, state, cache);
-      if (segment.end === this.towers.decoder.blocks.length) {
-        logits = outputs[LOGITS].data as Float32Array;
-      } else {
-        state = { ...state, hidden: outputs[HIDDEN].data as Float32Array };
-        const hook = segment.site ? hooks.get(segment.site as HookSite) : undefined;
-        if (hook) state = runHook(hook, state, outputs, false, steps);
-      }
-    }
-    const prefillLogits = logits!;
+    const prefillLogits = await this.runDecoder(decoderSegments, state, cache, { hooks, steps });
     const cacheLengths = cache.lengths();
     const prefillMs = performance.now() - prefillStart;
 
@@ -269,12 +260,7 @@ export class LlavaEngine {
       if (step === options.maxNewTokens - 1) break;
       // Every generated token continues the original numbering, whatever reduction removed.
       const embeddedToken = await this.embed([token], embedSegments[0]);
-      let hidden: TokenState = { ...embeddedToken, positions: Int32Array.of(promptLength + step) };
-      for (const segment of decoderSegments) {
-        const outputs = await this.runDecoderSegment(segment, hidden, cache);
-        if (segment.end === this.towers.decoder.blocks.length) nextLogits = outputs[LOGITS].data as Float32Array;
-        else hidden = { ...hidden, hidden: outputs[HIDDEN].data as Float32Array };
-      }
+      nextLogits = await this.runDecoder(decoderSegments, { ...embeddedToken, positions: Int32Array.of(promptLength + step) }, cache);
       decodeMs = performance.now() - firstTokenAt;
     }
     if (tokenIds.length <= 1) decodeMs = 0;
@@ -286,7 +272,7 @@ export class LlavaEngine {
       promptTokens: promptLength,
       steps,
       cacheLengths,
-      timings: { visionMs, prefillMs, firstTokenAt, decodeMs },
+      timings: { visionMs, prefillMs, decodeMs },
     };
   }
 
@@ -352,6 +338,19 @@ export class LlavaEngine {
       positions: Int32Array.from({ length: ids.length }, (_, i) => i),
       spans: [],
     };
+  }
+
+  /** One pass through the decoder's segments, extending the KV cache; hooks run only at prefill. */
+  private async runDecoder(segments: Segment[], state: TokenState, cache: KvCache, prefill?: { hooks: Map<HookSite, ReductionHook>; steps: StepStat[] }): Promise<Float32Array> {
+    let current = state;
+    for (const segment of segments) {
+      const outputs = await this.runDecoderSegment(segment, current, cache);
+      if (segment.end === this.towers.decoder.blocks.length) return outputs[LOGITS].data as Float32Array;
+      current = { ...current, hidden: outputs[segment.graph.outputName].data as Float32Array };
+      const hook = prefill && segment.site ? prefill.hooks.get(segment.site as HookSite) : undefined;
+      if (hook) current = runHook(hook, current, outputs, false, prefill!.steps);
+    }
+    throw new Error('the decoder tower ended without producing logits');
   }
 
   private async runDecoderSegment(segment: Segment, state: TokenState, cache: KvCache): Promise<ort.InferenceSession.OnnxValueMapType> {

@@ -59,7 +59,9 @@ export interface SegmentGraph {
   exposes: AttentionExposure;
 }
 
+/** a segment's hidden-state input and output, when the segment does not start or end its tower */
 export const HIDDEN = 'hidden';
+export const HIDDEN_OUT = 'hidden_out';
 export const POSITIONS = 'positions';
 export const ATTENTION = 'attention';
 export const MEAN_KEYS = 'mean_keys';
@@ -134,7 +136,7 @@ export function buildSegment(tower: Tower, start: number, end: number, computeTy
     x = exposed.hidden;
   }
   const asFloat32 = (value: string) => (computeType === ElemType.float32 ? value : g.op('Cast', [value], `${value}.f32`, { to: ElemType.float32 }));
-  const outputName = last ? tower.output.name : HIDDEN;
+  const outputName = last ? tower.output.name : HIDDEN_OUT;
   g.output(outputName, asFloat32(x), ElemType.float32, last ? tower.output.dims : ['tokens', tower.blocks[end - 1].width]);
   if (exposed.attention) g.output(ATTENTION, asFloat32(exposed.attention), ElemType.float32, ['tokens', 'keys']);
   if (exposed.meanKeys) g.output(MEAN_KEYS, asFloat32(exposed.meanKeys), ElemType.float32, ['keys', 'head_dim']);

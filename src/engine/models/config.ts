@@ -55,6 +55,9 @@ const TEXT_DEFAULTS: Record<TextConfig['modelType'], Json> = {
 
 const VISION_DEFAULTS: Json = { hidden_size: 768, intermediate_size: 3072, num_hidden_layers: 12, num_attention_heads: 12, image_size: 224, patch_size: 32, layer_norm_eps: 1e-5, hidden_act: 'quick_gelu' };
 
+/** The tower LlavaConfig builds when config.json has no vision_config at all (CLIP ViT-L/14 at 336 px). */
+const LLAVA_VISION_CONFIG: Json = { model_type: 'clip_vision_model', hidden_size: 1024, intermediate_size: 4096, num_hidden_layers: 24, num_attention_heads: 16, image_size: 336, patch_size: 14 };
+
 /** llava-hf configs store only what differs from these defaults. */
 const LLAVA_DEFAULTS: Json = { image_token_index: 32000, projector_hidden_act: 'gelu', vision_feature_layer: -2, vision_feature_select_strategy: 'default', multimodal_projector_bias: true };
 
@@ -64,7 +67,7 @@ export function parseLlavaConfig(json: unknown, source: string): LlavaConfig {
     throw new FicocoError(`${source}: model_type is ${JSON.stringify(root.model_type)}; this engine supports "llava" (LLaVA-1.5 style: CLIP vision tower, MLP projector, Llama/Mistral/Qwen2 decoder).`, 'config');
   }
   const fields = new Fields({ ...LLAVA_DEFAULTS, ...root }, source, '');
-  const vision = parseVision(asObject(root.vision_config ?? { model_type: 'clip_vision_model' }, source, 'vision_config'), source);
+  const vision = parseVision(asObject(root.vision_config ?? LLAVA_VISION_CONFIG, source, 'vision_config'), source);
   const text = parseText(asObject(root.text_config ?? { model_type: 'llama' }, source, 'text_config'), root, source);
   const featureLayer = fields.int('vision_feature_layer', -vision.layers - 1, vision.layers);
   const visionFeatureLayer = featureLayer < 0 ? vision.layers + 1 + featureLayer : featureLayer;
@@ -115,7 +118,9 @@ function parseText(json: Json, root: Json, source: string): TextConfig {
   const heads = f.int('num_attention_heads', 1);
   const kvHeads = json.num_key_value_heads === undefined || json.num_key_value_heads === null ? (defaults.num_key_value_heads as number | undefined) ?? heads : f.int('num_key_value_heads', 1);
   f.check(heads % kvHeads === 0, 'num_key_value_heads', `must divide num_attention_heads (${heads})`);
-  const headDim = json.head_dim === undefined || json.head_dim === null ? hiddenSize / heads : f.int('head_dim', 2);
+  const explicitHeadDim = json.head_dim !== undefined && json.head_dim !== null;
+  if (!explicitHeadDim) f.check(hiddenSize % heads === 0, 'hidden_size', `must be divisible by num_attention_heads (${heads}) when head_dim is not given`);
+  const headDim = explicitHeadDim ? f.int('head_dim', 2) : hiddenSize / heads;
   f.check(Number.isInteger(headDim) && headDim % 2 === 0, 'head_dim', 'must be an even integer (rotary embeddings rotate pairs)');
   if (json.rope_scaling !== undefined && json.rope_scaling !== null) {
     throw new FicocoError(`${source}: text_config.rope_scaling is set (${JSON.stringify(json.rope_scaling)}); scaled rotary embeddings are not supported yet.`, 'config');

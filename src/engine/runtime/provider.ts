@@ -68,7 +68,13 @@ export class SessionFactory {
       // A GPU provider that fails to load is reported once by us, not as ORT's log noise.
       ...(provider === 'cpu' ? {} : { logSeverityLevel: 4 as const }),
       ...(this.options.threads ? { intraOpNumThreads: this.options.threads } : {}),
-      extra: { session: { model_external_initializers_file_folder_path: this.options.weightsFolder } },
+      extra: {
+        session: {
+          model_external_initializers_file_folder_path: this.options.weightsFolder,
+          // Each segment has its own thread pool; idle pools must not spin while the next segment runs.
+          intra_op: { allow_spinning: '0' },
+        },
+      },
     });
   }
 }

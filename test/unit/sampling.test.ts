@@ -1,0 +1,168 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { GREEDY, argmax, createSampler, mulberry32, sampleTopP } from '../../src/engine/runtime/sampling';
+
+const logits = (...values: number[]) => Float32Array.from(values);
+
+function softmax(values: Float32Array, temperature: number): number[] {
+  const max = Math.max(...values);
+  const weights = Array.from(values, (l) => Math.exp((l - max) / temperature));
+  const total = weights.reduce((a, b) => a + b, 0);
+  return weights.map((w) => w / total);
+}
+
+function draws(sampler: (l: Float32Array) => number, input: Float32Array, n: number): number[] {
+  return Array.from({ length: n }, () => sampler(input));
+}
+
+describe('argmax', () => {
+  test('returns the index of the largest logit', () => {
+    assert.equal(argmax(logits(0.1, -3, 7.5, 2)), 2);
+    assert.equal(argmax(logits(-5, -1, -2)), 1);
+    assert.equal(argmax(logits(9)), 0);
+  });
+
+  test('ties go to the smaller index', () => {
+    assert.equal(argmax(logits(1, 3, 3, 3)), 1);
+    assert.equal(argmax(logits(4, 4)), 0);
+    assert.equal(argmax(logits(-Infinity, -Infinity, -Infinity)), 0);
+  });
+});
+
+describe('createSampler', () => {
+  test('temperature 0 is argmax whatever topP and seed say', () => {
+    const sampler = createSampler({ temperature: 0, topP: 0.1, seed: 99 });
+    const input = logits(0.5, 2, 2, -1);
+    for (let i = 0; i < 20; i++) assert.equal(sampler(input), 1);
+    assert.equal(createSampler(GREEDY)(logits(3, 1, 5)), 2);
+  });
+
+  test('negative temperature is treated as greedy', () => {
+    assert.equal(createSampler({ temperature: -1, topP: 1, seed: 1 })(logits(0, 9, 1)), 1);
+  });
+
+  test('same seed → same sequence', () => {
+    const input = logits(1, 1.2, 0.8, 1.1, 0.9);
+    const options = { temperature: 1, topP: 1, seed: 1234 };
+    assert.deepEqual(draws(createSampler(options), input, 200), draws(createSampler(options), input, 200));
+  });
+
+  test('different seeds give different sequences', () => {
+    const input = logits(1, 1.2, 0.8, 1.1, 0.9);
+    const a = draws(createSampler({ temperature: 1, topP: 1, seed: 1 }), input, 200);
+    const b = draws(createSampler({ temperature: 1, topP: 1, seed: 2 }), input, 200);
+    assert.notDeepEqual(a, b);
+  });
+
+  test('empirical frequencies approach softmax(l / T)', () => {
+    // 40 000 seeded draws: each frequency has standard deviation √(p(1−p)/N) ≤ 0.5/√40000 = 0.0025,
+    // so a tolerance of 0.0125 (5σ) holds for a correct sampler with overwhelming probability and, being
+    // seeded, deterministically; an off-by-temperature sampler (T=1 vs T=1.5 here) differs by > 0.05.
+    const input = logits(2, 1, 0.5, 0, -1);
+    const temperature = 1.5;
+    const n = 40_000;
+    const counts = new Array<number>(input.length).fill(0);
+    const sampler = createSampler({ temperature, topP: 1, seed: 42 });
+    for (let i = 0; i < n; i++) counts[sampler(input)]++;
+    const expected = softmax(input, temperature);
+    counts.forEach((count, token) => {
+      const frequency = count / n;
+      assert.ok(Math.abs(frequency - expected[token]) < 0.0125, `token ${token}: frequency ${frequency.toFixed(4)} vs p ${expected[token].toFixed(4)}`);
+    });
+  });
+
+  test('with top-p, only the nucleus is drawn, in proportion to its renormalised probabilities', () => {
+    // p ≈ [0.6439, 0.2369, 0.0871, 0.0321]: the nucleus for topP 0.85 is tokens {0, 1} (mass 0.881).
+    const input = logits(3, 2, 1, 0);
+    const p = softmax(input, 1);
+    const n = 20_000;
+    const counts = new Array<number>(input.length).fill(0);
+    const sampler = createSampler({ temperature: 1, topP: 0.85, seed: 7 });
+    for (let i = 0; i < n; i++) counts[sampler(input)]++;
+    assert.equal(counts[2], 0);
+    assert.equal(counts[3], 0);
+    // renormalised p0 = 0.731; σ = √(0.731·0.269/20000) ≈ 0.0031, tolerance 5σ
+    const expected0 = p[0] / (p[0] + p[1]);
+    assert.ok(Math.abs(counts[0] / n - expected0) < 0.016, `frequency ${counts[0] / n} vs ${expected0}`);
+  });
+});
+
+describe('sampleTopP', () => {
+  // softmax at T = 1: p ≈ [0.0871, 0.6439, 0.0321, 0.2369]; by probability: 1, 3, 0, 2
+  const input = logits(1, 3, 0, 2);
+
+  test('u near 0 picks the most probable token of the nucleus', () => {
+    assert.equal(sampleTopP(input, 1, 1, 0), 1);
+    assert.equal(sampleTopP(input, 1, 1, 1e-9), 1);
+  });
+
+  test('u near 1 picks the least probable token of the nucleus', () => {
+    assert.equal(sampleTopP(input, 1, 1, 1 - 1e-12), 2);
+    // nucleus for topP 0.85 = {1, 3}: the last one is 3
+    assert.equal(sampleTopP(input, 1, 0.85, 1 - 1e-12), 3);
+  });
+
+  test('u walks the nucleus in order of probability (inverse CDF)', () => {
+    const p = softmax(input, 1);
+    assert.equal(sampleTopP(input, 1, 1, p[1] - 1e-6), 1);
+    assert.equal(sampleTopP(input, 1, 1, p[1] + 1e-6), 3);
+    assert.equal(sampleTopP(input, 1, 1, p[1] + p[3] + 1e-6), 0);
+    assert.equal(sampleTopP(input, 1, 1, p[1] + p[3] + p[0] + 1e-6), 2);
+  });
+
+  test('topP so small that only the top token remains', () => {
+    for (const u of [0, 0.3, 0.7, 0.999999]) assert.equal(sampleTopP(input, 1, 1e-6, u), 1);
+    for (const u of [0, 0.5, 0.999999]) assert.equal(sampleTopP(input, 1, 0.6, u), 1, 'p(top) 0.644 alone reaches 0.6');
+  });
+
+  test('topP just above the top token mass admits the second token', () => {
+    const p = softmax(input, 1);
+    assert.equal(sampleTopP(input, 1, p[1] + 0.01, 0.999), 3);
+  });
+
+  test('temperature below 1 sharpens, above 1 flattens', () => {
+    // logits [2, 1, 0]: p_top(T=0.5) ≈ 0.867, p_top(T=1) ≈ 0.665, p_top(T=2) ≈ 0.506.
+    const l = logits(2, 1, 0);
+    assert.equal(sampleTopP(l, 0.5, 1, 0.7), 0);
+    assert.equal(sampleTopP(l, 1, 1, 0.7), 1);
+    assert.equal(sampleTopP(l, 2, 1, 0.6), 1);
+    assert.equal(sampleTopP(l, 1, 1, 0.6), 0);
+    // very low temperature behaves like argmax; very high like uniform
+    assert.equal(sampleTopP(l, 0.01, 1, 0.999999), 0);
+    assert.equal(sampleTopP(l, 1000, 1, 0.5), 1);
+    assert.equal(sampleTopP(l, 1000, 1, 0.9), 2);
+  });
+
+  test('is stable for large logits (no overflow)', () => {
+    assert.equal(sampleTopP(logits(1000, 999, -1e30), 1, 1, 0.5), 0);
+    assert.equal(sampleTopP(logits(1000, 999, -1e30), 1, 1, 0.9), 1);
+  });
+});
+
+describe('mulberry32', () => {
+  test('outputs lie in [0, 1) and look uniform', () => {
+    const random = mulberry32(2024);
+    const n = 100_000;
+    const bins = new Array<number>(10).fill(0);
+    for (let i = 0; i < n; i++) {
+      const x = random();
+      assert.ok(x >= 0 && x < 1, `value ${x} outside [0, 1)`);
+      bins[Math.floor(x * 10)]++;
+    }
+    // each bin expects 10 000 with σ ≈ 95; 500 is > 5σ
+    for (const count of bins) assert.ok(Math.abs(count - n / 10) < 500, `bin count ${count}`);
+  });
+
+  test('is reproducible per seed and seeds are independent', () => {
+    const a = mulberry32(5);
+    const b = mulberry32(5);
+    const c = mulberry32(6);
+    const seqA = Array.from({ length: 10 }, a);
+    assert.deepEqual(seqA, Array.from({ length: 10 }, b));
+    assert.notDeepEqual(seqA, Array.from({ length: 10 }, c));
+  });
+
+  test('seeds are taken as unsigned 32-bit integers', () => {
+    assert.deepEqual(Array.from({ length: 5 }, mulberry32(-1)), Array.from({ length: 5 }, mulberry32(0xffffffff)));
+  });
+});
