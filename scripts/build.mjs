@@ -6,8 +6,11 @@ import * as path from 'node:path';
 const production = process.argv.includes('--production');
 const outdir = 'dist';
 
+// Only the engine side (cli, host) loads onnxruntime-node; only the extension loads vscode.
 const entries = [
-  { in: 'src/cli/main.ts', out: 'cli', banner: '#!/usr/bin/env node' },
+  { in: 'src/cli/main.ts', out: 'cli', banner: '#!/usr/bin/env node', external: ['onnxruntime-node'] },
+  { in: 'src/host/main.ts', out: 'host', external: ['onnxruntime-node'] },
+  { in: 'src/extension/extension.ts', out: 'extension', external: ['vscode'] },
 ];
 
 fs.mkdirSync(outdir, { recursive: true });
@@ -22,8 +25,8 @@ await Promise.all(
       format: 'cjs',
       sourcemap: !production,
       minify: production,
-      // The native ONNX Runtime binding is loaded from node_modules at run time.
-      external: ['onnxruntime-node', 'vscode'],
+      // The native ONNX Runtime binding is loaded from node_modules at run time; vscode is the editor's.
+      external: entry.external,
       banner: entry.banner ? { js: entry.banner } : undefined,
       logLevel: 'warning',
     }),

@@ -1,0 +1,184 @@
+/**
+ * The extension's side of the engine process: forks the host on first use, speaks src/protocol/engine.ts
+ * to it, and forks a fresh one after a crash. Deliberately free of 'vscode' so it runs under plain Node;
+ * vscode.CancellationToken satisfies vscode-jsonrpc's CancellationToken structurally.
+ */
+import { ChildProcess, fork } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { CancellationToken, IPCMessageReader, IPCMessageWriter, MessageConnection, createMessageConnection } from 'vscode-jsonrpc/node';
+import { AskParams, AskRequest, AskResult, EngineErrorKind, LoadParams, LoadRequest, LoadResult, TextNotification, errorKindOf, parseTextParams } from '../protocol/engine';
+
+export interface EngineClientOptions {
+  /** the host's entry point: dist/host.js, or src/host/main.ts with execArgv ['--import', 'tsx'] */
+  hostModule: string;
+  execArgv?: string[];
+  /** receives the host's stderr and the client's own notes, one line at a time */
+  log?: (line: string) => void;
+}
+
+/** Why an engine call failed: the host's error kind, or 'crashed' when the process itself died. */
+export class EngineError extends Error {
+  constructor(
+    message: string,
+    readonly kind: EngineErrorKind | 'crashed',
+  ) {
+    super(message);
+    this.name = 'EngineError';
+  }
+}
+
+/** One forked host and what it has loaded. */
+interface HostProcess {
+  child: ChildProcess;
+  connection: MessageConnection;
+  /** rejects with a 'crashed' EngineError once the process exits without being asked to */
+  exited: Promise<never>;
+  /** set when the client ended the process on purpose */
+  stopped: boolean;
+  /** the load this process last answered (or is answering), by its parameters */
+  load?: { key: string; result: Promise<LoadResult> };
+  /** pieces of text of the asks in flight, by requestId */
+  textListeners: Map<string, (text: string) => void>;
+}
+
+export type AskOptions = Omit<AskParams, 'requestId'>;
+
+export class EngineClient {
+  private host: HostProcess | undefined;
+  private disposed = false;
+
+  constructor(private readonly options: EngineClientOptions) {}
+
+  /** The live host's process id; undefined until the first call and after the process ended. */
+  get processId(): number | undefined {
+    return this.host?.child.pid;
+  }
+
+  /** Loads a model folder in the host (a no-op when this host already loaded the same one). */
+  load(params: LoadParams): Promise<LoadResult> {
+    return this.loadOn(this.running(), params);
+  }
+
+  /**
+   * Asks a question about images with the model in `model` (loaded first when needed). Text streams into
+   * `onText`; cancelling `token` stops generation between tokens and resolves with the partial answer.
+   */
+  async ask(model: LoadParams, question: AskOptions, onText: (text: string) => void, token?: CancellationToken): Promise<AskResult> {
+    const host = this.running();
+    await this.loadOn(host, model);
+    if (token?.isCancellationRequested) throw new EngineError('The question was cancelled before it started.', 'cancelled');
+    const requestId = randomUUID();
+    host.textListeners.set(requestId, onText);
+    try {
+      return await this.call(host, host.connection.sendRequest(AskRequest, { ...question, requestId }, token));
+    } finally {
+      host.textListeners.delete(requestId);
+    }
+  }
+
+  private loadOn(host: HostProcess, params: LoadParams): Promise<LoadResult> {
+    const key = JSON.stringify([params.modelDir, params.provider, params.threads ?? null]);
+    if (host.load?.key !== key) {
+      const result = this.call(host, host.connection.sendRequest(LoadRequest, params));
+      host.load = { key, result };
+      // A failed load is not remembered: the next call tries again.
+      result.catch(() => {
+        if (host.load?.key === key) host.load = undefined;
+      });
+    }
+    return host.load!.result;
+  }
+
+  /** Ends the host process (requests in flight fail with kind 'cancelled'); the next call forks a new one. */
+  stop(): void {
+    const host = this.host;
+    this.host = undefined;
+    if (!host) return;
+    host.stopped = true;
+    host.child.kill();
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    this.stop();
+  }
+
+  /** The live host, forked now if there is none (first use, or after a crash). */
+  private running(): HostProcess {
+    if (this.disposed) throw new EngineError('The FiCoCo engine client was disposed.', 'internal');
+    if (!this.host) this.host = this.start();
+    return this.host;
+  }
+
+  private start(): HostProcess {
+    const log = this.options.log ?? (() => undefined);
+    const child = fork(this.options.hostModule, [], {
+      execArgv: this.options.execArgv ?? [],
+      // Inside VS Code, process.execPath is Electron: this makes it behave as plain Node.
+      env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    });
+    forwardLines(child.stdout, log);
+    forwardLines(child.stderr, log);
+    const connection = createMessageConnection(new IPCMessageReader(child), new IPCMessageWriter(child));
+    const host: HostProcess = Object.assign(
+      { child, connection, stopped: false, textListeners: new Map<string, (text: string) => void>() },
+      { exited: this.exitOf(child, connection, () => host.stopped) },
+    );
+    connection.onNotification(TextNotification, (params: unknown) => {
+      const piece = parseTextParams(params);
+      host.textListeners.get(piece.requestId)?.(piece.text);
+    });
+    connection.listen();
+    log(`engine process ${child.pid} started`);
+    return host;
+  }
+
+  /** Rejects once `child` is gone: 'cancelled' after stop(), 'crashed' otherwise. Forgets it as the live host. */
+  private exitOf(child: ChildProcess, connection: MessageConnection, stopped: () => boolean): Promise<never> {
+    const log = this.options.log ?? (() => undefined);
+    const exited = new Promise<never>((_, reject) => {
+      child.once('exit', (code, signal) => {
+        if (this.host?.child === child) this.host = undefined;
+        connection.dispose();
+        const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+        log(`engine process ${child.pid} ${how}`);
+        if (stopped()) reject(new EngineError('The FiCoCo engine was stopped.', 'cancelled'));
+        else reject(new EngineError(`The FiCoCo engine process stopped unexpectedly (it ${how}). It restarts on the next question; the model loads again.`, 'crashed'));
+      });
+      child.once('error', (error) => {
+        if (this.host?.child === child) this.host = undefined;
+        reject(new EngineError(`The FiCoCo engine process could not start: ${error.message}`, 'crashed'));
+      });
+    });
+    exited.catch(() => undefined);
+    return exited;
+  }
+
+  /** A request's answer, or the crash of its process, with the host's errors turned into EngineErrors. */
+  private async call<T>(host: HostProcess, request: Promise<T>): Promise<T> {
+    try {
+      return await Promise.race([request, host.exited]);
+    } catch (error) {
+      if (error instanceof EngineError) throw error;
+      // A request cut off by the process ending: report the crash, not the transport's error.
+      if (!host.child.connected) await host.exited;
+      const message = error instanceof Error ? error.message : String(error);
+      throw new EngineError(message, errorKindOf(error) ?? 'internal');
+    }
+  }
+}
+
+function forwardLines(stream: NodeJS.ReadableStream | null, log: (line: string) => void): void {
+  if (!stream) return;
+  let pending = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    const lines = (pending + chunk).split('\n');
+    pending = lines.pop() ?? '';
+    for (const line of lines) if (line) log(line);
+  });
+  stream.on('end', () => {
+    if (pending) log(pending);
+  });
+}

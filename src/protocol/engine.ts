@@ -1,0 +1,209 @@
+/**
+ * The JSON-RPC contract between the extension (client) and the engine host process (server),
+ * carried by vscode-jsonrpc over Node's IPC channel. Plain data only: no engine, Node or vscode imports,
+ * so the extension, the host and (later) the webview can all share it.
+ *
+ * Cancellation is vscode-jsonrpc's own ($/cancelRequest → CancellationToken): a cancelled ask still
+ * answers, with the text so far and stopReason 'cancelled'. Failures are ResponseErrors whose data
+ * carries a stable `kind`.
+ */
+import { ErrorCodes, NotificationType, RequestType, ResponseError } from 'vscode-jsonrpc';
+
+export const PROVIDER_SETTINGS = ['auto', 'cpu', 'cuda', 'dml', 'coreml', 'webgpu'] as const;
+export type ProviderSetting = (typeof PROVIDER_SETTINGS)[number];
+export type ProviderName = Exclude<ProviderSetting, 'auto'>;
+
+/** Largest image file the host accepts (decoded bytes, not base64 characters). */
+export const MAX_IMAGE_BYTES = 32 * 1024 * 1024;
+export const MAX_NEW_TOKENS_LIMIT = 4096;
+
+export interface LoadParams {
+  /** a Hugging Face LLaVA model folder on the host's machine */
+  modelDir: string;
+  provider: ProviderSetting;
+  /** intra-op threads; ONNX Runtime's default when absent */
+  threads?: number;
+}
+
+export interface LoadResult {
+  /** the provider the engine actually runs on */
+  provider: ProviderName;
+  /** why the requested provider was not used, when it was not */
+  providerFallback?: string;
+  /** the folder as the host resolved it */
+  modelDir: string;
+}
+
+export interface ImageAttachment {
+  /** a file name; its extension is a hint for the decoder */
+  name: string;
+  /** the image file's bytes, base64 */
+  dataBase64: string;
+}
+
+export interface AskParams {
+  /** chosen by the client; `engine/text` notifications of this ask carry it */
+  requestId: string;
+  question: string;
+  images: ImageAttachment[];
+  maxNewTokens: number;
+  /** 0 = greedy */
+  temperature: number;
+  topP: number;
+  seed: number;
+}
+
+export interface AnswerStats {
+  promptTokens: number;
+  generatedTokens: number;
+  /** per image: visual tokens out of the vision tower, and how many reach the decoder */
+  visualTokens: { original: number; atDecoder: number }[];
+  /** each reduction step: where it ran and the visual tokens before and after */
+  steps: { site: string; image?: number; tokensBefore: number; tokensAfter: number; ms: number }[];
+  preprocessMs: number;
+  visionMs: number;
+  prefillMs: number;
+  ttftMs: number;
+  decodeTokensPerSecond: number;
+  provider: ProviderName;
+  providerFallback?: string;
+}
+
+export type StopReason = 'stop-token' | 'max-tokens' | 'cancelled';
+
+export interface AskResult {
+  text: string;
+  stopReason: StopReason;
+  stats: AnswerStats;
+}
+
+export interface TextParams {
+  requestId: string;
+  /** the next piece of the answer; the pieces of one ask concatenate to its final text */
+  text: string;
+}
+
+/** Why a request failed. The engine's own kinds, plus the host's: no model yet, or a bug. */
+export type EngineErrorKind = 'model-folder' | 'weights' | 'config' | 'image' | 'input' | 'provider' | 'cancelled' | 'not-loaded' | 'internal';
+
+export interface EngineErrorData {
+  kind: EngineErrorKind;
+}
+
+/** ResponseError code of a failure the engine reported (its kind says which); outside JSON-RPC's reserved ranges. */
+export const ENGINE_FAILURE = 1;
+
+export const LoadRequest = new RequestType<LoadParams, LoadResult, EngineErrorData>('engine/load');
+export const AskRequest = new RequestType<AskParams, AskResult, EngineErrorData>('engine/ask');
+export const TextNotification = new NotificationType<TextParams>('engine/text');
+
+/** The kind a ResponseError carries, or undefined when it carries none (e.g. a transport failure). */
+export function errorKindOf(error: unknown): EngineErrorKind | undefined {
+  if (!(error instanceof ResponseError)) return undefined;
+  const data: unknown = error.data;
+  return isRecord(data) && typeof data.kind === 'string' && ENGINE_ERROR_KINDS.has(data.kind) ? (data.kind as EngineErrorKind) : undefined;
+}
+
+const ENGINE_ERROR_KINDS = new Set<string>(['model-folder', 'weights', 'config', 'image', 'input', 'provider', 'cancelled', 'not-loaded', 'internal']);
+
+// ---- validators: the host checks everything it receives; each failure names the field ----
+
+/** Thrown by the validators; the host sends it back as is. */
+export function invalidParams(message: string): ResponseError<EngineErrorData> {
+  return new ResponseError<EngineErrorData>(ErrorCodes.InvalidParams, message, { kind: 'input' });
+}
+
+export function parseLoadParams(value: unknown): LoadParams {
+  const params = record(value, 'engine/load params');
+  const modelDir = nonEmptyString(params.modelDir, 'modelDir');
+  const provider = params.provider;
+  if (typeof provider !== 'string' || !(PROVIDER_SETTINGS as readonly string[]).includes(provider)) {
+    throw invalidParams(`provider is ${describe(provider)}; expected one of ${PROVIDER_SETTINGS.join(', ')}.`);
+  }
+  const result: LoadParams = { modelDir, provider: provider as ProviderSetting };
+  if (params.threads !== undefined) result.threads = integer(params.threads, 'threads', 1, 1024);
+  return result;
+}
+
+export function parseAskParams(value: unknown): AskParams {
+  const params = record(value, 'engine/ask params');
+  if (!Array.isArray(params.images)) throw invalidParams(`images is ${describe(params.images)}; expected an array of { name, dataBase64 }.`);
+  return {
+    requestId: nonEmptyString(params.requestId, 'requestId'),
+    question: string(params.question, 'question'),
+    images: params.images.map((image, i) => parseImage(image, `images[${i}]`)),
+    maxNewTokens: integer(params.maxNewTokens, 'maxNewTokens', 1, MAX_NEW_TOKENS_LIMIT),
+    temperature: finite(params.temperature, 'temperature', 0, 100),
+    topP: finite(params.topP, 'topP', Number.MIN_VALUE, 1),
+    seed: integer(params.seed, 'seed', 0, 0xffffffff),
+  };
+}
+
+export function parseTextParams(value: unknown): TextParams {
+  const params = record(value, 'engine/text params');
+  return { requestId: nonEmptyString(params.requestId, 'requestId'), text: string(params.text, 'text') };
+}
+
+/** Base64 text of `bytes` decoded bytes; rounds up to whole 4-character groups. */
+export function base64Length(bytes: number): number {
+  return Math.ceil(bytes / 3) * 4;
+}
+
+function parseImage(value: unknown, field: string): ImageAttachment {
+  const image = record(value, field);
+  const name = string(image.name, `${field}.name`);
+  const data = image.dataBase64;
+  if (typeof data !== 'string') throw invalidParams(`${field}.dataBase64 is ${describe(data)}; expected the image file as base64 text.`);
+  if (data.length > base64Length(MAX_IMAGE_BYTES)) {
+    throw invalidParams(`${field} (${name}) is larger than ${MAX_IMAGE_BYTES / (1024 * 1024)} MiB; use a smaller image.`);
+  }
+  if (data.length === 0 || data.length % 4 !== 0 || !BASE64.test(data)) {
+    throw invalidParams(`${field}.dataBase64 (${name}) is not base64 text.`);
+  }
+  return { name, dataBase64: data };
+}
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+function record(value: unknown, field: string): Record<string, unknown> {
+  if (!isRecord(value)) throw invalidParams(`${field} is ${describe(value)}; expected an object.`);
+  return value;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function string(value: unknown, field: string): string {
+  if (typeof value !== 'string') throw invalidParams(`${field} is ${describe(value)}; expected a string.`);
+  return value;
+}
+
+function nonEmptyString(value: unknown, field: string): string {
+  const text = string(value, field);
+  if (text.trim() === '') throw invalidParams(`${field} is empty.`);
+  return text;
+}
+
+function finite(value: unknown, field: string, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
+    throw invalidParams(`${field} is ${describe(value)}; expected a number from ${min === Number.MIN_VALUE ? 'just above 0' : min} to ${max}.`);
+  }
+  return value;
+}
+
+function integer(value: unknown, field: string, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw invalidParams(`${field} is ${describe(value)}; expected a whole number from ${min} to ${max}.`);
+  }
+  return value;
+}
+
+function describe(value: unknown): string {
+  if (value === undefined) return 'missing';
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'string') return value.length > 40 ? `a ${value.length}-character string` : JSON.stringify(value);
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  return `a ${typeof value}`;
+}

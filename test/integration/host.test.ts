@@ -1,0 +1,240 @@
+import assert from 'node:assert/strict';
+import { ChildProcess, fork } from 'node:child_process';
+import { once } from 'node:events';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { CancellationTokenSource, ErrorCodes, IPCMessageReader, IPCMessageWriter, MessageConnection, ResponseError, createMessageConnection } from 'vscode-jsonrpc/node';
+import { EngineClient, EngineError } from '../../src/extension/engineClient';
+import { AskRequest, ENGINE_FAILURE, LoadParams, LoadRequest, TextNotification, errorKindOf } from '../../src/protocol/engine';
+
+// The build is not part of `npm test`: the host runs from source through tsx.
+const ROOT = path.join(__dirname, '..', '..');
+const HOST = path.join(ROOT, 'src', 'host', 'main.ts');
+const TSX = ['--import', 'tsx'];
+const FIXTURES = path.join(ROOT, 'test', 'fixtures');
+const MODEL = path.join(FIXTURES, 'tiny-llava-llama');
+const SHAPES = { name: 'shapes.png', dataBase64: fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png')).toString('base64') };
+const LOAD: LoadParams = { modelDir: MODEL, provider: 'cpu', threads: 1 };
+const QUESTION = { question: 'what is in the picture ?', images: [SHAPES], maxNewTokens: 200, temperature: 0, topP: 1, seed: 0 };
+/** A sampled ask that runs to its 200-token limit on the fixture model, so a cancel has room to land. */
+const LONG = { ...QUESTION, question: 'is there text in the image ?', temperature: 0.7, seed: 4 };
+
+interface TestHost {
+  child: ChildProcess;
+  connection: MessageConnection;
+  /** engine/text pieces by requestId, in arrival order */
+  pieces: Map<string, string[]>;
+  /** everything the host wrote to stdout (it should write nothing) */
+  stdout: string[];
+  /** notes of what arrived when, for ordering checks */
+  events: string[];
+  /** called after each piece is recorded (vscode-jsonrpc keeps one handler per method) */
+  onPiece?: (requestId: string) => void;
+}
+
+function startHost(): TestHost {
+  const child = fork(HOST, [], { cwd: ROOT, execArgv: TSX, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+  const host: TestHost = { child, connection: createMessageConnection(new IPCMessageReader(child), new IPCMessageWriter(child)), pieces: new Map(), stdout: [], events: [] };
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => host.stdout.push(chunk));
+  child.stderr!.resume();
+  host.connection.onNotification(TextNotification, ({ requestId, text }) => {
+    if (!host.pieces.has(requestId)) host.pieces.set(requestId, []);
+    host.pieces.get(requestId)!.push(text);
+    host.events.push(`text ${requestId}`);
+    host.onPiece?.(requestId);
+  });
+  host.connection.listen();
+  return host;
+}
+
+async function stopHost(host: TestHost): Promise<void> {
+  host.connection.dispose();
+  if (host.child.exitCode === null && host.child.signalCode === null) {
+    host.child.kill();
+    await once(host.child, 'exit');
+  }
+}
+
+/** The ResponseError a request fails with. */
+async function failure(request: Promise<unknown>): Promise<ResponseError<unknown>> {
+  try {
+    await request;
+  } catch (error) {
+    assert.ok(error instanceof ResponseError, `expected a ResponseError, got ${String(error)}`);
+    return error;
+  }
+  assert.fail('the request succeeded');
+}
+
+describe('engine host over JSON-RPC', () => {
+  let host: TestHost;
+  before(() => {
+    host = startHost();
+  });
+  after(() => stopHost(host));
+
+  test('asking before any model is loaded says so', async () => {
+    const error = await failure(host.connection.sendRequest(AskRequest, { ...QUESTION, requestId: 'early' }));
+    assert.equal(errorKindOf(error), 'not-loaded');
+  });
+
+  test('a folder that is not a model is a model-folder error', async () => {
+    const error = await failure(host.connection.sendRequest(LoadRequest, { ...LOAD, modelDir: path.join(FIXTURES, 'images') }));
+    assert.equal(error.code, ENGINE_FAILURE);
+    assert.equal(errorKindOf(error), 'model-folder');
+    assert.match(error.message, /config\.json is missing/);
+  });
+
+  test('parameters that break the contract are refused with the field named', async () => {
+    const error = await failure(host.connection.sendRequest(LoadRequest, { ...LOAD, provider: 'tpu' } as unknown as LoadParams));
+    assert.equal(error.code, ErrorCodes.InvalidParams);
+    assert.equal(errorKindOf(error), 'input');
+    assert.match(error.message, /provider is "tpu"/);
+    const ask = await failure(host.connection.sendRequest(AskRequest, { ...QUESTION, requestId: 'bad', maxNewTokens: 0 }));
+    assert.match(ask.message, /maxNewTokens is 0/);
+  });
+
+  test('loads the fixture model and reports the provider it runs on', async () => {
+    const loaded = await host.connection.sendRequest(LoadRequest, LOAD);
+    assert.deepEqual(loaded, { provider: 'cpu', modelDir: MODEL });
+  });
+
+  test('streams the answer as engine/text pieces that add up to the final text', async () => {
+    const full = await host.connection.sendRequest(AskRequest, { ...QUESTION, requestId: 'shapes' });
+    const pieces = host.pieces.get('shapes') ?? [];
+    assert.ok(pieces.length > 1, `expected several pieces, got ${pieces.length}`);
+    assert.equal(pieces.join(''), full.text);
+    assert.notEqual(full.text.trim(), '');
+    assert.notEqual(full.stopReason, 'cancelled');
+    assert.ok(full.stats.generatedTokens > 0);
+    assert.equal(full.stats.provider, 'cpu');
+    assert.equal(full.stats.visualTokens.length, 1);
+    assert.ok(full.stats.prefillMs > 0 && full.stats.ttftMs > 0);
+  });
+
+  test('cancelling stops generation between tokens and returns the partial answer', async () => {
+    const uncancelled = await host.connection.sendRequest(AskRequest, { ...LONG, requestId: 'long' });
+    const source = new CancellationTokenSource();
+    host.onPiece = (requestId) => {
+      if (requestId === 'cancel') source.cancel();
+    };
+    try {
+      const answer = await host.connection.sendRequest(AskRequest, { ...LONG, requestId: 'cancel' }, source.token);
+      assert.equal(answer.stopReason, 'cancelled');
+      const full = uncancelled.stats.generatedTokens;
+      assert.ok(answer.stats.generatedTokens < full / 2, `${answer.stats.generatedTokens} tokens after cancelling; the whole answer has ${full}`);
+      assert.equal((host.pieces.get('cancel') ?? []).join(''), answer.text);
+      assert.ok(uncancelled.text.startsWith(answer.text));
+    } finally {
+      host.onPiece = undefined;
+    }
+  });
+
+  test('a corrupt image is an image error, and the host answers the next question', async () => {
+    const corrupt = { name: 'broken.png', dataBase64: Buffer.from('this is not a png at all').toString('base64') };
+    const error = await failure(host.connection.sendRequest(AskRequest, { ...QUESTION, images: [corrupt], requestId: 'corrupt' }));
+    assert.equal(errorKindOf(error), 'image');
+    assert.match(error.message, /broken\.png/);
+    const next = await host.connection.sendRequest(AskRequest, { ...QUESTION, maxNewTokens: 3, requestId: 'after-corrupt' });
+    assert.equal(next.stats.generatedTokens, 3);
+  });
+
+  test('asks run one at a time: the second streams only after the first has answered', async () => {
+    host.events.length = 0;
+    const first = host.connection.sendRequest(AskRequest, { ...QUESTION, maxNewTokens: 20, requestId: 'first' }).then((answer) => {
+      host.events.push('answer first');
+      return answer;
+    });
+    const second = host.connection.sendRequest(AskRequest, { ...QUESTION, maxNewTokens: 20, requestId: 'second' });
+    await Promise.all([first, second]);
+    const answered = host.events.indexOf('answer first');
+    assert.ok(answered >= 0);
+    assert.ok(!host.events.slice(0, answered).includes('text second'), host.events.join(', '));
+    assert.ok(host.events.slice(answered).includes('text second'));
+  });
+
+  test('loading another model replaces the loaded one', async () => {
+    const qwen = path.join(FIXTURES, 'tiny-llava-qwen2');
+    assert.equal((await host.connection.sendRequest(LoadRequest, { ...LOAD, modelDir: qwen })).modelDir, qwen);
+    const answer = await host.connection.sendRequest(AskRequest, { ...QUESTION, maxNewTokens: 4, requestId: 'qwen' });
+    assert.ok(answer.stats.generatedTokens > 0);
+    assert.equal((await host.connection.sendRequest(LoadRequest, LOAD)).modelDir, MODEL);
+  });
+
+  test('writes nothing to stdout', () => {
+    assert.deepEqual(host.stdout, []);
+  });
+});
+
+describe('engine host process lifetime', () => {
+  test('exits with code 0 when the parent closes the channel', async () => {
+    const host = startHost();
+    await host.connection.sendRequest(LoadRequest, { ...LOAD, modelDir: path.join(FIXTURES, 'images') }).catch(() => undefined);
+    const exit = once(host.child, 'exit');
+    host.child.disconnect();
+    assert.deepEqual(await exit, [0, null]);
+    host.connection.dispose();
+  });
+
+  test('killing it ends it cleanly, and the connection closes', async () => {
+    const host = startHost();
+    await host.connection.sendRequest(LoadRequest, LOAD);
+    const closed = new Promise<void>((resolve) => host.connection.onClose(() => resolve()));
+    const exit = once(host.child, 'exit');
+    host.child.kill();
+    assert.deepEqual(await exit, [null, 'SIGTERM']);
+    await closed;
+    host.connection.dispose();
+  });
+});
+
+describe('EngineClient', () => {
+  const lines: string[] = [];
+  let client: EngineClient;
+  before(() => {
+    client = new EngineClient({ hostModule: HOST, execArgv: TSX, log: (line) => lines.push(line) });
+  });
+  after(() => client.dispose());
+
+  test('forks the host on first use only', () => {
+    assert.equal(client.processId, undefined);
+  });
+
+  test('loads, streams and answers; later questions reuse the same process', async () => {
+    const pieces: string[] = [];
+    const answer = await client.ask(LOAD, { ...QUESTION, maxNewTokens: 12 }, (text) => pieces.push(text));
+    assert.equal(pieces.join(''), answer.text);
+    const pid = client.processId;
+    assert.ok(pid);
+    await client.ask(LOAD, { ...QUESTION, maxNewTokens: 2 }, () => undefined);
+    assert.equal(client.processId, pid);
+    assert.ok(lines.some((line) => line.includes('[ficoco-host] loaded on cpu')), lines.join('\n'));
+  });
+
+  test('cancelling the token returns the partial answer', async () => {
+    const source = new CancellationTokenSource();
+    const answer = await client.ask(LOAD, LONG, () => source.cancel(), source.token);
+    assert.equal(answer.stopReason, 'cancelled');
+    assert.ok(answer.stats.generatedTokens < LONG.maxNewTokens / 2);
+  });
+
+  test('engine failures arrive as EngineErrors with their kind', async () => {
+    await assert.rejects(client.load({ ...LOAD, modelDir: path.join(FIXTURES, 'images') }), (error) => error instanceof EngineError && error.kind === 'model-folder');
+  });
+
+  test('a crash fails the question in flight, and the next question runs in a new process', async () => {
+    const crashed = client.processId!;
+    const asking = client.ask(LOAD, LONG, () => process.kill(crashed, 'SIGKILL'));
+    await assert.rejects(asking, (error) => error instanceof EngineError && error.kind === 'crashed' && /SIGKILL/.test(error.message));
+    const answer = await client.ask(LOAD, { ...QUESTION, maxNewTokens: 2 }, () => undefined);
+    assert.equal(answer.stats.generatedTokens, 2);
+    assert.notEqual(client.processId, crashed);
+  });
+
+  test('stop() ends the process; what was in flight fails as cancelled', async () => {
+    const asking = client.ask(LOAD, LONG, () => client.stop());
+    await assert.rejects(asking, (error) => error instanceof EngineError && error.kind === 'cancelled');
+    assert.equal(client.processId, undefined);
+  });
+});

@@ -1,0 +1,99 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { ErrorCodes, ResponseError } from 'vscode-jsonrpc';
+import { AskParams, MAX_IMAGE_BYTES, MAX_NEW_TOKENS_LIMIT, base64Length, errorKindOf, parseAskParams, parseLoadParams, parseTextParams } from '../../src/protocol/engine';
+
+const ASK: AskParams = {
+  requestId: 'r1',
+  question: 'what is in the picture?',
+  images: [{ name: 'shot.png', dataBase64: Buffer.from('png bytes').toString('base64') }],
+  maxNewTokens: 64,
+  temperature: 0,
+  topP: 1,
+  seed: 0,
+};
+
+/** The message a validator refuses `value` with; it must be an InvalidParams ResponseError of kind 'input'. */
+function refusal(parse: (value: unknown) => unknown, value: unknown): string {
+  try {
+    parse(value);
+  } catch (error) {
+    assert.ok(error instanceof ResponseError);
+    assert.equal(error.code, ErrorCodes.InvalidParams);
+    assert.equal(errorKindOf(error), 'input');
+    return error.message;
+  }
+  assert.fail(`accepted ${JSON.stringify(value)}`);
+}
+
+describe('engine/load params', () => {
+  test('accepts a folder and a provider, threads optional', () => {
+    assert.deepEqual(parseLoadParams({ modelDir: '/models/llava', provider: 'auto' }), { modelDir: '/models/llava', provider: 'auto' });
+    assert.deepEqual(parseLoadParams({ modelDir: '/m', provider: 'cuda', threads: 4 }), { modelDir: '/m', provider: 'cuda', threads: 4 });
+  });
+
+  test('drops fields it does not know', () => {
+    assert.deepEqual(parseLoadParams({ modelDir: '/m', provider: 'cpu', extra: true }), { modelDir: '/m', provider: 'cpu' });
+  });
+
+  test('names what is wrong', () => {
+    assert.match(refusal(parseLoadParams, null), /engine\/load params is null; expected an object/);
+    assert.match(refusal(parseLoadParams, [1]), /is an array/);
+    assert.match(refusal(parseLoadParams, { provider: 'cpu' }), /modelDir is missing/);
+    assert.match(refusal(parseLoadParams, { modelDir: '  ', provider: 'cpu' }), /modelDir is empty/);
+    assert.match(refusal(parseLoadParams, { modelDir: '/m', provider: 'tpu' }), /provider is "tpu"; expected one of auto, cpu, cuda, dml, coreml, webgpu/);
+    assert.match(refusal(parseLoadParams, { modelDir: '/m', provider: 'cpu', threads: 0 }), /threads is 0; expected a whole number from 1/);
+    assert.match(refusal(parseLoadParams, { modelDir: '/m', provider: 'cpu', threads: 1.5 }), /threads is 1\.5/);
+  });
+});
+
+describe('engine/ask params', () => {
+  test('accepts a well-formed ask unchanged', () => {
+    assert.deepEqual(parseAskParams(ASK), ASK);
+    assert.deepEqual(parseAskParams({ ...ASK, images: [] }), { ...ASK, images: [] });
+  });
+
+  test('refuses numbers out of range', () => {
+    assert.match(refusal(parseAskParams, { ...ASK, maxNewTokens: 0 }), /maxNewTokens is 0/);
+    assert.match(refusal(parseAskParams, { ...ASK, maxNewTokens: MAX_NEW_TOKENS_LIMIT + 1 }), /maxNewTokens/);
+    assert.match(refusal(parseAskParams, { ...ASK, temperature: -1 }), /temperature is -1/);
+    assert.match(refusal(parseAskParams, { ...ASK, temperature: Number.NaN }), /temperature is NaN/);
+    assert.match(refusal(parseAskParams, { ...ASK, topP: 0 }), /topP is 0; expected a number from just above 0 to 1/);
+    assert.match(refusal(parseAskParams, { ...ASK, topP: 1.5 }), /topP is 1\.5/);
+    assert.match(refusal(parseAskParams, { ...ASK, seed: -1 }), /seed is -1/);
+    assert.match(refusal(parseAskParams, { ...ASK, seed: '7' }), /seed is "7"/);
+  });
+
+  test('refuses missing text fields', () => {
+    assert.match(refusal(parseAskParams, { ...ASK, requestId: '' }), /requestId is empty/);
+    assert.match(refusal(parseAskParams, { ...ASK, question: undefined }), /question is missing; expected a string/);
+  });
+
+  test('checks every image: shape, base64 and size', () => {
+    assert.match(refusal(parseAskParams, { ...ASK, images: 'shot.png' }), /images is "shot\.png"; expected an array/);
+    assert.match(refusal(parseAskParams, { ...ASK, images: [ASK.images[0], { name: 'b.png' }] }), /images\[1\]\.dataBase64 is missing/);
+    assert.match(refusal(parseAskParams, { ...ASK, images: [{ name: 'b.png', dataBase64: 'not base64!' }] }), /images\[0\]\.dataBase64 \(b\.png\) is not base64/);
+    assert.match(refusal(parseAskParams, { ...ASK, images: [{ name: 'b.png', dataBase64: '' }] }), /is not base64/);
+    const huge = 'A'.repeat(base64Length(MAX_IMAGE_BYTES) + 4);
+    assert.match(refusal(parseAskParams, { ...ASK, images: [{ name: 'huge.png', dataBase64: huge }] }), /huge\.png\) is larger than 32 MiB/);
+  });
+
+  test('accepts an image of exactly the size limit', () => {
+    const largest = 'A'.repeat(base64Length(MAX_IMAGE_BYTES));
+    assert.equal(parseAskParams({ ...ASK, images: [{ name: 'big.png', dataBase64: largest }] }).images[0].dataBase64.length, largest.length);
+  });
+});
+
+describe('engine/text params and error kinds', () => {
+  test('a text piece needs its requestId; the text may be empty', () => {
+    assert.deepEqual(parseTextParams({ requestId: 'r1', text: '' }), { requestId: 'r1', text: '' });
+    assert.match(refusal(parseTextParams, { text: 'hi' }), /requestId is missing/);
+  });
+
+  test('errorKindOf reads only known kinds from ResponseErrors', () => {
+    assert.equal(errorKindOf(new ResponseError(1, 'x', { kind: 'image' })), 'image');
+    assert.equal(errorKindOf(new ResponseError(1, 'x', { kind: 'nonsense' })), undefined);
+    assert.equal(errorKindOf(new ResponseError(1, 'x')), undefined);
+    assert.equal(errorKindOf(new Error('x')), undefined);
+  });
+});
