@@ -411,6 +411,16 @@ def write_json(path, value):
         f.write("\n")
 
 
+def write_folder_metadata(folder, spec, vocab, config):
+    """Everything of a Hugging Face llava folder except the weights."""
+    specials = special_tokens(spec)
+    write_json(os.path.join(folder, "config.json"), config)
+    write_json(os.path.join(folder, "generation_config.json"), generation_config(config))
+    write_json(os.path.join(folder, "tokenizer.json"), tokenizer_json(vocab, specials, spec["add_bos"]))
+    write_json(os.path.join(folder, "tokenizer_config.json"), tokenizer_config(vocab, specials, spec))
+    write_json(os.path.join(folder, "preprocessor_config.json"), spec["preprocessor"])
+
+
 def write_model_folder(folder, spec, vocab, config, weights, dtype, sharded):
     """HF llava folder: config, weights (single file or 2 shards + index), tokenizer, processor config."""
     if os.path.exists(folder):
@@ -423,12 +433,7 @@ def write_model_folder(folder, spec, vocab, config, weights, dtype, sharded):
         safetensors_io.write_sharded(folder, [vision_and_projector, language_model], dtype)
     else:
         safetensors_io.write_file(os.path.join(folder, "model.safetensors"), named, dtype)
-    specials = special_tokens(spec)
-    write_json(os.path.join(folder, "config.json"), config)
-    write_json(os.path.join(folder, "generation_config.json"), generation_config(config))
-    write_json(os.path.join(folder, "tokenizer.json"), tokenizer_json(vocab, specials, spec["add_bos"]))
-    write_json(os.path.join(folder, "tokenizer_config.json"), tokenizer_config(vocab, specials, spec))
-    write_json(os.path.join(folder, "preprocessor_config.json"), spec["preprocessor"])
+    write_folder_metadata(folder, spec, vocab, config)
 
 
 # ---- reference outputs ----
@@ -660,12 +665,7 @@ def make_full_model(out, dtype):
         for name, shape, kind in weight_shapes(config)
     ]
     safetensors_io.write_sharded_streaming(out, plan_shards(entries, safetensors_io.ELEMENT_SIZE[dtype]))
-    specials = special_tokens(FULL_SPEC)
-    write_json(os.path.join(out, "config.json"), config)
-    write_json(os.path.join(out, "generation_config.json"), generation_config(config))
-    write_json(os.path.join(out, "tokenizer.json"), tokenizer_json(vocab, specials, FULL_SPEC["add_bos"]))
-    write_json(os.path.join(out, "tokenizer_config.json"), tokenizer_config(vocab, specials, FULL_SPEC))
-    write_json(os.path.join(out, "preprocessor_config.json"), FULL_SPEC["preprocessor"])
+    write_folder_metadata(out, FULL_SPEC, vocab, config)
     print(f"wrote {out} in {time.time() - started:.1f} s")
 
 

@@ -1,7 +1,7 @@
 /**
  * The JSON-RPC contract between the extension (client) and the engine host process (server),
- * carried by vscode-jsonrpc over Node's IPC channel. Plain data only: no engine, Node or vscode imports,
- * so the extension, the host and (later) the webview can all share it.
+ * carried by vscode-jsonrpc over Node's IPC channel. Plain data only: engine types and the ORT-free provider
+ * names, no engine code, Node or vscode imports, so the extension, the host and the webview can share it.
  *
  * Cancellation is vscode-jsonrpc's own ($/cancelRequest → CancellationToken): a cancelled ask still
  * answers, with the text so far and stopReason 'cancelled'. Failures are ResponseErrors whose data
@@ -9,9 +9,11 @@
  */
 import { ErrorCodes, NotificationType, RequestType, ResponseError } from 'vscode-jsonrpc';
 
-export const PROVIDER_SETTINGS = ['auto', 'cpu', 'cuda', 'dml', 'coreml', 'webgpu'] as const;
-export type ProviderSetting = (typeof PROVIDER_SETTINGS)[number];
-export type ProviderName = Exclude<ProviderSetting, 'auto'>;
+import type { AnswerStats } from '../engine/engine';
+import { PROVIDER_SETTINGS, ProviderName, ProviderSetting } from '../engine/runtime/providerNames';
+
+/** Per-answer measurements are the engine's own type; only types cross this boundary, never engine code. */
+export { PROVIDER_SETTINGS, type AnswerStats, type ProviderName, type ProviderSetting };
 
 /** Largest image file the host accepts (decoded bytes, not base64 characters). */
 export const MAX_IMAGE_BYTES = 32 * 1024 * 1024;
@@ -51,22 +53,6 @@ export interface AskParams {
   temperature: number;
   topP: number;
   seed: number;
-}
-
-export interface AnswerStats {
-  promptTokens: number;
-  generatedTokens: number;
-  /** per image: visual tokens out of the vision tower, and how many reach the decoder */
-  visualTokens: { original: number; atDecoder: number }[];
-  /** each reduction step: where it ran and the visual tokens before and after */
-  steps: { site: string; image?: number; tokensBefore: number; tokensAfter: number; ms: number }[];
-  preprocessMs: number;
-  visionMs: number;
-  prefillMs: number;
-  ttftMs: number;
-  decodeTokensPerSecond: number;
-  provider: ProviderName;
-  providerFallback?: string;
 }
 
 export type StopReason = 'stop-token' | 'max-tokens' | 'cancelled';

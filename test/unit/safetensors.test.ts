@@ -3,9 +3,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { FicocoError, type FicocoErrorKind } from '../../src/engine/errors';
 import { WeightIndex, bfloat16ToFloat32, float16ToFloat32 } from '../../src/engine/weights/safetensors';
 import { bytesOf, float32ToBfloat16, writeRawSafetensors, writeSafetensors, type TensorToWrite } from '../helpers/safetensors-writer';
+import { throwsFicoco } from '../helpers/assertions';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-safetensors-'));
 after(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -25,14 +25,6 @@ function writeIndex(dir: string, weightMap: Record<string, string>): void {
   fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: 0 }, weight_map: weightMap }));
 }
 
-function throwsFicoco(fn: () => unknown, kind: FicocoErrorKind, message: RegExp): void {
-  assert.throws(fn, (error: unknown) => {
-    assert.ok(error instanceof FicocoError, `expected FicocoError, got ${String(error)}`);
-    assert.equal(error.kind, kind);
-    assert.match(error.message, message);
-    return true;
-  });
-}
 
 describe('WeightIndex layouts', () => {
   test('single model.safetensors: locations point into the file and every float dtype reads as float32', () => {

@@ -3,8 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { FicocoError, type FicocoErrorKind } from '../../src/engine/errors';
 import { StreamingDecoder, TextProcessor, type ChatMessage } from '../../src/engine/text';
+import { throwsFicoco } from '../helpers/assertions';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-text-'));
 after(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -19,14 +19,6 @@ function modelFolder(files: Record<string, unknown>): string {
   return dir;
 }
 
-function throwsFicoco(fn: () => unknown, kind: FicocoErrorKind, message: RegExp): void {
-  assert.throws(fn, (error: unknown) => {
-    assert.ok(error instanceof FicocoError, `expected FicocoError, got ${String(error)}`);
-    assert.equal(error.kind, kind);
-    assert.match(error.message, message);
-    return true;
-  });
-}
 
 function addedToken(id: number, content: string, special = true) {
   return { id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special };

@@ -3,9 +3,9 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { ElemType } from '../graph/builder';
 
-export const PROVIDERS = ['cpu', 'cuda', 'dml', 'coreml', 'webgpu'] as const;
-export type ProviderName = (typeof PROVIDERS)[number];
-export type ProviderSetting = ProviderName | 'auto';
+import { ProviderName, ProviderSetting } from './providerNames';
+
+export { PROVIDERS, PROVIDER_SETTINGS, type ProviderName, type ProviderSetting } from './providerNames';
 
 /** The providers to try, best first; CPU always ends the list. */
 export function providerCandidates(setting: ProviderSetting, platform: NodeJS.Platform, cudaLibraryPresent: boolean): ProviderName[] {
