@@ -11,7 +11,7 @@ import { LlavaConfig, parseLlavaConfig } from './models/config';
 import { LOGITS } from './models/llama';
 import { LlavaTowers, llavaTowers } from './models/llava';
 import { KvCache } from './runtime/kvCache';
-import { ProviderName, ProviderSetting, SessionFactory, computeTypeFor } from './runtime/provider';
+import { Precision, ProviderName, ProviderSetting, SessionFactory } from './runtime/provider';
 import { GREEDY, SamplingOptions, createSampler } from './runtime/sampling';
 import { Segment, TowerRunner } from './runtime/towerRunner';
 import { ChatMessage, StreamingDecoder, TextProcessor } from './text';
@@ -19,6 +19,8 @@ import { WeightIndex } from './weights/safetensors';
 
 export interface EngineOptions {
   provider?: ProviderSetting;
+  /** 'auto' (default): float16 graphs on GPU providers, float32 on the CPU */
+  precision?: Precision;
   threads?: number;
 }
 
@@ -122,7 +124,7 @@ export class LlavaEngine {
       throw new FicocoError(`${dir} lacks preprocessor_config.json (the image processor settings); expected ${MODEL_FILES}.`, 'model-folder');
     }
     const preprocessor = parsePreprocessorConfig(readJson(preprocessorFile), preprocessorFile);
-    const factory = new SessionFactory({ weightsFolder: commonFolder(weights.files, dir), provider: options.provider ?? 'cpu', threads: options.threads });
+    const factory = new SessionFactory({ weightsFolder: commonFolder(weights.files, dir), provider: options.provider ?? 'cpu', precision: options.precision, threads: options.threads });
     const runners = {
       vision: new TowerRunner(towers.vision, factory),
       embed: new TowerRunner(towers.embed, factory),
@@ -232,7 +234,7 @@ export class LlavaEngine {
     const embedded = await this.embed(inputIds, embedSegments[0]);
     const state = spliceImages(embedded, inputIds, this.config.imageTokenId, features);
     const promptLength = state.count;
-    const cache = new KvCache(this.config.text.kvHeads, this.config.text.headDim, computeTypeFor(this.provider));
+    const cache = new KvCache(this.config.text.kvHeads, this.config.text.headDim, this.factory.computeType);
     const prefillLogits = await this.runDecoder(decoderSegments, state, cache, { hooks, steps });
     const cacheLengths = cache.lengths();
     const prefillMs = performance.now() - prefillStart;

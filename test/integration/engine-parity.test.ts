@@ -21,6 +21,8 @@ const FIXTURES = path.join(__dirname, '..', 'fixtures');
 const MODELS = ['tiny-llava-llama', 'tiny-llava-qwen2', 'tiny-llava-llama-f16', 'tiny-llava-qwen2-bf16'];
 const HOOK_VARIANTS: Record<string, HookSite> = { projector_even: 'projector', vision_even: 'vision:1', llm_even: 'llm:1' };
 const LOGIT_TOLERANCE = 1e-3;
+/** float16 keeps ~3 significant digits; logits here reach ±9 */
+const HALF_PRECISION_TOLERANCE = 0.1;
 
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   assert.equal(a.length, b.length, 'lengths differ');
@@ -39,6 +41,19 @@ for (const model of MODELS) {
       engine = await LlavaEngine.load(dir);
     });
     after(() => engine.dispose());
+
+    test('float16 graphs (what GPU providers run) stay close to the reference with the same greedy tokens', async () => {
+      const halfEngine = await LlavaEngine.load(dir, { precision: 'float16' });
+      try {
+        for (const [i, refCase] of reference.cases.entries()) {
+          const result = await halfEngine.generate(refCase.input_ids, [tensors.readFloat32(`pixel_values_${i}`)], { maxNewTokens: 5, stopTokenIds: [] });
+          assert.ok(maxAbsDiff(result.prefillLogits, tensors.readFloat32(`logits_${i}`)) <= HALF_PRECISION_TOLERANCE);
+          assert.deepEqual(result.tokenIds, refCase.greedy_tokens);
+        }
+      } finally {
+        await halfEngine.dispose();
+      }
+    });
 
     for (const [i, refCase] of reference.cases.entries()) {
       test(`case ${i}: prompt, token ids and pixel values`, async () => {

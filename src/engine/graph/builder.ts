@@ -1,4 +1,5 @@
 import { onnx } from 'onnx-proto';
+import { float32ToFloat16 } from '../weights/dtype';
 
 /** ONNX element types used by the engine (onnx.TensorProto.DataType). */
 export const ElemType = {
@@ -34,7 +35,8 @@ export class GraphBuilder {
   private readonly usedNames = new Set<string>();
   private readonly constantCache = new Map<string, string>();
 
-  constructor(readonly name: string) {}
+  /** `floatType` is the graph's compute type: the type of `scalar` constants. */
+  constructor(readonly name: string, readonly floatType: ElemType = ElemType.float32) {}
 
   /** A fresh value name based on `hint`; hints already used get a numeric suffix. */
   fresh(hint: string): string {
@@ -115,8 +117,22 @@ export class GraphBuilder {
     return this.constant(hint, BigInt64Array.from(values.map(BigInt)), [values.length]);
   }
 
+  /** A scalar in the graph's compute type. */
   scalar(hint: string, value: number): string {
-    return this.constant(hint, Float32Array.of(value), []);
+    if (this.floatType === ElemType.float32) return this.constant(hint, Float32Array.of(value), []);
+    const key = `h:${value}`;
+    const cached = this.constantCache.get(key);
+    if (cached) return cached;
+    const name = this.fresh(hint);
+    const half = float32ToFloat16(Float32Array.of(value));
+    this.initializers.push({ name, dataType: ElemType.float16, dims: [], rawData: new Uint8Array(half.buffer) });
+    this.constantCache.set(key, name);
+    return name;
+  }
+
+  /** The most negative finite value of the compute type (an additive mask that cannot overflow). */
+  get lowestFloat(): number {
+    return this.floatType === ElemType.float16 ? -65504 : -3.4028234663852886e38;
   }
 
   build(opsetVersion = 17): Uint8Array {

@@ -1,4 +1,4 @@
-import { GraphBuilder } from './builder';
+import { ElemType, GraphBuilder } from './builder';
 
 /** The building blocks every architecture file composes. Activations are 2-D [tokens, features] (batch 1). */
 
@@ -67,7 +67,9 @@ export function rotaryTables(g: GraphBuilder, positions: string, invFreq: Float3
   const inv = g.constant('rope.inv_freq', invFreq, [1, invFreq.length]);
   const freqs = g.op('Mul', [pos, inv], 'rope.freqs');
   const angles = g.op('Concat', [freqs, freqs], 'rope.angles', { axis: 1 });
-  return { cos: g.op('Cos', [angles], 'rope.cos'), sin: g.op('Sin', [angles], 'rope.sin') };
+  // Angles are computed in float32 (as transformers does); the tables take the compute type.
+  const asComputeType = (x: string, hint: string) => (g.floatType === ElemType.float32 ? x : g.op('Cast', [x], hint, { to: g.floatType }));
+  return { cos: asComputeType(g.op('Cos', [angles], 'rope.cos32'), 'rope.cos'), sin: asComputeType(g.op('Sin', [angles], 'rope.sin32'), 'rope.sin') };
 }
 
 /** x·cos + rotate_half(x)·sin, with rotate_half(x) = [−x₂, x₁] (HF convention); x is [heads, tokens, d] */
@@ -79,7 +81,7 @@ export function applyRotary(g: GraphBuilder, x: string, tables: { cos: string; s
   return g.op('Add', [g.op('Mul', [x, tables.cos], `${hint}.xcos`), g.op('Mul', [rotated, tables.sin], `${hint}.rsin`)], hint);
 }
 
-/** Additive causal bias [q, kv] for queries that are the last q of kv positions: −1e9 where key j > past + i. */
+/** Additive causal bias [q, kv] for queries that are the last q of kv positions: the lowest float where key j > past + i. */
 export function causalBias(g: GraphBuilder, queries: string, keys: string, hint: string): string {
   const queryCount = g.op('Squeeze', [g.op('Slice', [g.op('Shape', [queries], `${hint}.qs`), g.int64s('i.1', [1]), g.int64s('i.2', [2])], `${hint}.ql1`)], `${hint}.ql`);
   const keyCount = g.op('Squeeze', [g.op('Slice', [g.op('Shape', [keys], `${hint}.ks`), g.int64s('i.1', [1]), g.int64s('i.2', [2])], `${hint}.kl1`)], `${hint}.kl`);
@@ -89,5 +91,5 @@ export function causalBias(g: GraphBuilder, queries: string, keys: string, hint:
   const lastVisible = g.op('Unsqueeze', [g.op('Add', [g.op('Range', [zero, queryCount, one], `${hint}.qi`), past], `${hint}.last`), g.int64s('axes.1', [1])], `${hint}.lastcol`);
   const keyIndex = g.op('Unsqueeze', [g.op('Range', [zero, keyCount, one], `${hint}.ki`), g.int64s('axes.0', [0])], `${hint}.kirow`);
   const hidden = g.op('Greater', [keyIndex, lastVisible], `${hint}.hidden`);
-  return g.op('Where', [hidden, g.scalar('mask.neg', -1e9), g.scalar('f.0', 0)], hint);
+  return g.op('Where', [hidden, g.scalar('mask.lowest', g.lowestFloat), g.scalar('f.0', 0)], hint);
 }

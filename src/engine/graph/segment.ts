@@ -72,7 +72,7 @@ const STORED_TYPES: Record<string, ElemType> = { F32: ElemType.float32, F16: Ele
 
 /** Builds blocks [start, end) of a tower into one graph; `expose` applies to the last block. */
 export function buildSegment(tower: Tower, start: number, end: number, computeType: ElemType, expose: AttentionExposure = {}): SegmentGraph {
-  const g = new GraphBuilder(`${tower.name}[${start},${end})`);
+  const g = new GraphBuilder(`${tower.name}[${start},${end})`, computeType);
   const first = start === 0;
   const last = end === tower.blocks.length;
   const inputName = first ? tower.input.name : HIDDEN;

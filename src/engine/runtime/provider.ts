@@ -16,8 +16,11 @@ export function providerCandidates(setting: ProviderSetting, platform: NodeJS.Pl
   return cudaLibraryPresent ? ['cuda', 'cpu'] : ['cpu'];
 }
 
-/** GPU providers keep half-precision weights and compute; the CPU computes in float32. */
-export function computeTypeFor(provider: ProviderName): ElemType {
+/** Compute precision: 'auto' keeps half precision on GPU providers and float32 on the CPU. */
+export type Precision = 'auto' | 'float32' | 'float16';
+
+export function computeTypeFor(provider: ProviderName, precision: Precision = 'auto'): ElemType {
+  if (precision !== 'auto') return precision === 'float16' ? ElemType.float16 : ElemType.float32;
   return provider === 'cpu' || provider === 'coreml' ? ElemType.float32 : ElemType.float16;
 }
 
@@ -25,6 +28,7 @@ export interface SessionFactoryOptions {
   /** the one real folder all weight files live in (external data resolves against it) */
   weightsFolder: string;
   provider: ProviderSetting;
+  precision?: Precision;
   /** intra-op threads; ORT's default (one per physical core) when absent */
   threads?: number;
 }
@@ -43,13 +47,18 @@ export class SessionFactory {
     return this.settled;
   }
 
+  /** The compute type of the settled provider's graphs (and of its KV cache). */
+  get computeType(): ElemType {
+    return computeTypeFor(this.settled ?? 'cpu', this.options.precision);
+  }
+
   /** `graphFor` builds the graph for a compute type (it differs between CPU and GPU providers). */
   async create(graphFor: (computeType: ElemType) => Uint8Array): Promise<ort.InferenceSession> {
-    if (this.settled) return this.open(graphFor(computeTypeFor(this.settled)), this.settled);
+    if (this.settled) return this.open(graphFor(this.computeType), this.settled);
     const failures: string[] = [];
     for (const provider of providerCandidates(this.options.provider, process.platform, cudaLibraryPresent())) {
       try {
-        const session = await this.open(graphFor(computeTypeFor(provider)), provider);
+        const session = await this.open(graphFor(computeTypeFor(provider, this.options.precision)), provider);
         this.settled = provider;
         if (failures.length > 0) this.fallbackReason = failures.join('; ');
         return session;

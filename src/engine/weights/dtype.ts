@@ -58,3 +58,43 @@ export function bfloat16ToFloat32(src: Uint16Array): Float32Array {
   for (let i = 0; i < src.length; i++) bits[i] = src[i] << 16;
   return new Float32Array(bits.buffer);
 }
+
+/** float32 → IEEE half with round-to-nearest-even; overflow becomes ±inf. */
+export function float32ToFloat16(src: Float32Array): Uint16Array {
+  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  const out = new Uint16Array(src.length);
+  for (let i = 0; i < src.length; i++) {
+    const x = bits[i];
+    const sign = (x >>> 16) & 0x8000;
+    const exponent = (x >>> 23) & 0xff;
+    const mantissa = x & 0x7fffff;
+    if (exponent === 0xff) {
+      out[i] = sign | 0x7c00 | (mantissa ? 0x200 : 0);
+      continue;
+    }
+    const halfExponent = exponent - 127 + 15;
+    if (halfExponent >= 0x1f) {
+      out[i] = sign | 0x7c00;
+    } else if (halfExponent <= 0) {
+      // Subnormal half: count in units of 2^-24, rounding to even; below half of one unit is ±0.
+      if (halfExponent < -10) {
+        out[i] = sign;
+        continue;
+      }
+      const significand = mantissa | 0x800000;
+      const shift = 14 - halfExponent;
+      const kept = significand >>> shift;
+      const remainder = significand & ((1 << shift) - 1);
+      const halfway = 1 << (shift - 1);
+      const roundUp = remainder > halfway || (remainder === halfway && (kept & 1) === 1) ? 1 : 0;
+      out[i] = sign | (kept + roundUp);
+    } else {
+      const halfMantissa = mantissa >>> 13;
+      const remainder = mantissa & 0x1fff;
+      const roundUp = remainder > 0x1000 || (remainder === 0x1000 && (halfMantissa & 1) === 1) ? 1 : 0;
+      // A carry out of the mantissa correctly bumps the exponent (and overflows to inf).
+      out[i] = sign | ((halfExponent << 10) + halfMantissa + roundUp);
+    }
+  }
+  return out;
+}
