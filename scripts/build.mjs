@@ -14,8 +14,8 @@ const entries = [
 ];
 
 fs.mkdirSync(outdir, { recursive: true });
-await Promise.all(
-  entries.map((entry) =>
+await Promise.all([
+  ...entries.map((entry) =>
     esbuild.build({
       entryPoints: [{ in: entry.in, out: entry.out }],
       outdir,
@@ -31,7 +31,22 @@ await Promise.all(
       logLevel: 'warning',
     }),
   ),
-);
+  // The webview's script and stylesheet, loaded by the page the extension builds (src/extension/webviewHtml.ts).
+  esbuild.build({
+    entryPoints: [
+      { in: 'webview/main.ts', out: 'webview' },
+      { in: 'webview/style.css', out: 'webview' },
+    ],
+    outdir,
+    bundle: true,
+    platform: 'browser',
+    target: 'es2022',
+    format: 'iife',
+    sourcemap: !production,
+    minify: production,
+    logLevel: 'warning',
+  }),
+]);
 
 // The wasm image decoders load their .wasm from beside the code that imports them: the bundle.
 for (const wasm of ['@cwasm/jpeg-turbo/jpeg-turbo.wasm', '@cwasm/webp/webp.wasm']) {

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { AnswerStats, LlavaEngine } from '../engine/engine';
 import { FicocoError } from '../engine/errors';
+import { archFromConfig, archPreset, ARCH_PRESETS, FlopsError, flopsTable, ModelArch } from '../flops/index';
 import { PROVIDERS, ProviderSetting } from '../engine/runtime/provider';
 
 const USAGE = `Usage:
@@ -20,6 +21,7 @@ Options:
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === 'ask') return ask(rest);
+  if (command === 'flops') return flops(rest);
   process.stderr.write(command === undefined || command === '--help' || command === 'help' ? USAGE : `Unknown command "${command}".\n\n${USAGE}`);
   return command === undefined || command === '--help' || command === 'help' ? 0 : 2;
 }
@@ -93,6 +95,61 @@ function integer(flag: string, text: string, min: number): number {
   const value = number(flag, text, min);
   if (!Number.isInteger(value)) throw new FicocoError(`${flag} ${text} is not a whole number.`, 'input');
   return value;
+}
+
+const FLOPS_USAGE = `Usage:
+  ficoco flops (--model DIR | --arch NAME) [--text-tokens 60] [--budgets 576,192,128,64]
+
+Prefill FLOPs and KV cache of one image + text when visual tokens are reduced before the LLM (every
+decoder layer sees kept + text tokens). LLM TFLOPs use LLM-Viewer's accounting, as the FiCoCo paper does.
+Architectures: ${Object.keys(ARCH_PRESETS).join(', ')}
+`;
+
+/** `ficoco flops`: the analytic FLOPs / KV-cache table of src/flops. */
+async function flops(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { model: { type: 'string' }, arch: { type: 'string' }, 'text-tokens': { type: 'string', default: '60' }, budgets: { type: 'string' }, help: { type: 'boolean' } },
+  });
+  if (values.help) {
+    process.stdout.write(FLOPS_USAGE);
+    return 0;
+  }
+  if ((values.model === undefined) === (values.arch === undefined)) {
+    throw new FicocoError(`give exactly one of --model DIR (a LLaVA model folder) or --arch NAME (${Object.keys(ARCH_PRESETS).join(', ')}).`, 'input');
+  }
+  try {
+    let arch: ModelArch;
+    if (values.model !== undefined) {
+      const file = path.join(values.model, 'config.json');
+      if (!fs.existsSync(file)) throw new FicocoError(`${file} does not exist; --model needs a Hugging Face LLaVA model folder.`, 'model-folder');
+      let json: unknown;
+      try {
+        json = JSON.parse(fs.readFileSync(file, 'utf8'));
+      } catch (error) {
+        throw new FicocoError(`${file} is not valid JSON: ${(error as Error).message}`, 'config');
+      }
+      arch = archFromConfig(json, path.basename(path.resolve(values.model)));
+    } else {
+      arch = archPreset(values.arch as string);
+    }
+    const textTokens = integer('--text-tokens', values['text-tokens'], 0);
+    const budgets = values.budgets === undefined
+      ? [...new Set([arch.visualTokensPerImage, 192, 128, 64])].filter((b) => b <= arch.visualTokensPerImage)
+      : values.budgets.split(',').map((b) => (b.trim() === '' ? NaN : integer('--budgets', b.trim(), 0)));
+    if (budgets.some(Number.isNaN)) throw new FicocoError(`--budgets ${values.budgets} must be a comma-separated list of visual token counts, e.g. 576,192,128,64.`, 'input');
+    const v = arch.vision;
+    const t = arch.llm;
+    process.stdout.write(
+      `${arch.name}: vision ${v.layersRun}/${v.layers} layers × ${(v.imageSize / v.patchSize) ** 2 + 1} tokens (D ${v.hiddenSize}), ` +
+        `LLM ${t.layers} layers (D ${t.hiddenSize}, FFN ${t.intermediateSize}, ${t.heads} heads, ${t.kvHeads} kv heads); one image, ${textTokens} text tokens\n\n` +
+        flopsTable(arch, textTokens, budgets) + '\n',
+    );
+    return 0;
+  } catch (error) {
+    if (error instanceof FlopsError) throw new FicocoError(error.message, error.kind);
+    throw error;
+  }
 }
 
 main(process.argv.slice(2)).then(

@@ -4,6 +4,7 @@ import * as ort from 'onnxruntime-node';
 import { FicocoError } from './errors';
 import type { AttentionExposure } from './graph/attention';
 import { ATTENTION, MEAN_KEYS, POSITIONS } from './graph/segment';
+import type { ModelShape } from '../reduction/method';
 import { HookSite, ReductionHook, SiteView, TokenState, hooksBySite, validateTokenState } from '../reduction/tokenState';
 import { decodeImage } from './image/decode';
 import { ImagePreprocessorConfig, parsePreprocessorConfig, preprocessImage } from './image/preprocess';
@@ -149,6 +150,17 @@ export class LlavaEngine {
     return this.towers.grid;
   }
 
+  /** What reduction methods need to know to place their steps. */
+  get reductionShape(): ModelShape {
+    return {
+      visionLayers: this.config.visionFeatureLayer,
+      textLayers: this.config.text.layers,
+      visualTokens: this.towers.grid.rows * this.towers.grid.cols,
+      grid: this.towers.grid,
+      hasClassToken: this.towers.hasClassToken,
+    };
+  }
+
   /** Image features per image without reduction: every patch, plus [CLS] under the 'full' strategy. */
   get unreducedFeatureCount(): number {
     return this.towers.grid.rows * this.towers.grid.cols + (this.config.visionFeatureSelect === 'full' ? 1 : 0);
@@ -289,7 +301,7 @@ export class LlavaEngine {
       width: this.config.vision.hiddenSize,
       sizes: new Float32Array(patches + 1).fill(1),
       positions: Int32Array.from({ length: patches + 1 }, (_, i) => i),
-      spans: [{ start: 1, count: patches, grid, patchOwner: Int32Array.from({ length: patches }, (_, i) => i + 1) }],
+      spans: [{ start: 1, count: patches, grid, patchOwner: Int32Array.from({ length: patches }, (_, i) => i + 1), tokenPatch: Int32Array.from({ length: patches }, (_, i) => i) }],
     };
     for (const segment of segments) {
       const input = segment.start === 0
@@ -322,7 +334,14 @@ export class LlavaEngine {
       width,
       sizes: state.sizes.slice(dropped),
       positions: Int32Array.from({ length: count }, (_, i) => i),
-      spans: [{ start: 0, count, grid: span.grid, patchOwner: span.patchOwner.map((owner) => (owner < 0 ? -1 : owner - dropped)) }],
+      spans: [{
+        start: 0,
+        count,
+        grid: span.grid,
+        patchOwner: span.patchOwner.map((owner) => (owner < 0 ? -1 : owner - dropped)),
+        // Under the 'full' strategy [CLS] joins the image's tokens without a patch of its own.
+        tokenPatch: dropped === 0 ? Int32Array.of(-1, ...span.tokenPatch) : span.tokenPatch,
+      }],
     };
   }
 
@@ -401,7 +420,7 @@ function spliceImages(text: TokenState, ids: readonly number[], imageTokenId: nu
       hidden.set(image.hidden, out * width);
       sizes.set(image.sizes, out);
       const span = image.spans[0];
-      spans.push({ start: out + span.start, count: span.count, grid: span.grid, patchOwner: span.patchOwner.map((owner) => (owner < 0 ? -1 : owner + out)) });
+      spans.push({ ...span, start: out + span.start, patchOwner: span.patchOwner.map((owner) => (owner < 0 ? -1 : owner + out)) });
       out += image.count;
     } else {
       hidden.set(text.hidden.subarray(i * width, (i + 1) * width), out * width);

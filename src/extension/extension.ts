@@ -5,8 +5,10 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { AnswerStats, LoadParams, MAX_IMAGE_BYTES, PROVIDER_SETTINGS, ProviderSetting } from '../protocol/engine';
+import { LoadParams, MAX_IMAGE_BYTES, PROVIDER_SETTINGS, ProviderSetting } from '../protocol/engine';
+import { AnswerPanel } from './answerPanel';
 import { EngineClient, EngineError } from './engineClient';
+import { turnImage } from './transcript';
 
 const IMAGE_EXTENSIONS = ['png', 'jpg', 'jpeg', 'webp', 'gif'];
 /** Generation settings until they become settings of their own: greedy, answers of up to 256 tokens. */
@@ -24,16 +26,16 @@ class UserFacingError extends Error {
 }
 
 export function activate(context: vscode.ExtensionContext): void {
-  const answers = vscode.window.createOutputChannel('FiCoCo');
   const engineLog = vscode.window.createOutputChannel('FiCoCo Engine', { log: true });
   const engine = new EngineClient({
     hostModule: vscode.Uri.joinPath(context.extensionUri, 'dist', 'host.js').fsPath,
     log: (line) => engineLog.info(line),
   });
-  const session: AskSession = { context, engine, answers, engineLog };
+  const panel = new AnswerPanel(context.extensionUri, engineLog);
+  const session: AskSession = { context, engine, panel, engineLog };
   context.subscriptions.push(
-    answers,
     engineLog,
+    panel,
     { dispose: () => engine.dispose() },
     // From the Explorer the first argument is the clicked file; from the palette there is none.
     vscode.commands.registerCommand('ficoco.askAboutImage', (target?: unknown) => askAboutImage(session, target instanceof vscode.Uri ? target : undefined)),
@@ -43,7 +45,7 @@ export function activate(context: vscode.ExtensionContext): void {
 interface AskSession {
   context: vscode.ExtensionContext;
   engine: EngineClient;
-  answers: vscode.OutputChannel;
+  panel: AnswerPanel;
   engineLog: vscode.LogOutputChannel;
 }
 
@@ -68,20 +70,22 @@ async function askAboutImage(session: AskSession, target: vscode.Uri | undefined
   }
 }
 
+/** Streams the answer into a new turn of the FiCoCo panel; failures end that turn with their message. */
 async function answer(session: AskSession, model: LoadParams, name: string, bytes: Uint8Array, question: string): Promise<void> {
-  const { answers, engine } = session;
-  answers.show(true);
-  answers.appendLine(`\n▶ ${name}: ${question}`);
-  await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `FiCoCo: ${name}`, cancellable: true }, async (progress, token) => {
-    progress.report({ message: 'loading the model…' });
-    const loaded = await engine.load(model);
-    if (loaded.providerFallback) answers.appendLine(`(${loaded.providerFallback})`);
-    progress.report({ message: 'answering…' });
+  const turn = session.panel.startTurn(question, [turnImage(name, bytes)]);
+  try {
     const images = [{ name, dataBase64: Buffer.from(bytes).toString('base64') }];
-    const result = await engine.ask(model, { question, images, ...GENERATION }, (text) => answers.append(text), token);
-    answers.appendLine(result.stopReason === 'cancelled' ? ' [stopped]' : '');
-    answers.appendLine(statsLine(result.stats));
-  });
+    const result = await session.engine.ask(model, { question, images, ...GENERATION }, (text) => turn.appendText(text), turn.token);
+    turn.finish(result.stopReason, result.stats);
+  } catch (error) {
+    // Stopped before the first token: the engine had nothing to measure yet.
+    if (error instanceof EngineError && error.kind === 'cancelled') {
+      turn.finish('cancelled');
+      return;
+    }
+    turn.fail(error instanceof Error ? error.message : String(error));
+    await report(session, error, { inline: true });
+  }
 }
 
 async function pickImage(): Promise<vscode.Uri | undefined> {
@@ -128,21 +132,23 @@ async function modelSettings(context: vscode.ExtensionContext): Promise<LoadPara
   return { modelDir: bundled.fsPath, provider: provider as ProviderSetting };
 }
 
-async function report(session: AskSession, error: unknown): Promise<void> {
+/**
+ * Shows a failure as a notification, with the button that fixes it when there is one. When the panel already
+ * shows the message (`inline`), the notification only appears to offer that button.
+ */
+async function report(session: AskSession, error: unknown, { inline = false } = {}): Promise<void> {
   const message = error instanceof Error ? error.message : String(error);
   let action: UserFacingError['action'];
   if (error instanceof UserFacingError) action = error.action;
   else if (error instanceof EngineError) {
-    if (error.kind === 'cancelled') {
-      session.answers.appendLine('[cancelled]');
-      return;
-    }
+    if (error.kind === 'cancelled') return;
     if (error.kind === 'model-folder' || error.kind === 'config' || error.kind === 'weights') action = openSettings('ficoco.modelPath');
     else if (error.kind === 'provider') action = openSettings('ficoco.provider');
     else if (error.kind === 'crashed' || error.kind === 'internal') action = { title: 'Show Engine Log', run: async () => session.engineLog.show() };
   } else {
     session.engineLog.error(error instanceof Error ? (error.stack ?? message) : message);
   }
+  if (inline && !action) return;
   const chosen = await vscode.window.showErrorMessage(`FiCoCo: ${message}`, ...(action ? [action.title] : []));
   if (chosen && action) await action.run();
 }
@@ -158,23 +164,6 @@ async function exists(uri: vscode.Uri): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-/** One line under each answer: what the model saw and how fast it went. */
-function statsLine(stats: AnswerStats): string {
-  const visual = stats.visualTokens.map((v) => `${v.atDecoder}/${v.original}`).join(' + ') || 'none';
-  const provider = stats.providerFallback ? `${stats.provider} (${stats.providerFallback})` : stats.provider;
-  return [
-    `— visual tokens ${visual}`,
-    `prefill ${milliseconds(stats.visionMs + stats.prefillMs)} (vision ${milliseconds(stats.visionMs)})`,
-    `TTFT ${milliseconds(stats.ttftMs)}`,
-    `${stats.generatedTokens} tokens at ${stats.decodeTokensPerSecond.toFixed(1)} tokens/s`,
-    provider,
-  ].join(' · ');
-}
-
-function milliseconds(ms: number): string {
-  return `${ms.toFixed(0)} ms`;
 }
 
 function mebibytes(bytes: number): string {

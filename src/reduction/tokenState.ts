@@ -1,9 +1,11 @@
 /**
  * Where a reduction hook runs: `vision:<l>` inside vision layer l (after the attention residual,
- * before the MLP), `projector` on the projected image features, `llm:<l>` inside decoder layer l
- * (after the attention residual; that layer's KV cache already holds every token that entered it).
+ * before the MLP); `features` on the vision tower's output before the projector ([CLS] still at
+ * index 0, the last layer's attention available); `projector` on the projected image features;
+ * `llm:<l>` inside decoder layer l (after the attention residual; that layer's KV cache already holds
+ * every token that entered it).
  */
-export type HookSite = `vision:${number}` | 'projector' | `llm:${number}`;
+export type HookSite = `vision:${number}` | 'features' | 'projector' | `llm:${number}`;
 
 /** One image's tokens inside the sequence a hook sees. */
 export interface VisualSpan {
@@ -14,6 +16,8 @@ export interface VisualSpan {
   grid: { rows: number; cols: number };
   /** per original patch (raster order): the sequence index of the token that holds it now, or −1 once dropped */
   patchOwner: Int32Array;
+  /** per token of the span: the original patch it started as (raster order), −1 for a token a method created */
+  tokenPatch: Int32Array;
 }
 
 /** A sequence of tokens and what each stands for. Hooks return a new one; they never mutate their input. */
@@ -80,6 +84,7 @@ export function validateTokenState(state: TokenState, site: HookSite, width: num
   let previousEnd = 0;
   for (const span of state.spans) {
     if (span.start < previousEnd || span.start + span.count > state.count) fail(`visual span [${span.start}, ${span.start + span.count}) out of order or range`);
+    if (span.tokenPatch.length !== span.count) fail(`span has ${span.tokenPatch.length} token patches for ${span.count} tokens`);
     for (const owner of span.patchOwner) {
       if (owner !== -1 && (owner < span.start || owner >= span.start + span.count)) fail(`patch owner ${owner} outside its span`);
     }
@@ -107,7 +112,8 @@ export function selectTokens(state: TokenState, kept: ArrayLike<number>): TokenS
     while (start < kept.length && kept[start] < span.start) start++;
     let end = start;
     while (end < kept.length && kept[end] < span.start + span.count) end++;
-    return { start, count: end - start, grid: span.grid, patchOwner: span.patchOwner.map((owner) => (owner < 0 ? -1 : newIndex[owner])) };
+    const tokenPatch = Int32Array.from({ length: end - start }, (_, i) => span.tokenPatch[kept[start + i] - span.start]);
+    return { start, count: end - start, grid: span.grid, patchOwner: span.patchOwner.map((owner) => (owner < 0 ? -1 : newIndex[owner])), tokenPatch };
   });
   return { hidden, count: kept.length, width, sizes, positions, spans };
 }

@@ -74,6 +74,7 @@ function makeTower(): Tower {
     },
     {
       id: 'tiny.l2.attn',
+      attends: true,
       site: 't:2',
       width: WIDTH,
       emit: (scope, x, expose) => {
@@ -311,8 +312,8 @@ describe('buildSegment on real ORT sessions', () => {
   });
 
   test('exposing attention on a block that has none throws', () => {
-    assert.throws(() => buildSegment(tower, 0, 1, ElemType.float32, { attention: 'logits' }), /tiny\.l0\.add cannot expose attention/);
-    assert.throws(() => buildSegment(tower, 0, 4, ElemType.float32, { keys: true }), /tiny\.l3\.cache cannot expose attention/);
+    assert.throws(() => buildSegment(tower, 0, 1, ElemType.float32, { attention: 'logits' }), /tiny\.l0\.add…tiny\.l0\.add has no attention block to expose/);
+    assert.doesNotThrow(() => buildSegment(tower, 0, 4, ElemType.float32, { keys: true }), 'a segment ending after its attention block exposes that block');
   });
 
   test('float16 compute: float32 at the edges, F16 weights used as stored, F32/BF16 weights cast, cache in float16', () => {
@@ -377,7 +378,7 @@ describe('TowerRunner', () => {
 
   test('asking for attention at a site whose block cannot expose it throws', async () => {
     const runner = new TowerRunner(tower, factory);
-    await assert.rejects(runner.segments(new Map<string, AttentionExposure>([['t:1', { attention: 'logits' }]])), /tiny\.l1\.weights cannot expose attention/);
+    await assert.rejects(runner.segments(new Map<string, AttentionExposure>([['t:1', { attention: 'logits' }]])), /tiny\.l0\.add…tiny\.l1\.weights has no attention block to expose/);
   });
 
   test('sessions are reused for the same segment and released when a plan no longer needs them', async () => {
@@ -468,7 +469,7 @@ function sampleState(): TokenState {
     width: 2,
     sizes: Float32Array.from({ length: count }, (_, i) => 1 + i / 10),
     positions: Int32Array.from({ length: count }, (_, i) => 100 + i),
-    spans: [{ start: 2, count: 6, grid: { rows: 2, cols: 3 }, patchOwner: Int32Array.from({ length: 6 }, (_, p) => 2 + p) }],
+    spans: [{ start: 2, count: 6, grid: { rows: 2, cols: 3 }, patchOwner: Int32Array.from({ length: 6 }, (_, p) => 2 + p), tokenPatch: Int32Array.from({ length: 6 }, (_, p) => p) }],
   };
 }
 
@@ -496,6 +497,7 @@ describe('selectTokens', () => {
     const out = selectTokens(sampleState(), [0, 3, 4, 6, 8, 9]);
     // patches 0..5 were owned by tokens 2..7; token 3 → 1, 4 → 2, 6 → 3
     assert.deepEqual(Array.from(out.spans[0].patchOwner), [-1, 1, 2, -1, 3, -1]);
+    assert.deepEqual(Array.from(out.spans[0].tokenPatch), [1, 2, 4]);
     validateTokenState(out, 'llm:2', 2);
   });
 
@@ -516,8 +518,8 @@ describe('selectTokens', () => {
 
   test('two spans are recomputed independently', () => {
     const state = sampleState();
-    const second: VisualSpan = { start: 8, count: 2, grid: { rows: 1, cols: 2 }, patchOwner: Int32Array.of(8, 9) };
-    state.spans = [{ ...state.spans[0], count: 5, patchOwner: Int32Array.of(2, 3, 4, 5, 6) }, second];
+    const second: VisualSpan = { start: 8, count: 2, grid: { rows: 1, cols: 2 }, patchOwner: Int32Array.of(8, 9), tokenPatch: Int32Array.of(0, 1) };
+    state.spans = [{ ...state.spans[0], count: 5, patchOwner: Int32Array.of(2, 3, 4, 5, 6), tokenPatch: Int32Array.of(0, 1, 2, 3, 4) }, second];
     const out = selectTokens(state, [0, 2, 6, 7, 9]);
     assert.deepEqual(out.spans.map((s) => [s.start, s.count]), [[1, 2], [4, 1]]);
     assert.deepEqual(Array.from(out.spans[1].patchOwner), [-1, 4]);

@@ -26,6 +26,8 @@ export interface Block {
   readonly width: number;
   /** the decoder layer whose KV cache this block reads and extends */
   readonly cacheLayer?: number;
+  /** an attention block: it can expose its head-averaged attention and keys */
+  readonly attends?: boolean;
   emit(scope: SegmentScope, x: string, expose?: AttentionExposure): BlockOutput;
 }
 
@@ -70,7 +72,7 @@ export const presentName = (layer: number, part: 'keys' | 'values') => `present.
 
 const STORED_TYPES: Record<string, ElemType> = { F32: ElemType.float32, F16: ElemType.float16, BF16: ElemType.bfloat16 };
 
-/** Builds blocks [start, end) of a tower into one graph; `expose` applies to the last block. */
+/** Builds blocks [start, end) of a tower into one graph; `expose` applies to its last attention block. */
 export function buildSegment(tower: Tower, start: number, end: number, computeType: ElemType, expose: AttentionExposure = {}): SegmentGraph {
   const g = new GraphBuilder(`${tower.name}[${start},${end})`, computeType);
   const first = start === 0;
@@ -129,19 +131,23 @@ export function buildSegment(tower: Tower, start: number, end: number, computeTy
     },
   };
 
+  let exposing = end - 1;
+  while (exposing >= start && !tower.blocks[exposing].attends) exposing--;
+  const wanted = expose.attention !== undefined || expose.keys === true;
+  if (wanted && exposing < start) {
+    throw new Error(`segment ${tower.blocks[start].id}…${tower.blocks[end - 1].id} has no attention block to expose`);
+  }
   let x = x0;
   let exposed: BlockOutput = { hidden: x0 };
   for (let i = start; i < end; i++) {
-    exposed = tower.blocks[i].emit(scope, x, i === end - 1 ? expose : undefined);
-    x = exposed.hidden;
+    const output = tower.blocks[i].emit(scope, x, i === exposing ? expose : undefined);
+    if (i === exposing) exposed = output;
+    x = output.hidden;
   }
   const asFloat32 = (value: string) => (computeType === ElemType.float32 ? value : g.op('Cast', [value], `${value}.f32`, { to: ElemType.float32 }));
   const outputName = last ? tower.output.name : HIDDEN_OUT;
   g.output(outputName, asFloat32(x), ElemType.float32, last ? tower.output.dims : ['tokens', tower.blocks[end - 1].width]);
   if (exposed.attention) g.output(ATTENTION, asFloat32(exposed.attention), ElemType.float32, ['tokens', 'keys']);
   if (exposed.meanKeys) g.output(MEAN_KEYS, asFloat32(exposed.meanKeys), ElemType.float32, ['keys', 'head_dim']);
-  if ((expose.attention && !exposed.attention) || (expose.keys && !exposed.meanKeys)) {
-    throw new Error(`block ${tower.blocks[end - 1].id} cannot expose attention; hooks must follow an attention block`);
-  }
   return { bytes: g.build(), inputName, outputName, usesPositions: positions !== undefined, cacheLayers, exposes: expose };
 }

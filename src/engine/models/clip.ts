@@ -10,10 +10,10 @@ export const PIXEL_VALUES = 'pixel_values';
 /**
  * CLIP vision tower (pre-LN ViT with a [CLS] token) as blocks: the embeddings, then an attention
  * block and an MLP block per layer up to `lastLayer`. Hook site `vision:<l>` sits between layer l's
- * attention residual and its MLP, where ToMe and FiCoCo-V reduce.
+ * attention residual and its MLP, where ToMe and FiCoCo-V reduce; `features` follows the last layer.
  */
 export function clipVisionBlocks(config: VisionConfig, weights: WeightScope, lastLayer: number): Block[] {
-  return [clipEmbeddings(config, weights), ...Array.from({ length: lastLayer + 1 }, (_, l) => clipLayer(config, weights, l)).flat()];
+  return [clipEmbeddings(config, weights), ...Array.from({ length: lastLayer + 1 }, (_, l) => clipLayer(config, weights, l, l === lastLayer)).flat()];
 }
 
 export function clipPixelInput(config: VisionConfig) {
@@ -43,7 +43,7 @@ function clipEmbeddings(config: VisionConfig, weights: WeightScope): Block {
   };
 }
 
-function clipLayer(config: VisionConfig, weights: WeightScope, layer: number): Block[] {
+function clipLayer(config: VisionConfig, weights: WeightScope, layer: number, isLast: boolean): Block[] {
   const { hiddenSize: width, intermediateSize, heads, layerNormEps } = config;
   const at = (name: string) => `encoder.layers.${layer}.${name}`;
   const norm = (name: string) => ({ weight: weights.get(at(`${name}.weight`), [width]), bias: weights.get(at(`${name}.bias`), [width]) });
@@ -60,6 +60,7 @@ function clipLayer(config: VisionConfig, weights: WeightScope, layer: number): B
   const attentionBlock: Block = {
     id: `${name}.attn`,
     site: `vision:${layer}`,
+    attends: true,
     width,
     emit(scope, x, expose) {
       const { g } = scope;
@@ -72,6 +73,8 @@ function clipLayer(config: VisionConfig, weights: WeightScope, layer: number): B
   };
   const mlpBlock: Block = {
     id: `${name}.mlp`,
+    // After the tower's last layer: post-ViT methods see the features with [CLS] and this layer's attention.
+    ...(isLast ? { site: 'features' } : {}),
     width,
     emit(scope, h) {
       const { g } = scope;

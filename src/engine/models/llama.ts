@@ -61,6 +61,7 @@ function decoderLayer(config: TextConfig, weights: WeightScope, layer: number): 
   const attentionBlock: Block = {
     id: `${name}.attn`,
     site: `llm:${layer}`,
+    attends: true,
     width,
     cacheLayer: layer,
     emit(scope, x, expose) {

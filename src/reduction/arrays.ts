@@ -1,0 +1,70 @@
+/** Small numeric helpers over typed arrays, shared by the stages. All math in float64, results float32. */
+
+/** Row `i` of a row-major [rows, width] matrix (a view, no copy). */
+export function row(matrix: Float32Array, width: number, i: number): Float32Array {
+  return matrix.subarray(i * width, (i + 1) * width);
+}
+
+export function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) sum += a[i] * b[i];
+  return sum;
+}
+
+export function norm(a: ArrayLike<number>): number {
+  return Math.sqrt(dot(a, a));
+}
+
+/** cos(a, b) = a·b / (‖a‖‖b‖), 0 when either is zero */
+export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  const denominator = norm(a) * norm(b);
+  return denominator === 0 ? 0 : dot(a, b) / denominator;
+}
+
+/** x / max(‖x‖₂, 1e-12), as torch.nn.functional.normalize */
+export function l2Normalize(values: Float64Array): Float64Array {
+  const length = Math.max(norm(values), 1e-12);
+  return values.map((v) => v / length);
+}
+
+/** The ε-quantile with linear interpolation between order statistics (numpy/torch "linear"). */
+export function quantileLinear(values: ArrayLike<number>, epsilon: number): number {
+  const sorted = Float64Array.from(values).sort();
+  const position = epsilon * (sorted.length - 1);
+  const lower = Math.floor(position);
+  const upper = Math.min(lower + 1, sorted.length - 1);
+  return sorted[lower] + (position - lower) * (sorted[upper] - sorted[lower]);
+}
+
+/** Indices of the `k` largest scores, ties to the smaller index, in descending score order. */
+export function topIndices(scores: ArrayLike<number>, k: number): number[] {
+  return Array.from({ length: scores.length }, (_, i) => i)
+    .sort((a, b) => scores[b] - scores[a] || a - b)
+    .slice(0, Math.max(0, k));
+}
+
+/** exp(x_i − max) / Σ exp(x − max) */
+export function softmax(values: ArrayLike<number>): Float64Array {
+  let max = -Infinity;
+  for (let i = 0; i < values.length; i++) max = Math.max(max, values[i]);
+  const exps = Float64Array.from(values, (v) => Math.exp(v - max));
+  const total = exps.reduce((a, b) => a + b, 0);
+  return exps.map((e) => e / total);
+}
+
+/** A seeded PRNG (Mulberry32) in [0, 1), so "random" baselines are reproducible. */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Sorted ascending copy as Int32Array. */
+export function sortedIndices(indices: ArrayLike<number>): Int32Array {
+  return Int32Array.from(indices).sort();
+}

@@ -1,0 +1,60 @@
+import { cosine, l2Normalize, row } from '../arrays';
+import { ParamSpec } from '../method';
+import { StageInput, spanTokens } from '../paradigm';
+import { SiteView } from '../tokenState';
+import { AttentionAt } from '../stages/correlate';
+
+/** Parameters FiCoCo-V and FiCoCo-L share: the correlate's quantile rule and the compress. */
+export const SHARED_FICOCO_PARAMS = {
+  epsilon: { type: 'number', default: 0.998, min: 0.5, max: 1, description: 'Row quantile ε that sets each source\'s receiver threshold (token-adaptive K).' },
+  strictThreshold: { type: 'boolean', default: true, description: 'Receivers are strictly above the quantile (official code); off: at or above it (paper).' },
+  sizeWeighted: { type: 'boolean', default: false, description: 'Weight merges by token size m (ToMe-style) instead of the self-preserving 1 + Σα.' },
+} satisfies Record<string, ParamSpec>;
+
+/** Head-averaged attention of the site as a function (query, key). */
+export function attentionOf(view: SiteView): AttentionAt {
+  const attention = view.attention;
+  if (!attention) throw new Error(`FiCoCo needs the attention at ${view.site}`);
+  const keys = view.keyCount;
+  return (i, j) => attention[i * keys + j];
+}
+
+/** FiCoCo-V's local penalty: in each full W×W window of the patch grid, the most redundant token's score s becomes s·c (s > 0) or s/c (s < 0). */
+export function localPenalty(scores: Float64Array, tokenPatch: Int32Array, grid: { rows: number; cols: number }, window: number, factor: number): Float64Array {
+  const boosted = scores.slice();
+  const windowCols = Math.floor(grid.cols / window);
+  const windowRows = Math.floor(grid.rows / window);
+  const strongest = new Map<number, number>();
+  for (let i = 0; i < scores.length; i++) {
+    const patch = tokenPatch[i];
+    if (patch < 0) continue;
+    const windowRow = Math.floor(Math.floor(patch / grid.cols) / window);
+    const windowCol = Math.floor((patch % grid.cols) / window);
+    // A leftover row or column of an odd grid belongs to no full window.
+    if (windowRow >= windowRows || windowCol >= windowCols) continue;
+    const id = windowRow * windowCols + windowCol;
+    const current = strongest.get(id);
+    if (current === undefined || scores[i] > scores[current] || (scores[i] === scores[current] && patch < tokenPatch[current])) strongest.set(id, i);
+  }
+  for (const i of strongest.values()) boosted[i] = boosted[i] > 0 ? boosted[i] * factor : boosted[i] / factor;
+  return boosted;
+}
+
+/** FiCoCo §5, without [CLS]: a^Eq_i = −cos(μ, k_i), μ the mean key of the span's tokens. */
+export function meanKeyTerm(input: StageInput<unknown>): Float64Array {
+  const { view, span } = input;
+  const keys = view.meanKeys;
+  if (!keys) throw new Error(`FiCoCo's [CLS]-free variant needs the keys at ${view.site}`);
+  const headDim = keys.length / view.keyCount;
+  const tokens = spanTokens(span);
+  const mean = new Float64Array(headDim);
+  for (const t of tokens) row(keys, headDim, t).forEach((v, d) => (mean[d] += v / tokens.length));
+  return Float64Array.from(tokens, (t) => -cosine(mean, row(keys, headDim, t)));
+}
+
+/** s = w_a·â − w_b·b̂ over the span, each term optionally L2-normalised (official code). */
+export function weightedDifference(first: Float64Array, second: Float64Array, weightFirst: number, weightSecond: number, normalize: boolean): Float64Array {
+  const a = normalize ? l2Normalize(first) : first;
+  const b = normalize ? l2Normalize(second) : second;
+  return a.map((v, i) => weightFirst * v - weightSecond * b[i]);
+}

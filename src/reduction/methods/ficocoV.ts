@@ -1,0 +1,67 @@
+import { Method, ParamSpec, evenRemovals, layerAt, layerRange } from '../method';
+import { Correlate, Filter, Step, asSteps, spanTokens, splitByScore } from '../paradigm';
+import { adaptiveReceivers } from '../stages/correlate';
+import { mergeIntoReceivers } from '../stages/compress';
+import { SHARED_FICOCO_PARAMS, attentionOf, localPenalty, meanKeyTerm, weightedDifference } from './ficoco';
+
+const PARAMS = {
+  start: { type: 'number', default: 12 / 23, min: 0, max: 1, description: 'First reducing vision layer as a fraction of the layers that run (12 of 23 for CLIP-L in LLaVA-1.5).' },
+  weights: { type: 'enum', default: 'code', values: ['code', 'paper'], description: 'Patch / [CLS] term weights: code 0.65 / 0.35, paper λ = 0.35 / 0.65.' },
+  patchTerm: { type: 'enum', default: 'rowMean', values: ['rowMean', 'colMean'], description: 'Patch redundancy: row mean of the attention (code) or attention received, the column mean (paper).' },
+  attention: { type: 'enum', default: 'logits', values: ['logits', 'probs'], description: 'Scores from pre-softmax logits (code) or softmax probabilities (paper).' },
+  l2normalize: { type: 'boolean', default: true, description: 'L2-normalise both filter terms over the patches (code).' },
+  window: { type: 'integer', default: 2, min: 1, max: 16, description: 'Local-penalty window W (W×W patches).' },
+  penalty: { type: 'number', default: 2, min: 1, max: 8, description: 'Local-penalty scaling of the most redundant token per window (1 turns it off).' },
+  receivers: { type: 'enum', default: 'targets', values: ['targets', 'targets+cls'], description: 'Receivers: kept patches only (paper), or also [CLS] (as the official code allows).' },
+  ...SHARED_FICOCO_PARAMS,
+} satisfies Record<string, ParamSpec>;
+
+type FicocoVParams = { [K in keyof typeof PARAMS]: (typeof PARAMS)[K]['default'] };
+
+/** Redundancy s_i = w_p·p̂_i − w_c·ĉ_i (+ local penalty): p = patch attention term, c = [CLS] attention (or the mean-key proxy without [CLS]). */
+const redundancyFilter: Filter<FicocoVParams> = (input) => {
+  const { view, span, params } = input;
+  const at = attentionOf(view);
+  const tokens = spanTokens(span);
+  const patchTerm = Float64Array.from(tokens, (i) => {
+    let sum = 0;
+    for (const j of tokens) sum += params.patchTerm === 'rowMean' ? at(i, j) : at(j, i);
+    return sum / tokens.length;
+  });
+  const semanticTerm = view.hasClassToken ? Float64Array.from(tokens, (i) => at(0, i)) : meanKeyTerm(input);
+  const [wPatch, wCls] = params.weights === 'code' ? [0.65, 0.35] : [0.35, 0.65];
+  const scores = weightedDifference(patchTerm, semanticTerm, wPatch, wCls, params.l2normalize);
+  const penalised = params.penalty === 1 ? scores : localPenalty(scores, span.tokenPatch, span.grid, params.window, params.penalty);
+  return splitByScore(span, penalised, input.remove);
+};
+
+/** C_ij = A_ij over the kept patches (and [CLS] if asked), receivers by the ε-quantile rule. */
+const attentionReceivers: Correlate<FicocoVParams> = (input, split) => {
+  const { view, params } = input;
+  const at = attentionOf(view);
+  const candidates = params.receivers === 'targets+cls' && view.hasClassToken ? Int32Array.of(0, ...split.targets) : split.targets;
+  return adaptiveReceivers(split, () => candidates, at, { epsilon: params.epsilon, strict: params.strictThreshold, probabilities: params.attention === 'probs' });
+};
+
+export const ficocoV: Method = {
+  name: 'ficoco-v',
+  description: 'FiCoCo-V: redundancy-filtered merging inside the vision encoder with token-adaptive receivers and self-preserving compression.',
+  reference:
+    'Filter, Correlate, Compress (arXiv 2411.17686) §3 and ficoco-spec §2.10: the clean algorithm, defaulting to the official code\'s score semantics (weights, row-mean logits, L2 normalisation). ' +
+    'Not reproduced: score-order shuffling that displaces [CLS], the never-reset global penalty buffer, receivers indexed into the wrong tensor, one K per layer. Without [CLS] the mean-key proxy of §5 replaces the [CLS] term.',
+  params: PARAMS,
+  plan(model, keep, raw) {
+    const params = raw as FicocoVParams;
+    const layers = layerRange(layerAt(params.start, model.visionLayers), model.visionLayers - 1);
+    const removals = evenRemovals(model.visualTokens - keep, layers.length);
+    return asSteps(layers.map((layer, i): Step<FicocoVParams> => ({
+      site: `vision:${layer}`,
+      needs: { attention: params.attention === 'probs' ? 'probs' : 'logits', keys: !model.hasClassToken },
+      filter: redundancyFilter,
+      correlate: attentionReceivers,
+      compress: mergeIntoReceivers({ weighting: params.sizeWeighted ? 'size' : 'self-preserving', normalize: true }),
+      remove: removals[i],
+      params,
+    })));
+  },
+};

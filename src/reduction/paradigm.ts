@@ -1,0 +1,164 @@
+import { AttentionNeeds, HookSite, ReductionHook, SiteView, TokenState, VisualSpan } from './tokenState';
+
+/**
+ * The filter → correlate → compress paradigm as types. A step acts at one hook site: for each image
+ * span the Filter splits the span's tokens into sources S (leave) and targets T (stay), the Correlate
+ * maps every source to receivers in T with weights, and one Compress folds all sources into the
+ * new token state. Stages are plain functions of typed arrays.
+ */
+
+/** What a stage sees: the site's tokens and signals, the span it reduces, and how many tokens to remove. */
+export interface StageInput<P = StepParams> {
+  view: SiteView;
+  span: VisualSpan;
+  /** visual tokens this step removes from the span (net: a fused sink token counts as staying) */
+  remove: number;
+  params: P;
+}
+
+/** Sequence indices, both ascending; S ∪ T = the span's tokens, S ∩ T = ∅. */
+export interface Split {
+  sources: Int32Array;
+  targets: Int32Array;
+  /** per span token (span order) the score the filter ranked by, when it has one (higher = leaves first) */
+  scores?: Float32Array;
+}
+
+/** A new token built from sources (EViT's fused token); its index in `receivers` is SINK. */
+export const SINK = -1;
+
+/**
+ * For source k (in `split.sources` order), its receivers are `receivers[offsets[k] .. offsets[k+1])`
+ * with `weights` summing to 1. No receivers at all = pruning.
+ */
+export interface Correlation {
+  offsets: Int32Array;
+  receivers: Int32Array;
+  weights: Float32Array;
+}
+
+export type Filter<P = StepParams> = (input: StageInput<P>) => Split;
+export type Correlate<P = StepParams> = (input: StageInput<P>, split: Split) => Correlation;
+/** Folds the sources of every span at once (splits and correlations concatenated in span order). */
+export type Compress<P = StepParams> = (view: SiteView, split: Split, correlation: Correlation, params: P) => TokenState;
+
+export type StepParams = Record<string, number | string | boolean>;
+
+/** One step of a method: where, the three stages, and what the site must expose. */
+export interface Step<P = StepParams> {
+  site: HookSite;
+  needs: AttentionNeeds;
+  filter: Filter<P>;
+  correlate: Correlate<P>;
+  compress: Compress<P>;
+  /** visual tokens to remove per image at this step */
+  remove: number;
+  params: P;
+}
+
+/** A method's steps with their own parameter type, as the plain list a plan holds (each step carries its params). */
+export function asSteps<P>(steps: Step<P>[]): Step[] {
+  return steps as unknown as Step[];
+}
+
+/** What a step did, for `ficoco reduce`, provenance pictures and tests. */
+export interface StepRecord {
+  site: HookSite;
+  /** visual tokens per image before and after */
+  before: number[];
+  after: number[];
+  split: Split;
+  correlation: Correlation;
+  ms: number;
+}
+
+/** The correlation of pure pruning: no source has a receiver. */
+export function noReceivers(split: Split): Correlation {
+  return { offsets: new Int32Array(split.sources.length + 1), receivers: new Int32Array(0), weights: new Float32Array(0) };
+}
+
+/** Builds a CSR correlation from per-source receiver lists. */
+export function correlationFrom(perSource: { receivers: ArrayLike<number>; weights: ArrayLike<number> }[]): Correlation {
+  const offsets = new Int32Array(perSource.length + 1);
+  perSource.forEach((entry, k) => (offsets[k + 1] = offsets[k] + entry.receivers.length));
+  const receivers = new Int32Array(offsets[perSource.length]);
+  const weights = new Float32Array(offsets[perSource.length]);
+  perSource.forEach((entry, k) => {
+    receivers.set(Array.from(entry.receivers), offsets[k]);
+    weights.set(Array.from(entry.weights), offsets[k]);
+  });
+  return { offsets, receivers, weights };
+}
+
+/** The span's token indices in sequence order. */
+export function spanTokens(span: VisualSpan): Int32Array {
+  return Int32Array.from({ length: span.count }, (_, i) => span.start + i);
+}
+
+/** Splits a span by ranking: the `remove` tokens with the highest `score` (span order) leave, ties to the earlier token. */
+export function splitByScore(span: VisualSpan, score: ArrayLike<number>, remove: number): Split {
+  const order = Array.from({ length: span.count }, (_, i) => i).sort((a, b) => score[b] - score[a] || a - b);
+  const leaving = new Set(order.slice(0, remove));
+  const sources: number[] = [];
+  const targets: number[] = [];
+  for (let i = 0; i < span.count; i++) (leaving.has(i) ? sources : targets).push(span.start + i);
+  return { sources: Int32Array.from(sources), targets: Int32Array.from(targets), scores: Float32Array.from(score) };
+}
+
+/** Splits a span by the set of tokens that stay (span offsets). */
+export function splitByKept(span: VisualSpan, keptOffsets: Iterable<number>): Split {
+  const keep = new Set(keptOffsets);
+  const sources: number[] = [];
+  const targets: number[] = [];
+  for (let i = 0; i < span.count; i++) (keep.has(i) ? targets : sources).push(span.start + i);
+  return { sources: Int32Array.from(sources), targets: Int32Array.from(targets) };
+}
+
+/** Runs one step on a site view: filter and correlate per span, one compress for all. */
+export function runStep<P>(step: Step<P>, view: SiteView, log?: StepRecord[]): TokenState {
+  const started = performance.now();
+  const splits: Split[] = [];
+  const correlations: Correlation[] = [];
+  for (const span of view.spans) {
+    const remove = Math.max(0, Math.min(step.remove, span.count - 1));
+    const input: StageInput<P> = { view, span, remove, params: step.params };
+    const split = remove > 0 ? step.filter(input) : { sources: new Int32Array(0), targets: spanTokens(span) };
+    splits.push(split);
+    correlations.push(remove > 0 ? step.correlate(input, split) : noReceivers(split));
+  }
+  const split = concatSplits(splits);
+  const correlation = concatCorrelations(correlations);
+  const reduced = split.sources.length === 0 ? view : step.compress(view, split, correlation, step.params);
+  log?.push({
+    site: step.site,
+    before: view.spans.map((s) => s.count),
+    after: reduced.spans.map((s) => s.count),
+    split,
+    correlation,
+    ms: performance.now() - started,
+  });
+  return reduced;
+}
+
+/** A step as an engine hook. */
+export function stepHook<P>(step: Step<P>, log?: StepRecord[]): ReductionHook {
+  return { site: step.site, needs: step.needs, reduce: (view) => runStep(step, view, log) };
+}
+
+function concatSplits(splits: Split[]): Split {
+  const join = (parts: Int32Array[]) => Int32Array.from(parts.flatMap((p) => Array.from(p)));
+  return { sources: join(splits.map((s) => s.sources)), targets: join(splits.map((s) => s.targets)) };
+}
+
+function concatCorrelations(correlations: Correlation[]): Correlation {
+  const offsets: number[] = [0];
+  for (const c of correlations) {
+    const base = offsets[offsets.length - 1];
+    for (let k = 1; k < c.offsets.length; k++) offsets.push(base + c.offsets[k]);
+  }
+  return {
+    offsets: Int32Array.from(offsets),
+    receivers: Int32Array.from(correlations.flatMap((c) => Array.from(c.receivers))),
+    weights: Float32Array.from(correlations.flatMap((c) => Array.from(c.weights))),
+  };
+}

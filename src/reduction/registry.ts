@@ -1,0 +1,66 @@
+import { Budget, Method, ModelShape, ParamValue, keptTokens } from './method';
+import { ficocoV } from './methods/ficocoV';
+import { Step, StepParams, StepRecord, stepHook } from './paradigm';
+import { ReductionHook } from './tokenState';
+
+/** Every method, in the order pickers list them. */
+export const METHODS: readonly Method[] = [ficocoV];
+
+/** A bad method name, parameter or budget; the message says what is accepted. */
+export class ReductionSettingsError extends Error {
+  override name = 'ReductionSettingsError';
+}
+
+export function findMethod(name: string): Method {
+  const method = METHODS.find((m) => m.name === name);
+  if (!method) throw new ReductionSettingsError(`Unknown reduction method "${name}"; available: ${METHODS.map((m) => m.name).join(', ')}.`);
+  return method;
+}
+
+/** Fills defaults and checks every given parameter against the method's schema. */
+export function resolveParams(method: Method, given: Readonly<Record<string, unknown>> = {}): StepParams {
+  const resolved: StepParams = {};
+  for (const name of Object.keys(given)) {
+    if (!(name in method.params)) {
+      throw new ReductionSettingsError(`${method.name} has no parameter "${name}"; its parameters are ${Object.keys(method.params).join(', ') || 'none'}.`);
+    }
+  }
+  for (const [name, spec] of Object.entries(method.params)) {
+    const value = given[name] ?? spec.default;
+    const where = `${method.name}.${name}`;
+    if (spec.type === 'boolean') {
+      if (typeof value !== 'boolean') throw new ReductionSettingsError(`${where} is ${JSON.stringify(value)}; expected true or false.`);
+    } else if (spec.type === 'enum') {
+      if (typeof value !== 'string' || !spec.values.includes(value)) throw new ReductionSettingsError(`${where} is ${JSON.stringify(value)}; expected one of ${spec.values.join(', ')}.`);
+    } else if (typeof value !== 'number' || !Number.isFinite(value) || value < spec.min || value > spec.max || (spec.type === 'integer' && !Number.isInteger(value))) {
+      throw new ReductionSettingsError(`${where} is ${JSON.stringify(value)}; expected ${spec.type === 'integer' ? 'an integer' : 'a number'} in [${spec.min}, ${spec.max}].`);
+    }
+    resolved[name] = value as ParamValue;
+  }
+  return resolved;
+}
+
+export interface ReductionPlan {
+  method: Method;
+  params: StepParams;
+  /** visual tokens kept per image */
+  keep: number;
+  steps: Step[];
+}
+
+/** The concrete steps of a method for a model and budget. */
+export function planReduction(methodName: string, budget: Budget, model: ModelShape, given?: Readonly<Record<string, unknown>>): ReductionPlan {
+  const method = findMethod(methodName);
+  const value = 'tokens' in budget ? budget.tokens : budget.ratio;
+  if (!Number.isFinite(value) || value <= 0 || ('ratio' in budget && value > 1)) {
+    throw new ReductionSettingsError(`Budget ${JSON.stringify(budget)} is not valid: give a positive number of visual tokens, or a ratio in (0, 1].`);
+  }
+  const params = resolveParams(method, given);
+  const keep = keptTokens(budget, model.visualTokens);
+  return { method, params, keep, steps: method.plan(model, keep, params).filter((step) => step.remove > 0) };
+}
+
+/** The plan's steps as engine hooks; each run appends what it did to `log`. */
+export function planHooks(plan: ReductionPlan, log?: StepRecord[]): ReductionHook[] {
+  return plan.steps.map((step) => stepHook(step, log));
+}
