@@ -58,6 +58,8 @@ export interface AttentionNeeds {
 export interface ReductionHook {
   site: HookSite;
   needs: AttentionNeeds;
+  /** from this hook on, vision attention adds log(size) of each key to its logits (ToMe's proportional attention) */
+  proportionalAttention?: boolean;
   reduce(view: SiteView): TokenState;
 }
 
