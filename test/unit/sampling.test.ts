@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { GREEDY, argmax, createSampler, mulberry32, sampleTopP } from '../../src/engine/runtime/sampling';
+import { GREEDY, argmax, createSampler, sampleTopP } from '../../src/engine/runtime/sampling';
+import { seededRandom as mulberry32 } from '../../src/reduction/arrays';
 
 const logits = (...values: number[]) => Float32Array.from(values);
 
@@ -139,7 +140,7 @@ describe('sampleTopP', () => {
   });
 });
 
-describe('mulberry32', () => {
+describe('seededRandom (Mulberry32)', () => {
   test('outputs lie in [0, 1) and look uniform', () => {
     const random = mulberry32(2024);
     const n = 100_000;

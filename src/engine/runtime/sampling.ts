@@ -1,3 +1,5 @@
+import { seededRandom } from '../../reduction/arrays';
+
 /** How the next token is chosen from the logits. */
 export interface SamplingOptions {
   /** 0 = greedy (argmax) */
@@ -20,7 +22,7 @@ export function argmax(logits: Float32Array): number {
 /** A seeded sampler: greedy at temperature 0, otherwise softmax(logits / T) restricted to the top-p nucleus. */
 export function createSampler(options: SamplingOptions): (logits: Float32Array) => number {
   if (options.temperature <= 0) return argmax;
-  const random = mulberry32(options.seed);
+  const random = seededRandom(options.seed);
   return (logits) => sampleTopP(logits, options.temperature, options.topP, random());
 }
 
@@ -43,16 +45,4 @@ export function sampleTopP(logits: Float32Array, temperature: number, topP: numb
     if (target < 0) return token;
   }
   return nucleus[nucleus.length - 1];
-}
-
-/** Small, fast, seedable PRNG (Mulberry32) returning floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
