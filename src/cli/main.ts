@@ -3,13 +3,20 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { AnswerStats, LlavaEngine } from '../engine/engine';
 import { FicocoError } from '../engine/errors';
-import { archFromConfig, archPreset, ARCH_PRESETS, FlopsError, flopsTable, ModelArch } from '../flops/index';
 import { PROVIDERS, ProviderSetting } from '../engine/runtime/provider';
+import { FlopsError } from '../flops/index';
+import { METHODS, ReductionSettingsError, planHooks, planReduction } from '../reduction/registry';
+import { budgetArg, integer, number, paramArgs } from './args';
+import { FLOPS_USAGE, flopsCommand } from './flops';
+import { REDUCE_USAGE, reduceCommand } from './reduce';
 
-const USAGE = `Usage:
+const ASK_USAGE = `Usage:
   ficoco ask --model DIR --image FILE [--image FILE ...] [options] "question"
 
 Options:
+  --method NAME        visual token reduction (see \`ficoco methods\`); none by default
+  --budget N           visual tokens kept per image (e.g. 64), or a share (25% or 0.25)
+  --param NAME=VALUE   a method parameter (repeatable)
   --max-new-tokens N   most tokens to generate (default 256)
   --temperature T      0 = greedy (default); > 0 samples
   --top-p P            nucleus sampling threshold (default 1)
@@ -18,10 +25,17 @@ Options:
   --threads N          intra-op threads (default: one per physical core)
 `;
 
+const USAGE = `${ASK_USAGE}
+  ficoco methods                     the reduction methods and their parameters
+${FLOPS_USAGE.replace('Usage:\n', '')}
+${REDUCE_USAGE.replace('Usage:\n', '')}`;
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === 'ask') return ask(rest);
-  if (command === 'flops') return flops(rest);
+  if (command === 'flops') return flopsCommand(rest);
+  if (command === 'reduce') return reduceCommand(rest);
+  if (command === 'methods') return listMethods();
   process.stderr.write(command === undefined || command === '--help' || command === 'help' ? USAGE : `Unknown command "${command}".\n\n${USAGE}`);
   return command === undefined || command === '--help' || command === 'help' ? 0 : 2;
 }
@@ -39,8 +53,12 @@ async function ask(args: string[]): Promise<number> {
       seed: { type: 'string', default: '0' },
       provider: { type: 'string', default: 'cpu' },
       threads: { type: 'string' },
+      method: { type: 'string' },
+      budget: { type: 'string' },
+      param: { type: 'string', multiple: true },
     },
   });
+  if ((values.method === undefined) !== (values.budget === undefined)) throw new FicocoError('--method and --budget go together: e.g. --method ficoco-v --budget 64.', 'input');
   if (!values.model) throw new FicocoError('--model DIR is required: a Hugging Face LLaVA model folder.', 'input');
   const images = values.image ?? [];
   if (images.length === 0) throw new FicocoError('--image FILE is required: the screenshot or diagram to ask about.', 'input');
@@ -55,7 +73,9 @@ async function ask(args: string[]): Promise<number> {
   });
   const engine = await LlavaEngine.load(values.model, { provider, threads: values.threads ? integer('--threads', values.threads, 1) : undefined });
   try {
+    const plan = values.method === undefined ? undefined : planReduction(values.method, budgetArg(values.budget!), engine.reductionShape, paramArgs(values.param));
     const answer = await engine.ask({
+      hooks: plan ? planHooks(plan) : [],
       question,
       images: imageFiles,
       maxNewTokens: integer('--max-new-tokens', values['max-new-tokens'], 1),
@@ -81,89 +101,50 @@ export function formatStats(stats: AnswerStats): string {
     `decode          ${stats.decodeTokensPerSecond.toFixed(1)} tokens/s`,
     `provider        ${stats.provider}${stats.providerFallback ? ` (${stats.providerFallback})` : ''}`,
   ];
+  const { run, unreduced } = stats.flops;
+  lines.push(`FLOPs           ${formatFlops(run.total)} prefill (analytic), ${((1 - run.total / unreduced.total) * 100).toFixed(1)} % fewer than unreduced; LLM ${formatFlops(run.llm)} of ${formatFlops(unreduced.llm)}`);
   for (const step of stats.steps) lines.push(`step ${step.site.padEnd(10)} ${step.tokensBefore} → ${step.tokensAfter} visual tokens (${step.ms.toFixed(2)} ms)`);
   return lines.join('\n');
 }
 
-function number(flag: string, text: string, min: number): number {
-  const value = Number(text);
-  if (!Number.isFinite(value) || value < min) throw new FicocoError(`${flag} ${text} is not a number ≥ ${min}.`, 'input');
-  return value;
+/** 1.61 TFLOPs, 12.3 GFLOPs, 4.5 MFLOPs */
+function formatFlops(flops: number): string {
+  const [scale, unit] = flops >= 1e12 ? [1e12, 'T'] : flops >= 1e9 ? [1e9, 'G'] : [1e6, 'M'];
+  return `${(flops / scale).toFixed(2)} ${unit}FLOPs`;
 }
 
-function integer(flag: string, text: string, min: number): number {
-  const value = number(flag, text, min);
-  if (!Number.isInteger(value)) throw new FicocoError(`${flag} ${text} is not a whole number.`, 'input');
-  return value;
-}
-
-const FLOPS_USAGE = `Usage:
-  ficoco flops (--model DIR | --arch NAME) [--text-tokens 60] [--budgets 576,192,128,64]
-
-Prefill FLOPs and KV cache of one image + text when visual tokens are reduced before the LLM (every
-decoder layer sees kept + text tokens). LLM TFLOPs use LLM-Viewer's accounting, as the FiCoCo paper does.
-Architectures: ${Object.keys(ARCH_PRESETS).join(', ')}
-`;
-
-/** `ficoco flops`: the analytic FLOPs / KV-cache table of src/flops. */
-async function flops(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: { model: { type: 'string' }, arch: { type: 'string' }, 'text-tokens': { type: 'string', default: '60' }, budgets: { type: 'string' }, help: { type: 'boolean' } },
-  });
-  if (values.help) {
-    process.stdout.write(FLOPS_USAGE);
-    return 0;
-  }
-  if ((values.model === undefined) === (values.arch === undefined)) {
-    throw new FicocoError(`give exactly one of --model DIR (a LLaVA model folder) or --arch NAME (${Object.keys(ARCH_PRESETS).join(', ')}).`, 'input');
-  }
-  try {
-    let arch: ModelArch;
-    if (values.model !== undefined) {
-      const file = path.join(values.model, 'config.json');
-      if (!fs.existsSync(file)) throw new FicocoError(`${file} does not exist; --model needs a Hugging Face LLaVA model folder.`, 'model-folder');
-      let json: unknown;
-      try {
-        json = JSON.parse(fs.readFileSync(file, 'utf8'));
-      } catch (error) {
-        throw new FicocoError(`${file} is not valid JSON: ${(error as Error).message}`, 'config');
-      }
-      arch = archFromConfig(json, path.basename(path.resolve(values.model)));
-    } else {
-      arch = archPreset(values.arch as string);
+function listMethods(): number {
+  for (const method of METHODS) {
+    process.stdout.write(`${method.name}\n  ${method.description}\n`);
+    for (const [name, spec] of Object.entries(method.params)) {
+      const range = spec.type === 'enum' ? spec.values.join(' | ') : spec.type === 'boolean' ? 'true | false' : `${spec.min} … ${spec.max}`;
+      process.stdout.write(`    ${name} = ${spec.default}  (${range})  ${spec.description}\n`);
     }
-    const textTokens = integer('--text-tokens', values['text-tokens'], 0);
-    const budgets = values.budgets === undefined
-      ? [...new Set([arch.visualTokensPerImage, 192, 128, 64])].filter((b) => b <= arch.visualTokensPerImage)
-      : values.budgets.split(',').map((b) => (b.trim() === '' ? NaN : integer('--budgets', b.trim(), 0)));
-    if (budgets.some(Number.isNaN)) throw new FicocoError(`--budgets ${values.budgets} must be a comma-separated list of visual token counts, e.g. 576,192,128,64.`, 'input');
-    const v = arch.vision;
-    const t = arch.llm;
-    process.stdout.write(
-      `${arch.name}: vision ${v.layersRun}/${v.layers} layers × ${(v.imageSize / v.patchSize) ** 2 + 1} tokens (D ${v.hiddenSize}), ` +
-        `LLM ${t.layers} layers (D ${t.hiddenSize}, FFN ${t.intermediateSize}, ${t.heads} heads, ${t.kvHeads} kv heads); one image, ${textTokens} text tokens\n\n` +
-        flopsTable(arch, textTokens, budgets) + '\n',
-    );
-    return 0;
-  } catch (error) {
-    if (error instanceof FlopsError) throw new FicocoError(error.message, error.kind);
-    throw error;
   }
+  return 0;
 }
 
+// A reader that stops early (`ficoco methods | head`) is not an error.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code !== 'EPIPE') throw error;
+  process.exit(0);
+});
+
+// exitCode instead of exit(): stdout to a pipe is asynchronous and must drain first.
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => {
+    process.exitCode = code;
+  },
   (error: unknown) => {
-    if (error instanceof FicocoError) {
+    if (error instanceof FicocoError || error instanceof ReductionSettingsError || error instanceof FlopsError) {
       process.stderr.write(`error: ${error.message}\n`);
-      process.exit(2);
-    }
-    if (error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS')) {
+      process.exitCode = 2;
+    } else if (error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`error: ${error.message}\n\n${USAGE}`);
-      process.exit(2);
+      process.exitCode = 2;
+    } else {
+      process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
+      process.exitCode = 1;
     }
-    process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
-    process.exit(1);
   },
 );

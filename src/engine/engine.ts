@@ -3,12 +3,14 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { FicocoError } from './errors';
 import type { AttentionExposure } from './graph/attention';
-import { ATTENTION, MEAN_KEYS, POSITIONS } from './graph/segment';
+import { RunFlops, runFlops, unreducedShape } from '../flops/model';
+import { ATTENTION, LOG_SIZES, MEAN_KEYS, POSITIONS, Tower } from './graph/segment';
 import type { ModelShape } from '../reduction/method';
 import { HookSite, ReductionHook, SiteView, TokenState, hooksBySite, validateTokenState } from '../reduction/tokenState';
 import { decodeImage } from './image/decode';
 import { ImagePreprocessorConfig, parsePreprocessorConfig, preprocessImage } from './image/preprocess';
 import { LlavaConfig, parseLlavaConfig } from './models/config';
+import { flopsArchOf } from './models/flopsArch';
 import { LOGITS } from './models/llama';
 import { LlavaTowers, llavaTowers } from './models/llava';
 import { KvCache } from './runtime/kvCache';
@@ -44,6 +46,12 @@ export interface StepStat {
   ms: number;
 }
 
+/** Tokens that entered each layer's attention and MLP halves (they differ where a hook sits between them). */
+export interface LayerTokens {
+  attention: number[];
+  mlp: number[];
+}
+
 export interface GenerationResult {
   tokenIds: number[];
   stopReason: 'stop-token' | 'max-tokens' | 'cancelled';
@@ -56,6 +64,8 @@ export interface GenerationResult {
   steps: StepStat[];
   /** per-layer KV cache lengths after prefill */
   cacheLengths: number[];
+  /** analytic FLOPs of this prefill and of the same prompt without reduction (LLM-Viewer accounting, src/flops) */
+  flops: { run: RunFlops; unreduced: RunFlops };
   timings: { visionMs: number; prefillMs: number; decodeMs: number };
 }
 
@@ -82,6 +92,8 @@ export interface AnswerStats {
   prefillMs: number;
   ttftMs: number;
   decodeTokensPerSecond: number;
+  /** analytic, not measured: FLOPs of this prefill and of the unreduced one */
+  flops: { run: RunFlops; unreduced: RunFlops };
   provider: ProviderName;
   providerFallback?: string;
 }
@@ -150,6 +162,19 @@ export class LlavaEngine {
     return this.towers.grid;
   }
 
+  /** Analytic FLOPs of a prefill from the tokens each layer saw, and of the same prompt unreduced. */
+  private flopsOf(vision: LayerTokens[], features: TokenState[], decoder: LayerTokens, textTokens: number): { run: RunFlops; unreduced: RunFlops } {
+    const arch = flopsArchOf(this.config, path.basename(this.modelDir));
+    const run = runFlops(arch, {
+      vision: vision.map((layers) => layers.attention),
+      visionMlp: vision.map((layers) => layers.mlp),
+      projector: features.reduce((sum, f) => sum + f.count, 0),
+      llm: decoder.attention,
+      llmMlp: decoder.mlp,
+    });
+    return { run, unreduced: runFlops(arch, unreducedShape(arch, { images: vision.length, textTokens })) };
+  }
+
   /** What reduction methods need to know to place their steps. */
   get reductionShape(): ModelShape {
     return {
@@ -216,6 +241,7 @@ export class LlavaEngine {
         prefillMs: timings.prefillMs,
         ttftMs: (firstTextAt ?? performance.now()) - started,
         decodeTokensPerSecond: decodedAfterFirst > 0 && timings.decodeMs > 0 ? (decodedAfterFirst * 1000) / timings.decodeMs : 0,
+        flops: result.flops,
         provider: this.provider,
         ...(this.providerFallback ? { providerFallback: this.providerFallback } : {}),
       },
@@ -228,8 +254,10 @@ export class LlavaEngine {
     const visionSites = new Map<string, AttentionExposure>();
     const decoderSites = new Map<string, AttentionExposure>();
     for (const [site, hook] of hooks) (site.startsWith('llm:') ? decoderSites : visionSites).set(site, hook.needs);
+    // Before the first merge every size is 1 and log(size) = 0, so the bias can run from the first layer.
+    const sizeBias = [...hooks.values()].some((hook) => hook.proportionalAttention === true);
     const [visionSegments, embedSegments, decoderSegments] = await Promise.all([
-      this.runners.vision.segments(visionSites),
+      this.runners.vision.segments(visionSites, sizeBias),
       this.runners.embed.segments(new Map()),
       this.runners.decoder.segments(decoderSites),
     ]);
@@ -237,8 +265,11 @@ export class LlavaEngine {
 
     const visionStart = performance.now();
     const features: TokenState[] = [];
+    const visionTokens: LayerTokens[] = [];
     for (const [image, pixels] of pixelValues.entries()) {
-      features.push(await this.encodeImage(pixels, visionSegments, hooks, image, steps));
+      const layers: LayerTokens = { attention: [], mlp: [] };
+      features.push(await this.encodeImage(pixels, visionSegments, hooks, image, steps, layers));
+      visionTokens.push(layers);
     }
     const visionMs = performance.now() - visionStart;
 
@@ -247,7 +278,8 @@ export class LlavaEngine {
     const state = spliceImages(embedded, inputIds, this.config.imageTokenId, features);
     const promptLength = state.count;
     const cache = new KvCache(this.config.text.kvHeads, this.config.text.headDim, this.factory.computeType);
-    const prefillLogits = await this.runDecoder(decoderSegments, state, cache, { hooks, steps });
+    const decoderTokens: LayerTokens = { attention: [], mlp: [] };
+    const prefillLogits = await this.runDecoder(decoderSegments, state, cache, { hooks, steps, layers: decoderTokens });
     const cacheLengths = cache.lengths();
     const prefillMs = performance.now() - prefillStart;
 
@@ -286,12 +318,13 @@ export class LlavaEngine {
       promptTokens: promptLength,
       steps,
       cacheLengths,
+      flops: this.flopsOf(visionTokens, features, decoderTokens, inputIds.length - pixelValues.length),
       timings: { visionMs, prefillMs, decodeMs },
     };
   }
 
   /** Runs the vision tower (with its hooks) on one image's pixels; returns the projected features. */
-  private async encodeImage(pixels: Float32Array, segments: Segment[], hooks: Map<HookSite, ReductionHook>, image: number, steps: StepStat[]): Promise<TokenState> {
+  private async encodeImage(pixels: Float32Array, segments: Segment[], hooks: Map<HookSite, ReductionHook>, image: number, steps: StepStat[], layers: LayerTokens): Promise<TokenState> {
     const { imageSize } = this.config.vision;
     const { grid } = this.towers;
     const patches = grid.rows * grid.cols;
@@ -307,7 +340,10 @@ export class LlavaEngine {
       const input = segment.start === 0
         ? new ort.Tensor('float32', pixels, [3, imageSize, imageSize])
         : new ort.Tensor('float32', state.hidden, [state.count, state.width]);
-      const outputs = await segment.session.run({ [segment.graph.inputName]: input });
+      countLayerTokens(this.towers.vision, segment, state.count, layers);
+      const feeds: Record<string, ort.Tensor> = { [segment.graph.inputName]: input };
+      if (segment.graph.usesLogSizes) feeds[LOG_SIZES] = new ort.Tensor('float32', state.sizes.map(Math.log), [state.count]);
+      const outputs = await segment.session.run(feeds);
       const hidden = outputs[segment.graph.outputName].data as Float32Array;
       if (segment.end === this.towers.vision.blocks.length) {
         state = this.featuresFrom(state, hidden);
@@ -362,9 +398,10 @@ export class LlavaEngine {
   }
 
   /** One pass through the decoder's segments, extending the KV cache; hooks run only at prefill. */
-  private async runDecoder(segments: Segment[], state: TokenState, cache: KvCache, prefill?: { hooks: Map<HookSite, ReductionHook>; steps: StepStat[] }): Promise<Float32Array> {
+  private async runDecoder(segments: Segment[], state: TokenState, cache: KvCache, prefill?: { hooks: Map<HookSite, ReductionHook>; steps: StepStat[]; layers: LayerTokens }): Promise<Float32Array> {
     let current = state;
     for (const segment of segments) {
+      if (prefill) countLayerTokens(this.towers.decoder, segment, current.count, prefill.layers);
       const outputs = await this.runDecoderSegment(segment, current, cache);
       if (segment.end === this.towers.decoder.blocks.length) return outputs[LOGITS].data as Float32Array;
       current = { ...current, hidden: outputs[segment.graph.outputName].data as Float32Array };
@@ -383,6 +420,14 @@ export class LlavaEngine {
     const outputs = await segment.session.run(feeds);
     cache.update(segment.graph.cacheLayers, outputs);
     return outputs;
+  }
+}
+
+/** Notes how many tokens enter the layer halves a segment runs. */
+function countLayerTokens(tower: Tower, segment: Segment, tokens: number, into: LayerTokens): void {
+  for (let b = segment.start; b < segment.end; b++) {
+    const block = tower.blocks[b];
+    if (block.layer !== undefined) (block.attends ? into.attention : into.mlp)[block.layer] = tokens;
   }
 }
 

@@ -4,7 +4,7 @@ export { LLM_ELEMENTWISE, kvBytesPerToken, kvCacheBytes, llmLayerFlops, llmPrefi
 export type { LlmArch, LlmLayerFlops } from './llm';
 export { VISION_ELEMENTWISE, projectorFlops, visionEmbeddingFlops, visionLayerFlops, visionTokensPerImage, visionTowerFlops } from './vision';
 export type { ProjectorArch, VisionArch, VisionLayerFlops } from './vision';
-export { ARCH_PRESETS, archFromConfig, archPreset, reducedBeforeLlmShape, runFlops, runKvCacheBytes, unreducedShape } from './model';
+export { ARCH_PRESETS, archPreset, reducedBeforeLlmShape, runFlops, runKvCacheBytes, unreducedShape } from './model';
 export type { ModelArch, PromptSize, RunFlops, RunShape } from './model';
 export { flopsRows, flopsTable } from './table';
 export type { FlopsRow } from './table';

@@ -1,10 +1,12 @@
 import { Budget, Method, ModelShape, ParamValue, keptTokens } from './method';
+import { ficocoL } from './methods/ficocoL';
 import { ficocoV } from './methods/ficocoV';
+import { ficocoVL } from './methods/ficocoVL';
 import { Step, StepParams, StepRecord, stepHook } from './paradigm';
 import { ReductionHook } from './tokenState';
 
 /** Every method, in the order pickers list them. */
-export const METHODS: readonly Method[] = [ficocoV];
+export const METHODS: readonly Method[] = [ficocoV, ficocoL, ficocoVL];
 
 /** A bad method name, parameter or budget; the message says what is accepted. */
 export class ReductionSettingsError extends Error {

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
   ARCH_PRESETS,
-  archFromConfig,
   archPreset,
   FlopsError,
   flopsRows,
@@ -12,7 +11,6 @@ import {
   llmLayerFlops,
   llmPrefillFlops,
   LlmArch,
-  ModelArch,
   projectorFlops,
   reducedBeforeLlmShape,
   runFlops,
@@ -20,6 +18,8 @@ import {
   visionLayerFlops,
   visionTowerFlops,
 } from '../../src/flops/index';
+import { parseLlavaConfig } from '../../src/engine/models/config';
+import { flopsArchOf } from '../../src/engine/models/flopsArch';
 
 const VICUNA_7B: LlmArch = { hiddenSize: 4096, intermediateSize: 11008, layers: 32, heads: 32, kvHeads: 32, headDim: 128 };
 const VICUNA_13B: LlmArch = { hiddenSize: 5120, intermediateSize: 13824, layers: 40, heads: 40, kvHeads: 40, headDim: 128 };
@@ -217,40 +217,23 @@ describe('runs, presets and config.json', () => {
     vocab_size: 32064,
   };
 
-  it("archFromConfig on llava-1.5-7b-hf's config.json equals the llava-1.5-7b preset", () => {
-    const fromConfig: ModelArch = archFromConfig(LLAVA_15_7B_HF, 'llava-1.5-7b');
-    assert.deepEqual(fromConfig, ARCH_PRESETS['llava-1.5-7b']);
+  it("the engine's parsed llava-1.5-7b-hf config.json gives exactly the llava-1.5-7b preset", () => {
+    assert.deepEqual(flopsArchOf(parseLlavaConfig(LLAVA_15_7B_HF, 'config.json'), 'llava-1.5-7b'), ARCH_PRESETS['llava-1.5-7b']);
   });
 
-  it('archFromConfig: no vision_config means CLIP-L/14-336; GQA, head_dim, feature layer and select strategy are read', () => {
-    const arch2 = archFromConfig({ model_type: 'llava' }, 'x');
-    assert.deepEqual(arch2, { ...ARCH_PRESETS['llava-1.5-7b'], name: 'x' });
-    const custom = archFromConfig({
+  it('a config without vision_config is CLIP-L/14-336; GQA and explicit head_dim are carried', () => {
+    assert.deepEqual(flopsArchOf(parseLlavaConfig({ model_type: 'llava' }, 'c'), 'llava-1.5-7b'), ARCH_PRESETS['llava-1.5-7b']);
+    const custom = flopsArchOf(parseLlavaConfig({
       model_type: 'llava',
       vision_feature_layer: -1,
       vision_feature_select_strategy: 'full',
       vision_config: { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 4, num_attention_heads: 4, image_size: 48, patch_size: 8 },
       text_config: { model_type: 'llama', hidden_size: 48, intermediate_size: 96, num_hidden_layers: 3, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 12 },
-    });
+    }, 'c'), 'x');
     assert.equal(custom.vision.layersRun, 4);
     assert.equal(custom.visualTokensPerImage, 37);
     assert.deepEqual(custom.llm, { hiddenSize: 48, intermediateSize: 96, layers: 3, heads: 4, kvHeads: 2, headDim: 12 });
     assert.deepEqual(custom.projector, { inputSize: 32, hiddenSize: 48, outputSize: 48 });
-    const mistral = archFromConfig({ model_type: 'llava', text_config: { model_type: 'mistral' } });
-    assert.equal(mistral.llm.kvHeads, 8);
-    assert.equal(mistral.llm.intermediateSize, 14336);
-    const multi = archFromConfig({ model_type: 'llava', vision_feature_layer: [-2, -5] });
-    assert.equal(multi.vision.layersRun, 23);
-    assert.equal(multi.projector.inputSize, 2048);
-  });
-
-  it('archFromConfig names the field at fault', () => {
-    assert.throws(() => archFromConfig({ model_type: 'qwen2_vl' }), (e: unknown) => e instanceof FlopsError && e.kind === 'config' && /model_type is "qwen2_vl"/.test(e.message));
-    assert.throws(() => archFromConfig({ model_type: 'llava', text_config: { num_attention_heads: 0 } }), /text_config\.num_attention_heads is 0/);
-    assert.throws(() => archFromConfig({ model_type: 'llava', text_config: { model_type: 'gemma' } }), /text_config\.model_type is "gemma"/);
-    assert.throws(() => archFromConfig({ model_type: 'llava', vision_feature_layer: 30 }), /vision_feature_layer is 30/);
-    assert.throws(() => archFromConfig({ model_type: 'llava', vision_config: { model_type: 'siglip_vision_model' } }), /siglip_vision_model/);
-    assert.throws(() => archFromConfig([]), /top level must be a JSON object/);
   });
 });
 

@@ -15,6 +15,7 @@ const STATS: AnswerStats = {
   prefillMs: 80,
   ttftMs: 150,
   decodeTokensPerSecond: 30,
+  flops: { run: { vision: 3.7e11, projector: 1e9, llm: 1.61e12, total: 1.98e12 }, unreduced: { vision: 3.9e11, projector: 1e10, llm: 8.45e12, total: 8.84e12 } },
   provider: 'cpu',
 };
 

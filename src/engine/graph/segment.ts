@@ -28,6 +28,8 @@ export interface Block {
   readonly cacheLayer?: number;
   /** an attention block: it can expose its head-averaged attention and keys */
   readonly attends?: boolean;
+  /** the transformer layer this block is half of (attention or MLP), for per-layer token counts */
+  readonly layer?: number;
   emit(scope: SegmentScope, x: string, expose?: AttentionExposure): BlockOutput;
 }
 
@@ -45,6 +47,8 @@ export interface SegmentScope {
   weight(tensor: TensorLocation): string;
   /** token positions [tokens] int64, a graph input */
   positions(): string;
+  /** log(size) of each token [tokens], a graph input, when the segment is built with `sizeBias` (ToMe's proportional attention) */
+  logSizes(): string | undefined;
   /** rotary cos/sin tables for the positions, built once per segment */
   rotary(invFreq: Float32Array): { cos: string; sin: string };
   /** this layer's cached keys/values as graph inputs; `store` declares the extended cache as outputs */
@@ -56,6 +60,8 @@ export interface SegmentGraph {
   inputName: string;
   outputName: string;
   usesPositions: boolean;
+  /** the graph takes `log_sizes` [tokens] */
+  usesLogSizes: boolean;
   /** decoder layers whose cache goes in as `past.l{i}.keys|values` and out as `present.l{i}.keys|values` */
   cacheLayers: number[];
   exposes: AttentionExposure;
@@ -65,6 +71,7 @@ export interface SegmentGraph {
 export const HIDDEN = 'hidden';
 export const HIDDEN_OUT = 'hidden_out';
 export const POSITIONS = 'positions';
+export const LOG_SIZES = 'log_sizes';
 export const ATTENTION = 'attention';
 export const MEAN_KEYS = 'mean_keys';
 export const pastName = (layer: number, part: 'keys' | 'values') => `past.l${layer}.${part}`;
@@ -72,8 +79,8 @@ export const presentName = (layer: number, part: 'keys' | 'values') => `present.
 
 const STORED_TYPES: Record<string, ElemType> = { F32: ElemType.float32, F16: ElemType.float16, BF16: ElemType.bfloat16 };
 
-/** Builds blocks [start, end) of a tower into one graph; `expose` applies to its last attention block. */
-export function buildSegment(tower: Tower, start: number, end: number, computeType: ElemType, expose: AttentionExposure = {}): SegmentGraph {
+/** Builds blocks [start, end) of a tower into one graph; `expose` applies to its last attention block; `sizeBias` lets blocks ask for `log_sizes`. */
+export function buildSegment(tower: Tower, start: number, end: number, computeType: ElemType, expose: AttentionExposure = {}, sizeBias = false): SegmentGraph {
   const g = new GraphBuilder(`${tower.name}[${start},${end})`, computeType);
   const first = start === 0;
   const last = end === tower.blocks.length;
@@ -87,6 +94,7 @@ export function buildSegment(tower: Tower, start: number, end: number, computeTy
 
   const weights = new Map<string, string>();
   let positions: string | undefined;
+  let logSizes: string | undefined;
   let rotary: { cos: string; sin: string } | undefined;
   const cacheLayers: number[] = [];
 
@@ -112,6 +120,14 @@ export function buildSegment(tower: Tower, start: number, end: number, computeTy
     positions() {
       positions ??= g.input(POSITIONS, ElemType.int64, ['tokens']);
       return positions;
+    },
+    logSizes() {
+      if (!sizeBias) return undefined;
+      if (logSizes === undefined) {
+        const declaredLogSizes = g.input(LOG_SIZES, ElemType.float32, ['tokens']);
+        logSizes = computeType === ElemType.float32 ? declaredLogSizes : g.op('Cast', [declaredLogSizes], 'segment.log_sizes', { to: computeType });
+      }
+      return logSizes;
     },
     rotary(invFreq) {
       rotary ??= rotaryTables(g, scope.positions(), invFreq);
@@ -149,5 +165,5 @@ export function buildSegment(tower: Tower, start: number, end: number, computeTy
   g.output(outputName, asFloat32(x), ElemType.float32, last ? tower.output.dims : ['tokens', tower.blocks[end - 1].width]);
   if (exposed.attention) g.output(ATTENTION, asFloat32(exposed.attention), ElemType.float32, ['tokens', 'keys']);
   if (exposed.meanKeys) g.output(MEAN_KEYS, asFloat32(exposed.meanKeys), ElemType.float32, ['keys', 'head_dim']);
-  return { bytes: g.build(), inputName, outputName, usesPositions: positions !== undefined, cacheLayers, exposes: expose };
+  return { bytes: g.build(), inputName, outputName, usesPositions: positions !== undefined, usesLogSizes: logSizes !== undefined, cacheLayers, exposes: expose };
 }

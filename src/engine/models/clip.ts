@@ -61,13 +61,14 @@ function clipLayer(config: VisionConfig, weights: WeightScope, layer: number, is
     id: `${name}.attn`,
     site: `vision:${layer}`,
     attends: true,
+    layer,
     width,
     emit(scope, x, expose) {
       const { g } = scope;
       const normed = layerNorm(g, x, scope.weight(norm1.weight), scope.weight(norm1.bias), layerNormEps, `${name}.ln1`);
       const shape = { heads, kvHeads: heads, headDim: width / heads };
       const weightsBound = { q: bindLinear(scope, q), k: bindLinear(scope, k), v: bindLinear(scope, v), o: bindLinear(scope, o) };
-      const result = attention(g, normed, weightsBound, shape, { causal: false, expose }, `${name}.attn`);
+      const result = attention(g, normed, weightsBound, shape, { causal: false, keyBias: scope.logSizes(), expose }, `${name}.attn`);
       return { hidden: g.op('Add', [x, result.out], `${name}.attn_residual`), attention: result.attention, meanKeys: result.meanKeys };
     },
   };
@@ -75,6 +76,7 @@ function clipLayer(config: VisionConfig, weights: WeightScope, layer: number, is
     id: `${name}.mlp`,
     // After the tower's last layer: post-ViT methods see the features with [CLS] and this layer's attention.
     ...(isLast ? { site: 'features' } : {}),
+    layer,
     width,
     emit(scope, h) {
       const { g } = scope;

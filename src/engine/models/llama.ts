@@ -62,6 +62,7 @@ function decoderLayer(config: TextConfig, weights: WeightScope, layer: number): 
     id: `${name}.attn`,
     site: `llm:${layer}`,
     attends: true,
+    layer,
     width,
     cacheLayer: layer,
     emit(scope, x, expose) {
@@ -76,6 +77,7 @@ function decoderLayer(config: TextConfig, weights: WeightScope, layer: number): 
   };
   const mlpBlock: Block = {
     id: `${name}.mlp`,
+    layer,
     width,
     emit(scope, h) {
       const { g } = scope;

@@ -22,8 +22,8 @@ export class TowerRunner {
 
   constructor(readonly tower: Tower, private readonly factory: SessionFactory) {}
 
-  /** Segments for hooks at `sites` (site → what the hook needs); unknown sites are an error. */
-  async segments(sites: ReadonlyMap<string, AttentionExposure>): Promise<Segment[]> {
+  /** Segments for hooks at `sites` (site → what the hook needs); unknown sites are an error. `sizeBias`: attention adds log(size) per key. */
+  async segments(sites: ReadonlyMap<string, AttentionExposure>, sizeBias = false): Promise<Segment[]> {
     const cuts: { end: number; site: string; expose: AttentionExposure }[] = [];
     for (const [site, expose] of sites) {
       const index = this.tower.blocks.findIndex((block) => block.site === site);
@@ -38,22 +38,22 @@ export class TowerRunner {
       start = cut.end;
     }
     if (start < this.tower.blocks.length) ranges.push({ start, end: this.tower.blocks.length, expose: {} });
-    const keys = ranges.map((r) => segmentKey(r.start, r.end, r.expose));
+    const keys = ranges.map((r) => segmentKey(r.start, r.end, r.expose, sizeBias));
     this.releaseExcept(new Set(keys));
-    return Promise.all(ranges.map((range, i) => this.load(keys[i], range.start, range.end, range.site, range.expose)));
+    return Promise.all(ranges.map((range, i) => this.load(keys[i], range.start, range.end, range.site, range.expose, sizeBias)));
   }
 
   async release(): Promise<void> {
     this.releaseExcept(new Set());
   }
 
-  private load(key: string, start: number, end: number, site: string | undefined, expose: AttentionExposure): Promise<Segment> {
+  private load(key: string, start: number, end: number, site: string | undefined, expose: AttentionExposure, sizeBias: boolean): Promise<Segment> {
     let loading = this.sessions.get(key);
     if (!loading) {
       loading = (async () => {
         let graph: SegmentGraph | undefined;
         const session = await this.factory.create((computeType) => {
-          graph = buildSegment(this.tower, start, end, computeType, expose);
+          graph = buildSegment(this.tower, start, end, computeType, expose, sizeBias);
           return graph.bytes;
         });
         const { bytes: _bytes, ...meta } = graph!;
@@ -74,6 +74,6 @@ export class TowerRunner {
   }
 }
 
-function segmentKey(start: number, end: number, expose: AttentionExposure): string {
-  return `${start}-${end}-${expose.attention ?? ''}-${expose.keys ? 'k' : ''}`;
+function segmentKey(start: number, end: number, expose: AttentionExposure, sizeBias: boolean): string {
+  return `${start}-${end}-${expose.attention ?? ''}-${expose.keys ? 'k' : ''}-${sizeBias ? 'sized' : ''}`;
 }

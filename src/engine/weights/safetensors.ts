@@ -124,6 +124,27 @@ export class WeightIndex {
         );
     }
   }
+
+  /** An integer tensor (I64, I32, I16, I8, U8, BOOL) as plain numbers, e.g. spans and grid sizes. */
+  readIntegers(name: string): number[] {
+    const location = this.get(name);
+    const bytes = readFileRange(location.file, location.byteOffset, location.byteLength);
+    switch (location.dtype) {
+      case 'I64':
+        return Array.from(new BigInt64Array(bytes.buffer), Number);
+      case 'I32':
+        return Array.from(new Int32Array(bytes.buffer));
+      case 'I16':
+        return Array.from(new Int16Array(bytes.buffer));
+      case 'I8':
+        return Array.from(new Int8Array(bytes.buffer));
+      case 'U8':
+      case 'BOOL':
+        return Array.from(bytes);
+      default:
+        throw new FicocoError(`Tensor "${name}" in ${location.file} is ${location.dtype}; expected an integer tensor (I64, I32, I16, I8, U8 or BOOL).`, 'weights');
+    }
+  }
 }
 
 interface WeightLayout {

@@ -4,8 +4,8 @@ import { adaptiveReceivers } from '../stages/correlate';
 import { mergeIntoReceivers } from '../stages/compress';
 import { SHARED_FICOCO_PARAMS, attentionOf, localPenalty, meanKeyTerm, weightedDifference } from './ficoco';
 
-const PARAMS = {
-  start: { type: 'number', default: 12 / 23, min: 0, max: 1, description: 'First reducing vision layer as a fraction of the layers that run (12 of 23 for CLIP-L in LLaVA-1.5).' },
+export const FICOCO_V_PARAMS = {
+  start: { type: 'number', default: 0.52, min: 0, max: 1, description: 'First reducing vision layer as a fraction of the layers that run (0.52 × 23 → layer 12 for CLIP-L in LLaVA-1.5, as the official code).' },
   weights: { type: 'enum', default: 'code', values: ['code', 'paper'], description: 'Patch / [CLS] term weights: code 0.65 / 0.35, paper λ = 0.35 / 0.65.' },
   patchTerm: { type: 'enum', default: 'rowMean', values: ['rowMean', 'colMean'], description: 'Patch redundancy: row mean of the attention (code) or attention received, the column mean (paper).' },
   attention: { type: 'enum', default: 'logits', values: ['logits', 'probs'], description: 'Scores from pre-softmax logits (code) or softmax probabilities (paper).' },
@@ -16,7 +16,7 @@ const PARAMS = {
   ...SHARED_FICOCO_PARAMS,
 } satisfies Record<string, ParamSpec>;
 
-type FicocoVParams = { [K in keyof typeof PARAMS]: (typeof PARAMS)[K]['default'] };
+type FicocoVParams = { [K in keyof typeof FICOCO_V_PARAMS]: (typeof FICOCO_V_PARAMS)[K]['default'] };
 
 /** Redundancy s_i = w_p·p̂_i − w_c·ĉ_i (+ local penalty): p = patch attention term, c = [CLS] attention (or the mean-key proxy without [CLS]). */
 const redundancyFilter: Filter<FicocoVParams> = (input) => {
@@ -49,7 +49,7 @@ export const ficocoV: Method = {
   reference:
     'Filter, Correlate, Compress (arXiv 2411.17686) §3 and ficoco-spec §2.10: the clean algorithm, defaulting to the official code\'s score semantics (weights, row-mean logits, L2 normalisation). ' +
     'Not reproduced: score-order shuffling that displaces [CLS], the never-reset global penalty buffer, receivers indexed into the wrong tensor, one K per layer. Without [CLS] the mean-key proxy of §5 replaces the [CLS] term.',
-  params: PARAMS,
+  params: FICOCO_V_PARAMS,
   plan(model, keep, raw) {
     const params = raw as FicocoVParams;
     const layers = layerRange(layerAt(params.start, model.visionLayers), model.visionLayers - 1);

@@ -1,0 +1,35 @@
+import { FicocoError } from '../engine/errors';
+import { Budget, ParamValue } from '../reduction/method';
+
+export function number(flag: string, text: string, min: number): number {
+  const value = Number(text);
+  if (text.trim() === '' || !Number.isFinite(value) || value < min) throw new FicocoError(`${flag} ${text} is not a number ≥ ${min}.`, 'input');
+  return value;
+}
+
+export function integer(flag: string, text: string, min: number): number {
+  const value = number(flag, text, min);
+  if (!Number.isInteger(value)) throw new FicocoError(`${flag} ${text} is not a whole number.`, 'input');
+  return value;
+}
+
+/** "64" keeps 64 visual tokens per image; "25%" or "0.25" keeps that share. */
+export function budgetArg(text: string): Budget {
+  if (text.endsWith('%')) return { ratio: number('--budget', text.slice(0, -1), 0) / 100 };
+  const value = number('--budget', text, 0);
+  if (value > 0 && value < 1) return { ratio: value };
+  if (!Number.isInteger(value) || value < 1) throw new FicocoError(`--budget ${text} must be a token count (e.g. 64) or a share (e.g. 25% or 0.25).`, 'input');
+  return { tokens: value };
+}
+
+/** --param name=value pairs; numbers and true/false are typed, anything else stays text. */
+export function paramArgs(pairs: readonly string[] = []): Record<string, ParamValue> {
+  const params: Record<string, ParamValue> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new FicocoError(`--param ${pair} must look like name=value (e.g. --param epsilon=0.996).`, 'input');
+    const raw = pair.slice(eq + 1);
+    params[pair.slice(0, eq)] = raw === 'true' ? true : raw === 'false' ? false : raw.trim() !== '' && Number.isFinite(Number(raw)) ? Number(raw) : raw;
+  }
+  return params;
+}

@@ -1,0 +1,24 @@
+import type { ModelArch } from '../../flops/model';
+import { LlavaConfig } from './config';
+
+/** The FLOPs model's description of a parsed llava config (one source of truth for sizes and defaults). */
+export function flopsArchOf(config: LlavaConfig, name: string): ModelArch {
+  const { vision, text } = config;
+  const patches = (vision.imageSize / vision.patchSize) ** 2;
+  return {
+    name,
+    vision: {
+      hiddenSize: vision.hiddenSize,
+      intermediateSize: vision.intermediateSize,
+      heads: vision.heads,
+      layers: vision.layers,
+      layersRun: config.visionFeatureLayer,
+      imageSize: vision.imageSize,
+      patchSize: vision.patchSize,
+      channels: 3,
+    },
+    visualTokensPerImage: config.visionFeatureSelect === 'default' ? patches : patches + 1,
+    projector: { inputSize: vision.hiddenSize, hiddenSize: text.hiddenSize, outputSize: text.hiddenSize },
+    llm: { hiddenSize: text.hiddenSize, intermediateSize: text.intermediateSize, layers: text.layers, heads: text.heads, kvHeads: text.kvHeads, headDim: text.headDim },
+  };
+}

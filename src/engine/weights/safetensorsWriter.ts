@@ -1,0 +1,39 @@
+import fs from 'node:fs';
+import type { SafetensorsDType } from './dtype';
+
+export interface TensorToWrite {
+  name: string;
+  dtype: SafetensorsDType;
+  shape: number[];
+  /** raw little-endian bytes */
+  data: Uint8Array;
+}
+
+/** Writes a .safetensors file (header padded to 8 bytes like the reference writer); returns the header length. */
+export function writeSafetensors(file: string, tensors: readonly TensorToWrite[], metadata?: Record<string, string>): number {
+  const header: Record<string, unknown> = metadata ? { __metadata__: metadata } : {};
+  let offset = 0;
+  for (const tensor of tensors) {
+    header[tensor.name] = { dtype: tensor.dtype, shape: tensor.shape, data_offsets: [offset, offset + tensor.data.byteLength] };
+    offset += tensor.data.byteLength;
+  }
+  writeRawSafetensors(file, header, Buffer.concat(tensors.map((tensor) => tensor.data)));
+  return headerBytes(header).byteLength;
+}
+
+/** Writes any header object followed by `data` (tests use it to craft corrupt files). */
+export function writeRawSafetensors(file: string, header: unknown, data: Uint8Array = new Uint8Array(0)): void {
+  const json = headerBytes(header);
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(json.byteLength));
+  fs.writeFileSync(file, Buffer.concat([prefix, json, data]));
+}
+
+function headerBytes(header: unknown): Buffer {
+  const json = Buffer.from(JSON.stringify(header), 'utf8');
+  return Buffer.concat([json, Buffer.alloc((8 - (json.byteLength % 8)) % 8, ' ')]);
+}
+
+export function bytesOf(values: Float32Array | Float64Array | Uint16Array | Int32Array | BigInt64Array): Uint8Array {
+  return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+}

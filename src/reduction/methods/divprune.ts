@@ -1,0 +1,31 @@
+import { Method } from '../method';
+import { Filter, Step, asSteps, noReceivers, splitByKept } from '../paradigm';
+import { dropSources } from '../stages/compress';
+import { maxMinDiverse } from '../stages/diversity';
+
+/** The span's most diverse B projected embeddings stay (greedy max–min cosine distance). */
+const diverseSetFilter: Filter<unknown> = ({ view, span, remove }) => {
+  const embeddings = view.hidden.subarray(span.start * view.width, (span.start + span.count) * view.width);
+  return splitByKept(span, maxMinDiverse(embeddings, view.width, span.count - remove));
+};
+
+export const divPrune: Method = {
+  name: 'divprune',
+  description: 'DivPrune: keep the most diverse projected visual tokens (greedy max–min cosine distance); prune the rest.',
+  reference:
+    'DivPrune: Diversity-based Visual Token Pruning for Large Multimodal Models (CVPR 2025, arXiv 2503.02175); official code vbdi/divprune. ' +
+    'On the projected embeddings, d = 1 − cosine; seed = the token whose nearest neighbour is farthest (the official code\'s first step), then the token farthest from the chosen set, until B. ' +
+    'Chosen tokens are excluded explicitly (the code relies on their zero self-distance). Needs no attention.',
+  params: {},
+  plan(model, keep, params) {
+    return asSteps([{
+      site: 'projector',
+      needs: {},
+      filter: diverseSetFilter,
+      correlate: (_input, split) => noReceivers(split),
+      compress: dropSources,
+      remove: model.visualTokens - keep,
+      params,
+    } satisfies Step]);
+  },
+};

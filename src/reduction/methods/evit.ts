@@ -1,0 +1,54 @@
+import { Method, ParamSpec, geometricRemovals, layerAt } from '../method';
+import { Filter, Step, asSteps, spanTokens, splitByScore } from '../paradigm';
+import { FusionWeights, convergentCorrelation, fuseIntoSink } from '../stages/fuse';
+import { SiteView } from '../tokenState';
+
+const PARAMS = {
+  stages: { type: 'integer', default: 3, min: 1, max: 8, description: 'Reducing vision layers, at fractions 1/(n+1) … n/(n+1) of the layers that run (3: DeiT\'s 4th / 7th / 10th of 12).' },
+  fusedMean: { type: 'boolean', default: true, description: 'Fused token = Σ a_i x_i / Σ a_i (paradigm); off: Σ a_i x_i, as the EViT code (trained with it).' },
+} satisfies Record<string, ParamSpec>;
+
+type EvitParams = { [K in keyof typeof PARAMS]: (typeof PARAMS)[K]['default'] };
+
+/** a_i = softmax attention of [CLS] to token i (head-averaged); without [CLS], the mean attention token i receives. */
+const attentiveness: FusionWeights = (view: SiteView) => {
+  const attention = view.attention;
+  if (!attention) throw new Error(`EViT needs the attention probabilities at ${view.site}`);
+  const keys = view.keyCount;
+  if (view.hasClassToken) return (token) => attention[token];
+  return (token) => {
+    let received = 0;
+    for (let query = 0; query < view.count; query++) received += attention[query * keys + token];
+    return received / view.count;
+  };
+};
+
+/** s_i = −a_i; the r + 1 least attended tokens leave, since one fused token comes back (net removal r). */
+const inattentiveFilter: Filter<EvitParams> = ({ view, span, remove }) => {
+  const weightOf = attentiveness(view);
+  return splitByScore(span, Float64Array.from(spanTokens(span), (t) => -weightOf(t)), Math.min(span.count, remove + 1));
+};
+
+export const evit: Method = {
+  name: 'evit',
+  description: 'EViT: keep the tokens [CLS] attends to most, fuse the rest into one attention-weighted token, at a few vision layers.',
+  reference:
+    'Liang et al., "Not All Patches are What You Need", ICLR 2022 (youweiliang/evit), as ficoco-spec §1.2\'s "convergent" row. Layers at fractions 1/4, 1/2, 3/4 of the layers that run (DeiT: 0-based 3/6/9 of 12); ' +
+    'the keep rate is the constant ratio that reaches the budget. Kept tokens stay in raster order and the fused token goes last in the span (EViT sorts kept tokens by attention; the ViT is order-free after position embeddings). ' +
+    'The fused token defaults to the normalised Σa x / Σa (the code\'s unnormalised sum, trained into DeiT, is the fusedMean = false switch). Without [CLS], a_i is the mean attention token i receives.',
+  params: PARAMS,
+  plan(model, keep, raw) {
+    const params = raw as EvitParams;
+    const layers = [...new Set(Array.from({ length: params.stages }, (_, i) => layerAt((i + 1) / (params.stages + 1), model.visionLayers)))];
+    const removals = geometricRemovals(model.visualTokens, keep, layers.length);
+    return asSteps(layers.map((layer, i): Step<EvitParams> => ({
+      site: `vision:${layer}`,
+      needs: { attention: 'probs' },
+      filter: inattentiveFilter,
+      correlate: (_input, split) => convergentCorrelation(split),
+      compress: fuseIntoSink(attentiveness, params.fusedMean),
+      remove: removals[i],
+      params,
+    })));
+  },
+};

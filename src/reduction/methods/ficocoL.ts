@@ -1,0 +1,116 @@
+import { Method, ParamSpec, evenRemovals, layerAt, layerRange } from '../method';
+import { Correlate, Filter, Step, asSteps, spanTokens, splitByScore } from '../paradigm';
+import { adaptiveReceivers } from '../stages/correlate';
+import { mergeIntoReceivers } from '../stages/compress';
+import { SiteView, VisualSpan } from '../tokenState';
+import { SHARED_FICOCO_PARAMS } from './ficoco';
+
+export const FICOCO_L_PARAMS = {
+  start: { type: 'number', default: 5 / 32, min: 0, max: 1, description: 'First reducing decoder layer as a fraction of the decoder layers (official code: layers 5…31 of 32); every later layer reduces too.' },
+  beta: { type: 'number', default: 0.6, min: 0, max: 1, description: 'Filter weight β of the visual–visual term; the text term gets 1 − β.' },
+  gamma: { type: 'number', default: 0.6, min: 0, max: 1, description: 'Correlate weight γ of the direct attention; the text-bridged indirect term gets 1 − γ.' },
+  vvAggregate: { type: 'enum', default: 'sum', values: ['sum', 'mean'], description: 'Visual–visual filter term: sum over the visual keys (code) or their mean (paper).' },
+  indirectScale: { type: 'enum', default: 'one', values: ['one', 'inverseM'], description: 'Scale of the indirect term Σ_k VT·TV: 1 (code) or 1/M over the M text tokens (paper).' },
+  textSet: { type: 'enum', default: 'afterImage', values: ['afterImage', 'allText'], description: 'Text tokens the task terms use: the text after the image (instruction), or every non-visual token (system prompt too).' },
+  compress: { type: 'enum', default: 'normalized', values: ['normalized', 'sum'], description: 'Merge: self-preserving (X_j + Σα X_i)/(1 + Σα) (paper) or the unnormalised X_j + Σα X_i (code).' },
+  attention: {
+    type: 'enum',
+    default: 'logits',
+    values: ['logits', 'probs'],
+    description: 'Unmasked pre-softmax logits with visual-query → text-key terms (code), or causal softmax probabilities with the attention text tokens pay to the visual ones (the paper\'s "received from text").',
+  },
+  ...SHARED_FICOCO_PARAMS,
+} satisfies Record<string, ParamSpec>;
+
+export type FicocoLParams = { [K in keyof typeof FICOCO_L_PARAMS]: (typeof FICOCO_L_PARAMS)[K]['default'] };
+
+/** The attention blocks FiCoCo-L reads: A(q, k) over sequence indices, and the visual–text term t(i, k). */
+interface LlmAttention {
+  at(query: number, key: number): number;
+  /** logits: VT[i,k] = A(i, k), visual query → text key (code); probs: A(k, i), what text token k pays visual token i (causal-safe) */
+  textAt(visual: number, text: number): number;
+}
+
+function llmAttention(view: SiteView, params: FicocoLParams): LlmAttention {
+  const attention = view.attention;
+  if (!attention) throw new Error(`FiCoCo-L needs the attention at ${view.site}`);
+  const keys = view.keyCount;
+  // The queries are the last `count` of the layer's keys (all of them at prefill).
+  const offset = keys - view.count;
+  const at = (query: number, key: number) => attention[query * keys + offset + key];
+  return { at, textAt: params.attention === 'probs' ? (i, k) => at(k, i) : at };
+}
+
+/** The text set of one image: non-visual tokens after its span (afterImage) or anywhere (allText), ascending. */
+export function textTokens(view: SiteView, span: VisualSpan, textSet: string): Int32Array {
+  const visual = new Uint8Array(view.count);
+  for (const s of view.spans) visual.fill(1, s.start, s.start + s.count);
+  const from = textSet === 'allText' ? 0 : span.start + span.count;
+  const text: number[] = [];
+  for (let t = from; t < view.count; t++) if (!visual[t]) text.push(t);
+  return Int32Array.from(text);
+}
+
+/** s_i = β·agg_j VV[i,j] − (1−β)·mean_k VT[i,k] over the span's tokens j and the text set k (0 without text). */
+const taskAwareFilter: Filter<FicocoLParams> = (input) => {
+  const { view, span, params } = input;
+  const { at, textAt } = llmAttention(view, params);
+  const visual = spanTokens(span);
+  const text = textTokens(view, span, params.textSet);
+  const scores = Float64Array.from(visual, (i) => {
+    let visualSum = 0;
+    for (const j of visual) visualSum += at(i, j);
+    let textSum = 0;
+    for (const k of text) textSum += textAt(i, k);
+    const visualTerm = params.vvAggregate === 'mean' ? visualSum / visual.length : visualSum;
+    const textTerm = text.length > 0 ? textSum / text.length : 0;
+    return params.beta * visualTerm - (1 - params.beta) * textTerm;
+  });
+  return splitByScore(span, scores, input.remove);
+};
+
+/** C_ij = γ·VV[i,j] + (1−γ)·scale·Σ_k VT[i,k]·TV[k,j] for j ∈ T, receivers by the ε-quantile rule, α = softmax over J_i. */
+const textBridgedReceivers: Correlate<FicocoLParams> = (input, split) => {
+  const { view, span, params } = input;
+  const { at, textAt } = llmAttention(view, params);
+  const text = textTokens(view, span, params.textSet);
+  const scale = text.length === 0 ? 0 : params.indirectScale === 'inverseM' ? 1 / text.length : 1;
+  const { targets } = split;
+  const targetIndex = new Map(Array.from(targets, (j, t) => [j, t]));
+  const rows = new Map<number, Float64Array>();
+  for (const i of split.sources) {
+    const indirect = new Float64Array(targets.length);
+    for (const k of text) {
+      const bridge = textAt(i, k);
+      if (bridge !== 0) for (let t = 0; t < targets.length; t++) indirect[t] += bridge * at(k, targets[t]);
+    }
+    rows.set(i, Float64Array.from(targets, (j, t) => params.gamma * at(i, j) + (1 - params.gamma) * scale * indirect[t]));
+  }
+  return adaptiveReceivers(split, () => targets, (i, j) => rows.get(i)![targetIndex.get(j)!], { epsilon: params.epsilon, strict: params.strictThreshold, probabilities: false });
+};
+
+export const ficocoL: Method = {
+  name: 'ficoco-l',
+  description: 'FiCoCo-L: text-aware filtering and text-bridged merging of visual tokens inside the LLM decoder, layer by layer.',
+  reference:
+    'Filter, Correlate, Compress (arXiv 2411.17686) §3.2 and ficoco-spec §3.8: the clean algorithm with switches between the official code (defaults: logits, VV sum, indirect scale 1) and the paper (mean, 1/M, normalised merge — the default compress). ' +
+    'The image span comes from the prompt (not positions 0…575) and the text set is the text after it; kept tokens keep their original positions and later decode steps continue the prompt numbering (the engine\'s "original" policy), so the code\'s off-by-r decode positions cannot happen. ' +
+    'Receivers are the span\'s kept tokens only: the code lets a source send to any visual token but itself, and what it sends to another source is lost when that source leaves. ' +
+    'Scores use float64 (the code\'s fp16 indirect sum can overflow); the schedule removes tokens evenly over the reducing layers to end exactly at the budget instead of a constant r = 14. ' +
+    'With probabilities the causal mask zeroes visual→later-text attention, so the text terms use the attention text tokens pay the visual ones.',
+  params: FICOCO_L_PARAMS,
+  plan(model, keep, raw) {
+    const params = raw as FicocoLParams;
+    const layers = layerRange(layerAt(params.start, model.textLayers), model.textLayers - 1);
+    const removals = evenRemovals(model.visualTokens - keep, layers.length);
+    return asSteps(layers.map((layer, i): Step<FicocoLParams> => ({
+      site: `llm:${layer}`,
+      needs: { attention: params.attention === 'probs' ? 'probs' : 'logits' },
+      filter: taskAwareFilter,
+      correlate: textBridgedReceivers,
+      compress: mergeIntoReceivers({ weighting: params.sizeWeighted ? 'size' : 'self-preserving', normalize: params.compress === 'normalized' }),
+      remove: removals[i],
+      params,
+    })));
+  },
+};
