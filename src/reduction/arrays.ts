@@ -27,13 +27,41 @@ export function l2Normalize(values: Float64Array): Float64Array {
   return values.map((v) => v / length);
 }
 
-/** The ε-quantile with linear interpolation between order statistics (numpy/torch "linear"). */
+/** The ε-quantile with linear interpolation between order statistics (numpy/torch "linear"), in O(n) by selection. */
 export function quantileLinear(values: ArrayLike<number>, epsilon: number): number {
-  const sorted = Float64Array.from(values).sort();
-  const position = epsilon * (sorted.length - 1);
+  const work = Float64Array.from(values);
+  const position = epsilon * (work.length - 1);
   const lower = Math.floor(position);
-  const upper = Math.min(lower + 1, sorted.length - 1);
-  return sorted[lower] + (position - lower) * (sorted[upper] - sorted[lower]);
+  const below = selectNth(work, lower);
+  if (lower + 1 >= work.length || position === lower) return below;
+  // After selection everything right of `lower` is ≥ it; the next order statistic is their minimum.
+  let above = Infinity;
+  for (let i = lower + 1; i < work.length; i++) above = Math.min(above, work[i]);
+  return below + (position - lower) * (above - below);
+}
+
+/** Rearranges `values` so index n holds the n-th smallest (Hoare's quickselect) and returns it. */
+function selectNth(values: Float64Array, n: number): number {
+  let left = 0;
+  let right = values.length - 1;
+  while (left < right) {
+    const pivot = values[(left + right) >> 1];
+    let i = left;
+    let j = right;
+    while (i <= j) {
+      while (values[i] < pivot) i++;
+      while (values[j] > pivot) j--;
+      if (i <= j) {
+        [values[i], values[j]] = [values[j], values[i]];
+        i++;
+        j--;
+      }
+    }
+    if (n <= j) right = j;
+    else if (n >= i) left = i;
+    else break;
+  }
+  return values[n];
 }
 
 /** Indices of the `k` largest scores, ties to the smaller index, in descending score order. */

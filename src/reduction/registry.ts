@@ -1,12 +1,24 @@
 import { Budget, Method, ModelShape, ParamValue, keptTokens } from './method';
+import { dart } from './methods/dart';
+import { divPrune } from './methods/divprune';
+import { evit } from './methods/evit';
+import { fasterVLM } from './methods/fastervlm';
+import { fastv } from './methods/fastv';
 import { ficocoL } from './methods/ficocoL';
 import { ficocoV } from './methods/ficocoV';
 import { ficocoVL } from './methods/ficocoVL';
+import { pdrop } from './methods/pdrop';
+import { pooling } from './methods/pooling';
+import { pruMergePlus } from './methods/prumergePlus';
+import { random } from './methods/random';
+import { sparsevlm } from './methods/sparsevlm';
+import { tome } from './methods/tome';
+import { visionZip } from './methods/visionzip';
 import { Step, StepParams, StepRecord, stepHook } from './paradigm';
 import { ReductionHook } from './tokenState';
 
 /** Every method, in the order pickers list them. */
-export const METHODS: readonly Method[] = [ficocoV, ficocoL, ficocoVL];
+export const METHODS: readonly Method[] = [ficocoV, ficocoL, ficocoVL, fasterVLM, visionZip, pruMergePlus, fastv, pdrop, sparsevlm, dart, divPrune, tome, evit, random, pooling];
 
 /** A bad method name, parameter or budget; the message says what is accepted. */
 export class ReductionSettingsError extends Error {

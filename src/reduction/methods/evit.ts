@@ -26,7 +26,7 @@ const attentiveness: FusionWeights = (view: SiteView) => {
 /** s_i = −a_i; the r + 1 least attended tokens leave, since one fused token comes back (net removal r). */
 const inattentiveFilter: Filter<EvitParams> = ({ view, span, remove }) => {
   const weightOf = attentiveness(view);
-  return splitByScore(span, Float64Array.from(spanTokens(span), (t) => -weightOf(t)), Math.min(span.count, remove + 1));
+  return splitByScore(span, Float64Array.from(spanTokens(span), (t) => -weightOf(t)), remove + 1);
 };
 
 export const evit: Method = {
@@ -45,7 +45,7 @@ export const evit: Method = {
       site: `vision:${layer}`,
       needs: { attention: 'probs' },
       filter: inattentiveFilter,
-      correlate: (_input, split) => convergentCorrelation(split),
+      correlate: convergentCorrelation,
       compress: fuseIntoSink(attentiveness, params.fusedMean),
       remove: removals[i],
       params,

@@ -42,7 +42,7 @@ function llmAttention(view: SiteView, params: FicocoLParams): LlmAttention {
 }
 
 /** The text set of one image: non-visual tokens after its span (afterImage) or anywhere (allText), ascending. */
-export function textTokens(view: SiteView, span: VisualSpan, textSet: string): Int32Array {
+function textTokens(view: SiteView, span: VisualSpan, textSet: string): Int32Array {
   const visual = new Uint8Array(view.count);
   for (const s of view.spans) visual.fill(1, s.start, s.start + s.count);
   const from = textSet === 'allText' ? 0 : span.start + span.count;

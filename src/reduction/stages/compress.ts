@@ -1,5 +1,5 @@
 import { Compress, Correlation, Split } from '../paradigm';
-import { SiteView, TokenState, selectTokens } from '../tokenState';
+import { TokenState, selectTokens } from '../tokenState';
 
 /** Pruning: the sources leave, nothing is folded in. */
 export const dropSources: Compress<unknown> = (view, split) => selectTokens(view, keptIndices(view, split));
@@ -17,39 +17,39 @@ export function mergeIntoReceivers(options: MergeOptions): Compress<unknown> {
     const kept = keptIndices(view, split);
     const state = selectTokens(view, kept);
     const newIndex = indexMap(view.count, kept);
-    const { width } = view;
-    const merged = new Map<number, { sum: Float64Array; weight: number }>();
+    const weightOf = (token: number) => (options.weighting === 'size' ? view.sizes[token] : 1);
+    // First pass: each receiver's total weight W_j = w_j + Σ α_ij u_i, and each source's strongest receiver.
+    const totalWeight = new Map<number, number>();
     const receiverOf = new Map<number, number>();
     split.sources.forEach((source, k) => {
       let strongest = -1;
       for (let e = correlation.offsets[k]; e < correlation.offsets[k + 1]; e++) {
         const receiver = correlation.receivers[e];
-        const alpha = correlation.weights[e];
-        const entry = merged.get(receiver) ?? startMerge(view, receiver, options);
-        merged.set(receiver, entry);
-        const sourceWeight = alpha * (options.weighting === 'size' ? view.sizes[source] : 1);
-        const x = view.hidden.subarray(source * width, (source + 1) * width);
-        for (let d = 0; d < width; d++) entry.sum[d] += sourceWeight * x[d];
-        entry.weight += sourceWeight;
-        state.sizes[newIndex[receiver]] += alpha * view.sizes[source];
-        if (strongest < 0 || alpha > correlation.weights[strongest]) strongest = e;
+        totalWeight.set(receiver, (totalWeight.get(receiver) ?? weightOf(receiver)) + correlation.weights[e] * weightOf(source));
+        state.sizes[newIndex[receiver]] += correlation.weights[e] * view.sizes[source];
+        if (strongest < 0 || correlation.weights[e] > correlation.weights[strongest]) strongest = e;
       }
       if (strongest >= 0) receiverOf.set(source, correlation.receivers[strongest]);
     });
-    for (const [receiver, { sum, weight }] of merged) {
-      const target = newIndex[receiver] * width;
-      for (let d = 0; d < width; d++) state.hidden[target + d] = options.normalize ? sum[d] / weight : sum[d];
+    // Second pass, in place on the kept rows: X_j ← (w_j X_j + Σ α_ij u_i X_i) / W_j (or X_j + Σ α_ij X_i unnormalised).
+    const { width } = view;
+    for (const [receiver, total] of totalWeight) {
+      if (!options.normalize) continue;
+      const scale = weightOf(receiver) / total;
+      const row = newIndex[receiver] * width;
+      for (let d = 0; d < width; d++) state.hidden[row + d] *= scale;
     }
+    split.sources.forEach((source, k) => {
+      const from = source * width;
+      for (let e = correlation.offsets[k]; e < correlation.offsets[k + 1]; e++) {
+        const receiver = correlation.receivers[e];
+        const share = (correlation.weights[e] * weightOf(source)) / (options.normalize ? totalWeight.get(receiver)! : weightOf(source));
+        const row = newIndex[receiver] * width;
+        for (let d = 0; d < width; d++) state.hidden[row + d] += share * view.hidden[from + d];
+      }
+    });
     return { ...state, spans: reassignPatches(view, state, newIndex, receiverOf) };
   };
-}
-
-function startMerge(view: SiteView, receiver: number, options: MergeOptions): { sum: Float64Array; weight: number } {
-  const selfWeight = options.weighting === 'size' ? view.sizes[receiver] : 1;
-  const x = view.hidden.subarray(receiver * view.width, (receiver + 1) * view.width);
-  // The unnormalised sum keeps X_j itself at weight 1.
-  const scale = options.normalize ? selfWeight : 1;
-  return { sum: Float64Array.from(x, (v) => scale * v), weight: selfWeight };
 }
 
 /** Every token that is not a source, ascending. */

@@ -17,7 +17,11 @@ export function keyCosine(view: SiteView): SimilarityOf {
 /** The candidate most similar to `token`, ties to the earlier candidate. */
 export function mostSimilar(token: number, candidates: ArrayLike<number>, similarity: SimilarityOf): number {
   let best = candidates[0];
-  for (let c = 1; c < candidates.length; c++) if (similarity(token, candidates[c]) > similarity(token, best)) best = candidates[c];
+  let bestSimilarity = similarity(token, best);
+  for (let c = 1; c < candidates.length; c++) {
+    const candidateSimilarity = similarity(token, candidates[c]);
+    if (candidateSimilarity > bestSimilarity) [best, bestSimilarity] = [candidates[c], candidateSimilarity];
+  }
   return best;
 }
 

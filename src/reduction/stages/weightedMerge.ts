@@ -25,7 +25,7 @@ export function mergeWeightedBy(weightsOf: (view: SiteView) => ArrayLike<number>
         const entry = merged.get(receiver) ?? { sum: Float64Array.from(row(view.hidden, width, receiver), (v) => weight[receiver] * v), total: weight[receiver] };
         merged.set(receiver, entry);
         const sourceWeight = alpha * weight[source];
-        row(view.hidden, width, source).forEach((v, d) => (entry.sum[d] += sourceWeight * v));
+        for (let d = 0, from = source * width; d < width; d++) entry.sum[d] += sourceWeight * view.hidden[from + d];
         entry.total += sourceWeight;
         state.sizes[newIndex[receiver]] += alpha * view.sizes[source];
         if (strongest < 0 || alpha > correlation.weights[strongest]) strongest = e;

@@ -1,0 +1,87 @@
+import { quantileLinear, topIndices } from '../arrays';
+import { Method, ParamSpec } from '../method';
+import { Correlate, Filter, Step, asSteps, correlationFrom, splitByKept } from '../paradigm';
+import { classAttention, classAttentionBySequence } from '../stages/importance';
+import { keyCosine, mostSimilar } from '../stages/similarity';
+import { mergeWeightedBy } from '../stages/weightedMerge';
+
+const PARAMS = {
+  neighbours: { type: 'integer', default: 32, min: 1, max: 4096, description: 'k: each kept token gathers its k most similar pruned tokens by key cosine (official code: 32).' },
+} satisfies Record<string, ParamSpec>;
+
+type PruMergePlusParams = { [K in keyof typeof PARAMS]: (typeof PARAMS)[K]['default'] };
+
+/** IQR outliers, highest first: {i : a_i > Q3 + 1.5·(Q3 − Q1)}, quartiles interpolated linearly (numpy). */
+function iqrOutliers(scores: Float64Array): number[] {
+  const q1 = quantileLinear(scores, 0.25);
+  const q3 = quantileLinear(scores, 0.75);
+  const bound = q3 + 1.5 * (q3 - q1);
+  return topIndices(scores, scores.length).filter((i) => scores[i] > bound);
+}
+
+/** PruMerge+'s spatial samples 0, s, 2s, … < n with s = ⌊⌊n/m⌋/3⌋ for m outliers (⌊n/B⌋ when there are none). */
+function spatialSamples(count: number, outliers: number, keep: number): number[] {
+  const stride = Math.max(1, outliers > 0 ? Math.floor(Math.floor(count / outliers) / 3) : Math.floor(count / keep));
+  return Array.from({ length: Math.ceil(count / stride) }, (_, i) => i * stride);
+}
+
+/** `room` of the candidates, evenly spread over them: c[⌊(t + ½)·len/room⌋]. */
+function evenlyThinned(candidates: number[], room: number): number[] {
+  if (candidates.length <= room) return candidates;
+  return Array.from({ length: room }, (_, t) => candidates[Math.floor(((t + 0.5) * candidates.length) / room)]);
+}
+
+/** Kept = IQR outliers of [CLS] attention (highest first, at most B), then spatial samples, then the highest remaining attention, until exactly B. */
+const outlierAndSpatialFilter: Filter<PruMergePlusParams> = ({ view, span, remove }) => {
+  const keep = span.count - remove;
+  const attention = classAttention(view, span);
+  const outliers = iqrOutliers(attention);
+  const kept = new Set(outliers.slice(0, keep));
+  const samples = spatialSamples(span.count, outliers.length, keep).filter((i) => !kept.has(i));
+  for (const i of evenlyThinned(samples, keep - kept.size)) kept.add(i);
+  for (const i of topIndices(attention, span.count)) if (kept.size < keep) kept.add(i);
+  return splitByKept(span, kept);
+};
+
+/**
+ * Each kept token picks its k most similar pruned tokens (key cosine). A pruned token picked by several
+ * kept tokens splits its weight equally among them, most similar first; one picked by none goes to its
+ * most similar kept token.
+ */
+const nearestNeighbourReceivers: Correlate<PruMergePlusParams> = ({ view, params }, split) => {
+  const similarity = keyCosine(view);
+  const pickedBy: number[][] = Array.from(split.sources, () => []);
+  for (const target of split.targets) {
+    for (const k of topIndices(Array.from(split.sources, (s) => similarity(target, s)), params.neighbours)) pickedBy[k].push(target);
+  }
+  return correlationFrom(Array.from(split.sources, (source, k) => {
+    const picked = pickedBy[k];
+    const receivers = picked.length > 0 ? picked.sort((a, b) => similarity(source, b) - similarity(source, a) || a - b) : [mostSimilar(source, split.targets, similarity)];
+    return { receivers, weights: receivers.map(() => 1 / receivers.length) };
+  }));
+};
+
+export const pruMergePlus: Method = {
+  name: 'prumerge-plus',
+  description: 'PruMerge+: keep [CLS]-attention outliers plus spatially uniform samples, and merge each pruned token into its nearest kept tokens by key similarity, weighted by attention.',
+  reference:
+    'LLaVA-PruMerge (ICCV 2025, arXiv 2403.15388), the "+" variant (official code 42Shawn/LLaVA-PruMerge, token_prune_merge_advanced_plus). ' +
+    'The paper\'s count is adaptive (IQR outliers of [CLS] attention, plus samples at stride ⌊⌊n/m⌋/3⌋); here the user budget B is exact: outliers first (highest attention first if more than B), then the spatial samples evenly thinned to the room left, then the highest remaining attention. ' +
+    'Merge as the paper describes, an attention-weighted average (a_j x_j + Σ α_ij a_i x_i)/(a_j + Σ α_ij a_i), where the code adds the unnormalised Σ a_i x_i to x_j. ' +
+    'k = 32 nearest pruned tokens per kept token (the code searches all other tokens, kept ones included; kept tokens are not sources here). ' +
+    'To keep provenance exact each pruned token\'s weight sums to 1: split equally over the kept tokens that picked it, or, picked by none, to its most similar kept token (the code folds every pruned token into one extra attention-weighted token, which a fixed budget has no room for). ' +
+    'Uses the head-averaged attention and keys of the layer producing the features (the code recomputes single-head attention from the last layer\'s q/k projections). Without [CLS], the mean attention each token receives replaces it.',
+  params: PARAMS,
+  plan(model, keep, raw) {
+    const params = raw as PruMergePlusParams;
+    return asSteps([{
+      site: 'features',
+      needs: { attention: 'probs', keys: true },
+      filter: outlierAndSpatialFilter,
+      correlate: nearestNeighbourReceivers,
+      compress: mergeWeightedBy(classAttentionBySequence),
+      remove: model.visualTokens - keep,
+      params,
+    } satisfies Step<PruMergePlusParams>]);
+  },
+};

@@ -1,0 +1,43 @@
+import { seededRandom } from '../arrays';
+import { Method, ParamSpec } from '../method';
+import { Filter, Step, asSteps, noReceivers, splitByKept } from '../paradigm';
+import { dropSources } from '../stages/compress';
+
+const PARAMS = {
+  seed: { type: 'integer', default: 0, min: 0, max: 2 ** 31 - 1, description: 'Seed of the random choice; the same seed keeps the same tokens.' },
+} satisfies Record<string, ParamSpec>;
+
+type RandomParams = { [K in keyof typeof PARAMS]: (typeof PARAMS)[K]['default'] };
+
+/** T = a uniformly random (count − r)-subset of the span (seeded partial Fisher–Yates shuffle), S = the rest. */
+const randomFilter: Filter<RandomParams> = ({ span, remove, params }) => {
+  const random = seededRandom(params.seed);
+  const order = Array.from({ length: span.count }, (_, i) => i);
+  const keep = span.count - remove;
+  for (let i = 0; i < keep; i++) {
+    const j = i + Math.floor(random() * (span.count - i));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return splitByKept(span, order.slice(0, keep));
+};
+
+export const random: Method = {
+  name: 'random',
+  description: 'Random pruning baseline: keeps a seeded uniform random subset of each image\'s projected tokens.',
+  reference:
+    'The random-pruning baseline of the token-reduction benchmarks (e.g. UniPruneBench, arXiv 2511.02650): uniform choice at the projector output, dropped tokens discarded. ' +
+    'Every image of a prompt keeps the same positions for a given seed.',
+  params: PARAMS,
+  plan(model, keep, raw) {
+    const params = raw as RandomParams;
+    return asSteps([{
+      site: 'projector',
+      needs: {},
+      filter: randomFilter,
+      correlate: (_input, split) => noReceivers(split),
+      compress: dropSources,
+      remove: model.visualTokens - keep,
+      params,
+    } satisfies Step<RandomParams>]);
+  },
+};

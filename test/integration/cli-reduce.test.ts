@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { reduceCommand } from '../../src/cli/reduce';
+import { WeightIndex } from '../../src/engine/weights/safetensors';
+import { bytesOf, writeSafetensors } from '../../src/engine/weights/safetensorsWriter';
+import { seededRandom } from '../../src/reduction/arrays';
+import { runStep } from '../../src/reduction/paradigm';
+import { planReduction } from '../../src/reduction/registry';
+import { SiteView } from '../../src/reduction/tokenState';
+
+const TOKENS = 17;
+const WIDTH = 8;
+
+/** [CLS] + a 4×4 grid of patches with random states and attention logits, as a vision site would save them. */
+function savedSite(dir: string) {
+  const random = seededRandom(3);
+  const hidden = Float32Array.from({ length: TOKENS * WIDTH }, () => random() * 2 - 1);
+  const logits = Float32Array.from({ length: TOKENS * TOKENS }, () => random() * 4 - 2);
+  const file = path.join(dir, 'site.safetensors');
+  writeSafetensors(file, [
+    { name: 'hidden_states', dtype: 'F32', shape: [TOKENS, WIDTH], data: bytesOf(hidden) },
+    { name: 'attention_logits', dtype: 'F32', shape: [TOKENS, TOKENS], data: bytesOf(logits) },
+    { name: 'visual_span', dtype: 'I64', shape: [2], data: bytesOf(BigInt64Array.of(1n, 16n)) },
+    { name: 'grid', dtype: 'I32', shape: [2], data: bytesOf(Int32Array.of(4, 4)) },
+    { name: 'class_token', dtype: 'I64', shape: [1], data: bytesOf(BigInt64Array.of(1n)) },
+  ]);
+  return { file, hidden, logits };
+}
+
+test('ficoco reduce writes what the library computes, with its bookkeeping', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-reduce-'));
+  const { file, hidden, logits } = savedSite(dir);
+  const output = path.join(dir, 'out.safetensors');
+  assert.equal(await reduceCommand(['--method', 'ficoco-v', '--budget', '4', '--input', file, '--output', output, '--vision-layers', '2']), 0);
+
+  const out = WeightIndex.openFile(output);
+  const kept = out.readIntegers('kept_indices');
+  assert.equal(kept.length, 1 + 4);
+  assert.equal(kept[0], 0, '[CLS] stays first');
+  assert.deepEqual(kept, [...kept].sort((a, b) => a - b), 'kept tokens stay in order');
+  const sizes = out.readFloat32('sizes');
+  assert.ok(Math.abs(sizes.slice(1).reduce((a, b) => a + b, 0) - 16) < 1e-4, 'merged sizes add up to the 16 patches');
+  assert.ok(out.readIntegers('patch_owner').every((owner) => owner >= 1 && owner <= 4), 'every patch is held by a kept patch token');
+  assert.deepEqual(out.readIntegers('visual_span'), [1, 4]);
+
+  const sources = out.readIntegers('step0.sources');
+  const offsets = out.readIntegers('step0.receiver_offsets');
+  const receivers = out.readIntegers('step0.receivers');
+  const weights = out.readFloat32('step0.weights');
+  assert.equal(sources.length, 12);
+  for (let k = 0; k < sources.length; k++) {
+    const share = weights.slice(offsets[k], offsets[k + 1]).reduce((a, b) => a + b, 0);
+    assert.ok(Math.abs(share - 1) < 1e-5, `weights of source ${sources[k]} sum to 1`);
+    for (let e = offsets[k]; e < offsets[k + 1]; e++) assert.ok(kept.includes(receivers[e]), 'receivers are kept tokens');
+  }
+
+  // The same step run directly on the same view gives the same tokens.
+  const plan = planReduction('ficoco-v', { tokens: 4 }, { visionLayers: 2, textLayers: 32, visualTokens: 16, grid: { rows: 4, cols: 4 }, hasClassToken: true });
+  const view: SiteView = {
+    hidden,
+    count: TOKENS,
+    width: WIDTH,
+    sizes: new Float32Array(TOKENS).fill(1),
+    positions: Int32Array.from({ length: TOKENS }, (_, i) => i),
+    spans: [{ start: 1, count: 16, grid: { rows: 4, cols: 4 }, patchOwner: Int32Array.from({ length: 16 }, (_, p) => p + 1), tokenPatch: Int32Array.from({ length: 16 }, (_, p) => p) }],
+    site: plan.steps[0].site,
+    attention: logits,
+    keyCount: TOKENS,
+    hasClassToken: true,
+  };
+  const direct = runStep(plan.steps[0], view);
+  assert.deepEqual(Array.from(out.readFloat32('hidden_states')), Array.from(direct.hidden));
+});
+
+test('ficoco reduce names a missing input tensor', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-reduce-'));
+  const file = path.join(dir, 'bare.safetensors');
+  writeSafetensors(file, [
+    { name: 'hidden_states', dtype: 'F32', shape: [TOKENS, WIDTH], data: bytesOf(new Float32Array(TOKENS * WIDTH)) },
+    { name: 'visual_span', dtype: 'I64', shape: [2], data: bytesOf(BigInt64Array.of(1n, 16n)) },
+  ]);
+  await assert.rejects(reduceCommand(['--method', 'ficoco-v', '--budget', '4', '--input', file, '--output', path.join(dir, 'o.safetensors'), '--vision-layers', '2']), /needs attention_logits \[17, 17\]/);
+});
