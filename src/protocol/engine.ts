@@ -11,6 +11,7 @@ import { ErrorCodes, NotificationType, RequestType, ResponseError } from 'vscode
 
 import type { AnswerStats } from '../engine/engine';
 import { PROVIDER_SETTINGS, ProviderName, ProviderSetting } from '../engine/runtime/providerNames';
+import { describeValue } from './describe';
 
 /** Per-answer measurements are the engine's own type; only types cross this boundary, never engine code. */
 export { PROVIDER_SETTINGS, type AnswerStats, type ProviderName, type ProviderSetting };
@@ -104,7 +105,7 @@ export function parseLoadParams(value: unknown): LoadParams {
   const modelDir = nonEmptyString(params.modelDir, 'modelDir');
   const provider = params.provider;
   if (typeof provider !== 'string' || !(PROVIDER_SETTINGS as readonly string[]).includes(provider)) {
-    throw invalidParams(`provider is ${describe(provider)}; expected one of ${PROVIDER_SETTINGS.join(', ')}.`);
+    throw invalidParams(`provider is ${describeValue(provider)}; expected one of ${PROVIDER_SETTINGS.join(', ')}.`);
   }
   const result: LoadParams = { modelDir, provider: provider as ProviderSetting };
   if (params.threads !== undefined) result.threads = integer(params.threads, 'threads', 1, 1024);
@@ -113,7 +114,7 @@ export function parseLoadParams(value: unknown): LoadParams {
 
 export function parseAskParams(value: unknown): AskParams {
   const params = record(value, 'engine/ask params');
-  if (!Array.isArray(params.images)) throw invalidParams(`images is ${describe(params.images)}; expected an array of { name, dataBase64 }.`);
+  if (!Array.isArray(params.images)) throw invalidParams(`images is ${describeValue(params.images)}; expected an array of { name, dataBase64 }.`);
   return {
     requestId: nonEmptyString(params.requestId, 'requestId'),
     question: string(params.question, 'question'),
@@ -139,7 +140,7 @@ function parseImage(value: unknown, field: string): ImageAttachment {
   const image = record(value, field);
   const name = string(image.name, `${field}.name`);
   const data = image.dataBase64;
-  if (typeof data !== 'string') throw invalidParams(`${field}.dataBase64 is ${describe(data)}; expected the image file as base64 text.`);
+  if (typeof data !== 'string') throw invalidParams(`${field}.dataBase64 is ${describeValue(data)}; expected the image file as base64 text.`);
   if (data.length > base64Length(MAX_IMAGE_BYTES)) {
     throw invalidParams(`${field} (${name}) is larger than ${MAX_IMAGE_BYTES / (1024 * 1024)} MiB; use a smaller image.`);
   }
@@ -152,7 +153,7 @@ function parseImage(value: unknown, field: string): ImageAttachment {
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 function record(value: unknown, field: string): Record<string, unknown> {
-  if (!isRecord(value)) throw invalidParams(`${field} is ${describe(value)}; expected an object.`);
+  if (!isRecord(value)) throw invalidParams(`${field} is ${describeValue(value)}; expected an object.`);
   return value;
 }
 
@@ -161,7 +162,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 }
 
 function string(value: unknown, field: string): string {
-  if (typeof value !== 'string') throw invalidParams(`${field} is ${describe(value)}; expected a string.`);
+  if (typeof value !== 'string') throw invalidParams(`${field} is ${describeValue(value)}; expected a string.`);
   return value;
 }
 
@@ -173,23 +174,15 @@ function nonEmptyString(value: unknown, field: string): string {
 
 function finite(value: unknown, field: string, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
-    throw invalidParams(`${field} is ${describe(value)}; expected a number from ${min === Number.MIN_VALUE ? 'just above 0' : min} to ${max}.`);
+    throw invalidParams(`${field} is ${describeValue(value)}; expected a number from ${min === Number.MIN_VALUE ? 'just above 0' : min} to ${max}.`);
   }
   return value;
 }
 
 function integer(value: unknown, field: string, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw invalidParams(`${field} is ${describe(value)}; expected a whole number from ${min} to ${max}.`);
+    throw invalidParams(`${field} is ${describeValue(value)}; expected a whole number from ${min} to ${max}.`);
   }
   return value;
 }
 
-function describe(value: unknown): string {
-  if (value === undefined) return 'missing';
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'string') return value.length > 40 ? `a ${value.length}-character string` : JSON.stringify(value);
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
-  return `a ${typeof value}`;
-}

@@ -3,8 +3,9 @@
  * The extension owns the transcript; the webview only draws it. When the webview (re)loads it says
  * `ready` and the extension answers with the whole transcript, then streams changes turn by turn.
  *
- * No imports: the webview bundle includes this file, so it must stay free of Node, vscode and engine code.
+ * The webview bundle includes this file, so it imports only plain helpers: no Node, vscode or engine code.
  */
+import { describeValue } from './describe';
 
 /** How an answer ended; the engine's StopReason. */
 export type AnswerStopReason = 'stop-token' | 'max-tokens' | 'cancelled';
@@ -82,7 +83,7 @@ export function parseHostMessage(value: unknown): HostMessage {
     case 'answerError':
       return { type: 'answerError', turnId: nonEmptyString(message.turnId, 'turnId'), message: string(message.message, 'message') };
     default:
-      throw new MessageError(`message type is ${describe(message.type)}; expected transcript, turnAdded, answerText, answerDone or answerError.`);
+      throw new MessageError(`message type is ${describeValue(message.type)}; expected transcript, turnAdded, answerText, answerDone or answerError.`);
   }
 }
 
@@ -94,14 +95,14 @@ export function parseWebviewMessage(value: unknown): WebviewMessage {
     case 'stop':
       return { type: 'stop', turnId: nonEmptyString(message.turnId, 'turnId') };
     default:
-      throw new MessageError(`message type is ${describe(message.type)}; expected ready or stop.`);
+      throw new MessageError(`message type is ${describeValue(message.type)}; expected ready or stop.`);
   }
 }
 
 function parseTurn(value: unknown, field: string): Turn {
   const turn = record(value, field);
   const status = string(turn.status, `${field}.status`);
-  if (!TURN_STATUSES.includes(status)) throw new MessageError(`${field}.status is ${describe(status)}; expected one of ${TURN_STATUSES.join(', ')}.`);
+  if (!TURN_STATUSES.includes(status)) throw new MessageError(`${field}.status is ${describeValue(status)}; expected one of ${TURN_STATUSES.join(', ')}.`);
   const parsed: Turn = {
     id: nonEmptyString(turn.id, `${field}.id`),
     question: string(turn.question, `${field}.question`),
@@ -149,23 +150,23 @@ function parseStats(value: unknown, field: string): AnswerStatsView {
 
 function stopReason(value: unknown, field: string): AnswerStopReason {
   if (typeof value !== 'string' || !STOP_REASONS.includes(value)) {
-    throw new MessageError(`${field} is ${describe(value)}; expected one of ${STOP_REASONS.join(', ')}.`);
+    throw new MessageError(`${field} is ${describeValue(value)}; expected one of ${STOP_REASONS.join(', ')}.`);
   }
   return value as AnswerStopReason;
 }
 
 function record(value: unknown, field: string): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new MessageError(`${field} is ${describe(value)}; expected an object.`);
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new MessageError(`${field} is ${describeValue(value)}; expected an object.`);
   return value as Record<string, unknown>;
 }
 
 function array(value: unknown, field: string): unknown[] {
-  if (!Array.isArray(value)) throw new MessageError(`${field} is ${describe(value)}; expected an array.`);
+  if (!Array.isArray(value)) throw new MessageError(`${field} is ${describeValue(value)}; expected an array.`);
   return value;
 }
 
 function string(value: unknown, field: string): string {
-  if (typeof value !== 'string') throw new MessageError(`${field} is ${describe(value)}; expected a string.`);
+  if (typeof value !== 'string') throw new MessageError(`${field} is ${describeValue(value)}; expected a string.`);
   return value;
 }
 
@@ -176,7 +177,7 @@ function nonEmptyString(value: unknown, field: string): string {
 }
 
 function nonNegative(value: unknown, field: string): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new MessageError(`${field} is ${describe(value)}; expected a number ≥ 0.`);
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new MessageError(`${field} is ${describeValue(value)}; expected a number ≥ 0.`);
   return value;
 }
 
@@ -186,11 +187,3 @@ function count(value: unknown, field: string): number {
   return number;
 }
 
-function describe(value: unknown): string {
-  if (value === undefined) return 'missing';
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'string') return value.length > 40 ? `a ${value.length}-character string` : JSON.stringify(value);
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
-  return `a ${typeof value}`;
-}

@@ -1,9 +1,9 @@
 import { quantileLinear, topIndices } from '../arrays';
 import { Method, ParamSpec } from '../method';
 import { Correlate, Filter, Step, asSteps, correlationFrom, splitByKept } from '../paradigm';
+import { mergeIntoReceivers } from '../stages/compress';
 import { classAttention, classAttentionBySequence } from '../stages/importance';
 import { keyCosine, mostSimilar } from '../stages/similarity';
-import { mergeWeightedBy } from '../stages/weightedMerge';
 
 const PARAMS = {
   neighbours: { type: 'integer', default: 32, min: 1, max: 4096, description: 'k: each kept token gathers its k most similar pruned tokens by key cosine (official code: 32).' },
@@ -79,7 +79,7 @@ export const pruMergePlus: Method = {
       needs: { attention: 'probs', keys: true },
       filter: outlierAndSpatialFilter,
       correlate: nearestNeighbourReceivers,
-      compress: mergeWeightedBy(classAttentionBySequence),
+      compress: mergeIntoReceivers({ weighting: { tokenWeights: classAttentionBySequence }, normalize: true }),
       remove: model.visualTokens - keep,
       params,
     } satisfies Step<PruMergePlusParams>]);

@@ -1,12 +1,15 @@
 import { Compress, Correlation, Split } from '../paradigm';
-import { TokenState, selectTokens } from '../tokenState';
+import { SiteView, TokenState, selectTokens } from '../tokenState';
 
 /** Pruning: the sources leave, nothing is folded in. */
 export const dropSources: Compress<unknown> = (view, split) => selectTokens(view, keptIndices(view, split));
 
 export interface MergeOptions {
-  /** 'self-preserving': X_j ← (X_j + Σα_ij X_i)/(1 + Σα_ij) (FiCoCo); 'size': (m_j X_j + Σα_ij m_i X_i)/(m_j + Σα_ij m_i) (ToMe) */
-  weighting: 'self-preserving' | 'size';
+  /**
+   * 'self-preserving': X_j ← (X_j + Σα_ij X_i)/(1 + Σα_ij) (FiCoCo); 'size': (m_j X_j + Σα_ij m_i X_i)/(m_j + Σα_ij m_i) (ToMe);
+   * per-token weights w from the site: (w_j X_j + Σα_ij w_i X_i)/(w_j + Σα_ij w_i) (PruMerge's attention weighting)
+   */
+  weighting: 'self-preserving' | 'size' | { tokenWeights: (view: SiteView) => ArrayLike<number> };
   /** false: X_j ← X_j + Σα_ij X_i, the official FiCoCo-L code's unnormalised sum */
   normalize: boolean;
 }
@@ -17,7 +20,9 @@ export function mergeIntoReceivers(options: MergeOptions): Compress<unknown> {
     const kept = keptIndices(view, split);
     const state = selectTokens(view, kept);
     const newIndex = indexMap(view.count, kept);
-    const weightOf = (token: number) => (options.weighting === 'size' ? view.sizes[token] : 1);
+    const { weighting } = options;
+    const tokenWeights = weighting === 'size' ? view.sizes : weighting === 'self-preserving' ? undefined : weighting.tokenWeights(view);
+    const weightOf = (token: number) => (tokenWeights ? tokenWeights[token] : 1);
     // First pass: each receiver's total weight W_j = w_j + Σ α_ij u_i, and each source's strongest receiver.
     const totalWeight = new Map<number, number>();
     const receiverOf = new Map<number, number>();
@@ -34,7 +39,8 @@ export function mergeIntoReceivers(options: MergeOptions): Compress<unknown> {
     // Second pass, in place on the kept rows: X_j ← (w_j X_j + Σ α_ij u_i X_i) / W_j (or X_j + Σ α_ij X_i unnormalised).
     const { width } = view;
     for (const [receiver, total] of totalWeight) {
-      if (!options.normalize) continue;
+      // All weights zero (attention underflow) leaves the receiver as it was.
+      if (!options.normalize || total === 0) continue;
       const scale = weightOf(receiver) / total;
       const row = newIndex[receiver] * width;
       for (let d = 0; d < width; d++) state.hidden[row + d] *= scale;
@@ -43,7 +49,9 @@ export function mergeIntoReceivers(options: MergeOptions): Compress<unknown> {
       const from = source * width;
       for (let e = correlation.offsets[k]; e < correlation.offsets[k + 1]; e++) {
         const receiver = correlation.receivers[e];
-        const share = (correlation.weights[e] * weightOf(source)) / (options.normalize ? totalWeight.get(receiver)! : weightOf(source));
+        const total = totalWeight.get(receiver)!;
+        if (options.normalize && total === 0) continue;
+        const share = (correlation.weights[e] * weightOf(source)) / (options.normalize ? total : weightOf(source));
         const row = newIndex[receiver] * width;
         for (let d = 0; d < width; d++) state.hidden[row + d] += share * view.hidden[from + d];
       }
