@@ -3,10 +3,10 @@ import { parseArgs } from 'node:util';
 import { FicocoError } from '../engine/errors';
 import { WeightIndex } from '../engine/weights/safetensors';
 import { TensorToWrite, bytesOf, writeSafetensors } from '../engine/weights/safetensorsWriter';
-import { softmax } from '../reduction/arrays';
+import { cosineMatrix, softmax } from '../reduction/arrays';
 import { StepRecord, runStep } from '../reduction/paradigm';
 import { planReduction } from '../reduction/registry';
-import { SiteView, TokenState } from '../reduction/tokenState';
+import { AttentionNeeds, SiteView, TokenState } from '../reduction/tokenState';
 import { budgetArg, integer, paramArgs } from './args';
 
 export const REDUCE_USAGE = `Usage:
@@ -145,7 +145,7 @@ function readSaved(tensors: WeightIndex): Saved {
 }
 
 /** The saved signals restricted to the tokens still present (each keeps its input row and column). */
-function siteView(saved: Saved, state: TokenState, site: SiteView['site'], needs: { attention?: 'logits' | 'probs'; keys?: boolean }): SiteView {
+function siteView(saved: Saved, state: TokenState, site: SiteView['site'], needs: AttentionNeeds): SiteView {
   const origin = state.positions;
   const view: SiteView = { ...state, site, keyCount: state.count, hasClassToken: saved.hasClassToken };
   if (needs.attention) {
@@ -159,6 +159,7 @@ function siteView(saved: Saved, state: TokenState, site: SiteView['site'], needs
     }
     view.attention = restricted;
   }
+  if (needs.hiddenCosine) view.hiddenCosine = cosineMatrix(state.hidden, state.count, state.width);
   if (needs.keys) {
     if (!saved.keys) throw new FicocoError(`${site} needs keys [${saved.count}, head_dim] in the input.`, 'input');
     const headDim = saved.keys.length / saved.count;

@@ -4,7 +4,7 @@ import * as ort from 'onnxruntime-node';
 import { FicocoError } from './errors';
 import type { AttentionExposure } from './graph/attention';
 import { RunFlops, runFlops, unreducedShape } from '../flops/model';
-import { ATTENTION, LOG_SIZES, MEAN_KEYS, POSITIONS, Tower } from './graph/segment';
+import { ATTENTION, HIDDEN_COSINE, LOG_SIZES, MEAN_KEYS, POSITIONS, Tower } from './graph/segment';
 import type { ModelShape } from '../reduction/method';
 import { HookSite, ReductionHook, SiteView, TokenState, hooksBySite, validateTokenState } from '../reduction/tokenState';
 import { decodeImage } from './image/decode';
@@ -436,7 +436,8 @@ function runHook(hook: ReductionHook, state: TokenState, outputs: ort.InferenceS
   const attention = outputs[ATTENTION]?.data as Float32Array | undefined;
   const meanKeys = outputs[MEAN_KEYS]?.data as Float32Array | undefined;
   const keyCount = outputs[ATTENTION] ? outputs[ATTENTION].dims[1] : state.count;
-  const view: SiteView = { ...state, site: hook.site, attention, meanKeys, keyCount, hasClassToken };
+  const hiddenCosine = outputs[HIDDEN_COSINE]?.data as Float32Array | undefined;
+  const view: SiteView = { ...state, site: hook.site, attention, meanKeys, hiddenCosine, keyCount, hasClassToken };
   const started = performance.now();
   const reduced = hook.reduce(view);
   const ms = performance.now() - started;

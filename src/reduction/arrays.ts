@@ -21,6 +21,27 @@ export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return denominator === 0 ? 0 : dot(a, b) / denominator;
 }
 
+/** cos(x_i, x_j) of every pair of rows of a [count, width] matrix (what the engine computes in its graph). */
+export function cosineMatrix(rows: Float32Array, count: number, width: number): Float32Array {
+  const unit = new Float32Array(rows.length);
+  for (let i = 0; i < count; i++) {
+    let squares = 0;
+    for (let d = 0; d < width; d++) squares += rows[i * width + d] ** 2;
+    const scale = 1 / Math.max(Math.sqrt(squares), 1e-12);
+    for (let d = 0; d < width; d++) unit[i * width + d] = rows[i * width + d] * scale;
+  }
+  const cosine = new Float32Array(count * count);
+  for (let i = 0; i < count; i++) {
+    for (let j = i; j < count; j++) {
+      let sum = 0;
+      for (let d = 0; d < width; d++) sum += unit[i * width + d] * unit[j * width + d];
+      cosine[i * count + j] = sum;
+      cosine[j * count + i] = sum;
+    }
+  }
+  return cosine;
+}
+
 /** x / max(‖x‖₂, 1e-12), as torch.nn.functional.normalize */
 export function l2Normalize(values: Float64Array): Float64Array {
   const length = Math.max(norm(values), 1e-12);

@@ -40,6 +40,8 @@ export interface SiteView extends TokenState {
   attention?: Float32Array;
   /** keys averaged over heads [keyCount, headDim], when asked for */
   meanKeys?: Float32Array;
+  /** cos(h_i, h_j) of the hidden states [count, count], when asked for */
+  hiddenCosine?: Float32Array;
   /** number of keys the attention covers (the layer's whole KV length) */
   keyCount: number;
   /** true when index 0 is the vision tower's [CLS] token (vision sites of CLIP) */
@@ -52,6 +54,8 @@ export interface AttentionNeeds {
   attention?: 'logits' | 'probs';
   /** keys averaged over heads [keys, headDim] (ToMe's similarity metric) */
   keys?: boolean;
+  /** cosine similarity of the site's hidden states [count, count], computed by the engine as one matrix product */
+  hiddenCosine?: boolean;
 }
 
 /** The contract between the engine and the reduction library: a function of the tokens at one site. */
@@ -105,9 +109,15 @@ export function selectTokens(state: TokenState, kept: ArrayLike<number>): TokenS
     const from = kept[i];
     if (from < 0 || from >= state.count || (i > 0 && from <= kept[i - 1])) throw new Error(`selectTokens: kept indices must be sorted, unique and below ${state.count}`);
     newIndex[from] = i;
-    hidden.set(state.hidden.subarray(from * width, (from + 1) * width), i * width);
     sizes[i] = state.sizes[from];
     positions[i] = state.positions[from];
+  }
+  // Copy rows in contiguous runs: kept tokens mostly come in long stretches.
+  for (let i = 0; i < kept.length; ) {
+    let run = 1;
+    while (i + run < kept.length && kept[i + run] === kept[i] + run) run++;
+    hidden.set(state.hidden.subarray(kept[i] * width, (kept[i] + run) * width), i * width);
+    i += run;
   }
   const spans = state.spans.map((span) => {
     let start = 0;

@@ -1,4 +1,4 @@
-import { seededRandom } from '../../src/reduction/arrays';
+import { cosineMatrix, seededRandom } from '../../src/reduction/arrays';
 import { ModelShape } from '../../src/reduction/method';
 import { StepRecord } from '../../src/reduction/paradigm';
 import { ReductionPlan, planHooks } from '../../src/reduction/registry';
@@ -133,6 +133,7 @@ function siteView(site: HookSite, state: TokenState, hook: ReductionHook, projec
   if (hook.needs.attention === 'logits') view.attention = logits;
   if (hook.needs.attention === 'probs') view.attention = rowSoftmax(logits, n);
   if (hook.needs.keys) view.meanKeys = Float32Array.from(keys);
+  if (hook.needs.hiddenCosine) view.hiddenCosine = cosineMatrix(state.hidden, state.count, state.width);
   return view;
 }
 

@@ -4,7 +4,9 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { LlavaEngine } from '../../src/engine/engine';
 import { StepRecord } from '../../src/reduction/paradigm';
+import { cosineMatrix } from '../../src/reduction/arrays';
 import { METHODS, planHooks, planReduction } from '../../src/reduction/registry';
+import { ReductionHook } from '../../src/reduction/tokenState';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures');
 const QUESTION = 'what colour is the big box ?';
@@ -47,4 +49,32 @@ describe('every reduction method runs end to end on the engine fixture', () => {
       assert.deepEqual(result.flops.run, result.flops.unreduced);
     });
   }
+});
+
+describe('the engine computes what hooks ask for', () => {
+  test('hidden-state cosine similarity from the graph equals the one computed from the same hidden states', async () => {
+    const engine = await LlavaEngine.load(path.join(FIXTURES, 'tiny-llava-llama'));
+    try {
+      const pixels = await engine.pixelValues(fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png')), 'shapes.png');
+      const ids = engine.text.encode(engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }]));
+      for (const site of ['projector', 'llm:1'] as const) {
+        let checked = false;
+        const hook: ReductionHook = {
+          site,
+          needs: { hiddenCosine: true },
+          reduce(view) {
+            const expected = cosineMatrix(view.hidden, view.count, view.width);
+            assert.equal(view.hiddenCosine?.length, view.count * view.count);
+            for (let i = 0; i < expected.length; i++) assert.ok(Math.abs(view.hiddenCosine![i] - expected[i]) < 1e-5);
+            checked = true;
+            return view;
+          },
+        };
+        await engine.generate(ids, [pixels], { maxNewTokens: 1, hooks: [hook] });
+        assert.ok(checked, `the hook at ${site} ran`);
+      }
+    } finally {
+      await engine.dispose();
+    }
+  });
 });

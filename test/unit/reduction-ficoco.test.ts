@@ -154,7 +154,7 @@ describe('FiCoCo-V, hand-computed on a 4×4 grid with [CLS] (17 tokens)', () => 
   test('quantile K rule: |J| = M − 1 − floor(ε(M − 1)) for distinct values; constant row → K = 1', () => {
     const receiverCount = (m: number, epsilon: number, strict: boolean, value: (j: number) => number) => {
       const split: Split = { sources: Int32Array.of(0), targets: Int32Array.from({ length: m }, (_, j) => j + 1) };
-      const correlation = adaptiveReceivers(split, () => split.targets, (_, j) => value(j), { epsilon, strict, probabilities: false });
+      const correlation = adaptiveReceivers(split, () => ({ candidates: split.targets, values: Float64Array.from(split.targets, (j) => value(j)) }), { epsilon, strict, probabilities: false });
       return correlation.offsets[1];
     };
     // (37·j) mod M permutes 0…M−1 (37 divides none of these M): distinct values in scrambled order.

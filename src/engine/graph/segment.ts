@@ -74,6 +74,7 @@ export const POSITIONS = 'positions';
 export const LOG_SIZES = 'log_sizes';
 export const ATTENTION = 'attention';
 export const MEAN_KEYS = 'mean_keys';
+export const HIDDEN_COSINE = 'hidden_cosine';
 export const pastName = (layer: number, part: 'keys' | 'values') => `past.l${layer}.${part}`;
 export const presentName = (layer: number, part: 'keys' | 'values') => `present.l${layer}.${part}`;
 
@@ -165,5 +166,13 @@ export function buildSegment(tower: Tower, start: number, end: number, computeTy
   g.output(outputName, asFloat32(x), ElemType.float32, last ? tower.output.dims : ['tokens', tower.blocks[end - 1].width]);
   if (exposed.attention) g.output(ATTENTION, asFloat32(exposed.attention), ElemType.float32, ['tokens', 'keys']);
   if (exposed.meanKeys) g.output(MEAN_KEYS, asFloat32(exposed.meanKeys), ElemType.float32, ['keys', 'head_dim']);
+  if (expose.hiddenCosine) g.output(HIDDEN_COSINE, asFloat32(cosineMatrix(g, x)), ElemType.float32, ['tokens', 'tokens']);
   return { bytes: g.build(), inputName, outputName, usesPositions: positions !== undefined, usesLogSizes: logSizes !== undefined, cacheLayers, exposes: expose };
+}
+
+/** cos(x_i, x_j) for every pair of rows: the row-normalised states times their transpose. */
+function cosineMatrix(g: GraphBuilder, x: string): string {
+  const length = g.op('ReduceL2', [x], 'cosine.norm', { axes: [1], keepdims: 1 });
+  const unit = g.op('Div', [x, g.op('Max', [length, g.scalar('cosine.eps', 1e-12)], 'cosine.safe_norm')], 'cosine.unit');
+  return g.op('MatMul', [unit, g.op('Transpose', [unit], 'cosine.unit_t', { perm: [1, 0] })], 'cosine.matrix');
 }

@@ -2,7 +2,6 @@ import { cosine, l2Normalize, row } from '../arrays';
 import { ParamSpec } from '../method';
 import { StageInput, spanTokens } from '../paradigm';
 import { SiteView } from '../tokenState';
-import { AttentionAt } from '../stages/correlate';
 
 /** Parameters FiCoCo-V and FiCoCo-L share: the correlate's quantile rule and the compress. */
 export const SHARED_FICOCO_PARAMS = {
@@ -11,13 +10,12 @@ export const SHARED_FICOCO_PARAMS = {
   sizeWeighted: { type: 'boolean', default: false, description: 'Weight merges by token size m (ToMe-style) instead of the self-preserving 1 + Σα.' },
 } satisfies Record<string, ParamSpec>;
 
-/** Head-averaged attention of the site as a function (query, key). */
-export function attentionOf(view: SiteView): AttentionAt {
-  const attention = view.attention;
-  if (!attention) throw new Error(`FiCoCo needs the attention at ${view.site}`);
-  const keys = view.keyCount;
-  return (i, j) => attention[i * keys + j];
+/** The site's head-averaged attention [count, keyCount]; FiCoCo always asks for it. */
+export function requireAttention(view: SiteView): Float32Array {
+  if (!view.attention) throw new Error(`FiCoCo needs the attention at ${view.site}`);
+  return view.attention;
 }
+
 
 /** FiCoCo-V's local penalty: in each full W×W window of the patch grid, the most redundant token's score s becomes s·c (s > 0) or s/c (s < 0). */
 export function localPenalty(scores: Float64Array, tokenPatch: Int32Array, grid: { rows: number; cols: number }, window: number, factor: number): Float64Array {

@@ -76,17 +76,15 @@ const textBridgedReceivers: Correlate<FicocoLParams> = (input, split) => {
   const text = textTokens(view, span, params.textSet);
   const scale = text.length === 0 ? 0 : params.indirectScale === 'inverseM' ? 1 / text.length : 1;
   const { targets } = split;
-  const targetIndex = new Map(Array.from(targets, (j, t) => [j, t]));
-  const rows = new Map<number, Float64Array>();
-  for (const i of split.sources) {
+  const rowOf = (i: number) => {
     const indirect = new Float64Array(targets.length);
     for (const k of text) {
       const bridge = textAt(i, k);
       if (bridge !== 0) for (let t = 0; t < targets.length; t++) indirect[t] += bridge * at(k, targets[t]);
     }
-    rows.set(i, Float64Array.from(targets, (j, t) => params.gamma * at(i, j) + (1 - params.gamma) * scale * indirect[t]));
-  }
-  return adaptiveReceivers(split, () => targets, (i, j) => rows.get(i)![targetIndex.get(j)!], { epsilon: params.epsilon, strict: params.strictThreshold, probabilities: false });
+    return { candidates: targets, values: Float64Array.from(targets, (j, t) => params.gamma * at(i, j) + (1 - params.gamma) * scale * indirect[t]) };
+  };
+  return adaptiveReceivers(split, rowOf, { epsilon: params.epsilon, strict: params.strictThreshold, probabilities: false });
 };
 
 export const ficocoL: Method = {

@@ -2,7 +2,8 @@ import { Method, ParamSpec, evenRemovals, layerAt, layerRange } from '../method'
 import { Correlate, Filter, Step, asSteps, spanTokens, splitByScore } from '../paradigm';
 import { adaptiveReceivers } from '../stages/correlate';
 import { mergeIntoReceivers } from '../stages/compress';
-import { SHARED_FICOCO_PARAMS, attentionOf, localPenalty, meanKeyTerm, weightedDifference } from './ficoco';
+import { VisualSpan } from '../tokenState';
+import { SHARED_FICOCO_PARAMS, localPenalty, meanKeyTerm, requireAttention, weightedDifference } from './ficoco';
 
 export const FICOCO_V_PARAMS = {
   start: { type: 'number', default: 0.52, min: 0, max: 1, description: 'First reducing vision layer as a fraction of the layers that run (0.52 × 23 → layer 12 for CLIP-L in LLaVA-1.5, as the official code).' },
@@ -21,26 +22,48 @@ type FicocoVParams = { [K in keyof typeof FICOCO_V_PARAMS]: (typeof FICOCO_V_PAR
 /** Redundancy s_i = w_p·p̂_i − w_c·ĉ_i (+ local penalty): p = patch attention term, c = [CLS] attention (or the mean-key proxy without [CLS]). */
 const redundancyFilter: Filter<FicocoVParams> = (input) => {
   const { view, span, params } = input;
-  const at = attentionOf(view);
-  const tokens = spanTokens(span);
-  const patchTerm = Float64Array.from(tokens, (i) => {
-    let sum = 0;
-    for (const j of tokens) sum += params.patchTerm === 'rowMean' ? at(i, j) : at(j, i);
-    return sum / tokens.length;
-  });
-  const semanticTerm = view.hasClassToken ? Float64Array.from(tokens, (i) => at(0, i)) : meanKeyTerm(input);
+  const attention = requireAttention(view);
+  const keys = view.keyCount;
+  const patchTerm = params.patchTerm === 'rowMean' ? spanRowMeans(attention, keys, span) : spanColumnMeans(attention, keys, span);
+  const semanticTerm = view.hasClassToken ? Float64Array.from(spanTokens(span), (i) => attention[i]) : meanKeyTerm(input);
   const [wPatch, wCls] = params.weights === 'code' ? [0.65, 0.35] : [0.35, 0.65];
   const scores = weightedDifference(patchTerm, semanticTerm, wPatch, wCls, params.l2normalize);
   const penalised = params.penalty === 1 ? scores : localPenalty(scores, span.tokenPatch, span.grid, params.window, params.penalty);
   return splitByScore(span, penalised, input.remove);
 };
 
+/** p_i = mean_j A[i, j] over the span's tokens (the code's row mean) */
+function spanRowMeans(attention: Float32Array, keys: number, span: VisualSpan): Float64Array {
+  return Float64Array.from({ length: span.count }, (_, t) => {
+    const from = (span.start + t) * keys + span.start;
+    let sum = 0;
+    for (let j = 0; j < span.count; j++) sum += attention[from + j];
+    return sum / span.count;
+  });
+}
+
+/** p_i = mean_j A[j, i] over the span's tokens (attention received, the paper's reading) */
+function spanColumnMeans(attention: Float32Array, keys: number, span: VisualSpan): Float64Array {
+  const sums = new Float64Array(span.count);
+  for (let q = 0; q < span.count; q++) {
+    const from = (span.start + q) * keys + span.start;
+    for (let t = 0; t < span.count; t++) sums[t] += attention[from + t];
+  }
+  return sums.map((sum) => sum / span.count);
+}
+
 /** C_ij = A_ij over the kept patches (and [CLS] if asked), receivers by the ε-quantile rule. */
 const attentionReceivers: Correlate<FicocoVParams> = (input, split) => {
   const { view, params } = input;
-  const at = attentionOf(view);
+  const attention = requireAttention(view);
   const candidates = params.receivers === 'targets+cls' && view.hasClassToken ? Int32Array.of(0, ...split.targets) : split.targets;
-  return adaptiveReceivers(split, () => candidates, at, { epsilon: params.epsilon, strict: params.strictThreshold, probabilities: params.attention === 'probs' });
+  const keys = view.keyCount;
+  const rowOf = (source: number) => {
+    const values = new Float64Array(candidates.length);
+    for (let k = 0, from = source * keys; k < candidates.length; k++) values[k] = attention[from + candidates[k]];
+    return { candidates, values };
+  };
+  return adaptiveReceivers(split, rowOf, { epsilon: params.epsilon, strict: params.strictThreshold, probabilities: params.attention === 'probs' });
 };
 
 export const ficocoV: Method = {
