@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { cosineMatrix } from '../../src/reduction/arrays';
 import { runStep } from '../../src/reduction/paradigm';
 import { planReduction } from '../../src/reduction/registry';
 import { maxMinDiverse } from '../../src/reduction/stages/diversity';
@@ -14,6 +15,7 @@ function projectorView(): SiteView {
   return {
     site: 'projector',
     hidden: Float32Array.from(EMBEDDINGS.flat()),
+    hiddenCosine: cosineMatrix(Float32Array.from(EMBEDDINGS.flat()), 6, 2),
     count: 6,
     width: 2,
     sizes: new Float32Array(6).fill(1),
@@ -28,14 +30,14 @@ const SHAPE = { visionLayers: 24, textLayers: 32, visualTokens: 6, grid: GRID, h
 
 describe('DivPrune', () => {
   test('greedy max–min: seed = farthest nearest neighbour, then the token farthest from the chosen set', () => {
-    assert.deepEqual(maxMinDiverse(Float32Array.from(EMBEDDINGS.flat()), 2, 6), [5, 2, 0, 3, 1, 4]);
+    assert.deepEqual(maxMinDiverse(cosineMatrix(Float32Array.from(EMBEDDINGS.flat()), 6, 2), 6, { start: 0, count: 6 }, 6), [5, 2, 0, 3, 1, 4]);
   });
 
   test('is one pruning step on the projected embeddings, needing no attention', () => {
     const { steps } = planReduction('divprune', { tokens: 3 }, SHAPE);
     assert.equal(steps.length, 1);
     assert.equal(steps[0].site, 'projector');
-    assert.deepEqual(steps[0].needs, {});
+    assert.deepEqual(steps[0].needs, { hiddenCosine: true });
   });
 
   for (const [keep, kept] of [[1, [5]], [3, [0, 2, 5]], [4, [0, 2, 3, 5]]] as const) {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { cosineMatrix } from '../../src/reduction/arrays';
 import { clusterCount, prunedForNetRemoval, recycledCount } from '../../src/reduction/methods/sparsevlm';
 import { runStep } from '../../src/reduction/paradigm';
 import { planReduction } from '../../src/reduction/registry';
@@ -26,6 +27,7 @@ function decoderView(): SiteView {
   return {
     site: 'llm:2',
     hidden,
+    hiddenCosine: cosineMatrix(hidden, count, 2),
     count,
     width: 2,
     sizes: new Float32Array(count).fill(1),
@@ -58,9 +60,11 @@ describe('SparseVLM', () => {
   });
 
   test('density peaks split two well separated groups around their densest points', () => {
-    const points = [[0], [0.1], [0.2], [10], [10.1]].map((p) => Float32Array.from(p));
-    assert.deepEqual(densityPeakClusters(points, 2), [[0, 1, 2], [3, 4]]);
-    assert.deepEqual(densityPeakClusters(points, 1), [[0, 1, 2, 3, 4]]);
+    // d_ij = |x_i − x_j| for the 1-D points 0, 0.1, 0.2, 10, 10.1.
+    const points = Array.from(Float32Array.of(0, 0.1, 0.2, 10, 10.1));
+    const distance = Float64Array.from(points.flatMap((a) => points.map((b) => Math.abs(a - b))));
+    assert.deepEqual(densityPeakClusters(distance, 5, 2), [[0, 1, 2], [3, 4]]);
+    assert.deepEqual(densityPeakClusters(distance, 5, 1), [[0, 1, 2, 3, 4]]);
   });
 
   test('prunes the tokens the raters attend to least and recycles the best of them into one new token at its latest position', () => {

@@ -1,9 +1,9 @@
-import { cosine, row, topIndices } from '../arrays';
+import { topIndices } from '../arrays';
 import { Method, ParamSpec, layerAt } from '../method';
 import { Filter, Step, asSteps, noReceivers, spanTokens, splitByKept } from '../paradigm';
 import { dropSources } from '../stages/compress';
 import { textAfter } from '../stages/decoderSignals';
-import { SiteView } from '../tokenState';
+import { SiteView, VisualSpan } from '../tokenState';
 
 const PARAMS = {
   scoreLayer: { type: 'number', default: 1 / 32, min: 0, max: 1, description: 'Decoder layer K−1 whose keys and hidden states choose the tokens, as a fraction of depth (1/32: DART\'s K = 2 on 32-layer Vicuna-7B).' },
@@ -13,12 +13,18 @@ const PARAMS = {
 
 type DartParams = { [K in keyof typeof PARAMS]: (typeof PARAMS)[K]['default'] };
 
-/** ‖k_i‖₁ of each token's head-averaged key. */
-function keyL1Norms(view: SiteView, tokens: ArrayLike<number>): Float64Array {
+/** ‖k_t‖₁ of each token's head-averaged key. */
+function keyL1Norms(view: SiteView, tokens: Int32Array): Float64Array {
   const keys = view.meanKeys;
   if (!keys) throw new Error(`DART needs the keys at ${view.site}`);
   const headDim = keys.length / view.keyCount;
-  return Float64Array.from(tokens, (t) => row(keys, headDim, t).reduce((sum, v) => sum + Math.abs(v), 0));
+  const norms = new Float64Array(tokens.length);
+  for (let k = 0; k < tokens.length; k++) {
+    let sum = 0;
+    for (let d = tokens[k] * headDim, end = d + headDim; d < end; d++) sum += Math.abs(keys[d]);
+    norms[k] = sum;
+  }
+  return norms;
 }
 
 /** The `count` tokens with the largest key L1 norm (ties to the earlier token). */
@@ -27,32 +33,41 @@ function pivotsByKeyNorm(view: SiteView, tokens: Int32Array, count: number): num
   return topIndices(norms, Math.min(count, tokens.length)).map((k) => tokens[k]);
 }
 
-/** dup_i = max_p cos(h_p, h_i): how much token i duplicates its closest pivot p. */
-function duplication(view: SiteView, tokens: ArrayLike<number>, pivots: readonly number[]): Float64Array {
-  const hidden = (t: number) => row(view.hidden, view.width, t);
-  return Float64Array.from(tokens, (t) => pivots.reduce((most, p) => Math.max(most, cosine(hidden(p), hidden(t))), -Infinity));
+/** dup_i = max_p cos(h_p, h_i) for each span token i (span order): how much it duplicates its closest pivot p. */
+function duplication(view: SiteView, span: VisualSpan, pivots: readonly number[]): Float64Array {
+  const cosine = view.hiddenCosine;
+  if (!cosine) throw new Error(`DART needs the hidden cosine at ${view.site}`);
+  const scores = new Float64Array(span.count).fill(-Infinity);
+  for (const pivot of pivots) {
+    const base = pivot * view.count + span.start;
+    for (let i = 0; i < span.count; i++) scores[i] = Math.max(scores[i], cosine[base + i]);
+  }
+  return scores;
 }
 
-/** Keeps the image pivots plus the image tokens least duplicated by any pivot (image or text). */
+/** Keeps the image pivots plus the image tokens least duplicated by any pivot (image or text), ties to the earlier token. */
 const duplicationFilter: Filter<DartParams> = (input) => {
   const { view, span, params } = input;
   const keep = span.count - input.remove;
-  const tokens = spanTokens(span);
-  const imagePivots = pivotsByKeyNorm(view, tokens, Math.min(params.imagePivots, keep));
+  const imagePivots = pivotsByKeyNorm(view, spanTokens(span), Math.min(params.imagePivots, keep));
   const pivots = [...imagePivots, ...pivotsByKeyNorm(view, textAfter(view, span), params.textPivots)];
-  const isPivot = new Set(imagePivots);
-  const scores = pivots.length === 0 ? new Float64Array(span.count) : duplication(view, tokens, pivots);
-  const candidates = Array.from(tokens.keys()).filter((k) => !isPivot.has(tokens[k]));
-  const leastDuplicated = topIndices(candidates.map((k) => -scores[k]), keep - imagePivots.length).map((c) => candidates[c]);
+  const scores = pivots.length === 0 ? new Float64Array(span.count) : duplication(view, span, pivots);
+  const isPivot = new Uint8Array(span.count);
+  for (const pivot of imagePivots) isPivot[pivot - span.start] = 1;
+  const candidates: number[] = [];
+  for (let i = 0; i < span.count; i++) if (!isPivot[i]) candidates.push(i);
+  const leastDuplicated = candidates.sort((a, b) => scores[a] - scores[b] || a - b).slice(0, keep - imagePivots.length);
   const split = splitByKept(span, [...imagePivots.map((p) => p - span.start), ...leastDuplicated]);
-  return { ...split, scores: Float32Array.from(tokens, (t, k) => (isPivot.has(t) ? -Infinity : scores[k])) };
+  const splitScores = new Float32Array(span.count);
+  for (let i = 0; i < span.count; i++) splitScores[i] = isPivot[i] ? -Infinity : scores[i];
+  return { ...split, scores: splitScores };
 };
 
 export const dart: Method = {
   name: 'dart',
   description: 'DART: after an early decoder layer, keep the image tokens least duplicated by a few high-key-norm pivot tokens.',
   reference:
-    'Stop Looking for Important Tokens (Wen et al., EMNLP\'25, arXiv 2502.11494) and ZichenWen1/DART: pivots = 4 image + 4 text tokens (after the image) with the largest key L1 norm at layer K−1 = 1, duplication = cosine of hidden states; prune before layer K = 2. ' +
+    'Stop Looking for Important Tokens (Wen et al., EMNLP\'25, arXiv 2502.11494) and ZichenWen1/DART: pivots = 4 image + 4 text tokens (after the image) with the largest key L1 norm at layer K−1 = 1, duplication = cosine of hidden states (the engine\'s hidden cosine matrix); prune before layer K = 2. ' +
     'Departures: keys are head-averaged (the code concatenates heads, a proxy for the L1 norm); hidden states are the site\'s residual stream after layer K−1\'s attention, not the final-RMSNormed layer output; ' +
     'the code lets each pivot in turn take its ⌊B/8⌋ least similar tokens (keeping pivots + 8⌊B/8⌋, e.g. 132 for B = 128), we keep exactly B: the image pivots plus the tokens with the lowest max-cosine to any pivot.',
   params: PARAMS,
@@ -60,7 +75,7 @@ export const dart: Method = {
     const params = raw as DartParams;
     const step: Step<DartParams> = {
       site: `llm:${layerAt(params.scoreLayer, model.textLayers)}`,
-      needs: { keys: true },
+      needs: { keys: true, hiddenCosine: true },
       filter: duplicationFilter,
       correlate: (_input, split) => noReceivers(split),
       compress: dropSources,

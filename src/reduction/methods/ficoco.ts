@@ -7,7 +7,7 @@ import { SiteView } from '../tokenState';
 export const SHARED_FICOCO_PARAMS = {
   epsilon: { type: 'number', default: 0.998, min: 0.5, max: 1, description: 'Row quantile ε that sets each source\'s receiver threshold (token-adaptive K).' },
   strictThreshold: { type: 'boolean', default: true, description: 'Receivers are strictly above the quantile (official code); off: at or above it (paper).' },
-  sizeWeighted: { type: 'boolean', default: false, description: 'Weight merges by token size m (ToMe-style) instead of the self-preserving 1 + Σα.' },
+  sizeWeighted: { type: 'boolean', default: false, description: 'Weight merges by token size m instead of the self-preserving 1 + Σα; in the vision tower later layers also add log m to attention (ToMe-style proportional attention).' },
 } satisfies Record<string, ParamSpec>;
 
 /** The site's head-averaged attention [count, keyCount]; FiCoCo always asks for it. */

@@ -1,5 +1,5 @@
 import { Method, ParamSpec, evenRemovals, layerAt, layerRange } from '../method';
-import { Correlate, Filter, Step, asSteps, spanTokens, splitByScore } from '../paradigm';
+import { Correlate, Filter, Step, asSteps, splitByScore } from '../paradigm';
 import { adaptiveReceivers } from '../stages/correlate';
 import { mergeIntoReceivers } from '../stages/compress';
 import { SiteView, VisualSpan } from '../tokenState';
@@ -24,21 +24,25 @@ export const FICOCO_L_PARAMS = {
 
 export type FicocoLParams = { [K in keyof typeof FICOCO_L_PARAMS]: (typeof FICOCO_L_PARAMS)[K]['default'] };
 
-/** The attention blocks FiCoCo-L reads: A(q, k) over sequence indices, and the visual–text term t(i, k). */
+/** The attention FiCoCo-L reads: A(q, k) = data[q·stride + offset + k] over sequence indices (queries are the last `count` keys). */
 interface LlmAttention {
-  at(query: number, key: number): number;
+  data: Float32Array;
+  stride: number;
+  offset: number;
   /** logits: VT[i,k] = A(i, k), visual query → text key (code); probs: A(k, i), what text token k pays visual token i (causal-safe) */
-  textAt(visual: number, text: number): number;
+  textByColumn: boolean;
 }
 
 function llmAttention(view: SiteView, params: FicocoLParams): LlmAttention {
-  const attention = view.attention;
-  if (!attention) throw new Error(`FiCoCo-L needs the attention at ${view.site}`);
-  const keys = view.keyCount;
-  // The queries are the last `count` of the layer's keys (all of them at prefill).
-  const offset = keys - view.count;
-  const at = (query: number, key: number) => attention[query * keys + offset + key];
-  return { at, textAt: params.attention === 'probs' ? (i, k) => at(k, i) : at };
+  if (!view.attention) throw new Error(`FiCoCo-L needs the attention at ${view.site}`);
+  return { data: view.attention, stride: view.keyCount, offset: view.keyCount - view.count, textByColumn: params.attention === 'probs' };
+}
+
+/** VT[i,k] for the text tokens k, in text order: A(i, k) (logits) or A(k, i) (probs). */
+function visualToText({ data, stride, offset, textByColumn }: LlmAttention, visual: number, text: Int32Array): Float64Array {
+  const values = new Float64Array(text.length);
+  for (let k = 0; k < text.length; k++) values[k] = textByColumn ? data[text[k] * stride + offset + visual] : data[visual * stride + offset + text[k]];
+  return values;
 }
 
 /** The text set of one image: non-visual tokens after its span (afterImage) or anywhere (allText), ascending. */
@@ -54,35 +58,63 @@ function textTokens(view: SiteView, span: VisualSpan, textSet: string): Int32Arr
 /** s_i = β·agg_j VV[i,j] − (1−β)·mean_k VT[i,k] over the span's tokens j and the text set k (0 without text). */
 const taskAwareFilter: Filter<FicocoLParams> = (input) => {
   const { view, span, params } = input;
-  const { at, textAt } = llmAttention(view, params);
-  const visual = spanTokens(span);
+  const attention = llmAttention(view, params);
+  const { data, stride, offset } = attention;
   const text = textTokens(view, span, params.textSet);
-  const scores = Float64Array.from(visual, (i) => {
+  const scores = new Float64Array(span.count);
+  for (let v = 0; v < span.count; v++) {
+    const rowStart = (span.start + v) * stride + offset + span.start;
     let visualSum = 0;
-    for (const j of visual) visualSum += at(i, j);
+    for (let j = 0; j < span.count; j++) visualSum += data[rowStart + j];
+    const textValues = visualToText(attention, span.start + v, text);
     let textSum = 0;
-    for (const k of text) textSum += textAt(i, k);
-    const visualTerm = params.vvAggregate === 'mean' ? visualSum / visual.length : visualSum;
+    for (let k = 0; k < text.length; k++) textSum += textValues[k];
+    const visualTerm = params.vvAggregate === 'mean' ? visualSum / span.count : visualSum;
     const textTerm = text.length > 0 ? textSum / text.length : 0;
-    return params.beta * visualTerm - (1 - params.beta) * textTerm;
-  });
+    scores[v] = params.beta * visualTerm - (1 - params.beta) * textTerm;
+  }
   return splitByScore(span, scores, input.remove);
 };
 
 /** C_ij = γ·VV[i,j] + (1−γ)·scale·Σ_k VT[i,k]·TV[k,j] for j ∈ T, receivers by the ε-quantile rule, α = softmax over J_i. */
 const textBridgedReceivers: Correlate<FicocoLParams> = (input, split) => {
   const { view, span, params } = input;
-  const { at, textAt } = llmAttention(view, params);
+  const attention = llmAttention(view, params);
+  const { data, stride, offset } = attention;
   const text = textTokens(view, span, params.textSet);
   const scale = text.length === 0 ? 0 : params.indirectScale === 'inverseM' ? 1 / text.length : 1;
   const { targets } = split;
+  const width = targets.length;
+  // TV[k, t] = A(text_k, target_t), gathered once into contiguous rows.
+  const textToTargets = new Float32Array(text.length * width);
+  for (let k = 0; k < text.length; k++) for (let t = 0; t < width; t++) textToTargets[k * width + t] = data[text[k] * stride + offset + targets[t]];
+  const indirectWeight = (1 - params.gamma) * scale;
   const rowOf = (i: number) => {
-    const indirect = new Float64Array(targets.length);
-    for (const k of text) {
-      const bridge = textAt(i, k);
-      if (bridge !== 0) for (let t = 0; t < targets.length; t++) indirect[t] += bridge * at(k, targets[t]);
+    const bridges = visualToText(attention, i, text);
+    const used = text.map((_, k) => k).filter((k) => bridges[k] !== 0);
+    const indirect = new Float64Array(width);
+    let u = 0;
+    // Four text rows per pass; each Σ still adds its terms in text order.
+    for (; u + 3 < used.length; u += 4) {
+      const [b0, b1, b2, b3] = [bridges[used[u]], bridges[used[u + 1]], bridges[used[u + 2]], bridges[used[u + 3]]];
+      const [r0, r1, r2, r3] = [used[u] * width, used[u + 1] * width, used[u + 2] * width, used[u + 3] * width];
+      for (let t = 0; t < width; t++) {
+        let sum = indirect[t];
+        sum += b0 * textToTargets[r0 + t];
+        sum += b1 * textToTargets[r1 + t];
+        sum += b2 * textToTargets[r2 + t];
+        sum += b3 * textToTargets[r3 + t];
+        indirect[t] = sum;
+      }
     }
-    return { candidates: targets, values: Float64Array.from(targets, (j, t) => params.gamma * at(i, j) + (1 - params.gamma) * scale * indirect[t]) };
+    for (; u < used.length; u++) {
+      const bridge = bridges[used[u]];
+      for (let t = 0, e = used[u] * width; t < width; t++, e++) indirect[t] += bridge * textToTargets[e];
+    }
+    const values = new Float64Array(width);
+    const direct = i * stride + offset;
+    for (let t = 0; t < width; t++) values[t] = params.gamma * data[direct + targets[t]] + indirectWeight * indirect[t];
+    return { candidates: targets, values };
   };
   return adaptiveReceivers(split, rowOf, { epsilon: params.epsilon, strict: params.strictThreshold, probabilities: false });
 };

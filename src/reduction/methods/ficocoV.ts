@@ -83,6 +83,8 @@ export const ficocoV: Method = {
       filter: redundancyFilter,
       correlate: attentionReceivers,
       compress: mergeIntoReceivers({ weighting: params.sizeWeighted ? 'size' : 'self-preserving', normalize: true }),
+      // The spec's ToMe-style extension: with sizes carried, later layers attend proportionally to them.
+      proportionalAttention: params.sizeWeighted,
       remove: removals[i],
       params,
     })));

@@ -1,9 +1,9 @@
 import { quantileLinear, topIndices } from '../arrays';
 import { Method, ParamSpec } from '../method';
-import { Correlate, Filter, Step, asSteps, correlationFrom, splitByKept } from '../paradigm';
+import { Correlate, Filter, Step, asSteps, splitByKept } from '../paradigm';
 import { mergeIntoReceivers } from '../stages/compress';
 import { classAttention, classAttentionBySequence } from '../stages/importance';
-import { keyCosine, mostSimilar } from '../stages/similarity';
+import { argmaxStrided, keyCosines, unitKeys } from '../stages/similarity';
 
 const PARAMS = {
   neighbours: { type: 'integer', default: 32, min: 1, max: 4096, description: 'k: each kept token gathers its k most similar pruned tokens by key cosine (official code: 32).' },
@@ -44,21 +44,46 @@ const outlierAndSpatialFilter: Filter<PruMergePlusParams> = ({ view, span, remov
 };
 
 /**
+ * The `k` largest of values[from + c·stride] over the candidates c (ascending), best first, ties to the earlier candidate:
+ * the order of a sort by (value descending, index ascending), cut at k.
+ */
+function largestFirst(values: Float64Array, from: number, stride: number, candidates: ArrayLike<number>, k: number): number[] {
+  const best: number[] = [];
+  for (let i = 0; i < candidates.length; i++) {
+    const c = candidates[i];
+    const value = values[from + c * stride];
+    if (best.length === k) {
+      if (!(value > values[from + best[k - 1] * stride])) continue;
+      best.pop();
+    }
+    let at = best.length;
+    while (at > 0 && value > values[from + best[at - 1] * stride]) at--;
+    best.splice(at, 0, c);
+  }
+  return best;
+}
+
+/**
  * Each kept token picks its k most similar pruned tokens (key cosine). A pruned token picked by several
  * kept tokens splits its weight equally among them, most similar first; one picked by none goes to its
  * most similar kept token.
  */
 const nearestNeighbourReceivers: Correlate<PruMergePlusParams> = ({ view, params }, split) => {
-  const similarity = keyCosine(view);
-  const pickedBy: number[][] = Array.from(split.sources, () => []);
-  for (const target of split.targets) {
-    for (const k of topIndices(Array.from(split.sources, (s) => similarity(target, s)), params.neighbours)) pickedBy[k].push(target);
-  }
-  return correlationFrom(Array.from(split.sources, (source, k) => {
-    const picked = pickedBy[k];
-    const receivers = picked.length > 0 ? picked.sort((a, b) => similarity(source, b) - similarity(source, a) || a - b) : [mostSimilar(source, split.targets, similarity)];
-    return { receivers, weights: receivers.map(() => 1 / receivers.length) };
-  }));
+  const { sources, targets } = split;
+  // C[t, k] = cos(k̄_target, k̄_source)
+  const similarity = keyCosines(unitKeys(view), targets, sources);
+  const pickedBy: number[][] = Array.from(sources, () => []);
+  const everySource = Int32Array.from({ length: sources.length }, (_, k) => k);
+  for (let t = 0; t < targets.length; t++) for (const k of largestFirst(similarity, t * sources.length, 1, everySource, params.neighbours)) pickedBy[k].push(t);
+  const offsets = new Int32Array(sources.length + 1);
+  const receivers: number[] = [];
+  const weights: number[] = [];
+  pickedBy.forEach((picked, k) => {
+    const chosen = picked.length > 0 ? largestFirst(similarity, k, sources.length, picked, picked.length) : [argmaxStrided(similarity, k, sources.length, targets.length)];
+    for (const t of chosen) receivers.push(targets[t]), weights.push(1 / chosen.length);
+    offsets[k + 1] = receivers.length;
+  });
+  return { offsets, receivers: Int32Array.from(receivers), weights: Float32Array.from(weights) };
 };
 
 export const pruMergePlus: Method = {

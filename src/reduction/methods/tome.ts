@@ -1,7 +1,7 @@
-import { dot, row } from '../arrays';
 import { Method, ParamSpec, layerAt, layerRange } from '../method';
-import { Correlate, Filter, Step, asSteps, correlationFrom, splitByScore } from '../paradigm';
+import { Correlate, Filter, Step, asSteps, splitByScore } from '../paradigm';
 import { mergeIntoReceivers } from '../stages/compress';
+import { argmaxStrided, keyCosines } from '../stages/similarity';
 import { SiteView, VisualSpan } from '../tokenState';
 
 const PARAMS = {
@@ -48,42 +48,64 @@ export function receiverStride(span: VisualSpan, remove: number): number {
 
 const isReceiver = (token: number, stride: number) => (token + 1) % stride === 0;
 
-/** k̂_t = k̄_t / ‖k̄_t‖ for each span token (ToMe's metric: keys averaged over heads), span order. */
-function unitKeys(view: SiteView, span: VisualSpan): Float64Array[] {
+/** k̂_t = k̄_t / ‖k̄_t‖ for each span token (ToMe's metric: keys averaged over heads), rows of a [span.count, headDim] matrix. */
+function unitKeys(view: SiteView, span: VisualSpan): { unit: Float64Array; headDim: number } {
   const keys = view.meanKeys;
   if (!keys) throw new Error(`ToMe needs the keys at ${view.site}`);
   const headDim = keys.length / view.keyCount;
-  return Array.from({ length: span.count }, (_, offset) => {
-    const key = Float64Array.from(row(keys, headDim, span.start + offset));
-    const length = Math.sqrt(dot(key, key));
-    return length === 0 ? key : key.map((v) => v / length);
-  });
+  const unit = new Float64Array(span.count * headDim);
+  for (let offset = 0; offset < span.count; offset++) {
+    const from = (span.start + offset) * headDim;
+    const to = offset * headDim;
+    let squares = 0;
+    for (let d = 0; d < headDim; d++) squares += keys[from + d] * keys[from + d];
+    const length = Math.sqrt(squares);
+    for (let d = 0; d < headDim; d++) unit[to + d] = length === 0 ? keys[from + d] : keys[from + d] / length;
+  }
+  return { unit, headDim };
 }
 
-/** argmax_{b∈B} k̂_a·k̂_b, ties to the earlier b: the receiver's span offset and the similarity. */
-function bestReceiver(key: Float64Array, keys: Float64Array[], span: VisualSpan, stride: number): { offset: number; similarity: number } {
-  let best = { offset: -1, similarity: -Infinity };
-  keys.forEach((other, offset) => {
-    if (!isReceiver(span.start + offset, stride)) return;
-    const similarity = dot(key, other);
-    if (best.offset < 0 || similarity > best.similarity) best = { offset, similarity };
-  });
-  return best;
+/** Span offsets of B, the receivers: (sequence index + 1) mod k = 0. */
+function receiverOffsets(span: VisualSpan, stride: number): Int32Array {
+  const offsets: number[] = [];
+  for (let offset = 0; offset < span.count; offset++) if (isReceiver(span.start + offset, stride)) offsets.push(offset);
+  return Int32Array.from(offsets);
+}
+
+/** For each query (span offset): argmax_{b∈B} k̂_a·k̂_b, ties to the earlier b, as the receiver's span offset and the similarity. */
+function bestReceivers(keys: { unit: Float64Array; headDim: number }, queries: ArrayLike<number>, receivers: Int32Array): { offset: Int32Array; similarity: Float64Array } {
+  const cosines = keyCosines(keys, queries, receivers);
+  const offset = new Int32Array(queries.length);
+  const similarity = new Float64Array(queries.length);
+  for (let q = 0; q < queries.length; q++) {
+    const best = argmaxStrided(cosines, q * receivers.length, 1, receivers.length);
+    offset[q] = receivers[best];
+    similarity[q] = cosines[q * receivers.length + best];
+  }
+  return { offset, similarity };
 }
 
 /** s_a = max_{b∈B} cos(k̄_a, k̄_b) for a ∈ A, −∞ for B; S = the r highest. */
 const bipartiteFilter: Filter<TomeParams> = ({ view, span, remove }) => {
-  const keys = unitKeys(view, span);
   const stride = receiverStride(span, remove);
-  const scores = Float64Array.from(keys, (key, offset) => (isReceiver(span.start + offset, stride) ? -Infinity : bestReceiver(key, keys, span, stride).similarity));
+  const receivers = receiverOffsets(span, stride);
+  const queries: number[] = [];
+  for (let offset = 0; offset < span.count; offset++) if (!isReceiver(span.start + offset, stride)) queries.push(offset);
+  const { similarity } = bestReceivers(unitKeys(view, span), queries, receivers);
+  const scores = new Float64Array(span.count).fill(-Infinity);
+  queries.forEach((offset, q) => (scores[offset] = similarity[q]));
   return splitByScore(span, scores, remove);
 };
 
 /** J_a = {argmax_{b∈B} cos(k̄_a, k̄_b)} with weight 1 (K = 1). */
 const bestMatchCorrelate: Correlate<TomeParams> = ({ view, span, remove }, split) => {
-  const keys = unitKeys(view, span);
-  const stride = receiverStride(span, remove);
-  return correlationFrom(Array.from(split.sources, (source) => ({ receivers: [span.start + bestReceiver(keys[source - span.start], keys, span, stride).offset], weights: [1] })));
+  const receivers = receiverOffsets(span, receiverStride(span, remove));
+  const { offset } = bestReceivers(unitKeys(view, span), Array.from(split.sources, (source) => source - span.start), receivers);
+  return {
+    offsets: Int32Array.from({ length: split.sources.length + 1 }, (_, k) => k),
+    receivers: Int32Array.from(offset, (o) => span.start + o),
+    weights: new Float32Array(split.sources.length).fill(1),
+  };
 };
 
 export const tome: Method = {

@@ -3,7 +3,7 @@ import { Method, ParamSpec } from '../method';
 import { Correlate, Filter, StageInput, Step, asSteps, noReceivers, splitByKept } from '../paradigm';
 import { mergeIntoReceivers } from '../stages/compress';
 import { classAttention } from '../stages/importance';
-import { keyCosine, mostSimilarReceiver } from '../stages/similarity';
+import { argmaxStrided, keyCosines, unitKeys } from '../stages/similarity';
 
 const PARAMS = {
   contextualShare: { type: 'number', default: 10 / 64, min: 0, max: 1, description: 'Share of the kept tokens that are contextual (merged) tokens; the paper keeps 54 dominant + 10 contextual of 64.' },
@@ -32,11 +32,17 @@ const dominantContextualFilter: Filter<VisionZipParams> = (input) => {
   return splitByKept(input.span, [...dominant, ...contextual]);
 };
 
-/** Each leaving token goes, with weight 1, to the contextual target whose key is most similar (cosine). */
+/** Each leaving token goes, with weight 1, to the contextual target whose key is most similar (cosine), ties to the earlier target. */
 const contextualReceivers: Correlate<VisionZipParams> = (input, split) => {
   const { contextual } = dominantAndContextual(input);
   if (contextual.length === 0) return noReceivers(split);
-  return mostSimilarReceiver(split.sources, contextual.map((offset) => input.span.start + offset), keyCosine(input.view));
+  const targets = contextual.map((offset) => input.span.start + offset);
+  const similarity = keyCosines(unitKeys(input.view), split.sources, targets);
+  return {
+    offsets: Int32Array.from({ length: split.sources.length + 1 }, (_, k) => k),
+    receivers: Int32Array.from(split.sources, (_, k) => targets[argmaxStrided(similarity, k * targets.length, 1, targets.length)]),
+    weights: new Float32Array(split.sources.length).fill(1),
+  };
 };
 
 export const visionZip: Method = {

@@ -20,42 +20,56 @@ export function mergeIntoReceivers(options: MergeOptions): Compress<unknown> {
     const kept = keptIndices(view, split);
     const state = selectTokens(view, kept);
     const newIndex = indexMap(view.count, kept);
-    const { weighting } = options;
+    const { weighting, normalize } = options;
     const tokenWeights = weighting === 'size' ? view.sizes : weighting === 'self-preserving' ? undefined : weighting.tokenWeights(view);
-    const weightOf = (token: number) => (tokenWeights ? tokenWeights[token] : 1);
-    // First pass: each receiver's total weight W_j = w_j + Σ α_ij u_i, and each source's strongest receiver.
-    const totalWeight = new Map<number, number>();
-    const receiverOf = new Map<number, number>();
-    split.sources.forEach((source, k) => {
+    const { sources } = split;
+    const { offsets, receivers, weights } = correlation;
+    const { width, sizes } = view;
+    const input = view.hidden;
+    const output = state.hidden;
+    // First pass: each receiver's total weight W_j = w_j + Σ α_ij u_i (by new index), and each source's strongest receiver.
+    const totalWeight = new Float64Array(state.count);
+    const touched = new Uint8Array(state.count);
+    const receiverOf = new Int32Array(view.count).fill(-1);
+    for (let k = 0; k < sources.length; k++) {
+      const source = sources[k];
+      const sourceWeight = tokenWeights ? tokenWeights[source] : 1;
       let strongest = -1;
-      for (let e = correlation.offsets[k]; e < correlation.offsets[k + 1]; e++) {
-        const receiver = correlation.receivers[e];
-        totalWeight.set(receiver, (totalWeight.get(receiver) ?? weightOf(receiver)) + correlation.weights[e] * weightOf(source));
-        state.sizes[newIndex[receiver]] += correlation.weights[e] * view.sizes[source];
-        if (strongest < 0 || correlation.weights[e] > correlation.weights[strongest]) strongest = e;
+      for (let e = offsets[k]; e < offsets[k + 1]; e++) {
+        const receiver = receivers[e];
+        const n = newIndex[receiver];
+        if (!touched[n]) {
+          touched[n] = 1;
+          totalWeight[n] = tokenWeights ? tokenWeights[receiver] : 1;
+        }
+        totalWeight[n] += weights[e] * sourceWeight;
+        state.sizes[n] += weights[e] * sizes[source];
+        if (strongest < 0 || weights[e] > weights[strongest]) strongest = e;
       }
-      if (strongest >= 0) receiverOf.set(source, correlation.receivers[strongest]);
-    });
-    // Second pass, in place on the kept rows: X_j ← (w_j X_j + Σ α_ij u_i X_i) / W_j (or X_j + Σ α_ij X_i unnormalised).
-    const { width } = view;
-    for (const [receiver, total] of totalWeight) {
-      // All weights zero (attention underflow) leaves the receiver as it was.
-      if (!options.normalize || total === 0) continue;
-      const scale = weightOf(receiver) / total;
-      const row = newIndex[receiver] * width;
-      for (let d = 0; d < width; d++) state.hidden[row + d] *= scale;
+      if (strongest >= 0) receiverOf[source] = receivers[strongest];
     }
-    split.sources.forEach((source, k) => {
-      const from = source * width;
-      for (let e = correlation.offsets[k]; e < correlation.offsets[k + 1]; e++) {
-        const receiver = correlation.receivers[e];
-        const total = totalWeight.get(receiver)!;
-        if (options.normalize && total === 0) continue;
-        const share = (correlation.weights[e] * weightOf(source)) / (options.normalize ? total : weightOf(source));
-        const row = newIndex[receiver] * width;
-        for (let d = 0; d < width; d++) state.hidden[row + d] += share * view.hidden[from + d];
+    // Second pass, in place on the kept rows: X_j ← (w_j X_j + Σ α_ij u_i X_i) / W_j (or X_j + Σ α_ij X_i unnormalised).
+    // All weights zero (attention underflow) leaves the receiver as it was.
+    if (normalize) {
+      for (let n = 0; n < state.count; n++) {
+        if (!touched[n] || totalWeight[n] === 0) continue;
+        const scale = (tokenWeights ? tokenWeights[kept[n]] : 1) / totalWeight[n];
+        for (let d = n * width, end = d + width; d < end; d++) output[d] *= scale;
       }
-    });
+    }
+    for (let k = 0; k < sources.length; k++) {
+      const source = sources[k];
+      const sourceWeight = tokenWeights ? tokenWeights[source] : 1;
+      const from = source * width;
+      for (let e = offsets[k]; e < offsets[k + 1]; e++) {
+        const n = newIndex[receivers[e]];
+        const total = totalWeight[n];
+        if (normalize && total === 0) continue;
+        const share = (weights[e] * sourceWeight) / (normalize ? total : sourceWeight);
+        const to = n * width;
+        for (let d = 0; d < width; d++) output[to + d] += share * input[from + d];
+      }
+    }
     return { ...state, spans: reassignPatches(view, state, newIndex, receiverOf) };
   };
 }
@@ -76,15 +90,11 @@ export function indexMap(count: number, kept: ArrayLike<number>): Int32Array {
   return map;
 }
 
-/** Provenance after a merge: a patch held by a source moves to that source's strongest receiver. */
-export function reassignPatches(view: TokenState, state: TokenState, newIndex: Int32Array, receiverOf: ReadonlyMap<number, number>): TokenState['spans'] {
+/** Provenance after a merge: a patch held by a source moves to that source's strongest receiver (receiverOf by sequence index, −1 for none). */
+export function reassignPatches(view: TokenState, state: TokenState, newIndex: Int32Array, receiverOf: Int32Array): TokenState['spans'] {
   return state.spans.map((span, s) => ({
     ...span,
-    patchOwner: view.spans[s].patchOwner.map((owner) => {
-      if (owner < 0) return -1;
-      const holder = receiverOf.get(owner) ?? owner;
-      return newIndex[holder];
-    }),
+    patchOwner: view.spans[s].patchOwner.map((owner) => (owner < 0 ? -1 : newIndex[receiverOf[owner] >= 0 ? receiverOf[owner] : owner])),
   }));
 }
 
