@@ -1,9 +1,10 @@
 /** Analytic FLOPs / memory model (paper-compatible). Pure TypeScript; imports nothing from the engine. */
 export { FlopsError } from './errors';
 export { LLM_ELEMENTWISE, kvBytesPerToken, kvCacheBytes, llmLayerFlops, llmPrefillFlops } from './llm';
-export type { LlmArch, LlmLayerFlops } from './llm';
+export type { LayerFlops } from './layer';
+export type { LlmArch } from './llm';
 export { VISION_ELEMENTWISE, projectorFlops, visionEmbeddingFlops, visionLayerFlops, visionTokensPerImage, visionTowerFlops } from './vision';
-export type { ProjectorArch, VisionArch, VisionLayerFlops } from './vision';
+export type { ProjectorArch, VisionArch } from './vision';
 export { ARCH_PRESETS, archPreset, reducedBeforeLlmShape, runFlops, runKvCacheBytes, unreducedShape } from './model';
 export type { ModelArch, PromptSize, RunFlops, RunShape } from './model';
 export { flopsRows, flopsTable } from './table';

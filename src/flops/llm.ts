@@ -11,6 +11,7 @@
  * Generalised: GQA (k/v projections are D × kvHeads·headDim) and an explicit head_dim (q: D × h·headDim,
  * o: h·headDim × D, attention 4N²·h·headDim). Biases, embeddings, rotary tables and lm_head are not counted.
  */
+import { checkLayerTokens, LayerFlops } from './layer';
 import { checkCount, FlopsError } from './errors';
 
 /** The decoder sizes the count needs (a subset of a Hugging Face text_config). */
@@ -26,28 +27,14 @@ export interface LlmArch {
 /** Per token-element ops, LLM-Viewer's values (see the file comment). */
 export const LLM_ELEMENTWISE = { rmsNorm: 7, residualAdd: 1, gatedActivation: 2 } as const;
 
-export interface LlmLayerFlops {
-  /** q, k, v, o projections */
-  attentionProjections: number;
-  /** QKᵀ and AV */
-  attentionScores: number;
-  softmax: number;
-  /** gate, up, down projections */
-  mlp: number;
-  /** RMSNorms, residual adds, activation */
-  elementwise: number;
-  total: number;
-}
 
 /**
  * FLOPs of one decoder layer at prefill. `tokens` enter the layer (attention attends over all of them);
  * `mlpTokens` (default `tokens`) enter its MLP half — smaller when a reduction runs between attention and
  * MLP inside the layer (FiCoCo-L / ToMe placement, ficoco-spec.md §3.1).
  */
-export function llmLayerFlops(arch: LlmArch, tokens: number, mlpTokens = tokens): LlmLayerFlops {
-  checkCount(tokens, 'tokens entering the decoder layer');
-  checkCount(mlpTokens, 'tokens entering the decoder MLP');
-  if (mlpTokens > tokens) throw new FlopsError(`tokens entering the decoder MLP (${mlpTokens}) exceed tokens entering the layer (${tokens}).`, 'input');
+export function llmLayerFlops(arch: LlmArch, tokens: number, mlpTokens = tokens): LayerFlops {
+  checkLayerTokens(tokens, mlpTokens, 'decoder');
   const { hiddenSize: d, intermediateSize: ffn, heads, kvHeads, headDim } = arch;
   const n = tokens;
   const m = mlpTokens;

@@ -8,6 +8,7 @@
  * Per element: LayerNorm 7 (LLM-Viewer's norm count) ×2 per layer, residual add 1 ×2, (quick_)GELU 1 on the
  * I-wide MLP hidden; linear biases are not counted (LLM-Viewer ignores them too).
  */
+import { checkLayerTokens, LayerFlops } from './layer';
 import { checkCount, FlopsError } from './errors';
 
 /** A CLIP-style vision tower: pre-LayerNorm encoder layers over [CLS] + patch tokens. */
@@ -40,27 +41,13 @@ export function visionTokensPerImage(arch: VisionArch): number {
   return side * side + 1;
 }
 
-export interface VisionLayerFlops {
-  /** q, k, v, o projections */
-  attentionProjections: number;
-  /** QKᵀ and AV */
-  attentionScores: number;
-  softmax: number;
-  /** fc1 and fc2 */
-  mlp: number;
-  /** LayerNorms, residual adds, activation */
-  elementwise: number;
-  total: number;
-}
 
 /**
  * FLOPs of one encoder layer: `tokens` enter it; `mlpTokens` (default `tokens`) enter its MLP half —
  * fewer when a reduction runs between attention and MLP inside the layer (FiCoCo-V / ToMe placement).
  */
-export function visionLayerFlops(arch: VisionArch, tokens: number, mlpTokens = tokens): VisionLayerFlops {
-  checkCount(tokens, 'tokens entering the vision layer');
-  checkCount(mlpTokens, 'tokens entering the vision MLP');
-  if (mlpTokens > tokens) throw new FlopsError(`tokens entering the vision MLP (${mlpTokens}) exceed tokens entering the layer (${tokens}).`, 'input');
+export function visionLayerFlops(arch: VisionArch, tokens: number, mlpTokens = tokens): LayerFlops {
+  checkLayerTokens(tokens, mlpTokens, 'vision');
   const { hiddenSize: d, intermediateSize: ffn, heads } = arch;
   const n = tokens;
   const m = mlpTokens;

@@ -79,6 +79,11 @@ export function noReceivers(split: Split): Correlation {
   return { offsets: new Int32Array(split.sources.length + 1), receivers: new Int32Array(0), weights: new Float32Array(0) };
 }
 
+/** K = 1: source k sends everything (weight 1) to `receivers[k]` (SINK for a new fused token). */
+export function oneReceiverEach(receivers: Int32Array): Correlation {
+  return { offsets: Int32Array.from({ length: receivers.length + 1 }, (_, k) => k), receivers, weights: new Float32Array(receivers.length).fill(1) };
+}
+
 /** Builds a CSR correlation from per-source receiver lists. */
 export function correlationFrom(perSource: { receivers: ArrayLike<number>; weights: ArrayLike<number> }[]): Correlation {
   const offsets = new Int32Array(perSource.length + 1);

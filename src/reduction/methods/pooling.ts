@@ -1,5 +1,5 @@
 import { Method, ParamSpec } from '../method';
-import { Correlate, Filter, Step, asSteps, correlationFrom, splitByKept } from '../paradigm';
+import { Correlate, Filter, Step, asSteps, oneReceiverEach, splitByKept } from '../paradigm';
 import { mergeIntoReceivers } from '../stages/compress';
 import { VisualSpan } from '../tokenState';
 
@@ -54,7 +54,7 @@ const windowCorrelate: Correlate = ({ span, remove }, split) => {
   const windowOf = poolingWindows(span, span.count - remove);
   const representativeOf = new Map<number, number>();
   for (const target of split.targets) representativeOf.set(windowOf[target - span.start], target);
-  return correlationFrom(Array.from(split.sources, (source) => ({ receivers: [representativeOf.get(windowOf[source - span.start])!], weights: [1] })));
+  return oneReceiverEach(Int32Array.from(split.sources, (source) => representativeOf.get(windowOf[source - span.start])!));
 };
 
 export const pooling: Method = {

@@ -1,5 +1,5 @@
 import { Method, ParamSpec, layerAt, layerRange } from '../method';
-import { Correlate, Filter, Step, asSteps, splitByScore } from '../paradigm';
+import { Correlate, Filter, Step, asSteps, oneReceiverEach, splitByScore } from '../paradigm';
 import { mergeIntoReceivers } from '../stages/compress';
 import { argmaxStrided, keyCosines } from '../stages/similarity';
 import { SiteView, VisualSpan } from '../tokenState';
@@ -101,11 +101,7 @@ const bipartiteFilter: Filter<TomeParams> = ({ view, span, remove }) => {
 const bestMatchCorrelate: Correlate<TomeParams> = ({ view, span, remove }, split) => {
   const receivers = receiverOffsets(span, receiverStride(span, remove));
   const { offset } = bestReceivers(unitKeys(view, span), Array.from(split.sources, (source) => source - span.start), receivers);
-  return {
-    offsets: Int32Array.from({ length: split.sources.length + 1 }, (_, k) => k),
-    receivers: Int32Array.from(offset, (o) => span.start + o),
-    weights: new Float32Array(split.sources.length).fill(1),
-  };
+  return oneReceiverEach(Int32Array.from(offset, (o) => span.start + o));
 };
 
 export const tome: Method = {

@@ -1,6 +1,6 @@
 import { topIndices } from '../arrays';
 import { Method, ParamSpec } from '../method';
-import { Correlate, Filter, StageInput, Step, asSteps, noReceivers, splitByKept } from '../paradigm';
+import { Correlate, Filter, StageInput, Step, asSteps, noReceivers, oneReceiverEach, splitByKept } from '../paradigm';
 import { mergeIntoReceivers } from '../stages/compress';
 import { classAttention } from '../stages/importance';
 import { argmaxStrided, keyCosines, unitKeys } from '../stages/similarity';
@@ -38,11 +38,7 @@ const contextualReceivers: Correlate<VisionZipParams> = (input, split) => {
   if (contextual.length === 0) return noReceivers(split);
   const targets = contextual.map((offset) => input.span.start + offset);
   const similarity = keyCosines(unitKeys(input.view), split.sources, targets);
-  return {
-    offsets: Int32Array.from({ length: split.sources.length + 1 }, (_, k) => k),
-    receivers: Int32Array.from(split.sources, (_, k) => targets[argmaxStrided(similarity, k * targets.length, 1, targets.length)]),
-    weights: new Float32Array(split.sources.length).fill(1),
-  };
+  return oneReceiverEach(Int32Array.from(split.sources, (_, k) => targets[argmaxStrided(similarity, k * targets.length, 1, targets.length)]));
 };
 
 export const visionZip: Method = {

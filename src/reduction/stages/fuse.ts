@@ -1,12 +1,8 @@
-import { Compress, Correlate, SINK } from '../paradigm';
+import { Compress, Correlate, SINK, oneReceiverEach } from '../paradigm';
 import { SiteView, VisualSpan } from '../tokenState';
 
 /** "Convergent" correlation (EViT): every source goes to the one new fused token of its span, weight 1. */
-export const convergentCorrelation: Correlate<unknown> = (_input, split) => ({
-  offsets: Int32Array.from({ length: split.sources.length + 1 }, (_, k) => k),
-  receivers: new Int32Array(split.sources.length).fill(SINK),
-  weights: new Float32Array(split.sources.length).fill(1),
-});
+export const convergentCorrelation: Correlate<unknown> = (_input, split) => oneReceiverEach(new Int32Array(split.sources.length).fill(SINK));
 
 /** How much each source counts in its span's fused token (EViT: its [CLS] attention), by sequence index. */
 export type FusionWeights = (view: SiteView) => (token: number) => number;
