@@ -5,7 +5,7 @@ import { AnswerStats, LlavaEngine } from '../engine/engine';
 import { FicocoError } from '../engine/errors';
 import { PROVIDERS, ProviderSetting } from '../engine/runtime/provider';
 import { FlopsError } from '../flops/index';
-import { METHODS, ReductionSettingsError, planHooks, planReduction } from '../reduction/registry';
+import { METHODS, ReductionSettingsError } from '../reduction/registry';
 import { budgetArg, integer, number, paramArgs } from './args';
 import { FLOPS_USAGE, flopsCommand } from './flops';
 import { REDUCE_USAGE, reduceCommand } from './reduce';
@@ -73,9 +73,8 @@ async function ask(args: string[]): Promise<number> {
   });
   const engine = await LlavaEngine.load(values.model, { provider, threads: values.threads ? integer('--threads', values.threads, 1) : undefined });
   try {
-    const plan = values.method === undefined ? undefined : planReduction(values.method, budgetArg(values.budget!), engine.reductionShape, paramArgs(values.param));
     const answer = await engine.ask({
-      hooks: plan ? planHooks(plan) : [],
+      reduction: values.method === undefined ? undefined : { method: values.method, budget: budgetArg(values.budget!), params: paramArgs(values.param) },
       question,
       images: imageFiles,
       maxNewTokens: integer('--max-new-tokens', values['max-new-tokens'], 1),

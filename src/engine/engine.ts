@@ -5,7 +5,8 @@ import { FicocoError } from './errors';
 import type { AttentionExposure } from './graph/attention';
 import { RunFlops, runFlops, unreducedShape } from '../flops/model';
 import { ATTENTION, HIDDEN_COSINE, LOG_SIZES, MEAN_KEYS, POSITIONS, Tower } from './graph/segment';
-import type { ModelShape } from '../reduction/method';
+import type { Budget, ModelShape } from '../reduction/method';
+import { planHooks, planReduction } from '../reduction/registry';
 import { HookSite, ReductionHook, SiteView, TokenState, hooksBySite, validateTokenState } from '../reduction/tokenState';
 import { decodeImage } from './image/decode';
 import { ImagePreprocessorConfig, parsePreprocessorConfig, preprocessImage } from './image/preprocess';
@@ -76,6 +77,9 @@ export interface AskRequest {
   history?: ChatMessage[];
   maxNewTokens?: number;
   sampling?: SamplingOptions;
+  /** a reduction method from the registry, e.g. { method: 'ficoco-v', budget: { tokens: 64 } } */
+  reduction?: { method: string; budget: Budget; params?: Readonly<Record<string, unknown>> };
+  /** hooks of your own, run besides the method's */
   hooks?: readonly ReductionHook[];
   /** receives the answer text as it streams */
   onText?: (text: string) => void;
@@ -212,10 +216,12 @@ export class LlavaEngine {
     const preprocessMs = performance.now() - started;
     const streaming = new StreamingDecoder(this.text);
     let firstTextAt: number | undefined;
+    const { reduction } = request;
+    const planned = reduction ? planHooks(planReduction(reduction.method, reduction.budget, this.reductionShape, reduction.params)) : [];
     const result = await this.generate(inputIds, pixels, {
       maxNewTokens: request.maxNewTokens ?? 256,
       sampling: request.sampling,
-      hooks: request.hooks,
+      hooks: [...planned, ...(request.hooks ?? [])],
       signal: request.signal,
       onToken: (id) => {
         firstTextAt ??= performance.now();

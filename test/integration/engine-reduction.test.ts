@@ -78,3 +78,20 @@ describe('the engine computes what hooks ask for', () => {
     }
   });
 });
+
+describe('ask with a reduction method', () => {
+  test('the engine option plans the method and the stats show its steps; a bad method name is refused', async () => {
+    const engine = await LlavaEngine.load(path.join(FIXTURES, 'tiny-llava-llama'));
+    try {
+      const image = { bytes: fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png')), name: 'shapes.png' };
+      const answer = await engine.ask({ question: QUESTION, images: [image], maxNewTokens: 3, reduction: { method: 'ficoco-v', budget: { tokens: 8 } } });
+      assert.deepEqual(answer.stats.visualTokens, [{ original: 36, atDecoder: 8 }]);
+      assert.deepEqual(answer.stats.steps.map((s) => [s.tokensBefore, s.tokensAfter]), [[36, 8]]);
+      assert.ok(answer.stats.flops.run.total < answer.stats.flops.unreduced.total);
+      await assert.rejects(engine.ask({ question: QUESTION, images: [image], reduction: { method: 'nope', budget: { tokens: 8 } } }), /Unknown reduction method "nope"; available: ficoco-v/);
+      await assert.rejects(engine.ask({ question: QUESTION, images: [image], reduction: { method: 'ficoco-v', budget: { tokens: 8 }, params: { epsilon: 2 } } }), /ficoco-v\.epsilon is 2; expected a number in \[0\.5, 1\]/);
+    } finally {
+      await engine.dispose();
+    }
+  });
+});

@@ -1,0 +1,1 @@
+"""Procedural screenshot / diagram scenes with questions (training data and the evaluation set)."""
