@@ -7,6 +7,7 @@ import { PROVIDERS, ProviderSetting } from '../engine/runtime/provider';
 import { FlopsError } from '../flops/index';
 import { METHODS, ReductionSettingsError } from '../reduction/registry';
 import { budgetArg, integer, number, paramArgs } from './args';
+import { EVAL_USAGE, evalCommand } from './eval';
 import { FLOPS_USAGE, flopsCommand } from './flops';
 import { REDUCE_USAGE, reduceCommand } from './reduce';
 
@@ -28,13 +29,15 @@ Options:
 const USAGE = `${ASK_USAGE}
   ficoco methods                     the reduction methods and their parameters
 ${FLOPS_USAGE.replace('Usage:\n', '')}
-${REDUCE_USAGE.replace('Usage:\n', '')}`;
+${REDUCE_USAGE.replace('Usage:\n', '')}
+${EVAL_USAGE.replace('Usage:\n', '')}`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === 'ask') return ask(rest);
   if (command === 'flops') return flopsCommand(rest);
   if (command === 'reduce') return reduceCommand(rest);
+  if (command === 'eval') return evalCommand(rest);
   if (command === 'methods') return listMethods();
   process.stderr.write(command === undefined || command === '--help' || command === 'help' ? USAGE : `Unknown command "${command}".\n\n${USAGE}`);
   return command === undefined || command === '--help' || command === 'help' ? 0 : 2;

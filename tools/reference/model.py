@@ -9,6 +9,10 @@ outputs for the engine's hook sites:
   - llm_keep = (layer, indices): inside that decoder layer, after the attention residual and
     before the MLP, keep only those sequence positions. Kept tokens keep their original position ids
     ("original" position policy); each layer caches the K/V of the tokens that entered its attention.
+
+The building blocks (embeddings, layers, projector, decoder layers with a cache from new_cache(batch_shape))
+also accept a leading batch dimension, and `w` may hold nn.Parameters: tools/train_tiny_llava.py trains
+through this same code. The hooks and greedy() are single-sequence only.
 """
 
 import re
@@ -67,13 +71,13 @@ def attention(q, k, v, mask=None):
 
 
 def split_heads(x, heads):
-    """[L, heads*d] -> [heads, L, d]"""
-    return x.view(x.shape[0], heads, -1).transpose(0, 1)
+    """[..., L, heads*d] -> [..., heads, L, d]"""
+    return x.view(*x.shape[:-1], heads, -1).transpose(-3, -2)
 
 
 def merge_heads(x):
-    """[heads, L, d] -> [L, heads*d]"""
-    return x.transpose(0, 1).reshape(x.shape[1], -1)
+    """[..., heads, L, d] -> [..., L, heads*d]"""
+    return x.transpose(-3, -2).reshape(*x.shape[:-3], x.shape[-2], -1)
 
 
 def causal_mask_with_past(query_length, past_length):
@@ -105,12 +109,15 @@ class LlavaReference:
     # ---- vision tower ----
 
     def vision_embeddings(self, pixel_values):
-        """pixel_values [3, H, W] -> [1 + patches, D] (before pre_layrnorm)."""
+        """pixel_values [3, H, W] -> [1 + patches, D] (before pre_layrnorm); a batch [B, 3, H, W] -> [B, 1 + patches, D]."""
         patch = self.vision_config["patch_size"]
-        patches = F.conv2d(pixel_values[None], self.w["vision.embeddings.patch_embedding.weight"], stride=patch)
-        patches = patches.flatten(2)[0].transpose(0, 1)
-        cls = self.w["vision.embeddings.class_embedding"][None]
-        return torch.cat([cls, patches]) + self.w["vision.embeddings.position_embedding.weight"]
+        batched = pixel_values.dim() == 4
+        images = pixel_values if batched else pixel_values[None]
+        patches = F.conv2d(images, self.w["vision.embeddings.patch_embedding.weight"], stride=patch)
+        patches = patches.flatten(2).transpose(1, 2)
+        cls = self.w["vision.embeddings.class_embedding"].expand(patches.shape[0], 1, -1)
+        embeddings = torch.cat([cls, patches], dim=1) + self.w["vision.embeddings.position_embedding.weight"]
+        return embeddings if batched else embeddings[0]
 
     def vision_attention(self, x, prefix):
         heads = self.vision_config["num_attention_heads"]
@@ -171,14 +178,14 @@ class LlavaReference:
         q = apply_rope(split_heads(self.linear(x, f"{prefix}.q_proj"), heads), positions, theta)
         k = apply_rope(split_heads(self.linear(x, f"{prefix}.k_proj"), kv_heads), positions, theta)
         v = split_heads(self.linear(x, f"{prefix}.v_proj"), kv_heads)
-        past_length = layer_cache["k"].shape[1]
-        layer_cache["k"] = torch.cat([layer_cache["k"], k], dim=1)
-        layer_cache["v"] = torch.cat([layer_cache["v"], v], dim=1)
+        past_length = layer_cache["k"].shape[-2]
+        layer_cache["k"] = torch.cat([layer_cache["k"], k], dim=-2)
+        layer_cache["v"] = torch.cat([layer_cache["v"], v], dim=-2)
         # GQA: query head h uses kv head h // (heads / kv_heads), as HF repeat_kv does.
         repeats = heads // kv_heads
-        k_all = layer_cache["k"].repeat_interleave(repeats, dim=0)
-        v_all = layer_cache["v"].repeat_interleave(repeats, dim=0)
-        out = attention(q, k_all, v_all, causal_mask_with_past(x.shape[0], past_length))
+        k_all = layer_cache["k"].repeat_interleave(repeats, dim=-3)
+        v_all = layer_cache["v"].repeat_interleave(repeats, dim=-3)
+        out = attention(q, k_all, v_all, causal_mask_with_past(x.shape[-2], past_length))
         return self.linear(merge_heads(out), f"{prefix}.o_proj")
 
     def decoder_layer(self, index, x, positions, layer_cache, keep=None):
@@ -192,8 +199,8 @@ class LlavaReference:
         gated = F.silu(self.linear(normed, f"{prefix}.mlp.gate_proj")) * self.linear(normed, f"{prefix}.mlp.up_proj")
         return x + self.linear(gated, f"{prefix}.mlp.down_proj"), positions
 
-    def new_cache(self):
-        shape = (self.text_config["num_key_value_heads"], 0, self.head_dim())
+    def new_cache(self, batch_shape=()):
+        shape = (*batch_shape, self.text_config["num_key_value_heads"], 0, self.head_dim())
         return [{"k": torch.zeros(shape), "v": torch.zeros(shape)} for _ in range(self.text_config["num_hidden_layers"])]
 
     def decoder(self, embeddings, positions, cache, llm_keep=None):

@@ -1,0 +1,180 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { LlavaEngine } from '../engine/engine';
+import { FicocoError } from '../engine/errors';
+import { Budget } from '../reduction/method';
+import { METHODS, planHooks, planReduction } from '../reduction/registry';
+import { lineChartSvg } from '../report/lineChart';
+import { budgetArg, integer } from './args';
+
+export const EVAL_USAGE = `Usage:
+  ficoco eval --model DIR --data FILE.jsonl [--methods all|a,b] [--budgets 64,32,16] [--limit N]
+              [--max-new-tokens 8] [--out bench/results] [--name NAME]
+
+Answers every item of an evaluation set (one JSON object per line: image (path relative to the file),
+question, answer, type) with the full visual tokens and with each method at each budget, and writes
+NAME.md (accuracy overall and per question type, visual tokens kept, analytic FLOPs, measured prefill ms)
+and NAME.svg (accuracy against kept tokens, one line per method) to the output folder.
+`;
+
+export interface EvalItem {
+  image: string;
+  question: string;
+  answer: string;
+  type: string;
+}
+
+/** An answer is right when its first words are the expected answer (case and punctuation aside). */
+export function answerMatches(predicted: string, expected: string): boolean {
+  const words = (text: string) => text.toLowerCase().replace(/[^\p{L}\p{N}]+/gu, ' ').trim().split(' ').filter(Boolean);
+  const want = words(expected);
+  const got = words(predicted);
+  return want.length > 0 && want.every((word, i) => got[i] === word);
+}
+
+export function readEvalSet(file: string): EvalItem[] {
+  if (!fs.existsSync(file)) throw new FicocoError(`${file} does not exist; --data needs a JSONL evaluation set.`, 'input');
+  return fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line, i) => {
+      let item: Partial<EvalItem>;
+      try {
+        item = JSON.parse(line) as Partial<EvalItem>;
+      } catch {
+        throw new FicocoError(`${file} line ${i + 1} is not JSON.`, 'input');
+      }
+      for (const field of ['image', 'question', 'answer'] as const) {
+        if (typeof item[field] !== 'string') throw new FicocoError(`${file} line ${i + 1} has no "${field}" string.`, 'input');
+      }
+      return { image: path.resolve(path.dirname(file), item.image!), question: item.question!, answer: item.answer!, type: typeof item.type === 'string' ? item.type : 'all' };
+    });
+}
+
+interface Row {
+  method: string;
+  budget: string;
+  keptTokens: number;
+  correct: number;
+  total: number;
+  correctByType: Map<string, number>;
+  totalByType: Map<string, number>;
+  flops: number;
+  prefillMs: number;
+}
+
+/** `ficoco eval`: accuracy of every method and budget on an evaluation set. */
+export async function evalCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      model: { type: 'string' },
+      data: { type: 'string' },
+      methods: { type: 'string', default: 'all' },
+      budgets: { type: 'string', default: '64,32,16' },
+      limit: { type: 'string' },
+      'max-new-tokens': { type: 'string', default: '8' },
+      out: { type: 'string', default: 'bench/results' },
+      name: { type: 'string' },
+      help: { type: 'boolean' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(EVAL_USAGE);
+    return 0;
+  }
+  if (!values.model || !values.data) throw new FicocoError(`--model DIR and --data FILE.jsonl are required.\n\n${EVAL_USAGE}`, 'input');
+  const items = readEvalSet(values.data).slice(0, values.limit === undefined ? undefined : integer('--limit', values.limit, 1));
+  const methods = values.methods === 'all' ? METHODS.map((m) => m.name) : values.methods.split(',').map((m) => m.trim());
+  const budgets = values.budgets.split(',').map((b) => budgetArg(b.trim()));
+  const maxNewTokens = integer('--max-new-tokens', values['max-new-tokens'], 1);
+  const engine = await LlavaEngine.load(values.model);
+  const name = values.name ?? `eval-${path.basename(path.resolve(values.model))}`;
+  try {
+    const rows: Row[] = [await evaluate(engine, items, 'none', undefined, maxNewTokens)];
+    for (const method of methods) for (const budget of budgets) rows.push(await evaluate(engine, items, method, budget, maxNewTokens));
+    const types = [...new Set(items.map((item) => item.type))].sort();
+    const table = reportTable(rows, types);
+    fs.mkdirSync(values.out, { recursive: true });
+    const header = `# ${name}\n\nModel ${values.model}, ${items.length} items of ${values.data}; greedy answers of at most ${maxNewTokens} tokens; ` +
+      `an answer is right when it starts with the expected words. FLOPs are analytic prefill FLOPs (src/flops); prefill ms is measured vision + LLM prefill on this machine.\n\n`;
+    fs.writeFileSync(path.join(values.out, `${name}.md`), header + table + '\n');
+    fs.writeFileSync(path.join(values.out, `${name}.svg`), accuracyChart(rows, name));
+    process.stdout.write(table + `\n\nwrote ${path.join(values.out, `${name}.md`)} and ${name}.svg\n`);
+  } finally {
+    await engine.dispose();
+  }
+  return 0;
+}
+
+async function evaluate(engine: LlavaEngine, items: EvalItem[], method: string, budget: Budget | undefined, maxNewTokens: number): Promise<Row> {
+  const plan = budget ? planReduction(method, budget, engine.reductionShape) : undefined;
+  const row: Row = {
+    method,
+    budget: budget ? ('tokens' in budget ? String(budget.tokens) : `${Math.round(budget.ratio * 100)}%`) : 'all',
+    keptTokens: 0,
+    correct: 0,
+    total: 0,
+    correctByType: new Map(),
+    totalByType: new Map(),
+    flops: 0,
+    prefillMs: 0,
+  };
+  const pixelsOf = new Map<string, Float32Array>();
+  for (const item of items) {
+    if (!pixelsOf.has(item.image)) pixelsOf.set(item.image, await engine.pixelValues(fs.readFileSync(item.image), path.basename(item.image)));
+    const ids = engine.text.encode(engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: item.question }] }]));
+    const result = await engine.generate(ids, [pixelsOf.get(item.image)!], { maxNewTokens, hooks: plan ? planHooks(plan) : [] });
+    const answer = engine.text.decode(result.tokenIds.filter((id) => !engine.text.stopTokenIds.includes(id)));
+    const right = answerMatches(answer, item.answer) ? 1 : 0;
+    row.correct += right;
+    row.total += 1;
+    row.correctByType.set(item.type, (row.correctByType.get(item.type) ?? 0) + right);
+    row.totalByType.set(item.type, (row.totalByType.get(item.type) ?? 0) + 1);
+    // In-decoder methods keep every token for their first layers; what counts is what is left after the last step.
+    row.keptTokens += result.steps.length > 0 ? result.steps[result.steps.length - 1].tokensAfter : result.visualTokens[0].atDecoder;
+    row.flops += result.flops.run.total;
+    row.prefillMs += result.timings.visionMs + result.timings.prefillMs;
+  }
+  return { ...row, keptTokens: row.keptTokens / row.total, flops: row.flops / row.total, prefillMs: row.prefillMs / row.total };
+}
+
+function percent(correct: number, total: number): string {
+  return total === 0 ? '–' : `${((100 * correct) / total).toFixed(1)}`;
+}
+
+function reportTable(rows: Row[], types: string[]): string {
+  const header = ['method', 'budget', 'visual tokens kept', 'accuracy %', ...types.map((t) => `${t} %`), 'GFLOPs', 'prefill ms'];
+  return [
+    `| ${header.join(' | ')} |`,
+    `|${header.map((_, i) => (i < 2 ? '---' : '---:')).join('|')}|`,
+    ...rows.map((r) =>
+      `| ${[
+        r.method,
+        r.budget,
+        r.keptTokens.toFixed(1),
+        percent(r.correct, r.total),
+        ...types.map((t) => percent(r.correctByType.get(t) ?? 0, r.totalByType.get(t) ?? 0)),
+        (r.flops / 1e9).toFixed(3),
+        r.prefillMs.toFixed(1),
+      ].join(' | ')} |`,
+    ),
+  ].join('\n');
+}
+
+function accuracyChart(rows: Row[], title: string): string {
+  const baseline = rows[0];
+  const methods = [...new Set(rows.slice(1).map((r) => r.method))];
+  return lineChartSvg({
+    title: `${title}: accuracy vs visual tokens kept`,
+    xLabel: 'visual tokens kept per image',
+    yLabel: 'accuracy (%)',
+    yRange: [0, 100],
+    series: methods.map((method) => ({
+      name: method,
+      points: [...rows.filter((r) => r.method === method), baseline].map((r) => [r.keptTokens, (100 * r.correct) / r.total] as [number, number]),
+    })),
+  });
+}

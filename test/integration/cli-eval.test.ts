@@ -1,0 +1,41 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { answerMatches, evalCommand } from '../../src/cli/eval';
+import { LlavaEngine } from '../../src/engine/engine';
+
+const FIXTURES = path.join(__dirname, '..', 'fixtures');
+const MODEL = path.join(FIXTURES, 'tiny-llava-llama');
+
+test('answers match on their first words, ignoring case and punctuation', () => {
+  assert.ok(answerMatches('Red.', 'red'));
+  assert.ok(answerMatches('red box on the left', 'red'));
+  assert.ok(answerMatches('Top left!', 'top left'));
+  assert.ok(!answerMatches('reddish', 'red'));
+  assert.ok(!answerMatches('blue', 'red'));
+  assert.ok(!answerMatches('', 'red'));
+});
+
+test('ficoco eval scores each method and budget and writes the table and chart', async () => {
+  // Expected answers are what the unreduced test model says, so the full-token row must score 100 %.
+  const engine = await LlavaEngine.load(MODEL);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-eval-'));
+  const items = [];
+  for (const [image, question] of [['shapes.png', 'what colour is the big box ?'], ['diagram.png', 'which box does the arrow point to ?']]) {
+    fs.copyFileSync(path.join(FIXTURES, 'images', image), path.join(dir, image));
+    const answer = await engine.ask({ question, images: [{ bytes: fs.readFileSync(path.join(dir, image)), name: image }], maxNewTokens: 4 });
+    items.push({ image, question, answer: answer.text.split(' ')[0], type: image.replace('.png', '') });
+  }
+  await engine.dispose();
+  fs.writeFileSync(path.join(dir, 'set.jsonl'), items.map((item) => JSON.stringify(item)).join('\n'));
+
+  const out = path.join(dir, 'out');
+  assert.equal(await evalCommand(['--model', MODEL, '--data', path.join(dir, 'set.jsonl'), '--methods', 'ficoco-v,fastv', '--budgets', '12,4', '--out', out, '--name', 'check']), 0);
+  const table = fs.readFileSync(path.join(out, 'check.md'), 'utf8');
+  assert.match(table, /\| none \| all \| 36\.0 \| 100\.0 \| 100\.0 \| 100\.0 \|/);
+  for (const row of ['ficoco-v | 12 | 12.0', 'ficoco-v | 4 | 4.0', 'fastv | 12 | 12.0', 'fastv | 4 | 4.0']) assert.ok(table.includes(`| ${row} |`), row);
+  const svg = fs.readFileSync(path.join(out, 'check.svg'), 'utf8');
+  assert.equal((svg.match(/<polyline/g) ?? []).length, 2, 'one line per method');
+});
