@@ -62,6 +62,7 @@ for (const name of names) {
     }
   }
   if (step.needs.hiddenCosine) view.hiddenCosine = cosineMatrix(view.hidden, view.count, view.width);
+  if (step.needs.keyCosine) view.keyCosine = cosineMatrix(view.meanKeys!, view.keyCount, 64);
   const times: number[] = [];
   for (let run = 0; run < 20; run++) {
     const started = performance.now();

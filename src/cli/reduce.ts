@@ -160,11 +160,13 @@ function siteView(saved: Saved, state: TokenState, site: SiteView['site'], needs
     view.attention = restricted;
   }
   if (needs.hiddenCosine) view.hiddenCosine = cosineMatrix(state.hidden, state.count, state.width);
-  if (needs.keys) {
+  if (needs.keys || needs.keyCosine) {
     if (!saved.keys) throw new FicocoError(`${site} needs keys [${saved.count}, head_dim] in the input.`, 'input');
     const headDim = saved.keys.length / saved.count;
-    view.meanKeys = new Float32Array(state.count * headDim);
-    for (let i = 0; i < state.count; i++) view.meanKeys.set(saved.keys.subarray(origin[i] * headDim, (origin[i] + 1) * headDim), i * headDim);
+    const meanKeys = new Float32Array(state.count * headDim);
+    for (let i = 0; i < state.count; i++) meanKeys.set(saved.keys.subarray(origin[i] * headDim, (origin[i] + 1) * headDim), i * headDim);
+    if (needs.keys) view.meanKeys = meanKeys;
+    if (needs.keyCosine) view.keyCosine = cosineMatrix(meanKeys, state.count, headDim);
   }
   return view;
 }

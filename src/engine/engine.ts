@@ -4,7 +4,7 @@ import * as ort from 'onnxruntime-node';
 import { FicocoError } from './errors';
 import type { AttentionExposure } from './graph/attention';
 import { RunFlops, runFlops, unreducedShape } from '../flops/model';
-import { ATTENTION, HIDDEN_COSINE, LOG_SIZES, MEAN_KEYS, POSITIONS, Tower } from './graph/segment';
+import { ATTENTION, HIDDEN_COSINE, KEY_COSINE, LOG_SIZES, MEAN_KEYS, POSITIONS, Tower } from './graph/segment';
 import type { Budget, ModelShape } from '../reduction/method';
 import { planHooks, planReduction } from '../reduction/registry';
 import { HookSite, ReductionHook, SiteView, TokenState, hooksBySite, validateTokenState } from '../reduction/tokenState';
@@ -441,9 +441,10 @@ function countLayerTokens(tower: Tower, segment: Segment, tokens: number, into: 
 function runHook(hook: ReductionHook, state: TokenState, outputs: ort.InferenceSession.OnnxValueMapType, hasClassToken: boolean, steps: StepStat[], image?: number): TokenState {
   const attention = outputs[ATTENTION]?.data as Float32Array | undefined;
   const meanKeys = outputs[MEAN_KEYS]?.data as Float32Array | undefined;
-  const keyCount = outputs[ATTENTION] ? outputs[ATTENTION].dims[1] : state.count;
+  const keyCount = outputs[ATTENTION]?.dims[1] ?? outputs[KEY_COSINE]?.dims[0] ?? outputs[MEAN_KEYS]?.dims[0] ?? state.count;
   const hiddenCosine = outputs[HIDDEN_COSINE]?.data as Float32Array | undefined;
-  const view: SiteView = { ...state, site: hook.site, attention, meanKeys, hiddenCosine, keyCount, hasClassToken };
+  const keyCosine = outputs[KEY_COSINE]?.data as Float32Array | undefined;
+  const view: SiteView = { ...state, site: hook.site, attention, meanKeys, hiddenCosine, keyCosine, keyCount, hasClassToken };
   const started = performance.now();
   const reduced = hook.reduce(view);
   const ms = performance.now() - started;

@@ -42,6 +42,8 @@ export interface SiteView extends TokenState {
   meanKeys?: Float32Array;
   /** cos(h_i, h_j) of the hidden states [count, count], when asked for */
   hiddenCosine?: Float32Array;
+  /** cos(k̄_i, k̄_j) of the head-averaged keys [keyCount, keyCount], when asked for */
+  keyCosine?: Float32Array;
   /** number of keys the attention covers (the layer's whole KV length) */
   keyCount: number;
   /** true when index 0 is the vision tower's [CLS] token (vision sites of CLIP) */
@@ -56,6 +58,8 @@ export interface AttentionNeeds {
   keys?: boolean;
   /** cosine similarity of the site's hidden states [count, count], computed by the engine as one matrix product */
   hiddenCosine?: boolean;
+  /** cosine similarity of the head-averaged keys [keys, keys], computed by the engine as one matrix product */
+  keyCosine?: boolean;
 }
 
 /** The contract between the engine and the reduction library: a function of the tokens at one site. */

@@ -134,6 +134,7 @@ function siteView(site: HookSite, state: TokenState, hook: ReductionHook, projec
   if (hook.needs.attention === 'probs') view.attention = rowSoftmax(logits, n);
   if (hook.needs.keys) view.meanKeys = Float32Array.from(keys);
   if (hook.needs.hiddenCosine) view.hiddenCosine = cosineMatrix(state.hidden, state.count, state.width);
+  if (hook.needs.keyCosine) view.keyCosine = cosineMatrix(Float32Array.from(keys), n, HEAD_DIM);
   return view;
 }
 

@@ -77,6 +77,33 @@ describe('the engine computes what hooks ask for', () => {
       await engine.dispose();
     }
   });
+
+  test('key cosine similarity from the graph equals the one computed from the same head-averaged keys', async () => {
+    const engine = await LlavaEngine.load(path.join(FIXTURES, 'tiny-llava-llama'));
+    try {
+      const pixels = await engine.pixelValues(fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png')), 'shapes.png');
+      const ids = engine.text.encode(engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }]));
+      for (const site of ['vision:1', 'llm:1'] as const) {
+        let checked = false;
+        const hook: ReductionHook = {
+          site,
+          needs: { keys: true, keyCosine: true },
+          reduce(view) {
+            const headDim = view.meanKeys!.length / view.keyCount;
+            const expected = cosineMatrix(view.meanKeys!, view.keyCount, headDim);
+            assert.equal(view.keyCosine?.length, view.keyCount * view.keyCount);
+            for (let i = 0; i < expected.length; i++) assert.ok(Math.abs(view.keyCosine![i] - expected[i]) < 1e-5);
+            checked = true;
+            return view;
+          },
+        };
+        await engine.generate(ids, [pixels], { maxNewTokens: 1, hooks: [hook] });
+        assert.ok(checked, `the hook at ${site} ran`);
+      }
+    } finally {
+      await engine.dispose();
+    }
+  });
 });
 
 describe('ask with a reduction method', () => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { cosineMatrix } from '../../src/reduction/arrays';
 import { StepRecord, runStep } from '../../src/reduction/paradigm';
 import { planReduction } from '../../src/reduction/registry';
 import { SiteView } from '../../src/reduction/tokenState';
@@ -19,7 +20,7 @@ function featuresView(grid: { rows: number; cols: number }, clsAttention: number
     positions: Int32Array.from({ length: count }, (_, i) => i),
     spans: [{ start: 1, count: patches, grid, patchOwner: Int32Array.from({ length: patches }, (_, p) => 1 + p), tokenPatch: Int32Array.from({ length: patches }, (_, p) => p) }],
     attention,
-    meanKeys: Float32Array.from([1, 1, ...keys.flat()]),
+    keyCosine: cosineMatrix(Float32Array.from([1, 1, ...keys.flat()]), count, 2),
     keyCount: count,
     hasClassToken: true,
   };

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { cosineMatrix } from '../../src/reduction/arrays';
 import { ModelShape } from '../../src/reduction/method';
 import { halvingRemovals, receiverStride } from '../../src/reduction/methods/tome';
 import { StepRecord, runStep } from '../../src/reduction/paradigm';
@@ -23,7 +24,7 @@ function sixPatchView(): SiteView {
     sizes: Float32Array.of(1, 2, 1, 1, 3, 1, 1),
     positions: Int32Array.from({ length: 7 }, (_, i) => i),
     spans: [{ start: 1, count: 6, grid: { rows: 2, cols: 3 }, patchOwner: Int32Array.of(1, 2, 3, 4, 5, 6), tokenPatch: Int32Array.of(0, 1, 2, 3, 4, 5) }],
-    meanKeys: Float32Array.from(keys.flat()),
+    keyCosine: cosineMatrix(Float32Array.from(keys.flat()), 7, 2),
     keyCount: 7,
     hasClassToken: true,
   };
@@ -74,10 +75,10 @@ describe('ToMe schedule', () => {
     assert.deepEqual(halvingRemovals(144, 1, 6), [112, 16, 8, 4, 2, 1]);
   });
 
-  test('every layer that runs reduces from the start fraction, asks for keys and carries proportional attention', () => {
+  test('every layer that runs reduces from the start fraction, asks for the key cosine and carries proportional attention', () => {
     const plan = planReduction('tome', { tokens: 16 }, SHAPE);
     assert.deepEqual(plan.steps.map((s) => s.site), ['vision:0', 'vision:1', 'vision:2', 'vision:3', 'vision:4', 'vision:5']);
-    assert.ok(plan.steps.every((s) => s.needs.keys === true && s.proportionalAttention === true));
+    assert.ok(plan.steps.every((s) => s.needs.keyCosine === true && s.proportionalAttention === true));
     assert.ok(planReduction('tome', { tokens: 16 }, SHAPE, { proportionalAttention: false }).steps.every((s) => s.proportionalAttention === false));
     assert.deepEqual(planReduction('tome', { tokens: 16 }, SHAPE, { start: 0.5 }).steps.map((s) => s.site), ['vision:3', 'vision:4', 'vision:5']);
   });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { seededRandom, topIndices } from '../../src/reduction/arrays';
+import { cosineMatrix, seededRandom, topIndices } from '../../src/reduction/arrays';
 import { StepRecord, runStep } from '../../src/reduction/paradigm';
 import { planReduction } from '../../src/reduction/registry';
 import { SiteView } from '../../src/reduction/tokenState';
@@ -20,7 +20,7 @@ function featuresView(grid: { rows: number; cols: number }, hidden: number[][], 
     positions: Int32Array.from({ length: count }, (_, i) => i),
     spans: [{ start: 1, count: patches, grid, patchOwner: Int32Array.from({ length: patches }, (_, p) => 1 + p), tokenPatch: Int32Array.from({ length: patches }, (_, p) => p) }],
     attention,
-    meanKeys: Float32Array.from(keys.flat()),
+    keyCosine: cosineMatrix(Float32Array.from(keys.flat()), count, keys[0].length),
     keyCount: count,
     hasClassToken: true,
   };
@@ -38,7 +38,7 @@ describe('VisionZip', () => {
     const hidden = [[100, 100], ...Array.from({ length: 16 }, (_, p) => [p, 1])];
     const keys = [[1, 1], ...Array.from({ length: 16 }, (_, p) => keyOf(p))];
     const [step] = planReduction('visionzip', { tokens: 8 }, shape(grid), { contextualShare: 0.25 }).steps;
-    assert.deepEqual(step.needs, { attention: 'probs', keys: true });
+    assert.deepEqual(step.needs, { attention: 'probs', keyCosine: true });
     const out = runStep(step, featuresView(grid, hidden, clsAttention, keys));
 
     assert.deepEqual(Array.from(out.spans[0].tokenPatch), [0, 1, 2, 3, 4, 5, 6, 11]);

@@ -7,7 +7,7 @@ import { onnx } from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import type { AttentionExposure } from '../../src/engine/graph/attention';
 import { ElemType, GraphBuilder } from '../../src/engine/graph/builder';
-import { ATTENTION, Block, MEAN_KEYS, POSITIONS, SegmentGraph, Tower, buildSegment, pastName, presentName } from '../../src/engine/graph/segment';
+import { ATTENTION, Block, KEY_COSINE, MEAN_KEYS, POSITIONS, SegmentGraph, Tower, buildSegment, pastName, presentName } from '../../src/engine/graph/segment';
 import { SessionFactory } from '../../src/engine/runtime/provider';
 import { TowerRunner } from '../../src/engine/runtime/towerRunner';
 import { WeightIndex, type TensorLocation } from '../../src/engine/weights/safetensors';
@@ -19,7 +19,7 @@ import { bytesOf, float32ToBfloat16, writeSafetensors } from '../helpers/safeten
 //   0 t:0  add      h + c
 //   1 t:1  weights  (h·Wᵀ + b) ⊙ s   with W F32 at an unaligned offset, b F16, s BF16 (external data)
 //   2 t:2  attn     two "heads" of scores 0.1·h·hᵀ and 0.2·h·hᵀ; h + mean_heads(softmax)·h; can expose
-//                   attention (logits or probs, head mean) and mean keys (keys = [h, 2h] → 1.5h)
+//                   attention (logits or probs, head mean) and mean keys (keys = [h, 2h] → 1.5h) or their cosine
 //   3 t:3  cache    KV layer 0: keys = values = h as [1, T, 4] appended to the past; h + mean over all keys
 //   4 t:4  scale    2h + 0.01·position (uses the positions input)
 // ---------------------------------------------------------------------------------------------
@@ -90,7 +90,7 @@ function makeTower(): Tower {
         const out: { hidden: string; attention?: string; meanKeys?: string } = { hidden };
         if (expose?.attention === 'probs') out.attention = meanProbs;
         if (expose?.attention === 'logits') out.attention = g.op('ReduceMean', [logits], 'l2.mean_logits', { axes: [0], keepdims: 0 });
-        if (expose?.keys) {
+        if (expose?.keys || expose?.keyCosine) {
           const keys = g.op('Concat', [g.op('Unsqueeze', [x, axis0], 'l2.k0'), g.op('Unsqueeze', [g.op('Mul', [x, g.scalar('f.2', 2)], 'l2.2x'), axis0], 'l2.k1')], 'l2.keys', { axis: 0 });
           out.meanKeys = g.op('ReduceMean', [keys], 'l2.mean_keys', { axes: [0], keepdims: 0 });
         }
@@ -159,6 +159,8 @@ function reference(x: Rows, past: Rows, positions: number[]) {
   const meanProbs = p0.map((r, i) => r.map((v, j) => (v + p1[i][j]) / 2));
   const meanLogits = logits0.map((r, i) => r.map((v, j) => (v + logits1[i][j]) / 2));
   const meanKeys = h.map((r) => r.map((v) => 1.5 * v));
+  const length = (r: number[]) => Math.sqrt(r.reduce((sum, v) => sum + v * v, 0));
+  const keyCosine = meanKeys.map((a) => meanKeys.map((b) => a.reduce((sum, v, j) => sum + v * b[j], 0) / (length(a) * length(b))));
   const ctx = matmul(meanProbs, h);
   h = h.map((r, i) => r.map((v, j) => v + ctx[i][j]));
   states.push(h);
@@ -168,7 +170,7 @@ function reference(x: Rows, past: Rows, positions: number[]) {
   states.push(h);
   h = h.map((r, i) => r.map((v) => 2 * v + 0.01 * positions[i]));
   states.push(h);
-  return { states, meanProbs, meanLogits, meanKeys, allKeys };
+  return { states, meanProbs, meanLogits, meanKeys, keyCosine, allKeys };
 }
 
 // ------------------------------------------- running -------------------------------------------
@@ -295,18 +297,19 @@ describe('buildSegment on real ORT sessions', () => {
     await segment.session.release();
   });
 
-  test('exposing attention probs / logits / mean keys on the attention block', async () => {
+  test('exposing attention probs / logits / mean keys / key cosine on the attention block', async () => {
     const ref = expected();
     for (const [expose, name, want] of [
       [{ attention: 'probs' }, ATTENTION, ref.meanProbs],
       [{ attention: 'logits' }, ATTENTION, ref.meanLogits],
       [{ keys: true }, MEAN_KEYS, ref.meanKeys],
+      [{ keyCosine: true }, KEY_COSINE, ref.keyCosine],
     ] as const) {
       const segment = await openSegment(0, 3, expose);
       assert.deepEqual(segment.graph.exposes, expose);
       const outputs = await runSegment(segment, flat(X));
       assertClose(outputs[name].data as Float32Array, want, `${name} for ${JSON.stringify(expose)}`);
-      assert.equal(outputs[name === ATTENTION ? MEAN_KEYS : ATTENTION], undefined, 'only what was asked for is an output');
+      for (const other of [ATTENTION, MEAN_KEYS, KEY_COSINE]) if (other !== name) assert.equal(outputs[other], undefined, 'only what was asked for is an output');
       await segment.session.release();
     }
   });

@@ -69,7 +69,7 @@ export function attention(g: GraphBuilder, x: string, w: AttentionWeights, shape
     const source = exposure.attention === 'logits' ? logits : probs;
     result.attention = g.op('ReduceMean', [source], `${hint}.attention_mean`, { axes: [0], keepdims: 0 });
   }
-  if (exposure.keys) {
+  if (exposure.keys || exposure.keyCosine) {
     result.meanKeys = g.op('ReduceMean', [keys], `${hint}.keys_mean`, { axes: [0], keepdims: 0 });
   }
   return result;

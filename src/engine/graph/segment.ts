@@ -26,7 +26,7 @@ export interface Block {
   readonly width: number;
   /** the decoder layer whose KV cache this block reads and extends */
   readonly cacheLayer?: number;
-  /** an attention block: it can expose its head-averaged attention and keys */
+  /** an attention block: it can expose its head-averaged attention and keys (asked for by `keys` or `keyCosine`) */
   readonly attends?: boolean;
   /** the transformer layer this block is half of (attention or MLP), for per-layer token counts */
   readonly layer?: number;
@@ -75,6 +75,7 @@ export const LOG_SIZES = 'log_sizes';
 export const ATTENTION = 'attention';
 export const MEAN_KEYS = 'mean_keys';
 export const HIDDEN_COSINE = 'hidden_cosine';
+export const KEY_COSINE = 'key_cosine';
 export const pastName = (layer: number, part: 'keys' | 'values') => `past.l${layer}.${part}`;
 export const presentName = (layer: number, part: 'keys' | 'values') => `present.l${layer}.${part}`;
 
@@ -150,7 +151,7 @@ export function buildSegment(tower: Tower, start: number, end: number, computeTy
 
   let exposing = end - 1;
   while (exposing >= start && !tower.blocks[exposing].attends) exposing--;
-  const wanted = expose.attention !== undefined || expose.keys === true;
+  const wanted = expose.attention !== undefined || expose.keys === true || expose.keyCosine === true;
   if (wanted && exposing < start) {
     throw new Error(`segment ${tower.blocks[start].id}…${tower.blocks[end - 1].id} has no attention block to expose`);
   }
@@ -165,14 +166,15 @@ export function buildSegment(tower: Tower, start: number, end: number, computeTy
   const outputName = last ? tower.output.name : HIDDEN_OUT;
   g.output(outputName, asFloat32(x), ElemType.float32, last ? tower.output.dims : ['tokens', tower.blocks[end - 1].width]);
   if (exposed.attention) g.output(ATTENTION, asFloat32(exposed.attention), ElemType.float32, ['tokens', 'keys']);
-  if (exposed.meanKeys) g.output(MEAN_KEYS, asFloat32(exposed.meanKeys), ElemType.float32, ['keys', 'head_dim']);
-  if (expose.hiddenCosine) g.output(HIDDEN_COSINE, asFloat32(cosineMatrix(g, x)), ElemType.float32, ['tokens', 'tokens']);
+  if (exposed.meanKeys && expose.keys) g.output(MEAN_KEYS, asFloat32(exposed.meanKeys), ElemType.float32, ['keys', 'head_dim']);
+  if (exposed.meanKeys && expose.keyCosine) g.output(KEY_COSINE, asFloat32(cosineMatrix(g, exposed.meanKeys, 'key_cosine')), ElemType.float32, ['keys', 'keys']);
+  if (expose.hiddenCosine) g.output(HIDDEN_COSINE, asFloat32(cosineMatrix(g, x, 'hidden_cosine')), ElemType.float32, ['tokens', 'tokens']);
   return { bytes: g.build(), inputName, outputName, usesPositions: positions !== undefined, usesLogSizes: logSizes !== undefined, cacheLayers, exposes: expose };
 }
 
-/** cos(x_i, x_j) for every pair of rows: the row-normalised states times their transpose. */
-function cosineMatrix(g: GraphBuilder, x: string): string {
-  const length = g.op('ReduceL2', [x], 'cosine.norm', { axes: [1], keepdims: 1 });
-  const unit = g.op('Div', [x, g.op('Max', [length, g.scalar('cosine.eps', 1e-12)], 'cosine.safe_norm')], 'cosine.unit');
-  return g.op('MatMul', [unit, g.op('Transpose', [unit], 'cosine.unit_t', { perm: [1, 0] })], 'cosine.matrix');
+/** cos(x_i, x_j) for every pair of rows of a [rows, width] value: the row-normalised rows times their transpose. */
+function cosineMatrix(g: GraphBuilder, x: string, hint: string): string {
+  const length = g.op('ReduceL2', [x], `${hint}.norm`, { axes: [1], keepdims: 1 });
+  const unit = g.op('Div', [x, g.op('Max', [length, g.scalar('cosine.eps', 1e-12)], `${hint}.safe_norm`)], `${hint}.unit`);
+  return g.op('MatMul', [unit, g.op('Transpose', [unit], `${hint}.unit_t`, { perm: [1, 0] })], `${hint}.matrix`);
 }

@@ -75,5 +75,5 @@ export class TowerRunner {
 }
 
 function segmentKey(start: number, end: number, expose: AttentionExposure, sizeBias: boolean): string {
-  return `${start}-${end}-${expose.attention ?? ''}-${expose.keys ? 'k' : ''}-${expose.hiddenCosine ? 'cos' : ''}-${sizeBias ? 'sized' : ''}`;
+  return `${start}-${end}-${expose.attention ?? ''}-${expose.keys ? 'k' : ''}-${expose.hiddenCosine ? 'cos' : ''}-${expose.keyCosine ? 'kcos' : ''}-${sizeBias ? 'sized' : ''}`;
 }

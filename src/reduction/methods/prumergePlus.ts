@@ -3,7 +3,7 @@ import { Method, ParamSpec } from '../method';
 import { Correlate, Filter, Step, asSteps, splitByKept } from '../paradigm';
 import { mergeIntoReceivers } from '../stages/compress';
 import { classAttention, classAttentionBySequence } from '../stages/importance';
-import { argmaxStrided, keyCosines, unitKeys } from '../stages/similarity';
+import { argmaxStrided, keyCosines } from '../stages/similarity';
 
 const PARAMS = {
   neighbours: { type: 'integer', default: 32, min: 1, max: 4096, description: 'k: each kept token gathers its k most similar pruned tokens by key cosine (official code: 32).' },
@@ -47,7 +47,7 @@ const outlierAndSpatialFilter: Filter<PruMergePlusParams> = ({ view, span, remov
  * The `k` largest of values[from + c·stride] over the candidates c (ascending), best first, ties to the earlier candidate:
  * the order of a sort by (value descending, index ascending), cut at k.
  */
-function largestFirst(values: Float64Array, from: number, stride: number, candidates: ArrayLike<number>, k: number): number[] {
+function largestFirst(values: Float32Array, from: number, stride: number, candidates: ArrayLike<number>, k: number): number[] {
   const best: number[] = [];
   for (let i = 0; i < candidates.length; i++) {
     const c = candidates[i];
@@ -71,7 +71,7 @@ function largestFirst(values: Float64Array, from: number, stride: number, candid
 const nearestNeighbourReceivers: Correlate<PruMergePlusParams> = ({ view, params }, split) => {
   const { sources, targets } = split;
   // C[t, k] = cos(k̄_target, k̄_source)
-  const similarity = keyCosines(unitKeys(view), targets, sources);
+  const similarity = keyCosines(view, targets, sources);
   const pickedBy: number[][] = Array.from(sources, () => []);
   const everySource = Int32Array.from({ length: sources.length }, (_, k) => k);
   for (let t = 0; t < targets.length; t++) for (const k of largestFirst(similarity, t * sources.length, 1, everySource, params.neighbours)) pickedBy[k].push(t);
@@ -101,7 +101,7 @@ export const pruMergePlus: Method = {
     const params = raw as PruMergePlusParams;
     return asSteps([{
       site: 'features',
-      needs: { attention: 'probs', keys: true },
+      needs: { attention: 'probs', keyCosine: true },
       filter: outlierAndSpatialFilter,
       correlate: nearestNeighbourReceivers,
       compress: mergeIntoReceivers({ weighting: { tokenWeights: classAttentionBySequence }, normalize: true }),

@@ -48,23 +48,6 @@ export function receiverStride(span: VisualSpan, remove: number): number {
 
 const isReceiver = (token: number, stride: number) => (token + 1) % stride === 0;
 
-/** k̂_t = k̄_t / ‖k̄_t‖ for each span token (ToMe's metric: keys averaged over heads), rows of a [span.count, headDim] matrix. */
-function unitKeys(view: SiteView, span: VisualSpan): { unit: Float64Array; headDim: number } {
-  const keys = view.meanKeys;
-  if (!keys) throw new Error(`ToMe needs the keys at ${view.site}`);
-  const headDim = keys.length / view.keyCount;
-  const unit = new Float64Array(span.count * headDim);
-  for (let offset = 0; offset < span.count; offset++) {
-    const from = (span.start + offset) * headDim;
-    const to = offset * headDim;
-    let squares = 0;
-    for (let d = 0; d < headDim; d++) squares += keys[from + d] * keys[from + d];
-    const length = Math.sqrt(squares);
-    for (let d = 0; d < headDim; d++) unit[to + d] = length === 0 ? keys[from + d] : keys[from + d] / length;
-  }
-  return { unit, headDim };
-}
-
 /** Span offsets of B, the receivers: (sequence index + 1) mod k = 0. */
 function receiverOffsets(span: VisualSpan, stride: number): Int32Array {
   const offsets: number[] = [];
@@ -72,11 +55,12 @@ function receiverOffsets(span: VisualSpan, stride: number): Int32Array {
   return Int32Array.from(offsets);
 }
 
-/** For each query (span offset): argmax_{b∈B} k̂_a·k̂_b, ties to the earlier b, as the receiver's span offset and the similarity. */
-function bestReceivers(keys: { unit: Float64Array; headDim: number }, queries: ArrayLike<number>, receivers: Int32Array): { offset: Int32Array; similarity: Float64Array } {
-  const cosines = keyCosines(keys, queries, receivers);
+/** For each query (span offset): argmax_{b∈B} cos(k̄_a, k̄_b), ties to the earlier b, as the receiver's span offset and the similarity. */
+function bestReceivers(view: SiteView, span: VisualSpan, queries: ArrayLike<number>, receivers: Int32Array): { offset: Int32Array; similarity: Float32Array } {
+  const toSequence = (offsets: ArrayLike<number>) => Int32Array.from(offsets, (o) => span.start + o);
+  const cosines = keyCosines(view, toSequence(queries), toSequence(receivers));
   const offset = new Int32Array(queries.length);
-  const similarity = new Float64Array(queries.length);
+  const similarity = new Float32Array(queries.length);
   for (let q = 0; q < queries.length; q++) {
     const best = argmaxStrided(cosines, q * receivers.length, 1, receivers.length);
     offset[q] = receivers[best];
@@ -91,7 +75,7 @@ const bipartiteFilter: Filter<TomeParams> = ({ view, span, remove }) => {
   const receivers = receiverOffsets(span, stride);
   const queries: number[] = [];
   for (let offset = 0; offset < span.count; offset++) if (!isReceiver(span.start + offset, stride)) queries.push(offset);
-  const { similarity } = bestReceivers(unitKeys(view, span), queries, receivers);
+  const { similarity } = bestReceivers(view, span, queries, receivers);
   const scores = new Float64Array(span.count).fill(-Infinity);
   queries.forEach((offset, q) => (scores[offset] = similarity[q]));
   return splitByScore(span, scores, remove);
@@ -100,7 +84,7 @@ const bipartiteFilter: Filter<TomeParams> = ({ view, span, remove }) => {
 /** J_a = {argmax_{b∈B} cos(k̄_a, k̄_b)} with weight 1 (K = 1). */
 const bestMatchCorrelate: Correlate<TomeParams> = ({ view, span, remove }, split) => {
   const receivers = receiverOffsets(span, receiverStride(span, remove));
-  const { offset } = bestReceivers(unitKeys(view, span), Array.from(split.sources, (source) => source - span.start), receivers);
+  const { offset } = bestReceivers(view, span, Array.from(split.sources, (source) => source - span.start), receivers);
   return oneReceiverEach(Int32Array.from(offset, (o) => span.start + o));
 };
 
@@ -119,7 +103,7 @@ export const tome: Method = {
     const removals = halvingRemovals(model.visualTokens, keep, layers.length);
     return asSteps(layers.map((layer, i): Step<TomeParams> => ({
       site: `vision:${layer}`,
-      needs: { keys: true },
+      needs: { keyCosine: true },
       filter: bipartiteFilter,
       correlate: bestMatchCorrelate,
       compress: mergeIntoReceivers({ weighting: 'size', normalize: true }),

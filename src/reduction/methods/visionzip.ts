@@ -3,7 +3,7 @@ import { Method, ParamSpec } from '../method';
 import { Correlate, Filter, StageInput, Step, asSteps, noReceivers, oneReceiverEach, splitByKept } from '../paradigm';
 import { mergeIntoReceivers } from '../stages/compress';
 import { classAttention } from '../stages/importance';
-import { argmaxStrided, keyCosines, unitKeys } from '../stages/similarity';
+import { argmaxStrided, keyCosines } from '../stages/similarity';
 
 const PARAMS = {
   contextualShare: { type: 'number', default: 10 / 64, min: 0, max: 1, description: 'Share of the kept tokens that are contextual (merged) tokens; the paper keeps 54 dominant + 10 contextual of 64.' },
@@ -37,7 +37,7 @@ const contextualReceivers: Correlate<VisionZipParams> = (input, split) => {
   const { contextual } = dominantAndContextual(input);
   if (contextual.length === 0) return noReceivers(split);
   const targets = contextual.map((offset) => input.span.start + offset);
-  const similarity = keyCosines(unitKeys(input.view), split.sources, targets);
+  const similarity = keyCosines(input.view, split.sources, targets);
   return oneReceiverEach(Int32Array.from(split.sources, (_, k) => targets[argmaxStrided(similarity, k * targets.length, 1, targets.length)]));
 };
 
@@ -54,7 +54,7 @@ export const visionZip: Method = {
     const params = raw as VisionZipParams;
     return asSteps([{
       site: 'features',
-      needs: { attention: 'probs', keys: true },
+      needs: { attention: 'probs', keyCosine: true },
       filter: dominantContextualFilter,
       correlate: contextualReceivers,
       // α = 1 per source: (X_j + Σ X_i) / (1 + n), the plain mean of the target's group.
