@@ -21,13 +21,17 @@ has seed s * images_per_step + i), held-out evaluation on seeds from make_datase
 Every scene contributes all its questions, so the vision tower runs once per image.
 
 Reproducible from --seed with torch.set_num_threads(2) on the same machine (float sums depend on
-the thread count). Run time: see the log and train_log.json in --out (step time ~ 0.x s on 2 cores).
+the thread count; --minutes makes the stopping step depend on speed, so reproducible runs use --steps).
+Run time on this 2-core machine (f32, 2 threads, default sizes: 2.19 M parameters): about 2.2 s per step
+of 24 scenes x 2 questions (~27 steps a minute), i.e. --steps 1300 is about 50 minutes; held-out
+evaluation of 120 scenes takes ~10 s. train_log.json in --out records the minutes actually taken.
 """
 
 import argparse
 import collections
 import json
 import math
+import random
 import os
 import sys
 import time
@@ -73,12 +77,12 @@ SPEC = {
     },
     "text": {
         **make_fixture.LLAMA_SPEC["text"],
-        "hidden_size": 192,
-        "intermediate_size": 512,
+        "hidden_size": 128,
+        "intermediate_size": 384,
         "num_hidden_layers": 4,
         "num_attention_heads": 4,
         "num_key_value_heads": 4,
-        "head_dim": 48,
+        "head_dim": 32,
         "rms_norm_eps": 1e-6,
         "rope_theta": 10000.0,
         "max_position_embeddings": 512,
@@ -161,15 +165,20 @@ class TinyLlava(nn.Module):
         return {name: self.params[canonical_name(name).replace(".", "__")].detach().numpy().copy() for name in self.hf_names}
 
 
-def make_batch(seeds, vocab, num_image_tokens):
-    """Scenes -> pixel values, per-question token ids (right-padded), targets and aux labels."""
+def make_batch(seeds, vocab, num_image_tokens, questions_per_image=None):
+    """Scenes -> pixel values, per-question token ids (right-padded), targets and aux labels.
+
+    questions_per_image: sample that many of each scene's questions (seeded by the scene); None = all."""
     pixels, rows, aux = [], [], collections.defaultdict(list)
     for image_index, seed in enumerate(seeds):
         scene = scenes.make_scene(seed)
         pixels.append(preprocess_pil(scene.image, SPEC["preprocessor"]))
         for name in scenes.AUX_HEADS:
             aux[name].append(scene.aux[name])
-        for qtype, question, answer in scene.qa:
+        qa = scene.qa
+        if questions_per_image is not None and questions_per_image < len(qa):
+            qa = random.Random(f"questions-{seed}").sample(qa, questions_per_image)
+        for qtype, question, answer in qa:
             rows.append((image_index, prompt_ids(question, vocab), vocab[answer], qtype))
     length = max(len(ids) for _, ids, _, _ in rows) + 2
     input_ids = torch.full((len(rows), length), vocab["<pad>"], dtype=torch.long)
@@ -252,7 +261,8 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=4000, help="optimizer steps (the LR schedule spans them)")
     parser.add_argument("--minutes", type=float, default=None, help="stop early after this much wall time")
-    parser.add_argument("--images-per-step", type=int, default=16, help="scenes per step (each gives 4-5 questions)")
+    parser.add_argument("--images-per-step", type=int, default=24, help="scenes per step")
+    parser.add_argument("--questions-per-image", type=int, default=2, help="questions sampled per scene (of its 4-5)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--weight-decay", type=float, default=0.05)
@@ -260,6 +270,7 @@ def main():
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--eval-images", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--train-scenes", type=int, default=None, help="cycle over this many train scenes (overfit check); default: fresh scenes")
     args = parser.parse_args()
 
     started = time.time()
@@ -296,7 +307,9 @@ def main():
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step)
         seeds = range(step * args.images_per_step, (step + 1) * args.images_per_step)
-        batch = make_batch(seeds, vocab, model.num_image_tokens)
+        if args.train_scenes:
+            seeds = [seed % args.train_scenes for seed in seeds]
+        batch = make_batch(seeds, vocab, model.num_image_tokens, args.questions_per_image)
         answer_loss, eos_loss, aux_loss, logits = losses(model, batch)
         loss = answer_loss + 0.2 * eos_loss + args.aux_weight * aux_loss
         optimizer.zero_grad(set_to_none=True)

@@ -233,8 +233,8 @@ def shapes_content(rng, image, draw, area):
         obj, desc = rng.choice(named)
         qa.append(("colour", f"what colour is the {desc} ?", obj["colour"]))
     # count of one colour (sometimes an absent colour -> zero)
-    if rng.random() < 0.15:
-        absent = [c for c in COLOUR_NAMES if c not in colours]
+    absent = [c for c in COLOUR_NAMES if c not in colours]
+    if rng.random() < 0.15 and absent:
         asked = rng.choice(absent)
     else:
         asked = count_colour
