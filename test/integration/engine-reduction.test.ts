@@ -6,7 +6,7 @@ import { LlavaEngine } from '../../src/engine/engine';
 import { StepRecord } from '../../src/reduction/paradigm';
 import { cosineMatrix } from '../../src/reduction/arrays';
 import { METHODS, planHooks, planReduction } from '../../src/reduction/registry';
-import { ReductionHook } from '../../src/reduction/tokenState';
+import { HookSite, ReductionHook, SiteView } from '../../src/reduction/tokenState';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures');
 const QUESTION = 'what colour is the big box ?';
@@ -52,57 +52,44 @@ describe('every reduction method runs end to end on the engine fixture', () => {
 });
 
 describe('the engine computes what hooks ask for', () => {
-  test('hidden-state cosine similarity from the graph equals the one computed from the same hidden states', async () => {
-    const engine = await LlavaEngine.load(path.join(FIXTURES, 'tiny-llava-llama'));
-    try {
-      const pixels = await engine.pixelValues(fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png')), 'shapes.png');
-      const ids = engine.text.encode(engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }]));
-      for (const site of ['projector', 'llm:1'] as const) {
-        let checked = false;
-        const hook: ReductionHook = {
-          site,
-          needs: { hiddenCosine: true },
-          reduce(view) {
-            const expected = cosineMatrix(view.hidden, view.count, view.width);
-            assert.equal(view.hiddenCosine?.length, view.count * view.count);
-            for (let i = 0; i < expected.length; i++) assert.ok(Math.abs(view.hiddenCosine![i] - expected[i]) < 1e-5);
-            checked = true;
-            return view;
-          },
-        };
-        await engine.generate(ids, [pixels], { maxNewTokens: 1, hooks: [hook] });
-        assert.ok(checked, `the hook at ${site} ran`);
-      }
-    } finally {
-      await engine.dispose();
+  let engine: LlavaEngine;
+  before(async () => {
+    engine = await LlavaEngine.load(path.join(FIXTURES, 'tiny-llava-llama'));
+  });
+  after(() => engine.dispose());
+
+  /** Runs `check` on the view a hook with `needs` sees at each site, and fails if a hook never ran. */
+  async function checkViews(sites: readonly HookSite[], needs: ReductionHook['needs'], check: (view: SiteView) => void): Promise<void> {
+    const pixels = await engine.pixelValues(fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png')), 'shapes.png');
+    const ids = engine.text.encode(engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }]));
+    for (const site of sites) {
+      let checked = false;
+      const hook: ReductionHook = {
+        site,
+        needs,
+        reduce(view) {
+          check(view);
+          checked = true;
+          return view;
+        },
+      };
+      await engine.generate(ids, [pixels], { maxNewTokens: 1, hooks: [hook] });
+      assert.ok(checked, `the hook at ${site} ran`);
     }
+  }
+
+  function assertClose(actual: Float32Array | undefined, expected: Float32Array): void {
+    assert.equal(actual?.length, expected.length);
+    for (let i = 0; i < expected.length; i++) assert.ok(Math.abs(actual![i] - expected[i]) < 1e-5);
+  }
+
+  test('hidden-state cosine similarity from the graph equals the one computed from the same hidden states', async () => {
+    await checkViews(['projector', 'llm:1'], { hiddenCosine: true }, (view) => assertClose(view.hiddenCosine, cosineMatrix(view.hidden, view.count, view.width)));
   });
 
   test('key cosine similarity from the graph equals the one computed from the same head-averaged keys', async () => {
-    const engine = await LlavaEngine.load(path.join(FIXTURES, 'tiny-llava-llama'));
-    try {
-      const pixels = await engine.pixelValues(fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png')), 'shapes.png');
-      const ids = engine.text.encode(engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }]));
-      for (const site of ['vision:1', 'llm:1'] as const) {
-        let checked = false;
-        const hook: ReductionHook = {
-          site,
-          needs: { keys: true, keyCosine: true },
-          reduce(view) {
-            const headDim = view.meanKeys!.length / view.keyCount;
-            const expected = cosineMatrix(view.meanKeys!, view.keyCount, headDim);
-            assert.equal(view.keyCosine?.length, view.keyCount * view.keyCount);
-            for (let i = 0; i < expected.length; i++) assert.ok(Math.abs(view.keyCosine![i] - expected[i]) < 1e-5);
-            checked = true;
-            return view;
-          },
-        };
-        await engine.generate(ids, [pixels], { maxNewTokens: 1, hooks: [hook] });
-        assert.ok(checked, `the hook at ${site} ran`);
-      }
-    } finally {
-      await engine.dispose();
-    }
+    await checkViews(['vision:1', 'llm:1'], { keys: true, keyCosine: true }, (view) =>
+      assertClose(view.keyCosine, cosineMatrix(view.meanKeys!, view.keyCount, view.meanKeys!.length / view.keyCount)));
   });
 });
 
