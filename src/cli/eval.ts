@@ -96,7 +96,7 @@ export async function evalCommand(args: string[]): Promise<number> {
     const rows: Row[] = [await evaluate(engine, items, 'none', undefined, maxNewTokens)];
     for (const method of methods) for (const budget of budgets) rows.push(await evaluate(engine, items, method, budget, maxNewTokens));
     const types = [...new Set(items.map((item) => item.type))].sort();
-    const table = reportTable(rows, types);
+    const table = reportTable(rows, types) + '\n\n' + baselineTable(items, types);
     fs.mkdirSync(values.out, { recursive: true });
     const header = `# ${name}\n\nModel ${values.model}, ${items.length} items of ${values.data}; greedy answers of at most ${maxNewTokens} tokens; ` +
       `an answer is right when it starts with the expected words. FLOPs are analytic prefill FLOPs (src/flops); prefill ms is measured vision + LLM prefill on this machine.\n\n`;
@@ -146,7 +146,8 @@ function percent(correct: number, total: number): string {
 }
 
 function reportTable(rows: Row[], types: string[]): string {
-  const header = ['method', 'budget', 'visual tokens kept', 'accuracy %', ...types.map((t) => `${t} %`), 'GFLOPs', 'prefill ms'];
+  const header = ['method', 'budget', 'visual tokens kept', 'accuracy %', 'of full-token %', ...types.map((t) => `${t} %`), 'GFLOPs', 'prefill ms'];
+  const full = rows[0].correct / rows[0].total;
   return [
     `| ${header.join(' | ')} |`,
     `|${header.map((_, i) => (i < 2 ? '---' : '---:')).join('|')}|`,
@@ -156,11 +157,36 @@ function reportTable(rows: Row[], types: string[]): string {
         r.budget,
         r.keptTokens.toFixed(1),
         percent(r.correct, r.total),
+        full === 0 ? '–' : ((100 * r.correct) / r.total / full).toFixed(1),
         ...types.map((t) => percent(r.correctByType.get(t) ?? 0, r.totalByType.get(t) ?? 0)),
         (r.flops / 1e9).toFixed(3),
         r.prefillMs.toFixed(1),
       ].join(' | ')} |`,
     ),
+  ].join('\n');
+}
+
+/**
+ * What answering without the image scores, from the set itself: a uniform guess among the answers a question
+ * type has in the set, and always giving the type's most common answer.
+ */
+function baselineTable(items: EvalItem[], types: string[]): string {
+  const answersByType = new Map<string, Map<string, number>>();
+  for (const item of items) {
+    const answers = answersByType.get(item.type) ?? new Map<string, number>();
+    answers.set(item.answer, (answers.get(item.answer) ?? 0) + 1);
+    answersByType.set(item.type, answers);
+  }
+  const uniform = (t: string) => 1 / answersByType.get(t)!.size;
+  const majority = (t: string) => Math.max(...answersByType.get(t)!.values());
+  const count = (t: string) => items.filter((item) => item.type === t).length;
+  const row = (name: string, overall: number, perType: (t: string) => number) =>
+    `| ${[name, (100 * overall).toFixed(1), ...types.map((t) => (100 * perType(t)).toFixed(1))].join(' | ')} |`;
+  return [
+    `| baseline without the image | accuracy % | ${types.map((t) => `${t} %`).join(' | ')} |`,
+    `|---|${types.map(() => '---:').join('|')}|---:|`,
+    row('uniform guess among the type\'s answers', items.reduce((sum, item) => sum + uniform(item.type), 0) / items.length, uniform),
+    row('the type\'s most common answer', types.reduce((sum, t) => sum + majority(t), 0) / items.length, (t) => majority(t) / count(t)),
   ].join('\n');
 }
 

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import { findBuiltinModel } from '../engine/builtinModel';
 import { AnswerStats, LlavaEngine } from '../engine/engine';
 import { FicocoError } from '../engine/errors';
 import { PROVIDERS, ProviderSetting } from '../engine/runtime/provider';
@@ -12,9 +13,10 @@ import { FLOPS_USAGE, flopsCommand } from './flops';
 import { REDUCE_USAGE, reduceCommand } from './reduce';
 
 const ASK_USAGE = `Usage:
-  ficoco ask --model DIR --image FILE [--image FILE ...] [options] "question"
+  ficoco ask [--model DIR] --image FILE [--image FILE ...] [options] "question"
 
 Options:
+  --model DIR          a Hugging Face LLaVA model folder (default: the built-in tiny-llava-screens)
   --method NAME        visual token reduction (see \`ficoco methods\`); none by default
   --budget N           visual tokens kept per image (e.g. 64), or a share (25% or 0.25)
   --param NAME=VALUE   a method parameter (repeatable)
@@ -62,7 +64,8 @@ async function ask(args: string[]): Promise<number> {
     },
   });
   if ((values.method === undefined) !== (values.budget === undefined)) throw new FicocoError('--method and --budget go together: e.g. --method ficoco-v --budget 64.', 'input');
-  if (!values.model) throw new FicocoError('--model DIR is required: a Hugging Face LLaVA model folder.', 'input');
+  const modelDir = values.model ?? findBuiltinModel(__dirname);
+  if (modelDir === undefined) throw new FicocoError('--model DIR is required: this package has no built-in model (models/tiny-llava-screens).', 'input');
   const images = values.image ?? [];
   if (images.length === 0) throw new FicocoError('--image FILE is required: the screenshot or diagram to ask about.', 'input');
   const provider = values.provider as ProviderSetting;
@@ -74,7 +77,7 @@ async function ask(args: string[]): Promise<number> {
     if (!fs.existsSync(file)) throw new FicocoError(`${file} does not exist.`, 'image');
     return { bytes: fs.readFileSync(file), name: path.basename(file) };
   });
-  const engine = await LlavaEngine.load(values.model, { provider, threads: values.threads ? integer('--threads', values.threads, 1) : undefined });
+  const engine = await LlavaEngine.load(modelDir, { provider, threads: values.threads ? integer('--threads', values.threads, 1) : undefined });
   try {
     const answer = await engine.ask({
       reduction: values.method === undefined ? undefined : { method: values.method, budget: budgetArg(values.budget!), params: paramArgs(values.param) },

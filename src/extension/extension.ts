@@ -5,6 +5,7 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { BUILTIN_MODEL_PATH } from '../engine/builtinModel';
 import { LoadParams, MAX_IMAGE_BYTES, PROVIDER_SETTINGS, ProviderSetting } from '../protocol/engine';
 import { AnswerPanel } from './answerPanel';
 import { EngineClient, EngineError } from './engineClient';
@@ -122,7 +123,7 @@ async function modelSettings(context: vscode.ExtensionContext): Promise<LoadPara
     }
     return { modelDir, provider: provider as ProviderSetting };
   }
-  const bundled = vscode.Uri.joinPath(context.extensionUri, 'models', 'default');
+  const bundled = vscode.Uri.joinPath(context.extensionUri, ...BUILTIN_MODEL_PATH);
   if (!(await exists(vscode.Uri.joinPath(bundled, 'config.json')))) {
     throw new UserFacingError(
       `No model is set up yet. Set ficoco.modelPath to a LLaVA model folder (a Hugging Face download with ${MODEL_FILES}).`,

@@ -10,3 +10,11 @@ export function throwsFicoco(fn: () => unknown, kind: FicocoErrorKind, message: 
     return true;
   });
 }
+
+/** Largest elementwise |a − b| (asserts equal lengths). */
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length, 'lengths differ');
+  let max = 0;
+  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i] - b[i]));
+  return max;
+}

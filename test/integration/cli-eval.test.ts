@@ -35,6 +35,8 @@ test('ficoco eval scores each method and budget and writes the table and chart',
   assert.equal(await evalCommand(['--model', MODEL, '--data', path.join(dir, 'set.jsonl'), '--methods', 'ficoco-v,fastv', '--budgets', '12,4', '--out', out, '--name', 'check']), 0);
   const table = fs.readFileSync(path.join(out, 'check.md'), 'utf8');
   assert.match(table, /\| none \| all \| 36\.0 \| 100\.0 \| 100\.0 \| 100\.0 \|/);
+  // Two items of different types, one answer each: both baselines score 100 % per type.
+  assert.match(table, /\| uniform guess among the type's answers \| 100\.0 \| 100\.0 \| 100\.0 \|/);
   for (const row of ['ficoco-v | 12 | 12.0', 'ficoco-v | 4 | 4.0', 'fastv | 12 | 12.0', 'fastv | 4 | 4.0']) assert.ok(table.includes(`| ${row} |`), row);
   const svg = fs.readFileSync(path.join(out, 'check.svg'), 'utf8');
   assert.equal((svg.match(/<polyline/g) ?? []).length, 2, 'one line per method');

@@ -6,6 +6,7 @@ import { LlavaEngine } from '../../src/engine/engine';
 import { WeightIndex } from '../../src/engine/weights/safetensors';
 import { HookSite } from '../../src/reduction/tokenState';
 import { keepEveryOtherVisualToken } from '../helpers/hooks';
+import { maxAbsDiff } from '../helpers/assertions';
 
 /** Reference outputs of tools/reference/model.py (independent PyTorch implementation), see tools/make_fixture.py. */
 interface ReferenceCase {
@@ -23,13 +24,6 @@ const HOOK_VARIANTS: Record<string, HookSite> = { projector_even: 'projector', v
 const LOGIT_TOLERANCE = 1e-3;
 /** float16 keeps ~3 significant digits; logits here reach ±9 */
 const HALF_PRECISION_TOLERANCE = 0.1;
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length, 'lengths differ');
-  let max = 0;
-  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i] - b[i]));
-  return max;
-}
 
 for (const model of MODELS) {
   describe(`engine matches the PyTorch reference: ${model}`, () => {

@@ -7,15 +7,9 @@ import { WeightIndex } from '../../src/engine/weights/safetensors';
 import { stepHook } from '../../src/reduction/paradigm';
 import { planHooks, planReduction } from '../../src/reduction/registry';
 import { ReductionHook } from '../../src/reduction/tokenState';
+import { maxAbsDiff } from '../helpers/assertions';
 
 const DIR = path.join(__dirname, '..', 'fixtures', 'tiny-llava-llama');
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length, 'lengths differ');
-  let max = 0;
-  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i] - b[i]));
-  return max;
-}
 
 describe('ToMe in the engine (tiny-llava-llama: 6×6 patches, 3 vision layers)', () => {
   let engine: LlavaEngine;

@@ -62,12 +62,16 @@ def rms_norm(x, weight, eps):
     return weight * (x.float() * torch.rsqrt(variance + eps))
 
 
-def attention(q, k, v, mask=None):
-    """q [heads, Lq, d], k/v [heads, Lk, d]; mask [Lq, Lk] bool (True = may attend)."""
+def attention(q, k, v, mask=None, probs_out=None):
+    """q [heads, Lq, d], k/v [heads, Lk, d]; mask [Lq, Lk] bool (True = may attend).
+    probs_out: a list that receives the attention probabilities [heads, Lq, Lk] (for training objectives)."""
     scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    return torch.softmax(scores, dim=-1) @ v
+    probs = torch.softmax(scores, dim=-1)
+    if probs_out is not None:
+        probs_out.append(probs)
+    return probs @ v
 
 
 def split_heads(x, heads):
@@ -171,7 +175,7 @@ class LlavaReference:
         tc = self.text_config
         return tc.get("head_dim") or tc["hidden_size"] // tc["num_attention_heads"]
 
-    def decoder_attention(self, x, positions, prefix, layer_cache):
+    def decoder_attention(self, x, positions, prefix, layer_cache, probs_out=None):
         tc = self.text_config
         heads, kv_heads = tc["num_attention_heads"], tc["num_key_value_heads"]
         theta = tc.get("rope_theta", 10000.0)
@@ -185,14 +189,14 @@ class LlavaReference:
         repeats = heads // kv_heads
         k_all = layer_cache["k"].repeat_interleave(repeats, dim=-3)
         v_all = layer_cache["v"].repeat_interleave(repeats, dim=-3)
-        out = attention(q, k_all, v_all, causal_mask_with_past(x.shape[-2], past_length))
+        out = attention(q, k_all, v_all, causal_mask_with_past(x.shape[-2], past_length), probs_out)
         return self.linear(merge_heads(out), f"{prefix}.o_proj")
 
-    def decoder_layer(self, index, x, positions, layer_cache, keep=None):
+    def decoder_layer(self, index, x, positions, layer_cache, keep=None, probs_out=None):
         prefix = f"text.layers.{index}"
         eps = self.text_config["rms_norm_eps"]
         normed = rms_norm(x, self.w[f"{prefix}.input_layernorm.weight"], eps)
-        x = x + self.decoder_attention(normed, positions, f"{prefix}.self_attn", layer_cache)
+        x = x + self.decoder_attention(normed, positions, f"{prefix}.self_attn", layer_cache, probs_out)
         if keep is not None:
             x, positions = x[keep], positions[keep]
         normed = rms_norm(x, self.w[f"{prefix}.post_attention_layernorm.weight"], eps)
