@@ -108,6 +108,9 @@ WORD_FOCUS_LAYER = 0
 # Per-patch targets that need relations between patches (which box an arrow ends at, how many shapes share a
 # colour) learn slowest; they weigh more.
 PATCH_HEAD_WEIGHTS = {"arrow_target": 3.0, "arrow_source": 3.0, "count": 3.0}
+# ... and get an attention objective too: in this vision layer, head 0 of every box patch looks at the box
+# patches the arrow's head overlaps, and head 0 of every shape patch at the centres of the shapes of its colour.
+VISION_FOCUS_LAYER = 2
 IMAGE_FOCUS_LAYERS = (1, 2)
 FOCUS_HEADS = 2
 
@@ -169,22 +172,26 @@ class TinyLlava(nn.Module):
         self.aux_heads = nn.ModuleDict({name: nn.Linear(d, classes) for name, classes in scenes.AUX_HEADS.items()})
         self.patch_heads = nn.ModuleDict({name: nn.Linear(d, classes) for name, classes in scenes.PATCH_HEADS.items()})
         # Probes on the answer position inside the decoder (discarded like the other heads): after
-        # WORD_FOCUS_LAYER it names the question's words and type; after the last image focus layer, the answer.
+        # WORD_FOCUS_LAYER it names the words of the first and of the second thing the question refers to, and
+        # the question type; after the last image focus layer, the answer and where those things are.
         h, vocab_size = config["text_config"]["hidden_size"], config["text_config"]["vocab_size"]
         self.answer_probes = nn.ModuleDict({
-            "question_words": nn.Linear(h, vocab_size),
+            "first_words": nn.Linear(h, vocab_size),
+            "second_words": nn.Linear(h, vocab_size),
             "question_type": nn.Linear(h, len(scenes.QUESTION_TYPES)),
             "answer": nn.Linear(h, vocab_size),
             **{f"{thing}_{axis}": nn.Linear(h, scenes.GRID) for thing in ("first", "second") for axis in ("row", "column")},
         })
 
     def vision(self, pixel_values):
-        """[B, 3, H, W] -> (projected visual tokens [B, 144, h], selected patch features [B, 144, d], pooled [CLS] [B, d])."""
+        """[B, 3, H, W] -> (projected visual tokens [B, 144, h], selected patch features [B, 144, d], pooled [CLS] [B, d],
+        attention of vision layer VISION_FOCUS_LAYER [B, heads, 145, 145])."""
         ref = self.ref
-        states = ref.vision_hidden_states(pixel_values)
+        attention = {VISION_FOCUS_LAYER: []}
+        states = ref.vision_hidden_states(pixel_values, attention_out=attention)
         selected = states[self.config["vision_feature_layer"]][:, 1:]
         pooled = ref.layer_norm(states[-1][:, 0], "vision.post_layernorm")
-        return ref.projector(selected), selected, pooled
+        return ref.projector(selected), selected, pooled, attention[VISION_FOCUS_LAYER][0]
 
     def head_parameters(self):
         return [p for heads in (self.aux_heads, self.patch_heads, self.answer_probes) for p in heads.parameters()]
@@ -238,9 +245,10 @@ def make_batch(seeds, vocab, num_image_tokens, questions_per_type=None):
 
     questions_per_type: train on up to that many of every question each scene can answer per type (sampled,
     seeded by the scene); None = the scene's own questions, one per type, as in the evaluation sets."""
-    pixels, rows, aux, patch, patch_words = [], [], collections.defaultdict(list), collections.defaultdict(list), []
+    pixels, rows, aux, patch, patch_words, vision_focus = [], [], collections.defaultdict(list), collections.defaultdict(list), [], []
     for image_index, seed in enumerate(seeds):
         scene = scenes.make_scene(seed)
+        vision_focus.append(relation_focus(scene.patch_labels))
         pixels.append(preprocess_pil(scene.image, SPEC["preprocessor"]))
         for name in scenes.AUX_HEADS:
             aux[name].append(scene.aux[name])
@@ -256,7 +264,7 @@ def make_batch(seeds, vocab, num_image_tokens, questions_per_type=None):
     image_position = rows[0][1].index(vocab["<image>"])
     focus = torch.zeros(len(rows), FOCUS_HEADS, image_position + num_image_tokens + length - (image_position + 1))
     word_focus = torch.zeros_like(focus)
-    focus_words = torch.zeros(len(rows), len(vocab))
+    focus_words = torch.zeros(len(rows), FOCUS_HEADS, len(vocab))
     # where[first_row][n]: the row of the patch in the middle of the first thing question n refers to, ...
     where = {f"{thing}_{axis}": torch.full((len(rows),), scenes.IGNORE) for thing in ("first", "second") for axis in ("row", "column")}
     input_ids = torch.full((len(rows), length), vocab["<pad>"], dtype=torch.long)
@@ -268,7 +276,7 @@ def make_batch(seeds, vocab, num_image_tokens, questions_per_type=None):
             # question word k is the k-th token after <image> (the template puts only whitespace between them)
             word_focus[row, head, [image_position + num_image_tokens + k for k in words]] = 1.0
             for k in words:
-                focus_words[row, ids[image_position + 1 + k]] += 1.0
+                focus_words[row, head, ids[image_position + 1 + k]] += 1.0
             if patches:
                 thing = ("first", "second")[head]
                 where[f"{thing}_row"][row] = round(sum(p // scenes.GRID for p in patches) / len(patches))
@@ -288,12 +296,28 @@ def make_batch(seeds, vocab, num_image_tokens, questions_per_type=None):
         "type_ids": torch.tensor([scenes.QUESTION_TYPES.index(r[3]) for r in rows]),
         "focus": focus,
         "word_focus": word_focus,
-        "focus_words": focus_words / focus_words.sum(-1, keepdim=True),
+        "focus_words": focus_words / focus_words.sum(-1, keepdim=True).clamp(min=1.0),
         "where": where,
         "patch_words": torch.stack(patch_words),
+        "vision_focus": torch.stack(vision_focus),
         "aux": {name: torch.tensor(values) for name, values in aux.items()},
         "patch": {name: torch.tensor(values) for name, values in patch.items()},
     }
+
+
+def relation_focus(labels):
+    """[144, 145] keys (0 = [CLS], 1 + p = patch p) each patch should attend to in VISION_FOCUS_LAYER: for box
+    patches, boxes under the arrow's head; for shape patches, the centres of shapes of the same colour."""
+    focus = torch.zeros(len(labels["colour"]), 1 + len(labels["colour"]))
+    box = scenes.PATCH_KINDS.index("box")
+    kinds, colours = labels["kind"], labels["colour"]
+    under_head = [p for p in range(len(kinds)) if kinds[p] == box and labels["arrow_head"][p]]
+    for query in range(len(kinds)):
+        if kinds[query] == box:
+            focus[query, [1 + p for p in under_head]] = 1.0
+        elif kinds[query] > 0:
+            focus[query, [1 + p for p in range(len(kinds)) if labels["centre"][p] and colours[p] == colours[query]]] = 1.0
+    return focus
 
 
 def sample_per_type(scene, seed, limit):
@@ -305,16 +329,21 @@ def sample_per_type(scene, seed, limit):
 
 
 def losses(model, batch):
-    features, patches, pooled = model.vision(batch["pixels"])
+    features, patches, pooled, vision_attention = model.vision(batch["pixels"])
     layers = (WORD_FOCUS_LAYER, *IMAGE_FOCUS_LAYERS)
     logits, focus_attention, layer_outputs = model.answer_logits(features, batch["image_index"], batch["input_ids"], batch["target_positions"], layers)
     attention_loss = focus_loss([focus_attention[WORD_FOCUS_LAYER]], batch["word_focus"])
-    # Probes give the answer position direct signals: after WORD_FOCUS_LAYER it holds the words the question
-    # refers to (the image focus layers' queries are built from them) and the question type; after the last
-    # image focus layer, the answer. Separate probes, not the LM head, so these states keep their own subspaces.
+    # Probes give the answer position direct signals: after WORD_FOCUS_LAYER it holds the words of the first and
+    # of the second thing the question refers to, apart (the image focus heads' queries are built from them), and
+    # the question type; after the last image focus layer, the answer. Separate probes, not the LM head, so
+    # these states keep their own subspaces.
     probes = model.answer_probes
     words_state, answer_state = layer_outputs[WORD_FOCUS_LAYER], layer_outputs[IMAGE_FOCUS_LAYERS[-1]]
-    attention_loss = attention_loss - (batch["focus_words"] * F.log_softmax(probes["question_words"](words_state), -1)).sum(-1).mean()
+    for head, thing in enumerate(("first", "second")):
+        targets = batch["focus_words"][:, head]
+        named = targets.sum(-1) > 0
+        if bool(named.any()):
+            attention_loss = attention_loss - (targets[named] * F.log_softmax(probes[f"{thing}_words"](words_state[named]), -1)).sum(-1).mean()
     attention_loss = attention_loss + F.cross_entropy(probes["question_type"](words_state), batch["type_ids"])
     attention_loss = attention_loss + 0.5 * F.cross_entropy(probes["answer"](answer_state), batch["targets"][:, 0])
     # ... and where the things the question refers to are (relative positions compare them).
@@ -322,6 +351,8 @@ def losses(model, batch):
         if bool((target != scenes.IGNORE).any()):
             attention_loss = attention_loss + 0.25 * F.cross_entropy(probes[name](answer_state), target, ignore_index=scenes.IGNORE)
     attention_loss = attention_loss + focus_loss([focus_attention[layer] for layer in IMAGE_FOCUS_LAYERS], batch["focus"])
+    patch_queries = vision_attention[:, 0, 1:, None].flatten(0, 1)  # [B * 144, 1, 145]: head 0 of each patch as a query
+    attention_loss = attention_loss + focus_loss([patch_queries], batch["vision_focus"].flatten(0, 1)[:, None])
     answer_loss = F.cross_entropy(logits[:, 0], batch["targets"][:, 0])
     eos_loss = F.cross_entropy(logits[:, 1], batch["targets"][:, 1])
     aux_loss = sum(F.cross_entropy(head(pooled), batch["aux"][name]) for name, head in model.aux_heads.items()) / len(model.aux_heads)

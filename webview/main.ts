@@ -1,12 +1,12 @@
-/** The webview's entry point (bundled to dist/webview.js): registers the components the page uses and connects the transcript. */
+/** The webview's entry point (bundled to dist/webview.js): registers the components the page uses and starts the chat. */
 // Only the components used are imported, so the bundle carries only them (and Lit).
 import '@vscode-elements/elements/dist/vscode-button/index.js';
 import type { WebviewMessage } from '../src/protocol/webview';
-import { startTranscriptView } from './transcriptView';
+import { startChat } from './chat';
 
 /** Provided by VS Code inside webviews; callable once per page. */
 declare function acquireVsCodeApi(): { postMessage(message: WebviewMessage): void };
 
 const vscode = acquireVsCodeApi();
-const view = startTranscriptView(document, (message) => vscode.postMessage(message));
-window.addEventListener('message', (event: MessageEvent<unknown>) => view.receive(event.data));
+const chat = startChat(document, (message) => vscode.postMessage(message));
+window.addEventListener('message', (event: MessageEvent<unknown>) => chat.receive(event.data));

@@ -1,79 +1,165 @@
 /**
- * Draws the transcript the extension sends and reports the user's actions back. Every function takes
- * the Document (or an element of it) so it runs under happy-dom in tests as well as in the webview.
- * Answers are plain text (textContent), never HTML: model output is not trusted markup.
+ * Draws the conversation the extension sends: each turn's question and images, its answer as sanitized
+ * markdown (streamed), the stats line, and the turn's actions — Stop while it runs; Show reduction and
+ * Compare with full tokens once it is done. Every function takes the Document (or an element of it) so it
+ * runs under happy-dom in tests as well as in the webview.
  */
-import { AnswerStatsView, AnswerStopReason, HostMessage, MessageError, Turn, WebviewMessage, parseHostMessage } from '../src/protocol/webview';
+import type { AnswerStatsView, Reply, ReplyKind, Turn } from '../src/protocol/webview';
+import { CodeActions, renderMarkdown } from './markdown';
+import { reductionFigure } from './overlay';
 
 /** What the user can ask of the extension from the transcript. */
-export interface TranscriptActions {
+export interface TranscriptActions extends CodeActions {
   stop(turnId: string): void;
+  compare(turnId: string): void;
 }
 
-export interface TranscriptView {
-  /** applies one message from the extension; malformed ones are reported on the console and ignored */
-  receive(data: unknown): void;
-}
+const REPLY_TITLES: Record<ReplyKind, string> = { answer: 'Answer', full: 'Full tokens' };
 
-/**
- * Wires the page's #transcript to the extension: messages in through receive(), Stop clicks and Escape
- * out through postMessage, and says `ready` so the extension sends the transcript so far.
- */
-export function startTranscriptView(doc: Document, postMessage: (message: WebviewMessage) => void): TranscriptView {
-  const container = doc.getElementById('transcript');
-  if (!container) throw new Error('The page has no #transcript element.');
-  const actions: TranscriptActions = { stop: (turnId) => postMessage({ type: 'stop', turnId }) };
-  doc.addEventListener('keydown', (event) => {
-    if (event.key !== 'Escape') return;
-    const running = latestRunningTurn(container);
-    if (running) stopTurn(running, actions);
-  });
-  postMessage({ type: 'ready' });
-  return {
-    receive(data) {
-      let message: HostMessage;
-      try {
-        message = parseHostMessage(data);
-      } catch (error) {
-        if (!(error instanceof MessageError)) throw error;
-        console.error(`FiCoCo: ignored a message from the extension: ${error.message}`);
-        return;
-      }
-      applyHostMessage(container, message, actions);
-    },
-  };
-}
+export class TranscriptView {
+  /** the text of every reply, by turn and kind: streamed pieces are appended here and the markdown redrawn */
+  private readonly texts = new Map<string, string>();
 
-export function applyHostMessage(container: HTMLElement, message: HostMessage, actions: TranscriptActions): void {
-  const doc = container.ownerDocument;
-  switch (message.type) {
-    case 'transcript':
-      container.replaceChildren(...message.turns.map((turn) => renderTurn(doc, turn, actions)));
-      return;
-    case 'turnAdded': {
-      const element = renderTurn(doc, message.turn, actions);
-      container.append(element);
-      element.scrollIntoView?.({ block: 'end' });
-      return;
+  constructor(
+    private readonly container: HTMLElement,
+    private readonly actions: TranscriptActions,
+  ) {}
+
+  showTurns(turns: Turn[]): void {
+    this.texts.clear();
+    this.container.replaceChildren(...turns.map((turn) => this.renderTurn(turn)));
+  }
+
+  addTurn(turn: Turn): void {
+    const element = this.renderTurn(turn);
+    this.container.append(element);
+    element.scrollIntoView?.({ block: 'end' });
+  }
+
+  /** Redraws a turn whose state changed (an answer ended, a comparison started or ended, a speedup arrived). */
+  updateTurn(turn: Turn): void {
+    const old = this.findTurn(turn.id);
+    if (old) old.replaceWith(this.renderTurn(turn));
+    else this.addTurn(turn);
+  }
+
+  appendText(turnId: string, kind: ReplyKind, text: string): void {
+    const section = this.findTurn(turnId)?.querySelector<HTMLElement>(`.reply[data-reply="${kind}"]`);
+    if (!section) return;
+    const key = `${turnId}/${kind}`;
+    const full = (this.texts.get(key) ?? '') + text;
+    this.texts.set(key, full);
+    if (section.dataset.status === 'waiting') {
+      section.dataset.status = 'streaming';
+      section.querySelector('.waiting')?.remove();
     }
-    case 'answerText':
-      appendAnswerText(container, message.turnId, message.text);
-      return;
-    case 'answerDone':
-      finishTurn(container, message.turnId, message.stopReason, message.stats);
-      return;
-    case 'answerError':
-      showTurnError(container, message.turnId, message.message);
-      return;
+    renderMarkdown(section.querySelector<HTMLElement>('.reply-body')!, full, this.actions);
+  }
+
+  /** The newest turn still answering (either reply), which Escape stops. */
+  runningTurnId(): string | undefined {
+    const running = [...this.container.querySelectorAll<HTMLElement>('.reply')].filter((r) => r.dataset.status === 'waiting' || r.dataset.status === 'streaming');
+    return running.at(-1)?.closest<HTMLElement>('.turn')?.dataset.turnId;
+  }
+
+  /** Stops the turn once: its Stop buttons are disabled until the extension says how it ended. */
+  stop(turnId: string): void {
+    const stops = [...(this.findTurn(turnId)?.querySelectorAll('.stop') ?? [])];
+    if (stops.length === 0 || stops.every((stop) => stop.hasAttribute('disabled'))) return;
+    for (const stop of stops) {
+      stop.setAttribute('disabled', '');
+      stop.textContent = 'Stopping…';
+    }
+    this.actions.stop(turnId);
+  }
+
+  private renderTurn(turn: Turn): HTMLElement {
+    const doc = this.container.ownerDocument;
+    const element = doc.createElement('article');
+    element.className = 'turn';
+    element.dataset.turnId = turn.id;
+    const replies = doc.createElement('div');
+    replies.className = turn.full ? 'replies compared' : 'replies';
+    replies.append(this.renderReply(turn, 'answer', turn.answer));
+    if (turn.full) replies.append(this.renderReply(turn, 'full', turn.full));
+    element.append(renderQuestion(doc, turn), replies);
+    const answering = [turn.answer, turn.full].some((reply) => reply && (reply.status === 'waiting' || reply.status === 'streaming'));
+    if (answering) element.setAttribute('aria-busy', 'true');
+    else if (turn.answer.status === 'done') element.append(...this.turnActions(turn));
+    return element;
+  }
+
+  private renderReply(turn: Turn, kind: ReplyKind, reply: Reply): HTMLElement {
+    const doc = this.container.ownerDocument;
+    const section = doc.createElement('section');
+    section.className = 'reply';
+    section.dataset.reply = kind;
+    section.dataset.status = reply.status;
+    if (turn.full) {
+      const title = doc.createElement('h3');
+      title.textContent = kind === 'full' ? REPLY_TITLES.full : `${REPLY_TITLES.answer}${reply.stats?.reduction ? ` (${reply.stats.reduction.method}, ${reply.stats.reduction.budget})` : ''}`;
+      section.append(title);
+    }
+    const body = doc.createElement('div');
+    body.className = 'reply-body';
+    this.texts.set(`${turn.id}/${kind}`, reply.text);
+    renderMarkdown(body, reply.text, this.actions);
+    section.append(body);
+    if (reply.status === 'waiting' || reply.status === 'streaming') {
+      const controls = doc.createElement('div');
+      controls.className = 'controls';
+      if (reply.status === 'waiting') {
+        const waiting = doc.createElement('span');
+        waiting.className = 'waiting';
+        waiting.textContent = 'Waiting for the engine…';
+        controls.append(waiting);
+      }
+      controls.append(button(doc, 'Stop', 'stop', 'Stop this answer (Escape)', () => this.stop(turn.id)));
+      section.append(controls);
+      return section;
+    }
+    if (reply.status === 'error') {
+      section.append(paragraph(doc, 'error', reply.error ?? 'The answer failed.'));
+      return section;
+    }
+    if (reply.stopReason === 'cancelled') section.append(paragraph(doc, 'note', 'Stopped.'));
+    if (reply.stopReason === 'max-tokens') section.append(paragraph(doc, 'note', 'The answer reached the token limit (ficoco.maxNewTokens).'));
+    if (reply.stats) section.append(paragraph(doc, 'stats', formatStats(reply.stats)));
+    return section;
+  }
+
+  /** Show reduction (when the answer was reduced and the images have previews) and Compare with full tokens. */
+  private turnActions(turn: Turn): HTMLElement[] {
+    const doc = this.container.ownerDocument;
+    const bar = doc.createElement('div');
+    bar.className = 'turn-actions';
+    const reductions = turn.answer.stats?.imageReductions ?? [];
+    const figures = doc.createElement('div');
+    figures.className = 'reduction-figures';
+    figures.hidden = true;
+    const shown = turn.images.flatMap((image, i) => (image.src && reductions[i] ? [reductionFigure(doc, image, reductions[i])] : []));
+    if (shown.length > 0) {
+      figures.append(...shown);
+      const toggle = button(doc, 'Show reduction', 'show-reduction', 'Draw the image with the patches the model kept, merged and dropped', () => {
+        figures.hidden = !figures.hidden;
+        toggle.textContent = figures.hidden ? 'Show reduction' : 'Hide reduction';
+        toggle.setAttribute('aria-expanded', String(!figures.hidden));
+      });
+      toggle.setAttribute('aria-expanded', 'false');
+      bar.append(toggle);
+    }
+    if (turn.answer.stats?.reduction && !turn.full) {
+      bar.append(button(doc, 'Compare with full tokens', 'compare', 'Answer the same question with every visual token, side by side', () => this.actions.compare(turn.id)));
+    }
+    return bar.childElementCount > 0 ? [bar, figures] : [];
+  }
+
+  private findTurn(turnId: string): HTMLElement | undefined {
+    return [...this.container.querySelectorAll<HTMLElement>('.turn')].find((element) => element.dataset.turnId === turnId);
   }
 }
 
-/** One question with its images, the answer so far, and what follows it: Stop while running, then stats or the error. */
-export function renderTurn(doc: Document, turn: Turn, actions: TranscriptActions): HTMLElement {
-  const element = doc.createElement('article');
-  element.className = 'turn';
-  element.dataset.turnId = turn.id;
-
+function renderQuestion(doc: Document, turn: Turn): HTMLElement {
   const question = doc.createElement('div');
   question.className = 'question';
   for (const image of turn.images) {
@@ -85,136 +171,44 @@ export function renderTurn(doc: Document, turn: Turn, actions: TranscriptActions
       thumbnail.title = image.name;
       question.append(thumbnail);
     } else {
-      const name = doc.createElement('span');
-      name.className = 'image-name';
-      name.textContent = image.name;
-      question.append(name);
+      question.append(paragraph(doc, 'image-name', image.name, 'span'));
     }
   }
-  const text = doc.createElement('p');
-  text.className = 'question-text';
-  text.textContent = turn.question;
-  question.append(text);
-
-  const answer = doc.createElement('div');
-  answer.className = 'answer';
-  answer.textContent = turn.answer;
-  element.append(question, answer);
-
-  if (turn.status === 'waiting' || turn.status === 'streaming') markRunning(doc, element, turn.status, actions);
-  else if (turn.status === 'error') endWithError(doc, element, turn.error ?? 'The answer failed.');
-  else endWithStats(doc, element, turn.stopReason ?? 'stop-token', turn.stats);
-  return element;
-}
-
-/** Streams a piece of the answer in; the first piece replaces the "waiting" note. */
-export function appendAnswerText(container: HTMLElement, turnId: string, text: string): void {
-  const element = findTurn(container, turnId);
-  if (!element) return;
-  if (element.dataset.status === 'waiting') {
-    element.dataset.status = 'streaming';
-    element.querySelector('.waiting')?.remove();
-  }
-  element.querySelector('.answer')?.append(text);
-}
-
-export function finishTurn(container: HTMLElement, turnId: string, stopReason: AnswerStopReason, stats?: AnswerStatsView): void {
-  const element = findTurn(container, turnId);
-  if (element) endWithStats(container.ownerDocument, element, stopReason, stats);
-}
-
-export function showTurnError(container: HTMLElement, turnId: string, message: string): void {
-  const element = findTurn(container, turnId);
-  if (element) endWithError(container.ownerDocument, element, message);
+  question.append(paragraph(doc, 'question-text', turn.question));
+  return question;
 }
 
 /** One line under each answer: what the model saw and how fast it went. */
 export function formatStats(stats: AnswerStatsView): string {
   const visual = stats.visualTokens.map((tokens) => `${tokens.atDecoder}/${tokens.original}`).join(' + ') || 'none';
   const provider = stats.providerFallback ? `${stats.provider} (${stats.providerFallback})` : stats.provider;
-  return [
+  const parts = [
     `visual tokens ${visual}`,
     `prefill ${milliseconds(stats.visionMs + stats.prefillMs)} (vision ${milliseconds(stats.visionMs)})`,
     `TTFT ${milliseconds(stats.ttftMs)}`,
     `${stats.generatedTokens} tokens at ${stats.decodeTokensPerSecond.toFixed(1)} tokens/s`,
     provider,
-  ].join(' · ');
+  ];
+  if (stats.speedup !== undefined) parts.push(`${stats.speedup.toFixed(1)}× faster prefill (measured)`);
+  if (stats.flopsRatio !== undefined) parts.push(`${(100 * stats.flopsRatio).toFixed(0)} % of the FLOPs (analytic)`);
+  return parts.join(' · ');
 }
 
-/** The newest turn still waiting or streaming, which Escape stops. */
-export function latestRunningTurn(container: HTMLElement): HTMLElement | undefined {
-  const running = [...container.querySelectorAll<HTMLElement>('.turn')].filter((element) => element.dataset.status === 'waiting' || element.dataset.status === 'streaming');
-  return running.at(-1);
+function button(doc: Document, label: string, className: string, title: string, onClick: () => void): HTMLElement {
+  const element = doc.createElement('vscode-button');
+  element.className = className;
+  element.setAttribute('secondary', '');
+  element.setAttribute('title', title);
+  element.textContent = label;
+  element.addEventListener('click', onClick);
+  return element;
 }
 
-function markRunning(doc: Document, element: HTMLElement, status: 'waiting' | 'streaming', actions: TranscriptActions): void {
-  element.dataset.status = status;
-  // Screen readers hear the whole answer once it is complete, not every streamed piece.
-  element.setAttribute('aria-busy', 'true');
-  const controls = doc.createElement('div');
-  controls.className = 'controls';
-  if (status === 'waiting') {
-    const waiting = doc.createElement('span');
-    waiting.className = 'waiting';
-    waiting.textContent = 'Waiting for the engine…';
-    controls.append(waiting);
-  }
-  const stop = doc.createElement('vscode-button');
-  stop.className = 'stop';
-  stop.setAttribute('secondary', '');
-  stop.setAttribute('title', 'Stop this answer (Escape)');
-  stop.textContent = 'Stop';
-  stop.addEventListener('click', () => stopTurn(element, actions));
-  controls.append(stop);
-  element.append(controls);
-}
-
-/** Asks once: the button is disabled until the extension says how the answer ended. */
-function stopTurn(element: HTMLElement, actions: TranscriptActions): void {
-  const stop = element.querySelector('.stop');
-  const turnId = element.dataset.turnId;
-  if (!stop || !turnId || stop.hasAttribute('disabled')) return;
-  stop.setAttribute('disabled', '');
-  stop.textContent = 'Stopping…';
-  actions.stop(turnId);
-}
-
-function endWithStats(doc: Document, element: HTMLElement, stopReason: AnswerStopReason, stats: AnswerStatsView | undefined): void {
-  endRunning(element, 'done');
-  const notes: string[] = [];
-  if (stopReason === 'cancelled') notes.push('Stopped.');
-  if (stopReason === 'max-tokens') notes.push('The answer reached the token limit.');
-  if (notes.length > 0) {
-    const note = doc.createElement('p');
-    note.className = 'note';
-    note.textContent = notes.join(' ');
-    element.append(note);
-  }
-  if (stats) {
-    const line = doc.createElement('p');
-    line.className = 'stats';
-    line.textContent = formatStats(stats);
-    element.append(line);
-  }
-}
-
-function endWithError(doc: Document, element: HTMLElement, message: string): void {
-  endRunning(element, 'error');
-  const error = doc.createElement('p');
-  error.className = 'error';
-  error.textContent = message;
-  element.append(error);
-}
-
-function endRunning(element: HTMLElement, status: 'done' | 'error'): void {
-  element.dataset.status = status;
-  element.removeAttribute('aria-busy');
-  element.querySelector('.controls')?.remove();
-  element.querySelector('.answer')?.normalize();
-}
-
-function findTurn(container: HTMLElement, turnId: string): HTMLElement | undefined {
-  return [...container.querySelectorAll<HTMLElement>('.turn')].find((element) => element.dataset.turnId === turnId);
+function paragraph(doc: Document, className: string, text: string, tag: 'p' | 'span' = 'p'): HTMLElement {
+  const element = doc.createElement(tag);
+  element.className = className;
+  element.textContent = text;
+  return element;
 }
 
 function milliseconds(ms: number): string {

@@ -7,7 +7,7 @@ import { RunFlops, runFlops, unreducedShape } from '../flops/model';
 import { ATTENTION, HIDDEN_COSINE, KEY_COSINE, LOG_SIZES, MEAN_KEYS, POSITIONS, Tower } from './graph/segment';
 import type { Budget, ModelShape } from '../reduction/method';
 import { planHooks, planReduction } from '../reduction/registry';
-import { HookSite, ReductionHook, SiteView, TokenState, hooksBySite, validateTokenState } from '../reduction/tokenState';
+import { HookSite, ReductionHook, SiteView, TokenState, VisualSpan, hooksBySite, validateTokenState } from '../reduction/tokenState';
 import { decodeImage } from './image/decode';
 import { ImagePreprocessorConfig, parsePreprocessorConfig, preprocessImage } from './image/preprocess';
 import { LlavaConfig, parseLlavaConfig } from './models/config';
@@ -53,6 +53,14 @@ export interface LayerTokens {
   mlp: number[];
 }
 
+/** What became of one image's patches by the end of prefill: k = kept as its own token, m = merged into another, d = dropped. */
+export interface PatchFates {
+  rows: number;
+  cols: number;
+  /** one letter per patch, raster order */
+  patches: string;
+}
+
 export interface GenerationResult {
   tokenIds: number[];
   stopReason: 'stop-token' | 'max-tokens' | 'cancelled';
@@ -63,6 +71,8 @@ export interface GenerationResult {
   /** tokens entering the decoder at prefill */
   promptTokens: number;
   steps: StepStat[];
+  /** per image, what reduction did to its patches (all k without reduction) */
+  patchFates: PatchFates[];
   /** per-layer KV cache lengths after prefill */
   cacheLengths: number[];
   /** analytic FLOPs of this prefill and of the same prompt without reduction (LLM-Viewer accounting, src/flops) */
@@ -90,7 +100,11 @@ export interface AnswerStats {
   promptTokens: number;
   generatedTokens: number;
   visualTokens: { original: number; atDecoder: number }[];
+  /** the images as decoded, before preprocessing */
+  imageSizes: { width: number; height: number }[];
   steps: StepStat[];
+  /** per image, what reduction did to its patches; only when a reduction step ran */
+  patchFates?: PatchFates[];
   preprocessMs: number;
   visionMs: number;
   prefillMs: number;
@@ -209,7 +223,8 @@ export class LlavaEngine {
     if (request.question.trim() === '') {
       throw new FicocoError('The question is empty; type what you want to know about the image.', 'input');
     }
-    const pixels = await Promise.all(request.images.map((image) => this.pixelValues(image.bytes, image.name)));
+    const decoded = await Promise.all(request.images.map((image) => decodeImage(image.bytes, image.name)));
+    const pixels = decoded.map((image) => preprocessImage(image, this.preprocessor).pixelValues);
     const content: ChatMessage['content'] = [...request.images.map(() => ({ type: 'image' as const })), { type: 'text' as const, text: request.question }];
     const prompt = this.text.renderPrompt([...(request.history ?? []), { role: 'user', content }]);
     const inputIds = this.text.encode(prompt);
@@ -241,7 +256,9 @@ export class LlavaEngine {
         promptTokens: result.promptTokens,
         generatedTokens: result.tokenIds.length,
         visualTokens: result.visualTokens,
+        imageSizes: decoded.map(({ width, height }) => ({ width, height })),
         steps: result.steps,
+        ...(result.steps.length > 0 ? { patchFates: result.patchFates } : {}),
         preprocessMs,
         visionMs: timings.visionMs,
         prefillMs: timings.prefillMs,
@@ -285,7 +302,8 @@ export class LlavaEngine {
     const promptLength = state.count;
     const cache = new KvCache(this.config.text.kvHeads, this.config.text.headDim, this.factory.computeType);
     const decoderTokens: LayerTokens = { attention: [], mlp: [] };
-    const prefillLogits = await this.runDecoder(decoderSegments, state, cache, { hooks, steps, layers: decoderTokens });
+    const prefill = { hooks, steps, layers: decoderTokens, spans: state.spans };
+    const prefillLogits = await this.runDecoder(decoderSegments, state, cache, prefill);
     const cacheLengths = cache.lengths();
     const prefillMs = performance.now() - prefillStart;
 
@@ -323,6 +341,7 @@ export class LlavaEngine {
       visualTokens: features.map((f) => ({ original: this.unreducedFeatureCount, atDecoder: f.count })),
       promptTokens: promptLength,
       steps,
+      patchFates: prefill.spans.map(patchFates),
       cacheLengths,
       flops: this.flopsOf(visionTokens, features, decoderTokens, inputIds.length - pixelValues.length),
       timings: { visionMs, prefillMs, decodeMs },
@@ -404,7 +423,12 @@ export class LlavaEngine {
   }
 
   /** One pass through the decoder's segments, extending the KV cache; hooks run only at prefill. */
-  private async runDecoder(segments: Segment[], state: TokenState, cache: KvCache, prefill?: { hooks: Map<HookSite, ReductionHook>; steps: StepStat[]; layers: LayerTokens }): Promise<Float32Array> {
+  private async runDecoder(
+    segments: Segment[],
+    state: TokenState,
+    cache: KvCache,
+    prefill?: { hooks: Map<HookSite, ReductionHook>; steps: StepStat[]; layers: LayerTokens; spans: VisualSpan[] },
+  ): Promise<Float32Array> {
     let current = state;
     for (const segment of segments) {
       if (prefill) countLayerTokens(this.towers.decoder, segment, current.count, prefill.layers);
@@ -412,7 +436,10 @@ export class LlavaEngine {
       if (segment.end === this.towers.decoder.blocks.length) return outputs[LOGITS].data as Float32Array;
       current = { ...current, hidden: outputs[segment.graph.outputName].data as Float32Array };
       const hook = prefill && segment.site ? prefill.hooks.get(segment.site as HookSite) : undefined;
-      if (hook) current = runHook(hook, current, outputs, false, prefill!.steps);
+      if (hook) {
+        current = runHook(hook, current, outputs, false, prefill!.steps);
+        prefill!.spans = current.spans;
+      }
     }
     throw new Error('the decoder tower ended without producing logits');
   }
@@ -452,6 +479,12 @@ function runHook(hook: ReductionHook, state: TokenState, outputs: ort.InferenceS
   const visual = (s: TokenState) => s.spans.reduce((sum, span) => sum + span.count, 0);
   steps.push({ site: hook.site, ...(image !== undefined ? { image } : {}), tokensBefore: visual(state), tokensAfter: visual(reduced), ms });
   return reduced;
+}
+
+/** Each patch's fate from the span's bookkeeping: no owner = dropped; an owner that started as another patch (or was created) = merged. */
+function patchFates(span: VisualSpan): PatchFates {
+  const fates = Array.from(span.patchOwner, (owner, patch) => (owner < 0 ? 'd' : span.tokenPatch[owner - span.start] === patch ? 'k' : 'm'));
+  return { rows: span.grid.rows, cols: span.grid.cols, patches: fates.join('') };
 }
 
 /** Replaces each image placeholder in the embedded prompt by that image's feature rows. */

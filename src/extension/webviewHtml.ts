@@ -30,8 +30,19 @@ export function webviewHtml(page: WebviewPage, nonce: string = randomBytes(18).t
 </head>
 <body>
   <main>
-    <p id="empty" class="empty">Ask about an image: right-click it in the Explorer, or run “FiCoCo: Ask About Image…”.</p>
     <section id="transcript" class="transcript" role="log" aria-live="polite" aria-label="Questions and answers"></section>
+    <p id="empty" class="empty">Paste a screenshot (Ctrl+V / Cmd+V), hold Shift and drop an image, or attach one, then ask about it.</p>
+    <p id="notice" class="notice" role="status" hidden></p>
+    <div id="composer" class="composer" role="group" aria-label="Ask about images">
+      <div id="pending" class="pending" aria-label="Images to send with the question" hidden></div>
+      <textarea id="question" rows="3" aria-label="Question" placeholder="Ask about the image… (Enter sends, Shift+Enter for a new line)"></textarea>
+      <div class="composer-actions">
+        <vscode-button id="attach" secondary title="Attach an image file">Attach Image…</vscode-button>
+        <vscode-button id="new-chat" secondary title="Start a new conversation">New Chat</vscode-button>
+        <vscode-button id="send" title="Send (Enter)">Send</vscode-button>
+      </div>
+      <p class="drop-hint">Hold Shift to drop images here.</p>
+    </div>
   </main>
   <script nonce="${escapeAttribute(nonce)}" src="${escapeAttribute(page.scriptUri)}"></script>
 </body>

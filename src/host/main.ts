@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { CancellationToken, ErrorCodes, IPCMessageReader, IPCMessageWriter, MessageConnection, ResponseError, createMessageConnection } from 'vscode-jsonrpc/node';
 import { LlavaEngine } from '../engine/engine';
 import { FicocoError } from '../engine/errors';
+import { ReductionSettingsError } from '../reduction/registry';
 import {
   AskParams,
   AskRequest,
@@ -76,6 +77,8 @@ class EngineHost {
           question: params.question,
           images: params.images.map((image) => ({ name: image.name, bytes: Buffer.from(image.dataBase64, 'base64') })),
           maxNewTokens: params.maxNewTokens,
+          history: (params.history ?? []).map(({ role, text }) => ({ role, content: [{ type: 'text' as const, text }] })),
+          reduction: params.reduction,
           sampling: { temperature: params.temperature, topP: params.topP, seed: params.seed },
           signal: controller.signal,
           onText: (text) => void this.connection.sendNotification(TextNotification, { requestId: params.requestId, text }),
@@ -98,6 +101,7 @@ class EngineHost {
 function toResponseError(error: unknown): ResponseError<EngineErrorData> {
   if (error instanceof ResponseError) return error as ResponseError<EngineErrorData>;
   if (error instanceof FicocoError) return new ResponseError<EngineErrorData>(ENGINE_FAILURE, error.message, { kind: error.kind });
+  if (error instanceof ReductionSettingsError) return new ResponseError<EngineErrorData>(ENGINE_FAILURE, error.message, { kind: 'input' });
   log(`unexpected error: ${error instanceof Error ? error.stack : String(error)}`);
   const message = error instanceof Error ? error.message : String(error);
   return new ResponseError<EngineErrorData>(ErrorCodes.InternalError, `The engine failed unexpectedly: ${message}`, { kind: 'internal' });

@@ -11,6 +11,7 @@ import { ErrorCodes, NotificationType, RequestType, ResponseError } from 'vscode
 
 import type { AnswerStats } from '../engine/engine';
 import { PROVIDER_SETTINGS, ProviderName, ProviderSetting } from '../engine/runtime/providerNames';
+import type { Budget, ParamValue } from '../reduction/method';
 import { describeValue } from './describe';
 
 /** Per-answer measurements are the engine's own type; only types cross this boundary, never engine code. */
@@ -44,11 +45,28 @@ export interface ImageAttachment {
   dataBase64: string;
 }
 
+/** An earlier turn of the conversation, text only. */
+export interface HistoryMessage {
+  role: 'user' | 'assistant';
+  text: string;
+}
+
+/** A method of the reduction registry with its budget and parameters; the host checks them against the registry. */
+export interface ReductionRequest {
+  method: string;
+  budget: Budget;
+  params: Record<string, ParamValue>;
+}
+
 export interface AskParams {
   /** chosen by the client; `engine/text` notifications of this ask carry it */
   requestId: string;
   question: string;
   images: ImageAttachment[];
+  /** earlier turns, oldest first */
+  history?: HistoryMessage[];
+  /** absent: every visual token */
+  reduction?: ReductionRequest;
   maxNewTokens: number;
   /** 0 = greedy */
   temperature: number;
@@ -123,7 +141,30 @@ export function parseAskParams(value: unknown): AskParams {
     temperature: finite(params.temperature, 'temperature', 0, 100),
     topP: finite(params.topP, 'topP', Number.MIN_VALUE, 1),
     seed: integer(params.seed, 'seed', 0, 0xffffffff),
+    ...(params.history === undefined ? {} : { history: parseHistory(params.history) }),
+    ...(params.reduction === undefined ? {} : { reduction: parseReduction(params.reduction) }),
   };
+}
+
+function parseHistory(value: unknown): HistoryMessage[] {
+  if (!Array.isArray(value)) throw invalidParams(`history is ${describeValue(value)}; expected an array of { role, text }.`);
+  return value.map((entry, i) => {
+    const message = record(entry, `history[${i}]`);
+    if (message.role !== 'user' && message.role !== 'assistant') throw invalidParams(`history[${i}].role is ${describeValue(message.role)}; expected user or assistant.`);
+    return { role: message.role, text: string(message.text, `history[${i}].text`) };
+  });
+}
+
+function parseReduction(value: unknown): ReductionRequest {
+  const reduction = record(value, 'reduction');
+  const budget = record(reduction.budget, 'reduction.budget');
+  const parsedBudget: Budget =
+    budget.tokens !== undefined ? { tokens: integer(budget.tokens, 'reduction.budget.tokens', 1, 1 << 20) } : { ratio: finite(budget.ratio, 'reduction.budget.ratio', Number.MIN_VALUE, 1) };
+  const params = record(reduction.params ?? {}, 'reduction.params');
+  for (const [name, param] of Object.entries(params)) {
+    if (!['number', 'string', 'boolean'].includes(typeof param)) throw invalidParams(`reduction.params.${name} is ${describeValue(param)}; expected a number, text or true/false.`);
+  }
+  return { method: nonEmptyString(reduction.method, 'reduction.method'), budget: parsedBudget, params: params as Record<string, ParamValue> };
 }
 
 export function parseTextParams(value: unknown): TextParams {

@@ -1,7 +1,8 @@
 /**
- * Messages between the extension and its FiCoCo webview (postMessage, structured clone of plain data).
- * The extension owns the transcript; the webview only draws it. When the webview (re)loads it says
- * `ready` and the extension answers with the whole transcript, then streams changes turn by turn.
+ * Messages between the extension and its FiCoCo chat webviews (postMessage, structured clone of plain data).
+ * The extension owns the conversation and the images waiting to be sent; a webview only draws them and
+ * reports what the user does. When a webview (re)loads it says `ready` and the extension answers with the
+ * whole state, then sends changes.
  *
  * The webview bundle includes this file, so it imports only plain helpers: no Node, vscode or engine code.
  */
@@ -11,7 +12,15 @@ import { describeValue } from './describe';
 export type AnswerStopReason = 'stop-token' | 'max-tokens' | 'cancelled';
 const STOP_REASONS: readonly string[] = ['stop-token', 'max-tokens', 'cancelled'];
 
-/** The part of the engine's AnswerStats the webview shows; AnswerStats is assignable to it. */
+/** What one image looked like to the model after reduction, for the overlay. */
+export interface ImageReduction {
+  rows: number;
+  cols: number;
+  /** per patch in raster order: k = kept as its own token, m = merged into another token, d = dropped */
+  patches: string;
+}
+
+/** What the webview shows under an answer. */
 export interface AnswerStatsView {
   /** per image: visual tokens the image started as, and those that reached the decoder */
   visualTokens: { original: number; atDecoder: number }[];
@@ -23,43 +32,83 @@ export interface AnswerStatsView {
   decodeTokensPerSecond: number;
   provider: string;
   providerFallback?: string;
+  /** the reduction method and budget, absent for the unreduced model */
+  reduction?: { method: string; budget: string };
+  /** analytic prefill FLOPs of this answer over the unreduced prompt's */
+  flopsRatio?: number;
+  /** measured: unreduced prefill ms (same model, provider and image size) over this answer's */
+  speedup?: number;
+  /** per image, when a method reduced it */
+  imageReductions?: ImageReduction[];
 }
 
-export type TurnStatus = 'waiting' | 'streaming' | 'done' | 'error';
-const TURN_STATUSES: readonly string[] = ['waiting', 'streaming', 'done', 'error'];
+export type ReplyStatus = 'waiting' | 'streaming' | 'done' | 'error';
+const REPLY_STATUSES: readonly string[] = ['waiting', 'streaming', 'done', 'error'];
 
-export interface TurnImage {
-  /** the file name, also the thumbnail's alt text */
-  name: string;
-  /** a data: URL or webview resource URL of the image; absent when there is no preview */
-  src?: string;
-}
-
-/** One question and its answer so far. */
-export interface Turn {
-  id: string;
-  question: string;
-  images: TurnImage[];
-  /** the answer text received so far (plain text) */
-  answer: string;
-  status: TurnStatus;
-  /** when status is 'done' and the engine measured the answer */
-  stats?: AnswerStatsView;
+/** One answer to a question: the reduced one, or the full-token one "Compare" asks for. */
+export interface Reply {
+  /** markdown text received so far */
+  text: string;
+  status: ReplyStatus;
   stopReason?: AnswerStopReason;
+  stats?: AnswerStatsView;
   /** when status is 'error' */
   error?: string;
 }
 
+export type ReplyKind = 'answer' | 'full';
+const REPLY_KINDS: readonly string[] = ['answer', 'full'];
+
+export interface TurnImage {
+  /** the file name, also the thumbnail's alt text */
+  name: string;
+  /** a data: URL of the image; absent when there is no preview */
+  src?: string;
+}
+
+/** An image waiting in the composer, removable until the question is sent. */
+export interface PendingImage extends TurnImage {
+  id: string;
+}
+
+/** One question, its images and its answers. */
+export interface Turn {
+  id: string;
+  question: string;
+  images: TurnImage[];
+  answer: Reply;
+  /** the same question answered with every visual token, once "Compare with full tokens" was asked */
+  full?: Reply;
+}
+
 /** Extension → webview. */
 export type HostMessage =
-  | { type: 'transcript'; turns: Turn[] }
+  | { type: 'state'; turns: Turn[]; pending: PendingImage[] }
   | { type: 'turnAdded'; turn: Turn }
-  | { type: 'answerText'; turnId: string; text: string }
-  | { type: 'answerDone'; turnId: string; stopReason: AnswerStopReason; stats?: AnswerStatsView }
-  | { type: 'answerError'; turnId: string; message: string };
+  | { type: 'turnUpdated'; turn: Turn }
+  | { type: 'replyText'; turnId: string; reply: ReplyKind; text: string }
+  | { type: 'pending'; pending: PendingImage[] }
+  | { type: 'notice'; message: string };
+
+/** An image file the webview read (pasted or dropped from the OS), base64. */
+export interface ImageFile {
+  name: string;
+  dataBase64: string;
+}
 
 /** Webview → extension. */
-export type WebviewMessage = { type: 'ready' } | { type: 'stop'; turnId: string };
+export type WebviewMessage =
+  | { type: 'ready' }
+  | { type: 'ask'; question: string }
+  | { type: 'stop'; turnId: string }
+  | { type: 'compare'; turnId: string }
+  | { type: 'newChat' }
+  | { type: 'attach' }
+  | { type: 'addImages'; images: ImageFile[] }
+  | { type: 'addUris'; uris: string[] }
+  | { type: 'removeImage'; id: string }
+  | { type: 'copy'; text: string }
+  | { type: 'insert'; text: string };
 
 /** Thrown by the parsers; the message names the field that is wrong. */
 export class MessageError extends Error {
@@ -69,21 +118,23 @@ export class MessageError extends Error {
 export function parseHostMessage(value: unknown): HostMessage {
   const message = record(value, 'message');
   switch (message.type) {
-    case 'transcript':
-      return { type: 'transcript', turns: array(message.turns, 'turns').map((turn, i) => parseTurn(turn, `turns[${i}]`)) };
+    case 'state':
+      return {
+        type: 'state',
+        turns: array(message.turns, 'turns').map((turn, i) => parseTurn(turn, `turns[${i}]`)),
+        pending: parsePending(message.pending, 'pending'),
+      };
     case 'turnAdded':
-      return { type: 'turnAdded', turn: parseTurn(message.turn, 'turn') };
-    case 'answerText':
-      return { type: 'answerText', turnId: nonEmptyString(message.turnId, 'turnId'), text: string(message.text, 'text') };
-    case 'answerDone': {
-      const done: HostMessage = { type: 'answerDone', turnId: nonEmptyString(message.turnId, 'turnId'), stopReason: stopReason(message.stopReason, 'stopReason') };
-      if (message.stats !== undefined) done.stats = parseStats(message.stats, 'stats');
-      return done;
-    }
-    case 'answerError':
-      return { type: 'answerError', turnId: nonEmptyString(message.turnId, 'turnId'), message: string(message.message, 'message') };
+    case 'turnUpdated':
+      return { type: message.type, turn: parseTurn(message.turn, 'turn') };
+    case 'replyText':
+      return { type: 'replyText', turnId: nonEmptyString(message.turnId, 'turnId'), reply: oneOf<ReplyKind>(message.reply, 'reply', REPLY_KINDS), text: string(message.text, 'text') };
+    case 'pending':
+      return { type: 'pending', pending: parsePending(message.pending, 'pending') };
+    case 'notice':
+      return { type: 'notice', message: string(message.message, 'message') };
     default:
-      throw new MessageError(`message type is ${describeValue(message.type)}; expected transcript, turnAdded, answerText, answerDone or answerError.`);
+      throw new MessageError(`message type is ${describeValue(message.type)}; expected state, turnAdded, turnUpdated, replyText, pending or notice.`);
   }
 }
 
@@ -91,29 +142,57 @@ export function parseWebviewMessage(value: unknown): WebviewMessage {
   const message = record(value, 'message');
   switch (message.type) {
     case 'ready':
-      return { type: 'ready' };
+    case 'newChat':
+    case 'attach':
+      return { type: message.type };
+    case 'ask':
+      return { type: 'ask', question: string(message.question, 'question') };
     case 'stop':
-      return { type: 'stop', turnId: nonEmptyString(message.turnId, 'turnId') };
+    case 'compare':
+      return { type: message.type, turnId: nonEmptyString(message.turnId, 'turnId') };
+    case 'addImages':
+      return {
+        type: 'addImages',
+        images: array(message.images, 'images').map((image, i) => {
+          const file = record(image, `images[${i}]`);
+          return { name: nonEmptyString(file.name, `images[${i}].name`), dataBase64: string(file.dataBase64, `images[${i}].dataBase64`) };
+        }),
+      };
+    case 'addUris':
+      return { type: 'addUris', uris: array(message.uris, 'uris').map((uri, i) => nonEmptyString(uri, `uris[${i}]`)) };
+    case 'removeImage':
+      return { type: 'removeImage', id: nonEmptyString(message.id, 'id') };
+    case 'copy':
+    case 'insert':
+      return { type: message.type, text: string(message.text, 'text') };
     default:
-      throw new MessageError(`message type is ${describeValue(message.type)}; expected ready or stop.`);
+      throw new MessageError(`message type is ${describeValue(message.type)}; expected ready, ask, stop, compare, newChat, attach, addImages, addUris, removeImage, copy or insert.`);
   }
 }
 
 function parseTurn(value: unknown, field: string): Turn {
   const turn = record(value, field);
-  const status = string(turn.status, `${field}.status`);
-  if (!TURN_STATUSES.includes(status)) throw new MessageError(`${field}.status is ${describeValue(status)}; expected one of ${TURN_STATUSES.join(', ')}.`);
   const parsed: Turn = {
     id: nonEmptyString(turn.id, `${field}.id`),
     question: string(turn.question, `${field}.question`),
     images: array(turn.images, `${field}.images`).map((image, i) => parseImage(image, `${field}.images[${i}]`)),
-    answer: string(turn.answer, `${field}.answer`),
-    status: status as TurnStatus,
+    answer: parseReply(turn.answer, `${field}.answer`),
   };
-  if (turn.stats !== undefined) parsed.stats = parseStats(turn.stats, `${field}.stats`);
-  if (turn.stopReason !== undefined) parsed.stopReason = stopReason(turn.stopReason, `${field}.stopReason`);
-  if (turn.error !== undefined) parsed.error = string(turn.error, `${field}.error`);
+  if (turn.full !== undefined) parsed.full = parseReply(turn.full, `${field}.full`);
   return parsed;
+}
+
+function parseReply(value: unknown, field: string): Reply {
+  const reply = record(value, field);
+  const parsed: Reply = { text: string(reply.text, `${field}.text`), status: oneOf<ReplyStatus>(reply.status, `${field}.status`, REPLY_STATUSES) };
+  if (reply.stopReason !== undefined) parsed.stopReason = oneOf<AnswerStopReason>(reply.stopReason, `${field}.stopReason`, STOP_REASONS);
+  if (reply.stats !== undefined) parsed.stats = parseStats(reply.stats, `${field}.stats`);
+  if (reply.error !== undefined) parsed.error = string(reply.error, `${field}.error`);
+  return parsed;
+}
+
+function parsePending(value: unknown, field: string): PendingImage[] {
+  return array(value, field).map((image, i) => ({ id: nonEmptyString(record(image, `${field}[${i}]`).id, `${field}[${i}].id`), ...parseImage(image, `${field}[${i}]`) }));
 }
 
 function parseImage(value: unknown, field: string): TurnImage {
@@ -121,10 +200,8 @@ function parseImage(value: unknown, field: string): TurnImage {
   const parsed: TurnImage = { name: string(image.name, `${field}.name`) };
   if (image.src !== undefined) {
     const src = string(image.src, `${field}.src`);
-    // The webview sets it as an <img> source: only images inlined or served by the webview itself.
-    if (!/^(data:image\/|https:\/\/[^/]+\.vscode-cdn\.net\/)/.test(src)) {
-      throw new MessageError(`${field}.src is not a data:image URL or a webview resource URL.`);
-    }
+    // The webview sets it as an <img> source: only images inlined as data.
+    if (!/^data:image\/(png|jpeg|webp|gif);base64,/.test(src)) throw new MessageError(`${field}.src is not a data:image URL.`);
     parsed.src = src;
   }
   return parsed;
@@ -145,14 +222,29 @@ function parseStats(value: unknown, field: string): AnswerStatsView {
     provider: nonEmptyString(stats.provider, `${field}.provider`),
   };
   if (stats.providerFallback !== undefined) parsed.providerFallback = string(stats.providerFallback, `${field}.providerFallback`);
+  if (stats.reduction !== undefined) {
+    const reduction = record(stats.reduction, `${field}.reduction`);
+    parsed.reduction = { method: nonEmptyString(reduction.method, `${field}.reduction.method`), budget: nonEmptyString(reduction.budget, `${field}.reduction.budget`) };
+  }
+  if (stats.flopsRatio !== undefined) parsed.flopsRatio = nonNegative(stats.flopsRatio, `${field}.flopsRatio`);
+  if (stats.speedup !== undefined) parsed.speedup = nonNegative(stats.speedup, `${field}.speedup`);
+  if (stats.imageReductions !== undefined) {
+    parsed.imageReductions = array(stats.imageReductions, `${field}.imageReductions`).map((entry, i) => {
+      const where = `${field}.imageReductions[${i}]`;
+      const image = record(entry, where);
+      const rows = count(image.rows, `${where}.rows`);
+      const cols = count(image.cols, `${where}.cols`);
+      const patches = string(image.patches, `${where}.patches`);
+      if (patches.length !== rows * cols || !/^[kmd]*$/.test(patches)) throw new MessageError(`${where}.patches must be ${rows * cols} of k, m or d.`);
+      return { rows, cols, patches };
+    });
+  }
   return parsed;
 }
 
-function stopReason(value: unknown, field: string): AnswerStopReason {
-  if (typeof value !== 'string' || !STOP_REASONS.includes(value)) {
-    throw new MessageError(`${field} is ${describeValue(value)}; expected one of ${STOP_REASONS.join(', ')}.`);
-  }
-  return value as AnswerStopReason;
+function oneOf<T extends string>(value: unknown, field: string, allowed: readonly string[]): T {
+  if (typeof value !== 'string' || !allowed.includes(value)) throw new MessageError(`${field} is ${describeValue(value)}; expected one of ${allowed.join(', ')}.`);
+  return value as T;
 }
 
 function record(value: unknown, field: string): Record<string, unknown> {
@@ -186,4 +278,3 @@ function count(value: unknown, field: string): number {
   if (!Number.isInteger(number)) throw new MessageError(`${field} is ${number}; expected a whole number.`);
   return number;
 }
-

@@ -1,25 +1,31 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { AnswerStats } from '../../src/protocol/engine';
-import { HostMessage, MessageError, Turn, parseHostMessage, parseWebviewMessage } from '../../src/protocol/webview';
-import { MAX_PREVIEW_BYTES, Transcript, statsView, turnImage } from '../../src/extension/transcript';
+import { Conversation, MAX_IMAGES_PER_TURN, MAX_PREVIEW_BYTES, turnImage } from '../../src/extension/conversation';
 import { webviewHtml } from '../../src/extension/webviewHtml';
+import { AnswerStatsView, HostMessage, MessageError, Turn, WebviewMessage, parseHostMessage, parseWebviewMessage } from '../../src/protocol/webview';
 
-const STATS: AnswerStats = {
-  promptTokens: 600,
-  generatedTokens: 12,
-  visualTokens: [{ original: 576, atDecoder: 64 }],
-  steps: [],
-  preprocessMs: 3,
-  visionMs: 40,
-  prefillMs: 80,
-  ttftMs: 150,
-  decodeTokensPerSecond: 30,
-  flops: { run: { vision: 3.7e11, projector: 1e9, llm: 1.61e12, total: 1.98e12 }, unreduced: { vision: 3.9e11, projector: 1e10, llm: 8.45e12, total: 8.84e12 } },
+const STATS: AnswerStatsView = {
+  visualTokens: [{ original: 144, atDecoder: 16 }],
+  visionMs: 4,
+  prefillMs: 8,
+  ttftMs: 15,
+  generatedTokens: 2,
+  decodeTokensPerSecond: 300,
   provider: 'cpu',
+  reduction: { method: 'ficoco-v', budget: '11%' },
+  flopsRatio: 0.2,
+  speedup: 3.1,
+  imageReductions: [{ rows: 2, cols: 2, patches: 'kmdk' }],
 };
 
-const TURN: Turn = { id: 'turn-1', question: 'what is it?', images: [{ name: 'a.png', src: 'data:image/png;base64,AAAA' }], answer: 'a cat', status: 'done', stopReason: 'stop-token', stats: statsView(STATS) };
+const TURN: Turn = {
+  id: 'turn-1',
+  question: 'what is it?',
+  images: [{ name: 'a.png', src: 'data:image/png;base64,AAAA' }],
+  answer: { text: 'a cat', status: 'done', stopReason: 'stop-token', stats: STATS },
+};
+
+const PNG = new Uint8Array([0x89, 0x50, 0x4e, 0x47]);
 
 function refusal(parse: (value: unknown) => unknown, value: unknown): string {
   try {
@@ -34,78 +40,138 @@ function refusal(parse: (value: unknown) => unknown, value: unknown): string {
 describe('webview messages', () => {
   test('every extension → webview message survives a round trip through the parser', () => {
     const messages: HostMessage[] = [
-      { type: 'transcript', turns: [TURN, { id: 'turn-2', question: 'q', images: [{ name: 'big.png' }], answer: '', status: 'error', error: 'failed' }] },
-      { type: 'turnAdded', turn: { ...TURN, status: 'waiting', answer: '' } },
-      { type: 'answerText', turnId: 'turn-1', text: ' cat' },
-      { type: 'answerDone', turnId: 'turn-1', stopReason: 'max-tokens', stats: statsView({ ...STATS, providerFallback: 'no CUDA' }) },
-      { type: 'answerDone', turnId: 'turn-1', stopReason: 'cancelled' },
-      { type: 'answerError', turnId: 'turn-1', message: 'The engine crashed.' },
+      { type: 'state', turns: [TURN, { id: 'turn-2', question: 'q', images: [{ name: 'big.png' }], answer: { text: '', status: 'error', error: 'failed' } }], pending: [{ id: 'image-3', name: 'b.png' }] },
+      { type: 'turnAdded', turn: { ...TURN, answer: { text: '', status: 'waiting' } } },
+      { type: 'turnUpdated', turn: { ...TURN, full: { text: 'a dog', status: 'streaming' } } },
+      { type: 'replyText', turnId: 'turn-1', reply: 'full', text: ' cat' },
+      { type: 'pending', pending: [] },
+      { type: 'notice', message: 'Paste an image first.' },
     ];
     for (const message of messages) assert.deepEqual(parseHostMessage(structuredClone(message)), message);
   });
 
-  test('webview → extension messages', () => {
-    assert.deepEqual(parseWebviewMessage({ type: 'ready' }), { type: 'ready' });
-    assert.deepEqual(parseWebviewMessage({ type: 'stop', turnId: 'turn-3', extra: 1 }), { type: 'stop', turnId: 'turn-3' });
+  test('every webview → extension message', () => {
+    const messages: WebviewMessage[] = [
+      { type: 'ready' },
+      { type: 'ask', question: 'what colour is the circle ?' },
+      { type: 'stop', turnId: 'turn-3' },
+      { type: 'compare', turnId: 'turn-3' },
+      { type: 'newChat' },
+      { type: 'attach' },
+      { type: 'addImages', images: [{ name: 'paste.png', dataBase64: 'iVBORw==' }] },
+      { type: 'addUris', uris: ['file:///home/me/shot.png'] },
+      { type: 'removeImage', id: 'image-2' },
+      { type: 'copy', text: 'npm test' },
+      { type: 'insert', text: 'npm test' },
+    ];
+    for (const message of messages) assert.deepEqual(parseWebviewMessage({ ...structuredClone(message), extra: 1 }), message);
   });
 
   test('refusals name what is wrong', () => {
     assert.match(refusal(parseWebviewMessage, null), /message is null; expected an object/);
     assert.match(refusal(parseWebviewMessage, { type: 'stop' }), /turnId is missing/);
-    assert.match(refusal(parseWebviewMessage, { type: 'ask' }), /message type is "ask"; expected ready or stop/);
-    assert.match(refusal(parseHostMessage, { type: 'answerText', turnId: 't', text: 3 }), /text is 3; expected a string/);
-    assert.match(refusal(parseHostMessage, { type: 'answerDone', turnId: 't', stopReason: 'eos' }), /stopReason is "eos"/);
-    assert.match(refusal(parseHostMessage, { type: 'transcript', turns: [{ ...TURN, status: 'thinking' }] }), /turns\[0\]\.status is "thinking"/);
-    const badStats = { ...TURN.stats, visualTokens: [{ original: 576, atDecoder: -1 }] };
-    assert.match(refusal(parseHostMessage, { type: 'turnAdded', turn: { ...TURN, stats: badStats } }), /turn\.stats\.visualTokens\[0\]\.atDecoder is -1/);
+    assert.match(refusal(parseWebviewMessage, { type: 'paste' }), /message type is "paste"; expected ready, ask/);
+    assert.match(refusal(parseWebviewMessage, { type: 'addImages', images: [{ name: 'a.png' }] }), /images\[0\]\.dataBase64 is missing/);
+    assert.match(refusal(parseHostMessage, { type: 'replyText', turnId: 't', reply: 'answer', text: 3 }), /text is 3; expected a string/);
+    assert.match(refusal(parseHostMessage, { type: 'replyText', turnId: 't', reply: 'other', text: '' }), /reply is "other"/);
+    assert.match(refusal(parseHostMessage, { type: 'turnUpdated', turn: { ...TURN, answer: { text: '', status: 'thinking' } } }), /turn\.answer\.status is "thinking"/);
+    const badStats = { ...STATS, visualTokens: [{ original: 144, atDecoder: -1 }] };
+    assert.match(refusal(parseHostMessage, { type: 'turnAdded', turn: { ...TURN, answer: { ...TURN.answer, stats: badStats } } }), /turn\.answer\.stats\.visualTokens\[0\]\.atDecoder is -1/);
+    const badOverlay = { ...STATS, imageReductions: [{ rows: 2, cols: 2, patches: 'kkx' }] };
+    assert.match(refusal(parseHostMessage, { type: 'turnAdded', turn: { ...TURN, answer: { ...TURN.answer, stats: badOverlay } } }), /patches must be 4 of k, m or d/);
   });
 
-  test('image sources are only data:image URLs or webview resources', () => {
+  test('image sources are only inlined images', () => {
     const withSrc = (src: string) => ({ type: 'turnAdded', turn: { ...TURN, images: [{ name: 'a.png', src }] } });
     assert.match(refusal(parseHostMessage, withSrc('javascript:alert(1)')), /turn\.images\[0\]\.src is not a data:image URL/);
     assert.match(refusal(parseHostMessage, withSrc('https://example.com/a.png')), /src is not/);
-    assert.doesNotThrow(() => parseHostMessage(withSrc('https://file+.vscode-resource.vscode-cdn.net/home/me/a.png')));
+    assert.match(refusal(parseHostMessage, withSrc('data:image/svg+xml;base64,PHN2Zz4=')), /src is not/);
   });
 });
 
-describe('transcript kept by the extension', () => {
-  test('each change returns its message, and the snapshot holds everything so far', () => {
-    const transcript = new Transcript();
-    const { turnId, message } = transcript.addTurn('what is it?', [{ name: 'a.png' }]);
-    assert.deepEqual(message, { type: 'turnAdded', turn: { id: turnId, question: 'what is it?', images: [{ name: 'a.png' }], answer: '', status: 'waiting' } });
-    assert.deepEqual(transcript.appendText(turnId, 'a '), { type: 'answerText', turnId, text: 'a ' });
-    transcript.appendText(turnId, 'cat');
-    const second = transcript.addTurn('and now?', []).turnId;
-    assert.notEqual(second, turnId);
-    transcript.fail(second, 'The engine crashed.');
-    const snapshot = transcript.snapshot();
-    assert.equal(snapshot.type, 'transcript');
-    assert.deepEqual(
-      snapshot.type === 'transcript' && snapshot.turns.map((turn) => [turn.answer, turn.status, turn.error]),
-      [
-        ['a cat', 'streaming', undefined],
-        ['', 'error', 'The engine crashed.'],
-      ],
-    );
-    assert.deepEqual(parseHostMessage(snapshot), snapshot);
+describe('conversation kept by the extension', () => {
+  test('images wait for the next question, which takes them; each change returns its message', () => {
+    const conversation = new Conversation();
+    const added = conversation.addPending([{ name: 'a.png', bytes: PNG }, { name: 'b.png', bytes: PNG }]);
+    assert.ok(added.type === 'pending');
+    assert.deepEqual(added.pending.map((image) => image.name), ['a.png', 'b.png']);
+    const removed = conversation.removePending(added.pending[0]!.id);
+    assert.deepEqual(removed.type === 'pending' && removed.pending.map((image) => image.name), ['b.png']);
+    const started = conversation.startTurn('what is it?');
+    assert.ok(started);
+    assert.deepEqual(started.inputs.map((input) => input.name), ['b.png']);
+    assert.deepEqual(started.messages.map((message) => message.type), ['turnAdded', 'pending']);
+    assert.deepEqual(conversation.appendText(started.turn.id, 'answer', 'a '), { type: 'replyText', turnId: started.turn.id, reply: 'answer', text: 'a ' });
+    conversation.appendText(started.turn.id, 'answer', 'cat');
+    const done = conversation.finish(started.turn.id, 'answer', 'stop-token', STATS);
+    assert.ok(done?.type === 'turnUpdated');
+    assert.deepEqual(done.turn.answer, { text: 'a cat', status: 'done', stopReason: 'stop-token', stats: STATS });
+    const state = conversation.state();
+    assert.deepEqual(parseHostMessage(state), state);
   });
 
-  test('a finished turn keeps only the stats the webview shows', () => {
-    const transcript = new Transcript();
-    const { turnId } = transcript.addTurn('q', []);
-    const done = transcript.finish(turnId, 'stop-token', STATS);
-    assert.ok(done.type === 'answerDone' && done.stats);
-    assert.equal('steps' in done.stats, false);
-    assert.equal('promptTokens' in done.stats, false);
-    assert.deepEqual(parseHostMessage(done), done);
+  test('no image at all: no turn; a follow-up without new images asks about the last ones, with the history', () => {
+    const conversation = new Conversation();
+    assert.equal(conversation.startTurn('what is it?'), undefined);
+    conversation.addPending([{ name: 'a.png', bytes: PNG }]);
+    const first = conversation.startTurn('what is the title ?')!;
+    conversation.appendText(first.turn.id, 'answer', 'maps');
+    conversation.finish(first.turn.id, 'answer', 'stop-token');
+    const second = conversation.startTurn('and the colour of box A ?')!;
+    assert.deepEqual(second.inputs.map((input) => input.name), ['a.png']);
+    assert.deepEqual(second.messages.map((message) => message.type), ['turnAdded']);
+    assert.deepEqual(conversation.history(second.turn.id), [
+      { role: 'user', text: 'what is the title ?' },
+      { role: 'assistant', text: 'maps' },
+    ]);
+    assert.deepEqual(conversation.history(first.turn.id), []);
   });
 
-  test('snapshots are copies: later changes do not alter a sent snapshot', () => {
-    const transcript = new Transcript();
-    const { turnId } = transcript.addTurn('q', []);
-    const before = transcript.snapshot();
-    transcript.appendText(turnId, 'later');
-    assert.equal(before.type === 'transcript' && before.turns[0]?.answer, '');
+  test('a failed or stopped answer stays in the transcript but not in the history', () => {
+    const conversation = new Conversation();
+    conversation.addPending([{ name: 'a.png', bytes: PNG }]);
+    const first = conversation.startTurn('q1')!;
+    conversation.fail(first.turn.id, 'answer', 'The engine process stopped unexpectedly.');
+    const second = conversation.startTurn('q2')!;
+    assert.deepEqual(conversation.history(second.turn.id), []);
+    const state = conversation.state();
+    assert.ok(state.type === 'state');
+    assert.deepEqual(state.turns[0]!.answer, { text: '', status: 'error', error: 'The engine process stopped unexpectedly.' });
+  });
+
+  test('Compare opens a full-token reply beside the answer; the speedup joins the answer later', () => {
+    const conversation = new Conversation();
+    conversation.addPending([{ name: 'a.png', bytes: PNG }]);
+    const { turn } = conversation.startTurn('q')!;
+    conversation.finish(turn.id, 'answer', 'stop-token', { ...STATS, speedup: undefined });
+    const opened = conversation.startFull(turn.id);
+    assert.ok(opened?.type === 'turnUpdated');
+    assert.deepEqual(opened.turn.full, { text: '', status: 'waiting' });
+    assert.deepEqual(conversation.turnInputs(turn.id)?.question, 'q');
+    conversation.appendText(turn.id, 'full', 'cat');
+    conversation.finish(turn.id, 'full', 'stop-token');
+    const sped = conversation.setSpeedup(turn.id, 2.5);
+    assert.ok(sped?.type === 'turnUpdated');
+    assert.equal(sped.turn.answer.stats?.speedup, 2.5);
+    assert.equal(sped.turn.full?.text, 'cat');
+  });
+
+  test('at most MAX_IMAGES_PER_TURN images per question; New Chat clears everything', () => {
+    const conversation = new Conversation();
+    const many = Array.from({ length: MAX_IMAGES_PER_TURN + 1 }, (_, i) => ({ name: `${i}.png`, bytes: PNG }));
+    assert.throws(() => conversation.addPending(many), /A question can carry 8 images/);
+    conversation.addPending(many.slice(0, 2));
+    conversation.startTurn('q');
+    assert.deepEqual(conversation.clear(), { type: 'state', turns: [], pending: [] });
+  });
+
+  test('sent state is a copy: later changes do not alter it', () => {
+    const conversation = new Conversation();
+    conversation.addPending([{ name: 'a.png', bytes: PNG }]);
+    const { turn } = conversation.startTurn('q')!;
+    const before = conversation.state();
+    conversation.appendText(turn.id, 'answer', 'later');
+    assert.equal(before.type === 'state' && before.turns[0]?.answer.text, '');
   });
 
   test('images are inlined as data URLs up to a size, by their file type', () => {

@@ -2,8 +2,11 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { Window } from 'happy-dom';
 import { webviewHtml } from '../../src/extension/webviewHtml';
-import type { AnswerStatsView, HostMessage, Turn, WebviewMessage } from '../../src/protocol/webview';
-import { TranscriptView, formatStats, startTranscriptView } from '../../webview/transcriptView';
+import type { AnswerStatsView, HostMessage, Reply, Turn, WebviewMessage } from '../../src/protocol/webview';
+import { ChatPage, startChat } from '../../webview/chat';
+import { droppedUris, readImageFile } from '../../webview/composer';
+import { reductionSummary } from '../../webview/overlay';
+import { formatStats } from '../../webview/transcriptView';
 
 const PNG_DATA_URL = 'data:image/png;base64,iVBORw0KGgo=';
 
@@ -17,22 +20,28 @@ const STATS: AnswerStatsView = {
   provider: 'cpu',
 };
 
-function turn(overrides: Partial<Turn> = {}): Turn {
-  return { id: 'turn-1', question: 'What does the dialog say?', images: [{ name: 'shot.png', src: PNG_DATA_URL }], answer: '', status: 'waiting', ...overrides };
+const REDUCED: AnswerStatsView = { ...STATS, reduction: { method: 'ficoco-v', budget: '64' }, flopsRatio: 0.224, imageReductions: [{ rows: 2, cols: 2, patches: 'kmmd' }] };
+
+function reply(overrides: Partial<Reply> = {}): Reply {
+  return { text: '', status: 'waiting', ...overrides };
 }
 
-/** The real page the extension builds, in happy-dom, with the view started on it and what it posts recorded. */
+function turn(overrides: Partial<Turn> = {}): Turn {
+  return { id: 'turn-1', question: 'What does the dialog say?', images: [{ name: 'shot.png', src: PNG_DATA_URL }], answer: reply(), ...overrides };
+}
+
+/** The real page the extension builds, in happy-dom, with the chat started on it and what it posts recorded. */
 let window: Window;
 let document: Document;
 let posted: WebviewMessage[];
-let view: TranscriptView;
+let chat: ChatPage;
 
 beforeEach(() => {
   window = new Window({ settings: { disableJavaScriptFileLoading: true, disableCSSFileLoading: true, disableJavaScriptEvaluation: true } });
   document = window.document as unknown as Document;
   document.write(webviewHtml({ cspSource: 'https://webview.test', scriptUri: 'https://webview.test/webview.js', styleUri: 'https://webview.test/webview.css', title: 'FiCoCo' }));
   posted = [];
-  view = startTranscriptView(document, (message) => posted.push(message));
+  chat = startChat(document, (message) => posted.push(message));
 });
 
 afterEach(async () => {
@@ -40,7 +49,7 @@ afterEach(async () => {
 });
 
 function send(message: HostMessage): void {
-  view.receive(structuredClone(message));
+  chat.receive(structuredClone(message));
 }
 
 function turnElements(): HTMLElement[] {
@@ -52,109 +61,146 @@ function only<T>(items: T[]): T {
   return items[0]!;
 }
 
-describe('webview transcript', () => {
-  test('says ready once it starts, so the extension sends the transcript', () => {
+function answerOf(element: HTMLElement): HTMLElement {
+  return element.querySelector<HTMLElement>('.reply[data-reply="answer"]')!;
+}
+
+function key(target: EventTarget, keyName: string, init: { shiftKey?: boolean } = {}): void {
+  target.dispatchEvent(new window.KeyboardEvent('keydown', { key: keyName, bubbles: true, cancelable: true, ...init }) as unknown as Event);
+}
+
+/** Lets the async handlers (file reads) finish. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) await new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+describe('chat transcript', () => {
+  test('says ready once it starts, so the extension sends its state', () => {
     assert.deepEqual(posted, [{ type: 'ready' }]);
   });
 
   test('the transcript is a polite live region', () => {
-    const transcript = document.getElementById('transcript')!;
-    assert.equal(transcript.getAttribute('aria-live'), 'polite');
+    assert.equal(document.getElementById('transcript')!.getAttribute('aria-live'), 'polite');
   });
 
-  test('renders a transcript: question, thumbnail, answer text and stats', () => {
+  test('renders the state: question, thumbnail, markdown answer and stats', () => {
     send({
-      type: 'transcript',
+      type: 'state',
       turns: [
-        turn({ id: 'turn-1', answer: 'It says "Saved".', status: 'done', stopReason: 'stop-token', stats: STATS }),
-        turn({ id: 'turn-2', question: 'And the title?', images: [{ name: 'huge.png' }], answer: 'Set', status: 'streaming' }),
+        turn({ id: 'turn-1', answer: reply({ text: 'It says **Saved**.', status: 'done', stopReason: 'stop-token', stats: STATS }) }),
+        turn({ id: 'turn-2', question: 'And the title?', images: [{ name: 'huge.png' }], answer: reply({ text: 'Set', status: 'streaming' }) }),
       ],
+      pending: [],
     });
     const [first, second] = turnElements();
     assert.ok(first && second);
-    assert.equal(first.dataset.turnId, 'turn-1');
     assert.equal(first.querySelector('.question-text')?.textContent, 'What does the dialog say?');
-    const thumbnail = first.querySelector('img.thumbnail');
-    assert.equal(thumbnail?.getAttribute('src'), PNG_DATA_URL);
-    assert.equal(thumbnail?.getAttribute('alt'), 'shot.png');
-    assert.equal(first.querySelector('.answer')?.textContent, 'It says "Saved".');
-    assert.equal(first.querySelector('.stats')?.textContent, formatStats(STATS));
+    assert.equal(first.querySelector('img.thumbnail')?.getAttribute('src'), PNG_DATA_URL);
+    assert.equal(first.querySelector('img.thumbnail')?.getAttribute('alt'), 'shot.png');
+    assert.equal(answerOf(first).querySelector('.reply-body strong')?.textContent, 'Saved');
+    assert.equal(answerOf(first).querySelector('.stats')?.textContent, formatStats(STATS));
     assert.equal(first.querySelector('.stop'), null);
-    // No preview: the file name stands in for the thumbnail; a streaming turn can still be stopped.
+    // No preview: the file name stands in for the thumbnail; a streaming answer can still be stopped.
     assert.equal(second.querySelector('img'), null);
     assert.equal(second.querySelector('.image-name')?.textContent, 'huge.png');
     assert.ok(second.querySelector('vscode-button.stop'));
     assert.equal(second.getAttribute('aria-busy'), 'true');
   });
 
-  test('a transcript replaces what was drawn before (the webview reloaded)', () => {
-    send({ type: 'transcript', turns: [turn({ id: 'turn-1' }), turn({ id: 'turn-2' })] });
-    send({ type: 'transcript', turns: [turn({ id: 'turn-1', answer: 'all of it', status: 'done', stopReason: 'stop-token' })] });
-    assert.equal(only(turnElements()).querySelector('.answer')?.textContent, 'all of it');
-  });
-
-  test('answer model output as text, never as markup', () => {
+  test('model output is sanitized: raw HTML stays text, script links go', () => {
     send({ type: 'turnAdded', turn: turn() });
-    send({ type: 'answerText', turnId: 'turn-1', text: '<img src=x onerror=alert(1)>' });
-    const answer = only(turnElements()).querySelector('.answer')!;
-    assert.equal(answer.children.length, 0);
-    assert.equal(answer.textContent, '<img src=x onerror=alert(1)>');
+    send({ type: 'replyText', turnId: 'turn-1', reply: 'answer', text: '<img src=x onerror=alert(1)> [click](javascript:alert(1))' });
+    const body = answerOf(only(turnElements())).querySelector('.reply-body')!;
+    assert.equal(body.querySelector('img'), null);
+    assert.match(body.textContent ?? '', /<img src=x onerror=alert\(1\)>/);
+    assert.equal(body.querySelector('a[href^="javascript"]'), null);
   });
 
-  test('streamed pieces append to their own turn, and the first replaces the waiting note', () => {
-    send({ type: 'transcript', turns: [turn({ id: 'turn-1', answer: 'Done.', status: 'done', stopReason: 'stop-token' })] });
+  test('streamed pieces append to their own reply, and the first replaces the waiting note', () => {
+    send({ type: 'state', turns: [turn({ id: 'turn-1', answer: reply({ text: 'Done.', status: 'done', stopReason: 'stop-token' }) })], pending: [] });
     send({ type: 'turnAdded', turn: turn({ id: 'turn-2' }) });
-    const second = turnElements()[1]!;
+    const second = answerOf(turnElements()[1]!);
     assert.equal(second.dataset.status, 'waiting');
     assert.ok(second.querySelector('.waiting'));
-    for (const piece of ['The ', 'dialog ', 'says ', '"Saved".']) send({ type: 'answerText', turnId: 'turn-2', text: piece });
-    assert.equal(second.querySelector('.answer')?.textContent, 'The dialog says "Saved".');
+    for (const piece of ['The ', 'dialog ', 'says ', '"Saved".']) send({ type: 'replyText', turnId: 'turn-2', reply: 'answer', text: piece });
+    assert.equal(second.querySelector('.reply-body')?.textContent?.trim(), 'The dialog says "Saved".');
     assert.equal(second.dataset.status, 'streaming');
     assert.equal(second.querySelector('.waiting'), null);
-    assert.equal(turnElements()[0]!.querySelector('.answer')?.textContent, 'Done.');
+    assert.equal(answerOf(turnElements()[0]!).querySelector('.reply-body')?.textContent?.trim(), 'Done.');
   });
 
-  test('a finished answer loses its Stop button and gains the stats line', () => {
+  test('a finished reduced answer: stats, Show reduction toggles the overlay, Compare posts compare', () => {
     send({ type: 'turnAdded', turn: turn() });
-    send({ type: 'answerText', turnId: 'turn-1', text: 'Saved.' });
-    send({ type: 'answerDone', turnId: 'turn-1', stopReason: 'stop-token', stats: STATS });
+    send({ type: 'turnUpdated', turn: turn({ answer: reply({ text: 'Saved.', status: 'done', stopReason: 'stop-token', stats: { ...REDUCED, speedup: 3.14 } }) }) });
     const element = only(turnElements());
     assert.equal(element.querySelector('.stop'), null);
     assert.equal(element.hasAttribute('aria-busy'), false);
-    assert.equal(element.dataset.status, 'done');
-    assert.equal(element.querySelector('.stats')?.textContent, 'visual tokens 64/576 · prefill 123 ms (vision 40 ms) · TTFT 150 ms · 12 tokens at 30.3 tokens/s · cpu');
-    assert.equal(element.querySelector('.note'), null);
+    assert.equal(
+      element.querySelector('.stats')?.textContent,
+      'visual tokens 64/576 · prefill 123 ms (vision 40 ms) · TTFT 150 ms · 12 tokens at 30.3 tokens/s · cpu · 3.1× faster prefill (measured) · 22 % of the FLOPs (analytic)',
+    );
+    const figures = element.querySelector<HTMLElement>('.reduction-figures')!;
+    assert.equal(figures.hidden, true);
+    const toggle = element.querySelector<HTMLElement>('.show-reduction')!;
+    toggle.click();
+    assert.equal(figures.hidden, false);
+    assert.equal(toggle.getAttribute('aria-expanded'), 'true');
+    assert.deepEqual([...figures.querySelectorAll('.patch')].map((cell) => cell.className), ['patch kept', 'patch merged', 'patch merged', 'patch dropped']);
+    assert.equal(figures.querySelector('figcaption')?.textContent, '1 kept, 2 merged, 1 dropped of 4 patches');
+    element.querySelector<HTMLElement>('.compare')!.click();
+    assert.deepEqual(posted.at(-1), { type: 'compare', turnId: 'turn-1' });
   });
 
-  test('a stopped answer says so, with or without stats', () => {
-    send({ type: 'transcript', turns: [turn({ id: 'turn-1' }), turn({ id: 'turn-2' })] });
-    send({ type: 'answerDone', turnId: 'turn-1', stopReason: 'cancelled', stats: STATS });
-    send({ type: 'answerDone', turnId: 'turn-2', stopReason: 'cancelled' });
-    const [first, second] = turnElements();
-    assert.equal(first?.querySelector('.note')?.textContent, 'Stopped.');
-    assert.ok(first?.querySelector('.stats'));
-    assert.equal(second?.querySelector('.note')?.textContent, 'Stopped.');
-    assert.equal(second?.querySelector('.stats'), null);
-  });
-
-  test('an error shows inline with its message and ends the turn', () => {
-    send({ type: 'turnAdded', turn: turn() });
-    send({ type: 'answerText', turnId: 'turn-1', text: 'The dia' });
-    send({ type: 'answerError', turnId: 'turn-1', message: 'The FiCoCo engine process stopped unexpectedly.' });
+  test('an unreduced answer offers neither overlay nor comparison', () => {
+    send({ type: 'turnAdded', turn: turn({ answer: reply({ text: 'x', status: 'done', stopReason: 'stop-token', stats: STATS }) }) });
     const element = only(turnElements());
-    assert.equal(element.querySelector('.error')?.textContent, 'The FiCoCo engine process stopped unexpectedly.');
-    assert.equal(element.querySelector('.answer')?.textContent, 'The dia');
-    assert.equal(element.querySelector('.stop'), null);
-    assert.equal(element.dataset.status, 'error');
+    assert.equal(element.querySelector('.show-reduction'), null);
+    assert.equal(element.querySelector('.compare'), null);
   });
 
-  test('an error from a transcript snapshot shows too', () => {
-    send({ type: 'transcript', turns: [turn({ status: 'error', error: 'config.json is missing' })] });
-    assert.equal(only(turnElements()).querySelector('.error')?.textContent, 'config.json is missing');
+  test('a comparison shows both answers side by side, titled, streaming into the full one', () => {
+    const done = reply({ text: 'blue', status: 'done', stopReason: 'stop-token', stats: REDUCED });
+    send({ type: 'turnAdded', turn: turn({ answer: done, full: reply() }) });
+    send({ type: 'replyText', turnId: 'turn-1', reply: 'full', text: 'green' });
+    const element = only(turnElements());
+    assert.ok(element.querySelector('.replies.compared'));
+    assert.deepEqual([...element.querySelectorAll('.reply h3')].map((h) => h.textContent), ['Answer (ficoco-v, 64)', 'Full tokens']);
+    assert.equal(element.querySelector('.reply[data-reply="full"] .reply-body')?.textContent?.trim(), 'green');
+    assert.equal(element.querySelector('.compare'), null);
+  });
+
+  test('code blocks get Copy and Insert at Cursor', () => {
+    send({ type: 'turnAdded', turn: turn({ answer: reply({ text: 'Run:\n\n```sh\nnpm test\n```', status: 'done', stopReason: 'stop-token' }) }) });
+    const buttons = [...only(turnElements()).querySelectorAll<HTMLElement>('.code-actions vscode-button')];
+    assert.deepEqual(buttons.map((b) => b.textContent), ['Copy', 'Insert at Cursor']);
+    buttons[0]!.click();
+    buttons[1]!.click();
+    assert.deepEqual(posted.slice(-2), [
+      { type: 'copy', text: 'npm test\n' },
+      { type: 'insert', text: 'npm test\n' },
+    ]);
+  });
+
+  test('stopped, token-limited and failed answers say so', () => {
+    send({
+      type: 'state',
+      turns: [
+        turn({ id: 'turn-1', answer: reply({ status: 'done', stopReason: 'cancelled' }) }),
+        turn({ id: 'turn-2', answer: reply({ text: 'long', status: 'done', stopReason: 'max-tokens', stats: STATS }) }),
+        turn({ id: 'turn-3', answer: reply({ text: 'The dia', status: 'error', error: 'The FiCoCo engine process stopped unexpectedly.' }) }),
+      ],
+      pending: [],
+    });
+    const [first, second, third] = turnElements();
+    assert.equal(first?.querySelector('.note')?.textContent, 'Stopped.');
+    assert.equal(first?.querySelector('.stats'), null);
+    assert.match(second?.querySelector('.note')?.textContent ?? '', /token limit/);
+    assert.equal(third?.querySelector('.error')?.textContent, 'The FiCoCo engine process stopped unexpectedly.');
+    assert.equal(third?.querySelector('.reply-body')?.textContent?.trim(), 'The dia');
   });
 
   test('Stop posts a stop for its turn, once', () => {
-    send({ type: 'transcript', turns: [turn({ id: 'turn-1', status: 'streaming' }), turn({ id: 'turn-2', status: 'streaming' })] });
+    send({ type: 'state', turns: [turn({ id: 'turn-1', answer: reply({ status: 'streaming' }) }), turn({ id: 'turn-2', answer: reply({ status: 'streaming' }) })], pending: [] });
     const stop = turnElements()[0]!.querySelector<HTMLElement>('.stop')!;
     stop.click();
     stop.click();
@@ -163,30 +209,114 @@ describe('webview transcript', () => {
   });
 
   test('Escape stops the newest running answer', () => {
-    send({ type: 'transcript', turns: [turn({ id: 'turn-1', status: 'streaming' }), turn({ id: 'turn-2', status: 'waiting' }), turn({ id: 'turn-3', answer: 'x', status: 'done', stopReason: 'stop-token' })] });
-    document.dispatchEvent(new window.KeyboardEvent('keydown', { key: 'Escape' }) as unknown as Event);
+    send({
+      type: 'state',
+      turns: [turn({ id: 'turn-1', answer: reply({ status: 'streaming' }) }), turn({ id: 'turn-2' }), turn({ id: 'turn-3', answer: reply({ text: 'x', status: 'done', stopReason: 'stop-token' }) })],
+      pending: [],
+    });
+    key(document, 'Escape');
     assert.deepEqual(posted.at(-1), { type: 'stop', turnId: 'turn-2' });
   });
 
-  test('malformed messages are ignored', () => {
+  test('malformed messages and messages for unknown turns change nothing', () => {
     const errors: unknown[] = [];
     const consoleError = console.error;
     console.error = (...args: unknown[]) => errors.push(args);
     try {
-      view.receive({ type: 'answerText', turnId: 'turn-1' });
-      view.receive('hello');
+      chat.receive({ type: 'replyText', turnId: 'turn-1' });
+      chat.receive('hello');
     } finally {
       console.error = consoleError;
     }
     assert.equal(errors.length, 2);
-    assert.equal(turnElements().length, 0);
+    send({ type: 'turnAdded', turn: turn() });
+    send({ type: 'replyText', turnId: 'turn-9', reply: 'answer', text: 'lost' });
+    assert.equal(only(turnElements()).textContent?.includes('lost'), false);
+  });
+});
+
+describe('chat composer', () => {
+  test('Enter sends the question and clears the box; Shift+Enter does not send', () => {
+    const question = document.getElementById('question') as HTMLTextAreaElement;
+    question.value = 'what colour is box A ?';
+    key(question, 'Enter', { shiftKey: true });
+    assert.deepEqual(posted, [{ type: 'ready' }]);
+    key(question, 'Enter');
+    assert.deepEqual(posted.at(-1), { type: 'ask', question: 'what colour is box A ?' });
+    assert.equal(question.value, '');
   });
 
-  test('messages for unknown turns change nothing', () => {
+  test('an empty question is not sent; the notice says why', () => {
+    document.getElementById('send')!.click();
+    assert.deepEqual(posted, [{ type: 'ready' }]);
+    const notice = document.getElementById('notice')!;
+    assert.equal(notice.hidden, false);
+    assert.match(notice.textContent ?? '', /Type a question/);
+  });
+
+  test('Attach and New Chat ask the extension', () => {
+    document.getElementById('attach')!.click();
+    document.getElementById('new-chat')!.click();
+    assert.deepEqual(posted.slice(1), [{ type: 'attach' }, { type: 'newChat' }]);
+  });
+
+  test('waiting images show as removable thumbnails; the button and Delete remove them', () => {
+    send({ type: 'pending', pending: [{ id: 'image-1', name: 'a.png', src: PNG_DATA_URL }, { id: 'image-2', name: 'b.gif' }] });
+    const items = [...document.querySelectorAll<HTMLElement>('#pending .pending-image')];
+    assert.equal(items.length, 2);
+    assert.equal(document.getElementById('pending')!.hidden, false);
+    assert.equal(items[0]!.querySelector('img')?.getAttribute('alt'), 'a.png');
+    items[0]!.querySelector<HTMLElement>('.remove-image')!.click();
+    key(items[1]!, 'Delete');
+    assert.deepEqual(posted.slice(1), [
+      { type: 'removeImage', id: 'image-1' },
+      { type: 'removeImage', id: 'image-2' },
+    ]);
+    send({ type: 'pending', pending: [] });
+    assert.equal(document.getElementById('pending')!.hidden, true);
+  });
+
+  test('a pasted image is read and sent to the extension', async () => {
+    const data = new window.DataTransfer();
+    data.items.add(new window.File([new Uint8Array([0x89, 0x50, 0x4e, 0x47])], 'clip.png', { type: 'image/png' }));
+    document.getElementById('question')!.dispatchEvent(new window.ClipboardEvent('paste', { clipboardData: data, bubbles: true }) as unknown as Event);
+    await settle();
+    assert.deepEqual(posted.at(-1), { type: 'addImages', images: [{ name: 'clip.png', dataBase64: 'iVBORw==' }] });
+  });
+
+  test('Explorer items dropped with Shift arrive as URIs', () => {
+    const data = new window.DataTransfer();
+    data.setData('resourceurls', JSON.stringify(['file:///home/me/a.png', 'vscode-remote://ssh/home/me/b.png']));
+    const drop = new window.Event('drop', { bubbles: true, cancelable: true });
+    Object.defineProperty(drop, 'dataTransfer', { value: data });
+    document.body.dispatchEvent(drop as unknown as Event);
+    assert.deepEqual(posted.at(-1), { type: 'addUris', uris: ['file:///home/me/a.png', 'vscode-remote://ssh/home/me/b.png'] });
+  });
+
+  test('a notice from the extension shows until the next turn', () => {
+    send({ type: 'notice', message: 'Paste, drop or attach an image first.' });
+    assert.equal(document.getElementById('notice')!.textContent, 'Paste, drop or attach an image first.');
     send({ type: 'turnAdded', turn: turn() });
-    send({ type: 'answerText', turnId: 'turn-9', text: 'lost' });
-    send({ type: 'answerError', turnId: 'turn-9', message: 'lost' });
-    assert.equal(only(turnElements()).textContent?.includes('lost'), false);
+    assert.equal(document.getElementById('notice')!.hidden, true);
+  });
+});
+
+describe('image intake helpers', () => {
+  test('only image types are read; others get a message', async () => {
+    await assert.rejects(readImageFile(new window.File(['hello'], 'notes.txt', { type: 'text/plain' }) as unknown as File), /notes\.txt is not an image FiCoCo can read/);
+    const jpeg = await readImageFile(new window.File([new Uint8Array([0xff, 0xd8])], 'photo.JPG', { type: '' }) as unknown as File);
+    assert.deepEqual(jpeg, { name: 'photo.JPG', dataBase64: '/9g=' });
+  });
+
+  test('dropped URI lists: VS Code resource list, then the plain list without comments', () => {
+    const plain = new window.DataTransfer();
+    plain.setData('text/uri-list', '# comment\r\nfile:///a.png\r\nfile:///b.png');
+    assert.deepEqual(droppedUris(plain as unknown as DataTransfer), ['file:///a.png', 'file:///b.png']);
+  });
+
+  test('overlay summary counts patch fates', () => {
+    assert.equal(reductionSummary({ rows: 1, cols: 5, patches: 'kkmdd' }), '2 kept, 1 merged, 2 dropped of 5 patches');
+    assert.equal(reductionSummary({ rows: 1, cols: 2, patches: 'kk' }), '2 kept of 2 patches');
   });
 });
 

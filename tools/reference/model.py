@@ -123,27 +123,28 @@ class LlavaReference:
         embeddings = torch.cat([cls, patches], dim=1) + self.w["vision.embeddings.position_embedding.weight"]
         return embeddings if batched else embeddings[0]
 
-    def vision_attention(self, x, prefix):
+    def vision_attention(self, x, prefix, probs_out=None):
         heads = self.vision_config["num_attention_heads"]
         q, k, v = (split_heads(self.linear(x, f"{prefix}.{name}"), heads) for name in ("q_proj", "k_proj", "v_proj"))
-        return self.linear(merge_heads(attention(q, k, v)), f"{prefix}.out_proj")
+        return self.linear(merge_heads(attention(q, k, v, probs_out=probs_out)), f"{prefix}.out_proj")
 
-    def vision_layer(self, index, x, keep=None):
+    def vision_layer(self, index, x, keep=None, probs_out=None):
         prefix = f"vision.encoder.layers.{index}"
-        x = x + self.vision_attention(self.layer_norm(x, f"{prefix}.layer_norm1"), f"{prefix}.self_attn")
+        x = x + self.vision_attention(self.layer_norm(x, f"{prefix}.layer_norm1"), f"{prefix}.self_attn", probs_out)
         if keep is not None:
             x = x[keep]
         act = VISION_ACTIVATIONS[self.vision_config.get("hidden_act", "quick_gelu")]
         hidden = act(self.linear(self.layer_norm(x, f"{prefix}.layer_norm2"), f"{prefix}.mlp.fc1"))
         return x + self.linear(hidden, f"{prefix}.mlp.fc2")
 
-    def vision_hidden_states(self, pixel_values, vision_keep=None):
-        """[embeddings after pre_layrnorm, output of layer 0, output of layer 1, ...] as in HF hidden_states."""
+    def vision_hidden_states(self, pixel_values, vision_keep=None, attention_out=None):
+        """[embeddings after pre_layrnorm, output of layer 0, output of layer 1, ...] as in HF hidden_states.
+        attention_out: {layer: []} receives those layers' attention probabilities (for training objectives)."""
         x = self.layer_norm(self.vision_embeddings(pixel_values), "vision.pre_layrnorm")
         states = [x]
         for index in range(self.vision_config["num_hidden_layers"]):
             keep = vision_keep[1] if vision_keep is not None and vision_keep[0] == index else None
-            x = self.vision_layer(index, x, keep)
+            x = self.vision_layer(index, x, keep, (attention_out or {}).get(index))
             states.append(x)
         return states
 

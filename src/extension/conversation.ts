@@ -1,0 +1,166 @@
+/**
+ * The conversation as the extension keeps it — the source of truth every chat webview is drawn from, so it
+ * survives hidden views, reloads and engine restarts — and the images waiting for the next question.
+ * Each change returns the message that tells the webviews about it. Free of 'vscode' so it is plainly testable.
+ */
+import type { AnswerStopReason, AnswerStatsView, HostMessage, PendingImage, Reply, ReplyKind, Turn, TurnImage } from '../protocol/webview';
+import type { HistoryMessage } from '../protocol/engine';
+
+/** An image with its bytes, as the engine takes it. */
+export interface ImageInput {
+  name: string;
+  bytes: Uint8Array;
+}
+
+/** Most images one question can carry. */
+export const MAX_IMAGES_PER_TURN = 8;
+/** Largest image shown inline as a data: URL; the conversation keeps it and re-sends it on every webview reload. */
+export const MAX_PREVIEW_BYTES = 4 * 1024 * 1024;
+
+const IMAGE_MIME_TYPES: Record<string, string> = { png: 'image/png', jpg: 'image/jpeg', jpeg: 'image/jpeg', webp: 'image/webp', gif: 'image/gif' };
+
+interface StoredTurn {
+  turn: Turn;
+  inputs: ImageInput[];
+}
+
+export class Conversation {
+  private turns: StoredTurn[] = [];
+  private pending: { image: PendingImage; input: ImageInput }[] = [];
+  private nextId = 1;
+
+  /** Everything so far, for a webview that has just (re)loaded. */
+  state(): HostMessage {
+    return { type: 'state', turns: this.turns.map(({ turn }) => structuredClone(turn)), pending: this.pendingImages() };
+  }
+
+  /** Adds images for the next question; returns the message, or throws when that would pass the per-question limit. */
+  addPending(images: ImageInput[]): HostMessage {
+    if (this.pending.length + images.length > MAX_IMAGES_PER_TURN) {
+      throw new RangeError(`A question can carry ${MAX_IMAGES_PER_TURN} images; remove some before adding more.`);
+    }
+    for (const input of images) this.pending.push({ image: { id: `image-${this.nextId++}`, ...turnImage(input.name, input.bytes) }, input });
+    return { type: 'pending', pending: this.pendingImages() };
+  }
+
+  removePending(id: string): HostMessage {
+    this.pending = this.pending.filter((entry) => entry.image.id !== id);
+    return { type: 'pending', pending: this.pendingImages() };
+  }
+
+  /**
+   * Starts a turn with the waiting images; a follow-up without new images asks about the latest turn's images.
+   * Returns undefined when there is no image at all.
+   */
+  startTurn(question: string): { turn: Turn; inputs: ImageInput[]; messages: HostMessage[] } | undefined {
+    const fresh = this.pending.length > 0;
+    const images = fresh ? this.pending.map((entry) => entry.image) : this.latest()?.turn.images;
+    const inputs = fresh ? this.pending.map((entry) => entry.input) : this.latest()?.inputs;
+    if (!images || !inputs || inputs.length === 0) return undefined;
+    const turn: Turn = { id: `turn-${this.nextId++}`, question, images: images.map(({ name, src }) => (src ? { name, src } : { name })), answer: { text: '', status: 'waiting' } };
+    this.turns.push({ turn, inputs });
+    this.pending = [];
+    const messages: HostMessage[] = [{ type: 'turnAdded', turn: structuredClone(turn) }];
+    if (fresh) messages.push({ type: 'pending', pending: [] });
+    return { turn: structuredClone(turn), inputs, messages };
+  }
+
+  /** The earlier questions and answers (text only) a turn continues. */
+  history(turnId: string): HistoryMessage[] {
+    const index = this.turns.findIndex(({ turn }) => turn.id === turnId);
+    return this.turns.slice(0, Math.max(0, index)).flatMap(({ turn }): HistoryMessage[] =>
+      turn.answer.status === 'done' && turn.answer.text.trim() !== ''
+        ? [
+            { role: 'user', text: turn.question },
+            { role: 'assistant', text: turn.answer.text.trim() },
+          ]
+        : [],
+    );
+  }
+
+  /** The question and images of a turn, for asking it again. */
+  turnInputs(turnId: string): { question: string; inputs: ImageInput[] } | undefined {
+    const stored = this.find(turnId);
+    return stored && { question: stored.turn.question, inputs: stored.inputs };
+  }
+
+  /** Opens the full-token reply of a turn ("Compare with full tokens"). */
+  startFull(turnId: string): HostMessage | undefined {
+    const stored = this.find(turnId);
+    if (!stored) return undefined;
+    stored.turn.full = { text: '', status: 'waiting' };
+    return this.updated(stored);
+  }
+
+  appendText(turnId: string, kind: ReplyKind, text: string): HostMessage | undefined {
+    const reply = this.reply(turnId, kind);
+    if (!reply) return undefined;
+    reply.text += text;
+    reply.status = 'streaming';
+    return { type: 'replyText', turnId, reply: kind, text };
+  }
+
+  finish(turnId: string, kind: ReplyKind, stopReason: AnswerStopReason, stats?: AnswerStatsView): HostMessage | undefined {
+    return this.change(turnId, kind, (reply) => {
+      reply.status = 'done';
+      reply.stopReason = stopReason;
+      if (stats) reply.stats = stats;
+    });
+  }
+
+  fail(turnId: string, kind: ReplyKind, error: string): HostMessage | undefined {
+    return this.change(turnId, kind, (reply) => {
+      reply.status = 'error';
+      reply.error = error;
+    });
+  }
+
+  /** Adds the measured speedup once the unreduced baseline is known. */
+  setSpeedup(turnId: string, speedup: number): HostMessage | undefined {
+    return this.change(turnId, 'answer', (reply) => {
+      if (reply.stats) reply.stats.speedup = speedup;
+    });
+  }
+
+  clear(): HostMessage {
+    this.turns = [];
+    this.pending = [];
+    return this.state();
+  }
+
+  private change(turnId: string, kind: ReplyKind, apply: (reply: Reply) => void): HostMessage | undefined {
+    const stored = this.find(turnId);
+    const reply = stored && (kind === 'answer' ? stored.turn.answer : stored.turn.full);
+    if (!stored || !reply) return undefined;
+    apply(reply);
+    return this.updated(stored);
+  }
+
+  private updated(stored: StoredTurn): HostMessage {
+    return { type: 'turnUpdated', turn: structuredClone(stored.turn) };
+  }
+
+  private reply(turnId: string, kind: ReplyKind): Reply | undefined {
+    const turn = this.find(turnId)?.turn;
+    return kind === 'answer' ? turn?.answer : turn?.full;
+  }
+
+  private find(turnId: string): StoredTurn | undefined {
+    return this.turns.find(({ turn }) => turn.id === turnId);
+  }
+
+  private latest(): StoredTurn | undefined {
+    return this.turns.at(-1);
+  }
+
+  private pendingImages(): PendingImage[] {
+    return this.pending.map((entry) => ({ ...entry.image }));
+  }
+}
+
+/** The image as the webview shows it: inlined as a data: URL when it is a known type and small enough. */
+export function turnImage(name: string, bytes: Uint8Array): TurnImage {
+  const mime = IMAGE_MIME_TYPES[name.slice(name.lastIndexOf('.') + 1).toLowerCase()];
+  if (!mime || bytes.byteLength > MAX_PREVIEW_BYTES) return { name };
+  return { name, src: `data:${mime};base64,${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64')}` };
+}

@@ -1,0 +1,211 @@
+/**
+ * The `ficoco.*` settings: what package.json declares (built from the reduction registry, so every method's
+ * parameters are settings) and what the extension reads back. Free of 'vscode': the reader takes a getter,
+ * so validation is plainly testable. A bad value never stops a question: it is reported and its default used.
+ */
+import { Budget, ParamSpec, ParamValue } from '../reduction/method';
+import { METHODS, resolveParams } from '../reduction/registry';
+import { PROVIDER_SETTINGS, ProviderSetting } from '../protocol/engine';
+
+export const NO_REDUCTION = 'none';
+
+export interface ReductionSetting {
+  method: string;
+  budget: Budget;
+  /** the budget as the user wrote it, for labels ("16", "11%") */
+  budgetLabel: string;
+  params: Record<string, ParamValue>;
+}
+
+export interface FicocoSettings {
+  /** an absolute folder, or '' for the built-in model */
+  modelPath: string;
+  provider: ProviderSetting;
+  /** 0: ONNX Runtime's default */
+  threads: number;
+  /** undefined: answer with every visual token */
+  reduction: ReductionSetting | undefined;
+  maxNewTokens: number;
+  temperature: number;
+  /** 0: never unload */
+  unloadAfterMinutes: number;
+}
+
+/** One setting as package.json declares it (a JSON schema plus VS Code's extra keys). */
+export interface SettingSchema {
+  type: 'string' | 'number' | 'integer' | 'boolean';
+  default: string | number | boolean;
+  scope?: 'machine' | 'window' | 'resource';
+  enum?: readonly string[];
+  enumDescriptions?: readonly string[];
+  minimum?: number;
+  maximum?: number;
+  pattern?: string;
+  patternErrorMessage?: string;
+  markdownDescription: string;
+  order?: number;
+}
+
+const BUDGET_PATTERN = '^\\s*(\\d+|\\d+(\\.\\d+)?\\s*%)\\s*$';
+
+/** The main settings, in the order the Settings editor shows them. */
+export const MAIN_SETTINGS: Record<string, SettingSchema> = {
+  'ficoco.modelPath': {
+    type: 'string',
+    default: '',
+    scope: 'machine',
+    markdownDescription:
+      'Absolute path of a Hugging Face LLaVA model folder (`config.json`, `*.safetensors`, `tokenizer.json`, `tokenizer_config.json`, `preprocessor_config.json`). Empty: the built-in tiny model. `~` stands for your home folder.',
+  },
+  'ficoco.provider': {
+    type: 'string',
+    default: 'auto',
+    scope: 'machine',
+    enum: PROVIDER_SETTINGS,
+    enumDescriptions: [
+      'The best provider this machine has (DirectML on Windows, CoreML on macOS, CUDA on Linux when its libraries are present), else CPU.',
+      'CPU only.',
+      'NVIDIA CUDA 12 with cuDNN 9 (Linux).',
+      'DirectML (Windows).',
+      'CoreML (macOS on Apple silicon).',
+      'WebGPU (experimental).',
+    ],
+    markdownDescription: 'ONNX Runtime execution provider. When the chosen one cannot load, FiCoCo runs on the CPU and says why.',
+  },
+  'ficoco.threads': {
+    type: 'integer',
+    default: 0,
+    minimum: 0,
+    maximum: 256,
+    scope: 'machine',
+    markdownDescription: 'CPU threads for one operation (ONNX Runtime intra-op threads). `0`: ONNX Runtime chooses.',
+  },
+  'ficoco.reduction.method': {
+    type: 'string',
+    default: 'ficoco-v',
+    enum: [NO_REDUCTION, ...METHODS.map((m) => m.name)],
+    enumDescriptions: ['Every visual token reaches the language model (the unreduced baseline).', ...METHODS.map((m) => m.description)],
+    markdownDescription: 'Visual token reduction: which method removes or merges visual tokens before (or inside) the language model. Parameters of each method are under *FiCoCo › Reduction parameters*.',
+  },
+  'ficoco.reduction.budget': {
+    type: 'string',
+    default: '11%',
+    pattern: BUDGET_PATTERN,
+    patternErrorMessage: 'A number of visual tokens per image (e.g. 64) or a share (e.g. 11%).',
+    markdownDescription:
+      'Visual tokens kept per image: a count (`64`) or a share (`11%`). 11 % is 16 of the built-in model\'s 144 tokens and 64 of LLaVA-1.5\'s 576.',
+  },
+  'ficoco.maxNewTokens': {
+    type: 'integer',
+    default: 256,
+    minimum: 1,
+    maximum: 4096,
+    markdownDescription: 'Longest answer, in tokens.',
+  },
+  'ficoco.temperature': {
+    type: 'number',
+    default: 0,
+    minimum: 0,
+    maximum: 2,
+    markdownDescription: 'Sampling temperature. `0` always takes the most likely token (greedy, reproducible).',
+  },
+  'ficoco.unloadAfterMinutes': {
+    type: 'integer',
+    default: 15,
+    minimum: 0,
+    maximum: 1440,
+    markdownDescription: 'Stop the engine process and free its memory after this many idle minutes. `0`: keep it loaded.',
+  },
+};
+
+/** `ficoco.reduction.<method>.<param>` for every parameter of every method in the registry. */
+export function reductionParamSettings(): Record<string, SettingSchema> {
+  const settings: Record<string, SettingSchema> = {};
+  for (const method of METHODS) {
+    for (const [name, spec] of Object.entries(method.params)) settings[paramSettingKey(method.name, name)] = paramSchema(method.name, spec);
+  }
+  return settings;
+}
+
+export function paramSettingKey(method: string, param: string): string {
+  return `ficoco.reduction.${method}.${param}`;
+}
+
+function paramSchema(method: string, spec: ParamSpec): SettingSchema {
+  const markdownDescription = `\`${method}\`: ${spec.description}`;
+  if (spec.type === 'boolean') return { type: 'boolean', default: spec.default, markdownDescription };
+  if (spec.type === 'enum') return { type: 'string', default: spec.default, enum: spec.values, markdownDescription };
+  return { type: spec.type, default: spec.default, minimum: spec.min, maximum: spec.max, markdownDescription };
+}
+
+/** "64" → 64 tokens, "11%" → a share of 0.11; undefined when it is neither. */
+export function parseBudget(text: string): Budget | undefined {
+  const trimmed = text.trim();
+  const percent = /^(\d+(?:\.\d+)?)\s*%$/.exec(trimmed);
+  if (percent) {
+    const ratio = Number(percent[1]) / 100;
+    return ratio > 0 && ratio <= 1 ? { ratio } : undefined;
+  }
+  if (/^\d+$/.test(trimmed) && Number(trimmed) >= 1) return { tokens: Number(trimmed) };
+  return undefined;
+}
+
+/** Reads every setting through `get` (undefined = not set); `problems` says which values were replaced by defaults. */
+export function readSettings(get: (key: string) => unknown): { settings: FicocoSettings; problems: string[] } {
+  const problems: string[] = [];
+  const value = <T>(key: string, valid: (v: unknown) => v is T, expected: string): T => {
+    const schema = MAIN_SETTINGS[key];
+    const given = get(key);
+    if (given === undefined || valid(given)) return (given ?? schema.default) as T;
+    problems.push(`${key} is ${JSON.stringify(given)}; expected ${expected}. Using the default, ${JSON.stringify(schema.default)}.`);
+    return schema.default as T;
+  };
+  const inRange = (key: string, integer: boolean) => (v: unknown): v is number => {
+    const { minimum = -Infinity, maximum = Infinity } = MAIN_SETTINGS[key];
+    return typeof v === 'number' && Number.isFinite(v) && v >= minimum && v <= maximum && (!integer || Number.isInteger(v));
+  };
+  const range = (key: string, integer: boolean) => `${integer ? 'a whole number' : 'a number'} from ${MAIN_SETTINGS[key].minimum} to ${MAIN_SETTINGS[key].maximum}`;
+  const oneOf = (key: string) => (v: unknown): v is string => typeof v === 'string' && (MAIN_SETTINGS[key].enum ?? []).includes(v);
+  const isString = (v: unknown): v is string => typeof v === 'string';
+
+  const method = value('ficoco.reduction.method', oneOf('ficoco.reduction.method'), `one of ${MAIN_SETTINGS['ficoco.reduction.method'].enum!.join(', ')}`);
+  const budgetLabel = value('ficoco.reduction.budget', (v): v is string => typeof v === 'string' && parseBudget(v) !== undefined, 'a token count such as 64 or a share such as 11%').trim();
+  const settings: FicocoSettings = {
+    modelPath: value('ficoco.modelPath', isString, 'a folder path').trim(),
+    provider: value('ficoco.provider', oneOf('ficoco.provider'), `one of ${PROVIDER_SETTINGS.join(', ')}`) as ProviderSetting,
+    threads: value('ficoco.threads', inRange('ficoco.threads', true), range('ficoco.threads', true)),
+    reduction: method === NO_REDUCTION ? undefined : { method, budget: parseBudget(budgetLabel)!, budgetLabel, params: methodParams(method, get, problems) },
+    maxNewTokens: value('ficoco.maxNewTokens', inRange('ficoco.maxNewTokens', true), range('ficoco.maxNewTokens', true)),
+    temperature: value('ficoco.temperature', inRange('ficoco.temperature', false), range('ficoco.temperature', false)),
+    unloadAfterMinutes: value('ficoco.unloadAfterMinutes', inRange('ficoco.unloadAfterMinutes', true), range('ficoco.unloadAfterMinutes', true)),
+  };
+  return { settings, problems };
+}
+
+/** The method's parameters the user set; each invalid one is reported and left to its default. */
+function methodParams(method: string, get: (key: string) => unknown, problems: string[]): Record<string, ParamValue> {
+  const spec = METHODS.find((m) => m.name === method)!;
+  const params: Record<string, ParamValue> = {};
+  for (const name of Object.keys(spec.params)) {
+    const key = paramSettingKey(method, name);
+    const given = get(key);
+    if (given === undefined) continue;
+    try {
+      resolveParams(spec, { [name]: given });
+      params[name] = given as ParamValue;
+    } catch (error) {
+      problems.push(`${key}: ${error instanceof Error ? error.message : String(error)} Using the default.`);
+    }
+  }
+  return params;
+}
+
+/** package.json's contributes.configuration: the main settings, then one section for the methods' parameters. */
+export function configurationSections(): { id: string; title: string; order: number; properties: Record<string, SettingSchema> }[] {
+  const ordered = (settings: Record<string, SettingSchema>) =>
+    Object.fromEntries(Object.entries(settings).map(([key, schema], order) => [key, { ...schema, order }]));
+  return [
+    { id: 'ficoco', title: 'FiCoCo', order: 0, properties: ordered(MAIN_SETTINGS) },
+    { id: 'ficoco-reduction-parameters', title: 'Reduction parameters', order: 1, properties: ordered(reductionParamSettings()) },
+  ];
+}

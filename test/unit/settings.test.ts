@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { describe, test } from 'node:test';
+import { configurationSections, paramSettingKey, parseBudget, readSettings } from '../../src/extension/settings';
+import { METHODS } from '../../src/reduction/registry';
+
+const packageJson = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
+  contributes: { configuration: { properties: Record<string, { scope?: string; minimum?: number; maximum?: number; enum?: string[] }> }[]; commands: { command: string; category: string }[] };
+};
+const declared = Object.assign({}, ...packageJson.contributes.configuration.map((section) => section.properties)) as Record<string, { scope?: string; minimum?: number; maximum?: number; enum?: string[] }>;
+
+function settingsFrom(values: Record<string, unknown>) {
+  return readSettings((key) => values[key]);
+}
+
+describe('settings', () => {
+  test('package.json declares exactly what src/extension/settings.ts generates (run `npm run settings`)', () => {
+    assert.deepEqual(packageJson.contributes.configuration, JSON.parse(JSON.stringify(configurationSections())));
+  });
+
+  test('every method parameter is a setting with its range or choices', () => {
+    for (const method of METHODS) {
+      for (const [name, spec] of Object.entries(method.params)) {
+        const setting = declared[paramSettingKey(method.name, name)];
+        assert.ok(setting, `${method.name}.${name}`);
+        if (spec.type === 'number' || spec.type === 'integer') assert.deepEqual([setting.minimum, setting.maximum], [spec.min, spec.max]);
+        if (spec.type === 'enum') assert.deepEqual(setting.enum, spec.values);
+      }
+    }
+    assert.deepEqual(declared['ficoco.reduction.method']?.enum, ['none', ...METHODS.map((m) => m.name)]);
+  });
+
+  test('hardware settings are machine-scoped; every command is in the FiCoCo category', () => {
+    for (const key of ['ficoco.modelPath', 'ficoco.provider', 'ficoco.threads']) assert.equal(declared[key]?.scope, 'machine', key);
+    for (const command of packageJson.contributes.commands) assert.equal(command.category, 'FiCoCo', command.command);
+  });
+
+  test('nothing set: the defaults, FiCoCo-V keeping 11 %', () => {
+    const { settings, problems } = settingsFrom({});
+    assert.deepEqual(problems, []);
+    assert.deepEqual(settings, {
+      modelPath: '',
+      provider: 'auto',
+      threads: 0,
+      reduction: { method: 'ficoco-v', budget: { ratio: 0.11 }, budgetLabel: '11%', params: {} },
+      maxNewTokens: 256,
+      temperature: 0,
+      unloadAfterMinutes: 15,
+    });
+  });
+
+  test('valid values are taken, method parameters included; none turns reduction off', () => {
+    const { settings, problems } = settingsFrom({
+      'ficoco.provider': 'cpu',
+      'ficoco.reduction.method': 'tome',
+      'ficoco.reduction.budget': ' 64 ',
+      'ficoco.maxNewTokens': 32,
+      'ficoco.temperature': 0.7,
+    });
+    assert.deepEqual(problems, []);
+    assert.deepEqual(settings.reduction, { method: 'tome', budget: { tokens: 64 }, budgetLabel: '64', params: {} });
+    assert.equal(settings.provider, 'cpu');
+    assert.equal(settings.temperature, 0.7);
+    assert.equal(settingsFrom({ 'ficoco.reduction.method': 'none' }).settings.reduction, undefined);
+    const ficoco = settingsFrom({ [paramSettingKey('ficoco-v', 'window')]: 3, [paramSettingKey('ficoco-v', 'weights')]: 'paper' });
+    assert.deepEqual(ficoco.settings.reduction?.params, { window: 3, weights: 'paper' });
+  });
+
+  test('each invalid value is reported with what is expected, and its default used', () => {
+    const { settings, problems } = settingsFrom({
+      'ficoco.provider': 'tpu',
+      'ficoco.reduction.method': 'magic',
+      'ficoco.reduction.budget': 'half',
+      'ficoco.maxNewTokens': 0,
+      'ficoco.temperature': 'hot',
+      'ficoco.unloadAfterMinutes': 2.5,
+      'ficoco.threads': -1,
+    });
+    assert.equal(problems.length, 7);
+    assert.match(problems[0]!, /^ficoco\.reduction\.method is "magic"; expected one of none, ficoco-v/);
+    assert.match(problems.join('\n'), /ficoco\.reduction\.budget is "half"; expected a token count such as 64 or a share such as 11%\. Using the default, "11%"\./);
+    assert.match(problems.join('\n'), /ficoco\.provider is "tpu"; expected one of auto, cpu, cuda, dml, coreml, webgpu/);
+    assert.match(problems.join('\n'), /ficoco\.maxNewTokens is 0; expected a whole number from 1 to 4096/);
+    assert.match(problems.join('\n'), /ficoco\.unloadAfterMinutes is 2\.5; expected a whole number/);
+    assert.deepEqual(settings, settingsFrom({}).settings);
+  });
+
+  test('an out-of-range method parameter is reported and left to its default', () => {
+    const { settings, problems } = settingsFrom({ [paramSettingKey('ficoco-v', 'window')]: 99, [paramSettingKey('ficoco-v', 'weights')]: 'paper' });
+    assert.equal(problems.length, 1);
+    assert.match(problems[0]!, /^ficoco\.reduction\.ficoco-v\.window: ficoco-v\.window is 99; expected an integer in \[1, 16\]/);
+    assert.deepEqual(settings.reduction?.params, { weights: 'paper' });
+  });
+
+  test('budgets: a count or a share', () => {
+    assert.deepEqual(parseBudget('64'), { tokens: 64 });
+    assert.deepEqual(parseBudget('11%'), { ratio: 0.11 });
+    assert.deepEqual(parseBudget('12.5 %'), { ratio: 0.125 });
+    for (const bad of ['0', '0%', '101%', '-4', '2.5', 'all', '']) assert.equal(parseBudget(bad), undefined, bad);
+  });
+});

@@ -1,0 +1,67 @@
+/**
+ * The chat page: wires the transcript and the composer to the extension. Messages come in through
+ * receive(); what the user does goes out through `post`. Says `ready` first so the extension sends its state.
+ */
+import { HostMessage, MessageError, WebviewMessage, parseHostMessage } from '../src/protocol/webview';
+import { Composer, ImageReader, readImageFile } from './composer';
+import { TranscriptView } from './transcriptView';
+
+export interface ChatPage {
+  /** applies one message from the extension; malformed ones are reported on the console and ignored */
+  receive(data: unknown): void;
+}
+
+export function startChat(doc: Document, post: (message: WebviewMessage) => void, readImage: ImageReader = readImageFile): ChatPage {
+  const notice = doc.getElementById('notice')!;
+  const notify = (message: string) => {
+    notice.textContent = message;
+    notice.hidden = message === '';
+  };
+  const transcript = new TranscriptView(doc.getElementById('transcript')!, {
+    stop: (turnId) => post({ type: 'stop', turnId }),
+    compare: (turnId) => post({ type: 'compare', turnId }),
+    copy: (text) => post({ type: 'copy', text }),
+    insert: (text) => post({ type: 'insert', text }),
+  });
+  const composer = new Composer(doc, post, notify, readImage);
+  doc.addEventListener('keydown', (event) => {
+    if (event.key !== 'Escape') return;
+    const running = transcript.runningTurnId();
+    if (running) transcript.stop(running);
+  });
+  post({ type: 'ready' });
+  return {
+    receive(data) {
+      let message: HostMessage;
+      try {
+        message = parseHostMessage(data);
+      } catch (error) {
+        if (!(error instanceof MessageError)) throw error;
+        console.error(`FiCoCo: ignored a message from the extension: ${error.message}`);
+        return;
+      }
+      switch (message.type) {
+        case 'state':
+          transcript.showTurns(message.turns);
+          composer.showPending(message.pending);
+          return;
+        case 'turnAdded':
+          notify('');
+          transcript.addTurn(message.turn);
+          return;
+        case 'turnUpdated':
+          transcript.updateTurn(message.turn);
+          return;
+        case 'replyText':
+          transcript.appendText(message.turnId, message.reply, message.text);
+          return;
+        case 'pending':
+          composer.showPending(message.pending);
+          return;
+        case 'notice':
+          notify(message.message);
+          return;
+      }
+    },
+  };
+}

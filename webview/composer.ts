@@ -1,0 +1,188 @@
+/**
+ * The question box and the images waiting to go with it. Enter sends, Shift+Enter breaks the line; images
+ * come in by paste, by Shift+drop (files from the OS, or Explorer items, which the extension reads), or
+ * through the Attach button. The extension holds the waiting images; this only draws them.
+ */
+import type { ImageFile, PendingImage, WebviewMessage } from '../src/protocol/webview';
+
+/** Largest image file taken in (after downscaling); larger ones are refused with a message. */
+export const MAX_IMAGE_FILE_BYTES = 32 * 1024 * 1024;
+/** Screenshots larger than this on their long side are downscaled before they cross to the extension. */
+export const MAX_IMAGE_SIDE = 2048;
+const IMAGE_TYPES: Record<string, string> = { 'image/png': 'png', 'image/jpeg': 'jpg', 'image/webp': 'webp', 'image/gif': 'gif' };
+const URI_TYPES = ['application/vnd.code.uri-list', 'resourceurls', 'text/uri-list'];
+
+/** Reads an image File as the extension wants it; throws a message for the user when it is not acceptable. */
+export type ImageReader = (file: File) => Promise<ImageFile>;
+
+export class Composer {
+  private readonly question: HTMLTextAreaElement;
+  private readonly pending: HTMLElement;
+
+  constructor(
+    private readonly doc: Document,
+    private readonly post: (message: WebviewMessage) => void,
+    private readonly notify: (message: string) => void,
+    private readonly readImage: ImageReader = readImageFile,
+  ) {
+    this.question = doc.getElementById('question') as HTMLTextAreaElement;
+    this.pending = doc.getElementById('pending')!;
+    this.question.addEventListener('keydown', (event) => {
+      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        this.send();
+      }
+    });
+    doc.getElementById('send')!.addEventListener('click', () => this.send());
+    doc.getElementById('attach')!.addEventListener('click', () => post({ type: 'attach' }));
+    doc.getElementById('new-chat')!.addEventListener('click', () => post({ type: 'newChat' }));
+    doc.addEventListener('paste', (event) => void this.paste(event));
+    doc.addEventListener('dragover', (event) => this.dragOver(event));
+    doc.addEventListener('dragleave', () => doc.body.classList.remove('dropping'));
+    doc.addEventListener('drop', (event) => void this.drop(event));
+  }
+
+  /** Draws the images the extension holds for the next question. */
+  showPending(images: PendingImage[]): void {
+    this.pending.replaceChildren(...images.map((image) => this.thumbnail(image)));
+    this.pending.hidden = images.length === 0;
+  }
+
+  send(): void {
+    const question = this.question.value.trim();
+    if (question === '') {
+      this.notify('Type a question about the image first.');
+      this.question.focus();
+      return;
+    }
+    this.post({ type: 'ask', question });
+    this.question.value = '';
+  }
+
+  private thumbnail(image: PendingImage): HTMLElement {
+    const doc = this.doc;
+    const item = doc.createElement('div');
+    item.className = 'pending-image';
+    item.tabIndex = 0;
+    item.dataset.imageId = image.id;
+    item.setAttribute('aria-label', `${image.name}, waiting to be sent; Delete removes it`);
+    if (image.src) {
+      const picture = doc.createElement('img');
+      picture.src = image.src;
+      picture.alt = image.name;
+      item.append(picture);
+    } else {
+      const name = doc.createElement('span');
+      name.className = 'image-name';
+      name.textContent = image.name;
+      item.append(name);
+    }
+    const remove = doc.createElement('button');
+    remove.className = 'remove-image';
+    remove.type = 'button';
+    remove.textContent = '×';
+    remove.setAttribute('aria-label', `Remove ${image.name}`);
+    remove.addEventListener('click', () => this.post({ type: 'removeImage', id: image.id }));
+    item.addEventListener('keydown', (event) => {
+      if (event.key === 'Delete' || event.key === 'Backspace') {
+        event.preventDefault();
+        this.post({ type: 'removeImage', id: image.id });
+      }
+    });
+    item.append(remove);
+    return item;
+  }
+
+  private async paste(event: ClipboardEvent): Promise<void> {
+    const files = [...(event.clipboardData?.items ?? [])].filter((item) => item.kind === 'file').map((item) => item.getAsFile()).filter((file): file is File => file !== null);
+    if (files.length === 0) return;
+    event.preventDefault();
+    await this.addFiles(files);
+  }
+
+  private dragOver(event: DragEvent): void {
+    const types = [...(event.dataTransfer?.types ?? [])].map((type) => type.toLowerCase());
+    if (!types.includes('files') && !URI_TYPES.some((type) => types.includes(type))) return;
+    // Only the types can be read while dragging; accepting here makes the drop reach us.
+    event.preventDefault();
+    this.doc.body.classList.add('dropping');
+  }
+
+  private async drop(event: DragEvent): Promise<void> {
+    this.doc.body.classList.remove('dropping');
+    const data = event.dataTransfer;
+    if (!data) return;
+    event.preventDefault();
+    const uris = droppedUris(data);
+    if (uris.length > 0) {
+      this.post({ type: 'addUris', uris });
+      return;
+    }
+    await this.addFiles([...data.files]);
+  }
+
+  private async addFiles(files: File[]): Promise<void> {
+    const images: ImageFile[] = [];
+    for (const file of files) {
+      try {
+        images.push(await this.readImage(file));
+      } catch (error) {
+        this.notify(error instanceof Error ? error.message : String(error));
+      }
+    }
+    if (images.length > 0) this.post({ type: 'addImages', images });
+  }
+}
+
+/** Explorer items dragged in: VS Code's full list first, then the plain (single-item) uri-list. */
+export function droppedUris(data: DataTransfer): string[] {
+  const resources = data.getData('resourceurls');
+  if (resources) {
+    try {
+      const parsed: unknown = JSON.parse(resources);
+      if (Array.isArray(parsed)) return parsed.filter((uri): uri is string => typeof uri === 'string');
+    } catch {
+      // not JSON: fall through to the uri lists
+    }
+  }
+  const list = data.getData('application/vnd.code.uri-list') || data.getData('text/uri-list');
+  return list
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('#'));
+}
+
+/** PNG, JPEG, WebP or GIF; downscaled when its long side exceeds MAX_IMAGE_SIDE (where the browser can decode it). */
+export async function readImageFile(file: File): Promise<ImageFile> {
+  const extension = IMAGE_TYPES[file.type] ?? /\.(png|jpe?g|webp|gif)$/i.exec(file.name)?.[1]?.toLowerCase();
+  const name = file.name || `pasted-image.${extension ?? 'png'}`;
+  if (!extension) throw new Error(`${name} is not an image FiCoCo can read: use PNG, JPEG, WebP or GIF.`);
+  const smaller = await downscaled(file);
+  const bytes = smaller ?? new Uint8Array(await file.arrayBuffer());
+  if (bytes.byteLength > MAX_IMAGE_FILE_BYTES) {
+    throw new Error(`${name} is ${(bytes.byteLength / 2 ** 20).toFixed(1)} MiB; FiCoCo takes images up to ${MAX_IMAGE_FILE_BYTES / 2 ** 20} MiB.`);
+  }
+  return { name: smaller ? `${name.replace(/\.[^.]*$/, '')}.png` : name, dataBase64: base64(bytes) };
+}
+
+/** A PNG at most MAX_IMAGE_SIDE on its long side, or undefined when the image is small enough (or undecodable here: the engine says so). */
+async function downscaled(file: File): Promise<Uint8Array | undefined> {
+  if (typeof createImageBitmap !== 'function') return undefined;
+  let bitmap: ImageBitmap;
+  try {
+    bitmap = await createImageBitmap(file);
+  } catch {
+    return undefined;
+  }
+  const scale = MAX_IMAGE_SIDE / Math.max(bitmap.width, bitmap.height);
+  if (scale >= 1) return undefined;
+  const canvas = new OffscreenCanvas(Math.round(bitmap.width * scale), Math.round(bitmap.height * scale));
+  canvas.getContext('2d')!.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  return new Uint8Array(await (await canvas.convertToBlob({ type: 'image/png' })).arrayBuffer());
+}
+
+function base64(bytes: Uint8Array): string {
+  let binary = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(binary);
+}

@@ -1,0 +1,50 @@
+/**
+ * "Show reduction": the image with its patch grid drawn over it, each patch marked by what became of it —
+ * kept as its own token, merged into another token, or dropped. Plain elements in a CSS grid, so it needs
+ * no canvas and follows the theme.
+ */
+import type { ImageReduction, TurnImage } from '../src/protocol/webview';
+
+const PATCH_STATES: Record<string, { className: string; label: string }> = {
+  k: { className: 'kept', label: 'kept' },
+  m: { className: 'merged', label: 'merged' },
+  d: { className: 'dropped', label: 'dropped' },
+};
+
+/** The figure for one image: the picture, the grid over it, and a caption with the counts. */
+export function reductionFigure(doc: Document, image: TurnImage, reduction: ImageReduction): HTMLElement {
+  const figure = doc.createElement('figure');
+  figure.className = 'reduction';
+  const frame = doc.createElement('div');
+  frame.className = 'reduction-frame';
+  if (image.src) {
+    const picture = doc.createElement('img');
+    picture.src = image.src;
+    picture.alt = `${image.name} as the model saw it`;
+    frame.append(picture);
+  }
+  const grid = doc.createElement('div');
+  grid.className = 'reduction-grid';
+  grid.style.gridTemplateColumns = `repeat(${reduction.cols}, 1fr)`;
+  grid.style.gridTemplateRows = `repeat(${reduction.rows}, 1fr)`;
+  grid.setAttribute('aria-hidden', 'true');
+  for (const state of reduction.patches) {
+    const cell = doc.createElement('div');
+    cell.className = `patch ${PATCH_STATES[state].className}`;
+    grid.append(cell);
+  }
+  frame.append(grid);
+  const caption = doc.createElement('figcaption');
+  caption.textContent = reductionSummary(reduction);
+  figure.append(frame, caption);
+  return figure;
+}
+
+/** "16 kept, 120 merged, 8 dropped of 144 patches" */
+export function reductionSummary(reduction: ImageReduction): string {
+  const counts = Object.entries(PATCH_STATES)
+    .map(([state, { label }]) => ({ label, count: [...reduction.patches].filter((p) => p === state).length }))
+    .filter(({ count }) => count > 0)
+    .map(({ label, count }) => `${count} ${label}`);
+  return `${counts.join(', ')} of ${reduction.patches.length} patches`;
+}
