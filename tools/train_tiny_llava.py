@@ -23,6 +23,9 @@ learns to look things up in the image):
     at the question words naming the first and second thing the question refers to, and the same heads of
     layers IMAGE_FOCUS_LAYERS at the patches showing them (scenes.Scene.focus). Without the first step the
     decoder has to discover on its own how to carry "red box" from the question to the answer position.
+  - reduced tokens: the answer loss is taken a second time with only 16, 36 or 64 of the 144 visual tokens
+    (informative patches first, original order), as a pruning method hands them over; without it the
+    decoder answers nonsense once a method shortens the image's part of the sequence.
 All heads are discarded; the saved folder is a plain llava checkpoint. Because every question about an
 image shares the prompt prefix "<s> USER :" + visual tokens, the decoder runs that prefix once per image
 and each question continues from its KV cache.
@@ -33,9 +36,9 @@ Every scene contributes all its questions, so the vision tower runs once per ima
 
 Reproducible from --seed with torch.set_num_threads(2) on the same machine (float sums depend on
 the thread count; --minutes makes the stopping step depend on speed, so reproducible runs use --steps).
-Run time on this 2-core machine (f32, 2 threads, default sizes: 2.18 M parameters): about 2.2 s per step
-of 24 scenes x all their questions (~110), ~27 steps a minute, i.e. --steps 1400 is about 55 minutes;
-train_log.json in --out records the minutes actually taken.
+The defaults are the built-in model's run. Run time on this 2-core machine (f32, 2 threads, 2.18 M
+parameters): about 2.6 s per step of 8 scenes x up to 3 questions per type each, with the reduced-token
+pass and three evaluations: 1300 steps took 57.5 minutes. train_log.json in --out records the run.
 """
 
 import argparse
@@ -113,6 +116,11 @@ PATCH_HEAD_WEIGHTS = {"arrow_target": 3.0, "arrow_source": 3.0, "count": 3.0}
 VISION_FOCUS_LAYER = 2
 IMAGE_FOCUS_LAYERS = (1, 2)
 FOCUS_HEADS = 2
+# Visual token counts of the second, reduced answer loss (one drawn per step), its weight, and the count
+# the evaluation reports.
+REDUCED_BUDGETS = (16, 36, 64)
+REDUCED_WEIGHT = 0.5
+EVAL_REDUCED_BUDGET = 16
 
 
 def build_vocab():
@@ -196,7 +204,7 @@ class TinyLlava(nn.Module):
     def head_parameters(self):
         return [p for heads in (self.aux_heads, self.patch_heads, self.answer_probes) for p in heads.parameters()]
 
-    def answer_logits(self, features, image_index, input_ids, target_positions, focus_layers=()):
+    def answer_logits(self, features, image_index, input_ids, target_positions, focus_layers=(), kept_patches=None):
         """Logits at target_positions ([N, K], counted from the first token after the image) of each question,
         and for focus_layers {layer: attention of the first target position [N, heads, keys]}, keys being the
         prompt up to the image, the visual tokens, then the question's tokens, and {layer: that position's
@@ -211,11 +219,15 @@ class TinyLlava(nn.Module):
         prefix = torch.cat([ref.embed(prefix_ids).expand(features.shape[0], -1, -1), features], dim=1)
         image_cache = ref.new_cache((features.shape[0],))
         x, positions = prefix, torch.arange(prefix.shape[1])
+        if kept_patches is not None:
+            # as the engine does after a reduction: kept visual tokens keep their original position ids
+            positions = torch.cat([positions[:image_position].expand(len(kept_patches), -1), image_position + kept_patches], dim=1)
         for index in range(layers):
             x, positions = ref.decoder_layer(index, x, positions, image_cache[index])
         question_cache = [{"k": layer["k"][image_index], "v": layer["v"][image_index]} for layer in image_cache]
         x = ref.embed(input_ids[:, image_position + 1 :])
-        positions = torch.arange(prefix.shape[1], prefix.shape[1] + x.shape[1])
+        question_start = image_position + self.num_image_tokens
+        positions = torch.arange(question_start, question_start + x.shape[1])
         focus_attention, layer_outputs = {}, {}
         answer_rows = target_positions[:, 0, None, None, None]
         for index in range(layers):
@@ -328,10 +340,22 @@ def sample_per_type(scene, seed, limit):
     return [item for items in by_type.values() for item in (sampler.sample(items, limit) if len(items) > limit else items)]
 
 
-def losses(model, batch):
+def reduced_features(features, patch_labels, budget):
+    """What a pruning method hands the decoder: `budget` of the visual tokens, in their original order, the
+    scene's informative patches (objects, arrows, title text) before random others, and which patches they
+    are. Training on these too keeps the decoder answering when a method thins out the image's tokens."""
+    informative = (patch_labels["kind"] > 0) | (patch_labels["arrow"] == 1) | (patch_labels["title_text"] == 1)
+    score = informative.float() + torch.rand(informative.shape)  # informative patches score >= 1 > the rest
+    keep = score.topk(budget, dim=1).indices.sort(dim=1).values
+    return features.gather(1, keep[..., None].expand(-1, -1, features.shape[-1])), keep
+
+
+def losses(model, batch, reduced_budget):
     features, patches, pooled, vision_attention = model.vision(batch["pixels"])
     layers = (WORD_FOCUS_LAYER, *IMAGE_FOCUS_LAYERS)
     logits, focus_attention, layer_outputs = model.answer_logits(features, batch["image_index"], batch["input_ids"], batch["target_positions"], layers)
+    reduced, kept_patches = reduced_features(features, batch["patch"], reduced_budget)
+    reduced_logits, *_ = model.answer_logits(reduced, batch["image_index"], batch["input_ids"], batch["target_positions"], kept_patches=kept_patches)
     attention_loss = focus_loss([focus_attention[WORD_FOCUS_LAYER]], batch["word_focus"])
     # Probes give the answer position direct signals: after WORD_FOCUS_LAYER it holds the words of the first and
     # of the second thing the question refers to, apart (the image focus heads' queries are built from them), and
@@ -353,8 +377,8 @@ def losses(model, batch):
     attention_loss = attention_loss + focus_loss([focus_attention[layer] for layer in IMAGE_FOCUS_LAYERS], batch["focus"])
     patch_queries = vision_attention[:, 0, 1:, None].flatten(0, 1)  # [B * 144, 1, 145]: head 0 of each patch as a query
     attention_loss = attention_loss + focus_loss([patch_queries], batch["vision_focus"].flatten(0, 1)[:, None])
-    answer_loss = F.cross_entropy(logits[:, 0], batch["targets"][:, 0])
-    eos_loss = F.cross_entropy(logits[:, 1], batch["targets"][:, 1])
+    answer_loss = F.cross_entropy(logits[:, 0], batch["targets"][:, 0]) + REDUCED_WEIGHT * F.cross_entropy(reduced_logits[:, 0], batch["targets"][:, 0])
+    eos_loss = F.cross_entropy(logits[:, 1], batch["targets"][:, 1]) + REDUCED_WEIGHT * F.cross_entropy(reduced_logits[:, 1], batch["targets"][:, 1])
     aux_loss = sum(F.cross_entropy(head(pooled), batch["aux"][name]) for name, head in model.aux_heads.items()) / len(model.aux_heads)
     patch_logits = {name: head(patches) for name, head in model.patch_heads.items()}
     labelled = [name for name in patch_logits if bool((batch["patch"][name] != scenes.IGNORE).any())]  # a batch may lack diagrams
@@ -364,7 +388,7 @@ def losses(model, batch):
     word_loss = patch_word_loss(model, features, batch["patch_words"])
     masses = {"words": focus_mass(focus_attention[WORD_FOCUS_LAYER], batch["word_focus"])}
     masses.update({f"patches@{layer}": focus_mass(focus_attention[layer], batch["focus"]) for layer in IMAGE_FOCUS_LAYERS})
-    return answer_loss, eos_loss, aux_loss, patch_loss + word_loss, attention_loss, logits, patch_logits, pooled, masses
+    return answer_loss, eos_loss, aux_loss, patch_loss + word_loss, attention_loss, logits, patch_logits, pooled, masses, reduced_logits
 
 
 def patch_word_loss(model, features, patch_words):
@@ -414,13 +438,14 @@ def evaluate(model, vocab, seeds, images_per_batch):
     """First answer token argmax == answer (answers are one word), per question type."""
     correct, total = collections.Counter(), collections.Counter()
     aux_correct, patch_correct, patch_total = collections.Counter(), collections.Counter(), collections.Counter()
-    focus_total = 0.0
+    focus_total, reduced_hits = 0.0, 0
     mass_sums, mass_counts = collections.Counter(), collections.Counter()
     model.eval()
     with torch.no_grad():
         for start in range(0, len(seeds), images_per_batch):
             batch = make_batch(seeds[start : start + images_per_batch], vocab, model.num_image_tokens)
-            *_, attention_loss, logits, patch_logits, pooled, masses = losses(model, batch)
+            *_, attention_loss, logits, patch_logits, pooled, masses, reduced_logits = losses(model, batch, EVAL_REDUCED_BUDGET)
+            reduced_hits += int((reduced_logits[:, 0].argmax(-1) == batch["targets"][:, 0]).sum())
             focus_total += float(attention_loss) * len(batch["types"])
             for name, mass in masses.items():
                 supervised = batch["word_focus" if name == "words" else "focus"].sum(-1) > 0
@@ -445,6 +470,7 @@ def evaluate(model, vocab, seeds, images_per_batch):
     aux = {name: aux_correct[name] / len(seeds) for name in model.aux_heads}
     aux.update({f"patch_{name}": patch_correct[name] / max(1, patch_total[name]) for name in model.patch_heads})
     aux["focus_loss"] = focus_total / sum(total.values())
+    aux[f"answer_with_{EVAL_REDUCED_BUDGET}_tokens"] = reduced_hits / sum(total.values())
     focus = {"/".join(map(str, key)): mass_sums[key] / mass_counts[key] for key in sorted(mass_counts)}
     return overall, per_type, dict(total), aux, focus
 
@@ -480,9 +506,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=1400, help="optimizer steps (the LR schedule spans them)")
+    parser.add_argument("--steps", type=int, default=1300, help="optimizer steps (the LR schedule spans them)")
     parser.add_argument("--minutes", type=float, default=None, help="stop early after this much wall time")
-    parser.add_argument("--images-per-step", type=int, default=24, help="scenes per step")
+    parser.add_argument("--images-per-step", type=int, default=8, help="scenes per step")
     parser.add_argument("--questions-per-type", type=int, default=3, help="training questions per scene and type, from all it can answer")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup", type=int, default=60)
@@ -490,8 +516,8 @@ def main():
     parser.add_argument("--aux-weight", type=float, default=0.5)
     parser.add_argument("--patch-weight", type=float, default=1.0, help="weight of the per-patch objective on the visual tokens")
     parser.add_argument("--focus-weight", type=float, default=0.5, help="weight of the attention objective on the answer position")
-    parser.add_argument("--eval-every", type=int, default=350)
-    parser.add_argument("--eval-images", type=int, default=100)
+    parser.add_argument("--eval-every", type=int, default=433)
+    parser.add_argument("--eval-images", type=int, default=48)
     parser.add_argument("--dtype", choices=["F32", "F16"], default="F16", help="weight dtype of the saved folder")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train-scenes", type=int, default=None, help="cycle over this many train scenes (overfit check); default: fresh scenes")
@@ -503,6 +529,7 @@ def main():
     vocab = build_vocab()
     SPEC["vocab_size"] = len(vocab)
     config = make_fixture.llava_config(SPEC, vocab, VISION, "F32")
+    saved_config = dict(config, torch_dtype=make_fixture.TORCH_DTYPE_NAMES[args.dtype])
     model = TinyLlava(config, init_weights(config, args.seed))
     model.num_image_tokens = (IMAGE_SIZE // PATCH) ** 2
     parameters = sum(p.numel() for p in model.params.values())
@@ -534,7 +561,8 @@ def main():
         if args.train_scenes:
             seeds = [seed % args.train_scenes for seed in seeds]
         batch = make_batch(seeds, vocab, model.num_image_tokens, args.questions_per_type)
-        answer_loss, eos_loss, aux_loss, patch_loss, attention_loss, logits, *_ = losses(model, batch)
+        reduced_budget = REDUCED_BUDGETS[int(torch.randint(len(REDUCED_BUDGETS), ()))]
+        answer_loss, eos_loss, aux_loss, patch_loss, attention_loss, logits, *_ = losses(model, batch, reduced_budget)
         loss = answer_loss + 0.2 * eos_loss + args.aux_weight * aux_loss + args.patch_weight * patch_loss + args.focus_weight * attention_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -565,14 +593,15 @@ def main():
             print("  aux [CLS] heads: " + " ".join(f"{k} {v:.2f}" for k, v in aux.items()), flush=True)
             print("  attention mass (objective/type/head): " + " ".join(f"{k} {v:.2f}" for k, v in focus.items()), flush=True)
             log["evals"].append({"step": step + 1, "minutes": (time.time() - started) / 60, "overall": overall, "per_type": per_type, "counts": counts, "aux": aux, "attention_mass": focus})
+            # a checkpoint at every evaluation, so a run cut short still leaves a loadable folder
+            save_folder(model, vocab, saved_config, args.out, log, args.dtype)
         if out_of_time:
             print(f"stopping at step {step + 1}: --minutes {args.minutes} reached", flush=True)
             break
     log["steps_done"] = step + 1
     log["train_minutes"] = (time.time() - started) / 60
     log["torch_threads"] = torch.get_num_threads()
-    config["torch_dtype"] = make_fixture.TORCH_DTYPE_NAMES[args.dtype]
-    save_folder(model, vocab, config, args.out, log, args.dtype)
+    save_folder(model, vocab, saved_config, args.out, log, args.dtype)
     check = check_saved(args.out, vocab, eval_seeds[:20])
     log["saved_folder_greedy_accuracy_20_scenes"] = check
     make_fixture.write_json(os.path.join(args.out, "train_log.json"), log)

@@ -39,8 +39,13 @@ export class TranscriptView {
   /** Redraws a turn whose state changed (an answer ended, a comparison started or ended, a speedup arrived). */
   updateTurn(turn: Turn): void {
     const old = this.findTurn(turn.id);
-    if (old) old.replaceWith(this.renderTurn(turn));
-    else this.addTurn(turn);
+    if (!old) {
+      this.addTurn(turn);
+      return;
+    }
+    const following = this.isScrolledToEnd();
+    old.replaceWith(this.renderTurn(turn));
+    if (following) this.container.scrollTop = this.container.scrollHeight;
   }
 
   appendText(turnId: string, kind: ReplyKind, text: string): void {
@@ -53,7 +58,14 @@ export class TranscriptView {
       section.dataset.status = 'streaming';
       section.querySelector('.waiting')?.remove();
     }
+    const following = this.isScrolledToEnd();
     renderMarkdown(section.querySelector<HTMLElement>('.reply-body')!, full, this.actions);
+    if (following) this.container.scrollTop = this.container.scrollHeight;
+  }
+
+  /** Whether the reader is at the newest text (then streamed text keeps it in view; otherwise it stays where they scrolled). */
+  private isScrolledToEnd(): boolean {
+    return this.container.scrollHeight - this.container.scrollTop - this.container.clientHeight < 24;
   }
 
   /** The newest turn still answering (either reply), which Escape stops. */
@@ -104,20 +116,21 @@ export class TranscriptView {
     body.className = 'reply-body';
     this.texts.set(`${turn.id}/${kind}`, reply.text);
     renderMarkdown(body, reply.text, this.actions);
-    section.append(body);
     if (reply.status === 'waiting' || reply.status === 'streaming') {
+      // Above the text, so the streamed text does not push Stop away while it grows.
       const controls = doc.createElement('div');
       controls.className = 'controls';
+      controls.append(button(doc, 'Stop', 'stop', 'Stop this answer (Escape)', () => this.stop(turn.id)));
       if (reply.status === 'waiting') {
         const waiting = doc.createElement('span');
         waiting.className = 'waiting';
         waiting.textContent = 'Waiting for the engine…';
         controls.append(waiting);
       }
-      controls.append(button(doc, 'Stop', 'stop', 'Stop this answer (Escape)', () => this.stop(turn.id)));
-      section.append(controls);
+      section.append(controls, body);
       return section;
     }
+    section.append(body);
     if (reply.status === 'error') {
       section.append(paragraph(doc, 'error', reply.error ?? 'The answer failed.'));
       return section;
@@ -183,6 +196,7 @@ export function formatStats(stats: AnswerStatsView): string {
   const visual = stats.visualTokens.map((tokens) => `${tokens.atDecoder}/${tokens.original}`).join(' + ') || 'none';
   const provider = stats.providerFallback ? `${stats.provider} (${stats.providerFallback})` : stats.provider;
   const parts = [
+    stats.reduction ? `${stats.reduction.method} ${stats.reduction.budget}` : 'full tokens',
     `visual tokens ${visual}`,
     `prefill ${milliseconds(stats.visionMs + stats.prefillMs)} (vision ${milliseconds(stats.visionMs)})`,
     `TTFT ${milliseconds(stats.ttftMs)}`,

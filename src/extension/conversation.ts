@@ -140,6 +140,12 @@ export class Conversation {
     return { type: 'turnUpdated', turn: structuredClone(stored.turn) };
   }
 
+  /** A copy of a turn as it stands. */
+  turn(turnId: string): Turn | undefined {
+    const stored = this.find(turnId);
+    return stored && structuredClone(stored.turn);
+  }
+
   private reply(turnId: string, kind: ReplyKind): Reply | undefined {
     const turn = this.find(turnId)?.turn;
     return kind === 'answer' ? turn?.answer : turn?.full;

@@ -31,6 +31,8 @@ export class EngineError extends Error {
 interface HostProcess {
   child: ChildProcess;
   connection: MessageConnection;
+  /** performance.now() at fork */
+  startedAt: number;
   /** rejects with a 'crashed' EngineError once the process exits without being asked to */
   exited: Promise<never>;
   /** set when the client ended the process on purpose */
@@ -79,8 +81,16 @@ export class EngineClient {
   private loadOn(host: HostProcess, params: LoadParams): Promise<LoadResult> {
     const key = JSON.stringify([params.modelDir, params.provider, params.threads ?? null]);
     if (host.load?.key !== key) {
+      const requested = performance.now();
       const result = this.call(host, host.connection.sendRequest(LoadRequest, params));
       host.load = { key, result };
+      result.then(
+        () => {
+          const now = performance.now();
+          this.options.log?.(`model ${params.modelDir} loaded in ${(now - requested).toFixed(0)} ms; ${(now - host.startedAt).toFixed(0)} ms since the engine process was forked`);
+        },
+        () => undefined,
+      );
       // A failed load is not remembered: the next call tries again.
       result.catch(() => {
         if (host.load?.key === key) host.load = undefined;
@@ -122,7 +132,7 @@ export class EngineClient {
     forwardLines(child.stderr, log);
     const connection = createMessageConnection(new IPCMessageReader(child), new IPCMessageWriter(child));
     const host: HostProcess = Object.assign(
-      { child, connection, stopped: false, textListeners: new Map<string, (text: string) => void>() },
+      { child, connection, startedAt: performance.now(), stopped: false, textListeners: new Map<string, (text: string) => void>() },
       { exited: this.exitOf(child, connection, () => host.stopped) },
     );
     connection.onNotification(TextNotification, (params: unknown) => {

@@ -3,6 +3,7 @@
  * and nothing here touches ONNX Runtime or the model files.
  */
 import * as vscode from 'vscode';
+import type { Turn } from '../protocol/webview';
 import { METHODS } from '../reduction/registry';
 import { ChatController } from './chatController';
 import { ChatViews } from './chatViews';
@@ -10,7 +11,16 @@ import { EngineClient } from './engineClient';
 import { MAIN_SETTINGS, NO_REDUCTION, parseBudget } from './settings';
 import { CHOOSE_REDUCTION_COMMAND, SpeedupStatusBar } from './statusBar';
 
-export function activate(context: vscode.ExtensionContext): void {
+/** What activate() returns to other extensions (and to the Electron smoke test). */
+export interface FicocoApi {
+  /** Asks about image files in the chat, as a user would, and resolves with the finished turn. */
+  ask(question: string, images: readonly vscode.Uri[]): Promise<Turn | undefined>;
+  /** The status bar item's text now, e.g. `$(zap) 3.1×`. */
+  readonly statusText: string;
+}
+
+export function activate(context: vscode.ExtensionContext): FicocoApi {
+  const activationStarted = performance.now();
   const log = vscode.window.createOutputChannel('FiCoCo Engine', { log: true });
   const engine = new EngineClient({
     hostModule: vscode.Uri.joinPath(context.extensionUri, 'dist', 'host.js').fsPath,
@@ -50,6 +60,16 @@ export function activate(context: vscode.ExtensionContext): void {
     vscode.commands.registerCommand('ficoco.showEngineLog', () => log.show()),
     vscode.commands.registerCommand('ficoco.openSettings', () => vscode.commands.executeCommand('workbench.action.openSettings', '@ext:ficoco.ficoco-vision')),
   );
+  log.info(`activated in ${(performance.now() - activationStarted).toFixed(1)} ms`);
+  return {
+    async ask(question, images) {
+      await chat.addFiles(images);
+      return chat.ask(question);
+    },
+    get statusText() {
+      return statusBar.text;
+    },
+  };
 }
 
 /** Method, budget, reduction off, or the settings; a choice is saved in the user settings and used from the next question. */

@@ -18,6 +18,11 @@ export class SpeedupStatusBar implements vscode.Disposable {
     this.item.show();
   }
 
+  /** What the item shows now, e.g. `$(zap) 3.1×`. */
+  get text(): string {
+    return this.item.text;
+  }
+
   /** A spinner with what the engine is doing ("Loading model", "Answering", "Measuring the unreduced baseline"). */
   busy(activity: string): void {
     this.item.text = `$(loading~spin) ${activity}`;

@@ -137,7 +137,7 @@ describe('chat transcript', () => {
     assert.equal(element.hasAttribute('aria-busy'), false);
     assert.equal(
       element.querySelector('.stats')?.textContent,
-      'visual tokens 64/576 · prefill 123 ms (vision 40 ms) · TTFT 150 ms · 12 tokens at 30.3 tokens/s · cpu · 3.1× faster prefill (measured) · 22 % of the FLOPs (analytic)',
+      'ficoco-v 64 · visual tokens 64/576 · prefill 123 ms (vision 40 ms) · TTFT 150 ms · 12 tokens at 30.3 tokens/s · cpu · 3.1× faster prefill (measured) · 22 % of the FLOPs (analytic)',
     );
     const figures = element.querySelector<HTMLElement>('.reduction-figures')!;
     assert.equal(figures.hidden, true);
@@ -323,8 +323,8 @@ describe('image intake helpers', () => {
 describe('stats line', () => {
   test('several images, a provider fallback, no visual tokens', () => {
     const stats: AnswerStatsView = { ...STATS, visualTokens: [{ original: 576, atDecoder: 144 }, { original: 576, atDecoder: 72 }], providerFallback: 'CUDA libraries are missing' };
-    assert.match(formatStats(stats), /^visual tokens 144\/576 \+ 72\/576 · /);
+    assert.match(formatStats(stats), /^full tokens · visual tokens 144\/576 \+ 72\/576 · /);
     assert.match(formatStats(stats), / · cpu \(CUDA libraries are missing\)$/);
-    assert.match(formatStats({ ...STATS, visualTokens: [] }), /^visual tokens none · /);
+    assert.match(formatStats({ ...STATS, visualTokens: [] }), /^full tokens · visual tokens none · /);
   });
 });

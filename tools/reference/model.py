@@ -49,11 +49,13 @@ def rotate_half(x):
 
 
 def apply_rope(x, positions, theta):
-    """HF rotate_half RoPE; x [heads, L, d], positions LongTensor [L]."""
+    """HF rotate_half RoPE; x [..., heads, L, d], positions LongTensor [L], or [B, L] for a batch of x [B, heads, L, d]."""
     dim = x.shape[-1]
     inv_freq = 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
-    freqs = positions.float()[:, None] * inv_freq[None, :]
+    freqs = positions.float()[..., None] * inv_freq
     angles = torch.cat([freqs, freqs], dim=-1)
+    if positions.dim() == 2:
+        angles = angles[:, None]
     return x * angles.cos() + rotate_half(x) * angles.sin()
 
 

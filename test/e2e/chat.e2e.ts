@@ -1,0 +1,166 @@
+/**
+ * The extension end to end in a real VS Code (code-server) and a real browser: paste a screenshot into the
+ * chat view, ask, read the built-in model's answer, its stats line and the status bar speedup; change the
+ * reduction method in settings; stop an answer mid-stream; send a corrupt image. Run by `npm run test:e2e`.
+ */
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { missingPrerequisite, ROOT, Workbench } from './workbench';
+
+interface EvalItem {
+  image: string;
+  question: string;
+  answer: string;
+  type: string;
+}
+
+const EVAL_SET = path.join(ROOT, 'bench', 'eval-set');
+const evalItems = fs
+  .readFileSync(path.join(EVAL_SET, 'data.jsonl'), 'utf8')
+  .split('\n')
+  .filter((line) => line.trim() !== '')
+  .map((line) => JSON.parse(line) as EvalItem);
+/**
+ * Two items the built-in model answers right with 16 of its 144 visual tokens under both ficoco-v and
+ * visionzip (checked with `ficoco ask`). This suite tests the extension; the model's accuracy is measured by
+ * `npm run bench:accuracy`.
+ */
+const evalItem = (image: string, type: string) => evalItems.find((item) => item.image === `images/${image}` && item.type === type)!;
+const firstItem = evalItem('1000000001.png', 'arrow');
+const secondItem = evalItem('1000000005.png', 'title');
+const MINUTE = 60_000;
+
+const missing = missingPrerequisite();
+
+describe('FiCoCo Vision in code-server', { skip: missing }, () => {
+  let workbench: Workbench;
+  let slowModel: string;
+
+  before(async () => {
+    slowModel = writeEndlessModel();
+    workbench = await Workbench.start({ 'ficoco.reduction.method': 'ficoco-v', 'ficoco.reduction.budget': '16' });
+  });
+
+  after(async () => {
+    await workbench?.close();
+    fs.rmSync(slowModel, { recursive: true, force: true });
+  });
+
+  const lastTurn = () => workbench.chat.locator('.turn').last();
+  const startNewChat = async () => {
+    await workbench.chat.locator('#new-chat').click();
+    await workbench.chat.locator('.turn').first().waitFor({ state: 'detached' });
+  };
+  /** The last turn's answer once it ended; an error fails the test with the chat's message. */
+  const finishedAnswer = async () => {
+    const reply = lastTurn().locator('.reply[data-reply="answer"]');
+    await reply.and(workbench.chat.locator('[data-status="done"], [data-status="error"]')).waitFor({ timeout: 2 * MINUTE });
+    if ((await reply.getAttribute('data-status')) === 'error') assert.fail(`the chat showed an error: ${await reply.locator('.error').innerText()}`);
+    return reply;
+  };
+  const pasteEvalImage = (item: EvalItem) => workbench.paste({ name: path.basename(item.image), type: 'image/png', bytes: fs.readFileSync(path.join(EVAL_SET, item.image)) });
+
+  test('the chat view opens from the activity bar', async () => {
+    await workbench.openChat();
+    assert.equal(await workbench.chat.locator('#transcript').getAttribute('aria-live'), 'polite');
+  });
+
+  test('a pasted evaluation screenshot gets the built-in model\'s correct answer, a stats line and a measured speedup', async () => {
+    await pasteEvalImage(firstItem);
+    await workbench.chat.locator('.pending-image').waitFor();
+    await workbench.ask(firstItem.question);
+    const answer = await finishedAnswer();
+    assert.equal((await answer.locator('.reply-body').innerText()).trim(), firstItem.answer);
+    const stats = await answer.locator('.stats').innerText();
+    assert.match(stats, /^ficoco-v 16 · visual tokens 16\/144 · prefill \d+ ms/);
+    // The unreduced baseline is measured after the answer; then the speedup reaches the status bar.
+    await workbench.page.waitForFunction(
+      () => /FiCoCo \d+\.\d×/.test(document.querySelector('.part.statusbar [aria-label^="FiCoCo"]')?.getAttribute('aria-label') ?? ''),
+      undefined,
+      { timeout: 2 * MINUTE },
+    );
+    assert.match((await workbench.statusBar().getAttribute('aria-label')) ?? '', /^FiCoCo \d+\.\d×$/);
+    await workbench.screenshot('chat');
+    // The figures the extension logs: activation, engine cold start, first answer.
+    const figures = workbench.engineLog().split('\n').filter((line) => /activated in|loaded in|answer in/.test(line));
+    console.log(`engine log:\n${figures.join('\n')}`);
+    assert.ok(figures.some((line) => /activated in/.test(line)) && figures.some((line) => /loaded in/.test(line)));
+  });
+
+  test('Show reduction draws which patches were kept and merged', async () => {
+    await lastTurn().locator('.show-reduction').click();
+    const figure = lastTurn().locator('.reduction-figures figure.reduction');
+    await figure.waitFor();
+    assert.equal(await figure.locator('.patch').count(), 144);
+    assert.equal(await figure.locator('.patch.kept').count(), 16);
+    assert.match(await figure.locator('figcaption').innerText(), /^16 kept, \d+ (merged|dropped)/);
+    await workbench.screenshot('overlay');
+  });
+
+  test('a changed ficoco.reduction.method applies to the next answer without a reload', async () => {
+    workbench.writeSettings({ 'ficoco.reduction.method': 'visionzip', 'ficoco.reduction.budget': '16' });
+    // VS Code picks the file change up through its watcher; give it a moment.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    // A fresh conversation: the built-in model was trained on single questions, not on follow-ups.
+    await startNewChat();
+    await pasteEvalImage(secondItem);
+    await workbench.ask(secondItem.question);
+    const answer = await finishedAnswer();
+    assert.match(await answer.locator('.stats').innerText(), /^visionzip 16 · visual tokens 16\/144/);
+    assert.equal((await answer.locator('.reply-body').innerText()).trim(), secondItem.answer);
+  });
+
+  test('Stop ends an answer mid-stream and says so', async () => {
+    workbench.writeSettings({ 'ficoco.modelPath': slowModel, 'ficoco.reduction.method': 'none', 'ficoco.maxNewTokens': 4096 });
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    await startNewChat();
+    await workbench.paste({ name: 'shapes.png', type: 'image/png', bytes: fs.readFileSync(path.join(ROOT, 'test', 'fixtures', 'images', 'shapes.png')) });
+    await workbench.ask('describe the picture');
+    const reply = lastTurn().locator('.reply[data-reply="answer"]');
+    await reply.and(workbench.chat.locator('[data-status="streaming"]')).waitFor({ timeout: MINUTE });
+    await reply.locator('.stop').click();
+    await finishedAnswer();
+    assert.equal(await reply.locator('.note').innerText(), 'Stopped.');
+    const generated = Number(/(\d+) tokens at/.exec(await reply.locator('.stats').innerText())?.[1]);
+    assert.ok(generated > 0 && generated < 4096, `stopped after ${generated} of 4096 tokens`);
+  });
+
+  test('a corrupt image gets a clear error in the chat', async () => {
+    await workbench.paste({ name: 'broken.png', type: 'image/png', bytes: Buffer.from('this is not a PNG file') });
+    await workbench.ask('what is in this screenshot?');
+    const error = lastTurn().locator('.reply[data-reply="answer"][data-status="error"] .error');
+    await error.waitFor({ timeout: MINUTE });
+    assert.match(await error.innerText(), /broken\.png/);
+    await workbench.screenshot('corrupt-image');
+  });
+});
+
+/**
+ * A copy of the small random fixture model that never stops by itself: room for 8192 positions and an
+ * end-of-sequence logit pinned at 0 (its lm_head row zeroed) while some of the other 127 random logits are
+ * positive, so greedy decoding runs to ficoco.maxNewTokens — long enough to press Stop.
+ */
+function writeEndlessModel(): string {
+  const source = path.join(ROOT, 'test', 'fixtures', 'tiny-llava-llama');
+  const target = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-endless-model-'));
+  const modelFiles = fs.readdirSync(source).filter((file) => !file.startsWith('reference'));
+  for (const file of modelFiles) fs.copyFileSync(path.join(source, file), path.join(target, file));
+  const configFile = path.join(target, 'config.json');
+  const config = JSON.parse(fs.readFileSync(configFile, 'utf8')) as { text_config: { max_position_embeddings: number; eos_token_id: number } };
+  config.text_config.max_position_embeddings = 8192;
+  fs.writeFileSync(configFile, JSON.stringify(config, null, 2));
+  const weightsFile = path.join(target, 'model.safetensors');
+  const weights = fs.readFileSync(weightsFile);
+  const headerLength = Number(weights.readBigUInt64LE(0));
+  const header = JSON.parse(weights.subarray(8, 8 + headerLength).toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  const lmHead = header['language_model.lm_head.weight'];
+  assert.equal(lmHead.dtype, 'F32');
+  const rowBytes = lmHead.shape[1] * 4;
+  const rowStart = 8 + headerLength + lmHead.data_offsets[0] + config.text_config.eos_token_id * rowBytes;
+  weights.fill(0, rowStart, rowStart + rowBytes);
+  fs.writeFileSync(weightsFile, weights);
+  return target;
+}

@@ -1,0 +1,160 @@
+/**
+ * A real VS Code for the e2e suite: code-server 4.100.3 on 127.0.0.1 with the freshly built VSIX installed
+ * into a throwaway profile, opened in Debian's Chromium through playwright-core. test/e2e/setup.sh installs both.
+ */
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Browser, chromium, FrameLocator, Page } from 'playwright-core';
+
+export const ROOT = path.resolve(__dirname, '..', '..');
+const CODE_SERVER = path.join(ROOT, '.cache', 'code-server', 'node_modules', '.bin', 'code-server');
+const CHROMIUM = '/usr/bin/chromium';
+const EXTENSION_ID = 'ficoco.ficoco-vision';
+
+/** What the suite needs that setup.sh installs, or undefined when everything is there. */
+export function missingPrerequisite(): string | undefined {
+  if (!fs.existsSync(CODE_SERVER)) return `code-server is not installed at ${CODE_SERVER}: run bash test/e2e/setup.sh`;
+  if (!fs.existsSync(CHROMIUM)) return `${CHROMIUM} is missing: run bash test/e2e/setup.sh`;
+  if (!builtVsix()) return 'no ficoco-vision-*.vsix in the repository root: run npm run package';
+  return undefined;
+}
+
+function builtVsix(): string | undefined {
+  const name = fs.readdirSync(ROOT).find((file) => /^ficoco-vision-.*\.vsix$/.test(file));
+  return name && path.join(ROOT, name);
+}
+
+export class Workbench {
+  readonly page: Page;
+  /** The chat view's page inside its two webview frames. */
+  readonly chat: FrameLocator;
+
+  private constructor(
+    private readonly server: ChildProcess,
+    private readonly browser: Browser,
+    page: Page,
+    readonly profile: string,
+    readonly serverLog: () => string,
+  ) {
+    this.page = page;
+    this.chat = page.frameLocator(`iframe.webview.ready[src*="extensionId=${EXTENSION_ID}"]`).frameLocator('#active-frame');
+  }
+
+  /** Installs the VSIX into a fresh profile, starts code-server on a free port and opens it in Chromium. */
+  static async start(settings: Record<string, unknown>): Promise<Workbench> {
+    const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-e2e-'));
+    const dirs = { extensions: path.join(profile, 'extensions'), userData: path.join(profile, 'user-data'), workspace: path.join(profile, 'workspace') };
+    for (const dir of Object.values(dirs)) fs.mkdirSync(dir, { recursive: true });
+    const profileArgs = ['--extensions-dir', dirs.extensions, '--user-data-dir', dirs.userData];
+    execFileSync(CODE_SERVER, [...profileArgs, '--install-extension', builtVsix()!], { stdio: 'pipe' });
+    writeSettings(dirs.userData, settings);
+
+    const port = await freePort();
+    let log = '';
+    const server = spawn(CODE_SERVER, ['--auth', 'none', '--bind-addr', `127.0.0.1:${port}`, '--disable-workspace-trust', '--disable-telemetry', ...profileArgs, dirs.workspace], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    server.stdout!.on('data', (chunk: Buffer) => (log += chunk.toString()));
+    server.stderr!.on('data', (chunk: Buffer) => (log += chunk.toString()));
+    await waitForHttp(`http://127.0.0.1:${port}/healthz`, 60_000, () => log);
+
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
+    });
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(dirs.workspace)}`);
+    await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
+    return new Workbench(server, browser, page, profile, () => log);
+  }
+
+  /** Rewrites the settings files; VS Code notices and the extension reads them on the next question. */
+  writeSettings(settings: Record<string, unknown>): void {
+    writeSettings(path.join(this.profile, 'user-data'), settings);
+  }
+
+  async openChat(): Promise<void> {
+    await this.page.locator('.activitybar .action-label[aria-label^="FiCoCo"]').click();
+    await this.chat.locator('#question').waitFor({ timeout: 30_000 });
+  }
+
+  /** Dispatches a paste event carrying the file into the chat webview, as the clipboard would. */
+  async paste(file: { name: string; type: string; bytes: Buffer }): Promise<void> {
+    await this.chat.locator('#question').evaluate(
+      (question, pasted) => {
+        const bytes = Uint8Array.from(atob(pasted.base64), (c) => c.charCodeAt(0));
+        const data = new DataTransfer();
+        data.items.add(new File([bytes], pasted.name, { type: pasted.type }));
+        question.dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }));
+      },
+      { name: file.name, type: file.type, base64: file.bytes.toString('base64') },
+    );
+  }
+
+  /** Types the question and presses Enter, as a user would. */
+  async ask(question: string): Promise<void> {
+    const box = this.chat.locator('#question');
+    await box.fill(question);
+    await box.press('Enter');
+  }
+
+  /** The status bar item's text (codicons drawn as icons, so only their text remains). */
+  statusBar() {
+    return this.page.locator('#status\\.bar, .part.statusbar').locator('[aria-label^="FiCoCo"]').first();
+  }
+
+  /** The extension's "FiCoCo Engine" output channel, as the extension host wrote it to the profile's logs. */
+  engineLog(): string {
+    const logs = path.join(this.profile, 'user-data', 'logs');
+    const files = fs.readdirSync(logs, { recursive: true, encoding: 'utf8' }).filter((file) => path.basename(file).includes('FiCoCo Engine'));
+    return files.map((file) => fs.readFileSync(path.join(logs, file), 'utf8')).join('\n');
+  }
+
+  async screenshot(name: string): Promise<void> {
+    const dir = path.join(ROOT, 'test-results');
+    fs.mkdirSync(dir, { recursive: true });
+    await this.page.screenshot({ path: path.join(dir, `${name}.png`) });
+  }
+
+  async close(): Promise<void> {
+    await this.browser.close();
+    this.server.kill();
+    fs.rmSync(this.profile, { recursive: true, force: true });
+  }
+}
+
+/** User settings, and the same as Machine settings: in code-server the extension host is remote, where machine-scoped settings (ficoco.modelPath, ficoco.provider) come only from there. */
+function writeSettings(userDataDir: string, settings: Record<string, unknown>): void {
+  const quiet = { 'workbench.startupEditor': 'none', 'workbench.tips.enabled': false, 'telemetry.telemetryLevel': 'off', 'extensions.autoCheckUpdates': false };
+  for (const scope of ['User', 'Machine']) {
+    fs.mkdirSync(path.join(userDataDir, scope), { recursive: true });
+    fs.writeFileSync(path.join(userDataDir, scope, 'settings.json'), JSON.stringify({ ...quiet, ...settings }, null, 2));
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForHttp(url: string, timeoutMs: number, log: () => string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      if ((await fetch(url)).ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new Error(`code-server did not answer ${url} within ${timeoutMs / 1000} s. Its output:\n${log()}`);
+}
