@@ -91,13 +91,24 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
   });
 
   test('Show reduction draws which patches were kept and merged', async () => {
-    await lastTurn().locator('.show-reduction').click();
     const figure = lastTurn().locator('.reduction-figures figure.reduction');
+    assert.equal(await figure.isVisible(), false, 'the overlay is closed until asked for');
+    await lastTurn().locator('.show-reduction').click();
     await figure.waitFor();
     assert.equal(await figure.locator('.patch').count(), 144);
     assert.equal(await figure.locator('.patch.kept').count(), 16);
     assert.match(await figure.locator('figcaption').innerText(), /^16 kept, \d+ (merged|dropped)/);
     await workbench.screenshot('overlay');
+  });
+
+  test('Compare with full tokens answers again with every visual token, side by side', async () => {
+    await lastTurn().locator('.compare').click();
+    const full = lastTurn().locator('.reply[data-reply="full"]');
+    await full.and(workbench.chat.locator('[data-status="done"]')).waitFor({ timeout: 2 * MINUTE });
+    assert.match(await full.locator('.stats').innerText(), /^full tokens · visual tokens 144\/144/);
+    assert.equal((await full.locator('.reply-body').innerText()).trim(), firstItem.answer);
+    assert.match(await lastTurn().locator('.reply[data-reply="answer"] h3').innerText(), /^Answer \(ficoco-v, 16\)$/);
+    await workbench.screenshot('compare');
   });
 
   test('a changed ficoco.reduction.method applies to the next answer without a reload', async () => {

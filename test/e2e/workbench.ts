@@ -116,6 +116,8 @@ export class Workbench {
   async screenshot(name: string): Promise<void> {
     const dir = path.join(ROOT, 'test-results');
     fs.mkdirSync(dir, { recursive: true });
+    // away from the activity bar, whose hover label would cover the chat
+    await this.page.mouse.move(900, 450);
     await this.page.screenshot({ path: path.join(dir, `${name}.png`) });
   }
 
