@@ -171,7 +171,8 @@ export class ChatController implements vscode.Disposable {
       if (!settings) throw new Error('FiCoCo settings could not be read.');
       const model = this.modelParams(settings);
       const loadKey = JSON.stringify(model);
-      this.statusBar.busy(this.loadedKey === loadKey ? 'Answering' : 'Loading model');
+      const alreadyLoaded = this.loadedKey === loadKey;
+      this.statusBar.busy(alreadyLoaded ? 'Answering' : 'Loading model');
       const request: AskOptions = {
         question,
         images: inputs.map((input) => ({ name: input.name, dataBase64: Buffer.from(input.bytes).toString('base64') })),
@@ -191,7 +192,7 @@ export class ChatController implements vscode.Disposable {
         },
         cancel.token,
       );
-      this.log.info(`${kind === 'full' ? 'full-token answer' : 'answer'} in ${(performance.now() - asked).toFixed(0)} ms (${this.loadedKey === loadKey ? 'model already loaded' : 'including the model load'}), ${result.stats.generatedTokens} tokens, stop: ${result.stopReason}`);
+      this.log.info(`${kind === 'full' ? 'full-token answer' : 'answer'} in ${(performance.now() - asked).toFixed(0)} ms (${alreadyLoaded ? 'model already loaded' : 'including the model load'}), ${result.stats.generatedTokens} tokens, stop: ${result.stopReason}`);
       this.loadedKey = loadKey;
       const stats = statsView(result.stats, reduction);
       this.post(this.conversation.finish(turnId, kind, result.stopReason, stats));

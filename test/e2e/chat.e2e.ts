@@ -8,27 +8,16 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { EvalItem, readEvalSet } from '../../src/cli/evalSet';
 import { missingPrerequisite, ROOT, Workbench } from './workbench';
 
-interface EvalItem {
-  image: string;
-  question: string;
-  answer: string;
-  type: string;
-}
-
-const EVAL_SET = path.join(ROOT, 'bench', 'eval-set');
-const evalItems = fs
-  .readFileSync(path.join(EVAL_SET, 'data.jsonl'), 'utf8')
-  .split('\n')
-  .filter((line) => line.trim() !== '')
-  .map((line) => JSON.parse(line) as EvalItem);
+const evalItems = readEvalSet(path.join(ROOT, 'bench', 'eval-set', 'data.jsonl'));
 /**
  * Two items the built-in model answers right with 16 of its 144 visual tokens under both ficoco-v and
  * visionzip (checked with `ficoco ask`). This suite tests the extension; the model's accuracy is measured by
  * `npm run bench:accuracy`.
  */
-const evalItem = (image: string, type: string) => evalItems.find((item) => item.image === `images/${image}` && item.type === type)!;
+const evalItem = (image: string, type: string) => evalItems.find((item) => path.basename(item.image) === image && item.type === type)!;
 const firstItem = evalItem('1000000001.png', 'arrow');
 const secondItem = evalItem('1000000005.png', 'title');
 const MINUTE = 60_000;
@@ -61,7 +50,7 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
     if ((await reply.getAttribute('data-status')) === 'error') assert.fail(`the chat showed an error: ${await reply.locator('.error').innerText()}`);
     return reply;
   };
-  const pasteEvalImage = (item: EvalItem) => workbench.paste({ name: path.basename(item.image), type: 'image/png', bytes: fs.readFileSync(path.join(EVAL_SET, item.image)) });
+  const pasteEvalImage = (item: EvalItem) => workbench.paste({ name: path.basename(item.image), type: 'image/png', bytes: fs.readFileSync(item.image) });
 
   test('the chat view opens from the activity bar', async () => {
     await workbench.openChat();
@@ -77,12 +66,8 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
     const stats = await answer.locator('.stats').innerText();
     assert.match(stats, /^ficoco-v 16 · visual tokens 16\/144 · prefill \d+ ms/);
     // The unreduced baseline is measured after the answer; then the speedup reaches the status bar.
-    await workbench.page.waitForFunction(
-      () => /FiCoCo \d+\.\d×/.test(document.querySelector('.part.statusbar [aria-label^="FiCoCo"]')?.getAttribute('aria-label') ?? ''),
-      undefined,
-      { timeout: 2 * MINUTE },
-    );
-    assert.match((await workbench.statusBar().getAttribute('aria-label')) ?? '', /^FiCoCo \d+\.\d×$/);
+    await workbench.waitForStatus(/FiCoCo \d+\.\d×/, 2 * MINUTE);
+    assert.match(await workbench.statusLabel(), /^FiCoCo \d+\.\d×$/);
     await workbench.screenshot('chat');
     // The figures the extension logs: activation, engine cold start, first answer.
     const figures = workbench.engineLog().split('\n').filter((line) => /activated in|loaded in|answer in/.test(line));
@@ -112,9 +97,7 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
   });
 
   test('a changed ficoco.reduction.method applies to the next answer without a reload', async () => {
-    workbench.writeSettings({ 'ficoco.reduction.method': 'visionzip', 'ficoco.reduction.budget': '16' });
-    // VS Code picks the file change up through its watcher; give it a moment.
-    await new Promise((resolve) => setTimeout(resolve, 3000));
+    await workbench.writeSettings({ 'ficoco.reduction.method': 'visionzip', 'ficoco.reduction.budget': '16' });
     // A fresh conversation: the built-in model was trained on single questions, not on follow-ups.
     await startNewChat();
     await pasteEvalImage(secondItem);
@@ -125,8 +108,7 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
   });
 
   test('Stop ends an answer mid-stream and says so', async () => {
-    workbench.writeSettings({ 'ficoco.modelPath': slowModel, 'ficoco.reduction.method': 'none', 'ficoco.maxNewTokens': 4096 });
-    await new Promise((resolve) => setTimeout(resolve, 3000));
+    await workbench.writeSettings({ 'ficoco.modelPath': slowModel, 'ficoco.reduction.method': 'none', 'ficoco.maxNewTokens': 4096 });
     await startNewChat();
     await workbench.paste({ name: 'shapes.png', type: 'image/png', bytes: fs.readFileSync(path.join(ROOT, 'test', 'fixtures', 'images', 'shapes.png')) });
     await workbench.ask('describe the picture');

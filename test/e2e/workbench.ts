@@ -13,6 +13,8 @@ export const ROOT = path.resolve(__dirname, '..', '..');
 const CODE_SERVER = path.join(ROOT, '.cache', 'code-server', 'node_modules', '.bin', 'code-server');
 const CHROMIUM = '/usr/bin/chromium';
 const EXTENSION_ID = 'ficoco.ficoco-vision';
+const STATUS_ITEM = '.part.statusbar [aria-label^="FiCoCo"]';
+const SETTINGS_SETTLE_MS = 3000;
 
 /** What the suite needs that setup.sh installs, or undefined when everything is there. */
 export function missingPrerequisite(): string | undefined {
@@ -71,9 +73,10 @@ export class Workbench {
     return new Workbench(server, browser, page, profile, () => log);
   }
 
-  /** Rewrites the settings files; VS Code notices and the extension reads them on the next question. */
-  writeSettings(settings: Record<string, unknown>): void {
+  /** Rewrites the settings files and gives VS Code's file watcher a moment; the extension reads them on the next question. */
+  async writeSettings(settings: Record<string, unknown>): Promise<void> {
     writeSettings(path.join(this.profile, 'user-data'), settings);
+    await new Promise((resolve) => setTimeout(resolve, SETTINGS_SETTLE_MS));
   }
 
   async openChat(): Promise<void> {
@@ -101,9 +104,18 @@ export class Workbench {
     await box.press('Enter');
   }
 
-  /** The status bar item's text (codicons drawn as icons, so only their text remains). */
-  statusBar() {
-    return this.page.locator('#status\\.bar, .part.statusbar').locator('[aria-label^="FiCoCo"]').first();
+  /** The status bar item's accessible label (its codicons are drawn as icons, so only the text remains). */
+  async statusLabel(): Promise<string> {
+    return (await this.page.locator(STATUS_ITEM).first().getAttribute('aria-label')) ?? '';
+  }
+
+  /** Waits until the status bar item's label matches, e.g. once the speedup is measured. */
+  async waitForStatus(pattern: RegExp, timeoutMs: number): Promise<void> {
+    await this.page.waitForFunction(
+      ([selector, source]) => new RegExp(source).test(document.querySelector(selector)?.getAttribute('aria-label') ?? ''),
+      [STATUS_ITEM, pattern.source] as const,
+      { timeout: timeoutMs },
+    );
   }
 
   /** The extension's "FiCoCo Engine" output channel, as the extension host wrote it to the profile's logs. */

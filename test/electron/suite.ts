@@ -4,9 +4,9 @@
  * measure the baseline) and reads the status bar.
  */
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { readEvalSet } from '../../src/cli/evalSet';
 import type { FicocoApi } from '../../src/extension/extension';
 
 export async function run(): Promise<void> {
@@ -17,15 +17,13 @@ export async function run(): Promise<void> {
   const api = await extension.activate();
   console.log(`activation ${(performance.now() - activationStarted).toFixed(0)} ms`);
 
-  const item = fs
-    .readFileSync(path.join(evalSet, 'data.jsonl'), 'utf8')
-    .split('\n')
-    .filter((line) => line.trim() !== '')
-    .map((line) => JSON.parse(line) as { image: string; question: string; answer: string; type: string })
-    .find((candidate) => candidate.type === 'title')!;
-  await vscode.workspace.getConfiguration('ficoco').update('reduction.method', 'ficoco-v', vscode.ConfigurationTarget.Global);
+  // The arrow question the e2e suite asks too: answered right with FiCoCo-V at 16 of 144 tokens.
+  const item = readEvalSet(path.join(evalSet, 'data.jsonl')).find((candidate) => path.basename(candidate.image) === '1000000001.png' && candidate.type === 'arrow')!;
+  const settings = vscode.workspace.getConfiguration('ficoco');
+  await settings.update('reduction.method', 'ficoco-v', vscode.ConfigurationTarget.Global);
+  await settings.update('reduction.budget', '16', vscode.ConfigurationTarget.Global);
   const asked = performance.now();
-  const turn = await api.ask(item.question, [vscode.Uri.file(path.join(evalSet, item.image))]);
+  const turn = await api.ask(item.question, [vscode.Uri.file(item.image)]);
   console.log(`first answer (fork, load, answer, baseline) ${(performance.now() - asked).toFixed(0)} ms`);
   assert.ok(turn, 'the question became a turn');
   assert.equal(turn.answer.status, 'done', turn.answer.error);

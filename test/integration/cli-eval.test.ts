@@ -3,7 +3,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { answerMatches, evalCommand } from '../../src/cli/eval';
+import { evalCommand } from '../../src/cli/eval';
+import { answerMatches } from '../../src/cli/evalSet';
 import { LlavaEngine } from '../../src/engine/engine';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures');
