@@ -10,13 +10,14 @@ import { METHODS, ReductionSettingsError } from '../reduction/registry';
 import { budgetArg, integer, number, paramArgs } from './args';
 import { EVAL_USAGE, evalCommand } from './eval';
 import { FLOPS_USAGE, flopsCommand } from './flops';
+import { MODELS_USAGE, modelsCommand, resolveModelArg } from './models';
 import { REDUCE_USAGE, reduceCommand } from './reduce';
 
 const ASK_USAGE = `Usage:
   ficoco ask [--model DIR] --image FILE [--image FILE ...] [options] "question"
 
 Options:
-  --model DIR          a Hugging Face LLaVA model folder (default: the built-in tiny-llava-screens)
+  --model DIR          a Hugging Face LLaVA model folder, or a downloaded preset (default: the built-in tiny-llava-screens)
   --method NAME        visual token reduction (see \`ficoco methods\`); none by default
   --budget N           visual tokens kept per image (e.g. 64), or a share (25% or 0.25)
   --param NAME=VALUE   a method parameter (repeatable)
@@ -32,7 +33,8 @@ const USAGE = `${ASK_USAGE}
   ficoco methods                     the reduction methods and their parameters
 ${FLOPS_USAGE.replace('Usage:\n', '')}
 ${REDUCE_USAGE.replace('Usage:\n', '')}
-${EVAL_USAGE.replace('Usage:\n', '')}`;
+${EVAL_USAGE.replace('Usage:\n', '')}
+${MODELS_USAGE.replace('Usage:\n', '')}`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -41,6 +43,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'reduce') return reduceCommand(rest);
   if (command === 'eval') return evalCommand(rest);
   if (command === 'methods') return listMethods();
+  if (command === 'models') return modelsCommand(rest);
   process.stderr.write(command === undefined || command === '--help' || command === 'help' ? USAGE : `Unknown command "${command}".\n\n${USAGE}`);
   return command === undefined || command === '--help' || command === 'help' ? 0 : 2;
 }
@@ -64,7 +67,7 @@ async function ask(args: string[]): Promise<number> {
     },
   });
   if ((values.method === undefined) !== (values.budget === undefined)) throw new FicocoError('--method and --budget go together: e.g. --method ficoco-v --budget 64.', 'input');
-  const modelDir = values.model ?? findBuiltinModel(__dirname);
+  const modelDir = values.model !== undefined ? resolveModelArg(values.model) : findBuiltinModel(__dirname);
   if (modelDir === undefined) throw new FicocoError('--model DIR is required: this package has no built-in model (models/tiny-llava-screens).', 'input');
   const images = values.image ?? [];
   if (images.length === 0) throw new FicocoError('--image FILE is required: the screenshot or diagram to ask about.', 'input');

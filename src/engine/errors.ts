@@ -10,4 +10,4 @@ export class FicocoError extends Error {
   }
 }
 
-export type FicocoErrorKind = 'model-folder' | 'weights' | 'config' | 'image' | 'input' | 'provider' | 'cancelled';
+export type FicocoErrorKind = 'model-folder' | 'weights' | 'config' | 'image' | 'input' | 'provider' | 'download' | 'cancelled';

@@ -8,6 +8,7 @@ import { METHODS } from '../reduction/registry';
 import { ChatController } from './chatController';
 import { ChatViews } from './chatViews';
 import { EngineClient } from './engineClient';
+import { ModelManager } from './modelManager';
 import { MAIN_SETTINGS, NO_REDUCTION, parseBudget } from './settings';
 import { CHOOSE_REDUCTION_COMMAND, SpeedupStatusBar } from './statusBar';
 
@@ -59,6 +60,7 @@ export function activate(context: vscode.ExtensionContext): FicocoApi {
     vscode.commands.registerCommand(CHOOSE_REDUCTION_COMMAND, chooseReduction),
     vscode.commands.registerCommand('ficoco.showEngineLog', () => log.show()),
     vscode.commands.registerCommand('ficoco.openSettings', () => vscode.commands.executeCommand('workbench.action.openSettings', '@ext:ficoco.ficoco-vision')),
+    ...new ModelManager(context, engine, statusBar, log).register(),
   );
   log.info(`activated in ${(performance.now() - activationStarted).toFixed(1)} ms`);
   return {

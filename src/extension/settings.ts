@@ -5,6 +5,7 @@
  */
 import { Budget, ParamSpec, ParamValue } from '../reduction/method';
 import { METHODS, resolveParams } from '../reduction/registry';
+import { DEFAULT_HUB_ENDPOINT } from '../hub/download';
 import { PROVIDER_SETTINGS, ProviderSetting } from '../protocol/engine';
 
 export const NO_REDUCTION = 'none';
@@ -56,6 +57,14 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
     scope: 'machine',
     markdownDescription:
       'Absolute path of a Hugging Face LLaVA model folder (`config.json`, `*.safetensors`, `tokenizer.json`, `tokenizer_config.json`, `preprocessor_config.json`). Empty: the built-in tiny model. `~` stands for your home folder.',
+  },
+  'ficoco.hubEndpoint': {
+    type: 'string',
+    default: DEFAULT_HUB_ENDPOINT,
+    scope: 'machine',
+    pattern: '^https?://\\S+$',
+    patternErrorMessage: 'An http:// or https:// address, e.g. https://huggingface.co or a mirror.',
+    markdownDescription: 'Where **FiCoCo: Download Model** fetches models: the Hugging Face Hub, or a mirror or proxy that serves its API.',
   },
   'ficoco.provider': {
     type: 'string',

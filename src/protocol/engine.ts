@@ -89,7 +89,7 @@ export interface TextParams {
 }
 
 /** Why a request failed. The engine's own kinds, plus the host's: no model yet, or a bug. */
-export type EngineErrorKind = 'model-folder' | 'weights' | 'config' | 'image' | 'input' | 'provider' | 'cancelled' | 'not-loaded' | 'internal';
+export type EngineErrorKind = 'model-folder' | 'weights' | 'config' | 'image' | 'input' | 'provider' | 'download' | 'cancelled' | 'not-loaded' | 'internal';
 
 export interface EngineErrorData {
   kind: EngineErrorKind;

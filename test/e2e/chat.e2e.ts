@@ -9,6 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { EvalItem, readEvalSet } from '../../src/cli/evalSet';
+import { FakeHub, startFakeHub } from '../helpers/fakeHub';
 import { missingPrerequisite, ROOT, Workbench } from './workbench';
 
 const evalItems = readEvalSet(path.join(ROOT, 'bench', 'eval-set', 'data.jsonl'));
@@ -128,6 +129,35 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
     await error.waitFor({ timeout: MINUTE });
     assert.match(await error.innerText(), /broken\.png/);
     await workbench.screenshot('corrupt-image');
+  });
+
+  test('Download Model: a repository from the configured Hub endpoint, after consent, then used for the next answer', async () => {
+    const commit = 'c'.repeat(40);
+    let hub: FakeHub | undefined;
+    try {
+      hub = await startFakeHub({ 'ficoco/tiny-llava-screens': { folder: path.join(ROOT, 'models', 'tiny-llava-screens'), commit } });
+      await workbench.writeSettings({ 'ficoco.hubEndpoint': hub.url, 'ficoco.reduction.method': 'ficoco-v', 'ficoco.reduction.budget': '16' });
+      await workbench.runCommand('FiCoCo: Download Model');
+      await workbench.pickQuickInput('Other Hub repository');
+      await workbench.page.locator('.quick-input-widget input[placeholder*="owner/name"]').waitFor({ timeout: MINUTE });
+      await workbench.typeQuickInput('ficoco/tiny-llava-screens');
+      const consent = workbench.page.locator('.monaco-dialog-box');
+      await consent.waitFor({ timeout: MINUTE });
+      assert.match(await consent.innerText(), /Download ficoco\/tiny-llava-screens \(4\.\d MB\)\?[\s\S]*6 files, 4\.\d MB, from http:\/\/127\.0\.0\.1:\d+[\s\S]*Nothing else leaves this machine/);
+      await workbench.screenshot('download-consent');
+      await consent.getByRole('button', { name: 'Download' }).click();
+      await workbench.clickNotificationButton(/Downloaded ficoco\/tiny-llava-screens/, 'Use It');
+      const folder = path.join(workbench.profile, 'user-data', 'User', 'globalStorage', 'ficoco.ficoco-vision', 'models', 'ficoco--tiny-llava-screens', commit);
+      assert.ok(fs.existsSync(path.join(folder, 'ficoco-download.json')), `${folder} holds a verified download`);
+      await startNewChat();
+      await pasteEvalImage(firstItem);
+      await workbench.ask(firstItem.question);
+      const answer = await finishedAnswer();
+      assert.equal((await answer.locator('.reply-body').innerText()).trim(), firstItem.answer);
+      assert.ok(workbench.engineLog().includes(folder), 'the engine loaded the downloaded folder');
+    } finally {
+      await hub?.close();
+    }
   });
 });
 

@@ -104,6 +104,32 @@ export class Workbench {
     await box.press('Enter');
   }
 
+  /** Runs a command from the command palette by its title, e.g. "FiCoCo: Download Model". */
+  async runCommand(title: string): Promise<void> {
+    await this.page.keyboard.press('F1');
+    await this.typeQuickInput(title);
+  }
+
+  /** Chooses the quick pick entry whose label contains `label`. */
+  async pickQuickInput(label: string): Promise<void> {
+    await this.page.locator('.quick-input-widget .quick-input-list .monaco-list-row', { hasText: label }).first().click({ timeout: 60_000 });
+  }
+
+  /** Types into the open quick input (palette, quick pick filter or input box) and presses Enter. */
+  async typeQuickInput(text: string): Promise<void> {
+    const box = this.page.locator('.quick-input-widget .quick-input-box input');
+    await box.waitFor({ timeout: 60_000 });
+    await box.fill(text.startsWith('>') || !(await box.inputValue()).startsWith('>') ? text : `>${text}`);
+    await this.page.locator('.quick-input-widget .quick-input-list .monaco-list-row').first().waitFor({ timeout: 10_000 }).catch(() => undefined);
+    await box.press('Enter');
+  }
+
+  /** Clicks a button of the notification whose text matches. */
+  async clickNotificationButton(text: RegExp, button: string): Promise<void> {
+    const toast = this.page.locator('.notifications-toasts .notification-toast', { hasText: text });
+    await toast.getByRole('button', { name: button }).click({ timeout: 120_000 });
+  }
+
   /** The status bar item's accessible label (its codicons are drawn as icons, so only the text remains). */
   async statusLabel(): Promise<string> {
     return (await this.page.locator(STATUS_ITEM).first().getAttribute('aria-label')) ?? '';

@@ -1,0 +1,98 @@
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { FicocoError } from '../engine/errors';
+import { DEFAULT_HUB_ENDPOINT, ModelRequest, downloadModel, planDownload } from '../hub/download';
+import { MODEL_PRESETS, findPreset, formatBytes } from '../hub/presets';
+import { deleteStoredModel, listStoredModels } from '../hub/store';
+
+export const MODELS_USAGE = `Usage:
+  ficoco models                                   the presets and the models downloaded so far
+  ficoco models download PRESET|OWNER/NAME [--revision REV] [--endpoint URL] [--dir DIR]
+  ficoco models delete FOLDER [--dir DIR]
+
+Downloads go to --dir (default $FICOCO_MODELS_DIR or ~/.cache/ficoco-vision/models) as
+OWNER--NAME/COMMIT/, verified against the Hub's checksums; an interrupted download resumes. A model already
+in the Hugging Face cache ($HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub) is used in place.
+--endpoint defaults to $HF_ENDPOINT or ${DEFAULT_HUB_ENDPOINT}; $HF_TOKEN is sent for gated repositories.
+\`ficoco ask --model PRESET\` uses a downloaded preset.
+`;
+
+export function defaultModelsRoot(env: NodeJS.ProcessEnv = process.env): string {
+  return env.FICOCO_MODELS_DIR ?? path.join(os.homedir(), '.cache', 'ficoco-vision', 'models');
+}
+
+/** `--model` as given: a folder, or the id of a downloaded preset (its newest download). */
+export function resolveModelArg(model: string, root = defaultModelsRoot()): string {
+  const preset = findPreset(model);
+  if (!preset?.hub || model.includes(path.sep)) return model;
+  const stored = listStoredModels(root).find((m) => m.repo === preset.hub!.repo && m.commit === preset.hub!.revision);
+  if (!stored) throw new FicocoError(`${model} is not downloaded yet: run \`ficoco models download ${model}\` (${formatBytes(preset.approxBytes)}).`, 'model-folder');
+  return stored.folder;
+}
+
+export async function modelsCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { revision: { type: 'string' }, endpoint: { type: 'string' }, dir: { type: 'string' }, help: { type: 'boolean' } },
+  });
+  if (values.help) {
+    process.stdout.write(MODELS_USAGE);
+    return 0;
+  }
+  const root = values.dir ?? defaultModelsRoot();
+  const [action, target] = positionals;
+  if (action === undefined) return list(root);
+  if (action === 'download' && target) return download(target, values.revision, values.endpoint ?? process.env.HF_ENDPOINT ?? DEFAULT_HUB_ENDPOINT, root);
+  if (action === 'delete' && target) {
+    deleteStoredModel(root, path.resolve(target));
+    process.stdout.write(`deleted ${target}\n`);
+    return 0;
+  }
+  throw new FicocoError(`ficoco models ${positionals.join(' ')}: expected nothing, "download PRESET|OWNER/NAME" or "delete FOLDER".\n\n${MODELS_USAGE}`, 'input');
+}
+
+function list(root: string): number {
+  const lines = ['Presets:'];
+  for (const preset of MODEL_PRESETS) {
+    lines.push(`  ${preset.id.padEnd(20)} ${preset.title}, ${preset.parameters} parameters, ${formatBytes(preset.approxBytes)}, ${preset.licence}`);
+    lines.push(`  ${''.padEnd(20)} ${preset.hub ? `${preset.hub.repo}@${preset.hub.revision.slice(0, 7)}` : 'built in'}; ${preset.hardware}`);
+  }
+  const stored = listStoredModels(root);
+  lines.push('', stored.length === 0 ? `Nothing downloaded in ${root}.` : `Downloaded (${root}):`);
+  for (const model of stored) lines.push(`  ${model.repo}@${model.commit.slice(0, 7)}  ${formatBytes(model.bytes)}  ${model.folder}`);
+  process.stdout.write(lines.join('\n') + '\n');
+  return 0;
+}
+
+async function download(target: string, revision: string | undefined, endpoint: string, root: string): Promise<number> {
+  const preset = findPreset(target);
+  if (preset && !preset.hub) throw new FicocoError(`${target} is built in; there is nothing to download.`, 'input');
+  const request: ModelRequest = preset?.hub
+    ? { repo: preset.hub.repo, revision: revision ?? preset.hub.revision, files: revision ? undefined : preset.hub.files, endpoint, root }
+    : { repo: target, revision: revision ?? 'main', endpoint, root };
+  if (process.env.HF_TOKEN) request.accessToken = process.env.HF_TOKEN;
+  const plan = await planDownload(request);
+  if (plan.existing) {
+    process.stdout.write(`${request.repo}@${plan.commit.slice(0, 7)} is already complete (${plan.existing === 'hf-cache' ? 'Hugging Face cache' : 'downloaded'}): ${plan.folder}\n`);
+    return 0;
+  }
+  process.stderr.write(`downloading ${request.repo}@${plan.commit.slice(0, 7)}: ${plan.files.length} files, ${formatBytes(plan.totalBytes)} into ${plan.folder}\n`);
+  const controller = new AbortController();
+  process.once('SIGINT', () => controller.abort());
+  const started = performance.now();
+  let reported = -1;
+  const folder = await downloadModel(plan, {
+    signal: controller.signal,
+    onProgress: ({ bytesDone, bytesTotal }) => {
+      const percent = Math.floor((100 * bytesDone) / bytesTotal);
+      if (percent < reported + 5 && bytesDone < bytesTotal) return;
+      reported = percent;
+      process.stderr.write(`  ${percent}%  ${formatBytes(bytesDone)} of ${formatBytes(bytesTotal)}\n`);
+    },
+  });
+  const seconds = (performance.now() - started) / 1000;
+  process.stdout.write(`${folder}\n${formatBytes(plan.totalBytes)} in ${seconds.toFixed(1)} s (${formatBytes(plan.totalBytes / seconds)}/s)\n`);
+  return 0;
+}

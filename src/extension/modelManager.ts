@@ -1,0 +1,196 @@
+/**
+ * The model commands: Download Model (presets or any Hub repository, consent first, progress with cancel,
+ * resume), Use Local Model Folder, Delete Model and Reveal Model Folder. Downloads live in the extension's
+ * global storage; the chosen model is the `ficoco.modelPath` setting.
+ */
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { FicocoError } from '../engine/errors';
+import { DEFAULT_HUB_ENDPOINT, DownloadPlan, ModelRequest, downloadModel, planDownload } from '../hub/download';
+import { MODEL_PRESETS, formatBytes } from '../hub/presets';
+import { deleteStoredModel, freeBytes, listStoredModels, missingModelFiles } from '../hub/store';
+import type { EngineClient } from './engineClient';
+import type { SpeedupStatusBar } from './statusBar';
+
+export const MODEL_COMMANDS = {
+  download: 'ficoco.downloadModel',
+  useLocalFolder: 'ficoco.useLocalModelFolder',
+  delete: 'ficoco.deleteModel',
+  reveal: 'ficoco.revealModelFolder',
+} as const;
+
+type Pick<T> = vscode.QuickPickItem & { value: T };
+
+export class ModelManager {
+  private downloading = false;
+
+  constructor(
+    private readonly context: vscode.ExtensionContext,
+    private readonly engine: EngineClient,
+    private readonly statusBar: SpeedupStatusBar,
+    private readonly log: vscode.LogOutputChannel,
+  ) {}
+
+  register(): vscode.Disposable[] {
+    return [
+      vscode.commands.registerCommand(MODEL_COMMANDS.download, () => this.reportFailure(this.download())),
+      vscode.commands.registerCommand(MODEL_COMMANDS.useLocalFolder, () => this.reportFailure(this.useLocalFolder())),
+      vscode.commands.registerCommand(MODEL_COMMANDS.delete, () => this.reportFailure(this.delete())),
+      vscode.commands.registerCommand(MODEL_COMMANDS.reveal, () => this.reportFailure(this.reveal())),
+    ];
+  }
+
+  private get root(): string {
+    return vscode.Uri.joinPath(this.context.globalStorageUri, 'models').fsPath;
+  }
+
+  private async download(): Promise<void> {
+    if (this.downloading) return void vscode.window.showInformationMessage('FiCoCo: a model is downloading already; its progress is in the notifications.');
+    const request = await this.chooseRepository();
+    if (!request) return;
+    const plan = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `FiCoCo: asking ${request.endpoint} about ${request.repo}…` }, () => planDownload(request));
+    if (plan.existing) return this.offerToUse(plan.folder, `${request.repo} is already on this machine (${plan.existing === 'hf-cache' ? 'in the Hugging Face cache' : 'downloaded before'}).`);
+    const free = freeBytes(this.root);
+    if (free < plan.totalBytes) throw new FicocoError(`${request.repo} needs ${formatBytes(plan.totalBytes)} but ${this.root} has ${formatBytes(free)} free.`, 'download');
+    const consent = await vscode.window.showInformationMessage(
+      `Download ${request.repo} (${formatBytes(plan.totalBytes)})?`,
+      { modal: true, detail: consentDetail(plan, free) },
+      'Download',
+    );
+    if (consent !== 'Download') return;
+    this.downloading = true;
+    try {
+      const folder = await this.runDownload(plan);
+      if (folder) await this.offerToUse(folder, `Downloaded ${request.repo} (${formatBytes(plan.totalBytes)}).`);
+    } finally {
+      this.downloading = false;
+      this.statusBar.idle();
+    }
+  }
+
+  /** A preset, or any owner/name[@revision] on the configured endpoint. */
+  private async chooseRepository(): Promise<ModelRequest | undefined> {
+    const endpoint = vscode.workspace.getConfiguration('ficoco').get<string>('hubEndpoint', DEFAULT_HUB_ENDPOINT).trim().replace(/\/+$/, '');
+    if (!/^https?:\/\/\S+$/.test(endpoint)) throw new FicocoError(`ficoco.hubEndpoint is "${endpoint}"; set it to an http:// or https:// address such as ${DEFAULT_HUB_ENDPOINT}.`, 'input');
+    const downloaded = new Set(listStoredModels(this.root).map((m) => `${m.repo}@${m.commit}`));
+    const presets = MODEL_PRESETS.filter((preset) => preset.hub).map((preset): Pick<ModelRequest | 'other'> => ({
+      label: preset.title,
+      description: `${formatBytes(preset.approxBytes)} · ${preset.licence}${downloaded.has(`${preset.hub!.repo}@${preset.hub!.revision}`) ? ' · downloaded' : ''}`,
+      detail: `${preset.hub!.repo} — ${preset.hardware}`,
+      value: { repo: preset.hub!.repo, revision: preset.hub!.revision, files: preset.hub!.files, endpoint, root: this.root },
+    }));
+    const other: Pick<ModelRequest | 'other'> = { label: '$(cloud-download) Other Hub repository…', detail: 'Any LLaVA model in the llava-hf layout, as owner/name or owner/name@revision.', value: 'other' };
+    const picked = await vscode.window.showQuickPick([...presets, other], { title: 'FiCoCo: Download Model', placeHolder: `From ${endpoint}`, matchOnDetail: true });
+    if (!picked) return undefined;
+    if (picked.value !== 'other') return picked.value;
+    const typed = await vscode.window.showInputBox({
+      title: 'FiCoCo: Download Model',
+      prompt: `A repository on ${endpoint}`,
+      placeHolder: 'llava-hf/llava-1.5-7b-hf or owner/name@revision',
+      validateInput: (text) => (/^[\w.-]+\/[\w.-]+(@[\w./-]+)?$/.test(text.trim()) ? undefined : 'Give owner/name, optionally @revision.'),
+    });
+    if (!typed) return undefined;
+    const [repo, revision = 'main'] = typed.trim().split('@');
+    return { repo, revision, endpoint, root: this.root };
+  }
+
+  /** The download itself, in a cancellable notification; undefined when the user cancelled. */
+  private runDownload(plan: DownloadPlan): Thenable<string | undefined> {
+    const title = `FiCoCo: downloading ${plan.request.repo}`;
+    return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title, cancellable: true }, async (progress, token) => {
+      const controller = new AbortController();
+      token.onCancellationRequested(() => controller.abort());
+      const started = performance.now();
+      let shownPercent = 0;
+      try {
+        const folder = await downloadModel(plan, {
+          signal: controller.signal,
+          onProgress: ({ bytesDone, bytesTotal }) => {
+            const percent = (100 * bytesDone) / bytesTotal;
+            const rate = bytesDone / Math.max(0.001, (performance.now() - started) / 1000);
+            progress.report({ increment: percent - shownPercent, message: `${formatBytes(bytesDone)} of ${formatBytes(bytesTotal)} · ${formatBytes(rate)}/s` });
+            shownPercent = percent;
+            this.statusBar.busy(`Downloading ${percent.toFixed(0)} %`);
+          },
+        });
+        this.log.info(`downloaded ${plan.request.repo}@${plan.commit} (${plan.totalBytes} bytes) in ${((performance.now() - started) / 1000).toFixed(1)} s into ${folder}`);
+        return folder;
+      } catch (error) {
+        if (error instanceof FicocoError && error.kind === 'cancelled') {
+          void vscode.window.showInformationMessage(`FiCoCo: download of ${plan.request.repo} paused. Run Download Model again to resume where it stopped.`);
+          return undefined;
+        }
+        throw error;
+      }
+    });
+  }
+
+  private async offerToUse(folder: string, message: string): Promise<void> {
+    const choice = await vscode.window.showInformationMessage(`FiCoCo: ${message}`, 'Use It', 'Reveal Folder');
+    if (choice === 'Use It') await this.setModelPath(folder);
+    if (choice === 'Reveal Folder') await vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(folder));
+  }
+
+  private async useLocalFolder(): Promise<void> {
+    const [picked] = (await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, openLabel: 'Use This Model', title: 'FiCoCo: a Hugging Face LLaVA model folder' })) ?? [];
+    if (!picked) return;
+    const missing = missingModelFiles(picked.fsPath);
+    if (missing.length > 0) throw new FicocoError(`${picked.fsPath} is not a model folder FiCoCo can load: it has no ${missing.join(', ')}.`, 'model-folder');
+    await this.setModelPath(picked.fsPath);
+  }
+
+  private async delete(): Promise<void> {
+    const stored = listStoredModels(this.root);
+    if (stored.length === 0) return void vscode.window.showInformationMessage('FiCoCo: no downloaded models. (Models used from the Hugging Face cache or a local folder are not FiCoCo\'s to delete.)');
+    const picked = await vscode.window.showQuickPick(
+      stored.map((model): Pick<string> => ({ label: model.repo, description: `${model.commit.slice(0, 7)} · ${formatBytes(model.bytes)}`, detail: model.folder, value: model.folder })),
+      { title: 'FiCoCo: Delete Model' },
+    );
+    if (!picked) return;
+    const confirm = await vscode.window.showWarningMessage(`Delete ${picked.label} (${picked.description})?`, { modal: true, detail: picked.detail }, 'Delete');
+    if (confirm !== 'Delete') return;
+    const inUse = this.modelPath() === picked.value;
+    // The engine may hold the weight files open (Windows cannot delete them then).
+    if (inUse) this.engine.stop();
+    deleteStoredModel(this.root, picked.value);
+    if (inUse) await this.setModelPath('');
+    void vscode.window.showInformationMessage(`FiCoCo: deleted ${picked.label}${inUse ? '; the built-in model answers from now on' : ''}.`);
+  }
+
+  private async reveal(): Promise<void> {
+    const folder = this.modelPath() || vscode.Uri.joinPath(this.context.extensionUri, 'models', 'tiny-llava-screens').fsPath;
+    await vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(folder));
+  }
+
+  private modelPath(): string {
+    const configured = vscode.workspace.getConfiguration('ficoco').get<string>('modelPath', '').trim();
+    return configured.startsWith('~') ? path.join(os.homedir(), configured.slice(1)) : configured;
+  }
+
+  private async setModelPath(folder: string): Promise<void> {
+    await vscode.workspace.getConfiguration('ficoco').update('modelPath', folder, vscode.ConfigurationTarget.Global);
+    if (folder) void vscode.window.showInformationMessage(`FiCoCo: the next answer comes from ${path.basename(path.dirname(folder))}/${path.basename(folder)}.`);
+  }
+
+  private async reportFailure(work: Promise<void>): Promise<void> {
+    try {
+      await work;
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      this.log.error(message);
+      const choice = await vscode.window.showErrorMessage(`FiCoCo: ${message}`, 'Show Log');
+      if (choice) this.log.show();
+    }
+  }
+}
+
+function consentDetail(plan: DownloadPlan, free: number): string {
+  const { request } = plan;
+  return [
+    `${plan.files.length} files, ${formatBytes(plan.totalBytes)}, from ${request.endpoint} (${request.repo} at ${plan.commit.slice(0, 7)}).`,
+    `Into ${plan.folder} (${formatBytes(free)} free).`,
+    'Nothing else leaves this machine. You can cancel at any time; the download resumes where it stopped.',
+    'Check the model\'s licence on its Hub page before use.',
+  ].join('\n\n');
+}

@@ -1,0 +1,26 @@
+/** Finds a model already in the Hugging Face cache (as huggingface_hub and transformers leave it), to use it in place. */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { HubFile } from './download';
+
+/** HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub (huggingface_hub's own order). */
+export function hfHubCacheFolder(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.HF_HUB_CACHE) return env.HF_HUB_CACHE;
+  const home = env.HF_HOME ?? path.join(env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'huggingface');
+  return path.join(home, 'hub');
+}
+
+/** `models--owner--name/snapshots/<commit>` when every file is there at its size, else undefined. */
+export function findSnapshotInHfCache(repo: string, commit: string, files: readonly HubFile[], env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const snapshot = path.join(hfHubCacheFolder(env), `models--${repo.replace('/', '--')}`, 'snapshots', commit);
+  // Snapshot entries are symlinks into blobs/; statSync follows them, so a dangling link counts as missing.
+  const complete = files.every((file) => {
+    try {
+      return fs.statSync(path.join(snapshot, ...file.path.split('/'))).size === file.size;
+    } catch {
+      return false;
+    }
+  });
+  return complete ? snapshot : undefined;
+}

@@ -1,0 +1,100 @@
+/** Where downloaded models live, and what is there: `<root>/<owner>--<name>/<commit>/` with a manifest each. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { FicocoError } from '../engine/errors';
+import type { HubFile } from './download';
+
+/** Written last into a download's folder: its presence means every file arrived and was verified. */
+export const DOWNLOAD_MANIFEST = 'ficoco-download.json';
+
+export interface DownloadManifest {
+  repo: string;
+  revision: string;
+  commit: string;
+  endpoint: string;
+  files: HubFile[];
+  completedAt: string;
+}
+
+export interface StoredModel extends DownloadManifest {
+  folder: string;
+  bytes: number;
+}
+
+export function modelFolder(root: string, repo: string, commit: string): string {
+  return path.join(root, repoFolderName(repo), commit);
+}
+
+export function partialFolder(root: string, repo: string, commit: string): string {
+  return path.join(root, '.partial', `${repoFolderName(repo)}--${commit}`);
+}
+
+/** owner--name, after checking `repo` is a Hub model name (it becomes a folder name). */
+export function repoFolderName(repo: string): string {
+  if (!/^[\w.-]+\/[\w.-]+$/.test(repo) || repo.includes('..')) {
+    throw new FicocoError(`"${repo}" is not a Hub model name; expected owner/name, e.g. llava-hf/llava-1.5-7b-hf.`, 'input');
+  }
+  return repo.replace('/', '--');
+}
+
+/** Every complete download under `root`, newest first. */
+export function listStoredModels(root: string): StoredModel[] {
+  const models: StoredModel[] = [];
+  for (const repoDir of readDirs(root)) {
+    if (repoDir === '.partial') continue;
+    for (const commitDir of readDirs(path.join(root, repoDir))) {
+      const folder = path.join(root, repoDir, commitDir);
+      const manifest = readManifest(folder);
+      if (manifest) models.push({ ...manifest, folder, bytes: manifest.files.reduce((sum, f) => sum + f.size, 0) });
+    }
+  }
+  return models.sort((a, b) => b.completedAt.localeCompare(a.completedAt));
+}
+
+/** Deletes a downloaded model (and the repository's folder once empty); refuses anything outside `root`. */
+export function deleteStoredModel(root: string, folder: string): void {
+  const relative = path.relative(path.resolve(root), path.resolve(folder));
+  if (relative.startsWith('..') || path.isAbsolute(relative) || relative.split(path.sep).length !== 2 || !readManifest(folder)) {
+    throw new FicocoError(`${folder} is not a model FiCoCo downloaded into ${root}; it was left alone.`, 'input');
+  }
+  fs.rmSync(folder, { recursive: true, force: true });
+  const repoDir = path.dirname(folder);
+  if (fs.readdirSync(repoDir).length === 0) fs.rmdirSync(repoDir);
+}
+
+function readManifest(folder: string): DownloadManifest | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(folder, DOWNLOAD_MANIFEST), 'utf8')) as DownloadManifest;
+  } catch {
+    return undefined;
+  }
+}
+
+function readDirs(folder: string): string[] {
+  try {
+    return fs.readdirSync(folder, { withFileTypes: true }).filter((entry) => entry.isDirectory()).map((entry) => entry.name);
+  } catch {
+    return [];
+  }
+}
+
+/** What a folder lacks to be a model FiCoCo can load (empty when nothing is missing). */
+export function missingModelFiles(folder: string): string[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(folder);
+  } catch {
+    return ['the folder itself'];
+  }
+  const missing = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'preprocessor_config.json'].filter((file) => !names.includes(file));
+  if (!names.some((name) => name.endsWith('.safetensors'))) missing.push('*.safetensors weights');
+  return missing;
+}
+
+/** Bytes free on the disk that holds `folder` (or its nearest existing parent). */
+export function freeBytes(folder: string): number {
+  let existing = path.resolve(folder);
+  while (!fs.existsSync(existing) && path.dirname(existing) !== existing) existing = path.dirname(existing);
+  const stats = fs.statfsSync(existing);
+  return stats.bavail * stats.bsize;
+}

@@ -1,0 +1,68 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
+import { resolveModelArg } from '../../src/cli/models';
+import { MODEL_PRESETS } from '../../src/hub/presets';
+import { FakeHub, startFakeHub } from '../helpers/fakeHub';
+
+const ROOT = path.join(__dirname, '..', '..');
+const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
+const BUILTIN = path.join(ROOT, 'models', 'tiny-llava-screens');
+const COMMIT = 'b'.repeat(40);
+const run = promisify(execFile);
+
+let hub: FakeHub;
+let dir: string;
+before(async () => {
+  hub = await startFakeHub({ 'ficoco/tiny-llava-screens': { folder: BUILTIN, commit: COMMIT } });
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-cli-models-'));
+});
+after(async () => {
+  await hub.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+function ficoco(...args: string[]) {
+  // An empty HF cache, so nothing on this machine is reused by accident.
+  return run(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, env: { ...process.env, HF_HUB_CACHE: path.join(dir, 'hf-cache') } });
+}
+
+test('ficoco models download fetches a repository from the endpoint; ask answers with the downloaded folder', async () => {
+  const { stdout } = await ficoco('models', 'download', 'ficoco/tiny-llava-screens', '--endpoint', hub.url, '--dir', dir);
+  const folder = path.join(dir, 'ficoco--tiny-llava-screens', COMMIT);
+  assert.equal(stdout.split('\n')[0], folder);
+  assert.match(stdout, /MB in \d+\.\d s \(.+\/s\)/);
+  const listing = await ficoco('models', '--dir', dir);
+  assert.match(listing.stdout, new RegExp(`ficoco/tiny-llava-screens@bbbbbbb .*${folder}`));
+  const again = await ficoco('models', 'download', 'ficoco/tiny-llava-screens', '--endpoint', hub.url, '--dir', dir);
+  assert.match(again.stdout, /already complete \(downloaded\)/);
+  const answer = await ficoco('ask', '--model', folder, '--image', path.join(ROOT, 'bench', 'eval-set', 'images', '1000000001.png'), '--max-new-tokens', '4', 'which box does the arrow point to ?');
+  assert.match(answer.stdout, /^D\b/);
+});
+
+test('ficoco models lists every preset with its size, licence and pinned revision', async () => {
+  const { stdout } = await ficoco('models', '--dir', dir);
+  for (const preset of MODEL_PRESETS) {
+    assert.ok(stdout.includes(preset.id), preset.id);
+    assert.ok(stdout.includes(preset.licence), preset.licence);
+    if (preset.hub) assert.ok(stdout.includes(`${preset.hub.repo}@${preset.hub.revision.slice(0, 7)}`));
+  }
+});
+
+test('--model PRESET names a downloaded preset, and says how to download one that is not there', () => {
+  assert.equal(resolveModelArg('/some/folder', dir), '/some/folder');
+  assert.throws(() => resolveModelArg('llava-1.5-7b', dir), /llava-1\.5-7b is not downloaded yet: run `ficoco models download llava-1\.5-7b` \(14 GB\)/);
+});
+
+test('a wrong endpoint or repository name fails with exit code 2 and a message', async () => {
+  await assert.rejects(ficoco('models', 'download', 'ficoco/nothing-here', '--endpoint', hub.url, '--dir', dir), (error: { code?: number; stderr?: string }) => {
+    assert.equal(error.code, 2);
+    assert.match(error.stderr ?? '', /ficoco\/nothing-here at main on http:\/\/127\.0\.0\.1:\d+: not found \(404\)/);
+    return true;
+  });
+  await assert.rejects(ficoco('models', 'download', 'not a repo', '--endpoint', hub.url, '--dir', dir), /"not a repo" is not a Hub model name/);
+});

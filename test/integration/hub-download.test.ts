@@ -1,0 +1,151 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, beforeEach, describe, test } from 'node:test';
+import { LlavaEngine } from '../../src/engine/engine';
+import { FicocoError } from '../../src/engine/errors';
+import { DownloadProgress, ModelRequest, downloadModel, planDownload } from '../../src/hub/download';
+import { DOWNLOAD_MANIFEST, deleteStoredModel, listStoredModels } from '../../src/hub/store';
+import { FakeHub, startFakeHub } from '../helpers/fakeHub';
+
+const ROOT = path.join(__dirname, '..', '..');
+const BUILTIN = path.join(ROOT, 'models', 'tiny-llava-screens');
+const COMMIT = 'a'.repeat(40);
+const REPO = 'ficoco/tiny-llava-screens';
+const WEIGHTS = 'model.safetensors';
+const NEEDED = ['config.json', 'generation_config.json', 'model.safetensors', 'preprocessor_config.json', 'tokenizer.json', 'tokenizer_config.json'];
+
+describe('model downloads from a Hub on 127.0.0.1', () => {
+  let hub: FakeHub;
+  let root: string;
+  let cache: string;
+  const savedCache = process.env.HF_HUB_CACHE;
+  const request = (overrides: Partial<ModelRequest> = {}): ModelRequest => ({ repo: REPO, revision: 'main', endpoint: hub.url, root, ...overrides });
+
+  before(async () => {
+    hub = await startFakeHub({ [REPO]: { folder: BUILTIN, commit: COMMIT } });
+    cache = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-hf-cache-'));
+    process.env.HF_HUB_CACHE = cache;
+  });
+  after(async () => {
+    await hub.close();
+    if (savedCache === undefined) delete process.env.HF_HUB_CACHE;
+    else process.env.HF_HUB_CACHE = savedCache;
+  });
+  beforeEach(() => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-models-'));
+    hub.bytesServed = 0;
+    hub.rangeRequests.length = 0;
+  });
+
+  test('plans from the Hub API: the revision resolves to its commit, only the model files, with checksums', async () => {
+    const plan = await planDownload(request());
+    assert.equal(plan.commit, COMMIT);
+    assert.deepEqual(plan.files.map((f) => f.path).sort(), NEEDED, 'README.md and train_log.json are not model files');
+    assert.equal(plan.totalBytes, NEEDED.reduce((sum, f) => sum + fs.statSync(path.join(BUILTIN, f)).size, 0));
+    assert.match(plan.files.find((f) => f.path === WEIGHTS)!.sha256!, /^[0-9a-f]{64}$/);
+    assert.match(plan.files.find((f) => f.path === 'config.json')!.gitSha1!, /^[0-9a-f]{40}$/);
+    assert.equal(plan.existing, undefined);
+  });
+
+  test('downloads the built-in model into <root>/<owner>--<name>/<commit>, verified, and the engine loads it', async () => {
+    const progress: DownloadProgress[] = [];
+    const folder = await downloadModel(await planDownload(request()), { onProgress: (p) => progress.push(p) });
+    assert.equal(folder, path.join(root, 'ficoco--tiny-llava-screens', COMMIT));
+    for (const file of NEEDED) assert.ok(fs.readFileSync(path.join(folder, file)).equals(fs.readFileSync(path.join(BUILTIN, file))), file);
+    assert.ok(fs.existsSync(path.join(folder, DOWNLOAD_MANIFEST)));
+    assert.deepEqual(fs.readdirSync(path.join(root, '.partial')), [], 'nothing left half-done');
+    const done = progress.map((p) => p.bytesDone);
+    assert.deepEqual(done, [...done].sort((a, b) => a - b), 'progress only grows');
+    assert.equal(done.at(-1), progress[0].bytesTotal);
+    const engine = await LlavaEngine.load(folder, { provider: 'cpu', threads: 1 });
+    await engine.dispose();
+    assert.deepEqual(listStoredModels(root).map((m) => [m.repo, m.commit, m.folder]), [[REPO, COMMIT, folder]]);
+  });
+
+  test('a connection dropped mid-file resumes with a Range request from where it stopped', async () => {
+    const size = fs.statSync(path.join(BUILTIN, WEIGHTS)).size;
+    const dropAt = Math.floor(size / 3);
+    hub.dropAfter.set(WEIGHTS, dropAt);
+    const folder = await downloadModel(await planDownload(request()), { retryDelayMs: 10 });
+    assert.ok(fs.readFileSync(path.join(folder, WEIGHTS)).equals(fs.readFileSync(path.join(BUILTIN, WEIGHTS))));
+    // The resume starts at what reached the disk: at most what the server sent before the drop.
+    const resumes = hub.rangeRequests.map((r) => new RegExp(`^${WEIGHTS} bytes=(\\d+)-${size - 1}$`).exec(r)).filter((m) => m !== null);
+    assert.equal(resumes.length, 1, hub.rangeRequests.join('; '));
+    const from = Number(resumes[0]![1]);
+    assert.ok(from > 0 && from <= dropAt, `resumed from ${from}, the drop was at ${dropAt}`);
+  });
+
+  test('a cancelled download never looks complete, and the next one fetches only the rest', async () => {
+    const size = fs.statSync(path.join(BUILTIN, WEIGHTS)).size;
+    const plan = await planDownload(request());
+    const controller = new AbortController();
+    const cut = downloadModel(plan, {
+      signal: controller.signal,
+      onProgress: (p) => {
+        if (p.file === WEIGHTS && p.bytesDone - (plan.totalBytes - size) > size / 2) controller.abort();
+      },
+    });
+    await assert.rejects(cut, (error: unknown) => error instanceof FicocoError && error.kind === 'cancelled' && /resumes next time/.test(error.message));
+    assert.equal(fs.existsSync(plan.folder), false, 'no model folder after a cancel');
+    assert.deepEqual(listStoredModels(root), []);
+    const servedBefore = hub.bytesServed;
+    const again = await planDownload(request());
+    assert.equal(again.existing, undefined);
+    await downloadModel(again);
+    const servedForResume = hub.bytesServed - servedBefore;
+    assert.ok(servedForResume < plan.totalBytes - size / 3, `the resume fetched ${servedForResume} of ${plan.totalBytes} bytes`);
+    assert.ok(fs.readFileSync(path.join(plan.folder, WEIGHTS)).equals(fs.readFileSync(path.join(BUILTIN, WEIGHTS))));
+  });
+
+  test('bytes that do not match the Hub\'s SHA-256 are deleted and the download fails, naming the file', async () => {
+    hub.corrupt.add(WEIGHTS);
+    try {
+      const plan = await planDownload(request());
+      await assert.rejects(downloadModel(plan), (error: unknown) => error instanceof FicocoError && error.kind === 'download' && /model\.safetensors .*failed its checksum \(SHA-256/.test(error.message));
+      assert.equal(fs.existsSync(plan.folder), false);
+      const partial = path.join(root, '.partial', `ficoco--tiny-llava-screens--${COMMIT}`);
+      assert.equal(fs.existsSync(path.join(partial, `${WEIGHTS}.incomplete`)), false, 'the corrupt bytes are gone');
+      assert.ok(fs.existsSync(path.join(partial, 'config.json')), 'verified files stay for the next attempt');
+    } finally {
+      hub.corrupt.delete(WEIGHTS);
+    }
+  });
+
+  test('404s: an unknown repository, revision or file each get an actionable message', async () => {
+    await assert.rejects(planDownload(request({ repo: 'ficoco/no-such-model' })), /ficoco\/no-such-model at main on http:\/\/127\.0\.0\.1:\d+: not found \(404\)\. Check the repository name/);
+    await assert.rejects(planDownload(request({ revision: 'v9' })), /not found \(404\)/);
+    await assert.rejects(planDownload(request({ files: ['config.json', 'model-00001-of-00002.safetensors'] })), /has no model-00001-of-00002\.safetensors: the model preset and the repository disagree/);
+    await assert.rejects(planDownload(request({ endpoint: 'http://127.0.0.1:9' })), (error: unknown) => error instanceof FicocoError && error.kind === 'download');
+  });
+
+  test('a complete copy is used in place: an earlier download, or a snapshot in the Hugging Face cache', async () => {
+    const first = await downloadModel(await planDownload(request()));
+    hub.bytesServed = 0;
+    const again = await planDownload(request({ revision: COMMIT }));
+    assert.equal(again.existing, 'downloaded');
+    assert.equal(await downloadModel(again), first);
+    assert.equal(hub.bytesServed, 0);
+
+    const otherRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-models-'));
+    const snapshot = path.join(cache, 'models--ficoco--tiny-llava-screens', 'snapshots', COMMIT);
+    fs.mkdirSync(snapshot, { recursive: true });
+    for (const file of NEEDED) fs.symlinkSync(path.join(first, file), path.join(snapshot, file));
+    const fromCache = await planDownload(request({ root: otherRoot }));
+    assert.equal(fromCache.existing, 'hf-cache');
+    assert.equal(await downloadModel(fromCache), snapshot);
+    assert.equal(hub.bytesServed, 0);
+    fs.rmSync(path.join(cache, 'models--ficoco--tiny-llava-screens'), { recursive: true });
+  });
+
+  test('delete removes a downloaded model and refuses folders it did not download', async () => {
+    const folder = await downloadModel(await planDownload(request()));
+    assert.throws(() => deleteStoredModel(root, BUILTIN), /is not a model FiCoCo downloaded/);
+    assert.throws(() => deleteStoredModel(root, root), /is not a model FiCoCo downloaded/);
+    deleteStoredModel(root, folder);
+    assert.equal(fs.existsSync(folder), false);
+    assert.deepEqual(listStoredModels(root), []);
+    assert.ok(fs.existsSync(path.join(BUILTIN, 'config.json')));
+  });
+});
