@@ -20,13 +20,15 @@ const SETTINGS_SETTLE_MS = 3000;
 export function missingPrerequisite(): string | undefined {
   if (!fs.existsSync(CODE_SERVER)) return `code-server is not installed at ${CODE_SERVER}: run bash test/e2e/setup.sh`;
   if (!fs.existsSync(CHROMIUM)) return `${CHROMIUM} is missing: run bash test/e2e/setup.sh`;
-  if (!builtVsix()) return 'no ficoco-vision-*.vsix in the repository root: run npm run package';
+  if (!builtVsix()) return 'no dist-vsix/ficoco-vision-linux-x64-*.vsix: run npm run package -- --target linux-x64';
   return undefined;
 }
 
+/** The linux-x64 package, as the Marketplace would hand it to this machine. */
 function builtVsix(): string | undefined {
-  const name = fs.readdirSync(ROOT).find((file) => /^ficoco-vision-.*\.vsix$/.test(file));
-  return name && path.join(ROOT, name);
+  const folder = path.join(ROOT, 'dist-vsix');
+  const name = fs.existsSync(folder) ? fs.readdirSync(folder).find((file) => /^ficoco-vision-linux-x64-.*\.vsix$/.test(file)) : undefined;
+  return name && path.join(folder, name);
 }
 
 export class Workbench {
