@@ -11,6 +11,7 @@ import { budgetArg, integer, number, paramArgs } from './args';
 import { EVAL_USAGE, evalCommand } from './eval';
 import { FLOPS_USAGE, flopsCommand } from './flops';
 import { MODELS_USAGE, modelsCommand, resolveModelArg } from './models';
+import { PROVIDERS_USAGE, providersCommand } from './providers';
 import { REDUCE_USAGE, reduceCommand } from './reduce';
 
 const ASK_USAGE = `Usage:
@@ -34,7 +35,8 @@ const USAGE = `${ASK_USAGE}
 ${FLOPS_USAGE.replace('Usage:\n', '')}
 ${REDUCE_USAGE.replace('Usage:\n', '')}
 ${EVAL_USAGE.replace('Usage:\n', '')}
-${MODELS_USAGE.replace('Usage:\n', '')}`;
+${MODELS_USAGE.replace('Usage:\n', '')}
+${PROVIDERS_USAGE.replace('Usage:\n', '')}`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -44,6 +46,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'eval') return evalCommand(rest);
   if (command === 'methods') return listMethods();
   if (command === 'models') return modelsCommand(rest);
+  if (command === 'providers') return providersCommand(rest);
   process.stderr.write(command === undefined || command === '--help' || command === 'help' ? USAGE : `Unknown command "${command}".\n\n${USAGE}`);
   return command === undefined || command === '--help' || command === 'help' ? 0 : 2;
 }

@@ -8,6 +8,7 @@ import { METHODS } from '../reduction/registry';
 import { ChatController } from './chatController';
 import { ChatViews } from './chatViews';
 import { EngineClient } from './engineClient';
+import { GpuSetup } from './gpuSetup';
 import { ModelManager } from './modelManager';
 import { MAIN_SETTINGS, NO_REDUCTION, parseBudget } from './settings';
 import { CHOOSE_REDUCTION_COMMAND, SpeedupStatusBar } from './statusBar';
@@ -32,6 +33,7 @@ export function activate(context: vscode.ExtensionContext): FicocoApi {
   const views = new ChatViews(context.extensionUri, (message, from) => controller!.handle(message, from), log);
   controller = new ChatController(context, engine, views, statusBar, log);
   const chat = controller;
+  const gpuSetup = new GpuSetup(context, engine, log);
   context.subscriptions.push(
     log,
     statusBar,
@@ -61,7 +63,9 @@ export function activate(context: vscode.ExtensionContext): FicocoApi {
     vscode.commands.registerCommand('ficoco.showEngineLog', () => log.show()),
     vscode.commands.registerCommand('ficoco.openSettings', () => vscode.commands.executeCommand('workbench.action.openSettings', '@ext:ficoco.ficoco-vision')),
     ...new ModelManager(context, engine, statusBar, log).register(),
+    gpuSetup.register(),
   );
+  void gpuSetup.offerIfUseful();
   log.info(`activated in ${(performance.now() - activationStarted).toFixed(1)} ms`);
   return {
     async ask(question, images) {

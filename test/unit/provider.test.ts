@@ -1,21 +1,29 @@
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { ElemType } from '../../src/engine/graph/builder';
-import { PROVIDERS, computeTypeFor, providerCandidates, type ProviderSetting } from '../../src/engine/runtime/provider';
+import { CUDA_RUNTIME_LIBRARIES, missingCudaRuntime } from '../../src/engine/runtime/cudaRuntime';
+import type * as ort from 'onnxruntime-node';
+import { MachineProviders, PROVIDERS, computeTypeFor, cudaAdvice, providerCandidates, sessionOptions, thisMachine, type ProviderSetting } from '../../src/engine/runtime/provider';
 
 const SETTINGS: ProviderSetting[] = ['auto', ...PROVIDERS];
-const PLATFORMS: { platform: NodeJS.Platform; cuda: boolean; label: string }[] = [
-  { platform: 'linux', cuda: true, label: 'linux with the CUDA provider library' },
-  { platform: 'linux', cuda: false, label: 'linux without the CUDA provider library' },
-  { platform: 'win32', cuda: false, label: 'win32' },
-  { platform: 'darwin', cuda: false, label: 'darwin' },
+/** What the npm package's bindings report per platform (listSupportedBackends, bundled ones). */
+const MACHINES: { label: string; machine: MachineProviders }[] = [
+  { label: 'linux x64 with the CUDA provider libraries', machine: { platform: 'linux', bundled: new Set(['cpu', 'webgpu']), cudaLibraries: true } },
+  { label: 'linux x64 without them', machine: { platform: 'linux', bundled: new Set(['cpu', 'webgpu']), cudaLibraries: false } },
+  { label: 'linux arm64', machine: { platform: 'linux', bundled: new Set(['cpu']), cudaLibraries: false } },
+  { label: 'win32', machine: { platform: 'win32', bundled: new Set(['cpu', 'dml', 'webgpu']), cudaLibraries: false } },
+  { label: 'darwin', machine: { platform: 'darwin', bundled: new Set(['cpu', 'coreml', 'webgpu']), cudaLibraries: false } },
 ];
+const machine = (label: string) => MACHINES.find((m) => m.label === label)!.machine;
 
 describe('providerCandidates', () => {
   for (const setting of SETTINGS) {
-    for (const { platform, cuda, label } of PLATFORMS) {
+    for (const { label, machine } of MACHINES) {
       test(`${setting} on ${label}: ends with cpu, no duplicates${setting !== 'auto' ? ', the explicit provider first' : ''}`, () => {
-        const candidates = providerCandidates(setting, platform, cuda);
+        const candidates = providerCandidates(setting, machine);
         assert.equal(candidates.at(-1), 'cpu');
         assert.equal(new Set(candidates).size, candidates.length);
         for (const provider of candidates) assert.ok((PROVIDERS as readonly string[]).includes(provider));
@@ -24,27 +32,81 @@ describe('providerCandidates', () => {
     }
   }
 
-  test('an explicit provider is tried regardless of platform, then cpu', () => {
-    assert.deepEqual(providerCandidates('cuda', 'win32', false), ['cuda', 'cpu']);
-    assert.deepEqual(providerCandidates('dml', 'linux', true), ['dml', 'cpu']);
-    assert.deepEqual(providerCandidates('coreml', 'linux', false), ['coreml', 'cpu']);
-    assert.deepEqual(providerCandidates('webgpu', 'darwin', false), ['webgpu', 'cpu']);
+  test('an explicit provider is tried regardless of platform, then cpu (its failure names the reason)', () => {
+    assert.deepEqual(providerCandidates('cuda', machine('win32')), ['cuda', 'cpu']);
+    assert.deepEqual(providerCandidates('dml', machine('linux x64 with the CUDA provider libraries')), ['dml', 'cpu']);
+    assert.deepEqual(providerCandidates('coreml', machine('linux arm64')), ['coreml', 'cpu']);
+    assert.deepEqual(providerCandidates('webgpu', machine('darwin')), ['webgpu', 'cpu']);
   });
 
   test('cpu means cpu only, everywhere', () => {
-    for (const { platform, cuda } of PLATFORMS) assert.deepEqual(providerCandidates('cpu', platform, cuda), ['cpu']);
+    for (const { machine } of MACHINES) assert.deepEqual(providerCandidates('cpu', machine), ['cpu']);
   });
 
-  test('auto: cuda on linux only when its library is present', () => {
-    assert.deepEqual(providerCandidates('auto', 'linux', true), ['cuda', 'cpu']);
-    assert.deepEqual(providerCandidates('auto', 'linux', false), ['cpu']);
+  test('auto on linux: CUDA when its libraries are installed, then WebGPU where the binding has it', () => {
+    assert.deepEqual(providerCandidates('auto', machine('linux x64 with the CUDA provider libraries')), ['cuda', 'webgpu', 'cpu']);
+    assert.deepEqual(providerCandidates('auto', machine('linux x64 without them')), ['webgpu', 'cpu']);
+    assert.deepEqual(providerCandidates('auto', machine('linux arm64')), ['cpu']);
   });
 
-  test('auto: DirectML on Windows, CoreML on macOS (whatever the CUDA flag says)', () => {
-    assert.deepEqual(providerCandidates('auto', 'win32', false), ['dml', 'cpu']);
-    assert.deepEqual(providerCandidates('auto', 'win32', true), ['dml', 'cpu']);
-    assert.deepEqual(providerCandidates('auto', 'darwin', false), ['coreml', 'cpu']);
-    assert.deepEqual(providerCandidates('auto', 'darwin', true), ['coreml', 'cpu']);
+  test('auto: DirectML on Windows, CoreML on macOS, each before WebGPU', () => {
+    assert.deepEqual(providerCandidates('auto', machine('win32')), ['dml', 'webgpu', 'cpu']);
+    assert.deepEqual(providerCandidates('auto', machine('darwin')), ['coreml', 'webgpu', 'cpu']);
+  });
+
+  test('this machine: the binding lists what it has, and the CUDA flag follows the library files', () => {
+    const here = thisMachine();
+    assert.ok(here.bundled.has('cpu'));
+    assert.equal(here.platform, process.platform);
+    assert.equal(typeof here.cudaLibraries, 'boolean');
+  });
+});
+
+describe('sessionOptions', () => {
+  const base = { weightsFolder: '/models/llava' };
+  const provider = (options: ort.InferenceSession.SessionOptions) => options.executionProviders![0];
+
+  test('every provider gets exactly one execution provider, full graph optimisation and the weights folder', () => {
+    for (const name of PROVIDERS) {
+      const options = sessionOptions(name, base);
+      assert.equal(options.executionProviders!.length, 1, name);
+      assert.equal(options.graphOptimizationLevel, 'all');
+      assert.equal((options.extra as { session: Record<string, unknown> }).session.model_external_initializers_file_folder_path, '/models/llava');
+    }
+  });
+
+  test('CUDA and DirectML run on device 0; DirectML without memory patterns, sequentially', () => {
+    assert.deepEqual(provider(sessionOptions('cuda', base)), { name: 'cuda', deviceId: 0 });
+    const dml = sessionOptions('dml', base);
+    assert.deepEqual(provider(dml), { name: 'dml', deviceId: 0 });
+    assert.equal(dml.enableMemPattern, false);
+    assert.equal(dml.executionMode, 'sequential');
+    assert.equal(sessionOptions('cuda', base).enableMemPattern, undefined);
+  });
+
+  test('CoreML builds an ML Program (float16-capable); WebGPU and CPU by name', () => {
+    assert.deepEqual(provider(sessionOptions('coreml', base)), { name: 'coreml', coreMlFlags: 0x010 });
+    assert.equal(provider(sessionOptions('webgpu', base)), 'webgpu');
+    assert.equal(provider(sessionOptions('cpu', base)), 'cpu');
+  });
+
+  test('GPU providers log quietly (a failed load is reported once, by the engine); threads only when asked', () => {
+    assert.equal(sessionOptions('cuda', base).logSeverityLevel, 4);
+    assert.equal(sessionOptions('cpu', base).logSeverityLevel, undefined);
+    assert.equal(sessionOptions('cpu', base).intraOpNumThreads, undefined);
+    assert.equal(sessionOptions('cpu', { ...base, threads: 2 }).intraOpNumThreads, 2);
+  });
+});
+
+describe('cudaAdvice', () => {
+  test('says to install the provider libraries when they are missing', () => {
+    assert.match(cudaAdvice(machine('linux x64 without them'), () => []), /CUDA provider libraries are not installed: run "FiCoCo: Install CUDA Provider"/);
+  });
+
+  test('names the CUDA 12 / cuDNN 9 libraries the loader cannot find', () => {
+    const installed = machine('linux x64 with the CUDA provider libraries');
+    assert.equal(cudaAdvice(installed, () => []), '');
+    assert.match(cudaAdvice(installed, () => ['libcudnn.so.9']), /CUDA 12 and cuDNN 9 are needed and libcudnn\.so\.9 is not found/);
   });
 });
 
@@ -58,5 +120,33 @@ describe('computeTypeFor', () => {
   test('cpu and coreml compute in float32', () => {
     assert.equal(computeTypeFor('cpu'), ElemType.float32);
     assert.equal(computeTypeFor('coreml'), ElemType.float32);
+  });
+});
+
+describe('missingCudaRuntime', () => {
+  const LDCONFIG = [
+    '1234 libs found in cache `/etc/ld.so.cache\'',
+    '\tlibcudart.so.12 (libc6,x86-64) => /usr/local/cuda/lib64/libcudart.so.12',
+    '\tlibcublas.so.12 (libc6,x86-64) => /usr/local/cuda/lib64/libcublas.so.12',
+    '\tlibcublasLt.so.12 (libc6,x86-64) => /usr/local/cuda/lib64/libcublasLt.so.12',
+    '\tlibcufft.so.11 (libc6,x86-64) => /usr/local/cuda/lib64/libcufft.so.11',
+    '\tlibcurand.so.10 (libc6,x86-64) => /usr/local/cuda/lib64/libcurand.so.10',
+  ].join('\n');
+
+  test('reads the loader cache: cuDNN 9 missing is named', () => {
+    assert.deepEqual(missingCudaRuntime({}, LDCONFIG), ['libcudnn.so.9']);
+    assert.deepEqual(missingCudaRuntime({}, `${LDCONFIG}\n\tlibcudnn.so.9 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libcudnn.so.9`), []);
+  });
+
+  test('looks in LD_LIBRARY_PATH and CUDA_PATH too', () => {
+    const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-cuda-libs-'));
+    for (const library of CUDA_RUNTIME_LIBRARIES) fs.writeFileSync(path.join(folder, library), '');
+    try {
+      assert.deepEqual(missingCudaRuntime({ LD_LIBRARY_PATH: `/nowhere:${folder}` }, ''), []);
+      const outsideDefaultFolder = CUDA_RUNTIME_LIBRARIES.filter((library) => !fs.existsSync(path.join('/usr/local/cuda/lib64', library)));
+      assert.deepEqual(missingCudaRuntime({}, ''), outsideDefaultFolder);
+    } finally {
+      fs.rmSync(folder, { recursive: true });
+    }
   });
 });

@@ -1,19 +1,61 @@
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { ElemType } from '../graph/builder';
+import { cudaProviderInstalled, missingCudaRuntime, ortBinaryFolder } from './cudaRuntime';
 
 import { ProviderName, ProviderSetting } from './providerNames';
 
 export { PROVIDERS, PROVIDER_SETTINGS, type ProviderName, type ProviderSetting } from './providerNames';
 
-/** The providers to try, best first; CPU always ends the list. */
-export function providerCandidates(setting: ProviderSetting, platform: NodeJS.Platform, cudaLibraryPresent: boolean): ProviderName[] {
+/** What this machine's ONNX Runtime can offer: the providers built into the binding, and whether CUDA's libraries are there. */
+export interface MachineProviders {
+  platform: NodeJS.Platform;
+  /** providers the binding has without extra libraries (ort.listSupportedBackends(), bundled) */
+  bundled: ReadonlySet<string>;
+  /** ONNX Runtime's CUDA provider libraries sit beside libonnxruntime.so */
+  cudaLibraries: boolean;
+}
+
+/** `auto`'s order per platform, best first. */
+const AUTO_ORDER: Partial<Record<NodeJS.Platform, ProviderName[]>> = { linux: ['cuda', 'webgpu'], win32: ['dml', 'webgpu'], darwin: ['coreml', 'webgpu'] };
+
+/** The providers to try, best first; CPU always ends the list. `auto` keeps only what this machine has. */
+export function providerCandidates(setting: ProviderSetting, machine: MachineProviders): ProviderName[] {
   if (setting === 'cpu') return ['cpu'];
   if (setting !== 'auto') return [setting, 'cpu'];
-  if (platform === 'win32') return ['dml', 'cpu'];
-  if (platform === 'darwin') return ['coreml', 'cpu'];
-  return cudaLibraryPresent ? ['cuda', 'cpu'] : ['cpu'];
+  const available = (provider: ProviderName) => (provider === 'cuda' ? machine.cudaLibraries : machine.bundled.has(provider));
+  return [...(AUTO_ORDER[machine.platform] ?? []).filter(available), 'cpu'];
+}
+
+export function thisMachine(): MachineProviders {
+  const bundled = new Set(ort.listSupportedBackends().filter((backend) => backend.bundled).map((backend) => backend.name));
+  const binaries = ortBinaryFolder(path.dirname(require.resolve('onnxruntime-node/package.json')));
+  return { platform: process.platform, bundled, cudaLibraries: process.platform === 'linux' && cudaProviderInstalled(binaries) };
+}
+
+/** COREML_FLAG_CREATE_MLPROGRAM: the ML Program format, which runs float16 and more operators than NeuralNetwork. */
+const COREML_ML_PROGRAM = 0x010;
+
+/** The session options of one provider (what the engine hands ORT; unit-tested where the provider cannot run). */
+export function sessionOptions(provider: ProviderName, options: { weightsFolder: string; threads?: number }): ort.InferenceSession.SessionOptions {
+  const executionProvider: ort.InferenceSession.ExecutionProviderConfig =
+    provider === 'cuda' || provider === 'dml' ? { name: provider, deviceId: 0 } : provider === 'coreml' ? { name: 'coreml', coreMlFlags: COREML_ML_PROGRAM } : provider;
+  return {
+    executionProviders: [executionProvider],
+    graphOptimizationLevel: 'all',
+    // DirectML supports neither memory patterns nor parallel execution (ORT's DirectML provider notes).
+    ...(provider === 'dml' ? { enableMemPattern: false, executionMode: 'sequential' as const } : {}),
+    // A GPU provider that fails to load is reported once by us, not as ORT's log noise.
+    ...(provider === 'cpu' ? {} : { logSeverityLevel: 4 as const }),
+    ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
+    extra: {
+      session: {
+        model_external_initializers_file_folder_path: options.weightsFolder,
+        // Each segment has its own thread pool; idle pools must not spin while the next segment runs.
+        intra_op: { allow_spinning: '0' },
+      },
+    },
+  };
 }
 
 /** Compute precision: 'auto' keeps half precision on GPU providers and float32 on the CPU. */
@@ -56,7 +98,8 @@ export class SessionFactory {
   async create(graphFor: (computeType: ElemType) => Uint8Array): Promise<ort.InferenceSession> {
     if (this.settled) return this.open(graphFor(this.computeType), this.settled);
     const failures: string[] = [];
-    for (const provider of providerCandidates(this.options.provider, process.platform, cudaLibraryPresent())) {
+    const machine = thisMachine();
+    for (const provider of providerCandidates(this.options.provider, machine)) {
       try {
         const session = await this.open(graphFor(computeTypeFor(provider, this.options.precision)), provider);
         this.settled = provider;
@@ -64,34 +107,22 @@ export class SessionFactory {
         return session;
       } catch (error) {
         if (provider === 'cpu') throw error;
-        failures.push(`${provider} could not be used (${firstLine(error)}), running on CPU instead`);
+        failures.push(`${provider} could not be used (${firstLine(error)}${provider === 'cuda' ? cudaAdvice(machine) : ''}), running on CPU instead`);
       }
     }
     throw new Error('unreachable: the CPU provider is always a candidate');
   }
 
   private open(bytes: Uint8Array, provider: ProviderName): Promise<ort.InferenceSession> {
-    return ort.InferenceSession.create(bytes, {
-      executionProviders: [provider],
-      graphOptimizationLevel: 'all',
-      // A GPU provider that fails to load is reported once by us, not as ORT's log noise.
-      ...(provider === 'cpu' ? {} : { logSeverityLevel: 4 as const }),
-      ...(this.options.threads ? { intraOpNumThreads: this.options.threads } : {}),
-      extra: {
-        session: {
-          model_external_initializers_file_folder_path: this.options.weightsFolder,
-          // Each segment has its own thread pool; idle pools must not spin while the next segment runs.
-          intra_op: { allow_spinning: '0' },
-        },
-      },
-    });
+    return ort.InferenceSession.create(bytes, sessionOptions(provider, this.options));
   }
 }
 
-function cudaLibraryPresent(): boolean {
-  const binding = path.dirname(require.resolve('onnxruntime-node'));
-  const candidates = [path.join(binding, '..', 'bin', 'napi-v6', 'linux', process.arch, 'libonnxruntime_providers_cuda.so')];
-  return candidates.some((file) => fs.existsSync(file));
+/** Why CUDA could not load, in the user's terms: the provider libraries, or CUDA 12 / cuDNN 9 themselves. */
+export function cudaAdvice(machine: MachineProviders, missingRuntime: () => string[] = missingCudaRuntime): string {
+  if (!machine.cudaLibraries) return '; ONNX Runtime\'s CUDA provider libraries are not installed: run "FiCoCo: Install CUDA Provider" or `ficoco providers install-cuda`';
+  const missing = missingRuntime();
+  return missing.length > 0 ? `; CUDA 12 and cuDNN 9 are needed and ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not found` : '';
 }
 
 function firstLine(error: unknown): string {

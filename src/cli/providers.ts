@@ -1,0 +1,43 @@
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { FicocoError } from '../engine/errors';
+import { cudaProviderInstalled, missingCudaRuntime, nvidiaDriverPresent, ortBinaryFolder } from '../engine/runtime/cudaRuntime';
+import { providerCandidates, thisMachine } from '../engine/runtime/provider';
+import { NUGET_FEED, findCudaPackage, installCudaProvider } from '../hub/cudaProvider';
+import { formatBytes } from '../hub/presets';
+
+export const PROVIDERS_USAGE = `Usage:
+  ficoco providers                        what this machine's ONNX Runtime can run on, and what auto tries
+  ficoco providers install-cuda [--feed URL]
+                                          fetch ONNX Runtime's CUDA provider libraries (Linux x64) from
+                                          Microsoft.ML.OnnxRuntime.Gpu.Linux on nuget.org, checked by SHA-512
+`;
+
+export async function providersCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { feed: { type: 'string', default: NUGET_FEED } } });
+  const ortFolder = path.dirname(require.resolve('onnxruntime-node/package.json'));
+  const binaries = ortBinaryFolder(ortFolder);
+  if (positionals[0] === 'install-cuda') {
+    if (process.platform !== 'linux' || process.arch !== 'x64') throw new FicocoError(`The CUDA provider is for Linux x64; this is ${process.platform} ${process.arch}.`, 'provider');
+    const version = (require(path.join(ortFolder, 'package.json')) as { version: string }).version;
+    const found = await findCudaPackage(version, values.feed);
+    process.stderr.write(`downloading ${found.url} (${formatBytes(found.bytes)})\n`);
+    await installCudaProvider(found, binaries);
+    process.stdout.write(`installed ${binaries}\n`);
+    const missing = missingCudaRuntime();
+    if (missing.length > 0) process.stdout.write(`CUDA 12 / cuDNN 9 still missing: ${missing.join(', ')}\n`);
+    return 0;
+  }
+  if (positionals.length > 0) throw new FicocoError(`ficoco providers ${positionals.join(' ')}: expected nothing or "install-cuda".\n\n${PROVIDERS_USAGE}`, 'input');
+  const machine = thisMachine();
+  const missing = process.platform === 'linux' && process.arch === 'x64' ? missingCudaRuntime() : [];
+  const lines = [
+    `platform            ${process.platform} ${process.arch}`,
+    `built in            ${[...machine.bundled].join(', ')}`,
+    `CUDA provider       ${process.platform === 'linux' && process.arch === 'x64' ? (cudaProviderInstalled(binaries) ? `installed in ${binaries}` : 'not installed (ficoco providers install-cuda)') : 'not for this platform'}`,
+    ...(process.platform === 'linux' && process.arch === 'x64' ? [`NVIDIA driver       ${nvidiaDriverPresent() ? 'loaded' : 'not loaded'}`, `CUDA 12 / cuDNN 9   ${missing.length === 0 ? 'found' : `missing ${missing.join(', ')}`}`] : []),
+    `auto tries          ${providerCandidates('auto', machine).join(' → ')}`,
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+  return 0;
+}

@@ -1,0 +1,48 @@
+/**
+ * What the CUDA provider needs on this machine: ONNX Runtime's provider libraries beside libonnxruntime.so
+ * (src/hub/cudaProvider.ts fetches them) and the CUDA 12 / cuDNN 9 runtime they link against. No ORT import:
+ * the extension asks these questions too.
+ */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+/** ONNX Runtime's CUDA provider libraries (TensorRT's is left out: FiCoCo does not use it). */
+export const CUDA_PROVIDER_FILES = ['libonnxruntime_providers_cuda.so', 'libonnxruntime_providers_shared.so'] as const;
+/** What ORT's CUDA provider links against (CUDA 12.x, cuDNN 9.x). */
+export const CUDA_RUNTIME_LIBRARIES = ['libcudart.so.12', 'libcublas.so.12', 'libcublasLt.so.12', 'libcufft.so.11', 'libcurand.so.10', 'libcudnn.so.9'] as const;
+
+/** onnxruntime-node's folder of native files for this machine (where the binding looks for provider libraries). */
+export function ortBinaryFolder(onnxruntimeNodeFolder: string, platform = process.platform, arch = process.arch): string {
+  return path.join(onnxruntimeNodeFolder, 'bin', 'napi-v6', platform, arch);
+}
+
+export function cudaProviderInstalled(binaryFolder: string): boolean {
+  return CUDA_PROVIDER_FILES.every((file) => fs.existsSync(path.join(binaryFolder, file)));
+}
+
+/** An NVIDIA driver is loaded (the CUDA provider is worth offering). */
+export function nvidiaDriverPresent(): boolean {
+  return process.platform === 'linux' && process.arch === 'x64' && fs.existsSync('/proc/driver/nvidia/version');
+}
+
+/**
+ * The CUDA runtime libraries none of the loader's places hold: `ldconfig -p`'s cache, LD_LIBRARY_PATH,
+ * CUDA_PATH/lib64 and /usr/local/cuda/lib64. `ldconfigOutput` is for tests.
+ */
+export function missingCudaRuntime(env: NodeJS.ProcessEnv = process.env, ldconfigOutput: string = readLdconfig()): string[] {
+  const cached = new Set([...ldconfigOutput.matchAll(/^\s*(\S+) \(/gm)].map((match) => match[1]));
+  const folders = [...(env.LD_LIBRARY_PATH ?? '').split(':'), env.CUDA_PATH ? path.join(env.CUDA_PATH, 'lib64') : '', '/usr/local/cuda/lib64'].filter(Boolean);
+  return CUDA_RUNTIME_LIBRARIES.filter((library) => !cached.has(library) && !folders.some((folder) => fs.existsSync(path.join(folder, library))));
+}
+
+function readLdconfig(): string {
+  for (const ldconfig of ['/sbin/ldconfig', '/usr/sbin/ldconfig', 'ldconfig']) {
+    try {
+      return execFileSync(ldconfig, ['-p'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    } catch {
+      // the next candidate
+    }
+  }
+  return '';
+}

@@ -1,0 +1,99 @@
+/**
+ * "FiCoCo: Install CUDA Provider": fetches ONNX Runtime's CUDA provider libraries for the packaged ORT
+ * version (consent first, progress with cancel), and offers to once when an NVIDIA driver is present.
+ */
+import * as fs from 'node:fs';
+import * as vscode from 'vscode';
+import { FicocoError } from '../engine/errors';
+import { cudaProviderInstalled, missingCudaRuntime, nvidiaDriverPresent, ortBinaryFolder } from '../engine/runtime/cudaRuntime';
+import { CudaPackage, findCudaPackage, installCudaProvider } from '../hub/cudaProvider';
+import { formatBytes } from '../hub/presets';
+import type { EngineClient } from './engineClient';
+
+export const INSTALL_CUDA_COMMAND = 'ficoco.installCudaProvider';
+const DECLINED_KEY = 'ficoco.cudaOfferDeclined';
+
+export class GpuSetup {
+  constructor(
+    private readonly context: vscode.ExtensionContext,
+    private readonly engine: EngineClient,
+    private readonly log: vscode.LogOutputChannel,
+  ) {}
+
+  register(): vscode.Disposable {
+    return vscode.commands.registerCommand(INSTALL_CUDA_COMMAND, async () => {
+      try {
+        await this.install();
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        this.log.error(message);
+        void vscode.window.showErrorMessage(`FiCoCo: ${message}`);
+      }
+    });
+  }
+
+  private get ortFolder(): string {
+    return vscode.Uri.joinPath(this.context.extensionUri, 'node_modules', 'onnxruntime-node').fsPath;
+  }
+
+  /** Once per machine: an NVIDIA driver is loaded, CUDA may be used, and its provider libraries are missing. */
+  async offerIfUseful(): Promise<void> {
+    const provider = vscode.workspace.getConfiguration('ficoco').get<string>('provider', 'auto');
+    if (!nvidiaDriverPresent() || !['auto', 'cuda'].includes(provider) || cudaProviderInstalled(ortBinaryFolder(this.ortFolder))) return;
+    if (this.context.globalState.get<boolean>(DECLINED_KEY)) return;
+    const choice = await vscode.window.showInformationMessage('FiCoCo: this machine has an NVIDIA GPU. Install ONNX Runtime\'s CUDA provider to answer on it?', 'Install…', 'Not Now', 'Don\'t Ask Again');
+    if (choice === 'Install…') await vscode.commands.executeCommand(INSTALL_CUDA_COMMAND);
+    if (choice === 'Don\'t Ask Again') await this.context.globalState.update(DECLINED_KEY, true);
+  }
+
+  private async install(): Promise<void> {
+    if (process.platform !== 'linux' || process.arch !== 'x64') {
+      throw new FicocoError(`The CUDA provider is for Linux x64; this is ${process.platform} ${process.arch}, where ${process.platform === 'win32' ? 'DirectML' : process.platform === 'darwin' ? 'CoreML' : 'the CPU'} is used.`, 'provider');
+    }
+    const binaries = ortBinaryFolder(this.ortFolder);
+    const version = (JSON.parse(fs.readFileSync(vscode.Uri.joinPath(this.context.extensionUri, 'node_modules', 'onnxruntime-node', 'package.json').fsPath, 'utf8')) as { version: string }).version;
+    const found = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `FiCoCo: looking up ONNX Runtime ${version}'s CUDA provider on nuget.org…` }, () => findCudaPackage(version));
+    const missing = missingCudaRuntime();
+    const consent = await vscode.window.showInformationMessage(
+      `Install ONNX Runtime's CUDA provider (${formatBytes(found.bytes)} download)?`,
+      {
+        modal: true,
+        detail: [
+          `Microsoft.ML.OnnxRuntime.Gpu.Linux ${version} from nuget.org, checked against its published SHA-512; two libraries go into ${binaries}.`,
+          missing.length > 0 ? `CUDA 12 and cuDNN 9 are needed too, and ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not found on this machine: install them (NVIDIA's packages) or CUDA will fall back to the CPU.` : 'CUDA 12 and cuDNN 9 were found.',
+          'Nothing else leaves this machine.',
+        ].join('\n\n'),
+      },
+      'Install',
+    );
+    if (consent !== 'Install') return;
+    if (await this.download(found, binaries)) {
+      // The engine process loaded ORT without the provider; the next question starts a fresh one.
+      this.engine.stop();
+      void vscode.window.showInformationMessage(`FiCoCo: the CUDA provider is installed; the next answer tries it${missing.length > 0 ? ` (still missing: ${missing.join(', ')})` : ''}. The status bar tooltip says which provider answered.`);
+    }
+  }
+
+  private download(found: CudaPackage, binaries: string): Thenable<boolean> {
+    return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'FiCoCo: downloading the CUDA provider', cancellable: true }, async (progress, token) => {
+      const controller = new AbortController();
+      token.onCancellationRequested(() => controller.abort());
+      let shown = 0;
+      try {
+        await installCudaProvider(found, binaries, {
+          signal: controller.signal,
+          onProgress: (bytes, total) => {
+            const percent = (100 * bytes) / total;
+            progress.report({ increment: percent - shown, message: `${formatBytes(bytes)} of ${formatBytes(total)}` });
+            shown = percent;
+          },
+        });
+        this.log.info(`installed the CUDA provider libraries into ${binaries}`);
+        return true;
+      } catch (error) {
+        if (controller.signal.aborted) return false;
+        throw error;
+      }
+    });
+  }
+}

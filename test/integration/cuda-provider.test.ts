@@ -1,0 +1,90 @@
+import AdmZip from 'adm-zip';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { FicocoError } from '../../src/engine/errors';
+import { CUDA_PROVIDER_FILES, cudaProviderInstalled } from '../../src/engine/runtime/cudaRuntime';
+import { findCudaPackage, installCudaProvider } from '../../src/hub/cudaProvider';
+
+const VERSION = '1.30.0';
+const ID = 'microsoft.ml.onnxruntime.gpu.linux';
+
+/** A NuGet v3 feed on 127.0.0.1 with one version of the GPU package: index, registration leaf, catalog entry, .nupkg. */
+async function startFeed(nupkg: Buffer, publishedHash: string) {
+  const server = http.createServer((request, response) => {
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const routes: Partial<Record<string, () => unknown>> = {
+      '/v3/index.json': () => ({ version: '3.0.0', resources: [{ '@id': `${base}/flat/`, '@type': 'PackageBaseAddress/3.0.0' }, { '@id': `${base}/registration/`, '@type': 'RegistrationsBaseUrl/3.6.0' }] }),
+      [`/registration/${ID}/${VERSION}.json`]: () => ({ catalogEntry: `${base}/catalog/${ID}.${VERSION}.json` }),
+      [`/catalog/${ID}.${VERSION}.json`]: () => ({ id: 'Microsoft.ML.OnnxRuntime.Gpu.Linux', version: VERSION, packageHash: publishedHash, packageHashAlgorithm: 'SHA512', packageSize: nupkg.length }),
+    };
+    if (request.url === `/flat/${ID}/${VERSION}/${ID}.${VERSION}.nupkg`) {
+      response.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': nupkg.length });
+      return void response.end(nupkg);
+    }
+    const route = routes[request.url ?? ''];
+    response.writeHead(route ? 200 : 404, { 'content-type': 'application/json' });
+    response.end(JSON.stringify(route ? route() : { error: 'not found' }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { feed: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v3/index.json`, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+}
+
+describe('the CUDA provider libraries from a NuGet feed on 127.0.0.1', () => {
+  const libraries = Object.fromEntries(CUDA_PROVIDER_FILES.map((file, i) => [file, Buffer.from(`ELF stand-in for ${file} `.repeat(1000 + i))]));
+  let nupkg: Buffer;
+  let binaries: string;
+  before(() => {
+    const zip = new AdmZip();
+    for (const [file, bytes] of Object.entries(libraries)) zip.addFile(`runtimes/linux-x64/native/${file}`, bytes);
+    zip.addFile('runtimes/linux-x64/native/libonnxruntime_providers_tensorrt.so', Buffer.from('not wanted'));
+    nupkg = zip.toBuffer();
+  });
+  after(() => fs.rmSync(binaries, { recursive: true, force: true }));
+
+  test('finds the package, verifies its SHA-512 and places the provider libraries beside libonnxruntime.so', async () => {
+    const feed = await startFeed(nupkg, createHash('sha512').update(nupkg).digest('base64'));
+    try {
+      binaries = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-ort-bin-'));
+      const found = await findCudaPackage(VERSION, feed.feed);
+      assert.equal(found.bytes, nupkg.length);
+      assert.match(found.url, new RegExp(`/flat/${ID}/${VERSION}/${ID}\\.${VERSION}\\.nupkg$`));
+      assert.equal(cudaProviderInstalled(binaries), false);
+      const progress: number[] = [];
+      await installCudaProvider(found, binaries, { onProgress: (bytes) => progress.push(bytes) });
+      assert.equal(progress.at(-1), nupkg.length);
+      assert.ok(cudaProviderInstalled(binaries));
+      for (const [file, bytes] of Object.entries(libraries)) assert.ok(fs.readFileSync(path.join(binaries, file)).equals(bytes), file);
+      assert.deepEqual(fs.readdirSync(binaries).sort(), [...CUDA_PROVIDER_FILES].sort(), 'TensorRT\'s library and temporary files stay out');
+    } finally {
+      await feed.close();
+    }
+  });
+
+  test('a package that does not match the published SHA-512 installs nothing', async () => {
+    const feed = await startFeed(nupkg, createHash('sha512').update('something else').digest('base64'));
+    const empty = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-ort-bin-'));
+    try {
+      const found = await findCudaPackage(VERSION, feed.feed);
+      await assert.rejects(installCudaProvider(found, empty), (error: unknown) => error instanceof FicocoError && /failed its checksum \(SHA-512 .*nothing was installed/.test(error.message));
+      assert.deepEqual(fs.readdirSync(empty), []);
+    } finally {
+      await feed.close();
+      fs.rmSync(empty, { recursive: true, force: true });
+    }
+  });
+
+  test('a version the feed does not have is a clear 404', async () => {
+    const feed = await startFeed(nupkg, '');
+    try {
+      await assert.rejects(findCudaPackage('9.9.9', feed.feed), /HTTP 404 \(not found: this ONNX Runtime version may have no CUDA package on the feed\)/);
+    } finally {
+      await feed.close();
+    }
+  });
+});
