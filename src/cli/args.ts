@@ -1,3 +1,4 @@
+import { WEIGHT_QUANTIZATIONS, WeightQuantization } from '../engine/weights/quantize';
 import { FicocoError } from '../engine/errors';
 import { Budget, ParamValue } from '../reduction/method';
 
@@ -32,4 +33,11 @@ export function paramArgs(pairs: readonly string[] = []): Record<string, ParamVa
     params[pair.slice(0, eq)] = raw === 'true' ? true : raw === 'false' ? false : raw.trim() !== '' && Number.isFinite(Number(raw)) ? Number(raw) : raw;
   }
   return params;
+}
+
+/** --quantize: none, int8 or int4 (weight-only, the decoder's linear layers). */
+export function quantizationArg(value: string | undefined): WeightQuantization {
+  if (value === undefined) return 'none';
+  if (!(WEIGHT_QUANTIZATIONS as readonly string[]).includes(value)) throw new FicocoError(`--quantize ${value} is not known; use ${WEIGHT_QUANTIZATIONS.join(', ')}.`, 'input');
+  return value as WeightQuantization;
 }

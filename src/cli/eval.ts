@@ -6,12 +6,12 @@ import { FicocoError } from '../engine/errors';
 import { Budget } from '../reduction/method';
 import { METHODS, planHooks, planReduction } from '../reduction/registry';
 import { lineChartSvg } from '../report/lineChart';
-import { budgetArg, integer } from './args';
+import { budgetArg, integer, quantizationArg } from './args';
 import { EvalItem, answerMatches, readEvalSet } from './evalSet';
 
 export const EVAL_USAGE = `Usage:
   ficoco eval --model DIR --data FILE.jsonl [--methods all|a,b] [--budgets 64,32,16] [--limit N]
-              [--max-new-tokens 8] [--out bench/results] [--name NAME]
+              [--max-new-tokens 8] [--quantize none|int8|int4] [--out bench/results] [--name NAME]
 
 Answers every item of an evaluation set (one JSON object per line: image (path relative to the file),
 question, answer, type) with the full visual tokens and with each method at each budget, and writes
@@ -42,6 +42,7 @@ export async function evalCommand(args: string[]): Promise<number> {
       budgets: { type: 'string', default: '64,32,16' },
       limit: { type: 'string' },
       'max-new-tokens': { type: 'string', default: '8' },
+      quantize: { type: 'string' },
       out: { type: 'string', default: 'bench/results' },
       name: { type: 'string' },
       help: { type: 'boolean' },
@@ -56,15 +57,16 @@ export async function evalCommand(args: string[]): Promise<number> {
   const methods = values.methods === 'all' ? METHODS.map((m) => m.name) : values.methods.split(',').map((m) => m.trim());
   const budgets = values.budgets.split(',').map((b) => budgetArg(b.trim()));
   const maxNewTokens = integer('--max-new-tokens', values['max-new-tokens'], 1);
-  const engine = await LlavaEngine.load(values.model);
-  const name = values.name ?? `eval-${path.basename(path.resolve(values.model))}`;
+  const quantization = quantizationArg(values.quantize);
+  const engine = await LlavaEngine.load(values.model, { quantization });
+  const name = values.name ?? `eval-${path.basename(path.resolve(values.model))}${quantization === 'none' ? '' : `-${quantization}`}`;
   try {
     const rows: Row[] = [await evaluate(engine, items, 'none', undefined, maxNewTokens)];
     for (const method of methods) for (const budget of budgets) rows.push(await evaluate(engine, items, method, budget, maxNewTokens));
     const types = [...new Set(items.map((item) => item.type))].sort();
     const table = reportTable(rows, types) + '\n\n' + baselineTable(items, types);
     fs.mkdirSync(values.out, { recursive: true });
-    const header = `# ${name}\n\nModel ${values.model}, ${items.length} items of ${values.data}; greedy answers of at most ${maxNewTokens} tokens; ` +
+    const header = `# ${name}\n\nModel ${values.model}${quantization === 'none' ? '' : ` (decoder weights ${quantization})`}, ${items.length} items of ${values.data}; greedy answers of at most ${maxNewTokens} tokens; ` +
       `an answer is right when it starts with the expected words. FLOPs are analytic prefill FLOPs (src/flops); prefill ms is measured vision + LLM prefill on this machine.\n\n`;
     fs.writeFileSync(path.join(values.out, `${name}.md`), header + table + '\n');
     fs.writeFileSync(path.join(values.out, `${name}.svg`), accuracyChart(rows, name));

@@ -7,7 +7,7 @@ import { FicocoError } from '../engine/errors';
 import { PROVIDERS, ProviderSetting } from '../engine/runtime/provider';
 import { FlopsError } from '../flops/index';
 import { METHODS, ReductionSettingsError } from '../reduction/registry';
-import { budgetArg, integer, number, paramArgs } from './args';
+import { budgetArg, integer, number, paramArgs, quantizationArg } from './args';
 import { EVAL_USAGE, evalCommand } from './eval';
 import { FLOPS_USAGE, flopsCommand } from './flops';
 import { MODELS_USAGE, modelsCommand, resolveModelArg } from './models';
@@ -28,6 +28,7 @@ Options:
   --seed N             sampling seed (default 0)
   --provider NAME      auto | ${PROVIDERS.join(' | ')} (default cpu)
   --threads N          intra-op threads (default: one per physical core)
+  --quantize MODE      none | int8 | int4: weight-only quantization of the decoder (cached beside the weights)
 `;
 
 const USAGE = `${ASK_USAGE}
@@ -64,6 +65,7 @@ async function ask(args: string[]): Promise<number> {
       seed: { type: 'string', default: '0' },
       provider: { type: 'string', default: 'cpu' },
       threads: { type: 'string' },
+      quantize: { type: 'string' },
       method: { type: 'string' },
       budget: { type: 'string' },
       param: { type: 'string', multiple: true },
@@ -83,7 +85,7 @@ async function ask(args: string[]): Promise<number> {
     if (!fs.existsSync(file)) throw new FicocoError(`${file} does not exist.`, 'image');
     return { bytes: fs.readFileSync(file), name: path.basename(file) };
   });
-  const engine = await LlavaEngine.load(modelDir, { provider, threads: values.threads ? integer('--threads', values.threads, 1) : undefined });
+  const engine = await LlavaEngine.load(modelDir, { provider, threads: values.threads ? integer('--threads', values.threads, 1) : undefined, quantization: quantizationArg(values.quantize) });
   try {
     const answer = await engine.ask({
       reduction: values.method === undefined ? undefined : { method: values.method, budget: budgetArg(values.budget!), params: paramArgs(values.param) },

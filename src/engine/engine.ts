@@ -20,12 +20,16 @@ import { GREEDY, SamplingOptions, createSampler } from './runtime/sampling';
 import { Segment, TowerRunner } from './runtime/towerRunner';
 import { ChatMessage, StreamingDecoder, TextProcessor } from './text';
 import { WeightIndex } from './weights/safetensors';
+import { WeightQuantization } from './weights/quantize';
+import { DecoderQuantizer } from './weights/quantizedCache';
 
 export interface EngineOptions {
   provider?: ProviderSetting;
   /** 'auto' (default): float16 graphs on GPU providers, float32 on the CPU */
   precision?: Precision;
   threads?: number;
+  /** weight-only quantization of the decoder layers' linear layers, cached beside the weights (default none) */
+  quantization?: WeightQuantization;
 }
 
 export interface GenerateOptions {
@@ -148,13 +152,16 @@ export class LlavaEngine {
     }
     const config = parseLlavaConfig(readJson(configFile), configFile);
     const weights = WeightIndex.open(dir);
-    const towers = llavaTowers(config, weights);
+    const quantization = options.quantization ?? 'none';
+    const quantizer = quantization === 'none' ? undefined : new DecoderQuantizer(weights, quantization);
+    const towers = llavaTowers(config, weights, quantizer);
     const text = TextProcessor.load(dir, { id: config.imageTokenId });
     const preprocessorFile = path.join(dir, 'preprocessor_config.json');
     if (!fs.existsSync(preprocessorFile)) {
       throw new FicocoError(`${dir} lacks preprocessor_config.json (the image processor settings); expected ${MODEL_FILES}.`, 'model-folder');
     }
     const preprocessor = parsePreprocessorConfig(readJson(preprocessorFile), preprocessorFile);
+    await quantizer?.materialize();
     const factory = new SessionFactory({ weightsFolder: commonFolder(weights.files, dir), provider: options.provider ?? 'cpu', precision: options.precision, threads: options.threads });
     const runners = {
       vision: new TowerRunner(towers.vision, factory),

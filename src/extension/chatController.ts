@@ -294,7 +294,7 @@ export class ChatController implements vscode.Disposable {
         throw new SettingsError(`ficoco.modelPath is "${configured}"; set it to the absolute path of a model folder (${MODEL_FILES}).`, 'ficoco.modelPath');
       }
     }
-    return { modelDir, provider: settings.provider, ...(settings.threads > 0 ? { threads: settings.threads } : {}) };
+    return { modelDir, provider: settings.provider, ...(settings.threads > 0 ? { threads: settings.threads } : {}), ...(settings.quantization !== 'none' ? { quantization: settings.quantization } : {}) };
   }
 
   private addImages(images: ImageInput[]): void {

@@ -6,7 +6,7 @@
 import { ChildProcess, fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { CancellationToken, IPCMessageReader, IPCMessageWriter, MessageConnection, createMessageConnection } from 'vscode-jsonrpc/node';
-import { AskParams, AskRequest, AskResult, EngineErrorKind, LoadParams, LoadRequest, LoadResult, TextNotification, errorKindOf, parseTextParams } from '../protocol/engine';
+import { AskParams, AskRequest, AskResult, EngineErrorKind, LoadParams, LoadRequest, LoadResult, loadKey, TextNotification, errorKindOf, parseTextParams } from '../protocol/engine';
 
 export interface EngineClientOptions {
   /** the host's entry point: dist/host.js, or src/host/main.ts with execArgv ['--import', 'tsx'] */
@@ -79,7 +79,7 @@ export class EngineClient {
   }
 
   private loadOn(host: HostProcess, params: LoadParams): Promise<LoadResult> {
-    const key = JSON.stringify([params.modelDir, params.provider, params.threads ?? null]);
+    const key = loadKey(params);
     if (host.load?.key !== key) {
       const requested = performance.now();
       const result = this.call(host, host.connection.sendRequest(LoadRequest, params));

@@ -6,6 +6,7 @@
 import { Budget, ParamSpec, ParamValue } from '../reduction/method';
 import { METHODS, resolveParams } from '../reduction/registry';
 import { DEFAULT_HUB_ENDPOINT } from '../hub/download';
+import { WEIGHT_QUANTIZATIONS, WeightQuantization } from '../engine/weights/quantize';
 import { PROVIDER_SETTINGS, ProviderSetting } from '../protocol/engine';
 
 export const NO_REDUCTION = 'none';
@@ -24,6 +25,7 @@ export interface FicocoSettings {
   provider: ProviderSetting;
   /** 0: ONNX Runtime's default */
   threads: number;
+  quantization: WeightQuantization;
   /** undefined: answer with every visual token */
   reduction: ReductionSetting | undefined;
   maxNewTokens: number;
@@ -88,6 +90,19 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
     maximum: 256,
     scope: 'machine',
     markdownDescription: 'CPU threads for one operation (ONNX Runtime intra-op threads). `0`: ONNX Runtime chooses.',
+  },
+  'ficoco.quantization': {
+    type: 'string',
+    default: 'none',
+    scope: 'machine',
+    enum: WEIGHT_QUANTIZATIONS,
+    enumDescriptions: [
+      'The weights as the model folder stores them.',
+      'Decoder linear layers in 8-bit blocks: about half the memory of float16, answers nearly unchanged.',
+      'Decoder linear layers in 4-bit blocks: about a quarter of float16, so a 7B model fits a 16 GB laptop; answers change somewhat.',
+    ],
+    markdownDescription:
+      'Weight-only quantization of the language model\'s linear layers (ONNX Runtime MatMulNBits, blocks of 32). The first load of a model quantizes it and caches the result beside its weights; later loads read the cache.',
   },
   'ficoco.reduction.method': {
     type: 'string',
@@ -183,6 +198,7 @@ export function readSettings(get: (key: string) => unknown): { settings: FicocoS
     modelPath: value('ficoco.modelPath', isString, 'a folder path').trim(),
     provider: value('ficoco.provider', oneOf('ficoco.provider'), `one of ${PROVIDER_SETTINGS.join(', ')}`) as ProviderSetting,
     threads: value('ficoco.threads', inRange('ficoco.threads', true), range('ficoco.threads', true)),
+    quantization: value('ficoco.quantization', oneOf('ficoco.quantization'), `one of ${WEIGHT_QUANTIZATIONS.join(', ')}`) as WeightQuantization,
     reduction: method === NO_REDUCTION ? undefined : { method, budget: parseBudget(budgetLabel)!, budgetLabel, params: methodParams(method, get, problems) },
     maxNewTokens: value('ficoco.maxNewTokens', inRange('ficoco.maxNewTokens', true), range('ficoco.maxNewTokens', true)),
     temperature: value('ficoco.temperature', inRange('ficoco.temperature', false), range('ficoco.temperature', false)),

@@ -18,6 +18,7 @@ import {
   LoadRequest,
   LoadResult,
   TextNotification,
+  loadKey,
   parseAskParams,
   parseLoadParams,
 } from '../protocol/engine';
@@ -48,11 +49,11 @@ class EngineHost {
   load(params: LoadParams): Promise<LoadResult> {
     return this.queue.run(async () => {
       const modelDir = path.resolve(params.modelDir);
-      const key = JSON.stringify([modelDir, params.provider, params.threads ?? null]);
+      const key = loadKey({ ...params, modelDir });
       if (this.loaded?.key !== key) {
         await this.unload();
-        log(`loading ${modelDir} (provider ${params.provider})`);
-        const engine = await LlavaEngine.load(modelDir, { provider: params.provider, threads: params.threads });
+        log(`loading ${modelDir} (provider ${params.provider}, weights ${params.quantization ?? 'none'})`);
+        const engine = await LlavaEngine.load(modelDir, { provider: params.provider, threads: params.threads, quantization: params.quantization });
         this.loaded = { key, engine };
         log(`loaded on ${engine.provider}${engine.providerFallback ? ` (${engine.providerFallback})` : ''}`);
       }

@@ -11,6 +11,7 @@ import { ErrorCodes, NotificationType, RequestType, ResponseError } from 'vscode
 
 import type { AnswerStats } from '../engine/engine';
 import { PROVIDER_SETTINGS, ProviderName, ProviderSetting } from '../engine/runtime/providerNames';
+import { WEIGHT_QUANTIZATIONS, WeightQuantization } from '../engine/weights/quantize';
 import type { Budget, ParamValue } from '../reduction/method';
 import { describeValue } from './describe';
 
@@ -27,6 +28,13 @@ export interface LoadParams {
   provider: ProviderSetting;
   /** intra-op threads; ONNX Runtime's default when absent */
   threads?: number;
+  /** weight-only quantization of the decoder's linear layers; none when absent */
+  quantization?: WeightQuantization;
+}
+
+/** Two loads with the same key share one loaded engine. */
+export function loadKey(params: LoadParams): string {
+  return JSON.stringify([params.modelDir, params.provider, params.threads ?? null, params.quantization ?? 'none']);
 }
 
 export interface LoadResult {
@@ -127,6 +135,10 @@ export function parseLoadParams(value: unknown): LoadParams {
   }
   const result: LoadParams = { modelDir, provider: provider as ProviderSetting };
   if (params.threads !== undefined) result.threads = integer(params.threads, 'threads', 1, 1024);
+  if (params.quantization !== undefined) {
+    if (!(WEIGHT_QUANTIZATIONS as readonly unknown[]).includes(params.quantization)) throw invalidParams(`quantization is ${describeValue(params.quantization)}; expected one of ${WEIGHT_QUANTIZATIONS.join(', ')}.`);
+    result.quantization = params.quantization as WeightQuantization;
+  }
   return result;
 }
 

@@ -32,7 +32,7 @@ describe('settings', () => {
   });
 
   test('hardware settings are machine-scoped; every command is in the FiCoCo category', () => {
-    for (const key of ['ficoco.modelPath', 'ficoco.provider', 'ficoco.threads']) assert.equal(declared[key]?.scope, 'machine', key);
+    for (const key of ['ficoco.modelPath', 'ficoco.provider', 'ficoco.threads', 'ficoco.quantization', 'ficoco.hubEndpoint']) assert.equal(declared[key]?.scope, 'machine', key);
     for (const command of packageJson.contributes.commands) assert.equal(command.category, 'FiCoCo', command.command);
   });
 
@@ -43,6 +43,7 @@ describe('settings', () => {
       modelPath: '',
       provider: 'auto',
       threads: 0,
+      quantization: 'none',
       reduction: { method: 'ficoco-v', budget: { ratio: 0.11 }, budgetLabel: '11%', params: {} },
       maxNewTokens: 256,
       temperature: 0,
@@ -57,8 +58,10 @@ describe('settings', () => {
       'ficoco.reduction.budget': ' 64 ',
       'ficoco.maxNewTokens': 32,
       'ficoco.temperature': 0.7,
+      'ficoco.quantization': 'int4',
     });
     assert.deepEqual(problems, []);
+    assert.equal(settings.quantization, 'int4');
     assert.deepEqual(settings.reduction, { method: 'tome', budget: { tokens: 64 }, budgetLabel: '64', params: {} });
     assert.equal(settings.provider, 'cpu');
     assert.equal(settings.temperature, 0.7);
@@ -76,8 +79,10 @@ describe('settings', () => {
       'ficoco.temperature': 'hot',
       'ficoco.unloadAfterMinutes': 2.5,
       'ficoco.threads': -1,
+      'ficoco.quantization': 'int3',
     });
-    assert.equal(problems.length, 7);
+    assert.equal(problems.length, 8);
+    assert.match(problems.join('\n'), /ficoco\.quantization is "int3"; expected one of none, int8, int4/);
     assert.match(problems[0]!, /^ficoco\.reduction\.method is "magic"; expected one of none, ficoco-v/);
     assert.match(problems.join('\n'), /ficoco\.reduction\.budget is "half"; expected a token count such as 64 or a share such as 11%\. Using the default, "11%"\./);
     assert.match(problems.join('\n'), /ficoco\.provider is "tpu"; expected one of auto, cpu, cuda, dml, coreml, webgpu/);

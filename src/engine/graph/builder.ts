@@ -4,6 +4,7 @@ import { float32ToFloat16 } from '../weights/dtype';
 /** ONNX element types used by the engine (onnx.TensorProto.DataType). */
 export const ElemType = {
   float32: 1,
+  uint8: 2,
   int32: 6,
   int64: 7,
   float16: 10,

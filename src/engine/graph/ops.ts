@@ -3,13 +3,29 @@ import { ElemType, GraphBuilder } from './builder';
 /** The building blocks every architecture file composes. Activations are 2-D [tokens, features] (batch 1). */
 
 export interface Linear {
-  /** [out, in], as PyTorch stores it */
+  /** [out, in], as PyTorch stores it; for a quantized layer, its blocks (MatMulNBits' B) */
   weight: string;
   bias?: string;
+  quantized?: { bits: number; blockSize: number; inFeatures: number; outFeatures: number; scales: string; zeroPoints: string };
 }
 
-/** y = x·Wᵀ + b */
+/** MatMulNBits' accuracy level 4: activations quantized to int8 per block, the fast path of ORT's CPU kernels. */
+const QUANTIZED_ACCURACY_LEVEL = 4;
+
+/** y = x·Wᵀ + b, with W dequantized block by block, (q − z)·s, when the layer is quantized */
 export function linear(g: GraphBuilder, x: string, layer: Linear, hint: string): string {
+  const { quantized } = layer;
+  if (quantized) {
+    // Inputs: A, B, scales, zero_points, g_idx (unused), bias.
+    const inputs = [x, layer.weight, quantized.scales, quantized.zeroPoints, ...(layer.bias ? ['', layer.bias] : [])];
+    return g.op('MatMulNBits', inputs, hint, {
+      K: quantized.inFeatures,
+      N: quantized.outFeatures,
+      bits: quantized.bits,
+      block_size: quantized.blockSize,
+      accuracy_level: QUANTIZED_ACCURACY_LEVEL,
+    }, 'com.microsoft');
+  }
   const inputs = layer.bias ? [x, layer.weight, layer.bias] : [x, layer.weight];
   return g.op('Gemm', inputs, hint, { transB: 1 });
 }

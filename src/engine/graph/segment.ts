@@ -79,7 +79,7 @@ export const KEY_COSINE = 'key_cosine';
 export const pastName = (layer: number, part: 'keys' | 'values') => `past.l${layer}.${part}`;
 export const presentName = (layer: number, part: 'keys' | 'values') => `present.l${layer}.${part}`;
 
-const STORED_TYPES: Record<string, ElemType> = { F32: ElemType.float32, F16: ElemType.float16, BF16: ElemType.bfloat16 };
+const STORED_TYPES: Record<string, ElemType> = { F32: ElemType.float32, F16: ElemType.float16, BF16: ElemType.bfloat16, U8: ElemType.uint8 };
 
 /** Builds blocks [start, end) of a tower into one graph; `expose` applies to its last attention block; `sizeBias` lets blocks ask for `log_sizes`. */
 export function buildSegment(tower: Tower, start: number, end: number, computeType: ElemType, expose: AttentionExposure = {}, sizeBias = false): SegmentGraph {
@@ -108,14 +108,15 @@ export function buildSegment(tower: Tower, start: number, end: number, computeTy
       if (known) return known;
       const storedType = STORED_TYPES[tensor.dtype];
       if (storedType === undefined) {
-        throw new FicocoError(`${tensor.name} is stored as ${tensor.dtype}; weights must be F32, F16 or BF16.`, 'weights');
+        throw new FicocoError(`${tensor.name} is stored as ${tensor.dtype}; weights must be F32, F16 or BF16 (U8 for quantized ones).`, 'weights');
       }
       const stored = g.externalInitializer(tensor.name, storedType, tensor.shape, {
         location: path.basename(tensor.file),
         offset: tensor.byteOffset,
         length: tensor.byteLength,
       });
-      const value = storedType === computeType ? stored : g.op('Cast', [stored], `${tensor.name}.cast`, { to: computeType });
+      // Floats arrive in the compute type; quantized bytes stay bytes.
+      const value = storedType === computeType || storedType === ElemType.uint8 ? stored : g.op('Cast', [stored], `${tensor.name}.cast`, { to: computeType });
       weights.set(tensor.name, value);
       return value;
     },

@@ -49,13 +49,13 @@ function decoderLayer(config: TextConfig, weights: WeightScope, layer: number): 
   const at = (name: string) => `layers.${layer}.${name}`;
   const inputNorm = weights.get(at('input_layernorm.weight'), [width]);
   const postNorm = weights.get(at('post_attention_layernorm.weight'), [width]);
-  const q = weights.linear(at('self_attn.q_proj'), width, heads * headDim, config.qkvBias);
-  const k = weights.linear(at('self_attn.k_proj'), width, kvHeads * headDim, config.qkvBias);
-  const v = weights.linear(at('self_attn.v_proj'), width, kvHeads * headDim, config.qkvBias);
-  const o = weights.linear(at('self_attn.o_proj'), heads * headDim, width, config.outputBias);
-  const gate = weights.linear(at('mlp.gate_proj'), width, intermediateSize, config.mlpBias);
-  const up = weights.linear(at('mlp.up_proj'), width, intermediateSize, config.mlpBias);
-  const down = weights.linear(at('mlp.down_proj'), intermediateSize, width, config.mlpBias);
+  const q = weights.linear(at('self_attn.q_proj'), width, heads * headDim, config.qkvBias, true);
+  const k = weights.linear(at('self_attn.k_proj'), width, kvHeads * headDim, config.qkvBias, true);
+  const v = weights.linear(at('self_attn.v_proj'), width, kvHeads * headDim, config.qkvBias, true);
+  const o = weights.linear(at('self_attn.o_proj'), heads * headDim, width, config.outputBias, true);
+  const gate = weights.linear(at('mlp.gate_proj'), width, intermediateSize, config.mlpBias, true);
+  const up = weights.linear(at('mlp.up_proj'), width, intermediateSize, config.mlpBias, true);
+  const down = weights.linear(at('mlp.down_proj'), intermediateSize, width, config.mlpBias, true);
   const invFreq = rotaryInverseFrequencies(headDim, config.ropeTheta);
   const name = `text.l${layer}`;
   const attentionBlock: Block = {

@@ -1,4 +1,5 @@
 import { Tower } from '../graph/segment';
+import type { DecoderQuantizer } from '../weights/quantizedCache';
 import type { WeightIndex } from '../weights/safetensors';
 import { clipPixelInput, clipVisionBlocks } from './clip';
 import { LlavaConfig } from './config';
@@ -18,11 +19,11 @@ export interface LlavaTowers {
   hasClassToken: boolean;
 }
 
-/** Binds config.json to the checkpoint's tensors, under either naming transformers has used. */
-export function llavaTowers(config: LlavaConfig, weights: WeightIndex): LlavaTowers {
+/** Binds config.json to the checkpoint's tensors, under either naming transformers has used; `quantizer` takes the decoder layers' linear layers. */
+export function llavaTowers(config: LlavaConfig, weights: WeightIndex, quantizer?: DecoderQuantizer): LlavaTowers {
   const vision = WeightScope.find(weights, ['vision_tower.vision_model.', 'model.vision_tower.vision_model.'], 'embeddings.patch_embedding.weight', 'CLIP vision tower');
   const projector = WeightScope.find(weights, ['multi_modal_projector.', 'model.multi_modal_projector.'], 'linear_1.weight', 'multi-modal projector');
-  const text = WeightScope.find(weights, ['language_model.model.', 'model.language_model.'], 'embed_tokens.weight', 'language model');
+  const text = WeightScope.find(weights, ['language_model.model.', 'model.language_model.'], 'embed_tokens.weight', 'language model', quantizer);
   const lmHead = config.text.tieWordEmbeddings ? text : WeightScope.find(weights, ['language_model.', ''], 'lm_head.weight', 'lm_head (and tie_word_embeddings is false)');
   const side = config.vision.imageSize / config.vision.patchSize;
   const lastVisionLayer = config.visionFeatureLayer - 1;

@@ -1,19 +1,27 @@
 import { FicocoError } from '../errors';
 import type { Linear } from '../graph/ops';
 import type { SegmentScope } from '../graph/segment';
+import type { DecoderQuantizer, QuantizedLinear } from '../weights/quantizedCache';
 import type { TensorLocation, WeightIndex } from '../weights/safetensors';
 
 /** The weights of one model piece, found under whichever name prefix this checkpoint uses. */
 export class WeightScope {
-  private constructor(private readonly index: WeightIndex, readonly prefix: string) {}
+  private constructor(
+    private readonly index: WeightIndex,
+    readonly prefix: string,
+    private readonly quantizer: DecoderQuantizer | undefined,
+  ) {}
 
-  /** Picks the first prefix under which `probe` exists (transformers renamed llava weights in v4.52). */
-  static find(index: WeightIndex, prefixes: string[], probe: string, what: string): WeightScope {
+  /**
+   * Picks the first prefix under which `probe` exists (transformers renamed llava weights in v4.52). With a
+   * quantizer, the linear layers asked for as quantizable are quantized.
+   */
+  static find(index: WeightIndex, prefixes: string[], probe: string, what: string, quantizer?: DecoderQuantizer): WeightScope {
     const prefix = prefixes.find((p) => index.has(p + probe));
     if (prefix === undefined) {
       throw new FicocoError(`The weights have no ${what}: expected a tensor named ${prefixes.map((p) => p + probe).join(' or ')}.`, 'weights');
     }
-    return new WeightScope(index, prefix);
+    return new WeightScope(index, prefix, quantizer);
   }
 
   get(suffix: string, shape: number[]): TensorLocation {
@@ -33,11 +41,13 @@ export class WeightScope {
     return tensor;
   }
 
-  /** A linear layer `name` mapping `inFeatures` → `outFeatures`, with a bias when the config says so. */
-  linear(name: string, inFeatures: number, outFeatures: number, bias: boolean): LinearWeights {
+  /** A linear layer `name` mapping `inFeatures` → `outFeatures`, with a bias when the config says so; `quantizable` layers follow the quantizer. */
+  linear(name: string, inFeatures: number, outFeatures: number, bias: boolean, quantizable = false): LinearWeights {
+    const weight = this.get(`${name}.weight`, [outFeatures, inFeatures]);
     return {
-      weight: this.get(`${name}.weight`, [outFeatures, inFeatures]),
+      weight,
       bias: bias ? this.get(`${name}.bias`, [outFeatures]) : undefined,
+      quantized: quantizable && this.quantizer ? this.quantizer.request(weight) : undefined,
     };
   }
 }
@@ -45,9 +55,18 @@ export class WeightScope {
 export interface LinearWeights {
   weight: TensorLocation;
   bias: TensorLocation | undefined;
+  /** the layer's quantized form, readable once the quantizer has built its cache */
+  quantized: (() => QuantizedLinear) | undefined;
 }
 
 /** The linear layer's tensors as values of the graph being built. */
 export function bindLinear(scope: SegmentScope, layer: LinearWeights): Linear {
-  return { weight: scope.weight(layer.weight), bias: layer.bias && scope.weight(layer.bias) };
+  const bias = layer.bias && scope.weight(layer.bias);
+  if (!layer.quantized) return { weight: scope.weight(layer.weight), bias };
+  const q = layer.quantized();
+  return {
+    weight: scope.weight(q.data),
+    bias,
+    quantized: { bits: q.bits, blockSize: q.blockSize, inFeatures: q.inFeatures, outFeatures: q.outFeatures, scales: scope.weight(q.scales), zeroPoints: scope.weight(q.zeroPoints) },
+  };
 }

@@ -23,10 +23,15 @@ export function writeSafetensors(file: string, tensors: readonly TensorToWrite[]
 
 /** Writes any header object followed by `data` (tests use it to craft corrupt files). */
 export function writeRawSafetensors(file: string, header: unknown, data: Uint8Array = new Uint8Array(0)): void {
+  fs.writeFileSync(file, Buffer.concat([safetensorsPrefix(header), data]));
+}
+
+/** The bytes before the tensor data: the header's length (u64 little-endian), then the padded JSON header. */
+export function safetensorsPrefix(header: unknown): Buffer {
   const json = headerBytes(header);
-  const prefix = Buffer.alloc(8);
-  prefix.writeBigUInt64LE(BigInt(json.byteLength));
-  fs.writeFileSync(file, Buffer.concat([prefix, json, data]));
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(json.byteLength));
+  return Buffer.concat([length, json]);
 }
 
 function headerBytes(header: unknown): Buffer {

@@ -1,0 +1,137 @@
+/**
+ * Decoder linear layers quantized at load time and cached on disk beside the weights they come from
+ * (`ficoco-int4-b32-<fingerprint>.quantized`, a safetensors file): the first load writes it, later loads
+ * map it. The fingerprint covers the source tensors and their files, so a changed checkpoint is requantized.
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { FicocoError } from '../errors';
+import { QUANT_BLOCK_SIZE, WeightQuantization, bitsOf, quantizeBlocks } from './quantize';
+import { TensorLocation, WeightIndex } from './safetensors';
+import { safetensorsPrefix } from './safetensorsWriter';
+
+/** Bumped when the file's layout changes, so old caches are rebuilt. */
+const FORMAT_VERSION = 1;
+
+/** One quantized linear layer: its MatMulNBits inputs, once the cache exists. */
+export interface QuantizedLinear {
+  bits: 4 | 8;
+  blockSize: number;
+  inFeatures: number;
+  outFeatures: number;
+  /** U8 [out, blocks, blockSize·bits/8] */
+  data: TensorLocation;
+  /** F32 [out · blocks] */
+  scales: TensorLocation;
+  /** U8 [out, ⌈blocks·bits/8⌉] */
+  zeroPoints: TensorLocation;
+}
+
+export class DecoderQuantizer {
+  private readonly requested: TensorLocation[] = [];
+  private readonly ready = new Map<string, QuantizedLinear>();
+
+  constructor(
+    private readonly index: WeightIndex,
+    readonly mode: Exclude<WeightQuantization, 'none'>,
+    private readonly blockSize = QUANT_BLOCK_SIZE,
+  ) {}
+
+  /** Asks for `weight` [out, in] to be quantized; the answer is readable after `materialize()`. */
+  request(weight: TensorLocation): () => QuantizedLinear {
+    this.requested.push(weight);
+    return () => {
+      const quantized = this.ready.get(weight.name);
+      if (!quantized) throw new Error(`${weight.name} was requested for quantization but the cache was not built`);
+      return quantized;
+    };
+  }
+
+  /** Opens the cache file of what was requested, writing it first when it does not exist; returns its path. */
+  async materialize(onTensor?: (done: number, total: number) => void): Promise<string> {
+    const bits = bitsOf(this.mode);
+    const folder = path.dirname(this.requested[0]?.file ?? this.index.files[0]);
+    const prefix = `ficoco-${this.mode}-b${this.blockSize}-`;
+    const file = path.join(folder, `${prefix}${this.fingerprint()}.quantized`);
+    if (!fs.existsSync(file)) {
+      removeStale(folder, prefix);
+      await this.write(file, bits, onTensor);
+    }
+    const cache = WeightIndex.openFile(file);
+    for (const weight of this.requested) {
+      const [outFeatures, inFeatures] = weight.shape;
+      this.ready.set(weight.name, {
+        bits,
+        blockSize: this.blockSize,
+        inFeatures,
+        outFeatures,
+        data: cache.get(`${weight.name}.q`),
+        scales: cache.get(`${weight.name}.scales`),
+        zeroPoints: cache.get(`${weight.name}.zero_points`),
+      });
+    }
+    return file;
+  }
+
+  private fingerprint(): string {
+    const hash = createHash('sha256').update(`${FORMAT_VERSION}:${this.mode}:${this.blockSize}`);
+    const files = new Map<string, fs.Stats>();
+    for (const weight of this.requested) {
+      if (!files.has(weight.file)) files.set(weight.file, fs.statSync(weight.file));
+      const stats = files.get(weight.file)!;
+      hash.update(JSON.stringify([weight.name, weight.dtype, weight.shape, path.basename(weight.file), weight.byteOffset, stats.size, stats.mtimeMs]));
+    }
+    return hash.digest('hex').slice(0, 16);
+  }
+
+  /** Streams the quantized tensors into `file` (.partial first, renamed when complete). */
+  private async write(file: string, bits: 4 | 8, onTensor?: (done: number, total: number) => void): Promise<void> {
+    const header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }> = {};
+    let offset = 0;
+    const add = (name: string, dtype: string, shape: number[], bytes: number) => {
+      header[name] = { dtype, shape, data_offsets: [offset, offset + bytes] };
+      offset += bytes;
+    };
+    for (const weight of this.requested) {
+      const [rows, cols] = weight.shape;
+      const blocks = Math.ceil(cols / this.blockSize);
+      const blob = (this.blockSize * bits) / 8;
+      add(`${weight.name}.q`, 'U8', [rows, blocks, blob], rows * blocks * blob);
+      add(`${weight.name}.scales`, 'F32', [rows * blocks], rows * blocks * 4);
+      add(`${weight.name}.zero_points`, 'U8', [rows * Math.ceil((blocks * bits) / 8)], rows * Math.ceil((blocks * bits) / 8));
+    }
+    const partial = `${file}.partial`;
+    let fd: number;
+    try {
+      fd = fs.openSync(partial, 'w');
+    } catch (error) {
+      throw new FicocoError(
+        `The ${this.mode} weights cannot be cached beside the model's weights in ${path.dirname(file)} (${(error as NodeJS.ErrnoException).code ?? String(error)}); copy the model to a writable folder or turn weight quantization off.`,
+        'weights',
+      );
+    }
+    try {
+      fs.writeSync(fd, safetensorsPrefix(header));
+      for (const [done, weight] of this.requested.entries()) {
+        const [rows, cols] = weight.shape;
+        const quantized = quantizeBlocks(this.index.readFloat32(weight.name), rows, cols, bits, this.blockSize);
+        fs.writeSync(fd, quantized.data);
+        fs.writeSync(fd, new Uint8Array(quantized.scales.buffer));
+        fs.writeSync(fd, quantized.zeroPoints);
+        onTensor?.(done + 1, this.requested.length);
+        // Let the host answer pings between tensors: a 7B model takes a while.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(partial, file);
+  }
+}
+
+function removeStale(folder: string, prefix: string): void {
+  for (const name of fs.readdirSync(folder)) {
+    if (name.startsWith(prefix) && (name.endsWith('.quantized') || name.endsWith('.quantized.partial'))) fs.rmSync(path.join(folder, name), { force: true });
+  }
+}

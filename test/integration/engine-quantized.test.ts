@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { LlavaEngine } from '../../src/engine/engine';
+import { bitsOf, dequantizeBlocks, quantizeBlocks } from '../../src/engine/weights/quantize';
+import { WeightIndex } from '../../src/engine/weights/safetensors';
+import { bytesOf, writeSafetensors } from '../../src/engine/weights/safetensorsWriter';
+import { maxAbsDiff } from '../helpers/assertions';
+
+const FIXTURE = path.join(__dirname, '..', 'fixtures', 'tiny-llava-llama');
+/** hidden 48 (one full block of 32 and a padded one), intermediate 96 */
+const DECODER_LINEAR = /^language_model\.model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weight$/;
+
+/** A copy of the fixture model; with `mode`, its decoder linear layers replaced by their quantize→dequantize round trip. */
+function copyFixture(mode?: 'int8' | 'int4'): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-quantized-'));
+  for (const file of fs.readdirSync(FIXTURE)) fs.copyFileSync(path.join(FIXTURE, file), path.join(dir, file));
+  if (mode) {
+    const index = WeightIndex.open(dir);
+    const tensors = index.names().map((name) => {
+      const location = index.get(name);
+      let values = index.readFloat32(name);
+      if (DECODER_LINEAR.test(name)) values = dequantizeBlocks(quantizeBlocks(values, location.shape[0], location.shape[1], bitsOf(mode)));
+      return { name, dtype: 'F32' as const, shape: location.shape, data: new Uint8Array(bytesOf(values)) };
+    });
+    writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
+  }
+  return dir;
+}
+
+describe('weight-only quantization of the decoder (MatMulNBits, cached beside the weights)', () => {
+  const reference = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'reference.json'), 'utf8')) as { cases: { input_ids: number[] }[] };
+  const pixels = WeightIndex.openFile(path.join(FIXTURE, 'reference.safetensors')).readFloat32('pixel_values_0');
+  const prefillLogits = async (engine: LlavaEngine) => (await engine.generate(reference.cases[0].input_ids, [pixels], { maxNewTokens: 1, stopTokenIds: [] })).prefillLogits;
+  const folders: string[] = [];
+  const errors = new Map<string, number>();
+  let full: Float32Array;
+  before(async () => {
+    const engine = await LlavaEngine.load(FIXTURE);
+    full = await prefillLogits(engine);
+    await engine.dispose();
+  });
+  after(() => folders.forEach((dir) => fs.rmSync(dir, { recursive: true, force: true })));
+
+  for (const mode of ['int8', 'int4'] as const) {
+    test(`${mode}: ONNX Runtime computes what the dequantized weights give, and the cache is written once`, async () => {
+      const dir = copyFixture();
+      const roundTrip = copyFixture(mode);
+      folders.push(dir, roundTrip);
+      const quantized = await LlavaEngine.load(dir, { quantization: mode });
+      const logits = await prefillLogits(quantized);
+      await quantized.dispose();
+      const dequantized = await LlavaEngine.load(roundTrip);
+      const expected = await prefillLogits(dequantized);
+      await dequantized.dispose();
+      // Same weights two ways; what differs is MatMulNBits' int8 activations (accuracy level 4): a few tenths
+      // on logits that reach ±9 (0 at accuracy level 0), where a wrong block layout scrambles them entirely.
+      const kernelError = maxAbsDiff(logits, expected);
+      assert.ok(kernelError < 0.3, `MatMulNBits vs dequantized weights: ${kernelError}`);
+      assert.ok(maxAbsDiff(expected, full) > 0, 'the round trip changed the weights');
+      errors.set(mode, maxAbsDiff(logits, full));
+
+      const caches = fs.readdirSync(dir).filter((file) => file.endsWith('.quantized'));
+      assert.equal(caches.length, 1);
+      assert.match(caches[0], new RegExp(`^ficoco-${mode}-b32-[0-9a-f]{16}\\.quantized$`));
+      const written = fs.statSync(path.join(dir, caches[0])).mtimeMs;
+      const again = await LlavaEngine.load(dir, { quantization: mode });
+      assert.ok(maxAbsDiff(await prefillLogits(again), logits) === 0, 'the cached weights give the same logits');
+      await again.dispose();
+      assert.equal(fs.statSync(path.join(dir, caches[0])).mtimeMs, written, 'the second load reads the cache instead of rewriting it');
+    });
+  }
+
+  test('int4 strays further from the float weights than int8 (random 48-wide fixture weights, so both are visible)', () => {
+    assert.ok(errors.get('int8')! < errors.get('int4')!, JSON.stringify([...errors]));
+  });
+
+  test('a changed checkpoint is quantized again and the stale cache removed', async () => {
+    const dir = copyFixture();
+    folders.push(dir);
+    await (await LlavaEngine.load(dir, { quantization: 'int4' })).dispose();
+    const [first] = fs.readdirSync(dir).filter((file) => file.endsWith('.quantized'));
+    const weights = path.join(dir, 'model.safetensors');
+    fs.utimesSync(weights, new Date(), new Date(Date.now() + 60_000));
+    await (await LlavaEngine.load(dir, { quantization: 'int4' })).dispose();
+    const after = fs.readdirSync(dir).filter((file) => file.endsWith('.quantized'));
+    assert.equal(after.length, 1);
+    assert.notEqual(after[0], first);
+  });
+});
