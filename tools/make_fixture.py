@@ -5,9 +5,7 @@
       Regenerates everything under test/fixtures/ (except preprocess/) deterministically: two test
       images and four tiny model folders, each with reference outputs from tools/reference/model.py.
 
-  /usr/bin/python3 tools/make_fixture.py --arch clip-l-336+tinyllama --out DIR [--dtype f32|f16]
-      Writes a full-size random-weight model (CLIP ViT-L/14-336 + mlp2x_gelu + TinyLlama-1.1B),
-      sharded, streamed chunk by chunk so memory stays low. For benchmarks; no reference outputs.
+Full-size random-weight models for benchmarks are written by bench/randomModel.ts (no Python needed).
 
 Needs Debian's /usr/bin/python3 (torch, numpy, PIL); transformers is not used.
 """
@@ -18,7 +16,6 @@ import os
 import re
 import shutil
 import sys
-import time
 
 import numpy as np
 import torch
@@ -591,96 +588,10 @@ def make_all_fixtures():
     make_fixture("tiny-llava-qwen2-bf16", QWEN2_SPEC, "BF16", sharded=False)
 
 
-# ---- full-size benchmark model ----
-
-FULL_SHARD_BYTES = 2 * 1024**3
-FULL_CHUNK_ELEMENTS = 1 << 24
-FULL_VISION = {
-    "model_type": "clip_vision_model",
-    "hidden_size": 1024,
-    "intermediate_size": 4096,
-    "num_hidden_layers": 24,
-    "num_attention_heads": 16,
-    "image_size": 336,
-    "patch_size": 14,
-    "num_channels": 3,
-    "layer_norm_eps": 1e-5,
-    "hidden_act": "quick_gelu",
-    "projection_dim": 768,
-}
-FULL_SPEC = {
-    **LLAMA_SPEC,
-    "vocab_size": 32000,
-    "model_max_length": 2048,
-    "preprocessor": {**PREPROCESSOR_CONFIG, "size": {"shortest_edge": 336}, "crop_size": {"height": 336, "width": 336}},
-    "text": {
-        **LLAMA_SPEC["text"],
-        "hidden_size": 2048,
-        "intermediate_size": 5632,
-        "num_hidden_layers": 22,
-        "num_attention_heads": 32,
-        "num_key_value_heads": 4,
-        "head_dim": 64,
-        "rms_norm_eps": 1e-5,
-        "rope_theta": 10000.0,
-        "max_position_embeddings": 2048,
-    },
-}
-
-
-def full_chunks(rng, shape, kind):
-    """Yield a tensor's values in row chunks: norm weights 1, everything else normal * 0.02."""
-    rows = shape[0]
-    row_elements = int(np.prod(shape[1:], dtype=np.int64))
-    rows_per_chunk = max(1, FULL_CHUNK_ELEMENTS // max(1, row_elements))
-    for start in range(0, rows, rows_per_chunk):
-        chunk_shape = (min(rows_per_chunk, rows - start),) + tuple(shape[1:])
-        if kind == "norm_weight":
-            yield np.ones(chunk_shape, dtype=np.float32)
-        else:
-            yield rng.standard_normal(chunk_shape, dtype=np.float32) * np.float32(0.02)
-
-
-def plan_shards(entries, element_size):
-    """Group consecutive tensors into shards of at most FULL_SHARD_BYTES."""
-    shards, current, current_bytes = [], [], 0
-    for entry in entries:
-        size = int(np.prod(entry[2], dtype=np.int64)) * element_size
-        if current and current_bytes + size > FULL_SHARD_BYTES:
-            shards.append(current)
-            current, current_bytes = [], 0
-        current.append(entry)
-        current_bytes += size
-    return shards + [current]
-
-
-def make_full_model(out, dtype):
-    started = time.time()
-    os.makedirs(out, exist_ok=True)
-    vocab = build_vocab(FULL_SPEC["vocab_size"], FULL_SPEC["tail_specials"])
-    config = llava_config(FULL_SPEC, vocab, FULL_VISION, dtype)
-    rng = np.random.default_rng(FULL_SPEC["seed"])
-    entries = [
-        (name, dtype, shape, lambda shape=shape, kind=kind: full_chunks(rng, shape, kind))
-        for name, shape, kind in weight_shapes(config)
-    ]
-    safetensors_io.write_sharded_streaming(out, plan_shards(entries, safetensors_io.ELEMENT_SIZE[dtype]))
-    write_folder_metadata(out, FULL_SPEC, vocab, config)
-    print(f"wrote {out} in {time.time() - started:.1f} s")
-
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", choices=["clip-l-336+tinyllama"], help="write a full-size random model instead of the fixtures")
-    parser.add_argument("--out", help="output folder for --arch")
-    parser.add_argument("--dtype", choices=["f32", "f16"], default="f32", help="weight dtype for --arch")
-    args = parser.parse_args()
-    if args.arch:
-        if not args.out:
-            parser.error("--arch needs --out")
-        make_full_model(args.out, args.dtype.upper())
-    else:
-        make_all_fixtures()
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    make_all_fixtures()
 
 
 if __name__ == "__main__":

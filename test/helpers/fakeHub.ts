@@ -30,6 +30,9 @@ const LFS = /\.safetensors$/;
 
 export async function startFakeHub(repos: Record<string, FakeRepo>): Promise<FakeHub> {
   const hub: Omit<FakeHub, 'url' | 'close'> = { dropAfter: new Map(), corrupt: new Set(), rangeRequests: [], bytesServed: 0 };
+  // The file trees with their checksums, computed once (streamed: benchmark models are gigabytes).
+  const trees = new Map<FakeRepo, TreeEntry[]>();
+  for (const repo of Object.values(repos)) trees.set(repo, await Promise.all(listFolder(repo.folder).map((file) => treeEntry(repo.folder, file))));
   const server = http.createServer((request, response) => {
     const url = new URL(request.url ?? '/', 'http://127.0.0.1');
     const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
@@ -38,15 +41,15 @@ export async function startFakeHub(repos: Record<string, FakeRepo>): Promise<Fak
     const repo = repos[`${owner}/${name}`];
     if (!repo) return notFound(response, 'RepositoryNotFound');
     if (revision !== 'main' && revision !== repo.commit) return notFound(response, 'RevisionNotFound');
-    const files = listFolder(repo.folder);
+    const tree = trees.get(repo)!;
     if (api && kind === 'revision') {
-      return json(response, { _id: repo.commit.slice(0, 24), id: `${owner}/${name}`, sha: repo.commit, private: false, gated: false, downloads: 0, likes: 0, lastModified: '2026-01-01T00:00:00.000Z', siblings: files.map((f) => ({ rfilename: f })) });
+      return json(response, { _id: repo.commit.slice(0, 24), id: `${owner}/${name}`, sha: repo.commit, private: false, gated: false, downloads: 0, likes: 0, lastModified: '2026-01-01T00:00:00.000Z', siblings: tree.map((f) => ({ rfilename: f.path })) });
     }
-    if (api && kind === 'tree') return json(response, files.map((file) => treeEntry(repo.folder, file)));
+    if (api && kind === 'tree') return json(response, tree);
     if (!api && kind === 'resolve') {
-      const file = rest.join('/');
-      if (!files.includes(file)) return notFound(response, 'EntryNotFound');
-      return serveFile(hub, request, response, file, fs.readFileSync(path.join(repo.folder, file)), repo.commit);
+      const entry = tree.find((f) => f.path === rest.join('/'));
+      if (!entry) return notFound(response, 'EntryNotFound');
+      return serveFile(hub, request, response, path.join(repo.folder, entry.path), entry, repo.commit);
     }
     notFound(response, 'EntryNotFound');
   });
@@ -60,36 +63,54 @@ export async function startFakeHub(repos: Record<string, FakeRepo>): Promise<Fak
   });
 }
 
-function serveFile(hub: Omit<FakeHub, 'url' | 'close'>, request: http.IncomingMessage, response: http.ServerResponse, file: string, content: Buffer, commit: string): void {
-  const body = hub.corrupt.has(file) ? Buffer.from(content).fill(content[0] ^ 0xff, 0, 1) : content;
+interface TreeEntry {
+  type: 'file';
+  oid: string;
+  size: number;
+  path: string;
+  lfs?: { oid: string; size: number; pointerSize: number };
+}
+
+function serveFile(hub: Omit<FakeHub, 'url' | 'close'>, request: http.IncomingMessage, response: http.ServerResponse, file: string, entry: TreeEntry, commit: string): void {
   const range = /^bytes=(\d+)-(\d*)$/.exec(request.headers.range ?? '');
-  if (request.headers.range) hub.rangeRequests.push(`${file} ${request.headers.range}`);
+  if (request.headers.range) hub.rangeRequests.push(`${entry.path} ${request.headers.range}`);
   const start = range ? Number(range[1]) : 0;
-  const end = range && range[2] ? Math.min(Number(range[2]), body.length - 1) : body.length - 1;
-  const headers: http.OutgoingHttpHeaders = { 'content-type': 'application/octet-stream', etag: `"${sha256(content)}"`, 'x-repo-commit': commit, 'accept-ranges': 'bytes' };
-  if (range) {
-    headers['content-range'] = `bytes ${start}-${end}/${body.length}`;
-  }
-  const slice = body.subarray(start, end + 1);
-  response.writeHead(range ? 206 : 200, { ...headers, 'content-length': slice.length });
-  const drop = hub.dropAfter.get(file);
-  if (drop !== undefined && slice.length > 1) {
-    hub.dropAfter.delete(file);
-    const sent = slice.subarray(0, Math.max(0, drop - start));
+  const end = range && range[2] ? Math.min(Number(range[2]), entry.size - 1) : entry.size - 1;
+  const headers: http.OutgoingHttpHeaders = { 'content-type': 'application/octet-stream', etag: `"${entry.lfs?.oid ?? entry.oid}"`, 'x-repo-commit': commit, 'accept-ranges': 'bytes', 'content-length': end - start + 1 };
+  if (range) headers['content-range'] = `bytes ${start}-${end}/${entry.size}`;
+  response.writeHead(range ? 206 : 200, headers);
+  const drop = hub.dropAfter.get(entry.path);
+  if (drop !== undefined && end > start) {
+    hub.dropAfter.delete(entry.path);
+    const sent = fs.readFileSync(file).subarray(start, Math.max(start, drop));
     hub.bytesServed += sent.length;
     response.write(sent, () => setTimeout(() => response.socket?.destroy(), 20));
     return;
   }
-  hub.bytesServed += slice.length;
-  response.end(slice);
+  if (hub.corrupt.has(entry.path)) {
+    const body = fs.readFileSync(file);
+    body[0] ^= 0xff;
+    hub.bytesServed += end - start + 1;
+    response.end(body.subarray(start, end + 1));
+    return;
+  }
+  const stream = fs.createReadStream(file, { start, end });
+  stream.on('data', (chunk) => (hub.bytesServed += chunk.length));
+  response.on('close', () => stream.destroy());
+  stream.pipe(response);
 }
 
-function treeEntry(folder: string, file: string): object {
-  const content = fs.readFileSync(path.join(folder, file));
-  const gitOid = createHash('sha1').update(`blob ${content.length}\0`).update(content).digest('hex');
-  if (!LFS.test(file)) return { type: 'file', oid: gitOid, size: content.length, path: file };
-  // An LFS entry's oid is the pointer's blob id; its content checksum is lfs.oid.
-  return { type: 'file', oid: gitOid, size: content.length, path: file, lfs: { oid: sha256(content), size: content.length, pointerSize: 134 } };
+async function treeEntry(folder: string, file: string): Promise<TreeEntry> {
+  const size = fs.statSync(path.join(folder, file)).size;
+  const gitOid = createHash('sha1').update(`blob ${size}\0`);
+  const sha256 = createHash('sha256');
+  for await (const chunk of fs.createReadStream(path.join(folder, file))) {
+    gitOid.update(chunk as Buffer);
+    sha256.update(chunk as Buffer);
+  }
+  const entry: TreeEntry = { type: 'file', oid: gitOid.digest('hex'), size, path: file };
+  // An LFS entry's content checksum is lfs.oid (its oid is the pointer's blob id; the same here, unused).
+  return LFS.test(file) ? { ...entry, lfs: { oid: sha256.digest('hex'), size, pointerSize: 134 } } : entry;
 }
 
 function listFolder(folder: string, prefix = ''): string[] {
@@ -97,10 +118,6 @@ function listFolder(folder: string, prefix = ''): string[] {
     const relative = prefix ? `${prefix}/${entry.name}` : entry.name;
     return entry.isDirectory() ? listFolder(folder, relative) : [relative];
   });
-}
-
-function sha256(content: Buffer): string {
-  return createHash('sha256').update(content).digest('hex');
 }
 
 function json(response: http.ServerResponse, value: unknown): void {

@@ -6,7 +6,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import { LlavaEngine } from '../../src/engine/engine';
 import { FicocoError } from '../../src/engine/errors';
 import { DownloadProgress, ModelRequest, downloadModel, planDownload } from '../../src/hub/download';
-import { DOWNLOAD_MANIFEST, deleteStoredModel, listStoredModels } from '../../src/hub/store';
+import { DOWNLOAD_MANIFEST, deleteStoredModel, listStoredModels, missingModelFiles } from '../../src/hub/store';
 import { FakeHub, startFakeHub } from '../helpers/fakeHub';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -21,20 +21,27 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
   let root: string;
   let cache: string;
   const savedCache = process.env.HF_HUB_CACHE;
+  const temporary: string[] = [];
+  const tempDir = (prefix: string) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+    temporary.push(dir);
+    return dir;
+  };
   const request = (overrides: Partial<ModelRequest> = {}): ModelRequest => ({ repo: REPO, revision: 'main', endpoint: hub.url, root, ...overrides });
 
   before(async () => {
     hub = await startFakeHub({ [REPO]: { folder: BUILTIN, commit: COMMIT } });
-    cache = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-hf-cache-'));
+    cache = tempDir('ficoco-hf-cache-');
     process.env.HF_HUB_CACHE = cache;
   });
   after(async () => {
     await hub.close();
+    for (const dir of temporary) fs.rmSync(dir, { recursive: true, force: true });
     if (savedCache === undefined) delete process.env.HF_HUB_CACHE;
     else process.env.HF_HUB_CACHE = savedCache;
   });
   beforeEach(() => {
-    root = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-models-'));
+    root = tempDir('ficoco-models-');
     hub.bytesServed = 0;
     hub.rangeRequests.length = 0;
   });
@@ -128,7 +135,7 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
     assert.equal(await downloadModel(again), first);
     assert.equal(hub.bytesServed, 0);
 
-    const otherRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-models-'));
+    const otherRoot = tempDir('ficoco-models-');
     const snapshot = path.join(cache, 'models--ficoco--tiny-llava-screens', 'snapshots', COMMIT);
     fs.mkdirSync(snapshot, { recursive: true });
     for (const file of NEEDED) fs.symlinkSync(path.join(first, file), path.join(snapshot, file));
@@ -147,5 +154,11 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
     assert.equal(fs.existsSync(folder), false);
     assert.deepEqual(listStoredModels(root), []);
     assert.ok(fs.existsSync(path.join(BUILTIN, 'config.json')));
+  });
+
+  test('Use Local Model Folder\'s check: what a folder lacks to be loadable', () => {
+    assert.deepEqual(missingModelFiles(BUILTIN), []);
+    assert.deepEqual(missingModelFiles(path.join(ROOT, 'bench')), ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'preprocessor_config.json', '*.safetensors weights']);
+    assert.deepEqual(missingModelFiles(path.join(root, 'nowhere')), ['the folder itself']);
   });
 });

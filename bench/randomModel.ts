@@ -1,0 +1,117 @@
+/**
+ * Full-size LLaVA architectures with random weights, written as Hugging Face folders the engine loads,
+ * for benchmarks, where the shapes are what costs. The tokenizer and chat template are the small test
+ * fixture's (its ids stay below every vocabulary size here).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { float32ToFloat16 } from '../src/engine/weights/dtype';
+import { safetensorsPrefix } from '../src/engine/weights/safetensorsWriter';
+
+export interface RandomArchitecture {
+  name: string;
+  label: string;
+  vision: { hidden: number; intermediate: number; layers: number; heads: number; imageSize: number; patch: number };
+  text: { hidden: number; intermediate: number; layers: number; heads: number; kvHeads: number; vocab: number };
+}
+
+/** CLIP ViT-L/14-336 + TinyLlama-1.1B (TinyLLaVA's shapes): 576 visual tokens. */
+export const TINYLLAVA: RandomArchitecture = {
+  name: 'tinyllava-clip-tinyllama',
+  label: 'CLIP-L/336 + TinyLlama-1.1B',
+  vision: { hidden: 1024, intermediate: 4096, layers: 24, heads: 16, imageSize: 336, patch: 14 },
+  text: { hidden: 2048, intermediate: 5632, layers: 22, heads: 32, kvHeads: 4, vocab: 32000 },
+};
+
+const FIXTURE = path.join(__dirname, '..', 'test', 'fixtures', 'tiny-llava-llama');
+
+/** Writes `arch` with F32 or F16 random weights into `dir` (kept when already complete); returns dir. */
+export function writeRandomModel(arch: RandomArchitecture, dir: string, dtype: 'F32' | 'F16' = 'F32'): string {
+  const weightsFile = path.join(dir, 'model.safetensors');
+  if (fs.existsSync(weightsFile)) return dir;
+  fs.mkdirSync(dir, { recursive: true });
+  for (const file of ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) fs.copyFileSync(path.join(FIXTURE, file), path.join(dir, file));
+  const preprocessor = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'preprocessor_config.json'), 'utf8'));
+  fs.writeFileSync(path.join(dir, 'preprocessor_config.json'), JSON.stringify({ ...preprocessor, size: { shortest_edge: arch.vision.imageSize }, crop_size: { height: arch.vision.imageSize, width: arch.vision.imageSize } }, null, 2));
+  const fixtureConfig = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'config.json'), 'utf8'));
+  const { vision: v, text: t } = arch;
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({
+    ...fixtureConfig,
+    torch_dtype: dtype === 'F32' ? 'float32' : 'float16',
+    vision_config: { ...fixtureConfig.vision_config, hidden_size: v.hidden, intermediate_size: v.intermediate, num_hidden_layers: v.layers, num_attention_heads: v.heads, image_size: v.imageSize, patch_size: v.patch, projection_dim: 768 },
+    text_config: { ...fixtureConfig.text_config, hidden_size: t.hidden, intermediate_size: t.intermediate, num_hidden_layers: t.layers, num_attention_heads: t.heads, num_key_value_heads: t.kvHeads, head_dim: t.hidden / t.heads, vocab_size: t.vocab, max_position_embeddings: 4096 },
+  }, null, 2));
+
+  const tensors = shapesOf(arch);
+  const bytesPer = dtype === 'F32' ? 4 : 2;
+  const header: Record<string, unknown> = {};
+  let offset = 0;
+  for (const [name, shape] of tensors) {
+    const bytes = shape.reduce((a, b) => a * b, 1) * bytesPer;
+    header[name] = { dtype, shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  const partial = `${weightsFile}.partial`;
+  const fd = fs.openSync(partial, 'w');
+  try {
+    fs.writeSync(fd, safetensorsPrefix(header));
+    let seed = 12345;
+    for (const [name, shape] of tensors) {
+      const count = shape.reduce((a, b) => a * b, 1);
+      const isNorm = /norm|layernorm/.test(name) && shape.length === 1;
+      // Normal-ish values of scale 0.02 (1 for norm weights) keep activations finite through 24 layers.
+      const scale = isNorm ? 0 : 0.02 * Math.sqrt(3);
+      for (let start = 0; start < count; start += 1 << 22) {
+        const length = Math.min(1 << 22, count - start);
+        const values = new Float32Array(length);
+        for (let i = 0; i < length; i++) {
+          seed = (seed ^ (seed << 13)) >>> 0;
+          seed = (seed ^ (seed >>> 17)) >>> 0;
+          seed = (seed ^ (seed << 5)) >>> 0;
+          values[i] = isNorm && name.endsWith('.weight') ? 1 : (seed / 2 ** 31 - 1) * scale;
+        }
+        fs.writeSync(fd, dtype === 'F32' ? new Uint8Array(values.buffer) : new Uint8Array(float32ToFloat16(values).buffer));
+      }
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(partial, weightsFile);
+  return dir;
+}
+
+/** Tensor names and shapes in llava-hf's (pre-4.52) naming. */
+function shapesOf(arch: RandomArchitecture): [string, number[]][] {
+  const { vision: v, text: t } = arch;
+  const tensors: [string, number[]][] = [];
+  const vt = 'vision_tower.vision_model.';
+  const positions = (v.imageSize / v.patch) ** 2 + 1;
+  tensors.push([`${vt}embeddings.class_embedding`, [v.hidden]], [`${vt}embeddings.patch_embedding.weight`, [v.hidden, 3, v.patch, v.patch]], [`${vt}embeddings.position_embedding.weight`, [positions, v.hidden]]);
+  tensors.push([`${vt}pre_layrnorm.weight`, [v.hidden]], [`${vt}pre_layrnorm.bias`, [v.hidden]]);
+  for (let l = 0; l < v.layers; l++) {
+    const p = `${vt}encoder.layers.${l}.`;
+    for (const proj of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) tensors.push([`${p}self_attn.${proj}.weight`, [v.hidden, v.hidden]], [`${p}self_attn.${proj}.bias`, [v.hidden]]);
+    for (const norm of ['layer_norm1', 'layer_norm2']) tensors.push([`${p}${norm}.weight`, [v.hidden]], [`${p}${norm}.bias`, [v.hidden]]);
+    tensors.push([`${p}mlp.fc1.weight`, [v.intermediate, v.hidden]], [`${p}mlp.fc1.bias`, [v.intermediate]], [`${p}mlp.fc2.weight`, [v.hidden, v.intermediate]], [`${p}mlp.fc2.bias`, [v.hidden]]);
+  }
+  tensors.push([`${vt}post_layernorm.weight`, [v.hidden]], [`${vt}post_layernorm.bias`, [v.hidden]]);
+  tensors.push(['multi_modal_projector.linear_1.weight', [t.hidden, v.hidden]], ['multi_modal_projector.linear_1.bias', [t.hidden]], ['multi_modal_projector.linear_2.weight', [t.hidden, t.hidden]], ['multi_modal_projector.linear_2.bias', [t.hidden]]);
+  const lm = 'language_model.model.';
+  const headDim = t.hidden / t.heads;
+  tensors.push([`${lm}embed_tokens.weight`, [t.vocab, t.hidden]]);
+  for (let l = 0; l < t.layers; l++) {
+    const p = `${lm}layers.${l}.`;
+    tensors.push([`${p}self_attn.q_proj.weight`, [t.hidden, t.hidden]], [`${p}self_attn.k_proj.weight`, [t.kvHeads * headDim, t.hidden]], [`${p}self_attn.v_proj.weight`, [t.kvHeads * headDim, t.hidden]], [`${p}self_attn.o_proj.weight`, [t.hidden, t.hidden]]);
+    tensors.push([`${p}mlp.gate_proj.weight`, [t.intermediate, t.hidden]], [`${p}mlp.up_proj.weight`, [t.intermediate, t.hidden]], [`${p}mlp.down_proj.weight`, [t.hidden, t.intermediate]]);
+    tensors.push([`${p}input_layernorm.weight`, [t.hidden]], [`${p}post_attention_layernorm.weight`, [t.hidden]]);
+  }
+  tensors.push([`${lm}norm.weight`, [t.hidden]], ['language_model.lm_head.weight', [t.vocab, t.hidden]]);
+  return tensors;
+}
+
+// node --import tsx bench/randomModel.ts DIR [F32|F16]: the TinyLLaVA-shaped model, for the other benchmarks.
+if (require.main === module) {
+  const [dir, dtype = 'F32'] = process.argv.slice(2);
+  if (!dir || (dtype !== 'F32' && dtype !== 'F16')) throw new Error('usage: node --import tsx bench/randomModel.ts DIR [F32|F16]');
+  process.stdout.write(`${writeRandomModel(TINYLLAVA, dir, dtype)}\n`);
+}
