@@ -12,7 +12,7 @@ import type { AnswerStatsView, HostMessage, ReplyKind, Turn, WebviewMessage } fr
 import { Conversation, ImageInput } from './conversation';
 import { ChatSurface, ChatViews } from './chatViews';
 import { AskOptions, EngineClient, EngineError } from './engineClient';
-import { FicocoSettings, ReductionSetting, readSettings } from './settings';
+import { FicocoSettings, ReductionSetting, quantizationFor, readSettings } from './settings';
 import { Baselines, baselineKey, flopsRatio, prefillMs } from './speedup';
 import { SpeedupStatusBar } from './statusBar';
 
@@ -294,7 +294,8 @@ export class ChatController implements vscode.Disposable {
         throw new SettingsError(`ficoco.modelPath is "${configured}"; set it to the absolute path of a model folder (${MODEL_FILES}).`, 'ficoco.modelPath');
       }
     }
-    return { modelDir, provider: settings.provider, ...(settings.threads > 0 ? { threads: settings.threads } : {}), ...(settings.quantization !== 'none' ? { quantization: settings.quantization } : {}) };
+    const quantization = quantizationFor(settings, modelDir);
+    return { modelDir, provider: settings.provider, ...(settings.threads > 0 ? { threads: settings.threads } : {}), ...(quantization !== 'none' ? { quantization } : {}) };
   }
 
   private addImages(images: ImageInput[]): void {

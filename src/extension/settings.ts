@@ -25,7 +25,9 @@ export interface FicocoSettings {
   provider: ProviderSetting;
   /** 0: ONNX Runtime's default */
   threads: number;
+  /** ficoco.quantization, and the per-model choices that override it (keys: model folders) */
   quantization: WeightQuantization;
+  quantizationByModel: Record<string, WeightQuantization>;
   /** undefined: answer with every visual token */
   reduction: ReductionSetting | undefined;
   maxNewTokens: number;
@@ -36,8 +38,10 @@ export interface FicocoSettings {
 
 /** One setting as package.json declares it (a JSON schema plus VS Code's extra keys). */
 export interface SettingSchema {
-  type: 'string' | 'number' | 'integer' | 'boolean';
-  default: string | number | boolean;
+  type: 'string' | 'number' | 'integer' | 'boolean' | 'object';
+  default: string | number | boolean | Record<string, string>;
+  /** for an object: the schema of each value */
+  additionalProperties?: { type: 'string'; enum: readonly string[] };
   scope?: 'machine' | 'window' | 'resource';
   enum?: readonly string[];
   enumDescriptions?: readonly string[];
@@ -103,6 +107,14 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
     ],
     markdownDescription:
       'Weight-only quantization of the language model\'s linear layers (ONNX Runtime MatMulNBits, blocks of 32). The first load of a model quantizes it and caches the result beside its weights; later loads read the cache.',
+  },
+  'ficoco.quantizationByModel': {
+    type: 'object',
+    default: {},
+    scope: 'machine',
+    additionalProperties: { type: 'string', enum: WEIGHT_QUANTIZATIONS },
+    markdownDescription:
+      'Weight quantization per model, overriding `#ficoco.quantization#`: model folder → `none`, `int8` or `int4`, e.g. `{ "/models/llava-1.5-7b-hf": "int4" }`.',
   },
   'ficoco.reduction.method': {
     type: 'string',
@@ -199,12 +211,23 @@ export function readSettings(get: (key: string) => unknown): { settings: FicocoS
     provider: value('ficoco.provider', oneOf('ficoco.provider'), `one of ${PROVIDER_SETTINGS.join(', ')}`) as ProviderSetting,
     threads: value('ficoco.threads', inRange('ficoco.threads', true), range('ficoco.threads', true)),
     quantization: value('ficoco.quantization', oneOf('ficoco.quantization'), `one of ${WEIGHT_QUANTIZATIONS.join(', ')}`) as WeightQuantization,
+    quantizationByModel: value('ficoco.quantizationByModel', isQuantizationMap, `an object from model folders to one of ${WEIGHT_QUANTIZATIONS.join(', ')}`),
     reduction: method === NO_REDUCTION ? undefined : { method, budget: parseBudget(budgetLabel)!, budgetLabel, params: methodParams(method, get, problems) },
     maxNewTokens: value('ficoco.maxNewTokens', inRange('ficoco.maxNewTokens', true), range('ficoco.maxNewTokens', true)),
     temperature: value('ficoco.temperature', inRange('ficoco.temperature', false), range('ficoco.temperature', false)),
     unloadAfterMinutes: value('ficoco.unloadAfterMinutes', inRange('ficoco.unloadAfterMinutes', true), range('ficoco.unloadAfterMinutes', true)),
   };
   return { settings, problems };
+}
+
+function isQuantizationMap(v: unknown): v is Record<string, WeightQuantization> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every((q) => (WEIGHT_QUANTIZATIONS as readonly unknown[]).includes(q));
+}
+
+/** The quantization for a model folder: its own entry in ficoco.quantizationByModel, else ficoco.quantization. */
+export function quantizationFor(settings: FicocoSettings, modelDir: string): WeightQuantization {
+  const own = Object.entries(settings.quantizationByModel).find(([folder]) => folder.replace(/[\\/]+$/, '') === modelDir.replace(/[\\/]+$/, ''));
+  return own?.[1] ?? settings.quantization;
 }
 
 /** The method's parameters the user set; each invalid one is reported and left to its default. */

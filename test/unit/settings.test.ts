@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
-import { configurationSections, paramSettingKey, parseBudget, readSettings } from '../../src/extension/settings';
+import { configurationSections, paramSettingKey, parseBudget, quantizationFor, readSettings } from '../../src/extension/settings';
 import { METHODS } from '../../src/reduction/registry';
 
 const packageJson = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
@@ -32,7 +32,7 @@ describe('settings', () => {
   });
 
   test('hardware settings are machine-scoped; every command is in the FiCoCo category', () => {
-    for (const key of ['ficoco.modelPath', 'ficoco.provider', 'ficoco.threads', 'ficoco.quantization', 'ficoco.hubEndpoint']) assert.equal(declared[key]?.scope, 'machine', key);
+    for (const key of ['ficoco.modelPath', 'ficoco.provider', 'ficoco.threads', 'ficoco.quantization', 'ficoco.quantizationByModel', 'ficoco.hubEndpoint']) assert.equal(declared[key]?.scope, 'machine', key);
     for (const command of packageJson.contributes.commands) assert.equal(command.category, 'FiCoCo', command.command);
   });
 
@@ -44,6 +44,7 @@ describe('settings', () => {
       provider: 'auto',
       threads: 0,
       quantization: 'none',
+      quantizationByModel: {},
       reduction: { method: 'ficoco-v', budget: { ratio: 0.11 }, budgetLabel: '11%', params: {} },
       maxNewTokens: 256,
       temperature: 0,
@@ -59,9 +60,13 @@ describe('settings', () => {
       'ficoco.maxNewTokens': 32,
       'ficoco.temperature': 0.7,
       'ficoco.quantization': 'int4',
+      'ficoco.quantizationByModel': { '/models/tiny/': 'none', '/models/llava-7b': 'int8' },
     });
     assert.deepEqual(problems, []);
     assert.equal(settings.quantization, 'int4');
+    assert.equal(quantizationFor(settings, '/models/llava-7b'), 'int8');
+    assert.equal(quantizationFor(settings, '/models/tiny'), 'none', 'a trailing separator does not matter');
+    assert.equal(quantizationFor(settings, '/models/other'), 'int4', 'other models follow ficoco.quantization');
     assert.deepEqual(settings.reduction, { method: 'tome', budget: { tokens: 64 }, budgetLabel: '64', params: {} });
     assert.equal(settings.provider, 'cpu');
     assert.equal(settings.temperature, 0.7);
@@ -80,8 +85,10 @@ describe('settings', () => {
       'ficoco.unloadAfterMinutes': 2.5,
       'ficoco.threads': -1,
       'ficoco.quantization': 'int3',
+      'ficoco.quantizationByModel': { '/models/x': 'fp4' },
     });
-    assert.equal(problems.length, 8);
+    assert.equal(problems.length, 9);
+    assert.match(problems.join('\n'), /ficoco\.quantizationByModel is \{"\/models\/x":"fp4"\}; expected an object from model folders to one of none, int8, int4/);
     assert.match(problems.join('\n'), /ficoco\.quantization is "int3"; expected one of none, int8, int4/);
     assert.match(problems[0]!, /^ficoco\.reduction\.method is "magic"; expected one of none, ficoco-v/);
     assert.match(problems.join('\n'), /ficoco\.reduction\.budget is "half"; expected a token count such as 64 or a share such as 11%\. Using the default, "11%"\./);

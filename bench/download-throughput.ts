@@ -1,0 +1,49 @@
+/**
+ * Download throughput of `downloadModel` (streaming, SHA-256 of every byte, atomic rename) from a Hub API
+ * server on 127.0.0.1 serving the TinyLLaVA-shaped random model: what the client side costs, the network
+ * taken out. Also the same with one dropped connection mid-file, resumed.
+ *
+ *   node --import tsx bench/download-throughput.ts [--dir /tmp/ficoco-bench/tinyllava-f32] > bench/results/download-throughput.md
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { downloadModel, planDownload } from '../src/hub/download';
+import { startFakeHub } from '../test/helpers/fakeHub';
+import { TINYLLAVA, writeRandomModel } from './randomModel';
+
+const { values } = parseArgs({ options: { dir: { type: 'string', default: path.join(os.tmpdir(), 'ficoco-bench', 'tinyllava-f32') } } });
+
+async function main(): Promise<void> {
+  const source = writeRandomModel(TINYLLAVA, values.dir!, 'F32');
+  const hub = await startFakeHub({ 'bench/tinyllava': { folder: source, commit: 'd'.repeat(40) } });
+  const rows: string[] = [];
+  try {
+    for (const dropped of [false, true]) {
+      const root = fs.mkdtempSync(path.join(source, '..', 'download-'));
+      const plan = await planDownload({ repo: 'bench/tinyllava', revision: 'main', endpoint: hub.url, root });
+      if (dropped) hub.dropAfter.set('model.safetensors', Math.floor(plan.totalBytes / 2));
+      const started = performance.now();
+      await downloadModel(plan, { retryDelayMs: 100 });
+      const seconds = (performance.now() - started) / 1000;
+      rows.push(`| ${dropped ? 'one connection dropped at 50 %, resumed' : 'uninterrupted'} | ${(plan.totalBytes / 2 ** 30).toFixed(2)} GiB | ${seconds.toFixed(1)} s | ${(plan.totalBytes / 2 ** 20 / seconds).toFixed(0)} MiB/s |`);
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  } finally {
+    await hub.close();
+  }
+  const cpu = os.cpus();
+  process.stdout.write([
+    '# Download throughput against a local Hub',
+    '',
+    `${TINYLLAVA.label} random F32 weights in the Hub's API shape from test/helpers/fakeHub.ts on 127.0.0.1, downloaded by src/hub/download.ts (@huggingface/hub, SHA-256 of every byte, resume by Range, atomic completion) onto the same disk. Machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}. \`node --import tsx bench/download-throughput.ts\`.`,
+    '',
+    '| run | size | time | throughput |',
+    '|---|---:|---:|---:|',
+    ...rows,
+    '',
+  ].join('\n'));
+}
+
+void main();
