@@ -83,7 +83,8 @@ export class GpuSetup {
         await installCudaProvider(found, binaries, {
           signal: controller.signal,
           onProgress: (bytes, total) => {
-            const percent = (100 * bytes) / total;
+            const percent = Math.floor((1000 * bytes) / total) / 10;
+            if (percent === shown) return;
             progress.report({ increment: percent - shown, message: `${formatBytes(bytes)} of ${formatBytes(total)}` });
             shown = percent;
           },

@@ -107,7 +107,9 @@ export class ModelManager {
         const folder = await downloadModel(plan, {
           signal: controller.signal,
           onProgress: ({ bytesDone, bytesTotal }) => {
-            const percent = (100 * bytesDone) / bytesTotal;
+            // Chunks arrive by the thousand; the notification and the status bar move in tenths of a percent.
+            const percent = Math.floor((1000 * bytesDone) / bytesTotal) / 10;
+            if (percent === shownPercent) return;
             const rate = bytesDone / Math.max(0.001, (performance.now() - started) / 1000);
             progress.report({ increment: percent - shownPercent, message: `${formatBytes(bytesDone)} of ${formatBytes(bytesTotal)} · ${formatBytes(rate)}/s` });
             shownPercent = percent;
