@@ -66,3 +66,11 @@ test('a wrong endpoint or repository name fails with exit code 2 and a message',
   });
   await assert.rejects(ficoco('models', 'download', 'not a repo', '--endpoint', hub.url, '--dir', dir), /"not a repo" is not a Hub model name/);
 });
+
+test('ficoco providers says what this machine can run on and what auto tries', async () => {
+  const { stdout } = await ficoco('providers');
+  assert.match(stdout, new RegExp(`^platform\\s+${process.platform} ${process.arch}$`, 'm'));
+  assert.match(stdout, /^built in\s+.*\bcpu\b/m);
+  assert.match(stdout, /^auto tries\s+(\w+ → )*cpu$/m);
+  if (process.platform === 'linux' && process.arch === 'x64') assert.match(stdout, /^CUDA 12 \/ cuDNN 9\s+(found|missing libc)/m);
+});
