@@ -1,0 +1,145 @@
+/**
+ * Measured speed of every method and budget against the unreduced model and against the limit the FLOPs
+ * set: vision ms, LLM prefill ms, TTFT, decode tokens/s, peak resident memory and analytic FLOPs, on a
+ * full-size architecture with random weights (bench/randomModel.ts) or any model folder. After a warm-up,
+ * each configuration runs `--runs` times and reports medians; every ratio is taken within this one run.
+ *
+ *   node --import tsx bench/prefill.ts [--model DIR] [--methods all|a,b] [--budgets 192,128,64] [--runs 3] [--decode 32] [--name NAME]
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { LlavaEngine } from '../src/engine/engine';
+import { METHODS, planHooks, planReduction } from '../src/reduction/registry';
+import { lineChartSvg } from '../src/report/lineChart';
+import { TINYLLAVA, writeRandomModel } from './randomModel';
+
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string' },
+    methods: { type: 'string', default: 'all' },
+    budgets: { type: 'string', default: '192,128,64' },
+    runs: { type: 'string', default: '3' },
+    decode: { type: 'string', default: '32' },
+    'text-tokens': { type: 'string', default: '40' },
+    name: { type: 'string' },
+    out: { type: 'string', default: 'bench/results' },
+  },
+});
+
+interface Row {
+  method: string;
+  budget: number | undefined;
+  keptTokens: number;
+  visionMs: number;
+  llmMs: number;
+  ttftMs: number;
+  stepsMs: number;
+  decodeTokensPerSecond: number;
+  peakMiB: number;
+  flops: number;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const peakMiB = () => Number(/VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0) / 1024;
+
+async function main(): Promise<void> {
+  const modelDir = values.model ?? writeRandomModel(TINYLLAVA, path.join(os.tmpdir(), 'ficoco-bench', 'tinyllava-f32'), 'F32');
+  const engine = await LlavaEngine.load(modelDir, { provider: 'cpu' });
+  const { config } = engine;
+  const side = config.vision.imageSize;
+  const pixels = Float32Array.from({ length: 3 * side * side }, (_, i) => Math.sin(i * 0.001));
+  const text = Array.from({ length: Number(values['text-tokens']) }, (_, i) => 10 + (i % 50));
+  const ids = [...text.slice(0, 5), config.imageTokenId, ...text.slice(5)];
+  const runs = Number(values.runs);
+  const decode = Number(values.decode);
+
+  /** Warm-up, `runs` timed prefills, then one decode of `decode` tokens. */
+  const measure = async (method: string, budget: number | undefined): Promise<Row> => {
+    const hooks = budget === undefined ? [] : planHooks(planReduction(method, { tokens: budget }, engine.reductionShape));
+    const prefill = async () => {
+      const started = performance.now();
+      let firstToken = 0;
+      const result = await engine.generate(ids, [pixels], { maxNewTokens: 1, stopTokenIds: [], hooks, onToken: () => (firstToken ||= performance.now() - started) });
+      return { result, ttft: firstToken };
+    };
+    await prefill();
+    const timed = [];
+    for (let i = 0; i < runs; i++) timed.push(await prefill());
+    const decoded = await engine.generate(ids, [pixels], { maxNewTokens: decode + 1, stopTokenIds: [], hooks });
+    const last = timed[timed.length - 1].result;
+    return {
+      method,
+      budget,
+      keptTokens: last.steps.length > 0 ? last.steps[last.steps.length - 1].tokensAfter : last.visualTokens[0].atDecoder,
+      visionMs: median(timed.map((t) => t.result.timings.visionMs)),
+      llmMs: median(timed.map((t) => t.result.timings.prefillMs)),
+      ttftMs: median(timed.map((t) => t.ttft)),
+      stepsMs: median(timed.map((t) => t.result.steps.reduce((sum, s) => sum + s.ms, 0))),
+      decodeTokensPerSecond: (decode * 1000) / decoded.timings.decodeMs,
+      peakMiB: peakMiB(),
+      flops: last.flops.run.total,
+    };
+  };
+
+  const methods = values.methods === 'all' ? METHODS.map((m) => m.name) : values.methods!.split(',');
+  const budgets = values.budgets!.split(',').map(Number);
+  const baseline = await measure('none', undefined);
+  process.stderr.write(`none: prefill ${(baseline.visionMs + baseline.llmMs).toFixed(0)} ms\n`);
+  const rows: Row[] = [baseline];
+  for (const method of methods) {
+    for (const budget of budgets) {
+      rows.push(await measure(method, budget));
+      const row = rows[rows.length - 1];
+      process.stderr.write(`${method} ${budget}: prefill ${(row.visionMs + row.llmMs).toFixed(0)} ms, ${(baseline.flops / row.flops).toFixed(2)}× fewer FLOPs\n`);
+    }
+  }
+  const closing = await measure('none', undefined);
+  await engine.dispose();
+  writeReport(modelDir, rows, baseline, closing);
+}
+
+function writeReport(modelDir: string, rows: Row[], baseline: Row, closing: Row): void {
+  const name = values.name ?? `prefill-${path.basename(modelDir)}`;
+  const prefill = (r: Row) => r.visionMs + r.llmMs;
+  const speedup = (r: Row) => prefill(baseline) / prefill(r);
+  const flopsRatio = (r: Row) => baseline.flops / r.flops;
+  const cpu = os.cpus();
+  const table = [
+    '| method | budget | visual tokens kept | vision ms | LLM prefill ms | TTFT ms | prefill speedup | FLOPs ratio | speedup / FLOPs ratio | reduction steps ms (% of prefill) | decode tokens/s | peak resident GiB |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...rows.map((r) => `| ${r.method} | ${r.budget ?? 'all'} | ${r.keptTokens} | ${r.visionMs.toFixed(0)} | ${r.llmMs.toFixed(0)} | ${r.ttftMs.toFixed(0)} | ${speedup(r).toFixed(2)}× | ${flopsRatio(r).toFixed(2)}× | ${((100 * speedup(r)) / flopsRatio(r)).toFixed(0)} % | ${r.stepsMs.toFixed(1)} (${((100 * r.stepsMs) / prefill(r)).toFixed(1)} %) | ${r.decodeTokensPerSecond.toFixed(2)} | ${(r.peakMiB / 1024).toFixed(2)} |`),
+  ];
+  const reduced = rows.filter((r) => r.budget !== undefined);
+  const byMethod = [...new Set(reduced.map((r) => r.method))];
+  fs.mkdirSync(values.out!, { recursive: true });
+  fs.writeFileSync(path.join(values.out!, `${name}-speedup.svg`), lineChartSvg({
+    title: `Prefill speedup against visual tokens kept (${path.basename(modelDir)})`,
+    xLabel: 'visual tokens kept',
+    yLabel: 'measured prefill speedup (×)',
+    series: byMethod.map((method) => ({ name: method, points: reduced.filter((r) => r.method === method).map((r): [number, number] => [r.keptTokens, speedup(r)]) })),
+  }));
+  fs.writeFileSync(path.join(values.out!, `${name}-vs-flops.svg`), lineChartSvg({
+    title: 'Measured prefill speedup against the analytic FLOPs ratio (y = x: the limit)',
+    xLabel: 'FLOPs ratio, unreduced / reduced (×)',
+    yLabel: 'measured prefill speedup (×)',
+    diagonal: true,
+    series: byMethod.map((method) => ({ name: method, points: reduced.filter((r) => r.method === method).map((r): [number, number] => [flopsRatio(r), speedup(r)]) })),
+  }));
+  fs.writeFileSync(path.join(values.out!, `${name}.md`), [
+    `# ${name}`,
+    '',
+    `Model ${modelDir}; one image (${baseline.keptTokens} visual tokens) and ${values['text-tokens']} text tokens; ${values.runs} timed prefills after one warm-up, medians; decode over ${values.decode} tokens. Machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ONNX Runtime CPU provider, float32. The unreduced prefill measured ${prefill(baseline).toFixed(0)} ms at the start and ${prefill(closing).toFixed(0)} ms at the end of this run (drift). Peak resident memory is the process's high-water mark so far, so it only grows down the table.`,
+    '',
+    ...table,
+    '',
+    `![speedup](${name}-speedup.svg)`,
+    '',
+    `![speedup vs FLOPs](${name}-vs-flops.svg)`,
+    '',
+  ].join('\n'));
+  process.stdout.write(table.join('\n') + '\n');
+}
+
+void main();
