@@ -3,8 +3,11 @@
  * set: vision ms, LLM prefill ms, TTFT, decode tokens/s, peak resident memory and analytic FLOPs, on a
  * full-size architecture with random weights (bench/randomModel.ts) or any model folder. After a warm-up,
  * each configuration runs `--runs` times and reports medians; every ratio is taken within this one run.
+ * A decoder cut to fewer layers (--arch llava-7b --layers N) is scaled to full depth: its LLM milliseconds
+ * and FLOPs are multiplied by 32 / N, and the report says so.
  *
- *   node --import tsx bench/prefill.ts [--model DIR] [--methods all|a,b] [--budgets 192,128,64] [--runs 3] [--decode 32] [--name NAME]
+ *   node --import tsx bench/prefill.ts [--arch tinyllava|llava-7b] [--layers 8] [--image-size 336] [--model DIR]
+ *       [--methods all|a,b] [--budgets 192,128,64] [--runs 3] [--decode 32] [--name NAME]
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -13,11 +16,14 @@ import { parseArgs } from 'node:util';
 import { LlavaEngine } from '../src/engine/engine';
 import { METHODS, planHooks, planReduction } from '../src/reduction/registry';
 import { lineChartSvg } from '../src/report/lineChart';
-import { TINYLLAVA, writeRandomModel } from './randomModel';
+import { TINYLLAVA, llava7b, withImageSize, writeRandomModel } from './randomModel';
 
 const { values } = parseArgs({
   options: {
     model: { type: 'string' },
+    arch: { type: 'string', default: 'tinyllava' },
+    layers: { type: 'string', default: '8' },
+    'image-size': { type: 'string' },
     methods: { type: 'string', default: 'all' },
     budgets: { type: 'string', default: '192,128,64' },
     runs: { type: 'string', default: '3' },
@@ -38,14 +44,19 @@ interface Row {
   stepsMs: number;
   decodeTokensPerSecond: number;
   peakMiB: number;
-  flops: number;
+  visionFlops: number;
+  llmFlops: number;
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const peakMiB = () => Number(/VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0) / 1024;
 
 async function main(): Promise<void> {
-  const modelDir = values.model ?? writeRandomModel(TINYLLAVA, path.join(os.tmpdir(), 'ficoco-bench', 'tinyllava-f32'), 'F32');
+  const base = values.arch === 'llava-7b' ? llava7b(Number(values.layers)) : TINYLLAVA;
+  const arch = values['image-size'] ? withImageSize(base, Number(values['image-size'])) : base;
+  const modelDir = values.model ?? writeRandomModel(arch, path.join(os.tmpdir(), 'ficoco-bench', `${arch.name}-f32`), 'F32');
+  // The LLM part of a cut decoder, scaled to the architecture's full depth.
+  const llmScale = values.model === undefined && values.arch === 'llava-7b' ? 32 / Number(values.layers) : 1;
   const engine = await LlavaEngine.load(modelDir, { provider: 'cpu' });
   const { config } = engine;
   const side = config.vision.imageSize;
@@ -79,7 +90,8 @@ async function main(): Promise<void> {
       stepsMs: median(timed.map((t) => t.result.steps.reduce((sum, s) => sum + s.ms, 0))),
       decodeTokensPerSecond: (decode * 1000) / decoded.timings.decodeMs,
       peakMiB: peakMiB(),
-      flops: last.flops.run.total,
+      visionFlops: last.flops.run.vision + last.flops.run.projector,
+      llmFlops: last.flops.run.llm,
     };
   };
 
@@ -92,30 +104,31 @@ async function main(): Promise<void> {
     for (const budget of budgets) {
       rows.push(await measure(method, budget));
       const row = rows[rows.length - 1];
-      process.stderr.write(`${method} ${budget}: prefill ${(row.visionMs + row.llmMs).toFixed(0)} ms, ${(baseline.flops / row.flops).toFixed(2)}× fewer FLOPs\n`);
+      process.stderr.write(`${method} ${budget}: vision ${row.visionMs.toFixed(0)} ms, LLM ${row.llmMs.toFixed(0)} ms\n`);
     }
   }
   const closing = await measure('none', undefined);
   await engine.dispose();
-  writeReport(modelDir, rows, baseline, closing);
+  writeReport(modelDir, values.model ? path.basename(modelDir) : arch.label, llmScale, rows, baseline, closing);
 }
 
-function writeReport(modelDir: string, rows: Row[], baseline: Row, closing: Row): void {
-  const name = values.name ?? `prefill-${path.basename(modelDir)}`;
-  const prefill = (r: Row) => r.visionMs + r.llmMs;
+function writeReport(modelDir: string, label: string, llmScale: number, rows: Row[], baseline: Row, closing: Row): void {
+  const name = values.name ?? `prefill-${path.basename(modelDir).replace(/-f32$/, '')}`;
+  const prefill = (r: Row) => r.visionMs + llmScale * r.llmMs;
+  const flops = (r: Row) => r.visionFlops + llmScale * r.llmFlops;
   const speedup = (r: Row) => prefill(baseline) / prefill(r);
-  const flopsRatio = (r: Row) => baseline.flops / r.flops;
+  const flopsRatio = (r: Row) => flops(baseline) / flops(r);
   const cpu = os.cpus();
   const table = [
     '| method | budget | visual tokens kept | vision ms | LLM prefill ms | TTFT ms | prefill speedup | FLOPs ratio | speedup / FLOPs ratio | reduction steps ms (% of prefill) | decode tokens/s | peak resident GiB |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
-    ...rows.map((r) => `| ${r.method} | ${r.budget ?? 'all'} | ${r.keptTokens} | ${r.visionMs.toFixed(0)} | ${r.llmMs.toFixed(0)} | ${r.ttftMs.toFixed(0)} | ${speedup(r).toFixed(2)}× | ${flopsRatio(r).toFixed(2)}× | ${((100 * speedup(r)) / flopsRatio(r)).toFixed(0)} % | ${r.stepsMs.toFixed(1)} (${((100 * r.stepsMs) / prefill(r)).toFixed(1)} %) | ${r.decodeTokensPerSecond.toFixed(2)} | ${(r.peakMiB / 1024).toFixed(2)} |`),
+    ...rows.map((r) => `| ${r.method} | ${r.budget ?? 'all'} | ${r.keptTokens} | ${r.visionMs.toFixed(0)} | ${(llmScale * r.llmMs).toFixed(0)} | ${r.ttftMs.toFixed(0)} | ${speedup(r).toFixed(2)}× | ${flopsRatio(r).toFixed(2)}× | ${((100 * speedup(r)) / flopsRatio(r)).toFixed(0)} % | ${r.stepsMs.toFixed(1)} (${((100 * r.stepsMs) / prefill(r)).toFixed(1)} %) | ${r.decodeTokensPerSecond.toFixed(2)} | ${(r.peakMiB / 1024).toFixed(2)} |`),
   ];
   const reduced = rows.filter((r) => r.budget !== undefined);
   const byMethod = [...new Set(reduced.map((r) => r.method))];
   fs.mkdirSync(values.out!, { recursive: true });
   fs.writeFileSync(path.join(values.out!, `${name}-speedup.svg`), lineChartSvg({
-    title: `Prefill speedup against visual tokens kept (${path.basename(modelDir)})`,
+    title: `Prefill speedup against visual tokens kept (${label})`,
     xLabel: 'visual tokens kept',
     yLabel: 'measured prefill speedup (×)',
     series: byMethod.map((method) => ({ name: method, points: reduced.filter((r) => r.method === method).map((r): [number, number] => [r.keptTokens, speedup(r)]) })),
@@ -130,7 +143,7 @@ function writeReport(modelDir: string, rows: Row[], baseline: Row, closing: Row)
   fs.writeFileSync(path.join(values.out!, `${name}.md`), [
     `# ${name}`,
     '',
-    `Model ${modelDir}; one image (${baseline.keptTokens} visual tokens) and ${values['text-tokens']} text tokens; ${values.runs} timed prefills after one warm-up, medians; decode over ${values.decode} tokens. Machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ONNX Runtime CPU provider, float32. The unreduced prefill measured ${prefill(baseline).toFixed(0)} ms at the start and ${prefill(closing).toFixed(0)} ms at the end of this run (drift). Peak resident memory is the process's high-water mark so far, so it only grows down the table.`,
+    `${label}${llmScale !== 1 ? ` (LLM prefill ms and FLOPs scaled ×${llmScale} from the cut decoder to full depth; TTFT and decode tokens/s are the cut model's)` : ''}: ${modelDir}; one image (${baseline.keptTokens} visual tokens) and ${values['text-tokens']} text tokens; ${values.runs} timed prefills after one warm-up, medians; decode over ${values.decode} tokens. Machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ONNX Runtime CPU provider, float32. The unreduced prefill measured ${prefill(baseline).toFixed(0)} ms at the start and ${prefill(closing).toFixed(0)} ms at the end of this run (drift). Peak resident memory is the process's high-water mark so far, so it only grows down the table.`,
     '',
     ...table,
     '',

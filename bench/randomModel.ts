@@ -23,6 +23,22 @@ export const TINYLLAVA: RandomArchitecture = {
   text: { hidden: 2048, intermediate: 5632, layers: 22, heads: 32, kvHeads: 4, vocab: 32000 },
 };
 
+/** CLIP ViT-L/14-336 + Vicuna-7B (LLaVA-1.5-7B's shapes) with the decoder cut to `layers` of its 32, to fit memory. */
+export function llava7b(layers: number): RandomArchitecture {
+  return {
+    name: `llava-1.5-7b-${layers}of32`,
+    label: `CLIP-L/336 + Vicuna-7B shapes, decoder cut to ${layers} of 32 layers`,
+    vision: TINYLLAVA.vision,
+    text: { hidden: 4096, intermediate: 11008, layers, heads: 32, kvHeads: 32, vocab: 32000 },
+  };
+}
+
+/** The same model with another vision input size: (imageSize / patch)² visual tokens. */
+export function withImageSize(arch: RandomArchitecture, imageSize: number): RandomArchitecture {
+  const tokens = (imageSize / arch.vision.patch) ** 2;
+  return { ...arch, name: `${arch.name}-${imageSize}px`, label: `${arch.label}, ${imageSize} px input (${tokens} visual tokens)`, vision: { ...arch.vision, imageSize } };
+}
+
 const FIXTURE = path.join(__dirname, '..', 'test', 'fixtures', 'tiny-llava-llama');
 
 /** Writes `arch` with F32 or F16 random weights into `dir` (kept when already complete); returns dir. */
