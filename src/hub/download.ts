@@ -19,6 +19,9 @@ import { DOWNLOAD_MANIFEST, DownloadManifest, modelFolder, partialFolder, repoFo
 
 export const DEFAULT_HUB_ENDPOINT = 'https://huggingface.co';
 
+/** Files a folder can do without (the engine has defaults or finds the template elsewhere): a preset may list them. */
+const OPTIONAL_FILE = /^(generation_config|special_tokens_map|added_tokens|processor_config|chat_template)\.json$|^chat_template\.jinja$/;
+
 /** The files a LLaVA folder needs (weights as safetensors only; no .bin, no other formats). */
 const MODEL_FILE = /^(config|generation_config|preprocessor_config|processor_config|tokenizer_config|special_tokens_map|added_tokens|tokenizer|chat_template)\.json$|^chat_template\.jinja$|^model(-\d+-of-\d+)?\.safetensors$|^model\.safetensors\.index\.json$/;
 
@@ -92,12 +95,12 @@ export async function planDownload(request: ModelRequest): Promise<DownloadPlan>
     }
   });
   const wanted = request.files ?? [...listed.keys()].filter((file) => MODEL_FILE.test(path.posix.basename(file)));
-  const missing = wanted.filter((file) => !listed.has(file));
+  const missing = wanted.filter((file) => !listed.has(file) && !OPTIONAL_FILE.test(path.posix.basename(file)));
   if (missing.length > 0) throw new FicocoError(`${where} has no ${missing.join(', ')}: the model preset and the repository disagree.`, 'download');
   if (!wanted.some((file) => file.endsWith('.safetensors'))) {
     throw new FicocoError(`${where} has no .safetensors weights; FiCoCo loads safetensors only.`, 'download');
   }
-  const files = wanted.map((file) => listed.get(file)!);
+  const files = wanted.flatMap((file) => listed.get(file) ?? []);
   const folder = modelFolder(request.root, request.repo, commit);
   const plan: DownloadPlan = { request, commit, files, totalBytes: files.reduce((sum, f) => sum + f.size, 0), folder };
   if (fs.existsSync(path.join(folder, DOWNLOAD_MANIFEST))) return { ...plan, existing: 'downloaded' };

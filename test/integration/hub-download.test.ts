@@ -124,6 +124,8 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
     await assert.rejects(planDownload(request({ repo: 'ficoco/no-such-model' })), /ficoco\/no-such-model at main on http:\/\/127\.0\.0\.1:\d+: not found \(404\)\. Check the repository name/);
     await assert.rejects(planDownload(request({ revision: 'v9' })), /not found \(404\)/);
     await assert.rejects(planDownload(request({ files: ['config.json', 'model-00001-of-00002.safetensors'] })), /has no model-00001-of-00002\.safetensors: the model preset and the repository disagree/);
+    const withOptional = await planDownload(request({ files: [...NEEDED, 'added_tokens.json', 'chat_template.json'] }));
+    assert.deepEqual(withOptional.files.map((f) => f.path), NEEDED, 'files a folder can do without may be missing');
     await assert.rejects(planDownload(request({ endpoint: 'http://127.0.0.1:9' })), (error: unknown) => error instanceof FicocoError && error.kind === 'download');
   });
 
