@@ -16,9 +16,6 @@ learns to look things up in the image):
   - [CLS]: small linear heads on post_layernorm([CLS] of the last vision layer) - CLIP's pooled output -
     predict per-colour object counts, layout, title and status bar, so [CLS] carries a global summary
     (FiCoCo-V scores patches with [CLS] attention). The last vision layer is trained only through them.
-    In vision layers CLS_FOCUS_LAYERS the [CLS] query, head-averaged, is taught to attend to the informative
-    patches (objects, arrows, title text), the saliency CLIP's [CLS] attention shows and that [CLS]-attention
-    methods (FiCoCo-V's filter, FasterVLM, VisionZip) rank patches by.
   - patches: linear heads on the visual tokens (vision feature layer) predict per-patch colour, kind, size,
     letter glyph, object centre, arrow, arrow source/target, title word, row and column; and each
     projected visual token, read through the (tied) LM head, names its content words ("red", "box", "A").
@@ -113,13 +110,10 @@ CHAT_WORDS = ["USER", "ASSISTANT", ":"]
 WORD_FOCUS_LAYER = 0
 # Per-patch targets that need relations between patches (which box an arrow ends at, how many shapes share a
 # colour) learn slowest; they weigh more.
-PATCH_HEAD_WEIGHTS = {"arrow_target": 3.0, "arrow_source": 3.0, "count": 3.0, "row": 3.0, "column": 3.0}
+PATCH_HEAD_WEIGHTS = {"arrow_target": 3.0, "arrow_source": 3.0, "count": 3.0}
 # ... and get an attention objective too: in this vision layer, head 0 of every box patch looks at the box
 # patches the arrow's head overlaps, and head 0 of every shape patch at the centres of the shapes of its colour.
 VISION_FOCUS_LAYER = 2
-# In these vision layers the [CLS] query, averaged over heads, attends to the informative patches (objects,
-# arrows, title text), as CLIP's [CLS] attends to salient content; [CLS]-attention methods rank patches by it.
-CLS_FOCUS_LAYERS = (2, 3, 4)
 IMAGE_FOCUS_LAYERS = (1, 2)
 FOCUS_HEADS = 2
 # Visual token counts of the second, reduced answer loss (one drawn per step), its weight, and the count
@@ -199,13 +193,13 @@ class TinyLlava(nn.Module):
 
     def vision(self, pixel_values):
         """[B, 3, H, W] -> (projected visual tokens [B, 144, h], selected patch features [B, 144, d], pooled [CLS] [B, d],
-        {layer: attention probabilities [B, heads, 145, 145]} of VISION_FOCUS_LAYER and CLS_FOCUS_LAYERS)."""
+        attention of vision layer VISION_FOCUS_LAYER [B, heads, 145, 145])."""
         ref = self.ref
-        attention = {layer: [] for layer in (VISION_FOCUS_LAYER, *CLS_FOCUS_LAYERS)}
+        attention = {VISION_FOCUS_LAYER: []}
         states = ref.vision_hidden_states(pixel_values, attention_out=attention)
         selected = states[self.config["vision_feature_layer"]][:, 1:]
         pooled = ref.layer_norm(states[-1][:, 0], "vision.post_layernorm")
-        return ref.projector(selected), selected, pooled, {layer: probs[0] for layer, probs in attention.items()}
+        return ref.projector(selected), selected, pooled, attention[VISION_FOCUS_LAYER][0]
 
     def head_parameters(self):
         return [p for heads in (self.aux_heads, self.patch_heads, self.answer_probes) for p in heads.parameters()]
@@ -350,22 +344,10 @@ def reduced_features(features, patch_labels, budget):
     """What a pruning method hands the decoder: `budget` of the visual tokens, in their original order, the
     scene's informative patches (objects, arrows, title text) before random others, and which patches they
     are. Training on these too keeps the decoder answering when a method thins out the image's tokens."""
-    informative = informative_patches(patch_labels)
+    informative = (patch_labels["kind"] > 0) | (patch_labels["arrow"] == 1) | (patch_labels["title_text"] == 1)
     score = informative.float() + torch.rand(informative.shape)  # informative patches score >= 1 > the rest
     keep = score.topk(budget, dim=1).indices.sort(dim=1).values
     return features.gather(1, keep[..., None].expand(-1, -1, features.shape[-1])), keep
-
-
-def informative_patches(patch_labels):
-    """[B, 144] True where a patch shows an object, an arrow or title text."""
-    return (patch_labels["kind"] > 0) | (patch_labels["arrow"] == 1) | (patch_labels["title_text"] == 1)
-
-
-def class_token_focus_loss(vision_attention, patch_labels):
-    """-log(head-averaged [CLS] attention mass on the informative patches), averaged over CLS_FOCUS_LAYERS."""
-    informative = informative_patches(patch_labels).float()
-    masses = [(vision_attention[layer][:, :, 0, 1:].mean(1) * informative).sum(-1) for layer in CLS_FOCUS_LAYERS]
-    return sum(-torch.log(mass + 1e-6).mean() for mass in masses) / len(masses)
 
 
 def losses(model, batch, reduced_budget):
@@ -391,11 +373,10 @@ def losses(model, batch, reduced_budget):
     # ... and where the things the question refers to are (relative positions compare them).
     for name, target in batch["where"].items():
         if bool((target != scenes.IGNORE).any()):
-            attention_loss = attention_loss + 0.5 * F.cross_entropy(probes[name](answer_state), target, ignore_index=scenes.IGNORE)
+            attention_loss = attention_loss + 0.25 * F.cross_entropy(probes[name](answer_state), target, ignore_index=scenes.IGNORE)
     attention_loss = attention_loss + focus_loss([focus_attention[layer] for layer in IMAGE_FOCUS_LAYERS], batch["focus"])
-    patch_queries = vision_attention[VISION_FOCUS_LAYER][:, 0, 1:, None].flatten(0, 1)  # [B * 144, 1, 145]: head 0 of each patch as a query
+    patch_queries = vision_attention[:, 0, 1:, None].flatten(0, 1)  # [B * 144, 1, 145]: head 0 of each patch as a query
     attention_loss = attention_loss + focus_loss([patch_queries], batch["vision_focus"].flatten(0, 1)[:, None])
-    attention_loss = attention_loss + class_token_focus_loss(vision_attention, batch["patch"])
     answer_loss = F.cross_entropy(logits[:, 0], batch["targets"][:, 0]) + REDUCED_WEIGHT * F.cross_entropy(reduced_logits[:, 0], batch["targets"][:, 0])
     eos_loss = F.cross_entropy(logits[:, 1], batch["targets"][:, 1]) + REDUCED_WEIGHT * F.cross_entropy(reduced_logits[:, 1], batch["targets"][:, 1])
     aux_loss = sum(F.cross_entropy(head(pooled), batch["aux"][name]) for name, head in model.aux_heads.items()) / len(model.aux_heads)
@@ -457,7 +438,7 @@ def evaluate(model, vocab, seeds, images_per_batch):
     """First answer token argmax == answer (answers are one word), per question type."""
     correct, total = collections.Counter(), collections.Counter()
     aux_correct, patch_correct, patch_total = collections.Counter(), collections.Counter(), collections.Counter()
-    focus_total, reduced_hits, class_token_mass = 0.0, 0, 0.0
+    focus_total, reduced_hits = 0.0, 0
     mass_sums, mass_counts = collections.Counter(), collections.Counter()
     model.eval()
     with torch.no_grad():
@@ -465,7 +446,6 @@ def evaluate(model, vocab, seeds, images_per_batch):
             batch = make_batch(seeds[start : start + images_per_batch], vocab, model.num_image_tokens)
             *_, attention_loss, logits, patch_logits, pooled, masses, reduced_logits = losses(model, batch, EVAL_REDUCED_BUDGET)
             reduced_hits += int((reduced_logits[:, 0].argmax(-1) == batch["targets"][:, 0]).sum())
-            class_token_mass += float(torch.exp(-class_token_focus_loss(model.vision(batch["pixels"])[3], batch["patch"]))) * len(batch["pixels"])
             focus_total += float(attention_loss) * len(batch["types"])
             for name, mass in masses.items():
                 supervised = batch["word_focus" if name == "words" else "focus"].sum(-1) > 0
@@ -491,7 +471,6 @@ def evaluate(model, vocab, seeds, images_per_batch):
     aux.update({f"patch_{name}": patch_correct[name] / max(1, patch_total[name]) for name in model.patch_heads})
     aux["focus_loss"] = focus_total / sum(total.values())
     aux[f"answer_with_{EVAL_REDUCED_BUDGET}_tokens"] = reduced_hits / sum(total.values())
-    aux["class_token_attention_on_informative"] = class_token_mass / len(seeds)  # geometric mean over layers and images
     focus = {"/".join(map(str, key)): mass_sums[key] / mass_counts[key] for key in sorted(mass_counts)}
     return overall, per_type, dict(total), aux, focus
 
