@@ -82,9 +82,11 @@ function serveFile(hub: Omit<FakeHub, 'url' | 'close'>, request: http.IncomingMe
   const drop = hub.dropAfter.get(entry.path);
   if (drop !== undefined && end > start) {
     hub.dropAfter.delete(entry.path);
-    const sent = fs.readFileSync(file).subarray(start, Math.max(start, drop));
-    hub.bytesServed += sent.length;
-    response.write(sent, () => setTimeout(() => response.socket?.destroy(), 20));
+    // The bytes up to the drop, then the connection dies without finishing the response.
+    const partial = fs.createReadStream(file, { start, end: Math.max(start, drop) - 1 });
+    partial.on('data', (chunk) => (hub.bytesServed += chunk.length));
+    partial.on('end', () => setTimeout(() => response.socket?.destroy(), 20));
+    partial.pipe(response, { end: false });
     return;
   }
   if (hub.corrupt.has(entry.path)) {
