@@ -68,7 +68,7 @@ async function main(): Promise<void> {
     '# Weight quantization: load time, memory and speed (CPU)',
     '',
     `${TINYLLAVA.label} with random F32 weights (${(weightsBytes / 2 ** 30).toFixed(2)} GiB model.safetensors); decoder linear layers quantized by FiCoCo at load time (MatMulNBits, blocks of 32, accuracy level 4); the vision tower, embeddings and LM head stay F32.`,
-    `One image (576 visual tokens) + 20 text tokens, 8 new tokens. Machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ONNX Runtime CPU provider. Each row is a fresh process; \`npm run bench:quantized\`.`,
+    `One image (576 visual tokens) + 19 text tokens, 8 new tokens. Machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ONNX Runtime CPU provider. Each row is a fresh process; \`npm run bench:quantized\`.`,
     '',
     '| decoder weights | load | load time | resident after load | peak resident | cache file | vision | LLM prefill | decode tokens/s |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|',
