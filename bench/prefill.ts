@@ -2,7 +2,8 @@
  * Measured speed of every method and budget against the unreduced model and against the limit the FLOPs
  * set: vision ms, LLM prefill ms, TTFT, decode tokens/s, peak resident memory and analytic FLOPs, on a
  * full-size architecture with random weights (bench/randomModel.ts) or any model folder. After a warm-up,
- * each configuration runs `--runs` times and reports medians; every ratio is taken within this one run.
+ * each configuration runs `--runs` times and reports medians. Speedups are paired: a second engine keeps the
+ * unreduced plan loaded and runs right before each reduced run, so drift on a shared machine cancels out.
  * A decoder cut to fewer layers (--arch llava-7b --layers N) is scaled to full depth: its LLM milliseconds
  * and FLOPs are multiplied by 32 / N, and the report says so.
  *
@@ -44,6 +45,8 @@ interface Row {
   stepsMs: number;
   decodeTokensPerSecond: number;
   peakMiB: number;
+  /** median over runs of (unreduced prefill right before) / (this prefill), LLM part scaled by llmScale */
+  pairedSpeedup: number;
   visionFlops: number;
   llmFlops: number;
 }
@@ -58,6 +61,8 @@ async function main(): Promise<void> {
   // The LLM part of a cut decoder, scaled to the architecture's full depth.
   const llmScale = values.model === undefined && values.arch === 'llava-7b' ? 32 / Number(values.layers) : 1;
   const engine = await LlavaEngine.load(modelDir, { provider: 'cpu' });
+  // A second engine keeps the unreduced sessions: switching plans on one engine would rebuild them every run.
+  const reference = await LlavaEngine.load(modelDir, { provider: 'cpu' });
   const { config } = engine;
   const side = config.vision.imageSize;
   const pixels = Float32Array.from({ length: 3 * side * side }, (_, i) => Math.sin(i * 0.001));
@@ -67,17 +72,25 @@ async function main(): Promise<void> {
   const decode = Number(values.decode);
 
   /** Warm-up, `runs` timed prefills, then one decode of `decode` tokens. */
+  const baselinePrefills: number[] = [];
+  const scaledPrefill = (timings: { visionMs: number; prefillMs: number }) => timings.visionMs + llmScale * timings.prefillMs;
   const measure = async (method: string, budget: number | undefined): Promise<Row> => {
     const hooks = budget === undefined ? [] : planHooks(planReduction(method, { tokens: budget }, engine.reductionShape));
-    const prefill = async () => {
+    const prefill = async (on: LlavaEngine, withHooks: typeof hooks) => {
       const started = performance.now();
       let firstToken = 0;
-      const result = await engine.generate(ids, [pixels], { maxNewTokens: 1, stopTokenIds: [], hooks, onToken: () => (firstToken ||= performance.now() - started) });
+      const result = await on.generate(ids, [pixels], { maxNewTokens: 1, stopTokenIds: [], hooks: withHooks, onToken: () => (firstToken ||= performance.now() - started) });
       return { result, ttft: firstToken };
     };
-    await prefill();
+    await prefill(engine, hooks);
     const timed = [];
-    for (let i = 0; i < runs; i++) timed.push(await prefill());
+    const ratios: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const unreduced = scaledPrefill((await prefill(reference, [])).result.timings);
+      baselinePrefills.push(unreduced);
+      timed.push(await prefill(engine, hooks));
+      ratios.push(unreduced / scaledPrefill(timed[i].result.timings));
+    }
     const decoded = await engine.generate(ids, [pixels], { maxNewTokens: decode + 1, stopTokenIds: [], hooks });
     const last = timed[timed.length - 1].result;
     return {
@@ -90,6 +103,7 @@ async function main(): Promise<void> {
       stepsMs: median(timed.map((t) => t.result.steps.reduce((sum, s) => sum + s.ms, 0))),
       decodeTokensPerSecond: (decode * 1000) / decoded.timings.decodeMs,
       peakMiB: peakMiB(),
+      pairedSpeedup: median(ratios),
       visionFlops: last.flops.run.vision + last.flops.run.projector,
       llmFlops: last.flops.run.llm,
     };
@@ -107,16 +121,16 @@ async function main(): Promise<void> {
       process.stderr.write(`${method} ${budget}: vision ${row.visionMs.toFixed(0)} ms, LLM ${row.llmMs.toFixed(0)} ms\n`);
     }
   }
-  const closing = await measure('none', undefined);
   await engine.dispose();
-  writeReport(modelDir, values.model ? path.basename(modelDir) : arch.label, llmScale, rows, baseline, closing);
+  await reference.dispose();
+  writeReport(modelDir, values.model ? path.basename(modelDir) : arch.label, llmScale, rows, baseline, baselinePrefills);
 }
 
-function writeReport(modelDir: string, label: string, llmScale: number, rows: Row[], baseline: Row, closing: Row): void {
+function writeReport(modelDir: string, label: string, llmScale: number, rows: Row[], baseline: Row, baselinePrefills: number[]): void {
   const name = values.name ?? `prefill-${path.basename(modelDir).replace(/-f32$/, '')}`;
   const prefill = (r: Row) => r.visionMs + llmScale * r.llmMs;
   const flops = (r: Row) => r.visionFlops + llmScale * r.llmFlops;
-  const speedup = (r: Row) => prefill(baseline) / prefill(r);
+  const speedup = (r: Row) => r.pairedSpeedup;
   const flopsRatio = (r: Row) => flops(baseline) / flops(r);
   const cpu = os.cpus();
   const table = [
@@ -143,7 +157,7 @@ function writeReport(modelDir: string, label: string, llmScale: number, rows: Ro
   fs.writeFileSync(path.join(values.out!, `${name}.md`), [
     `# ${name}`,
     '',
-    `${label}${llmScale !== 1 ? ` (LLM prefill ms and FLOPs scaled ×${llmScale} from the cut decoder to full depth; TTFT and decode tokens/s are the cut model's)` : ''}: ${modelDir}; one image (${baseline.keptTokens} visual tokens) and ${values['text-tokens']} text tokens; ${values.runs} timed prefills after one warm-up, medians; decode over ${values.decode} tokens. Machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ONNX Runtime CPU provider, float32. The unreduced prefill measured ${prefill(baseline).toFixed(0)} ms at the start and ${prefill(closing).toFixed(0)} ms at the end of this run (drift). Peak resident memory is the process's high-water mark so far, so it only grows down the table.`,
+    `${label}${llmScale !== 1 ? ` (LLM prefill ms and FLOPs scaled ×${llmScale} from the cut decoder to full depth; TTFT and decode tokens/s are the cut model's)` : ''}: ${modelDir}; one image (${baseline.keptTokens} visual tokens) and ${values['text-tokens']} text tokens; ${values.runs} timed prefills after one warm-up, medians; decode over ${values.decode} tokens. Machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ONNX Runtime CPU provider, float32. Speedups are paired: the unreduced prefill ran right before every reduced one, on a second engine; across the run it took ${Math.min(...baselinePrefills).toFixed(0)}–${Math.max(...baselinePrefills).toFixed(0)} ms (this machine's noise). Peak resident memory is the process's high-water mark so far, with both engines loaded, so it only grows down the table.`,
     '',
     ...table,
     '',
