@@ -3,16 +3,15 @@
  * speedup, and keeps the engine process in line — Stop cancels between tokens and kills the process if it
  * does not stop within a grace period; a crash fails only the answer in flight; an idle engine is unloaded.
  */
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { BUILTIN_MODEL_PATH } from '../engine/builtinModel';
-import { AnswerStats, LoadParams, MAX_IMAGE_BYTES } from '../protocol/engine';
+import { AnswerStats, LoadParams, MAX_IMAGE_BYTES, loadKey } from '../protocol/engine';
 import type { AnswerStatsView, HostMessage, ReplyKind, Turn, WebviewMessage } from '../protocol/webview';
 import { Conversation, ImageInput } from './conversation';
 import { ChatSurface, ChatViews } from './chatViews';
 import { AskOptions, EngineClient, EngineError } from './engineClient';
-import { FicocoSettings, ReductionSetting, quantizationFor, readSettings } from './settings';
+import { FicocoSettings, ReductionSetting, expandModelPath, quantizationFor, readSettings } from './settings';
 import { Baselines, baselineKey, flopsRatio, prefillMs } from './speedup';
 import { SpeedupStatusBar } from './statusBar';
 
@@ -170,8 +169,8 @@ export class ChatController implements vscode.Disposable {
     try {
       if (!settings) throw new Error('FiCoCo settings could not be read.');
       const model = this.modelParams(settings);
-      const loadKey = JSON.stringify(model);
-      const alreadyLoaded = this.loadedKey === loadKey;
+      const modelKey = loadKey(model);
+      const alreadyLoaded = this.loadedKey === modelKey;
       this.statusBar.busy(alreadyLoaded ? 'Answering' : 'Loading model');
       const request: AskOptions = {
         question,
@@ -193,7 +192,7 @@ export class ChatController implements vscode.Disposable {
         cancel.token,
       );
       this.log.info(`${kind === 'full' ? 'full-token answer' : 'answer'} in ${(performance.now() - asked).toFixed(0)} ms (${alreadyLoaded ? 'model already loaded' : 'including the model load'}), ${result.stats.generatedTokens} tokens, stop: ${result.stopReason}`);
-      this.loadedKey = loadKey;
+      this.loadedKey = modelKey;
       const stats = statsView(result.stats, reduction);
       this.post(this.conversation.finish(turnId, kind, result.stopReason, stats));
       if (kind === 'answer') {
@@ -289,7 +288,7 @@ export class ChatController implements vscode.Disposable {
       modelDir = vscode.Uri.joinPath(this.context.extensionUri, ...BUILTIN_MODEL_PATH).fsPath;
     } else {
       const configured = settings.modelPath;
-      modelDir = configured === '~' || configured.startsWith('~/') ? path.join(os.homedir(), configured.slice(1)) : configured;
+      modelDir = expandModelPath(configured);
       if (!path.isAbsolute(modelDir)) {
         throw new SettingsError(`ficoco.modelPath is "${configured}"; set it to the absolute path of a model folder (${MODEL_FILES}).`, 'ficoco.modelPath');
       }

@@ -2,12 +2,12 @@
  * "FiCoCo: Install CUDA Provider": fetches ONNX Runtime's CUDA provider libraries for the packaged ORT
  * version (consent first, progress with cancel), and offers to once when an NVIDIA driver is present.
  */
-import * as fs from 'node:fs';
 import * as vscode from 'vscode';
 import { FicocoError } from '../engine/errors';
-import { cudaProviderInstalled, missingCudaRuntime, nvidiaDriverPresent, ortBinaryFolder } from '../engine/runtime/cudaRuntime';
+import { cudaProviderInstalled, isCudaPlatform, missingCudaRuntime, nvidiaDriverPresent, ortBinaryFolder, ortVersion } from '../engine/runtime/cudaRuntime';
 import { CudaPackage, findCudaPackage, installCudaProvider } from '../hub/cudaProvider';
 import { formatBytes } from '../hub/presets';
+import { byteProgress } from './byteProgress';
 import type { EngineClient } from './engineClient';
 
 export const INSTALL_CUDA_COMMAND = 'ficoco.installCudaProvider';
@@ -47,11 +47,11 @@ export class GpuSetup {
   }
 
   private async install(): Promise<void> {
-    if (process.platform !== 'linux' || process.arch !== 'x64') {
+    if (!isCudaPlatform()) {
       throw new FicocoError(`The CUDA provider is for Linux x64; this is ${process.platform} ${process.arch}, where ${process.platform === 'win32' ? 'DirectML' : process.platform === 'darwin' ? 'CoreML' : 'the CPU'} is used.`, 'provider');
     }
     const binaries = ortBinaryFolder(this.ortFolder);
-    const version = (JSON.parse(fs.readFileSync(vscode.Uri.joinPath(this.context.extensionUri, 'node_modules', 'onnxruntime-node', 'package.json').fsPath, 'utf8')) as { version: string }).version;
+    const version = ortVersion(this.ortFolder);
     const found = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `FiCoCo: looking up ONNX Runtime ${version}'s CUDA provider on nuget.org…` }, () => findCudaPackage(version));
     const missing = missingCudaRuntime();
     const consent = await vscode.window.showInformationMessage(
@@ -78,17 +78,8 @@ export class GpuSetup {
     return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'FiCoCo: downloading the CUDA provider', cancellable: true }, async (progress, token) => {
       const controller = new AbortController();
       token.onCancellationRequested(() => controller.abort());
-      let shown = 0;
       try {
-        await installCudaProvider(found, binaries, {
-          signal: controller.signal,
-          onProgress: (bytes, total) => {
-            const percent = Math.floor((1000 * bytes) / total) / 10;
-            if (percent === shown) return;
-            progress.report({ increment: percent - shown, message: `${formatBytes(bytes)} of ${formatBytes(total)}` });
-            shown = percent;
-          },
-        });
+        await installCudaProvider(found, binaries, { signal: controller.signal, onProgress: byteProgress(progress) });
         this.log.info(`installed the CUDA provider libraries into ${binaries}`);
         return true;
       } catch (error) {

@@ -3,14 +3,16 @@
  * resume), Use Local Model Folder, Delete Model and Reveal Model Folder. Downloads live in the extension's
  * global storage; the chosen model is the `ficoco.modelPath` setting.
  */
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { FicocoError } from '../engine/errors';
 import { DEFAULT_HUB_ENDPOINT, DownloadPlan, ModelRequest, downloadModel, planDownload } from '../hub/download';
 import { MODEL_PRESETS, formatBytes } from '../hub/presets';
 import { deleteStoredModel, freeBytes, listStoredModels, missingModelFiles } from '../hub/store';
+import { BUILTIN_MODEL_PATH } from '../engine/builtinModel';
+import { byteProgress } from './byteProgress';
 import type { EngineClient } from './engineClient';
+import { expandModelPath } from './settings';
 import type { SpeedupStatusBar } from './statusBar';
 
 export const MODEL_COMMANDS = {
@@ -102,20 +104,9 @@ export class ModelManager {
       const controller = new AbortController();
       token.onCancellationRequested(() => controller.abort());
       const started = performance.now();
-      let shownPercent = 0;
+      const report = byteProgress(progress, { showRate: true, onPercent: (percent) => this.statusBar.busy(`Downloading ${percent.toFixed(0)} %`) });
       try {
-        const folder = await downloadModel(plan, {
-          signal: controller.signal,
-          onProgress: ({ bytesDone, bytesTotal }) => {
-            // Chunks arrive by the thousand; the notification and the status bar move in tenths of a percent.
-            const percent = Math.floor((1000 * bytesDone) / bytesTotal) / 10;
-            if (percent === shownPercent) return;
-            const rate = bytesDone / Math.max(0.001, (performance.now() - started) / 1000);
-            progress.report({ increment: percent - shownPercent, message: `${formatBytes(bytesDone)} of ${formatBytes(bytesTotal)} · ${formatBytes(rate)}/s` });
-            shownPercent = percent;
-            this.statusBar.busy(`Downloading ${percent.toFixed(0)} %`);
-          },
-        });
+        const folder = await downloadModel(plan, { signal: controller.signal, onProgress: ({ bytesDone, bytesTotal }) => report(bytesDone, bytesTotal) });
         this.log.info(`downloaded ${plan.request.repo}@${plan.commit} (${plan.totalBytes} bytes) in ${((performance.now() - started) / 1000).toFixed(1)} s into ${folder}`);
         return folder;
       } catch (error) {
@@ -161,13 +152,12 @@ export class ModelManager {
   }
 
   private async reveal(): Promise<void> {
-    const folder = this.modelPath() || vscode.Uri.joinPath(this.context.extensionUri, 'models', 'tiny-llava-screens').fsPath;
+    const folder = this.modelPath() || vscode.Uri.joinPath(this.context.extensionUri, ...BUILTIN_MODEL_PATH).fsPath;
     await vscode.commands.executeCommand('revealFileInOS', vscode.Uri.file(folder));
   }
 
   private modelPath(): string {
-    const configured = vscode.workspace.getConfiguration('ficoco').get<string>('modelPath', '').trim();
-    return configured.startsWith('~') ? path.join(os.homedir(), configured.slice(1)) : configured;
+    return expandModelPath(vscode.workspace.getConfiguration('ficoco').get<string>('modelPath', '').trim());
   }
 
   private async setModelPath(folder: string): Promise<void> {

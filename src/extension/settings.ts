@@ -3,6 +3,8 @@
  * parameters are settings) and what the extension reads back. Free of 'vscode': the reader takes a getter,
  * so validation is plainly testable. A bad value never stops a question: it is reported and its default used.
  */
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { Budget, ParamSpec, ParamValue } from '../reduction/method';
 import { METHODS, resolveParams } from '../reduction/registry';
 import { DEFAULT_HUB_ENDPOINT } from '../hub/download';
@@ -153,6 +155,11 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
     markdownDescription: 'Stop the engine process and free its memory after this many idle minutes. `0`: keep it loaded.',
   },
 };
+
+/** ficoco.modelPath as a folder path: `~` and `~/…` stand for the home folder. */
+export function expandModelPath(configured: string): string {
+  return configured === '~' || configured.startsWith('~/') ? path.join(os.homedir(), configured.slice(1)) : configured;
+}
 
 /** `ficoco.reduction.<method>.<param>` for every parameter of every method in the registry. */
 export function reductionParamSettings(): Record<string, SettingSchema> {
