@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { FicocoError } from '../engine/errors';
-import { cudaProviderInstalled, missingCudaRuntime, nvidiaDriverPresent, ortBinaryFolder } from '../engine/runtime/cudaRuntime';
+import { cudaProviderInstalled, isCudaPlatform, missingCudaRuntime, nvidiaDriverPresent, ortBinaryFolder, ortVersion } from '../engine/runtime/cudaRuntime';
 import { providerCandidates, thisMachine } from '../engine/runtime/provider';
 import { NUGET_FEED, findCudaPackage, installCudaProvider } from '../hub/cudaProvider';
 import { formatBytes } from '../hub/presets';
@@ -18,9 +18,8 @@ export async function providersCommand(args: string[]): Promise<number> {
   const ortFolder = path.dirname(require.resolve('onnxruntime-node/package.json'));
   const binaries = ortBinaryFolder(ortFolder);
   if (positionals[0] === 'install-cuda') {
-    if (process.platform !== 'linux' || process.arch !== 'x64') throw new FicocoError(`The CUDA provider is for Linux x64; this is ${process.platform} ${process.arch}.`, 'provider');
-    const version = (require(path.join(ortFolder, 'package.json')) as { version: string }).version;
-    const found = await findCudaPackage(version, values.feed);
+    if (!isCudaPlatform()) throw new FicocoError(`The CUDA provider is for Linux x64; this is ${process.platform} ${process.arch}.`, 'provider');
+    const found = await findCudaPackage(ortVersion(ortFolder), values.feed);
     process.stderr.write(`downloading ${found.url} (${formatBytes(found.bytes)})\n`);
     await installCudaProvider(found, binaries);
     process.stdout.write(`installed ${binaries}\n`);
@@ -30,12 +29,13 @@ export async function providersCommand(args: string[]): Promise<number> {
   }
   if (positionals.length > 0) throw new FicocoError(`ficoco providers ${positionals.join(' ')}: expected nothing or "install-cuda".\n\n${PROVIDERS_USAGE}`, 'input');
   const machine = thisMachine();
-  const missing = process.platform === 'linux' && process.arch === 'x64' ? missingCudaRuntime() : [];
+  const cuda = isCudaPlatform();
+  const missing = cuda ? missingCudaRuntime() : [];
   const lines = [
     `platform            ${process.platform} ${process.arch}`,
     `built in            ${[...machine.bundled].join(', ')}`,
-    `CUDA provider       ${process.platform === 'linux' && process.arch === 'x64' ? (cudaProviderInstalled(binaries) ? `installed in ${binaries}` : 'not installed (ficoco providers install-cuda)') : 'not for this platform'}`,
-    ...(process.platform === 'linux' && process.arch === 'x64' ? [`NVIDIA driver       ${nvidiaDriverPresent() ? 'loaded' : 'not loaded'}`, `CUDA 12 / cuDNN 9   ${missing.length === 0 ? 'found' : `missing ${missing.join(', ')}`}`] : []),
+    `CUDA provider       ${cuda ? (cudaProviderInstalled(binaries) ? `installed in ${binaries}` : 'not installed (ficoco providers install-cuda)') : 'not for this platform'}`,
+    ...(cuda ? [`NVIDIA driver       ${nvidiaDriverPresent() ? 'loaded' : 'not loaded'}`, `CUDA 12 / cuDNN 9   ${missing.length === 0 ? 'found' : `missing ${missing.join(', ')}`}`] : []),
     `auto tries          ${providerCandidates('auto', machine).join(' → ')}`,
   ];
   process.stdout.write(lines.join('\n') + '\n');

@@ -12,6 +12,16 @@ export const CUDA_PROVIDER_FILES = ['libonnxruntime_providers_cuda.so', 'libonnx
 /** What ORT's CUDA provider links against (CUDA 12.x, cuDNN 9.x). */
 export const CUDA_RUNTIME_LIBRARIES = ['libcudart.so.12', 'libcublas.so.12', 'libcublasLt.so.12', 'libcufft.so.11', 'libcurand.so.10', 'libcudnn.so.9'] as const;
 
+/** Linux x64: the one platform Microsoft.ML.OnnxRuntime.Gpu.Linux serves. */
+export function isCudaPlatform(): boolean {
+  return process.platform === 'linux' && process.arch === 'x64';
+}
+
+/** The version of the onnxruntime-node package in `onnxruntimeNodeFolder` (the CUDA libraries must match it). */
+export function ortVersion(onnxruntimeNodeFolder: string): string {
+  return (JSON.parse(fs.readFileSync(path.join(onnxruntimeNodeFolder, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
 /** onnxruntime-node's folder of native files for this machine (where the binding looks for provider libraries). */
 export function ortBinaryFolder(onnxruntimeNodeFolder: string, platform = process.platform, arch = process.arch): string {
   return path.join(onnxruntimeNodeFolder, 'bin', 'napi-v6', platform, arch);
@@ -23,7 +33,7 @@ export function cudaProviderInstalled(binaryFolder: string): boolean {
 
 /** An NVIDIA driver is loaded (the CUDA provider is worth offering). */
 export function nvidiaDriverPresent(): boolean {
-  return process.platform === 'linux' && process.arch === 'x64' && fs.existsSync('/proc/driver/nvidia/version');
+  return isCudaPlatform() && fs.existsSync('/proc/driver/nvidia/version');
 }
 
 /**
