@@ -25,12 +25,16 @@ export function bitsOf(mode: Exclude<WeightQuantization, 'none'>): 4 | 8 {
   return mode === 'int4' ? 4 : 8;
 }
 
+/** Where a row of `cols` weights goes: its blocks, the bytes of one block, the bytes of the row's zero points. */
+export function blockLayout(cols: number, bits: 4 | 8, blockSize = QUANT_BLOCK_SIZE): { blocksPerRow: number; blobBytes: number; zeroPointRowBytes: number } {
+  const blocksPerRow = Math.ceil(cols / blockSize);
+  return { blocksPerRow, blobBytes: (blockSize * bits) / 8, zeroPointRowBytes: Math.ceil((blocksPerRow * bits) / 8) };
+}
+
 /** Per block: s = (max − min)/(2^b − 1) with min ≤ 0 ≤ max, z = round(−min/s), q = clamp(round(w/s) + z, 0, 2^b − 1). */
 export function quantizeBlocks(weights: Float32Array, rows: number, cols: number, bits: 4 | 8, blockSize = QUANT_BLOCK_SIZE): BlockQuantized {
   const levels = (1 << bits) - 1;
-  const blocksPerRow = Math.ceil(cols / blockSize);
-  const blobBytes = (blockSize * bits) / 8;
-  const zeroPointRowBytes = Math.ceil((blocksPerRow * bits) / 8);
+  const { blocksPerRow, blobBytes, zeroPointRowBytes } = blockLayout(cols, bits, blockSize);
   const data = new Uint8Array(rows * blocksPerRow * blobBytes);
   const scales = new Float32Array(rows * blocksPerRow);
   const zeroPoints = new Uint8Array(rows * zeroPointRowBytes);
@@ -63,8 +67,7 @@ export function quantizeBlocks(weights: Float32Array, rows: number, cols: number
 /** w = (q − z)·s, the weight MatMulNBits multiplies by. */
 export function dequantizeBlocks(q: BlockQuantized): Float32Array {
   const { bits, blockSize, rows, cols, blocksPerRow } = q;
-  const blobBytes = (blockSize * bits) / 8;
-  const zeroPointRowBytes = Math.ceil((blocksPerRow * bits) / 8);
+  const { blobBytes, zeroPointRowBytes } = blockLayout(cols, bits, blockSize);
   const weights = new Float32Array(rows * cols);
   for (let row = 0; row < rows; row++) {
     for (let col = 0; col < cols; col++) {

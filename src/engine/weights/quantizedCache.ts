@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FicocoError } from '../errors';
-import { QUANT_BLOCK_SIZE, WeightQuantization, bitsOf, quantizeBlocks } from './quantize';
+import { QUANT_BLOCK_SIZE, WeightQuantization, bitsOf, blockLayout, quantizeBlocks } from './quantize';
 import { TensorLocation, WeightIndex } from './safetensors';
 import { safetensorsPrefix } from './safetensorsWriter';
 
@@ -95,11 +95,10 @@ export class DecoderQuantizer {
     };
     for (const weight of this.requested) {
       const [rows, cols] = weight.shape;
-      const blocks = Math.ceil(cols / this.blockSize);
-      const blob = (this.blockSize * bits) / 8;
-      add(`${weight.name}.q`, 'U8', [rows, blocks, blob], rows * blocks * blob);
-      add(`${weight.name}.scales`, 'F32', [rows * blocks], rows * blocks * 4);
-      add(`${weight.name}.zero_points`, 'U8', [rows * Math.ceil((blocks * bits) / 8)], rows * Math.ceil((blocks * bits) / 8));
+      const { blocksPerRow, blobBytes, zeroPointRowBytes } = blockLayout(cols, bits, this.blockSize);
+      add(`${weight.name}.q`, 'U8', [rows, blocksPerRow, blobBytes], rows * blocksPerRow * blobBytes);
+      add(`${weight.name}.scales`, 'F32', [rows * blocksPerRow], rows * blocksPerRow * 4);
+      add(`${weight.name}.zero_points`, 'U8', [rows * zeroPointRowBytes], rows * zeroPointRowBytes);
     }
     const partial = `${file}.partial`;
     let fd: number;
