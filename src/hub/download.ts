@@ -79,7 +79,7 @@ export interface DownloadOptions {
 /** Resolves the revision to a commit, lists the files with their sizes and checksums, and finds an existing copy. */
 export async function planDownload(request: ModelRequest): Promise<DownloadPlan> {
   repoFolderName(request.repo);
-  const hub = { hubUrl: request.endpoint.replace(/\/+$/, ''), ...(request.accessToken ? { accessToken: request.accessToken } : {}) };
+  const hub = hubOptions(request);
   const where = `${request.repo} at ${request.revision} on ${hub.hubUrl}`;
   const commit = await hubCall(where, async () => {
     if (/^[0-9a-f]{40}$/.test(request.revision)) return request.revision;
@@ -178,8 +178,7 @@ async function appendRemainder(
     repo: request.repo,
     path: file.path,
     revision: commit,
-    hubUrl: request.endpoint.replace(/\/+$/, ''),
-    ...(request.accessToken ? { accessToken: request.accessToken } : {}),
+    ...hubOptions(request),
     fetch: (input, init) => fetch(input, { ...init, signal }),
   });
   if (!blob) throw new FicocoError(`${file.path} is not in ${request.repo} at ${commit} (404).`, 'download');
@@ -202,6 +201,11 @@ async function hashFile(filePath: string, file: HubFile, bytes: number): Promise
   const hash = file.sha256 !== undefined ? createHash('sha256') : createHash('sha1').update(`blob ${file.size}\0`);
   if (bytes > 0) for await (const chunk of fs.createReadStream(filePath, { end: bytes - 1 })) hash.update(chunk as Buffer);
   return hash;
+}
+
+/** What every @huggingface/hub call of a request takes: the endpoint without a trailing slash, and the token. */
+function hubOptions(request: ModelRequest): { hubUrl: string; accessToken?: string } {
+  return { hubUrl: request.endpoint.replace(/\/+$/, ''), ...(request.accessToken ? { accessToken: request.accessToken } : {}) };
 }
 
 async function hubCall<T>(where: string, call: () => Promise<T>): Promise<T> {
