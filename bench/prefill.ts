@@ -18,6 +18,7 @@ import { LlavaEngine } from '../src/engine/engine';
 import { METHODS, planHooks, planReduction } from '../src/reduction/registry';
 import { lineChartSvg } from '../src/report/lineChart';
 import { TINYLLAVA, llava7b, withImageSize, writeRandomModel } from './randomModel';
+import { peakResidentMiB, syntheticPixels } from './probe';
 
 const { values } = parseArgs({
   options: {
@@ -52,7 +53,6 @@ interface Row {
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const peakMiB = () => Number(/VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0) / 1024;
 
 async function main(): Promise<void> {
   const base = values.arch === 'llava-7b' ? llava7b(Number(values.layers)) : TINYLLAVA;
@@ -65,7 +65,7 @@ async function main(): Promise<void> {
   const reference = await LlavaEngine.load(modelDir, { provider: 'cpu' });
   const { config } = engine;
   const side = config.vision.imageSize;
-  const pixels = Float32Array.from({ length: 3 * side * side }, (_, i) => Math.sin(i * 0.001));
+  const pixels = syntheticPixels(side);
   const text = Array.from({ length: Number(values['text-tokens']) }, (_, i) => 10 + (i % 50));
   const ids = [...text.slice(0, 5), config.imageTokenId, ...text.slice(5)];
   const runs = Number(values.runs);
@@ -102,7 +102,7 @@ async function main(): Promise<void> {
       ttftMs: median(timed.map((t) => t.ttft)),
       stepsMs: median(timed.map((t) => t.result.steps.reduce((sum, s) => sum + s.ms, 0))),
       decodeTokensPerSecond: (decode * 1000) / decoded.timings.decodeMs,
-      peakMiB: peakMiB(),
+      peakMiB: peakResidentMiB(),
       pairedSpeedup: median(ratios),
       visionFlops: last.flops.run.vision + last.flops.run.projector,
       llmFlops: last.flops.run.llm,

@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { LlavaEngine } from '../src/engine/engine';
 import { WeightQuantization } from '../src/engine/weights/quantize';
 import { TINYLLAVA, writeRandomModel } from './randomModel';
+import { peakResidentMiB, syntheticPixels } from './probe';
 
 interface Probe {
   loadMs: number;
@@ -32,10 +33,10 @@ async function probe(dir: string, quantization: WeightQuantization): Promise<voi
   const loadMs = performance.now() - started;
   const rssMiB = process.memoryUsage().rss / 2 ** 20;
   const side = engine.config.vision.imageSize;
-  const pixels = Float32Array.from({ length: 3 * side * side }, (_, i) => Math.sin(i * 0.001));
+  const pixels = syntheticPixels(side);
   const ids = [1, 5, 6, engine.config.imageTokenId, ...Array.from({ length: 16 }, (_, i) => 10 + i)];
   const result = await engine.generate(ids, [pixels], { maxNewTokens: 8, stopTokenIds: [] });
-  const peakMiB = Number(/VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'))![1]) / 1024;
+  const peakMiB = peakResidentMiB();
   const report: Probe = { loadMs, rssMiB, peakMiB, visionMs: result.timings.visionMs, prefillMs: result.timings.prefillMs, decodeTokensPerSecond: ((result.tokenIds.length - 1) * 1000) / result.timings.decodeMs };
   process.stdout.write(JSON.stringify(report));
   await engine.dispose();

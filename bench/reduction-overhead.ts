@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import { parseArgs } from 'node:util';
 import { LlavaEngine } from '../src/engine/engine';
 import { METHODS, planHooks, planReduction } from '../src/reduction/registry';
+import { syntheticPixels } from './probe';
 
 const { values } = parseArgs({ options: { model: { type: 'string' }, budget: { type: 'string', default: '64' }, methods: { type: 'string' }, 'text-tokens': { type: 'string', default: '60' } } });
 const modelDir = values.model ?? 'test/fixtures/tiny-llava-llama';
@@ -16,7 +17,7 @@ async function main() {
   const engine = await LlavaEngine.load(modelDir);
   const { config } = engine;
   const side = config.vision.imageSize;
-  const pixels = Float32Array.from({ length: 3 * side * side }, (_, i) => Math.sin(i * 0.001));
+  const pixels = syntheticPixels(side);
   const textIds = Array.from({ length: Number(values['text-tokens']) }, (_, i) => 1 + (i % 20));
   const ids = [...textIds.slice(0, 5), config.imageTokenId, ...textIds.slice(5)];
   const unreduced = await engine.generate(ids, [pixels], { maxNewTokens: 1, stopTokenIds: [] });

@@ -15,6 +15,7 @@ import { llavaTowers } from '../src/engine/models/llava';
 import { SessionFactory } from '../src/engine/runtime/provider';
 import { WeightIndex } from '../src/engine/weights/safetensors';
 import { HookSite, ReductionHook } from '../src/reduction/tokenState';
+import { syntheticPixels } from './probe';
 
 const { values } = parseArgs({ options: { model: { type: 'string' }, runs: { type: 'string', default: '3' }, 'text-tokens': { type: 'string', default: '60' } } });
 const modelDir = values.model ?? 'test/fixtures/tiny-llava-llama';
@@ -33,7 +34,7 @@ async function main() {
     ...Array.from({ length: config.text.layers }, (_, l) => identity(`llm:${l}`)),
   ];
   const side = config.vision.imageSize;
-  const pixels = Float32Array.from({ length: 3 * side * side }, (_, i) => Math.sin(i * 0.001));
+  const pixels = syntheticPixels(side);
   const textIds = Array.from({ length: Number(values['text-tokens']) }, (_, i) => 1 + (i % 20));
   const ids = [...textIds.slice(0, 5), config.imageTokenId, ...textIds.slice(5)];
 
