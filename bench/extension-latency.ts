@@ -2,7 +2,7 @@
  * What a user of the extension waits for, on the built-in model through the real engine process
  * (dist/host.js forked by the extension's EngineClient): the engine's cold start, the first answer, and the
  * warm prefill of every reduction method against the unreduced prefill, as the status bar measures it.
- * Ratios come from one run; run `npm run build` first (npm run bench does).
+ * Ratios come from one run; run `npm run build` first (npm run bench:extension does).
  *
  *   node --import tsx bench/extension-latency.ts [--budget 16] [--repeats 7]
  */
@@ -69,7 +69,7 @@ async function main() {
   client.dispose();
 
   console.log(`# Extension latency on the built-in model\n`);
-  console.log(`${os.cpus().length} cores (${os.cpus()[0].model}), CPU provider, engine process dist/host.js; one run of \`npm run bench\`.\n`);
+  console.log(`${os.cpus().length} cores (${os.cpus()[0].model}), CPU provider, engine process dist/host.js; one run of \`npm run bench:extension\`.\n`);
   console.log('| figure | median | runs |');
   console.log('|---|---:|---|');
   console.log(`| engine cold start: fork → model loaded | ${median(coldStarts).toFixed(0)} ms | ${coldStarts.map((ms) => ms.toFixed(0)).join(', ')} |`);

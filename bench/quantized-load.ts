@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import { LlavaEngine } from '../src/engine/engine';
 import { WeightQuantization } from '../src/engine/weights/quantize';
 import { TINYLLAVA, writeRandomModel } from './randomModel';
-import { peakResidentMiB, syntheticPixels } from './probe';
+import { machineLine, peakResidentMiB, syntheticPixels } from '../src/cli/benchTiming';
 
 interface Probe {
   loadMs: number;
@@ -64,12 +64,11 @@ async function main(): Promise<void> {
       rows.push(`| ${mode === 'none' ? 'F32 (none)' : mode} | ${when} | ${(p.loadMs / 1000).toFixed(1)} s | ${(p.rssMiB / 1024).toFixed(2)} GiB | ${(p.peakMiB / 1024).toFixed(2)} GiB | ${cache ? `${(fs.statSync(path.join(dir, cache)).size / 2 ** 30).toFixed(2)} GiB` : '–'} | ${(p.visionMs / 1000).toFixed(2)} s | ${(p.prefillMs / 1000).toFixed(2)} s | ${p.decodeTokensPerSecond.toFixed(2)} |`);
     }
   }
-  const cpu = os.cpus();
   process.stdout.write([
     '# Weight quantization: load time, memory and speed (CPU)',
     '',
     `${TINYLLAVA.label} with random F32 weights (${(weightsBytes / 2 ** 30).toFixed(2)} GiB model.safetensors); decoder linear layers quantized by FiCoCo at load time (MatMulNBits, blocks of 32, accuracy level 4); the vision tower, embeddings and LM head stay F32.`,
-    `One image (576 visual tokens) + 19 text tokens, 8 new tokens. Machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ONNX Runtime CPU provider. Each row is a fresh process; \`npm run bench:quantized\`.`,
+    `One image (576 visual tokens) + 19 text tokens, 8 new tokens. ${machineLine()} Each row is a fresh process; \`npm run bench:quantized\`.`,
     '',
     '| decoder weights | load | load time | resident after load | peak resident | cache file | vision | LLM prefill | decode tokens/s |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|',

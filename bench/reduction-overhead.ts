@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import { parseArgs } from 'node:util';
 import { LlavaEngine } from '../src/engine/engine';
 import { METHODS, planHooks, planReduction } from '../src/reduction/registry';
-import { syntheticPixels } from './probe';
+import { syntheticPixels } from '../src/cli/benchTiming';
 
 const { values } = parseArgs({ options: { model: { type: 'string' }, budget: { type: 'string', default: '64' }, methods: { type: 'string' }, 'text-tokens': { type: 'string', default: '60' } } });
 const modelDir = values.model ?? 'test/fixtures/tiny-llava-llama';

@@ -15,7 +15,7 @@ import { llavaTowers } from '../src/engine/models/llava';
 import { SessionFactory } from '../src/engine/runtime/provider';
 import { WeightIndex } from '../src/engine/weights/safetensors';
 import { HookSite, ReductionHook } from '../src/reduction/tokenState';
-import { syntheticPixels } from './probe';
+import { syntheticPixels } from '../src/cli/benchTiming';
 
 const { values } = parseArgs({ options: { model: { type: 'string' }, runs: { type: 'string', default: '3' }, 'text-tokens': { type: 'string', default: '60' } } });
 const modelDir = values.model ?? 'test/fixtures/tiny-llava-llama';

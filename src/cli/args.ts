@@ -1,5 +1,6 @@
-import { WEIGHT_QUANTIZATIONS, WeightQuantization } from '../engine/weights/quantize';
 import { FicocoError } from '../engine/errors';
+import { PROVIDERS, ProviderSetting } from '../engine/runtime/provider';
+import { WEIGHT_QUANTIZATIONS, WeightQuantization } from '../engine/weights/quantize';
 import { Budget, ParamValue } from '../reduction/method';
 
 export function number(flag: string, text: string, min: number): number {
@@ -40,4 +41,10 @@ export function quantizationArg(value: string | undefined): WeightQuantization {
   if (value === undefined) return 'none';
   if (!(WEIGHT_QUANTIZATIONS as readonly string[]).includes(value)) throw new FicocoError(`--quantize ${value} is not known; use ${WEIGHT_QUANTIZATIONS.join(', ')}.`, 'input');
   return value as WeightQuantization;
+}
+
+/** --provider: auto or one of the execution providers. */
+export function providerArg(value: string): ProviderSetting {
+  if (value !== 'auto' && !(PROVIDERS as readonly string[]).includes(value)) throw new FicocoError(`--provider ${value} is not known; use auto, ${PROVIDERS.join(', ')}.`, 'input');
+  return value as ProviderSetting;
 }

@@ -4,10 +4,11 @@ import { parseArgs } from 'node:util';
 import { findBuiltinModel } from '../engine/builtinModel';
 import { AnswerStats, LlavaEngine } from '../engine/engine';
 import { FicocoError } from '../engine/errors';
-import { PROVIDERS, ProviderSetting } from '../engine/runtime/provider';
+import { PROVIDERS } from '../engine/runtime/provider';
 import { FlopsError } from '../flops/index';
 import { METHODS, ReductionSettingsError } from '../reduction/registry';
-import { budgetArg, integer, number, paramArgs, quantizationArg } from './args';
+import { budgetArg, integer, number, paramArgs, providerArg, quantizationArg } from './args';
+import { BENCH_USAGE, benchCommand } from './bench';
 import { EVAL_USAGE, evalCommand } from './eval';
 import { FLOPS_USAGE, flopsCommand } from './flops';
 import { MODELS_USAGE, modelsCommand, resolveModelArg } from './models';
@@ -36,6 +37,7 @@ const USAGE = `${ASK_USAGE}
 ${FLOPS_USAGE.replace('Usage:\n', '')}
 ${REDUCE_USAGE.replace('Usage:\n', '')}
 ${EVAL_USAGE.replace('Usage:\n', '')}
+${BENCH_USAGE.replace('Usage:\n', '')}
 ${MODELS_USAGE.replace('Usage:\n', '')}
 ${PROVIDERS_USAGE.replace('Usage:\n', '')}`;
 
@@ -45,6 +47,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'flops') return flopsCommand(rest);
   if (command === 'reduce') return reduceCommand(rest);
   if (command === 'eval') return evalCommand(rest);
+  if (command === 'bench') return benchCommand(rest);
   if (command === 'methods') return listMethods();
   if (command === 'models') return modelsCommand(rest);
   if (command === 'providers') return providersCommand(rest);
@@ -76,10 +79,7 @@ async function ask(args: string[]): Promise<number> {
   if (modelDir === undefined) throw new FicocoError('--model DIR is required: this package has no built-in model (models/tiny-llava-screens).', 'input');
   const images = values.image ?? [];
   if (images.length === 0) throw new FicocoError('--image FILE is required: the screenshot or diagram to ask about.', 'input');
-  const provider = values.provider as ProviderSetting;
-  if (provider !== 'auto' && !PROVIDERS.includes(provider as (typeof PROVIDERS)[number])) {
-    throw new FicocoError(`--provider ${provider} is not known; use auto, ${PROVIDERS.join(', ')}.`, 'input');
-  }
+  const provider = providerArg(values.provider);
   const question = positionals.join(' ');
   const imageFiles = images.map((file) => {
     if (!fs.existsSync(file)) throw new FicocoError(`${file} does not exist.`, 'image');

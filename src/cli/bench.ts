@@ -1,0 +1,152 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { findBuiltinModel } from '../engine/builtinModel';
+import { LlavaEngine } from '../engine/engine';
+import { FicocoError } from '../engine/errors';
+import { Budget } from '../reduction/method';
+import { METHODS } from '../reduction/registry';
+import { lineChartSvg } from '../report/lineChart';
+import { budgetArg, integer, number, providerArg, quantizationArg } from './args';
+import { Row, Sample, machineLine, measureMethod, peakResidentMiB, syntheticPixels, syntheticPrompt, timedPrefill, unreducedRow } from './benchTiming';
+import { resolveModelArg } from './models';
+
+export const BENCH_USAGE = `Usage:
+  ficoco bench [--model DIR] [--methods all|a,b] [--budgets 192,128,64] [--runs 3] [--decode 32]
+               [--text-tokens 40] [--provider NAME] [--threads N] [--quantize none|int8|int4]
+               [--out bench/results] [--name NAME]
+
+Measures the speed of every method and budget against the unreduced model on this machine: vision ms,
+LLM prefill ms, time to first token, decode tokens/s, peak resident memory, and the analytic FLOPs
+ratio (the limit a method's speedup can reach). Each method gets a warm-up, then --runs rounds of
+[unreduced prefill, the method at each budget]; speedups are paired within a round, then medians.
+Writes NAME.md, NAME-speedup.svg and NAME-vs-flops.svg to the output folder. Budgets default to a
+third, two ninths and a ninth of the model's visual tokens (192, 128, 64 of 576).
+`;
+
+interface BenchRow extends Row {
+  peakMiB: number;
+}
+
+/** `ficoco bench`: measured prefill speed of every method and budget. */
+export async function benchCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      model: { type: 'string' },
+      methods: { type: 'string', default: 'all' },
+      budgets: { type: 'string' },
+      runs: { type: 'string', default: '3' },
+      decode: { type: 'string', default: '32' },
+      'text-tokens': { type: 'string', default: '40' },
+      provider: { type: 'string', default: 'cpu' },
+      threads: { type: 'string' },
+      quantize: { type: 'string' },
+      // A decoder cut to fewer layers (bench/prefill.ts): its LLM milliseconds and FLOPs times this.
+      'llm-scale': { type: 'string', default: '1' },
+      label: { type: 'string' },
+      out: { type: 'string', default: 'bench/results' },
+      name: { type: 'string' },
+      help: { type: 'boolean' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(BENCH_USAGE);
+    return 0;
+  }
+  const modelDir = values.model !== undefined ? resolveModelArg(values.model) : findBuiltinModel(__dirname);
+  if (modelDir === undefined) throw new FicocoError('--model DIR is required: this package has no built-in model.', 'input');
+  const methods = values.methods === 'all' ? METHODS.map((m) => m.name) : values.methods.split(',').map((m) => m.trim());
+  const options = { runs: integer('--runs', values.runs, 1), decode: integer('--decode', values.decode, 0), llmScale: number('--llm-scale', values['llm-scale'], 1) };
+  const givenBudgets = values.budgets?.split(',').map((b) => budgetArg(b.trim()));
+  const textTokens = integer('--text-tokens', values['text-tokens'], 5);
+  const provider = providerArg(values.provider);
+  const load = { provider, threads: values.threads ? integer('--threads', values.threads, 1) : undefined, quantization: quantizationArg(values.quantize) };
+  const engine = await LlavaEngine.load(modelDir, load);
+  // A second engine keeps the unreduced sessions: switching plans on one engine rebuilds them.
+  const reference = await LlavaEngine.load(modelDir, load);
+  const rows: BenchRow[] = [];
+  const unreduced: Sample[] = [];
+  let unreducedPeakMiB = 0;
+  try {
+    const visualTokens = engine.reductionShape.visualTokens;
+    const budgets: Budget[] = givenBudgets ?? [3, 4.5, 9].map((share) => ({ tokens: Math.round(visualTokens / share) }));
+    const prompt = syntheticPrompt(engine, textTokens, syntheticPixels(engine.config.vision.imageSize));
+    await timedPrefill(reference, prompt, []);
+    unreduced.push(await timedPrefill(reference, prompt, [], options.decode));
+    unreducedPeakMiB = peakResidentMiB();
+    for (const method of methods) {
+      const measured = await measureMethod(engine, reference, prompt, method, budgets, options);
+      unreduced.push(...measured.unreduced);
+      for (const row of measured.rows) {
+        rows.push({ ...row, peakMiB: peakResidentMiB() });
+        process.stderr.write(`${method} ${row.budget}: vision ${row.visionMs.toFixed(0)} ms, LLM ${row.llmMs.toFixed(0)} ms, ${row.pairedSpeedup.toFixed(2)}×\n`);
+      }
+    }
+  } finally {
+    await engine.dispose();
+    await reference.dispose();
+  }
+  const allRows = [{ ...unreducedRow(unreduced, options.llmScale), peakMiB: unreducedPeakMiB }, ...rows];
+  const name = values.name ?? `prefill-${path.basename(path.resolve(modelDir))}`;
+  const label = values.label ?? path.basename(path.resolve(modelDir));
+  const scaled = options.llmScale !== 1 ? ` LLM prefill ms and FLOPs are scaled ×${options.llmScale} from the cut decoder to full depth; TTFT and decode tokens/s are the cut model's.` : '';
+  const table = reportTable(allRows, options.llmScale);
+  const baseline = allRows[0];
+  fs.mkdirSync(values.out, { recursive: true });
+  writeCharts(values.out, name, label, allRows, options.llmScale);
+  fs.writeFileSync(path.join(values.out, `${name}.md`), [
+    `# ${name}`,
+    '',
+    `\`ficoco bench ${args.map((a) => (/\s/.test(a) ? JSON.stringify(a) : a)).join(' ')}\``,
+    '',
+    `${label} (${modelDir}${load.quantization === 'none' ? '' : `, decoder weights ${load.quantization}`}); one image (${baseline.keptTokens} visual tokens) and ${textTokens} text tokens.${scaled} ${machineLine(engine.provider)}`,
+    '',
+    `Per method: one warm-up, then ${options.runs} rounds of [unreduced prefill, the method at each budget]; medians. Speedups are paired: each reduced prefill is divided into the unreduced one run just before it, then the median is taken. Unreduced prefills across the run: ${Math.min(...baseline.prefills).toFixed(0)}–${Math.max(...baseline.prefills).toFixed(0)} ms (the machine's noise). Decode tokens/s: ${options.decode} tokens after the first, in the first round. Peak resident memory is the process's high-water mark so far with both engines loaded, so it only grows down the table.`,
+    '',
+    ...table,
+    '',
+    `![speedup](${name}-speedup.svg)`,
+    '',
+    `![speedup vs FLOPs](${name}-vs-flops.svg)`,
+    '',
+  ].join('\n'));
+  process.stdout.write(`${table.join('\n')}\n\nwrote ${path.join(values.out, `${name}.md`)}, ${name}-speedup.svg and ${name}-vs-flops.svg\n`);
+  return 0;
+}
+
+const prefillMs = (row: Row, llmScale: number) => row.visionMs + llmScale * row.llmMs;
+const flopsOf = (row: Row, llmScale: number) => row.visionFlops + llmScale * row.llmFlops;
+
+function reportTable(rows: BenchRow[], llmScale: number): string[] {
+  const [baseline] = rows;
+  return [
+    '| method | budget | visual tokens kept | vision ms | LLM prefill ms | TTFT ms | prefill speedup | FLOPs ratio | speedup / FLOPs ratio | reduction steps ms (% of prefill) | decode tokens/s | peak resident GiB |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...rows.map((r) => {
+      const flopsRatio = flopsOf(baseline, llmScale) / flopsOf(r, llmScale);
+      const steps = `${r.stepsMs.toFixed(1)} (${((100 * r.stepsMs) / prefillMs(r, llmScale)).toFixed(1)} %)`;
+      return `| ${r.method} | ${r.budget} | ${r.keptTokens} | ${r.visionMs.toFixed(0)} | ${(llmScale * r.llmMs).toFixed(0)} | ${r.ttftMs.toFixed(0)} | ${r.pairedSpeedup.toFixed(2)}× | ${flopsRatio.toFixed(2)}× | ${((100 * r.pairedSpeedup) / flopsRatio).toFixed(0)} % | ${steps} | ${Number.isNaN(r.decodeTokensPerSecond) ? '–' : r.decodeTokensPerSecond.toFixed(2)} | ${(r.peakMiB / 1024).toFixed(2)} |`;
+    }),
+  ];
+}
+
+function writeCharts(out: string, name: string, label: string, rows: BenchRow[], llmScale: number): void {
+  const [baseline, ...reduced] = rows;
+  const flopsRatio = (r: Row) => flopsOf(baseline, llmScale) / flopsOf(r, llmScale);
+  const methods = [...new Set(reduced.map((r) => r.method))];
+  const series = (x: (r: Row) => number) => methods.map((method) => ({ name: method, points: reduced.filter((r) => r.method === method).map((r): [number, number] => [x(r), r.pairedSpeedup]) }));
+  fs.writeFileSync(path.join(out, `${name}-speedup.svg`), lineChartSvg({
+    title: `Prefill speedup against visual tokens kept (${label})`,
+    xLabel: 'visual tokens kept',
+    yLabel: 'measured prefill speedup (×)',
+    series: series((r) => r.keptTokens),
+  }));
+  fs.writeFileSync(path.join(out, `${name}-vs-flops.svg`), lineChartSvg({
+    title: 'Measured prefill speedup against the analytic FLOPs ratio (y = x: the limit)',
+    xLabel: 'FLOPs ratio, unreduced / reduced (×)',
+    yLabel: 'measured prefill speedup (×)',
+    diagonal: true,
+    series: series(flopsRatio),
+  }));
+}

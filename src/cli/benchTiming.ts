@@ -1,0 +1,153 @@
+/**
+ * Timed prefills of one method against the unreduced model (`ficoco bench`, bench/scaling.ts).
+ * Two engines hold the two plans (switching plans on one engine rebuilds its sessions); in every round the
+ * unreduced prefill runs right before the method's, so each speedup is a ratio of neighbouring runs and
+ * drift on a shared machine cancels out.
+ */
+import * as os from 'node:os';
+import { LlavaEngine } from '../engine/engine';
+import { Budget } from '../reduction/method';
+import { planHooks, planReduction } from '../reduction/registry';
+import type { ReductionHook } from '../reduction/tokenState';
+
+export interface Sample {
+  visionMs: number;
+  llmMs: number;
+  ttftMs: number;
+  /** time inside reduction steps (JavaScript), part of visionMs + llmMs */
+  stepsMs: number;
+  keptTokens: number;
+  /** vision tower + projector, and decoder, analytic FLOPs of this prefill */
+  visionFlops: number;
+  llmFlops: number;
+  /** tokens/s over `decode` tokens after the first; only where decoding was asked for */
+  decodeTokensPerSecond?: number;
+}
+
+export interface Row extends Omit<Sample, 'decodeTokensPerSecond'> {
+  method: string;
+  /** the budget as given ("64", "25%"), or "all" unreduced */
+  budget: string;
+  decodeTokensPerSecond: number;
+  /** median over rounds of (unreduced prefill right before) / (this prefill), LLM part scaled by llmScale */
+  pairedSpeedup: number;
+  /** every timed prefill (vision + scaled LLM), ms */
+  prefills: number[];
+}
+
+export interface Prompt {
+  ids: number[];
+  pixels: Float32Array[];
+}
+
+export const median = (xs: readonly number[]): number => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+};
+
+/** `textTokens` token ids around one image placeholder (five before it, as a chat template puts them). */
+export function syntheticPrompt(engine: LlavaEngine, textTokens: number, pixels: Float32Array): Prompt {
+  const text = Array.from({ length: textTokens }, (_, i) => 10 + (i % 50));
+  return { ids: [...text.slice(0, 5), engine.config.imageTokenId, ...text.slice(5)], pixels: [pixels] };
+}
+
+/** One generation of 1 + `decode` tokens, timed. */
+export async function timedPrefill(engine: LlavaEngine, prompt: Prompt, hooks: ReductionHook[], decode = 0): Promise<Sample> {
+  const started = performance.now();
+  let ttftMs = 0;
+  const result = await engine.generate(prompt.ids, prompt.pixels, { maxNewTokens: decode + 1, stopTokenIds: [], hooks, onToken: () => (ttftMs ||= performance.now() - started) });
+  const lastStep = result.steps[result.steps.length - 1];
+  return {
+    visionMs: result.timings.visionMs,
+    llmMs: result.timings.prefillMs,
+    ttftMs,
+    stepsMs: result.steps.reduce((sum, step) => sum + step.ms, 0),
+    keptTokens: lastStep ? lastStep.tokensAfter : result.visualTokens[0].atDecoder,
+    visionFlops: result.flops.run.vision + result.flops.run.projector,
+    llmFlops: result.flops.run.llm,
+    ...(decode > 0 ? { decodeTokensPerSecond: (decode * 1000) / result.timings.decodeMs } : {}),
+  };
+}
+
+export interface GroupOptions {
+  runs: number;
+  decode: number;
+  /** multiplies LLM milliseconds (a cut decoder scaled to full depth) */
+  llmScale: number;
+}
+
+/**
+ * One method at several budgets: a warm-up prefill (it builds the method's sessions), then `runs` rounds of
+ * [unreduced on `reference`, each budget on `engine`]; the first round also decodes `decode` tokens.
+ * Returns the method's rows and the round's unreduced samples.
+ */
+export async function measureMethod(
+  engine: LlavaEngine,
+  reference: LlavaEngine,
+  prompt: Prompt,
+  method: string,
+  budgets: readonly Budget[],
+  options: GroupOptions,
+): Promise<{ rows: Row[]; unreduced: Sample[] }> {
+  const plans = budgets.map((budget) => planHooks(planReduction(method, budget, engine.reductionShape)));
+  const prefillMs = (sample: Sample) => sample.visionMs + options.llmScale * sample.llmMs;
+  await timedPrefill(engine, prompt, plans[0]);
+  const unreduced: Sample[] = [];
+  const samples: Sample[][] = budgets.map(() => []);
+  const ratios: number[][] = budgets.map(() => []);
+  for (let round = 0; round < options.runs; round++) {
+    const before = await timedPrefill(reference, prompt, []);
+    unreduced.push(before);
+    for (const [i, hooks] of plans.entries()) {
+      const sample = await timedPrefill(engine, prompt, hooks, round === 0 ? options.decode : 0);
+      samples[i].push(sample);
+      ratios[i].push(prefillMs(before) / prefillMs(sample));
+    }
+  }
+  const rows = budgets.map((budget, i) => summarize(method, budgetLabel(budget), samples[i], ratios[i], options.llmScale));
+  return { rows, unreduced };
+}
+
+/** The unreduced row from every unreduced sample of a run; its speedup is 1 by definition. */
+export function unreducedRow(samples: readonly Sample[], llmScale: number): Row {
+  return summarize('none', 'all', samples, samples.map(() => 1), llmScale);
+}
+
+export const budgetLabel = (budget: Budget): string => ('tokens' in budget ? String(budget.tokens) : `${+(100 * budget.ratio).toFixed(1)}%`);
+
+function summarize(method: string, budget: string, samples: readonly Sample[], ratios: readonly number[], llmScale: number): Row {
+  const of = (key: 'visionMs' | 'llmMs' | 'ttftMs' | 'stepsMs') => median(samples.map((s) => s[key]));
+  const decoded = samples.find((s) => s.decodeTokensPerSecond !== undefined);
+  const last = samples[samples.length - 1];
+  return {
+    method,
+    budget,
+    visionMs: of('visionMs'),
+    llmMs: of('llmMs'),
+    ttftMs: of('ttftMs'),
+    stepsMs: of('stepsMs'),
+    keptTokens: last.keptTokens,
+    visionFlops: last.visionFlops,
+    llmFlops: last.llmFlops,
+    decodeTokensPerSecond: decoded?.decodeTokensPerSecond ?? Number.NaN,
+    pairedSpeedup: median(ratios),
+    prefills: samples.map((s) => s.visionMs + llmScale * s.llmMs),
+  };
+}
+
+/** One sentence naming the machine a benchmark ran on, and the date. */
+export function machineLine(provider = 'cpu'): string {
+  const cpu = os.cpus();
+  return `Machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ONNX Runtime ${provider} provider, Node ${process.versions.node}; ${new Date().toISOString().slice(0, 10)}.`;
+}
+
+/** Pixel values [3, side, side] that vary smoothly (content does not change the cost; shapes do). */
+export function syntheticPixels(side: number): Float32Array {
+  return Float32Array.from({ length: 3 * side * side }, (_, i) => Math.sin(i * 0.001));
+}
+
+/** The process's peak resident memory so far, in MiB. */
+export function peakResidentMiB(): number {
+  return process.resourceUsage().maxRSS / 1024;
+}
