@@ -3,18 +3,17 @@
  * server on 127.0.0.1 serving the TinyLLaVA-shaped random model: what the client side costs, the network
  * taken out. Also the same with one dropped connection mid-file, resumed.
  *
- *   node --import tsx bench/download-throughput.ts [--dir /tmp/ficoco-bench/tinyllava-f32] > bench/results/download-throughput.md
+ *   node --import tsx bench/download-throughput.ts [--dir $TMPDIR/ficoco-bench/tinyllava-clip-tinyllama-f32] > bench/results/download-throughput.md
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import { machineLine } from '../src/cli/benchTiming';
 import { downloadModel, planDownload } from '../src/hub/download';
 import { startFakeHub } from '../test/helpers/fakeHub';
-import { machineLine } from '../src/cli/benchTiming';
-import { TINYLLAVA, writeRandomModel } from './randomModel';
+import { TINYLLAVA, randomModelDir, writeRandomModel } from './randomModel';
 
-const { values } = parseArgs({ options: { dir: { type: 'string', default: path.join(os.tmpdir(), 'ficoco-bench', 'tinyllava-f32') } } });
+const { values } = parseArgs({ options: { dir: { type: 'string', default: randomModelDir(TINYLLAVA) } } });
 
 async function main(): Promise<void> {
   const source = writeRandomModel(TINYLLAVA, values.dir!, 'F32');

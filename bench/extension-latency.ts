@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import { median } from '../src/cli/benchTiming';
 import { findBuiltinModel } from '../src/engine/builtinModel';
 import { type AskOptions, EngineClient } from '../src/extension/engineClient';
 import { prefillMs } from '../src/extension/speedup';
@@ -20,7 +21,6 @@ const ROOT = path.resolve(__dirname, '..');
 const HOST = path.join(ROOT, 'dist', 'host.js');
 const COLD_STARTS = 3;
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function main() {
   const modelDir = findBuiltinModel(__dirname);

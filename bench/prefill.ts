@@ -6,10 +6,8 @@
  *
  *   node --import tsx bench/prefill.ts [--arch tinyllava|llava-7b] [--layers 4] [ficoco bench options]
  */
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { benchCommand } from '../src/cli/bench';
-import { TINYLLAVA, llava7b, writeRandomModel } from './randomModel';
+import { TINYLLAVA, llava7b, randomModelDir, writeRandomModel } from './randomModel';
 
 let archName = 'tinyllava';
 let layers = 4;
@@ -20,6 +18,6 @@ for (let i = 2; i < process.argv.length; i++) {
   else passed.push(process.argv[i]);
 }
 const arch = archName === 'llava-7b' ? llava7b(layers) : TINYLLAVA;
-const modelDir = writeRandomModel(arch, path.join(os.tmpdir(), 'ficoco-bench', `${arch.name}-f32`), 'F32');
+const modelDir = writeRandomModel(arch, randomModelDir(arch), 'F32');
 const scale = arch === TINYLLAVA ? [] : ['--llm-scale', String(32 / layers)];
 void benchCommand(['--model', modelDir, '--label', `${arch.label}, random F32 weights (bench/prefill.ts)`, '--name', `prefill-${arch.name}`, ...scale, ...passed]).then((code) => (process.exitCode = code));

@@ -3,17 +3,16 @@
  * TinyLlama-1.1B, random F32 weights) with the decoder's weights as stored, int8 and int4. Each load runs
  * in a fresh process; "first load" includes quantizing and writing the cache, "cached" reads it.
  *
- *   node --import tsx bench/quantized-load.ts [--dir /tmp/ficoco-bench/tinyllava-f32] > bench/results/quantized-load.md
+ *   node --import tsx bench/quantized-load.ts [--dir $TMPDIR/ficoco-bench/tinyllava-clip-tinyllama-f32] > bench/results/quantized-load.md
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import { machineLine, peakResidentMiB, syntheticPixels } from '../src/cli/benchTiming';
 import { LlavaEngine } from '../src/engine/engine';
 import { WeightQuantization } from '../src/engine/weights/quantize';
-import { TINYLLAVA, writeRandomModel } from './randomModel';
-import { machineLine, peakResidentMiB, syntheticPixels } from '../src/cli/benchTiming';
+import { TINYLLAVA, randomModelDir, writeRandomModel } from './randomModel';
 
 interface Probe {
   loadMs: number;
@@ -24,7 +23,7 @@ interface Probe {
   decodeTokensPerSecond: number;
 }
 
-const { values } = parseArgs({ options: { dir: { type: 'string', default: path.join(os.tmpdir(), 'ficoco-bench', 'tinyllava-f32') }, probe: { type: 'string' }, threads: { type: 'string' } } });
+const { values } = parseArgs({ options: { dir: { type: 'string', default: randomModelDir(TINYLLAVA) }, probe: { type: 'string' }, threads: { type: 'string' } } });
 
 /** In the child: load, answer once (8 new tokens), report. */
 async function probe(dir: string, quantization: WeightQuantization): Promise<void> {

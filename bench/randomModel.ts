@@ -4,6 +4,7 @@
  * fixture's (its ids stay below every vocabulary size here).
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { float32ToFloat16 } from '../src/engine/weights/dtype';
 import { safetensorsPrefix } from '../src/engine/weights/safetensorsWriter';
@@ -37,6 +38,11 @@ export function llava7b(layers: number): RandomArchitecture {
 export function withImageSize(arch: RandomArchitecture, imageSize: number): RandomArchitecture {
   const tokens = (imageSize / arch.vision.patch) ** 2;
   return { ...arch, name: `${arch.name}-${imageSize}px`, label: `${arch.label}, ${imageSize} px input (${tokens} visual tokens)`, vision: { ...arch.vision, imageSize } };
+}
+
+/** Where the benchmarks keep `arch`'s F32 random model: $TMPDIR/ficoco-bench/<name>-f32. */
+export function randomModelDir(arch: RandomArchitecture): string {
+  return path.join(os.tmpdir(), 'ficoco-bench', `${arch.name}-f32`);
 }
 
 const FIXTURE = path.join(__dirname, '..', 'test', 'fixtures', 'tiny-llava-llama');

@@ -7,6 +7,7 @@
  *   node --import tsx bench/reduction-steps.ts [--methods a,b] [--budget 64]
  */
 import { parseArgs } from 'node:util';
+import { median } from '../src/cli/benchTiming';
 import { cosineMatrix, seededRandom } from '../src/reduction/arrays';
 import { runStep } from '../src/reduction/paradigm';
 import { METHODS, planReduction } from '../src/reduction/registry';
@@ -43,7 +44,6 @@ function syntheticView(site: SiteView['site']): SiteView {
   };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const names = values.methods ? values.methods.split(',') : METHODS.map((m) => m.name);
 console.log(`| method | first step | removes | ms (median of 15) |`);
 console.log('|---|---|---:|---:|');

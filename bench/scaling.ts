@@ -7,13 +7,12 @@
  *   node --import tsx bench/scaling.ts [--sizes 168,336,476,672] [--text 40,320,1280] [--method ficoco-v] [--runs 2]
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import { Row, flopsOf, machineLine, measureMethod, prefillMs, syntheticPixels, syntheticPrompt, timedPrefill, unreducedRow } from '../src/cli/benchTiming';
 import { LlavaEngine } from '../src/engine/engine';
 import { lineChartSvg } from '../src/report/lineChart';
-import { Row, machineLine, measureMethod, syntheticPixels, syntheticPrompt, timedPrefill, unreducedRow } from '../src/cli/benchTiming';
-import { TINYLLAVA, withImageSize, writeRandomModel } from './randomModel';
+import { TINYLLAVA, randomModelDir, withImageSize, writeRandomModel } from './randomModel';
 
 const { values } = parseArgs({
   options: {
@@ -59,22 +58,17 @@ async function measurePoints(modelDir: string, textLengths: readonly number[]): 
   return points;
 }
 
-const prefillMs = (row: Row) => row.visionMs + row.llmMs;
-const flops = (row: Row) => row.visionFlops + row.llmFlops;
-
 async function main(): Promise<void> {
-  const root = path.join(os.tmpdir(), 'ficoco-bench');
   const imagePoints: Point[] = [];
   for (const size of values.sizes!.split(',').map(Number)) {
-    const arch = withImageSize(TINYLLAVA, size);
     const isBase = size === Number(values['base-size']);
-    const dir = isBase ? path.join(root, `${TINYLLAVA.name}-f32`) : path.join(root, `${arch.name}-f32`);
-    writeRandomModel(isBase ? TINYLLAVA : arch, dir, 'F32');
+    const arch = isBase ? TINYLLAVA : withImageSize(TINYLLAVA, size);
+    const dir = writeRandomModel(arch, randomModelDir(arch), 'F32');
     imagePoints.push(...(await measurePoints(dir, [BASE_TEXT_TOKENS])));
     // The other sizes' 5 GiB folders are only needed for this run.
     if (!isBase) fs.rmSync(dir, { recursive: true, force: true });
   }
-  const base = writeRandomModel(TINYLLAVA, path.join(root, `${TINYLLAVA.name}-f32`), 'F32');
+  const base = writeRandomModel(TINYLLAVA, randomModelDir(TINYLLAVA), 'F32');
   const promptPoints = await measurePoints(base, values.text!.split(',').map(Number));
   writeReport(imagePoints, promptPoints);
 }
@@ -86,7 +80,7 @@ function writeReport(imagePoints: Point[], promptPoints: Point[]): void {
     header,
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...points.map(({ visualTokens, textTokens, unreduced, reduced }) => {
-      const flopsRatio = flops(unreduced) / flops(reduced);
+      const flopsRatio = flopsOf(unreduced) / flopsOf(reduced);
       return `| ${visualTokens} | ${textTokens} | ${unreduced.visionMs.toFixed(0)} | ${unreduced.llmMs.toFixed(0)} | ${prefillMs(unreduced).toFixed(0)} | ${reduced.keptTokens} | ${reduced.visionMs.toFixed(0)} | ${reduced.llmMs.toFixed(0)} | ${prefillMs(reduced).toFixed(0)} | ${reduced.pairedSpeedup.toFixed(2)}× | ${flopsRatio.toFixed(2)}× | ${((100 * reduced.pairedSpeedup) / flopsRatio).toFixed(0)} % |`;
     }),
   ];

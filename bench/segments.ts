@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
+import { median, syntheticPixels } from '../src/cli/benchTiming';
 import { LlavaEngine } from '../src/engine/engine';
 import { buildSegment } from '../src/engine/graph/segment';
 import { LlavaConfig } from '../src/engine/models/config';
@@ -15,13 +16,11 @@ import { llavaTowers } from '../src/engine/models/llava';
 import { SessionFactory } from '../src/engine/runtime/provider';
 import { WeightIndex } from '../src/engine/weights/safetensors';
 import { HookSite, ReductionHook } from '../src/reduction/tokenState';
-import { syntheticPixels } from '../src/cli/benchTiming';
 
 const { values } = parseArgs({ options: { model: { type: 'string' }, runs: { type: 'string', default: '3' }, 'text-tokens': { type: 'string', default: '60' } } });
 const modelDir = values.model ?? 'test/fixtures/tiny-llava-llama';
 const runs = Number(values.runs);
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const identity = (site: HookSite): ReductionHook => ({ site, needs: {}, reduce: (view) => view });
 
 async function main() {

@@ -8,7 +8,7 @@ import { Budget } from '../reduction/method';
 import { METHODS } from '../reduction/registry';
 import { lineChartSvg } from '../report/lineChart';
 import { budgetArg, integer, number, providerArg, quantizationArg } from './args';
-import { Row, Sample, machineLine, measureMethod, peakResidentMiB, syntheticPixels, syntheticPrompt, timedPrefill, unreducedRow } from './benchTiming';
+import { Row, Sample, flopsOf, machineLine, measureMethod, peakResidentMiB, prefillMs, syntheticPixels, syntheticPrompt, timedPrefill, unreducedRow } from './benchTiming';
 import { resolveModelArg } from './models';
 
 export const BENCH_USAGE = `Usage:
@@ -115,8 +115,7 @@ export async function benchCommand(args: string[]): Promise<number> {
   return 0;
 }
 
-const prefillMs = (row: Row, llmScale: number) => row.visionMs + llmScale * row.llmMs;
-const flopsOf = (row: Row, llmScale: number) => row.visionFlops + llmScale * row.llmFlops;
+const flopsRatio = (baseline: Row, row: Row, llmScale: number) => flopsOf(baseline, llmScale) / flopsOf(row, llmScale);
 
 function reportTable(rows: BenchRow[], llmScale: number): string[] {
   const [baseline] = rows;
@@ -124,16 +123,15 @@ function reportTable(rows: BenchRow[], llmScale: number): string[] {
     '| method | budget | visual tokens kept | vision ms | LLM prefill ms | TTFT ms | prefill speedup | FLOPs ratio | speedup / FLOPs ratio | reduction steps ms (% of prefill) | decode tokens/s | peak resident GiB |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...rows.map((r) => {
-      const flopsRatio = flopsOf(baseline, llmScale) / flopsOf(r, llmScale);
+      const ratio = flopsRatio(baseline, r, llmScale);
       const steps = `${r.stepsMs.toFixed(1)} (${((100 * r.stepsMs) / prefillMs(r, llmScale)).toFixed(1)} %)`;
-      return `| ${r.method} | ${r.budget} | ${r.keptTokens} | ${r.visionMs.toFixed(0)} | ${(llmScale * r.llmMs).toFixed(0)} | ${r.ttftMs.toFixed(0)} | ${r.pairedSpeedup.toFixed(2)}× | ${flopsRatio.toFixed(2)}× | ${((100 * r.pairedSpeedup) / flopsRatio).toFixed(0)} % | ${steps} | ${Number.isNaN(r.decodeTokensPerSecond) ? '–' : r.decodeTokensPerSecond.toFixed(2)} | ${(r.peakMiB / 1024).toFixed(2)} |`;
+      return `| ${r.method} | ${r.budget} | ${r.keptTokens} | ${r.visionMs.toFixed(0)} | ${(llmScale * r.llmMs).toFixed(0)} | ${r.ttftMs.toFixed(0)} | ${r.pairedSpeedup.toFixed(2)}× | ${ratio.toFixed(2)}× | ${((100 * r.pairedSpeedup) / ratio).toFixed(0)} % | ${steps} | ${Number.isNaN(r.decodeTokensPerSecond) ? '–' : r.decodeTokensPerSecond.toFixed(2)} | ${(r.peakMiB / 1024).toFixed(2)} |`;
     }),
   ];
 }
 
 function writeCharts(out: string, name: string, label: string, rows: BenchRow[], llmScale: number): void {
   const [baseline, ...reduced] = rows;
-  const flopsRatio = (r: Row) => flopsOf(baseline, llmScale) / flopsOf(r, llmScale);
   const methods = [...new Set(reduced.map((r) => r.method))];
   const series = (x: (r: Row) => number) => methods.map((method) => ({ name: method, points: reduced.filter((r) => r.method === method).map((r): [number, number] => [x(r), r.pairedSpeedup]) }));
   fs.writeFileSync(path.join(out, `${name}-speedup.svg`), lineChartSvg({
@@ -147,6 +145,6 @@ function writeCharts(out: string, name: string, label: string, rows: BenchRow[],
     xLabel: 'FLOPs ratio, unreduced / reduced (×)',
     yLabel: 'measured prefill speedup (×)',
     diagonal: true,
-    series: series(flopsRatio),
+    series: series((r) => flopsRatio(baseline, r, llmScale)),
   }));
 }

@@ -40,6 +40,12 @@ export interface Prompt {
   pixels: Float32Array[];
 }
 
+/** Vision + LLM prefill ms of a sample or row, the LLM part times `llmScale` (a cut decoder scaled to full depth). */
+export const prefillMs = (sample: Pick<Sample, 'visionMs' | 'llmMs'>, llmScale = 1): number => sample.visionMs + llmScale * sample.llmMs;
+
+/** Analytic prefill FLOPs of a sample or row, scaled like prefillMs. */
+export const flopsOf = (sample: Pick<Sample, 'visionFlops' | 'llmFlops'>, llmScale = 1): number => sample.visionFlops + llmScale * sample.llmFlops;
+
 export const median = (xs: readonly number[]): number => {
   const sorted = [...xs].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
@@ -91,7 +97,6 @@ export async function measureMethod(
   options: GroupOptions,
 ): Promise<{ rows: Row[]; unreduced: Sample[] }> {
   const plans = budgets.map((budget) => planHooks(planReduction(method, budget, engine.reductionShape)));
-  const prefillMs = (sample: Sample) => sample.visionMs + options.llmScale * sample.llmMs;
   await timedPrefill(engine, prompt, plans[0]);
   const unreduced: Sample[] = [];
   const samples: Sample[][] = budgets.map(() => []);
@@ -102,7 +107,7 @@ export async function measureMethod(
     for (const [i, hooks] of plans.entries()) {
       const sample = await timedPrefill(engine, prompt, hooks, round === 0 ? options.decode : 0);
       samples[i].push(sample);
-      ratios[i].push(prefillMs(before) / prefillMs(sample));
+      ratios[i].push(prefillMs(before, options.llmScale) / prefillMs(sample, options.llmScale));
     }
   }
   const rows = budgets.map((budget, i) => summarize(method, budgetLabel(budget), samples[i], ratios[i], options.llmScale));
@@ -132,7 +137,7 @@ function summarize(method: string, budget: string, samples: readonly Sample[], r
     llmFlops: last.llmFlops,
     decodeTokensPerSecond: decoded?.decodeTokensPerSecond ?? Number.NaN,
     pairedSpeedup: median(ratios),
-    prefills: samples.map((s) => s.visionMs + llmScale * s.llmMs),
+    prefills: samples.map((s) => prefillMs(s, llmScale)),
   };
 }
 
