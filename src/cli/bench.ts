@@ -8,7 +8,7 @@ import { Budget } from '../reduction/method';
 import { METHODS } from '../reduction/registry';
 import { lineChartSvg } from '../report/lineChart';
 import { budgetArg, integer, number, providerArg, quantizationArg } from './args';
-import { Row, Sample, flopsOf, machineLine, measureMethod, peakResidentMiB, prefillMs, syntheticPixels, syntheticPrompt, timedPrefill, unreducedRow } from './benchTiming';
+import { Row, Sample, flopsOf, machineLine, measureMethod, peakResidentMiB, prefillCpuMs, prefillMs, syntheticPixels, syntheticPrompt, timedPrefill, unreducedRow } from './benchTiming';
 import { resolveModelArg } from './models';
 
 export const BENCH_USAGE = `Usage:
@@ -80,7 +80,7 @@ export async function benchCommand(args: string[]): Promise<number> {
       unreduced.push(...measured.unreduced);
       for (const row of measured.rows) {
         rows.push({ ...row, peakMiB: peakResidentMiB() });
-        process.stderr.write(`${method} ${row.budget}: vision ${row.visionMs.toFixed(0)} ms, LLM ${row.llmMs.toFixed(0)} ms, ${row.pairedSpeedup.toFixed(2)}×\n`);
+        process.stderr.write(`${method} ${row.budget}: vision ${row.visionMs.toFixed(0)} ms, LLM ${row.llmMs.toFixed(0)} ms, ${row.pairedSpeedup.toFixed(2)}× (CPU time ${row.pairedCpuSpeedup.toFixed(2)}×)\n`);
       }
     }
   } finally {
@@ -102,7 +102,7 @@ export async function benchCommand(args: string[]): Promise<number> {
     '',
     `${label} (${modelDir}${load.quantization === 'none' ? '' : `, decoder weights ${load.quantization}`}); one image (${baseline.keptTokens} visual tokens) and ${textTokens} text tokens.${scaled} ${machineLine(engine.provider)}`,
     '',
-    `Per method: one warm-up, then ${options.runs} rounds of [unreduced prefill, the method at each budget]; medians. Speedups are paired: each reduced prefill is divided into the unreduced one run just before it, then the median is taken. Unreduced prefills across the run: ${Math.min(...baseline.prefills).toFixed(0)}–${Math.max(...baseline.prefills).toFixed(0)} ms (the machine's noise). Decode tokens/s: ${options.decode} tokens after the first, in the first round. Peak resident memory is the process's high-water mark so far with both engines loaded, so it only grows down the table.`,
+    `Per method: one warm-up, then ${options.runs} rounds of [unreduced prefill, the method at each budget]; medians. Speedups are paired: each reduced prefill is divided into the unreduced one run just before it, then the median is taken. Unreduced prefills across the run: ${Math.min(...baseline.prefills).toFixed(0)}–${Math.max(...baseline.prefills).toFixed(0)} ms (the machine's noise). CPU-time speedups divide CPU time (every thread, user + system) the same way: they count the work done, which waiting for a busy machine does not inflate. CPU steal is the median share of the machine's CPU time the hypervisor gave to other guests during a row's prefills. Major page faults over the whole run: ${allRows.reduce((sum, r) => sum + r.majorFaults, 0)}. Decode tokens/s: ${options.decode} tokens after the first, in the first round. Peak resident memory is the process's high-water mark so far with both engines loaded, so it only grows down the table.`,
     '',
     ...table,
     '',
@@ -120,12 +120,13 @@ const flopsRatio = (baseline: Row, row: Row, llmScale: number) => flopsOf(baseli
 function reportTable(rows: BenchRow[], llmScale: number): string[] {
   const [baseline] = rows;
   return [
-    '| method | budget | visual tokens kept | vision ms | LLM prefill ms | TTFT ms | prefill speedup | FLOPs ratio | speedup / FLOPs ratio | reduction steps ms (% of prefill) | decode tokens/s | peak resident GiB |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| method | budget | visual tokens kept | vision ms | LLM prefill ms | TTFT ms | prefill speedup | CPU-time speedup | FLOPs ratio | speedup / FLOPs ratio | reduction steps ms (% of prefill) | steps CPU ms (% of prefill CPU) | CPU steal | decode tokens/s | peak resident GiB |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...rows.map((r) => {
       const ratio = flopsRatio(baseline, r, llmScale);
       const steps = `${r.stepsMs.toFixed(1)} (${((100 * r.stepsMs) / prefillMs(r, llmScale)).toFixed(1)} %)`;
-      return `| ${r.method} | ${r.budget} | ${r.keptTokens} | ${r.visionMs.toFixed(0)} | ${(llmScale * r.llmMs).toFixed(0)} | ${r.ttftMs.toFixed(0)} | ${r.pairedSpeedup.toFixed(2)}× | ${ratio.toFixed(2)}× | ${((100 * r.pairedSpeedup) / ratio).toFixed(0)} % | ${steps} | ${Number.isNaN(r.decodeTokensPerSecond) ? '–' : r.decodeTokensPerSecond.toFixed(2)} | ${(r.peakMiB / 1024).toFixed(2)} |`;
+      const stepsCpu = `${r.stepsCpuMs.toFixed(1)} (${((100 * r.stepsCpuMs) / prefillCpuMs(r, llmScale)).toFixed(1)} %)`;
+      return `| ${r.method} | ${r.budget} | ${r.keptTokens} | ${r.visionMs.toFixed(0)} | ${(llmScale * r.llmMs).toFixed(0)} | ${r.ttftMs.toFixed(0)} | ${r.pairedSpeedup.toFixed(2)}× | ${r.pairedCpuSpeedup.toFixed(2)}× | ${ratio.toFixed(2)}× | ${((100 * r.pairedSpeedup) / ratio).toFixed(0)} % | ${steps} | ${stepsCpu} | ${Number.isNaN(r.stealShare) ? '–' : `${(100 * r.stealShare).toFixed(1)} %`} | ${Number.isNaN(r.decodeTokensPerSecond) ? '–' : r.decodeTokensPerSecond.toFixed(2)} | ${(r.peakMiB / 1024).toFixed(2)} |`;
     }),
   ];
 }

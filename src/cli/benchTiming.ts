@@ -4,6 +4,7 @@
  * unreduced prefill runs right before the method's, so each speedup is a ratio of neighbouring runs and
  * drift on a shared machine cancels out.
  */
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { LlavaEngine } from '../engine/engine';
 import { Budget } from '../reduction/method';
@@ -16,6 +17,15 @@ export interface Sample {
   ttftMs: number;
   /** time inside reduction steps (JavaScript), part of visionMs + llmMs */
   stepsMs: number;
+  /** CPU time of those steps: what they cost without the stalls a busy machine adds */
+  stepsCpuMs: number;
+  /** CPU time of every thread in vision and LLM prefill: the work done, whatever else the machine was doing */
+  visionCpuMs: number;
+  llmCpuMs: number;
+  /** share of the machine's CPU time the hypervisor gave to other guests during this generation (Linux), else NaN */
+  stealShare: number;
+  /** major page faults during this generation (weights read back from disk) */
+  majorFaults: number;
   keptTokens: number;
   /** vision tower + projector, and decoder, analytic FLOPs of this prefill */
   visionFlops: number;
@@ -31,6 +41,8 @@ export interface Row extends Omit<Sample, 'decodeTokensPerSecond'> {
   decodeTokensPerSecond: number;
   /** median over rounds of (unreduced prefill right before) / (this prefill), LLM part scaled by llmScale */
   pairedSpeedup: number;
+  /** the same ratio of CPU times */
+  pairedCpuSpeedup: number;
   /** every timed prefill (vision + scaled LLM), ms */
   prefills: number[];
 }
@@ -42,6 +54,9 @@ export interface Prompt {
 
 /** Vision + LLM prefill ms of a sample or row, the LLM part times `llmScale` (a cut decoder scaled to full depth). */
 export const prefillMs = (sample: Pick<Sample, 'visionMs' | 'llmMs'>, llmScale = 1): number => sample.visionMs + llmScale * sample.llmMs;
+
+/** Vision + LLM prefill CPU ms, scaled like prefillMs. */
+export const prefillCpuMs = (sample: Pick<Sample, 'visionCpuMs' | 'llmCpuMs'>, llmScale = 1): number => sample.visionCpuMs + llmScale * sample.llmCpuMs;
 
 /** Analytic prefill FLOPs of a sample or row, scaled like prefillMs. */
 export const flopsOf = (sample: Pick<Sample, 'visionFlops' | 'llmFlops'>, llmScale = 1): number => sample.visionFlops + llmScale * sample.llmFlops;
@@ -60,15 +75,23 @@ export function syntheticPrompt(engine: LlavaEngine, textTokens: number, pixels:
 
 /** One generation of 1 + `decode` tokens, timed. */
 export async function timedPrefill(engine: LlavaEngine, prompt: Prompt, hooks: ReductionHook[], decode = 0): Promise<Sample> {
+  const ticksBefore = cpuTicks();
+  const faultsBefore = process.resourceUsage().majorPageFault;
   const started = performance.now();
   let ttftMs = 0;
   const result = await engine.generate(prompt.ids, prompt.pixels, { maxNewTokens: decode + 1, stopTokenIds: [], hooks, onToken: () => (ttftMs ||= performance.now() - started) });
+  const ticksAfter = cpuTicks();
   const lastStep = result.steps[result.steps.length - 1];
   return {
     visionMs: result.timings.visionMs,
     llmMs: result.timings.prefillMs,
     ttftMs,
     stepsMs: result.steps.reduce((sum, step) => sum + step.ms, 0),
+    stepsCpuMs: result.steps.reduce((sum, step) => sum + step.cpuMs, 0),
+    visionCpuMs: result.timings.visionCpuMs,
+    llmCpuMs: result.timings.prefillCpuMs,
+    stealShare: ticksBefore && ticksAfter ? (ticksAfter.steal - ticksBefore.steal) / Math.max(1, ticksAfter.total - ticksBefore.total) : Number.NaN,
+    majorFaults: process.resourceUsage().majorPageFault - faultsBefore,
     keptTokens: lastStep ? lastStep.tokensAfter : result.visualTokens[0].atDecoder,
     visionFlops: result.flops.run.vision + result.flops.run.projector,
     llmFlops: result.flops.run.llm,
@@ -101,6 +124,7 @@ export async function measureMethod(
   const unreduced: Sample[] = [];
   const samples: Sample[][] = budgets.map(() => []);
   const ratios: number[][] = budgets.map(() => []);
+  const cpuRatios: number[][] = budgets.map(() => []);
   for (let round = 0; round < options.runs; round++) {
     const before = await timedPrefill(reference, prompt, []);
     unreduced.push(before);
@@ -108,21 +132,23 @@ export async function measureMethod(
       const sample = await timedPrefill(engine, prompt, hooks, round === 0 ? options.decode : 0);
       samples[i].push(sample);
       ratios[i].push(prefillMs(before, options.llmScale) / prefillMs(sample, options.llmScale));
+      cpuRatios[i].push(prefillCpuMs(before, options.llmScale) / prefillCpuMs(sample, options.llmScale));
     }
   }
-  const rows = budgets.map((budget, i) => summarize(method, budgetLabel(budget), samples[i], ratios[i], options.llmScale));
+  const rows = budgets.map((budget, i) => summarize(method, budgetLabel(budget), samples[i], { wall: ratios[i], cpu: cpuRatios[i] }, options.llmScale));
   return { rows, unreduced };
 }
 
 /** The unreduced row from every unreduced sample of a run; its speedup is 1 by definition. */
 export function unreducedRow(samples: readonly Sample[], llmScale: number): Row {
-  return summarize('none', 'all', samples, samples.map(() => 1), llmScale);
+  const ones = samples.map(() => 1);
+  return summarize('none', 'all', samples, { wall: ones, cpu: ones }, llmScale);
 }
 
 export const budgetLabel = (budget: Budget): string => ('tokens' in budget ? String(budget.tokens) : `${+(100 * budget.ratio).toFixed(1)}%`);
 
-function summarize(method: string, budget: string, samples: readonly Sample[], ratios: readonly number[], llmScale: number): Row {
-  const of = (key: 'visionMs' | 'llmMs' | 'ttftMs' | 'stepsMs') => median(samples.map((s) => s[key]));
+function summarize(method: string, budget: string, samples: readonly Sample[], ratios: { wall: readonly number[]; cpu: readonly number[] }, llmScale: number): Row {
+  const of = (key: 'visionMs' | 'llmMs' | 'ttftMs' | 'stepsMs' | 'stepsCpuMs' | 'visionCpuMs' | 'llmCpuMs' | 'stealShare') => median(samples.map((s) => s[key]));
   const decoded = samples.find((s) => s.decodeTokensPerSecond !== undefined);
   const last = samples[samples.length - 1];
   return {
@@ -132,13 +158,30 @@ function summarize(method: string, budget: string, samples: readonly Sample[], r
     llmMs: of('llmMs'),
     ttftMs: of('ttftMs'),
     stepsMs: of('stepsMs'),
+    stepsCpuMs: of('stepsCpuMs'),
+    visionCpuMs: of('visionCpuMs'),
+    llmCpuMs: of('llmCpuMs'),
+    stealShare: of('stealShare'),
+    majorFaults: samples.reduce((sum, s) => sum + s.majorFaults, 0),
     keptTokens: last.keptTokens,
     visionFlops: last.visionFlops,
     llmFlops: last.llmFlops,
     decodeTokensPerSecond: decoded?.decodeTokensPerSecond ?? Number.NaN,
-    pairedSpeedup: median(ratios),
+    pairedSpeedup: median(ratios.wall),
+    pairedCpuSpeedup: median(ratios.cpu),
     prefills: samples.map((s) => prefillMs(s, llmScale)),
   };
+}
+
+/** The machine's CPU ticks since boot (/proc/stat): all of them, and those stolen by the hypervisor; undefined where there is no /proc. */
+function cpuTicks(): { total: number; steal: number } | undefined {
+  try {
+    // user nice system idle iowait irq softirq steal (guest time is already inside user)
+    const ticks = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1, 9).map(Number);
+    return { total: ticks.reduce((sum, t) => sum + t, 0), steal: ticks[7] ?? 0 };
+  } catch {
+    return undefined;
+  }
 }
 
 /** One sentence naming the machine a benchmark ran on, and the date. */

@@ -4,19 +4,22 @@ import { parseArgs } from 'node:util';
 import { LlavaEngine } from '../engine/engine';
 import { FicocoError } from '../engine/errors';
 import { Budget } from '../reduction/method';
-import { METHODS, planHooks, planReduction } from '../reduction/registry';
+import { METHODS, findMethod, planHooks, planReduction, resolveParams } from '../reduction/registry';
+import type { ParamValue } from '../reduction/method';
 import { lineChartSvg } from '../report/lineChart';
-import { budgetArg, integer, quantizationArg } from './args';
+import { budgetArg, integer, paramArgs, quantizationArg } from './args';
 import { EvalItem, answerMatches, readEvalSet } from './evalSet';
 
 export const EVAL_USAGE = `Usage:
   ficoco eval --model DIR --data FILE.jsonl [--methods all|a,b] [--budgets 64,32,16] [--limit N]
-              [--max-new-tokens 8] [--quantize none|int8|int4] [--out bench/results] [--name NAME]
+              [--param NAME=VALUE ...] [--max-new-tokens 8] [--quantize none|int8|int4]
+              [--out bench/results] [--name NAME]
 
 Answers every item of an evaluation set (one JSON object per line: image (path relative to the file),
 question, answer, type) with the full visual tokens and with each method at each budget, and writes
 NAME.md (accuracy overall and per question type, visual tokens kept, analytic FLOPs, measured prefill ms)
-and NAME.svg (accuracy against kept tokens, one line per method) to the output folder.
+and NAME.svg (accuracy against kept tokens, one line per method) to the output folder. --param sets a
+parameter of every method evaluated (an ablation: --methods ficoco-v --param penalty=1); the rows name it.
 `;
 
 interface Row {
@@ -40,6 +43,7 @@ export async function evalCommand(args: string[]): Promise<number> {
       data: { type: 'string' },
       methods: { type: 'string', default: 'all' },
       budgets: { type: 'string', default: '64,32,16' },
+      param: { type: 'string', multiple: true },
       limit: { type: 'string' },
       'max-new-tokens': { type: 'string', default: '8' },
       quantize: { type: 'string' },
@@ -56,13 +60,15 @@ export async function evalCommand(args: string[]): Promise<number> {
   const items = readEvalSet(values.data).slice(0, values.limit === undefined ? undefined : integer('--limit', values.limit, 1));
   const methods = values.methods === 'all' ? METHODS.map((m) => m.name) : values.methods.split(',').map((m) => m.trim());
   const budgets = values.budgets.split(',').map((b) => budgetArg(b.trim()));
+  const params = paramArgs(values.param);
+  for (const method of methods) resolveParams(findMethod(method), params);
   const maxNewTokens = integer('--max-new-tokens', values['max-new-tokens'], 1);
   const quantization = quantizationArg(values.quantize);
   const engine = await LlavaEngine.load(values.model, { quantization });
   const name = values.name ?? `eval-${path.basename(path.resolve(values.model))}${quantization === 'none' ? '' : `-${quantization}`}`;
   try {
-    const rows: Row[] = [await evaluate(engine, items, 'none', undefined, maxNewTokens)];
-    for (const method of methods) for (const budget of budgets) rows.push(await evaluate(engine, items, method, budget, maxNewTokens));
+    const rows: Row[] = [await evaluate(engine, items, { method: 'none', params: {} }, undefined, maxNewTokens)];
+    for (const method of methods) for (const budget of budgets) rows.push(await evaluate(engine, items, { method, params }, budget, maxNewTokens));
     const types = [...new Set(items.map((item) => item.type))].sort();
     const table = reportTable(rows, types) + '\n\n' + baselineTable(items, types);
     fs.mkdirSync(values.out, { recursive: true });
@@ -77,10 +83,16 @@ export async function evalCommand(args: string[]): Promise<number> {
   return 0;
 }
 
-async function evaluate(engine: LlavaEngine, items: EvalItem[], method: string, budget: Budget | undefined, maxNewTokens: number): Promise<Row> {
-  const plan = budget ? planReduction(method, budget, engine.reductionShape) : undefined;
+/** A method with the parameters given on the command line; its rows read "ficoco-v penalty=1". */
+interface MethodRun {
+  method: string;
+  params: Record<string, ParamValue>;
+}
+
+async function evaluate(engine: LlavaEngine, items: EvalItem[], run: MethodRun, budget: Budget | undefined, maxNewTokens: number): Promise<Row> {
+  const plan = budget ? planReduction(run.method, budget, engine.reductionShape, run.params) : undefined;
   const row: Row = {
-    method,
+    method: [run.method, ...Object.entries(run.params).map(([name, value]) => `${name}=${value}`)].join(' '),
     budget: budget ? ('tokens' in budget ? String(budget.tokens) : `${Math.round(budget.ratio * 100)}%`) : 'all',
     keptTokens: 0,
     correct: 0,

@@ -49,6 +49,8 @@ export interface StepStat {
   tokensBefore: number;
   tokensAfter: number;
   ms: number;
+  /** CPU time of the step; below `ms` when the machine took the CPU away mid-step */
+  cpuMs: number;
 }
 
 /** Tokens that entered each layer's attention and MLP halves (they differ where a hook sits between them). */
@@ -81,7 +83,8 @@ export interface GenerationResult {
   cacheLengths: number[];
   /** analytic FLOPs of this prefill and of the same prompt without reduction (LLM-Viewer accounting, src/flops) */
   flops: { run: RunFlops; unreduced: RunFlops };
-  timings: { visionMs: number; prefillMs: number; decodeMs: number };
+  /** wall time per phase, and the process's CPU time (all threads) in vision and prefill: unlike wall time, CPU time does not grow when the machine is busy elsewhere */
+  timings: { visionMs: number; prefillMs: number; decodeMs: number; visionCpuMs: number; prefillCpuMs: number };
 }
 
 export interface AskRequest {
@@ -294,6 +297,7 @@ export class LlavaEngine {
     const steps: StepStat[] = [];
 
     const visionStart = performance.now();
+    const visionCpuStart = process.cpuUsage();
     const features: TokenState[] = [];
     const visionTokens: LayerTokens[] = [];
     for (const [image, pixels] of pixelValues.entries()) {
@@ -302,8 +306,10 @@ export class LlavaEngine {
       visionTokens.push(layers);
     }
     const visionMs = performance.now() - visionStart;
+    const visionCpuMs = cpuMsSince(visionCpuStart);
 
     const prefillStart = performance.now();
+    const prefillCpuStart = process.cpuUsage();
     const embedded = await this.embed(inputIds, embedSegments[0]);
     const state = spliceImages(embedded, inputIds, this.config.imageTokenId, features);
     const promptLength = state.count;
@@ -313,6 +319,7 @@ export class LlavaEngine {
     const prefillLogits = await this.runDecoder(decoderSegments, state, cache, prefill);
     const cacheLengths = cache.lengths();
     const prefillMs = performance.now() - prefillStart;
+    const prefillCpuMs = cpuMsSince(prefillCpuStart);
 
     const tokenIds: number[] = [];
     const stopTokens = options.stopTokenIds ?? this.text.stopTokenIds;
@@ -351,7 +358,7 @@ export class LlavaEngine {
       patchFates: prefill.spans.map(patchFates),
       cacheLengths,
       flops: this.flopsOf(visionTokens, features, decoderTokens, inputIds.length - pixelValues.length),
-      timings: { visionMs, prefillMs, decodeMs },
+      timings: { visionMs, prefillMs, decodeMs, visionCpuMs, prefillCpuMs },
     };
   }
 
@@ -463,6 +470,12 @@ export class LlavaEngine {
   }
 }
 
+/** User + system CPU milliseconds of this process (every thread) since `start`. */
+function cpuMsSince(start: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(start);
+  return (used.user + used.system) / 1000;
+}
+
 /** Notes how many tokens enter the layer halves a segment runs. */
 function countLayerTokens(tower: Tower, segment: Segment, tokens: number, into: LayerTokens): void {
   for (let b = segment.start; b < segment.end; b++) {
@@ -480,11 +493,13 @@ function runHook(hook: ReductionHook, state: TokenState, outputs: ort.InferenceS
   const keyCosine = outputs[KEY_COSINE]?.data as Float32Array | undefined;
   const view: SiteView = { ...state, site: hook.site, attention, meanKeys, hiddenCosine, keyCosine, keyCount, hasClassToken };
   const started = performance.now();
+  const cpuStart = process.cpuUsage();
   const reduced = hook.reduce(view);
   const ms = performance.now() - started;
+  const cpuMs = cpuMsSince(cpuStart);
   validateTokenState(reduced, hook.site, state.width);
   const visual = (s: TokenState) => s.spans.reduce((sum, span) => sum + span.count, 0);
-  steps.push({ site: hook.site, ...(image !== undefined ? { image } : {}), tokensBefore: visual(state), tokensAfter: visual(reduced), ms });
+  steps.push({ site: hook.site, ...(image !== undefined ? { image } : {}), tokensBefore: visual(state), tokensAfter: visual(reduced), ms, cpuMs });
   return reduced;
 }
 

@@ -9,36 +9,45 @@ import { FicocoError } from '../../src/engine/errors';
 
 const MODEL = path.join(__dirname, '..', 'fixtures', 'tiny-llava-llama');
 
-/** The report's table rows as cells, keyed "method budget". */
-function tableRows(markdown: string): Map<string, string[]> {
-  const rows = markdown.split('\n').filter((line) => line.startsWith('| ') && !line.startsWith('| method') && !line.startsWith('|---'));
-  return new Map(rows.map((line) => {
-    const cells = line.split('|').slice(1, -1).map((cell) => cell.trim());
-    return [`${cells[0]} ${cells[1]}`, cells];
+/** The report's table rows, keyed "method budget", each cell under its column's heading. */
+function tableRows(markdown: string): Map<string, Record<string, string>> {
+  const lines = markdown.split('\n').filter((line) => line.startsWith('| '));
+  const cellsOf = (line: string) => line.split('|').slice(1, -1).map((cell) => cell.trim());
+  const headings = cellsOf(lines[0]);
+  return new Map(lines.slice(1).map((line) => {
+    const cells = cellsOf(line);
+    return [`${cells[0]} ${cells[1]}`, Object.fromEntries(headings.map((heading, i) => [heading, cells[i]]))];
   }));
 }
 
 test('ficoco bench measures each method and budget against the unreduced model and writes the table and charts', async () => {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-bench-'));
   assert.equal(await benchCommand(['--model', MODEL, '--methods', 'ficoco-v,fastv', '--budgets', '12,4', '--runs', '2', '--decode', '3', '--out', out, '--name', 'check']), 0);
-  const rows = tableRows(fs.readFileSync(path.join(out, 'check.md'), 'utf8'));
+  const report = fs.readFileSync(path.join(out, 'check.md'), 'utf8');
+  const rows = tableRows(report);
   assert.deepEqual([...rows.keys()], ['none all', 'ficoco-v 12', 'ficoco-v 4', 'fastv 12', 'fastv 4']);
-  const [, , kept, visionMs, llmMs, ttftMs, speedup, flopsRatio, , steps, decode, peak] = rows.get('none all')!;
-  assert.equal(kept, '36');
-  assert.equal(speedup, '1.00×');
-  assert.equal(flopsRatio, '1.00×');
-  assert.match(steps, /^0\.0 /);
-  for (const value of [visionMs, llmMs, ttftMs, decode, peak]) assert.ok(Number(value) > 0, `${value} is a positive measurement`);
-  for (const [key, cells] of rows) {
+  const unreduced = rows.get('none all')!;
+  assert.equal(unreduced['visual tokens kept'], '36');
+  assert.equal(unreduced['prefill speedup'], '1.00×');
+  assert.equal(unreduced['CPU-time speedup'], '1.00×');
+  assert.equal(unreduced['FLOPs ratio'], '1.00×');
+  assert.match(unreduced['reduction steps ms (% of prefill)'], /^0\.0 /);
+  assert.match(unreduced['steps CPU ms (% of prefill CPU)'], /^0\.0 /);
+  for (const column of ['vision ms', 'LLM prefill ms', 'TTFT ms', 'decode tokens/s', 'peak resident GiB']) assert.ok(Number(unreduced[column]) > 0, `${column} ${unreduced[column]} is a positive measurement`);
+  if (process.platform === 'linux') assert.match(unreduced['CPU steal'], /^\d+\.\d %$/, 'steal is read from /proc/stat');
+  assert.match(report, /Major page faults over the whole run: \d+\./);
+  for (const [key, row] of rows) {
     if (key === 'none all') continue;
     const budget = Number(key.split(' ')[1]);
-    assert.equal(Number(cells[2]), budget, `${key} keeps its budget`);
-    assert.ok(parseFloat(cells[6]) > 0, `${key} has a measured speedup`);
+    assert.equal(Number(row['visual tokens kept']), budget, `${key} keeps its budget`);
+    assert.ok(parseFloat(row['prefill speedup']) > 0, `${key} has a measured speedup`);
+    assert.ok(parseFloat(row['CPU-time speedup']) > 0, `${key} has a CPU-time speedup`);
+    assert.match(row['steps CPU ms (% of prefill CPU)'], /^\d+\.\d \(\d+\.\d %\)$/, `${key} times its steps in CPU time`);
     // Fewer tokens can only lower the analytic FLOPs.
-    assert.ok(parseFloat(cells[7]) > 1, `${key} FLOPs ratio ${cells[7]}`);
-    assert.ok(Number(cells[10]) > 0, `${key} decodes`);
+    assert.ok(parseFloat(row['FLOPs ratio']) > 1, `${key} FLOPs ratio ${row['FLOPs ratio']}`);
+    assert.ok(Number(row['decode tokens/s']) > 0, `${key} decodes`);
   }
-  assert.ok(parseFloat(rows.get('fastv 4')![7]) > parseFloat(rows.get('fastv 12')![7]), 'a smaller budget saves more FLOPs');
+  assert.ok(parseFloat(rows.get('fastv 4')!['FLOPs ratio']) > parseFloat(rows.get('fastv 12')!['FLOPs ratio']), 'a smaller budget saves more FLOPs');
   const speedupSvg = fs.readFileSync(path.join(out, 'check-speedup.svg'), 'utf8');
   assert.equal((speedupSvg.match(/<polyline/g) ?? []).length, 2, 'one line per method');
   const flopsSvg = fs.readFileSync(path.join(out, 'check-vs-flops.svg'), 'utf8');
@@ -50,7 +59,7 @@ test('ficoco bench budgets default to a third, two ninths and a ninth of the vis
   assert.equal(await benchCommand(['--model', MODEL, '--methods', 'random', '--runs', '1', '--decode', '0', '--out', out, '--name', 'defaults']), 0);
   const rows = tableRows(fs.readFileSync(path.join(out, 'defaults.md'), 'utf8'));
   assert.deepEqual([...rows.keys()], ['none all', 'random 12', 'random 8', 'random 4']);
-  assert.equal(rows.get('random 8')![10], '–', 'no decode asked for');
+  assert.equal(rows.get('random 8')!['decode tokens/s'], '–', 'no decode asked for');
 });
 
 test('ficoco bench rejects wrong options before loading anything', async () => {

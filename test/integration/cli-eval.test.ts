@@ -41,4 +41,11 @@ test('ficoco eval scores each method and budget and writes the table and chart',
   for (const row of ['ficoco-v | 12 | 12.0', 'ficoco-v | 4 | 4.0', 'fastv | 12 | 12.0', 'fastv | 4 | 4.0']) assert.ok(table.includes(`| ${row} |`), row);
   const svg = fs.readFileSync(path.join(out, 'check.svg'), 'utf8');
   assert.equal((svg.match(/<polyline/g) ?? []).length, 2, 'one line per method');
+
+  // An ablation: parameters apply to the method and name its rows; a parameter the method lacks stops the run before any load.
+  const data = ['--model', MODEL, '--data', path.join(dir, 'set.jsonl'), '--methods', 'ficoco-v', '--budgets', '4', '--out', out];
+  assert.equal(await evalCommand([...data, '--param', 'penalty=1', '--param', 'weights=paper', '--name', 'ablation']), 0);
+  assert.ok(fs.readFileSync(path.join(out, 'ablation.md'), 'utf8').includes('| ficoco-v penalty=1 weights=paper | 4 | 4.0 |'));
+  await assert.rejects(evalCommand([...data, '--param', 'radius=3', '--name', 'wrong']), /ficoco-v has no parameter "radius"; its parameters are start, weights/);
+  assert.ok(!fs.existsSync(path.join(out, 'wrong.md')));
 });

@@ -132,6 +132,8 @@ describe('a loaded engine', () => {
     const free = await engine.generate(ids, [pixels], { maxNewTokens: 5, stopTokenIds: [] });
     assert.equal(free.stopReason, 'max-tokens');
     assert.equal(free.tokenIds.length, 5);
+    const { visionCpuMs, prefillCpuMs } = free.timings;
+    assert.ok(visionCpuMs > 0 && prefillCpuMs > 0, `the vision tower and the prefill did work: ${visionCpuMs} and ${prefillCpuMs} CPU ms`);
 
     const stopped = await engine.generate(ids, [pixels], { maxNewTokens: 5, stopTokenIds: [free.tokenIds[2]] });
     assert.equal(stopped.stopReason, 'stop-token');
