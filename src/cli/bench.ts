@@ -117,6 +117,12 @@ export async function benchCommand(args: string[]): Promise<number> {
 
 const flopsRatio = (baseline: Row, row: Row, llmScale: number) => flopsOf(baseline, llmScale) / flopsOf(row, llmScale);
 
+/** "12.3 (1.5 %)": milliseconds and their share of a whole. */
+const msWithShare = (ms: number, whole: number) => `${ms.toFixed(1)} (${((100 * ms) / whole).toFixed(1)} %)`;
+
+/** A figure that was not measured (NaN) shows as a dash. */
+const orDash = (value: number, format: (value: number) => string) => (Number.isNaN(value) ? '–' : format(value));
+
 function reportTable(rows: BenchRow[], llmScale: number): string[] {
   const [baseline] = rows;
   return [
@@ -124,9 +130,9 @@ function reportTable(rows: BenchRow[], llmScale: number): string[] {
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...rows.map((r) => {
       const ratio = flopsRatio(baseline, r, llmScale);
-      const steps = `${r.stepsMs.toFixed(1)} (${((100 * r.stepsMs) / prefillMs(r, llmScale)).toFixed(1)} %)`;
-      const stepsCpu = `${r.stepsCpuMs.toFixed(1)} (${((100 * r.stepsCpuMs) / prefillCpuMs(r, llmScale)).toFixed(1)} %)`;
-      return `| ${r.method} | ${r.budget} | ${r.keptTokens} | ${r.visionMs.toFixed(0)} | ${(llmScale * r.llmMs).toFixed(0)} | ${r.ttftMs.toFixed(0)} | ${r.pairedSpeedup.toFixed(2)}× | ${r.pairedCpuSpeedup.toFixed(2)}× | ${ratio.toFixed(2)}× | ${((100 * r.pairedSpeedup) / ratio).toFixed(0)} % | ${steps} | ${stepsCpu} | ${Number.isNaN(r.stealShare) ? '–' : `${(100 * r.stealShare).toFixed(1)} %`} | ${Number.isNaN(r.decodeTokensPerSecond) ? '–' : r.decodeTokensPerSecond.toFixed(2)} | ${(r.peakMiB / 1024).toFixed(2)} |`;
+      const steps = msWithShare(r.stepsMs, prefillMs(r, llmScale));
+      const stepsCpu = msWithShare(r.stepsCpuMs, prefillCpuMs(r, llmScale));
+      return `| ${r.method} | ${r.budget} | ${r.keptTokens} | ${r.visionMs.toFixed(0)} | ${(llmScale * r.llmMs).toFixed(0)} | ${r.ttftMs.toFixed(0)} | ${r.pairedSpeedup.toFixed(2)}× | ${r.pairedCpuSpeedup.toFixed(2)}× | ${ratio.toFixed(2)}× | ${((100 * r.pairedSpeedup) / ratio).toFixed(0)} % | ${steps} | ${stepsCpu} | ${orDash(r.stealShare, (share) => `${(100 * share).toFixed(1)} %`)} | ${orDash(r.decodeTokensPerSecond, (rate) => rate.toFixed(2))} | ${(r.peakMiB / 1024).toFixed(2)} |`;
     }),
   ];
 }

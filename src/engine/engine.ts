@@ -296,8 +296,7 @@ export class LlavaEngine {
     ]);
     const steps: StepStat[] = [];
 
-    const visionStart = performance.now();
-    const visionCpuStart = process.cpuUsage();
+    const visionClock = startClock();
     const features: TokenState[] = [];
     const visionTokens: LayerTokens[] = [];
     for (const [image, pixels] of pixelValues.entries()) {
@@ -305,11 +304,9 @@ export class LlavaEngine {
       features.push(await this.encodeImage(pixels, visionSegments, hooks, image, steps, layers));
       visionTokens.push(layers);
     }
-    const visionMs = performance.now() - visionStart;
-    const visionCpuMs = cpuMsSince(visionCpuStart);
+    const { ms: visionMs, cpuMs: visionCpuMs } = visionClock();
 
-    const prefillStart = performance.now();
-    const prefillCpuStart = process.cpuUsage();
+    const prefillClock = startClock();
     const embedded = await this.embed(inputIds, embedSegments[0]);
     const state = spliceImages(embedded, inputIds, this.config.imageTokenId, features);
     const promptLength = state.count;
@@ -318,8 +315,7 @@ export class LlavaEngine {
     const prefill = { hooks, steps, layers: decoderTokens, spans: state.spans };
     const prefillLogits = await this.runDecoder(decoderSegments, state, cache, prefill);
     const cacheLengths = cache.lengths();
-    const prefillMs = performance.now() - prefillStart;
-    const prefillCpuMs = cpuMsSince(prefillCpuStart);
+    const { ms: prefillMs, cpuMs: prefillCpuMs } = prefillClock();
 
     const tokenIds: number[] = [];
     const stopTokens = options.stopTokenIds ?? this.text.stopTokenIds;
@@ -470,10 +466,14 @@ export class LlavaEngine {
   }
 }
 
-/** User + system CPU milliseconds of this process (every thread) since `start`. */
-function cpuMsSince(start: NodeJS.CpuUsage): number {
-  const used = process.cpuUsage(start);
-  return (used.user + used.system) / 1000;
+/** Starts timing; the returned function reads the wall ms and the process's user + system CPU ms (every thread) since. */
+function startClock(): () => { ms: number; cpuMs: number } {
+  const wallStart = performance.now();
+  const cpuStart = process.cpuUsage();
+  return () => {
+    const used = process.cpuUsage(cpuStart);
+    return { ms: performance.now() - wallStart, cpuMs: (used.user + used.system) / 1000 };
+  };
 }
 
 /** Notes how many tokens enter the layer halves a segment runs. */
@@ -492,11 +492,9 @@ function runHook(hook: ReductionHook, state: TokenState, outputs: ort.InferenceS
   const hiddenCosine = outputs[HIDDEN_COSINE]?.data as Float32Array | undefined;
   const keyCosine = outputs[KEY_COSINE]?.data as Float32Array | undefined;
   const view: SiteView = { ...state, site: hook.site, attention, meanKeys, hiddenCosine, keyCosine, keyCount, hasClassToken };
-  const started = performance.now();
-  const cpuStart = process.cpuUsage();
+  const clock = startClock();
   const reduced = hook.reduce(view);
-  const ms = performance.now() - started;
-  const cpuMs = cpuMsSince(cpuStart);
+  const { ms, cpuMs } = clock();
   validateTokenState(reduced, hook.site, state.width);
   const visual = (s: TokenState) => s.spans.reduce((sum, span) => sum + span.count, 0);
   steps.push({ site: hook.site, ...(image !== undefined ? { image } : {}), tokensBefore: visual(state), tokensAfter: visual(reduced), ms, cpuMs });
