@@ -42,6 +42,20 @@ export function cosineMatrix(rows: Float32Array, count: number, width: number): 
   return cosine;
 }
 
+/** C = A·B for row-major A [rows, inner] and B [inner, cols]; each C_ij sums its terms in k order, skipping A_ik = 0. */
+export function matmul(a: Float64Array, b: Float64Array, rows: number, inner: number, cols: number): Float64Array {
+  const product = new Float64Array(rows * cols);
+  for (let i = 0; i < rows; i++) {
+    const out = i * cols;
+    for (let k = 0; k < inner; k++) {
+      const factor = a[i * inner + k];
+      if (factor === 0) continue;
+      for (let j = 0, from = k * cols; j < cols; j++) product[out + j] += factor * b[from + j];
+    }
+  }
+  return product;
+}
+
 /** x / max(‖x‖₂, 1e-12), as torch.nn.functional.normalize */
 export function l2Normalize(values: Float64Array): Float64Array {
   const length = Math.max(norm(values), 1e-12);

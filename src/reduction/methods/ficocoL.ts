@@ -1,4 +1,5 @@
 import { Method, ParamSpec, evenRemovals, layerAt, layerRange } from '../method';
+import { matmul } from '../arrays';
 import { Correlate, Filter, Step, asSteps, splitByScore } from '../paradigm';
 import { adaptiveReceivers } from '../stages/correlate';
 import { mergeIntoReceivers } from '../stages/compress';
@@ -38,11 +39,9 @@ function llmAttention(view: SiteView, params: FicocoLParams): LlmAttention {
   return { data: view.attention, stride: view.keyCount, offset: view.keyCount - view.count, textByColumn: params.attention === 'probs' };
 }
 
-/** VT[i,k] for the text tokens k, in text order: A(i, k) (logits) or A(k, i) (probs). */
-function visualToText({ data, stride, offset, textByColumn }: LlmAttention, visual: number, text: Int32Array): Float64Array {
-  const values = new Float64Array(text.length);
-  for (let k = 0; k < text.length; k++) values[k] = textByColumn ? data[text[k] * stride + offset + visual] : data[visual * stride + offset + text[k]];
-  return values;
+/** VT[i,k] = A(i, k) (logits) or A(k, i) (probs) for visual token i and sequence index k: read in place, nothing allocated per token. */
+function visualToText({ data, stride, offset, textByColumn }: LlmAttention, visual: number, text: number): number {
+  return textByColumn ? data[text * stride + offset + visual] : data[visual * stride + offset + text];
 }
 
 /** The text set of one image: non-visual tokens after its span (afterImage) or anywhere (allText), ascending. */
@@ -66,9 +65,8 @@ const taskAwareFilter: Filter<FicocoLParams> = (input) => {
     const rowStart = (span.start + v) * stride + offset + span.start;
     let visualSum = 0;
     for (let j = 0; j < span.count; j++) visualSum += data[rowStart + j];
-    const textValues = visualToText(attention, span.start + v, text);
     let textSum = 0;
-    for (let k = 0; k < text.length; k++) textSum += textValues[k];
+    for (let k = 0; k < text.length; k++) textSum += visualToText(attention, span.start + v, text[k]);
     const visualTerm = params.vvAggregate === 'mean' ? visualSum / span.count : visualSum;
     const textTerm = text.length > 0 ? textSum / text.length : 0;
     scores[v] = params.beta * visualTerm - (1 - params.beta) * textTerm;
@@ -83,37 +81,22 @@ const textBridgedReceivers: Correlate<FicocoLParams> = (input, split) => {
   const { data, stride, offset } = attention;
   const text = textTokens(view, span, params.textSet);
   const scale = text.length === 0 ? 0 : params.indirectScale === 'inverseM' ? 1 / text.length : 1;
-  const { targets } = split;
+  const { sources, targets } = split;
   const width = targets.length;
-  // TV[k, t] = A(text_k, target_t), gathered once into contiguous rows.
-  const textToTargets = new Float32Array(text.length * width);
+  // VT of the sources [S, M] and TV of the targets [M, T], gathered into contiguous rows for one product.
+  const sourcesToText = new Float64Array(sources.length * text.length);
+  for (let s = 0; s < sources.length; s++) for (let k = 0; k < text.length; k++) sourcesToText[s * text.length + k] = visualToText(attention, sources[s], text[k]);
+  const textToTargets = new Float64Array(text.length * width);
   for (let k = 0; k < text.length; k++) for (let t = 0; t < width; t++) textToTargets[k * width + t] = data[text[k] * stride + offset + targets[t]];
+  const indirect = matmul(sourcesToText, textToTargets, sources.length, text.length, width);
   const indirectWeight = (1 - params.gamma) * scale;
+  const rowOfSource = new Int32Array(view.count);
+  sources.forEach((source, s) => (rowOfSource[source] = s));
   const rowOf = (i: number) => {
-    const bridges = visualToText(attention, i, text);
-    const used = text.map((_, k) => k).filter((k) => bridges[k] !== 0);
-    const indirect = new Float64Array(width);
-    let u = 0;
-    // Four text rows per pass; each Σ still adds its terms in text order.
-    for (; u + 3 < used.length; u += 4) {
-      const [b0, b1, b2, b3] = [bridges[used[u]], bridges[used[u + 1]], bridges[used[u + 2]], bridges[used[u + 3]]];
-      const [r0, r1, r2, r3] = [used[u] * width, used[u + 1] * width, used[u + 2] * width, used[u + 3] * width];
-      for (let t = 0; t < width; t++) {
-        let sum = indirect[t];
-        sum += b0 * textToTargets[r0 + t];
-        sum += b1 * textToTargets[r1 + t];
-        sum += b2 * textToTargets[r2 + t];
-        sum += b3 * textToTargets[r3 + t];
-        indirect[t] = sum;
-      }
-    }
-    for (; u < used.length; u++) {
-      const bridge = bridges[used[u]];
-      for (let t = 0, e = used[u] * width; t < width; t++, e++) indirect[t] += bridge * textToTargets[e];
-    }
     const values = new Float64Array(width);
     const direct = i * stride + offset;
-    for (let t = 0; t < width; t++) values[t] = params.gamma * data[direct + targets[t]] + indirectWeight * indirect[t];
+    const bridged = rowOfSource[i] * width;
+    for (let t = 0; t < width; t++) values[t] = params.gamma * data[direct + targets[t]] + indirectWeight * indirect[bridged + t];
     return { candidates: targets, values };
   };
   return adaptiveReceivers(split, rowOf, { epsilon: params.epsilon, strict: params.strictThreshold, probabilities: false });
