@@ -90,12 +90,10 @@ const textBridgedReceivers: Correlate<FicocoLParams> = (input, split) => {
   for (let k = 0; k < text.length; k++) for (let t = 0; t < width; t++) textToTargets[k * width + t] = data[text[k] * stride + offset + targets[t]];
   const indirect = matmul(sourcesToText, textToTargets, sources.length, text.length, width);
   const indirectWeight = (1 - params.gamma) * scale;
-  const rowOfSource = new Int32Array(view.count);
-  sources.forEach((source, s) => (rowOfSource[source] = s));
-  const rowOf = (i: number) => {
+  const rowOf = (i: number, k: number) => {
     const values = new Float64Array(width);
     const direct = i * stride + offset;
-    const bridged = rowOfSource[i] * width;
+    const bridged = k * width;
     for (let t = 0; t < width; t++) values[t] = params.gamma * data[direct + targets[t]] + indirectWeight * indirect[bridged + t];
     return { candidates: targets, values };
   };
