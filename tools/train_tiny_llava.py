@@ -17,15 +17,21 @@ learns to look things up in the image):
     predict per-colour object counts, layout, title and status bar, so [CLS] carries a global summary
     (FiCoCo-V scores patches with [CLS] attention). The last vision layer is trained only through them.
   - patches: linear heads on the visual tokens (vision feature layer) predict per-patch colour, kind, size,
-    letter glyph, object centre, arrow, arrow source/target, title word, row and column; and each
-    projected visual token, read through the (tied) LM head, names its content words ("red", "box", "A").
+    letter glyph, object centre, arrow, arrow source/target, title word, row and column; heads on the
+    projected tokens predict row and column again (without them the projector lets positions fade and
+    relative-position questions stay at chance); and each projected visual token, read through the
+    (tied) LM head, names its content words ("red", "box", "A"). The patch position embeddings start
+    from 2-D sinusoids (POSITION_INIT_RMS).
   - attention: at the answer position, heads 0 and 1 of decoder layer WORD_FOCUS_LAYER are taught to look
     at the question words naming the first and second thing the question refers to, and the same heads of
     layers IMAGE_FOCUS_LAYERS at the patches showing them (scenes.Scene.focus). Without the first step the
     decoder has to discover on its own how to carry "red box" from the question to the answer position.
+    Probes on the answer position name the question type, the answer, and the row and column of both things.
   - reduced tokens: the answer loss is taken a second time with only 16, 36 or 64 of the 144 visual tokens
-    (informative patches first, original order), as a pruning method hands them over; without it the
-    decoder answers nonsense once a method shortens the image's part of the sequence.
+    (informative patches first, original order), cut where the three kinds of method cut (REDUCED_SITES):
+    inside the decoder (original position ids), before it (consecutive ids) or inside the vision tower
+    (its later layers run on what is left, the cut tokens dropped or merged into similar kept ones); without it the decoder answers nonsense once a method shortens
+    the image's part of the sequence.
 All heads are discarded; the saved folder is a plain llava checkpoint. Because every question about an
 image shares the prompt prefix "<s> USER :" + visual tokens, the decoder runs that prefix once per image
 and each question continues from its KV cache.
@@ -37,8 +43,8 @@ Every scene contributes all its questions, so the vision tower runs once per ima
 Reproducible from --seed with torch.set_num_threads(2) on the same machine (float sums depend on
 the thread count; --minutes makes the stopping step depend on speed, so reproducible runs use --steps).
 The defaults are the built-in model's run. Run time on this 2-core machine (f32, 2 threads, 2.18 M
-parameters): about 2.6 s per step of 8 scenes x up to 3 questions per type each, with the reduced-token
-pass and three evaluations: 1300 steps took 57.5 minutes. train_log.json in --out records the run.
+parameters): about 2.4 s per step of 8 scenes x up to 3 questions per type each, with the reduced-token
+pass and three evaluations: 1300 steps took 51.7 minutes. train_log.json in --out records the run.
 """
 
 import argparse
@@ -121,6 +127,20 @@ FOCUS_HEADS = 2
 REDUCED_BUDGETS = (16, 36, 64)
 REDUCED_WEIGHT = 0.5
 EVAL_REDUCED_BUDGET = 16
+# Where the reduced pass cuts the image (one drawn per step), as the three kinds of method hand tokens over:
+#   "decoder": projected tokens keep their original position ids, as a pruner inside the decoder leaves them;
+#   "projector": projected tokens take consecutive position ids, as after a method before the decoder;
+#   "vision": cut inside one of REDUCED_VISION_LAYERS, the tower's later layers run on what is left, then
+#             consecutive position ids, as after a method inside the vision tower;
+#   "vision-merged": the same, each cut token merged into its most similar kept one (merge_into_kept).
+REDUCED_SITES = ("decoder", "projector", "vision", "vision-merged")
+REDUCED_VISION_LAYERS = (1, 2, 3, 4)
+EVAL_REDUCED_SITE = ("projector", None)
+# Weight of the probes that read from the answer position where the question's two things are.
+WHERE_PROBE_WEIGHT = 1.0
+# RMS of the 2-D sinusoids the patch position embeddings start from: about a third of the patch content's
+# (0.84 at initialisation), so every visual token carries its row and column from the first step.
+POSITION_INIT_RMS = 0.3
 
 
 def build_vocab():
@@ -150,7 +170,7 @@ def init_weights(config, seed):
             value = torch.randn(shape, generator=generator) * std
         weights[name] = value
     positions = weights["vision_tower.vision_model.embeddings.position_embedding.weight"]
-    positions[1:] = 0.5 * positions[1:] + grid_sinusoids(IMAGE_SIZE // PATCH, positions.shape[1], 0.02)
+    positions[1:] = 0.5 * positions[1:] + grid_sinusoids(IMAGE_SIZE // PATCH, positions.shape[1], POSITION_INIT_RMS)
     return weights
 
 
@@ -179,6 +199,8 @@ class TinyLlava(nn.Module):
         d = config["vision_config"]["hidden_size"]
         self.aux_heads = nn.ModuleDict({name: nn.Linear(d, classes) for name, classes in scenes.AUX_HEADS.items()})
         self.patch_heads = nn.ModuleDict({name: nn.Linear(d, classes) for name, classes in scenes.PATCH_HEADS.items()})
+        # ... and on the projected tokens the decoder reads, their row and column (the projector otherwise lets them fade)
+        self.token_position_heads = nn.ModuleDict({axis: nn.Linear(config["text_config"]["hidden_size"], scenes.GRID) for axis in ("row", "column")})
         # Probes on the answer position inside the decoder (discarded like the other heads): after
         # WORD_FOCUS_LAYER it names the words of the first and of the second thing the question refers to, and
         # the question type; after the last image focus layer, the answer and where those things are.
@@ -193,22 +215,34 @@ class TinyLlava(nn.Module):
 
     def vision(self, pixel_values):
         """[B, 3, H, W] -> (projected visual tokens [B, 144, h], selected patch features [B, 144, d], pooled [CLS] [B, d],
-        attention of vision layer VISION_FOCUS_LAYER [B, heads, 145, 145])."""
+        attention of vision layer VISION_FOCUS_LAYER [B, heads, 145, 145], every layer's hidden states)."""
         ref = self.ref
         attention = {VISION_FOCUS_LAYER: []}
         states = ref.vision_hidden_states(pixel_values, attention_out=attention)
         selected = states[self.config["vision_feature_layer"]][:, 1:]
         pooled = ref.layer_norm(states[-1][:, 0], "vision.post_layernorm")
-        return ref.projector(selected), selected, pooled, attention[VISION_FOCUS_LAYER][0]
+        return ref.projector(selected), selected, pooled, attention[VISION_FOCUS_LAYER][0], states
+
+    def vision_reduced(self, states, kept_patches, layer, merge):
+        """Projected visual tokens [B, kept, h] when vision layer `layer` keeps [CLS] and kept_patches [B, kept] after its
+        attention (as a vision-side hook does), merging the others into them if `merge`, and the tower's later
+        layers run on what is left."""
+        kept = torch.cat([torch.zeros_like(kept_patches[:, :1]), 1 + kept_patches], dim=1)
+        x = self.ref.vision_layer(layer, states[layer], merge_into_kept(kept) if merge else kept)
+        last = self.ref.vision_config["num_hidden_layers"] + self.config["vision_feature_layer"]
+        for index in range(layer + 1, last + 1):
+            x = self.ref.vision_layer(index, x)
+        return self.ref.projector(x[:, 1:])
 
     def head_parameters(self):
-        return [p for heads in (self.aux_heads, self.patch_heads, self.answer_probes) for p in heads.parameters()]
+        return [p for heads in (self.aux_heads, self.patch_heads, self.token_position_heads, self.answer_probes) for p in heads.parameters()]
 
     def answer_logits(self, features, image_index, input_ids, target_positions, focus_layers=(), kept_patches=None):
         """Logits at target_positions ([N, K], counted from the first token after the image) of each question,
         and for focus_layers {layer: attention of the first target position [N, heads, keys]}, keys being the
         prompt up to the image, the visual tokens, then the question's tokens, and {layer: that position's
-        output of the layer [N, hidden]}.
+        output of the layer [N, hidden]}. With kept_patches the visual tokens keep those patches' position ids
+        and the question starts where it would after all 144; without, positions are consecutive.
 
         The prompt before the image ("<s> USER :" + visual tokens) is the same for every question about an
         image, so the decoder runs it once per image and the questions continue from its KV cache."""
@@ -226,7 +260,7 @@ class TinyLlava(nn.Module):
             x, positions = ref.decoder_layer(index, x, positions, image_cache[index])
         question_cache = [{"k": layer["k"][image_index], "v": layer["v"][image_index]} for layer in image_cache]
         x = ref.embed(input_ids[:, image_position + 1 :])
-        question_start = image_position + self.num_image_tokens
+        question_start = image_position + (self.num_image_tokens if kept_patches is not None else features.shape[1])
         positions = torch.arange(question_start, question_start + x.shape[1])
         focus_attention, layer_outputs = {}, {}
         answer_rows = target_positions[:, 0, None, None, None]
@@ -340,22 +374,60 @@ def sample_per_type(scene, seed, limit):
     return [item for items in by_type.values() for item in (sampler.sample(items, limit) if len(items) > limit else items)]
 
 
-def reduced_features(features, patch_labels, budget):
-    """What a pruning method hands the decoder: `budget` of the visual tokens, in their original order, the
-    scene's informative patches (objects, arrows, title text) before random others, and which patches they
-    are. Training on these too keeps the decoder answering when a method thins out the image's tokens."""
+def informative_first(patch_labels, budget):
+    """[B, budget] patches a pruning method might keep, in their original order: the scene's informative
+    patches (objects, arrows, title text) before random others."""
     informative = (patch_labels["kind"] > 0) | (patch_labels["arrow"] == 1) | (patch_labels["title_text"] == 1)
     score = informative.float() + torch.rand(informative.shape)  # informative patches score >= 1 > the rest
-    keep = score.topk(budget, dim=1).indices.sort(dim=1).values
-    return features.gather(1, keep[..., None].expand(-1, -1, features.shape[-1])), keep
+    return score.topk(budget, dim=1).indices.sort(dim=1).values
 
 
-def losses(model, batch, reduced_budget):
-    features, patches, pooled, vision_attention = model.vision(batch["pixels"])
+def merge_into_kept(kept):
+    """A vision-layer reduction keeping tokens `kept` [B, k] ([CLS] first): each other token joins the kept patch most
+    cosine-similar to it, x_k <- (x_k + sum_i w_i x_i) / (1 + sum_i w_i) with w_i = max(cos, 0), as merging methods do."""
+
+    def reduce(x):
+        width = x.shape[-1]
+        cut = torch.ones(x.shape[:2], dtype=torch.bool).scatter(1, kept, False)
+        dropped = cut.nonzero()[:, 1].view(x.shape[0], -1)
+        kept_x, dropped_x = (x.gather(1, index[..., None].expand(-1, -1, width)) for index in (kept, dropped))
+        similarity = F.normalize(dropped_x, dim=-1) @ F.normalize(kept_x[:, 1:], dim=-1).transpose(1, 2)
+        weight, receiver = similarity.max(-1)
+        weight, receiver = weight.clamp(min=0)[..., None], 1 + receiver[..., None]  # receivers are patches, never [CLS]
+        sums = kept_x.scatter_add(1, receiver.expand(-1, -1, width), weight * dropped_x)
+        mass = torch.ones(kept.shape + (1,)).scatter_add(1, receiver, weight)
+        return sums / mass
+
+    return reduce
+
+
+def reduced_logits(model, batch, features, states, reduction):
+    """Answer logits with only `budget` visual tokens cut at `site` (see REDUCED_SITES); training on these keeps the
+    model answering when a method thins out the image's tokens."""
+    budget, site, layer = reduction
+    kept_patches = informative_first(batch["patch"], budget)
+    if site.startswith("vision"):
+        reduced = model.vision_reduced(states, kept_patches, layer, merge=site == "vision-merged")
+    else:
+        reduced = features.gather(1, kept_patches[..., None].expand(-1, -1, features.shape[-1]))
+    original_positions = kept_patches if site == "decoder" else None
+    logits, *_ = model.answer_logits(reduced, batch["image_index"], batch["input_ids"], batch["target_positions"], kept_patches=original_positions)
+    return logits
+
+
+def draw_reduction():
+    """(budget, site, vision layer or None) of this step's reduced pass, from torch's seeded generator."""
+    budget = REDUCED_BUDGETS[int(torch.randint(len(REDUCED_BUDGETS), ()))]
+    site = REDUCED_SITES[int(torch.randint(len(REDUCED_SITES), ()))]
+    layer = REDUCED_VISION_LAYERS[int(torch.randint(len(REDUCED_VISION_LAYERS), ()))] if site.startswith("vision") else None
+    return budget, site, layer
+
+
+def losses(model, batch, reduction):
+    features, patches, pooled, vision_attention, states = model.vision(batch["pixels"])
     layers = (WORD_FOCUS_LAYER, *IMAGE_FOCUS_LAYERS)
     logits, focus_attention, layer_outputs = model.answer_logits(features, batch["image_index"], batch["input_ids"], batch["target_positions"], layers)
-    reduced, kept_patches = reduced_features(features, batch["patch"], reduced_budget)
-    reduced_logits, *_ = model.answer_logits(reduced, batch["image_index"], batch["input_ids"], batch["target_positions"], kept_patches=kept_patches)
+    reduced = reduced_logits(model, batch, features, states, reduction)
     attention_loss = focus_loss([focus_attention[WORD_FOCUS_LAYER]], batch["word_focus"])
     # Probes give the answer position direct signals: after WORD_FOCUS_LAYER it holds the words of the first and
     # of the second thing the question refers to, apart (the image focus heads' queries are built from them), and
@@ -373,12 +445,12 @@ def losses(model, batch, reduced_budget):
     # ... and where the things the question refers to are (relative positions compare them).
     for name, target in batch["where"].items():
         if bool((target != scenes.IGNORE).any()):
-            attention_loss = attention_loss + 0.25 * F.cross_entropy(probes[name](answer_state), target, ignore_index=scenes.IGNORE)
+            attention_loss = attention_loss + WHERE_PROBE_WEIGHT * F.cross_entropy(probes[name](answer_state), target, ignore_index=scenes.IGNORE)
     attention_loss = attention_loss + focus_loss([focus_attention[layer] for layer in IMAGE_FOCUS_LAYERS], batch["focus"])
     patch_queries = vision_attention[:, 0, 1:, None].flatten(0, 1)  # [B * 144, 1, 145]: head 0 of each patch as a query
     attention_loss = attention_loss + focus_loss([patch_queries], batch["vision_focus"].flatten(0, 1)[:, None])
-    answer_loss = F.cross_entropy(logits[:, 0], batch["targets"][:, 0]) + REDUCED_WEIGHT * F.cross_entropy(reduced_logits[:, 0], batch["targets"][:, 0])
-    eos_loss = F.cross_entropy(logits[:, 1], batch["targets"][:, 1]) + REDUCED_WEIGHT * F.cross_entropy(reduced_logits[:, 1], batch["targets"][:, 1])
+    answer_loss = F.cross_entropy(logits[:, 0], batch["targets"][:, 0]) + REDUCED_WEIGHT * F.cross_entropy(reduced[:, 0], batch["targets"][:, 0])
+    eos_loss = F.cross_entropy(logits[:, 1], batch["targets"][:, 1]) + REDUCED_WEIGHT * F.cross_entropy(reduced[:, 1], batch["targets"][:, 1])
     aux_loss = sum(F.cross_entropy(head(pooled), batch["aux"][name]) for name, head in model.aux_heads.items()) / len(model.aux_heads)
     patch_logits = {name: head(patches) for name, head in model.patch_heads.items()}
     labelled = [name for name in patch_logits if bool((batch["patch"][name] != scenes.IGNORE).any())]  # a batch may lack diagrams
@@ -386,9 +458,10 @@ def losses(model, batch, reduced_budget):
         PATCH_HEAD_WEIGHTS.get(name, 1.0) * F.cross_entropy(patch_logits[name].flatten(0, 1), batch["patch"][name].flatten()) for name in labelled
     ) / len(patch_logits)
     word_loss = patch_word_loss(model, features, batch["patch_words"])
+    word_loss = word_loss + sum(F.cross_entropy(head(features).flatten(0, 1), batch["patch"][axis].flatten()) for axis, head in model.token_position_heads.items()) / 2
     masses = {"words": focus_mass(focus_attention[WORD_FOCUS_LAYER], batch["word_focus"])}
     masses.update({f"patches@{layer}": focus_mass(focus_attention[layer], batch["focus"]) for layer in IMAGE_FOCUS_LAYERS})
-    return answer_loss, eos_loss, aux_loss, patch_loss + word_loss, attention_loss, logits, patch_logits, pooled, masses, reduced_logits
+    return answer_loss, eos_loss, aux_loss, patch_loss + word_loss, attention_loss, logits, patch_logits, pooled, masses, reduced
 
 
 def patch_word_loss(model, features, patch_words):
@@ -444,8 +517,8 @@ def evaluate(model, vocab, seeds, images_per_batch):
     with torch.no_grad():
         for start in range(0, len(seeds), images_per_batch):
             batch = make_batch(seeds[start : start + images_per_batch], vocab, model.num_image_tokens)
-            *_, attention_loss, logits, patch_logits, pooled, masses, reduced_logits = losses(model, batch, EVAL_REDUCED_BUDGET)
-            reduced_hits += int((reduced_logits[:, 0].argmax(-1) == batch["targets"][:, 0]).sum())
+            *_, attention_loss, logits, patch_logits, pooled, masses, reduced = losses(model, batch, (EVAL_REDUCED_BUDGET, *EVAL_REDUCED_SITE))
+            reduced_hits += int((reduced[:, 0].argmax(-1) == batch["targets"][:, 0]).sum())
             focus_total += float(attention_loss) * len(batch["types"])
             for name, mass in masses.items():
                 supervised = batch["word_focus" if name == "words" else "focus"].sum(-1) > 0
@@ -561,8 +634,7 @@ def main():
         if args.train_scenes:
             seeds = [seed % args.train_scenes for seed in seeds]
         batch = make_batch(seeds, vocab, model.num_image_tokens, args.questions_per_type)
-        reduced_budget = REDUCED_BUDGETS[int(torch.randint(len(REDUCED_BUDGETS), ()))]
-        answer_loss, eos_loss, aux_loss, patch_loss, attention_loss, logits, *_ = losses(model, batch, reduced_budget)
+        answer_loss, eos_loss, aux_loss, patch_loss, attention_loss, logits, *_ = losses(model, batch, draw_reduction())
         loss = answer_loss + 0.2 * eos_loss + args.aux_weight * aux_loss + args.patch_weight * patch_loss + args.focus_weight * attention_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

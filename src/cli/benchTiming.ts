@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { LlavaEngine } from '../engine/engine';
-import { Budget } from '../reduction/method';
+import { Budget, budgetLabel } from '../reduction/method';
 import { planHooks, planReduction } from '../reduction/registry';
 import type { ReductionHook } from '../reduction/tokenState';
 
@@ -144,8 +144,6 @@ export function unreducedRow(samples: readonly Sample[], llmScale: number): Row 
   const ones = samples.map(() => 1);
   return summarize('none', 'all', samples, { wall: ones, cpu: ones }, llmScale);
 }
-
-export const budgetLabel = (budget: Budget): string => ('tokens' in budget ? String(budget.tokens) : `${+(100 * budget.ratio).toFixed(1)}%`);
 
 function summarize(method: string, budget: string, samples: readonly Sample[], ratios: { wall: readonly number[]; cpu: readonly number[] }, llmScale: number): Row {
   const of = (key: 'visionMs' | 'llmMs' | 'ttftMs' | 'stepsMs' | 'stepsCpuMs' | 'visionCpuMs' | 'llmCpuMs' | 'stealShare') => median(samples.map((s) => s[key]));

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { LlavaEngine } from '../engine/engine';
 import { FicocoError } from '../engine/errors';
-import { Budget } from '../reduction/method';
+import { Budget, budgetLabel } from '../reduction/method';
 import { METHODS, findMethod, planHooks, planReduction, resolveParams } from '../reduction/registry';
 import type { ParamValue } from '../reduction/method';
 import { lineChartSvg } from '../report/lineChart';
@@ -93,7 +93,7 @@ async function evaluate(engine: LlavaEngine, items: EvalItem[], run: MethodRun, 
   const plan = budget ? planReduction(run.method, budget, engine.reductionShape, run.params) : undefined;
   const row: Row = {
     method: [run.method, ...Object.entries(run.params).map(([name, value]) => `${name}=${value}`)].join(' '),
-    budget: budget ? ('tokens' in budget ? String(budget.tokens) : `${Math.round(budget.ratio * 100)}%`) : 'all',
+    budget: budget ? budgetLabel(budget) : 'all',
     keptTokens: 0,
     correct: 0,
     total: 0,

@@ -15,6 +15,9 @@ export interface ModelShape {
 /** Kept visual tokens per image, or the share of them to keep. */
 export type Budget = { tokens: number } | { ratio: number };
 
+/** How tables and charts name a budget: "64", or "11.1%" for a share. */
+export const budgetLabel = (budget: Budget): string => ('tokens' in budget ? String(budget.tokens) : `${+(100 * budget.ratio).toFixed(1)}%`);
+
 export type ParamValue = number | string | boolean;
 
 /** One parameter of a method: settings and the CLI are generated from these. */
