@@ -30,8 +30,8 @@ learns to look things up in the image):
   - reduced tokens: the answer loss is taken a second time with only 16, 36 or 64 of the 144 visual tokens
     (informative patches first, original order), cut where the three kinds of method cut (REDUCED_SITES):
     inside the decoder (original position ids), before it (consecutive ids) or inside the vision tower
-    (its later layers run on what is left, the cut tokens dropped or merged into similar kept ones); without it the decoder answers nonsense once a method shortens
-    the image's part of the sequence.
+    (its later layers run on what is left, the cut tokens dropped or merged into similar kept ones);
+    without it the decoder answers nonsense once a method shortens the image's part of the sequence.
 All heads are discarded; the saved folder is a plain llava checkpoint. Because every question about an
 image shares the prompt prefix "<s> USER :" + visual tokens, the decoder runs that prefix once per image
 and each question continues from its KV cache.
@@ -66,7 +66,7 @@ sys.path.insert(0, TOOLS)
 import make_fixture  # noqa: E402
 from reference import safetensors_io  # noqa: E402
 from reference.image import preprocess_pil  # noqa: E402
-from reference.model import LlavaReference, canonical_name, rms_norm  # noqa: E402
+from reference.model import LlavaReference, canonical_name, gather_tokens, rms_norm  # noqa: E402
 from synthetic import scenes  # noqa: E402
 from synthetic.make_dataset import EVAL_FIRST_SEED  # noqa: E402
 
@@ -269,8 +269,8 @@ class TinyLlava(nn.Module):
             x, positions = ref.decoder_layer(index, x, positions, question_cache[index], probs_out=probs)
             if probs:
                 focus_attention[index] = probs[0].gather(2, answer_rows.expand(-1, probs[0].shape[1], 1, probs[0].shape[-1]))[:, :, 0]
-                layer_outputs[index] = x.gather(1, target_positions[:, :1, None].expand(-1, 1, x.shape[-1]))[:, 0]
-        x = x.gather(1, target_positions[..., None].expand(-1, -1, x.shape[-1]))
+                layer_outputs[index] = gather_tokens(x, target_positions[:, :1])[:, 0]
+        x = gather_tokens(x, target_positions)
         return self.lm_head(x), focus_attention, layer_outputs
 
     def lm_head(self, x):
@@ -387,14 +387,13 @@ def merge_into_kept(kept):
     cosine-similar to it, x_k <- (x_k + sum_i w_i x_i) / (1 + sum_i w_i) with w_i = max(cos, 0), as merging methods do."""
 
     def reduce(x):
-        width = x.shape[-1]
         cut = torch.ones(x.shape[:2], dtype=torch.bool).scatter(1, kept, False)
         dropped = cut.nonzero()[:, 1].view(x.shape[0], -1)
-        kept_x, dropped_x = (x.gather(1, index[..., None].expand(-1, -1, width)) for index in (kept, dropped))
+        kept_x, dropped_x = gather_tokens(x, kept), gather_tokens(x, dropped)
         similarity = F.normalize(dropped_x, dim=-1) @ F.normalize(kept_x[:, 1:], dim=-1).transpose(1, 2)
         weight, receiver = similarity.max(-1)
         weight, receiver = weight.clamp(min=0)[..., None], 1 + receiver[..., None]  # receivers are patches, never [CLS]
-        sums = kept_x.scatter_add(1, receiver.expand(-1, -1, width), weight * dropped_x)
+        sums = kept_x.scatter_add(1, receiver.expand(-1, -1, x.shape[-1]), weight * dropped_x)
         mass = torch.ones(kept.shape + (1,)).scatter_add(1, receiver, weight)
         return sums / mass
 
@@ -409,7 +408,7 @@ def reduced_logits(model, batch, features, states, reduction):
     if site.startswith("vision"):
         reduced = model.vision_reduced(states, kept_patches, layer, merge=site == "vision-merged")
     else:
-        reduced = features.gather(1, kept_patches[..., None].expand(-1, -1, features.shape[-1]))
+        reduced = gather_tokens(features, kept_patches)
     original_positions = kept_patches if site == "decoder" else None
     logits, *_ = model.answer_logits(reduced, batch["image_index"], batch["input_ids"], batch["target_positions"], kept_patches=original_positions)
     return logits

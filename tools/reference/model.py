@@ -76,6 +76,11 @@ def attention(q, k, v, mask=None, probs_out=None):
     return probs @ v
 
 
+def gather_tokens(x, index):
+    """Per-sequence rows of a batch: x [B, tokens, D], index [B, K] -> [B, K, D]."""
+    return x.gather(1, index[..., None].expand(-1, -1, x.shape[-1]))
+
+
 def split_heads(x, heads):
     """[..., L, heads*d] -> [..., heads, L, d]"""
     return x.view(*x.shape[:-1], heads, -1).transpose(-3, -2)
@@ -136,7 +141,7 @@ class LlavaReference:
         if callable(keep):  # a reduction of its own (training merges tokens here)
             x = keep(x)
         elif keep is not None:  # a batch [B, tokens, D] keeps per image: keep [B, kept]
-            x = x[keep] if x.dim() == 2 else x.gather(1, keep[..., None].expand(-1, -1, x.shape[-1]))
+            x = x[keep] if x.dim() == 2 else gather_tokens(x, keep)
         act = VISION_ACTIVATIONS[self.vision_config.get("hidden_act", "quick_gelu")]
         hidden = act(self.linear(self.layer_norm(x, f"{prefix}.layer_norm2"), f"{prefix}.mlp.fc1"))
         return x + self.linear(hidden, f"{prefix}.mlp.fc2")
