@@ -15,7 +15,7 @@ import { missingPrerequisite, ROOT, Workbench } from './workbench';
 const evalItems = readEvalSet(path.join(ROOT, 'bench', 'eval-set', 'data.jsonl'));
 /**
  * Items the built-in model answers right (checked with `ficoco ask`): the first with every visual token and with
- * 16 under ficoco-v and visionzip, the second with 16 under visionzip. This suite tests the extension; the
+ * 16 under ficoco-v, the second with 16 under visionzip. This suite tests the extension; the
  * model's accuracy is measured by `npm run bench:accuracy`.
  */
 const evalItem = (image: string, type: string) => evalItems.find((item) => path.basename(item.image) === image && item.type === type)!;
