@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import { ElemType } from '../../src/engine/graph/builder';
 import { CUDA_RUNTIME_LIBRARIES, missingCudaRuntime } from '../../src/engine/runtime/cudaRuntime';
 import type * as ort from 'onnxruntime-node';
-import { MachineProviders, PROVIDERS, computeTypeFor, cudaAdvice, providerCandidates, sessionOptions, thisMachine, type ProviderSetting } from '../../src/engine/runtime/provider';
+import { MachineProviders, PROVIDERS, computeTypeFor, cudaAdvice, ortMessage, providerCandidates, sessionOptions, thisMachine, type ProviderSetting } from '../../src/engine/runtime/provider';
 
 const SETTINGS: ProviderSetting[] = ['auto', ...PROVIDERS];
 /** What the npm package's bindings report per platform (listSupportedBackends, bundled ones). */
@@ -95,6 +95,21 @@ describe('sessionOptions', () => {
     assert.equal(sessionOptions('cpu', base).logSeverityLevel, undefined);
     assert.equal(sessionOptions('cpu', base).intraOpNumThreads, undefined);
     assert.equal(sessionOptions('cpu', { ...base, threads: 2 }).intraOpNumThreads, 2);
+  });
+});
+
+describe('ortMessage', () => {
+  test('a failed check in ORT reads as its message, without source location and condition', () => {
+    // What onnxruntime-node 1.30 throws for WebGPU on a machine without an adapter.
+    const thrown = new Error(
+      '/onnxruntime_src/onnxruntime/core/providers/webgpu/webgpu_context.cc:136 onnxruntime::webgpu::WebGpuContext::Initialize(const onnxruntime::webgpu::WebGpuContextConfig&)::<lambda()> adapter_result.status == wgpu::RequestAdapterStatus::Success was false. Failed to get a WebGPU adapter: No supported adapters\n',
+    );
+    assert.equal(ortMessage(thrown), 'Failed to get a WebGPU adapter: No supported adapters');
+  });
+
+  test('other errors keep their first line', () => {
+    assert.equal(ortMessage(new Error('OrtSessionOptionsAppendExecutionProvider_Cuda: Failed to load shared library\nmore')), 'OrtSessionOptionsAppendExecutionProvider_Cuda: Failed to load shared library');
+    assert.equal(ortMessage('no available backend found. ERR: [dml] backend not found.'), 'no available backend found. ERR: [dml] backend not found.');
   });
 });
 

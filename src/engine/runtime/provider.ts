@@ -107,7 +107,7 @@ export class SessionFactory {
         return session;
       } catch (error) {
         if (provider === 'cpu') throw error;
-        failures.push(`${provider} could not be used (${firstLine(error)}${provider === 'cuda' ? cudaAdvice(machine) : ''}), running on CPU instead`);
+        failures.push(`${provider} could not be used (${ortMessage(error)}${provider === 'cuda' ? cudaAdvice(machine) : ''}), running on CPU instead`);
       }
     }
     throw new Error('unreachable: the CPU provider is always a candidate');
@@ -125,7 +125,13 @@ export function cudaAdvice(machine: MachineProviders, missingRuntime: () => stri
   return missing.length > 0 ? `; CUDA 12 and cuDNN 9 are needed and ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not found` : '';
 }
 
-function firstLine(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  return message.split('\n')[0].slice(0, 300);
+/**
+ * The first line of an ORT error, without the source location and condition of a failed check:
+ * "…/webgpu_context.cc:136 onnxruntime::…::Initialize(…) adapter_result.status == … was false. Failed to get a
+ * WebGPU adapter: No supported adapters" says only its last sentence to a user.
+ */
+export function ortMessage(error: unknown): string {
+  const firstLine = (error instanceof Error ? error.message : String(error)).split('\n')[0];
+  const failedCheck = / was false\. (.+)$/.exec(firstLine);
+  return (failedCheck ? failedCheck[1] : firstLine).slice(0, 300);
 }
