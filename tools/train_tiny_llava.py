@@ -30,7 +30,7 @@ learns to look things up in the image):
   - reduced tokens: the answer loss is taken a second time with only 16, 36 or 64 of the 144 visual tokens
     (informative patches first, original order), cut where the three kinds of method cut (REDUCED_SITES):
     inside the decoder (original position ids), before it (consecutive ids) or inside the vision tower
-    (its later layers run on what is left);
+    (its later layers run on what is left, the cut tokens dropped or merged into similar kept ones);
     without it the decoder answers nonsense once a method shortens the image's part of the sequence.
 All heads are discarded; the saved folder is a plain llava checkpoint. Because every question about an
 image shares the prompt prefix "<s> USER :" + visual tokens, the decoder runs that prefix once per image
@@ -45,7 +45,7 @@ count; --minutes makes the stopping step depend on speed, so reproducible runs u
 are the built-in model's run. One thread is faster than two at this size: 1.7 s per step with a second run
 on the other core, against 2.4 s on two threads alone. Run time on this 2-core machine (f32, 1 thread, 2.18 M
 parameters): about 1.7 s per step of 8 scenes x up to 3 questions per type each, with the reduced-token
-pass and four evaluations; 1500 steps took 43.6 minutes. train_log.json in --out records the run.
+pass and four evaluations; 1500 steps took 38.8 minutes. train_log.json in --out records the run.
 """
 
 import argparse
@@ -132,8 +132,9 @@ EVAL_REDUCED_BUDGET = 16
 #   "decoder": projected tokens keep their original position ids, as a pruner inside the decoder leaves them;
 #   "projector": projected tokens take consecutive position ids, as after a method before the decoder;
 #   "vision": cut inside one of REDUCED_VISION_LAYERS, the tower's later layers run on what is left, then
-#             consecutive position ids, as after a method inside the vision tower.
-REDUCED_SITES = ("decoder", "projector", "vision")
+#             consecutive position ids, as after a method inside the vision tower;
+#   "vision-merged": the same, each cut token merged into its most similar kept one (merge_into_kept).
+REDUCED_SITES = ("decoder", "projector", "vision", "vision-merged")
 REDUCED_VISION_LAYERS = (1, 2, 3, 4)
 EVAL_REDUCED_SITE = ("projector", None)
 # Weight of the probes that read from the answer position where the question's two things are.
@@ -223,11 +224,12 @@ class TinyLlava(nn.Module):
         pooled = ref.layer_norm(states[-1][:, 0], "vision.post_layernorm")
         return ref.projector(selected), selected, pooled, attention[VISION_FOCUS_LAYER][0], states
 
-    def vision_reduced(self, states, kept_patches, layer):
+    def vision_reduced(self, states, kept_patches, layer, merge):
         """Projected visual tokens [B, kept, h] when vision layer `layer` keeps [CLS] and kept_patches [B, kept] after its
-        attention (as a vision-side hook does) and the tower's later layers run on what is left."""
+        attention (as a vision-side hook does), merging the others into them if `merge`, and the tower's later
+        layers run on what is left."""
         kept = torch.cat([torch.zeros_like(kept_patches[:, :1]), 1 + kept_patches], dim=1)
-        x = self.ref.vision_layer(layer, states[layer], kept)
+        x = self.ref.vision_layer(layer, states[layer], merge_into_kept(kept) if merge else kept)
         last = self.ref.vision_config["num_hidden_layers"] + self.config["vision_feature_layer"]
         for index in range(layer + 1, last + 1):
             x = self.ref.vision_layer(index, x)
@@ -381,13 +383,31 @@ def informative_first(patch_labels, budget):
     return score.topk(budget, dim=1).indices.sort(dim=1).values
 
 
+def merge_into_kept(kept):
+    """A vision-layer reduction keeping tokens `kept` [B, k] ([CLS] first): each other token joins the kept patch most
+    cosine-similar to it, x_k <- (x_k + sum_i w_i x_i) / (1 + sum_i w_i) with w_i = max(cos, 0), as merging methods do."""
+
+    def reduce(x):
+        cut = torch.ones(x.shape[:2], dtype=torch.bool).scatter(1, kept, False)
+        dropped = cut.nonzero()[:, 1].view(x.shape[0], -1)
+        kept_x, dropped_x = gather_tokens(x, kept), gather_tokens(x, dropped)
+        similarity = F.normalize(dropped_x, dim=-1) @ F.normalize(kept_x[:, 1:], dim=-1).transpose(1, 2)
+        weight, receiver = similarity.max(-1)
+        weight, receiver = weight.clamp(min=0)[..., None], 1 + receiver[..., None]  # receivers are patches, never [CLS]
+        sums = kept_x.scatter_add(1, receiver.expand(-1, -1, x.shape[-1]), weight * dropped_x)
+        mass = torch.ones(kept.shape + (1,)).scatter_add(1, receiver, weight)
+        return sums / mass
+
+    return reduce
+
+
 def reduced_logits(model, batch, features, states, reduction):
     """Answer logits with only `budget` visual tokens cut at `site` (see REDUCED_SITES); training on these keeps the
     model answering when a method thins out the image's tokens."""
     budget, site, layer = reduction
     kept_patches = informative_first(batch["patch"], budget)
-    if site == "vision":
-        reduced = model.vision_reduced(states, kept_patches, layer)
+    if site.startswith("vision"):
+        reduced = model.vision_reduced(states, kept_patches, layer, merge=site == "vision-merged")
     else:
         reduced = gather_tokens(features, kept_patches)
     original_positions = kept_patches if site == "decoder" else None
@@ -399,7 +419,7 @@ def draw_reduction():
     """(budget, site, vision layer or None) of this step's reduced pass, from torch's seeded generator."""
     budget = REDUCED_BUDGETS[int(torch.randint(len(REDUCED_BUDGETS), ()))]
     site = REDUCED_SITES[int(torch.randint(len(REDUCED_SITES), ()))]
-    layer = REDUCED_VISION_LAYERS[int(torch.randint(len(REDUCED_VISION_LAYERS), ()))] if site == "vision" else None
+    layer = REDUCED_VISION_LAYERS[int(torch.randint(len(REDUCED_VISION_LAYERS), ()))] if site.startswith("vision") else None
     return budget, site, layer
 
 

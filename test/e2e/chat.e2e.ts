@@ -19,7 +19,7 @@ const evalItems = readEvalSet(path.join(ROOT, 'bench', 'eval-set', 'data.jsonl')
  * model's accuracy is measured by `npm run bench:accuracy`.
  */
 const evalItem = (image: string, type: string) => evalItems.find((item) => path.basename(item.image) === image && item.type === type)!;
-const firstItem = evalItem('1000000021.png', 'arrow');
+const firstItem = evalItem('1000000025.png', 'arrow');
 const secondItem = evalItem('1000000005.png', 'title');
 const MINUTE = 60_000;
 

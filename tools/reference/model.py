@@ -138,7 +138,9 @@ class LlavaReference:
     def vision_layer(self, index, x, keep=None, probs_out=None):
         prefix = f"vision.encoder.layers.{index}"
         x = x + self.vision_attention(self.layer_norm(x, f"{prefix}.layer_norm1"), f"{prefix}.self_attn", probs_out)
-        if keep is not None:  # a batch [B, tokens, D] keeps per image: keep [B, kept]
+        if callable(keep):  # a reduction of its own (training merges tokens here)
+            x = keep(x)
+        elif keep is not None:  # a batch [B, tokens, D] keeps per image: keep [B, kept]
             x = x[keep] if x.dim() == 2 else gather_tokens(x, keep)
         act = VISION_ACTIVATIONS[self.vision_config.get("hidden_act", "quick_gelu")]
         hidden = act(self.linear(self.layer_norm(x, f"{prefix}.layer_norm2"), f"{prefix}.mlp.fc1"))
