@@ -1,4 +1,4 @@
-import { FicocoError } from '../engine/errors';
+import { FicocoError } from '../common/errors';
 import { PROVIDERS, ProviderSetting } from '../engine/runtime/provider';
 import { WEIGHT_QUANTIZATIONS, WeightQuantization } from '../engine/weights/quantize';
 import { Budget, ParamValue } from '../reduction/method';

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { findBuiltinModel } from '../engine/builtinModel';
 import { LlavaEngine } from '../engine/engine';
-import { FicocoError } from '../engine/errors';
+import { FicocoError } from '../common/errors';
 import { Budget } from '../reduction/method';
 import { METHODS } from '../reduction/registry';
 import { lineChartSvg } from '../report/lineChart';

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { LlavaEngine } from '../engine/engine';
-import { FicocoError } from '../engine/errors';
+import { FicocoError } from '../common/errors';
 import { Budget, budgetLabel } from '../reduction/method';
 import { METHODS, findMethod, planHooks, planReduction, resolveParams } from '../reduction/registry';
 import type { ParamValue } from '../reduction/method';

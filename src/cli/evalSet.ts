@@ -1,7 +1,7 @@
 /** Evaluation sets: one JSON object per line (image path relative to the file, question, answer, type), and how answers are scored. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { FicocoError } from '../engine/errors';
+import { FicocoError } from '../common/errors';
 
 export interface EvalItem {
   image: string;

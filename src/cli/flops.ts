@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { FicocoError } from '../engine/errors';
+import { FicocoError } from '../common/errors';
 import { parseLlavaConfig } from '../engine/models/config';
 import { flopsArchOf } from '../engine/models/flopsArch';
 import { ARCH_PRESETS, ModelArch, RunShape, archPreset, flopsTable, llmLayerFlops, runFlops, runKvCacheBytes, unreducedShape, visionLayerFlops } from '../flops/index';

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { findBuiltinModel } from '../engine/builtinModel';
 import { AnswerStats, LlavaEngine } from '../engine/engine';
-import { FicocoError } from '../engine/errors';
+import { FicocoError } from '../common/errors';
 import { PROVIDERS } from '../engine/runtime/provider';
 import { FlopsError } from '../flops/index';
 import { METHODS, ReductionSettingsError } from '../reduction/registry';

@@ -1,7 +1,7 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { FicocoError } from '../engine/errors';
+import { FicocoError } from '../common/errors';
 import { DEFAULT_HUB_ENDPOINT, ModelRequest, downloadModel, planDownload } from '../hub/download';
 import { MODEL_PRESETS, findPreset, formatBytes } from '../hub/presets';
 import { deleteStoredModel, listStoredModels } from '../hub/store';

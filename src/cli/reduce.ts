@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
-import { FicocoError } from '../engine/errors';
+import { FicocoError } from '../common/errors';
 import { WeightIndex } from '../engine/weights/safetensors';
 import { TensorToWrite, bytesOf, writeSafetensors } from '../engine/weights/safetensorsWriter';
 import { cosineMatrix, softmax } from '../reduction/arrays';

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { FicocoError } from './errors';
+import { FicocoError } from '../common/errors';
 import type { AttentionExposure } from './graph/attention';
 import { RunFlops, runFlops, unreducedShape } from '../flops/model';
 import { ATTENTION, HIDDEN_COSINE, KEY_COSINE, LOG_SIZES, MEAN_KEYS, POSITIONS, Tower } from './graph/segment';

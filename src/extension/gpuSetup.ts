@@ -3,7 +3,7 @@
  * version (consent first, progress with cancel), and offers to once when an NVIDIA driver is present.
  */
 import * as vscode from 'vscode';
-import { FicocoError } from '../engine/errors';
+import { FicocoError } from '../common/errors';
 import { cudaProviderInstalled, isCudaPlatform, missingCudaRuntime, nvidiaDriverPresent, ortBinaryFolder, ortVersion } from '../engine/runtime/cudaRuntime';
 import { CudaPackage, findCudaPackage, installCudaProvider } from '../hub/cudaProvider';
 import { formatBytes } from '../hub/presets';

@@ -5,7 +5,7 @@
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { FicocoError } from '../engine/errors';
+import { FicocoError } from '../common/errors';
 import { DEFAULT_HUB_ENDPOINT, DownloadPlan, ModelRequest, downloadModel, planDownload } from '../hub/download';
 import { MODEL_PRESETS, formatBytes } from '../hub/presets';
 import { deleteStoredModel, freeBytes, listStoredModels, missingModelFiles } from '../hub/store';

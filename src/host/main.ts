@@ -6,7 +6,7 @@
 import * as path from 'node:path';
 import { CancellationToken, ErrorCodes, IPCMessageReader, IPCMessageWriter, MessageConnection, ResponseError, createMessageConnection } from 'vscode-jsonrpc/node';
 import { LlavaEngine } from '../engine/engine';
-import { FicocoError } from '../engine/errors';
+import { FicocoError } from '../common/errors';
 import { ReductionSettingsError } from '../reduction/registry';
 import {
   AskParams,

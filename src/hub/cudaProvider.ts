@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { FicocoError } from '../engine/errors';
+import { FicocoError } from '../common/errors';
 import { CUDA_PROVIDER_FILES } from '../engine/runtime/cudaRuntime';
 
 export const NUGET_FEED = 'https://api.nuget.org/v3/index.json';

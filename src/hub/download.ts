@@ -13,7 +13,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { downloadFile, listFiles, modelInfo } from '@huggingface/hub';
-import { FicocoError } from '../engine/errors';
+import { FicocoError } from '../common/errors';
 import { findSnapshotInHfCache } from './hfCache';
 import { DOWNLOAD_MANIFEST, DownloadManifest, modelFolder, partialFolder, repoFolderName } from './store';
 

@@ -1,7 +1,7 @@
 /** Where downloaded models live, and what is there: `<root>/<owner>--<name>/<commit>/` with a manifest each. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { FicocoError } from '../engine/errors';
+import { FicocoError } from '../common/errors';
 import type { HubFile } from './download';
 
 /** Written last into a download's folder: its presence means every file arrived and was verified. */

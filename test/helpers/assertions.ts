@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { FicocoError, FicocoErrorKind } from '../../src/engine/errors';
+import { FicocoError, FicocoErrorKind } from '../../src/common/errors';
 
 /** Asserts `fn` throws a FicocoError of `kind` whose message matches. */
 export function throwsFicoco(fn: () => unknown, kind: FicocoErrorKind, message: RegExp): void {

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { benchCommand } from '../../src/cli/bench';
 import { median } from '../../src/cli/benchTiming';
-import { FicocoError } from '../../src/engine/errors';
+import { FicocoError } from '../../src/common/errors';
 
 const MODEL = path.join(__dirname, '..', 'fixtures', 'tiny-llava-llama');
 

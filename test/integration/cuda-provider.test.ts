@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { FicocoError } from '../../src/engine/errors';
+import { FicocoError } from '../../src/common/errors';
 import { CUDA_PROVIDER_FILES, cudaProviderInstalled } from '../../src/engine/runtime/cudaRuntime';
 import { findCudaPackage, installCudaProvider } from '../../src/hub/cudaProvider';
 

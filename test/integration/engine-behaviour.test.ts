@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { LlavaEngine } from '../../src/engine/engine';
-import { FicocoError } from '../../src/engine/errors';
+import { FicocoError } from '../../src/common/errors';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures');
 const MODEL = path.join(FIXTURES, 'tiny-llava-llama');

@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { LlavaEngine } from '../../src/engine/engine';
-import { FicocoError } from '../../src/engine/errors';
+import { FicocoError } from '../../src/common/errors';
 import { DownloadProgress, ModelRequest, downloadModel, planDownload } from '../../src/hub/download';
 import { DOWNLOAD_MANIFEST, deleteStoredModel, listStoredModels, missingModelFiles } from '../../src/hub/store';
 import { FakeHub, startFakeHub } from '../helpers/fakeHub';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { FicocoError } from '../../src/engine/errors';
+import { FicocoError } from '../../src/common/errors';
 import { parseLlavaConfig } from '../../src/engine/models/config';
 
 type Json = Record<string, unknown>;

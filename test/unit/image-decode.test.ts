@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { FicocoError } from '../../src/engine/errors';
+import { FicocoError } from '../../src/common/errors';
 import { decodeImage, detectImageFormat } from '../../src/engine/image/decode';
 
 const FIXTURES = 'test/fixtures/preprocess';

@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { FicocoError } from '../errors';
+import { FicocoError } from '../../common/errors';
 import type { TensorLocation } from '../weights/safetensors';
 import { AttentionExposure } from './attention';
 import { Dim, ElemType, GraphBuilder } from './builder';

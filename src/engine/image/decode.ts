@@ -1,4 +1,4 @@
-import { FicocoError } from '../errors';
+import { FicocoError } from '../../common/errors';
 import { decodeGif } from './gif';
 import { decodeJpeg } from './jpeg';
 import { decodePng } from './png';

@@ -1,5 +1,5 @@
 import { decompressFrame, parseGIF, type ParsedFrameWithoutPatch } from 'gifuct-js';
-import { FicocoError } from '../errors';
+import { FicocoError } from '../../common/errors';
 import { reasonOf, TRUNCATED, undecodable, type RgbImage } from './rgb-image';
 
 type Rgb = [number, number, number];

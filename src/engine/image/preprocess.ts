@@ -1,4 +1,4 @@
-import { FicocoError } from '../errors';
+import { FicocoError } from '../../common/errors';
 import { resizeLikePillow, type ResampleFilter } from './resample';
 import type { RgbImage } from './rgb-image';
 

@@ -1,4 +1,4 @@
-import { FicocoError } from '../errors';
+import { FicocoError } from '../../common/errors';
 
 /** A decoded image as the preprocessors consume it. */
 export interface RgbImage {

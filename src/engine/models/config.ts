@@ -1,4 +1,4 @@
-import { FicocoError } from '../errors';
+import { FicocoError } from '../../common/errors';
 import { Activation } from '../graph/ops';
 
 /** Parsed, validated config.json of a LLaVA-family model. Defaults are transformers' own. */

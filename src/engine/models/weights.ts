@@ -1,4 +1,4 @@
-import { FicocoError } from '../errors';
+import { FicocoError } from '../../common/errors';
 import type { Linear } from '../graph/ops';
 import type { SegmentScope } from '../graph/segment';
 import type { DecoderQuantizer, QuantizedLinear } from '../weights/quantizedCache';

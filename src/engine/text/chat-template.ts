@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Template } from '@huggingface/jinja';
-import { FicocoError } from '../errors';
+import { FicocoError } from '../../common/errors';
 import { isJsonObject, readOptionalJson, type JsonObject } from './json-file';
 
 export type ChatContent = string | Array<{ type: 'text'; text: string } | { type: 'image' }>;

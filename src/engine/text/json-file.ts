@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { FicocoError } from '../errors';
+import { FicocoError } from '../../common/errors';
 
 export type JsonObject = Record<string, unknown>;
 

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { FicocoError } from '../errors';
+import { FicocoError } from '../../common/errors';
 import { loadChatTemplate, type ChatMessage, type ChatTemplate, type TemplateTokens } from './chat-template';
 import { isJsonObject, readOptionalJson, tokenContent, type JsonObject } from './json-file';
 

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { FicocoError } from '../errors';
+import { FicocoError } from '../../common/errors';
 import { QUANT_BLOCK_SIZE, WeightQuantization, bitsOf, blockLayout, quantizeBlocks } from './quantize';
 import { TensorLocation, WeightIndex } from './safetensors';
 import { safetensorsPrefix } from './safetensorsWriter';

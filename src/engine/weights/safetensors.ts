@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { FicocoError } from '../errors';
+import { FicocoError } from '../../common/errors';
 import { DTYPE_BYTES, bfloat16ToFloat32, float16ToFloat32, isSafetensorsDType, type SafetensorsDType } from './dtype';
 
 export { bfloat16ToFloat32, float16ToFloat32, type SafetensorsDType } from './dtype';
