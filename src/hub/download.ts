@@ -5,6 +5,10 @@
  * its bytes are complete and its checksum matches the Hub's (SHA-256 of LFS files, the git blob SHA-1 of
  * small ones). Only when every file is verified does one rename move the folder to `<root>/<owner>--<name>/<commit>/`,
  * so a cut-off download never looks complete, and the next attempt resumes each file where it stopped.
+ *
+ * The server is not trusted: its paths and commit are checked before they name anything on disk, a file it lists
+ * without a checksum is refused, the access token goes only to its origin over https, and a lock file keeps a second
+ * process (another VS Code window) from writing the same download.
  */
 import { createHash, type Hash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -12,9 +16,12 @@ import * as path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { setTimeout as delay } from 'node:timers/promises';
 import { downloadFile, listFiles, modelInfo } from '@huggingface/hub';
 import { FicocoError } from '../common/errors';
+import { DownloadLock, LockOwner } from './downloadLock';
 import { findSnapshotInHfCache } from './hfCache';
+import { checkCommit, checkDownloadPath, checkListedPath, isCommit, pathInside } from './repoPaths';
 import { DOWNLOAD_MANIFEST, DownloadManifest, modelFolder, partialFolder, repoFolderName } from './store';
 
 export const DEFAULT_HUB_ENDPOINT = 'https://huggingface.co';
@@ -45,6 +52,7 @@ export interface ModelRequest {
   endpoint: string;
   /** folder that holds downloaded models */
   root: string;
+  /** sent only to the endpoint's own origin, and only over https (or to this machine) */
   accessToken?: string;
 }
 
@@ -58,6 +66,8 @@ export interface DownloadPlan {
   folder: string;
   /** already complete: downloaded before, or found in the Hugging Face cache */
   existing?: 'downloaded' | 'hf-cache';
+  /** an access token was given but not sent: the endpoint is plain http to another machine */
+  tokenWithheld?: boolean;
 }
 
 export interface DownloadProgress {
@@ -74,6 +84,10 @@ export interface DownloadOptions {
   retries?: number;
   /** milliseconds before the first retry; doubles each time */
   retryDelayMs?: number;
+  /** when another process is downloading the same model: wait for it, or fail at once saying so (default) */
+  whenBusy?: 'wait' | 'fail';
+  /** called when this download starts waiting for another process's */
+  onWait?: (owner: LockOwner | undefined) => void;
 }
 
 /** Resolves the revision to a commit, lists the files with their sizes and checksums, and finds an existing copy. */
@@ -82,19 +96,19 @@ export async function planDownload(request: ModelRequest): Promise<DownloadPlan>
   const hub = hubOptions(request);
   const where = `${request.repo} at ${request.revision} on ${hub.hubUrl}`;
   const commit = await hubCall(where, async () => {
-    if (/^[0-9a-f]{40}$/.test(request.revision)) return request.revision;
+    if (isCommit(request.revision)) return request.revision;
     const info = await modelInfo({ name: request.repo, revision: request.revision, additionalFields: ['sha'], ...hub });
-    if (typeof info.sha !== 'string') throw new FicocoError(`The Hub did not say which commit ${where} is.`, 'download');
-    return info.sha;
+    return checkCommit(info.sha, where);
   });
   const listed = new Map<string, HubFile>();
   await hubCall(where, async () => {
     for await (const entry of listFiles({ repo: request.repo, revision: commit, recursive: true, ...hub })) {
-      if (entry.type !== 'file') continue;
-      listed.set(entry.path, { path: entry.path, size: entry.size, ...(entry.lfs ? { sha256: entry.lfs.oid } : { gitSha1: entry.oid }) });
+      checkListedPath(entry.path, where);
+      if (entry.type === 'file') listed.set(entry.path, verifiableFile(entry, where));
     }
   });
   const wanted = request.files ?? [...listed.keys()].filter((file) => MODEL_FILE.test(path.posix.basename(file)));
+  for (const file of wanted) checkDownloadPath(file, where);
   const missing = wanted.filter((file) => !listed.has(file) && !OPTIONAL_FILE.test(path.posix.basename(file)));
   if (missing.length > 0) throw new FicocoError(`${where} has no ${missing.join(', ')}: the model preset and the repository disagree.`, 'download');
   if (!wanted.some((file) => file.endsWith('.safetensors'))) {
@@ -102,29 +116,82 @@ export async function planDownload(request: ModelRequest): Promise<DownloadPlan>
   }
   const files = wanted.flatMap((file) => listed.get(file) ?? []);
   const folder = modelFolder(request.root, request.repo, commit);
-  const plan: DownloadPlan = { request, commit, files, totalBytes: files.reduce((sum, f) => sum + f.size, 0), folder };
+  const plan: DownloadPlan = {
+    request,
+    commit,
+    files,
+    totalBytes: files.reduce((sum, f) => sum + f.size, 0),
+    folder,
+    ...(request.accessToken && !hub.accessToken ? { tokenWithheld: true } : {}),
+  };
   if (fs.existsSync(path.join(folder, DOWNLOAD_MANIFEST))) return { ...plan, existing: 'downloaded' };
   const cached = findSnapshotInHfCache(request.repo, commit, files);
   return cached ? { ...plan, folder: cached, existing: 'hf-cache' } : plan;
 }
 
-/** Downloads what the plan lists (nothing when it found a copy) and returns the complete model folder. */
+/** A listed file with the checksum it will be verified by: SHA-256 for LFS files, git's blob SHA-1 otherwise; none is refused. */
+function verifiableFile(entry: { path: string; size: number; oid?: string; lfs?: { oid: string } }, where: string): HubFile {
+  if (!Number.isSafeInteger(entry.size) || entry.size < 0) throw new FicocoError(`${where}: the server lists ${entry.path} with the size ${JSON.stringify(entry.size)}; refusing it.`, 'download');
+  if (entry.lfs && /^[0-9a-f]{64}$/.test(entry.lfs.oid)) return { path: entry.path, size: entry.size, sha256: entry.lfs.oid };
+  if (!entry.lfs && entry.oid !== undefined && /^[0-9a-f]{40}$/.test(entry.oid)) return { path: entry.path, size: entry.size, gitSha1: entry.oid };
+  throw new FicocoError(`${where}: the server lists ${entry.path} without a valid checksum (a 64-hex SHA-256 for LFS files, a 40-hex git SHA-1 otherwise), so it could not be verified; FiCoCo downloads only files it can verify.`, 'download');
+}
+
+/** How the plan's files are verified, for the consent dialog: "3 files by SHA-256 (Git LFS), 6 by git's blob SHA-1". */
+export function verificationSummary(plan: DownloadPlan): string {
+  const lfs = plan.files.filter((file) => file.sha256 !== undefined).length;
+  const git = plan.files.length - lfs;
+  const parts = [lfs > 0 ? `${lfs} by SHA-256 (Git LFS)` : '', git > 0 ? `${git} by git's blob SHA-1` : ''].filter(Boolean);
+  return `Every file is checked against the checksum the Hub lists: ${parts.join(', ')}.`;
+}
+
+/**
+ * Downloads what the plan lists (nothing when it found a copy) and returns the complete model folder. Holds the
+ * download's lock meanwhile, and checks every file on disk once more before the manifest says the model is complete.
+ */
 export async function downloadModel(plan: DownloadPlan, options: DownloadOptions = {}): Promise<string> {
   if (plan.existing) return plan.folder;
   const { request, commit } = plan;
   const partial = partialFolder(request.root, request.repo, commit);
-  fs.mkdirSync(partial, { recursive: true });
-  let verifiedBytes = 0;
-  for (const file of plan.files) {
-    const report = (fileBytes: number) => options.onProgress?.({ file: file.path, bytesDone: verifiedBytes + fileBytes, bytesTotal: plan.totalBytes });
-    await downloadOneFile(plan, file, path.join(partial, ...file.path.split('/')), report, options);
-    verifiedBytes += file.size;
+  fs.mkdirSync(path.dirname(partial), { recursive: true });
+  const lock = await DownloadLock.acquire(`${partial}.lock`, `${request.repo}@${commit.slice(0, 7)}`, {
+    wait: options.whenBusy === 'wait',
+    signal: options.signal,
+    onWait: options.onWait,
+  });
+  try {
+    // The other process may have finished it while this one waited.
+    if (fs.existsSync(path.join(plan.folder, DOWNLOAD_MANIFEST))) return plan.folder;
+    fs.mkdirSync(partial, { recursive: true });
+    let verifiedBytes = 0;
+    for (const file of plan.files) {
+      const report = (fileBytes: number) => options.onProgress?.({ file: file.path, bytesDone: verifiedBytes + fileBytes, bytesTotal: plan.totalBytes });
+      await downloadOneFile(plan, file, pathInside(partial, file.path), report, options);
+      lock.assertHeld();
+      verifiedBytes += file.size;
+    }
+    await verifyOnDisk(plan, partial);
+    lock.assertHeld();
+    const manifest: DownloadManifest = { repo: request.repo, revision: request.revision, commit, endpoint: request.endpoint, files: plan.files, completedAt: new Date().toISOString() };
+    fs.writeFileSync(path.join(partial, DOWNLOAD_MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
+    fs.mkdirSync(path.dirname(plan.folder), { recursive: true });
+    fs.renameSync(partial, plan.folder);
+    return plan.folder;
+  } finally {
+    lock.release();
   }
-  const manifest: DownloadManifest = { repo: request.repo, revision: request.revision, commit, endpoint: request.endpoint, files: plan.files, completedAt: new Date().toISOString() };
-  fs.writeFileSync(path.join(partial, DOWNLOAD_MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
-  fs.mkdirSync(path.dirname(plan.folder), { recursive: true });
-  fs.renameSync(partial, plan.folder);
-  return plan.folder;
+}
+
+/** Every file of the finished download hashed again from disk: what the manifest vouches for is what is there. */
+async function verifyOnDisk(plan: DownloadPlan, partial: string): Promise<void> {
+  for (const file of plan.files) {
+    const target = pathInside(partial, file.path);
+    const actual = (await hashFile(target, file, file.size)).digest('hex');
+    if (actual !== (file.sha256 ?? file.gitSha1)) {
+      fs.rmSync(target, { force: true });
+      throw new FicocoError(`${file.path} of ${plan.request.repo} changed on disk after it was verified; it was deleted. Download the model again.`, 'download');
+    }
+  }
 }
 
 /** One file into `target`: resumes `target.incomplete`, retries dropped connections, verifies, then renames. */
@@ -147,9 +214,14 @@ async function downloadOneFile(plan: DownloadPlan, file: HubFile, target: string
       if (onDisk < file.size) await appendRemainder(plan, file, incomplete, onDisk, checksum, report, options.signal);
       break;
     } catch (error) {
-      if (options.signal?.aborted) throw new FicocoError(`Download of ${plan.request.repo} cancelled; ${file.path} stopped at ${checksum.bytes} of ${file.size} bytes and resumes next time.`, 'cancelled');
+      const cancelled = () => new FicocoError(`Download of ${plan.request.repo} cancelled; ${file.path} stopped at ${checksum!.bytes} of ${file.size} bytes and resumes next time.`, 'cancelled');
+      if (options.signal?.aborted) throw cancelled();
+      const diskProblem = diskError(error, incomplete);
+      if (diskProblem) throw diskProblem;
       if (error instanceof FicocoError || attempt >= retries) throw asDownloadError(error, `${file.path} of ${plan.request.repo}`);
-      await sleep((options.retryDelayMs ?? 500) * 2 ** attempt, options.signal);
+      await delay((options.retryDelayMs ?? 500) * 2 ** attempt, undefined, { signal: options.signal }).catch(() => {
+        throw cancelled();
+      });
     }
   }
   const actual = checksum.hash.digest('hex');
@@ -174,13 +246,7 @@ async function appendRemainder(
   signal: AbortSignal | undefined,
 ): Promise<void> {
   const { request, commit } = plan;
-  const blob = await downloadFile({
-    repo: request.repo,
-    path: file.path,
-    revision: commit,
-    ...hubOptions(request),
-    fetch: (input, init) => fetch(input, { ...init, signal }),
-  });
+  const blob = await downloadFile({ repo: request.repo, path: file.path, revision: commit, ...hubOptions(request, signal) });
   if (!blob) throw new FicocoError(`${file.path} is not in ${request.repo} at ${commit} (404).`, 'download');
   const counted = new Transform({
     transform(chunk: Buffer, _encoding, done) {
@@ -203,9 +269,27 @@ async function hashFile(filePath: string, file: HubFile, bytes: number): Promise
   return hash;
 }
 
-/** What every @huggingface/hub call of a request takes: the endpoint without a trailing slash, and the token. */
-function hubOptions(request: ModelRequest): { hubUrl: string; accessToken?: string } {
-  return { hubUrl: request.endpoint.replace(/\/+$/, ''), ...(request.accessToken ? { accessToken: request.accessToken } : {}) };
+/**
+ * What every @huggingface/hub call of a request takes: the endpoint without a trailing slash; the token where it may
+ * go; and a fetch that keeps the token on the endpoint's origin, whatever pagination or xet links the server sends.
+ */
+function hubOptions(request: ModelRequest, signal?: AbortSignal): { hubUrl: string; accessToken?: string; fetch: typeof fetch } {
+  const hubUrl = request.endpoint.replace(/\/+$/, '');
+  const accessToken = request.accessToken && tokenMayGoTo(hubUrl) ? request.accessToken : undefined;
+  const origin = new URL(hubUrl).origin;
+  const originBound: typeof fetch = (input, init) => {
+    const url = new URL(input instanceof Request ? input.url : input);
+    const headers = new Headers(init?.headers);
+    if (accessToken && url.origin !== origin && headers.get('authorization') === `Bearer ${accessToken}`) headers.delete('authorization');
+    return fetch(input, { ...init, headers, ...(signal ? { signal } : {}) });
+  };
+  return { hubUrl, ...(accessToken ? { accessToken } : {}), fetch: originBound };
+}
+
+/** A token travels only over https, or to this machine itself (a local mirror). */
+export function tokenMayGoTo(endpoint: string): boolean {
+  const url = new URL(endpoint);
+  return url.protocol === 'https:' || (url.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname));
 }
 
 async function hubCall<T>(where: string, call: () => Promise<T>): Promise<T> {
@@ -222,17 +306,23 @@ function asDownloadError(error: unknown, what: string): FicocoError {
   const status = (error as { statusCode?: unknown }).statusCode;
   const message = error instanceof Error ? error.message : String(error);
   if (status === 404) return new FicocoError(`${what}: not found (404). Check the repository name, the revision and the Hub endpoint.`, 'download');
-  if (status === 401 || status === 403) return new FicocoError(`${what}: access denied (${status}). The repository may be gated or private; accept its licence on the Hub and give an access token.`, 'download');
+  if (status === 401 || status === 403) {
+    return new FicocoError(
+      `${what}: access denied (${status}). The repository may be gated or private: accept its licence on the Hub and set an access token ` +
+        '(FiCoCo: Set Hugging Face Token… in VS Code, $HF_TOKEN for the CLI; it is sent only over https).',
+      'download',
+    );
+  }
   const cause = (error as { cause?: { message?: string } }).cause?.message;
   return new FicocoError(`${what}: ${message}${cause ? ` (${cause})` : ''}.`, 'download');
 }
 
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
-      clearTimeout(timer);
-      reject(new FicocoError('Download cancelled.', 'cancelled'));
-    }, { once: true });
-  });
+/** A failure of the local disk, which no retry mends: said at once, with what to do. */
+function diskError(error: unknown, file: string): FicocoError | undefined {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new FicocoError(`The disk is full while writing ${file}; free some space and download again: it resumes where it stopped.`, 'download');
+  }
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return new FicocoError(`${file} cannot be written (${code}); check the folder's permissions.`, 'download');
+  return undefined;
 }

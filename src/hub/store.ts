@@ -3,9 +3,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FicocoError } from '../common/errors';
 import type { HubFile } from './download';
+import { lockIsHeld } from './downloadLock';
+import { isCommit } from './repoPaths';
 
 /** Written last into a download's folder: its presence means every file arrived and was verified. */
 export const DOWNLOAD_MANIFEST = 'ficoco-download.json';
+/** Where unfinished downloads wait to resume: `<root>/.partial/<owner>--<name>--<commit>/` and its `.lock`. */
+const PARTIAL = '.partial';
 
 export interface DownloadManifest {
   repo: string;
@@ -22,11 +26,17 @@ export interface StoredModel extends DownloadManifest {
 }
 
 export function modelFolder(root: string, repo: string, commit: string): string {
-  return path.join(root, repoFolderName(repo), commit);
+  return path.join(root, repoFolderName(repo), commitFolderName(commit));
 }
 
 export function partialFolder(root: string, repo: string, commit: string): string {
-  return path.join(root, '.partial', `${repoFolderName(repo)}--${commit}`);
+  return path.join(root, PARTIAL, `${repoFolderName(repo)}--${commitFolderName(commit)}`);
+}
+
+/** A commit as a folder name: 40 hex digits, nothing else (a server's answer ends up here). */
+function commitFolderName(commit: string): string {
+  if (!isCommit(commit)) throw new FicocoError(`"${commit}" is not a commit (40 hex digits); nothing was written.`, 'download');
+  return commit;
 }
 
 /** owner--name, after checking `repo` is a Hub model name (it becomes a folder name). */
@@ -41,7 +51,7 @@ export function repoFolderName(repo: string): string {
 export function listStoredModels(root: string): StoredModel[] {
   const models: StoredModel[] = [];
   for (const repoDir of readDirs(root)) {
-    if (repoDir === '.partial') continue;
+    if (repoDir === PARTIAL) continue;
     for (const commitDir of readDirs(path.join(root, repoDir))) {
       const folder = path.join(root, repoDir, commitDir);
       const manifest = readManifest(folder);
@@ -60,6 +70,36 @@ export function deleteStoredModel(root: string, folder: string): void {
   fs.rmSync(folder, { recursive: true, force: true });
   const repoDir = path.dirname(folder);
   if (fs.readdirSync(repoDir).length === 0) fs.rmdirSync(repoDir);
+}
+
+/** A download that stopped before it was complete: its verified files and `.incomplete` parts wait to resume. */
+export interface PartialDownload {
+  /** `<root>/.partial/<owner>--<name>--<commit>` */
+  folder: string;
+  bytes: number;
+  /** another process (a VS Code window, a CLI run) is downloading it now */
+  inUse: boolean;
+}
+
+export function listPartialDownloads(root: string): PartialDownload[] {
+  const parent = path.join(root, PARTIAL);
+  return readDirs(parent).map((name) => {
+    const folder = path.join(parent, name);
+    return { folder, bytes: folderBytes(folder), inUse: lockIsHeld(`${folder}.lock`) };
+  });
+}
+
+/** Removes an unfinished download (it starts over next time); refuses one that is running or is not under `root`. */
+export function deletePartialDownload(root: string, folder: string): void {
+  const partial = listPartialDownloads(root).find((p) => path.resolve(p.folder) === path.resolve(folder));
+  if (!partial) throw new FicocoError(`${folder} is not an unfinished download in ${root}; it was left alone.`, 'input');
+  if (partial.inUse) throw new FicocoError(`${folder} is downloading in another window or process now; it was left alone.`, 'input');
+  fs.rmSync(partial.folder, { recursive: true, force: true });
+  fs.rmSync(`${partial.folder}.lock`, { force: true });
+}
+
+function folderBytes(folder: string): number {
+  return fs.readdirSync(folder, { withFileTypes: true, recursive: true }).reduce((sum, entry) => (entry.isFile() ? sum + fs.statSync(path.join(entry.parentPath, entry.name)).size : sum), 0);
 }
 
 function readManifest(folder: string): DownloadManifest | undefined {

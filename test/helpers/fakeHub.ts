@@ -1,6 +1,8 @@
 /**
  * A Hugging Face Hub on 127.0.0.1: model folders served through the Hub's API (revision info, file tree with
- * LFS checksums, resolve with Range), with faults on request — a connection dropped mid-file, corrupted bytes.
+ * LFS checksums, resolve with Range), with faults on request — a connection dropped mid-file, corrupted bytes,
+ * slow transfers — and a hostile server's answers: paths and commits that try to escape, files without checksums,
+ * pagination links to another origin, a token demanded as a gated repository does.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -23,18 +25,41 @@ export interface FakeHub {
   rangeRequests: string[];
   /** bytes of file content sent so far */
   bytesServed: number;
+  /** a hostile server: entries added to every file tree, the commit the revision API answers, paths listed without checksums */
+  hostile: { extraEntries: HubTreeEntry[]; sha?: string; withoutChecksum: Set<string> };
+  /** when set, the tree's second half is left to this URL (a `Link: <…>; rel="next"` header), e.g. another server's */
+  nextPageUrl?: string;
+  /** when set, every request without `Authorization: Bearer <token>` is refused with 401, as a gated repository */
+  requiredToken?: string;
+  /** the path and Authorization header of every request */
+  requests: { path: string; authorization?: string }[];
+  /** when set, file bytes are sent at most this fast */
+  bytesPerSecond?: number;
   close(): Promise<void>;
 }
 
 const LFS = /\.safetensors$/;
 
-export async function startFakeHub(repos: Record<string, FakeRepo>): Promise<FakeHub> {
-  const hub: Omit<FakeHub, 'url' | 'close'> = { dropAfter: new Map(), corrupt: new Set(), rangeRequests: [], bytesServed: 0 };
+/** `host`: the address to listen on (127.0.0.1 unless a test needs another). */
+export async function startFakeHub(repos: Record<string, FakeRepo>, host = '127.0.0.1'): Promise<FakeHub> {
+  const hub: Omit<FakeHub, 'url' | 'close'> = {
+    dropAfter: new Map(),
+    corrupt: new Set(),
+    rangeRequests: [],
+    bytesServed: 0,
+    hostile: { extraEntries: [], withoutChecksum: new Set() },
+    requests: [],
+  };
   // The file trees with their checksums, computed once (streamed: benchmark models are gigabytes).
-  const trees = new Map<FakeRepo, TreeEntry[]>();
+  const trees = new Map<FakeRepo, HubTreeEntry[]>();
   for (const repo of Object.values(repos)) trees.set(repo, await Promise.all(listFolder(repo.folder).map((file) => treeEntry(repo.folder, file))));
   const server = http.createServer((request, response) => {
     const url = new URL(request.url ?? '/', 'http://127.0.0.1');
+    hub.requests.push({ path: url.pathname, ...(request.headers.authorization ? { authorization: request.headers.authorization } : {}) });
+    if (hub.requiredToken !== undefined && request.headers.authorization !== `Bearer ${hub.requiredToken}`) {
+      response.writeHead(401, { 'content-type': 'application/json', 'x-error-code': 'GatedRepo' });
+      return response.end(JSON.stringify({ error: 'Access to this model is restricted.' }));
+    }
     const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
     const api = parts[0] === 'api' && parts[1] === 'models';
     const [owner, name, kind, revision, ...rest] = api ? parts.slice(2) : parts;
@@ -43,9 +68,15 @@ export async function startFakeHub(repos: Record<string, FakeRepo>): Promise<Fak
     if (revision !== 'main' && revision !== repo.commit) return notFound(response, 'RevisionNotFound');
     const tree = trees.get(repo)!;
     if (api && kind === 'revision') {
-      return json(response, { _id: repo.commit.slice(0, 24), id: `${owner}/${name}`, sha: repo.commit, private: false, gated: false, downloads: 0, likes: 0, lastModified: '2026-01-01T00:00:00.000Z', siblings: tree.map((f) => ({ rfilename: f.path })) });
+      const sha = hub.hostile.sha ?? repo.commit;
+      return json(response, { _id: repo.commit.slice(0, 24), id: `${owner}/${name}`, sha, private: false, gated: false, downloads: 0, likes: 0, lastModified: '2026-01-01T00:00:00.000Z', siblings: tree.map((f) => ({ rfilename: f.path })) });
     }
-    if (api && kind === 'tree') return json(response, tree);
+    if (api && kind === 'tree') {
+      const listed = [...tree, ...hub.hostile.extraEntries].map((entry) => (hub.hostile.withoutChecksum.has(entry.path) ? { ...entry, oid: undefined, lfs: undefined } : entry));
+      if (hub.nextPageUrl === undefined || url.searchParams.has('cursor')) return json(response, url.searchParams.has('cursor') ? listed.slice(1) : listed);
+      response.setHeader('link', `<${hub.nextPageUrl}>; rel="next"`);
+      return json(response, listed.slice(0, 1));
+    }
     if (!api && kind === 'resolve') {
       const entry = tree.find((f) => f.path === rest.join('/'));
       if (!entry) return notFound(response, 'EntryNotFound');
@@ -53,9 +84,9 @@ export async function startFakeHub(repos: Record<string, FakeRepo>): Promise<Fak
     }
     notFound(response, 'EntryNotFound');
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
   return Object.assign(hub, {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    url: `http://${host}:${(server.address() as AddressInfo).port}`,
     close: () => new Promise<void>((resolve) => {
       server.closeAllConnections();
       server.close(() => resolve());
@@ -63,15 +94,15 @@ export async function startFakeHub(repos: Record<string, FakeRepo>): Promise<Fak
   });
 }
 
-interface TreeEntry {
-  type: 'file';
+export interface HubTreeEntry {
+  type: 'file' | 'directory';
   oid: string;
   size: number;
   path: string;
   lfs?: { oid: string; size: number; pointerSize: number };
 }
 
-function serveFile(hub: Omit<FakeHub, 'url' | 'close'>, request: http.IncomingMessage, response: http.ServerResponse, file: string, entry: TreeEntry, commit: string): void {
+function serveFile(hub: Omit<FakeHub, 'url' | 'close'>, request: http.IncomingMessage, response: http.ServerResponse, file: string, entry: HubTreeEntry, commit: string): void {
   const range = /^bytes=(\d+)-(\d*)$/.exec(request.headers.range ?? '');
   if (request.headers.range) hub.rangeRequests.push(`${entry.path} ${request.headers.range}`);
   const start = range ? Number(range[1]) : 0;
@@ -96,13 +127,24 @@ function serveFile(hub: Omit<FakeHub, 'url' | 'close'>, request: http.IncomingMe
     response.end(body.subarray(start, end + 1));
     return;
   }
-  const stream = fs.createReadStream(file, { start, end });
-  stream.on('data', (chunk) => (hub.bytesServed += chunk.length));
+  const stream = fs.createReadStream(file, { start, end, highWaterMark: 64 * 1024 });
   response.on('close', () => stream.destroy());
-  stream.pipe(response);
+  if (hub.bytesPerSecond === undefined) {
+    stream.on('data', (chunk) => (hub.bytesServed += chunk.length));
+    stream.pipe(response);
+    return;
+  }
+  // A slow server: each chunk, then a pause as long as the rate asks (a test may lift the limit meanwhile).
+  stream.on('data', (chunk) => {
+    hub.bytesServed += chunk.length;
+    response.write(chunk);
+    stream.pause();
+    setTimeout(() => stream.resume(), hub.bytesPerSecond === undefined ? 0 : (1000 * chunk.length) / hub.bytesPerSecond);
+  });
+  stream.on('end', () => response.end());
 }
 
-async function treeEntry(folder: string, file: string): Promise<TreeEntry> {
+async function treeEntry(folder: string, file: string): Promise<HubTreeEntry> {
   const size = fs.statSync(path.join(folder, file)).size;
   const gitOid = createHash('sha1').update(`blob ${size}\0`);
   const sha256 = createHash('sha256');
@@ -110,7 +152,7 @@ async function treeEntry(folder: string, file: string): Promise<TreeEntry> {
     gitOid.update(chunk as Buffer);
     sha256.update(chunk as Buffer);
   }
-  const entry: TreeEntry = { type: 'file', oid: gitOid.digest('hex'), size, path: file };
+  const entry: HubTreeEntry = { type: 'file', oid: gitOid.digest('hex'), size, path: file };
   // An LFS entry's content checksum is lfs.oid (its oid is the pointer's blob id; the same here, unused).
   return LFS.test(file) ? { ...entry, lfs: { oid: sha256.digest('hex'), size, pointerSize: 134 } } : entry;
 }

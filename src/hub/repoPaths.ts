@@ -1,0 +1,73 @@
+/**
+ * What a Hub server says becomes file and folder names here, so it is checked first: a listed path must be a
+ * plain relative path inside the repository, a commit must be 40 hex digits, and every path written stays under
+ * the folder it belongs to. A server (or a man in the middle of an http:// mirror) that says otherwise is refused.
+ */
+import * as path from 'node:path';
+import { FicocoError } from '../common/errors';
+
+/** Windows gives these names (with any extension) to devices: CON, PRN, AUX, NUL, COM1–9, LPT1–9. */
+const WINDOWS_DEVICE = /^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$/i;
+/** Characters Windows refuses in a file name (besides the separators), and control characters. */
+const WINDOWS_FORBIDDEN = /[<>:"|?*\u0000-\u001f]/;
+
+/** Why a listed path cannot be one of git's own (no server of the Hub's API lists such a path): undefined when it can. */
+function notAGitPath(file: string): string | undefined {
+  if (file === '') return 'it is empty';
+  if (file.includes('\0')) return 'it contains a NUL character';
+  if (file.includes('\\')) return 'it contains a backslash';
+  if (file.startsWith('/') || /^[a-z]:/i.test(file)) return 'it is absolute';
+  const segments = file.split('/');
+  if (segments.some((segment) => segment === '')) return 'it has an empty segment';
+  if (segments.some((segment) => segment === '.' || segment === '..')) return 'it has a . or .. segment';
+  return undefined;
+}
+
+/** Why a path could not be written on every platform FiCoCo runs on (Windows is the strictest): undefined when it can. */
+function notPortable(file: string): string | undefined {
+  for (const segment of file.split('/')) {
+    if (WINDOWS_FORBIDDEN.test(segment)) return `"${segment}" contains a character Windows forbids in names`;
+    if (WINDOWS_DEVICE.test(segment)) return `"${segment}" is a Windows device name`;
+    if (/[. ]$/.test(segment)) return `"${segment}" ends in a dot or a space, which Windows drops`;
+  }
+  return undefined;
+}
+
+/** Every path a server lists must be a path git could hold; `where` names the server and repository. */
+export function checkListedPath(file: string, where: string): void {
+  const problem = notAGitPath(file);
+  if (problem) throw hostile(where, `lists the file ${JSON.stringify(file)}, and ${problem}`);
+}
+
+/** A file about to be downloaded must also be writable on every platform. */
+export function checkDownloadPath(file: string, where: string): void {
+  checkListedPath(file, where);
+  const problem = notPortable(file);
+  if (problem) throw hostile(where, `lists the file ${JSON.stringify(file)}, and ${problem}`);
+}
+
+/** A full git commit id: 40 lowercase hex digits. */
+export function isCommit(value: unknown): value is string {
+  return typeof value === 'string' && /^[0-9a-f]{40}$/.test(value);
+}
+
+/** The commit a revision resolved to; it becomes a folder name. */
+export function checkCommit(commit: unknown, where: string): string {
+  if (!isCommit(commit)) throw hostile(where, `answered the commit ${JSON.stringify(commit)}, not 40 hex digits`);
+  return commit;
+}
+
+/** `folder` joined with a checked repository path, asserted to stay inside `folder`. */
+export function pathInside(folder: string, file: string): string {
+  const base = path.resolve(folder);
+  const target = path.resolve(base, ...file.split('/'));
+  const relative = path.relative(base, target);
+  if (relative === '' || relative.startsWith('..') || path.isAbsolute(relative)) {
+    throw new FicocoError(`${file} would be written outside ${base}; nothing was written.`, 'download');
+  }
+  return target;
+}
+
+function hostile(where: string, what: string): FicocoError {
+  return new FicocoError(`${where}: the server ${what}; FiCoCo refuses to download from it (nothing was written).`, 'download');
+}
