@@ -1,14 +1,15 @@
 /**
  * The model commands: Download Model (presets or any Hub repository, consent first, progress with cancel,
- * resume), Use Local Model Folder, Delete Model and Reveal Model Folder. Downloads live in the extension's
- * global storage; the chosen model is the `ficoco.modelPath` setting.
+ * resume), Use Local Model Folder, Delete Model, Reveal Model Folder and Set Hugging Face Token. Downloads live in
+ * the extension's global storage; the chosen model is the `ficoco.modelPath` setting; the token lives in VS Code's
+ * SecretStorage (never in settings) and goes only to the Hub endpoint, over https.
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { FicocoError } from '../common/errors';
-import { DEFAULT_HUB_ENDPOINT, DownloadPlan, ModelRequest, downloadModel, planDownload } from '../hub/download';
+import { DEFAULT_HUB_ENDPOINT, DownloadPlan, ModelRequest, downloadModel, planDownload, verificationSummary } from '../hub/download';
 import { MODEL_PRESETS, formatBytes } from '../hub/presets';
-import { deleteStoredModel, freeBytes, listStoredModels, missingModelFiles } from '../hub/store';
+import { deletePartialDownload, deleteStoredModel, freeBytes, listPartialDownloads, listStoredModels, missingModelFiles } from '../hub/store';
 import { BUILTIN_MODEL_PATH } from '../engine/builtinModel';
 import { byteProgress } from './byteProgress';
 import type { EngineClient } from './engineClient';
@@ -20,7 +21,11 @@ export const MODEL_COMMANDS = {
   useLocalFolder: 'ficoco.useLocalModelFolder',
   delete: 'ficoco.deleteModel',
   reveal: 'ficoco.revealModelFolder',
+  setToken: 'ficoco.setHubToken',
 } as const;
+
+/** The SecretStorage key of the Hugging Face access token. */
+const HUB_TOKEN_SECRET = 'ficoco.hubToken';
 
 type Pick<T> = vscode.QuickPickItem & { value: T };
 
@@ -40,6 +45,7 @@ export class ModelManager {
       vscode.commands.registerCommand(MODEL_COMMANDS.useLocalFolder, () => this.reportFailure(this.useLocalFolder())),
       vscode.commands.registerCommand(MODEL_COMMANDS.delete, () => this.reportFailure(this.delete())),
       vscode.commands.registerCommand(MODEL_COMMANDS.reveal, () => this.reportFailure(this.reveal())),
+      vscode.commands.registerCommand(MODEL_COMMANDS.setToken, () => this.reportFailure(this.setToken())),
     ];
   }
 
@@ -52,6 +58,7 @@ export class ModelManager {
     const request = await this.chooseRepository();
     if (!request) return;
     const plan = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `FiCoCo: asking ${request.endpoint} about ${request.repo}…` }, () => planDownload(request));
+    if (plan.tokenWithheld) void vscode.window.showWarningMessage(`FiCoCo: your Hugging Face token was not sent to ${request.endpoint}: tokens go only over https.`);
     if (plan.existing) return this.offerToUse(plan.folder, `${request.repo} is already on this machine (${plan.existing === 'hf-cache' ? 'in the Hugging Face cache' : 'downloaded before'}).`);
     const free = freeBytes(this.root);
     if (free < plan.totalBytes) throw new FicocoError(`${request.repo} needs ${formatBytes(plan.totalBytes)} but ${this.root} has ${formatBytes(free)} free.`, 'download');
@@ -85,7 +92,8 @@ export class ModelManager {
     const other: Pick<ModelRequest | 'other'> = { label: '$(cloud-download) Other Hub repository…', detail: 'Any LLaVA model in the llava-hf layout, as owner/name or owner/name@revision.', value: 'other' };
     const picked = await vscode.window.showQuickPick([...presets, other], { title: 'FiCoCo: Download Model', placeHolder: `From ${endpoint}`, matchOnDetail: true });
     if (!picked) return undefined;
-    if (picked.value !== 'other') return picked.value;
+    const accessToken = await this.context.secrets.get(HUB_TOKEN_SECRET);
+    if (picked.value !== 'other') return { ...picked.value, ...(accessToken ? { accessToken } : {}) };
     const typed = await vscode.window.showInputBox({
       title: 'FiCoCo: Download Model',
       prompt: `A repository on ${endpoint}`,
@@ -94,7 +102,28 @@ export class ModelManager {
     });
     if (!typed) return undefined;
     const [repo, revision = 'main'] = typed.trim().split('@');
-    return { repo, revision, endpoint, root: this.root };
+    return { repo, revision, endpoint, root: this.root, ...(accessToken ? { accessToken } : {}) };
+  }
+
+  /** Stores the token in SecretStorage; an empty entry removes it. */
+  private async setToken(): Promise<void> {
+    const stored = await this.context.secrets.get(HUB_TOKEN_SECRET);
+    const typed = await vscode.window.showInputBox({
+      title: 'FiCoCo: Hugging Face access token',
+      prompt: `For gated or private repositories. Kept in VS Code's secret storage and sent only to the Hub endpoint, over https.${stored ? ' Leave empty to remove the stored token.' : ''}`,
+      password: true,
+      ignoreFocusOut: true,
+      placeHolder: 'hf_…',
+      validateInput: (text) => (text.trim() === '' || /^\S+$/.test(text.trim()) ? undefined : 'A token has no spaces.'),
+    });
+    if (typed === undefined) return;
+    if (typed.trim() === '') {
+      await this.context.secrets.delete(HUB_TOKEN_SECRET);
+      void vscode.window.showInformationMessage('FiCoCo: the Hugging Face token was removed.');
+    } else {
+      await this.context.secrets.store(HUB_TOKEN_SECRET, typed.trim());
+      void vscode.window.showInformationMessage('FiCoCo: the Hugging Face token is stored; downloads send it to the Hub endpoint.');
+    }
   }
 
   /** The download itself, in a cancellable notification; undefined when the user cancelled. */
@@ -134,19 +163,33 @@ export class ModelManager {
   }
 
   private async delete(): Promise<void> {
-    const stored = listStoredModels(this.root);
-    if (stored.length === 0) return void vscode.window.showInformationMessage('FiCoCo: no downloaded models. (Models used from the Hugging Face cache or a local folder are not FiCoCo\'s to delete.)');
-    const picked = await vscode.window.showQuickPick(
-      stored.map((model): Pick<string> => ({ label: model.repo, description: `${model.commit.slice(0, 7)} · ${formatBytes(model.bytes)}`, detail: model.folder, value: model.folder })),
-      { title: 'FiCoCo: Delete Model' },
-    );
+    const stored = listStoredModels(this.root).map((model): Pick<{ folder: string; partial: boolean }> => ({
+      label: model.repo,
+      description: `${model.commit.slice(0, 7)} · ${formatBytes(model.bytes)}`,
+      detail: model.folder,
+      value: { folder: model.folder, partial: false },
+    }));
+    const partial = listPartialDownloads(this.root).map((download): Pick<{ folder: string; partial: boolean }> => ({
+      label: `$(debug-pause) ${path.basename(download.folder)}`,
+      description: `unfinished download · ${formatBytes(download.bytes)}${download.inUse ? ' · downloading now' : ''}`,
+      detail: download.folder,
+      value: { folder: download.folder, partial: true },
+    }));
+    if (stored.length + partial.length === 0) {
+      return void vscode.window.showInformationMessage('FiCoCo: no downloaded models. (Models used from the Hugging Face cache or a local folder are not FiCoCo\'s to delete.)');
+    }
+    const picked = await vscode.window.showQuickPick([...stored, ...partial], { title: 'FiCoCo: Delete Model' });
     if (!picked) return;
     const confirm = await vscode.window.showWarningMessage(`Delete ${picked.label} (${picked.description})?`, { modal: true, detail: picked.detail }, 'Delete');
     if (confirm !== 'Delete') return;
-    const inUse = this.modelPath() === picked.value;
+    if (picked.value.partial) {
+      deletePartialDownload(this.root, picked.value.folder);
+      return void vscode.window.showInformationMessage(`FiCoCo: deleted the unfinished download ${path.basename(picked.value.folder)}.`);
+    }
+    const inUse = this.modelPath() === picked.value.folder;
     // The engine may hold the weight files open (Windows cannot delete them then).
     if (inUse) this.engine.stop();
-    deleteStoredModel(this.root, picked.value);
+    deleteStoredModel(this.root, picked.value.folder);
     if (inUse) await this.setModelPath('');
     void vscode.window.showInformationMessage(`FiCoCo: deleted ${picked.label}${inUse ? '; the built-in model answers from now on' : ''}.`);
   }
@@ -182,6 +225,7 @@ function consentDetail(plan: DownloadPlan, free: number): string {
   return [
     `${plan.files.length} files, ${formatBytes(plan.totalBytes)}, from ${request.endpoint} (${request.repo} at ${plan.commit.slice(0, 7)}).`,
     `Into ${plan.folder} (${formatBytes(free)} free).`,
+    verificationSummary(plan),
     'Nothing else leaves this machine. You can cancel at any time; the download resumes where it stopped.',
     'Check the model\'s licence on its Hub page before use.',
   ].join('\n\n');
