@@ -1,7 +1,31 @@
+import { parseArgs, ParseArgsConfig } from 'node:util';
 import { FicocoError } from '../common/errors';
 import { PROVIDERS, ProviderSetting } from '../engine/runtime/provider';
 import { WEIGHT_QUANTIZATIONS, WeightQuantization } from '../engine/weights/quantize';
 import { Budget, ParamValue } from '../reduction/method';
+
+/**
+ * node:util's parseArgs for one command, with what users meet fixed: a negative number after an option that takes a
+ * value is its value (`--budget -5` is then refused for what it is), and a parse error is one line that names the
+ * command's --help instead of a stack trace or the whole usage.
+ */
+export function parseCommandArgs<T extends ParseArgsConfig>(command: string, config: T): ReturnType<typeof parseArgs<T>> {
+  const takesValue = new Set(Object.entries(config.options ?? {}).flatMap(([name, option]) => (option.type === 'string' ? [`--${name}`] : [])));
+  const args: string[] = [];
+  const given = config.args ?? [];
+  for (let i = 0; i < given.length; i++) {
+    const joinNext = takesValue.has(given[i]) && /^-[\d.]/.test(given[i + 1] ?? '');
+    args.push(joinNext ? `${given[i]}=${given[++i]}` : given[i]);
+  }
+  try {
+    return parseArgs({ ...config, args } as T);
+  } catch (error) {
+    if (!(error instanceof TypeError && String((error as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS'))) throw error;
+    // Node's first sentence says what is wrong; its advice on `--` and positionals only confuses here.
+    const firstSentence = error.message.split(/(?<=\.)\s/)[0].replace(/\.?$/, '.');
+    throw new FicocoError(`${firstSentence} See \`ficoco ${command} --help\`.`, 'input');
+  }
+}
 
 export function number(flag: string, text: string, min: number): number {
   const value = Number(text);
@@ -17,10 +41,16 @@ export function integer(flag: string, text: string, min: number): number {
 
 /** "64" keeps 64 visual tokens per image; "25%" or "0.25" keeps that share. */
 export function budgetArg(text: string): Budget {
-  if (text.endsWith('%')) return { ratio: number('--budget', text.slice(0, -1), 0) / 100 };
-  const value = number('--budget', text, 0);
-  if (value > 0 && value < 1) return { ratio: value };
-  if (!Number.isInteger(value) || value < 1) throw new FicocoError(`--budget ${text} must be a token count (e.g. 64) or a share (e.g. 25% or 0.25).`, 'input');
+  const invalid = new FicocoError(`--budget ${text} must be a whole number of visual tokens (e.g. 64) or a share above 0 and up to 100% (e.g. 25% or 0.25).`, 'input');
+  const percent = text.endsWith('%');
+  const value = Number(percent ? text.slice(0, -1) : text);
+  if (text.trim() === '' || !Number.isFinite(value) || value <= 0) throw invalid;
+  if (percent) {
+    if (value > 100) throw invalid;
+    return { ratio: value / 100 };
+  }
+  if (value < 1) return { ratio: value };
+  if (!Number.isInteger(value)) throw invalid;
   return { tokens: value };
 }
 

@@ -1,13 +1,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
 import { findBuiltinModel } from '../engine/builtinModel';
 import { LlavaEngine } from '../engine/engine';
 import { FicocoError } from '../common/errors';
 import { Budget } from '../reduction/method';
 import { METHODS } from '../reduction/registry';
 import { lineChartSvg } from '../report/lineChart';
-import { budgetArg, integer, number, providerArg, quantizationArg } from './args';
+import { budgetArg, integer, number, providerArg, quantizationArg, parseCommandArgs } from './args';
 import { Row, Sample, flopsOf, machineLine, measureMethod, peakResidentMiB, prefillCpuMs, prefillMs, syntheticPixels, syntheticPrompt, timedPrefill, unreducedRow } from './benchTiming';
 import { resolveModelArg } from './models';
 
@@ -20,7 +19,8 @@ Measures the speed of every method and budget against the unreduced model on thi
 LLM prefill ms, time to first token, decode tokens/s, peak resident memory, and the analytic FLOPs
 ratio (the limit a method's speedup can reach). Each method gets a warm-up, then --runs rounds of
 [unreduced prefill, the method at each budget]; speedups are paired within a round, then medians.
-Writes NAME.md, NAME-speedup.svg and NAME-vs-flops.svg to the output folder. Budgets default to a
+Writes NAME.md, NAME.json (every row unrounded), NAME-speedup.svg and NAME-vs-flops.svg to the output
+folder. Budgets default to a
 third, two ninths and a ninth of the model's visual tokens (192, 128, 64 of 576).
 `;
 
@@ -30,7 +30,7 @@ interface BenchRow extends Row {
 
 /** `ficoco bench`: measured prefill speed of every method and budget. */
 export async function benchCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseCommandArgs('bench', {
     args,
     options: {
       model: { type: 'string' },
@@ -95,6 +95,7 @@ export async function benchCommand(args: string[]): Promise<number> {
   const baseline = allRows[0];
   fs.mkdirSync(values.out, { recursive: true });
   writeCharts(values.out, name, label, allRows, options.llmScale);
+  fs.writeFileSync(path.join(values.out, `${name}.json`), `${JSON.stringify({ command: ['ficoco', 'bench', ...args], model: modelDir, rows: allRows }, null, 1)}\n`);
   fs.writeFileSync(path.join(values.out, `${name}.md`), [
     `# ${name}`,
     '',
@@ -111,7 +112,7 @@ export async function benchCommand(args: string[]): Promise<number> {
     `![speedup vs FLOPs](${name}-vs-flops.svg)`,
     '',
   ].join('\n'));
-  process.stdout.write(`${table.join('\n')}\n\nwrote ${path.join(values.out, `${name}.md`)}, ${name}-speedup.svg and ${name}-vs-flops.svg\n`);
+  process.stdout.write(`${table.join('\n')}\n\nwrote ${path.join(values.out, `${name}.md`)}, ${name}.json, ${name}-speedup.svg and ${name}-vs-flops.svg\n`);
   return 0;
 }
 

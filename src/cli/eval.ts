@@ -1,13 +1,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
 import { LlavaEngine } from '../engine/engine';
 import { FicocoError } from '../common/errors';
 import { Budget, budgetLabel } from '../reduction/method';
 import { METHODS, findMethod, planHooks, planReduction, resolveParams } from '../reduction/registry';
 import type { ParamValue } from '../reduction/method';
 import { lineChartSvg } from '../report/lineChart';
-import { budgetArg, integer, paramArgs, quantizationArg } from './args';
+import { budgetArg, integer, paramArgs, quantizationArg, parseCommandArgs } from './args';
 import { EvalItem, answerMatches, readEvalSet } from './evalSet';
 
 export const EVAL_USAGE = `Usage:
@@ -36,7 +35,7 @@ interface Row {
 
 /** `ficoco eval`: accuracy of every method and budget on an evaluation set. */
 export async function evalCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseCommandArgs('eval', {
     args,
     options: {
       model: { type: 'string' },

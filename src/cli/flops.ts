@@ -1,6 +1,5 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
 import { FicocoError } from '../common/errors';
 import { parseLlavaConfig } from '../engine/models/config';
 import { flopsArchOf } from '../engine/models/flopsArch';
@@ -8,7 +7,7 @@ import { ARCH_PRESETS, ModelArch, RunShape, archPreset, flopsTable, llmLayerFlop
 import { ModelShape } from '../reduction/method';
 import { planReduction } from '../reduction/registry';
 import { planRunShape } from '../reduction/runShape';
-import { budgetArg, integer, paramArgs } from './args';
+import { budgetArg, integer, paramArgs, parseCommandArgs } from './args';
 
 export const FLOPS_USAGE = `Usage:
   ficoco flops (--model DIR | --arch NAME) [--text-tokens 60] [--budgets 576,192,128,64]
@@ -22,7 +21,7 @@ Architectures: ${Object.keys(ARCH_PRESETS).join(', ')}
 
 /** `ficoco flops`: the analytic FLOPs / KV-cache tables of src/flops. */
 export async function flopsCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseCommandArgs('flops', {
     args,
     options: {
       model: { type: 'string' },

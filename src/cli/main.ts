@@ -1,13 +1,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
 import { findBuiltinModel } from '../engine/builtinModel';
 import { AnswerStats, LlavaEngine } from '../engine/engine';
 import { FicocoError } from '../common/errors';
 import { PROVIDERS } from '../engine/runtime/provider';
+import { formatBytes } from '../hub/presets';
+import { MAX_IMAGE_BYTES } from '../protocol/engine';
 import { FlopsError } from '../flops/index';
 import { METHODS, ReductionSettingsError } from '../reduction/registry';
-import { budgetArg, integer, number, paramArgs, providerArg, quantizationArg } from './args';
+import { budgetArg, integer, number, paramArgs, providerArg, quantizationArg, parseCommandArgs } from './args';
 import { BENCH_USAGE, benchCommand } from './bench';
 import { EVAL_USAGE, evalCommand } from './eval';
 import { FLOPS_USAGE, flopsCommand } from './flops';
@@ -56,7 +57,7 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function ask(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
+  const { values, positionals } = parseCommandArgs('ask', {
     args,
     allowPositionals: true,
     options: {
@@ -72,34 +73,48 @@ async function ask(args: string[]): Promise<number> {
       method: { type: 'string' },
       budget: { type: 'string' },
       param: { type: 'string', multiple: true },
+      help: { type: 'boolean' },
     },
   });
+  if (values.help) {
+    process.stdout.write(ASK_USAGE);
+    return 0;
+  }
   if ((values.method === undefined) !== (values.budget === undefined)) throw new FicocoError('--method and --budget go together: e.g. --method ficoco-v --budget 64.', 'input');
   const modelDir = values.model !== undefined ? resolveModelArg(values.model) : findBuiltinModel(__dirname);
   if (modelDir === undefined) throw new FicocoError('--model DIR is required: this package has no built-in model (models/tiny-llava-screens).', 'input');
   const images = values.image ?? [];
   if (images.length === 0) throw new FicocoError('--image FILE is required: the screenshot or diagram to ask about.', 'input');
-  const provider = providerArg(values.provider);
-  const question = positionals.join(' ');
-  const imageFiles = images.map((file) => {
-    if (!fs.existsSync(file)) throw new FicocoError(`${file} does not exist.`, 'image');
-    return { bytes: fs.readFileSync(file), name: path.basename(file) };
-  });
-  const engine = await LlavaEngine.load(modelDir, { provider, threads: values.threads ? integer('--threads', values.threads, 1) : undefined, quantization: quantizationArg(values.quantize) });
+  // Every option is checked before the model loads.
+  const request = {
+    reduction: values.method === undefined ? undefined : { method: values.method, budget: budgetArg(values.budget!), params: paramArgs(values.param) },
+    question: positionals.join(' '),
+    maxNewTokens: integer('--max-new-tokens', values['max-new-tokens'], 1),
+    sampling: { temperature: number('--temperature', values.temperature, 0), topP: number('--top-p', values['top-p'], 0), seed: integer('--seed', values.seed, 0) },
+  };
+  const load = { provider: providerArg(values.provider), threads: values.threads ? integer('--threads', values.threads, 1) : undefined, quantization: quantizationArg(values.quantize) };
+  const imageFiles = images.map(readImageArg);
+  const engine = await LlavaEngine.load(modelDir, load);
   try {
-    const answer = await engine.ask({
-      reduction: values.method === undefined ? undefined : { method: values.method, budget: budgetArg(values.budget!), params: paramArgs(values.param) },
-      question,
-      images: imageFiles,
-      maxNewTokens: integer('--max-new-tokens', values['max-new-tokens'], 1),
-      sampling: { temperature: number('--temperature', values.temperature, 0), topP: number('--top-p', values['top-p'], 0), seed: integer('--seed', values.seed, 0) },
-      onText: (text) => process.stdout.write(text),
-    });
+    const answer = await engine.ask({ ...request, images: imageFiles, onText: (text) => process.stdout.write(text) });
     process.stdout.write('\n\n' + formatStats(answer.stats) + '\n');
   } finally {
     await engine.dispose();
   }
   return 0;
+}
+
+/** An --image file's bytes, after checking it is a file of at most MAX_IMAGE_BYTES. */
+function readImageArg(file: string): { bytes: Buffer; name: string } {
+  let stats: fs.Stats;
+  try {
+    stats = fs.statSync(file);
+  } catch {
+    throw new FicocoError(`--image ${file} does not exist.`, 'image');
+  }
+  if (!stats.isFile()) throw new FicocoError(`--image ${file} is a folder, not an image file.`, 'image');
+  if (stats.size > MAX_IMAGE_BYTES) throw new FicocoError(`--image ${file} is ${formatBytes(stats.size)}; FiCoCo takes image files up to ${formatBytes(MAX_IMAGE_BYTES)}.`, 'image');
+  return { bytes: fs.readFileSync(file), name: path.basename(file) };
 }
 
 export function formatStats(stats: AnswerStats): string {
@@ -151,9 +166,6 @@ main(process.argv.slice(2)).then(
   (error: unknown) => {
     if (error instanceof FicocoError || error instanceof ReductionSettingsError || error instanceof FlopsError) {
       process.stderr.write(`error: ${error.message}\n`);
-      process.exitCode = 2;
-    } else if (error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`error: ${error.message}\n\n${USAGE}`);
       process.exitCode = 2;
     } else {
       process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);

@@ -1,20 +1,22 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
 import { FicocoError } from '../common/errors';
 import { DEFAULT_HUB_ENDPOINT, ModelRequest, downloadModel, planDownload } from '../hub/download';
 import { MODEL_PRESETS, findPreset, formatBytes } from '../hub/presets';
-import { deleteStoredModel, listStoredModels } from '../hub/store';
+import { deletePartialDownload, deleteStoredModel, listPartialDownloads, listStoredModels } from '../hub/store';
+import { parseCommandArgs } from './args';
 
 export const MODELS_USAGE = `Usage:
-  ficoco models                                   the presets and the models downloaded so far
+  ficoco models                                   the presets, the models downloaded so far, unfinished downloads
   ficoco models download PRESET|OWNER/NAME [--revision REV] [--endpoint URL] [--dir DIR]
   ficoco models delete FOLDER [--dir DIR]
+  ficoco models clean [--dir DIR]                 removes unfinished downloads (not one that is running)
 
 Downloads go to --dir (default $FICOCO_MODELS_DIR or ~/.cache/ficoco-vision/models) as
-OWNER--NAME/COMMIT/, verified against the Hub's checksums; an interrupted download resumes. A model already
-in the Hugging Face cache ($HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub) is used in place.
---endpoint defaults to $HF_ENDPOINT or ${DEFAULT_HUB_ENDPOINT}; $HF_TOKEN is sent for gated repositories.
+OWNER--NAME/COMMIT/, verified against the Hub's checksums; an interrupted download resumes, and a second
+download of the same model waits for the first. A model already in the Hugging Face cache ($HF_HUB_CACHE,
+$HF_HOME/hub or ~/.cache/huggingface/hub) is used in place. --endpoint defaults to $HF_ENDPOINT or
+${DEFAULT_HUB_ENDPOINT}; $HF_TOKEN is sent for gated repositories, to the endpoint only and only over https.
 \`ficoco ask --model PRESET\` uses a downloaded preset.
 `;
 
@@ -32,7 +34,7 @@ export function resolveModelArg(model: string, root = defaultModelsRoot()): stri
 }
 
 export async function modelsCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
+  const { values, positionals } = parseCommandArgs('models', {
     args,
     allowPositionals: true,
     options: { revision: { type: 'string' }, endpoint: { type: 'string' }, dir: { type: 'string' }, help: { type: 'boolean' } },
@@ -50,7 +52,8 @@ export async function modelsCommand(args: string[]): Promise<number> {
     process.stdout.write(`deleted ${target}\n`);
     return 0;
   }
-  throw new FicocoError(`ficoco models ${positionals.join(' ')}: expected nothing, "download PRESET|OWNER/NAME" or "delete FOLDER".\n\n${MODELS_USAGE}`, 'input');
+  if (action === 'clean' && !target) return clean(root);
+  throw new FicocoError(`ficoco models ${positionals.join(' ')}: expected nothing, "download PRESET|OWNER/NAME", "delete FOLDER" or "clean".\n\n${MODELS_USAGE}`, 'input');
 }
 
 function list(root: string): number {
@@ -62,7 +65,22 @@ function list(root: string): number {
   const stored = listStoredModels(root);
   lines.push('', stored.length === 0 ? `Nothing downloaded in ${root}.` : `Downloaded (${root}):`);
   for (const model of stored) lines.push(`  ${model.repo}@${model.commit.slice(0, 7)}  ${formatBytes(model.bytes)}  ${model.folder}`);
+  const partial = listPartialDownloads(root);
+  if (partial.length > 0) lines.push('', 'Unfinished downloads (download again to resume, or `ficoco models clean`):');
+  for (const download of partial) lines.push(`  ${formatBytes(download.bytes)}  ${download.folder}${download.inUse ? '  (downloading now)' : ''}`);
   process.stdout.write(lines.join('\n') + '\n');
+  return 0;
+}
+
+function clean(root: string): number {
+  for (const download of listPartialDownloads(root)) {
+    if (download.inUse) {
+      process.stdout.write(`kept ${download.folder}: it is downloading now\n`);
+      continue;
+    }
+    deletePartialDownload(root, download.folder);
+    process.stdout.write(`removed ${download.folder} (${formatBytes(download.bytes)})\n`);
+  }
   return 0;
 }
 
@@ -74,6 +92,7 @@ async function download(target: string, revision: string | undefined, endpoint: 
     : { repo: target, revision: revision ?? 'main', endpoint, root };
   if (process.env.HF_TOKEN) request.accessToken = process.env.HF_TOKEN;
   const plan = await planDownload(request);
+  if (plan.tokenWithheld) process.stderr.write(`$HF_TOKEN was not sent to ${endpoint}: tokens go only over https.\n`);
   if (plan.existing) {
     process.stdout.write(`${request.repo}@${plan.commit.slice(0, 7)} is already complete (${plan.existing === 'hf-cache' ? 'Hugging Face cache' : 'downloaded'}): ${plan.folder}\n`);
     return 0;
@@ -85,6 +104,8 @@ async function download(target: string, revision: string | undefined, endpoint: 
   let reported = -1;
   const folder = await downloadModel(plan, {
     signal: controller.signal,
+    whenBusy: 'wait',
+    onWait: (owner) => process.stderr.write(`waiting for the download already running${owner ? ` in process ${owner.pid}` : ''}…\n`),
     onProgress: ({ bytesDone, bytesTotal }) => {
       const percent = Math.floor((100 * bytesDone) / bytesTotal);
       if (percent < reported + 5 && bytesDone < bytesTotal) return;

@@ -1,10 +1,10 @@
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
 import { FicocoError } from '../common/errors';
 import { cudaProviderInstalled, isCudaPlatform, missingCudaRuntime, nvidiaDriverPresent, ortBinaryFolder, ortVersion } from '../engine/runtime/cudaRuntime';
 import { providerCandidates, thisMachine } from '../engine/runtime/provider';
 import { NUGET_FEED, findCudaPackage, installCudaProvider } from '../hub/cudaProvider';
 import { formatBytes } from '../hub/presets';
+import { parseCommandArgs } from './args';
 
 export const PROVIDERS_USAGE = `Usage:
   ficoco providers                        what this machine's ONNX Runtime can run on, and what auto tries
@@ -14,7 +14,11 @@ export const PROVIDERS_USAGE = `Usage:
 `;
 
 export async function providersCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { feed: { type: 'string', default: NUGET_FEED } } });
+  const { values, positionals } = parseCommandArgs('providers', { args, allowPositionals: true, options: { feed: { type: 'string', default: NUGET_FEED }, help: { type: 'boolean' } } });
+  if (values.help) {
+    process.stdout.write(PROVIDERS_USAGE);
+    return 0;
+  }
   const ortFolder = path.dirname(require.resolve('onnxruntime-node/package.json'));
   const binaries = ortBinaryFolder(ortFolder);
   if (positionals[0] === 'install-cuda') {

@@ -1,5 +1,4 @@
 import * as fs from 'node:fs';
-import { parseArgs } from 'node:util';
 import { FicocoError } from '../common/errors';
 import { WeightIndex } from '../engine/weights/safetensors';
 import { TensorToWrite, bytesOf, writeSafetensors } from '../engine/weights/safetensorsWriter';
@@ -7,7 +6,7 @@ import { cosineMatrix, softmax } from '../reduction/arrays';
 import { StepRecord, runStep } from '../reduction/paradigm';
 import { planReduction } from '../reduction/registry';
 import { AttentionNeeds, SiteView, TokenState } from '../reduction/tokenState';
-import { budgetArg, integer, paramArgs } from './args';
+import { budgetArg, integer, paramArgs, parseCommandArgs } from './args';
 
 export const REDUCE_USAGE = `Usage:
   ficoco reduce --method NAME --budget N --input IN.safetensors --output OUT.safetensors
@@ -25,7 +24,7 @@ token), step<s>.weights. The layer counts place a method's steps as on a model o
 
 /** `ficoco reduce`: one method on saved tensors, for comparisons with other implementations and golden tests. */
 export async function reduceCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values } = parseCommandArgs('reduce', {
     args,
     options: {
       method: { type: 'string' },

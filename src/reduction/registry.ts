@@ -1,4 +1,4 @@
-import { Budget, Method, ModelShape, ParamValue, keptTokens } from './method';
+import { Budget, Method, ModelShape, ParamValue, budgetLabel, keptTokens } from './method';
 import { dart } from './methods/dart';
 import { divPrune } from './methods/divprune';
 import { evit } from './methods/evit';
@@ -66,8 +66,14 @@ export interface ReductionPlan {
 export function planReduction(methodName: string, budget: Budget, model: ModelShape, given?: Readonly<Record<string, unknown>>): ReductionPlan {
   const method = findMethod(methodName);
   const value = 'tokens' in budget ? budget.tokens : budget.ratio;
-  if (!Number.isFinite(value) || value <= 0 || ('ratio' in budget && value > 1)) {
-    throw new ReductionSettingsError(`Budget ${JSON.stringify(budget)} is not valid: give a positive number of visual tokens, or a ratio in (0, 1].`);
+  if (!Number.isFinite(value) || value <= 0 || ('ratio' in budget && value > 1) || ('tokens' in budget && !Number.isInteger(value))) {
+    throw new ReductionSettingsError(`Budget ${budgetLabel(budget)} is not valid: give a whole number of visual tokens, or a share above 0 and up to 100%.`);
+  }
+  if ('tokens' in budget && budget.tokens > model.visualTokens) {
+    throw new ReductionSettingsError(
+      `A budget of ${budget.tokens} visual tokens is more than the ${model.visualTokens} this model gives an image, so nothing would be reduced; ` +
+        `keep at most ${model.visualTokens}, or turn reduction off.`,
+    );
   }
   const params = resolveParams(method, given);
   const keep = keptTokens(budget, model.visualTokens);

@@ -53,6 +53,16 @@ test('ficoco models lists every preset with its size, licence and pinned revisio
   }
 });
 
+test('ficoco models lists unfinished downloads; ficoco models clean removes them', async () => {
+  const partial = path.join(dir, '.partial', `ficoco--half-done--${COMMIT}`);
+  fs.mkdirSync(partial, { recursive: true });
+  fs.writeFileSync(path.join(partial, 'model.safetensors.incomplete'), Buffer.alloc(2_000_000));
+  assert.match((await ficoco('models', '--dir', dir)).stdout, new RegExp(`Unfinished downloads .*\\n  2\\.0 MB  ${partial}`));
+  assert.match((await ficoco('models', 'clean', '--dir', dir)).stdout, new RegExp(`^removed ${partial} \\(2\\.0 MB\\)$`, 'm'));
+  assert.equal(fs.existsSync(partial), false);
+  assert.doesNotMatch((await ficoco('models', '--dir', dir)).stdout, /Unfinished downloads/);
+});
+
 test('--model PRESET names a downloaded preset, and says how to download one that is not there', () => {
   assert.equal(resolveModelArg('/some/folder', dir), '/some/folder');
   assert.throws(() => resolveModelArg('llava-1.5-7b', dir), /llava-1\.5-7b is not downloaded yet: run `ficoco models download llava-1\.5-7b` \(14 GB\)/);

@@ -1,0 +1,40 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { promisify } from 'node:util';
+
+const ROOT = path.join(__dirname, '..', '..');
+const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
+const IMAGE = path.join(ROOT, 'bench', 'eval-set', 'images', '1000000025.png');
+const run = promisify(execFile);
+
+/** Runs `ficoco ask …` and returns its exit code and stderr (it is expected to fail). */
+async function askFails(...args: string[]): Promise<{ code: number; stderr: string }> {
+  try {
+    await run(process.execPath, ['--import', 'tsx', CLI, 'ask', ...args], { cwd: ROOT });
+  } catch (error) {
+    const { code, stderr } = error as { code: number; stderr: string };
+    return { code, stderr };
+  }
+  assert.fail(`ficoco ask ${args.join(' ')} succeeded`);
+}
+
+const cases: [string, string[], RegExp][] = [
+  ['a folder as --image', ['--image', path.join(ROOT, 'bench'), 'q'], /^error: --image .*bench is a folder, not an image file\.$/],
+  ['a missing --image', ['--image', path.join(ROOT, 'no-such.png'), 'q'], /^error: --image .*no-such\.png does not exist\.$/],
+  ['a negative budget', ['--image', IMAGE, '--method', 'ficoco-v', '--budget', '-5', 'q'], /^error: --budget -5 must be a whole number of visual tokens .* or a share above 0 and up to 100%/],
+  ['a budget above 100 %', ['--image', IMAGE, '--method', 'ficoco-v', '--budget', '150%', 'q'], /^error: --budget 150% must be a whole number of visual tokens/],
+  ['a negative token limit', ['--image', IMAGE, '--max-new-tokens', '-1', 'q'], /^error: --max-new-tokens -1 is not a number ≥ 1\.$/],
+  ['an unknown option', ['--image', IMAGE, '--bogus', 'q'], /^error: Unknown option '--bogus'\. See `ficoco ask --help`\.$/],
+  ['a budget above the model\'s visual tokens', ['--image', IMAGE, '--method', 'ficoco-v', '--budget', '500', 'q'], /^error: A budget of 500 visual tokens is more than the 144 this model gives an image, so nothing would be reduced/],
+];
+
+for (const [what, args, message] of cases) {
+  test(`ficoco ask: ${what} gets one clear line and exit code 2`, async () => {
+    const { code, stderr } = await askFails(...args);
+    assert.equal(code, 2, stderr);
+    assert.equal(stderr.trimEnd().split('\n').length, 1, `one line, got:\n${stderr}`);
+    assert.match(stderr.trimEnd(), message);
+  });
+}
