@@ -198,6 +198,24 @@ describe('WeightIndex validation', () => {
     throwsFicoco(() => WeightIndex.open(dir), 'weights', /index\.json is not valid JSON/);
   });
 
+  test('an index naming a shard outside the model folder is refused before anything is opened', () => {
+    const dir = modelFolder();
+    const elsewhere = modelFolder();
+    writeSafetensors(path.join(elsewhere, 'model.safetensors'), [f32('x', [1], [1])]);
+    for (const shard of [`../${path.basename(elsewhere)}/model.safetensors`, path.join(elsewhere, 'model.safetensors'), 'sub/model.safetensors', '.hidden.safetensors', 'model.bin']) {
+      writeIndex(dir, { x: shard });
+      throwsFicoco(() => WeightIndex.open(dir), 'weights', /names the shard .*, which is not a \.safetensors file in the model folder/);
+    }
+  });
+
+  test('tensors whose bytes overlap are refused', () => {
+    const dir = modelFolder();
+    writeRawSafetensors(path.join(dir, 'model.safetensors'), { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, new Uint8Array(12));
+    throwsFicoco(() => WeightIndex.open(dir), 'weights', /tensors "a" and "b" overlap in the file/);
+    writeRawSafetensors(path.join(dir, 'model.safetensors'), { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [1], data_offsets: [8, 12] } }, new Uint8Array(12));
+    assert.equal(WeightIndex.open(dir).names().length, 2, 'adjacent tensors are fine');
+  });
+
   test('the same tensor in two unindexed files', () => {
     const dir = modelFolder();
     writeSafetensors(path.join(dir, 'a.safetensors'), [f32('w', [1], [1])]);

@@ -319,6 +319,16 @@ describe('buildSegment on real ORT sessions', () => {
     assert.doesNotThrow(() => buildSegment(tower, 0, 4, ElemType.float32, { keys: true }), 'a segment ending after its attention block exposes that block');
   });
 
+  test('a weight must be stored as a float, and quantized blocks as U8: a tensor of another dtype is refused at build time', () => {
+    const pad = WeightIndex.openFile(path.join(root, 'tiny.safetensors')).get('pad');
+    const using = (read: (scope: Parameters<Block['emit']>[0]) => string): Tower => ({
+      ...tower,
+      blocks: [{ ...tower.blocks[0], emit: (scope, x) => ({ hidden: scope.g.op('Add', [x, read(scope)], 'l0.bad') }) }],
+    });
+    assert.throws(() => buildSegment(using((scope) => scope.weight(pad)), 0, 1, ElemType.float32), /pad is stored as U8; a weight must be F32, F16 or BF16/);
+    assert.throws(() => buildSegment(using((scope) => scope.quantizedBytes(weights.w)), 0, 1, ElemType.float32), /w is stored as F32; quantized blocks must be U8/);
+  });
+
   test('float16 compute: float32 at the edges, F16 weights used as stored, F32/BF16 weights cast, cache in float16', () => {
     const model = onnx.ModelProto.decode(buildSegment(tower, 0, 5, ElemType.float16).bytes);
     const graph = model.graph!;

@@ -43,8 +43,10 @@ export interface BlockOutput {
 export interface SegmentScope {
   readonly g: GraphBuilder;
   readonly computeType: ElemType;
-  /** the tensor as a graph value in the compute type (external data, cast if stored otherwise) */
+  /** a float tensor as a graph value in the compute type (external data, cast if stored otherwise) */
   weight(tensor: TensorLocation): string;
+  /** the U8 blocks of a quantized weight, as stored */
+  quantizedBytes(tensor: TensorLocation): string;
   /** token positions [tokens] int64, a graph input */
   positions(): string;
   /** log(size) of each token [tokens], a graph input, when the segment is built with `sizeBias` (ToMe's proportional attention) */
@@ -79,7 +81,8 @@ export const KEY_COSINE = 'key_cosine';
 export const pastName = (layer: number, part: 'keys' | 'values') => `past.l${layer}.${part}`;
 export const presentName = (layer: number, part: 'keys' | 'values') => `present.l${layer}.${part}`;
 
-const STORED_TYPES: Record<string, ElemType> = { F32: ElemType.float32, F16: ElemType.float16, BF16: ElemType.bfloat16, U8: ElemType.uint8 };
+/** The dtypes a float weight may be stored in; quantized blocks are U8 and only read as such. */
+const FLOAT_TYPES: Record<string, ElemType> = { F32: ElemType.float32, F16: ElemType.float16, BF16: ElemType.bfloat16 };
 
 /** Builds blocks [start, end) of a tower into one graph; `expose` applies to its last attention block; `sizeBias` lets blocks ask for `log_sizes`. */
 export function buildSegment(tower: Tower, start: number, end: number, computeType: ElemType, expose: AttentionExposure = {}, sizeBias = false): SegmentGraph {
@@ -100,25 +103,28 @@ export function buildSegment(tower: Tower, start: number, end: number, computeTy
   let rotary: { cos: string; sin: string } | undefined;
   const cacheLayers: number[] = [];
 
+  /** A tensor of the weight files as external data, declared once per segment; `use` turns it into the value the graph reads. */
+  const initializer = (tensor: TensorLocation, storedType: ElemType, use: (stored: string) => string): string => {
+    const known = weights.get(tensor.name);
+    if (known) return known;
+    const stored = g.externalInitializer(tensor.name, storedType, tensor.shape, { location: path.basename(tensor.file), offset: tensor.byteOffset, length: tensor.byteLength });
+    const value = use(stored);
+    weights.set(tensor.name, value);
+    return value;
+  };
   const scope: SegmentScope = {
     g,
     computeType,
     weight(tensor) {
-      const known = weights.get(tensor.name);
-      if (known) return known;
-      const storedType = STORED_TYPES[tensor.dtype];
+      const storedType = FLOAT_TYPES[tensor.dtype];
       if (storedType === undefined) {
-        throw new FicocoError(`${tensor.name} is stored as ${tensor.dtype}; weights must be F32, F16 or BF16 (U8 for quantized ones).`, 'weights');
+        throw new FicocoError(`${tensor.name} is stored as ${tensor.dtype}; a weight must be F32, F16 or BF16.`, 'weights');
       }
-      const stored = g.externalInitializer(tensor.name, storedType, tensor.shape, {
-        location: path.basename(tensor.file),
-        offset: tensor.byteOffset,
-        length: tensor.byteLength,
-      });
-      // Floats arrive in the compute type; quantized bytes stay bytes.
-      const value = storedType === computeType || storedType === ElemType.uint8 ? stored : g.op('Cast', [stored], `${tensor.name}.cast`, { to: computeType });
-      weights.set(tensor.name, value);
-      return value;
+      return initializer(tensor, storedType, (stored) => (storedType === computeType ? stored : g.op('Cast', [stored], `${tensor.name}.cast`, { to: computeType })));
+    },
+    quantizedBytes(tensor) {
+      if (tensor.dtype !== 'U8') throw new FicocoError(`${tensor.name} is stored as ${tensor.dtype}; quantized blocks must be U8.`, 'weights');
+      return initializer(tensor, ElemType.uint8, (stored) => stored);
     },
     positions() {
       positions ??= g.input(POSITIONS, ElemType.int64, ['tokens']);

@@ -65,8 +65,8 @@ export function bindLinear(scope: SegmentScope, layer: LinearWeights): Linear {
   if (!layer.quantized) return { weight: scope.weight(layer.weight), bias };
   const q = layer.quantized();
   return {
-    weight: scope.weight(q.data),
+    weight: scope.quantizedBytes(q.data),
     bias,
-    quantized: { bits: q.bits, blockSize: q.blockSize, inFeatures: q.inFeatures, outFeatures: q.outFeatures, scales: scope.weight(q.scales), zeroPoints: scope.weight(q.zeroPoints) },
+    quantized: { bits: q.bits, blockSize: q.blockSize, inFeatures: q.inFeatures, outFeatures: q.outFeatures, scales: scope.weight(q.scales), zeroPoints: scope.quantizedBytes(q.zeroPoints) },
   };
 }

@@ -189,7 +189,13 @@ function readIndex(modelDir: string): WeightLayout {
     throw new FicocoError(`${indexPath} has no "weight_map" object of tensor name → shard file name; download it again.`, 'weights');
   }
   const map = new Map(Object.entries(weightMap as Record<string, string>));
-  return { shards: [...new Set(map.values())].sort(), indexed: true, weightMap: map };
+  const shards = [...new Set(map.values())].sort();
+  // The index is data from the folder: a shard it names is a plain .safetensors file in that folder, nothing else.
+  const outside = shards.find((shard) => !/^[^/\\:]+\.safetensors$/.test(shard) || shard.startsWith('.'));
+  if (outside !== undefined) {
+    throw new FicocoError(`${indexPath} names the shard ${JSON.stringify(outside)}, which is not a .safetensors file in the model folder; the index is corrupt — download it again.`, 'weights');
+  }
+  return { shards, indexed: true, weightMap: map };
 }
 
 function resolveShard(modelDir: string, shard: string, indexed: boolean): string {
@@ -224,6 +230,7 @@ function readHeader(realPath: string, displayName: string): TensorLocation[] {
     dataEnd = Math.max(dataEnd, location.byteOffset + location.byteLength);
     locations.push(location);
   }
+  refuseOverlaps(locations, displayName);
   if (dataEnd > fileSize) {
     throw new FicocoError(
       `${displayName} is ${formatBytes(dataEnd - fileSize)} shorter than its header says; the download was probably cut off — download it again (${realPath}).`,
@@ -231,6 +238,17 @@ function readHeader(realPath: string, displayName: string): TensorLocation[] {
     );
   }
   return locations;
+}
+
+/** Two tensors sharing bytes means a crafted or corrupt header: one tensor's writes would show in the other. */
+function refuseOverlaps(locations: readonly TensorLocation[], displayName: string): void {
+  const byStart = [...locations].filter((l) => l.byteLength > 0).sort((a, b) => a.byteOffset - b.byteOffset);
+  for (let i = 1; i < byStart.length; i++) {
+    const [previous, current] = [byStart[i - 1], byStart[i]];
+    if (current.byteOffset < previous.byteOffset + previous.byteLength) {
+      throw new FicocoError(`${displayName}: tensors "${previous.name}" and "${current.name}" overlap in the file; the header is corrupt — download it again.`, 'weights');
+    }
+  }
 }
 
 function parseHeaderJson(bytes: Uint8Array, displayName: string): Record<string, unknown> {
