@@ -12,7 +12,7 @@ import { Conversation, ImageInput } from './conversation';
 import { ChatSurface, ChatViews } from './chatViews';
 import { AskOptions, EngineClient, EngineError } from './engineClient';
 import { FicocoSettings, ReductionSetting, expandModelPath, quantizationFor, readSettings } from './settings';
-import { Baselines, baselineKey, flopsRatio, prefillMs } from './speedup';
+import { Baselines, PrefillRun, baselineKey, flopsRatio, measureSpeedup, prefillMs } from './speedup';
 import { SpeedupStatusBar } from './statusBar';
 
 export const IMAGE_EXTENSIONS = ['png', 'jpg', 'jpeg', 'webp', 'gif'];
@@ -34,7 +34,7 @@ export class ChatController implements vscode.Disposable {
   private readonly conversation = new Conversation();
   private readonly baselines: Baselines;
   /** answers in flight, by turn and reply */
-  private readonly running = new Map<string, { cancel: vscode.CancellationTokenSource; settled: Promise<unknown> }>();
+  private readonly running = new Map<string, { cancel: vscode.CancellationTokenSource; settled: Promise<unknown>; resolveSettled: () => void }>();
   private readonly reportedProblems = new Set<string>();
   private idleTimer: NodeJS.Timeout | undefined;
   private active = 0;
@@ -80,7 +80,7 @@ export class ChatController implements vscode.Disposable {
         this.addImages(message.images.map((image) => ({ name: image.name, bytes: Buffer.from(image.dataBase64, 'base64') })));
         return;
       case 'addUris':
-        void this.addUris(message.uris.map((uri) => vscode.Uri.parse(uri, true)));
+        void this.addUris(message.uris.flatMap((uri) => this.parseUri(uri)));
         return;
       case 'removeImage':
         this.views.broadcast(this.conversation.removePending(message.id));
@@ -161,11 +161,10 @@ export class ChatController implements vscode.Disposable {
 
   private async answer(turnId: string, kind: ReplyKind, question: string, inputs: ImageInput[], settings: FicocoSettings | undefined, reduction: ReductionSetting | undefined): Promise<void> {
     const key = `${turnId}/${kind}`;
-    const cancel = new vscode.CancellationTokenSource();
-    let resolveSettled: () => void = () => undefined;
-    this.running.set(key, { cancel, settled: new Promise<void>((resolve) => (resolveSettled = resolve)) });
+    const cancel = this.track(key);
     this.engineBusy(true);
     const asked = performance.now();
+    let measure: (() => Promise<void>) | undefined;
     try {
       if (!settings) throw new Error('FiCoCo settings could not be read.');
       const model = this.modelParams(settings);
@@ -197,40 +196,57 @@ export class ChatController implements vscode.Disposable {
       this.post(this.conversation.finish(turnId, kind, result.stopReason, stats));
       if (kind === 'answer') {
         this.statusBar.showAnswer(stats);
-        if (reduction) await this.measureSpeedup(turnId, model, request, result.stats, stats);
+        if (reduction && result.stopReason !== 'cancelled') measure = () => this.measureSpeedup(turnId, model, request, result.stats, stats);
       }
     } catch (error) {
       this.failed(turnId, kind, error);
     } finally {
-      resolveSettled();
-      this.running.delete(key);
-      cancel.dispose();
-      this.engineBusy(false);
-      this.statusBar.idle();
+      this.untrack(key, cancel);
     }
+    // The answer is done either way: measuring its speedup can fail or be stopped without touching it.
+    if (measure) await measure();
+    this.engineBusy(false);
+    this.statusBar.idle();
   }
 
-  /** The measured speedup of a reduced answer, against the unreduced prefill measured once per model, provider and image sizes. */
+  /** An answer or measurement in flight under `key` (turn/kind): Stop and New Chat cancel it. */
+  private track(key: string): vscode.CancellationTokenSource {
+    const cancel = new vscode.CancellationTokenSource();
+    let resolveSettled: () => void = () => undefined;
+    this.running.set(key, { cancel, settled: new Promise<void>((resolve) => (resolveSettled = resolve)), resolveSettled });
+    return cancel;
+  }
+
+  private untrack(key: string, cancel: vscode.CancellationTokenSource): void {
+    this.running.get(key)?.resolveSettled();
+    this.running.delete(key);
+    cancel.dispose();
+  }
+
+  /** The measured speedup of a reduced answer (src/extension/speedup.ts), shown once known; a failure is logged, never shown as the answer's. */
   private async measureSpeedup(turnId: string, model: LoadParams, request: AskOptions, stats: AnswerStats, view: AnswerStatsView): Promise<void> {
-    const key = baselineKey(model.modelDir, stats.provider, stats.imageSizes);
-    let baseline = this.baselines.get(key);
-    let reducedMs = prefillMs(stats);
-    if (baseline === undefined) {
-      this.statusBar.busy('Measuring the unreduced baseline');
-      const prefillOnly = { question: request.question, images: request.images, maxNewTokens: 1, temperature: 0, topP: 1, seed: 0 };
-      // Twice, keeping the faster: the first unreduced run of a session also warms its memory up.
-      const runs: number[] = [];
-      for (let i = 0; i < 2; i++) runs.push(prefillMs((await this.engine.ask(model, prefillOnly, () => undefined)).stats));
-      baseline = Math.min(...runs);
-      await this.baselines.set(key, baseline);
-      this.log.info(`unreduced prefill baseline ${baseline.toFixed(1)} ms for ${key}`);
-      // This answer may have been the session's first reduced run, still cold (code not yet compiled by V8): time it warm too.
-      const warm = await this.engine.ask(model, { ...prefillOnly, ...(request.reduction ? { reduction: request.reduction } : {}) }, () => undefined);
-      reducedMs = Math.min(reducedMs, prefillMs(warm.stats));
+    const key = `${turnId}/speedup`;
+    const cancel = this.track(key);
+    const baseline = baselineKey(model.modelDir, stats.provider, stats.imageSizes);
+    const prefillOnly = { question: request.question, images: request.images, maxNewTokens: 1, temperature: 0, topP: 1, seed: 0 };
+    const run: PrefillRun = async (reduced) => {
+      if (!this.baselines.get(baseline)) this.statusBar.busy('Measuring the unreduced baseline');
+      const result = await this.engine.ask(model, { ...prefillOnly, ...(reduced && request.reduction ? { reduction: request.reduction } : {}) }, () => undefined, cancel.token);
+      return result.stopReason === 'cancelled' || cancel.token.isCancellationRequested ? undefined : result.stats;
+    };
+    try {
+      const speedup = await measureSpeedup(run, this.baselines, baseline, prefillMs(stats));
+      if (speedup === undefined) return;
+      this.log.info(`speedup ${speedup.toFixed(2)}× against the unreduced prefill baseline ${this.baselines.get(baseline)?.toFixed(1)} ms for ${baseline}`);
+      this.post(this.conversation.setSpeedup(turnId, speedup));
+      this.statusBar.showAnswer({ ...view, speedup });
+    } catch (error) {
+      if (error instanceof EngineError && error.kind === 'cancelled') return;
+      if (error instanceof EngineError && error.kind === 'crashed') this.loadedKey = undefined;
+      this.log.warn(`The speedup of this answer could not be measured: ${error instanceof Error ? error.message : String(error)}`);
+    } finally {
+      this.untrack(key, cancel);
     }
-    const speedup = baseline / Math.max(reducedMs, 1e-3);
-    this.post(this.conversation.setSpeedup(turnId, speedup));
-    this.statusBar.showAnswer({ ...view, speedup });
   }
 
   private failed(turnId: string, kind: ReplyKind, error: unknown): void {
@@ -332,6 +348,16 @@ export class ChatController implements vscode.Disposable {
       }
     }
     if (images.length > 0) this.addImages(images);
+  }
+
+  /** A dropped URI, or none (with a notice) when VS Code cannot parse it. */
+  private parseUri(uri: string): vscode.Uri[] {
+    try {
+      return [vscode.Uri.parse(uri, true)];
+    } catch (error) {
+      this.notice(`${uri} is not a file address FiCoCo can open (${error instanceof Error ? error.message : String(error)}).`);
+      return [];
+    }
   }
 
   private async insertAtCursor(text: string): Promise<void> {

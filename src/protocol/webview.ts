@@ -159,7 +159,7 @@ export function parseWebviewMessage(value: unknown): WebviewMessage {
         }),
       };
     case 'addUris':
-      return { type: 'addUris', uris: array(message.uris, 'uris').map((uri, i) => nonEmptyString(uri, `uris[${i}]`)) };
+      return { type: 'addUris', uris: array(message.uris, 'uris').map((uri, i) => absoluteUri(uri, `uris[${i}]`)) };
     case 'removeImage':
       return { type: 'removeImage', id: nonEmptyString(message.id, 'id') };
     case 'copy':
@@ -168,6 +168,13 @@ export function parseWebviewMessage(value: unknown): WebviewMessage {
     default:
       throw new MessageError(`message type is ${describeValue(message.type)}; expected ready, ask, stop, compare, newChat, attach, addImages, addUris, removeImage, copy or insert.`);
   }
+}
+
+/** A URI with its scheme (RFC 3986: a letter, then letters, digits, +, - or .), as vscode.Uri.parse needs it. */
+function absoluteUri(value: unknown, field: string): string {
+  const uri = nonEmptyString(value, field);
+  if (!/^[a-z][a-z0-9+.-]*:/i.test(uri)) throw new MessageError(`${field} is ${describeValue(uri)}; expected a URI with a scheme, e.g. file:///home/me/shot.png.`);
+  return uri;
 }
 
 function parseTurn(value: unknown, field: string): Turn {

@@ -72,6 +72,10 @@ describe('webview messages', () => {
     assert.match(refusal(parseWebviewMessage, { type: 'stop' }), /turnId is missing/);
     assert.match(refusal(parseWebviewMessage, { type: 'paste' }), /message type is "paste"; expected ready, ask/);
     assert.match(refusal(parseWebviewMessage, { type: 'addImages', images: [{ name: 'a.png' }] }), /images\[0\]\.dataBase64 is missing/);
+    // vscode.Uri.parse(uri, true) throws on these, out of the message handler.
+    for (const uri of ['shot.png', '/home/me/shot.png', '1a:b', ':x']) {
+      assert.match(refusal(parseWebviewMessage, { type: 'addUris', uris: ['file:///ok.png', uri] }), /uris\[1\] is ".*"; expected a URI with a scheme/, uri);
+    }
     assert.match(refusal(parseHostMessage, { type: 'replyText', turnId: 't', reply: 'answer', text: 3 }), /text is 3; expected a string/);
     assert.match(refusal(parseHostMessage, { type: 'replyText', turnId: 't', reply: 'other', text: '' }), /reply is "other"/);
     assert.match(refusal(parseHostMessage, { type: 'turnUpdated', turn: { ...TURN, answer: { text: '', status: 'thinking' } } }), /turn\.answer\.status is "thinking"/);
