@@ -1,6 +1,7 @@
 /**
  * Answers are markdown from a model: untrusted. markdown-it renders them with raw HTML disabled, DOMPurify
- * cleans the result, and code blocks get Copy and Insert buttons.
+ * cleans the result (markdown-it keeps links such as command: and vscode: that must not reach the page), and code
+ * blocks get Copy and Insert buttons. Where DOMPurify cannot run, the answer is shown as plain text.
  */
 import createDOMPurify from 'dompurify';
 import MarkdownIt from 'markdown-it';
@@ -12,11 +13,22 @@ export interface CodeActions {
   insert(text: string): void;
 }
 
+/** `html` cleaned by DOMPurify, links only to http(s); undefined when DOMPurify cannot run in this window. */
+export function sanitizeHtml(html: string, window: Window): string | undefined {
+  const purify = createDOMPurify(window as Window & typeof globalThis);
+  if (!purify.isSupported) return undefined;
+  return purify.sanitize(html, { ALLOWED_URI_REGEXP: /^https?:/i });
+}
+
 /** Replaces `element`'s content with the rendered markdown. */
 export function renderMarkdown(element: HTMLElement, text: string, actions: CodeActions): void {
   const doc = element.ownerDocument;
-  const purify = createDOMPurify(doc.defaultView as unknown as Window & typeof globalThis);
-  element.innerHTML = purify.sanitize(markdown.render(text), { ALLOWED_URI_REGEXP: /^https?:/i });
+  const html = doc.defaultView ? sanitizeHtml(markdown.render(text), doc.defaultView) : undefined;
+  if (html === undefined) {
+    element.textContent = text;
+    return;
+  }
+  element.innerHTML = html;
   for (const block of element.querySelectorAll('pre')) addCodeActions(doc, block, actions);
 }
 

@@ -1,0 +1,54 @@
+/**
+ * Sanitizing model answers, in jsdom — a DOM DOMPurify is tested against upstream — rather than happy-dom, whose
+ * parsing does not show what DOMPurify removes. Each case is one that markdown-it lets through, so the test fails
+ * if DOMPurify (or its URI rule) were taken out.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { JSDOM } from 'jsdom';
+import { renderMarkdown, sanitizeHtml } from '../../webview/markdown';
+
+const NO_ACTIONS = { copy: () => undefined, insert: () => undefined };
+
+function rendered(text: string): HTMLElement {
+  const { window } = new JSDOM('<!doctype html><div id="answer"></div>');
+  const element = window.document.getElementById('answer')!;
+  renderMarkdown(element, text, NO_ACTIONS);
+  return element;
+}
+
+describe('model answers are sanitized before they reach the page', () => {
+  test('links markdown-it keeps but the page must not follow lose their address: command:, vscode:', () => {
+    const element = rendered('[open a terminal](command:workbench.action.terminal.new) [install](vscode:extension/evil.ext) [docs](https://code.visualstudio.com/)');
+    const hrefs = [...element.querySelectorAll('a')].map((a) => a.getAttribute('href'));
+    assert.deepEqual(hrefs, [null, null, 'https://code.visualstudio.com/']);
+    assert.match(element.textContent ?? '', /open a terminal install docs/);
+  });
+
+  test('raw HTML in the answer stays text, and markdown still renders', () => {
+    const element = rendered('**bold** <img src=x onerror=alert(1)>\n\n```sh\nnpm test\n```');
+    assert.equal(element.querySelector('strong')?.textContent, 'bold');
+    assert.equal(element.querySelector('img'), null);
+    assert.match(element.textContent ?? '', /<img src=x onerror=alert\(1\)>/);
+    assert.equal(element.querySelector('pre code')?.textContent, 'npm test\n');
+    assert.equal(element.querySelectorAll('.code-actions vscode-button').length, 2);
+  });
+
+  test('DOMPurify\'s own output on hostile HTML, in a real DOM', () => {
+    const { window } = new JSDOM('');
+    const sanitize = (html: string) => sanitizeHtml(html, window as unknown as Window);
+    assert.equal(sanitize('<img src="https://x/y.png" onerror="alert(1)">'), '<img src="https://x/y.png">');
+    assert.equal(sanitize('<a href="javascript:alert(1)">x</a><a href="command:evil">y</a>'), '<a>x</a><a>y</a>');
+    assert.equal(sanitize('<svg onload="alert(1)"><script>alert(1)</script></svg>'), '<svg></svg>');
+    assert.equal(sanitize('<iframe src="https://x"></iframe><form action="https://x"><input></form>'), '<form action="https://x"><input></form>');
+  });
+
+  test('where DOMPurify cannot run, the answer is plain text, never unsanitized HTML', () => {
+    assert.equal(sanitizeHtml('<b>bold</b>', {} as Window), undefined);
+    const { window } = new JSDOM('<div id="a"></div>');
+    const element = window.document.getElementById('a')!;
+    Object.defineProperty(element, 'ownerDocument', { value: { defaultView: null } });
+    renderMarkdown(element, '**bold** [x](command:y)', NO_ACTIONS);
+    assert.equal(element.innerHTML, '**bold** [x](command:y)');
+  });
+});
