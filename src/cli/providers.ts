@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import { FicocoError } from '../common/errors';
-import { cudaProviderInstalled, isCudaPlatform, missingCudaRuntime, nvidiaDriverPresent, ortBinaryFolder, ortVersion } from '../engine/runtime/cudaRuntime';
+import { cudaProviderInstalled, isCudaPlatform, missingCudaRuntime, nvidiaDriverPresent, ortBinaryFolder, ortVersion } from '../common/cudaRuntime';
 import { providerCandidates, thisMachine } from '../engine/runtime/provider';
 import { NUGET_FEED, findCudaPackage, installCudaProvider } from '../hub/cudaProvider';
 import { formatBytes } from '../hub/presets';

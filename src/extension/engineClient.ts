@@ -14,6 +14,8 @@ export interface EngineClientOptions {
   execArgv?: string[];
   /** receives the host's stderr and the client's own notes, one line at a time */
   log?: (line: string) => void;
+  /** variables added to the host's environment, read at each start (e.g. where ORT's CUDA runtime was installed) */
+  environment?: () => NodeJS.ProcessEnv;
 }
 
 /** Why an engine call failed: the host's error kind, or 'crashed' when the process itself died. */
@@ -125,7 +127,7 @@ export class EngineClient {
     const child = fork(this.options.hostModule, [], {
       execArgv: this.options.execArgv ?? [],
       // Inside VS Code, process.execPath is Electron: this makes it behave as plain Node.
-      env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
+      env: { ...process.env, ...this.options.environment?.(), ELECTRON_RUN_AS_NODE: '1' },
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
     forwardLines(child.stdout, log);

@@ -8,7 +8,7 @@ import { METHODS } from '../reduction/registry';
 import { ChatController } from './chatController';
 import { ChatViews } from './chatViews';
 import { EngineClient } from './engineClient';
-import { GpuSetup } from './gpuSetup';
+import { GpuSetup, cudaHostEnvironment } from './gpuSetup';
 import { ModelManager } from './modelManager';
 import { MAIN_SETTINGS, NO_REDUCTION, parseBudget } from './settings';
 import { CHOOSE_REDUCTION_COMMAND, SpeedupStatusBar } from './statusBar';
@@ -27,6 +27,8 @@ export function activate(context: vscode.ExtensionContext): FicocoApi {
   const engine = new EngineClient({
     hostModule: vscode.Uri.joinPath(context.extensionUri, 'dist', 'host.js').fsPath,
     log: (line) => log.info(line),
+    // Once ORT's CUDA runtime is installed in global storage, the engine runs it from there.
+    environment: () => cudaHostEnvironment(context),
   });
   const statusBar = new SpeedupStatusBar();
   let controller: ChatController | undefined;

@@ -1,10 +1,14 @@
 /**
  * "FiCoCo: Install CUDA Provider": fetches ONNX Runtime's CUDA provider libraries for the packaged ORT
- * version (consent first, progress with cancel), and offers to once when an NVIDIA driver is present.
+ * version (consent first, progress with cancel), and offers to once when an NVIDIA driver is present. They go into
+ * the extension's global storage with a copy of ORT's own library, which an update does not replace; the engine
+ * process runs ORT from there (src/common/cudaRuntime.ts).
  */
 import * as vscode from 'vscode';
 import { FicocoError } from '../common/errors';
-import { cudaProviderInstalled, isCudaPlatform, missingCudaRuntime, nvidiaDriverPresent, ortBinaryFolder, ortVersion } from '../engine/runtime/cudaRuntime';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { cudaProviderInstalled, cudaRuntimeEnvironment, cudaRuntimeFolder, isCudaPlatform, missingCudaRuntime, nvidiaDriverPresent, ortBinaryFolder, ortVersion } from '../common/cudaRuntime';
 import { CudaPackage, findCudaPackage, installCudaProvider } from '../hub/cudaProvider';
 import { formatBytes } from '../hub/presets';
 import { byteProgress } from './byteProgress';
@@ -12,6 +16,20 @@ import type { EngineClient } from './engineClient';
 
 export const INSTALL_CUDA_COMMAND = 'ficoco.installCudaProvider';
 const DECLINED_KEY = 'ficoco.cudaOfferDeclined';
+
+function packagedOrtFolder(context: vscode.ExtensionContext): string {
+  return vscode.Uri.joinPath(context.extensionUri, 'node_modules', 'onnxruntime-node').fsPath;
+}
+
+/** Where this ORT version's library and CUDA providers are installed. */
+function installedRuntimeFolder(context: vscode.ExtensionContext): string {
+  return cudaRuntimeFolder(context.globalStorageUri.fsPath, ortVersion(packagedOrtFolder(context)));
+}
+
+/** The engine process's environment for the installed CUDA runtime (nothing until it is installed). */
+export function cudaHostEnvironment(context: vscode.ExtensionContext): NodeJS.ProcessEnv {
+  return cudaRuntimeEnvironment(installedRuntimeFolder(context));
+}
 
 export class GpuSetup {
   constructor(
@@ -33,13 +51,17 @@ export class GpuSetup {
   }
 
   private get ortFolder(): string {
-    return vscode.Uri.joinPath(this.context.extensionUri, 'node_modules', 'onnxruntime-node').fsPath;
+    return packagedOrtFolder(this.context);
+  }
+
+  private get runtimeFolder(): string {
+    return installedRuntimeFolder(this.context);
   }
 
   /** Once per machine: an NVIDIA driver is loaded, CUDA may be used, and its provider libraries are missing. */
   async offerIfUseful(): Promise<void> {
     const provider = vscode.workspace.getConfiguration('ficoco').get<string>('provider', 'auto');
-    if (!nvidiaDriverPresent() || !['auto', 'cuda'].includes(provider) || cudaProviderInstalled(ortBinaryFolder(this.ortFolder))) return;
+    if (!nvidiaDriverPresent() || !['auto', 'cuda'].includes(provider) || cudaProviderInstalled(this.runtimeFolder)) return;
     if (this.context.globalState.get<boolean>(DECLINED_KEY)) return;
     const choice = await vscode.window.showInformationMessage('FiCoCo: this machine has an NVIDIA GPU. Install ONNX Runtime\'s CUDA provider to answer on it?', 'Install…', 'Not Now', 'Don\'t Ask Again');
     if (choice === 'Install…') await vscode.commands.executeCommand(INSTALL_CUDA_COMMAND);
@@ -50,7 +72,7 @@ export class GpuSetup {
     if (!isCudaPlatform()) {
       throw new FicocoError(`The CUDA provider is for Linux x64; this is ${process.platform} ${process.arch}, where ${process.platform === 'win32' ? 'DirectML' : process.platform === 'darwin' ? 'CoreML' : 'the CPU'} is used.`, 'provider');
     }
-    const binaries = ortBinaryFolder(this.ortFolder);
+    const binaries = this.runtimeFolder;
     const version = ortVersion(this.ortFolder);
     const found = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `FiCoCo: looking up ONNX Runtime ${version}'s CUDA provider on nuget.org…` }, () => findCudaPackage(version));
     const missing = missingCudaRuntime();
@@ -59,7 +81,7 @@ export class GpuSetup {
       {
         modal: true,
         detail: [
-          `Microsoft.ML.OnnxRuntime.Gpu.Linux ${version} from nuget.org, checked against its published SHA-512; two libraries go into ${binaries}.`,
+          `Microsoft.ML.OnnxRuntime.Gpu.Linux ${version} from nuget.org, checked against its published SHA-512; its two provider libraries and a copy of ONNX Runtime's own go into ${binaries}, which extension updates keep.`,
           missing.length > 0 ? `CUDA 12 and cuDNN 9 are needed too, and ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not found on this machine: install them (NVIDIA's packages) or CUDA will fall back to the CPU.` : 'CUDA 12 and cuDNN 9 were found.',
           'Nothing else leaves this machine.',
         ].join('\n\n'),
@@ -74,12 +96,22 @@ export class GpuSetup {
     }
   }
 
+  /** Runtimes installed for earlier ORT versions: no engine of this extension can load them any more. */
+  private removeOtherVersions(current: string): void {
+    const storage = path.dirname(current);
+    for (const name of fs.readdirSync(storage)) {
+      const folder = path.join(storage, name);
+      if (folder !== current && /^onnxruntime-.+-cuda$/.test(name)) fs.rmSync(folder, { recursive: true, force: true });
+    }
+  }
+
   private download(found: CudaPackage, binaries: string): Thenable<boolean> {
     return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'FiCoCo: downloading the CUDA provider', cancellable: true }, async (progress, token) => {
       const controller = new AbortController();
       token.onCancellationRequested(() => controller.abort());
       try {
-        await installCudaProvider(found, binaries, { signal: controller.signal, onProgress: byteProgress(progress) });
+        await installCudaProvider(found, binaries, { signal: controller.signal, onProgress: byteProgress(progress), copyRuntimeFrom: ortBinaryFolder(this.ortFolder) });
+        this.removeOtherVersions(binaries);
         this.log.info(`installed the CUDA provider libraries into ${binaries}`);
         return true;
       } catch (error) {

@@ -13,7 +13,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { FicocoError } from '../common/errors';
-import { CUDA_PROVIDER_FILES } from '../engine/runtime/cudaRuntime';
+import { CUDA_PROVIDER_FILES, ORT_LIBRARY } from '../common/cudaRuntime';
 
 export const NUGET_FEED = 'https://api.nuget.org/v3/index.json';
 const PACKAGE_ID = 'Microsoft.ML.OnnxRuntime.Gpu.Linux';
@@ -43,11 +43,18 @@ export async function findCudaPackage(version: string, feed = NUGET_FEED, signal
   return { version, url: `${packageBase.replace(/\/?$/, '/')}${id}/${version}/${id}.${version}.nupkg`, bytes: entry.packageSize, sha512: entry.packageHash };
 }
 
+export interface InstallOptions {
+  signal?: AbortSignal;
+  onProgress?: (bytes: number, total: number) => void;
+  /** the package's own ORT library folder, when `binaryFolder` is another one: its libonnxruntime.so is copied there too */
+  copyRuntimeFrom?: string;
+}
+
 /**
  * Downloads the package, verifies it and extracts the provider libraries into `binaryFolder` (each written
  * beside its final name first, then renamed, so a failure never leaves half a library there).
  */
-export async function installCudaProvider(cudaPackage: CudaPackage, binaryFolder: string, options: { signal?: AbortSignal; onProgress?: (bytes: number, total: number) => void } = {}): Promise<void> {
+export async function installCudaProvider(cudaPackage: CudaPackage, binaryFolder: string, options: InstallOptions = {}): Promise<void> {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-cuda-'));
   try {
     const nupkg = path.join(work, 'package.nupkg');
@@ -74,11 +81,13 @@ export async function installCudaProvider(cudaPackage: CudaPackage, binaryFolder
       return { file, bytes: entry.getData() };
     });
     fs.mkdirSync(binaryFolder, { recursive: true });
-    for (const { file, bytes } of libraries) {
+    const place = (file: string, write: (partial: string) => void) => {
       const target = path.join(binaryFolder, file);
-      fs.writeFileSync(`${target}.partial`, bytes, { mode: 0o755 });
+      write(`${target}.partial`);
       fs.renameSync(`${target}.partial`, target);
-    }
+    };
+    if (options.copyRuntimeFrom) place(ORT_LIBRARY, (partial) => fs.copyFileSync(path.join(options.copyRuntimeFrom!, ORT_LIBRARY), partial));
+    for (const { file, bytes } of libraries) place(file, (partial) => fs.writeFileSync(partial, bytes, { mode: 0o755 }));
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }

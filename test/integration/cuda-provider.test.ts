@@ -8,7 +8,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { FicocoError } from '../../src/common/errors';
-import { CUDA_PROVIDER_FILES, cudaProviderInstalled } from '../../src/engine/runtime/cudaRuntime';
+import { CUDA_PROVIDER_FILES, ORT_LIBRARY, ORT_LIBRARY_DIR_ENV, cudaProviderInstalled, cudaRuntimeEnvironment, cudaRuntimeFolder, isCudaPlatform, ortBinaryFolder } from '../../src/common/cudaRuntime';
+import { EngineClient } from '../../src/extension/engineClient';
 import { findCudaPackage, installCudaProvider } from '../../src/hub/cudaProvider';
 
 const VERSION = '1.30.0';
@@ -86,5 +87,46 @@ describe('the CUDA provider libraries from a NuGet feed on 127.0.0.1', () => {
     } finally {
       await feed.close();
     }
+  });
+});
+
+describe('the CUDA runtime in the extension\'s storage, which updates keep', { skip: isCudaPlatform() ? false : 'ONNX Runtime\'s CUDA provider is for Linux x64' }, () => {
+  const ROOT = path.join(__dirname, '..', '..');
+  const packaged = ortBinaryFolder(path.join(ROOT, 'node_modules', 'onnxruntime-node'));
+  let storage: string;
+  let client: EngineClient | undefined;
+  before(() => {
+    storage = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-global-storage-'));
+  });
+  after(() => {
+    client?.dispose();
+    fs.rmSync(storage, { recursive: true, force: true });
+  });
+
+  test('installs a copy of ORT\'s library beside the providers; an engine process started with its environment runs ORT from there', async () => {
+    const zip = new AdmZip();
+    for (const file of CUDA_PROVIDER_FILES) zip.addFile(`runtimes/linux-x64/native/${file}`, Buffer.from(`not a real ${file}`));
+    const nupkg = zip.toBuffer();
+    const feed = await startFeed(nupkg, createHash('sha512').update(nupkg).digest('base64'));
+    const runtime = cudaRuntimeFolder(storage, VERSION);
+    try {
+      assert.deepEqual(cudaRuntimeEnvironment(runtime), {}, 'nothing until it is installed');
+      await installCudaProvider(await findCudaPackage(VERSION, feed.feed), runtime, { copyRuntimeFrom: packaged });
+    } finally {
+      await feed.close();
+    }
+    assert.ok(fs.readFileSync(path.join(runtime, ORT_LIBRARY)).equals(fs.readFileSync(path.join(packaged, ORT_LIBRARY))));
+    assert.deepEqual(fs.readdirSync(packaged).filter((file) => file.includes('providers')), [], 'nothing was added to the package folder');
+    const environment = cudaRuntimeEnvironment(runtime, {});
+    assert.deepEqual(environment, { LD_LIBRARY_PATH: runtime, [ORT_LIBRARY_DIR_ENV]: runtime });
+
+    client = new EngineClient({ hostModule: path.join(ROOT, 'src', 'host', 'main.ts'), execArgv: ['--import', 'tsx'], environment: () => environment });
+    const loaded = await client.load({ modelDir: path.join(ROOT, 'test', 'fixtures', 'tiny-llava-llama'), provider: 'auto', threads: 1 });
+    const maps = fs.readFileSync(`/proc/${client.processId}/maps`, 'utf8');
+    assert.ok(maps.includes(path.join(runtime, ORT_LIBRARY)), 'the engine process mapped the storage copy of libonnxruntime');
+    assert.ok(!maps.includes(path.join(packaged, ORT_LIBRARY)), 'and not the package\'s');
+    // The stand-in provider libraries are no libraries: auto tried CUDA from the storage folder, then fell back.
+    assert.equal(loaded.provider, 'cpu');
+    assert.match(loaded.providerFallback ?? '', /cuda could not be used/);
   });
 });

@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { ElemType } from '../../src/engine/graph/builder';
-import { CUDA_RUNTIME_LIBRARIES, missingCudaRuntime } from '../../src/engine/runtime/cudaRuntime';
+import { CUDA_RUNTIME_LIBRARIES, missingCudaRuntime } from '../../src/common/cudaRuntime';
 import type * as ort from 'onnxruntime-node';
 import { MachineProviders, PROVIDERS, computeTypeFor, cudaAdvice, ortMessage, providerCandidates, sessionOptions, thisMachine, type ProviderSetting } from '../../src/engine/runtime/provider';
 

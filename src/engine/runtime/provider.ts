@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { ElemType } from '../graph/builder';
-import { cudaProviderInstalled, isCudaPlatform, missingCudaRuntime, ortBinaryFolder } from './cudaRuntime';
+import { cudaProviderInstalled, isCudaPlatform, missingCudaRuntime, ortLibraryFolder } from '../../common/cudaRuntime';
 
 import { ProviderName, ProviderSetting } from './providerNames';
 
@@ -29,7 +29,7 @@ export function providerCandidates(setting: ProviderSetting, machine: MachinePro
 
 export function thisMachine(): MachineProviders {
   const bundled = new Set(ort.listSupportedBackends().filter((backend) => backend.bundled).map((backend) => backend.name));
-  const binaries = ortBinaryFolder(path.dirname(require.resolve('onnxruntime-node/package.json')));
+  const binaries = ortLibraryFolder(path.dirname(require.resolve('onnxruntime-node/package.json')));
   return { platform: process.platform, bundled, cudaLibraries: isCudaPlatform() && cudaProviderInstalled(binaries) };
 }
 
