@@ -1,6 +1,7 @@
 import { decompressFrame, parseGIF, type ParsedFrameWithoutPatch } from 'gifuct-js';
 import { FicocoError } from '../../common/errors';
-import { reasonOf, TRUNCATED, undecodable, type RgbImage } from './rgb-image';
+import { checkFrameSize, TRUNCATED, undecodable } from '../../common/imageFile';
+import { reasonOf, type RgbImage } from './rgb-image';
 
 type Rgb = [number, number, number];
 
@@ -16,12 +17,24 @@ interface FirstFrame {
  * Decodes the first frame of a GIF the way PIL 9.4 loads frame 0 and converts it to RGB:
  * the canvas starts filled with the transparent index (or index 0), the frame's indices are
  * written into their rectangle unblended, then every index is looked up in the palette.
+ * Any exception from the library (gifuct-js throws range errors on odd files) becomes an 'image' error.
  */
 export function decodeGif(bytes: Uint8Array, sourceName: string): RgbImage {
+  try {
+    return decodeFirstFrame(bytes, sourceName);
+  } catch (error) {
+    if (error instanceof FicocoError) throw error;
+    // The parser reads past the end of a cut-off file and fails with a range error.
+    const reason = error instanceof RangeError ? TRUNCATED : reasonOf(error);
+    throw undecodable(sourceName, 'gif', reason);
+  }
+}
+
+function decodeFirstFrame(bytes: Uint8Array, sourceName: string): RgbImage {
   const { screenWidth: width, screenHeight: height, frame, palette } = readFirstFrame(bytes, sourceName);
-  if (!frame) throw undecodable(sourceName, 'GIF', 'the file holds no image frame');
+  if (!frame) throw undecodable(sourceName, 'gif', 'the file holds no image frame');
   const { left, top, width: frameWidth, height: frameHeight } = frame.dims;
-  if (frame.pixels.length < frameWidth * frameHeight) throw undecodable(sourceName, 'GIF', TRUNCATED);
+  if (frame.pixels.length < frameWidth * frameHeight) throw undecodable(sourceName, 'gif', TRUNCATED);
 
   const indices = new Uint8Array(width * height).fill(frame.transparentIndex ?? 0);
   for (let y = Math.max(0, top); y < Math.min(height, top + frameHeight); y++) {
@@ -33,19 +46,17 @@ export function decodeGif(bytes: Uint8Array, sourceName: string): RgbImage {
 }
 
 function readFirstFrame(bytes: Uint8Array, sourceName: string): FirstFrame {
-  try {
-    const gif = parseGIF(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer);
-    const first = gif.frames.find((block) => 'image' in block);
-    const frame = first && 'image' in first ? decompressFrame(first, gif.gct, false) : undefined;
-    const hasLocalPalette = first && 'image' in first && first.image.descriptor.lct.exists;
-    const palette = hasLocalPalette ? frame?.colorTable : gif.lsd.gct.exists ? gif.gct : undefined;
-    return { screenWidth: gif.lsd.width, screenHeight: gif.lsd.height, frame, palette };
-  } catch (error) {
-    if (error instanceof FicocoError) throw error;
-    // The parser reads past the end of a cut-off file and fails with a range error.
-    const reason = error instanceof RangeError ? TRUNCATED : reasonOf(error);
-    throw undecodable(sourceName, 'GIF', reason);
+  const gif = parseGIF(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer);
+  const first = gif.frames.find((block) => 'image' in block);
+  const image = first && 'image' in first ? first : undefined;
+  let frame: ParsedFrameWithoutPatch | undefined;
+  if (image) {
+    // Checked again as gifuct parsed it, before it allocates: its block walk may differ from the header check's.
+    checkFrameSize(image.image.descriptor.width, image.image.descriptor.height, sourceName);
+    frame = decompressFrame(image, gif.gct, false);
   }
+  const palette = image?.image.descriptor.lct.exists ? frame?.colorTable : gif.lsd.gct.exists ? gif.gct : undefined;
+  return { screenWidth: gif.lsd.width, screenHeight: gif.lsd.height, frame, palette };
 }
 
 /** Without any palette PIL opens the GIF as grayscale: the index is the gray level. */

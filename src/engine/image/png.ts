@@ -1,5 +1,6 @@
 import { PNG } from 'pngjs';
-import { reasonOf, rgbFromRgba, TRUNCATED, undecodable, type RgbImage } from './rgb-image';
+import { TRUNCATED, undecodable } from '../../common/imageFile';
+import { reasonOf, rgbFromRgba, type RgbImage } from './rgb-image';
 
 const IHDR_BIT_DEPTH_OFFSET = 24;
 
@@ -17,7 +18,7 @@ export function decodePng(bytes: Uint8Array, sourceName: string): RgbImage {
     // skipRescale keeps 16-bit samples whole so we can take the high byte (pngjs would round).
     png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), { skipRescale: sixteenBit });
   } catch (error) {
-    throw undecodable(sourceName, 'PNG', describePngError(reasonOf(error)));
+    throw undecodable(sourceName, 'png', describePngError(reasonOf(error)));
   }
   const samples: ArrayLike<number> = sixteenBit ? highBytes(png.data as unknown as Uint16Array) : png.data;
   return rgbFromRgba(samples, png.width, png.height);

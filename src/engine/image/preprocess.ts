@@ -1,4 +1,6 @@
 import { FicocoError } from '../../common/errors';
+import { formatMegapixels, MAX_IMAGE_PIXELS } from '../../common/imageFile';
+import { drawPadded, paddedToSquare, unpadded } from './padded-image';
 import { resizeLikePillow, type ResampleFilter } from './resample';
 import type { RgbImage } from './rgb-image';
 
@@ -42,6 +44,11 @@ const PIL_FILTERS: ReadonlyMap<number, ResampleFilter> = new Map([
 const OPENAI_CLIP_MEAN: Triple = [0.48145466, 0.4578275, 0.40821073];
 const OPENAI_CLIP_STD: Triple = [0.26862954, 0.26130258, 0.27577711];
 
+/** The most pixels any preprocessing step may produce: twice the largest image accepted, so none of those is refused. */
+export const MAX_PREPROCESSING_PIXELS = 2 * MAX_IMAGE_PIXELS;
+/** The largest side preprocessor_config.json may ask for: vision towers take 224 to 1536; more is a typo or a hostile file. */
+export const MAX_PREPROCESSOR_SIDE = 4096;
+
 /**
  * Reads preprocessor_config.json. Missing `do_*` flags default to transformers' CLIPImageProcessor
  * defaults (resize, rescale, normalise on; pad off; centre crop on when `crop_size` is given).
@@ -77,32 +84,58 @@ export function parsePreprocessorConfig(json: unknown, sourceName: string): Imag
 /**
  * The model's pixel_values for one image, equal to transformers' slow image processor on PIL:
  * pad to square, resize (Pillow-exact), centre crop, then rescale and normalise in float32.
+ * The padded square is drawn only when nothing resizes it; the resize reads it in place.
  */
 export function preprocessImage(image: RgbImage, config: ImagePreprocessorConfig): PixelValues {
-  let current = config.padToSquare ? padToSquare(image, config.padColor) : image;
+  checkPreprocessingBudget(image.width, image.height, config);
+  const source = config.padToSquare ? paddedToSquare(image, config.padColor) : unpadded(image);
+  let current: RgbImage;
   if (config.resize) {
-    const { width, height } = resizedSize(current.width, current.height, config.resize);
-    current = resizeLikePillow(current, width, height, config.resample);
+    const { width, height } = resizedSize(source.width, source.height, config.resize);
+    current = resizeLikePillow(source, width, height, config.resample);
+  } else {
+    current = drawPadded(source);
   }
   if (config.centerCrop) current = centerCrop(current, config.centerCrop.height, config.centerCrop.width);
   return toNormalizedChw(current, config);
 }
 
-/** LLaVA's expand2square: the image centred (rounded down) on a square of the mean colour. */
-function padToSquare(image: RgbImage, color: Triple): RgbImage {
-  const side = Math.max(image.width, image.height);
-  if (image.width === image.height) return image;
-  const rgb = new Uint8Array(side * side * 3);
-  // Fill one row pixel by pixel, then copy it down: far fewer calls than per-pixel fills.
-  for (let x = 0; x < side; x++) rgb.set(color, x * 3);
-  for (let y = 1; y < side; y++) rgb.copyWithin(y * side * 3, 0, side * 3);
-  const left = (side - image.width) >> 1;
-  const top = (side - image.height) >> 1;
-  const rowBytes = image.width * 3;
-  for (let y = 0; y < image.height; y++) {
-    rgb.set(image.rgb.subarray(y * rowBytes, (y + 1) * rowBytes), ((top + y) * side + left) * 3);
+/** Refuses, before anything is allocated, an image that some preprocessing step would make larger than the budget. */
+export function checkPreprocessingBudget(width: number, height: number, config: ImagePreprocessorConfig): void {
+  for (const step of preprocessingSteps(width, height, config)) {
+    const pixels = step.width * step.height;
+    if (pixels <= MAX_PREPROCESSING_PIXELS) continue;
+    throw new FicocoError(
+      `A ${width} × ${height} image would be ${step.width} × ${step.height} pixels (${formatMegapixels(pixels)} megapixels) ` +
+        `${step.name}; FiCoCo's preprocessing works within ${formatMegapixels(MAX_PREPROCESSING_PIXELS)} megapixels per step. ` +
+        'Scale the image down and try again.',
+      'image',
+    );
   }
-  return { width: side, height: side, rgb };
+}
+
+interface PreprocessingStep {
+  /** Completes "would be W × H pixels …" */
+  name: string;
+  width: number;
+  height: number;
+}
+
+/** The images preprocessImage allocates for a width × height input, step by step. */
+function preprocessingSteps(width: number, height: number, config: ImagePreprocessorConfig): PreprocessingStep[] {
+  const side = Math.max(width, height);
+  const canvas = config.padToSquare ? { width: side, height: side } : { width, height };
+  const steps: PreprocessingStep[] = [];
+  if (config.resize) {
+    const resized = resizedSize(canvas.width, canvas.height, config.resize);
+    // The horizontal pass keeps (at most) the image's rows, at the new width.
+    if (config.resample !== 'nearest') steps.push({ name: 'after the horizontal pass of resizing', width: resized.width, height });
+    steps.push({ name: 'after resizing', ...resized });
+  } else if (config.padToSquare) {
+    steps.push({ name: 'after padding to a square', ...canvas });
+  }
+  if (config.centerCrop) steps.push({ name: 'after the centre crop', ...config.centerCrop });
+  return steps;
 }
 
 /** transformers' get_resize_output_image_size with default_to_square=False. */
@@ -208,21 +241,24 @@ class ConfigFields {
   /** `size`: {shortest_edge}, {height, width}, or a bare int meaning shortest_edge (CLIP's convention). */
   resizeTarget(field: string): ResizeTarget {
     const value = this.json[field];
-    if (isPositiveInteger(value)) return { shortestEdge: value };
+    if (typeof value === 'number') return { shortestEdge: this.side(field, value) };
     const size = this.objectField(field, '{"shortest_edge": N} or {"height": H, "width": W}');
     if (size.shortest_edge !== undefined) {
       if (size.longest_edge !== undefined && size.longest_edge !== null) this.fail(field, 'with "longest_edge" is not supported');
-      return { shortestEdge: this.positiveInteger(`${field}.shortest_edge`, size.shortest_edge) };
+      return { shortestEdge: this.side(`${field}.shortest_edge`, size.shortest_edge) };
     }
-    return { height: this.positiveInteger(`${field}.height`, size.height), width: this.positiveInteger(`${field}.width`, size.width) };
+    return { height: this.side(`${field}.height`, size.height), width: this.side(`${field}.width`, size.width) };
   }
 
   /** `crop_size`: {height, width}, or a bare int meaning a square. */
   cropSize(field: string): { height: number; width: number } {
     const value = this.json[field];
-    if (isPositiveInteger(value)) return { height: value, width: value };
+    if (typeof value === 'number') {
+      const side = this.side(field, value);
+      return { height: side, width: side };
+    }
     const size = this.objectField(field, '{"height": H, "width": W}');
-    return { height: this.positiveInteger(`${field}.height`, size.height), width: this.positiveInteger(`${field}.width`, size.width) };
+    return { height: this.side(`${field}.height`, size.height), width: this.side(`${field}.width`, size.width) };
   }
 
   private objectField(field: string, expected: string): Record<string, unknown> {
@@ -233,12 +269,12 @@ class ConfigFields {
     return value as Record<string, unknown>;
   }
 
-  private positiveInteger(field: string, value: unknown): number {
-    if (!isPositiveInteger(value)) this.fail(field, `must be a positive integer, got ${JSON.stringify(value)}`);
+  /** An image side in pixels: the file is untrusted input, so it is bounded before it sizes any allocation. */
+  private side(field: string, value: unknown): number {
+    if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
+      this.fail(field, `must be a positive integer, got ${JSON.stringify(value)}`);
+    }
+    if (value > MAX_PREPROCESSOR_SIDE) this.fail(field, `is ${value} pixels; FiCoCo takes at most ${MAX_PREPROCESSOR_SIDE}`);
     return value;
   }
-}
-
-function isPositiveInteger(value: unknown): value is number {
-  return typeof value === 'number' && Number.isInteger(value) && value > 0;
 }

@@ -1,5 +1,3 @@
-import { FicocoError } from '../../common/errors';
-
 /** A decoded image as the preprocessors consume it. */
 export interface RgbImage {
   width: number;
@@ -19,14 +17,6 @@ export function rgbFromRgba(rgba: ArrayLike<number>, width: number, height: numb
   }
   return { width, height, rgb };
 }
-
-/** The error every format decoder throws: names the file, the format and what went wrong. */
-export function undecodable(sourceName: string, formatName: string, reason: string): FicocoError {
-  return new FicocoError(`${sourceName} could not be decoded as ${formatName}: ${reason}`, 'image');
-}
-
-/** The message part shared by all decoders when the data stops before the image does. */
-export const TRUNCATED = 'data ends early (truncated file?)';
 
 /** The reason text of an unknown thrown value, for wrapping library errors. */
 export function reasonOf(error: unknown): string {

@@ -1,5 +1,14 @@
-import { reasonOf, rgbFromRgba, TRUNCATED, undecodable, type RgbImage } from './rgb-image';
+import { TRUNCATED, undecodable } from '../../common/imageFile';
+import { reasonOf, rgbFromRgba, type RgbImage } from './rgb-image';
+import { WasmDecoderModule, type WasmDecoderInstance, type WasmHeapExports } from './wasm';
 
+/** libwebp's one-call decoder as @cwasm/webp's build exports it: returns the RGBA pixels' pointer, or 0. */
+interface LibwebpExports extends WasmHeapExports {
+  WebPDecodeRGBA(webp: number, webpSize: number, width: number, height: number): number;
+}
+
+// libwebp because PIL uses it, so pixels match PIL's exactly.
+const libwebp = new WasmDecoderModule<LibwebpExports>('@cwasm/webp', 'webp.wasm');
 const RIFF_HEADER_BYTES = 8;
 
 /**
@@ -7,16 +16,25 @@ const RIFF_HEADER_BYTES = 8;
  * match PIL's exactly. Alpha is dropped; animated WebP is not supported by this decoder.
  */
 export async function decodeWebp(bytes: Uint8Array, sourceName: string): Promise<RgbImage> {
-  if (bytes.length < riffLength(bytes)) throw undecodable(sourceName, 'WebP', TRUNCATED);
-  // Loaded on first use: the module compiles its wasm when imported.
-  const { decode } = await import('@cwasm/webp');
+  if (bytes.length < riffLength(bytes)) throw undecodable(sourceName, 'webp', TRUNCATED);
+  const webp = await libwebp.instantiate();
   try {
-    const decoded = decode(bytes);
-    return rgbFromRgba(decoded.data, decoded.width, decoded.height);
+    return decodeRgba(webp, bytes);
   } catch (error) {
     const reason = isAnimated(bytes) ? 'animated WebP is not supported' : `libwebp rejected the data (${reasonOf(error)})`;
-    throw undecodable(sourceName, 'WebP', reason);
+    throw undecodable(sourceName, 'webp', reason);
   }
+}
+
+/** In an instance used once, so nothing is freed. */
+function decodeRgba(webp: WasmDecoderInstance<LibwebpExports>, bytes: Uint8Array): RgbImage {
+  const input = webp.copyIn(bytes);
+  const size = webp.allocate(8);
+  const rgba = webp.exports.WebPDecodeRGBA(input, bytes.length, size, size + 4);
+  if (rgba === 0) throw new Error('WebPDecodeRGBA returned no pixels');
+  const width = webp.uint32At(size);
+  const height = webp.uint32At(size + 4);
+  return rgbFromRgba(webp.bytesAt(rgba, width * height * 4), width, height);
 }
 
 /** Total file length the RIFF header promises. */

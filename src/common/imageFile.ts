@@ -1,0 +1,290 @@
+import { FicocoError } from './errors';
+
+/** The image formats FiCoCo reads, as `detectImageFormat` names them. */
+export const IMAGE_FORMATS = ['png', 'jpeg', 'webp', 'gif'] as const;
+export type ImageFormat = (typeof IMAGE_FORMATS)[number];
+
+const FORMAT_NAMES: Record<ImageFormat, string> = { png: 'PNG', jpeg: 'JPEG', webp: 'WebP', gif: 'GIF' };
+
+/** The largest image accepted, in pixels: an 8K screen is 33 megapixels, and decoding 50 already takes ~0.5 GB. */
+export const MAX_IMAGE_PIXELS = 50_000_000;
+
+/**
+ * The longest side over the shortest, at most: full-page web screenshots (1280 × 20000 is 1:15.6, a phone's
+ * 1080 × 30000 1:28) pass; past 1:32 a 336-pixel model sees the short side as 10 pixels (padded) or 1/32 of it (cropped).
+ */
+export const MAX_IMAGE_ASPECT_RATIO = 32;
+
+/** What an image file's header says, read without decoding it. */
+export interface ImageHeader {
+  format: ImageFormat;
+  /** The decoded image's size (a GIF's logical screen). */
+  width: number;
+  height: number;
+  /** GIFs only: the frame with the most pixels; decoders allocate each frame whole, and one may exceed the screen. */
+  largestFrame?: { width: number; height: number };
+}
+
+/** The message part shared by all decoders when the data stops before the image does. */
+export const TRUNCATED = 'data ends early (truncated file?)';
+
+/** The error every format decoder and header reader throws: names the file, the format and what went wrong. */
+export function undecodable(sourceName: string, format: ImageFormat, reason: string): FicocoError {
+  return new FicocoError(`${sourceName} could not be decoded as ${FORMAT_NAMES[format]}: ${reason}`, 'image');
+}
+
+const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+const JPEG_SIGNATURE = [0xff, 0xd8, 0xff];
+const GIF_SIGNATURE = [0x47, 0x49, 0x46, 0x38]; // "GIF8" (GIF87a and GIF89a)
+const RIFF_SIGNATURE = [0x52, 0x49, 0x46, 0x46]; // "RIFF"
+const WEBP_FORM_TYPE = [0x57, 0x45, 0x42, 0x50]; // "WEBP" at offset 8
+
+/** The image format by magic bytes (file extensions are not trusted). */
+export function detectImageFormat(bytes: Uint8Array): ImageFormat | undefined {
+  if (startsWith(bytes, PNG_SIGNATURE)) return 'png';
+  if (startsWith(bytes, JPEG_SIGNATURE)) return 'jpeg';
+  if (startsWith(bytes, GIF_SIGNATURE)) return 'gif';
+  if (startsWith(bytes, RIFF_SIGNATURE) && startsWith(bytes, WEBP_FORM_TYPE, 8)) return 'webp';
+  return undefined;
+}
+
+/** The format and size from the file's header, without decoding the pixels. */
+export function readImageHeader(bytes: Uint8Array, sourceName: string): ImageHeader {
+  const format = detectImageFormat(bytes);
+  if (format === undefined) {
+    const supported = IMAGE_FORMATS.map((name) => FORMAT_NAMES[name]).join(', ');
+    throw new FicocoError(`${sourceName} is not an image: supported formats are ${supported}`, 'image');
+  }
+  const header = new HeaderBytes(bytes, sourceName, format);
+  switch (format) {
+    case 'png':
+      return { format, ...readPngSize(header) };
+    case 'jpeg':
+      return { format, ...readJpegSize(header) };
+    case 'webp':
+      return { format, ...readWebpSize(header) };
+    case 'gif':
+      return { format, ...readGifSizes(header) };
+  }
+}
+
+/** The header, refused before any decoding when the image is too big or too elongated for FiCoCo. */
+export function checkImageFile(bytes: Uint8Array, sourceName: string): ImageHeader {
+  const header = readImageHeader(bytes, sourceName);
+  const { width, height } = header;
+  if (width === 0 || height === 0) {
+    throw new FicocoError(`${sourceName} is ${width} × ${height} pixels: an image needs at least one pixel each way.`, 'image');
+  }
+  checkPixelCount(width, height, sourceName);
+  if (header.largestFrame) checkFrameSize(header.largestFrame.width, header.largestFrame.height, sourceName);
+  const aspectRatio = Math.max(width, height) / Math.min(width, height);
+  if (aspectRatio > MAX_IMAGE_ASPECT_RATIO) {
+    throw new FicocoError(
+      `${sourceName} is ${width} × ${height} pixels, an aspect ratio of ${roughly(aspectRatio)}:1; ` +
+        `FiCoCo takes aspect ratios up to ${MAX_IMAGE_ASPECT_RATIO}:1. Crop it into shorter parts and try again.`,
+      'image',
+    );
+  }
+  return header;
+}
+
+/** Refuses a GIF frame over MAX_IMAGE_PIXELS: decoders allocate a frame whole, whatever the screen's size. */
+export function checkFrameSize(width: number, height: number, sourceName: string): void {
+  checkPixelCount(width, height, `${sourceName} has a frame that`);
+}
+
+/** Refuses more than MAX_IMAGE_PIXELS; `subject` starts the message. */
+function checkPixelCount(width: number, height: number, subject: string): void {
+  const pixels = width * height;
+  if (pixels <= MAX_IMAGE_PIXELS) return;
+  throw new FicocoError(
+    `${subject} is ${width} × ${height} pixels (${formatMegapixels(pixels)} megapixels); ` +
+      `FiCoCo takes images up to ${formatMegapixels(MAX_IMAGE_PIXELS)} megapixels. Scale it down and try again.`,
+    'image',
+  );
+}
+
+/** Megapixels, as messages print them. */
+export function formatMegapixels(pixels: number): string {
+  return roughly(pixels / 1e6);
+}
+
+/** Whole from 100 up, one decimal below: the exact size is in the message beside it. */
+function roughly(value: number): string {
+  return value >= 100 ? String(Math.round(value)) : String(Math.round(value * 10) / 10);
+}
+
+function startsWith(bytes: Uint8Array, signature: number[], offset = 0): boolean {
+  return bytes.length >= offset + signature.length && signature.every((byte, i) => bytes[offset + i] === byte);
+}
+
+/** Bounds-checked big- and little-endian reads that fail as the format's decoder would. */
+class HeaderBytes {
+  private readonly view: DataView;
+
+  constructor(
+    readonly bytes: Uint8Array,
+    private readonly sourceName: string,
+    private readonly format: ImageFormat,
+  ) {
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
+  get length(): number {
+    return this.bytes.length;
+  }
+
+  /** Throws TRUNCATED unless `count` bytes are there from `offset`. */
+  need(offset: number, count: number): void {
+    if (offset + count > this.bytes.length) throw undecodable(this.sourceName, this.format, TRUNCATED);
+  }
+
+  garbled(problem: string): FicocoError {
+    return undecodable(this.sourceName, this.format, `the header is garbled (${problem})`);
+  }
+
+  byte(offset: number): number {
+    this.need(offset, 1);
+    return this.bytes[offset];
+  }
+
+  uint16be(offset: number): number {
+    this.need(offset, 2);
+    return this.view.getUint16(offset);
+  }
+
+  uint32be(offset: number): number {
+    this.need(offset, 4);
+    return this.view.getUint32(offset);
+  }
+
+  uint16le(offset: number): number {
+    this.need(offset, 2);
+    return this.view.getUint16(offset, true);
+  }
+
+  uint24le(offset: number): number {
+    return this.uint16le(offset) | (this.byte(offset + 2) << 16);
+  }
+
+  uint32le(offset: number): number {
+    this.need(offset, 4);
+    return this.view.getUint32(offset, true);
+  }
+
+  ascii(offset: number, count: number): string {
+    this.need(offset, count);
+    return String.fromCharCode(...this.bytes.subarray(offset, offset + count));
+  }
+}
+
+interface Size {
+  width: number;
+  height: number;
+}
+
+/** The IHDR chunk, which the PNG specification puts first: width and height as 32-bit big-endian. */
+function readPngSize(header: HeaderBytes): Size {
+  const firstChunk = header.ascii(12, 4);
+  if (firstChunk !== 'IHDR') throw header.garbled(`the first chunk is "${firstChunk}", not IHDR`);
+  return { width: header.uint32be(16), height: header.uint32be(20) };
+}
+
+const JPEG_START_OF_SCAN = 0xda;
+const JPEG_END_OF_IMAGE = 0xd9;
+// Markers without a length: TEM, RST0–RST7, SOI.
+const JPEG_STANDALONE_MARKERS = new Set([0x01, 0xd0, 0xd1, 0xd2, 0xd3, 0xd4, 0xd5, 0xd6, 0xd7, 0xd8]);
+
+/** SOF0–SOF15 but DHT (C4), JPG (C8) and DAC (CC), which share the range. */
+function isStartOfFrame(marker: number): boolean {
+  return marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
+}
+
+/** The first frame header (SOFn), found by walking the markers the way libjpeg's next_marker does. */
+function readJpegSize(header: HeaderBytes): Size {
+  const { bytes } = header;
+  let offset = 2;
+  for (;;) {
+    // libjpeg skips stray bytes and 0xFF fill before a marker, and a stuffed 0xFF 0x00.
+    while (offset < bytes.length && bytes[offset] !== 0xff) offset++;
+    while (offset < bytes.length && bytes[offset] === 0xff) offset++;
+    const marker = header.byte(offset++);
+    if (marker === 0x00 || JPEG_STANDALONE_MARKERS.has(marker)) continue;
+    if (marker === JPEG_START_OF_SCAN || marker === JPEG_END_OF_IMAGE) throw header.garbled('no frame header (SOF) before the image data');
+    if (isStartOfFrame(marker)) {
+      // Length (2), sample precision (1), then the number of lines and samples per line.
+      const height = header.uint16be(offset + 3);
+      if (height === 0) throw header.garbled('the frame header leaves the height to a later DNL marker, which is not supported');
+      return { width: header.uint16be(offset + 5), height };
+    }
+    const segmentLength = header.uint16be(offset);
+    if (segmentLength < 2) throw header.garbled(`a segment length of ${segmentLength}`);
+    offset += segmentLength;
+  }
+}
+
+/** The first chunk after "RIFF" size "WEBP": a simple lossy (VP8), lossless (VP8L) or extended (VP8X) file. */
+function readWebpSize(header: HeaderBytes): Size {
+  const chunk = header.ascii(12, 4);
+  const payload = 20;
+  switch (chunk) {
+    case 'VP8 ': {
+      // Frame tag (3 bytes), start code 9D 01 2A, then 14-bit width and height (the top 2 bits are scaling).
+      if (header.uint16le(payload + 3) !== 0x019d || header.byte(payload + 5) !== 0x2a) throw header.garbled('no VP8 start code');
+      return { width: header.uint16le(payload + 6) & 0x3fff, height: header.uint16le(payload + 8) & 0x3fff };
+    }
+    case 'VP8L': {
+      // Signature 0x2F, then width − 1 and height − 1 in 14 bits each, least significant bit first.
+      if (header.byte(payload) !== 0x2f) throw header.garbled('no VP8L signature');
+      const bits = header.uint32le(payload + 1);
+      return { width: (bits & 0x3fff) + 1, height: ((bits >>> 14) & 0x3fff) + 1 };
+    }
+    case 'VP8X':
+      // Flags and reserved (4 bytes), then canvas width − 1 and height − 1 in 24 bits each; libwebp holds a still image to it.
+      return { width: header.uint24le(payload + 4) + 1, height: header.uint24le(payload + 7) + 1 };
+    default:
+      throw header.garbled(`the first chunk is "${chunk}", not VP8, VP8L or VP8X`);
+  }
+}
+
+const GIF_IMAGE_DESCRIPTOR = 0x2c;
+const GIF_EXTENSION = 0x21;
+
+/** The logical screen descriptor, then every image descriptor up to the trailer, the end of the data or an unknown block. */
+function readGifSizes(header: HeaderBytes): Size & { largestFrame?: Size } {
+  const screen = { width: header.uint16le(6), height: header.uint16le(8) };
+  const globalColorTableBytes = colorTableBytes(header.byte(10));
+  header.need(13, globalColorTableBytes);
+  let offset = 13 + globalColorTableBytes;
+  let largestFrame: Size | undefined;
+  while (offset < header.length) {
+    const block = header.byte(offset);
+    if (block === GIF_EXTENSION) {
+      offset = skipSubBlocks(header, offset + 2);
+    } else if (block === GIF_IMAGE_DESCRIPTOR) {
+      // Left and top (2 bytes each), width, height, then flags that may announce a local colour table.
+      const frame = { width: header.uint16le(offset + 5), height: header.uint16le(offset + 7) };
+      if (!largestFrame || frame.width * frame.height > largestFrame.width * largestFrame.height) largestFrame = frame;
+      // The colour table, then the LZW minimum code size, then the data sub-blocks.
+      offset = skipSubBlocks(header, offset + 10 + colorTableBytes(header.byte(offset + 9)) + 1);
+    } else {
+      break;
+    }
+  }
+  return largestFrame ? { ...screen, largestFrame } : screen;
+}
+
+/** A global or local colour table's length from its descriptor's flags: 2^(n+1) RGB entries when bit 7 is set. */
+function colorTableBytes(flags: number): number {
+  return flags & 0x80 ? 3 * 2 ** ((flags & 0x07) + 1) : 0;
+}
+
+/** The offset after a chain of length-prefixed sub-blocks and its zero terminator (or past the end when it is cut off). */
+function skipSubBlocks(header: HeaderBytes, offset: number): number {
+  while (offset < header.length) {
+    const size = header.bytes[offset];
+    offset += size + 1;
+    if (size === 0) break;
+  }
+  return offset;
+}

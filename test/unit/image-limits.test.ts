@@ -1,0 +1,252 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { crc32, deflateSync } from 'node:zlib';
+import { FicocoError } from '../../src/common/errors';
+import { checkImageFile, MAX_IMAGE_ASPECT_RATIO, MAX_IMAGE_PIXELS, readImageHeader } from '../../src/common/imageFile';
+import { decodeImage } from '../../src/engine/image/decode';
+import { checkPreprocessingBudget, parsePreprocessorConfig, preprocessImage } from '../../src/engine/image/preprocess';
+
+const FIXTURES = 'test/fixtures/preprocess';
+const manifest = JSON.parse(readFileSync(join(FIXTURES, 'manifest.json'), 'utf8')) as {
+  decode: { image: string; rgb: string; width: number; height: number }[];
+};
+
+function read(name: string): Uint8Array {
+  return new Uint8Array(readFileSync(join(FIXTURES, name)));
+}
+
+function bytes(...parts: (number[] | Uint8Array | string)[]): Uint8Array {
+  const arrays = parts.map((part) => (typeof part === 'string' ? new TextEncoder().encode(part) : Uint8Array.from(part)));
+  const joined = new Uint8Array(arrays.reduce((sum, part) => sum + part.length, 0));
+  let offset = 0;
+  for (const part of arrays) {
+    joined.set(part, offset);
+    offset += part.length;
+  }
+  return joined;
+}
+
+const uint16le = (value: number) => [value & 0xff, value >> 8];
+const uint16be = (value: number) => [value >> 8, value & 0xff];
+const uint24le = (value: number) => [value & 0xff, (value >> 8) & 0xff, value >> 16];
+const uint32le = (value: number) => [value & 0xff, (value >> 8) & 0xff, (value >> 16) & 0xff, value >>> 24];
+const uint32be = (value: number) => [value >>> 24, (value >> 16) & 0xff, (value >> 8) & 0xff, value & 0xff];
+
+function pngChunk(type: string, data: Uint8Array): Uint8Array {
+  const typeAndData = bytes(type, data);
+  return bytes(uint32be(data.length), typeAndData, uint32be(crc32(typeAndData)));
+}
+
+/** An 8-bit RGB PNG; with `withPixels`, a complete file of black pixels (deflate shrinks them to almost nothing). */
+function png(width: number, height: number, withPixels: boolean): Uint8Array {
+  const header = bytes(uint32be(width), uint32be(height), [8, 2, 0, 0, 0]);
+  const pixels = withPixels ? [pngChunk('IDAT', deflateSync(new Uint8Array(height * (1 + width * 3))))] : [];
+  return bytes([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], pngChunk('IHDR', header), ...pixels, pngChunk('IEND', new Uint8Array()));
+}
+
+/** A GIF with a 2-colour palette and one frame whose 2-bit LZW data is a clear code, one pixel, end. */
+function gif(screen: [number, number], frame: [number, number]): Uint8Array {
+  const logicalScreen = [...uint16le(screen[0]), ...uint16le(screen[1]), 0x80, 0, 0];
+  const descriptor = [0x2c, 0, 0, 0, 0, ...uint16le(frame[0]), ...uint16le(frame[1]), 0];
+  return bytes('GIF89a', logicalScreen, [0, 0, 0, 255, 255, 255], descriptor, [2, 2, 0x44, 0x01, 0], [0x3b]);
+}
+
+function riff(chunk: string, payload: number[]): Uint8Array {
+  return bytes('RIFF', uint32le(4 + 8 + payload.length), 'WEBP', chunk, uint32le(payload.length), payload);
+}
+
+const webpLossless = (width: number, height: number) =>
+  riff('VP8L', [0x2f, ...uint32le((width - 1) | ((height - 1) << 14)), ...new Array<number>(9).fill(0)]);
+const webpExtended = (width: number, height: number) =>
+  riff('VP8X', [0, 0, 0, 0, ...uint24le(width - 1), ...uint24le(height - 1), 0, 0, 0, 0]);
+const webpLossy = (width: number, height: number) => riff('VP8 ', [0, 0, 0, 0x9d, 0x01, 0x2a, ...uint16le(width), ...uint16le(height)]);
+
+/** The byte offset of a JPEG marker's segment in baseline.jpg (just after its 0xFF code). */
+function markerOffset(jpeg: Uint8Array, code: number): number {
+  for (let i = 0; i < jpeg.length - 1; i++) if (jpeg[i] === 0xff && jpeg[i + 1] === code) return i + 2;
+  throw new Error(`no marker ${code.toString(16)}`);
+}
+
+/** baseline.jpg, its frame header claiming another size (the scan data stays the 64 × 48 one). */
+function jpegClaiming(width: number, height: number): Uint8Array {
+  const jpeg = read('baseline.jpg').slice();
+  const frameHeader = markerOffset(jpeg, 0xc0);
+  jpeg.set([...uint16be(height), ...uint16be(width)], frameHeader + 3);
+  return jpeg;
+}
+
+async function assertRefused(file: Uint8Array, name: string, messages: RegExp[]): Promise<void> {
+  await assert.rejects(decodeImage(file, name), (error: unknown) => {
+    assert.ok(error instanceof FicocoError, `not a FicocoError: ${String(error)}`);
+    assert.equal(error.kind, 'image');
+    for (const message of messages) assert.match(error.message, message);
+    return true;
+  });
+}
+
+const PIXEL_LIMIT = new RegExp(`up to ${MAX_IMAGE_PIXELS / 1e6} megapixels`);
+const ASPECT_LIMIT = new RegExp(`up to ${MAX_IMAGE_ASPECT_RATIO}:1`);
+
+test('reads every fixture\'s size from its header alone', () => {
+  for (const { image, width, height } of manifest.decode) {
+    const header = readImageHeader(read(image), image);
+    assert.deepEqual([header.width, header.height], [width, height], image);
+  }
+  assert.deepEqual(readImageHeader(webpExtended(300, 200), 'x.webp'), { format: 'webp', width: 300, height: 200 });
+  assert.deepEqual(readImageHeader(webpLossy(640, 480), 'x.webp'), { format: 'webp', width: 640, height: 480 });
+  assert.deepEqual(readImageHeader(gif([10, 10], [40, 30]), 'x.gif'), {
+    format: 'gif',
+    width: 10,
+    height: 10,
+    largestFrame: { width: 40, height: 30 },
+  });
+});
+
+test('a PNG whose header claims 30000 × 30000 is refused before decoding', async () => {
+  await assertRefused(png(30000, 30000, false), 'huge.png', [/^huge\.png is 30000 × 30000 pixels \(900 megapixels\)/, PIXEL_LIMIT]);
+});
+
+test('a 35-byte GIF claiming a 65535 × 65535 screen is refused', async () => {
+  const file = gif([65535, 65535], [1, 1]);
+  assert.equal(file.length, 35);
+  await assertRefused(file, 'bomb.gif', [/^bomb\.gif is 65535 × 65535 pixels \(4295 megapixels\)/, PIXEL_LIMIT]);
+});
+
+test('a GIF frame larger than its screen is refused by the frame\'s size', async () => {
+  const frameSize = /^frame\.gif has a frame that is 20000 × 20000 pixels \(400 megapixels\)/;
+  await assertRefused(gif([1, 1], [20000, 20000]), 'frame.gif', [frameSize, PIXEL_LIMIT]);
+});
+
+test('a GIF frame that only gifuct\'s parser reaches is checked before it decompresses', async () => {
+  // gifuct reads a graphic control extension as 8 fixed bytes; the GIF standard reads sub-blocks, here an empty one.
+  // So the header check stops at the trailer after it, while gifuct goes on to the frame behind.
+  const frame = [0x2c, 0, 0, 0, 0, ...uint16le(20000), ...uint16le(20000), 0, 2, 2, 0x44, 0x01, 0];
+  const screen = [...uint16le(1), ...uint16le(1), 0x80, 0, 0];
+  const file = bytes('GIF89a', screen, [0, 0, 0, 255, 255, 255], [0x21, 0xf9, 0x00, 0x3b, 0, 0, 0, 0], frame);
+  assert.equal(readImageHeader(file, 'hidden.gif').largestFrame, undefined);
+  await assertRefused(file, 'hidden.gif', [/^hidden\.gif has a frame that is 20000 × 20000 pixels/, PIXEL_LIMIT]);
+});
+
+test('34-byte WebPs claiming 16383 × 16383 are refused, lossless and extended', async () => {
+  for (const [variant, file] of [['VP8L', webpLossless(16383, 16383)], ['VP8X', webpExtended(16383, 16383)]] as const) {
+    assert.ok(file.length <= 34, `${variant} is ${file.length} bytes`);
+    await assertRefused(file, 'bomb.webp', [/^bomb\.webp is 16383 × 16383 pixels \(268 megapixels\)/, PIXEL_LIMIT]);
+  }
+});
+
+test('a complete 45000 × 1 PNG is refused for its aspect ratio', async () => {
+  const file = png(45000, 1, true);
+  assert.ok(file.length < 400, `${file.length} bytes`);
+  await assertRefused(file, 'strip.png', [/^strip\.png is 45000 × 1 pixels, an aspect ratio of 45000:1/, ASPECT_LIMIT]);
+});
+
+test('a full-page web screenshot (1280 × 20000) passes the limits', () => {
+  assert.deepEqual(checkImageFile(png(1280, 20000, false), 'page.png'), { format: 'png', width: 1280, height: 20000 });
+});
+
+test('an image with no pixels one way is refused', async () => {
+  await assertRefused(png(0, 10, false), 'empty.png', [/^empty\.png is 0 × 10 pixels: an image needs at least one pixel each way/]);
+});
+
+test('a JPEG claiming 60000 × 60000 is refused, and valid JPEGs still decode exactly after it', async () => {
+  const hostile = jpegClaiming(60000, 60000);
+  // Three tries used to leave @cwasm/jpeg-turbo's shared instance unable to decode anything.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    await assertRefused(hostile, 'huge.jpg', [/^huge\.jpg is 60000 × 60000 pixels \(3600 megapixels\)/, PIXEL_LIMIT]);
+  }
+  const decoded = await decodeImage(read('baseline.jpg'), 'baseline.jpg');
+  assert.deepEqual(decoded.rgb, read('baseline.jpg.rgb'));
+});
+
+test('failures inside libjpeg-turbo leave the next decode exact', async () => {
+  const baseline = read('baseline.jpg');
+  const scan = markerOffset(baseline, 0xda);
+  const garbledScan = baseline.slice();
+  garbledScan.fill(0xff, scan + 20, scan + 60);
+  // 7000 × 7000 (under the pixel limit) and a Huffman table that was never defined: libjpeg-turbo gives up after the
+  // 196 MB output buffer is allocated; a reused instance leaked it every time, until its 32-bit heap ran out.
+  const undefinedTable = jpegClaiming(7000, 7000);
+  undefinedTable[scan + 4] = 0x33;
+  const failures = [garbledScan, baseline.subarray(0, baseline.length >> 1), ...new Array<Uint8Array>(12).fill(undefinedTable)];
+  for (const corrupt of failures) await assertRefused(corrupt, 'corrupt.jpg', [/^corrupt\.jpg could not be decoded as JPEG: /]);
+  const decoded = await decodeImage(baseline, 'baseline.jpg');
+  assert.deepEqual(decoded.rgb, read('baseline.jpg.rgb'));
+});
+
+test('truncated and garbled headers are refused as the format\'s decoding error', async () => {
+  const cases: [Uint8Array, string, RegExp][] = [
+    [png(64, 48, true).subarray(0, 20), 'cut.png', /^cut\.png could not be decoded as PNG: data ends early/],
+    [
+      bytes(png(64, 48, true).subarray(0, 12), 'IDAT', new Uint8Array(20)),
+      'odd.png',
+      /^odd\.png could not be decoded as PNG: the header is garbled \(the first chunk is "IDAT", not IHDR\)/,
+    ],
+    [read('baseline.jpg').subarray(0, 100), 'cut.jpg', /^cut\.jpg could not be decoded as JPEG: data ends early/],
+    [jpegClaiming(64, 0), 'dnl.jpg', /^dnl\.jpg could not be decoded as JPEG: .*height to a later DNL marker/],
+    [bytes([0xff, 0xd8, 0xff, 0xda, 0, 2]), 'noframe.jpg', /^noframe\.jpg could not be decoded as JPEG: .*no frame header \(SOF\) before the/],
+    [gif([64, 48], [64, 48]).subarray(0, 15), 'cut.gif', /^cut\.gif could not be decoded as GIF: data ends early/],
+    [webpExtended(64, 48).subarray(0, 26), 'cut.webp', /^cut\.webp could not be decoded as WebP: data ends early/],
+    [riff('ALPH', [0, 0, 0, 0]), 'odd.webp', /^odd\.webp could not be decoded as WebP: .*the first chunk is "ALPH"/],
+  ];
+  for (const [file, name, message] of cases) await assertRefused(file, name, [message]);
+});
+
+const LLAVA_336 = { image_processor_type: 'LlavaImageProcessor', do_pad: true, size: { shortest_edge: 336 }, crop_size: 336 };
+
+test('preprocessor_config.json sizes are bounded per side, naming the field', () => {
+  const cases: [unknown, RegExp][] = [
+    [{ size: 100000 }, /field "size" is 100000 pixels; FiCoCo takes at most 4096/],
+    [{ size: { shortest_edge: 5000 } }, /field "size\.shortest_edge" is 5000 pixels/],
+    [{ size: { height: 336, width: 4097 } }, /field "size\.width" is 4097 pixels/],
+    [{ size: 336, crop_size: 9999 }, /field "crop_size" is 9999 pixels/],
+    [{ size: 336, crop_size: { height: 5000, width: 336 } }, /field "crop_size\.height" is 5000 pixels/],
+  ];
+  for (const [json, message] of cases) {
+    assert.throws(
+      () => parsePreprocessorConfig(json, 'preprocessor_config.json'),
+      (error: unknown) => error instanceof FicocoError && error.kind === 'config' && message.test(error.message),
+      message.source,
+    );
+  }
+  assert.deepEqual(parsePreprocessorConfig({ size: { height: 4096, width: 4096 } }, 'p.json').resize, { height: 4096, width: 4096 });
+});
+
+test('preprocessing refuses a step over its working budget, naming the size and the step', () => {
+  const assertOverBudget = (width: number, height: number, json: unknown, message: RegExp) =>
+    assert.throws(
+      () => checkPreprocessingBudget(width, height, parsePreprocessorConfig(json, 'p.json')),
+      (error: unknown) =>
+        error instanceof FicocoError && error.kind === 'image' && message.test(error.message) && /within 100 megapixels/.test(error.message),
+      message.source,
+    );
+  const padOnly = { do_pad: true, do_resize: false, do_center_crop: false };
+  assertOverBudget(12000, 375, padOnly, /^A 12000 × 375 image would be 12000 × 12000 pixels \(144 megapixels\) after padding to a square/);
+  assertOverBudget(1250, 40000, { size: { shortest_edge: 4096 } }, /^A 1250 × 40000 image would be 4096 × 40000 pixels .* horizontal pass/);
+  assertOverBudget(40000, 1250, { size: { shortest_edge: 4096 }, resample: 0 }, /would be 131072 × 4096 pixels .* after resizing/);
+  // Padding is read in place by the resize: a 1:32 strip never becomes a 40000² square.
+  checkPreprocessingBudget(40000, 1250, parsePreprocessorConfig(LLAVA_336, 'p.json'));
+});
+
+test('preprocessImage checks the budget before allocating', () => {
+  const image = { width: 12000, height: 375, rgb: new Uint8Array(12000 * 375 * 3) };
+  const padOnly = parsePreprocessorConfig({ do_pad: true, do_resize: false, do_center_crop: false }, 'p.json');
+  assert.throws(() => preprocessImage(image, padOnly), (error: unknown) => error instanceof FicocoError && error.kind === 'image');
+});
+
+test('a 1:32 strip pads to a square: canvas around it, the strip across the middle', () => {
+  // Read in place, not drawn: the 12000² canvas would take 432 MB and its horizontal pass 12000 rows instead of 375.
+  const image = { width: 12000, height: 375, rgb: new Uint8Array(12000 * 375 * 3).fill(255) };
+  const config = parsePreprocessorConfig(LLAVA_336, 'p.json');
+  const { pixelValues, height, width } = preprocessImage(image, config);
+  assert.deepEqual([height, width], [336, 336]);
+  const { mean, std } = config.normalize!;
+  const canvasValue = (channel: number) => (config.padColor[channel] / 255 - mean[channel]) / std[channel];
+  const whiteValue = (channel: number) => (1 - mean[channel]) / std[channel];
+  for (let channel = 0; channel < 3; channel++) {
+    const plane = pixelValues.subarray(channel * 336 * 336, (channel + 1) * 336 * 336);
+    assert.ok(Math.abs(plane[0] - canvasValue(channel)) < 1e-5, 'the top-left corner is canvas');
+    assert.ok(Math.abs(plane[168 * 336 + 168] - whiteValue(channel)) < 1e-5, 'the centre is the white strip');
+  }
+});
