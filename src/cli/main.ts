@@ -5,7 +5,7 @@ import { AnswerStats, LlavaEngine } from '../engine/engine';
 import { FicocoError } from '../common/errors';
 import { PROVIDERS } from '../engine/runtime/provider';
 import { formatBytes } from '../hub/presets';
-import { MAX_IMAGE_BYTES } from '../protocol/engine';
+import { MAX_IMAGE_BYTES } from '../common/imageFile';
 import { FlopsError } from '../flops/index';
 import { METHODS, ReductionSettingsError } from '../reduction/registry';
 import { budgetArg, integer, number, paramArgs, providerArg, quantizationArg, parseCommandArgs } from './args';

@@ -3,6 +3,11 @@ import { FicocoError } from './errors';
 /** The image formats FiCoCo reads, as `detectImageFormat` names them. */
 export const IMAGE_FORMATS = ['png', 'jpeg', 'webp', 'gif'] as const;
 export type ImageFormat = (typeof IMAGE_FORMATS)[number];
+/** File name extensions of those formats, for file pickers and menus (the bytes decide the format). */
+export const IMAGE_FILE_EXTENSIONS = ['png', 'jpg', 'jpeg', 'webp', 'gif'] as const;
+
+/** The largest image file accepted: a lossless 8K screenshot is 10–30 MB. */
+export const MAX_IMAGE_BYTES = 32 * 1024 * 1024;
 
 const FORMAT_NAMES: Record<ImageFormat, string> = { png: 'PNG', jpeg: 'JPEG', webp: 'WebP', gif: 'GIF' };
 
@@ -68,8 +73,11 @@ export function readImageHeader(bytes: Uint8Array, sourceName: string): ImageHea
   }
 }
 
-/** The header, refused before any decoding when the image is too big or too elongated for FiCoCo. */
+/** The header, refused before any decoding when the file or the image is too big, or too elongated, for FiCoCo. */
 export function checkImageFile(bytes: Uint8Array, sourceName: string): ImageHeader {
+  if (bytes.length > MAX_IMAGE_BYTES) {
+    throw new FicocoError(`${sourceName} is ${formatMebibytes(bytes.length)} MiB; FiCoCo takes image files up to ${formatMebibytes(MAX_IMAGE_BYTES)} MiB.`, 'image');
+  }
   const header = readImageHeader(bytes, sourceName);
   const { width, height } = header;
   if (width === 0 || height === 0) {
@@ -102,6 +110,11 @@ function checkPixelCount(width: number, height: number, subject: string): void {
       `FiCoCo takes images up to ${formatMegapixels(MAX_IMAGE_PIXELS)} megapixels. Scale it down and try again.`,
     'image',
   );
+}
+
+/** Mebibytes, as messages print them. */
+export function formatMebibytes(bytes: number): string {
+  return roughly(bytes / (1024 * 1024));
 }
 
 /** Megapixels, as messages print them. */

@@ -6,7 +6,9 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { BUILTIN_MODEL_PATH } from '../engine/builtinModel';
-import { AnswerStats, LoadParams, MAX_IMAGE_BYTES, loadKey } from '../protocol/engine';
+import { FicocoError } from '../common/errors';
+import { IMAGE_FILE_EXTENSIONS, MAX_IMAGE_BYTES, checkImageFile, formatMebibytes } from '../common/imageFile';
+import { AnswerStats, LoadParams, loadKey } from '../protocol/engine';
 import type { AnswerStatsView, HostMessage, ReplyKind, Turn, WebviewMessage } from '../protocol/webview';
 import { Conversation, ImageInput } from './conversation';
 import { ChatSurface, ChatViews } from './chatViews';
@@ -15,7 +17,6 @@ import { FicocoSettings, ReductionSetting, expandModelPath, quantizationFor, rea
 import { Baselines, PrefillRun, baselineKey, flopsRatio, measureSpeedup, prefillMs } from './speedup';
 import { SpeedupStatusBar } from './statusBar';
 
-export const IMAGE_EXTENSIONS = ['png', 'jpg', 'jpeg', 'webp', 'gif'];
 /** How long Stop waits for the engine to stop between tokens before it ends the process. */
 export const STOP_GRACE_MS = 3000;
 const MODEL_FILES = 'config.json, *.safetensors, tokenizer.json, tokenizer_config.json and preprocessor_config.json';
@@ -101,7 +102,7 @@ export class ChatController implements vscode.Disposable {
   }
 
   async attachFromDialog(): Promise<void> {
-    const picked = await vscode.window.showOpenDialog({ title: 'Attach images to the FiCoCo question', openLabel: 'Attach', canSelectMany: true, filters: { Images: IMAGE_EXTENSIONS } });
+    const picked = await vscode.window.showOpenDialog({ title: 'Attach images to the FiCoCo question', openLabel: 'Attach', canSelectMany: true, filters: { Images: [...IMAGE_FILE_EXTENSIONS] } });
     if (picked) await this.addUris(picked);
   }
 
@@ -313,14 +314,21 @@ export class ChatController implements vscode.Disposable {
     return { modelDir, provider: settings.provider, ...(settings.threads > 0 ? { threads: settings.threads } : {}), ...(quantization !== 'none' ? { quantization } : {}) };
   }
 
+  /** Takes images whose header passes the size limits (src/common/imageFile.ts); a notice names each one refused. */
   private addImages(images: ImageInput[]): void {
-    const tooLarge = images.find((image) => image.bytes.byteLength > MAX_IMAGE_BYTES);
-    if (tooLarge) {
-      this.notice(`${tooLarge.name} is ${mebibytes(tooLarge.bytes.byteLength)} MiB; FiCoCo takes images up to ${mebibytes(MAX_IMAGE_BYTES)} MiB.`);
-      return;
-    }
+    const accepted = images.filter((image) => {
+      try {
+        checkImageFile(image.bytes, image.name);
+        return true;
+      } catch (error) {
+        if (!(error instanceof FicocoError)) throw error;
+        this.notice(error.message);
+        return false;
+      }
+    });
+    if (accepted.length === 0) return;
     try {
-      this.views.broadcast(this.conversation.addPending(images));
+      this.views.broadcast(this.conversation.addPending(accepted));
     } catch (error) {
       this.notice(error instanceof Error ? error.message : String(error));
     }
@@ -332,14 +340,14 @@ export class ChatController implements vscode.Disposable {
     for (const uri of uris) {
       const name = path.posix.basename(uri.path);
       const extension = name.slice(name.lastIndexOf('.') + 1).toLowerCase();
-      if (!IMAGE_EXTENSIONS.includes(extension)) {
+      if (!(IMAGE_FILE_EXTENSIONS as readonly string[]).includes(extension)) {
         this.notice(`${name} is not an image FiCoCo can read: use PNG, JPEG, WebP or GIF.`);
         continue;
       }
       try {
         const { size } = await vscode.workspace.fs.stat(uri);
         if (size > MAX_IMAGE_BYTES) {
-          this.notice(`${name} is ${mebibytes(size)} MiB; FiCoCo takes images up to ${mebibytes(MAX_IMAGE_BYTES)} MiB.`);
+          this.notice(`${name} is ${formatMebibytes(size)} MiB; FiCoCo takes image files up to ${formatMebibytes(MAX_IMAGE_BYTES)} MiB.`);
           continue;
         }
         images.push({ name, bytes: await vscode.workspace.fs.readFile(uri) });
@@ -415,8 +423,4 @@ export function statsView(stats: AnswerStats, reduction: ReductionSetting | unde
 
 function openSettings(setting: string): { title: string; run: () => Thenable<unknown> } {
   return { title: 'Open Settings', run: () => vscode.commands.executeCommand('workbench.action.openSettings', setting) };
-}
-
-function mebibytes(bytes: number): string {
-  return (bytes / (1024 * 1024)).toFixed(1).replace(/\.0$/, '');
 }

@@ -13,13 +13,14 @@ import type { AnswerStats } from '../engine/engine';
 import { PROVIDER_SETTINGS, ProviderName, ProviderSetting } from '../engine/runtime/providerNames';
 import { WEIGHT_QUANTIZATIONS, WeightQuantization } from '../engine/weights/quantize';
 import type { Budget, ParamValue } from '../reduction/method';
+import { MAX_IMAGE_BYTES } from '../common/imageFile';
 import { describeValue } from './describe';
 
 /** Per-answer measurements are the engine's own type; only types cross this boundary, never engine code. */
 export { PROVIDER_SETTINGS, type AnswerStats, type ProviderName, type ProviderSetting };
 
 /** Largest image file the host accepts (decoded bytes, not base64 characters). */
-export const MAX_IMAGE_BYTES = 32 * 1024 * 1024;
+export { MAX_IMAGE_BYTES };
 export const MAX_NEW_TOKENS_LIMIT = 4096;
 
 export interface LoadParams {

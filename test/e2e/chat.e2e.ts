@@ -131,24 +131,46 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
     await workbench.screenshot('corrupt-image');
   });
 
-  test('Download Model: a repository from the configured Hub endpoint, after consent, then used for the next answer', async () => {
+  test('an image whose header claims 30000 × 30000 pixels is refused by the extension host, with a notice', async () => {
+    // A PNG signature and an IHDR chunk are all the host reads before refusing; the pixels are never there.
+    const ihdr = Buffer.alloc(25);
+    ihdr.writeUInt32BE(13, 0);
+    ihdr.write('IHDR', 4, 'ascii');
+    ihdr.writeUInt32BE(30000, 8);
+    ihdr.writeUInt32BE(30000, 12);
+    ihdr.set([8, 2, 0, 0, 0], 16);
+    const huge = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), ihdr]);
+    await workbench.paste({ name: 'huge.png', type: 'image/png', bytes: huge });
+    const notice = workbench.chat.locator('#notice');
+    await notice.filter({ hasText: 'huge.png is 30000 × 30000 pixels (900 megapixels); FiCoCo takes images up to 50 megapixels' }).waitFor({ timeout: MINUTE });
+    assert.equal(await workbench.chat.locator('.pending-image').count(), 0, 'nothing waits for the next question');
+  });
+
+  test('Download Model: a gated repository from the configured Hub endpoint, with the token from Set Hugging Face Token, after consent, then used for the next answer', async () => {
     const commit = 'c'.repeat(40);
+    const token = 'hf_e2e_secret_token';
     let hub: FakeHub | undefined;
     try {
       hub = await startFakeHub({ 'ficoco/tiny-llava-screens': { folder: path.join(ROOT, 'models', 'tiny-llava-screens'), commit } });
+      hub.requiredToken = token;
       await workbench.writeSettings({ 'ficoco.hubEndpoint': hub.url, 'ficoco.reduction.method': 'ficoco-v', 'ficoco.reduction.budget': '16' });
+      await workbench.runCommand('FiCoCo: Set Hugging Face Token');
+      await workbench.page.locator('.quick-input-widget input[type="password"]').waitFor({ timeout: MINUTE });
+      await workbench.typeQuickInput(token);
+      await workbench.page.locator('.notifications-toasts', { hasText: 'the Hugging Face token is stored' }).waitFor({ timeout: MINUTE });
       await workbench.runCommand('FiCoCo: Download Model');
       await workbench.pickQuickInput('Other Hub repository');
       await workbench.page.locator('.quick-input-widget input[placeholder*="owner/name"]').waitFor({ timeout: MINUTE });
       await workbench.typeQuickInput('ficoco/tiny-llava-screens');
       const consent = workbench.page.locator('.monaco-dialog-box');
       await consent.waitFor({ timeout: MINUTE });
-      assert.match(await consent.innerText(), /Download ficoco\/tiny-llava-screens \(4\.\d MB\)\?[\s\S]*6 files, 4\.\d MB, from http:\/\/127\.0\.0\.1:\d+[\s\S]*Nothing else leaves this machine/);
+      assert.match(await consent.innerText(), /Download ficoco\/tiny-llava-screens \(4\.\d MB\)\?[\s\S]*6 files, 4\.\d MB, from http:\/\/127\.0\.0\.1:\d+[\s\S]*1 by SHA-256 \(Git LFS\), 5 by git's blob SHA-1[\s\S]*Nothing else leaves this machine/);
       await workbench.screenshot('download-consent');
       await consent.getByRole('button', { name: 'Download' }).click();
       await workbench.clickNotificationButton(/Downloaded ficoco\/tiny-llava-screens/, 'Use It');
       const folder = path.join(workbench.profile, 'user-data', 'User', 'globalStorage', 'ficoco.ficoco-vision', 'models', 'ficoco--tiny-llava-screens', commit);
       assert.ok(fs.existsSync(path.join(folder, 'ficoco-download.json')), `${folder} holds a verified download`);
+      assert.ok(hub.requests.length > 0 && hub.requests.every((r) => r.authorization === `Bearer ${token}`), 'every request carried the stored token');
       await startNewChat();
       await pasteEvalImage(firstItem);
       await workbench.ask(firstItem.question);
