@@ -6,11 +6,13 @@ import * as path from 'node:path';
 const production = process.argv.includes('--production');
 const outdir = 'dist';
 
-// Only the engine side (cli, host) loads onnxruntime-node; only the extension loads vscode.
+// Only the engine side (cli, host) loads onnxruntime-node; only the extension loads vscode. The engine renders
+// chat templates in a child process started from template-child.js beside it (src/engine/text/template-process.ts).
 const entries = [
   { in: 'src/cli/main.ts', out: 'cli', banner: '#!/usr/bin/env node', external: ['onnxruntime-node'] },
   { in: 'src/host/main.ts', out: 'host', external: ['onnxruntime-node'] },
   { in: 'src/extension/extension.ts', out: 'extension', external: ['vscode'] },
+  { in: 'src/engine/text/template-child.ts', out: 'template-child' },
 ];
 
 fs.mkdirSync(outdir, { recursive: true });

@@ -104,7 +104,7 @@ async function evaluate(engine: LlavaEngine, items: EvalItem[], run: MethodRun, 
   const pixelsOf = new Map<string, Float32Array>();
   for (const item of items) {
     if (!pixelsOf.has(item.image)) pixelsOf.set(item.image, await engine.pixelValues(fs.readFileSync(item.image), path.basename(item.image)));
-    const ids = engine.text.encode(engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: item.question }] }]));
+    const ids = engine.text.encode(await engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: item.question }] }]));
     const result = await engine.generate(ids, [pixelsOf.get(item.image)!], { maxNewTokens, hooks: plan ? planHooks(plan) : [] });
     const answer = engine.text.decode(result.tokenIds.filter((id) => !engine.text.stopTokenIds.includes(id)));
     const right = answerMatches(answer, item.answer) ? 1 : 0;

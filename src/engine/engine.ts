@@ -220,6 +220,7 @@ export class LlavaEngine {
   }
 
   async dispose(): Promise<void> {
+    this.text.dispose();
     await Promise.all(Object.values(this.runners).map((runner) => runner.release()));
   }
 
@@ -236,7 +237,7 @@ export class LlavaEngine {
     const decoded = await Promise.all(request.images.map((image) => decodeImage(image.bytes, image.name)));
     const pixels = decoded.map((image) => preprocessImage(image, this.preprocessor).pixelValues);
     const content: ChatMessage['content'] = [...request.images.map(() => ({ type: 'image' as const })), { type: 'text' as const, text: request.question }];
-    const prompt = this.text.renderPrompt([...(request.history ?? []), { role: 'user', content }]);
+    const prompt = await this.text.renderPrompt([...(request.history ?? []), { role: 'user', content }]);
     const inputIds = this.text.encode(prompt);
     const preprocessMs = performance.now() - started;
     const streaming = new StreamingDecoder(this.text);

@@ -38,7 +38,7 @@ describe('the built-in model matches the PyTorch reference and answers evaluatio
 
   for (const [i, refCase] of reference.cases.entries()) {
     test(`case ${i} (${refCase.type}): prompt, token ids, pixels, prefill logits within ${LOGIT_TOLERANCE}, identical greedy answer`, async () => {
-      const prompt = engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: refCase.question }] }]);
+      const prompt = await engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: refCase.question }] }]);
       assert.equal(prompt, refCase.prompt);
       assert.deepEqual(engine.text.encode(prompt), refCase.input_ids);
       const imagePath = path.join(REFERENCE_DIR, refCase.image);

@@ -122,13 +122,13 @@ describe('a loaded engine', () => {
 
   test('more images than placeholders is an input error', async () => {
     const pixels = await engine.pixelValues(SHAPES.bytes, SHAPES.name);
-    const ids = engine.text.encode(engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }]));
+    const ids = engine.text.encode(await engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }]));
     await assert.rejects(engine.generate(ids, [pixels, pixels], { maxNewTokens: 1 }), /1 image placeholder\(s\) but 2 image\(s\)/);
   });
 
   test('stops at max new tokens, at a stop token, and when cancelled between steps', async () => {
     const pixels = await engine.pixelValues(SHAPES.bytes, SHAPES.name);
-    const ids = engine.text.encode(engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }]));
+    const ids = engine.text.encode(await engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }]));
     const free = await engine.generate(ids, [pixels], { maxNewTokens: 5, stopTokenIds: [] });
     assert.equal(free.stopReason, 'max-tokens');
     assert.equal(free.tokenIds.length, 5);
@@ -156,7 +156,7 @@ describe('a loaded engine', () => {
 
   test('sampling is reproducible from its seed and differs from greedy at high temperature', async () => {
     const pixels = await engine.pixelValues(SHAPES.bytes, SHAPES.name);
-    const ids = engine.text.encode(engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }]));
+    const ids = engine.text.encode(await engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }]));
     const sample = (seed: number, temperature: number, topP: number) => engine.generate(ids, [pixels], { maxNewTokens: 8, stopTokenIds: [], sampling: { temperature, topP, seed } });
     const greedy = await engine.generate(ids, [pixels], { maxNewTokens: 8, stopTokenIds: [] });
     assert.deepEqual((await sample(7, 5, 1)).tokenIds, (await sample(7, 5, 1)).tokenIds);

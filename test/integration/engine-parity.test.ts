@@ -51,7 +51,7 @@ for (const model of MODELS) {
 
     for (const [i, refCase] of reference.cases.entries()) {
       test(`case ${i}: prompt, token ids and pixel values`, async () => {
-        const prompt = engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: refCase.question }] }]);
+        const prompt = await engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: refCase.question }] }]);
         assert.equal(prompt, refCase.prompt);
         assert.deepEqual(engine.text.encode(prompt), refCase.input_ids);
         const pixels = await engine.pixelValues(fs.readFileSync(path.join(dir, refCase.image)), refCase.image);

@@ -21,7 +21,7 @@ describe('every reduction method runs end to end on the engine fixture', () => {
   before(async () => {
     engine = await LlavaEngine.load(path.join(FIXTURES, 'tiny-llava-llama'));
     pixels = await engine.pixelValues(fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png')), 'shapes.png');
-    inputIds = engine.text.encode(engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }]));
+    inputIds = engine.text.encode(await engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }]));
     unreducedLogits = (await engine.generate(inputIds, [pixels], { maxNewTokens: 1 })).prefillLogits;
   });
   after(() => engine.dispose());
@@ -61,7 +61,7 @@ describe('the engine computes what hooks ask for', () => {
   /** Runs `check` on the view a hook with `needs` sees at each site, and fails if a hook never ran. */
   async function checkViews(sites: readonly HookSite[], needs: ReductionHook['needs'], check: (view: SiteView) => void): Promise<void> {
     const pixels = await engine.pixelValues(fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png')), 'shapes.png');
-    const ids = engine.text.encode(engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }]));
+    const ids = engine.text.encode(await engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }]));
     for (const site of sites) {
       let checked = false;
       const hook: ReductionHook = {

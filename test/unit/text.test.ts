@@ -3,11 +3,22 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { StreamingDecoder, TextProcessor, type ChatMessage } from '../../src/engine/text';
+import { StreamingDecoder, TextProcessor, type ChatMessage, type ImageTokenRef } from '../../src/engine/text';
 import { throwsFicoco } from '../helpers/assertions';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-text-'));
-after(() => fs.rmSync(root, { recursive: true, force: true }));
+const loaded: TextProcessor[] = [];
+after(() => {
+  fs.rmSync(root, { recursive: true, force: true });
+  for (const text of loaded) text.dispose();
+});
+
+/** TextProcessor.load for a processor that renders: its chat template's process is stopped after the file's tests. */
+function loadForRendering(modelDir: string, imageToken: ImageTokenRef): TextProcessor {
+  const text = TextProcessor.load(modelDir, imageToken);
+  loaded.push(text);
+  return text;
+}
 
 let folderCount = 0;
 function modelFolder(files: Record<string, unknown>): string {
@@ -78,20 +89,20 @@ function wordLevelFolder(extra: Record<string, unknown> = {}): string {
 }
 
 describe('word-level tokenizer with the llava-1.5 template', () => {
-  const text = TextProcessor.load(wordLevelFolder(), { id: 9 });
+  const text = loadForRendering(wordLevelFolder(), { id: 9 });
 
-  test('renders the prompt as transformers does', () => {
-    assert.equal(text.renderPrompt(userAsks('what is this ?')), 'USER: <image>\nwhat is this ? ASSISTANT:');
+  test('renders the prompt as transformers does', async () => {
+    assert.equal(await text.renderPrompt(userAsks('what is this ?')), 'USER: <image>\nwhat is this ? ASSISTANT:');
     const multiTurn: ChatMessage[] = [
       ...userAsks('what is this ?'),
       { role: 'assistant', content: [{ type: 'text', text: 'a cat .' }] },
       { role: 'user', content: [{ type: 'text', text: 'what is this ?' }] },
     ];
-    assert.equal(text.renderPrompt(multiTurn), 'USER: <image>\nwhat is this ? ASSISTANT: a cat .</s>USER: what is this ? ASSISTANT:');
+    assert.equal(await text.renderPrompt(multiTurn), 'USER: <image>\nwhat is this ? ASSISTANT: a cat .</s>USER: what is this ? ASSISTANT:');
   });
 
-  test('encodes with BOS from the post-processor, one image token, unk for unknown words', () => {
-    const ids = text.encode(text.renderPrompt(userAsks('what is this zebra ?')));
+  test('encodes with BOS from the post-processor, one image token, unk for unknown words', async () => {
+    const ids = text.encode(await text.renderPrompt(userAsks('what is this zebra ?')));
     assert.deepEqual(ids, [1, 3, 9, 5, 6, 7, 0, 8, 4]);
     assert.equal(ids.filter((id) => id === text.imageTokenId).length, 1);
     assert.equal(ids.indexOf(text.imageTokenId), 2);
@@ -177,7 +188,7 @@ function llamaFolder(files: Record<string, unknown> = {}): string {
 }
 
 describe('Llama-2 style BPE with byte fallback', () => {
-  const text = TextProcessor.load(llamaFolder(), { text: '<image>' });
+  const text = loadForRendering(llamaFolder(), { text: '<image>' });
   const emojiAndCjk = 'hello 世界 world🙂';
   const expectedIds = [
     1,
@@ -195,8 +206,8 @@ describe('Llama-2 style BPE with byte fallback', () => {
     assert.deepEqual(text.stopTokenIds, [2]);
   });
 
-  test('a template that writes {{ bos_token }} does not get a second BOS', () => {
-    const prompt = text.renderPrompt([{ role: 'user', content: 'hello' }]);
+  test('a template that writes {{ bos_token }} does not get a second BOS', async () => {
+    const prompt = await text.renderPrompt([{ role: 'user', content: 'hello' }]);
     assert.equal(prompt, '<s>[INST] hello [/INST]');
     const ids = text.encode(prompt);
     assert.equal(ids[0], 1);
@@ -300,15 +311,15 @@ function qwenFolder(files: Record<string, unknown> = {}): string {
 const bytes = (text: string): number[] => [...Buffer.from(text, 'utf8')];
 
 describe('Qwen2 byte-level BPE with ChatML', () => {
-  const text = TextProcessor.load(qwenFolder(), { id: QWEN_SPECIAL.image });
+  const text = loadForRendering(qwenFolder(), { id: QWEN_SPECIAL.image });
 
-  test('chat_template.json wins over tokenizer_config.json and renders content lists', () => {
-    const prompt = text.renderPrompt([{ role: 'system', content: 'You are helpful.' }, ...userAsks('hello world')]);
+  test('chat_template.json wins over tokenizer_config.json and renders content lists', async () => {
+    const prompt = await text.renderPrompt([{ role: 'system', content: 'You are helpful.' }, ...userAsks('hello world')]);
     assert.equal(prompt, '<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\n<image>\nhello world<|im_end|>\n<|im_start|>assistant\n');
   });
 
-  test('encodes without BOS, one image token after "user\\n"', () => {
-    const ids = text.encode(text.renderPrompt(userAsks('hello world')));
+  test('encodes without BOS, one image token after "user\\n"', async () => {
+    const ids = text.encode(await text.renderPrompt(userAsks('hello world')));
     const { imStart, imEnd, image } = QWEN_SPECIAL;
     assert.deepEqual(ids, [imStart, ...bytes('user\n'), image, ...bytes('\n'), QWEN_VOCAB.indexOf('hello'), QWEN_VOCAB.indexOf('Ġworld'), imEnd, ...bytes('\n'), imStart, ...bytes('assistant\n')]);
     assert.equal(ids.filter((id) => id === image).length, 1);
@@ -335,18 +346,18 @@ describe('Qwen2 byte-level BPE with ChatML', () => {
 describe('chat template location and errors', () => {
   const messages: ChatMessage[] = [{ role: 'user', content: 'hi' }];
 
-  test('chat_template.jinja beats chat_template.json and tokenizer_config.json', () => {
+  test('chat_template.jinja beats chat_template.json and tokenizer_config.json', async () => {
     const dir = qwenFolder({ 'chat_template.jinja': 'JINJA {{ messages[0].content }}' });
-    assert.equal(TextProcessor.load(dir, { text: '<image>' }).renderPrompt(messages), 'JINJA hi');
+    assert.equal(await loadForRendering(dir, { text: '<image>' }).renderPrompt(messages), 'JINJA hi');
   });
 
-  test('tokenizer_config.json string template when no other file exists', () => {
+  test('tokenizer_config.json string template when no other file exists', async () => {
     const dir = qwenFolder();
     fs.rmSync(path.join(dir, 'chat_template.json'));
-    assert.equal(TextProcessor.load(dir, { text: '<image>' }).renderPrompt(messages), '<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n');
+    assert.equal(await loadForRendering(dir, { text: '<image>' }).renderPrompt(messages), '<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n');
   });
 
-  test('tokenizer_config.json list of named templates: "default" is used', () => {
+  test('tokenizer_config.json list of named templates: "default" is used', async () => {
     const dir = wordLevelFolder();
     const config = JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8'));
     config.chat_template = [
@@ -356,7 +367,7 @@ describe('chat template location and errors', () => {
     config.pad_token = '<unk>';
     config.unk_token = { content: '<unk>' };
     fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(config));
-    assert.equal(TextProcessor.load(dir, { id: 9 }).renderPrompt(messages), 'DEFAULT <s></s><unk><unk>');
+    assert.equal(await loadForRendering(dir, { id: 9 }).renderPrompt(messages), 'DEFAULT <s></s><unk><unk>');
 
     config.chat_template = [{ name: 'tool_use', template: 'TOOLS' }];
     fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(config));
@@ -379,13 +390,17 @@ describe('chat template location and errors', () => {
     throwsFicoco(() => TextProcessor.load(dir, { text: '<image>' }), 'config', /chat template in .*chat_template\.jinja does not parse/);
   });
 
-  test('raise_exception in the template becomes an input error', () => {
+  test('raise_exception in the template becomes an input error', async () => {
     const dir = qwenFolder({
       'chat_template.jinja': "{% if messages[0]['role'] != 'user' %}{{ raise_exception('Conversation must start with a user message') }}{% endif %}ok",
     });
-    const text = TextProcessor.load(dir, { text: '<image>' });
-    assert.equal(text.renderPrompt(messages), 'ok');
-    throwsFicoco(() => text.renderPrompt([{ role: 'assistant', content: 'x' }]), 'input', /cannot render this conversation: Conversation must start with a user message/);
+    const text = loadForRendering(dir, { text: '<image>' });
+    assert.equal(await text.renderPrompt(messages), 'ok');
+    await assert.rejects(text.renderPrompt([{ role: 'assistant', content: 'x' }]), {
+      name: 'FicocoError',
+      kind: 'input',
+      message: /cannot render this conversation: Conversation must start with a user message/,
+    });
   });
 
   test('missing tokenizer.json, or a broken one', () => {

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { FicocoError } from '../../common/errors';
 import { isJsonObject, readOptionalJson, type JsonObject } from './json-file';
+import { DEFAULT_RENDER_LIMITS, TemplateProcess, type RenderLimits } from './template-process';
 
 export type ChatContent = string | Array<{ type: 'text'; text: string } | { type: 'image' }>;
 
@@ -19,33 +20,41 @@ export interface TemplateTokens {
   unk_token?: string;
 }
 
-/** A model's Jinja chat template, parsed once. */
+/**
+ * A model's Jinja chat template. Model folders are untrusted, so it renders in a child process with a time, memory
+ * and output limit (template-process.ts); parsing is linear in the file's size, like the JSON read beside it, so a
+ * broken template is refused here, at load.
+ */
 export class ChatTemplate {
-  private readonly template: Template;
+  private readonly renderer: TemplateProcess;
 
   constructor(
     source: string,
     /** the file it came from, for error messages */
     readonly origin: string,
+    limits: Partial<RenderLimits> = {},
   ) {
     try {
-      this.template = new Template(source);
+      new Template(source); // the child parses its own copy; this one only checks
     } catch (error) {
       throw new FicocoError(`The chat template in ${origin} does not parse (${(error as Error).message}); this model folder cannot be used.`, 'config');
     }
+    this.renderer = new TemplateProcess(source, origin, { ...DEFAULT_RENDER_LIMITS, ...limits });
   }
 
   /**
    * Renders like transformers' apply_chat_template(messages, add_generation_prompt=True).
    * raise_exception is a built-in global of @huggingface/jinja (it may not be redeclared): it throws
-   * with the template's message, which is why render failures are reported as input errors.
+   * with the template's message, which is why a template's own errors are reported as input errors;
+   * a render that exceeds a limit is the model folder's fault (config).
    */
-  render(messages: ChatMessage[], tokens: TemplateTokens): string {
-    try {
-      return this.template.render({ ...tokens, messages, add_generation_prompt: true });
-    } catch (error) {
-      throw new FicocoError(`The chat template in ${this.origin} cannot render this conversation: ${(error as Error).message}`, 'input');
-    }
+  render(messages: ChatMessage[], tokens: TemplateTokens): Promise<string> {
+    return this.renderer.render({ ...tokens, messages, add_generation_prompt: true });
+  }
+
+  /** Stops the rendering process. */
+  dispose(): void {
+    this.renderer.dispose();
   }
 }
 

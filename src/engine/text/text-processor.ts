@@ -38,8 +38,13 @@ export class TextProcessor {
   }
 
   /** renders the model's chat template with add_generation_prompt */
-  renderPrompt(messages: ChatMessage[]): string {
+  renderPrompt(messages: ChatMessage[]): Promise<string> {
     return this.template.render(messages, this.templateTokens);
+  }
+
+  /** Stops the chat template's rendering process. */
+  dispose(): void {
+    this.template.dispose();
   }
 
   /** Token ids of `text`, with BOS etc. added as the tokenizer's post-processor says. */
