@@ -75,7 +75,7 @@ async function clipLayerThroughput(config: LlavaConfig) {
   const factory = new SessionFactory({ weightsFolder: path.dirname(weights.files[0]), provider: 'cpu' });
   const layer = Math.floor(config.visionFeatureLayer / 2);
   const start = 1 + 2 * layer;
-  const session = await factory.create((computeType) => buildSegment(towers.vision, start, start + 2, computeType).bytes);
+  const session = await factory.create((computeType) => buildSegment(towers.vision, { start, end: start + 2, computeType }).bytes);
   const { hiddenSize: d, intermediateSize: inter, imageSize, patchSize } = config.vision;
   const tokens = (imageSize / patchSize) ** 2 + 1;
   const hidden = new ort.Tensor('float32', Float32Array.from({ length: tokens * d }, (_, i) => Math.cos(i * 0.01)), [tokens, d]);

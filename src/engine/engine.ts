@@ -30,6 +30,8 @@ export interface EngineOptions {
   threads?: number;
   /** weight-only quantization of the decoder layers' linear layers, cached beside the weights (default none) */
   quantization?: WeightQuantization;
+  /** where quantized caches of weights in a Hugging Face cache go (default ~/.cache/ficoco-vision/quantized) */
+  quantizedCacheDir?: string;
 }
 
 export interface GenerateOptions {
@@ -156,7 +158,7 @@ export class LlavaEngine {
     const config = parseLlavaConfig(readJson(configFile), configFile);
     const weights = WeightIndex.open(dir);
     const quantization = options.quantization ?? 'none';
-    const quantizer = quantization === 'none' ? undefined : new DecoderQuantizer(weights, quantization);
+    const quantizer = quantization === 'none' ? undefined : new DecoderQuantizer(weights, quantization, options.quantizedCacheDir);
     const towers = llavaTowers(config, weights, quantizer);
     const text = TextProcessor.load(dir, { id: config.imageTokenId });
     const preprocessorFile = path.join(dir, 'preprocessor_config.json');
@@ -164,8 +166,10 @@ export class LlavaEngine {
       throw new FicocoError(`${dir} lacks preprocessor_config.json (the image processor settings); expected ${MODEL_FILES}.`, 'model-folder');
     }
     const preprocessor = parsePreprocessorConfig(readJson(preprocessorFile), preprocessorFile);
-    await quantizer?.materialize();
-    const factory = new SessionFactory({ weightsFolder: commonFolder(weights.files, dir), provider: options.provider ?? 'cpu', precision: options.precision, threads: options.threads });
+    const quantized = await quantizer?.materialize();
+    // External data resolves against one folder: the weights', or one above a quantized cache kept elsewhere.
+    const weightsFolder = commonFolder([...weights.files, ...(quantized ? [quantized] : [])], dir);
+    const factory = new SessionFactory({ weightsFolder, provider: options.provider ?? 'cpu', precision: options.precision, threads: options.threads });
     const runners = {
       vision: new TowerRunner(towers.vision, factory),
       embed: new TowerRunner(towers.embed, factory),
@@ -538,13 +542,17 @@ function spliceImages(text: TokenState, ids: readonly number[], imageTokenId: nu
   return { hidden, count, width, sizes, positions: Int32Array.from({ length: count }, (_, i) => i), spans };
 }
 
-/** The one real folder every weight file lives in (ORT resolves external data against it). */
+/** The deepest folder that holds every weight file (ORT resolves external data against it, refusing paths outside). */
 function commonFolder(files: readonly string[], modelDir: string): string {
-  const folders = new Set(files.map((file) => path.dirname(file)));
-  if (folders.size !== 1) {
-    throw new FicocoError(`The weight files of ${modelDir} live in different folders (${[...folders].join(', ')}); put them in one folder.`, 'weights');
+  let folder = path.dirname(files[0]);
+  while (!files.every((file) => !path.relative(folder, file).startsWith('..') && !path.isAbsolute(path.relative(folder, file)))) {
+    const parent = path.dirname(folder);
+    if (parent === folder) {
+      throw new FicocoError(`The weight files of ${modelDir} have no folder in common (${files.join(', ')}); put them on one drive.`, 'weights');
+    }
+    folder = parent;
   }
-  return [...folders][0];
+  return folder;
 }
 
 function readJson(file: string): unknown {

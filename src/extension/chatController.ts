@@ -311,7 +311,14 @@ export class ChatController implements vscode.Disposable {
       }
     }
     const quantization = quantizationFor(settings, modelDir);
-    return { modelDir, provider: settings.provider, ...(settings.threads > 0 ? { threads: settings.threads } : {}), ...(quantization !== 'none' ? { quantization } : {}) };
+    // Quantized weights of a model in the Hugging Face cache go to the extension's storage, not into the cache.
+    const quantizedCacheDir = vscode.Uri.joinPath(this.context.globalStorageUri, 'quantized').fsPath;
+    return {
+      modelDir,
+      provider: settings.provider,
+      ...(settings.threads > 0 ? { threads: settings.threads } : {}),
+      ...(quantization !== 'none' ? { quantization, quantizedCacheDir } : {}),
+    };
   }
 
   /** Takes images whose header passes the size limits (src/common/imageFile.ts); a notice names each one refused. */

@@ -53,7 +53,7 @@ class EngineHost {
       if (this.loaded?.key !== key) {
         await this.unload();
         log(`loading ${modelDir} (provider ${params.provider}, weights ${params.quantization ?? 'none'})`);
-        const engine = await LlavaEngine.load(modelDir, { provider: params.provider, threads: params.threads, quantization: params.quantization });
+        const engine = await LlavaEngine.load(modelDir, { provider: params.provider, threads: params.threads, quantization: params.quantization, quantizedCacheDir: params.quantizedCacheDir });
         this.loaded = { key, engine };
         log(`loaded on ${engine.provider}${engine.providerFallback ? ` (${engine.providerFallback})` : ''}`);
       }

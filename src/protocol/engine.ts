@@ -31,11 +31,13 @@ export interface LoadParams {
   threads?: number;
   /** weight-only quantization of the decoder's linear layers; none when absent */
   quantization?: WeightQuantization;
+  /** where quantized weights of a model in a Hugging Face cache are kept (the engine's default when absent) */
+  quantizedCacheDir?: string;
 }
 
 /** Two loads with the same key share one loaded engine. */
 export function loadKey(params: LoadParams): string {
-  return JSON.stringify([params.modelDir, params.provider, params.threads ?? null, params.quantization ?? 'none']);
+  return JSON.stringify([params.modelDir, params.provider, params.threads ?? null, params.quantization ?? 'none', params.quantizedCacheDir ?? null]);
 }
 
 export interface LoadResult {
@@ -140,6 +142,7 @@ export function parseLoadParams(value: unknown): LoadParams {
     if (!(WEIGHT_QUANTIZATIONS as readonly unknown[]).includes(params.quantization)) throw invalidParams(`quantization is ${describeValue(params.quantization)}; expected one of ${WEIGHT_QUANTIZATIONS.join(', ')}.`);
     result.quantization = params.quantization as WeightQuantization;
   }
+  if (params.quantizedCacheDir !== undefined) result.quantizedCacheDir = nonEmptyString(params.quantizedCacheDir, 'quantizedCacheDir');
   return result;
 }
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -88,5 +89,36 @@ describe('weight-only quantization of the decoder (MatMulNBits, cached beside th
     const after = fs.readdirSync(dir).filter((file) => file.endsWith('.quantized'));
     assert.equal(after.length, 1);
     assert.notEqual(after[0], first);
+  });
+
+  test('a model in the Hugging Face cache keeps its cache folders as they were: its quantized weights go to a folder of our own, read beside the blobs', async () => {
+    const hfCache = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-hf-cache-'));
+    const ours = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-quantized-cache-'));
+    const plain = copyFixture();
+    folders.push(hfCache, ours, plain);
+    // huggingface_hub's layout: the files as blobs named by their hash, a snapshot of links to them.
+    const repo = path.join(hfCache, 'models--ficoco--tiny-llava-llama');
+    const snapshot = path.join(repo, 'snapshots', 'd'.repeat(40));
+    fs.mkdirSync(path.join(repo, 'blobs'), { recursive: true });
+    fs.mkdirSync(snapshot, { recursive: true });
+    for (const file of fs.readdirSync(FIXTURE).filter((name) => !name.startsWith('reference'))) {
+      const blob = path.join(repo, 'blobs', createHash('sha256').update(fs.readFileSync(path.join(FIXTURE, file))).digest('hex'));
+      fs.copyFileSync(path.join(FIXTURE, file), blob);
+      fs.symlinkSync(path.relative(snapshot, blob), path.join(snapshot, file));
+    }
+    const listing = (folder: string) => fs.readdirSync(folder).sort();
+    const [blobs, links] = [listing(path.join(repo, 'blobs')), listing(snapshot)];
+
+    const fromCache = await LlavaEngine.load(snapshot, { quantization: 'int8', quantizedCacheDir: ours });
+    const logits = await prefillLogits(fromCache);
+    await fromCache.dispose();
+    assert.deepEqual(listing(path.join(repo, 'blobs')), blobs, 'nothing was written into blobs/');
+    assert.deepEqual(listing(snapshot), links, 'nor into the snapshot');
+    const [folder] = listing(ours);
+    assert.match(listing(path.join(ours, folder)).join(), /^ficoco-int8-b32-[0-9a-f]{16}\.quantized$/);
+
+    const besideWeights = await LlavaEngine.load(plain, { quantization: 'int8' });
+    assert.equal(maxAbsDiff(await prefillLogits(besideWeights), logits), 0, 'the same quantized model either way');
+    await besideWeights.dispose();
   });
 });

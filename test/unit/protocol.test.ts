@@ -30,6 +30,8 @@ describe('engine/load params', () => {
   test('accepts a folder and a provider, threads optional', () => {
     assert.deepEqual(parseLoadParams({ modelDir: '/models/llava', provider: 'auto' }), { modelDir: '/models/llava', provider: 'auto' });
     assert.deepEqual(parseLoadParams({ modelDir: '/m', provider: 'cuda', threads: 4 }), { modelDir: '/m', provider: 'cuda', threads: 4 });
+    const quantized = { modelDir: '/m', provider: 'cpu', quantization: 'int4', quantizedCacheDir: '/storage/quantized' } as const;
+    assert.deepEqual(parseLoadParams(quantized), quantized);
   });
 
   test('drops fields it does not know', () => {

@@ -204,7 +204,7 @@ interface Opened {
 async function openSegment(start: number, end: number, expose: AttentionExposure = {}): Promise<Opened> {
   let graph: SegmentGraph | undefined;
   const session = await factory.create((computeType) => {
-    graph = buildSegment(tower, start, end, computeType, expose);
+    graph = buildSegment(tower, { start, end, computeType, expose });
     return graph.bytes;
   });
   return { graph: graph!, session };
@@ -315,8 +315,8 @@ describe('buildSegment on real ORT sessions', () => {
   });
 
   test('exposing attention on a block that has none throws', () => {
-    assert.throws(() => buildSegment(tower, 0, 1, ElemType.float32, { attention: 'logits' }), /tiny\.l0\.add…tiny\.l0\.add has no attention block to expose/);
-    assert.doesNotThrow(() => buildSegment(tower, 0, 4, ElemType.float32, { keys: true }), 'a segment ending after its attention block exposes that block');
+    assert.throws(() => buildSegment(tower, { start: 0, end: 1, computeType: ElemType.float32, expose: { attention: 'logits' } }), /tiny\.l0\.add…tiny\.l0\.add has no attention block to expose/);
+    assert.doesNotThrow(() => buildSegment(tower, { start: 0, end: 4, computeType: ElemType.float32, expose: { keys: true } }), 'a segment ending after its attention block exposes that block');
   });
 
   test('a weight must be stored as a float, and quantized blocks as U8: a tensor of another dtype is refused at build time', () => {
@@ -325,12 +325,12 @@ describe('buildSegment on real ORT sessions', () => {
       ...tower,
       blocks: [{ ...tower.blocks[0], emit: (scope, x) => ({ hidden: scope.g.op('Add', [x, read(scope)], 'l0.bad') }) }],
     });
-    assert.throws(() => buildSegment(using((scope) => scope.weight(pad)), 0, 1, ElemType.float32), /pad is stored as U8; a weight must be F32, F16 or BF16/);
-    assert.throws(() => buildSegment(using((scope) => scope.quantizedBytes(weights.w)), 0, 1, ElemType.float32), /w is stored as F32; quantized blocks must be U8/);
+    assert.throws(() => buildSegment(using((scope) => scope.weight(pad)), { start: 0, end: 1, computeType: ElemType.float32 }), /pad is stored as U8; a weight must be F32, F16 or BF16/);
+    assert.throws(() => buildSegment(using((scope) => scope.quantizedBytes(weights.w)), { start: 0, end: 1, computeType: ElemType.float32 }), /w is stored as F32; quantized blocks must be U8/);
   });
 
   test('float16 compute: float32 at the edges, F16 weights used as stored, F32/BF16 weights cast, cache in float16', () => {
-    const model = onnx.ModelProto.decode(buildSegment(tower, 0, 5, ElemType.float16).bytes);
+    const model = onnx.ModelProto.decode(buildSegment(tower, { start: 0, end: 5, computeType: ElemType.float16 }).bytes);
     const graph = model.graph!;
     const typeOf = (info: onnx.IValueInfoProto) => info.type!.tensorType!.elemType;
     const inputs = Object.fromEntries(graph.input!.map((i) => [i.name, typeOf(i)]));

@@ -84,8 +84,23 @@ export const presentName = (layer: number, part: 'keys' | 'values') => `present.
 /** The dtypes a float weight may be stored in; quantized blocks are U8 and only read as such. */
 const FLOAT_TYPES: Record<string, ElemType> = { F32: ElemType.float32, F16: ElemType.float16, BF16: ElemType.bfloat16 };
 
-/** Builds blocks [start, end) of a tower into one graph; `expose` applies to its last attention block; `sizeBias` lets blocks ask for `log_sizes`. */
-export function buildSegment(tower: Tower, start: number, end: number, computeType: ElemType, expose: AttentionExposure = {}, sizeBias = false): SegmentGraph {
+/** What one segment's graph is built for. */
+export interface SegmentSpec {
+  /** blocks [start, end) of the tower */
+  start: number;
+  end: number;
+  computeType: ElemType;
+  /** what the segment's last attention block outputs besides its hidden states (default nothing) */
+  expose?: AttentionExposure;
+  /** blocks may ask for `log_sizes`, ToMe's proportional attention (default false) */
+  sizeBias?: boolean;
+  /** the folder ONNX Runtime resolves external data against; locations are written relative to it (default: each file's own) */
+  weightsFolder?: string;
+}
+
+/** Builds blocks [start, end) of a tower into one graph. */
+export function buildSegment(tower: Tower, spec: SegmentSpec): SegmentGraph {
+  const { start, end, computeType, expose = {}, sizeBias = false, weightsFolder } = spec;
   const g = new GraphBuilder(`${tower.name}[${start},${end})`, computeType);
   const first = start === 0;
   const last = end === tower.blocks.length;
@@ -107,7 +122,8 @@ export function buildSegment(tower: Tower, start: number, end: number, computeTy
   const initializer = (tensor: TensorLocation, storedType: ElemType, use: (stored: string) => string): string => {
     const known = weights.get(tensor.name);
     if (known) return known;
-    const stored = g.externalInitializer(tensor.name, storedType, tensor.shape, { location: path.basename(tensor.file), offset: tensor.byteOffset, length: tensor.byteLength });
+    const location = weightsFolder === undefined ? path.basename(tensor.file) : path.relative(weightsFolder, tensor.file).split(path.sep).join('/');
+    const stored = g.externalInitializer(tensor.name, storedType, tensor.shape, { location, offset: tensor.byteOffset, length: tensor.byteLength });
     const value = use(stored);
     weights.set(tensor.name, value);
     return value;

@@ -85,6 +85,11 @@ export class SessionFactory {
 
   constructor(private readonly options: SessionFactoryOptions) {}
 
+  /** The folder external data resolves against. */
+  get weightsFolder(): string {
+    return this.options.weightsFolder;
+  }
+
   get provider(): ProviderName | undefined {
     return this.settled;
   }

@@ -53,7 +53,7 @@ export class TowerRunner {
       loading = (async () => {
         let graph: SegmentGraph | undefined;
         const session = await this.factory.create((computeType) => {
-          graph = buildSegment(this.tower, start, end, computeType, expose, sizeBias);
+          graph = buildSegment(this.tower, { start, end, computeType, expose, sizeBias, weightsFolder: this.factory.weightsFolder });
           return graph.bytes;
         });
         const { bytes: _bytes, ...meta } = graph!;

@@ -2,9 +2,13 @@
  * Decoder linear layers quantized at load time and cached on disk beside the weights they come from
  * (`ficoco-int4-b32-<fingerprint>.quantized`, a safetensors file): the first load writes it, later loads
  * map it. The fingerprint covers the source tensors and their files, so a changed checkpoint is requantized.
+ *
+ * Weights in a Hugging Face cache are the exception: its blobs/ folder holds only what the Hub served, and
+ * huggingface_hub manages it. Their cache goes into a folder of FiCoCo's own (`<cacheDir>/<hash of blobs/>/`).
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { FicocoError } from '../../common/errors';
 import { QUANT_BLOCK_SIZE, WeightQuantization, bitsOf, blockLayout, quantizeBlocks } from './quantize';
@@ -13,6 +17,9 @@ import { safetensorsPrefix } from './safetensorsWriter';
 
 /** Bumped when the file's layout changes, so old caches are rebuilt. */
 const FORMAT_VERSION = 1;
+
+/** Where caches of weights in a Hugging Face cache go when the caller names no folder. */
+export const DEFAULT_QUANTIZED_CACHE_DIR = path.join(os.homedir(), '.cache', 'ficoco-vision', 'quantized');
 
 /** One quantized linear layer: its MatMulNBits inputs, once the cache exists. */
 export interface QuantizedLinear {
@@ -35,6 +42,8 @@ export class DecoderQuantizer {
   constructor(
     private readonly index: WeightIndex,
     readonly mode: Exclude<WeightQuantization, 'none'>,
+    /** for weights in a Hugging Face cache: the folder of FiCoCo's own that takes their quantized cache */
+    private readonly cacheDir = DEFAULT_QUANTIZED_CACHE_DIR,
     private readonly blockSize = QUANT_BLOCK_SIZE,
   ) {}
 
@@ -51,10 +60,12 @@ export class DecoderQuantizer {
   /** Opens the cache file of what was requested, writing it first when it does not exist; returns its path. */
   async materialize(onTensor?: (done: number, total: number) => void): Promise<string> {
     const bits = bitsOf(this.mode);
-    const folder = path.dirname(this.requested[0]?.file ?? this.index.files[0]);
+    const source = path.dirname(this.index.files[0]);
+    const folder = isHfCacheBlobs(source) ? path.join(this.cacheDir, createHash('sha256').update(source).digest('hex').slice(0, 16)) : source;
     const prefix = `ficoco-${this.mode}-b${this.blockSize}-`;
     const file = path.join(folder, `${prefix}${this.fingerprint()}.quantized`);
     if (!fs.existsSync(file)) {
+      fs.mkdirSync(folder, { recursive: true });
       removeStale(folder, prefix);
       await this.write(file, bits, onTensor);
     }
@@ -127,6 +138,11 @@ export class DecoderQuantizer {
     }
     fs.renameSync(partial, file);
   }
+}
+
+/** huggingface_hub's `models--owner--name/blobs/`, where snapshot links point. */
+function isHfCacheBlobs(folder: string): boolean {
+  return path.basename(folder) === 'blobs' && path.basename(path.dirname(folder)).startsWith('models--');
 }
 
 function removeStale(folder: string, prefix: string): void {
