@@ -204,8 +204,14 @@ export function formatStats(stats: AnswerStatsView): string {
     provider,
   ];
   if (stats.speedup !== undefined) parts.push(`${stats.speedup.toFixed(1)}× faster prefill (measured)`);
+  if (stats.historyTrimmed) parts.push(historyTrimmedNote(stats.historyTrimmed));
   if (stats.flopsRatio !== undefined) parts.push(`${(100 * stats.flopsRatio).toFixed(0)} % of the FLOPs (analytic)`);
   return parts.join(' · ');
+}
+
+/** Says that the oldest messages were left out, and why. */
+function historyTrimmedNote({ droppedMessages, contextTokens }: { droppedMessages: number; contextTokens: number }): string {
+  return `${droppedMessages} earlier message${droppedMessages === 1 ? '' : 's'} left out to fit the model's ${contextTokens}-token context`;
 }
 
 function button(doc: Document, label: string, className: string, title: string, onClick: () => void): HTMLElement {

@@ -129,6 +129,7 @@ export function formatStats(stats: AnswerStats): string {
     `decode          ${stats.decodeTokensPerSecond.toFixed(1)} tokens/s`,
     `provider        ${stats.provider}${stats.providerFallback ? ` (${stats.providerFallback})` : ''}`,
   ];
+  if (stats.historyTrimmed) lines.push(`history         ${stats.historyTrimmed.droppedMessages} earlier messages left out to fit the ${stats.historyTrimmed.contextTokens}-token context`);
   const { run, unreduced } = stats.flops;
   lines.push(`FLOPs           ${formatFlops(run.total)} prefill (analytic), ${((1 - run.total / unreduced.total) * 100).toFixed(1)} % fewer than unreduced; LLM ${formatFlops(run.llm)} of ${formatFlops(unreduced.llm)}`);
   for (const step of stats.steps) lines.push(`step ${step.site.padEnd(10)} ${step.tokensBefore} → ${step.tokensAfter} visual tokens (${step.ms.toFixed(2)} ms)`);

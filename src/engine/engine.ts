@@ -1,9 +1,11 @@
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { FicocoError } from '../common/errors';
 import type { AttentionExposure } from './graph/attention';
-import { RunFlops, runFlops, unreducedShape } from '../flops/model';
+import { RunFlops, peakRunBytes, runFlops, unreducedShape } from '../flops/model';
+import { ElemType } from './graph/builder';
 import { ATTENTION, HIDDEN_COSINE, KEY_COSINE, LOG_SIZES, MEAN_KEYS, POSITIONS, Tower } from './graph/segment';
 import type { Budget, ModelShape } from '../reduction/method';
 import { planHooks, planReduction } from '../reduction/registry';
@@ -32,6 +34,8 @@ export interface EngineOptions {
   quantization?: WeightQuantization;
   /** where quantized caches of weights in a Hugging Face cache go (default ~/.cache/ficoco-vision/quantized) */
   quantizedCacheDir?: string;
+  /** bytes a run may plan to use besides the weights (default: the memory the system has available) */
+  availableMemory?: () => number;
 }
 
 export interface GenerateOptions {
@@ -123,6 +127,8 @@ export interface AnswerStats {
   flops: { run: RunFlops; unreduced: RunFlops };
   provider: ProviderName;
   providerFallback?: string;
+  /** the oldest messages of the history left out so that prompt and answer fit the model's context */
+  historyTrimmed?: { droppedMessages: number; contextTokens: number };
 }
 
 export interface Answer {
@@ -144,6 +150,7 @@ export class LlavaEngine {
     private readonly towers: LlavaTowers,
     private readonly factory: SessionFactory,
     private readonly runners: { vision: TowerRunner; embed: TowerRunner; decoder: TowerRunner },
+    private readonly availableMemory: () => number,
   ) {}
 
   static async load(modelDir: string, options: EngineOptions = {}): Promise<LlavaEngine> {
@@ -175,7 +182,7 @@ export class LlavaEngine {
       embed: new TowerRunner(towers.embed, factory),
       decoder: new TowerRunner(towers.decoder, factory),
     };
-    const engine = new LlavaEngine(dir, config, text, preprocessor, towers, factory, runners);
+    const engine = new LlavaEngine(dir, config, text, preprocessor, towers, factory, runners, options.availableMemory ?? os.freemem);
     // Build the unreduced sessions now: load errors surface here and the first answer is not slowed.
     await Promise.all(Object.values(runners).map((runner) => runner.segments(new Map())));
     return engine;
@@ -241,15 +248,15 @@ export class LlavaEngine {
     const decoded = await Promise.all(request.images.map((image) => decodeImage(image.bytes, image.name)));
     const pixels = decoded.map((image) => preprocessImage(image, this.preprocessor).pixelValues);
     const content: ChatMessage['content'] = [...request.images.map(() => ({ type: 'image' as const })), { type: 'text' as const, text: request.question }];
-    const prompt = await this.text.renderPrompt([...(request.history ?? []), { role: 'user', content }]);
-    const inputIds = this.text.encode(prompt);
+    const fitted = await this.fitPrompt(request.history ?? [], { role: 'user', content }, request.maxNewTokens ?? 256);
+    const { inputIds } = fitted;
     const preprocessMs = performance.now() - started;
     const streaming = new StreamingDecoder(this.text);
     let firstTextAt: number | undefined;
     const { reduction } = request;
     const planned = reduction ? planHooks(planReduction(reduction.method, reduction.budget, this.reductionShape, reduction.params)) : [];
     const result = await this.generate(inputIds, pixels, {
-      maxNewTokens: request.maxNewTokens ?? 256,
+      maxNewTokens: fitted.maxNewTokens,
       sampling: request.sampling,
       hooks: [...planned, ...(request.hooks ?? [])],
       signal: request.signal,
@@ -282,12 +289,57 @@ export class LlavaEngine {
         flops: result.flops,
         provider: this.provider,
         ...(this.providerFallback ? { providerFallback: this.providerFallback } : {}),
+        ...(fitted.droppedMessages > 0 ? { historyTrimmed: { droppedMessages: fitted.droppedMessages, contextTokens: this.config.text.maxPositions } } : {}),
       },
     };
   }
 
+  /** Prompt tokens once each of `images` placeholders is replaced by its features (before any reduction). */
+  private promptTokens(inputIds: readonly number[], images: number): number {
+    return inputIds.length + images * (this.unreducedFeatureCount - 1);
+  }
+
+  /**
+   * The prompt of `question` after as many of the latest history messages as fit the model's context
+   * (max_position_embeddings) beside the answer, and the answer's token limit. History is trimmed from the oldest
+   * user turn on and never takes room the answer would have without it; a question that cannot fit alone is refused.
+   */
+  private async fitPrompt(history: ChatMessage[], question: ChatMessage, maxNewTokens: number): Promise<{ inputIds: number[]; droppedMessages: number; maxNewTokens: number }> {
+    const limit = this.config.text.maxPositions;
+    const images = Array.isArray(question.content) ? question.content.filter((part) => part.type === 'image').length : 0;
+    const firstNotSystem = history.findIndex((message) => message.role !== 'system');
+    const pinned = firstNotSystem < 0 ? history.length : firstNotSystem;
+    const encodeFrom = async (start: number) => this.text.encode(await this.text.renderPrompt([...history.slice(0, pinned), ...history.slice(start), question]));
+    let best = { inputIds: await encodeFrom(history.length), start: history.length };
+    const alone = this.promptTokens(best.inputIds, images);
+    if (alone >= limit) {
+      throw new FicocoError(
+        `The question and its ${images} image(s) make a ${alone}-token prompt, and this model reads at most ${limit} tokens ` +
+          '(max_position_embeddings in config.json); ask a shorter question, or about fewer images at once.',
+        'input',
+      );
+    }
+    const answerRoom = Math.min(maxNewTokens, limit - alone);
+    // Binary search for the earliest user turn from which the history still fits: fewer messages, fewer tokens.
+    const starts = history.flatMap((message, i) => (message.role === 'user' && i >= pinned ? [i] : []));
+    let [low, high] = [0, starts.length];
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      const inputIds = await encodeFrom(starts[middle]);
+      if (this.promptTokens(inputIds, images) + answerRoom <= limit) {
+        best = { inputIds, start: starts[middle] };
+        high = middle;
+      } else {
+        low = middle + 1;
+      }
+    }
+    const droppedMessages = best.start - pinned;
+    return { inputIds: best.inputIds, droppedMessages, maxNewTokens: Math.min(maxNewTokens, limit - this.promptTokens(best.inputIds, images)) };
+  }
+
   /** Prefill (vision → projector → splice → decoder) then token-by-token decoding with the KV cache. */
   async generate(inputIds: readonly number[], pixelValues: readonly Float32Array[], options: GenerateOptions): Promise<GenerationResult> {
+    const maxNewTokens = this.checkRunFits(this.promptTokens(inputIds, pixelValues.length), options.maxNewTokens);
     const hooks = hooksBySite(options.hooks ?? []);
     const visionSites = new Map<string, AttentionExposure>();
     const decoderSites = new Map<string, AttentionExposure>();
@@ -329,7 +381,7 @@ export class LlavaEngine {
     let nextLogits = prefillLogits;
     let firstTokenAt = 0;
     let decodeMs = 0;
-    for (let step = 0; step < options.maxNewTokens; step++) {
+    for (let step = 0; step < maxNewTokens; step++) {
       if (options.signal?.aborted) {
         stopReason = 'cancelled';
         break;
@@ -342,7 +394,7 @@ export class LlavaEngine {
         stopReason = 'stop-token';
         break;
       }
-      if (step === options.maxNewTokens - 1) break;
+      if (step === maxNewTokens - 1) break;
       // Every generated token continues the original numbering, whatever reduction removed.
       const embeddedToken = await this.embed([token], embedSegments[0]);
       nextLogits = await this.runDecoder(decoderSegments, { ...embeddedToken, positions: Int32Array.of(promptLength + step) }, cache);
@@ -361,6 +413,29 @@ export class LlavaEngine {
       flops: this.flopsOf(visionTokens, features, decoderTokens, inputIds.length - pixelValues.length),
       timings: { visionMs, prefillMs, decodeMs, visionCpuMs, prefillCpuMs },
     };
+  }
+
+  /**
+   * Refuses a run whose prompt leaves no room in the model's context, or whose KV cache and activations would not fit
+   * the memory available (peakRunBytes in flops/model.ts); returns the answer's token limit within the context.
+   */
+  private checkRunFits(promptTokens: number, maxNewTokens: number): number {
+    const limit = this.config.text.maxPositions;
+    if (promptTokens >= limit) {
+      throw new FicocoError(`The prompt is ${promptTokens} tokens, and this model reads at most ${limit} (max_position_embeddings in config.json); shorten it.`, 'input');
+    }
+    const answerTokens = Math.min(maxNewTokens, limit - promptTokens);
+    const bytesPerElement = this.factory.computeType === ElemType.float32 ? 4 : 2;
+    const needed = peakRunBytes(flopsArchOf(this.config, path.basename(this.modelDir)), { promptTokens, answerTokens }, bytesPerElement);
+    const available = this.availableMemory();
+    if (needed > available) {
+      throw new FicocoError(
+        `This question needs about ${gibibytes(needed)} GiB of memory for attention and the KV cache (${promptTokens} prompt tokens, up to ${answerTokens} ` +
+          `in the answer), and ${gibibytes(available)} GiB is available; ask about fewer images or in a new chat, allow fewer answer tokens, or close other programs.`,
+        'input',
+      );
+    }
+    return answerTokens;
   }
 
   /** Runs the vision tower (with its hooks) on one image's pixels; returns the projected features. */
@@ -553,6 +628,10 @@ function commonFolder(files: readonly string[], modelDir: string): string {
     folder = parent;
   }
   return folder;
+}
+
+function gibibytes(bytes: number): string {
+  return (bytes / 2 ** 30).toFixed(bytes < 2 ** 30 ? 2 : 1);
 }
 
 function readJson(file: string): unknown {

@@ -423,6 +423,7 @@ export function statsView(stats: AnswerStats, reduction: ReductionSetting | unde
     flopsRatio: flopsRatio(stats),
   };
   if (stats.providerFallback !== undefined) view.providerFallback = stats.providerFallback;
+  if (stats.historyTrimmed !== undefined) view.historyTrimmed = { ...stats.historyTrimmed };
   if (reduction) view.reduction = { method: reduction.method, budget: reduction.budgetLabel };
   if (stats.patchFates) view.imageReductions = stats.patchFates.map(({ rows, cols, patches }) => ({ rows, cols, patches }));
   return view;

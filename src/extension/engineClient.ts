@@ -47,6 +47,9 @@ interface HostProcess {
 
 export type AskOptions = Omit<AskParams, 'requestId'>;
 
+/** The engine process's JavaScript heap: prompts, token lists and bookkeeping (tensors live outside it); a cap, not a reservation. */
+const HOST_HEAP_MB = 4096;
+
 export class EngineClient {
   private host: HostProcess | undefined;
   private disposed = false;
@@ -125,7 +128,7 @@ export class EngineClient {
   private start(): HostProcess {
     const log = this.options.log ?? (() => undefined);
     const child = fork(this.options.hostModule, [], {
-      execArgv: this.options.execArgv ?? [],
+      execArgv: [...(this.options.execArgv ?? []), `--max-old-space-size=${HOST_HEAP_MB}`],
       // Inside VS Code, process.execPath is Electron: this makes it behave as plain Node.
       env: { ...process.env, ...this.options.environment?.(), ELECTRON_RUN_AS_NODE: '1' },
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],

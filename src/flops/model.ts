@@ -4,7 +4,7 @@
  * method's schedule (or a real run's stats) produces the RunShape; unreducedShape() is the baseline.
  */
 import { checkCount, FlopsError } from './errors';
-import { kvCacheBytes, LlmArch, llmPrefillFlops } from './llm';
+import { kvBytesPerToken, kvCacheBytes, LlmArch, llmPrefillFlops } from './llm';
 import { ProjectorArch, projectorFlops, VisionArch, visionTokensPerImage, visionTowerFlops } from './vision';
 
 export interface ModelArch {
@@ -51,6 +51,19 @@ export function runFlops(arch: ModelArch, shape: RunShape): RunFlops {
 /** KV-cache bytes after prefill of a run (each decoder layer caches the tokens that entered it). */
 export function runKvCacheBytes(arch: ModelArch, shape: RunShape, bytesPerElement = 2): number {
   return kvCacheBytes(arch.llm, shape.llm, bytesPerElement);
+}
+
+/**
+ * Bytes a run holds at its peak besides the weights: the KV cache of the prompt and the answer, plus the largest
+ * layer's working set — attention logits and probabilities (2 · heads · n²), the MLP's gate, up and their product
+ * (3 · n · intermediate) and a few copies of the hidden states (4 · n · hidden).
+ */
+export function peakRunBytes(arch: ModelArch, run: { promptTokens: number; answerTokens: number }, bytesPerElement: number): number {
+  const layer = (tokens: number, hidden: number, intermediate: number, heads: number) =>
+    bytesPerElement * (2 * heads * tokens * tokens + 3 * tokens * intermediate + 4 * tokens * hidden);
+  const decoder = layer(run.promptTokens, arch.llm.hiddenSize, arch.llm.intermediateSize, arch.llm.heads);
+  const vision = layer(visionTokensPerImage(arch.vision), arch.vision.hiddenSize, arch.vision.intermediateSize, arch.vision.heads);
+  return kvBytesPerToken(arch.llm, bytesPerElement) * (run.promptTokens + run.answerTokens) + Math.max(decoder, vision);
 }
 
 export interface PromptSize {

@@ -40,6 +40,8 @@ export interface AnswerStatsView {
   speedup?: number;
   /** per image, when a method reduced it */
   imageReductions?: ImageReduction[];
+  /** the oldest messages of the conversation were left out so that question and answer fit the model's context */
+  historyTrimmed?: { droppedMessages: number; contextTokens: number };
 }
 
 export type ReplyStatus = 'waiting' | 'streaming' | 'done' | 'error';
@@ -235,6 +237,13 @@ function parseStats(value: unknown, field: string): AnswerStatsView {
   }
   if (stats.flopsRatio !== undefined) parsed.flopsRatio = nonNegative(stats.flopsRatio, `${field}.flopsRatio`);
   if (stats.speedup !== undefined) parsed.speedup = nonNegative(stats.speedup, `${field}.speedup`);
+  if (stats.historyTrimmed !== undefined) {
+    const trimmed = record(stats.historyTrimmed, `${field}.historyTrimmed`);
+    parsed.historyTrimmed = {
+      droppedMessages: count(trimmed.droppedMessages, `${field}.historyTrimmed.droppedMessages`),
+      contextTokens: count(trimmed.contextTokens, `${field}.historyTrimmed.contextTokens`),
+    };
+  }
   if (stats.imageReductions !== undefined) {
     parsed.imageReductions = array(stats.imageReductions, `${field}.imageReductions`).map((entry, i) => {
       const where = `${field}.imageReductions[${i}]`;

@@ -69,6 +69,7 @@ describe('parseLlavaConfig: real and realistic configs', () => {
         rmsNormEps: 1e-5,
         ropeTheta: 10000,
         vocabSize: 32064,
+        maxPositions: 4096,
         tieWordEmbeddings: false,
         qkvBias: false,
         outputBias: false,

@@ -16,6 +16,7 @@ const STATS: AnswerStatsView = {
   flopsRatio: 0.2,
   speedup: 3.1,
   imageReductions: [{ rows: 2, cols: 2, patches: 'kmdk' }],
+  historyTrimmed: { droppedMessages: 4, contextTokens: 512 },
 };
 
 const TURN: Turn = {

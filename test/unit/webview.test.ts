@@ -327,4 +327,9 @@ describe('stats line', () => {
     assert.match(formatStats(stats), / · cpu \(CUDA libraries are missing\)$/);
     assert.match(formatStats({ ...STATS, visualTokens: [] }), /^full tokens · visual tokens none · /);
   });
+
+  test('a conversation trimmed to fit the model says so', () => {
+    assert.match(formatStats({ ...STATS, historyTrimmed: { droppedMessages: 3998, contextTokens: 512 } }), / · 3998 earlier messages left out to fit the model's 512-token context/);
+    assert.doesNotMatch(formatStats(STATS), /left out/);
+  });
 });

@@ -36,6 +36,8 @@ export interface TextConfig {
   rmsNormEps: number;
   ropeTheta: number;
   vocabSize: number;
+  /** the longest sequence the model was trained on (max_position_embeddings): prompt plus answer must fit */
+  maxPositions: number;
   tieWordEmbeddings: boolean;
   /** biases on the q, k, v projections */
   qkvBias: boolean;
@@ -48,9 +50,9 @@ export interface TextConfig {
 type Json = Record<string, unknown>;
 
 const TEXT_DEFAULTS: Record<TextConfig['modelType'], Json> = {
-  llama: { hidden_size: 4096, intermediate_size: 11008, num_hidden_layers: 32, num_attention_heads: 32, rms_norm_eps: 1e-6, rope_theta: 10000, vocab_size: 32000, tie_word_embeddings: false },
-  mistral: { hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 8, rms_norm_eps: 1e-6, rope_theta: 10000, vocab_size: 32000, tie_word_embeddings: false },
-  qwen2: { hidden_size: 4096, intermediate_size: 22016, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 32, rms_norm_eps: 1e-6, rope_theta: 10000, vocab_size: 151936, tie_word_embeddings: false },
+  llama: { hidden_size: 4096, intermediate_size: 11008, num_hidden_layers: 32, num_attention_heads: 32, rms_norm_eps: 1e-6, rope_theta: 10000, vocab_size: 32000, max_position_embeddings: 2048, tie_word_embeddings: false },
+  mistral: { hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 8, rms_norm_eps: 1e-6, rope_theta: 10000, vocab_size: 32000, max_position_embeddings: 131072, tie_word_embeddings: false },
+  qwen2: { hidden_size: 4096, intermediate_size: 22016, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 32, rms_norm_eps: 1e-6, rope_theta: 10000, vocab_size: 151936, max_position_embeddings: 32768, tie_word_embeddings: false },
 };
 
 const VISION_DEFAULTS: Json = { hidden_size: 768, intermediate_size: 3072, num_hidden_layers: 12, num_attention_heads: 12, image_size: 224, patch_size: 32, layer_norm_eps: 1e-5, hidden_act: 'quick_gelu' };
@@ -137,6 +139,7 @@ function parseText(json: Json, root: Json, source: string): TextConfig {
     rmsNormEps: f.number('rms_norm_eps'),
     ropeTheta: f.number('rope_theta'),
     vocabSize: f.int('vocab_size', 1),
+    maxPositions: f.int('max_position_embeddings', 1),
     tieWordEmbeddings: f.bool('tie_word_embeddings'),
     // Qwen2 always has q/k/v biases and none on o_proj; Llama's attention_bias covers all four.
     qkvBias: modelType === 'qwen2' || attentionBias,

@@ -1,0 +1,85 @@
+/**
+ * The prompt fits the model and the run fits the machine: a question too long for max_position_embeddings is
+ * refused, a long conversation is trimmed from its oldest turns (and says so), an answer never runs past the
+ * context, and a run whose KV cache and activations exceed the memory available is refused before it starts.
+ */
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { FicocoError } from '../../src/common/errors';
+import { LlavaEngine } from '../../src/engine/engine';
+import type { ChatMessage } from '../../src/engine/text';
+import { archPreset, peakRunBytes } from '../../src/flops';
+
+const ROOT = path.join(__dirname, '..', '..');
+const BUILTIN = path.join(ROOT, 'models', 'tiny-llava-screens');
+const IMAGE = { name: '1000000025.png', bytes: fs.readFileSync(path.join(ROOT, 'bench', 'eval-set', 'images', '1000000025.png')) };
+const QUESTION = 'which box does the arrow point to ?';
+/** The built-in model reads 512 positions (config.json) and turns an image into 144 visual tokens. */
+const CONTEXT = 512;
+
+/** A text-only message of the history, as the chat keeps it. */
+const message = (role: 'user' | 'assistant', text: string): ChatMessage => ({ role, content: [{ type: 'text', text }] });
+
+const inputError = (pattern: RegExp) => (error: unknown) => error instanceof FicocoError && error.kind === 'input' && pattern.test(error.message);
+
+describe('prompts and runs that do not fit', () => {
+  let engine: LlavaEngine;
+  before(async () => {
+    engine = await LlavaEngine.load(BUILTIN, { provider: 'cpu', threads: 1 });
+  });
+  after(() => engine.dispose());
+
+  test('a question too long for the model\'s context is refused, naming both sizes', async () => {
+    const question = `${'box '.repeat(2900)}?`;
+    await assert.rejects(engine.ask({ question, images: [IMAGE], maxNewTokens: 4 }), inputError(/make a \d{4}-token prompt, and this model reads at most 512 tokens \(max_position_embeddings/));
+  });
+
+  test('a 2,000-turn conversation keeps its latest turns, says how many it left out, and answers within the context', async () => {
+    const history: ChatMessage[] = Array.from({ length: 2000 }, (_, turn) => [message('user', `question number ${turn} ?`), message('assistant', `answer ${turn % 9}`)]).flat();
+    const answer = await engine.ask({ question: QUESTION, images: [IMAGE], history, maxNewTokens: 8 });
+    const trimmed = answer.stats.historyTrimmed;
+    assert.ok(trimmed, 'the answer says the history was trimmed');
+    assert.equal(trimmed.contextTokens, CONTEXT);
+    assert.equal(trimmed.droppedMessages % 2, 0, 'whole turns are left out, from a user message on');
+    assert.ok(trimmed.droppedMessages < history.length, 'some turns are kept');
+    assert.ok(answer.stats.promptTokens + 8 <= CONTEXT, `${answer.stats.promptTokens} prompt tokens leave the answer its room`);
+    // One turn more would not have fitted: the history is trimmed no more than it must be.
+    const keptTurns = (history.length - trimmed.droppedMessages) / 2;
+    const tighter = await engine.ask({ question: QUESTION, images: [IMAGE], history: history.slice(-2 * (keptTurns + 1)), maxNewTokens: 8 });
+    assert.equal(tighter.stats.historyTrimmed?.droppedMessages, 2);
+  });
+
+  test('a conversation that fits is not trimmed', async () => {
+    const history = [message('user', 'what is this ?'), message('assistant', 'a screenshot')];
+    const answer = await engine.ask({ question: QUESTION, images: [IMAGE], history, maxNewTokens: 4 });
+    assert.equal(answer.stats.historyTrimmed, undefined);
+  });
+
+  test('an answer stops where the context ends, whatever the token limit asked for', async () => {
+    const pixels = await engine.pixelValues(IMAGE.bytes, IMAGE.name);
+    const ids = engine.text.encode(await engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }]));
+    const result = await engine.generate(ids, [pixels], { maxNewTokens: 4096, stopTokenIds: [] });
+    assert.equal(result.stopReason, 'max-tokens');
+    assert.equal(result.promptTokens + result.tokenIds.length, CONTEXT);
+  });
+
+  test('a run that needs more memory than is available is refused before it starts, saying how much', async () => {
+    const starved = await LlavaEngine.load(BUILTIN, { provider: 'cpu', threads: 1, availableMemory: () => 1_000_000 });
+    try {
+      await assert.rejects(starved.ask({ question: QUESTION, images: [IMAGE], maxNewTokens: 8 }), inputError(/needs about 0\.\d\d GiB of memory for attention and the KV cache \(157 prompt tokens, up to 8 in the answer\), and 0\.00 GiB is available/));
+    } finally {
+      await starved.dispose();
+    }
+  });
+});
+
+test('the memory a run plans for: LLaVA-1.5-7B in float32 with a 2,957-token prompt', () => {
+  const arch = archPreset('llava-1.5-7b');
+  const bytes = peakRunBytes(arch, { promptTokens: 2957, answerTokens: 256 }, 4);
+  // KV: 2 · 32 layers · 32 heads · 128 · 4 B per token; attention: 2 · 32 heads · 2957² · 4 B.
+  const kv = 2 * 32 * 32 * 128 * 4 * (2957 + 256);
+  const attention = 2 * 32 * 2957 ** 2 * 4;
+  assert.ok(bytes > kv + attention && bytes < 1.2 * (kv + attention), `${(bytes / 2 ** 30).toFixed(2)} GiB`);
+});
