@@ -97,12 +97,11 @@ for (const method of METHODS) {
       }
     });
 
-    test('a budget of every token (or more) changes nothing', () => {
-      for (const keep of [144, 500]) {
-        const result = run(method.name, keep);
-        assert.equal(result.records.length, 0);
-        assert.deepEqual(finalVisual(result.final), [144]);
-      }
+    test('a budget of every token changes nothing; a budget above it is refused, not silently unreduced', () => {
+      const result = run(method.name, 144);
+      assert.equal(result.records.length, 0);
+      assert.deepEqual(finalVisual(result.final), [144]);
+      assert.throws(() => run(method.name, 500), /A budget of 500 visual tokens is more than the 144 this model gives an image/);
     });
 
     test('one visual token, odd grids, no text and two images all work', () => {
