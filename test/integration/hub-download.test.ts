@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { LlavaEngine } from '../../src/engine/engine';
@@ -8,6 +7,7 @@ import { FicocoError } from '../../src/common/errors';
 import { DownloadProgress, ModelRequest, downloadModel, planDownload } from '../../src/hub/download';
 import { DOWNLOAD_MANIFEST, deleteStoredModel, listStoredModels, missingModelFiles } from '../../src/hub/store';
 import { FakeHub, startFakeHub } from '../helpers/fakeHub';
+import { temporaryFolders } from '../helpers/tempFolders';
 
 const ROOT = path.join(__dirname, '..', '..');
 const BUILTIN = path.join(ROOT, 'models', 'tiny-llava-screens');
@@ -21,12 +21,7 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
   let root: string;
   let cache: string;
   const savedCache = process.env.HF_HUB_CACHE;
-  const temporary: string[] = [];
-  const tempDir = (prefix: string) => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-    temporary.push(dir);
-    return dir;
-  };
+  const tempDir = temporaryFolders();
   const request = (overrides: Partial<ModelRequest> = {}): ModelRequest => ({ repo: REPO, revision: 'main', endpoint: hub.url, root, ...overrides });
 
   before(async () => {
@@ -36,7 +31,6 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
   });
   after(async () => {
     await hub.close();
-    for (const dir of temporary) fs.rmSync(dir, { recursive: true, force: true });
     if (savedCache === undefined) delete process.env.HF_HUB_CACHE;
     else process.env.HF_HUB_CACHE = savedCache;
   });

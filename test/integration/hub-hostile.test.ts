@@ -15,6 +15,7 @@ import { ModelRequest, downloadModel, planDownload, verificationSummary } from '
 import { STALE_LOCK_MS } from '../../src/hub/downloadLock';
 import { DOWNLOAD_MANIFEST, deletePartialDownload, listPartialDownloads, listStoredModels } from '../../src/hub/store';
 import { FakeHub, HubTreeEntry, startFakeHub } from '../helpers/fakeHub';
+import { temporaryFolders } from '../helpers/tempFolders';
 
 const ROOT = path.join(__dirname, '..', '..');
 const BUILTIN = path.join(ROOT, 'models', 'tiny-llava-screens');
@@ -29,22 +30,14 @@ const downloadError = (pattern: RegExp) => (error: unknown) => error instanceof 
 describe('downloads from a hostile Hub, and two processes downloading one model', () => {
   let hub: FakeHub;
   let root: string;
-  const temporary: string[] = [];
-  const tempDir = (prefix: string) => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-    temporary.push(dir);
-    return dir;
-  };
+  const tempDir = temporaryFolders();
   const request = (overrides: Partial<ModelRequest> = {}): ModelRequest => ({ repo: REPO, revision: 'main', endpoint: hub.url, root, ...overrides });
   const lockFile = () => path.join(root, '.partial', `ficoco--tiny-llava-screens--${COMMIT}.lock`);
 
   before(async () => {
     hub = await startFakeHub({ [REPO]: { folder: BUILTIN, commit: COMMIT } });
   });
-  after(async () => {
-    await hub.close();
-    for (const dir of temporary) fs.rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => hub.close());
   beforeEach(() => {
     root = tempDir('ficoco-models-');
     hub.hostile = { extraEntries: [], withoutChecksum: new Set() };
