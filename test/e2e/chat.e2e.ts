@@ -1,7 +1,8 @@
 /**
  * The extension end to end in a real VS Code (code-server) and a real browser: paste a screenshot into the
  * chat view, ask, read the built-in model's answer, its stats line and the status bar speedup; change the
- * reduction method in settings; stop an answer mid-stream; send a corrupt image. Run by `npm run test:e2e`.
+ * reduction method in settings; stop an answer mid-stream; a file that is not an image, a cut-off one and
+ * one too large in pixels; download a gated model with a stored token. Run by `npm run test:e2e`.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -122,12 +123,20 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
     assert.ok(generated > 0 && generated < 4096, `stopped after ${generated} of 4096 tokens`);
   });
 
-  test('a corrupt image gets a clear error in the chat', async () => {
+  test('a file that is not an image is refused when it is added, with a notice naming it', async () => {
     await workbench.paste({ name: 'broken.png', type: 'image/png', bytes: Buffer.from('this is not a PNG file') });
+    await workbench.chat.locator('#notice').filter({ hasText: 'broken.png is not an image: supported formats are PNG, JPEG, WebP, GIF' }).waitFor({ timeout: MINUTE });
+    assert.equal(await workbench.chat.locator('.pending-image').count(), 0, 'nothing waits for the next question');
+  });
+
+  test('a cut-off image gets a clear error in the chat', async () => {
+    // A real PNG's header passes the intake check; its pixel data ends early, which only decoding finds.
+    const truncated = fs.readFileSync(firstItem.image).subarray(0, 200);
+    await workbench.paste({ name: 'cut-off.png', type: 'image/png', bytes: truncated });
     await workbench.ask('what is in this screenshot?');
     const error = lastTurn().locator('.reply[data-reply="answer"][data-status="error"] .error');
     await error.waitFor({ timeout: MINUTE });
-    assert.match(await error.innerText(), /broken\.png/);
+    assert.match(await error.innerText(), /cut-off\.png could not be decoded as PNG/);
     await workbench.screenshot('corrupt-image');
   });
 
