@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { machineLine } from '../src/cli/benchTiming';
 import { downloadModel, planDownload } from '../src/hub/download';
-import { startFakeHub } from '../test/helpers/fakeHub';
+import { startFakeHub } from '../tools/fakeHub';
 import { TINYLLAVA, randomModelDir, writeRandomModel } from './randomModel';
 
 const { values } = parseArgs({ options: { dir: { type: 'string', default: randomModelDir(TINYLLAVA) } } });
@@ -37,7 +37,7 @@ async function main(): Promise<void> {
   process.stdout.write([
     '# Download throughput against a local Hub',
     '',
-    `${TINYLLAVA.label} random F32 weights in the Hub's API shape from test/helpers/fakeHub.ts on 127.0.0.1, downloaded by src/hub/download.ts (@huggingface/hub, SHA-256 of every byte, resume by Range, atomic completion) onto the same disk, after one unreported download that warms the page cache. ${machineLine()} \`node --import tsx bench/download-throughput.ts\`.`,
+    `${TINYLLAVA.label} random F32 weights in the Hub's API shape from tools/fakeHub.ts on 127.0.0.1, downloaded by src/hub/download.ts (@huggingface/hub, SHA-256 of every byte, resume by Range, atomic completion) onto the same disk, after one unreported download that warms the page cache. ${machineLine()} \`node --import tsx bench/download-throughput.ts\`.`,
     '',
     '| run | size | time | throughput |',
     '|---|---:|---:|---:|',

@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { median } from '../src/cli/benchTiming';
-import { findBuiltinModel } from '../src/engine/builtinModel';
+import { findBuiltinModel } from '../src/hub/presets';
 import { type AskOptions, EngineClient } from '../src/extension/engineClient';
 import { prefillMs } from '../src/extension/speedup';
 import { METHODS } from '../src/reduction/registry';

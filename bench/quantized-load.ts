@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { machineLine, peakResidentMiB, syntheticPixels } from '../src/cli/benchTiming';
 import { LlavaEngine } from '../src/engine/engine';
-import { WeightQuantization } from '../src/engine/weights/quantize';
+import { WeightQuantization } from '../src/common/quantization';
 import { TINYLLAVA, randomModelDir, writeRandomModel } from './randomModel';
 
 interface Probe {

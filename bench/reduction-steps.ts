@@ -8,7 +8,8 @@
  */
 import { parseArgs } from 'node:util';
 import { median } from '../src/cli/benchTiming';
-import { cosineMatrix, seededRandom } from '../src/reduction/arrays';
+import { seededRandom } from '../src/common/random';
+import { cosineMatrix } from '../src/reduction/arrays';
 import { runStep } from '../src/reduction/paradigm';
 import { METHODS, planReduction } from '../src/reduction/registry';
 import { SiteView } from '../src/reduction/tokenState';

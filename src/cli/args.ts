@@ -1,8 +1,8 @@
 import { parseArgs, ParseArgsConfig } from 'node:util';
 import { FicocoError } from '../common/errors';
 import { PROVIDERS, ProviderSetting } from '../engine/runtime/provider';
-import { WEIGHT_QUANTIZATIONS, WeightQuantization } from '../engine/weights/quantize';
-import { Budget, ParamValue } from '../reduction/method';
+import { WEIGHT_QUANTIZATIONS, WeightQuantization } from '../common/quantization';
+import { BUDGET_HINT, Budget, ParamValue, parseBudget } from '../common/budget';
 
 /**
  * node:util's parseArgs for one command, with what users meet fixed: a negative number after an option that takes a
@@ -39,19 +39,11 @@ export function integer(flag: string, text: string, min: number): number {
   return value;
 }
 
-/** "64" keeps 64 visual tokens per image; "25%" or "0.25" keeps that share. */
+/** --budget in the one budget grammar (src/common/budget.ts): "64" tokens, "25%" or "0.25" a share. */
 export function budgetArg(text: string): Budget {
-  const invalid = new FicocoError(`--budget ${text} must be a whole number of visual tokens (e.g. 64) or a share above 0 and up to 100% (e.g. 25% or 0.25).`, 'input');
-  const percent = text.endsWith('%');
-  const value = Number(percent ? text.slice(0, -1) : text);
-  if (text.trim() === '' || !Number.isFinite(value) || value <= 0) throw invalid;
-  if (percent) {
-    if (value > 100) throw invalid;
-    return { ratio: value / 100 };
-  }
-  if (value < 1) return { ratio: value };
-  if (!Number.isInteger(value)) throw invalid;
-  return { tokens: value };
+  const budget = parseBudget(text);
+  if (!budget) throw new FicocoError(`--budget ${text} must be ${BUDGET_HINT}.`, 'input');
+  return budget;
 }
 
 /** --param name=value pairs; numbers and true/false are typed, anything else stays text. */

@@ -1,9 +1,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { findBuiltinModel } from '../engine/builtinModel';
+import { findBuiltinModel } from '../hub/presets';
 import { LlavaEngine } from '../engine/engine';
 import { FicocoError } from '../common/errors';
-import { Budget } from '../reduction/method';
+import { Budget } from '../common/budget';
 import { METHODS } from '../reduction/registry';
 import { lineChartSvg } from '../report/lineChart';
 import { budgetArg, integer, number, providerArg, quantizationArg, parseCommandArgs } from './args';
@@ -67,7 +67,7 @@ export async function benchCommand(args: string[]): Promise<number> {
   const reference = await LlavaEngine.load(modelDir, load);
   const rows: BenchRow[] = [];
   const unreduced: Sample[] = [];
-  let unreducedPeakMiB = 0;
+  let unreducedPeakMiB: number;
   try {
     const visualTokens = engine.reductionShape.visualTokens;
     const budgets: Budget[] = givenBudgets ?? [3, 4.5, 9].map((share) => ({ tokens: Math.round(visualTokens / share) }));

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { LlavaEngine } from '../engine/engine';
-import { Budget, budgetLabel } from '../reduction/method';
+import { Budget, budgetLabel } from '../common/budget';
 import { planHooks, planReduction } from '../reduction/registry';
 import type { ReductionHook } from '../reduction/tokenState';
 

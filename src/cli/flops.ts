@@ -6,7 +6,7 @@ import { flopsArchOf } from '../engine/models/flopsArch';
 import { ARCH_PRESETS, ModelArch, RunShape, archPreset, flopsTable, llmLayerFlops, runFlops, runKvCacheBytes, unreducedShape, visionLayerFlops } from '../flops/index';
 import { ModelShape } from '../reduction/method';
 import { planReduction } from '../reduction/registry';
-import { planRunShape } from '../reduction/runShape';
+import { planRunShape } from './runShape';
 import { budgetArg, integer, paramArgs, parseCommandArgs } from './args';
 
 export const FLOPS_USAGE = `Usage:

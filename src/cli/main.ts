@@ -1,10 +1,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { findBuiltinModel } from '../engine/builtinModel';
+import { findBuiltinModel } from '../hub/presets';
 import { AnswerStats, LlavaEngine } from '../engine/engine';
 import { FicocoError } from '../common/errors';
 import { PROVIDERS } from '../engine/runtime/provider';
-import { formatBytes } from '../hub/presets';
+import { formatBytes } from '../common/bytes';
 import { MAX_IMAGE_BYTES } from '../common/imageFile';
 import { FlopsError } from '../flops/index';
 import { METHODS, ReductionSettingsError } from '../reduction/registry';

@@ -2,7 +2,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { FicocoError } from '../common/errors';
 import { DEFAULT_HUB_ENDPOINT, ModelRequest, downloadModel, planDownload } from '../hub/download';
-import { MODEL_PRESETS, findPreset, formatBytes } from '../hub/presets';
+import { formatBytes } from '../common/bytes';
+import { MODEL_PRESETS, findPreset } from '../hub/presets';
 import { deletePartialDownload, deleteStoredModel, listPartialDownloads, listStoredModels } from '../hub/store';
 import { parseCommandArgs } from './args';
 

@@ -3,7 +3,7 @@ import { FicocoError } from '../common/errors';
 import { cudaProviderInstalled, isCudaPlatform, missingCudaRuntime, nvidiaDriverPresent, ortBinaryFolder, ortVersion } from '../common/cudaRuntime';
 import { providerCandidates, thisMachine } from '../engine/runtime/provider';
 import { NUGET_FEED, findCudaPackage, installCudaProvider } from '../hub/cudaProvider';
-import { formatBytes } from '../hub/presets';
+import { formatBytes } from '../common/bytes';
 import { parseCommandArgs } from './args';
 
 export const PROVIDERS_USAGE = `Usage:

@@ -7,7 +7,8 @@ import type { AttentionExposure } from './graph/attention';
 import { RunFlops, peakRunBytes, runFlops, unreducedShape } from '../flops/model';
 import { ElemType } from './graph/builder';
 import { ATTENTION, HIDDEN_COSINE, KEY_COSINE, LOG_SIZES, MEAN_KEYS, POSITIONS, Tower } from './graph/segment';
-import type { Budget, ModelShape } from '../reduction/method';
+import type { ModelShape } from '../reduction/method';
+import type { Budget } from '../common/budget';
 import { planHooks, planReduction } from '../reduction/registry';
 import { HookSite, ReductionHook, SiteView, TokenState, VisualSpan, hooksBySite, validateTokenState } from '../reduction/tokenState';
 import { decodeImage } from './image/decode';
@@ -22,7 +23,7 @@ import { GREEDY, SamplingOptions, createSampler } from './runtime/sampling';
 import { Segment, TowerRunner } from './runtime/towerRunner';
 import { ChatMessage, StreamingDecoder, TextProcessor } from './text';
 import { WeightIndex } from './weights/safetensors';
-import { WeightQuantization } from './weights/quantize';
+import type { WeightQuantization } from '../common/quantization';
 import { DecoderQuantizer } from './weights/quantizedCache';
 
 export interface EngineOptions {

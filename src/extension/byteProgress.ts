@@ -1,5 +1,5 @@
 import type * as vscode from 'vscode';
-import { formatBytes } from '../hub/presets';
+import { formatBytes } from '../common/bytes';
 
 /**
  * Feeds a notification's progress bar from byte counts. Chunks arrive by the thousand, so the bar (and

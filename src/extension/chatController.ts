@@ -5,7 +5,7 @@
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { BUILTIN_MODEL_PATH } from '../engine/builtinModel';
+import { BUILTIN_MODEL_PATH } from '../hub/presets';
 import { FicocoError } from '../common/errors';
 import { IMAGE_FILE_EXTENSIONS, MAX_IMAGE_BYTES, checkImageFile, formatMebibytes } from '../common/imageFile';
 import { AnswerStats, LoadParams, loadKey } from '../protocol/engine';

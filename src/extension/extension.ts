@@ -10,7 +10,8 @@ import { ChatViews } from './chatViews';
 import { EngineClient } from './engineClient';
 import { GpuSetup, cudaHostEnvironment } from './gpuSetup';
 import { ModelManager } from './modelManager';
-import { MAIN_SETTINGS, NO_REDUCTION, parseBudget } from './settings';
+import { BUDGET_HINT, parseBudget } from '../common/budget';
+import { MAIN_SETTINGS, NO_REDUCTION } from './settings';
 import { CHOOSE_REDUCTION_COMMAND, SpeedupStatusBar } from './statusBar';
 
 /** What activate() returns to other extensions (and to the Electron smoke test). */
@@ -103,9 +104,9 @@ async function chooseBudget(): Promise<void> {
   const configuration = vscode.workspace.getConfiguration('ficoco');
   const value = await vscode.window.showInputBox({
     title: 'Visual tokens kept per image',
-    prompt: 'A count (e.g. 64) or a share (e.g. 11%).',
+    prompt: `Visual tokens kept per image: ${BUDGET_HINT}.`,
     value: configuration.get<string>('reduction.budget', '11%'),
-    validateInput: (text) => (parseBudget(text) ? undefined : 'Give a count such as 64 or a share such as 11%.'),
+    validateInput: (text) => (parseBudget(text) ? undefined : `Give ${BUDGET_HINT}.`),
   });
   if (value !== undefined) await configuration.update('reduction.budget', value.trim(), vscode.ConfigurationTarget.Global);
 }

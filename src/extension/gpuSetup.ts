@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { cudaProviderInstalled, cudaRuntimeEnvironment, cudaRuntimeFolder, isCudaPlatform, missingCudaRuntime, nvidiaDriverPresent, ortBinaryFolder, ortVersion } from '../common/cudaRuntime';
 import { CudaPackage, findCudaPackage, installCudaProvider } from '../hub/cudaProvider';
-import { formatBytes } from '../hub/presets';
+import { formatBytes } from '../common/bytes';
 import { byteProgress } from './byteProgress';
 import type { EngineClient } from './engineClient';
 

@@ -5,10 +5,11 @@
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Budget, ParamSpec, ParamValue } from '../reduction/method';
+import { ParamSpec } from '../reduction/method';
+import { BUDGET_HINT, BUDGET_PATTERN, Budget, ParamValue, parseBudget } from '../common/budget';
 import { METHODS, resolveParams } from '../reduction/registry';
 import { DEFAULT_HUB_ENDPOINT } from '../hub/download';
-import { WEIGHT_QUANTIZATIONS, WeightQuantization } from '../engine/weights/quantize';
+import { WEIGHT_QUANTIZATIONS, WeightQuantization } from '../common/quantization';
 import { PROVIDER_SETTINGS, ProviderSetting } from '../protocol/engine';
 
 export const NO_REDUCTION = 'none';
@@ -54,8 +55,6 @@ export interface SettingSchema {
   markdownDescription: string;
   order?: number;
 }
-
-const BUDGET_PATTERN = '^\\s*(\\d+|\\d+(\\.\\d+)?\\s*%)\\s*$';
 
 /** The main settings, in the order the Settings editor shows them. */
 export const MAIN_SETTINGS: Record<string, SettingSchema> = {
@@ -129,9 +128,9 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
     type: 'string',
     default: '11%',
     pattern: BUDGET_PATTERN,
-    patternErrorMessage: 'A number of visual tokens per image (e.g. 64) or a share (e.g. 11%).',
+    patternErrorMessage: `Visual tokens kept per image: ${BUDGET_HINT}.`,
     markdownDescription:
-      'Visual tokens kept per image: a count (`64`) or a share (`11%`). 11 % is 16 of the built-in model\'s 144 tokens and 64 of LLaVA-1.5\'s 576.',
+      'Visual tokens kept per image: a count (`64`) or a share (`11%` or `0.11`). 11 % is 16 of the built-in model\'s 144 tokens and 64 of LLaVA-1.5\'s 576.',
   },
   'ficoco.maxNewTokens': {
     type: 'integer',
@@ -181,18 +180,6 @@ function paramSchema(method: string, spec: ParamSpec): SettingSchema {
   return { type: spec.type, default: spec.default, minimum: spec.min, maximum: spec.max, markdownDescription };
 }
 
-/** "64" → 64 tokens, "11%" → a share of 0.11; undefined when it is neither. */
-export function parseBudget(text: string): Budget | undefined {
-  const trimmed = text.trim();
-  const percent = /^(\d+(?:\.\d+)?)\s*%$/.exec(trimmed);
-  if (percent) {
-    const ratio = Number(percent[1]) / 100;
-    return ratio > 0 && ratio <= 1 ? { ratio } : undefined;
-  }
-  if (/^\d+$/.test(trimmed) && Number(trimmed) >= 1) return { tokens: Number(trimmed) };
-  return undefined;
-}
-
 /** Reads every setting through `get` (undefined = not set); `problems` says which values were replaced by defaults. */
 export function readSettings(get: (key: string) => unknown): { settings: FicocoSettings; problems: string[] } {
   const problems: string[] = [];
@@ -212,7 +199,7 @@ export function readSettings(get: (key: string) => unknown): { settings: FicocoS
   const isString = (v: unknown): v is string => typeof v === 'string';
 
   const method = value('ficoco.reduction.method', oneOf('ficoco.reduction.method'), `one of ${MAIN_SETTINGS['ficoco.reduction.method'].enum!.join(', ')}`);
-  const budgetLabel = value('ficoco.reduction.budget', (v): v is string => typeof v === 'string' && parseBudget(v) !== undefined, 'a token count such as 64 or a share such as 11%').trim();
+  const budgetLabel = value('ficoco.reduction.budget', (v): v is string => typeof v === 'string' && parseBudget(v) !== undefined, BUDGET_HINT).trim();
   const settings: FicocoSettings = {
     modelPath: value('ficoco.modelPath', isString, 'a folder path').trim(),
     provider: value('ficoco.provider', oneOf('ficoco.provider'), `one of ${PROVIDER_SETTINGS.join(', ')}`) as ProviderSetting,

@@ -1,7 +1,10 @@
 /**
  * The models FiCoCo offers by name. Each Hub preset pins a commit and lists the files it needs, so what is
  * downloaded is exactly what was checked; sizes are the Hub's listing, rounded (the download plan has the bytes).
+ * The built-in model ships inside the package.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 
 export interface ModelPreset {
   id: string;
@@ -84,9 +87,17 @@ export function findPreset(id: string): ModelPreset | undefined {
   return MODEL_PRESETS.find((preset) => preset.id === id);
 }
 
-/** 5.6 GB, 412 MB, 4.4 MB */
-export function formatBytes(bytes: number): string {
-  const units = [['GB', 1e9], ['MB', 1e6], ['kB', 1e3]] as const;
-  for (const [unit, size] of units) if (bytes >= size) return `${(bytes / size).toFixed(bytes >= 10 * size ? 0 : 1)} ${unit}`;
-  return `${bytes} B`;
+/** Where the built-in model sits inside the package (and the repository): models/tiny-llava-screens. */
+export const BUILTIN_MODEL_PATH = ['models', 'tiny-llava-screens'] as const;
+
+/**
+ * The built-in model folder seen from a bundle or source folder (dist/, src/cli/, …): the first ancestor
+ * that holds models/tiny-llava-screens/config.json, or undefined when the package has none.
+ */
+export function findBuiltinModel(fromDir: string): string | undefined {
+  for (let dir = fromDir, depth = 0; depth < 4; dir = path.dirname(dir), depth++) {
+    const candidate = path.join(dir, ...BUILTIN_MODEL_PATH);
+    if (fs.existsSync(path.join(candidate, 'config.json'))) return candidate;
+  }
+  return undefined;
 }

@@ -8,8 +8,8 @@ import { FicocoError } from '../common/errors';
 
 /** Windows gives these names (with any extension) to devices: CON, PRN, AUX, NUL, COM1–9, LPT1–9. */
 const WINDOWS_DEVICE = /^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$/i;
-/** Characters Windows refuses in a file name (besides the separators), and control characters. */
-const WINDOWS_FORBIDDEN = /[<>:"|?*\u0000-\u001f]/;
+/** Characters Windows refuses in a file name, besides the separators and control characters. */
+const WINDOWS_FORBIDDEN = /[<>:"|?*]/;
 
 /** Why a listed path cannot be one of git's own (no server of the Hub's API lists such a path): undefined when it can. */
 function notAGitPath(file: string): string | undefined {
@@ -26,7 +26,7 @@ function notAGitPath(file: string): string | undefined {
 /** Why a path could not be written on every platform FiCoCo runs on (Windows is the strictest): undefined when it can. */
 function notPortable(file: string): string | undefined {
   for (const segment of file.split('/')) {
-    if (WINDOWS_FORBIDDEN.test(segment)) return `"${segment}" contains a character Windows forbids in names`;
+    if (WINDOWS_FORBIDDEN.test(segment) || [...segment].some((char) => char.charCodeAt(0) < 0x20)) return `"${segment}" contains a character Windows forbids in names`;
     if (WINDOWS_DEVICE.test(segment)) return `"${segment}" is a Windows device name`;
     if (/[. ]$/.test(segment)) return `"${segment}" ends in a dot or a space, which Windows drops`;
   }

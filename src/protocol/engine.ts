@@ -1,7 +1,7 @@
 /**
  * The JSON-RPC contract between the extension (client) and the engine host process (server),
- * carried by vscode-jsonrpc over Node's IPC channel. Plain data only: engine types and the ORT-free provider
- * names, no engine code, Node or vscode imports, so the extension, the host and the webview can share it.
+ * carried by vscode-jsonrpc over Node's IPC channel. Plain data and validators over src/common only: no engine
+ * code or types, no Node or vscode imports, so the extension, the host and the webview can share it.
  *
  * Cancellation is vscode-jsonrpc's own ($/cancelRequest → CancellationToken): a cancelled ask still
  * answers, with the text so far and stopReason 'cancelled'. Failures are ResponseErrors whose data
@@ -9,15 +9,13 @@
  */
 import { ErrorCodes, NotificationType, RequestType, ResponseError } from 'vscode-jsonrpc';
 
-import type { AnswerStats } from '../engine/engine';
-import { PROVIDER_SETTINGS, ProviderName, ProviderSetting } from '../engine/runtime/providerNames';
-import { WEIGHT_QUANTIZATIONS, WeightQuantization } from '../engine/weights/quantize';
-import type { Budget, ParamValue } from '../reduction/method';
+import { PROVIDER_SETTINGS, ProviderName, ProviderSetting } from '../common/providers';
+import { WEIGHT_QUANTIZATIONS, WeightQuantization } from '../common/quantization';
+import { BUDGET_HINT, type Budget, type ParamValue, isValidBudget } from '../common/budget';
 import { MAX_IMAGE_BYTES } from '../common/imageFile';
 import { describeValue } from './describe';
 
-/** Per-answer measurements are the engine's own type; only types cross this boundary, never engine code. */
-export { PROVIDER_SETTINGS, type AnswerStats, type ProviderName, type ProviderSetting };
+export { PROVIDER_SETTINGS, type ProviderName, type ProviderSetting };
 
 /** Largest image file the host accepts (decoded bytes, not base64 characters). */
 export { MAX_IMAGE_BYTES };
@@ -86,6 +84,43 @@ export interface AskParams {
 }
 
 export type StopReason = 'stop-token' | 'max-tokens' | 'cancelled';
+
+/** Analytic FLOPs of a prefill by part. */
+export interface FlopsByPart {
+  vision: number;
+  projector: number;
+  llm: number;
+  total: number;
+}
+
+/**
+ * What the engine measured while answering, as it crosses to the extension. The host passes the engine's own
+ * stats, so the compiler checks this contract against them.
+ */
+export interface AnswerStats {
+  /** tokens entering the decoder at prefill */
+  promptTokens: number;
+  generatedTokens: number;
+  /** per image: the visual tokens it started as, and those that reached the decoder */
+  visualTokens: { original: number; atDecoder: number }[];
+  /** the images as decoded, before preprocessing */
+  imageSizes: { width: number; height: number }[];
+  /** each reduction step: where, on which image, tokens before and after, wall and CPU ms */
+  steps: { site: string; image?: number; tokensBefore: number; tokensAfter: number; ms: number; cpuMs: number }[];
+  /** per image, one letter per patch (k kept, m merged, d dropped); only when a reduction step ran */
+  patchFates?: { rows: number; cols: number; patches: string }[];
+  preprocessMs: number;
+  visionMs: number;
+  prefillMs: number;
+  ttftMs: number;
+  decodeTokensPerSecond: number;
+  /** analytic, not measured: FLOPs of this prefill and of the unreduced one */
+  flops: { run: FlopsByPart; unreduced: FlopsByPart };
+  provider: ProviderName;
+  providerFallback?: string;
+  /** the oldest messages of the history left out so that prompt and answer fit the model's context */
+  historyTrimmed?: { droppedMessages: number; contextTokens: number };
+}
 
 export interface AskResult {
   text: string;
@@ -174,8 +209,8 @@ function parseHistory(value: unknown): HistoryMessage[] {
 function parseReduction(value: unknown): ReductionRequest {
   const reduction = record(value, 'reduction');
   const budget = record(reduction.budget, 'reduction.budget');
-  const parsedBudget: Budget =
-    budget.tokens !== undefined ? { tokens: integer(budget.tokens, 'reduction.budget.tokens', 1, 1 << 20) } : { ratio: finite(budget.ratio, 'reduction.budget.ratio', Number.MIN_VALUE, 1) };
+  const parsedBudget = (budget.tokens !== undefined ? { tokens: budget.tokens } : { ratio: budget.ratio }) as Budget;
+  if (!isValidBudget(parsedBudget)) throw invalidParams(`reduction.budget is ${describeValue(budget)}; expected { tokens } or { ratio }: ${BUDGET_HINT}.`);
   const params = record(reduction.params ?? {}, 'reduction.params');
   for (const [name, param] of Object.entries(params)) {
     if (!['number', 'string', 'boolean'].includes(typeof param)) throw invalidParams(`reduction.params.${name} is ${describeValue(param)}; expected a number, text or true/false.`);

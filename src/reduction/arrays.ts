@@ -115,18 +115,6 @@ export function softmax(values: ArrayLike<number>): Float64Array {
   return exps.map((e) => e / total);
 }
 
-/** A seeded PRNG (Mulberry32) in [0, 1), so "random" baselines are reproducible. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Sorted ascending copy as Int32Array. */
 export function sortedIndices(indices: ArrayLike<number>): Int32Array {
   return Int32Array.from(indices).sort();

@@ -1,3 +1,4 @@
+import type { Budget } from '../common/budget';
 import { Step, StepParams } from './paradigm';
 
 /** What a method needs to know about the model to place its steps. */
@@ -12,13 +13,6 @@ export interface ModelShape {
   hasClassToken: boolean;
 }
 
-/** Kept visual tokens per image, or the share of them to keep. */
-export type Budget = { tokens: number } | { ratio: number };
-
-/** How tables and charts name a budget: "64", or "11.1%" for a share. */
-export const budgetLabel = (budget: Budget): string => ('tokens' in budget ? String(budget.tokens) : `${+(100 * budget.ratio).toFixed(1)}%`);
-
-export type ParamValue = number | string | boolean;
 
 /** One parameter of a method: settings and the CLI are generated from these. */
 export type ParamSpec =

@@ -1,4 +1,5 @@
-import { Budget, Method, ModelShape, ParamValue, budgetLabel, keptTokens } from './method';
+import { Method, ModelShape, keptTokens } from './method';
+import { BUDGET_HINT, Budget, ParamValue, budgetLabel, isValidBudget } from '../common/budget';
 import { dart } from './methods/dart';
 import { divPrune } from './methods/divprune';
 import { evit } from './methods/evit';
@@ -65,10 +66,7 @@ export interface ReductionPlan {
 /** The concrete steps of a method for a model and budget. */
 export function planReduction(methodName: string, budget: Budget, model: ModelShape, given?: Readonly<Record<string, unknown>>): ReductionPlan {
   const method = findMethod(methodName);
-  const value = 'tokens' in budget ? budget.tokens : budget.ratio;
-  if (!Number.isFinite(value) || value <= 0 || ('ratio' in budget && value > 1) || ('tokens' in budget && !Number.isInteger(value))) {
-    throw new ReductionSettingsError(`Budget ${budgetLabel(budget)} is not valid: give a whole number of visual tokens, or a share above 0 and up to 100%.`);
-  }
+  if (!isValidBudget(budget)) throw new ReductionSettingsError(`Budget ${budgetLabel(budget)} is not valid: give ${BUDGET_HINT}.`);
   if ('tokens' in budget && budget.tokens > model.visualTokens) {
     throw new ReductionSettingsError(
       `A budget of ${budget.tokens} visual tokens is more than the ${model.visualTokens} this model gives an image, so nothing would be reduced; ` +

@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { EvalItem, readEvalSet } from '../../src/cli/evalSet';
-import { FakeHub, startFakeHub } from '../helpers/fakeHub';
+import { FakeHub, startFakeHub } from '../../tools/fakeHub';
 import { missingPrerequisite, ROOT, Workbench } from './workbench';
 
 const evalItems = readEvalSet(path.join(ROOT, 'bench', 'eval-set', 'data.jsonl'));

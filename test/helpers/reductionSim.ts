@@ -1,4 +1,5 @@
-import { cosineMatrix, seededRandom } from '../../src/reduction/arrays';
+import { seededRandom } from '../../src/common/random';
+import { cosineMatrix } from '../../src/reduction/arrays';
 import { ModelShape } from '../../src/reduction/method';
 import { StepRecord } from '../../src/reduction/paradigm';
 import { ReductionPlan, planHooks } from '../../src/reduction/registry';

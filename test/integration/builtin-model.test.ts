@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { findBuiltinModel } from '../../src/engine/builtinModel';
+import { findBuiltinModel } from '../../src/hub/presets';
 import { LlavaEngine } from '../../src/engine/engine';
 import { WeightIndex } from '../../src/engine/weights/safetensors';
 import { maxAbsDiff } from '../helpers/assertions';

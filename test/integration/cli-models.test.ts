@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { resolveModelArg } from '../../src/cli/models';
 import { MODEL_PRESETS } from '../../src/hub/presets';
-import { FakeHub, startFakeHub } from '../helpers/fakeHub';
+import { FakeHub, startFakeHub } from '../../tools/fakeHub';
 
 const ROOT = path.join(__dirname, '..', '..');
 const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');

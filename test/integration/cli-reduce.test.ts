@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { reduceCommand } from '../../src/cli/reduce';
 import { WeightIndex } from '../../src/engine/weights/safetensors';
 import { bytesOf, writeSafetensors } from '../../src/engine/weights/safetensorsWriter';
-import { seededRandom } from '../../src/reduction/arrays';
+import { seededRandom } from '../../src/common/random';
 import { runStep } from '../../src/reduction/paradigm';
 import { planReduction } from '../../src/reduction/registry';
 import { SiteView } from '../../src/reduction/tokenState';

@@ -6,7 +6,7 @@ import { LlavaEngine } from '../../src/engine/engine';
 import { FicocoError } from '../../src/common/errors';
 import { DownloadProgress, ModelRequest, downloadModel, planDownload } from '../../src/hub/download';
 import { DOWNLOAD_MANIFEST, deleteStoredModel, listStoredModels, missingModelFiles } from '../../src/hub/store';
-import { FakeHub, startFakeHub } from '../helpers/fakeHub';
+import { FakeHub, startFakeHub } from '../../tools/fakeHub';
 import { temporaryFolders } from '../helpers/tempFolders';
 
 const ROOT = path.join(__dirname, '..', '..');

@@ -14,7 +14,7 @@ import { FicocoError } from '../../src/common/errors';
 import { ModelRequest, downloadModel, planDownload, verificationSummary } from '../../src/hub/download';
 import { STALE_LOCK_MS } from '../../src/hub/downloadLock';
 import { DOWNLOAD_MANIFEST, deletePartialDownload, listPartialDownloads, listStoredModels } from '../../src/hub/store';
-import { FakeHub, HubTreeEntry, startFakeHub } from '../helpers/fakeHub';
+import { FakeHub, HubTreeEntry, startFakeHub } from '../../tools/fakeHub';
 import { temporaryFolders } from '../helpers/tempFolders';
 
 const ROOT = path.join(__dirname, '..', '..');

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { seededRandom } from '../../src/reduction/arrays';
+import { seededRandom } from '../../src/common/random';
 import { Method, ModelShape } from '../../src/reduction/method';
 import { localPenalty, weightedDifference } from '../../src/reduction/methods/ficoco';
 import { ficocoL } from '../../src/reduction/methods/ficocoL';

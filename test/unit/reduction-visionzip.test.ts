@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { cosineMatrix, seededRandom, topIndices } from '../../src/reduction/arrays';
+import { seededRandom } from '../../src/common/random';
+import { cosineMatrix, topIndices } from '../../src/reduction/arrays';
 import { StepRecord, runStep } from '../../src/reduction/paradigm';
 import { planReduction } from '../../src/reduction/registry';
 import { SiteView } from '../../src/reduction/tokenState';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { GREEDY, argmax, createSampler, sampleTopP } from '../../src/engine/runtime/sampling';
-import { seededRandom as mulberry32 } from '../../src/reduction/arrays';
+import { seededRandom as mulberry32 } from '../../src/common/random';
 
 const logits = (...values: number[]) => Float32Array.from(values);
 

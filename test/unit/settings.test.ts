@@ -2,13 +2,15 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
-import { configurationSections, paramSettingKey, parseBudget, quantizationFor, readSettings } from '../../src/extension/settings';
+import { BUDGET_PATTERN, parseBudget } from '../../src/common/budget';
+import { budgetArg } from '../../src/cli/args';
+import { configurationSections, paramSettingKey, quantizationFor, readSettings } from '../../src/extension/settings';
 import { METHODS } from '../../src/reduction/registry';
 
 const packageJson = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
   contributes: { configuration: { properties: Record<string, { scope?: string; minimum?: number; maximum?: number; enum?: string[] }> }[]; commands: { command: string; category: string }[] };
 };
-const declared = Object.assign({}, ...packageJson.contributes.configuration.map((section) => section.properties)) as Record<string, { scope?: string; minimum?: number; maximum?: number; enum?: string[] }>;
+const declared = Object.assign({}, ...packageJson.contributes.configuration.map((section) => section.properties)) as Record<string, { scope?: string; minimum?: number; maximum?: number; enum?: string[]; pattern?: string }>;
 
 function settingsFrom(values: Record<string, unknown>) {
   return readSettings((key) => values[key]);
@@ -91,7 +93,7 @@ describe('settings', () => {
     assert.match(problems.join('\n'), /ficoco\.quantizationByModel is \{"\/models\/x":"fp4"\}; expected an object from model folders to one of none, int8, int4/);
     assert.match(problems.join('\n'), /ficoco\.quantization is "int3"; expected one of none, int8, int4/);
     assert.match(problems[0]!, /^ficoco\.reduction\.method is "magic"; expected one of none, ficoco-v/);
-    assert.match(problems.join('\n'), /ficoco\.reduction\.budget is "half"; expected a token count such as 64 or a share such as 11%\. Using the default, "11%"\./);
+    assert.match(problems.join('\n'), /ficoco\.reduction\.budget is "half"; expected a whole number of visual tokens \(e\.g\. 64\) or a share above 0 and up to 100% \(e\.g\. 11% or 0\.11\)\. Using the default, "11%"\./);
     assert.match(problems.join('\n'), /ficoco\.provider is "tpu"; expected one of auto, cpu, cuda, dml, coreml, webgpu/);
     assert.match(problems.join('\n'), /ficoco\.maxNewTokens is 0; expected a whole number from 1 to 4096/);
     assert.match(problems.join('\n'), /ficoco\.unloadAfterMinutes is 2\.5; expected a whole number/);
@@ -105,10 +107,17 @@ describe('settings', () => {
     assert.deepEqual(settings.reduction?.params, { weights: 'paper' });
   });
 
-  test('budgets: a count or a share', () => {
-    assert.deepEqual(parseBudget('64'), { tokens: 64 });
-    assert.deepEqual(parseBudget('11%'), { ratio: 0.11 });
-    assert.deepEqual(parseBudget('12.5 %'), { ratio: 0.125 });
-    for (const bad of ['0', '0%', '101%', '-4', '2.5', 'all', '']) assert.equal(parseBudget(bad), undefined, bad);
+  test('budgets: one grammar for settings and the CLI — a count, a percentage or a decimal share', () => {
+    const good: [string, object][] = [['64', { tokens: 64 }], ['11%', { ratio: 0.11 }], ['12.5 %', { ratio: 0.125 }], ['0.25', { ratio: 0.25 }], ['.5', { ratio: 0.5 }], ['100%', { ratio: 1 }]];
+    for (const [text, budget] of good) {
+      assert.deepEqual(parseBudget(text), budget, text);
+      assert.deepEqual(budgetArg(text), budget, `--budget ${text}`);
+      assert.ok(new RegExp(declared['ficoco.reduction.budget'].pattern!).test(text), `the settings pattern accepts ${text}`);
+    }
+    for (const bad of ['0', '0%', '101%', '150%', '-4', '-5', '2.5', '1.0', '0.0', 'all', '', '.']) {
+      assert.equal(parseBudget(bad), undefined, bad);
+      assert.throws(() => budgetArg(bad), /must be a whole number of visual tokens/, `--budget ${bad}`);
+    }
+    assert.equal(declared['ficoco.reduction.budget'].pattern, BUDGET_PATTERN);
   });
 });

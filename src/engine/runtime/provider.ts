@@ -3,9 +3,9 @@ import * as ort from 'onnxruntime-node';
 import { ElemType } from '../graph/builder';
 import { cudaProviderInstalled, isCudaPlatform, missingCudaRuntime, ortLibraryFolder } from '../../common/cudaRuntime';
 
-import { ProviderName, ProviderSetting } from './providerNames';
+import { ProviderName, ProviderSetting } from '../../common/providers';
 
-export { PROVIDERS, PROVIDER_SETTINGS, type ProviderName, type ProviderSetting } from './providerNames';
+export { PROVIDERS, PROVIDER_SETTINGS, type ProviderName, type ProviderSetting } from '../../common/providers';
 
 /** What this machine's ONNX Runtime can offer: the providers built into the binding, and whether CUDA's libraries are there. */
 export interface MachineProviders {

@@ -1,4 +1,4 @@
-import { seededRandom } from '../../reduction/arrays';
+import { seededRandom } from '../../common/random';
 
 /** How the next token is chosen from the logits. */
 export interface SamplingOptions {

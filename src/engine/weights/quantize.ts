@@ -3,8 +3,8 @@
  * is cut into blocks of `blockSize` along each row; every block keeps a float scale and an n-bit zero point.
  */
 
-export type WeightQuantization = 'none' | 'int8' | 'int4';
-export const WEIGHT_QUANTIZATIONS: readonly WeightQuantization[] = ['none', 'int8', 'int4'];
+import type { WeightQuantization } from '../../common/quantization';
+
 export const QUANT_BLOCK_SIZE = 32;
 
 export interface BlockQuantized {

@@ -11,7 +11,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { FicocoError } from '../../common/errors';
-import { QUANT_BLOCK_SIZE, WeightQuantization, bitsOf, blockLayout, quantizeBlocks } from './quantize';
+import type { WeightQuantization } from '../../common/quantization';
+import { QUANT_BLOCK_SIZE, bitsOf, blockLayout, quantizeBlocks } from './quantize';
 import { TensorLocation, WeightIndex } from './safetensors';
 import { safetensorsPrefix } from './safetensorsWriter';
 

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { formatBytes } from '../../common/bytes';
 import { FicocoError } from '../../common/errors';
 import { DTYPE_BYTES, bfloat16ToFloat32, float16ToFloat32, isSafetensorsDType, type SafetensorsDType } from './dtype';
 
@@ -313,11 +314,4 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 
 function isByteCount(value: unknown): value is number {
   return Number.isSafeInteger(value) && (value as number) >= 0;
-}
-
-function formatBytes(bytes: number): string {
-  if (bytes >= 1e9) return `${(bytes / 1e9).toFixed(1)} GB`;
-  if (bytes >= 1e6) return `${(bytes / 1e6).toFixed(1)} MB`;
-  if (bytes >= 1e3) return `${(bytes / 1e3).toFixed(1)} KB`;
-  return `${bytes} bytes`;
 }

@@ -80,7 +80,10 @@ const nearestNeighbourReceivers: Correlate<PruMergePlusParams> = ({ view, params
   const weights: number[] = [];
   pickedBy.forEach((picked, k) => {
     const chosen = picked.length > 0 ? largestFirst(similarity, k, sources.length, picked, picked.length) : [argmaxStrided(similarity, k, sources.length, targets.length)];
-    for (const t of chosen) receivers.push(targets[t]), weights.push(1 / chosen.length);
+    for (const t of chosen) {
+      receivers.push(targets[t]);
+      weights.push(1 / chosen.length);
+    }
     offsets[k + 1] = receivers.length;
   });
   return { offsets, receivers: Int32Array.from(receivers), weights: Float32Array.from(weights) };

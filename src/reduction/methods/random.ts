@@ -1,4 +1,4 @@
-import { seededRandom } from '../arrays';
+import { seededRandom } from '../../common/random';
 import { Method, ParamSpec } from '../method';
 import { Filter, Step, asSteps, noReceivers, splitByKept } from '../paradigm';
 import { dropSources } from '../stages/compress';

@@ -1,6 +1,6 @@
 import type { RunShape } from '../flops/model';
-import { ModelShape } from './method';
-import { ReductionPlan } from './registry';
+import { ModelShape } from '../reduction/method';
+import { ReductionPlan } from '../reduction/registry';
 
 /** Tokens entering each layer half when a plan runs on `images` images and `textTokens` prompt tokens (its schedule, before any run). */
 export function planRunShape(plan: ReductionPlan, model: ModelShape, prompt: { images: number; textTokens: number }): RunShape {
