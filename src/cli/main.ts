@@ -7,7 +7,7 @@ import { PROVIDERS } from '../engine/runtime/provider';
 import { formatBytes } from '../common/bytes';
 import { MAX_IMAGE_BYTES } from '../common/imageFile';
 import { FlopsError } from '../flops/index';
-import { METHODS, ReductionSettingsError } from '../reduction/registry';
+import { METHODS } from '../reduction/registry';
 import { budgetArg, integer, number, paramArgs, providerArg, quantizationArg, parseCommandArgs } from './args';
 import { BENCH_USAGE, benchCommand } from './bench';
 import { EVAL_USAGE, evalCommand } from './eval';
@@ -165,7 +165,7 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (error: unknown) => {
-    if (error instanceof FicocoError || error instanceof ReductionSettingsError || error instanceof FlopsError) {
+    if (error instanceof FicocoError || error instanceof FlopsError) {
       process.stderr.write(`error: ${error.message}\n`);
       process.exitCode = 2;
     } else {

@@ -1,13 +1,18 @@
+/**
+ * What went wrong, for code that decides what to offer (open a setting, show the log): the model folder, its
+ * weights or config, an image, the user's input, the reduction settings, the execution provider, a download, or a
+ * cancellation. Messages are for people; kinds are for code.
+ */
+export const FICOCO_ERROR_KINDS = ['model-folder', 'weights', 'config', 'image', 'input', 'reduction', 'provider', 'download', 'cancelled'] as const;
+export type FicocoErrorKind = (typeof FICOCO_ERROR_KINDS)[number];
+
 /** An error the user can act on: it names the file or field at fault and what was expected. */
 export class FicocoError extends Error {
   constructor(
     message: string,
-    /** Stable machine-readable kind, e.g. 'model-folder', 'weights', 'config', 'image', 'input', 'provider'. */
     readonly kind: FicocoErrorKind,
   ) {
     super(message);
     this.name = 'FicocoError';
   }
 }
-
-export type FicocoErrorKind = 'model-folder' | 'weights' | 'config' | 'image' | 'input' | 'provider' | 'download' | 'cancelled';

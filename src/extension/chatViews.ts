@@ -18,11 +18,13 @@ export class ChatViews implements vscode.WebviewViewProvider, vscode.Disposable 
 
   /** every live page, and whether it has said `ready` since it last loaded */
   private readonly pages = new Map<vscode.Webview, { ready: boolean }>();
-  private readonly disposables: vscode.Disposable[] = [];
+  private readonly received = new vscode.EventEmitter<{ message: WebviewMessage; from: ChatSurface }>();
+  private readonly disposables: vscode.Disposable[] = [this.received];
+  /** Every valid message from a chat page, with the page it came from. */
+  readonly onDidReceiveMessage = this.received.event;
 
   constructor(
     private readonly extensionUri: vscode.Uri,
-    private readonly onMessage: (message: WebviewMessage, from: ChatSurface) => void,
     private readonly log: vscode.LogOutputChannel,
   ) {}
 
@@ -86,7 +88,7 @@ export class ChatViews implements vscode.WebviewViewProvider, vscode.Disposable 
       return;
     }
     if (message.type === 'ready') this.pages.set(webview, { ready: true });
-    this.onMessage(message, surface);
+    this.received.fire({ message, from: surface });
   }
 
   private markUnloaded(webview: vscode.Webview): void {

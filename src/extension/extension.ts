@@ -32,10 +32,8 @@ export function activate(context: vscode.ExtensionContext): FicocoApi {
     environment: () => cudaHostEnvironment(context),
   });
   const statusBar = new SpeedupStatusBar();
-  let controller: ChatController | undefined;
-  const views = new ChatViews(context.extensionUri, (message, from) => controller!.handle(message, from), log);
-  controller = new ChatController(context, engine, views, statusBar, log);
-  const chat = controller;
+  const views = new ChatViews(context.extensionUri, log);
+  const chat = new ChatController(context, engine, views, statusBar, log);
   const gpuSetup = new GpuSetup(context, engine, log);
   context.subscriptions.push(
     log,

@@ -10,9 +10,26 @@ import { BUDGET_HINT, BUDGET_PATTERN, Budget, ParamValue, parseBudget } from '..
 import { METHODS, resolveParams } from '../reduction/registry';
 import { DEFAULT_HUB_ENDPOINT } from '../hub/download';
 import { WEIGHT_QUANTIZATIONS, WeightQuantization } from '../common/quantization';
-import { PROVIDER_SETTINGS, ProviderSetting } from '../protocol/engine';
+import { LoadParams, PROVIDER_SETTINGS, ProviderSetting } from '../protocol/engine';
 
 export const NO_REDUCTION = 'none';
+const MODEL_FILES = 'config.json, *.safetensors, tokenizer.json, tokenizer_config.json and preprocessor_config.json';
+
+/** A failure the user can fix, with the setting that fixes it. */
+export class SettingsError extends Error {
+  constructor(
+    message: string,
+    readonly setting: string,
+  ) {
+    super(message);
+  }
+}
+
+/** A value the reader replaced by its default, and the setting to open to fix it. */
+export interface SettingProblem {
+  setting: string;
+  message: string;
+}
 
 export interface ReductionSetting {
   method: string;
@@ -181,13 +198,13 @@ function paramSchema(method: string, spec: ParamSpec): SettingSchema {
 }
 
 /** Reads every setting through `get` (undefined = not set); `problems` says which values were replaced by defaults. */
-export function readSettings(get: (key: string) => unknown): { settings: FicocoSettings; problems: string[] } {
-  const problems: string[] = [];
+export function readSettings(get: (key: string) => unknown): { settings: FicocoSettings; problems: SettingProblem[] } {
+  const problems: SettingProblem[] = [];
   const value = <T>(key: string, valid: (v: unknown) => v is T, expected: string): T => {
     const schema = MAIN_SETTINGS[key];
     const given = get(key);
     if (given === undefined || valid(given)) return (given ?? schema.default) as T;
-    problems.push(`${key} is ${JSON.stringify(given)}; expected ${expected}. Using the default, ${JSON.stringify(schema.default)}.`);
+    problems.push({ setting: key, message: `${key} is ${JSON.stringify(given)}; expected ${expected}. Using the default, ${JSON.stringify(schema.default)}.` });
     return schema.default as T;
   };
   const inRange = (key: string, integer: boolean) => (v: unknown): v is number => {
@@ -218,6 +235,27 @@ function isQuantizationMap(v: unknown): v is Record<string, WeightQuantization> 
   return typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every((q) => (WEIGHT_QUANTIZATIONS as readonly unknown[]).includes(q));
 }
 
+/** Where the extension keeps what the settings point at: its built-in model, and quantized weights of Hugging Face cache models. */
+export interface ExtensionFolders {
+  builtinModel: string;
+  quantizedCache: string;
+}
+
+/** The engine load the settings ask for: the model folder (the built-in one when empty), provider, threads, quantization. */
+export function loadParamsOf(settings: FicocoSettings, folders: ExtensionFolders): LoadParams {
+  const modelDir = settings.modelPath === '' ? folders.builtinModel : expandModelPath(settings.modelPath);
+  if (!path.isAbsolute(modelDir)) {
+    throw new SettingsError(`ficoco.modelPath is "${settings.modelPath}"; set it to the absolute path of a model folder (${MODEL_FILES}).`, 'ficoco.modelPath');
+  }
+  const quantization = quantizationFor(settings, modelDir);
+  return {
+    modelDir,
+    provider: settings.provider,
+    ...(settings.threads > 0 ? { threads: settings.threads } : {}),
+    ...(quantization !== 'none' ? { quantization, quantizedCacheDir: folders.quantizedCache } : {}),
+  };
+}
+
 /** The quantization for a model folder: its own entry in ficoco.quantizationByModel, else ficoco.quantization. */
 export function quantizationFor(settings: FicocoSettings, modelDir: string): WeightQuantization {
   const own = Object.entries(settings.quantizationByModel).find(([folder]) => folder.replace(/[\\/]+$/, '') === modelDir.replace(/[\\/]+$/, ''));
@@ -225,7 +263,7 @@ export function quantizationFor(settings: FicocoSettings, modelDir: string): Wei
 }
 
 /** The method's parameters the user set; each invalid one is reported and left to its default. */
-function methodParams(method: string, get: (key: string) => unknown, problems: string[]): Record<string, ParamValue> {
+function methodParams(method: string, get: (key: string) => unknown, problems: SettingProblem[]): Record<string, ParamValue> {
   const spec = METHODS.find((m) => m.name === method)!;
   const params: Record<string, ParamValue> = {};
   for (const name of Object.keys(spec.params)) {
@@ -236,7 +274,7 @@ function methodParams(method: string, get: (key: string) => unknown, problems: s
       resolveParams(spec, { [name]: given });
       params[name] = given as ParamValue;
     } catch (error) {
-      problems.push(`${key}: ${error instanceof Error ? error.message : String(error)} Using the default.`);
+      problems.push({ setting: key, message: `${key}: ${error instanceof Error ? error.message : String(error)} Using the default.` });
     }
   }
   return params;

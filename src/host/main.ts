@@ -7,7 +7,6 @@ import * as path from 'node:path';
 import { CancellationToken, ErrorCodes, IPCMessageReader, IPCMessageWriter, MessageConnection, ResponseError, createMessageConnection } from 'vscode-jsonrpc/node';
 import { LlavaEngine } from '../engine/engine';
 import { FicocoError } from '../common/errors';
-import { ReductionSettingsError } from '../reduction/registry';
 import {
   AskParams,
   AskRequest,
@@ -102,7 +101,6 @@ class EngineHost {
 function toResponseError(error: unknown): ResponseError<EngineErrorData> {
   if (error instanceof ResponseError) return error as ResponseError<EngineErrorData>;
   if (error instanceof FicocoError) return new ResponseError<EngineErrorData>(ENGINE_FAILURE, error.message, { kind: error.kind });
-  if (error instanceof ReductionSettingsError) return new ResponseError<EngineErrorData>(ENGINE_FAILURE, error.message, { kind: 'input' });
   log(`unexpected error: ${error instanceof Error ? error.stack : String(error)}`);
   const message = error instanceof Error ? error.message : String(error);
   return new ResponseError<EngineErrorData>(ErrorCodes.InternalError, `The engine failed unexpectedly: ${message}`, { kind: 'internal' });

@@ -12,6 +12,7 @@ import { ErrorCodes, NotificationType, RequestType, ResponseError } from 'vscode
 import { PROVIDER_SETTINGS, ProviderName, ProviderSetting } from '../common/providers';
 import { WEIGHT_QUANTIZATIONS, WeightQuantization } from '../common/quantization';
 import { BUDGET_HINT, type Budget, type ParamValue, isValidBudget } from '../common/budget';
+import { FICOCO_ERROR_KINDS } from '../common/errors';
 import { MAX_IMAGE_BYTES } from '../common/imageFile';
 import { describeValue } from './describe';
 
@@ -134,8 +135,9 @@ export interface TextParams {
   text: string;
 }
 
-/** Why a request failed. The engine's own kinds, plus the host's: no model yet, or a bug. */
-export type EngineErrorKind = 'model-folder' | 'weights' | 'config' | 'image' | 'input' | 'provider' | 'download' | 'cancelled' | 'not-loaded' | 'internal';
+/** Why a request failed: the engine's own kinds, plus the host's — no model yet, or a bug. */
+export const ENGINE_ERROR_KINDS = [...FICOCO_ERROR_KINDS, 'not-loaded', 'internal'] as const;
+export type EngineErrorKind = (typeof ENGINE_ERROR_KINDS)[number];
 
 export interface EngineErrorData {
   kind: EngineErrorKind;
@@ -152,10 +154,8 @@ export const TextNotification = new NotificationType<TextParams>('engine/text');
 export function errorKindOf(error: unknown): EngineErrorKind | undefined {
   if (!(error instanceof ResponseError)) return undefined;
   const data: unknown = error.data;
-  return isRecord(data) && typeof data.kind === 'string' && ENGINE_ERROR_KINDS.has(data.kind) ? (data.kind as EngineErrorKind) : undefined;
+  return isRecord(data) && (ENGINE_ERROR_KINDS as readonly unknown[]).includes(data.kind) ? (data.kind as EngineErrorKind) : undefined;
 }
-
-const ENGINE_ERROR_KINDS = new Set<string>(['model-folder', 'weights', 'config', 'image', 'input', 'provider', 'cancelled', 'not-loaded', 'internal']);
 
 // ---- validators: the host checks everything it receives; each failure names the field ----
 

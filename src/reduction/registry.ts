@@ -1,4 +1,5 @@
 import { Method, ModelShape, keptTokens } from './method';
+import { FicocoError } from '../common/errors';
 import { BUDGET_HINT, Budget, ParamValue, budgetLabel, isValidBudget } from '../common/budget';
 import { dart } from './methods/dart';
 import { divPrune } from './methods/divprune';
@@ -22,8 +23,12 @@ import { ReductionHook } from './tokenState';
 export const METHODS: readonly Method[] = [ficocoV, ficocoL, ficocoVL, fasterVLM, visionZip, pruMergePlus, fastv, pdrop, sparsevlm, dart, divPrune, tome, evit, random, pooling];
 
 /** A bad method name, parameter or budget; the message says what is accepted. */
-export class ReductionSettingsError extends Error {
+export class ReductionSettingsError extends FicocoError {
   override name = 'ReductionSettingsError';
+
+  constructor(message: string) {
+    super(message, 'reduction');
+  }
 }
 
 export function findMethod(name: string): Method {

@@ -100,6 +100,14 @@ describe('engine host over JSON-RPC', () => {
     assert.deepEqual(loaded, { provider: 'cpu', modelDir: MODEL });
   });
 
+  test('a reduction the registry refuses comes back with kind reduction, for the extension to offer its settings', async () => {
+    const unknown = await failure(host.connection.sendRequest(AskRequest, { ...QUESTION, requestId: 'unknown-method', reduction: { method: 'magic', budget: { tokens: 4 }, params: {} } }));
+    assert.equal(errorKindOf(unknown), 'reduction');
+    assert.match(unknown.message, /Unknown reduction method "magic"/);
+    const tooMany = await failure(host.connection.sendRequest(AskRequest, { ...QUESTION, requestId: 'too-many', reduction: { method: 'random', budget: { tokens: 5000 }, params: {} } }));
+    assert.equal(errorKindOf(tooMany), 'reduction');
+  });
+
   test('streams the answer as engine/text pieces that add up to the final text', async () => {
     const full = await host.connection.sendRequest(AskRequest, { ...QUESTION, requestId: 'shapes' });
     const pieces = host.pieces.get('shapes') ?? [];

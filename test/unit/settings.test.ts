@@ -90,20 +90,23 @@ describe('settings', () => {
       'ficoco.quantizationByModel': { '/models/x': 'fp4' },
     });
     assert.equal(problems.length, 9);
-    assert.match(problems.join('\n'), /ficoco\.quantizationByModel is \{"\/models\/x":"fp4"\}; expected an object from model folders to one of none, int8, int4/);
-    assert.match(problems.join('\n'), /ficoco\.quantization is "int3"; expected one of none, int8, int4/);
-    assert.match(problems[0]!, /^ficoco\.reduction\.method is "magic"; expected one of none, ficoco-v/);
-    assert.match(problems.join('\n'), /ficoco\.reduction\.budget is "half"; expected a whole number of visual tokens \(e\.g\. 64\) or a share above 0 and up to 100% \(e\.g\. 11% or 0\.11\)\. Using the default, "11%"\./);
-    assert.match(problems.join('\n'), /ficoco\.provider is "tpu"; expected one of auto, cpu, cuda, dml, coreml, webgpu/);
-    assert.match(problems.join('\n'), /ficoco\.maxNewTokens is 0; expected a whole number from 1 to 4096/);
-    assert.match(problems.join('\n'), /ficoco\.unloadAfterMinutes is 2\.5; expected a whole number/);
+    const messages = problems.map((problem) => problem.message);
+    assert.deepEqual(problems.map((problem) => problem.setting).sort(), ['ficoco.maxNewTokens', 'ficoco.provider', 'ficoco.quantization', 'ficoco.quantizationByModel', 'ficoco.reduction.budget', 'ficoco.reduction.method', 'ficoco.temperature', 'ficoco.threads', 'ficoco.unloadAfterMinutes'], 'each problem names the setting to open');
+    assert.match(messages.join('\n'), /ficoco\.quantizationByModel is \{"\/models\/x":"fp4"\}; expected an object from model folders to one of none, int8, int4/);
+    assert.match(messages.join('\n'), /ficoco\.quantization is "int3"; expected one of none, int8, int4/);
+    assert.match(messages[0]!, /^ficoco\.reduction\.method is "magic"; expected one of none, ficoco-v/);
+    assert.match(messages.join('\n'), /ficoco\.reduction\.budget is "half"; expected a whole number of visual tokens \(e\.g\. 64\) or a share above 0 and up to 100% \(e\.g\. 11% or 0\.11\)\. Using the default, "11%"\./);
+    assert.match(messages.join('\n'), /ficoco\.provider is "tpu"; expected one of auto, cpu, cuda, dml, coreml, webgpu/);
+    assert.match(messages.join('\n'), /ficoco\.maxNewTokens is 0; expected a whole number from 1 to 4096/);
+    assert.match(messages.join('\n'), /ficoco\.unloadAfterMinutes is 2\.5; expected a whole number/);
     assert.deepEqual(settings, settingsFrom({}).settings);
   });
 
   test('an out-of-range method parameter is reported and left to its default', () => {
     const { settings, problems } = settingsFrom({ [paramSettingKey('ficoco-v', 'window')]: 99, [paramSettingKey('ficoco-v', 'weights')]: 'paper' });
     assert.equal(problems.length, 1);
-    assert.match(problems[0]!, /^ficoco\.reduction\.ficoco-v\.window: ficoco-v\.window is 99; expected an integer in \[1, 16\]/);
+    assert.equal(problems[0]!.setting, 'ficoco.reduction.ficoco-v.window');
+    assert.match(problems[0]!.message, /^ficoco\.reduction\.ficoco-v\.window: ficoco-v\.window is 99; expected an integer in \[1, 16\]/);
     assert.deepEqual(settings.reduction?.params, { weights: 'paper' });
   });
 

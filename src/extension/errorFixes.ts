@@ -1,0 +1,25 @@
+/**
+ * The one action that helps with a failure, chosen by its kind (never by its message): the setting to open, or the
+ * engine log. Free of 'vscode'; the controller turns the fix into a notification button.
+ */
+import { EngineError } from './engineClient';
+import { SettingsError } from './settings';
+
+export type ErrorFix = { title: 'Open Settings'; setting: string } | { title: 'Show Engine Log' };
+
+/** The settings that fix each kind of engine failure. */
+const SETTING_FOR_KIND: Partial<Record<EngineError['kind'], string>> = {
+  'model-folder': 'ficoco.modelPath',
+  config: 'ficoco.modelPath',
+  weights: 'ficoco.modelPath',
+  provider: 'ficoco.provider',
+  reduction: 'ficoco.reduction',
+};
+
+export function fixFor(error: unknown): ErrorFix | undefined {
+  if (error instanceof SettingsError) return { title: 'Open Settings', setting: error.setting };
+  if (!(error instanceof EngineError)) return undefined;
+  const setting = SETTING_FOR_KIND[error.kind];
+  if (setting) return { title: 'Open Settings', setting };
+  return error.kind === 'crashed' || error.kind === 'internal' ? { title: 'Show Engine Log' } : undefined;
+}

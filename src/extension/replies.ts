@@ -1,0 +1,217 @@
+/**
+ * The chat's replies: each question, and each "Compare with full tokens", is one reply streamed from the engine into
+ * the conversation. Stop cancels between tokens, and ends the engine process when a reply does not stop within the
+ * grace period; a crash fails only the reply in flight; a reduced answer's speedup is measured once the answer is
+ * done, never as part of it. Free of 'vscode' (vscode-jsonrpc's cancellation is the same shape), so it is tested
+ * against a real engine process.
+ */
+import { CancellationTokenSource } from 'vscode-jsonrpc/node';
+import { type AnswerStats, type LoadParams, loadKey } from '../protocol/engine';
+import type { AnswerStatsView, HostMessage, ReplyKind } from '../protocol/webview';
+import type { Conversation, ImageInput } from './conversation';
+import { AskOptions, EngineClient, EngineError } from './engineClient';
+import type { ReductionSetting } from './settings';
+import { Baselines, PrefillRun, baselineKey, flopsRatio, measureSpeedup, prefillMs } from './speedup';
+
+/** How long Stop waits for a reply to stop between tokens before it ends the engine process. */
+export const STOP_GRACE_MS = 3000;
+
+/** What a reply is asked with, read from the settings when it starts (reading them may fail, as the reply's error). */
+export interface ReplySettings {
+  model: LoadParams;
+  /** undefined: every visual token */
+  reduction: ReductionSetting | undefined;
+  maxNewTokens: number;
+  temperature: number;
+}
+
+/** Where the replies show besides the chat: the status bar. */
+export interface ReplyStatus {
+  busy(label: string): void;
+  showAnswer(stats: AnswerStatsView): void;
+  idle(): void;
+}
+
+export interface RepliesOptions {
+  engine: EngineClient;
+  conversation: Conversation;
+  baselines: Baselines;
+  /** tells every chat page about a change */
+  post(message: HostMessage): void;
+  status: ReplyStatus;
+  log: { info(line: string): void; warn(line: string): void };
+  /** a reply failed for a reason other than a cancel: the caller may offer a fix */
+  onFailure(error: unknown): void;
+  /** engine work starts and ends (the idle unloader counts it) */
+  activity: { busy(): void; idle(): void };
+  stopGraceMs?: number;
+}
+
+interface InFlight {
+  cancel: CancellationTokenSource;
+  settled: Promise<void>;
+  settle(): void;
+}
+
+export class Replies {
+  /** replies and measurements in flight, by `turn/kind` */
+  private readonly inFlight = new Map<string, InFlight>();
+  /** the load an engine process answered last, so the status says "Answering" rather than "Loading model" */
+  private loaded: { key: string; processId: number | undefined } | undefined;
+
+  constructor(private readonly options: RepliesOptions) {}
+
+  /**
+   * Streams one reply of `turnId` into the conversation and finishes it (done, cancelled or failed); never rejects.
+   * A reduced answer's speedup is measured after it, and the returned promise waits for that too.
+   */
+  async run(turnId: string, kind: ReplyKind, question: string, inputs: ImageInput[], settings: () => ReplySettings): Promise<void> {
+    const { engine, conversation, post, status, log } = this.options;
+    const key = `${turnId}/${kind}`;
+    const cancel = this.track(key);
+    this.options.activity.busy();
+    const asked = performance.now();
+    let measure: (() => Promise<void>) | undefined;
+    try {
+      const { model, reduction, maxNewTokens, temperature } = settings();
+      const alreadyLoaded = this.loaded?.key === loadKey(model) && this.loaded.processId === engine.processId;
+      status.busy(alreadyLoaded ? 'Answering' : 'Loading model');
+      const request: AskOptions = {
+        question,
+        images: inputs.map((input) => ({ name: input.name, dataBase64: Buffer.from(input.bytes).toString('base64') })),
+        history: conversation.history(turnId),
+        ...(reduction ? { reduction: { method: reduction.method, budget: reduction.budget, params: reduction.params } } : {}),
+        maxNewTokens,
+        temperature,
+        topP: 1,
+        seed: 0,
+      };
+      const onText = (text: string) => {
+        status.busy('Answering');
+        const message = conversation.appendText(turnId, kind, text);
+        if (message) post(message);
+      };
+      const result = await engine.ask(model, request, onText, cancel.token);
+      const how = alreadyLoaded ? 'model already loaded' : 'including the model load';
+      log.info(`${kind === 'full' ? 'full-token answer' : 'answer'} in ${(performance.now() - asked).toFixed(0)} ms (${how}), ${result.stats.generatedTokens} tokens, stop: ${result.stopReason}`);
+      this.loaded = { key: loadKey(model), processId: engine.processId };
+      const view = statsView(result.stats, reduction);
+      this.post(conversation.finish(turnId, kind, result.stopReason, view));
+      if (kind === 'answer') {
+        status.showAnswer(view);
+        if (reduction && result.stopReason !== 'cancelled') measure = () => this.measure(turnId, model, request, result.stats, view);
+      }
+    } catch (error) {
+      this.failed(turnId, kind, error);
+    } finally {
+      this.untrack(key, cancel);
+    }
+    if (measure) await measure();
+    this.options.activity.idle();
+    status.idle();
+  }
+
+  /** Cancels the replies of `turnId`; one still running after the grace period ends with the engine process. */
+  stop(turnId: string): void {
+    for (const [key, { cancel, settled }] of this.inFlight) {
+      if (!key.startsWith(`${turnId}/`)) continue;
+      cancel.cancel();
+      // Cancellation acts between tokens; a prefill that runs on past the grace period ends with the process.
+      const timer = setTimeout(() => {
+        if (!this.inFlight.has(key)) return;
+        this.options.log.warn(`The answer did not stop within ${this.graceMs} ms; restarting the engine process.`);
+        this.options.engine.stop();
+      }, this.graceMs);
+      void settled.finally(() => clearTimeout(timer));
+    }
+  }
+
+  /** Stops the newest reply in flight (the Stop command, Escape outside the chat). */
+  stopLatest(): void {
+    const latest = [...this.inFlight.keys()].at(-1);
+    if (latest) this.stop(latest.split('/')[0]);
+  }
+
+  cancelAll(): void {
+    for (const { cancel } of this.inFlight.values()) cancel.cancel();
+  }
+
+  private get graceMs(): number {
+    return this.options.stopGraceMs ?? STOP_GRACE_MS;
+  }
+
+  /** The measured speedup of a reduced answer (speedup.ts), shown once known; a failure is logged, never shown as the answer's. */
+  private async measure(turnId: string, model: LoadParams, request: AskOptions, stats: AnswerStats, view: AnswerStatsView): Promise<void> {
+    const { engine, baselines, status, log } = this.options;
+    const key = `${turnId}/speedup`;
+    const cancel = this.track(key);
+    const baseline = baselineKey(model.modelDir, stats.provider, stats.imageSizes);
+    const prefillOnly = { question: request.question, images: request.images, maxNewTokens: 1, temperature: 0, topP: 1, seed: 0 };
+    const run: PrefillRun = async (reduced) => {
+      if (!baselines.get(baseline)) status.busy('Measuring the unreduced baseline');
+      const result = await engine.ask(model, { ...prefillOnly, ...(reduced && request.reduction ? { reduction: request.reduction } : {}) }, () => undefined, cancel.token);
+      return result.stopReason === 'cancelled' || cancel.token.isCancellationRequested ? undefined : result.stats;
+    };
+    try {
+      const speedup = await measureSpeedup(run, baselines, baseline, prefillMs(stats));
+      if (speedup === undefined) return;
+      log.info(`speedup ${speedup.toFixed(2)}× against the unreduced prefill baseline ${baselines.get(baseline)?.toFixed(1)} ms for ${baseline}`);
+      this.post(this.options.conversation.setSpeedup(turnId, speedup));
+      status.showAnswer({ ...view, speedup });
+    } catch (error) {
+      if (error instanceof EngineError && error.kind === 'cancelled') return;
+      log.warn(`The speedup of this answer could not be measured: ${error instanceof Error ? error.message : String(error)}`);
+    } finally {
+      this.untrack(key, cancel);
+    }
+  }
+
+  private failed(turnId: string, kind: ReplyKind, error: unknown): void {
+    const { conversation } = this.options;
+    if (error instanceof EngineError && error.kind === 'cancelled') {
+      this.post(conversation.finish(turnId, kind, 'cancelled'));
+      return;
+    }
+    const crashed = error instanceof EngineError && error.kind === 'crashed';
+    const message = error instanceof Error ? error.message : String(error);
+    this.post(conversation.fail(turnId, kind, crashed ? `${message} The conversation is kept; ask again to continue.` : message));
+    this.options.onFailure(error);
+  }
+
+  private track(key: string): CancellationTokenSource {
+    const cancel = new CancellationTokenSource();
+    let settle!: () => void;
+    const settled = new Promise<void>((resolve) => (settle = resolve));
+    this.inFlight.set(key, { cancel, settled, settle });
+    return cancel;
+  }
+
+  private untrack(key: string, cancel: CancellationTokenSource): void {
+    this.inFlight.get(key)?.settle();
+    this.inFlight.delete(key);
+    cancel.dispose();
+  }
+
+  private post(message: HostMessage | undefined): void {
+    if (message) this.options.post(message);
+  }
+}
+
+/** What the chat shows of an answer's stats. */
+export function statsView(stats: AnswerStats, reduction: ReductionSetting | undefined): AnswerStatsView {
+  const view: AnswerStatsView = {
+    visualTokens: stats.visualTokens.map(({ original, atDecoder }) => ({ original, atDecoder })),
+    visionMs: stats.visionMs,
+    prefillMs: stats.prefillMs,
+    ttftMs: stats.ttftMs,
+    generatedTokens: stats.generatedTokens,
+    decodeTokensPerSecond: stats.decodeTokensPerSecond,
+    provider: stats.provider,
+    flopsRatio: flopsRatio(stats),
+  };
+  if (stats.providerFallback !== undefined) view.providerFallback = stats.providerFallback;
+  if (stats.historyTrimmed !== undefined) view.historyTrimmed = { ...stats.historyTrimmed };
+  if (reduction) view.reduction = { method: reduction.method, budget: reduction.budgetLabel };
+  if (stats.patchFates) view.imageReductions = stats.patchFates.map(({ rows, cols, patches }) => ({ rows, cols, patches }));
+  return view;
+}

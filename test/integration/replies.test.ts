@@ -1,0 +1,178 @@
+/**
+ * The chat's replies against a real engine process on the fixture model: streaming into the conversation, the
+ * measured speedup after a reduced answer, Stop, the grace period that ends a reply that will not stop, a crash, a
+ * settings error, and a measurement that fails without touching the answer.
+ */
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, before, beforeEach, describe, test } from 'node:test';
+import { Conversation, ImageInput } from '../../src/extension/conversation';
+import { EngineClient, EngineError } from '../../src/extension/engineClient';
+import { Replies, ReplySettings } from '../../src/extension/replies';
+import { SettingsError } from '../../src/extension/settings';
+import { Baselines } from '../../src/extension/speedup';
+import type { AnswerStatsView, HostMessage } from '../../src/protocol/webview';
+
+const ROOT = path.join(__dirname, '..', '..');
+const HOST = path.join(ROOT, 'src', 'host', 'main.ts');
+const FIXTURES = path.join(ROOT, 'test', 'fixtures');
+const SHAPES: ImageInput = { name: 'shapes.png', bytes: fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png')) };
+const SETTINGS: ReplySettings = { model: { modelDir: path.join(FIXTURES, 'tiny-llava-llama'), provider: 'cpu', threads: 1 }, reduction: undefined, maxNewTokens: 8, temperature: 0 };
+const REDUCED: ReplySettings = { ...SETTINGS, reduction: { method: 'ficoco-v', budget: { tokens: 12 }, budgetLabel: '12', params: {} } };
+/** Sampled, it runs to its token limit on the fixture model: long enough to stop. */
+const LONG: ReplySettings = { ...SETTINGS, maxNewTokens: 200, temperature: 0.7 };
+
+describe('chat replies on a real engine process', () => {
+  let engine: EngineClient;
+  let conversation: Conversation;
+  let posted: HostMessage[];
+  let statuses: string[];
+  let warnings: string[];
+  let failures: unknown[];
+  let activity: number;
+  let replies: Replies;
+  let onShowAnswer: (stats: AnswerStatsView) => void;
+  /** called with the first piece of an answer's text, while the engine still generates */
+  let onFirstText: () => void;
+  let onWarning: () => void;
+
+  before(() => {
+    engine = new EngineClient({ hostModule: HOST, execArgv: ['--import', 'tsx'] });
+  });
+  after(() => engine.dispose());
+  beforeEach(() => {
+    conversation = new Conversation();
+    [posted, statuses, warnings, failures, activity] = [[], [], [], [], 0];
+    onShowAnswer = () => undefined;
+    onFirstText = () => undefined;
+    onWarning = () => undefined;
+    replies = newReplies();
+  });
+
+  function newReplies(stopGraceMs?: number): Replies {
+    const values = new Map<string, unknown>();
+    return new Replies({
+      engine,
+      conversation,
+      baselines: new Baselines({ get: <T>(key: string) => values.get(key) as T | undefined, update: async (key, value) => void values.set(key, value) }),
+      post: (message) => {
+        if (message.type === 'replyText' && !posted.some((earlier) => earlier.type === 'replyText')) onFirstText();
+        posted.push(message);
+      },
+      status: {
+        busy: (label) => statuses.push(label),
+        showAnswer: (stats) => {
+          statuses.push(stats.speedup === undefined ? 'answer' : 'speedup');
+          onShowAnswer(stats);
+        },
+        idle: () => statuses.push('idle'),
+      },
+      log: {
+        info: () => undefined,
+        warn: (line) => {
+          warnings.push(line);
+          onWarning();
+        },
+      },
+      onFailure: (error) => failures.push(error),
+      activity: { busy: () => activity++, idle: () => activity-- },
+      ...(stopGraceMs === undefined ? {} : { stopGraceMs }),
+    });
+  }
+
+  /** A new turn asking `question` about the shapes image. */
+  function turn(question = 'what is in the picture ?'): string {
+    conversation.addPending([SHAPES]);
+    return conversation.startTurn(question)!.turn.id;
+  }
+
+  test('an answer streams into the conversation and finishes with its stats; the status bar follows', async () => {
+    const turnId = turn();
+    await replies.run(turnId, 'answer', 'what is in the picture ?', [SHAPES], () => SETTINGS);
+    const { answer } = conversation.turn(turnId)!;
+    assert.equal(answer.status, 'done');
+    const streamed = posted.flatMap((message) => (message.type === 'replyText' ? [message.text] : [])).join('');
+    assert.equal(streamed, answer.text);
+    assert.equal(answer.stats?.generatedTokens, 8);
+    assert.equal(answer.stats?.speedup, undefined, 'no speedup without reduction');
+    assert.equal(statuses[0], 'Loading model');
+    assert.deepEqual(statuses.slice(-2), ['answer', 'idle']);
+    assert.equal(activity, 0, 'busy and idle balance');
+    await replies.run(turn(), 'answer', 'what is in the picture ?', [SHAPES], () => SETTINGS);
+    assert.ok(statuses.includes('Answering') && statuses.lastIndexOf('Loading model') === 0, 'the second answer reuses the loaded model');
+  });
+
+  test('a reduced answer gets its measured speedup once it is done', async () => {
+    const turnId = turn();
+    await replies.run(turnId, 'answer', 'what is in the picture ?', [SHAPES], () => REDUCED);
+    const { answer } = conversation.turn(turnId)!;
+    assert.equal(answer.stats?.reduction?.method, 'ficoco-v');
+    assert.ok(answer.stats!.speedup! > 0, 'a measured speedup');
+    assert.ok(statuses.indexOf('answer') < statuses.indexOf('speedup'), 'shown first without, then with the speedup');
+  });
+
+  test('Stop ends a reply between tokens, as cancelled', async () => {
+    const turnId = turn();
+    onFirstText = () => replies.stop(turnId);
+    await replies.run(turnId, 'answer', 'is there text in the image ?', [SHAPES], () => LONG);
+    const { answer } = conversation.turn(turnId)!;
+    assert.equal(answer.status, 'done');
+    assert.equal(answer.stopReason, 'cancelled');
+    assert.ok(answer.stats!.generatedTokens < LONG.maxNewTokens);
+  });
+
+  test('a reply still running after the grace period ends with the engine process', { skip: process.platform === 'win32' ? 'needs SIGSTOP' : false }, async () => {
+    replies = newReplies(50);
+    const turnId = turn();
+    let frozen: number | undefined;
+    // A frozen engine cannot stop between tokens; once the grace period is over, it is thawed to receive its end.
+    onFirstText = () => {
+      frozen = engine.processId!;
+      process.kill(frozen, 'SIGSTOP');
+      replies.stop(turnId);
+    };
+    onWarning = () => process.kill(frozen!, 'SIGCONT');
+    await replies.run(turnId, 'answer', 'is there text in the image ?', [SHAPES], () => LONG);
+    assert.match(warnings.join('\n'), /did not stop within 50 ms; restarting the engine process/);
+    assert.notEqual(engine.processId, frozen, 'the process was ended');
+    assert.equal(conversation.turn(turnId)!.answer.stopReason, 'cancelled');
+  });
+
+  test('a crash fails only the reply in flight, keeps the conversation, and the next one runs', async () => {
+    const turnId = turn();
+    onFirstText = () => process.kill(engine.processId!, 'SIGKILL');
+    await replies.run(turnId, 'answer', 'is there text in the image ?', [SHAPES], () => LONG);
+    const { answer } = conversation.turn(turnId)!;
+    assert.equal(answer.status, 'error');
+    assert.match(answer.error!, /stopped unexpectedly .* The conversation is kept; ask again to continue\./);
+    assert.ok(failures[0] instanceof EngineError && failures[0].kind === 'crashed');
+    const next = turn();
+    await replies.run(next, 'answer', 'what is in the picture ?', [SHAPES], () => SETTINGS);
+    assert.equal(conversation.turn(next)!.answer.status, 'done');
+  });
+
+  test('settings that cannot be used fail the reply with their message, for the caller to offer the setting', async () => {
+    const turnId = turn();
+    await replies.run(turnId, 'answer', 'q', [SHAPES], () => {
+      throw new SettingsError('ficoco.modelPath is "models"; set it to an absolute path.', 'ficoco.modelPath');
+    });
+    assert.equal(conversation.turn(turnId)!.answer.error, 'ficoco.modelPath is "models"; set it to an absolute path.');
+    assert.ok(failures[0] instanceof SettingsError);
+    assert.equal(activity, 0);
+  });
+
+  test('a speedup measurement that fails is logged; the answer stays done', async () => {
+    const turnId = turn();
+    // The engine dies right after the reduced answer, while its speedup is being measured.
+    onShowAnswer = (stats) => {
+      if (stats.speedup === undefined) process.kill(engine.processId!, 'SIGKILL');
+    };
+    await replies.run(turnId, 'answer', 'what is in the picture ?', [SHAPES], () => REDUCED);
+    const { answer } = conversation.turn(turnId)!;
+    assert.equal(answer.status, 'done');
+    assert.equal(answer.stats?.speedup, undefined);
+    assert.match(warnings.join('\n'), /The speedup of this answer could not be measured: The FiCoCo engine process stopped unexpectedly/);
+    assert.deepEqual(failures, [], 'nothing is offered as a failure of the answer');
+  });
+});

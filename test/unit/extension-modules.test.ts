@@ -1,0 +1,84 @@
+/** The extension's plain modules: the fix offered per failure, idle unloading, and the engine load the settings ask for. */
+import assert from 'node:assert/strict';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, mock, test } from 'node:test';
+import { EngineError } from '../../src/extension/engineClient';
+import { fixFor } from '../../src/extension/errorFixes';
+import { IdleUnloader } from '../../src/extension/idleUnload';
+import { SettingsError, loadParamsOf, readSettings } from '../../src/extension/settings';
+
+describe('the fix offered for a failure, by its kind', () => {
+  test('model, provider and reduction failures open their setting; crashes and bugs the log; the rest nothing', () => {
+    const setting = (kind: EngineError['kind']) => fixFor(new EngineError('whatever the message says', kind));
+    for (const kind of ['model-folder', 'config', 'weights'] as const) assert.deepEqual(setting(kind), { title: 'Open Settings', setting: 'ficoco.modelPath' });
+    assert.deepEqual(setting('provider'), { title: 'Open Settings', setting: 'ficoco.provider' });
+    assert.deepEqual(setting('reduction'), { title: 'Open Settings', setting: 'ficoco.reduction' });
+    assert.deepEqual(setting('crashed'), { title: 'Show Engine Log' });
+    assert.deepEqual(setting('internal'), { title: 'Show Engine Log' });
+    for (const kind of ['input', 'image', 'cancelled'] as const) assert.equal(setting(kind), undefined, kind);
+    // The message never decides: an input error that talks about the budget opens nothing.
+    assert.equal(fixFor(new EngineError('the reduction budget is odd', 'input')), undefined);
+    assert.deepEqual(fixFor(new SettingsError('bad', 'ficoco.threads')), { title: 'Open Settings', setting: 'ficoco.threads' });
+    assert.equal(fixFor(new Error('a bug')), undefined);
+  });
+});
+
+describe('idle unloading', () => {
+  test('unloads after the idle minutes, counting only time with nothing in flight', () => {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    try {
+      const unloaded: number[] = [];
+      const unloader = new IdleUnloader({ minutes: () => 2, loaded: () => true, unload: (minutes) => unloaded.push(minutes) });
+      unloader.busy();
+      unloader.busy();
+      unloader.idle();
+      mock.timers.tick(3 * 60_000);
+      assert.deepEqual(unloaded, [], 'one answer is still in flight');
+      unloader.idle();
+      mock.timers.tick(2 * 60_000 - 1);
+      assert.deepEqual(unloaded, []);
+      unloader.busy();
+      unloader.idle();
+      mock.timers.tick(2 * 60_000 - 1);
+      assert.deepEqual(unloaded, [], 'new activity restarts the idle time');
+      mock.timers.tick(1);
+      assert.deepEqual(unloaded, [2]);
+    } finally {
+      mock.timers.reset();
+    }
+  });
+
+  test('0 minutes keeps the engine; an engine that is not running is not unloaded', () => {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    try {
+      const unloaded: number[] = [];
+      new IdleUnloader({ minutes: () => 0, loaded: () => true, unload: (minutes) => unloaded.push(minutes) }).idle();
+      new IdleUnloader({ minutes: () => 1, loaded: () => false, unload: (minutes) => unloaded.push(minutes) }).idle();
+      mock.timers.tick(24 * 60 * 60_000);
+      assert.deepEqual(unloaded, []);
+    } finally {
+      mock.timers.reset();
+    }
+  });
+});
+
+describe('the engine load the settings ask for', () => {
+  const folders = { builtinModel: '/ext/models/tiny-llava-screens', quantizedCache: '/storage/quantized' };
+  const settingsWith = (values: Record<string, unknown>) => readSettings((key) => values[key]).settings;
+
+  test('empty: the built-in model; ~ is the home folder; threads and quantization only when set', () => {
+    assert.deepEqual(loadParamsOf(settingsWith({}), folders), { modelDir: folders.builtinModel, provider: 'auto' });
+    assert.deepEqual(loadParamsOf(settingsWith({ 'ficoco.modelPath': '~/models/llava', 'ficoco.threads': 2, 'ficoco.quantization': 'int4' }), folders), {
+      modelDir: path.join(os.homedir(), 'models', 'llava'),
+      provider: 'auto',
+      threads: 2,
+      quantization: 'int4',
+      quantizedCacheDir: folders.quantizedCache,
+    });
+  });
+
+  test('a relative model path is a settings error naming the setting', () => {
+    assert.throws(() => loadParamsOf(settingsWith({ 'ficoco.modelPath': 'models/llava' }), folders), (error: unknown) => error instanceof SettingsError && error.setting === 'ficoco.modelPath' && /set it to the absolute path of a model folder/.test(error.message));
+  });
+});
