@@ -21,7 +21,7 @@ async function main() {
   const textIds = Array.from({ length: Number(values['text-tokens']) }, (_, i) => 1 + (i % 20));
   const ids = [...textIds.slice(0, 5), config.imageTokenId, ...textIds.slice(5)];
   const unreduced = await engine.generate(ids, [pixels], { maxNewTokens: 1, stopTokenIds: [] });
-  const visionLayerMs = unreduced.timings.visionMs / config.visionFeatureLayer;
+  const visionLayerMs = unreduced.timings.visionMs / config.visionLayers;
   const llmLayerMs = unreduced.timings.prefillMs / config.text.layers;
   const budget = Number(values.budget);
   const names = values.methods ? values.methods.split(',') : METHODS.map((m) => m.name);

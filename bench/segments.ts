@@ -4,6 +4,7 @@
  *
  *   node --import tsx bench/segments.ts --model DIR [--runs 3] [--text-tokens 60]
  */
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -11,8 +12,8 @@ import * as ort from 'onnxruntime-node';
 import { median, syntheticPixels } from '../src/cli/benchTiming';
 import { LlavaEngine } from '../src/engine/engine';
 import { buildSegment } from '../src/engine/graph/segment';
-import { LlavaConfig } from '../src/engine/models/config';
-import { llavaTowers } from '../src/engine/models/llava';
+import type { ModelConfig } from '../src/engine/models/family';
+import { parseModelConfig } from '../src/engine/models/registry';
 import { SessionFactory } from '../src/engine/runtime/provider';
 import { WeightIndex } from '../src/engine/weights/safetensors';
 import { HookSite, ReductionHook } from '../src/reduction/tokenState';
@@ -29,7 +30,7 @@ async function main() {
   const split = await LlavaEngine.load(modelDir);
   const { config } = whole;
   const everyLayer = [
-    ...Array.from({ length: config.visionFeatureLayer }, (_, l) => identity(`vision:${l}`)),
+    ...Array.from({ length: config.visionLayers }, (_, l) => identity(`vision:${l}`)),
     ...Array.from({ length: config.text.layers }, (_, l) => identity(`llm:${l}`)),
   ];
   const side = config.vision.imageSize;
@@ -69,11 +70,11 @@ async function main() {
 }
 
 /** One CLIP layer (attention + MLP) at the tower's full token count, timed alone. */
-async function clipLayerThroughput(config: LlavaConfig) {
+async function clipLayerThroughput(config: ModelConfig) {
   const weights = WeightIndex.open(modelDir);
-  const towers = llavaTowers(config, weights);
+  const towers = parseModelConfig(JSON.parse(fs.readFileSync(path.join(modelDir, 'config.json'), 'utf8')), 'config.json').build(weights);
   const factory = new SessionFactory({ weightsFolder: path.dirname(weights.files[0]), provider: 'cpu' });
-  const layer = Math.floor(config.visionFeatureLayer / 2);
+  const layer = Math.floor(config.visionLayers / 2);
   const start = 1 + 2 * layer;
   const session = await factory.create((computeType) => buildSegment(towers.vision, { start, end: start + 2, computeType }).bytes);
   const { hiddenSize: d, intermediateSize: inter, imageSize, patchSize } = config.vision;

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FicocoError } from '../common/errors';
-import { parseLlavaConfig } from '../engine/models/config';
+import { parseModelConfig } from '../engine/models/registry';
 import { flopsArchOf } from '../engine/models/flopsArch';
 import { ARCH_PRESETS, ModelArch, RunShape, archPreset, flopsTable, llmLayerFlops, runFlops, runKvCacheBytes, unreducedShape, visionLayerFlops } from '../flops/index';
 import { ModelShape } from '../reduction/method';
@@ -71,7 +71,7 @@ function archOfFolder(folder: string): ModelArch {
   } catch (error) {
     throw new FicocoError(`${file} is not valid JSON: ${(error as Error).message}`, 'config');
   }
-  return flopsArchOf(parseLlavaConfig(json, file), path.basename(path.resolve(folder)));
+  return flopsArchOf(parseModelConfig(json, file).config, path.basename(path.resolve(folder)));
 }
 
 /** What a method needs to place its steps, from the FLOPs model's description. */

@@ -13,10 +13,10 @@ import { planHooks, planReduction } from '../reduction/registry';
 import { HookSite, ReductionHook, SiteView, TokenState, VisualSpan, hooksBySite, validateTokenState } from '../reduction/tokenState';
 import { decodeImage } from './image/decode';
 import { ImagePreprocessorConfig, parsePreprocessorConfig, preprocessImage } from './image/preprocess';
-import { LlavaConfig, parseLlavaConfig } from './models/config';
+import type { ModelConfig, ModelTowers } from './models/family';
 import { flopsArchOf } from './models/flopsArch';
 import { LOGITS } from './models/llama';
-import { LlavaTowers, llavaTowers } from './models/llava';
+import { parseModelConfig } from './models/registry';
 import { KvCache } from './runtime/kvCache';
 import { Precision, ProviderName, ProviderSetting, SessionFactory } from './runtime/provider';
 import { GREEDY, SamplingOptions, createSampler } from './runtime/sampling';
@@ -145,10 +145,10 @@ const MODEL_FILES = 'config.json, *.safetensors, tokenizer.json, tokenizer_confi
 export class LlavaEngine {
   private constructor(
     readonly modelDir: string,
-    readonly config: LlavaConfig,
+    readonly config: ModelConfig,
     readonly text: TextProcessor,
     private readonly preprocessor: ImagePreprocessorConfig,
-    private readonly towers: LlavaTowers,
+    private readonly towers: ModelTowers,
     private readonly factory: SessionFactory,
     private readonly runners: { vision: TowerRunner; embed: TowerRunner; decoder: TowerRunner },
     private readonly availableMemory: () => number,
@@ -163,11 +163,12 @@ export class LlavaEngine {
     if (!fs.existsSync(configFile)) {
       throw new FicocoError(`${dir} is not a model folder: config.json is missing (expected ${MODEL_FILES}).`, 'model-folder');
     }
-    const config = parseLlavaConfig(readJson(configFile), configFile);
+    const model = parseModelConfig(readJson(configFile), configFile);
+    const { config } = model;
     const weights = WeightIndex.open(dir);
     const quantization = options.quantization ?? 'none';
     const quantizer = quantization === 'none' ? undefined : new DecoderQuantizer(weights, quantization, options.quantizedCacheDir);
-    const towers = llavaTowers(config, weights, quantizer);
+    const towers = model.build(weights, quantizer);
     const text = TextProcessor.load(dir, { id: config.imageTokenId });
     const preprocessorFile = path.join(dir, 'preprocessor_config.json');
     if (!fs.existsSync(preprocessorFile)) {
@@ -199,7 +200,7 @@ export class LlavaEngine {
 
   /** Original patch grid of one image. */
   get grid(): { rows: number; cols: number } {
-    return this.towers.grid;
+    return this.towers.image.grid;
   }
 
   /** Analytic FLOPs of a prefill from the tokens each layer saw, and of the same prompt unreduced. */
@@ -218,17 +219,17 @@ export class LlavaEngine {
   /** What reduction methods need to know to place their steps. */
   get reductionShape(): ModelShape {
     return {
-      visionLayers: this.config.visionFeatureLayer,
+      visionLayers: this.config.visionLayers,
       textLayers: this.config.text.layers,
-      visualTokens: this.towers.grid.rows * this.towers.grid.cols,
-      grid: this.towers.grid,
-      hasClassToken: this.towers.hasClassToken,
+      visualTokens: this.grid.rows * this.grid.cols,
+      grid: this.grid,
+      hasClassToken: this.towers.image.classToken,
     };
   }
 
-  /** Image features per image without reduction: every patch, plus [CLS] under the 'full' strategy. */
+  /** Image features per image without reduction: every patch, plus the class token where the family keeps it. */
   get unreducedFeatureCount(): number {
-    return this.towers.grid.rows * this.towers.grid.cols + (this.config.visionFeatureSelect === 'full' ? 1 : 0);
+    return this.grid.rows * this.grid.cols + (this.towers.image.classToken && this.config.classTokenInFeatures ? 1 : 0);
   }
 
   async dispose(): Promise<void> {
@@ -441,20 +442,23 @@ export class LlavaEngine {
 
   /** Runs the vision tower (with its hooks) on one image's pixels; returns the projected features. */
   private async encodeImage(pixels: Float32Array, segments: Segment[], hooks: Map<HookSite, ReductionHook>, image: number, steps: StepStat[], layers: LayerTokens): Promise<TokenState> {
-    const { imageSize } = this.config.vision;
-    const { grid } = this.towers;
+    const { grid, classToken } = this.towers.image;
     const patches = grid.rows * grid.cols;
+    // A class token, where the tower has one, comes before the patches and stands for none of them.
+    const lead = classToken ? 1 : 0;
+    const count = lead + patches;
     let state: TokenState = {
       hidden: new Float32Array(0),
-      count: patches + 1,
+      count,
       width: this.config.vision.hiddenSize,
-      sizes: new Float32Array(patches + 1).fill(1),
-      positions: Int32Array.from({ length: patches + 1 }, (_, i) => i),
-      spans: [{ start: 1, count: patches, grid, patchOwner: Int32Array.from({ length: patches }, (_, i) => i + 1), tokenPatch: Int32Array.from({ length: patches }, (_, i) => i) }],
+      sizes: new Float32Array(count).fill(1),
+      positions: Int32Array.from({ length: count }, (_, i) => i),
+      spans: [{ start: lead, count: patches, grid, patchOwner: Int32Array.from({ length: patches }, (_, i) => i + lead), tokenPatch: Int32Array.from({ length: patches }, (_, i) => i) }],
     };
+    const pixelDims = this.towers.vision.input.dims as number[];
     for (const segment of segments) {
       const input = segment.start === 0
-        ? new ort.Tensor('float32', pixels, [3, imageSize, imageSize])
+        ? new ort.Tensor('float32', pixels, pixelDims)
         : new ort.Tensor('float32', state.hidden, [state.count, state.width]);
       countLayerTokens(this.towers.vision, segment, state.count, layers);
       const feeds: Record<string, ort.Tensor> = { [segment.graph.inputName]: input };
@@ -464,22 +468,23 @@ export class LlavaEngine {
       if (segment.end === this.towers.vision.blocks.length) {
         state = this.featuresFrom(state, hidden);
         const hook = hooks.get('projector');
-        if (hook) state = runHook(hook, state, outputs, false, steps, image);
+        if (hook) state = runHook(hook, state, outputs, { steps, image, hasClassToken: false });
       } else {
         state = { ...state, hidden };
         const hook = hooks.get(segment.site as HookSite);
-        if (hook) state = runHook(hook, state, outputs, true, steps, image);
+        if (hook) state = runHook(hook, state, outputs, { steps, image, hasClassToken: classToken });
       }
     }
     return state;
   }
 
-  /** The tower's output tokens: [CLS] dropped under the 'default' strategy, widths now the decoder's. */
+  /** The tower's output tokens, widths now the decoder's: the tokens before the patches are gone unless the family keeps them. */
   private featuresFrom(state: TokenState, hidden: Float32Array): TokenState {
     const width = this.config.text.hiddenSize;
     const count = hidden.length / width;
     const dropped = state.count - count;
     const span = state.spans[0];
+    const keptLead = span.start - dropped;
     return {
       hidden,
       count,
@@ -491,8 +496,8 @@ export class LlavaEngine {
         count,
         grid: span.grid,
         patchOwner: span.patchOwner.map((owner) => (owner < 0 ? -1 : owner - dropped)),
-        // Under the 'full' strategy [CLS] joins the image's tokens without a patch of its own.
-        tokenPatch: dropped === 0 ? Int32Array.of(-1, ...span.tokenPatch) : span.tokenPatch,
+        // A kept class token joins the image's tokens without a patch of its own.
+        tokenPatch: Int32Array.of(...new Array<number>(keptLead).fill(-1), ...span.tokenPatch),
       }],
     };
   }
@@ -528,7 +533,7 @@ export class LlavaEngine {
       current = { ...current, hidden: outputs[segment.graph.outputName].data as Float32Array };
       const hook = prefill && segment.site ? prefill.hooks.get(segment.site as HookSite) : undefined;
       if (hook) {
-        current = runHook(hook, current, outputs, false, prefill!.steps);
+        current = runHook(hook, current, outputs, { steps: prefill!.steps, hasClassToken: false });
         prefill!.spans = current.spans;
       }
     }
@@ -565,8 +570,12 @@ function countLayerTokens(tower: Tower, segment: Segment, tokens: number, into: 
   }
 }
 
-/** Calls a hook on the state a segment left, with the attention it asked for, and records the step. */
-function runHook(hook: ReductionHook, state: TokenState, outputs: ort.InferenceSession.OnnxValueMapType, hasClassToken: boolean, steps: StepStat[], image?: number): TokenState {
+/**
+ * Calls a hook on the state a segment left, with the attention it asked for, and records the step in `steps`;
+ * `hasClassToken` says index 0 is a class token, `image` which image a vision-side step reduced.
+ */
+function runHook(hook: ReductionHook, state: TokenState, outputs: ort.InferenceSession.OnnxValueMapType, step: { steps: StepStat[]; hasClassToken: boolean; image?: number }): TokenState {
+  const { steps, hasClassToken, image } = step;
   const attention = outputs[ATTENTION]?.data as Float32Array | undefined;
   const meanKeys = outputs[MEAN_KEYS]?.data as Float32Array | undefined;
   const keyCount = outputs[ATTENTION]?.dims[1] ?? outputs[KEY_COSINE]?.dims[0] ?? outputs[MEAN_KEYS]?.dims[0] ?? state.count;

@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { FicocoError } from '../../src/common/errors';
-import { parseLlavaConfig } from '../../src/engine/models/config';
+import type { LlavaConfig } from '../../src/engine/models/llava';
+import { parseModelConfig } from '../../src/engine/models/registry';
 
 type Json = Record<string, unknown>;
+
+/** config.json through the model registry, as the engine reads it. */
+const parseLlavaConfig = (json: unknown, source: string) => parseModelConfig(json, source).config as LlavaConfig;
 
 /** llava-hf/llava-1.5-7b-hf config.json, verbatim. */
 const LLAVA_15_7B = `{"architectures":["LlavaForConditionalGeneration"],"ignore_index":-100,"image_token_index":32000,"model_type":"llava","pad_token_id":32001,"projector_hidden_act":"gelu","text_config":{"_name_or_path":"lmsys/vicuna-7b-v1.5","architectures":["LlamaForCausalLM"],"max_position_embeddings":4096,"model_type":"llama","rms_norm_eps":1e-05,"torch_dtype":"float16","vocab_size":32064},"tie_word_embeddings":false,"torch_dtype":"float16","transformers_version":"4.36.0.dev0","vision_config":{"hidden_size":1024,"image_size":336,"intermediate_size":4096,"model_type":"clip_vision_model","num_attention_heads":16,"num_hidden_layers":24,"patch_size":14,"projection_dim":768,"vocab_size":32000},"vision_feature_layer":-2,"vision_feature_select_strategy":"default","vocab_size":32064}`;
@@ -43,10 +47,12 @@ describe('parseLlavaConfig: real and realistic configs', () => {
   test('llava-1.5-7b-hf parses to the values transformers instantiates', () => {
     const config = parseLlavaConfig(JSON.parse(LLAVA_15_7B), SOURCE);
     assert.deepEqual(config, {
+      modelType: 'llava',
       imageTokenId: 32000,
       projector: { activation: 'gelu', bias: true },
-      visionFeatureLayer: 23,
+      visionLayers: 23,
       visionFeatureSelect: 'default',
+      classTokenInFeatures: false,
       vision: {
         modelType: 'clip_vision_model',
         hiddenSize: 1024,
@@ -170,15 +176,17 @@ describe('parseLlavaConfig: real and realistic configs', () => {
   });
 
   test('vision_feature_select_strategy "full" keeps the [CLS] token', () => {
-    assert.equal(parseLlavaConfig({ ...base(), vision_feature_select_strategy: 'full' }, SOURCE).visionFeatureSelect, 'full');
+    const config = parseLlavaConfig({ ...base(), vision_feature_select_strategy: 'full' }, SOURCE);
+    assert.equal(config.visionFeatureSelect, 'full');
+    assert.equal(config.classTokenInFeatures, true);
   });
 
   test('vision_feature_layer: positive values are hidden-state indices as given, negatives count from the end', () => {
-    assert.equal(parseLlavaConfig({ ...base(), vision_feature_layer: 5 }, SOURCE).visionFeatureLayer, 5);
-    assert.equal(parseLlavaConfig({ ...base(), vision_feature_layer: 24 }, SOURCE).visionFeatureLayer, 24);
-    assert.equal(parseLlavaConfig({ ...base(), vision_feature_layer: 0 }, SOURCE).visionFeatureLayer, 0);
-    assert.equal(parseLlavaConfig({ ...base(), vision_feature_layer: -1 }, SOURCE).visionFeatureLayer, 24);
-    assert.equal(parseLlavaConfig({ ...base(), vision_feature_layer: -25 }, SOURCE).visionFeatureLayer, 0);
+    assert.equal(parseLlavaConfig({ ...base(), vision_feature_layer: 5 }, SOURCE).visionLayers, 5);
+    assert.equal(parseLlavaConfig({ ...base(), vision_feature_layer: 24 }, SOURCE).visionLayers, 24);
+    assert.equal(parseLlavaConfig({ ...base(), vision_feature_layer: 0 }, SOURCE).visionLayers, 0);
+    assert.equal(parseLlavaConfig({ ...base(), vision_feature_layer: -1 }, SOURCE).visionLayers, 24);
+    assert.equal(parseLlavaConfig({ ...base(), vision_feature_layer: -25 }, SOURCE).visionLayers, 0);
   });
 
   test('activation aliases map to graph activations', () => {
@@ -194,12 +202,12 @@ describe('parseLlavaConfig: real and realistic configs', () => {
   test('missing vision_config gives the CLIP ViT-L/14-336 tower transformers builds for llava', () => {
     const json = base();
     delete json.vision_config;
-    const { vision, visionFeatureLayer } = parseLlavaConfig(json, SOURCE);
+    const { vision, visionLayers } = parseLlavaConfig(json, SOURCE);
     assert.deepEqual(
       { hidden: vision.hiddenSize, intermediate: vision.intermediateSize, layers: vision.layers, heads: vision.heads, image: vision.imageSize, patch: vision.patchSize },
       { hidden: 1024, intermediate: 4096, layers: 24, heads: 16, image: 336, patch: 14 },
     );
-    assert.equal(visionFeatureLayer, 23);
+    assert.equal(visionLayers, 23);
   });
 
   test('vision_config without the llava overrides falls back to CLIPVisionConfig defaults (ViT-B/32)', () => {

@@ -18,7 +18,7 @@ import {
   visionLayerFlops,
   visionTowerFlops,
 } from '../../src/flops/index';
-import { parseLlavaConfig } from '../../src/engine/models/config';
+import { parseModelConfig } from '../../src/engine/models/registry';
 import { flopsArchOf } from '../../src/engine/models/flopsArch';
 
 const VICUNA_7B: LlmArch = { hiddenSize: 4096, intermediateSize: 11008, layers: 32, heads: 32, kvHeads: 32, headDim: 128 };
@@ -218,18 +218,18 @@ describe('runs, presets and config.json', () => {
   };
 
   it("the engine's parsed llava-1.5-7b-hf config.json gives exactly the llava-1.5-7b preset", () => {
-    assert.deepEqual(flopsArchOf(parseLlavaConfig(LLAVA_15_7B_HF, 'config.json'), 'llava-1.5-7b'), ARCH_PRESETS['llava-1.5-7b']);
+    assert.deepEqual(flopsArchOf(parseModelConfig(LLAVA_15_7B_HF, 'config.json').config, 'llava-1.5-7b'), ARCH_PRESETS['llava-1.5-7b']);
   });
 
   it('a config without vision_config is CLIP-L/14-336; GQA and explicit head_dim are carried', () => {
-    assert.deepEqual(flopsArchOf(parseLlavaConfig({ model_type: 'llava' }, 'c'), 'llava-1.5-7b'), ARCH_PRESETS['llava-1.5-7b']);
-    const custom = flopsArchOf(parseLlavaConfig({
+    assert.deepEqual(flopsArchOf(parseModelConfig({ model_type: 'llava' }, 'c').config, 'llava-1.5-7b'), ARCH_PRESETS['llava-1.5-7b']);
+    const custom = flopsArchOf(parseModelConfig({
       model_type: 'llava',
       vision_feature_layer: -1,
       vision_feature_select_strategy: 'full',
       vision_config: { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 4, num_attention_heads: 4, image_size: 48, patch_size: 8 },
       text_config: { model_type: 'llama', hidden_size: 48, intermediate_size: 96, num_hidden_layers: 3, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 12 },
-    }, 'c'), 'x');
+    }, 'c').config, 'x');
     assert.equal(custom.vision.layersRun, 4);
     assert.equal(custom.visualTokensPerImage, 37);
     assert.deepEqual(custom.llm, { hiddenSize: 48, intermediateSize: 96, layers: 3, heads: 4, kvHeads: 2, headDim: 12 });

@@ -2,21 +2,55 @@ import { attention } from '../graph/attention';
 import { ElemType } from '../graph/builder';
 import { activation, layerNorm, linear } from '../graph/ops';
 import { Block } from '../graph/segment';
-import { VisionConfig } from './config';
+import type { VisionConfig, VisionTowerKind } from './family';
+import { Fields, Json } from './fields';
 import { LinearWeights, WeightScope, bindLinear } from './weights';
 
 export const PIXEL_VALUES = 'pixel_values';
+
+/** transformers' CLIPVisionConfig defaults, for fields a config leaves out. */
+const CLIP_DEFAULTS: Json = { hidden_size: 768, intermediate_size: 3072, num_hidden_layers: 12, num_attention_heads: 12, image_size: 224, patch_size: 32, layer_norm_eps: 1e-5, hidden_act: 'quick_gelu' };
+
+/** The CLIP vision tower (vision_config.model_type clip_vision_model), with a [CLS] token before the patches. */
+export const clipVisionTower: VisionTowerKind = {
+  weightPrefixes: ['vision_tower.vision_model.', 'model.vision_tower.vision_model.'],
+  probe: 'embeddings.patch_embedding.weight',
+  classToken: true,
+  parseConfig: parseClipConfig,
+  tower: (config, weights, lastLayer) => ({ input: clipPixelInput(config), blocks: clipVisionBlocks(config, weights, lastLayer) }),
+};
+
+function parseClipConfig(json: Json, source: string): VisionConfig {
+  const f = new Fields({ ...CLIP_DEFAULTS, ...json }, source, 'vision_config.');
+  const hiddenSize = f.int('hidden_size', 1);
+  const heads = f.int('num_attention_heads', 1);
+  f.check(hiddenSize % heads === 0, 'hidden_size', `must be divisible by num_attention_heads (${heads})`);
+  const imageSize = f.int('image_size', 1);
+  const patchSize = f.int('patch_size', 1);
+  f.check(imageSize % patchSize === 0, 'image_size', `must be a multiple of patch_size (${patchSize})`);
+  return {
+    modelType: 'clip_vision_model',
+    hiddenSize,
+    intermediateSize: f.int('intermediate_size', 1),
+    layers: f.int('num_hidden_layers', 1),
+    heads,
+    imageSize,
+    patchSize,
+    layerNormEps: f.number('layer_norm_eps'),
+    activation: f.activation('hidden_act'),
+  };
+}
 
 /**
  * CLIP vision tower (pre-LN ViT with a [CLS] token) as blocks: the embeddings, then an attention
  * block and an MLP block per layer up to `lastLayer`. Hook site `vision:<l>` sits between layer l's
  * attention residual and its MLP, where ToMe and FiCoCo-V reduce; `features` follows the last layer.
  */
-export function clipVisionBlocks(config: VisionConfig, weights: WeightScope, lastLayer: number): Block[] {
+function clipVisionBlocks(config: VisionConfig, weights: WeightScope, lastLayer: number): Block[] {
   return [clipEmbeddings(config, weights), ...Array.from({ length: lastLayer + 1 }, (_, l) => clipLayer(config, weights, l, l === lastLayer)).flat()];
 }
 
-export function clipPixelInput(config: VisionConfig) {
+function clipPixelInput(config: VisionConfig) {
   return { name: PIXEL_VALUES, elemType: ElemType.float32, dims: [3, config.imageSize, config.imageSize] };
 }
 

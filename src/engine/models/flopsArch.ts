@@ -1,8 +1,8 @@
 import type { ModelArch } from '../../flops/model';
-import { LlavaConfig } from './config';
+import type { ModelConfig } from './family';
 
-/** The FLOPs model's description of a parsed llava config (one source of truth for sizes and defaults). */
-export function flopsArchOf(config: LlavaConfig, name: string): ModelArch {
+/** The FLOPs model's description of a parsed config (one source of truth for sizes and defaults). */
+export function flopsArchOf(config: ModelConfig, name: string): ModelArch {
   const { vision, text } = config;
   const patches = (vision.imageSize / vision.patchSize) ** 2;
   return {
@@ -12,12 +12,12 @@ export function flopsArchOf(config: LlavaConfig, name: string): ModelArch {
       intermediateSize: vision.intermediateSize,
       heads: vision.heads,
       layers: vision.layers,
-      layersRun: config.visionFeatureLayer,
+      layersRun: config.visionLayers,
       imageSize: vision.imageSize,
       patchSize: vision.patchSize,
       channels: 3,
     },
-    visualTokensPerImage: config.visionFeatureSelect === 'default' ? patches : patches + 1,
+    visualTokensPerImage: config.classTokenInFeatures ? patches + 1 : patches,
     projector: { inputSize: vision.hiddenSize, hiddenSize: text.hiddenSize, outputSize: text.hiddenSize },
     llm: { hiddenSize: text.hiddenSize, intermediateSize: text.intermediateSize, layers: text.layers, heads: text.heads, kvHeads: text.kvHeads, headDim: text.headDim },
   };

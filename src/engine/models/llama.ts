@@ -2,15 +2,73 @@ import { attention } from '../graph/attention';
 import { ElemType } from '../graph/builder';
 import { activation, linear, rmsNorm } from '../graph/ops';
 import { Block, Tower } from '../graph/segment';
-import { TextConfig } from './config';
+import { FicocoError } from '../../common/errors';
+import type { DecoderKind, TextConfig } from './family';
+import { Fields, Json } from './fields';
 import { WeightScope, bindLinear } from './weights';
 
 export const INPUT_IDS = 'input_ids';
 export const EMBEDDINGS = 'embeddings';
 export const LOGITS = 'logits';
 
+/** transformers' defaults per decoder, for fields a config leaves out. */
+const TEXT_DEFAULTS = {
+  llama: { hidden_size: 4096, intermediate_size: 11008, num_hidden_layers: 32, num_attention_heads: 32, rms_norm_eps: 1e-6, rope_theta: 10000, vocab_size: 32000, max_position_embeddings: 2048, tie_word_embeddings: false },
+  mistral: { hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 8, rms_norm_eps: 1e-6, rope_theta: 10000, vocab_size: 32000, max_position_embeddings: 131072, tie_word_embeddings: false },
+  qwen2: { hidden_size: 4096, intermediate_size: 22016, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 32, rms_norm_eps: 1e-6, rope_theta: 10000, vocab_size: 151936, max_position_embeddings: 32768, tie_word_embeddings: false },
+} satisfies Record<string, Json>;
+
+/** Llama-style decoders by text_config.model_type: one architecture, each with its own defaults. */
+export const LLAMA_STYLE_DECODERS: Record<keyof typeof TEXT_DEFAULTS, DecoderKind> = {
+  llama: llamaStyle('llama'),
+  mistral: llamaStyle('mistral'),
+  qwen2: llamaStyle('qwen2'),
+};
+
+function llamaStyle(modelType: keyof typeof TEXT_DEFAULTS): DecoderKind {
+  return { parseConfig: (json, root, source) => parseText(modelType, json, root, source), embeddingTower, decoderTower };
+}
+
+function parseText(modelType: keyof typeof TEXT_DEFAULTS, json: Json, root: Json, source: string): TextConfig {
+  const defaults: Json = TEXT_DEFAULTS[modelType];
+  // Tied embeddings may be declared on the text config or, in llava-hf configs, at the top level.
+  const tie = json.tie_word_embeddings ?? root.tie_word_embeddings ?? defaults.tie_word_embeddings;
+  const f = new Fields({ hidden_act: 'silu', attention_bias: false, mlp_bias: false, ...defaults, ...json, tie_word_embeddings: tie }, source, 'text_config.');
+  const hiddenSize = f.int('hidden_size', 1);
+  const heads = f.int('num_attention_heads', 1);
+  const kvHeads = json.num_key_value_heads === undefined || json.num_key_value_heads === null ? (defaults.num_key_value_heads as number | undefined) ?? heads : f.int('num_key_value_heads', 1);
+  f.check(heads % kvHeads === 0, 'num_key_value_heads', `must divide num_attention_heads (${heads})`);
+  const explicitHeadDim = json.head_dim !== undefined && json.head_dim !== null;
+  if (!explicitHeadDim) f.check(hiddenSize % heads === 0, 'hidden_size', `must be divisible by num_attention_heads (${heads}) when head_dim is not given`);
+  const headDim = explicitHeadDim ? f.int('head_dim', 2) : hiddenSize / heads;
+  f.check(Number.isInteger(headDim) && headDim % 2 === 0, 'head_dim', 'must be an even integer (rotary embeddings rotate pairs)');
+  if (json.rope_scaling !== undefined && json.rope_scaling !== null) {
+    throw new FicocoError(`${source}: text_config.rope_scaling is set (${JSON.stringify(json.rope_scaling)}); scaled rotary embeddings are not supported yet.`, 'config');
+  }
+  const attentionBias = f.bool('attention_bias');
+  return {
+    modelType,
+    hiddenSize,
+    intermediateSize: f.int('intermediate_size', 1),
+    layers: f.int('num_hidden_layers', 1),
+    heads,
+    kvHeads,
+    headDim,
+    rmsNormEps: f.number('rms_norm_eps'),
+    ropeTheta: f.number('rope_theta'),
+    vocabSize: f.int('vocab_size', 1),
+    maxPositions: f.int('max_position_embeddings', 1),
+    tieWordEmbeddings: f.bool('tie_word_embeddings'),
+    // Qwen2 always has q/k/v biases and none on o_proj; Llama's attention_bias covers all four.
+    qkvBias: modelType === 'qwen2' || attentionBias,
+    outputBias: modelType !== 'qwen2' && attentionBias,
+    mlpBias: f.bool('mlp_bias'),
+    activation: f.activation('hidden_act'),
+  };
+}
+
 /** Token ids → embedding rows. */
-export function embeddingTower(config: TextConfig, weights: WeightScope): Tower {
+function embeddingTower(config: TextConfig, weights: WeightScope): Tower {
   const table = weights.get('embed_tokens.weight', [config.vocabSize, config.hiddenSize]);
   return {
     name: 'embed',
@@ -29,7 +87,7 @@ export function embeddingTower(config: TextConfig, weights: WeightScope): Tower 
  * attention, SiLU-gated MLP) as an attention block and an MLP block per layer, then the head
  * producing the last position's logits. Hook site `llm:<l>` sits after layer l's attention residual.
  */
-export function decoderTower(config: TextConfig, weights: WeightScope, lmHead: WeightScope): Tower {
+function decoderTower(config: TextConfig, weights: WeightScope, lmHead: WeightScope): Tower {
   const layers = Array.from({ length: config.layers }, (_, l) => decoderLayer(config, weights, l)).flat();
   return {
     name: 'decoder',

@@ -1,42 +1,76 @@
-import { Tower } from '../graph/segment';
+/**
+ * LLaVA (config.json model_type llava, LLaVA-1.5 style): a vision tower, an MLP projector and a decoder, one image
+ * per placeholder token, one tile per image. The vision tower and decoder are whichever parts.ts has for their
+ * model_type; transformers' defaults fill what llava-hf configs leave out.
+ */
+import type { Activation } from '../graph/ops';
 import type { DecoderQuantizer } from '../weights/quantizedCache';
 import type { WeightIndex } from '../weights/safetensors';
-import { clipPixelInput, clipVisionBlocks } from './clip';
-import { LlavaConfig } from './config';
-import { decoderTower, embeddingTower } from './llama';
+import type { DecoderKind, ModelConfig, ModelFamily, ModelTowers, VisionTowerKind } from './family';
+import { Fields, Json, asObject } from './fields';
+import { decoderKind, visionTowerKind } from './parts';
 import { projectorBlock } from './projector';
 import { WeightScope } from './weights';
 
 export const IMAGE_FEATURES = 'image_features';
 
-/** A LLaVA model as three towers: pixels → image features, token ids → embeddings, embeddings → logits. */
-export interface LlavaTowers {
-  vision: Tower;
-  embed: Tower;
-  decoder: Tower;
-  /** the patch grid of one image */
-  grid: { rows: number; cols: number };
-  hasClassToken: boolean;
+export interface LlavaConfig extends ModelConfig {
+  projector: { activation: Activation; bias: boolean };
+  /** 'default' drops the class token before the projector, 'full' keeps it */
+  visionFeatureSelect: 'default' | 'full';
+}
+
+/** The tower LlavaConfig builds when config.json has no vision_config at all (CLIP ViT-L/14 at 336 px). */
+const LLAVA_VISION_CONFIG: Json = { model_type: 'clip_vision_model', hidden_size: 1024, intermediate_size: 4096, num_hidden_layers: 24, num_attention_heads: 16, image_size: 336, patch_size: 14 };
+
+/** llava-hf configs store only what differs from these defaults. */
+const LLAVA_DEFAULTS: Json = { image_token_index: 32000, projector_hidden_act: 'gelu', vision_feature_layer: -2, vision_feature_select_strategy: 'default', multimodal_projector_bias: true };
+
+/** The llava family: its config, and towers built with the vision tower and decoder it names. */
+export const llava: ModelFamily = (json, source) => {
+  const config = parseLlavaConfig(json, source);
+  const parts = { vision: visionTowerKind(config.vision.modelType, source), decoder: decoderKind(config.text.modelType, source) };
+  return { config, build: (weights, quantizer) => llavaTowers(config, parts, weights, quantizer) };
+};
+
+export function parseLlavaConfig(root: Json, source: string): LlavaConfig {
+  const fields = new Fields({ ...LLAVA_DEFAULTS, ...root }, source, '');
+  const visionJson = asObject(root.vision_config ?? LLAVA_VISION_CONFIG, source, 'vision_config');
+  const vision = visionTowerKind(visionJson.model_type ?? 'clip_vision_model', source).parseConfig(visionJson, source);
+  const textJson = asObject(root.text_config ?? { model_type: 'llama' }, source, 'text_config');
+  const text = decoderKind(textJson.model_type ?? 'llama', source).parseConfig(textJson, root, source);
+  const featureLayer = fields.int('vision_feature_layer', -vision.layers - 1, vision.layers);
+  const visionFeatureSelect = fields.oneOf('vision_feature_select_strategy', ['default', 'full'] as const);
+  return {
+    modelType: 'llava',
+    imageTokenId: root.image_token_id !== undefined ? fields.int('image_token_id', 0) : fields.int('image_token_index', 0),
+    projector: { activation: fields.activation('projector_hidden_act'), bias: fields.bool('multimodal_projector_bias') },
+    visionLayers: featureLayer < 0 ? vision.layers + 1 + featureLayer : featureLayer,
+    visionFeatureSelect,
+    classTokenInFeatures: visionFeatureSelect === 'full',
+    vision,
+    text,
+  };
 }
 
 /** Binds config.json to the checkpoint's tensors, under either naming transformers has used; `quantizer` takes the decoder layers' linear layers. */
-export function llavaTowers(config: LlavaConfig, weights: WeightIndex, quantizer?: DecoderQuantizer): LlavaTowers {
-  const vision = WeightScope.find(weights, ['vision_tower.vision_model.', 'model.vision_tower.vision_model.'], 'embeddings.patch_embedding.weight', 'CLIP vision tower');
+function llavaTowers(config: LlavaConfig, parts: { vision: VisionTowerKind; decoder: DecoderKind }, weights: WeightIndex, quantizer?: DecoderQuantizer): ModelTowers {
+  const { vision: visionKind, decoder } = parts;
+  const vision = WeightScope.find(weights, [...visionKind.weightPrefixes], visionKind.probe, `${config.vision.modelType} vision tower`);
   const projector = WeightScope.find(weights, ['multi_modal_projector.', 'model.multi_modal_projector.'], 'linear_1.weight', 'multi-modal projector');
   const text = WeightScope.find(weights, ['language_model.model.', 'model.language_model.'], 'embed_tokens.weight', 'language model', quantizer);
   const lmHead = config.text.tieWordEmbeddings ? text : WeightScope.find(weights, ['language_model.', ''], 'lm_head.weight', 'lm_head (and tie_word_embeddings is false)');
   const side = config.vision.imageSize / config.vision.patchSize;
-  const lastVisionLayer = config.visionFeatureLayer - 1;
+  const tower = visionKind.tower(config.vision, vision, config.visionLayers - 1);
   return {
     vision: {
       name: 'vision',
-      input: clipPixelInput(config.vision),
+      input: tower.input,
       output: { name: IMAGE_FEATURES, dims: ['tokens', config.text.hiddenSize] },
-      blocks: [...clipVisionBlocks(config.vision, vision, lastVisionLayer), projectorBlock(config, projector)],
+      blocks: [...tower.blocks, projectorBlock(config, projector)],
     },
-    embed: embeddingTower(config.text, text),
-    decoder: decoderTower(config.text, text, lmHead),
-    grid: { rows: side, cols: side },
-    hasClassToken: true,
+    embed: decoder.embeddingTower(config.text, text),
+    decoder: decoder.decoderTower(config.text, text, lmHead),
+    image: { grid: { rows: side, cols: side }, classToken: visionKind.classToken },
   };
 }

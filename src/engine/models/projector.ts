@@ -1,6 +1,6 @@
 import { activation, linear } from '../graph/ops';
 import { Block } from '../graph/segment';
-import { LlavaConfig } from './config';
+import type { LlavaConfig } from './llava';
 import { WeightScope, bindLinear } from './weights';
 
 /**
