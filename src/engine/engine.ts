@@ -3,14 +3,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { FicocoError } from '../common/errors';
-import type { AttentionExposure } from './graph/attention';
 import { RunFlops, peakRunBytes, runFlops, unreducedShape } from '../flops/model';
 import { ElemType } from './graph/builder';
 import { ATTENTION, HIDDEN_COSINE, KEY_COSINE, LOG_SIZES, MEAN_KEYS, POSITIONS, Tower } from './graph/segment';
 import type { ModelShape } from '../reduction/method';
 import type { Budget } from '../common/budget';
 import { planHooks, planReduction } from '../reduction/registry';
-import { HookSite, ReductionHook, SiteView, TokenState, VisualSpan, hooksBySite, validateTokenState } from '../reduction/tokenState';
+import { AttentionNeeds, HookSite, ReductionHook, SiteView, TokenState, VisualSpan, hooksBySite, validateTokenState } from '../reduction/tokenState';
 import { decodeImage } from './image/decode';
 import { ImagePreprocessorConfig, parsePreprocessorConfig, preprocessImage } from './image/preprocess';
 import type { ModelConfig, ModelTowers } from './models/family';
@@ -343,13 +342,11 @@ export class LlavaEngine {
   async generate(inputIds: readonly number[], pixelValues: readonly Float32Array[], options: GenerateOptions): Promise<GenerationResult> {
     const maxNewTokens = this.checkRunFits(this.promptTokens(inputIds, pixelValues.length), options.maxNewTokens);
     const hooks = hooksBySite(options.hooks ?? []);
-    const visionSites = new Map<string, AttentionExposure>();
-    const decoderSites = new Map<string, AttentionExposure>();
+    const visionSites = new Map<string, AttentionNeeds>();
+    const decoderSites = new Map<string, AttentionNeeds>();
     for (const [site, hook] of hooks) (site.startsWith('llm:') ? decoderSites : visionSites).set(site, hook.needs);
-    // Before the first merge every size is 1 and log(size) = 0, so the bias can run from the first layer.
-    const sizeBias = [...hooks.values()].some((hook) => hook.proportionalAttention === true);
     const [visionSegments, embedSegments, decoderSegments] = await Promise.all([
-      this.runners.vision.segments(visionSites, sizeBias),
+      this.runners.vision.segments(visionSites),
       this.runners.embed.segments(new Map()),
       this.runners.decoder.segments(decoderSites),
     ]);

@@ -54,8 +54,6 @@ export interface Step<P = StepParams> {
   /** visual tokens to remove per image at this step */
   remove: number;
   params: P;
-  /** later vision layers add log(size) of each key to the attention logits (ToMe) */
-  proportionalAttention?: boolean;
 }
 
 /** A method's steps with their own parameter type, as the plain list a plan holds (each step carries its params). */
@@ -149,7 +147,7 @@ export function runStep<P>(step: Step<P>, view: SiteView, log?: StepRecord[]): T
 
 /** A step as an engine hook. */
 export function stepHook<P>(step: Step<P>, log?: StepRecord[]): ReductionHook {
-  return { site: step.site, needs: step.needs, proportionalAttention: step.proportionalAttention, reduce: (view) => runStep(step, view, log) };
+  return { site: step.site, needs: step.needs, reduce: (view) => runStep(step, view, log) };
 }
 
 function concatSplits(splits: Split[]): Split {

@@ -60,14 +60,14 @@ export interface AttentionNeeds {
   hiddenCosine?: boolean;
   /** cosine similarity of the head-averaged keys [keys, keys], computed by the engine as one matrix product */
   keyCosine?: boolean;
+  /** from this site on, vision attention adds log(size) of each key to its logits (ToMe's proportional attention) */
+  proportionalAttention?: boolean;
 }
 
 /** The contract between the engine and the reduction library: a function of the tokens at one site. */
 export interface ReductionHook {
   site: HookSite;
   needs: AttentionNeeds;
-  /** from this hook on, vision attention adds log(size) of each key to its logits (ToMe's proportional attention) */
-  proportionalAttention?: boolean;
   reduce(view: SiteView): TokenState;
 }
 

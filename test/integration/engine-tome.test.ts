@@ -41,7 +41,7 @@ describe('ToMe in the engine (tiny-llava-llama: 6×6 patches, 3 vision layers)',
 
   test('with every size 1 the log(size) bias is zero: identical logits with proportional attention on or off', async () => {
     const [step] = planReduction('tome', { tokens: 9 }, engine.reductionShape).steps;
-    const noMerge = (proportionalAttention: boolean) => [stepHook({ ...step, remove: 0, proportionalAttention })];
+    const noMerge = (proportionalAttention: boolean) => [stepHook({ ...step, remove: 0, needs: { ...step.needs, proportionalAttention } })];
     const off = await prefill(noMerge(false));
     const on = await prefill(noMerge(true));
     assert.equal(maxAbsDiff(off.prefillLogits, on.prefillLogits), 0);

@@ -218,9 +218,9 @@ describe('FiCoCo-V, hand-computed on a 4×4 grid with [CLS] (17 tokens)', () => 
     const p = Float64Array.from(P);
     const c = Float64Array.of(0.3, -0.2, 0.9, 0.1, 0.5, -0.7, 0.2, 0.4, 0.6, -0.1, 0.8, 0, 0.35, -0.5, 0.7, 0.05);
     // lowest c: −0.7 (patch 5), −0.5 (13), −0.2 (1) → sequence 2, 6, 14
-    assert.deepEqual(Array.from(splitByScore(span, weightedDifference(p, c, 0, 0.35, true), 3).sources), [2, 6, 14]);
+    assert.deepEqual(Array.from(splitByScore(span, weightedDifference(p, c, { weightFirst: 0, weightSecond: 0.35, normalize: true }), 3).sources), [2, 6, 14]);
     // highest p: 4 (patch 0), then the 1s in raster order: patches 1, 2 → sequence 1, 2, 3
-    assert.deepEqual(Array.from(splitByScore(span, weightedDifference(p, c, 0.65, 0, true), 3).sources), [1, 2, 3]);
+    assert.deepEqual(Array.from(splitByScore(span, weightedDifference(p, c, { weightFirst: 0.65, weightSecond: 0, normalize: true }), 3).sources), [1, 2, 3]);
     // through the method: with every row mean equal only −ĉ ranks; with c constant only p̂ ranks
     const flatP = new Array(16).fill(1);
     assert.deepEqual(Array.from(step(ficocoV, gridView(flatP, Array.from(c)), 3, { penalty: 1 }).record.split.sources), [2, 6, 14]);

@@ -78,8 +78,8 @@ describe('ToMe schedule', () => {
   test('every layer that runs reduces from the start fraction, asks for the key cosine and carries proportional attention', () => {
     const plan = planReduction('tome', { tokens: 16 }, SHAPE);
     assert.deepEqual(plan.steps.map((s) => s.site), ['vision:0', 'vision:1', 'vision:2', 'vision:3', 'vision:4', 'vision:5']);
-    assert.ok(plan.steps.every((s) => s.needs.keyCosine === true && s.proportionalAttention === true));
-    assert.ok(planReduction('tome', { tokens: 16 }, SHAPE, { proportionalAttention: false }).steps.every((s) => s.proportionalAttention === false));
+    assert.ok(plan.steps.every((s) => s.needs.keyCosine === true && s.needs.proportionalAttention === true));
+    assert.ok(planReduction('tome', { tokens: 16 }, SHAPE, { proportionalAttention: false }).steps.every((s) => s.needs.proportionalAttention === false));
     assert.deepEqual(planReduction('tome', { tokens: 16 }, SHAPE, { start: 0.5 }).steps.map((s) => s.site), ['vision:3', 'vision:4', 'vision:5']);
   });
 });

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { onnx } from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
-import type { AttentionExposure } from '../../src/engine/graph/attention';
+import type { AttentionNeeds } from '../../src/reduction/tokenState';
 import { ElemType, GraphBuilder } from '../../src/engine/graph/builder';
 import { ATTENTION, Block, KEY_COSINE, MEAN_KEYS, POSITIONS, SegmentGraph, Tower, buildSegment, pastName, presentName } from '../../src/engine/graph/segment';
 import { SessionFactory } from '../../src/engine/runtime/provider';
@@ -201,7 +201,7 @@ interface Opened {
   session: ort.InferenceSession;
 }
 
-async function openSegment(start: number, end: number, expose: AttentionExposure = {}): Promise<Opened> {
+async function openSegment(start: number, end: number, expose: AttentionNeeds = {}): Promise<Opened> {
   let graph: SegmentGraph | undefined;
   const session = await factory.create((computeType) => {
     graph = buildSegment(tower, { start, end, computeType, expose });
@@ -365,7 +365,7 @@ describe('TowerRunner', () => {
   test('hooks at two sites → three segments cut right after those blocks, in tower order', async () => {
     const runner = new TowerRunner(tower, factory);
     // given out of order on purpose
-    const segments = await runner.segments(new Map<string, AttentionExposure>([['t:2', { attention: 'probs' }], ['t:0', {}]]));
+    const segments = await runner.segments(new Map<string, AttentionNeeds>([['t:2', { attention: 'probs' }], ['t:0', {}]]));
     assert.deepEqual(segments.map((s) => [s.start, s.end, s.site]), [[0, 1, 't:0'], [1, 3, 't:2'], [3, 5, undefined]]);
     assert.deepEqual(segments[1].graph.exposes, { attention: 'probs' });
     const { output, all } = await runChain(segments);
@@ -391,7 +391,7 @@ describe('TowerRunner', () => {
 
   test('asking for attention at a site whose block cannot expose it throws', async () => {
     const runner = new TowerRunner(tower, factory);
-    await assert.rejects(runner.segments(new Map<string, AttentionExposure>([['t:1', { attention: 'logits' }]])), /tiny\.l0\.add…tiny\.l1\.weights has no attention block to expose/);
+    await assert.rejects(runner.segments(new Map<string, AttentionNeeds>([['t:1', { attention: 'logits' }]])), /tiny\.l0\.add…tiny\.l1\.weights has no attention block to expose/);
   });
 
   test('sessions are reused for the same segment and released when a plan no longer needs them', async () => {
@@ -405,8 +405,8 @@ describe('TowerRunner', () => {
     assert.deepEqual(b.map((s) => [s.start, s.end]), [[0, 2], [2, 4], [4, 5]]);
     assert.equal(b[0].session, a[0].session);
     // a different exposure is a different graph
-    const c = await runner.segments(new Map<string, AttentionExposure>([['t:2', { keys: true }]]));
-    const d = await runner.segments(new Map<string, AttentionExposure>([['t:2', {}]]));
+    const c = await runner.segments(new Map<string, AttentionNeeds>([['t:2', { keys: true }]]));
+    const d = await runner.segments(new Map<string, AttentionNeeds>([['t:2', {}]]));
     assert.notEqual(c[0].session, d[0].session);
     // going back to an earlier plan after it was dropped builds fresh sessions that still compute correctly
     const a2 = await runner.segments(new Map([['t:1', {}]]));

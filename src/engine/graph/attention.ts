@@ -15,17 +15,15 @@ export interface AttentionShape {
   headDim: number;
 }
 
-/** What a reduction hook asked to see from this layer's attention. */
-export type AttentionExposure = AttentionNeeds;
-
 export interface AttentionOptions {
   rotary?: { cos: string; sin: string };
   /** cached keys / values of earlier tokens, [kvHeads, past, headDim] */
   past?: { keys: string; values: string };
   causal: boolean;
-  /** added to every query's logits per key [keys] before the softmax (ToMe's log(size)); exposed logits stay without it */
-  keyBias?: string;
-  expose?: AttentionExposure;
+  /** log(size) of each key [keys], added to every query's logits before the softmax (proportional attention); exposed logits stay without it */
+  logSizes?: string;
+  /** what a reduction hook asked to see from this layer's attention */
+  expose?: AttentionNeeds;
 }
 
 export interface AttentionResult {
@@ -57,7 +55,7 @@ export function attention(g: GraphBuilder, x: string, w: AttentionWeights, shape
 
   const scaledQueries = g.op('Mul', [queries, g.scalar(`scale.${headDim}`, 1 / Math.sqrt(headDim))], `${hint}.q_scaled`);
   const logits = g.op('MatMul', [scaledQueries, g.op('Transpose', [repeatedKeys], `${hint}.kT`, { perm: [0, 2, 1] })], `${hint}.logits`);
-  const biased = options.keyBias ? g.op('Add', [logits, options.keyBias], `${hint}.size_biased`) : logits;
+  const biased = options.logSizes ? g.op('Add', [logits, options.logSizes], `${hint}.size_biased`) : logits;
   const masked = options.causal ? g.op('Add', [biased, causalBias(g, queries, keys, `${hint}.mask`)], `${hint}.masked`) : biased;
   const probs = g.op('Softmax', [masked], `${hint}.probs`, { axis: -1 });
   const context = mergeHeads(g, g.op('MatMul', [probs, repeatedValues], `${hint}.ctx_h`), `${hint}.ctx`);

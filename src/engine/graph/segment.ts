@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import { FicocoError } from '../../common/errors';
 import type { TensorLocation } from '../weights/safetensors';
-import { AttentionExposure } from './attention';
+import type { AttentionNeeds } from '../../reduction/tokenState';
 import { Dim, ElemType, GraphBuilder } from './builder';
 import { rotaryTables } from './ops';
 
@@ -30,7 +30,7 @@ export interface Block {
   readonly attends?: boolean;
   /** the transformer layer this block is half of (attention or MLP), for per-layer token counts */
   readonly layer?: number;
-  emit(scope: SegmentScope, x: string, expose?: AttentionExposure): BlockOutput;
+  emit(scope: SegmentScope, x: string, expose?: AttentionNeeds): BlockOutput;
 }
 
 export interface BlockOutput {
@@ -49,7 +49,7 @@ export interface SegmentScope {
   quantizedBytes(tensor: TensorLocation): string;
   /** token positions [tokens] int64, a graph input */
   positions(): string;
-  /** log(size) of each token [tokens], a graph input, when the segment is built with `sizeBias` (ToMe's proportional attention) */
+  /** log(size) of each token [tokens], a graph input, when the segment is built for proportional attention */
   logSizes(): string | undefined;
   /** rotary cos/sin tables for the positions, built once per segment */
   rotary(invFreq: Float32Array): { cos: string; sin: string };
@@ -66,7 +66,7 @@ export interface SegmentGraph {
   usesLogSizes: boolean;
   /** decoder layers whose cache goes in as `past.l{i}.keys|values` and out as `present.l{i}.keys|values` */
   cacheLayers: number[];
-  exposes: AttentionExposure;
+  exposes: AttentionNeeds;
 }
 
 /** a segment's hidden-state input and output, when the segment does not start or end its tower */
@@ -91,16 +91,16 @@ export interface SegmentSpec {
   end: number;
   computeType: ElemType;
   /** what the segment's last attention block outputs besides its hidden states (default nothing) */
-  expose?: AttentionExposure;
-  /** blocks may ask for `log_sizes`, ToMe's proportional attention (default false) */
-  sizeBias?: boolean;
+  expose?: AttentionNeeds;
+  /** attention adds log(size) of each key to its logits: blocks may ask for the `log_sizes` input (default false) */
+  proportionalAttention?: boolean;
   /** the folder ONNX Runtime resolves external data against; locations are written relative to it (default: each file's own) */
   weightsFolder?: string;
 }
 
 /** Builds blocks [start, end) of a tower into one graph. */
 export function buildSegment(tower: Tower, spec: SegmentSpec): SegmentGraph {
-  const { start, end, computeType, expose = {}, sizeBias = false, weightsFolder } = spec;
+  const { start, end, computeType, expose = {}, proportionalAttention = false, weightsFolder } = spec;
   const g = new GraphBuilder(`${tower.name}[${start},${end})`, computeType);
   const first = start === 0;
   const last = end === tower.blocks.length;
@@ -147,7 +147,7 @@ export function buildSegment(tower: Tower, spec: SegmentSpec): SegmentGraph {
       return positions;
     },
     logSizes() {
-      if (!sizeBias) return undefined;
+      if (!proportionalAttention) return undefined;
       if (logSizes === undefined) {
         const declaredLogSizes = g.input(LOG_SIZES, ElemType.float32, ['tokens']);
         logSizes = computeType === ElemType.float32 ? declaredLogSizes : g.op('Cast', [declaredLogSizes], 'segment.log_sizes', { to: computeType });

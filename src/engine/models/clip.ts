@@ -81,15 +81,15 @@ function clipLayer(config: VisionConfig, weights: WeightScope, layer: number, is
   const { hiddenSize: width, intermediateSize, heads, layerNormEps } = config;
   const at = (name: string) => `encoder.layers.${layer}.${name}`;
   const norm = (name: string) => ({ weight: weights.get(at(`${name}.weight`), [width]), bias: weights.get(at(`${name}.bias`), [width]) });
-  const projection = (name: string): LinearWeights => weights.linear(at(`self_attn.${name}`), width, width, true);
+  const projection = (name: string): LinearWeights => weights.linear(at(`self_attn.${name}`), width, width, { bias: true });
   const norm1 = norm('layer_norm1');
   const norm2 = norm('layer_norm2');
   const q = projection('q_proj');
   const k = projection('k_proj');
   const v = projection('v_proj');
   const o = projection('out_proj');
-  const fc1 = weights.linear(at('mlp.fc1'), width, intermediateSize, true);
-  const fc2 = weights.linear(at('mlp.fc2'), intermediateSize, width, true);
+  const fc1 = weights.linear(at('mlp.fc1'), width, intermediateSize, { bias: true });
+  const fc2 = weights.linear(at('mlp.fc2'), intermediateSize, width, { bias: true });
   const name = `vision.l${layer}`;
   const attentionBlock: Block = {
     id: `${name}.attn`,
@@ -102,7 +102,7 @@ function clipLayer(config: VisionConfig, weights: WeightScope, layer: number, is
       const normed = layerNorm(g, x, scope.weight(norm1.weight), scope.weight(norm1.bias), layerNormEps, `${name}.ln1`);
       const shape = { heads, kvHeads: heads, headDim: width / heads };
       const weightsBound = { q: bindLinear(scope, q), k: bindLinear(scope, k), v: bindLinear(scope, v), o: bindLinear(scope, o) };
-      const result = attention(g, normed, weightsBound, shape, { causal: false, keyBias: scope.logSizes(), expose }, `${name}.attn`);
+      const result = attention(g, normed, weightsBound, shape, { causal: false, logSizes: scope.logSizes(), expose }, `${name}.attn`);
       return { hidden: g.op('Add', [x, result.out], `${name}.attn_residual`), attention: result.attention, meanKeys: result.meanKeys };
     },
   };

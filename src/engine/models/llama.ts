@@ -107,13 +107,13 @@ function decoderLayer(config: TextConfig, weights: WeightScope, layer: number): 
   const at = (name: string) => `layers.${layer}.${name}`;
   const inputNorm = weights.get(at('input_layernorm.weight'), [width]);
   const postNorm = weights.get(at('post_attention_layernorm.weight'), [width]);
-  const q = weights.linear(at('self_attn.q_proj'), width, heads * headDim, config.qkvBias, true);
-  const k = weights.linear(at('self_attn.k_proj'), width, kvHeads * headDim, config.qkvBias, true);
-  const v = weights.linear(at('self_attn.v_proj'), width, kvHeads * headDim, config.qkvBias, true);
-  const o = weights.linear(at('self_attn.o_proj'), heads * headDim, width, config.outputBias, true);
-  const gate = weights.linear(at('mlp.gate_proj'), width, intermediateSize, config.mlpBias, true);
-  const up = weights.linear(at('mlp.up_proj'), width, intermediateSize, config.mlpBias, true);
-  const down = weights.linear(at('mlp.down_proj'), intermediateSize, width, config.mlpBias, true);
+  const q = weights.linear(at('self_attn.q_proj'), width, heads * headDim, { bias: config.qkvBias, quantizable: true });
+  const k = weights.linear(at('self_attn.k_proj'), width, kvHeads * headDim, { bias: config.qkvBias, quantizable: true });
+  const v = weights.linear(at('self_attn.v_proj'), width, kvHeads * headDim, { bias: config.qkvBias, quantizable: true });
+  const o = weights.linear(at('self_attn.o_proj'), heads * headDim, width, { bias: config.outputBias, quantizable: true });
+  const gate = weights.linear(at('mlp.gate_proj'), width, intermediateSize, { bias: config.mlpBias, quantizable: true });
+  const up = weights.linear(at('mlp.up_proj'), width, intermediateSize, { bias: config.mlpBias, quantizable: true });
+  const down = weights.linear(at('mlp.down_proj'), intermediateSize, width, { bias: config.mlpBias, quantizable: true });
   const invFreq = rotaryInverseFrequencies(headDim, config.ropeTheta);
   const name = `text.l${layer}`;
   const attentionBlock: Block = {
@@ -151,8 +151,8 @@ function decoderLayer(config: TextConfig, weights: WeightScope, layer: number): 
 function decoderHead(config: TextConfig, weights: WeightScope, lmHead: WeightScope): Block {
   const finalNorm = weights.get('norm.weight', [config.hiddenSize]);
   const head = config.tieWordEmbeddings
-    ? weights.linear('embed_tokens', config.hiddenSize, config.vocabSize, false)
-    : lmHead.linear('lm_head', config.hiddenSize, config.vocabSize, false);
+    ? weights.linear('embed_tokens', config.hiddenSize, config.vocabSize, { bias: false })
+    : lmHead.linear('lm_head', config.hiddenSize, config.vocabSize, { bias: false });
   return {
     id: 'text.head',
     width: config.vocabSize,

@@ -10,8 +10,8 @@ import { WeightScope, bindLinear } from './weights';
 export function projectorBlock(config: LlavaConfig, weights: WeightScope): Block {
   const visionWidth = config.vision.hiddenSize;
   const textWidth = config.text.hiddenSize;
-  const first = weights.linear('linear_1', visionWidth, textWidth, config.projector.bias);
-  const second = weights.linear('linear_2', textWidth, textWidth, config.projector.bias);
+  const first = weights.linear('linear_1', visionWidth, textWidth, { bias: config.projector.bias });
+  const second = weights.linear('linear_2', textWidth, textWidth, { bias: config.projector.bias });
   return {
     id: 'projector',
     site: 'projector',

@@ -42,7 +42,7 @@ export class WeightScope {
   }
 
   /** A linear layer `name` mapping `inFeatures` → `outFeatures`, with a bias when the config says so; `quantizable` layers follow the quantizer. */
-  linear(name: string, inFeatures: number, outFeatures: number, bias: boolean, quantizable = false): LinearWeights {
+  linear(name: string, inFeatures: number, outFeatures: number, { bias, quantizable = false }: { bias: boolean; quantizable?: boolean }): LinearWeights {
     const weight = this.get(`${name}.weight`, [outFeatures, inFeatures]);
     return {
       weight,

@@ -1,6 +1,6 @@
 import type * as ort from 'onnxruntime-node';
-import type { AttentionExposure } from '../graph/attention';
-import { SegmentGraph, Tower, buildSegment } from '../graph/segment';
+import type { AttentionNeeds } from '../../reduction/tokenState';
+import { SegmentGraph, SegmentSpec, Tower, buildSegment } from '../graph/segment';
 import { SessionFactory } from './provider';
 
 /** A built, loaded segment: blocks [start, end) of a tower, with the hook site that follows it, if any. */
@@ -22,42 +22,46 @@ export class TowerRunner {
 
   constructor(readonly tower: Tower, private readonly factory: SessionFactory) {}
 
-  /** Segments for hooks at `sites` (site → what the hook needs); unknown sites are an error. `sizeBias`: attention adds log(size) per key. */
-  async segments(sites: ReadonlyMap<string, AttentionExposure>, sizeBias = false): Promise<Segment[]> {
-    const cuts: { end: number; site: string; expose: AttentionExposure }[] = [];
+  /**
+   * Segments for hooks at `sites` (site → what the hook needs); unknown sites are an error. When a hook asks for
+   * proportional attention, every segment is built with it (sizes are all 1 until the first merge, so it is exact).
+   */
+  async segments(sites: ReadonlyMap<string, AttentionNeeds>): Promise<Segment[]> {
+    const proportionalAttention = [...sites.values()].some((needs) => needs.proportionalAttention === true);
+    const cuts: { end: number; site: string; expose: AttentionNeeds }[] = [];
     for (const [site, expose] of sites) {
       const index = this.tower.blocks.findIndex((block) => block.site === site);
       if (index < 0) throw new Error(`the ${this.tower.name} tower has no hook site ${site}`);
       cuts.push({ end: index + 1, site, expose });
     }
     cuts.sort((a, b) => a.end - b.end);
-    const ranges: { start: number; end: number; site?: string; expose: AttentionExposure }[] = [];
+    const ranges: { start: number; end: number; site?: string; expose: AttentionNeeds }[] = [];
     let start = 0;
     for (const cut of cuts) {
       ranges.push({ start, end: cut.end, site: cut.site, expose: cut.expose });
       start = cut.end;
     }
     if (start < this.tower.blocks.length) ranges.push({ start, end: this.tower.blocks.length, expose: {} });
-    const keys = ranges.map((r) => segmentKey(r.start, r.end, r.expose, sizeBias));
+    const keys = ranges.map((r) => segmentKey(r.start, r.end, r.expose, proportionalAttention));
     this.releaseExcept(new Set(keys));
-    return Promise.all(ranges.map((range, i) => this.load(keys[i], range.start, range.end, range.site, range.expose, sizeBias)));
+    return Promise.all(ranges.map((range, i) => this.load(keys[i], { start: range.start, end: range.end, expose: range.expose, proportionalAttention }, range.site)));
   }
 
   async release(): Promise<void> {
     this.releaseExcept(new Set());
   }
 
-  private load(key: string, start: number, end: number, site: string | undefined, expose: AttentionExposure, sizeBias: boolean): Promise<Segment> {
+  private load(key: string, spec: Omit<SegmentSpec, 'computeType' | 'weightsFolder'>, site: string | undefined): Promise<Segment> {
     let loading = this.sessions.get(key);
     if (!loading) {
       loading = (async () => {
         let graph: SegmentGraph | undefined;
         const session = await this.factory.create((computeType) => {
-          graph = buildSegment(this.tower, { start, end, computeType, expose, sizeBias, weightsFolder: this.factory.weightsFolder });
+          graph = buildSegment(this.tower, { ...spec, computeType, weightsFolder: this.factory.weightsFolder });
           return graph.bytes;
         });
         const { bytes: _bytes, ...meta } = graph!;
-        return { start, end, site, graph: meta, session };
+        return { start: spec.start, end: spec.end, site, graph: meta, session };
       })();
       this.sessions.set(key, loading);
       loading.catch(() => this.sessions.delete(key));
@@ -74,6 +78,6 @@ export class TowerRunner {
   }
 }
 
-function segmentKey(start: number, end: number, expose: AttentionExposure, sizeBias: boolean): string {
-  return `${start}-${end}-${expose.attention ?? ''}-${expose.keys ? 'k' : ''}-${expose.hiddenCosine ? 'cos' : ''}-${expose.keyCosine ? 'kcos' : ''}-${sizeBias ? 'sized' : ''}`;
+function segmentKey(start: number, end: number, expose: AttentionNeeds, proportionalAttention: boolean): string {
+  return `${start}-${end}-${expose.attention ?? ''}-${expose.keys ? 'k' : ''}-${expose.hiddenCosine ? 'cos' : ''}-${expose.keyCosine ? 'kcos' : ''}-${proportionalAttention ? 'sized' : ''}`;
 }

@@ -46,7 +46,7 @@ export const evit: Method = {
       needs: { attention: 'probs' },
       filter: inattentiveFilter,
       correlate: convergentCorrelation,
-      compress: fuseIntoSink(attentiveness, params.fusedMean),
+      compress: fuseIntoSink(attentiveness, { normalize: params.fusedMean }),
       remove: removals[i],
       params,
     })));

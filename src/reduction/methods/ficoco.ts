@@ -51,7 +51,7 @@ export function meanKeyTerm(input: StageInput<unknown>): Float64Array {
 }
 
 /** s = w_a·â − w_b·b̂ over the span, each term optionally L2-normalised (official code). */
-export function weightedDifference(first: Float64Array, second: Float64Array, weightFirst: number, weightSecond: number, normalize: boolean): Float64Array {
+export function weightedDifference(first: Float64Array, second: Float64Array, { weightFirst, weightSecond, normalize }: { weightFirst: number; weightSecond: number; normalize: boolean }): Float64Array {
   const a = normalize ? l2Normalize(first) : first;
   const b = normalize ? l2Normalize(second) : second;
   return a.map((v, i) => weightFirst * v - weightSecond * b[i]);

@@ -27,7 +27,7 @@ const redundancyFilter: Filter<FicocoVParams> = (input) => {
   const patchTerm = params.patchTerm === 'rowMean' ? spanRowMeans(attention, keys, span) : spanColumnMeans(attention, keys, span);
   const semanticTerm = view.hasClassToken ? Float64Array.from(spanTokens(span), (i) => attention[i]) : meanKeyTerm(input);
   const [wPatch, wCls] = params.weights === 'code' ? [0.65, 0.35] : [0.35, 0.65];
-  const scores = weightedDifference(patchTerm, semanticTerm, wPatch, wCls, params.l2normalize);
+  const scores = weightedDifference(patchTerm, semanticTerm, { weightFirst: wPatch, weightSecond: wCls, normalize: params.l2normalize });
   const penalised = params.penalty === 1 ? scores : localPenalty(scores, span.tokenPatch, span.grid, params.window, params.penalty);
   return splitByScore(span, penalised, input.remove);
 };
@@ -79,12 +79,11 @@ export const ficocoV: Method = {
     const removals = evenRemovals(model.visualTokens - keep, layers.length);
     return asSteps(layers.map((layer, i): Step<FicocoVParams> => ({
       site: `vision:${layer}`,
-      needs: { attention: params.attention === 'probs' ? 'probs' : 'logits', keys: !model.hasClassToken },
+      // The spec's ToMe-style extension: with sizes carried, later layers attend proportionally to them.
+      needs: { attention: params.attention === 'probs' ? 'probs' : 'logits', keys: !model.hasClassToken, proportionalAttention: params.sizeWeighted },
       filter: redundancyFilter,
       correlate: attentionReceivers,
       compress: mergeIntoReceivers({ weighting: params.sizeWeighted ? 'size' : 'self-preserving', normalize: true }),
-      // The spec's ToMe-style extension: with sizes carried, later layers attend proportionally to them.
-      proportionalAttention: params.sizeWeighted,
       remove: removals[i],
       params,
     })));

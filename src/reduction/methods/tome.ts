@@ -103,13 +103,12 @@ export const tome: Method = {
     const removals = halvingRemovals(model.visualTokens, keep, layers.length);
     return asSteps(layers.map((layer, i): Step<TomeParams> => ({
       site: `vision:${layer}`,
-      needs: { keyCosine: true },
+      needs: { keyCosine: true, proportionalAttention: params.proportionalAttention },
       filter: bipartiteFilter,
       correlate: bestMatchCorrelate,
       compress: mergeIntoReceivers({ weighting: 'size', normalize: true }),
       remove: removals[i],
       params,
-      proportionalAttention: params.proportionalAttention,
     })));
   },
 };

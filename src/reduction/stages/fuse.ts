@@ -11,7 +11,7 @@ export type FusionWeights = (view: SiteView) => (token: number) => number;
  * Keeps the targets and appends one fused token at the end of each span that lost sources:
  * x_fused = Σ a_i x_i / Σ a_i (normalize) or Σ a_i x_i, size Σ m_i, holding every source's patches.
  */
-export function fuseIntoSink(weightsOf: FusionWeights, normalize: boolean): Compress<unknown> {
+export function fuseIntoSink(weightsOf: FusionWeights, { normalize }: { normalize: boolean }): Compress<unknown> {
   return (view, split) => {
     const weightOf = weightsOf(view);
     const leaving = new Uint8Array(view.count);
