@@ -34,7 +34,7 @@ Options:
 `;
 
 const USAGE = `${ASK_USAGE}
-  ficoco methods                     the reduction methods and their parameters
+  ficoco methods [--verbose]         the reduction methods and their parameters; --verbose: where each comes from
 ${FLOPS_USAGE.replace('Usage:\n', '')}
 ${REDUCE_USAGE.replace('Usage:\n', '')}
 ${EVAL_USAGE.replace('Usage:\n', '')}
@@ -49,7 +49,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'reduce') return reduceCommand(rest);
   if (command === 'eval') return evalCommand(rest);
   if (command === 'bench') return benchCommand(rest);
-  if (command === 'methods') return listMethods();
+  if (command === 'methods') return listMethods(rest);
   if (command === 'models') return modelsCommand(rest);
   if (command === 'providers') return providersCommand(rest);
   process.stderr.write(command === undefined || command === '--help' || command === 'help' ? USAGE : `Unknown command "${command}".\n\n${USAGE}`);
@@ -142,9 +142,11 @@ function formatFlops(flops: number): string {
   return `${(flops / scale).toFixed(2)} ${unit}FLOPs`;
 }
 
-function listMethods(): number {
+function listMethods(args: string[]): number {
+  const { values } = parseCommandArgs('methods', { args, options: { verbose: { type: 'boolean' } } });
   for (const method of METHODS) {
     process.stdout.write(`${method.name}\n  ${method.description}\n`);
+    if (values.verbose) process.stdout.write(`  ${method.reference}\n`);
     for (const [name, spec] of Object.entries(method.params)) {
       const range = spec.type === 'enum' ? spec.values.join(' | ') : spec.type === 'boolean' ? 'true | false' : `${spec.min} … ${spec.max}`;
       process.stdout.write(`    ${name} = ${spec.default}  (${range})  ${spec.description}\n`);

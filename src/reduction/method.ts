@@ -24,11 +24,25 @@ export interface Method {
   name: string;
   /** one line for pickers and help */
   description: string;
-  /** where it comes from, and where this implementation departs from the paper or its usual reimplementation */
+  /** where it comes from, and where this implementation departs from the paper or its usual reimplementation (`ficoco methods --verbose`) */
   reference: string;
   params: Record<string, ParamSpec>;
   /** The steps that take one image from `model.visualTokens` to `keep` visual tokens. */
   plan(model: ModelShape, keep: number, params: StepParams): Step[];
+}
+
+/** A method's parameter values, typed from its schema. */
+export type ParamsOf<S extends Record<string, ParamSpec>> = { [K in keyof S]: S[K]['default'] };
+
+/**
+ * A method file's one export: its schema, and a plan whose parameters are typed by it (a composite method may return
+ * the steps of the methods it composes).
+ */
+export function defineMethod<S extends Record<string, ParamSpec>>(
+  definition: Omit<Method, 'params' | 'plan'> & { params: S; plan(model: ModelShape, keep: number, params: ParamsOf<S>): Step<ParamsOf<S>>[] | Step[] },
+): Method {
+  // The registry checks every parameter against the schema (resolveParams) before a plan runs, so the casts hold.
+  return { ...definition, plan: (model, keep, params) => definition.plan(model, keep, params as ParamsOf<S>) as unknown as Step[] };
 }
 
 /** Visual tokens to keep per image for a budget, at least one and at most all. */

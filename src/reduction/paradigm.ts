@@ -57,10 +57,6 @@ export interface Step<P = StepParams> {
 }
 
 /** A method's steps with their own parameter type, as the plain list a plan holds (each step carries its params). */
-export function asSteps<P>(steps: Step<P>[]): Step[] {
-  return steps as unknown as Step[];
-}
-
 /** What a step did, for `ficoco reduce`, provenance pictures and tests. */
 export interface StepRecord {
   site: HookSite;

@@ -3,6 +3,7 @@ import { execFile } from 'node:child_process';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
+import { METHODS } from '../../src/reduction/registry';
 
 const ROOT = path.join(__dirname, '..', '..');
 const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
@@ -38,3 +39,13 @@ for (const [what, args, message] of cases) {
     assert.match(stderr.trimEnd(), message);
   });
 }
+
+test('ficoco methods lists every method and its parameters; --verbose adds where each comes from', async () => {
+  const methods = async (...args: string[]) => (await run(process.execPath, ['--import', 'tsx', CLI, 'methods', ...args], { cwd: ROOT })).stdout;
+  const [plain, verbose] = await Promise.all([methods(), methods('--verbose')]);
+  for (const method of METHODS) {
+    assert.ok(plain.includes(`${method.name}\n  ${method.description}\n`), method.name);
+    for (const param of Object.keys(method.params)) assert.match(plain, new RegExp(`^    ${param} = `, 'm'), `${method.name}.${param}`);
+    assert.ok(!plain.includes(method.reference) && verbose.includes(`  ${method.reference}\n`), `${method.name}'s reference only with --verbose`);
+  }
+});

@@ -1,6 +1,6 @@
 import { topIndices } from '../arrays';
-import { Method, ParamSpec, layerAt } from '../method';
-import { Filter, Step, asSteps, noReceivers, spanTokens, splitByKept } from '../paradigm';
+import { ParamSpec, ParamsOf, defineMethod, layerAt } from '../method';
+import { Filter, Step, noReceivers, spanTokens, splitByKept } from '../paradigm';
 import { dropSources } from '../stages/compress';
 import { textAfter } from '../stages/decoderSignals';
 import { SiteView, VisualSpan } from '../tokenState';
@@ -11,7 +11,7 @@ const PARAMS = {
   textPivots: { type: 'integer', default: 4, min: 0, max: 64, description: 'Pivots among the text tokens after the image (largest key L1 norm).' },
 } satisfies Record<string, ParamSpec>;
 
-type DartParams = { [K in keyof typeof PARAMS]: (typeof PARAMS)[K]['default'] };
+type DartParams = ParamsOf<typeof PARAMS>;
 
 /** ‖k_t‖₁ of each token's head-averaged key. */
 function keyL1Norms(view: SiteView, tokens: Int32Array): Float64Array {
@@ -63,7 +63,7 @@ const duplicationFilter: Filter<DartParams> = (input) => {
   return { ...split, scores: splitScores };
 };
 
-export const dart: Method = {
+export const dart = defineMethod({
   name: 'dart',
   description: 'DART: after an early decoder layer, keep the image tokens least duplicated by a few high-key-norm pivot tokens.',
   reference:
@@ -71,8 +71,7 @@ export const dart: Method = {
     'Departures: keys are head-averaged (the code concatenates heads, a proxy for the L1 norm); hidden states are the site\'s residual stream after layer K−1\'s attention, not the final-RMSNormed layer output; ' +
     'the code lets each pivot in turn take its ⌊B/8⌋ least similar tokens (keeping pivots + 8⌊B/8⌋, e.g. 132 for B = 128), we keep exactly B: the image pivots plus the tokens with the lowest max-cosine to any pivot.',
   params: PARAMS,
-  plan(model, keep, raw) {
-    const params = raw as DartParams;
+  plan(model, keep, params) {
     const step: Step<DartParams> = {
       site: `llm:${layerAt(params.scoreLayer, model.textLayers)}`,
       needs: { keys: true, hiddenCosine: true },
@@ -82,6 +81,6 @@ export const dart: Method = {
       remove: model.visualTokens - keep,
       params,
     };
-    return asSteps([step]);
+    return [step];
   },
-};
+});

@@ -1,5 +1,5 @@
-import { Method } from '../method';
-import { Filter, Step, asSteps, noReceivers, splitByKept } from '../paradigm';
+import { defineMethod } from '../method';
+import { Filter, Step, noReceivers, splitByKept } from '../paradigm';
 import { dropSources } from '../stages/compress';
 import { maxMinDiverse } from '../stages/diversity';
 
@@ -9,7 +9,7 @@ const diverseSetFilter: Filter<unknown> = ({ view, span, remove }) => {
   return splitByKept(span, maxMinDiverse(view.hiddenCosine, view.count, span, span.count - remove));
 };
 
-export const divPrune: Method = {
+export const divPrune = defineMethod({
   name: 'divprune',
   description: 'DivPrune: keep the most diverse projected visual tokens (greedy max–min cosine distance); prune the rest.',
   reference:
@@ -18,7 +18,7 @@ export const divPrune: Method = {
     'Chosen tokens are excluded explicitly (the code relies on their zero self-distance). Needs no attention.',
   params: {},
   plan(model, keep, params) {
-    return asSteps([{
+    return [{
       site: 'projector',
       needs: { hiddenCosine: true },
       filter: diverseSetFilter,
@@ -26,6 +26,6 @@ export const divPrune: Method = {
       compress: dropSources,
       remove: model.visualTokens - keep,
       params,
-    } satisfies Step]);
+    } satisfies Step];
   },
-};
+});

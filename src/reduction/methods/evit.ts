@@ -1,5 +1,5 @@
-import { Method, ParamSpec, geometricRemovals, layerAt } from '../method';
-import { Filter, Step, asSteps, spanTokens, splitByScore } from '../paradigm';
+import { ParamSpec, ParamsOf, defineMethod, geometricRemovals, layerAt } from '../method';
+import { Filter, Step, spanTokens, splitByScore } from '../paradigm';
 import { FusionWeights, convergentCorrelation, fuseIntoSink } from '../stages/fuse';
 import { SiteView } from '../tokenState';
 
@@ -8,7 +8,7 @@ const PARAMS = {
   fusedMean: { type: 'boolean', default: true, description: 'Fused token = Σ a_i x_i / Σ a_i (paradigm); off: Σ a_i x_i, as the EViT code (trained with it).' },
 } satisfies Record<string, ParamSpec>;
 
-type EvitParams = { [K in keyof typeof PARAMS]: (typeof PARAMS)[K]['default'] };
+type EvitParams = ParamsOf<typeof PARAMS>;
 
 /** a_i = softmax attention of [CLS] to token i (head-averaged); without [CLS], the mean attention token i receives. */
 const attentiveness: FusionWeights = (view: SiteView) => {
@@ -29,7 +29,7 @@ const inattentiveFilter: Filter<EvitParams> = ({ view, span, remove }) => {
   return splitByScore(span, Float64Array.from(spanTokens(span), (t) => -weightOf(t)), remove + 1);
 };
 
-export const evit: Method = {
+export const evit = defineMethod({
   name: 'evit',
   description: 'EViT: keep the tokens [CLS] attends to most, fuse the rest into one attention-weighted token, at a few vision layers.',
   reference:
@@ -37,11 +37,10 @@ export const evit: Method = {
     'the keep rate is the constant ratio that reaches the budget. Kept tokens stay in raster order and the fused token goes last in the span (EViT sorts kept tokens by attention; the ViT is order-free after position embeddings). ' +
     'The fused token defaults to the normalised Σa x / Σa (the code\'s unnormalised sum, trained into DeiT, is the fusedMean = false switch). Without [CLS], a_i is the mean attention token i receives.',
   params: PARAMS,
-  plan(model, keep, raw) {
-    const params = raw as EvitParams;
+  plan(model, keep, params) {
     const layers = [...new Set(Array.from({ length: params.stages }, (_, i) => layerAt((i + 1) / (params.stages + 1), model.visionLayers)))];
     const removals = geometricRemovals(model.visualTokens, keep, layers.length);
-    return asSteps(layers.map((layer, i): Step<EvitParams> => ({
+    return layers.map((layer, i): Step<EvitParams> => ({
       site: `vision:${layer}`,
       needs: { attention: 'probs' },
       filter: inattentiveFilter,
@@ -49,6 +48,6 @@ export const evit: Method = {
       compress: fuseIntoSink(attentiveness, { normalize: params.fusedMean }),
       remove: removals[i],
       params,
-    })));
+    }));
   },
-};
+});

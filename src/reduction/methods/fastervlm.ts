@@ -1,9 +1,9 @@
-import { Method } from '../method';
-import { Step, asSteps, noReceivers } from '../paradigm';
+import { defineMethod } from '../method';
+import { Step, noReceivers } from '../paradigm';
 import { dropSources } from '../stages/compress';
 import { lowClassAttentionLeaves } from '../stages/importance';
 
-export const fasterVLM: Method = {
+export const fasterVLM = defineMethod({
   name: 'fastervlm',
   description: 'FasterVLM: keep the visual tokens the [CLS] token attends to most, before the projector; prune the rest.',
   reference:
@@ -12,7 +12,7 @@ export const fasterVLM: Method = {
     'Without [CLS], the mean attention each token receives ranks them instead.',
   params: {},
   plan(model, keep, params) {
-    return asSteps([{
+    return [{
       site: 'features',
       needs: { attention: 'probs' },
       filter: lowClassAttentionLeaves,
@@ -20,6 +20,6 @@ export const fasterVLM: Method = {
       compress: dropSources,
       remove: model.visualTokens - keep,
       params,
-    } satisfies Step]);
+    } satisfies Step];
   },
-};
+});

@@ -1,6 +1,6 @@
-import { Method, ParamSpec, evenRemovals, layerAt, layerRange } from '../method';
+import { ParamSpec, ParamsOf, defineMethod, evenRemovals, layerAt, layerRange } from '../method';
 import { matmul } from '../arrays';
-import { Correlate, Filter, Step, asSteps, splitByScore } from '../paradigm';
+import { Correlate, Filter, Step, splitByScore } from '../paradigm';
 import { adaptiveReceivers } from '../stages/correlate';
 import { mergeIntoReceivers } from '../stages/compress';
 import { SiteView, VisualSpan } from '../tokenState';
@@ -23,7 +23,7 @@ export const FICOCO_L_PARAMS = {
   ...SHARED_FICOCO_PARAMS,
 } satisfies Record<string, ParamSpec>;
 
-export type FicocoLParams = { [K in keyof typeof FICOCO_L_PARAMS]: (typeof FICOCO_L_PARAMS)[K]['default'] };
+export type FicocoLParams = ParamsOf<typeof FICOCO_L_PARAMS>;
 
 /** The attention FiCoCo-L reads: A(q, k) = data[q·stride + offset + k] over sequence indices (queries are the last `count` keys). */
 interface LlmAttention {
@@ -100,7 +100,7 @@ const textBridgedReceivers: Correlate<FicocoLParams> = (input, split) => {
   return adaptiveReceivers(split, rowOf, { epsilon: params.epsilon, strict: params.strictThreshold, probabilities: false });
 };
 
-export const ficocoL: Method = {
+export const ficocoL = defineMethod({
   name: 'ficoco-l',
   description: 'FiCoCo-L: text-aware filtering and text-bridged merging of visual tokens inside the LLM decoder, layer by layer.',
   reference:
@@ -110,11 +110,10 @@ export const ficocoL: Method = {
     'Scores use float64 (the code\'s fp16 indirect sum can overflow); the schedule removes tokens evenly over the reducing layers to end exactly at the budget instead of a constant r = 14. ' +
     'With probabilities the causal mask zeroes visual→later-text attention, so the text terms use the attention text tokens pay the visual ones.',
   params: FICOCO_L_PARAMS,
-  plan(model, keep, raw) {
-    const params = raw as FicocoLParams;
+  plan(model, keep, params) {
     const layers = layerRange(layerAt(params.start, model.textLayers), model.textLayers - 1);
     const removals = evenRemovals(model.visualTokens - keep, layers.length);
-    return asSteps(layers.map((layer, i): Step<FicocoLParams> => ({
+    return layers.map((layer, i): Step<FicocoLParams> => ({
       site: `llm:${layer}`,
       needs: { attention: params.attention === 'probs' ? 'probs' : 'logits' },
       filter: taskAwareFilter,
@@ -122,6 +121,6 @@ export const ficocoL: Method = {
       compress: mergeIntoReceivers({ weighting: params.sizeWeighted ? 'size' : 'self-preserving', normalize: params.compress === 'normalized' }),
       remove: removals[i],
       params,
-    })));
+    }));
   },
-};
+});

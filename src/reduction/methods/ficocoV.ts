@@ -1,5 +1,5 @@
-import { Method, ParamSpec, evenRemovals, layerAt, layerRange } from '../method';
-import { Correlate, Filter, Step, asSteps, spanTokens, splitByScore } from '../paradigm';
+import { ParamSpec, ParamsOf, defineMethod, evenRemovals, layerAt, layerRange } from '../method';
+import { Correlate, Filter, Step, spanTokens, splitByScore } from '../paradigm';
 import { adaptiveReceivers } from '../stages/correlate';
 import { mergeIntoReceivers } from '../stages/compress';
 import { VisualSpan } from '../tokenState';
@@ -17,7 +17,7 @@ export const FICOCO_V_PARAMS = {
   ...SHARED_FICOCO_PARAMS,
 } satisfies Record<string, ParamSpec>;
 
-type FicocoVParams = { [K in keyof typeof FICOCO_V_PARAMS]: (typeof FICOCO_V_PARAMS)[K]['default'] };
+type FicocoVParams = ParamsOf<typeof FICOCO_V_PARAMS>;
 
 /** Redundancy s_i = w_p·p̂_i − w_c·ĉ_i (+ local penalty): p = patch attention term, c = [CLS] attention (or the mean-key proxy without [CLS]). */
 const redundancyFilter: Filter<FicocoVParams> = (input) => {
@@ -66,18 +66,17 @@ const attentionReceivers: Correlate<FicocoVParams> = (input, split) => {
   return adaptiveReceivers(split, rowOf, { epsilon: params.epsilon, strict: params.strictThreshold, probabilities: params.attention === 'probs' });
 };
 
-export const ficocoV: Method = {
+export const ficocoV = defineMethod({
   name: 'ficoco-v',
   description: 'FiCoCo-V: redundancy-filtered merging inside the vision encoder with token-adaptive receivers and self-preserving compression.',
   reference:
     'Filter, Correlate, Compress (arXiv 2411.17686) §3 and ficoco-spec §2.10: the clean algorithm, defaulting to the official code\'s score semantics (weights, row-mean logits, L2 normalisation). ' +
     'Not reproduced: score-order shuffling that displaces [CLS], the never-reset global penalty buffer, receivers indexed into the wrong tensor, one K per layer. Without [CLS] the mean-key proxy of §5 replaces the [CLS] term.',
   params: FICOCO_V_PARAMS,
-  plan(model, keep, raw) {
-    const params = raw as FicocoVParams;
+  plan(model, keep, params) {
     const layers = layerRange(layerAt(params.start, model.visionLayers), model.visionLayers - 1);
     const removals = evenRemovals(model.visualTokens - keep, layers.length);
-    return asSteps(layers.map((layer, i): Step<FicocoVParams> => ({
+    return layers.map((layer, i): Step<FicocoVParams> => ({
       site: `vision:${layer}`,
       // The spec's ToMe-style extension: with sizes carried, later layers attend proportionally to them.
       needs: { attention: params.attention === 'probs' ? 'probs' : 'logits', keys: !model.hasClassToken, proportionalAttention: params.sizeWeighted },
@@ -86,6 +85,6 @@ export const ficocoV: Method = {
       compress: mergeIntoReceivers({ weighting: params.sizeWeighted ? 'size' : 'self-preserving', normalize: true }),
       remove: removals[i],
       params,
-    })));
+    }));
   },
-};
+});

@@ -1,4 +1,4 @@
-import { Method, ParamSpec } from '../method';
+import { ParamSpec, defineMethod } from '../method';
 import { FICOCO_L_PARAMS, ficocoL } from './ficocoL';
 import { FICOCO_V_PARAMS, ficocoV } from './ficocoV';
 
@@ -21,26 +21,23 @@ const PARAMS = {
   llmAttention,
 } satisfies Record<string, ParamSpec>;
 
-type FicocoVLParams = { [K in keyof typeof PARAMS]: (typeof PARAMS)[K]['default'] };
-
 /** Visual tokens the vision side hands the decoder: N^(1−share)·B^share, between the budget and every token. */
 export function visionSideTokens(visualTokens: number, keep: number, visionShare: number): number {
   return Math.max(keep, Math.min(visualTokens, Math.round(visualTokens ** (1 - visionShare) * keep ** visionShare)));
 }
 
-export const ficocoVL: Method = {
+export const ficocoVL = defineMethod({
   name: 'ficoco-vl',
   description: 'FiCoCo-VL: FiCoCo-V inside the vision encoder, then FiCoCo-L inside the decoder on what is left.',
   reference:
     'Filter, Correlate, Compress v1 (arXiv 2411.17686v1) and ficoco-spec §4: the FiCoCo-V steps followed by the FiCoCo-L steps, each its clean algorithm (see ficoco-v and ficoco-l). ' +
     'The paper does not say how the budget is split between the two; here the encoder keeps the geometric midpoint √(N·B) by default (visionShare), and FiCoCo-L runs on the image span it actually receives, which the official code skips once FiCoCo-V has shortened the sequence.',
   params: PARAMS,
-  plan(model, keep, raw) {
-    const params = raw as FicocoVLParams;
+  plan(model, keep, params) {
     const visionKeep = visionSideTokens(model.visualTokens, keep, params.visionShare);
     return [
       ...ficocoV.plan(model, visionKeep, { ...params, start: params.visionStart, attention: params.visionAttention }),
       ...ficocoL.plan({ ...model, visualTokens: visionKeep }, keep, { ...params, start: params.llmStart, attention: params.llmAttention }),
     ];
   },
-};
+});

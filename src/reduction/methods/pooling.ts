@@ -1,5 +1,5 @@
-import { Method, ParamSpec } from '../method';
-import { Correlate, Filter, Step, asSteps, oneReceiverEach, splitByKept } from '../paradigm';
+import { ParamSpec, defineMethod } from '../method';
+import { Correlate, Filter, Step, oneReceiverEach, splitByKept } from '../paradigm';
 import { mergeIntoReceivers } from '../stages/compress';
 import { VisualSpan } from '../tokenState';
 
@@ -57,7 +57,7 @@ const windowCorrelate: Correlate = ({ span, remove }, split) => {
   return oneReceiverEach(Int32Array.from(split.sources, (source) => representativeOf.get(windowOf[source - span.start])!));
 };
 
-export const pooling: Method = {
+export const pooling = defineMethod({
   name: 'pooling',
   description: 'Spatial average pooling of each image\'s projected tokens to the budget, window by window over the patch grid.',
   reference:
@@ -65,7 +65,7 @@ export const pooling: Method = {
     '(AdaptiveAvgPool2d uses ceil ends, so its windows can overlap; a partition keeps provenance exact). Sizes weight the mean, so unreduced tokens average plainly.',
   params: PARAMS,
   plan(model, keep, params) {
-    return asSteps([{
+    return [{
       site: 'projector',
       needs: {},
       filter: windowFilter,
@@ -73,6 +73,6 @@ export const pooling: Method = {
       compress: mergeIntoReceivers({ weighting: 'size', normalize: true }),
       remove: model.visualTokens - keep,
       params,
-    } satisfies Step]);
+    } satisfies Step];
   },
-};
+});

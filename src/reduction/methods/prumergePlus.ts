@@ -1,6 +1,6 @@
 import { quantileLinear, topIndices } from '../arrays';
-import { Method, ParamSpec } from '../method';
-import { Correlate, Filter, Step, asSteps, splitByKept } from '../paradigm';
+import { ParamSpec, ParamsOf, defineMethod } from '../method';
+import { Correlate, Filter, splitByKept } from '../paradigm';
 import { mergeIntoReceivers } from '../stages/compress';
 import { classAttention, classAttentionBySequence } from '../stages/importance';
 import { argmaxStrided, keyCosines } from '../stages/similarity';
@@ -9,7 +9,7 @@ const PARAMS = {
   neighbours: { type: 'integer', default: 32, min: 1, max: 4096, description: 'k: each kept token gathers its k most similar pruned tokens by key cosine (official code: 32).' },
 } satisfies Record<string, ParamSpec>;
 
-type PruMergePlusParams = { [K in keyof typeof PARAMS]: (typeof PARAMS)[K]['default'] };
+type PruMergePlusParams = ParamsOf<typeof PARAMS>;
 
 /** IQR outliers, highest first: {i : a_i > Q3 + 1.5·(Q3 − Q1)}, quartiles interpolated linearly (numpy). */
 function iqrOutliers(scores: Float64Array): number[] {
@@ -89,7 +89,7 @@ const nearestNeighbourReceivers: Correlate<PruMergePlusParams> = ({ view, params
   return { offsets, receivers: Int32Array.from(receivers), weights: Float32Array.from(weights) };
 };
 
-export const pruMergePlus: Method = {
+export const pruMergePlus = defineMethod({
   name: 'prumerge-plus',
   description: 'PruMerge+: keep [CLS]-attention outliers plus spatially uniform samples, and merge each pruned token into its nearest kept tokens by key similarity, weighted by attention.',
   reference:
@@ -100,9 +100,8 @@ export const pruMergePlus: Method = {
     'To keep provenance exact each pruned token\'s weight sums to 1: split equally over the kept tokens that picked it, or, picked by none, to its most similar kept token (the code folds every pruned token into one extra attention-weighted token, which a fixed budget has no room for). ' +
     'Uses the head-averaged attention and keys of the layer producing the features (the code recomputes single-head attention from the last layer\'s q/k projections). Without [CLS], the mean attention each token receives replaces it.',
   params: PARAMS,
-  plan(model, keep, raw) {
-    const params = raw as PruMergePlusParams;
-    return asSteps([{
+  plan(model, keep, params) {
+    return [{
       site: 'features',
       needs: { attention: 'probs', keyCosine: true },
       filter: outlierAndSpatialFilter,
@@ -110,6 +109,6 @@ export const pruMergePlus: Method = {
       compress: mergeIntoReceivers({ weighting: { tokenWeights: classAttentionBySequence }, normalize: true }),
       remove: model.visualTokens - keep,
       params,
-    } satisfies Step<PruMergePlusParams>]);
+    }];
   },
-};
+});

@@ -1,13 +1,13 @@
 import { seededRandom } from '../../common/random';
-import { Method, ParamSpec } from '../method';
-import { Filter, Step, asSteps, noReceivers, splitByKept } from '../paradigm';
+import { ParamSpec, ParamsOf, defineMethod } from '../method';
+import { Filter, Step, noReceivers, splitByKept } from '../paradigm';
 import { dropSources } from '../stages/compress';
 
 const PARAMS = {
   seed: { type: 'integer', default: 0, min: 0, max: 2 ** 31 - 1, description: 'Seed of the random choice; the same seed keeps the same tokens.' },
 } satisfies Record<string, ParamSpec>;
 
-type RandomParams = { [K in keyof typeof PARAMS]: (typeof PARAMS)[K]['default'] };
+type RandomParams = ParamsOf<typeof PARAMS>;
 
 /** T = a uniformly random (count − r)-subset of the span (seeded partial Fisher–Yates shuffle), S = the rest. */
 const randomFilter: Filter<RandomParams> = ({ span, remove, params }) => {
@@ -21,16 +21,15 @@ const randomFilter: Filter<RandomParams> = ({ span, remove, params }) => {
   return splitByKept(span, order.slice(0, keep));
 };
 
-export const random: Method = {
+export const random = defineMethod({
   name: 'random',
   description: 'Random pruning baseline: keeps a seeded uniform random subset of each image\'s projected tokens.',
   reference:
     'The random-pruning baseline of the token-reduction benchmarks (e.g. UniPruneBench, arXiv 2511.02650): uniform choice at the projector output, dropped tokens discarded. ' +
     'Every image of a prompt keeps the same positions for a given seed.',
   params: PARAMS,
-  plan(model, keep, raw) {
-    const params = raw as RandomParams;
-    return asSteps([{
+  plan(model, keep, params) {
+    return [{
       site: 'projector',
       needs: {},
       filter: randomFilter,
@@ -38,6 +37,6 @@ export const random: Method = {
       compress: dropSources,
       remove: model.visualTokens - keep,
       params,
-    } satisfies Step<RandomParams>]);
+    } satisfies Step<RandomParams>];
   },
-};
+});

@@ -1,5 +1,5 @@
-import { Method, ParamSpec, geometricRemovals } from '../method';
-import { Correlate, Filter, SINK, Step, StageInput, asSteps, spanTokens, splitByScore } from '../paradigm';
+import { ParamSpec, ParamsOf, defineMethod, geometricRemovals } from '../method';
+import { Correlate, Filter, SINK, Step, StageInput, spanTokens, splitByScore } from '../paradigm';
 import { allTokens, attentionFrom, leastImportantFirst, textAfter } from '../stages/decoderSignals';
 import { hiddenNorms, recycleIntoNewTokens } from '../stages/recycle';
 import { removalsAtLayers } from '../stages/schedule';
@@ -12,7 +12,7 @@ const PARAMS = {
   clusterRatio: { type: 'number', default: 0.1, min: 0, max: 1, description: 'New tokens per recycled token: ⌊ratio·recycled⌋ + 1 clusters (code: 1 per 10).' },
 } satisfies Record<string, ParamSpec>;
 
-type SparsevlmParams = { [K in keyof typeof PARAMS]: (typeof PARAMS)[K]['default'] };
+type SparsevlmParams = ParamsOf<typeof PARAMS>;
 
 /** Recycled tokens out of `pruned`: ⌊share·pruned⌋ + 1, none when nothing is pruned. */
 export function recycledCount(pruned: number, share: number): number {
@@ -83,7 +83,7 @@ const recycleMostRated: Correlate<SparsevlmParams> = (input, split) => {
   return { offsets, receivers: new Int32Array(recycledTotal).fill(SINK), weights: new Float32Array(recycledTotal).fill(1) };
 };
 
-export const sparsevlm: Method = {
+export const sparsevlm = defineMethod({
   name: 'sparsevlm',
   description: 'SparseVLM: text raters score the image tokens at a few decoder layers; the least rated are pruned and the best of those recycled into a few merged tokens.',
   reference:
@@ -93,10 +93,9 @@ export const sparsevlm: Method = {
     'we take geometric NET removals so the last step keeps exactly the budget, recycled tokens counting toward it. Raters are re-selected at each step from the site\'s hidden states (the code selects once from the input embeddings, not visible at a decoder site); ' +
     'without text after the image the whole sequence rates (FastV\'s score). Recycled tokens are built from hidden states after the layer\'s attention (the code: after its MLP) and sit at their latest member\'s position, in position order, so kept positions stay original and increasing (the code appends them and renumbers). No random density jitter: ties go to the earlier token.',
   params: PARAMS,
-  plan(model, keep, raw) {
-    const params = raw as SparsevlmParams;
+  plan(model, keep, params) {
     const removals = geometricRemovals(model.visualTokens, keep, LAYER_FRACTIONS.length);
-    return asSteps(removalsAtLayers(LAYER_FRACTIONS, 0, model.textLayers, removals).map(({ layer, remove }): Step<SparsevlmParams> => ({
+    return removalsAtLayers(LAYER_FRACTIONS, 0, model.textLayers, removals).map(({ layer, remove }): Step<SparsevlmParams> => ({
       site: `llm:${layer}`,
       needs: { attention: 'probs', hiddenCosine: true },
       filter: raterFilter,
@@ -104,6 +103,6 @@ export const sparsevlm: Method = {
       compress: recycleIntoNewTokens((recycled) => clusterCount(recycled, params.clusterRatio)),
       remove,
       params,
-    })));
+    }));
   },
-};
+});

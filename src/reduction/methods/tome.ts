@@ -1,5 +1,5 @@
-import { Method, ParamSpec, layerAt, layerRange } from '../method';
-import { Correlate, Filter, Step, asSteps, oneReceiverEach, splitByScore } from '../paradigm';
+import { ParamSpec, ParamsOf, defineMethod, layerAt, layerRange } from '../method';
+import { Correlate, Filter, Step, oneReceiverEach, splitByScore } from '../paradigm';
 import { mergeIntoReceivers } from '../stages/compress';
 import { argmaxStrided, keyCosines } from '../stages/similarity';
 import { SiteView, VisualSpan } from '../tokenState';
@@ -9,7 +9,7 @@ const PARAMS = {
   proportionalAttention: { type: 'boolean', default: true, description: 'Vision attention adds log(size) of each key to its logits (ToMe\'s proportional attention).' },
 } satisfies Record<string, ParamSpec>;
 
-type TomeParams = { [K in keyof typeof PARAMS]: (typeof PARAMS)[K]['default'] };
+type TomeParams = ParamsOf<typeof PARAMS>;
 
 /**
  * Removals per layer, as even as possible (earlier layers take the extra one) while no layer merges
@@ -88,7 +88,7 @@ const bestMatchCorrelate: Correlate<TomeParams> = ({ view, span, remove }, split
   return oneReceiverEach(Int32Array.from(offset, (o) => span.start + o));
 };
 
-export const tome: Method = {
+export const tome = defineMethod({
   name: 'tome',
   description: 'ToMe: bipartite soft matching on keys merges the most similar tokens, a few per vision layer, with size-weighted means.',
   reference:
@@ -97,11 +97,10 @@ export const tome: Method = {
     'when the layers cannot halve down to the budget the first one uses ToMe\'s kth-bipartite split), and merged tokens keep raster order instead of ToMe\'s [unmerged A, B] order ' +
     '(the ViT is order-free after position embeddings, but later A/B alternation and the LLM see raster order).',
   params: PARAMS,
-  plan(model, keep, raw) {
-    const params = raw as TomeParams;
+  plan(model, keep, params) {
     const layers = layerRange(layerAt(params.start, model.visionLayers), model.visionLayers - 1);
     const removals = halvingRemovals(model.visualTokens, keep, layers.length);
-    return asSteps(layers.map((layer, i): Step<TomeParams> => ({
+    return layers.map((layer, i): Step<TomeParams> => ({
       site: `vision:${layer}`,
       needs: { keyCosine: true, proportionalAttention: params.proportionalAttention },
       filter: bipartiteFilter,
@@ -109,6 +108,6 @@ export const tome: Method = {
       compress: mergeIntoReceivers({ weighting: 'size', normalize: true }),
       remove: removals[i],
       params,
-    })));
+    }));
   },
-};
+});

@@ -1,6 +1,6 @@
 import { topIndices } from '../arrays';
-import { Method, ParamSpec } from '../method';
-import { Correlate, Filter, StageInput, Step, asSteps, noReceivers, oneReceiverEach, splitByKept } from '../paradigm';
+import { ParamSpec, ParamsOf, defineMethod } from '../method';
+import { Correlate, Filter, StageInput, noReceivers, oneReceiverEach, splitByKept } from '../paradigm';
 import { mergeIntoReceivers } from '../stages/compress';
 import { classAttention } from '../stages/importance';
 import { argmaxStrided, keyCosines } from '../stages/similarity';
@@ -9,7 +9,7 @@ const PARAMS = {
   contextualShare: { type: 'number', default: 10 / 64, min: 0, max: 1, description: 'Share of the kept tokens that are contextual (merged) tokens; the paper keeps 54 dominant + 10 contextual of 64.' },
 } satisfies Record<string, ParamSpec>;
 
-type VisionZipParams = { [K in keyof typeof PARAMS]: (typeof PARAMS)[K]['default'] };
+type VisionZipParams = ParamsOf<typeof PARAMS>;
 
 /**
  * Span offsets of the kept tokens: with B kept, C = round(share·B) contextual and D = B − C dominant;
@@ -41,7 +41,7 @@ const contextualReceivers: Correlate<VisionZipParams> = (input, split) => {
   return oneReceiverEach(Int32Array.from(split.sources, (_, k) => targets[argmaxStrided(similarity, k * targets.length, 1, targets.length)]));
 };
 
-export const visionZip: Method = {
+export const visionZip = defineMethod({
   name: 'visionzip',
   description: 'VisionZip: keep the dominant tokens by [CLS] attention and average the rest into a few contextual tokens, before the projector.',
   reference:
@@ -50,9 +50,8 @@ export const visionZip: Method = {
     'Follows the paper where the code differs: a contextual token is the mean of its group (the code adds the group mean to the target, target + mean), and the budget is exact (the code also passes the [CLS] hidden state on, one token more). ' +
     'Budget split dominant:contextual = 54:10 at 64, scaled to other budgets. Without [CLS], the mean attention each token receives ranks the dominant tokens.',
   params: PARAMS,
-  plan(model, keep, raw) {
-    const params = raw as VisionZipParams;
-    return asSteps([{
+  plan(model, keep, params) {
+    return [{
       site: 'features',
       needs: { attention: 'probs', keyCosine: true },
       filter: dominantContextualFilter,
@@ -61,6 +60,6 @@ export const visionZip: Method = {
       compress: mergeIntoReceivers({ weighting: 'self-preserving', normalize: true }),
       remove: model.visualTokens - keep,
       params,
-    } satisfies Step<VisionZipParams>]);
+    }];
   },
-};
+});
