@@ -4,6 +4,7 @@
  * a vision tower (vision_config.model_type) and a decoder (text_config.model_type). Adding one is a new file under
  * src/engine/models/ and a line in registry.ts or parts.ts; the engine only reads what these interfaces say.
  */
+import type { LlmArch } from '../../flops/llm';
 import type { Activation } from '../graph/ops';
 import type { Tower } from '../graph/segment';
 import type { DecoderQuantizer } from '../weights/quantizedCache';
@@ -24,15 +25,9 @@ export interface VisionConfig {
   activation: Activation;
 }
 
-/** What every decoder's config gives the engine (all decoders so far are Llama-style). */
-export interface TextConfig {
+/** What every decoder's config gives the engine (all decoders so far are Llama-style): the FLOPs model's sizes, and more. */
+export interface TextConfig extends LlmArch {
   modelType: string;
-  hiddenSize: number;
-  intermediateSize: number;
-  layers: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
   rmsNormEps: number;
   ropeTheta: number;
   vocabSize: number;
