@@ -3,13 +3,10 @@
  * come in by paste, by Shift+drop (files from the OS, or Explorer items, which the extension reads), or
  * through the Attach button. The extension holds the waiting images; this only draws them.
  */
-import type { ImageFile, PendingImage, WebviewMessage } from '../src/protocol/webview';
+import { IMAGE_MIME_TYPES, MAX_IMAGE_BYTES, imageFormatOfFileName, type ImageFile, type PendingImage, type WebviewMessage } from '../src/protocol/webview';
 
-/** Largest image file taken in (after downscaling); larger ones are refused with a message. */
-export const MAX_IMAGE_FILE_BYTES = 32 * 1024 * 1024;
 /** Screenshots larger than this on their long side are downscaled before they cross to the extension. */
 export const MAX_IMAGE_SIDE = 2048;
-const IMAGE_TYPES: Record<string, string> = { 'image/png': 'png', 'image/jpeg': 'jpg', 'image/webp': 'webp', 'image/gif': 'gif' };
 const URI_TYPES = ['application/vnd.code.uri-list', 'resourceurls', 'text/uri-list'];
 
 /** Reads an image File as the extension wants it; throws a message for the user when it is not acceptable. */
@@ -154,13 +151,13 @@ export function droppedUris(data: DataTransfer): string[] {
 
 /** PNG, JPEG, WebP or GIF; downscaled when its long side exceeds MAX_IMAGE_SIDE (where the browser can decode it). */
 export async function readImageFile(file: File): Promise<ImageFile> {
-  const extension = IMAGE_TYPES[file.type] ?? /\.(png|jpe?g|webp|gif)$/i.exec(file.name)?.[1]?.toLowerCase();
-  const name = file.name || `pasted-image.${extension ?? 'png'}`;
-  if (!extension) throw new Error(`${name} is not an image FiCoCo can read: use PNG, JPEG, WebP or GIF.`);
+  const format = Object.entries(IMAGE_MIME_TYPES).find(([, mime]) => mime === file.type)?.[0] ?? imageFormatOfFileName(file.name);
+  const name = file.name || `pasted-image.${format ?? 'png'}`;
+  if (!format) throw new Error(`${name} is not an image FiCoCo can read: use PNG, JPEG, WebP or GIF.`);
   const smaller = await downscaled(file);
   const bytes = smaller ?? new Uint8Array(await file.arrayBuffer());
-  if (bytes.byteLength > MAX_IMAGE_FILE_BYTES) {
-    throw new Error(`${name} is ${(bytes.byteLength / 2 ** 20).toFixed(1)} MiB; FiCoCo takes images up to ${MAX_IMAGE_FILE_BYTES / 2 ** 20} MiB.`);
+  if (bytes.byteLength > MAX_IMAGE_BYTES) {
+    throw new Error(`${name} is ${(bytes.byteLength / 2 ** 20).toFixed(1)} MiB; FiCoCo takes images up to ${MAX_IMAGE_BYTES / 2 ** 20} MiB.`);
   }
   return { name: smaller ? `${name.replace(/\.[^.]*$/, '')}.png` : name, dataBase64: base64(bytes) };
 }

@@ -3,8 +3,17 @@ import { FicocoError } from './errors';
 /** The image formats FiCoCo reads, as `detectImageFormat` names them. */
 export const IMAGE_FORMATS = ['png', 'jpeg', 'webp', 'gif'] as const;
 export type ImageFormat = (typeof IMAGE_FORMATS)[number];
+/** The MIME type of each format, for data: URLs and the browser's File types. */
+export const IMAGE_MIME_TYPES: Record<ImageFormat, string> = { png: 'image/png', jpeg: 'image/jpeg', webp: 'image/webp', gif: 'image/gif' };
 /** File name extensions of those formats, for file pickers and menus (the bytes decide the format). */
 export const IMAGE_FILE_EXTENSIONS = ['png', 'jpg', 'jpeg', 'webp', 'gif'] as const;
+
+/** The format a file name's extension suggests, before its bytes are read; undefined for other files. */
+export function imageFormatOfFileName(name: string): ImageFormat | undefined {
+  const extension = name.slice(name.lastIndexOf('.') + 1).toLowerCase();
+  if (!(IMAGE_FILE_EXTENSIONS as readonly string[]).includes(extension)) return undefined;
+  return extension === 'jpg' ? 'jpeg' : (extension as ImageFormat);
+}
 
 /** The largest image file accepted: a lossless 8K screenshot is 10–30 MB. */
 export const MAX_IMAGE_BYTES = 32 * 1024 * 1024;

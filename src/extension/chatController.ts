@@ -6,8 +6,9 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { FicocoError } from '../common/errors';
-import { IMAGE_FILE_EXTENSIONS, MAX_IMAGE_BYTES, checkImageFile, formatMebibytes } from '../common/imageFile';
+import { IMAGE_FILE_EXTENSIONS, MAX_IMAGE_BYTES, checkImageFile, formatMebibytes, imageFormatOfFileName } from '../common/imageFile';
 import { BUILTIN_MODEL_PATH } from '../hub/presets';
+import type { ImageAttachment } from '../protocol/engine';
 import type { Turn, WebviewMessage } from '../protocol/webview';
 import { ChatSurface, ChatViews } from './chatViews';
 import { Conversation, ImageInput } from './conversation';
@@ -81,7 +82,7 @@ export class ChatController implements vscode.Disposable {
         void this.attachFromDialog();
         return;
       case 'addImages':
-        this.addImages(message.images.map((image) => ({ name: image.name, bytes: Buffer.from(image.dataBase64, 'base64') })));
+        this.addImages(message.images);
         return;
       case 'addUris':
         void this.addUris(message.uris.flatMap((uri) => this.parseUri(uri)));
@@ -187,16 +188,18 @@ export class ChatController implements vscode.Disposable {
     return settings;
   }
 
-  /** Takes images whose header passes the size limits (src/common/imageFile.ts); a notice names each one refused. */
-  private addImages(images: ImageInput[]): void {
-    const accepted = images.filter((image) => {
+  /**
+   * Takes images whose header passes the size limits (src/common/imageFile.ts), each in the one form it crosses to
+   * the engine in; a notice names each one refused.
+   */
+  private addImages(images: readonly ImageAttachment[]): void {
+    const accepted = images.flatMap((image): ImageInput[] => {
       try {
-        checkImageFile(image.bytes, image.name);
-        return true;
+        return [{ ...image, format: checkImageFile(Buffer.from(image.dataBase64, 'base64'), image.name).format }];
       } catch (error) {
         if (!(error instanceof FicocoError)) throw error;
         this.notice(error.message);
-        return false;
+        return [];
       }
     });
     if (accepted.length === 0) return;
@@ -209,11 +212,10 @@ export class ChatController implements vscode.Disposable {
 
   /** Reads through workspace.fs, so files of remote workspaces work too. */
   private async addUris(uris: readonly vscode.Uri[]): Promise<void> {
-    const images: ImageInput[] = [];
+    const images: ImageAttachment[] = [];
     for (const uri of uris) {
       const name = path.posix.basename(uri.path);
-      const extension = name.slice(name.lastIndexOf('.') + 1).toLowerCase();
-      if (!(IMAGE_FILE_EXTENSIONS as readonly string[]).includes(extension)) {
+      if (!imageFormatOfFileName(name)) {
         this.notice(`${name} is not an image FiCoCo can read: use PNG, JPEG, WebP or GIF.`);
         continue;
       }
@@ -223,7 +225,7 @@ export class ChatController implements vscode.Disposable {
           this.notice(`${name} is ${formatMebibytes(size)} MiB; FiCoCo takes image files up to ${formatMebibytes(MAX_IMAGE_BYTES)} MiB.`);
           continue;
         }
-        images.push({ name, bytes: await vscode.workspace.fs.readFile(uri) });
+        images.push({ name, dataBase64: Buffer.from(await vscode.workspace.fs.readFile(uri)).toString('base64') });
       } catch (error) {
         this.notice(`Could not read ${name}: ${error instanceof Error ? error.message : String(error)}`);
       }

@@ -4,12 +4,15 @@
  * Each change returns the message that tells the webviews about it. Free of 'vscode' so it is plainly testable.
  */
 import type { AnswerStopReason, AnswerStatsView, HostMessage, PendingImage, Reply, ReplyKind, Turn, TurnImage } from '../protocol/webview';
-import type { HistoryMessage } from '../protocol/engine';
+import { IMAGE_MIME_TYPES, type ImageFormat } from '../common/imageFile';
+import { decodedLength, type HistoryMessage, type ImageAttachment } from '../protocol/engine';
 
-/** An image with its bytes, as the engine takes it. */
-export interface ImageInput {
-  name: string;
-  bytes: Uint8Array;
+/**
+ * An image as it crosses to the engine (its file, base64, as the page sent it or encoded once when read from disk)
+ * and the format its header says, which names the preview's MIME type.
+ */
+export interface ImageInput extends ImageAttachment {
+  format: ImageFormat;
 }
 
 /** Most images one question can carry. */
@@ -17,7 +20,6 @@ export const MAX_IMAGES_PER_TURN = 8;
 /** Largest image shown inline as a data: URL; the conversation keeps it and re-sends it on every webview reload. */
 export const MAX_PREVIEW_BYTES = 4 * 1024 * 1024;
 
-const IMAGE_MIME_TYPES: Record<string, string> = { png: 'image/png', jpg: 'image/jpeg', jpeg: 'image/jpeg', webp: 'image/webp', gif: 'image/gif' };
 
 interface StoredTurn {
   turn: Turn;
@@ -39,7 +41,7 @@ export class Conversation {
     if (this.pending.length + images.length > MAX_IMAGES_PER_TURN) {
       throw new RangeError(`A question can carry ${MAX_IMAGES_PER_TURN} images; remove some before adding more.`);
     }
-    for (const input of images) this.pending.push({ image: { id: `image-${this.nextId++}`, ...turnImage(input.name, input.bytes) }, input });
+    for (const input of images) this.pending.push({ image: { id: `image-${this.nextId++}`, ...turnImage(input) }, input });
     return { type: 'pending', pending: this.pendingImages() };
   }
 
@@ -164,9 +166,8 @@ export class Conversation {
   }
 }
 
-/** The image as the webview shows it: inlined as a data: URL when it is a known type and small enough. */
-export function turnImage(name: string, bytes: Uint8Array): TurnImage {
-  const mime = IMAGE_MIME_TYPES[name.slice(name.lastIndexOf('.') + 1).toLowerCase()];
-  if (!mime || bytes.byteLength > MAX_PREVIEW_BYTES) return { name };
-  return { name, src: `data:${mime};base64,${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64')}` };
+/** The image as the webview shows it: inlined as a data: URL when it is small enough. */
+export function turnImage({ name, dataBase64, format }: ImageInput): TurnImage {
+  if (decodedLength(dataBase64) > MAX_PREVIEW_BYTES) return { name };
+  return { name, src: `data:${IMAGE_MIME_TYPES[format]};base64,${dataBase64}` };
 }

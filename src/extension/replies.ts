@@ -78,7 +78,7 @@ export class Replies {
       status.busy(alreadyLoaded ? 'Answering' : 'Loading model');
       const request: AskOptions = {
         question,
-        images: inputs.map((input) => ({ name: input.name, dataBase64: Buffer.from(input.bytes).toString('base64') })),
+        images: inputs.map(({ name, dataBase64 }) => ({ name, dataBase64 })),
         history: conversation.history(turnId),
         ...(reduction ? { reduction: { method: reduction.method, budget: reduction.budget, params: reduction.params } } : {}),
         maxNewTokens,

@@ -228,6 +228,12 @@ export function base64Length(bytes: number): number {
   return Math.ceil(bytes / 3) * 4;
 }
 
+/** The bytes base64 text decodes to (padding counted), without decoding it. */
+export function decodedLength(base64: string): number {
+  const padding = base64.endsWith('==') ? 2 : base64.endsWith('=') ? 1 : 0;
+  return Math.floor((base64.length * 3) / 4) - padding;
+}
+
 function parseImage(value: unknown, field: string): ImageAttachment {
   const image = record(value, field);
   const name = string(image.name, `${field}.name`);

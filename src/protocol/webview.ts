@@ -6,7 +6,13 @@
  *
  * The webview bundle includes this file, so it imports only plain helpers: no Node, vscode or engine code.
  */
+import { IMAGE_MIME_TYPES, MAX_IMAGE_BYTES, imageFormatOfFileName } from '../common/imageFile';
 import { describeValue } from './describe';
+
+/** The image limits and formats the webview checks at paste time, as the extension and the engine do after it. */
+export { IMAGE_MIME_TYPES, MAX_IMAGE_BYTES, imageFormatOfFileName };
+
+const INLINE_IMAGE = new RegExp(`^data:(${Object.values(IMAGE_MIME_TYPES).join('|')});base64,`);
 
 /** How an answer ended; the engine's StopReason. */
 export type AnswerStopReason = 'stop-token' | 'max-tokens' | 'cancelled';
@@ -210,7 +216,7 @@ function parseImage(value: unknown, field: string): TurnImage {
   if (image.src !== undefined) {
     const src = string(image.src, `${field}.src`);
     // The webview sets it as an <img> source: only images inlined as data.
-    if (!/^data:image\/(png|jpeg|webp|gif);base64,/.test(src)) throw new MessageError(`${field}.src is not a data:image URL.`);
+    if (!INLINE_IMAGE.test(src)) throw new MessageError(`${field}.src is not a data:image URL.`);
     parsed.src = src;
   }
   return parsed;

@@ -17,7 +17,7 @@ import type { AnswerStatsView, HostMessage } from '../../src/protocol/webview';
 const ROOT = path.join(__dirname, '..', '..');
 const HOST = path.join(ROOT, 'src', 'host', 'main.ts');
 const FIXTURES = path.join(ROOT, 'test', 'fixtures');
-const SHAPES: ImageInput = { name: 'shapes.png', bytes: fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png')) };
+const SHAPES: ImageInput = { name: 'shapes.png', dataBase64: fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png')).toString('base64'), format: 'png' };
 const SETTINGS: ReplySettings = { model: { modelDir: path.join(FIXTURES, 'tiny-llava-llama'), provider: 'cpu', threads: 1 }, reduction: undefined, maxNewTokens: 8, temperature: 0 };
 const REDUCED: ReplySettings = { ...SETTINGS, reduction: { method: 'ficoco-v', budget: { tokens: 12 }, budgetLabel: '12', params: {} } };
 /** Sampled, it runs to its token limit on the fixture model: long enough to stop. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ErrorCodes, ResponseError } from 'vscode-jsonrpc';
-import { AskParams, MAX_IMAGE_BYTES, MAX_NEW_TOKENS_LIMIT, base64Length, errorKindOf, parseAskParams, parseLoadParams, parseTextParams } from '../../src/protocol/engine';
+import { AskParams, MAX_IMAGE_BYTES, MAX_NEW_TOKENS_LIMIT, base64Length, decodedLength, errorKindOf, parseAskParams, parseLoadParams, parseTextParams } from '../../src/protocol/engine';
 
 const ASK: AskParams = {
   requestId: 'r1',
@@ -98,4 +98,12 @@ describe('engine/text params and error kinds', () => {
     assert.equal(errorKindOf(new ResponseError(1, 'x')), undefined);
     assert.equal(errorKindOf(new Error('x')), undefined);
   });
+});
+
+test('base64 lengths: encoded from bytes, and decoded bytes from text, padding counted', () => {
+  for (const bytes of [0, 1, 2, 3, 4, 5, 4 * 1024 * 1024, 4 * 1024 * 1024 + 1]) {
+    const text = Buffer.alloc(bytes).toString('base64');
+    assert.equal(base64Length(bytes), text.length, `${bytes} bytes`);
+    assert.equal(decodedLength(text), bytes, `${bytes} bytes`);
+  }
 });

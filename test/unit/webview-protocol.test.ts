@@ -26,7 +26,8 @@ const TURN: Turn = {
   answer: { text: 'a cat', status: 'done', stopReason: 'stop-token', stats: STATS },
 };
 
-const PNG = new Uint8Array([0x89, 0x50, 0x4e, 0x47]);
+/** An image as the extension keeps it: the file's bytes, base64, and the format its header says. */
+const image = (name: string) => ({ name, dataBase64: 'iVBORw==', format: 'png' as const });
 
 function refusal(parse: (value: unknown) => unknown, value: unknown): string {
   try {
@@ -97,7 +98,7 @@ describe('webview messages', () => {
 describe('conversation kept by the extension', () => {
   test('images wait for the next question, which takes them; each change returns its message', () => {
     const conversation = new Conversation();
-    const added = conversation.addPending([{ name: 'a.png', bytes: PNG }, { name: 'b.png', bytes: PNG }]);
+    const added = conversation.addPending([image('a.png'), image('b.png')]);
     assert.ok(added.type === 'pending');
     assert.deepEqual(added.pending.map((image) => image.name), ['a.png', 'b.png']);
     const removed = conversation.removePending(added.pending[0]!.id);
@@ -118,7 +119,7 @@ describe('conversation kept by the extension', () => {
   test('no image at all: no turn; a follow-up without new images asks about the last ones, with the history', () => {
     const conversation = new Conversation();
     assert.equal(conversation.startTurn('what is it?'), undefined);
-    conversation.addPending([{ name: 'a.png', bytes: PNG }]);
+    conversation.addPending([image('a.png')]);
     const first = conversation.startTurn('what is the title ?')!;
     conversation.appendText(first.turn.id, 'answer', 'maps');
     conversation.finish(first.turn.id, 'answer', 'stop-token');
@@ -134,7 +135,7 @@ describe('conversation kept by the extension', () => {
 
   test('a failed or stopped answer stays in the transcript but not in the history', () => {
     const conversation = new Conversation();
-    conversation.addPending([{ name: 'a.png', bytes: PNG }]);
+    conversation.addPending([image('a.png')]);
     const first = conversation.startTurn('q1')!;
     conversation.fail(first.turn.id, 'answer', 'The engine process stopped unexpectedly.');
     const second = conversation.startTurn('q2')!;
@@ -146,7 +147,7 @@ describe('conversation kept by the extension', () => {
 
   test('Compare opens a full-token reply beside the answer; the speedup joins the answer later', () => {
     const conversation = new Conversation();
-    conversation.addPending([{ name: 'a.png', bytes: PNG }]);
+    conversation.addPending([image('a.png')]);
     const { turn } = conversation.startTurn('q')!;
     conversation.finish(turn.id, 'answer', 'stop-token', { ...STATS, speedup: undefined });
     const opened = conversation.startFull(turn.id);
@@ -163,7 +164,7 @@ describe('conversation kept by the extension', () => {
 
   test('at most MAX_IMAGES_PER_TURN images per question; New Chat clears everything', () => {
     const conversation = new Conversation();
-    const many = Array.from({ length: MAX_IMAGES_PER_TURN + 1 }, (_, i) => ({ name: `${i}.png`, bytes: PNG }));
+    const many = Array.from({ length: MAX_IMAGES_PER_TURN + 1 }, (_, i) => image(`${i}.png`));
     assert.throws(() => conversation.addPending(many), /A question can carry 8 images/);
     conversation.addPending(many.slice(0, 2));
     conversation.startTurn('q');
@@ -172,18 +173,19 @@ describe('conversation kept by the extension', () => {
 
   test('sent state is a copy: later changes do not alter it', () => {
     const conversation = new Conversation();
-    conversation.addPending([{ name: 'a.png', bytes: PNG }]);
+    conversation.addPending([image('a.png')]);
     const { turn } = conversation.startTurn('q')!;
     const before = conversation.state();
     conversation.appendText(turn.id, 'answer', 'later');
     assert.equal(before.type === 'state' && before.turns[0]?.answer.text, '');
   });
 
-  test('images are inlined as data URLs up to a size, by their file type', () => {
-    assert.deepEqual(turnImage('Shot.PNG', new Uint8Array([1, 2, 3])), { name: 'Shot.PNG', src: 'data:image/png;base64,AQID' });
-    assert.equal(turnImage('photo.jpg', new Uint8Array([1])).src, 'data:image/jpeg;base64,AQ==');
-    assert.deepEqual(turnImage('big.png', new Uint8Array(MAX_PREVIEW_BYTES + 1)), { name: 'big.png' });
-    assert.deepEqual(turnImage('notes.txt', new Uint8Array([1])), { name: 'notes.txt' });
+  test('images are inlined as data URLs up to a size, with the MIME type of the format their header says (not their name)', () => {
+    assert.deepEqual(turnImage({ name: 'Shot.PNG', dataBase64: 'AQID', format: 'png' }), { name: 'Shot.PNG', src: 'data:image/png;base64,AQID' });
+    assert.equal(turnImage({ name: 'photo.png', dataBase64: 'AQ==', format: 'jpeg' }).src, 'data:image/jpeg;base64,AQ==');
+    const big = Buffer.alloc(MAX_PREVIEW_BYTES + 1).toString('base64');
+    assert.deepEqual(turnImage({ name: 'big.png', dataBase64: big, format: 'png' }), { name: 'big.png' });
+    assert.ok(turnImage({ name: 'edge.png', dataBase64: Buffer.alloc(MAX_PREVIEW_BYTES).toString('base64'), format: 'png' }).src);
   });
 });
 
