@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { benchCommand } from '../../src/cli/bench';
 import { median } from '../../src/cli/benchTiming';
 import { FicocoError } from '../../src/common/errors';
+import { temporaryFolders } from '../helpers/tempFolders';
+
+const temporaryFolder = temporaryFolders();
 
 const MODEL = path.join(__dirname, '..', 'fixtures', 'tiny-llava-llama');
 
@@ -21,7 +23,7 @@ function tableRows(markdown: string): Map<string, Record<string, string>> {
 }
 
 test('ficoco bench measures each method and budget against the unreduced model and writes the table and charts', async () => {
-  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-bench-'));
+  const out = temporaryFolder('ficoco-bench-');
   assert.equal(await benchCommand(['--model', MODEL, '--methods', 'ficoco-v,fastv', '--budgets', '12,4', '--runs', '2', '--decode', '3', '--out', out, '--name', 'check']), 0);
   const report = fs.readFileSync(path.join(out, 'check.md'), 'utf8');
   const rows = tableRows(report);
@@ -57,7 +59,7 @@ test('ficoco bench measures each method and budget against the unreduced model a
 });
 
 test('ficoco bench budgets default to a third, two ninths and a ninth of the visual tokens', async () => {
-  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-bench-'));
+  const out = temporaryFolder('ficoco-bench-');
   assert.equal(await benchCommand(['--model', MODEL, '--methods', 'random', '--runs', '1', '--decode', '0', '--out', out, '--name', 'defaults']), 0);
   const rows = tableRows(fs.readFileSync(path.join(out, 'defaults.md'), 'utf8'));
   assert.deepEqual([...rows.keys()], ['none all', 'random 12', 'random 8', 'random 4']);

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { evalCommand } from '../../src/cli/eval';
 import { answerMatches } from '../../src/cli/evalSet';
 import { LlavaEngine } from '../../src/engine/engine';
+import { temporaryFolders } from '../helpers/tempFolders';
+
+const temporaryFolder = temporaryFolders();
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures');
 const MODEL = path.join(FIXTURES, 'tiny-llava-llama');
@@ -22,7 +24,7 @@ test('answers match on their first words, ignoring case and punctuation', () => 
 test('ficoco eval scores each method and budget and writes the table and chart', async () => {
   // Expected answers are what the unreduced test model says, so the full-token row must score 100 %.
   const engine = await LlavaEngine.load(MODEL);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-eval-'));
+  const dir = temporaryFolder('ficoco-eval-');
   const items = [];
   for (const [image, question] of [['shapes.png', 'what colour is the big box ?'], ['diagram.png', 'which box does the arrow point to ?']]) {
     fs.copyFileSync(path.join(FIXTURES, 'images', image), path.join(dir, image));

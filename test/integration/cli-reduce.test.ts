@@ -1,6 +1,4 @@
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { reduceCommand } from '../../src/cli/reduce';
@@ -10,6 +8,9 @@ import { seededRandom } from '../../src/common/random';
 import { runStep } from '../../src/reduction/paradigm';
 import { planReduction } from '../../src/reduction/registry';
 import { SiteView } from '../../src/reduction/tokenState';
+import { temporaryFolders } from '../helpers/tempFolders';
+
+const temporaryFolder = temporaryFolders();
 
 const TOKENS = 17;
 const WIDTH = 8;
@@ -31,7 +32,7 @@ function savedSite(dir: string) {
 }
 
 test('ficoco reduce writes what the library computes, with its bookkeeping', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-reduce-'));
+  const dir = temporaryFolder('ficoco-reduce-');
   const { file, hidden, logits } = savedSite(dir);
   const output = path.join(dir, 'out.safetensors');
   assert.equal(await reduceCommand(['--method', 'ficoco-v', '--budget', '4', '--input', file, '--output', output, '--vision-layers', '2']), 0);
@@ -76,7 +77,7 @@ test('ficoco reduce writes what the library computes, with its bookkeeping', asy
 });
 
 test('ficoco reduce names a missing input tensor', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-reduce-'));
+  const dir = temporaryFolder('ficoco-reduce-');
   const file = path.join(dir, 'bare.safetensors');
   writeSafetensors(file, [
     { name: 'hidden_states', dtype: 'F32', shape: [TOKENS, WIDTH], data: bytesOf(new Float32Array(TOKENS * WIDTH)) },

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { LlavaEngine } from '../../src/engine/engine';
 import { FicocoError } from '../../src/common/errors';
+import { temporaryFolders } from '../helpers/tempFolders';
+
+const temporaryFolder = temporaryFolders();
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures');
 const MODEL = path.join(FIXTURES, 'tiny-llava-llama');
@@ -13,7 +15,7 @@ const QUESTION = 'what colour is the big box ?';
 
 /** Copies the fixture model into a temp folder so a test can damage it. */
 function copyOfModel(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-model-'));
+  const dir = temporaryFolder('ficoco-model-');
   for (const file of fs.readdirSync(MODEL).filter((name) => !name.startsWith('reference.'))) fs.copyFileSync(path.join(MODEL, file), path.join(dir, file));
   return dir;
 }
