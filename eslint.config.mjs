@@ -9,36 +9,120 @@ import tseslint from 'typescript-eslint';
 
 /** Each layer and the layers it must not import (docs/architecture.md, "Layers"). */
 const layers = [
-  { target: 'src/common', from: ['src', 'webview'], except: ['common'], why: 'src/common imports nothing of the project' },
-  { target: 'src/flops', from: ['src', 'webview'], except: ['flops'], why: 'src/flops is pure arithmetic and imports nothing of the project' },
-  { target: 'src/report', from: ['src', 'webview'], except: ['report'], why: 'src/report draws charts and imports nothing of the project' },
-  { target: 'src/reduction', from: ['src/engine', 'src/host', 'src/extension', 'src/protocol', 'src/hub', 'src/cli', 'src/flops', 'webview'], why: 'src/reduction is pure TypeScript: it uses src/common only' },
-  { target: 'src/protocol', from: ['src/engine', 'src/host', 'src/extension', 'src/hub', 'src/cli', 'src/reduction', 'src/flops', 'webview'], why: 'src/protocol is the contract: plain types and validators over src/common' },
-  { target: 'src/hub', from: ['src/engine', 'src/host', 'src/extension', 'src/protocol', 'src/cli', 'src/reduction', 'src/flops', 'webview'], why: 'src/hub runs in the extension\'s process: Node and src/common only, no ONNX Runtime' },
-  { target: 'src/engine', from: ['src/host', 'src/extension', 'src/protocol', 'src/hub', 'src/cli', 'webview'], why: 'src/engine sits below the host, the CLI and the extension' },
-  { target: 'src/host', from: ['src/extension', 'src/hub', 'src/cli', 'webview'], why: 'src/host wraps the engine for the protocol; it knows nothing of VS Code' },
-  { target: 'src/extension', from: ['src/engine', 'src/host', 'src/cli', 'webview'], why: 'src/extension never loads the engine: it talks to it through src/protocol' },
-  { target: 'src/cli', from: ['src/extension', 'src/host', 'webview'], why: 'src/cli runs the engine itself, without VS Code' },
-  { target: 'webview', from: ['src'], except: ['protocol'], why: 'the webview is browser code: it shares src/protocol only' },
+  {
+    target: 'src/common',
+    from: ['src', 'webview'],
+    except: ['common'],
+    why: 'src/common imports nothing of the project',
+  },
+  {
+    target: 'src/flops',
+    from: ['src', 'webview'],
+    except: ['flops'],
+    why: 'src/flops is pure arithmetic and imports nothing of the project',
+  },
+  {
+    target: 'src/report',
+    from: ['src', 'webview'],
+    except: ['report'],
+    why: 'src/report draws charts and imports nothing of the project',
+  },
+  {
+    target: 'src/reduction',
+    from: ['src/engine', 'src/host', 'src/extension', 'src/protocol', 'src/hub', 'src/cli', 'src/flops', 'webview'],
+    why: 'src/reduction is pure TypeScript: it uses src/common only',
+  },
+  {
+    target: 'src/protocol',
+    from: ['src/engine', 'src/host', 'src/extension', 'src/hub', 'src/cli', 'src/reduction', 'src/flops', 'webview'],
+    why: 'src/protocol is the contract: plain types and validators over src/common',
+  },
+  {
+    target: 'src/hub',
+    from: [
+      'src/engine',
+      'src/host',
+      'src/extension',
+      'src/protocol',
+      'src/cli',
+      'src/reduction',
+      'src/flops',
+      'webview',
+    ],
+    why: "src/hub runs in the extension's process: Node and src/common only, no ONNX Runtime",
+  },
+  {
+    target: 'src/engine',
+    from: ['src/host', 'src/extension', 'src/protocol', 'src/hub', 'src/cli', 'webview'],
+    why: 'src/engine sits below the host, the CLI and the extension',
+  },
+  {
+    target: 'src/host',
+    from: ['src/extension', 'src/hub', 'src/cli', 'webview'],
+    why: 'src/host wraps the engine for the protocol; it knows nothing of VS Code',
+  },
+  {
+    target: 'src/extension',
+    from: ['src/engine', 'src/host', 'src/cli', 'webview'],
+    why: 'src/extension never loads the engine: it talks to it through src/protocol',
+  },
+  {
+    target: 'src/cli',
+    from: ['src/extension', 'src/host', 'webview'],
+    why: 'src/cli runs the engine itself, without VS Code',
+  },
+  {
+    target: 'webview',
+    from: ['src'],
+    except: ['protocol'],
+    why: 'the webview is browser code: it shares src/protocol only',
+  },
   { target: 'bench', from: ['test'], why: 'benchmarks do not import tests' },
 ];
 
 export default tseslint.config(
-  { ignores: ['dist/', 'dist-vsix/', 'node_modules/', '.cache/', 'test-results/', 'models/', 'test/fixtures/', 'bench/results/', 'media/'] },
+  {
+    ignores: [
+      'dist/',
+      'dist-vsix/',
+      'node_modules/',
+      '.cache/',
+      'test-results/',
+      'models/',
+      'test/fixtures/',
+      'bench/results/',
+      'media/',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   { files: ['scripts/**/*.mjs', 'eslint.config.mjs'], languageOptions: { globals: globals.node } },
   {
     plugins: { 'import-x': importX },
-    settings: { 'import-x/resolver-next': [createTypeScriptImportResolver({ project: ['tsconfig.json', 'webview/tsconfig.json'], noWarnOnMultipleProjects: true })] },
+    settings: {
+      'import-x/resolver-next': [
+        createTypeScriptImportResolver({
+          project: ['tsconfig.json', 'webview/tsconfig.json'],
+          noWarnOnMultipleProjects: true,
+        }),
+      ],
+    },
     rules: {
       'import-x/no-restricted-paths': [
         'error',
         {
-          zones: layers.map(({ target, from, except, why }) => ({ target: `./${target}`, from: from.map((f) => `./${f}`), except: except?.map((e) => `./${e}`), message: why })),
+          zones: layers.map(({ target, from, except, why }) => ({
+            target: `./${target}`,
+            from: from.map((f) => `./${f}`),
+            except: except?.map((e) => `./${e}`),
+            message: why,
+          })),
         },
       ],
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_' },
+      ],
       // A closure may read a variable assigned after it is made (a wasm instance's own memory, say).
       'prefer-const': ['error', { ignoreReadBeforeAssign: true }],
     },

@@ -16,11 +16,12 @@ import { type AskOptions, EngineClient } from '../src/extension/engineClient';
 import { prefillMs } from '../src/extension/speedup';
 import { METHODS } from '../src/reduction/registry';
 
-const { values } = parseArgs({ options: { budget: { type: 'string', default: '16' }, repeats: { type: 'string', default: '7' } } });
+const { values } = parseArgs({
+  options: { budget: { type: 'string', default: '16' }, repeats: { type: 'string', default: '7' } },
+});
 const ROOT = path.resolve(__dirname, '..');
 const HOST = path.join(ROOT, 'dist', 'host.js');
 const COLD_STARTS = 3;
-
 
 async function main() {
   const modelDir = findBuiltinModel(__dirname);
@@ -38,7 +39,10 @@ async function main() {
     seed: 0,
   };
   const model = { modelDir, provider: 'cpu' as const };
-  const reduced = (method: string): AskOptions => ({ ...question, reduction: { method, budget: { tokens: budget }, params: {} } });
+  const reduced = (method: string): AskOptions => ({
+    ...question,
+    reduction: { method, budget: { tokens: budget }, params: {} },
+  });
 
   const coldStarts: number[] = [];
   const firstAnswers: number[] = [];
@@ -57,7 +61,8 @@ async function main() {
   const warmPrefill = async (options: AskOptions) => {
     await client.ask(model, options, () => undefined);
     const runs: number[] = [];
-    for (let i = 0; i < repeats; i++) runs.push(prefillMs((await client.ask(model, { ...options, maxNewTokens: 1 }, () => undefined)).stats));
+    for (let i = 0; i < repeats; i++)
+      runs.push(prefillMs((await client.ask(model, { ...options, maxNewTokens: 1 }, () => undefined)).stats));
     return median(runs);
   };
   const unreduced = await warmPrefill(question);
@@ -69,12 +74,24 @@ async function main() {
   client.dispose();
 
   console.log(`# Extension latency on the built-in model\n`);
-  console.log(`${os.cpus().length} cores (${os.cpus()[0].model}), CPU provider, engine process dist/host.js; one run of \`npm run bench:extension\`.\n`);
+  console.log(
+    `${os.cpus().length} cores (${os.cpus()[0].model}), CPU provider, engine process dist/host.js; one ` +
+      `run of \`npm run bench:extension\`.\n`,
+  );
   console.log('| figure | median | runs |');
   console.log('|---|---:|---|');
-  console.log(`| engine cold start: fork → model loaded | ${median(coldStarts).toFixed(0)} ms | ${coldStarts.map((ms) => ms.toFixed(0)).join(', ')} |`);
-  console.log(`| first answer after the load (ficoco-v ${budget}, includes the first run's warm-up) | ${median(firstAnswers).toFixed(0)} ms | ${firstAnswers.map((ms) => ms.toFixed(0)).join(', ')} |`);
-  console.log(`\nWarm prefill (vision + LLM prefill, median of ${repeats}) at ${budget} visual tokens against every one of 144 — the status bar's speedup:\n`);
+  console.log(
+    `| engine cold start: fork → model loaded | ${median(coldStarts).toFixed(0)} ms | ` +
+      `${coldStarts.map((ms) => ms.toFixed(0)).join(', ')} |`,
+  );
+  console.log(
+    `| first answer after the load (ficoco-v ${budget}, includes the first run's warm-up) | ` +
+      `${median(firstAnswers).toFixed(0)} ms | ${firstAnswers.map((ms) => ms.toFixed(0)).join(', ')} |`,
+  );
+  console.log(
+    `\nWarm prefill (vision + LLM prefill, median of ${repeats}) at ${budget} visual tokens against ` +
+      `every one of 144 — the status bar's speedup:\n`,
+  );
   console.log('| method | prefill ms | speedup |');
   console.log('|---|---:|---:|');
   console.log(`| none (144 tokens) | ${unreduced.toFixed(1)} | 1.00× |`);

@@ -20,4 +20,13 @@ for (let i = 2; i < process.argv.length; i++) {
 const arch = archName === 'llava-7b' ? llava7b(layers) : TINYLLAVA;
 const modelDir = writeRandomModel(arch, randomModelDir(arch), 'F32');
 const scale = arch === TINYLLAVA ? [] : ['--llm-scale', String(32 / layers)];
-void benchCommand(['--model', modelDir, '--label', `${arch.label}, random F32 weights (bench/prefill.ts)`, '--name', `prefill-${arch.name}`, ...scale, ...passed]).then((code) => (process.exitCode = code));
+void benchCommand([
+  '--model',
+  modelDir,
+  '--label',
+  `${arch.label}, random F32 weights (bench/prefill.ts)`,
+  '--name',
+  `prefill-${arch.name}`,
+  ...scale,
+  ...passed,
+]).then((code) => (process.exitCode = code));

@@ -3,7 +3,8 @@
  * TinyLlama-1.1B, random F32 weights) with the decoder's weights as stored, int8 and int4. Each load runs
  * in a fresh process; "first load" includes quantizing and writing the cache, "cached" reads it.
  *
- *   node --import tsx bench/quantized-load.ts [--dir $TMPDIR/ficoco-bench/tinyllava-clip-tinyllama-f32] > bench/results/quantized-load.md
+ *   node --import tsx bench/quantized-load.ts [--dir $TMPDIR/ficoco-bench/tinyllava-clip-tinyllama-f32] >
+ * bench/results/quantized-load.md
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -23,12 +24,22 @@ interface Probe {
   decodeTokensPerSecond: number;
 }
 
-const { values } = parseArgs({ options: { dir: { type: 'string', default: randomModelDir(TINYLLAVA) }, probe: { type: 'string' }, threads: { type: 'string' } } });
+const { values } = parseArgs({
+  options: {
+    dir: { type: 'string', default: randomModelDir(TINYLLAVA) },
+    probe: { type: 'string' },
+    threads: { type: 'string' },
+  },
+});
 
 /** In the child: load, answer once (8 new tokens), report. */
 async function probe(dir: string, quantization: WeightQuantization): Promise<void> {
   const started = performance.now();
-  const engine = await LlavaEngine.load(dir, { quantization, provider: 'cpu', ...(values.threads ? { threads: Number(values.threads) } : {}) });
+  const engine = await LlavaEngine.load(dir, {
+    quantization,
+    provider: 'cpu',
+    ...(values.threads ? { threads: Number(values.threads) } : {}),
+  });
   const loadMs = performance.now() - started;
   const rssMiB = process.memoryUsage().rss / 2 ** 20;
   const side = engine.config.vision.imageSize;
@@ -36,13 +47,33 @@ async function probe(dir: string, quantization: WeightQuantization): Promise<voi
   const ids = [1, 5, 6, engine.config.imageTokenId, ...Array.from({ length: 16 }, (_, i) => 10 + i)];
   const result = await engine.generate(ids, [pixels], { maxNewTokens: 8, stopTokenIds: [] });
   const peakMiB = peakResidentMiB();
-  const report: Probe = { loadMs, rssMiB, peakMiB, visionMs: result.timings.visionMs, prefillMs: result.timings.prefillMs, decodeTokensPerSecond: ((result.tokenIds.length - 1) * 1000) / result.timings.decodeMs };
+  const report: Probe = {
+    loadMs,
+    rssMiB,
+    peakMiB,
+    visionMs: result.timings.visionMs,
+    prefillMs: result.timings.prefillMs,
+    decodeTokensPerSecond: ((result.tokenIds.length - 1) * 1000) / result.timings.decodeMs,
+  };
   process.stdout.write(JSON.stringify(report));
   await engine.dispose();
 }
 
 function run(dir: string, quantization: WeightQuantization): Probe {
-  const output = execFileSync(process.execPath, ['--import', 'tsx', __filename, '--dir', dir, '--probe', quantization, ...(values.threads ? ['--threads', values.threads] : [])], { encoding: 'utf8', maxBuffer: 1 << 20 });
+  const output = execFileSync(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      __filename,
+      '--dir',
+      dir,
+      '--probe',
+      quantization,
+      ...(values.threads ? ['--threads', values.threads] : []),
+    ],
+    { encoding: 'utf8', maxBuffer: 1 << 20 },
+  );
   return JSON.parse(output) as Probe;
 }
 
@@ -56,24 +87,35 @@ async function main(): Promise<void> {
   const weightsBytes = fs.statSync(path.join(dir, 'model.safetensors')).size;
   const rows: string[] = [];
   for (const mode of ['none', 'int8', 'int4'] as const) {
-    const loads = mode === 'none' ? [['as stored', run(dir, mode)] as const] : [['first load', run(dir, mode)] as const, ['cached', run(dir, mode)] as const];
+    const loads =
+      mode === 'none'
+        ? [['as stored', run(dir, mode)] as const]
+        : [['first load', run(dir, mode)] as const, ['cached', run(dir, mode)] as const];
     const cache = fs.readdirSync(dir).find((file) => file.startsWith(`ficoco-${mode}-`));
     for (const [when, p] of loads) {
       process.stderr.write(`${mode} ${when}: ${JSON.stringify(p)}\n`);
-      rows.push(`| ${mode === 'none' ? 'F32 (none)' : mode} | ${when} | ${(p.loadMs / 1000).toFixed(1)} s | ${(p.rssMiB / 1024).toFixed(2)} GiB | ${(p.peakMiB / 1024).toFixed(2)} GiB | ${cache ? `${(fs.statSync(path.join(dir, cache)).size / 2 ** 30).toFixed(2)} GiB` : '–'} | ${(p.visionMs / 1000).toFixed(2)} s | ${(p.prefillMs / 1000).toFixed(2)} s | ${p.decodeTokensPerSecond.toFixed(2)} |`);
+      rows.push(
+        `| ${mode === 'none' ? 'F32 (none)' : mode} | ${when} | ${(p.loadMs / 1000).toFixed(1)} s | ${(p.rssMiB / 1024).toFixed(2)} GiB | ${(p.peakMiB / 1024).toFixed(2)} GiB | ${cache ? `${(fs.statSync(path.join(dir, cache)).size / 2 ** 30).toFixed(2)} GiB` : '–'} | ${(p.visionMs / 1000).toFixed(2)} s | ${(p.prefillMs / 1000).toFixed(2)} s | ${p.decodeTokensPerSecond.toFixed(2)} |`,
+      );
     }
   }
-  process.stdout.write([
-    '# Weight quantization: load time, memory and speed (CPU)',
-    '',
-    `${TINYLLAVA.label} with random F32 weights (${(weightsBytes / 2 ** 30).toFixed(2)} GiB model.safetensors); decoder linear layers quantized by FiCoCo at load time (MatMulNBits, blocks of 32, accuracy level 4); the vision tower, embeddings and LM head stay F32.`,
-    `One image (576 visual tokens) + 19 text tokens, 8 new tokens. ${machineLine()} Each row is a fresh process; \`npm run bench:quantized\`.`,
-    '',
-    '| decoder weights | load | load time | resident after load | peak resident | cache file | vision | LLM prefill | decode tokens/s |',
-    '|---|---|---:|---:|---:|---:|---:|---:|---:|',
-    ...rows,
-    '',
-  ].join('\n'));
+  process.stdout.write(
+    [
+      '# Weight quantization: load time, memory and speed (CPU)',
+      '',
+      `${TINYLLAVA.label} with random F32 weights (${(weightsBytes / 2 ** 30).toFixed(2)} GiB ` +
+        `model.safetensors); decoder linear layers quantized by FiCoCo at load time (MatMulNBits, blocks of ` +
+        `32, accuracy level 4); the vision tower, embeddings and LM head stay F32.`,
+      `One image (576 visual tokens) + 19 text tokens, 8 new tokens. ${machineLine()} Each row is a fresh ` +
+        `process; \`npm run bench:quantized\`.`,
+      '',
+      '| decoder weights | load | load time | resident after load | peak resident | cache file | vision | ' +
+        'LLM prefill | decode tokens/s |',
+      '|---|---|---:|---:|---:|---:|---:|---:|---:|',
+      ...rows,
+      '',
+    ].join('\n'),
+  );
 }
 
 void main();

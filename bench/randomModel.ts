@@ -37,7 +37,12 @@ export function llava7b(layers: number): RandomArchitecture {
 /** The same model with another vision input size: (imageSize / patch)² visual tokens. */
 export function withImageSize(arch: RandomArchitecture, imageSize: number): RandomArchitecture {
   const tokens = (imageSize / arch.vision.patch) ** 2;
-  return { ...arch, name: `${arch.name}-${imageSize}px`, label: `${arch.label}, ${imageSize} px input (${tokens} visual tokens)`, vision: { ...arch.vision, imageSize } };
+  return {
+    ...arch,
+    name: `${arch.name}-${imageSize}px`,
+    label: `${arch.label}, ${imageSize} px input (${tokens} visual tokens)`,
+    vision: { ...arch.vision, imageSize },
+  };
 }
 
 /** Where the benchmarks keep `arch`'s F32 random model: $TMPDIR/ficoco-bench/<name>-f32. */
@@ -52,17 +57,55 @@ export function writeRandomModel(arch: RandomArchitecture, dir: string, dtype: '
   const weightsFile = path.join(dir, 'model.safetensors');
   if (fs.existsSync(weightsFile)) return dir;
   fs.mkdirSync(dir, { recursive: true });
-  for (const file of ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) fs.copyFileSync(path.join(FIXTURE, file), path.join(dir, file));
+  for (const file of ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json'])
+    fs.copyFileSync(path.join(FIXTURE, file), path.join(dir, file));
   const preprocessor = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'preprocessor_config.json'), 'utf8'));
-  fs.writeFileSync(path.join(dir, 'preprocessor_config.json'), JSON.stringify({ ...preprocessor, size: { shortest_edge: arch.vision.imageSize }, crop_size: { height: arch.vision.imageSize, width: arch.vision.imageSize } }, null, 2));
+  fs.writeFileSync(
+    path.join(dir, 'preprocessor_config.json'),
+    JSON.stringify(
+      {
+        ...preprocessor,
+        size: { shortest_edge: arch.vision.imageSize },
+        crop_size: { height: arch.vision.imageSize, width: arch.vision.imageSize },
+      },
+      null,
+      2,
+    ),
+  );
   const fixtureConfig = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'config.json'), 'utf8'));
   const { vision: v, text: t } = arch;
-  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({
-    ...fixtureConfig,
-    torch_dtype: dtype === 'F32' ? 'float32' : 'float16',
-    vision_config: { ...fixtureConfig.vision_config, hidden_size: v.hidden, intermediate_size: v.intermediate, num_hidden_layers: v.layers, num_attention_heads: v.heads, image_size: v.imageSize, patch_size: v.patch, projection_dim: 768 },
-    text_config: { ...fixtureConfig.text_config, hidden_size: t.hidden, intermediate_size: t.intermediate, num_hidden_layers: t.layers, num_attention_heads: t.heads, num_key_value_heads: t.kvHeads, head_dim: t.hidden / t.heads, vocab_size: t.vocab, max_position_embeddings: 4096 },
-  }, null, 2));
+  fs.writeFileSync(
+    path.join(dir, 'config.json'),
+    JSON.stringify(
+      {
+        ...fixtureConfig,
+        torch_dtype: dtype === 'F32' ? 'float32' : 'float16',
+        vision_config: {
+          ...fixtureConfig.vision_config,
+          hidden_size: v.hidden,
+          intermediate_size: v.intermediate,
+          num_hidden_layers: v.layers,
+          num_attention_heads: v.heads,
+          image_size: v.imageSize,
+          patch_size: v.patch,
+          projection_dim: 768,
+        },
+        text_config: {
+          ...fixtureConfig.text_config,
+          hidden_size: t.hidden,
+          intermediate_size: t.intermediate,
+          num_hidden_layers: t.layers,
+          num_attention_heads: t.heads,
+          num_key_value_heads: t.kvHeads,
+          head_dim: t.hidden / t.heads,
+          vocab_size: t.vocab,
+          max_position_embeddings: 4096,
+        },
+      },
+      null,
+      2,
+    ),
+  );
 
   const tensors = shapesOf(arch);
   const bytesPer = dtype === 'F32' ? 4 : 2;
@@ -92,7 +135,10 @@ export function writeRandomModel(arch: RandomArchitecture, dir: string, dtype: '
           seed = (seed ^ (seed << 5)) >>> 0;
           values[i] = isNorm && name.endsWith('.weight') ? 1 : (seed / 2 ** 31 - 1) * scale;
         }
-        fs.writeSync(fd, dtype === 'F32' ? new Uint8Array(values.buffer) : new Uint8Array(float32ToFloat16(values).buffer));
+        fs.writeSync(
+          fd,
+          dtype === 'F32' ? new Uint8Array(values.buffer) : new Uint8Array(float32ToFloat16(values).buffer),
+        );
       }
     }
   } finally {
@@ -108,23 +154,48 @@ function shapesOf(arch: RandomArchitecture): [string, number[]][] {
   const tensors: [string, number[]][] = [];
   const vt = 'vision_tower.vision_model.';
   const positions = (v.imageSize / v.patch) ** 2 + 1;
-  tensors.push([`${vt}embeddings.class_embedding`, [v.hidden]], [`${vt}embeddings.patch_embedding.weight`, [v.hidden, 3, v.patch, v.patch]], [`${vt}embeddings.position_embedding.weight`, [positions, v.hidden]]);
+  tensors.push(
+    [`${vt}embeddings.class_embedding`, [v.hidden]],
+    [`${vt}embeddings.patch_embedding.weight`, [v.hidden, 3, v.patch, v.patch]],
+    [`${vt}embeddings.position_embedding.weight`, [positions, v.hidden]],
+  );
   tensors.push([`${vt}pre_layrnorm.weight`, [v.hidden]], [`${vt}pre_layrnorm.bias`, [v.hidden]]);
   for (let l = 0; l < v.layers; l++) {
     const p = `${vt}encoder.layers.${l}.`;
-    for (const proj of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) tensors.push([`${p}self_attn.${proj}.weight`, [v.hidden, v.hidden]], [`${p}self_attn.${proj}.bias`, [v.hidden]]);
-    for (const norm of ['layer_norm1', 'layer_norm2']) tensors.push([`${p}${norm}.weight`, [v.hidden]], [`${p}${norm}.bias`, [v.hidden]]);
-    tensors.push([`${p}mlp.fc1.weight`, [v.intermediate, v.hidden]], [`${p}mlp.fc1.bias`, [v.intermediate]], [`${p}mlp.fc2.weight`, [v.hidden, v.intermediate]], [`${p}mlp.fc2.bias`, [v.hidden]]);
+    for (const proj of ['q_proj', 'k_proj', 'v_proj', 'out_proj'])
+      tensors.push([`${p}self_attn.${proj}.weight`, [v.hidden, v.hidden]], [`${p}self_attn.${proj}.bias`, [v.hidden]]);
+    for (const norm of ['layer_norm1', 'layer_norm2'])
+      tensors.push([`${p}${norm}.weight`, [v.hidden]], [`${p}${norm}.bias`, [v.hidden]]);
+    tensors.push(
+      [`${p}mlp.fc1.weight`, [v.intermediate, v.hidden]],
+      [`${p}mlp.fc1.bias`, [v.intermediate]],
+      [`${p}mlp.fc2.weight`, [v.hidden, v.intermediate]],
+      [`${p}mlp.fc2.bias`, [v.hidden]],
+    );
   }
   tensors.push([`${vt}post_layernorm.weight`, [v.hidden]], [`${vt}post_layernorm.bias`, [v.hidden]]);
-  tensors.push(['multi_modal_projector.linear_1.weight', [t.hidden, v.hidden]], ['multi_modal_projector.linear_1.bias', [t.hidden]], ['multi_modal_projector.linear_2.weight', [t.hidden, t.hidden]], ['multi_modal_projector.linear_2.bias', [t.hidden]]);
+  tensors.push(
+    ['multi_modal_projector.linear_1.weight', [t.hidden, v.hidden]],
+    ['multi_modal_projector.linear_1.bias', [t.hidden]],
+    ['multi_modal_projector.linear_2.weight', [t.hidden, t.hidden]],
+    ['multi_modal_projector.linear_2.bias', [t.hidden]],
+  );
   const lm = 'language_model.model.';
   const headDim = t.hidden / t.heads;
   tensors.push([`${lm}embed_tokens.weight`, [t.vocab, t.hidden]]);
   for (let l = 0; l < t.layers; l++) {
     const p = `${lm}layers.${l}.`;
-    tensors.push([`${p}self_attn.q_proj.weight`, [t.hidden, t.hidden]], [`${p}self_attn.k_proj.weight`, [t.kvHeads * headDim, t.hidden]], [`${p}self_attn.v_proj.weight`, [t.kvHeads * headDim, t.hidden]], [`${p}self_attn.o_proj.weight`, [t.hidden, t.hidden]]);
-    tensors.push([`${p}mlp.gate_proj.weight`, [t.intermediate, t.hidden]], [`${p}mlp.up_proj.weight`, [t.intermediate, t.hidden]], [`${p}mlp.down_proj.weight`, [t.hidden, t.intermediate]]);
+    tensors.push(
+      [`${p}self_attn.q_proj.weight`, [t.hidden, t.hidden]],
+      [`${p}self_attn.k_proj.weight`, [t.kvHeads * headDim, t.hidden]],
+      [`${p}self_attn.v_proj.weight`, [t.kvHeads * headDim, t.hidden]],
+      [`${p}self_attn.o_proj.weight`, [t.hidden, t.hidden]],
+    );
+    tensors.push(
+      [`${p}mlp.gate_proj.weight`, [t.intermediate, t.hidden]],
+      [`${p}mlp.up_proj.weight`, [t.intermediate, t.hidden]],
+      [`${p}mlp.down_proj.weight`, [t.hidden, t.intermediate]],
+    );
     tensors.push([`${p}input_layernorm.weight`, [t.hidden]], [`${p}post_attention_layernorm.weight`, [t.hidden]]);
   }
   tensors.push([`${lm}norm.weight`, [t.hidden]], ['language_model.lm_head.weight', [t.vocab, t.hidden]]);
@@ -134,6 +205,7 @@ function shapesOf(arch: RandomArchitecture): [string, number[]][] {
 // node --import tsx bench/randomModel.ts DIR [F32|F16]: the TinyLLaVA-shaped model, for the other benchmarks.
 if (require.main === module) {
   const [dir, dtype = 'F32'] = process.argv.slice(2);
-  if (!dir || (dtype !== 'F32' && dtype !== 'F16')) throw new Error('usage: node --import tsx bench/randomModel.ts DIR [F32|F16]');
+  if (!dir || (dtype !== 'F32' && dtype !== 'F16'))
+    throw new Error('usage: node --import tsx bench/randomModel.ts DIR [F32|F16]');
   process.stdout.write(`${writeRandomModel(TINYLLAVA, dir, dtype)}\n`);
 }

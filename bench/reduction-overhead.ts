@@ -10,7 +10,14 @@ import { LlavaEngine } from '../src/engine/engine';
 import { METHODS, planHooks, planReduction } from '../src/reduction/registry';
 import { syntheticPixels } from '../src/cli/benchTiming';
 
-const { values } = parseArgs({ options: { model: { type: 'string' }, budget: { type: 'string', default: '64' }, methods: { type: 'string' }, 'text-tokens': { type: 'string', default: '60' } } });
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string' },
+    budget: { type: 'string', default: '64' },
+    methods: { type: 'string' },
+    'text-tokens': { type: 'string', default: '60' },
+  },
+});
 const modelDir = values.model ?? 'test/fixtures/tiny-llava-llama';
 
 async function main() {
@@ -25,9 +32,18 @@ async function main() {
   const llmLayerMs = unreduced.timings.prefillMs / config.text.layers;
   const budget = Number(values.budget);
   const names = values.methods ? values.methods.split(',') : METHODS.map((m) => m.name);
-  console.log(`model: ${modelDir}; ${engine.reductionShape.visualTokens} patches, budget ${budget}; ${os.cpus().length} cores (${os.cpus()[0].model})`);
-  console.log(`mean layer time of the unreduced run: vision ${visionLayerMs.toFixed(1)} ms, LLM ${llmLayerMs.toFixed(1)} ms\n`);
-  console.log('| method | steps | tokens at the first step | slowest step (ms) | all steps (ms) | slowest step / layer beside it |');
+  console.log(
+    `model: ${modelDir}; ${engine.reductionShape.visualTokens} patches, budget ${budget}; ` +
+      `${os.cpus().length} cores (${os.cpus()[0].model})`,
+  );
+  console.log(
+    `mean layer time of the unreduced run: vision ${visionLayerMs.toFixed(1)} ms, LLM ` +
+      `${llmLayerMs.toFixed(1)} ms\n`,
+  );
+  console.log(
+    '| method | steps | tokens at the first step | slowest step (ms) | all steps (ms) | slowest step / ' +
+      'layer beside it |',
+  );
   console.log('|---|---:|---:|---:|---:|---:|');
   for (const name of names) {
     const plan = planReduction(name, { tokens: budget }, engine.reductionShape);
@@ -40,7 +56,10 @@ async function main() {
     const slowest = result.steps.reduce((a, b) => (b.ms > a.ms ? b : a));
     const layerMs = slowest.site.startsWith('llm:') ? llmLayerMs : visionLayerMs;
     const total = result.steps.reduce((sum, s) => sum + s.ms, 0);
-    console.log(`| ${name} | ${result.steps.length} | ${result.steps[0].tokensBefore} | ${slowest.ms.toFixed(2)} (${slowest.site}) | ${total.toFixed(2)} | ${((slowest.ms / layerMs) * 100).toFixed(1)} % |`);
+    console.log(
+      `| ${name} | ${result.steps.length} | ${result.steps[0].tokensBefore} | ${slowest.ms.toFixed(2)} ` +
+        `(${slowest.site}) | ${total.toFixed(2)} | ${((slowest.ms / layerMs) * 100).toFixed(1)} % |`,
+    );
   }
   await engine.dispose();
 }

@@ -37,7 +37,15 @@ function syntheticView(site: SiteView['site']): SiteView {
     width,
     sizes: new Float32Array(count).fill(1),
     positions: Int32Array.from({ length: count }, (_, i) => i),
-    spans: [{ start, count: PATCHES, grid: GRID, patchOwner: Int32Array.from({ length: PATCHES }, (_, p) => start + p), tokenPatch: Int32Array.from({ length: PATCHES }, (_, p) => p) }],
+    spans: [
+      {
+        start,
+        count: PATCHES,
+        grid: GRID,
+        patchOwner: Int32Array.from({ length: PATCHES }, (_, p) => start + p),
+        tokenPatch: Int32Array.from({ length: PATCHES }, (_, p) => p),
+      },
+    ],
     attention: logits,
     meanKeys: Float32Array.from({ length: count * 64 }, () => random() * 2 - 1),
     keyCount: count,
@@ -58,7 +66,7 @@ for (const name of names) {
     for (let i = 0; i < view.count; i++) {
       const row = view.attention!.subarray(i * n, (i + 1) * n);
       let total = 0;
-      for (let j = 0; j < n; j++) total += (row[j] = Math.exp(row[j]));
+      for (let j = 0; j < n; j++) total += row[j] = Math.exp(row[j]);
       for (let j = 0; j < n; j++) row[j] /= total;
     }
   }

@@ -9,7 +9,17 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { Row, flopsOf, machineLine, measureMethod, prefillMs, syntheticPixels, syntheticPrompt, timedPrefill, unreducedRow } from '../src/cli/benchTiming';
+import {
+  Row,
+  flopsOf,
+  machineLine,
+  measureMethod,
+  prefillMs,
+  syntheticPixels,
+  syntheticPrompt,
+  timedPrefill,
+  unreducedRow,
+} from '../src/cli/benchTiming';
 import { LlavaEngine } from '../src/engine/engine';
 import { lineChartSvg } from '../src/report/lineChart';
 import { TINYLLAVA, randomModelDir, withImageSize, writeRandomModel } from './randomModel';
@@ -47,9 +57,21 @@ async function measurePoints(modelDir: string, textLengths: readonly number[]): 
       const prompt = syntheticPrompt(engine, textTokens, pixels);
       await timedPrefill(reference, prompt, []);
       const budget = Math.round(visualTokens * KEPT_SHARE);
-      const measured = await measureMethod(engine, reference, prompt, values.method!, [{ tokens: budget }], { runs: Number(values.runs), decode: 0, llmScale: 1 });
-      points.push({ visualTokens, textTokens, unreduced: unreducedRow(measured.unreduced, 1), reduced: measured.rows[0] });
-      process.stderr.write(`${visualTokens} visual + ${textTokens} text tokens: ${(prefillMs(points[points.length - 1].unreduced) / 1000).toFixed(1)} s unreduced, ${measured.rows[0].pairedSpeedup.toFixed(2)}×\n`);
+      const measured = await measureMethod(engine, reference, prompt, values.method!, [{ tokens: budget }], {
+        runs: Number(values.runs),
+        decode: 0,
+        llmScale: 1,
+      });
+      points.push({
+        visualTokens,
+        textTokens,
+        unreduced: unreducedRow(measured.unreduced, 1),
+        reduced: measured.rows[0],
+      });
+      process.stderr.write(
+        `${visualTokens} visual + ${textTokens} text tokens: ` +
+          `${(prefillMs(points[points.length - 1].unreduced) / 1000).toFixed(1)} s unreduced, ${measured.rows[0].pairedSpeedup.toFixed(2)}×\n`,
+      );
     }
   } finally {
     await engine.dispose();
@@ -75,13 +97,22 @@ async function main(): Promise<void> {
 
 function writeReport(imagePoints: Point[], promptPoints: Point[]): void {
   const method = values.method!;
-  const header = `| visual tokens | text tokens | unreduced vision ms | unreduced LLM ms | unreduced prefill ms | ${method} kept | ${method} vision ms | ${method} LLM ms | ${method} prefill ms | speedup | FLOPs ratio | speedup / FLOPs ratio |`;
+  const header =
+    `| visual tokens | text tokens | unreduced vision ms | unreduced LLM ms | unreduced prefill ms | ` +
+    `${method} kept | ${method} vision ms | ${method} LLM ms | ${method} prefill ms | speedup | FLOPs ` +
+    `ratio | speedup / FLOPs ratio |`;
   const table = (points: Point[]) => [
     header,
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...points.map(({ visualTokens, textTokens, unreduced, reduced }) => {
       const flopsRatio = flopsOf(unreduced) / flopsOf(reduced);
-      return `| ${visualTokens} | ${textTokens} | ${unreduced.visionMs.toFixed(0)} | ${unreduced.llmMs.toFixed(0)} | ${prefillMs(unreduced).toFixed(0)} | ${reduced.keptTokens} | ${reduced.visionMs.toFixed(0)} | ${reduced.llmMs.toFixed(0)} | ${prefillMs(reduced).toFixed(0)} | ${reduced.pairedSpeedup.toFixed(2)}× | ${flopsRatio.toFixed(2)}× | ${((100 * reduced.pairedSpeedup) / flopsRatio).toFixed(0)} % |`;
+      return (
+        `| ${visualTokens} | ${textTokens} | ${unreduced.visionMs.toFixed(0)} | ` +
+        `${unreduced.llmMs.toFixed(0)} | ${prefillMs(unreduced).toFixed(0)} | ${reduced.keptTokens} | ` +
+        `${reduced.visionMs.toFixed(0)} | ${reduced.llmMs.toFixed(0)} | ${prefillMs(reduced).toFixed(0)} | ` +
+        `${reduced.pairedSpeedup.toFixed(2)}× | ${flopsRatio.toFixed(2)}× | ` +
+        `${((100 * reduced.pairedSpeedup) / flopsRatio).toFixed(0)} % |`
+      );
     }),
   ];
   const chart = (points: Point[], x: (p: Point) => number, xLabel: string, title: string) =>
@@ -91,33 +122,58 @@ function writeReport(imagePoints: Point[], promptPoints: Point[]): void {
       yLabel: 'prefill seconds (vision + LLM)',
       series: [
         { name: 'unreduced', points: points.map((p): [number, number] => [x(p), prefillMs(p.unreduced) / 1000]) },
-        { name: `${method}, ${Math.round(KEPT_SHARE * 1000) / 10} % kept`, points: points.map((p): [number, number] => [x(p), prefillMs(p.reduced) / 1000]) },
+        {
+          name: `${method}, ${Math.round(KEPT_SHARE * 1000) / 10} % kept`,
+          points: points.map((p): [number, number] => [x(p), prefillMs(p.reduced) / 1000]),
+        },
       ],
     });
   const out = values.out!;
   fs.mkdirSync(out, { recursive: true });
-  fs.writeFileSync(path.join(out, 'scaling-image.svg'), chart(imagePoints, (p) => p.visualTokens, 'visual tokens (vision input 168 → 672 px)', 'Prefill cost as the image grows'));
-  fs.writeFileSync(path.join(out, 'scaling-prompt.svg'), chart(promptPoints, (p) => p.textTokens, 'text tokens in the prompt', 'Prefill cost as the prompt grows (576 visual tokens)'));
-  fs.writeFileSync(path.join(out, 'scaling.md'), [
-    '# Scaling: prefill cost as the image and the prompt grow',
-    '',
-    `\`node --import tsx ${['bench/scaling.ts', ...process.argv.slice(2)].join(' ')}\``,
-    '',
-    `${TINYLLAVA.label} shapes, random F32 weights; the vision input resized (and CLIP's position table with it) for more visual tokens. ${method} keeps ${(100 * KEPT_SHARE).toFixed(1)} % of the visual tokens (the paper's 64 of 576). Each point: warm-ups, then ${values.runs} rounds of [unreduced, reduced]; medians; speedups paired within each round. ${machineLine()}`,
-    '',
-    `## Image size (${BASE_TEXT_TOKENS} text tokens)`,
-    '',
-    ...table(imagePoints),
-    '',
-    '![image scaling](scaling-image.svg)',
-    '',
-    '## Prompt length (576 visual tokens)',
-    '',
-    ...table(promptPoints),
-    '',
-    '![prompt scaling](scaling-prompt.svg)',
-    '',
-  ].join('\n'));
+  fs.writeFileSync(
+    path.join(out, 'scaling-image.svg'),
+    chart(
+      imagePoints,
+      (p) => p.visualTokens,
+      'visual tokens (vision input 168 → 672 px)',
+      'Prefill cost as the image grows',
+    ),
+  );
+  fs.writeFileSync(
+    path.join(out, 'scaling-prompt.svg'),
+    chart(
+      promptPoints,
+      (p) => p.textTokens,
+      'text tokens in the prompt',
+      'Prefill cost as the prompt grows (576 visual tokens)',
+    ),
+  );
+  fs.writeFileSync(
+    path.join(out, 'scaling.md'),
+    [
+      '# Scaling: prefill cost as the image and the prompt grow',
+      '',
+      `\`node --import tsx ${['bench/scaling.ts', ...process.argv.slice(2)].join(' ')}\``,
+      '',
+      `${TINYLLAVA.label} shapes, random F32 weights; the vision input resized (and CLIP's position table ` +
+        `with it) for more visual tokens. ${method} keeps ${(100 * KEPT_SHARE).toFixed(1)} % of the visual ` +
+        `tokens (the paper's 64 of 576). Each point: warm-ups, then ${values.runs} rounds of [unreduced, ` +
+        `reduced]; medians; speedups paired within each round. ${machineLine()}`,
+      '',
+      `## Image size (${BASE_TEXT_TOKENS} text tokens)`,
+      '',
+      ...table(imagePoints),
+      '',
+      '![image scaling](scaling-image.svg)',
+      '',
+      '## Prompt length (576 visual tokens)',
+      '',
+      ...table(promptPoints),
+      '',
+      '![prompt scaling](scaling-prompt.svg)',
+      '',
+    ].join('\n'),
+  );
   process.stdout.write([...table(imagePoints), '', ...table(promptPoints)].join('\n') + '\n');
 }
 

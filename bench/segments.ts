@@ -18,7 +18,13 @@ import { SessionFactory } from '../src/engine/runtime/provider';
 import { WeightIndex } from '../src/engine/weights/safetensors';
 import { HookSite, ReductionHook } from '../src/reduction/tokenState';
 
-const { values } = parseArgs({ options: { model: { type: 'string' }, runs: { type: 'string', default: '3' }, 'text-tokens': { type: 'string', default: '60' } } });
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string' },
+    runs: { type: 'string', default: '3' },
+    'text-tokens': { type: 'string', default: '60' },
+  },
+});
 const modelDir = values.model ?? 'test/fixtures/tiny-llava-llama';
 const runs = Number(values.runs);
 
@@ -58,7 +64,10 @@ async function main() {
     const many = median(splitRuns.map(pick));
     return `| ${name} | ${one.toFixed(1)} | ${many.toFixed(1)} | ${(((many - one) / one) * 100).toFixed(1)} % |`;
   };
-  console.log(`model: ${modelDir}; ${ids.length - 1 + (side / config.vision.patchSize) ** 2} prefill tokens; ${runs} runs, medians; ${os.cpus().length} cores (${os.cpus()[0].model})`);
+  console.log(
+    `model: ${modelDir}; ${ids.length - 1 + (side / config.vision.patchSize) ** 2} prefill tokens; ` +
+      `${runs} runs, medians; ${os.cpus().length} cores (${os.cpus()[0].model})`,
+  );
   console.log('| prefill part | one segment per tower (ms) | one segment per layer (ms) | overhead |');
   console.log('|---|---|---|---|');
   console.log(row('vision tower + projector', (m) => m.vision));
@@ -72,14 +81,23 @@ async function main() {
 /** One CLIP layer (attention + MLP) at the tower's full token count, timed alone. */
 async function clipLayerThroughput(config: ModelConfig) {
   const weights = WeightIndex.open(modelDir);
-  const towers = parseModelConfig(JSON.parse(fs.readFileSync(path.join(modelDir, 'config.json'), 'utf8')), 'config.json').build(weights);
+  const towers = parseModelConfig(
+    JSON.parse(fs.readFileSync(path.join(modelDir, 'config.json'), 'utf8')),
+    'config.json',
+  ).build(weights);
   const factory = new SessionFactory({ weightsFolder: path.dirname(weights.files[0]), provider: 'cpu' });
   const layer = Math.floor(config.visionLayers / 2);
   const start = 1 + 2 * layer;
-  const session = await factory.create((computeType) => buildSegment(towers.vision, { start, end: start + 2, computeType }).bytes);
+  const session = await factory.create(
+    (computeType) => buildSegment(towers.vision, { start, end: start + 2, computeType }).bytes,
+  );
   const { hiddenSize: d, intermediateSize: inter, imageSize, patchSize } = config.vision;
   const tokens = (imageSize / patchSize) ** 2 + 1;
-  const hidden = new ort.Tensor('float32', Float32Array.from({ length: tokens * d }, (_, i) => Math.cos(i * 0.01)), [tokens, d]);
+  const hidden = new ort.Tensor(
+    'float32',
+    Float32Array.from({ length: tokens * d }, (_, i) => Math.cos(i * 0.01)),
+    [tokens, d],
+  );
   const times: number[] = [];
   for (let i = 0; i < 2 + runs * 2; i++) {
     const t = performance.now();
@@ -89,7 +107,10 @@ async function clipLayerThroughput(config: ModelConfig) {
   // 2·N·(4d² + 2·d·I) for the projections and MLP, 2·2·N²·d for QKᵀ and PV.
   const flops = 2 * tokens * (4 * d * d + 2 * d * inter) + 4 * tokens * tokens * d;
   const ms = median(times);
-  console.log(`\nCLIP layer ${layer} at ${tokens} tokens: ${ms.toFixed(1)} ms median of ${times.length}, ${(flops / 1e9).toFixed(2)} GFLOP → ${(flops / ms / 1e6).toFixed(0)} GFLOP/s in float32`);
+  console.log(
+    `\nCLIP layer ${layer} at ${tokens} tokens: ${ms.toFixed(1)} ms median of ${times.length}, ` +
+      `${(flops / 1e9).toFixed(2)} GFLOP → ${(flops / ms / 1e6).toFixed(0)} GFLOP/s in float32`,
+  );
   await session.release();
 }
 

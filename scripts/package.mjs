@@ -23,11 +23,14 @@ const OUT = 'dist-vsix';
 
 const targetArg = process.argv.indexOf('--target');
 const wanted = targetArg >= 0 ? [process.argv[targetArg + 1]] : Object.keys(TARGETS);
-for (const target of wanted) if (!(target in TARGETS)) throw new Error(`unknown target ${target}; expected one of ${Object.keys(TARGETS).join(', ')}`);
+for (const target of wanted)
+  if (!(target in TARGETS))
+    throw new Error(`unknown target ${target}; expected one of ${Object.keys(TARGETS).join(', ')}`);
 
 const version = JSON.parse(fs.readFileSync('package.json', 'utf8')).version;
 const baseIgnore = fs.readFileSync('.vscodeignore', 'utf8');
-const vsce = (args) => execFileSync(process.execPath, [path.join('node_modules', '@vscode', 'vsce', 'vsce'), ...args], { encoding: 'utf8' });
+const vsce = (args) =>
+  execFileSync(process.execPath, [path.join('node_modules', '@vscode', 'vsce', 'vsce'), ...args], { encoding: 'utf8' });
 
 fs.mkdirSync(OUT, { recursive: true });
 const sizes = [];
@@ -35,21 +38,49 @@ for (const target of wanted) {
   const { binaries, unused } = TARGETS[target];
   const ignoreFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-package-')), '.vscodeignore');
   // vsce lets a negation win over every ignore, so the target's binaries are re-included one by one.
-  const own = fs.readdirSync(path.join(BINARIES, binaries)).filter((file) => !unused.includes(file)).map((file) => `!${BINARIES}/${binaries}/${file}`);
-  if (!baseIgnore.includes(`!${BINARIES}/PLATFORM/*`)) throw new Error(`.vscodeignore must re-include !${BINARIES}/PLATFORM/* (rewritten per target)`);
+  const own = fs
+    .readdirSync(path.join(BINARIES, binaries))
+    .filter((file) => !unused.includes(file))
+    .map((file) => `!${BINARIES}/${binaries}/${file}`);
+  if (!baseIgnore.includes(`!${BINARIES}/PLATFORM/*`))
+    throw new Error(`.vscodeignore must re-include !${BINARIES}/PLATFORM/* (rewritten per target)`);
   fs.writeFileSync(ignoreFile, baseIgnore.replace(`!${BINARIES}/PLATFORM/*`, own.join('\n')));
 
   const files = vsce(['ls', '--ignoreFile', ignoreFile]).split('\n').filter(Boolean);
-  const foreign = files.filter((file) => file.startsWith(`${BINARIES}/`) && (!file.startsWith(`${BINARIES}/${binaries}/`) || unused.some((u) => file.endsWith(u))));
+  const foreign = files.filter(
+    (file) =>
+      file.startsWith(`${BINARIES}/`) &&
+      (!file.startsWith(`${BINARIES}/${binaries}/`) || unused.some((u) => file.endsWith(u))),
+  );
   const ownBinding = files.includes(`${BINARIES}/${binaries}/onnxruntime_binding.node`);
-  const otherWeights = files.filter((file) => /\.(safetensors|onnx|gguf|bin)$/.test(file) && !file.startsWith(BUILTIN_MODEL));
+  const otherWeights = files.filter(
+    (file) => /\.(safetensors|onnx|gguf|bin)$/.test(file) && !file.startsWith(BUILTIN_MODEL),
+  );
   if (foreign.length > 0 || !ownBinding || otherWeights.length > 0) {
-    throw new Error(`${target}: the package would hold ${[...foreign, ...otherWeights].join(', ') || 'no ONNX Runtime binding of its own'}`);
+    throw new Error(
+      `${target}: the package would hold ${[...foreign, ...otherWeights].join(', ') || 'no ONNX Runtime binding of its own'}`,
+    );
   }
 
   const vsix = path.join(OUT, `ficoco-vision-${target}-${version}.vsix`);
-  vsce(['package', '--target', target, '--ignoreFile', ignoreFile, '--out', vsix, '--allow-missing-repository', '--no-rewrite-relative-links']);
+  vsce([
+    'package',
+    '--target',
+    target,
+    '--ignoreFile',
+    ignoreFile,
+    '--out',
+    vsix,
+    '--allow-missing-repository',
+    '--no-rewrite-relative-links',
+  ]);
   sizes.push([target, fs.statSync(vsix).size, files.length]);
   fs.rmSync(path.dirname(ignoreFile), { recursive: true, force: true });
 }
-process.stdout.write(['| target | VSIX | files |', '|---|---:|---:|', ...sizes.map(([t, bytes, count]) => `| ${t} | ${(bytes / 1e6).toFixed(1)} MB | ${count} |`)].join('\n') + '\n');
+process.stdout.write(
+  [
+    '| target | VSIX | files |',
+    '|---|---:|---:|',
+    ...sizes.map(([t, bytes, count]) => `| ${t} | ${(bytes / 1e6).toFixed(1)} MB | ${count} |`),
+  ].join('\n') + '\n',
+);

@@ -25,7 +25,10 @@ export interface FakeHub {
   rangeRequests: string[];
   /** bytes of file content sent so far */
   bytesServed: number;
-  /** a hostile server: entries added to every file tree, the commit the revision API answers, paths listed without checksums */
+  /**
+   * a hostile server: entries added to every file tree, the commit the revision API answers, paths listed without
+   * checksums
+   */
   hostile: { extraEntries: HubTreeEntry[]; sha?: string; withoutChecksum: Set<string> };
   /** when set, the tree's second half is left to this URL (a `Link: <…>; rel="next"` header), e.g. another server's */
   nextPageUrl?: string;
@@ -52,10 +55,14 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, host = '127.
   };
   // The file trees with their checksums, computed once (streamed: benchmark models are gigabytes).
   const trees = new Map<FakeRepo, HubTreeEntry[]>();
-  for (const repo of Object.values(repos)) trees.set(repo, await Promise.all(listFolder(repo.folder).map((file) => treeEntry(repo.folder, file))));
+  for (const repo of Object.values(repos))
+    trees.set(repo, await Promise.all(listFolder(repo.folder).map((file) => treeEntry(repo.folder, file))));
   const server = http.createServer((request, response) => {
     const url = new URL(request.url ?? '/', 'http://127.0.0.1');
-    hub.requests.push({ path: url.pathname, ...(request.headers.authorization ? { authorization: request.headers.authorization } : {}) });
+    hub.requests.push({
+      path: url.pathname,
+      ...(request.headers.authorization ? { authorization: request.headers.authorization } : {}),
+    });
     if (hub.requiredToken !== undefined && request.headers.authorization !== `Bearer ${hub.requiredToken}`) {
       response.writeHead(401, { 'content-type': 'application/json', 'x-error-code': 'GatedRepo' });
       return response.end(JSON.stringify({ error: 'Access to this model is restricted.' }));
@@ -69,11 +76,24 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, host = '127.
     const tree = trees.get(repo)!;
     if (api && kind === 'revision') {
       const sha = hub.hostile.sha ?? repo.commit;
-      return json(response, { _id: repo.commit.slice(0, 24), id: `${owner}/${name}`, sha, private: false, gated: false, downloads: 0, likes: 0, lastModified: '2026-01-01T00:00:00.000Z', siblings: tree.map((f) => ({ rfilename: f.path })) });
+      return json(response, {
+        _id: repo.commit.slice(0, 24),
+        id: `${owner}/${name}`,
+        sha,
+        private: false,
+        gated: false,
+        downloads: 0,
+        likes: 0,
+        lastModified: '2026-01-01T00:00:00.000Z',
+        siblings: tree.map((f) => ({ rfilename: f.path })),
+      });
     }
     if (api && kind === 'tree') {
-      const listed = [...tree, ...hub.hostile.extraEntries].map((entry) => (hub.hostile.withoutChecksum.has(entry.path) ? { ...entry, oid: undefined, lfs: undefined } : entry));
-      if (hub.nextPageUrl === undefined || url.searchParams.has('cursor')) return json(response, url.searchParams.has('cursor') ? listed.slice(1) : listed);
+      const listed = [...tree, ...hub.hostile.extraEntries].map((entry) =>
+        hub.hostile.withoutChecksum.has(entry.path) ? { ...entry, oid: undefined, lfs: undefined } : entry,
+      );
+      if (hub.nextPageUrl === undefined || url.searchParams.has('cursor'))
+        return json(response, url.searchParams.has('cursor') ? listed.slice(1) : listed);
       response.setHeader('link', `<${hub.nextPageUrl}>; rel="next"`);
       return json(response, listed.slice(0, 1));
     }
@@ -87,10 +107,11 @@ export async function startFakeHub(repos: Record<string, FakeRepo>, host = '127.
   await new Promise<void>((resolve) => server.listen(0, host, resolve));
   return Object.assign(hub, {
     url: `http://${host}:${(server.address() as AddressInfo).port}`,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   });
 }
 
@@ -102,12 +123,25 @@ export interface HubTreeEntry {
   lfs?: { oid: string; size: number; pointerSize: number };
 }
 
-function serveFile(hub: Omit<FakeHub, 'url' | 'close'>, request: http.IncomingMessage, response: http.ServerResponse, file: string, entry: HubTreeEntry, commit: string): void {
+function serveFile(
+  hub: Omit<FakeHub, 'url' | 'close'>,
+  request: http.IncomingMessage,
+  response: http.ServerResponse,
+  file: string,
+  entry: HubTreeEntry,
+  commit: string,
+): void {
   const range = /^bytes=(\d+)-(\d*)$/.exec(request.headers.range ?? '');
   if (request.headers.range) hub.rangeRequests.push(`${entry.path} ${request.headers.range}`);
   const start = range ? Number(range[1]) : 0;
   const end = range && range[2] ? Math.min(Number(range[2]), entry.size - 1) : entry.size - 1;
-  const headers: http.OutgoingHttpHeaders = { 'content-type': 'application/octet-stream', etag: `"${entry.lfs?.oid ?? entry.oid}"`, 'x-repo-commit': commit, 'accept-ranges': 'bytes', 'content-length': end - start + 1 };
+  const headers: http.OutgoingHttpHeaders = {
+    'content-type': 'application/octet-stream',
+    etag: `"${entry.lfs?.oid ?? entry.oid}"`,
+    'x-repo-commit': commit,
+    'accept-ranges': 'bytes',
+    'content-length': end - start + 1,
+  };
   if (range) headers['content-range'] = `bytes ${start}-${end}/${entry.size}`;
   response.writeHead(range ? 206 : 200, headers);
   const drop = hub.dropAfter.get(entry.path);
@@ -139,7 +173,10 @@ function serveFile(hub: Omit<FakeHub, 'url' | 'close'>, request: http.IncomingMe
     hub.bytesServed += chunk.length;
     response.write(chunk);
     stream.pause();
-    setTimeout(() => stream.resume(), hub.bytesPerSecond === undefined ? 0 : (1000 * chunk.length) / hub.bytesPerSecond);
+    setTimeout(
+      () => stream.resume(),
+      hub.bytesPerSecond === undefined ? 0 : (1000 * chunk.length) / hub.bytesPerSecond,
+    );
   });
   stream.on('end', () => response.end());
 }

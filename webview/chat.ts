@@ -11,7 +11,11 @@ export interface ChatPage {
   receive(data: unknown): void;
 }
 
-export function startChat(doc: Document, post: (message: WebviewMessage) => void, readImage: ImageReader = readImageFile): ChatPage {
+export function startChat(
+  doc: Document,
+  post: (message: WebviewMessage) => void,
+  readImage: ImageReader = readImageFile,
+): ChatPage {
   const notice = doc.getElementById('notice')!;
   const notify = (message: string) => {
     notice.textContent = message;

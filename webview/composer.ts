@@ -3,7 +3,14 @@
  * come in by paste, by Shift+drop (files from the OS, or Explorer items, which the extension reads), or
  * through the Attach button. The extension holds the waiting images; this only draws them.
  */
-import { IMAGE_MIME_TYPES, MAX_IMAGE_BYTES, imageFormatOfFileName, type ImageFile, type PendingImage, type WebviewMessage } from '../src/protocol/webview';
+import {
+  IMAGE_MIME_TYPES,
+  MAX_IMAGE_BYTES,
+  imageFormatOfFileName,
+  type ImageFile,
+  type PendingImage,
+  type WebviewMessage,
+} from '../src/protocol/webview';
 
 /** Screenshots larger than this on their long side are downscaled before they cross to the extension. */
 export const MAX_IMAGE_SIDE = 2048;
@@ -91,7 +98,10 @@ export class Composer {
   }
 
   private async paste(event: ClipboardEvent): Promise<void> {
-    const files = [...(event.clipboardData?.items ?? [])].filter((item) => item.kind === 'file').map((item) => item.getAsFile()).filter((file): file is File => file !== null);
+    const files = [...(event.clipboardData?.items ?? [])]
+      .filter((item) => item.kind === 'file')
+      .map((item) => item.getAsFile())
+      .filter((file): file is File => file !== null);
     if (files.length === 0) return;
     event.preventDefault();
     await this.addFiles(files);
@@ -151,18 +161,25 @@ export function droppedUris(data: DataTransfer): string[] {
 
 /** PNG, JPEG, WebP or GIF; downscaled when its long side exceeds MAX_IMAGE_SIDE (where the browser can decode it). */
 export async function readImageFile(file: File): Promise<ImageFile> {
-  const format = Object.entries(IMAGE_MIME_TYPES).find(([, mime]) => mime === file.type)?.[0] ?? imageFormatOfFileName(file.name);
+  const format =
+    Object.entries(IMAGE_MIME_TYPES).find(([, mime]) => mime === file.type)?.[0] ?? imageFormatOfFileName(file.name);
   const name = file.name || `pasted-image.${format ?? 'png'}`;
   if (!format) throw new Error(`${name} is not an image FiCoCo can read: use PNG, JPEG, WebP or GIF.`);
   const smaller = await downscaled(file);
   const bytes = smaller ?? new Uint8Array(await file.arrayBuffer());
   if (bytes.byteLength > MAX_IMAGE_BYTES) {
-    throw new Error(`${name} is ${(bytes.byteLength / 2 ** 20).toFixed(1)} MiB; FiCoCo takes images up to ${MAX_IMAGE_BYTES / 2 ** 20} MiB.`);
+    throw new Error(
+      `${name} is ${(bytes.byteLength / 2 ** 20).toFixed(1)} MiB; FiCoCo takes images up to ` +
+        `${MAX_IMAGE_BYTES / 2 ** 20} MiB.`,
+    );
   }
   return { name: smaller ? `${name.replace(/\.[^.]*$/, '')}.png` : name, dataBase64: base64(bytes) };
 }
 
-/** A PNG at most MAX_IMAGE_SIDE on its long side, or undefined when the image is small enough (or undecodable here: the engine says so). */
+/**
+ * A PNG at most MAX_IMAGE_SIDE on its long side, or undefined when the image is small enough (or undecodable here: the
+ * engine says so).
+ */
 async function downscaled(file: File): Promise<Uint8Array | undefined> {
   if (typeof createImageBitmap !== 'function') return undefined;
   let bitmap: ImageBitmap;

@@ -63,14 +63,19 @@ export class TranscriptView {
     if (following) this.container.scrollTop = this.container.scrollHeight;
   }
 
-  /** Whether the reader is at the newest text (then streamed text keeps it in view; otherwise it stays where they scrolled). */
+  /**
+   * Whether the reader is at the newest text (then streamed text keeps it in view; otherwise it stays where they
+   * scrolled).
+   */
   private isScrolledToEnd(): boolean {
     return this.container.scrollHeight - this.container.scrollTop - this.container.clientHeight < 24;
   }
 
   /** The newest turn still answering (either reply), which Escape stops. */
   runningTurnId(): string | undefined {
-    const running = [...this.container.querySelectorAll<HTMLElement>('.reply')].filter((r) => r.dataset.status === 'waiting' || r.dataset.status === 'streaming');
+    const running = [...this.container.querySelectorAll<HTMLElement>('.reply')].filter(
+      (r) => r.dataset.status === 'waiting' || r.dataset.status === 'streaming',
+    );
     return running.at(-1)?.closest<HTMLElement>('.turn')?.dataset.turnId;
   }
 
@@ -95,7 +100,9 @@ export class TranscriptView {
     replies.append(this.renderReply(turn, 'answer', turn.answer));
     if (turn.full) replies.append(this.renderReply(turn, 'full', turn.full));
     element.append(renderQuestion(doc, turn), replies);
-    const answering = [turn.answer, turn.full].some((reply) => reply && (reply.status === 'waiting' || reply.status === 'streaming'));
+    const answering = [turn.answer, turn.full].some(
+      (reply) => reply && (reply.status === 'waiting' || reply.status === 'streaming'),
+    );
     if (answering) element.setAttribute('aria-busy', 'true');
     else if (turn.answer.status === 'done') element.append(...this.turnActions(turn));
     return element;
@@ -109,7 +116,10 @@ export class TranscriptView {
     section.dataset.status = reply.status;
     if (turn.full) {
       const title = doc.createElement('h3');
-      title.textContent = kind === 'full' ? REPLY_TITLES.full : `${REPLY_TITLES.answer}${reply.stats?.reduction ? ` (${reply.stats.reduction.method}, ${reply.stats.reduction.budget})` : ''}`;
+      title.textContent =
+        kind === 'full'
+          ? REPLY_TITLES.full
+          : `${REPLY_TITLES.answer}${reply.stats?.reduction ? ` (${reply.stats.reduction.method}, ${reply.stats.reduction.budget})` : ''}`;
       section.append(title);
     }
     const body = doc.createElement('div');
@@ -136,7 +146,8 @@ export class TranscriptView {
       return section;
     }
     if (reply.stopReason === 'cancelled') section.append(paragraph(doc, 'note', 'Stopped.'));
-    if (reply.stopReason === 'max-tokens') section.append(paragraph(doc, 'note', 'The answer reached the token limit (ficoco.maxNewTokens).'));
+    if (reply.stopReason === 'max-tokens')
+      section.append(paragraph(doc, 'note', 'The answer reached the token limit (ficoco.maxNewTokens).'));
     if (reply.stats) section.append(paragraph(doc, 'stats', formatStats(reply.stats)));
     return section;
   }
@@ -150,25 +161,43 @@ export class TranscriptView {
     const figures = doc.createElement('div');
     figures.className = 'reduction-figures';
     figures.hidden = true;
-    const shown = turn.images.flatMap((image, i) => (image.src && reductions[i] ? [reductionFigure(doc, image, reductions[i])] : []));
+    const shown = turn.images.flatMap((image, i) =>
+      image.src && reductions[i] ? [reductionFigure(doc, image, reductions[i])] : [],
+    );
     if (shown.length > 0) {
       figures.append(...shown);
-      const toggle = button(doc, 'Show reduction', 'show-reduction', 'Draw the image with the patches the model kept, merged and dropped', () => {
-        figures.hidden = !figures.hidden;
-        toggle.textContent = figures.hidden ? 'Show reduction' : 'Hide reduction';
-        toggle.setAttribute('aria-expanded', String(!figures.hidden));
-      });
+      const toggle = button(
+        doc,
+        'Show reduction',
+        'show-reduction',
+        'Draw the image with the patches the model kept, merged and dropped',
+        () => {
+          figures.hidden = !figures.hidden;
+          toggle.textContent = figures.hidden ? 'Show reduction' : 'Hide reduction';
+          toggle.setAttribute('aria-expanded', String(!figures.hidden));
+        },
+      );
       toggle.setAttribute('aria-expanded', 'false');
       bar.append(toggle);
     }
     if (turn.answer.stats?.reduction && !turn.full) {
-      bar.append(button(doc, 'Compare with full tokens', 'compare', 'Answer the same question with every visual token, side by side', () => this.actions.compare(turn.id)));
+      bar.append(
+        button(
+          doc,
+          'Compare with full tokens',
+          'compare',
+          'Answer the same question with every visual token, side by side',
+          () => this.actions.compare(turn.id),
+        ),
+      );
     }
     return bar.childElementCount > 0 ? [bar, figures] : [];
   }
 
   private findTurn(turnId: string): HTMLElement | undefined {
-    return [...this.container.querySelectorAll<HTMLElement>('.turn')].find((element) => element.dataset.turnId === turnId);
+    return [...this.container.querySelectorAll<HTMLElement>('.turn')].find(
+      (element) => element.dataset.turnId === turnId,
+    );
   }
 }
 
@@ -210,8 +239,17 @@ export function formatStats(stats: AnswerStatsView): string {
 }
 
 /** Says that the oldest messages were left out, and why. */
-function historyTrimmedNote({ droppedMessages, contextTokens }: { droppedMessages: number; contextTokens: number }): string {
-  return `${droppedMessages} earlier message${droppedMessages === 1 ? '' : 's'} left out to fit the model's ${contextTokens}-token context`;
+function historyTrimmedNote({
+  droppedMessages,
+  contextTokens,
+}: {
+  droppedMessages: number;
+  contextTokens: number;
+}): string {
+  return (
+    `${droppedMessages} earlier message${droppedMessages === 1 ? '' : 's'} left out to fit the model's ` +
+    `${contextTokens}-token context`
+  );
 }
 
 function button(doc: Document, label: string, className: string, title: string, onClick: () => void): HTMLElement {

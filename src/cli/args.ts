@@ -9,8 +9,13 @@ import { BUDGET_HINT, Budget, ParamValue, parseBudget } from '../common/budget';
  * value is its value (`--budget -5` is then refused for what it is), and a parse error is one line that names the
  * command's --help instead of a stack trace or the whole usage.
  */
-export function parseCommandArgs<T extends ParseArgsConfig>(command: string, config: T): ReturnType<typeof parseArgs<T>> {
-  const takesValue = new Set(Object.entries(config.options ?? {}).flatMap(([name, option]) => (option.type === 'string' ? [`--${name}`] : [])));
+export function parseCommandArgs<T extends ParseArgsConfig>(
+  command: string,
+  config: T,
+): ReturnType<typeof parseArgs<T>> {
+  const takesValue = new Set(
+    Object.entries(config.options ?? {}).flatMap(([name, option]) => (option.type === 'string' ? [`--${name}`] : [])),
+  );
   const args: string[] = [];
   const given = config.args ?? [];
   for (let i = 0; i < given.length; i++) {
@@ -20,7 +25,8 @@ export function parseCommandArgs<T extends ParseArgsConfig>(command: string, con
   try {
     return parseArgs({ ...config, args } as T);
   } catch (error) {
-    if (!(error instanceof TypeError && String((error as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS'))) throw error;
+    if (!(error instanceof TypeError && String((error as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS')))
+      throw error;
     // Node's first sentence says what is wrong; its advice on `--` and positionals only confuses here.
     const firstSentence = error.message.split(/(?<=\.)\s/)[0].replace(/\.?$/, '.');
     throw new FicocoError(`${firstSentence} See \`ficoco ${command} --help\`.`, 'input');
@@ -29,7 +35,8 @@ export function parseCommandArgs<T extends ParseArgsConfig>(command: string, con
 
 export function number(flag: string, text: string, min: number): number {
   const value = Number(text);
-  if (text.trim() === '' || !Number.isFinite(value) || value < min) throw new FicocoError(`${flag} ${text} is not a number ≥ ${min}.`, 'input');
+  if (text.trim() === '' || !Number.isFinite(value) || value < min)
+    throw new FicocoError(`${flag} ${text} is not a number ≥ ${min}.`, 'input');
   return value;
 }
 
@@ -51,9 +58,17 @@ export function paramArgs(pairs: readonly string[] = []): Record<string, ParamVa
   const params: Record<string, ParamValue> = {};
   for (const pair of pairs) {
     const eq = pair.indexOf('=');
-    if (eq <= 0) throw new FicocoError(`--param ${pair} must look like name=value (e.g. --param epsilon=0.996).`, 'input');
+    if (eq <= 0)
+      throw new FicocoError(`--param ${pair} must look like name=value (e.g. --param epsilon=0.996).`, 'input');
     const raw = pair.slice(eq + 1);
-    params[pair.slice(0, eq)] = raw === 'true' ? true : raw === 'false' ? false : raw.trim() !== '' && Number.isFinite(Number(raw)) ? Number(raw) : raw;
+    params[pair.slice(0, eq)] =
+      raw === 'true'
+        ? true
+        : raw === 'false'
+          ? false
+          : raw.trim() !== '' && Number.isFinite(Number(raw))
+            ? Number(raw)
+            : raw;
   }
   return params;
 }
@@ -61,12 +76,14 @@ export function paramArgs(pairs: readonly string[] = []): Record<string, ParamVa
 /** --quantize: none, int8 or int4 (weight-only, the decoder's linear layers). */
 export function quantizationArg(value: string | undefined): WeightQuantization {
   if (value === undefined) return 'none';
-  if (!(WEIGHT_QUANTIZATIONS as readonly string[]).includes(value)) throw new FicocoError(`--quantize ${value} is not known; use ${WEIGHT_QUANTIZATIONS.join(', ')}.`, 'input');
+  if (!(WEIGHT_QUANTIZATIONS as readonly string[]).includes(value))
+    throw new FicocoError(`--quantize ${value} is not known; use ${WEIGHT_QUANTIZATIONS.join(', ')}.`, 'input');
   return value as WeightQuantization;
 }
 
 /** --provider: auto or one of the execution providers. */
 export function providerArg(value: string): ProviderSetting {
-  if (value !== 'auto' && !(PROVIDERS as readonly string[]).includes(value)) throw new FicocoError(`--provider ${value} is not known; use auto, ${PROVIDERS.join(', ')}.`, 'input');
+  if (value !== 'auto' && !(PROVIDERS as readonly string[]).includes(value))
+    throw new FicocoError(`--provider ${value} is not known; use auto, ${PROVIDERS.join(', ')}.`, 'input');
   return value as ProviderSetting;
 }

@@ -7,7 +7,20 @@ import { Budget } from '../common/budget';
 import { METHODS } from '../reduction/registry';
 import { lineChartSvg } from '../report/lineChart';
 import { budgetArg, integer, number, providerArg, quantizationArg, parseCommandArgs } from './args';
-import { Row, Sample, flopsOf, machineLine, measureMethod, peakResidentMiB, prefillCpuMs, prefillMs, syntheticPixels, syntheticPrompt, timedPrefill, unreducedRow } from './benchTiming';
+import {
+  Row,
+  Sample,
+  flopsOf,
+  machineLine,
+  measureMethod,
+  peakResidentMiB,
+  prefillCpuMs,
+  prefillMs,
+  syntheticPixels,
+  syntheticPrompt,
+  timedPrefill,
+  unreducedRow,
+} from './benchTiming';
 import { resolveModelArg } from './models';
 
 export const BENCH_USAGE = `Usage:
@@ -55,13 +68,23 @@ export async function benchCommand(args: string[]): Promise<number> {
     return 0;
   }
   const modelDir = values.model !== undefined ? resolveModelArg(values.model) : findBuiltinModel(__dirname);
-  if (modelDir === undefined) throw new FicocoError('--model DIR is required: this package has no built-in model.', 'input');
-  const methods = values.methods === 'all' ? METHODS.map((m) => m.name) : values.methods.split(',').map((m) => m.trim());
-  const options = { runs: integer('--runs', values.runs, 1), decode: integer('--decode', values.decode, 0), llmScale: number('--llm-scale', values['llm-scale'], 1) };
+  if (modelDir === undefined)
+    throw new FicocoError('--model DIR is required: this package has no built-in model.', 'input');
+  const methods =
+    values.methods === 'all' ? METHODS.map((m) => m.name) : values.methods.split(',').map((m) => m.trim());
+  const options = {
+    runs: integer('--runs', values.runs, 1),
+    decode: integer('--decode', values.decode, 0),
+    llmScale: number('--llm-scale', values['llm-scale'], 1),
+  };
   const givenBudgets = values.budgets?.split(',').map((b) => budgetArg(b.trim()));
   const textTokens = integer('--text-tokens', values['text-tokens'], 5);
   const provider = providerArg(values.provider);
-  const load = { provider, threads: values.threads ? integer('--threads', values.threads, 1) : undefined, quantization: quantizationArg(values.quantize) };
+  const load = {
+    provider,
+    threads: values.threads ? integer('--threads', values.threads, 1) : undefined,
+    quantization: quantizationArg(values.quantize),
+  };
   const engine = await LlavaEngine.load(modelDir, load);
   // A second engine keeps the unreduced sessions: switching plans on one engine rebuilds them.
   const reference = await LlavaEngine.load(modelDir, load);
@@ -70,7 +93,8 @@ export async function benchCommand(args: string[]): Promise<number> {
   let unreducedPeakMiB: number;
   try {
     const visualTokens = engine.reductionShape.visualTokens;
-    const budgets: Budget[] = givenBudgets ?? [3, 4.5, 9].map((share) => ({ tokens: Math.round(visualTokens / share) }));
+    const budgets: Budget[] =
+      givenBudgets ?? [3, 4.5, 9].map((share) => ({ tokens: Math.round(visualTokens / share) }));
     const prompt = syntheticPrompt(engine, textTokens, syntheticPixels(engine.config.vision.imageSize));
     await timedPrefill(reference, prompt, []);
     unreduced.push(await timedPrefill(reference, prompt, [], options.decode));
@@ -80,7 +104,10 @@ export async function benchCommand(args: string[]): Promise<number> {
       unreduced.push(...measured.unreduced);
       for (const row of measured.rows) {
         rows.push({ ...row, peakMiB: peakResidentMiB() });
-        process.stderr.write(`${method} ${row.budget}: vision ${row.visionMs.toFixed(0)} ms, LLM ${row.llmMs.toFixed(0)} ms, ${row.pairedSpeedup.toFixed(2)}× (CPU time ${row.pairedCpuSpeedup.toFixed(2)}×)\n`);
+        process.stderr.write(
+          `${method} ${row.budget}: vision ${row.visionMs.toFixed(0)} ms, LLM ${row.llmMs.toFixed(0)} ms, ` +
+            `${row.pairedSpeedup.toFixed(2)}× (CPU time ${row.pairedCpuSpeedup.toFixed(2)}×)\n`,
+        );
       }
     }
   } finally {
@@ -90,29 +117,50 @@ export async function benchCommand(args: string[]): Promise<number> {
   const allRows = [{ ...unreducedRow(unreduced, options.llmScale), peakMiB: unreducedPeakMiB }, ...rows];
   const name = values.name ?? `prefill-${path.basename(path.resolve(modelDir))}`;
   const label = values.label ?? path.basename(path.resolve(modelDir));
-  const scaled = options.llmScale !== 1 ? ` LLM prefill ms and FLOPs are scaled ×${options.llmScale} from the cut decoder to full depth; TTFT and decode tokens/s are the cut model's.` : '';
+  const scaled =
+    options.llmScale !== 1
+      ? ` LLM prefill ms and FLOPs are scaled ×${options.llmScale} from the cut decoder to full depth; TTFT ` +
+        `and decode tokens/s are the cut model's.`
+      : '';
   const table = reportTable(allRows, options.llmScale);
   const baseline = allRows[0];
   fs.mkdirSync(values.out, { recursive: true });
   writeCharts(values.out, name, label, allRows, options.llmScale);
-  fs.writeFileSync(path.join(values.out, `${name}.json`), `${JSON.stringify({ command: ['ficoco', 'bench', ...args], model: modelDir, rows: allRows }, null, 1)}\n`);
-  fs.writeFileSync(path.join(values.out, `${name}.md`), [
-    `# ${name}`,
-    '',
-    `\`ficoco bench ${args.map((a) => (/\s/.test(a) ? JSON.stringify(a) : a)).join(' ')}\``,
-    '',
-    `${label} (${modelDir}${load.quantization === 'none' ? '' : `, decoder weights ${load.quantization}`}); one image (${baseline.keptTokens} visual tokens) and ${textTokens} text tokens.${scaled} ${machineLine(engine.provider)}`,
-    '',
-    `Per method: one warm-up, then ${options.runs} rounds of [unreduced prefill, the method at each budget]; medians. Speedups are paired: each reduced prefill is divided into the unreduced one run just before it, then the median is taken. Unreduced prefills across the run: ${Math.min(...baseline.prefills).toFixed(0)}–${Math.max(...baseline.prefills).toFixed(0)} ms (the machine's noise). CPU-time speedups divide CPU time (every thread, user + system) the same way: they count the work done, which waiting for a busy machine does not inflate. CPU steal is the median share of the machine's CPU time the hypervisor gave to other guests during a row's prefills. Major page faults over the whole run: ${allRows.reduce((sum, r) => sum + r.majorFaults, 0)}. Decode tokens/s: ${options.decode} tokens after the first, in the first round. Peak resident memory is the process's high-water mark so far with both engines loaded, so it only grows down the table.`,
-    '',
-    ...table,
-    '',
-    `![speedup](${name}-speedup.svg)`,
-    '',
-    `![speedup vs FLOPs](${name}-vs-flops.svg)`,
-    '',
-  ].join('\n'));
-  process.stdout.write(`${table.join('\n')}\n\nwrote ${path.join(values.out, `${name}.md`)}, ${name}.json, ${name}-speedup.svg and ${name}-vs-flops.svg\n`);
+  fs.writeFileSync(
+    path.join(values.out, `${name}.json`),
+    `${JSON.stringify({ command: ['ficoco', 'bench', ...args], model: modelDir, rows: allRows }, null, 1)}\n`,
+  );
+  fs.writeFileSync(
+    path.join(values.out, `${name}.md`),
+    [
+      `# ${name}`,
+      '',
+      `\`ficoco bench ${args.map((a) => (/\s/.test(a) ? JSON.stringify(a) : a)).join(' ')}\``,
+      '',
+      `${label} (${modelDir}${load.quantization === 'none' ? '' : `, decoder weights ${load.quantization}`}); one image (${baseline.keptTokens} visual tokens) and ${textTokens} text tokens.${scaled} ${machineLine(engine.provider)}`,
+      '',
+      `Per method: one warm-up, then ${options.runs} rounds of [unreduced prefill, the method at each ` +
+        `budget]; medians. Speedups are paired: each reduced prefill is divided into the unreduced one run ` +
+        `just before it, then the median is taken. Unreduced prefills across the run: ` +
+        `${Math.min(...baseline.prefills).toFixed(0)}–${Math.max(...baseline.prefills).toFixed(0)} ms (the ` +
+        `machine's noise). CPU-time speedups divide CPU time (every thread, user + system) the same way: ` +
+        `they count the work done, which waiting for a busy machine does not inflate. CPU steal is the ` +
+        `median share of the machine's CPU time the hypervisor gave to other guests during a row's prefills. ` +
+        `Major page faults over the whole run: ${allRows.reduce((sum, r) => sum + r.majorFaults, 0)}. Decode ` +
+        `tokens/s: ${options.decode} tokens after the first, in the first round. Peak resident memory is the ` +
+        `process's high-water mark so far with both engines loaded, so it only grows down the table.`,
+      '',
+      ...table,
+      '',
+      `![speedup](${name}-speedup.svg)`,
+      '',
+      `![speedup vs FLOPs](${name}-vs-flops.svg)`,
+      '',
+    ].join('\n'),
+  );
+  process.stdout.write(
+    `${table.join('\n')}\n\nwrote ${path.join(values.out, `${name}.md`)}, ${name}.json, ${name}-speedup.svg and ${name}-vs-flops.svg\n`,
+  );
   return 0;
 }
 
@@ -127,7 +175,9 @@ const orDash = (value: number, format: (value: number) => string) => (Number.isN
 function reportTable(rows: BenchRow[], llmScale: number): string[] {
   const [baseline] = rows;
   return [
-    '| method | budget | visual tokens kept | vision ms | LLM prefill ms | TTFT ms | prefill speedup | CPU-time speedup | FLOPs ratio | speedup / FLOPs ratio | reduction steps ms (% of prefill) | steps CPU ms (% of prefill CPU) | CPU steal | decode tokens/s | peak resident GiB |',
+    '| method | budget | visual tokens kept | vision ms | LLM prefill ms | TTFT ms | prefill speedup | ' +
+      'CPU-time speedup | FLOPs ratio | speedup / FLOPs ratio | reduction steps ms (% of prefill) | steps ' +
+      'CPU ms (% of prefill CPU) | CPU steal | decode tokens/s | peak resident GiB |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...rows.map((r) => {
       const ratio = flopsRatio(baseline, r, llmScale);
@@ -141,18 +191,28 @@ function reportTable(rows: BenchRow[], llmScale: number): string[] {
 function writeCharts(out: string, name: string, label: string, rows: BenchRow[], llmScale: number): void {
   const [baseline, ...reduced] = rows;
   const methods = [...new Set(reduced.map((r) => r.method))];
-  const series = (x: (r: Row) => number) => methods.map((method) => ({ name: method, points: reduced.filter((r) => r.method === method).map((r): [number, number] => [x(r), r.pairedSpeedup]) }));
-  fs.writeFileSync(path.join(out, `${name}-speedup.svg`), lineChartSvg({
-    title: `Prefill speedup against visual tokens kept (${label})`,
-    xLabel: 'visual tokens kept',
-    yLabel: 'measured prefill speedup (×)',
-    series: series((r) => r.keptTokens),
-  }));
-  fs.writeFileSync(path.join(out, `${name}-vs-flops.svg`), lineChartSvg({
-    title: 'Measured prefill speedup against the analytic FLOPs ratio (y = x: the limit)',
-    xLabel: 'FLOPs ratio, unreduced / reduced (×)',
-    yLabel: 'measured prefill speedup (×)',
-    diagonal: true,
-    series: series((r) => flopsRatio(baseline, r, llmScale)),
-  }));
+  const series = (x: (r: Row) => number) =>
+    methods.map((method) => ({
+      name: method,
+      points: reduced.filter((r) => r.method === method).map((r): [number, number] => [x(r), r.pairedSpeedup]),
+    }));
+  fs.writeFileSync(
+    path.join(out, `${name}-speedup.svg`),
+    lineChartSvg({
+      title: `Prefill speedup against visual tokens kept (${label})`,
+      xLabel: 'visual tokens kept',
+      yLabel: 'measured prefill speedup (×)',
+      series: series((r) => r.keptTokens),
+    }),
+  );
+  fs.writeFileSync(
+    path.join(out, `${name}-vs-flops.svg`),
+    lineChartSvg({
+      title: 'Measured prefill speedup against the analytic FLOPs ratio (y = x: the limit)',
+      xLabel: 'FLOPs ratio, unreduced / reduced (×)',
+      yLabel: 'measured prefill speedup (×)',
+      diagonal: true,
+      series: series((r) => flopsRatio(baseline, r, llmScale)),
+    }),
+  );
 }

@@ -53,13 +53,16 @@ export interface Prompt {
 }
 
 /** Vision + LLM prefill ms of a sample or row, the LLM part times `llmScale` (a cut decoder scaled to full depth). */
-export const prefillMs = (sample: Pick<Sample, 'visionMs' | 'llmMs'>, llmScale = 1): number => sample.visionMs + llmScale * sample.llmMs;
+export const prefillMs = (sample: Pick<Sample, 'visionMs' | 'llmMs'>, llmScale = 1): number =>
+  sample.visionMs + llmScale * sample.llmMs;
 
 /** Vision + LLM prefill CPU ms, scaled like prefillMs. */
-export const prefillCpuMs = (sample: Pick<Sample, 'visionCpuMs' | 'llmCpuMs'>, llmScale = 1): number => sample.visionCpuMs + llmScale * sample.llmCpuMs;
+export const prefillCpuMs = (sample: Pick<Sample, 'visionCpuMs' | 'llmCpuMs'>, llmScale = 1): number =>
+  sample.visionCpuMs + llmScale * sample.llmCpuMs;
 
 /** Analytic prefill FLOPs of a sample or row, scaled like prefillMs. */
-export const flopsOf = (sample: Pick<Sample, 'visionFlops' | 'llmFlops'>, llmScale = 1): number => sample.visionFlops + llmScale * sample.llmFlops;
+export const flopsOf = (sample: Pick<Sample, 'visionFlops' | 'llmFlops'>, llmScale = 1): number =>
+  sample.visionFlops + llmScale * sample.llmFlops;
 
 export const median = (xs: readonly number[]): number => {
   const sorted = [...xs].sort((a, b) => a - b);
@@ -74,12 +77,22 @@ export function syntheticPrompt(engine: LlavaEngine, textTokens: number, pixels:
 }
 
 /** One generation of 1 + `decode` tokens, timed. */
-export async function timedPrefill(engine: LlavaEngine, prompt: Prompt, hooks: ReductionHook[], decode = 0): Promise<Sample> {
+export async function timedPrefill(
+  engine: LlavaEngine,
+  prompt: Prompt,
+  hooks: ReductionHook[],
+  decode = 0,
+): Promise<Sample> {
   const ticksBefore = cpuTicks();
   const faultsBefore = process.resourceUsage().majorPageFault;
   const started = performance.now();
   let ttftMs = 0;
-  const result = await engine.generate(prompt.ids, prompt.pixels, { maxNewTokens: decode + 1, stopTokenIds: [], hooks, onToken: () => (ttftMs ||= performance.now() - started) });
+  const result = await engine.generate(prompt.ids, prompt.pixels, {
+    maxNewTokens: decode + 1,
+    stopTokenIds: [],
+    hooks,
+    onToken: () => (ttftMs ||= performance.now() - started),
+  });
   const ticksAfter = cpuTicks();
   const lastStep = result.steps[result.steps.length - 1];
   return {
@@ -90,7 +103,10 @@ export async function timedPrefill(engine: LlavaEngine, prompt: Prompt, hooks: R
     stepsCpuMs: result.steps.reduce((sum, step) => sum + step.cpuMs, 0),
     visionCpuMs: result.timings.visionCpuMs,
     llmCpuMs: result.timings.prefillCpuMs,
-    stealShare: ticksBefore && ticksAfter ? (ticksAfter.steal - ticksBefore.steal) / Math.max(1, ticksAfter.total - ticksBefore.total) : Number.NaN,
+    stealShare:
+      ticksBefore && ticksAfter
+        ? (ticksAfter.steal - ticksBefore.steal) / Math.max(1, ticksAfter.total - ticksBefore.total)
+        : Number.NaN,
     majorFaults: process.resourceUsage().majorPageFault - faultsBefore,
     keptTokens: lastStep ? lastStep.tokensAfter : result.visualTokens[0].atDecoder,
     visionFlops: result.flops.run.vision + result.flops.run.projector,
@@ -135,7 +151,9 @@ export async function measureMethod(
       cpuRatios[i].push(prefillCpuMs(before, options.llmScale) / prefillCpuMs(sample, options.llmScale));
     }
   }
-  const rows = budgets.map((budget, i) => summarize(method, budgetLabel(budget), samples[i], { wall: ratios[i], cpu: cpuRatios[i] }, options.llmScale));
+  const rows = budgets.map((budget, i) =>
+    summarize(method, budgetLabel(budget), samples[i], { wall: ratios[i], cpu: cpuRatios[i] }, options.llmScale),
+  );
   return { rows, unreduced };
 }
 
@@ -145,8 +163,16 @@ export function unreducedRow(samples: readonly Sample[], llmScale: number): Row 
   return summarize('none', 'all', samples, { wall: ones, cpu: ones }, llmScale);
 }
 
-function summarize(method: string, budget: string, samples: readonly Sample[], ratios: { wall: readonly number[]; cpu: readonly number[] }, llmScale: number): Row {
-  const of = (key: 'visionMs' | 'llmMs' | 'ttftMs' | 'stepsMs' | 'stepsCpuMs' | 'visionCpuMs' | 'llmCpuMs' | 'stealShare') => median(samples.map((s) => s[key]));
+function summarize(
+  method: string,
+  budget: string,
+  samples: readonly Sample[],
+  ratios: { wall: readonly number[]; cpu: readonly number[] },
+  llmScale: number,
+): Row {
+  const of = (
+    key: 'visionMs' | 'llmMs' | 'ttftMs' | 'stepsMs' | 'stepsCpuMs' | 'visionCpuMs' | 'llmCpuMs' | 'stealShare',
+  ) => median(samples.map((s) => s[key]));
   const decoded = samples.find((s) => s.decodeTokensPerSecond !== undefined);
   const last = samples[samples.length - 1];
   return {
@@ -171,7 +197,10 @@ function summarize(method: string, budget: string, samples: readonly Sample[], r
   };
 }
 
-/** The machine's CPU ticks since boot (/proc/stat): all of them, and those stolen by the hypervisor; undefined where there is no /proc. */
+/**
+ * The machine's CPU ticks since boot (/proc/stat): all of them, and those stolen by the hypervisor; undefined where
+ * there is no /proc.
+ */
 function cpuTicks(): { total: number; steal: number } | undefined {
   try {
     // user nice system idle iowait irq softirq steal (guest time is already inside user)
@@ -185,7 +214,10 @@ function cpuTicks(): { total: number; steal: number } | undefined {
 /** One sentence naming the machine a benchmark ran on, and the date. */
 export function machineLine(provider = 'cpu'): string {
   const cpu = os.cpus();
-  return `Machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ONNX Runtime ${provider} provider, Node ${process.versions.node}; ${new Date().toISOString().slice(0, 10)}.`;
+  return (
+    `Machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB ` +
+    `RAM, ONNX Runtime ${provider} provider, Node ${process.versions.node}; ${new Date().toISOString().slice(0, 10)}.`
+  );
 }
 
 /** Pixel values [3, side, side] that vary smoothly (content does not change the cost; shapes do). */

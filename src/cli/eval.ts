@@ -55,24 +55,34 @@ export async function evalCommand(args: string[]): Promise<number> {
     process.stdout.write(EVAL_USAGE);
     return 0;
   }
-  if (!values.model || !values.data) throw new FicocoError(`--model DIR and --data FILE.jsonl are required.\n\n${EVAL_USAGE}`, 'input');
-  const items = readEvalSet(values.data).slice(0, values.limit === undefined ? undefined : integer('--limit', values.limit, 1));
-  const methods = values.methods === 'all' ? METHODS.map((m) => m.name) : values.methods.split(',').map((m) => m.trim());
+  if (!values.model || !values.data)
+    throw new FicocoError(`--model DIR and --data FILE.jsonl are required.\n\n${EVAL_USAGE}`, 'input');
+  const items = readEvalSet(values.data).slice(
+    0,
+    values.limit === undefined ? undefined : integer('--limit', values.limit, 1),
+  );
+  const methods =
+    values.methods === 'all' ? METHODS.map((m) => m.name) : values.methods.split(',').map((m) => m.trim());
   const budgets = values.budgets.split(',').map((b) => budgetArg(b.trim()));
   const params = paramArgs(values.param);
   for (const method of methods) resolveParams(findMethod(method), params);
   const maxNewTokens = integer('--max-new-tokens', values['max-new-tokens'], 1);
   const quantization = quantizationArg(values.quantize);
   const engine = await LlavaEngine.load(values.model, { quantization });
-  const name = values.name ?? `eval-${path.basename(path.resolve(values.model))}${quantization === 'none' ? '' : `-${quantization}`}`;
+  const name =
+    values.name ??
+    `eval-${path.basename(path.resolve(values.model))}${quantization === 'none' ? '' : `-${quantization}`}`;
   try {
     const rows: Row[] = [await evaluate(engine, items, { method: 'none', params: {} }, undefined, maxNewTokens)];
-    for (const method of methods) for (const budget of budgets) rows.push(await evaluate(engine, items, { method, params }, budget, maxNewTokens));
+    for (const method of methods)
+      for (const budget of budgets) rows.push(await evaluate(engine, items, { method, params }, budget, maxNewTokens));
     const types = [...new Set(items.map((item) => item.type))].sort();
     const table = reportTable(rows, types) + '\n\n' + baselineTable(items, types);
     fs.mkdirSync(values.out, { recursive: true });
-    const header = `# ${name}\n\nModel ${values.model}${quantization === 'none' ? '' : ` (decoder weights ${quantization})`}, ${items.length} items of ${values.data}; greedy answers of at most ${maxNewTokens} tokens; ` +
-      `an answer is right when it starts with the expected words. FLOPs are analytic prefill FLOPs (src/flops); prefill ms is measured vision + LLM prefill on this machine.\n\n`;
+    const header =
+      `# ${name}\n\nModel ${values.model}${quantization === 'none' ? '' : ` (decoder weights ${quantization})`}, ${items.length} items of ${values.data}; greedy answers of at most ${maxNewTokens} tokens; ` +
+      `an answer is right when it starts with the expected words. FLOPs are analytic prefill FLOPs ` +
+      `(src/flops); prefill ms is measured vision + LLM prefill on this machine.\n\n`;
     fs.writeFileSync(path.join(values.out, `${name}.md`), header + table + '\n');
     fs.writeFileSync(path.join(values.out, `${name}.svg`), accuracyChart(rows, name));
     process.stdout.write(table + `\n\nwrote ${path.join(values.out, `${name}.md`)} and ${name}.svg\n`);
@@ -88,7 +98,13 @@ interface MethodRun {
   params: Record<string, ParamValue>;
 }
 
-async function evaluate(engine: LlavaEngine, items: EvalItem[], run: MethodRun, budget: Budget | undefined, maxNewTokens: number): Promise<Row> {
+async function evaluate(
+  engine: LlavaEngine,
+  items: EvalItem[],
+  run: MethodRun,
+  budget: Budget | undefined,
+  maxNewTokens: number,
+): Promise<Row> {
   const plan = budget ? planReduction(run.method, budget, engine.reductionShape, run.params) : undefined;
   const row: Row = {
     method: [run.method, ...Object.entries(run.params).map(([name, value]) => `${name}=${value}`)].join(' '),
@@ -103,9 +119,17 @@ async function evaluate(engine: LlavaEngine, items: EvalItem[], run: MethodRun, 
   };
   const pixelsOf = new Map<string, Float32Array>();
   for (const item of items) {
-    if (!pixelsOf.has(item.image)) pixelsOf.set(item.image, await engine.pixelValues(fs.readFileSync(item.image), path.basename(item.image)));
-    const ids = engine.text.encode(await engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: item.question }] }]));
-    const result = await engine.generate(ids, [pixelsOf.get(item.image)!], { maxNewTokens, hooks: plan ? planHooks(plan) : [] });
+    if (!pixelsOf.has(item.image))
+      pixelsOf.set(item.image, await engine.pixelValues(fs.readFileSync(item.image), path.basename(item.image)));
+    const ids = engine.text.encode(
+      await engine.text.renderPrompt([
+        { role: 'user', content: [{ type: 'image' }, { type: 'text', text: item.question }] },
+      ]),
+    );
+    const result = await engine.generate(ids, [pixelsOf.get(item.image)!], {
+      maxNewTokens,
+      hooks: plan ? planHooks(plan) : [],
+    });
     const answer = engine.text.decode(result.tokenIds.filter((id) => !engine.text.stopTokenIds.includes(id)));
     const right = answerMatches(answer, item.answer) ? 1 : 0;
     row.correct += right;
@@ -113,11 +137,17 @@ async function evaluate(engine: LlavaEngine, items: EvalItem[], run: MethodRun, 
     row.correctByType.set(item.type, (row.correctByType.get(item.type) ?? 0) + right);
     row.totalByType.set(item.type, (row.totalByType.get(item.type) ?? 0) + 1);
     // In-decoder methods keep every token for their first layers; what counts is what is left after the last step.
-    row.keptTokens += result.steps.length > 0 ? result.steps[result.steps.length - 1].tokensAfter : result.visualTokens[0].atDecoder;
+    row.keptTokens +=
+      result.steps.length > 0 ? result.steps[result.steps.length - 1].tokensAfter : result.visualTokens[0].atDecoder;
     row.flops += result.flops.run.total;
     row.prefillMs += result.timings.visionMs + result.timings.prefillMs;
   }
-  return { ...row, keptTokens: row.keptTokens / row.total, flops: row.flops / row.total, prefillMs: row.prefillMs / row.total };
+  return {
+    ...row,
+    keptTokens: row.keptTokens / row.total,
+    flops: row.flops / row.total,
+    prefillMs: row.prefillMs / row.total,
+  };
 }
 
 function percent(correct: number, total: number): string {
@@ -125,22 +155,32 @@ function percent(correct: number, total: number): string {
 }
 
 function reportTable(rows: Row[], types: string[]): string {
-  const header = ['method', 'budget', 'visual tokens kept', 'accuracy %', 'of full-token %', ...types.map((t) => `${t} %`), 'GFLOPs', 'prefill ms'];
+  const header = [
+    'method',
+    'budget',
+    'visual tokens kept',
+    'accuracy %',
+    'of full-token %',
+    ...types.map((t) => `${t} %`),
+    'GFLOPs',
+    'prefill ms',
+  ];
   const full = rows[0].correct / rows[0].total;
   return [
     `| ${header.join(' | ')} |`,
     `|${header.map((_, i) => (i < 2 ? '---' : '---:')).join('|')}|`,
-    ...rows.map((r) =>
-      `| ${[
-        r.method,
-        r.budget,
-        r.keptTokens.toFixed(1),
-        percent(r.correct, r.total),
-        full === 0 ? '–' : ((100 * r.correct) / r.total / full).toFixed(1),
-        ...types.map((t) => percent(r.correctByType.get(t) ?? 0, r.totalByType.get(t) ?? 0)),
-        (r.flops / 1e9).toFixed(3),
-        r.prefillMs.toFixed(1),
-      ].join(' | ')} |`,
+    ...rows.map(
+      (r) =>
+        `| ${[
+          r.method,
+          r.budget,
+          r.keptTokens.toFixed(1),
+          percent(r.correct, r.total),
+          full === 0 ? '–' : ((100 * r.correct) / r.total / full).toFixed(1),
+          ...types.map((t) => percent(r.correctByType.get(t) ?? 0, r.totalByType.get(t) ?? 0)),
+          (r.flops / 1e9).toFixed(3),
+          r.prefillMs.toFixed(1),
+        ].join(' | ')} |`,
     ),
   ].join('\n');
 }
@@ -164,8 +204,16 @@ function baselineTable(items: EvalItem[], types: string[]): string {
   return [
     `| baseline without the image | accuracy % | ${types.map((t) => `${t} %`).join(' | ')} |`,
     `|---|${types.map(() => '---:').join('|')}|---:|`,
-    row('uniform guess among the type\'s answers', items.reduce((sum, item) => sum + uniform(item.type), 0) / items.length, uniform),
-    row('the type\'s most common answer', types.reduce((sum, t) => sum + majority(t), 0) / items.length, (t) => majority(t) / count(t)),
+    row(
+      "uniform guess among the type's answers",
+      items.reduce((sum, item) => sum + uniform(item.type), 0) / items.length,
+      uniform,
+    ),
+    row(
+      "the type's most common answer",
+      types.reduce((sum, t) => sum + majority(t), 0) / items.length,
+      (t) => majority(t) / count(t),
+    ),
   ].join('\n');
 }
 
@@ -179,7 +227,9 @@ function accuracyChart(rows: Row[], title: string): string {
     yRange: [0, 100],
     series: methods.map((method) => ({
       name: method,
-      points: [...rows.filter((r) => r.method === method), baseline].map((r) => [r.keptTokens, (100 * r.correct) / r.total] as [number, number]),
+      points: [...rows.filter((r) => r.method === method), baseline].map(
+        (r) => [r.keptTokens, (100 * r.correct) / r.total] as [number, number],
+      ),
     })),
   });
 }

@@ -1,4 +1,7 @@
-/** Evaluation sets: one JSON object per line (image path relative to the file, question, answer, type), and how answers are scored. */
+/**
+ * Evaluation sets: one JSON object per line (image path relative to the file, question, answer, type), and how answers
+ * are scored.
+ */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FicocoError } from '../common/errors';
@@ -12,14 +15,21 @@ export interface EvalItem {
 
 /** An answer is right when its first words are the expected answer (case and punctuation aside). */
 export function answerMatches(predicted: string, expected: string): boolean {
-  const words = (text: string) => text.toLowerCase().replace(/[^\p{L}\p{N}]+/gu, ' ').trim().split(' ').filter(Boolean);
+  const words = (text: string) =>
+    text
+      .toLowerCase()
+      .replace(/[^\p{L}\p{N}]+/gu, ' ')
+      .trim()
+      .split(' ')
+      .filter(Boolean);
   const want = words(expected);
   const got = words(predicted);
   return want.length > 0 && want.every((word, i) => got[i] === word);
 }
 
 export function readEvalSet(file: string): EvalItem[] {
-  if (!fs.existsSync(file)) throw new FicocoError(`${file} does not exist; --data needs a JSONL evaluation set.`, 'input');
+  if (!fs.existsSync(file))
+    throw new FicocoError(`${file} does not exist; --data needs a JSONL evaluation set.`, 'input');
   return fs
     .readFileSync(file, 'utf8')
     .split('\n')
@@ -32,8 +42,14 @@ export function readEvalSet(file: string): EvalItem[] {
         throw new FicocoError(`${file} line ${i + 1} is not JSON.`, 'input');
       }
       for (const field of ['image', 'question', 'answer'] as const) {
-        if (typeof item[field] !== 'string') throw new FicocoError(`${file} line ${i + 1} has no "${field}" string.`, 'input');
+        if (typeof item[field] !== 'string')
+          throw new FicocoError(`${file} line ${i + 1} has no "${field}" string.`, 'input');
       }
-      return { image: path.resolve(path.dirname(file), item.image!), question: item.question!, answer: item.answer!, type: typeof item.type === 'string' ? item.type : 'all' };
+      return {
+        image: path.resolve(path.dirname(file), item.image!),
+        question: item.question!,
+        answer: item.answer!,
+        type: typeof item.type === 'string' ? item.type : 'all',
+      };
     });
 }

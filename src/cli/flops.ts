@@ -3,7 +3,18 @@ import * as path from 'node:path';
 import { FicocoError } from '../common/errors';
 import { parseModelConfig } from '../engine/models/registry';
 import { flopsArchOf } from '../engine/models/flopsArch';
-import { ARCH_PRESETS, ModelArch, RunShape, archPreset, flopsTable, llmLayerFlops, runFlops, runKvCacheBytes, unreducedShape, visionLayerFlops } from '../flops/index';
+import {
+  ARCH_PRESETS,
+  ModelArch,
+  RunShape,
+  archPreset,
+  flopsTable,
+  llmLayerFlops,
+  runFlops,
+  runKvCacheBytes,
+  unreducedShape,
+  visionLayerFlops,
+} from '../flops/index';
 import { ModelShape } from '../reduction/method';
 import { planReduction } from '../reduction/registry';
 import { planRunShape } from './runShape';
@@ -39,32 +50,41 @@ export async function flopsCommand(args: string[]): Promise<number> {
     return 0;
   }
   if ((values.model === undefined) === (values.arch === undefined)) {
-    throw new FicocoError(`give exactly one of --model DIR (a LLaVA model folder) or --arch NAME (${Object.keys(ARCH_PRESETS).join(', ')}).`, 'input');
+    throw new FicocoError(
+      `give exactly one of --model DIR (a LLaVA model folder) or --arch NAME (${Object.keys(ARCH_PRESETS).join(', ')}).`,
+      'input',
+    );
   }
   const arch = values.model !== undefined ? archOfFolder(values.model) : archPreset(values.arch as string);
   const textTokens = integer('--text-tokens', values['text-tokens'], 0);
   const v = arch.vision;
   const t = arch.llm;
   process.stdout.write(
-    `${arch.name}: vision ${v.layersRun}/${v.layers} layers × ${(v.imageSize / v.patchSize) ** 2 + 1} tokens (D ${v.hiddenSize}), ` +
-      `LLM ${t.layers} layers (D ${t.hiddenSize}, FFN ${t.intermediateSize}, ${t.heads} heads, ${t.kvHeads} kv heads); one image, ${textTokens} text tokens\n\n`,
+    `${arch.name}: vision ${v.layersRun}/${v.layers} layers × ${(v.imageSize / v.patchSize) ** 2 + 1} ` +
+      `tokens (D ${v.hiddenSize}), ` +
+      `LLM ${t.layers} layers (D ${t.hiddenSize}, FFN ${t.intermediateSize}, ${t.heads} heads, ` +
+      `${t.kvHeads} kv heads); one image, ${textTokens} text tokens\n\n`,
   );
   if (values.method === undefined) {
     process.stdout.write(flopsTable(arch, textTokens, budgetList(values.budgets, arch)) + '\n');
     return 0;
   }
-  if (values.budget === undefined) throw new FicocoError('--method needs --budget N (visual tokens kept per image, or a share like 25%).', 'input');
+  if (values.budget === undefined)
+    throw new FicocoError('--method needs --budget N (visual tokens kept per image, or a share like 25%).', 'input');
   const model = shapeOf(arch);
   const plan = planReduction(values.method, budgetArg(values.budget), model, paramArgs(values.param));
   const prompt = { images: 1, textTokens };
-  process.stdout.write(`${plan.method.name}, ${plan.keep}/${model.visualTokens} visual tokens kept: ${plan.steps.map((s) => `${s.site} −${s.remove}`).join(', ') || 'no steps'}\n\n`);
+  process.stdout.write(
+    `${plan.method.name}, ${plan.keep}/${model.visualTokens} visual tokens kept: ${plan.steps.map((s) => `${s.site} −${s.remove}`).join(', ') || 'no steps'}\n\n`,
+  );
   process.stdout.write(methodTable(arch, planRunShape(plan, model, prompt), unreducedShape(arch, prompt)) + '\n');
   return 0;
 }
 
 function archOfFolder(folder: string): ModelArch {
   const file = path.join(folder, 'config.json');
-  if (!fs.existsSync(file)) throw new FicocoError(`${file} does not exist; --model needs a Hugging Face LLaVA model folder.`, 'model-folder');
+  if (!fs.existsSync(file))
+    throw new FicocoError(`${file} does not exist; --model needs a Hugging Face LLaVA model folder.`, 'model-folder');
   let json: unknown;
   try {
     json = JSON.parse(fs.readFileSync(file, 'utf8'));
@@ -77,13 +97,24 @@ function archOfFolder(folder: string): ModelArch {
 /** What a method needs to place its steps, from the FLOPs model's description. */
 function shapeOf(arch: ModelArch): ModelShape {
   const side = arch.vision.imageSize / arch.vision.patchSize;
-  return { visionLayers: arch.vision.layersRun, textLayers: arch.llm.layers, visualTokens: side * side, grid: { rows: side, cols: side }, hasClassToken: true };
+  return {
+    visionLayers: arch.vision.layersRun,
+    textLayers: arch.llm.layers,
+    visualTokens: side * side,
+    grid: { rows: side, cols: side },
+    hasClassToken: true,
+  };
 }
 
 function budgetList(text: string | undefined, arch: ModelArch): number[] {
-  if (text === undefined) return [...new Set([arch.visualTokensPerImage, 192, 128, 64])].filter((b) => b <= arch.visualTokensPerImage);
+  if (text === undefined)
+    return [...new Set([arch.visualTokensPerImage, 192, 128, 64])].filter((b) => b <= arch.visualTokensPerImage);
   const budgets = text.split(',').map((b) => (b.trim() === '' ? NaN : integer('--budgets', b.trim(), 0)));
-  if (budgets.some(Number.isNaN)) throw new FicocoError(`--budgets ${text} must be a comma-separated list of visual token counts, e.g. 576,192,128,64.`, 'input');
+  if (budgets.some(Number.isNaN))
+    throw new FicocoError(
+      `--budgets ${text} must be a comma-separated list of visual token counts, e.g. 576,192,128,64.`,
+      'input',
+    );
   return budgets;
 }
 
@@ -95,11 +126,18 @@ function methodTable(arch: ModelArch, run: RunShape, base: RunShape): string {
   const lines = ['| layer | tokens (attention → MLP) | GFLOPs | unreduced GFLOPs |', '|---|---:|---:|---:|'];
   run.vision[0].forEach((attention, l) => {
     const mlp = run.visionMlp?.[0][l] ?? attention;
-    lines.push(`| vision ${l} | ${tokens(attention, mlp)} | ${giga(visionLayerFlops(arch.vision, attention, mlp).total)} | ${giga(visionLayerFlops(arch.vision, base.vision[0][l]).total)} |`);
+    lines.push(
+      `| vision ${l} | ${tokens(attention, mlp)} | ` +
+        `${giga(visionLayerFlops(arch.vision, attention, mlp).total)} | ` +
+        `${giga(visionLayerFlops(arch.vision, base.vision[0][l]).total)} |`,
+    );
   });
   run.llm.forEach((attention, l) => {
     const mlp = run.llmMlp?.[l] ?? attention;
-    lines.push(`| LLM ${l} | ${tokens(attention, mlp)} | ${giga(llmLayerFlops(arch.llm, attention, mlp).total)} | ${giga(llmLayerFlops(arch.llm, base.llm[l]).total)} |`);
+    lines.push(
+      `| LLM ${l} | ${tokens(attention, mlp)} | ${giga(llmLayerFlops(arch.llm, attention, mlp).total)} | ` +
+        `${giga(llmLayerFlops(arch.llm, base.llm[l]).total)} |`,
+    );
   });
   const reduced = runFlops(arch, run);
   const unreduced = runFlops(arch, base);
@@ -108,10 +146,15 @@ function methodTable(arch: ModelArch, run: RunShape, base: RunShape): string {
     '',
     '| | this method | unreduced | ratio |',
     '|---|---:|---:|---:|',
-    `| vision TFLOPs | ${tera(reduced.vision)} | ${tera(unreduced.vision)} | ${(reduced.vision / unreduced.vision).toFixed(3)} |`,
-    `| LLM prefill TFLOPs (paper's accounting) | ${tera(reduced.llm)} | ${tera(unreduced.llm)} | ${(reduced.llm / unreduced.llm).toFixed(3)} |`,
-    `| total TFLOPs | ${tera(reduced.total)} | ${tera(unreduced.total)} | ${(reduced.total / unreduced.total).toFixed(3)} (${(unreduced.total / reduced.total).toFixed(2)}× less) |`,
-    `| KV cache MB (fp16) | ${kv(run)} | ${kv(base)} | ${(runKvCacheBytes(arch, run) / runKvCacheBytes(arch, base)).toFixed(3)} |`,
+    `| vision TFLOPs | ${tera(reduced.vision)} | ${tera(unreduced.vision)} | ` +
+      `${(reduced.vision / unreduced.vision).toFixed(3)} |`,
+    `| LLM prefill TFLOPs (paper's accounting) | ${tera(reduced.llm)} | ${tera(unreduced.llm)} | ` +
+      `${(reduced.llm / unreduced.llm).toFixed(3)} |`,
+    `| total TFLOPs | ${tera(reduced.total)} | ${tera(unreduced.total)} | ` +
+      `${(reduced.total / unreduced.total).toFixed(3)} (${(unreduced.total / reduced.total).toFixed(2)}× ` +
+      `less) |`,
+    `| KV cache MB (fp16) | ${kv(run)} | ${kv(base)} | ` +
+      `${(runKvCacheBytes(arch, run) / runKvCacheBytes(arch, base)).toFixed(3)} |`,
   );
   return lines.join('\n');
 }

@@ -52,7 +52,11 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'methods') return listMethods(rest);
   if (command === 'models') return modelsCommand(rest);
   if (command === 'providers') return providersCommand(rest);
-  process.stderr.write(command === undefined || command === '--help' || command === 'help' ? USAGE : `Unknown command "${command}".\n\n${USAGE}`);
+  process.stderr.write(
+    command === undefined || command === '--help' || command === 'help'
+      ? USAGE
+      : `Unknown command "${command}".\n\n${USAGE}`,
+  );
   return command === undefined || command === '--help' || command === 'help' ? 0 : 2;
 }
 
@@ -80,19 +84,36 @@ async function ask(args: string[]): Promise<number> {
     process.stdout.write(ASK_USAGE);
     return 0;
   }
-  if ((values.method === undefined) !== (values.budget === undefined)) throw new FicocoError('--method and --budget go together: e.g. --method ficoco-v --budget 64.', 'input');
+  if ((values.method === undefined) !== (values.budget === undefined))
+    throw new FicocoError('--method and --budget go together: e.g. --method ficoco-v --budget 64.', 'input');
   const modelDir = values.model !== undefined ? resolveModelArg(values.model) : findBuiltinModel(__dirname);
-  if (modelDir === undefined) throw new FicocoError('--model DIR is required: this package has no built-in model (models/tiny-llava-screens).', 'input');
+  if (modelDir === undefined)
+    throw new FicocoError(
+      '--model DIR is required: this package has no built-in model (models/tiny-llava-screens).',
+      'input',
+    );
   const images = values.image ?? [];
-  if (images.length === 0) throw new FicocoError('--image FILE is required: the screenshot or diagram to ask about.', 'input');
+  if (images.length === 0)
+    throw new FicocoError('--image FILE is required: the screenshot or diagram to ask about.', 'input');
   // Every option is checked before the model loads.
   const request = {
-    reduction: values.method === undefined ? undefined : { method: values.method, budget: budgetArg(values.budget!), params: paramArgs(values.param) },
+    reduction:
+      values.method === undefined
+        ? undefined
+        : { method: values.method, budget: budgetArg(values.budget!), params: paramArgs(values.param) },
     question: positionals.join(' '),
     maxNewTokens: integer('--max-new-tokens', values['max-new-tokens'], 1),
-    sampling: { temperature: number('--temperature', values.temperature, 0), topP: number('--top-p', values['top-p'], 0), seed: integer('--seed', values.seed, 0) },
+    sampling: {
+      temperature: number('--temperature', values.temperature, 0),
+      topP: number('--top-p', values['top-p'], 0),
+      seed: integer('--seed', values.seed, 0),
+    },
   };
-  const load = { provider: providerArg(values.provider), threads: values.threads ? integer('--threads', values.threads, 1) : undefined, quantization: quantizationArg(values.quantize) };
+  const load = {
+    provider: providerArg(values.provider),
+    threads: values.threads ? integer('--threads', values.threads, 1) : undefined,
+    quantization: quantizationArg(values.quantize),
+  };
   const imageFiles = images.map(readImageArg);
   const engine = await LlavaEngine.load(modelDir, load);
   try {
@@ -113,7 +134,11 @@ function readImageArg(file: string): { bytes: Buffer; name: string } {
     throw new FicocoError(`--image ${file} does not exist.`, 'image');
   }
   if (!stats.isFile()) throw new FicocoError(`--image ${file} is a folder, not an image file.`, 'image');
-  if (stats.size > MAX_IMAGE_BYTES) throw new FicocoError(`--image ${file} is ${formatBytes(stats.size)}; FiCoCo takes image files up to ${formatBytes(MAX_IMAGE_BYTES)}.`, 'image');
+  if (stats.size > MAX_IMAGE_BYTES)
+    throw new FicocoError(
+      `--image ${file} is ${formatBytes(stats.size)}; FiCoCo takes image files up to ${formatBytes(MAX_IMAGE_BYTES)}.`,
+      'image',
+    );
   return { bytes: fs.readFileSync(file), name: path.basename(file) };
 }
 
@@ -129,10 +154,22 @@ export function formatStats(stats: AnswerStats): string {
     `decode          ${stats.decodeTokensPerSecond.toFixed(1)} tokens/s`,
     `provider        ${stats.provider}${stats.providerFallback ? ` (${stats.providerFallback})` : ''}`,
   ];
-  if (stats.historyTrimmed) lines.push(`history         ${stats.historyTrimmed.droppedMessages} earlier messages left out to fit the ${stats.historyTrimmed.contextTokens}-token context`);
+  if (stats.historyTrimmed)
+    lines.push(
+      `history         ${stats.historyTrimmed.droppedMessages} earlier messages left out to fit the ` +
+        `${stats.historyTrimmed.contextTokens}-token context`,
+    );
   const { run, unreduced } = stats.flops;
-  lines.push(`FLOPs           ${formatFlops(run.total)} prefill (analytic), ${((1 - run.total / unreduced.total) * 100).toFixed(1)} % fewer than unreduced; LLM ${formatFlops(run.llm)} of ${formatFlops(unreduced.llm)}`);
-  for (const step of stats.steps) lines.push(`step ${step.site.padEnd(10)} ${step.tokensBefore} → ${step.tokensAfter} visual tokens (${step.ms.toFixed(2)} ms)`);
+  lines.push(
+    `FLOPs           ${formatFlops(run.total)} prefill (analytic), ` +
+      `${((1 - run.total / unreduced.total) * 100).toFixed(1)} % fewer than unreduced; LLM ` +
+      `${formatFlops(run.llm)} of ${formatFlops(unreduced.llm)}`,
+  );
+  for (const step of stats.steps)
+    lines.push(
+      `step ${step.site.padEnd(10)} ${step.tokensBefore} → ${step.tokensAfter} visual tokens ` +
+        `(${step.ms.toFixed(2)} ms)`,
+    );
   return lines.join('\n');
 }
 
@@ -148,7 +185,12 @@ function listMethods(args: string[]): number {
     process.stdout.write(`${method.name}\n  ${method.description}\n`);
     if (values.verbose) process.stdout.write(`  ${method.reference}\n`);
     for (const [name, spec] of Object.entries(method.params)) {
-      const range = spec.type === 'enum' ? spec.values.join(' | ') : spec.type === 'boolean' ? 'true | false' : `${spec.min} … ${spec.max}`;
+      const range =
+        spec.type === 'enum'
+          ? spec.values.join(' | ')
+          : spec.type === 'boolean'
+            ? 'true | false'
+            : `${spec.min} … ${spec.max}`;
       process.stdout.write(`    ${name} = ${spec.default}  (${range})  ${spec.description}\n`);
     }
   }

@@ -30,7 +30,11 @@ export function resolveModelArg(model: string, root = defaultModelsRoot()): stri
   const preset = findPreset(model);
   if (!preset?.hub || model.includes(path.sep)) return model;
   const stored = listStoredModels(root).find((m) => m.repo === preset.hub!.repo && m.commit === preset.hub!.revision);
-  if (!stored) throw new FicocoError(`${model} is not downloaded yet: run \`ficoco models download ${model}\` (${formatBytes(preset.approxBytes)}).`, 'model-folder');
+  if (!stored)
+    throw new FicocoError(
+      `${model} is not downloaded yet: run \`ficoco models download ${model}\` (${formatBytes(preset.approxBytes)}).`,
+      'model-folder',
+    );
   return stored.folder;
 }
 
@@ -38,7 +42,12 @@ export async function modelsCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs('models', {
     args,
     allowPositionals: true,
-    options: { revision: { type: 'string' }, endpoint: { type: 'string' }, dir: { type: 'string' }, help: { type: 'boolean' } },
+    options: {
+      revision: { type: 'string' },
+      endpoint: { type: 'string' },
+      dir: { type: 'string' },
+      help: { type: 'boolean' },
+    },
   });
   if (values.help) {
     process.stdout.write(MODELS_USAGE);
@@ -47,28 +56,40 @@ export async function modelsCommand(args: string[]): Promise<number> {
   const root = values.dir ?? defaultModelsRoot();
   const [action, target] = positionals;
   if (action === undefined) return list(root);
-  if (action === 'download' && target) return download(target, values.revision, values.endpoint ?? process.env.HF_ENDPOINT ?? DEFAULT_HUB_ENDPOINT, root);
+  if (action === 'download' && target)
+    return download(target, values.revision, values.endpoint ?? process.env.HF_ENDPOINT ?? DEFAULT_HUB_ENDPOINT, root);
   if (action === 'delete' && target) {
     deleteStoredModel(root, path.resolve(target));
     process.stdout.write(`deleted ${target}\n`);
     return 0;
   }
   if (action === 'clean' && !target) return clean(root);
-  throw new FicocoError(`ficoco models ${positionals.join(' ')}: expected nothing, "download PRESET|OWNER/NAME", "delete FOLDER" or "clean".\n\n${MODELS_USAGE}`, 'input');
+  throw new FicocoError(
+    `ficoco models ${positionals.join(' ')}: expected nothing, "download PRESET|OWNER/NAME", "delete ` +
+      `FOLDER" or "clean".\n\n${MODELS_USAGE}`,
+    'input',
+  );
 }
 
 function list(root: string): number {
   const lines = ['Presets:'];
   for (const preset of MODEL_PRESETS) {
-    lines.push(`  ${preset.id.padEnd(20)} ${preset.title}, ${preset.parameters} parameters, ${formatBytes(preset.approxBytes)}, ${preset.licence}`);
-    lines.push(`  ${''.padEnd(20)} ${preset.hub ? `${preset.hub.repo}@${preset.hub.revision.slice(0, 7)}` : 'built in'}; ${preset.hardware}`);
+    lines.push(
+      `  ${preset.id.padEnd(20)} ${preset.title}, ${preset.parameters} parameters, ` +
+        `${formatBytes(preset.approxBytes)}, ${preset.licence}`,
+    );
+    lines.push(
+      `  ${''.padEnd(20)} ${preset.hub ? `${preset.hub.repo}@${preset.hub.revision.slice(0, 7)}` : 'built in'}; ${preset.hardware}`,
+    );
   }
   const stored = listStoredModels(root);
   lines.push('', stored.length === 0 ? `Nothing downloaded in ${root}.` : `Downloaded (${root}):`);
-  for (const model of stored) lines.push(`  ${model.repo}@${model.commit.slice(0, 7)}  ${formatBytes(model.bytes)}  ${model.folder}`);
+  for (const model of stored)
+    lines.push(`  ${model.repo}@${model.commit.slice(0, 7)}  ${formatBytes(model.bytes)}  ${model.folder}`);
   const partial = listPartialDownloads(root);
   if (partial.length > 0) lines.push('', 'Unfinished downloads (download again to resume, or `ficoco models clean`):');
-  for (const download of partial) lines.push(`  ${formatBytes(download.bytes)}  ${download.folder}${download.inUse ? '  (downloading now)' : ''}`);
+  for (const download of partial)
+    lines.push(`  ${formatBytes(download.bytes)}  ${download.folder}${download.inUse ? '  (downloading now)' : ''}`);
   process.stdout.write(lines.join('\n') + '\n');
   return 0;
 }
@@ -89,16 +110,28 @@ async function download(target: string, revision: string | undefined, endpoint: 
   const preset = findPreset(target);
   if (preset && !preset.hub) throw new FicocoError(`${target} is built in; there is nothing to download.`, 'input');
   const request: ModelRequest = preset?.hub
-    ? { repo: preset.hub.repo, revision: revision ?? preset.hub.revision, files: revision ? undefined : preset.hub.files, endpoint, root }
+    ? {
+        repo: preset.hub.repo,
+        revision: revision ?? preset.hub.revision,
+        files: revision ? undefined : preset.hub.files,
+        endpoint,
+        root,
+      }
     : { repo: target, revision: revision ?? 'main', endpoint, root };
   if (process.env.HF_TOKEN) request.accessToken = process.env.HF_TOKEN;
   const plan = await planDownload(request);
   if (plan.tokenWithheld) process.stderr.write(`$HF_TOKEN was not sent to ${endpoint}: tokens go only over https.\n`);
   if (plan.existing) {
-    process.stdout.write(`${request.repo}@${plan.commit.slice(0, 7)} is already complete (${plan.existing === 'hf-cache' ? 'Hugging Face cache' : 'downloaded'}): ${plan.folder}\n`);
+    process.stdout.write(
+      `${request.repo}@${plan.commit.slice(0, 7)} is already complete ` +
+        `(${plan.existing === 'hf-cache' ? 'Hugging Face cache' : 'downloaded'}): ${plan.folder}\n`,
+    );
     return 0;
   }
-  process.stderr.write(`downloading ${request.repo}@${plan.commit.slice(0, 7)}: ${plan.files.length} files, ${formatBytes(plan.totalBytes)} into ${plan.folder}\n`);
+  process.stderr.write(
+    `downloading ${request.repo}@${plan.commit.slice(0, 7)}: ${plan.files.length} files, ` +
+      `${formatBytes(plan.totalBytes)} into ${plan.folder}\n`,
+  );
   const controller = new AbortController();
   process.once('SIGINT', () => controller.abort());
   const started = performance.now();
@@ -106,7 +139,8 @@ async function download(target: string, revision: string | undefined, endpoint: 
   const folder = await downloadModel(plan, {
     signal: controller.signal,
     whenBusy: 'wait',
-    onWait: (owner) => process.stderr.write(`waiting for the download already running${owner ? ` in process ${owner.pid}` : ''}…\n`),
+    onWait: (owner) =>
+      process.stderr.write(`waiting for the download already running${owner ? ` in process ${owner.pid}` : ''}…\n`),
     onProgress: ({ bytesDone, bytesTotal }) => {
       const percent = Math.floor((100 * bytesDone) / bytesTotal);
       if (percent < reported + 5 && bytesDone < bytesTotal) return;
@@ -115,6 +149,8 @@ async function download(target: string, revision: string | undefined, endpoint: 
     },
   });
   const seconds = (performance.now() - started) / 1000;
-  process.stdout.write(`${folder}\n${formatBytes(plan.totalBytes)} in ${seconds.toFixed(1)} s (${formatBytes(plan.totalBytes / seconds)}/s)\n`);
+  process.stdout.write(
+    `${folder}\n${formatBytes(plan.totalBytes)} in ${seconds.toFixed(1)} s (${formatBytes(plan.totalBytes / seconds)}/s)\n`,
+  );
   return 0;
 }

@@ -1,6 +1,13 @@
 import * as path from 'node:path';
 import { FicocoError } from '../common/errors';
-import { cudaProviderInstalled, isCudaPlatform, missingCudaRuntime, nvidiaDriverPresent, ortBinaryFolder, ortVersion } from '../common/cudaRuntime';
+import {
+  cudaProviderInstalled,
+  isCudaPlatform,
+  missingCudaRuntime,
+  nvidiaDriverPresent,
+  ortBinaryFolder,
+  ortVersion,
+} from '../common/cudaRuntime';
 import { providerCandidates, thisMachine } from '../engine/runtime/provider';
 import { NUGET_FEED, findCudaPackage, installCudaProvider } from '../hub/cudaProvider';
 import { formatBytes } from '../common/bytes';
@@ -14,7 +21,11 @@ export const PROVIDERS_USAGE = `Usage:
 `;
 
 export async function providersCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseCommandArgs('providers', { args, allowPositionals: true, options: { feed: { type: 'string', default: NUGET_FEED }, help: { type: 'boolean' } } });
+  const { values, positionals } = parseCommandArgs('providers', {
+    args,
+    allowPositionals: true,
+    options: { feed: { type: 'string', default: NUGET_FEED }, help: { type: 'boolean' } },
+  });
   if (values.help) {
     process.stdout.write(PROVIDERS_USAGE);
     return 0;
@@ -22,7 +33,11 @@ export async function providersCommand(args: string[]): Promise<number> {
   const ortFolder = path.dirname(require.resolve('onnxruntime-node/package.json'));
   const binaries = ortBinaryFolder(ortFolder);
   if (positionals[0] === 'install-cuda') {
-    if (!isCudaPlatform()) throw new FicocoError(`The CUDA provider is for Linux x64; this is ${process.platform} ${process.arch}.`, 'provider');
+    if (!isCudaPlatform())
+      throw new FicocoError(
+        `The CUDA provider is for Linux x64; this is ${process.platform} ${process.arch}.`,
+        'provider',
+      );
     const found = await findCudaPackage(ortVersion(ortFolder), values.feed);
     process.stderr.write(`downloading ${found.url} (${formatBytes(found.bytes)})\n`);
     await installCudaProvider(found, binaries);
@@ -31,7 +46,11 @@ export async function providersCommand(args: string[]): Promise<number> {
     if (missing.length > 0) process.stdout.write(`CUDA 12 / cuDNN 9 still missing: ${missing.join(', ')}\n`);
     return 0;
   }
-  if (positionals.length > 0) throw new FicocoError(`ficoco providers ${positionals.join(' ')}: expected nothing or "install-cuda".\n\n${PROVIDERS_USAGE}`, 'input');
+  if (positionals.length > 0)
+    throw new FicocoError(
+      `ficoco providers ${positionals.join(' ')}: expected nothing or "install-cuda".\n\n${PROVIDERS_USAGE}`,
+      'input',
+    );
   const machine = thisMachine();
   const cuda = isCudaPlatform();
   const missing = cuda ? missingCudaRuntime() : [];
@@ -39,7 +58,12 @@ export async function providersCommand(args: string[]): Promise<number> {
     `platform            ${process.platform} ${process.arch}`,
     `built in            ${[...machine.bundled].join(', ')}`,
     `CUDA provider       ${cuda ? (cudaProviderInstalled(binaries) ? `installed in ${binaries}` : 'not installed (ficoco providers install-cuda)') : 'not for this platform'}`,
-    ...(cuda ? [`NVIDIA driver       ${nvidiaDriverPresent() ? 'loaded' : 'not loaded'}`, `CUDA 12 / cuDNN 9   ${missing.length === 0 ? 'found' : `missing ${missing.join(', ')}`}`] : []),
+    ...(cuda
+      ? [
+          `NVIDIA driver       ${nvidiaDriverPresent() ? 'loaded' : 'not loaded'}`,
+          `CUDA 12 / cuDNN 9   ${missing.length === 0 ? 'found' : `missing ${missing.join(', ')}`}`,
+        ]
+      : []),
     `auto tries          ${providerCandidates('auto', machine).join(' → ')}`,
   ];
   process.stdout.write(lines.join('\n') + '\n');

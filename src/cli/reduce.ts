@@ -47,13 +47,18 @@ export async function reduceCommand(args: string[]): Promise<number> {
   if (!fs.existsSync(values.input!)) throw new FicocoError(`${values.input} does not exist.`, 'input');
   const saved = readSaved(WeightIndex.openFile(values.input!));
   const { span } = saved;
-  const plan = planReduction(values.method!, budgetArg(values.budget!), {
-    visionLayers: integer('--vision-layers', values['vision-layers'], 1),
-    textLayers: integer('--text-layers', values['text-layers'], 1),
-    visualTokens: span.count,
-    grid: saved.grid,
-    hasClassToken: saved.hasClassToken,
-  }, paramArgs(values.param));
+  const plan = planReduction(
+    values.method!,
+    budgetArg(values.budget!),
+    {
+      visionLayers: integer('--vision-layers', values['vision-layers'], 1),
+      textLayers: integer('--text-layers', values['text-layers'], 1),
+      visualTokens: span.count,
+      grid: saved.grid,
+      hasClassToken: saved.hasClassToken,
+    },
+    paramArgs(values.param),
+  );
 
   let state = saved.state;
   const outputs: TensorToWrite[] = [];
@@ -71,21 +76,28 @@ export async function reduceCommand(args: string[]): Promise<number> {
     );
   });
   const outSpan = state.spans[0];
-  writeSafetensors(values.output!, [
-    floats('hidden_states', state.hidden, [state.count, state.width]),
-    integers('kept_indices', Array.from(state.positions)),
-    floats('sizes', state.sizes, [state.count]),
-    integers('patch_owner', Array.from(outSpan.patchOwner)),
-    integers('token_patch', Array.from(outSpan.tokenPatch)),
-    integers('visual_span', [outSpan.start, outSpan.count]),
-    ...outputs,
-  ], {
-    method: plan.method.name,
-    params: JSON.stringify(plan.params),
-    kept: String(plan.keep),
-    sites: plan.steps.map((step) => `${step.site}:${step.remove}`).join(','),
-  });
-  process.stdout.write(`${plan.method.name}: ${span.count} → ${outSpan.count} visual tokens in ${plan.steps.length} step(s); wrote ${values.output}\n`);
+  writeSafetensors(
+    values.output!,
+    [
+      floats('hidden_states', state.hidden, [state.count, state.width]),
+      integers('kept_indices', Array.from(state.positions)),
+      floats('sizes', state.sizes, [state.count]),
+      integers('patch_owner', Array.from(outSpan.patchOwner)),
+      integers('token_patch', Array.from(outSpan.tokenPatch)),
+      integers('visual_span', [outSpan.start, outSpan.count]),
+      ...outputs,
+    ],
+    {
+      method: plan.method.name,
+      params: JSON.stringify(plan.params),
+      kept: String(plan.keep),
+      sites: plan.steps.map((step) => `${step.site}:${step.remove}`).join(','),
+    },
+  );
+  process.stdout.write(
+    `${plan.method.name}: ${span.count} → ${outSpan.count} visual tokens in ${plan.steps.length} ` +
+      `step(s); wrote ${values.output}\n`,
+  );
   return 0;
 }
 
@@ -102,13 +114,19 @@ interface Saved {
 
 function readSaved(tensors: WeightIndex): Saved {
   const hidden = tensors.get('hidden_states');
-  if (hidden.shape.length !== 2) throw new FicocoError(`hidden_states must be [tokens, width]; it is [${hidden.shape.join(', ')}].`, 'input');
+  if (hidden.shape.length !== 2)
+    throw new FicocoError(`hidden_states must be [tokens, width]; it is [${hidden.shape.join(', ')}].`, 'input');
   const [count, width] = hidden.shape;
   const [start, spanCount] = tensors.readIntegers('visual_span');
-  if (!(start >= 0 && spanCount >= 1 && start + spanCount <= count)) throw new FicocoError(`visual_span (${start}, ${spanCount}) does not fit ${count} tokens.`, 'input');
+  if (!(start >= 0 && spanCount >= 1 && start + spanCount <= count))
+    throw new FicocoError(`visual_span (${start}, ${spanCount}) does not fit ${count} tokens.`, 'input');
   const side = Math.round(Math.sqrt(spanCount));
   const [rows, cols] = tensors.has('grid') ? tensors.readIntegers('grid') : [side, side];
-  if (rows * cols !== spanCount) throw new FicocoError(`grid ${rows}×${cols} does not hold the span's ${spanCount} tokens; give grid [rows, cols].`, 'input');
+  if (rows * cols !== spanCount)
+    throw new FicocoError(
+      `grid ${rows}×${cols} does not hold the span's ${spanCount} tokens; give grid [rows, cols].`,
+      'input',
+    );
   const square = (name: string) => {
     if (!tensors.has(name)) return undefined;
     const values = tensors.readFloat32(name);
@@ -125,13 +143,15 @@ function readSaved(tensors: WeightIndex): Saved {
       sizes: new Float32Array(count).fill(1),
       // Positions carry each token's input index through every step.
       positions: Int32Array.from({ length: count }, (_, i) => i),
-      spans: [{
-        start,
-        count: spanCount,
-        grid: { rows, cols },
-        patchOwner: Int32Array.from({ length: spanCount }, (_, p) => start + p),
-        tokenPatch: Int32Array.from({ length: spanCount }, (_, p) => p),
-      }],
+      spans: [
+        {
+          start,
+          count: spanCount,
+          grid: { rows, cols },
+          patchOwner: Int32Array.from({ length: spanCount }, (_, p) => start + p),
+          tokenPatch: Int32Array.from({ length: spanCount }, (_, p) => p),
+        },
+      ],
     },
     span: { start, count: spanCount },
     grid: { rows, cols },
@@ -149,12 +169,19 @@ function siteView(saved: Saved, state: TokenState, site: SiteView['site'], needs
   const view: SiteView = { ...state, site, keyCount: state.count, hasClassToken: saved.hasClassToken };
   if (needs.attention) {
     const source = needs.attention === 'probs' ? (saved.probs ?? saved.logits) : saved.logits;
-    if (!source) throw new FicocoError(`${site} needs attention_${needs.attention} [${saved.count}, ${saved.count}] in the input.`, 'input');
+    if (!source)
+      throw new FicocoError(
+        `${site} needs attention_${needs.attention} [${saved.count}, ${saved.count}] in the input.`,
+        'input',
+      );
     const restricted = new Float32Array(state.count * state.count);
-    for (let i = 0; i < state.count; i++) for (let j = 0; j < state.count; j++) restricted[i * state.count + j] = source[origin[i] * saved.count + origin[j]];
+    for (let i = 0; i < state.count; i++)
+      for (let j = 0; j < state.count; j++)
+        restricted[i * state.count + j] = source[origin[i] * saved.count + origin[j]];
     // Probabilities asked for but only logits saved: softmax each restricted row.
     if (needs.attention === 'probs' && !saved.probs) {
-      for (let i = 0; i < state.count; i++) restricted.set(softmax(restricted.subarray(i * state.count, (i + 1) * state.count)), i * state.count);
+      for (let i = 0; i < state.count; i++)
+        restricted.set(softmax(restricted.subarray(i * state.count, (i + 1) * state.count)), i * state.count);
     }
     view.attention = restricted;
   }
@@ -163,7 +190,8 @@ function siteView(saved: Saved, state: TokenState, site: SiteView['site'], needs
     if (!saved.keys) throw new FicocoError(`${site} needs keys [${saved.count}, head_dim] in the input.`, 'input');
     const headDim = saved.keys.length / saved.count;
     const meanKeys = new Float32Array(state.count * headDim);
-    for (let i = 0; i < state.count; i++) meanKeys.set(saved.keys.subarray(origin[i] * headDim, (origin[i] + 1) * headDim), i * headDim);
+    for (let i = 0; i < state.count; i++)
+      meanKeys.set(saved.keys.subarray(origin[i] * headDim, (origin[i] + 1) * headDim), i * headDim);
     if (needs.keys) view.meanKeys = meanKeys;
     if (needs.keyCosine) view.keyCosine = cosineMatrix(meanKeys, state.count, headDim);
   }

@@ -2,8 +2,15 @@ import type { RunShape } from '../flops/model';
 import { ModelShape } from '../reduction/method';
 import { ReductionPlan } from '../reduction/registry';
 
-/** Tokens entering each layer half when a plan runs on `images` images and `textTokens` prompt tokens (its schedule, before any run). */
-export function planRunShape(plan: ReductionPlan, model: ModelShape, prompt: { images: number; textTokens: number }): RunShape {
+/**
+ * Tokens entering each layer half when a plan runs on `images` images and `textTokens` prompt tokens (its schedule,
+ * before any run).
+ */
+export function planRunShape(
+  plan: ReductionPlan,
+  model: ModelShape,
+  prompt: { images: number; textTokens: number },
+): RunShape {
   const removals = new Map(plan.steps.map((step) => [step.site as string, step.remove]));
   let visual = model.visualTokens;
   const take = (site: string) => {
@@ -27,5 +34,11 @@ export function planRunShape(plan: ReductionPlan, model: ModelShape, prompt: { i
     llm.mlp.push(prompt.textTokens + prompt.images * visual);
   }
   const perImage = <T>(value: T) => Array.from({ length: prompt.images }, () => value);
-  return { vision: perImage(vision.attention), visionMlp: perImage(vision.mlp), projector, llm: llm.attention, llmMlp: llm.mlp };
+  return {
+    vision: perImage(vision.attention),
+    visionMlp: perImage(vision.mlp),
+    projector,
+    llm: llm.attention,
+    llmMlp: llm.mlp,
+  };
 }

@@ -10,7 +10,8 @@ export type Budget = { tokens: number } | { ratio: number };
 export type ParamValue = number | string | boolean;
 
 /** What a budget may be written as, for messages. */
-export const BUDGET_HINT = 'a whole number of visual tokens (e.g. 64) or a share above 0 and up to 100% (e.g. 11% or 0.11)';
+export const BUDGET_HINT =
+  'a whole number of visual tokens (e.g. 64) or a share above 0 and up to 100% (e.g. 11% or 0.11)';
 
 /** The budget grammar as a JSON-schema pattern (package.json's setting): a count, N%, or a decimal share. */
 export const BUDGET_PATTERN = '^\\s*(\\d+|\\d+(\\.\\d+)?\\s*%|0?\\.\\d+)\\s*$';
@@ -34,4 +35,5 @@ export function isValidBudget(budget: Budget): boolean {
 }
 
 /** How tables, charts and messages name a budget: "64", or "11.1%" for a share. */
-export const budgetLabel = (budget: Budget): string => ('tokens' in budget ? String(budget.tokens) : `${+(100 * budget.ratio).toFixed(1)}%`);
+export const budgetLabel = (budget: Budget): string =>
+  'tokens' in budget ? String(budget.tokens) : `${+(100 * budget.ratio).toFixed(1)}%`;

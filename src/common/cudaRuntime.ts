@@ -15,7 +15,14 @@ import * as path from 'node:path';
 /** ONNX Runtime's CUDA provider libraries (TensorRT's is left out: FiCoCo does not use it). */
 export const CUDA_PROVIDER_FILES = ['libonnxruntime_providers_cuda.so', 'libonnxruntime_providers_shared.so'] as const;
 /** What ORT's CUDA provider links against (CUDA 12.x, cuDNN 9.x). */
-export const CUDA_RUNTIME_LIBRARIES = ['libcudart.so.12', 'libcublas.so.12', 'libcublasLt.so.12', 'libcufft.so.11', 'libcurand.so.10', 'libcudnn.so.9'] as const;
+export const CUDA_RUNTIME_LIBRARIES = [
+  'libcudart.so.12',
+  'libcublas.so.12',
+  'libcublasLt.so.12',
+  'libcufft.so.11',
+  'libcurand.so.10',
+  'libcudnn.so.9',
+] as const;
 
 /** The ORT shared library the Node binding loads on Linux. */
 export const ORT_LIBRARY = 'libonnxruntime.so.1';
@@ -29,11 +36,16 @@ export function isCudaPlatform(): boolean {
 
 /** The version of the onnxruntime-node package in `onnxruntimeNodeFolder` (the CUDA libraries must match it). */
 export function ortVersion(onnxruntimeNodeFolder: string): string {
-  return (JSON.parse(fs.readFileSync(path.join(onnxruntimeNodeFolder, 'package.json'), 'utf8')) as { version: string }).version;
+  return (JSON.parse(fs.readFileSync(path.join(onnxruntimeNodeFolder, 'package.json'), 'utf8')) as { version: string })
+    .version;
 }
 
 /** onnxruntime-node's folder of native files for this machine (where the binding looks for provider libraries). */
-export function ortBinaryFolder(onnxruntimeNodeFolder: string, platform = process.platform, arch = process.arch): string {
+export function ortBinaryFolder(
+  onnxruntimeNodeFolder: string,
+  platform = process.platform,
+  arch = process.arch,
+): string {
   return path.join(onnxruntimeNodeFolder, 'bin', 'napi-v6', platform, arch);
 }
 
@@ -51,10 +63,20 @@ export function cudaRuntimeFolder(storageFolder: string, version: string): strin
   return path.join(storageFolder, `onnxruntime-${version}-cuda`);
 }
 
-/** What an engine process's environment needs to run ORT from `runtimeFolder`; nothing when that folder is not complete. */
+/**
+ * What an engine process's environment needs to run ORT from `runtimeFolder`; nothing when that folder is not complete.
+ */
 export function cudaRuntimeEnvironment(runtimeFolder: string, env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  if (!isCudaPlatform() || !fs.existsSync(path.join(runtimeFolder, ORT_LIBRARY)) || !cudaProviderInstalled(runtimeFolder)) return {};
-  return { LD_LIBRARY_PATH: [runtimeFolder, env.LD_LIBRARY_PATH].filter(Boolean).join(':'), [ORT_LIBRARY_DIR_ENV]: runtimeFolder };
+  if (
+    !isCudaPlatform() ||
+    !fs.existsSync(path.join(runtimeFolder, ORT_LIBRARY)) ||
+    !cudaProviderInstalled(runtimeFolder)
+  )
+    return {};
+  return {
+    LD_LIBRARY_PATH: [runtimeFolder, env.LD_LIBRARY_PATH].filter(Boolean).join(':'),
+    [ORT_LIBRARY_DIR_ENV]: runtimeFolder,
+  };
 }
 
 /** An NVIDIA driver is loaded (the CUDA provider is worth offering). */
@@ -66,10 +88,19 @@ export function nvidiaDriverPresent(): boolean {
  * The CUDA runtime libraries none of the loader's places hold: `ldconfig -p`'s cache, LD_LIBRARY_PATH,
  * CUDA_PATH/lib64 and /usr/local/cuda/lib64. `ldconfigOutput` is for tests.
  */
-export function missingCudaRuntime(env: NodeJS.ProcessEnv = process.env, ldconfigOutput: string = readLdconfig()): string[] {
+export function missingCudaRuntime(
+  env: NodeJS.ProcessEnv = process.env,
+  ldconfigOutput: string = readLdconfig(),
+): string[] {
   const cached = new Set([...ldconfigOutput.matchAll(/^\s*(\S+) \(/gm)].map((match) => match[1]));
-  const folders = [...(env.LD_LIBRARY_PATH ?? '').split(':'), env.CUDA_PATH ? path.join(env.CUDA_PATH, 'lib64') : '', '/usr/local/cuda/lib64'].filter(Boolean);
-  return CUDA_RUNTIME_LIBRARIES.filter((library) => !cached.has(library) && !folders.some((folder) => fs.existsSync(path.join(folder, library))));
+  const folders = [
+    ...(env.LD_LIBRARY_PATH ?? '').split(':'),
+    env.CUDA_PATH ? path.join(env.CUDA_PATH, 'lib64') : '',
+    '/usr/local/cuda/lib64',
+  ].filter(Boolean);
+  return CUDA_RUNTIME_LIBRARIES.filter(
+    (library) => !cached.has(library) && !folders.some((folder) => fs.existsSync(path.join(folder, library))),
+  );
 }
 
 function readLdconfig(): string {

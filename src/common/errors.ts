@@ -3,7 +3,17 @@
  * weights or config, an image, the user's input, the reduction settings, the execution provider, a download, or a
  * cancellation. Messages are for people; kinds are for code.
  */
-export const FICOCO_ERROR_KINDS = ['model-folder', 'weights', 'config', 'image', 'input', 'reduction', 'provider', 'download', 'cancelled'] as const;
+export const FICOCO_ERROR_KINDS = [
+  'model-folder',
+  'weights',
+  'config',
+  'image',
+  'input',
+  'reduction',
+  'provider',
+  'download',
+  'cancelled',
+] as const;
 export type FicocoErrorKind = (typeof FICOCO_ERROR_KINDS)[number];
 
 /** An error the user can act on: it names the file or field at fault and what was expected. */

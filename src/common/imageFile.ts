@@ -4,7 +4,12 @@ import { FicocoError } from './errors';
 export const IMAGE_FORMATS = ['png', 'jpeg', 'webp', 'gif'] as const;
 export type ImageFormat = (typeof IMAGE_FORMATS)[number];
 /** The MIME type of each format, for data: URLs and the browser's File types. */
-export const IMAGE_MIME_TYPES: Record<ImageFormat, string> = { png: 'image/png', jpeg: 'image/jpeg', webp: 'image/webp', gif: 'image/gif' };
+export const IMAGE_MIME_TYPES: Record<ImageFormat, string> = {
+  png: 'image/png',
+  jpeg: 'image/jpeg',
+  webp: 'image/webp',
+  gif: 'image/gif',
+};
 /** File name extensions of those formats, for file pickers and menus (the bytes decide the format). */
 export const IMAGE_FILE_EXTENSIONS = ['png', 'jpg', 'jpeg', 'webp', 'gif'] as const;
 
@@ -25,7 +30,8 @@ export const MAX_IMAGE_PIXELS = 50_000_000;
 
 /**
  * The longest side over the shortest, at most: full-page web screenshots (1280 × 20000 is 1:15.6, a phone's
- * 1080 × 30000 1:28) pass; past 1:32 a 336-pixel model sees the short side as 10 pixels (padded) or 1/32 of it (cropped).
+ * 1080 × 30000 1:28) pass; past 1:32 a 336-pixel model sees the short side as 10 pixels (padded) or 1/32 of it
+ * (cropped).
  */
 export const MAX_IMAGE_ASPECT_RATIO = 32;
 
@@ -85,12 +91,19 @@ export function readImageHeader(bytes: Uint8Array, sourceName: string): ImageHea
 /** The header, refused before any decoding when the file or the image is too big, or too elongated, for FiCoCo. */
 export function checkImageFile(bytes: Uint8Array, sourceName: string): ImageHeader {
   if (bytes.length > MAX_IMAGE_BYTES) {
-    throw new FicocoError(`${sourceName} is ${formatMebibytes(bytes.length)} MiB; FiCoCo takes image files up to ${formatMebibytes(MAX_IMAGE_BYTES)} MiB.`, 'image');
+    throw new FicocoError(
+      `${sourceName} is ${formatMebibytes(bytes.length)} MiB; FiCoCo takes image files up to ` +
+        `${formatMebibytes(MAX_IMAGE_BYTES)} MiB.`,
+      'image',
+    );
   }
   const header = readImageHeader(bytes, sourceName);
   const { width, height } = header;
   if (width === 0 || height === 0) {
-    throw new FicocoError(`${sourceName} is ${width} × ${height} pixels: an image needs at least one pixel each way.`, 'image');
+    throw new FicocoError(
+      `${sourceName} is ${width} × ${height} pixels: an image needs at least one pixel each way.`,
+      'image',
+    );
   }
   checkPixelCount(width, height, sourceName);
   if (header.largestFrame) checkFrameSize(header.largestFrame.width, header.largestFrame.height, sourceName);
@@ -232,11 +245,13 @@ function readJpegSize(header: HeaderBytes): Size {
     while (offset < bytes.length && bytes[offset] === 0xff) offset++;
     const marker = header.byte(offset++);
     if (marker === 0x00 || JPEG_STANDALONE_MARKERS.has(marker)) continue;
-    if (marker === JPEG_START_OF_SCAN || marker === JPEG_END_OF_IMAGE) throw header.garbled('no frame header (SOF) before the image data');
+    if (marker === JPEG_START_OF_SCAN || marker === JPEG_END_OF_IMAGE)
+      throw header.garbled('no frame header (SOF) before the image data');
     if (isStartOfFrame(marker)) {
       // Length (2), sample precision (1), then the number of lines and samples per line.
       const height = header.uint16be(offset + 3);
-      if (height === 0) throw header.garbled('the frame header leaves the height to a later DNL marker, which is not supported');
+      if (height === 0)
+        throw header.garbled('the frame header leaves the height to a later DNL marker, which is not supported');
       return { width: header.uint16be(offset + 5), height };
     }
     const segmentLength = header.uint16be(offset);
@@ -252,7 +267,8 @@ function readWebpSize(header: HeaderBytes): Size {
   switch (chunk) {
     case 'VP8 ': {
       // Frame tag (3 bytes), start code 9D 01 2A, then 14-bit width and height (the top 2 bits are scaling).
-      if (header.uint16le(payload + 3) !== 0x019d || header.byte(payload + 5) !== 0x2a) throw header.garbled('no VP8 start code');
+      if (header.uint16le(payload + 3) !== 0x019d || header.byte(payload + 5) !== 0x2a)
+        throw header.garbled('no VP8 start code');
       return { width: header.uint16le(payload + 6) & 0x3fff, height: header.uint16le(payload + 8) & 0x3fff };
     }
     case 'VP8L': {
@@ -262,7 +278,8 @@ function readWebpSize(header: HeaderBytes): Size {
       return { width: (bits & 0x3fff) + 1, height: ((bits >>> 14) & 0x3fff) + 1 };
     }
     case 'VP8X':
-      // Flags and reserved (4 bytes), then canvas width − 1 and height − 1 in 24 bits each; libwebp holds a still image to it.
+      // Flags and reserved (4 bytes), then canvas width − 1 and height − 1 in 24 bits each; libwebp holds a still image
+      // to it.
       return { width: header.uint24le(payload + 4) + 1, height: header.uint24le(payload + 7) + 1 };
     default:
       throw header.garbled(`the first chunk is "${chunk}", not VP8, VP8L or VP8X`);
@@ -272,7 +289,10 @@ function readWebpSize(header: HeaderBytes): Size {
 const GIF_IMAGE_DESCRIPTOR = 0x2c;
 const GIF_EXTENSION = 0x21;
 
-/** The logical screen descriptor, then every image descriptor up to the trailer, the end of the data or an unknown block. */
+/**
+ * The logical screen descriptor, then every image descriptor up to the trailer, the end of the data or an unknown
+ * block.
+ */
 function readGifSizes(header: HeaderBytes): Size & { largestFrame?: Size } {
   const screen = { width: header.uint16le(6), height: header.uint16le(8) };
   const globalColorTableBytes = colorTableBytes(header.byte(10));
@@ -301,7 +321,9 @@ function colorTableBytes(flags: number): number {
   return flags & 0x80 ? 3 * 2 ** ((flags & 0x07) + 1) : 0;
 }
 
-/** The offset after a chain of length-prefixed sub-blocks and its zero terminator (or past the end when it is cut off). */
+/**
+ * The offset after a chain of length-prefixed sub-blocks and its zero terminator (or past the end when it is cut off).
+ */
 function skipSubBlocks(header: HeaderBytes, offset: number): number {
   while (offset < header.length) {
     const size = header.bytes[offset];

@@ -9,7 +9,16 @@ import { ATTENTION, HIDDEN_COSINE, KEY_COSINE, LOG_SIZES, MEAN_KEYS, POSITIONS, 
 import type { ModelShape } from '../reduction/method';
 import type { Budget } from '../common/budget';
 import { planHooks, planReduction } from '../reduction/registry';
-import { AttentionNeeds, HookSite, ReductionHook, SiteView, TokenState, VisualSpan, hooksBySite, validateTokenState } from '../reduction/tokenState';
+import {
+  AttentionNeeds,
+  HookSite,
+  ReductionHook,
+  SiteView,
+  TokenState,
+  VisualSpan,
+  hooksBySite,
+  validateTokenState,
+} from '../reduction/tokenState';
 import { decodeImage } from './image/decode';
 import { ImagePreprocessorConfig, parsePreprocessorConfig, preprocessImage } from './image/preprocess';
 import type { ModelConfig, ModelTowers } from './models/family';
@@ -65,7 +74,10 @@ export interface LayerTokens {
   mlp: number[];
 }
 
-/** What became of one image's patches by the end of prefill: k = kept as its own token, m = merged into another, d = dropped. */
+/**
+ * What became of one image's patches by the end of prefill: k = kept as its own token, m = merged into another, d =
+ * dropped.
+ */
 export interface PatchFates {
   rows: number;
   cols: number;
@@ -89,7 +101,10 @@ export interface GenerationResult {
   cacheLengths: number[];
   /** analytic FLOPs of this prefill and of the same prompt without reduction (LLM-Viewer accounting, src/flops) */
   flops: { run: RunFlops; unreduced: RunFlops };
-  /** wall time per phase, and the process's CPU time (all threads) in vision and prefill: unlike wall time, CPU time does not grow when the machine is busy elsewhere */
+  /**
+   * wall time per phase, and the process's CPU time (all threads) in vision and prefill: unlike wall time, CPU time
+   * does not grow when the machine is busy elsewhere
+   */
   timings: { visionMs: number; prefillMs: number; decodeMs: number; visionCpuMs: number; prefillCpuMs: number };
 }
 
@@ -156,34 +171,58 @@ export class LlavaEngine {
   static async load(modelDir: string, options: EngineOptions = {}): Promise<LlavaEngine> {
     const dir = path.resolve(modelDir);
     if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
-      throw new FicocoError(`${modelDir} is not a folder; expected a Hugging Face model folder with ${MODEL_FILES}.`, 'model-folder');
+      throw new FicocoError(
+        `${modelDir} is not a folder; expected a Hugging Face model folder with ${MODEL_FILES}.`,
+        'model-folder',
+      );
     }
     const configFile = path.join(dir, 'config.json');
     if (!fs.existsSync(configFile)) {
-      throw new FicocoError(`${dir} is not a model folder: config.json is missing (expected ${MODEL_FILES}).`, 'model-folder');
+      throw new FicocoError(
+        `${dir} is not a model folder: config.json is missing (expected ${MODEL_FILES}).`,
+        'model-folder',
+      );
     }
     const model = parseModelConfig(readJson(configFile), configFile);
     const { config } = model;
     const weights = WeightIndex.open(dir);
     const quantization = options.quantization ?? 'none';
-    const quantizer = quantization === 'none' ? undefined : new DecoderQuantizer(weights, quantization, options.quantizedCacheDir);
+    const quantizer =
+      quantization === 'none' ? undefined : new DecoderQuantizer(weights, quantization, options.quantizedCacheDir);
     const towers = model.build(weights, quantizer);
     const text = TextProcessor.load(dir, { id: config.imageTokenId });
     const preprocessorFile = path.join(dir, 'preprocessor_config.json');
     if (!fs.existsSync(preprocessorFile)) {
-      throw new FicocoError(`${dir} lacks preprocessor_config.json (the image processor settings); expected ${MODEL_FILES}.`, 'model-folder');
+      throw new FicocoError(
+        `${dir} lacks preprocessor_config.json (the image processor settings); expected ${MODEL_FILES}.`,
+        'model-folder',
+      );
     }
     const preprocessor = parsePreprocessorConfig(readJson(preprocessorFile), preprocessorFile);
     const quantized = await quantizer?.materialize();
     // External data resolves against one folder: the weights', or one above a quantized cache kept elsewhere.
     const weightsFolder = commonFolder([...weights.files, ...(quantized ? [quantized] : [])], dir);
-    const factory = new SessionFactory({ weightsFolder, provider: options.provider ?? 'cpu', precision: options.precision, threads: options.threads });
+    const factory = new SessionFactory({
+      weightsFolder,
+      provider: options.provider ?? 'cpu',
+      precision: options.precision,
+      threads: options.threads,
+    });
     const runners = {
       vision: new TowerRunner(towers.vision, factory),
       embed: new TowerRunner(towers.embed, factory),
       decoder: new TowerRunner(towers.decoder, factory),
     };
-    const engine = new LlavaEngine(dir, config, text, preprocessor, towers, factory, runners, options.availableMemory ?? os.freemem);
+    const engine = new LlavaEngine(
+      dir,
+      config,
+      text,
+      preprocessor,
+      towers,
+      factory,
+      runners,
+      options.availableMemory ?? os.freemem,
+    );
     // Build the unreduced sessions now: load errors surface here and the first answer is not slowed.
     await Promise.all(Object.values(runners).map((runner) => runner.segments(new Map())));
     return engine;
@@ -203,7 +242,12 @@ export class LlavaEngine {
   }
 
   /** Analytic FLOPs of a prefill from the tokens each layer saw, and of the same prompt unreduced. */
-  private flopsOf(vision: LayerTokens[], features: TokenState[], decoder: LayerTokens, textTokens: number): { run: RunFlops; unreduced: RunFlops } {
+  private flopsOf(
+    vision: LayerTokens[],
+    features: TokenState[],
+    decoder: LayerTokens,
+    textTokens: number,
+  ): { run: RunFlops; unreduced: RunFlops } {
     const arch = flopsArchOf(this.config, path.basename(this.modelDir));
     const run = runFlops(arch, {
       vision: vision.map((layers) => layers.attention),
@@ -248,14 +292,19 @@ export class LlavaEngine {
     }
     const decoded = await Promise.all(request.images.map((image) => decodeImage(image.bytes, image.name)));
     const pixels = decoded.map((image) => preprocessImage(image, this.preprocessor).pixelValues);
-    const content: ChatMessage['content'] = [...request.images.map(() => ({ type: 'image' as const })), { type: 'text' as const, text: request.question }];
+    const content: ChatMessage['content'] = [
+      ...request.images.map(() => ({ type: 'image' as const })),
+      { type: 'text' as const, text: request.question },
+    ];
     const fitted = await this.fitPrompt(request.history ?? [], { role: 'user', content }, request.maxNewTokens ?? 256);
     const { inputIds } = fitted;
     const preprocessMs = performance.now() - started;
     const streaming = new StreamingDecoder(this.text);
     let firstTextAt: number | undefined;
     const { reduction } = request;
-    const planned = reduction ? planHooks(planReduction(reduction.method, reduction.budget, this.reductionShape, reduction.params)) : [];
+    const planned = reduction
+      ? planHooks(planReduction(reduction.method, reduction.budget, this.reductionShape, reduction.params))
+      : [];
     const result = await this.generate(inputIds, pixels, {
       maxNewTokens: fitted.maxNewTokens,
       sampling: request.sampling,
@@ -286,11 +335,16 @@ export class LlavaEngine {
         visionMs: timings.visionMs,
         prefillMs: timings.prefillMs,
         ttftMs: (firstTextAt ?? performance.now()) - started,
-        decodeTokensPerSecond: decodedAfterFirst > 0 && timings.decodeMs > 0 ? (decodedAfterFirst * 1000) / timings.decodeMs : 0,
+        decodeTokensPerSecond:
+          decodedAfterFirst > 0 && timings.decodeMs > 0 ? (decodedAfterFirst * 1000) / timings.decodeMs : 0,
         flops: result.flops,
         provider: this.provider,
         ...(this.providerFallback ? { providerFallback: this.providerFallback } : {}),
-        ...(fitted.droppedMessages > 0 ? { historyTrimmed: { droppedMessages: fitted.droppedMessages, contextTokens: this.config.text.maxPositions } } : {}),
+        ...(fitted.droppedMessages > 0
+          ? {
+              historyTrimmed: { droppedMessages: fitted.droppedMessages, contextTokens: this.config.text.maxPositions },
+            }
+          : {}),
       },
     };
   }
@@ -305,17 +359,25 @@ export class LlavaEngine {
    * (max_position_embeddings) beside the answer, and the answer's token limit. History is trimmed from the oldest
    * user turn on and never takes room the answer would have without it; a question that cannot fit alone is refused.
    */
-  private async fitPrompt(history: ChatMessage[], question: ChatMessage, maxNewTokens: number): Promise<{ inputIds: number[]; droppedMessages: number; maxNewTokens: number }> {
+  private async fitPrompt(
+    history: ChatMessage[],
+    question: ChatMessage,
+    maxNewTokens: number,
+  ): Promise<{ inputIds: number[]; droppedMessages: number; maxNewTokens: number }> {
     const limit = this.config.text.maxPositions;
-    const images = Array.isArray(question.content) ? question.content.filter((part) => part.type === 'image').length : 0;
+    const images = Array.isArray(question.content)
+      ? question.content.filter((part) => part.type === 'image').length
+      : 0;
     const firstNotSystem = history.findIndex((message) => message.role !== 'system');
     const pinned = firstNotSystem < 0 ? history.length : firstNotSystem;
-    const encodeFrom = async (start: number) => this.text.encode(await this.text.renderPrompt([...history.slice(0, pinned), ...history.slice(start), question]));
+    const encodeFrom = async (start: number) =>
+      this.text.encode(await this.text.renderPrompt([...history.slice(0, pinned), ...history.slice(start), question]));
     let best = { inputIds: await encodeFrom(history.length), start: history.length };
     const alone = this.promptTokens(best.inputIds, images);
     if (alone >= limit) {
       throw new FicocoError(
-        `The question and its ${images} image(s) make a ${alone}-token prompt, and this model reads at most ${limit} tokens ` +
+        `The question and its ${images} image(s) make a ${alone}-token prompt, and this model reads at most ` +
+          `${limit} tokens ` +
           '(max_position_embeddings in config.json); ask a shorter question, or about fewer images at once.',
         'input',
       );
@@ -335,11 +397,19 @@ export class LlavaEngine {
       }
     }
     const droppedMessages = best.start - pinned;
-    return { inputIds: best.inputIds, droppedMessages, maxNewTokens: Math.min(maxNewTokens, limit - this.promptTokens(best.inputIds, images)) };
+    return {
+      inputIds: best.inputIds,
+      droppedMessages,
+      maxNewTokens: Math.min(maxNewTokens, limit - this.promptTokens(best.inputIds, images)),
+    };
   }
 
   /** Prefill (vision → projector → splice → decoder) then token-by-token decoding with the KV cache. */
-  async generate(inputIds: readonly number[], pixelValues: readonly Float32Array[], options: GenerateOptions): Promise<GenerationResult> {
+  async generate(
+    inputIds: readonly number[],
+    pixelValues: readonly Float32Array[],
+    options: GenerateOptions,
+  ): Promise<GenerationResult> {
     const maxNewTokens = this.checkRunFits(this.promptTokens(inputIds, pixelValues.length), options.maxNewTokens);
     const hooks = hooksBySite(options.hooks ?? []);
     const visionSites = new Map<string, AttentionNeeds>();
@@ -396,7 +466,11 @@ export class LlavaEngine {
       if (step === maxNewTokens - 1) break;
       // Every generated token continues the original numbering, whatever reduction removed.
       const embeddedToken = await this.embed([token], embedSegments[0]);
-      nextLogits = await this.runDecoder(decoderSegments, { ...embeddedToken, positions: Int32Array.of(promptLength + step) }, cache);
+      nextLogits = await this.runDecoder(
+        decoderSegments,
+        { ...embeddedToken, positions: Int32Array.of(promptLength + step) },
+        cache,
+      );
       decodeMs = performance.now() - firstTokenAt;
     }
     if (tokenIds.length <= 1) decodeMs = 0;
@@ -421,16 +495,26 @@ export class LlavaEngine {
   private checkRunFits(promptTokens: number, maxNewTokens: number): number {
     const limit = this.config.text.maxPositions;
     if (promptTokens >= limit) {
-      throw new FicocoError(`The prompt is ${promptTokens} tokens, and this model reads at most ${limit} (max_position_embeddings in config.json); shorten it.`, 'input');
+      throw new FicocoError(
+        `The prompt is ${promptTokens} tokens, and this model reads at most ${limit} ` +
+          `(max_position_embeddings in config.json); shorten it.`,
+        'input',
+      );
     }
     const answerTokens = Math.min(maxNewTokens, limit - promptTokens);
     const bytesPerElement = this.factory.computeType === ElemType.float32 ? 4 : 2;
-    const needed = peakRunBytes(flopsArchOf(this.config, path.basename(this.modelDir)), { promptTokens, answerTokens }, bytesPerElement);
+    const needed = peakRunBytes(
+      flopsArchOf(this.config, path.basename(this.modelDir)),
+      { promptTokens, answerTokens },
+      bytesPerElement,
+    );
     const available = this.availableMemory();
     if (needed > available) {
       throw new FicocoError(
-        `This question needs about ${gibibytes(needed)} GiB of memory for attention and the KV cache (${promptTokens} prompt tokens, up to ${answerTokens} ` +
-          `in the answer), and ${gibibytes(available)} GiB is available; ask about fewer images or in a new chat, allow fewer answer tokens, or close other programs.`,
+        `This question needs about ${gibibytes(needed)} GiB of memory for attention and the KV cache ` +
+          `(${promptTokens} prompt tokens, up to ${answerTokens} ` +
+          `in the answer), and ${gibibytes(available)} GiB is available; ask about fewer images or in a new ` +
+          `chat, allow fewer answer tokens, or close other programs.`,
         'input',
       );
     }
@@ -438,7 +522,14 @@ export class LlavaEngine {
   }
 
   /** Runs the vision tower (with its hooks) on one image's pixels; returns the projected features. */
-  private async encodeImage(pixels: Float32Array, segments: Segment[], hooks: Map<HookSite, ReductionHook>, image: number, steps: StepStat[], layers: LayerTokens): Promise<TokenState> {
+  private async encodeImage(
+    pixels: Float32Array,
+    segments: Segment[],
+    hooks: Map<HookSite, ReductionHook>,
+    image: number,
+    steps: StepStat[],
+    layers: LayerTokens,
+  ): Promise<TokenState> {
     const { grid, classToken } = this.towers.image;
     const patches = grid.rows * grid.cols;
     // A class token, where the tower has one, comes before the patches and stands for none of them.
@@ -450,16 +541,26 @@ export class LlavaEngine {
       width: this.config.vision.hiddenSize,
       sizes: new Float32Array(count).fill(1),
       positions: Int32Array.from({ length: count }, (_, i) => i),
-      spans: [{ start: lead, count: patches, grid, patchOwner: Int32Array.from({ length: patches }, (_, i) => i + lead), tokenPatch: Int32Array.from({ length: patches }, (_, i) => i) }],
+      spans: [
+        {
+          start: lead,
+          count: patches,
+          grid,
+          patchOwner: Int32Array.from({ length: patches }, (_, i) => i + lead),
+          tokenPatch: Int32Array.from({ length: patches }, (_, i) => i),
+        },
+      ],
     };
     const pixelDims = this.towers.vision.input.dims as number[];
     for (const segment of segments) {
-      const input = segment.start === 0
-        ? new ort.Tensor('float32', pixels, pixelDims)
-        : new ort.Tensor('float32', state.hidden, [state.count, state.width]);
+      const input =
+        segment.start === 0
+          ? new ort.Tensor('float32', pixels, pixelDims)
+          : new ort.Tensor('float32', state.hidden, [state.count, state.width]);
       countLayerTokens(this.towers.vision, segment, state.count, layers);
       const feeds: Record<string, ort.Tensor> = { [segment.graph.inputName]: input };
-      if (segment.graph.usesLogSizes) feeds[LOG_SIZES] = new ort.Tensor('float32', state.sizes.map(Math.log), [state.count]);
+      if (segment.graph.usesLogSizes)
+        feeds[LOG_SIZES] = new ort.Tensor('float32', state.sizes.map(Math.log), [state.count]);
       const outputs = await segment.session.run(feeds);
       const hidden = outputs[segment.graph.outputName].data as Float32Array;
       if (segment.end === this.towers.vision.blocks.length) {
@@ -475,7 +576,10 @@ export class LlavaEngine {
     return state;
   }
 
-  /** The tower's output tokens, widths now the decoder's: the tokens before the patches are gone unless the family keeps them. */
+  /**
+   * The tower's output tokens, widths now the decoder's: the tokens before the patches are gone unless the family keeps
+   * them.
+   */
   private featuresFrom(state: TokenState, hidden: Float32Array): TokenState {
     const width = this.config.text.hiddenSize;
     const count = hidden.length / width;
@@ -488,14 +592,16 @@ export class LlavaEngine {
       width,
       sizes: state.sizes.slice(dropped),
       positions: Int32Array.from({ length: count }, (_, i) => i),
-      spans: [{
-        start: 0,
-        count,
-        grid: span.grid,
-        patchOwner: span.patchOwner.map((owner) => (owner < 0 ? -1 : owner - dropped)),
-        // A kept class token joins the image's tokens without a patch of its own.
-        tokenPatch: Int32Array.of(...new Array<number>(keptLead).fill(-1), ...span.tokenPatch),
-      }],
+      spans: [
+        {
+          start: 0,
+          count,
+          grid: span.grid,
+          patchOwner: span.patchOwner.map((owner) => (owner < 0 ? -1 : owner - dropped)),
+          // A kept class token joins the image's tokens without a patch of its own.
+          tokenPatch: Int32Array.of(...new Array<number>(keptLead).fill(-1), ...span.tokenPatch),
+        },
+      ],
     };
   }
 
@@ -503,7 +609,9 @@ export class LlavaEngine {
     const imageToken = this.config.imageTokenId;
     // Image placeholders are replaced by features; look up a harmless row for them.
     const lookup = BigInt64Array.from(ids, (id) => BigInt(id === imageToken ? 0 : id));
-    const outputs = await segment.session.run({ [segment.graph.inputName]: new ort.Tensor('int64', lookup, [ids.length]) });
+    const outputs = await segment.session.run({
+      [segment.graph.inputName]: new ort.Tensor('int64', lookup, [ids.length]),
+    });
     const width = this.config.text.hiddenSize;
     return {
       hidden: outputs[segment.graph.outputName].data as Float32Array,
@@ -537,19 +645,30 @@ export class LlavaEngine {
     throw new Error('the decoder tower ended without producing logits');
   }
 
-  private async runDecoderSegment(segment: Segment, state: TokenState, cache: KvCache): Promise<ort.InferenceSession.OnnxValueMapType> {
+  private async runDecoderSegment(
+    segment: Segment,
+    state: TokenState,
+    cache: KvCache,
+  ): Promise<ort.InferenceSession.OnnxValueMapType> {
     const feeds: Record<string, ort.Tensor> = {
       [segment.graph.inputName]: new ort.Tensor('float32', state.hidden, [state.count, state.width]),
       ...cache.feeds(segment.graph.cacheLayers),
     };
-    if (segment.graph.usesPositions) feeds[POSITIONS] = new ort.Tensor('int64', BigInt64Array.from(state.positions, (p) => BigInt(p)), [state.count]);
+    if (segment.graph.usesPositions)
+      feeds[POSITIONS] = new ort.Tensor(
+        'int64',
+        BigInt64Array.from(state.positions, (p) => BigInt(p)),
+        [state.count],
+      );
     const outputs = await segment.session.run(feeds);
     cache.update(segment.graph.cacheLayers, outputs);
     return outputs;
   }
 }
 
-/** Starts timing; the returned function reads the wall ms and the process's user + system CPU ms (every thread) since. */
+/**
+ * Starts timing; the returned function reads the wall ms and the process's user + system CPU ms (every thread) since.
+ */
 function startClock(): () => { ms: number; cpuMs: number } {
   const wallStart = performance.now();
   const cpuStart = process.cpuUsage();
@@ -571,34 +690,69 @@ function countLayerTokens(tower: Tower, segment: Segment, tokens: number, into: 
  * Calls a hook on the state a segment left, with the attention it asked for, and records the step in `steps`;
  * `hasClassToken` says index 0 is a class token, `image` which image a vision-side step reduced.
  */
-function runHook(hook: ReductionHook, state: TokenState, outputs: ort.InferenceSession.OnnxValueMapType, step: { steps: StepStat[]; hasClassToken: boolean; image?: number }): TokenState {
+function runHook(
+  hook: ReductionHook,
+  state: TokenState,
+  outputs: ort.InferenceSession.OnnxValueMapType,
+  step: { steps: StepStat[]; hasClassToken: boolean; image?: number },
+): TokenState {
   const { steps, hasClassToken, image } = step;
   const attention = outputs[ATTENTION]?.data as Float32Array | undefined;
   const meanKeys = outputs[MEAN_KEYS]?.data as Float32Array | undefined;
-  const keyCount = outputs[ATTENTION]?.dims[1] ?? outputs[KEY_COSINE]?.dims[0] ?? outputs[MEAN_KEYS]?.dims[0] ?? state.count;
+  const keyCount =
+    outputs[ATTENTION]?.dims[1] ?? outputs[KEY_COSINE]?.dims[0] ?? outputs[MEAN_KEYS]?.dims[0] ?? state.count;
   const hiddenCosine = outputs[HIDDEN_COSINE]?.data as Float32Array | undefined;
   const keyCosine = outputs[KEY_COSINE]?.data as Float32Array | undefined;
-  const view: SiteView = { ...state, site: hook.site, attention, meanKeys, hiddenCosine, keyCosine, keyCount, hasClassToken };
+  const view: SiteView = {
+    ...state,
+    site: hook.site,
+    attention,
+    meanKeys,
+    hiddenCosine,
+    keyCosine,
+    keyCount,
+    hasClassToken,
+  };
   const clock = startClock();
   const reduced = hook.reduce(view);
   const { ms, cpuMs } = clock();
   validateTokenState(reduced, hook.site, state.width);
   const visual = (s: TokenState) => s.spans.reduce((sum, span) => sum + span.count, 0);
-  steps.push({ site: hook.site, ...(image !== undefined ? { image } : {}), tokensBefore: visual(state), tokensAfter: visual(reduced), ms, cpuMs });
+  steps.push({
+    site: hook.site,
+    ...(image !== undefined ? { image } : {}),
+    tokensBefore: visual(state),
+    tokensAfter: visual(reduced),
+    ms,
+    cpuMs,
+  });
   return reduced;
 }
 
-/** Each patch's fate from the span's bookkeeping: no owner = dropped; an owner that started as another patch (or was created) = merged. */
+/**
+ * Each patch's fate from the span's bookkeeping: no owner = dropped; an owner that started as another patch (or was
+ * created) = merged.
+ */
 function patchFates(span: VisualSpan): PatchFates {
-  const fates = Array.from(span.patchOwner, (owner, patch) => (owner < 0 ? 'd' : span.tokenPatch[owner - span.start] === patch ? 'k' : 'm'));
+  const fates = Array.from(span.patchOwner, (owner, patch) =>
+    owner < 0 ? 'd' : span.tokenPatch[owner - span.start] === patch ? 'k' : 'm',
+  );
   return { rows: span.grid.rows, cols: span.grid.cols, patches: fates.join('') };
 }
 
 /** Replaces each image placeholder in the embedded prompt by that image's feature rows. */
-function spliceImages(text: TokenState, ids: readonly number[], imageTokenId: number, images: TokenState[]): TokenState {
+function spliceImages(
+  text: TokenState,
+  ids: readonly number[],
+  imageTokenId: number,
+  images: TokenState[],
+): TokenState {
   const placeholders = ids.flatMap((id, i) => (id === imageTokenId ? [i] : []));
   if (placeholders.length !== images.length) {
-    throw new FicocoError(`The prompt has ${placeholders.length} image placeholder(s) but ${images.length} image(s) were given.`, 'input');
+    throw new FicocoError(
+      `The prompt has ${placeholders.length} image placeholder(s) but ${images.length} image(s) were given.`,
+      'input',
+    );
   }
   const { width } = text;
   const count = text.count - images.length + images.reduce((sum, image) => sum + image.count, 0);
@@ -613,7 +767,11 @@ function spliceImages(text: TokenState, ids: readonly number[], imageTokenId: nu
       hidden.set(image.hidden, out * width);
       sizes.set(image.sizes, out);
       const span = image.spans[0];
-      spans.push({ ...span, start: out + span.start, patchOwner: span.patchOwner.map((owner) => (owner < 0 ? -1 : owner + out)) });
+      spans.push({
+        ...span,
+        start: out + span.start,
+        patchOwner: span.patchOwner.map((owner) => (owner < 0 ? -1 : owner + out)),
+      });
       out += image.count;
     } else {
       hidden.set(text.hidden.subarray(i * width, (i + 1) * width), out * width);
@@ -627,10 +785,17 @@ function spliceImages(text: TokenState, ids: readonly number[], imageTokenId: nu
 /** The deepest folder that holds every weight file (ORT resolves external data against it, refusing paths outside). */
 function commonFolder(files: readonly string[], modelDir: string): string {
   let folder = path.dirname(files[0]);
-  while (!files.every((file) => !path.relative(folder, file).startsWith('..') && !path.isAbsolute(path.relative(folder, file)))) {
+  while (
+    !files.every(
+      (file) => !path.relative(folder, file).startsWith('..') && !path.isAbsolute(path.relative(folder, file)),
+    )
+  ) {
     const parent = path.dirname(folder);
     if (parent === folder) {
-      throw new FicocoError(`The weight files of ${modelDir} have no folder in common (${files.join(', ')}); put them on one drive.`, 'weights');
+      throw new FicocoError(
+        `The weight files of ${modelDir} have no folder in common (${files.join(', ')}); put them on one drive.`,
+        'weights',
+      );
     }
     folder = parent;
   }
@@ -645,6 +810,9 @@ function readJson(file: string): unknown {
   try {
     return JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (error) {
-    throw new FicocoError(`${file} is not valid JSON (${error instanceof Error ? error.message : String(error)}).`, 'config');
+    throw new FicocoError(
+      `${file} is not valid JSON (${error instanceof Error ? error.message : String(error)}).`,
+      'config',
+    );
   }
 }

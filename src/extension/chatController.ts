@@ -6,7 +6,13 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { FicocoError } from '../common/errors';
-import { IMAGE_FILE_EXTENSIONS, MAX_IMAGE_BYTES, checkImageFile, formatMebibytes, imageFormatOfFileName } from '../common/imageFile';
+import {
+  IMAGE_FILE_EXTENSIONS,
+  MAX_IMAGE_BYTES,
+  checkImageFile,
+  formatMebibytes,
+  imageFormatOfFileName,
+} from '../common/imageFile';
 import { BUILTIN_MODEL_PATH } from '../hub/presets';
 import type { ImageAttachment } from '../protocol/engine';
 import type { Turn, WebviewMessage } from '../protocol/webview';
@@ -106,7 +112,12 @@ export class ChatController implements vscode.Disposable {
   }
 
   async attachFromDialog(): Promise<void> {
-    const picked = await vscode.window.showOpenDialog({ title: 'Attach images to the FiCoCo question', openLabel: 'Attach', canSelectMany: true, filters: { Images: [...IMAGE_FILE_EXTENSIONS] } });
+    const picked = await vscode.window.showOpenDialog({
+      title: 'Attach images to the FiCoCo question',
+      openLabel: 'Attach',
+      canSelectMany: true,
+      filters: { Images: [...IMAGE_FILE_EXTENSIONS] },
+    });
     if (picked) await this.addUris(picked);
   }
 
@@ -156,7 +167,12 @@ export class ChatController implements vscode.Disposable {
       // Quantized weights of a model in the Hugging Face cache go to the extension's storage, not into the cache.
       quantizedCache: vscode.Uri.joinPath(this.context.globalStorageUri, 'quantized').fsPath,
     };
-    return { model: loadParamsOf(settings, folders), reduction: reduced ? settings.reduction : undefined, maxNewTokens: settings.maxNewTokens, temperature: settings.temperature };
+    return {
+      model: loadParamsOf(settings, folders),
+      reduction: reduced ? settings.reduction : undefined,
+      maxNewTokens: settings.maxNewTokens,
+      temperature: settings.temperature,
+    };
   }
 
   /** A notification with the button that fixes the failure, when there is one (errorFixes.ts). */
@@ -164,10 +180,14 @@ export class ChatController implements vscode.Disposable {
     const fix = fixFor(error);
     if (!fix) {
       // The engine's own failures are in the chat; anything else is a bug worth its stack in the log.
-      if (!(error instanceof EngineError)) this.log.error(error instanceof Error ? (error.stack ?? error.message) : String(error));
+      if (!(error instanceof EngineError))
+        this.log.error(error instanceof Error ? (error.stack ?? error.message) : String(error));
       return;
     }
-    const chosen = await vscode.window.showErrorMessage(`FiCoCo: ${error instanceof Error ? error.message : String(error)}`, fix.title);
+    const chosen = await vscode.window.showErrorMessage(
+      `FiCoCo: ${error instanceof Error ? error.message : String(error)}`,
+      fix.title,
+    );
     if (!chosen) return;
     if (fix.title === 'Show Engine Log') this.log.show();
     else await vscode.commands.executeCommand('workbench.action.openSettings', fix.setting);
@@ -222,7 +242,10 @@ export class ChatController implements vscode.Disposable {
       try {
         const { size } = await vscode.workspace.fs.stat(uri);
         if (size > MAX_IMAGE_BYTES) {
-          this.notice(`${name} is ${formatMebibytes(size)} MiB; FiCoCo takes image files up to ${formatMebibytes(MAX_IMAGE_BYTES)} MiB.`);
+          this.notice(
+            `${name} is ${formatMebibytes(size)} MiB; FiCoCo takes image files up to ` +
+              `${formatMebibytes(MAX_IMAGE_BYTES)} MiB.`,
+          );
           continue;
         }
         images.push({ name, dataBase64: Buffer.from(await vscode.workspace.fs.readFile(uri)).toString('base64') });
@@ -238,7 +261,9 @@ export class ChatController implements vscode.Disposable {
     try {
       return [vscode.Uri.parse(uri, true)];
     } catch (error) {
-      this.notice(`${uri} is not a file address FiCoCo can open (${error instanceof Error ? error.message : String(error)}).`);
+      this.notice(
+        `${uri} is not a file address FiCoCo can open (${error instanceof Error ? error.message : String(error)}).`,
+      );
       return [];
     }
   }

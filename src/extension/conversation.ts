@@ -3,7 +3,16 @@
  * survives hidden views, reloads and engine restarts — and the images waiting for the next question.
  * Each change returns the message that tells the webviews about it. Free of 'vscode' so it is plainly testable.
  */
-import type { AnswerStopReason, AnswerStatsView, HostMessage, PendingImage, Reply, ReplyKind, Turn, TurnImage } from '../protocol/webview';
+import type {
+  AnswerStopReason,
+  AnswerStatsView,
+  HostMessage,
+  PendingImage,
+  Reply,
+  ReplyKind,
+  Turn,
+  TurnImage,
+} from '../protocol/webview';
 import { IMAGE_MIME_TYPES, type ImageFormat } from '../common/imageFile';
 import { decodedLength, type HistoryMessage, type ImageAttachment } from '../protocol/engine';
 
@@ -19,7 +28,6 @@ export interface ImageInput extends ImageAttachment {
 export const MAX_IMAGES_PER_TURN = 8;
 /** Largest image shown inline as a data: URL; the conversation keeps it and re-sends it on every webview reload. */
 export const MAX_PREVIEW_BYTES = 4 * 1024 * 1024;
-
 
 interface StoredTurn {
   turn: Turn;
@@ -41,7 +49,8 @@ export class Conversation {
     if (this.pending.length + images.length > MAX_IMAGES_PER_TURN) {
       throw new RangeError(`A question can carry ${MAX_IMAGES_PER_TURN} images; remove some before adding more.`);
     }
-    for (const input of images) this.pending.push({ image: { id: `image-${this.nextId++}`, ...turnImage(input) }, input });
+    for (const input of images)
+      this.pending.push({ image: { id: `image-${this.nextId++}`, ...turnImage(input) }, input });
     return { type: 'pending', pending: this.pendingImages() };
   }
 
@@ -59,7 +68,12 @@ export class Conversation {
     const images = fresh ? this.pending.map((entry) => entry.image) : this.latest()?.turn.images;
     const inputs = fresh ? this.pending.map((entry) => entry.input) : this.latest()?.inputs;
     if (!images || !inputs || inputs.length === 0) return undefined;
-    const turn: Turn = { id: `turn-${this.nextId++}`, question, images: images.map(({ name, src }) => (src ? { name, src } : { name })), answer: { text: '', status: 'waiting' } };
+    const turn: Turn = {
+      id: `turn-${this.nextId++}`,
+      question,
+      images: images.map(({ name, src }) => (src ? { name, src } : { name })),
+      answer: { text: '', status: 'waiting' },
+    };
     this.turns.push({ turn, inputs });
     this.pending = [];
     const messages: HostMessage[] = [{ type: 'turnAdded', turn: structuredClone(turn) }];
@@ -102,7 +116,12 @@ export class Conversation {
     return { type: 'replyText', turnId, reply: kind, text };
   }
 
-  finish(turnId: string, kind: ReplyKind, stopReason: AnswerStopReason, stats?: AnswerStatsView): HostMessage | undefined {
+  finish(
+    turnId: string,
+    kind: ReplyKind,
+    stopReason: AnswerStopReason,
+    stats?: AnswerStatsView,
+  ): HostMessage | undefined {
     return this.change(turnId, kind, (reply) => {
       reply.status = 'done';
       reply.stopReason = stopReason;

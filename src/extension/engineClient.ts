@@ -5,8 +5,26 @@
  */
 import { ChildProcess, fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { CancellationToken, IPCMessageReader, IPCMessageWriter, MessageConnection, createMessageConnection } from 'vscode-jsonrpc/node';
-import { AskParams, AskRequest, AskResult, EngineErrorKind, LoadParams, LoadRequest, LoadResult, loadKey, TextNotification, errorKindOf, parseTextParams } from '../protocol/engine';
+import {
+  CancellationToken,
+  IPCMessageReader,
+  IPCMessageWriter,
+  MessageConnection,
+  createMessageConnection,
+} from 'vscode-jsonrpc/node';
+import {
+  AskParams,
+  AskRequest,
+  AskResult,
+  EngineErrorKind,
+  LoadParams,
+  LoadRequest,
+  LoadResult,
+  loadKey,
+  TextNotification,
+  errorKindOf,
+  parseTextParams,
+} from '../protocol/engine';
 
 export interface EngineClientOptions {
   /** the host's entry point: dist/host.js, or src/host/main.ts with execArgv ['--import', 'tsx'] */
@@ -47,7 +65,10 @@ interface HostProcess {
 
 export type AskOptions = Omit<AskParams, 'requestId'>;
 
-/** The engine process's JavaScript heap: prompts, token lists and bookkeeping (tensors live outside it); a cap, not a reservation. */
+/**
+ * The engine process's JavaScript heap: prompts, token lists and bookkeeping (tensors live outside it); a cap, not a
+ * reservation.
+ */
 const HOST_HEAP_MB = 4096;
 
 export class EngineClient {
@@ -70,10 +91,16 @@ export class EngineClient {
    * Asks a question about images with the model in `model` (loaded first when needed). Text streams into
    * `onText`; cancelling `token` stops generation between tokens and resolves with the partial answer.
    */
-  async ask(model: LoadParams, question: AskOptions, onText: (text: string) => void, token?: CancellationToken): Promise<AskResult> {
+  async ask(
+    model: LoadParams,
+    question: AskOptions,
+    onText: (text: string) => void,
+    token?: CancellationToken,
+  ): Promise<AskResult> {
     const host = this.running();
     await this.loadOn(host, model);
-    if (token?.isCancellationRequested) throw new EngineError('The question was cancelled before it started.', 'cancelled');
+    if (token?.isCancellationRequested)
+      throw new EngineError('The question was cancelled before it started.', 'cancelled');
     const requestId = randomUUID();
     host.textListeners.set(requestId, onText);
     try {
@@ -92,7 +119,10 @@ export class EngineClient {
       result.then(
         () => {
           const now = performance.now();
-          this.options.log?.(`model ${params.modelDir} loaded in ${(now - requested).toFixed(0)} ms; ${(now - host.startedAt).toFixed(0)} ms since the engine process was forked`);
+          this.options.log?.(
+            `model ${params.modelDir} loaded in ${(now - requested).toFixed(0)} ms; ` +
+              `${(now - host.startedAt).toFixed(0)} ms since the engine process was forked`,
+          );
         },
         () => undefined,
       );
@@ -137,7 +167,13 @@ export class EngineClient {
     forwardLines(child.stderr, log);
     const connection = createMessageConnection(new IPCMessageReader(child), new IPCMessageWriter(child));
     const host: HostProcess = Object.assign(
-      { child, connection, startedAt: performance.now(), stopped: false, textListeners: new Map<string, (text: string) => void>() },
+      {
+        child,
+        connection,
+        startedAt: performance.now(),
+        stopped: false,
+        textListeners: new Map<string, (text: string) => void>(),
+      },
       { exited: this.exitOf(child, connection, () => host.stopped) },
     );
     connection.onNotification(TextNotification, (params: unknown) => {
@@ -159,7 +195,14 @@ export class EngineClient {
         const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
         log(`engine process ${child.pid} ${how}`);
         if (stopped()) reject(new EngineError('The FiCoCo engine was stopped.', 'cancelled'));
-        else reject(new EngineError(`The FiCoCo engine process stopped unexpectedly (it ${how}). It restarts on the next question; the model loads again.`, 'crashed'));
+        else
+          reject(
+            new EngineError(
+              `The FiCoCo engine process stopped unexpectedly (it ${how}). It restarts on the next question; the ` +
+                `model loads again.`,
+              'crashed',
+            ),
+          );
       });
       child.once('error', (error) => {
         if (this.host?.child === child) this.host = undefined;

@@ -52,7 +52,12 @@ export function activate(context: vscode.ExtensionContext): FicocoApi {
     }),
     // From the Explorer the arguments are the clicked file and the selection; from the image preview, its file.
     vscode.commands.registerCommand('ficoco.askAboutImage', async (target?: unknown, selection?: unknown) => {
-      const uris = Array.isArray(selection) && selection.every((u) => u instanceof vscode.Uri) ? selection : target instanceof vscode.Uri ? [target] : [];
+      const uris =
+        Array.isArray(selection) && selection.every((u) => u instanceof vscode.Uri)
+          ? selection
+          : target instanceof vscode.Uri
+            ? [target]
+            : [];
       if (uris.length === 0) {
         await views.reveal();
         await chat.attachFromDialog();
@@ -62,7 +67,9 @@ export function activate(context: vscode.ExtensionContext): FicocoApi {
     }),
     vscode.commands.registerCommand(CHOOSE_REDUCTION_COMMAND, chooseReduction),
     vscode.commands.registerCommand('ficoco.showEngineLog', () => log.show()),
-    vscode.commands.registerCommand('ficoco.openSettings', () => vscode.commands.executeCommand('workbench.action.openSettings', '@ext:ficoco.ficoco-vision')),
+    vscode.commands.registerCommand('ficoco.openSettings', () =>
+      vscode.commands.executeCommand('workbench.action.openSettings', '@ext:ficoco.ficoco-vision'),
+    ),
     ...new ModelManager(context, engine, statusBar, log).register(),
     gpuSetup.register(),
   );
@@ -79,22 +86,48 @@ export function activate(context: vscode.ExtensionContext): FicocoApi {
   };
 }
 
-/** Method, budget, reduction off, or the settings; a choice is saved in the user settings and used from the next question. */
+/**
+ * Method, budget, reduction off, or the settings; a choice is saved in the user settings and used from the next
+ * question.
+ */
 async function chooseReduction(): Promise<void> {
   const configuration = vscode.workspace.getConfiguration('ficoco');
-  const method = configuration.get<string>('reduction.method', String(MAIN_SETTINGS['ficoco.reduction.method'].default));
-  const budget = configuration.get<string>('reduction.budget', String(MAIN_SETTINGS['ficoco.reduction.budget'].default));
+  const method = configuration.get<string>(
+    'reduction.method',
+    String(MAIN_SETTINGS['ficoco.reduction.method'].default),
+  );
+  const budget = configuration.get<string>(
+    'reduction.budget',
+    String(MAIN_SETTINGS['ficoco.reduction.budget'].default),
+  );
   type Choice = vscode.QuickPickItem & { run: () => Thenable<unknown> };
-  const setMethod = (name: string) => () => configuration.update('reduction.method', name, vscode.ConfigurationTarget.Global);
+  const setMethod = (name: string) => () =>
+    configuration.update('reduction.method', name, vscode.ConfigurationTarget.Global);
   const choices: Choice[] = [
     { label: '$(symbol-number) Budget…', description: `now ${budget} visual tokens per image`, run: chooseBudget },
-    { label: '$(circle-slash) Reduction off', description: method === NO_REDUCTION ? 'current' : 'every visual token', run: setMethod(NO_REDUCTION) },
+    {
+      label: '$(circle-slash) Reduction off',
+      description: method === NO_REDUCTION ? 'current' : 'every visual token',
+      run: setMethod(NO_REDUCTION),
+    },
     { label: '', kind: vscode.QuickPickItemKind.Separator, run: async () => undefined },
-    ...METHODS.map((m): Choice => ({ label: m.name, description: m.name === method ? 'current' : '', detail: m.description, run: setMethod(m.name) })),
+    ...METHODS.map((m): Choice => ({
+      label: m.name,
+      description: m.name === method ? 'current' : '',
+      detail: m.description,
+      run: setMethod(m.name),
+    })),
     { label: '', kind: vscode.QuickPickItemKind.Separator, run: async () => undefined },
-    { label: '$(gear) Open Settings', run: () => vscode.commands.executeCommand('workbench.action.openSettings', 'ficoco.reduction') },
+    {
+      label: '$(gear) Open Settings',
+      run: () => vscode.commands.executeCommand('workbench.action.openSettings', 'ficoco.reduction'),
+    },
   ];
-  const picked = await vscode.window.showQuickPick(choices, { title: 'FiCoCo visual token reduction', placeHolder: `Now: ${method === NO_REDUCTION ? 'off' : `${method}, ${budget}`}`, matchOnDetail: true });
+  const picked = await vscode.window.showQuickPick(choices, {
+    title: 'FiCoCo visual token reduction',
+    placeHolder: `Now: ${method === NO_REDUCTION ? 'off' : `${method}, ${budget}`}`,
+    matchOnDetail: true,
+  });
   await picked?.run();
 }
 
@@ -106,5 +139,6 @@ async function chooseBudget(): Promise<void> {
     value: configuration.get<string>('reduction.budget', '11%'),
     validateInput: (text) => (parseBudget(text) ? undefined : `Give ${BUDGET_HINT}.`),
   });
-  if (value !== undefined) await configuration.update('reduction.budget', value.trim(), vscode.ConfigurationTarget.Global);
+  if (value !== undefined)
+    await configuration.update('reduction.budget', value.trim(), vscode.ConfigurationTarget.Global);
 }

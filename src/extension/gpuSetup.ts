@@ -8,7 +8,16 @@ import * as vscode from 'vscode';
 import { FicocoError } from '../common/errors';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { cudaProviderInstalled, cudaRuntimeEnvironment, cudaRuntimeFolder, isCudaPlatform, missingCudaRuntime, nvidiaDriverPresent, ortBinaryFolder, ortVersion } from '../common/cudaRuntime';
+import {
+  cudaProviderInstalled,
+  cudaRuntimeEnvironment,
+  cudaRuntimeFolder,
+  isCudaPlatform,
+  missingCudaRuntime,
+  nvidiaDriverPresent,
+  ortBinaryFolder,
+  ortVersion,
+} from '../common/cudaRuntime';
 import { CudaPackage, findCudaPackage, installCudaProvider } from '../hub/cudaProvider';
 import { formatBytes } from '../common/bytes';
 import { byteProgress } from './byteProgress';
@@ -61,28 +70,51 @@ export class GpuSetup {
   /** Once per machine: an NVIDIA driver is loaded, CUDA may be used, and its provider libraries are missing. */
   async offerIfUseful(): Promise<void> {
     const provider = vscode.workspace.getConfiguration('ficoco').get<string>('provider', 'auto');
-    if (!nvidiaDriverPresent() || !['auto', 'cuda'].includes(provider) || cudaProviderInstalled(this.runtimeFolder)) return;
+    if (!nvidiaDriverPresent() || !['auto', 'cuda'].includes(provider) || cudaProviderInstalled(this.runtimeFolder))
+      return;
     if (this.context.globalState.get<boolean>(DECLINED_KEY)) return;
-    const choice = await vscode.window.showInformationMessage('FiCoCo: this machine has an NVIDIA GPU. Install ONNX Runtime\'s CUDA provider to answer on it?', 'Install…', 'Not Now', 'Don\'t Ask Again');
+    const choice = await vscode.window.showInformationMessage(
+      "FiCoCo: this machine has an NVIDIA GPU. Install ONNX Runtime's CUDA provider to answer on it?",
+      'Install…',
+      'Not Now',
+      "Don't Ask Again",
+    );
     if (choice === 'Install…') await vscode.commands.executeCommand(INSTALL_CUDA_COMMAND);
-    if (choice === 'Don\'t Ask Again') await this.context.globalState.update(DECLINED_KEY, true);
+    if (choice === "Don't Ask Again") await this.context.globalState.update(DECLINED_KEY, true);
   }
 
   private async install(): Promise<void> {
     if (!isCudaPlatform()) {
-      throw new FicocoError(`The CUDA provider is for Linux x64; this is ${process.platform} ${process.arch}, where ${process.platform === 'win32' ? 'DirectML' : process.platform === 'darwin' ? 'CoreML' : 'the CPU'} is used.`, 'provider');
+      throw new FicocoError(
+        `The CUDA provider is for Linux x64; this is ${process.platform} ${process.arch}, where ` +
+          `${process.platform === 'win32' ? 'DirectML' : process.platform === 'darwin' ? 'CoreML' : 'the CPU'} ` +
+          `is used.`,
+        'provider',
+      );
     }
     const binaries = this.runtimeFolder;
     const version = ortVersion(this.ortFolder);
-    const found = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `FiCoCo: looking up ONNX Runtime ${version}'s CUDA provider on nuget.org…` }, () => findCudaPackage(version));
+    const found = await vscode.window.withProgress(
+      {
+        location: vscode.ProgressLocation.Notification,
+        title: `FiCoCo: looking up ONNX Runtime ${version}'s CUDA provider on nuget.org…`,
+      },
+      () => findCudaPackage(version),
+    );
     const missing = missingCudaRuntime();
     const consent = await vscode.window.showInformationMessage(
       `Install ONNX Runtime's CUDA provider (${formatBytes(found.bytes)} download)?`,
       {
         modal: true,
         detail: [
-          `Microsoft.ML.OnnxRuntime.Gpu.Linux ${version} from nuget.org, checked against its published SHA-512; its two provider libraries and a copy of ONNX Runtime's own go into ${binaries}, which extension updates keep.`,
-          missing.length > 0 ? `CUDA 12 and cuDNN 9 are needed too, and ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not found on this machine: install them (NVIDIA's packages) or CUDA will fall back to the CPU.` : 'CUDA 12 and cuDNN 9 were found.',
+          `Microsoft.ML.OnnxRuntime.Gpu.Linux ${version} from nuget.org, checked against its published ` +
+            `SHA-512; its two provider libraries and a copy of ONNX Runtime's own go into ${binaries}, which ` +
+            `extension updates keep.`,
+          missing.length > 0
+            ? `CUDA 12 and cuDNN 9 are needed too, and ${missing.join(', ')} ` +
+              `${missing.length === 1 ? 'is' : 'are'} not found on this machine: install them (NVIDIA's packages) ` +
+              `or CUDA will fall back to the CPU.`
+            : 'CUDA 12 and cuDNN 9 were found.',
           'Nothing else leaves this machine.',
         ].join('\n\n'),
       },
@@ -92,7 +124,9 @@ export class GpuSetup {
     if (await this.download(found, binaries)) {
       // The engine process loaded ORT without the provider; the next question starts a fresh one.
       this.engine.stop();
-      void vscode.window.showInformationMessage(`FiCoCo: the CUDA provider is installed; the next answer tries it${missing.length > 0 ? ` (still missing: ${missing.join(', ')})` : ''}. The status bar tooltip says which provider answered.`);
+      void vscode.window.showInformationMessage(
+        `FiCoCo: the CUDA provider is installed; the next answer tries it${missing.length > 0 ? ` (still missing: ${missing.join(', ')})` : ''}. The status bar tooltip says which provider answered.`,
+      );
     }
   }
 
@@ -106,18 +140,29 @@ export class GpuSetup {
   }
 
   private download(found: CudaPackage, binaries: string): Thenable<boolean> {
-    return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'FiCoCo: downloading the CUDA provider', cancellable: true }, async (progress, token) => {
-      const controller = new AbortController();
-      token.onCancellationRequested(() => controller.abort());
-      try {
-        await installCudaProvider(found, binaries, { signal: controller.signal, onProgress: byteProgress(progress), copyRuntimeFrom: ortBinaryFolder(this.ortFolder) });
-        this.removeOtherVersions(binaries);
-        this.log.info(`installed the CUDA provider libraries into ${binaries}`);
-        return true;
-      } catch (error) {
-        if (controller.signal.aborted) return false;
-        throw error;
-      }
-    });
+    return vscode.window.withProgress(
+      {
+        location: vscode.ProgressLocation.Notification,
+        title: 'FiCoCo: downloading the CUDA provider',
+        cancellable: true,
+      },
+      async (progress, token) => {
+        const controller = new AbortController();
+        token.onCancellationRequested(() => controller.abort());
+        try {
+          await installCudaProvider(found, binaries, {
+            signal: controller.signal,
+            onProgress: byteProgress(progress),
+            copyRuntimeFrom: ortBinaryFolder(this.ortFolder),
+          });
+          this.removeOtherVersions(binaries);
+          this.log.info(`installed the CUDA provider libraries into ${binaries}`);
+          return true;
+        } catch (error) {
+          if (controller.signal.aborted) return false;
+          throw error;
+        }
+      },
+    );
   }
 }

@@ -7,9 +7,23 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { FicocoError } from '../common/errors';
-import { DEFAULT_HUB_ENDPOINT, DownloadPlan, ModelRequest, downloadModel, planDownload, verificationSummary } from '../hub/download';
+import {
+  DEFAULT_HUB_ENDPOINT,
+  DownloadPlan,
+  ModelRequest,
+  downloadModel,
+  planDownload,
+  verificationSummary,
+} from '../hub/download';
 import { formatBytes } from '../common/bytes';
-import { deletePartialDownload, deleteStoredModel, freeBytes, listPartialDownloads, listStoredModels, missingModelFiles } from '../hub/store';
+import {
+  deletePartialDownload,
+  deleteStoredModel,
+  freeBytes,
+  listPartialDownloads,
+  listStoredModels,
+  missingModelFiles,
+} from '../hub/store';
 import { BUILTIN_MODEL_PATH, MODEL_PRESETS } from '../hub/presets';
 import { byteProgress } from './byteProgress';
 import type { EngineClient } from './engineClient';
@@ -54,14 +68,34 @@ export class ModelManager {
   }
 
   private async download(): Promise<void> {
-    if (this.downloading) return void vscode.window.showInformationMessage('FiCoCo: a model is downloading already; its progress is in the notifications.');
+    if (this.downloading)
+      return void vscode.window.showInformationMessage(
+        'FiCoCo: a model is downloading already; its progress is in the notifications.',
+      );
     const request = await this.chooseRepository();
     if (!request) return;
-    const plan = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `FiCoCo: asking ${request.endpoint} about ${request.repo}…` }, () => planDownload(request));
-    if (plan.tokenWithheld) void vscode.window.showWarningMessage(`FiCoCo: your Hugging Face token was not sent to ${request.endpoint}: tokens go only over https.`);
-    if (plan.existing) return this.offerToUse(plan.folder, `${request.repo} is already on this machine (${plan.existing === 'hf-cache' ? 'in the Hugging Face cache' : 'downloaded before'}).`);
+    const plan = await vscode.window.withProgress(
+      {
+        location: vscode.ProgressLocation.Notification,
+        title: `FiCoCo: asking ${request.endpoint} about ${request.repo}…`,
+      },
+      () => planDownload(request),
+    );
+    if (plan.tokenWithheld)
+      void vscode.window.showWarningMessage(
+        `FiCoCo: your Hugging Face token was not sent to ${request.endpoint}: tokens go only over https.`,
+      );
+    if (plan.existing)
+      return this.offerToUse(
+        plan.folder,
+        `${request.repo} is already on this machine (${plan.existing === 'hf-cache' ? 'in the Hugging Face cache' : 'downloaded before'}).`,
+      );
     const free = freeBytes(this.root);
-    if (free < plan.totalBytes) throw new FicocoError(`${request.repo} needs ${formatBytes(plan.totalBytes)} but ${this.root} has ${formatBytes(free)} free.`, 'download');
+    if (free < plan.totalBytes)
+      throw new FicocoError(
+        `${request.repo} needs ${formatBytes(plan.totalBytes)} but ${this.root} has ${formatBytes(free)} free.`,
+        'download',
+      );
     const consent = await vscode.window.showInformationMessage(
       `Download ${request.repo} (${formatBytes(plan.totalBytes)})?`,
       { modal: true, detail: consentDetail(plan, free) },
@@ -80,17 +114,39 @@ export class ModelManager {
 
   /** A preset, or any owner/name[@revision] on the configured endpoint. */
   private async chooseRepository(): Promise<ModelRequest | undefined> {
-    const endpoint = vscode.workspace.getConfiguration('ficoco').get<string>('hubEndpoint', DEFAULT_HUB_ENDPOINT).trim().replace(/\/+$/, '');
-    if (!/^https?:\/\/\S+$/.test(endpoint)) throw new FicocoError(`ficoco.hubEndpoint is "${endpoint}"; set it to an http:// or https:// address such as ${DEFAULT_HUB_ENDPOINT}.`, 'input');
+    const endpoint = vscode.workspace
+      .getConfiguration('ficoco')
+      .get<string>('hubEndpoint', DEFAULT_HUB_ENDPOINT)
+      .trim()
+      .replace(/\/+$/, '');
+    if (!/^https?:\/\/\S+$/.test(endpoint))
+      throw new FicocoError(
+        `ficoco.hubEndpoint is "${endpoint}"; set it to an http:// or https:// address such as ${DEFAULT_HUB_ENDPOINT}.`,
+        'input',
+      );
     const downloaded = new Set(listStoredModels(this.root).map((m) => `${m.repo}@${m.commit}`));
     const presets = MODEL_PRESETS.filter((preset) => preset.hub).map((preset): Pick<ModelRequest | 'other'> => ({
       label: preset.title,
       description: `${formatBytes(preset.approxBytes)} · ${preset.licence}${downloaded.has(`${preset.hub!.repo}@${preset.hub!.revision}`) ? ' · downloaded' : ''}`,
       detail: `${preset.hub!.repo} — ${preset.hardware}`,
-      value: { repo: preset.hub!.repo, revision: preset.hub!.revision, files: preset.hub!.files, endpoint, root: this.root },
+      value: {
+        repo: preset.hub!.repo,
+        revision: preset.hub!.revision,
+        files: preset.hub!.files,
+        endpoint,
+        root: this.root,
+      },
     }));
-    const other: Pick<ModelRequest | 'other'> = { label: '$(cloud-download) Other Hub repository…', detail: 'Any LLaVA model in the llava-hf layout, as owner/name or owner/name@revision.', value: 'other' };
-    const picked = await vscode.window.showQuickPick([...presets, other], { title: 'FiCoCo: Download Model', placeHolder: `From ${endpoint}`, matchOnDetail: true });
+    const other: Pick<ModelRequest | 'other'> = {
+      label: '$(cloud-download) Other Hub repository…',
+      detail: 'Any LLaVA model in the llava-hf layout, as owner/name or owner/name@revision.',
+      value: 'other',
+    };
+    const picked = await vscode.window.showQuickPick([...presets, other], {
+      title: 'FiCoCo: Download Model',
+      placeHolder: `From ${endpoint}`,
+      matchOnDetail: true,
+    });
     if (!picked) return undefined;
     const accessToken = await this.context.secrets.get(HUB_TOKEN_SECRET);
     if (picked.value !== 'other') return { ...picked.value, ...(accessToken ? { accessToken } : {}) };
@@ -98,7 +154,8 @@ export class ModelManager {
       title: 'FiCoCo: Download Model',
       prompt: `A repository on ${endpoint}`,
       placeHolder: 'llava-hf/llava-1.5-7b-hf or owner/name@revision',
-      validateInput: (text) => (/^[\w.-]+\/[\w.-]+(@[\w./-]+)?$/.test(text.trim()) ? undefined : 'Give owner/name, optionally @revision.'),
+      validateInput: (text) =>
+        /^[\w.-]+\/[\w.-]+(@[\w./-]+)?$/.test(text.trim()) ? undefined : 'Give owner/name, optionally @revision.',
     });
     if (!typed) return undefined;
     const [repo, revision = 'main'] = typed.trim().split('@');
@@ -110,7 +167,9 @@ export class ModelManager {
     const stored = await this.context.secrets.get(HUB_TOKEN_SECRET);
     const typed = await vscode.window.showInputBox({
       title: 'FiCoCo: Hugging Face access token',
-      prompt: `For gated or private repositories. Kept in VS Code's secret storage and sent only to the Hub endpoint, over https.${stored ? ' Leave empty to remove the stored token.' : ''}`,
+      prompt:
+        `For gated or private repositories. Kept in VS Code's secret storage and sent only to the Hub ` +
+        `endpoint, over https.${stored ? ' Leave empty to remove the stored token.' : ''}`,
       password: true,
       ignoreFocusOut: true,
       placeHolder: 'hf_…',
@@ -122,30 +181,46 @@ export class ModelManager {
       void vscode.window.showInformationMessage('FiCoCo: the Hugging Face token was removed.');
     } else {
       await this.context.secrets.store(HUB_TOKEN_SECRET, typed.trim());
-      void vscode.window.showInformationMessage('FiCoCo: the Hugging Face token is stored; downloads send it to the Hub endpoint.');
+      void vscode.window.showInformationMessage(
+        'FiCoCo: the Hugging Face token is stored; downloads send it to the Hub endpoint.',
+      );
     }
   }
 
   /** The download itself, in a cancellable notification; undefined when the user cancelled. */
   private runDownload(plan: DownloadPlan): Thenable<string | undefined> {
     const title = `FiCoCo: downloading ${plan.request.repo}`;
-    return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title, cancellable: true }, async (progress, token) => {
-      const controller = new AbortController();
-      token.onCancellationRequested(() => controller.abort());
-      const started = performance.now();
-      const report = byteProgress(progress, { showRate: true, onPercent: (percent) => this.statusBar.busy(`Downloading ${percent.toFixed(0)} %`) });
-      try {
-        const folder = await downloadModel(plan, { signal: controller.signal, onProgress: ({ bytesDone, bytesTotal }) => report(bytesDone, bytesTotal) });
-        this.log.info(`downloaded ${plan.request.repo}@${plan.commit} (${plan.totalBytes} bytes) in ${((performance.now() - started) / 1000).toFixed(1)} s into ${folder}`);
-        return folder;
-      } catch (error) {
-        if (error instanceof FicocoError && error.kind === 'cancelled') {
-          void vscode.window.showInformationMessage(`FiCoCo: download of ${plan.request.repo} paused. Run Download Model again to resume where it stopped.`);
-          return undefined;
+    return vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title, cancellable: true },
+      async (progress, token) => {
+        const controller = new AbortController();
+        token.onCancellationRequested(() => controller.abort());
+        const started = performance.now();
+        const report = byteProgress(progress, {
+          showRate: true,
+          onPercent: (percent) => this.statusBar.busy(`Downloading ${percent.toFixed(0)} %`),
+        });
+        try {
+          const folder = await downloadModel(plan, {
+            signal: controller.signal,
+            onProgress: ({ bytesDone, bytesTotal }) => report(bytesDone, bytesTotal),
+          });
+          this.log.info(
+            `downloaded ${plan.request.repo}@${plan.commit} (${plan.totalBytes} bytes) in ` +
+              `${((performance.now() - started) / 1000).toFixed(1)} s into ${folder}`,
+          );
+          return folder;
+        } catch (error) {
+          if (error instanceof FicocoError && error.kind === 'cancelled') {
+            void vscode.window.showInformationMessage(
+              `FiCoCo: download of ${plan.request.repo} paused. Run Download Model again to resume where it stopped.`,
+            );
+            return undefined;
+          }
+          throw error;
         }
-        throw error;
-      }
-    });
+      },
+    );
   }
 
   private async offerToUse(folder: string, message: string): Promise<void> {
@@ -155,10 +230,20 @@ export class ModelManager {
   }
 
   private async useLocalFolder(): Promise<void> {
-    const [picked] = (await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, openLabel: 'Use This Model', title: 'FiCoCo: a Hugging Face LLaVA model folder' })) ?? [];
+    const [picked] =
+      (await vscode.window.showOpenDialog({
+        canSelectFolders: true,
+        canSelectFiles: false,
+        openLabel: 'Use This Model',
+        title: 'FiCoCo: a Hugging Face LLaVA model folder',
+      })) ?? [];
     if (!picked) return;
     const missing = missingModelFiles(picked.fsPath);
-    if (missing.length > 0) throw new FicocoError(`${picked.fsPath} is not a model folder FiCoCo can load: it has no ${missing.join(', ')}.`, 'model-folder');
+    if (missing.length > 0)
+      throw new FicocoError(
+        `${picked.fsPath} is not a model folder FiCoCo can load: it has no ${missing.join(', ')}.`,
+        'model-folder',
+      );
     await this.setModelPath(picked.fsPath);
   }
 
@@ -176,22 +261,33 @@ export class ModelManager {
       value: { folder: download.folder, partial: true },
     }));
     if (stored.length + partial.length === 0) {
-      return void vscode.window.showInformationMessage('FiCoCo: no downloaded models. (Models used from the Hugging Face cache or a local folder are not FiCoCo\'s to delete.)');
+      return void vscode.window.showInformationMessage(
+        'FiCoCo: no downloaded models. (Models used from the Hugging Face cache or a local folder are not ' +
+          "FiCoCo's to delete.)",
+      );
     }
     const picked = await vscode.window.showQuickPick([...stored, ...partial], { title: 'FiCoCo: Delete Model' });
     if (!picked) return;
-    const confirm = await vscode.window.showWarningMessage(`Delete ${picked.label} (${picked.description})?`, { modal: true, detail: picked.detail }, 'Delete');
+    const confirm = await vscode.window.showWarningMessage(
+      `Delete ${picked.label} (${picked.description})?`,
+      { modal: true, detail: picked.detail },
+      'Delete',
+    );
     if (confirm !== 'Delete') return;
     if (picked.value.partial) {
       deletePartialDownload(this.root, picked.value.folder);
-      return void vscode.window.showInformationMessage(`FiCoCo: deleted the unfinished download ${path.basename(picked.value.folder)}.`);
+      return void vscode.window.showInformationMessage(
+        `FiCoCo: deleted the unfinished download ${path.basename(picked.value.folder)}.`,
+      );
     }
     const inUse = this.modelPath() === picked.value.folder;
     // The engine may hold the weight files open (Windows cannot delete them then).
     if (inUse) this.engine.stop();
     deleteStoredModel(this.root, picked.value.folder);
     if (inUse) await this.setModelPath('');
-    void vscode.window.showInformationMessage(`FiCoCo: deleted ${picked.label}${inUse ? '; the built-in model answers from now on' : ''}.`);
+    void vscode.window.showInformationMessage(
+      `FiCoCo: deleted ${picked.label}${inUse ? '; the built-in model answers from now on' : ''}.`,
+    );
   }
 
   private async reveal(): Promise<void> {
@@ -205,7 +301,10 @@ export class ModelManager {
 
   private async setModelPath(folder: string): Promise<void> {
     await vscode.workspace.getConfiguration('ficoco').update('modelPath', folder, vscode.ConfigurationTarget.Global);
-    if (folder) void vscode.window.showInformationMessage(`FiCoCo: the next answer comes from ${path.basename(path.dirname(folder))}/${path.basename(folder)}.`);
+    if (folder)
+      void vscode.window.showInformationMessage(
+        `FiCoCo: the next answer comes from ${path.basename(path.dirname(folder))}/${path.basename(folder)}.`,
+      );
   }
 
   private async reportFailure(work: Promise<void>): Promise<void> {
@@ -223,10 +322,11 @@ export class ModelManager {
 function consentDetail(plan: DownloadPlan, free: number): string {
   const { request } = plan;
   return [
-    `${plan.files.length} files, ${formatBytes(plan.totalBytes)}, from ${request.endpoint} (${request.repo} at ${plan.commit.slice(0, 7)}).`,
+    `${plan.files.length} files, ${formatBytes(plan.totalBytes)}, from ${request.endpoint} ` +
+      `(${request.repo} at ${plan.commit.slice(0, 7)}).`,
     `Into ${plan.folder} (${formatBytes(free)} free).`,
     verificationSummary(plan),
     'Nothing else leaves this machine. You can cancel at any time; the download resumes where it stopped.',
-    'Check the model\'s licence on its Hub page before use.',
+    "Check the model's licence on its Hub page before use.",
   ].join('\n\n');
 }

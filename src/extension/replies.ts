@@ -65,7 +65,13 @@ export class Replies {
    * Streams one reply of `turnId` into the conversation and finishes it (done, cancelled or failed); never rejects.
    * A reduced answer's speedup is measured after it, and the returned promise waits for that too.
    */
-  async run(turnId: string, kind: ReplyKind, question: string, inputs: ImageInput[], settings: () => ReplySettings): Promise<void> {
+  async run(
+    turnId: string,
+    kind: ReplyKind,
+    question: string,
+    inputs: ImageInput[],
+    settings: () => ReplySettings,
+  ): Promise<void> {
     const { engine, conversation, post, status, log } = this.options;
     const key = `${turnId}/${kind}`;
     const cancel = this.track(key);
@@ -80,7 +86,9 @@ export class Replies {
         question,
         images: inputs.map(({ name, dataBase64 }) => ({ name, dataBase64 })),
         history: conversation.history(turnId),
-        ...(reduction ? { reduction: { method: reduction.method, budget: reduction.budget, params: reduction.params } } : {}),
+        ...(reduction
+          ? { reduction: { method: reduction.method, budget: reduction.budget, params: reduction.params } }
+          : {}),
         maxNewTokens,
         temperature,
         topP: 1,
@@ -93,13 +101,17 @@ export class Replies {
       };
       const result = await engine.ask(model, request, onText, cancel.token);
       const how = alreadyLoaded ? 'model already loaded' : 'including the model load';
-      log.info(`${kind === 'full' ? 'full-token answer' : 'answer'} in ${(performance.now() - asked).toFixed(0)} ms (${how}), ${result.stats.generatedTokens} tokens, stop: ${result.stopReason}`);
+      log.info(
+        `${kind === 'full' ? 'full-token answer' : 'answer'} in ${(performance.now() - asked).toFixed(0)} ms ` +
+          `(${how}), ${result.stats.generatedTokens} tokens, stop: ${result.stopReason}`,
+      );
       this.loaded = { key: loadKey(model), processId: engine.processId };
       const view = statsView(result.stats, reduction);
       this.post(conversation.finish(turnId, kind, result.stopReason, view));
       if (kind === 'answer') {
         status.showAnswer(view);
-        if (reduction && result.stopReason !== 'cancelled') measure = () => this.measure(turnId, model, request, result.stats, view);
+        if (reduction && result.stopReason !== 'cancelled')
+          measure = () => this.measure(turnId, model, request, result.stats, view);
       }
     } catch (error) {
       this.failed(turnId, kind, error);
@@ -140,27 +152,53 @@ export class Replies {
     return this.options.stopGraceMs ?? STOP_GRACE_MS;
   }
 
-  /** The measured speedup of a reduced answer (speedup.ts), shown once known; a failure is logged, never shown as the answer's. */
-  private async measure(turnId: string, model: LoadParams, request: AskOptions, stats: AnswerStats, view: AnswerStatsView): Promise<void> {
+  /**
+   * The measured speedup of a reduced answer (speedup.ts), shown once known; a failure is logged, never shown as the
+   * answer's.
+   */
+  private async measure(
+    turnId: string,
+    model: LoadParams,
+    request: AskOptions,
+    stats: AnswerStats,
+    view: AnswerStatsView,
+  ): Promise<void> {
     const { engine, baselines, status, log } = this.options;
     const key = `${turnId}/speedup`;
     const cancel = this.track(key);
     const baseline = baselineKey(model.modelDir, stats.provider, stats.imageSizes);
-    const prefillOnly = { question: request.question, images: request.images, maxNewTokens: 1, temperature: 0, topP: 1, seed: 0 };
+    const prefillOnly = {
+      question: request.question,
+      images: request.images,
+      maxNewTokens: 1,
+      temperature: 0,
+      topP: 1,
+      seed: 0,
+    };
     const run: PrefillRun = async (reduced) => {
       if (!baselines.get(baseline)) status.busy('Measuring the unreduced baseline');
-      const result = await engine.ask(model, { ...prefillOnly, ...(reduced && request.reduction ? { reduction: request.reduction } : {}) }, () => undefined, cancel.token);
+      const result = await engine.ask(
+        model,
+        { ...prefillOnly, ...(reduced && request.reduction ? { reduction: request.reduction } : {}) },
+        () => undefined,
+        cancel.token,
+      );
       return result.stopReason === 'cancelled' || cancel.token.isCancellationRequested ? undefined : result.stats;
     };
     try {
       const speedup = await measureSpeedup(run, baselines, baseline, prefillMs(stats));
       if (speedup === undefined) return;
-      log.info(`speedup ${speedup.toFixed(2)}× against the unreduced prefill baseline ${baselines.get(baseline)?.toFixed(1)} ms for ${baseline}`);
+      log.info(
+        `speedup ${speedup.toFixed(2)}× against the unreduced prefill baseline ` +
+          `${baselines.get(baseline)?.toFixed(1)} ms for ${baseline}`,
+      );
       this.post(this.options.conversation.setSpeedup(turnId, speedup));
       status.showAnswer({ ...view, speedup });
     } catch (error) {
       if (error instanceof EngineError && error.kind === 'cancelled') return;
-      log.warn(`The speedup of this answer could not be measured: ${error instanceof Error ? error.message : String(error)}`);
+      log.warn(
+        `The speedup of this answer could not be measured: ${error instanceof Error ? error.message : String(error)}`,
+      );
     } finally {
       this.untrack(key, cancel);
     }
@@ -174,7 +212,13 @@ export class Replies {
     }
     const crashed = error instanceof EngineError && error.kind === 'crashed';
     const message = error instanceof Error ? error.message : String(error);
-    this.post(conversation.fail(turnId, kind, crashed ? `${message} The conversation is kept; ask again to continue.` : message));
+    this.post(
+      conversation.fail(
+        turnId,
+        kind,
+        crashed ? `${message} The conversation is kept; ask again to continue.` : message,
+      ),
+    );
     this.options.onFailure(error);
   }
 
@@ -212,6 +256,7 @@ export function statsView(stats: AnswerStats, reduction: ReductionSetting | unde
   if (stats.providerFallback !== undefined) view.providerFallback = stats.providerFallback;
   if (stats.historyTrimmed !== undefined) view.historyTrimmed = { ...stats.historyTrimmed };
   if (reduction) view.reduction = { method: reduction.method, budget: reduction.budgetLabel };
-  if (stats.patchFates) view.imageReductions = stats.patchFates.map(({ rows, cols, patches }) => ({ rows, cols, patches }));
+  if (stats.patchFates)
+    view.imageReductions = stats.patchFates.map(({ rows, cols, patches }) => ({ rows, cols, patches }));
   return view;
 }

@@ -80,7 +80,9 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
     default: '',
     scope: 'machine',
     markdownDescription:
-      'Absolute path of a Hugging Face LLaVA model folder (`config.json`, `*.safetensors`, `tokenizer.json`, `tokenizer_config.json`, `preprocessor_config.json`). Empty: the built-in tiny model. `~` stands for your home folder.',
+      'Absolute path of a Hugging Face LLaVA model folder (`config.json`, `*.safetensors`, ' +
+      '`tokenizer.json`, `tokenizer_config.json`, `preprocessor_config.json`). Empty: the built-in tiny ' +
+      'model. `~` stands for your home folder.',
   },
   'ficoco.hubEndpoint': {
     type: 'string',
@@ -88,7 +90,9 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
     scope: 'machine',
     pattern: '^https?://\\S+$',
     patternErrorMessage: 'An http:// or https:// address, e.g. https://huggingface.co or a mirror.',
-    markdownDescription: 'Where **FiCoCo: Download Model** fetches models: the Hugging Face Hub, or a mirror or proxy that serves its API.',
+    markdownDescription:
+      'Where **FiCoCo: Download Model** fetches models: the Hugging Face Hub, or a mirror or proxy that ' +
+      'serves its API.',
   },
   'ficoco.provider': {
     type: 'string',
@@ -96,14 +100,16 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
     scope: 'machine',
     enum: PROVIDER_SETTINGS,
     enumDescriptions: [
-      'The best provider this machine has (DirectML on Windows, CoreML on macOS, CUDA on Linux when its libraries are present), else CPU.',
+      'The best provider this machine has (DirectML on Windows, CoreML on macOS, CUDA on Linux when its ' +
+        'libraries are present), else CPU.',
       'CPU only.',
       'NVIDIA CUDA 12 with cuDNN 9 (Linux).',
       'DirectML (Windows).',
       'CoreML (macOS on Apple silicon).',
       'WebGPU (experimental).',
     ],
-    markdownDescription: 'ONNX Runtime execution provider. When the chosen one cannot load, FiCoCo runs on the CPU and says why.',
+    markdownDescription:
+      'ONNX Runtime execution provider. When the chosen one cannot load, FiCoCo runs on the CPU and says why.',
   },
   'ficoco.threads': {
     type: 'integer',
@@ -121,10 +127,13 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
     enumDescriptions: [
       'The weights as the model folder stores them.',
       'Decoder linear layers in 8-bit blocks: about half the memory of float16, answers nearly unchanged.',
-      'Decoder linear layers in 4-bit blocks: about a quarter of float16, so a 7B model fits a 16 GB laptop; answers change somewhat.',
+      'Decoder linear layers in 4-bit blocks: about a quarter of float16, so a 7B model fits a 16 GB ' +
+        'laptop; answers change somewhat.',
     ],
     markdownDescription:
-      'Weight-only quantization of the language model\'s linear layers (ONNX Runtime MatMulNBits, blocks of 32). The first load of a model quantizes it and caches the result beside its weights; later loads read the cache.',
+      "Weight-only quantization of the language model's linear layers (ONNX Runtime MatMulNBits, blocks " +
+      'of 32). The first load of a model quantizes it and caches the result beside its weights; later ' +
+      'loads read the cache.',
   },
   'ficoco.quantizationByModel': {
     type: 'object',
@@ -132,14 +141,20 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
     scope: 'machine',
     additionalProperties: { type: 'string', enum: WEIGHT_QUANTIZATIONS },
     markdownDescription:
-      'Weight quantization per model, overriding `#ficoco.quantization#`: model folder → `none`, `int8` or `int4`, e.g. `{ "/models/llava-1.5-7b-hf": "int4" }`.',
+      'Weight quantization per model, overriding `#ficoco.quantization#`: model folder → `none`, `int8` or ' +
+      '`int4`, e.g. `{ "/models/llava-1.5-7b-hf": "int4" }`.',
   },
   'ficoco.reduction.method': {
     type: 'string',
     default: 'ficoco-v',
     enum: [NO_REDUCTION, ...METHODS.map((m) => m.name)],
-    enumDescriptions: ['Every visual token reaches the language model (the unreduced baseline).', ...METHODS.map((m) => m.description)],
-    markdownDescription: 'Visual token reduction: which method removes or merges visual tokens before (or inside) the language model. Parameters of each method are under *FiCoCo › Reduction parameters*.',
+    enumDescriptions: [
+      'Every visual token reaches the language model (the unreduced baseline).',
+      ...METHODS.map((m) => m.description),
+    ],
+    markdownDescription:
+      'Visual token reduction: which method removes or merges visual tokens before (or inside) the ' +
+      'language model. Parameters of each method are under *FiCoCo › Reduction parameters*.',
   },
   'ficoco.reduction.budget': {
     type: 'string',
@@ -147,7 +162,8 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
     pattern: BUDGET_PATTERN,
     patternErrorMessage: `Visual tokens kept per image: ${BUDGET_HINT}.`,
     markdownDescription:
-      'Visual tokens kept per image: a count (`64`) or a share (`11%` or `0.11`). 11 % is 16 of the built-in model\'s 144 tokens and 64 of LLaVA-1.5\'s 576.',
+      'Visual tokens kept per image: a count (`64`) or a share (`11%` or `0.11`). 11 % is 16 of the ' +
+      "built-in model's 144 tokens and 64 of LLaVA-1.5's 576.",
   },
   'ficoco.maxNewTokens': {
     type: 'integer',
@@ -168,7 +184,8 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
     default: 15,
     minimum: 0,
     maximum: 1440,
-    markdownDescription: 'Stop the engine process and free its memory after this many idle minutes. `0`: keep it loaded.',
+    markdownDescription:
+      'Stop the engine process and free its memory after this many idle minutes. `0`: keep it loaded.',
   },
 };
 
@@ -181,7 +198,8 @@ export function expandModelPath(configured: string): string {
 export function reductionParamSettings(): Record<string, SettingSchema> {
   const settings: Record<string, SettingSchema> = {};
   for (const method of METHODS) {
-    for (const [name, spec] of Object.entries(method.params)) settings[paramSettingKey(method.name, name)] = paramSchema(method.name, spec);
+    for (const [name, spec] of Object.entries(method.params))
+      settings[paramSettingKey(method.name, name)] = paramSchema(method.name, spec);
   }
   return settings;
 }
@@ -204,48 +222,104 @@ export function readSettings(get: (key: string) => unknown): { settings: FicocoS
     const schema = MAIN_SETTINGS[key];
     const given = get(key);
     if (given === undefined || valid(given)) return (given ?? schema.default) as T;
-    problems.push({ setting: key, message: `${key} is ${JSON.stringify(given)}; expected ${expected}. Using the default, ${JSON.stringify(schema.default)}.` });
+    problems.push({
+      setting: key,
+      message: `${key} is ${JSON.stringify(given)}; expected ${expected}. Using the default, ${JSON.stringify(schema.default)}.`,
+    });
     return schema.default as T;
   };
-  const inRange = (key: string, integer: boolean) => (v: unknown): v is number => {
-    const { minimum = -Infinity, maximum = Infinity } = MAIN_SETTINGS[key];
-    return typeof v === 'number' && Number.isFinite(v) && v >= minimum && v <= maximum && (!integer || Number.isInteger(v));
-  };
-  const range = (key: string, integer: boolean) => `${integer ? 'a whole number' : 'a number'} from ${MAIN_SETTINGS[key].minimum} to ${MAIN_SETTINGS[key].maximum}`;
-  const oneOf = (key: string) => (v: unknown): v is string => typeof v === 'string' && (MAIN_SETTINGS[key].enum ?? []).includes(v);
+  const inRange =
+    (key: string, integer: boolean) =>
+    (v: unknown): v is number => {
+      const { minimum = -Infinity, maximum = Infinity } = MAIN_SETTINGS[key];
+      return (
+        typeof v === 'number' && Number.isFinite(v) && v >= minimum && v <= maximum && (!integer || Number.isInteger(v))
+      );
+    };
+  const range = (key: string, integer: boolean) =>
+    `${integer ? 'a whole number' : 'a number'} from ${MAIN_SETTINGS[key].minimum} to ${MAIN_SETTINGS[key].maximum}`;
+  const oneOf =
+    (key: string) =>
+    (v: unknown): v is string =>
+      typeof v === 'string' && (MAIN_SETTINGS[key].enum ?? []).includes(v);
   const isString = (v: unknown): v is string => typeof v === 'string';
 
-  const method = value('ficoco.reduction.method', oneOf('ficoco.reduction.method'), `one of ${MAIN_SETTINGS['ficoco.reduction.method'].enum!.join(', ')}`);
-  const budgetLabel = value('ficoco.reduction.budget', (v): v is string => typeof v === 'string' && parseBudget(v) !== undefined, BUDGET_HINT).trim();
+  const method = value(
+    'ficoco.reduction.method',
+    oneOf('ficoco.reduction.method'),
+    `one of ${MAIN_SETTINGS['ficoco.reduction.method'].enum!.join(', ')}`,
+  );
+  const budgetLabel = value(
+    'ficoco.reduction.budget',
+    (v): v is string => typeof v === 'string' && parseBudget(v) !== undefined,
+    BUDGET_HINT,
+  ).trim();
   const settings: FicocoSettings = {
     modelPath: value('ficoco.modelPath', isString, 'a folder path').trim(),
-    provider: value('ficoco.provider', oneOf('ficoco.provider'), `one of ${PROVIDER_SETTINGS.join(', ')}`) as ProviderSetting,
+    provider: value(
+      'ficoco.provider',
+      oneOf('ficoco.provider'),
+      `one of ${PROVIDER_SETTINGS.join(', ')}`,
+    ) as ProviderSetting,
     threads: value('ficoco.threads', inRange('ficoco.threads', true), range('ficoco.threads', true)),
-    quantization: value('ficoco.quantization', oneOf('ficoco.quantization'), `one of ${WEIGHT_QUANTIZATIONS.join(', ')}`) as WeightQuantization,
-    quantizationByModel: value('ficoco.quantizationByModel', isQuantizationMap, `an object from model folders to one of ${WEIGHT_QUANTIZATIONS.join(', ')}`),
-    reduction: method === NO_REDUCTION ? undefined : { method, budget: parseBudget(budgetLabel)!, budgetLabel, params: methodParams(method, get, problems) },
-    maxNewTokens: value('ficoco.maxNewTokens', inRange('ficoco.maxNewTokens', true), range('ficoco.maxNewTokens', true)),
+    quantization: value(
+      'ficoco.quantization',
+      oneOf('ficoco.quantization'),
+      `one of ${WEIGHT_QUANTIZATIONS.join(', ')}`,
+    ) as WeightQuantization,
+    quantizationByModel: value(
+      'ficoco.quantizationByModel',
+      isQuantizationMap,
+      `an object from model folders to one of ${WEIGHT_QUANTIZATIONS.join(', ')}`,
+    ),
+    reduction:
+      method === NO_REDUCTION
+        ? undefined
+        : { method, budget: parseBudget(budgetLabel)!, budgetLabel, params: methodParams(method, get, problems) },
+    maxNewTokens: value(
+      'ficoco.maxNewTokens',
+      inRange('ficoco.maxNewTokens', true),
+      range('ficoco.maxNewTokens', true),
+    ),
     temperature: value('ficoco.temperature', inRange('ficoco.temperature', false), range('ficoco.temperature', false)),
-    unloadAfterMinutes: value('ficoco.unloadAfterMinutes', inRange('ficoco.unloadAfterMinutes', true), range('ficoco.unloadAfterMinutes', true)),
+    unloadAfterMinutes: value(
+      'ficoco.unloadAfterMinutes',
+      inRange('ficoco.unloadAfterMinutes', true),
+      range('ficoco.unloadAfterMinutes', true),
+    ),
   };
   return { settings, problems };
 }
 
 function isQuantizationMap(v: unknown): v is Record<string, WeightQuantization> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every((q) => (WEIGHT_QUANTIZATIONS as readonly unknown[]).includes(q));
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    !Array.isArray(v) &&
+    Object.values(v).every((q) => (WEIGHT_QUANTIZATIONS as readonly unknown[]).includes(q))
+  );
 }
 
-/** Where the extension keeps what the settings point at: its built-in model, and quantized weights of Hugging Face cache models. */
+/**
+ * Where the extension keeps what the settings point at: its built-in model, and quantized weights of Hugging Face cache
+ * models.
+ */
 export interface ExtensionFolders {
   builtinModel: string;
   quantizedCache: string;
 }
 
-/** The engine load the settings ask for: the model folder (the built-in one when empty), provider, threads, quantization. */
+/**
+ * The engine load the settings ask for: the model folder (the built-in one when empty), provider, threads,
+ * quantization.
+ */
 export function loadParamsOf(settings: FicocoSettings, folders: ExtensionFolders): LoadParams {
   const modelDir = settings.modelPath === '' ? folders.builtinModel : expandModelPath(settings.modelPath);
   if (!path.isAbsolute(modelDir)) {
-    throw new SettingsError(`ficoco.modelPath is "${settings.modelPath}"; set it to the absolute path of a model folder (${MODEL_FILES}).`, 'ficoco.modelPath');
+    throw new SettingsError(
+      `ficoco.modelPath is "${settings.modelPath}"; set it to the absolute path of a model folder (${MODEL_FILES}).`,
+      'ficoco.modelPath',
+    );
   }
   const quantization = quantizationFor(settings, modelDir);
   return {
@@ -258,12 +332,18 @@ export function loadParamsOf(settings: FicocoSettings, folders: ExtensionFolders
 
 /** The quantization for a model folder: its own entry in ficoco.quantizationByModel, else ficoco.quantization. */
 export function quantizationFor(settings: FicocoSettings, modelDir: string): WeightQuantization {
-  const own = Object.entries(settings.quantizationByModel).find(([folder]) => folder.replace(/[\\/]+$/, '') === modelDir.replace(/[\\/]+$/, ''));
+  const own = Object.entries(settings.quantizationByModel).find(
+    ([folder]) => folder.replace(/[\\/]+$/, '') === modelDir.replace(/[\\/]+$/, ''),
+  );
   return own?.[1] ?? settings.quantization;
 }
 
 /** The method's parameters the user set; each invalid one is reported and left to its default. */
-function methodParams(method: string, get: (key: string) => unknown, problems: SettingProblem[]): Record<string, ParamValue> {
+function methodParams(
+  method: string,
+  get: (key: string) => unknown,
+  problems: SettingProblem[],
+): Record<string, ParamValue> {
   const spec = METHODS.find((m) => m.name === method)!;
   const params: Record<string, ParamValue> = {};
   for (const name of Object.keys(spec.params)) {
@@ -274,18 +354,31 @@ function methodParams(method: string, get: (key: string) => unknown, problems: S
       resolveParams(spec, { [name]: given });
       params[name] = given as ParamValue;
     } catch (error) {
-      problems.push({ setting: key, message: `${key}: ${error instanceof Error ? error.message : String(error)} Using the default.` });
+      problems.push({
+        setting: key,
+        message: `${key}: ${error instanceof Error ? error.message : String(error)} Using the default.`,
+      });
     }
   }
   return params;
 }
 
 /** package.json's contributes.configuration: the main settings, then one section for the methods' parameters. */
-export function configurationSections(): { id: string; title: string; order: number; properties: Record<string, SettingSchema> }[] {
+export function configurationSections(): {
+  id: string;
+  title: string;
+  order: number;
+  properties: Record<string, SettingSchema>;
+}[] {
   const ordered = (settings: Record<string, SettingSchema>) =>
     Object.fromEntries(Object.entries(settings).map(([key, schema], order) => [key, { ...schema, order }]));
   return [
     { id: 'ficoco', title: 'FiCoCo', order: 0, properties: ordered(MAIN_SETTINGS) },
-    { id: 'ficoco-reduction-parameters', title: 'Reduction parameters', order: 1, properties: ordered(reductionParamSettings()) },
+    {
+      id: 'ficoco-reduction-parameters',
+      title: 'Reduction parameters',
+      order: 1,
+      properties: ordered(reductionParamSettings()),
+    },
   ];
 }

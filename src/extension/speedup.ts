@@ -5,7 +5,10 @@
  */
 import type { AnswerStats } from '../protocol/engine';
 
-/** One prefill-only run of the question just answered, without reduction (`reduced` false) or with it; undefined once cancelled. */
+/**
+ * One prefill-only run of the question just answered, without reduction (`reduced` false) or with it; undefined once
+ * cancelled.
+ */
 export type PrefillRun = (reduced: boolean) => Promise<Pick<AnswerStats, 'visionMs' | 'prefillMs'> | undefined>;
 
 export interface BaselineStore {
@@ -14,7 +17,11 @@ export interface BaselineStore {
 }
 
 /** What a baseline depends on: the model folder, the provider it ran on, and the images' sizes. */
-export function baselineKey(modelDir: string, provider: string, imageSizes: readonly { width: number; height: number }[]): string {
+export function baselineKey(
+  modelDir: string,
+  provider: string,
+  imageSizes: readonly { width: number; height: number }[],
+): string {
   return `ficoco.baseline/${provider}/${imageSizes.map(({ width, height }) => `${width}x${height}`).join('+')}/${modelDir}`;
 }
 
@@ -48,7 +55,12 @@ export function flopsRatio(stats: Pick<AnswerStats, 'flops'>): number {
  * then the reduced prefill once more, warm (the answer may have been the session's first reduced run, not yet compiled
  * by V8). Undefined when a run was cancelled; a failed run rejects, and the caller keeps the answer as it is.
  */
-export async function measureSpeedup(run: PrefillRun, baselines: Baselines, key: string, reducedMs: number): Promise<number | undefined> {
+export async function measureSpeedup(
+  run: PrefillRun,
+  baselines: Baselines,
+  key: string,
+  reducedMs: number,
+): Promise<number | undefined> {
   let baseline = baselines.get(key);
   let reduced = reducedMs;
   if (baseline === undefined) {

@@ -34,7 +34,9 @@ export class SpeedupStatusBar implements vscode.Disposable {
   idle(): void {
     this.item.text = this.last?.text ?? '$(zap) FiCoCo';
     this.item.tooltip = this.last?.tooltip ?? 'FiCoCo: no answer yet. Click to choose the reduction method.';
-    this.item.accessibilityInformation = { label: this.last ? `FiCoCo ${this.last.text.replace('$(zap) ', '')}` : 'FiCoCo' };
+    this.item.accessibilityInformation = {
+      label: this.last ? `FiCoCo ${this.last.text.replace('$(zap) ', '')}` : 'FiCoCo',
+    };
   }
 
   /** Shows an answer's figures; the speedup may come later, once the unreduced baseline is measured. */
@@ -57,15 +59,27 @@ export function statusText(stats: AnswerStatsView): string {
 
 export function statusTooltip(stats: AnswerStatsView): vscode.MarkdownString {
   const rows: [string, string][] = [
-    ['reduction', stats.reduction ? `${stats.reduction.method}, budget ${stats.reduction.budget}` : 'off (every visual token)'],
+    [
+      'reduction',
+      stats.reduction ? `${stats.reduction.method}, budget ${stats.reduction.budget}` : 'off (every visual token)',
+    ],
     ['visual tokens kept', keptTokens(stats)],
-    ['prefill speedup (measured)', stats.speedup !== undefined ? `${stats.speedup.toFixed(2)}×` : stats.reduction ? 'measuring the unreduced baseline…' : '1×'],
+    [
+      'prefill speedup (measured)',
+      stats.speedup !== undefined
+        ? `${stats.speedup.toFixed(2)}×`
+        : stats.reduction
+          ? 'measuring the unreduced baseline…'
+          : '1×',
+    ],
     ['FLOPs saved (analytic)', stats.flopsRatio !== undefined ? `${(100 * (1 - stats.flopsRatio)).toFixed(0)} %` : '–'],
     ['provider', stats.providerFallback ? `${stats.provider} (${stats.providerFallback})` : stats.provider],
     ['time to first token', `${stats.ttftMs.toFixed(0)} ms`],
     ['decode', `${stats.decodeTokensPerSecond.toFixed(1)} tokens/s`],
   ];
-  const markdown = new vscode.MarkdownString(`**FiCoCo** — last answer\n\n| | |\n|---|---|\n${rows.map(([name, value]) => `| ${name} | ${value} |`).join('\n')}\n\nClick to change the reduction.`);
+  const markdown = new vscode.MarkdownString(
+    `**FiCoCo** — last answer\n\n| | |\n|---|---|\n${rows.map(([name, value]) => `| ${name} | ${value} |`).join('\n')}\n\nClick to change the reduction.`,
+  );
   markdown.isTrusted = false;
   return markdown;
 }

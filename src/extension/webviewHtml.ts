@@ -10,7 +10,10 @@ export interface WebviewPage {
   title: string;
 }
 
-/** A fresh nonce and a strict CSP on every call: only our bundled script runs, images come from the webview or data: URLs. */
+/**
+ * A fresh nonce and a strict CSP on every call: only our bundled script runs, images come from the webview or data:
+ * URLs.
+ */
 export function webviewHtml(page: WebviewPage, nonce: string = randomBytes(18).toString('base64')): string {
   const csp = [
     "default-src 'none'",

@@ -15,5 +15,6 @@ export class FlopsError extends Error {
 
 /** Throws unless `value` is a finite integer ≥ 0 (token counts, layer counts). */
 export function checkCount(value: number, what: string): void {
-  if (!Number.isInteger(value) || value < 0) throw new FlopsError(`${what} is ${value}; expected a whole number ≥ 0.`, 'input');
+  if (!Number.isInteger(value) || value < 0)
+    throw new FlopsError(`${what} is ${value}; expected a whole number ≥ 0.`, 'input');
 }

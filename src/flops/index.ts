@@ -3,9 +3,24 @@ export { FlopsError } from './errors';
 export { LLM_ELEMENTWISE, kvBytesPerToken, kvCacheBytes, llmLayerFlops, llmPrefillFlops } from './llm';
 export type { LayerFlops } from './layer';
 export type { LlmArch } from './llm';
-export { VISION_ELEMENTWISE, projectorFlops, visionEmbeddingFlops, visionLayerFlops, visionTokensPerImage, visionTowerFlops } from './vision';
+export {
+  VISION_ELEMENTWISE,
+  projectorFlops,
+  visionEmbeddingFlops,
+  visionLayerFlops,
+  visionTokensPerImage,
+  visionTowerFlops,
+} from './vision';
 export type { ProjectorArch, VisionArch } from './vision';
-export { ARCH_PRESETS, archPreset, peakRunBytes, reducedBeforeLlmShape, runFlops, runKvCacheBytes, unreducedShape } from './model';
+export {
+  ARCH_PRESETS,
+  archPreset,
+  peakRunBytes,
+  reducedBeforeLlmShape,
+  runFlops,
+  runKvCacheBytes,
+  unreducedShape,
+} from './model';
 export type { ModelArch, PromptSize, RunFlops, RunShape } from './model';
 export { flopsRows, flopsTable } from './table';
 export type { FlopsRow } from './table';

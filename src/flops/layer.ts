@@ -18,5 +18,9 @@ export interface LayerFlops {
 export function checkLayerTokens(tokens: number, mlpTokens: number, where: string): void {
   checkCount(tokens, `tokens entering the ${where} layer`);
   checkCount(mlpTokens, `tokens entering the ${where} MLP`);
-  if (mlpTokens > tokens) throw new FlopsError(`tokens entering the ${where} MLP (${mlpTokens}) exceed tokens entering the layer (${tokens}).`, 'input');
+  if (mlpTokens > tokens)
+    throw new FlopsError(
+      `tokens entering the ${where} MLP (${mlpTokens}) exceed tokens entering the layer (${tokens}).`,
+      'input',
+    );
 }

@@ -27,7 +27,6 @@ export interface LlmArch {
 /** Per token-element ops, LLM-Viewer's values (see the file comment). */
 export const LLM_ELEMENTWISE = { rmsNorm: 7, residualAdd: 1, gatedActivation: 2 } as const;
 
-
 /**
  * FLOPs of one decoder layer at prefill. `tokens` enter the layer (attention attends over all of them);
  * `mlpTokens` (default `tokens`) enter its MLP half — smaller when a reduction runs between attention and
@@ -46,7 +45,14 @@ export function llmLayerFlops(arch: LlmArch, tokens: number, mlpTokens = tokens)
   const mlp = 2 * m * 3 * d * ffn;
   const e = LLM_ELEMENTWISE;
   const elementwise = (e.rmsNorm + e.residualAdd) * n * d + (e.rmsNorm + e.residualAdd + e.gatedActivation) * m * d;
-  return { attentionProjections, attentionScores, softmax, mlp, elementwise, total: attentionProjections + attentionScores + softmax + mlp + elementwise };
+  return {
+    attentionProjections,
+    attentionScores,
+    softmax,
+    mlp,
+    elementwise,
+    total: attentionProjections + attentionScores + softmax + mlp + elementwise,
+  };
 }
 
 /**
@@ -54,7 +60,11 @@ export function llmLayerFlops(arch: LlmArch, tokens: number, mlpTokens = tokens)
  * a reduction inside the LLM shortens the later entries). `mlpTokensPerLayer`, when given, holds the
  * tokens entering each layer's MLP half.
  */
-export function llmPrefillFlops(arch: LlmArch, tokensPerLayer: readonly number[], mlpTokensPerLayer?: readonly number[]): number {
+export function llmPrefillFlops(
+  arch: LlmArch,
+  tokensPerLayer: readonly number[],
+  mlpTokensPerLayer?: readonly number[],
+): number {
   checkLayerList(arch, tokensPerLayer, 'decoder token list');
   if (mlpTokensPerLayer) checkLayerList(arch, mlpTokensPerLayer, 'decoder MLP token list');
   let total = 0;
@@ -80,6 +90,10 @@ export function kvCacheBytes(arch: LlmArch, tokensPerLayer: readonly number[], b
 }
 
 function checkLayerList(arch: LlmArch, list: readonly number[], what: string): void {
-  if (list.length !== arch.layers) throw new FlopsError(`The ${what} has ${list.length} entries; the decoder has ${arch.layers} layers (one entry per layer).`, 'input');
+  if (list.length !== arch.layers)
+    throw new FlopsError(
+      `The ${what} has ${list.length} entries; the decoder has ${arch.layers} layers (one entry per layer).`,
+      'input',
+    );
   list.forEach((n, i) => checkCount(n, `${what}[${i}]`));
 }

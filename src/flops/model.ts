@@ -40,9 +40,15 @@ export interface RunFlops {
 
 export function runFlops(arch: ModelArch, shape: RunShape): RunFlops {
   if (shape.visionMlp && shape.visionMlp.length !== shape.vision.length) {
-    throw new FlopsError(`visionMlp has ${shape.visionMlp.length} image lists; vision has ${shape.vision.length}.`, 'input');
+    throw new FlopsError(
+      `visionMlp has ${shape.visionMlp.length} image lists; vision has ${shape.vision.length}.`,
+      'input',
+    );
   }
-  const vision = shape.vision.reduce((sum, layers, image) => sum + visionTowerFlops(arch.vision, layers, shape.visionMlp?.[image]), 0);
+  const vision = shape.vision.reduce(
+    (sum, layers, image) => sum + visionTowerFlops(arch.vision, layers, shape.visionMlp?.[image]),
+    0,
+  );
   const projector = projectorFlops(arch.projector, shape.projector);
   const llm = llmPrefillFlops(arch.llm, shape.llm, shape.llmMlp);
   return { vision, projector, llm, total: vision + projector + llm };
@@ -58,11 +64,20 @@ export function runKvCacheBytes(arch: ModelArch, shape: RunShape, bytesPerElemen
  * layer's working set — attention logits and probabilities (2 · heads · n²), the MLP's gate, up and their product
  * (3 · n · intermediate) and a few copies of the hidden states (4 · n · hidden).
  */
-export function peakRunBytes(arch: ModelArch, run: { promptTokens: number; answerTokens: number }, bytesPerElement: number): number {
+export function peakRunBytes(
+  arch: ModelArch,
+  run: { promptTokens: number; answerTokens: number },
+  bytesPerElement: number,
+): number {
   const layer = (tokens: number, hidden: number, intermediate: number, heads: number) =>
     bytesPerElement * (2 * heads * tokens * tokens + 3 * tokens * intermediate + 4 * tokens * hidden);
   const decoder = layer(run.promptTokens, arch.llm.hiddenSize, arch.llm.intermediateSize, arch.llm.heads);
-  const vision = layer(visionTokensPerImage(arch.vision), arch.vision.hiddenSize, arch.vision.intermediateSize, arch.vision.heads);
+  const vision = layer(
+    visionTokensPerImage(arch.vision),
+    arch.vision.hiddenSize,
+    arch.vision.intermediateSize,
+    arch.vision.heads,
+  );
   return kvBytesPerToken(arch.llm, bytesPerElement) * (run.promptTokens + run.answerTokens) + Math.max(decoder, vision);
 }
 
@@ -87,7 +102,11 @@ export function reducedBeforeLlmShape(arch: ModelArch, prompt: PromptSize & { vi
   checkCount(prompt.visualTokens, 'visual tokens kept');
   const available = prompt.images * arch.visualTokensPerImage;
   if (prompt.visualTokens > available) {
-    throw new FlopsError(`${prompt.visualTokens} visual tokens kept, but ${prompt.images} image(s) give only ${available} (${arch.visualTokensPerImage} each).`, 'input');
+    throw new FlopsError(
+      `${prompt.visualTokens} visual tokens kept, but ${prompt.images} image(s) give only ${available} ` +
+        `(${arch.visualTokensPerImage} each).`,
+      'input',
+    );
   }
   const perImage = new Array<number>(arch.vision.layersRun).fill(visionTokensPerImage(arch.vision));
   return {
@@ -100,14 +119,29 @@ export function reducedBeforeLlmShape(arch: ModelArch, prompt: PromptSize & { vi
 // ---------------------------------------------------------------------------------------------------------
 // Presets
 
-const CLIP_L_336: VisionArch = { hiddenSize: 1024, intermediateSize: 4096, heads: 16, layers: 24, layersRun: 23, imageSize: 336, patchSize: 14, channels: 3 };
+const CLIP_L_336: VisionArch = {
+  hiddenSize: 1024,
+  intermediateSize: 4096,
+  heads: 16,
+  layers: 24,
+  layersRun: 23,
+  imageSize: 336,
+  patchSize: 14,
+  channels: 3,
+};
 
 function llama(hiddenSize: number, intermediateSize: number, layers: number, heads: number, kvHeads = heads): LlmArch {
   return { hiddenSize, intermediateSize, layers, heads, kvHeads, headDim: hiddenSize / heads };
 }
 
 function llava(name: string, llm: LlmArch): ModelArch {
-  return { name, vision: { ...CLIP_L_336 }, visualTokensPerImage: 576, projector: { inputSize: 1024, hiddenSize: llm.hiddenSize, outputSize: llm.hiddenSize }, llm };
+  return {
+    name,
+    vision: { ...CLIP_L_336 },
+    visualTokensPerImage: 576,
+    projector: { inputSize: 1024, hiddenSize: llm.hiddenSize, outputSize: llm.hiddenSize },
+    llm,
+  };
 }
 
 /** Architectures by name: the paper's models and the TinyLLaVA shape. */
@@ -120,6 +154,7 @@ export const ARCH_PRESETS: Readonly<Record<string, ModelArch>> = {
 /** A preset by name (a copy); an unknown name is an error listing the known ones. */
 export function archPreset(name: string): ModelArch {
   const arch = Object.hasOwn(ARCH_PRESETS, name) ? ARCH_PRESETS[name] : undefined;
-  if (!arch) throw new FlopsError(`Unknown architecture "${name}"; known: ${Object.keys(ARCH_PRESETS).join(', ')}.`, 'input');
+  if (!arch)
+    throw new FlopsError(`Unknown architecture "${name}"; known: ${Object.keys(ARCH_PRESETS).join(', ')}.`, 'input');
   return structuredClone(arch);
 }

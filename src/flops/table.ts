@@ -43,21 +43,31 @@ export function flopsRows(arch: ModelArch, textTokens: number, visualBudgets: re
 export function flopsTable(arch: ModelArch, textTokens: number, visualBudgets: readonly number[]): string {
   const rows = flopsRows(arch, textTokens, visualBudgets);
   const tera = (flops: number): string => (flops / 1e12).toFixed(2);
-  const header = ['visual tokens kept', 'LLM tokens', 'LLM prefill TFLOPs', 'vision + projector TFLOPs', 'total TFLOPs', 'LLM vs unreduced', 'total vs unreduced', 'KV cache MB (fp16)'];
+  const header = [
+    'visual tokens kept',
+    'LLM tokens',
+    'LLM prefill TFLOPs',
+    'vision + projector TFLOPs',
+    'total TFLOPs',
+    'LLM vs unreduced',
+    'total vs unreduced',
+    'KV cache MB (fp16)',
+  ];
   const lines = [
     `| ${header.join(' | ')} |`,
     `|${header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`,
-    ...rows.map((r) =>
-      `| ${[
-        `${r.visualTokens}/${arch.visualTokensPerImage}`,
-        String(r.llmTokens),
-        tera(r.llm),
-        tera(r.vision + r.projector),
-        tera(r.total),
-        `${(r.llmRatio * 100).toFixed(1)} % (${(1 / r.llmRatio).toFixed(1)}×)`,
-        `${(r.totalRatio * 100).toFixed(1)} %`,
-        (r.kvBytes / 1e6).toFixed(1),
-      ].join(' | ')} |`,
+    ...rows.map(
+      (r) =>
+        `| ${[
+          `${r.visualTokens}/${arch.visualTokensPerImage}`,
+          String(r.llmTokens),
+          tera(r.llm),
+          tera(r.vision + r.projector),
+          tera(r.total),
+          `${(r.llmRatio * 100).toFixed(1)} % (${(1 / r.llmRatio).toFixed(1)}×)`,
+          `${(r.totalRatio * 100).toFixed(1)} %`,
+          (r.kvBytes / 1e6).toFixed(1),
+        ].join(' | ')} |`,
     ),
   ];
   return lines.join('\n');

@@ -41,7 +41,6 @@ export function visionTokensPerImage(arch: VisionArch): number {
   return side * side + 1;
 }
 
-
 /**
  * FLOPs of one encoder layer: `tokens` enter it; `mlpTokens` (default `tokens`) enter its MLP half —
  * fewer when a reduction runs between attention and MLP inside the layer (FiCoCo-V / ToMe placement).
@@ -57,7 +56,14 @@ export function visionLayerFlops(arch: VisionArch, tokens: number, mlpTokens = t
   const mlp = 2 * m * 2 * d * ffn;
   const e = VISION_ELEMENTWISE;
   const elementwise = (e.layerNorm + e.residualAdd) * (n + m) * d + e.activation * m * ffn;
-  return { attentionProjections, attentionScores, softmax, mlp, elementwise, total: attentionProjections + attentionScores + softmax + mlp + elementwise };
+  return {
+    attentionProjections,
+    attentionScores,
+    softmax,
+    mlp,
+    elementwise,
+    total: attentionProjections + attentionScores + softmax + mlp + elementwise,
+  };
 }
 
 /** Patch embedding (a stride-p convolution = one matmul per patch), position add and pre-LayerNorm, per image. */
@@ -65,14 +71,21 @@ export function visionEmbeddingFlops(arch: VisionArch): number {
   const tokens = visionTokensPerImage(arch);
   const patches = tokens - 1;
   const e = VISION_ELEMENTWISE;
-  return 2 * patches * arch.channels * arch.patchSize * arch.patchSize * arch.hiddenSize + (e.positionAdd + e.layerNorm) * tokens * arch.hiddenSize;
+  return (
+    2 * patches * arch.channels * arch.patchSize * arch.patchSize * arch.hiddenSize +
+    (e.positionAdd + e.layerNorm) * tokens * arch.hiddenSize
+  );
 }
 
 /**
  * FLOPs of one image through the tower: embeddings, then `tokensPerLayer[i]` tokens entering run layer i
  * (one entry per layer that runs, `arch.layersRun`). `mlpTokensPerLayer`: tokens entering each MLP half.
  */
-export function visionTowerFlops(arch: VisionArch, tokensPerLayer: readonly number[], mlpTokensPerLayer?: readonly number[]): number {
+export function visionTowerFlops(
+  arch: VisionArch,
+  tokensPerLayer: readonly number[],
+  mlpTokensPerLayer?: readonly number[],
+): number {
   checkList(arch, tokensPerLayer, 'vision token list');
   if (mlpTokensPerLayer) checkList(arch, mlpTokensPerLayer, 'vision MLP token list');
   let total = arch.layersRun > 0 ? visionEmbeddingFlops(arch) : 0;
@@ -85,11 +98,19 @@ export function visionTowerFlops(arch: VisionArch, tokensPerLayer: readonly numb
 /** Projector FLOPs for `tokens` tokens: 2N(in·hidden + hidden·out) + N·hidden (GELU). */
 export function projectorFlops(arch: ProjectorArch, tokens: number): number {
   checkCount(tokens, 'tokens entering the projector');
-  return 2 * tokens * (arch.inputSize * arch.hiddenSize + arch.hiddenSize * arch.outputSize) + VISION_ELEMENTWISE.activation * tokens * arch.hiddenSize;
+  return (
+    2 * tokens * (arch.inputSize * arch.hiddenSize + arch.hiddenSize * arch.outputSize) +
+    VISION_ELEMENTWISE.activation * tokens * arch.hiddenSize
+  );
 }
 
 function checkList(arch: VisionArch, list: readonly number[], what: string): void {
-  if (list.length !== arch.layersRun) throw new FlopsError(`The ${what} has ${list.length} entries; the tower runs ${arch.layersRun} layers (one entry per layer that runs).`, 'input');
+  if (list.length !== arch.layersRun)
+    throw new FlopsError(
+      `The ${what} has ${list.length} entries; the tower runs ${arch.layersRun} layers (one entry per ` +
+        `layer that runs).`,
+      'input',
+    );
   const max = visionTokensPerImage(arch);
   list.forEach((n, i) => {
     checkCount(n, `${what}[${i}]`);

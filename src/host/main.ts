@@ -4,7 +4,15 @@
  * order, because ONNX Runtime blocks this thread while it works. stdout stays silent; logs go to stderr.
  */
 import * as path from 'node:path';
-import { CancellationToken, ErrorCodes, IPCMessageReader, IPCMessageWriter, MessageConnection, ResponseError, createMessageConnection } from 'vscode-jsonrpc/node';
+import {
+  CancellationToken,
+  ErrorCodes,
+  IPCMessageReader,
+  IPCMessageWriter,
+  MessageConnection,
+  ResponseError,
+  createMessageConnection,
+} from 'vscode-jsonrpc/node';
 import { LlavaEngine } from '../engine/engine';
 import { FicocoError } from '../common/errors';
 import {
@@ -52,22 +60,35 @@ class EngineHost {
       if (this.loaded?.key !== key) {
         await this.unload();
         log(`loading ${modelDir} (provider ${params.provider}, weights ${params.quantization ?? 'none'})`);
-        const engine = await LlavaEngine.load(modelDir, { provider: params.provider, threads: params.threads, quantization: params.quantization, quantizedCacheDir: params.quantizedCacheDir });
+        const engine = await LlavaEngine.load(modelDir, {
+          provider: params.provider,
+          threads: params.threads,
+          quantization: params.quantization,
+          quantizedCacheDir: params.quantizedCacheDir,
+        });
         this.loaded = { key, engine };
         log(`loaded on ${engine.provider}${engine.providerFallback ? ` (${engine.providerFallback})` : ''}`);
       }
       const { engine } = this.loaded;
-      return { provider: engine.provider, modelDir: engine.modelDir, ...(engine.providerFallback ? { providerFallback: engine.providerFallback } : {}) };
+      return {
+        provider: engine.provider,
+        modelDir: engine.modelDir,
+        ...(engine.providerFallback ? { providerFallback: engine.providerFallback } : {}),
+      };
     });
   }
 
   ask(params: AskParams, token: CancellationToken): Promise<AskResult> {
     return this.queue.run(async () => {
       if (token.isCancellationRequested) {
-        throw new ResponseError<EngineErrorData>(ENGINE_FAILURE, 'The question was cancelled before it started.', { kind: 'cancelled' });
+        throw new ResponseError<EngineErrorData>(ENGINE_FAILURE, 'The question was cancelled before it started.', {
+          kind: 'cancelled',
+        });
       }
       if (!this.loaded) {
-        throw new ResponseError<EngineErrorData>(ENGINE_FAILURE, 'No model is loaded; send engine/load first.', { kind: 'not-loaded' });
+        throw new ResponseError<EngineErrorData>(ENGINE_FAILURE, 'No model is loaded; send engine/load first.', {
+          kind: 'not-loaded',
+        });
       }
       // The engine checks the signal between decode steps and then returns the partial answer.
       const controller = new AbortController();
@@ -77,11 +98,15 @@ class EngineHost {
           question: params.question,
           images: params.images.map((image) => ({ name: image.name, bytes: Buffer.from(image.dataBase64, 'base64') })),
           maxNewTokens: params.maxNewTokens,
-          history: (params.history ?? []).map(({ role, text }) => ({ role, content: [{ type: 'text' as const, text }] })),
+          history: (params.history ?? []).map(({ role, text }) => ({
+            role,
+            content: [{ type: 'text' as const, text }],
+          })),
           reduction: params.reduction,
           sampling: { temperature: params.temperature, topP: params.topP, seed: params.seed },
           signal: controller.signal,
-          onText: (text) => void this.connection.sendNotification(TextNotification, { requestId: params.requestId, text }),
+          onText: (text) =>
+            void this.connection.sendNotification(TextNotification, { requestId: params.requestId, text }),
         });
         return { text: answer.text, stopReason: answer.stopReason, stats: answer.stats };
       } finally {
@@ -100,10 +125,13 @@ class EngineHost {
 /** Every failure leaves as a ResponseError whose data names its kind. */
 function toResponseError(error: unknown): ResponseError<EngineErrorData> {
   if (error instanceof ResponseError) return error as ResponseError<EngineErrorData>;
-  if (error instanceof FicocoError) return new ResponseError<EngineErrorData>(ENGINE_FAILURE, error.message, { kind: error.kind });
+  if (error instanceof FicocoError)
+    return new ResponseError<EngineErrorData>(ENGINE_FAILURE, error.message, { kind: error.kind });
   log(`unexpected error: ${error instanceof Error ? error.stack : String(error)}`);
   const message = error instanceof Error ? error.message : String(error);
-  return new ResponseError<EngineErrorData>(ErrorCodes.InternalError, `The engine failed unexpectedly: ${message}`, { kind: 'internal' });
+  return new ResponseError<EngineErrorData>(ErrorCodes.InternalError, `The engine failed unexpectedly: ${message}`, {
+    kind: 'internal',
+  });
 }
 
 /** Runs a request's work (validation included) and turns whatever it throws into a ResponseError. */
@@ -119,7 +147,10 @@ function log(message: string): void {
 
 function main(): void {
   if (!process.send) {
-    log('this is the FiCoCo engine process; start it with child_process.fork (it talks JSON-RPC over the IPC channel).');
+    log(
+      'this is the FiCoCo engine process; start it with child_process.fork (it talks JSON-RPC over the IPC ' +
+        'channel).',
+    );
     process.exit(2);
   }
   const connection = createMessageConnection(new IPCMessageReader(process), new IPCMessageWriter(process));

@@ -27,10 +27,12 @@ import { DOWNLOAD_MANIFEST, DownloadManifest, modelFolder, partialFolder, repoFo
 export const DEFAULT_HUB_ENDPOINT = 'https://huggingface.co';
 
 /** Files a folder can do without (the engine has defaults or finds the template elsewhere): a preset may list them. */
-const OPTIONAL_FILE = /^(generation_config|special_tokens_map|added_tokens|processor_config|chat_template)\.json$|^chat_template\.jinja$/;
+const OPTIONAL_FILE =
+  /^(generation_config|special_tokens_map|added_tokens|processor_config|chat_template)\.json$|^chat_template\.jinja$/;
 
 /** The files a LLaVA folder needs (weights as safetensors only; no .bin, no other formats). */
-const MODEL_FILE = /^(config|generation_config|preprocessor_config|processor_config|tokenizer_config|special_tokens_map|added_tokens|tokenizer|chat_template)\.json$|^chat_template\.jinja$|^model(-\d+-of-\d+)?\.safetensors$|^model\.safetensors\.index\.json$/;
+const MODEL_FILE =
+  /^(config|generation_config|preprocessor_config|processor_config|tokenizer_config|special_tokens_map|added_tokens|tokenizer|chat_template)\.json$|^chat_template\.jinja$|^model(-\d+-of-\d+)?\.safetensors$|^model\.safetensors\.index\.json$/;
 
 export interface HubFile {
   path: string;
@@ -110,7 +112,11 @@ export async function planDownload(request: ModelRequest): Promise<DownloadPlan>
   const wanted = request.files ?? [...listed.keys()].filter((file) => MODEL_FILE.test(path.posix.basename(file)));
   for (const file of wanted) checkDownloadPath(file, where);
   const missing = wanted.filter((file) => !listed.has(file) && !OPTIONAL_FILE.test(path.posix.basename(file)));
-  if (missing.length > 0) throw new FicocoError(`${where} has no ${missing.join(', ')}: the model preset and the repository disagree.`, 'download');
+  if (missing.length > 0)
+    throw new FicocoError(
+      `${where} has no ${missing.join(', ')}: the model preset and the repository disagree.`,
+      'download',
+    );
   if (!wanted.some((file) => file.endsWith('.safetensors'))) {
     throw new FicocoError(`${where} has no .safetensors weights; FiCoCo loads safetensors only.`, 'download');
   }
@@ -129,19 +135,37 @@ export async function planDownload(request: ModelRequest): Promise<DownloadPlan>
   return cached ? { ...plan, folder: cached, existing: 'hf-cache' } : plan;
 }
 
-/** A listed file with the checksum it will be verified by: SHA-256 for LFS files, git's blob SHA-1 otherwise; none is refused. */
-function verifiableFile(entry: { path: string; size: number; oid?: string; lfs?: { oid: string } }, where: string): HubFile {
-  if (!Number.isSafeInteger(entry.size) || entry.size < 0) throw new FicocoError(`${where}: the server lists ${entry.path} with the size ${JSON.stringify(entry.size)}; refusing it.`, 'download');
-  if (entry.lfs && /^[0-9a-f]{64}$/.test(entry.lfs.oid)) return { path: entry.path, size: entry.size, sha256: entry.lfs.oid };
-  if (!entry.lfs && entry.oid !== undefined && /^[0-9a-f]{40}$/.test(entry.oid)) return { path: entry.path, size: entry.size, gitSha1: entry.oid };
-  throw new FicocoError(`${where}: the server lists ${entry.path} without a valid checksum (a 64-hex SHA-256 for LFS files, a 40-hex git SHA-1 otherwise), so it could not be verified; FiCoCo downloads only files it can verify.`, 'download');
+/**
+ * A listed file with the checksum it will be verified by: SHA-256 for LFS files, git's blob SHA-1 otherwise; none is
+ * refused.
+ */
+function verifiableFile(
+  entry: { path: string; size: number; oid?: string; lfs?: { oid: string } },
+  where: string,
+): HubFile {
+  if (!Number.isSafeInteger(entry.size) || entry.size < 0)
+    throw new FicocoError(
+      `${where}: the server lists ${entry.path} with the size ${JSON.stringify(entry.size)}; refusing it.`,
+      'download',
+    );
+  if (entry.lfs && /^[0-9a-f]{64}$/.test(entry.lfs.oid))
+    return { path: entry.path, size: entry.size, sha256: entry.lfs.oid };
+  if (!entry.lfs && entry.oid !== undefined && /^[0-9a-f]{40}$/.test(entry.oid))
+    return { path: entry.path, size: entry.size, gitSha1: entry.oid };
+  throw new FicocoError(
+    `${where}: the server lists ${entry.path} without a valid checksum (a 64-hex SHA-256 for LFS files, ` +
+      `a 40-hex git SHA-1 otherwise), so it could not be verified; FiCoCo downloads only files it can verify.`,
+    'download',
+  );
 }
 
 /** How the plan's files are verified, for the consent dialog: "3 files by SHA-256 (Git LFS), 6 by git's blob SHA-1". */
 export function verificationSummary(plan: DownloadPlan): string {
   const lfs = plan.files.filter((file) => file.sha256 !== undefined).length;
   const git = plan.files.length - lfs;
-  const parts = [lfs > 0 ? `${lfs} by SHA-256 (Git LFS)` : '', git > 0 ? `${git} by git's blob SHA-1` : ''].filter(Boolean);
+  const parts = [lfs > 0 ? `${lfs} by SHA-256 (Git LFS)` : '', git > 0 ? `${git} by git's blob SHA-1` : ''].filter(
+    Boolean,
+  );
   return `Every file is checked against the checksum the Hub lists: ${parts.join(', ')}.`;
 }
 
@@ -165,14 +189,22 @@ export async function downloadModel(plan: DownloadPlan, options: DownloadOptions
     fs.mkdirSync(partial, { recursive: true });
     let verifiedBytes = 0;
     for (const file of plan.files) {
-      const report = (fileBytes: number) => options.onProgress?.({ file: file.path, bytesDone: verifiedBytes + fileBytes, bytesTotal: plan.totalBytes });
+      const report = (fileBytes: number) =>
+        options.onProgress?.({ file: file.path, bytesDone: verifiedBytes + fileBytes, bytesTotal: plan.totalBytes });
       await downloadOneFile(plan, file, pathInside(partial, file.path), report, options);
       lock.assertHeld();
       verifiedBytes += file.size;
     }
     await verifyOnDisk(plan, partial);
     lock.assertHeld();
-    const manifest: DownloadManifest = { repo: request.repo, revision: request.revision, commit, endpoint: request.endpoint, files: plan.files, completedAt: new Date().toISOString() };
+    const manifest: DownloadManifest = {
+      repo: request.repo,
+      revision: request.revision,
+      commit,
+      endpoint: request.endpoint,
+      files: plan.files,
+      completedAt: new Date().toISOString(),
+    };
     fs.writeFileSync(path.join(partial, DOWNLOAD_MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
     fs.mkdirSync(path.dirname(plan.folder), { recursive: true });
     fs.renameSync(partial, plan.folder);
@@ -189,13 +221,23 @@ async function verifyOnDisk(plan: DownloadPlan, partial: string): Promise<void> 
     const actual = (await hashFile(target, file, file.size)).digest('hex');
     if (actual !== (file.sha256 ?? file.gitSha1)) {
       fs.rmSync(target, { force: true });
-      throw new FicocoError(`${file.path} of ${plan.request.repo} changed on disk after it was verified; it was deleted. Download the model again.`, 'download');
+      throw new FicocoError(
+        `${file.path} of ${plan.request.repo} changed on disk after it was verified; it was deleted. ` +
+          `Download the model again.`,
+        'download',
+      );
     }
   }
 }
 
 /** One file into `target`: resumes `target.incomplete`, retries dropped connections, verifies, then renames. */
-async function downloadOneFile(plan: DownloadPlan, file: HubFile, target: string, report: (fileBytes: number) => void, options: DownloadOptions): Promise<void> {
+async function downloadOneFile(
+  plan: DownloadPlan,
+  file: HubFile,
+  target: string,
+  report: (fileBytes: number) => void,
+  options: DownloadOptions,
+): Promise<void> {
   if (fs.existsSync(target)) return report(file.size);
   const incomplete = `${target}.incomplete`;
   fs.mkdirSync(path.dirname(target), { recursive: true });
@@ -214,11 +256,17 @@ async function downloadOneFile(plan: DownloadPlan, file: HubFile, target: string
       if (onDisk < file.size) await appendRemainder(plan, file, incomplete, onDisk, checksum, report, options.signal);
       break;
     } catch (error) {
-      const cancelled = () => new FicocoError(`Download of ${plan.request.repo} cancelled; ${file.path} stopped at ${checksum!.bytes} of ${file.size} bytes and resumes next time.`, 'cancelled');
+      const cancelled = () =>
+        new FicocoError(
+          `Download of ${plan.request.repo} cancelled; ${file.path} stopped at ${checksum!.bytes} of ` +
+            `${file.size} bytes and resumes next time.`,
+          'cancelled',
+        );
       if (options.signal?.aborted) throw cancelled();
       const diskProblem = diskError(error, incomplete);
       if (diskProblem) throw diskProblem;
-      if (error instanceof FicocoError || attempt >= retries) throw asDownloadError(error, `${file.path} of ${plan.request.repo}`);
+      if (error instanceof FicocoError || attempt >= retries)
+        throw asDownloadError(error, `${file.path} of ${plan.request.repo}`);
       await delay((options.retryDelayMs ?? 500) * 2 ** attempt, undefined, { signal: options.signal }).catch(() => {
         throw cancelled();
       });
@@ -229,7 +277,8 @@ async function downloadOneFile(plan: DownloadPlan, file: HubFile, target: string
   if (expected !== undefined && actual !== expected) {
     fs.rmSync(incomplete, { force: true });
     throw new FicocoError(
-      `${file.path} of ${plan.request.repo} failed its checksum (${file.sha256 ? 'SHA-256' : 'git SHA-1'} ${actual}, the Hub says ${expected}); the file was deleted, download it again.`,
+      `${file.path} of ${plan.request.repo} failed its checksum (${file.sha256 ? 'SHA-256' : 'git SHA-1'} ` +
+        `${actual}, the Hub says ${expected}); the file was deleted, download it again.`,
       'download',
     );
   }
@@ -246,11 +295,17 @@ async function appendRemainder(
   signal: AbortSignal | undefined,
 ): Promise<void> {
   const { request, commit } = plan;
-  const blob = await downloadFile({ repo: request.repo, path: file.path, revision: commit, ...hubOptions(request, signal) });
+  const blob = await downloadFile({
+    repo: request.repo,
+    path: file.path,
+    revision: commit,
+    ...hubOptions(request, signal),
+  });
   if (!blob) throw new FicocoError(`${file.path} is not in ${request.repo} at ${commit} (404).`, 'download');
   const counted = new Transform({
     transform(chunk: Buffer, _encoding, done) {
-      if (checksum.bytes + chunk.length > file.size) return done(new Error(`the server sent more than the ${file.size} bytes of ${file.path}`));
+      if (checksum.bytes + chunk.length > file.size)
+        return done(new Error(`the server sent more than the ${file.size} bytes of ${file.path}`));
       checksum.hash.update(chunk);
       checksum.bytes += chunk.length;
       report(checksum.bytes);
@@ -265,7 +320,8 @@ async function appendRemainder(
 /** A checksum of the first `bytes` bytes of `file` (SHA-256 for LFS files, git's blob SHA-1 otherwise). */
 async function hashFile(filePath: string, file: HubFile, bytes: number): Promise<Hash> {
   const hash = file.sha256 !== undefined ? createHash('sha256') : createHash('sha1').update(`blob ${file.size}\0`);
-  if (bytes > 0) for await (const chunk of fs.createReadStream(filePath, { end: bytes - 1 })) hash.update(chunk as Buffer);
+  if (bytes > 0)
+    for await (const chunk of fs.createReadStream(filePath, { end: bytes - 1 })) hash.update(chunk as Buffer);
   return hash;
 }
 
@@ -273,14 +329,18 @@ async function hashFile(filePath: string, file: HubFile, bytes: number): Promise
  * What every @huggingface/hub call of a request takes: the endpoint without a trailing slash; the token where it may
  * go; and a fetch that keeps the token on the endpoint's origin, whatever pagination or xet links the server sends.
  */
-function hubOptions(request: ModelRequest, signal?: AbortSignal): { hubUrl: string; accessToken?: string; fetch: typeof fetch } {
+function hubOptions(
+  request: ModelRequest,
+  signal?: AbortSignal,
+): { hubUrl: string; accessToken?: string; fetch: typeof fetch } {
   const hubUrl = request.endpoint.replace(/\/+$/, '');
   const accessToken = request.accessToken && tokenMayGoTo(hubUrl) ? request.accessToken : undefined;
   const origin = new URL(hubUrl).origin;
   const originBound: typeof fetch = (input, init) => {
     const url = new URL(input instanceof Request ? input.url : input);
     const headers = new Headers(init?.headers);
-    if (accessToken && url.origin !== origin && headers.get('authorization') === `Bearer ${accessToken}`) headers.delete('authorization');
+    if (accessToken && url.origin !== origin && headers.get('authorization') === `Bearer ${accessToken}`)
+      headers.delete('authorization');
     return fetch(input, { ...init, headers, ...(signal ? { signal } : {}) });
   };
   return { hubUrl, ...(accessToken ? { accessToken } : {}), fetch: originBound };
@@ -289,7 +349,10 @@ function hubOptions(request: ModelRequest, signal?: AbortSignal): { hubUrl: stri
 /** A token travels only over https, or to this machine itself (a local mirror). */
 export function tokenMayGoTo(endpoint: string): boolean {
   const url = new URL(endpoint);
-  return url.protocol === 'https:' || (url.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname));
+  return (
+    url.protocol === 'https:' ||
+    (url.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname))
+  );
 }
 
 async function hubCall<T>(where: string, call: () => Promise<T>): Promise<T> {
@@ -305,10 +368,15 @@ function asDownloadError(error: unknown, what: string): FicocoError {
   if (error instanceof FicocoError) return error;
   const status = (error as { statusCode?: unknown }).statusCode;
   const message = error instanceof Error ? error.message : String(error);
-  if (status === 404) return new FicocoError(`${what}: not found (404). Check the repository name, the revision and the Hub endpoint.`, 'download');
+  if (status === 404)
+    return new FicocoError(
+      `${what}: not found (404). Check the repository name, the revision and the Hub endpoint.`,
+      'download',
+    );
   if (status === 401 || status === 403) {
     return new FicocoError(
-      `${what}: access denied (${status}). The repository may be gated or private: accept its licence on the Hub and set an access token ` +
+      `${what}: access denied (${status}). The repository may be gated or private: accept its licence on ` +
+        `the Hub and set an access token ` +
         '(FiCoCo: Set Hugging Face Token… in VS Code, $HF_TOKEN for the CLI; it is sent only over https).',
       'download',
     );
@@ -321,8 +389,12 @@ function asDownloadError(error: unknown, what: string): FicocoError {
 function diskError(error: unknown, file: string): FicocoError | undefined {
   const code = (error as NodeJS.ErrnoException).code;
   if (code === 'ENOSPC' || code === 'EDQUOT') {
-    return new FicocoError(`The disk is full while writing ${file}; free some space and download again: it resumes where it stopped.`, 'download');
+    return new FicocoError(
+      `The disk is full while writing ${file}; free some space and download again: it resumes where it stopped.`,
+      'download',
+    );
   }
-  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return new FicocoError(`${file} cannot be written (${code}); check the folder's permissions.`, 'download');
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')
+    return new FicocoError(`${file} cannot be written (${code}); check the folder's permissions.`, 'download');
   return undefined;
 }

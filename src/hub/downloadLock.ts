@@ -50,7 +50,12 @@ export class DownloadLock {
   static async acquire(file: string, what: string, options: LockOptions): Promise<DownloadLock> {
     let announced = false;
     for (;;) {
-      const owner: LockOwner = { pid: process.pid, host: os.hostname(), since: new Date().toISOString(), token: randomUUID() };
+      const owner: LockOwner = {
+        pid: process.pid,
+        host: os.hostname(),
+        since: new Date().toISOString(),
+        token: randomUUID(),
+      };
       if (createExclusively(file, JSON.stringify(owner))) return new DownloadLock(file, owner);
       const held = readLock(file);
       if (held === undefined) continue;
@@ -67,11 +72,18 @@ export class DownloadLock {
     }
   }
 
-  /** Throws when another process took the lock over (it judged this one stale): the files are not this process's alone any more. */
+  /**
+   * Throws when another process took the lock over (it judged this one stale): the files are not this process's alone
+   * any more.
+   */
   assertHeld(): void {
     this.touch();
     if (this.lost) {
-      throw new FicocoError(`Another process took over the download of ${this.file.replace(/\.lock$/, '')}; this one stopped. Run it again once that one ends.`, 'download');
+      throw new FicocoError(
+        `Another process took over the download of ${this.file.replace(/\.lock$/, '')}; this one stopped. ` +
+          `Run it again once that one ends.`,
+        'download',
+      );
     }
   }
 
@@ -136,7 +148,11 @@ function readLock(file: string): HeldLock | undefined {
 function parseOwner(raw: string): LockOwner | undefined {
   try {
     const value = JSON.parse(raw) as Partial<LockOwner>;
-    const valid = Number.isInteger(value.pid) && typeof value.host === 'string' && typeof value.since === 'string' && typeof value.token === 'string';
+    const valid =
+      Number.isInteger(value.pid) &&
+      typeof value.host === 'string' &&
+      typeof value.since === 'string' &&
+      typeof value.token === 'string';
     return valid ? (value as LockOwner) : undefined;
   } catch {
     return undefined;
@@ -167,6 +183,12 @@ function removeIfUnchanged(file: string, judged: string): void {
 }
 
 function busy(what: string, owner: LockOwner | undefined): FicocoError {
-  const who = owner ? `process ${owner.pid}${owner.host === os.hostname() ? '' : ` on ${owner.host}`}, since ${owner.since}` : 'another process';
-  return new FicocoError(`${what} is already downloading in another window or process (${who}); it continues there, and the model is ready here once it ends.`, 'download');
+  const who = owner
+    ? `process ${owner.pid}${owner.host === os.hostname() ? '' : ` on ${owner.host}`}, since ${owner.since}`
+    : 'another process';
+  return new FicocoError(
+    `${what} is already downloading in another window or process (${who}); it continues there, and the ` +
+      `model is ready here once it ends.`,
+    'download',
+  );
 }

@@ -1,4 +1,6 @@
-/** Finds a model already in the Hugging Face cache (as huggingface_hub and transformers leave it), to use it in place. */
+/**
+ * Finds a model already in the Hugging Face cache (as huggingface_hub and transformers leave it), to use it in place.
+ */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -12,7 +14,12 @@ export function hfHubCacheFolder(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /** `models--owner--name/snapshots/<commit>` when every file is there at its size, else undefined. */
-export function findSnapshotInHfCache(repo: string, commit: string, files: readonly HubFile[], env: NodeJS.ProcessEnv = process.env): string | undefined {
+export function findSnapshotInHfCache(
+  repo: string,
+  commit: string,
+  files: readonly HubFile[],
+  env: NodeJS.ProcessEnv = process.env,
+): string | undefined {
   const snapshot = path.join(hfHubCacheFolder(env), `models--${repo.replace('/', '--')}`, 'snapshots', commit);
   // Snapshot entries are symlinks into blobs/; statSync follows them, so a dangling link counts as missing.
   const complete = files.every((file) => {

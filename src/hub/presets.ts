@@ -35,13 +35,19 @@ const LLAVA_HF_FILES = [
   'model.safetensors.index.json',
 ];
 
-const shards = (count: number) => Array.from({ length: count }, (_, i) => `model-${String(i + 1).padStart(5, '0')}-of-${String(count).padStart(5, '0')}.safetensors`);
+const shards = (count: number) =>
+  Array.from(
+    { length: count },
+    (_, i) => `model-${String(i + 1).padStart(5, '0')}-of-${String(count).padStart(5, '0')}.safetensors`,
+  );
 
 export const MODEL_PRESETS: readonly ModelPreset[] = [
   {
     id: 'tiny-llava-screens',
     title: 'Built-in tiny LLaVA (screens)',
-    description: 'The 2 M-parameter model trained on synthetic screenshots that ships with FiCoCo; answers its evaluation set\'s question types, offline.',
+    description:
+      'The 2 M-parameter model trained on synthetic screenshots that ships with FiCoCo; answers its ' +
+      "evaluation set's question types, offline.",
     licence: 'MIT',
     parameters: '2.2 M',
     approxBytes: 4.4e6,
@@ -50,7 +56,9 @@ export const MODEL_PRESETS: readonly ModelPreset[] = [
   {
     id: 'tiny-llava-1.5b',
     title: 'TinyLLaVA 1.5B (TinyLlama + CLIP-L/336)',
-    description: 'TinyLLaVA v1 in the llava-hf layout: CLIP ViT-L/14 at 336 px (576 visual tokens) and TinyLlama-1.1B-Chat; the laptop-CPU choice.',
+    description:
+      'TinyLLaVA v1 in the llava-hf layout: CLIP ViT-L/14 at 336 px (576 visual tokens) and ' +
+      'TinyLlama-1.1B-Chat; the laptop-CPU choice.',
     licence: 'Apache-2.0',
     parameters: '1.4 B',
     approxBytes: 5.64 * GB,
@@ -58,28 +66,46 @@ export const MODEL_PRESETS: readonly ModelPreset[] = [
     hub: {
       repo: 'bczhou/tiny-llava-v1-hf',
       revision: 'fedff3e800a359a8795b962343a6449de4d39f6d',
-      files: ['config.json', 'generation_config.json', 'preprocessor_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'model.safetensors.index.json', ...shards(2)],
+      files: [
+        'config.json',
+        'generation_config.json',
+        'preprocessor_config.json',
+        'tokenizer.json',
+        'tokenizer_config.json',
+        'special_tokens_map.json',
+        'model.safetensors.index.json',
+        ...shards(2),
+      ],
     },
   },
   {
     id: 'llava-1.5-7b',
     title: 'LLaVA-1.5 7B',
-    description: 'llava-hf/llava-1.5-7b-hf, the FiCoCo paper\'s model: CLIP ViT-L/14-336 and Vicuna-7B, 576 visual tokens.',
+    description:
+      "llava-hf/llava-1.5-7b-hf, the FiCoCo paper's model: CLIP ViT-L/14-336 and Vicuna-7B, 576 visual tokens.",
     licence: 'Llama 2 Community License',
     parameters: '7.1 B',
     approxBytes: 14.13 * GB,
     hardware: 'A GPU with 16 GB (float16), or a CPU with 32 GB of memory (float32; slow).',
-    hub: { repo: 'llava-hf/llava-1.5-7b-hf', revision: '95f2cf316249a98c11183f471ab76065c3e5f494', files: [...LLAVA_HF_FILES, ...shards(3)] },
+    hub: {
+      repo: 'llava-hf/llava-1.5-7b-hf',
+      revision: '95f2cf316249a98c11183f471ab76065c3e5f494',
+      files: [...LLAVA_HF_FILES, ...shards(3)],
+    },
   },
   {
     id: 'llava-1.5-13b',
     title: 'LLaVA-1.5 13B',
-    description: 'llava-hf/llava-1.5-13b-hf: CLIP ViT-L/14-336 and Vicuna-13B, the paper\'s larger model.',
+    description: "llava-hf/llava-1.5-13b-hf: CLIP ViT-L/14-336 and Vicuna-13B, the paper's larger model.",
     licence: 'Llama 2 Community License',
     parameters: '13.4 B',
     approxBytes: 26.69 * GB,
     hardware: 'A GPU with 32 GB (float16); CPU only with 64 GB of memory.',
-    hub: { repo: 'llava-hf/llava-1.5-13b-hf', revision: 'b78d95956335ef863df38fecb63d3615ac1a0e05', files: [...LLAVA_HF_FILES, ...shards(6)] },
+    hub: {
+      repo: 'llava-hf/llava-1.5-13b-hf',
+      revision: 'b78d95956335ef863df38fecb63d3615ac1a0e05',
+      files: [...LLAVA_HF_FILES, ...shards(6)],
+    },
   },
 ];
 

@@ -11,7 +11,9 @@ const WINDOWS_DEVICE = /^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$
 /** Characters Windows refuses in a file name, besides the separators and control characters. */
 const WINDOWS_FORBIDDEN = /[<>:"|?*]/;
 
-/** Why a listed path cannot be one of git's own (no server of the Hub's API lists such a path): undefined when it can. */
+/**
+ * Why a listed path cannot be one of git's own (no server of the Hub's API lists such a path): undefined when it can.
+ */
 function notAGitPath(file: string): string | undefined {
   if (file === '') return 'it is empty';
   if (file.includes('\0')) return 'it contains a NUL character';
@@ -23,10 +25,13 @@ function notAGitPath(file: string): string | undefined {
   return undefined;
 }
 
-/** Why a path could not be written on every platform FiCoCo runs on (Windows is the strictest): undefined when it can. */
+/**
+ * Why a path could not be written on every platform FiCoCo runs on (Windows is the strictest): undefined when it can.
+ */
 function notPortable(file: string): string | undefined {
   for (const segment of file.split('/')) {
-    if (WINDOWS_FORBIDDEN.test(segment) || [...segment].some((char) => char.charCodeAt(0) < 0x20)) return `"${segment}" contains a character Windows forbids in names`;
+    if (WINDOWS_FORBIDDEN.test(segment) || [...segment].some((char) => char.charCodeAt(0) < 0x20))
+      return `"${segment}" contains a character Windows forbids in names`;
     if (WINDOWS_DEVICE.test(segment)) return `"${segment}" is a Windows device name`;
     if (/[. ]$/.test(segment)) return `"${segment}" ends in a dot or a space, which Windows drops`;
   }
@@ -69,5 +74,8 @@ export function pathInside(folder: string, file: string): string {
 }
 
 function hostile(where: string, what: string): FicocoError {
-  return new FicocoError(`${where}: the server ${what}; FiCoCo refuses to download from it (nothing was written).`, 'download');
+  return new FicocoError(
+    `${where}: the server ${what}; FiCoCo refuses to download from it (nothing was written).`,
+    'download',
+  );
 }

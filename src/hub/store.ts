@@ -35,14 +35,18 @@ export function partialFolder(root: string, repo: string, commit: string): strin
 
 /** A commit as a folder name: 40 hex digits, nothing else (a server's answer ends up here). */
 function commitFolderName(commit: string): string {
-  if (!isCommit(commit)) throw new FicocoError(`"${commit}" is not a commit (40 hex digits); nothing was written.`, 'download');
+  if (!isCommit(commit))
+    throw new FicocoError(`"${commit}" is not a commit (40 hex digits); nothing was written.`, 'download');
   return commit;
 }
 
 /** owner--name, after checking `repo` is a Hub model name (it becomes a folder name). */
 export function repoFolderName(repo: string): string {
   if (!/^[\w.-]+\/[\w.-]+$/.test(repo) || repo.includes('..')) {
-    throw new FicocoError(`"${repo}" is not a Hub model name; expected owner/name, e.g. llava-hf/llava-1.5-7b-hf.`, 'input');
+    throw new FicocoError(
+      `"${repo}" is not a Hub model name; expected owner/name, e.g. llava-hf/llava-1.5-7b-hf.`,
+      'input',
+    );
   }
   return repo.replace('/', '--');
 }
@@ -64,7 +68,12 @@ export function listStoredModels(root: string): StoredModel[] {
 /** Deletes a downloaded model (and the repository's folder once empty); refuses anything outside `root`. */
 export function deleteStoredModel(root: string, folder: string): void {
   const relative = path.relative(path.resolve(root), path.resolve(folder));
-  if (relative.startsWith('..') || path.isAbsolute(relative) || relative.split(path.sep).length !== 2 || !readManifest(folder)) {
+  if (
+    relative.startsWith('..') ||
+    path.isAbsolute(relative) ||
+    relative.split(path.sep).length !== 2 ||
+    !readManifest(folder)
+  ) {
     throw new FicocoError(`${folder} is not a model FiCoCo downloaded into ${root}; it was left alone.`, 'input');
   }
   fs.rmSync(folder, { recursive: true, force: true });
@@ -92,14 +101,21 @@ export function listPartialDownloads(root: string): PartialDownload[] {
 /** Removes an unfinished download (it starts over next time); refuses one that is running or is not under `root`. */
 export function deletePartialDownload(root: string, folder: string): void {
   const partial = listPartialDownloads(root).find((p) => path.resolve(p.folder) === path.resolve(folder));
-  if (!partial) throw new FicocoError(`${folder} is not an unfinished download in ${root}; it was left alone.`, 'input');
-  if (partial.inUse) throw new FicocoError(`${folder} is downloading in another window or process now; it was left alone.`, 'input');
+  if (!partial)
+    throw new FicocoError(`${folder} is not an unfinished download in ${root}; it was left alone.`, 'input');
+  if (partial.inUse)
+    throw new FicocoError(`${folder} is downloading in another window or process now; it was left alone.`, 'input');
   fs.rmSync(partial.folder, { recursive: true, force: true });
   fs.rmSync(`${partial.folder}.lock`, { force: true });
 }
 
 function folderBytes(folder: string): number {
-  return fs.readdirSync(folder, { withFileTypes: true, recursive: true }).reduce((sum, entry) => (entry.isFile() ? sum + fs.statSync(path.join(entry.parentPath, entry.name)).size : sum), 0);
+  return fs
+    .readdirSync(folder, { withFileTypes: true, recursive: true })
+    .reduce(
+      (sum, entry) => (entry.isFile() ? sum + fs.statSync(path.join(entry.parentPath, entry.name)).size : sum),
+      0,
+    );
 }
 
 function readManifest(folder: string): DownloadManifest | undefined {
@@ -112,7 +128,10 @@ function readManifest(folder: string): DownloadManifest | undefined {
 
 function readDirs(folder: string): string[] {
   try {
-    return fs.readdirSync(folder, { withFileTypes: true }).filter((entry) => entry.isDirectory()).map((entry) => entry.name);
+    return fs
+      .readdirSync(folder, { withFileTypes: true })
+      .filter((entry) => entry.isDirectory())
+      .map((entry) => entry.name);
   } catch {
     return [];
   }
@@ -126,7 +145,9 @@ export function missingModelFiles(folder: string): string[] {
   } catch {
     return ['the folder itself'];
   }
-  const missing = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'preprocessor_config.json'].filter((file) => !names.includes(file));
+  const missing = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'preprocessor_config.json'].filter(
+    (file) => !names.includes(file),
+  );
   if (!names.some((name) => name.endsWith('.safetensors'))) missing.push('*.safetensors weights');
   return missing;
 }

@@ -36,7 +36,13 @@ export interface LoadParams {
 
 /** Two loads with the same key share one loaded engine. */
 export function loadKey(params: LoadParams): string {
-  return JSON.stringify([params.modelDir, params.provider, params.threads ?? null, params.quantization ?? 'none', params.quantizedCacheDir ?? null]);
+  return JSON.stringify([
+    params.modelDir,
+    params.provider,
+    params.threads ?? null,
+    params.quantization ?? 'none',
+    params.quantizedCacheDir ?? null,
+  ]);
 }
 
 export interface LoadResult {
@@ -154,7 +160,9 @@ export const TextNotification = new NotificationType<TextParams>('engine/text');
 export function errorKindOf(error: unknown): EngineErrorKind | undefined {
   if (!(error instanceof ResponseError)) return undefined;
   const data: unknown = error.data;
-  return isRecord(data) && (ENGINE_ERROR_KINDS as readonly unknown[]).includes(data.kind) ? (data.kind as EngineErrorKind) : undefined;
+  return isRecord(data) && (ENGINE_ERROR_KINDS as readonly unknown[]).includes(data.kind)
+    ? (data.kind as EngineErrorKind)
+    : undefined;
 }
 
 // ---- validators: the host checks everything it receives; each failure names the field ----
@@ -174,16 +182,21 @@ export function parseLoadParams(value: unknown): LoadParams {
   const result: LoadParams = { modelDir, provider: provider as ProviderSetting };
   if (params.threads !== undefined) result.threads = integer(params.threads, 'threads', 1, 1024);
   if (params.quantization !== undefined) {
-    if (!(WEIGHT_QUANTIZATIONS as readonly unknown[]).includes(params.quantization)) throw invalidParams(`quantization is ${describeValue(params.quantization)}; expected one of ${WEIGHT_QUANTIZATIONS.join(', ')}.`);
+    if (!(WEIGHT_QUANTIZATIONS as readonly unknown[]).includes(params.quantization))
+      throw invalidParams(
+        `quantization is ${describeValue(params.quantization)}; expected one of ${WEIGHT_QUANTIZATIONS.join(', ')}.`,
+      );
     result.quantization = params.quantization as WeightQuantization;
   }
-  if (params.quantizedCacheDir !== undefined) result.quantizedCacheDir = nonEmptyString(params.quantizedCacheDir, 'quantizedCacheDir');
+  if (params.quantizedCacheDir !== undefined)
+    result.quantizedCacheDir = nonEmptyString(params.quantizedCacheDir, 'quantizedCacheDir');
   return result;
 }
 
 export function parseAskParams(value: unknown): AskParams {
   const params = record(value, 'engine/ask params');
-  if (!Array.isArray(params.images)) throw invalidParams(`images is ${describeValue(params.images)}; expected an array of { name, dataBase64 }.`);
+  if (!Array.isArray(params.images))
+    throw invalidParams(`images is ${describeValue(params.images)}; expected an array of { name, dataBase64 }.`);
   return {
     requestId: nonEmptyString(params.requestId, 'requestId'),
     question: string(params.question, 'question'),
@@ -198,10 +211,12 @@ export function parseAskParams(value: unknown): AskParams {
 }
 
 function parseHistory(value: unknown): HistoryMessage[] {
-  if (!Array.isArray(value)) throw invalidParams(`history is ${describeValue(value)}; expected an array of { role, text }.`);
+  if (!Array.isArray(value))
+    throw invalidParams(`history is ${describeValue(value)}; expected an array of { role, text }.`);
   return value.map((entry, i) => {
     const message = record(entry, `history[${i}]`);
-    if (message.role !== 'user' && message.role !== 'assistant') throw invalidParams(`history[${i}].role is ${describeValue(message.role)}; expected user or assistant.`);
+    if (message.role !== 'user' && message.role !== 'assistant')
+      throw invalidParams(`history[${i}].role is ${describeValue(message.role)}; expected user or assistant.`);
     return { role: message.role, text: string(message.text, `history[${i}].text`) };
   });
 }
@@ -210,12 +225,22 @@ function parseReduction(value: unknown): ReductionRequest {
   const reduction = record(value, 'reduction');
   const budget = record(reduction.budget, 'reduction.budget');
   const parsedBudget = (budget.tokens !== undefined ? { tokens: budget.tokens } : { ratio: budget.ratio }) as Budget;
-  if (!isValidBudget(parsedBudget)) throw invalidParams(`reduction.budget is ${describeValue(budget)}; expected { tokens } or { ratio }: ${BUDGET_HINT}.`);
+  if (!isValidBudget(parsedBudget))
+    throw invalidParams(
+      `reduction.budget is ${describeValue(budget)}; expected { tokens } or { ratio }: ${BUDGET_HINT}.`,
+    );
   const params = record(reduction.params ?? {}, 'reduction.params');
   for (const [name, param] of Object.entries(params)) {
-    if (!['number', 'string', 'boolean'].includes(typeof param)) throw invalidParams(`reduction.params.${name} is ${describeValue(param)}; expected a number, text or true/false.`);
+    if (!['number', 'string', 'boolean'].includes(typeof param))
+      throw invalidParams(
+        `reduction.params.${name} is ${describeValue(param)}; expected a number, text or true/false.`,
+      );
   }
-  return { method: nonEmptyString(reduction.method, 'reduction.method'), budget: parsedBudget, params: params as Record<string, ParamValue> };
+  return {
+    method: nonEmptyString(reduction.method, 'reduction.method'),
+    budget: parsedBudget,
+    params: params as Record<string, ParamValue>,
+  };
 }
 
 export function parseTextParams(value: unknown): TextParams {
@@ -238,9 +263,12 @@ function parseImage(value: unknown, field: string): ImageAttachment {
   const image = record(value, field);
   const name = string(image.name, `${field}.name`);
   const data = image.dataBase64;
-  if (typeof data !== 'string') throw invalidParams(`${field}.dataBase64 is ${describeValue(data)}; expected the image file as base64 text.`);
+  if (typeof data !== 'string')
+    throw invalidParams(`${field}.dataBase64 is ${describeValue(data)}; expected the image file as base64 text.`);
   if (data.length > base64Length(MAX_IMAGE_BYTES)) {
-    throw invalidParams(`${field} (${name}) is larger than ${MAX_IMAGE_BYTES / (1024 * 1024)} MiB; use a smaller image.`);
+    throw invalidParams(
+      `${field} (${name}) is larger than ${MAX_IMAGE_BYTES / (1024 * 1024)} MiB; use a smaller image.`,
+    );
   }
   if (data.length === 0 || data.length % 4 !== 0 || !BASE64.test(data)) {
     throw invalidParams(`${field}.dataBase64 (${name}) is not base64 text.`);
@@ -272,7 +300,10 @@ function nonEmptyString(value: unknown, field: string): string {
 
 function finite(value: unknown, field: string, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
-    throw invalidParams(`${field} is ${describeValue(value)}; expected a number from ${min === Number.MIN_VALUE ? 'just above 0' : min} to ${max}.`);
+    throw invalidParams(
+      `${field} is ${describeValue(value)}; expected a number from ` +
+        `${min === Number.MIN_VALUE ? 'just above 0' : min} to ${max}.`,
+    );
   }
   return value;
 }
@@ -283,4 +314,3 @@ function integer(value: unknown, field: string, min: number, max: number): numbe
   }
   return value;
 }
-

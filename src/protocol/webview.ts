@@ -136,13 +136,21 @@ export function parseHostMessage(value: unknown): HostMessage {
     case 'turnUpdated':
       return { type: message.type, turn: parseTurn(message.turn, 'turn') };
     case 'replyText':
-      return { type: 'replyText', turnId: nonEmptyString(message.turnId, 'turnId'), reply: oneOf<ReplyKind>(message.reply, 'reply', REPLY_KINDS), text: string(message.text, 'text') };
+      return {
+        type: 'replyText',
+        turnId: nonEmptyString(message.turnId, 'turnId'),
+        reply: oneOf<ReplyKind>(message.reply, 'reply', REPLY_KINDS),
+        text: string(message.text, 'text'),
+      };
     case 'pending':
       return { type: 'pending', pending: parsePending(message.pending, 'pending') };
     case 'notice':
       return { type: 'notice', message: string(message.message, 'message') };
     default:
-      throw new MessageError(`message type is ${describeValue(message.type)}; expected state, turnAdded, turnUpdated, replyText, pending or notice.`);
+      throw new MessageError(
+        `message type is ${describeValue(message.type)}; expected state, turnAdded, turnUpdated, replyText, ` +
+          `pending or notice.`,
+      );
   }
 }
 
@@ -163,7 +171,10 @@ export function parseWebviewMessage(value: unknown): WebviewMessage {
         type: 'addImages',
         images: array(message.images, 'images').map((image, i) => {
           const file = record(image, `images[${i}]`);
-          return { name: nonEmptyString(file.name, `images[${i}].name`), dataBase64: string(file.dataBase64, `images[${i}].dataBase64`) };
+          return {
+            name: nonEmptyString(file.name, `images[${i}].name`),
+            dataBase64: string(file.dataBase64, `images[${i}].dataBase64`),
+          };
         }),
       };
     case 'addUris':
@@ -174,14 +185,20 @@ export function parseWebviewMessage(value: unknown): WebviewMessage {
     case 'insert':
       return { type: message.type, text: string(message.text, 'text') };
     default:
-      throw new MessageError(`message type is ${describeValue(message.type)}; expected ready, ask, stop, compare, newChat, attach, addImages, addUris, removeImage, copy or insert.`);
+      throw new MessageError(
+        `message type is ${describeValue(message.type)}; expected ready, ask, stop, compare, newChat, ` +
+          `attach, addImages, addUris, removeImage, copy or insert.`,
+      );
   }
 }
 
 /** A URI with its scheme (RFC 3986: a letter, then letters, digits, +, - or .), as vscode.Uri.parse needs it. */
 function absoluteUri(value: unknown, field: string): string {
   const uri = nonEmptyString(value, field);
-  if (!/^[a-z][a-z0-9+.-]*:/i.test(uri)) throw new MessageError(`${field} is ${describeValue(uri)}; expected a URI with a scheme, e.g. file:///home/me/shot.png.`);
+  if (!/^[a-z][a-z0-9+.-]*:/i.test(uri))
+    throw new MessageError(
+      `${field} is ${describeValue(uri)}; expected a URI with a scheme, e.g. file:///home/me/shot.png.`,
+    );
   return uri;
 }
 
@@ -199,15 +216,22 @@ function parseTurn(value: unknown, field: string): Turn {
 
 function parseReply(value: unknown, field: string): Reply {
   const reply = record(value, field);
-  const parsed: Reply = { text: string(reply.text, `${field}.text`), status: oneOf<ReplyStatus>(reply.status, `${field}.status`, REPLY_STATUSES) };
-  if (reply.stopReason !== undefined) parsed.stopReason = oneOf<AnswerStopReason>(reply.stopReason, `${field}.stopReason`, STOP_REASONS);
+  const parsed: Reply = {
+    text: string(reply.text, `${field}.text`),
+    status: oneOf<ReplyStatus>(reply.status, `${field}.status`, REPLY_STATUSES),
+  };
+  if (reply.stopReason !== undefined)
+    parsed.stopReason = oneOf<AnswerStopReason>(reply.stopReason, `${field}.stopReason`, STOP_REASONS);
   if (reply.stats !== undefined) parsed.stats = parseStats(reply.stats, `${field}.stats`);
   if (reply.error !== undefined) parsed.error = string(reply.error, `${field}.error`);
   return parsed;
 }
 
 function parsePending(value: unknown, field: string): PendingImage[] {
-  return array(value, field).map((image, i) => ({ id: nonEmptyString(record(image, `${field}[${i}]`).id, `${field}[${i}].id`), ...parseImage(image, `${field}[${i}]`) }));
+  return array(value, field).map((image, i) => ({
+    id: nonEmptyString(record(image, `${field}[${i}]`).id, `${field}[${i}].id`),
+    ...parseImage(image, `${field}[${i}]`),
+  }));
 }
 
 function parseImage(value: unknown, field: string): TurnImage {
@@ -227,7 +251,10 @@ function parseStats(value: unknown, field: string): AnswerStatsView {
   const parsed: AnswerStatsView = {
     visualTokens: array(stats.visualTokens, `${field}.visualTokens`).map((entry, i) => {
       const tokens = record(entry, `${field}.visualTokens[${i}]`);
-      return { original: count(tokens.original, `${field}.visualTokens[${i}].original`), atDecoder: count(tokens.atDecoder, `${field}.visualTokens[${i}].atDecoder`) };
+      return {
+        original: count(tokens.original, `${field}.visualTokens[${i}].original`),
+        atDecoder: count(tokens.atDecoder, `${field}.visualTokens[${i}].atDecoder`),
+      };
     }),
     visionMs: nonNegative(stats.visionMs, `${field}.visionMs`),
     prefillMs: nonNegative(stats.prefillMs, `${field}.prefillMs`),
@@ -236,10 +263,14 @@ function parseStats(value: unknown, field: string): AnswerStatsView {
     decodeTokensPerSecond: nonNegative(stats.decodeTokensPerSecond, `${field}.decodeTokensPerSecond`),
     provider: nonEmptyString(stats.provider, `${field}.provider`),
   };
-  if (stats.providerFallback !== undefined) parsed.providerFallback = string(stats.providerFallback, `${field}.providerFallback`);
+  if (stats.providerFallback !== undefined)
+    parsed.providerFallback = string(stats.providerFallback, `${field}.providerFallback`);
   if (stats.reduction !== undefined) {
     const reduction = record(stats.reduction, `${field}.reduction`);
-    parsed.reduction = { method: nonEmptyString(reduction.method, `${field}.reduction.method`), budget: nonEmptyString(reduction.budget, `${field}.reduction.budget`) };
+    parsed.reduction = {
+      method: nonEmptyString(reduction.method, `${field}.reduction.method`),
+      budget: nonEmptyString(reduction.budget, `${field}.reduction.budget`),
+    };
   }
   if (stats.flopsRatio !== undefined) parsed.flopsRatio = nonNegative(stats.flopsRatio, `${field}.flopsRatio`);
   if (stats.speedup !== undefined) parsed.speedup = nonNegative(stats.speedup, `${field}.speedup`);
@@ -257,7 +288,8 @@ function parseStats(value: unknown, field: string): AnswerStatsView {
       const rows = count(image.rows, `${where}.rows`);
       const cols = count(image.cols, `${where}.cols`);
       const patches = string(image.patches, `${where}.patches`);
-      if (patches.length !== rows * cols || !/^[kmd]*$/.test(patches)) throw new MessageError(`${where}.patches must be ${rows * cols} of k, m or d.`);
+      if (patches.length !== rows * cols || !/^[kmd]*$/.test(patches))
+        throw new MessageError(`${where}.patches must be ${rows * cols} of k, m or d.`);
       return { rows, cols, patches };
     });
   }
@@ -265,12 +297,14 @@ function parseStats(value: unknown, field: string): AnswerStatsView {
 }
 
 function oneOf<T extends string>(value: unknown, field: string, allowed: readonly string[]): T {
-  if (typeof value !== 'string' || !allowed.includes(value)) throw new MessageError(`${field} is ${describeValue(value)}; expected one of ${allowed.join(', ')}.`);
+  if (typeof value !== 'string' || !allowed.includes(value))
+    throw new MessageError(`${field} is ${describeValue(value)}; expected one of ${allowed.join(', ')}.`);
   return value as T;
 }
 
 function record(value: unknown, field: string): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new MessageError(`${field} is ${describeValue(value)}; expected an object.`);
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new MessageError(`${field} is ${describeValue(value)}; expected an object.`);
   return value as Record<string, unknown>;
 }
 
@@ -291,7 +325,8 @@ function nonEmptyString(value: unknown, field: string): string {
 }
 
 function nonNegative(value: unknown, field: string): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new MessageError(`${field} is ${describeValue(value)}; expected a number ≥ 0.`);
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0)
+    throw new MessageError(`${field} is ${describeValue(value)}; expected a number ≥ 0.`);
   return value;
 }
 

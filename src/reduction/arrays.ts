@@ -42,7 +42,9 @@ export function cosineMatrix(rows: Float32Array, count: number, width: number): 
   return cosine;
 }
 
-/** C = A·B for row-major A [rows, inner] and B [inner, cols]; each C_ij sums its terms in k order, skipping A_ik = 0. */
+/**
+ * C = A·B for row-major A [rows, inner] and B [inner, cols]; each C_ij sums its terms in k order, skipping A_ik = 0.
+ */
 export function matmul(a: Float64Array, b: Float64Array, rows: number, inner: number, cols: number): Float64Array {
   const product = new Float64Array(rows * cols);
   for (let i = 0; i < rows; i++) {

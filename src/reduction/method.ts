@@ -13,7 +13,6 @@ export interface ModelShape {
   hasClassToken: boolean;
 }
 
-
 /** One parameter of a method: settings and the CLI are generated from these. */
 export type ParamSpec =
   | { type: 'number' | 'integer'; default: number; min: number; max: number; description: string }
@@ -24,7 +23,10 @@ export interface Method {
   name: string;
   /** one line for pickers and help */
   description: string;
-  /** where it comes from, and where this implementation departs from the paper or its usual reimplementation (`ficoco methods --verbose`) */
+  /**
+   * where it comes from, and where this implementation departs from the paper or its usual reimplementation (`ficoco
+   * methods --verbose`)
+   */
   reference: string;
   params: Record<string, ParamSpec>;
   /** The steps that take one image from `model.visualTokens` to `keep` visual tokens. */
@@ -39,10 +41,16 @@ export type ParamsOf<S extends Record<string, ParamSpec>> = { [K in keyof S]: S[
  * the steps of the methods it composes).
  */
 export function defineMethod<S extends Record<string, ParamSpec>>(
-  definition: Omit<Method, 'params' | 'plan'> & { params: S; plan(model: ModelShape, keep: number, params: ParamsOf<S>): Step<ParamsOf<S>>[] | Step[] },
+  definition: Omit<Method, 'params' | 'plan'> & {
+    params: S;
+    plan(model: ModelShape, keep: number, params: ParamsOf<S>): Step<ParamsOf<S>>[] | Step[];
+  },
 ): Method {
   // The registry checks every parameter against the schema (resolveParams) before a plan runs, so the casts hold.
-  return { ...definition, plan: (model, keep, params) => definition.plan(model, keep, params as ParamsOf<S>) as unknown as Step[] };
+  return {
+    ...definition,
+    plan: (model, keep, params) => definition.plan(model, keep, params as ParamsOf<S>) as unknown as Step[],
+  };
 }
 
 /** Visual tokens to keep per image for a budget, at least one and at most all. */

@@ -40,7 +40,12 @@ export interface Correlation {
 export type Filter<P = StepParams> = (input: StageInput<P>) => Split;
 export type Correlate<P = StepParams> = (input: StageInput<P>, split: Split) => Correlation;
 /** Folds the sources of every span at once (splits and correlations concatenated in span order). */
-export type Compress<P = StepParams> = (view: SiteView, split: Split, correlation: Correlation, params: P) => TokenState;
+export type Compress<P = StepParams> = (
+  view: SiteView,
+  split: Split,
+  correlation: Correlation,
+  params: P,
+) => TokenState;
 
 export type StepParams = Record<string, number | string | boolean>;
 
@@ -70,16 +75,26 @@ export interface StepRecord {
 
 /** The correlation of pure pruning: no source has a receiver. */
 export function noReceivers(split: Split): Correlation {
-  return { offsets: new Int32Array(split.sources.length + 1), receivers: new Int32Array(0), weights: new Float32Array(0) };
+  return {
+    offsets: new Int32Array(split.sources.length + 1),
+    receivers: new Int32Array(0),
+    weights: new Float32Array(0),
+  };
 }
 
 /** K = 1: source k sends everything (weight 1) to `receivers[k]` (SINK for a new fused token). */
 export function oneReceiverEach(receivers: Int32Array): Correlation {
-  return { offsets: Int32Array.from({ length: receivers.length + 1 }, (_, k) => k), receivers, weights: new Float32Array(receivers.length).fill(1) };
+  return {
+    offsets: Int32Array.from({ length: receivers.length + 1 }, (_, k) => k),
+    receivers,
+    weights: new Float32Array(receivers.length).fill(1),
+  };
 }
 
 /** Builds a CSR correlation from per-source receiver lists. */
-export function correlationFrom(perSource: { receivers: ArrayLike<number>; weights: ArrayLike<number> }[]): Correlation {
+export function correlationFrom(
+  perSource: { receivers: ArrayLike<number>; weights: ArrayLike<number> }[],
+): Correlation {
   const offsets = new Int32Array(perSource.length + 1);
   perSource.forEach((entry, k) => (offsets[k + 1] = offsets[k] + entry.receivers.length));
   const receivers = new Int32Array(offsets[perSource.length]);
@@ -96,7 +111,9 @@ export function spanTokens(span: VisualSpan): Int32Array {
   return Int32Array.from({ length: span.count }, (_, i) => span.start + i);
 }
 
-/** Splits a span by ranking: the `remove` tokens with the highest `score` (span order) leave, ties to the earlier token. */
+/**
+ * Splits a span by ranking: the `remove` tokens with the highest `score` (span order) leave, ties to the earlier token.
+ */
 export function splitByScore(span: VisualSpan, score: ArrayLike<number>, remove: number): Split {
   const order = Array.from({ length: span.count }, (_, i) => i).sort((a, b) => score[b] - score[a] || a - b);
   const leaving = new Set(order.slice(0, remove));

@@ -20,7 +20,23 @@ import { Step, StepParams, StepRecord, stepHook } from './paradigm';
 import { ReductionHook } from './tokenState';
 
 /** Every method, in the order pickers list them. */
-export const METHODS: readonly Method[] = [ficocoV, ficocoL, ficocoVL, fasterVLM, visionZip, pruMergePlus, fastv, pdrop, sparsevlm, dart, divPrune, tome, evit, random, pooling];
+export const METHODS: readonly Method[] = [
+  ficocoV,
+  ficocoL,
+  ficocoVL,
+  fasterVLM,
+  visionZip,
+  pruMergePlus,
+  fastv,
+  pdrop,
+  sparsevlm,
+  dart,
+  divPrune,
+  tome,
+  evit,
+  random,
+  pooling,
+];
 
 /** A bad method name, parameter or budget; the message says what is accepted. */
 export class ReductionSettingsError extends FicocoError {
@@ -33,7 +49,10 @@ export class ReductionSettingsError extends FicocoError {
 
 export function findMethod(name: string): Method {
   const method = METHODS.find((m) => m.name === name);
-  if (!method) throw new ReductionSettingsError(`Unknown reduction method "${name}"; available: ${METHODS.map((m) => m.name).join(', ')}.`);
+  if (!method)
+    throw new ReductionSettingsError(
+      `Unknown reduction method "${name}"; available: ${METHODS.map((m) => m.name).join(', ')}.`,
+    );
   return method;
 }
 
@@ -42,18 +61,33 @@ export function resolveParams(method: Method, given: Readonly<Record<string, unk
   const resolved: StepParams = {};
   for (const name of Object.keys(given)) {
     if (!(name in method.params)) {
-      throw new ReductionSettingsError(`${method.name} has no parameter "${name}"; its parameters are ${Object.keys(method.params).join(', ') || 'none'}.`);
+      throw new ReductionSettingsError(
+        `${method.name} has no parameter "${name}"; its parameters are ${Object.keys(method.params).join(', ') || 'none'}.`,
+      );
     }
   }
   for (const [name, spec] of Object.entries(method.params)) {
     const value = given[name] ?? spec.default;
     const where = `${method.name}.${name}`;
     if (spec.type === 'boolean') {
-      if (typeof value !== 'boolean') throw new ReductionSettingsError(`${where} is ${JSON.stringify(value)}; expected true or false.`);
+      if (typeof value !== 'boolean')
+        throw new ReductionSettingsError(`${where} is ${JSON.stringify(value)}; expected true or false.`);
     } else if (spec.type === 'enum') {
-      if (typeof value !== 'string' || !spec.values.includes(value)) throw new ReductionSettingsError(`${where} is ${JSON.stringify(value)}; expected one of ${spec.values.join(', ')}.`);
-    } else if (typeof value !== 'number' || !Number.isFinite(value) || value < spec.min || value > spec.max || (spec.type === 'integer' && !Number.isInteger(value))) {
-      throw new ReductionSettingsError(`${where} is ${JSON.stringify(value)}; expected ${spec.type === 'integer' ? 'an integer' : 'a number'} in [${spec.min}, ${spec.max}].`);
+      if (typeof value !== 'string' || !spec.values.includes(value))
+        throw new ReductionSettingsError(
+          `${where} is ${JSON.stringify(value)}; expected one of ${spec.values.join(', ')}.`,
+        );
+    } else if (
+      typeof value !== 'number' ||
+      !Number.isFinite(value) ||
+      value < spec.min ||
+      value > spec.max ||
+      (spec.type === 'integer' && !Number.isInteger(value))
+    ) {
+      throw new ReductionSettingsError(
+        `${where} is ${JSON.stringify(value)}; expected ` +
+          `${spec.type === 'integer' ? 'an integer' : 'a number'} in [${spec.min}, ${spec.max}].`,
+      );
     }
     resolved[name] = value as ParamValue;
   }
@@ -69,12 +103,19 @@ export interface ReductionPlan {
 }
 
 /** The concrete steps of a method for a model and budget. */
-export function planReduction(methodName: string, budget: Budget, model: ModelShape, given?: Readonly<Record<string, unknown>>): ReductionPlan {
+export function planReduction(
+  methodName: string,
+  budget: Budget,
+  model: ModelShape,
+  given?: Readonly<Record<string, unknown>>,
+): ReductionPlan {
   const method = findMethod(methodName);
-  if (!isValidBudget(budget)) throw new ReductionSettingsError(`Budget ${budgetLabel(budget)} is not valid: give ${BUDGET_HINT}.`);
+  if (!isValidBudget(budget))
+    throw new ReductionSettingsError(`Budget ${budgetLabel(budget)} is not valid: give ${BUDGET_HINT}.`);
   if ('tokens' in budget && budget.tokens > model.visualTokens) {
     throw new ReductionSettingsError(
-      `A budget of ${budget.tokens} visual tokens is more than the ${model.visualTokens} this model gives an image, so nothing would be reduced; ` +
+      `A budget of ${budget.tokens} visual tokens is more than the ${model.visualTokens} this model gives ` +
+        `an image, so nothing would be reduced; ` +
         `keep at most ${model.visualTokens}, or turn reduction off.`,
     );
   }

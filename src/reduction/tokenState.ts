@@ -88,15 +88,19 @@ export function validateTokenState(state: TokenState, site: HookSite, width: num
   };
   if (state.width !== width) fail(`width ${state.width}, expected ${width}`);
   if (state.count < 1) fail('no tokens left');
-  if (state.hidden.length !== state.count * width) fail(`hidden has ${state.hidden.length} values for ${state.count}×${width}`);
+  if (state.hidden.length !== state.count * width)
+    fail(`hidden has ${state.hidden.length} values for ${state.count}×${width}`);
   if (state.sizes.length !== state.count) fail(`${state.sizes.length} sizes for ${state.count} tokens`);
   if (state.positions.length !== state.count) fail(`${state.positions.length} positions for ${state.count} tokens`);
   let previousEnd = 0;
   for (const span of state.spans) {
-    if (span.start < previousEnd || span.start + span.count > state.count) fail(`visual span [${span.start}, ${span.start + span.count}) out of order or range`);
-    if (span.tokenPatch.length !== span.count) fail(`span has ${span.tokenPatch.length} token patches for ${span.count} tokens`);
+    if (span.start < previousEnd || span.start + span.count > state.count)
+      fail(`visual span [${span.start}, ${span.start + span.count}) out of order or range`);
+    if (span.tokenPatch.length !== span.count)
+      fail(`span has ${span.tokenPatch.length} token patches for ${span.count} tokens`);
     for (const owner of span.patchOwner) {
-      if (owner !== -1 && (owner < span.start || owner >= span.start + span.count)) fail(`patch owner ${owner} outside its span`);
+      if (owner !== -1 && (owner < span.start || owner >= span.start + span.count))
+        fail(`patch owner ${owner} outside its span`);
     }
     previousEnd = span.start + span.count;
   }
@@ -111,13 +115,14 @@ export function selectTokens(state: TokenState, kept: ArrayLike<number>): TokenS
   const positions = new Int32Array(kept.length);
   for (let i = 0; i < kept.length; i++) {
     const from = kept[i];
-    if (from < 0 || from >= state.count || (i > 0 && from <= kept[i - 1])) throw new Error(`selectTokens: kept indices must be sorted, unique and below ${state.count}`);
+    if (from < 0 || from >= state.count || (i > 0 && from <= kept[i - 1]))
+      throw new Error(`selectTokens: kept indices must be sorted, unique and below ${state.count}`);
     newIndex[from] = i;
     sizes[i] = state.sizes[from];
     positions[i] = state.positions[from];
   }
   // Copy rows in contiguous runs: kept tokens mostly come in long stretches.
-  for (let i = 0; i < kept.length; ) {
+  for (let i = 0; i < kept.length;) {
     let run = 1;
     while (i + run < kept.length && kept[i + run] === kept[i] + run) run++;
     hidden.set(state.hidden.subarray(kept[i] * width, (kept[i] + run) * width), i * width);
@@ -128,8 +133,17 @@ export function selectTokens(state: TokenState, kept: ArrayLike<number>): TokenS
     while (start < kept.length && kept[start] < span.start) start++;
     let end = start;
     while (end < kept.length && kept[end] < span.start + span.count) end++;
-    const tokenPatch = Int32Array.from({ length: end - start }, (_, i) => span.tokenPatch[kept[start + i] - span.start]);
-    return { start, count: end - start, grid: span.grid, patchOwner: span.patchOwner.map((owner) => (owner < 0 ? -1 : newIndex[owner])), tokenPatch };
+    const tokenPatch = Int32Array.from(
+      { length: end - start },
+      (_, i) => span.tokenPatch[kept[start + i] - span.start],
+    );
+    return {
+      start,
+      count: end - start,
+      grid: span.grid,
+      patchOwner: span.patchOwner.map((owner) => (owner < 0 ? -1 : newIndex[owner])),
+      tokenPatch,
+    };
   });
   return { hidden, count: kept.length, width, sizes, positions, spans };
 }

@@ -19,7 +19,8 @@ const evalItems = readEvalSet(path.join(ROOT, 'bench', 'eval-set', 'data.jsonl')
  * 16 under ficoco-v, the second with 16 under visionzip. This suite tests the extension; the
  * model's accuracy is measured by `npm run bench:accuracy`.
  */
-const evalItem = (image: string, type: string) => evalItems.find((item) => path.basename(item.image) === image && item.type === type)!;
+const evalItem = (image: string, type: string) =>
+  evalItems.find((item) => path.basename(item.image) === image && item.type === type)!;
 const firstItem = evalItem('1000000025.png', 'arrow');
 const secondItem = evalItem('1000000005.png', 'title');
 const MINUTE = 60_000;
@@ -48,34 +49,44 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
   /** The last turn's answer once it ended; an error fails the test with the chat's message. */
   const finishedAnswer = async () => {
     const reply = lastTurn().locator('.reply[data-reply="answer"]');
-    await reply.and(workbench.chat.locator('[data-status="done"], [data-status="error"]')).waitFor({ timeout: 2 * MINUTE });
-    if ((await reply.getAttribute('data-status')) === 'error') assert.fail(`the chat showed an error: ${await reply.locator('.error').innerText()}`);
+    await reply
+      .and(workbench.chat.locator('[data-status="done"], [data-status="error"]'))
+      .waitFor({ timeout: 2 * MINUTE });
+    if ((await reply.getAttribute('data-status')) === 'error')
+      assert.fail(`the chat showed an error: ${await reply.locator('.error').innerText()}`);
     return reply;
   };
-  const pasteEvalImage = (item: EvalItem) => workbench.paste({ name: path.basename(item.image), type: 'image/png', bytes: fs.readFileSync(item.image) });
+  const pasteEvalImage = (item: EvalItem) =>
+    workbench.paste({ name: path.basename(item.image), type: 'image/png', bytes: fs.readFileSync(item.image) });
 
   test('the chat view opens from the activity bar', async () => {
     await workbench.openChat();
     assert.equal(await workbench.chat.locator('#transcript').getAttribute('aria-live'), 'polite');
   });
 
-  test('a pasted evaluation screenshot gets the built-in model\'s correct answer, a stats line and a measured speedup', async () => {
-    await pasteEvalImage(firstItem);
-    await workbench.chat.locator('.pending-image').waitFor();
-    await workbench.ask(firstItem.question);
-    const answer = await finishedAnswer();
-    assert.equal((await answer.locator('.reply-body').innerText()).trim(), firstItem.answer);
-    const stats = await answer.locator('.stats').innerText();
-    assert.match(stats, /^ficoco-v 16 · visual tokens 16\/144 · prefill \d+ ms/);
-    // The unreduced baseline is measured after the answer; then the speedup reaches the status bar.
-    await workbench.waitForStatus(/FiCoCo \d+\.\d×/, 2 * MINUTE);
-    assert.match(await workbench.statusLabel(), /^FiCoCo \d+\.\d×$/);
-    await workbench.screenshot('chat');
-    // The figures the extension logs: activation, engine cold start, first answer.
-    const figures = workbench.engineLog().split('\n').filter((line) => /activated in|loaded in|answer in/.test(line));
-    console.log(`engine log:\n${figures.join('\n')}`);
-    assert.ok(figures.some((line) => /activated in/.test(line)) && figures.some((line) => /loaded in/.test(line)));
-  });
+  test(
+    "a pasted evaluation screenshot gets the built-in model's correct answer, a stats line and a " + 'measured speedup',
+    async () => {
+      await pasteEvalImage(firstItem);
+      await workbench.chat.locator('.pending-image').waitFor();
+      await workbench.ask(firstItem.question);
+      const answer = await finishedAnswer();
+      assert.equal((await answer.locator('.reply-body').innerText()).trim(), firstItem.answer);
+      const stats = await answer.locator('.stats').innerText();
+      assert.match(stats, /^ficoco-v 16 · visual tokens 16\/144 · prefill \d+ ms/);
+      // The unreduced baseline is measured after the answer; then the speedup reaches the status bar.
+      await workbench.waitForStatus(/FiCoCo \d+\.\d×/, 2 * MINUTE);
+      assert.match(await workbench.statusLabel(), /^FiCoCo \d+\.\d×$/);
+      await workbench.screenshot('chat');
+      // The figures the extension logs: activation, engine cold start, first answer.
+      const figures = workbench
+        .engineLog()
+        .split('\n')
+        .filter((line) => /activated in|loaded in|answer in/.test(line));
+      console.log(`engine log:\n${figures.join('\n')}`);
+      assert.ok(figures.some((line) => /activated in/.test(line)) && figures.some((line) => /loaded in/.test(line)));
+    },
+  );
 
   test('Show reduction draws which patches were kept and merged', async () => {
     const figure = lastTurn().locator('.reduction-figures figure.reduction');
@@ -110,9 +121,17 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
   });
 
   test('Stop ends an answer mid-stream and says so', async () => {
-    await workbench.writeSettings({ 'ficoco.modelPath': slowModel, 'ficoco.reduction.method': 'none', 'ficoco.maxNewTokens': 4096 });
+    await workbench.writeSettings({
+      'ficoco.modelPath': slowModel,
+      'ficoco.reduction.method': 'none',
+      'ficoco.maxNewTokens': 4096,
+    });
     await startNewChat();
-    await workbench.paste({ name: 'shapes.png', type: 'image/png', bytes: fs.readFileSync(path.join(ROOT, 'test', 'fixtures', 'images', 'shapes.png')) });
+    await workbench.paste({
+      name: 'shapes.png',
+      type: 'image/png',
+      bytes: fs.readFileSync(path.join(ROOT, 'test', 'fixtures', 'images', 'shapes.png')),
+    });
     await workbench.ask('describe the picture');
     const reply = lastTurn().locator('.reply[data-reply="answer"]');
     await reply.and(workbench.chat.locator('[data-status="streaming"]')).waitFor({ timeout: MINUTE });
@@ -125,7 +144,10 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
 
   test('a file that is not an image is refused when it is added, with a notice naming it', async () => {
     await workbench.paste({ name: 'broken.png', type: 'image/png', bytes: Buffer.from('this is not a PNG file') });
-    await workbench.chat.locator('#notice').filter({ hasText: 'broken.png is not an image: supported formats are PNG, JPEG, WebP, GIF' }).waitFor({ timeout: MINUTE });
+    await workbench.chat
+      .locator('#notice')
+      .filter({ hasText: 'broken.png is not an image: supported formats are PNG, JPEG, WebP, GIF' })
+      .waitFor({ timeout: MINUTE });
     assert.equal(await workbench.chat.locator('.pending-image').count(), 0, 'nothing waits for the next question');
   });
 
@@ -151,45 +173,76 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
     const huge = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), ihdr]);
     await workbench.paste({ name: 'huge.png', type: 'image/png', bytes: huge });
     const notice = workbench.chat.locator('#notice');
-    await notice.filter({ hasText: 'huge.png is 30000 × 30000 pixels (900 megapixels); FiCoCo takes images up to 50 megapixels' }).waitFor({ timeout: MINUTE });
+    await notice
+      .filter({ hasText: 'huge.png is 30000 × 30000 pixels (900 megapixels); FiCoCo takes images up to 50 megapixels' })
+      .waitFor({ timeout: MINUTE });
     assert.equal(await workbench.chat.locator('.pending-image').count(), 0, 'nothing waits for the next question');
   });
 
-  test('Download Model: a gated repository from the configured Hub endpoint, with the token from Set Hugging Face Token, after consent, then used for the next answer', async () => {
-    const commit = 'c'.repeat(40);
-    const token = 'hf_e2e_secret_token';
-    let hub: FakeHub | undefined;
-    try {
-      hub = await startFakeHub({ 'ficoco/tiny-llava-screens': { folder: path.join(ROOT, 'models', 'tiny-llava-screens'), commit } });
-      hub.requiredToken = token;
-      await workbench.writeSettings({ 'ficoco.hubEndpoint': hub.url, 'ficoco.reduction.method': 'ficoco-v', 'ficoco.reduction.budget': '16' });
-      await workbench.runCommand('FiCoCo: Set Hugging Face Token');
-      await workbench.page.locator('.quick-input-widget input[type="password"]').waitFor({ timeout: MINUTE });
-      await workbench.typeQuickInput(token);
-      await workbench.page.locator('.notifications-toasts', { hasText: 'the Hugging Face token is stored' }).waitFor({ timeout: MINUTE });
-      await workbench.runCommand('FiCoCo: Download Model');
-      await workbench.pickQuickInput('Other Hub repository');
-      await workbench.page.locator('.quick-input-widget input[placeholder*="owner/name"]').waitFor({ timeout: MINUTE });
-      await workbench.typeQuickInput('ficoco/tiny-llava-screens');
-      const consent = workbench.page.locator('.monaco-dialog-box');
-      await consent.waitFor({ timeout: MINUTE });
-      assert.match(await consent.innerText(), /Download ficoco\/tiny-llava-screens \(4\.\d MB\)\?[\s\S]*6 files, 4\.\d MB, from http:\/\/127\.0\.0\.1:\d+[\s\S]*1 by SHA-256 \(Git LFS\), 5 by git's blob SHA-1[\s\S]*Nothing else leaves this machine/);
-      await workbench.screenshot('download-consent');
-      await consent.getByRole('button', { name: 'Download' }).click();
-      await workbench.clickNotificationButton(/Downloaded ficoco\/tiny-llava-screens/, 'Use It');
-      const folder = path.join(workbench.profile, 'user-data', 'User', 'globalStorage', 'ficoco.ficoco-vision', 'models', 'ficoco--tiny-llava-screens', commit);
-      assert.ok(fs.existsSync(path.join(folder, 'ficoco-download.json')), `${folder} holds a verified download`);
-      assert.ok(hub.requests.length > 0 && hub.requests.every((r) => r.authorization === `Bearer ${token}`), 'every request carried the stored token');
-      await startNewChat();
-      await pasteEvalImage(firstItem);
-      await workbench.ask(firstItem.question);
-      const answer = await finishedAnswer();
-      assert.equal((await answer.locator('.reply-body').innerText()).trim(), firstItem.answer);
-      assert.ok(workbench.engineLog().includes(folder), 'the engine loaded the downloaded folder');
-    } finally {
-      await hub?.close();
-    }
-  });
+  test(
+    'Download Model: a gated repository from the configured Hub endpoint, with the token from Set ' +
+      'Hugging Face Token, after consent, then used for the next answer',
+    async () => {
+      const commit = 'c'.repeat(40);
+      const token = 'hf_e2e_secret_token';
+      let hub: FakeHub | undefined;
+      try {
+        hub = await startFakeHub({
+          'ficoco/tiny-llava-screens': { folder: path.join(ROOT, 'models', 'tiny-llava-screens'), commit },
+        });
+        hub.requiredToken = token;
+        await workbench.writeSettings({
+          'ficoco.hubEndpoint': hub.url,
+          'ficoco.reduction.method': 'ficoco-v',
+          'ficoco.reduction.budget': '16',
+        });
+        await workbench.runCommand('FiCoCo: Set Hugging Face Token');
+        await workbench.page.locator('.quick-input-widget input[type="password"]').waitFor({ timeout: MINUTE });
+        await workbench.typeQuickInput(token);
+        await workbench.page
+          .locator('.notifications-toasts', { hasText: 'the Hugging Face token is stored' })
+          .waitFor({ timeout: MINUTE });
+        await workbench.runCommand('FiCoCo: Download Model');
+        await workbench.pickQuickInput('Other Hub repository');
+        await workbench.page
+          .locator('.quick-input-widget input[placeholder*="owner/name"]')
+          .waitFor({ timeout: MINUTE });
+        await workbench.typeQuickInput('ficoco/tiny-llava-screens');
+        const consent = workbench.page.locator('.monaco-dialog-box');
+        await consent.waitFor({ timeout: MINUTE });
+        assert.match(
+          await consent.innerText(),
+          /Download ficoco\/tiny-llava-screens \(4\.\d MB\)\?[\s\S]*6 files, 4\.\d MB, from http:\/\/127\.0\.0\.1:\d+[\s\S]*1 by SHA-256 \(Git LFS\), 5 by git's blob SHA-1[\s\S]*Nothing else leaves this machine/,
+        );
+        await workbench.screenshot('download-consent');
+        await consent.getByRole('button', { name: 'Download' }).click();
+        await workbench.clickNotificationButton(/Downloaded ficoco\/tiny-llava-screens/, 'Use It');
+        const folder = path.join(
+          workbench.profile,
+          'user-data',
+          'User',
+          'globalStorage',
+          'ficoco.ficoco-vision',
+          'models',
+          'ficoco--tiny-llava-screens',
+          commit,
+        );
+        assert.ok(fs.existsSync(path.join(folder, 'ficoco-download.json')), `${folder} holds a verified download`);
+        assert.ok(
+          hub.requests.length > 0 && hub.requests.every((r) => r.authorization === `Bearer ${token}`),
+          'every request carried the stored token',
+        );
+        await startNewChat();
+        await pasteEvalImage(firstItem);
+        await workbench.ask(firstItem.question);
+        const answer = await finishedAnswer();
+        assert.equal((await answer.locator('.reply-body').innerText()).trim(), firstItem.answer);
+        assert.ok(workbench.engineLog().includes(folder), 'the engine loaded the downloaded folder');
+      } finally {
+        await hub?.close();
+      }
+    },
+  );
 });
 
 /**
@@ -203,13 +256,18 @@ function writeEndlessModel(): string {
   const modelFiles = fs.readdirSync(source).filter((file) => !file.startsWith('reference'));
   for (const file of modelFiles) fs.copyFileSync(path.join(source, file), path.join(target, file));
   const configFile = path.join(target, 'config.json');
-  const config = JSON.parse(fs.readFileSync(configFile, 'utf8')) as { text_config: { max_position_embeddings: number; eos_token_id: number } };
+  const config = JSON.parse(fs.readFileSync(configFile, 'utf8')) as {
+    text_config: { max_position_embeddings: number; eos_token_id: number };
+  };
   config.text_config.max_position_embeddings = 8192;
   fs.writeFileSync(configFile, JSON.stringify(config, null, 2));
   const weightsFile = path.join(target, 'model.safetensors');
   const weights = fs.readFileSync(weightsFile);
   const headerLength = Number(weights.readBigUInt64LE(0));
-  const header = JSON.parse(weights.subarray(8, 8 + headerLength).toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  const header = JSON.parse(weights.subarray(8, 8 + headerLength).toString('utf8')) as Record<
+    string,
+    { dtype: string; shape: number[]; data_offsets: [number, number] }
+  >;
   const lmHead = header['language_model.lm_head.weight'];
   assert.equal(lmHead.dtype, 'F32');
   const rowBytes = lmHead.shape[1] * 4;

@@ -27,7 +27,9 @@ export function missingPrerequisite(): string | undefined {
 /** The linux-x64 package, as the Marketplace would hand it to this machine. */
 function builtVsix(): string | undefined {
   const folder = path.join(ROOT, 'dist-vsix');
-  const name = fs.existsSync(folder) ? fs.readdirSync(folder).find((file) => /^ficoco-vision-linux-x64-.*\.vsix$/.test(file)) : undefined;
+  const name = fs.existsSync(folder)
+    ? fs.readdirSync(folder).find((file) => /^ficoco-vision-linux-x64-.*\.vsix$/.test(file))
+    : undefined;
   return name && path.join(folder, name);
 }
 
@@ -44,13 +46,19 @@ export class Workbench {
     readonly serverLog: () => string,
   ) {
     this.page = page;
-    this.chat = page.frameLocator(`iframe.webview.ready[src*="extensionId=${EXTENSION_ID}"]`).frameLocator('#active-frame');
+    this.chat = page
+      .frameLocator(`iframe.webview.ready[src*="extensionId=${EXTENSION_ID}"]`)
+      .frameLocator('#active-frame');
   }
 
   /** Installs the VSIX into a fresh profile, starts code-server on a free port and opens it in Chromium. */
   static async start(settings: Record<string, unknown>): Promise<Workbench> {
     const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-e2e-'));
-    const dirs = { extensions: path.join(profile, 'extensions'), userData: path.join(profile, 'user-data'), workspace: path.join(profile, 'workspace') };
+    const dirs = {
+      extensions: path.join(profile, 'extensions'),
+      userData: path.join(profile, 'user-data'),
+      workspace: path.join(profile, 'workspace'),
+    };
     for (const dir of Object.values(dirs)) fs.mkdirSync(dir, { recursive: true });
     const profileArgs = ['--extensions-dir', dirs.extensions, '--user-data-dir', dirs.userData];
     execFileSync(CODE_SERVER, [...profileArgs, '--install-extension', builtVsix()!], { stdio: 'pipe' });
@@ -58,16 +66,35 @@ export class Workbench {
 
     const port = await freePort();
     let log = '';
-    const server = spawn(CODE_SERVER, ['--auth', 'none', '--bind-addr', `127.0.0.1:${port}`, '--disable-workspace-trust', '--disable-telemetry', ...profileArgs, dirs.workspace], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const server = spawn(
+      CODE_SERVER,
+      [
+        '--auth',
+        'none',
+        '--bind-addr',
+        `127.0.0.1:${port}`,
+        '--disable-workspace-trust',
+        '--disable-telemetry',
+        ...profileArgs,
+        dirs.workspace,
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     server.stdout!.on('data', (chunk: Buffer) => (log += chunk.toString()));
     server.stderr!.on('data', (chunk: Buffer) => (log += chunk.toString()));
     await waitForHttp(`http://127.0.0.1:${port}/healthz`, 60_000, () => log);
 
     const browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--no-first-run',
+      ],
     });
     const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
     await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(dirs.workspace)}`);
@@ -75,7 +102,10 @@ export class Workbench {
     return new Workbench(server, browser, page, profile, () => log);
   }
 
-  /** Rewrites the settings files and gives VS Code's file watcher a moment; the extension reads them on the next question. */
+  /**
+   * Rewrites the settings files and gives VS Code's file watcher a moment; the extension reads them on the next
+   * question.
+   */
   async writeSettings(settings: Record<string, unknown>): Promise<void> {
     writeSettings(path.join(this.profile, 'user-data'), settings);
     await new Promise((resolve) => setTimeout(resolve, SETTINGS_SETTLE_MS));
@@ -114,7 +144,10 @@ export class Workbench {
 
   /** Chooses the quick pick entry whose label contains `label`. */
   async pickQuickInput(label: string): Promise<void> {
-    await this.page.locator('.quick-input-widget .quick-input-list .monaco-list-row', { hasText: label }).first().click({ timeout: 60_000 });
+    await this.page
+      .locator('.quick-input-widget .quick-input-list .monaco-list-row', { hasText: label })
+      .first()
+      .click({ timeout: 60_000 });
   }
 
   /** Types into the open quick input (palette, quick pick filter or input box) and presses Enter. */
@@ -122,7 +155,11 @@ export class Workbench {
     const box = this.page.locator('.quick-input-widget .quick-input-box input');
     await box.waitFor({ timeout: 60_000 });
     await box.fill(text.startsWith('>') || !(await box.inputValue()).startsWith('>') ? text : `>${text}`);
-    await this.page.locator('.quick-input-widget .quick-input-list .monaco-list-row').first().waitFor({ timeout: 10_000 }).catch(() => undefined);
+    await this.page
+      .locator('.quick-input-widget .quick-input-list .monaco-list-row')
+      .first()
+      .waitFor({ timeout: 10_000 })
+      .catch(() => undefined);
     await box.press('Enter');
   }
 
@@ -140,7 +177,8 @@ export class Workbench {
   /** Waits until the status bar item's label matches, e.g. once the speedup is measured. */
   async waitForStatus(pattern: RegExp, timeoutMs: number): Promise<void> {
     await this.page.waitForFunction(
-      ([selector, source]) => new RegExp(source).test(document.querySelector(selector)?.getAttribute('aria-label') ?? ''),
+      ([selector, source]) =>
+        new RegExp(source).test(document.querySelector(selector)?.getAttribute('aria-label') ?? ''),
       [STATUS_ITEM, pattern.source] as const,
       { timeout: timeoutMs },
     );
@@ -149,7 +187,9 @@ export class Workbench {
   /** The extension's "FiCoCo Engine" output channel, as the extension host wrote it to the profile's logs. */
   engineLog(): string {
     const logs = path.join(this.profile, 'user-data', 'logs');
-    const files = fs.readdirSync(logs, { recursive: true, encoding: 'utf8' }).filter((file) => path.basename(file).includes('FiCoCo Engine'));
+    const files = fs
+      .readdirSync(logs, { recursive: true, encoding: 'utf8' })
+      .filter((file) => path.basename(file).includes('FiCoCo Engine'));
     return files.map((file) => fs.readFileSync(path.join(logs, file), 'utf8')).join('\n');
   }
 
@@ -168,12 +208,23 @@ export class Workbench {
   }
 }
 
-/** User settings, and the same as Machine settings: in code-server the extension host is remote, where machine-scoped settings (ficoco.modelPath, ficoco.provider) come only from there. */
+/**
+ * User settings, and the same as Machine settings: in code-server the extension host is remote, where machine-scoped
+ * settings (ficoco.modelPath, ficoco.provider) come only from there.
+ */
 function writeSettings(userDataDir: string, settings: Record<string, unknown>): void {
-  const quiet = { 'workbench.startupEditor': 'none', 'workbench.tips.enabled': false, 'telemetry.telemetryLevel': 'off', 'extensions.autoCheckUpdates': false };
+  const quiet = {
+    'workbench.startupEditor': 'none',
+    'workbench.tips.enabled': false,
+    'telemetry.telemetryLevel': 'off',
+    'extensions.autoCheckUpdates': false,
+  };
   for (const scope of ['User', 'Machine']) {
     fs.mkdirSync(path.join(userDataDir, scope), { recursive: true });
-    fs.writeFileSync(path.join(userDataDir, scope, 'settings.json'), JSON.stringify({ ...quiet, ...settings }, null, 2));
+    fs.writeFileSync(
+      path.join(userDataDir, scope, 'settings.json'),
+      JSON.stringify({ ...quiet, ...settings }, null, 2),
+    );
   }
 }
 

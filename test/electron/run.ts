@@ -29,13 +29,24 @@ async function findVsCode(): Promise<string | undefined> {
 async function main(): Promise<void> {
   const vscodeExecutable = await findVsCode();
   if (!vscodeExecutable) {
-    console.log('SKIPPED test:electron: it needs desktop VS Code. Set VSCODE_EXECUTABLE to an installed one, or run where update.code.visualstudio.com is reachable.');
+    console.log(
+      'SKIPPED test:electron: it needs desktop VS Code. Set VSCODE_EXECUTABLE to an installed one, or run ' +
+        'where update.code.visualstudio.com is reachable.',
+    );
     return;
   }
   // The suite runs inside the extension host, which loads plain CommonJS.
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-electron-'));
   const suite = path.join(scratch, 'suite.js');
-  await esbuild.build({ entryPoints: [path.join(__dirname, 'suite.ts')], outfile: suite, bundle: true, platform: 'node', format: 'cjs', external: ['vscode'], logLevel: 'warning' });
+  await esbuild.build({
+    entryPoints: [path.join(__dirname, 'suite.ts')],
+    outfile: suite,
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    external: ['vscode'],
+    logLevel: 'warning',
+  });
   const workspace = path.join(scratch, 'workspace');
   fs.mkdirSync(workspace);
   try {
@@ -44,7 +55,15 @@ async function main(): Promise<void> {
       extensionDevelopmentPath: ROOT,
       extensionTestsPath: suite,
       extensionTestsEnv: { FICOCO_EVAL_SET: path.join(ROOT, 'bench', 'eval-set') },
-      launchArgs: [workspace, '--disable-extensions', '--disable-workspace-trust', '--user-data-dir', path.join(scratch, 'user-data'), '--no-sandbox', '--disable-gpu'],
+      launchArgs: [
+        workspace,
+        '--disable-extensions',
+        '--disable-workspace-trust',
+        '--user-data-dir',
+        path.join(scratch, 'user-data'),
+        '--no-sandbox',
+        '--disable-gpu',
+      ],
     });
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true });

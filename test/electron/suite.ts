@@ -18,7 +18,9 @@ export async function run(): Promise<void> {
   console.log(`activation ${(performance.now() - activationStarted).toFixed(0)} ms`);
 
   // The arrow question the e2e suite asks too: answered right with FiCoCo-V at 16 of 144 tokens.
-  const item = readEvalSet(path.join(evalSet, 'data.jsonl')).find((candidate) => path.basename(candidate.image) === '1000000025.png' && candidate.type === 'arrow')!;
+  const item = readEvalSet(path.join(evalSet, 'data.jsonl')).find(
+    (candidate) => path.basename(candidate.image) === '1000000025.png' && candidate.type === 'arrow',
+  )!;
   const settings = vscode.workspace.getConfiguration('ficoco');
   await settings.update('reduction.method', 'ficoco-v', vscode.ConfigurationTarget.Global);
   await settings.update('reduction.budget', '16', vscode.ConfigurationTarget.Global);

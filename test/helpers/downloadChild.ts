@@ -10,8 +10,18 @@ const [endpoint, root, whenBusy] = process.argv.slice(2);
 const say = (event: object) => process.stdout.write(`${JSON.stringify(event)}\n`);
 
 planDownload({ repo: 'ficoco/tiny-llava-screens', revision: 'main', endpoint, root })
-  .then((plan) => downloadModel(plan, { whenBusy: whenBusy === 'wait' ? 'wait' : 'fail', retryDelayMs: 10, onWait: () => say({ waiting: true }) }))
+  .then((plan) =>
+    downloadModel(plan, {
+      whenBusy: whenBusy === 'wait' ? 'wait' : 'fail',
+      retryDelayMs: 10,
+      onWait: () => say({ waiting: true }),
+    }),
+  )
   .then(
     (folder) => say({ folder }),
-    (error: unknown) => say({ error: error instanceof Error ? error.message : String(error), kind: error instanceof FicocoError ? error.kind : 'internal' }),
+    (error: unknown) =>
+      say({
+        error: error instanceof Error ? error.message : String(error),
+        kind: error instanceof FicocoError ? error.kind : 'internal',
+      }),
   );

@@ -1,6 +1,9 @@
 import { HookSite, ReductionHook, TokenState, selectTokens } from '../../src/reduction/tokenState';
 
-/** The trivial hook the engine tests use: keeps every non-visual token and the visual tokens at even offsets in their span. */
+/**
+ * The trivial hook the engine tests use: keeps every non-visual token and the visual tokens at even offsets in their
+ * span.
+ */
 export function keepEveryOtherVisualToken(site: HookSite): ReductionHook {
   return {
     site,

@@ -3,7 +3,14 @@ import { cosineMatrix } from '../../src/reduction/arrays';
 import { ModelShape } from '../../src/reduction/method';
 import { StepRecord } from '../../src/reduction/paradigm';
 import { ReductionPlan, planHooks } from '../../src/reduction/registry';
-import { HookSite, ReductionHook, SiteView, TokenState, VisualSpan, validateTokenState } from '../../src/reduction/tokenState';
+import {
+  HookSite,
+  ReductionHook,
+  SiteView,
+  TokenState,
+  VisualSpan,
+  validateTokenState,
+} from '../../src/reduction/tokenState';
 
 /**
  * A miniature engine for reduction tests: random hidden states, attention computed from fixed random
@@ -22,10 +29,26 @@ export interface SimOptions {
   seed: number;
 }
 
-export const DEFAULT_SIM: SimOptions = { grid: { rows: 12, cols: 12 }, width: 16, visionLayers: 6, textLayers: 6, textBefore: 4, textAfter: 7, images: 1, hasClassToken: true, seed: 1 };
+export const DEFAULT_SIM: SimOptions = {
+  grid: { rows: 12, cols: 12 },
+  width: 16,
+  visionLayers: 6,
+  textLayers: 6,
+  textBefore: 4,
+  textAfter: 7,
+  images: 1,
+  hasClassToken: true,
+  seed: 1,
+};
 
 export function simShape(options: SimOptions): ModelShape {
-  return { visionLayers: options.visionLayers, textLayers: options.textLayers, visualTokens: options.grid.rows * options.grid.cols, grid: options.grid, hasClassToken: options.hasClassToken };
+  return {
+    visionLayers: options.visionLayers,
+    textLayers: options.textLayers,
+    visualTokens: options.grid.rows * options.grid.cols,
+    grid: options.grid,
+    hasClassToken: options.hasClassToken,
+  };
 }
 
 export interface SimResult {
@@ -44,7 +67,10 @@ export function simulate(plan: ReductionPlan, options: SimOptions): SimResult {
   const random = seededRandom(options.seed);
   const records: StepRecord[] = [];
   const hooks = new Map(planHooks(plan, records).map((hook) => [hook.site, hook]));
-  const projections = { query: randomMatrix(random, options.width, HEAD_DIM), key: randomMatrix(random, options.width, HEAD_DIM) };
+  const projections = {
+    query: randomMatrix(random, options.width, HEAD_DIM),
+    key: randomMatrix(random, options.width, HEAD_DIM),
+  };
   const states: SimResult['states'] = [];
   const apply = (site: HookSite, state: TokenState, hasClassToken: boolean): TokenState => {
     const hook = hooks.get(site);
@@ -61,7 +87,8 @@ export function simulate(plan: ReductionPlan, options: SimOptions): SimResult {
   const images: TokenState[] = [];
   for (let image = 0; image < options.images; image++) {
     let state = freshState(random, cls + patches, options.width, [span(cls, patches, options.grid)]);
-    for (let layer = 0; layer < options.visionLayers; layer++) state = apply(`vision:${layer}`, state, options.hasClassToken);
+    for (let layer = 0; layer < options.visionLayers; layer++)
+      state = apply(`vision:${layer}`, state, options.hasClassToken);
     state = apply('features', state, options.hasClassToken);
     state = dropClassToken(state, cls);
     images.push(apply('projector', state, false));
@@ -72,7 +99,13 @@ export function simulate(plan: ReductionPlan, options: SimOptions): SimResult {
 }
 
 function span(start: number, patches: number, grid: { rows: number; cols: number }): VisualSpan {
-  return { start, count: patches, grid, patchOwner: Int32Array.from({ length: patches }, (_, p) => start + p), tokenPatch: Int32Array.from({ length: patches }, (_, p) => p) };
+  return {
+    start,
+    count: patches,
+    grid,
+    patchOwner: Int32Array.from({ length: patches }, (_, p) => start + p),
+    tokenPatch: Int32Array.from({ length: patches }, (_, p) => p),
+  };
 }
 
 function freshState(random: () => number, count: number, width: number, spans: VisualSpan[]): TokenState {
@@ -112,13 +145,27 @@ function splice(random: () => number, images: TokenState[], options: SimOptions)
   for (const part of parts) {
     hidden.set(part.hidden, at * options.width);
     sizes.set(part.sizes, at);
-    for (const s of part.spans) spans.push({ ...s, start: at + s.start, patchOwner: s.patchOwner.map((o) => (o < 0 ? -1 : o + at)) });
+    for (const s of part.spans)
+      spans.push({ ...s, start: at + s.start, patchOwner: s.patchOwner.map((o) => (o < 0 ? -1 : o + at)) });
     at += part.count;
   }
-  return { hidden, count, width: options.width, sizes, positions: Int32Array.from({ length: count }, (_, i) => i), spans };
+  return {
+    hidden,
+    count,
+    width: options.width,
+    sizes,
+    positions: Int32Array.from({ length: count }, (_, i) => i),
+    spans,
+  };
 }
 
-function siteView(site: HookSite, state: TokenState, hook: ReductionHook, projections: { query: Float64Array; key: Float64Array }, hasClassToken: boolean): SiteView {
+function siteView(
+  site: HookSite,
+  state: TokenState,
+  hook: ReductionHook,
+  projections: { query: Float64Array; key: Float64Array },
+  hasClassToken: boolean,
+): SiteView {
   const queries = project(state, projections.query);
   const keys = project(state, projections.key);
   const n = state.count;

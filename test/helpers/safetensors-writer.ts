@@ -1,4 +1,9 @@
-export { bytesOf, writeRawSafetensors, writeSafetensors, type TensorToWrite } from '../../src/engine/weights/safetensorsWriter';
+export {
+  bytesOf,
+  writeRawSafetensors,
+  writeSafetensors,
+  type TensorToWrite,
+} from '../../src/engine/weights/safetensorsWriter';
 
 /** float32 → bfloat16 with round-to-nearest-even, as torch does. */
 export function float32ToBfloat16(values: Float32Array): Uint16Array {

@@ -23,39 +23,60 @@ const REFERENCE_DIR = path.join(__dirname, '..', 'fixtures', 'builtin-reference'
 const LOGIT_TOLERANCE = 1e-3;
 const modelDir = findBuiltinModel(__dirname);
 
-describe('the built-in model matches the PyTorch reference and answers evaluation questions', { skip: modelDir === undefined && 'needs models/tiny-llava-screens (tools/train_tiny_llava.py)' }, () => {
-  const reference = JSON.parse(fs.readFileSync(path.join(REFERENCE_DIR, 'reference.json'), 'utf8')) as { cases: BuiltinCase[] };
-  const tensors = WeightIndex.openFile(path.join(REFERENCE_DIR, 'reference.safetensors'));
-  let engine: LlavaEngine;
-  before(async () => {
-    engine = await LlavaEngine.load(modelDir!);
-  });
-  after(() => engine.dispose());
-
-  test('the reference covers every question type', () => {
-    assert.deepEqual(new Set(reference.cases.map((c) => c.type)), new Set(['arrow', 'colour', 'count', 'label', 'position', 'title']));
-  });
-
-  for (const [i, refCase] of reference.cases.entries()) {
-    test(`case ${i} (${refCase.type}): prompt, token ids, pixels, prefill logits within ${LOGIT_TOLERANCE}, identical greedy answer`, async () => {
-      const prompt = await engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: refCase.question }] }]);
-      assert.equal(prompt, refCase.prompt);
-      assert.deepEqual(engine.text.encode(prompt), refCase.input_ids);
-      const imagePath = path.join(REFERENCE_DIR, refCase.image);
-      const pixels = await engine.pixelValues(fs.readFileSync(imagePath), imagePath);
-      assert.ok(maxAbsDiff(pixels, tensors.readFloat32(`pixel_values_${i}`)) <= 1e-6);
-      const result = await engine.generate(refCase.input_ids, [pixels], { maxNewTokens: refCase.greedy_tokens.length });
-      assert.ok(maxAbsDiff(result.prefillLogits, tensors.readFloat32(`logits_${i}`)) <= LOGIT_TOLERANCE);
-      assert.deepEqual(result.tokenIds, refCase.greedy_tokens);
+describe(
+  'the built-in model matches the PyTorch reference and answers evaluation questions',
+  { skip: modelDir === undefined && 'needs models/tiny-llava-screens (tools/train_tiny_llava.py)' },
+  () => {
+    const reference = JSON.parse(fs.readFileSync(path.join(REFERENCE_DIR, 'reference.json'), 'utf8')) as {
+      cases: BuiltinCase[];
+    };
+    const tensors = WeightIndex.openFile(path.join(REFERENCE_DIR, 'reference.safetensors'));
+    let engine: LlavaEngine;
+    before(async () => {
+      engine = await LlavaEngine.load(modelDir!);
     });
-  }
+    after(() => engine.dispose());
 
-  test('ask() answers an evaluation image the way the reference does, as text', async () => {
-    for (const refCase of reference.cases.slice(0, 4)) {
-      const imagePath = path.join(REFERENCE_DIR, refCase.image);
-      const answer = await engine.ask({ question: refCase.question, images: [{ bytes: fs.readFileSync(imagePath), name: path.basename(imagePath) }], maxNewTokens: 8 });
-      assert.equal(answer.text.trim(), refCase.greedy_text);
-      assert.equal(answer.stopReason, 'stop-token');
+    test('the reference covers every question type', () => {
+      assert.deepEqual(
+        new Set(reference.cases.map((c) => c.type)),
+        new Set(['arrow', 'colour', 'count', 'label', 'position', 'title']),
+      );
+    });
+
+    for (const [i, refCase] of reference.cases.entries()) {
+      test(
+        `case ${i} (${refCase.type}): prompt, token ids, pixels, prefill logits within ${LOGIT_TOLERANCE}, ` +
+          `identical greedy answer`,
+        async () => {
+          const prompt = await engine.text.renderPrompt([
+            { role: 'user', content: [{ type: 'image' }, { type: 'text', text: refCase.question }] },
+          ]);
+          assert.equal(prompt, refCase.prompt);
+          assert.deepEqual(engine.text.encode(prompt), refCase.input_ids);
+          const imagePath = path.join(REFERENCE_DIR, refCase.image);
+          const pixels = await engine.pixelValues(fs.readFileSync(imagePath), imagePath);
+          assert.ok(maxAbsDiff(pixels, tensors.readFloat32(`pixel_values_${i}`)) <= 1e-6);
+          const result = await engine.generate(refCase.input_ids, [pixels], {
+            maxNewTokens: refCase.greedy_tokens.length,
+          });
+          assert.ok(maxAbsDiff(result.prefillLogits, tensors.readFloat32(`logits_${i}`)) <= LOGIT_TOLERANCE);
+          assert.deepEqual(result.tokenIds, refCase.greedy_tokens);
+        },
+      );
     }
-  });
-});
+
+    test('ask() answers an evaluation image the way the reference does, as text', async () => {
+      for (const refCase of reference.cases.slice(0, 4)) {
+        const imagePath = path.join(REFERENCE_DIR, refCase.image);
+        const answer = await engine.ask({
+          question: refCase.question,
+          images: [{ bytes: fs.readFileSync(imagePath), name: path.basename(imagePath) }],
+          maxNewTokens: 8,
+        });
+        assert.equal(answer.text.trim(), refCase.greedy_text);
+        assert.equal(answer.stopReason, 'stop-token');
+      }
+    });
+  },
+);

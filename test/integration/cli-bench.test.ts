@@ -14,17 +14,41 @@ const MODEL = path.join(__dirname, '..', 'fixtures', 'tiny-llava-llama');
 /** The report's table rows, keyed "method budget", each cell under its column's heading. */
 function tableRows(markdown: string): Map<string, Record<string, string>> {
   const lines = markdown.split('\n').filter((line) => line.startsWith('| '));
-  const cellsOf = (line: string) => line.split('|').slice(1, -1).map((cell) => cell.trim());
+  const cellsOf = (line: string) =>
+    line
+      .split('|')
+      .slice(1, -1)
+      .map((cell) => cell.trim());
   const headings = cellsOf(lines[0]);
-  return new Map(lines.slice(1).map((line) => {
-    const cells = cellsOf(line);
-    return [`${cells[0]} ${cells[1]}`, Object.fromEntries(headings.map((heading, i) => [heading, cells[i]]))];
-  }));
+  return new Map(
+    lines.slice(1).map((line) => {
+      const cells = cellsOf(line);
+      return [`${cells[0]} ${cells[1]}`, Object.fromEntries(headings.map((heading, i) => [heading, cells[i]]))];
+    }),
+  );
 }
 
 test('ficoco bench measures each method and budget against the unreduced model and writes the table and charts', async () => {
   const out = temporaryFolder('ficoco-bench-');
-  assert.equal(await benchCommand(['--model', MODEL, '--methods', 'ficoco-v,fastv', '--budgets', '12,4', '--runs', '2', '--decode', '3', '--out', out, '--name', 'check']), 0);
+  assert.equal(
+    await benchCommand([
+      '--model',
+      MODEL,
+      '--methods',
+      'ficoco-v,fastv',
+      '--budgets',
+      '12,4',
+      '--runs',
+      '2',
+      '--decode',
+      '3',
+      '--out',
+      out,
+      '--name',
+      'check',
+    ]),
+    0,
+  );
   const report = fs.readFileSync(path.join(out, 'check.md'), 'utf8');
   const rows = tableRows(report);
   assert.deepEqual([...rows.keys()], ['none all', 'ficoco-v 12', 'ficoco-v 4', 'fastv 12', 'fastv 4']);
@@ -36,9 +60,13 @@ test('ficoco bench measures each method and budget against the unreduced model a
   assert.match(unreduced['reduction steps ms (% of prefill)'], /^0\.0 /);
   assert.match(unreduced['steps CPU ms (% of prefill CPU)'], /^0\.0 /);
   // The table rounds (a fast machine's vision ms reads 0); the JSON beside it has every figure unrounded.
-  const [unreducedRaw] = (JSON.parse(fs.readFileSync(path.join(out, 'check.json'), 'utf8')) as { rows: Record<string, number>[] }).rows;
-  for (const field of ['visionMs', 'llmMs', 'ttftMs', 'decodeTokensPerSecond', 'peakMiB']) assert.ok(unreducedRaw[field] > 0, `${field} ${unreducedRaw[field]} is a positive measurement`);
-  if (process.platform === 'linux') assert.match(unreduced['CPU steal'], /^\d+\.\d %$/, 'steal is read from /proc/stat');
+  const [unreducedRaw] = (
+    JSON.parse(fs.readFileSync(path.join(out, 'check.json'), 'utf8')) as { rows: Record<string, number>[] }
+  ).rows;
+  for (const field of ['visionMs', 'llmMs', 'ttftMs', 'decodeTokensPerSecond', 'peakMiB'])
+    assert.ok(unreducedRaw[field] > 0, `${field} ${unreducedRaw[field]} is a positive measurement`);
+  if (process.platform === 'linux')
+    assert.match(unreduced['CPU steal'], /^\d+\.\d %$/, 'steal is read from /proc/stat');
   assert.match(report, /Major page faults over the whole run: \d+\./);
   for (const [key, row] of rows) {
     if (key === 'none all') continue;
@@ -46,12 +74,19 @@ test('ficoco bench measures each method and budget against the unreduced model a
     assert.equal(Number(row['visual tokens kept']), budget, `${key} keeps its budget`);
     assert.ok(parseFloat(row['prefill speedup']) > 0, `${key} has a measured speedup`);
     assert.ok(parseFloat(row['CPU-time speedup']) > 0, `${key} has a CPU-time speedup`);
-    assert.match(row['steps CPU ms (% of prefill CPU)'], /^\d+\.\d \(\d+\.\d %\)$/, `${key} times its steps in CPU time`);
+    assert.match(
+      row['steps CPU ms (% of prefill CPU)'],
+      /^\d+\.\d \(\d+\.\d %\)$/,
+      `${key} times its steps in CPU time`,
+    );
     // Fewer tokens can only lower the analytic FLOPs.
     assert.ok(parseFloat(row['FLOPs ratio']) > 1, `${key} FLOPs ratio ${row['FLOPs ratio']}`);
     assert.ok(Number(row['decode tokens/s']) > 0, `${key} decodes`);
   }
-  assert.ok(parseFloat(rows.get('fastv 4')!['FLOPs ratio']) > parseFloat(rows.get('fastv 12')!['FLOPs ratio']), 'a smaller budget saves more FLOPs');
+  assert.ok(
+    parseFloat(rows.get('fastv 4')!['FLOPs ratio']) > parseFloat(rows.get('fastv 12')!['FLOPs ratio']),
+    'a smaller budget saves more FLOPs',
+  );
   const speedupSvg = fs.readFileSync(path.join(out, 'check-speedup.svg'), 'utf8');
   assert.equal((speedupSvg.match(/<polyline/g) ?? []).length, 2, 'one line per method');
   const flopsSvg = fs.readFileSync(path.join(out, 'check-vs-flops.svg'), 'utf8');
@@ -60,14 +95,33 @@ test('ficoco bench measures each method and budget against the unreduced model a
 
 test('ficoco bench budgets default to a third, two ninths and a ninth of the visual tokens', async () => {
   const out = temporaryFolder('ficoco-bench-');
-  assert.equal(await benchCommand(['--model', MODEL, '--methods', 'random', '--runs', '1', '--decode', '0', '--out', out, '--name', 'defaults']), 0);
+  assert.equal(
+    await benchCommand([
+      '--model',
+      MODEL,
+      '--methods',
+      'random',
+      '--runs',
+      '1',
+      '--decode',
+      '0',
+      '--out',
+      out,
+      '--name',
+      'defaults',
+    ]),
+    0,
+  );
   const rows = tableRows(fs.readFileSync(path.join(out, 'defaults.md'), 'utf8'));
   assert.deepEqual([...rows.keys()], ['none all', 'random 12', 'random 8', 'random 4']);
   assert.equal(rows.get('random 8')!['decode tokens/s'], '–', 'no decode asked for');
 });
 
 test('ficoco bench rejects wrong options before loading anything', async () => {
-  await assert.rejects(benchCommand(['--model', MODEL, '--runs', '0']), (error: FicocoError) => error.kind === 'input' && /--runs 0/.test(error.message));
+  await assert.rejects(
+    benchCommand(['--model', MODEL, '--runs', '0']),
+    (error: FicocoError) => error.kind === 'input' && /--runs 0/.test(error.message),
+  );
   await assert.rejects(benchCommand(['--model', MODEL, '--provider', 'tpu']), /--provider tpu is not known/);
   await assert.rejects(benchCommand(['--model', MODEL, '--budgets', 'lots']), /--budget lots/);
 });

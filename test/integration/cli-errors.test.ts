@@ -22,13 +22,41 @@ async function askFails(...args: string[]): Promise<{ code: number; stderr: stri
 }
 
 const cases: [string, string[], RegExp][] = [
-  ['a folder as --image', ['--image', path.join(ROOT, 'bench'), 'q'], /^error: --image .*bench is a folder, not an image file\.$/],
-  ['a missing --image', ['--image', path.join(ROOT, 'no-such.png'), 'q'], /^error: --image .*no-such\.png does not exist\.$/],
-  ['a negative budget', ['--image', IMAGE, '--method', 'ficoco-v', '--budget', '-5', 'q'], /^error: --budget -5 must be a whole number of visual tokens .* or a share above 0 and up to 100%/],
-  ['a budget above 100 %', ['--image', IMAGE, '--method', 'ficoco-v', '--budget', '150%', 'q'], /^error: --budget 150% must be a whole number of visual tokens/],
-  ['a negative token limit', ['--image', IMAGE, '--max-new-tokens', '-1', 'q'], /^error: --max-new-tokens -1 is not a number ≥ 1\.$/],
-  ['an unknown option', ['--image', IMAGE, '--bogus', 'q'], /^error: Unknown option '--bogus'\. See `ficoco ask --help`\.$/],
-  ['a budget above the model\'s visual tokens', ['--image', IMAGE, '--method', 'ficoco-v', '--budget', '500', 'q'], /^error: A budget of 500 visual tokens is more than the 144 this model gives an image, so nothing would be reduced/],
+  [
+    'a folder as --image',
+    ['--image', path.join(ROOT, 'bench'), 'q'],
+    /^error: --image .*bench is a folder, not an image file\.$/,
+  ],
+  [
+    'a missing --image',
+    ['--image', path.join(ROOT, 'no-such.png'), 'q'],
+    /^error: --image .*no-such\.png does not exist\.$/,
+  ],
+  [
+    'a negative budget',
+    ['--image', IMAGE, '--method', 'ficoco-v', '--budget', '-5', 'q'],
+    /^error: --budget -5 must be a whole number of visual tokens .* or a share above 0 and up to 100%/,
+  ],
+  [
+    'a budget above 100 %',
+    ['--image', IMAGE, '--method', 'ficoco-v', '--budget', '150%', 'q'],
+    /^error: --budget 150% must be a whole number of visual tokens/,
+  ],
+  [
+    'a negative token limit',
+    ['--image', IMAGE, '--max-new-tokens', '-1', 'q'],
+    /^error: --max-new-tokens -1 is not a number ≥ 1\.$/,
+  ],
+  [
+    'an unknown option',
+    ['--image', IMAGE, '--bogus', 'q'],
+    /^error: Unknown option '--bogus'\. See `ficoco ask --help`\.$/,
+  ],
+  [
+    "a budget above the model's visual tokens",
+    ['--image', IMAGE, '--method', 'ficoco-v', '--budget', '500', 'q'],
+    /^error: A budget of 500 visual tokens is more than the 144 this model gives an image, so nothing would be reduced/,
+  ],
 ];
 
 for (const [what, args, message] of cases) {
@@ -41,11 +69,16 @@ for (const [what, args, message] of cases) {
 }
 
 test('ficoco methods lists every method and its parameters; --verbose adds where each comes from', async () => {
-  const methods = async (...args: string[]) => (await run(process.execPath, ['--import', 'tsx', CLI, 'methods', ...args], { cwd: ROOT })).stdout;
+  const methods = async (...args: string[]) =>
+    (await run(process.execPath, ['--import', 'tsx', CLI, 'methods', ...args], { cwd: ROOT })).stdout;
   const [plain, verbose] = await Promise.all([methods(), methods('--verbose')]);
   for (const method of METHODS) {
     assert.ok(plain.includes(`${method.name}\n  ${method.description}\n`), method.name);
-    for (const param of Object.keys(method.params)) assert.match(plain, new RegExp(`^    ${param} = `, 'm'), `${method.name}.${param}`);
-    assert.ok(!plain.includes(method.reference) && verbose.includes(`  ${method.reference}\n`), `${method.name}'s reference only with --verbose`);
+    for (const param of Object.keys(method.params))
+      assert.match(plain, new RegExp(`^    ${param} = `, 'm'), `${method.name}.${param}`);
+    assert.ok(
+      !plain.includes(method.reference) && verbose.includes(`  ${method.reference}\n`),
+      `${method.name}'s reference only with --verbose`,
+    );
   }
 });

@@ -26,28 +26,72 @@ test('ficoco eval scores each method and budget and writes the table and chart',
   const engine = await LlavaEngine.load(MODEL);
   const dir = temporaryFolder('ficoco-eval-');
   const items = [];
-  for (const [image, question] of [['shapes.png', 'what colour is the big box ?'], ['diagram.png', 'which box does the arrow point to ?']]) {
+  for (const [image, question] of [
+    ['shapes.png', 'what colour is the big box ?'],
+    ['diagram.png', 'which box does the arrow point to ?'],
+  ]) {
     fs.copyFileSync(path.join(FIXTURES, 'images', image), path.join(dir, image));
-    const answer = await engine.ask({ question, images: [{ bytes: fs.readFileSync(path.join(dir, image)), name: image }], maxNewTokens: 4 });
+    const answer = await engine.ask({
+      question,
+      images: [{ bytes: fs.readFileSync(path.join(dir, image)), name: image }],
+      maxNewTokens: 4,
+    });
     items.push({ image, question, answer: answer.text.split(' ')[0], type: image.replace('.png', '') });
   }
   await engine.dispose();
   fs.writeFileSync(path.join(dir, 'set.jsonl'), items.map((item) => JSON.stringify(item)).join('\n'));
 
   const out = path.join(dir, 'out');
-  assert.equal(await evalCommand(['--model', MODEL, '--data', path.join(dir, 'set.jsonl'), '--methods', 'ficoco-v,fastv', '--budgets', '12,4', '--out', out, '--name', 'check']), 0);
+  assert.equal(
+    await evalCommand([
+      '--model',
+      MODEL,
+      '--data',
+      path.join(dir, 'set.jsonl'),
+      '--methods',
+      'ficoco-v,fastv',
+      '--budgets',
+      '12,4',
+      '--out',
+      out,
+      '--name',
+      'check',
+    ]),
+    0,
+  );
   const table = fs.readFileSync(path.join(out, 'check.md'), 'utf8');
   assert.match(table, /\| none \| all \| 36\.0 \| 100\.0 \| 100\.0 \| 100\.0 \|/);
   // Two items of different types, one answer each: both baselines score 100 % per type.
   assert.match(table, /\| uniform guess among the type's answers \| 100\.0 \| 100\.0 \| 100\.0 \|/);
-  for (const row of ['ficoco-v | 12 | 12.0', 'ficoco-v | 4 | 4.0', 'fastv | 12 | 12.0', 'fastv | 4 | 4.0']) assert.ok(table.includes(`| ${row} |`), row);
+  for (const row of ['ficoco-v | 12 | 12.0', 'ficoco-v | 4 | 4.0', 'fastv | 12 | 12.0', 'fastv | 4 | 4.0'])
+    assert.ok(table.includes(`| ${row} |`), row);
   const svg = fs.readFileSync(path.join(out, 'check.svg'), 'utf8');
   assert.equal((svg.match(/<polyline/g) ?? []).length, 2, 'one line per method');
 
-  // An ablation: parameters apply to the method and name its rows; a parameter the method lacks stops the run before any load.
-  const data = ['--model', MODEL, '--data', path.join(dir, 'set.jsonl'), '--methods', 'ficoco-v', '--budgets', '4', '--out', out];
-  assert.equal(await evalCommand([...data, '--param', 'penalty=1', '--param', 'weights=paper', '--name', 'ablation']), 0);
-  assert.ok(fs.readFileSync(path.join(out, 'ablation.md'), 'utf8').includes('| ficoco-v penalty=1 weights=paper | 4 | 4.0 |'));
-  await assert.rejects(evalCommand([...data, '--param', 'radius=3', '--name', 'wrong']), /ficoco-v has no parameter "radius"; its parameters are start, weights/);
+  // An ablation: parameters apply to the method and name its rows; a parameter the method lacks stops the run before
+  // any load.
+  const data = [
+    '--model',
+    MODEL,
+    '--data',
+    path.join(dir, 'set.jsonl'),
+    '--methods',
+    'ficoco-v',
+    '--budgets',
+    '4',
+    '--out',
+    out,
+  ];
+  assert.equal(
+    await evalCommand([...data, '--param', 'penalty=1', '--param', 'weights=paper', '--name', 'ablation']),
+    0,
+  );
+  assert.ok(
+    fs.readFileSync(path.join(out, 'ablation.md'), 'utf8').includes('| ficoco-v penalty=1 weights=paper | 4 | 4.0 |'),
+  );
+  await assert.rejects(
+    evalCommand([...data, '--param', 'radius=3', '--name', 'wrong']),
+    /ficoco-v has no parameter "radius"; its parameters are start, weights/,
+  );
   assert.ok(!fs.existsSync(path.join(out, 'wrong.md')));
 });

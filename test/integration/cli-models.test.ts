@@ -28,11 +28,22 @@ after(async () => {
 
 function ficoco(...args: string[]) {
   // An empty HF cache, so nothing on this machine is reused by accident.
-  return run(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, env: { ...process.env, HF_HUB_CACHE: path.join(dir, 'hf-cache') } });
+  return run(process.execPath, ['--import', 'tsx', CLI, ...args], {
+    cwd: ROOT,
+    env: { ...process.env, HF_HUB_CACHE: path.join(dir, 'hf-cache') },
+  });
 }
 
 test('ficoco models download fetches a repository from the endpoint; ask answers with the downloaded folder', async () => {
-  const { stdout } = await ficoco('models', 'download', 'ficoco/tiny-llava-screens', '--endpoint', hub.url, '--dir', dir);
+  const { stdout } = await ficoco(
+    'models',
+    'download',
+    'ficoco/tiny-llava-screens',
+    '--endpoint',
+    hub.url,
+    '--dir',
+    dir,
+  );
   const folder = path.join(dir, 'ficoco--tiny-llava-screens', COMMIT);
   assert.equal(stdout.split('\n')[0], folder);
   assert.match(stdout, /MB in \d+\.\d s \(.+\/s\)/);
@@ -40,7 +51,16 @@ test('ficoco models download fetches a repository from the endpoint; ask answers
   assert.match(listing.stdout, new RegExp(`ficoco/tiny-llava-screens@bbbbbbb .*${folder}`));
   const again = await ficoco('models', 'download', 'ficoco/tiny-llava-screens', '--endpoint', hub.url, '--dir', dir);
   assert.match(again.stdout, /already complete \(downloaded\)/);
-  const answer = await ficoco('ask', '--model', folder, '--image', path.join(ROOT, 'bench', 'eval-set', 'images', '1000000025.png'), '--max-new-tokens', '4', 'which box does the arrow point to ?');
+  const answer = await ficoco(
+    'ask',
+    '--model',
+    folder,
+    '--image',
+    path.join(ROOT, 'bench', 'eval-set', 'images', '1000000025.png'),
+    '--max-new-tokens',
+    '4',
+    'which box does the arrow point to ?',
+  );
   assert.match(answer.stdout, /^G\b/);
 });
 
@@ -57,24 +77,39 @@ test('ficoco models lists unfinished downloads; ficoco models clean removes them
   const partial = path.join(dir, '.partial', `ficoco--half-done--${COMMIT}`);
   fs.mkdirSync(partial, { recursive: true });
   fs.writeFileSync(path.join(partial, 'model.safetensors.incomplete'), Buffer.alloc(2_000_000));
-  assert.match((await ficoco('models', '--dir', dir)).stdout, new RegExp(`Unfinished downloads .*\\n  2\\.0 MB  ${partial}`));
-  assert.match((await ficoco('models', 'clean', '--dir', dir)).stdout, new RegExp(`^removed ${partial} \\(2\\.0 MB\\)$`, 'm'));
+  assert.match(
+    (await ficoco('models', '--dir', dir)).stdout,
+    new RegExp(`Unfinished downloads .*\\n  2\\.0 MB  ${partial}`),
+  );
+  assert.match(
+    (await ficoco('models', 'clean', '--dir', dir)).stdout,
+    new RegExp(`^removed ${partial} \\(2\\.0 MB\\)$`, 'm'),
+  );
   assert.equal(fs.existsSync(partial), false);
   assert.doesNotMatch((await ficoco('models', '--dir', dir)).stdout, /Unfinished downloads/);
 });
 
 test('--model PRESET names a downloaded preset, and says how to download one that is not there', () => {
   assert.equal(resolveModelArg('/some/folder', dir), '/some/folder');
-  assert.throws(() => resolveModelArg('llava-1.5-7b', dir), /llava-1\.5-7b is not downloaded yet: run `ficoco models download llava-1\.5-7b` \(14 GB\)/);
+  assert.throws(
+    () => resolveModelArg('llava-1.5-7b', dir),
+    /llava-1\.5-7b is not downloaded yet: run `ficoco models download llava-1\.5-7b` \(14 GB\)/,
+  );
 });
 
 test('a wrong endpoint or repository name fails with exit code 2 and a message', async () => {
-  await assert.rejects(ficoco('models', 'download', 'ficoco/nothing-here', '--endpoint', hub.url, '--dir', dir), (error: { code?: number; stderr?: string }) => {
-    assert.equal(error.code, 2);
-    assert.match(error.stderr ?? '', /ficoco\/nothing-here at main on http:\/\/127\.0\.0\.1:\d+: not found \(404\)/);
-    return true;
-  });
-  await assert.rejects(ficoco('models', 'download', 'not a repo', '--endpoint', hub.url, '--dir', dir), /"not a repo" is not a Hub model name/);
+  await assert.rejects(
+    ficoco('models', 'download', 'ficoco/nothing-here', '--endpoint', hub.url, '--dir', dir),
+    (error: { code?: number; stderr?: string }) => {
+      assert.equal(error.code, 2);
+      assert.match(error.stderr ?? '', /ficoco\/nothing-here at main on http:\/\/127\.0\.0\.1:\d+: not found \(404\)/);
+      return true;
+    },
+  );
+  await assert.rejects(
+    ficoco('models', 'download', 'not a repo', '--endpoint', hub.url, '--dir', dir),
+    /"not a repo" is not a Hub model name/,
+  );
 });
 
 test('ficoco providers says what this machine can run on and what auto tries', async () => {
@@ -82,5 +117,6 @@ test('ficoco providers says what this machine can run on and what auto tries', a
   assert.match(stdout, new RegExp(`^platform\\s+${process.platform} ${process.arch}$`, 'm'));
   assert.match(stdout, /^built in\s+.*\bcpu\b/m);
   assert.match(stdout, /^auto tries\s+(\w+ → )*cpu$/m);
-  if (process.platform === 'linux' && process.arch === 'x64') assert.match(stdout, /^CUDA 12 \/ cuDNN 9\s+(found|missing libc)/m);
+  if (process.platform === 'linux' && process.arch === 'x64')
+    assert.match(stdout, /^CUDA 12 \/ cuDNN 9\s+(found|missing libc)/m);
 });

@@ -35,16 +35,37 @@ test('ficoco reduce writes what the library computes, with its bookkeeping', asy
   const dir = temporaryFolder('ficoco-reduce-');
   const { file, hidden, logits } = savedSite(dir);
   const output = path.join(dir, 'out.safetensors');
-  assert.equal(await reduceCommand(['--method', 'ficoco-v', '--budget', '4', '--input', file, '--output', output, '--vision-layers', '2']), 0);
+  assert.equal(
+    await reduceCommand([
+      '--method',
+      'ficoco-v',
+      '--budget',
+      '4',
+      '--input',
+      file,
+      '--output',
+      output,
+      '--vision-layers',
+      '2',
+    ]),
+    0,
+  );
 
   const out = WeightIndex.openFile(output);
   const kept = out.readIntegers('kept_indices');
   assert.equal(kept.length, 1 + 4);
   assert.equal(kept[0], 0, '[CLS] stays first');
-  assert.deepEqual(kept, [...kept].sort((a, b) => a - b), 'kept tokens stay in order');
+  assert.deepEqual(
+    kept,
+    [...kept].sort((a, b) => a - b),
+    'kept tokens stay in order',
+  );
   const sizes = out.readFloat32('sizes');
   assert.ok(Math.abs(sizes.slice(1).reduce((a, b) => a + b, 0) - 16) < 1e-4, 'merged sizes add up to the 16 patches');
-  assert.ok(out.readIntegers('patch_owner').every((owner) => owner >= 1 && owner <= 4), 'every patch is held by a kept patch token');
+  assert.ok(
+    out.readIntegers('patch_owner').every((owner) => owner >= 1 && owner <= 4),
+    'every patch is held by a kept patch token',
+  );
   assert.deepEqual(out.readIntegers('visual_span'), [1, 4]);
 
   const sources = out.readIntegers('step0.sources');
@@ -55,18 +76,31 @@ test('ficoco reduce writes what the library computes, with its bookkeeping', asy
   for (let k = 0; k < sources.length; k++) {
     const share = weights.slice(offsets[k], offsets[k + 1]).reduce((a, b) => a + b, 0);
     assert.ok(Math.abs(share - 1) < 1e-5, `weights of source ${sources[k]} sum to 1`);
-    for (let e = offsets[k]; e < offsets[k + 1]; e++) assert.ok(kept.includes(receivers[e]), 'receivers are kept tokens');
+    for (let e = offsets[k]; e < offsets[k + 1]; e++)
+      assert.ok(kept.includes(receivers[e]), 'receivers are kept tokens');
   }
 
   // The same step run directly on the same view gives the same tokens.
-  const plan = planReduction('ficoco-v', { tokens: 4 }, { visionLayers: 2, textLayers: 32, visualTokens: 16, grid: { rows: 4, cols: 4 }, hasClassToken: true });
+  const plan = planReduction(
+    'ficoco-v',
+    { tokens: 4 },
+    { visionLayers: 2, textLayers: 32, visualTokens: 16, grid: { rows: 4, cols: 4 }, hasClassToken: true },
+  );
   const view: SiteView = {
     hidden,
     count: TOKENS,
     width: WIDTH,
     sizes: new Float32Array(TOKENS).fill(1),
     positions: Int32Array.from({ length: TOKENS }, (_, i) => i),
-    spans: [{ start: 1, count: 16, grid: { rows: 4, cols: 4 }, patchOwner: Int32Array.from({ length: 16 }, (_, p) => p + 1), tokenPatch: Int32Array.from({ length: 16 }, (_, p) => p) }],
+    spans: [
+      {
+        start: 1,
+        count: 16,
+        grid: { rows: 4, cols: 4 },
+        patchOwner: Int32Array.from({ length: 16 }, (_, p) => p + 1),
+        tokenPatch: Int32Array.from({ length: 16 }, (_, p) => p),
+      },
+    ],
     site: plan.steps[0].site,
     attention: logits,
     keyCount: TOKENS,
@@ -83,5 +117,19 @@ test('ficoco reduce names a missing input tensor', async () => {
     { name: 'hidden_states', dtype: 'F32', shape: [TOKENS, WIDTH], data: bytesOf(new Float32Array(TOKENS * WIDTH)) },
     { name: 'visual_span', dtype: 'I64', shape: [2], data: bytesOf(BigInt64Array.of(1n, 16n)) },
   ]);
-  await assert.rejects(reduceCommand(['--method', 'ficoco-v', '--budget', '4', '--input', file, '--output', path.join(dir, 'o.safetensors'), '--vision-layers', '2']), /needs attention_logits \[17, 17\]/);
+  await assert.rejects(
+    reduceCommand([
+      '--method',
+      'ficoco-v',
+      '--budget',
+      '4',
+      '--input',
+      file,
+      '--output',
+      path.join(dir, 'o.safetensors'),
+      '--vision-layers',
+      '2',
+    ]),
+    /needs attention_logits \[17, 17\]/,
+  );
 });

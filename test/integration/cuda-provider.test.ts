@@ -8,21 +8,44 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { FicocoError } from '../../src/common/errors';
-import { CUDA_PROVIDER_FILES, ORT_LIBRARY, ORT_LIBRARY_DIR_ENV, cudaProviderInstalled, cudaRuntimeEnvironment, cudaRuntimeFolder, isCudaPlatform, ortBinaryFolder } from '../../src/common/cudaRuntime';
+import {
+  CUDA_PROVIDER_FILES,
+  ORT_LIBRARY,
+  ORT_LIBRARY_DIR_ENV,
+  cudaProviderInstalled,
+  cudaRuntimeEnvironment,
+  cudaRuntimeFolder,
+  isCudaPlatform,
+  ortBinaryFolder,
+} from '../../src/common/cudaRuntime';
 import { EngineClient } from '../../src/extension/engineClient';
 import { findCudaPackage, installCudaProvider } from '../../src/hub/cudaProvider';
 
 const VERSION = '1.30.0';
 const ID = 'microsoft.ml.onnxruntime.gpu.linux';
 
-/** A NuGet v3 feed on 127.0.0.1 with one version of the GPU package: index, registration leaf, catalog entry, .nupkg. */
+/**
+ * A NuGet v3 feed on 127.0.0.1 with one version of the GPU package: index, registration leaf, catalog entry, .nupkg.
+ */
 async function startFeed(nupkg: Buffer, publishedHash: string) {
   const server = http.createServer((request, response) => {
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const routes: Partial<Record<string, () => unknown>> = {
-      '/v3/index.json': () => ({ version: '3.0.0', resources: [{ '@id': `${base}/flat/`, '@type': 'PackageBaseAddress/3.0.0' }, { '@id': `${base}/registration/`, '@type': 'RegistrationsBaseUrl/3.6.0' }] }),
+      '/v3/index.json': () => ({
+        version: '3.0.0',
+        resources: [
+          { '@id': `${base}/flat/`, '@type': 'PackageBaseAddress/3.0.0' },
+          { '@id': `${base}/registration/`, '@type': 'RegistrationsBaseUrl/3.6.0' },
+        ],
+      }),
       [`/registration/${ID}/${VERSION}.json`]: () => ({ catalogEntry: `${base}/catalog/${ID}.${VERSION}.json` }),
-      [`/catalog/${ID}.${VERSION}.json`]: () => ({ id: 'Microsoft.ML.OnnxRuntime.Gpu.Linux', version: VERSION, packageHash: publishedHash, packageHashAlgorithm: 'SHA512', packageSize: nupkg.length }),
+      [`/catalog/${ID}.${VERSION}.json`]: () => ({
+        id: 'Microsoft.ML.OnnxRuntime.Gpu.Linux',
+        version: VERSION,
+        packageHash: publishedHash,
+        packageHashAlgorithm: 'SHA512',
+        packageSize: nupkg.length,
+      }),
     };
     if (request.url === `/flat/${ID}/${VERSION}/${ID}.${VERSION}.nupkg`) {
       response.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': nupkg.length });
@@ -33,11 +56,16 @@ async function startFeed(nupkg: Buffer, publishedHash: string) {
     response.end(JSON.stringify(route ? route() : { error: 'not found' }));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { feed: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v3/index.json`, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+  return {
+    feed: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v3/index.json`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }
 
 describe('the CUDA provider libraries from a NuGet feed on 127.0.0.1', () => {
-  const libraries = Object.fromEntries(CUDA_PROVIDER_FILES.map((file, i) => [file, Buffer.from(`ELF stand-in for ${file} `.repeat(1000 + i))]));
+  const libraries = Object.fromEntries(
+    CUDA_PROVIDER_FILES.map((file, i) => [file, Buffer.from(`ELF stand-in for ${file} `.repeat(1000 + i))]),
+  );
   let nupkg: Buffer;
   let binaries: string;
   before(() => {
@@ -60,8 +88,13 @@ describe('the CUDA provider libraries from a NuGet feed on 127.0.0.1', () => {
       await installCudaProvider(found, binaries, { onProgress: (bytes) => progress.push(bytes) });
       assert.equal(progress.at(-1), nupkg.length);
       assert.ok(cudaProviderInstalled(binaries));
-      for (const [file, bytes] of Object.entries(libraries)) assert.ok(fs.readFileSync(path.join(binaries, file)).equals(bytes), file);
-      assert.deepEqual(fs.readdirSync(binaries).sort(), [...CUDA_PROVIDER_FILES].sort(), 'TensorRT\'s library and temporary files stay out');
+      for (const [file, bytes] of Object.entries(libraries))
+        assert.ok(fs.readFileSync(path.join(binaries, file)).equals(bytes), file);
+      assert.deepEqual(
+        fs.readdirSync(binaries).sort(),
+        [...CUDA_PROVIDER_FILES].sort(),
+        "TensorRT's library and temporary files stay out",
+      );
     } finally {
       await feed.close();
     }
@@ -72,7 +105,11 @@ describe('the CUDA provider libraries from a NuGet feed on 127.0.0.1', () => {
     const empty = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-ort-bin-'));
     try {
       const found = await findCudaPackage(VERSION, feed.feed);
-      await assert.rejects(installCudaProvider(found, empty), (error: unknown) => error instanceof FicocoError && /failed its checksum \(SHA-512 .*nothing was installed/.test(error.message));
+      await assert.rejects(
+        installCudaProvider(found, empty),
+        (error: unknown) =>
+          error instanceof FicocoError && /failed its checksum \(SHA-512 .*nothing was installed/.test(error.message),
+      );
       assert.deepEqual(fs.readdirSync(empty), []);
     } finally {
       await feed.close();
@@ -83,50 +120,79 @@ describe('the CUDA provider libraries from a NuGet feed on 127.0.0.1', () => {
   test('a version the feed does not have is a clear 404', async () => {
     const feed = await startFeed(nupkg, '');
     try {
-      await assert.rejects(findCudaPackage('9.9.9', feed.feed), /HTTP 404 \(not found: this ONNX Runtime version may have no CUDA package on the feed\)/);
+      await assert.rejects(
+        findCudaPackage('9.9.9', feed.feed),
+        /HTTP 404 \(not found: this ONNX Runtime version may have no CUDA package on the feed\)/,
+      );
     } finally {
       await feed.close();
     }
   });
 });
 
-describe('the CUDA runtime in the extension\'s storage, which updates keep', { skip: isCudaPlatform() ? false : 'ONNX Runtime\'s CUDA provider is for Linux x64' }, () => {
-  const ROOT = path.join(__dirname, '..', '..');
-  const packaged = ortBinaryFolder(path.join(ROOT, 'node_modules', 'onnxruntime-node'));
-  let storage: string;
-  let client: EngineClient | undefined;
-  before(() => {
-    storage = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-global-storage-'));
-  });
-  after(() => {
-    client?.dispose();
-    fs.rmSync(storage, { recursive: true, force: true });
-  });
+describe(
+  "the CUDA runtime in the extension's storage, which updates keep",
+  { skip: isCudaPlatform() ? false : "ONNX Runtime's CUDA provider is for Linux x64" },
+  () => {
+    const ROOT = path.join(__dirname, '..', '..');
+    const packaged = ortBinaryFolder(path.join(ROOT, 'node_modules', 'onnxruntime-node'));
+    let storage: string;
+    let client: EngineClient | undefined;
+    before(() => {
+      storage = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-global-storage-'));
+    });
+    after(() => {
+      client?.dispose();
+      fs.rmSync(storage, { recursive: true, force: true });
+    });
 
-  test('installs a copy of ORT\'s library beside the providers; an engine process started with its environment runs ORT from there', async () => {
-    const zip = new AdmZip();
-    for (const file of CUDA_PROVIDER_FILES) zip.addFile(`runtimes/linux-x64/native/${file}`, Buffer.from(`not a real ${file}`));
-    const nupkg = zip.toBuffer();
-    const feed = await startFeed(nupkg, createHash('sha512').update(nupkg).digest('base64'));
-    const runtime = cudaRuntimeFolder(storage, VERSION);
-    try {
-      assert.deepEqual(cudaRuntimeEnvironment(runtime), {}, 'nothing until it is installed');
-      await installCudaProvider(await findCudaPackage(VERSION, feed.feed), runtime, { copyRuntimeFrom: packaged });
-    } finally {
-      await feed.close();
-    }
-    assert.ok(fs.readFileSync(path.join(runtime, ORT_LIBRARY)).equals(fs.readFileSync(path.join(packaged, ORT_LIBRARY))));
-    assert.deepEqual(fs.readdirSync(packaged).filter((file) => file.includes('providers')), [], 'nothing was added to the package folder');
-    const environment = cudaRuntimeEnvironment(runtime, {});
-    assert.deepEqual(environment, { LD_LIBRARY_PATH: runtime, [ORT_LIBRARY_DIR_ENV]: runtime });
+    test(
+      "installs a copy of ORT's library beside the providers; an engine process started with its " +
+        'environment runs ORT from there',
+      async () => {
+        const zip = new AdmZip();
+        for (const file of CUDA_PROVIDER_FILES)
+          zip.addFile(`runtimes/linux-x64/native/${file}`, Buffer.from(`not a real ${file}`));
+        const nupkg = zip.toBuffer();
+        const feed = await startFeed(nupkg, createHash('sha512').update(nupkg).digest('base64'));
+        const runtime = cudaRuntimeFolder(storage, VERSION);
+        try {
+          assert.deepEqual(cudaRuntimeEnvironment(runtime), {}, 'nothing until it is installed');
+          await installCudaProvider(await findCudaPackage(VERSION, feed.feed), runtime, { copyRuntimeFrom: packaged });
+        } finally {
+          await feed.close();
+        }
+        assert.ok(
+          fs.readFileSync(path.join(runtime, ORT_LIBRARY)).equals(fs.readFileSync(path.join(packaged, ORT_LIBRARY))),
+        );
+        assert.deepEqual(
+          fs.readdirSync(packaged).filter((file) => file.includes('providers')),
+          [],
+          'nothing was added to the package folder',
+        );
+        const environment = cudaRuntimeEnvironment(runtime, {});
+        assert.deepEqual(environment, { LD_LIBRARY_PATH: runtime, [ORT_LIBRARY_DIR_ENV]: runtime });
 
-    client = new EngineClient({ hostModule: path.join(ROOT, 'src', 'host', 'main.ts'), execArgv: ['--import', 'tsx'], environment: () => environment });
-    const loaded = await client.load({ modelDir: path.join(ROOT, 'test', 'fixtures', 'tiny-llava-llama'), provider: 'auto', threads: 1 });
-    const maps = fs.readFileSync(`/proc/${client.processId}/maps`, 'utf8');
-    assert.ok(maps.includes(path.join(runtime, ORT_LIBRARY)), 'the engine process mapped the storage copy of libonnxruntime');
-    assert.ok(!maps.includes(path.join(packaged, ORT_LIBRARY)), 'and not the package\'s');
-    // The stand-in provider libraries are no libraries: auto tried CUDA from the storage folder, then fell back.
-    assert.equal(loaded.provider, 'cpu');
-    assert.match(loaded.providerFallback ?? '', /cuda could not be used/);
-  });
-});
+        client = new EngineClient({
+          hostModule: path.join(ROOT, 'src', 'host', 'main.ts'),
+          execArgv: ['--import', 'tsx'],
+          environment: () => environment,
+        });
+        const loaded = await client.load({
+          modelDir: path.join(ROOT, 'test', 'fixtures', 'tiny-llava-llama'),
+          provider: 'auto',
+          threads: 1,
+        });
+        const maps = fs.readFileSync(`/proc/${client.processId}/maps`, 'utf8');
+        assert.ok(
+          maps.includes(path.join(runtime, ORT_LIBRARY)),
+          'the engine process mapped the storage copy of libonnxruntime',
+        );
+        assert.ok(!maps.includes(path.join(packaged, ORT_LIBRARY)), "and not the package's");
+        // The stand-in provider libraries are no libraries: auto tried CUDA from the storage folder, then fell back.
+        assert.equal(loaded.provider, 'cpu');
+        assert.match(loaded.providerFallback ?? '', /cuda could not be used/);
+      },
+    );
+  },
+);

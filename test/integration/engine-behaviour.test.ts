@@ -16,7 +16,8 @@ const QUESTION = 'what colour is the big box ?';
 /** Copies the fixture model into a temp folder so a test can damage it. */
 function copyOfModel(): string {
   const dir = temporaryFolder('ficoco-model-');
-  for (const file of fs.readdirSync(MODEL).filter((name) => !name.startsWith('reference.'))) fs.copyFileSync(path.join(MODEL, file), path.join(dir, file));
+  for (const file of fs.readdirSync(MODEL).filter((name) => !name.startsWith('reference.')))
+    fs.copyFileSync(path.join(MODEL, file), path.join(dir, file));
   return dir;
 }
 
@@ -55,7 +56,10 @@ describe('model folders that cannot be used get one clear error', () => {
   test('an unsupported decoder names the field', async () => {
     const dir = copyOfModel();
     const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
-    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...config, text_config: { ...config.text_config, model_type: 'gemma' } }));
+    fs.writeFileSync(
+      path.join(dir, 'config.json'),
+      JSON.stringify({ ...config, text_config: { ...config.text_config, model_type: 'gemma' } }),
+    );
     const error = await loadError(dir);
     assert.match(error.message, /text_config\.model_type is "gemma"/);
   });
@@ -63,7 +67,10 @@ describe('model folders that cannot be used get one clear error', () => {
   test('a config whose sizes do not match the weights', async () => {
     const dir = copyOfModel();
     const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
-    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...config, text_config: { ...config.text_config, intermediate_size: 100 } }));
+    fs.writeFileSync(
+      path.join(dir, 'config.json'),
+      JSON.stringify({ ...config, text_config: { ...config.text_config, intermediate_size: 100 } }),
+    );
     const error = await loadError(dir);
     assert.equal(error.kind, 'weights');
     assert.match(error.message, /gate_proj\.weight has shape \[96, 48\] but config\.json implies \[100, 48\]/);
@@ -95,7 +102,12 @@ describe('a loaded engine', () => {
 
   test('answers, streams text and reports stats', async () => {
     const pieces: string[] = [];
-    const answer = await engine.ask({ question: QUESTION, images: [SHAPES], maxNewTokens: 6, onText: (text) => pieces.push(text) });
+    const answer = await engine.ask({
+      question: QUESTION,
+      images: [SHAPES],
+      maxNewTokens: 6,
+      onText: (text) => pieces.push(text),
+    });
     assert.ok(answer.tokenIds.length >= 1 && answer.tokenIds.length <= 6);
     assert.equal(pieces.join('').trim(), answer.text.trim());
     const { stats } = answer;
@@ -108,14 +120,21 @@ describe('a loaded engine', () => {
   });
 
   test('an empty question is refused and the engine stays usable', async () => {
-    await assert.rejects(engine.ask({ question: '  ', images: [SHAPES] }), (error: unknown) => error instanceof FicocoError && error.kind === 'input' && /question is empty/.test(error.message));
+    await assert.rejects(
+      engine.ask({ question: '  ', images: [SHAPES] }),
+      (error: unknown) =>
+        error instanceof FicocoError && error.kind === 'input' && /question is empty/.test(error.message),
+    );
     const answer = await engine.ask({ question: QUESTION, images: [SHAPES], maxNewTokens: 2 });
     assert.ok(answer.tokenIds.length > 0);
   });
 
   test('an image that cannot be decoded names the file and the engine stays usable', async () => {
     const corrupt = { bytes: SHAPES.bytes.subarray(0, 200), name: 'broken.png' };
-    await assert.rejects(engine.ask({ question: QUESTION, images: [corrupt] }), (error: unknown) => error instanceof FicocoError && error.kind === 'image' && /broken\.png/.test(error.message));
+    await assert.rejects(
+      engine.ask({ question: QUESTION, images: [corrupt] }),
+      (error: unknown) => error instanceof FicocoError && error.kind === 'image' && /broken\.png/.test(error.message),
+    );
     const text = { bytes: new TextEncoder().encode('not an image'), name: 'notes.txt' };
     await assert.rejects(engine.ask({ question: QUESTION, images: [text] }), /notes\.txt is not an image/);
     const answer = await engine.ask({ question: QUESTION, images: [SHAPES], maxNewTokens: 2 });
@@ -124,18 +143,32 @@ describe('a loaded engine', () => {
 
   test('more images than placeholders is an input error', async () => {
     const pixels = await engine.pixelValues(SHAPES.bytes, SHAPES.name);
-    const ids = engine.text.encode(await engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }]));
-    await assert.rejects(engine.generate(ids, [pixels, pixels], { maxNewTokens: 1 }), /1 image placeholder\(s\) but 2 image\(s\)/);
+    const ids = engine.text.encode(
+      await engine.text.renderPrompt([
+        { role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] },
+      ]),
+    );
+    await assert.rejects(
+      engine.generate(ids, [pixels, pixels], { maxNewTokens: 1 }),
+      /1 image placeholder\(s\) but 2 image\(s\)/,
+    );
   });
 
   test('stops at max new tokens, at a stop token, and when cancelled between steps', async () => {
     const pixels = await engine.pixelValues(SHAPES.bytes, SHAPES.name);
-    const ids = engine.text.encode(await engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }]));
+    const ids = engine.text.encode(
+      await engine.text.renderPrompt([
+        { role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] },
+      ]),
+    );
     const free = await engine.generate(ids, [pixels], { maxNewTokens: 5, stopTokenIds: [] });
     assert.equal(free.stopReason, 'max-tokens');
     assert.equal(free.tokenIds.length, 5);
     const { visionCpuMs, prefillCpuMs } = free.timings;
-    assert.ok(visionCpuMs > 0 && prefillCpuMs > 0, `the vision tower and the prefill did work: ${visionCpuMs} and ${prefillCpuMs} CPU ms`);
+    assert.ok(
+      visionCpuMs > 0 && prefillCpuMs > 0,
+      `the vision tower and the prefill did work: ${visionCpuMs} and ${prefillCpuMs} CPU ms`,
+    );
 
     const stopped = await engine.generate(ids, [pixels], { maxNewTokens: 5, stopTokenIds: [free.tokenIds[2]] });
     assert.equal(stopped.stopReason, 'stop-token');
@@ -158,8 +191,13 @@ describe('a loaded engine', () => {
 
   test('sampling is reproducible from its seed and differs from greedy at high temperature', async () => {
     const pixels = await engine.pixelValues(SHAPES.bytes, SHAPES.name);
-    const ids = engine.text.encode(await engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }]));
-    const sample = (seed: number, temperature: number, topP: number) => engine.generate(ids, [pixels], { maxNewTokens: 8, stopTokenIds: [], sampling: { temperature, topP, seed } });
+    const ids = engine.text.encode(
+      await engine.text.renderPrompt([
+        { role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] },
+      ]),
+    );
+    const sample = (seed: number, temperature: number, topP: number) =>
+      engine.generate(ids, [pixels], { maxNewTokens: 8, stopTokenIds: [], sampling: { temperature, topP, seed } });
     const greedy = await engine.generate(ids, [pixels], { maxNewTokens: 8, stopTokenIds: [] });
     assert.deepEqual((await sample(7, 5, 1)).tokenIds, (await sample(7, 5, 1)).tokenIds);
     assert.notDeepEqual((await sample(7, 5, 1)).tokenIds, greedy.tokenIds);
@@ -174,7 +212,10 @@ describe('execution providers', () => {
     const engine = await LlavaEngine.load(MODEL, { provider: requested });
     try {
       assert.equal(engine.provider, 'cpu');
-      assert.match(engine.providerFallback ?? '', new RegExp(`${requested} could not be used .*running on CPU instead`));
+      assert.match(
+        engine.providerFallback ?? '',
+        new RegExp(`${requested} could not be used .*running on CPU instead`),
+      );
       const answer = await engine.ask({ question: QUESTION, images: [SHAPES], maxNewTokens: 2 });
       assert.equal(answer.stats.provider, 'cpu');
       assert.match(answer.stats.providerFallback ?? '', /running on CPU/);

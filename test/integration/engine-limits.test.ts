@@ -14,15 +14,22 @@ import { archPreset, peakRunBytes } from '../../src/flops';
 
 const ROOT = path.join(__dirname, '..', '..');
 const BUILTIN = path.join(ROOT, 'models', 'tiny-llava-screens');
-const IMAGE = { name: '1000000025.png', bytes: fs.readFileSync(path.join(ROOT, 'bench', 'eval-set', 'images', '1000000025.png')) };
+const IMAGE = {
+  name: '1000000025.png',
+  bytes: fs.readFileSync(path.join(ROOT, 'bench', 'eval-set', 'images', '1000000025.png')),
+};
 const QUESTION = 'which box does the arrow point to ?';
 /** The built-in model reads 512 positions (config.json) and turns an image into 144 visual tokens. */
 const CONTEXT = 512;
 
 /** A text-only message of the history, as the chat keeps it. */
-const message = (role: 'user' | 'assistant', text: string): ChatMessage => ({ role, content: [{ type: 'text', text }] });
+const message = (role: 'user' | 'assistant', text: string): ChatMessage => ({
+  role,
+  content: [{ type: 'text', text }],
+});
 
-const inputError = (pattern: RegExp) => (error: unknown) => error instanceof FicocoError && error.kind === 'input' && pattern.test(error.message);
+const inputError = (pattern: RegExp) => (error: unknown) =>
+  error instanceof FicocoError && error.kind === 'input' && pattern.test(error.message);
 
 describe('prompts and runs that do not fit', () => {
   let engine: LlavaEngine;
@@ -31,23 +38,37 @@ describe('prompts and runs that do not fit', () => {
   });
   after(() => engine.dispose());
 
-  test('a question too long for the model\'s context is refused, naming both sizes', async () => {
+  test("a question too long for the model's context is refused, naming both sizes", async () => {
     const question = `${'box '.repeat(2900)}?`;
-    await assert.rejects(engine.ask({ question, images: [IMAGE], maxNewTokens: 4 }), inputError(/make a \d{4}-token prompt, and this model reads at most 512 tokens \(max_position_embeddings/));
+    await assert.rejects(
+      engine.ask({ question, images: [IMAGE], maxNewTokens: 4 }),
+      inputError(/make a \d{4}-token prompt, and this model reads at most 512 tokens \(max_position_embeddings/),
+    );
   });
 
   test('a 2,000-turn conversation keeps its latest turns, says how many it left out, and answers within the context', async () => {
-    const history: ChatMessage[] = Array.from({ length: 2000 }, (_, turn) => [message('user', `question number ${turn} ?`), message('assistant', `answer ${turn % 9}`)]).flat();
+    const history: ChatMessage[] = Array.from({ length: 2000 }, (_, turn) => [
+      message('user', `question number ${turn} ?`),
+      message('assistant', `answer ${turn % 9}`),
+    ]).flat();
     const answer = await engine.ask({ question: QUESTION, images: [IMAGE], history, maxNewTokens: 8 });
     const trimmed = answer.stats.historyTrimmed;
     assert.ok(trimmed, 'the answer says the history was trimmed');
     assert.equal(trimmed.contextTokens, CONTEXT);
     assert.equal(trimmed.droppedMessages % 2, 0, 'whole turns are left out, from a user message on');
     assert.ok(trimmed.droppedMessages < history.length, 'some turns are kept');
-    assert.ok(answer.stats.promptTokens + 8 <= CONTEXT, `${answer.stats.promptTokens} prompt tokens leave the answer its room`);
+    assert.ok(
+      answer.stats.promptTokens + 8 <= CONTEXT,
+      `${answer.stats.promptTokens} prompt tokens leave the answer its room`,
+    );
     // One turn more would not have fitted: the history is trimmed no more than it must be.
     const keptTurns = (history.length - trimmed.droppedMessages) / 2;
-    const tighter = await engine.ask({ question: QUESTION, images: [IMAGE], history: history.slice(-2 * (keptTurns + 1)), maxNewTokens: 8 });
+    const tighter = await engine.ask({
+      question: QUESTION,
+      images: [IMAGE],
+      history: history.slice(-2 * (keptTurns + 1)),
+      maxNewTokens: 8,
+    });
     assert.equal(tighter.stats.historyTrimmed?.droppedMessages, 2);
   });
 
@@ -59,7 +80,11 @@ describe('prompts and runs that do not fit', () => {
 
   test('an answer stops where the context ends, whatever the token limit asked for', async () => {
     const pixels = await engine.pixelValues(IMAGE.bytes, IMAGE.name);
-    const ids = engine.text.encode(await engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }]));
+    const ids = engine.text.encode(
+      await engine.text.renderPrompt([
+        { role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] },
+      ]),
+    );
     const result = await engine.generate(ids, [pixels], { maxNewTokens: 4096, stopTokenIds: [] });
     assert.equal(result.stopReason, 'max-tokens');
     assert.equal(result.promptTokens + result.tokenIds.length, CONTEXT);
@@ -68,7 +93,12 @@ describe('prompts and runs that do not fit', () => {
   test('a run that needs more memory than is available is refused before it starts, saying how much', async () => {
     const starved = await LlavaEngine.load(BUILTIN, { provider: 'cpu', threads: 1, availableMemory: () => 1_000_000 });
     try {
-      await assert.rejects(starved.ask({ question: QUESTION, images: [IMAGE], maxNewTokens: 8 }), inputError(/needs about 0\.\d\d GiB of memory for attention and the KV cache \(157 prompt tokens, up to 8 in the answer\), and 0\.00 GiB is available/));
+      await assert.rejects(
+        starved.ask({ question: QUESTION, images: [IMAGE], maxNewTokens: 8 }),
+        inputError(
+          /needs about 0\.\d\d GiB of memory for attention and the KV cache \(157 prompt tokens, up to 8 in the answer\), and 0\.00 GiB is available/,
+        ),
+      );
     } finally {
       await starved.dispose();
     }

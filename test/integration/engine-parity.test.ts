@@ -20,7 +20,11 @@ interface ReferenceCase {
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures');
 const MODELS = ['tiny-llava-llama', 'tiny-llava-qwen2', 'tiny-llava-llama-f16', 'tiny-llava-qwen2-bf16'];
-const HOOK_VARIANTS: Record<string, HookSite> = { projector_even: 'projector', vision_even: 'vision:1', llm_even: 'llm:1' };
+const HOOK_VARIANTS: Record<string, HookSite> = {
+  projector_even: 'projector',
+  vision_even: 'vision:1',
+  llm_even: 'llm:1',
+};
 const LOGIT_TOLERANCE = 1e-3;
 /** float16 keeps ~3 significant digits; logits here reach ±9 */
 const HALF_PRECISION_TOLERANCE = 0.1;
@@ -28,7 +32,9 @@ const HALF_PRECISION_TOLERANCE = 0.1;
 for (const model of MODELS) {
   describe(`engine matches the PyTorch reference: ${model}`, () => {
     const dir = path.join(FIXTURES, model);
-    const reference = JSON.parse(fs.readFileSync(path.join(dir, 'reference.json'), 'utf8')) as { cases: ReferenceCase[] };
+    const reference = JSON.parse(fs.readFileSync(path.join(dir, 'reference.json'), 'utf8')) as {
+      cases: ReferenceCase[];
+    };
     const tensors = WeightIndex.openFile(path.join(dir, 'reference.safetensors'));
     let engine: LlavaEngine;
     before(async () => {
@@ -40,7 +46,10 @@ for (const model of MODELS) {
       const halfEngine = await LlavaEngine.load(dir, { precision: 'float16' });
       try {
         for (const [i, refCase] of reference.cases.entries()) {
-          const result = await halfEngine.generate(refCase.input_ids, [tensors.readFloat32(`pixel_values_${i}`)], { maxNewTokens: 5, stopTokenIds: [] });
+          const result = await halfEngine.generate(refCase.input_ids, [tensors.readFloat32(`pixel_values_${i}`)], {
+            maxNewTokens: 5,
+            stopTokenIds: [],
+          });
           assert.ok(maxAbsDiff(result.prefillLogits, tensors.readFloat32(`logits_${i}`)) <= HALF_PRECISION_TOLERANCE);
           assert.deepEqual(result.tokenIds, refCase.greedy_tokens);
         }
@@ -51,7 +60,9 @@ for (const model of MODELS) {
 
     for (const [i, refCase] of reference.cases.entries()) {
       test(`case ${i}: prompt, token ids and pixel values`, async () => {
-        const prompt = await engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: refCase.question }] }]);
+        const prompt = await engine.text.renderPrompt([
+          { role: 'user', content: [{ type: 'image' }, { type: 'text', text: refCase.question }] },
+        ]);
         assert.equal(prompt, refCase.prompt);
         assert.deepEqual(engine.text.encode(prompt), refCase.input_ids);
         const pixels = await engine.pixelValues(fs.readFileSync(path.join(dir, refCase.image)), refCase.image);
@@ -59,7 +70,10 @@ for (const model of MODELS) {
       });
 
       test(`case ${i}: prefill logits within ${LOGIT_TOLERANCE} and identical greedy tokens`, async () => {
-        const result = await engine.generate(refCase.input_ids, [tensors.readFloat32(`pixel_values_${i}`)], { maxNewTokens: 5, stopTokenIds: [] });
+        const result = await engine.generate(refCase.input_ids, [tensors.readFloat32(`pixel_values_${i}`)], {
+          maxNewTokens: 5,
+          stopTokenIds: [],
+        });
         assert.ok(maxAbsDiff(result.prefillLogits, tensors.readFloat32(`logits_${i}`)) <= LOGIT_TOLERANCE);
         assert.deepEqual(result.tokenIds, refCase.greedy_tokens);
       });

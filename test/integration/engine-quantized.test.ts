@@ -12,9 +12,12 @@ import { maxAbsDiff } from '../helpers/assertions';
 
 const FIXTURE = path.join(__dirname, '..', 'fixtures', 'tiny-llava-llama');
 /** hidden 48 (one full block of 32 and a padded one), intermediate 96 */
-const DECODER_LINEAR = /^language_model\.model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weight$/;
+const DECODER_LINEAR =
+  /^language_model\.model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weight$/;
 
-/** A copy of the fixture model; with `mode`, its decoder linear layers replaced by their quantize→dequantize round trip. */
+/**
+ * A copy of the fixture model; with `mode`, its decoder linear layers replaced by their quantize→dequantize round trip.
+ */
 function copyFixture(mode?: 'int8' | 'int4'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-quantized-'));
   for (const file of fs.readdirSync(FIXTURE)) fs.copyFileSync(path.join(FIXTURE, file), path.join(dir, file));
@@ -23,7 +26,8 @@ function copyFixture(mode?: 'int8' | 'int4'): string {
     const tensors = index.names().map((name) => {
       const location = index.get(name);
       let values = index.readFloat32(name);
-      if (DECODER_LINEAR.test(name)) values = dequantizeBlocks(quantizeBlocks(values, location.shape[0], location.shape[1], bitsOf(mode)));
+      if (DECODER_LINEAR.test(name))
+        values = dequantizeBlocks(quantizeBlocks(values, location.shape[0], location.shape[1], bitsOf(mode)));
       return { name, dtype: 'F32' as const, shape: location.shape, data: new Uint8Array(bytesOf(values)) };
     });
     writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
@@ -32,9 +36,13 @@ function copyFixture(mode?: 'int8' | 'int4'): string {
 }
 
 describe('weight-only quantization of the decoder (MatMulNBits, cached beside the weights)', () => {
-  const reference = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'reference.json'), 'utf8')) as { cases: { input_ids: number[] }[] };
+  const reference = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'reference.json'), 'utf8')) as {
+    cases: { input_ids: number[] }[];
+  };
   const pixels = WeightIndex.openFile(path.join(FIXTURE, 'reference.safetensors')).readFloat32('pixel_values_0');
-  const prefillLogits = async (engine: LlavaEngine) => (await engine.generate(reference.cases[0].input_ids, [pixels], { maxNewTokens: 1, stopTokenIds: [] })).prefillLogits;
+  const prefillLogits = async (engine: LlavaEngine) =>
+    (await engine.generate(reference.cases[0].input_ids, [pixels], { maxNewTokens: 1, stopTokenIds: [] }))
+      .prefillLogits;
   const folders: string[] = [];
   const errors = new Map<string, number>();
   let full: Float32Array;
@@ -70,7 +78,11 @@ describe('weight-only quantization of the decoder (MatMulNBits, cached beside th
       const again = await LlavaEngine.load(dir, { quantization: mode });
       assert.ok(maxAbsDiff(await prefillLogits(again), logits) === 0, 'the cached weights give the same logits');
       await again.dispose();
-      assert.equal(fs.statSync(path.join(dir, caches[0])).mtimeMs, written, 'the second load reads the cache instead of rewriting it');
+      assert.equal(
+        fs.statSync(path.join(dir, caches[0])).mtimeMs,
+        written,
+        'the second load reads the cache instead of rewriting it',
+      );
     });
   }
 
@@ -91,34 +103,44 @@ describe('weight-only quantization of the decoder (MatMulNBits, cached beside th
     assert.notEqual(after[0], first);
   });
 
-  test('a model in the Hugging Face cache keeps its cache folders as they were: its quantized weights go to a folder of our own, read beside the blobs', async () => {
-    const hfCache = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-hf-cache-'));
-    const ours = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-quantized-cache-'));
-    const plain = copyFixture();
-    folders.push(hfCache, ours, plain);
-    // huggingface_hub's layout: the files as blobs named by their hash, a snapshot of links to them.
-    const repo = path.join(hfCache, 'models--ficoco--tiny-llava-llama');
-    const snapshot = path.join(repo, 'snapshots', 'd'.repeat(40));
-    fs.mkdirSync(path.join(repo, 'blobs'), { recursive: true });
-    fs.mkdirSync(snapshot, { recursive: true });
-    for (const file of fs.readdirSync(FIXTURE).filter((name) => !name.startsWith('reference'))) {
-      const blob = path.join(repo, 'blobs', createHash('sha256').update(fs.readFileSync(path.join(FIXTURE, file))).digest('hex'));
-      fs.copyFileSync(path.join(FIXTURE, file), blob);
-      fs.symlinkSync(path.relative(snapshot, blob), path.join(snapshot, file));
-    }
-    const listing = (folder: string) => fs.readdirSync(folder).sort();
-    const [blobs, links] = [listing(path.join(repo, 'blobs')), listing(snapshot)];
+  test(
+    'a model in the Hugging Face cache keeps its cache folders as they were: its quantized weights go to ' +
+      'a folder of our own, read beside the blobs',
+    async () => {
+      const hfCache = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-hf-cache-'));
+      const ours = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-quantized-cache-'));
+      const plain = copyFixture();
+      folders.push(hfCache, ours, plain);
+      // huggingface_hub's layout: the files as blobs named by their hash, a snapshot of links to them.
+      const repo = path.join(hfCache, 'models--ficoco--tiny-llava-llama');
+      const snapshot = path.join(repo, 'snapshots', 'd'.repeat(40));
+      fs.mkdirSync(path.join(repo, 'blobs'), { recursive: true });
+      fs.mkdirSync(snapshot, { recursive: true });
+      for (const file of fs.readdirSync(FIXTURE).filter((name) => !name.startsWith('reference'))) {
+        const blob = path.join(
+          repo,
+          'blobs',
+          createHash('sha256')
+            .update(fs.readFileSync(path.join(FIXTURE, file)))
+            .digest('hex'),
+        );
+        fs.copyFileSync(path.join(FIXTURE, file), blob);
+        fs.symlinkSync(path.relative(snapshot, blob), path.join(snapshot, file));
+      }
+      const listing = (folder: string) => fs.readdirSync(folder).sort();
+      const [blobs, links] = [listing(path.join(repo, 'blobs')), listing(snapshot)];
 
-    const fromCache = await LlavaEngine.load(snapshot, { quantization: 'int8', quantizedCacheDir: ours });
-    const logits = await prefillLogits(fromCache);
-    await fromCache.dispose();
-    assert.deepEqual(listing(path.join(repo, 'blobs')), blobs, 'nothing was written into blobs/');
-    assert.deepEqual(listing(snapshot), links, 'nor into the snapshot');
-    const [folder] = listing(ours);
-    assert.match(listing(path.join(ours, folder)).join(), /^ficoco-int8-b32-[0-9a-f]{16}\.quantized$/);
+      const fromCache = await LlavaEngine.load(snapshot, { quantization: 'int8', quantizedCacheDir: ours });
+      const logits = await prefillLogits(fromCache);
+      await fromCache.dispose();
+      assert.deepEqual(listing(path.join(repo, 'blobs')), blobs, 'nothing was written into blobs/');
+      assert.deepEqual(listing(snapshot), links, 'nor into the snapshot');
+      const [folder] = listing(ours);
+      assert.match(listing(path.join(ours, folder)).join(), /^ficoco-int8-b32-[0-9a-f]{16}\.quantized$/);
 
-    const besideWeights = await LlavaEngine.load(plain, { quantization: 'int8' });
-    assert.equal(maxAbsDiff(await prefillLogits(besideWeights), logits), 0, 'the same quantized model either way');
-    await besideWeights.dispose();
-  });
+      const besideWeights = await LlavaEngine.load(plain, { quantization: 'int8' });
+      assert.equal(maxAbsDiff(await prefillLogits(besideWeights), logits), 0, 'the same quantized model either way');
+      await besideWeights.dispose();
+    },
+  );
 });

@@ -21,7 +21,11 @@ describe('every reduction method runs end to end on the engine fixture', () => {
   before(async () => {
     engine = await LlavaEngine.load(path.join(FIXTURES, 'tiny-llava-llama'));
     pixels = await engine.pixelValues(fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png')), 'shapes.png');
-    inputIds = engine.text.encode(await engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }]));
+    inputIds = engine.text.encode(
+      await engine.text.renderPrompt([
+        { role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] },
+      ]),
+    );
     unreducedLogits = (await engine.generate(inputIds, [pixels], { maxNewTokens: 1 })).prefillLogits;
   });
   after(() => engine.dispose());
@@ -31,7 +35,11 @@ describe('every reduction method runs end to end on the engine fixture', () => {
       test(`${method.name} keeping ${keep} of 36 visual tokens answers, and its steps end at ${keep}`, async () => {
         const plan = planReduction(method.name, { tokens: keep }, engine.reductionShape);
         const log: StepRecord[] = [];
-        const result = await engine.generate(inputIds, [pixels], { maxNewTokens: 4, stopTokenIds: [], hooks: planHooks(plan, log) });
+        const result = await engine.generate(inputIds, [pixels], {
+          maxNewTokens: 4,
+          stopTokenIds: [],
+          hooks: planHooks(plan, log),
+        });
         assert.equal(result.tokenIds.length, 4);
         assert.ok(result.prefillLogits.every(Number.isFinite));
         assert.ok(log.length > 0);
@@ -59,9 +67,17 @@ describe('the engine computes what hooks ask for', () => {
   after(() => engine.dispose());
 
   /** Runs `check` on the view a hook with `needs` sees at each site, and fails if a hook never ran. */
-  async function checkViews(sites: readonly HookSite[], needs: ReductionHook['needs'], check: (view: SiteView) => void): Promise<void> {
+  async function checkViews(
+    sites: readonly HookSite[],
+    needs: ReductionHook['needs'],
+    check: (view: SiteView) => void,
+  ): Promise<void> {
     const pixels = await engine.pixelValues(fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png')), 'shapes.png');
-    const ids = engine.text.encode(await engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }]));
+    const ids = engine.text.encode(
+      await engine.text.renderPrompt([
+        { role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] },
+      ]),
+    );
     for (const site of sites) {
       let checked = false;
       const hook: ReductionHook = {
@@ -84,12 +100,15 @@ describe('the engine computes what hooks ask for', () => {
   }
 
   test('hidden-state cosine similarity from the graph equals the one computed from the same hidden states', async () => {
-    await checkViews(['projector', 'llm:1'], { hiddenCosine: true }, (view) => assertClose(view.hiddenCosine, cosineMatrix(view.hidden, view.count, view.width)));
+    await checkViews(['projector', 'llm:1'], { hiddenCosine: true }, (view) =>
+      assertClose(view.hiddenCosine, cosineMatrix(view.hidden, view.count, view.width)),
+    );
   });
 
   test('key cosine similarity from the graph equals the one computed from the same head-averaged keys', async () => {
     await checkViews(['vision:1', 'llm:1'], { keys: true, keyCosine: true }, (view) =>
-      assertClose(view.keyCosine, cosineMatrix(view.meanKeys!, view.keyCount, view.meanKeys!.length / view.keyCount)));
+      assertClose(view.keyCosine, cosineMatrix(view.meanKeys!, view.keyCount, view.meanKeys!.length / view.keyCount)),
+    );
   });
 });
 
@@ -98,12 +117,30 @@ describe('ask with a reduction method', () => {
     const engine = await LlavaEngine.load(path.join(FIXTURES, 'tiny-llava-llama'));
     try {
       const image = { bytes: fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png')), name: 'shapes.png' };
-      const answer = await engine.ask({ question: QUESTION, images: [image], maxNewTokens: 3, reduction: { method: 'ficoco-v', budget: { tokens: 8 } } });
+      const answer = await engine.ask({
+        question: QUESTION,
+        images: [image],
+        maxNewTokens: 3,
+        reduction: { method: 'ficoco-v', budget: { tokens: 8 } },
+      });
       assert.deepEqual(answer.stats.visualTokens, [{ original: 36, atDecoder: 8 }]);
-      assert.deepEqual(answer.stats.steps.map((s) => [s.tokensBefore, s.tokensAfter]), [[36, 8]]);
+      assert.deepEqual(
+        answer.stats.steps.map((s) => [s.tokensBefore, s.tokensAfter]),
+        [[36, 8]],
+      );
       assert.ok(answer.stats.flops.run.total < answer.stats.flops.unreduced.total);
-      await assert.rejects(engine.ask({ question: QUESTION, images: [image], reduction: { method: 'nope', budget: { tokens: 8 } } }), /Unknown reduction method "nope"; available: ficoco-v/);
-      await assert.rejects(engine.ask({ question: QUESTION, images: [image], reduction: { method: 'ficoco-v', budget: { tokens: 8 }, params: { epsilon: 2 } } }), /ficoco-v\.epsilon is 2; expected a number in \[0\.5, 1\]/);
+      await assert.rejects(
+        engine.ask({ question: QUESTION, images: [image], reduction: { method: 'nope', budget: { tokens: 8 } } }),
+        /Unknown reduction method "nope"; available: ficoco-v/,
+      );
+      await assert.rejects(
+        engine.ask({
+          question: QUESTION,
+          images: [image],
+          reduction: { method: 'ficoco-v', budget: { tokens: 8 }, params: { epsilon: 2 } },
+        }),
+        /ficoco-v\.epsilon is 2; expected a number in \[0\.5, 1\]/,
+      );
     } finally {
       await engine.dispose();
     }

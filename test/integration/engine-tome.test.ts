@@ -17,23 +17,33 @@ describe('ToMe in the engine (tiny-llava-llama: 6×6 patches, 3 vision layers)',
   let pixels: Float32Array;
   before(async () => {
     engine = await LlavaEngine.load(DIR);
-    const reference = JSON.parse(fs.readFileSync(path.join(DIR, 'reference.json'), 'utf8')) as { cases: { input_ids: number[] }[] };
+    const reference = JSON.parse(fs.readFileSync(path.join(DIR, 'reference.json'), 'utf8')) as {
+      cases: { input_ids: number[] }[];
+    };
     inputIds = reference.cases[0].input_ids;
     pixels = WeightIndex.openFile(path.join(DIR, 'reference.safetensors')).readFloat32('pixel_values_0');
   });
   after(() => engine.dispose());
 
-  const prefill = (hooks: readonly ReductionHook[]) => engine.generate(inputIds, [pixels], { maxNewTokens: 2, stopTokenIds: [], hooks });
-  const tomeHooks = (proportionalAttention: boolean) => planHooks(planReduction('tome', { tokens: 9 }, engine.reductionShape, { proportionalAttention }));
+  const prefill = (hooks: readonly ReductionHook[]) =>
+    engine.generate(inputIds, [pixels], { maxNewTokens: 2, stopTokenIds: [], hooks });
+  const tomeHooks = (proportionalAttention: boolean) =>
+    planHooks(planReduction('tome', { tokens: 9 }, engine.reductionShape, { proportionalAttention }));
 
   test('merges down to the budget at every vision layer that runs', async () => {
     const result = await prefill(tomeHooks(true));
-    assert.deepEqual(result.visualTokens.map((v) => v.atDecoder), [9]);
-    assert.deepEqual(result.steps.map((s) => s.site), ['vision:0', 'vision:1', 'vision:2']);
+    assert.deepEqual(
+      result.visualTokens.map((v) => v.atDecoder),
+      [9],
+    );
+    assert.deepEqual(
+      result.steps.map((s) => s.site),
+      ['vision:0', 'vision:1', 'vision:2'],
+    );
     assert.ok(result.prefillLogits.every(Number.isFinite));
   });
 
-  test('proportional attention changes the answer\'s logits once tokens have merged', async () => {
+  test("proportional attention changes the answer's logits once tokens have merged", async () => {
     const off = await prefill(tomeHooks(false));
     const on = await prefill(tomeHooks(true));
     assert.ok(maxAbsDiff(off.prefillLogits, on.prefillLogits) > 1e-4, 'the log(size) bias had no effect');
@@ -41,7 +51,9 @@ describe('ToMe in the engine (tiny-llava-llama: 6×6 patches, 3 vision layers)',
 
   test('with every size 1 the log(size) bias is zero: identical logits with proportional attention on or off', async () => {
     const [step] = planReduction('tome', { tokens: 9 }, engine.reductionShape).steps;
-    const noMerge = (proportionalAttention: boolean) => [stepHook({ ...step, remove: 0, needs: { ...step.needs, proportionalAttention } })];
+    const noMerge = (proportionalAttention: boolean) => [
+      stepHook({ ...step, remove: 0, needs: { ...step.needs, proportionalAttention } }),
+    ];
     const off = await prefill(noMerge(false));
     const on = await prefill(noMerge(true));
     assert.equal(maxAbsDiff(off.prefillLogits, on.prefillLogits), 0);

@@ -4,9 +4,24 @@ import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { CancellationTokenSource, ErrorCodes, IPCMessageReader, IPCMessageWriter, MessageConnection, ResponseError, createMessageConnection } from 'vscode-jsonrpc/node';
+import {
+  CancellationTokenSource,
+  ErrorCodes,
+  IPCMessageReader,
+  IPCMessageWriter,
+  MessageConnection,
+  ResponseError,
+  createMessageConnection,
+} from 'vscode-jsonrpc/node';
 import { EngineClient, EngineError } from '../../src/extension/engineClient';
-import { AskRequest, ENGINE_FAILURE, LoadParams, LoadRequest, TextNotification, errorKindOf } from '../../src/protocol/engine';
+import {
+  AskRequest,
+  ENGINE_FAILURE,
+  LoadParams,
+  LoadRequest,
+  TextNotification,
+  errorKindOf,
+} from '../../src/protocol/engine';
 
 // The build is not part of `npm test`: the host runs from source through tsx.
 const ROOT = path.join(__dirname, '..', '..');
@@ -14,9 +29,19 @@ const HOST = path.join(ROOT, 'src', 'host', 'main.ts');
 const TSX = ['--import', 'tsx'];
 const FIXTURES = path.join(ROOT, 'test', 'fixtures');
 const MODEL = path.join(FIXTURES, 'tiny-llava-llama');
-const SHAPES = { name: 'shapes.png', dataBase64: fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png')).toString('base64') };
+const SHAPES = {
+  name: 'shapes.png',
+  dataBase64: fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png')).toString('base64'),
+};
 const LOAD: LoadParams = { modelDir: MODEL, provider: 'cpu', threads: 1 };
-const QUESTION = { question: 'what is in the picture ?', images: [SHAPES], maxNewTokens: 200, temperature: 0, topP: 1, seed: 0 };
+const QUESTION = {
+  question: 'what is in the picture ?',
+  images: [SHAPES],
+  maxNewTokens: 200,
+  temperature: 0,
+  topP: 1,
+  seed: 0,
+};
 /** A sampled ask that runs to its 200-token limit on the fixture model, so a cancel has room to land. */
 const LONG = { ...QUESTION, question: 'is there text in the image ?', temperature: 0.7, seed: 4 };
 
@@ -35,7 +60,13 @@ interface TestHost {
 
 function startHost(): TestHost {
   const child = fork(HOST, [], { cwd: ROOT, execArgv: TSX, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
-  const host: TestHost = { child, connection: createMessageConnection(new IPCMessageReader(child), new IPCMessageWriter(child)), pieces: new Map(), stdout: [], events: [] };
+  const host: TestHost = {
+    child,
+    connection: createMessageConnection(new IPCMessageReader(child), new IPCMessageWriter(child)),
+    pieces: new Map(),
+    stdout: [],
+    events: [],
+  };
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => host.stdout.push(chunk));
   child.stderr!.resume();
   host.connection.onNotification(TextNotification, ({ requestId, text }) => {
@@ -80,18 +111,24 @@ describe('engine host over JSON-RPC', () => {
   });
 
   test('a folder that is not a model is a model-folder error', async () => {
-    const error = await failure(host.connection.sendRequest(LoadRequest, { ...LOAD, modelDir: path.join(FIXTURES, 'images') }));
+    const error = await failure(
+      host.connection.sendRequest(LoadRequest, { ...LOAD, modelDir: path.join(FIXTURES, 'images') }),
+    );
     assert.equal(error.code, ENGINE_FAILURE);
     assert.equal(errorKindOf(error), 'model-folder');
     assert.match(error.message, /config\.json is missing/);
   });
 
   test('parameters that break the contract are refused with the field named', async () => {
-    const error = await failure(host.connection.sendRequest(LoadRequest, { ...LOAD, provider: 'tpu' } as unknown as LoadParams));
+    const error = await failure(
+      host.connection.sendRequest(LoadRequest, { ...LOAD, provider: 'tpu' } as unknown as LoadParams),
+    );
     assert.equal(error.code, ErrorCodes.InvalidParams);
     assert.equal(errorKindOf(error), 'input');
     assert.match(error.message, /provider is "tpu"/);
-    const ask = await failure(host.connection.sendRequest(AskRequest, { ...QUESTION, requestId: 'bad', maxNewTokens: 0 }));
+    const ask = await failure(
+      host.connection.sendRequest(AskRequest, { ...QUESTION, requestId: 'bad', maxNewTokens: 0 }),
+    );
     assert.match(ask.message, /maxNewTokens is 0/);
   });
 
@@ -101,10 +138,22 @@ describe('engine host over JSON-RPC', () => {
   });
 
   test('a reduction the registry refuses comes back with kind reduction, for the extension to offer its settings', async () => {
-    const unknown = await failure(host.connection.sendRequest(AskRequest, { ...QUESTION, requestId: 'unknown-method', reduction: { method: 'magic', budget: { tokens: 4 }, params: {} } }));
+    const unknown = await failure(
+      host.connection.sendRequest(AskRequest, {
+        ...QUESTION,
+        requestId: 'unknown-method',
+        reduction: { method: 'magic', budget: { tokens: 4 }, params: {} },
+      }),
+    );
     assert.equal(errorKindOf(unknown), 'reduction');
     assert.match(unknown.message, /Unknown reduction method "magic"/);
-    const tooMany = await failure(host.connection.sendRequest(AskRequest, { ...QUESTION, requestId: 'too-many', reduction: { method: 'random', budget: { tokens: 5000 }, params: {} } }));
+    const tooMany = await failure(
+      host.connection.sendRequest(AskRequest, {
+        ...QUESTION,
+        requestId: 'too-many',
+        reduction: { method: 'random', budget: { tokens: 5000 }, params: {} },
+      }),
+    );
     assert.equal(errorKindOf(tooMany), 'reduction');
   });
 
@@ -131,7 +180,10 @@ describe('engine host over JSON-RPC', () => {
       const answer = await host.connection.sendRequest(AskRequest, { ...LONG, requestId: 'cancel' }, source.token);
       assert.equal(answer.stopReason, 'cancelled');
       const full = uncancelled.stats.generatedTokens;
-      assert.ok(answer.stats.generatedTokens < full / 2, `${answer.stats.generatedTokens} tokens after cancelling; the whole answer has ${full}`);
+      assert.ok(
+        answer.stats.generatedTokens < full / 2,
+        `${answer.stats.generatedTokens} tokens after cancelling; the whole answer has ${full}`,
+      );
       assert.equal((host.pieces.get('cancel') ?? []).join(''), answer.text);
       assert.ok(uncancelled.text.startsWith(answer.text));
     } finally {
@@ -141,19 +193,27 @@ describe('engine host over JSON-RPC', () => {
 
   test('a corrupt image is an image error, and the host answers the next question', async () => {
     const corrupt = { name: 'broken.png', dataBase64: Buffer.from('this is not a png at all').toString('base64') };
-    const error = await failure(host.connection.sendRequest(AskRequest, { ...QUESTION, images: [corrupt], requestId: 'corrupt' }));
+    const error = await failure(
+      host.connection.sendRequest(AskRequest, { ...QUESTION, images: [corrupt], requestId: 'corrupt' }),
+    );
     assert.equal(errorKindOf(error), 'image');
     assert.match(error.message, /broken\.png/);
-    const next = await host.connection.sendRequest(AskRequest, { ...QUESTION, maxNewTokens: 3, requestId: 'after-corrupt' });
+    const next = await host.connection.sendRequest(AskRequest, {
+      ...QUESTION,
+      maxNewTokens: 3,
+      requestId: 'after-corrupt',
+    });
     assert.equal(next.stats.generatedTokens, 3);
   });
 
   test('asks run one at a time: the second streams only after the first has answered', async () => {
     host.events.length = 0;
-    const first = host.connection.sendRequest(AskRequest, { ...QUESTION, maxNewTokens: 20, requestId: 'first' }).then((answer) => {
-      host.events.push('answer first');
-      return answer;
-    });
+    const first = host.connection
+      .sendRequest(AskRequest, { ...QUESTION, maxNewTokens: 20, requestId: 'first' })
+      .then((answer) => {
+        host.events.push('answer first');
+        return answer;
+      });
     const second = host.connection.sendRequest(AskRequest, { ...QUESTION, maxNewTokens: 20, requestId: 'second' });
     await Promise.all([first, second]);
     const answered = host.events.indexOf('answer first');
@@ -178,7 +238,9 @@ describe('engine host over JSON-RPC', () => {
 describe('engine host process lifetime', () => {
   test('exits with code 0 when the parent closes the channel', async () => {
     const host = startHost();
-    await host.connection.sendRequest(LoadRequest, { ...LOAD, modelDir: path.join(FIXTURES, 'images') }).catch(() => undefined);
+    await host.connection
+      .sendRequest(LoadRequest, { ...LOAD, modelDir: path.join(FIXTURES, 'images') })
+      .catch(() => undefined);
     const exit = once(host.child, 'exit');
     host.child.disconnect();
     assert.deepEqual(await exit, [0, null]);
@@ -217,7 +279,10 @@ describe('EngineClient', () => {
     assert.ok(pid);
     await client.ask(LOAD, { ...QUESTION, maxNewTokens: 2 }, () => undefined);
     assert.equal(client.processId, pid);
-    assert.ok(lines.some((line) => line.includes('[ficoco-host] loaded on cpu')), lines.join('\n'));
+    assert.ok(
+      lines.some((line) => line.includes('[ficoco-host] loaded on cpu')),
+      lines.join('\n'),
+    );
   });
 
   test('cancelling the token returns the partial answer', async () => {
@@ -228,13 +293,19 @@ describe('EngineClient', () => {
   });
 
   test('engine failures arrive as EngineErrors with their kind', async () => {
-    await assert.rejects(client.load({ ...LOAD, modelDir: path.join(FIXTURES, 'images') }), (error) => error instanceof EngineError && error.kind === 'model-folder');
+    await assert.rejects(
+      client.load({ ...LOAD, modelDir: path.join(FIXTURES, 'images') }),
+      (error) => error instanceof EngineError && error.kind === 'model-folder',
+    );
   });
 
   test('a crash fails the question in flight, and the next question runs in a new process', async () => {
     const crashed = client.processId!;
     const asking = client.ask(LOAD, LONG, () => process.kill(crashed, 'SIGKILL'));
-    await assert.rejects(asking, (error) => error instanceof EngineError && error.kind === 'crashed' && /SIGKILL/.test(error.message));
+    await assert.rejects(
+      asking,
+      (error) => error instanceof EngineError && error.kind === 'crashed' && /SIGKILL/.test(error.message),
+    );
     const answer = await client.ask(LOAD, { ...QUESTION, maxNewTokens: 2 }, () => undefined);
     assert.equal(answer.stats.generatedTokens, 2);
     assert.notEqual(client.processId, crashed);

@@ -14,7 +14,14 @@ const BUILTIN = path.join(ROOT, 'models', 'tiny-llava-screens');
 const COMMIT = 'a'.repeat(40);
 const REPO = 'ficoco/tiny-llava-screens';
 const WEIGHTS = 'model.safetensors';
-const NEEDED = ['config.json', 'generation_config.json', 'model.safetensors', 'preprocessor_config.json', 'tokenizer.json', 'tokenizer_config.json'];
+const NEEDED = [
+  'config.json',
+  'generation_config.json',
+  'model.safetensors',
+  'preprocessor_config.json',
+  'tokenizer.json',
+  'tokenizer_config.json',
+];
 
 describe('model downloads from a Hub on 127.0.0.1', () => {
   let hub: FakeHub;
@@ -22,7 +29,13 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
   let cache: string;
   const savedCache = process.env.HF_HUB_CACHE;
   const tempDir = temporaryFolders();
-  const request = (overrides: Partial<ModelRequest> = {}): ModelRequest => ({ repo: REPO, revision: 'main', endpoint: hub.url, root, ...overrides });
+  const request = (overrides: Partial<ModelRequest> = {}): ModelRequest => ({
+    repo: REPO,
+    revision: 'main',
+    endpoint: hub.url,
+    root,
+    ...overrides,
+  });
 
   before(async () => {
     hub = await startFakeHub({ [REPO]: { folder: BUILTIN, commit: COMMIT } });
@@ -44,7 +57,10 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
     const plan = await planDownload(request());
     assert.equal(plan.commit, COMMIT);
     assert.deepEqual(plan.files.map((f) => f.path).sort(), NEEDED, 'README.md and train_log.json are not model files');
-    assert.equal(plan.totalBytes, NEEDED.reduce((sum, f) => sum + fs.statSync(path.join(BUILTIN, f)).size, 0));
+    assert.equal(
+      plan.totalBytes,
+      NEEDED.reduce((sum, f) => sum + fs.statSync(path.join(BUILTIN, f)).size, 0),
+    );
     assert.match(plan.files.find((f) => f.path === WEIGHTS)!.sha256!, /^[0-9a-f]{64}$/);
     assert.match(plan.files.find((f) => f.path === 'config.json')!.gitSha1!, /^[0-9a-f]{40}$/);
     assert.equal(plan.existing, undefined);
@@ -54,15 +70,23 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
     const progress: DownloadProgress[] = [];
     const folder = await downloadModel(await planDownload(request()), { onProgress: (p) => progress.push(p) });
     assert.equal(folder, path.join(root, 'ficoco--tiny-llava-screens', COMMIT));
-    for (const file of NEEDED) assert.ok(fs.readFileSync(path.join(folder, file)).equals(fs.readFileSync(path.join(BUILTIN, file))), file);
+    for (const file of NEEDED)
+      assert.ok(fs.readFileSync(path.join(folder, file)).equals(fs.readFileSync(path.join(BUILTIN, file))), file);
     assert.ok(fs.existsSync(path.join(folder, DOWNLOAD_MANIFEST)));
     assert.deepEqual(fs.readdirSync(path.join(root, '.partial')), [], 'nothing left half-done');
     const done = progress.map((p) => p.bytesDone);
-    assert.deepEqual(done, [...done].sort((a, b) => a - b), 'progress only grows');
+    assert.deepEqual(
+      done,
+      [...done].sort((a, b) => a - b),
+      'progress only grows',
+    );
     assert.equal(done.at(-1), progress[0].bytesTotal);
     const engine = await LlavaEngine.load(folder, { provider: 'cpu', threads: 1 });
     await engine.dispose();
-    assert.deepEqual(listStoredModels(root).map((m) => [m.repo, m.commit, m.folder]), [[REPO, COMMIT, folder]]);
+    assert.deepEqual(
+      listStoredModels(root).map((m) => [m.repo, m.commit, m.folder]),
+      [[REPO, COMMIT, folder]],
+    );
   });
 
   test('a connection dropped mid-file resumes with a Range request from where it stopped', async () => {
@@ -72,7 +96,9 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
     const folder = await downloadModel(await planDownload(request()), { retryDelayMs: 10 });
     assert.ok(fs.readFileSync(path.join(folder, WEIGHTS)).equals(fs.readFileSync(path.join(BUILTIN, WEIGHTS))));
     // The resume starts at what reached the disk: at most what the server sent before the drop.
-    const resumes = hub.rangeRequests.map((r) => new RegExp(`^${WEIGHTS} bytes=(\\d+)-${size - 1}$`).exec(r)).filter((m) => m !== null);
+    const resumes = hub.rangeRequests
+      .map((r) => new RegExp(`^${WEIGHTS} bytes=(\\d+)-${size - 1}$`).exec(r))
+      .filter((m) => m !== null);
     assert.equal(resumes.length, 1, hub.rangeRequests.join('; '));
     const from = Number(resumes[0]![1]);
     assert.ok(from > 0 && from <= dropAt, `resumed from ${from}, the drop was at ${dropAt}`);
@@ -88,7 +114,11 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
         if (p.file === WEIGHTS && p.bytesDone - (plan.totalBytes - size) > size / 2) controller.abort();
       },
     });
-    await assert.rejects(cut, (error: unknown) => error instanceof FicocoError && error.kind === 'cancelled' && /resumes next time/.test(error.message));
+    await assert.rejects(
+      cut,
+      (error: unknown) =>
+        error instanceof FicocoError && error.kind === 'cancelled' && /resumes next time/.test(error.message),
+    );
     assert.equal(fs.existsSync(plan.folder), false, 'no model folder after a cancel');
     assert.deepEqual(listStoredModels(root), []);
     const servedBefore = hub.bytesServed;
@@ -96,15 +126,24 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
     assert.equal(again.existing, undefined);
     await downloadModel(again);
     const servedForResume = hub.bytesServed - servedBefore;
-    assert.ok(servedForResume < plan.totalBytes - size / 3, `the resume fetched ${servedForResume} of ${plan.totalBytes} bytes`);
+    assert.ok(
+      servedForResume < plan.totalBytes - size / 3,
+      `the resume fetched ${servedForResume} of ${plan.totalBytes} bytes`,
+    );
     assert.ok(fs.readFileSync(path.join(plan.folder, WEIGHTS)).equals(fs.readFileSync(path.join(BUILTIN, WEIGHTS))));
   });
 
-  test('bytes that do not match the Hub\'s SHA-256 are deleted and the download fails, naming the file', async () => {
+  test("bytes that do not match the Hub's SHA-256 are deleted and the download fails, naming the file", async () => {
     hub.corrupt.add(WEIGHTS);
     try {
       const plan = await planDownload(request());
-      await assert.rejects(downloadModel(plan), (error: unknown) => error instanceof FicocoError && error.kind === 'download' && /model\.safetensors .*failed its checksum \(SHA-256/.test(error.message));
+      await assert.rejects(
+        downloadModel(plan),
+        (error: unknown) =>
+          error instanceof FicocoError &&
+          error.kind === 'download' &&
+          /model\.safetensors .*failed its checksum \(SHA-256/.test(error.message),
+      );
       assert.equal(fs.existsSync(plan.folder), false);
       const partial = path.join(root, '.partial', `ficoco--tiny-llava-screens--${COMMIT}`);
       assert.equal(fs.existsSync(path.join(partial, `${WEIGHTS}.incomplete`)), false, 'the corrupt bytes are gone');
@@ -115,12 +154,25 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
   });
 
   test('404s: an unknown repository, revision or file each get an actionable message', async () => {
-    await assert.rejects(planDownload(request({ repo: 'ficoco/no-such-model' })), /ficoco\/no-such-model at main on http:\/\/127\.0\.0\.1:\d+: not found \(404\)\. Check the repository name/);
+    await assert.rejects(
+      planDownload(request({ repo: 'ficoco/no-such-model' })),
+      /ficoco\/no-such-model at main on http:\/\/127\.0\.0\.1:\d+: not found \(404\)\. Check the repository name/,
+    );
     await assert.rejects(planDownload(request({ revision: 'v9' })), /not found \(404\)/);
-    await assert.rejects(planDownload(request({ files: ['config.json', 'model-00001-of-00002.safetensors'] })), /has no model-00001-of-00002\.safetensors: the model preset and the repository disagree/);
+    await assert.rejects(
+      planDownload(request({ files: ['config.json', 'model-00001-of-00002.safetensors'] })),
+      /has no model-00001-of-00002\.safetensors: the model preset and the repository disagree/,
+    );
     const withOptional = await planDownload(request({ files: [...NEEDED, 'added_tokens.json', 'chat_template.json'] }));
-    assert.deepEqual(withOptional.files.map((f) => f.path), NEEDED, 'files a folder can do without may be missing');
-    await assert.rejects(planDownload(request({ endpoint: 'http://127.0.0.1:9' })), (error: unknown) => error instanceof FicocoError && error.kind === 'download');
+    assert.deepEqual(
+      withOptional.files.map((f) => f.path),
+      NEEDED,
+      'files a folder can do without may be missing',
+    );
+    await assert.rejects(
+      planDownload(request({ endpoint: 'http://127.0.0.1:9' })),
+      (error: unknown) => error instanceof FicocoError && error.kind === 'download',
+    );
   });
 
   test('a complete copy is used in place: an earlier download, or a snapshot in the Hugging Face cache', async () => {
@@ -152,9 +204,15 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
     assert.ok(fs.existsSync(path.join(BUILTIN, 'config.json')));
   });
 
-  test('Use Local Model Folder\'s check: what a folder lacks to be loadable', () => {
+  test("Use Local Model Folder's check: what a folder lacks to be loadable", () => {
     assert.deepEqual(missingModelFiles(BUILTIN), []);
-    assert.deepEqual(missingModelFiles(path.join(ROOT, 'bench')), ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'preprocessor_config.json', '*.safetensors weights']);
+    assert.deepEqual(missingModelFiles(path.join(ROOT, 'bench')), [
+      'config.json',
+      'tokenizer.json',
+      'tokenizer_config.json',
+      'preprocessor_config.json',
+      '*.safetensors weights',
+    ]);
     assert.deepEqual(missingModelFiles(path.join(root, 'nowhere')), ['the folder itself']);
   });
 });

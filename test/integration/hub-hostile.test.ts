@@ -25,13 +25,20 @@ const WEIGHTS = 'model.safetensors';
 const TOKEN = 'hf_test_token_0123456789';
 const CHILD = path.join(__dirname, '..', 'helpers', 'downloadChild.ts');
 
-const downloadError = (pattern: RegExp) => (error: unknown) => error instanceof FicocoError && error.kind === 'download' && pattern.test(error.message);
+const downloadError = (pattern: RegExp) => (error: unknown) =>
+  error instanceof FicocoError && error.kind === 'download' && pattern.test(error.message);
 
 describe('downloads from a hostile Hub, and two processes downloading one model', () => {
   let hub: FakeHub;
   let root: string;
   const tempDir = temporaryFolders();
-  const request = (overrides: Partial<ModelRequest> = {}): ModelRequest => ({ repo: REPO, revision: 'main', endpoint: hub.url, root, ...overrides });
+  const request = (overrides: Partial<ModelRequest> = {}): ModelRequest => ({
+    repo: REPO,
+    revision: 'main',
+    endpoint: hub.url,
+    root,
+    ...overrides,
+  });
   const lockFile = () => path.join(root, '.partial', `ficoco--tiny-llava-screens--${COMMIT}.lock`);
 
   before(async () => {
@@ -51,10 +58,23 @@ describe('downloads from a hostile Hub, and two processes downloading one model'
   test('a listed path that leaves the folder, or that git could not hold, is refused before anything is written', async () => {
     const outside = tempDir('ficoco-outside-');
     const escape = `y/${path.relative(path.join(root, 'y'), outside).split(path.sep).join('/')}/config.json`;
-    const hostilePaths = [escape, '/etc/ficoco/config.json', 'C:/ficoco/config.json', 'a\\..\\..\\config.json', 'a/./config.json', 'a//config.json', 'evil\u0000/config.json', ''];
+    const hostilePaths = [
+      escape,
+      '/etc/ficoco/config.json',
+      'C:/ficoco/config.json',
+      'a\\..\\..\\config.json',
+      'a/./config.json',
+      'a//config.json',
+      'evil\u0000/config.json',
+      '',
+    ];
     for (const hostilePath of hostilePaths) {
       hub.hostile.extraEntries = [fileEntry(hostilePath)];
-      await assert.rejects(planDownload(request()), downloadError(/the server lists the file .* refuses to download from it \(nothing was written\)/), JSON.stringify(hostilePath));
+      await assert.rejects(
+        planDownload(request()),
+        downloadError(/the server lists the file .* refuses to download from it \(nothing was written\)/),
+        JSON.stringify(hostilePath),
+      );
     }
     assert.deepEqual(fs.readdirSync(outside), [], 'nothing was written outside the models folder');
     assert.deepEqual(fs.readdirSync(root), []);
@@ -66,35 +86,63 @@ describe('downloads from a hostile Hub, and two processes downloading one model'
     assert.ok(!plan.files.some((f) => f.path === 'scripts/aux.py'), 'only model files are downloaded');
     hub.hostile.extraEntries = [fileEntry('con.json'), fileEntry('what?.json'), fileEntry('trailing.json.')];
     for (const file of ['con.json', 'what?.json', 'trailing.json.']) {
-      await assert.rejects(planDownload(request({ files: ['config.json', WEIGHTS, file] })), downloadError(/Windows/), file);
+      await assert.rejects(
+        planDownload(request({ files: ['config.json', WEIGHTS, file] })),
+        downloadError(/Windows/),
+        file,
+      );
     }
   });
 
   test('a commit that is not 40 hex digits is refused; it never names a folder', async () => {
     hub.hostile.sha = '../../../ESCAPED';
-    await assert.rejects(planDownload(request()), downloadError(/answered the commit "\.\.\/\.\.\/\.\.\/ESCAPED", not 40 hex digits/));
+    await assert.rejects(
+      planDownload(request()),
+      downloadError(/answered the commit "\.\.\/\.\.\/\.\.\/ESCAPED", not 40 hex digits/),
+    );
     assert.equal(fs.existsSync(path.resolve(root, 'ficoco--tiny-llava-screens', hub.hostile.sha)), false);
     assert.deepEqual(fs.readdirSync(root), []);
   });
 
   test('a file listed without a checksum is refused, naming it; the consent summary says how every file is checked', async () => {
     hub.hostile.withoutChecksum.add('config.json');
-    await assert.rejects(planDownload(request()), downloadError(/lists config\.json without a valid checksum .* downloads only files it can verify/));
+    await assert.rejects(
+      planDownload(request()),
+      downloadError(/lists config\.json without a valid checksum .* downloads only files it can verify/),
+    );
     hub.hostile.withoutChecksum.clear();
     const plan = await planDownload(request());
-    assert.ok(plan.files.every((file) => /^[0-9a-f]{64}$/.test(file.sha256 ?? '') || /^[0-9a-f]{40}$/.test(file.gitSha1 ?? '')));
-    assert.equal(verificationSummary(plan), 'Every file is checked against the checksum the Hub lists: 1 by SHA-256 (Git LFS), 5 by git\'s blob SHA-1.');
+    assert.ok(
+      plan.files.every((file) => /^[0-9a-f]{64}$/.test(file.sha256 ?? '') || /^[0-9a-f]{40}$/.test(file.gitSha1 ?? '')),
+    );
+    assert.equal(
+      verificationSummary(plan),
+      "Every file is checked against the checksum the Hub lists: 1 by SHA-256 (Git LFS), 5 by git's blob SHA-1.",
+    );
   });
 
-  test('the token goes to the Hub\'s origin only: never to a pagination link on another origin', async () => {
+  test("the token goes to the Hub's origin only: never to a pagination link on another origin", async () => {
     const other = await startFakeHub({ [REPO]: { folder: BUILTIN, commit: COMMIT } });
     try {
       hub.nextPageUrl = `${other.url}/api/models/${REPO}/tree/${COMMIT}?recursive=true&cursor=2`;
       const plan = await planDownload(request({ accessToken: TOKEN }));
-      assert.ok(plan.files.some((file) => file.path === WEIGHTS), 'the second page was read');
-      assert.ok(other.requests.some((r) => r.path.endsWith('/tree/' + COMMIT)), 'the other origin served the second page');
-      assert.deepEqual(other.requests.filter((r) => r.authorization !== undefined), [], 'the other origin never saw the token');
-      assert.ok(hub.requests.every((r) => r.authorization === `Bearer ${TOKEN}`), 'the Hub itself got it on every request');
+      assert.ok(
+        plan.files.some((file) => file.path === WEIGHTS),
+        'the second page was read',
+      );
+      assert.ok(
+        other.requests.some((r) => r.path.endsWith('/tree/' + COMMIT)),
+        'the other origin served the second page',
+      );
+      assert.deepEqual(
+        other.requests.filter((r) => r.authorization !== undefined),
+        [],
+        'the other origin never saw the token',
+      );
+      assert.ok(
+        hub.requests.every((r) => r.authorization === `Bearer ${TOKEN}`),
+        'the Hub itself got it on every request',
+      );
     } finally {
       await other.close();
     }
@@ -102,20 +150,28 @@ describe('downloads from a hostile Hub, and two processes downloading one model'
 
   test('a gated repository: without a token the error says how to set one; with it the download completes', async () => {
     hub.requiredToken = TOKEN;
-    await assert.rejects(planDownload(request()), downloadError(/access denied \(401\).*Set Hugging Face Token.*\$HF_TOKEN/));
+    await assert.rejects(
+      planDownload(request()),
+      downloadError(/access denied \(401\).*Set Hugging Face Token.*\$HF_TOKEN/),
+    );
     const folder = await downloadModel(await planDownload(request({ accessToken: TOKEN })));
     assert.ok(fs.readFileSync(path.join(folder, WEIGHTS)).equals(fs.readFileSync(path.join(BUILTIN, WEIGHTS))));
   });
 
-  test('over plain http to another address than this machine\'s loopback, the token is withheld', async (t) => {
-    const address = Object.values(os.networkInterfaces()).flat().find((a) => a?.family === 'IPv4' && !a.internal)?.address;
+  test("over plain http to another address than this machine's loopback, the token is withheld", async (t) => {
+    const address = Object.values(os.networkInterfaces())
+      .flat()
+      .find((a) => a?.family === 'IPv4' && !a.internal)?.address;
     if (!address) return t.skip('needs a network interface with a non-loopback IPv4 address');
     const remote = await startFakeHub({ [REPO]: { folder: BUILTIN, commit: COMMIT } }, address);
     try {
       const plan = await planDownload(request({ endpoint: remote.url, accessToken: TOKEN }));
       assert.equal(plan.tokenWithheld, true);
       assert.ok(remote.requests.length > 0);
-      assert.deepEqual(remote.requests.filter((r) => r.authorization !== undefined), []);
+      assert.deepEqual(
+        remote.requests.filter((r) => r.authorization !== undefined),
+        [],
+      );
     } finally {
       await remote.close();
     }
@@ -128,7 +184,10 @@ describe('downloads from a hostile Hub, and two processes downloading one model'
     const second = await runChild(hub.url, root, 'fail').done;
     hub.bytesPerSecond = undefined;
     assert.equal(second.at(-1)?.kind, 'download', JSON.stringify(second));
-    assert.match(String(second.at(-1)?.error), /is already downloading in another window or process \(process \d+, since /);
+    assert.match(
+      String(second.at(-1)?.error),
+      /is already downloading in another window or process \(process \d+, since /,
+    );
     const firstEvents = await first.done;
     const folder = String(firstEvents.at(-1)?.folder);
     assert.equal(folder, path.join(root, 'ficoco--tiny-llava-screens', COMMIT), JSON.stringify(firstEvents));
@@ -149,7 +208,10 @@ describe('downloads from a hostile Hub, and two processes downloading one model'
     assert.equal(second.at(-1)?.folder, firstEvents.at(-1)?.folder);
     const plan = await planDownload(request());
     // One byte per file besides the content: the library's `Range: bytes=0-0` probe before each file.
-    assert.ok(hub.bytesServed <= plan.totalBytes + plan.files.length, `${hub.bytesServed} bytes served for a ${plan.totalBytes}-byte model`);
+    assert.ok(
+      hub.bytesServed <= plan.totalBytes + plan.files.length,
+      `${hub.bytesServed} bytes served for a ${plan.totalBytes}-byte model`,
+    );
     assertSameAsBuiltin(String(second.at(-1)?.folder));
   });
 
@@ -157,10 +219,14 @@ describe('downloads from a hostile Hub, and two processes downloading one model'
     fs.mkdirSync(path.dirname(lockFile()), { recursive: true });
     const dead = spawn(process.execPath, ['-e', '']);
     await new Promise((resolve) => dead.on('exit', resolve));
-    const lock = (pid: number) => JSON.stringify({ pid, host: os.hostname(), since: new Date().toISOString(), token: 'someone-else' });
+    const lock = (pid: number) =>
+      JSON.stringify({ pid, host: os.hostname(), since: new Date().toISOString(), token: 'someone-else' });
 
     fs.writeFileSync(lockFile(), lock(process.pid));
-    await assert.rejects(downloadModel(await planDownload(request())), downloadError(/already downloading in another window or process \(process \d+/));
+    await assert.rejects(
+      downloadModel(await planDownload(request())),
+      downloadError(/already downloading in another window or process \(process \d+/),
+    );
 
     const old = new Date(Date.now() - STALE_LOCK_MS - 5_000);
     fs.utimesSync(lockFile(), old, old);
@@ -185,35 +251,54 @@ describe('downloads from a hostile Hub, and two processes downloading one model'
       fs.writeFileSync(path.join(partial, 'config.json'), config);
       tampered = true;
     };
-    await assert.rejects(downloadModel(plan, { onProgress }), downloadError(/config\.json of ficoco\/tiny-llava-screens changed on disk after it was verified/));
+    await assert.rejects(
+      downloadModel(plan, { onProgress }),
+      downloadError(/config\.json of ficoco\/tiny-llava-screens changed on disk after it was verified/),
+    );
     assert.ok(tampered, 'config.json came before the weights');
     assert.equal(fs.existsSync(path.join(plan.folder, DOWNLOAD_MANIFEST)), false);
     assert.deepEqual(listStoredModels(root), []);
   });
 
-  test('a full disk is said at once, not retried as a network failure', { skip: fs.existsSync('/dev/full') ? false : 'needs /dev/full (Linux)' }, async () => {
-    const plan = await planDownload(request());
-    const partial = path.join(root, '.partial', `ficoco--tiny-llava-screens--${COMMIT}`);
-    fs.mkdirSync(partial, { recursive: true });
-    // Every write to /dev/full fails with ENOSPC, as on a full disk.
-    fs.symlinkSync('/dev/full', path.join(partial, `${WEIGHTS}.incomplete`));
-    hub.requests.length = 0;
-    await assert.rejects(downloadModel(plan, { retryDelayMs: 10 }), downloadError(/The disk is full while writing .*model\.safetensors\.incomplete; free some space/));
-    const weightRequests = hub.requests.filter((r) => r.path.endsWith(`/${WEIGHTS}`)).length;
-    assert.ok(weightRequests > 0 && weightRequests <= 2, `${weightRequests} requests for the weights: one attempt, no retries`);
-  });
+  test(
+    'a full disk is said at once, not retried as a network failure',
+    { skip: fs.existsSync('/dev/full') ? false : 'needs /dev/full (Linux)' },
+    async () => {
+      const plan = await planDownload(request());
+      const partial = path.join(root, '.partial', `ficoco--tiny-llava-screens--${COMMIT}`);
+      fs.mkdirSync(partial, { recursive: true });
+      // Every write to /dev/full fails with ENOSPC, as on a full disk.
+      fs.symlinkSync('/dev/full', path.join(partial, `${WEIGHTS}.incomplete`));
+      hub.requests.length = 0;
+      await assert.rejects(
+        downloadModel(plan, { retryDelayMs: 10 }),
+        downloadError(/The disk is full while writing .*model\.safetensors\.incomplete; free some space/),
+      );
+      const weightRequests = hub.requests.filter((r) => r.path.endsWith(`/${WEIGHTS}`)).length;
+      assert.ok(
+        weightRequests > 0 && weightRequests <= 2,
+        `${weightRequests} requests for the weights: one attempt, no retries`,
+      );
+    },
+  );
 
   test('unfinished downloads are listed and can be removed, unless one is running', async () => {
     const plan = await planDownload(request());
     const controller = new AbortController();
     await assert.rejects(
-      downloadModel(plan, { signal: controller.signal, onProgress: ({ file }) => file === WEIGHTS && controller.abort() }),
+      downloadModel(plan, {
+        signal: controller.signal,
+        onProgress: ({ file }) => file === WEIGHTS && controller.abort(),
+      }),
       (error: unknown) => error instanceof FicocoError && error.kind === 'cancelled',
     );
     const [partial] = listPartialDownloads(root);
     assert.equal(partial.inUse, false);
     assert.ok(partial.bytes > 0);
-    fs.writeFileSync(`${partial.folder}.lock`, JSON.stringify({ pid: process.pid, host: os.hostname(), since: new Date().toISOString(), token: 'x' }));
+    fs.writeFileSync(
+      `${partial.folder}.lock`,
+      JSON.stringify({ pid: process.pid, host: os.hostname(), since: new Date().toISOString(), token: 'x' }),
+    );
     assert.equal(listPartialDownloads(root)[0].inUse, true);
     assert.throws(() => deletePartialDownload(root, partial.folder), /is downloading in another window or process now/);
     fs.rmSync(`${partial.folder}.lock`);
@@ -229,18 +314,31 @@ function fileEntry(file: string): HubTreeEntry {
 }
 
 function assertSameAsBuiltin(folder: string): void {
-  const manifest = JSON.parse(fs.readFileSync(path.join(folder, DOWNLOAD_MANIFEST), 'utf8')) as { files: { path: string }[] };
-  for (const { path: file } of manifest.files) assert.ok(fs.readFileSync(path.join(folder, file)).equals(fs.readFileSync(path.join(BUILTIN, file))), file);
+  const manifest = JSON.parse(fs.readFileSync(path.join(folder, DOWNLOAD_MANIFEST), 'utf8')) as {
+    files: { path: string }[];
+  };
+  for (const { path: file } of manifest.files)
+    assert.ok(fs.readFileSync(path.join(folder, file)).equals(fs.readFileSync(path.join(BUILTIN, file))), file);
 }
 
 type ChildEvent = Record<string, unknown>;
 
 /** A download in its own process: the JSON events it printed so far, and all of them once it exits. */
-function runChild(endpoint: string, root: string, whenBusy: 'wait' | 'fail'): { events: () => ChildEvent[]; done: Promise<ChildEvent[]> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, endpoint, root, whenBusy], { stdio: ['ignore', 'pipe', 'inherit'] });
+function runChild(
+  endpoint: string,
+  root: string,
+  whenBusy: 'wait' | 'fail',
+): { events: () => ChildEvent[]; done: Promise<ChildEvent[]> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, endpoint, root, whenBusy], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let output = '';
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const events = () => output.split('\n').filter((line) => line.endsWith('}')).map((line) => JSON.parse(line) as ChildEvent);
+  const events = () =>
+    output
+      .split('\n')
+      .filter((line) => line.endsWith('}'))
+      .map((line) => JSON.parse(line) as ChildEvent);
   return { events, done: new Promise((resolve) => child.on('exit', () => resolve(events()))) };
 }
 

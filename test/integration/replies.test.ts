@@ -17,9 +17,21 @@ import type { AnswerStatsView, HostMessage } from '../../src/protocol/webview';
 const ROOT = path.join(__dirname, '..', '..');
 const HOST = path.join(ROOT, 'src', 'host', 'main.ts');
 const FIXTURES = path.join(ROOT, 'test', 'fixtures');
-const SHAPES: ImageInput = { name: 'shapes.png', dataBase64: fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png')).toString('base64'), format: 'png' };
-const SETTINGS: ReplySettings = { model: { modelDir: path.join(FIXTURES, 'tiny-llava-llama'), provider: 'cpu', threads: 1 }, reduction: undefined, maxNewTokens: 8, temperature: 0 };
-const REDUCED: ReplySettings = { ...SETTINGS, reduction: { method: 'ficoco-v', budget: { tokens: 12 }, budgetLabel: '12', params: {} } };
+const SHAPES: ImageInput = {
+  name: 'shapes.png',
+  dataBase64: fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png')).toString('base64'),
+  format: 'png',
+};
+const SETTINGS: ReplySettings = {
+  model: { modelDir: path.join(FIXTURES, 'tiny-llava-llama'), provider: 'cpu', threads: 1 },
+  reduction: undefined,
+  maxNewTokens: 8,
+  temperature: 0,
+};
+const REDUCED: ReplySettings = {
+  ...SETTINGS,
+  reduction: { method: 'ficoco-v', budget: { tokens: 12 }, budgetLabel: '12', params: {} },
+};
 /** Sampled, it runs to its token limit on the fixture model: long enough to stop. */
 const LONG: ReplySettings = { ...SETTINGS, maxNewTokens: 200, temperature: 0.7 };
 
@@ -55,7 +67,10 @@ describe('chat replies on a real engine process', () => {
     return new Replies({
       engine,
       conversation,
-      baselines: new Baselines({ get: <T>(key: string) => values.get(key) as T | undefined, update: async (key, value) => void values.set(key, value) }),
+      baselines: new Baselines({
+        get: <T>(key: string) => values.get(key) as T | undefined,
+        update: async (key, value) => void values.set(key, value),
+      }),
       post: (message) => {
         if (message.type === 'replyText' && !posted.some((earlier) => earlier.type === 'replyText')) onFirstText();
         posted.push(message);
@@ -100,7 +115,10 @@ describe('chat replies on a real engine process', () => {
     assert.deepEqual(statuses.slice(-2), ['answer', 'idle']);
     assert.equal(activity, 0, 'busy and idle balance');
     await replies.run(turn(), 'answer', 'what is in the picture ?', [SHAPES], () => SETTINGS);
-    assert.ok(statuses.includes('Answering') && statuses.lastIndexOf('Loading model') === 0, 'the second answer reuses the loaded model');
+    assert.ok(
+      statuses.includes('Answering') && statuses.lastIndexOf('Loading model') === 0,
+      'the second answer reuses the loaded model',
+    );
   });
 
   test('a reduced answer gets its measured speedup once it is done', async () => {
@@ -122,22 +140,26 @@ describe('chat replies on a real engine process', () => {
     assert.ok(answer.stats!.generatedTokens < LONG.maxNewTokens);
   });
 
-  test('a reply still running after the grace period ends with the engine process', { skip: process.platform === 'win32' ? 'needs SIGSTOP' : false }, async () => {
-    replies = newReplies(50);
-    const turnId = turn();
-    let frozen: number | undefined;
-    // A frozen engine cannot stop between tokens; once the grace period is over, it is thawed to receive its end.
-    onFirstText = () => {
-      frozen = engine.processId!;
-      process.kill(frozen, 'SIGSTOP');
-      replies.stop(turnId);
-    };
-    onWarning = () => process.kill(frozen!, 'SIGCONT');
-    await replies.run(turnId, 'answer', 'is there text in the image ?', [SHAPES], () => LONG);
-    assert.match(warnings.join('\n'), /did not stop within 50 ms; restarting the engine process/);
-    assert.notEqual(engine.processId, frozen, 'the process was ended');
-    assert.equal(conversation.turn(turnId)!.answer.stopReason, 'cancelled');
-  });
+  test(
+    'a reply still running after the grace period ends with the engine process',
+    { skip: process.platform === 'win32' ? 'needs SIGSTOP' : false },
+    async () => {
+      replies = newReplies(50);
+      const turnId = turn();
+      let frozen: number | undefined;
+      // A frozen engine cannot stop between tokens; once the grace period is over, it is thawed to receive its end.
+      onFirstText = () => {
+        frozen = engine.processId!;
+        process.kill(frozen, 'SIGSTOP');
+        replies.stop(turnId);
+      };
+      onWarning = () => process.kill(frozen!, 'SIGCONT');
+      await replies.run(turnId, 'answer', 'is there text in the image ?', [SHAPES], () => LONG);
+      assert.match(warnings.join('\n'), /did not stop within 50 ms; restarting the engine process/);
+      assert.notEqual(engine.processId, frozen, 'the process was ended');
+      assert.equal(conversation.turn(turnId)!.answer.stopReason, 'cancelled');
+    },
+  );
 
   test('a crash fails only the reply in flight, keeps the conversation, and the next one runs', async () => {
     const turnId = turn();
@@ -172,7 +194,10 @@ describe('chat replies on a real engine process', () => {
     const { answer } = conversation.turn(turnId)!;
     assert.equal(answer.status, 'done');
     assert.equal(answer.stats?.speedup, undefined);
-    assert.match(warnings.join('\n'), /The speedup of this answer could not be measured: The FiCoCo engine process stopped unexpectedly/);
+    assert.match(
+      warnings.join('\n'),
+      /The speedup of this answer could not be measured: The FiCoCo engine process stopped unexpectedly/,
+    );
     assert.deepEqual(failures, [], 'nothing is offered as a failure of the answer');
   });
 });

@@ -3,7 +3,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { ChatTemplate, DEFAULT_RENDER_LIMITS, TextProcessor, type ChatMessage, type RenderLimits } from '../../src/engine/text';
+import {
+  ChatTemplate,
+  DEFAULT_RENDER_LIMITS,
+  TextProcessor,
+  type ChatMessage,
+  type RenderLimits,
+} from '../../src/engine/text';
 
 // Model folders are untrusted: each attack is one branch of a template, chosen by the text of the first message.
 const ATTACKS = {
@@ -12,7 +18,9 @@ const ATTACKS = {
   // a list of 200 million numbers, grown one by one
   range: '{% for i in range(200000000) %}{% endfor %}',
   // a string doubled to 256 Mi characters, then copied whole by upper
-  double: "{% set ns = namespace(s='x') %}{% for i in range(28) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s|upper|length }}",
+  double:
+    "{% set ns = namespace(s='x') %}{% for i in range(28) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ " +
+    'ns.s|upper|length }}',
   // a prompt of 8 Mi characters
   flood: "{% set ns = namespace(s='x') %}{% for i in range(23) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s }}",
   // a string longer than JavaScript allows
@@ -31,7 +39,8 @@ const ORIGIN = '/models/hostile/chat_template.jinja';
 const SIMPLE_TEMPLATE = "USER: {{ messages[0]['content'] }} ASSISTANT:";
 const ask = (text: string): ChatMessage[] => [{ role: 'user', content: text }];
 const modelFolderError = (message: RegExp) => ({ name: 'FicocoError', kind: 'config', message });
-// A limit error may come from the parent's backstop, a few seconds after the limit itself; the rest is a loaded CI machine.
+// A limit error may come from the parent's backstop, a few seconds after the limit itself; the rest is a loaded CI
+// machine.
 const MARGIN_MS = 5_000;
 
 const disposables: Array<{ dispose(): void }> = [];
@@ -63,7 +72,8 @@ describe('a chat template cannot hang or crash the engine', () => {
     const timeoutMs = 500;
     const template = hostile({ timeoutMs });
     assert.equal(await template.render(ask('hello'), {}), 'USER: hello ASSISTANT:');
-    const timedOut = /chat_template\.jinja did not finish within 0\.5 s \(a loop that never ends\?\); this model folder cannot be used/;
+    const timedOut =
+      /chat_template\.jinja did not finish within 0\.5 s \(a loop that never ends\?\); this model folder cannot be used/;
     const elapsed = await attack(template, 'loop', modelFolderError(timedOut));
     assert.ok(elapsed < timeoutMs + MARGIN_MS, `took ${elapsed} ms`);
     assert.equal(await template.render(ask('hello again'), {}), 'USER: hello again ASSISTANT:');
@@ -72,7 +82,8 @@ describe('a chat template cannot hang or crash the engine', () => {
   test('range(200000000) stops at the memory limit, and the same template renders in a fresh process', async () => {
     // A generous time limit, so that on any machine it is the memory limit that stops this one.
     const template = hostile({ timeoutMs: 60_000 });
-    const outOfMemory = /chat_template\.jinja used more than 256 MB while rendering; this model folder cannot be used as is\./;
+    const outOfMemory =
+      /chat_template\.jinja used more than 256 MB while rendering; this model folder cannot be used as is\./;
     const elapsed = await attack(template, 'range', modelFolderError(outOfMemory));
     assert.ok(elapsed < 30_000, `took ${elapsed} ms`);
     assert.equal(await template.render(ask('hello'), {}), 'USER: hello ASSISTANT:');
@@ -84,7 +95,10 @@ describe('a chat template cannot hang or crash the engine', () => {
     await attack(template, 'flood', modelFolderError(tooLong));
     const small = new ChatTemplate('{% for i in range(200) %}0123456789{% endfor %}', ORIGIN, { maxOutputChars: 1000 });
     disposables.push(small);
-    await assert.rejects(small.render(ask('hello'), {}), modelFolderError(/produced more than 1000 characters \(2000\)/));
+    await assert.rejects(
+      small.render(ask('hello'), {}),
+      modelFolderError(/produced more than 1000 characters \(2000\)/),
+    );
   });
 
   test("a string longer than JavaScript allows is the model folder's fault; raise_exception stays an input error", async () => {
@@ -101,8 +115,10 @@ describe('a chat template cannot hang or crash the engine', () => {
   test('at the default limits, a model folder whose template exhausts memory fails in seconds and then answers', async () => {
     const fixture = 'test/fixtures/tiny-llava-llama';
     const dir = fs.mkdtempSync(path.join(root, 'model-'));
-    for (const file of ['tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(fixture, file), path.join(dir, file));
-    const llavaTemplate = JSON.parse(fs.readFileSync(path.join(fixture, 'tokenizer_config.json'), 'utf8')).chat_template as string;
+    for (const file of ['tokenizer.json', 'tokenizer_config.json'])
+      fs.copyFileSync(path.join(fixture, file), path.join(dir, file));
+    const llavaTemplate = JSON.parse(fs.readFileSync(path.join(fixture, 'tokenizer_config.json'), 'utf8'))
+      .chat_template as string;
     fs.writeFileSync(path.join(dir, 'chat_template.jinja'), hostileTemplate(llavaTemplate));
     const text = TextProcessor.load(dir, { text: '<image>' });
     disposables.push(text);
@@ -111,7 +127,9 @@ describe('a chat template cannot hang or crash the engine', () => {
     const elapsed = await rejectionMs(text.renderPrompt(ask('double')), outOfMemory);
     assert.ok(elapsed < DEFAULT_RENDER_LIMITS.timeoutMs + MARGIN_MS, `took ${elapsed} ms`);
     const question = 'which box does the arrow point to ?';
-    const prompt = await text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: question }] }]);
+    const prompt = await text.renderPrompt([
+      { role: 'user', content: [{ type: 'image' }, { type: 'text', text: question }] },
+    ]);
     assert.equal(prompt, `USER: <image>\n${question} ASSISTANT:`);
   });
 });

@@ -86,7 +86,10 @@ describe('parseLlavaConfig: real and realistic configs', () => {
   });
 
   test('llava-1.5-13b-style text config: 5120 wide, 40 layers and heads, head_dim 128', () => {
-    const { text } = parseLlavaConfig(withText({ hidden_size: 5120, intermediate_size: 13824, num_attention_heads: 40, num_hidden_layers: 40 }), SOURCE);
+    const { text } = parseLlavaConfig(
+      withText({ hidden_size: 5120, intermediate_size: 13824, num_attention_heads: 40, num_hidden_layers: 40 }),
+      SOURCE,
+    );
     assert.equal(text.hiddenSize, 5120);
     assert.equal(text.intermediateSize, 13824);
     assert.equal(text.layers, 40);
@@ -110,12 +113,28 @@ describe('parseLlavaConfig: real and realistic configs', () => {
   });
 
   test('Mistral with explicit num_key_value_heads keeps the given value', () => {
-    const { text } = parseLlavaConfig({ ...base(), text_config: { model_type: 'mistral', num_key_value_heads: 4 } }, SOURCE);
+    const { text } = parseLlavaConfig(
+      { ...base(), text_config: { model_type: 'mistral', num_key_value_heads: 4 } },
+      SOURCE,
+    );
     assert.equal(text.kvHeads, 4);
   });
 
   test('Qwen2 text config: q/k/v biases on, o_proj bias off, Qwen2 defaults', () => {
-    const { text } = parseLlavaConfig({ ...base(), text_config: { model_type: 'qwen2', hidden_size: 896, num_attention_heads: 14, num_key_value_heads: 2, intermediate_size: 4864, num_hidden_layers: 24 } }, SOURCE);
+    const { text } = parseLlavaConfig(
+      {
+        ...base(),
+        text_config: {
+          model_type: 'qwen2',
+          hidden_size: 896,
+          num_attention_heads: 14,
+          num_key_value_heads: 2,
+          intermediate_size: 4864,
+          num_hidden_layers: 24,
+        },
+      },
+      SOURCE,
+    );
     assert.equal(text.modelType, 'qwen2');
     assert.equal(text.qkvBias, true);
     assert.equal(text.outputBias, false);
@@ -127,7 +146,10 @@ describe('parseLlavaConfig: real and realistic configs', () => {
   });
 
   test('Qwen2 ignores attention_bias: false (its q/k/v always carry biases)', () => {
-    const { text } = parseLlavaConfig({ ...base(), text_config: { model_type: 'qwen2', attention_bias: false } }, SOURCE);
+    const { text } = parseLlavaConfig(
+      { ...base(), text_config: { model_type: 'qwen2', attention_bias: false } },
+      SOURCE,
+    );
     assert.equal(text.qkvBias, true);
     assert.equal(text.outputBias, false);
   });
@@ -145,8 +167,20 @@ describe('parseLlavaConfig: real and realistic configs', () => {
   });
 
   test('tie_word_embeddings: text_config wins over the top level', () => {
-    assert.equal(parseLlavaConfig({ ...base(), tie_word_embeddings: false, text_config: { model_type: 'qwen2', tie_word_embeddings: true } }, SOURCE).text.tieWordEmbeddings, true);
-    assert.equal(parseLlavaConfig({ ...base(), tie_word_embeddings: true, text_config: { model_type: 'qwen2', tie_word_embeddings: false } }, SOURCE).text.tieWordEmbeddings, false);
+    assert.equal(
+      parseLlavaConfig(
+        { ...base(), tie_word_embeddings: false, text_config: { model_type: 'qwen2', tie_word_embeddings: true } },
+        SOURCE,
+      ).text.tieWordEmbeddings,
+      true,
+    );
+    assert.equal(
+      parseLlavaConfig(
+        { ...base(), tie_word_embeddings: true, text_config: { model_type: 'qwen2', tie_word_embeddings: false } },
+        SOURCE,
+      ).text.tieWordEmbeddings,
+      false,
+    );
   });
 
   test('tie_word_embeddings: absent everywhere → the text model default (false)', () => {
@@ -190,7 +224,10 @@ describe('parseLlavaConfig: real and realistic configs', () => {
   });
 
   test('activation aliases map to graph activations', () => {
-    assert.equal(parseLlavaConfig({ ...base(), projector_hidden_act: 'gelu_pytorch_tanh' }, SOURCE).projector.activation, 'gelu_tanh');
+    assert.equal(
+      parseLlavaConfig({ ...base(), projector_hidden_act: 'gelu_pytorch_tanh' }, SOURCE).projector.activation,
+      'gelu_tanh',
+    );
     assert.equal(parseLlavaConfig(withVision({ hidden_act: 'gelu' }), SOURCE).vision.activation, 'gelu');
     assert.equal(parseLlavaConfig(withText({ hidden_act: 'swish' }), SOURCE).text.activation, 'silu');
   });
@@ -204,7 +241,14 @@ describe('parseLlavaConfig: real and realistic configs', () => {
     delete json.vision_config;
     const { vision, visionLayers } = parseLlavaConfig(json, SOURCE);
     assert.deepEqual(
-      { hidden: vision.hiddenSize, intermediate: vision.intermediateSize, layers: vision.layers, heads: vision.heads, image: vision.imageSize, patch: vision.patchSize },
+      {
+        hidden: vision.hiddenSize,
+        intermediate: vision.intermediateSize,
+        layers: vision.layers,
+        heads: vision.heads,
+        image: vision.imageSize,
+        patch: vision.patchSize,
+      },
       { hidden: 1024, intermediate: 4096, layers: 24, heads: 16, image: 336, patch: 14 },
     );
     assert.equal(visionLayers, 23);

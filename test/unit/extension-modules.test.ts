@@ -1,4 +1,6 @@
-/** The extension's plain modules: the fix offered per failure, idle unloading, and the engine load the settings ask for. */
+/**
+ * The extension's plain modules: the fix offered per failure, idle unloading, and the engine load the settings ask for.
+ */
 import assert from 'node:assert/strict';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -11,7 +13,8 @@ import { SettingsError, loadParamsOf, readSettings } from '../../src/extension/s
 describe('the fix offered for a failure, by its kind', () => {
   test('model, provider and reduction failures open their setting; crashes and bugs the log; the rest nothing', () => {
     const setting = (kind: EngineError['kind']) => fixFor(new EngineError('whatever the message says', kind));
-    for (const kind of ['model-folder', 'config', 'weights'] as const) assert.deepEqual(setting(kind), { title: 'Open Settings', setting: 'ficoco.modelPath' });
+    for (const kind of ['model-folder', 'config', 'weights'] as const)
+      assert.deepEqual(setting(kind), { title: 'Open Settings', setting: 'ficoco.modelPath' });
     assert.deepEqual(setting('provider'), { title: 'Open Settings', setting: 'ficoco.provider' });
     assert.deepEqual(setting('reduction'), { title: 'Open Settings', setting: 'ficoco.reduction' });
     assert.deepEqual(setting('crashed'), { title: 'Show Engine Log' });
@@ -19,7 +22,10 @@ describe('the fix offered for a failure, by its kind', () => {
     for (const kind of ['input', 'image', 'cancelled'] as const) assert.equal(setting(kind), undefined, kind);
     // The message never decides: an input error that talks about the budget opens nothing.
     assert.equal(fixFor(new EngineError('the reduction budget is odd', 'input')), undefined);
-    assert.deepEqual(fixFor(new SettingsError('bad', 'ficoco.threads')), { title: 'Open Settings', setting: 'ficoco.threads' });
+    assert.deepEqual(fixFor(new SettingsError('bad', 'ficoco.threads')), {
+      title: 'Open Settings',
+      setting: 'ficoco.threads',
+    });
     assert.equal(fixFor(new Error('a bug')), undefined);
   });
 });
@@ -29,7 +35,11 @@ describe('idle unloading', () => {
     mock.timers.enable({ apis: ['setTimeout'] });
     try {
       const unloaded: number[] = [];
-      const unloader = new IdleUnloader({ minutes: () => 2, loaded: () => true, unload: (minutes) => unloaded.push(minutes) });
+      const unloader = new IdleUnloader({
+        minutes: () => 2,
+        loaded: () => true,
+        unload: (minutes) => unloaded.push(minutes),
+      });
       unloader.busy();
       unloader.busy();
       unloader.idle();
@@ -69,16 +79,28 @@ describe('the engine load the settings ask for', () => {
 
   test('empty: the built-in model; ~ is the home folder; threads and quantization only when set', () => {
     assert.deepEqual(loadParamsOf(settingsWith({}), folders), { modelDir: folders.builtinModel, provider: 'auto' });
-    assert.deepEqual(loadParamsOf(settingsWith({ 'ficoco.modelPath': '~/models/llava', 'ficoco.threads': 2, 'ficoco.quantization': 'int4' }), folders), {
-      modelDir: path.join(os.homedir(), 'models', 'llava'),
-      provider: 'auto',
-      threads: 2,
-      quantization: 'int4',
-      quantizedCacheDir: folders.quantizedCache,
-    });
+    assert.deepEqual(
+      loadParamsOf(
+        settingsWith({ 'ficoco.modelPath': '~/models/llava', 'ficoco.threads': 2, 'ficoco.quantization': 'int4' }),
+        folders,
+      ),
+      {
+        modelDir: path.join(os.homedir(), 'models', 'llava'),
+        provider: 'auto',
+        threads: 2,
+        quantization: 'int4',
+        quantizedCacheDir: folders.quantizedCache,
+      },
+    );
   });
 
   test('a relative model path is a settings error naming the setting', () => {
-    assert.throws(() => loadParamsOf(settingsWith({ 'ficoco.modelPath': 'models/llava' }), folders), (error: unknown) => error instanceof SettingsError && error.setting === 'ficoco.modelPath' && /set it to the absolute path of a model folder/.test(error.message));
+    assert.throws(
+      () => loadParamsOf(settingsWith({ 'ficoco.modelPath': 'models/llava' }), folders),
+      (error: unknown) =>
+        error instanceof SettingsError &&
+        error.setting === 'ficoco.modelPath' &&
+        /set it to the absolute path of a model folder/.test(error.message),
+    );
   });
 });

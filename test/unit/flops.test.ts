@@ -21,8 +21,22 @@ import {
 import { parseModelConfig } from '../../src/engine/models/registry';
 import { flopsArchOf } from '../../src/engine/models/flopsArch';
 
-const VICUNA_7B: LlmArch = { hiddenSize: 4096, intermediateSize: 11008, layers: 32, heads: 32, kvHeads: 32, headDim: 128 };
-const VICUNA_13B: LlmArch = { hiddenSize: 5120, intermediateSize: 13824, layers: 40, heads: 40, kvHeads: 40, headDim: 128 };
+const VICUNA_7B: LlmArch = {
+  hiddenSize: 4096,
+  intermediateSize: 11008,
+  layers: 32,
+  heads: 32,
+  kvHeads: 32,
+  headDim: 128,
+};
+const VICUNA_13B: LlmArch = {
+  hiddenSize: 5120,
+  intermediateSize: 13824,
+  layers: 40,
+  heads: 40,
+  kvHeads: 40,
+  headDim: 128,
+};
 const tflops = (flops: number): number => flops / 1e12;
 const every = (arch: LlmArch, tokens: number): number[] => new Array<number>(arch.layers).fill(tokens);
 
@@ -33,15 +47,28 @@ function near(actual: number, expected: number, tolerance: number, what: string)
 describe('LLM prefill FLOPs (LLM-Viewer accounting, ficoco-spec §6.2)', () => {
   it('one layer is 2N(4D² + 3DH) + 4N²D + 5hN² + 18ND for MHA', () => {
     const [n, d, h, heads] = [636, 4096, 11008, 32];
-    assert.equal(llmLayerFlops(VICUNA_7B, n).total, 2 * n * (4 * d * d + 3 * d * h) + 4 * n * n * d + 5 * heads * n * n + 18 * n * d);
+    assert.equal(
+      llmLayerFlops(VICUNA_7B, n).total,
+      2 * n * (4 * d * d + 3 * d * h) + 4 * n * n * d + 5 * heads * n * n + 18 * n * d,
+    );
   });
 
   it("reproduces the paper's Vicuna-7B numbers with 60 text tokens", () => {
-    for (const [tokens, expected] of [[636, 8.45], [252, 3.3], [188, 2.45], [124, 1.61]] as const) {
+    for (const [tokens, expected] of [
+      [636, 8.45],
+      [252, 3.3],
+      [188, 2.45],
+      [124, 1.61],
+    ] as const) {
       near(tflops(llmPrefillFlops(VICUNA_7B, every(VICUNA_7B, tokens))), expected, 0.01, `${tokens} tokens`);
     }
     // The budgets as the paper labels them: 576 / 192 / 128 / 64 visual tokens → 8.5 / 3.3 / 2.4–2.5 / 1.5–1.6.
-    for (const [visual, expected] of [[576, 8.5], [192, 3.3], [128, 2.45], [64, 1.55]] as const) {
+    for (const [visual, expected] of [
+      [576, 8.5],
+      [192, 3.3],
+      [128, 2.45],
+      [64, 1.55],
+    ] as const) {
       near(tflops(llmPrefillFlops(VICUNA_7B, every(VICUNA_7B, visual + 60))), expected, 0.1, `${visual} visual tokens`);
     }
   });
@@ -62,7 +89,10 @@ describe('LLM prefill FLOPs (LLM-Viewer accounting, ficoco-spec §6.2)', () => {
     const full = llmLayerFlops(VICUNA_7B, 636);
     const split = llmLayerFlops(VICUNA_7B, 636, 124);
     const after = llmLayerFlops(VICUNA_7B, 124);
-    assert.equal(split.attentionProjections + split.attentionScores + split.softmax, full.attentionProjections + full.attentionScores + full.softmax);
+    assert.equal(
+      split.attentionProjections + split.attentionScores + split.softmax,
+      full.attentionProjections + full.attentionScores + full.softmax,
+    );
     assert.equal(split.mlp, after.mlp);
     assert.equal(split.elementwise, (8 * 636 + 10 * 124) * 4096);
   });
@@ -99,7 +129,10 @@ describe('LLM prefill FLOPs (LLM-Viewer accounting, ficoco-spec §6.2)', () => {
   });
 
   it('rejects a token list of the wrong length or with bad counts', () => {
-    assert.throws(() => llmPrefillFlops(VICUNA_7B, [636]), (e: unknown) => e instanceof FlopsError && /1 entries; the decoder has 32 layers/.test(e.message));
+    assert.throws(
+      () => llmPrefillFlops(VICUNA_7B, [636]),
+      (e: unknown) => e instanceof FlopsError && /1 entries; the decoder has 32 layers/.test(e.message),
+    );
     assert.throws(() => llmPrefillFlops(VICUNA_7B, [...every(VICUNA_7B, 10).slice(1), -1]), FlopsError);
     assert.throws(() => llmLayerFlops(VICUNA_7B, 10.5), FlopsError);
     assert.throws(() => llmLayerFlops(VICUNA_7B, 10, 11), /exceed/);
@@ -127,20 +160,27 @@ describe('vision tower and projector FLOPs', () => {
   });
 
   it('projector: 2N(Dv·Dt + Dt·Dt) + N·Dt (GELU)', () => {
-    assert.equal(projectorFlops(ARCH_PRESETS['llava-1.5-7b'].projector, 576), 2 * 576 * (1024 * 4096 + 4096 * 4096) + 576 * 4096);
+    assert.equal(
+      projectorFlops(ARCH_PRESETS['llava-1.5-7b'].projector, 576),
+      2 * 576 * (1024 * 4096 + 4096 * 4096) + 576 * 4096,
+    );
   });
 });
 
 describe('runs, presets and config.json', () => {
   const arch = archPreset('llava-1.5-7b');
 
-  it('unreducedShape: 577 tokens in 23 vision layers per image, 576 per image to the projector, visual + text in every decoder layer', () => {
-    const shape = unreducedShape(arch, { images: 2, textTokens: 60 });
-    assert.equal(shape.vision.length, 2);
-    assert.deepEqual(shape.vision[0], new Array<number>(23).fill(577));
-    assert.equal(shape.projector, 1152);
-    assert.deepEqual(shape.llm, new Array<number>(32).fill(1212));
-  });
+  it(
+    'unreducedShape: 577 tokens in 23 vision layers per image, 576 per image to the projector, visual + ' +
+      'text in every decoder layer',
+    () => {
+      const shape = unreducedShape(arch, { images: 2, textTokens: 60 });
+      assert.equal(shape.vision.length, 2);
+      assert.deepEqual(shape.vision[0], new Array<number>(23).fill(577));
+      assert.equal(shape.projector, 1152);
+      assert.deepEqual(shape.llm, new Array<number>(32).fill(1212));
+    },
+  );
 
   it('runFlops splits vision / projector / LLM, and its llm part is the paper number', () => {
     const result = runFlops(arch, unreducedShape(arch, { images: 1, textTokens: 60 }));
@@ -162,7 +202,10 @@ describe('runs, presets and config.json', () => {
   });
 
   it('reducedBeforeLlmShape checks the budget against the images', () => {
-    assert.deepEqual(reducedBeforeLlmShape(arch, { images: 1, textTokens: 60, visualTokens: 64 }).llm, new Array<number>(32).fill(124));
+    assert.deepEqual(
+      reducedBeforeLlmShape(arch, { images: 1, textTokens: 60, visualTokens: 64 }).llm,
+      new Array<number>(32).fill(124),
+    );
     assert.throws(() => reducedBeforeLlmShape(arch, { images: 1, textTokens: 60, visualTokens: 577 }), /give only 576/);
   });
 
@@ -170,13 +213,23 @@ describe('runs, presets and config.json', () => {
     const big = archPreset('llava-1.5-13b');
     near(tflops(runFlops(big, unreducedShape(big, { images: 1, textTokens: 512 })).llm), 28.59, 0.01, '13B');
     const tiny = archPreset('tinyllava-clip-tinyllama');
-    assert.deepEqual(tiny.llm, { hiddenSize: 2048, intermediateSize: 5632, layers: 22, heads: 32, kvHeads: 4, headDim: 64 });
+    assert.deepEqual(tiny.llm, {
+      hiddenSize: 2048,
+      intermediateSize: 5632,
+      layers: 22,
+      heads: 32,
+      kvHeads: 4,
+      headDim: 64,
+    });
     assert.deepEqual(tiny.projector, { inputSize: 1024, hiddenSize: 2048, outputSize: 2048 });
     assert.equal(kvBytesPerToken(tiny.llm), 2 * 22 * 256 * 2);
   });
 
   it('an unknown preset lists the known ones; presets are copies', () => {
-    assert.throws(() => archPreset('llava-9b'), /Unknown architecture "llava-9b"; known: llava-1.5-7b, llava-1.5-13b, tinyllava-clip-tinyllama/);
+    assert.throws(
+      () => archPreset('llava-9b'),
+      /Unknown architecture "llava-9b"; known: llava-1.5-7b, llava-1.5-13b, tinyllava-clip-tinyllama/,
+    );
     const copy = archPreset('llava-1.5-7b');
     copy.llm.layers = 1;
     assert.equal(ARCH_PRESETS['llava-1.5-7b'].llm.layers, 32);
@@ -218,21 +271,55 @@ describe('runs, presets and config.json', () => {
   };
 
   it("the engine's parsed llava-1.5-7b-hf config.json gives exactly the llava-1.5-7b preset", () => {
-    assert.deepEqual(flopsArchOf(parseModelConfig(LLAVA_15_7B_HF, 'config.json').config, 'llava-1.5-7b'), ARCH_PRESETS['llava-1.5-7b']);
+    assert.deepEqual(
+      flopsArchOf(parseModelConfig(LLAVA_15_7B_HF, 'config.json').config, 'llava-1.5-7b'),
+      ARCH_PRESETS['llava-1.5-7b'],
+    );
   });
 
   it('a config without vision_config is CLIP-L/14-336; GQA and explicit head_dim are carried', () => {
-    assert.deepEqual(flopsArchOf(parseModelConfig({ model_type: 'llava' }, 'c').config, 'llava-1.5-7b'), ARCH_PRESETS['llava-1.5-7b']);
-    const custom = flopsArchOf(parseModelConfig({
-      model_type: 'llava',
-      vision_feature_layer: -1,
-      vision_feature_select_strategy: 'full',
-      vision_config: { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 4, num_attention_heads: 4, image_size: 48, patch_size: 8 },
-      text_config: { model_type: 'llama', hidden_size: 48, intermediate_size: 96, num_hidden_layers: 3, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 12 },
-    }, 'c').config, 'x');
+    assert.deepEqual(
+      flopsArchOf(parseModelConfig({ model_type: 'llava' }, 'c').config, 'llava-1.5-7b'),
+      ARCH_PRESETS['llava-1.5-7b'],
+    );
+    const custom = flopsArchOf(
+      parseModelConfig(
+        {
+          model_type: 'llava',
+          vision_feature_layer: -1,
+          vision_feature_select_strategy: 'full',
+          vision_config: {
+            hidden_size: 32,
+            intermediate_size: 64,
+            num_hidden_layers: 4,
+            num_attention_heads: 4,
+            image_size: 48,
+            patch_size: 8,
+          },
+          text_config: {
+            model_type: 'llama',
+            hidden_size: 48,
+            intermediate_size: 96,
+            num_hidden_layers: 3,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            head_dim: 12,
+          },
+        },
+        'c',
+      ).config,
+      'x',
+    );
     assert.equal(custom.vision.layersRun, 4);
     assert.equal(custom.visualTokensPerImage, 37);
-    assert.deepEqual(custom.llm, { hiddenSize: 48, intermediateSize: 96, layers: 3, heads: 4, kvHeads: 2, headDim: 12 });
+    assert.deepEqual(custom.llm, {
+      hiddenSize: 48,
+      intermediateSize: 96,
+      layers: 3,
+      heads: 4,
+      kvHeads: 2,
+      headDim: 12,
+    });
     assert.deepEqual(custom.projector, { inputSize: 32, hiddenSize: 48, outputSize: 48 });
   });
 });
@@ -241,13 +328,22 @@ describe('flops table', () => {
   it('rows for the paper budgets: LLM TFLOPs, ratios and KV MB', () => {
     const arch = archPreset('llava-1.5-7b');
     const rows = flopsRows(arch, 60, [576, 192, 128, 64]);
-    assert.deepEqual(rows.map((r) => r.llmTokens), [636, 252, 188, 124]);
-    assert.deepEqual(rows.map((r) => (r.llm / 1e12).toFixed(2)), ['8.45', '3.30', '2.45', '1.61']);
+    assert.deepEqual(
+      rows.map((r) => r.llmTokens),
+      [636, 252, 188, 124],
+    );
+    assert.deepEqual(
+      rows.map((r) => (r.llm / 1e12).toFixed(2)),
+      ['8.45', '3.30', '2.45', '1.61'],
+    );
     assert.equal(rows[0].llmRatio, 1);
     assert.equal(rows[0].totalRatio, 1);
     assert.equal(rows[3].kvBytes, 524_288 * 124);
     const vision = runFlops(arch, unreducedShape(arch, { images: 1, textTokens: 60 })).vision;
-    assert.ok(rows.every((r) => r.vision === vision), 'the tower runs in full for a reduction before the LLM');
+    assert.ok(
+      rows.every((r) => r.vision === vision),
+      'the tower runs in full for a reduction before the LLM',
+    );
     const table = flopsTable(arch, 60, [576, 64]);
     assert.match(table, /^\| visual tokens kept \|/);
     assert.match(table, /\| 64\/576 \| 124 \| 1\.61 \|/);

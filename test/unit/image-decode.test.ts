@@ -46,20 +46,36 @@ async function assertImageError(bytes: Uint8Array, name: string, message: RegExp
 }
 
 test('a text file is not an image', async () => {
-  await assertImageError(read('notes.png'), 'notes.png', /^notes\.png is not an image: supported formats are PNG, JPEG, WebP, GIF$/);
+  await assertImageError(
+    read('notes.png'),
+    'notes.png',
+    /^notes\.png is not an image: supported formats are PNG, JPEG, WebP, GIF$/,
+  );
 });
 
 test('a truncated PNG says so', async () => {
-  await assertImageError(read('truncated.png'), 'shot.png', /^shot\.png could not be decoded as PNG: data ends early \(truncated file\?\)$/);
+  await assertImageError(
+    read('truncated.png'),
+    'shot.png',
+    /^shot\.png could not be decoded as PNG: data ends early \(truncated file\?\)$/,
+  );
 });
 
 test('a truncated JPEG says so', async () => {
-  await assertImageError(read('truncated.jpg'), 'photo.jpg', /^photo\.jpg could not be decoded as JPEG: data ends early/);
+  await assertImageError(
+    read('truncated.jpg'),
+    'photo.jpg',
+    /^photo\.jpg could not be decoded as JPEG: data ends early/,
+  );
 });
 
 test('a truncated WebP says so', async () => {
   const webp = read('lossy.webp');
-  await assertImageError(webp.subarray(0, webp.length >> 1), 'pic.webp', /^pic\.webp could not be decoded as WebP: data ends early/);
+  await assertImageError(
+    webp.subarray(0, webp.length >> 1),
+    'pic.webp',
+    /^pic\.webp could not be decoded as WebP: data ends early/,
+  );
 });
 
 test('a truncated GIF says so', async () => {

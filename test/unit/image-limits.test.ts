@@ -18,7 +18,9 @@ function read(name: string): Uint8Array {
 }
 
 function bytes(...parts: (number[] | Uint8Array | string)[]): Uint8Array {
-  const arrays = parts.map((part) => (typeof part === 'string' ? new TextEncoder().encode(part) : Uint8Array.from(part)));
+  const arrays = parts.map((part) =>
+    typeof part === 'string' ? new TextEncoder().encode(part) : Uint8Array.from(part),
+  );
   const joined = new Uint8Array(arrays.reduce((sum, part) => sum + part.length, 0));
   let offset = 0;
   for (const part of arrays) {
@@ -43,7 +45,12 @@ function pngChunk(type: string, data: Uint8Array): Uint8Array {
 function png(width: number, height: number, withPixels: boolean): Uint8Array {
   const header = bytes(uint32be(width), uint32be(height), [8, 2, 0, 0, 0]);
   const pixels = withPixels ? [pngChunk('IDAT', deflateSync(new Uint8Array(height * (1 + width * 3))))] : [];
-  return bytes([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], pngChunk('IHDR', header), ...pixels, pngChunk('IEND', new Uint8Array()));
+  return bytes(
+    [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a],
+    pngChunk('IHDR', header),
+    ...pixels,
+    pngChunk('IEND', new Uint8Array()),
+  );
 }
 
 /** A GIF with a 2-colour palette and one frame whose 2-bit LZW data is a clear code, one pixel, end. */
@@ -61,7 +68,8 @@ const webpLossless = (width: number, height: number) =>
   riff('VP8L', [0x2f, ...uint32le((width - 1) | ((height - 1) << 14)), ...new Array<number>(9).fill(0)]);
 const webpExtended = (width: number, height: number) =>
   riff('VP8X', [0, 0, 0, 0, ...uint24le(width - 1), ...uint24le(height - 1), 0, 0, 0, 0]);
-const webpLossy = (width: number, height: number) => riff('VP8 ', [0, 0, 0, 0x9d, 0x01, 0x2a, ...uint16le(width), ...uint16le(height)]);
+const webpLossy = (width: number, height: number) =>
+  riff('VP8 ', [0, 0, 0, 0x9d, 0x01, 0x2a, ...uint16le(width), ...uint16le(height)]);
 
 /** The byte offset of a JPEG marker's segment in baseline.jpg (just after its 0xFF code). */
 function markerOffset(jpeg: Uint8Array, code: number): number {
@@ -89,7 +97,7 @@ async function assertRefused(file: Uint8Array, name: string, messages: RegExp[])
 const PIXEL_LIMIT = new RegExp(`up to ${MAX_IMAGE_PIXELS / 1e6} megapixels`);
 const ASPECT_LIMIT = new RegExp(`up to ${MAX_IMAGE_ASPECT_RATIO}:1`);
 
-test('reads every fixture\'s size from its header alone', () => {
+test("reads every fixture's size from its header alone", () => {
   for (const { image, width, height } of manifest.decode) {
     const header = readImageHeader(read(image), image);
     assert.deepEqual([header.width, header.height], [width, height], image);
@@ -105,7 +113,10 @@ test('reads every fixture\'s size from its header alone', () => {
 });
 
 test('a PNG whose header claims 30000 × 30000 is refused before decoding', async () => {
-  await assertRefused(png(30000, 30000, false), 'huge.png', [/^huge\.png is 30000 × 30000 pixels \(900 megapixels\)/, PIXEL_LIMIT]);
+  await assertRefused(png(30000, 30000, false), 'huge.png', [
+    /^huge\.png is 30000 × 30000 pixels \(900 megapixels\)/,
+    PIXEL_LIMIT,
+  ]);
 });
 
 test('a 35-byte GIF claiming a 65535 × 65535 screen is refused', async () => {
@@ -114,12 +125,12 @@ test('a 35-byte GIF claiming a 65535 × 65535 screen is refused', async () => {
   await assertRefused(file, 'bomb.gif', [/^bomb\.gif is 65535 × 65535 pixels \(4295 megapixels\)/, PIXEL_LIMIT]);
 });
 
-test('a GIF frame larger than its screen is refused by the frame\'s size', async () => {
+test("a GIF frame larger than its screen is refused by the frame's size", async () => {
   const frameSize = /^frame\.gif has a frame that is 20000 × 20000 pixels \(400 megapixels\)/;
   await assertRefused(gif([1, 1], [20000, 20000]), 'frame.gif', [frameSize, PIXEL_LIMIT]);
 });
 
-test('a GIF frame that only gifuct\'s parser reaches is checked before it decompresses', async () => {
+test("a GIF frame that only gifuct's parser reaches is checked before it decompresses", async () => {
   // gifuct reads a graphic control extension as 8 fixed bytes; the GIF standard reads sub-blocks, here an empty one.
   // So the header check stops at the trailer after it, while gifuct goes on to the frame behind.
   const frame = [0x2c, 0, 0, 0, 0, ...uint16le(20000), ...uint16le(20000), 0, 2, 2, 0x44, 0x01, 0];
@@ -130,7 +141,10 @@ test('a GIF frame that only gifuct\'s parser reaches is checked before it decomp
 });
 
 test('34-byte WebPs claiming 16383 × 16383 are refused, lossless and extended', async () => {
-  for (const [variant, file] of [['VP8L', webpLossless(16383, 16383)], ['VP8X', webpExtended(16383, 16383)]] as const) {
+  for (const [variant, file] of [
+    ['VP8L', webpLossless(16383, 16383)],
+    ['VP8X', webpExtended(16383, 16383)],
+  ] as const) {
     assert.ok(file.length <= 34, `${variant} is ${file.length} bytes`);
     await assertRefused(file, 'bomb.webp', [/^bomb\.webp is 16383 × 16383 pixels \(268 megapixels\)/, PIXEL_LIMIT]);
   }
@@ -147,7 +161,9 @@ test('a full-page web screenshot (1280 × 20000) passes the limits', () => {
 });
 
 test('an image with no pixels one way is refused', async () => {
-  await assertRefused(png(0, 10, false), 'empty.png', [/^empty\.png is 0 × 10 pixels: an image needs at least one pixel each way/]);
+  await assertRefused(png(0, 10, false), 'empty.png', [
+    /^empty\.png is 0 × 10 pixels: an image needs at least one pixel each way/,
+  ]);
 });
 
 test('a JPEG claiming 60000 × 60000 is refused, and valid JPEGs still decode exactly after it', async () => {
@@ -169,13 +185,18 @@ test('failures inside libjpeg-turbo leave the next decode exact', async () => {
   // 196 MB output buffer is allocated; a reused instance leaked it every time, until its 32-bit heap ran out.
   const undefinedTable = jpegClaiming(7000, 7000);
   undefinedTable[scan + 4] = 0x33;
-  const failures = [garbledScan, baseline.subarray(0, baseline.length >> 1), ...new Array<Uint8Array>(12).fill(undefinedTable)];
-  for (const corrupt of failures) await assertRefused(corrupt, 'corrupt.jpg', [/^corrupt\.jpg could not be decoded as JPEG: /]);
+  const failures = [
+    garbledScan,
+    baseline.subarray(0, baseline.length >> 1),
+    ...new Array<Uint8Array>(12).fill(undefinedTable),
+  ];
+  for (const corrupt of failures)
+    await assertRefused(corrupt, 'corrupt.jpg', [/^corrupt\.jpg could not be decoded as JPEG: /]);
   const decoded = await decodeImage(baseline, 'baseline.jpg');
   assert.deepEqual(decoded.rgb, read('baseline.jpg.rgb'));
 });
 
-test('truncated and garbled headers are refused as the format\'s decoding error', async () => {
+test("truncated and garbled headers are refused as the format's decoding error", async () => {
   const cases: [Uint8Array, string, RegExp][] = [
     [png(64, 48, true).subarray(0, 20), 'cut.png', /^cut\.png could not be decoded as PNG: data ends early/],
     [
@@ -185,7 +206,11 @@ test('truncated and garbled headers are refused as the format\'s decoding error'
     ],
     [read('baseline.jpg').subarray(0, 100), 'cut.jpg', /^cut\.jpg could not be decoded as JPEG: data ends early/],
     [jpegClaiming(64, 0), 'dnl.jpg', /^dnl\.jpg could not be decoded as JPEG: .*height to a later DNL marker/],
-    [bytes([0xff, 0xd8, 0xff, 0xda, 0, 2]), 'noframe.jpg', /^noframe\.jpg could not be decoded as JPEG: .*no frame header \(SOF\) before the/],
+    [
+      bytes([0xff, 0xd8, 0xff, 0xda, 0, 2]),
+      'noframe.jpg',
+      /^noframe\.jpg could not be decoded as JPEG: .*no frame header \(SOF\) before the/,
+    ],
     [gif([64, 48], [64, 48]).subarray(0, 15), 'cut.gif', /^cut\.gif could not be decoded as GIF: data ends early/],
     [webpExtended(64, 48).subarray(0, 26), 'cut.webp', /^cut\.webp could not be decoded as WebP: data ends early/],
     [riff('ALPH', [0, 0, 0, 0]), 'odd.webp', /^odd\.webp could not be decoded as WebP: .*the first chunk is "ALPH"/],
@@ -193,7 +218,12 @@ test('truncated and garbled headers are refused as the format\'s decoding error'
   for (const [file, name, message] of cases) await assertRefused(file, name, [message]);
 });
 
-const LLAVA_336 = { image_processor_type: 'LlavaImageProcessor', do_pad: true, size: { shortest_edge: 336 }, crop_size: 336 };
+const LLAVA_336 = {
+  image_processor_type: 'LlavaImageProcessor',
+  do_pad: true,
+  size: { shortest_edge: 336 },
+  crop_size: 336,
+};
 
 test('preprocessor_config.json sizes are bounded per side, naming the field', () => {
   const cases: [unknown, RegExp][] = [
@@ -210,7 +240,10 @@ test('preprocessor_config.json sizes are bounded per side, naming the field', ()
       message.source,
     );
   }
-  assert.deepEqual(parsePreprocessorConfig({ size: { height: 4096, width: 4096 } }, 'p.json').resize, { height: 4096, width: 4096 });
+  assert.deepEqual(parsePreprocessorConfig({ size: { height: 4096, width: 4096 } }, 'p.json').resize, {
+    height: 4096,
+    width: 4096,
+  });
 });
 
 test('preprocessing refuses a step over its working budget, naming the size and the step', () => {
@@ -218,13 +251,31 @@ test('preprocessing refuses a step over its working budget, naming the size and 
     assert.throws(
       () => checkPreprocessingBudget(width, height, parsePreprocessorConfig(json, 'p.json')),
       (error: unknown) =>
-        error instanceof FicocoError && error.kind === 'image' && message.test(error.message) && /within 100 megapixels/.test(error.message),
+        error instanceof FicocoError &&
+        error.kind === 'image' &&
+        message.test(error.message) &&
+        /within 100 megapixels/.test(error.message),
       message.source,
     );
   const padOnly = { do_pad: true, do_resize: false, do_center_crop: false };
-  assertOverBudget(12000, 375, padOnly, /^A 12000 × 375 image would be 12000 × 12000 pixels \(144 megapixels\) after padding to a square/);
-  assertOverBudget(1250, 40000, { size: { shortest_edge: 4096 } }, /^A 1250 × 40000 image would be 4096 × 40000 pixels .* horizontal pass/);
-  assertOverBudget(40000, 1250, { size: { shortest_edge: 4096 }, resample: 0 }, /would be 131072 × 4096 pixels .* after resizing/);
+  assertOverBudget(
+    12000,
+    375,
+    padOnly,
+    /^A 12000 × 375 image would be 12000 × 12000 pixels \(144 megapixels\) after padding to a square/,
+  );
+  assertOverBudget(
+    1250,
+    40000,
+    { size: { shortest_edge: 4096 } },
+    /^A 1250 × 40000 image would be 4096 × 40000 pixels .* horizontal pass/,
+  );
+  assertOverBudget(
+    40000,
+    1250,
+    { size: { shortest_edge: 4096 }, resample: 0 },
+    /would be 131072 × 4096 pixels .* after resizing/,
+  );
   // Padding is read in place by the resize: a 1:32 strip never becomes a 40000² square.
   checkPreprocessingBudget(40000, 1250, parsePreprocessorConfig(LLAVA_336, 'p.json'));
 });
@@ -232,7 +283,10 @@ test('preprocessing refuses a step over its working budget, naming the size and 
 test('preprocessImage checks the budget before allocating', () => {
   const image = { width: 12000, height: 375, rgb: new Uint8Array(12000 * 375 * 3) };
   const padOnly = parsePreprocessorConfig({ do_pad: true, do_resize: false, do_center_crop: false }, 'p.json');
-  assert.throws(() => preprocessImage(image, padOnly), (error: unknown) => error instanceof FicocoError && error.kind === 'image');
+  assert.throws(
+    () => preprocessImage(image, padOnly),
+    (error: unknown) => error instanceof FicocoError && error.kind === 'image',
+  );
 });
 
 test('a 1:32 strip pads to a square: canvas around it, the strip across the middle', () => {

@@ -24,7 +24,8 @@ for (const { image, config, values, shape } of manifest.preprocess) {
     const bytes = read(values);
     const expected = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
     let maxDiff = 0;
-    for (let i = 0; i < expected.length; i++) maxDiff = Math.max(maxDiff, Math.abs(result.pixelValues[i] - expected[i]));
+    for (let i = 0; i < expected.length; i++)
+      maxDiff = Math.max(maxDiff, Math.abs(result.pixelValues[i] - expected[i]));
     assert.ok(maxDiff <= 1e-6, `max abs diff ${maxDiff}`);
   });
 }
@@ -43,7 +44,10 @@ test('config errors name the file and the field', () => {
   assertConfigError({ size: { height: 336 } }, /field "size\.width" must be a positive integer/);
   assertConfigError({ size: 336, image_mean: [0.5, 0.5] }, /field "image_mean" must be a list of 3 numbers/);
   assertConfigError({ size: 336, do_pad: 'yes' }, /field "do_pad" must be true or false/);
-  assertConfigError({ size: 336, image_processor_type: 'Qwen2VLImageProcessor' }, /field "image_processor_type" is "Qwen2VLImageProcessor"/);
+  assertConfigError(
+    { size: 336, image_processor_type: 'Qwen2VLImageProcessor' },
+    /field "image_processor_type" is "Qwen2VLImageProcessor"/,
+  );
 });
 
 test('bare-int sizes follow CLIP: size is the shortest edge, crop_size a square', () => {

@@ -11,7 +11,7 @@ function randomSource(seed: number): (below: number) => number {
     state = (state + 0x6d2b79f5) | 0;
     let t = Math.imul(state ^ (state >>> 15), 1 | state);
     t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return (((t ^ (t >>> 14)) >>> 0) % below);
+    return ((t ^ (t >>> 14)) >>> 0) % below;
   };
 }
 

@@ -1,7 +1,17 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ErrorCodes, ResponseError } from 'vscode-jsonrpc';
-import { AskParams, MAX_IMAGE_BYTES, MAX_NEW_TOKENS_LIMIT, base64Length, decodedLength, errorKindOf, parseAskParams, parseLoadParams, parseTextParams } from '../../src/protocol/engine';
+import {
+  AskParams,
+  MAX_IMAGE_BYTES,
+  MAX_NEW_TOKENS_LIMIT,
+  base64Length,
+  decodedLength,
+  errorKindOf,
+  parseAskParams,
+  parseLoadParams,
+  parseTextParams,
+} from '../../src/protocol/engine';
 
 const ASK: AskParams = {
   requestId: 'r1',
@@ -28,14 +38,29 @@ function refusal(parse: (value: unknown) => unknown, value: unknown): string {
 
 describe('engine/load params', () => {
   test('accepts a folder and a provider, threads optional', () => {
-    assert.deepEqual(parseLoadParams({ modelDir: '/models/llava', provider: 'auto' }), { modelDir: '/models/llava', provider: 'auto' });
-    assert.deepEqual(parseLoadParams({ modelDir: '/m', provider: 'cuda', threads: 4 }), { modelDir: '/m', provider: 'cuda', threads: 4 });
-    const quantized = { modelDir: '/m', provider: 'cpu', quantization: 'int4', quantizedCacheDir: '/storage/quantized' } as const;
+    assert.deepEqual(parseLoadParams({ modelDir: '/models/llava', provider: 'auto' }), {
+      modelDir: '/models/llava',
+      provider: 'auto',
+    });
+    assert.deepEqual(parseLoadParams({ modelDir: '/m', provider: 'cuda', threads: 4 }), {
+      modelDir: '/m',
+      provider: 'cuda',
+      threads: 4,
+    });
+    const quantized = {
+      modelDir: '/m',
+      provider: 'cpu',
+      quantization: 'int4',
+      quantizedCacheDir: '/storage/quantized',
+    } as const;
     assert.deepEqual(parseLoadParams(quantized), quantized);
   });
 
   test('drops fields it does not know', () => {
-    assert.deepEqual(parseLoadParams({ modelDir: '/m', provider: 'cpu', extra: true }), { modelDir: '/m', provider: 'cpu' });
+    assert.deepEqual(parseLoadParams({ modelDir: '/m', provider: 'cpu', extra: true }), {
+      modelDir: '/m',
+      provider: 'cpu',
+    });
   });
 
   test('names what is wrong', () => {
@@ -43,8 +68,14 @@ describe('engine/load params', () => {
     assert.match(refusal(parseLoadParams, [1]), /is an array/);
     assert.match(refusal(parseLoadParams, { provider: 'cpu' }), /modelDir is missing/);
     assert.match(refusal(parseLoadParams, { modelDir: '  ', provider: 'cpu' }), /modelDir is empty/);
-    assert.match(refusal(parseLoadParams, { modelDir: '/m', provider: 'tpu' }), /provider is "tpu"; expected one of auto, cpu, cuda, dml, coreml, webgpu/);
-    assert.match(refusal(parseLoadParams, { modelDir: '/m', provider: 'cpu', threads: 0 }), /threads is 0; expected a whole number from 1/);
+    assert.match(
+      refusal(parseLoadParams, { modelDir: '/m', provider: 'tpu' }),
+      /provider is "tpu"; expected one of auto, cpu, cuda, dml, coreml, webgpu/,
+    );
+    assert.match(
+      refusal(parseLoadParams, { modelDir: '/m', provider: 'cpu', threads: 0 }),
+      /threads is 0; expected a whole number from 1/,
+    );
     assert.match(refusal(parseLoadParams, { modelDir: '/m', provider: 'cpu', threads: 1.5 }), /threads is 1\.5/);
   });
 });
@@ -73,16 +104,28 @@ describe('engine/ask params', () => {
 
   test('checks every image: shape, base64 and size', () => {
     assert.match(refusal(parseAskParams, { ...ASK, images: 'shot.png' }), /images is "shot\.png"; expected an array/);
-    assert.match(refusal(parseAskParams, { ...ASK, images: [ASK.images[0], { name: 'b.png' }] }), /images\[1\]\.dataBase64 is missing/);
-    assert.match(refusal(parseAskParams, { ...ASK, images: [{ name: 'b.png', dataBase64: 'not base64!' }] }), /images\[0\]\.dataBase64 \(b\.png\) is not base64/);
+    assert.match(
+      refusal(parseAskParams, { ...ASK, images: [ASK.images[0], { name: 'b.png' }] }),
+      /images\[1\]\.dataBase64 is missing/,
+    );
+    assert.match(
+      refusal(parseAskParams, { ...ASK, images: [{ name: 'b.png', dataBase64: 'not base64!' }] }),
+      /images\[0\]\.dataBase64 \(b\.png\) is not base64/,
+    );
     assert.match(refusal(parseAskParams, { ...ASK, images: [{ name: 'b.png', dataBase64: '' }] }), /is not base64/);
     const huge = 'A'.repeat(base64Length(MAX_IMAGE_BYTES) + 4);
-    assert.match(refusal(parseAskParams, { ...ASK, images: [{ name: 'huge.png', dataBase64: huge }] }), /huge\.png\) is larger than 32 MiB/);
+    assert.match(
+      refusal(parseAskParams, { ...ASK, images: [{ name: 'huge.png', dataBase64: huge }] }),
+      /huge\.png\) is larger than 32 MiB/,
+    );
   });
 
   test('accepts an image of exactly the size limit', () => {
     const largest = 'A'.repeat(base64Length(MAX_IMAGE_BYTES));
-    assert.equal(parseAskParams({ ...ASK, images: [{ name: 'big.png', dataBase64: largest }] }).images[0].dataBase64.length, largest.length);
+    assert.equal(
+      parseAskParams({ ...ASK, images: [{ name: 'big.png', dataBase64: largest }] }).images[0].dataBase64.length,
+      largest.length,
+    );
   });
 });
 

@@ -6,16 +6,35 @@ import { describe, test } from 'node:test';
 import { ElemType } from '../../src/engine/graph/builder';
 import { CUDA_RUNTIME_LIBRARIES, missingCudaRuntime } from '../../src/common/cudaRuntime';
 import type * as ort from 'onnxruntime-node';
-import { MachineProviders, PROVIDERS, computeTypeFor, cudaAdvice, ortMessage, providerCandidates, sessionOptions, thisMachine, type ProviderSetting } from '../../src/engine/runtime/provider';
+import {
+  MachineProviders,
+  PROVIDERS,
+  computeTypeFor,
+  cudaAdvice,
+  ortMessage,
+  providerCandidates,
+  sessionOptions,
+  thisMachine,
+  type ProviderSetting,
+} from '../../src/engine/runtime/provider';
 
 const SETTINGS: ProviderSetting[] = ['auto', ...PROVIDERS];
 /** What the npm package's bindings report per platform (listSupportedBackends, bundled ones). */
 const MACHINES: { label: string; machine: MachineProviders }[] = [
-  { label: 'linux x64 with the CUDA provider libraries', machine: { platform: 'linux', bundled: new Set(['cpu', 'webgpu']), cudaLibraries: true } },
-  { label: 'linux x64 without them', machine: { platform: 'linux', bundled: new Set(['cpu', 'webgpu']), cudaLibraries: false } },
+  {
+    label: 'linux x64 with the CUDA provider libraries',
+    machine: { platform: 'linux', bundled: new Set(['cpu', 'webgpu']), cudaLibraries: true },
+  },
+  {
+    label: 'linux x64 without them',
+    machine: { platform: 'linux', bundled: new Set(['cpu', 'webgpu']), cudaLibraries: false },
+  },
   { label: 'linux arm64', machine: { platform: 'linux', bundled: new Set(['cpu']), cudaLibraries: false } },
   { label: 'win32', machine: { platform: 'win32', bundled: new Set(['cpu', 'dml', 'webgpu']), cudaLibraries: false } },
-  { label: 'darwin', machine: { platform: 'darwin', bundled: new Set(['cpu', 'coreml', 'webgpu']), cudaLibraries: false } },
+  {
+    label: 'darwin',
+    machine: { platform: 'darwin', bundled: new Set(['cpu', 'coreml', 'webgpu']), cudaLibraries: false },
+  },
 ];
 const machine = (label: string) => MACHINES.find((m) => m.label === label)!.machine;
 
@@ -44,7 +63,11 @@ describe('providerCandidates', () => {
   });
 
   test('auto on linux: CUDA when its libraries are installed, then WebGPU where the binding has it', () => {
-    assert.deepEqual(providerCandidates('auto', machine('linux x64 with the CUDA provider libraries')), ['cuda', 'webgpu', 'cpu']);
+    assert.deepEqual(providerCandidates('auto', machine('linux x64 with the CUDA provider libraries')), [
+      'cuda',
+      'webgpu',
+      'cpu',
+    ]);
     assert.deepEqual(providerCandidates('auto', machine('linux x64 without them')), ['webgpu', 'cpu']);
     assert.deepEqual(providerCandidates('auto', machine('linux arm64')), ['cpu']);
   });
@@ -71,7 +94,10 @@ describe('sessionOptions', () => {
       const options = sessionOptions(name, base);
       assert.equal(options.executionProviders!.length, 1, name);
       assert.equal(options.graphOptimizationLevel, 'all');
-      assert.equal((options.extra as { session: Record<string, unknown> }).session.model_external_initializers_file_folder_path, '/models/llava');
+      assert.equal(
+        (options.extra as { session: Record<string, unknown> }).session.model_external_initializers_file_folder_path,
+        '/models/llava',
+      );
     }
   });
 
@@ -102,26 +128,45 @@ describe('ortMessage', () => {
   test('a failed check in ORT reads as its message, without source location and condition', () => {
     // What onnxruntime-node 1.30 throws for WebGPU on a machine without an adapter.
     const thrown = new Error(
-      '/onnxruntime_src/onnxruntime/core/providers/webgpu/webgpu_context.cc:136 onnxruntime::webgpu::WebGpuContext::Initialize(const onnxruntime::webgpu::WebGpuContextConfig&)::<lambda()> adapter_result.status == wgpu::RequestAdapterStatus::Success was false. Failed to get a WebGPU adapter: No supported adapters\n',
+      '/onnxruntime_src/onnxruntime/core/providers/webgpu/webgpu_context.cc:136 ' +
+        'onnxruntime::webgpu::WebGpuContext::Initialize(const ' +
+        'onnxruntime::webgpu::WebGpuContextConfig&)::<lambda()> adapter_result.status == ' +
+        'wgpu::RequestAdapterStatus::Success was false. Failed to get a WebGPU adapter: No supported ' +
+        'adapters\n',
     );
     assert.equal(ortMessage(thrown), 'Failed to get a WebGPU adapter: No supported adapters');
   });
 
   test('other errors keep their first line', () => {
-    assert.equal(ortMessage(new Error('OrtSessionOptionsAppendExecutionProvider_Cuda: Failed to load shared library\nmore')), 'OrtSessionOptionsAppendExecutionProvider_Cuda: Failed to load shared library');
-    assert.equal(ortMessage('no available backend found. ERR: [dml] backend not found.'), 'no available backend found. ERR: [dml] backend not found.');
+    assert.equal(
+      ortMessage(new Error('OrtSessionOptionsAppendExecutionProvider_Cuda: Failed to load shared library\nmore')),
+      'OrtSessionOptionsAppendExecutionProvider_Cuda: Failed to load shared library',
+    );
+    assert.equal(
+      ortMessage('no available backend found. ERR: [dml] backend not found.'),
+      'no available backend found. ERR: [dml] backend not found.',
+    );
   });
 });
 
 describe('cudaAdvice', () => {
   test('says to install the provider libraries when they are missing', () => {
-    assert.match(cudaAdvice(machine('linux x64 without them'), () => []), /CUDA provider libraries are not installed: run "FiCoCo: Install CUDA Provider"/);
+    assert.match(
+      cudaAdvice(machine('linux x64 without them'), () => []),
+      /CUDA provider libraries are not installed: run "FiCoCo: Install CUDA Provider"/,
+    );
   });
 
   test('names the CUDA 12 / cuDNN 9 libraries the loader cannot find', () => {
     const installed = machine('linux x64 with the CUDA provider libraries');
-    assert.equal(cudaAdvice(installed, () => []), '');
-    assert.match(cudaAdvice(installed, () => ['libcudnn.so.9']), /CUDA 12 and cuDNN 9 are needed and libcudnn\.so\.9 is not found/);
+    assert.equal(
+      cudaAdvice(installed, () => []),
+      '',
+    );
+    assert.match(
+      cudaAdvice(installed, () => ['libcudnn.so.9']),
+      /CUDA 12 and cuDNN 9 are needed and libcudnn\.so\.9 is not found/,
+    );
   });
 });
 
@@ -140,7 +185,7 @@ describe('computeTypeFor', () => {
 
 describe('missingCudaRuntime', () => {
   const LDCONFIG = [
-    '1234 libs found in cache `/etc/ld.so.cache\'',
+    "1234 libs found in cache `/etc/ld.so.cache'",
     '\tlibcudart.so.12 (libc6,x86-64) => /usr/local/cuda/lib64/libcudart.so.12',
     '\tlibcublas.so.12 (libc6,x86-64) => /usr/local/cuda/lib64/libcublas.so.12',
     '\tlibcublasLt.so.12 (libc6,x86-64) => /usr/local/cuda/lib64/libcublasLt.so.12',
@@ -150,7 +195,10 @@ describe('missingCudaRuntime', () => {
 
   test('reads the loader cache: cuDNN 9 missing is named', () => {
     assert.deepEqual(missingCudaRuntime({}, LDCONFIG), ['libcudnn.so.9']);
-    assert.deepEqual(missingCudaRuntime({}, `${LDCONFIG}\n\tlibcudnn.so.9 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libcudnn.so.9`), []);
+    assert.deepEqual(
+      missingCudaRuntime({}, `${LDCONFIG}\n\tlibcudnn.so.9 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libcudnn.so.9`),
+      [],
+    );
   });
 
   test('looks in LD_LIBRARY_PATH and CUDA_PATH too', () => {
@@ -158,7 +206,9 @@ describe('missingCudaRuntime', () => {
     for (const library of CUDA_RUNTIME_LIBRARIES) fs.writeFileSync(path.join(folder, library), '');
     try {
       assert.deepEqual(missingCudaRuntime({ LD_LIBRARY_PATH: `/nowhere:${folder}` }, ''), []);
-      const outsideDefaultFolder = CUDA_RUNTIME_LIBRARIES.filter((library) => !fs.existsSync(path.join('/usr/local/cuda/lib64', library)));
+      const outsideDefaultFolder = CUDA_RUNTIME_LIBRARIES.filter(
+        (library) => !fs.existsSync(path.join('/usr/local/cuda/lib64', library)),
+      );
       assert.deepEqual(missingCudaRuntime({}, ''), outsideDefaultFolder);
     } finally {
       fs.rmSync(folder, { recursive: true });

@@ -18,7 +18,7 @@ describe('block quantization in MatMulNBits layout', () => {
       const w = weights(rows, cols);
       const q = quantizeBlocks(w, rows, cols, bits, 32);
       assert.equal(q.blocksPerRow, 3);
-      assert.equal(q.data.length, rows * 3 * (32 * bits) / 8);
+      assert.equal(q.data.length, (rows * 3 * (32 * bits)) / 8);
       assert.equal(q.zeroPoints.length, rows * Math.ceil((3 * bits) / 8));
       const back = dequantizeBlocks(q);
       for (let i = 0; i < w.length; i++) {

@@ -6,14 +6,38 @@ import { planReduction } from '../../src/reduction/registry';
 import { SiteView } from '../../src/reduction/tokenState';
 
 const GRID = { rows: 1, cols: 5 };
-const shape = (textLayers: number) => ({ visionLayers: 23, textLayers, visualTokens: 5, grid: GRID, hasClassToken: true });
+const shape = (textLayers: number) => ({
+  visionLayers: 23,
+  textLayers,
+  visualTokens: 5,
+  grid: GRID,
+  hasClassToken: true,
+});
 
 /**
  * Text 0, image tokens 1…5, text 6, 7. Key L1 norms: image token 3 and text token 7 are the largest after the image;
  * text 0 (before the image, the system prompt) has the largest of all but is never a pivot.
  */
-const HIDDEN = [[-1, 0], [1, 0.1], [1, 1], [1, 0], [-1, 0], [0.1, 1], [0.5, 0.5], [0, 1]];
-const KEYS = [[9, 9], [1, 0], [1, 1], [3, 0], [0, 1], [1, 0], [1, 0], [2, 0]];
+const HIDDEN = [
+  [-1, 0],
+  [1, 0.1],
+  [1, 1],
+  [1, 0],
+  [-1, 0],
+  [0.1, 1],
+  [0.5, 0.5],
+  [0, 1],
+];
+const KEYS = [
+  [9, 9],
+  [1, 0],
+  [1, 1],
+  [3, 0],
+  [0, 1],
+  [1, 0],
+  [1, 0],
+  [2, 0],
+];
 
 function decoderView(): SiteView {
   const count = HIDDEN.length;
@@ -25,7 +49,15 @@ function decoderView(): SiteView {
     width: 2,
     sizes: new Float32Array(count).fill(1),
     positions: Int32Array.from({ length: count }, (_, i) => i),
-    spans: [{ start: 1, count: 5, grid: GRID, patchOwner: Int32Array.of(1, 2, 3, 4, 5), tokenPatch: Int32Array.of(0, 1, 2, 3, 4) }],
+    spans: [
+      {
+        start: 1,
+        count: 5,
+        grid: GRID,
+        patchOwner: Int32Array.of(1, 2, 3, 4, 5),
+        tokenPatch: Int32Array.of(0, 1, 2, 3, 4),
+      },
+    ],
     meanKeys: Float32Array.from(KEYS.flat()),
     keyCount: count,
     hasClassToken: false,
@@ -34,7 +66,12 @@ function decoderView(): SiteView {
 
 describe('DART', () => {
   test('prunes once at llm:(K−1), K−1 = 1 of 32 scaled to the depth, from keys only (no attention)', () => {
-    for (const [layers, site] of [[32, 'llm:1'], [40, 'llm:1'], [80, 'llm:3'], [6, 'llm:0']] as const) {
+    for (const [layers, site] of [
+      [32, 'llm:1'],
+      [40, 'llm:1'],
+      [80, 'llm:3'],
+      [6, 'llm:0'],
+    ] as const) {
       const { steps } = planReduction('dart', { tokens: 3 }, shape(layers));
       assert.deepEqual([steps.length, steps[0].site, steps[0].remove], [1, site, 2]);
       assert.deepEqual(steps[0].needs, { keys: true, hiddenCosine: true });

@@ -8,8 +8,16 @@ import { SiteView } from '../../src/reduction/tokenState';
 
 const GRID = { rows: 2, cols: 3 };
 // A ≈ B, D ≈ E; C and F orthogonal to A and D. Nearest-neighbour distances (1 − cos): A, B 0.005; C 0.90 (to B);
-// D, E 0.001; F 0.95 (to E). Seed F; then C (distance 2); then A and D tie at exactly 1 → A; then D (1 vs B 0.005, E 0.95); then B (0.005 vs E 0.001).
-const EMBEDDINGS = [[1, 0], [1, 0.1], [0, 1], [-1, 0], [-1, -0.05], [0, -1]];
+// D, E 0.001; F 0.95 (to E). Seed F; then C (distance 2); then A and D tie at exactly 1 → A; then D (1 vs B 0.005, E
+// 0.95); then B (0.005 vs E 0.001).
+const EMBEDDINGS = [
+  [1, 0],
+  [1, 0.1],
+  [0, 1],
+  [-1, 0],
+  [-1, -0.05],
+  [0, -1],
+];
 
 function projectorView(): SiteView {
   return {
@@ -20,7 +28,15 @@ function projectorView(): SiteView {
     width: 2,
     sizes: new Float32Array(6).fill(1),
     positions: Int32Array.from({ length: 6 }, (_, i) => i),
-    spans: [{ start: 0, count: 6, grid: GRID, patchOwner: Int32Array.from({ length: 6 }, (_, p) => p), tokenPatch: Int32Array.from({ length: 6 }, (_, p) => p) }],
+    spans: [
+      {
+        start: 0,
+        count: 6,
+        grid: GRID,
+        patchOwner: Int32Array.from({ length: 6 }, (_, p) => p),
+        tokenPatch: Int32Array.from({ length: 6 }, (_, p) => p),
+      },
+    ],
     keyCount: 6,
     hasClassToken: false,
   };
@@ -30,7 +46,10 @@ const SHAPE = { visionLayers: 24, textLayers: 32, visualTokens: 6, grid: GRID, h
 
 describe('DivPrune', () => {
   test('greedy max–min: seed = farthest nearest neighbour, then the token farthest from the chosen set', () => {
-    assert.deepEqual(maxMinDiverse(cosineMatrix(Float32Array.from(EMBEDDINGS.flat()), 6, 2), 6, { start: 0, count: 6 }, 6), [5, 2, 0, 3, 1, 4]);
+    assert.deepEqual(
+      maxMinDiverse(cosineMatrix(Float32Array.from(EMBEDDINGS.flat()), 6, 2), 6, { start: 0, count: 6 }, 6),
+      [5, 2, 0, 3, 1, 4],
+    );
   });
 
   test('is one pruning step on the projected embeddings, needing no attention', () => {
@@ -40,7 +59,11 @@ describe('DivPrune', () => {
     assert.deepEqual(steps[0].needs, { hiddenCosine: true });
   });
 
-  for (const [keep, kept] of [[1, [5]], [3, [0, 2, 5]], [4, [0, 2, 3, 5]]] as const) {
+  for (const [keep, kept] of [
+    [1, [5]],
+    [3, [0, 2, 5]],
+    [4, [0, 2, 3, 5]],
+  ] as const) {
     test(`keeps the ${keep} most diverse tokens, unchanged and in sequence order`, () => {
       const [step] = planReduction('divprune', { tokens: keep }, SHAPE).steps;
       const out = runStep(step, projectorView());

@@ -7,7 +7,10 @@ import { SiteView } from '../../src/reduction/tokenState';
 const GRID = { rows: 4, cols: 4 };
 const SHAPE = { visionLayers: 24, textLayers: 32, visualTokens: 16, grid: GRID, hasClassToken: true };
 
-/** The `features` site of one 4×4 image: patch p has hidden [p, 1]; [CLS] (hidden [100, 100]) at index 0 when `classToken`. */
+/**
+ * The `features` site of one 4×4 image: patch p has hidden [p, 1]; [CLS] (hidden [100, 100]) at index 0 when
+ * `classToken`.
+ */
 function featuresView(attentionRows: number[][], classToken: boolean): SiteView {
   const cls = classToken ? 1 : 0;
   const count = cls + 16;
@@ -21,7 +24,15 @@ function featuresView(attentionRows: number[][], classToken: boolean): SiteView 
     width: 2,
     sizes: new Float32Array(count).fill(1),
     positions: Int32Array.from({ length: count }, (_, i) => i),
-    spans: [{ start: cls, count: 16, grid: GRID, patchOwner: Int32Array.from({ length: 16 }, (_, p) => cls + p), tokenPatch: Int32Array.from({ length: 16 }, (_, p) => p) }],
+    spans: [
+      {
+        start: cls,
+        count: 16,
+        grid: GRID,
+        patchOwner: Int32Array.from({ length: 16 }, (_, p) => cls + p),
+        tokenPatch: Int32Array.from({ length: 16 }, (_, p) => p),
+      },
+    ],
     attention: Float32Array.from(attentionRows.flat()),
     keyCount: count,
     hasClassToken: classToken,
@@ -56,7 +67,13 @@ describe('FasterVLM', () => {
     // Every query gives key j the same weight c_j, so the mean received attention is c_j: patches 3, 8, 12 lead.
     const received = Array.from({ length: 16 }, (_, j) => ({ 3: 0.3, 8: 0.2, 12: 0.25 })[j] ?? 0.01);
     const [step] = planReduction('fastervlm', { tokens: 3 }, { ...SHAPE, hasClassToken: false }).steps;
-    const out = runStep(step, featuresView(Array.from({ length: 16 }, () => received), false));
+    const out = runStep(
+      step,
+      featuresView(
+        Array.from({ length: 16 }, () => received),
+        false,
+      ),
+    );
     assert.deepEqual(Array.from(out.spans[0].tokenPatch), [3, 8, 12]);
   });
 });

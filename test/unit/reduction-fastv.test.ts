@@ -5,7 +5,13 @@ import { planReduction } from '../../src/reduction/registry';
 import { SiteView } from '../../src/reduction/tokenState';
 
 const GRID = { rows: 2, cols: 2 };
-const shape = (textLayers: number) => ({ visionLayers: 24, textLayers, visualTokens: 4, grid: GRID, hasClassToken: true });
+const shape = (textLayers: number) => ({
+  visionLayers: 24,
+  textLayers,
+  visualTokens: 4,
+  grid: GRID,
+  hasClassToken: true,
+});
 
 /** Decoder site: text 0, image tokens 1…4 (patches 0…3, hidden [i, 0]), text 5, 6; attention rows as given. */
 function decoderView(attentionRows: number[][]): SiteView {
@@ -17,7 +23,9 @@ function decoderView(attentionRows: number[][]): SiteView {
     width: 2,
     sizes: new Float32Array(count).fill(1),
     positions: Int32Array.from({ length: count }, (_, i) => i),
-    spans: [{ start: 1, count: 4, grid: GRID, patchOwner: Int32Array.of(1, 2, 3, 4), tokenPatch: Int32Array.of(0, 1, 2, 3) }],
+    spans: [
+      { start: 1, count: 4, grid: GRID, patchOwner: Int32Array.of(1, 2, 3, 4), tokenPatch: Int32Array.of(0, 1, 2, 3) },
+    ],
     attention: Float32Array.from(attentionRows.flat()),
     keyCount: count,
     hasClassToken: false,
@@ -38,7 +46,13 @@ const ATTENTION = [
 
 describe('FastV', () => {
   test('is one pruning step at llm:(K−1) reading attention probabilities, K−1 = 1 of 32 scaled to the depth', () => {
-    for (const [layers, site] of [[32, 'llm:1'], [40, 'llm:1'], [24, 'llm:1'], [80, 'llm:3'], [6, 'llm:0']] as const) {
+    for (const [layers, site] of [
+      [32, 'llm:1'],
+      [40, 'llm:1'],
+      [24, 'llm:1'],
+      [80, 'llm:3'],
+      [6, 'llm:0'],
+    ] as const) {
       const { steps } = planReduction('fastv', { tokens: 1 }, shape(layers));
       assert.equal(steps.length, 1);
       assert.equal(steps[0].site, site);
@@ -58,6 +72,10 @@ describe('FastV', () => {
   });
 
   test('the budget is the number of image tokens kept', () => {
-    assert.equal(planReduction('fastv', { ratio: 0.5 }, { ...shape(32), visualTokens: 576, grid: { rows: 24, cols: 24 } }).steps[0].remove, 288);
+    assert.equal(
+      planReduction('fastv', { ratio: 0.5 }, { ...shape(32), visualTokens: 576, grid: { rows: 24, cols: 24 } }).steps[0]
+        .remove,
+      288,
+    );
   });
 });

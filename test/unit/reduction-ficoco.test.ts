@@ -17,11 +17,18 @@ import { HookSite, SiteView, TokenState, VisualSpan } from '../../src/reduction/
  * that every expected number is worked out in the comments.
  */
 
-const SHAPE: ModelShape = { visionLayers: 4, textLayers: 4, visualTokens: 16, grid: { rows: 4, cols: 4 }, hasClassToken: true };
+const SHAPE: ModelShape = {
+  visionLayers: 4,
+  textLayers: 4,
+  visualTokens: 16,
+  grid: { rows: 4, cols: 4 },
+  hasClassToken: true,
+};
 
 function close(actual: ArrayLike<number>, expected: number[], tolerance = 1e-5): void {
   assert.equal(actual.length, expected.length, `length ${actual.length}, expected ${expected.length}`);
-  for (let i = 0; i < expected.length; i++) assert.ok(Math.abs(actual[i] - expected[i]) <= tolerance, `[${i}] = ${actual[i]}, expected ${expected[i]}`);
+  for (let i = 0; i < expected.length; i++)
+    assert.ok(Math.abs(actual[i] - expected[i]) <= tolerance, `[${i}] = ${actual[i]}, expected ${expected[i]}`);
 }
 
 function imageSpan(start: number, rows: number, cols: number, alivePatches?: number[]): VisualSpan {
@@ -65,7 +72,13 @@ function makeView(spec: ViewSpec): SiteView {
  * Runs the method's first step on `view` (one image), removing `remove` tokens, with the given parameters;
  * `scores` are the filter's ranking scores (span order).
  */
-function step(method: Method, view: SiteView, remove: number, given: Record<string, unknown> = {}, shape: ModelShape = SHAPE): { out: TokenState; record: StepRecord; scores: Float32Array } {
+function step(
+  method: Method,
+  view: SiteView,
+  remove: number,
+  given: Record<string, unknown> = {},
+  shape: ModelShape = SHAPE,
+): { out: TokenState; record: StepRecord; scores: Float32Array } {
   const [first] = method.plan(shape, 1, resolveParams(method, given));
   const log: StepRecord[] = [];
   const out = runStep({ ...first, remove }, view, log);
@@ -78,7 +91,10 @@ function step(method: Method, view: SiteView, remove: number, given: Record<stri
 /** Receivers and weights of source k. */
 function receiversOf(record: StepRecord, k: number): { receivers: number[]; weights: number[] } {
   const { offsets, receivers, weights } = record.correlation;
-  return { receivers: Array.from(receivers.subarray(offsets[k], offsets[k + 1])), weights: Array.from(weights.subarray(offsets[k], offsets[k + 1])) };
+  return {
+    receivers: Array.from(receivers.subarray(offsets[k], offsets[k + 1])),
+    weights: Array.from(weights.subarray(offsets[k], offsets[k + 1])),
+  };
 }
 
 const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
@@ -108,38 +124,49 @@ describe('FiCoCo-V, hand-computed on a 4×4 grid with [CLS] (17 tokens)', () => 
       attention: (q, k) => (k === 0 ? 0 : q === 0 ? scale * c[k - 1] : scale * p[q - 1]),
     });
 
-  test('filter scores: code weights on L2-normalised terms, independent of the logits\' scale', () => {
+  test("filter scores: code weights on L2-normalised terms, independent of the logits' scale", () => {
     for (const scale of [1, 10]) {
       close(step(ficocoV, gridView(P, C, scale), 2, { penalty: 1 }).scores, RAW);
     }
   });
 
-  test('local penalty: exactly one boost per 2×2 window (s>0 → 2s, s<0 → s/2, 0 → 0); S = the top r, ties to the smaller position', () => {
-    const penalised = step(ficocoV, gridView(P, C), 4);
-    close(penalised.scores, PENALISED);
-    // top 4: patch 0 (1.04), patch 2 (0.26), then the 0.13 tie among 1,3,4,5,6,7 → patches 1 and 3 (sequence 1…4)
-    assert.deepEqual(Array.from(penalised.record.split.sources), [1, 2, 3, 4]);
-    // r = 2 with the penalty: patches 0 and 2; without it patches 0 and 1 (the 0.13 tie → smallest position)
-    assert.deepEqual(Array.from(step(ficocoV, gridView(P, C), 2).record.split.sources), [1, 3]);
-    assert.deepEqual(Array.from(step(ficocoV, gridView(P, C), 2, { penalty: 1 }).record.split.sources), [1, 2]);
-    const changed = PENALISED.filter((s, i) => s !== RAW[i]).length;
-    assert.equal(changed, 3, 'W2\'s boosted 0 stays 0, so three scores change');
-  });
+  test(
+    'local penalty: exactly one boost per 2×2 window (s>0 → 2s, s<0 → s/2, 0 → 0); S = the top r, ties ' +
+      'to the smaller position',
+    () => {
+      const penalised = step(ficocoV, gridView(P, C), 4);
+      close(penalised.scores, PENALISED);
+      // top 4: patch 0 (1.04), patch 2 (0.26), then the 0.13 tie among 1,3,4,5,6,7 → patches 1 and 3 (sequence 1…4)
+      assert.deepEqual(Array.from(penalised.record.split.sources), [1, 2, 3, 4]);
+      // r = 2 with the penalty: patches 0 and 2; without it patches 0 and 1 (the 0.13 tie → smallest position)
+      assert.deepEqual(Array.from(step(ficocoV, gridView(P, C), 2).record.split.sources), [1, 3]);
+      assert.deepEqual(Array.from(step(ficocoV, gridView(P, C), 2, { penalty: 1 }).record.split.sources), [1, 2]);
+      const changed = PENALISED.filter((s, i) => s !== RAW[i]).length;
+      assert.equal(changed, 3, "W2's boosted 0 stays 0, so three scores change");
+    },
+  );
 
   test('local penalty never lowers a score, never boosts dropped cells, and skips the last row/column of odd grids', () => {
     // 5×5 grid: floor(5/2)² = 4 full windows over rows/cols 0…3; patches 4 (row 0, col 4), 20 (row 4, col 0)
     // and 24 hold the largest scores but lie outside every window, so they stay 5.
-    const scores = Float64Array.from({ length: 25 }, (_, p) => ([4, 20, 24].includes(p) ? 5 : p % 3 === 0 ? -0.3 : 0.1 * (p % 7)));
+    const scores = Float64Array.from({ length: 25 }, (_, p) =>
+      [4, 20, 24].includes(p) ? 5 : p % 3 === 0 ? -0.3 : 0.1 * (p % 7),
+    );
     const patches = Int32Array.from({ length: 25 }, (_, p) => p);
     const boosted = localPenalty(scores, patches, { rows: 5, cols: 5 }, 2, 2);
     const changed = Array.from(boosted.keys()).filter((i) => boosted[i] !== scores[i]);
     for (const i of boosted.keys()) assert.ok(boosted[i] >= scores[i], `score ${i} lowered`);
-    assert.ok(changed.every((p) => p % 5 < 4 && Math.floor(p / 5) < 4), 'nothing in row or column 4 is boosted');
+    assert.ok(
+      changed.every((p) => p % 5 < 4 && Math.floor(p / 5) < 4),
+      'nothing in row or column 4 is boosted',
+    );
     // windows: {0,1,5,6}: 0.1·[0→−0.3, 1, 5, 6→−0.3] → 0.5 at 5 → 1.0; {2,3,7,8}: [0.2, −0.3, 0, 0.1] → 2;
     // {10,11,15,16}: [0.3, 0.4, −0.3, 0.2] → 11; {12,13,17,18}: [−0.3, 0.6, 0.3, −0.3] → 13
     assert.deepEqual(changed, [2, 5, 11, 13]);
     // 27×27: 13×13 windows; the same check on a grid whose last row/column (26) is all larger
-    const big = Float64Array.from({ length: 27 * 27 }, (_, p) => (p % 27 === 26 || p >= 26 * 27 ? 9 : (p * 7919) % 101 / 100));
+    const big = Float64Array.from({ length: 27 * 27 }, (_, p) =>
+      p % 27 === 26 || p >= 26 * 27 ? 9 : ((p * 7919) % 101) / 100,
+    );
     const bigBoosted = localPenalty(big, Int32Array.from(big.keys()), { rows: 27, cols: 27 }, 2, 2);
     const bigChanged = Array.from(big.keys()).filter((i) => bigBoosted[i] !== big[i]);
     assert.equal(bigChanged.length, 169);
@@ -154,25 +181,39 @@ describe('FiCoCo-V, hand-computed on a 4×4 grid with [CLS] (17 tokens)', () => 
   test('quantile K rule: |J| = M − 1 − floor(ε(M − 1)) for distinct values; constant row → K = 1', () => {
     const receiverCount = (m: number, epsilon: number, strict: boolean, value: (j: number) => number) => {
       const split: Split = { sources: Int32Array.of(0), targets: Int32Array.from({ length: m }, (_, j) => j + 1) };
-      const correlation = adaptiveReceivers(split, () => ({ candidates: split.targets, values: Float64Array.from(split.targets, (j) => value(j)) }), { epsilon, strict, probabilities: false });
+      const correlation = adaptiveReceivers(
+        split,
+        () => ({ candidates: split.targets, values: Float64Array.from(split.targets, (j) => value(j)) }),
+        { epsilon, strict, probabilities: false },
+      );
       return correlation.offsets[1];
     };
     // (37·j) mod M permutes 0…M−1 (37 divides none of these M): distinct values in scrambled order.
     const distinct = (m: number) => (j: number) => ((37 * j) % m) / m;
     // ε(M−1) = 531.934 → 533 − 531 = 2;  490.018 → 491 − 490 = 1;  499.998 → 501 − 499 = 2;  2873.242 → 2879 − 2873 = 6
-    for (const [m, k] of [[534, 2], [492, 1], [502, 2], [2880, 6]]) assert.equal(receiverCount(m, 0.998, true, distinct(m)), k, `M = ${m}`);
+    for (const [m, k] of [
+      [534, 2],
+      [492, 1],
+      [502, 2],
+      [2880, 6],
+    ])
+      assert.equal(receiverCount(m, 0.998, true, distinct(m)), k, `M = ${m}`);
     // M = 501: ε(M−1) = 499 exactly, τ is the 500th value itself: '>' keeps 1, '≥' keeps 2
     assert.equal(receiverCount(501, 0.998, true, distinct(501)), 1);
     assert.equal(receiverCount(501, 0.998, false, distinct(501)), 2);
     // constant row: nothing is strictly above τ → fallback to one receiver; ε = 1 with '>' likewise
-    assert.equal(receiverCount(50, 0.998, true, () => 0.25), 1);
+    assert.equal(
+      receiverCount(50, 0.998, true, () => 0.25),
+      1,
+    );
     assert.equal(receiverCount(50, 1, true, distinct(50)), 1);
   });
 
   // A 2×2 grid with [CLS] (5 tokens). Patch row 1 (sequence 1) has logits [20, 0, ln 3, −5] to the patches,
   // every other row is 0 and [CLS] attends 0 everywhere: p = [(20 + ln3 − 5)/4, 0, 0, 0], c = 0 → ĉ = 0,
   // so s = 0.65·p̂ and patch 0 leaves. Its candidates are sequence 2, 3, 4 with logits [0, ln 3, −5];
-  // ε = 0.5 with '≥': position 0.5·2 = 1 → τ = 0 (the middle of −5, 0, ln 3) → J = {2, 3}; α = softmax(0, ln 3) = (1/4, 3/4).
+  // ε = 0.5 with '≥': position 0.5·2 = 1 → τ = 0 (the middle of −5, 0, ln 3) → J = {2, 3}; α = softmax(0, ln 3) = (1/4,
+  // 3/4).
   const mergeView = (hidden: number[]) =>
     makeView({
       site: 'vision:0',
@@ -186,7 +227,11 @@ describe('FiCoCo-V, hand-computed on a 4×4 grid with [CLS] (17 tokens)', () => 
 
   test('α is the softmax restricted to J and sums to 1; the compress is self-preserving', () => {
     // hidden: [CLS] = (9, 9), source = (8, 4), receivers (1, 1) and (2, 0), the untouched patch (5, 5)
-    const { out, record } = step(ficocoV, mergeView([9, 9, 8, 4, 1, 1, 2, 0, 5, 5]), 1, { epsilon: 0.5, strictThreshold: false, penalty: 1 });
+    const { out, record } = step(ficocoV, mergeView([9, 9, 8, 4, 1, 1, 2, 0, 5, 5]), 1, {
+      epsilon: 0.5,
+      strictThreshold: false,
+      penalty: 1,
+    });
     assert.deepEqual(Array.from(record.split.sources), [1]);
     const { receivers, weights } = receiversOf(record, 0);
     assert.deepEqual(receivers, [2, 3]);
@@ -198,16 +243,32 @@ describe('FiCoCo-V, hand-computed on a 4×4 grid with [CLS] (17 tokens)', () => 
     // a receiver of one source keeps 1/(1 + α) ≥ 0.5 of itself: 1/1.25 = 0.8, 1/1.75 ≈ 0.571
     for (const alpha of weights) assert.ok(1 / (1 + alpha) >= 0.5);
     // a constant input stays constant: (x + Σα x)/(1 + Σα) = x
-    const constant = step(ficocoV, mergeView(new Array(10).fill(0.7)), 1, { epsilon: 0.5, strictThreshold: false, penalty: 1 }).out;
+    const constant = step(ficocoV, mergeView(new Array(10).fill(0.7)), 1, {
+      epsilon: 0.5,
+      strictThreshold: false,
+      penalty: 1,
+    }).out;
     close(constant.hidden, new Array(8).fill(0.7), 1e-6);
   });
 
   test('self-preserving merge of two sources into one receiver: (X_j + Σα X_i)/(1 + Σα)', () => {
     // receiver (1, 2) gets source (5, 10) with α = 1 and source (3, 0) with α = 0.5:
     // ((1, 2) + (5, 10) + (1.5, 0)) / 2.5 = (7.5, 12)/2.5 = (3, 4.8): the receiver keeps 1/2.5 = 0.4 of itself (Σα > 1)
-    const view = makeView({ site: 'vision:0', count: 4, width: 2, hidden: [1, 2, 5, 10, 3, 0, 7, 7], spans: [imageSpan(0, 2, 2)], hasClassToken: false, attention: () => 0 });
+    const view = makeView({
+      site: 'vision:0',
+      count: 4,
+      width: 2,
+      hidden: [1, 2, 5, 10, 3, 0, 7, 7],
+      spans: [imageSpan(0, 2, 2)],
+      hasClassToken: false,
+      attention: () => 0,
+    });
     const split: Split = { sources: Int32Array.of(1, 2), targets: Int32Array.of(0, 3) };
-    const correlation = { offsets: Int32Array.of(0, 1, 3), receivers: Int32Array.of(0, 0, 3), weights: Float32Array.of(1, 0.5, 0.5) };
+    const correlation = {
+      offsets: Int32Array.of(0, 1, 3),
+      receivers: Int32Array.of(0, 0, 3),
+      weights: Float32Array.of(1, 0.5, 0.5),
+    };
     const out = mergeIntoReceivers({ weighting: 'self-preserving', normalize: true })(view, split, correlation, {});
     // token 3 = ((7, 7) + 0.5(3, 0)) / 1.5 = (8.5, 7)/1.5
     close(out.hidden, [3, 4.8, 8.5 / 1.5, 7 / 1.5]);
@@ -218,24 +279,56 @@ describe('FiCoCo-V, hand-computed on a 4×4 grid with [CLS] (17 tokens)', () => 
     const p = Float64Array.from(P);
     const c = Float64Array.of(0.3, -0.2, 0.9, 0.1, 0.5, -0.7, 0.2, 0.4, 0.6, -0.1, 0.8, 0, 0.35, -0.5, 0.7, 0.05);
     // lowest c: −0.7 (patch 5), −0.5 (13), −0.2 (1) → sequence 2, 6, 14
-    assert.deepEqual(Array.from(splitByScore(span, weightedDifference(p, c, { weightFirst: 0, weightSecond: 0.35, normalize: true }), 3).sources), [2, 6, 14]);
+    assert.deepEqual(
+      Array.from(
+        splitByScore(span, weightedDifference(p, c, { weightFirst: 0, weightSecond: 0.35, normalize: true }), 3)
+          .sources,
+      ),
+      [2, 6, 14],
+    );
     // highest p: 4 (patch 0), then the 1s in raster order: patches 1, 2 → sequence 1, 2, 3
-    assert.deepEqual(Array.from(splitByScore(span, weightedDifference(p, c, { weightFirst: 0.65, weightSecond: 0, normalize: true }), 3).sources), [1, 2, 3]);
+    assert.deepEqual(
+      Array.from(
+        splitByScore(span, weightedDifference(p, c, { weightFirst: 0.65, weightSecond: 0, normalize: true }), 3)
+          .sources,
+      ),
+      [1, 2, 3],
+    );
     // through the method: with every row mean equal only −ĉ ranks; with c constant only p̂ ranks
     const flatP = new Array(16).fill(1);
-    assert.deepEqual(Array.from(step(ficocoV, gridView(flatP, Array.from(c)), 3, { penalty: 1 }).record.split.sources), [2, 6, 14]);
-    assert.deepEqual(Array.from(step(ficocoV, gridView(P, new Array(16).fill(1)), 3, { penalty: 1 }).record.split.sources), [1, 2, 3]);
+    assert.deepEqual(
+      Array.from(step(ficocoV, gridView(flatP, Array.from(c)), 3, { penalty: 1 }).record.split.sources),
+      [2, 6, 14],
+    );
+    assert.deepEqual(
+      Array.from(step(ficocoV, gridView(P, new Array(16).fill(1)), 3, { penalty: 1 }).record.split.sources),
+      [1, 2, 3],
+    );
   });
 
   test('without [CLS], the semantic term is −cos to the mean key (§5)', () => {
     // keys k = (1,0), (0,1), (1,1), (−1,0); μ = (0.25, 0.5), ‖μ‖ = √0.3125
-    // cos(μ, k) = 0.25/‖μ‖ = 1/√5, 2/√5, 0.75/(‖μ‖√2) = 3/√10, −1/√5; a^Eq = −cos, ‖a^Eq‖ = √(1/5 + 4/5 + 9/10 + 1/5) = √2.1
+    // cos(μ, k) = 0.25/‖μ‖ = 1/√5, 2/√5, 0.75/(‖μ‖√2) = 3/√10, −1/√5; a^Eq = −cos, ‖a^Eq‖ = √(1/5 + 4/5 + 9/10 + 1/5) =
+    // √2.1
     // p: every row mean 1 → p̂ = 1/2; s = 0.65·½ + 0.35·cos/√2.1 = 0.43301, 0.54102, 0.55413, 0.21699;
     // one 2×2 window: its max, patch 2, doubles to 1.10826 and leaves first
-    const view = makeView({ site: 'vision:0', count: 4, spans: [imageSpan(0, 2, 2)], hasClassToken: false, attention: () => 1, meanKeys: [1, 0, 0, 1, 1, 1, -1, 0] });
+    const view = makeView({
+      site: 'vision:0',
+      count: 4,
+      spans: [imageSpan(0, 2, 2)],
+      hasClassToken: false,
+      attention: () => 1,
+      meanKeys: [1, 0, 0, 1, 1, 1, -1, 0],
+    });
     const cos = [1 / Math.sqrt(5), 2 / Math.sqrt(5), 3 / Math.sqrt(10), -1 / Math.sqrt(5)];
     const raw = cos.map((v) => 0.325 + (0.35 * v) / Math.sqrt(2.1));
-    const { record, scores } = step(ficocoV, view, 1, {}, { ...SHAPE, visualTokens: 4, grid: { rows: 2, cols: 2 }, hasClassToken: false });
+    const { record, scores } = step(
+      ficocoV,
+      view,
+      1,
+      {},
+      { ...SHAPE, visualTokens: 4, grid: { rows: 2, cols: 2 }, hasClassToken: false },
+    );
     close(scores, [raw[0], raw[1], 2 * raw[2], raw[3]]);
     assert.deepEqual(Array.from(record.split.sources), [2]);
   });
@@ -265,7 +358,14 @@ describe('FiCoCo-L, hand-computed on 2 text + 6 visual + 3 text tokens', () => {
     [0, 0, 0, 1, 0, 1],
   ];
   // visual → text-before (used only with textSet allText): v0 → (10, 10), others 0
-  const VB = [[10, 10], [0, 0], [0, 0], [0, 0], [0, 0], [0, 0]];
+  const VB = [
+    [10, 10],
+    [0, 0],
+    [0, 0],
+    [0, 0],
+    [0, 0],
+    [0, 0],
+  ];
   const HIDDEN = [-1, -2, 10, 20, 30, 40, 50, 60, -3, -4, -5];
 
   function sequenceView(textAfter = 3, systemAttention = 0): SiteView {
@@ -289,12 +389,14 @@ describe('FiCoCo-L, hand-computed on 2 text + 6 visual + 3 text tokens', () => {
   }
 
   test('filter scores s = β·Σ_j VV − (1−β)·mean_k VT, and their switches', () => {
-    // β = 0.6: v0 1.8 − 0 = 1.8; v1 1.8 − 0.4 = 1.4; v2 3.6 − 0.4 = 3.2; v3 2.4 − 0.8 = 1.6; v4 2.4 − 0.4/3; v5 2.4 − 0.8 = 1.6
+    // β = 0.6: v0 1.8 − 0 = 1.8; v1 1.8 − 0.4 = 1.4; v2 3.6 − 0.4 = 3.2; v3 2.4 − 0.8 = 1.6; v4 2.4 − 0.4/3; v5 2.4 −
+    // 0.8 = 1.6
     const { record, scores } = step(ficocoL, sequenceView(), 2);
     close(scores, [1.8, 1.4, 3.2, 1.6, 2.4 - 0.4 / 3, 1.6]);
     assert.deepEqual(Array.from(record.split.sources), [4, 6]);
     assert.deepEqual(Array.from(record.split.targets), [2, 3, 5, 7]);
-    // vvAggregate mean (Σ/6): v0 0.3; v1 0.3 − 0.4; v2 0.6 − 0.4; v3 0.4 − 0.8; v4 0.4 − 0.4/3; v5 0.4 − 0.8 → S = {v0, v4}
+    // vvAggregate mean (Σ/6): v0 0.3; v1 0.3 − 0.4; v2 0.6 − 0.4; v3 0.4 − 0.8; v4 0.4 − 0.4/3; v5 0.4 − 0.8 → S = {v0,
+    // v4}
     const mean = step(ficocoL, sequenceView(), 2, { vvAggregate: 'mean' });
     close(mean.scores, [0.3, -0.1, 0.2, -0.4, 0.4 - 0.4 / 3, -0.4]);
     assert.deepEqual(Array.from(mean.record.split.sources), [2, 6]);
@@ -302,7 +404,14 @@ describe('FiCoCo-L, hand-computed on 2 text + 6 visual + 3 text tokens', () => {
     // v2 3/5 → 3.6 − 0.24; v3 6/5 → 2.4 − 0.48; v4 1/5 → 2.4 − 0.08; v5 6/5 → 2.4 − 0.48
     close(step(ficocoL, sequenceView(), 2, { textSet: 'allText' }).scores, [0.2, 1.56, 3.36, 1.92, 2.32, 1.92]);
     // probs: the text term is what text pays the token, mean_k TV[k,i] = 1/3, 1/3, 0, 1/3, 0, 1
-    close(step(ficocoL, sequenceView(), 2, { attention: 'probs' }).scores, [1.8 - 0.4 / 3, 1.8 - 0.4 / 3, 3.6, 2.4 - 0.4 / 3, 2.4, 2.0]);
+    close(step(ficocoL, sequenceView(), 2, { attention: 'probs' }).scores, [
+      1.8 - 0.4 / 3,
+      1.8 - 0.4 / 3,
+      3.6,
+      2.4 - 0.4 / 3,
+      2.4,
+      2.0,
+    ]);
   });
 
   test('indirect correlation C_ij = γ·VV[i,j] + (1−γ)·Σ_k VT[i,k]·TV[k,j] over the targets', () => {
@@ -325,19 +434,37 @@ describe('FiCoCo-L, hand-computed on 2 text + 6 visual + 3 text tokens', () => {
     close(receiversOf(scaled, 0).weights, [sigmoid(-1 / 3), sigmoid(1 / 3)], 1e-7);
   });
 
-  test('compress: normalized (X_j + Σα X_i)/(1 + Σα) vs the code\'s sum X_j + Σα X_i; kept tokens keep their positions', () => {
-    const [a1, a3, a0, a5] = [sigmoid(0.2), sigmoid(-0.2), sigmoid(-0.4), sigmoid(0.4)];
-    // v0 = (10 + 0.401312·50)/1.401312 = 21.45533; v1 = (20 + 0.549834·30)/1.549834 = 23.54770;
-    // v3 = (40 + 0.450166·30)/1.450166 = 36.89576; v5 = (60 + 0.598688·50)/1.598688 = 56.25513
-    const normalized = step(ficocoL, sequenceView(), 2, { epsilon: 0.5 }).out;
-    close(normalized.hidden, [-1, -2, (10 + a0 * 50) / (1 + a0), (20 + a1 * 30) / (1 + a1), (40 + a3 * 30) / (1 + a3), (60 + a5 * 50) / (1 + a5), -3, -4, -5], 1e-4);
-    // sum: v0 = 10 + 20.06562 = 30.06562; v1 = 20 + 16.49502; v3 = 40 + 13.50498; v5 = 60 + 29.93438
-    const summed = step(ficocoL, sequenceView(), 2, { epsilon: 0.5, compress: 'sum' }).out;
-    close(summed.hidden, [-1, -2, 10 + a0 * 50, 20 + a1 * 30, 40 + a3 * 30, 60 + a5 * 50, -3, -4, -5], 1e-4);
-    assert.deepEqual(Array.from(summed.positions), [0, 1, 2, 3, 5, 7, 8, 9, 10]);
-    // sizes: each source's α sum to 1, so Σ sizes over the span stays 6
-    close(summed.sizes, [1, 1, 1 + a0, 1 + a1, 1 + a3, 1 + a5, 1, 1, 1]);
-  });
+  test(
+    "compress: normalized (X_j + Σα X_i)/(1 + Σα) vs the code's sum X_j + Σα X_i; kept tokens keep " +
+      'their positions',
+    () => {
+      const [a1, a3, a0, a5] = [sigmoid(0.2), sigmoid(-0.2), sigmoid(-0.4), sigmoid(0.4)];
+      // v0 = (10 + 0.401312·50)/1.401312 = 21.45533; v1 = (20 + 0.549834·30)/1.549834 = 23.54770;
+      // v3 = (40 + 0.450166·30)/1.450166 = 36.89576; v5 = (60 + 0.598688·50)/1.598688 = 56.25513
+      const normalized = step(ficocoL, sequenceView(), 2, { epsilon: 0.5 }).out;
+      close(
+        normalized.hidden,
+        [
+          -1,
+          -2,
+          (10 + a0 * 50) / (1 + a0),
+          (20 + a1 * 30) / (1 + a1),
+          (40 + a3 * 30) / (1 + a3),
+          (60 + a5 * 50) / (1 + a5),
+          -3,
+          -4,
+          -5,
+        ],
+        1e-4,
+      );
+      // sum: v0 = 10 + 20.06562 = 30.06562; v1 = 20 + 16.49502; v3 = 40 + 13.50498; v5 = 60 + 29.93438
+      const summed = step(ficocoL, sequenceView(), 2, { epsilon: 0.5, compress: 'sum' }).out;
+      close(summed.hidden, [-1, -2, 10 + a0 * 50, 20 + a1 * 30, 40 + a3 * 30, 60 + a5 * 50, -3, -4, -5], 1e-4);
+      assert.deepEqual(Array.from(summed.positions), [0, 1, 2, 3, 5, 7, 8, 9, 10]);
+      // sizes: each source's α sum to 1, so Σ sizes over the span stays 6
+      close(summed.sizes, [1, 1, 1 + a0, 1 + a1, 1 + a3, 1 + a5, 1, 1, 1]);
+    },
+  );
 
   test('no text after the image (M = 0): the text and indirect terms are 0', () => {
     // s = 0.6·Σ VV = (1.8, 1.8, 3.6, 2.4, 2.4, 2.4) → S = {v2, v3} (the 2.4 tie goes to v3)
@@ -396,9 +523,16 @@ describe('FiCoCo-VL budget split', () => {
     assert.equal(visionSideTokens(144, 16, 0.5), 48);
     assert.equal(visionSideTokens(576, 64, 1), 64);
     assert.equal(visionSideTokens(576, 64, 0), 576);
-    const model: ModelShape = { visionLayers: 24, textLayers: 32, visualTokens: 576, grid: { rows: 24, cols: 24 }, hasClassToken: true };
+    const model: ModelShape = {
+      visionLayers: 24,
+      textLayers: 32,
+      visualTokens: 576,
+      grid: { rows: 24, cols: 24 },
+      hasClassToken: true,
+    };
     const plan = planReduction('ficoco-vl', { tokens: 64 }, model);
-    const removed = (prefix: string) => plan.steps.filter((s) => s.site.startsWith(prefix)).reduce((n, s) => n + s.remove, 0);
+    const removed = (prefix: string) =>
+      plan.steps.filter((s) => s.site.startsWith(prefix)).reduce((n, s) => n + s.remove, 0);
     assert.equal(removed('vision:'), 576 - 192);
     assert.equal(removed('llm:'), 192 - 64);
     // FiCoCo-L alone on Vicuna-7B's 32 layers reduces in layers 5…31 (start 5/32)

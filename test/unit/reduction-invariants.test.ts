@@ -33,7 +33,9 @@ function isMerging(records: StepRecord[]): boolean {
 }
 
 function everySourceMerged(records: StepRecord[]): boolean {
-  return records.every((r) => Array.from(r.split.sources).every((_, k) => r.correlation.offsets[k + 1] > r.correlation.offsets[k]));
+  return records.every((r) =>
+    Array.from(r.split.sources).every((_, k) => r.correlation.offsets[k + 1] > r.correlation.offsets[k]),
+  );
 }
 
 for (const method of METHODS) {
@@ -51,7 +53,8 @@ for (const method of METHODS) {
         }
         for (const { view, out } of result.states) {
           const removed = view.count - out.count;
-          const visualRemoved = view.spans.reduce((n, s) => n + s.count, 0) - out.spans.reduce((n, s) => n + s.count, 0);
+          const visualRemoved =
+            view.spans.reduce((n, s) => n + s.count, 0) - out.spans.reduce((n, s) => n + s.count, 0);
           assert.equal(removed, visualRemoved, 'only visual tokens leave');
           assert.ok(out.hidden.every(Number.isFinite), 'hidden states stay finite');
         }
@@ -62,8 +65,12 @@ for (const method of METHODS) {
       const result = run(method.name, 16);
       const span = result.final.spans[0];
       const held = Array.from(span.patchOwner).filter((owner) => owner >= 0);
-      for (const owner of held) assert.ok(owner >= span.start && owner < span.start + span.count, 'patches are held by kept visual tokens');
-      assert.ok(Math.abs(sumSizes(result.final, span) - held.length) < 1e-3, `sizes sum to ${sumSizes(result.final, span)}, ${held.length} patches held`);
+      for (const owner of held)
+        assert.ok(owner >= span.start && owner < span.start + span.count, 'patches are held by kept visual tokens');
+      assert.ok(
+        Math.abs(sumSizes(result.final, span) - held.length) < 1e-3,
+        `sizes sum to ${sumSizes(result.final, span)}, ${held.length} patches held`,
+      );
       if (everySourceMerged(result.records)) assert.equal(held.length, 144, 'merging loses no patch');
     });
 
@@ -101,7 +108,10 @@ for (const method of METHODS) {
       const result = run(method.name, 144);
       assert.equal(result.records.length, 0);
       assert.deepEqual(finalVisual(result.final), [144]);
-      assert.throws(() => run(method.name, 500), /A budget of 500 visual tokens is more than the 144 this model gives an image/);
+      assert.throws(
+        () => run(method.name, 500),
+        /A budget of 500 visual tokens is more than the 144 this model gives an image/,
+      );
     });
 
     test('one visual token, odd grids, no text and two images all work', () => {

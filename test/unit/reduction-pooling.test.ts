@@ -20,14 +20,22 @@ function projectorView(rows: number, cols: number): SiteView {
     width: 1,
     sizes: new Float32Array(n).fill(1),
     positions: Int32Array.from({ length: n }, (_, i) => i),
-    spans: [{ start: 0, count: n, grid: { rows, cols }, patchOwner: Int32Array.from({ length: n }, (_, i) => i), tokenPatch: Int32Array.from({ length: n }, (_, i) => i) }],
+    spans: [
+      {
+        start: 0,
+        count: n,
+        grid: { rows, cols },
+        patchOwner: Int32Array.from({ length: n }, (_, i) => i),
+        tokenPatch: Int32Array.from({ length: n }, (_, i) => i),
+      },
+    ],
     keyCount: n,
     hasClassToken: false,
   };
 }
 
 describe('spatial average pooling', () => {
-  test('the output grid is the factorisation of the budget closest to the grid\'s aspect', () => {
+  test("the output grid is the factorisation of the budget closest to the grid's aspect", () => {
     assert.deepEqual(poolingBands({ rows: 4, cols: 4 }, 16), [4, 4, 4, 4]);
     assert.deepEqual(poolingBands({ rows: 24, cols: 24 }, 16), [4, 4, 4, 4]);
     assert.deepEqual(poolingBands({ rows: 12, cols: 12 }, 12), [4, 4, 4]);
@@ -49,8 +57,16 @@ describe('spatial average pooling', () => {
     const span = projectorView(5, 5).spans[0];
     const windows = Array.from(poolingWindows(span, 4));
     // rows [0,2) and [2,5), columns likewise: windows of 4, 6, 6 and 9 patches
-    assert.deepEqual([0, 1, 2, 3].map((w) => windows.filter((x) => x === w).length), [4, 6, 6, 9]);
+    assert.deepEqual(
+      [0, 1, 2, 3].map((w) => windows.filter((x) => x === w).length),
+      [4, 6, 6, 9],
+    );
     const out = runStep(planReduction('pooling', { tokens: 4 }, shape(5, 5)).steps[0], projectorView(5, 5));
-    assert.deepEqual(Array.from(out.hidden), [(0 + 1 + 5 + 6) / 4, (2 + 3 + 4 + 7 + 8 + 9) / 6, (10 + 11 + 15 + 16 + 20 + 21) / 6, (12 + 13 + 14 + 17 + 18 + 19 + 22 + 23 + 24) / 9]);
+    assert.deepEqual(Array.from(out.hidden), [
+      (0 + 1 + 5 + 6) / 4,
+      (2 + 3 + 4 + 7 + 8 + 9) / 6,
+      (10 + 11 + 15 + 16 + 20 + 21) / 6,
+      (12 + 13 + 14 + 17 + 18 + 19 + 22 + 23 + 24) / 9,
+    ]);
   });
 });

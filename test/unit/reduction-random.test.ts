@@ -5,7 +5,13 @@ import { StepRecord, runStep } from '../../src/reduction/paradigm';
 import { planReduction } from '../../src/reduction/registry';
 import { SiteView } from '../../src/reduction/tokenState';
 
-const SHAPE: ModelShape = { visionLayers: 4, textLayers: 4, visualTokens: 16, grid: { rows: 4, cols: 4 }, hasClassToken: true };
+const SHAPE: ModelShape = {
+  visionLayers: 4,
+  textLayers: 4,
+  visualTokens: 16,
+  grid: { rows: 4, cols: 4 },
+  hasClassToken: true,
+};
 
 function projectorView(): SiteView {
   return {
@@ -15,7 +21,15 @@ function projectorView(): SiteView {
     width: 1,
     sizes: new Float32Array(16).fill(1),
     positions: Int32Array.from({ length: 16 }, (_, i) => i),
-    spans: [{ start: 0, count: 16, grid: SHAPE.grid, patchOwner: Int32Array.from({ length: 16 }, (_, i) => i), tokenPatch: Int32Array.from({ length: 16 }, (_, i) => i) }],
+    spans: [
+      {
+        start: 0,
+        count: 16,
+        grid: SHAPE.grid,
+        patchOwner: Int32Array.from({ length: 16 }, (_, i) => i),
+        tokenPatch: Int32Array.from({ length: 16 }, (_, i) => i),
+      },
+    ],
     keyCount: 16,
     hasClassToken: false,
   };
@@ -29,7 +43,10 @@ function keptPatches(seed: number): number[] {
 describe('random pruning', () => {
   test('one projector step that drops the tokens it does not keep', () => {
     const plan = planReduction('random', { tokens: 5 }, SHAPE);
-    assert.deepEqual(plan.steps.map((s) => [s.site, s.remove]), [['projector', 11]]);
+    assert.deepEqual(
+      plan.steps.map((s) => [s.site, s.remove]),
+      [['projector', 11]],
+    );
     const log: StepRecord[] = [];
     const out = runStep(plan.steps[0], projectorView(), log);
     assert.equal(out.count, 5);

@@ -6,8 +6,16 @@ import { StepRecord, runStep } from '../../src/reduction/paradigm';
 import { planReduction } from '../../src/reduction/registry';
 import { SiteView } from '../../src/reduction/tokenState';
 
-/** The `features` site of one image with [CLS] at index 0: hidden rows (width 2) and keys (head dim 2) per token, [CLS] first. */
-function featuresView(grid: { rows: number; cols: number }, hidden: number[][], clsAttention: number[], keys: number[][]): SiteView {
+/**
+ * The `features` site of one image with [CLS] at index 0: hidden rows (width 2) and keys (head dim 2) per token, [CLS]
+ * first.
+ */
+function featuresView(
+  grid: { rows: number; cols: number },
+  hidden: number[][],
+  clsAttention: number[],
+  keys: number[][],
+): SiteView {
   const count = hidden.length;
   const patches = count - 1;
   const attention = new Float32Array(count * count);
@@ -19,7 +27,15 @@ function featuresView(grid: { rows: number; cols: number }, hidden: number[][], 
     width: hidden[0].length,
     sizes: new Float32Array(count).fill(1),
     positions: Int32Array.from({ length: count }, (_, i) => i),
-    spans: [{ start: 1, count: patches, grid, patchOwner: Int32Array.from({ length: patches }, (_, p) => 1 + p), tokenPatch: Int32Array.from({ length: patches }, (_, p) => p) }],
+    spans: [
+      {
+        start: 1,
+        count: patches,
+        grid,
+        patchOwner: Int32Array.from({ length: patches }, (_, p) => 1 + p),
+        tokenPatch: Int32Array.from({ length: patches }, (_, p) => p),
+      },
+    ],
     attention,
     keyCosine: cosineMatrix(Float32Array.from(keys.flat()), count, keys[0].length),
     keyCount: count,
@@ -27,15 +43,23 @@ function featuresView(grid: { rows: number; cols: number }, hidden: number[][], 
   };
 }
 
-const shape = (grid: { rows: number; cols: number }) => ({ visionLayers: 24, textLayers: 32, visualTokens: grid.rows * grid.cols, grid, hasClassToken: true });
+const shape = (grid: { rows: number; cols: number }) => ({
+  visionLayers: 24,
+  textLayers: 32,
+  visualTokens: grid.rows * grid.cols,
+  grid,
+  hasClassToken: true,
+});
 
 describe('VisionZip', () => {
   test('keeps the dominant tokens as they are and replaces each contextual target by the mean of its group', () => {
     const grid = { rows: 4, cols: 4 };
-    // Dominant: patches 0–5 (attention 10 … 5). The other 10 in order: 6 7 8 9 10 11 12 13 14 15; ⌊10/2⌋ = 5 → targets 6 and 11.
+    // Dominant: patches 0–5 (attention 10 … 5). The other 10 in order: 6 7 8 9 10 11 12 13 14 15; ⌊10/2⌋ = 5 → targets
+    // 6 and 11.
     const clsAttention = [0, 10, 9, 8, 7, 6, 5, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1];
     const nearSix = [7, 8, 12];
-    const keyOf = (p: number): number[] => (p === 6 ? [1, 0] : p === 11 ? [0, 1] : p < 6 ? [1, 1] : nearSix.includes(p) ? [1, 0.1] : [0.1, 1]);
+    const keyOf = (p: number): number[] =>
+      p === 6 ? [1, 0] : p === 11 ? [0, 1] : p < 6 ? [1, 1] : nearSix.includes(p) ? [1, 0.1] : [0.1, 1];
     const hidden = [[100, 100], ...Array.from({ length: 16 }, (_, p) => [p, 1])];
     const keys = [[1, 1], ...Array.from({ length: 16 }, (_, p) => keyOf(p))];
     const [step] = planReduction('visionzip', { tokens: 8 }, shape(grid), { contextualShare: 0.25 }).steps;
@@ -55,7 +79,10 @@ describe('VisionZip', () => {
     const hidden = Array.from({ length: 577 }, () => [random(), random()]);
     const keys = Array.from({ length: 577 }, () => [random() - 0.5, random() - 0.5, random() - 0.5]);
     const clsAttention = Array.from({ length: 577 }, () => random());
-    for (const [keep, contextual] of [[64, 10], [192, 30]]) {
+    for (const [keep, contextual] of [
+      [64, 10],
+      [192, 30],
+    ]) {
       const log: StepRecord[] = [];
       const [step] = planReduction('visionzip', { tokens: keep }, shape(grid)).steps;
       const out = runStep(step, featuresView(grid, hidden, clsAttention, keys), log);
@@ -64,8 +91,14 @@ describe('VisionZip', () => {
       const dominant = new Set(topIndices(clsAttention.slice(1), keep - contextual).map((p) => 1 + p));
       const contextualTargets = Array.from(split.targets).filter((t) => !dominant.has(t));
       assert.equal(contextualTargets.length, contextual);
-      assert.ok(Array.from(correlation.receivers).every((r) => contextualTargets.includes(r)), 'sources go to contextual targets only');
-      assert.deepEqual(Array.from(correlation.offsets), Array.from({ length: split.sources.length + 1 }, (_, k) => k));
+      assert.ok(
+        Array.from(correlation.receivers).every((r) => contextualTargets.includes(r)),
+        'sources go to contextual targets only',
+      );
+      assert.deepEqual(
+        Array.from(correlation.offsets),
+        Array.from({ length: split.sources.length + 1 }, (_, k) => k),
+      );
       assert.ok(correlation.weights.every((w) => w === 1));
     }
   });

@@ -4,7 +4,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { WeightIndex, bfloat16ToFloat32, float16ToFloat32 } from '../../src/engine/weights/safetensors';
-import { bytesOf, float32ToBfloat16, writeRawSafetensors, writeSafetensors, type TensorToWrite } from '../helpers/safetensors-writer';
+import {
+  bytesOf,
+  float32ToBfloat16,
+  writeRawSafetensors,
+  writeSafetensors,
+  type TensorToWrite,
+} from '../helpers/safetensors-writer';
 import { throwsFicoco } from '../helpers/assertions';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-safetensors-'));
@@ -22,9 +28,11 @@ function f32(name: string, shape: number[], values: number[]): TensorToWrite {
 }
 
 function writeIndex(dir: string, weightMap: Record<string, string>): void {
-  fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: 0 }, weight_map: weightMap }));
+  fs.writeFileSync(
+    path.join(dir, 'model.safetensors.index.json'),
+    JSON.stringify({ metadata: { total_size: 0 }, weight_map: weightMap }),
+  );
 }
-
 
 describe('WeightIndex layouts', () => {
   test('single model.safetensors: locations point into the file and every float dtype reads as float32', () => {
@@ -47,10 +55,20 @@ describe('WeightIndex layouts', () => {
     assert.ok(!weights.names().includes('__metadata__'));
 
     const a = weights.get('a.weight');
-    assert.deepEqual(a, { name: 'a.weight', dtype: 'F32', shape: [2, 3], file: fs.realpathSync(file), byteOffset: 8 + headerLength, byteLength: 24 });
+    assert.deepEqual(a, {
+      name: 'a.weight',
+      dtype: 'F32',
+      shape: [2, 3],
+      file: fs.realpathSync(file),
+      byteOffset: 8 + headerLength,
+      byteLength: 24,
+    });
     assert.equal(weights.get('b.half').byteOffset, 8 + headerLength + 24);
     const raw = fs.readFileSync(file);
-    assert.deepEqual(new Float32Array(raw.buffer.slice(raw.byteOffset + a.byteOffset, raw.byteOffset + a.byteOffset + a.byteLength)), new Float32Array([1, 2, 3, 4, 5, 6]));
+    assert.deepEqual(
+      new Float32Array(raw.buffer.slice(raw.byteOffset + a.byteOffset, raw.byteOffset + a.byteOffset + a.byteLength)),
+      new Float32Array([1, 2, 3, 4, 5, 6]),
+    );
 
     assert.deepEqual(weights.readFloat32('a.weight'), new Float32Array([1, 2, 3, 4, 5, 6]));
     assert.deepEqual(weights.readFloat32('b.half'), new Float32Array([1, -2, 0.5]));
@@ -69,14 +87,22 @@ describe('WeightIndex layouts', () => {
     assert.equal(found?.name, 'model.language_model.embed_tokens.weight');
     assert.equal(weights.find('x', 'y'), undefined);
     assert.equal(weights.find(), undefined);
-    throwsFicoco(() => weights.get('lm_head.weight'), 'weights', new RegExp(`"lm_head\\.weight" is not in the weights of ${escape(dir)}`));
+    throwsFicoco(
+      () => weights.get('lm_head.weight'),
+      'weights',
+      new RegExp(`"lm_head\\.weight" is not in the weights of ${escape(dir)}`),
+    );
   });
 
   test('sharded with model.safetensors.index.json', () => {
     const dir = modelFolder();
     writeSafetensors(path.join(dir, 'model-00001-of-00002.safetensors'), [f32('x', [2], [1, 2]), f32('y', [1], [3])]);
     writeSafetensors(path.join(dir, 'model-00002-of-00002.safetensors'), [f32('z', [1], [4])]);
-    writeIndex(dir, { x: 'model-00001-of-00002.safetensors', y: 'model-00001-of-00002.safetensors', z: 'model-00002-of-00002.safetensors' });
+    writeIndex(dir, {
+      x: 'model-00001-of-00002.safetensors',
+      y: 'model-00001-of-00002.safetensors',
+      z: 'model-00002-of-00002.safetensors',
+    });
     const weights = WeightIndex.open(dir);
     assert.deepEqual(weights.files, [
       fs.realpathSync(path.join(dir, 'model-00001-of-00002.safetensors')),
@@ -94,7 +120,10 @@ describe('WeightIndex layouts', () => {
     writeSafetensors(path.join(dir, 'a.safetensors'), [f32('from.a', [1], [1])]);
     fs.writeFileSync(path.join(dir, 'config.json'), '{}');
     const weights = WeightIndex.open(dir);
-    assert.deepEqual(weights.files.map((file) => path.basename(file)), ['a.safetensors', 'b.safetensors']);
+    assert.deepEqual(
+      weights.files.map((file) => path.basename(file)),
+      ['a.safetensors', 'b.safetensors'],
+    );
     assert.deepEqual(weights.readFloat32('from.b'), new Float32Array([2]));
   });
 
@@ -106,7 +135,10 @@ describe('WeightIndex layouts', () => {
     fs.mkdirSync(snapshot, { recursive: true });
     writeSafetensors(path.join(blobs, 'aaa111'), [f32('p', [1], [5])]);
     writeSafetensors(path.join(blobs, 'bbb222'), [f32('q', [1], [6])]);
-    fs.writeFileSync(path.join(blobs, 'ccc333'), JSON.stringify({ weight_map: { p: 'model-00001-of-00002.safetensors', q: 'model-00002-of-00002.safetensors' } }));
+    fs.writeFileSync(
+      path.join(blobs, 'ccc333'),
+      JSON.stringify({ weight_map: { p: 'model-00001-of-00002.safetensors', q: 'model-00002-of-00002.safetensors' } }),
+    );
     fs.symlinkSync('../../blobs/aaa111', path.join(snapshot, 'model-00001-of-00002.safetensors'));
     fs.symlinkSync('../../blobs/bbb222', path.join(snapshot, 'model-00002-of-00002.safetensors'));
     fs.symlinkSync('../../blobs/ccc333', path.join(snapshot, 'model.safetensors.index.json'));
@@ -123,7 +155,11 @@ describe('WeightIndex validation', () => {
     throwsFicoco(() => WeightIndex.open(path.join(root, 'nope')), 'model-folder', /does not exist/);
     const dir = modelFolder();
     fs.writeFileSync(path.join(dir, 'pytorch_model.bin'), 'x');
-    throwsFicoco(() => WeightIndex.open(dir), 'model-folder', /has no \.safetensors weights.*model\.safetensors.*index\.json.*\.bin checkpoints are not supported/);
+    throwsFicoco(
+      () => WeightIndex.open(dir),
+      'model-folder',
+      /has no \.safetensors weights.*model\.safetensors.*index\.json.*\.bin checkpoints are not supported/,
+    );
   });
 
   test('absurd header length', () => {
@@ -131,7 +167,11 @@ describe('WeightIndex validation', () => {
     const prefix = Buffer.alloc(16);
     prefix.writeBigUInt64LE(0xffff_ffff_ffffn);
     fs.writeFileSync(path.join(dir, 'model.safetensors'), prefix);
-    throwsFicoco(() => WeightIndex.open(dir), 'weights', /model\.safetensors declares a \d+-byte header in a 16-byte file; it is not a safetensors file/);
+    throwsFicoco(
+      () => WeightIndex.open(dir),
+      'weights',
+      /model\.safetensors declares a \d+-byte header in a 16-byte file; it is not a safetensors file/,
+    );
   });
 
   test('file shorter than the length prefix', () => {
@@ -156,15 +196,31 @@ describe('WeightIndex validation', () => {
     const shard = 'model-00002-of-00004.safetensors';
     writeSafetensors(path.join(dir, 'model-00001-of-00004.safetensors'), [f32('ok', [1], [1])]);
     // Header promises 1.2 GB of data; only 4 bytes follow.
-    writeRawSafetensors(path.join(dir, shard), { big: { dtype: 'F32', shape: [300_000_000], data_offsets: [0, 1_200_000_000] } }, new Uint8Array(4));
+    writeRawSafetensors(
+      path.join(dir, shard),
+      { big: { dtype: 'F32', shape: [300_000_000], data_offsets: [0, 1_200_000_000] } },
+      new Uint8Array(4),
+    );
     writeIndex(dir, { ok: 'model-00001-of-00004.safetensors', big: shard });
-    throwsFicoco(() => WeightIndex.open(dir), 'weights', /^model-00002-of-00004\.safetensors is 1\.2 GB shorter than its header says; the download was probably cut off — download it again/);
+    throwsFicoco(
+      () => WeightIndex.open(dir),
+      'weights',
+      /^model-00002-of-00004\.safetensors is 1\.2 GB shorter than its header says; the download was probably cut off — download it again/,
+    );
   });
 
   test('shape × dtype size differs from the byte length', () => {
     const dir = modelFolder();
-    writeRawSafetensors(path.join(dir, 'model.safetensors'), { w: { dtype: 'F16', shape: [2, 3], data_offsets: [0, 24] } }, new Uint8Array(24));
-    throwsFicoco(() => WeightIndex.open(dir), 'weights', /tensor "w" has 24 data bytes where shape \[2, 3\] × F16 needs 12/);
+    writeRawSafetensors(
+      path.join(dir, 'model.safetensors'),
+      { w: { dtype: 'F16', shape: [2, 3], data_offsets: [0, 24] } },
+      new Uint8Array(24),
+    );
+    throwsFicoco(
+      () => WeightIndex.open(dir),
+      'weights',
+      /tensor "w" has 24 data bytes where shape \[2, 3\] × F16 needs 12/,
+    );
   });
 
   test('malformed entries and unsupported dtypes', () => {
@@ -184,14 +240,22 @@ describe('WeightIndex validation', () => {
     const dir = modelFolder();
     writeSafetensors(path.join(dir, 'model-00001-of-00002.safetensors'), [f32('x', [1], [1])]);
     writeIndex(dir, { x: 'model-00001-of-00002.safetensors', y: 'model-00002-of-00002.safetensors' });
-    throwsFicoco(() => WeightIndex.open(dir), 'weights', /model\.safetensors\.index\.json names model-00002-of-00002\.safetensors, but it is missing/);
+    throwsFicoco(
+      () => WeightIndex.open(dir),
+      'weights',
+      /model\.safetensors\.index\.json names model-00002-of-00002\.safetensors, but it is missing/,
+    );
   });
 
   test('index that disagrees with the shard headers, or is not an index', () => {
     const dir = modelFolder();
     writeSafetensors(path.join(dir, 'model-00001-of-00001.safetensors'), [f32('x', [1], [1])]);
     writeIndex(dir, { x: 'model-00001-of-00001.safetensors', ghost: 'model-00001-of-00001.safetensors' });
-    throwsFicoco(() => WeightIndex.open(dir), 'weights', /places tensor "ghost" in model-00001-of-00001\.safetensors, but that file's header does not contain it/);
+    throwsFicoco(
+      () => WeightIndex.open(dir),
+      'weights',
+      /places tensor "ghost" in model-00001-of-00001\.safetensors, but that file's header does not contain it/,
+    );
     fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), '{"metadata": {}}');
     throwsFicoco(() => WeightIndex.open(dir), 'weights', /no "weight_map" object/);
     fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), '{oops');
@@ -202,17 +266,35 @@ describe('WeightIndex validation', () => {
     const dir = modelFolder();
     const elsewhere = modelFolder();
     writeSafetensors(path.join(elsewhere, 'model.safetensors'), [f32('x', [1], [1])]);
-    for (const shard of [`../${path.basename(elsewhere)}/model.safetensors`, path.join(elsewhere, 'model.safetensors'), 'sub/model.safetensors', '.hidden.safetensors', 'model.bin']) {
+    for (const shard of [
+      `../${path.basename(elsewhere)}/model.safetensors`,
+      path.join(elsewhere, 'model.safetensors'),
+      'sub/model.safetensors',
+      '.hidden.safetensors',
+      'model.bin',
+    ]) {
       writeIndex(dir, { x: shard });
-      throwsFicoco(() => WeightIndex.open(dir), 'weights', /names the shard .*, which is not a \.safetensors file in the model folder/);
+      throwsFicoco(
+        () => WeightIndex.open(dir),
+        'weights',
+        /names the shard .*, which is not a \.safetensors file in the model folder/,
+      );
     }
   });
 
   test('tensors whose bytes overlap are refused', () => {
     const dir = modelFolder();
-    writeRawSafetensors(path.join(dir, 'model.safetensors'), { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, new Uint8Array(12));
+    writeRawSafetensors(
+      path.join(dir, 'model.safetensors'),
+      { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } },
+      new Uint8Array(12),
+    );
     throwsFicoco(() => WeightIndex.open(dir), 'weights', /tensors "a" and "b" overlap in the file/);
-    writeRawSafetensors(path.join(dir, 'model.safetensors'), { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [1], data_offsets: [8, 12] } }, new Uint8Array(12));
+    writeRawSafetensors(
+      path.join(dir, 'model.safetensors'),
+      { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [1], data_offsets: [8, 12] } },
+      new Uint8Array(12),
+    );
     assert.equal(WeightIndex.open(dir).names().length, 2, 'adjacent tensors are fine');
   });
 
@@ -255,8 +337,15 @@ describe('float16ToFloat32', () => {
       const exponent = (half >> 10) & 0x1f;
       const mantissa = half & 0x3ff;
       const expected =
-        exponent === 0 ? sign * mantissa * 2 ** -24 : exponent === 31 ? (mantissa ? NaN : sign * Infinity) : sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
-      if (!Object.is(converted[half], expected)) assert.fail(`0x${half.toString(16)}: ${converted[half]} ≠ ${expected}`);
+        exponent === 0
+          ? sign * mantissa * 2 ** -24
+          : exponent === 31
+            ? mantissa
+              ? NaN
+              : sign * Infinity
+            : sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
+      if (!Object.is(converted[half], expected))
+        assert.fail(`0x${half.toString(16)}: ${converted[half]} ≠ ${expected}`);
     }
   });
 
@@ -289,7 +378,9 @@ describe('bfloat16ToFloat32', () => {
   test('through a file: BF16 tensor reads as the rounded float32 values', () => {
     const dir = modelFolder();
     const values = new Float32Array([0.1, -0.2, 1 / 3]);
-    writeSafetensors(path.join(dir, 'model.safetensors'), [{ name: 'w', dtype: 'BF16', shape: [3], data: bytesOf(float32ToBfloat16(values)) }]);
+    writeSafetensors(path.join(dir, 'model.safetensors'), [
+      { name: 'w', dtype: 'BF16', shape: [3], data: bytesOf(float32ToBfloat16(values)) },
+    ]);
     assert.deepEqual(WeightIndex.open(dir).readFloat32('w'), bfloat16ToFloat32(float32ToBfloat16(values)));
   });
 });

@@ -68,7 +68,10 @@ describe('createSampler', () => {
     const expected = softmax(input, temperature);
     counts.forEach((count, token) => {
       const frequency = count / n;
-      assert.ok(Math.abs(frequency - expected[token]) < 0.0125, `token ${token}: frequency ${frequency.toFixed(4)} vs p ${expected[token].toFixed(4)}`);
+      assert.ok(
+        Math.abs(frequency - expected[token]) < 0.0125,
+        `token ${token}: frequency ${frequency.toFixed(4)} vs p ${expected[token].toFixed(4)}`,
+      );
     });
   });
 

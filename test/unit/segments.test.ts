@@ -7,7 +7,18 @@ import { onnx } from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import type { AttentionNeeds } from '../../src/reduction/tokenState';
 import { ElemType, GraphBuilder } from '../../src/engine/graph/builder';
-import { ATTENTION, Block, KEY_COSINE, MEAN_KEYS, POSITIONS, SegmentGraph, Tower, buildSegment, pastName, presentName } from '../../src/engine/graph/segment';
+import {
+  ATTENTION,
+  Block,
+  KEY_COSINE,
+  MEAN_KEYS,
+  POSITIONS,
+  SegmentGraph,
+  Tower,
+  buildSegment,
+  pastName,
+  presentName,
+} from '../../src/engine/graph/segment';
 import { SessionFactory } from '../../src/engine/runtime/provider';
 import { TowerRunner } from '../../src/engine/runtime/towerRunner';
 import { WeightIndex, type TensorLocation } from '../../src/engine/weights/safetensors';
@@ -58,7 +69,9 @@ function makeTower(): Tower {
       id: 'tiny.l0.add',
       site: 't:0',
       width: WIDTH,
-      emit: (scope, x) => ({ hidden: scope.g.op('Add', [x, scope.g.constant('c', new Float32Array(C), [WIDTH])], 'l0.add') }),
+      emit: (scope, x) => ({
+        hidden: scope.g.op('Add', [x, scope.g.constant('c', new Float32Array(C), [WIDTH])], 'l0.add'),
+      }),
     },
     {
       id: 'tiny.l1.weights',
@@ -83,15 +96,29 @@ function makeTower(): Tower {
         const head0 = g.op('Mul', [outer, g.scalar('f.0.1', 0.1)], 'l2.head0');
         const head1 = g.op('Mul', [outer, g.scalar('f.0.2', 0.2)], 'l2.head1');
         const axis0 = g.int64s('axes.0', [0]);
-        const logits = g.op('Concat', [g.op('Unsqueeze', [head0, axis0], 'l2.h0'), g.op('Unsqueeze', [head1, axis0], 'l2.h1')], 'l2.logits', { axis: 0 });
+        const logits = g.op(
+          'Concat',
+          [g.op('Unsqueeze', [head0, axis0], 'l2.h0'), g.op('Unsqueeze', [head1, axis0], 'l2.h1')],
+          'l2.logits',
+          { axis: 0 },
+        );
         const probs = g.op('Softmax', [logits], 'l2.probs', { axis: -1 });
         const meanProbs = g.op('ReduceMean', [probs], 'l2.mean_probs', { axes: [0], keepdims: 0 });
         const hidden = g.op('Add', [x, g.op('MatMul', [meanProbs, x], 'l2.ctx')], 'l2.out');
         const out: { hidden: string; attention?: string; meanKeys?: string } = { hidden };
         if (expose?.attention === 'probs') out.attention = meanProbs;
-        if (expose?.attention === 'logits') out.attention = g.op('ReduceMean', [logits], 'l2.mean_logits', { axes: [0], keepdims: 0 });
+        if (expose?.attention === 'logits')
+          out.attention = g.op('ReduceMean', [logits], 'l2.mean_logits', { axes: [0], keepdims: 0 });
         if (expose?.keys || expose?.keyCosine) {
-          const keys = g.op('Concat', [g.op('Unsqueeze', [x, axis0], 'l2.k0'), g.op('Unsqueeze', [g.op('Mul', [x, g.scalar('f.2', 2)], 'l2.2x'), axis0], 'l2.k1')], 'l2.keys', { axis: 0 });
+          const keys = g.op(
+            'Concat',
+            [
+              g.op('Unsqueeze', [x, axis0], 'l2.k0'),
+              g.op('Unsqueeze', [g.op('Mul', [x, g.scalar('f.2', 2)], 'l2.2x'), axis0], 'l2.k1'),
+            ],
+            'l2.keys',
+            { axis: 0 },
+          );
           out.meanKeys = g.op('ReduceMean', [keys], 'l2.mean_keys', { axes: [0], keepdims: 0 });
         }
         return out;
@@ -119,13 +146,24 @@ function makeTower(): Tower {
       width: WIDTH,
       emit: (scope, x) => {
         const { g } = scope;
-        const pos = g.op('Unsqueeze', [g.op('Cast', [scope.positions()], 'l4.pos_f', { to: ElemType.float32 }), g.int64s('axes.1', [1])], 'l4.pos');
+        const pos = g.op(
+          'Unsqueeze',
+          [g.op('Cast', [scope.positions()], 'l4.pos_f', { to: ElemType.float32 }), g.int64s('axes.1', [1])],
+          'l4.pos',
+        );
         const doubled = g.op('Mul', [x, g.scalar('f.2', 2)], 'l4.double');
-        return { hidden: g.op('Add', [doubled, g.op('Mul', [pos, g.scalar('f.0.01', 0.01)], 'l4.pos_scaled')], 'l4.out') };
+        return {
+          hidden: g.op('Add', [doubled, g.op('Mul', [pos, g.scalar('f.0.01', 0.01)], 'l4.pos_scaled')], 'l4.out'),
+        };
       },
     },
   ];
-  return { name: 'tiny', input: { name: 'x', elemType: ElemType.float32, dims: ['tokens', WIDTH] }, output: { name: 'y', dims: ['tokens', WIDTH] }, blocks };
+  return {
+    name: 'tiny',
+    input: { name: 'x', elemType: ElemType.float32, dims: ['tokens', WIDTH] },
+    output: { name: 'y', dims: ['tokens', WIDTH] },
+    blocks,
+  };
 }
 
 // ------------------------------------------ reference ------------------------------------------
@@ -140,7 +178,8 @@ function softmaxRows(m: Rows): Rows {
     return e.map((v) => v / sum);
   });
 }
-const matmul = (a: Rows, b: Rows): Rows => a.map((row) => b[0].map((_, j) => row.reduce((sum, v, k) => sum + v * b[k][j], 0)));
+const matmul = (a: Rows, b: Rows): Rows =>
+  a.map((row) => b[0].map((_, j) => row.reduce((sum, v, k) => sum + v * b[k][j], 0)));
 const transpose = (a: Rows): Rows => a[0].map((_, j) => a.map((row) => row[j]));
 
 /** The tower in plain JS, block by block; returns every intermediate hidden state and the pieces hooks see. */
@@ -160,7 +199,9 @@ function reference(x: Rows, past: Rows, positions: number[]) {
   const meanLogits = logits0.map((r, i) => r.map((v, j) => (v + logits1[i][j]) / 2));
   const meanKeys = h.map((r) => r.map((v) => 1.5 * v));
   const length = (r: number[]) => Math.sqrt(r.reduce((sum, v) => sum + v * v, 0));
-  const keyCosine = meanKeys.map((a) => meanKeys.map((b) => a.reduce((sum, v, j) => sum + v * b[j], 0) / (length(a) * length(b))));
+  const keyCosine = meanKeys.map((a) =>
+    meanKeys.map((b) => a.reduce((sum, v, j) => sum + v * b[j], 0) / (length(a) * length(b))),
+  );
   const ctx = matmul(meanProbs, h);
   h = h.map((r, i) => r.map((v, j) => v + ctx[i][j]));
   states.push(h);
@@ -192,7 +233,10 @@ function assertClose(actual: Float32Array, expected: Rows | number[], what: stri
   const want = (expected as (number | number[])[]).flat();
   assert.equal(actual.length, want.length, `${what}: length`);
   for (let i = 0; i < want.length; i++) {
-    assert.ok(Math.abs(actual[i] - want[i]) <= tolerance * Math.max(1, Math.abs(want[i])), `${what}[${i}]: ${actual[i]} vs ${want[i]}`);
+    assert.ok(
+      Math.abs(actual[i] - want[i]) <= tolerance * Math.max(1, Math.abs(want[i])),
+      `${what}[${i}]: ${actual[i]} vs ${want[i]}`,
+    );
   }
 }
 
@@ -212,9 +256,16 @@ async function openSegment(start: number, end: number, expose: AttentionNeeds = 
 
 type Outputs = ort.InferenceSession.OnnxValueMapType;
 
-async function runSegment(segment: { graph: Omit<SegmentGraph, 'bytes'>; session: ort.InferenceSession }, hidden: Float32Array, past: Rows = PAST): Promise<Outputs> {
-  const feeds: Record<string, ort.Tensor> = { [segment.graph.inputName]: new ort.Tensor('float32', hidden, [hidden.length / WIDTH, WIDTH]) };
-  if (segment.graph.usesPositions) feeds[POSITIONS] = new ort.Tensor('int64', BigInt64Array.from(POS, BigInt), [POS.length]);
+async function runSegment(
+  segment: { graph: Omit<SegmentGraph, 'bytes'>; session: ort.InferenceSession },
+  hidden: Float32Array,
+  past: Rows = PAST,
+): Promise<Outputs> {
+  const feeds: Record<string, ort.Tensor> = {
+    [segment.graph.inputName]: new ort.Tensor('float32', hidden, [hidden.length / WIDTH, WIDTH]),
+  };
+  if (segment.graph.usesPositions)
+    feeds[POSITIONS] = new ort.Tensor('int64', BigInt64Array.from(POS, BigInt), [POS.length]);
   for (const layer of segment.graph.cacheLayers) {
     feeds[pastName(layer, 'keys')] = new ort.Tensor('float32', flat(past), [1, past.length, WIDTH]);
     feeds[pastName(layer, 'values')] = new ort.Tensor('float32', flat(past), [1, past.length, WIDTH]);
@@ -222,7 +273,9 @@ async function runSegment(segment: { graph: Omit<SegmentGraph, 'bytes'>; session
   return segment.session.run(feeds);
 }
 
-async function runChain(segments: { graph: Omit<SegmentGraph, 'bytes'>; session: ort.InferenceSession }[]): Promise<{ output: Float32Array; all: Outputs[] }> {
+async function runChain(
+  segments: { graph: Omit<SegmentGraph, 'bytes'>; session: ort.InferenceSession }[],
+): Promise<{ output: Float32Array; all: Outputs[] }> {
   let hidden: Float32Array = flat(X);
   const all: Outputs[] = [];
   for (const segment of segments) {
@@ -290,7 +343,11 @@ describe('buildSegment on real ORT sessions', () => {
     assert.deepEqual(keys.dims, [1, PAST.length + X.length, WIDTH]);
     assert.deepEqual(values.dims, [1, PAST.length + X.length, WIDTH]);
     assertClose(keys.data as Float32Array, expected().allKeys, 'present keys');
-    assertClose(outputs[segment.graph.outputName].data as Float32Array, expected().states[4], 'hidden after the cache block');
+    assertClose(
+      outputs[segment.graph.outputName].data as Float32Array,
+      expected().states[4],
+      'hidden after the cache block',
+    );
     // an empty past (first step) gives just the new tokens
     const first = await runSegment(segment, input, []);
     assert.deepEqual(first[presentName(0, 'keys')].dims, [1, X.length, WIDTH]);
@@ -309,44 +366,90 @@ describe('buildSegment on real ORT sessions', () => {
       assert.deepEqual(segment.graph.exposes, expose);
       const outputs = await runSegment(segment, flat(X));
       assertClose(outputs[name].data as Float32Array, want, `${name} for ${JSON.stringify(expose)}`);
-      for (const other of [ATTENTION, MEAN_KEYS, KEY_COSINE]) if (other !== name) assert.equal(outputs[other], undefined, 'only what was asked for is an output');
+      for (const other of [ATTENTION, MEAN_KEYS, KEY_COSINE])
+        if (other !== name) assert.equal(outputs[other], undefined, 'only what was asked for is an output');
       await segment.session.release();
     }
   });
 
   test('exposing attention on a block that has none throws', () => {
-    assert.throws(() => buildSegment(tower, { start: 0, end: 1, computeType: ElemType.float32, expose: { attention: 'logits' } }), /tiny\.l0\.add…tiny\.l0\.add has no attention block to expose/);
-    assert.doesNotThrow(() => buildSegment(tower, { start: 0, end: 4, computeType: ElemType.float32, expose: { keys: true } }), 'a segment ending after its attention block exposes that block');
+    assert.throws(
+      () => buildSegment(tower, { start: 0, end: 1, computeType: ElemType.float32, expose: { attention: 'logits' } }),
+      /tiny\.l0\.add…tiny\.l0\.add has no attention block to expose/,
+    );
+    assert.doesNotThrow(
+      () => buildSegment(tower, { start: 0, end: 4, computeType: ElemType.float32, expose: { keys: true } }),
+      'a segment ending after its attention block exposes that block',
+    );
   });
 
-  test('a weight must be stored as a float, and quantized blocks as U8: a tensor of another dtype is refused at build time', () => {
-    const pad = WeightIndex.openFile(path.join(root, 'tiny.safetensors')).get('pad');
-    const using = (read: (scope: Parameters<Block['emit']>[0]) => string): Tower => ({
-      ...tower,
-      blocks: [{ ...tower.blocks[0], emit: (scope, x) => ({ hidden: scope.g.op('Add', [x, read(scope)], 'l0.bad') }) }],
-    });
-    assert.throws(() => buildSegment(using((scope) => scope.weight(pad)), { start: 0, end: 1, computeType: ElemType.float32 }), /pad is stored as U8; a weight must be F32, F16 or BF16/);
-    assert.throws(() => buildSegment(using((scope) => scope.quantizedBytes(weights.w)), { start: 0, end: 1, computeType: ElemType.float32 }), /w is stored as F32; quantized blocks must be U8/);
-  });
+  test(
+    'a weight must be stored as a float, and quantized blocks as U8: a tensor of another dtype is ' +
+      'refused at build time',
+    () => {
+      const pad = WeightIndex.openFile(path.join(root, 'tiny.safetensors')).get('pad');
+      const using = (read: (scope: Parameters<Block['emit']>[0]) => string): Tower => ({
+        ...tower,
+        blocks: [
+          { ...tower.blocks[0], emit: (scope, x) => ({ hidden: scope.g.op('Add', [x, read(scope)], 'l0.bad') }) },
+        ],
+      });
+      assert.throws(
+        () =>
+          buildSegment(
+            using((scope) => scope.weight(pad)),
+            { start: 0, end: 1, computeType: ElemType.float32 },
+          ),
+        /pad is stored as U8; a weight must be F32, F16 or BF16/,
+      );
+      assert.throws(
+        () =>
+          buildSegment(
+            using((scope) => scope.quantizedBytes(weights.w)),
+            { start: 0, end: 1, computeType: ElemType.float32 },
+          ),
+        /w is stored as F32; quantized blocks must be U8/,
+      );
+    },
+  );
 
   test('float16 compute: float32 at the edges, F16 weights used as stored, F32/BF16 weights cast, cache in float16', () => {
-    const model = onnx.ModelProto.decode(buildSegment(tower, { start: 0, end: 5, computeType: ElemType.float16 }).bytes);
+    const model = onnx.ModelProto.decode(
+      buildSegment(tower, { start: 0, end: 5, computeType: ElemType.float16 }).bytes,
+    );
     const graph = model.graph!;
     const typeOf = (info: onnx.IValueInfoProto) => info.type!.tensorType!.elemType;
     const inputs = Object.fromEntries(graph.input!.map((i) => [i.name, typeOf(i)]));
     const outputs = Object.fromEntries(graph.output!.map((o) => [o.name, typeOf(o)]));
-    assert.deepEqual(inputs, { x: ElemType.float32, [POSITIONS]: ElemType.int64, [pastName(0, 'keys')]: ElemType.float16, [pastName(0, 'values')]: ElemType.float16 });
-    assert.deepEqual(outputs, { y: ElemType.float32, [presentName(0, 'keys')]: ElemType.float16, [presentName(0, 'values')]: ElemType.float16 });
+    assert.deepEqual(inputs, {
+      x: ElemType.float32,
+      [POSITIONS]: ElemType.int64,
+      [pastName(0, 'keys')]: ElemType.float16,
+      [pastName(0, 'values')]: ElemType.float16,
+    });
+    assert.deepEqual(outputs, {
+      y: ElemType.float32,
+      [presentName(0, 'keys')]: ElemType.float16,
+      [presentName(0, 'values')]: ElemType.float16,
+    });
     const casts = graph.node!.filter((n) => n.opType === 'Cast');
     const castInputs = casts.map((n) => n.input![0]);
     assert.ok(castInputs.includes('x'), 'the float32 input is cast to float16');
     assert.ok(castInputs.includes('w') && castInputs.includes('s'), 'F32 and BF16 weights are cast');
     assert.ok(!castInputs.includes('b'), 'the F16 weight is used as stored');
     const external = graph.initializer!.filter((t) => t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL);
-    assert.deepEqual(external.map((t) => t.name).sort(), ['b', 's', 'w'], 'one initializer per weight even when asked for twice');
+    assert.deepEqual(
+      external.map((t) => t.name).sort(),
+      ['b', 's', 'w'],
+      'one initializer per weight even when asked for twice',
+    );
     const w = external.find((t) => t.name === 'w')!;
     assert.equal(w.dataType, ElemType.float32);
-    assert.deepEqual(Object.fromEntries(w.externalData!.map((e) => [e.key, e.value])), { location: 'tiny.safetensors', offset: String(weights.w.byteOffset), length: '64' });
+    assert.deepEqual(Object.fromEntries(w.externalData!.map((e) => [e.key, e.value])), {
+      location: 'tiny.safetensors',
+      offset: String(weights.w.byteOffset),
+      length: '64',
+    });
   });
 });
 
@@ -365,8 +468,20 @@ describe('TowerRunner', () => {
   test('hooks at two sites → three segments cut right after those blocks, in tower order', async () => {
     const runner = new TowerRunner(tower, factory);
     // given out of order on purpose
-    const segments = await runner.segments(new Map<string, AttentionNeeds>([['t:2', { attention: 'probs' }], ['t:0', {}]]));
-    assert.deepEqual(segments.map((s) => [s.start, s.end, s.site]), [[0, 1, 't:0'], [1, 3, 't:2'], [3, 5, undefined]]);
+    const segments = await runner.segments(
+      new Map<string, AttentionNeeds>([
+        ['t:2', { attention: 'probs' }],
+        ['t:0', {}],
+      ]),
+    );
+    assert.deepEqual(
+      segments.map((s) => [s.start, s.end, s.site]),
+      [
+        [0, 1, 't:0'],
+        [1, 3, 't:2'],
+        [3, 5, undefined],
+      ],
+    );
     assert.deepEqual(segments[1].graph.exposes, { attention: 'probs' });
     const { output, all } = await runChain(segments);
     assertClose(output, expected().states[5], 'chained y');
@@ -380,7 +495,10 @@ describe('TowerRunner', () => {
   test('a hook after the last block leaves no empty trailing segment', async () => {
     const runner = new TowerRunner(tower, factory);
     const segments = await runner.segments(new Map([['t:4', {}]]));
-    assert.deepEqual(segments.map((s) => [s.start, s.end, s.site]), [[0, 5, 't:4']]);
+    assert.deepEqual(
+      segments.map((s) => [s.start, s.end, s.site]),
+      [[0, 5, 't:4']],
+    );
     await runner.release();
   });
 
@@ -391,7 +509,10 @@ describe('TowerRunner', () => {
 
   test('asking for attention at a site whose block cannot expose it throws', async () => {
     const runner = new TowerRunner(tower, factory);
-    await assert.rejects(runner.segments(new Map<string, AttentionNeeds>([['t:1', { attention: 'logits' }]])), /tiny\.l0\.add…tiny\.l1\.weights has no attention block to expose/);
+    await assert.rejects(
+      runner.segments(new Map<string, AttentionNeeds>([['t:1', { attention: 'logits' }]])),
+      /tiny\.l0\.add…tiny\.l1\.weights has no attention block to expose/,
+    );
   });
 
   test('sessions are reused for the same segment and released when a plan no longer needs them', async () => {
@@ -401,8 +522,20 @@ describe('TowerRunner', () => {
     assert.equal(again[0].session, a[0].session);
     assert.equal(again[1].session, a[1].session);
     // a plan sharing [0, 2) keeps that session; [2, 5) is new
-    const b = await runner.segments(new Map([['t:1', {}], ['t:3', {}]]));
-    assert.deepEqual(b.map((s) => [s.start, s.end]), [[0, 2], [2, 4], [4, 5]]);
+    const b = await runner.segments(
+      new Map([
+        ['t:1', {}],
+        ['t:3', {}],
+      ]),
+    );
+    assert.deepEqual(
+      b.map((s) => [s.start, s.end]),
+      [
+        [0, 2],
+        [2, 4],
+        [4, 5],
+      ],
+    );
     assert.equal(b[0].session, a[0].session);
     // a different exposure is a different graph
     const c = await runner.segments(new Map<string, AttentionNeeds>([['t:2', { keys: true }]]));
@@ -458,7 +591,11 @@ describe('GraphBuilder', () => {
     const g = new GraphBuilder('t');
     g.input('x', ElemType.float32, [1]);
     const names = [g.fresh('a'), g.fresh('a'), g.fresh('a_1'), g.fresh('a'), g.fresh('x'), g.fresh('x_1')];
-    names.push(g.op('Identity', ['x'], 'a'), g.constant('a', Float32Array.of(7), [1]), g.externalInitializer('a', ElemType.float32, [1], { location: 'f', offset: 0, length: 4 }));
+    names.push(
+      g.op('Identity', ['x'], 'a'),
+      g.constant('a', Float32Array.of(7), [1]),
+      g.externalInitializer('a', ElemType.float32, [1], { location: 'f', offset: 0, length: 4 }),
+    );
     assert.equal(new Set([...names, 'x']).size, names.length + 1, names.join(', '));
     assert.deepEqual(names.slice(0, 2), ['a', 'a_1']);
   });
@@ -482,7 +619,15 @@ function sampleState(): TokenState {
     width: 2,
     sizes: Float32Array.from({ length: count }, (_, i) => 1 + i / 10),
     positions: Int32Array.from({ length: count }, (_, i) => 100 + i),
-    spans: [{ start: 2, count: 6, grid: { rows: 2, cols: 3 }, patchOwner: Int32Array.from({ length: 6 }, (_, p) => 2 + p), tokenPatch: Int32Array.from({ length: 6 }, (_, p) => p) }],
+    spans: [
+      {
+        start: 2,
+        count: 6,
+        grid: { rows: 2, cols: 3 },
+        patchOwner: Int32Array.from({ length: 6 }, (_, p) => 2 + p),
+        tokenPatch: Int32Array.from({ length: 6 }, (_, p) => p),
+      },
+    ],
   };
 }
 
@@ -531,19 +676,46 @@ describe('selectTokens', () => {
 
   test('two spans are recomputed independently', () => {
     const state = sampleState();
-    const second: VisualSpan = { start: 8, count: 2, grid: { rows: 1, cols: 2 }, patchOwner: Int32Array.of(8, 9), tokenPatch: Int32Array.of(0, 1) };
-    state.spans = [{ ...state.spans[0], count: 5, patchOwner: Int32Array.of(2, 3, 4, 5, 6), tokenPatch: Int32Array.of(0, 1, 2, 3, 4) }, second];
+    const second: VisualSpan = {
+      start: 8,
+      count: 2,
+      grid: { rows: 1, cols: 2 },
+      patchOwner: Int32Array.of(8, 9),
+      tokenPatch: Int32Array.of(0, 1),
+    };
+    state.spans = [
+      {
+        ...state.spans[0],
+        count: 5,
+        patchOwner: Int32Array.of(2, 3, 4, 5, 6),
+        tokenPatch: Int32Array.of(0, 1, 2, 3, 4),
+      },
+      second,
+    ];
     const out = selectTokens(state, [0, 2, 6, 7, 9]);
-    assert.deepEqual(out.spans.map((s) => [s.start, s.count]), [[1, 2], [4, 1]]);
+    assert.deepEqual(
+      out.spans.map((s) => [s.start, s.count]),
+      [
+        [1, 2],
+        [4, 1],
+      ],
+    );
     assert.deepEqual(Array.from(out.spans[1].patchOwner), [-1, 4]);
     validateTokenState(out, 'projector', 2);
   });
 
   test('does not mutate its input', () => {
     const state = sampleState();
-    const before = JSON.stringify({ ...state, hidden: Array.from(state.hidden), owner: Array.from(state.spans[0].patchOwner) });
+    const before = JSON.stringify({
+      ...state,
+      hidden: Array.from(state.hidden),
+      owner: Array.from(state.spans[0].patchOwner),
+    });
     selectTokens(state, [1, 2]);
-    assert.equal(JSON.stringify({ ...state, hidden: Array.from(state.hidden), owner: Array.from(state.spans[0].patchOwner) }), before);
+    assert.equal(
+      JSON.stringify({ ...state, hidden: Array.from(state.hidden), owner: Array.from(state.spans[0].patchOwner) }),
+      before,
+    );
   });
 
   test('unsorted, duplicate or out-of-range kept indices throw', () => {
@@ -558,12 +730,15 @@ describe('validateTokenState', () => {
   const fails = (mutate: (s: TokenState) => void, message: RegExp) => {
     const state = sampleState();
     mutate(state);
-    assert.throws(() => validateTokenState(state, 'vision:3', 2), (error: unknown) => {
-      assert.ok(error instanceof Error);
-      assert.match(error.message, /reduction hook at vision:3 returned an invalid state/);
-      assert.match(error.message, message);
-      return true;
-    });
+    assert.throws(
+      () => validateTokenState(state, 'vision:3', 2),
+      (error: unknown) => {
+        assert.ok(error instanceof Error);
+        assert.match(error.message, /reduction hook at vision:3 returned an invalid state/);
+        assert.match(error.message, message);
+        return true;
+      },
+    );
   };
 
   test('accepts a well-formed state', () => {
@@ -571,10 +746,24 @@ describe('validateTokenState', () => {
   });
 
   test('rejects a width other than the site width', () => {
-    assert.throws(() => validateTokenState(sampleState(), 'llm:1', 3), /reduction hook at llm:1 returned an invalid state: width 2, expected 3/);
+    assert.throws(
+      () => validateTokenState(sampleState(), 'llm:1', 3),
+      /reduction hook at llm:1 returned an invalid state: width 2, expected 3/,
+    );
   });
 
-  test('rejects zero tokens', () => fails((s) => Object.assign(s, { count: 0, hidden: new Float32Array(0), sizes: new Float32Array(0), positions: new Int32Array(0), spans: [] }), /no tokens left/));
+  test('rejects zero tokens', () =>
+    fails(
+      (s) =>
+        Object.assign(s, {
+          count: 0,
+          hidden: new Float32Array(0),
+          sizes: new Float32Array(0),
+          positions: new Int32Array(0),
+          spans: [],
+        }),
+      /no tokens left/,
+    ));
 
   test('rejects hidden, sizes or positions of the wrong length', () => {
     fails((s) => (s.hidden = s.hidden.subarray(2)), /hidden has 18 values for 10×2/);

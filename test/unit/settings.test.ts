@@ -8,9 +8,17 @@ import { configurationSections, paramSettingKey, quantizationFor, readSettings }
 import { METHODS } from '../../src/reduction/registry';
 
 const packageJson = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
-  contributes: { configuration: { properties: Record<string, { scope?: string; minimum?: number; maximum?: number; enum?: string[] }> }[]; commands: { command: string; category: string }[] };
+  contributes: {
+    configuration: {
+      properties: Record<string, { scope?: string; minimum?: number; maximum?: number; enum?: string[] }>;
+    }[];
+    commands: { command: string; category: string }[];
+  };
 };
-const declared = Object.assign({}, ...packageJson.contributes.configuration.map((section) => section.properties)) as Record<string, { scope?: string; minimum?: number; maximum?: number; enum?: string[]; pattern?: string }>;
+const declared = Object.assign(
+  {},
+  ...packageJson.contributes.configuration.map((section) => section.properties),
+) as Record<string, { scope?: string; minimum?: number; maximum?: number; enum?: string[]; pattern?: string }>;
 
 function settingsFrom(values: Record<string, unknown>) {
   return readSettings((key) => values[key]);
@@ -26,7 +34,8 @@ describe('settings', () => {
       for (const [name, spec] of Object.entries(method.params)) {
         const setting = declared[paramSettingKey(method.name, name)];
         assert.ok(setting, `${method.name}.${name}`);
-        if (spec.type === 'number' || spec.type === 'integer') assert.deepEqual([setting.minimum, setting.maximum], [spec.min, spec.max]);
+        if (spec.type === 'number' || spec.type === 'integer')
+          assert.deepEqual([setting.minimum, setting.maximum], [spec.min, spec.max]);
         if (spec.type === 'enum') assert.deepEqual(setting.enum, spec.values);
       }
     }
@@ -34,7 +43,15 @@ describe('settings', () => {
   });
 
   test('hardware settings are machine-scoped; every command is in the FiCoCo category', () => {
-    for (const key of ['ficoco.modelPath', 'ficoco.provider', 'ficoco.threads', 'ficoco.quantization', 'ficoco.quantizationByModel', 'ficoco.hubEndpoint']) assert.equal(declared[key]?.scope, 'machine', key);
+    for (const key of [
+      'ficoco.modelPath',
+      'ficoco.provider',
+      'ficoco.threads',
+      'ficoco.quantization',
+      'ficoco.quantizationByModel',
+      'ficoco.hubEndpoint',
+    ])
+      assert.equal(declared[key]?.scope, 'machine', key);
     for (const command of packageJson.contributes.commands) assert.equal(command.category, 'FiCoCo', command.command);
   });
 
@@ -73,7 +90,10 @@ describe('settings', () => {
     assert.equal(settings.provider, 'cpu');
     assert.equal(settings.temperature, 0.7);
     assert.equal(settingsFrom({ 'ficoco.reduction.method': 'none' }).settings.reduction, undefined);
-    const ficoco = settingsFrom({ [paramSettingKey('ficoco-v', 'window')]: 3, [paramSettingKey('ficoco-v', 'weights')]: 'paper' });
+    const ficoco = settingsFrom({
+      [paramSettingKey('ficoco-v', 'window')]: 3,
+      [paramSettingKey('ficoco-v', 'weights')]: 'paper',
+    });
     assert.deepEqual(ficoco.settings.reduction?.params, { window: 3, weights: 'paper' });
   });
 
@@ -91,31 +111,70 @@ describe('settings', () => {
     });
     assert.equal(problems.length, 9);
     const messages = problems.map((problem) => problem.message);
-    assert.deepEqual(problems.map((problem) => problem.setting).sort(), ['ficoco.maxNewTokens', 'ficoco.provider', 'ficoco.quantization', 'ficoco.quantizationByModel', 'ficoco.reduction.budget', 'ficoco.reduction.method', 'ficoco.temperature', 'ficoco.threads', 'ficoco.unloadAfterMinutes'], 'each problem names the setting to open');
-    assert.match(messages.join('\n'), /ficoco\.quantizationByModel is \{"\/models\/x":"fp4"\}; expected an object from model folders to one of none, int8, int4/);
+    assert.deepEqual(
+      problems.map((problem) => problem.setting).sort(),
+      [
+        'ficoco.maxNewTokens',
+        'ficoco.provider',
+        'ficoco.quantization',
+        'ficoco.quantizationByModel',
+        'ficoco.reduction.budget',
+        'ficoco.reduction.method',
+        'ficoco.temperature',
+        'ficoco.threads',
+        'ficoco.unloadAfterMinutes',
+      ],
+      'each problem names the setting to open',
+    );
+    assert.match(
+      messages.join('\n'),
+      /ficoco\.quantizationByModel is \{"\/models\/x":"fp4"\}; expected an object from model folders to one of none, int8, int4/,
+    );
     assert.match(messages.join('\n'), /ficoco\.quantization is "int3"; expected one of none, int8, int4/);
     assert.match(messages[0]!, /^ficoco\.reduction\.method is "magic"; expected one of none, ficoco-v/);
-    assert.match(messages.join('\n'), /ficoco\.reduction\.budget is "half"; expected a whole number of visual tokens \(e\.g\. 64\) or a share above 0 and up to 100% \(e\.g\. 11% or 0\.11\)\. Using the default, "11%"\./);
-    assert.match(messages.join('\n'), /ficoco\.provider is "tpu"; expected one of auto, cpu, cuda, dml, coreml, webgpu/);
+    assert.match(
+      messages.join('\n'),
+      /ficoco\.reduction\.budget is "half"; expected a whole number of visual tokens \(e\.g\. 64\) or a share above 0 and up to 100% \(e\.g\. 11% or 0\.11\)\. Using the default, "11%"\./,
+    );
+    assert.match(
+      messages.join('\n'),
+      /ficoco\.provider is "tpu"; expected one of auto, cpu, cuda, dml, coreml, webgpu/,
+    );
     assert.match(messages.join('\n'), /ficoco\.maxNewTokens is 0; expected a whole number from 1 to 4096/);
     assert.match(messages.join('\n'), /ficoco\.unloadAfterMinutes is 2\.5; expected a whole number/);
     assert.deepEqual(settings, settingsFrom({}).settings);
   });
 
   test('an out-of-range method parameter is reported and left to its default', () => {
-    const { settings, problems } = settingsFrom({ [paramSettingKey('ficoco-v', 'window')]: 99, [paramSettingKey('ficoco-v', 'weights')]: 'paper' });
+    const { settings, problems } = settingsFrom({
+      [paramSettingKey('ficoco-v', 'window')]: 99,
+      [paramSettingKey('ficoco-v', 'weights')]: 'paper',
+    });
     assert.equal(problems.length, 1);
     assert.equal(problems[0]!.setting, 'ficoco.reduction.ficoco-v.window');
-    assert.match(problems[0]!.message, /^ficoco\.reduction\.ficoco-v\.window: ficoco-v\.window is 99; expected an integer in \[1, 16\]/);
+    assert.match(
+      problems[0]!.message,
+      /^ficoco\.reduction\.ficoco-v\.window: ficoco-v\.window is 99; expected an integer in \[1, 16\]/,
+    );
     assert.deepEqual(settings.reduction?.params, { weights: 'paper' });
   });
 
   test('budgets: one grammar for settings and the CLI — a count, a percentage or a decimal share', () => {
-    const good: [string, object][] = [['64', { tokens: 64 }], ['11%', { ratio: 0.11 }], ['12.5 %', { ratio: 0.125 }], ['0.25', { ratio: 0.25 }], ['.5', { ratio: 0.5 }], ['100%', { ratio: 1 }]];
+    const good: [string, object][] = [
+      ['64', { tokens: 64 }],
+      ['11%', { ratio: 0.11 }],
+      ['12.5 %', { ratio: 0.125 }],
+      ['0.25', { ratio: 0.25 }],
+      ['.5', { ratio: 0.5 }],
+      ['100%', { ratio: 1 }],
+    ];
     for (const [text, budget] of good) {
       assert.deepEqual(parseBudget(text), budget, text);
       assert.deepEqual(budgetArg(text), budget, `--budget ${text}`);
-      assert.ok(new RegExp(declared['ficoco.reduction.budget'].pattern!).test(text), `the settings pattern accepts ${text}`);
+      assert.ok(
+        new RegExp(declared['ficoco.reduction.budget'].pattern!).test(text),
+        `the settings pattern accepts ${text}`,
+      );
     }
     for (const bad of ['0', '0%', '101%', '150%', '-4', '-5', '2.5', '1.0', '0.0', 'all', '', '.']) {
       assert.equal(parseBudget(bad), undefined, bad);

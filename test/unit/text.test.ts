@@ -30,7 +30,6 @@ function modelFolder(files: Record<string, unknown>): string {
   return dir;
 }
 
-
 function addedToken(id: number, content: string, special = true) {
   return { id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special };
 }
@@ -39,7 +38,11 @@ function bosTemplateProcessing(bos: string, bosId: number) {
   return {
     type: 'TemplateProcessing',
     single: [{ SpecialToken: { id: bos, type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
-    pair: [{ SpecialToken: { id: bos, type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
+    pair: [
+      { SpecialToken: { id: bos, type_id: 0 } },
+      { Sequence: { id: 'A', type_id: 0 } },
+      { Sequence: { id: 'B', type_id: 1 } },
+    ],
     special_tokens: { [bos]: { id: bos, ids: [bosId], tokens: [bos] } },
   };
 }
@@ -50,12 +53,17 @@ function stream(text: TextProcessor, ids: number[]): string[] {
   return [...ids.map((id) => decoder.push(id)), decoder.flush()];
 }
 
-const userAsks = (question: string): ChatMessage[] => [{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: question }] }];
+const userAsks = (question: string): ChatMessage[] => [
+  { role: 'user', content: [{ type: 'image' }, { type: 'text', text: question }] },
+];
 
 // ---------------------------------------------------------------- word-level, llava-1.5 template
 
 const LLAVA_15_TEMPLATE =
-  "{% for message in messages %}{% if message['role'] == 'user' %}USER: {% else %}ASSISTANT: {% endif %}{% for item in message['content'] %}{% if item['type'] == 'text' %}{{ item['text'] }}{% elif item['type'] == 'image' %}<image>\n{% endif %}{% endfor %}{% if message['role'] == 'user' %} {% else %}{{ eos_token }}{% endif %}{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}";
+  "{% for message in messages %}{% if message['role'] == 'user' %}USER: {% else %}ASSISTANT: {% endif " +
+  "%}{% for item in message['content'] %}{% if item['type'] == 'text' %}{{ item['text'] }}{% elif " +
+  "item['type'] == 'image' %}<image>\n{% endif %}{% endfor %}{% if message['role'] == 'user' %} {% " +
+  'else %}{{ eos_token }}{% endif %}{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}';
 
 const WORDS = ['<unk>', '<s>', '</s>', 'USER:', 'ASSISTANT:', 'what', 'is', 'this', '?', '<image>', 'a', 'cat', '.'];
 const wordId = (word: string): number => WORDS.indexOf(word);
@@ -77,8 +85,22 @@ function wordLevelFolder(extra: Record<string, unknown> = {}): string {
     'tokenizer.json': wordLevelTokenizer(),
     'tokenizer_config.json': {
       // AddedToken objects, as older transformers write them; unk_token deliberately absent (WordLevel's own is used).
-      bos_token: { __type: 'AddedToken', content: '<s>', lstrip: false, normalized: false, rstrip: false, single_word: false },
-      eos_token: { __type: 'AddedToken', content: '</s>', lstrip: false, normalized: false, rstrip: false, single_word: false },
+      bos_token: {
+        __type: 'AddedToken',
+        content: '<s>',
+        lstrip: false,
+        normalized: false,
+        rstrip: false,
+        single_word: false,
+      },
+      eos_token: {
+        __type: 'AddedToken',
+        content: '</s>',
+        lstrip: false,
+        normalized: false,
+        rstrip: false,
+        single_word: false,
+      },
       clean_up_tokenization_spaces: false,
       chat_template: LLAVA_15_TEMPLATE,
     },
@@ -98,7 +120,10 @@ describe('word-level tokenizer with the llava-1.5 template', () => {
       { role: 'assistant', content: [{ type: 'text', text: 'a cat .' }] },
       { role: 'user', content: [{ type: 'text', text: 'what is this ?' }] },
     ];
-    assert.equal(await text.renderPrompt(multiTurn), 'USER: <image>\nwhat is this ? ASSISTANT: a cat .</s>USER: what is this ? ASSISTANT:');
+    assert.equal(
+      await text.renderPrompt(multiTurn),
+      'USER: <image>\nwhat is this ? ASSISTANT: a cat .</s>USER: what is this ? ASSISTANT:',
+    );
   });
 
   test('encodes with BOS from the post-processor, one image token, unk for unknown words', async () => {
@@ -132,23 +157,62 @@ describe('word-level tokenizer with the llava-1.5 template', () => {
   });
 
   test('unknown image token', () => {
-    throwsFicoco(() => TextProcessor.load(wordLevelFolder(), { id: 99 }), 'config', /image token id 99 is not in the vocabulary of .*tokenizer\.json/);
-    throwsFicoco(() => TextProcessor.load(wordLevelFolder(), { text: '<img>' }), 'config', /image token "<img>" is not in the vocabulary/);
+    throwsFicoco(
+      () => TextProcessor.load(wordLevelFolder(), { id: 99 }),
+      'config',
+      /image token id 99 is not in the vocabulary of .*tokenizer\.json/,
+    );
+    throwsFicoco(
+      () => TextProcessor.load(wordLevelFolder(), { text: '<img>' }),
+      'config',
+      /image token "<img>" is not in the vocabulary/,
+    );
   });
 });
 
 // ---------------------------------------------------------------- Llama-2 style sentencepiece BPE with byte fallback
 
 const BYTE_TOKENS = Array.from({ length: 256 }, (_, byte) => `<0x${byte.toString(16).toUpperCase().padStart(2, '0')}>`);
-const LLAMA_PIECES = ['▁', 'h', 'e', 'l', 'o', 'w', 'r', 'd', '▁h', '▁he', 'll', '▁hell', '▁hello', '▁w', 'or', '▁wor', 'ld', '▁world', '<image>'];
+const LLAMA_PIECES = [
+  '▁',
+  'h',
+  'e',
+  'l',
+  'o',
+  'w',
+  'r',
+  'd',
+  '▁h',
+  '▁he',
+  'll',
+  '▁hell',
+  '▁hello',
+  '▁w',
+  'or',
+  '▁wor',
+  'ld',
+  '▁world',
+  '<image>',
+];
 const LLAMA_VOCAB = ['<unk>', '<s>', '</s>', ...BYTE_TOKENS, ...LLAMA_PIECES];
 const llamaId = (token: string): number => LLAMA_VOCAB.indexOf(token);
 
 function llamaTokenizer(imageIsAdded = true) {
   return {
     version: '1.0',
-    added_tokens: [addedToken(0, '<unk>'), addedToken(1, '<s>'), addedToken(2, '</s>'), ...(imageIsAdded ? [addedToken(llamaId('<image>'), '<image>')] : [])],
-    normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '▁' }, { type: 'Replace', pattern: { String: ' ' }, content: '▁' }] },
+    added_tokens: [
+      addedToken(0, '<unk>'),
+      addedToken(1, '<s>'),
+      addedToken(2, '</s>'),
+      ...(imageIsAdded ? [addedToken(llamaId('<image>'), '<image>')] : []),
+    ],
+    normalizer: {
+      type: 'Sequence',
+      normalizers: [
+        { type: 'Prepend', prepend: '▁' },
+        { type: 'Replace', pattern: { String: ' ' }, content: '▁' },
+      ],
+    },
     pre_tokenizer: null,
     post_processor: bosTemplateProcessing('<s>', 1),
     decoder: {
@@ -176,12 +240,21 @@ function llamaTokenizer(imageIsAdded = true) {
 }
 
 const LLAMA_2_CHAT_TEMPLATE =
-  "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}[INST] {{ message['content'] }} [/INST]{% else %} {{ message['content'] }} {{ eos_token }}{% endif %}{% endfor %}";
+  "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}[INST] {{ " +
+  "message['content'] }} [/INST]{% else %} {{ message['content'] }} {{ eos_token }}{% endif %}{% " +
+  'endfor %}';
 
 function llamaFolder(files: Record<string, unknown> = {}): string {
   return modelFolder({
     'tokenizer.json': llamaTokenizer(),
-    'tokenizer_config.json': { bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>', pad_token: null, add_bos_token: true, clean_up_tokenization_spaces: false },
+    'tokenizer_config.json': {
+      bos_token: '<s>',
+      eos_token: '</s>',
+      unk_token: '<unk>',
+      pad_token: null,
+      add_bos_token: true,
+      clean_up_tokenization_spaces: false,
+    },
     'chat_template.jinja': LLAMA_2_CHAT_TEMPLATE,
     ...files,
   });
@@ -230,7 +303,11 @@ describe('Llama-2 style BPE with byte fallback', () => {
 
   test('an image token that is in the vocabulary but not an added token is refused', () => {
     const dir = llamaFolder({ 'tokenizer.json': llamaTokenizer(false) });
-    throwsFicoco(() => TextProcessor.load(dir, { text: '<image>' }), 'config', /"<image>" \(id \d+\) is not an added token in .*tokenizer\.json/);
+    throwsFicoco(
+      () => TextProcessor.load(dir, { text: '<image>' }),
+      'config',
+      /"<image>" \(id \d+\) is not an added token in .*tokenizer\.json/,
+    );
   });
 });
 
@@ -256,7 +333,8 @@ const QWEN_PIECES = ['he', 'll', 'hell', 'hello', 'Ġw', 'or', 'Ġwor', 'ld', '�
 const QWEN_VOCAB = [...BYTE_LEVEL, ...QWEN_PIECES];
 const QWEN_SPECIAL = { endoftext: 300, imStart: 301, imEnd: 302, image: 303 };
 const QWEN_SPLIT_REGEX =
-  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| " +
+  '?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+';
 
 function qwenTokenizer() {
   return {
@@ -287,20 +365,42 @@ function qwenTokenizer() {
       byte_fallback: false,
       ignore_merges: false,
       vocab: Object.fromEntries(QWEN_VOCAB.map((token, id) => [token, id])),
-      merges: [['h', 'e'], ['l', 'l'], ['he', 'll'], ['hell', 'o'], ['Ġ', 'w'], ['o', 'r'], ['Ġw', 'or'], ['l', 'd'], ['Ġwor', 'ld']],
+      merges: [
+        ['h', 'e'],
+        ['l', 'l'],
+        ['he', 'll'],
+        ['hell', 'o'],
+        ['Ġ', 'w'],
+        ['o', 'r'],
+        ['Ġw', 'or'],
+        ['l', 'd'],
+        ['Ġwor', 'ld'],
+      ],
     },
   };
 }
 
 const CHATML_TEXT_TEMPLATE =
-  "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+  "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + " +
+  "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% " +
+  'endif %}';
 const CHATML_PROCESSOR_TEMPLATE =
-  "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' }}{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for item in message['content'] %}{% if item['type'] == 'image' %}{{ '<image>\n' }}{% else %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}{{ '<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+  "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' }}{% if message['content'] " +
+  "is string %}{{ message['content'] }}{% else %}{% for item in message['content'] %}{% if " +
+  "item['type'] == 'image' %}{{ '<image>\n' }}{% else %}{{ item['text'] }}{% endif %}{% endfor %}{% " +
+  "endif %}{{ '<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' " +
+  '}}{% endif %}';
 
 function qwenFolder(files: Record<string, unknown> = {}): string {
   return modelFolder({
     'tokenizer.json': qwenTokenizer(),
-    'tokenizer_config.json': { bos_token: null, eos_token: '<|im_end|>', pad_token: '<|endoftext|>', unk_token: null, chat_template: CHATML_TEXT_TEMPLATE },
+    'tokenizer_config.json': {
+      bos_token: null,
+      eos_token: '<|im_end|>',
+      pad_token: '<|endoftext|>',
+      unk_token: null,
+      chat_template: CHATML_TEXT_TEMPLATE,
+    },
     'chat_template.json': { chat_template: CHATML_PROCESSOR_TEMPLATE },
     'generation_config.json': { eos_token_id: [QWEN_SPECIAL.imEnd, QWEN_SPECIAL.endoftext] },
     'config.json': { eos_token_id: QWEN_SPECIAL.endoftext },
@@ -314,14 +414,32 @@ describe('Qwen2 byte-level BPE with ChatML', () => {
   const text = loadForRendering(qwenFolder(), { id: QWEN_SPECIAL.image });
 
   test('chat_template.json wins over tokenizer_config.json and renders content lists', async () => {
-    const prompt = await text.renderPrompt([{ role: 'system', content: 'You are helpful.' }, ...userAsks('hello world')]);
-    assert.equal(prompt, '<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\n<image>\nhello world<|im_end|>\n<|im_start|>assistant\n');
+    const prompt = await text.renderPrompt([
+      { role: 'system', content: 'You are helpful.' },
+      ...userAsks('hello world'),
+    ]);
+    assert.equal(
+      prompt,
+      '<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\n<image>\nhello ' +
+        'world<|im_end|>\n<|im_start|>assistant\n',
+    );
   });
 
   test('encodes without BOS, one image token after "user\\n"', async () => {
     const ids = text.encode(await text.renderPrompt(userAsks('hello world')));
     const { imStart, imEnd, image } = QWEN_SPECIAL;
-    assert.deepEqual(ids, [imStart, ...bytes('user\n'), image, ...bytes('\n'), QWEN_VOCAB.indexOf('hello'), QWEN_VOCAB.indexOf('Ġworld'), imEnd, ...bytes('\n'), imStart, ...bytes('assistant\n')]);
+    assert.deepEqual(ids, [
+      imStart,
+      ...bytes('user\n'),
+      image,
+      ...bytes('\n'),
+      QWEN_VOCAB.indexOf('hello'),
+      QWEN_VOCAB.indexOf('Ġworld'),
+      imEnd,
+      ...bytes('\n'),
+      imStart,
+      ...bytes('assistant\n'),
+    ]);
     assert.equal(ids.filter((id) => id === image).length, 1);
     assert.deepEqual(text.stopTokenIds, [imEnd, QWEN_SPECIAL.endoftext]);
   });
@@ -354,7 +472,10 @@ describe('chat template location and errors', () => {
   test('tokenizer_config.json string template when no other file exists', async () => {
     const dir = qwenFolder();
     fs.rmSync(path.join(dir, 'chat_template.json'));
-    assert.equal(await loadForRendering(dir, { text: '<image>' }).renderPrompt(messages), '<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n');
+    assert.equal(
+      await loadForRendering(dir, { text: '<image>' }).renderPrompt(messages),
+      '<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n',
+    );
   });
 
   test('tokenizer_config.json list of named templates: "default" is used', async () => {
@@ -387,12 +508,18 @@ describe('chat template location and errors', () => {
 
   test('template syntax error names the file', () => {
     const dir = qwenFolder({ 'chat_template.jinja': '{% for m in messages %}' });
-    throwsFicoco(() => TextProcessor.load(dir, { text: '<image>' }), 'config', /chat template in .*chat_template\.jinja does not parse/);
+    throwsFicoco(
+      () => TextProcessor.load(dir, { text: '<image>' }),
+      'config',
+      /chat template in .*chat_template\.jinja does not parse/,
+    );
   });
 
   test('raise_exception in the template becomes an input error', async () => {
     const dir = qwenFolder({
-      'chat_template.jinja': "{% if messages[0]['role'] != 'user' %}{{ raise_exception('Conversation must start with a user message') }}{% endif %}ok",
+      'chat_template.jinja':
+        "{% if messages[0]['role'] != 'user' %}{{ raise_exception('Conversation must start with a user " +
+        "message') }}{% endif %}ok",
     });
     const text = loadForRendering(dir, { text: '<image>' });
     assert.equal(await text.renderPrompt(messages), 'ok');

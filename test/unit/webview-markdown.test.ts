@@ -19,7 +19,10 @@ function rendered(text: string): HTMLElement {
 
 describe('model answers are sanitized before they reach the page', () => {
   test('links markdown-it keeps but the page must not follow lose their address: command:, vscode:', () => {
-    const element = rendered('[open a terminal](command:workbench.action.terminal.new) [install](vscode:extension/evil.ext) [docs](https://code.visualstudio.com/)');
+    const element = rendered(
+      '[open a terminal](command:workbench.action.terminal.new) [install](vscode:extension/evil.ext) ' +
+        '[docs](https://code.visualstudio.com/)',
+    );
     const hrefs = [...element.querySelectorAll('a')].map((a) => a.getAttribute('href'));
     assert.deepEqual(hrefs, [null, null, 'https://code.visualstudio.com/']);
     assert.match(element.textContent ?? '', /open a terminal install docs/);
@@ -34,13 +37,16 @@ describe('model answers are sanitized before they reach the page', () => {
     assert.equal(element.querySelectorAll('.code-actions vscode-button').length, 2);
   });
 
-  test('DOMPurify\'s own output on hostile HTML, in a real DOM', () => {
+  test("DOMPurify's own output on hostile HTML, in a real DOM", () => {
     const { window } = new JSDOM('');
     const sanitize = (html: string) => sanitizeHtml(html, window as unknown as Window);
     assert.equal(sanitize('<img src="https://x/y.png" onerror="alert(1)">'), '<img src="https://x/y.png">');
     assert.equal(sanitize('<a href="javascript:alert(1)">x</a><a href="command:evil">y</a>'), '<a>x</a><a>y</a>');
     assert.equal(sanitize('<svg onload="alert(1)"><script>alert(1)</script></svg>'), '<svg></svg>');
-    assert.equal(sanitize('<iframe src="https://x"></iframe><form action="https://x"><input></form>'), '<form action="https://x"><input></form>');
+    assert.equal(
+      sanitize('<iframe src="https://x"></iframe><form action="https://x"><input></form>'),
+      '<form action="https://x"><input></form>',
+    );
   });
 
   test('where DOMPurify cannot run, the answer is plain text, never unsanitized HTML', () => {

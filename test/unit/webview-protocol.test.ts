@@ -2,7 +2,15 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Conversation, MAX_IMAGES_PER_TURN, MAX_PREVIEW_BYTES, turnImage } from '../../src/extension/conversation';
 import { webviewHtml } from '../../src/extension/webviewHtml';
-import { AnswerStatsView, HostMessage, MessageError, Turn, WebviewMessage, parseHostMessage, parseWebviewMessage } from '../../src/protocol/webview';
+import {
+  AnswerStatsView,
+  HostMessage,
+  MessageError,
+  Turn,
+  WebviewMessage,
+  parseHostMessage,
+  parseWebviewMessage,
+} from '../../src/protocol/webview';
 
 const STATS: AnswerStatsView = {
   visualTokens: [{ original: 144, atDecoder: 16 }],
@@ -42,7 +50,19 @@ function refusal(parse: (value: unknown) => unknown, value: unknown): string {
 describe('webview messages', () => {
   test('every extension → webview message survives a round trip through the parser', () => {
     const messages: HostMessage[] = [
-      { type: 'state', turns: [TURN, { id: 'turn-2', question: 'q', images: [{ name: 'big.png' }], answer: { text: '', status: 'error', error: 'failed' } }], pending: [{ id: 'image-3', name: 'b.png' }] },
+      {
+        type: 'state',
+        turns: [
+          TURN,
+          {
+            id: 'turn-2',
+            question: 'q',
+            images: [{ name: 'big.png' }],
+            answer: { text: '', status: 'error', error: 'failed' },
+          },
+        ],
+        pending: [{ id: 'image-3', name: 'b.png' }],
+      },
       { type: 'turnAdded', turn: { ...TURN, answer: { text: '', status: 'waiting' } } },
       { type: 'turnUpdated', turn: { ...TURN, full: { text: 'a dog', status: 'streaming' } } },
       { type: 'replyText', turnId: 'turn-1', reply: 'full', text: ' cat' },
@@ -66,30 +86,59 @@ describe('webview messages', () => {
       { type: 'copy', text: 'npm test' },
       { type: 'insert', text: 'npm test' },
     ];
-    for (const message of messages) assert.deepEqual(parseWebviewMessage({ ...structuredClone(message), extra: 1 }), message);
+    for (const message of messages)
+      assert.deepEqual(parseWebviewMessage({ ...structuredClone(message), extra: 1 }), message);
   });
 
   test('refusals name what is wrong', () => {
     assert.match(refusal(parseWebviewMessage, null), /message is null; expected an object/);
     assert.match(refusal(parseWebviewMessage, { type: 'stop' }), /turnId is missing/);
     assert.match(refusal(parseWebviewMessage, { type: 'paste' }), /message type is "paste"; expected ready, ask/);
-    assert.match(refusal(parseWebviewMessage, { type: 'addImages', images: [{ name: 'a.png' }] }), /images\[0\]\.dataBase64 is missing/);
+    assert.match(
+      refusal(parseWebviewMessage, { type: 'addImages', images: [{ name: 'a.png' }] }),
+      /images\[0\]\.dataBase64 is missing/,
+    );
     // vscode.Uri.parse(uri, true) throws on these, out of the message handler.
     for (const uri of ['shot.png', '/home/me/shot.png', '1a:b', ':x']) {
-      assert.match(refusal(parseWebviewMessage, { type: 'addUris', uris: ['file:///ok.png', uri] }), /uris\[1\] is ".*"; expected a URI with a scheme/, uri);
+      assert.match(
+        refusal(parseWebviewMessage, { type: 'addUris', uris: ['file:///ok.png', uri] }),
+        /uris\[1\] is ".*"; expected a URI with a scheme/,
+        uri,
+      );
     }
-    assert.match(refusal(parseHostMessage, { type: 'replyText', turnId: 't', reply: 'answer', text: 3 }), /text is 3; expected a string/);
-    assert.match(refusal(parseHostMessage, { type: 'replyText', turnId: 't', reply: 'other', text: '' }), /reply is "other"/);
-    assert.match(refusal(parseHostMessage, { type: 'turnUpdated', turn: { ...TURN, answer: { text: '', status: 'thinking' } } }), /turn\.answer\.status is "thinking"/);
+    assert.match(
+      refusal(parseHostMessage, { type: 'replyText', turnId: 't', reply: 'answer', text: 3 }),
+      /text is 3; expected a string/,
+    );
+    assert.match(
+      refusal(parseHostMessage, { type: 'replyText', turnId: 't', reply: 'other', text: '' }),
+      /reply is "other"/,
+    );
+    assert.match(
+      refusal(parseHostMessage, { type: 'turnUpdated', turn: { ...TURN, answer: { text: '', status: 'thinking' } } }),
+      /turn\.answer\.status is "thinking"/,
+    );
     const badStats = { ...STATS, visualTokens: [{ original: 144, atDecoder: -1 }] };
-    assert.match(refusal(parseHostMessage, { type: 'turnAdded', turn: { ...TURN, answer: { ...TURN.answer, stats: badStats } } }), /turn\.answer\.stats\.visualTokens\[0\]\.atDecoder is -1/);
+    assert.match(
+      refusal(parseHostMessage, { type: 'turnAdded', turn: { ...TURN, answer: { ...TURN.answer, stats: badStats } } }),
+      /turn\.answer\.stats\.visualTokens\[0\]\.atDecoder is -1/,
+    );
     const badOverlay = { ...STATS, imageReductions: [{ rows: 2, cols: 2, patches: 'kkx' }] };
-    assert.match(refusal(parseHostMessage, { type: 'turnAdded', turn: { ...TURN, answer: { ...TURN.answer, stats: badOverlay } } }), /patches must be 4 of k, m or d/);
+    assert.match(
+      refusal(parseHostMessage, {
+        type: 'turnAdded',
+        turn: { ...TURN, answer: { ...TURN.answer, stats: badOverlay } },
+      }),
+      /patches must be 4 of k, m or d/,
+    );
   });
 
   test('image sources are only inlined images', () => {
     const withSrc = (src: string) => ({ type: 'turnAdded', turn: { ...TURN, images: [{ name: 'a.png', src }] } });
-    assert.match(refusal(parseHostMessage, withSrc('javascript:alert(1)')), /turn\.images\[0\]\.src is not a data:image URL/);
+    assert.match(
+      refusal(parseHostMessage, withSrc('javascript:alert(1)')),
+      /turn\.images\[0\]\.src is not a data:image URL/,
+    );
     assert.match(refusal(parseHostMessage, withSrc('https://example.com/a.png')), /src is not/);
     assert.match(refusal(parseHostMessage, withSrc('data:image/svg+xml;base64,PHN2Zz4=')), /src is not/);
   });
@@ -100,14 +149,28 @@ describe('conversation kept by the extension', () => {
     const conversation = new Conversation();
     const added = conversation.addPending([image('a.png'), image('b.png')]);
     assert.ok(added.type === 'pending');
-    assert.deepEqual(added.pending.map((image) => image.name), ['a.png', 'b.png']);
+    assert.deepEqual(
+      added.pending.map((image) => image.name),
+      ['a.png', 'b.png'],
+    );
     const removed = conversation.removePending(added.pending[0]!.id);
     assert.deepEqual(removed.type === 'pending' && removed.pending.map((image) => image.name), ['b.png']);
     const started = conversation.startTurn('what is it?');
     assert.ok(started);
-    assert.deepEqual(started.inputs.map((input) => input.name), ['b.png']);
-    assert.deepEqual(started.messages.map((message) => message.type), ['turnAdded', 'pending']);
-    assert.deepEqual(conversation.appendText(started.turn.id, 'answer', 'a '), { type: 'replyText', turnId: started.turn.id, reply: 'answer', text: 'a ' });
+    assert.deepEqual(
+      started.inputs.map((input) => input.name),
+      ['b.png'],
+    );
+    assert.deepEqual(
+      started.messages.map((message) => message.type),
+      ['turnAdded', 'pending'],
+    );
+    assert.deepEqual(conversation.appendText(started.turn.id, 'answer', 'a '), {
+      type: 'replyText',
+      turnId: started.turn.id,
+      reply: 'answer',
+      text: 'a ',
+    });
     conversation.appendText(started.turn.id, 'answer', 'cat');
     const done = conversation.finish(started.turn.id, 'answer', 'stop-token', STATS);
     assert.ok(done?.type === 'turnUpdated');
@@ -124,8 +187,14 @@ describe('conversation kept by the extension', () => {
     conversation.appendText(first.turn.id, 'answer', 'maps');
     conversation.finish(first.turn.id, 'answer', 'stop-token');
     const second = conversation.startTurn('and the colour of box A ?')!;
-    assert.deepEqual(second.inputs.map((input) => input.name), ['a.png']);
-    assert.deepEqual(second.messages.map((message) => message.type), ['turnAdded']);
+    assert.deepEqual(
+      second.inputs.map((input) => input.name),
+      ['a.png'],
+    );
+    assert.deepEqual(
+      second.messages.map((message) => message.type),
+      ['turnAdded'],
+    );
     assert.deepEqual(conversation.history(second.turn.id), [
       { role: 'user', text: 'what is the title ?' },
       { role: 'assistant', text: 'maps' },
@@ -142,7 +211,11 @@ describe('conversation kept by the extension', () => {
     assert.deepEqual(conversation.history(second.turn.id), []);
     const state = conversation.state();
     assert.ok(state.type === 'state');
-    assert.deepEqual(state.turns[0]!.answer, { text: '', status: 'error', error: 'The engine process stopped unexpectedly.' });
+    assert.deepEqual(state.turns[0]!.answer, {
+      text: '',
+      status: 'error',
+      error: 'The engine process stopped unexpectedly.',
+    });
   });
 
   test('Compare opens a full-token reply beside the answer; the speedup joins the answer later', () => {
@@ -180,21 +253,42 @@ describe('conversation kept by the extension', () => {
     assert.equal(before.type === 'state' && before.turns[0]?.answer.text, '');
   });
 
-  test('images are inlined as data URLs up to a size, with the MIME type of the format their header says (not their name)', () => {
-    assert.deepEqual(turnImage({ name: 'Shot.PNG', dataBase64: 'AQID', format: 'png' }), { name: 'Shot.PNG', src: 'data:image/png;base64,AQID' });
-    assert.equal(turnImage({ name: 'photo.png', dataBase64: 'AQ==', format: 'jpeg' }).src, 'data:image/jpeg;base64,AQ==');
-    const big = Buffer.alloc(MAX_PREVIEW_BYTES + 1).toString('base64');
-    assert.deepEqual(turnImage({ name: 'big.png', dataBase64: big, format: 'png' }), { name: 'big.png' });
-    assert.ok(turnImage({ name: 'edge.png', dataBase64: Buffer.alloc(MAX_PREVIEW_BYTES).toString('base64'), format: 'png' }).src);
-  });
+  test(
+    'images are inlined as data URLs up to a size, with the MIME type of the format their header says ' +
+      '(not their name)',
+    () => {
+      assert.deepEqual(turnImage({ name: 'Shot.PNG', dataBase64: 'AQID', format: 'png' }), {
+        name: 'Shot.PNG',
+        src: 'data:image/png;base64,AQID',
+      });
+      assert.equal(
+        turnImage({ name: 'photo.png', dataBase64: 'AQ==', format: 'jpeg' }).src,
+        'data:image/jpeg;base64,AQ==',
+      );
+      const big = Buffer.alloc(MAX_PREVIEW_BYTES + 1).toString('base64');
+      assert.deepEqual(turnImage({ name: 'big.png', dataBase64: big, format: 'png' }), { name: 'big.png' });
+      assert.ok(
+        turnImage({ name: 'edge.png', dataBase64: Buffer.alloc(MAX_PREVIEW_BYTES).toString('base64'), format: 'png' })
+          .src,
+      );
+    },
+  );
 });
 
 describe('webview page', () => {
-  const page = { cspSource: 'https://webview.test', scriptUri: 'https://webview.test/dist/webview.js', styleUri: 'https://webview.test/dist/webview.css', title: 'FiCoCo' };
+  const page = {
+    cspSource: 'https://webview.test',
+    scriptUri: 'https://webview.test/dist/webview.js',
+    styleUri: 'https://webview.test/dist/webview.css',
+    title: 'FiCoCo',
+  };
 
   test('a strict CSP whose nonce is the script tag’s', () => {
     const html = webviewHtml(page, 'abc123');
-    assert.match(html, /content="default-src 'none'; img-src https:\/\/webview.test data:; style-src https:\/\/webview.test; script-src 'nonce-abc123'; font-src https:\/\/webview.test"/);
+    assert.match(
+      html,
+      /content="default-src 'none'; img-src https:\/\/webview.test data:; style-src https:\/\/webview.test; script-src 'nonce-abc123'; font-src https:\/\/webview.test"/,
+    );
     assert.match(html, /<script nonce="abc123" src="https:\/\/webview.test\/dist\/webview.js"><\/script>/);
     assert.match(html, /<link rel="stylesheet" href="https:\/\/webview.test\/dist\/webview.css">/);
     assert.doesNotMatch(html, /unsafe-inline|unsafe-eval|<style/);

@@ -20,14 +20,25 @@ const STATS: AnswerStatsView = {
   provider: 'cpu',
 };
 
-const REDUCED: AnswerStatsView = { ...STATS, reduction: { method: 'ficoco-v', budget: '64' }, flopsRatio: 0.224, imageReductions: [{ rows: 2, cols: 2, patches: 'kmmd' }] };
+const REDUCED: AnswerStatsView = {
+  ...STATS,
+  reduction: { method: 'ficoco-v', budget: '64' },
+  flopsRatio: 0.224,
+  imageReductions: [{ rows: 2, cols: 2, patches: 'kmmd' }],
+};
 
 function reply(overrides: Partial<Reply> = {}): Reply {
   return { text: '', status: 'waiting', ...overrides };
 }
 
 function turn(overrides: Partial<Turn> = {}): Turn {
-  return { id: 'turn-1', question: 'What does the dialog say?', images: [{ name: 'shot.png', src: PNG_DATA_URL }], answer: reply(), ...overrides };
+  return {
+    id: 'turn-1',
+    question: 'What does the dialog say?',
+    images: [{ name: 'shot.png', src: PNG_DATA_URL }],
+    answer: reply(),
+    ...overrides,
+  };
 }
 
 /** The real page the extension builds, in happy-dom, with the chat started on it and what it posts recorded. */
@@ -37,9 +48,18 @@ let posted: WebviewMessage[];
 let chat: ChatPage;
 
 beforeEach(() => {
-  window = new Window({ settings: { disableJavaScriptFileLoading: true, disableCSSFileLoading: true, disableJavaScriptEvaluation: true } });
+  window = new Window({
+    settings: { disableJavaScriptFileLoading: true, disableCSSFileLoading: true, disableJavaScriptEvaluation: true },
+  });
   document = window.document as unknown as Document;
-  document.write(webviewHtml({ cspSource: 'https://webview.test', scriptUri: 'https://webview.test/webview.js', styleUri: 'https://webview.test/webview.css', title: 'FiCoCo' }));
+  document.write(
+    webviewHtml({
+      cspSource: 'https://webview.test',
+      scriptUri: 'https://webview.test/webview.js',
+      styleUri: 'https://webview.test/webview.css',
+      title: 'FiCoCo',
+    }),
+  );
   posted = [];
   chat = startChat(document, (message) => posted.push(message));
 });
@@ -66,7 +86,9 @@ function answerOf(element: HTMLElement): HTMLElement {
 }
 
 function key(target: EventTarget, keyName: string, init: { shiftKey?: boolean } = {}): void {
-  target.dispatchEvent(new window.KeyboardEvent('keydown', { key: keyName, bubbles: true, cancelable: true, ...init }) as unknown as Event);
+  target.dispatchEvent(
+    new window.KeyboardEvent('keydown', { key: keyName, bubbles: true, cancelable: true, ...init }) as unknown as Event,
+  );
 }
 
 /** Lets the async handlers (file reads) finish. */
@@ -87,8 +109,16 @@ describe('chat transcript', () => {
     send({
       type: 'state',
       turns: [
-        turn({ id: 'turn-1', answer: reply({ text: 'It says **Saved**.', status: 'done', stopReason: 'stop-token', stats: STATS }) }),
-        turn({ id: 'turn-2', question: 'And the title?', images: [{ name: 'huge.png' }], answer: reply({ text: 'Set', status: 'streaming' }) }),
+        turn({
+          id: 'turn-1',
+          answer: reply({ text: 'It says **Saved**.', status: 'done', stopReason: 'stop-token', stats: STATS }),
+        }),
+        turn({
+          id: 'turn-2',
+          question: 'And the title?',
+          images: [{ name: 'huge.png' }],
+          answer: reply({ text: 'Set', status: 'streaming' }),
+        }),
       ],
       pending: [],
     });
@@ -109,7 +139,12 @@ describe('chat transcript', () => {
 
   test('model output is sanitized: raw HTML stays text, script links go', () => {
     send({ type: 'turnAdded', turn: turn() });
-    send({ type: 'replyText', turnId: 'turn-1', reply: 'answer', text: '<img src=x onerror=alert(1)> [click](javascript:alert(1))' });
+    send({
+      type: 'replyText',
+      turnId: 'turn-1',
+      reply: 'answer',
+      text: '<img src=x onerror=alert(1)> [click](javascript:alert(1))',
+    });
     const body = answerOf(only(turnElements())).querySelector('.reply-body')!;
     assert.equal(body.querySelector('img'), null);
     assert.match(body.textContent ?? '', /<img src=x onerror=alert\(1\)>/);
@@ -117,12 +152,17 @@ describe('chat transcript', () => {
   });
 
   test('streamed pieces append to their own reply, and the first replaces the waiting note', () => {
-    send({ type: 'state', turns: [turn({ id: 'turn-1', answer: reply({ text: 'Done.', status: 'done', stopReason: 'stop-token' }) })], pending: [] });
+    send({
+      type: 'state',
+      turns: [turn({ id: 'turn-1', answer: reply({ text: 'Done.', status: 'done', stopReason: 'stop-token' }) })],
+      pending: [],
+    });
     send({ type: 'turnAdded', turn: turn({ id: 'turn-2' }) });
     const second = answerOf(turnElements()[1]!);
     assert.equal(second.dataset.status, 'waiting');
     assert.ok(second.querySelector('.waiting'));
-    for (const piece of ['The ', 'dialog ', 'says ', '"Saved".']) send({ type: 'replyText', turnId: 'turn-2', reply: 'answer', text: piece });
+    for (const piece of ['The ', 'dialog ', 'says ', '"Saved".'])
+      send({ type: 'replyText', turnId: 'turn-2', reply: 'answer', text: piece });
     assert.equal(second.querySelector('.reply-body')?.textContent?.trim(), 'The dialog says "Saved".');
     assert.equal(second.dataset.status, 'streaming');
     assert.equal(second.querySelector('.waiting'), null);
@@ -131,13 +171,24 @@ describe('chat transcript', () => {
 
   test('a finished reduced answer: stats, Show reduction toggles the overlay, Compare posts compare', () => {
     send({ type: 'turnAdded', turn: turn() });
-    send({ type: 'turnUpdated', turn: turn({ answer: reply({ text: 'Saved.', status: 'done', stopReason: 'stop-token', stats: { ...REDUCED, speedup: 3.14 } }) }) });
+    send({
+      type: 'turnUpdated',
+      turn: turn({
+        answer: reply({
+          text: 'Saved.',
+          status: 'done',
+          stopReason: 'stop-token',
+          stats: { ...REDUCED, speedup: 3.14 },
+        }),
+      }),
+    });
     const element = only(turnElements());
     assert.equal(element.querySelector('.stop'), null);
     assert.equal(element.hasAttribute('aria-busy'), false);
     assert.equal(
       element.querySelector('.stats')?.textContent,
-      'ficoco-v 64 · visual tokens 64/576 · prefill 123 ms (vision 40 ms) · TTFT 150 ms · 12 tokens at 30.3 tokens/s · cpu · 3.1× faster prefill (measured) · 22 % of the FLOPs (analytic)',
+      'ficoco-v 64 · visual tokens 64/576 · prefill 123 ms (vision 40 ms) · TTFT 150 ms · 12 tokens at ' +
+        '30.3 tokens/s · cpu · 3.1× faster prefill (measured) · 22 % of the FLOPs (analytic)',
     );
     const figures = element.querySelector<HTMLElement>('.reduction-figures')!;
     assert.equal(figures.hidden, true);
@@ -145,14 +196,20 @@ describe('chat transcript', () => {
     toggle.click();
     assert.equal(figures.hidden, false);
     assert.equal(toggle.getAttribute('aria-expanded'), 'true');
-    assert.deepEqual([...figures.querySelectorAll('.patch')].map((cell) => cell.className), ['patch kept', 'patch merged', 'patch merged', 'patch dropped']);
+    assert.deepEqual(
+      [...figures.querySelectorAll('.patch')].map((cell) => cell.className),
+      ['patch kept', 'patch merged', 'patch merged', 'patch dropped'],
+    );
     assert.equal(figures.querySelector('figcaption')?.textContent, '1 kept, 2 merged, 1 dropped of 4 patches');
     element.querySelector<HTMLElement>('.compare')!.click();
     assert.deepEqual(posted.at(-1), { type: 'compare', turnId: 'turn-1' });
   });
 
   test('an unreduced answer offers neither overlay nor comparison', () => {
-    send({ type: 'turnAdded', turn: turn({ answer: reply({ text: 'x', status: 'done', stopReason: 'stop-token', stats: STATS }) }) });
+    send({
+      type: 'turnAdded',
+      turn: turn({ answer: reply({ text: 'x', status: 'done', stopReason: 'stop-token', stats: STATS }) }),
+    });
     const element = only(turnElements());
     assert.equal(element.querySelector('.show-reduction'), null);
     assert.equal(element.querySelector('.compare'), null);
@@ -164,15 +221,24 @@ describe('chat transcript', () => {
     send({ type: 'replyText', turnId: 'turn-1', reply: 'full', text: 'green' });
     const element = only(turnElements());
     assert.ok(element.querySelector('.replies.compared'));
-    assert.deepEqual([...element.querySelectorAll('.reply h3')].map((h) => h.textContent), ['Answer (ficoco-v, 64)', 'Full tokens']);
+    assert.deepEqual(
+      [...element.querySelectorAll('.reply h3')].map((h) => h.textContent),
+      ['Answer (ficoco-v, 64)', 'Full tokens'],
+    );
     assert.equal(element.querySelector('.reply[data-reply="full"] .reply-body')?.textContent?.trim(), 'green');
     assert.equal(element.querySelector('.compare'), null);
   });
 
   test('code blocks get Copy and Insert at Cursor', () => {
-    send({ type: 'turnAdded', turn: turn({ answer: reply({ text: 'Run:\n\n```sh\nnpm test\n```', status: 'done', stopReason: 'stop-token' }) }) });
+    send({
+      type: 'turnAdded',
+      turn: turn({ answer: reply({ text: 'Run:\n\n```sh\nnpm test\n```', status: 'done', stopReason: 'stop-token' }) }),
+    });
     const buttons = [...only(turnElements()).querySelectorAll<HTMLElement>('.code-actions vscode-button')];
-    assert.deepEqual(buttons.map((b) => b.textContent), ['Copy', 'Insert at Cursor']);
+    assert.deepEqual(
+      buttons.map((b) => b.textContent),
+      ['Copy', 'Insert at Cursor'],
+    );
     buttons[0]!.click();
     buttons[1]!.click();
     assert.deepEqual(posted.slice(-2), [
@@ -187,7 +253,10 @@ describe('chat transcript', () => {
       turns: [
         turn({ id: 'turn-1', answer: reply({ status: 'done', stopReason: 'cancelled' }) }),
         turn({ id: 'turn-2', answer: reply({ text: 'long', status: 'done', stopReason: 'max-tokens', stats: STATS }) }),
-        turn({ id: 'turn-3', answer: reply({ text: 'The dia', status: 'error', error: 'The FiCoCo engine process stopped unexpectedly.' }) }),
+        turn({
+          id: 'turn-3',
+          answer: reply({ text: 'The dia', status: 'error', error: 'The FiCoCo engine process stopped unexpectedly.' }),
+        }),
       ],
       pending: [],
     });
@@ -200,7 +269,14 @@ describe('chat transcript', () => {
   });
 
   test('Stop posts a stop for its turn, once', () => {
-    send({ type: 'state', turns: [turn({ id: 'turn-1', answer: reply({ status: 'streaming' }) }), turn({ id: 'turn-2', answer: reply({ status: 'streaming' }) })], pending: [] });
+    send({
+      type: 'state',
+      turns: [
+        turn({ id: 'turn-1', answer: reply({ status: 'streaming' }) }),
+        turn({ id: 'turn-2', answer: reply({ status: 'streaming' }) }),
+      ],
+      pending: [],
+    });
     const stop = turnElements()[0]!.querySelector<HTMLElement>('.stop')!;
     stop.click();
     stop.click();
@@ -211,7 +287,11 @@ describe('chat transcript', () => {
   test('Escape stops the newest running answer', () => {
     send({
       type: 'state',
-      turns: [turn({ id: 'turn-1', answer: reply({ status: 'streaming' }) }), turn({ id: 'turn-2' }), turn({ id: 'turn-3', answer: reply({ text: 'x', status: 'done', stopReason: 'stop-token' }) })],
+      turns: [
+        turn({ id: 'turn-1', answer: reply({ status: 'streaming' }) }),
+        turn({ id: 'turn-2' }),
+        turn({ id: 'turn-3', answer: reply({ text: 'x', status: 'done', stopReason: 'stop-token' }) }),
+      ],
       pending: [],
     });
     key(document, 'Escape');
@@ -261,7 +341,13 @@ describe('chat composer', () => {
   });
 
   test('waiting images show as removable thumbnails; the button and Delete remove them', () => {
-    send({ type: 'pending', pending: [{ id: 'image-1', name: 'a.png', src: PNG_DATA_URL }, { id: 'image-2', name: 'b.gif' }] });
+    send({
+      type: 'pending',
+      pending: [
+        { id: 'image-1', name: 'a.png', src: PNG_DATA_URL },
+        { id: 'image-2', name: 'b.gif' },
+      ],
+    });
     const items = [...document.querySelectorAll<HTMLElement>('#pending .pending-image')];
     assert.equal(items.length, 2);
     assert.equal(document.getElementById('pending')!.hidden, false);
@@ -279,7 +365,9 @@ describe('chat composer', () => {
   test('a pasted image is read and sent to the extension', async () => {
     const data = new window.DataTransfer();
     data.items.add(new window.File([new Uint8Array([0x89, 0x50, 0x4e, 0x47])], 'clip.png', { type: 'image/png' }));
-    document.getElementById('question')!.dispatchEvent(new window.ClipboardEvent('paste', { clipboardData: data, bubbles: true }) as unknown as Event);
+    document
+      .getElementById('question')!
+      .dispatchEvent(new window.ClipboardEvent('paste', { clipboardData: data, bubbles: true }) as unknown as Event);
     await settle();
     assert.deepEqual(posted.at(-1), { type: 'addImages', images: [{ name: 'clip.png', dataBase64: 'iVBORw==' }] });
   });
@@ -290,7 +378,10 @@ describe('chat composer', () => {
     const drop = new window.Event('drop', { bubbles: true, cancelable: true });
     Object.defineProperty(drop, 'dataTransfer', { value: data });
     document.body.dispatchEvent(drop as unknown as Event);
-    assert.deepEqual(posted.at(-1), { type: 'addUris', uris: ['file:///home/me/a.png', 'vscode-remote://ssh/home/me/b.png'] });
+    assert.deepEqual(posted.at(-1), {
+      type: 'addUris',
+      uris: ['file:///home/me/a.png', 'vscode-remote://ssh/home/me/b.png'],
+    });
   });
 
   test('a notice from the extension shows until the next turn', () => {
@@ -303,8 +394,13 @@ describe('chat composer', () => {
 
 describe('image intake helpers', () => {
   test('only image types are read; others get a message', async () => {
-    await assert.rejects(readImageFile(new window.File(['hello'], 'notes.txt', { type: 'text/plain' }) as unknown as File), /notes\.txt is not an image FiCoCo can read/);
-    const jpeg = await readImageFile(new window.File([new Uint8Array([0xff, 0xd8])], 'photo.JPG', { type: '' }) as unknown as File);
+    await assert.rejects(
+      readImageFile(new window.File(['hello'], 'notes.txt', { type: 'text/plain' }) as unknown as File),
+      /notes\.txt is not an image FiCoCo can read/,
+    );
+    const jpeg = await readImageFile(
+      new window.File([new Uint8Array([0xff, 0xd8])], 'photo.JPG', { type: '' }) as unknown as File,
+    );
     assert.deepEqual(jpeg, { name: 'photo.JPG', dataBase64: '/9g=' });
   });
 
@@ -322,14 +418,24 @@ describe('image intake helpers', () => {
 
 describe('stats line', () => {
   test('several images, a provider fallback, no visual tokens', () => {
-    const stats: AnswerStatsView = { ...STATS, visualTokens: [{ original: 576, atDecoder: 144 }, { original: 576, atDecoder: 72 }], providerFallback: 'CUDA libraries are missing' };
+    const stats: AnswerStatsView = {
+      ...STATS,
+      visualTokens: [
+        { original: 576, atDecoder: 144 },
+        { original: 576, atDecoder: 72 },
+      ],
+      providerFallback: 'CUDA libraries are missing',
+    };
     assert.match(formatStats(stats), /^full tokens · visual tokens 144\/576 \+ 72\/576 · /);
     assert.match(formatStats(stats), / · cpu \(CUDA libraries are missing\)$/);
     assert.match(formatStats({ ...STATS, visualTokens: [] }), /^full tokens · visual tokens none · /);
   });
 
   test('a conversation trimmed to fit the model says so', () => {
-    assert.match(formatStats({ ...STATS, historyTrimmed: { droppedMessages: 3998, contextTokens: 512 } }), / · 3998 earlier messages left out to fit the model's 512-token context/);
+    assert.match(
+      formatStats({ ...STATS, historyTrimmed: { droppedMessages: 3998, contextTokens: 512 } }),
+      / · 3998 earlier messages left out to fit the model's 512-token context/,
+    );
     assert.doesNotMatch(formatStats(STATS), /left out/);
   });
 });

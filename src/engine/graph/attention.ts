@@ -20,7 +20,10 @@ export interface AttentionOptions {
   /** cached keys / values of earlier tokens, [kvHeads, past, headDim] */
   past?: { keys: string; values: string };
   causal: boolean;
-  /** log(size) of each key [keys], added to every query's logits before the softmax (proportional attention); exposed logits stay without it */
+  /**
+   * log(size) of each key [keys], added to every query's logits before the softmax (proportional attention); exposed
+   * logits stay without it
+   */
   logSizes?: string;
   /** what a reduction hook asked to see from this layer's attention */
   expose?: AttentionNeeds;
@@ -36,7 +39,14 @@ export interface AttentionResult {
 }
 
 /** softmax(q·kᵀ/√d + mask)·v over heads, then the output projection. x is the normed input [tokens, hidden]. */
-export function attention(g: GraphBuilder, x: string, w: AttentionWeights, shape: AttentionShape, options: AttentionOptions, hint: string): AttentionResult {
+export function attention(
+  g: GraphBuilder,
+  x: string,
+  w: AttentionWeights,
+  shape: AttentionShape,
+  options: AttentionOptions,
+  hint: string,
+): AttentionResult {
   const { heads, kvHeads, headDim } = shape;
   let queries = splitHeads(g, linear(g, x, w.q, `${hint}.q_proj`), heads, headDim, `${hint}.q`);
   let keys = splitHeads(g, linear(g, x, w.k, `${hint}.k_proj`), kvHeads, headDim, `${hint}.k`);
@@ -53,10 +63,20 @@ export function attention(g: GraphBuilder, x: string, w: AttentionWeights, shape
   const repeatedKeys = repeatKvHeads(g, keys, kvHeads, groups, headDim, `${hint}.k_rep`);
   const repeatedValues = repeatKvHeads(g, values, kvHeads, groups, headDim, `${hint}.v_rep`);
 
-  const scaledQueries = g.op('Mul', [queries, g.scalar(`scale.${headDim}`, 1 / Math.sqrt(headDim))], `${hint}.q_scaled`);
-  const logits = g.op('MatMul', [scaledQueries, g.op('Transpose', [repeatedKeys], `${hint}.kT`, { perm: [0, 2, 1] })], `${hint}.logits`);
+  const scaledQueries = g.op(
+    'Mul',
+    [queries, g.scalar(`scale.${headDim}`, 1 / Math.sqrt(headDim))],
+    `${hint}.q_scaled`,
+  );
+  const logits = g.op(
+    'MatMul',
+    [scaledQueries, g.op('Transpose', [repeatedKeys], `${hint}.kT`, { perm: [0, 2, 1] })],
+    `${hint}.logits`,
+  );
   const biased = options.logSizes ? g.op('Add', [logits, options.logSizes], `${hint}.size_biased`) : logits;
-  const masked = options.causal ? g.op('Add', [biased, causalBias(g, queries, keys, `${hint}.mask`)], `${hint}.masked`) : biased;
+  const masked = options.causal
+    ? g.op('Add', [biased, causalBias(g, queries, keys, `${hint}.mask`)], `${hint}.masked`)
+    : biased;
   const probs = g.op('Softmax', [masked], `${hint}.probs`, { axis: -1 });
   const context = mergeHeads(g, g.op('MatMul', [probs, repeatedValues], `${hint}.ctx_h`), `${hint}.ctx`);
   const out = linear(g, context, w.o, `${hint}.out`);

@@ -37,7 +37,10 @@ export class GraphBuilder {
   private readonly constantCache = new Map<string, string>();
 
   /** `floatType` is the graph's compute type: the type of `scalar` constants. */
-  constructor(readonly name: string, readonly floatType: ElemType = ElemType.float32) {}
+  constructor(
+    readonly name: string,
+    readonly floatType: ElemType = ElemType.float32,
+  ) {}
 
   /** A fresh value name based on `hint`; hints already used get a numeric suffix. */
   fresh(hint: string): string {
@@ -63,11 +66,23 @@ export class GraphBuilder {
   }
 
   /** Adds one node with a single output and returns the output's name. */
-  op(opType: string, inputs: string[], hint: string, attributes: Record<string, AttributeValue> = {}, domain = ''): string {
+  op(
+    opType: string,
+    inputs: string[],
+    hint: string,
+    attributes: Record<string, AttributeValue> = {},
+    domain = '',
+  ): string {
     return this.opMulti(opType, inputs, [hint], attributes, domain)[0];
   }
 
-  opMulti(opType: string, inputs: string[], hints: string[], attributes: Record<string, AttributeValue> = {}, domain = ''): string[] {
+  opMulti(
+    opType: string,
+    inputs: string[],
+    hints: string[],
+    attributes: Record<string, AttributeValue> = {},
+    domain = '',
+  ): string[] {
     const output = hints.map((hint) => this.fresh(hint));
     this.nodes.push({
       opType,

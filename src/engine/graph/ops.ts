@@ -6,7 +6,14 @@ export interface Linear {
   /** [out, in], as PyTorch stores it; for a quantized layer, its blocks (MatMulNBits' B) */
   weight: string;
   bias?: string;
-  quantized?: { bits: number; blockSize: number; inFeatures: number; outFeatures: number; scales: string; zeroPoints: string };
+  quantized?: {
+    bits: number;
+    blockSize: number;
+    inFeatures: number;
+    outFeatures: number;
+    scales: string;
+    zeroPoints: string;
+  };
 }
 
 /** MatMulNBits' accuracy level 4: activations quantized to int8 per block, the fast path of ORT's CPU kernels. */
@@ -18,13 +25,19 @@ export function linear(g: GraphBuilder, x: string, layer: Linear, hint: string):
   if (quantized) {
     // Inputs: A, B, scales, zero_points, g_idx (unused), bias.
     const inputs = [x, layer.weight, quantized.scales, quantized.zeroPoints, ...(layer.bias ? ['', layer.bias] : [])];
-    return g.op('MatMulNBits', inputs, hint, {
-      K: quantized.inFeatures,
-      N: quantized.outFeatures,
-      bits: quantized.bits,
-      block_size: quantized.blockSize,
-      accuracy_level: QUANTIZED_ACCURACY_LEVEL,
-    }, 'com.microsoft');
+    return g.op(
+      'MatMulNBits',
+      inputs,
+      hint,
+      {
+        K: quantized.inFeatures,
+        N: quantized.outFeatures,
+        bits: quantized.bits,
+        block_size: quantized.blockSize,
+        accuracy_level: QUANTIZED_ACCURACY_LEVEL,
+      },
+      'com.microsoft',
+    );
   }
   const inputs = layer.bias ? [x, layer.weight, layer.bias] : [x, layer.weight];
   return g.op('Gemm', inputs, hint, { transB: 1 });
@@ -68,44 +81,114 @@ export function mergeHeads(g: GraphBuilder, x: string, hint: string): string {
 }
 
 /** [kvHeads, T, d] → [kvHeads·groups, T, d], each kv head repeated for its group of query heads (GQA) */
-export function repeatKvHeads(g: GraphBuilder, x: string, kvHeads: number, groups: number, headDim: number, hint: string): string {
+export function repeatKvHeads(
+  g: GraphBuilder,
+  x: string,
+  kvHeads: number,
+  groups: number,
+  headDim: number,
+  hint: string,
+): string {
   if (groups === 1) return x;
   const unsqueezed = g.op('Unsqueeze', [x, g.int64s('axes.1', [1])], `${hint}.unsq`);
-  const length = g.op('Slice', [g.op('Shape', [x], `${hint}.shape`), g.int64s('i.1', [1]), g.int64s('i.2', [2])], `${hint}.len`);
-  const expandShape = g.op('Concat', [g.int64s(`kv.${kvHeads}.${groups}`, [kvHeads, groups]), length, g.int64s(`d.${headDim}`, [headDim])], `${hint}.eshape`, { axis: 0 });
+  const length = g.op(
+    'Slice',
+    [g.op('Shape', [x], `${hint}.shape`), g.int64s('i.1', [1]), g.int64s('i.2', [2])],
+    `${hint}.len`,
+  );
+  const expandShape = g.op(
+    'Concat',
+    [g.int64s(`kv.${kvHeads}.${groups}`, [kvHeads, groups]), length, g.int64s(`d.${headDim}`, [headDim])],
+    `${hint}.eshape`,
+    { axis: 0 },
+  );
   const expanded = g.op('Expand', [unsqueezed, expandShape], `${hint}.exp`);
   return g.op('Reshape', [expanded, g.int64s(`shape.rep.${kvHeads * groups}`, [kvHeads * groups, -1, headDim])], hint);
 }
 
 /** Rotary tables for integer positions: cos, sin of pos·θ_i with θ_i = base^(−2i/d), each [tokens, d] */
 export function rotaryTables(g: GraphBuilder, positions: string, invFreq: Float32Array): { cos: string; sin: string } {
-  const pos = g.op('Unsqueeze', [g.op('Cast', [positions], 'rope.pos_f', { to: 1 }), g.int64s('axes.1', [1])], 'rope.pos_col');
+  const pos = g.op(
+    'Unsqueeze',
+    [g.op('Cast', [positions], 'rope.pos_f', { to: 1 }), g.int64s('axes.1', [1])],
+    'rope.pos_col',
+  );
   const inv = g.constant('rope.inv_freq', invFreq, [1, invFreq.length]);
   const freqs = g.op('Mul', [pos, inv], 'rope.freqs');
   const angles = g.op('Concat', [freqs, freqs], 'rope.angles', { axis: 1 });
   // Angles are computed in float32 (as transformers does); the tables take the compute type.
-  const asComputeType = (x: string, hint: string) => (g.floatType === ElemType.float32 ? x : g.op('Cast', [x], hint, { to: g.floatType }));
-  return { cos: asComputeType(g.op('Cos', [angles], 'rope.cos32'), 'rope.cos'), sin: asComputeType(g.op('Sin', [angles], 'rope.sin32'), 'rope.sin') };
+  const asComputeType = (x: string, hint: string) =>
+    g.floatType === ElemType.float32 ? x : g.op('Cast', [x], hint, { to: g.floatType });
+  return {
+    cos: asComputeType(g.op('Cos', [angles], 'rope.cos32'), 'rope.cos'),
+    sin: asComputeType(g.op('Sin', [angles], 'rope.sin32'), 'rope.sin'),
+  };
 }
 
 /** x·cos + rotate_half(x)·sin, with rotate_half(x) = [−x₂, x₁] (HF convention); x is [heads, tokens, d] */
-export function applyRotary(g: GraphBuilder, x: string, tables: { cos: string; sin: string }, headDim: number, hint: string): string {
+export function applyRotary(
+  g: GraphBuilder,
+  x: string,
+  tables: { cos: string; sin: string },
+  headDim: number,
+  hint: string,
+): string {
   const half = headDim / 2;
-  const first = g.op('Slice', [x, g.int64s('i.0', [0]), g.int64s(`i.${half}`, [half]), g.int64s('axes.2', [2])], `${hint}.x1`);
-  const second = g.op('Slice', [x, g.int64s(`i.${half}`, [half]), g.int64s(`i.${headDim}`, [headDim]), g.int64s('axes.2', [2])], `${hint}.x2`);
+  const first = g.op(
+    'Slice',
+    [x, g.int64s('i.0', [0]), g.int64s(`i.${half}`, [half]), g.int64s('axes.2', [2])],
+    `${hint}.x1`,
+  );
+  const second = g.op(
+    'Slice',
+    [x, g.int64s(`i.${half}`, [half]), g.int64s(`i.${headDim}`, [headDim]), g.int64s('axes.2', [2])],
+    `${hint}.x2`,
+  );
   const rotated = g.op('Concat', [g.op('Neg', [second], `${hint}.negx2`), first], `${hint}.rot`, { axis: 2 });
-  return g.op('Add', [g.op('Mul', [x, tables.cos], `${hint}.xcos`), g.op('Mul', [rotated, tables.sin], `${hint}.rsin`)], hint);
+  return g.op(
+    'Add',
+    [g.op('Mul', [x, tables.cos], `${hint}.xcos`), g.op('Mul', [rotated, tables.sin], `${hint}.rsin`)],
+    hint,
+  );
 }
 
-/** Additive causal bias [q, kv] for queries that are the last q of kv positions: the lowest float where key j > past + i. */
+/**
+ * Additive causal bias [q, kv] for queries that are the last q of kv positions: the lowest float where key j > past +
+ * i.
+ */
 export function causalBias(g: GraphBuilder, queries: string, keys: string, hint: string): string {
-  const queryCount = g.op('Squeeze', [g.op('Slice', [g.op('Shape', [queries], `${hint}.qs`), g.int64s('i.1', [1]), g.int64s('i.2', [2])], `${hint}.ql1`)], `${hint}.ql`);
-  const keyCount = g.op('Squeeze', [g.op('Slice', [g.op('Shape', [keys], `${hint}.ks`), g.int64s('i.1', [1]), g.int64s('i.2', [2])], `${hint}.kl1`)], `${hint}.kl`);
+  const queryCount = g.op(
+    'Squeeze',
+    [
+      g.op(
+        'Slice',
+        [g.op('Shape', [queries], `${hint}.qs`), g.int64s('i.1', [1]), g.int64s('i.2', [2])],
+        `${hint}.ql1`,
+      ),
+    ],
+    `${hint}.ql`,
+  );
+  const keyCount = g.op(
+    'Squeeze',
+    [g.op('Slice', [g.op('Shape', [keys], `${hint}.ks`), g.int64s('i.1', [1]), g.int64s('i.2', [2])], `${hint}.kl1`)],
+    `${hint}.kl`,
+  );
   const zero = g.constant('i64.0', BigInt64Array.of(0n), []);
   const one = g.constant('i64.1', BigInt64Array.of(1n), []);
   const past = g.op('Sub', [keyCount, queryCount], `${hint}.past`);
-  const lastVisible = g.op('Unsqueeze', [g.op('Add', [g.op('Range', [zero, queryCount, one], `${hint}.qi`), past], `${hint}.last`), g.int64s('axes.1', [1])], `${hint}.lastcol`);
-  const keyIndex = g.op('Unsqueeze', [g.op('Range', [zero, keyCount, one], `${hint}.ki`), g.int64s('axes.0', [0])], `${hint}.kirow`);
+  const lastVisible = g.op(
+    'Unsqueeze',
+    [
+      g.op('Add', [g.op('Range', [zero, queryCount, one], `${hint}.qi`), past], `${hint}.last`),
+      g.int64s('axes.1', [1]),
+    ],
+    `${hint}.lastcol`,
+  );
+  const keyIndex = g.op(
+    'Unsqueeze',
+    [g.op('Range', [zero, keyCount, one], `${hint}.ki`), g.int64s('axes.0', [0])],
+    `${hint}.kirow`,
+  );
   const hidden = g.op('Greater', [keyIndex, lastVisible], `${hint}.hidden`);
   return g.op('Where', [hidden, g.scalar('mask.lowest', g.lowestFloat), g.scalar('f.0', 0)], hint);
 }

@@ -94,7 +94,10 @@ export interface SegmentSpec {
   expose?: AttentionNeeds;
   /** attention adds log(size) of each key to its logits: blocks may ask for the `log_sizes` input (default false) */
   proportionalAttention?: boolean;
-  /** the folder ONNX Runtime resolves external data against; locations are written relative to it (default: each file's own) */
+  /**
+   * the folder ONNX Runtime resolves external data against; locations are written relative to it (default: each file's
+   * own)
+   */
   weightsFolder?: string;
 }
 
@@ -110,7 +113,10 @@ export function buildSegment(tower: Tower, spec: SegmentSpec): SegmentGraph {
     : g.input(HIDDEN, ElemType.float32, ['tokens', tower.blocks[start - 1].width]);
   // Segments talk float32 at their edges so hooks and callers never see the compute type.
   const floatInput = !first || tower.input.elemType === ElemType.float32;
-  const x0 = floatInput && computeType !== ElemType.float32 ? g.op('Cast', [declared], 'segment.input', { to: computeType }) : declared;
+  const x0 =
+    floatInput && computeType !== ElemType.float32
+      ? g.op('Cast', [declared], 'segment.input', { to: computeType })
+      : declared;
 
   const weights = new Map<string, string>();
   let positions: string | undefined;
@@ -118,12 +124,22 @@ export function buildSegment(tower: Tower, spec: SegmentSpec): SegmentGraph {
   let rotary: { cos: string; sin: string } | undefined;
   const cacheLayers: number[] = [];
 
-  /** A tensor of the weight files as external data, declared once per segment; `use` turns it into the value the graph reads. */
+  /**
+   * A tensor of the weight files as external data, declared once per segment; `use` turns it into the value the graph
+   * reads.
+   */
   const initializer = (tensor: TensorLocation, storedType: ElemType, use: (stored: string) => string): string => {
     const known = weights.get(tensor.name);
     if (known) return known;
-    const location = weightsFolder === undefined ? path.basename(tensor.file) : path.relative(weightsFolder, tensor.file).split(path.sep).join('/');
-    const stored = g.externalInitializer(tensor.name, storedType, tensor.shape, { location, offset: tensor.byteOffset, length: tensor.byteLength });
+    const location =
+      weightsFolder === undefined
+        ? path.basename(tensor.file)
+        : path.relative(weightsFolder, tensor.file).split(path.sep).join('/');
+    const stored = g.externalInitializer(tensor.name, storedType, tensor.shape, {
+      location,
+      offset: tensor.byteOffset,
+      length: tensor.byteLength,
+    });
     const value = use(stored);
     weights.set(tensor.name, value);
     return value;
@@ -134,12 +150,18 @@ export function buildSegment(tower: Tower, spec: SegmentSpec): SegmentGraph {
     weight(tensor) {
       const storedType = FLOAT_TYPES[tensor.dtype];
       if (storedType === undefined) {
-        throw new FicocoError(`${tensor.name} is stored as ${tensor.dtype}; a weight must be F32, F16 or BF16.`, 'weights');
+        throw new FicocoError(
+          `${tensor.name} is stored as ${tensor.dtype}; a weight must be F32, F16 or BF16.`,
+          'weights',
+        );
       }
-      return initializer(tensor, storedType, (stored) => (storedType === computeType ? stored : g.op('Cast', [stored], `${tensor.name}.cast`, { to: computeType })));
+      return initializer(tensor, storedType, (stored) =>
+        storedType === computeType ? stored : g.op('Cast', [stored], `${tensor.name}.cast`, { to: computeType }),
+      );
     },
     quantizedBytes(tensor) {
-      if (tensor.dtype !== 'U8') throw new FicocoError(`${tensor.name} is stored as ${tensor.dtype}; quantized blocks must be U8.`, 'weights');
+      if (tensor.dtype !== 'U8')
+        throw new FicocoError(`${tensor.name} is stored as ${tensor.dtype}; quantized blocks must be U8.`, 'weights');
       return initializer(tensor, ElemType.uint8, (stored) => stored);
     },
     positions() {
@@ -150,7 +172,10 @@ export function buildSegment(tower: Tower, spec: SegmentSpec): SegmentGraph {
       if (!proportionalAttention) return undefined;
       if (logSizes === undefined) {
         const declaredLogSizes = g.input(LOG_SIZES, ElemType.float32, ['tokens']);
-        logSizes = computeType === ElemType.float32 ? declaredLogSizes : g.op('Cast', [declaredLogSizes], 'segment.log_sizes', { to: computeType });
+        logSizes =
+          computeType === ElemType.float32
+            ? declaredLogSizes
+            : g.op('Cast', [declaredLogSizes], 'segment.log_sizes', { to: computeType });
       }
       return logSizes;
     },
@@ -185,19 +210,43 @@ export function buildSegment(tower: Tower, spec: SegmentSpec): SegmentGraph {
     if (i === exposing) exposed = output;
     x = output.hidden;
   }
-  const asFloat32 = (value: string) => (computeType === ElemType.float32 ? value : g.op('Cast', [value], `${value}.f32`, { to: ElemType.float32 }));
+  const asFloat32 = (value: string) =>
+    computeType === ElemType.float32 ? value : g.op('Cast', [value], `${value}.f32`, { to: ElemType.float32 });
   const outputName = last ? tower.output.name : HIDDEN_OUT;
-  g.output(outputName, asFloat32(x), ElemType.float32, last ? tower.output.dims : ['tokens', tower.blocks[end - 1].width]);
+  g.output(
+    outputName,
+    asFloat32(x),
+    ElemType.float32,
+    last ? tower.output.dims : ['tokens', tower.blocks[end - 1].width],
+  );
   if (exposed.attention) g.output(ATTENTION, asFloat32(exposed.attention), ElemType.float32, ['tokens', 'keys']);
-  if (exposed.meanKeys && expose.keys) g.output(MEAN_KEYS, asFloat32(exposed.meanKeys), ElemType.float32, ['keys', 'head_dim']);
-  if (exposed.meanKeys && expose.keyCosine) g.output(KEY_COSINE, asFloat32(cosineMatrix(g, exposed.meanKeys, 'key_cosine')), ElemType.float32, ['keys', 'keys']);
-  if (expose.hiddenCosine) g.output(HIDDEN_COSINE, asFloat32(cosineMatrix(g, x, 'hidden_cosine')), ElemType.float32, ['tokens', 'tokens']);
-  return { bytes: g.build(), inputName, outputName, usesPositions: positions !== undefined, usesLogSizes: logSizes !== undefined, cacheLayers, exposes: expose };
+  if (exposed.meanKeys && expose.keys)
+    g.output(MEAN_KEYS, asFloat32(exposed.meanKeys), ElemType.float32, ['keys', 'head_dim']);
+  if (exposed.meanKeys && expose.keyCosine)
+    g.output(KEY_COSINE, asFloat32(cosineMatrix(g, exposed.meanKeys, 'key_cosine')), ElemType.float32, [
+      'keys',
+      'keys',
+    ]);
+  if (expose.hiddenCosine)
+    g.output(HIDDEN_COSINE, asFloat32(cosineMatrix(g, x, 'hidden_cosine')), ElemType.float32, ['tokens', 'tokens']);
+  return {
+    bytes: g.build(),
+    inputName,
+    outputName,
+    usesPositions: positions !== undefined,
+    usesLogSizes: logSizes !== undefined,
+    cacheLayers,
+    exposes: expose,
+  };
 }
 
 /** cos(x_i, x_j) for every pair of rows of a [rows, width] value: the row-normalised rows times their transpose. */
 function cosineMatrix(g: GraphBuilder, x: string, hint: string): string {
   const length = g.op('ReduceL2', [x], `${hint}.norm`, { axes: [1], keepdims: 1 });
-  const unit = g.op('Div', [x, g.op('Max', [length, g.scalar('cosine.eps', 1e-12)], `${hint}.safe_norm`)], `${hint}.unit`);
+  const unit = g.op(
+    'Div',
+    [x, g.op('Max', [length, g.scalar('cosine.eps', 1e-12)], `${hint}.safe_norm`)],
+    `${hint}.unit`,
+  );
   return g.op('MatMul', [unit, g.op('Transpose', [unit], `${hint}.unit_t`, { perm: [1, 0] })], `${hint}.matrix`);
 }

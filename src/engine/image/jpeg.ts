@@ -6,11 +6,24 @@ import { WasmDecoderModule, type WasmDecoderInstance, type WasmHeapExports } fro
 interface TurboJpegExports extends WasmHeapExports {
   tjInitDecompress(): number;
   tjDecompressHeader3(
-    handle: number, jpeg: number, jpegSize: number, width: number, height: number, subsampling: number, colorspace: number,
+    handle: number,
+    jpeg: number,
+    jpegSize: number,
+    width: number,
+    height: number,
+    subsampling: number,
+    colorspace: number,
   ): number;
   tjDecompress2(
-    handle: number, jpeg: number, jpegSize: number,
-    output: number, width: number, pitch: number, height: number, pixelFormat: number, flags: number,
+    handle: number,
+    jpeg: number,
+    jpegSize: number,
+    output: number,
+    width: number,
+    pitch: number,
+    height: number,
+    pixelFormat: number,
+    flags: number,
   ): number;
 }
 
@@ -48,7 +61,10 @@ function decompress(turboJpeg: WasmDecoderInstance<TurboJpegExports>, bytes: Uin
   const width = turboJpeg.uint32At(header);
   const height = turboJpeg.uint32At(header + 4);
   const output = turboJpeg.allocate(width * height * 3);
-  if (exports.tjDecompress2(handle, jpeg, bytes.length, output, width, width * 3, height, TJPF_RGB, TJ_DEFAULT_FLAGS) !== 0) {
+  if (
+    exports.tjDecompress2(handle, jpeg, bytes.length, output, width, width * 3, height, TJPF_RGB, TJ_DEFAULT_FLAGS) !==
+    0
+  ) {
     throw new Error('it refused the image data');
   }
   return { width, height, rgb: turboJpeg.bytesAt(output, width * height * 3).slice() };

@@ -44,9 +44,14 @@ const PIL_FILTERS: ReadonlyMap<number, ResampleFilter> = new Map([
 const OPENAI_CLIP_MEAN: Triple = [0.48145466, 0.4578275, 0.40821073];
 const OPENAI_CLIP_STD: Triple = [0.26862954, 0.26130258, 0.27577711];
 
-/** The most pixels any preprocessing step may produce: twice the largest image accepted, so none of those is refused. */
+/**
+ * The most pixels any preprocessing step may produce: twice the largest image accepted, so none of those is refused.
+ */
 export const MAX_PREPROCESSING_PIXELS = 2 * MAX_IMAGE_PIXELS;
-/** The largest side preprocessor_config.json may ask for: vision towers take 224 to 1536; more is a typo or a hostile file. */
+/**
+ * The largest side preprocessor_config.json may ask for: vision towers take 224 to 1536; more is a typo or a hostile
+ * file.
+ */
 export const MAX_PREPROCESSOR_SIDE = 4096;
 
 /**
@@ -61,7 +66,10 @@ export function parsePreprocessorConfig(json: unknown, sourceName: string): Imag
   const fields: ConfigFields = new ConfigFields(json as Record<string, unknown>, sourceName);
   const processorType = fields.optionalString('image_processor_type');
   if (processorType !== undefined && !SUPPORTED_PROCESSOR.test(processorType)) {
-    fields.fail('image_processor_type', `is "${processorType}"; supported: CLIPImageProcessor, SiglipImageProcessor, LlavaImageProcessor`);
+    fields.fail(
+      'image_processor_type',
+      `is "${processorType}"; supported: CLIPImageProcessor, SiglipImageProcessor, LlavaImageProcessor`,
+    );
   }
   const mean = fields.optionalTriple('image_mean') ?? OPENAI_CLIP_MEAN;
   const std = fields.optionalTriple('image_std') ?? OPENAI_CLIP_STD;
@@ -76,7 +84,8 @@ export function parsePreprocessorConfig(json: unknown, sourceName: string): Imag
     resize: (fields.optionalBoolean('do_resize') ?? true) ? fields.resizeTarget('size') : undefined,
     resample,
     centerCrop: (fields.optionalBoolean('do_center_crop') ?? hasCrop) ? fields.cropSize('crop_size') : undefined,
-    rescaleFactor: (fields.optionalBoolean('do_rescale') ?? true) ? (fields.optionalNumber('rescale_factor') ?? 1 / 255) : undefined,
+    rescaleFactor:
+      (fields.optionalBoolean('do_rescale') ?? true) ? (fields.optionalNumber('rescale_factor') ?? 1 / 255) : undefined,
     normalize: (fields.optionalBoolean('do_normalize') ?? true) ? { mean, std } : undefined,
   };
 }
@@ -106,8 +115,10 @@ export function checkPreprocessingBudget(width: number, height: number, config: 
     const pixels = step.width * step.height;
     if (pixels <= MAX_PREPROCESSING_PIXELS) continue;
     throw new FicocoError(
-      `A ${width} × ${height} image would be ${step.width} × ${step.height} pixels (${formatMegapixels(pixels)} megapixels) ` +
-        `${step.name}; FiCoCo's preprocessing works within ${formatMegapixels(MAX_PREPROCESSING_PIXELS)} megapixels per step. ` +
+      `A ${width} × ${height} image would be ${step.width} × ${step.height} pixels ` +
+        `(${formatMegapixels(pixels)} megapixels) ` +
+        `${step.name}; FiCoCo's preprocessing works within ${formatMegapixels(MAX_PREPROCESSING_PIXELS)} ` +
+        `megapixels per step. ` +
         'Scale the image down and try again.',
       'image',
     );
@@ -129,7 +140,8 @@ function preprocessingSteps(width: number, height: number, config: ImagePreproce
   if (config.resize) {
     const resized = resizedSize(canvas.width, canvas.height, config.resize);
     // The horizontal pass keeps (at most) the image's rows, at the new width.
-    if (config.resample !== 'nearest') steps.push({ name: 'after the horizontal pass of resizing', width: resized.width, height });
+    if (config.resample !== 'nearest')
+      steps.push({ name: 'after the horizontal pass of resizing', width: resized.width, height });
     steps.push({ name: 'after resizing', ...resized });
   } else if (config.padToSquare) {
     steps.push({ name: 'after padding to a square', ...canvas });
@@ -144,7 +156,9 @@ function resizedSize(width: number, height: number, target: ResizeTarget): { wid
   const short = Math.min(width, height);
   const long = Math.max(width, height);
   const newLong = Math.trunc((target.shortestEdge * long) / short);
-  return width <= height ? { width: target.shortestEdge, height: newLong } : { width: newLong, height: target.shortestEdge };
+  return width <= height
+    ? { width: target.shortestEdge, height: newLong }
+    : { width: newLong, height: target.shortestEdge };
 }
 
 /** transformers' center_crop: offsets round down; where the image is smaller, zeros fill in. */
@@ -219,7 +233,8 @@ class ConfigFields {
   optionalNumber(field: string): number | undefined {
     const value = this.json[field];
     if (value === undefined || value === null) return undefined;
-    if (typeof value !== 'number' || !Number.isFinite(value)) this.fail(field, `must be a number, got ${JSON.stringify(value)}`);
+    if (typeof value !== 'number' || !Number.isFinite(value))
+      this.fail(field, `must be a number, got ${JSON.stringify(value)}`);
     return value;
   }
 
@@ -233,7 +248,8 @@ class ConfigFields {
   optionalTriple(field: string): Triple | undefined {
     const value = this.json[field];
     if (value === undefined || value === null) return undefined;
-    const isTriple = Array.isArray(value) && value.length === 3 && value.every((v) => typeof v === 'number' && Number.isFinite(v));
+    const isTriple =
+      Array.isArray(value) && value.length === 3 && value.every((v) => typeof v === 'number' && Number.isFinite(v));
     if (!isTriple) this.fail(field, `must be a list of 3 numbers (one per RGB channel), got ${JSON.stringify(value)}`);
     return value as Triple;
   }
@@ -244,7 +260,8 @@ class ConfigFields {
     if (typeof value === 'number') return { shortestEdge: this.side(field, value) };
     const size = this.objectField(field, '{"shortest_edge": N} or {"height": H, "width": W}');
     if (size.shortest_edge !== undefined) {
-      if (size.longest_edge !== undefined && size.longest_edge !== null) this.fail(field, 'with "longest_edge" is not supported');
+      if (size.longest_edge !== undefined && size.longest_edge !== null)
+        this.fail(field, 'with "longest_edge" is not supported');
       return { shortestEdge: this.side(`${field}.shortest_edge`, size.shortest_edge) };
     }
     return { height: this.side(`${field}.height`, size.height), width: this.side(`${field}.width`, size.width) };
@@ -274,7 +291,8 @@ class ConfigFields {
     if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
       this.fail(field, `must be a positive integer, got ${JSON.stringify(value)}`);
     }
-    if (value > MAX_PREPROCESSOR_SIDE) this.fail(field, `is ${value} pixels; FiCoCo takes at most ${MAX_PREPROCESSOR_SIDE}`);
+    if (value > MAX_PREPROCESSOR_SIDE)
+      this.fail(field, `is ${value} pixels; FiCoCo takes at most ${MAX_PREPROCESSOR_SIDE}`);
     return value;
   }
 }

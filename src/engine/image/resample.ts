@@ -67,7 +67,8 @@ export function resizeLikePillow(source: PaddedImage, width: number, height: num
   if (filter === 'nearest') return resizeNearest(source, width, height);
   const convolution = filter === 'bicubic' ? BICUBIC : BILINEAR;
   const { image } = source;
-  const vertical = height !== source.height ? computeTaps(source.height, height, convolution, source.top, image.height) : undefined;
+  const vertical =
+    height !== source.height ? computeTaps(source.height, height, convolution, source.top, image.height) : undefined;
   // Only rows the vertical pass reads are resampled horizontally.
   const firstRow = vertical ? vertical.first[0] : 0;
   const endRow = vertical ? vertical.first[height - 1] + vertical.count[height - 1] : image.height;
@@ -82,7 +83,13 @@ export function resizeLikePillow(source: PaddedImage, width: number, height: num
  * Pillow's precompute_coeffs followed by normalize_coeffs_8bpc, over a canvas of `inSize` pixels,
  * then split into the taps on the image at [imageStart, imageStart + imageSize) and the weight of the others.
  */
-function computeTaps(inSize: number, outSize: number, filter: ConvolutionFilter, imageStart: number, imageSize: number): Taps {
+function computeTaps(
+  inSize: number,
+  outSize: number,
+  filter: ConvolutionFilter,
+  imageStart: number,
+  imageSize: number,
+): Taps {
   const scale = inSize / outSize;
   // Downscaling widens the filter so every input pixel contributes (antialiasing).
   const filterScale = Math.max(scale, 1);
@@ -155,7 +162,8 @@ function resampleRows(source: PaddedImage, firstRow: number, endRow: number, tap
   }
   const canvasRow = new Uint8Array(width * 3);
   for (let out = 0; out < width; out++) {
-    for (let channel = 0; channel < 3; channel++) canvasRow[out * 3 + channel] = clip8(HALF + color[channel] * totalWeight[out]);
+    for (let channel = 0; channel < 3; channel++)
+      canvasRow[out * 3 + channel] = clip8(HALF + color[channel] * totalWeight[out]);
   }
   return { rows: { width, height, rgb }, firstRow, canvasRow };
 }
@@ -164,7 +172,11 @@ function resampleRows(source: PaddedImage, firstRow: number, endRow: number, tap
 function padRows(source: PaddedImage, firstRow: number, endRow: number): PassedRows {
   const { image, width, left, color } = source;
   const rowBytes = image.width * 3;
-  const imageRows = { width: image.width, height: endRow - firstRow, rgb: image.rgb.subarray(firstRow * rowBytes, endRow * rowBytes) };
+  const imageRows = {
+    width: image.width,
+    height: endRow - firstRow,
+    rgb: image.rgb.subarray(firstRow * rowBytes, endRow * rowBytes),
+  };
   const rows = drawPadded({ image: imageRows, width, height: imageRows.height, left, top: 0, color });
   const canvasRow = new Uint8Array(width * 3);
   for (let x = 0; x < width; x++) canvasRow.set(color, x * 3);
@@ -200,7 +212,10 @@ function stackRows(passed: PassedRows, top: number, height: number): RgbImage {
   const rgb = new Uint8Array(rowStride * height);
   for (let y = 0; y < height; y++) {
     const imageRow = y - top;
-    const row = imageRow >= 0 && imageRow < rows.height ? rows.rgb.subarray(imageRow * rowStride, (imageRow + 1) * rowStride) : canvasRow;
+    const row =
+      imageRow >= 0 && imageRow < rows.height
+        ? rows.rgb.subarray(imageRow * rowStride, (imageRow + 1) * rowStride)
+        : canvasRow;
     rgb.set(row, y * rowStride);
   }
   return { width: rows.width, height, rgb };

@@ -36,9 +36,14 @@ export class WasmDecoderModule<Exports extends WasmHeapExports> {
   ) {}
 
   async instantiate(): Promise<WasmDecoderInstance<Exports>> {
-    this.compiled ??= fs.promises.readFile(wasmFile(this.packageName, this.fileName)).then((code) => wasmApi.compile(code));
+    this.compiled ??= fs.promises
+      .readFile(wasmFile(this.packageName, this.fileName))
+      .then((code) => wasmApi.compile(code));
     let memory: WasmMemory | undefined;
-    const instance = await wasmApi.instantiate(await this.compiled, decoderImports(() => memory));
+    const instance = await wasmApi.instantiate(
+      await this.compiled,
+      decoderImports(() => memory),
+    );
     const exports = instance.exports as unknown as Exports;
     memory = exports.memory;
     return new WasmDecoderInstance(exports);

@@ -21,7 +21,9 @@ export async function decodeWebp(bytes: Uint8Array, sourceName: string): Promise
   try {
     return decodeRgba(webp, bytes);
   } catch (error) {
-    const reason = isAnimated(bytes) ? 'animated WebP is not supported' : `libwebp rejected the data (${reasonOf(error)})`;
+    const reason = isAnimated(bytes)
+      ? 'animated WebP is not supported'
+      : `libwebp rejected the data (${reasonOf(error)})`;
     throw undecodable(sourceName, 'webp', reason);
   }
 }

@@ -25,7 +25,10 @@ export interface VisionConfig {
   activation: Activation;
 }
 
-/** What every decoder's config gives the engine (all decoders so far are Llama-style): the FLOPs model's sizes, and more. */
+/**
+ * What every decoder's config gives the engine (all decoders so far are Llama-style): the FLOPs model's sizes, and
+ * more.
+ */
 export interface TextConfig extends LlmArch {
   modelType: string;
   rmsNormEps: number;

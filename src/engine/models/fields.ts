@@ -12,11 +12,27 @@ export function asObject(value: unknown, source: string, where: string): Json {
 }
 
 /** An unknown model_type, with the ones this engine has (from the registry that was asked). */
-export function unsupported(source: string, field: string, value: unknown, supported: readonly string[], what = ''): FicocoError {
-  return new FicocoError(`${source}: ${field} is ${JSON.stringify(value)}; supported: ${supported.map((type) => JSON.stringify(type)).join(', ')}${what}.`, 'config');
+export function unsupported(
+  source: string,
+  field: string,
+  value: unknown,
+  supported: readonly string[],
+  what = '',
+): FicocoError {
+  return new FicocoError(
+    `${source}: ${field} is ${JSON.stringify(value)}; supported: ${supported.map((type) => JSON.stringify(type)).join(', ')}${what}.`,
+    'config',
+  );
 }
 
-const ACTIVATIONS: Record<string, Activation> = { quick_gelu: 'quick_gelu', gelu: 'gelu', gelu_pytorch_tanh: 'gelu_tanh', gelu_new: 'gelu_tanh', silu: 'silu', swish: 'silu' };
+const ACTIVATIONS: Record<string, Activation> = {
+  quick_gelu: 'quick_gelu',
+  gelu: 'gelu',
+  gelu_pytorch_tanh: 'gelu_tanh',
+  gelu_new: 'gelu_tanh',
+  silu: 'silu',
+  swish: 'silu',
+};
 
 export class Fields {
   constructor(
@@ -26,7 +42,10 @@ export class Fields {
   ) {}
 
   private fail(key: string, expected: string): never {
-    throw new FicocoError(`${this.source}: ${this.prefix}${key} is ${JSON.stringify(this.json[key])}; expected ${expected}.`, 'config');
+    throw new FicocoError(
+      `${this.source}: ${this.prefix}${key} is ${JSON.stringify(this.json[key])}; expected ${expected}.`,
+      'config',
+    );
   }
 
   check(ok: boolean, key: string, expected: string): void {

@@ -19,6 +19,13 @@ export function flopsArchOf(config: ModelConfig, name: string): ModelArch {
     },
     visualTokensPerImage: config.classTokenInFeatures ? patches + 1 : patches,
     projector: { inputSize: vision.hiddenSize, hiddenSize: text.hiddenSize, outputSize: text.hiddenSize },
-    llm: { hiddenSize: text.hiddenSize, intermediateSize: text.intermediateSize, layers: text.layers, heads: text.heads, kvHeads: text.kvHeads, headDim: text.headDim },
+    llm: {
+      hiddenSize: text.hiddenSize,
+      intermediateSize: text.intermediateSize,
+      layers: text.layers,
+      heads: text.heads,
+      kvHeads: text.kvHeads,
+      headDim: text.headDim,
+    },
   };
 }

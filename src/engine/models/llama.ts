@@ -13,9 +13,41 @@ export const LOGITS = 'logits';
 
 /** transformers' defaults per decoder, for fields a config leaves out. */
 const TEXT_DEFAULTS = {
-  llama: { hidden_size: 4096, intermediate_size: 11008, num_hidden_layers: 32, num_attention_heads: 32, rms_norm_eps: 1e-6, rope_theta: 10000, vocab_size: 32000, max_position_embeddings: 2048, tie_word_embeddings: false },
-  mistral: { hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 8, rms_norm_eps: 1e-6, rope_theta: 10000, vocab_size: 32000, max_position_embeddings: 131072, tie_word_embeddings: false },
-  qwen2: { hidden_size: 4096, intermediate_size: 22016, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 32, rms_norm_eps: 1e-6, rope_theta: 10000, vocab_size: 151936, max_position_embeddings: 32768, tie_word_embeddings: false },
+  llama: {
+    hidden_size: 4096,
+    intermediate_size: 11008,
+    num_hidden_layers: 32,
+    num_attention_heads: 32,
+    rms_norm_eps: 1e-6,
+    rope_theta: 10000,
+    vocab_size: 32000,
+    max_position_embeddings: 2048,
+    tie_word_embeddings: false,
+  },
+  mistral: {
+    hidden_size: 4096,
+    intermediate_size: 14336,
+    num_hidden_layers: 32,
+    num_attention_heads: 32,
+    num_key_value_heads: 8,
+    rms_norm_eps: 1e-6,
+    rope_theta: 10000,
+    vocab_size: 32000,
+    max_position_embeddings: 131072,
+    tie_word_embeddings: false,
+  },
+  qwen2: {
+    hidden_size: 4096,
+    intermediate_size: 22016,
+    num_hidden_layers: 32,
+    num_attention_heads: 32,
+    num_key_value_heads: 32,
+    rms_norm_eps: 1e-6,
+    rope_theta: 10000,
+    vocab_size: 151936,
+    max_position_embeddings: 32768,
+    tie_word_embeddings: false,
+  },
 } satisfies Record<string, Json>;
 
 /** Llama-style decoders by text_config.model_type: one architecture, each with its own defaults. */
@@ -26,24 +58,48 @@ export const LLAMA_STYLE_DECODERS: Record<keyof typeof TEXT_DEFAULTS, DecoderKin
 };
 
 function llamaStyle(modelType: keyof typeof TEXT_DEFAULTS): DecoderKind {
-  return { parseConfig: (json, root, source) => parseText(modelType, json, root, source), embeddingTower, decoderTower };
+  return {
+    parseConfig: (json, root, source) => parseText(modelType, json, root, source),
+    embeddingTower,
+    decoderTower,
+  };
 }
 
 function parseText(modelType: keyof typeof TEXT_DEFAULTS, json: Json, root: Json, source: string): TextConfig {
   const defaults: Json = TEXT_DEFAULTS[modelType];
   // Tied embeddings may be declared on the text config or, in llava-hf configs, at the top level.
   const tie = json.tie_word_embeddings ?? root.tie_word_embeddings ?? defaults.tie_word_embeddings;
-  const f = new Fields({ hidden_act: 'silu', attention_bias: false, mlp_bias: false, ...defaults, ...json, tie_word_embeddings: tie }, source, 'text_config.');
+  const f = new Fields(
+    { hidden_act: 'silu', attention_bias: false, mlp_bias: false, ...defaults, ...json, tie_word_embeddings: tie },
+    source,
+    'text_config.',
+  );
   const hiddenSize = f.int('hidden_size', 1);
   const heads = f.int('num_attention_heads', 1);
-  const kvHeads = json.num_key_value_heads === undefined || json.num_key_value_heads === null ? (defaults.num_key_value_heads as number | undefined) ?? heads : f.int('num_key_value_heads', 1);
+  const kvHeads =
+    json.num_key_value_heads === undefined || json.num_key_value_heads === null
+      ? ((defaults.num_key_value_heads as number | undefined) ?? heads)
+      : f.int('num_key_value_heads', 1);
   f.check(heads % kvHeads === 0, 'num_key_value_heads', `must divide num_attention_heads (${heads})`);
   const explicitHeadDim = json.head_dim !== undefined && json.head_dim !== null;
-  if (!explicitHeadDim) f.check(hiddenSize % heads === 0, 'hidden_size', `must be divisible by num_attention_heads (${heads}) when head_dim is not given`);
+  if (!explicitHeadDim)
+    f.check(
+      hiddenSize % heads === 0,
+      'hidden_size',
+      `must be divisible by num_attention_heads (${heads}) when head_dim is not given`,
+    );
   const headDim = explicitHeadDim ? f.int('head_dim', 2) : hiddenSize / heads;
-  f.check(Number.isInteger(headDim) && headDim % 2 === 0, 'head_dim', 'must be an even integer (rotary embeddings rotate pairs)');
+  f.check(
+    Number.isInteger(headDim) && headDim % 2 === 0,
+    'head_dim',
+    'must be an even integer (rotary embeddings rotate pairs)',
+  );
   if (json.rope_scaling !== undefined && json.rope_scaling !== null) {
-    throw new FicocoError(`${source}: text_config.rope_scaling is set (${JSON.stringify(json.rope_scaling)}); scaled rotary embeddings are not supported yet.`, 'config');
+    throw new FicocoError(
+      `${source}: text_config.rope_scaling is set (${JSON.stringify(json.rope_scaling)}); scaled rotary ` +
+        `embeddings are not supported yet.`,
+      'config',
+    );
   }
   const attentionBias = f.bool('attention_bias');
   return {
@@ -74,11 +130,15 @@ function embeddingTower(config: TextConfig, weights: WeightScope): Tower {
     name: 'embed',
     input: { name: INPUT_IDS, elemType: ElemType.int64, dims: ['tokens'] },
     output: { name: EMBEDDINGS, dims: ['tokens', config.hiddenSize] },
-    blocks: [{
-      id: 'text.embed',
-      width: config.hiddenSize,
-      emit: (scope, ids) => ({ hidden: scope.g.op('Gather', [scope.weight(table), ids], 'text.embed.rows', { axis: 0 }) }),
-    }],
+    blocks: [
+      {
+        id: 'text.embed',
+        width: config.hiddenSize,
+        emit: (scope, ids) => ({
+          hidden: scope.g.op('Gather', [scope.weight(table), ids], 'text.embed.rows', { axis: 0 }),
+        }),
+      },
+    ],
   };
 }
 
@@ -108,12 +168,27 @@ function decoderLayer(config: TextConfig, weights: WeightScope, layer: number): 
   const inputNorm = weights.get(at('input_layernorm.weight'), [width]);
   const postNorm = weights.get(at('post_attention_layernorm.weight'), [width]);
   const q = weights.linear(at('self_attn.q_proj'), width, heads * headDim, { bias: config.qkvBias, quantizable: true });
-  const k = weights.linear(at('self_attn.k_proj'), width, kvHeads * headDim, { bias: config.qkvBias, quantizable: true });
-  const v = weights.linear(at('self_attn.v_proj'), width, kvHeads * headDim, { bias: config.qkvBias, quantizable: true });
-  const o = weights.linear(at('self_attn.o_proj'), heads * headDim, width, { bias: config.outputBias, quantizable: true });
-  const gate = weights.linear(at('mlp.gate_proj'), width, intermediateSize, { bias: config.mlpBias, quantizable: true });
+  const k = weights.linear(at('self_attn.k_proj'), width, kvHeads * headDim, {
+    bias: config.qkvBias,
+    quantizable: true,
+  });
+  const v = weights.linear(at('self_attn.v_proj'), width, kvHeads * headDim, {
+    bias: config.qkvBias,
+    quantizable: true,
+  });
+  const o = weights.linear(at('self_attn.o_proj'), heads * headDim, width, {
+    bias: config.outputBias,
+    quantizable: true,
+  });
+  const gate = weights.linear(at('mlp.gate_proj'), width, intermediateSize, {
+    bias: config.mlpBias,
+    quantizable: true,
+  });
   const up = weights.linear(at('mlp.up_proj'), width, intermediateSize, { bias: config.mlpBias, quantizable: true });
-  const down = weights.linear(at('mlp.down_proj'), intermediateSize, width, { bias: config.mlpBias, quantizable: true });
+  const down = weights.linear(at('mlp.down_proj'), intermediateSize, width, {
+    bias: config.mlpBias,
+    quantizable: true,
+  });
   const invFreq = rotaryInverseFrequencies(headDim, config.ropeTheta);
   const name = `text.l${layer}`;
   const attentionBlock: Block = {
@@ -127,10 +202,26 @@ function decoderLayer(config: TextConfig, weights: WeightScope, layer: number): 
       const { g } = scope;
       const normed = rmsNorm(g, x, scope.weight(inputNorm), rmsNormEps, `${name}.input_norm`);
       const cache = scope.cache(layer);
-      const bound = { q: bindLinear(scope, q), k: bindLinear(scope, k), v: bindLinear(scope, v), o: bindLinear(scope, o) };
-      const result = attention(g, normed, bound, { heads, kvHeads, headDim }, { rotary: scope.rotary(invFreq), past: cache, causal: true, expose }, `${name}.attn`);
+      const bound = {
+        q: bindLinear(scope, q),
+        k: bindLinear(scope, k),
+        v: bindLinear(scope, v),
+        o: bindLinear(scope, o),
+      };
+      const result = attention(
+        g,
+        normed,
+        bound,
+        { heads, kvHeads, headDim },
+        { rotary: scope.rotary(invFreq), past: cache, causal: true, expose },
+        `${name}.attn`,
+      );
       cache.store(result.keys, result.values);
-      return { hidden: g.op('Add', [x, result.out], `${name}.attn_residual`), attention: result.attention, meanKeys: result.meanKeys };
+      return {
+        hidden: g.op('Add', [x, result.out], `${name}.attn_residual`),
+        attention: result.attention,
+        meanKeys: result.meanKeys,
+      };
     },
   };
   const mlpBlock: Block = {
@@ -140,7 +231,12 @@ function decoderLayer(config: TextConfig, weights: WeightScope, layer: number): 
     emit(scope, h) {
       const { g } = scope;
       const normed = rmsNorm(g, h, scope.weight(postNorm), rmsNormEps, `${name}.post_norm`);
-      const gated = activation(g, linear(g, normed, bindLinear(scope, gate), `${name}.gate`), config.activation, `${name}.act`);
+      const gated = activation(
+        g,
+        linear(g, normed, bindLinear(scope, gate), `${name}.gate`),
+        config.activation,
+        `${name}.act`,
+      );
       const product = g.op('Mul', [gated, linear(g, normed, bindLinear(scope, up), `${name}.up`)], `${name}.gated`);
       return { hidden: g.op('Add', [h, linear(g, product, bindLinear(scope, down), `${name}.down`)], `${name}.out`) };
     },
@@ -159,7 +255,11 @@ function decoderHead(config: TextConfig, weights: WeightScope, lmHead: WeightSco
     emit(scope, x) {
       const { g } = scope;
       // Only the last position's logits are needed to pick the next token.
-      const lastRow = g.op('Slice', [x, g.int64s('i.-1', [-1]), g.int64s('i.max', [Number.MAX_SAFE_INTEGER]), g.int64s('axes.0', [0])], 'text.head.last');
+      const lastRow = g.op(
+        'Slice',
+        [x, g.int64s('i.-1', [-1]), g.int64s('i.max', [Number.MAX_SAFE_INTEGER]), g.int64s('axes.0', [0])],
+        'text.head.last',
+      );
       const normed = rmsNorm(g, lastRow, scope.weight(finalNorm), config.rmsNormEps, 'text.head.norm');
       return { hidden: linear(g, normed, bindLinear(scope, head), 'text.head.logits') };
     },

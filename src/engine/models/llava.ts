@@ -21,15 +21,32 @@ export interface LlavaConfig extends ModelConfig {
 }
 
 /** The tower LlavaConfig builds when config.json has no vision_config at all (CLIP ViT-L/14 at 336 px). */
-const LLAVA_VISION_CONFIG: Json = { model_type: 'clip_vision_model', hidden_size: 1024, intermediate_size: 4096, num_hidden_layers: 24, num_attention_heads: 16, image_size: 336, patch_size: 14 };
+const LLAVA_VISION_CONFIG: Json = {
+  model_type: 'clip_vision_model',
+  hidden_size: 1024,
+  intermediate_size: 4096,
+  num_hidden_layers: 24,
+  num_attention_heads: 16,
+  image_size: 336,
+  patch_size: 14,
+};
 
 /** llava-hf configs store only what differs from these defaults. */
-const LLAVA_DEFAULTS: Json = { image_token_index: 32000, projector_hidden_act: 'gelu', vision_feature_layer: -2, vision_feature_select_strategy: 'default', multimodal_projector_bias: true };
+const LLAVA_DEFAULTS: Json = {
+  image_token_index: 32000,
+  projector_hidden_act: 'gelu',
+  vision_feature_layer: -2,
+  vision_feature_select_strategy: 'default',
+  multimodal_projector_bias: true,
+};
 
 /** The llava family: its config, and towers built with the vision tower and decoder it names. */
 export const llava: ModelFamily = (json, source) => {
   const config = parseLlavaConfig(json, source);
-  const parts = { vision: visionTowerKind(config.vision.modelType, source), decoder: decoderKind(config.text.modelType, source) };
+  const parts = {
+    vision: visionTowerKind(config.vision.modelType, source),
+    decoder: decoderKind(config.text.modelType, source),
+  };
   return { config, build: (weights, quantizer) => llavaTowers(config, parts, weights, quantizer) };
 };
 
@@ -43,8 +60,12 @@ export function parseLlavaConfig(root: Json, source: string): LlavaConfig {
   const visionFeatureSelect = fields.oneOf('vision_feature_select_strategy', ['default', 'full'] as const);
   return {
     modelType: 'llava',
-    imageTokenId: root.image_token_id !== undefined ? fields.int('image_token_id', 0) : fields.int('image_token_index', 0),
-    projector: { activation: fields.activation('projector_hidden_act'), bias: fields.bool('multimodal_projector_bias') },
+    imageTokenId:
+      root.image_token_id !== undefined ? fields.int('image_token_id', 0) : fields.int('image_token_index', 0),
+    projector: {
+      activation: fields.activation('projector_hidden_act'),
+      bias: fields.bool('multimodal_projector_bias'),
+    },
     visionLayers: featureLayer < 0 ? vision.layers + 1 + featureLayer : featureLayer,
     visionFeatureSelect,
     classTokenInFeatures: visionFeatureSelect === 'full',
@@ -53,13 +74,44 @@ export function parseLlavaConfig(root: Json, source: string): LlavaConfig {
   };
 }
 
-/** Binds config.json to the checkpoint's tensors, under either naming transformers has used; `quantizer` takes the decoder layers' linear layers. */
-function llavaTowers(config: LlavaConfig, parts: { vision: VisionTowerKind; decoder: DecoderKind }, weights: WeightIndex, quantizer?: DecoderQuantizer): ModelTowers {
+/**
+ * Binds config.json to the checkpoint's tensors, under either naming transformers has used; `quantizer` takes the
+ * decoder layers' linear layers.
+ */
+function llavaTowers(
+  config: LlavaConfig,
+  parts: { vision: VisionTowerKind; decoder: DecoderKind },
+  weights: WeightIndex,
+  quantizer?: DecoderQuantizer,
+): ModelTowers {
   const { vision: visionKind, decoder } = parts;
-  const vision = WeightScope.find(weights, [...visionKind.weightPrefixes], visionKind.probe, `${config.vision.modelType} vision tower`);
-  const projector = WeightScope.find(weights, ['multi_modal_projector.', 'model.multi_modal_projector.'], 'linear_1.weight', 'multi-modal projector');
-  const text = WeightScope.find(weights, ['language_model.model.', 'model.language_model.'], 'embed_tokens.weight', 'language model', quantizer);
-  const lmHead = config.text.tieWordEmbeddings ? text : WeightScope.find(weights, ['language_model.', ''], 'lm_head.weight', 'lm_head (and tie_word_embeddings is false)');
+  const vision = WeightScope.find(
+    weights,
+    [...visionKind.weightPrefixes],
+    visionKind.probe,
+    `${config.vision.modelType} vision tower`,
+  );
+  const projector = WeightScope.find(
+    weights,
+    ['multi_modal_projector.', 'model.multi_modal_projector.'],
+    'linear_1.weight',
+    'multi-modal projector',
+  );
+  const text = WeightScope.find(
+    weights,
+    ['language_model.model.', 'model.language_model.'],
+    'embed_tokens.weight',
+    'language model',
+    quantizer,
+  );
+  const lmHead = config.text.tieWordEmbeddings
+    ? text
+    : WeightScope.find(
+        weights,
+        ['language_model.', ''],
+        'lm_head.weight',
+        'lm_head (and tie_word_embeddings is false)',
+      );
   const side = config.vision.imageSize / config.vision.patchSize;
   const tower = visionKind.tower(config.vision, vision, config.visionLayers - 1);
   return {

@@ -14,7 +14,8 @@ const DECODERS: Record<string, DecoderKind> = {
 
 /** The vision tower of vision_config.model_type; `source` names config.json in the error. */
 export function visionTowerKind(modelType: unknown, source: string): VisionTowerKind {
-  const kind = typeof modelType === 'string' && Object.hasOwn(VISION_TOWERS, modelType) ? VISION_TOWERS[modelType] : undefined;
+  const kind =
+    typeof modelType === 'string' && Object.hasOwn(VISION_TOWERS, modelType) ? VISION_TOWERS[modelType] : undefined;
   if (!kind) throw unsupported(source, 'vision_config.model_type', modelType, Object.keys(VISION_TOWERS));
   return kind;
 }

@@ -18,10 +18,20 @@ export function projectorBlock(config: LlavaConfig, weights: WeightScope): Block
     width: textWidth,
     emit(scope, x) {
       const { g } = scope;
-      const selected = config.visionFeatureSelect === 'default'
-        ? g.op('Slice', [x, g.int64s('i.1', [1]), g.int64s('i.max', [Number.MAX_SAFE_INTEGER]), g.int64s('axes.0', [0])], 'projector.patches')
-        : x;
-      const hidden = activation(g, linear(g, selected, bindLinear(scope, first), 'projector.linear_1'), config.projector.activation, 'projector.act');
+      const selected =
+        config.visionFeatureSelect === 'default'
+          ? g.op(
+              'Slice',
+              [x, g.int64s('i.1', [1]), g.int64s('i.max', [Number.MAX_SAFE_INTEGER]), g.int64s('axes.0', [0])],
+              'projector.patches',
+            )
+          : x;
+      const hidden = activation(
+        g,
+        linear(g, selected, bindLinear(scope, first), 'projector.linear_1'),
+        config.projector.activation,
+        'projector.act',
+      );
       return { hidden: linear(g, hidden, bindLinear(scope, second), 'projector.linear_2') };
     },
   };

@@ -10,7 +10,17 @@ const FAMILIES: Record<string, ModelFamily> = {
 /** The model a config.json describes, read by its family; `source` names the file in errors. */
 export function parseModelConfig(json: unknown, source: string): FamilyModel {
   const root = asObject(json, source, 'the top level');
-  const family = typeof root.model_type === 'string' && Object.hasOwn(FAMILIES, root.model_type) ? FAMILIES[root.model_type] : undefined;
-  if (!family) throw unsupported(source, 'model_type', root.model_type, Object.keys(FAMILIES), ' (LLaVA-style: a vision tower, an MLP projector, a Llama/Mistral/Qwen2 decoder)');
+  const family =
+    typeof root.model_type === 'string' && Object.hasOwn(FAMILIES, root.model_type)
+      ? FAMILIES[root.model_type]
+      : undefined;
+  if (!family)
+    throw unsupported(
+      source,
+      'model_type',
+      root.model_type,
+      Object.keys(FAMILIES),
+      ' (LLaVA-style: a vision tower, an MLP projector, a Llama/Mistral/Qwen2 decoder)',
+    );
   return family(root, source);
 }

@@ -16,17 +16,30 @@ export class WeightScope {
    * Picks the first prefix under which `probe` exists (transformers renamed llava weights in v4.52). With a
    * quantizer, the linear layers asked for as quantizable are quantized.
    */
-  static find(index: WeightIndex, prefixes: string[], probe: string, what: string, quantizer?: DecoderQuantizer): WeightScope {
+  static find(
+    index: WeightIndex,
+    prefixes: string[],
+    probe: string,
+    what: string,
+    quantizer?: DecoderQuantizer,
+  ): WeightScope {
     const prefix = prefixes.find((p) => index.has(p + probe));
     if (prefix === undefined) {
-      throw new FicocoError(`The weights have no ${what}: expected a tensor named ${prefixes.map((p) => p + probe).join(' or ')}.`, 'weights');
+      throw new FicocoError(
+        `The weights have no ${what}: expected a tensor named ${prefixes.map((p) => p + probe).join(' or ')}.`,
+        'weights',
+      );
     }
     return new WeightScope(index, prefix, quantizer);
   }
 
   get(suffix: string, shape: number[]): TensorLocation {
     const tensor = this.optional(suffix, shape);
-    if (!tensor) throw new FicocoError(`The weights lack ${this.prefix + suffix} (expected shape [${shape.join(', ')}]).`, 'weights');
+    if (!tensor)
+      throw new FicocoError(
+        `The weights lack ${this.prefix + suffix} (expected shape [${shape.join(', ')}]).`,
+        'weights',
+      );
     return tensor;
   }
 
@@ -36,13 +49,25 @@ export class WeightScope {
     const tensor = this.index.get(name);
     const matches = tensor.shape.length === shape.length && tensor.shape.every((d, i) => d === shape[i]);
     if (!matches) {
-      throw new FicocoError(`${name} has shape [${tensor.shape.join(', ')}] but config.json implies [${shape.join(', ')}]; the config and the weights do not belong together.`, 'weights');
+      throw new FicocoError(
+        `${name} has shape [${tensor.shape.join(', ')}] but config.json implies [${shape.join(', ')}]; the ` +
+          `config and the weights do not belong together.`,
+        'weights',
+      );
     }
     return tensor;
   }
 
-  /** A linear layer `name` mapping `inFeatures` → `outFeatures`, with a bias when the config says so; `quantizable` layers follow the quantizer. */
-  linear(name: string, inFeatures: number, outFeatures: number, { bias, quantizable = false }: { bias: boolean; quantizable?: boolean }): LinearWeights {
+  /**
+   * A linear layer `name` mapping `inFeatures` → `outFeatures`, with a bias when the config says so; `quantizable`
+   * layers follow the quantizer.
+   */
+  linear(
+    name: string,
+    inFeatures: number,
+    outFeatures: number,
+    { bias, quantizable = false }: { bias: boolean; quantizable?: boolean },
+  ): LinearWeights {
     const weight = this.get(`${name}.weight`, [outFeatures, inFeatures]);
     return {
       weight,
@@ -67,6 +92,13 @@ export function bindLinear(scope: SegmentScope, layer: LinearWeights): Linear {
   return {
     weight: scope.quantizedBytes(q.data),
     bias,
-    quantized: { bits: q.bits, blockSize: q.blockSize, inFeatures: q.inFeatures, outFeatures: q.outFeatures, scales: scope.weight(q.scales), zeroPoints: scope.quantizedBytes(q.zeroPoints) },
+    quantized: {
+      bits: q.bits,
+      blockSize: q.blockSize,
+      inFeatures: q.inFeatures,
+      outFeatures: q.outFeatures,
+      scales: scope.weight(q.scales),
+      zeroPoints: scope.quantizedBytes(q.zeroPoints),
+    },
   };
 }

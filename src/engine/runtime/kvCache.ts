@@ -9,7 +9,11 @@ import { pastName, presentName } from '../graph/segment';
 export class KvCache {
   private readonly layers = new Map<number, { keys: ort.Tensor; values: ort.Tensor }>();
 
-  constructor(private readonly kvHeads: number, private readonly headDim: number, private readonly computeType: ElemType) {}
+  constructor(
+    private readonly kvHeads: number,
+    private readonly headDim: number,
+    private readonly computeType: ElemType,
+  ) {}
 
   /** Feeds for a segment's `past.l{i}.*` inputs (empty tensors before the first token). */
   feeds(layers: readonly number[]): Record<string, ort.Tensor> {
@@ -26,7 +30,10 @@ export class KvCache {
   update(layers: readonly number[], outputs: ort.InferenceSession.OnnxValueMapType): void {
     for (const layer of layers) {
       const previous = this.layers.get(layer);
-      this.layers.set(layer, { keys: outputs[presentName(layer, 'keys')] as ort.Tensor, values: outputs[presentName(layer, 'values')] as ort.Tensor });
+      this.layers.set(layer, {
+        keys: outputs[presentName(layer, 'keys')] as ort.Tensor,
+        values: outputs[presentName(layer, 'values')] as ort.Tensor,
+      });
       previous?.keys.dispose();
       previous?.values.dispose();
     }

@@ -7,7 +7,10 @@ import { ProviderName, ProviderSetting } from '../../common/providers';
 
 export { PROVIDERS, PROVIDER_SETTINGS, type ProviderName, type ProviderSetting } from '../../common/providers';
 
-/** What this machine's ONNX Runtime can offer: the providers built into the binding, and whether CUDA's libraries are there. */
+/**
+ * What this machine's ONNX Runtime can offer: the providers built into the binding, and whether CUDA's libraries are
+ * there.
+ */
 export interface MachineProviders {
   platform: NodeJS.Platform;
   /** providers the binding has without extra libraries (ort.listSupportedBackends(), bundled) */
@@ -17,18 +20,28 @@ export interface MachineProviders {
 }
 
 /** `auto`'s order per platform, best first. */
-const AUTO_ORDER: Partial<Record<NodeJS.Platform, ProviderName[]>> = { linux: ['cuda', 'webgpu'], win32: ['dml', 'webgpu'], darwin: ['coreml', 'webgpu'] };
+const AUTO_ORDER: Partial<Record<NodeJS.Platform, ProviderName[]>> = {
+  linux: ['cuda', 'webgpu'],
+  win32: ['dml', 'webgpu'],
+  darwin: ['coreml', 'webgpu'],
+};
 
 /** The providers to try, best first; CPU always ends the list. `auto` keeps only what this machine has. */
 export function providerCandidates(setting: ProviderSetting, machine: MachineProviders): ProviderName[] {
   if (setting === 'cpu') return ['cpu'];
   if (setting !== 'auto') return [setting, 'cpu'];
-  const available = (provider: ProviderName) => (provider === 'cuda' ? machine.cudaLibraries : machine.bundled.has(provider));
+  const available = (provider: ProviderName) =>
+    provider === 'cuda' ? machine.cudaLibraries : machine.bundled.has(provider);
   return [...(AUTO_ORDER[machine.platform] ?? []).filter(available), 'cpu'];
 }
 
 export function thisMachine(): MachineProviders {
-  const bundled = new Set(ort.listSupportedBackends().filter((backend) => backend.bundled).map((backend) => backend.name));
+  const bundled = new Set(
+    ort
+      .listSupportedBackends()
+      .filter((backend) => backend.bundled)
+      .map((backend) => backend.name),
+  );
   const binaries = ortLibraryFolder(path.dirname(require.resolve('onnxruntime-node/package.json')));
   return { platform: process.platform, bundled, cudaLibraries: isCudaPlatform() && cudaProviderInstalled(binaries) };
 }
@@ -37,9 +50,16 @@ export function thisMachine(): MachineProviders {
 const COREML_ML_PROGRAM = 0x010;
 
 /** The session options of one provider (what the engine hands ORT; unit-tested where the provider cannot run). */
-export function sessionOptions(provider: ProviderName, options: { weightsFolder: string; threads?: number }): ort.InferenceSession.SessionOptions {
+export function sessionOptions(
+  provider: ProviderName,
+  options: { weightsFolder: string; threads?: number },
+): ort.InferenceSession.SessionOptions {
   const executionProvider: ort.InferenceSession.ExecutionProviderConfig =
-    provider === 'cuda' || provider === 'dml' ? { name: provider, deviceId: 0 } : provider === 'coreml' ? { name: 'coreml', coreMlFlags: COREML_ML_PROGRAM } : provider;
+    provider === 'cuda' || provider === 'dml'
+      ? { name: provider, deviceId: 0 }
+      : provider === 'coreml'
+        ? { name: 'coreml', coreMlFlags: COREML_ML_PROGRAM }
+        : provider;
   return {
     executionProviders: [executionProvider],
     graphOptimizationLevel: 'all',
@@ -112,7 +132,10 @@ export class SessionFactory {
         return session;
       } catch (error) {
         if (provider === 'cpu') throw error;
-        failures.push(`${provider} could not be used (${ortMessage(error)}${provider === 'cuda' ? cudaAdvice(machine) : ''}), running on CPU instead`);
+        failures.push(
+          `${provider} could not be used ` +
+            `(${ortMessage(error)}${provider === 'cuda' ? cudaAdvice(machine) : ''}), running on CPU instead`,
+        );
       }
     }
     throw new Error('unreachable: the CPU provider is always a candidate');
@@ -125,9 +148,15 @@ export class SessionFactory {
 
 /** Why CUDA could not load, in the user's terms: the provider libraries, or CUDA 12 / cuDNN 9 themselves. */
 export function cudaAdvice(machine: MachineProviders, missingRuntime: () => string[] = missingCudaRuntime): string {
-  if (!machine.cudaLibraries) return '; ONNX Runtime\'s CUDA provider libraries are not installed: run "FiCoCo: Install CUDA Provider" or `ficoco providers install-cuda`';
+  if (!machine.cudaLibraries)
+    return (
+      '; ONNX Runtime\'s CUDA provider libraries are not installed: run "FiCoCo: Install CUDA Provider" or ' +
+      '`ficoco providers install-cuda`'
+    );
   const missing = missingRuntime();
-  return missing.length > 0 ? `; CUDA 12 and cuDNN 9 are needed and ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not found` : '';
+  return missing.length > 0
+    ? `; CUDA 12 and cuDNN 9 are needed and ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not found`
+    : '';
 }
 
 /**

@@ -26,7 +26,10 @@ export function createSampler(options: SamplingOptions): (logits: Float32Array) 
   return (logits) => sampleTopP(logits, options.temperature, options.topP, random());
 }
 
-/** p_i = exp((l_i − max)/T) / Σ, tokens sorted by p, cut once the cumulative sum reaches topP, then drawn with `u` ∈ [0, 1). */
+/**
+ * p_i = exp((l_i − max)/T) / Σ, tokens sorted by p, cut once the cumulative sum reaches topP, then drawn with `u` ∈ [0,
+ * 1).
+ */
 export function sampleTopP(logits: Float32Array, temperature: number, topP: number, u: number): number {
   const max = logits[argmax(logits)];
   const weights = Float64Array.from(logits, (l) => Math.exp((l - max) / temperature));

@@ -20,7 +20,10 @@ export interface Segment {
 export class TowerRunner {
   private readonly sessions = new Map<string, Promise<Segment>>();
 
-  constructor(readonly tower: Tower, private readonly factory: SessionFactory) {}
+  constructor(
+    readonly tower: Tower,
+    private readonly factory: SessionFactory,
+  ) {}
 
   /**
    * Segments for hooks at `sites` (site → what the hook needs); unknown sites are an error. When a hook asks for
@@ -44,14 +47,26 @@ export class TowerRunner {
     if (start < this.tower.blocks.length) ranges.push({ start, end: this.tower.blocks.length, expose: {} });
     const keys = ranges.map((r) => segmentKey(r.start, r.end, r.expose, proportionalAttention));
     this.releaseExcept(new Set(keys));
-    return Promise.all(ranges.map((range, i) => this.load(keys[i], { start: range.start, end: range.end, expose: range.expose, proportionalAttention }, range.site)));
+    return Promise.all(
+      ranges.map((range, i) =>
+        this.load(
+          keys[i],
+          { start: range.start, end: range.end, expose: range.expose, proportionalAttention },
+          range.site,
+        ),
+      ),
+    );
   }
 
   async release(): Promise<void> {
     this.releaseExcept(new Set());
   }
 
-  private load(key: string, spec: Omit<SegmentSpec, 'computeType' | 'weightsFolder'>, site: string | undefined): Promise<Segment> {
+  private load(
+    key: string,
+    spec: Omit<SegmentSpec, 'computeType' | 'weightsFolder'>,
+    site: string | undefined,
+  ): Promise<Segment> {
     let loading = this.sessions.get(key);
     if (!loading) {
       loading = (async () => {

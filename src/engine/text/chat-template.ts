@@ -37,7 +37,11 @@ export class ChatTemplate {
     try {
       new Template(source); // the child parses its own copy; this one only checks
     } catch (error) {
-      throw new FicocoError(`The chat template in ${origin} does not parse (${(error as Error).message}); this model folder cannot be used.`, 'config');
+      throw new FicocoError(
+        `The chat template in ${origin} does not parse (${(error as Error).message}); this model folder ` +
+          `cannot be used.`,
+        'config',
+      );
     }
     this.renderer = new TemplateProcess(source, origin, { ...DEFAULT_RENDER_LIMITS, ...limits });
   }
@@ -74,7 +78,8 @@ export function loadChatTemplate(modelDir: string, tokenizerConfig: JsonObject):
     return pickTemplate(tokenizerConfig['chat_template'], path.join(modelDir, 'tokenizer_config.json'));
   }
   throw new FicocoError(
-    `${modelDir} has no chat template: expected chat_template in tokenizer_config.json, chat_template.json or chat_template.jinja.`,
+    `${modelDir} has no chat template: expected chat_template in tokenizer_config.json, ` +
+      `chat_template.json or chat_template.jinja.`,
     'model-folder',
   );
 }
@@ -84,8 +89,13 @@ function pickTemplate(value: unknown, origin: string): ChatTemplate {
   if (typeof value === 'string') return new ChatTemplate(value, origin);
   if (Array.isArray(value)) {
     const named = value.find((entry) => isJsonObject(entry) && entry['name'] === 'default');
-    if (isJsonObject(named) && typeof named['template'] === 'string') return new ChatTemplate(named['template'], origin);
-    throw new FicocoError(`chat_template in ${origin} is a list without a {"name": "default", "template": ...} entry; add one or keep a single template string.`, 'config');
+    if (isJsonObject(named) && typeof named['template'] === 'string')
+      return new ChatTemplate(named['template'], origin);
+    throw new FicocoError(
+      `chat_template in ${origin} is a list without a {"name": "default", "template": ...} entry; add one ` +
+        `or keep a single template string.`,
+      'config',
+    );
   }
   throw new FicocoError(`chat_template in ${origin} must be a string or a list of {name, template}.`, 'config');
 }

@@ -16,9 +16,13 @@ export function readOptionalJson(modelDir: string, fileName: string): JsonObject
   try {
     parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (error) {
-    throw new FicocoError(`${file} is not valid JSON (${(error as Error).message}); download the model again.`, 'config');
+    throw new FicocoError(
+      `${file} is not valid JSON (${(error as Error).message}); download the model again.`,
+      'config',
+    );
   }
-  if (!isJsonObject(parsed)) throw new FicocoError(`${file} must hold a JSON object; download the model again.`, 'config');
+  if (!isJsonObject(parsed))
+    throw new FicocoError(`${file} must hold a JSON object; download the model again.`, 'config');
   return parsed;
 }
 

@@ -44,9 +44,12 @@ function render(sandbox: RenderSandbox, context: TemplateContext, limits: Templa
     text = renderScript.runInContext(sandbox, { timeout: limits.timeoutMs });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') return { outcome: 'timed-out' };
-    // @huggingface/jinja throws Error and SyntaxError; a RangeError is the JS engine's (stack depth, string or array length).
+    // @huggingface/jinja throws Error and SyntaxError; a RangeError is the JS engine's (stack depth, string or array
+    // length).
     if (error instanceof RangeError) return { outcome: 'exhausted', message: error.message };
     return { outcome: 'raised', message: (error as Error).message };
   }
-  return text.length > limits.maxOutputChars ? { outcome: 'too-long', length: text.length } : { outcome: 'rendered', text };
+  return text.length > limits.maxOutputChars
+    ? { outcome: 'too-long', length: text.length }
+    : { outcome: 'rendered', text };
 }

@@ -25,7 +25,8 @@ export const DEFAULT_RENDER_LIMITS: RenderLimits = {
 // The child stops a render itself at timeoutMs; this covers starting the child, and a late stop near its memory limit.
 const UNANSWERED_GRACE_MS = 3_000;
 
-// dist/template-child.js beside the bundle that runs this, or template-child.ts beside this file under `node --import tsx`.
+// dist/template-child.js beside the bundle that runs this, or template-child.ts beside this file under `node --import
+// tsx`.
 const TEMPLATE_CHILD_FILE = path.join(__dirname, `template-child${path.extname(__filename)}`);
 
 /**
@@ -83,14 +84,21 @@ export class TemplateProcess {
   private start(): ChildProcess {
     const child = fork(TEMPLATE_CHILD_FILE, [], {
       // tsx's --import must reach the child when running from source; a debugger's port must not.
-      execArgv: [...process.execArgv.filter((flag) => !flag.startsWith('--inspect')), `--max-old-space-size=${this.limits.memoryMb}`],
+      execArgv: [
+        ...process.execArgv.filter((flag) => !flag.startsWith('--inspect')),
+        `--max-old-space-size=${this.limits.memoryMb}`,
+      ],
       stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
     });
     const forget = () => {
       if (this.child === child) this.child = undefined;
     };
     child.on('exit', forget).on('error', forget);
-    const setup: TemplateSetup = { source: this.source, timeoutMs: this.limits.timeoutMs, maxOutputChars: this.limits.maxOutputChars };
+    const setup: TemplateSetup = {
+      source: this.source,
+      timeoutMs: this.limits.timeoutMs,
+      maxOutputChars: this.limits.maxOutputChars,
+    };
     child.send(setup);
     // An idle child must not keep the engine's process alive; while a render waits, its timer does.
     child.unref();
@@ -108,7 +116,10 @@ export class TemplateProcess {
       case 'rendered':
         return reply.text;
       case 'raised': // raise_exception in the template, about this conversation
-        return new FicocoError(`The chat template in ${this.origin} cannot render this conversation: ${reply.message}`, 'input');
+        return new FicocoError(
+          `The chat template in ${this.origin} cannot render this conversation: ${reply.message}`,
+          'input',
+        );
       case 'exhausted':
         return this.unusable(`ran out of room while rendering (${reply.message})`);
       case 'timed-out':
@@ -120,7 +131,8 @@ export class TemplateProcess {
 
   private exitError(code: number | null, signal: NodeJS.Signals | null): FicocoError {
     // V8 aborts a process that reaches its heap limit: SIGABRT, or exit code 134 where there are no signals.
-    if (signal === 'SIGABRT' || code === 134) return this.unusable(`used more than ${this.limits.memoryMb} MB while rendering`);
+    if (signal === 'SIGABRT' || code === 134)
+      return this.unusable(`used more than ${this.limits.memoryMb} MB while rendering`);
     return this.unusable(`could not be rendered: its process stopped (${signal ?? `exit code ${code}`})`);
   }
 
@@ -129,6 +141,9 @@ export class TemplateProcess {
   }
 
   private unusable(what: string): FicocoError {
-    return new FicocoError(`The chat template in ${this.origin} ${what}; this model folder cannot be used as is.`, 'config');
+    return new FicocoError(
+      `The chat template in ${this.origin} ${what}; this model folder cannot be used as is.`,
+      'config',
+    );
   }
 }

@@ -26,7 +26,10 @@ export class TextProcessor {
     const tokenizerFile = path.join(modelDir, 'tokenizer.json');
     const tokenizerJson = readOptionalJson(modelDir, 'tokenizer.json');
     if (tokenizerJson === undefined) {
-      throw new FicocoError(`${modelDir} lacks tokenizer.json (the Hugging Face fast tokenizer file); this model folder cannot be used.`, 'model-folder');
+      throw new FicocoError(
+        `${modelDir} lacks tokenizer.json (the Hugging Face fast tokenizer file); this model folder cannot be used.`,
+        'model-folder',
+      );
     }
     const tokenizerConfig = readOptionalJson(modelDir, 'tokenizer_config.json') ?? {};
     const templateTokens = readTemplateTokens(tokenizerConfig);
@@ -52,11 +55,21 @@ export class TextProcessor {
     const { ids, tokens } = this.tokenizer.encode(text);
     const missing = ids.findIndex((id) => !Number.isInteger(id));
     if (missing >= 0) {
-      throw new FicocoError(`${this.tokenizerFile} has no id for "${tokens[missing]}" and no unk_token to fall back on; the tokenizer is incomplete.`, 'config');
+      throw new FicocoError(
+        `${this.tokenizerFile} has no id for "${tokens[missing]}" and no unk_token to fall back on; the ` +
+          `tokenizer is incomplete.`,
+        'config',
+      );
     }
     // Templates that write {{ bos_token }} themselves would otherwise get a second BOS from the post-processor.
     const bos = this.templateTokens.bos_token;
-    if (bos !== undefined && text.startsWith(bos) && ids.length >= 2 && ids[0] === ids[1] && ids[0] === this.tokenizer.token_to_id(bos)) {
+    if (
+      bos !== undefined &&
+      text.startsWith(bos) &&
+      ids.length >= 2 &&
+      ids[0] === ids[1] &&
+      ids[0] === this.tokenizer.token_to_id(bos)
+    ) {
       return ids.slice(1);
     }
     return ids;
@@ -88,11 +101,17 @@ function readTemplateTokens(tokenizerConfig: JsonObject): TemplateTokens {
   return tokens;
 }
 
-function createTokenizer(tokenizerJson: JsonObject, tokenizerConfig: JsonObject, tokens: TemplateTokens, tokenizerFile: string): Tokenizer {
+function createTokenizer(
+  tokenizerJson: JsonObject,
+  tokenizerConfig: JsonObject,
+  tokens: TemplateTokens,
+  tokenizerFile: string,
+): Tokenizer {
   const model = tokenizerJson['model'];
   // tokenizers.js has no WordLevel model: it falls back to its Legacy vocab lookup, which takes unk_token
   // from the config (not from the model) and needs it as a string.
-  const wordLevelUnk = isJsonObject(model) && model['type'] === 'WordLevel' ? tokenContent(model['unk_token']) : undefined;
+  const wordLevelUnk =
+    isJsonObject(model) && model['type'] === 'WordLevel' ? tokenContent(model['unk_token']) : undefined;
   const config = {
     ...tokenizerConfig,
     ...tokens,
@@ -102,7 +121,10 @@ function createTokenizer(tokenizerJson: JsonObject, tokenizerConfig: JsonObject,
   try {
     return new Tokenizer({ ...tokenizerJson, added_tokens: tokenizerJson['added_tokens'] ?? [] }, config);
   } catch (error) {
-    throw new FicocoError(`${tokenizerFile} could not be loaded (${(error as Error).message}); this model folder cannot be used.`, 'config');
+    throw new FicocoError(
+      `${tokenizerFile} could not be loaded (${(error as Error).message}); this model folder cannot be used.`,
+      'config',
+    );
   }
 }
 
@@ -116,13 +138,18 @@ function resolveImageToken(tokenizer: Tokenizer, imageToken: ImageTokenRef, toke
   const id = 'id' in imageToken ? imageToken.id : tokenizer.token_to_id(imageToken.text);
   if (text === undefined || id === undefined) {
     const which = 'id' in imageToken ? `id ${imageToken.id}` : `"${imageToken.text}"`;
-    throw new FicocoError(`The image token ${which} is not in the vocabulary of ${tokenizerFile}; the tokenizer does not belong to this model.`, 'config');
+    throw new FicocoError(
+      `The image token ${which} is not in the vocabulary of ${tokenizerFile}; the tokenizer does not ` +
+        `belong to this model.`,
+      'config',
+    );
   }
   // The prompt marks the image with the token's text, so that text must encode to exactly this one id.
   const encoded = tokenizer.encode(text, { add_special_tokens: false }).ids;
   if (encoded.length !== 1 || encoded[0] !== id) {
     throw new FicocoError(
-      `The image token "${text}" (id ${id}) is not an added token in ${tokenizerFile}: the prompt text "${text}" encodes to [${encoded.join(', ')}], ` +
+      `The image token "${text}" (id ${id}) is not an added token in ${tokenizerFile}: the prompt text ` +
+        `"${text}" encodes to [${encoded.join(', ')}], ` +
         'so the image position would be lost; the tokenizer does not belong to this model.',
       'config',
     );

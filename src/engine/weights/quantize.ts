@@ -26,13 +26,25 @@ export function bitsOf(mode: Exclude<WeightQuantization, 'none'>): 4 | 8 {
 }
 
 /** Where a row of `cols` weights goes: its blocks, the bytes of one block, the bytes of the row's zero points. */
-export function blockLayout(cols: number, bits: 4 | 8, blockSize = QUANT_BLOCK_SIZE): { blocksPerRow: number; blobBytes: number; zeroPointRowBytes: number } {
+export function blockLayout(
+  cols: number,
+  bits: 4 | 8,
+  blockSize = QUANT_BLOCK_SIZE,
+): { blocksPerRow: number; blobBytes: number; zeroPointRowBytes: number } {
   const blocksPerRow = Math.ceil(cols / blockSize);
   return { blocksPerRow, blobBytes: (blockSize * bits) / 8, zeroPointRowBytes: Math.ceil((blocksPerRow * bits) / 8) };
 }
 
-/** Per block: s = (max − min)/(2^b − 1) with min ≤ 0 ≤ max, z = round(−min/s), q = clamp(round(w/s) + z, 0, 2^b − 1). */
-export function quantizeBlocks(weights: Float32Array, rows: number, cols: number, bits: 4 | 8, blockSize = QUANT_BLOCK_SIZE): BlockQuantized {
+/**
+ * Per block: s = (max − min)/(2^b − 1) with min ≤ 0 ≤ max, z = round(−min/s), q = clamp(round(w/s) + z, 0, 2^b − 1).
+ */
+export function quantizeBlocks(
+  weights: Float32Array,
+  rows: number,
+  cols: number,
+  bits: 4 | 8,
+  blockSize = QUANT_BLOCK_SIZE,
+): BlockQuantized {
   const levels = (1 << bits) - 1;
   const { blocksPerRow, blobBytes, zeroPointRowBytes } = blockLayout(cols, bits, blockSize);
   const data = new Uint8Array(rows * blocksPerRow * blobBytes);
@@ -56,7 +68,8 @@ export function quantizeBlocks(weights: Float32Array, rows: number, cols: number
       packValue(zeroPoints, row * zeroPointRowBytes, block, zero, bits);
       // Padding past the row's end quantizes 0, i.e. the zero point itself.
       for (let i = 0; i < blockSize; i++) {
-        const q = i < count && scale !== 0 ? Math.min(levels, Math.max(0, Math.round(weights[from + i] / scale) + zero)) : zero;
+        const q =
+          i < count && scale !== 0 ? Math.min(levels, Math.max(0, Math.round(weights[from + i] / scale) + zero)) : zero;
         packValue(data, blockIndex * blobBytes, i, q, bits);
       }
     }
@@ -74,7 +87,8 @@ export function dequantizeBlocks(q: BlockQuantized): Float32Array {
       const block = Math.floor(col / blockSize);
       const blockIndex = row * blocksPerRow + block;
       const zero = unpackValue(q.zeroPoints, row * zeroPointRowBytes, block, bits);
-      weights[row * cols + col] = (unpackValue(q.data, blockIndex * blobBytes, col % blockSize, bits) - zero) * q.scales[blockIndex];
+      weights[row * cols + col] =
+        (unpackValue(q.data, blockIndex * blobBytes, col % blockSize, bits) - zero) * q.scales[blockIndex];
     }
   }
   return weights;

@@ -62,7 +62,9 @@ export class DecoderQuantizer {
   async materialize(onTensor?: (done: number, total: number) => void): Promise<string> {
     const bits = bitsOf(this.mode);
     const source = path.dirname(this.index.files[0]);
-    const folder = isHfCacheBlobs(source) ? path.join(this.cacheDir, createHash('sha256').update(source).digest('hex').slice(0, 16)) : source;
+    const folder = isHfCacheBlobs(source)
+      ? path.join(this.cacheDir, createHash('sha256').update(source).digest('hex').slice(0, 16))
+      : source;
     const prefix = `ficoco-${this.mode}-b${this.blockSize}-`;
     const file = path.join(folder, `${prefix}${this.fingerprint()}.quantized`);
     if (!fs.existsSync(file)) {
@@ -92,7 +94,17 @@ export class DecoderQuantizer {
     for (const weight of this.requested) {
       if (!files.has(weight.file)) files.set(weight.file, fs.statSync(weight.file));
       const stats = files.get(weight.file)!;
-      hash.update(JSON.stringify([weight.name, weight.dtype, weight.shape, path.basename(weight.file), weight.byteOffset, stats.size, stats.mtimeMs]));
+      hash.update(
+        JSON.stringify([
+          weight.name,
+          weight.dtype,
+          weight.shape,
+          path.basename(weight.file),
+          weight.byteOffset,
+          stats.size,
+          stats.mtimeMs,
+        ]),
+      );
     }
     return hash.digest('hex').slice(0, 16);
   }
@@ -118,7 +130,9 @@ export class DecoderQuantizer {
       fd = fs.openSync(partial, 'w');
     } catch (error) {
       throw new FicocoError(
-        `The ${this.mode} weights cannot be cached beside the model's weights in ${path.dirname(file)} (${(error as NodeJS.ErrnoException).code ?? String(error)}); copy the model to a writable folder or turn weight quantization off.`,
+        `The ${this.mode} weights cannot be cached beside the model's weights in ${path.dirname(file)} ` +
+          `(${(error as NodeJS.ErrnoException).code ?? String(error)}); copy the model to a writable folder or ` +
+          `turn weight quantization off.`,
         'weights',
       );
     }
@@ -148,6 +162,7 @@ function isHfCacheBlobs(folder: string): boolean {
 
 function removeStale(folder: string, prefix: string): void {
   for (const name of fs.readdirSync(folder)) {
-    if (name.startsWith(prefix) && (name.endsWith('.quantized') || name.endsWith('.quantized.partial'))) fs.rmSync(path.join(folder, name), { force: true });
+    if (name.startsWith(prefix) && (name.endsWith('.quantized') || name.endsWith('.quantized.partial')))
+      fs.rmSync(path.join(folder, name), { force: true });
   }
 }

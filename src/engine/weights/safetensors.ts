@@ -40,7 +40,11 @@ export class WeightIndex {
 
   /** One safetensors file on its own (e.g. saved tensors for `ficoco reduce`, reference outputs). */
   static openFile(file: string): WeightIndex {
-    return WeightIndex.fromLayout(path.dirname(file), { shards: [path.basename(file)], indexed: false, weightMap: new Map() });
+    return WeightIndex.fromLayout(path.dirname(file), {
+      shards: [path.basename(file)],
+      indexed: false,
+      weightMap: new Map(),
+    });
   }
 
   private static fromLayout(modelDir: string, layout: WeightLayout): WeightIndex {
@@ -55,7 +59,8 @@ export class WeightIndex {
         if (previous !== undefined) {
           throw new FicocoError(
             `Tensor "${location.name}" is stored in both ${previous} and ${shard} in ${modelDir}; ` +
-              'the folder mixes files from different checkpoints — remove the stray .safetensors files or download the model again.',
+              'the folder mixes files from different checkpoints — remove the stray .safetensors files or download ' +
+              'the model again.',
             'weights',
           );
         }
@@ -66,7 +71,8 @@ export class WeightIndex {
     for (const [name, shard] of layout.weightMap) {
       if (shardOf.get(name) !== shard) {
         throw new FicocoError(
-          `${INDEX_FILE} in ${modelDir} places tensor "${name}" in ${shard}, but that file's header does not contain it; ` +
+          `${INDEX_FILE} in ${modelDir} places tensor "${name}" in ${shard}, but that file's header does not ` +
+            `contain it; ` +
             'the index and the shards come from different revisions — download the model again.',
           'weights',
         );
@@ -84,7 +90,8 @@ export class WeightIndex {
     if (location === undefined) {
       throw new FicocoError(
         `Tensor "${name}" is not in the weights of ${this.modelDir} (${this.tensors.size} tensors in ` +
-          `${this.files.length} file(s)); the checkpoint does not match its config.json or uses weight names this version does not know.`,
+          `${this.files.length} file(s)); the checkpoint does not match its config.json or uses weight names ` +
+          `this version does not know.`,
         'weights',
       );
     }
@@ -120,7 +127,8 @@ export class WeightIndex {
         return Float32Array.from(new Float64Array(bytes.buffer));
       default:
         throw new FicocoError(
-          `Tensor "${name}" in ${location.file} is ${location.dtype}; only floating-point tensors (F64, F32, F16, BF16) can be read as float32.`,
+          `Tensor "${name}" in ${location.file} is ${location.dtype}; only floating-point tensors (F64, F32, ` +
+            `F16, BF16) can be read as float32.`,
           'weights',
         );
     }
@@ -143,7 +151,11 @@ export class WeightIndex {
       case 'BOOL':
         return Array.from(bytes);
       default:
-        throw new FicocoError(`Tensor "${name}" in ${location.file} is ${location.dtype}; expected an integer tensor (I64, I32, I16, I8, U8 or BOOL).`, 'weights');
+        throw new FicocoError(
+          `Tensor "${name}" in ${location.file} is ${location.dtype}; expected an integer tensor (I64, I32, ` +
+            `I16, I8, U8 or BOOL).`,
+          'weights',
+        );
     }
   }
 }
@@ -159,10 +171,14 @@ interface WeightLayout {
 
 function findWeightFiles(modelDir: string): WeightLayout {
   if (!fs.existsSync(modelDir) || !fs.statSync(modelDir).isDirectory()) {
-    throw new FicocoError(`Model folder ${modelDir} does not exist or is not a folder; choose a downloaded Hugging Face model folder.`, 'model-folder');
+    throw new FicocoError(
+      `Model folder ${modelDir} does not exist or is not a folder; choose a downloaded Hugging Face model folder.`,
+      'model-folder',
+    );
   }
   if (fs.existsSync(path.join(modelDir, INDEX_FILE))) return readIndex(modelDir);
-  if (fs.existsSync(path.join(modelDir, SINGLE_FILE))) return { shards: [SINGLE_FILE], indexed: false, weightMap: new Map() };
+  if (fs.existsSync(path.join(modelDir, SINGLE_FILE)))
+    return { shards: [SINGLE_FILE], indexed: false, weightMap: new Map() };
   const shards = fs
     .readdirSync(modelDir)
     .filter((entry) => entry.endsWith('.safetensors'))
@@ -183,18 +199,28 @@ function readIndex(modelDir: string): WeightLayout {
   try {
     parsed = JSON.parse(fs.readFileSync(indexPath, 'utf8'));
   } catch (error) {
-    throw new FicocoError(`${indexPath} is not valid JSON (${(error as Error).message}); download it again.`, 'weights');
+    throw new FicocoError(
+      `${indexPath} is not valid JSON (${(error as Error).message}); download it again.`,
+      'weights',
+    );
   }
   const weightMap = isRecord(parsed) ? parsed['weight_map'] : undefined;
   if (!isRecord(weightMap) || !Object.values(weightMap).every((shard) => typeof shard === 'string')) {
-    throw new FicocoError(`${indexPath} has no "weight_map" object of tensor name → shard file name; download it again.`, 'weights');
+    throw new FicocoError(
+      `${indexPath} has no "weight_map" object of tensor name → shard file name; download it again.`,
+      'weights',
+    );
   }
   const map = new Map(Object.entries(weightMap as Record<string, string>));
   const shards = [...new Set(map.values())].sort();
   // The index is data from the folder: a shard it names is a plain .safetensors file in that folder, nothing else.
   const outside = shards.find((shard) => !/^[^/\\:]+\.safetensors$/.test(shard) || shard.startsWith('.'));
   if (outside !== undefined) {
-    throw new FicocoError(`${indexPath} names the shard ${JSON.stringify(outside)}, which is not a .safetensors file in the model folder; the index is corrupt — download it again.`, 'weights');
+    throw new FicocoError(
+      `${indexPath} names the shard ${JSON.stringify(outside)}, which is not a .safetensors file in the ` +
+        `model folder; the index is corrupt — download it again.`,
+      'weights',
+    );
   }
   return { shards, indexed: true, weightMap: map };
 }
@@ -212,12 +238,16 @@ function resolveShard(modelDir: string, shard: string, indexed: boolean): string
 function readHeader(realPath: string, displayName: string): TensorLocation[] {
   const fileSize = fs.statSync(realPath).size;
   if (fileSize < 8) {
-    throw new FicocoError(`${displayName} is only ${fileSize} bytes, too short for a safetensors file; download it again.`, 'weights');
+    throw new FicocoError(
+      `${displayName} is only ${fileSize} bytes, too short for a safetensors file; download it again.`,
+      'weights',
+    );
   }
   const headerLength = Number(Buffer.from(readFileRange(realPath, 0, 8)).readBigUInt64LE(0));
   if (headerLength < 2 || headerLength > MAX_HEADER_BYTES || 8 + headerLength > fileSize) {
     throw new FicocoError(
-      `${displayName} declares a ${headerLength}-byte header in a ${fileSize}-byte file; it is not a safetensors file or is corrupt — download it again.`,
+      `${displayName} declares a ${headerLength}-byte header in a ${fileSize}-byte file; it is not a ` +
+        `safetensors file or is corrupt — download it again.`,
       'weights',
     );
   }
@@ -234,7 +264,8 @@ function readHeader(realPath: string, displayName: string): TensorLocation[] {
   refuseOverlaps(locations, displayName);
   if (dataEnd > fileSize) {
     throw new FicocoError(
-      `${displayName} is ${formatBytes(dataEnd - fileSize)} shorter than its header says; the download was probably cut off — download it again (${realPath}).`,
+      `${displayName} is ${formatBytes(dataEnd - fileSize)} shorter than its header says; the download was ` +
+        `probably cut off — download it again (${realPath}).`,
       'weights',
     );
   }
@@ -247,7 +278,11 @@ function refuseOverlaps(locations: readonly TensorLocation[], displayName: strin
   for (let i = 1; i < byStart.length; i++) {
     const [previous, current] = [byStart[i - 1], byStart[i]];
     if (current.byteOffset < previous.byteOffset + previous.byteLength) {
-      throw new FicocoError(`${displayName}: tensors "${previous.name}" and "${current.name}" overlap in the file; the header is corrupt — download it again.`, 'weights');
+      throw new FicocoError(
+        `${displayName}: tensors "${previous.name}" and "${current.name}" overlap in the file; the header is ` +
+          `corrupt — download it again.`,
+        'weights',
+      );
     }
   }
 }
@@ -260,19 +295,33 @@ function parseHeaderJson(bytes: Uint8Array, displayName: string): Record<string,
     header = undefined;
   }
   if (!isRecord(header)) {
-    throw new FicocoError(`${displayName} has a header that is not a JSON object; it is not a safetensors file or is corrupt — download it again.`, 'weights');
+    throw new FicocoError(
+      `${displayName} has a header that is not a JSON object; it is not a safetensors file or is corrupt — ` +
+        `download it again.`,
+      'weights',
+    );
   }
   return header;
 }
 
-function parseEntry(name: string, entry: unknown, displayName: string, realPath: string, dataStart: number): TensorLocation {
+function parseEntry(
+  name: string,
+  entry: unknown,
+  displayName: string,
+  realPath: string,
+  dataStart: number,
+): TensorLocation {
   const malformed = (what: string): FicocoError =>
-    new FicocoError(`${displayName}: tensor "${name}" has ${what} in its header; the file is corrupt — download it again.`, 'weights');
+    new FicocoError(
+      `${displayName}: tensor "${name}" has ${what} in its header; the file is corrupt — download it again.`,
+      'weights',
+    );
   if (!isRecord(entry)) throw malformed('no {dtype, shape, data_offsets} entry');
   const { dtype, shape, data_offsets: offsets } = entry;
   if (!isSafetensorsDType(dtype)) {
     throw new FicocoError(
-      `${displayName}: tensor "${name}" has dtype ${String(dtype)}, which FiCoCo cannot use (supported: ${Object.keys(DTYPE_BYTES).join(', ')}); ` +
+      `${displayName}: tensor "${name}" has dtype ${String(dtype)}, which FiCoCo cannot use (supported: ` +
+        `${Object.keys(DTYPE_BYTES).join(', ')}); ` +
         'use a float32, float16 or bfloat16 checkpoint.',
       'weights',
     );
@@ -286,7 +335,14 @@ function parseEntry(name: string, entry: unknown, displayName: string, realPath:
   if (end - begin !== expectedLength) {
     throw malformed(`${end - begin} data bytes where shape [${shape.join(', ')}] × ${dtype} needs ${expectedLength}`);
   }
-  return { name, dtype, shape: shape as number[], file: realPath, byteOffset: dataStart + begin, byteLength: end - begin };
+  return {
+    name,
+    dtype,
+    shape: shape as number[],
+    file: realPath,
+    byteOffset: dataStart + begin,
+    byteLength: end - begin,
+  };
 }
 
 /** Reads exactly `length` bytes into a fresh (hence aligned) buffer. */
@@ -298,7 +354,11 @@ function readFileRange(file: string, position: number, length: number): Uint8Arr
     while (done < length) {
       const read = fs.readSync(fd, bytes, done, Math.min(length - done, MAX_READ_CHUNK), position + done);
       if (read === 0) {
-        throw new FicocoError(`${file} ended after ${position + done} bytes while reading ${length} bytes at ${position}; the file changed or is truncated — download it again.`, 'weights');
+        throw new FicocoError(
+          `${file} ended after ${position + done} bytes while reading ${length} bytes at ${position}; the file ` +
+            `changed or is truncated — download it again.`,
+          'weights',
+        );
       }
       done += read;
     }

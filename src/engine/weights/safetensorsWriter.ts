@@ -10,11 +10,19 @@ export interface TensorToWrite {
 }
 
 /** Writes a .safetensors file (header padded to 8 bytes like the reference writer); returns the header length. */
-export function writeSafetensors(file: string, tensors: readonly TensorToWrite[], metadata?: Record<string, string>): number {
+export function writeSafetensors(
+  file: string,
+  tensors: readonly TensorToWrite[],
+  metadata?: Record<string, string>,
+): number {
   const header: Record<string, unknown> = metadata ? { __metadata__: metadata } : {};
   let offset = 0;
   for (const tensor of tensors) {
-    header[tensor.name] = { dtype: tensor.dtype, shape: tensor.shape, data_offsets: [offset, offset + tensor.data.byteLength] };
+    header[tensor.name] = {
+      dtype: tensor.dtype,
+      shape: tensor.shape,
+      data_offsets: [offset, offset + tensor.data.byteLength],
+    };
     offset += tensor.data.byteLength;
   }
   writeRawSafetensors(file, header, Buffer.concat(tensors.map((tensor) => tensor.data)));

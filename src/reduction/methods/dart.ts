@@ -6,9 +6,29 @@ import { textAfter } from '../stages/decoderSignals';
 import { SiteView, VisualSpan } from '../tokenState';
 
 const PARAMS = {
-  scoreLayer: { type: 'number', default: 1 / 32, min: 0, max: 1, description: 'Decoder layer K−1 whose keys and hidden states choose the tokens, as a fraction of depth (1/32: DART\'s K = 2 on 32-layer Vicuna-7B).' },
-  imagePivots: { type: 'integer', default: 4, min: 0, max: 64, description: 'Pivots among the image tokens (largest key L1 norm).' },
-  textPivots: { type: 'integer', default: 4, min: 0, max: 64, description: 'Pivots among the text tokens after the image (largest key L1 norm).' },
+  scoreLayer: {
+    type: 'number',
+    default: 1 / 32,
+    min: 0,
+    max: 1,
+    description:
+      'Decoder layer K−1 whose keys and hidden states choose the tokens, as a fraction of depth (1/32: ' +
+      "DART's K = 2 on 32-layer Vicuna-7B).",
+  },
+  imagePivots: {
+    type: 'integer',
+    default: 4,
+    min: 0,
+    max: 64,
+    description: 'Pivots among the image tokens (largest key L1 norm).',
+  },
+  textPivots: {
+    type: 'integer',
+    default: 4,
+    min: 0,
+    max: 64,
+    description: 'Pivots among the text tokens after the image (largest key L1 norm).',
+  },
 } satisfies Record<string, ParamSpec>;
 
 type DartParams = ParamsOf<typeof PARAMS>;
@@ -45,7 +65,10 @@ function duplication(view: SiteView, span: VisualSpan, pivots: readonly number[]
   return scores;
 }
 
-/** Keeps the image pivots plus the image tokens least duplicated by any pivot (image or text), ties to the earlier token. */
+/**
+ * Keeps the image pivots plus the image tokens least duplicated by any pivot (image or text), ties to the earlier
+ * token.
+ */
 const duplicationFilter: Filter<DartParams> = (input) => {
   const { view, span, params } = input;
   const keep = span.count - input.remove;
@@ -65,11 +88,20 @@ const duplicationFilter: Filter<DartParams> = (input) => {
 
 export const dart = defineMethod({
   name: 'dart',
-  description: 'DART: after an early decoder layer, keep the image tokens least duplicated by a few high-key-norm pivot tokens.',
+  description:
+    'DART: after an early decoder layer, keep the image tokens least duplicated by a few high-key-norm ' +
+    'pivot tokens.',
   reference:
-    'Stop Looking for Important Tokens (Wen et al., EMNLP\'25, arXiv 2502.11494) and ZichenWen1/DART: pivots = 4 image + 4 text tokens (after the image) with the largest key L1 norm at layer K−1 = 1, duplication = cosine of hidden states (the engine\'s hidden cosine matrix); prune before layer K = 2. ' +
-    'Departures: keys are head-averaged (the code concatenates heads, a proxy for the L1 norm); hidden states are the site\'s residual stream after layer K−1\'s attention, not the final-RMSNormed layer output; ' +
-    'the code lets each pivot in turn take its ⌊B/8⌋ least similar tokens (keeping pivots + 8⌊B/8⌋, e.g. 132 for B = 128), we keep exactly B: the image pivots plus the tokens with the lowest max-cosine to any pivot.',
+    "Stop Looking for Important Tokens (Wen et al., EMNLP'25, arXiv 2502.11494) and ZichenWen1/DART: " +
+    'pivots = 4 image + 4 text tokens (after the image) with the largest key L1 norm at layer K−1 = 1, ' +
+    "duplication = cosine of hidden states (the engine's hidden cosine matrix); prune before layer K = " +
+    '2. ' +
+    'Departures: keys are head-averaged (the code concatenates heads, a proxy for the L1 norm); hidden ' +
+    "states are the site's residual stream after layer K−1's attention, not the final-RMSNormed layer " +
+    'output; ' +
+    'the code lets each pivot in turn take its ⌊B/8⌋ least similar tokens (keeping pivots + 8⌊B/8⌋, e.g. ' +
+    '132 for B = 128), we keep exactly B: the image pivots plus the tokens with the lowest max-cosine to ' +
+    'any pivot.',
   params: PARAMS,
   plan(model, keep, params) {
     const step: Step<DartParams> = {

@@ -11,21 +11,27 @@ const diverseSetFilter: Filter<unknown> = ({ view, span, remove }) => {
 
 export const divPrune = defineMethod({
   name: 'divprune',
-  description: 'DivPrune: keep the most diverse projected visual tokens (greedy max–min cosine distance); prune the rest.',
+  description:
+    'DivPrune: keep the most diverse projected visual tokens (greedy max–min cosine distance); prune the rest.',
   reference:
-    'DivPrune: Diversity-based Visual Token Pruning for Large Multimodal Models (CVPR 2025, arXiv 2503.02175); official code vbdi/divprune. ' +
-    'On the projected embeddings, d = 1 − cosine (the engine\'s hidden cosine matrix); seed = the token whose nearest neighbour is farthest (the official code\'s first step), then the token farthest from the chosen set, until B. ' +
+    'DivPrune: Diversity-based Visual Token Pruning for Large Multimodal Models (CVPR 2025, arXiv ' +
+    '2503.02175); official code vbdi/divprune. ' +
+    "On the projected embeddings, d = 1 − cosine (the engine's hidden cosine matrix); seed = the token " +
+    "whose nearest neighbour is farthest (the official code's first step), then the token farthest from " +
+    'the chosen set, until B. ' +
     'Chosen tokens are excluded explicitly (the code relies on their zero self-distance). Needs no attention.',
   params: {},
   plan(model, keep, params) {
-    return [{
-      site: 'projector',
-      needs: { hiddenCosine: true },
-      filter: diverseSetFilter,
-      correlate: (_input, split) => noReceivers(split),
-      compress: dropSources,
-      remove: model.visualTokens - keep,
-      params,
-    } satisfies Step];
+    return [
+      {
+        site: 'projector',
+        needs: { hiddenCosine: true },
+        filter: diverseSetFilter,
+        correlate: (_input, split) => noReceivers(split),
+        compress: dropSources,
+        remove: model.visualTokens - keep,
+        params,
+      } satisfies Step,
+    ];
   },
 });

@@ -4,12 +4,23 @@ import { dropSources } from '../stages/compress';
 import { allTokens, attentionFrom, leastImportantFirst } from '../stages/decoderSignals';
 
 const PARAMS = {
-  scoreLayer: { type: 'number', default: 1 / 32, min: 0, max: 1, description: 'Decoder layer K−1 whose attention ranks the image tokens, as a fraction of the depth (1/32: FastV\'s K = 2 on 32-layer Vicuna-7B).' },
+  scoreLayer: {
+    type: 'number',
+    default: 1 / 32,
+    min: 0,
+    max: 1,
+    description:
+      'Decoder layer K−1 whose attention ranks the image tokens, as a fraction of the depth (1/32: ' +
+      "FastV's K = 2 on 32-layer Vicuna-7B).",
+  },
 } satisfies Record<string, ParamSpec>;
 
 type FastvParams = ParamsOf<typeof PARAMS>;
 
-/** a_j = (1/N) Σ_q A[q, j]: attention image token j receives, averaged over heads and every query; the least attended leave. */
+/**
+ * a_j = (1/N) Σ_q A[q, j]: attention image token j receives, averaged over heads and every query; the least attended
+ * leave.
+ */
 const receivedAttentionFilter: Filter<FastvParams> = (input) =>
   splitByScore(input.span, leastImportantFirst(attentionFrom(input, 'FastV', allTokens(input.view))), input.remove);
 
@@ -17,8 +28,11 @@ export const fastv = defineMethod({
   name: 'fastv',
   description: 'FastV: after an early decoder layer, drop the image tokens that receive the least attention.',
   reference:
-    'An Image is Worth 1/2 Tokens After Layer 2 (Chen et al., ECCV\'24, arXiv 2403.06764): prune once at layer K = 2, ranking by layer K−1\'s attention averaged over heads and all queries. ' +
-    'We hook llm:(K−1) after its attention, which is equivalent (the MLP is token-wise and that layer\'s cache already holds every token). The budget is the number of image tokens kept, not FastV\'s ratio R.',
+    "An Image is Worth 1/2 Tokens After Layer 2 (Chen et al., ECCV'24, arXiv 2403.06764): prune once at " +
+    "layer K = 2, ranking by layer K−1's attention averaged over heads and all queries. " +
+    "We hook llm:(K−1) after its attention, which is equivalent (the MLP is token-wise and that layer's " +
+    "cache already holds every token). The budget is the number of image tokens kept, not FastV's ratio " +
+    'R.',
   params: PARAMS,
   plan(model, keep, params) {
     const step: Step<FastvParams> = {

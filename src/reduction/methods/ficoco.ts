@@ -5,9 +5,25 @@ import { SiteView } from '../tokenState';
 
 /** Parameters FiCoCo-V and FiCoCo-L share: the correlate's quantile rule and the compress. */
 export const SHARED_FICOCO_PARAMS = {
-  epsilon: { type: 'number', default: 0.998, min: 0.5, max: 1, description: 'Row quantile ε that sets each source\'s receiver threshold (token-adaptive K).' },
-  strictThreshold: { type: 'boolean', default: true, description: 'Receivers are strictly above the quantile (official code); off: at or above it (paper).' },
-  sizeWeighted: { type: 'boolean', default: false, description: 'Weight merges by token size m instead of the self-preserving 1 + Σα; in the vision tower later layers also add log m to attention (ToMe-style proportional attention).' },
+  epsilon: {
+    type: 'number',
+    default: 0.998,
+    min: 0.5,
+    max: 1,
+    description: "Row quantile ε that sets each source's receiver threshold (token-adaptive K).",
+  },
+  strictThreshold: {
+    type: 'boolean',
+    default: true,
+    description: 'Receivers are strictly above the quantile (official code); off: at or above it (paper).',
+  },
+  sizeWeighted: {
+    type: 'boolean',
+    default: false,
+    description:
+      'Weight merges by token size m instead of the self-preserving 1 + Σα; in the vision tower later ' +
+      'layers also add log m to attention (ToMe-style proportional attention).',
+  },
 } satisfies Record<string, ParamSpec>;
 
 /** The site's head-averaged attention [count, keyCount]; FiCoCo always asks for it. */
@@ -16,9 +32,17 @@ export function requireAttention(view: SiteView): Float32Array {
   return view.attention;
 }
 
-
-/** FiCoCo-V's local penalty: in each full W×W window of the patch grid, the most redundant token's score s becomes s·c (s > 0) or s/c (s < 0). */
-export function localPenalty(scores: Float64Array, tokenPatch: Int32Array, grid: { rows: number; cols: number }, window: number, factor: number): Float64Array {
+/**
+ * FiCoCo-V's local penalty: in each full W×W window of the patch grid, the most redundant token's score s becomes s·c
+ * (s > 0) or s/c (s < 0).
+ */
+export function localPenalty(
+  scores: Float64Array,
+  tokenPatch: Int32Array,
+  grid: { rows: number; cols: number },
+  window: number,
+  factor: number,
+): Float64Array {
   const boosted = scores.slice();
   const windowCols = Math.floor(grid.cols / window);
   const windowRows = Math.floor(grid.rows / window);
@@ -32,7 +56,12 @@ export function localPenalty(scores: Float64Array, tokenPatch: Int32Array, grid:
     if (windowRow >= windowRows || windowCol >= windowCols) continue;
     const id = windowRow * windowCols + windowCol;
     const current = strongest.get(id);
-    if (current === undefined || scores[i] > scores[current] || (scores[i] === scores[current] && patch < tokenPatch[current])) strongest.set(id, i);
+    if (
+      current === undefined ||
+      scores[i] > scores[current] ||
+      (scores[i] === scores[current] && patch < tokenPatch[current])
+    )
+      strongest.set(id, i);
   }
   for (const i of strongest.values()) boosted[i] = boosted[i] > 0 ? boosted[i] * factor : boosted[i] / factor;
   return boosted;
@@ -51,7 +80,11 @@ export function meanKeyTerm(input: StageInput<unknown>): Float64Array {
 }
 
 /** s = w_a·â − w_b·b̂ over the span, each term optionally L2-normalised (official code). */
-export function weightedDifference(first: Float64Array, second: Float64Array, { weightFirst, weightSecond, normalize }: { weightFirst: number; weightSecond: number; normalize: boolean }): Float64Array {
+export function weightedDifference(
+  first: Float64Array,
+  second: Float64Array,
+  { weightFirst, weightSecond, normalize }: { weightFirst: number; weightSecond: number; normalize: boolean },
+): Float64Array {
   const a = normalize ? l2Normalize(first) : first;
   const b = normalize ? l2Normalize(second) : second;
   return a.map((v, i) => weightFirst * v - weightSecond * b[i]);

@@ -6,29 +6,78 @@ import { VisualSpan } from '../tokenState';
 import { SHARED_FICOCO_PARAMS, localPenalty, meanKeyTerm, requireAttention, weightedDifference } from './ficoco';
 
 export const FICOCO_V_PARAMS = {
-  start: { type: 'number', default: 0.52, min: 0, max: 1, description: 'First reducing vision layer as a fraction of the layers that run (0.52 × 23 → layer 12 for CLIP-L in LLaVA-1.5, as the official code).' },
-  weights: { type: 'enum', default: 'code', values: ['code', 'paper'], description: 'Patch / [CLS] term weights: code 0.65 / 0.35, paper λ = 0.35 / 0.65.' },
-  patchTerm: { type: 'enum', default: 'rowMean', values: ['rowMean', 'colMean'], description: 'Patch redundancy: row mean of the attention (code) or attention received, the column mean (paper).' },
-  attention: { type: 'enum', default: 'logits', values: ['logits', 'probs'], description: 'Scores from pre-softmax logits (code) or softmax probabilities (paper).' },
-  l2normalize: { type: 'boolean', default: true, description: 'L2-normalise both filter terms over the patches (code).' },
+  start: {
+    type: 'number',
+    default: 0.52,
+    min: 0,
+    max: 1,
+    description:
+      'First reducing vision layer as a fraction of the layers that run (0.52 × 23 → layer 12 for CLIP-L ' +
+      'in LLaVA-1.5, as the official code).',
+  },
+  weights: {
+    type: 'enum',
+    default: 'code',
+    values: ['code', 'paper'],
+    description: 'Patch / [CLS] term weights: code 0.65 / 0.35, paper λ = 0.35 / 0.65.',
+  },
+  patchTerm: {
+    type: 'enum',
+    default: 'rowMean',
+    values: ['rowMean', 'colMean'],
+    description: 'Patch redundancy: row mean of the attention (code) or attention received, the column mean (paper).',
+  },
+  attention: {
+    type: 'enum',
+    default: 'logits',
+    values: ['logits', 'probs'],
+    description: 'Scores from pre-softmax logits (code) or softmax probabilities (paper).',
+  },
+  l2normalize: {
+    type: 'boolean',
+    default: true,
+    description: 'L2-normalise both filter terms over the patches (code).',
+  },
   window: { type: 'integer', default: 2, min: 1, max: 16, description: 'Local-penalty window W (W×W patches).' },
-  penalty: { type: 'number', default: 2, min: 1, max: 8, description: 'Local-penalty scaling of the most redundant token per window (1 turns it off).' },
-  receivers: { type: 'enum', default: 'targets', values: ['targets', 'targets+cls'], description: 'Receivers: kept patches only (paper), or also [CLS] (as the official code allows).' },
+  penalty: {
+    type: 'number',
+    default: 2,
+    min: 1,
+    max: 8,
+    description: 'Local-penalty scaling of the most redundant token per window (1 turns it off).',
+  },
+  receivers: {
+    type: 'enum',
+    default: 'targets',
+    values: ['targets', 'targets+cls'],
+    description: 'Receivers: kept patches only (paper), or also [CLS] (as the official code allows).',
+  },
   ...SHARED_FICOCO_PARAMS,
 } satisfies Record<string, ParamSpec>;
 
 type FicocoVParams = ParamsOf<typeof FICOCO_V_PARAMS>;
 
-/** Redundancy s_i = w_p·p̂_i − w_c·ĉ_i (+ local penalty): p = patch attention term, c = [CLS] attention (or the mean-key proxy without [CLS]). */
+/**
+ * Redundancy s_i = w_p·p̂_i − w_c·ĉ_i (+ local penalty): p = patch attention term, c = [CLS] attention (or the mean-key
+ * proxy without [CLS]).
+ */
 const redundancyFilter: Filter<FicocoVParams> = (input) => {
   const { view, span, params } = input;
   const attention = requireAttention(view);
   const keys = view.keyCount;
-  const patchTerm = params.patchTerm === 'rowMean' ? spanRowMeans(attention, keys, span) : spanColumnMeans(attention, keys, span);
-  const semanticTerm = view.hasClassToken ? Float64Array.from(spanTokens(span), (i) => attention[i]) : meanKeyTerm(input);
+  const patchTerm =
+    params.patchTerm === 'rowMean' ? spanRowMeans(attention, keys, span) : spanColumnMeans(attention, keys, span);
+  const semanticTerm = view.hasClassToken
+    ? Float64Array.from(spanTokens(span), (i) => attention[i])
+    : meanKeyTerm(input);
   const [wPatch, wCls] = params.weights === 'code' ? [0.65, 0.35] : [0.35, 0.65];
-  const scores = weightedDifference(patchTerm, semanticTerm, { weightFirst: wPatch, weightSecond: wCls, normalize: params.l2normalize });
-  const penalised = params.penalty === 1 ? scores : localPenalty(scores, span.tokenPatch, span.grid, params.window, params.penalty);
+  const scores = weightedDifference(patchTerm, semanticTerm, {
+    weightFirst: wPatch,
+    weightSecond: wCls,
+    normalize: params.l2normalize,
+  });
+  const penalised =
+    params.penalty === 1 ? scores : localPenalty(scores, span.tokenPatch, span.grid, params.window, params.penalty);
   return splitByScore(span, penalised, input.remove);
 };
 
@@ -56,22 +105,32 @@ function spanColumnMeans(attention: Float32Array, keys: number, span: VisualSpan
 const attentionReceivers: Correlate<FicocoVParams> = (input, split) => {
   const { view, params } = input;
   const attention = requireAttention(view);
-  const candidates = params.receivers === 'targets+cls' && view.hasClassToken ? Int32Array.of(0, ...split.targets) : split.targets;
+  const candidates =
+    params.receivers === 'targets+cls' && view.hasClassToken ? Int32Array.of(0, ...split.targets) : split.targets;
   const keys = view.keyCount;
   const rowOf = (source: number) => {
     const values = new Float64Array(candidates.length);
     for (let k = 0, from = source * keys; k < candidates.length; k++) values[k] = attention[from + candidates[k]];
     return { candidates, values };
   };
-  return adaptiveReceivers(split, rowOf, { epsilon: params.epsilon, strict: params.strictThreshold, probabilities: params.attention === 'probs' });
+  return adaptiveReceivers(split, rowOf, {
+    epsilon: params.epsilon,
+    strict: params.strictThreshold,
+    probabilities: params.attention === 'probs',
+  });
 };
 
 export const ficocoV = defineMethod({
   name: 'ficoco-v',
-  description: 'FiCoCo-V: redundancy-filtered merging inside the vision encoder with token-adaptive receivers and self-preserving compression.',
+  description:
+    'FiCoCo-V: redundancy-filtered merging inside the vision encoder with token-adaptive receivers and ' +
+    'self-preserving compression.',
   reference:
-    'Filter, Correlate, Compress (arXiv 2411.17686) §3 and ficoco-spec §2.10: the clean algorithm, defaulting to the official code\'s score semantics (weights, row-mean logits, L2 normalisation). ' +
-    'Not reproduced: score-order shuffling that displaces [CLS], the never-reset global penalty buffer, receivers indexed into the wrong tensor, one K per layer. Without [CLS] the mean-key proxy of §5 replaces the [CLS] term.',
+    'Filter, Correlate, Compress (arXiv 2411.17686) §3 and ficoco-spec §2.10: the clean algorithm, ' +
+    "defaulting to the official code's score semantics (weights, row-mean logits, L2 normalisation). " +
+    'Not reproduced: score-order shuffling that displaces [CLS], the never-reset global penalty buffer, ' +
+    'receivers indexed into the wrong tensor, one K per layer. Without [CLS] the mean-key proxy of §5 ' +
+    'replaces the [CLS] term.',
   params: FICOCO_V_PARAMS,
   plan(model, keep, params) {
     const layers = layerRange(layerAt(params.start, model.visionLayers), model.visionLayers - 1);
@@ -79,7 +138,11 @@ export const ficocoV = defineMethod({
     return layers.map((layer, i): Step<FicocoVParams> => ({
       site: `vision:${layer}`,
       // The spec's ToMe-style extension: with sizes carried, later layers attend proportionally to them.
-      needs: { attention: params.attention === 'probs' ? 'probs' : 'logits', keys: !model.hasClassToken, proportionalAttention: params.sizeWeighted },
+      needs: {
+        attention: params.attention === 'probs' ? 'probs' : 'logits',
+        keys: !model.hasClassToken,
+        proportionalAttention: params.sizeWeighted,
+      },
       filter: redundancyFilter,
       correlate: attentionReceivers,
       compress: mergeIntoReceivers({ weighting: params.sizeWeighted ? 'size' : 'self-preserving', normalize: true }),

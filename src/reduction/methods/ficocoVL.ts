@@ -11,7 +11,10 @@ const PARAMS = {
     default: 0.5,
     min: 0,
     max: 1,
-    description: 'Share of the reduction (on a log scale) done in the vision encoder: it keeps round(N^(1−share)·B^share) of N tokens, the decoder goes on to the budget B (0.5: the geometric midpoint √(N·B); 1: FiCoCo-V only; 0: FiCoCo-L only).',
+    description:
+      'Share of the reduction (on a log scale) done in the vision encoder: it keeps ' +
+      'round(N^(1−share)·B^share) of N tokens, the decoder goes on to the budget B (0.5: the geometric ' +
+      'midpoint √(N·B); 1: FiCoCo-V only; 0: FiCoCo-L only).',
   },
   ...visionParams,
   ...llmParams,
@@ -30,14 +33,21 @@ export const ficocoVL = defineMethod({
   name: 'ficoco-vl',
   description: 'FiCoCo-VL: FiCoCo-V inside the vision encoder, then FiCoCo-L inside the decoder on what is left.',
   reference:
-    'Filter, Correlate, Compress v1 (arXiv 2411.17686v1) and ficoco-spec §4: the FiCoCo-V steps followed by the FiCoCo-L steps, each its clean algorithm (see ficoco-v and ficoco-l). ' +
-    'The paper does not say how the budget is split between the two; here the encoder keeps the geometric midpoint √(N·B) by default (visionShare), and FiCoCo-L runs on the image span it actually receives, which the official code skips once FiCoCo-V has shortened the sequence.',
+    'Filter, Correlate, Compress v1 (arXiv 2411.17686v1) and ficoco-spec §4: the FiCoCo-V steps followed ' +
+    'by the FiCoCo-L steps, each its clean algorithm (see ficoco-v and ficoco-l). ' +
+    'The paper does not say how the budget is split between the two; here the encoder keeps the ' +
+    'geometric midpoint √(N·B) by default (visionShare), and FiCoCo-L runs on the image span it actually ' +
+    'receives, which the official code skips once FiCoCo-V has shortened the sequence.',
   params: PARAMS,
   plan(model, keep, params) {
     const visionKeep = visionSideTokens(model.visualTokens, keep, params.visionShare);
     return [
       ...ficocoV.plan(model, visionKeep, { ...params, start: params.visionStart, attention: params.visionAttention }),
-      ...ficocoL.plan({ ...model, visualTokens: visionKeep }, keep, { ...params, start: params.llmStart, attention: params.llmAttention }),
+      ...ficocoL.plan({ ...model, visualTokens: visionKeep }, keep, {
+        ...params,
+        start: params.llmStart,
+        attention: params.llmAttention,
+      }),
     ];
   },
 });

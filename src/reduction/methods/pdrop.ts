@@ -5,7 +5,13 @@ import { attentionFrom, leastImportantFirst } from '../stages/decoderSignals';
 import { removalsAtLayers } from '../stages/schedule';
 
 const PARAMS = {
-  stages: { type: 'integer', default: 3, min: 1, max: 8, description: 'Drop points at the boundaries of stages+1 equal stages of depth (3: before layers 8, 16, 24 of 32).' },
+  stages: {
+    type: 'integer',
+    default: 3,
+    min: 1,
+    max: 8,
+    description: 'Drop points at the boundaries of stages+1 equal stages of depth (3: before layers 8, 16, 24 of 32).',
+  },
 } satisfies Record<string, ParamSpec>;
 
 type PdropParams = ParamsOf<typeof PARAMS>;
@@ -16,11 +22,19 @@ const lastInstructionFilter: Filter<PdropParams> = (input) =>
 
 export const pdrop = defineMethod({
   name: 'pdrop',
-  description: 'PyramidDrop: at each stage boundary of the decoder, drop the image tokens the last instruction token attends to least.',
+  description:
+    'PyramidDrop: at each stage boundary of the decoder, drop the image tokens the last instruction ' +
+    'token attends to least.',
   reference:
-    'PyramidDrop (Xing et al., CVPR\'25): stages split at layers 8, 16, 24 of 32 (fractions s/(stages+1)); at each boundary the image tokens ranked by the last instruction token\'s attention, a fixed ratio λ kept. ' +
-    'Here λ per stage is geometric so the LAST stage keeps exactly the budget; the paper usually quotes a budget as the average over stages (λ = 0.5 keeps 576→288→144→72 ≈ 270 on average), so our "64" is stricter — the FLOPs report shows the true cost. ' +
-    'PDrop scores with layer l\'s own q·k of the last token on its input; we read the real attention row of layer l−1 at llm:(l−1) (the nearest signal the engine exposes), and layer l onwards sees the shorter sequence.',
+    "PyramidDrop (Xing et al., CVPR'25): stages split at layers 8, 16, 24 of 32 (fractions " +
+    "s/(stages+1)); at each boundary the image tokens ranked by the last instruction token's attention, " +
+    'a fixed ratio λ kept. ' +
+    'Here λ per stage is geometric so the LAST stage keeps exactly the budget; the paper usually quotes ' +
+    'a budget as the average over stages (λ = 0.5 keeps 576→288→144→72 ≈ 270 on average), so our "64" is ' +
+    'stricter — the FLOPs report shows the true cost. ' +
+    "PDrop scores with layer l's own q·k of the last token on its input; we read the real attention row " +
+    'of layer l−1 at llm:(l−1) (the nearest signal the engine exposes), and layer l onwards sees the ' +
+    'shorter sequence.',
   params: PARAMS,
   plan(model, keep, params) {
     const fractions = Array.from({ length: params.stages }, (_, i) => (i + 1) / (params.stages + 1));

@@ -22,7 +22,11 @@ export function poolingBands(grid: Grid, windows: number): number[] {
     // A tolerance, so that mirrored factorisations (3 × 4, 4 × 3) tie exactly.
     if (bands === 0 || distance(rows) < distance(bands) - 1e-9) bands = rows;
   }
-  if (bands === 0) bands = Math.max(Math.ceil(windows / grid.cols), Math.min(grid.rows, windows, Math.round(Math.sqrt((windows * grid.rows) / grid.cols))));
+  if (bands === 0)
+    bands = Math.max(
+      Math.ceil(windows / grid.cols),
+      Math.min(grid.rows, windows, Math.round(Math.sqrt((windows * grid.rows) / grid.cols))),
+    );
   return Array.from({ length: bands }, (_, band) => Math.floor(windows / bands) + (band < windows % bands ? 1 : 0));
 }
 
@@ -44,8 +48,14 @@ export function poolingWindows(span: VisualSpan, windows: number): Int32Array {
 const windowFilter: Filter = ({ span, remove }) => {
   const windowOf = poolingWindows(span, span.count - remove);
   const seen = new Set<number>();
-  const representatives = Array.from(windowOf.keys()).filter((offset) => !seen.has(windowOf[offset]) && seen.add(windowOf[offset]));
-  if (representatives.length !== span.count - remove) throw new Error(`pooling to ${span.count - remove} windows found ${representatives.length} non-empty ones: it needs the whole patch grid`);
+  const representatives = Array.from(windowOf.keys()).filter(
+    (offset) => !seen.has(windowOf[offset]) && seen.add(windowOf[offset]),
+  );
+  if (representatives.length !== span.count - remove)
+    throw new Error(
+      `pooling to ${span.count - remove} windows found ${representatives.length} non-empty ones: it needs ` +
+        `the whole patch grid`,
+    );
   return splitByKept(span, representatives);
 };
 
@@ -54,25 +64,33 @@ const windowCorrelate: Correlate = ({ span, remove }, split) => {
   const windowOf = poolingWindows(span, span.count - remove);
   const representativeOf = new Map<number, number>();
   for (const target of split.targets) representativeOf.set(windowOf[target - span.start], target);
-  return oneReceiverEach(Int32Array.from(split.sources, (source) => representativeOf.get(windowOf[source - span.start])!));
+  return oneReceiverEach(
+    Int32Array.from(split.sources, (source) => representativeOf.get(windowOf[source - span.start])!),
+  );
 };
 
 export const pooling = defineMethod({
   name: 'pooling',
-  description: 'Spatial average pooling of each image\'s projected tokens to the budget, window by window over the patch grid.',
+  description:
+    "Spatial average pooling of each image's projected tokens to the budget, window by window over the " +
+    'patch grid.',
   reference:
-    'The pooling / downsampling baseline (cf. VTC-Bench, arXiv 2510.07143) at the projector output: average pooling over a rows\' × cols\' partition of the grid with floor bounds ' +
-    '(AdaptiveAvgPool2d uses ceil ends, so its windows can overlap; a partition keeps provenance exact). Sizes weight the mean, so unreduced tokens average plainly.',
+    'The pooling / downsampling baseline (cf. VTC-Bench, arXiv 2510.07143) at the projector output: ' +
+    "average pooling over a rows' × cols' partition of the grid with floor bounds " +
+    '(AdaptiveAvgPool2d uses ceil ends, so its windows can overlap; a partition keeps provenance exact). ' +
+    'Sizes weight the mean, so unreduced tokens average plainly.',
   params: PARAMS,
   plan(model, keep, params) {
-    return [{
-      site: 'projector',
-      needs: {},
-      filter: windowFilter,
-      correlate: windowCorrelate,
-      compress: mergeIntoReceivers({ weighting: 'size', normalize: true }),
-      remove: model.visualTokens - keep,
-      params,
-    } satisfies Step];
+    return [
+      {
+        site: 'projector',
+        needs: {},
+        filter: windowFilter,
+        correlate: windowCorrelate,
+        compress: mergeIntoReceivers({ weighting: 'size', normalize: true }),
+        remove: model.visualTokens - keep,
+        params,
+      } satisfies Step,
+    ];
   },
 });

@@ -6,7 +6,13 @@ import { classAttention, classAttentionBySequence } from '../stages/importance';
 import { argmaxStrided, keyCosines } from '../stages/similarity';
 
 const PARAMS = {
-  neighbours: { type: 'integer', default: 32, min: 1, max: 4096, description: 'k: each kept token gathers its k most similar pruned tokens by key cosine (official code: 32).' },
+  neighbours: {
+    type: 'integer',
+    default: 32,
+    min: 1,
+    max: 4096,
+    description: 'k: each kept token gathers its k most similar pruned tokens by key cosine (official code: 32).',
+  },
 } satisfies Record<string, ParamSpec>;
 
 type PruMergePlusParams = ParamsOf<typeof PARAMS>;
@@ -31,7 +37,10 @@ function evenlyThinned(candidates: number[], room: number): number[] {
   return Array.from({ length: room }, (_, t) => candidates[Math.floor(((t + 0.5) * candidates.length) / room)]);
 }
 
-/** Kept = IQR outliers of [CLS] attention (highest first, at most B), then spatial samples, then the highest remaining attention, until exactly B. */
+/**
+ * Kept = IQR outliers of [CLS] attention (highest first, at most B), then spatial samples, then the highest remaining
+ * attention, until exactly B.
+ */
 const outlierAndSpatialFilter: Filter<PruMergePlusParams> = ({ view, span, remove }) => {
   const keep = span.count - remove;
   const attention = classAttention(view, span);
@@ -44,10 +53,17 @@ const outlierAndSpatialFilter: Filter<PruMergePlusParams> = ({ view, span, remov
 };
 
 /**
- * The `k` largest of values[from + c·stride] over the candidates c (ascending), best first, ties to the earlier candidate:
+ * The `k` largest of values[from + c·stride] over the candidates c (ascending), best first, ties to the earlier
+ * candidate:
  * the order of a sort by (value descending, index ascending), cut at k.
  */
-function largestFirst(values: Float32Array, from: number, stride: number, candidates: ArrayLike<number>, k: number): number[] {
+function largestFirst(
+  values: Float32Array,
+  from: number,
+  stride: number,
+  candidates: ArrayLike<number>,
+  k: number,
+): number[] {
   const best: number[] = [];
   for (let i = 0; i < candidates.length; i++) {
     const c = candidates[i];
@@ -74,12 +90,17 @@ const nearestNeighbourReceivers: Correlate<PruMergePlusParams> = ({ view, params
   const similarity = keyCosines(view, targets, sources);
   const pickedBy: number[][] = Array.from(sources, () => []);
   const everySource = Int32Array.from({ length: sources.length }, (_, k) => k);
-  for (let t = 0; t < targets.length; t++) for (const k of largestFirst(similarity, t * sources.length, 1, everySource, params.neighbours)) pickedBy[k].push(t);
+  for (let t = 0; t < targets.length; t++)
+    for (const k of largestFirst(similarity, t * sources.length, 1, everySource, params.neighbours))
+      pickedBy[k].push(t);
   const offsets = new Int32Array(sources.length + 1);
   const receivers: number[] = [];
   const weights: number[] = [];
   pickedBy.forEach((picked, k) => {
-    const chosen = picked.length > 0 ? largestFirst(similarity, k, sources.length, picked, picked.length) : [argmaxStrided(similarity, k, sources.length, targets.length)];
+    const chosen =
+      picked.length > 0
+        ? largestFirst(similarity, k, sources.length, picked, picked.length)
+        : [argmaxStrided(similarity, k, sources.length, targets.length)];
     for (const t of chosen) {
       receivers.push(targets[t]);
       weights.push(1 / chosen.length);
@@ -91,24 +112,37 @@ const nearestNeighbourReceivers: Correlate<PruMergePlusParams> = ({ view, params
 
 export const pruMergePlus = defineMethod({
   name: 'prumerge-plus',
-  description: 'PruMerge+: keep [CLS]-attention outliers plus spatially uniform samples, and merge each pruned token into its nearest kept tokens by key similarity, weighted by attention.',
+  description:
+    'PruMerge+: keep [CLS]-attention outliers plus spatially uniform samples, and merge each pruned ' +
+    'token into its nearest kept tokens by key similarity, weighted by attention.',
   reference:
-    'LLaVA-PruMerge (ICCV 2025, arXiv 2403.15388), the "+" variant (official code 42Shawn/LLaVA-PruMerge, token_prune_merge_advanced_plus). ' +
-    'The paper\'s count is adaptive (IQR outliers of [CLS] attention, plus samples at stride ⌊⌊n/m⌋/3⌋); here the user budget B is exact: outliers first (highest attention first if more than B), then the spatial samples evenly thinned to the room left, then the highest remaining attention. ' +
-    'Merge as the paper describes, an attention-weighted average (a_j x_j + Σ α_ij a_i x_i)/(a_j + Σ α_ij a_i), where the code adds the unnormalised Σ a_i x_i to x_j. ' +
-    'k = 32 nearest pruned tokens per kept token (the code searches all other tokens, kept ones included; kept tokens are not sources here). ' +
-    'To keep provenance exact each pruned token\'s weight sums to 1: split equally over the kept tokens that picked it, or, picked by none, to its most similar kept token (the code folds every pruned token into one extra attention-weighted token, which a fixed budget has no room for). ' +
-    'Uses the head-averaged attention and keys of the layer producing the features (the code recomputes single-head attention from the last layer\'s q/k projections). Without [CLS], the mean attention each token receives replaces it.',
+    'LLaVA-PruMerge (ICCV 2025, arXiv 2403.15388), the "+" variant (official code ' +
+    '42Shawn/LLaVA-PruMerge, token_prune_merge_advanced_plus). ' +
+    "The paper's count is adaptive (IQR outliers of [CLS] attention, plus samples at stride ⌊⌊n/m⌋/3⌋); " +
+    'here the user budget B is exact: outliers first (highest attention first if more than B), then the ' +
+    'spatial samples evenly thinned to the room left, then the highest remaining attention. ' +
+    'Merge as the paper describes, an attention-weighted average (a_j x_j + Σ α_ij a_i x_i)/(a_j + Σ ' +
+    'α_ij a_i), where the code adds the unnormalised Σ a_i x_i to x_j. ' +
+    'k = 32 nearest pruned tokens per kept token (the code searches all other tokens, kept ones ' +
+    'included; kept tokens are not sources here). ' +
+    "To keep provenance exact each pruned token's weight sums to 1: split equally over the kept tokens " +
+    'that picked it, or, picked by none, to its most similar kept token (the code folds every pruned ' +
+    'token into one extra attention-weighted token, which a fixed budget has no room for). ' +
+    'Uses the head-averaged attention and keys of the layer producing the features (the code recomputes ' +
+    "single-head attention from the last layer's q/k projections). Without [CLS], the mean attention " +
+    'each token receives replaces it.',
   params: PARAMS,
   plan(model, keep, params) {
-    return [{
-      site: 'features',
-      needs: { attention: 'probs', keyCosine: true },
-      filter: outlierAndSpatialFilter,
-      correlate: nearestNeighbourReceivers,
-      compress: mergeIntoReceivers({ weighting: { tokenWeights: classAttentionBySequence }, normalize: true }),
-      remove: model.visualTokens - keep,
-      params,
-    }];
+    return [
+      {
+        site: 'features',
+        needs: { attention: 'probs', keyCosine: true },
+        filter: outlierAndSpatialFilter,
+        correlate: nearestNeighbourReceivers,
+        compress: mergeIntoReceivers({ weighting: { tokenWeights: classAttentionBySequence }, normalize: true }),
+        remove: model.visualTokens - keep,
+        params,
+      },
+    ];
   },
 });

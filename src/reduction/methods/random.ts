@@ -4,7 +4,13 @@ import { Filter, Step, noReceivers, splitByKept } from '../paradigm';
 import { dropSources } from '../stages/compress';
 
 const PARAMS = {
-  seed: { type: 'integer', default: 0, min: 0, max: 2 ** 31 - 1, description: 'Seed of the random choice; the same seed keeps the same tokens.' },
+  seed: {
+    type: 'integer',
+    default: 0,
+    min: 0,
+    max: 2 ** 31 - 1,
+    description: 'Seed of the random choice; the same seed keeps the same tokens.',
+  },
 } satisfies Record<string, ParamSpec>;
 
 type RandomParams = ParamsOf<typeof PARAMS>;
@@ -23,20 +29,23 @@ const randomFilter: Filter<RandomParams> = ({ span, remove, params }) => {
 
 export const random = defineMethod({
   name: 'random',
-  description: 'Random pruning baseline: keeps a seeded uniform random subset of each image\'s projected tokens.',
+  description: "Random pruning baseline: keeps a seeded uniform random subset of each image's projected tokens.",
   reference:
-    'The random-pruning baseline of the token-reduction benchmarks (e.g. UniPruneBench, arXiv 2511.02650): uniform choice at the projector output, dropped tokens discarded. ' +
+    'The random-pruning baseline of the token-reduction benchmarks (e.g. UniPruneBench, arXiv ' +
+    '2511.02650): uniform choice at the projector output, dropped tokens discarded. ' +
     'Every image of a prompt keeps the same positions for a given seed.',
   params: PARAMS,
   plan(model, keep, params) {
-    return [{
-      site: 'projector',
-      needs: {},
-      filter: randomFilter,
-      correlate: (_input, split) => noReceivers(split),
-      compress: dropSources,
-      remove: model.visualTokens - keep,
-      params,
-    } satisfies Step<RandomParams>];
+    return [
+      {
+        site: 'projector',
+        needs: {},
+        filter: randomFilter,
+        correlate: (_input, split) => noReceivers(split),
+        compress: dropSources,
+        remove: model.visualTokens - keep,
+        params,
+      } satisfies Step<RandomParams>,
+    ];
   },
 });

@@ -5,8 +5,18 @@ import { argmaxStrided, keyCosines } from '../stages/similarity';
 import { SiteView, VisualSpan } from '../tokenState';
 
 const PARAMS = {
-  start: { type: 'number', default: 0, min: 0, max: 1, description: 'First merging vision layer as a fraction of the layers that run (0: every layer, as ToMe).' },
-  proportionalAttention: { type: 'boolean', default: true, description: 'Vision attention adds log(size) of each key to its logits (ToMe\'s proportional attention).' },
+  start: {
+    type: 'number',
+    default: 0,
+    min: 0,
+    max: 1,
+    description: 'First merging vision layer as a fraction of the layers that run (0: every layer, as ToMe).',
+  },
+  proportionalAttention: {
+    type: 'boolean',
+    default: true,
+    description: "Vision attention adds log(size) of each key to its logits (ToMe's proportional attention).",
+  },
 } satisfies Record<string, ParamSpec>;
 
 type TomeParams = ParamsOf<typeof PARAMS>;
@@ -55,8 +65,16 @@ function receiverOffsets(span: VisualSpan, stride: number): Int32Array {
   return Int32Array.from(offsets);
 }
 
-/** For each query (span offset): argmax_{b∈B} cos(k̄_a, k̄_b), ties to the earlier b, as the receiver's span offset and the similarity. */
-function bestReceivers(view: SiteView, span: VisualSpan, queries: ArrayLike<number>, receivers: Int32Array): { offset: Int32Array; similarity: Float32Array } {
+/**
+ * For each query (span offset): argmax_{b∈B} cos(k̄_a, k̄_b), ties to the earlier b, as the receiver's span offset and
+ * the similarity.
+ */
+function bestReceivers(
+  view: SiteView,
+  span: VisualSpan,
+  queries: ArrayLike<number>,
+  receivers: Int32Array,
+): { offset: Int32Array; similarity: Float32Array } {
   const toSequence = (offsets: ArrayLike<number>) => Int32Array.from(offsets, (o) => span.start + o);
   const cosines = keyCosines(view, toSequence(queries), toSequence(receivers));
   const offset = new Int32Array(queries.length);
@@ -74,7 +92,8 @@ const bipartiteFilter: Filter<TomeParams> = ({ view, span, remove }) => {
   const stride = receiverStride(span, remove);
   const receivers = receiverOffsets(span, stride);
   const queries: number[] = [];
-  for (let offset = 0; offset < span.count; offset++) if (!isReceiver(span.start + offset, stride)) queries.push(offset);
+  for (let offset = 0; offset < span.count; offset++)
+    if (!isReceiver(span.start + offset, stride)) queries.push(offset);
   const { similarity } = bestReceivers(view, span, queries, receivers);
   const scores = new Float64Array(span.count).fill(-Infinity);
   queries.forEach((offset, q) => (scores[offset] = similarity[q]));
@@ -84,17 +103,28 @@ const bipartiteFilter: Filter<TomeParams> = ({ view, span, remove }) => {
 /** J_a = {argmax_{b∈B} cos(k̄_a, k̄_b)} with weight 1 (K = 1). */
 const bestMatchCorrelate: Correlate<TomeParams> = ({ view, span, remove }, split) => {
   const receivers = receiverOffsets(span, receiverStride(span, remove));
-  const { offset } = bestReceivers(view, span, Array.from(split.sources, (source) => source - span.start), receivers);
+  const { offset } = bestReceivers(
+    view,
+    span,
+    Array.from(split.sources, (source) => source - span.start),
+    receivers,
+  );
   return oneReceiverEach(Int32Array.from(offset, (o) => span.start + o));
 };
 
 export const tome = defineMethod({
   name: 'tome',
-  description: 'ToMe: bipartite soft matching on keys merges the most similar tokens, a few per vision layer, with size-weighted means.',
+  description:
+    'ToMe: bipartite soft matching on keys merges the most similar tokens, a few per vision layer, with ' +
+    'size-weighted means.',
   reference:
-    'Bolya et al., "Token Merging: Your ViT But Faster", ICLR 2023 (facebookresearch/ToMe tome/merge.py), training-free on the CLIP encoder as the LLaVA baselines run it: every layer that runs, ' +
-    'A/B alternating over sequence indices, [CLS] protected, K = 1, size-weighted mean, proportional attention. Differences: r per layer comes from the budget (even, never above half the tokens; ' +
-    'when the layers cannot halve down to the budget the first one uses ToMe\'s kth-bipartite split), and merged tokens keep raster order instead of ToMe\'s [unmerged A, B] order ' +
+    'Bolya et al., "Token Merging: Your ViT But Faster", ICLR 2023 (facebookresearch/ToMe ' +
+    'tome/merge.py), training-free on the CLIP encoder as the LLaVA baselines run it: every layer that ' +
+    'runs, ' +
+    'A/B alternating over sequence indices, [CLS] protected, K = 1, size-weighted mean, proportional ' +
+    'attention. Differences: r per layer comes from the budget (even, never above half the tokens; ' +
+    "when the layers cannot halve down to the budget the first one uses ToMe's kth-bipartite split), " +
+    "and merged tokens keep raster order instead of ToMe's [unmerged A, B] order " +
     '(the ViT is order-free after position embeddings, but later A/B alternation and the LLM see raster order).',
   params: PARAMS,
   plan(model, keep, params) {

@@ -6,7 +6,8 @@ export const dropSources: Compress<unknown> = (view, split) => selectTokens(view
 
 export interface MergeOptions {
   /**
-   * 'self-preserving': X_j ← (X_j + Σα_ij X_i)/(1 + Σα_ij) (FiCoCo); 'size': (m_j X_j + Σα_ij m_i X_i)/(m_j + Σα_ij m_i) (ToMe);
+   * 'self-preserving': X_j ← (X_j + Σα_ij X_i)/(1 + Σα_ij) (FiCoCo); 'size': (m_j X_j + Σα_ij m_i X_i)/(m_j + Σα_ij
+   * m_i) (ToMe);
    * per-token weights w from the site: (w_j X_j + Σα_ij w_i X_i)/(w_j + Σα_ij w_i) (PruMerge's attention weighting)
    */
   weighting: 'self-preserving' | 'size' | { tokenWeights: (view: SiteView) => ArrayLike<number> };
@@ -14,20 +15,25 @@ export interface MergeOptions {
   normalize: boolean;
 }
 
-/** Folds every source into its receivers; sizes add up (m_j ← m_j + Σα_ij m_i) and each source's patches go to its strongest receiver. */
+/**
+ * Folds every source into its receivers; sizes add up (m_j ← m_j + Σα_ij m_i) and each source's patches go to its
+ * strongest receiver.
+ */
 export function mergeIntoReceivers(options: MergeOptions): Compress<unknown> {
   return (view, split, correlation) => {
     const kept = keptIndices(view, split);
     const state = selectTokens(view, kept);
     const newIndex = indexMap(view.count, kept);
     const { weighting, normalize } = options;
-    const tokenWeights = weighting === 'size' ? view.sizes : weighting === 'self-preserving' ? undefined : weighting.tokenWeights(view);
+    const tokenWeights =
+      weighting === 'size' ? view.sizes : weighting === 'self-preserving' ? undefined : weighting.tokenWeights(view);
     const { sources } = split;
     const { offsets, receivers, weights } = correlation;
     const { width, sizes } = view;
     const input = view.hidden;
     const output = state.hidden;
-    // First pass: each receiver's total weight W_j = w_j + Σ α_ij u_i (by new index), and each source's strongest receiver.
+    // First pass: each receiver's total weight W_j = w_j + Σ α_ij u_i (by new index), and each source's strongest
+    // receiver.
     const totalWeight = new Float64Array(state.count);
     const touched = new Uint8Array(state.count);
     const receiverOf = new Int32Array(view.count).fill(-1);
@@ -48,7 +54,8 @@ export function mergeIntoReceivers(options: MergeOptions): Compress<unknown> {
       }
       if (strongest >= 0) receiverOf[source] = receivers[strongest];
     }
-    // Second pass, in place on the kept rows: X_j ← (w_j X_j + Σ α_ij u_i X_i) / W_j (or X_j + Σ α_ij X_i unnormalised).
+    // Second pass, in place on the kept rows: X_j ← (w_j X_j + Σ α_ij u_i X_i) / W_j (or X_j + Σ α_ij X_i
+    // unnormalised).
     // All weights zero (attention underflow) leaves the receiver as it was.
     if (normalize) {
       for (let n = 0; n < state.count; n++) {
@@ -90,11 +97,21 @@ export function indexMap(count: number, kept: ArrayLike<number>): Int32Array {
   return map;
 }
 
-/** Provenance after a merge: a patch held by a source moves to that source's strongest receiver (receiverOf by sequence index, −1 for none). */
-export function reassignPatches(view: TokenState, state: TokenState, newIndex: Int32Array, receiverOf: Int32Array): TokenState['spans'] {
+/**
+ * Provenance after a merge: a patch held by a source moves to that source's strongest receiver (receiverOf by sequence
+ * index, −1 for none).
+ */
+export function reassignPatches(
+  view: TokenState,
+  state: TokenState,
+  newIndex: Int32Array,
+  receiverOf: Int32Array,
+): TokenState['spans'] {
   return state.spans.map((span, s) => ({
     ...span,
-    patchOwner: view.spans[s].patchOwner.map((owner) => (owner < 0 ? -1 : newIndex[receiverOf[owner] >= 0 ? receiverOf[owner] : owner])),
+    patchOwner: view.spans[s].patchOwner.map((owner) =>
+      owner < 0 ? -1 : newIndex[receiverOf[owner] >= 0 ? receiverOf[owner] : owner],
+    ),
   }));
 }
 
@@ -105,11 +122,13 @@ export function correlationProblems(split: Split, correlation: Correlation): str
   for (let k = 0; k < split.sources.length; k++) {
     let total = 0;
     for (let e = correlation.offsets[k]; e < correlation.offsets[k + 1]; e++) {
-      if (correlation.receivers[e] >= 0 && !targets.has(correlation.receivers[e])) problems.push(`source ${split.sources[k]} sends to ${correlation.receivers[e]}, not a target`);
+      if (correlation.receivers[e] >= 0 && !targets.has(correlation.receivers[e]))
+        problems.push(`source ${split.sources[k]} sends to ${correlation.receivers[e]}, not a target`);
       if (correlation.weights[e] < 0) problems.push(`negative weight for source ${split.sources[k]}`);
       total += correlation.weights[e];
     }
-    if (correlation.offsets[k + 1] > correlation.offsets[k] && Math.abs(total - 1) > 1e-5) problems.push(`weights of source ${split.sources[k]} sum to ${total}`);
+    if (correlation.offsets[k + 1] > correlation.offsets[k] && Math.abs(total - 1) > 1e-5)
+      problems.push(`weights of source ${split.sources[k]} sum to ${total}`);
   }
   return problems;
 }

@@ -17,10 +17,15 @@ export interface CorrelationRow {
 }
 
 /**
- * FiCoCo's token-adaptive correlate: for source i (the k-th of split.sources) with correlation row C_i over its candidates,
+ * FiCoCo's token-adaptive correlate: for source i (the k-th of split.sources) with correlation row C_i over its
+ * candidates,
  * τ_i = quantile(C_i, ε), J_i = {j : C_ij > τ_i} (argmax when empty), α_ij = softmax of C_i restricted to J_i.
  */
-export function adaptiveReceivers(split: Split, rowOf: (source: number, k: number) => CorrelationRow, options: AdaptiveReceiverOptions): Correlation {
+export function adaptiveReceivers(
+  split: Split,
+  rowOf: (source: number, k: number) => CorrelationRow,
+  options: AdaptiveReceiverOptions,
+): Correlation {
   return correlationFrom(
     Array.from(split.sources, (source, k) => {
       const { candidates, values } = rowOf(source, k);

@@ -11,7 +11,10 @@ export function attentionAt(view: SiteView, method: string): (query: number, key
   return (query, key) => attention[query * keys + key];
 }
 
-/** a_j = (1/Q) Σ_q A[q, j] for each span token j, the queries q being `queries` (FastV: every token; PDrop: the last one). */
+/**
+ * a_j = (1/Q) Σ_q A[q, j] for each span token j, the queries q being `queries` (FastV: every token; PDrop: the last
+ * one).
+ */
 export function attentionFrom(input: StageInput<unknown>, method: string, queries: ArrayLike<number>): Float64Array {
   const at = attentionAt(input.view, method);
   return Float64Array.from(spanTokens(input.span), (j) => {

@@ -4,7 +4,12 @@
  * is farthest, argmax_i min_{j≠i} d(i, j); then repeatedly add argmax_{i∉S} min_{s∈S} d(i, s), ties to the earlier
  * token, until `keep` are chosen. Returns span offsets in the order they were chosen.
  */
-export function maxMinDiverse(cosine: Float32Array, stride: number, span: { start: number; count: number }, keep: number): number[] {
+export function maxMinDiverse(
+  cosine: Float32Array,
+  stride: number,
+  span: { start: number; count: number },
+  keep: number,
+): number[] {
   const { start, count } = span;
   // Before the seed, every token's distance to the chosen set is its nearest-neighbour distance 1 − max_{j≠i} cos_ij.
   const distanceToChosen = new Float64Array(count);
@@ -18,7 +23,8 @@ export function maxMinDiverse(cosine: Float32Array, stride: number, span: { star
   const selected = new Uint8Array(count);
   while (chosen.length < Math.min(keep, count)) {
     let next = -1;
-    for (let i = 0; i < count; i++) if (!selected[i] && (next < 0 || distanceToChosen[i] > distanceToChosen[next])) next = i;
+    for (let i = 0; i < count; i++)
+      if (!selected[i] && (next < 0 || distanceToChosen[i] > distanceToChosen[next])) next = i;
     if (chosen.length === 0) distanceToChosen.fill(Infinity);
     chosen.push(next);
     selected[next] = 1;

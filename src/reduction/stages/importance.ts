@@ -26,4 +26,9 @@ export function classAttentionBySequence(view: SiteView): Float64Array {
 }
 
 /** Pruning by importance: the `remove` tokens with the lowest [CLS] attention leave (s_i = −a_i). */
-export const lowClassAttentionLeaves: Filter<unknown> = ({ view, span, remove }) => splitByScore(span, classAttention(view, span).map((a) => -a), remove);
+export const lowClassAttentionLeaves: Filter<unknown> = ({ view, span, remove }) =>
+  splitByScore(
+    span,
+    classAttention(view, span).map((a) => -a),
+    remove,
+  );

@@ -4,7 +4,8 @@ import { SiteView, TokenState, VisualSpan } from '../tokenState';
 /**
  * DPC-kNN (density peaks with k nearest neighbours, as SparseVLM's cluster_and_merge) on a [n, n] distance matrix:
  * ρ_i = exp(−mean of d² to its k = clusters nearest, itself included), δ_i = min d_ij over denser j (max d if none),
- * centres = top-`clusters` ρ·δ, every point joins its nearest centre. Returns the members of each cluster (point indices), in centre order.
+ * centres = top-`clusters` ρ·δ, every point joins its nearest centre. Returns the members of each cluster (point
+ * indices), in centre order.
  */
 export function densityPeakClusters(distance: Float64Array, n: number, clusters: number): number[][] {
   const k = Math.max(1, Math.min(clusters, n));
@@ -23,7 +24,8 @@ export function densityPeakClusters(distance: Float64Array, n: number, clusters:
   const parentDistance = new Float64Array(n).fill(farthest);
   for (let i = 0; i < n; i++) {
     for (let j = 0; j < n; j++) {
-      if (density[j] > density[i] || (density[j] === density[i] && j < i)) parentDistance[i] = Math.min(parentDistance[i], distance[i * n + j]);
+      if (density[j] > density[i] || (density[j] === density[i] && j < i))
+        parentDistance[i] = Math.min(parentDistance[i], distance[i * n + j]);
     }
   }
   const indices = new Int32Array(n);
@@ -51,7 +53,10 @@ export function hiddenNorms(view: TokenState, tokens: Int32Array): Float64Array 
   const norms = new Float64Array(tokens.length);
   for (let k = 0; k < tokens.length; k++) {
     const start = tokens[k] * width;
-    let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    let s0 = 0,
+      s1 = 0,
+      s2 = 0,
+      s3 = 0;
     let d = start;
     for (const end = start + width - 3; d < end; d += 4) {
       s0 += hidden[d] * hidden[d];
@@ -77,7 +82,10 @@ function hiddenDistances(view: SiteView, tokens: Int32Array): Float64Array {
   const distance = new Float64Array(n * n);
   for (let a = 0; a < n; a++) {
     for (let b = a + 1; b < n; b++) {
-      const squared = norms[a] * norms[a] + norms[b] * norms[b] - 2 * norms[a] * norms[b] * cosine[tokens[a] * view.count + tokens[b]];
+      const squared =
+        norms[a] * norms[a] +
+        norms[b] * norms[b] -
+        2 * norms[a] * norms[b] * cosine[tokens[a] * view.count + tokens[b]];
       distance[a * n + b] = distance[b * n + a] = Math.sqrt(Math.max(0, squared) / view.width);
     }
   }
@@ -96,7 +104,8 @@ export function recycleIntoNewTokens(clusterCount: (recycled: number) => number)
     const recycled = new Uint8Array(count);
     for (let k = 0; k < split.sources.length; k++) {
       leaving[split.sources[k]] = 1;
-      for (let e = correlation.offsets[k]; e < correlation.offsets[k + 1]; e++) if (correlation.receivers[e] === SINK) recycled[split.sources[k]] = 1;
+      for (let e = correlation.offsets[k]; e < correlation.offsets[k + 1]; e++)
+        if (correlation.receivers[e] === SINK) recycled[split.sources[k]] = 1;
     }
     // The output in order as codes: t ≥ 0 is sequence token t kept, −1 − c is new token c; text as it was,
     // each span's kept tokens and new tokens sorted by position (stable).
@@ -131,7 +140,13 @@ interface NewTokens {
 }
 
 /** Clusters the span's recycled sources and appends one new token per cluster to `created`. */
-function recycleSpan(view: SiteView, span: VisualSpan, recycled: Uint8Array, clusterCount: (recycled: number) => number, created: NewTokens): void {
+function recycleSpan(
+  view: SiteView,
+  span: VisualSpan,
+  recycled: Uint8Array,
+  clusterCount: (recycled: number) => number,
+  created: NewTokens,
+): void {
   const { width } = view;
   const members: number[] = [];
   for (let t = span.start; t < span.start + span.count; t++) if (recycled[t]) members.push(t);
@@ -183,9 +198,11 @@ function assemble(view: TokenState, order: number[], created: NewTokens, spanRan
     const start = spanRanges[2 * s];
     const spanCount = spanRanges[2 * s + 1];
     const tokenPatch = new Int32Array(spanCount);
-    for (let i = 0; i < spanCount; i++) tokenPatch[i] = order[start + i] >= 0 ? span.tokenPatch[order[start + i] - span.start] : -1;
+    for (let i = 0; i < spanCount; i++)
+      tokenPatch[i] = order[start + i] >= 0 ? span.tokenPatch[order[start + i] - span.start] : -1;
     const patchOwner = new Int32Array(span.patchOwner.length);
-    for (let p = 0; p < patchOwner.length; p++) patchOwner[p] = span.patchOwner[p] < 0 ? -1 : newIndex[span.patchOwner[p]];
+    for (let p = 0; p < patchOwner.length; p++)
+      patchOwner[p] = span.patchOwner[p] < 0 ? -1 : newIndex[span.patchOwner[p]];
     return { start, count: spanCount, grid: span.grid, patchOwner, tokenPatch };
   });
   return { hidden, count, width, sizes, positions, spans };

@@ -10,7 +10,12 @@ export interface LayerRemoval {
  * Steps at layer fractions of the decoder depth: layer = layerAt(fraction, depth) + offset (clamped to ≥ 0);
  * fractions that land on the same layer of a shallow model become one step removing their sum.
  */
-export function removalsAtLayers(fractions: readonly number[], offset: number, textLayers: number, removals: readonly number[]): LayerRemoval[] {
+export function removalsAtLayers(
+  fractions: readonly number[],
+  offset: number,
+  textLayers: number,
+  removals: readonly number[],
+): LayerRemoval[] {
   const steps: LayerRemoval[] = [];
   fractions.forEach((fraction, i) => {
     const layer = Math.max(0, layerAt(fraction, textLayers) + offset);

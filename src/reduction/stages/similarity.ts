@@ -1,7 +1,8 @@
 import { SiteView } from '../tokenState';
 
 /**
- * cos(k̄_i, k̄_j) of the site's head-averaged keys for i in `rows`, j in `columns` (sequence indices), as a [rows, columns]
+ * cos(k̄_i, k̄_j) of the site's head-averaged keys for i in `rows`, j in `columns` (sequence indices), as a [rows,
+ * columns]
  * matrix read from the engine's key cosine [keyCount, keyCount].
  */
 export function keyCosines(view: SiteView, rows: ArrayLike<number>, columns: ArrayLike<number>): Float32Array {
