@@ -21,7 +21,7 @@ and NAME.svg (accuracy against kept tokens, one line per method) to the output f
 parameter of every method evaluated (an ablation: --methods ficoco-v --param penalty=1); the rows name it.
 `;
 
-interface Row {
+export interface EvalRow {
   method: string;
   budget: string;
   keptTokens: number;
@@ -73,7 +73,7 @@ export async function evalCommand(args: string[]): Promise<number> {
     values.name ??
     `eval-${path.basename(path.resolve(values.model))}${quantization === 'none' ? '' : `-${quantization}`}`;
   try {
-    const rows: Row[] = [await evaluate(engine, items, { method: 'none', params: {} }, undefined, maxNewTokens)];
+    const rows: EvalRow[] = [await evaluate(engine, items, { method: 'none', params: {} }, undefined, maxNewTokens)];
     for (const method of methods)
       for (const budget of budgets) rows.push(await evaluate(engine, items, { method, params }, budget, maxNewTokens));
     const types = [...new Set(items.map((item) => item.type))].sort();
@@ -93,20 +93,21 @@ export async function evalCommand(args: string[]): Promise<number> {
 }
 
 /** A method with the parameters given on the command line; its rows read "ficoco-v penalty=1". */
-interface MethodRun {
+export interface MethodRun {
   method: string;
   params: Record<string, ParamValue>;
 }
 
-async function evaluate(
+/** Answers every item with `run` at `budget` (undefined: unreduced) and scores the answers. */
+export async function evaluate(
   engine: LlavaEngine,
   items: EvalItem[],
   run: MethodRun,
   budget: Budget | undefined,
   maxNewTokens: number,
-): Promise<Row> {
+): Promise<EvalRow> {
   const plan = budget ? planReduction(run.method, budget, engine.reductionShape, run.params) : undefined;
-  const row: Row = {
+  const row: EvalRow = {
     method: [run.method, ...Object.entries(run.params).map(([name, value]) => `${name}=${value}`)].join(' '),
     budget: budget ? budgetLabel(budget) : 'all',
     keptTokens: 0,
@@ -154,7 +155,7 @@ function percent(correct: number, total: number): string {
   return total === 0 ? '–' : `${((100 * correct) / total).toFixed(1)}`;
 }
 
-function reportTable(rows: Row[], types: string[]): string {
+function reportTable(rows: EvalRow[], types: string[]): string {
   const header = [
     'method',
     'budget',
@@ -217,7 +218,7 @@ function baselineTable(items: EvalItem[], types: string[]): string {
   ].join('\n');
 }
 
-function accuracyChart(rows: Row[], title: string): string {
+function accuracyChart(rows: EvalRow[], title: string): string {
   const baseline = rows[0];
   const methods = [...new Set(rows.slice(1).map((r) => r.method))];
   return lineChartSvg({

@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { findBuiltinModel } from '../hub/presets';
 import { AnswerStats, LlavaEngine } from '../engine/engine';
+import { AUTO_METHOD, NO_REDUCTION } from '../common/reductionChoice';
 import { FicocoError } from '../common/errors';
 import { PROVIDERS } from '../engine/runtime/provider';
 import { formatBytes } from '../common/bytes';
@@ -15,14 +16,16 @@ import { FLOPS_USAGE, flopsCommand } from './flops';
 import { MODELS_USAGE, modelsCommand, resolveModelArg } from './models';
 import { PROVIDERS_USAGE, providersCommand } from './providers';
 import { REDUCE_USAGE, reduceCommand } from './reduce';
+import { TUNE_USAGE, tuneCommand } from './tune';
 
 const ASK_USAGE = `Usage:
   ficoco ask [--model DIR] --image FILE [--image FILE ...] [options] "question"
 
 Options:
   --model DIR          a Hugging Face LLaVA model folder, or a downloaded preset (default: the built-in tiny-llava-screens)
-  --method NAME        visual token reduction (see \`ficoco methods\`); none by default
-  --budget N           visual tokens kept per image (e.g. 64), or a share (25% or 0.25)
+  --method NAME        visual token reduction (see \`ficoco methods\`), or auto: the model's measured
+                       recommendation (ficoco tune), else its published one, else ficoco-v at 11%; none by default
+  --budget N           visual tokens kept per image (e.g. 64), or a share (25% or 0.25); not with auto or none
   --param NAME=VALUE   a method parameter (repeatable)
   --max-new-tokens N   most tokens to generate (default 256)
   --temperature T      0 = greedy (default); > 0 samples
@@ -39,6 +42,7 @@ ${FLOPS_USAGE.replace('Usage:\n', '')}
 ${REDUCE_USAGE.replace('Usage:\n', '')}
 ${EVAL_USAGE.replace('Usage:\n', '')}
 ${BENCH_USAGE.replace('Usage:\n', '')}
+${TUNE_USAGE.replace('Usage:\n', '')}
 ${MODELS_USAGE.replace('Usage:\n', '')}
 ${PROVIDERS_USAGE.replace('Usage:\n', '')}`;
 
@@ -49,6 +53,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'reduce') return reduceCommand(rest);
   if (command === 'eval') return evalCommand(rest);
   if (command === 'bench') return benchCommand(rest);
+  if (command === 'tune') return tuneCommand(rest);
   if (command === 'methods') return listMethods(rest);
   if (command === 'models') return modelsCommand(rest);
   if (command === 'providers') return providersCommand(rest);
@@ -84,8 +89,18 @@ async function ask(args: string[]): Promise<number> {
     process.stdout.write(ASK_USAGE);
     return 0;
   }
-  if ((values.method === undefined) !== (values.budget === undefined))
-    throw new FicocoError('--method and --budget go together: e.g. --method ficoco-v --budget 64.', 'input');
+  const choosing = values.method === AUTO_METHOD || values.method === NO_REDUCTION;
+  if (values.method !== undefined && !choosing && values.budget === undefined)
+    throw new FicocoError(`--method ${values.method} needs --budget: e.g. --method ficoco-v --budget 64.`, 'input');
+  if (values.budget !== undefined && values.method === undefined)
+    throw new FicocoError('--budget needs --method NAME (see `ficoco methods`).', 'input');
+  if (values.budget !== undefined && choosing)
+    throw new FicocoError(
+      values.method === AUTO_METHOD
+        ? '--method auto chooses its own budget; leave out --budget.'
+        : '--method none keeps every visual token; leave out --budget.',
+      'input',
+    );
   const modelDir = values.model !== undefined ? resolveModelArg(values.model) : findBuiltinModel(__dirname);
   if (modelDir === undefined)
     throw new FicocoError(
@@ -98,9 +113,13 @@ async function ask(args: string[]): Promise<number> {
   // Every option is checked before the model loads.
   const request = {
     reduction:
-      values.method === undefined
+      values.method === undefined || values.method === NO_REDUCTION
         ? undefined
-        : { method: values.method, budget: budgetArg(values.budget!), params: paramArgs(values.param) },
+        : {
+            method: values.method,
+            ...(values.budget === undefined ? {} : { budget: budgetArg(values.budget) }),
+            params: paramArgs(values.param),
+          },
     question: positionals.join(' '),
     maxNewTokens: integer('--max-new-tokens', values['max-new-tokens'], 1),
     sampling: {
@@ -117,8 +136,14 @@ async function ask(args: string[]): Promise<number> {
   const imageFiles = images.map(readImageArg);
   const engine = await LlavaEngine.load(modelDir, load);
   try {
+    // As the extension does at load: the answer's timings are then those of every later answer, not a first run's.
+    const warming = performance.now();
+    await engine.warmUp(request.reduction);
+    const warmUpMs = performance.now() - warming;
     const answer = await engine.ask({ ...request, images: imageFiles, onText: (text) => process.stdout.write(text) });
-    process.stdout.write('\n\n' + formatStats(answer.stats) + '\n');
+    process.stdout.write(
+      `\n\n${formatStats(answer.stats)}\nwarm-up         ${warmUpMs.toFixed(1)} ms before the question\n`,
+    );
   } finally {
     await engine.dispose();
   }
@@ -144,7 +169,9 @@ function readImageArg(file: string): { bytes: Buffer; name: string } {
 
 export function formatStats(stats: AnswerStats): string {
   const visual = stats.visualTokens.map((v) => `${v.atDecoder}/${v.original}`).join(' + ');
+  const { reduction } = stats;
   const lines = [
+    `reduction       ${reduction ? `${reduction.method} ${reduction.budget} — ${reduction.why}` : 'none (every visual token)'}`,
     `tokens in       ${stats.promptTokens} (visual ${visual})`,
     `tokens out      ${stats.generatedTokens}`,
     `preprocess      ${stats.preprocessMs.toFixed(1)} ms`,

@@ -7,8 +7,9 @@ import { RunFlops, peakRunBytes, runFlops, unreducedShape } from '../flops/model
 import { ElemType } from './graph/builder';
 import { ATTENTION, HIDDEN_COSINE, KEY_COSINE, LOG_SIZES, MEAN_KEYS, POSITIONS, Tower } from './graph/segment';
 import type { ModelShape } from '../reduction/method';
-import type { Budget } from '../common/budget';
-import { planHooks, planReduction } from '../reduction/registry';
+import { BUDGET_HINT, type Budget, type ParamValue, budgetLabel } from '../common/budget';
+import { AUTO_METHOD, NO_REDUCTION, type ReductionRule } from '../common/reductionChoice';
+import { ReductionSettingsError, planHooks, planReduction } from '../reduction/registry';
 import {
   AttentionNeeds,
   HookSite,
@@ -20,6 +21,7 @@ import {
   validateTokenState,
 } from '../reduction/tokenState';
 import { decodeImage } from './image/decode';
+import { blankPng } from './image/png';
 import { ImagePreprocessorConfig, parsePreprocessorConfig, preprocessImage } from './image/preprocess';
 import type { ModelConfig, ModelTowers } from './models/family';
 import { flopsArchOf } from './models/flopsArch';
@@ -33,6 +35,7 @@ import { ChatMessage, StreamingDecoder, TextProcessor } from './text';
 import { WeightIndex } from './weights/safetensors';
 import type { WeightQuantization } from '../common/quantization';
 import { DecoderQuantizer } from './weights/quantizedCache';
+import { type PublishedReduction, type ReductionChoice, chooseReduction } from './recommendation';
 
 export interface EngineOptions {
   provider?: ProviderSetting;
@@ -115,8 +118,11 @@ export interface AskRequest {
   history?: ChatMessage[];
   maxNewTokens?: number;
   sampling?: SamplingOptions;
-  /** a reduction method from the registry, e.g. { method: 'ficoco-v', budget: { tokens: 64 } } */
-  reduction?: { method: string; budget: Budget; params?: Readonly<Record<string, unknown>> };
+  /**
+   * a reduction method from the registry, e.g. { method: 'ficoco-v', budget: { tokens: 64 } }, or `auto` (the model's
+   * recommendation: see autoReduction; its budget and params are not used)
+   */
+  reduction?: ReductionRequest;
   /** hooks of your own, run besides the method's */
   hooks?: readonly ReductionHook[];
   /** receives the answer text as it streams */
@@ -124,7 +130,16 @@ export interface AskRequest {
   signal?: AbortSignal;
 }
 
+export interface ReductionRequest {
+  method: string;
+  /** required except with `auto`, whose recommendation sets it */
+  budget?: Budget;
+  params?: Readonly<Record<string, unknown>>;
+}
+
 export interface AnswerStats {
+  /** the reduction that ran and why it was chosen; absent when none was asked for */
+  reduction?: { method: string; budget: string; params: Record<string, ParamValue>; rule: ReductionRule; why: string };
   promptTokens: number;
   generatedTokens: number;
   visualTokens: { original: number; atDecoder: number }[];
@@ -153,6 +168,12 @@ export interface Answer {
   stats: AnswerStats;
 }
 
+/** Unreduced prefills below this many FLOPs take a fraction of a second on a CPU, so warming up runs a few. */
+const WARM_UP_PREFILL_FLOPS = 20e9;
+/** V8 optimises a function after a few calls: three runs bring the first answer to the speed of later ones. */
+const WARM_UP_RUNS = 3;
+const WARM_UP_IMAGE_SIDE = 32;
+
 const MODEL_FILES = 'config.json, *.safetensors, tokenizer.json, tokenizer_config.json and preprocessor_config.json';
 
 /** A loaded LLaVA model folder, ready to answer questions about images. */
@@ -166,6 +187,7 @@ export class LlavaEngine {
     private readonly factory: SessionFactory,
     private readonly runners: { vision: TowerRunner; embed: TowerRunner; decoder: TowerRunner },
     private readonly availableMemory: () => number,
+    private readonly publishedReduction: PublishedReduction | undefined,
   ) {}
 
   static async load(modelDir: string, options: EngineOptions = {}): Promise<LlavaEngine> {
@@ -222,6 +244,7 @@ export class LlavaEngine {
       factory,
       runners,
       options.availableMemory ?? os.freemem,
+      model.publishedReduction,
     );
     // Build the unreduced sessions now: load errors surface here and the first answer is not slowed.
     await Promise.all(Object.values(runners).map((runner) => runner.segments(new Map())));
@@ -280,6 +303,23 @@ export class LlavaEngine {
     await Promise.all(Object.values(this.runners).map((runner) => runner.release()));
   }
 
+  /**
+   * Makes the first answer with `reduction` (none: unreduced) as fast as later ones: builds the sessions of its plan
+   * and, where a prefill is cheap, asks about a blank image a few times, so V8 has optimised the image decoder, the
+   * reduction steps and the decode loop. (On a large model their compile is a few ms against a prefill of seconds.)
+   */
+  async warmUp(reduction?: ReductionRequest): Promise<void> {
+    const arch = flopsArchOf(this.config, path.basename(this.modelDir));
+    const prefillFlops = runFlops(arch, unreducedShape(arch, { images: 1, textTokens: 16 })).total;
+    if (prefillFlops > WARM_UP_PREFILL_FLOPS) {
+      await this.segmentsFor(hooksBySite(this.hooksOf(reduction && this.chooseReduction(reduction))));
+      return;
+    }
+    const image = { bytes: blankPng(WARM_UP_IMAGE_SIDE, WARM_UP_IMAGE_SIDE), name: 'warm-up.png' };
+    for (let run = 0; run < WARM_UP_RUNS; run++)
+      await this.ask({ question: 'warm up', images: [image], reduction, maxNewTokens: 1 });
+  }
+
   /** Decodes and preprocesses an image file's bytes into the vision tower's pixel values [3, H, W]. */
   async pixelValues(bytes: Uint8Array, name: string): Promise<Float32Array> {
     return preprocessImage(await decodeImage(bytes, name), this.preprocessor).pixelValues;
@@ -301,10 +341,8 @@ export class LlavaEngine {
     const preprocessMs = performance.now() - started;
     const streaming = new StreamingDecoder(this.text);
     let firstTextAt: number | undefined;
-    const { reduction } = request;
-    const planned = reduction
-      ? planHooks(planReduction(reduction.method, reduction.budget, this.reductionShape, reduction.params))
-      : [];
+    const reduction = request.reduction && this.chooseReduction(request.reduction);
+    const planned = this.hooksOf(reduction);
     const result = await this.generate(inputIds, pixels, {
       maxNewTokens: fitted.maxNewTokens,
       sampling: request.sampling,
@@ -325,6 +363,17 @@ export class LlavaEngine {
       tokenIds: result.tokenIds,
       stopReason: result.stopReason,
       stats: {
+        ...(reduction
+          ? {
+              reduction: {
+                method: reduction.method,
+                budget: reduction.method === NO_REDUCTION ? 'all' : budgetLabel(reduction.budget),
+                params: reduction.params,
+                rule: reduction.rule,
+                why: reduction.why,
+              },
+            }
+          : {}),
         promptTokens: result.promptTokens,
         generatedTokens: result.tokenIds.length,
         visualTokens: result.visualTokens,
@@ -347,6 +396,33 @@ export class LlavaEngine {
           : {}),
       },
     };
+  }
+
+  /**
+   * What `auto` stands for on this model: its folder's measured recommendation (ficoco tune), else the setting
+   * published for its architecture, else FiCoCo's default (recommendation.ts). Read when asked, so a new
+   * recommendation applies without reloading the model.
+   */
+  get autoReduction(): ReductionChoice {
+    return chooseReduction(this.modelDir, this.reductionShape, this.publishedReduction);
+  }
+
+  /** The reduction a request stands for, and which rule chose it. */
+  chooseReduction(reduction: ReductionRequest): ReductionChoice {
+    if (reduction.method === AUTO_METHOD) return this.autoReduction;
+    if (!reduction.budget) throw new ReductionSettingsError(`${reduction.method} needs a budget: ${BUDGET_HINT}.`);
+    return {
+      method: reduction.method,
+      budget: reduction.budget,
+      params: { ...(reduction.params as Record<string, ParamValue> | undefined) },
+      rule: 'setting',
+      why: 'Chosen by you (ficoco.reduction.method, or --method on the command line).',
+    };
+  }
+
+  private hooksOf(choice: ReductionChoice | undefined): ReductionHook[] {
+    if (!choice || choice.method === NO_REDUCTION) return [];
+    return planHooks(planReduction(choice.method, choice.budget, this.reductionShape, choice.params));
   }
 
   /** Prompt tokens once each of `images` placeholders is replaced by its features (before any reduction). */
@@ -412,14 +488,7 @@ export class LlavaEngine {
   ): Promise<GenerationResult> {
     const maxNewTokens = this.checkRunFits(this.promptTokens(inputIds, pixelValues.length), options.maxNewTokens);
     const hooks = hooksBySite(options.hooks ?? []);
-    const visionSites = new Map<string, AttentionNeeds>();
-    const decoderSites = new Map<string, AttentionNeeds>();
-    for (const [site, hook] of hooks) (site.startsWith('llm:') ? decoderSites : visionSites).set(site, hook.needs);
-    const [visionSegments, embedSegments, decoderSegments] = await Promise.all([
-      this.runners.vision.segments(visionSites),
-      this.runners.embed.segments(new Map()),
-      this.runners.decoder.segments(decoderSites),
-    ]);
+    const [visionSegments, embedSegments, decoderSegments] = await this.segmentsFor(hooks);
     const steps: StepStat[] = [];
 
     const visionClock = startClock();
@@ -486,6 +555,18 @@ export class LlavaEngine {
       flops: this.flopsOf(visionTokens, features, decoderTokens, inputIds.length - pixelValues.length),
       timings: { visionMs, prefillMs, decodeMs, visionCpuMs, prefillCpuMs },
     };
+  }
+
+  /** The three towers' segments for a plan's hooks, their sessions built (or kept from before). */
+  private segmentsFor(hooks: Map<HookSite, ReductionHook>): Promise<[Segment[], Segment[], Segment[]]> {
+    const visionSites = new Map<string, AttentionNeeds>();
+    const decoderSites = new Map<string, AttentionNeeds>();
+    for (const [site, hook] of hooks) (site.startsWith('llm:') ? decoderSites : visionSites).set(site, hook.needs);
+    return Promise.all([
+      this.runners.vision.segments(visionSites),
+      this.runners.embed.segments(new Map()),
+      this.runners.decoder.segments(decoderSites),
+    ]);
   }
 
   /**

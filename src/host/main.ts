@@ -34,6 +34,8 @@ interface LoadedModel {
   /** what was asked for: a load with the same folder, provider and threads reuses the engine */
   key: string;
   engine: LlavaEngine;
+  /** the reductions already warmed up on this engine */
+  warmed: Set<string>;
 }
 
 /** Runs tasks one after another; a failed task does not stop the ones queued behind it. */
@@ -66,10 +68,16 @@ class EngineHost {
           quantization: params.quantization,
           quantizedCacheDir: params.quantizedCacheDir,
         });
-        this.loaded = { key, engine };
+        this.loaded = { key, engine, warmed: new Set() };
         log(`loaded on ${engine.provider}${engine.providerFallback ? ` (${engine.providerFallback})` : ''}`);
       }
-      const { engine } = this.loaded;
+      const { engine, warmed } = this.loaded;
+      const warmUpKey = JSON.stringify(params.warmUp);
+      if (params.warmUp && !warmed.has(warmUpKey)) {
+        warmed.add(warmUpKey);
+        // A reduction that cannot run here fails the question that asks for it, with its own error.
+        await engine.warmUp(params.warmUp).catch((error: unknown) => log(`warm-up skipped: ${String(error)}`));
+      }
       return {
         provider: engine.provider,
         modelDir: engine.modelDir,

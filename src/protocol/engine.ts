@@ -13,6 +13,7 @@ import { PROVIDER_SETTINGS, ProviderName, ProviderSetting } from '../common/prov
 import { WEIGHT_QUANTIZATIONS, WeightQuantization } from '../common/quantization';
 import { BUDGET_HINT, type Budget, type ParamValue, isValidBudget } from '../common/budget';
 import { FICOCO_ERROR_KINDS } from '../common/errors';
+import { AUTO_METHOD, type ReductionRule } from '../common/reductionChoice';
 import { MAX_IMAGE_BYTES } from '../common/imageFile';
 import { describeValue } from './describe';
 
@@ -32,9 +33,11 @@ export interface LoadParams {
   quantization?: WeightQuantization;
   /** where quantized weights of a model in a Hugging Face cache are kept (the engine's default when absent) */
   quantizedCacheDir?: string;
+  /** the reduction the next questions will use: warmed up once the model is loaded (not part of the load's key) */
+  warmUp?: ReductionRequest;
 }
 
-/** Two loads with the same key share one loaded engine. */
+/** Two loads with the same key share one loaded engine (the reduction to warm up is not part of it). */
 export function loadKey(params: LoadParams): string {
   return JSON.stringify([
     params.modelDir,
@@ -67,10 +70,14 @@ export interface HistoryMessage {
   text: string;
 }
 
-/** A method of the reduction registry with its budget and parameters; the host checks them against the registry. */
+/**
+ * A method of the reduction registry with its budget and parameters, or `auto` (the model's recommendation; budget and
+ * parameters unused); the host checks them against the registry.
+ */
 export interface ReductionRequest {
   method: string;
-  budget: Budget;
+  /** required except with `auto` */
+  budget?: Budget;
   params: Record<string, ParamValue>;
 }
 
@@ -105,6 +112,14 @@ export interface FlopsByPart {
  * stats, so the compiler checks this contract against them.
  */
 export interface AnswerStats {
+  /** the reduction that ran (`auto` resolved), which rule chose it and why; absent when none was asked for */
+  reduction?: {
+    method: string;
+    budget: string;
+    params: Record<string, ParamValue>;
+    rule: ReductionRule;
+    why: string;
+  };
   /** tokens entering the decoder at prefill */
   promptTokens: number;
   generatedTokens: number;
@@ -188,6 +203,7 @@ export function parseLoadParams(value: unknown): LoadParams {
       );
     result.quantization = params.quantization as WeightQuantization;
   }
+  if (params.warmUp !== undefined) result.warmUp = parseReduction(params.warmUp, 'warmUp');
   if (params.quantizedCacheDir !== undefined)
     result.quantizedCacheDir = nonEmptyString(params.quantizedCacheDir, 'quantizedCacheDir');
   return result;
@@ -221,26 +237,23 @@ function parseHistory(value: unknown): HistoryMessage[] {
   });
 }
 
-function parseReduction(value: unknown): ReductionRequest {
-  const reduction = record(value, 'reduction');
-  const budget = record(reduction.budget, 'reduction.budget');
+function parseReduction(value: unknown, field = 'reduction'): ReductionRequest {
+  const reduction = record(value, field);
+  const method = nonEmptyString(reduction.method, `${field}.method`);
+  const params = record(reduction.params ?? {}, `${field}.params`);
+  for (const [name, param] of Object.entries(params)) {
+    if (!['number', 'string', 'boolean'].includes(typeof param))
+      throw invalidParams(`${field}.params.${name} is ${describeValue(param)}; expected a number, text or true/false.`);
+  }
+  const result: ReductionRequest = { method, params: params as Record<string, ParamValue> };
+  if (reduction.budget === undefined && method === AUTO_METHOD) return result;
+  const budget = record(reduction.budget, `${field}.budget`);
   const parsedBudget = (budget.tokens !== undefined ? { tokens: budget.tokens } : { ratio: budget.ratio }) as Budget;
   if (!isValidBudget(parsedBudget))
     throw invalidParams(
-      `reduction.budget is ${describeValue(budget)}; expected { tokens } or { ratio }: ${BUDGET_HINT}.`,
+      `${field}.budget is ${describeValue(budget)}; expected { tokens } or { ratio }: ${BUDGET_HINT}.`,
     );
-  const params = record(reduction.params ?? {}, 'reduction.params');
-  for (const [name, param] of Object.entries(params)) {
-    if (!['number', 'string', 'boolean'].includes(typeof param))
-      throw invalidParams(
-        `reduction.params.${name} is ${describeValue(param)}; expected a number, text or true/false.`,
-      );
-  }
-  return {
-    method: nonEmptyString(reduction.method, 'reduction.method'),
-    budget: parsedBudget,
-    params: params as Record<string, ParamValue>,
-  };
+  return { ...result, budget: parsedBudget };
 }
 
 export function parseTextParams(value: unknown): TextParams {

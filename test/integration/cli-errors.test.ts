@@ -53,6 +53,21 @@ const cases: [string, string[], RegExp][] = [
     /^error: Unknown option '--bogus'\. See `ficoco ask --help`\.$/,
   ],
   [
+    'a method without a budget',
+    ['--image', IMAGE, '--method', 'tome', 'q'],
+    /^error: --method tome needs --budget: e\.g\. --method ficoco-v --budget 64\.$/,
+  ],
+  [
+    'a budget without a method',
+    ['--image', IMAGE, '--budget', '64', 'q'],
+    /^error: --budget needs --method NAME \(see `ficoco methods`\)\.$/,
+  ],
+  [
+    'a budget with auto, which chooses its own',
+    ['--image', IMAGE, '--method', 'auto', '--budget', '64', 'q'],
+    /^error: --method auto chooses its own budget; leave out --budget\.$/,
+  ],
+  [
     "a budget above the model's visual tokens",
     ['--image', IMAGE, '--method', 'ficoco-v', '--budget', '500', 'q'],
     /^error: A budget of 500 visual tokens is more than the 144 this model gives an image, so nothing would be reduced/,

@@ -132,9 +132,11 @@ describe('engine host over JSON-RPC', () => {
     assert.match(ask.message, /maxNewTokens is 0/);
   });
 
+  const loadedFixture = () => ({ provider: 'cpu', modelDir: MODEL });
+
   test('loads the fixture model and reports the provider it runs on', async () => {
     const loaded = await host.connection.sendRequest(LoadRequest, LOAD);
-    assert.deepEqual(loaded, { provider: 'cpu', modelDir: MODEL });
+    assert.deepEqual(loaded, loadedFixture());
   });
 
   test('a reduction the registry refuses comes back with kind reduction, for the extension to offer its settings', async () => {
@@ -155,6 +157,27 @@ describe('engine host over JSON-RPC', () => {
       }),
     );
     assert.equal(errorKindOf(tooMany), 'reduction');
+  });
+
+  test('a load warms up the reduction it is given; one that cannot run leaves the load and the answers alone', async () => {
+    const before = await host.connection.sendRequest(AskRequest, { ...QUESTION, requestId: 'before-warm-up' });
+    const warmUp = { method: 'ficoco-v', budget: { tokens: 4 }, params: {} };
+    assert.deepEqual(await host.connection.sendRequest(LoadRequest, { ...LOAD, warmUp }), loadedFixture());
+    const broken = { method: 'magic', budget: { tokens: 4 }, params: {} };
+    assert.deepEqual(await host.connection.sendRequest(LoadRequest, { ...LOAD, warmUp: broken }), loadedFixture());
+    const after = await host.connection.sendRequest(AskRequest, { ...QUESTION, requestId: 'after-warm-up' });
+    assert.equal(after.text, before.text, 'warming up leaves no state behind');
+    const reduced = await host.connection.sendRequest(AskRequest, {
+      ...QUESTION,
+      requestId: 'warmed',
+      reduction: warmUp,
+    });
+    assert.equal(reduced.stats.visualTokens[0].atDecoder, 4);
+    assert.deepEqual(reduced.stats.reduction?.rule, 'setting');
+    const noBudget = await failure(
+      host.connection.sendRequest(LoadRequest, { ...LOAD, warmUp: { method: 'tome', params: {} } }),
+    );
+    assert.match(noBudget.message, /warmUp\.budget is missing; expected an object/);
   });
 
   test('streams the answer as engine/text pieces that add up to the final text', async () => {

@@ -515,7 +515,7 @@ describe('TowerRunner', () => {
     );
   });
 
-  test('sessions are reused for the same segment and released when a plan no longer needs them', async () => {
+  test('sessions are reused for the same segment and released when neither of the last two plans needs them', async () => {
     const runner = new TowerRunner(tower, factory);
     const a = await runner.segments(new Map([['t:1', {}]]));
     const again = await runner.segments(new Map([['t:1', {}]]));
@@ -537,11 +537,14 @@ describe('TowerRunner', () => {
       ],
     );
     assert.equal(b[0].session, a[0].session);
+    // the plan before keeps its sessions, so alternating two plans builds nothing new
+    const a1 = await runner.segments(new Map([['t:1', {}]]));
+    assert.equal(a1[1].session, a[1].session);
     // a different exposure is a different graph
     const c = await runner.segments(new Map<string, AttentionNeeds>([['t:2', { keys: true }]]));
     const d = await runner.segments(new Map<string, AttentionNeeds>([['t:2', {}]]));
     assert.notEqual(c[0].session, d[0].session);
-    // going back to an earlier plan after it was dropped builds fresh sessions that still compute correctly
+    // going back to a plan after two others were asked for builds fresh sessions that still compute correctly
     const a2 = await runner.segments(new Map([['t:1', {}]]));
     assert.notEqual(a2[0].session, a[0].session);
     assertClose((await runChain(a2)).output, expected().states[5], 'y after reload');

@@ -35,3 +35,10 @@ function describePngError(message: string): string {
   if (/waitng on finished stream|waiting on finished stream|unexpected end/i.test(message)) return TRUNCATED;
   return message;
 }
+
+/** A mid-grey RGB PNG of `width` × `height` (the engine's warm-up image). */
+export function blankPng(width: number, height: number): Uint8Array {
+  const png = new PNG({ width, height, colorType: 2 });
+  png.data.fill(128);
+  return PNG.sync.write(png, { colorType: 2 });
+}

@@ -7,6 +7,7 @@
 import type { LlmArch } from '../../flops/llm';
 import type { Activation } from '../graph/ops';
 import type { Tower } from '../graph/segment';
+import type { PublishedReduction } from '../recommendation';
 import type { DecoderQuantizer } from '../weights/quantizedCache';
 import type { WeightIndex } from '../weights/safetensors';
 import type { Json } from './fields';
@@ -79,6 +80,8 @@ export interface FamilyModel {
   config: ModelConfig;
   /** binds the config to the checkpoint's tensors; `quantizer` takes the decoder layers' linear layers */
   build(weights: WeightIndex, quantizer?: DecoderQuantizer): ModelTowers;
+  /** the reduction published for this architecture, which `auto` uses when the folder has no measured one */
+  publishedReduction?: PublishedReduction;
 }
 
 /** A vision tower architecture, chosen by vision_config.model_type. */

@@ -4,6 +4,7 @@
  * model_type; transformers' defaults fill what llava-hf configs leave out.
  */
 import type { Activation } from '../graph/ops';
+import type { PublishedReduction } from '../recommendation';
 import type { DecoderQuantizer } from '../weights/quantizedCache';
 import type { WeightIndex } from '../weights/safetensors';
 import type { DecoderKind, ModelConfig, ModelFamily, ModelTowers, VisionTowerKind } from './family';
@@ -47,8 +48,33 @@ export const llava: ModelFamily = (json, source) => {
     vision: visionTowerKind(config.vision.modelType, source),
     decoder: decoderKind(config.text.modelType, source),
   };
-  return { config, build: (weights, quantizer) => llavaTowers(config, parts, weights, quantizer) };
+  return {
+    config,
+    build: (weights, quantizer) => llavaTowers(config, parts, weights, quantizer),
+    ...(isLlava15(config) ? { publishedReduction: LLAVA_15_PUBLISHED } : {}),
+  };
 };
+
+/** The FiCoCo paper's headline setting for LLaVA-1.5 (Table 1, 64 of 576 visual tokens at 1.5 TFLOPs). */
+const LLAVA_15_PUBLISHED: PublishedReduction = {
+  method: 'ficoco-v',
+  budget: { tokens: 64 },
+  source: 'FiCoCo-V at 64 of 576 visual tokens, the FiCoCo paper (arXiv 2411.17686) on LLaVA-1.5 7B and 13B',
+};
+
+/** LLaVA-1.5 7B or 13B: CLIP ViT-L/14 at 336 px before a Vicuna (Llama) decoder of 4096 or 5120 wide. */
+function isLlava15(config: LlavaConfig): boolean {
+  const { vision, text } = config;
+  return (
+    vision.modelType === 'clip_vision_model' &&
+    vision.imageSize === 336 &&
+    vision.patchSize === 14 &&
+    vision.hiddenSize === 1024 &&
+    vision.layers === 24 &&
+    text.modelType === 'llama' &&
+    [4096, 5120].includes(text.hiddenSize)
+  );
+}
 
 export function parseLlavaConfig(root: Json, source: string): LlavaConfig {
   const fields = new Fields({ ...LLAVA_DEFAULTS, ...root }, source, '');

@@ -14,11 +14,14 @@ export interface Segment {
 }
 
 /**
- * Cuts a tower into segments at the hook sites in use and keeps their sessions. Without hooks a tower
- * is one segment. Sessions no plan uses any more are released, so weights are loaded once per plan.
+ * Cuts a tower into segments at the hook sites in use and keeps their sessions. Without hooks a tower is one
+ * segment. The sessions of the last two plans stay loaded — the unreduced one and the one in use, which a speedup
+ * measurement alternates — and those of older plans are released, so a plan's weights load once.
  */
 export class TowerRunner {
   private readonly sessions = new Map<string, Promise<Segment>>();
+  /** the segment keys of the plans asked for, newest last (at most two) */
+  private recentPlans: string[][] = [];
 
   constructor(
     readonly tower: Tower,
@@ -46,7 +49,9 @@ export class TowerRunner {
     }
     if (start < this.tower.blocks.length) ranges.push({ start, end: this.tower.blocks.length, expose: {} });
     const keys = ranges.map((r) => segmentKey(r.start, r.end, r.expose, proportionalAttention));
-    this.releaseExcept(new Set(keys));
+    const samePlan = (plan: string[]) => plan.join() === keys.join();
+    this.recentPlans = [...this.recentPlans.filter((plan) => !samePlan(plan)), keys].slice(-2);
+    this.releaseExcept(new Set(this.recentPlans.flat()));
     return Promise.all(
       ranges.map((range, i) =>
         this.load(
@@ -59,6 +64,7 @@ export class TowerRunner {
   }
 
   async release(): Promise<void> {
+    this.recentPlans = [];
     this.releaseExcept(new Set());
   }
 

@@ -1,0 +1,180 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Budget, budgetLabel } from '../common/budget';
+import { FicocoError } from '../common/errors';
+import { NO_REDUCTION } from '../common/reductionChoice';
+import { LlavaEngine } from '../engine/engine';
+import { RECOMMENDATION_FILE, TunedSetting, writeRecommendation } from '../engine/recommendation';
+import { findBuiltinModel } from '../hub/presets';
+import { METHODS, findMethod } from '../reduction/registry';
+import { budgetArg, integer, number, parseCommandArgs, providerArg } from './args';
+import { Prompt, machineLine, measureMethod } from './benchTiming';
+import { evaluate } from './eval';
+import { EvalItem, readEvalSet } from './evalSet';
+import { resolveModelArg } from './models';
+
+export const TUNE_USAGE = `Usage:
+  ficoco tune [--model DIR] --data FILE.jsonl [--keep 0.95] [--methods all|a,b] [--budgets 128,96,64]
+              [--limit N] [--runs 7] [--max-new-tokens 8] [--provider NAME] [--threads N] [--out FILE]
+
+Finds the fastest reduction that keeps --keep (default 0.95) of the model's full-token accuracy on an
+evaluation set: every method at every budget answers the set as in \`ficoco eval\` and is timed as in
+\`ficoco bench\` (--runs rounds of paired warm prefills against the unreduced model, on the set's first
+item; medians). A reduction must be at least 5 % faster than the unreduced model to be chosen over it.
+Writes the choice, its evidence and the table it chose from to the model folder's ${RECOMMENDATION_FILE}
+(or --out), which \`--method auto\` and the extension's ficoco.reduction.method auto then use, and prints
+the table. Budgets default to eight ninths down to one ninth of the model's visual tokens.
+`;
+
+/** A reduction must beat the unreduced model by this much (the usage says 5 %): below it is the machine's noise. */
+const MIN_SPEEDUP = 1.05;
+
+export async function tuneCommand(args: string[]): Promise<number> {
+  const { values } = parseCommandArgs('tune', {
+    args,
+    options: {
+      model: { type: 'string' },
+      data: { type: 'string' },
+      keep: { type: 'string', default: '0.95' },
+      methods: { type: 'string', default: 'all' },
+      budgets: { type: 'string' },
+      limit: { type: 'string' },
+      runs: { type: 'string', default: '7' },
+      'max-new-tokens': { type: 'string', default: '8' },
+      provider: { type: 'string', default: 'cpu' },
+      threads: { type: 'string' },
+      out: { type: 'string' },
+      help: { type: 'boolean' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(TUNE_USAGE);
+    return 0;
+  }
+  if (!values.data) throw new FicocoError(`--data FILE.jsonl is required.\n\n${TUNE_USAGE}`, 'input');
+  const modelDir = values.model !== undefined ? resolveModelArg(values.model) : findBuiltinModel(__dirname);
+  if (modelDir === undefined)
+    throw new FicocoError('--model DIR is required: this package has no built-in model.', 'input');
+  const bar = number('--keep', values.keep, 0);
+  if (bar > 1) throw new FicocoError(`--keep ${values.keep} is a share of full-token accuracy: at most 1.`, 'input');
+  const methods =
+    values.methods === 'all' ? METHODS.map((m) => m.name) : values.methods.split(',').map((m) => m.trim());
+  for (const method of methods) findMethod(method);
+  const givenBudgets = values.budgets?.split(',').map((b) => budgetArg(b.trim()));
+  const items = readEvalSet(values.data).slice(
+    0,
+    values.limit === undefined ? undefined : integer('--limit', values.limit, 1),
+  );
+  if (items.length === 0) throw new FicocoError(`${values.data} has no items.`, 'input');
+  const runs = integer('--runs', values.runs, 1);
+  const maxNewTokens = integer('--max-new-tokens', values['max-new-tokens'], 1);
+  const load = {
+    provider: providerArg(values.provider),
+    threads: values.threads ? integer('--threads', values.threads, 1) : undefined,
+  };
+  const engine = await LlavaEngine.load(modelDir, load);
+  // A second engine keeps the unreduced sessions for the paired timings (as `ficoco bench` does).
+  const reference = await LlavaEngine.load(modelDir, load);
+  try {
+    const visualTokens = engine.reductionShape.visualTokens;
+    const budgets: Budget[] =
+      givenBudgets ?? [8, 7, 6, 5, 4, 3, 2, 1].map((ninths) => ({ tokens: Math.round((visualTokens * ninths) / 9) }));
+    const prompt = await promptOf(engine, items[0]);
+    const full = await evaluate(engine, items, { method: NO_REDUCTION, params: {} }, undefined, maxNewTokens);
+    const fullAccuracy = full.correct / full.total;
+    const rows: TunedSetting[] = [
+      { method: NO_REDUCTION, budget: 'all', keptTokens: full.keptTokens, accuracy: fullAccuracy, speedup: 1 },
+    ];
+    for (const method of methods) {
+      const timed = await measureMethod(engine, reference, prompt, method, budgets, { runs, decode: 0, llmScale: 1 });
+      for (const [i, budget] of budgets.entries()) {
+        const scored = await evaluate(engine, items, { method, params: {} }, budget, maxNewTokens);
+        const row = {
+          method,
+          budget: budgetLabel(budget),
+          keptTokens: scored.keptTokens,
+          accuracy: scored.correct / scored.total,
+          speedup: timed.rows[i].pairedSpeedup,
+        };
+        rows.push(row);
+        process.stderr.write(
+          `${method} ${row.budget}: ${(100 * row.accuracy).toFixed(1)} % (${((100 * row.accuracy) / fullAccuracy).toFixed(1)} % of full), ${row.speedup.toFixed(2)}×\n`,
+        );
+      }
+    }
+    const chosen = chooseSetting(rows, bar);
+    const file = path.resolve(values.out ?? path.join(modelDir, RECOMMENDATION_FILE));
+    writeRecommendation(file, {
+      method: chosen.method,
+      budget: chosen.budget,
+      params: {},
+      bar,
+      fullAccuracy,
+      accuracy: chosen.accuracy,
+      speedup: chosen.speedup,
+      data: { file: values.data, items: items.length },
+      provider: engine.provider,
+      machine: machineLine(engine.provider),
+      measuredAt: new Date().toISOString(),
+      command: ['ficoco', 'tune', ...args],
+      table: rows,
+    });
+    process.stdout.write(
+      [
+        `# tune-${path.basename(modelDir)}`,
+        '',
+        `\`ficoco tune ${args.join(' ')}\``,
+        '',
+        `${modelDir}, ${items.length} items of ${values.data}; the bar: ${Math.round(100 * bar)} % of full-token ` +
+          `accuracy (${(100 * bar * fullAccuracy).toFixed(1)} %). Speedups: median of ${runs} paired warm ` +
+          `prefills of the first item's question against the unreduced model. ${machineLine(engine.provider)}`,
+        '',
+        `Chosen: **${chosen.method} ${chosen.budget}** — ${(100 * chosen.accuracy).toFixed(1)} % accuracy ` +
+          `(${((100 * chosen.accuracy) / fullAccuracy).toFixed(1)} % of full), ${chosen.speedup.toFixed(2)}× prefill; ` +
+          `written to ${file}.`,
+        '',
+        ...tuneTable(rows, fullAccuracy * bar, chosen),
+        '',
+      ].join('\n'),
+    );
+  } finally {
+    await engine.dispose();
+    await reference.dispose();
+  }
+  return 0;
+}
+
+/**
+ * The fastest setting whose accuracy keeps `bar` of the unreduced row's (the first); the unreduced model unless a
+ * reduction is at least MIN_SPEEDUP faster.
+ */
+export function chooseSetting(rows: readonly TunedSetting[], bar: number): TunedSetting {
+  const [unreduced] = rows;
+  const keeping = rows.filter((row) => row.accuracy >= bar * unreduced.accuracy && row.speedup >= MIN_SPEEDUP);
+  return keeping.reduce((best, row) => (row.speedup > best.speedup ? row : best), unreduced);
+}
+
+/** The question and image of an evaluation item as a prompt for timed prefills. */
+async function promptOf(engine: LlavaEngine, item: EvalItem): Promise<Prompt> {
+  const pixels = await engine.pixelValues(fs.readFileSync(item.image), path.basename(item.image));
+  const ids = engine.text.encode(
+    await engine.text.renderPrompt([
+      { role: 'user', content: [{ type: 'image' }, { type: 'text', text: item.question }] },
+    ]),
+  );
+  return { ids, pixels: [pixels] };
+}
+
+function tuneTable(rows: readonly TunedSetting[], minAccuracy: number, chosen: TunedSetting): string[] {
+  const full = rows[0].accuracy;
+  return [
+    '| method | budget | visual tokens kept | accuracy % | of full-token % | prefill speedup | keeps the bar |',
+    '|---|---|---:|---:|---:|---:|---|',
+    ...rows.map(
+      (row) =>
+        `| ${row === chosen ? `**${row.method}**` : row.method} | ${row.budget} | ${row.keptTokens.toFixed(1)} | ` +
+        `${(100 * row.accuracy).toFixed(1)} | ${((100 * row.accuracy) / full).toFixed(1)} | ` +
+        `${row.speedup.toFixed(2)}× | ${row.accuracy >= minAccuracy ? 'yes' : 'no'} |`,
+    ),
+  ];
+}

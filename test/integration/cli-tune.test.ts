@@ -1,0 +1,76 @@
+/**
+ * `ficoco tune` on a copy of the built-in model: it measures each setting, writes the model folder's
+ * recommendation with its table, and `auto` then answers with it.
+ */
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { chooseSetting, tuneCommand } from '../../src/cli/tune';
+import { LlavaEngine } from '../../src/engine/engine';
+import { RECOMMENDATION_FILE, Recommendation } from '../../src/engine/recommendation';
+import { temporaryFolders } from '../helpers/tempFolders';
+
+const temporaryFolder = temporaryFolders();
+const ROOT = path.join(__dirname, '..', '..');
+const BUILTIN = path.join(ROOT, 'models', 'tiny-llava-screens');
+const EVAL_SET = path.join(ROOT, 'bench', 'eval-set', 'data.jsonl');
+
+test('ficoco tune writes the fastest setting within the bar into the model folder, and auto uses it', async () => {
+  const model = temporaryFolder('ficoco-tune-');
+  for (const file of fs.readdirSync(BUILTIN)) fs.copyFileSync(path.join(BUILTIN, file), path.join(model, file));
+  const args = ['--model', model, '--data', EVAL_SET, '--limit', '24', '--methods', 'tome,divprune'];
+  const written: string[] = [];
+  const write = process.stdout.write;
+  process.stdout.write = ((chunk: string) => written.push(chunk) > 0) as typeof process.stdout.write;
+  try {
+    assert.equal(await tuneCommand([...args, '--budgets', '128,64', '--runs', '2', '--keep', '0.9']), 0);
+  } finally {
+    process.stdout.write = write;
+  }
+  const recommendation = JSON.parse(fs.readFileSync(path.join(model, RECOMMENDATION_FILE), 'utf8')) as Recommendation;
+  assert.equal(recommendation.format, 1);
+  assert.equal(recommendation.bar, 0.9);
+  assert.equal(recommendation.data.items, 24);
+  assert.deepEqual(
+    recommendation.table.map((row) => `${row.method} ${row.budget}`),
+    ['none all', 'tome 128', 'tome 64', 'divprune 128', 'divprune 64'],
+  );
+  const [full] = recommendation.table;
+  assert.equal(full.speedup, 1);
+  assert.equal(recommendation.fullAccuracy, full.accuracy);
+  for (const row of recommendation.table.slice(1)) {
+    assert.ok(row.accuracy >= 0 && row.accuracy <= 1 && row.speedup > 0, JSON.stringify(row));
+    assert.ok(row.keptTokens <= 144);
+  }
+  // The written choice is the rule applied to the written table.
+  const chosen = chooseSetting(recommendation.table, 0.9);
+  assert.deepEqual([recommendation.method, recommendation.budget], [chosen.method, chosen.budget]);
+  assert.ok(recommendation.accuracy >= 0.9 * full.accuracy);
+  const report = written.join('');
+  assert.match(report, /\| method \| budget \| visual tokens kept \| accuracy % \| of full-token % \| prefill speedup/);
+  assert.match(report, new RegExp(`Chosen: \\*\\*${chosen.method} ${chosen.budget}\\*\\*`));
+
+  const engine = await LlavaEngine.load(model);
+  try {
+    const answer = await engine.ask({
+      question: 'which box does the arrow point to ?',
+      images: [
+        { bytes: fs.readFileSync(path.join(ROOT, 'bench', 'eval-set', 'images', '1000000025.png')), name: 'a.png' },
+      ],
+      reduction: { method: 'auto' },
+      maxNewTokens: 2,
+    });
+    assert.equal(answer.stats.reduction?.rule, 'model');
+    assert.deepEqual([answer.stats.reduction?.method, answer.stats.reduction?.budget], [chosen.method, chosen.budget]);
+    assert.match(answer.stats.reduction!.why, /Measured for this model \(ficoco tune\)/);
+  } finally {
+    await engine.dispose();
+  }
+});
+
+test('ficoco tune refuses a bar above 1 and an unknown method before loading anything', async () => {
+  await assert.rejects(tuneCommand(['--data', EVAL_SET, '--keep', '1.5']), /--keep 1\.5 is a share .* at most 1/);
+  await assert.rejects(tuneCommand(['--data', EVAL_SET, '--methods', 'magic']), /Unknown reduction method "magic"/);
+  await assert.rejects(tuneCommand([]), /--data FILE\.jsonl is required/);
+});
