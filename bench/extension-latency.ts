@@ -1,34 +1,40 @@
 /**
  * What a user of the extension waits for, on the built-in model through the real engine process
- * (dist/host.js forked by the extension's EngineClient): the engine's cold start, the first answer, and the
- * warm prefill of every reduction method against the unreduced prefill, as the status bar measures it.
- * Ratios come from one run; run `npm run build` first (npm run bench:extension does).
+ * (dist/host.js forked by the extension's EngineClient): the engine's cold start with and without the warm-up
+ * the extension asks for at load, the first answer after each, and the status bar's speedup as the extension
+ * measures it (speedup.ts: paired warm prefills, median) — for the default `auto` reduction several times over,
+ * to show its spread, and for every method at one budget. Ratios come from one run; run `npm run build` first
+ * (npm run bench:extension does).
  *
- *   node --import tsx bench/extension-latency.ts [--budget 16] [--repeats 7]
+ *   node --import tsx bench/extension-latency.ts [--budget 64] [--measurements 5]
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { median } from '../src/cli/benchTiming';
-import { findBuiltinModel } from '../src/hub/presets';
+import { AUTO_METHOD } from '../src/common/reductionChoice';
 import { type AskOptions, EngineClient } from '../src/extension/engineClient';
-import { prefillMs } from '../src/extension/speedup';
+import { type PrefillRun, measureSpeedup, prefillMs } from '../src/extension/speedup';
+import { findBuiltinModel } from '../src/hub/presets';
+import type { LoadParams, ReductionRequest } from '../src/protocol/engine';
+import type { SpeedupView } from '../src/protocol/webview';
 import { METHODS } from '../src/reduction/registry';
 
 const { values } = parseArgs({
-  options: { budget: { type: 'string', default: '16' }, repeats: { type: 'string', default: '7' } },
+  options: { budget: { type: 'string', default: '64' }, measurements: { type: 'string', default: '5' } },
 });
 const ROOT = path.resolve(__dirname, '..');
 const HOST = path.join(ROOT, 'dist', 'host.js');
 const COLD_STARTS = 3;
+const AUTO: ReductionRequest = { method: AUTO_METHOD, params: {} };
 
 async function main() {
   const modelDir = findBuiltinModel(__dirname);
   if (!modelDir) throw new Error('needs the built-in model at models/tiny-llava-screens');
   if (!fs.existsSync(HOST)) throw new Error(`needs ${HOST}: run npm run build`);
   const budget = Number(values.budget);
-  const repeats = Number(values.repeats);
+  const measurements = Number(values.measurements);
   const image = path.join(ROOT, 'bench', 'eval-set', 'images', '1000000001.png');
   const question: AskOptions = {
     question: 'what is the title ?',
@@ -38,41 +44,34 @@ async function main() {
     topP: 1,
     seed: 0,
   };
-  const model = { modelDir, provider: 'cpu' as const };
-  const reduced = (method: string): AskOptions => ({
-    ...question,
-    reduction: { method, budget: { tokens: budget }, params: {} },
-  });
+  const model: LoadParams = { modelDir, provider: 'cpu' };
 
-  const coldStarts: number[] = [];
-  const firstAnswers: number[] = [];
+  // Cold starts alternate between a load without warm-up and one with it, so drift hits both alike.
+  const starts = { cold: [] as FirstAnswer[], warmed: [] as FirstAnswer[] };
   for (let i = 0; i < COLD_STARTS; i++) {
-    const client = new EngineClient({ hostModule: HOST });
-    const forked = performance.now();
-    await client.load(model);
-    coldStarts.push(performance.now() - forked);
-    const asked = performance.now();
-    await client.ask(model, reduced('ficoco-v'), () => undefined);
-    firstAnswers.push(performance.now() - asked);
-    client.dispose();
+    starts.cold.push(await firstAnswer(model, question));
+    starts.warmed.push(await firstAnswer({ ...model, warmUp: AUTO }, question));
   }
 
   const client = new EngineClient({ hostModule: HOST });
-  const warmPrefill = async (options: AskOptions) => {
-    await client.ask(model, options, () => undefined);
-    const runs: number[] = [];
-    for (let i = 0; i < repeats; i++)
-      runs.push(prefillMs((await client.ask(model, { ...options, maxNewTokens: 1 }, () => undefined)).stats));
-    return median(runs);
+  const speedupOf = async (reduction: ReductionRequest): Promise<SpeedupView> => {
+    const run: PrefillRun = async (reduced) =>
+      prefillMs(
+        (await client.ask(model, { ...question, maxNewTokens: 1, ...(reduced ? { reduction } : {}) }, () => undefined))
+          .stats,
+      );
+    return (await measureSpeedup(run, 'prefill on cpu'))!;
   };
-  const unreduced = await warmPrefill(question);
-  const rows: string[] = [];
-  for (const method of METHODS) {
-    const ms = await warmPrefill(reduced(method.name));
-    rows.push(`| ${method.name} | ${ms.toFixed(1)} | ${(unreduced / ms).toFixed(2)}× |`);
-  }
+  const { stats } = await client.ask(model, { ...question, reduction: AUTO }, () => undefined);
+  const auto: SpeedupView[] = [];
+  for (let i = 0; i < measurements; i++) auto.push(await speedupOf(AUTO));
+  const methods: [string, SpeedupView][] = [];
+  for (const method of METHODS)
+    methods.push([method.name, await speedupOf({ method: method.name, budget: { tokens: budget }, params: {} })]);
   client.dispose();
 
+  const ms = (xs: number[]) => `${median(xs).toFixed(0)} ms | ${xs.map((x) => x.toFixed(0)).join(', ')}`;
+  const ratios = auto.map((s) => s.ratio);
   console.log(`# Extension latency on the built-in model\n`);
   console.log(
     `${os.cpus().length} cores (${os.cpus()[0].model}), CPU provider, engine process dist/host.js; one ` +
@@ -80,22 +79,47 @@ async function main() {
   );
   console.log('| figure | median | runs |');
   console.log('|---|---:|---|');
+  console.log(`| engine cold start: fork → model loaded | ${ms(starts.cold.map((s) => s.loadMs))} |`);
+  console.log(`| … with the warm-up of \`auto\` the extension asks for | ${ms(starts.warmed.map((s) => s.loadMs))} |`);
+  console.log(`| first answer after a load without warm-up | ${ms(starts.cold.map((s) => s.answerMs))} |`);
+  console.log(`| first answer after the warm-up | ${ms(starts.warmed.map((s) => s.answerMs))} |`);
+  console.log(`| … its prefill (vision + LLM), without warm-up | ${ms(starts.cold.map((s) => s.prefillMs))} |`);
+  console.log(`| … its prefill, after the warm-up | ${ms(starts.warmed.map((s) => s.prefillMs))} |`);
   console.log(
-    `| engine cold start: fork → model loaded | ${median(coldStarts).toFixed(0)} ms | ` +
-      `${coldStarts.map((ms) => ms.toFixed(0)).join(', ')} |`,
+    `\nThe status bar's figure for the default (\`auto\`: ${stats.reduction?.method} ${stats.reduction?.budget}, ` +
+      `${stats.reduction?.rule} rule), measured ${measurements} times as the extension does after an answer ` +
+      `(one warm-up of each side, then paired prefills, median): ` +
+      `${auto.map((s) => `${s.ratio.toFixed(2)}× (${s.verdict})`).join(', ')}; spread (max/min) ` +
+      `${(Math.max(...ratios) / Math.min(...ratios)).toFixed(2)}×.\n`,
   );
-  console.log(
-    `| first answer after the load (ficoco-v ${budget}, includes the first run's warm-up) | ` +
-      `${median(firstAnswers).toFixed(0)} ms | ${firstAnswers.map((ms) => ms.toFixed(0)).join(', ')} |`,
-  );
-  console.log(
-    `\nWarm prefill (vision + LLM prefill, median of ${repeats}) at ${budget} visual tokens against ` +
-      `every one of 144 — the status bar's speedup:\n`,
-  );
-  console.log('| method | prefill ms | speedup |');
-  console.log('|---|---:|---:|');
-  console.log(`| none (144 tokens) | ${unreduced.toFixed(1)} | 1.00× |`);
-  for (const row of rows) console.log(row);
+  console.log(`Every method at ${budget} of 144 visual tokens, measured the same way:\n`);
+  console.log('| method | speedup | middle half | pairs | the chat says |');
+  console.log('|---|---:|---:|---:|---|');
+  for (const [name, s] of methods)
+    console.log(
+      `| ${name} | ${s.ratio.toFixed(2)}× | ${s.low.toFixed(2)}–${s.high.toFixed(2)}× | ${s.pairs} | ${s.label} |`,
+    );
+}
+
+interface FirstAnswer {
+  loadMs: number;
+  answerMs: number;
+  prefillMs: number;
+}
+
+/** A fresh engine process: its load (with the warm-up `model` asks for), then one `auto` answer. */
+async function firstAnswer(model: LoadParams, question: AskOptions): Promise<FirstAnswer> {
+  const client = new EngineClient({ hostModule: HOST });
+  try {
+    const forked = performance.now();
+    await client.load(model);
+    const loadMs = performance.now() - forked;
+    const asked = performance.now();
+    const { stats } = await client.ask(model, { ...question, reduction: AUTO }, () => undefined);
+    return { loadMs, answerMs: performance.now() - asked, prefillMs: prefillMs(stats) };
+  } finally {
+    client.dispose();
+  }
 }
 
 main().catch((error: unknown) => {

@@ -23,7 +23,7 @@ import { fixFor } from './errorFixes';
 import { IdleUnloader } from './idleUnload';
 import { Replies, ReplySettings } from './replies';
 import { FicocoSettings, loadParamsOf, readSettings } from './settings';
-import { Baselines } from './speedup';
+import { SpeedupCache } from './speedup';
 import { SpeedupStatusBar } from './statusBar';
 
 export class ChatController implements vscode.Disposable {
@@ -51,11 +51,12 @@ export class ChatController implements vscode.Disposable {
     this.replies = new Replies({
       engine,
       conversation: this.conversation,
-      baselines: new Baselines(context.globalState),
+      speedups: new SpeedupCache(context.globalState, String(context.extension.packageJSON.version)),
       post: (message) => views.broadcast(message),
       status: statusBar,
       log,
       onFailure: (error) => void this.offerFix(error),
+      onProviderFallback: (reason) => this.reportFallback(reason),
       activity: this.unloader,
     });
     context.subscriptions.push(
@@ -65,6 +66,14 @@ export class ChatController implements vscode.Disposable {
         if (event.affectsConfiguration('ficoco')) this.reportedProblems.clear();
       }),
     );
+  }
+
+  /** Says that the chosen provider could not be used, and why (Replies calls it once; each answer's details keep it). */
+  private reportFallback(reason: string): void {
+    this.log.warn(`provider fallback: ${reason}`);
+    void vscode.window.showInformationMessage(`FiCoCo: ${reason}`, 'Open Settings').then((choice) => {
+      if (choice) void vscode.commands.executeCommand('workbench.action.openSettings', 'ficoco.provider');
+    });
   }
 
   handle(message: WebviewMessage, from: ChatSurface): void {

@@ -10,6 +10,7 @@ import type {
   PendingImage,
   Reply,
   ReplyKind,
+  SpeedupView,
   Turn,
   TurnImage,
 } from '../protocol/webview';
@@ -136,10 +137,12 @@ export class Conversation {
     });
   }
 
-  /** Adds the measured speedup once the unreduced baseline is known. */
-  setSpeedup(turnId: string, speedup: number): HostMessage | undefined {
+  /** Ends the speedup measurement of an answer: with its figure, or without one (cancelled, failed). */
+  setSpeedup(turnId: string, speedup: SpeedupView | undefined): HostMessage | undefined {
     return this.change(turnId, 'answer', (reply) => {
-      if (reply.stats) reply.stats.speedup = speedup;
+      if (!reply.stats) return;
+      delete reply.stats.measuringSpeedup;
+      if (speedup) reply.stats.speedup = speedup;
     });
   }
 

@@ -111,7 +111,8 @@ export class EngineClient {
   }
 
   private loadOn(host: HostProcess, params: LoadParams): Promise<LoadResult> {
-    const key = loadKey(params);
+    // A new reduction to warm up is sent as a load too: the host keeps the model and only warms the reduction.
+    const key = JSON.stringify([loadKey(params), params.warmUp]);
     if (host.load?.key !== key) {
       const requested = performance.now();
       const result = this.call(host, host.connection.sendRequest(LoadRequest, params));

@@ -11,7 +11,8 @@ import { EngineClient } from './engineClient';
 import { GpuSetup, cudaHostEnvironment } from './gpuSetup';
 import { ModelManager } from './modelManager';
 import { BUDGET_HINT, parseBudget } from '../common/budget';
-import { MAIN_SETTINGS, NO_REDUCTION } from './settings';
+import { MAIN_SETTINGS } from './settings';
+import { AUTO_METHOD, NO_REDUCTION } from '../common/reductionChoice';
 import { CHOOSE_REDUCTION_COMMAND, SpeedupStatusBar } from './statusBar';
 
 /** What activate() returns to other extensions (and to the Electron smoke test). */
@@ -106,6 +107,11 @@ async function chooseReduction(): Promise<void> {
   const choices: Choice[] = [
     { label: '$(symbol-number) Budget…', description: `now ${budget} visual tokens per image`, run: chooseBudget },
     {
+      label: '$(sparkle) Automatic',
+      description: method === AUTO_METHOD ? 'current' : "the model's measured or published setting",
+      run: setMethod(AUTO_METHOD),
+    },
+    {
       label: '$(circle-slash) Reduction off',
       description: method === NO_REDUCTION ? 'current' : 'every visual token',
       run: setMethod(NO_REDUCTION),
@@ -125,7 +131,7 @@ async function chooseReduction(): Promise<void> {
   ];
   const picked = await vscode.window.showQuickPick(choices, {
     title: 'FiCoCo visual token reduction',
-    placeHolder: `Now: ${method === NO_REDUCTION ? 'off' : `${method}, ${budget}`}`,
+    placeHolder: `Now: ${method === NO_REDUCTION ? 'off' : method === AUTO_METHOD ? 'automatic' : `${method}, ${budget}`}`,
     matchOnDetail: true,
   });
   await picked?.run();

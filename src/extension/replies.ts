@@ -7,11 +7,12 @@
  */
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
 import { type AnswerStats, type LoadParams, loadKey } from '../protocol/engine';
-import type { AnswerStatsView, HostMessage, ReplyKind } from '../protocol/webview';
+import { type AnswerStatsView, type HostMessage, type ReplyKind, isReducedAnswer } from '../protocol/webview';
 import type { Conversation, ImageInput } from './conversation';
 import { AskOptions, EngineClient, EngineError } from './engineClient';
-import type { ReductionSetting } from './settings';
-import { Baselines, PrefillRun, baselineKey, flopsRatio, measureSpeedup, prefillMs } from './speedup';
+import { type ReductionSetting, reductionRequest } from './settings';
+import type { SpeedupView } from '../protocol/webview';
+import { PrefillRun, SpeedupCache, SpeedupSubject, flopsRatio, measureSpeedup, prefillMs } from './speedup';
 
 /** How long Stop waits for a reply to stop between tokens before it ends the engine process. */
 export const STOP_GRACE_MS = 3000;
@@ -35,13 +36,15 @@ export interface ReplyStatus {
 export interface RepliesOptions {
   engine: EngineClient;
   conversation: Conversation;
-  baselines: Baselines;
+  speedups: SpeedupCache;
   /** tells every chat page about a change */
   post(message: HostMessage): void;
   status: ReplyStatus;
   log: { info(line: string): void; warn(line: string): void };
   /** a reply failed for a reason other than a cancel: the caller may offer a fix */
   onFailure(error: unknown): void;
+  /** the engine runs on another provider than the one set, for this reason: called once per reason and session */
+  onProviderFallback(reason: string): void;
   /** engine work starts and ends (the idle unloader counts it) */
   activity: { busy(): void; idle(): void };
   stopGraceMs?: number;
@@ -58,6 +61,8 @@ export class Replies {
   private readonly inFlight = new Map<string, InFlight>();
   /** the load an engine process answered last, so the status says "Answering" rather than "Loading model" */
   private loaded: { key: string; processId: number | undefined } | undefined;
+  /** provider fallbacks already reported, so each is said once and not under every answer */
+  private readonly fallbacksReported = new Set<string>();
 
   constructor(private readonly options: RepliesOptions) {}
 
@@ -86,9 +91,7 @@ export class Replies {
         question,
         images: inputs.map(({ name, dataBase64 }) => ({ name, dataBase64 })),
         history: conversation.history(turnId),
-        ...(reduction
-          ? { reduction: { method: reduction.method, budget: reduction.budget, params: reduction.params } }
-          : {}),
+        ...(reduction ? { reduction: reductionRequest(reduction) } : {}),
         maxNewTokens,
         temperature,
         topP: 1,
@@ -106,12 +109,19 @@ export class Replies {
           `(${how}), ${result.stats.generatedTokens} tokens, stop: ${result.stopReason}`,
       );
       this.loaded = { key: loadKey(model), processId: engine.processId };
-      const view = statsView(result.stats, reduction);
-      this.post(conversation.finish(turnId, kind, result.stopReason, view));
+      const fallback = result.stats.providerFallback;
+      if (fallback && !this.fallbacksReported.has(fallback)) {
+        this.fallbacksReported.add(fallback);
+        this.options.onProviderFallback(fallback);
+      }
+      const view = statsView(result.stats);
+      const measuring = kind === 'answer' && isReducedAnswer(view) && result.stopReason !== 'cancelled';
+      this.post(
+        conversation.finish(turnId, kind, result.stopReason, measuring ? { ...view, measuringSpeedup: true } : view),
+      );
       if (kind === 'answer') {
         status.showAnswer(view);
-        if (reduction && result.stopReason !== 'cancelled')
-          measure = () => this.measure(turnId, model, request, result.stats, view);
+        if (measuring) measure = () => this.measure(turnId, model, request, result.stats, view);
       }
     } catch (error) {
       this.failed(turnId, kind, error);
@@ -153,8 +163,8 @@ export class Replies {
   }
 
   /**
-   * The measured speedup of a reduced answer (speedup.ts), shown once known; a failure is logged, never shown as the
-   * answer's.
+   * The measured speedup of a reduced answer (speedup.ts), or the one kept from an earlier answer with the same
+   * model, provider, image sizes and reduction; shown once known. A failure is logged, never shown as the answer's.
    */
   private async measure(
     turnId: string,
@@ -163,43 +173,55 @@ export class Replies {
     stats: AnswerStats,
     view: AnswerStatsView,
   ): Promise<void> {
-    const { engine, baselines, status, log } = this.options;
+    const { engine, speedups, status, log, conversation } = this.options;
+    const subject: SpeedupSubject = {
+      modelDir: model.modelDir,
+      provider: stats.provider,
+      imageSizes: stats.imageSizes,
+      reduction: stats.reduction!,
+    };
+    const show = (speedup: SpeedupView) => {
+      this.post(conversation.setSpeedup(turnId, speedup));
+      status.showAnswer({ ...view, speedup });
+    };
+    const known = speedups.get(subject);
+    if (known) {
+      show(known);
+      return;
+    }
+    let measured = false;
     const key = `${turnId}/speedup`;
     const cancel = this.track(key);
-    const baseline = baselineKey(model.modelDir, stats.provider, stats.imageSizes);
-    const prefillOnly = {
-      question: request.question,
-      images: request.images,
-      maxNewTokens: 1,
-      temperature: 0,
-      topP: 1,
-      seed: 0,
-    };
+    status.busy('Measuring the speedup');
+    const prefillOnly = { question: request.question, images: request.images, maxNewTokens: 1, temperature: 0 };
     const run: PrefillRun = async (reduced) => {
-      if (!baselines.get(baseline)) status.busy('Measuring the unreduced baseline');
       const result = await engine.ask(
         model,
-        { ...prefillOnly, ...(reduced && request.reduction ? { reduction: request.reduction } : {}) },
+        { ...prefillOnly, topP: 1, seed: 0, ...(reduced && request.reduction ? { reduction: request.reduction } : {}) },
         () => undefined,
         cancel.token,
       );
-      return result.stopReason === 'cancelled' || cancel.token.isCancellationRequested ? undefined : result.stats;
+      const cancelled = result.stopReason === 'cancelled' || cancel.token.isCancellationRequested;
+      return cancelled ? undefined : prefillMs(result.stats);
     };
     try {
-      const speedup = await measureSpeedup(run, baselines, baseline, prefillMs(stats));
+      const speedup = await measureSpeedup(run, `prefill (vision + language model) on ${stats.provider}`);
       if (speedup === undefined) return;
       log.info(
-        `speedup ${speedup.toFixed(2)}× against the unreduced prefill baseline ` +
-          `${baselines.get(baseline)?.toFixed(1)} ms for ${baseline}`,
+        `speedup ${speedup.ratio.toFixed(2)}× (middle half ${speedup.low.toFixed(2)}–${speedup.high.toFixed(2)}×, ` +
+          `${speedup.pairs} pairs, ${speedup.verdict}) for ${speedups.key(subject)}`,
       );
-      this.post(this.options.conversation.setSpeedup(turnId, speedup));
-      status.showAnswer({ ...view, speedup });
+      await speedups.set(subject, speedup);
+      show(speedup);
+      measured = true;
     } catch (error) {
       if (error instanceof EngineError && error.kind === 'cancelled') return;
       log.warn(
         `The speedup of this answer could not be measured: ${error instanceof Error ? error.message : String(error)}`,
       );
     } finally {
+      // Cancelled or failed: the answer no longer says a figure is coming.
+      if (!measured) this.post(conversation.setSpeedup(turnId, undefined));
       this.untrack(key, cancel);
     }
   }
@@ -242,7 +264,7 @@ export class Replies {
 }
 
 /** What the chat shows of an answer's stats. */
-export function statsView(stats: AnswerStats, reduction: ReductionSetting | undefined): AnswerStatsView {
+export function statsView(stats: AnswerStats): AnswerStatsView {
   const view: AnswerStatsView = {
     visualTokens: stats.visualTokens.map(({ original, atDecoder }) => ({ original, atDecoder })),
     visionMs: stats.visionMs,
@@ -255,7 +277,10 @@ export function statsView(stats: AnswerStats, reduction: ReductionSetting | unde
   };
   if (stats.providerFallback !== undefined) view.providerFallback = stats.providerFallback;
   if (stats.historyTrimmed !== undefined) view.historyTrimmed = { ...stats.historyTrimmed };
-  if (reduction) view.reduction = { method: reduction.method, budget: reduction.budgetLabel };
+  if (stats.reduction) {
+    const { method, budget, rule, why } = stats.reduction;
+    view.reduction = { method, budget, rule, why };
+  }
   if (stats.patchFates)
     view.imageReductions = stats.patchFates.map(({ rows, cols, patches }) => ({ rows, cols, patches }));
   return view;

@@ -10,9 +10,9 @@ import { BUDGET_HINT, BUDGET_PATTERN, Budget, ParamValue, parseBudget } from '..
 import { METHODS, resolveParams } from '../reduction/registry';
 import { DEFAULT_HUB_ENDPOINT } from '../hub/download';
 import { WEIGHT_QUANTIZATIONS, WeightQuantization } from '../common/quantization';
-import { LoadParams, PROVIDER_SETTINGS, ProviderSetting } from '../protocol/engine';
+import { LoadParams, PROVIDER_SETTINGS, ProviderSetting, ReductionRequest } from '../protocol/engine';
+import { AUTO_METHOD, NO_REDUCTION } from '../common/reductionChoice';
 
-export const NO_REDUCTION = 'none';
 const MODEL_FILES = 'config.json, *.safetensors, tokenizer.json, tokenizer_config.json and preprocessor_config.json';
 
 /** A failure the user can fix, with the setting that fixes it. */
@@ -100,8 +100,8 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
     scope: 'machine',
     enum: PROVIDER_SETTINGS,
     enumDescriptions: [
-      'The best provider this machine has (DirectML on Windows, CoreML on macOS, CUDA on Linux when its ' +
-        'libraries are present), else CPU.',
+      'The best provider this machine has: DirectML on Windows, CoreML on macOS, CUDA on Linux when its ' +
+        'libraries are present, then WebGPU where a GPU adapter answers, else CPU (a fallback is said once).',
       'CPU only.',
       'NVIDIA CUDA 12 with cuDNN 9 (Linux).',
       'DirectML (Windows).',
@@ -146,15 +146,18 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
   },
   'ficoco.reduction.method': {
     type: 'string',
-    default: 'ficoco-v',
-    enum: [NO_REDUCTION, ...METHODS.map((m) => m.name)],
+    default: AUTO_METHOD,
+    enum: [AUTO_METHOD, NO_REDUCTION, ...METHODS.map((m) => m.name)],
     enumDescriptions: [
+      "The model's measured recommendation (written by `ficoco tune`), else the setting published for the model " +
+        '(FiCoCo-V at 64 of 576 visual tokens for LLaVA-1.5), else FiCoCo-V at 11 %. The status bar says which.',
       'Every visual token reaches the language model (the unreduced baseline).',
       ...METHODS.map((m) => m.description),
     ],
     markdownDescription:
       'Visual token reduction: which method removes or merges visual tokens before (or inside) the ' +
-      'language model. Parameters of each method are under *FiCoCo › Reduction parameters*.',
+      'language model. `auto` uses what was measured or published for the model. Parameters of each method ' +
+      'are under *FiCoCo › Reduction parameters*.',
   },
   'ficoco.reduction.budget': {
     type: 'string',
@@ -162,8 +165,9 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
     pattern: BUDGET_PATTERN,
     patternErrorMessage: `Visual tokens kept per image: ${BUDGET_HINT}.`,
     markdownDescription:
-      'Visual tokens kept per image: a count (`64`) or a share (`11%` or `0.11`). 11 % is 16 of the ' +
-      "built-in model's 144 tokens and 64 of LLaVA-1.5's 576.",
+      "Visual tokens kept per image when you choose a method (with `auto` the model's recommendation sets it): " +
+      "a count (`64`) or a share (`11%` or `0.11`). 11 % is 16 of the built-in model's 144 tokens and 64 of " +
+      "LLaVA-1.5's 576.",
   },
   'ficoco.maxNewTokens': {
     type: 'integer',
@@ -275,7 +279,12 @@ export function readSettings(get: (key: string) => unknown): { settings: FicocoS
     reduction:
       method === NO_REDUCTION
         ? undefined
-        : { method, budget: parseBudget(budgetLabel)!, budgetLabel, params: methodParams(method, get, problems) },
+        : {
+            method,
+            budget: parseBudget(budgetLabel)!,
+            budgetLabel,
+            params: method === AUTO_METHOD ? {} : methodParams(method, get, problems),
+          },
     maxNewTokens: value(
       'ficoco.maxNewTokens',
       inRange('ficoco.maxNewTokens', true),
@@ -327,7 +336,13 @@ export function loadParamsOf(settings: FicocoSettings, folders: ExtensionFolders
     provider: settings.provider,
     ...(settings.threads > 0 ? { threads: settings.threads } : {}),
     ...(quantization !== 'none' ? { quantization, quantizedCacheDir: folders.quantizedCache } : {}),
+    ...(settings.reduction ? { warmUp: reductionRequest(settings.reduction) } : {}),
   };
+}
+
+/** The reduction setting as the engine takes it. */
+export function reductionRequest({ method, budget, params }: ReductionSetting): ReductionRequest {
+  return method === AUTO_METHOD ? { method, params } : { method, budget, params };
 }
 
 /** The quantization for a model folder: its own entry in ficoco.quantizationByModel, else ficoco.quantization. */

@@ -1,80 +1,128 @@
 /**
- * The speedup users see is measured, never estimated: the reduced answer's prefill (vision + language model)
- * against the same model's unreduced prefill on the same provider and image sizes, measured once and kept.
+ * The speedup users see is measured, never estimated: after a reduced answer, prefill-only runs of the same question
+ * alternate between the unreduced model and the reduction, warm, and the speedup is the median ratio of neighbouring
+ * runs — so a busy machine slows both sides of a pair alike. Kept per model, provider, image sizes and reduction.
  * Free of 'vscode': the store is any key-value memento.
  */
-import type { AnswerStats } from '../protocol/engine';
+import type { SpeedupVerdict, SpeedupView } from '../protocol/webview';
 
-/**
- * One prefill-only run of the question just answered, without reduction (`reduced` false) or with it; undefined once
- * cancelled.
- */
-export type PrefillRun = (reduced: boolean) => Promise<Pick<AnswerStats, 'visionMs' | 'prefillMs'> | undefined>;
+/** One prefill-only run of the question just answered, unreduced or reduced: its prefill ms, undefined once cancelled. */
+export type PrefillRun = (reduced: boolean) => Promise<number | undefined>;
 
-export interface BaselineStore {
+/** How many pairs to time: at least `minPairs`, more while they fit in `targetMs`, at most `maxPairs`. */
+export interface PairPlan {
+  minPairs: number;
+  maxPairs: number;
+  targetMs: number;
+}
+
+/** Three pairs of a large model's seconds-long prefills; fifteen of a small model's milliseconds. */
+export const DEFAULT_PAIR_PLAN: PairPlan = { minPairs: 3, maxPairs: 15, targetMs: 2000 };
+
+/** Within this much of 1×, and whenever the noise band straddles 1×, reduction made no difference worth a figure. */
+const SAME_SPEED_MARGIN = 0.05;
+
+export interface SpeedupStore {
   get<T>(key: string): T | undefined;
   update(key: string, value: unknown): Thenable<void> | Promise<void>;
 }
 
-/** What a baseline depends on: the model folder, the provider it ran on, and the images' sizes. */
-export function baselineKey(
-  modelDir: string,
-  provider: string,
-  imageSizes: readonly { width: number; height: number }[],
-): string {
-  return `ficoco.baseline/${provider}/${imageSizes.map(({ width, height }) => `${width}x${height}`).join('+')}/${modelDir}`;
+/** What a measurement depends on: the model folder, the provider it ran on, the images' sizes and the reduction. */
+export interface SpeedupSubject {
+  modelDir: string;
+  provider: string;
+  imageSizes: readonly { width: number; height: number }[];
+  reduction: { method: string; budget: string; params: Readonly<Record<string, unknown>> };
 }
 
-export class Baselines {
-  constructor(private readonly store: BaselineStore) {}
+/** Measurements kept across sessions, under a key that names everything they depend on. */
+export class SpeedupCache {
+  /** `version`: the extension's, so a new engine is measured afresh */
+  constructor(
+    private readonly store: SpeedupStore,
+    private readonly version: string,
+  ) {}
 
-  /** Unreduced prefill ms, when measured. */
-  get(key: string): number | undefined {
-    const value = this.store.get<number>(key);
-    return typeof value === 'number' && value > 0 ? value : undefined;
+  key(subject: SpeedupSubject): string {
+    const { modelDir, provider, imageSizes, reduction } = subject;
+    const sizes = imageSizes.map(({ width, height }) => `${width}x${height}`).join('+');
+    const params = JSON.stringify(Object.entries(reduction.params).sort(([a], [b]) => a.localeCompare(b)));
+    return `ficoco.speedup/${this.version}/${provider}/${sizes}/${reduction.method}/${reduction.budget}/${params}/${modelDir}`;
   }
 
-  async set(key: string, prefillMs: number): Promise<void> {
-    await this.store.update(key, prefillMs);
+  get(subject: SpeedupSubject): SpeedupView | undefined {
+    const value = this.store.get<SpeedupView>(this.key(subject));
+    return value && typeof value === 'object' && typeof value.ratio === 'number' ? value : undefined;
   }
+
+  async set(subject: SpeedupSubject, speedup: SpeedupView): Promise<void> {
+    await this.store.update(this.key(subject), speedup);
+  }
+}
+
+/**
+ * Times one warm-up run of each side (their results are discarded: the first runs of a plan build sessions and
+ * compile code), then pairs in alternating order; undefined when a run was cancelled. A failed run rejects.
+ */
+export async function measureSpeedup(
+  run: PrefillRun,
+  timed: string,
+  plan: PairPlan = DEFAULT_PAIR_PLAN,
+): Promise<SpeedupView | undefined> {
+  const warmFull = await run(false);
+  const warmReduced = warmFull === undefined ? undefined : await run(true);
+  if (warmFull === undefined || warmReduced === undefined) return undefined;
+  const fitting = Math.floor(plan.targetMs / Math.max(warmFull + warmReduced, 1e-3));
+  const pairs = Math.min(plan.maxPairs, Math.max(plan.minPairs, fitting));
+  const ratios: number[] = [];
+  for (let i = 0; i < pairs; i++) {
+    // Alternating which side goes first cancels any advantage of running second (caches, clocks).
+    const [first, second] = i % 2 === 0 ? [false, true] : [true, false];
+    const a = await run(first);
+    const b = a === undefined ? undefined : await run(second);
+    if (a === undefined || b === undefined) return undefined;
+    const [full, reduced] = first ? [b, a] : [a, b];
+    ratios.push(full / Math.max(reduced, 1e-3));
+  }
+  return speedupView(ratios, timed);
+}
+
+/** The median of paired ratios (unreduced ms / reduced ms), its noise band, verdict and wording. */
+export function speedupView(ratios: readonly number[], timed: string): SpeedupView {
+  const sorted = [...ratios].sort((a, b) => a - b);
+  const ratio = quantile(sorted, 0.5);
+  const low = quantile(sorted, 0.25);
+  const high = quantile(sorted, 0.75);
+  const verdict: SpeedupVerdict =
+    ratio >= 1 + SAME_SPEED_MARGIN && low > 1
+      ? 'faster'
+      : ratio <= 1 - SAME_SPEED_MARGIN && high < 1
+        ? 'slower'
+        : 'same';
+  return { ratio, low, high, pairs: ratios.length, verdict, label: speedupLabel(ratio, verdict), timed };
+}
+
+/** "1.8× faster"; never a ratio below 1 worded as a speedup. */
+function speedupLabel(ratio: number, verdict: SpeedupVerdict): string {
+  if (verdict === 'faster') return `${ratio.toFixed(1)}× faster`;
+  if (verdict === 'slower') return `${ratio.toFixed(1)}× — slower than full tokens on this model`;
+  return '≈1× — no faster than full tokens on this model';
+}
+
+/** Linear interpolation between the sorted values around quantile q. */
+function quantile(sorted: readonly number[], q: number): number {
+  const at = (sorted.length - 1) * q;
+  const below = Math.floor(at);
+  const above = Math.min(sorted.length - 1, below + 1);
+  return sorted[below] + (sorted[above] - sorted[below]) * (at - below);
 }
 
 /** Vision + language-model prefill of an answer, in ms. */
-export function prefillMs(stats: Pick<AnswerStats, 'visionMs' | 'prefillMs'>): number {
+export function prefillMs(stats: { visionMs: number; prefillMs: number }): number {
   return stats.visionMs + stats.prefillMs;
 }
 
 /** Analytic prefill FLOPs of the run over the unreduced prompt's. */
-export function flopsRatio(stats: Pick<AnswerStats, 'flops'>): number {
+export function flopsRatio(stats: { flops: { run: { total: number }; unreduced: { total: number } } }): number {
   return stats.flops.unreduced.total > 0 ? stats.flops.run.total / stats.flops.unreduced.total : 1;
-}
-
-/**
- * The measured speedup of a reduced answer whose prefill took `reducedMs`: against the baseline under `key`, measured
- * first when there is none (twice, keeping the faster: the first unreduced run of a session also warms memory up), and
- * then the reduced prefill once more, warm (the answer may have been the session's first reduced run, not yet compiled
- * by V8). Undefined when a run was cancelled; a failed run rejects, and the caller keeps the answer as it is.
- */
-export async function measureSpeedup(
-  run: PrefillRun,
-  baselines: Baselines,
-  key: string,
-  reducedMs: number,
-): Promise<number | undefined> {
-  let baseline = baselines.get(key);
-  let reduced = reducedMs;
-  if (baseline === undefined) {
-    const runs: number[] = [];
-    for (let i = 0; i < 2; i++) {
-      const stats = await run(false);
-      if (!stats) return undefined;
-      runs.push(prefillMs(stats));
-    }
-    baseline = Math.min(...runs);
-    await baselines.set(key, baseline);
-    const warm = await run(true);
-    if (!warm) return undefined;
-    reduced = Math.min(reduced, prefillMs(warm));
-  }
-  return baseline / Math.max(reduced, 1e-3);
 }

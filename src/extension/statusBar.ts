@@ -3,7 +3,8 @@
  * model loads or answers, and a tooltip with what the answer cost. Clicking it opens the reduction quick pick.
  */
 import * as vscode from 'vscode';
-import type { AnswerStatsView } from '../protocol/webview';
+import { type AnswerStatsView, isReducedAnswer } from '../protocol/webview';
+import { RULE_LABELS } from '../common/reductionChoice';
 
 export const CHOOSE_REDUCTION_COMMAND = 'ficoco.chooseReduction';
 
@@ -50,35 +51,49 @@ export class SpeedupStatusBar implements vscode.Disposable {
   }
 }
 
-/** `$(zap) 3.1×` with a measured speedup; the kept tokens until then; `full tokens` without reduction. */
+/**
+ * `$(zap) 3.1×` when reduction measured faster; `≈1×` or `slower` when it did not (a ratio below 1 is never shown as
+ * a speedup); the kept tokens until measured; `full tokens` without reduction.
+ */
 export function statusText(stats: AnswerStatsView): string {
-  if (stats.speedup !== undefined) return `$(zap) ${stats.speedup.toFixed(1)}×`;
-  if (!stats.reduction) return '$(zap) full tokens';
+  const { speedup } = stats;
+  if (speedup) {
+    if (speedup.verdict === 'faster') return `$(zap) ${speedup.ratio.toFixed(1)}×`;
+    return speedup.verdict === 'same' ? '$(zap) ≈1×' : '$(zap) slower';
+  }
+  if (!isReducedAnswer(stats)) return '$(zap) full tokens';
   return `$(zap) ${keptTokens(stats)}`;
 }
 
 export function statusTooltip(stats: AnswerStatsView): vscode.MarkdownString {
+  const { reduction, speedup } = stats;
   const rows: [string, string][] = [
     [
       'reduction',
-      stats.reduction ? `${stats.reduction.method}, budget ${stats.reduction.budget}` : 'off (every visual token)',
+      reduction && isReducedAnswer(stats)
+        ? `${reduction.method}, budget ${reduction.budget}`
+        : 'off (every visual token)',
     ],
+    ['chosen by', reduction ? `${RULE_LABELS[reduction.rule]}: ${reduction.why}` : 'your setting (reduction off)'],
     ['visual tokens kept', keptTokens(stats)],
     [
       'prefill speedup (measured)',
-      stats.speedup !== undefined
-        ? `${stats.speedup.toFixed(2)}×`
-        : stats.reduction
-          ? 'measuring the unreduced baseline…'
-          : '1×',
+      speedup
+        ? `${speedup.label}: median of ${speedup.pairs} paired warm runs of the ${speedup.timed}, middle half ` +
+          `${speedup.low.toFixed(2)}–${speedup.high.toFixed(2)}×`
+        : isReducedAnswer(stats)
+          ? 'measuring…'
+          : '1× (nothing reduced)',
     ],
     ['FLOPs saved (analytic)', stats.flopsRatio !== undefined ? `${(100 * (1 - stats.flopsRatio)).toFixed(0)} %` : '–'],
     ['provider', stats.providerFallback ? `${stats.provider} (${stats.providerFallback})` : stats.provider],
     ['time to first token', `${stats.ttftMs.toFixed(0)} ms`],
     ['decode', `${stats.decodeTokensPerSecond.toFixed(1)} tokens/s`],
   ];
+  // Table cells are one line: a '|' or line break inside a value would break the row.
+  const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\s*\n\s*/g, ' ');
   const markdown = new vscode.MarkdownString(
-    `**FiCoCo** — last answer\n\n| | |\n|---|---|\n${rows.map(([name, value]) => `| ${name} | ${value} |`).join('\n')}\n\nClick to change the reduction.`,
+    `**FiCoCo** — last answer\n\n| | |\n|---|---|\n${rows.map(([name, value]) => `| ${name} | ${cell(value)} |`).join('\n')}\n\nClick to change the reduction.`,
   );
   markdown.isTrusted = false;
   return markdown;

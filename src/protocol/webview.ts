@@ -7,6 +7,7 @@
  * The webview bundle includes this file, so it imports only plain helpers: no Node, vscode or engine code.
  */
 import { IMAGE_MIME_TYPES, MAX_IMAGE_BYTES, imageFormatOfFileName } from '../common/imageFile';
+import { NO_REDUCTION, REDUCTION_RULES, type ReductionRule } from '../common/reductionChoice';
 import { describeValue } from './describe';
 
 /** The image limits and formats the webview checks at paste time, as the extension and the engine do after it. */
@@ -26,6 +27,36 @@ export interface ImageReduction {
   patches: string;
 }
 
+/** The reduction an answer used, and which rule chose it. */
+export interface ReductionView {
+  method: string;
+  /** as the user would write it: "64", "11%" */
+  budget: string;
+  rule: ReductionRule;
+  /** the rule in a sentence, with its evidence ("measured for this model by ficoco tune: 96 % of …") */
+  why: string;
+}
+
+/** Whether reduction made the prefill faster, beyond the noise band (see SpeedupView). */
+export type SpeedupVerdict = 'faster' | 'same' | 'slower';
+const SPEEDUP_VERDICTS: readonly string[] = ['faster', 'same', 'slower'];
+
+/**
+ * A measured speedup: the median over paired warm prefill runs of (unreduced ms) / (reduced ms), with the middle
+ * half of the pairs' ratios as its noise band.
+ */
+export interface SpeedupView {
+  ratio: number;
+  low: number;
+  high: number;
+  pairs: number;
+  verdict: SpeedupVerdict;
+  /** "1.8× faster", "0.7× — slower than full tokens on this model" */
+  label: string;
+  /** what was timed, e.g. "prefill (vision + language model) on cpu" */
+  timed: string;
+}
+
 /** What the webview shows under an answer. */
 export interface AnswerStatsView {
   /** per image: visual tokens the image started as, and those that reached the decoder */
@@ -38,16 +69,23 @@ export interface AnswerStatsView {
   decodeTokensPerSecond: number;
   provider: string;
   providerFallback?: string;
-  /** the reduction method and budget, absent for the unreduced model */
-  reduction?: { method: string; budget: string };
+  /** the reduction used and why, absent for the unreduced model */
+  reduction?: ReductionView;
   /** analytic prefill FLOPs of this answer over the unreduced prompt's */
   flopsRatio?: number;
-  /** measured: unreduced prefill ms (same model, provider and image size) over this answer's */
-  speedup?: number;
+  /** measured once the answer is done: unreduced prefill against this answer's reduced one */
+  speedup?: SpeedupView;
+  /** the speedup is being measured now (it ends with a figure, or without one when the measurement failed) */
+  measuringSpeedup?: boolean;
   /** per image, when a method reduced it */
   imageReductions?: ImageReduction[];
   /** the oldest messages of the conversation were left out so that question and answer fit the model's context */
   historyTrimmed?: { droppedMessages: number; contextTokens: number };
+}
+
+/** An answer some visual tokens were removed from (`auto` may choose to keep every token on a model). */
+export function isReducedAnswer(stats: AnswerStatsView): boolean {
+  return stats.reduction !== undefined && stats.reduction.method !== NO_REDUCTION;
 }
 
 export type ReplyStatus = 'waiting' | 'streaming' | 'done' | 'error';
@@ -270,10 +308,13 @@ function parseStats(value: unknown, field: string): AnswerStatsView {
     parsed.reduction = {
       method: nonEmptyString(reduction.method, `${field}.reduction.method`),
       budget: nonEmptyString(reduction.budget, `${field}.reduction.budget`),
+      rule: oneOf<ReductionRule>(reduction.rule, `${field}.reduction.rule`, REDUCTION_RULES),
+      why: string(reduction.why, `${field}.reduction.why`),
     };
   }
   if (stats.flopsRatio !== undefined) parsed.flopsRatio = nonNegative(stats.flopsRatio, `${field}.flopsRatio`);
-  if (stats.speedup !== undefined) parsed.speedup = nonNegative(stats.speedup, `${field}.speedup`);
+  if (stats.speedup !== undefined) parsed.speedup = parseSpeedup(stats.speedup, `${field}.speedup`);
+  if (stats.measuringSpeedup === true) parsed.measuringSpeedup = true;
   if (stats.historyTrimmed !== undefined) {
     const trimmed = record(stats.historyTrimmed, `${field}.historyTrimmed`);
     parsed.historyTrimmed = {
@@ -294,6 +335,19 @@ function parseStats(value: unknown, field: string): AnswerStatsView {
     });
   }
   return parsed;
+}
+
+function parseSpeedup(value: unknown, field: string): SpeedupView {
+  const speedup = record(value, field);
+  return {
+    ratio: nonNegative(speedup.ratio, `${field}.ratio`),
+    low: nonNegative(speedup.low, `${field}.low`),
+    high: nonNegative(speedup.high, `${field}.high`),
+    pairs: count(speedup.pairs, `${field}.pairs`),
+    verdict: oneOf<SpeedupVerdict>(speedup.verdict, `${field}.verdict`, SPEEDUP_VERDICTS),
+    label: nonEmptyString(speedup.label, `${field}.label`),
+    timed: nonEmptyString(speedup.timed, `${field}.timed`),
+  };
 }
 
 function oneOf<T extends string>(value: unknown, field: string, allowed: readonly string[]): T {

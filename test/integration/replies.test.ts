@@ -11,7 +11,7 @@ import { Conversation, ImageInput } from '../../src/extension/conversation';
 import { EngineClient, EngineError } from '../../src/extension/engineClient';
 import { Replies, ReplySettings } from '../../src/extension/replies';
 import { SettingsError } from '../../src/extension/settings';
-import { Baselines } from '../../src/extension/speedup';
+import { SpeedupCache } from '../../src/extension/speedup';
 import type { AnswerStatsView, HostMessage } from '../../src/protocol/webview';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -42,6 +42,7 @@ describe('chat replies on a real engine process', () => {
   let statuses: string[];
   let warnings: string[];
   let failures: unknown[];
+  let fallbacks: string[];
   let activity: number;
   let replies: Replies;
   let onShowAnswer: (stats: AnswerStatsView) => void;
@@ -55,7 +56,7 @@ describe('chat replies on a real engine process', () => {
   after(() => engine.dispose());
   beforeEach(() => {
     conversation = new Conversation();
-    [posted, statuses, warnings, failures, activity] = [[], [], [], [], 0];
+    [posted, statuses, warnings, failures, fallbacks, activity] = [[], [], [], [], [], 0];
     onShowAnswer = () => undefined;
     onFirstText = () => undefined;
     onWarning = () => undefined;
@@ -67,10 +68,13 @@ describe('chat replies on a real engine process', () => {
     return new Replies({
       engine,
       conversation,
-      baselines: new Baselines({
-        get: <T>(key: string) => values.get(key) as T | undefined,
-        update: async (key, value) => void values.set(key, value),
-      }),
+      speedups: new SpeedupCache(
+        {
+          get: <T>(key: string) => values.get(key) as T | undefined,
+          update: async (key, value) => void values.set(key, value),
+        },
+        'test',
+      ),
       post: (message) => {
         if (message.type === 'replyText' && !posted.some((earlier) => earlier.type === 'replyText')) onFirstText();
         posted.push(message);
@@ -91,6 +95,7 @@ describe('chat replies on a real engine process', () => {
         },
       },
       onFailure: (error) => failures.push(error),
+      onProviderFallback: (reason) => fallbacks.push(reason),
       activity: { busy: () => activity++, idle: () => activity-- },
       ...(stopGraceMs === undefined ? {} : { stopGraceMs }),
     });
@@ -126,9 +131,52 @@ describe('chat replies on a real engine process', () => {
     await replies.run(turnId, 'answer', 'what is in the picture ?', [SHAPES], () => REDUCED);
     const { answer } = conversation.turn(turnId)!;
     assert.equal(answer.stats?.reduction?.method, 'ficoco-v');
-    assert.ok(answer.stats!.speedup! > 0, 'a measured speedup');
-    assert.ok(statuses.indexOf('answer') < statuses.indexOf('speedup'), 'shown first without, then with the speedup');
+    assert.equal(answer.stats?.reduction?.rule, 'setting');
+    const speedup = answer.stats!.speedup!;
+    assert.ok(speedup.ratio > 0 && speedup.pairs >= 3, 'a measured speedup');
+    assert.match(speedup.timed, /prefill .* on cpu/);
+    assert.ok(
+      statuses.indexOf('answer') < statuses.indexOf('Measuring the speedup') &&
+        statuses.indexOf('Measuring the speedup') < statuses.indexOf('speedup'),
+      'shown first without, then measured, then with the speedup',
+    );
+    // The same question on an image of the same size with the same reduction: the figure is kept, not re-measured.
+    statuses = [];
+    const again = turn();
+    await replies.run(again, 'answer', 'what is in the picture ?', [SHAPES], () => REDUCED);
+    assert.deepEqual(conversation.turn(again)!.answer.stats?.speedup, speedup);
+    assert.ok(!statuses.includes('Measuring the speedup'));
+    assert.deepEqual(fallbacks, [], 'the CPU was asked for and used');
   });
+
+  test("auto takes the fixture model's default and says which rule chose it", async () => {
+    const turnId = turn();
+    await replies.run(turnId, 'answer', 'what is in the picture ?', [SHAPES], () => ({
+      ...REDUCED,
+      reduction: { method: 'auto', budget: { tokens: 3 }, budgetLabel: '3', params: {} },
+    }));
+    const reduction = conversation.turn(turnId)!.answer.stats?.reduction;
+    assert.equal(reduction?.rule, 'default');
+    assert.equal(reduction?.method, 'ficoco-v');
+    assert.equal(reduction?.budget, '11%', 'the budget setting is not used with auto');
+    assert.match(reduction!.why, /nothing was measured or published for this model/);
+  });
+
+  test(
+    'a provider that cannot load is reported once per session, not with every answer',
+    { skip: process.platform === 'win32' && 'DirectML may load on Windows; this needs a provider that fails' },
+    async () => {
+      const onDml = { ...SETTINGS, model: { ...SETTINGS.model, provider: 'dml' as const } };
+      const turnIds = [turn(), turn()];
+      for (const turnId of turnIds)
+        await replies.run(turnId, 'answer', 'what is in the picture ?', [SHAPES], () => onDml);
+      assert.equal(fallbacks.length, 1, fallbacks.join('\n'));
+      assert.match(fallbacks[0], /^dml could not be used .*running on CPU instead/);
+      const { stats } = conversation.turn(turnIds[1])!.answer;
+      assert.equal(stats?.provider, 'cpu');
+      assert.equal(stats?.providerFallback, fallbacks[0], 'the answer keeps the reason for its details');
+    },
+  );
 
   test('Stop ends a reply between tokens, as cancelled', async () => {
     const turnId = turn();

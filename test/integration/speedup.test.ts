@@ -4,7 +4,15 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
 import { AskOptions, EngineClient, EngineError } from '../../src/extension/engineClient';
-import { Baselines, PrefillRun, measureSpeedup } from '../../src/extension/speedup';
+import {
+  PairPlan,
+  PrefillRun,
+  SpeedupCache,
+  SpeedupSubject,
+  measureSpeedup,
+  prefillMs,
+  speedupView,
+} from '../../src/extension/speedup';
 import { LoadParams } from '../../src/protocol/engine';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -24,18 +32,88 @@ const PREFILL_ONLY: AskOptions = {
   seed: 0,
 };
 const REDUCTION = { method: 'ficoco-v', budget: { tokens: 12 }, params: {} };
+const QUICK: PairPlan = { minPairs: 3, maxPairs: 5, targetMs: 200 };
 
-/** A memento in memory, as VS Code's globalState behaves. */
-function memoryStore(): Baselines & { values: Map<string, unknown> } {
-  const values = new Map<string, unknown>();
-  return Object.assign(
-    new Baselines({
-      get: <T>(key: string) => values.get(key) as T | undefined,
-      update: async (key, value) => void values.set(key, value),
-    }),
-    { values },
-  );
+/** A run that takes `full` ms unreduced and `reduced` ms reduced, one after the other from the lists, and logs the order. */
+function scriptedRun(full: number[], reduced: number[], order: boolean[] = []): PrefillRun {
+  return async (isReduced) => {
+    order.push(isReduced);
+    return (isReduced ? reduced : full).shift();
+  };
 }
+
+describe('speedup figures', () => {
+  test('the median of paired ratios, the middle half as the band, and a verdict past the noise', () => {
+    const faster = speedupView([1.7, 1.9, 1.8, 2.0, 1.6], 'prefill');
+    assert.equal(faster.ratio, 1.8);
+    assert.equal(faster.low, 1.7);
+    assert.equal(faster.high, 1.9);
+    assert.equal(faster.pairs, 5);
+    assert.equal(faster.verdict, 'faster');
+    assert.equal(faster.label, '1.8× faster');
+  });
+
+  test('a ratio below 1 is never worded as a speedup', () => {
+    const slower = speedupView([0.3, 0.35, 0.28, 0.32], 'prefill');
+    assert.equal(slower.verdict, 'slower');
+    assert.equal(slower.label, '0.3× — slower than full tokens on this model');
+    assert.doesNotMatch(slower.label, /faster/);
+  });
+
+  test('within 5 % of 1×, or with a band that straddles 1×, the answer is "no faster"', () => {
+    assert.equal(speedupView([1.02, 1.03, 0.99], 'prefill').verdict, 'same');
+    const straddling = speedupView([0.8, 1.3, 1.1, 0.9, 1.25], 'prefill');
+    assert.equal(straddling.ratio, 1.1);
+    assert.equal(straddling.verdict, 'same', 'a median of 1.1× with pairs on both sides of 1× is noise');
+    assert.equal(straddling.label, '≈1× — no faster than full tokens on this model');
+  });
+
+  test('after one discarded warm-up run of each side, pairs alternate which side runs first', async () => {
+    const order: boolean[] = [];
+    const speedup = await measureSpeedup(scriptedRun([90, 10, 10, 10], [50, 5, 5, 5], order), 'prefill', QUICK);
+    assert.deepEqual(order, [false, true, false, true, true, false, false, true]);
+    assert.equal(speedup?.ratio, 2, 'the slow warm-up runs are not counted');
+    assert.equal(speedup?.pairs, 3);
+  });
+
+  test('as many pairs as fit the target time, within the plan', async () => {
+    const many = await measureSpeedup(scriptedRun(Array(20).fill(10), Array(20).fill(5)), 'prefill', {
+      minPairs: 3,
+      maxPairs: 8,
+      targetMs: 1000,
+    });
+    assert.equal(many?.pairs, 8, 'fast runs: as many as the plan allows');
+    const few = await measureSpeedup(scriptedRun(Array(20).fill(900), Array(20).fill(600)), 'prefill', QUICK);
+    assert.equal(few?.pairs, 3, 'slow runs: the minimum');
+  });
+
+  test('the cache keys everything a figure depends on, and the extension version', async () => {
+    const values = new Map<string, unknown>();
+    const store = {
+      get: <T>(key: string) => values.get(key) as T | undefined,
+      update: async (key: string, value: unknown) => void values.set(key, value),
+    };
+    const subject: SpeedupSubject = {
+      modelDir: '/m',
+      provider: 'cpu',
+      imageSizes: [{ width: 640, height: 480 }],
+      reduction: { method: 'tome', budget: '64', params: { b: 1, a: 2 } },
+    };
+    const cache = new SpeedupCache(store, '1.0.0');
+    await cache.set(subject, speedupView([2], 'prefill'));
+    assert.equal(cache.get(subject)?.ratio, 2);
+    assert.equal(cache.get({ ...subject, reduction: { ...subject.reduction, params: { a: 2, b: 1 } } })?.ratio, 2);
+    for (const other of [
+      { ...subject, provider: 'cuda' },
+      { ...subject, imageSizes: [{ width: 641, height: 480 }] },
+      { ...subject, reduction: { ...subject.reduction, budget: '32' } },
+      { ...subject, reduction: { ...subject.reduction, params: { a: 3, b: 1 } } },
+      { ...subject, modelDir: '/n' },
+    ])
+      assert.equal(cache.get(other), undefined, JSON.stringify(other));
+    assert.equal(new SpeedupCache(store, '1.0.1').get(subject), undefined, 'a new version measures afresh');
+  });
+});
 
 describe('the speedup measurement on a real engine process', () => {
   let client: EngineClient;
@@ -53,37 +131,32 @@ describe('the speedup measurement on a real engine process', () => {
         () => undefined,
         token,
       );
-      return result.stopReason === 'cancelled' ? undefined : result.stats;
+      return result.stopReason === 'cancelled' ? undefined : prefillMs(result.stats);
     };
 
-  test('measures the unreduced baseline once, keeps it, and divides it by the reduced prefill', async () => {
-    const baselines = memoryStore();
-    const speedup = await measureSpeedup(runOn(), baselines, 'key', 5);
-    assert.ok(speedup !== undefined && speedup > 0);
-    const baseline = baselines.get('key')!;
-    assert.ok(baseline > 0, 'the baseline is stored');
-    assert.equal(await measureSpeedup(runOn(), baselines, 'key', baseline / 2), 2, 'the stored baseline is reused');
+  test('times paired prefills of the reduced and unreduced model', async () => {
+    const speedup = await measureSpeedup(runOn(), 'prefill on cpu', QUICK);
+    assert.ok(speedup && speedup.ratio > 0 && speedup.low <= speedup.ratio && speedup.ratio <= speedup.high);
+    assert.ok(speedup.pairs >= QUICK.minPairs && speedup.pairs <= QUICK.maxPairs);
   });
 
-  test('a cancelled measurement stops, stores nothing and reports no speedup', async () => {
-    const baselines = memoryStore();
+  test("a cancelled measurement stops with the engine's cancellation", async () => {
     const source = new CancellationTokenSource();
     source.cancel();
     await assert.rejects(
-      measureSpeedup(runOn(source.token), baselines, 'key', 5),
+      measureSpeedup(runOn(source.token), 'prefill', QUICK),
       (error: unknown) => error instanceof EngineError && error.kind === 'cancelled',
     );
-    assert.equal(baselines.values.size, 0);
   });
 
-  test('a run that fails rejects, for the caller to log, and stores nothing', async () => {
-    const baselines = memoryStore();
+  test('a run that fails rejects, for the caller to log', async () => {
     const failing: PrefillRun = async () =>
-      (await client.ask({ ...LOAD, modelDir: path.join(ROOT, 'nowhere') }, PREFILL_ONLY, () => undefined)).stats;
+      prefillMs(
+        (await client.ask({ ...LOAD, modelDir: path.join(ROOT, 'nowhere') }, PREFILL_ONLY, () => undefined)).stats,
+      );
     await assert.rejects(
-      measureSpeedup(failing, baselines, 'key', 5),
+      measureSpeedup(failing, 'prefill', QUICK),
       (error: unknown) => error instanceof EngineError && error.kind === 'model-folder',
     );
-    assert.equal(baselines.values.size, 0);
   });
 });

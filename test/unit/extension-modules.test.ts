@@ -77,11 +77,21 @@ describe('the engine load the settings ask for', () => {
   const folders = { builtinModel: '/ext/models/tiny-llava-screens', quantizedCache: '/storage/quantized' };
   const settingsWith = (values: Record<string, unknown>) => readSettings((key) => values[key]).settings;
 
-  test('empty: the built-in model; ~ is the home folder; threads and quantization only when set', () => {
-    assert.deepEqual(loadParamsOf(settingsWith({}), folders), { modelDir: folders.builtinModel, provider: 'auto' });
+  test('empty: the built-in model, warmed up for auto; ~ is the home folder; threads and quantization when set', () => {
+    assert.deepEqual(loadParamsOf(settingsWith({}), folders), {
+      modelDir: folders.builtinModel,
+      provider: 'auto',
+      warmUp: { method: 'auto', params: {} },
+    });
     assert.deepEqual(
       loadParamsOf(
-        settingsWith({ 'ficoco.modelPath': '~/models/llava', 'ficoco.threads': 2, 'ficoco.quantization': 'int4' }),
+        settingsWith({
+          'ficoco.modelPath': '~/models/llava',
+          'ficoco.threads': 2,
+          'ficoco.quantization': 'int4',
+          'ficoco.reduction.method': 'tome',
+          'ficoco.reduction.budget': '64',
+        }),
         folders,
       ),
       {
@@ -90,8 +100,11 @@ describe('the engine load the settings ask for', () => {
         threads: 2,
         quantization: 'int4',
         quantizedCacheDir: folders.quantizedCache,
+        warmUp: { method: 'tome', budget: { tokens: 64 }, params: {} },
       },
     );
+    const off = loadParamsOf(settingsWith({ 'ficoco.reduction.method': 'none' }), folders);
+    assert.equal(off.warmUp, undefined, 'nothing to warm up without reduction');
   });
 
   test('a relative model path is a settings error naming the setting', () => {

@@ -4,7 +4,13 @@ import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { BUDGET_PATTERN, parseBudget } from '../../src/common/budget';
 import { budgetArg } from '../../src/cli/args';
-import { configurationSections, paramSettingKey, quantizationFor, readSettings } from '../../src/extension/settings';
+import {
+  MAIN_SETTINGS,
+  configurationSections,
+  paramSettingKey,
+  quantizationFor,
+  readSettings,
+} from '../../src/extension/settings';
 import { METHODS } from '../../src/reduction/registry';
 
 const packageJson = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
@@ -39,7 +45,8 @@ describe('settings', () => {
         if (spec.type === 'enum') assert.deepEqual(setting.enum, spec.values);
       }
     }
-    assert.deepEqual(declared['ficoco.reduction.method']?.enum, ['none', ...METHODS.map((m) => m.name)]);
+    assert.deepEqual(declared['ficoco.reduction.method']?.enum, ['auto', 'none', ...METHODS.map((m) => m.name)]);
+    assert.equal(MAIN_SETTINGS['ficoco.reduction.method'].default, 'auto');
   });
 
   test('hardware settings are machine-scoped; every command is in the FiCoCo category', () => {
@@ -55,7 +62,7 @@ describe('settings', () => {
     for (const command of packageJson.contributes.commands) assert.equal(command.category, 'FiCoCo', command.command);
   });
 
-  test('nothing set: the defaults, FiCoCo-V keeping 11 %', () => {
+  test("nothing set: the defaults, auto reduction (the model's recommendation)", () => {
     const { settings, problems } = settingsFrom({});
     assert.deepEqual(problems, []);
     assert.deepEqual(settings, {
@@ -64,7 +71,7 @@ describe('settings', () => {
       threads: 0,
       quantization: 'none',
       quantizationByModel: {},
-      reduction: { method: 'ficoco-v', budget: { ratio: 0.11 }, budgetLabel: '11%', params: {} },
+      reduction: { method: 'auto', budget: { ratio: 0.11 }, budgetLabel: '11%', params: {} },
       maxNewTokens: 256,
       temperature: 0,
       unloadAfterMinutes: 15,
@@ -91,6 +98,7 @@ describe('settings', () => {
     assert.equal(settings.temperature, 0.7);
     assert.equal(settingsFrom({ 'ficoco.reduction.method': 'none' }).settings.reduction, undefined);
     const ficoco = settingsFrom({
+      'ficoco.reduction.method': 'ficoco-v',
       [paramSettingKey('ficoco-v', 'window')]: 3,
       [paramSettingKey('ficoco-v', 'weights')]: 'paper',
     });
@@ -131,7 +139,10 @@ describe('settings', () => {
       /ficoco\.quantizationByModel is \{"\/models\/x":"fp4"\}; expected an object from model folders to one of none, int8, int4/,
     );
     assert.match(messages.join('\n'), /ficoco\.quantization is "int3"; expected one of none, int8, int4/);
-    assert.match(messages[0]!, /^ficoco\.reduction\.method is "magic"; expected one of none, ficoco-v/);
+    assert.match(
+      messages[0]!,
+      /^ficoco\.reduction\.method is "magic"; expected one of auto, none, ficoco-v.*Using the default, "auto"\./,
+    );
     assert.match(
       messages.join('\n'),
       /ficoco\.reduction\.budget is "half"; expected a whole number of visual tokens \(e\.g\. 64\) or a share above 0 and up to 100% \(e\.g\. 11% or 0\.11\)\. Using the default, "11%"\./,
@@ -147,6 +158,7 @@ describe('settings', () => {
 
   test('an out-of-range method parameter is reported and left to its default', () => {
     const { settings, problems } = settingsFrom({
+      'ficoco.reduction.method': 'ficoco-v',
       [paramSettingKey('ficoco-v', 'window')]: 99,
       [paramSettingKey('ficoco-v', 'weights')]: 'paper',
     });

@@ -20,9 +20,17 @@ const STATS: AnswerStatsView = {
   generatedTokens: 2,
   decodeTokensPerSecond: 300,
   provider: 'cpu',
-  reduction: { method: 'ficoco-v', budget: '11%' },
+  reduction: { method: 'ficoco-v', budget: '11%', rule: 'default', why: "FiCoCo's default." },
   flopsRatio: 0.2,
-  speedup: 3.1,
+  speedup: {
+    ratio: 3.1,
+    low: 2.9,
+    high: 3.3,
+    pairs: 7,
+    verdict: 'faster',
+    label: '3.1× faster',
+    timed: 'prefill (vision + language model) on cpu',
+  },
   imageReductions: [{ rows: 2, cols: 2, patches: 'kmdk' }],
   historyTrimmed: { droppedMessages: 4, contextTokens: 512 },
 };
@@ -122,6 +130,19 @@ describe('webview messages', () => {
     assert.match(
       refusal(parseHostMessage, { type: 'turnAdded', turn: { ...TURN, answer: { ...TURN.answer, stats: badStats } } }),
       /turn\.answer\.stats\.visualTokens\[0\]\.atDecoder is -1/,
+    );
+    const badVerdict = { ...STATS, speedup: { ...STATS.speedup, verdict: 'great' } };
+    assert.match(
+      refusal(parseHostMessage, {
+        type: 'turnAdded',
+        turn: { ...TURN, answer: { ...TURN.answer, stats: badVerdict } },
+      }),
+      /stats\.speedup\.verdict is "great"; expected one of faster, same, slower/,
+    );
+    const badRule = { ...STATS, reduction: { ...STATS.reduction, rule: 'magic' } };
+    assert.match(
+      refusal(parseHostMessage, { type: 'turnAdded', turn: { ...TURN, answer: { ...TURN.answer, stats: badRule } } }),
+      /stats\.reduction\.rule is "magic"/,
     );
     const badOverlay = { ...STATS, imageReductions: [{ rows: 2, cols: 2, patches: 'kkx' }] };
     assert.match(
@@ -229,9 +250,9 @@ describe('conversation kept by the extension', () => {
     assert.deepEqual(conversation.turnInputs(turn.id)?.question, 'q');
     conversation.appendText(turn.id, 'full', 'cat');
     conversation.finish(turn.id, 'full', 'stop-token');
-    const sped = conversation.setSpeedup(turn.id, 2.5);
+    const sped = conversation.setSpeedup(turn.id, STATS.speedup!);
     assert.ok(sped?.type === 'turnUpdated');
-    assert.equal(sped.turn.answer.stats?.speedup, 2.5);
+    assert.equal(sped.turn.answer.stats?.speedup?.ratio, 3.1);
     assert.equal(sped.turn.full?.text, 'cat');
   });
 
