@@ -11,6 +11,7 @@ import {
   type PendingImage,
   type WebviewMessage,
 } from '../src/protocol/webview';
+import { button } from './controls';
 
 /** Screenshots larger than this on their long side are downscaled before they cross to the extension. */
 export const MAX_IMAGE_SIDE = 2048;
@@ -46,10 +47,17 @@ export class Composer {
     doc.addEventListener('drop', (event) => void this.drop(event));
   }
 
-  /** Draws the images the extension holds for the next question. */
+  /**
+   * Draws the images the extension holds for the next question. When one was removed from the keyboard, focus goes to
+   * the next image's Remove button, or back to the question.
+   */
   showPending(images: PendingImage[]): void {
+    const focused = [...this.pending.querySelectorAll('.remove-image')].indexOf(this.doc.activeElement!);
     this.pending.replaceChildren(...images.map((image) => this.thumbnail(image)));
     this.pending.hidden = images.length === 0;
+    if (focused < 0) return;
+    const removes = this.pending.querySelectorAll<HTMLElement>('.remove-image');
+    (removes[Math.min(focused, removes.length - 1)] ?? this.question).focus();
   }
 
   send(): void {
@@ -67,9 +75,8 @@ export class Composer {
     const doc = this.doc;
     const item = doc.createElement('div');
     item.className = 'pending-image';
-    item.tabIndex = 0;
+    item.setAttribute('role', 'listitem');
     item.dataset.imageId = image.id;
-    item.setAttribute('aria-label', `${image.name}, waiting to be sent; Delete removes it`);
     if (image.src) {
       const picture = doc.createElement('img');
       picture.src = image.src;
@@ -81,19 +88,23 @@ export class Composer {
       name.textContent = image.name;
       item.append(name);
     }
-    const remove = doc.createElement('button');
-    remove.className = 'remove-image';
-    remove.type = 'button';
-    remove.textContent = '×';
-    remove.setAttribute('aria-label', `Remove ${image.name}`);
-    remove.addEventListener('click', () => this.post({ type: 'removeImage', id: image.id }));
+    const remove = () => this.post({ type: 'removeImage', id: image.id });
     item.addEventListener('keydown', (event) => {
       if (event.key === 'Delete' || event.key === 'Backspace') {
         event.preventDefault();
-        this.post({ type: 'removeImage', id: image.id });
+        remove();
       }
     });
-    item.append(remove);
+    const removeButton = button(doc, {
+      label: '×',
+      className: 'remove-image',
+      title: `Remove ${image.name} (Delete)`,
+      ariaLabel: `Remove ${image.name}`,
+      onClick: remove,
+    });
+    // The button's compact size, for the one-character label over the thumbnail's corner.
+    removeButton.setAttribute('icon-only', '');
+    item.append(removeButton);
     return item;
   }
 

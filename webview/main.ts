@@ -2,7 +2,9 @@
  * The webview's entry point (bundled to dist/webview.js): registers the components the page uses and starts the chat.
  */
 // Only the components used are imported, so the bundle carries only them (and Lit).
+import '@vscode-elements/elements/dist/vscode-badge/index.js';
 import '@vscode-elements/elements/dist/vscode-button/index.js';
+import '@vscode-elements/elements/dist/vscode-collapsible/index.js';
 import type { WebviewMessage } from '../src/protocol/webview';
 import { startChat } from './chat';
 

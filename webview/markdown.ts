@@ -5,6 +5,7 @@
  */
 import createDOMPurify from 'dompurify';
 import MarkdownIt from 'markdown-it';
+import { button } from './controls';
 
 const markdown = new MarkdownIt({ html: false, linkify: false, breaks: true });
 
@@ -36,15 +37,19 @@ function addCodeActions(doc: Document, block: HTMLPreElement, actions: CodeActio
   const code = block.textContent ?? '';
   const bar = doc.createElement('div');
   bar.className = 'code-actions';
-  for (const [label, run] of [
-    ['Copy', () => actions.copy(code)],
-    ['Insert at Cursor', () => actions.insert(code)],
-  ] as const) {
-    const button = doc.createElement('vscode-button');
-    button.setAttribute('secondary', '');
-    button.textContent = label;
-    button.addEventListener('click', run);
-    bar.append(button);
-  }
+  bar.append(
+    button(doc, {
+      label: 'Copy',
+      className: 'copy-code',
+      title: 'Copy the code',
+      onClick: () => actions.copy(code),
+    }),
+    button(doc, {
+      label: 'Insert at Cursor',
+      className: 'insert-code',
+      title: 'Insert the code where the cursor is in the editor',
+      onClick: () => actions.insert(code),
+    }),
+  );
   block.before(bar);
 }

@@ -5,10 +5,11 @@
  */
 import type { ImageReduction, TurnImage } from '../src/protocol/webview';
 
-const PATCH_STATES: Record<string, { className: string; label: string }> = {
-  k: { className: 'kept', label: 'kept' },
-  m: { className: 'merged', label: 'merged' },
-  d: { className: 'dropped', label: 'dropped' },
+/** Per patch state: its drawing (a class of style.css), its word in the caption's counts, and what it means. */
+const PATCH_STATES: Record<string, { className: string; label: string; meaning: string }> = {
+  k: { className: 'kept', label: 'kept', meaning: 'kept as its own token' },
+  m: { className: 'merged', label: 'merged', meaning: 'merged into another token' },
+  d: { className: 'dropped', label: 'dropped', meaning: 'dropped' },
 };
 
 /** The figure for one image: the picture, the grid over it, and a caption with the counts. */
@@ -38,6 +39,28 @@ export function reductionFigure(doc: Document, image: TurnImage, reduction: Imag
   caption.textContent = reductionSummary(reduction);
   figure.append(frame, caption);
   return figure;
+}
+
+/**
+ * What each drawing means, under the figures. A swatch is a patch drawn as in the figures, over a stand-in for the
+ * picture; screen readers read the meanings and skip the swatches.
+ */
+export function reductionLegend(doc: Document): HTMLElement {
+  const legend = doc.createElement('ul');
+  legend.className = 'reduction-legend';
+  legend.setAttribute('aria-label', 'What the drawing shows');
+  for (const { className, meaning } of Object.values(PATCH_STATES)) {
+    const swatch = doc.createElement('span');
+    swatch.className = 'legend-swatch';
+    swatch.setAttribute('aria-hidden', 'true');
+    const patch = doc.createElement('span');
+    patch.className = `patch ${className}`;
+    swatch.append(patch);
+    const item = doc.createElement('li');
+    item.append(swatch, meaning);
+    legend.append(item);
+  }
+  return legend;
 }
 
 /** "16 kept, 120 merged, 8 dropped of 144 patches" */

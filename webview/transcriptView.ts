@@ -1,12 +1,14 @@
 /**
  * Draws the conversation the extension sends: each turn's question and images, its answer as sanitized
- * markdown (streamed), the stats line, and the turn's actions — Stop while it runs; Show reduction and
+ * markdown (streamed), the stats under it, and the turn's actions — Stop while it runs; Show reduction and
  * Compare with full tokens once it is done. Every function takes the Document (or an element of it) so it
  * runs under happy-dom in tests as well as in the webview.
  */
-import type { AnswerStatsView, Reply, ReplyKind, Turn } from '../src/protocol/webview';
+import type { Reply, ReplyKind, Turn } from '../src/protocol/webview';
+import { button, focusControl } from './controls';
 import { CodeActions, renderMarkdown } from './markdown';
-import { reductionFigure } from './overlay';
+import { reductionFigure, reductionLegend } from './overlay';
+import { answerStats } from './stats';
 
 /** What the user can ask of the extension from the transcript. */
 export interface TranscriptActions extends CodeActions {
@@ -19,33 +21,57 @@ const REPLY_TITLES: Record<ReplyKind, string> = { answer: 'Answer', full: 'Full 
 export class TranscriptView {
   /** the text of every reply, by turn and kind: streamed pieces are appended here and the markdown redrawn */
   private readonly texts = new Map<string, string>();
+  /** what the reader opened (an answer's details, a turn's reduction overlay), kept when a turn is redrawn */
+  private readonly opened = new Set<string>();
+  /** whether new content keeps the end in view: until the reader scrolls up, and again once they are back at the end */
+  private following = true;
+  private lastScrollTop = 0;
 
   constructor(
     private readonly container: HTMLElement,
     private readonly actions: TranscriptActions,
-  ) {}
+  ) {
+    container.addEventListener('scroll', () => this.readerScrolled());
+    // A thumbnail that finishes loading makes its turn taller after the end was brought into view.
+    container.addEventListener('load', () => this.keepEndInView(), true);
+  }
 
   showTurns(turns: Turn[]): void {
     this.texts.clear();
+    this.opened.clear();
     this.container.replaceChildren(...turns.map((turn) => this.renderTurn(turn)));
+    this.following = true;
+    this.keepEndInView();
   }
 
+  /** A new question: the reader just asked it, so the view goes to its end. */
   addTurn(turn: Turn): void {
-    const element = this.renderTurn(turn);
-    this.container.append(element);
-    element.scrollIntoView?.({ block: 'end' });
+    this.container.append(this.renderTurn(turn));
+    this.following = true;
+    this.keepEndInView();
   }
 
-  /** Redraws a turn whose state changed (an answer ended, a comparison started or ended, a speedup arrived). */
+  /**
+   * Redraws a turn whose state changed (an answer ended, a comparison started or ended, a speedup arrived), with what
+   * the reader had opened and focused in it.
+   */
   updateTurn(turn: Turn): void {
     const old = this.findTurn(turn.id);
     if (!old) {
       this.addTurn(turn);
       return;
     }
-    const following = this.isScrolledToEnd();
-    old.replaceWith(this.renderTurn(turn));
-    if (following) this.container.scrollTop = this.container.scrollHeight;
+    const focused = (old.ownerDocument.activeElement as HTMLElement | null)?.closest<HTMLElement>('[data-control]');
+    const fresh = this.renderTurn(turn);
+    old.replaceWith(fresh);
+    if (focused && old.contains(focused)) {
+      // The same control, or (when it is gone, as Compare is once pressed) the turn's first one.
+      const control =
+        fresh.querySelector<HTMLElement>(`[data-control="${focused.dataset.control}"]`) ??
+        fresh.querySelector<HTMLElement>('[data-control]');
+      if (control) focusControl(control);
+    }
+    this.keepEndInView();
   }
 
   appendText(turnId: string, kind: ReplyKind, text: string): void {
@@ -58,15 +84,23 @@ export class TranscriptView {
       section.dataset.status = 'streaming';
       section.querySelector('.waiting')?.remove();
     }
-    const following = this.isScrolledToEnd();
     renderMarkdown(section.querySelector<HTMLElement>('.reply-body')!, full, this.actions);
-    if (following) this.container.scrollTop = this.container.scrollHeight;
+    this.keepEndInView();
   }
 
-  /**
-   * Whether the reader is at the newest text (then streamed text keeps it in view; otherwise it stays where they
-   * scrolled).
-   */
+  private keepEndInView(): void {
+    if (!this.following) return;
+    this.container.scrollTop = this.container.scrollHeight;
+    this.lastScrollTop = this.container.scrollTop;
+  }
+
+  /** Scrolling up stops following; reaching the end again resumes it. Our own scrolling lands at the end. */
+  private readerScrolled(): void {
+    const top = this.container.scrollTop;
+    this.following = this.isScrolledToEnd() || (this.following && top >= this.lastScrollTop);
+    this.lastScrollTop = top;
+  }
+
   private isScrolledToEnd(): boolean {
     return this.container.scrollHeight - this.container.scrollTop - this.container.clientHeight < 24;
   }
@@ -130,13 +164,16 @@ export class TranscriptView {
       // Above the text, so the streamed text does not push Stop away while it grows.
       const controls = doc.createElement('div');
       controls.className = 'controls';
-      controls.append(button(doc, 'Stop', 'stop', 'Stop this answer (Escape)', () => this.stop(turn.id)));
-      if (reply.status === 'waiting') {
-        const waiting = doc.createElement('span');
-        waiting.className = 'waiting';
-        waiting.textContent = 'Waiting for the engine…';
-        controls.append(waiting);
-      }
+      controls.append(
+        button(doc, {
+          label: 'Stop',
+          className: 'stop',
+          title: 'Stop this answer (Escape)',
+          control: `${kind}-stop`,
+          onClick: () => this.stop(turn.id),
+        }),
+      );
+      if (reply.status === 'waiting') controls.append(paragraph(doc, 'waiting', 'Waiting for the engine…', 'span'));
       section.append(controls, body);
       return section;
     }
@@ -148,7 +185,16 @@ export class TranscriptView {
     if (reply.stopReason === 'cancelled') section.append(paragraph(doc, 'note', 'Stopped.'));
     if (reply.stopReason === 'max-tokens')
       section.append(paragraph(doc, 'note', 'The answer reached the token limit (ficoco.maxNewTokens).'));
-    if (reply.stats) section.append(paragraph(doc, 'stats', formatStats(reply.stats)));
+    if (reply.stats) {
+      const details = `${turn.id}/${kind}/details`;
+      section.append(
+        answerStats(doc, reply.stats, {
+          control: `${kind}-details`,
+          detailsOpen: this.opened.has(details),
+          onDetailsToggle: (open) => this.remember(details, open),
+        }),
+      );
+    }
     return section;
   }
 
@@ -157,41 +203,63 @@ export class TranscriptView {
     const doc = this.container.ownerDocument;
     const bar = doc.createElement('div');
     bar.className = 'turn-actions';
+    const parts = [bar];
     const reductions = turn.answer.stats?.imageReductions ?? [];
-    const figures = doc.createElement('div');
-    figures.className = 'reduction-figures';
-    figures.hidden = true;
-    const shown = turn.images.flatMap((image, i) =>
+    const figures = turn.images.flatMap((image, i) =>
       image.src && reductions[i] ? [reductionFigure(doc, image, reductions[i])] : [],
     );
-    if (shown.length > 0) {
-      figures.append(...shown);
-      const toggle = button(
-        doc,
-        'Show reduction',
-        'show-reduction',
-        'Draw the image with the patches the model kept, merged and dropped',
-        () => {
-          figures.hidden = !figures.hidden;
-          toggle.textContent = figures.hidden ? 'Show reduction' : 'Hide reduction';
-          toggle.setAttribute('aria-expanded', String(!figures.hidden));
-        },
-      );
-      toggle.setAttribute('aria-expanded', 'false');
-      bar.append(toggle);
+    if (figures.length > 0) {
+      const overlay = doc.createElement('div');
+      overlay.className = 'reduction-overlay';
+      const figureRow = doc.createElement('div');
+      figureRow.className = 'reduction-figures';
+      figureRow.append(...figures);
+      overlay.append(figureRow, reductionLegend(doc));
+      bar.append(this.overlayToggle(turn.id, overlay));
+      parts.push(overlay);
     }
     if (turn.answer.stats?.reduction && !turn.full) {
       bar.append(
-        button(
-          doc,
-          'Compare with full tokens',
-          'compare',
-          'Answer the same question with every visual token, side by side',
-          () => this.actions.compare(turn.id),
-        ),
+        button(doc, {
+          label: 'Compare with full tokens',
+          className: 'compare',
+          title: 'Answer the same question with every visual token, side by side',
+          control: 'compare',
+          onClick: () => this.actions.compare(turn.id),
+        }),
       );
     }
-    return bar.childElementCount > 0 ? [bar, figures] : [];
+    return bar.childElementCount > 0 ? parts : [];
+  }
+
+  /** Show reduction / Hide reduction: opens and closes the overlay, which stays open when the turn is redrawn. */
+  private overlayToggle(turnId: string, overlay: HTMLElement): HTMLElement {
+    const key = `${turnId}/reduction`;
+    const toggle = button(this.container.ownerDocument, {
+      label: 'Show reduction',
+      className: 'show-reduction',
+      title: 'Draw the image with the patches the model kept, merged and dropped',
+      control: 'show-reduction',
+      onClick: () => {
+        this.remember(key, !this.opened.has(key));
+        draw();
+        // The overlay opens below the actions, where it may be out of view.
+        if (!overlay.hidden) overlay.scrollIntoView?.({ block: 'nearest' });
+      },
+    });
+    const draw = () => {
+      const open = this.opened.has(key);
+      overlay.hidden = !open;
+      toggle.textContent = open ? 'Hide reduction' : 'Show reduction';
+      toggle.setAttribute('aria-expanded', String(open));
+    };
+    draw();
+    return toggle;
+  }
+
+  private remember(key: string, open: boolean): void {
+    if (open) this.opened.add(key);
+    else this.opened.delete(key);
   }
 
   private findTurn(turnId: string): HTMLElement | undefined {
@@ -220,55 +288,9 @@ function renderQuestion(doc: Document, turn: Turn): HTMLElement {
   return question;
 }
 
-/** One line under each answer: what the model saw and how fast it went. */
-export function formatStats(stats: AnswerStatsView): string {
-  const visual = stats.visualTokens.map((tokens) => `${tokens.atDecoder}/${tokens.original}`).join(' + ') || 'none';
-  const provider = stats.providerFallback ? `${stats.provider} (${stats.providerFallback})` : stats.provider;
-  const parts = [
-    stats.reduction ? `${stats.reduction.method} ${stats.reduction.budget}` : 'full tokens',
-    `visual tokens ${visual}`,
-    `prefill ${milliseconds(stats.visionMs + stats.prefillMs)} (vision ${milliseconds(stats.visionMs)})`,
-    `TTFT ${milliseconds(stats.ttftMs)}`,
-    `${stats.generatedTokens} tokens at ${stats.decodeTokensPerSecond.toFixed(1)} tokens/s`,
-    provider,
-  ];
-  if (stats.speedup !== undefined) parts.push(`${stats.speedup.toFixed(1)}× faster prefill (measured)`);
-  if (stats.historyTrimmed) parts.push(historyTrimmedNote(stats.historyTrimmed));
-  if (stats.flopsRatio !== undefined) parts.push(`${(100 * stats.flopsRatio).toFixed(0)} % of the FLOPs (analytic)`);
-  return parts.join(' · ');
-}
-
-/** Says that the oldest messages were left out, and why. */
-function historyTrimmedNote({
-  droppedMessages,
-  contextTokens,
-}: {
-  droppedMessages: number;
-  contextTokens: number;
-}): string {
-  return (
-    `${droppedMessages} earlier message${droppedMessages === 1 ? '' : 's'} left out to fit the model's ` +
-    `${contextTokens}-token context`
-  );
-}
-
-function button(doc: Document, label: string, className: string, title: string, onClick: () => void): HTMLElement {
-  const element = doc.createElement('vscode-button');
-  element.className = className;
-  element.setAttribute('secondary', '');
-  element.setAttribute('title', title);
-  element.textContent = label;
-  element.addEventListener('click', onClick);
-  return element;
-}
-
 function paragraph(doc: Document, className: string, text: string, tag: 'p' | 'span' = 'p'): HTMLElement {
   const element = doc.createElement(tag);
   element.className = className;
   element.textContent = text;
   return element;
-}
-
-function milliseconds(ms: number): string {
-  return `${ms.toFixed(0)} ms`;
 }

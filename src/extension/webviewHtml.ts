@@ -37,7 +37,7 @@ export function webviewHtml(page: WebviewPage, nonce: string = randomBytes(18).t
     <p id="empty" class="empty">Paste a screenshot (Ctrl+V / Cmd+V), hold Shift and drop an image, or attach one, then ask about it.</p>
     <p id="notice" class="notice" role="status" hidden></p>
     <div id="composer" class="composer" role="group" aria-label="Ask about images">
-      <div id="pending" class="pending" aria-label="Images to send with the question" hidden></div>
+      <div id="pending" class="pending" role="list" aria-label="Images to send with the question" hidden></div>
       <textarea id="question" rows="3" aria-label="Question" placeholder="Ask about the image… (Enter sends, Shift+Enter for a new line)"></textarea>
       <div class="composer-actions">
         <vscode-button id="attach" secondary title="Attach an image file">Attach Image…</vscode-button>

@@ -14,6 +14,7 @@ const CODE_SERVER = path.join(ROOT, '.cache', 'code-server', 'node_modules', '.b
 const CHROMIUM = '/usr/bin/chromium';
 const EXTENSION_ID = 'ficoco.ficoco-vision';
 const STATUS_ITEM = '.part.statusbar [aria-label^="FiCoCo"]';
+const SIDE_BAR = '.part.sidebar';
 const SETTINGS_SETTLE_MS = 3000;
 
 /** What the suite needs that setup.sh installs, or undefined when everything is there. */
@@ -51,8 +52,11 @@ export class Workbench {
       .frameLocator('#active-frame');
   }
 
-  /** Installs the VSIX into a fresh profile, starts code-server on a free port and opens it in Chromium. */
-  static async start(settings: Record<string, unknown>): Promise<Workbench> {
+  /**
+   * Installs the VSIX into a fresh profile, starts code-server on a free port and opens it in Chromium;
+   * `deviceScaleFactor` 2 draws at twice the pixels, for screenshots that stay sharp.
+   */
+  static async start(settings: Record<string, unknown>, deviceScaleFactor = 1): Promise<Workbench> {
     const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-e2e-'));
     const dirs = {
       extensions: path.join(profile, 'extensions'),
@@ -96,7 +100,7 @@ export class Workbench {
         '--no-first-run',
       ],
     });
-    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 }, deviceScaleFactor });
     await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(dirs.workspace)}`);
     await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
     return new Workbench(server, browser, page, profile, () => log);
@@ -194,11 +198,46 @@ export class Workbench {
   }
 
   async screenshot(name: string): Promise<void> {
-    const dir = path.join(ROOT, 'test-results');
-    fs.mkdirSync(dir, { recursive: true });
-    // away from the activity bar, whose hover label would cover the chat
+    await this.clearHovers();
+    await this.page.screenshot({ path: screenshotFile(name) });
+  }
+
+  /** The side bar alone (the chat view and its title), as the README and the Marketplace page show it. */
+  async screenshotSideBar(name: string): Promise<void> {
+    await this.clearHovers();
+    await this.page.locator(SIDE_BAR).screenshot({ path: screenshotFile(name) });
+  }
+
+  /** The side bar's background, which the chat page shows through its own. */
+  async sideBarBackground(): Promise<string> {
+    return this.page.locator(SIDE_BAR).evaluate((sideBar) => getComputedStyle(sideBar).backgroundColor);
+  }
+
+  /** Moves the mouse away from the activity bar and waits for its hover label, which would cover the chat, to go. */
+  private async clearHovers(): Promise<void> {
     await this.page.mouse.move(900, 450);
-    await this.page.screenshot({ path: path.join(dir, `${name}.png`) });
+    await this.page.locator('.workbench-hover').first().waitFor({ state: 'hidden', timeout: 10_000 });
+  }
+
+  /** Drags the sash between the side bar and the editor until the side bar is `width` CSS pixels wide. */
+  async setSideBarWidth(width: number): Promise<void> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const box = (await this.page.locator(SIDE_BAR).boundingBox())!;
+      if (Math.round(box.width) === width) return;
+      // The sash straddles the side bar's right edge.
+      const x = box.x + box.width - 1;
+      const y = box.y + box.height / 2;
+      await this.page.mouse.move(x, y);
+      await this.page.mouse.down();
+      await this.page.mouse.move(x + width - box.width, y, { steps: 4 });
+      await this.page.mouse.up();
+    }
+    throw new Error(`the side bar did not take a width of ${width} px`);
+  }
+
+  /** Waits until the chat page is drawn in this colour theme (`workbench.colorTheme`, set with writeSettings). */
+  async waitForChatTheme(theme: string): Promise<void> {
+    await this.chat.locator(`body[data-vscode-theme-id="${theme}"]`).waitFor({ timeout: 30_000 });
   }
 
   async close(): Promise<void> {
@@ -226,6 +265,13 @@ function writeSettings(userDataDir: string, settings: Record<string, unknown>): 
       JSON.stringify({ ...quiet, ...settings }, null, 2),
     );
   }
+}
+
+/** Screenshots land in test-results/; the README's are copied from there to media/screenshots/. */
+function screenshotFile(name: string): string {
+  const dir = path.join(ROOT, 'test-results');
+  fs.mkdirSync(dir, { recursive: true });
+  return path.join(dir, `${name}.png`);
 }
 
 function freePort(): Promise<number> {

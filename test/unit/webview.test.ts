@@ -2,11 +2,18 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { Window } from 'happy-dom';
 import { webviewHtml } from '../../src/extension/webviewHtml';
-import type { AnswerStatsView, HostMessage, Reply, Turn, WebviewMessage } from '../../src/protocol/webview';
+import type {
+  AnswerStatsView,
+  HostMessage,
+  Reply,
+  SpeedupView,
+  Turn,
+  WebviewMessage,
+} from '../../src/protocol/webview';
 import { ChatPage, startChat } from '../../webview/chat';
 import { droppedUris, readImageFile } from '../../webview/composer';
 import { reductionSummary } from '../../webview/overlay';
-import { formatStats } from '../../webview/transcriptView';
+import { statsDetails } from '../../webview/stats';
 
 const PNG_DATA_URL = 'data:image/png;base64,iVBORw0KGgo=';
 
@@ -22,9 +29,43 @@ const STATS: AnswerStatsView = {
 
 const REDUCED: AnswerStatsView = {
   ...STATS,
-  reduction: { method: 'ficoco-v', budget: '64' },
+  reduction: {
+    method: 'ficoco-v',
+    budget: '64',
+    rule: 'model',
+    why: 'measured for this model by ficoco tune: 97 % of full-token accuracy',
+  },
   flopsRatio: 0.224,
   imageReductions: [{ rows: 2, cols: 2, patches: 'kmmd' }],
+};
+
+const TIMED = 'prefill (vision + language model) on cpu';
+const FASTER: SpeedupView = {
+  ratio: 1.83,
+  low: 1.62,
+  high: 2.01,
+  pairs: 5,
+  verdict: 'faster',
+  label: '1.8× faster',
+  timed: TIMED,
+};
+const SAME: SpeedupView = {
+  ratio: 1.02,
+  low: 0.95,
+  high: 1.08,
+  pairs: 5,
+  verdict: 'same',
+  label: '≈1× — no faster than full tokens on this model',
+  timed: TIMED,
+};
+const SLOWER: SpeedupView = {
+  ratio: 0.7,
+  low: 0.66,
+  high: 0.74,
+  pairs: 5,
+  verdict: 'slower',
+  label: '0.7× — slower than full tokens on this model',
+  timed: TIMED,
 };
 
 function reply(overrides: Partial<Reply> = {}): Reply {
@@ -91,6 +132,21 @@ function key(target: EventTarget, keyName: string, init: { shiftKey?: boolean } 
   );
 }
 
+/** A Space keydown as the collapsible's header sends it: from inside the component, retargeted to the host. */
+function pressSpace(target: HTMLElement): void {
+  key(target, ' ');
+}
+
+/** The turn with its answer done, with these stats. */
+function finished(stats: AnswerStatsView, stopReason: Reply['stopReason'] = 'stop-token'): Turn {
+  return turn({ answer: reply({ text: 'Saved.', status: 'done', stopReason, stats }) });
+}
+
+/** The compact stats line under the only turn's answer. */
+function statsLine(): string | null | undefined {
+  return answerOf(only(turnElements())).querySelector('.stats-line')?.textContent;
+}
+
 /** Lets the async handlers (file reads) finish. */
 async function settle(): Promise<void> {
   for (let i = 0; i < 5; i++) await new Promise((resolve) => setTimeout(resolve, 0));
@@ -128,7 +184,10 @@ describe('chat transcript', () => {
     assert.equal(first.querySelector('img.thumbnail')?.getAttribute('src'), PNG_DATA_URL);
     assert.equal(first.querySelector('img.thumbnail')?.getAttribute('alt'), 'shot.png');
     assert.equal(answerOf(first).querySelector('.reply-body strong')?.textContent, 'Saved');
-    assert.equal(answerOf(first).querySelector('.stats')?.textContent, formatStats(STATS));
+    assert.equal(
+      answerOf(first).querySelector('.stats-line')?.textContent,
+      'full tokens · 64/576 tokens · TTFT 150 ms',
+    );
     assert.equal(first.querySelector('.stop'), null);
     // No preview: the file name stands in for the thumbnail; a streaming answer can still be stopped.
     assert.equal(second.querySelector('img'), null);
@@ -171,38 +230,65 @@ describe('chat transcript', () => {
 
   test('a finished reduced answer: stats, Show reduction toggles the overlay, Compare posts compare', () => {
     send({ type: 'turnAdded', turn: turn() });
-    send({
-      type: 'turnUpdated',
-      turn: turn({
-        answer: reply({
-          text: 'Saved.',
-          status: 'done',
-          stopReason: 'stop-token',
-          stats: { ...REDUCED, speedup: 3.14 },
-        }),
-      }),
-    });
+    send({ type: 'turnUpdated', turn: finished({ ...REDUCED, speedup: FASTER }) });
     const element = only(turnElements());
     assert.equal(element.querySelector('.stop'), null);
     assert.equal(element.hasAttribute('aria-busy'), false);
     assert.equal(
-      element.querySelector('.stats')?.textContent,
-      'ficoco-v 64 · visual tokens 64/576 · prefill 123 ms (vision 40 ms) · TTFT 150 ms · 12 tokens at ' +
-        '30.3 tokens/s · cpu · 3.1× faster prefill (measured) · 22 % of the FLOPs (analytic)',
+      element.querySelector('.stats-line')?.textContent,
+      'ficoco-v 64 · 64/576 tokens · 1.8× faster · TTFT 150 ms',
     );
-    const figures = element.querySelector<HTMLElement>('.reduction-figures')!;
-    assert.equal(figures.hidden, true);
+    const overlay = element.querySelector<HTMLElement>('.reduction-overlay')!;
+    assert.equal(overlay.hidden, true);
     const toggle = element.querySelector<HTMLElement>('.show-reduction')!;
+    assert.equal(toggle.getAttribute('aria-expanded'), 'false');
     toggle.click();
-    assert.equal(figures.hidden, false);
+    assert.equal(overlay.hidden, false);
     assert.equal(toggle.getAttribute('aria-expanded'), 'true');
+    assert.equal(toggle.textContent, 'Hide reduction');
     assert.deepEqual(
-      [...figures.querySelectorAll('.patch')].map((cell) => cell.className),
+      [...overlay.querySelectorAll('.reduction-frame .patch')].map((cell) => cell.className),
       ['patch kept', 'patch merged', 'patch merged', 'patch dropped'],
     );
-    assert.equal(figures.querySelector('figcaption')?.textContent, '1 kept, 2 merged, 1 dropped of 4 patches');
+    assert.equal(overlay.querySelector('figcaption')?.textContent, '1 kept, 2 merged, 1 dropped of 4 patches');
     element.querySelector<HTMLElement>('.compare')!.click();
     assert.deepEqual(posted.at(-1), { type: 'compare', turnId: 'turn-1' });
+  });
+
+  test('the overlay has a legend: what each drawing means, with a swatch drawn as the patches are', () => {
+    send({ type: 'turnAdded', turn: finished(REDUCED) });
+    const legend = only(turnElements()).querySelector<HTMLElement>('.reduction-overlay .reduction-legend')!;
+    assert.equal(legend.getAttribute('aria-label'), 'What the drawing shows');
+    const items = [...legend.querySelectorAll('li')];
+    assert.deepEqual(
+      items.map((item) => item.textContent),
+      ['kept as its own token', 'merged into another token', 'dropped'],
+    );
+    // The swatch is a patch with the figures' own classes, hidden from screen readers, which read the words.
+    assert.deepEqual(
+      items.map((item) => item.querySelector('.legend-swatch .patch')?.className),
+      ['patch kept', 'patch merged', 'patch dropped'],
+    );
+    assert.ok(items.every((item) => item.querySelector('.legend-swatch')?.getAttribute('aria-hidden') === 'true'));
+  });
+
+  test('what the reader opened and focused stays so when the turn is redrawn', async () => {
+    send({ type: 'turnAdded', turn: finished(REDUCED) });
+    const before = only(turnElements());
+    before.querySelector<HTMLElement>('.show-reduction')!.click();
+    pressSpace(before.querySelector<HTMLElement>('.stats-details')!);
+    await settle();
+    const compare = before.querySelector<HTMLElement>('.compare')!;
+    compare.tabIndex = 0; // vscode-button's own tabindex, which happy-dom does not run
+    compare.focus();
+    // The speedup arrives: the turn is drawn again.
+    send({ type: 'turnUpdated', turn: finished({ ...REDUCED, speedup: FASTER }) });
+    const after = only(turnElements());
+    assert.notEqual(after, before);
+    assert.equal(after.querySelector<HTMLElement>('.reduction-overlay')!.hidden, false);
+    assert.equal(after.querySelector('.show-reduction')?.textContent, 'Hide reduction');
+    assert.ok(after.querySelector('.stats-details')!.hasAttribute('open'));
+    assert.equal(document.activeElement, after.querySelector('.compare'));
   });
 
   test('an unreduced answer offers neither overlay nor comparison', () => {
@@ -340,6 +426,23 @@ describe('chat composer', () => {
     assert.deepEqual(posted.slice(1), [{ type: 'attach' }, { type: 'newChat' }]);
   });
 
+  test('the button row under the question: Attach Image…, New Chat and Send, each a vscode-button with a tooltip', () => {
+    const row = document.querySelector('.composer-actions')!;
+    assert.deepEqual(
+      [...row.children].map((child) => [
+        child.localName,
+        child.id,
+        child.textContent,
+        Boolean(child.getAttribute('title')),
+      ]),
+      [
+        ['vscode-button', 'attach', 'Attach Image…', true],
+        ['vscode-button', 'new-chat', 'New Chat', true],
+        ['vscode-button', 'send', 'Send', true],
+      ],
+    );
+  });
+
   test('waiting images show as removable thumbnails; the button and Delete remove them', () => {
     send({
       type: 'pending',
@@ -352,6 +455,13 @@ describe('chat composer', () => {
     assert.equal(items.length, 2);
     assert.equal(document.getElementById('pending')!.hidden, false);
     assert.equal(items[0]!.querySelector('img')?.getAttribute('alt'), 'a.png');
+    // A list of images, each with a Remove button that names the image it removes.
+    assert.equal(document.getElementById('pending')!.getAttribute('role'), 'list');
+    assert.ok(items.every((item) => item.getAttribute('role') === 'listitem'));
+    assert.deepEqual(
+      items.map((item) => item.querySelector('vscode-button.remove-image')?.getAttribute('aria-label')),
+      ['Remove a.png', 'Remove b.gif'],
+    );
     items[0]!.querySelector<HTMLElement>('.remove-image')!.click();
     key(items[1]!, 'Delete');
     assert.deepEqual(posted.slice(1), [
@@ -416,26 +526,159 @@ describe('image intake helpers', () => {
   });
 });
 
-describe('stats line', () => {
-  test('several images, a provider fallback, no visual tokens', () => {
-    const stats: AnswerStatsView = {
-      ...STATS,
-      visualTokens: [
-        { original: 576, atDecoder: 144 },
-        { original: 576, atDecoder: 72 },
-      ],
-      providerFallback: 'CUDA libraries are missing',
-    };
-    assert.match(formatStats(stats), /^full tokens · visual tokens 144\/576 \+ 72\/576 · /);
-    assert.match(formatStats(stats), / · cpu \(CUDA libraries are missing\)$/);
-    assert.match(formatStats({ ...STATS, visualTokens: [] }), /^full tokens · visual tokens none · /);
+describe('stats under an answer', () => {
+  test('a faster reduced answer: method · kept tokens · the speedup as a badge · TTFT', () => {
+    send({ type: 'turnAdded', turn: finished({ ...REDUCED, speedup: FASTER }) });
+    assert.equal(statsLine(), 'ficoco-v 64 · 64/576 tokens · 1.8× faster · TTFT 150 ms');
+    assert.equal(document.querySelector('.stats-line vscode-badge.speedup')?.textContent, '1.8× faster');
   });
 
-  test('a conversation trimmed to fit the model says so', () => {
-    assert.match(
-      formatStats({ ...STATS, historyTrimmed: { droppedMessages: 3998, contextTokens: 512 } }),
-      / · 3998 earlier messages left out to fit the model's 512-token context/,
+  test("no faster and slower are the extension's own sentences, as text that wraps, not a badge", () => {
+    for (const speedup of [SAME, SLOWER]) {
+      send({ type: 'state', turns: [finished({ ...REDUCED, speedup })], pending: [] });
+      assert.equal(statsLine(), `ficoco-v 64 · 64/576 tokens · ${speedup.label} · TTFT 150 ms`);
+      assert.equal(document.querySelector('.stats-line vscode-badge'), null);
+    }
+    assert.doesNotMatch(statsLine() ?? '', /faster/);
+  });
+
+  test('while the extension measures, the line says so; a measurement that ended without a figure says nothing', () => {
+    send({ type: 'turnAdded', turn: finished({ ...REDUCED, measuringSpeedup: true }) });
+    assert.equal(statsLine(), 'ficoco-v 64 · 64/576 tokens · measuring speedup… · TTFT 150 ms');
+    send({ type: 'turnUpdated', turn: finished({ ...REDUCED, speedup: FASTER }) });
+    assert.equal(statsLine(), 'ficoco-v 64 · 64/576 tokens · 1.8× faster · TTFT 150 ms');
+    send({ type: 'turnUpdated', turn: finished(REDUCED) });
+    assert.equal(statsLine(), 'ficoco-v 64 · 64/576 tokens · TTFT 150 ms');
+  });
+
+  test("auto's choice of every token reads as full tokens, with the reason in the details", () => {
+    const why = 'Measured for this model (ficoco tune): no reduction both kept 95 % …';
+    send({
+      type: 'turnAdded',
+      turn: finished({ ...STATS, reduction: { method: 'none', budget: 'all', rule: 'model', why } }),
+    });
+    assert.equal(statsLine(), 'full tokens · 64/576 tokens · TTFT 150 ms');
+    const terms = [...document.querySelectorAll('.stats-details dt')].map((dt) => dt.textContent);
+    assert.ok(terms.includes('Why this reduction'));
+  });
+
+  test('an unreduced answer says full tokens; the tokens of several images add up', () => {
+    const images = [
+      { original: 576, atDecoder: 576 },
+      { original: 576, atDecoder: 576 },
+    ];
+    send({ type: 'turnAdded', turn: finished({ ...STATS, visualTokens: images }) });
+    assert.equal(statsLine(), 'full tokens · 576/576 + 576/576 tokens · TTFT 150 ms');
+    send({ type: 'turnUpdated', turn: finished({ ...STATS, visualTokens: [] }) });
+    assert.equal(statsLine(), 'full tokens · no visual tokens · TTFT 150 ms');
+  });
+
+  test('a provider fallback is said in the details, never on the line', () => {
+    const fallback = 'webgpu could not be used (Failed to get a WebGPU adapter), running on CPU instead';
+    send({ type: 'turnAdded', turn: finished({ ...REDUCED, speedup: FASTER, providerFallback: fallback }) });
+    assert.doesNotMatch(statsLine() ?? '', /webgpu|cpu/i);
+    const details = document.querySelector('.stats-details .stats-details-list')!;
+    const rows = [...details.querySelectorAll('dt')].map((dt) => [dt.textContent, dt.nextElementSibling?.textContent]);
+    assert.deepEqual(
+      rows.find(([term]) => term === 'Provider fallback'),
+      ['Provider fallback', fallback],
     );
-    assert.doesNotMatch(formatStats(STATS), /left out/);
+  });
+
+  test('the details: why this reduction, the noise band and what was timed, timings, provider, FLOPs, history', () => {
+    assert.deepEqual(
+      statsDetails({ ...REDUCED, speedup: SLOWER, historyTrimmed: { droppedMessages: 3998, contextTokens: 512 } }),
+      [
+        ['Why this reduction', 'measured for this model by ficoco tune: 97 % of full-token accuracy'],
+        ['Speedup', '0.7× — slower than full tokens on this model'],
+        ['Noise band', 'middle half of 5 paired runs: 0.66–0.74×'],
+        ['Timed', 'prefill (vision + language model) on cpu'],
+        ['Visual tokens', '64 of 576 reached the language model'],
+        ['Prefill', '123 ms (vision 40 ms, language model 83 ms)'],
+        ['Decode', '12 tokens at 30.3 tokens/s'],
+        ['Provider', 'cpu'],
+        ['FLOPs', '22 % of the full-token prefill (analytic)'],
+        ['History', "3998 earlier messages left out to fit the model's 512-token context"],
+      ],
+    );
+    // Unreduced: no reduction, no speedup; one image's tokens.
+    assert.deepEqual(
+      statsDetails(STATS).map(([term]) => term),
+      ['Visual tokens', 'Prefill', 'Decode', 'Provider'],
+    );
+  });
+
+  test('the details are a collapsible, closed at first; Space on its header opens and closes it', async () => {
+    send({ type: 'turnAdded', turn: finished({ ...REDUCED, speedup: FASTER }) });
+    const details = document.querySelector<HTMLElement>('vscode-collapsible.stats-details')!;
+    assert.equal(details.getAttribute('heading'), 'Details');
+    assert.equal(details.hasAttribute('open'), false);
+    pressSpace(details);
+    assert.equal(details.hasAttribute('open'), true);
+    // A Space typed inside the content is not the header's.
+    key(details.querySelector('dd')!, ' ');
+    assert.equal(details.hasAttribute('open'), true);
+    pressSpace(details);
+    await settle();
+    assert.equal(details.hasAttribute('open'), false);
+  });
+});
+
+describe('scrolling to the newest turn', () => {
+  /** happy-dom lays nothing out: the transcript's heights and scroll position are set here. */
+  function fakeLayout(element: HTMLElement) {
+    const viewport = 100;
+    let height = 0;
+    let top = 0;
+    Object.defineProperty(element, 'clientHeight', { get: () => viewport });
+    Object.defineProperty(element, 'scrollHeight', { get: () => height });
+    Object.defineProperty(element, 'scrollTop', {
+      get: () => top,
+      set: (value: number) => (top = Math.max(0, Math.min(value, height - viewport))),
+    });
+    return {
+      atEnd: () => top === height - viewport,
+      grow: (to: number) => (height = to),
+      top: () => top,
+      readerScrollsTo(value: number) {
+        element.scrollTop = value;
+        element.dispatchEvent(new window.Event('scroll') as unknown as Event);
+      },
+    };
+  }
+
+  test('new content keeps the end in view until the reader scrolls up, and again once they are back', () => {
+    const transcript = document.getElementById('transcript')!;
+    const layout = fakeLayout(transcript);
+    layout.grow(1000);
+    send({ type: 'state', turns: [finished(STATS)], pending: [] });
+    assert.ok(layout.atEnd(), 'a loaded conversation shows its end');
+    layout.grow(1200);
+    send({ type: 'turnAdded', turn: turn({ id: 'turn-2' }) });
+    assert.ok(layout.atEnd(), 'a new question is shown');
+    layout.grow(1300);
+    send({ type: 'replyText', turnId: 'turn-2', reply: 'answer', text: 'The dialog' });
+    assert.ok(layout.atEnd(), 'streamed text is followed');
+
+    layout.readerScrollsTo(400);
+    layout.grow(1400);
+    send({ type: 'replyText', turnId: 'turn-2', reply: 'answer', text: ' says' });
+    send({ type: 'turnUpdated', turn: turn({ id: 'turn-2', answer: reply({ status: 'done', stats: STATS }) }) });
+    assert.equal(layout.top(), 400, 'the reader who scrolled up stays where they are');
+
+    layout.readerScrollsTo(1300);
+    // A thumbnail decodes after its turn was shown and makes it taller.
+    layout.grow(1520);
+    transcript.querySelector('img')!.dispatchEvent(new window.Event('load') as unknown as Event);
+    assert.ok(layout.atEnd(), 'back at the end, the view follows again, images included');
+  });
+
+  test('an error that ends the newest turn is shown whole', () => {
+    const layout = fakeLayout(document.getElementById('transcript')!);
+    layout.grow(500);
+    send({ type: 'turnAdded', turn: turn() });
+    layout.grow(640);
+    send({ type: 'turnUpdated', turn: turn({ answer: reply({ status: 'error', error: 'cut-off.png is cut off' }) }) });
+    assert.ok(layout.atEnd());
   });
 });
