@@ -89,7 +89,6 @@ export function statsDetails(stats: AnswerStatsView): [string, string][] {
     ['Decode', `${plural(stats.generatedTokens, 'token')} at ${stats.decodeTokensPerSecond.toFixed(1)} tokens/s`],
     ['Provider', stats.provider],
   );
-  if (stats.providerFallback) rows.push(['Provider fallback', stats.providerFallback]);
   if (stats.flopsRatio !== undefined)
     rows.push(['FLOPs', `${(100 * stats.flopsRatio).toFixed(0)} % of the full-token prefill (analytic)`]);
   if (stats.historyTrimmed) {

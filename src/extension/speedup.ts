@@ -16,11 +16,13 @@ export interface PairPlan {
   targetMs: number;
 }
 
-/** Three pairs of a large model's seconds-long prefills; fifteen of a small model's milliseconds. */
-export const DEFAULT_PAIR_PLAN: PairPlan = { minPairs: 3, maxPairs: 15, targetMs: 2000 };
+/** Five pairs of a large model's seconds-long prefills (the fewest a sign test can decide); up to 61 of milliseconds. */
+export const DEFAULT_PAIR_PLAN: PairPlan = { minPairs: 5, maxPairs: 61, targetMs: 3000 };
 
-/** Within this much of 1×, and whenever the noise band straddles 1×, reduction made no difference worth a figure. */
+/** Within this much of 1× reduction made no difference worth a figure. */
 const SAME_SPEED_MARGIN = 0.05;
+/** One-sided significance of the sign test that says the reduced run wins (or loses) more pairs than chance would. */
+const SIGN_TEST_ALPHA = 0.05;
 
 export interface SpeedupStore {
   get<T>(key: string): T | undefined;
@@ -87,16 +89,22 @@ export async function measureSpeedup(
   return speedupView(ratios, timed);
 }
 
-/** The median of paired ratios (unreduced ms / reduced ms), its noise band, verdict and wording. */
+/**
+ * The median of paired ratios (unreduced ms / reduced ms), its noise band (the middle half), verdict and wording.
+ * A verdict needs both a median past the margin and a sign test: the band is how noisy single pairs are, not how
+ * sure the median is, and a band that grazes 1× would flip the figure from run to run.
+ */
 export function speedupView(ratios: readonly number[], timed: string): SpeedupView {
   const sorted = [...ratios].sort((a, b) => a - b);
   const ratio = quantile(sorted, 0.5);
   const low = quantile(sorted, 0.25);
   const high = quantile(sorted, 0.75);
+  const won = ratios.filter((r) => r > 1).length;
+  const lost = ratios.filter((r) => r < 1).length;
   const verdict: SpeedupVerdict =
-    ratio >= 1 + SAME_SPEED_MARGIN && low > 1
+    ratio >= 1 + SAME_SPEED_MARGIN && signTestP(won, won + lost) <= SIGN_TEST_ALPHA
       ? 'faster'
-      : ratio <= 1 - SAME_SPEED_MARGIN && high < 1
+      : ratio <= 1 - SAME_SPEED_MARGIN && signTestP(lost, won + lost) <= SIGN_TEST_ALPHA
         ? 'slower'
         : 'same';
   return { ratio, low, high, pairs: ratios.length, verdict, label: speedupLabel(ratio, verdict), timed };
@@ -107,6 +115,17 @@ function speedupLabel(ratio: number, verdict: SpeedupVerdict): string {
   if (verdict === 'faster') return `${ratio.toFixed(1)}× faster`;
   if (verdict === 'slower') return `${ratio.toFixed(1)}× — slower than full tokens on this model`;
   return '≈1× — no faster than full tokens on this model';
+}
+
+/** P(X ≥ k) for X ~ Binomial(n, ½): the chance of winning k or more of n untied pairs by luck alone. */
+function signTestP(k: number, n: number): number {
+  let term = 0.5 ** n; // C(n, 0) / 2^n, then C(n, i) / 2^n by C(n, i) = C(n, i − 1) · (n − i + 1) / i
+  let below = 0;
+  for (let i = 0; i < k; i++) {
+    below += term;
+    term = (term * (n - i)) / (i + 1);
+  }
+  return Math.max(0, 1 - below);
 }
 
 /** Linear interpolation between the sorted values around quantile q. */

@@ -86,7 +86,7 @@ export function statusTooltip(stats: AnswerStatsView): vscode.MarkdownString {
           : '1× (nothing reduced)',
     ],
     ['FLOPs saved (analytic)', stats.flopsRatio !== undefined ? `${(100 * (1 - stats.flopsRatio)).toFixed(0)} %` : '–'],
-    ['provider', stats.providerFallback ? `${stats.provider} (${stats.providerFallback})` : stats.provider],
+    ['provider', stats.provider],
     ['time to first token', `${stats.ttftMs.toFixed(0)} ms`],
     ['decode', `${stats.decodeTokensPerSecond.toFixed(1)} tokens/s`],
   ];

@@ -68,7 +68,6 @@ export interface AnswerStatsView {
   generatedTokens: number;
   decodeTokensPerSecond: number;
   provider: string;
-  providerFallback?: string;
   /** the reduction used and why, absent for the unreduced model */
   reduction?: ReductionView;
   /** analytic prefill FLOPs of this answer over the unreduced prompt's */
@@ -301,8 +300,6 @@ function parseStats(value: unknown, field: string): AnswerStatsView {
     decodeTokensPerSecond: nonNegative(stats.decodeTokensPerSecond, `${field}.decodeTokensPerSecond`),
     provider: nonEmptyString(stats.provider, `${field}.provider`),
   };
-  if (stats.providerFallback !== undefined)
-    parsed.providerFallback = string(stats.providerFallback, `${field}.providerFallback`);
   if (stats.reduction !== undefined) {
     const reduction = record(stats.reduction, `${field}.reduction`);
     parsed.reduction = {

@@ -54,18 +54,26 @@ describe('speedup figures', () => {
   });
 
   test('a ratio below 1 is never worded as a speedup', () => {
-    const slower = speedupView([0.3, 0.35, 0.28, 0.32], 'prefill');
+    const slower = speedupView([0.3, 0.35, 0.28, 0.32, 0.31], 'prefill');
     assert.equal(slower.verdict, 'slower');
     assert.equal(slower.label, '0.3× — slower than full tokens on this model');
     assert.doesNotMatch(slower.label, /faster/);
   });
 
-  test('within 5 % of 1×, or with a band that straddles 1×, the answer is "no faster"', () => {
-    assert.equal(speedupView([1.02, 1.03, 0.99], 'prefill').verdict, 'same');
+  test('within 5 % of 1×, or with pairs that could have gone either way, the answer is "no faster"', () => {
+    assert.equal(speedupView([1.02, 1.03, 0.99, 1.04, 1.01], 'prefill').verdict, 'same');
     const straddling = speedupView([0.8, 1.3, 1.1, 0.9, 1.25], 'prefill');
     assert.equal(straddling.ratio, 1.1);
-    assert.equal(straddling.verdict, 'same', 'a median of 1.1× with pairs on both sides of 1× is noise');
+    assert.equal(straddling.verdict, 'same', 'a median of 1.1× from 3 pairs won of 5 is noise');
     assert.equal(straddling.label, '≈1× — no faster than full tokens on this model');
+    assert.equal(speedupView([1.5, 1.6, 1.4], 'prefill').verdict, 'same', 'three pairs cannot tell luck from speed');
+  });
+
+  test('many pairs mostly won make a figure, even when a quarter of them were noisy', () => {
+    const noisy = speedupView([...Array<number>(16).fill(0.9), ...Array<number>(45).fill(1.3)], 'prefill');
+    assert.ok(noisy.low < 1, 'the band grazes 1×');
+    assert.equal(noisy.verdict, 'faster', '45 of 61 pairs won is no luck (sign test)');
+    assert.equal(noisy.label, '1.3× faster');
   });
 
   test('after one discarded warm-up run of each side, pairs alternate which side runs first', async () => {

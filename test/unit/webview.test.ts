@@ -552,7 +552,7 @@ describe('stats under an answer', () => {
   });
 
   test("auto's choice of every token reads as full tokens, with the reason in the details", () => {
-    const why = 'Measured for this model (ficoco tune): no reduction both kept 95 % …';
+    const why = 'Measured for this model (ficoco tune): no method and budget kept 95 % …';
     send({
       type: 'turnAdded',
       turn: finished({ ...STATS, reduction: { method: 'none', budget: 'all', rule: 'model', why } }),
@@ -571,18 +571,6 @@ describe('stats under an answer', () => {
     assert.equal(statsLine(), 'full tokens · 576/576 + 576/576 tokens · TTFT 150 ms');
     send({ type: 'turnUpdated', turn: finished({ ...STATS, visualTokens: [] }) });
     assert.equal(statsLine(), 'full tokens · no visual tokens · TTFT 150 ms');
-  });
-
-  test('a provider fallback is said in the details, never on the line', () => {
-    const fallback = 'webgpu could not be used (Failed to get a WebGPU adapter), running on CPU instead';
-    send({ type: 'turnAdded', turn: finished({ ...REDUCED, speedup: FASTER, providerFallback: fallback }) });
-    assert.doesNotMatch(statsLine() ?? '', /webgpu|cpu/i);
-    const details = document.querySelector('.stats-details .stats-details-list')!;
-    const rows = [...details.querySelectorAll('dt')].map((dt) => [dt.textContent, dt.nextElementSibling?.textContent]);
-    assert.deepEqual(
-      rows.find(([term]) => term === 'Provider fallback'),
-      ['Provider fallback', fallback],
-    );
   });
 
   test('the details: why this reduction, the noise band and what was timed, timings, provider, FLOPs, history', () => {
