@@ -170,8 +170,12 @@ function readImageArg(file: string): { bytes: Buffer; name: string } {
 export function formatStats(stats: AnswerStats): string {
   const visual = stats.visualTokens.map((v) => `${v.atDecoder}/${v.original}`).join(' + ');
   const { reduction } = stats;
+  const setting =
+    !reduction || reduction.method === NO_REDUCTION
+      ? 'none (every visual token)'
+      : `${reduction.method} ${reduction.budget}`;
   const lines = [
-    `reduction       ${reduction ? `${reduction.method} ${reduction.budget} — ${reduction.why}` : 'none (every visual token)'}`,
+    `reduction       ${setting}${reduction ? ` — ${reduction.why}` : ''}`,
     `tokens in       ${stats.promptTokens} (visual ${visual})`,
     `tokens out      ${stats.generatedTokens}`,
     `preprocess      ${stats.preprocessMs.toFixed(1)} ms`,

@@ -151,8 +151,8 @@ function readRecommendation(modelDir: string, shape: ModelShape): ReductionChoic
     rule: 'model',
     why:
       recommendation.method === NO_REDUCTION
-        ? `Measured for this model (ficoco tune): no reduction both kept ${Math.round(100 * recommendation.bar)} % ` +
-          `of full-token accuracy and was measurably faster, so every token is used.`
+        ? `Measured for this model (ficoco tune): no method and budget kept ${Math.round(100 * recommendation.bar)} % ` +
+          `of full-token accuracy while being measurably faster, so every token is used.`
         : `Measured for this model (ficoco tune): the fastest setting keeping ${Math.round(100 * recommendation.bar)} % ` +
           `of full-token accuracy — ${evidence}.`,
   };
