@@ -63,6 +63,7 @@ describe('parseLlavaConfig: real and realistic configs', () => {
         patchSize: 14,
         layerNormEps: 1e-5,
         activation: 'quick_gelu',
+        classToken: true,
       },
       text: {
         modelType: 'llama',

@@ -24,7 +24,6 @@ const CLIP_DEFAULTS: Json = {
 export const clipVisionTower: VisionTowerKind = {
   weightPrefixes: ['vision_tower.vision_model.', 'model.vision_tower.vision_model.'],
   probe: 'embeddings.patch_embedding.weight',
-  classToken: true,
   parseConfig: parseClipConfig,
   tower: (config, weights, lastLayer) => ({
     input: clipPixelInput(config),
@@ -50,6 +49,7 @@ function parseClipConfig(json: Json, source: string): VisionConfig {
     patchSize,
     layerNormEps: f.number('layer_norm_eps'),
     activation: f.activation('hidden_act'),
+    classToken: true,
   };
 }
 

@@ -24,6 +24,8 @@ export interface VisionConfig {
   patchSize: number;
   layerNormEps: number;
   activation: Activation;
+  /** a class token precedes the patches (CLIP's [CLS]); SigLIP has none */
+  classToken: boolean;
 }
 
 /**
@@ -90,8 +92,6 @@ export interface VisionTowerKind {
   weightPrefixes: readonly string[];
   /** a tensor every checkpoint of it has, to find the prefix */
   probe: string;
-  /** a class token precedes the patches */
-  classToken: boolean;
   parseConfig(json: Json, source: string): VisionConfig;
   /** the pixel input, then the blocks up to `lastLayer` (inclusive), hook sites `vision:<l>` and `features` */
   tower(config: VisionConfig, weights: WeightScope, lastLayer: number): Pick<Tower, 'input' | 'blocks'>;

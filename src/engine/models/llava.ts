@@ -149,6 +149,6 @@ function llavaTowers(
     },
     embed: decoder.embeddingTower(config.text, text),
     decoder: decoder.decoderTower(config.text, text, lmHead),
-    image: { grid: { rows: side, cols: side }, classToken: visionKind.classToken },
+    image: { grid: { rows: side, cols: side }, classToken: config.vision.classToken },
   };
 }
