@@ -5,6 +5,7 @@ import { parseModelConfig } from '../engine/models/registry';
 import { flopsArchOf } from '../engine/models/flopsArch';
 import {
   ARCH_PRESETS,
+  archForImage,
   ModelArch,
   RunShape,
   archPreset,
@@ -14,19 +15,25 @@ import {
   runKvCacheBytes,
   unreducedShape,
   visionLayerFlops,
+  visionTokensPerImage,
 } from '../flops/index';
 import { ModelShape } from '../reduction/method';
 import { planReduction } from '../reduction/registry';
 import { planRunShape } from './runShape';
 import { budgetArg, integer, paramArgs, parseCommandArgs } from './args';
 
+/** A full-HD screenshot: what a tiled architecture is asked about when no size is given. */
+const DEFAULT_IMAGE_SIZE = '1920x1080';
+
 export const FLOPS_USAGE = `Usage:
-  ficoco flops (--model DIR | --arch NAME) [--text-tokens 60] [--budgets 576,192,128,64]
+  ficoco flops (--model DIR | --arch NAME) [--image-size WxH] [--text-tokens 60] [--budgets 576,192,128,64]
   ficoco flops (--model DIR | --arch NAME) --method NAME --budget N [--param name=value ...] [--text-tokens 60]
 
 Analytic prefill FLOPs (LLM TFLOPs in LLM-Viewer's accounting, as the FiCoCo paper reports them) and the
 fp16 KV cache of one image + text. Without --method: visual tokens reduced before the LLM, one row per
 budget. With --method: that method's schedule, layer by layer, against the unreduced run.
+Tiled architectures (llava-next-*, llava-onevision-*) read a screenshot at its own size: --image-size
+(default ${DEFAULT_IMAGE_SIZE}) says which, and sets their tiles and visual tokens.
 Architectures: ${Object.keys(ARCH_PRESETS).join(', ')}
 `;
 
@@ -37,6 +44,7 @@ export async function flopsCommand(args: string[]): Promise<number> {
     options: {
       model: { type: 'string' },
       arch: { type: 'string' },
+      'image-size': { type: 'string' },
       'text-tokens': { type: 'string', default: '60' },
       budgets: { type: 'string' },
       method: { type: 'string' },
@@ -55,13 +63,20 @@ export async function flopsCommand(args: string[]): Promise<number> {
       'input',
     );
   }
-  const arch = values.model !== undefined ? archOfFolder(values.model) : archPreset(values.arch as string);
+  const named = values.model !== undefined ? archOfFolder(values.model) : archPreset(values.arch as string);
+  if (!named.anyres && values['image-size'] !== undefined)
+    throw new FicocoError(
+      `${named.name} sees every image at ${named.vision.imageSize} px; --image-size is for tiled architectures.`,
+      'input',
+    );
+  const arch = archForImage(named, imageSize(values['image-size'] ?? DEFAULT_IMAGE_SIZE));
   const textTokens = integer('--text-tokens', values['text-tokens'], 0);
   const v = arch.vision;
   const t = arch.llm;
+  const passes = arch.visionPassesPerImage > 1 ? ` × ${arch.visionPassesPerImage} passes (tiles + base image)` : '';
   process.stdout.write(
-    `${arch.name}: vision ${v.layersRun}/${v.layers} layers × ${(v.imageSize / v.patchSize) ** 2 + 1} ` +
-      `tokens (D ${v.hiddenSize}), ` +
+    `${arch.name}: vision ${v.layersRun}/${v.layers} layers × ${visionTokensPerImage(v)} ` +
+      `tokens${passes} (D ${v.hiddenSize}), ${arch.visualTokensPerImage} visual tokens to the LLM, ` +
       `LLM ${t.layers} layers (D ${t.hiddenSize}, FFN ${t.intermediateSize}, ${t.heads} heads, ` +
       `${t.kvHeads} kv heads); one image, ${textTokens} text tokens\n\n`,
   );
@@ -71,6 +86,11 @@ export async function flopsCommand(args: string[]): Promise<number> {
   }
   if (values.budget === undefined)
     throw new FicocoError('--method needs --budget N (visual tokens kept per image, or a share like 25%).', 'input');
+  if (arch.anyres)
+    throw new FicocoError(
+      `--method schedules are not modelled across tiles yet; for ${named.name} use --budgets (reduction before the LLM).`,
+      'input',
+    );
   const model = shapeOf(arch);
   const plan = planReduction(values.method, budgetArg(values.budget), model, paramArgs(values.param));
   const prompt = { images: 1, textTokens };
@@ -102,13 +122,23 @@ function shapeOf(arch: ModelArch): ModelShape {
     textLayers: arch.llm.layers,
     visualTokens: side * side,
     grid: { rows: side, cols: side },
-    hasClassToken: true,
+    hasClassToken: arch.vision.classToken,
   };
 }
 
+/** "1920x1080" → width 1920, height 1080. */
+function imageSize(text: string): { width: number; height: number } {
+  const match = /^(\d+)[x×](\d+)$/.exec(text.trim());
+  const [width, height] = match ? [Number(match[1]), Number(match[2])] : [0, 0];
+  if (!(width >= 1 && height >= 1 && width <= 65535 && height <= 65535))
+    throw new FicocoError(`--image-size ${text} must be WIDTHxHEIGHT in pixels, e.g. 1920x1080.`, 'input');
+  return { width, height };
+}
+
 function budgetList(text: string | undefined, arch: ModelArch): number[] {
-  if (text === undefined)
-    return [...new Set([arch.visualTokensPerImage, 192, 128, 64])].filter((b) => b <= arch.visualTokensPerImage);
+  const all = arch.visualTokensPerImage;
+  if (text === undefined && arch.anyres) return [all, Math.round(all * 0.25), Math.round(all * 0.11)];
+  if (text === undefined) return [...new Set([all, 192, 128, 64])].filter((b) => b <= all);
   const budgets = text.split(',').map((b) => (b.trim() === '' ? NaN : integer('--budgets', b.trim(), 0)));
   if (budgets.some(Number.isNaN))
     throw new FicocoError(

@@ -14,6 +14,7 @@ export {
 export type { ProjectorArch, VisionArch } from './vision';
 export {
   ARCH_PRESETS,
+  archForImage,
   archPreset,
   peakRunBytes,
   reducedBeforeLlmShape,

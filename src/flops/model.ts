@@ -3,6 +3,7 @@
  * (preset or config.json) and a RunShape that says how many tokens entered each layer. A reduction
  * method's schedule (or a real run's stats) produces the RunShape; unreducedShape() is the baseline.
  */
+import { type AnyresSpec, anyresLayout, type Size } from '../common/anyres';
 import { checkCount, FlopsError } from './errors';
 import { kvBytesPerToken, kvCacheBytes, LlmArch, llmPrefillFlops } from './llm';
 import { ProjectorArch, projectorFlops, VisionArch, visionTokensPerImage, visionTowerFlops } from './vision';
@@ -10,8 +11,12 @@ import { ProjectorArch, projectorFlops, VisionArch, visionTokensPerImage, vision
 export interface ModelArch {
   name: string;
   vision: VisionArch;
-  /** visual tokens one image hands to the projector: the patches ('default' drops [CLS]) or all ('full') */
+  /** visual tokens one image hands to the language model: the patches ('default' drops [CLS]) or all ('full') */
   visualTokensPerImage: number;
+  /** vision tower passes per image: 1, or for a tiled image its tiles and the base image */
+  visionPassesPerImage: number;
+  /** how the family tiles an image at its own size; archForImage() fills the two counts above from it */
+  anyres?: AnyresSpec;
   projector: ProjectorArch;
   llm: LlmArch;
 }
@@ -108,11 +113,23 @@ export function reducedBeforeLlmShape(arch: ModelArch, prompt: PromptSize & { vi
       'input',
     );
   }
-  const perImage = new Array<number>(arch.vision.layersRun).fill(visionTokensPerImage(arch.vision));
+  const perPass = new Array<number>(arch.vision.layersRun).fill(visionTokensPerImage(arch.vision));
   return {
-    vision: Array.from({ length: prompt.images }, () => perImage.slice()),
+    vision: Array.from({ length: prompt.images * arch.visionPassesPerImage }, () => perPass.slice()),
     projector: prompt.visualTokens,
     llm: new Array<number>(arch.llm.layers).fill(prompt.visualTokens + prompt.textTokens),
+  };
+}
+
+/** The architecture as it runs on an image of this size: a tiled family's passes and tokens for it. */
+export function archForImage(arch: ModelArch, image: Size): ModelArch {
+  if (!arch.anyres) return arch;
+  const layout = anyresLayout(arch.anyres, image);
+  return {
+    ...arch,
+    name: `${arch.name} @ ${image.width}×${image.height}`,
+    visionPassesPerImage: layout.tiles.rows * layout.tiles.cols + 1,
+    visualTokensPerImage: layout.tokens,
   };
 }
 
@@ -128,7 +145,35 @@ const CLIP_L_336: VisionArch = {
   imageSize: 336,
   patchSize: 14,
   channels: 3,
+  classToken: true,
 };
+
+/** SigLIP so400m-patch14-384 as LLaVA-OneVision uses it: cut to 26 layers, every layer's output taken. */
+const SIGLIP_SO400M_384: VisionArch = {
+  hiddenSize: 1152,
+  intermediateSize: 4304,
+  heads: 16,
+  layers: 26,
+  layersRun: 26,
+  imageSize: 384,
+  patchSize: 14,
+  channels: 3,
+  classToken: false,
+};
+
+/** LLaVA-NeXT's image_grid_pinpoints (height, width): up to 2×2 tiles of 336 px, or 1×3 / 3×1. */
+const NEXT_PINPOINTS = [
+  [336, 672],
+  [672, 336],
+  [672, 672],
+  [1008, 336],
+  [336, 1008],
+] as const;
+
+/** LLaVA-OneVision's: every grid of 1 to 6 tiles of 384 px a side. */
+const ONEVISION_PINPOINTS = [1, 2, 3, 4, 5, 6].flatMap((rows) =>
+  [1, 2, 3, 4, 5, 6].map((cols) => [rows * 384, cols * 384] as const),
+);
 
 function llama(hiddenSize: number, intermediateSize: number, layers: number, heads: number, kvHeads = heads): LlmArch {
   return { hiddenSize, intermediateSize, layers, heads, kvHeads, headDim: hiddenSize / heads };
@@ -139,7 +184,21 @@ function llava(name: string, llm: LlmArch): ModelArch {
     name,
     vision: { ...CLIP_L_336 },
     visualTokensPerImage: 576,
+    visionPassesPerImage: 1,
     projector: { inputSize: 1024, hiddenSize: llm.hiddenSize, outputSize: llm.hiddenSize },
+    llm,
+  };
+}
+
+/** A tiled family: one tile's counts until archForImage() says how an image is tiled. */
+function tiled(name: string, vision: VisionArch, anyres: AnyresSpec, llm: LlmArch): ModelArch {
+  return {
+    name,
+    vision,
+    visualTokensPerImage: anyres.baseTokens,
+    visionPassesPerImage: 1,
+    anyres,
+    projector: { inputSize: vision.hiddenSize, hiddenSize: llm.hiddenSize, outputSize: llm.hiddenSize },
     llm,
   };
 }
@@ -149,6 +208,20 @@ export const ARCH_PRESETS: Readonly<Record<string, ModelArch>> = {
   'llava-1.5-7b': llava('llava-1.5-7b', llama(4096, 11008, 32, 32)),
   'llava-1.5-13b': llava('llava-1.5-13b', llama(5120, 13824, 40, 40)),
   'tinyllava-clip-tinyllama': llava('tinyllava-clip-tinyllama', llama(2048, 5632, 22, 32, 4)),
+  // llava-hf/llava-v1.6-mistral-7b-hf: CLIP-L/336 tiles, Mistral-7B (grouped-query attention, 8 KV heads).
+  'llava-next-mistral-7b': tiled(
+    'llava-next-mistral-7b',
+    { ...CLIP_L_336 },
+    { tileSize: 336, featuresPerSide: 24, pinpoints: NEXT_PINPOINTS, baseTokens: 576 },
+    llama(4096, 14336, 32, 32, 8),
+  ),
+  // llava-hf/llava-onevision-qwen2-0.5b-ov-hf: SigLIP tiles, anyres_max_9, Qwen2-0.5B (14 heads, 2 KV heads).
+  'llava-onevision-qwen2-0.5b': tiled(
+    'llava-onevision-qwen2-0.5b',
+    { ...SIGLIP_SO400M_384 },
+    { tileSize: 384, featuresPerSide: 27, pinpoints: ONEVISION_PINPOINTS, baseTokens: 729, maxTiles: 9 },
+    llama(896, 4864, 24, 14, 2),
+  ),
 };
 
 /** A preset by name (a copy); an unknown name is an error listing the known ones. */

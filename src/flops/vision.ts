@@ -11,7 +11,7 @@
 import { checkLayerTokens, LayerFlops } from './layer';
 import { checkCount, FlopsError } from './errors';
 
-/** A CLIP-style vision tower: pre-LayerNorm encoder layers over [CLS] + patch tokens. */
+/** A ViT vision tower (CLIP, SigLIP): pre-LayerNorm encoder layers over the patch tokens, after a [CLS] or not. */
 export interface VisionArch {
   hiddenSize: number;
   intermediateSize: number;
@@ -23,6 +23,8 @@ export interface VisionArch {
   imageSize: number;
   patchSize: number;
   channels: number;
+  /** a class token precedes the patches (CLIP's [CLS]); SigLIP has none */
+  classToken: boolean;
 }
 
 /** The LLaVA projector: Linear(in → hidden), activation, Linear(hidden → out). */
@@ -35,10 +37,10 @@ export interface ProjectorArch {
 /** Per token-element ops (see the file comment). */
 export const VISION_ELEMENTWISE = { layerNorm: 7, residualAdd: 1, activation: 1, positionAdd: 1 } as const;
 
-/** Tokens the tower sees per image: one per patch plus [CLS]. */
+/** Tokens the tower sees per pass (an image, or a tile of one): one per patch, plus [CLS] where it has one. */
 export function visionTokensPerImage(arch: VisionArch): number {
   const side = Math.floor(arch.imageSize / arch.patchSize);
-  return side * side + 1;
+  return side * side + (arch.classToken ? 1 : 0);
 }
 
 /**

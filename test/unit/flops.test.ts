@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
   ARCH_PRESETS,
+  archForImage,
   archPreset,
   FlopsError,
   flopsRows,
@@ -199,6 +200,23 @@ describe('runs, presets and config.json', () => {
     assert.equal(result.llm, llmPrefillFlops(arch.llm, llm, llmMlp));
     assert.equal(result.vision, visionTowerFlops(arch.vision, vision, visionMlp));
     assert.ok(result.vision < runFlops(arch, unreducedShape(arch, { images: 1, textTokens: 60 })).vision);
+  });
+
+  it('a tiled architecture at a screenshot size: a tower pass per tile and the base image, the tokens of its grid', () => {
+    const next = archForImage(archPreset('llava-next-mistral-7b'), { width: 1920, height: 1080 });
+    assert.equal(next.visionPassesPerImage, 5);
+    assert.equal(next.visualTokensPerImage, 1948);
+    const shape = unreducedShape(next, { images: 1, textTokens: 60 });
+    assert.equal(shape.vision.length, 5);
+    assert.deepEqual(shape.vision[0], new Array<number>(23).fill(577));
+    assert.deepEqual(shape.llm, new Array<number>(32).fill(2008));
+    const onevision = archForImage(archPreset('llava-onevision-qwen2-0.5b'), { width: 1920, height: 1080 });
+    assert.equal(onevision.visionPassesPerImage, 16);
+    assert.equal(onevision.visualTokensPerImage, 7269);
+    const siglip = unreducedShape(onevision, { images: 1, textTokens: 0 }).vision;
+    assert.deepEqual(siglip[15], new Array<number>(26).fill(729), 'SigLIP has no class token: 27² per pass');
+    const fixed = archPreset('llava-1.5-7b');
+    assert.equal(archForImage(fixed, { width: 1920, height: 1080 }), fixed, 'LLaVA-1.5 sees every image at 336 px');
   });
 
   it('reducedBeforeLlmShape checks the budget against the images', () => {

@@ -16,8 +16,10 @@ export function flopsArchOf(config: ModelConfig, name: string): ModelArch {
       imageSize: vision.imageSize,
       patchSize: vision.patchSize,
       channels: 3,
+      classToken: vision.classToken,
     },
     visualTokensPerImage: config.classTokenInFeatures ? patches + 1 : patches,
+    visionPassesPerImage: 1,
     projector: { inputSize: vision.hiddenSize, hiddenSize: text.hiddenSize, outputSize: text.hiddenSize },
     llm: {
       hiddenSize: text.hiddenSize,

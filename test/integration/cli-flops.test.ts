@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { promisify } from 'node:util';
+
+const ROOT = path.join(__dirname, '..', '..');
+const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
+const run = promisify(execFile);
+
+async function flops(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', CLI, 'flops', ...args], { cwd: ROOT });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const { code, stdout, stderr } = error as { code: number; stdout: string; stderr: string };
+    return { code, stdout, stderr };
+  }
+}
+
+test('ficoco flops on a tiled architecture counts a screenshot at its own size', async () => {
+  const next = await flops('--arch', 'llava-next-mistral-7b', '--image-size', '1920x1080');
+  assert.equal(next.code, 0, next.stderr);
+  assert.match(next.stdout, /^llava-next-mistral-7b @ 1920×1080: vision 23\/24 layers × 577 tokens × 5 passes/);
+  assert.match(next.stdout, /1948 visual tokens to the LLM/);
+  // Default budgets for a tiled image: all, 25 % and 11 % of its visual tokens.
+  const rows = next.stdout.split('\n').filter((line) => /^\| \d+\/1948 /.test(line));
+  assert.deepEqual(
+    rows.map((line) => line.split(' | ')[0]),
+    ['| 1948/1948', '| 487/1948', '| 214/1948'],
+  );
+  const onevision = await flops('--arch', 'llava-onevision-qwen2-0.5b');
+  assert.match(onevision.stdout, /@ 1920×1080: vision 26\/26 layers × 729 tokens × 16 passes .* 7269 visual tokens/);
+});
+
+test('ficoco flops: --image-size where it means nothing, or malformed, is one clear line and exit code 2', async () => {
+  const fixed = await flops('--arch', 'llava-1.5-7b', '--image-size', '1920x1080');
+  assert.equal(fixed.code, 2);
+  assert.match(
+    fixed.stderr,
+    /^error: llava-1\.5-7b sees every image at 336 px; --image-size is for tiled architectures\.$/m,
+  );
+  const malformed = await flops('--arch', 'llava-next-mistral-7b', '--image-size', '1920by1080');
+  assert.equal(malformed.code, 2);
+  assert.match(
+    malformed.stderr,
+    /^error: --image-size 1920by1080 must be WIDTHxHEIGHT in pixels, e\.g\. 1920x1080\.$/m,
+  );
+  const method = await flops('--arch', 'llava-next-mistral-7b', '--method', 'ficoco-v', '--budget', '11%');
+  assert.equal(method.code, 2);
+  assert.match(method.stderr, /not modelled across tiles yet/);
+});
