@@ -176,6 +176,22 @@ TINY_VISION = {
     "projection_dim": 32,
 }
 
+# SigLIP as LLaVA-OneVision and LLaVA-Interleave use it: no class token, every layer's output taken ("full").
+TINY_SIGLIP = {
+    **{key: value for key, value in TINY_VISION.items() if key != "projection_dim"},
+    "model_type": "siglip_vision_model",
+    "layer_norm_eps": 1e-6,
+    "hidden_act": "gelu_pytorch_tanh",
+}
+
+SIGLIP_PREPROCESSOR_CONFIG = {
+    **{key: value for key, value in PREPROCESSOR_CONFIG.items() if key not in ("do_center_crop", "crop_size")},
+    "image_processor_type": "SiglipImageProcessor",
+    "size": {"height": 48, "width": 48},
+    "image_mean": [0.5, 0.5, 0.5],
+    "image_std": [0.5, 0.5, 0.5],
+}
+
 LLAMA_SPEC = {
     "seed": 1234,
     "layout": "old",
@@ -231,6 +247,15 @@ QWEN2_SPEC = {
     },
 }
 
+SIGLIP_QWEN2_SPEC = {
+    **QWEN2_SPEC,
+    "seed": 9107,
+    "preprocessor": SIGLIP_PREPROCESSOR_CONFIG,
+    "vision": TINY_SIGLIP,
+    "vision_feature_layer": -1,
+    "vision_feature_select_strategy": "full",
+}
+
 TORCH_DTYPE_NAMES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 
 
@@ -246,8 +271,8 @@ def llava_config(spec, vocab, vision, dtype):
         "model_type": "llava",
         "image_token_index": vocab["<image>"],
         "projector_hidden_act": "gelu",
-        "vision_feature_layer": -2,
-        "vision_feature_select_strategy": "default",
+        "vision_feature_layer": spec.get("vision_feature_layer", -2),
+        "vision_feature_select_strategy": spec.get("vision_feature_select_strategy", "default"),
         "torch_dtype": TORCH_DTYPE_NAMES[dtype],
         "vision_config": vision,
         "text_config": text,
@@ -269,19 +294,20 @@ def weight_shapes(config):
     """[(old-layout name, shape, kind)] for a llava model; kind picks the initialisation."""
     vision, text = config["vision_config"], config["text_config"]
     d, d_ff, channels, patch = vision["hidden_size"], vision["intermediate_size"], vision["num_channels"], vision["patch_size"]
-    positions = (vision["image_size"] // patch) ** 2 + 1
+    clip = vision["model_type"] == "clip_vision_model"
+    positions = (vision["image_size"] // patch) ** 2 + (1 if clip else 0)
     h, h_ff, vocab = text["hidden_size"], text["intermediate_size"], text["vocab_size"]
     head_dim = text.get("head_dim") or h // text["num_attention_heads"]
     q_dim, kv_dim = text["num_attention_heads"] * head_dim, text["num_key_value_heads"] * head_dim
     qkv_bias = text["model_type"] == "qwen2"
 
     v = "vision_tower.vision_model."
-    shapes = [
-        (v + "embeddings.class_embedding", (d,), "embedding"),
-        (v + "embeddings.patch_embedding.weight", (d, channels, patch, patch), "linear"),
-        (v + "embeddings.position_embedding.weight", (positions, d), "position"),
-    ]
-    shapes += layer_norm_shapes(v + "pre_layrnorm", d)
+    # CLIP: a class embedding and pre_layrnorm; SigLIP: a bias on the patch convolution instead.
+    shapes = [(v + "embeddings.class_embedding", (d,), "embedding")] if clip else []
+    shapes.append((v + "embeddings.patch_embedding.weight", (d, channels, patch, patch), "linear"))
+    shapes += [] if clip else [(v + "embeddings.patch_embedding.bias", (d,), "bias")]
+    shapes.append((v + "embeddings.position_embedding.weight", (positions, d), "position"))
+    shapes += layer_norm_shapes(v + "pre_layrnorm", d) if clip else []
     for i in range(vision["num_hidden_layers"]):
         layer = f"{v}encoder.layers.{i}."
         for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
@@ -436,9 +462,10 @@ def write_model_folder(folder, spec, vocab, config, weights, dtype, sharded):
 # ---- reference outputs ----
 
 
-def even_patch_keep(num_patches):
-    """Vision hook: CLS (sequence 0) plus patches with even patch index (patch i = sequence 1 + i)."""
-    return [0] + [1 + i for i in range(0, num_patches, 2)]
+def even_patch_keep(num_patches, class_token):
+    """Vision hook: CLS (sequence 0, where there is one) plus patches with even patch index."""
+    lead = 1 if class_token else 0
+    return [0] * lead + [lead + i for i in range(0, num_patches, 2)]
 
 
 def llm_even_keep(sequence_length, image_start, num_image_tokens):
@@ -471,7 +498,7 @@ def assert_robust_greedy(tokens, step_logits, image_token_id, label):
 def run_variant(model, input_ids, pixel_values, variant, label):
     """One hook variant (None = unreduced) of one case: (image features, greedy tokens, prefill logits, L0)."""
     num_patches = (model.vision_config["image_size"] // model.vision_config["patch_size"]) ** 2
-    vision_keep = (1, even_patch_keep(num_patches)) if variant == "vision_even" else None
+    vision_keep = (1, even_patch_keep(num_patches, model.has_class_token())) if variant == "vision_even" else None
     features = model.image_features(pixel_values, vision_keep=vision_keep)
     if variant == "projector_even":
         features = features[0::2]
@@ -570,7 +597,7 @@ def write_reference(folder, spec, vocab, config, weights_dtype, sharded):
 
 def make_fixture(name, spec, weights_dtype, sharded):
     vocab = build_vocab(spec["vocab_size"], spec["tail_specials"])
-    config = llava_config(spec, vocab, TINY_VISION, weights_dtype)
+    config = llava_config(spec, vocab, spec.get("vision", TINY_VISION), weights_dtype)
     # The f16/bf16 fixtures share their f32 sibling's seed, so their weights are its weights rounded.
     weights = tiny_weights(config, spec["seed"])
     folder = os.path.join(FIXTURES, name)
@@ -586,6 +613,7 @@ def make_all_fixtures():
     make_fixture("tiny-llava-qwen2", QWEN2_SPEC, "F32", sharded=True)
     make_fixture("tiny-llava-llama-f16", LLAMA_SPEC, "F16", sharded=False)
     make_fixture("tiny-llava-qwen2-bf16", QWEN2_SPEC, "BF16", sharded=False)
+    make_fixture("tiny-llava-siglip-qwen2", SIGLIP_QWEN2_SPEC, "F32", sharded=False)
 
 
 

@@ -19,7 +19,13 @@ interface ReferenceCase {
 }
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures');
-const MODELS = ['tiny-llava-llama', 'tiny-llava-qwen2', 'tiny-llava-llama-f16', 'tiny-llava-qwen2-bf16'];
+const MODELS = [
+  'tiny-llava-llama',
+  'tiny-llava-qwen2',
+  'tiny-llava-llama-f16',
+  'tiny-llava-qwen2-bf16',
+  'tiny-llava-siglip-qwen2',
+];
 const HOOK_VARIANTS: Record<string, HookSite> = {
   projector_even: 'projector',
   vision_even: 'vision:1',

@@ -13,51 +13,58 @@ const QUESTION = 'what colour is the big box ?';
 /** 12 / 8 / 4 of the fixture's 36 patches are 192 / 128 / 64 of CLIP-L's 576. */
 const BUDGETS = [12, 8, 4];
 
-describe('every reduction method runs end to end on the engine fixture', () => {
-  let engine: LlavaEngine;
-  let pixels: Float32Array;
-  let inputIds: number[];
-  let unreducedLogits: Float32Array;
-  before(async () => {
-    engine = await LlavaEngine.load(path.join(FIXTURES, 'tiny-llava-llama'));
-    pixels = await engine.pixelValues(fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png')), 'shapes.png');
-    inputIds = engine.text.encode(
-      await engine.text.renderPrompt([
-        { role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] },
-      ]),
-    );
-    unreducedLogits = (await engine.generate(inputIds, [pixels], { maxNewTokens: 1 })).prefillLogits;
-  });
-  after(() => engine.dispose());
+/** A CLIP tower with its [CLS] token, and a SigLIP tower without one (the class-token-free paths of every method). */
+const TOWERS = ['tiny-llava-llama', 'tiny-llava-siglip-qwen2'];
 
-  for (const method of METHODS) {
-    for (const keep of BUDGETS) {
-      test(`${method.name} keeping ${keep} of 36 visual tokens answers, and its steps end at ${keep}`, async () => {
-        const plan = planReduction(method.name, { tokens: keep }, engine.reductionShape);
-        const log: StepRecord[] = [];
-        const result = await engine.generate(inputIds, [pixels], {
-          maxNewTokens: 4,
-          stopTokenIds: [],
-          hooks: planHooks(plan, log),
+for (const fixture of TOWERS)
+  describe(`every reduction method runs end to end on ${fixture}`, () => {
+    let engine: LlavaEngine;
+    let pixels: Float32Array;
+    let inputIds: number[];
+    let unreducedLogits: Float32Array;
+    before(async () => {
+      engine = await LlavaEngine.load(path.join(FIXTURES, fixture));
+      pixels = await engine.pixelValues(fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png')), 'shapes.png');
+      inputIds = engine.text.encode(
+        await engine.text.renderPrompt([
+          { role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] },
+        ]),
+      );
+      unreducedLogits = (await engine.generate(inputIds, [pixels], { maxNewTokens: 1 })).prefillLogits;
+    });
+    after(() => engine.dispose());
+
+    for (const method of METHODS) {
+      for (const keep of BUDGETS) {
+        test(`${method.name} keeping ${keep} of 36 visual tokens answers, and its steps end at ${keep}`, async () => {
+          const plan = planReduction(method.name, { tokens: keep }, engine.reductionShape);
+          const log: StepRecord[] = [];
+          const result = await engine.generate(inputIds, [pixels], {
+            maxNewTokens: 4,
+            stopTokenIds: [],
+            hooks: planHooks(plan, log),
+          });
+          assert.equal(result.tokenIds.length, 4);
+          assert.ok(result.prefillLogits.every(Number.isFinite));
+          assert.ok(log.length > 0);
+          assert.deepEqual(log[log.length - 1].after, [keep]);
+          assert.equal(result.steps.length, log.length);
+          assert.ok(
+            result.flops.run.total < result.flops.unreduced.total,
+            'fewer analytic FLOPs than the unreduced run',
+          );
         });
-        assert.equal(result.tokenIds.length, 4);
-        assert.ok(result.prefillLogits.every(Number.isFinite));
-        assert.ok(log.length > 0);
-        assert.deepEqual(log[log.length - 1].after, [keep]);
-        assert.equal(result.steps.length, log.length);
-        assert.ok(result.flops.run.total < result.flops.unreduced.total, 'fewer analytic FLOPs than the unreduced run');
+      }
+
+      test(`${method.name} with a budget of every token reproduces the unreduced logits exactly`, async () => {
+        const plan = planReduction(method.name, { ratio: 1 }, engine.reductionShape);
+        const result = await engine.generate(inputIds, [pixels], { maxNewTokens: 1, hooks: planHooks(plan) });
+        assert.equal(plan.steps.length, 0);
+        assert.deepEqual(Array.from(result.prefillLogits), Array.from(unreducedLogits));
+        assert.deepEqual(result.flops.run, result.flops.unreduced);
       });
     }
-
-    test(`${method.name} with a budget of every token reproduces the unreduced logits exactly`, async () => {
-      const plan = planReduction(method.name, { ratio: 1 }, engine.reductionShape);
-      const result = await engine.generate(inputIds, [pixels], { maxNewTokens: 1, hooks: planHooks(plan) });
-      assert.equal(plan.steps.length, 0);
-      assert.deepEqual(Array.from(result.prefillLogits), Array.from(unreducedLogits));
-      assert.deepEqual(result.flops.run, result.flops.unreduced);
-    });
-  }
-});
+  });
 
 describe('the engine computes what hooks ask for', () => {
   let engine: LlavaEngine;

@@ -294,7 +294,19 @@ describe('parseLlavaConfig: errors name the field', () => {
   });
 
   test('unsupported vision model_type', () => {
-    rejects(withVision({ model_type: 'siglip_vision_model' }), 'vision_config.model_type');
+    rejects(withVision({ model_type: 'dinov2' }), 'vision_config.model_type');
+  });
+
+  test('a SigLIP tower: no class token, so only the "full" feature strategy', () => {
+    const siglip = { ...withVision({ model_type: 'siglip_vision_model' }), vision_feature_select_strategy: 'full' };
+    const config = parseLlavaConfig(siglip, SOURCE);
+    assert.equal(config.vision.classToken, false);
+    assert.equal(config.vision.activation, 'gelu_tanh', "SigLIP's default hidden_act is gelu_pytorch_tanh");
+    assert.equal(config.classTokenInFeatures, false);
+    rejects(
+      { ...withVision({ model_type: 'siglip_vision_model' }), vision_feature_select_strategy: 'default' },
+      'vision_feature_select_strategy',
+    );
   });
 
   test('unsupported text model_type', () => {

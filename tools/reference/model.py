@@ -1,10 +1,10 @@
-"""Straightforward PyTorch reference of a Hugging Face LLaVA model (CLIP tower + MLP projector +
+"""Straightforward PyTorch reference of a Hugging Face LLaVA model (CLIP or SigLIP tower + MLP projector +
 Llama/Qwen2 decoder), written from transformers' semantics without importing transformers.
 
 All math is float32. Token-reduction hooks are explicit arguments so that the reference can produce
 outputs for the engine's hook sites:
   - vision_keep = (layer, indices): inside that vision layer, after the attention residual and
-    before the MLP, keep only those sequence positions (CLS is position 0).
+    before the MLP, keep only those sequence positions (CLS, where the tower has one, is position 0).
   - feature_keep = indices: after the projector, keep only those visual tokens.
   - llm_keep = (layer, indices): inside that decoder layer, after the attention residual and
     before the MLP, keep only those sequence positions. Kept tokens keep their original position ids
@@ -31,6 +31,7 @@ CANONICAL_PREFIXES = [
 VISION_ACTIVATIONS = {
     "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
     "gelu": F.gelu,
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
 }
 
 
@@ -119,15 +120,22 @@ class LlavaReference:
 
     # ---- vision tower ----
 
+    def has_class_token(self):
+        """CLIP prepends a class embedding; SigLIP has none."""
+        return "vision.embeddings.class_embedding" in self.w
+
     def vision_embeddings(self, pixel_values):
-        """pixel_values [3, H, W] -> [1 + patches, D] (before pre_layrnorm); a batch [B, 3, H, W] -> [B, 1 + patches, D]."""
+        """pixel_values [3, H, W] -> [(CLS +) patches, D] (before CLIP's pre_layrnorm); a batch [B, 3, H, W] -> [B, ..., D]."""
         patch = self.vision_config["patch_size"]
         batched = pixel_values.dim() == 4
         images = pixel_values if batched else pixel_values[None]
-        patches = F.conv2d(images, self.w["vision.embeddings.patch_embedding.weight"], stride=patch)
+        conv_bias = self.w.get("vision.embeddings.patch_embedding.bias")  # SigLIP's convolution has one, CLIP's not
+        patches = F.conv2d(images, self.w["vision.embeddings.patch_embedding.weight"], conv_bias, stride=patch)
         patches = patches.flatten(2).transpose(1, 2)
-        cls = self.w["vision.embeddings.class_embedding"].expand(patches.shape[0], 1, -1)
-        embeddings = torch.cat([cls, patches], dim=1) + self.w["vision.embeddings.position_embedding.weight"]
+        if self.has_class_token():
+            cls = self.w["vision.embeddings.class_embedding"].expand(patches.shape[0], 1, -1)
+            patches = torch.cat([cls, patches], dim=1)
+        embeddings = patches + self.w["vision.embeddings.position_embedding.weight"]
         return embeddings if batched else embeddings[0]
 
     def vision_attention(self, x, prefix, probs_out=None):
@@ -147,9 +155,11 @@ class LlavaReference:
         return x + self.linear(hidden, f"{prefix}.mlp.fc2")
 
     def vision_hidden_states(self, pixel_values, vision_keep=None, attention_out=None):
-        """[embeddings after pre_layrnorm, output of layer 0, output of layer 1, ...] as in HF hidden_states.
+        """[embeddings (after CLIP's pre_layrnorm), output of layer 0, output of layer 1, ...] as in HF hidden_states.
         attention_out: {layer: []} receives those layers' attention probabilities (for training objectives)."""
-        x = self.layer_norm(self.vision_embeddings(pixel_values), "vision.pre_layrnorm")
+        x = self.vision_embeddings(pixel_values)
+        if "vision.pre_layrnorm.weight" in self.w:  # CLIP only
+            x = self.layer_norm(x, "vision.pre_layrnorm")
         states = [x]
         for index in range(self.vision_config["num_hidden_layers"]):
             keep = vision_keep[1] if vision_keep is not None and vision_keep[0] == index else None
@@ -166,7 +176,7 @@ class LlavaReference:
         states = self.vision_hidden_states(torch.from_numpy(np.asarray(pixel_values, dtype=np.float32)), vision_keep)
         selected = states[self.config["vision_feature_layer"]]
         if self.config["vision_feature_select_strategy"] == "default":
-            selected = selected[1:]  # drop CLS
+            selected = selected[1:]  # drop CLS (transformers drops the first token whatever it is)
         features = self.projector(selected)
         return features if feature_keep is None else features[feature_keep]
 

@@ -84,6 +84,12 @@ export function parseLlavaConfig(root: Json, source: string): LlavaConfig {
   const text = decoderKind(textJson.model_type ?? 'llama', source).parseConfig(textJson, root, source);
   const featureLayer = fields.int('vision_feature_layer', -vision.layers - 1, vision.layers);
   const visionFeatureSelect = fields.oneOf('vision_feature_select_strategy', ['default', 'full'] as const);
+  // transformers drops the first feature for 'default' whatever it is; without a class token that is a patch.
+  fields.check(
+    vision.classToken || visionFeatureSelect === 'full',
+    'vision_feature_select_strategy',
+    `must be "full" for a ${vision.modelType} tower, which has no class token for "default" to drop`,
+  );
   return {
     modelType: 'llava',
     imageTokenId:
@@ -94,7 +100,7 @@ export function parseLlavaConfig(root: Json, source: string): LlavaConfig {
     },
     visionLayers: featureLayer < 0 ? vision.layers + 1 + featureLayer : featureLayer,
     visionFeatureSelect,
-    classTokenInFeatures: visionFeatureSelect === 'full',
+    classTokenInFeatures: vision.classToken && visionFeatureSelect === 'full',
     vision,
     text,
   };

@@ -1,11 +1,13 @@
 /** The parts a model family is made of, by the model_type its config.json names for them: a line per architecture. */
 import { clipVisionTower } from './clip';
+import { siglipVisionTower } from './siglip';
 import type { DecoderKind, VisionTowerKind } from './family';
 import { unsupported } from './fields';
 import { LLAMA_STYLE_DECODERS } from './llama';
 
 const VISION_TOWERS: Record<string, VisionTowerKind> = {
   clip_vision_model: clipVisionTower,
+  siglip_vision_model: siglipVisionTower,
 };
 
 const DECODERS: Record<string, DecoderKind> = {
