@@ -1,4 +1,8 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { parseArgs, ParseArgsConfig } from 'node:util';
+import { formatBytes } from '../common/bytes';
+import { MAX_IMAGE_BYTES } from '../common/imageFile';
 import { FicocoError } from '../common/errors';
 import { PROVIDERS, ProviderSetting } from '../engine/runtime/provider';
 import { WEIGHT_QUANTIZATIONS, WeightQuantization } from '../common/quantization';
@@ -86,4 +90,21 @@ export function providerArg(value: string): ProviderSetting {
   if (value !== 'auto' && !(PROVIDERS as readonly string[]).includes(value))
     throw new FicocoError(`--provider ${value} is not known; use auto, ${PROVIDERS.join(', ')}.`, 'input');
   return value as ProviderSetting;
+}
+
+/** An --image file's bytes, after checking it is a file of at most MAX_IMAGE_BYTES. */
+export function readImageArg(file: string): { bytes: Buffer; name: string } {
+  let stats: fs.Stats;
+  try {
+    stats = fs.statSync(file);
+  } catch {
+    throw new FicocoError(`--image ${file} does not exist.`, 'image');
+  }
+  if (!stats.isFile()) throw new FicocoError(`--image ${file} is a folder, not an image file.`, 'image');
+  if (stats.size > MAX_IMAGE_BYTES)
+    throw new FicocoError(
+      `--image ${file} is ${formatBytes(stats.size)}; FiCoCo takes image files up to ${formatBytes(MAX_IMAGE_BYTES)}.`,
+      'image',
+    );
+  return { bytes: fs.readFileSync(file), name: path.basename(file) };
 }

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FicocoError } from '../common/errors';
+import { checkImageFile } from '../common/imageFile';
 import { parseModelConfig } from '../engine/models/registry';
 import { flopsArchOf } from '../engine/models/flopsArch';
 import {
@@ -20,20 +21,21 @@ import {
 import { ModelShape } from '../reduction/method';
 import { planReduction } from '../reduction/registry';
 import { planRunShape } from './runShape';
-import { budgetArg, integer, paramArgs, parseCommandArgs } from './args';
+import { budgetArg, integer, paramArgs, parseCommandArgs, readImageArg } from './args';
 
 /** A full-HD screenshot: what a tiled architecture is asked about when no size is given. */
 const DEFAULT_IMAGE_SIZE = '1920x1080';
 
 export const FLOPS_USAGE = `Usage:
-  ficoco flops (--model DIR | --arch NAME) [--image-size WxH] [--text-tokens 60] [--budgets 576,192,128,64]
+  ficoco flops (--model DIR | --arch NAME) [--image FILE | --image-size WxH] [--text-tokens 60] [--budgets 576,192,128,64]
   ficoco flops (--model DIR | --arch NAME) --method NAME --budget N [--param name=value ...] [--text-tokens 60]
 
 Analytic prefill FLOPs (LLM TFLOPs in LLM-Viewer's accounting, as the FiCoCo paper reports them) and the
 fp16 KV cache of one image + text. Without --method: visual tokens reduced before the LLM, one row per
 budget. With --method: that method's schedule, layer by layer, against the unreduced run.
-Tiled architectures (llava-next-*, llava-onevision-*) read a screenshot at its own size: --image-size
-(default ${DEFAULT_IMAGE_SIZE}) says which, and sets their tiles and visual tokens.
+Tiled architectures (llava-next-*, llava-onevision-*) read a screenshot at its own size: --image (a PNG,
+JPEG, WebP or GIF; only its header is read) or --image-size (default ${DEFAULT_IMAGE_SIZE}) says which, and
+sets their tiles and visual tokens.
 Architectures: ${Object.keys(ARCH_PRESETS).join(', ')}
 `;
 
@@ -44,6 +46,7 @@ export async function flopsCommand(args: string[]): Promise<number> {
     options: {
       model: { type: 'string' },
       arch: { type: 'string' },
+      image: { type: 'string' },
       'image-size': { type: 'string' },
       'text-tokens': { type: 'string', default: '60' },
       budgets: { type: 'string' },
@@ -64,12 +67,18 @@ export async function flopsCommand(args: string[]): Promise<number> {
     );
   }
   const named = values.model !== undefined ? archOfFolder(values.model) : archPreset(values.arch as string);
-  if (!named.anyres && values['image-size'] !== undefined)
+  const sizeFlag = values.image !== undefined ? '--image' : values['image-size'] !== undefined ? '--image-size' : '';
+  if (values.image !== undefined && values['image-size'] !== undefined)
+    throw new FicocoError('give --image FILE or --image-size WxH, not both.', 'input');
+  if (!named.anyres && sizeFlag)
     throw new FicocoError(
-      `${named.name} sees every image at ${named.vision.imageSize} px; --image-size is for tiled architectures.`,
+      `${named.name} sees every image at ${named.vision.imageSize} px; ${sizeFlag} is for tiled architectures.`,
       'input',
     );
-  const arch = archForImage(named, imageSize(values['image-size'] ?? DEFAULT_IMAGE_SIZE));
+  const arch = archForImage(
+    named,
+    values.image !== undefined ? screenshotSize(values.image) : imageSize(values['image-size'] ?? DEFAULT_IMAGE_SIZE),
+  );
   const textTokens = integer('--text-tokens', values['text-tokens'], 0);
   const v = arch.vision;
   const t = arch.llm;
@@ -124,6 +133,13 @@ function shapeOf(arch: ModelArch): ModelShape {
     grid: { rows: side, cols: side },
     hasClassToken: arch.vision.classToken,
   };
+}
+
+/** An image file's size from its header, with the checks every image gets. */
+function screenshotSize(file: string): { width: number; height: number } {
+  const { bytes, name } = readImageArg(file);
+  const { width, height } = checkImageFile(bytes, name);
+  return { width, height };
 }
 
 /** "1920x1080" → width 1920, height 1080. */

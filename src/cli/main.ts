@@ -1,15 +1,20 @@
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { findBuiltinModel } from '../hub/presets';
 import { AnswerStats, LlavaEngine } from '../engine/engine';
 import { AUTO_METHOD, NO_REDUCTION } from '../common/reductionChoice';
 import { FicocoError } from '../common/errors';
 import { PROVIDERS } from '../engine/runtime/provider';
-import { formatBytes } from '../common/bytes';
-import { MAX_IMAGE_BYTES } from '../common/imageFile';
 import { FlopsError } from '../flops/index';
 import { METHODS } from '../reduction/registry';
-import { budgetArg, integer, number, paramArgs, providerArg, quantizationArg, parseCommandArgs } from './args';
+import {
+  budgetArg,
+  integer,
+  number,
+  paramArgs,
+  providerArg,
+  quantizationArg,
+  parseCommandArgs,
+  readImageArg,
+} from './args';
 import { BENCH_USAGE, benchCommand } from './bench';
 import { EVAL_USAGE, evalCommand } from './eval';
 import { FLOPS_USAGE, flopsCommand } from './flops';
@@ -148,23 +153,6 @@ async function ask(args: string[]): Promise<number> {
     await engine.dispose();
   }
   return 0;
-}
-
-/** An --image file's bytes, after checking it is a file of at most MAX_IMAGE_BYTES. */
-function readImageArg(file: string): { bytes: Buffer; name: string } {
-  let stats: fs.Stats;
-  try {
-    stats = fs.statSync(file);
-  } catch {
-    throw new FicocoError(`--image ${file} does not exist.`, 'image');
-  }
-  if (!stats.isFile()) throw new FicocoError(`--image ${file} is a folder, not an image file.`, 'image');
-  if (stats.size > MAX_IMAGE_BYTES)
-    throw new FicocoError(
-      `--image ${file} is ${formatBytes(stats.size)}; FiCoCo takes image files up to ${formatBytes(MAX_IMAGE_BYTES)}.`,
-      'image',
-    );
-  return { bytes: fs.readFileSync(file), name: path.basename(file) };
 }
 
 export function formatStats(stats: AnswerStats): string {

@@ -33,6 +33,20 @@ test('ficoco flops on a tiled architecture counts a screenshot at its own size',
   assert.match(onevision.stdout, /@ 1920×1080: vision 26\/26 layers × 729 tokens × 16 passes .* 7269 visual tokens/);
 });
 
+test('ficoco flops --image reads the size from the file header', async () => {
+  // The README's screenshot: a 1400 × 900 PNG.
+  const screenshot = path.join(ROOT, 'media', 'screenshots', 'chat.png');
+  const next = await flops('--arch', 'llava-next-mistral-7b', '--image', screenshot);
+  assert.equal(next.code, 0, next.stderr);
+  assert.match(next.stdout, /^llava-next-mistral-7b @ 1400×900: .* × 5 passes .* 2046 visual tokens/);
+  const both = await flops('--arch', 'llava-next-mistral-7b', '--image', screenshot, '--image-size', '10x10');
+  assert.equal(both.code, 2);
+  assert.match(both.stderr, /^error: give --image FILE or --image-size WxH, not both\.$/m);
+  const notImage = await flops('--arch', 'llava-next-mistral-7b', '--image', path.join(ROOT, 'package.json'));
+  assert.equal(notImage.code, 2);
+  assert.match(notImage.stderr, /package\.json/);
+});
+
 test('ficoco flops: --image-size where it means nothing, or malformed, is one clear line and exit code 2', async () => {
   const fixed = await flops('--arch', 'llava-1.5-7b', '--image-size', '1920x1080');
   assert.equal(fixed.code, 2);
