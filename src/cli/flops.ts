@@ -125,7 +125,7 @@ function archOfFolder(folder: string): ModelArch {
 
 /** What a method needs to place its steps, from the FLOPs model's description. */
 function shapeOf(arch: ModelArch): ModelShape {
-  const side = arch.vision.imageSize / arch.vision.patchSize;
+  const side = Math.floor(arch.vision.imageSize / arch.vision.patchSize);
   return {
     visionLayers: arch.vision.layersRun,
     textLayers: arch.llm.layers,

@@ -61,6 +61,7 @@ describe('parseLlavaConfig: real and realistic configs', () => {
         heads: 16,
         imageSize: 336,
         patchSize: 14,
+        patchesPerSide: 24,
         layerNormEps: 1e-5,
         activation: 'quick_gelu',
         classToken: true,
@@ -344,8 +345,17 @@ describe('parseLlavaConfig: errors name the field', () => {
     rejects(withVision({ hidden_size: 1000, num_attention_heads: 16 }), 'vision_config.hidden_size');
   });
 
-  test('vision image_size not a multiple of patch_size', () => {
-    rejects(withVision({ image_size: 330 }), 'vision_config.image_size');
+  test('vision image_size not a multiple of patch_size: whole patches only, as the unpadded convolution sees', () => {
+    // SigLIP-so400m/384: 384 px in 14-px patches is 27 of them; the last 6 px are never seen.
+    const siglip = parseLlavaConfig(
+      {
+        ...withVision({ model_type: 'siglip_vision_model', image_size: 384, patch_size: 14 }),
+        vision_feature_select_strategy: 'full',
+      },
+      SOURCE,
+    );
+    assert.equal(siglip.vision.patchesPerSide, 27);
+    rejects(withVision({ image_size: 10, patch_size: 14 }), 'vision_config.patch_size');
   });
 
   test('text hidden_size not divisible by heads (no head_dim given)', () => {

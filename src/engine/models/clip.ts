@@ -15,8 +15,8 @@ export const clipVisionTower = vitTowerKind({
 
 /** [CLS] then the patches, plus learned positions, then CLIP's pre_layrnorm. */
 function clipEmbeddings(config: VisionConfig, weights: WeightScope): Block {
-  const { hiddenSize: width, patchSize, imageSize } = config;
-  const patches = (imageSize / patchSize) ** 2;
+  const { hiddenSize: width, patchSize } = config;
+  const patches = config.patchesPerSide ** 2;
   const classEmbedding = weights.get('embeddings.class_embedding', [width]);
   const patchEmbedding = weights.get('embeddings.patch_embedding.weight', [width, 3, patchSize, patchSize]);
   const positionEmbedding = weights.get('embeddings.position_embedding.weight', [patches + 1, width]);

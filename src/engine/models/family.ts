@@ -22,6 +22,8 @@ export interface VisionConfig {
   heads: number;
   imageSize: number;
   patchSize: number;
+  /** ⌊imageSize / patchSize⌋: the patch convolution has no padding (SigLIP's 384 px / 14 leaves 6 px unseen) */
+  patchesPerSide: number;
   layerNormEps: number;
   activation: Activation;
   /** a class token precedes the patches (CLIP's [CLS]); SigLIP has none */

@@ -4,7 +4,7 @@ import type { ModelConfig } from './family';
 /** The FLOPs model's description of a parsed config (one source of truth for sizes and defaults). */
 export function flopsArchOf(config: ModelConfig, name: string): ModelArch {
   const { vision, text } = config;
-  const patches = (vision.imageSize / vision.patchSize) ** 2;
+  const patches = vision.patchesPerSide ** 2;
   return {
     name,
     vision: {

@@ -144,7 +144,7 @@ function llavaTowers(
         'lm_head.weight',
         'lm_head (and tie_word_embeddings is false)',
       );
-  const side = config.vision.imageSize / config.vision.patchSize;
+  const side = config.vision.patchesPerSide;
   const tower = visionKind.tower(config.vision, vision, config.visionLayers - 1);
   return {
     vision: {

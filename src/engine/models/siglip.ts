@@ -17,12 +17,12 @@ export const siglipVisionTower = vitTowerKind({
 
 /** The patches (a strided convolution with a bias), plus learned positions. */
 function siglipEmbeddings(config: VisionConfig, weights: WeightScope): Block {
-  const { hiddenSize: width, patchSize, imageSize } = config;
+  const { hiddenSize: width, patchSize, patchesPerSide } = config;
   const conv = {
     weight: weights.get('embeddings.patch_embedding.weight', [width, 3, patchSize, patchSize]),
     bias: weights.get('embeddings.patch_embedding.bias', [width]),
   };
-  const positionEmbedding = weights.get('embeddings.position_embedding.weight', [(imageSize / patchSize) ** 2, width]);
+  const positionEmbedding = weights.get('embeddings.position_embedding.weight', [patchesPerSide ** 2, width]);
   return {
     id: 'vision.embed',
     width,

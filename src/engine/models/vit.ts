@@ -72,7 +72,7 @@ function parseVitConfig(
   f.check(hiddenSize % heads === 0, 'hidden_size', `must be divisible by num_attention_heads (${heads})`);
   const imageSize = f.int('image_size', 1);
   const patchSize = f.int('patch_size', 1);
-  f.check(imageSize % patchSize === 0, 'image_size', `must be a multiple of patch_size (${patchSize})`);
+  f.check(patchSize <= imageSize, 'patch_size', `must be at most image_size (${imageSize})`);
   return {
     modelType: tower.modelType,
     hiddenSize,
@@ -81,6 +81,7 @@ function parseVitConfig(
     heads,
     imageSize,
     patchSize,
+    patchesPerSide: Math.floor(imageSize / patchSize),
     layerNormEps: f.number('layer_norm_eps'),
     activation: f.activation('hidden_act'),
     classToken: tower.classToken,
