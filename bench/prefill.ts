@@ -1,13 +1,14 @@
 /**
  * `ficoco bench` on full-size architectures with random weights (bench/randomModel.ts), where the shapes are
- * what costs: CLIP-L/336 + TinyLlama-1.1B, or LLaVA-1.5-7B's shapes with the decoder cut to --layers of its
- * 32 to fit memory; the cut model's LLM milliseconds and FLOPs are scaled by 32 / layers and labelled so.
- * Other options go to `ficoco bench` (src/cli/bench.ts).
+ * what costs: CLIP-L/336 + TinyLlama-1.1B, SigLIP-so400m/384 + Qwen2-0.5B (one LLaVA-OneVision tile, no
+ * class token), or LLaVA-1.5-7B's shapes with the decoder cut to --layers of its 32 to fit memory; the cut
+ * model's LLM milliseconds and FLOPs are scaled by 32 / layers and labelled so. Other options go to
+ * `ficoco bench` (src/cli/bench.ts).
  *
- *   node --import tsx bench/prefill.ts [--arch tinyllava|llava-7b] [--layers 4] [ficoco bench options]
+ *   node --import tsx bench/prefill.ts [--arch tinyllava|onevision-tile|llava-7b] [--layers 4] [bench options]
  */
 import { benchCommand } from '../src/cli/bench';
-import { TINYLLAVA, llava7b, randomModelDir, writeRandomModel } from './randomModel';
+import { ONEVISION_TILE, TINYLLAVA, llava7b, randomModelDir, writeRandomModel } from './randomModel';
 
 let archName = 'tinyllava';
 let layers = 4;
@@ -17,9 +18,9 @@ for (let i = 2; i < process.argv.length; i++) {
   else if (process.argv[i] === '--layers') layers = Number(process.argv[++i]);
   else passed.push(process.argv[i]);
 }
-const arch = archName === 'llava-7b' ? llava7b(layers) : TINYLLAVA;
+const arch = archName === 'llava-7b' ? llava7b(layers) : archName === 'onevision-tile' ? ONEVISION_TILE : TINYLLAVA;
 const modelDir = writeRandomModel(arch, randomModelDir(arch), 'F32');
-const scale = arch === TINYLLAVA ? [] : ['--llm-scale', String(32 / layers)];
+const scale = archName === 'llava-7b' ? ['--llm-scale', String(32 / layers)] : [];
 void benchCommand([
   '--model',
   modelDir,

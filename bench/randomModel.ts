@@ -12,6 +12,10 @@ import { safetensorsPrefix } from '../src/engine/weights/safetensorsWriter';
 export interface RandomArchitecture {
   name: string;
   label: string;
+  /** CLIP ([CLS], pre-LayerNorm, feature layer −2, 'default') or SigLIP (neither, last layer, 'full') */
+  tower?: 'clip' | 'siglip';
+  /** Llama (no biases) or Qwen2 (q/k/v biases) */
+  decoder?: 'llama' | 'qwen2';
   vision: { hidden: number; intermediate: number; layers: number; heads: number; imageSize: number; patch: number };
   text: { hidden: number; intermediate: number; layers: number; heads: number; kvHeads: number; vocab: number };
 }
@@ -34,9 +38,22 @@ export function llava7b(layers: number): RandomArchitecture {
   };
 }
 
+/**
+ * SigLIP-so400m/384 (cut to 26 layers) + Qwen2-0.5B, LLaVA-OneVision-0.5B's shapes for one 384-px tile:
+ * 729 visual tokens, no class token.
+ */
+export const ONEVISION_TILE: RandomArchitecture = {
+  name: 'siglip-so400m-qwen2-0.5b',
+  label: 'SigLIP-so400m/384 + Qwen2-0.5B (one LLaVA-OneVision tile)',
+  tower: 'siglip',
+  decoder: 'qwen2',
+  vision: { hidden: 1152, intermediate: 4304, layers: 26, heads: 16, imageSize: 384, patch: 14 },
+  text: { hidden: 896, intermediate: 4864, layers: 24, heads: 14, kvHeads: 2, vocab: 151936 },
+};
+
 /** The same model with another vision input size: (imageSize / patch)² visual tokens. */
 export function withImageSize(arch: RandomArchitecture, imageSize: number): RandomArchitecture {
-  const tokens = (imageSize / arch.vision.patch) ** 2;
+  const tokens = Math.floor(imageSize / arch.vision.patch) ** 2;
   return {
     ...arch,
     name: `${arch.name}-${imageSize}px`,
@@ -74,14 +91,19 @@ export function writeRandomModel(arch: RandomArchitecture, dir: string, dtype: '
   );
   const fixtureConfig = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'config.json'), 'utf8'));
   const { vision: v, text: t } = arch;
+  const siglip = arch.tower === 'siglip';
   fs.writeFileSync(
     path.join(dir, 'config.json'),
     JSON.stringify(
       {
         ...fixtureConfig,
         torch_dtype: dtype === 'F32' ? 'float32' : 'float16',
+        ...(siglip ? { vision_feature_layer: -1, vision_feature_select_strategy: 'full' } : {}),
         vision_config: {
           ...fixtureConfig.vision_config,
+          ...(siglip
+            ? { model_type: 'siglip_vision_model', hidden_act: 'gelu_pytorch_tanh', layer_norm_eps: 1e-6 }
+            : {}),
           hidden_size: v.hidden,
           intermediate_size: v.intermediate,
           num_hidden_layers: v.layers,
@@ -92,6 +114,7 @@ export function writeRandomModel(arch: RandomArchitecture, dir: string, dtype: '
         },
         text_config: {
           ...fixtureConfig.text_config,
+          ...(arch.decoder === 'qwen2' ? { model_type: 'qwen2' } : {}),
           hidden_size: t.hidden,
           intermediate_size: t.intermediate,
           num_hidden_layers: t.layers,
@@ -153,13 +176,14 @@ function shapesOf(arch: RandomArchitecture): [string, number[]][] {
   const { vision: v, text: t } = arch;
   const tensors: [string, number[]][] = [];
   const vt = 'vision_tower.vision_model.';
-  const positions = (v.imageSize / v.patch) ** 2 + 1;
-  tensors.push(
-    [`${vt}embeddings.class_embedding`, [v.hidden]],
-    [`${vt}embeddings.patch_embedding.weight`, [v.hidden, 3, v.patch, v.patch]],
-    [`${vt}embeddings.position_embedding.weight`, [positions, v.hidden]],
-  );
-  tensors.push([`${vt}pre_layrnorm.weight`, [v.hidden]], [`${vt}pre_layrnorm.bias`, [v.hidden]]);
+  const clip = arch.tower !== 'siglip';
+  const patches = Math.floor(v.imageSize / v.patch) ** 2;
+  // CLIP: a class embedding and pre_layrnorm; SigLIP: a bias on the patch convolution instead.
+  if (clip) tensors.push([`${vt}embeddings.class_embedding`, [v.hidden]]);
+  tensors.push([`${vt}embeddings.patch_embedding.weight`, [v.hidden, 3, v.patch, v.patch]]);
+  if (!clip) tensors.push([`${vt}embeddings.patch_embedding.bias`, [v.hidden]]);
+  tensors.push([`${vt}embeddings.position_embedding.weight`, [patches + (clip ? 1 : 0), v.hidden]]);
+  if (clip) tensors.push([`${vt}pre_layrnorm.weight`, [v.hidden]], [`${vt}pre_layrnorm.bias`, [v.hidden]]);
   for (let l = 0; l < v.layers; l++) {
     const p = `${vt}encoder.layers.${l}.`;
     for (const proj of ['q_proj', 'k_proj', 'v_proj', 'out_proj'])
@@ -191,6 +215,12 @@ function shapesOf(arch: RandomArchitecture): [string, number[]][] {
       [`${p}self_attn.v_proj.weight`, [t.kvHeads * headDim, t.hidden]],
       [`${p}self_attn.o_proj.weight`, [t.hidden, t.hidden]],
     );
+    if (arch.decoder === 'qwen2')
+      tensors.push(
+        [`${p}self_attn.q_proj.bias`, [t.hidden]],
+        [`${p}self_attn.k_proj.bias`, [t.kvHeads * headDim]],
+        [`${p}self_attn.v_proj.bias`, [t.kvHeads * headDim]],
+      );
     tensors.push(
       [`${p}mlp.gate_proj.weight`, [t.intermediate, t.hidden]],
       [`${p}mlp.up_proj.weight`, [t.intermediate, t.hidden]],
