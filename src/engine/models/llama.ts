@@ -5,7 +5,7 @@ import { Block, Tower } from '../graph/segment';
 import { FicocoError } from '../../common/errors';
 import type { DecoderKind, TextConfig } from './family';
 import { Fields, Json } from './fields';
-import { WeightScope, bindLinear } from './weights';
+import { WeightScope, bindAttention, bindLinear } from './weights';
 
 export const INPUT_IDS = 'input_ids';
 export const EMBEDDINGS = 'embeddings';
@@ -167,19 +167,12 @@ function decoderLayer(config: TextConfig, weights: WeightScope, layer: number): 
   const at = (name: string) => `layers.${layer}.${name}`;
   const inputNorm = weights.get(at('input_layernorm.weight'), [width]);
   const postNorm = weights.get(at('post_attention_layernorm.weight'), [width]);
-  const q = weights.linear(at('self_attn.q_proj'), width, heads * headDim, { bias: config.qkvBias, quantizable: true });
-  const k = weights.linear(at('self_attn.k_proj'), width, kvHeads * headDim, {
-    bias: config.qkvBias,
-    quantizable: true,
-  });
-  const v = weights.linear(at('self_attn.v_proj'), width, kvHeads * headDim, {
-    bias: config.qkvBias,
-    quantizable: true,
-  });
-  const o = weights.linear(at('self_attn.o_proj'), heads * headDim, width, {
-    bias: config.outputBias,
-    quantizable: true,
-  });
+  const projections = {
+    q: weights.linear(at('self_attn.q_proj'), width, heads * headDim, { bias: config.qkvBias, quantizable: true }),
+    k: weights.linear(at('self_attn.k_proj'), width, kvHeads * headDim, { bias: config.qkvBias, quantizable: true }),
+    v: weights.linear(at('self_attn.v_proj'), width, kvHeads * headDim, { bias: config.qkvBias, quantizable: true }),
+    o: weights.linear(at('self_attn.o_proj'), heads * headDim, width, { bias: config.outputBias, quantizable: true }),
+  };
   const gate = weights.linear(at('mlp.gate_proj'), width, intermediateSize, {
     bias: config.mlpBias,
     quantizable: true,
@@ -202,16 +195,10 @@ function decoderLayer(config: TextConfig, weights: WeightScope, layer: number): 
       const { g } = scope;
       const normed = rmsNorm(g, x, scope.weight(inputNorm), rmsNormEps, `${name}.input_norm`);
       const cache = scope.cache(layer);
-      const bound = {
-        q: bindLinear(scope, q),
-        k: bindLinear(scope, k),
-        v: bindLinear(scope, v),
-        o: bindLinear(scope, o),
-      };
       const result = attention(
         g,
         normed,
-        bound,
+        bindAttention(scope, projections),
         { heads, kvHeads, headDim },
         { rotary: scope.rotary(invFreq), past: cache, causal: true, expose },
         `${name}.attn`,

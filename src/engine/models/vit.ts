@@ -10,7 +10,7 @@ import { Block, SegmentScope } from '../graph/segment';
 import { TensorLocation } from '../weights/safetensors';
 import type { VisionConfig, VisionTowerKind } from './family';
 import { Fields, Json } from './fields';
-import { LinearWeights, WeightScope, bindLinear } from './weights';
+import { LinearWeights, WeightScope, bindAttention, bindLinear } from './weights';
 
 export const PIXEL_VALUES = 'pixel_values';
 
@@ -111,10 +111,12 @@ function vitLayer(config: VisionConfig, weights: WeightScope, layer: number, isL
     weights.linear(at(`self_attn.${name}`), width, width, { bias: true });
   const norm1 = norm('layer_norm1');
   const norm2 = norm('layer_norm2');
-  const q = projection('q_proj');
-  const k = projection('k_proj');
-  const v = projection('v_proj');
-  const o = projection('out_proj');
+  const projections = {
+    q: projection('q_proj'),
+    k: projection('k_proj'),
+    v: projection('v_proj'),
+    o: projection('out_proj'),
+  };
   const fc1 = weights.linear(at('mlp.fc1'), width, intermediateSize, { bias: true });
   const fc2 = weights.linear(at('mlp.fc2'), intermediateSize, width, { bias: true });
   const name = `vision.l${layer}`;
@@ -127,18 +129,11 @@ function vitLayer(config: VisionConfig, weights: WeightScope, layer: number, isL
     emit(scope, x, expose) {
       const { g } = scope;
       const normed = layerNorm(g, x, scope.weight(norm1.weight), scope.weight(norm1.bias), layerNormEps, `${name}.ln1`);
-      const shape = { heads, kvHeads: heads, headDim: width / heads };
-      const weightsBound = {
-        q: bindLinear(scope, q),
-        k: bindLinear(scope, k),
-        v: bindLinear(scope, v),
-        o: bindLinear(scope, o),
-      };
       const result = attention(
         g,
         normed,
-        weightsBound,
-        shape,
+        bindAttention(scope, projections),
+        { heads, kvHeads: heads, headDim: width / heads },
         { causal: false, logSizes: scope.logSizes(), expose },
         `${name}.attn`,
       );
@@ -151,7 +146,7 @@ function vitLayer(config: VisionConfig, weights: WeightScope, layer: number, isL
   };
   const mlpBlock: Block = {
     id: `${name}.mlp`,
-    // After the tower's last layer: post-ViT methods see the features (with [CLS] where there is one) and this layer's attention.
+    // After the last layer: post-ViT methods see the features ([CLS] included, if any) and this layer's attention.
     ...(isLast ? { site: 'features' } : {}),
     layer,
     width,

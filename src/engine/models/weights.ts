@@ -1,4 +1,5 @@
 import { FicocoError } from '../../common/errors';
+import type { AttentionWeights } from '../graph/attention';
 import type { Linear } from '../graph/ops';
 import type { SegmentScope } from '../graph/segment';
 import type { DecoderQuantizer, QuantizedLinear } from '../weights/quantizedCache';
@@ -82,6 +83,15 @@ export interface LinearWeights {
   bias: TensorLocation | undefined;
   /** the layer's quantized form, readable once the quantizer has built its cache */
   quantized: (() => QuantizedLinear) | undefined;
+}
+
+/** An attention layer's four projections as values of the graph being built. */
+export function bindAttention(
+  scope: SegmentScope,
+  projections: Record<keyof AttentionWeights, LinearWeights>,
+): AttentionWeights {
+  const { q, k, v, o } = projections;
+  return { q: bindLinear(scope, q), k: bindLinear(scope, k), v: bindLinear(scope, v), o: bindLinear(scope, o) };
 }
 
 /** The linear layer's tensors as values of the graph being built. */
