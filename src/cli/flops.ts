@@ -12,6 +12,7 @@ import {
   archPreset,
   flopsTable,
   llmLayerFlops,
+  patchesPerSide,
   runFlops,
   runKvCacheBytes,
   unreducedShape,
@@ -125,7 +126,7 @@ function archOfFolder(folder: string): ModelArch {
 
 /** What a method needs to place its steps, from the FLOPs model's description. */
 function shapeOf(arch: ModelArch): ModelShape {
-  const side = Math.floor(arch.vision.imageSize / arch.vision.patchSize);
+  const side = patchesPerSide(arch.vision);
   return {
     visionLayers: arch.vision.layersRun,
     textLayers: arch.llm.layers,

@@ -8,6 +8,7 @@ export {
   projectorFlops,
   visionEmbeddingFlops,
   visionLayerFlops,
+  patchesPerSide,
   visionTokensPerImage,
   visionTowerFlops,
 } from './vision';

@@ -14,6 +14,12 @@ export interface LayerFlops {
   total: number;
 }
 
+/** The parts of a layer's FLOPs, and their sum. */
+export function layerFlops(parts: Omit<LayerFlops, 'total'>): LayerFlops {
+  const { attentionProjections, attentionScores, softmax, mlp, elementwise } = parts;
+  return { ...parts, total: attentionProjections + attentionScores + softmax + mlp + elementwise };
+}
+
 /** `tokens` enter a layer and `mlpTokens` its MLP half: counts, and never more in the MLP than the layer saw. */
 export function checkLayerTokens(tokens: number, mlpTokens: number, where: string): void {
   checkCount(tokens, `tokens entering the ${where} layer`);

@@ -11,7 +11,7 @@
  * Generalised: GQA (k/v projections are D × kvHeads·headDim) and an explicit head_dim (q: D × h·headDim,
  * o: h·headDim × D, attention 4N²·h·headDim). Biases, embeddings, rotary tables and lm_head are not counted.
  */
-import { checkLayerTokens, LayerFlops } from './layer';
+import { checkLayerTokens, LayerFlops, layerFlops } from './layer';
 import { checkCount, FlopsError } from './errors';
 
 /** The decoder sizes the count needs (a subset of a Hugging Face text_config). */
@@ -45,14 +45,7 @@ export function llmLayerFlops(arch: LlmArch, tokens: number, mlpTokens = tokens)
   const mlp = 2 * m * 3 * d * ffn;
   const e = LLM_ELEMENTWISE;
   const elementwise = (e.rmsNorm + e.residualAdd) * n * d + (e.rmsNorm + e.residualAdd + e.gatedActivation) * m * d;
-  return {
-    attentionProjections,
-    attentionScores,
-    softmax,
-    mlp,
-    elementwise,
-    total: attentionProjections + attentionScores + softmax + mlp + elementwise,
-  };
+  return layerFlops({ attentionProjections, attentionScores, softmax, mlp, elementwise });
 }
 
 /**

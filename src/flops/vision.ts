@@ -8,7 +8,7 @@
  * Per element: LayerNorm 7 (LLM-Viewer's norm count) ×2 per layer, residual add 1 ×2, (quick_)GELU 1 on the
  * I-wide MLP hidden; linear biases are not counted (LLM-Viewer ignores them too).
  */
-import { checkLayerTokens, LayerFlops } from './layer';
+import { checkLayerTokens, LayerFlops, layerFlops } from './layer';
 import { checkCount, FlopsError } from './errors';
 
 /** A ViT vision tower (CLIP, SigLIP): pre-LayerNorm encoder layers over the patch tokens, after a [CLS] or not. */
@@ -37,10 +37,14 @@ export interface ProjectorArch {
 /** Per token-element ops (see the file comment). */
 export const VISION_ELEMENTWISE = { layerNorm: 7, residualAdd: 1, activation: 1, positionAdd: 1 } as const;
 
+/** Patches along each side: the patch convolution has no padding, so a remainder of pixels is never seen. */
+export function patchesPerSide(arch: VisionArch): number {
+  return Math.floor(arch.imageSize / arch.patchSize);
+}
+
 /** Tokens the tower sees per pass (an image, or a tile of one): one per patch, plus [CLS] where it has one. */
 export function visionTokensPerImage(arch: VisionArch): number {
-  const side = Math.floor(arch.imageSize / arch.patchSize);
-  return side * side + (arch.classToken ? 1 : 0);
+  return patchesPerSide(arch) ** 2 + (arch.classToken ? 1 : 0);
 }
 
 /**
@@ -58,14 +62,7 @@ export function visionLayerFlops(arch: VisionArch, tokens: number, mlpTokens = t
   const mlp = 2 * m * 2 * d * ffn;
   const e = VISION_ELEMENTWISE;
   const elementwise = (e.layerNorm + e.residualAdd) * (n + m) * d + e.activation * m * ffn;
-  return {
-    attentionProjections,
-    attentionScores,
-    softmax,
-    mlp,
-    elementwise,
-    total: attentionProjections + attentionScores + softmax + mlp + elementwise,
-  };
+  return layerFlops({ attentionProjections, attentionScores, softmax, mlp, elementwise });
 }
 
 /** Patch embedding (a stride-p convolution = one matmul per patch), position add and pre-LayerNorm, per image. */
