@@ -1,9 +1,24 @@
 #!/usr/bin/python3
-"""Create random-weight LLaVA checkpoints in the exact Hugging Face llava folder layout.
+"""Create random-weight LLaVA checkpoints in the exact Hugging Face llava folder layouts.
 
   /usr/bin/python3 tools/make_fixture.py
-      Regenerates everything under test/fixtures/ (except preprocess/) deterministically: two test
-      images and four tiny model folders, each with reference outputs from tools/reference/model.py.
+      Regenerates everything under test/fixtures/ (except preprocess/ and builtin-reference/)
+      deterministically: the test images and the tiny model folders, each with reference outputs
+      from tools/reference/model.py:
+        tiny-llava-llama, -llama-f16, tiny-llava-qwen2 (sharded), -qwen2-bf16, tiny-llava-siglip-qwen2
+            LLaVA-1.5 style (model_type llava): one image -> one tower pass -> f*f visual tokens;
+        tiny-llava-next-mistral      LLaVA-NeXT (llava_next, llava-v1.6-mistral-7b-hf layout): CLIP 32 px
+            tiles, AnyRes pinpoints, image_newline; old weight names (language_model.model.*);
+        tiny-llava-onevision-qwen2   LLaVA-OneVision (llava_onevision, llava-onevision-qwen2-0.5b-ov-hf
+            layout): SigLIP 30 px tiles (30 // 7 = 4 features a side), anyres_max_9; new weight names
+            (model.language_model.*), tied embeddings.
+  /usr/bin/python3 tools/make_fixture.py --only tiny-llava-next-mistral [--only NAME ...]
+      Regenerates only the named fixtures (and the images only they use): float sums differ in the
+      last bits between machines, so regenerating a fixture rewrites its reference files slightly.
+
+AnyRes fixtures store per case pixel_values_{i} [passes, 3, S, S] (base image, then the tiles row-major),
+image_features_{i} (the packed sequence: base tokens, then each row of the unpadded / shrunk tile grid
+followed by image_newline) and the geometry (best resolution, tiles, grids, num_image_tokens) in reference.json.
 
 Full-size random-weight models for benchmarks are written by bench/randomModel.ts (no Python needed).
 
@@ -12,6 +27,7 @@ Needs Debian's /usr/bin/python3 (torch, numpy, PIL); transformers is not used.
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -23,7 +39,7 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from reference import safetensors_io  # noqa: E402
-from reference.image import preprocess  # noqa: E402
+from reference.image import preprocess, preprocess_anyres_pil, select_best_resolution  # noqa: E402
 from reference.model import LlavaReference  # noqa: E402
 
 FIXTURE_VERSION = 1
@@ -38,6 +54,14 @@ CASES = [
     {"image": "shapes.png", "question": "what colour is the big box ?"},
     {"image": "diagram.png", "question": "which box does the arrow point to ?"},
 ]
+SCREENSHOT_CASE = {"image": "screenshot.png", "question": "what does the text on the left box say ?"}
+# AnyRes cases: non-square images that land on different pinpoint grids (see ANYRES_EXPECTATIONS).
+NEXT_CASES = CASES + [
+    SCREENSHOT_CASE,
+    {"image": "banner.png", "question": "how many circles are in the picture ?"},
+    {"image": "tall.png", "question": "which colour is at the top ?"},
+]
+ONEVISION_CASES = CASES + [SCREENSHOT_CASE]
 
 # ---- chat templates and tokenizer ----
 
@@ -54,6 +78,15 @@ CHATML_TEMPLATE = (
     "{% for item in message['content'] %}{% if item['type'] == 'image' %}<image>\n"
     "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}"
     "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+# llava-v1.6-mistral-7b-hf style: images first, then the text, inside [INST] ... [/INST]; BOS from the tokenizer.
+MISTRAL_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'user' %}[INST] "
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}"
+    " [/INST]{% elif message['role'] == 'assistant' %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}"
+    "{{ eos_token }}{% endif %}{% endfor %}"
 )
 
 WORDS = (
@@ -140,6 +173,8 @@ def render_prompt(template_kind, question):
     """The chat template rendered for [user: image + question] with add_generation_prompt=True."""
     if template_kind == "llava":
         return f"USER: <image>\n{question} ASSISTANT:"
+    if template_kind == "mistral":
+        return f"[INST] <image>\n{question} [/INST]"
     return f"<|im_start|>user\n<image>\n{question}<|im_end|>\n<|im_start|>assistant\n"
 
 
@@ -256,6 +291,104 @@ SIGLIP_QWEN2_SPEC = {
     "vision_feature_select_strategy": "full",
 }
 
+# ---- AnyRes families (tiny versions of llava-v1.6-mistral-7b-hf and llava-onevision-qwen2-0.5b-ov-hf) ----
+
+# The real [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]] divided by 10.5 (336 px tiles -> 32 px).
+NEXT_PINPOINTS = [[32, 64], [64, 32], [64, 64], [96, 32], [32, 96]]
+
+NEXT_PREPROCESSOR_CONFIG = {
+    "aspect_ratio_setting": "anyres",
+    "crop_size": {"height": 32, "width": 32},
+    "do_center_crop": True,
+    "do_convert_rgb": True,
+    "do_normalize": True,
+    "do_pad": True,
+    "do_rescale": True,
+    "do_resize": True,
+    "image_grid_pinpoints": NEXT_PINPOINTS,
+    "image_mean": PREPROCESSOR_CONFIG["image_mean"],
+    "image_processor_type": "LlavaNextImageProcessor",
+    "image_std": PREPROCESSOR_CONFIG["image_std"],
+    "processor_class": "LlavaNextProcessor",
+    "resample": 3,
+    "rescale_factor": 0.00392156862745098,
+    "size": {"shortest_edge": 32},
+}
+
+NEXT_VISION = {**TINY_VISION, "image_size": 32}  # CLIP, patch 8: 4 x 4 = 16 features per tile plus [CLS]
+
+NEXT_MISTRAL_SPEC = {
+    **LLAMA_SPEC,
+    "seed": 7302,
+    "family": "llava_next",
+    "tail_specials": ["[INST]", "[/INST]", "<image>"],
+    "chat_template": MISTRAL_TEMPLATE,
+    "template_kind": "mistral",
+    "preprocessor": NEXT_PREPROCESSOR_CONFIG,
+    "processor_config": {
+        "image_token": "<image>",
+        "num_additional_image_tokens": 1,
+        "patch_size": 8,
+        "processor_class": "LlavaNextProcessor",
+        "vision_feature_select_strategy": "default",
+    },
+    "vision": NEXT_VISION,
+    "cases": NEXT_CASES,
+    "hook_variants": ["llm_even"],
+    "text": {
+        **{key: value for key, value in LLAMA_SPEC["text"].items() if key != "attention_bias"},
+        "model_type": "mistral",
+        "architectures": ["MistralForCausalLM"],
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 1000000.0,
+        "sliding_window": None,
+    },
+}
+
+# LlavaOnevisionConfig's default pinpoints pattern: for a in 1..6: for b in 1..6: [a * tile, b * tile].
+ONEVISION_PINPOINTS = [[a * 30, b * 30] for a in range(1, 7) for b in range(1, 7)]
+
+ONEVISION_PREPROCESSOR_CONFIG = {
+    "do_convert_rgb": True,
+    "do_normalize": True,
+    "do_pad": True,
+    "do_rescale": True,
+    "do_resize": True,
+    "image_grid_pinpoints": ONEVISION_PINPOINTS,
+    "image_mean": [0.5, 0.5, 0.5],
+    "image_processor_type": "LlavaOnevisionImageProcessor",
+    "image_std": [0.5, 0.5, 0.5],
+    "processor_class": "LlavaOnevisionProcessor",
+    "resample": 3,
+    "rescale_factor": 0.00392156862745098,
+    "size": {"height": 30, "width": 30},
+}
+
+# SigLIP, patch 7 on 30 px: the valid convolution gives 4 x 4 = 16 features and drops the last 2 pixels.
+ONEVISION_VISION = {**TINY_SIGLIP, "image_size": 30, "patch_size": 7, "vision_use_head": False}
+
+ONEVISION_QWEN2_SPEC = {
+    **QWEN2_SPEC,
+    "seed": 4423,
+    "family": "llava_onevision",
+    "tail_specials": ["<|im_start|>", "<|im_end|>", "<image>", "<video>"],
+    "preprocessor": ONEVISION_PREPROCESSOR_CONFIG,
+    "processor_config": {
+        "image_token": "<image>",
+        "num_image_tokens": 16,
+        "processor_class": "LlavaOnevisionProcessor",
+        "video_token": "<video>",
+        "vision_feature_select_strategy": "full",
+    },
+    "vision": ONEVISION_VISION,
+    "vision_feature_layer": -1,
+    "vision_feature_select_strategy": "full",
+    "cases": ONEVISION_CASES,
+    "hook_variants": ["llm_even"],
+    # 3 decoder layers (QWEN2_SPEC has 2) so that the llm_even hook in layer 1 changes the logits.
+    "text": {**QWEN2_SPEC["text"], "num_hidden_layers": 3},
+}
+
 TORCH_DTYPE_NAMES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 
 
@@ -266,6 +399,44 @@ def special_tokens(spec):
 def llava_config(spec, vocab, vision, dtype):
     eos_id = vocab[spec["eos_token"]]
     text = {**spec["text"], "vocab_size": spec["vocab_size"], "bos_token_id": vocab["<s>"], "eos_token_id": eos_id, "pad_token_id": vocab["<pad>"]}
+    family = spec.get("family", "llava")
+    if family == "llava_next":
+        return {
+            "architectures": ["LlavaNextForConditionalGeneration"],
+            "model_type": "llava_next",
+            "ignore_index": -100,
+            "image_grid_pinpoints": NEXT_PINPOINTS,
+            "image_token_index": vocab["<image>"],
+            "projector_hidden_act": "gelu",
+            "text_config": text,
+            "tie_word_embeddings": False,
+            "torch_dtype": TORCH_DTYPE_NAMES[dtype],
+            "transformers_version": "4.44.2",
+            "use_image_newline_parameter": True,
+            "vision_config": vision,
+            "vision_feature_layer": -2,
+            "vision_feature_select_strategy": "default",
+            "vocab_size": spec["vocab_size"],
+        }
+    if family == "llava_onevision":
+        return {
+            "architectures": ["LlavaOnevisionForConditionalGeneration"],
+            "model_type": "llava_onevision",
+            "ignore_index": -100,
+            "image_grid_pinpoints": ONEVISION_PINPOINTS,
+            "image_token_index": vocab["<image>"],
+            "projector_hidden_act": "gelu",
+            "text_config": text,
+            "tie_word_embeddings": True,
+            "torch_dtype": TORCH_DTYPE_NAMES[dtype],
+            "transformers_version": "4.52.4",
+            "use_image_newline_parameter": True,
+            "video_token_index": vocab["<video>"],
+            "vision_aspect_ratio": "anyres_max_9",
+            "vision_config": vision,
+            "vision_feature_layer": -1,
+            "vision_feature_select_strategy": "full",
+        }
     return {
         "architectures": ["LlavaForConditionalGeneration"],
         "model_type": "llava",
@@ -334,6 +505,8 @@ def weight_shapes(config):
     shapes.append((t + "norm.weight", (h,), "norm_weight"))
     if not text["tie_word_embeddings"]:
         shapes.append(("language_model.lm_head.weight", (vocab, h), "lm_head"))
+    if config.get("use_image_newline_parameter"):  # LLaVA-NeXT / OneVision row separator, in the text space
+        shapes.append(("image_newline", (h,), "newline"))
     return shapes
 
 
@@ -363,6 +536,8 @@ def tiny_init(rng, shape, kind, tied_embeddings):
         # A tied table is also the output head, so it gets the head's scale.
         "embedding": 2.5 * shape[-1] ** -0.5 if tied_embeddings and len(shape) == 2 else 1.0,
         "lm_head": 2.5 * fan_in**-0.5,
+        # An embedding-like row of the size of the projector outputs (which are O(1)).
+        "newline": 1.0,
     }[kind]
     values = normal * np.float32(scale)
     return values + np.float32(1.0) if kind == "norm_weight" else values
@@ -379,6 +554,7 @@ NEW_LAYOUT_PREFIXES = [
     ("multi_modal_projector.", "model.multi_modal_projector."),
     ("language_model.model.", "model.language_model."),
     ("language_model.lm_head.", "lm_head."),
+    ("image_newline", "model.image_newline"),
 ]
 
 
@@ -418,11 +594,64 @@ def draw_diagram_image(path):
     image.save(path)
 
 
-def write_images():
+def draw_screenshot_image(path):
+    """160 x 90 (16:9), like a small desktop screenshot: title bar, a sidebar, two boxes with text."""
+    image = Image.new("RGB", (160, 90), (245, 246, 248))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([0, 0, 159, 11], fill=(52, 58, 70))
+    draw.text((4, 0), "File  Edit  View", fill=(230, 230, 230))
+    for x, colour in ((140, (230, 80, 70)), (150, (90, 200, 90))):
+        draw.ellipse([x, 3, x + 6, 9], fill=colour)
+    draw.rectangle([0, 12, 26, 89], fill=(225, 229, 236))
+    for y in range(18, 84, 12):
+        draw.rectangle([4, y, 22, y + 5], fill=(160, 170, 190))
+    draw.rectangle([32, 18, 92, 52], outline=(40, 40, 40), fill=(255, 250, 220))
+    draw.text((36, 22), "Save?", fill=(0, 0, 0))
+    draw.rectangle([40, 38, 62, 48], fill=(60, 120, 220))
+    draw.text((43, 37), "OK", fill=(255, 255, 255))
+    draw.rectangle([100, 18, 154, 84], outline=(120, 120, 120), fill=(255, 255, 255))
+    for y in range(24, 80, 9):
+        draw.line([(104, y), (104 + (y * 7) % 44, y)], fill=(90, 90, 90), width=2)
+    draw.text((34, 62), "v1.2", fill=(200, 0, 0))
+    image.save(path)
+
+
+def draw_banner_image(path):
+    """200 x 60, very wide: three circles and a label."""
+    image = Image.new("RGB", (200, 60), (20, 30, 60))
+    draw = ImageDraw.Draw(image)
+    for x, colour in ((10, (250, 200, 40)), (60, (240, 90, 60)), (110, (80, 200, 140))):
+        draw.ellipse([x, 12, x + 36, 48], fill=colour)
+    draw.text((156, 24), "3 ok", fill=(255, 255, 255))
+    draw.line([(0, 56), (199, 56)], fill=(200, 200, 255), width=2)
+    image.save(path)
+
+
+def draw_tall_image(path):
+    """40 x 120, tall: stacked coloured bands and a triangle."""
+    image = Image.new("RGB", (40, 120), (250, 250, 250))
+    draw = ImageDraw.Draw(image)
+    for index, colour in enumerate(((220, 40, 40), (240, 160, 30), (60, 160, 70), (50, 90, 200))):
+        draw.rectangle([4, 4 + 28 * index, 35, 26 + 28 * index], fill=colour)
+    draw.polygon([(20, 8), (30, 22), (10, 22)], fill=(255, 255, 255))
+    draw.text((8, 90), "Z", fill=(255, 255, 255))
+    image.save(path)
+
+
+IMAGE_DRAWERS = {
+    "shapes.png": draw_shapes_image,
+    "diagram.png": draw_diagram_image,
+    "screenshot.png": draw_screenshot_image,
+    "banner.png": draw_banner_image,
+    "tall.png": draw_tall_image,
+}
+
+
+def write_images(names):
     folder = os.path.join(FIXTURES, "images")
     os.makedirs(folder, exist_ok=True)
-    draw_shapes_image(os.path.join(folder, "shapes.png"))
-    draw_diagram_image(os.path.join(folder, "diagram.png"))
+    for name in names:
+        IMAGE_DRAWERS[name](os.path.join(folder, name))
 
 
 # ---- model folders ----
@@ -442,6 +671,8 @@ def write_folder_metadata(folder, spec, vocab, config):
     write_json(os.path.join(folder, "tokenizer.json"), tokenizer_json(vocab, specials, spec["add_bos"]))
     write_json(os.path.join(folder, "tokenizer_config.json"), tokenizer_config(vocab, specials, spec))
     write_json(os.path.join(folder, "preprocessor_config.json"), spec["preprocessor"])
+    if "processor_config" in spec:  # llava-hf NeXT / OneVision repos ship one (prompt expansion settings)
+        write_json(os.path.join(folder, "processor_config.json"), spec["processor_config"])
 
 
 def write_model_folder(folder, spec, vocab, config, weights, dtype, sharded):
@@ -495,11 +726,16 @@ def assert_robust_greedy(tokens, step_logits, image_token_id, label):
     assert 1.0 <= max_logit <= 20.0, f"{label}: max |logit| {max_logit:.2f} out of the useful range"
 
 
-def run_variant(model, input_ids, pixel_values, variant, label):
-    """One hook variant (None = unreduced) of one case: (image features, greedy tokens, prefill logits, L0)."""
-    num_patches = (model.vision_config["image_size"] // model.vision_config["patch_size"]) ** 2
-    vision_keep = (1, even_patch_keep(num_patches, model.has_class_token())) if variant == "vision_even" else None
-    features = model.image_features(pixel_values, vision_keep=vision_keep)
+def run_variant(model, input_ids, pixel_values, variant, label, image_size=None):
+    """One hook variant (None = unreduced) of one case: (image features, greedy tokens, prefill logits, L0).
+    AnyRes models (image_size = original (H, W)) take pixel_values [passes, 3, S, S] and only the llm hooks."""
+    if model.is_anyres():
+        assert variant in (None, "llm_even"), f"{variant} is not defined for AnyRes fixtures"
+        features, _ = model.anyres_image_features(pixel_values, image_size)
+    else:
+        num_patches = (model.vision_config["image_size"] // model.vision_config["patch_size"]) ** 2
+        vision_keep = (1, even_patch_keep(num_patches, model.has_class_token())) if variant == "vision_even" else None
+        features = model.image_features(pixel_values, vision_keep=vision_keep)
     if variant == "projector_even":
         features = features[0::2]
     embeddings, image_start = model.splice(input_ids, features)
@@ -522,15 +758,86 @@ HOOK_VARIANTS = {
         "generated token t (1-based) has position L0 + t - 1"
     ),
 }
+ANYRES_LLM_EVEN_NOTE = " (AnyRes: the image span is all packed image tokens, base, grid and image_newline tokens alike)"
+
+
+def processor_num_image_tokens(config, image_size):
+    """LlavaNextProcessor / LlavaOnevisionProcessor._get_number_of_features, in integers (no tensors)."""
+    height, width = image_size
+    vision = config["vision_config"]
+    f = vision["image_size"] // vision["patch_size"]
+    best_height, best_width = select_best_resolution((height, width), config["image_grid_pinpoints"])
+    current_height = f * (best_height // vision["image_size"])
+    current_width = f * (best_width // vision["image_size"])
+    if width / height > current_width / current_height:
+        new_height = int(round(height * (current_width / width), 7))
+        current_height -= (current_height - new_height) // 2 * 2
+    else:
+        new_width = int(round(width * (current_height / height), 7))
+        current_width -= (current_width - new_width) // 2 * 2
+    unpadded, newlines = current_height * current_width, current_height
+    if config["model_type"] == "llava_onevision":
+        max_num_patches = int(config["vision_aspect_ratio"][len("anyres_max_") :])
+        ratio = math.sqrt(current_height * current_width / (max_num_patches * f**2))
+        if ratio > 1.1:
+            unpadded = int(current_height // ratio) * int(current_width // ratio)
+            newlines = int(current_height // ratio)
+    return f * f + unpadded + newlines  # NeXT: 576 + 1 - 1 ("default" drops CLS); OneVision: 729
+
+
+def anyres_case_facts(model, pixel_values, image_size, preprocessing, label):
+    """The case's AnyRes geometry for reference.json, checked against the processors' token count."""
+    _, geometry = model.anyres_image_features(pixel_values, image_size)
+    rows, cols = geometry["final_grid"]
+    f = geometry["features_per_tile_side"]
+    tile_rows, tile_cols = geometry["tiles"]
+    assert geometry["num_image_tokens"] == f * f + rows * cols + rows, f"{label}: token count"
+    assert geometry["num_image_tokens"] == processor_num_image_tokens(model.config, image_size), f"{label}: processor count"
+    assert preprocessing["best_resolution"] == geometry["best_resolution"] and preprocessing["tiles"] == geometry["tiles"]
+    assert pixel_values.shape[0] == 1 + tile_rows * tile_cols
+    return {
+        "image_size": list(image_size),
+        "best_resolution": geometry["best_resolution"],
+        "resized": preprocessing["resized"],
+        "padding_top_bottom_left_right": preprocessing["padding"],
+        "tiles_rows_cols": [tile_rows, tile_cols],
+        "num_passes": int(pixel_values.shape[0]),
+        "features_per_tile_side": f,
+        "feature_grid": geometry["feature_grid"],
+        "unpad": geometry["unpad"],
+        "unpadded_grid": geometry["unpadded_grid"],
+        "shrunk": geometry["shrunk"],
+        "final_grid": geometry["final_grid"],
+        "num_image_tokens": geometry["num_image_tokens"],
+    }
+
+
+def assert_anyres_coverage(model, cases):
+    """The AnyRes cases must exercise the geometry: 3+ pinpoint grids, unpadding of rows and of columns, an odd
+    remainder that keeps an extra row/column, and (anyres_max) grids both shrunk and kept as they are."""
+    facts = [case["anyres"] for case in cases]
+    assert len({tuple(fact["tiles_rows_cols"]) for fact in facts}) >= 3, "fewer than 3 pinpoint grids"
+    for axis in ("rows", "columns"):
+        assert any(f["unpad"]["axis"] == axis and f["unpad"]["cut_each_side"] > 0 for f in facts), f"no case unpads {axis}"
+    assert any(f["unpad"]["remainder"] % 2 == 1 and f["unpad"]["cut_each_side"] > 0 for f in facts), "no odd unpad remainder"
+    if model.config["model_type"] == "llava_onevision":
+        assert {f["shrunk"] for f in facts} == {True, False}, "anyres_max: need a shrunk and a kept grid"
 
 
 def reference_case(model, spec, vocab, case_index, case, tensors):
     prompt = render_prompt(spec["template_kind"], case["question"])
     input_ids = tokenize(prompt, vocab, special_tokens(spec), spec["add_bos"])
     assert input_ids.count(vocab["<image>"]) == 1
-    pixel_values = preprocess(os.path.join(FIXTURES, "images", case["image"]), spec["preprocessor"])
+    image_path = os.path.join(FIXTURES, "images", case["image"])
     label = f"case {case_index}"
-    features, tokens, logits, prefill_length = run_variant(model, input_ids, pixel_values, None, label)
+    image_size, anyres = None, None
+    if model.is_anyres():
+        with Image.open(image_path) as img:
+            pixel_values, image_size, preprocessing = preprocess_anyres_pil(img, spec["preprocessor"])
+        anyres = anyres_case_facts(model, pixel_values, image_size, preprocessing, label)
+    else:
+        pixel_values = preprocess(image_path, spec["preprocessor"])
+    features, tokens, logits, prefill_length = run_variant(model, input_ids, pixel_values, None, label, image_size)
     tensors[f"pixel_values_{case_index}"] = pixel_values
     tensors[f"image_features_{case_index}"] = features.numpy()
     tensors[f"logits_{case_index}"] = logits.numpy()
@@ -544,8 +851,11 @@ def reference_case(model, spec, vocab, case_index, case, tensors):
         "prefill_length": prefill_length,
         "greedy_tokens": tokens,
     }
-    for variant in HOOK_VARIANTS:
-        variant_features, variant_tokens, variant_logits, _ = run_variant(model, input_ids, pixel_values, variant, label)
+    if anyres is not None:
+        assert anyres["num_image_tokens"] == features.shape[0]
+        entry = {**entry, "image_size": anyres["image_size"], "anyres": anyres}
+    for variant in spec.get("hook_variants", HOOK_VARIANTS):
+        variant_features, variant_tokens, variant_logits, _ = run_variant(model, input_ids, pixel_values, variant, label, image_size)
         entry[f"greedy_{variant}"] = variant_tokens
         tensors[f"logits_{variant}_{case_index}"] = variant_logits.numpy()
         if variant == "vision_even":
@@ -555,7 +865,7 @@ def reference_case(model, spec, vocab, case_index, case, tensors):
 
 def config_summary(config, spec, weights_dtype, sharded):
     vision, text = config["vision_config"], config["text_config"]
-    return {
+    summary = {
         "weights_dtype": weights_dtype,
         "weight_names": "language_model.model.* (old layout)" if spec["layout"] == "old" else "model.language_model.* (new layout)",
         "sharded": sharded,
@@ -573,6 +883,20 @@ def config_summary(config, spec, weights_dtype, sharded):
         "vision_layers": vision["num_hidden_layers"],
         "text_layers": text["num_hidden_layers"],
     }
+    if config["model_type"] in ("llava_next", "llava_onevision"):
+        # Tokens per image vary: see each case's anyres.num_image_tokens.
+        del summary["num_image_tokens"]
+        summary.update(
+            {
+                "model_type": config["model_type"],
+                "features_per_tile": (vision["image_size"] // vision["patch_size"]) ** 2,
+                "vision_feature_select_strategy": config["vision_feature_select_strategy"],
+                "image_grid_pinpoints": config["image_grid_pinpoints"],
+                "vision_aspect_ratio": config.get("vision_aspect_ratio"),
+                "image_newline": "image_newline (old layout)" if spec["layout"] == "old" else "model.image_newline (new layout)",
+            }
+        )
+    return summary
 
 
 def write_reference(folder, spec, vocab, config, weights_dtype, sharded):
@@ -580,7 +904,11 @@ def write_reference(folder, spec, vocab, config, weights_dtype, sharded):
     (so f16/bf16 references use the rounded weights and the file layout is exercised too)."""
     model = LlavaReference(config, safetensors_io.read_folder(folder))
     tensors = {}
-    cases = [reference_case(model, spec, vocab, index, case, tensors) for index, case in enumerate(CASES)]
+    cases = [reference_case(model, spec, vocab, index, case, tensors) for index, case in enumerate(spec.get("cases", CASES))]
+    hooks = {name: HOOK_VARIANTS[name] for name in spec.get("hook_variants", HOOK_VARIANTS)}
+    if model.is_anyres():
+        assert_anyres_coverage(model, cases)
+        hooks = {name: note + ANYRES_LLM_EVEN_NOTE if name == "llm_even" else note for name, note in hooks.items()}
     reference = {
         "fixture_version": FIXTURE_VERSION,
         "produced_by": PRODUCED_BY,
@@ -588,7 +916,7 @@ def write_reference(folder, spec, vocab, config, weights_dtype, sharded):
         "config": config_summary(config, spec, weights_dtype, sharded),
         "greedy_steps": GREEDY_STEPS,
         "greedy_note": "argmax with a KV cache, EOS ignored; logits_* are prefill logits at the last position",
-        "hooks": HOOK_VARIANTS,
+        "hooks": hooks,
         "cases": cases,
     }
     write_json(os.path.join(folder, "reference.json"), reference)
@@ -606,20 +934,40 @@ def make_fixture(name, spec, weights_dtype, sharded):
     print(f"wrote {os.path.relpath(folder, REPO_ROOT)}")
 
 
-def make_all_fixtures():
-    torch.set_num_threads(1)  # one thread: identical float sums on every run
-    write_images()
-    make_fixture("tiny-llava-llama", LLAMA_SPEC, "F32", sharded=False)
-    make_fixture("tiny-llava-qwen2", QWEN2_SPEC, "F32", sharded=True)
-    make_fixture("tiny-llava-llama-f16", LLAMA_SPEC, "F16", sharded=False)
-    make_fixture("tiny-llava-qwen2-bf16", QWEN2_SPEC, "BF16", sharded=False)
-    make_fixture("tiny-llava-siglip-qwen2", SIGLIP_QWEN2_SPEC, "F32", sharded=False)
+# name -> (spec, weights dtype, sharded)
+FIXTURE_SPECS = {
+    "tiny-llava-llama": (LLAMA_SPEC, "F32", False),
+    "tiny-llava-qwen2": (QWEN2_SPEC, "F32", True),
+    "tiny-llava-llama-f16": (LLAMA_SPEC, "F16", False),
+    "tiny-llava-qwen2-bf16": (QWEN2_SPEC, "BF16", False),
+    "tiny-llava-siglip-qwen2": (SIGLIP_QWEN2_SPEC, "F32", False),
+    "tiny-llava-next-mistral": (NEXT_MISTRAL_SPEC, "F32", False),
+    "tiny-llava-onevision-qwen2": (ONEVISION_QWEN2_SPEC, "F32", False),
+}
 
+
+def fixture_images(name):
+    return [case["image"] for case in FIXTURE_SPECS[name][0].get("cases", CASES)]
+
+
+def make_fixtures(names):
+    torch.set_num_threads(1)  # one thread: identical float sums on every run
+    # Images a fixture that is not regenerated also uses stay as they are (its reference was computed on them).
+    kept = {image for name in FIXTURE_SPECS if name not in names for image in fixture_images(name)}
+    images = [image for name in names for image in fixture_images(name)]
+    write_images([image for image in IMAGE_DRAWERS if image in images and image not in kept])
+    for name in names:
+        spec, dtype, sharded = FIXTURE_SPECS[name]
+        make_fixture(name, spec, dtype, sharded)
 
 
 def main():
-    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
-    make_all_fixtures()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--only", action="append", choices=list(FIXTURE_SPECS), metavar="NAME", help="regenerate only this fixture (repeatable)"
+    )
+    args = parser.parse_args()
+    make_fixtures([name for name in FIXTURE_SPECS if args.only is None or name in args.only])
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { LlavaEngine } from '../engine/engine';
+import { type ImagePixels, LlavaEngine } from '../engine/engine';
 import { Budget, budgetLabel } from '../common/budget';
 import { planHooks, planReduction } from '../reduction/registry';
 import type { ReductionHook } from '../reduction/tokenState';
@@ -49,7 +49,7 @@ export interface Row extends Omit<Sample, 'decodeTokensPerSecond'> {
 
 export interface Prompt {
   ids: number[];
-  pixels: Float32Array[];
+  pixels: ImagePixels[];
 }
 
 /** Vision + LLM prefill ms of a sample or row, the LLM part times `llmScale` (a cut decoder scaled to full depth). */
@@ -71,7 +71,7 @@ export const median = (xs: readonly number[]): number => {
 };
 
 /** `textTokens` token ids around one image placeholder (five before it, as a chat template puts them). */
-export function syntheticPrompt(engine: LlavaEngine, textTokens: number, pixels: Float32Array): Prompt {
+export function syntheticPrompt(engine: LlavaEngine, textTokens: number, pixels: ImagePixels): Prompt {
   const text = Array.from({ length: textTokens }, (_, i) => 10 + (i % 50));
   return { ids: [...text.slice(0, 5), engine.config.imageTokenId, ...text.slice(5)], pixels: [pixels] };
 }
@@ -221,8 +221,12 @@ export function machineLine(provider = 'cpu'): string {
 }
 
 /** Pixel values [3, side, side] that vary smoothly (content does not change the cost; shapes do). */
-export function syntheticPixels(side: number): Float32Array {
-  return Float32Array.from({ length: 3 * side * side }, (_, i) => Math.sin(i * 0.001));
+/** A smooth pattern as one side × side image's pixel values (one vision pass). */
+export function syntheticPixels(side: number): ImagePixels {
+  return {
+    values: Float32Array.from({ length: 3 * side * side }, (_, i) => Math.sin(i * 0.001)),
+    size: { width: side, height: side },
+  };
 }
 
 /** The process's peak resident memory so far, in MiB. */

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { LlavaEngine } from '../engine/engine';
+import { type ImagePixels, LlavaEngine } from '../engine/engine';
 import { FicocoError } from '../common/errors';
 import { Budget, budgetLabel } from '../common/budget';
 import { METHODS, findMethod, planHooks, planReduction, resolveParams } from '../reduction/registry';
@@ -118,7 +118,7 @@ export async function evaluate(
     flops: 0,
     prefillMs: 0,
   };
-  const pixelsOf = new Map<string, Float32Array>();
+  const pixelsOf = new Map<string, ImagePixels>();
   for (const item of items) {
     if (!pixelsOf.has(item.image))
       pixelsOf.set(item.image, await engine.pixelValues(fs.readFileSync(item.image), path.basename(item.image)));

@@ -34,7 +34,9 @@ export interface AnyresLayout {
   padding: { top: number; bottom: number; left: number; right: number };
   /** tiles across and down; the tower also runs once on the base image */
   tiles: { rows: number; cols: number };
-  /** the feature grid after removing the padding's features (and shrinking, for anyres_max) */
+  /** the tiles' feature grid without the padding's features: its size, and where it starts in the full grid */
+  unpadded: { rows: number; cols: number; firstRow: number; firstCol: number };
+  /** the feature grid the language model sees: `unpadded`, shrunk (bilinear) for anyres_max when it is too large */
   grid: { rows: number; cols: number };
   /** base image tokens + grid tokens + one newline token per grid row */
   tokens: number;
@@ -50,6 +52,7 @@ export function anyresLayout(spec: AnyresSpec, image: Size): AnyresLayout {
   const f = spec.featuresPerSide;
   const unpadded = unpaddedGrid({ rows: tiles.rows * f, cols: tiles.cols * f }, image);
   const grid = spec.maxTiles === undefined ? unpadded : shrunkGrid(unpadded, f, spec.maxTiles);
+  const { rows, cols } = grid;
   return {
     best,
     resized,
@@ -58,8 +61,9 @@ export function anyresLayout(spec: AnyresSpec, image: Size): AnyresLayout {
       ...split(best.width - resized.width, 'left', 'right'),
     },
     tiles,
-    grid,
-    tokens: spec.baseTokens + grid.rows * grid.cols + grid.rows,
+    unpadded,
+    grid: { rows, cols },
+    tokens: spec.baseTokens + rows * cols + rows,
   };
 }
 
@@ -99,15 +103,21 @@ export function resizedToFit(image: Size, target: Size): Size {
 
 /**
  * The tiles' feature grid without the rows (or columns) that only saw padding: the image's extent in features is
- * trunc(round(side · grid / other side, 7)), centred, so an odd remainder keeps one more row or column.
+ * trunc(round(side · (grid / other side), 7)) — transformers' float order — centred, so an odd remainder keeps one more
+ * row or column. `first` is the first row (column) kept.
  */
-export function unpaddedGrid(grid: { rows: number; cols: number }, image: Size): { rows: number; cols: number } {
+export function unpaddedGrid(
+  grid: { rows: number; cols: number },
+  image: Size,
+): { rows: number; cols: number; firstRow: number; firstCol: number } {
   if (image.width / image.height > grid.cols / grid.rows) {
-    const rows = Math.trunc(round7((image.height * grid.cols) / image.width));
-    return { rows: grid.rows - 2 * Math.floor((grid.rows - rows) / 2), cols: grid.cols };
+    const rows = Math.trunc(round7(image.height * (grid.cols / image.width)));
+    const firstRow = Math.floor((grid.rows - rows) / 2);
+    return { rows: grid.rows - 2 * firstRow, cols: grid.cols, firstRow, firstCol: 0 };
   }
-  const cols = Math.trunc(round7((image.width * grid.rows) / image.height));
-  return { rows: grid.rows, cols: grid.cols - 2 * Math.floor((grid.cols - cols) / 2) };
+  const cols = Math.trunc(round7(image.width * (grid.rows / image.height)));
+  const firstCol = Math.floor((grid.cols - cols) / 2);
+  return { rows: grid.rows, cols: grid.cols - 2 * firstCol, firstRow: 0, firstCol };
 }
 
 /** anyres_max_N: r = √(rows·cols / (N·f²)); above 1.1 the grid is resized (bilinear) to ⌊rows/r⌋ × ⌊cols/r⌋. */

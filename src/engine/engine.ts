@@ -3,7 +3,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { FicocoError } from '../common/errors';
-import { RunFlops, peakRunBytes, runFlops, unreducedShape } from '../flops/model';
+import { type Size, anyresLayout } from '../common/anyres';
+import { RunFlops, peakRunBytes, runFlops, unreducedShapeAt } from '../flops/model';
 import { ElemType } from './graph/builder';
 import { ATTENTION, HIDDEN_COSINE, KEY_COSINE, LOG_SIZES, MEAN_KEYS, POSITIONS, Tower } from './graph/segment';
 import type { ModelShape } from '../reduction/method';
@@ -23,10 +24,13 @@ import {
 import { decodeImage } from './image/decode';
 import { blankPng } from './image/png';
 import { ImagePreprocessorConfig, parsePreprocessorConfig, preprocessImage } from './image/preprocess';
+import type { RgbImage } from './image/rgb-image';
+import { preprocessTiles } from './image/tiles';
 import type { ModelConfig, ModelTowers } from './models/family';
 import { flopsArchOf } from './models/flopsArch';
 import { LOGITS } from './models/llama';
 import { parseModelConfig } from './models/registry';
+import { packTiledFeatures } from './models/tiledFeatures';
 import { KvCache } from './runtime/kvCache';
 import { Precision, ProviderName, ProviderSetting, SessionFactory } from './runtime/provider';
 import { GREEDY, SamplingOptions, createSampler } from './runtime/sampling';
@@ -48,6 +52,14 @@ export interface EngineOptions {
   quantizedCacheDir?: string;
   /** bytes a run may plan to use besides the weights (default: the memory the system has available) */
   availableMemory?: () => number;
+}
+
+/** One image as the vision tower takes it. */
+export interface ImagePixels {
+  /** [passes, 3, side, side] float32: one pass, or a tiled image's base image then its tiles */
+  values: Float32Array;
+  /** the image as decoded: a tiled model lays its tiles and tokens out from it */
+  size: Size;
 }
 
 export interface GenerateOptions {
@@ -174,6 +186,12 @@ const WARM_UP_PREFILL_FLOPS = 20e9;
 const WARM_UP_RUNS = 3;
 const WARM_UP_IMAGE_SIDE = 32;
 
+/** Said while reduction does not yet spread a budget over a tiled image's tiles. */
+const TILED_REDUCTION_MISSING =
+  'Token reduction on tiled models (LLaVA-NeXT, LLaVA-OneVision) is not available in this version';
+const TILED_VISION_REDUCTION = `${TILED_REDUCTION_MISSING}; choose method "none", or "auto", which keeps every visual token on them.`;
+const TILED_AUTO = `${TILED_REDUCTION_MISSING}, so every visual token is used.`;
+
 const MODEL_FILES = 'config.json, *.safetensors, tokenizer.json, tokenizer_config.json and preprocessor_config.json';
 
 /** A loaded LLaVA model folder, ready to answer questions about images. */
@@ -269,7 +287,7 @@ export class LlavaEngine {
     vision: LayerTokens[],
     features: TokenState[],
     decoder: LayerTokens,
-    textTokens: number,
+    prompt: { images: readonly Size[]; textTokens: number },
   ): { run: RunFlops; unreduced: RunFlops } {
     const arch = flopsArchOf(this.config, path.basename(this.modelDir));
     const run = runFlops(arch, {
@@ -279,7 +297,7 @@ export class LlavaEngine {
       llm: decoder.attention,
       llmMlp: decoder.mlp,
     });
-    return { run, unreduced: runFlops(arch, unreducedShape(arch, { images: vision.length, textTokens })) };
+    return { run, unreduced: runFlops(arch, unreducedShapeAt(arch, prompt.images, prompt.textTokens)) };
   }
 
   /** What reduction methods need to know to place their steps. */
@@ -310,7 +328,8 @@ export class LlavaEngine {
    */
   async warmUp(reduction?: ReductionRequest): Promise<void> {
     const arch = flopsArchOf(this.config, path.basename(this.modelDir));
-    const prefillFlops = runFlops(arch, unreducedShape(arch, { images: 1, textTokens: 16 })).total;
+    const blank = { width: WARM_UP_IMAGE_SIDE, height: WARM_UP_IMAGE_SIDE };
+    const prefillFlops = runFlops(arch, unreducedShapeAt(arch, [blank], 16)).total;
     if (prefillFlops > WARM_UP_PREFILL_FLOPS) {
       await this.segmentsFor(hooksBySite(this.hooksOf(reduction && this.chooseReduction(reduction))));
       return;
@@ -320,9 +339,22 @@ export class LlavaEngine {
       await this.ask({ question: 'warm up', images: [image], reduction, maxNewTokens: 1 });
   }
 
-  /** Decodes and preprocesses an image file's bytes into the vision tower's pixel values [3, H, W]. */
-  async pixelValues(bytes: Uint8Array, name: string): Promise<Float32Array> {
-    return preprocessImage(await decodeImage(bytes, name), this.preprocessor).pixelValues;
+  /** Decodes and preprocesses an image file's bytes into the vision tower's pixel values. */
+  async pixelValues(bytes: Uint8Array, name: string): Promise<ImagePixels> {
+    return this.preprocess(await decodeImage(bytes, name));
+  }
+
+  private preprocess(image: RgbImage): ImagePixels {
+    const { tiling } = this.config;
+    const size = { width: image.width, height: image.height };
+    return tiling
+      ? { values: preprocessTiles(image, this.preprocessor, tiling).pixelValues, size }
+      : { values: preprocessImage(image, this.preprocessor).pixelValues, size };
+  }
+
+  /** Visual tokens an image of this size gives the decoder without reduction. */
+  featureCount(size: Size): number {
+    return this.config.tiling ? anyresLayout(this.config.tiling, size).tokens : this.unreducedFeatureCount;
   }
 
   async ask(request: AskRequest): Promise<Answer> {
@@ -331,12 +363,17 @@ export class LlavaEngine {
       throw new FicocoError('The question is empty; type what you want to know about the image.', 'input');
     }
     const decoded = await Promise.all(request.images.map((image) => decodeImage(image.bytes, image.name)));
-    const pixels = decoded.map((image) => preprocessImage(image, this.preprocessor).pixelValues);
+    const pixels = decoded.map((image) => this.preprocess(image));
     const content: ChatMessage['content'] = [
       ...request.images.map(() => ({ type: 'image' as const })),
       { type: 'text' as const, text: request.question },
     ];
-    const fitted = await this.fitPrompt(request.history ?? [], { role: 'user', content }, request.maxNewTokens ?? 256);
+    const fitted = await this.fitPrompt(
+      request.history ?? [],
+      { role: 'user', content },
+      request.maxNewTokens ?? 256,
+      pixels.map((image) => image.size),
+    );
     const { inputIds } = fitted;
     const preprocessMs = performance.now() - started;
     const streaming = new StreamingDecoder(this.text);
@@ -409,6 +446,10 @@ export class LlavaEngine {
 
   /** The reduction a request stands for, and which rule chose it. */
   chooseReduction(reduction: ReductionRequest): ReductionChoice {
+    if (this.config.tiling && reduction.method !== NO_REDUCTION) {
+      if (reduction.method !== AUTO_METHOD) throw new ReductionSettingsError(TILED_VISION_REDUCTION);
+      return { method: NO_REDUCTION, budget: { ratio: 1 }, params: {}, rule: 'default', why: TILED_AUTO };
+    }
     if (reduction.method === AUTO_METHOD) return this.autoReduction;
     if (!reduction.budget) throw new ReductionSettingsError(`${reduction.method} needs a budget: ${BUDGET_HINT}.`);
     return {
@@ -425,9 +466,9 @@ export class LlavaEngine {
     return planHooks(planReduction(choice.method, choice.budget, this.reductionShape, choice.params));
   }
 
-  /** Prompt tokens once each of `images` placeholders is replaced by its features (before any reduction). */
-  private promptTokens(inputIds: readonly number[], images: number): number {
-    return inputIds.length + images * (this.unreducedFeatureCount - 1);
+  /** Prompt tokens once each image's placeholder is replaced by its features (before any reduction). */
+  private promptTokens(inputIds: readonly number[], images: readonly Size[]): number {
+    return images.reduce((sum, size) => sum + this.featureCount(size) - 1, inputIds.length);
   }
 
   /**
@@ -439,11 +480,9 @@ export class LlavaEngine {
     history: ChatMessage[],
     question: ChatMessage,
     maxNewTokens: number,
+    images: readonly Size[],
   ): Promise<{ inputIds: number[]; droppedMessages: number; maxNewTokens: number }> {
     const limit = this.config.text.maxPositions;
-    const images = Array.isArray(question.content)
-      ? question.content.filter((part) => part.type === 'image').length
-      : 0;
     const firstNotSystem = history.findIndex((message) => message.role !== 'system');
     const pinned = firstNotSystem < 0 ? history.length : firstNotSystem;
     const encodeFrom = async (start: number) =>
@@ -452,7 +491,7 @@ export class LlavaEngine {
     const alone = this.promptTokens(best.inputIds, images);
     if (alone >= limit) {
       throw new FicocoError(
-        `The question and its ${images} image(s) make a ${alone}-token prompt, and this model reads at most ` +
+        `The question and its ${images.length} image(s) make a ${alone}-token prompt, and this model reads at most ` +
           `${limit} tokens ` +
           '(max_position_embeddings in config.json); ask a shorter question, or about fewer images at once.',
         'input',
@@ -483,21 +522,30 @@ export class LlavaEngine {
   /** Prefill (vision → projector → splice → decoder) then token-by-token decoding with the KV cache. */
   async generate(
     inputIds: readonly number[],
-    pixelValues: readonly Float32Array[],
+    images: readonly ImagePixels[],
     options: GenerateOptions,
   ): Promise<GenerationResult> {
-    const maxNewTokens = this.checkRunFits(this.promptTokens(inputIds, pixelValues.length), options.maxNewTokens);
+    const sizes = images.map((image) => image.size);
+    const maxNewTokens = this.checkRunFits(this.promptTokens(inputIds, sizes), options.maxNewTokens);
     const hooks = hooksBySite(options.hooks ?? []);
+    if (this.config.tiling && [...hooks.keys()].some((site) => !site.startsWith('llm:')))
+      throw new ReductionSettingsError(TILED_VISION_REDUCTION);
     const [visionSegments, embedSegments, decoderSegments] = await this.segmentsFor(hooks);
     const steps: StepStat[] = [];
 
     const visionClock = startClock();
     const features: TokenState[] = [];
     const visionTokens: LayerTokens[] = [];
-    for (const [image, pixels] of pixelValues.entries()) {
-      const layers: LayerTokens = { attention: [], mlp: [] };
-      features.push(await this.encodeImage(pixels, visionSegments, hooks, image, steps, layers));
-      visionTokens.push(layers);
+    for (const [image, pixels] of images.entries()) {
+      const passes: TokenState[] = [];
+      const passSize = (this.towers.vision.input.dims as number[]).reduce((product, d) => product * d, 1);
+      for (let start = 0; start < pixels.values.length; start += passSize) {
+        const layers: LayerTokens = { attention: [], mlp: [] };
+        const values = pixels.values.subarray(start, start + passSize);
+        passes.push(await this.encodeImage(values, visionSegments, hooks, image, steps, layers));
+        visionTokens.push(layers);
+      }
+      features.push(this.config.tiling ? this.packTiles(passes, pixels.size) : passes[0]);
     }
     const { ms: visionMs, cpuMs: visionCpuMs } = visionClock();
 
@@ -547,12 +595,15 @@ export class LlavaEngine {
       tokenIds,
       stopReason,
       prefillLogits,
-      visualTokens: features.map((f) => ({ original: this.unreducedFeatureCount, atDecoder: f.count })),
+      visualTokens: features.map((f, i) => ({ original: this.featureCount(sizes[i]), atDecoder: f.count })),
       promptTokens: promptLength,
       steps,
       patchFates: prefill.spans.map(patchFates),
       cacheLengths,
-      flops: this.flopsOf(visionTokens, features, decoderTokens, inputIds.length - pixelValues.length),
+      flops: this.flopsOf(visionTokens, features, decoderTokens, {
+        images: sizes,
+        textTokens: inputIds.length - sizes.length,
+      }),
       timings: { visionMs, prefillMs, decodeMs, visionCpuMs, prefillCpuMs },
     };
   }
@@ -655,6 +706,31 @@ export class LlavaEngine {
       }
     }
     return state;
+  }
+
+  /** A tiled image's passes as the one sequence of tokens the decoder reads (tiledFeatures.ts). */
+  private packTiles(passes: TokenState[], size: Size): TokenState {
+    const { tiling } = this.config;
+    const { rowEnd } = this.towers.image;
+    if (!tiling || !rowEnd) throw new Error('packTiles needs a tiled model');
+    const layout = anyresLayout(tiling, size);
+    const hidden = packTiledFeatures(
+      passes.map((pass) => pass.hidden),
+      layout,
+      tiling.featuresPerSide,
+      rowEnd,
+    );
+    const count = layout.tokens;
+    const tokens = Int32Array.from({ length: count }, (_, i) => i);
+    return {
+      hidden,
+      count,
+      width: rowEnd.length,
+      sizes: new Float32Array(count).fill(1),
+      positions: tokens,
+      // Until reduction spans tiles, the image is one row of tokens in sequence order.
+      spans: [{ start: 0, count, grid: { rows: 1, cols: count }, patchOwner: tokens, tokenPatch: tokens.slice() }],
+    };
   }
 
   /**

@@ -113,11 +113,25 @@ export function reducedBeforeLlmShape(arch: ModelArch, prompt: PromptSize & { vi
       'input',
     );
   }
+  return fullTowerShape(arch, prompt.images * arch.visionPassesPerImage, prompt.visualTokens, prompt.textTokens);
+}
+
+/** The shape of a run without reduction on images of these sizes (a tiled family's passes and tokens follow them). */
+export function unreducedShapeAt(arch: ModelArch, images: readonly Size[], textTokens: number): RunShape {
+  checkCount(textTokens, 'text tokens');
+  const perImage = images.map((size) => archForImage(arch, size));
+  const passes = perImage.reduce((sum, image) => sum + image.visionPassesPerImage, 0);
+  const visual = perImage.reduce((sum, image) => sum + image.visualTokensPerImage, 0);
+  return fullTowerShape(arch, passes, visual, textTokens);
+}
+
+/** Every vision pass runs in full; `visualTokens` go through the projector and every decoder layer with the text. */
+function fullTowerShape(arch: ModelArch, passes: number, visualTokens: number, textTokens: number): RunShape {
   const perPass = new Array<number>(arch.vision.layersRun).fill(visionTokensPerImage(arch.vision));
   return {
-    vision: Array.from({ length: prompt.images * arch.visionPassesPerImage }, () => perPass.slice()),
-    projector: prompt.visualTokens,
-    llm: new Array<number>(arch.llm.layers).fill(prompt.visualTokens + prompt.textTokens),
+    vision: Array.from({ length: passes }, () => perPass.slice()),
+    projector: visualTokens,
+    llm: new Array<number>(arch.llm.layers).fill(visualTokens + textTokens),
   };
 }
 

@@ -7,6 +7,7 @@ import { WeightIndex } from '../../src/engine/weights/safetensors';
 import { HookSite } from '../../src/reduction/tokenState';
 import { keepEveryOtherVisualToken } from '../helpers/hooks';
 import { maxAbsDiff } from '../helpers/assertions';
+import { referencePixels } from '../helpers/referencePixels';
 
 /** Reference outputs of tools/reference/model.py (independent PyTorch implementation), see tools/make_fixture.py. */
 interface ReferenceCase {
@@ -14,6 +15,9 @@ interface ReferenceCase {
   question: string;
   prompt: string;
   input_ids: number[];
+  /** tokens the decoder reads at prefill: the prompt with the image placeholder replaced by its features */
+  prefill_length: number;
+  num_image_tokens: number;
   greedy_tokens: number[];
   [variant: `greedy_${string}`]: number[];
 }
@@ -25,6 +29,8 @@ const MODELS = [
   'tiny-llava-llama-f16',
   'tiny-llava-qwen2-bf16',
   'tiny-llava-siglip-qwen2',
+  'tiny-llava-next-mistral',
+  'tiny-llava-onevision-qwen2',
 ];
 const HOOK_VARIANTS: Record<string, HookSite> = {
   projector_even: 'projector',
@@ -32,15 +38,20 @@ const HOOK_VARIANTS: Record<string, HookSite> = {
   llm_even: 'llm:1',
 };
 const LOGIT_TOLERANCE = 1e-3;
-/** float16 keeps ~3 significant digits; logits here reach ±9 */
-const HALF_PRECISION_TOLERANCE = 0.1;
+/**
+ * float16 keeps ~3 significant digits and logits here reach ±9; the tall image of the NeXT fixture (four tower passes,
+ * 76 visual tokens) drifts most, by 0.22
+ */
+const HALF_PRECISION_TOLERANCE = 0.3;
 
 for (const model of MODELS) {
   describe(`engine matches the PyTorch reference: ${model}`, () => {
     const dir = path.join(FIXTURES, model);
     const reference = JSON.parse(fs.readFileSync(path.join(dir, 'reference.json'), 'utf8')) as {
       cases: ReferenceCase[];
+      hooks: Record<string, string>;
     };
+    const variants = Object.entries(HOOK_VARIANTS).filter(([variant]) => variant in reference.hooks);
     const tensors = WeightIndex.openFile(path.join(dir, 'reference.safetensors'));
     let engine: LlavaEngine;
     before(async () => {
@@ -52,10 +63,14 @@ for (const model of MODELS) {
       const halfEngine = await LlavaEngine.load(dir, { precision: 'float16' });
       try {
         for (const [i, refCase] of reference.cases.entries()) {
-          const result = await halfEngine.generate(refCase.input_ids, [tensors.readFloat32(`pixel_values_${i}`)], {
-            maxNewTokens: 5,
-            stopTokenIds: [],
-          });
+          const result = await halfEngine.generate(
+            refCase.input_ids,
+            [referencePixels(tensors, i, path.join(dir, refCase.image))],
+            {
+              maxNewTokens: 5,
+              stopTokenIds: [],
+            },
+          );
           assert.ok(maxAbsDiff(result.prefillLogits, tensors.readFloat32(`logits_${i}`)) <= HALF_PRECISION_TOLERANCE);
           assert.deepEqual(result.tokenIds, refCase.greedy_tokens);
         }
@@ -72,25 +87,37 @@ for (const model of MODELS) {
         assert.equal(prompt, refCase.prompt);
         assert.deepEqual(engine.text.encode(prompt), refCase.input_ids);
         const pixels = await engine.pixelValues(fs.readFileSync(path.join(dir, refCase.image)), refCase.image);
-        assert.ok(maxAbsDiff(pixels, tensors.readFloat32(`pixel_values_${i}`)) <= 1e-6);
+        assert.ok(maxAbsDiff(pixels.values, tensors.readFloat32(`pixel_values_${i}`)) <= 1e-6);
       });
 
       test(`case ${i}: prefill logits within ${LOGIT_TOLERANCE} and identical greedy tokens`, async () => {
-        const result = await engine.generate(refCase.input_ids, [tensors.readFloat32(`pixel_values_${i}`)], {
-          maxNewTokens: 5,
-          stopTokenIds: [],
-        });
-        assert.ok(maxAbsDiff(result.prefillLogits, tensors.readFloat32(`logits_${i}`)) <= LOGIT_TOLERANCE);
-        assert.deepEqual(result.tokenIds, refCase.greedy_tokens);
-      });
-
-      for (const [variant, site] of Object.entries(HOOK_VARIANTS)) {
-        test(`case ${i}: a keep-every-other hook at ${site} matches the reference`, async () => {
-          const result = await engine.generate(refCase.input_ids, [tensors.readFloat32(`pixel_values_${i}`)], {
+        const result = await engine.generate(
+          refCase.input_ids,
+          [referencePixels(tensors, i, path.join(dir, refCase.image))],
+          {
             maxNewTokens: 5,
             stopTokenIds: [],
-            hooks: [keepEveryOtherVisualToken(site)],
-          });
+          },
+        );
+        assert.ok(maxAbsDiff(result.prefillLogits, tensors.readFloat32(`logits_${i}`)) <= LOGIT_TOLERANCE);
+        assert.deepEqual(result.tokenIds, refCase.greedy_tokens);
+        assert.equal(result.promptTokens, refCase.prefill_length);
+        assert.deepEqual(result.visualTokens, [
+          { original: refCase.num_image_tokens, atDecoder: refCase.num_image_tokens },
+        ]);
+      });
+
+      for (const [variant, site] of variants) {
+        test(`case ${i}: a keep-every-other hook at ${site} matches the reference`, async () => {
+          const result = await engine.generate(
+            refCase.input_ids,
+            [referencePixels(tensors, i, path.join(dir, refCase.image))],
+            {
+              maxNewTokens: 5,
+              stopTokenIds: [],
+              hooks: [keepEveryOtherVisualToken(site)],
+            },
+          );
           assert.ok(maxAbsDiff(result.prefillLogits, tensors.readFloat32(`logits_${variant}_${i}`)) <= LOGIT_TOLERANCE);
           assert.deepEqual(result.tokenIds, refCase[`greedy_${variant}`]);
           assert.equal(result.steps.length, 1);

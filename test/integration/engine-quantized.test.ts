@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { LlavaEngine } from '../../src/engine/engine';
+import { referencePixels } from '../helpers/referencePixels';
 import { bitsOf, dequantizeBlocks, quantizeBlocks } from '../../src/engine/weights/quantize';
 import { WeightIndex } from '../../src/engine/weights/safetensors';
 import { bytesOf, writeSafetensors } from '../../src/engine/weights/safetensorsWriter';
@@ -37,9 +38,13 @@ function copyFixture(mode?: 'int8' | 'int4'): string {
 
 describe('weight-only quantization of the decoder (MatMulNBits, cached beside the weights)', () => {
   const reference = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'reference.json'), 'utf8')) as {
-    cases: { input_ids: number[] }[];
+    cases: { input_ids: number[]; image: string }[];
   };
-  const pixels = WeightIndex.openFile(path.join(FIXTURE, 'reference.safetensors')).readFloat32('pixel_values_0');
+  const pixels = referencePixels(
+    WeightIndex.openFile(path.join(FIXTURE, 'reference.safetensors')),
+    0,
+    path.join(FIXTURE, reference.cases[0].image),
+  );
   const prefillLogits = async (engine: LlavaEngine) =>
     (await engine.generate(reference.cases[0].input_ids, [pixels], { maxNewTokens: 1, stopTokenIds: [] }))
       .prefillLogits;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { LlavaEngine } from '../../src/engine/engine';
+import { type ImagePixels, LlavaEngine } from '../../src/engine/engine';
 import { StepRecord } from '../../src/reduction/paradigm';
 import { cosineMatrix } from '../../src/reduction/arrays';
 import { METHODS, planHooks, planReduction } from '../../src/reduction/registry';
@@ -19,7 +19,7 @@ const TOWERS = ['tiny-llava-llama', 'tiny-llava-siglip-qwen2'];
 for (const fixture of TOWERS)
   describe(`every reduction method runs end to end on ${fixture}`, () => {
     let engine: LlavaEngine;
-    let pixels: Float32Array;
+    let pixels: ImagePixels;
     let inputIds: number[];
     let unreducedLogits: Float32Array;
     before(async () => {

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { LlavaEngine } from '../../src/engine/engine';
+import { type ImagePixels, LlavaEngine } from '../../src/engine/engine';
+import { referencePixels } from '../helpers/referencePixels';
 import { WeightIndex } from '../../src/engine/weights/safetensors';
 import { stepHook } from '../../src/reduction/paradigm';
 import { planHooks, planReduction } from '../../src/reduction/registry';
@@ -14,14 +15,18 @@ const DIR = path.join(__dirname, '..', 'fixtures', 'tiny-llava-llama');
 describe('ToMe in the engine (tiny-llava-llama: 6×6 patches, 3 vision layers)', () => {
   let engine: LlavaEngine;
   let inputIds: number[];
-  let pixels: Float32Array;
+  let pixels: ImagePixels;
   before(async () => {
     engine = await LlavaEngine.load(DIR);
     const reference = JSON.parse(fs.readFileSync(path.join(DIR, 'reference.json'), 'utf8')) as {
-      cases: { input_ids: number[] }[];
+      cases: { input_ids: number[]; image: string }[];
     };
     inputIds = reference.cases[0].input_ids;
-    pixels = WeightIndex.openFile(path.join(DIR, 'reference.safetensors')).readFloat32('pixel_values_0');
+    pixels = referencePixels(
+      WeightIndex.openFile(path.join(DIR, 'reference.safetensors')),
+      0,
+      path.join(DIR, reference.cases[0].image),
+    );
   });
   after(() => engine.dispose());
 

@@ -288,7 +288,7 @@ describe('parseLlavaConfig: errors name the field', () => {
   });
 
   test('wrong model_type', () => {
-    rejects({ ...base(), model_type: 'llava_next' }, 'model_type');
+    rejects({ ...base(), model_type: 'qwen2_vl' }, 'model_type');
     const json = base();
     delete json.model_type;
     rejects(json, 'model_type');

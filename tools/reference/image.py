@@ -87,3 +87,104 @@ def preprocess(image_path: str, preprocessor_config: dict) -> np.ndarray:
     """float32 [3, H, W] pixel values for one image file, as the model's image processor makes them."""
     with Image.open(image_path) as img:
         return preprocess_pil(img, preprocessor_config)
+
+
+# ---- AnyRes tiling (LLaVA-NeXT / LLaVA-OneVision image processors, slow PIL path) ----
+
+
+def select_best_resolution(original_size, possible_resolutions):
+    """transformers' image_processing_utils.select_best_resolution: original_size and pinpoints are (height, width).
+    The pinpoint showing the most original pixels (upscaling counts only up to the original), ties to the least waste."""
+    original_height, original_width = original_size
+    best_fit = None
+    max_effective = 0
+    min_wasted = float("inf")
+    for height, width in possible_resolutions:
+        scale = min(width / original_width, height / original_height)
+        downscaled_width, downscaled_height = int(original_width * scale), int(original_height * scale)
+        effective = min(downscaled_width * downscaled_height, original_width * original_height)
+        wasted = width * height - effective
+        if effective > max_effective or (effective == max_effective and wasted < min_wasted):
+            max_effective = effective
+            min_wasted = wasted
+            best_fit = (height, width)
+    return best_fit
+
+
+def get_patch_output_size(original_size, target_resolution):
+    """transformers' get_patch_output_size: (new_height, new_width) keeping the aspect ratio inside the target."""
+    original_height, original_width = original_size
+    target_height, target_width = target_resolution
+    scale_w = target_width / original_width
+    scale_h = target_height / original_height
+    if scale_w < scale_h:
+        return min(math.ceil(original_height * scale_w), target_height), target_width
+    return target_height, min(math.ceil(original_width * scale_h), target_width)
+
+
+def padding_for_patching(new_size, target_resolution):
+    """((top, bottom), (left, right)): divmod(target - new, 2), the odd pixel at the bottom / right."""
+    (new_height, new_width), (target_height, target_width) = new_size, target_resolution
+    top, r_y = divmod(target_height - new_height, 2)
+    left, r_x = divmod(target_width - new_width, 2)
+    return (top, top + r_y), (left, left + r_x)
+
+
+def anyres_sizes(preprocessor_config: dict):
+    """((base height, base width), tile side) as the processors pass them to get_image_patches."""
+    cfg = preprocessor_config
+    size = _size_dict(cfg["size"], default_to_square=False)
+    if cfg.get("image_processor_type") == "LlavaNextImageProcessor":
+        side = size["shortest_edge"] if "shortest_edge" in size else min(size["height"], size["width"])
+        base = (side, side)
+        tile = _size_dict(cfg["crop_size"], default_to_square=True)["height"]  # patch_size=crop_size["height"]
+    else:  # LlavaOnevisionImageProcessor: size_tuple for both
+        base = (size["height"], size["width"]) if "height" in size else (size["shortest_edge"],) * 2
+        tile = base[0]
+    return base, tile
+
+
+def anyres_patches(img: Image.Image, preprocessor_config: dict):
+    """[base image] + tiles (row-major) as PIL images, before the per-tile preprocessing; and the geometry used."""
+    cfg = preprocessor_config
+    img = img.convert("RGB")
+    height, width = img.height, img.width
+    base_size, tile = anyres_sizes(cfg)
+    resample = cfg.get("resample", 3)
+    best = select_best_resolution((height, width), cfg["image_grid_pinpoints"])
+    new_height, new_width = get_patch_output_size((height, width), best)
+    resized = np.asarray(img.resize((new_width, new_height), resample), dtype=np.uint8)
+    (top, bottom), (left, right) = padding_for_patching((new_height, new_width), best)
+    padded = np.pad(resized, ((top, bottom), (left, right), (0, 0)), mode="constant", constant_values=0)
+    assert padded.shape[:2] == tuple(best)
+    tiles = [
+        Image.fromarray(np.ascontiguousarray(padded[y : y + tile, x : x + tile]))
+        for y in range(0, best[0], tile)
+        for x in range(0, best[1], tile)
+    ]
+    base = img.resize((base_size[1], base_size[0]), resample)
+    geometry = {
+        "best_resolution": list(best),
+        "resized": [new_height, new_width],
+        "padding": [top, bottom, left, right],
+        "tiles": [best[0] // tile, best[1] // tile],
+    }
+    return [base] + tiles, geometry
+
+
+def preprocess_anyres_pil(img: Image.Image, preprocessor_config: dict):
+    """(pixel_values float32 [passes, 3, S, S], (H, W), geometry) for one image, as LlavaNextImageProcessor /
+    LlavaOnevisionImageProcessor (slow, PIL) make them for a single image: base image first, then the tiles."""
+    rgb = img.convert("RGB")
+    patches, geometry = anyres_patches(rgb, preprocessor_config)
+    # do_pad means "pad for patching" here (done above), not LLaVA-1.5's expand-to-square.
+    per_tile = {**preprocessor_config, "do_pad": False}
+    pixel_values = np.stack([preprocess_pil(patch, per_tile) for patch in patches])
+    return pixel_values, (rgb.height, rgb.width), geometry
+
+
+def preprocess_anyres(image_path: str, preprocessor_config: dict):
+    """(pixel_values float32 [passes, 3, S, S], (H, W)) for one image file; passes = 1 + tiles."""
+    with Image.open(image_path) as img:
+        pixel_values, image_size, _ = preprocess_anyres_pil(img, preprocessor_config)
+    return pixel_values, image_size

@@ -15,13 +15,18 @@ also accept a leading batch dimension, and `w` may hold nn.Parameters: tools/tra
 through this same code. The hooks and greedy() are single-sequence only.
 """
 
+import math
 import re
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .image import select_best_resolution
+
 CANONICAL_PREFIXES = [
+    # LLaVA-NeXT / OneVision: the learned row separator, top-level (old layout) or under model. (new layout).
+    (r"^(model\.)?image_newline$", "image_newline"),
     (r"^(model\.)?vision_tower\.vision_model\.", "vision."),
     (r"^(model\.)?multi_modal_projector\.", "projector."),
     (r"^(language_model\.model\.|model\.language_model\.)", "text."),
@@ -97,6 +102,93 @@ def causal_mask_with_past(query_length, past_length):
     past = torch.ones(query_length, past_length, dtype=torch.bool)
     new = torch.tril(torch.ones(query_length, query_length, dtype=torch.bool))
     return torch.cat([past, new], dim=1)
+
+
+# ---- AnyRes packing (LLaVA-NeXT / LLaVA-OneVision), as transformers' modeling_llava_next / _onevision ----
+
+
+def anyres_grid_shape(image_size, pinpoints, tile_size):
+    """get_anyres_image_grid_shape: (tile rows, tile cols) of the best resolution for an (H, W) image."""
+    height, width = select_best_resolution(tuple(image_size), pinpoints)
+    return height // tile_size, width // tile_size
+
+
+def unpad_extent(original_size, current_size):
+    """transformers' unpad_image arithmetic, with its float order (scale first, then round to 7 digits):
+    (axis "rows" or "columns", the image's extent on that axis in features, features cut from each end)."""
+    original_height, original_width = original_size
+    current_height, current_width = current_size
+    original_aspect_ratio = original_width / original_height
+    current_aspect_ratio = current_width / current_height
+    if original_aspect_ratio > current_aspect_ratio:
+        scale_factor = current_width / original_width
+        new_height = int(round(original_height * scale_factor, 7))
+        return "rows", new_height, (current_height - new_height) // 2
+    scale_factor = current_height / original_height
+    new_width = int(round(original_width * scale_factor, 7))
+    return "columns", new_width, (current_width - new_width) // 2
+
+
+def unpad_image(tensor, original_size):
+    """transformers' unpad_image on a [C, h, w] feature grid: drop the rows (or columns) that only saw padding."""
+    current_height, current_width = tensor.shape[1:]
+    axis, _, padding = unpad_extent(original_size, (current_height, current_width))
+    if axis == "rows":
+        return tensor[:, padding : current_height - padding, :]
+    return tensor[:, :, padding : current_width - padding]
+
+
+def anyres_max_patches(vision_aspect_ratio):
+    """'anyres_max_9' -> 9 (OneVision); None when the config has no such limit."""
+    if vision_aspect_ratio is None:
+        return None
+    match = re.fullmatch(r"anyres_max_(\d+)", vision_aspect_ratio)
+    assert match, f"unsupported vision_aspect_ratio {vision_aspect_ratio}"
+    return int(match.group(1))
+
+
+def pack_image_features(features, image_size, pinpoints, tile_size, image_newline, max_num_patches=None):
+    """features [passes, f*f, C] (pass 0 = base image, then the tiles row-major) -> (packed [N, C], geometry).
+
+    base tokens, then the tiles' feature grid with the padding's rows/columns removed (and, for anyres_max_N,
+    bilinearly shrunk when it exceeds N tiles' worth by more than 1.1), each row followed by image_newline."""
+    passes, tokens_per_pass, channels = features.shape
+    f = math.isqrt(tokens_per_pass)
+    assert f * f == tokens_per_pass, f"{tokens_per_pass} features per pass is not a square grid"
+    rows, cols = anyres_grid_shape(image_size, pinpoints, tile_size)
+    assert passes == 1 + rows * cols, f"{passes} passes for a {rows}x{cols} tile grid"
+    base = features[0]
+    grid = features[1:].view(rows, cols, f, f, channels).permute(4, 0, 2, 1, 3).contiguous()
+    grid = grid.flatten(1, 2).flatten(2, 3)  # [C, rows*f, cols*f]
+    full_grid = list(grid.shape[1:])
+    grid = unpad_image(grid, image_size)
+    unpadded_grid = list(grid.shape[1:])
+    shrunk = False
+    if max_num_patches is not None:
+        height, width = grid.shape[1:]
+        ratio = math.sqrt(height * width / (max_num_patches * f**2))
+        if ratio > 1.1:
+            grid = F.interpolate(grid[None], [int(height // ratio), int(width // ratio)], mode="bilinear")[0]
+            shrunk = True
+    final_grid = list(grid.shape[1:])
+    newline = image_newline[:, None, None].expand(*grid.shape[:-1], 1).to(grid.dtype)
+    grid = torch.cat([grid, newline], dim=-1)  # one extra column: a newline after every row
+    packed = torch.cat([base, grid.flatten(1, 2).transpose(0, 1)], dim=0)
+    axis, extent, cut = unpad_extent(image_size, full_grid)
+    remainder = full_grid[0 if axis == "rows" else 1] - extent
+    geometry = {
+        "best_resolution": [rows * tile_size, cols * tile_size],
+        "tiles": [rows, cols],
+        "features_per_tile_side": f,
+        "feature_grid": full_grid,
+        # remainder = grid side - image extent in features; an odd one keeps one extra row/column
+        "unpad": {"axis": axis, "image_extent": extent, "remainder": remainder, "cut_each_side": cut},
+        "unpadded_grid": unpadded_grid,
+        "final_grid": final_grid,
+        "shrunk": shrunk,
+        "num_image_tokens": packed.shape[0],
+    }
+    return packed, geometry
 
 
 class LlavaReference:
@@ -179,6 +271,30 @@ class LlavaReference:
             selected = selected[1:]  # drop CLS (transformers drops the first token whatever it is)
         features = self.projector(selected)
         return features if feature_keep is None else features[feature_keep]
+
+    def is_anyres(self):
+        return self.config.get("model_type") in ("llava_next", "llava_onevision")
+
+    def anyres_image_features(self, pixel_values, image_size):
+        """LLaVA-NeXT / OneVision: pixel_values [passes, 3, S, S] (base image + tiles) of an (H, W) image ->
+        (packed visual tokens [N, text hidden], geometry dict). Tower and projector per pass, then packing."""
+        pixels = torch.from_numpy(np.asarray(pixel_values, dtype=np.float32))
+        states = self.vision_hidden_states(pixels)
+        selected = states[self.config["vision_feature_layer"]]
+        if self.config["vision_feature_select_strategy"] == "default":
+            selected = selected[:, 1:]  # drop CLS of every pass
+        features = self.projector(selected)
+        max_num_patches = None
+        if self.config["model_type"] == "llava_onevision":
+            max_num_patches = anyres_max_patches(self.config.get("vision_aspect_ratio", "anyres_max_9"))
+        return pack_image_features(
+            features,
+            image_size,
+            self.config["image_grid_pinpoints"],
+            self.vision_config["image_size"],
+            self.w["image_newline"],
+            max_num_patches,
+        )
 
     # ---- language model ----
 

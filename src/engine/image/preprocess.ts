@@ -34,7 +34,10 @@ export interface PixelValues {
   width: number;
 }
 
-const SUPPORTED_PROCESSOR = /^(CLIP|Siglip|Llava)(ImageProcessor|FeatureExtractor)$/;
+const SUPPORTED_PROCESSOR = /^(CLIP|Siglip|Llava|LlavaNext|LlavaOnevision)(ImageProcessor|FeatureExtractor)$/;
+/** Tiling processors, whose `do_pad` pads a batch's lists of tiles, not the image to a square. */
+const TILING_PROCESSOR = /^(LlavaNext|LlavaOnevision)/;
+
 const PIL_FILTERS: ReadonlyMap<number, ResampleFilter> = new Map([
   [0, 'nearest'],
   [2, 'bilinear'],
@@ -68,7 +71,8 @@ export function parsePreprocessorConfig(json: unknown, sourceName: string): Imag
   if (processorType !== undefined && !SUPPORTED_PROCESSOR.test(processorType)) {
     fields.fail(
       'image_processor_type',
-      `is "${processorType}"; supported: CLIPImageProcessor, SiglipImageProcessor, LlavaImageProcessor`,
+      `is "${processorType}"; supported: CLIPImageProcessor, SiglipImageProcessor, LlavaImageProcessor, ` +
+        'LlavaNextImageProcessor, LlavaOnevisionImageProcessor',
     );
   }
   const mean = fields.optionalTriple('image_mean') ?? OPENAI_CLIP_MEAN;
@@ -79,7 +83,7 @@ export function parsePreprocessorConfig(json: unknown, sourceName: string): Imag
   if (!resample) fields.fail('resample', `is ${resampleCode}; supported: 0 (nearest), 2 (bilinear), 3 (bicubic)`);
   const hasCrop = fields.has('crop_size');
   return {
-    padToSquare: fields.optionalBoolean('do_pad') ?? false,
+    padToSquare: !TILING_PROCESSOR.test(processorType ?? '') && (fields.optionalBoolean('do_pad') ?? false),
     padColor: [Math.trunc(mean[0] * 255), Math.trunc(mean[1] * 255), Math.trunc(mean[2] * 255)],
     resize: (fields.optionalBoolean('do_resize') ?? true) ? fields.resizeTarget('size') : undefined,
     resample,
@@ -111,11 +115,19 @@ export function preprocessImage(image: RgbImage, config: ImagePreprocessorConfig
 
 /** Refuses, before anything is allocated, an image that some preprocessing step would make larger than the budget. */
 export function checkPreprocessingBudget(width: number, height: number, config: ImagePreprocessorConfig): void {
-  for (const step of preprocessingSteps(width, height, config)) {
+  checkStepsWithinBudget({ width, height }, preprocessingSteps(width, height, config));
+}
+
+/** Refuses an image for the first of its preprocessing steps that would exceed the budget, naming the step. */
+export function checkStepsWithinBudget(
+  image: { width: number; height: number },
+  steps: readonly PreprocessingStep[],
+): void {
+  for (const step of steps) {
     const pixels = step.width * step.height;
     if (pixels <= MAX_PREPROCESSING_PIXELS) continue;
     throw new FicocoError(
-      `A ${width} × ${height} image would be ${step.width} × ${step.height} pixels ` +
+      `A ${image.width} × ${image.height} image would be ${step.width} × ${step.height} pixels ` +
         `(${formatMegapixels(pixels)} megapixels) ` +
         `${step.name}; FiCoCo's preprocessing works within ${formatMegapixels(MAX_PREPROCESSING_PIXELS)} ` +
         `megapixels per step. ` +
@@ -125,7 +137,7 @@ export function checkPreprocessingBudget(width: number, height: number, config: 
   }
 }
 
-interface PreprocessingStep {
+export interface PreprocessingStep {
   /** Completes "would be W × H pixels …" */
   name: string;
   width: number;

@@ -4,6 +4,7 @@
  * a vision tower (vision_config.model_type) and a decoder (text_config.model_type). Adding one is a new file under
  * src/engine/models/ and a line in registry.ts or parts.ts; the engine only reads what these interfaces say.
  */
+import type { AnyresSpec } from '../../common/anyres';
 import type { LlmArch } from '../../flops/llm';
 import type { Activation } from '../graph/ops';
 import type { Tower } from '../graph/segment';
@@ -60,6 +61,8 @@ export interface ModelConfig {
   text: TextConfig;
   /** the vision tower's class token goes on to the projector with the patches (LLaVA's 'full' feature strategy) */
   classTokenInFeatures: boolean;
+  /** AnyRes tiling (LLaVA-NeXT, LLaVA-OneVision): the tower sees a base image and the tiles of the image at its size */
+  tiling?: AnyresSpec;
 }
 
 /** A model as three towers: pixels → image features, token ids → embeddings, embeddings → logits. */
@@ -73,6 +76,8 @@ export interface ModelTowers {
     grid: { rows: number; cols: number };
     /** a class token precedes the patches (CLIP's [CLS]); SigLIP has none */
     classToken: boolean;
+    /** a tiled image's learned row end (image_newline, text hidden size): it follows every row of the tiles' grid */
+    rowEnd?: Float32Array;
   };
 }
 

@@ -20,6 +20,7 @@ export function flopsArchOf(config: ModelConfig, name: string): ModelArch {
     },
     visualTokensPerImage: config.classTokenInFeatures ? patches + 1 : patches,
     visionPassesPerImage: 1,
+    ...(config.tiling ? { anyres: config.tiling } : {}),
     projector: { inputSize: vision.hiddenSize, hiddenSize: text.hiddenSize, outputSize: text.hiddenSize },
     llm: {
       hiddenSize: text.hiddenSize,

@@ -21,8 +21,15 @@ export interface LlavaConfig extends ModelConfig {
   visionFeatureSelect: 'default' | 'full';
 }
 
+/** What a llava-style family's config.json leaves out: its top-level fields, its vision and text configs. */
+export interface LlavaDefaults {
+  fields: Json;
+  vision: Json;
+  text: Json;
+}
+
 /** The tower LlavaConfig builds when config.json has no vision_config at all (CLIP ViT-L/14 at 336 px). */
-const LLAVA_VISION_CONFIG: Json = {
+const CLIP_L_336_CONFIG: Json = {
   model_type: 'clip_vision_model',
   hidden_size: 1024,
   intermediate_size: 4096,
@@ -33,12 +40,16 @@ const LLAVA_VISION_CONFIG: Json = {
 };
 
 /** llava-hf configs store only what differs from these defaults. */
-const LLAVA_DEFAULTS: Json = {
-  image_token_index: 32000,
-  projector_hidden_act: 'gelu',
-  vision_feature_layer: -2,
-  vision_feature_select_strategy: 'default',
-  multimodal_projector_bias: true,
+export const LLAVA_DEFAULTS: LlavaDefaults = {
+  fields: {
+    image_token_index: 32000,
+    projector_hidden_act: 'gelu',
+    vision_feature_layer: -2,
+    vision_feature_select_strategy: 'default',
+    multimodal_projector_bias: true,
+  },
+  vision: CLIP_L_336_CONFIG,
+  text: { model_type: 'llama' },
 };
 
 /** The llava family: its config, and towers built with the vision tower and decoder it names. */
@@ -76,12 +87,15 @@ function isLlava15(config: LlavaConfig): boolean {
   );
 }
 
-export function parseLlavaConfig(root: Json, source: string): LlavaConfig {
-  const fields = new Fields({ ...LLAVA_DEFAULTS, ...root }, source, '');
-  const visionJson = asObject(root.vision_config ?? LLAVA_VISION_CONFIG, source, 'vision_config');
-  const vision = visionTowerKind(visionJson.model_type ?? 'clip_vision_model', source).parseConfig(visionJson, source);
-  const textJson = asObject(root.text_config ?? { model_type: 'llama' }, source, 'text_config');
-  const text = decoderKind(textJson.model_type ?? 'llama', source).parseConfig(textJson, root, source);
+export function parseLlavaConfig(root: Json, source: string, defaults = LLAVA_DEFAULTS): LlavaConfig {
+  const fields = new Fields({ ...defaults.fields, ...root }, source, '');
+  const visionJson = asObject(root.vision_config ?? defaults.vision, source, 'vision_config');
+  const vision = visionTowerKind(visionJson.model_type ?? defaults.vision.model_type, source).parseConfig(
+    visionJson,
+    source,
+  );
+  const textJson = asObject(root.text_config ?? defaults.text, source, 'text_config');
+  const text = decoderKind(textJson.model_type ?? defaults.text.model_type, source).parseConfig(textJson, root, source);
   const featureLayer = fields.int('vision_feature_layer', -vision.layers - 1, vision.layers);
   const visionFeatureSelect = fields.oneOf('vision_feature_select_strategy', ['default', 'full'] as const);
   // transformers drops the first feature for 'default' whatever it is; without a class token that is a patch.
@@ -91,7 +105,7 @@ export function parseLlavaConfig(root: Json, source: string): LlavaConfig {
     `must be "full" for a ${vision.modelType} tower, which has no class token for "default" to drop`,
   );
   return {
-    modelType: 'llava',
+    modelType: String(root.model_type),
     imageTokenId:
       root.image_token_id !== undefined ? fields.int('image_token_id', 0) : fields.int('image_token_index', 0),
     projector: {
@@ -110,7 +124,7 @@ export function parseLlavaConfig(root: Json, source: string): LlavaConfig {
  * Binds config.json to the checkpoint's tensors, under either naming transformers has used; `quantizer` takes the
  * decoder layers' linear layers.
  */
-function llavaTowers(
+export function llavaTowers(
   config: LlavaConfig,
   parts: { vision: VisionTowerKind; decoder: DecoderKind },
   weights: WeightIndex,

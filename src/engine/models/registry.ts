@@ -2,9 +2,12 @@
 import type { FamilyModel, ModelFamily } from './family';
 import { asObject, unsupported } from './fields';
 import { llava } from './llava';
+import { llavaNext, llavaOnevision } from './llavaNext';
 
 const FAMILIES: Record<string, ModelFamily> = {
   llava,
+  llava_next: llavaNext,
+  llava_onevision: llavaOnevision,
 };
 
 /** The model a config.json describes, read by its family; `source` names the file in errors. */
