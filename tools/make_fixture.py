@@ -334,7 +334,7 @@ NEXT_MISTRAL_SPEC = {
     },
     "vision": NEXT_VISION,
     "cases": NEXT_CASES,
-    "hook_variants": ["llm_even"],
+    "hook_variants": ["llm_even", "vision_even"],
     "text": {
         **{key: value for key, value in LLAMA_SPEC["text"].items() if key != "attention_bias"},
         "model_type": "mistral",
@@ -384,7 +384,7 @@ ONEVISION_QWEN2_SPEC = {
     "vision_feature_layer": -1,
     "vision_feature_select_strategy": "full",
     "cases": ONEVISION_CASES,
-    "hook_variants": ["llm_even"],
+    "hook_variants": ["llm_even", "vision_even"],
     # 3 decoder layers (QWEN2_SPEC has 2) so that the llm_even hook in layer 1 changes the logits.
     "text": {**QWEN2_SPEC["text"], "num_hidden_layers": 3},
 }
@@ -699,9 +699,11 @@ def even_patch_keep(num_patches, class_token):
     return [0] * lead + [lead + i for i in range(0, num_patches, 2)]
 
 
-def llm_even_keep(sequence_length, image_start, num_image_tokens):
-    """Decoder hook: drop visual tokens with odd index inside the image span; text tokens stay."""
-    odd_visual = {image_start + i for i in range(1, num_image_tokens, 2)}
+def llm_even_keep(sequence_length, image_start, num_image_tokens, structure=()):
+    """Decoder hook: drop visual tokens with odd index among the image span's content tokens; text tokens and the
+    span's structure tokens (offsets in `structure`: AnyRes row ends) stay."""
+    content = [i for i in range(num_image_tokens) if i not in set(structure)]
+    odd_visual = {image_start + i for i in content[1::2]}
     return [i for i in range(sequence_length) if i not in odd_visual]
 
 
@@ -729,19 +731,25 @@ def assert_robust_greedy(tokens, step_logits, image_token_id, label):
 def run_variant(model, input_ids, pixel_values, variant, label, image_size=None):
     """One hook variant (None = unreduced) of one case: (image features, greedy tokens, prefill logits, L0).
     AnyRes models (image_size = original (H, W)) take pixel_values [passes, 3, S, S] and only the llm hooks."""
+    structure = ()
+    num_patches = (model.vision_config["image_size"] // model.vision_config["patch_size"]) ** 2
+    vision_keep = (1, even_patch_keep(num_patches, model.has_class_token())) if variant == "vision_even" else None
     if model.is_anyres():
-        assert variant in (None, "llm_even"), f"{variant} is not defined for AnyRes fixtures"
-        features, _ = model.anyres_image_features(pixel_values, image_size)
+        assert variant in (None, "llm_even", "vision_even"), f"{variant} is not defined for AnyRes fixtures"
+        features, geometry = model.anyres_image_features(pixel_values, image_size, vision_keep)
+        if geometry is not None:
+            rows, cols = geometry["final_grid"]
+            base = geometry["features_per_tile_side"] ** 2
+            structure = [base + r * (cols + 1) + cols for r in range(rows)]
     else:
-        num_patches = (model.vision_config["image_size"] // model.vision_config["patch_size"]) ** 2
-        vision_keep = (1, even_patch_keep(num_patches, model.has_class_token())) if variant == "vision_even" else None
         features = model.image_features(pixel_values, vision_keep=vision_keep)
     if variant == "projector_even":
         features = features[0::2]
     embeddings, image_start = model.splice(input_ids, features)
 
     def llm_keep_for(length):
-        return (1, llm_even_keep(length, image_start, features.shape[0])) if variant == "llm_even" else None
+        keep = llm_even_keep(length, image_start, features.shape[0], structure)
+        return (1, keep) if variant == "llm_even" else None
 
     tokens, step_logits = model.greedy(embeddings, GREEDY_STEPS, llm_keep_for(embeddings.shape[0]))
     assert_cache_consistent(model, embeddings, tokens, step_logits, llm_keep_for)
@@ -758,7 +766,14 @@ HOOK_VARIANTS = {
         "generated token t (1-based) has position L0 + t - 1"
     ),
 }
-ANYRES_LLM_EVEN_NOTE = " (AnyRes: the image span is all packed image tokens, base, grid and image_newline tokens alike)"
+ANYRES_HOOK_NOTES = {
+    "llm_even": " (AnyRes: odd among the image's content tokens, base and grid; its image_newline row ends are structure and stay)",
+    "vision_even": (
+        " (AnyRes: in every pass, base image and tiles alike; the thinned tiles are then packed by provenance: each kept"
+        " token at its own cell of the unpadded grid, tokens on the padding dropped, a newline after every row that"
+        " kept a token, no anyres_max shrink — tools/reference/model.py pack_pruned_tiles)"
+    ),
+}
 
 
 def processor_num_image_tokens(config, image_size):
@@ -908,7 +923,7 @@ def write_reference(folder, spec, vocab, config, weights_dtype, sharded):
     hooks = {name: HOOK_VARIANTS[name] for name in spec.get("hook_variants", HOOK_VARIANTS)}
     if model.is_anyres():
         assert_anyres_coverage(model, cases)
-        hooks = {name: note + ANYRES_LLM_EVEN_NOTE if name == "llm_even" else note for name, note in hooks.items()}
+        hooks = {name: note + ANYRES_HOOK_NOTES[name] for name, note in hooks.items()}
     reference = {
         "fixture_version": FIXTURE_VERSION,
         "produced_by": PRODUCED_BY,

@@ -35,10 +35,25 @@ export function reductionFigure(doc: Document, image: TurnImage, reduction: Imag
     grid.append(cell);
   }
   frame.append(grid);
+  if (reduction.tileBorders) {
+    // A tiled image's grid covers the screenshot as it is: keep its shape, and draw where the tiles meet.
+    frame.style.aspectRatio = `${reduction.cols} / ${reduction.rows}`;
+    for (const row of reduction.tileBorders.rows) frame.append(tileBorder(doc, 'top', row / reduction.rows));
+    for (const col of reduction.tileBorders.cols) frame.append(tileBorder(doc, 'left', col / reduction.cols));
+  }
   const caption = doc.createElement('figcaption');
   caption.textContent = reductionSummary(reduction);
   figure.append(frame, caption);
   return figure;
+}
+
+/** A dashed line across the frame at `fraction` of its height (top) or width (left). */
+function tileBorder(doc: Document, side: 'top' | 'left', fraction: number): HTMLElement {
+  const line = doc.createElement('div');
+  line.className = `tile-border ${side === 'top' ? 'across' : 'down'}`;
+  line.style[side] = `${(100 * fraction).toFixed(3)}%`;
+  line.setAttribute('aria-hidden', 'true');
+  return line;
 }
 
 /**

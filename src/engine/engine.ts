@@ -7,10 +7,11 @@ import { type Size, anyresLayout } from '../common/anyres';
 import { RunFlops, peakRunBytes, runFlops, unreducedShapeAt } from '../flops/model';
 import { ElemType } from './graph/builder';
 import { ATTENTION, HIDDEN_COSINE, KEY_COSINE, LOG_SIZES, MEAN_KEYS, POSITIONS, Tower } from './graph/segment';
-import type { ModelShape } from '../reduction/method';
+import { type ModelShape, keptTokens } from '../reduction/method';
 import { BUDGET_HINT, type Budget, type ParamValue, budgetLabel } from '../common/budget';
 import { AUTO_METHOD, NO_REDUCTION, type ReductionRule } from '../common/reductionChoice';
 import { ReductionSettingsError, planHooks, planReduction } from '../reduction/registry';
+import { stepHook } from '../reduction/paradigm';
 import {
   AttentionNeeds,
   HookSite,
@@ -30,7 +31,8 @@ import type { ModelConfig, ModelTowers } from './models/family';
 import { flopsArchOf } from './models/flopsArch';
 import { LOGITS } from './models/llama';
 import { parseModelConfig } from './models/registry';
-import { packTiledFeatures } from './models/tiledFeatures';
+import { type PackedImage, packTiles } from './models/tiledFeatures';
+import { withoutStructure } from './structureTokens';
 import { KvCache } from './runtime/kvCache';
 import { Precision, ProviderName, ProviderSetting, SessionFactory } from './runtime/provider';
 import { GREEDY, SamplingOptions, createSampler } from './runtime/sampling';
@@ -98,6 +100,8 @@ export interface PatchFates {
   cols: number;
   /** one letter per patch, raster order */
   patches: string;
+  /** a tiled image: where its tiles meet, in cells from the grid's top and left edges */
+  tileBorders?: { rows: number[]; cols: number[] };
 }
 
 export interface GenerationResult {
@@ -185,12 +189,6 @@ const WARM_UP_PREFILL_FLOPS = 20e9;
 /** V8 optimises a function after a few calls: three runs bring the first answer to the speed of later ones. */
 const WARM_UP_RUNS = 3;
 const WARM_UP_IMAGE_SIDE = 32;
-
-/** Said while reduction does not yet spread a budget over a tiled image's tiles. */
-const TILED_REDUCTION_MISSING =
-  'Token reduction on tiled models (LLaVA-NeXT, LLaVA-OneVision) is not available in this version';
-const TILED_VISION_REDUCTION = `${TILED_REDUCTION_MISSING}; choose method "none", or "auto", which keeps every visual token on them.`;
-const TILED_AUTO = `${TILED_REDUCTION_MISSING}, so every visual token is used.`;
 
 const MODEL_FILES = 'config.json, *.safetensors, tokenizer.json, tokenizer_config.json and preprocessor_config.json';
 
@@ -331,7 +329,7 @@ export class LlavaEngine {
     const blank = { width: WARM_UP_IMAGE_SIDE, height: WARM_UP_IMAGE_SIDE };
     const prefillFlops = runFlops(arch, unreducedShapeAt(arch, [blank], 16)).total;
     if (prefillFlops > WARM_UP_PREFILL_FLOPS) {
-      await this.segmentsFor(hooksBySite(this.hooksOf(reduction && this.chooseReduction(reduction))));
+      await this.segmentsFor(hooksBySite(this.hooksOf(reduction && this.chooseReduction(reduction), [blank])));
       return;
     }
     const image = { bytes: blankPng(WARM_UP_IMAGE_SIDE, WARM_UP_IMAGE_SIDE), name: 'warm-up.png' };
@@ -379,7 +377,10 @@ export class LlavaEngine {
     const streaming = new StreamingDecoder(this.text);
     let firstTextAt: number | undefined;
     const reduction = request.reduction && this.chooseReduction(request.reduction);
-    const planned = this.hooksOf(reduction);
+    const planned = this.hooksOf(
+      reduction,
+      pixels.map((image) => image.size),
+    );
     const result = await this.generate(inputIds, pixels, {
       maxNewTokens: fitted.maxNewTokens,
       sampling: request.sampling,
@@ -446,10 +447,6 @@ export class LlavaEngine {
 
   /** The reduction a request stands for, and which rule chose it. */
   chooseReduction(reduction: ReductionRequest): ReductionChoice {
-    if (this.config.tiling && reduction.method !== NO_REDUCTION) {
-      if (reduction.method !== AUTO_METHOD) throw new ReductionSettingsError(TILED_VISION_REDUCTION);
-      return { method: NO_REDUCTION, budget: { ratio: 1 }, params: {}, rule: 'default', why: TILED_AUTO };
-    }
     if (reduction.method === AUTO_METHOD) return this.autoReduction;
     if (!reduction.budget) throw new ReductionSettingsError(`${reduction.method} needs a budget: ${BUDGET_HINT}.`);
     return {
@@ -461,9 +458,45 @@ export class LlavaEngine {
     };
   }
 
-  private hooksOf(choice: ReductionChoice | undefined): ReductionHook[] {
+  /** The hooks of a reduction for a question about images of these sizes. */
+  private hooksOf(choice: ReductionChoice | undefined, images: readonly Size[]): ReductionHook[] {
     if (!choice || choice.method === NO_REDUCTION) return [];
-    return planHooks(planReduction(choice.method, choice.budget, this.reductionShape, choice.params));
+    if (!this.config.tiling)
+      return planHooks(planReduction(choice.method, choice.budget, this.reductionShape, choice.params));
+    if (images.length !== 1)
+      throw new ReductionSettingsError(
+        `Token reduction on a tiled model takes one image per question, and this one has ${images.length}; ` +
+          'ask about one image at a time, or choose method "none".',
+      );
+    return this.tiledHooks(choice, images[0]);
+  }
+
+  /**
+   * A tiled image's reduction. The budget counts the image's content tokens (row ends are structure and come on top).
+   * Steps inside the tower run on every pass (base image and tiles) keeping the same share of its tokens — every pass
+   * has f², so the budget is spread in proportion to tile tokens — sized so that the passes' tokens on the image (not
+   * on its padding, which unpadding cuts) come to the budget. Steps in the decoder see the packed image without its
+   * row ends as one span: base image and tiles ranked together.
+   */
+  private tiledHooks(choice: ReductionChoice, size: Size): ReductionHook[] {
+    const layout = anyresLayout(this.config.tiling!, size);
+    const content = layout.tokens - layout.grid.rows;
+    if ('tokens' in choice.budget && choice.budget.tokens > content)
+      throw new ReductionSettingsError(
+        `A budget of ${choice.budget.tokens} visual tokens is more than the ${content} this model gives a ` +
+          `${size.width} × ${size.height} image, so nothing would be reduced; keep at most ${content}, or turn reduction off.`,
+      );
+    const keep = keptTokens(choice.budget, content);
+    const pass = this.reductionShape;
+    const imageFeatures = pass.visualTokens + layout.unpadded.rows * layout.unpadded.cols;
+    const passKeep = Math.max(1, Math.round((keep * pass.visualTokens) / imageFeatures));
+    const inTower = planReduction(choice.method, { tokens: passKeep }, pass, choice.params).steps;
+    const image = { ...pass, visualTokens: content, grid: { rows: 1, cols: content } };
+    const inDecoder = planReduction(choice.method, { tokens: keep }, image, choice.params).steps;
+    return [
+      ...inTower.filter((step) => !step.site.startsWith('llm:')),
+      ...inDecoder.filter((step) => step.site.startsWith('llm:')),
+    ].map((step) => stepHook(step));
   }
 
   /** Prompt tokens once each image's placeholder is replaced by its features (before any reduction). */
@@ -528,13 +561,11 @@ export class LlavaEngine {
     const sizes = images.map((image) => image.size);
     const maxNewTokens = this.checkRunFits(this.promptTokens(inputIds, sizes), options.maxNewTokens);
     const hooks = hooksBySite(options.hooks ?? []);
-    if (this.config.tiling && [...hooks.keys()].some((site) => !site.startsWith('llm:')))
-      throw new ReductionSettingsError(TILED_VISION_REDUCTION);
     const [visionSegments, embedSegments, decoderSegments] = await this.segmentsFor(hooks);
     const steps: StepStat[] = [];
 
     const visionClock = startClock();
-    const features: TokenState[] = [];
+    const features: PackedImage[] = [];
     const visionTokens: LayerTokens[] = [];
     for (const [image, pixels] of images.entries()) {
       const passes: TokenState[] = [];
@@ -545,17 +576,21 @@ export class LlavaEngine {
         passes.push(await this.encodeImage(values, visionSegments, hooks, image, steps, layers));
         visionTokens.push(layers);
       }
-      features.push(this.config.tiling ? this.packTiles(passes, pixels.size) : passes[0]);
+      features.push(
+        this.config.tiling
+          ? this.packTiles(passes, pixels.size)
+          : { state: passes[0], rowEnds: new Uint8Array(passes[0].count) },
+      );
     }
     const { ms: visionMs, cpuMs: visionCpuMs } = visionClock();
 
     const prefillClock = startClock();
     const embedded = await this.embed(inputIds, embedSegments[0]);
-    const state = spliceImages(embedded, inputIds, this.config.imageTokenId, features);
+    const { state, structure } = spliceImages(embedded, inputIds, this.config.imageTokenId, features);
     const promptLength = state.count;
     const cache = new KvCache(this.config.text.kvHeads, this.config.text.headDim, this.factory.computeType);
     const decoderTokens: LayerTokens = { attention: [], mlp: [] };
-    const prefill = { hooks, steps, layers: decoderTokens, spans: state.spans };
+    const prefill = { hooks, steps, layers: decoderTokens, spans: state.spans, structure };
     const prefillLogits = await this.runDecoder(decoderSegments, state, cache, prefill);
     const cacheLengths = cache.lengths();
     const { ms: prefillMs, cpuMs: prefillCpuMs } = prefillClock();
@@ -595,15 +630,20 @@ export class LlavaEngine {
       tokenIds,
       stopReason,
       prefillLogits,
-      visualTokens: features.map((f, i) => ({ original: this.featureCount(sizes[i]), atDecoder: f.count })),
+      visualTokens: features.map((f, i) => ({ original: this.featureCount(sizes[i]), atDecoder: f.state.count })),
       promptTokens: promptLength,
       steps,
-      patchFates: prefill.spans.map(patchFates),
+      patchFates: prefill.spans.map((span, i) => this.imageFates(span, sizes[i])),
       cacheLengths,
-      flops: this.flopsOf(visionTokens, features, decoderTokens, {
-        images: sizes,
-        textTokens: inputIds.length - sizes.length,
-      }),
+      flops: this.flopsOf(
+        visionTokens,
+        features.map((f) => f.state),
+        decoderTokens,
+        {
+          images: sizes,
+          textTokens: inputIds.length - sizes.length,
+        },
+      ),
       timings: { visionMs, prefillMs, decodeMs, visionCpuMs, prefillCpuMs },
     };
   }
@@ -698,38 +738,50 @@ export class LlavaEngine {
       if (segment.end === this.towers.vision.blocks.length) {
         state = this.featuresFrom(state, hidden);
         const hook = hooks.get('projector');
-        if (hook) state = runHook(hook, state, outputs, { steps, image, hasClassToken: false });
+        if (hook) state = runHook(hook, state, outputs, { steps, image, hasClassToken: false }).state;
       } else {
         state = { ...state, hidden };
         const hook = hooks.get(segment.site as HookSite);
-        if (hook) state = runHook(hook, state, outputs, { steps, image, hasClassToken: classToken });
+        if (hook) state = runHook(hook, state, outputs, { steps, image, hasClassToken: classToken }).state;
       }
     }
     return state;
   }
 
   /** A tiled image's passes as the one sequence of tokens the decoder reads (tiledFeatures.ts). */
-  private packTiles(passes: TokenState[], size: Size): TokenState {
+  private packTiles(passes: TokenState[], size: Size): PackedImage {
     const { tiling } = this.config;
     const { rowEnd } = this.towers.image;
     if (!tiling || !rowEnd) throw new Error('packTiles needs a tiled model');
+    return packTiles(passes, anyresLayout(tiling, size), tiling.featuresPerSide, rowEnd);
+  }
+
+  /**
+   * What reduction did to an image's patches; for a tiled image, to the cells of its grid over the whole screenshot
+   * (the base image's patches are left out), with the tiles' borders in cells.
+   */
+  private imageFates(span: VisualSpan, size: Size): PatchFates {
+    const fates = patchFates(span);
+    const { tiling } = this.config;
+    if (!tiling) return fates;
     const layout = anyresLayout(tiling, size);
-    const hidden = packTiledFeatures(
-      passes.map((pass) => pass.hidden),
-      layout,
-      tiling.featuresPerSide,
-      rowEnd,
-    );
-    const count = layout.tokens;
-    const tokens = Int32Array.from({ length: count }, (_, i) => i);
+    const base = tiling.featuresPerSide ** 2;
+    const cells = fates.patches.length - base;
+    // Packed whole, the grid may be shrunk (anyres_max); thinned in the tower, it is the unpadded grid.
+    const grid = cells === layout.grid.rows * layout.grid.cols ? layout.grid : layout.unpadded;
+    const f = tiling.featuresPerSide;
+    const borders = (count: number, first: number, cut: number, extent: number) =>
+      Array.from({ length: count - 1 }, (_, i) => ((i + 1) * f - first) * (extent / cut)).filter(
+        (at) => at > 0 && at < extent,
+      );
     return {
-      hidden,
-      count,
-      width: rowEnd.length,
-      sizes: new Float32Array(count).fill(1),
-      positions: tokens,
-      // Until reduction spans tiles, the image is one row of tokens in sequence order.
-      spans: [{ start: 0, count, grid: { rows: 1, cols: count }, patchOwner: tokens, tokenPatch: tokens.slice() }],
+      rows: grid.rows,
+      cols: grid.cols,
+      patches: fates.patches.slice(base),
+      tileBorders: {
+        rows: borders(layout.tiles.rows, layout.unpadded.firstRow, layout.unpadded.rows, grid.rows),
+        cols: borders(layout.tiles.cols, layout.unpadded.firstCol, layout.unpadded.cols, grid.cols),
+      },
     };
   }
 
@@ -785,7 +837,14 @@ export class LlavaEngine {
     segments: Segment[],
     state: TokenState,
     cache: KvCache,
-    prefill?: { hooks: Map<HookSite, ReductionHook>; steps: StepStat[]; layers: LayerTokens; spans: VisualSpan[] },
+    prefill?: {
+      hooks: Map<HookSite, ReductionHook>;
+      steps: StepStat[];
+      layers: LayerTokens;
+      spans: VisualSpan[];
+      /** 1 for a structure token (a tiled image's row end), which decoder-side reduction leaves in place */
+      structure: Uint8Array;
+    },
   ): Promise<Float32Array> {
     let current = state;
     for (const segment of segments) {
@@ -794,9 +853,15 @@ export class LlavaEngine {
       if (segment.end === this.towers.decoder.blocks.length) return outputs[LOGITS].data as Float32Array;
       current = { ...current, hidden: outputs[segment.graph.outputName].data as Float32Array };
       const hook = prefill && segment.site ? prefill.hooks.get(segment.site as HookSite) : undefined;
-      if (hook) {
-        current = runHook(hook, current, outputs, { steps: prefill!.steps, hasClassToken: false });
-        prefill!.spans = current.spans;
+      if (hook && prefill) {
+        const reduced = runHook(hook, current, outputs, {
+          steps: prefill.steps,
+          hasClassToken: false,
+          structure: prefill.structure,
+        });
+        current = reduced.state;
+        prefill.spans = current.spans;
+        prefill.structure = reduced.structure ?? prefill.structure;
       }
     }
     throw new Error('the decoder tower ended without producing logits');
@@ -851,16 +916,16 @@ function runHook(
   hook: ReductionHook,
   state: TokenState,
   outputs: ort.InferenceSession.OnnxValueMapType,
-  step: { steps: StepStat[]; hasClassToken: boolean; image?: number },
-): TokenState {
-  const { steps, hasClassToken, image } = step;
+  step: { steps: StepStat[]; hasClassToken: boolean; image?: number; structure?: Uint8Array },
+): { state: TokenState; structure?: Uint8Array } {
+  const { steps, hasClassToken, image, structure } = step;
   const attention = outputs[ATTENTION]?.data as Float32Array | undefined;
   const meanKeys = outputs[MEAN_KEYS]?.data as Float32Array | undefined;
   const keyCount =
     outputs[ATTENTION]?.dims[1] ?? outputs[KEY_COSINE]?.dims[0] ?? outputs[MEAN_KEYS]?.dims[0] ?? state.count;
   const hiddenCosine = outputs[HIDDEN_COSINE]?.data as Float32Array | undefined;
   const keyCosine = outputs[KEY_COSINE]?.data as Float32Array | undefined;
-  const view: SiteView = {
+  const full: SiteView = {
     ...state,
     site: hook.site,
     attention,
@@ -870,6 +935,9 @@ function runHook(
     keyCount,
     hasClassToken,
   };
+  // Structure tokens (row ends) are taken out of what the method sees, and put back after it.
+  const content = structure?.includes(1) ? withoutStructure(full, structure) : undefined;
+  const view = content?.view ?? full;
   const clock = startClock();
   const reduced = hook.reduce(view);
   const { ms, cpuMs } = clock();
@@ -878,12 +946,12 @@ function runHook(
   steps.push({
     site: hook.site,
     ...(image !== undefined ? { image } : {}),
-    tokensBefore: visual(state),
+    tokensBefore: visual(view),
     tokensAfter: visual(reduced),
     ms,
     cpuMs,
   });
-  return reduced;
+  return content ? content.restore(reduced) : { state: reduced, structure };
 }
 
 /**
@@ -897,13 +965,14 @@ function patchFates(span: VisualSpan): PatchFates {
   return { rows: span.grid.rows, cols: span.grid.cols, patches: fates.join('') };
 }
 
-/** Replaces each image placeholder in the embedded prompt by that image's feature rows. */
+/** Replaces each image placeholder in the embedded prompt by that image's feature rows; notes its row ends. */
 function spliceImages(
   text: TokenState,
   ids: readonly number[],
   imageTokenId: number,
-  images: TokenState[],
-): TokenState {
+  packed: readonly PackedImage[],
+): { state: TokenState; structure: Uint8Array } {
+  const images = packed.map((image) => image.state);
   const placeholders = ids.flatMap((id, i) => (id === imageTokenId ? [i] : []));
   if (placeholders.length !== images.length) {
     throw new FicocoError(
@@ -916,10 +985,12 @@ function spliceImages(
   const hidden = new Float32Array(count * width);
   const sizes = new Float32Array(count);
   const spans: TokenState['spans'] = [];
+  const structure = new Uint8Array(count);
   let out = 0;
   let nextImage = 0;
   for (let i = 0; i < text.count; i++) {
     if (nextImage < images.length && i === placeholders[nextImage]) {
+      structure.set(packed[nextImage].rowEnds, out);
       const image = images[nextImage++];
       hidden.set(image.hidden, out * width);
       sizes.set(image.sizes, out);
@@ -936,7 +1007,8 @@ function spliceImages(
       out++;
     }
   }
-  return { hidden, count, width, sizes, positions: Int32Array.from({ length: count }, (_, i) => i), spans };
+  const positions = Int32Array.from({ length: count }, (_, i) => i);
+  return { state: { hidden, count, width, sizes, positions, spans }, structure };
 }
 
 /** The deepest folder that holds every weight file (ORT resolves external data against it, refusing paths outside). */

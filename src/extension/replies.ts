@@ -281,6 +281,11 @@ export function statsView(stats: AnswerStats): AnswerStatsView {
     view.reduction = { method, budget, rule, why };
   }
   if (stats.patchFates)
-    view.imageReductions = stats.patchFates.map(({ rows, cols, patches }) => ({ rows, cols, patches }));
+    view.imageReductions = stats.patchFates.map(({ rows, cols, patches, tileBorders }) => ({
+      rows,
+      cols,
+      patches,
+      ...(tileBorders ? { tileBorders: { rows: [...tileBorders.rows], cols: [...tileBorders.cols] } } : {}),
+    }));
   return view;
 }

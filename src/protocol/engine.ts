@@ -129,8 +129,11 @@ export interface AnswerStats {
   imageSizes: { width: number; height: number }[];
   /** each reduction step: where, on which image, tokens before and after, wall and CPU ms */
   steps: { site: string; image?: number; tokensBefore: number; tokensAfter: number; ms: number; cpuMs: number }[];
-  /** per image, one letter per patch (k kept, m merged, d dropped); only when a reduction step ran */
-  patchFates?: { rows: number; cols: number; patches: string }[];
+  /**
+   * per image, one letter per patch (k kept, m merged, d dropped); only when a reduction step ran. A tiled image's
+   * patches are the cells of its grid over the whole screenshot, with the tiles' borders in cells.
+   */
+  patchFates?: { rows: number; cols: number; patches: string; tileBorders?: { rows: number[]; cols: number[] } }[];
   preprocessMs: number;
   visionMs: number;
   prefillMs: number;

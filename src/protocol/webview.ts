@@ -25,6 +25,8 @@ export interface ImageReduction {
   cols: number;
   /** per patch in raster order: k = kept as its own token, m = merged into another token, d = dropped */
   patches: string;
+  /** a tiled image (its grid covers the whole screenshot): where its tiles meet, in patches from the top and left */
+  tileBorders?: { rows: number[]; cols: number[] };
 }
 
 /** The reduction an answer used, and which rule chose it. */
@@ -328,7 +330,21 @@ function parseStats(value: unknown, field: string): AnswerStatsView {
       const patches = string(image.patches, `${where}.patches`);
       if (patches.length !== rows * cols || !/^[kmd]*$/.test(patches))
         throw new MessageError(`${where}.patches must be ${rows * cols} of k, m or d.`);
-      return { rows, cols, patches };
+      if (image.tileBorders === undefined) return { rows, cols, patches };
+      const borders = record(image.tileBorders, `${where}.tileBorders`);
+      const within = (value: unknown, extent: number, name: string) =>
+        array(value, `${where}.tileBorders.${name}`).map((at, j) => {
+          const border = nonNegative(at, `${where}.tileBorders.${name}[${j}]`);
+          if (border <= 0 || border >= extent)
+            throw new MessageError(`${where}.tileBorders.${name}[${j}] must lie inside the ${extent}-patch grid.`);
+          return border;
+        });
+      return {
+        rows,
+        cols,
+        patches,
+        tileBorders: { rows: within(borders.rows, rows, 'rows'), cols: within(borders.cols, cols, 'cols') },
+      };
     });
   }
   return parsed;

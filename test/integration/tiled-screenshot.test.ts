@@ -9,6 +9,8 @@ import { PNG } from 'pngjs';
 import { anyresLayout } from '../../src/common/anyres';
 import { FicocoError } from '../../src/common/errors';
 import { LlavaEngine } from '../../src/engine/engine';
+import { keptTokens } from '../../src/reduction/method';
+import { METHODS } from '../../src/reduction/registry';
 
 const ROOT = path.join(__dirname, '..', '..');
 const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
@@ -48,11 +50,10 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
       fs.rmSync(folder, { recursive: true, force: true });
     });
 
-    test("the prompt holds the processor's number of image tokens, and auto keeps every token, saying why", async () => {
+    test("the prompt holds the processor's number of image tokens", async () => {
       const answer = await engine.ask({
         question: 'what is shown ?',
         images: [{ bytes, name: 'screenshot.png' }],
-        reduction: { method: 'auto' },
         maxNewTokens: 3,
       });
       const tokens = anyresLayout(engine.config.tiling!, { width: 1920, height: 1080 }).tokens;
@@ -63,21 +64,22 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
         ]),
       ).length;
       assert.equal(answer.stats.promptTokens, textTokens - 1 + tokens);
-      assert.equal(answer.stats.reduction?.method, 'none');
-      assert.match(answer.stats.reduction?.why ?? '', /tiled models/);
-      assert.ok(answer.stats.flops.run.total > 0);
       assert.equal(answer.stats.flops.run.total, answer.stats.flops.unreduced.total);
     });
 
-    test('a reduction method is refused with a reduction error until budgets spread over tiles', async () => {
+    test('a reduction takes one image per question on a tiled model', async () => {
       await assert.rejects(
         engine.ask({
           question: 'what is shown ?',
-          images: [{ bytes, name: 'screenshot.png' }],
+          images: [
+            { bytes, name: 'a.png' },
+            { bytes, name: 'b.png' },
+          ],
           reduction: { method: 'ficoco-v', budget: { ratio: 0.11 } },
           maxNewTokens: 1,
         }),
-        (error: unknown) => error instanceof FicocoError && error.kind === 'reduction' && /tiled/.test(error.message),
+        (error: unknown) =>
+          error instanceof FicocoError && error.kind === 'reduction' && /one image/.test(error.message),
       );
     });
 
@@ -101,5 +103,58 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
       );
       assert.ok(stdout.trim().length > 0);
     });
+  });
+}
+
+/** 11 %, 25 % and 50 % of an image's content tokens (the budget's share; row ends come on top). */
+const BUDGETS = [0.11, 0.25, 0.5];
+
+for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral']) {
+  describe(`every reduction method spreads its budget over a tiled image: ${fixture}`, () => {
+    const image = path.join(FIXTURES, 'images', 'screenshot.png');
+    const size = { width: 160, height: 90 };
+    let engine: LlavaEngine;
+    before(async () => {
+      engine = await LlavaEngine.load(path.join(FIXTURES, fixture));
+    });
+    after(() => engine.dispose());
+
+    for (const method of METHODS)
+      for (const ratio of BUDGETS)
+        test(`${method.name} at ${ratio * 100} %`, async () => {
+          const answer = await engine.ask({
+            question: 'what is shown ?',
+            images: [{ bytes: fs.readFileSync(image), name: 'screenshot.png' }],
+            reduction: { method: method.name, budget: { ratio } },
+            maxNewTokens: 2,
+          });
+          const layout = anyresLayout(engine.config.tiling!, size);
+          const content = layout.tokens - layout.grid.rows;
+          const keep = keptTokens({ ratio }, content);
+          const { steps, flops, patchFates } = answer.stats;
+          assert.ok(steps.length > 0);
+          assert.ok(flops.run.total < flops.unreduced.total, 'fewer analytic FLOPs than unreduced');
+          const inDecoder = steps.filter((step) => step.site.startsWith('llm:'));
+          const inTower = steps.filter((step) => !step.site.startsWith('llm:'));
+          // Decoder steps see the image's content as one span (row ends set aside) and end at the budget.
+          if (inDecoder.length > 0 && inTower.length === 0) assert.equal(inDecoder.at(-1)!.tokensAfter, keep);
+          if (inTower.length > 0 && inDecoder.length === 0) {
+            // Every pass (base image and tiles) keeps the same share, sized so the image's features come to the budget.
+            const f = engine.config.tiling!.featuresPerSide;
+            const passKeep = Math.max(
+              1,
+              Math.round((keep * f * f) / (f * f + layout.unpadded.rows * layout.unpadded.cols)),
+            );
+            const passes = layout.tiles.rows * layout.tiles.cols + 1;
+            const lastSite = inTower.at(-1)!.site;
+            const atLastSite = inTower.filter((step) => step.site === lastSite);
+            assert.equal(atLastSite.length, passes);
+            assert.ok(atLastSite.every((step) => step.tokensAfter === passKeep));
+          }
+          const [fates] = patchFates!;
+          assert.equal(fates.patches.length, fates.rows * fates.cols);
+          assert.match(fates.patches, /^[kmd]+$/);
+          assert.ok(fates.tileBorders && fates.tileBorders.rows.length + fates.tileBorders.cols.length > 0);
+        });
   });
 }

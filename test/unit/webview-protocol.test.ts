@@ -144,6 +144,17 @@ describe('webview messages', () => {
       refusal(parseHostMessage, { type: 'turnAdded', turn: { ...TURN, answer: { ...TURN.answer, stats: badRule } } }),
       /stats\.reduction\.rule is "magic"/,
     );
+    const outsideTiles = {
+      ...STATS,
+      imageReductions: [{ rows: 2, cols: 2, patches: 'kkkk', tileBorders: { rows: [2], cols: [] } }],
+    };
+    assert.match(
+      refusal(parseHostMessage, {
+        type: 'turnAdded',
+        turn: { ...TURN, answer: { ...TURN.answer, stats: outsideTiles } },
+      }),
+      /tileBorders\.rows\[0\] must lie inside the 2-patch grid/,
+    );
     const badOverlay = { ...STATS, imageReductions: [{ rows: 2, cols: 2, patches: 'kkx' }] };
     assert.match(
       refusal(parseHostMessage, {

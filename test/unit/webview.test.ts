@@ -255,6 +255,22 @@ describe('chat transcript', () => {
     assert.deepEqual(posted.at(-1), { type: 'compare', turnId: 'turn-1' });
   });
 
+  test("a tiled screenshot's overlay keeps the screenshot's shape and draws where its tiles meet", () => {
+    const tiled = { rows: 2, cols: 4, patches: 'kmdkkmdk', tileBorders: { rows: [1], cols: [1.5, 3] } };
+    send({ type: 'turnAdded', turn: finished({ ...REDUCED, imageReductions: [tiled] }) });
+    const frame = only(turnElements()).querySelector<HTMLElement>('.reduction-frame')!;
+    assert.equal(frame.style.aspectRatio, '4 / 2');
+    const borders = [...frame.querySelectorAll<HTMLElement>('.tile-border')];
+    assert.deepEqual(
+      borders.map((line) => [line.className, line.style.top || line.style.left]),
+      [
+        ['tile-border across', '50.000%'],
+        ['tile-border down', '37.500%'],
+        ['tile-border down', '75.000%'],
+      ],
+    );
+  });
+
   test('the overlay has a legend: what each drawing means, with a swatch drawn as the patches are', () => {
     send({ type: 'turnAdded', turn: finished(REDUCED) });
     const legend = only(turnElements()).querySelector<HTMLElement>('.reduction-overlay .reduction-legend')!;

@@ -191,6 +191,36 @@ def pack_image_features(features, image_size, pinpoints, tile_size, image_newlin
     return packed, geometry
 
 
+def pack_pruned_tiles(features, kept_patches, f, image_size, pinpoints, tile_size, image_newline):
+    """Tiles thinned inside the tower — every pass kept the patches `kept_patches` (raster order in its f x f grid);
+    features [passes, len(kept_patches), C] — packed by where their tokens came from: the base image's tokens first,
+    then each kept grid token at its own cell of the grid cut to the image (tokens on the padding go), row-major, a
+    newline after every row that kept a token. No anyres_max shrink: the reduction already made the image smaller."""
+    passes = features.shape[0]
+    rows, cols = anyres_grid_shape(image_size, pinpoints, tile_size)
+    assert passes == 1 + rows * cols
+    grid_height, grid_width = rows * f, cols * f
+    axis, _, cut = unpad_extent(image_size, (grid_height, grid_width))
+    first_row, first_col = (cut, 0) if axis == "rows" else (0, cut)
+    kept_rows = grid_height - 2 * first_row
+    kept_cols = grid_width - 2 * first_col
+    placed = []  # (cell, feature)
+    for tile in range(rows * cols):
+        tile_row, tile_col = divmod(tile, cols)
+        for token, patch in enumerate(kept_patches):
+            r = tile_row * f + patch // f - first_row
+            c = tile_col * f + patch % f - first_col
+            if 0 <= r < kept_rows and 0 <= c < kept_cols:
+                placed.append((r * kept_cols + c, features[1 + tile, token]))
+    placed.sort(key=lambda item: item[0])
+    sequence = list(features[0])
+    for i, (cell, feature) in enumerate(placed):
+        sequence.append(feature)
+        if i + 1 == len(placed) or placed[i + 1][0] // kept_cols != cell // kept_cols:
+            sequence.append(image_newline)
+    return torch.stack(sequence)
+
+
 class LlavaReference:
     def __init__(self, config: dict, weights: dict):
         """config: the llava config.json dict; weights: {HF name: float array} in either layout."""
@@ -275,15 +305,34 @@ class LlavaReference:
     def is_anyres(self):
         return self.config.get("model_type") in ("llava_next", "llava_onevision")
 
-    def anyres_image_features(self, pixel_values, image_size):
+    def anyres_image_features(self, pixel_values, image_size, vision_keep=None):
         """LLaVA-NeXT / OneVision: pixel_values [passes, 3, S, S] (base image + tiles) of an (H, W) image ->
-        (packed visual tokens [N, text hidden], geometry dict). Tower and projector per pass, then packing."""
+        (packed visual tokens [N, text hidden], geometry dict). Tower and projector per pass, then packing.
+        vision_keep = (layer, sequence indices) keeps those tokens of every pass in that layer; the passes are then
+        packed by provenance (pack_pruned_tiles) and the geometry is None."""
         pixels = torch.from_numpy(np.asarray(pixel_values, dtype=np.float32))
-        states = self.vision_hidden_states(pixels)
+        keep = None
+        if vision_keep is not None:
+            keep = (vision_keep[0], torch.tensor(vision_keep[1]).expand(pixels.shape[0], -1))
+        states = self.vision_hidden_states(pixels, keep)
         selected = states[self.config["vision_feature_layer"]]
         if self.config["vision_feature_select_strategy"] == "default":
             selected = selected[:, 1:]  # drop CLS of every pass
         features = self.projector(selected)
+        if vision_keep is not None:
+            lead = 1 if self.has_class_token() else 0
+            kept_patches = [index - lead for index in vision_keep[1] if index >= lead]
+            f = self.vision_config["image_size"] // self.vision_config["patch_size"]
+            packed = pack_pruned_tiles(
+                features,
+                kept_patches,
+                f,
+                image_size,
+                self.config["image_grid_pinpoints"],
+                self.vision_config["image_size"],
+                self.w["image_newline"],
+            )
+            return packed, None
         max_num_patches = None
         if self.config["model_type"] == "llava_onevision":
             max_num_patches = anyres_max_patches(self.config.get("vision_aspect_ratio", "anyres_max_9"))

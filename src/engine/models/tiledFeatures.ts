@@ -4,6 +4,7 @@
  * by bilinear interpolation where anyres_max asks, every row followed by the learned row end. Pure arrays, token-major.
  */
 import type { AnyresLayout } from '../../common/anyres';
+import type { TokenState } from '../../reduction/tokenState';
 
 /**
  * `passes[0]` is the base image's [f², width] features, `passes[1 …]` the tiles' in row-major tile order; returns
@@ -88,4 +89,157 @@ function sampling(inSize: number, outSize: number) {
     lowWeight[i] = Math.fround(1 - highWeight[i]);
   }
   return { low, high, lowWeight, highWeight };
+}
+
+/** A tiled image as the decoder reads it, and which of its tokens are row ends (structure: reduction leaves them). */
+export interface PackedImage {
+  state: TokenState;
+  rowEnds: Uint8Array;
+}
+
+/**
+ * The passes' tokens (each pass's state after the projector) packed for the decoder. Its patches are the base image's
+ * f² then the grid's cells (row-major), and its one span covers every token, row ends included (tokenPatch −1).
+ * Unreduced passes pack exactly as transformers does (packTiledFeatures). Passes a reduction thinned inside the tower
+ * are packed by where their tokens came from: a grid token sits at the first cell of the image it holds (its own
+ * patch if that is inside), tokens that hold only padding go, rows keep their order, and a row end follows every row
+ * that kept a token. Those passes are not shrunk for anyres_max: the reduction already made the image smaller.
+ */
+export function packTiles(
+  passes: readonly TokenState[],
+  layout: AnyresLayout,
+  featuresPerSide: number,
+  rowEnd: Float32Array,
+): PackedImage {
+  const reduced = passes.some((pass) => pass.count !== featuresPerSide ** 2);
+  return reduced
+    ? packByProvenance(passes, layout, featuresPerSide, rowEnd)
+    : packWhole(passes, layout, featuresPerSide, rowEnd);
+}
+
+function packWhole(
+  passes: readonly TokenState[],
+  layout: AnyresLayout,
+  featuresPerSide: number,
+  rowEnd: Float32Array,
+): PackedImage {
+  const hidden = packTiledFeatures(
+    passes.map((pass) => pass.hidden),
+    layout,
+    featuresPerSide,
+    rowEnd,
+  );
+  const base = featuresPerSide ** 2;
+  const { rows, cols } = layout.grid;
+  const tokenPatch = new Int32Array(layout.tokens).fill(-1);
+  const rowEnds = new Uint8Array(layout.tokens);
+  for (let i = 0; i < base; i++) tokenPatch[i] = i;
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) tokenPatch[base + r * (cols + 1) + c] = base + r * cols + c;
+    rowEnds[base + r * (cols + 1) + cols] = 1;
+  }
+  const patchOwner = new Int32Array(base + rows * cols);
+  tokenPatch.forEach((patch, token) => {
+    if (patch >= 0) patchOwner[patch] = token;
+  });
+  const sizes = new Float32Array(layout.tokens).fill(1);
+  return { state: packedState(hidden, rowEnd.length, sizes, tokenPatch, patchOwner), rowEnds };
+}
+
+function packByProvenance(
+  passes: readonly TokenState[],
+  layout: AnyresLayout,
+  featuresPerSide: number,
+  rowEnd: Float32Array,
+): PackedImage {
+  const f = featuresPerSide;
+  const { unpadded } = layout;
+  const base = passes[0];
+  // Every grid token with the first unpadded cell it holds (its own patch first), as [pass, token, cell].
+  const placed: [number, number, number][] = [];
+  for (let pass = 1; pass < passes.length; pass++) {
+    const { spans } = passes[pass];
+    const [span] = spans;
+    const cellOf = (patch: number) => cellIn(layout, f, pass, patch);
+    const anchor = new Int32Array(span.count).fill(-1);
+    for (let token = 0; token < span.count; token++) {
+      const own = span.tokenPatch[token];
+      if (own >= 0) anchor[token] = cellOf(own);
+    }
+    span.patchOwner.forEach((owner, patch) => {
+      const token = owner - span.start;
+      const cell = owner < 0 ? -1 : cellOf(patch);
+      if (cell >= 0 && (anchor[token] < 0 || (span.tokenPatch[token] < 0 && cell < anchor[token])))
+        anchor[token] = cell;
+    });
+    anchor.forEach((cell, token) => {
+      if (cell >= 0) placed.push([pass, span.start + token, cell]);
+    });
+  }
+  placed.sort((a, b) => a[2] - b[2]);
+  const width = rowEnd.length;
+  const basePatches = f * f;
+  const rowsKept = new Set(placed.map(([, , cell]) => Math.floor(cell / unpadded.cols))).size;
+  const count = base.count + placed.length + rowsKept;
+  const hidden = new Float32Array(count * width);
+  const sizes = new Float32Array(count);
+  const tokenPatch = new Int32Array(count).fill(-1);
+  const rowEnds = new Uint8Array(count);
+  // Where each pass's tokens went (−1: cut with the padding); the base image's keep their places.
+  const packedIndex = passes.map((pass, i) =>
+    i === 0 ? Int32Array.from({ length: pass.count }, (_, t) => t) : new Int32Array(pass.count).fill(-1),
+  );
+  hidden.set(base.hidden);
+  sizes.set(base.sizes);
+  tokenPatch.set(base.spans[0].tokenPatch);
+  let out = base.count;
+  placed.forEach(([pass, token, cell], i) => {
+    const { hidden: from, sizes: passSizes } = passes[pass];
+    hidden.set(from.subarray(token * width, (token + 1) * width), out * width);
+    sizes[out] = passSizes[token];
+    tokenPatch[out] = basePatches + cell;
+    packedIndex[pass][token] = out++;
+    const row = Math.floor(cell / unpadded.cols);
+    if (i + 1 === placed.length || Math.floor(placed[i + 1][2] / unpadded.cols) !== row) {
+      hidden.set(rowEnd, out * width);
+      sizes[out] = 1;
+      rowEnds[out++] = 1;
+    }
+  });
+  const patchOwner = new Int32Array(basePatches + unpadded.rows * unpadded.cols).fill(-1);
+  passes.forEach((pass, i) => {
+    const [span] = pass.spans;
+    span.patchOwner.forEach((owner, patch) => {
+      const cell = i === 0 ? patch : cellIn(layout, f, i, patch);
+      if (cell >= 0 && owner >= 0) patchOwner[(i === 0 ? 0 : basePatches) + cell] = packedIndex[i][owner];
+    });
+  });
+  return { state: packedState(hidden, width, sizes, tokenPatch, patchOwner), rowEnds };
+}
+
+/** The unpadded grid cell (row-major) of patch `patch` of tile pass `pass` (1-based), or −1 on the padding. */
+function cellIn(layout: AnyresLayout, f: number, pass: number, patch: number): number {
+  const { tiles, unpadded } = layout;
+  const r = Math.floor((pass - 1) / tiles.cols) * f + Math.floor(patch / f) - unpadded.firstRow;
+  const c = ((pass - 1) % tiles.cols) * f + (patch % f) - unpadded.firstCol;
+  return r >= 0 && r < unpadded.rows && c >= 0 && c < unpadded.cols ? r * unpadded.cols + c : -1;
+}
+
+/** The packed tokens as one span whose patches are the base image's then the grid's. */
+function packedState(
+  hidden: Float32Array,
+  width: number,
+  sizes: Float32Array,
+  tokenPatch: Int32Array,
+  patchOwner: Int32Array,
+): TokenState {
+  const count = sizes.length;
+  return {
+    hidden,
+    count,
+    width,
+    sizes,
+    positions: Int32Array.from({ length: count }, (_, i) => i),
+    spans: [{ start: 0, count, grid: { rows: 1, cols: patchOwner.length }, patchOwner, tokenPatch }],
+  };
 }
