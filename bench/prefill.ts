@@ -1,14 +1,25 @@
 /**
  * `ficoco bench` on full-size architectures with random weights (bench/randomModel.ts), where the shapes are
  * what costs: CLIP-L/336 + TinyLlama-1.1B, SigLIP-so400m/384 + Qwen2-0.5B (one LLaVA-OneVision tile, no
- * class token), or LLaVA-1.5-7B's shapes with the decoder cut to --layers of its 32 to fit memory; the cut
- * model's LLM milliseconds and FLOPs are scaled by 32 / layers and labelled so. Other options go to
+ * class token), LLaVA-1.5-7B's shapes with the decoder cut to --layers of its 32 to fit memory (the cut
+ * model's LLM milliseconds and FLOPs are scaled by 32 / layers and labelled so), or the tiled LLaVA-OneVision-0.5B
+ * and LLaVA-NeXT-Mistral-7B (cut the same way) on a synthetic screenshot of --image-size. Other options go to
  * `ficoco bench` (src/cli/bench.ts).
  *
- *   node --import tsx bench/prefill.ts [--arch tinyllava|onevision-tile|llava-7b] [--layers 4] [bench options]
+ *   node --import tsx bench/prefill.ts [--arch tinyllava|onevision-tile|llava-7b|onevision-0.5b|llava-next-7b]
+ *       [--layers 4] [bench options]
  */
 import { benchCommand } from '../src/cli/bench';
-import { ONEVISION_TILE, TINYLLAVA, llava7b, randomModelDir, writeRandomModel } from './randomModel';
+import {
+  ONEVISION_05B,
+  ONEVISION_TILE,
+  type RandomArchitecture,
+  TINYLLAVA,
+  llava7b,
+  llavaNext7b,
+  randomModelDir,
+  writeRandomModel,
+} from './randomModel';
 
 let archName = 'tinyllava';
 let layers = 4;
@@ -18,9 +29,19 @@ for (let i = 2; i < process.argv.length; i++) {
   else if (process.argv[i] === '--layers') layers = Number(process.argv[++i]);
   else passed.push(process.argv[i]);
 }
-const arch = archName === 'llava-7b' ? llava7b(layers) : archName === 'onevision-tile' ? ONEVISION_TILE : TINYLLAVA;
+const ARCHITECTURES: Record<string, () => RandomArchitecture> = {
+  tinyllava: () => TINYLLAVA,
+  'onevision-tile': () => ONEVISION_TILE,
+  'llava-7b': () => llava7b(layers),
+  'onevision-0.5b': () => ONEVISION_05B,
+  'llava-next-7b': () => llavaNext7b(layers),
+};
+if (!Object.hasOwn(ARCHITECTURES, archName))
+  throw new Error(`--arch ${archName}: one of ${Object.keys(ARCHITECTURES).join(', ')}`);
+const arch = ARCHITECTURES[archName]();
 const modelDir = writeRandomModel(arch, randomModelDir(arch), 'F32');
-const scale = archName === 'llava-7b' ? ['--llm-scale', String(32 / layers)] : [];
+const cut = archName === 'llava-7b' || archName === 'llava-next-7b';
+const scale = cut ? ['--llm-scale', String(32 / layers)] : [];
 void benchCommand([
   '--model',
   modelDir,

@@ -16,6 +16,8 @@ export interface RandomArchitecture {
   tower?: 'clip' | 'siglip';
   /** Llama (no biases) or Qwen2 (q/k/v biases) */
   decoder?: 'llama' | 'qwen2';
+  /** a tiling family, with its default pinpoints (and anyres_max_9 for OneVision) and a learned image_newline */
+  family?: 'llava_next' | 'llava_onevision';
   vision: { hidden: number; intermediate: number; layers: number; heads: number; imageSize: number; patch: number };
   text: { hidden: number; intermediate: number; layers: number; heads: number; kvHeads: number; vocab: number };
 }
@@ -51,6 +53,25 @@ export const ONEVISION_TILE: RandomArchitecture = {
   text: { hidden: 896, intermediate: 4864, layers: 24, heads: 14, kvHeads: 2, vocab: 151936 },
 };
 
+/** LLaVA-OneVision-0.5B's shapes, tiled: SigLIP-so400m/384 + Qwen2-0.5B, 36 pinpoints, anyres_max_9. */
+export const ONEVISION_05B: RandomArchitecture = {
+  ...ONEVISION_TILE,
+  name: 'llava-onevision-0.5b',
+  label: 'LLaVA-OneVision-0.5B shapes (SigLIP-so400m/384 + Qwen2-0.5B, anyres_max_9)',
+  family: 'llava_onevision',
+};
+
+/** LLaVA-NeXT-7B's shapes (CLIP-L/336 + Mistral-7B, five pinpoints) with the decoder cut to `layers` of its 32. */
+export function llavaNext7b(layers: number): RandomArchitecture {
+  return {
+    name: `llava-next-mistral-7b-${layers}of32`,
+    label: `LLaVA-NeXT-Mistral-7B shapes (CLIP-L/336 + Mistral-7B), decoder cut to ${layers} of 32 layers`,
+    family: 'llava_next',
+    vision: TINYLLAVA.vision,
+    text: { hidden: 4096, intermediate: 14336, layers, heads: 32, kvHeads: 8, vocab: 32064 },
+  };
+}
+
 /** The same model with another vision input size: (imageSize / patch)² visual tokens. */
 export function withImageSize(arch: RandomArchitecture, imageSize: number): RandomArchitecture {
   const tokens = Math.floor(imageSize / arch.vision.patch) ** 2;
@@ -82,6 +103,8 @@ export function writeRandomModel(arch: RandomArchitecture, dir: string, dtype: '
     JSON.stringify(
       {
         ...preprocessor,
+        ...(arch.family === 'llava_next' ? { image_processor_type: 'LlavaNextImageProcessor' } : {}),
+        ...(arch.family === 'llava_onevision' ? { image_processor_type: 'LlavaOnevisionImageProcessor' } : {}),
         size: { shortest_edge: arch.vision.imageSize },
         crop_size: { height: arch.vision.imageSize, width: arch.vision.imageSize },
       },
@@ -98,6 +121,7 @@ export function writeRandomModel(arch: RandomArchitecture, dir: string, dtype: '
       {
         ...fixtureConfig,
         torch_dtype: dtype === 'F32' ? 'float32' : 'float16',
+        ...(arch.family ? { model_type: arch.family } : {}),
         ...(siglip ? { vision_feature_layer: -1, vision_feature_select_strategy: 'full' } : {}),
         vision_config: {
           ...fixtureConfig.vision_config,
@@ -122,7 +146,8 @@ export function writeRandomModel(arch: RandomArchitecture, dir: string, dtype: '
           num_key_value_heads: t.kvHeads,
           head_dim: t.hidden / t.heads,
           vocab_size: t.vocab,
-          max_position_embeddings: 4096,
+          // A tiled 1920 × 1080 screenshot is 7,269 tokens on OneVision.
+          max_position_embeddings: arch.family ? 32768 : 4096,
         },
       },
       null,
@@ -229,6 +254,7 @@ function shapesOf(arch: RandomArchitecture): [string, number[]][] {
     tensors.push([`${p}input_layernorm.weight`, [t.hidden]], [`${p}post_attention_layernorm.weight`, [t.hidden]]);
   }
   tensors.push([`${lm}norm.weight`, [t.hidden]], ['language_model.lm_head.weight', [t.vocab, t.hidden]]);
+  if (arch.family) tensors.push(['image_newline', [t.hidden]]);
   return tensors;
 }
 

@@ -108,3 +108,12 @@ export function readImageArg(file: string): { bytes: Buffer; name: string } {
     );
   return { bytes: fs.readFileSync(file), name: path.basename(file) };
 }
+
+/** --image-size "1920x1080" → width 1920, height 1080. */
+export function imageSizeArg(text: string): { width: number; height: number } {
+  const match = /^(\d+)[x×](\d+)$/.exec(text.trim());
+  const [width, height] = match ? [Number(match[1]), Number(match[2])] : [0, 0];
+  if (!(width >= 1 && height >= 1 && width <= 65535 && height <= 65535))
+    throw new FicocoError(`--image-size ${text} must be WIDTHxHEIGHT in pixels, e.g. 1920x1080.`, 'input');
+  return { width, height };
+}

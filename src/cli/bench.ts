@@ -6,7 +6,7 @@ import { FicocoError } from '../common/errors';
 import { Budget } from '../common/budget';
 import { METHODS } from '../reduction/registry';
 import { lineChartSvg } from '../report/lineChart';
-import { budgetArg, integer, number, providerArg, quantizationArg, parseCommandArgs } from './args';
+import { budgetArg, imageSizeArg, integer, number, providerArg, quantizationArg, parseCommandArgs } from './args';
 import {
   Row,
   Sample,
@@ -18,6 +18,7 @@ import {
   prefillMs,
   syntheticPixels,
   syntheticPrompt,
+  syntheticScreenshot,
   timedPrefill,
   unreducedRow,
 } from './benchTiming';
@@ -25,7 +26,7 @@ import { resolveModelArg } from './models';
 
 export const BENCH_USAGE = `Usage:
   ficoco bench [--model DIR] [--methods all|a,b] [--budgets 192,128,64] [--runs 3] [--decode 32]
-               [--text-tokens 40] [--provider NAME] [--threads N] [--quantize none|int8|int4]
+               [--text-tokens 40] [--image-size WxH] [--provider NAME] [--threads N] [--quantize none|int8|int4]
                [--out bench/results] [--name NAME]
 
 Measures the speed of every method and budget against the unreduced model on this machine: vision ms,
@@ -34,7 +35,9 @@ ratio (the limit a method's speedup can reach). Each method gets a warm-up, then
 [unreduced prefill, the method at each budget]; speedups are paired within a round, then medians.
 Writes NAME.md, NAME.json (every row unrounded), NAME-speedup.svg and NAME-vs-flops.svg to the output
 folder. Budgets default to a
-third, two ninths and a ninth of the model's visual tokens (192, 128, 64 of 576).
+third, two ninths and a ninth of the model's visual tokens (192, 128, 64 of 576); on a tiled model
+(LLaVA-NeXT, LLaVA-OneVision) to 25 % and 11 % of a synthetic screenshot of --image-size (default
+1920x1080), tiled as the model tiles it.
 `;
 
 interface BenchRow extends Row {
@@ -52,6 +55,7 @@ export async function benchCommand(args: string[]): Promise<number> {
       runs: { type: 'string', default: '3' },
       decode: { type: 'string', default: '32' },
       'text-tokens': { type: 'string', default: '40' },
+      'image-size': { type: 'string' },
       provider: { type: 'string', default: 'cpu' },
       threads: { type: 'string' },
       quantize: { type: 'string' },
@@ -91,11 +95,21 @@ export async function benchCommand(args: string[]): Promise<number> {
   const rows: BenchRow[] = [];
   const unreduced: Sample[] = [];
   let unreducedPeakMiB: number;
+  const tiled = engine.config.tiling !== undefined;
+  const screenshot = imageSizeArg(values['image-size'] ?? '1920x1080');
   try {
     const visualTokens = engine.reductionShape.visualTokens;
     const budgets: Budget[] =
-      givenBudgets ?? [3, 4.5, 9].map((share) => ({ tokens: Math.round(visualTokens / share) }));
-    const prompt = syntheticPrompt(engine, textTokens, syntheticPixels(engine.config.vision.imageSize));
+      givenBudgets ??
+      (tiled
+        ? [{ ratio: 0.25 }, { ratio: 0.11 }]
+        : [3, 4.5, 9].map((share) => ({ tokens: Math.round(visualTokens / share) })));
+    if (values['image-size'] !== undefined && !tiled)
+      throw new FicocoError(`--image-size needs a tiled model; ${modelDir} sees every image at one size.`, 'input');
+    const pixels = tiled
+      ? engine.imagePixels(syntheticScreenshot(screenshot))
+      : syntheticPixels(engine.config.vision.imageSize);
+    const prompt = syntheticPrompt(engine, textTokens, pixels);
     await timedPrefill(reference, prompt, []);
     unreduced.push(await timedPrefill(reference, prompt, [], options.decode));
     unreducedPeakMiB = peakResidentMiB();
@@ -137,7 +151,7 @@ export async function benchCommand(args: string[]): Promise<number> {
       '',
       `\`ficoco bench ${args.map((a) => (/\s/.test(a) ? JSON.stringify(a) : a)).join(' ')}\``,
       '',
-      `${label} (${modelDir}${load.quantization === 'none' ? '' : `, decoder weights ${load.quantization}`}); one image (${baseline.keptTokens} visual tokens) and ${textTokens} text tokens.${scaled} ${machineLine(engine.provider)}`,
+      `${label} (${modelDir}${load.quantization === 'none' ? '' : `, decoder weights ${load.quantization}`}); ${tiled ? `a ${screenshot.width} × ${screenshot.height} synthetic screenshot` : 'one image'} (${baseline.keptTokens} visual tokens) and ${textTokens} text tokens.${scaled} ${machineLine(engine.provider)}`,
       '',
       `Per method: one warm-up, then ${options.runs} rounds of [unreduced prefill, the method at each ` +
         `budget]; medians. Speedups are paired: each reduced prefill is divided into the unreduced one run ` +

@@ -6,10 +6,10 @@
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { type ImagePixels, LlavaEngine } from '../engine/engine';
+import { type GenerationResult, type ImagePixels, LlavaEngine } from '../engine/engine';
 import { Budget, budgetLabel } from '../common/budget';
-import { planHooks, planReduction } from '../reduction/registry';
 import type { ReductionHook } from '../reduction/tokenState';
+import type { RgbImage } from '../engine/image/rgb-image';
 
 export interface Sample {
   visionMs: number;
@@ -76,6 +76,16 @@ export function syntheticPrompt(engine: LlavaEngine, textTokens: number, pixels:
   return { ids: [...text.slice(0, 5), engine.config.imageTokenId, ...text.slice(5)], pixels: [pixels] };
 }
 
+/**
+ * The first image's visual tokens left at the end of prefill: after a decoder step, what it kept (in-decoder methods
+ * keep every token for their first layers); otherwise what the decoder received (a tiled image's tower steps run
+ * per tile).
+ */
+export function keptVisualTokens(result: GenerationResult): number {
+  const lastStep = result.steps.at(-1);
+  return lastStep?.site.startsWith('llm:') ? lastStep.tokensAfter : result.visualTokens[0].atDecoder;
+}
+
 /** One generation of 1 + `decode` tokens, timed. */
 export async function timedPrefill(
   engine: LlavaEngine,
@@ -94,7 +104,6 @@ export async function timedPrefill(
     onToken: () => (ttftMs ||= performance.now() - started),
   });
   const ticksAfter = cpuTicks();
-  const lastStep = result.steps[result.steps.length - 1];
   return {
     visionMs: result.timings.visionMs,
     llmMs: result.timings.prefillMs,
@@ -108,7 +117,7 @@ export async function timedPrefill(
         ? (ticksAfter.steal - ticksBefore.steal) / Math.max(1, ticksAfter.total - ticksBefore.total)
         : Number.NaN,
     majorFaults: process.resourceUsage().majorPageFault - faultsBefore,
-    keptTokens: lastStep ? lastStep.tokensAfter : result.visualTokens[0].atDecoder,
+    keptTokens: keptVisualTokens(result),
     visionFlops: result.flops.run.vision + result.flops.run.projector,
     llmFlops: result.flops.run.llm,
     ...(decode > 0 ? { decodeTokensPerSecond: (decode * 1000) / result.timings.decodeMs } : {}),
@@ -135,7 +144,8 @@ export async function measureMethod(
   budgets: readonly Budget[],
   options: GroupOptions,
 ): Promise<{ rows: Row[]; unreduced: Sample[] }> {
-  const plans = budgets.map((budget) => planHooks(planReduction(method, budget, engine.reductionShape)));
+  const sizes = prompt.pixels.map((image) => image.size);
+  const plans = budgets.map((budget) => engine.reductionHooks({ method, budget }, sizes));
   await timedPrefill(engine, prompt, plans[0]);
   const unreduced: Sample[] = [];
   const samples: Sample[][] = budgets.map(() => []);
@@ -221,6 +231,22 @@ export function machineLine(provider = 'cpu'): string {
 }
 
 /** Pixel values [3, side, side] that vary smoothly (content does not change the cost; shapes do). */
+/** A width × height screenshot-like image: a light page, a dark title bar, and a grid of coloured boxes. */
+export function syntheticScreenshot({ width, height }: { width: number; height: number }): RgbImage {
+  const rgb = new Uint8Array(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const box = (Math.floor(x / 97) * 7 + Math.floor(y / 61) * 3) % 5;
+      const inBox = x % 97 > 12 && y % 61 > 10;
+      const i = (y * width + x) * 3;
+      const [r, g, b] =
+        y < 32 ? [40, 40, 48] : inBox ? [60 + 40 * box, 200 - 30 * box, 90 + 25 * box] : [245, 245, 240];
+      rgb.set([r, g, b], i);
+    }
+  }
+  return { width, height, rgb };
+}
+
 /** A smooth pattern as one side × side image's pixel values (one vision pass). */
 export function syntheticPixels(side: number): ImagePixels {
   return {

@@ -3,11 +3,12 @@ import * as path from 'node:path';
 import { type ImagePixels, LlavaEngine } from '../engine/engine';
 import { FicocoError } from '../common/errors';
 import { Budget, budgetLabel } from '../common/budget';
-import { METHODS, findMethod, planHooks, planReduction, resolveParams } from '../reduction/registry';
+import { METHODS, findMethod, resolveParams } from '../reduction/registry';
 import type { ParamValue } from '../common/budget';
 import { lineChartSvg } from '../report/lineChart';
 import { budgetArg, integer, paramArgs, quantizationArg, parseCommandArgs } from './args';
 import { EvalItem, answerMatches, readEvalSet } from './evalSet';
+import { keptVisualTokens } from './benchTiming';
 
 export const EVAL_USAGE = `Usage:
   ficoco eval --model DIR --data FILE.jsonl [--methods all|a,b] [--budgets 64,32,16] [--limit N]
@@ -106,7 +107,7 @@ export async function evaluate(
   budget: Budget | undefined,
   maxNewTokens: number,
 ): Promise<EvalRow> {
-  const plan = budget ? planReduction(run.method, budget, engine.reductionShape, run.params) : undefined;
+  const reduction = budget && { method: run.method, budget, params: run.params };
   const row: EvalRow = {
     method: [run.method, ...Object.entries(run.params).map(([name, value]) => `${name}=${value}`)].join(' '),
     budget: budget ? budgetLabel(budget) : 'all',
@@ -127,9 +128,10 @@ export async function evaluate(
         { role: 'user', content: [{ type: 'image' }, { type: 'text', text: item.question }] },
       ]),
     );
-    const result = await engine.generate(ids, [pixelsOf.get(item.image)!], {
+    const pixels = pixelsOf.get(item.image)!;
+    const result = await engine.generate(ids, [pixels], {
       maxNewTokens,
-      hooks: plan ? planHooks(plan) : [],
+      hooks: reduction ? engine.reductionHooks(reduction, [pixels.size]) : [],
     });
     const answer = engine.text.decode(result.tokenIds.filter((id) => !engine.text.stopTokenIds.includes(id)));
     const right = answerMatches(answer, item.answer) ? 1 : 0;
@@ -137,9 +139,7 @@ export async function evaluate(
     row.total += 1;
     row.correctByType.set(item.type, (row.correctByType.get(item.type) ?? 0) + right);
     row.totalByType.set(item.type, (row.totalByType.get(item.type) ?? 0) + 1);
-    // In-decoder methods keep every token for their first layers; what counts is what is left after the last step.
-    row.keptTokens +=
-      result.steps.length > 0 ? result.steps[result.steps.length - 1].tokensAfter : result.visualTokens[0].atDecoder;
+    row.keptTokens += keptVisualTokens(result);
     row.flops += result.flops.run.total;
     row.prefillMs += result.timings.visionMs + result.timings.prefillMs;
   }

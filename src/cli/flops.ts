@@ -22,7 +22,7 @@ import {
 import { ModelShape } from '../reduction/method';
 import { planReduction } from '../reduction/registry';
 import { planRunShape } from './runShape';
-import { budgetArg, integer, paramArgs, parseCommandArgs, readImageArg } from './args';
+import { budgetArg, imageSizeArg, integer, paramArgs, parseCommandArgs, readImageArg } from './args';
 
 /** A full-HD screenshot: what a tiled architecture is asked about when no size is given. */
 const DEFAULT_IMAGE_SIZE = '1920x1080';
@@ -78,7 +78,9 @@ export async function flopsCommand(args: string[]): Promise<number> {
     );
   const arch = archForImage(
     named,
-    values.image !== undefined ? screenshotSize(values.image) : imageSize(values['image-size'] ?? DEFAULT_IMAGE_SIZE),
+    values.image !== undefined
+      ? screenshotSize(values.image)
+      : imageSizeArg(values['image-size'] ?? DEFAULT_IMAGE_SIZE),
   );
   const textTokens = integer('--text-tokens', values['text-tokens'], 0);
   const v = arch.vision;
@@ -140,15 +142,6 @@ function shapeOf(arch: ModelArch): ModelShape {
 function screenshotSize(file: string): { width: number; height: number } {
   const { bytes, name } = readImageArg(file);
   const { width, height } = checkImageFile(bytes, name);
-  return { width, height };
-}
-
-/** "1920x1080" → width 1920, height 1080. */
-function imageSize(text: string): { width: number; height: number } {
-  const match = /^(\d+)[x×](\d+)$/.exec(text.trim());
-  const [width, height] = match ? [Number(match[1]), Number(match[2])] : [0, 0];
-  if (!(width >= 1 && height >= 1 && width <= 65535 && height <= 65535))
-    throw new FicocoError(`--image-size ${text} must be WIDTHxHEIGHT in pixels, e.g. 1920x1080.`, 'input');
   return { width, height };
 }
 

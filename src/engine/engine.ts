@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { FicocoError } from '../common/errors';
 import { type Size, anyresLayout } from '../common/anyres';
-import { RunFlops, peakRunBytes, runFlops, unreducedShapeAt } from '../flops/model';
+import { type ImageCost, RunFlops, imageCost, peakRunBytes, runFlops, unreducedShapeAt } from '../flops/model';
 import { ElemType } from './graph/builder';
 import { ATTENTION, HIDDEN_COSINE, KEY_COSINE, LOG_SIZES, MEAN_KEYS, POSITIONS, Tower } from './graph/segment';
 import { type ModelShape, keptTokens } from '../reduction/method';
@@ -31,7 +31,7 @@ import type { ModelConfig, ModelTowers } from './models/family';
 import { flopsArchOf } from './models/flopsArch';
 import { LOGITS } from './models/llama';
 import { parseModelConfig } from './models/registry';
-import { type PackedImage, packTiles } from './models/tiledFeatures';
+import { type PackedImage, packSquare, packTiles } from './models/tiledFeatures';
 import { withoutStructure } from './structureTokens';
 import { KvCache } from './runtime/kvCache';
 import { Precision, ProviderName, ProviderSetting, SessionFactory } from './runtime/provider';
@@ -245,6 +245,8 @@ export class LlavaEngine {
       provider: options.provider ?? 'cpu',
       precision: options.precision,
       threads: options.threads,
+      // A tiled screenshot's prefill needs gigabytes that an arena would keep after every run.
+      releaseRunMemory: config.tiling !== undefined,
     });
     const runners = {
       vision: new TowerRunner(towers.vision, factory),
@@ -285,7 +287,7 @@ export class LlavaEngine {
     vision: LayerTokens[],
     features: TokenState[],
     decoder: LayerTokens,
-    prompt: { images: readonly Size[]; textTokens: number },
+    prompt: { images: readonly ImageCost[]; textTokens: number },
   ): { run: RunFlops; unreduced: RunFlops } {
     const arch = flopsArchOf(this.config, path.basename(this.modelDir));
     const run = runFlops(arch, {
@@ -327,7 +329,7 @@ export class LlavaEngine {
   async warmUp(reduction?: ReductionRequest): Promise<void> {
     const arch = flopsArchOf(this.config, path.basename(this.modelDir));
     const blank = { width: WARM_UP_IMAGE_SIDE, height: WARM_UP_IMAGE_SIDE };
-    const prefillFlops = runFlops(arch, unreducedShapeAt(arch, [blank], 16)).total;
+    const prefillFlops = runFlops(arch, unreducedShapeAt(arch, [imageCost(arch, blank)], 16)).total;
     if (prefillFlops > WARM_UP_PREFILL_FLOPS) {
       await this.segmentsFor(hooksBySite(this.hooksOf(reduction && this.chooseReduction(reduction), [blank])));
       return;
@@ -339,20 +341,37 @@ export class LlavaEngine {
 
   /** Decodes and preprocesses an image file's bytes into the vision tower's pixel values. */
   async pixelValues(bytes: Uint8Array, name: string): Promise<ImagePixels> {
-    return this.preprocess(await decodeImage(bytes, name));
+    return this.imagePixels(await decodeImage(bytes, name));
   }
 
-  private preprocess(image: RgbImage): ImagePixels {
-    const { tiling } = this.config;
+  /**
+   * A decoded image's pixel values: one pass, or for a tiled model its base image and tiles — unless it is one of
+   * `several` images and the model then sees each whole, padded to a square of the mean colour.
+   */
+  imagePixels(image: RgbImage, several = false): ImagePixels {
+    const { tiling, squareWhenSeveral } = this.config;
     const size = { width: image.width, height: image.height };
-    return tiling
-      ? { values: preprocessTiles(image, this.preprocessor, tiling).pixelValues, size }
-      : { values: preprocessImage(image, this.preprocessor).pixelValues, size };
+    if (tiling && !(several && squareWhenSeveral))
+      return { values: preprocessTiles(image, this.preprocessor, tiling).pixelValues, size };
+    const whole = tiling ? { ...this.preprocessor, padToSquare: true } : this.preprocessor;
+    return { values: preprocessImage(image, whole).pixelValues, size };
   }
 
-  /** Visual tokens an image of this size gives the decoder without reduction. */
+  /** Visual tokens an image of this size gives the decoder without reduction, asked about alone. */
   featureCount(size: Size): number {
     return this.config.tiling ? anyresLayout(this.config.tiling, size).tokens : this.unreducedFeatureCount;
+  }
+
+  /** Tower passes and unreduced visual tokens of preprocessed pixels (a tiled model's image seen whole: one pass). */
+  private costOf(image: ImagePixels): ImageCost {
+    const passes = image.values.length / this.passSize;
+    const { tiling } = this.config;
+    if (!tiling) return { passes, tokens: this.unreducedFeatureCount };
+    return { passes, tokens: passes === 1 ? tiling.baseTokens + 1 : anyresLayout(tiling, image.size).tokens };
+  }
+
+  private get passSize(): number {
+    return (this.towers.vision.input.dims as number[]).reduce((product, d) => product * d, 1);
   }
 
   async ask(request: AskRequest): Promise<Answer> {
@@ -361,7 +380,7 @@ export class LlavaEngine {
       throw new FicocoError('The question is empty; type what you want to know about the image.', 'input');
     }
     const decoded = await Promise.all(request.images.map((image) => decodeImage(image.bytes, image.name)));
-    const pixels = decoded.map((image) => this.preprocess(image));
+    const pixels = decoded.map((image) => this.imagePixels(image, decoded.length > 1));
     const content: ChatMessage['content'] = [
       ...request.images.map(() => ({ type: 'image' as const })),
       { type: 'text' as const, text: request.question },
@@ -370,7 +389,7 @@ export class LlavaEngine {
       request.history ?? [],
       { role: 'user', content },
       request.maxNewTokens ?? 256,
-      pixels.map((image) => image.size),
+      pixels,
     );
     const { inputIds } = fitted;
     const preprocessMs = performance.now() - started;
@@ -458,6 +477,11 @@ export class LlavaEngine {
     };
   }
 
+  /** The hooks `reduction` runs for a question about images of these sizes (what ask plans). */
+  reductionHooks(reduction: ReductionRequest, images: readonly Size[]): ReductionHook[] {
+    return this.hooksOf(this.chooseReduction(reduction), images);
+  }
+
   /** The hooks of a reduction for a question about images of these sizes. */
   private hooksOf(choice: ReductionChoice | undefined, images: readonly Size[]): ReductionHook[] {
     if (!choice || choice.method === NO_REDUCTION) return [];
@@ -500,8 +524,8 @@ export class LlavaEngine {
   }
 
   /** Prompt tokens once each image's placeholder is replaced by its features (before any reduction). */
-  private promptTokens(inputIds: readonly number[], images: readonly Size[]): number {
-    return images.reduce((sum, size) => sum + this.featureCount(size) - 1, inputIds.length);
+  private promptTokens(inputIds: readonly number[], images: readonly ImagePixels[]): number {
+    return images.reduce((sum, image) => sum + this.costOf(image).tokens - 1, inputIds.length);
   }
 
   /**
@@ -513,7 +537,7 @@ export class LlavaEngine {
     history: ChatMessage[],
     question: ChatMessage,
     maxNewTokens: number,
-    images: readonly Size[],
+    images: readonly ImagePixels[],
   ): Promise<{ inputIds: number[]; droppedMessages: number; maxNewTokens: number }> {
     const limit = this.config.text.maxPositions;
     const firstNotSystem = history.findIndex((message) => message.role !== 'system');
@@ -559,7 +583,7 @@ export class LlavaEngine {
     options: GenerateOptions,
   ): Promise<GenerationResult> {
     const sizes = images.map((image) => image.size);
-    const maxNewTokens = this.checkRunFits(this.promptTokens(inputIds, sizes), options.maxNewTokens);
+    const maxNewTokens = this.checkRunFits(this.promptTokens(inputIds, images), options.maxNewTokens);
     const hooks = hooksBySite(options.hooks ?? []);
     const [visionSegments, embedSegments, decoderSegments] = await this.segmentsFor(hooks);
     const steps: StepStat[] = [];
@@ -569,10 +593,9 @@ export class LlavaEngine {
     const visionTokens: LayerTokens[] = [];
     for (const [image, pixels] of images.entries()) {
       const passes: TokenState[] = [];
-      const passSize = (this.towers.vision.input.dims as number[]).reduce((product, d) => product * d, 1);
-      for (let start = 0; start < pixels.values.length; start += passSize) {
+      for (let start = 0; start < pixels.values.length; start += this.passSize) {
         const layers: LayerTokens = { attention: [], mlp: [] };
-        const values = pixels.values.subarray(start, start + passSize);
+        const values = pixels.values.subarray(start, start + this.passSize);
         passes.push(await this.encodeImage(values, visionSegments, hooks, image, steps, layers));
         visionTokens.push(layers);
       }
@@ -630,7 +653,7 @@ export class LlavaEngine {
       tokenIds,
       stopReason,
       prefillLogits,
-      visualTokens: features.map((f, i) => ({ original: this.featureCount(sizes[i]), atDecoder: f.state.count })),
+      visualTokens: features.map((f, i) => ({ original: this.costOf(images[i]).tokens, atDecoder: f.state.count })),
       promptTokens: promptLength,
       steps,
       patchFates: prefill.spans.map((span, i) => this.imageFates(span, sizes[i])),
@@ -640,8 +663,8 @@ export class LlavaEngine {
         features.map((f) => f.state),
         decoderTokens,
         {
-          images: sizes,
-          textTokens: inputIds.length - sizes.length,
+          images: images.map((image) => this.costOf(image)),
+          textTokens: inputIds.length - images.length,
         },
       ),
       timings: { visionMs, prefillMs, decodeMs, visionCpuMs, prefillCpuMs },
@@ -753,6 +776,7 @@ export class LlavaEngine {
     const { tiling } = this.config;
     const { rowEnd } = this.towers.image;
     if (!tiling || !rowEnd) throw new Error('packTiles needs a tiled model');
+    if (passes.length === 1) return packSquare(passes[0], rowEnd);
     return packTiles(passes, anyresLayout(tiling, size), tiling.featuresPerSide, rowEnd);
   }
 

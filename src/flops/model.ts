@@ -116,12 +116,23 @@ export function reducedBeforeLlmShape(arch: ModelArch, prompt: PromptSize & { vi
   return fullTowerShape(arch, prompt.images * arch.visionPassesPerImage, prompt.visualTokens, prompt.textTokens);
 }
 
-/** The shape of a run without reduction on images of these sizes (a tiled family's passes and tokens follow them). */
-export function unreducedShapeAt(arch: ModelArch, images: readonly Size[], textTokens: number): RunShape {
+/** What one image costs: vision tower passes, and visual tokens for the decoder. */
+export interface ImageCost {
+  passes: number;
+  tokens: number;
+}
+
+/** An image of this size seen the usual way (a tiled family tiles it; others see one pass). */
+export function imageCost(arch: ModelArch, size: Size): ImageCost {
+  const image = archForImage(arch, size);
+  return { passes: image.visionPassesPerImage, tokens: image.visualTokensPerImage };
+}
+
+/** The shape of a run without reduction on images that cost this much. */
+export function unreducedShapeAt(arch: ModelArch, images: readonly ImageCost[], textTokens: number): RunShape {
   checkCount(textTokens, 'text tokens');
-  const perImage = images.map((size) => archForImage(arch, size));
-  const passes = perImage.reduce((sum, image) => sum + image.visionPassesPerImage, 0);
-  const visual = perImage.reduce((sum, image) => sum + image.visualTokensPerImage, 0);
+  const passes = images.reduce((sum, image) => sum + image.passes, 0);
+  const visual = images.reduce((sum, image) => sum + image.tokens, 0);
   return fullTowerShape(arch, passes, visual, textTokens);
 }
 

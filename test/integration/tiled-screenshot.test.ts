@@ -67,6 +67,33 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
       assert.equal(answer.stats.flops.run.total, answer.stats.flops.unreduced.total);
     });
 
+    test('two images in one question: OneVision sees each whole, padded square; NeXT tiles each', async () => {
+      const shapes = fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png'));
+      const answer = await engine.ask({
+        question: 'what is shown ?',
+        images: [
+          { bytes, name: 'screenshot.png' },
+          { bytes: shapes, name: 'shapes.png' },
+        ],
+        maxNewTokens: 2,
+      });
+      const tiling = engine.config.tiling!;
+      const expected = engine.config.squareWhenSeveral
+        ? [tiling.baseTokens + 1, tiling.baseTokens + 1]
+        : [
+            anyresLayout(tiling, { width: 1920, height: 1080 }).tokens,
+            anyresLayout(tiling, { width: 96, height: 64 }).tokens,
+          ];
+      assert.deepEqual(
+        answer.stats.visualTokens.map((image) => image.original),
+        expected,
+      );
+      assert.deepEqual(
+        answer.stats.visualTokens.map((image) => image.atDecoder),
+        expected,
+      );
+    });
+
     test('a reduction takes one image per question on a tiled model', async () => {
       await assert.rejects(
         engine.ask({

@@ -63,6 +63,11 @@ export interface ModelConfig {
   classTokenInFeatures: boolean;
   /** AnyRes tiling (LLaVA-NeXT, LLaVA-OneVision): the tower sees a base image and the tiles of the image at its size */
   tiling?: AnyresSpec;
+  /**
+   * several images in one question are not tiled: each is padded to a square of the mean colour and seen whole, then
+   * followed by one row end (LLaVA-OneVision's processor and model)
+   */
+  squareWhenSeveral?: boolean;
 }
 
 /** A model as three towers: pixels → image features, token ids → embeddings, embeddings → logits. */

@@ -55,13 +55,22 @@ const LLAVA_ONEVISION_DEFAULTS: LlavaDefaults = {
   text: { model_type: 'qwen2' },
 };
 
-export const llavaNext: ModelFamily = tiledLlava(LLAVA_NEXT_DEFAULTS, { shrinks: false });
-export const llavaOnevision: ModelFamily = tiledLlava(LLAVA_ONEVISION_DEFAULTS, { shrinks: true });
+export const llavaNext: ModelFamily = tiledLlava(LLAVA_NEXT_DEFAULTS, { shrinks: false, squareWhenSeveral: false });
+export const llavaOnevision: ModelFamily = tiledLlava(LLAVA_ONEVISION_DEFAULTS, {
+  shrinks: true,
+  squareWhenSeveral: true,
+});
 
-/** A tiling llava family; `shrinks` says its config names anyres_max_N in vision_aspect_ratio. */
-function tiledLlava(defaults: LlavaDefaults, options: { shrinks: boolean }): ModelFamily {
+/**
+ * A tiling llava family; `shrinks`: its config names anyres_max_N in vision_aspect_ratio; `squareWhenSeveral`: it tiles
+ * an image only when the question has no other.
+ */
+function tiledLlava(defaults: LlavaDefaults, options: { shrinks: boolean; squareWhenSeveral: boolean }): ModelFamily {
   return (json, source) => {
-    const config = parseTiledConfig(json, source, defaults, options.shrinks);
+    const config = {
+      ...parseTiledConfig(json, source, defaults, options.shrinks),
+      ...(options.squareWhenSeveral ? { squareWhenSeveral: true } : {}),
+    };
     const parts = {
       vision: visionTowerKind(config.vision.modelType, source),
       decoder: decoderKind(config.text.modelType, source),

@@ -97,6 +97,19 @@ export interface PackedImage {
   rowEnds: Uint8Array;
 }
 
+/** An image seen whole in one pass by a tiled model (one of several in a question): its tokens, then a row end. */
+export function packSquare(pass: TokenState, rowEnd: Float32Array): PackedImage {
+  const count = pass.count + 1;
+  const hidden = new Float32Array(count * rowEnd.length);
+  hidden.set(pass.hidden);
+  hidden.set(rowEnd, pass.count * rowEnd.length);
+  const tokenPatch = Int32Array.of(...pass.spans[0].tokenPatch, -1);
+  const rowEnds = new Uint8Array(count);
+  rowEnds[pass.count] = 1;
+  const sizes = Float32Array.of(...pass.sizes, 1);
+  return { state: packedState(hidden, rowEnd.length, sizes, tokenPatch, pass.spans[0].patchOwner.slice()), rowEnds };
+}
+
 /**
  * The passes' tokens (each pass's state after the projector) packed for the decoder. Its patches are the base image's
  * f² then the grid's cells (row-major), and its one span covers every token, row ends included (tokenPatch −1).

@@ -52,7 +52,7 @@ const COREML_ML_PROGRAM = 0x010;
 /** The session options of one provider (what the engine hands ORT; unit-tested where the provider cannot run). */
 export function sessionOptions(
   provider: ProviderName,
-  options: { weightsFolder: string; threads?: number },
+  options: { weightsFolder: string; threads?: number; releaseRunMemory?: boolean },
 ): ort.InferenceSession.SessionOptions {
   const executionProvider: ort.InferenceSession.ExecutionProviderConfig =
     provider === 'cuda' || provider === 'dml'
@@ -63,6 +63,7 @@ export function sessionOptions(
   return {
     executionProviders: [executionProvider],
     graphOptimizationLevel: 'all',
+    ...(options.releaseRunMemory ? { enableCpuMemArena: false } : {}),
     // DirectML supports neither memory patterns nor parallel execution (ORT's DirectML provider notes).
     ...(provider === 'dml' ? { enableMemPattern: false, executionMode: 'sequential' as const } : {}),
     // A GPU provider that fails to load is reported once by us, not as ORT's log noise.
@@ -93,6 +94,11 @@ export interface SessionFactoryOptions {
   precision?: Precision;
   /** intra-op threads; ORT's default (one per physical core) when absent */
   threads?: number;
+  /**
+   * give a run's working memory back when it ends (no CPU arena): for models whose activations run to gigabytes
+   * (a tiled screenshot's thousands of tokens), which an arena would hold at its peak in every session
+   */
+  releaseRunMemory?: boolean;
 }
 
 /**
