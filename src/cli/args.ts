@@ -109,6 +109,9 @@ export function readImageArg(file: string): { bytes: Buffer; name: string } {
   return { bytes: fs.readFileSync(file), name: path.basename(file) };
 }
 
+/** The screenshot size tiled models are measured at when no --image-size is given. */
+export const DEFAULT_IMAGE_SIZE = '1920x1080';
+
 /** --image-size "1920x1080" → width 1920, height 1080. */
 export function imageSizeArg(text: string): { width: number; height: number } {
   const match = /^(\d+)[x×](\d+)$/.exec(text.trim());

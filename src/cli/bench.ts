@@ -6,7 +6,16 @@ import { FicocoError } from '../common/errors';
 import { Budget } from '../common/budget';
 import { METHODS } from '../reduction/registry';
 import { lineChartSvg } from '../report/lineChart';
-import { budgetArg, imageSizeArg, integer, number, providerArg, quantizationArg, parseCommandArgs } from './args';
+import {
+  DEFAULT_IMAGE_SIZE,
+  budgetArg,
+  imageSizeArg,
+  integer,
+  number,
+  providerArg,
+  quantizationArg,
+  parseCommandArgs,
+} from './args';
 import {
   Row,
   Sample,
@@ -96,7 +105,7 @@ export async function benchCommand(args: string[]): Promise<number> {
   const unreduced: Sample[] = [];
   let unreducedPeakMiB: number;
   const tiled = engine.config.tiling !== undefined;
-  const screenshot = imageSizeArg(values['image-size'] ?? '1920x1080');
+  const screenshot = imageSizeArg(values['image-size'] ?? DEFAULT_IMAGE_SIZE);
   try {
     const visualTokens = engine.reductionShape.visualTokens;
     const budgets: Budget[] =

@@ -22,10 +22,17 @@ import {
 import { ModelShape } from '../reduction/method';
 import { planReduction } from '../reduction/registry';
 import { planRunShape } from './runShape';
-import { budgetArg, imageSizeArg, integer, paramArgs, parseCommandArgs, readImageArg } from './args';
+import {
+  DEFAULT_IMAGE_SIZE,
+  budgetArg,
+  imageSizeArg,
+  integer,
+  paramArgs,
+  parseCommandArgs,
+  readImageArg,
+} from './args';
 
 /** A full-HD screenshot: what a tiled architecture is asked about when no size is given. */
-const DEFAULT_IMAGE_SIZE = '1920x1080';
 
 export const FLOPS_USAGE = `Usage:
   ficoco flops (--model DIR | --arch NAME) [--image FILE | --image-size WxH] [--text-tokens 60] [--budgets 576,192,128,64]

@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { FicocoError } from '../common/errors';
-import { type Size, anyresLayout } from '../common/anyres';
+import { type AnyresLayout, type Size, anyresLayout } from '../common/anyres';
 import { type ImageCost, RunFlops, imageCost, peakRunBytes, runFlops, unreducedShapeAt } from '../flops/model';
 import { ElemType } from './graph/builder';
 import { ATTENTION, HIDDEN_COSINE, KEY_COSINE, LOG_SIZES, MEAN_KEYS, POSITIONS, Tower } from './graph/segment';
@@ -357,11 +357,6 @@ export class LlavaEngine {
     return { values: preprocessImage(image, whole).pixelValues, size };
   }
 
-  /** Visual tokens an image of this size gives the decoder without reduction, asked about alone. */
-  featureCount(size: Size): number {
-    return this.config.tiling ? anyresLayout(this.config.tiling, size).tokens : this.unreducedFeatureCount;
-  }
-
   /** Tower passes and unreduced visual tokens of preprocessed pixels (a tiled model's image seen whole: one pass). */
   private costOf(image: ImagePixels): ImageCost {
     const passes = image.values.length / this.passSize;
@@ -389,7 +384,7 @@ export class LlavaEngine {
       request.history ?? [],
       { role: 'user', content },
       request.maxNewTokens ?? 256,
-      pixels,
+      pixels.map((image) => this.costOf(image)),
     );
     const { inputIds } = fitted;
     const preprocessMs = performance.now() - started;
@@ -485,14 +480,14 @@ export class LlavaEngine {
   /** The hooks of a reduction for a question about images of these sizes. */
   private hooksOf(choice: ReductionChoice | undefined, images: readonly Size[]): ReductionHook[] {
     if (!choice || choice.method === NO_REDUCTION) return [];
-    if (!this.config.tiling)
-      return planHooks(planReduction(choice.method, choice.budget, this.reductionShape, choice.params));
+    const { tiling } = this.config;
+    if (!tiling) return planHooks(planReduction(choice.method, choice.budget, this.reductionShape, choice.params));
     if (images.length !== 1)
       throw new ReductionSettingsError(
         `Token reduction on a tiled model takes one image per question, and this one has ${images.length}; ` +
           'ask about one image at a time, or choose method "none".',
       );
-    return this.tiledHooks(choice, images[0]);
+    return this.tiledHooks(choice, anyresLayout(tiling, images[0]), images[0]);
   }
 
   /**
@@ -502,8 +497,7 @@ export class LlavaEngine {
    * on its padding, which unpadding cuts) come to the budget. Steps in the decoder see the packed image without its
    * row ends as one span: base image and tiles ranked together.
    */
-  private tiledHooks(choice: ReductionChoice, size: Size): ReductionHook[] {
-    const layout = anyresLayout(this.config.tiling!, size);
+  private tiledHooks(choice: ReductionChoice, layout: AnyresLayout, size: Size): ReductionHook[] {
     const content = layout.tokens - layout.grid.rows;
     if ('tokens' in choice.budget && choice.budget.tokens > content)
       throw new ReductionSettingsError(
@@ -524,8 +518,8 @@ export class LlavaEngine {
   }
 
   /** Prompt tokens once each image's placeholder is replaced by its features (before any reduction). */
-  private promptTokens(inputIds: readonly number[], images: readonly ImagePixels[]): number {
-    return images.reduce((sum, image) => sum + this.costOf(image).tokens - 1, inputIds.length);
+  private promptTokens(inputIds: readonly number[], images: readonly ImageCost[]): number {
+    return images.reduce((sum, image) => sum + image.tokens - 1, inputIds.length);
   }
 
   /**
@@ -537,7 +531,7 @@ export class LlavaEngine {
     history: ChatMessage[],
     question: ChatMessage,
     maxNewTokens: number,
-    images: readonly ImagePixels[],
+    images: readonly ImageCost[],
   ): Promise<{ inputIds: number[]; droppedMessages: number; maxNewTokens: number }> {
     const limit = this.config.text.maxPositions;
     const firstNotSystem = history.findIndex((message) => message.role !== 'system');
@@ -582,8 +576,8 @@ export class LlavaEngine {
     images: readonly ImagePixels[],
     options: GenerateOptions,
   ): Promise<GenerationResult> {
-    const sizes = images.map((image) => image.size);
-    const maxNewTokens = this.checkRunFits(this.promptTokens(inputIds, images), options.maxNewTokens);
+    const costs = images.map((image) => this.costOf(image));
+    const maxNewTokens = this.checkRunFits(this.promptTokens(inputIds, costs), options.maxNewTokens);
     const hooks = hooksBySite(options.hooks ?? []);
     const [visionSegments, embedSegments, decoderSegments] = await this.segmentsFor(hooks);
     const steps: StepStat[] = [];
@@ -599,11 +593,7 @@ export class LlavaEngine {
         passes.push(await this.encodeImage(values, visionSegments, hooks, image, steps, layers));
         visionTokens.push(layers);
       }
-      features.push(
-        this.config.tiling
-          ? this.packTiles(passes, pixels.size)
-          : { state: passes[0], rowEnds: new Uint8Array(passes[0].count) },
-      );
+      features.push(this.packImage(passes, pixels.size));
     }
     const { ms: visionMs, cpuMs: visionCpuMs } = visionClock();
 
@@ -653,17 +643,17 @@ export class LlavaEngine {
       tokenIds,
       stopReason,
       prefillLogits,
-      visualTokens: features.map((f, i) => ({ original: this.costOf(images[i]).tokens, atDecoder: f.state.count })),
+      visualTokens: features.map((f, i) => ({ original: costs[i].tokens, atDecoder: f.state.count })),
       promptTokens: promptLength,
       steps,
-      patchFates: prefill.spans.map((span, i) => this.imageFates(span, sizes[i])),
+      patchFates: prefill.spans.map((span, i) => this.imageFates(span, images[i].size)),
       cacheLengths,
       flops: this.flopsOf(
         visionTokens,
         features.map((f) => f.state),
         decoderTokens,
         {
-          images: images.map((image) => this.costOf(image)),
+          images: costs,
           textTokens: inputIds.length - images.length,
         },
       ),
@@ -771,11 +761,11 @@ export class LlavaEngine {
     return state;
   }
 
-  /** A tiled image's passes as the one sequence of tokens the decoder reads (tiledFeatures.ts). */
-  private packTiles(passes: TokenState[], size: Size): PackedImage {
+  /** An image's passes as the one sequence of tokens the decoder reads (a tiled model's: tiledFeatures.ts). */
+  private packImage(passes: TokenState[], size: Size): PackedImage {
     const { tiling } = this.config;
     const { rowEnd } = this.towers.image;
-    if (!tiling || !rowEnd) throw new Error('packTiles needs a tiled model');
+    if (!tiling || !rowEnd) return { state: passes[0], rowEnds: new Uint8Array(passes[0].count) };
     if (passes.length === 1) return packSquare(passes[0], rowEnd);
     return packTiles(passes, anyresLayout(tiling, size), tiling.featuresPerSide, rowEnd);
   }

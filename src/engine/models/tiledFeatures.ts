@@ -168,20 +168,22 @@ function packByProvenance(
   const f = featuresPerSide;
   const { unpadded } = layout;
   const base = passes[0];
+  // Per pass, each patch's cell of the image's grid (−1 on the padding); the base image's patches are its own.
+  const cells = passes.map((_, pass) =>
+    Int32Array.from({ length: f * f }, (__, patch) => (pass === 0 ? patch : cellIn(layout, f, pass, patch))),
+  );
   // Every grid token with the first unpadded cell it holds (its own patch first), as [pass, token, cell].
   const placed: [number, number, number][] = [];
   for (let pass = 1; pass < passes.length; pass++) {
-    const { spans } = passes[pass];
-    const [span] = spans;
-    const cellOf = (patch: number) => cellIn(layout, f, pass, patch);
+    const [span] = passes[pass].spans;
     const anchor = new Int32Array(span.count).fill(-1);
     for (let token = 0; token < span.count; token++) {
       const own = span.tokenPatch[token];
-      if (own >= 0) anchor[token] = cellOf(own);
+      if (own >= 0) anchor[token] = cells[pass][own];
     }
     span.patchOwner.forEach((owner, patch) => {
       const token = owner - span.start;
-      const cell = owner < 0 ? -1 : cellOf(patch);
+      const cell = owner < 0 ? -1 : cells[pass][patch];
       if (cell >= 0 && (anchor[token] < 0 || (span.tokenPatch[token] < 0 && cell < anchor[token])))
         anchor[token] = cell;
     });
@@ -223,7 +225,7 @@ function packByProvenance(
   passes.forEach((pass, i) => {
     const [span] = pass.spans;
     span.patchOwner.forEach((owner, patch) => {
-      const cell = i === 0 ? patch : cellIn(layout, f, i, patch);
+      const cell = cells[i][patch];
       if (cell >= 0 && owner >= 0) patchOwner[(i === 0 ? 0 : basePatches) + cell] = packedIndex[i][owner];
     });
   });
