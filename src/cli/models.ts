@@ -73,15 +73,17 @@ export async function modelsCommand(args: string[]): Promise<number> {
 
 function list(root: string): number {
   const lines = ['Presets:'];
+  const indent = ''.padEnd(25);
   for (const preset of MODEL_PRESETS) {
     lines.push(
-      `  ${preset.id.padEnd(20)} ${preset.title}, ${preset.parameters} parameters, ` +
+      `  ${`${preset.id}${preset.recommended ? ' *' : ''}`.padEnd(24)} ${preset.title}, ${preset.parameters} parameters, ` +
         `${formatBytes(preset.approxBytes)}, ${preset.licence}`,
-    );
-    lines.push(
-      `  ${''.padEnd(20)} ${preset.hub ? `${preset.hub.repo}@${preset.hub.revision.slice(0, 7)}` : 'built in'}; ${preset.hardware}`,
+      `${indent} ${preset.hub ? `${preset.hub.repo}@${preset.hub.revision.slice(0, 7)}` : 'built in'}; ${preset.hardware}`,
+      `${indent} screenshots: ${preset.screenshots.highResolution ? 'high resolution' : 'low resolution'}, ` +
+        preset.screenshots.summary,
     );
   }
+  lines.push(`  * recommended on a machine without a GPU`);
   const stored = listStoredModels(root);
   lines.push('', stored.length === 0 ? `Nothing downloaded in ${root}.` : `Downloaded (${root}):`);
   for (const model of stored)

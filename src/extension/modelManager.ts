@@ -126,9 +126,14 @@ export class ModelManager {
       );
     const downloaded = new Set(listStoredModels(this.root).map((m) => `${m.repo}@${m.commit}`));
     const presets = MODEL_PRESETS.filter((preset) => preset.hub).map((preset): Pick<ModelRequest | 'other'> => ({
-      label: preset.title,
-      description: `${formatBytes(preset.approxBytes)} · ${preset.licence}${downloaded.has(`${preset.hub!.repo}@${preset.hub!.revision}`) ? ' · downloaded' : ''}`,
-      detail: `${preset.hub!.repo} — ${preset.hardware}`,
+      label: `${preset.screenshots.highResolution ? '$(screen-full) ' : ''}${preset.title}`,
+      description: [
+        formatBytes(preset.approxBytes),
+        preset.licence,
+        ...(preset.recommended ? ['recommended'] : []),
+        ...(downloaded.has(`${preset.hub!.repo}@${preset.hub!.revision}`) ? ['downloaded'] : []),
+      ].join(' · '),
+      detail: `${preset.hub!.repo} — screenshots: ${preset.screenshots.summary}. ${preset.hardware}`,
       value: {
         repo: preset.hub!.repo,
         revision: preset.hub!.revision,

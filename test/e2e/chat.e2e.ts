@@ -10,7 +10,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { EvalItem, readEvalSet } from '../../src/cli/evalSet';
+import { anyresLayout } from '../../src/common/anyres';
+import { parseModelConfig } from '../../src/engine/models/registry';
+import { findPreset } from '../../src/hub/presets';
 import { FakeHub, startFakeHub } from '../../tools/fakeHub';
+import { ONEVISION_05B_LISTING, screenshotPng, writeHubListing } from '../helpers/hubListings';
 import { missingPrerequisite, ROOT, Workbench } from './workbench';
 
 const evalItems = readEvalSet(path.join(ROOT, 'bench', 'eval-set', 'data.jsonl'));
@@ -262,6 +266,51 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
         assert.ok(workbench.engineLog().includes(folder), 'the engine loaded the downloaded folder');
       } finally {
         await hub?.close();
+      }
+    },
+  );
+
+  test(
+    'Download Model: the recommended LLaVA-OneVision preset from its real file listing reads a 1920 × 1080 ' +
+      'screenshot in tiles, and the overlay draws the tile borders',
+    async () => {
+      const preset = findPreset('llava-onevision-0.5b')!;
+      const repo = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-e2e-onevision-'));
+      let hub: FakeHub | undefined;
+      try {
+        writeHubListing(ONEVISION_05B_LISTING, repo);
+        hub = await startFakeHub({ [preset.hub!.repo]: { folder: repo, commit: preset.hub!.revision } });
+        await workbench.writeSettings({
+          'ficoco.hubEndpoint': hub.url,
+          'ficoco.reduction.method': 'ficoco-v',
+          'ficoco.reduction.budget': '25%',
+        });
+        await workbench.runCommand('FiCoCo: Download Model');
+        await workbench.pickQuickInput(preset.title);
+        const consent = workbench.page.locator('.monaco-dialog-box');
+        await consent.waitFor({ timeout: MINUTE });
+        assert.match(await consent.innerText(), /Download llava-hf\/llava-onevision-qwen2-0\.5b-ov-hf \(/);
+        await consent.getByRole('button', { name: 'Download' }).click();
+        await workbench.clickNotificationButton(/Downloaded llava-hf\/llava-onevision-qwen2-0\.5b-ov-hf/, 'Use It');
+        await startNewChat();
+        await workbench.paste({ name: 'screenshot.png', type: 'image/png', bytes: screenshotPng(1920, 1080) });
+        await workbench.ask('what is shown ?');
+        const answer = await finishedAnswer();
+        const config = JSON.parse(fs.readFileSync(path.join(repo, 'config.json'), 'utf8')) as unknown;
+        const layout = anyresLayout(parseModelConfig(config, 'config.json').config.tiling!, {
+          width: 1920,
+          height: 1080,
+        });
+        const stats = await answer.locator('.stats-line').innerText();
+        assert.match(stats, new RegExp(`^ficoco-v 25% · \\d+/${layout.tokens} tokens · `), stats);
+        await lastTurn().locator('.show-reduction').click();
+        const figure = lastTurn().locator('.reduction-figures figure.reduction');
+        await figure.waitFor();
+        assert.ok((await figure.locator('.tile-border').count()) > 0, 'tile borders are drawn');
+        await workbench.screenshot('tiled-overlay');
+      } finally {
+        await hub?.close();
+        fs.rmSync(repo, { recursive: true, force: true });
       }
     },
   );

@@ -6,8 +6,12 @@ import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { resolveModelArg } from '../../src/cli/models';
-import { MODEL_PRESETS } from '../../src/hub/presets';
+import { anyresLayout } from '../../src/common/anyres';
+import { DOWNLOAD_MANIFEST } from '../../src/hub/store';
+import { MODEL_PRESETS, findPreset } from '../../src/hub/presets';
+import { parseModelConfig } from '../../src/engine/models/registry';
 import { FakeHub, startFakeHub } from '../../tools/fakeHub';
+import { ONEVISION_05B_LISTING, screenshotPng, writeHubListing } from '../helpers/hubListings';
 
 const ROOT = path.join(__dirname, '..', '..');
 const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
@@ -30,7 +34,7 @@ function ficoco(...args: string[]) {
   // An empty HF cache, so nothing on this machine is reused by accident.
   return run(process.execPath, ['--import', 'tsx', CLI, ...args], {
     cwd: ROOT,
-    env: { ...process.env, HF_HUB_CACHE: path.join(dir, 'hf-cache') },
+    env: { ...process.env, HF_HUB_CACHE: path.join(dir, 'hf-cache'), FICOCO_MODELS_DIR: dir },
   });
 }
 
@@ -64,13 +68,51 @@ test('ficoco models download fetches a repository from the endpoint; ask answers
   assert.match(answer.stdout, /^G\b/);
 });
 
+test('ficoco models download llava-onevision-0.5b takes its files from the real listing; ask reads a 1080p screenshot', async () => {
+  const preset = findPreset('llava-onevision-0.5b')!;
+  const repo = path.join(dir, 'hub-onevision');
+  writeHubListing(ONEVISION_05B_LISTING, repo);
+  const onevisionHub = await startFakeHub({ [preset.hub!.repo]: { folder: repo, commit: preset.hub!.revision } });
+  try {
+    await ficoco('models', 'download', preset.id, '--endpoint', onevisionHub.url, '--dir', dir);
+  } finally {
+    await onevisionHub.close();
+  }
+  const folder = resolveModelArg(preset.id, dir);
+  const downloaded = fs
+    .readdirSync(folder, { recursive: true, encoding: 'utf8' })
+    .filter((f) => f !== DOWNLOAD_MANIFEST);
+  const expected = preset.hub!.files.filter((file) => ONEVISION_05B_LISTING.files.includes(file));
+  assert.deepEqual(downloaded.sort(), [...expected].sort(), 'the preset files the repository has, nothing else');
+
+  const shot = path.join(dir, 'screenshot.png');
+  fs.writeFileSync(shot, screenshotPng(1920, 1080));
+  const { stdout } = await ficoco(
+    'ask',
+    '--model',
+    preset.id,
+    '--image',
+    shot,
+    '--max-new-tokens',
+    '3',
+    'what is shown ?',
+  );
+  const configFile = path.join(folder, 'config.json');
+  const { config } = parseModelConfig(JSON.parse(fs.readFileSync(configFile, 'utf8')), configFile);
+  const tiles = anyresLayout(config.tiling!, { width: 1920, height: 1080 });
+  assert.match(stdout, new RegExp(`^tokens in +\\d+ \\(visual ${tiles.tokens}/${tiles.tokens}\\)$`, 'm'));
+});
+
 test('ficoco models lists every preset with its size, licence and pinned revision', async () => {
   const { stdout } = await ficoco('models', '--dir', dir);
   for (const preset of MODEL_PRESETS) {
     assert.ok(stdout.includes(preset.id), preset.id);
     assert.ok(stdout.includes(preset.licence), preset.licence);
     if (preset.hub) assert.ok(stdout.includes(`${preset.hub.repo}@${preset.hub.revision.slice(0, 7)}`));
+    const resolution = preset.screenshots.highResolution ? 'high resolution' : 'low resolution';
+    assert.ok(stdout.includes(`screenshots: ${resolution}, ${preset.screenshots.summary}`), preset.id);
   }
+  assert.match(stdout, /^ {2}llava-onevision-0\.5b \* +LLaVA-OneVision 0\.5B/m, 'the recommended preset is marked');
 });
 
 test('ficoco models lists unfinished downloads; ficoco models clean removes them', async () => {

@@ -5,34 +5,17 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { PNG } from 'pngjs';
 import { anyresLayout } from '../../src/common/anyres';
 import { FicocoError } from '../../src/common/errors';
 import { LlavaEngine } from '../../src/engine/engine';
 import { keptTokens } from '../../src/reduction/method';
 import { METHODS } from '../../src/reduction/registry';
+import { screenshotPng } from '../helpers/hubListings';
 
 const ROOT = path.join(__dirname, '..', '..');
 const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
 const FIXTURES = path.join(ROOT, 'test', 'fixtures');
 const run = promisify(execFile);
-
-/** A 1920 × 1080 screenshot-like PNG: a light page, a dark title bar and a coloured dialog. */
-function screenshotPng(): Buffer {
-  const png = new PNG({ width: 1920, height: 1080 });
-  for (let y = 0; y < 1080; y++) {
-    for (let x = 0; x < 1920; x++) {
-      const i = (y * 1920 + x) * 4;
-      const titleBar = y < 40;
-      const dialog = x > 660 && x < 1260 && y > 390 && y < 690;
-      png.data[i] = titleBar ? 40 : dialog ? 200 : 245;
-      png.data[i + 1] = titleBar ? 40 : dialog ? 60 : 245;
-      png.data[i + 2] = titleBar ? 48 : dialog ? 50 : 240;
-      png.data[i + 3] = 255;
-    }
-  }
-  return PNG.sync.write(png);
-}
 
 for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral']) {
   describe(`a 1920 × 1080 screenshot on a tiled model: ${fixture}`, () => {

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { StreamingDecoder, TextProcessor, type ChatMessage, type ImageTokenRef } from '../../src/engine/text';
 import { throwsFicoco } from '../helpers/assertions';
+import { ONEVISION_CHAT_TEMPLATE } from '../helpers/hubListings';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-text-'));
 const loaded: TextProcessor[] = [];
@@ -422,6 +423,25 @@ describe('Qwen2 byte-level BPE with ChatML', () => {
       prompt,
       '<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\n<image>\nhello ' +
         'world<|im_end|>\n<|im_start|>assistant\n',
+    );
+  });
+
+  test("llava-onevision-qwen2-0.5b-ov-hf's own template: a conversation with an earlier answer", async () => {
+    const onevision = loadForRendering(
+      qwenFolder({ 'chat_template.json': { chat_template: ONEVISION_CHAT_TEMPLATE } }),
+      {
+        id: QWEN_SPECIAL.image,
+      },
+    );
+    const prompt = await onevision.renderPrompt([
+      ...userAsks('what is red ?'),
+      { role: 'assistant', content: [{ type: 'text', text: 'the dialog' }] },
+      { role: 'user', content: [{ type: 'text', text: 'and above it ?' }] },
+    ]);
+    assert.equal(
+      prompt,
+      '<|im_start|>user <image>\nwhat is red ?<|im_end|><|im_start|>assistant \nthe dialog<|im_end|>' +
+        '<|im_start|>user \nand above it ?<|im_end|><|im_start|>assistant\n',
     );
   });
 
