@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { median } from '../src/cli/benchTiming';
 import { AUTO_METHOD, NO_REDUCTION } from '../src/common/reductionChoice';
-import { type AskOptions, EngineClient } from '../src/extension/engineClient';
+import { type AskOptions, EngineClient } from '../src/client/engineClient';
 import { type PrefillRun, measureSpeedup, prefillMs } from '../src/extension/speedup';
 import { findBuiltinModel } from '../src/hub/presets';
 import type { LoadParams, ReductionRequest } from '../src/protocol/engine';

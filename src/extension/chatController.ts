@@ -18,7 +18,7 @@ import type { ImageAttachment } from '../protocol/engine';
 import type { Turn, WebviewMessage } from '../protocol/webview';
 import { ChatSurface, ChatViews } from './chatViews';
 import { Conversation, ImageInput } from './conversation';
-import { EngineClient, EngineError } from './engineClient';
+import { EngineClient, EngineError } from '../client/engineClient';
 import { fixFor } from './errorFixes';
 import { IdleUnloader } from './idleUnload';
 import { Replies, ReplySettings } from './replies';

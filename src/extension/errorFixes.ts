@@ -2,7 +2,7 @@
  * The one action that helps with a failure, chosen by its kind (never by its message): the setting to open, or the
  * engine log. Free of 'vscode'; the controller turns the fix into a notification button.
  */
-import { EngineError } from './engineClient';
+import { EngineError } from '../client/engineClient';
 import { SettingsError } from './settings';
 
 export type ErrorFix = { title: 'Open Settings'; setting: string } | { title: 'Show Engine Log' };

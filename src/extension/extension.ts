@@ -7,7 +7,7 @@ import type { Turn } from '../protocol/webview';
 import { METHODS } from '../reduction/registry';
 import { ChatController } from './chatController';
 import { ChatViews } from './chatViews';
-import { EngineClient } from './engineClient';
+import { EngineClient } from '../client/engineClient';
 import { GpuSetup, cudaHostEnvironment } from './gpuSetup';
 import { ModelManager } from './modelManager';
 import { BUDGET_HINT, parseBudget } from '../common/budget';

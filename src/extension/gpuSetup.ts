@@ -21,7 +21,7 @@ import {
 import { CudaPackage, findCudaPackage, installCudaProvider } from '../hub/cudaProvider';
 import { formatBytes } from '../common/bytes';
 import { byteProgress } from './byteProgress';
-import type { EngineClient } from './engineClient';
+import type { EngineClient } from '../client/engineClient';
 
 export const INSTALL_CUDA_COMMAND = 'ficoco.installCudaProvider';
 const DECLINED_KEY = 'ficoco.cudaOfferDeclined';

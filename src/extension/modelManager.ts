@@ -26,7 +26,7 @@ import {
 } from '../hub/store';
 import { BUILTIN_MODEL_PATH, MODEL_PRESETS } from '../hub/presets';
 import { byteProgress } from './byteProgress';
-import type { EngineClient } from './engineClient';
+import type { EngineClient } from '../client/engineClient';
 import { expandModelPath } from './settings';
 import type { SpeedupStatusBar } from './statusBar';
 

@@ -9,7 +9,7 @@ import { CancellationTokenSource } from 'vscode-jsonrpc/node';
 import { type AnswerStats, type LoadParams, loadKey } from '../protocol/engine';
 import { type AnswerStatsView, type HostMessage, type ReplyKind, isReducedAnswer } from '../protocol/webview';
 import type { Conversation, ImageInput } from './conversation';
-import { AskOptions, EngineClient, EngineError } from './engineClient';
+import { AskOptions, EngineClient, EngineError } from '../client/engineClient';
 import { type ReductionSetting, reductionRequest } from './settings';
 import type { SpeedupView } from '../protocol/webview';
 import { PrefillRun, SpeedupCache, SpeedupSubject, flopsRatio, measureSpeedup, prefillMs } from './speedup';

@@ -18,7 +18,7 @@ import {
   isCudaPlatform,
   ortBinaryFolder,
 } from '../../src/common/cudaRuntime';
-import { EngineClient } from '../../src/extension/engineClient';
+import { EngineClient } from '../../src/client/engineClient';
 import { findCudaPackage, installCudaProvider } from '../../src/hub/cudaProvider';
 
 const VERSION = '1.30.0';

@@ -13,7 +13,7 @@ import {
   ResponseError,
   createMessageConnection,
 } from 'vscode-jsonrpc/node';
-import { EngineClient, EngineError } from '../../src/extension/engineClient';
+import { EngineClient, EngineError } from '../../src/client/engineClient';
 import {
   AskRequest,
   ENGINE_FAILURE,

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { Conversation, ImageInput } from '../../src/extension/conversation';
-import { EngineClient, EngineError } from '../../src/extension/engineClient';
+import { EngineClient, EngineError } from '../../src/client/engineClient';
 import { Replies, ReplySettings } from '../../src/extension/replies';
 import { SettingsError } from '../../src/extension/settings';
 import { SpeedupCache } from '../../src/extension/speedup';

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
-import { AskOptions, EngineClient, EngineError } from '../../src/extension/engineClient';
+import { AskOptions, EngineClient, EngineError } from '../../src/client/engineClient';
 import {
   PairPlan,
   PrefillRun,

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, mock, test } from 'node:test';
-import { EngineError } from '../../src/extension/engineClient';
+import { EngineError } from '../../src/client/engineClient';
 import { fixFor } from '../../src/extension/errorFixes';
 import { IdleUnloader } from '../../src/extension/idleUnload';
 import { SettingsError, loadParamsOf, readSettings } from '../../src/extension/settings';
