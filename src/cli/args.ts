@@ -7,6 +7,7 @@ import { FicocoError } from '../common/errors';
 import { PROVIDERS, ProviderSetting } from '../engine/runtime/provider';
 import { WEIGHT_QUANTIZATIONS, WeightQuantization } from '../common/quantization';
 import { BUDGET_HINT, Budget, ParamValue, parseBudget } from '../common/budget';
+import { AUTO_METHOD, NO_REDUCTION } from '../common/reductionChoice';
 
 /**
  * node:util's parseArgs for one command, with what users meet fixed: a negative number after an option that takes a
@@ -55,6 +56,31 @@ export function budgetArg(text: string): Budget {
   const budget = parseBudget(text);
   if (!budget) throw new FicocoError(`--budget ${text} must be ${BUDGET_HINT}.`, 'input');
   return budget;
+}
+
+/**
+ * --method, --budget and --param as the engine's reduction request: undefined for none (or no --method), `auto` without a
+ * budget, any other method with one.
+ */
+export function reductionArg(
+  method: string | undefined,
+  budget: string | undefined,
+  params: readonly string[] | undefined,
+): { method: string; budget?: Budget; params: Record<string, ParamValue> } | undefined {
+  const choosing = method === AUTO_METHOD || method === NO_REDUCTION;
+  if (method !== undefined && !choosing && budget === undefined)
+    throw new FicocoError(`--method ${method} needs --budget: e.g. --method ficoco-v --budget 64.`, 'input');
+  if (budget !== undefined && method === undefined)
+    throw new FicocoError('--budget needs --method NAME (see `ficoco methods`).', 'input');
+  if (budget !== undefined && choosing)
+    throw new FicocoError(
+      method === AUTO_METHOD
+        ? '--method auto chooses its own budget; leave out --budget.'
+        : '--method none keeps every visual token; leave out --budget.',
+      'input',
+    );
+  if (method === undefined || method === NO_REDUCTION) return undefined;
+  return { method, ...(budget === undefined ? {} : { budget: budgetArg(budget) }), params: paramArgs(params) };
 }
 
 /** --param name=value pairs; numbers and true/false are typed, anything else stays text. */

@@ -1,26 +1,18 @@
 import { findBuiltinModel } from '../hub/presets';
 import { AnswerStats, LlavaEngine } from '../engine/engine';
-import { AUTO_METHOD, NO_REDUCTION } from '../common/reductionChoice';
+import { NO_REDUCTION } from '../common/reductionChoice';
 import { FicocoError } from '../common/errors';
 import { PROVIDERS } from '../engine/runtime/provider';
 import { FlopsError } from '../flops/index';
 import { METHODS } from '../reduction/registry';
-import {
-  budgetArg,
-  integer,
-  number,
-  paramArgs,
-  providerArg,
-  quantizationArg,
-  parseCommandArgs,
-  readImageArg,
-} from './args';
+import { integer, number, providerArg, quantizationArg, parseCommandArgs, readImageArg, reductionArg } from './args';
 import { BENCH_USAGE, benchCommand } from './bench';
 import { EVAL_USAGE, evalCommand } from './eval';
 import { FLOPS_USAGE, flopsCommand } from './flops';
 import { MODELS_USAGE, modelsCommand, resolveModelArg } from './models';
 import { PROVIDERS_USAGE, providersCommand } from './providers';
 import { REDUCE_USAGE, reduceCommand } from './reduce';
+import { SERVE_USAGE, serveCommand } from './serve';
 import { TUNE_USAGE, tuneCommand } from './tune';
 
 const ASK_USAGE = `Usage:
@@ -49,7 +41,8 @@ ${EVAL_USAGE.replace('Usage:\n', '')}
 ${BENCH_USAGE.replace('Usage:\n', '')}
 ${TUNE_USAGE.replace('Usage:\n', '')}
 ${MODELS_USAGE.replace('Usage:\n', '')}
-${PROVIDERS_USAGE.replace('Usage:\n', '')}`;
+${PROVIDERS_USAGE.replace('Usage:\n', '')}
+${SERVE_USAGE.replace('Usage:\n', '')}`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -62,6 +55,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'methods') return listMethods(rest);
   if (command === 'models') return modelsCommand(rest);
   if (command === 'providers') return providersCommand(rest);
+  if (command === 'serve') return serveCommand(rest);
   process.stderr.write(
     command === undefined || command === '--help' || command === 'help'
       ? USAGE
@@ -94,18 +88,7 @@ async function ask(args: string[]): Promise<number> {
     process.stdout.write(ASK_USAGE);
     return 0;
   }
-  const choosing = values.method === AUTO_METHOD || values.method === NO_REDUCTION;
-  if (values.method !== undefined && !choosing && values.budget === undefined)
-    throw new FicocoError(`--method ${values.method} needs --budget: e.g. --method ficoco-v --budget 64.`, 'input');
-  if (values.budget !== undefined && values.method === undefined)
-    throw new FicocoError('--budget needs --method NAME (see `ficoco methods`).', 'input');
-  if (values.budget !== undefined && choosing)
-    throw new FicocoError(
-      values.method === AUTO_METHOD
-        ? '--method auto chooses its own budget; leave out --budget.'
-        : '--method none keeps every visual token; leave out --budget.',
-      'input',
-    );
+  const reduction = reductionArg(values.method, values.budget, values.param);
   const modelDir = values.model !== undefined ? resolveModelArg(values.model) : findBuiltinModel(__dirname);
   if (modelDir === undefined)
     throw new FicocoError(
@@ -117,14 +100,7 @@ async function ask(args: string[]): Promise<number> {
     throw new FicocoError('--image FILE is required: the screenshot or diagram to ask about.', 'input');
   // Every option is checked before the model loads.
   const request = {
-    reduction:
-      values.method === undefined || values.method === NO_REDUCTION
-        ? undefined
-        : {
-            method: values.method,
-            ...(values.budget === undefined ? {} : { budget: budgetArg(values.budget) }),
-            params: paramArgs(values.param),
-          },
+    reduction,
     question: positionals.join(' '),
     maxNewTokens: integer('--max-new-tokens', values['max-new-tokens'], 1),
     sampling: {

@@ -35,6 +35,9 @@ export const MAX_IMAGE_PIXELS = 50_000_000;
  */
 export const MAX_IMAGE_ASPECT_RATIO = 32;
 
+/** Images one question may carry: the chat, the CLI's callers and the server refuse more. */
+export const MAX_IMAGES_PER_QUESTION = 8;
+
 /** What an image file's header says, read without decoding it. */
 export interface ImageHeader {
   format: ImageFormat;

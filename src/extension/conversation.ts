@@ -14,7 +14,7 @@ import type {
   Turn,
   TurnImage,
 } from '../protocol/webview';
-import { IMAGE_MIME_TYPES, type ImageFormat } from '../common/imageFile';
+import { IMAGE_MIME_TYPES, MAX_IMAGES_PER_QUESTION, type ImageFormat } from '../common/imageFile';
 import { decodedLength, type HistoryMessage, type ImageAttachment } from '../protocol/engine';
 
 /**
@@ -25,8 +25,6 @@ export interface ImageInput extends ImageAttachment {
   format: ImageFormat;
 }
 
-/** Most images one question can carry. */
-export const MAX_IMAGES_PER_TURN = 8;
 /** Largest image shown inline as a data: URL; the conversation keeps it and re-sends it on every webview reload. */
 export const MAX_PREVIEW_BYTES = 4 * 1024 * 1024;
 
@@ -47,8 +45,8 @@ export class Conversation {
 
   /** Adds images for the next question; returns the message, or throws when that would pass the per-question limit. */
   addPending(images: ImageInput[]): HostMessage {
-    if (this.pending.length + images.length > MAX_IMAGES_PER_TURN) {
-      throw new RangeError(`A question can carry ${MAX_IMAGES_PER_TURN} images; remove some before adding more.`);
+    if (this.pending.length + images.length > MAX_IMAGES_PER_QUESTION) {
+      throw new RangeError(`A question can carry ${MAX_IMAGES_PER_QUESTION} images; remove some before adding more.`);
     }
     for (const input of images)
       this.pending.push({ image: { id: `image-${this.nextId++}`, ...turnImage(input) }, input });

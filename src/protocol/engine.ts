@@ -64,9 +64,9 @@ export interface ImageAttachment {
   dataBase64: string;
 }
 
-/** An earlier turn of the conversation, text only. */
+/** An earlier turn of the conversation, text only; a system message is kept when older turns are trimmed. */
 export interface HistoryMessage {
-  role: 'user' | 'assistant';
+  role: 'system' | 'user' | 'assistant';
   text: string;
 }
 
@@ -234,8 +234,8 @@ function parseHistory(value: unknown): HistoryMessage[] {
     throw invalidParams(`history is ${describeValue(value)}; expected an array of { role, text }.`);
   return value.map((entry, i) => {
     const message = record(entry, `history[${i}]`);
-    if (message.role !== 'user' && message.role !== 'assistant')
-      throw invalidParams(`history[${i}].role is ${describeValue(message.role)}; expected user or assistant.`);
+    if (message.role !== 'system' && message.role !== 'user' && message.role !== 'assistant')
+      throw invalidParams(`history[${i}].role is ${describeValue(message.role)}; expected system, user or assistant.`);
     return { role: message.role, text: string(message.text, `history[${i}].text`) };
   });
 }

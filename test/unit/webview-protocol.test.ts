@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Conversation, MAX_IMAGES_PER_TURN, MAX_PREVIEW_BYTES, turnImage } from '../../src/extension/conversation';
+import { MAX_IMAGES_PER_QUESTION } from '../../src/common/imageFile';
+import { Conversation, MAX_PREVIEW_BYTES, turnImage } from '../../src/extension/conversation';
 import { webviewHtml } from '../../src/extension/webviewHtml';
 import {
   AnswerStatsView,
@@ -267,9 +268,9 @@ describe('conversation kept by the extension', () => {
     assert.equal(sped.turn.full?.text, 'cat');
   });
 
-  test('at most MAX_IMAGES_PER_TURN images per question; New Chat clears everything', () => {
+  test('at most MAX_IMAGES_PER_QUESTION images per question; New Chat clears everything', () => {
     const conversation = new Conversation();
-    const many = Array.from({ length: MAX_IMAGES_PER_TURN + 1 }, (_, i) => image(`${i}.png`));
+    const many = Array.from({ length: MAX_IMAGES_PER_QUESTION + 1 }, (_, i) => image(`${i}.png`));
     assert.throws(() => conversation.addPending(many), /A question can carry 8 images/);
     conversation.addPending(many.slice(0, 2));
     conversation.startTurn('q');

@@ -1,0 +1,121 @@
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { EngineClient } from '../client/engineClient';
+import { FicocoError } from '../common/errors';
+import { AUTO_METHOD } from '../common/reductionChoice';
+import { MAX_IMAGE_BYTES } from '../common/imageFile';
+import { base64Length, MAX_NEW_TOKENS_LIMIT } from '../protocol/engine';
+import { findBuiltinModel, findPreset } from '../hub/presets';
+import { buildServer } from '../server/app';
+import { WorkerPool } from '../server/workerPool';
+import { integer, parseCommandArgs, providerArg, quantizationArg, reductionArg } from './args';
+import { resolveModelArg } from './models';
+
+export const SERVE_USAGE = `Usage:
+  ficoco serve [--model DIR|PRESET] [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--workers 1] [--queue 16]
+               [--method auto|none|NAME] [--budget N] [--param NAME=VALUE] [--max-tokens 256] [--max-body-mb 48]
+               [--provider NAME] [--threads N] [--quantize none|int8|int4]
+
+Serves the model over OpenAI's Chat Completions API: POST /v1/chat/completions (images as data: URLs, stream: true
+for server-sent events), GET /v1/models, /health, /ready and /metrics (Prometheus). A request picks its reduction
+with "ficoco": {"method": "ficoco-v", "budget": "11%"}; otherwise --method (default auto: the model's
+recommendation). Binding to anything but this machine needs --api-key (or $FICOCO_API_KEY); clients then send
+Authorization: Bearer KEY. --workers N starts up to N engine processes, one request each at a time, as many as memory
+allows; --queue requests wait beyond them, and more get 429 with Retry-After.
+`;
+
+/** `ficoco serve`: runs until SIGINT or SIGTERM. */
+export async function serveCommand(args: string[]): Promise<number> {
+  const { values } = parseCommandArgs('serve', {
+    args,
+    options: {
+      model: { type: 'string' },
+      host: { type: 'string', default: '127.0.0.1' },
+      port: { type: 'string', default: '8080' },
+      'api-key': { type: 'string' },
+      workers: { type: 'string', default: '1' },
+      queue: { type: 'string', default: '16' },
+      method: { type: 'string', default: AUTO_METHOD },
+      budget: { type: 'string' },
+      param: { type: 'string', multiple: true },
+      'max-tokens': { type: 'string', default: '256' },
+      'max-body-mb': { type: 'string' },
+      provider: { type: 'string', default: 'cpu' },
+      threads: { type: 'string' },
+      quantize: { type: 'string' },
+      help: { type: 'boolean' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(SERVE_USAGE);
+    return 0;
+  }
+  const apiKey = values['api-key'] ?? process.env.FICOCO_API_KEY;
+  if (!apiKey && !isLoopback(values.host))
+    throw new FicocoError(
+      `--host ${values.host} opens the engine to the network; give --api-key KEY (or $FICOCO_API_KEY) so that only ` +
+        `clients with the key are answered, or serve on 127.0.0.1 behind a proxy that authenticates.`,
+      'input',
+    );
+  const modelDir = values.model !== undefined ? resolveModelArg(values.model) : findBuiltinModel(__dirname);
+  if (modelDir === undefined)
+    throw new FicocoError('--model DIR is required: this package has no built-in model.', 'input');
+  const maxTokens = integer('--max-tokens', values['max-tokens'], 1);
+  if (maxTokens > MAX_NEW_TOKENS_LIMIT)
+    throw new FicocoError(`--max-tokens ${maxTokens}: at most ${MAX_NEW_TOKENS_LIMIT}.`, 'input');
+  const port = integer('--port', values.port, 0);
+  if (port > 65535) throw new FicocoError(`--port ${port}: a port is at most 65535.`, 'input');
+  // One image of the largest size the engine takes, as base64, and room for the conversation's text.
+  const bodyLimit =
+    values['max-body-mb'] !== undefined
+      ? integer('--max-body-mb', values['max-body-mb'], 1) * 2 ** 20
+      : base64Length(MAX_IMAGE_BYTES) + 2 ** 20;
+  const reduction = reductionArg(values.method, values.budget, values.param);
+  const model = {
+    modelDir: path.resolve(modelDir),
+    provider: providerArg(values.provider),
+    ...(values.threads ? { threads: integer('--threads', values.threads, 1) } : {}),
+    quantization: quantizationArg(values.quantize),
+    ...(reduction ? { warmUp: reduction } : {}),
+  };
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const host = hostEntry();
+  const pool = new WorkerPool({
+    workers: integer('--workers', values.workers, 1),
+    queueLimit: integer('--queue', values.queue, 0),
+    model,
+    newClient: () => new EngineClient({ ...host, log: (line) => log(`[engine] ${line}`) }),
+    log,
+  });
+  const modelId = values.model !== undefined && findPreset(values.model) ? values.model : path.basename(model.modelDir);
+  const app = buildServer({ pool, modelId, apiKey, bodyLimit, defaults: { reduction, maxTokens } });
+  // Listening first: /health answers and /ready says "loading" while the workers load the model.
+  const address = await app.listen({ host: values.host, port });
+  try {
+    await pool.start();
+  } catch (error) {
+    await app.close();
+    throw error;
+  }
+  log(`ficoco serve: ${modelId} at ${address}/v1 (${pool.workers} worker(s), queue ${values.queue})`);
+  await new Promise<void>((resolve) => {
+    const stop = () => void app.close().then(() => resolve());
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  return 0;
+}
+
+function isLoopback(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (net.isIPv4(host)) return host.startsWith('127.');
+  return host === '::1';
+}
+
+/** The engine process's entry: host.js beside this bundle, or the source under tsx. */
+function hostEntry(): { hostModule: string; execArgv?: string[] } {
+  const bundled = path.join(__dirname, 'host.js');
+  if (fs.existsSync(bundled)) return { hostModule: bundled };
+  return { hostModule: path.join(__dirname, '..', 'host', 'main.ts'), execArgv: ['--import', 'tsx'] };
+}

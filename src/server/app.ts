@@ -1,0 +1,324 @@
+/**
+ * `ficoco serve`'s HTTP API (Fastify): OpenAI's Chat Completions with images as data: URLs, streamed as server-sent
+ * events or not, the model list, health, readiness and metrics. The reduction is an extension field (`ficoco`), and
+ * every answer carries the engine's bookkeeping in `ficoco.stats` and its figures in `usage.ficoco`.
+ */
+import { randomUUID, timingSafeEqual } from 'node:crypto';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import { type CancellationToken, CancellationTokenSource } from 'vscode-jsonrpc/node';
+import { type EngineClient, EngineError } from '../client/engineClient';
+import { FicocoError } from '../common/errors';
+import type { AnswerStats, AskResult, EngineErrorKind, StopReason } from '../protocol/engine';
+import {
+  BadChatRequest,
+  CHAT_COMPLETION_BODY,
+  type ChatCompletionBody,
+  type ChatQuestion,
+  type ServerDefaults,
+  chatQuestion,
+} from './chatRequest';
+import { serverMetrics } from './metrics';
+import { StopStrings } from './stopStrings';
+import { LeftQueueError, QueueFullError, type WorkerPool } from './workerPool';
+
+export interface ServerOptions {
+  pool: WorkerPool;
+  /** the name clients use in `model`, listed by GET /v1/models */
+  modelId: string;
+  /** when set, /v1 and /metrics need `Authorization: Bearer <apiKey>` */
+  apiKey?: string;
+  /** largest request body in bytes: images arrive inside it as base64 */
+  bodyLimit: number;
+  defaults: ServerDefaults;
+}
+
+/** What a request handler leaves: the JSON body (not for a stream, which wrote its own) and the engine's figures. */
+interface Answered {
+  body?: Record<string, unknown>;
+  stats: AnswerStats;
+}
+
+/** OpenAI's error object; `type` and `code` are the values its clients branch on. */
+interface OpenAiError {
+  status: number;
+  message: string;
+  type: 'invalid_request_error' | 'authentication_error' | 'rate_limit_error' | 'server_error' | 'not_found_error';
+  code: string | null;
+  param?: string | null;
+  headers?: Record<string, string>;
+}
+
+/** An engine failure as HTTP: the request's fault (4xx) or the server's (5xx). */
+const ENGINE_ERRORS: Record<EngineErrorKind | 'crashed', Pick<OpenAiError, 'status' | 'type' | 'code'>> = {
+  image: { status: 400, type: 'invalid_request_error', code: 'invalid_image' },
+  input: { status: 400, type: 'invalid_request_error', code: null },
+  reduction: { status: 400, type: 'invalid_request_error', code: 'invalid_reduction' },
+  cancelled: { status: 499, type: 'invalid_request_error', code: 'cancelled' },
+  crashed: { status: 503, type: 'server_error', code: 'engine_restarting' },
+  'not-loaded': { status: 503, type: 'server_error', code: 'model_loading' },
+  'model-folder': { status: 500, type: 'server_error', code: null },
+  weights: { status: 500, type: 'server_error', code: null },
+  config: { status: 500, type: 'server_error', code: null },
+  provider: { status: 500, type: 'server_error', code: null },
+  download: { status: 500, type: 'server_error', code: null },
+  internal: { status: 500, type: 'server_error', code: null },
+};
+
+export function buildServer(options: ServerOptions): FastifyInstance {
+  const { pool, modelId } = options;
+  const app = Fastify({
+    bodyLimit: options.bodyLimit,
+    logger: false,
+    // OpenAI's fields are often "a string or a number"; the schema says so with type lists.
+    ajv: { customOptions: { allowUnionTypes: true } },
+  });
+  const metrics = serverMetrics({ depth: () => pool.queueDepth, busy: () => pool.busy, workers: () => pool.workers });
+  const created = Math.floor(Date.now() / 1000);
+
+  app.addHook('onRequest', async (request, reply) => {
+    if (!options.apiKey || !(request.url.startsWith('/v1/') || request.url === '/metrics')) return;
+    if (!sameSecret(request.headers.authorization ?? '', `Bearer ${options.apiKey}`))
+      return sendError(reply, {
+        status: 401,
+        message: 'This server needs an API key: send Authorization: Bearer <key>.',
+        type: 'authentication_error',
+        code: 'invalid_api_key',
+      });
+  });
+
+  app.setErrorHandler((error: FastifyError, _request, reply) => sendError(reply, toOpenAiError(error)));
+  app.setNotFoundHandler((request, reply) =>
+    sendError(reply, {
+      status: 404,
+      message: `${request.method} ${request.url} is not part of this API.`,
+      type: 'not_found_error',
+      code: null,
+    }),
+  );
+
+  app.get('/health', async () => ({ status: 'ok' }));
+  app.get('/ready', async (_request, reply) =>
+    pool.ready
+      ? { status: 'ready', model: modelId, workers: pool.workers }
+      : reply.code(503).send({ status: 'loading' }),
+  );
+  app.get('/metrics', async (_request, reply) =>
+    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+  );
+  app.get('/v1/models', async () => ({
+    object: 'list',
+    data: [{ id: modelId, object: 'model', created, owned_by: 'ficoco' }],
+  }));
+
+  app.post<{ Body: ChatCompletionBody }>(
+    '/v1/chat/completions',
+    { schema: { body: CHAT_COMPLETION_BODY } },
+    async (request, reply) => {
+      const body = request.body;
+      if (body.model !== modelId)
+        return sendError(reply, {
+          status: 404,
+          message: `The model ${body.model} is not served here; this server has ${modelId} (GET /v1/models).`,
+          type: 'invalid_request_error',
+          code: 'model_not_found',
+          param: 'model',
+        });
+      const question = chatQuestion(body, options.defaults);
+      const disconnected = new AbortController();
+      reply.raw.on('close', () => {
+        if (!reply.raw.writableFinished) disconnected.abort();
+      });
+      try {
+        const answer = await pool.run(disconnected.signal, (client, token) =>
+          question.stream ? stream(client, token, question, reply) : complete(client, token, question),
+        );
+        // 499: the client went away and its answer stopped early (nginx's code for it).
+        metrics.record(disconnected.signal.aborted ? 499 : 200, answer.stats);
+        return question.stream ? reply : reply.send(answer.body);
+      } catch (error) {
+        const failure = toOpenAiError(error as Error);
+        metrics.record(failure.status);
+        if (reply.raw.headersSent) {
+          // A stream already started: the error goes in the stream, as OpenAI's does.
+          if (!reply.raw.writableEnded) {
+            reply.raw.end(`data: ${JSON.stringify({ error: errorBody(failure) })}\n\n`);
+          }
+          return reply;
+        }
+        return sendError(reply, failure);
+      }
+    },
+  );
+
+  /** A whole answer as one chat.completion object. */
+  async function complete(client: EngineClient, token: CancellationToken, question: ChatQuestion): Promise<Answered> {
+    const stops = new StopStrings(question.stop);
+    const generation = new Generation(token);
+    let text = '';
+    const result = await client.ask(
+      pool.model,
+      question.ask,
+      (piece) => {
+        text += stops.push(piece);
+        if (stops.stopped) generation.stop();
+      },
+      generation.token,
+    );
+    text += stops.flush();
+    const body = {
+      id: `chatcmpl-${randomUUID()}`,
+      object: 'chat.completion',
+      created: Math.floor(Date.now() / 1000),
+      model: modelId,
+      choices: [
+        { index: 0, message: { role: 'assistant', content: text }, finish_reason: finishReason(result, stops) },
+      ],
+      usage: usageOf(result.stats),
+      ficoco: { stats: result.stats },
+    };
+    return { body, stats: result.stats };
+  }
+
+  /** The answer as server-sent events of chat.completion.chunk objects, then `data: [DONE]`. */
+  async function stream(
+    client: EngineClient,
+    token: CancellationToken,
+    question: ChatQuestion,
+    reply: FastifyReply,
+  ): Promise<Answered> {
+    // From here on the stream is written by hand: Fastify sends nothing more for this request.
+    reply.hijack();
+    const raw = reply.raw;
+    const id = `chatcmpl-${randomUUID()}`;
+    const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) => {
+      const created = Math.floor(Date.now() / 1000);
+      raw.write(
+        `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: modelId, choices, ...extra })}\n\n`,
+      );
+    };
+    raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+    chunk([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }]);
+    const stops = new StopStrings(question.stop);
+    const generation = new Generation(token);
+    const send = (text: string) => {
+      if (text) chunk([{ index: 0, delta: { content: text }, finish_reason: null }]);
+    };
+    const result = await client.ask(
+      pool.model,
+      question.ask,
+      (piece) => {
+        send(stops.push(piece));
+        if (stops.stopped) generation.stop();
+      },
+      generation.token,
+    );
+    if (!raw.destroyed) {
+      send(stops.flush());
+      chunk([{ index: 0, delta: {}, finish_reason: finishReason(result, stops) }], { ficoco: { stats: result.stats } });
+      if (question.includeUsage) chunk([], { usage: usageOf(result.stats) });
+      raw.end('data: [DONE]\n\n');
+    }
+    return { stats: result.stats };
+  }
+
+  app.addHook('onClose', async () => pool.dispose());
+  return app;
+}
+
+/** An answer's generation: it stops when the client goes away, or when a stop string was seen. */
+class Generation {
+  private readonly source = new CancellationTokenSource();
+
+  constructor(client: CancellationToken) {
+    client.onCancellationRequested(() => this.source.cancel());
+  }
+
+  get token(): CancellationToken {
+    return this.source.token;
+  }
+
+  stop(): void {
+    this.source.cancel();
+  }
+}
+
+function finishReason(result: AskResult, stops: StopStrings): 'stop' | 'length' {
+  const reasons: Record<StopReason, 'stop' | 'length'> = {
+    'stop-token': 'stop',
+    'max-tokens': 'length',
+    cancelled: 'stop',
+  };
+  return stops.stopped ? 'stop' : reasons[result.stopReason];
+}
+
+function usageOf(stats: AnswerStats) {
+  const visual = stats.visualTokens.reduce((sum, v) => sum + v.original, 0);
+  const kept = stats.visualTokens.reduce((sum, v) => sum + v.atDecoder, 0);
+  return {
+    prompt_tokens: stats.promptTokens,
+    completion_tokens: stats.generatedTokens,
+    total_tokens: stats.promptTokens + stats.generatedTokens,
+    ficoco: {
+      visual_tokens: visual,
+      visual_tokens_kept: kept,
+      prefill_flops: stats.flops.run.total,
+      unreduced_prefill_flops: stats.flops.unreduced.total,
+      vision_ms: stats.visionMs,
+      prefill_ms: stats.prefillMs,
+      ttft_ms: stats.ttftMs,
+      decode_tokens_per_second: stats.decodeTokensPerSecond,
+    },
+  };
+}
+
+function toOpenAiError(error: Error): OpenAiError {
+  const fastify = error as FastifyError;
+  if (fastify.validation)
+    return {
+      status: 400,
+      message: error.message,
+      type: 'invalid_request_error',
+      code: null,
+      param: fastify.validationContext ?? null,
+    };
+  if (fastify.code === 'FST_ERR_CTP_BODY_TOO_LARGE')
+    return {
+      status: 413,
+      message: `The request is larger than this server takes. ${error.message}`,
+      type: 'invalid_request_error',
+      code: 'request_too_large',
+    };
+  if (typeof fastify.statusCode === 'number' && fastify.statusCode < 500)
+    return { status: fastify.statusCode, message: error.message, type: 'invalid_request_error', code: null };
+  if (error instanceof BadChatRequest)
+    return { status: 400, message: error.message, type: 'invalid_request_error', code: null, param: error.param };
+  if (error instanceof QueueFullError)
+    return {
+      status: 429,
+      message: error.message,
+      type: 'rate_limit_error',
+      code: 'queue_full',
+      headers: { 'retry-after': String(error.retryAfterSeconds) },
+    };
+  if (error instanceof LeftQueueError)
+    return { status: 499, message: error.message, type: 'invalid_request_error', code: 'cancelled' };
+  if (error instanceof FicocoError) return { ...ENGINE_ERRORS[error.kind], message: error.message };
+  if (error instanceof EngineError) return { ...ENGINE_ERRORS[error.kind], message: error.message };
+  return { status: 500, message: `The server failed unexpectedly: ${error.message}`, type: 'server_error', code: null };
+}
+
+function errorBody(error: OpenAiError) {
+  return { message: error.message, type: error.type, param: error.param ?? null, code: error.code };
+}
+
+function sendError(reply: FastifyReply, error: OpenAiError): FastifyReply {
+  if (error.headers) void reply.headers(error.headers);
+  return reply.code(error.status).send({ error: errorBody(error) });
+}
+
+/** Compares secrets in constant time (lengths may differ). */
+function sameSecret(given: string, expected: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}

@@ -1,0 +1,201 @@
+/**
+ * OpenAI Chat Completions requests: the JSON schema Fastify validates every body against, and the translation of a
+ * valid body into one engine question. Images come only as `data:` URLs; the server fetches nothing.
+ */
+import parseDataURL from 'data-urls';
+import type { FromSchema } from 'json-schema-to-ts';
+import { parseBudget, BUDGET_HINT, type ParamValue } from '../common/budget';
+import { MAX_IMAGES_PER_QUESTION, checkImageFile } from '../common/imageFile';
+import { AUTO_METHOD, NO_REDUCTION } from '../common/reductionChoice';
+import { MAX_NEW_TOKENS_LIMIT, type AskParams, type HistoryMessage, type ReductionRequest } from '../protocol/engine';
+
+const TEXT_PART = {
+  type: 'object',
+  required: ['type', 'text'],
+  properties: { type: { const: 'text' }, text: { type: 'string' } },
+} as const;
+
+const IMAGE_PART = {
+  type: 'object',
+  required: ['type', 'image_url'],
+  properties: {
+    type: { const: 'image_url' },
+    image_url: {
+      anyOf: [
+        { type: 'string' },
+        {
+          type: 'object',
+          required: ['url'],
+          properties: { url: { type: 'string' }, detail: { type: 'string' } },
+        },
+      ],
+    },
+  },
+} as const;
+
+const MESSAGE = {
+  type: 'object',
+  required: ['role'],
+  properties: {
+    role: { enum: ['system', 'developer', 'user', 'assistant'] },
+    content: {
+      anyOf: [
+        { type: 'string' },
+        { type: 'null' },
+        { type: 'array', maxItems: 64, items: { anyOf: [TEXT_PART, IMAGE_PART] } },
+      ],
+    },
+    name: { type: 'string' },
+  },
+} as const;
+
+/** The body of POST /v1/chat/completions; fields OpenAI defines that FiCoCo does not use are accepted and ignored. */
+export const CHAT_COMPLETION_BODY = {
+  type: 'object',
+  required: ['model', 'messages'],
+  properties: {
+    model: { type: 'string', minLength: 1, maxLength: 512 },
+    messages: { type: 'array', minItems: 1, maxItems: 512, items: MESSAGE },
+    stream: { type: ['boolean', 'null'] },
+    stream_options: { type: ['object', 'null'], properties: { include_usage: { type: 'boolean' } } },
+    max_tokens: { type: ['integer', 'null'], minimum: 1 },
+    max_completion_tokens: { type: ['integer', 'null'], minimum: 1 },
+    temperature: { type: ['number', 'null'], minimum: 0, maximum: 2 },
+    top_p: { type: ['number', 'null'], exclusiveMinimum: 0, maximum: 1 },
+    seed: { type: ['integer', 'null'] },
+    stop: {
+      anyOf: [
+        { type: 'string', minLength: 1 },
+        { type: 'array', maxItems: 4, items: { type: 'string', minLength: 1 } },
+        { type: 'null' },
+      ],
+    },
+    n: { type: ['integer', 'null'], minimum: 1, maximum: 1 },
+    ficoco: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        method: { type: 'string', minLength: 1 },
+        budget: { type: ['string', 'number'] },
+        params: { type: 'object', additionalProperties: { type: ['number', 'string', 'boolean'] } },
+      },
+    },
+  },
+} as const;
+
+export type ChatCompletionBody = FromSchema<typeof CHAT_COMPLETION_BODY>;
+
+/** A request that is valid JSON for the schema but cannot be answered as asked: a 400 with this message. */
+export class BadChatRequest extends Error {
+  constructor(
+    message: string,
+    /** the request field at fault, as OpenAI's `param` */
+    readonly param: string,
+  ) {
+    super(message);
+    this.name = 'BadChatRequest';
+  }
+}
+
+export interface ChatQuestion {
+  ask: Omit<AskParams, 'requestId'>;
+  stop: string[];
+  stream: boolean;
+  includeUsage: boolean;
+}
+
+export interface ServerDefaults {
+  /** the reduction when a request names none: the model's recommendation unless `ficoco serve` was told otherwise */
+  reduction: ReductionRequest | undefined;
+  maxTokens: number;
+}
+
+type Message = ChatCompletionBody['messages'][number];
+
+/**
+ * One engine question from a chat: the last message is the question, the earlier ones its text history, and the
+ * images of every user message go with the question (clients resend a conversation's image with each follow-up).
+ */
+export function chatQuestion(body: ChatCompletionBody, defaults: ServerDefaults): ChatQuestion {
+  const last = body.messages[body.messages.length - 1];
+  if (last.role !== 'user')
+    throw new BadChatRequest(`The last message is the ${last.role}'s; it must be the user's question.`, 'messages');
+  const images = body.messages.flatMap((message, i) => (message.role === 'user' ? imagesOf(message, i) : []));
+  if (images.length > MAX_IMAGES_PER_QUESTION)
+    throw new BadChatRequest(
+      `The conversation carries ${images.length} images; FiCoCo takes at most ${MAX_IMAGES_PER_QUESTION} per question.`,
+      'messages',
+    );
+  const history: HistoryMessage[] = body.messages.slice(0, -1).map((message) => ({
+    role: message.role === 'developer' ? 'system' : message.role,
+    text: textOf(message),
+  }));
+  const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? defaults.maxTokens;
+  if (maxTokens > MAX_NEW_TOKENS_LIMIT)
+    throw new BadChatRequest(
+      `max_tokens is ${maxTokens}; FiCoCo answers with at most ${MAX_NEW_TOKENS_LIMIT}.`,
+      'max_tokens',
+    );
+  const reduction = body.ficoco ? reductionOf(body.ficoco) : defaults.reduction;
+  return {
+    ask: {
+      question: textOf(last),
+      images,
+      history,
+      ...(reduction ? { reduction } : {}),
+      maxNewTokens: maxTokens,
+      // Greedy unless asked: the answer to a question about a screenshot should not change from run to run.
+      temperature: body.temperature ?? 0,
+      topP: body.top_p ?? 1,
+      seed: (body.seed ?? 0) >>> 0,
+    },
+    stop: body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop,
+    stream: body.stream === true,
+    includeUsage: body.stream_options?.include_usage === true,
+  };
+}
+
+function textOf(message: Message): string {
+  const { content } = message;
+  if (content === undefined || content === null) return '';
+  if (typeof content === 'string') return content;
+  return content.flatMap((part) => (part.type === 'text' ? [part.text] : [])).join('\n');
+}
+
+function imagesOf(message: Message, index: number): AskParams['images'] {
+  if (!Array.isArray(message.content)) return [];
+  return message.content.flatMap((part, j) => {
+    if (part.type !== 'image_url') return [];
+    const url = typeof part.image_url === 'string' ? part.image_url : part.image_url.url;
+    const field = `messages[${index}].content[${j}].image_url`;
+    if (/^https?:/i.test(url))
+      throw new BadChatRequest(
+        `${field} is a web address; FiCoCo fetches nothing: send the image itself as a data: URL ` +
+          `(data:image/png;base64,…).`,
+        field,
+      );
+    const data = parseDataURL(url);
+    if (!data) throw new BadChatRequest(`${field} is not a data: URL; send data:image/png;base64,… .`, field);
+    if (data.mimeType.type !== 'image')
+      throw new BadChatRequest(`${field} is ${data.mimeType.essence}, not an image.`, field);
+    const name = `message-${index}-part-${j}.${data.mimeType.subtype.replace(/[^a-z0-9]/g, '')}`;
+    // Header, size and pixel count checked here: a bad image is refused before it waits for an engine worker.
+    checkImageFile(data.body, name);
+    return [{ name, dataBase64: Buffer.from(data.body).toString('base64') }];
+  });
+}
+
+function reductionOf(field: NonNullable<ChatCompletionBody['ficoco']>): ReductionRequest | undefined {
+  const method = field.method ?? AUTO_METHOD;
+  if (method === NO_REDUCTION) return undefined;
+  const params = (field.params ?? {}) as Record<string, ParamValue>;
+  if (method === AUTO_METHOD) return { method, params };
+  if (field.budget === undefined)
+    throw new BadChatRequest(
+      `ficoco.budget is required with ficoco.method ${method}: ${BUDGET_HINT}.`,
+      'ficoco.budget',
+    );
+  const budget = parseBudget(String(field.budget));
+  if (!budget) throw new BadChatRequest(`ficoco.budget is ${field.budget}; expected ${BUDGET_HINT}.`, 'ficoco.budget');
+  return { method, budget, params };
+}

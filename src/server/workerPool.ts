@@ -1,0 +1,191 @@
+/**
+ * The engine processes behind `ficoco serve`: each answers one request at a time, requests beyond them wait in a
+ * bounded queue, and a request whose client went away leaves the queue, or stops its answer at the next token.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { CancellationTokenSource } from 'vscode-jsonrpc/node';
+import type { EngineClient } from '../client/engineClient';
+import type { LoadParams, LoadResult } from '../protocol/engine';
+
+/** Full queue: a 429 whose Retry-After says when a slot is likely free. */
+export class QueueFullError extends Error {
+  constructor(
+    readonly waiting: number,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(`All engine workers are busy and ${waiting} requests are waiting; try again in ${retryAfterSeconds} s.`);
+    this.name = 'QueueFullError';
+  }
+}
+
+/** The client went away before its request reached a worker. */
+export class LeftQueueError extends Error {
+  constructor() {
+    super('The request was cancelled while it waited for an engine worker.');
+    this.name = 'LeftQueueError';
+  }
+}
+
+export interface WorkerPoolOptions {
+  /** engine processes wanted; fewer start when memory runs short */
+  workers: number;
+  /** requests that may wait for a worker; one more is refused with QueueFullError */
+  queueLimit: number;
+  model: LoadParams;
+  newClient: () => EngineClient;
+  /** one line about starting workers, for the server's log */
+  log: (line: string) => void;
+  /** bytes of memory free now (os.freemem unless a test says otherwise) */
+  freeMemory?: () => number;
+}
+
+interface Waiter {
+  resolve: (client: EngineClient) => void;
+  reject: (error: Error) => void;
+}
+
+/** Each worker keeps this much free memory beyond its resident set when it loads: room for a prefill's attention. */
+const HEADROOM = 1.5;
+/** Recent request durations the Retry-After estimate averages. */
+const RECENT = 20;
+
+export class WorkerPool {
+  private readonly clients: EngineClient[] = [];
+  private readonly idle: EngineClient[] = [];
+  private readonly waiting: Waiter[] = [];
+  private readonly recentSeconds: number[] = [];
+  private loaded: LoadResult | undefined;
+
+  constructor(private readonly options: WorkerPoolOptions) {}
+
+  /** the model every worker loads; a worker that restarted after a crash loads it again on its next request */
+  get model(): LoadParams {
+    return this.options.model;
+  }
+
+  /** The first load's result once every worker that fits has its model; undefined before. */
+  get ready(): LoadResult | undefined {
+    return this.loaded;
+  }
+
+  get workers(): number {
+    return this.clients.length;
+  }
+
+  get busy(): number {
+    return this.clients.length - this.idle.length;
+  }
+
+  get queueDepth(): number {
+    return this.waiting.length;
+  }
+
+  /**
+   * Starts workers one at a time, each loading the model: another starts only while the memory free afterwards is at
+   * least HEADROOM times what the last one holds (its resident set), so N workers never push the machine into swap.
+   */
+  async start(): Promise<LoadResult> {
+    const { workers, model, log } = this.options;
+    const freeMemory = this.options.freeMemory ?? os.freemem;
+    let first: LoadResult | undefined;
+    for (let i = 0; i < workers; i++) {
+      const client = this.options.newClient();
+      const result = await client.load(model);
+      first ??= result;
+      this.clients.push(client);
+      this.release(client);
+      if (i === workers - 1) break;
+      const resident = residentBytes(client.processId);
+      const free = freeMemory();
+      if (resident !== undefined && free < HEADROOM * resident) {
+        log(
+          `started ${i + 1} of ${workers} engine workers: each holds ${gib(resident)} GiB and ${gib(free)} GiB is ` +
+            `free, less than the ${gib(HEADROOM * resident)} GiB another one needs`,
+        );
+        break;
+      }
+    }
+    log(`${this.clients.length} engine worker(s) ready on ${first!.provider}`);
+    this.loaded = first;
+    return first!;
+  }
+
+  /**
+   * Runs `work` on a free worker, after waiting for one if needed. `signal` aborts the wait, or cancels the answer in
+   * progress through the token `work` is given (the engine stops between tokens and returns what it has).
+   */
+  async run<T>(
+    signal: AbortSignal,
+    work: (client: EngineClient, token: CancellationTokenSource['token']) => Promise<T>,
+  ): Promise<T> {
+    const client = await this.acquire(signal);
+    const cancellation = new CancellationTokenSource();
+    const cancel = () => cancellation.cancel();
+    signal.addEventListener('abort', cancel, { once: true });
+    const started = performance.now();
+    try {
+      return await work(client, cancellation.token);
+    } finally {
+      signal.removeEventListener('abort', cancel);
+      cancellation.dispose();
+      this.recentSeconds.push((performance.now() - started) / 1000);
+      if (this.recentSeconds.length > RECENT) this.recentSeconds.shift();
+      this.release(client);
+    }
+  }
+
+  dispose(): void {
+    for (const waiter of this.waiting.splice(0)) waiter.reject(new LeftQueueError());
+    for (const client of this.clients) client.dispose();
+  }
+
+  private acquire(signal: AbortSignal): Promise<EngineClient> {
+    if (signal.aborted) return Promise.reject(new LeftQueueError());
+    const free = this.idle.pop();
+    if (free) return Promise.resolve(free);
+    if (this.waiting.length >= this.options.queueLimit)
+      return Promise.reject(new QueueFullError(this.waiting.length, this.retryAfterSeconds()));
+    return new Promise<EngineClient>((resolve, reject) => {
+      const waiter: Waiter = {
+        resolve: (client) => {
+          signal.removeEventListener('abort', leave);
+          resolve(client);
+        },
+        reject,
+      };
+      const leave = () => {
+        const at = this.waiting.indexOf(waiter);
+        if (at >= 0) this.waiting.splice(at, 1);
+        reject(new LeftQueueError());
+      };
+      signal.addEventListener('abort', leave, { once: true });
+      this.waiting.push(waiter);
+    });
+  }
+
+  private release(client: EngineClient): void {
+    const next = this.waiting.shift();
+    if (next) next.resolve(client);
+    else this.idle.push(client);
+  }
+
+  /** Seconds until the queue has likely moved by one place: the recent mean request time over the workers. */
+  private retryAfterSeconds(): number {
+    const mean = this.recentSeconds.reduce((sum, s) => sum + s, 0) / Math.max(1, this.recentSeconds.length);
+    return Math.max(1, Math.ceil((mean * (this.waiting.length + 1)) / Math.max(1, this.clients.length)));
+  }
+}
+
+/** A process's resident set in bytes (Linux /proc); undefined where that cannot be read. */
+function residentBytes(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const match = /^VmRSS:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Number(match[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const gib = (bytes: number) => (bytes / 2 ** 30).toFixed(1);

@@ -1,0 +1,272 @@
+/**
+ * `ficoco serve` as users run it (the CLI, engine processes, 127.0.0.1) against the official `openai` client: answers
+ * equal `ficoco ask`'s, streamed or not; errors as OpenAI error objects; the queue, disconnects, auth and limits.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import OpenAI from 'openai';
+import { writeEndlessModel } from '../helpers/endlessModel';
+import { screenshotPng } from '../helpers/hubListings';
+import { type ServeProcess, startServe } from '../../tools/serveProcess';
+
+const ROOT = path.join(__dirname, '..', '..');
+const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
+const IMAGE = path.join(ROOT, 'bench', 'eval-set', 'images', '1000000025.png');
+const QUESTION = 'which box does the arrow point to ?';
+const run = promisify(execFile);
+
+const dataUrl = (file: string) => `data:image/png;base64,${fs.readFileSync(file).toString('base64')}`;
+
+const imageQuestion = (url: string, text = QUESTION): OpenAI.ChatCompletionMessageParam[] => [
+  {
+    role: 'user',
+    content: [
+      { type: 'image_url', image_url: { url } },
+      { type: 'text', text },
+    ],
+  },
+];
+
+/** The `ficoco` request field: not in the client's types, passed through as is. */
+const ficoco = (method: string, budget?: string) => ({ ficoco: { method, ...(budget ? { budget } : {}) } }) as object;
+
+describe('ficoco serve with the built-in model', () => {
+  let server: ServeProcess;
+  let client: OpenAI;
+  let askAnswer: string;
+
+  before(async () => {
+    server = await startServe('--method', 'none');
+    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const { stdout } = await run(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        CLI,
+        'ask',
+        '--image',
+        IMAGE,
+        '--method',
+        'ficoco-v',
+        '--budget',
+        '16',
+        '--max-new-tokens',
+        '8',
+        QUESTION,
+      ],
+      { cwd: ROOT },
+    );
+    askAnswer = stdout.split('\n\n')[0];
+  });
+  after(() => server.close());
+
+  test('GET /v1/models, /health, /ready', async () => {
+    const models = await client.models.list();
+    assert.deepEqual(
+      models.data.map((m) => [m.id, m.object]),
+      [['tiny-llava-screens', 'model']],
+    );
+    assert.deepEqual(await (await fetch(`${server.url}/health`)).json(), { status: 'ok' });
+    assert.deepEqual(await (await fetch(`${server.url}/ready`)).json(), {
+      status: 'ready',
+      model: 'tiny-llava-screens',
+      workers: 1,
+    });
+  });
+
+  test("a non-streamed answer equals ficoco ask's greedy answer, with the reduction's figures in usage", async () => {
+    const completion = await client.chat.completions.create({
+      model: 'tiny-llava-screens',
+      messages: imageQuestion(dataUrl(IMAGE)),
+      max_tokens: 8,
+      ...ficoco('ficoco-v', '16'),
+    });
+    assert.equal(completion.choices[0].message.content, askAnswer);
+    assert.equal(completion.choices[0].finish_reason, 'stop');
+    const usage = completion.usage as OpenAI.CompletionUsage & { ficoco: Record<string, number> };
+    assert.equal(usage.total_tokens, usage.prompt_tokens + usage.completion_tokens);
+    assert.equal(usage.ficoco.visual_tokens, 144);
+    assert.equal(usage.ficoco.visual_tokens_kept, 16);
+    assert.ok(usage.ficoco.prefill_flops < usage.ficoco.unreduced_prefill_flops);
+    assert.ok(usage.ficoco.prefill_ms > 0);
+    const stats = (completion as unknown as { ficoco: { stats: { patchFates: { patches: string }[] } } }).ficoco.stats;
+    assert.equal(stats.patchFates[0].patches.length, 144, 'the overlay bookkeeping comes along');
+  });
+
+  test('a streamed answer is the same text, in pieces, then usage when asked for', async () => {
+    const stream = await client.chat.completions.create({
+      model: 'tiny-llava-screens',
+      messages: imageQuestion(dataUrl(IMAGE)),
+      max_tokens: 8,
+      stream: true,
+      stream_options: { include_usage: true },
+      ...ficoco('ficoco-v', '16'),
+    });
+    let text = '';
+    let finish: string | null = null;
+    let usage: OpenAI.CompletionUsage | undefined;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta.content ?? '';
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+      usage = chunk.usage ?? usage;
+    }
+    assert.equal(text, askAnswer);
+    assert.equal(finish, 'stop');
+    assert.ok(usage && usage.completion_tokens > 0);
+  });
+
+  test('stop strings end the answer before them; the server default (none) keeps every visual token', async () => {
+    const full = await client.chat.completions.create({
+      model: 'tiny-llava-screens',
+      messages: imageQuestion(dataUrl(IMAGE), 'what is the title ?'),
+      max_tokens: 12,
+    });
+    const text = full.choices[0].message.content!;
+    assert.equal((full.usage as unknown as { ficoco: { visual_tokens_kept: number } }).ficoco.visual_tokens_kept, 144);
+    assert.ok(text.length >= 3, `"${text}" is long enough to stop inside`);
+    const stop = text.slice(Math.floor(text.length / 2), Math.floor(text.length / 2) + 2);
+    const stopped = await client.chat.completions.create({
+      model: 'tiny-llava-screens',
+      messages: imageQuestion(dataUrl(IMAGE), 'what is the title ?'),
+      max_tokens: 12,
+      stop: [stop, 'never said'],
+    });
+    assert.equal(stopped.choices[0].message.content, text.slice(0, text.indexOf(stop)));
+    assert.equal(stopped.choices[0].finish_reason, 'stop');
+  });
+
+  test('errors are OpenAI error objects: a bad image, a web address, an unknown model, a tool message', async () => {
+    const broken = `data:image/png;base64,${fs.readFileSync(IMAGE).subarray(0, 100).toString('base64')}`;
+    await assert.rejects(
+      client.chat.completions.create({ model: 'tiny-llava-screens', messages: imageQuestion(broken) }),
+      (error: InstanceType<typeof OpenAI.BadRequestError>) => {
+        assert.ok(error instanceof OpenAI.BadRequestError);
+        assert.equal(error.code, 'invalid_image');
+        assert.match(error.message, /message-0-part-0\.png/);
+        return true;
+      },
+    );
+    await assert.rejects(
+      client.chat.completions.create({
+        model: 'tiny-llava-screens',
+        messages: imageQuestion('https://example.com/screenshot.png'),
+      }),
+      (error: InstanceType<typeof OpenAI.BadRequestError>) => {
+        assert.ok(error instanceof OpenAI.BadRequestError);
+        assert.match(error.message, /fetches nothing: send the image itself as a data: URL/);
+        assert.equal(error.param, 'messages[0].content[0].image_url');
+        return true;
+      },
+    );
+    await assert.rejects(
+      client.chat.completions.create({ model: 'gpt-4o', messages: imageQuestion(dataUrl(IMAGE)) }),
+      (error: InstanceType<typeof OpenAI.NotFoundError>) => {
+        assert.ok(error instanceof OpenAI.NotFoundError);
+        assert.equal(error.code, 'model_not_found');
+        return true;
+      },
+    );
+    await assert.rejects(
+      client.chat.completions.create({
+        model: 'tiny-llava-screens',
+        messages: [{ role: 'tool', content: 'x', tool_call_id: '1' }],
+      }),
+      (error: InstanceType<typeof OpenAI.BadRequestError>) => error instanceof OpenAI.BadRequestError,
+    );
+  });
+
+  test('/metrics counts requests and tokens in Prometheus text', async () => {
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    assert.match(text, /^ficoco_requests_total\{status="200"\} [1-9]\d*$/m);
+    assert.match(text, /^ficoco_requests_total\{status="400"\} [1-9]\d*$/m);
+    assert.match(text, /^ficoco_tokens_total\{kind="visual_kept"\} [1-9]\d*$/m);
+    assert.match(text, /^ficoco_queue_depth 0$/m);
+    assert.match(text, /^ficoco_time_to_first_token_seconds_count [1-9]\d*$/m);
+  });
+});
+
+describe('ficoco serve under load and over the network', () => {
+  let endless: string;
+  before(() => {
+    endless = writeEndlessModel();
+  });
+  after(() => fs.rmSync(endless, { recursive: true, force: true }));
+
+  test('a full queue answers 429 with Retry-After; a client that disconnects frees its slot', async () => {
+    const server = await startServe('--model', endless, '--method', 'none', '--queue', '0');
+    try {
+      const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+      const model = path.basename(endless);
+      const messages = imageQuestion(`data:image/png;base64,${screenshotPng(64, 48).toString('base64')}`, 'go on');
+      const controller = new AbortController();
+      const stream = await client.chat.completions.create(
+        { model, messages, max_tokens: 4000, stream: true },
+        { signal: controller.signal },
+      );
+      const iterator = stream[Symbol.asyncIterator]();
+      await iterator.next();
+      await iterator.next();
+      await assert.rejects(
+        client.chat.completions.create({ model, messages, max_tokens: 1 }),
+        (error: InstanceType<typeof OpenAI.RateLimitError>) => {
+          assert.ok(error instanceof OpenAI.RateLimitError);
+          assert.equal(error.code, 'queue_full');
+          assert.match(error.headers.get('retry-after') ?? '', /^\d+$/);
+          return true;
+        },
+      );
+      controller.abort();
+      const freed = Date.now();
+      let busy = 1;
+      while (busy > 0 && Date.now() - freed < 10_000) {
+        const metrics = await (await fetch(`${server.url}/metrics`)).text();
+        busy = Number(/^ficoco_workers_busy (\d+)$/m.exec(metrics)?.[1]);
+        if (busy > 0) await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.equal(busy, 0, 'the slot was freed');
+      const next = await client.chat.completions.create({ model, messages, max_tokens: 2 });
+      assert.equal(next.choices[0].finish_reason, 'length');
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('an API key is required off this machine; with one, requests without it get 401', async () => {
+    await assert.rejects(
+      run(process.execPath, ['--import', 'tsx', CLI, 'serve', '--host', '0.0.0.0'], {
+        cwd: ROOT,
+        env: { ...process.env, FICOCO_API_KEY: '' },
+      }),
+      (error: { code: number; stderr: string }) => {
+        assert.equal(error.code, 2);
+        assert.match(error.stderr, /--host 0\.0\.0\.0 opens the engine to the network; give --api-key KEY/);
+        return true;
+      },
+    );
+    const server = await startServe('--api-key', 'sk-test-key', '--max-body-mb', '1', '--method', 'none');
+    try {
+      const wrong = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'sk-wrong', maxRetries: 0 });
+      await assert.rejects(wrong.models.list(), (error) => error instanceof OpenAI.AuthenticationError);
+      assert.equal((await fetch(`${server.url}/metrics`)).status, 401);
+      assert.equal((await fetch(`${server.url}/health`)).status, 200, 'probes need no key');
+      const right = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'sk-test-key', maxRetries: 0 });
+      assert.equal((await right.models.list()).data.length, 1);
+      const large = `data:image/png;base64,${Buffer.alloc(1_200_000).toString('base64')}`;
+      await assert.rejects(
+        right.chat.completions.create({ model: 'tiny-llava-screens', messages: imageQuestion(large) }),
+        (error: InstanceType<typeof OpenAI.APIError>) => {
+          assert.equal(error.status, 413);
+          assert.equal(error.code, 'request_too_large');
+          return true;
+        },
+      );
+    } finally {
+      await server.close();
+    }
+  });
+});
