@@ -65,13 +65,39 @@ interface HostProcess {
 
 export type AskOptions = Omit<AskParams, 'requestId'>;
 
+/** An answer; `stats` are absent when the engine cannot say what it did (a remote server other than ficoco serve). */
+export interface EngineAnswer {
+  text: string;
+  stopReason: AskResult['stopReason'];
+  stats?: AskResult['stats'];
+}
+
+/** Where questions are answered: the local engine process (EngineClient) or a remote server (RemoteEngine). */
+export interface AnswerEngine {
+  /**
+   * Asks a question about images with `model` (a local engine loads it first when needed). Text streams into `onText`;
+   * cancelling `token` stops generation between tokens and resolves with the partial answer.
+   */
+  ask(
+    model: LoadParams,
+    question: AskOptions,
+    onText: (text: string) => void,
+    token?: CancellationToken,
+  ): Promise<EngineAnswer>;
+  /** the local engine process, when there is one */
+  readonly processId: number | undefined;
+  /** ends what is in flight (a local engine: its process) */
+  stop(): void;
+  dispose(): void;
+}
+
 /**
  * The engine process's JavaScript heap: prompts, token lists and bookkeeping (tensors live outside it); a cap, not a
  * reservation.
  */
 const HOST_HEAP_MB = 4096;
 
-export class EngineClient {
+export class EngineClient implements AnswerEngine {
   private host: HostProcess | undefined;
   private disposed = false;
 
@@ -87,10 +113,6 @@ export class EngineClient {
     return this.loadOn(this.running(), params);
   }
 
-  /**
-   * Asks a question about images with the model in `model` (loaded first when needed). Text streams into
-   * `onText`; cancelling `token` stops generation between tokens and resolves with the partial answer.
-   */
   async ask(
     model: LoadParams,
     question: AskOptions,

@@ -18,7 +18,9 @@ import type { ImageAttachment } from '../protocol/engine';
 import type { Turn, WebviewMessage } from '../protocol/webview';
 import { ChatSurface, ChatViews } from './chatViews';
 import { Conversation, ImageInput } from './conversation';
-import { EngineClient, EngineError } from '../client/engineClient';
+import { type AnswerEngine, EngineClient, EngineError } from '../client/engineClient';
+import { RemoteEngine } from '../client/remoteEngine';
+import { promptForSecret } from './secrets';
 import { fixFor } from './errorFixes';
 import { IdleUnloader } from './idleUnload';
 import { Replies, ReplySettings } from './replies';
@@ -26,10 +28,15 @@ import { FicocoSettings, loadParamsOf, readSettings } from './settings';
 import { SpeedupCache } from './speedup';
 import { SpeedupStatusBar } from './statusBar';
 
+/** Where the API key of a remote engine (ficoco.engine) is kept. */
+const ENGINE_API_KEY_SECRET = 'ficoco.engineApiKey';
+
 export class ChatController implements vscode.Disposable {
   private readonly conversation = new Conversation();
   private readonly replies: Replies;
   private readonly unloader: IdleUnloader;
+  /** the remote engine last used, by its address and key */
+  private remote: { key: string; engine: AnswerEngine } | undefined;
   /** setting problems already shown (each once, until the settings change) */
   private readonly reportedProblems = new Set<string>();
 
@@ -50,6 +57,7 @@ export class ChatController implements vscode.Disposable {
     });
     this.replies = new Replies({
       engine,
+      remote: (baseUrl) => this.remoteEngine(baseUrl),
       conversation: this.conversation,
       speedups: new SpeedupCache(context.globalState, String(context.extension.packageJSON.version)),
       post: (message) => views.broadcast(message),
@@ -165,6 +173,30 @@ export class ChatController implements vscode.Disposable {
   dispose(): void {
     this.unloader.dispose();
     this.replies.cancelAll();
+    this.remote?.engine.dispose();
+  }
+
+  /** FiCoCo: Set Engine API Key — the Bearer key of the server ficoco.engine names. */
+  setEngineApiKey(): Promise<void> {
+    return promptForSecret(this.context.secrets, {
+      key: ENGINE_API_KEY_SECRET,
+      title: 'FiCoCo: engine API key',
+      purpose: 'The key of the server in ficoco.engine (ficoco serve --api-key); sent only to that server.',
+      placeHolder: 'sk-…',
+      stored: 'the engine API key is stored; questions to ficoco.engine send it.',
+      removed: 'the engine API key was removed.',
+    });
+  }
+
+  /** The engine behind `baseUrl`, with the API key stored now (a new key or address gets a new client). */
+  private async remoteEngine(baseUrl: string): Promise<AnswerEngine> {
+    const apiKey = await this.context.secrets.get(ENGINE_API_KEY_SECRET);
+    const key = JSON.stringify([baseUrl, apiKey ?? null]);
+    if (this.remote?.key !== key) {
+      this.remote?.engine.dispose();
+      this.remote = { key, engine: new RemoteEngine({ baseUrl, ...(apiKey ? { apiKey } : {}) }) };
+    }
+    return this.remote.engine;
   }
 
   /** What a reply asks with, from the settings now; `reduced` false answers with every visual token. */
@@ -177,6 +209,7 @@ export class ChatController implements vscode.Disposable {
       quantizedCache: vscode.Uri.joinPath(this.context.globalStorageUri, 'quantized').fsPath,
     };
     return {
+      engine: settings.engine,
       model: loadParamsOf(settings, folders),
       reduction: reduced ? settings.reduction : undefined,
       maxNewTokens: settings.maxNewTokens,

@@ -47,6 +47,7 @@ export function activate(context: vscode.ExtensionContext): FicocoApi {
     vscode.commands.registerCommand('ficoco.openChatInEditor', () => views.openInEditor()),
     vscode.commands.registerCommand('ficoco.newChat', () => chat.newChat()),
     vscode.commands.registerCommand('ficoco.stop', () => chat.stopLatest()),
+    vscode.commands.registerCommand('ficoco.setEngineApiKey', () => chat.setEngineApiKey()),
     vscode.commands.registerCommand('ficoco.attachImage', async () => {
       await views.reveal();
       await chat.attachFromDialog();

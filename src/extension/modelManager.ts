@@ -26,6 +26,7 @@ import {
 } from '../hub/store';
 import { BUILTIN_MODEL_PATH, MODEL_PRESETS } from '../hub/presets';
 import { byteProgress } from './byteProgress';
+import { promptForSecret } from './secrets';
 import type { EngineClient } from '../client/engineClient';
 import { expandModelPath } from './settings';
 import type { SpeedupStatusBar } from './statusBar';
@@ -168,28 +169,15 @@ export class ModelManager {
   }
 
   /** Stores the token in SecretStorage; an empty entry removes it. */
-  private async setToken(): Promise<void> {
-    const stored = await this.context.secrets.get(HUB_TOKEN_SECRET);
-    const typed = await vscode.window.showInputBox({
+  private setToken(): Promise<void> {
+    return promptForSecret(this.context.secrets, {
+      key: HUB_TOKEN_SECRET,
       title: 'FiCoCo: Hugging Face access token',
-      prompt:
-        `For gated or private repositories. Kept in VS Code's secret storage and sent only to the Hub ` +
-        `endpoint, over https.${stored ? ' Leave empty to remove the stored token.' : ''}`,
-      password: true,
-      ignoreFocusOut: true,
+      purpose: 'For gated or private repositories; sent only to the Hub endpoint, over https.',
       placeHolder: 'hf_…',
-      validateInput: (text) => (text.trim() === '' || /^\S+$/.test(text.trim()) ? undefined : 'A token has no spaces.'),
+      stored: 'the Hugging Face token is stored; downloads send it to the Hub endpoint.',
+      removed: 'the Hugging Face token was removed.',
     });
-    if (typed === undefined) return;
-    if (typed.trim() === '') {
-      await this.context.secrets.delete(HUB_TOKEN_SECRET);
-      void vscode.window.showInformationMessage('FiCoCo: the Hugging Face token was removed.');
-    } else {
-      await this.context.secrets.store(HUB_TOKEN_SECRET, typed.trim());
-      void vscode.window.showInformationMessage(
-        'FiCoCo: the Hugging Face token is stored; downloads send it to the Hub endpoint.',
-      );
-    }
   }
 
   /** The download itself, in a cancellable notification; undefined when the user cancelled. */

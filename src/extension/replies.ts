@@ -9,7 +9,7 @@ import { CancellationTokenSource } from 'vscode-jsonrpc/node';
 import { type AnswerStats, type LoadParams, loadKey } from '../protocol/engine';
 import { type AnswerStatsView, type HostMessage, type ReplyKind, isReducedAnswer } from '../protocol/webview';
 import type { Conversation, ImageInput } from './conversation';
-import { AskOptions, EngineClient, EngineError } from '../client/engineClient';
+import { type AnswerEngine, AskOptions, EngineError } from '../client/engineClient';
 import { type ReductionSetting, reductionRequest } from './settings';
 import type { SpeedupView } from '../protocol/webview';
 import { PrefillRun, SpeedupCache, SpeedupSubject, flopsRatio, measureSpeedup, prefillMs } from './speedup';
@@ -19,6 +19,8 @@ export const STOP_GRACE_MS = 3000;
 
 /** What a reply is asked with, read from the settings when it starts (reading them may fail, as the reply's error). */
 export interface ReplySettings {
+  /** 'local', or the base URL of an OpenAI-compatible server that answers instead */
+  engine: string;
   model: LoadParams;
   /** undefined: every visual token */
   reduction: ReductionSetting | undefined;
@@ -30,11 +32,16 @@ export interface ReplySettings {
 export interface ReplyStatus {
   busy(label: string): void;
   showAnswer(stats: AnswerStatsView): void;
+  /** an answer from a server that says nothing of reduction */
+  showWithoutStats(server: string): void;
   idle(): void;
 }
 
 export interface RepliesOptions {
-  engine: EngineClient;
+  /** the engine process on this machine */
+  engine: AnswerEngine;
+  /** the engine behind an OpenAI-compatible base URL (ficoco.engine) */
+  remote(baseUrl: string): Promise<AnswerEngine>;
   conversation: Conversation;
   speedups: SpeedupCache;
   /** tells every chat page about a change */
@@ -52,6 +59,8 @@ export interface RepliesOptions {
 
 interface InFlight {
   cancel: CancellationTokenSource;
+  /** the engine answering it, which Stop ends when the reply does not stop in time */
+  engine: AnswerEngine;
   settled: Promise<void>;
   settle(): void;
 }
@@ -77,15 +86,18 @@ export class Replies {
     inputs: ImageInput[],
     settings: () => ReplySettings,
   ): Promise<void> {
-    const { engine, conversation, post, status, log } = this.options;
+    const { conversation, post, status, log } = this.options;
     const key = `${turnId}/${kind}`;
-    const cancel = this.track(key);
+    const cancel = new CancellationTokenSource();
     this.options.activity.busy();
     const asked = performance.now();
     let measure: (() => Promise<void>) | undefined;
     try {
-      const { model, reduction, maxNewTokens, temperature } = settings();
-      const alreadyLoaded = this.loaded?.key === loadKey(model) && this.loaded.processId === engine.processId;
+      const { engine: where, model, reduction, maxNewTokens, temperature } = settings();
+      const engine = where === 'local' ? this.options.engine : await this.options.remote(where);
+      this.track(key, cancel, engine);
+      const alreadyLoaded =
+        where !== 'local' || (this.loaded?.key === loadKey(model) && this.loaded.processId === engine.processId);
       status.busy(alreadyLoaded ? 'Answering' : 'Loading model');
       const request: AskOptions = {
         question,
@@ -103,25 +115,33 @@ export class Replies {
         if (message) post(message);
       };
       const result = await engine.ask(model, request, onText, cancel.token);
-      const how = alreadyLoaded ? 'model already loaded' : 'including the model load';
+      const how =
+        where !== 'local' ? `from ${where}` : alreadyLoaded ? 'model already loaded' : 'including the model load';
       log.info(
         `${kind === 'full' ? 'full-token answer' : 'answer'} in ${(performance.now() - asked).toFixed(0)} ms ` +
-          `(${how}), ${result.stats.generatedTokens} tokens, stop: ${result.stopReason}`,
+          `(${how}), ${result.stats?.generatedTokens ?? 'unknown'} tokens, stop: ${result.stopReason}`,
       );
-      this.loaded = { key: loadKey(model), processId: engine.processId };
-      const fallback = result.stats.providerFallback;
-      if (fallback && !this.fallbacksReported.has(fallback)) {
-        this.fallbacksReported.add(fallback);
-        this.options.onProviderFallback(fallback);
-      }
-      const view = statsView(result.stats);
-      const measuring = kind === 'answer' && isReducedAnswer(view) && result.stopReason !== 'cancelled';
-      this.post(
-        conversation.finish(turnId, kind, result.stopReason, measuring ? { ...view, measuringSpeedup: true } : view),
-      );
-      if (kind === 'answer') {
-        status.showAnswer(view);
-        if (measuring) measure = () => this.measure(turnId, model, request, result.stats, view);
+      if (where === 'local') this.loaded = { key: loadKey(model), processId: engine.processId };
+      const { stats } = result;
+      if (!stats) {
+        // A server other than ficoco serve: the answer, and no figures to show.
+        this.post(conversation.finish(turnId, kind, result.stopReason));
+        if (kind === 'answer') status.showWithoutStats(where);
+      } else {
+        const fallback = stats.providerFallback;
+        if (fallback && !this.fallbacksReported.has(fallback)) {
+          this.fallbacksReported.add(fallback);
+          this.options.onProviderFallback(fallback);
+        }
+        const view = statsView(stats);
+        const measuring = kind === 'answer' && isReducedAnswer(view) && result.stopReason !== 'cancelled';
+        this.post(
+          conversation.finish(turnId, kind, result.stopReason, measuring ? { ...view, measuringSpeedup: true } : view),
+        );
+        if (kind === 'answer') {
+          status.showAnswer(view);
+          if (measuring) measure = () => this.measure(turnId, engine, where, model, request, stats, view);
+        }
       }
     } catch (error) {
       this.failed(turnId, kind, error);
@@ -135,14 +155,14 @@ export class Replies {
 
   /** Cancels the replies of `turnId`; one still running after the grace period ends with the engine process. */
   stop(turnId: string): void {
-    for (const [key, { cancel, settled }] of this.inFlight) {
+    for (const [key, { cancel, settled, engine }] of this.inFlight) {
       if (!key.startsWith(`${turnId}/`)) continue;
       cancel.cancel();
       // Cancellation acts between tokens; a prefill that runs on past the grace period ends with the process.
       const timer = setTimeout(() => {
         if (!this.inFlight.has(key)) return;
         this.options.log.warn(`The answer did not stop within ${this.graceMs} ms; restarting the engine process.`);
-        this.options.engine.stop();
+        engine.stop();
       }, this.graceMs);
       void settled.finally(() => clearTimeout(timer));
     }
@@ -168,14 +188,16 @@ export class Replies {
    */
   private async measure(
     turnId: string,
+    engine: AnswerEngine,
+    where: string,
     model: LoadParams,
     request: AskOptions,
     stats: AnswerStats,
     view: AnswerStatsView,
   ): Promise<void> {
-    const { engine, speedups, status, log, conversation } = this.options;
+    const { speedups, status, log, conversation } = this.options;
     const subject: SpeedupSubject = {
-      modelDir: model.modelDir,
+      modelDir: where === 'local' ? model.modelDir : where,
       provider: stats.provider,
       imageSizes: stats.imageSizes,
       reduction: stats.reduction!,
@@ -191,7 +213,8 @@ export class Replies {
     }
     let measured = false;
     const key = `${turnId}/speedup`;
-    const cancel = this.track(key);
+    const cancel = new CancellationTokenSource();
+    this.track(key, cancel, engine);
     status.busy('Measuring the speedup');
     const prefillOnly = { question: request.question, images: request.images, maxNewTokens: 1, temperature: 0 };
     const run: PrefillRun = async (reduced) => {
@@ -202,7 +225,7 @@ export class Replies {
         cancel.token,
       );
       const cancelled = result.stopReason === 'cancelled' || cancel.token.isCancellationRequested;
-      return cancelled ? undefined : prefillMs(result.stats);
+      return cancelled || !result.stats ? undefined : prefillMs(result.stats);
     };
     try {
       const speedup = await measureSpeedup(run, `prefill (vision + language model) on ${stats.provider}`);
@@ -244,12 +267,10 @@ export class Replies {
     this.options.onFailure(error);
   }
 
-  private track(key: string): CancellationTokenSource {
-    const cancel = new CancellationTokenSource();
+  private track(key: string, cancel: CancellationTokenSource, engine: AnswerEngine): void {
     let settle!: () => void;
     const settled = new Promise<void>((resolve) => (settle = resolve));
-    this.inFlight.set(key, { cancel, settled, settle });
-    return cancel;
+    this.inFlight.set(key, { cancel, engine, settled, settle });
   }
 
   private untrack(key: string, cancel: CancellationTokenSource): void {

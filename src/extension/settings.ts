@@ -42,6 +42,8 @@ export interface ReductionSetting {
 export interface FicocoSettings {
   /** an absolute folder, or '' for the built-in model */
   modelPath: string;
+  /** 'local', or the base URL of an OpenAI-compatible server */
+  engine: string;
   provider: ProviderSetting;
   /** 0: ONNX Runtime's default */
   threads: number;
@@ -83,6 +85,18 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
       'Absolute path of a Hugging Face LLaVA model folder (`config.json`, `*.safetensors`, ' +
       '`tokenizer.json`, `tokenizer_config.json`, `preprocessor_config.json`). Empty: the built-in tiny ' +
       'model. `~` stands for your home folder.',
+  },
+  'ficoco.engine': {
+    type: 'string',
+    default: 'local',
+    scope: 'machine',
+    pattern: '^(local|https?://\\S+)$',
+    patternErrorMessage: '`local`, or the base URL of an OpenAI-compatible server, e.g. http://gpu-box:8080/v1.',
+    markdownDescription:
+      'Where questions are answered: `local` (an engine process on this machine, the model above), or the base URL ' +
+      'of an OpenAI-compatible server, e.g. `http://gpu-box:8080/v1`. With `ficoco serve` behind it the chat, ' +
+      'the stats, the overlay and the status bar work as locally; with another server (vLLM, Ollama, …) the ' +
+      'chat works without reduction. Its API key is kept by **FiCoCo: Set Engine API Key**, never in settings.',
   },
   'ficoco.hubEndpoint': {
     type: 'string',
@@ -260,6 +274,11 @@ export function readSettings(get: (key: string) => unknown): { settings: FicocoS
   ).trim();
   const settings: FicocoSettings = {
     modelPath: value('ficoco.modelPath', isString, 'a folder path').trim(),
+    engine: value(
+      'ficoco.engine',
+      (v): v is string => typeof v === 'string' && new RegExp(MAIN_SETTINGS['ficoco.engine'].pattern!).test(v.trim()),
+      '"local" or an http:// or https:// address',
+    ).trim(),
     provider: value(
       'ficoco.provider',
       oneOf('ficoco.provider'),

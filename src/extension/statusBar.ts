@@ -46,6 +46,17 @@ export class SpeedupStatusBar implements vscode.Disposable {
     this.idle();
   }
 
+  /** An answer from a server that runs no reduction of ours (vLLM, Ollama, …): nothing to measure. */
+  showWithoutStats(server: string): void {
+    const tooltip = new vscode.MarkdownString(
+      `**FiCoCo** — last answer from \`${server.replace(/`/g, '')}\`\n\nThis server answers without FiCoCo's token ` +
+        'reduction, so there is no speedup or overlay. Run `ficoco serve` there for both.',
+    );
+    tooltip.isTrusted = false;
+    this.last = { text: '$(zap) reduction: not available on this server', tooltip };
+    this.idle();
+  }
+
   dispose(): void {
     this.item.dispose();
   }

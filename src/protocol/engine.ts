@@ -9,13 +9,14 @@
  */
 import { ErrorCodes, NotificationType, RequestType, ResponseError } from 'vscode-jsonrpc';
 
-import { PROVIDER_SETTINGS, ProviderName, ProviderSetting } from '../common/providers';
+import { PROVIDERS, PROVIDER_SETTINGS, ProviderName, ProviderSetting } from '../common/providers';
 import { WEIGHT_QUANTIZATIONS, WeightQuantization } from '../common/quantization';
 import { BUDGET_HINT, type Budget, type ParamValue, isValidBudget } from '../common/budget';
 import { FICOCO_ERROR_KINDS } from '../common/errors';
-import { AUTO_METHOD, type ReductionRule } from '../common/reductionChoice';
+import { AUTO_METHOD, REDUCTION_RULES, type ReductionRule } from '../common/reductionChoice';
 import { MAX_IMAGE_BYTES } from '../common/imageFile';
 import { describeValue } from './describe';
+import { fieldReaders } from './fields';
 
 export { PROVIDER_SETTINGS, type ProviderName, type ProviderSetting };
 
@@ -257,6 +258,91 @@ function parseReduction(value: unknown, field = 'reduction'): ReductionRequest {
       `${field}.budget is ${describeValue(budget)}; expected { tokens } or { ratio }: ${BUDGET_HINT}.`,
     );
   return { ...result, budget: parsedBudget };
+}
+
+/**
+ * An answer's stats as another process sent them (a remote `ficoco serve` puts them in `ficoco.stats`): checked field
+ * by field, as everything received is.
+ */
+export function parseAnswerStats(value: unknown, field = 'stats'): AnswerStats {
+  const read = fieldReaders((message) => invalidParams(message));
+  const stats = read.record(value, field);
+  const flopsOf = (part: unknown, where: string): FlopsByPart => {
+    const flops = read.record(part, where);
+    const [vision, projector, llm, total] = (['vision', 'projector', 'llm', 'total'] as const).map((name) =>
+      read.nonNegative(flops[name], `${where}.${name}`),
+    );
+    return { vision, projector, llm, total };
+  };
+  const flops = read.record(stats.flops, `${field}.flops`);
+  const parsed: AnswerStats = {
+    promptTokens: read.count(stats.promptTokens, `${field}.promptTokens`),
+    generatedTokens: read.count(stats.generatedTokens, `${field}.generatedTokens`),
+    visualTokens: read.array(stats.visualTokens, `${field}.visualTokens`).map((entry, i) => {
+      const tokens = read.record(entry, `${field}.visualTokens[${i}]`);
+      return {
+        original: read.count(tokens.original, `${field}.visualTokens[${i}].original`),
+        atDecoder: read.count(tokens.atDecoder, `${field}.visualTokens[${i}].atDecoder`),
+      };
+    }),
+    imageSizes: read.array(stats.imageSizes, `${field}.imageSizes`).map((entry, i) => {
+      const size = read.record(entry, `${field}.imageSizes[${i}]`);
+      return {
+        width: read.count(size.width, `${field}.imageSizes[${i}].width`),
+        height: read.count(size.height, `${field}.imageSizes[${i}].height`),
+      };
+    }),
+    steps: read.array(stats.steps, `${field}.steps`).map((entry, i) => {
+      const where = `${field}.steps[${i}]`;
+      const step = read.record(entry, where);
+      return {
+        site: read.string(step.site, `${where}.site`),
+        ...(step.image === undefined ? {} : { image: read.count(step.image, `${where}.image`) }),
+        tokensBefore: read.count(step.tokensBefore, `${where}.tokensBefore`),
+        tokensAfter: read.count(step.tokensAfter, `${where}.tokensAfter`),
+        ms: read.nonNegative(step.ms, `${where}.ms`),
+        cpuMs: read.nonNegative(step.cpuMs, `${where}.cpuMs`),
+      };
+    }),
+    preprocessMs: read.nonNegative(stats.preprocessMs, `${field}.preprocessMs`),
+    visionMs: read.nonNegative(stats.visionMs, `${field}.visionMs`),
+    prefillMs: read.nonNegative(stats.prefillMs, `${field}.prefillMs`),
+    ttftMs: read.nonNegative(stats.ttftMs, `${field}.ttftMs`),
+    decodeTokensPerSecond: read.nonNegative(stats.decodeTokensPerSecond, `${field}.decodeTokensPerSecond`),
+    flops: {
+      run: flopsOf(flops.run, `${field}.flops.run`),
+      unreduced: flopsOf(flops.unreduced, `${field}.flops.unreduced`),
+    },
+    provider: read.oneOf<ProviderName>(stats.provider, `${field}.provider`, PROVIDERS),
+  };
+  if (stats.reduction !== undefined) {
+    const reduction = read.record(stats.reduction, `${field}.reduction`);
+    const params = read.record(reduction.params, `${field}.reduction.params`);
+    for (const [name, param] of Object.entries(params))
+      if (!['number', 'string', 'boolean'].includes(typeof param))
+        throw invalidParams(`${field}.reduction.params.${name} is ${describeValue(param)}; expected a value.`);
+    parsed.reduction = {
+      method: read.nonEmptyString(reduction.method, `${field}.reduction.method`),
+      budget: read.nonEmptyString(reduction.budget, `${field}.reduction.budget`),
+      params: params as Record<string, ParamValue>,
+      rule: read.oneOf<ReductionRule>(reduction.rule, `${field}.reduction.rule`, REDUCTION_RULES),
+      why: read.string(reduction.why, `${field}.reduction.why`),
+    };
+  }
+  if (stats.patchFates !== undefined)
+    parsed.patchFates = read
+      .array(stats.patchFates, `${field}.patchFates`)
+      .map((entry, i) => read.patchFates(entry, `${field}.patchFates[${i}]`));
+  if (stats.providerFallback !== undefined)
+    parsed.providerFallback = read.string(stats.providerFallback, `${field}.providerFallback`);
+  if (stats.historyTrimmed !== undefined) {
+    const trimmed = read.record(stats.historyTrimmed, `${field}.historyTrimmed`);
+    parsed.historyTrimmed = {
+      droppedMessages: read.count(trimmed.droppedMessages, `${field}.historyTrimmed.droppedMessages`),
+      contextTokens: read.count(trimmed.contextTokens, `${field}.historyTrimmed.contextTokens`),
+    };
+  }
+  return parsed;
 }
 
 export function parseTextParams(value: unknown): TextParams {

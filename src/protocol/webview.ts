@@ -9,6 +9,7 @@
 import { IMAGE_MIME_TYPES, MAX_IMAGE_BYTES, imageFormatOfFileName } from '../common/imageFile';
 import { NO_REDUCTION, REDUCTION_RULES, type ReductionRule } from '../common/reductionChoice';
 import { describeValue } from './describe';
+import { fieldReaders } from './fields';
 
 /** The image limits and formats the webview checks at paste time, as the extension and the engine do after it. */
 export { IMAGE_MIME_TYPES, MAX_IMAGE_BYTES, imageFormatOfFileName };
@@ -161,6 +162,10 @@ export type WebviewMessage =
 export class MessageError extends Error {
   override name = 'MessageError';
 }
+
+const { record, array, string, nonEmptyString, nonNegative, count, oneOf, patchFates } = fieldReaders(
+  (message) => new MessageError(message),
+);
 
 export function parseHostMessage(value: unknown): HostMessage {
   const message = record(value, 'message');
@@ -322,30 +327,9 @@ function parseStats(value: unknown, field: string): AnswerStatsView {
     };
   }
   if (stats.imageReductions !== undefined) {
-    parsed.imageReductions = array(stats.imageReductions, `${field}.imageReductions`).map((entry, i) => {
-      const where = `${field}.imageReductions[${i}]`;
-      const image = record(entry, where);
-      const rows = count(image.rows, `${where}.rows`);
-      const cols = count(image.cols, `${where}.cols`);
-      const patches = string(image.patches, `${where}.patches`);
-      if (patches.length !== rows * cols || !/^[kmd]*$/.test(patches))
-        throw new MessageError(`${where}.patches must be ${rows * cols} of k, m or d.`);
-      if (image.tileBorders === undefined) return { rows, cols, patches };
-      const borders = record(image.tileBorders, `${where}.tileBorders`);
-      const within = (value: unknown, extent: number, name: string) =>
-        array(value, `${where}.tileBorders.${name}`).map((at, j) => {
-          const border = nonNegative(at, `${where}.tileBorders.${name}[${j}]`);
-          if (border <= 0 || border >= extent)
-            throw new MessageError(`${where}.tileBorders.${name}[${j}] must lie inside the ${extent}-patch grid.`);
-          return border;
-        });
-      return {
-        rows,
-        cols,
-        patches,
-        tileBorders: { rows: within(borders.rows, rows, 'rows'), cols: within(borders.cols, cols, 'cols') },
-      };
-    });
+    parsed.imageReductions = array(stats.imageReductions, `${field}.imageReductions`).map((entry, i) =>
+      patchFates(entry, `${field}.imageReductions[${i}]`),
+    );
   }
   return parsed;
 }
@@ -361,44 +345,4 @@ function parseSpeedup(value: unknown, field: string): SpeedupView {
     label: nonEmptyString(speedup.label, `${field}.label`),
     timed: nonEmptyString(speedup.timed, `${field}.timed`),
   };
-}
-
-function oneOf<T extends string>(value: unknown, field: string, allowed: readonly string[]): T {
-  if (typeof value !== 'string' || !allowed.includes(value))
-    throw new MessageError(`${field} is ${describeValue(value)}; expected one of ${allowed.join(', ')}.`);
-  return value as T;
-}
-
-function record(value: unknown, field: string): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value))
-    throw new MessageError(`${field} is ${describeValue(value)}; expected an object.`);
-  return value as Record<string, unknown>;
-}
-
-function array(value: unknown, field: string): unknown[] {
-  if (!Array.isArray(value)) throw new MessageError(`${field} is ${describeValue(value)}; expected an array.`);
-  return value;
-}
-
-function string(value: unknown, field: string): string {
-  if (typeof value !== 'string') throw new MessageError(`${field} is ${describeValue(value)}; expected a string.`);
-  return value;
-}
-
-function nonEmptyString(value: unknown, field: string): string {
-  const text = string(value, field);
-  if (text === '') throw new MessageError(`${field} is empty.`);
-  return text;
-}
-
-function nonNegative(value: unknown, field: string): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0)
-    throw new MessageError(`${field} is ${describeValue(value)}; expected a number ≥ 0.`);
-  return value;
-}
-
-function count(value: unknown, field: string): number {
-  const number = nonNegative(value, field);
-  if (!Number.isInteger(number)) throw new MessageError(`${field} is ${number}; expected a whole number.`);
-  return number;
 }

@@ -14,6 +14,7 @@ import { anyresLayout } from '../../src/common/anyres';
 import { parseModelConfig } from '../../src/engine/models/registry';
 import { findPreset } from '../../src/hub/presets';
 import { FakeHub, startFakeHub } from '../../tools/fakeHub';
+import { startServe } from '../../tools/serveProcess';
 import { writeEndlessModel } from '../helpers/endlessModel';
 import { ONEVISION_05B_LISTING, screenshotPng, writeHubListing } from '../helpers/hubListings';
 import { missingPrerequisite, ROOT, Workbench } from './workbench';
@@ -204,6 +205,32 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
       .filter({ hasText: 'huge.png is 30000 × 30000 pixels (900 megapixels); FiCoCo takes images up to 50 megapixels' })
       .waitFor({ timeout: MINUTE });
     assert.equal(await workbench.chat.locator('.pending-image').count(), 0, 'nothing waits for the next question');
+  });
+
+  test('ficoco.engine pointing at ficoco serve on 127.0.0.1: the same answer, its stats and the status bar', async () => {
+    const server = await startServe('--method', 'none');
+    try {
+      await workbench.writeSettings({
+        'ficoco.engine': `${server.url}/v1`,
+        'ficoco.reduction.method': 'ficoco-v',
+        'ficoco.reduction.budget': '16',
+      });
+      await startNewChat();
+      await pasteEvalImage(firstItem);
+      await workbench.ask(firstItem.question);
+      const answer = await finishedAnswer();
+      assert.equal((await answer.locator('.reply-body').innerText()).trim(), firstItem.answer);
+      assert.match(await answer.locator('.stats-line').innerText(), /^ficoco-v 16 · 16\/144 tokens · /);
+      await workbench.waitForStatus(/^FiCoCo (\d+\.\d×|≈1×|slower)$/, 2 * MINUTE);
+      assert.equal(
+        workbench.engineLog().includes(`from ${server.url}/v1`),
+        true,
+        'the answer came from the server, not a local engine process',
+      );
+    } finally {
+      await workbench.writeSettings({ 'ficoco.reduction.method': 'ficoco-v', 'ficoco.reduction.budget': '16' });
+      await server.close();
+    }
   });
 
   test(

@@ -6,12 +6,16 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { Conversation, ImageInput } from '../../src/extension/conversation';
 import { EngineClient, EngineError } from '../../src/client/engineClient';
+import { RemoteEngine } from '../../src/client/remoteEngine';
 import { Replies, ReplySettings } from '../../src/extension/replies';
 import { SettingsError } from '../../src/extension/settings';
 import { SpeedupCache } from '../../src/extension/speedup';
+import { startServe } from '../../tools/serveProcess';
 import type { AnswerStatsView, HostMessage } from '../../src/protocol/webview';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -23,6 +27,7 @@ const SHAPES: ImageInput = {
   format: 'png',
 };
 const SETTINGS: ReplySettings = {
+  engine: 'local',
   model: { modelDir: path.join(FIXTURES, 'tiny-llava-llama'), provider: 'cpu', threads: 1 },
   reduction: undefined,
   maxNewTokens: 8,
@@ -67,6 +72,7 @@ describe('chat replies on a real engine process', () => {
     const values = new Map<string, unknown>();
     return new Replies({
       engine,
+      remote: async (baseUrl) => new RemoteEngine({ baseUrl }),
       conversation,
       speedups: new SpeedupCache(
         {
@@ -85,6 +91,7 @@ describe('chat replies on a real engine process', () => {
           statuses.push(stats.speedup === undefined ? 'answer' : 'speedup');
           onShowAnswer(stats);
         },
+        showWithoutStats: (server) => statuses.push(`no stats from ${server}`),
         idle: () => statuses.push('idle'),
       },
       log: {
@@ -247,5 +254,63 @@ describe('chat replies on a real engine process', () => {
       /The speedup of this answer could not be measured: The FiCoCo engine process stopped unexpectedly/,
     );
     assert.deepEqual(failures, [], 'nothing is offered as a failure of the answer');
+  });
+  test('ficoco.engine pointing at ficoco serve: the same answer, its stats and a measured speedup', async () => {
+    const local = turn();
+    await replies.run(local, 'answer', 'what is in the picture ?', [SHAPES], () => REDUCED);
+    const here = conversation.turn(local)!.answer;
+    // A new conversation: the remote question has no earlier turn either.
+    conversation = new Conversation();
+    replies = newReplies();
+    const server = await startServe('--model', SETTINGS.model.modelDir, '--threads', '1');
+    try {
+      statuses = [];
+      const remote = turn();
+      await replies.run(remote, 'answer', 'what is in the picture ?', [SHAPES], () => ({
+        ...REDUCED,
+        engine: `${server.url}/v1`,
+      }));
+      const there = conversation.turn(remote)!.answer;
+      assert.equal(there.status, 'done');
+      assert.equal(there.text, here.text);
+      assert.deepEqual(there.stats?.visualTokens, here.stats?.visualTokens);
+      assert.deepEqual(there.stats?.imageReductions, here.stats?.imageReductions, 'the overlay comes along');
+      assert.ok(there.stats?.speedup && there.stats.speedup.pairs > 0, 'measured through the server');
+      assert.equal(statuses[0], 'Answering', 'a remote engine has no model to load here');
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('a server other than ficoco serve: the answer, and the status bar says reduction is not available', async () => {
+    // An OpenAI-compatible server that streams an answer without FiCoCo's extension field (as vLLM or Ollama do).
+    const server = http.createServer((request, response) => {
+      if (request.url === '/v1/models') {
+        response.setHeader('content-type', 'application/json');
+        response.end(JSON.stringify({ object: 'list', data: [{ id: 'other-vlm', object: 'model' }] }));
+        return;
+      }
+      response.writeHead(200, { 'content-type': 'text/event-stream' });
+      const chunk = (delta: object, finish: string | null) =>
+        `data: ${JSON.stringify({ id: 'x', object: 'chat.completion.chunk', created: 0, model: 'other-vlm', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+      response.end(
+        chunk({ role: 'assistant', content: 'a red ' }, null) +
+          chunk({ content: 'circle' }, 'stop') +
+          'data: [DONE]\n\n',
+      );
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+      const turnId = turn();
+      await replies.run(turnId, 'answer', 'what is in the picture ?', [SHAPES], () => ({ ...REDUCED, engine: url }));
+      const { answer } = conversation.turn(turnId)!;
+      assert.equal(answer.status, 'done');
+      assert.equal(answer.text, 'a red circle');
+      assert.equal(answer.stats, undefined);
+      assert.equal(statuses.at(-2), `no stats from ${url}`);
+    } finally {
+      server.close();
+    }
   });
 });

@@ -2,12 +2,14 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ErrorCodes, ResponseError } from 'vscode-jsonrpc';
 import {
+  AnswerStats,
   AskParams,
   MAX_IMAGE_BYTES,
   MAX_NEW_TOKENS_LIMIT,
   base64Length,
   decodedLength,
   errorKindOf,
+  parseAnswerStats,
   parseAskParams,
   parseLoadParams,
   parseTextParams,
@@ -140,6 +142,56 @@ describe('engine/text params and error kinds', () => {
     assert.equal(errorKindOf(new ResponseError(1, 'x', { kind: 'nonsense' })), undefined);
     assert.equal(errorKindOf(new ResponseError(1, 'x')), undefined);
     assert.equal(errorKindOf(new Error('x')), undefined);
+  });
+});
+
+describe('answer stats from another process (a remote ficoco serve)', () => {
+  const flops = { vision: 4, projector: 1, llm: 10, total: 15 };
+  const STATS: AnswerStats = {
+    reduction: { method: 'ficoco-v', budget: '2', params: { window: 3 }, rule: 'setting', why: 'ficoco.reduction' },
+    promptTokens: 12,
+    generatedTokens: 3,
+    visualTokens: [{ original: 4, atDecoder: 2 }],
+    imageSizes: [{ width: 20, height: 10 }],
+    steps: [{ site: 'vision:1', image: 0, tokensBefore: 4, tokensAfter: 2, ms: 0.5, cpuMs: 0.6 }],
+    patchFates: [{ rows: 2, cols: 2, patches: 'kmkd', tileBorders: { rows: [1], cols: [] } }],
+    preprocessMs: 1,
+    visionMs: 2,
+    prefillMs: 3,
+    ttftMs: 4,
+    decodeTokensPerSecond: 50,
+    flops: { run: flops, unreduced: { ...flops, total: 30 } },
+    provider: 'cpu',
+    historyTrimmed: { droppedMessages: 1, contextTokens: 100 },
+  };
+
+  test('what the engine sends comes back as it was', () => {
+    assert.deepEqual(parseAnswerStats(JSON.parse(JSON.stringify(STATS))), STATS);
+  });
+
+  test('a hostile server is refused field by field', () => {
+    const parse = (value: unknown) => parseAnswerStats(value, 'ficoco.stats');
+    assert.match(
+      refusal(parse, { ...STATS, provider: 'tpu' }),
+      /ficoco\.stats\.provider is "tpu"; expected one of cpu/,
+    );
+    assert.match(
+      refusal(parse, { ...STATS, patchFates: [{ rows: 2, cols: 2, patches: 'kk<script>' }] }),
+      /ficoco\.stats\.patchFates\[0\]\.patches must be 4 of k, m or d/,
+    );
+    assert.match(
+      refusal(parse, {
+        ...STATS,
+        patchFates: [{ rows: 2, cols: 2, patches: 'kmkd', tileBorders: { rows: [9], cols: [] } }],
+      }),
+      /tileBorders\.rows\[0\] must lie inside the 2-patch grid/,
+    );
+    assert.match(refusal(parse, { ...STATS, visualTokens: [{ original: -1, atDecoder: 0 }] }), /original is -1/);
+    assert.match(refusal(parse, { ...STATS, flops: { run: flops } }), /ficoco\.stats\.flops\.unreduced is missing/);
+    assert.match(
+      refusal(parse, { ...STATS, reduction: { ...STATS.reduction, params: { window: {} } } }),
+      /reduction\.params\.window is a object; expected a value/,
+    );
   });
 });
 

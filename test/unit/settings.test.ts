@@ -57,6 +57,7 @@ describe('settings', () => {
       'ficoco.quantization',
       'ficoco.quantizationByModel',
       'ficoco.hubEndpoint',
+      'ficoco.engine',
     ])
       assert.equal(declared[key]?.scope, 'machine', key);
     for (const command of packageJson.contributes.commands) assert.equal(command.category, 'FiCoCo', command.command);
@@ -67,6 +68,7 @@ describe('settings', () => {
     assert.deepEqual(problems, []);
     assert.deepEqual(settings, {
       modelPath: '',
+      engine: 'local',
       provider: 'auto',
       threads: 0,
       quantization: 'none',
@@ -87,8 +89,10 @@ describe('settings', () => {
       'ficoco.temperature': 0.7,
       'ficoco.quantization': 'int4',
       'ficoco.quantizationByModel': { '/models/tiny/': 'none', '/models/llava-7b': 'int8' },
+      'ficoco.engine': ' http://gpu-box:8080/v1 ',
     });
     assert.deepEqual(problems, []);
+    assert.equal(settings.engine, 'http://gpu-box:8080/v1');
     assert.equal(settings.quantization, 'int4');
     assert.equal(quantizationFor(settings, '/models/llava-7b'), 'int8');
     assert.equal(quantizationFor(settings, '/models/tiny'), 'none', 'a trailing separator does not matter');
@@ -116,12 +120,14 @@ describe('settings', () => {
       'ficoco.threads': -1,
       'ficoco.quantization': 'int3',
       'ficoco.quantizationByModel': { '/models/x': 'fp4' },
+      'ficoco.engine': 'ftp://gpu-box',
     });
-    assert.equal(problems.length, 9);
+    assert.equal(problems.length, 10);
     const messages = problems.map((problem) => problem.message);
     assert.deepEqual(
       problems.map((problem) => problem.setting).sort(),
       [
+        'ficoco.engine',
         'ficoco.maxNewTokens',
         'ficoco.provider',
         'ficoco.quantization',
@@ -139,6 +145,10 @@ describe('settings', () => {
       /ficoco\.quantizationByModel is \{"\/models\/x":"fp4"\}; expected an object from model folders to one of none, int8, int4/,
     );
     assert.match(messages.join('\n'), /ficoco\.quantization is "int3"; expected one of none, int8, int4/);
+    assert.match(
+      messages.join('\n'),
+      /ficoco\.engine is "ftp:\/\/gpu-box"; expected "local" or an http:\/\/ or https:\/\/ address/,
+    );
     assert.match(
       messages[0]!,
       /^ficoco\.reduction\.method is "magic"; expected one of auto, none, ficoco-v.*Using the default, "auto"\./,
