@@ -62,6 +62,11 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
       assert.fail(`the chat showed an error: ${await reply.locator('.error').innerText()}`);
     return reply;
   };
+  /** Waits until "Use It" took effect: the setting is written and the notification says which model answers next. */
+  const modelInUse = (folder: string) =>
+    workbench.page
+      .locator('.notifications-toasts', { hasText: `the next answer comes from ${folder}/` })
+      .waitFor({ timeout: MINUTE });
   const pasteEvalImage = (item: EvalItem) =>
     workbench.paste({ name: path.basename(item.image), type: 'image/png', bytes: fs.readFileSync(item.image) });
 
@@ -271,6 +276,7 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
         await workbench.screenshot('download-consent');
         await consent.getByRole('button', { name: 'Download' }).click();
         await workbench.clickNotificationButton(/Downloaded ficoco\/tiny-llava-screens/, 'Use It');
+        await modelInUse('ficoco--tiny-llava-screens');
         const folder = path.join(
           workbench.profile,
           'user-data',
@@ -320,6 +326,7 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
         assert.match(await consent.innerText(), /Download llava-hf\/llava-onevision-qwen2-0\.5b-ov-hf \(/);
         await consent.getByRole('button', { name: 'Download' }).click();
         await workbench.clickNotificationButton(/Downloaded llava-hf\/llava-onevision-qwen2-0\.5b-ov-hf/, 'Use It');
+        await modelInUse('llava-hf--llava-onevision-qwen2-0.5b-ov-hf');
         await startNewChat();
         await workbench.paste({ name: 'screenshot.png', type: 'image/png', bytes: screenshotPng(1920, 1080) });
         await workbench.ask('what is shown ?');
