@@ -88,6 +88,8 @@ export class Replies {
   ): Promise<void> {
     const { conversation, post, status, log } = this.options;
     const key = `${turnId}/${kind}`;
+    // A question comes before the background measurement of an earlier answer, which may need another model loaded.
+    for (const [other, { cancel }] of this.inFlight) if (other.endsWith('/speedup')) cancel.cancel();
     const cancel = new CancellationTokenSource();
     this.options.activity.busy();
     const asked = performance.now();
