@@ -23,6 +23,8 @@ export type ImageReader = (file: File) => Promise<ImageFile>;
 export class Composer {
   private readonly question: HTMLTextAreaElement;
   private readonly pending: HTMLElement;
+  /** pastes and drops still being read; a question sent meanwhile follows their images */
+  private readonly reads = new Set<Promise<void>>();
 
   constructor(
     private readonly doc: Document,
@@ -67,8 +69,10 @@ export class Composer {
       this.question.focus();
       return;
     }
-    this.post({ type: 'ask', question });
     this.question.value = '';
+    // A large screenshot takes a moment to decode; Enter right after pasting it must not ask without it.
+    if (this.reads.size === 0) this.post({ type: 'ask', question });
+    else void Promise.all(this.reads).then(() => this.post({ type: 'ask', question }));
   }
 
   private thumbnail(image: PendingImage): HTMLElement {
@@ -139,7 +143,14 @@ export class Composer {
     await this.addFiles([...data.files]);
   }
 
-  private async addFiles(files: File[]): Promise<void> {
+  private addFiles(files: File[]): Promise<void> {
+    const read = this.readFiles(files);
+    this.reads.add(read);
+    return read.finally(() => this.reads.delete(read));
+  }
+
+  /** Reads each file (a failure is a notice and skips that file) and hands the readable ones to the extension. */
+  private async readFiles(files: File[]): Promise<void> {
     const images: ImageFile[] = [];
     for (const file of files) {
       try {

@@ -11,7 +11,7 @@ import type {
   WebviewMessage,
 } from '../../src/protocol/webview';
 import { ChatPage, startChat } from '../../webview/chat';
-import { droppedUris, readImageFile } from '../../webview/composer';
+import { ImageReader, droppedUris, readImageFile } from '../../webview/composer';
 import { reductionSummary } from '../../webview/overlay';
 import { statsDetails } from '../../webview/stats';
 
@@ -88,7 +88,8 @@ let document: Document;
 let posted: WebviewMessage[];
 let chat: ChatPage;
 
-beforeEach(() => {
+/** Builds the page in a fresh happy-dom window and starts the chat on it, reading images with `readImage`. */
+function openChat(readImage?: ImageReader): void {
   window = new Window({
     settings: { disableJavaScriptFileLoading: true, disableCSSFileLoading: true, disableJavaScriptEvaluation: true },
   });
@@ -102,8 +103,10 @@ beforeEach(() => {
     }),
   );
   posted = [];
-  chat = startChat(document, (message) => posted.push(message));
-});
+  chat = startChat(document, (message) => posted.push(message), readImage);
+}
+
+beforeEach(() => openChat());
 
 afterEach(async () => {
   await window.happyDOM.close();
@@ -496,6 +499,34 @@ describe('chat composer', () => {
       .dispatchEvent(new window.ClipboardEvent('paste', { clipboardData: data, bubbles: true }) as unknown as Event);
     await settle();
     assert.deepEqual(posted.at(-1), { type: 'addImages', images: [{ name: 'clip.png', dataBase64: 'iVBORw==' }] });
+  });
+
+  test('a question sent while a pasted image is still being read goes after that image', async () => {
+    let finishRead: () => void = () => undefined;
+    await window.happyDOM.close();
+    openChat(
+      (file) =>
+        new Promise((resolve) => {
+          finishRead = () => resolve({ name: file.name, dataBase64: 'iVBORw==' });
+        }),
+    );
+    const data = new window.DataTransfer();
+    data.items.add(new window.File([new Uint8Array([0x89])], 'big.png', { type: 'image/png' }));
+    const question = document.getElementById('question') as HTMLTextAreaElement;
+    question.dispatchEvent(
+      new window.ClipboardEvent('paste', { clipboardData: data, bubbles: true }) as unknown as Event,
+    );
+    question.value = 'what does the dialog say ?';
+    key(question, 'Enter');
+    await settle();
+    assert.equal(question.value, '', 'the box is cleared at once');
+    assert.deepEqual(posted, [{ type: 'ready' }], 'nothing is asked before the image is read');
+    finishRead();
+    await settle();
+    assert.deepEqual(posted.slice(1), [
+      { type: 'addImages', images: [{ name: 'big.png', dataBase64: 'iVBORw==' }] },
+      { type: 'ask', question: 'what does the dialog say ?' },
+    ]);
   });
 
   test('Explorer items dropped with Shift arrive as URIs', () => {
