@@ -6,7 +6,16 @@ import { FicocoError } from '../common/errors';
 import { type AnyresLayout, type Size, anyresLayout } from '../common/anyres';
 import { type ImageCost, RunFlops, imageCost, peakRunBytes, runFlops, unreducedShapeAt } from '../flops/model';
 import { ElemType } from './graph/builder';
-import { ATTENTION, HIDDEN_COSINE, KEY_COSINE, LOG_SIZES, MEAN_KEYS, POSITIONS, Tower } from './graph/segment';
+import {
+  ATTENTION,
+  HIDDEN_COSINE,
+  KEY_COSINE,
+  LOG_SIZES,
+  MEAN_KEYS,
+  POSITIONS,
+  Tower,
+  exposesSequence,
+} from './graph/segment';
 import { type ModelShape, keptTokens } from '../reduction/method';
 import { BUDGET_HINT, type Budget, type ParamValue, budgetLabel } from '../common/budget';
 import { AUTO_METHOD, NO_REDUCTION, type ReductionRule } from '../common/reductionChoice';
@@ -54,6 +63,13 @@ export interface EngineOptions {
   quantizedCacheDir?: string;
   /** bytes a run may plan to use besides the weights (default: the memory the system has available) */
   availableMemory?: () => number;
+  /** prompt tokens a decoder segment takes at once (default PREFILL_CHUNK_TOKENS) */
+  prefillChunkTokens?: number;
+}
+
+interface RunLimits {
+  availableMemory: () => number;
+  prefillChunkTokens: number;
 }
 
 /** One image as the vision tower takes it. */
@@ -189,6 +205,11 @@ const WARM_UP_PREFILL_FLOPS = 20e9;
 /** V8 optimises a function after a few calls: three runs bring the first answer to the speed of later ones. */
 const WARM_UP_RUNS = 3;
 const WARM_UP_IMAGE_SIDE = 32;
+/**
+ * Prompt tokens a decoder segment takes at once: its attention then holds [heads, 1024, prompt] floats, not
+ * [heads, prompt, prompt] (3 GB per copy at a 1080p OneVision prompt); a segment a hook reads whole runs whole.
+ */
+const PREFILL_CHUNK_TOKENS = 1024;
 
 const MODEL_FILES = 'config.json, *.safetensors, tokenizer.json, tokenizer_config.json and preprocessor_config.json';
 
@@ -202,7 +223,7 @@ export class LlavaEngine {
     private readonly towers: ModelTowers,
     private readonly factory: SessionFactory,
     private readonly runners: { vision: TowerRunner; embed: TowerRunner; decoder: TowerRunner },
-    private readonly availableMemory: () => number,
+    private readonly limits: RunLimits,
     private readonly publishedReduction: PublishedReduction | undefined,
   ) {}
 
@@ -261,7 +282,10 @@ export class LlavaEngine {
       towers,
       factory,
       runners,
-      options.availableMemory ?? os.freemem,
+      {
+        availableMemory: options.availableMemory ?? os.freemem,
+        prefillChunkTokens: options.prefillChunkTokens ?? PREFILL_CHUNK_TOKENS,
+      },
       model.publishedReduction,
     );
     // Build the unreduced sessions now: load errors surface here and the first answer is not slowed.
@@ -577,8 +601,9 @@ export class LlavaEngine {
     options: GenerateOptions,
   ): Promise<GenerationResult> {
     const costs = images.map((image) => this.costOf(image));
-    const maxNewTokens = this.checkRunFits(this.promptTokens(inputIds, costs), options.maxNewTokens);
     const hooks = hooksBySite(options.hooks ?? []);
+    const wholeDecoder = [...hooks].some(([site, hook]) => site.startsWith('llm:') && exposesSequence(hook.needs));
+    const maxNewTokens = this.checkRunFits(this.promptTokens(inputIds, costs), options.maxNewTokens, wholeDecoder);
     const [visionSegments, embedSegments, decoderSegments] = await this.segmentsFor(hooks);
     const steps: StepStat[] = [];
 
@@ -676,8 +701,9 @@ export class LlavaEngine {
   /**
    * Refuses a run whose prompt leaves no room in the model's context, or whose KV cache and activations would not fit
    * the memory available (peakRunBytes in flops/model.ts); returns the answer's token limit within the context.
+   * `wholeDecoder`: a decoder hook reads a segment's attention or keys whole, so that segment takes the prompt at once.
    */
-  private checkRunFits(promptTokens: number, maxNewTokens: number): number {
+  private checkRunFits(promptTokens: number, maxNewTokens: number, wholeDecoder: boolean): number {
     const limit = this.config.text.maxPositions;
     if (promptTokens >= limit) {
       throw new FicocoError(
@@ -690,10 +716,10 @@ export class LlavaEngine {
     const bytesPerElement = this.factory.computeType === ElemType.float32 ? 4 : 2;
     const needed = peakRunBytes(
       flopsArchOf(this.config, path.basename(this.modelDir)),
-      { promptTokens, answerTokens },
+      { promptTokens, answerTokens, ...(wholeDecoder ? {} : { queryChunk: this.limits.prefillChunkTokens }) },
       bytesPerElement,
     );
-    const available = this.availableMemory();
+    const available = this.limits.availableMemory();
     if (needed > available) {
       throw new FicocoError(
         `This question needs about ${gibibytes(needed)} GiB of memory for attention and the KV cache ` +
@@ -881,20 +907,59 @@ export class LlavaEngine {
     throw new Error('the decoder tower ended without producing logits');
   }
 
+  /**
+   * Runs a decoder segment over the tokens in chunks (prefillChunkTokens), each attending to the cache the chunks
+   * before it left (the causal result, in less memory); a segment whose outputs a hook reads whole runs in one go.
+   */
   private async runDecoderSegment(
     segment: Segment,
     state: TokenState,
     cache: KvCache,
   ): Promise<ort.InferenceSession.OnnxValueMapType> {
+    const { graph } = segment;
+    const chunk = this.limits.prefillChunkTokens;
+    if (state.count <= chunk || exposesSequence(graph.exposes))
+      return this.runDecoderChunk(segment, state.hidden, state.positions, cache);
+    let outputs: ort.InferenceSession.OnnxValueMapType = {};
+    let hidden: Float32Array | undefined;
+    for (let start = 0; start < state.count; start += chunk) {
+      const end = Math.min(start + chunk, state.count);
+      outputs = await this.runDecoderChunk(
+        segment,
+        state.hidden.subarray(start * state.width, end * state.width),
+        state.positions.subarray(start, end),
+        cache,
+      );
+      if (graph.outputName === LOGITS) continue; // only the last token's logits are wanted
+      const piece = outputs[graph.outputName];
+      const width = piece.dims[1];
+      hidden ??= new Float32Array(state.count * width);
+      hidden.set(piece.data as Float32Array, start * width);
+    }
+    if (!hidden) return outputs;
+    return {
+      ...outputs,
+      [graph.outputName]: new ort.Tensor('float32', hidden, [state.count, hidden.length / state.count]),
+    };
+  }
+
+  /** One run of a decoder segment over `hidden` [tokens, width] at `positions`, extending the cache. */
+  private async runDecoderChunk(
+    segment: Segment,
+    hidden: Float32Array,
+    positions: ArrayLike<number>,
+    cache: KvCache,
+  ): Promise<ort.InferenceSession.OnnxValueMapType> {
+    const count = positions.length;
     const feeds: Record<string, ort.Tensor> = {
-      [segment.graph.inputName]: new ort.Tensor('float32', state.hidden, [state.count, state.width]),
+      [segment.graph.inputName]: new ort.Tensor('float32', hidden, [count, hidden.length / count]),
       ...cache.feeds(segment.graph.cacheLayers),
     };
     if (segment.graph.usesPositions)
       feeds[POSITIONS] = new ort.Tensor(
         'int64',
-        BigInt64Array.from(state.positions, (p) => BigInt(p)),
-        [state.count],
+        BigInt64Array.from(positions, (p) => BigInt(p)),
+        [count],
       );
     const outputs = await segment.session.run(feeds);
     cache.update(segment.graph.cacheLayers, outputs);

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { LlavaEngine } from '../../src/engine/engine';
 import { WeightIndex } from '../../src/engine/weights/safetensors';
-import { HookSite } from '../../src/reduction/tokenState';
+import { HookSite, ReductionHook } from '../../src/reduction/tokenState';
 import { keepEveryOtherVisualToken } from '../helpers/hooks';
 import { maxAbsDiff } from '../helpers/assertions';
 import { referencePixels } from '../helpers/referencePixels';
@@ -76,6 +76,31 @@ for (const model of MODELS) {
         }
       } finally {
         await halfEngine.dispose();
+      }
+    });
+
+    test('a prefill taken 7 tokens at a time, each chunk attending to the cache before it, matches the reference', async () => {
+      const chunked = await LlavaEngine.load(dir, { prefillChunkTokens: 7 });
+      try {
+        for (const [i, refCase] of reference.cases.entries()) {
+          const pixels = referencePixels(tensors, i, path.join(dir, refCase.image));
+          const runs: { variant?: string; hooks: ReductionHook[] }[] = [{ hooks: [] }];
+          if ('llm_even' in reference.hooks)
+            runs.push({ variant: 'llm_even', hooks: [keepEveryOtherVisualToken('llm:1')] });
+          for (const { variant, hooks } of runs) {
+            const result = await chunked.generate(refCase.input_ids, [pixels], {
+              maxNewTokens: 5,
+              stopTokenIds: [],
+              hooks,
+            });
+            const logits = tensors.readFloat32(variant ? `logits_${variant}_${i}` : `logits_${i}`);
+            assert.ok(maxAbsDiff(result.prefillLogits, logits) <= LOGIT_TOLERANCE, `case ${i} ${variant}`);
+            assert.deepEqual(result.tokenIds, variant ? refCase[`greedy_${variant}`] : refCase.greedy_tokens);
+            assert.ok(result.promptTokens > 7, 'the prompt spans several chunks');
+          }
+        }
+      } finally {
+        await chunked.dispose();
       }
     });
 

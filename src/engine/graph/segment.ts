@@ -69,6 +69,11 @@ export interface SegmentGraph {
   exposes: AttentionNeeds;
 }
 
+/** Whether a segment built for `needs` outputs a view of the whole sequence (attention, keys, a cosine matrix). */
+export function exposesSequence(needs: AttentionNeeds): boolean {
+  return Boolean(needs.attention || needs.keys || needs.hiddenCosine || needs.keyCosine);
+}
+
 /** a segment's hidden-state input and output, when the segment does not start or end its tower */
 export const HIDDEN = 'hidden';
 export const HIDDEN_OUT = 'hidden_out';
