@@ -266,8 +266,8 @@ export class LlavaEngine {
       provider: options.provider ?? 'cpu',
       precision: options.precision,
       threads: options.threads,
-      // A tiled screenshot's prefill needs gigabytes that an arena would keep after every run.
-      releaseRunMemory: config.tiling !== undefined,
+      // A tiled screenshot's prompt taken whole needs gigabytes that an arena would keep after every run.
+      releaseWholePromptMemory: config.tiling !== undefined,
     });
     const runners = {
       vision: new TowerRunner(towers.vision, factory),

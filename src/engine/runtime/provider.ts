@@ -95,10 +95,16 @@ export interface SessionFactoryOptions {
   /** intra-op threads; ORT's default (one per physical core) when absent */
   threads?: number;
   /**
-   * give a run's working memory back when it ends (no CPU arena): for models whose activations run to gigabytes
-   * (a tiled screenshot's thousands of tokens), which an arena would hold at its peak in every session
+   * sessions that take a whole prompt at once give a run's working memory back when it ends (no CPU arena): for models
+   * whose prompts run to thousands of tokens (a tiled screenshot), where an arena would keep gigabytes of attention
    */
-  releaseRunMemory?: boolean;
+  releaseWholePromptMemory?: boolean;
+}
+
+/** How much one run of a session holds at its peak. */
+export interface SessionWorkingSet {
+  /** the session takes a whole prompt at once (its attention is [heads, prompt, prompt]) */
+  wholePrompt?: boolean;
 }
 
 /**
@@ -125,14 +131,24 @@ export class SessionFactory {
     return computeTypeFor(this.settled ?? 'cpu', this.options.precision);
   }
 
-  /** `graphFor` builds the graph for a compute type (it differs between CPU and GPU providers). */
-  async create(graphFor: (computeType: ElemType) => Uint8Array): Promise<ort.InferenceSession> {
-    if (this.settled) return this.open(graphFor(this.computeType), this.settled);
+  /**
+   * `graphFor` builds the graph for a compute type (it differs between CPU and GPU providers). A session with a bounded
+   * working set keeps ORT's CPU arena: freeing and faulting in hundreds of megabytes at every op cost a chunked
+   * 7k-token prefill 8× its time.
+   */
+  async create(
+    graphFor: (computeType: ElemType) => Uint8Array,
+    workingSet: SessionWorkingSet = {},
+  ): Promise<ort.InferenceSession> {
+    const releaseRunMemory = Boolean(this.options.releaseWholePromptMemory && workingSet.wholePrompt);
+    const open = (bytes: Uint8Array, provider: ProviderName) =>
+      ort.InferenceSession.create(bytes, sessionOptions(provider, { ...this.options, releaseRunMemory }));
+    if (this.settled) return open(graphFor(this.computeType), this.settled);
     const failures: string[] = [];
     const machine = thisMachine();
     for (const provider of providerCandidates(this.options.provider, machine)) {
       try {
-        const session = await this.open(graphFor(computeTypeFor(provider, this.options.precision)), provider);
+        const session = await open(graphFor(computeTypeFor(provider, this.options.precision)), provider);
         this.settled = provider;
         if (failures.length > 0) this.fallbackReason = failures.join('; ');
         return session;
@@ -145,10 +161,6 @@ export class SessionFactory {
       }
     }
     throw new Error('unreachable: the CPU provider is always a candidate');
-  }
-
-  private open(bytes: Uint8Array, provider: ProviderName): Promise<ort.InferenceSession> {
-    return ort.InferenceSession.create(bytes, sessionOptions(provider, this.options));
   }
 }
 

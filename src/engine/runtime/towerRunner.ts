@@ -1,6 +1,6 @@
 import type * as ort from 'onnxruntime-node';
 import type { AttentionNeeds } from '../../reduction/tokenState';
-import { SegmentGraph, SegmentSpec, Tower, buildSegment } from '../graph/segment';
+import { SegmentGraph, SegmentSpec, Tower, buildSegment, exposesSequence } from '../graph/segment';
 import { SessionFactory } from './provider';
 
 /** A built, loaded segment: blocks [start, end) of a tower, with the hook site that follows it, if any. */
@@ -77,10 +77,14 @@ export class TowerRunner {
     if (!loading) {
       loading = (async () => {
         let graph: SegmentGraph | undefined;
-        const session = await this.factory.create((computeType) => {
-          graph = buildSegment(this.tower, { ...spec, computeType, weightsFolder: this.factory.weightsFolder });
-          return graph.bytes;
-        });
+        const session = await this.factory.create(
+          (computeType) => {
+            graph = buildSegment(this.tower, { ...spec, computeType, weightsFolder: this.factory.weightsFolder });
+            return graph.bytes;
+          },
+          // A segment a hook reads (attention, keys, cosines) runs its input whole: in the decoder, the whole prompt.
+          { wholePrompt: spec.expose !== undefined && exposesSequence(spec.expose) },
+        );
         const { bytes: _bytes, ...meta } = graph!;
         return { start: spec.start, end: spec.end, site, graph: meta, session };
       })();
