@@ -29,7 +29,7 @@ Options:
   --top-p P            nucleus sampling threshold (default 1)
   --seed N             sampling seed (default 0)
   --provider NAME      auto | ${PROVIDERS.join(' | ')} (default cpu)
-  --threads N          intra-op threads (default: one per physical core)
+  --threads N          intra-op threads (default: one per physical core; one for a tiny model)
   --quantize MODE      none | int8 | int4: weight-only quantization of the decoder (cached beside the weights)
 `;
 

@@ -45,6 +45,7 @@ import { withoutStructure } from './structureTokens';
 import { KvCache } from './runtime/kvCache';
 import { Precision, ProviderName, ProviderSetting, SessionFactory } from './runtime/provider';
 import { GREEDY, SamplingOptions, createSampler } from './runtime/sampling';
+import { defaultThreads, thisMachineCores } from './runtime/threads';
 import { Segment, TowerRunner } from './runtime/towerRunner';
 import { ChatMessage, StreamingDecoder, TextProcessor } from './text';
 import { WeightIndex } from './weights/safetensors';
@@ -56,6 +57,7 @@ export interface EngineOptions {
   provider?: ProviderSetting;
   /** 'auto' (default): float16 graphs on GPU providers, float32 on the CPU */
   precision?: Precision;
+  /** intra-op threads (default: defaultThreads in runtime/threads.ts) */
   threads?: number;
   /** weight-only quantization of the decoder layers' linear layers, cached beside the weights (default none) */
   quantization?: WeightQuantization;
@@ -265,7 +267,7 @@ export class LlavaEngine {
       weightsFolder,
       provider: options.provider ?? 'cpu',
       precision: options.precision,
-      threads: options.threads,
+      threads: options.threads ?? defaultThreads(smallPrefillFlops(config, dir), thisMachineCores()),
       // A tiled screenshot's prompt taken whole needs gigabytes that an arena would keep after every run.
       releaseWholePromptMemory: config.tiling !== undefined,
     });
@@ -351,10 +353,8 @@ export class LlavaEngine {
    * reduction steps and the decode loop. (On a large model their compile is a few ms against a prefill of seconds.)
    */
   async warmUp(reduction?: ReductionRequest): Promise<void> {
-    const arch = flopsArchOf(this.config, path.basename(this.modelDir));
     const blank = { width: WARM_UP_IMAGE_SIDE, height: WARM_UP_IMAGE_SIDE };
-    const prefillFlops = runFlops(arch, unreducedShapeAt(arch, [imageCost(arch, blank)], 16)).total;
-    if (prefillFlops > WARM_UP_PREFILL_FLOPS) {
+    if (smallPrefillFlops(this.config, this.modelDir) > WARM_UP_PREFILL_FLOPS) {
       await this.segmentsFor(hooksBySite(this.hooksOf(reduction && this.chooseReduction(reduction), [blank])));
       return;
     }
@@ -965,6 +965,13 @@ export class LlavaEngine {
     cache.update(segment.graph.cacheLayers, outputs);
     return outputs;
   }
+}
+
+/** Analytic FLOPs of an unreduced prefill of a small image (one tower pass) and a short question. */
+function smallPrefillFlops(config: ModelConfig, modelDir: string): number {
+  const arch = flopsArchOf(config, path.basename(modelDir));
+  const blank = { width: WARM_UP_IMAGE_SIDE, height: WARM_UP_IMAGE_SIDE };
+  return runFlops(arch, unreducedShapeAt(arch, [imageCost(arch, blank)], 16)).total;
 }
 
 /**

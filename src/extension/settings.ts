@@ -131,7 +131,8 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
     minimum: 0,
     maximum: 256,
     scope: 'machine',
-    markdownDescription: 'CPU threads for one operation (ONNX Runtime intra-op threads). `0`: ONNX Runtime chooses.',
+    markdownDescription:
+      'CPU threads for one operation (ONNX Runtime intra-op threads). `0`: one per physical core, or one for a tiny model.',
   },
   'ficoco.quantization': {
     type: 'string',

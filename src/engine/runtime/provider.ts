@@ -92,7 +92,7 @@ export interface SessionFactoryOptions {
   weightsFolder: string;
   provider: ProviderSetting;
   precision?: Precision;
-  /** intra-op threads; ORT's default (one per physical core) when absent */
+  /** intra-op threads; ORT's default when absent */
   threads?: number;
   /**
    * sessions that take a whole prompt at once give a run's working memory back when it ends (no CPU arena): for models
