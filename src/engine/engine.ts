@@ -274,7 +274,7 @@ export class LlavaEngine {
     const runners = {
       vision: new TowerRunner(towers.vision, factory),
       embed: new TowerRunner(towers.embed, factory),
-      decoder: new TowerRunner(towers.decoder, factory),
+      decoder: new TowerRunner(towers.decoder, factory, true),
     };
     const engine = new LlavaEngine(
       dir,

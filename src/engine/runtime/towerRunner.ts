@@ -23,9 +23,14 @@ export class TowerRunner {
   /** the segment keys of the plans asked for, newest last (at most two) */
   private recentPlans: string[][] = [];
 
+  /**
+   * `takesPrompt`: the tower reads the whole prompt (the decoder), and a segment whose attention, keys or cosines a
+   * hook reads takes all of it at once; a vision tower's segments take one image pass.
+   */
   constructor(
     readonly tower: Tower,
     private readonly factory: SessionFactory,
+    private readonly takesPrompt = false,
   ) {}
 
   /**
@@ -82,8 +87,7 @@ export class TowerRunner {
             graph = buildSegment(this.tower, { ...spec, computeType, weightsFolder: this.factory.weightsFolder });
             return graph.bytes;
           },
-          // A segment a hook reads (attention, keys, cosines) runs its input whole: in the decoder, the whole prompt.
-          { wholePrompt: spec.expose !== undefined && exposesSequence(spec.expose) },
+          { wholePrompt: this.takesPrompt && spec.expose !== undefined && exposesSequence(spec.expose) },
         );
         const { bytes: _bytes, ...meta } = graph!;
         return { start: spec.start, end: spec.end, site, graph: meta, session };
