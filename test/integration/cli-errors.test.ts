@@ -1,19 +1,16 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { promisify } from 'node:util';
 import { METHODS } from '../../src/reduction/registry';
+import { runCli } from '../helpers/cli';
 
 const ROOT = path.join(__dirname, '..', '..');
-const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
 const IMAGE = path.join(ROOT, 'bench', 'eval-set', 'images', '1000000025.png');
-const run = promisify(execFile);
 
 /** Runs `ficoco ask …` and returns its exit code and stderr (it is expected to fail). */
 async function askFails(...args: string[]): Promise<{ code: number; stderr: string }> {
   try {
-    await run(process.execPath, ['--import', 'tsx', CLI, 'ask', ...args], { cwd: ROOT });
+    await runCli(['ask', ...args]);
   } catch (error) {
     const { code, stderr } = error as { code: number; stderr: string };
     return { code, stderr };
@@ -84,8 +81,7 @@ for (const [what, args, message] of cases) {
 }
 
 test('ficoco methods lists every method and its parameters; --verbose adds where each comes from', async () => {
-  const methods = async (...args: string[]) =>
-    (await run(process.execPath, ['--import', 'tsx', CLI, 'methods', ...args], { cwd: ROOT })).stdout;
+  const methods = async (...args: string[]) => (await runCli(['methods', ...args])).stdout;
   const [plain, verbose] = await Promise.all([methods(), methods('--verbose')]);
   for (const method of METHODS) {
     assert.ok(plain.includes(`${method.name}\n  ${method.description}\n`), method.name);

@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
-import { promisify } from 'node:util';
 import { resolveModelArg } from '../../src/cli/models';
 import { anyresLayout } from '../../src/common/anyres';
 import { DOWNLOAD_MANIFEST } from '../../src/hub/store';
@@ -12,12 +10,11 @@ import { MODEL_PRESETS, findPreset } from '../../src/hub/presets';
 import { parseModelConfig } from '../../src/engine/models/registry';
 import { FakeHub, startFakeHub } from '../../tools/fakeHub';
 import { ONEVISION_05B_LISTING, screenshotPng, writeHubListing } from '../helpers/hubListings';
+import { runCli } from '../helpers/cli';
 
 const ROOT = path.join(__dirname, '..', '..');
-const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
 const BUILTIN = path.join(ROOT, 'models', 'tiny-llava-screens');
 const COMMIT = 'b'.repeat(40);
-const run = promisify(execFile);
 
 let hub: FakeHub;
 let dir: string;
@@ -32,10 +29,7 @@ after(async () => {
 
 function ficoco(...args: string[]) {
   // An empty HF cache, so nothing on this machine is reused by accident.
-  return run(process.execPath, ['--import', 'tsx', CLI, ...args], {
-    cwd: ROOT,
-    env: { ...process.env, HF_HUB_CACHE: path.join(dir, 'hf-cache'), FICOCO_MODELS_DIR: dir },
-  });
+  return runCli(args, { ...process.env, HF_HUB_CACHE: path.join(dir, 'hf-cache'), FICOCO_MODELS_DIR: dir });
 }
 
 test('ficoco models download fetches a repository from the endpoint; ask answers with the downloaded folder', async () => {

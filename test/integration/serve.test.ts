@@ -3,21 +3,18 @@
  * equal `ficoco ask`'s, streamed or not; errors as OpenAI error objects; the queue, disconnects, auth and limits.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import OpenAI from 'openai';
 import { writeEndlessModel } from '../helpers/endlessModel';
 import { screenshotPng } from '../helpers/hubListings';
 import { type ServeProcess, startServe } from '../../tools/serveProcess';
+import { runCli } from '../helpers/cli';
 
 const ROOT = path.join(__dirname, '..', '..');
-const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
 const IMAGE = path.join(ROOT, 'bench', 'eval-set', 'images', '1000000025.png');
 const QUESTION = 'which box does the arrow point to ?';
-const run = promisify(execFile);
 
 const dataUrl = (file: string) => `data:image/png;base64,${fs.readFileSync(file).toString('base64')}`;
 
@@ -42,25 +39,18 @@ describe('ficoco serve with the built-in model', () => {
   before(async () => {
     server = await startServe('--method', 'none');
     client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
-    const { stdout } = await run(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        CLI,
-        'ask',
-        '--image',
-        IMAGE,
-        '--method',
-        'ficoco-v',
-        '--budget',
-        '16',
-        '--max-new-tokens',
-        '8',
-        QUESTION,
-      ],
-      { cwd: ROOT },
-    );
+    const { stdout } = await runCli([
+      'ask',
+      '--image',
+      IMAGE,
+      '--method',
+      'ficoco-v',
+      '--budget',
+      '16',
+      '--max-new-tokens',
+      '8',
+      QUESTION,
+    ]);
     askAnswer = stdout.split('\n\n')[0];
   });
   after(() => server.close());
@@ -238,10 +228,7 @@ describe('ficoco serve under load and over the network', () => {
 
   test('an API key is required off this machine; with one, requests without it get 401', async () => {
     await assert.rejects(
-      run(process.execPath, ['--import', 'tsx', CLI, 'serve', '--host', '0.0.0.0'], {
-        cwd: ROOT,
-        env: { ...process.env, FICOCO_API_KEY: '' },
-      }),
+      runCli(['serve', '--host', '0.0.0.0'], { ...process.env, FICOCO_API_KEY: '' }),
       (error: { code: number; stderr: string }) => {
         assert.equal(error.code, 2);
         assert.match(error.stderr, /--host 0\.0\.0\.0 opens the engine to the network; give --api-key KEY/);

@@ -1,21 +1,18 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import { anyresLayout } from '../../src/common/anyres';
 import { FicocoError } from '../../src/common/errors';
 import { LlavaEngine } from '../../src/engine/engine';
 import { keptTokens } from '../../src/reduction/method';
 import { METHODS } from '../../src/reduction/registry';
 import { screenshotPng } from '../helpers/hubListings';
+import { runCli } from '../helpers/cli';
 
 const ROOT = path.join(__dirname, '..', '..');
-const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
 const FIXTURES = path.join(ROOT, 'test', 'fixtures');
-const run = promisify(execFile);
 
 for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral']) {
   describe(`a 1920 × 1080 screenshot on a tiled model: ${fixture}`, () => {
@@ -94,23 +91,16 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
     });
 
     test('ficoco ask answers about it from the command line', async () => {
-      const { stdout } = await run(
-        process.execPath,
-        [
-          '--import',
-          'tsx',
-          CLI,
-          'ask',
-          '--model',
-          dir,
-          '--image',
-          path.join(folder, 'screenshot.png'),
-          '--max-new-tokens',
-          '3',
-          'what is shown ?',
-        ],
-        { cwd: ROOT },
-      );
+      const { stdout } = await runCli([
+        'ask',
+        '--model',
+        dir,
+        '--image',
+        path.join(folder, 'screenshot.png'),
+        '--max-new-tokens',
+        '3',
+        'what is shown ?',
+      ]);
       assert.ok(stdout.trim().length > 0);
     });
   });
