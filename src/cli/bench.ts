@@ -12,6 +12,7 @@ import {
   imageSizeArg,
   integer,
   number,
+  paramArgs,
   providerArg,
   quantizationArg,
   parseCommandArgs,
@@ -36,7 +37,7 @@ import { resolveModelArg } from './models';
 export const BENCH_USAGE = `Usage:
   ficoco bench [--model DIR] [--methods all|a,b] [--budgets 192,128,64] [--runs 3] [--decode 32]
                [--text-tokens 40] [--image-size WxH] [--provider NAME] [--threads N] [--quantize none|int8|int4]
-               [--out bench/results] [--name NAME]
+               [--param NAME=VALUE ...] [--out bench/results] [--name NAME]
 
 Measures the speed of every method and budget against the unreduced model on this machine: vision ms,
 LLM prefill ms, time to first token, decode tokens/s, peak resident memory, and the analytic FLOPs
@@ -46,7 +47,7 @@ Writes NAME.md, NAME.json (every row unrounded), NAME-speedup.svg and NAME-vs-fl
 folder. Budgets default to a
 third, two ninths and a ninth of the model's visual tokens (192, 128, 64 of 576); on a tiled model
 (LLaVA-NeXT, LLaVA-OneVision) to 25 % and 11 % of a synthetic screenshot of --image-size (default
-1920x1080), tiled as the model tiles it.
+1920x1080), tiled as the model tiles it. --param sets a parameter of the one method given by --methods.
 `;
 
 interface BenchRow extends Row {
@@ -68,6 +69,7 @@ export async function benchCommand(args: string[]): Promise<number> {
       provider: { type: 'string', default: 'cpu' },
       threads: { type: 'string' },
       quantize: { type: 'string' },
+      param: { type: 'string', multiple: true },
       // A decoder cut to fewer layers (bench/prefill.ts): its LLM milliseconds and FLOPs times this.
       'llm-scale': { type: 'string', default: '1' },
       label: { type: 'string' },
@@ -85,10 +87,16 @@ export async function benchCommand(args: string[]): Promise<number> {
     throw new FicocoError('--model DIR is required: this package has no built-in model.', 'input');
   const methods =
     values.methods === 'all' ? METHODS.map((m) => m.name) : values.methods.split(',').map((m) => m.trim());
+  if (values.param !== undefined && methods.length !== 1)
+    throw new FicocoError(
+      '--param needs exactly one method in --methods (parameters differ between methods).',
+      'input',
+    );
   const options = {
     runs: integer('--runs', values.runs, 1),
     decode: integer('--decode', values.decode, 0),
     llmScale: number('--llm-scale', values['llm-scale'], 1),
+    params: paramArgs(values.param),
   };
   const givenBudgets = values.budgets?.split(',').map((b) => budgetArg(b.trim()));
   const textTokens = integer('--text-tokens', values['text-tokens'], 5);

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { type GenerationResult, type ImagePixels, LlavaEngine } from '../engine/engine';
-import { Budget, budgetLabel } from '../common/budget';
+import { Budget, ParamValue, budgetLabel } from '../common/budget';
 import type { ReductionHook } from '../reduction/tokenState';
 import type { RgbImage } from '../engine/image/rgb-image';
 
@@ -129,6 +129,8 @@ export interface GroupOptions {
   decode: number;
   /** multiplies LLM milliseconds (a cut decoder scaled to full depth) */
   llmScale: number;
+  /** the method's parameters (its defaults where absent) */
+  params?: Record<string, ParamValue>;
 }
 
 /**
@@ -145,7 +147,8 @@ export async function measureMethod(
   options: GroupOptions,
 ): Promise<{ rows: Row[]; unreduced: Sample[] }> {
   const sizes = prompt.pixels.map((image) => image.size);
-  const plans = budgets.map((budget) => engine.reductionHooks({ method, budget }, sizes));
+  const params = options.params ?? {};
+  const plans = budgets.map((budget) => engine.reductionHooks({ method, budget, params }, sizes));
   await timedPrefill(engine, prompt, plans[0]);
   const unreduced: Sample[] = [];
   const samples: Sample[][] = budgets.map(() => []);
@@ -230,7 +233,6 @@ export function machineLine(provider = 'cpu'): string {
   );
 }
 
-/** Pixel values [3, side, side] that vary smoothly (content does not change the cost; shapes do). */
 /** A width × height screenshot-like image: a light page, a dark title bar, and a grid of coloured boxes. */
 export function syntheticScreenshot({ width, height }: { width: number; height: number }): RgbImage {
   const rgb = new Uint8Array(width * height * 3);

@@ -32,8 +32,6 @@ import {
   readImageArg,
 } from './args';
 
-/** A full-HD screenshot: what a tiled architecture is asked about when no size is given. */
-
 export const FLOPS_USAGE = `Usage:
   ficoco flops (--model DIR | --arch NAME) [--image FILE | --image-size WxH] [--text-tokens 60] [--budgets 576,192,128,64]
   ficoco flops (--model DIR | --arch NAME) --method NAME --budget N [--param name=value ...] [--text-tokens 60]

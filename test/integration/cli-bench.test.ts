@@ -124,6 +124,24 @@ test('ficoco bench rejects wrong options before loading anything', async () => {
   );
   await assert.rejects(benchCommand(['--model', MODEL, '--provider', 'tpu']), /--provider tpu is not known/);
   await assert.rejects(benchCommand(['--model', MODEL, '--budgets', 'lots']), /--budget lots/);
+  await assert.rejects(
+    benchCommand(['--model', MODEL, '--methods', 'ficoco-v,tome', '--param', 'start=0']),
+    /--param needs exactly one method/,
+  );
+});
+
+test('ficoco bench --param runs the method with that parameter', async () => {
+  const out = temporaryFolder('ficoco-bench-');
+  const flopsRatio = async (params: string[]) => {
+    const name = `start${params.length}`;
+    const args = ['--model', MODEL, '--methods', 'ficoco-v', '--budgets', '4', '--runs', '1', '--decode', '0'];
+    assert.equal(await benchCommand([...args, ...params, '--out', out, '--name', name]), 0);
+    return parseFloat(
+      tableRows(fs.readFileSync(path.join(out, `${name}.md`), 'utf8')).get('ficoco-v 4')!['FLOPs ratio'],
+    );
+  };
+  // Reducing from the first vision layer on saves more than from the default start halfway up the tower.
+  assert.ok((await flopsRatio(['--param', 'start=0'])) > (await flopsRatio([])));
 });
 
 test('medians of odd and even counts', () => {
