@@ -214,7 +214,7 @@ function summarize(
  * The machine's CPU ticks since boot (/proc/stat): all of them, and those stolen by the hypervisor; undefined where
  * there is no /proc.
  */
-function cpuTicks(): { total: number; steal: number } | undefined {
+export function cpuTicks(): { total: number; steal: number } | undefined {
   try {
     // user nice system idle iowait irq softirq steal (guest time is already inside user)
     const ticks = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1, 9).map(Number);
