@@ -1,6 +1,6 @@
 import type { AttentionNeeds } from '../../reduction/tokenState';
 import { GraphBuilder } from './builder';
-import { Linear, applyRotary, causalBias, linear, mergeHeads, repeatKvHeads, splitHeads } from './ops';
+import { Linear, applyRotary, causalBias, linear, mergeHeads, splitHeads } from './ops';
 
 export interface AttentionWeights {
   q: Linear;
@@ -60,17 +60,28 @@ export function attention(
     values = g.op('Concat', [options.past.values, values], `${hint}.values`, { axis: 1 });
   }
   const groups = heads / kvHeads;
-  const repeatedKeys = repeatKvHeads(g, keys, kvHeads, groups, headDim, `${hint}.k_rep`);
-  const repeatedValues = repeatKvHeads(g, values, kvHeads, groups, headDim, `${hint}.v_rep`);
-
   const scaledQueries = g.op(
     'Mul',
     [queries, g.scalar(`scale.${headDim}`, 1 / Math.sqrt(headDim))],
     `${hint}.q_scaled`,
   );
-  const logits = g.op(
-    'MatMul',
-    [scaledQueries, g.op('Transpose', [repeatedKeys], `${hint}.kT`, { perm: [0, 2, 1] })],
+  // Grouped-query attention without copying keys and values per query head: the query heads sharing a KV head are
+  // contiguous, so [heads, q, d] is [kvHeads, groups·q, d] in the same memory, and one MatMul per KV head serves them.
+  // (A last dimension of 0 in a Reshape keeps the input's.)
+  const byKvHead = (x: string, last: number, name: string) =>
+    groups === 1 ? x : g.op('Reshape', [x, g.int64s(`shape.kv.${kvHeads}.${last}`, [kvHeads, -1, last])], name);
+  const byHead = (x: string, last: number, name: string) =>
+    groups === 1 ? x : g.op('Reshape', [x, g.int64s(`shape.heads.${heads}.${last}`, [heads, -1, last])], name);
+  const logits = byHead(
+    g.op(
+      'MatMul',
+      [
+        byKvHead(scaledQueries, headDim, `${hint}.q_grouped`),
+        g.op('Transpose', [keys], `${hint}.kT`, { perm: [0, 2, 1] }),
+      ],
+      `${hint}.logits_grouped`,
+    ),
+    0,
     `${hint}.logits`,
   );
   const biased = options.logSizes ? g.op('Add', [logits, options.logSizes], `${hint}.size_biased`) : logits;
@@ -78,7 +89,12 @@ export function attention(
     ? g.op('Add', [biased, causalBias(g, queries, keys, `${hint}.mask`)], `${hint}.masked`)
     : biased;
   const probs = g.op('Softmax', [masked], `${hint}.probs`, { axis: -1 });
-  const context = mergeHeads(g, g.op('MatMul', [probs, repeatedValues], `${hint}.ctx_h`), `${hint}.ctx`);
+  const headsContext = byHead(
+    g.op('MatMul', [byKvHead(probs, 0, `${hint}.probs_grouped`), values], `${hint}.ctx_grouped`),
+    headDim,
+    `${hint}.ctx_h`,
+  );
+  const context = mergeHeads(g, headsContext, `${hint}.ctx`);
   const out = linear(g, context, w.o, `${hint}.out`);
 
   const result: AttentionResult = { out, keys, values };

@@ -80,32 +80,6 @@ export function mergeHeads(g: GraphBuilder, x: string, hint: string): string {
   return g.op('Reshape', [transposed, g.int64s('shape.merge', [0, -1])], hint);
 }
 
-/** [kvHeads, T, d] → [kvHeads·groups, T, d], each kv head repeated for its group of query heads (GQA) */
-export function repeatKvHeads(
-  g: GraphBuilder,
-  x: string,
-  kvHeads: number,
-  groups: number,
-  headDim: number,
-  hint: string,
-): string {
-  if (groups === 1) return x;
-  const unsqueezed = g.op('Unsqueeze', [x, g.int64s('axes.1', [1])], `${hint}.unsq`);
-  const length = g.op(
-    'Slice',
-    [g.op('Shape', [x], `${hint}.shape`), g.int64s('i.1', [1]), g.int64s('i.2', [2])],
-    `${hint}.len`,
-  );
-  const expandShape = g.op(
-    'Concat',
-    [g.int64s(`kv.${kvHeads}.${groups}`, [kvHeads, groups]), length, g.int64s(`d.${headDim}`, [headDim])],
-    `${hint}.eshape`,
-    { axis: 0 },
-  );
-  const expanded = g.op('Expand', [unsqueezed, expandShape], `${hint}.exp`);
-  return g.op('Reshape', [expanded, g.int64s(`shape.rep.${kvHeads * groups}`, [kvHeads * groups, -1, headDim])], hint);
-}
-
 /** Rotary tables for integer positions: cos, sin of pos·θ_i with θ_i = base^(−2i/d), each [tokens, d] */
 export function rotaryTables(g: GraphBuilder, positions: string, invFreq: Float32Array): { cos: string; sin: string } {
   const pos = g.op(
