@@ -122,6 +122,13 @@ describe('sessionOptions', () => {
     assert.equal(sessionOptions('cpu', base).intraOpNumThreads, undefined);
     assert.equal(sessionOptions('cpu', { ...base, threads: 2 }).intraOpNumThreads, 2);
   });
+
+  test("idle threads sleep unless the session runs back to back (a whole decoder's steps)", () => {
+    const spinning = (options: ort.InferenceSession.SessionOptions) =>
+      (options.extra as { session: { intra_op: { allow_spinning: string } } }).session.intra_op.allow_spinning;
+    assert.equal(spinning(sessionOptions('cpu', base)), '0');
+    assert.equal(spinning(sessionOptions('cpu', { ...base, spinning: true })), '1');
+  });
 });
 
 describe('ortMessage', () => {

@@ -52,7 +52,7 @@ const COREML_ML_PROGRAM = 0x010;
 /** The session options of one provider (what the engine hands ORT; unit-tested where the provider cannot run). */
 export function sessionOptions(
   provider: ProviderName,
-  options: { weightsFolder: string; threads?: number; releaseRunMemory?: boolean },
+  options: { weightsFolder: string; threads?: number; releaseRunMemory?: boolean; spinning?: boolean },
 ): ort.InferenceSession.SessionOptions {
   const executionProvider: ort.InferenceSession.ExecutionProviderConfig =
     provider === 'cuda' || provider === 'dml'
@@ -73,7 +73,7 @@ export function sessionOptions(
       session: {
         model_external_initializers_file_folder_path: options.weightsFolder,
         // Each segment has its own thread pool; idle pools must not spin while the next segment runs.
-        intra_op: { allow_spinning: '0' },
+        intra_op: { allow_spinning: options.spinning ? '1' : '0' },
       },
     },
   };
@@ -101,10 +101,15 @@ export interface SessionFactoryOptions {
   releaseWholePromptMemory?: boolean;
 }
 
-/** How much one run of a session holds at its peak. */
+/** How a session is run: how much one run holds at its peak, and whether runs follow each other closely. */
 export interface SessionWorkingSet {
   /** the session takes a whole prompt at once (its attention is [heads, prompt, prompt]) */
   wholePrompt?: boolean;
+  /**
+   * the session runs back to back with little else between (a whole decoder, token after token): its idle threads
+   * spin instead of sleeping, which saves waking them at every op of every step
+   */
+  backToBack?: boolean;
 }
 
 /**
@@ -141,8 +146,9 @@ export class SessionFactory {
     workingSet: SessionWorkingSet = {},
   ): Promise<ort.InferenceSession> {
     const releaseRunMemory = Boolean(this.options.releaseWholePromptMemory && workingSet.wholePrompt);
+    const spinning = Boolean(workingSet.backToBack);
     const open = (bytes: Uint8Array, provider: ProviderName) =>
-      ort.InferenceSession.create(bytes, sessionOptions(provider, { ...this.options, releaseRunMemory }));
+      ort.InferenceSession.create(bytes, sessionOptions(provider, { ...this.options, releaseRunMemory, spinning }));
     if (this.settled) return open(graphFor(this.computeType), this.settled);
     const failures: string[] = [];
     const machine = thisMachine();

@@ -57,12 +57,15 @@ export class TowerRunner {
     const samePlan = (plan: string[]) => plan.join() === keys.join();
     this.recentPlans = [...this.recentPlans.filter((plan) => !samePlan(plan)), keys].slice(-2);
     this.releaseExcept(new Set(this.recentPlans.flat()));
+    // A decoder in one piece is the only session a decode step runs at length.
+    const backToBack = this.takesPrompt && ranges.length === 1;
     return Promise.all(
       ranges.map((range, i) =>
         this.load(
           keys[i],
           { start: range.start, end: range.end, expose: range.expose, proportionalAttention },
           range.site,
+          backToBack,
         ),
       ),
     );
@@ -77,6 +80,7 @@ export class TowerRunner {
     key: string,
     spec: Omit<SegmentSpec, 'computeType' | 'weightsFolder'>,
     site: string | undefined,
+    backToBack: boolean,
   ): Promise<Segment> {
     let loading = this.sessions.get(key);
     if (!loading) {
@@ -87,7 +91,10 @@ export class TowerRunner {
             graph = buildSegment(this.tower, { ...spec, computeType, weightsFolder: this.factory.weightsFolder });
             return graph.bytes;
           },
-          { wholePrompt: this.takesPrompt && spec.expose !== undefined && exposesSequence(spec.expose) },
+          {
+            wholePrompt: this.takesPrompt && spec.expose !== undefined && exposesSequence(spec.expose),
+            backToBack,
+          },
         );
         const { bytes: _bytes, ...meta } = graph!;
         return { start: spec.start, end: spec.end, site, graph: meta, session };

@@ -1,0 +1,47 @@
+/**
+ * How TowerRunner asks for its sessions: a decoder in one piece runs back to back (its threads spin between steps), a
+ * decoder cut at a hook or a vision tower does not, and a segment whose attention a hook reads whole takes the
+ * whole prompt.
+ */
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { parseModelConfig } from '../../src/engine/models/registry';
+import { SessionFactory, type SessionWorkingSet } from '../../src/engine/runtime/provider';
+import { TowerRunner } from '../../src/engine/runtime/towerRunner';
+import { WeightIndex } from '../../src/engine/weights/safetensors';
+import type { ElemType } from '../../src/engine/graph/builder';
+
+const FIXTURE = path.join(__dirname, '..', 'fixtures', 'tiny-llava-llama');
+
+/** A real factory that notes how each session was asked for. */
+class RecordingFactory extends SessionFactory {
+  readonly asked: SessionWorkingSet[] = [];
+  override create(graphFor: (computeType: ElemType) => Uint8Array, workingSet: SessionWorkingSet = {}) {
+    this.asked.push(workingSet);
+    return super.create(graphFor, workingSet);
+  }
+}
+
+test('only a whole decoder runs back to back; a hook reading attention makes its segment take the whole prompt', async () => {
+  const weights = WeightIndex.open(FIXTURE);
+  const config = parseModelConfig(
+    JSON.parse(fs.readFileSync(path.join(FIXTURE, 'config.json'), 'utf8')),
+    'config.json',
+  );
+  const towers = config.build(weights);
+  const plan = async (takesPrompt: boolean, tower: typeof towers.decoder, sites: Map<string, object>) => {
+    const factory = new RecordingFactory({ weightsFolder: path.dirname(weights.files[0]), provider: 'cpu' });
+    const runner = new TowerRunner(tower, factory, takesPrompt);
+    await runner.segments(sites);
+    await runner.release();
+    return factory.asked;
+  };
+  assert.deepEqual(await plan(true, towers.decoder, new Map()), [{ wholePrompt: false, backToBack: true }]);
+  assert.deepEqual(await plan(true, towers.decoder, new Map([['llm:1', { attention: 'probs' }]])), [
+    { wholePrompt: true, backToBack: false },
+    { wholePrompt: false, backToBack: false },
+  ]);
+  assert.deepEqual(await plan(false, towers.vision, new Map()), [{ wholePrompt: false, backToBack: false }]);
+});
