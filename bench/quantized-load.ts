@@ -104,8 +104,8 @@ async function main(): Promise<void> {
       '# Weight quantization: load time, memory and speed (CPU)',
       '',
       `${TINYLLAVA.label} with random F32 weights (${(weightsBytes / 2 ** 30).toFixed(2)} GiB ` +
-        `model.safetensors); decoder linear layers quantized by FiCoCo at load time (MatMulNBits, blocks of ` +
-        `32, accuracy level 4); the vision tower, embeddings and LM head stay F32.`,
+        `model.safetensors); the decoder's linear layers and LM head quantized by FiCoCo at load time ` +
+        `(MatMulNBits, blocks of 32, accuracy level 4); the vision tower and embeddings stay F32.`,
       `One image (576 visual tokens) + 19 text tokens, 8 new tokens. ${machineLine()} Each row is a fresh ` +
         `process; \`npm run bench:quantized\`.`,
       '',

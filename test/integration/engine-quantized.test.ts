@@ -12,12 +12,12 @@ import { bytesOf, writeSafetensors } from '../../src/engine/weights/safetensorsW
 import { maxAbsDiff } from '../helpers/assertions';
 
 const FIXTURE = path.join(__dirname, '..', 'fixtures', 'tiny-llava-llama');
-/** hidden 48 (one full block of 32 and a padded one), intermediate 96 */
-const DECODER_LINEAR =
-  /^language_model\.model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.weight$/;
+/** hidden 48 (one full block of 32 and a padded one), intermediate 96; the layers' linear layers and the head */
+const QUANTIZED =
+  /^language_model\.(model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)|lm_head)\.weight$/;
 
 /**
- * A copy of the fixture model; with `mode`, its decoder linear layers replaced by their quantize→dequantize round trip.
+ * A copy of the fixture model; with `mode`, its decoder's linear layers and head replaced by their quantize→dequantize round trip.
  */
 function copyFixture(mode?: 'int8' | 'int4'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-quantized-'));
@@ -27,7 +27,7 @@ function copyFixture(mode?: 'int8' | 'int4'): string {
     const tensors = index.names().map((name) => {
       const location = index.get(name);
       let values = index.readFloat32(name);
-      if (DECODER_LINEAR.test(name))
+      if (QUANTIZED.test(name))
         values = dequantizeBlocks(quantizeBlocks(values, location.shape[0], location.shape[1], bitsOf(mode)));
       return { name, dtype: 'F32' as const, shape: location.shape, data: new Uint8Array(bytesOf(values)) };
     });

@@ -233,9 +233,10 @@ function decoderLayer(config: TextConfig, weights: WeightScope, layer: number): 
 
 function decoderHead(config: TextConfig, weights: WeightScope, lmHead: WeightScope): Block {
   const finalNorm = weights.get('norm.weight', [config.hiddenSize]);
+  // The head is quantized with the layers: over a 32k vocabulary it is a third of an int4 decoder's bytes per token.
   const head = config.tieWordEmbeddings
-    ? weights.linear('embed_tokens', config.hiddenSize, config.vocabSize, { bias: false })
-    : lmHead.linear('lm_head', config.hiddenSize, config.vocabSize, { bias: false });
+    ? weights.linear('embed_tokens', config.hiddenSize, config.vocabSize, { bias: false, quantizable: true })
+    : lmHead.linear('lm_head', config.hiddenSize, config.vocabSize, { bias: false, quantizable: true });
   return {
     id: 'text.head',
     width: config.vocabSize,

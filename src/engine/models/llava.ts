@@ -157,6 +157,7 @@ export function llavaTowers(
         ['language_model.', ''],
         'lm_head.weight',
         'lm_head (and tie_word_embeddings is false)',
+        quantizer,
       );
   const side = config.vision.patchesPerSide;
   const tower = visionKind.tower(config.vision, vision, config.visionLayers - 1);
