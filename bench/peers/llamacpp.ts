@@ -208,8 +208,8 @@ async function main() {
   const report = [
     '# Ours against llama.cpp: LLM prefill and decode',
     '',
-    `\`node --import tsx bench/peers/llamacpp.ts ${process.argv.slice(2).join(' ')}\` (after \`npm ci --prefix ` +
-      'bench/peers`)',
+    `\`${['node --import tsx bench/peers/llamacpp.ts', ...process.argv.slice(2)].join(' ')}\` (after \`npm ci ` +
+      '--prefix bench/peers`)',
     '',
     `TinyLlama-1.1B shapes (${shape.layers} layers, hidden ${shape.hidden}, ${shape.heads} heads, ${shape.kvHeads} ` +
       `KV heads, vocabulary ${shape.vocab}), random weights from bench/randomModel.ts; llama.cpp reads the same ` +
