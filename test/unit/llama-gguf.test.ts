@@ -8,11 +8,23 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { gguf } from '@huggingface/gguf';
 import { interleaveRotaryRows, llamaShape, writeLlamaGguf } from '../../bench/peers/llamaGguf';
+import { writeRandomModel } from '../../bench/randomModel';
 import { WeightIndex } from '../../src/engine/weights/safetensors';
 import { temporaryFolders } from '../helpers/tempFolders';
 
 const temporaryFolder = temporaryFolders();
 const FIXTURE = path.join(__dirname, '..', 'fixtures', 'tiny-llava-llama');
+
+/** A small random LLaVA whose vocabulary has room for llama.cpp's control and byte tokens. */
+function smallLlava(): string {
+  const arch = {
+    name: 'small-llama',
+    label: 'small random Llama',
+    vision: { hidden: 32, intermediate: 64, layers: 2, heads: 2, imageSize: 28, patch: 14 },
+    text: { hidden: 64, intermediate: 128, layers: 3, heads: 4, kvHeads: 2, vocab: 512 },
+  };
+  return writeRandomModel(arch, path.join(temporaryFolder('ficoco-llama-gguf-'), 'small-llama'));
+}
 
 /** Rotates pairs (first, second) of each head by θ_i = position · base^(−2i/d). */
 function rotate(q: Float64Array, heads: number, position: number, pair: (i: number, half: number) => [number, number]) {
@@ -48,15 +60,16 @@ test('permuted Q rows rotated as interleaved pairs equal the Hugging Face rows r
 });
 
 test("a LLaVA folder's decoder as GGUF: llama metadata, llama.cpp tensor names, Q and K permuted", async () => {
-  const config = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'config.json'), 'utf8'));
+  const model = smallLlava();
+  const config = JSON.parse(fs.readFileSync(path.join(model, 'config.json'), 'utf8'));
   const shape = llamaShape(config);
-  const file = path.join(temporaryFolder('ficoco-llama-gguf-'), 'decoder.gguf');
-  writeLlamaGguf(FIXTURE, shape, 'F32', file);
+  const file = path.join(path.dirname(model), 'decoder.gguf');
+  writeLlamaGguf(model, shape, 'F32', file);
   const { metadata, tensorInfos, tensorDataOffset } = await gguf(file, { allowLocalFile: true });
   assert.equal(metadata['general.architecture'], 'llama');
   assert.equal(metadata['llama.block_count'], config.text_config.num_hidden_layers);
   assert.equal(metadata['llama.attention.head_count_kv'], config.text_config.num_key_value_heads);
-  assert.equal(metadata['llama.rope.dimension_count'], config.text_config.head_dim);
+  assert.equal(metadata['llama.rope.dimension_count'], shape.hidden / shape.heads);
   assert.equal(
     (metadata as unknown as Record<string, unknown[]>)['tokenizer.ggml.tokens'].length,
     config.text_config.vocab_size,
@@ -65,7 +78,7 @@ test("a LLaVA folder's decoder as GGUF: llama metadata, llama.cpp tensor names, 
   const names = tensorInfos.map((t) => t.name);
   for (const name of ['token_embd.weight', 'blk.0.attn_q.weight', 'blk.2.ffn_down.weight', 'output.weight'])
     assert.ok(names.includes(name), name);
-  const weights = WeightIndex.open(FIXTURE);
+  const weights = WeightIndex.open(model);
   const bytes = fs.readFileSync(file);
   const read = (name: string) => {
     const info = tensorInfos.find((t) => t.name === name)!;
@@ -81,4 +94,10 @@ test("a LLaVA folder's decoder as GGUF: llama metadata, llama.cpp tensor names, 
     read('blk.1.attn_v.weight'),
     weights.readFloat32('language_model.model.layers.1.self_attn.v_proj.weight'),
   );
+});
+
+test('a vocabulary without room for the byte tokens is refused (llama.cpp would crash tokenizing any text)', () => {
+  const shape = llamaShape(JSON.parse(fs.readFileSync(path.join(FIXTURE, 'config.json'), 'utf8')));
+  const file = path.join(temporaryFolder('ficoco-llama-gguf-'), 'decoder.gguf');
+  assert.throws(() => writeLlamaGguf(FIXTURE, shape, 'F32', file), /vocabulary of 128 has no room/);
 });
