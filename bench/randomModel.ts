@@ -83,9 +83,9 @@ export function withImageSize(arch: RandomArchitecture, imageSize: number): Rand
   };
 }
 
-/** Where the benchmarks keep `arch`'s F32 random model: $TMPDIR/ficoco-bench/<name>-f32. */
-export function randomModelDir(arch: RandomArchitecture): string {
-  return path.join(os.tmpdir(), 'ficoco-bench', `${arch.name}-f32`);
+/** Where the benchmarks keep `arch`'s random model: $TMPDIR/ficoco-bench/<name>-f32 (or -f16). */
+export function randomModelDir(arch: RandomArchitecture, dtype: 'F32' | 'F16' = 'F32'): string {
+  return path.join(os.tmpdir(), 'ficoco-bench', `${arch.name}-${dtype.toLowerCase()}`);
 }
 
 const FIXTURE = path.join(__dirname, '..', 'test', 'fixtures', 'tiny-llava-llama');
@@ -194,6 +194,12 @@ export function writeRandomModel(arch: RandomArchitecture, dir: string, dtype: '
   }
   fs.renameSync(partial, weightsFile);
   return dir;
+}
+
+/** The bytes of `arch`'s weights in `dtype`. */
+export function weightBytes(arch: RandomArchitecture, dtype: 'F32' | 'F16'): number {
+  const elements = shapesOf(arch).reduce((sum, [, shape]) => sum + shape.reduce((a, b) => a * b, 1), 0);
+  return elements * (dtype === 'F32' ? 4 : 2);
 }
 
 /** Tensor names and shapes in llava-hf's (pre-4.52) naming. */

@@ -51,10 +51,17 @@ export async function providersCommand(args: string[]): Promise<number> {
       `ficoco providers ${positionals.join(' ')}: expected nothing or "install-cuda".\n\n${PROVIDERS_USAGE}`,
       'input',
     );
+  process.stdout.write(providerReport().join('\n') + '\n');
+  return 0;
+}
+
+/** What this machine's ONNX Runtime can run on, one line per fact (`ficoco providers`, bench/gpu-check.ts). */
+export function providerReport(): string[] {
+  const binaries = ortBinaryFolder(path.dirname(require.resolve('onnxruntime-node/package.json')));
   const machine = thisMachine();
   const cuda = isCudaPlatform();
   const missing = cuda ? missingCudaRuntime() : [];
-  const lines = [
+  return [
     `platform            ${process.platform} ${process.arch}`,
     `built in            ${[...machine.bundled].join(', ')}`,
     `CUDA provider       ${cuda ? (cudaProviderInstalled(binaries) ? `installed in ${binaries}` : 'not installed (ficoco providers install-cuda)') : 'not for this platform'}`,
@@ -66,6 +73,4 @@ export async function providersCommand(args: string[]): Promise<number> {
       : []),
     `auto tries          ${providerCandidates('auto', machine).join(' → ')}`,
   ];
-  process.stdout.write(lines.join('\n') + '\n');
-  return 0;
 }
