@@ -953,7 +953,7 @@ export class LlavaEngine {
     const count = positions.length;
     const feeds: Record<string, ort.Tensor> = {
       [segment.graph.inputName]: new ort.Tensor('float32', hidden, [count, hidden.length / count]),
-      ...cache.feeds(segment.graph.cacheLayers),
+      ...cache.feeds(segment.graph.cacheLayers, count),
     };
     if (segment.graph.usesPositions)
       feeds[POSITIONS] = new ort.Tensor(

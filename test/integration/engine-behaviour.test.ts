@@ -4,6 +4,8 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { LlavaEngine } from '../../src/engine/engine';
 import { FicocoError } from '../../src/common/errors';
+import { SLOT_BLOCK } from '../../src/engine/runtime/kvCache';
+import { maxAbsDiff } from '../helpers/assertions';
 import { temporaryFolders } from '../helpers/tempFolders';
 
 const temporaryFolder = temporaryFolders();
@@ -187,6 +189,40 @@ describe('a loaded engine', () => {
     });
     assert.equal(cancelled.stopReason, 'cancelled');
     assert.deepEqual(cancelled.tokenIds, free.tokenIds.slice(0, 2));
+  });
+
+  test('a cache that grows by a block of slots mid-answer or mid-prompt gives the tokens and logits of one prefill', async () => {
+    const pixels = await engine.pixelValues(SHAPES.bytes, SHAPES.name);
+    const promptIds = async (question: string) =>
+      engine.text.encode(
+        await engine.text.renderPrompt([
+          { role: 'user', content: [{ type: 'image' }, { type: 'text', text: question }] },
+        ]),
+      );
+    let question = QUESTION;
+    let ids = await promptIds(question);
+    // The prompt ends a few tokens before the first block of slots fills, so the answer's steps cross it.
+    while ((await engine.generate(ids, [pixels], { maxNewTokens: 1 })).promptTokens < SLOT_BLOCK - 4)
+      ids = await promptIds((question += ' and the box'));
+    const answer = await engine.generate(ids, [pixels], { maxNewTokens: 10, stopTokenIds: [] });
+    assert.ok(answer.promptTokens < SLOT_BLOCK && answer.promptTokens + 10 > SLOT_BLOCK);
+    for (const k of [3, 6, 9]) {
+      const replay = await engine.generate([...ids, ...answer.tokenIds.slice(0, k)], [pixels], {
+        maxNewTokens: 1,
+        stopTokenIds: [],
+      });
+      assert.equal(replay.tokenIds[0], answer.tokenIds[k], `token ${k} after ${answer.promptTokens + k} in the cache`);
+    }
+    const whole = [...ids, ...answer.tokenIds];
+    const chunked = await LlavaEngine.load(MODEL, { prefillChunkTokens: 100 });
+    try {
+      const inChunks = await chunked.generate(whole, [pixels], { maxNewTokens: 3, stopTokenIds: [] });
+      const atOnce = await engine.generate(whole, [pixels], { maxNewTokens: 3, stopTokenIds: [] });
+      assert.ok(maxAbsDiff(inChunks.prefillLogits, atOnce.prefillLogits) < 1e-4);
+      assert.deepEqual(inChunks.tokenIds, atOnce.tokenIds);
+    } finally {
+      await chunked.dispose();
+    }
   });
 
   test('sampling is reproducible from its seed and differs from greedy at high temperature', async () => {

@@ -31,7 +31,7 @@ import { bytesOf, float32ToBfloat16, writeSafetensors } from '../helpers/safeten
 //   1 t:1  weights  (h·Wᵀ + b) ⊙ s   with W F32 at an unaligned offset, b F16, s BF16 (external data)
 //   2 t:2  attn     two "heads" of scores 0.1·h·hᵀ and 0.2·h·hᵀ; h + mean_heads(softmax)·h; can expose
 //                   attention (logits or probs, head mean) and mean keys (keys = [h, 2h] → 1.5h) or their cosine
-//   3 t:3  cache    KV layer 0: keys = values = h as [1, T, 4] appended to the past; h + mean over all keys
+//   3 t:3  cache    KV layer 0: keys = values = h as [1, T, 4], stored as the new rows; h + mean over past and new
 //   4 t:4  scale    2h + 0.01·position (uses the positions input)
 // ---------------------------------------------------------------------------------------------
 
@@ -134,8 +134,7 @@ function makeTower(): Tower {
         const cache = scope.cache(0);
         const fresh = g.op('Unsqueeze', [x, g.int64s('axes.0', [0])], 'l3.kv');
         const keys = g.op('Concat', [cache.keys, fresh], 'l3.keys', { axis: 1 });
-        const values = g.op('Concat', [cache.values, fresh], 'l3.values', { axis: 1 });
-        cache.store(keys, values);
+        cache.store(fresh, fresh);
         const mean = g.op('ReduceMean', [keys], 'l3.mean', { axes: [0, 1], keepdims: 0 });
         return { hidden: g.op('Add', [x, mean], 'l3.out') };
       },
@@ -269,6 +268,9 @@ async function runSegment(
   for (const layer of segment.graph.cacheLayers) {
     feeds[pastName(layer, 'keys')] = new ort.Tensor('float32', flat(past), [1, past.length, WIDTH]);
     feeds[pastName(layer, 'values')] = new ort.Tensor('float32', flat(past), [1, past.length, WIDTH]);
+    feeds[pastName(layer, 'mask')] = new ort.Tensor('float32', new Float32Array(past.length + POS.length), [
+      past.length + POS.length,
+    ]);
   }
   return segment.session.run(feeds);
 }
@@ -334,21 +336,21 @@ describe('buildSegment on real ORT sessions', () => {
     await middle.session.release();
   });
 
-  test('the KV-cache block outputs present.* with past + new tokens, past first', async () => {
+  test('the KV-cache block reads the past and outputs present.* with only the new tokens', async () => {
     const segment = await openSegment(3, 4);
     const input = flat(expected().states[3]);
     const outputs = await runSegment(segment, input);
     const keys = outputs[presentName(0, 'keys')];
     const values = outputs[presentName(0, 'values')];
-    assert.deepEqual(keys.dims, [1, PAST.length + X.length, WIDTH]);
-    assert.deepEqual(values.dims, [1, PAST.length + X.length, WIDTH]);
-    assertClose(keys.data as Float32Array, expected().allKeys, 'present keys');
+    assert.deepEqual(keys.dims, [1, X.length, WIDTH]);
+    assert.deepEqual(values.dims, [1, X.length, WIDTH]);
+    assertClose(keys.data as Float32Array, expected().allKeys.slice(PAST.length), 'present keys');
     assertClose(
       outputs[segment.graph.outputName].data as Float32Array,
       expected().states[4],
       'hidden after the cache block',
     );
-    // an empty past (first step) gives just the new tokens
+    // an empty past (first step) gives the same new rows
     const first = await runSegment(segment, input, []);
     assert.deepEqual(first[presentName(0, 'keys')].dims, [1, X.length, WIDTH]);
     await segment.session.release();
@@ -426,6 +428,7 @@ describe('buildSegment on real ORT sessions', () => {
       [POSITIONS]: ElemType.int64,
       [pastName(0, 'keys')]: ElemType.float16,
       [pastName(0, 'values')]: ElemType.float16,
+      [pastName(0, 'mask')]: ElemType.float16,
     });
     assert.deepEqual(outputs, {
       y: ElemType.float32,

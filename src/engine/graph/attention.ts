@@ -15,10 +15,20 @@ export interface AttentionShape {
   headDim: number;
 }
 
+export interface PastKeysValues {
+  keys: string;
+  values: string;
+  mask: string;
+}
+
 export interface AttentionOptions {
   rotary?: { cos: string; sin: string };
-  /** cached keys / values of earlier tokens, [kvHeads, past, headDim] */
-  past?: { keys: string; values: string };
+  /**
+   * cached keys / values [kvHeads, slots, headDim] and an additive mask [slots + tokens] that hides the slots not in
+   * use (0 or the lowest float; 0 for this run's tokens): the cache keeps spare slots so that a step writes only its
+   * new rows
+   */
+  past?: PastKeysValues;
   causal: boolean;
   /**
    * log(size) of each key [keys], added to every query's logits before the softmax (proportional attention); exposed
@@ -31,9 +41,9 @@ export interface AttentionOptions {
 
 export interface AttentionResult {
   out: string;
-  /** all keys / values this layer attended to (past + new), [kvHeads, total, headDim]: the next KV cache */
-  keys: string;
-  values: string;
+  /** this run's keys / values, [kvHeads, tokens, headDim]: what the KV cache appends */
+  newKeys: string;
+  newValues: string;
   attention?: string;
   meanKeys?: string;
 }
@@ -55,6 +65,7 @@ export function attention(
     queries = applyRotary(g, queries, options.rotary, headDim, `${hint}.q_rope`);
     keys = applyRotary(g, keys, options.rotary, headDim, `${hint}.k_rope`);
   }
+  const [newKeys, newValues] = [keys, values];
   if (options.past) {
     keys = g.op('Concat', [options.past.keys, keys], `${hint}.keys`, { axis: 1 });
     values = g.op('Concat', [options.past.values, values], `${hint}.values`, { axis: 1 });
@@ -85,9 +96,13 @@ export function attention(
     `${hint}.logits`,
   );
   const biased = options.logSizes ? g.op('Add', [logits, options.logSizes], `${hint}.size_biased`) : logits;
-  const masked = options.causal
-    ? g.op('Add', [biased, causalBias(g, queries, keys, `${hint}.mask`)], `${hint}.masked`)
-    : biased;
+  // The causal mask [tokens, keys] and the unused cache slots' mask [keys] meet before they reach [heads, tokens, keys].
+  const causal = options.causal ? causalBias(g, queries, keys, `${hint}.mask`) : undefined;
+  const mask =
+    causal && options.past
+      ? g.op('Add', [causal, options.past.mask], `${hint}.slot_mask`)
+      : (causal ?? options.past?.mask);
+  const masked = mask ? g.op('Add', [biased, mask], `${hint}.masked`) : biased;
   const probs = g.op('Softmax', [masked], `${hint}.probs`, { axis: -1 });
   const headsContext = byHead(
     g.op('MatMul', [byKvHead(probs, 0, `${hint}.probs_grouped`), values], `${hint}.ctx_grouped`),
@@ -97,7 +112,7 @@ export function attention(
   const context = mergeHeads(g, headsContext, `${hint}.ctx`);
   const out = linear(g, context, w.o, `${hint}.out`);
 
-  const result: AttentionResult = { out, keys, values };
+  const result: AttentionResult = { out, newKeys, newValues };
   const exposure = options.expose ?? {};
   if (exposure.attention) {
     const source = exposure.attention === 'logits' ? logits : probs;

@@ -4,6 +4,7 @@ import type { TensorLocation } from '../weights/safetensors';
 import type { AttentionNeeds } from '../../reduction/tokenState';
 import { Dim, ElemType, GraphBuilder } from './builder';
 import { rotaryTables } from './ops';
+import type { PastKeysValues } from './attention';
 
 /**
  * A model is a few towers (vision, token embedding, decoder); a tower is a list of blocks
@@ -53,8 +54,8 @@ export interface SegmentScope {
   logSizes(): string | undefined;
   /** rotary cos/sin tables for the positions, built once per segment */
   rotary(invFreq: Float32Array): { cos: string; sin: string };
-  /** this layer's cached keys/values as graph inputs; `store` declares the extended cache as outputs */
-  cache(layer: number): { keys: string; values: string; store(keys: string, values: string): void };
+  /** this layer's cache as graph inputs (slots and their mask); `store` declares this run's keys/values as outputs */
+  cache(layer: number): PastKeysValues & { store(newKeys: string, newValues: string): void };
 }
 
 export interface SegmentGraph {
@@ -64,7 +65,10 @@ export interface SegmentGraph {
   usesPositions: boolean;
   /** the graph takes `log_sizes` [tokens] */
   usesLogSizes: boolean;
-  /** decoder layers whose cache goes in as `past.l{i}.keys|values` and out as `present.l{i}.keys|values` */
+  /**
+   * decoder layers whose cache goes in as `past.l{i}.keys|values|mask` (slots, some unused, and the mask that hides
+   * them) and whose new rows come out as `present.l{i}.keys|values`
+   */
   cacheLayers: number[];
   exposes: AttentionNeeds;
 }
@@ -83,7 +87,7 @@ export const ATTENTION = 'attention';
 export const MEAN_KEYS = 'mean_keys';
 export const HIDDEN_COSINE = 'hidden_cosine';
 export const KEY_COSINE = 'key_cosine';
-export const pastName = (layer: number, part: 'keys' | 'values') => `past.l${layer}.${part}`;
+export const pastName = (layer: number, part: 'keys' | 'values' | 'mask') => `past.l${layer}.${part}`;
 export const presentName = (layer: number, part: 'keys' | 'values') => `present.l${layer}.${part}`;
 
 /** The dtypes a float weight may be stored in; quantized blocks are U8 and only read as such. */
@@ -190,13 +194,14 @@ export function buildSegment(tower: Tower, spec: SegmentSpec): SegmentGraph {
     },
     cache(layer) {
       cacheLayers.push(layer);
-      const dims: Dim[] = ['kv_heads', `past_l${layer}`, 'head_dim'];
+      const dims: Dim[] = ['kv_heads', `slots_l${layer}`, 'head_dim'];
       return {
         keys: g.input(pastName(layer, 'keys'), computeType, dims),
         values: g.input(pastName(layer, 'values'), computeType, dims),
-        store(keys, values) {
-          g.output(presentName(layer, 'keys'), keys, computeType, ['kv_heads', `total_l${layer}`, 'head_dim']);
-          g.output(presentName(layer, 'values'), values, computeType, ['kv_heads', `total_l${layer}`, 'head_dim']);
+        mask: g.input(pastName(layer, 'mask'), computeType, [`keys_l${layer}`]),
+        store(newKeys, newValues) {
+          g.output(presentName(layer, 'keys'), newKeys, computeType, ['kv_heads', 'tokens', 'head_dim']);
+          g.output(presentName(layer, 'values'), newValues, computeType, ['kv_heads', 'tokens', 'head_dim']);
         },
       };
     },

@@ -203,7 +203,7 @@ function decoderLayer(config: TextConfig, weights: WeightScope, layer: number): 
         { rotary: scope.rotary(invFreq), past: cache, causal: true, expose },
         `${name}.attn`,
       );
-      cache.store(result.keys, result.values);
+      cache.store(result.newKeys, result.newValues);
       return {
         hidden: g.op('Add', [x, result.out], `${name}.attn_residual`),
         attention: result.attention,

@@ -3,11 +3,27 @@ import { ElemType } from '../graph/builder';
 import { pastName, presentName } from '../graph/segment';
 
 /**
- * Per-layer keys and values [kvHeads, length, headDim]. Layers may hold different lengths: a layer
- * caches the tokens that entered it, and reduction inside the decoder shortens later layers.
+ * Slots are added this many at a time. A run's new rows go into spare slots, so a decode step moves one row per
+ * layer instead of the whole cache out of ONNX Runtime and back (at 2,048 tokens that copy cost more than the step).
+ */
+export const SLOT_BLOCK = 256;
+
+type Rows = Float32Array | Uint16Array;
+
+interface LayerCache {
+  /** [kvHeads, slots, headDim]; slots from `length` on are spare */
+  keys: Rows;
+  values: Rows;
+  slots: number;
+  length: number;
+}
+
+/**
+ * Per-layer keys and values. Layers may hold different lengths: a layer caches the tokens that entered it, and
+ * reduction inside the decoder shortens later layers.
  */
 export class KvCache {
-  private readonly layers = new Map<number, { keys: ort.Tensor; values: ort.Tensor }>();
+  private readonly layers = new Map<number, LayerCache>();
 
   constructor(
     private readonly kvHeads: number,
@@ -15,38 +31,80 @@ export class KvCache {
     private readonly computeType: ElemType,
   ) {}
 
-  /** Feeds for a segment's `past.l{i}.*` inputs (empty tensors before the first token). */
-  feeds(layers: readonly number[]): Record<string, ort.Tensor> {
+  /** Feeds for a segment's `past.l{i}.*` inputs, for a run of `tokens` new tokens. */
+  feeds(layers: readonly number[], tokens: number): Record<string, ort.Tensor> {
     const feeds: Record<string, ort.Tensor> = {};
     for (const layer of layers) {
-      const cached = this.layers.get(layer) ?? { keys: this.empty(), values: this.empty() };
-      feeds[pastName(layer, 'keys')] = cached.keys;
-      feeds[pastName(layer, 'values')] = cached.values;
+      const cache = this.layers.get(layer) ?? this.allocate(0);
+      const dims = [this.kvHeads, cache.slots, this.headDim];
+      feeds[pastName(layer, 'keys')] = this.tensor(cache.keys, dims);
+      feeds[pastName(layer, 'values')] = this.tensor(cache.values, dims);
+      feeds[pastName(layer, 'mask')] = this.tensor(this.mask(cache, tokens), [cache.slots + tokens]);
     }
     return feeds;
   }
 
-  /** Takes a segment's `present.l{i}.*` outputs as the new cache of those layers. */
+  /** Appends a segment's `present.l{i}.*` outputs (the run's new rows) to those layers. */
   update(layers: readonly number[], outputs: ort.InferenceSession.OnnxValueMapType): void {
     for (const layer of layers) {
-      const previous = this.layers.get(layer);
-      this.layers.set(layer, {
-        keys: outputs[presentName(layer, 'keys')] as ort.Tensor,
-        values: outputs[presentName(layer, 'values')] as ort.Tensor,
-      });
-      previous?.keys.dispose();
-      previous?.values.dispose();
+      const keys = outputs[presentName(layer, 'keys')] as ort.Tensor;
+      const values = outputs[presentName(layer, 'values')] as ort.Tensor;
+      const tokens = keys.dims[1];
+      const cache = this.reserve(layer, tokens);
+      const rowsPerHead = tokens * this.headDim;
+      for (let head = 0; head < this.kvHeads; head++) {
+        const at = (head * cache.slots + cache.length) * this.headDim;
+        const from = head * rowsPerHead;
+        cache.keys.set((keys.data as Rows).subarray(from, from + rowsPerHead), at);
+        cache.values.set((values.data as Rows).subarray(from, from + rowsPerHead), at);
+      }
+      cache.length += tokens;
+      keys.dispose();
+      values.dispose();
     }
   }
 
   /** Tokens cached per layer, in layer order. */
   lengths(): number[] {
-    return [...this.layers.entries()].sort(([a], [b]) => a - b).map(([, entry]) => entry.keys.dims[1]);
+    return [...this.layers.entries()].sort(([a], [b]) => a - b).map(([, cache]) => cache.length);
   }
 
-  private empty(): ort.Tensor {
-    return this.computeType === ElemType.float16
-      ? new ort.Tensor('float16', new Uint16Array(0), [this.kvHeads, 0, this.headDim])
-      : new ort.Tensor('float32', new Float32Array(0), [this.kvHeads, 0, this.headDim]);
+  /** The layer's cache with room for `tokens` more, grown by whole blocks of slots (its rows copied over). */
+  private reserve(layer: number, tokens: number): LayerCache {
+    const cache = this.layers.get(layer) ?? this.allocate(0);
+    this.layers.set(layer, cache);
+    if (cache.length + tokens <= cache.slots) return cache;
+    const grown = this.allocate(Math.ceil((cache.length + tokens) / SLOT_BLOCK) * SLOT_BLOCK);
+    const rows = cache.length * this.headDim;
+    for (let head = 0; head < this.kvHeads; head++) {
+      const from = head * cache.slots * this.headDim;
+      grown.keys.set(cache.keys.subarray(from, from + rows), head * grown.slots * this.headDim);
+      grown.values.set(cache.values.subarray(from, from + rows), head * grown.slots * this.headDim);
+    }
+    grown.length = cache.length;
+    this.layers.set(layer, grown);
+    return grown;
+  }
+
+  private allocate(slots: number): LayerCache {
+    const size = this.kvHeads * slots * this.headDim;
+    const rows = () => (this.computeType === ElemType.float16 ? new Uint16Array(size) : new Float32Array(size));
+    return { keys: rows(), values: rows(), slots, length: 0 };
+  }
+
+  /** 0 for the slots in use and this run's tokens, the lowest float for the spare slots (attention skips them). */
+  private mask(cache: LayerCache, tokens: number): Rows {
+    if (this.computeType === ElemType.float16) {
+      const mask = new Uint16Array(cache.slots + tokens);
+      mask.fill(0xfbff, cache.length, cache.slots); // -65504, float16's lowest
+      return mask;
+    }
+    const mask = new Float32Array(cache.slots + tokens);
+    mask.fill(-3.4028234663852886e38, cache.length, cache.slots);
+    return mask;
+  }
+
+  private tensor(data: Rows, dims: number[]): ort.Tensor {
+    return data instanceof Uint16Array ? new ort.Tensor('float16', data, dims) : new ort.Tensor('float32', data, dims);
   }
 }
