@@ -6,16 +6,7 @@ import { FicocoError } from '../common/errors';
 import { type AnyresLayout, type Size, anyresLayout } from '../common/anyres';
 import { type ImageCost, RunFlops, imageCost, peakRunBytes, runFlops, unreducedShapeAt } from '../flops/model';
 import { ElemType } from './graph/builder';
-import {
-  ATTENTION,
-  HIDDEN_COSINE,
-  KEY_COSINE,
-  LOG_SIZES,
-  MEAN_KEYS,
-  POSITIONS,
-  Tower,
-  exposesSequence,
-} from './graph/segment';
+import { ATTENTION, HIDDEN_COSINE, KEY_COSINE, LOG_SIZES, MEAN_KEYS, POSITIONS, Tower } from './graph/segment';
 import { type ModelShape, keptTokens } from '../reduction/method';
 import { BUDGET_HINT, type Budget, type ParamValue, budgetLabel } from '../common/budget';
 import { AUTO_METHOD, NO_REDUCTION, type ReductionRule } from '../common/reductionChoice';
@@ -42,6 +33,7 @@ import { LOGITS } from './models/llama';
 import { parseModelConfig } from './models/registry';
 import { type PackedImage, packSquare, packTiles } from './models/tiledFeatures';
 import { withoutStructure } from './structureTokens';
+import { GatheredExposure, RowProducts } from './runtime/gatheredExposure';
 import { KvCache } from './runtime/kvCache';
 import { Precision, ProviderName, ProviderSetting, SessionFactory } from './runtime/provider';
 import { GREEDY, SamplingOptions, createSampler } from './runtime/sampling';
@@ -229,6 +221,9 @@ export class LlavaEngine {
     private readonly publishedReduction: PublishedReduction | undefined,
   ) {}
 
+  /** multiplies out what decoder hooks read over a whole prompt from the rows its chunks gave; made on first use */
+  private rowProducts: RowProducts | undefined;
+
   static async load(modelDir: string, options: EngineOptions = {}): Promise<LlavaEngine> {
     const dir = path.resolve(modelDir);
     if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
@@ -268,8 +263,6 @@ export class LlavaEngine {
       provider: options.provider ?? 'cpu',
       precision: options.precision,
       threads: options.threads ?? defaultThreads(smallPrefillFlops(config, dir), thisMachineCores()),
-      // A tiled screenshot's prompt taken whole needs gigabytes that an arena would keep after every run.
-      releaseWholePromptMemory: config.tiling !== undefined,
     });
     const runners = {
       vision: new TowerRunner(towers.vision, factory),
@@ -344,7 +337,7 @@ export class LlavaEngine {
 
   async dispose(): Promise<void> {
     this.text.dispose();
-    await Promise.all(Object.values(this.runners).map((runner) => runner.release()));
+    await Promise.all([...Object.values(this.runners).map((runner) => runner.release()), this.rowProducts?.release()]);
   }
 
   /**
@@ -602,8 +595,7 @@ export class LlavaEngine {
   ): Promise<GenerationResult> {
     const costs = images.map((image) => this.costOf(image));
     const hooks = hooksBySite(options.hooks ?? []);
-    const wholeDecoder = [...hooks].some(([site, hook]) => site.startsWith('llm:') && exposesSequence(hook.needs));
-    const maxNewTokens = this.checkRunFits(this.promptTokens(inputIds, costs), options.maxNewTokens, wholeDecoder);
+    const maxNewTokens = this.checkRunFits(this.promptTokens(inputIds, costs), options.maxNewTokens);
     const [visionSegments, embedSegments, decoderSegments] = await this.segmentsFor(hooks);
     const steps: StepStat[] = [];
 
@@ -701,9 +693,8 @@ export class LlavaEngine {
   /**
    * Refuses a run whose prompt leaves no room in the model's context, or whose KV cache and activations would not fit
    * the memory available (peakRunBytes in flops/model.ts); returns the answer's token limit within the context.
-   * `wholeDecoder`: a decoder hook reads a segment's attention or keys whole, so that segment takes the prompt at once.
    */
-  private checkRunFits(promptTokens: number, maxNewTokens: number, wholeDecoder: boolean): number {
+  private checkRunFits(promptTokens: number, maxNewTokens: number): number {
     const limit = this.config.text.maxPositions;
     if (promptTokens >= limit) {
       throw new FicocoError(
@@ -716,7 +707,7 @@ export class LlavaEngine {
     const bytesPerElement = this.factory.computeType === ElemType.float32 ? 4 : 2;
     const needed = peakRunBytes(
       flopsArchOf(this.config, path.basename(this.modelDir)),
-      { promptTokens, answerTokens, ...(wholeDecoder ? {} : { queryChunk: this.limits.prefillChunkTokens }) },
+      { promptTokens, answerTokens, queryChunk: this.limits.prefillChunkTokens },
       bytesPerElement,
     );
     const available = this.limits.availableMemory();
@@ -889,10 +880,10 @@ export class LlavaEngine {
     let current = state;
     for (const segment of segments) {
       if (prefill) countLayerTokens(this.towers.decoder, segment, current.count, prefill.layers);
-      const outputs = await this.runDecoderSegment(segment, current, cache);
+      const hook = prefill && segment.site ? prefill.hooks.get(segment.site as HookSite) : undefined;
+      const outputs = await this.runDecoderSegment(segment, current, cache, hook?.needs);
       if (segment.end === this.towers.decoder.blocks.length) return outputs[LOGITS].data as Float32Array;
       current = { ...current, hidden: outputs[segment.graph.outputName].data as Float32Array };
-      const hook = prefill && segment.site ? prefill.hooks.get(segment.site as HookSite) : undefined;
       if (hook && prefill) {
         const reduced = runHook(hook, current, outputs, {
           steps: prefill.steps,
@@ -909,17 +900,18 @@ export class LlavaEngine {
 
   /**
    * Runs a decoder segment over the tokens in chunks (prefillChunkTokens), each attending to the cache the chunks
-   * before it left (the causal result, in less memory); a segment whose outputs a hook reads whole runs in one go.
+   * before it left (the causal result, in less memory). `exposeFor`: what a hook after the segment reads, gathered
+   * over the chunks.
    */
   private async runDecoderSegment(
     segment: Segment,
     state: TokenState,
     cache: KvCache,
+    exposeFor?: AttentionNeeds,
   ): Promise<ort.InferenceSession.OnnxValueMapType> {
     const { graph } = segment;
     const chunk = this.limits.prefillChunkTokens;
-    if (state.count <= chunk || exposesSequence(graph.exposes))
-      return this.runDecoderChunk(segment, state.hidden, state.positions, cache);
+    const gathered = exposeFor ? new GatheredExposure(state.count, exposeFor) : undefined;
     let outputs: ort.InferenceSession.OnnxValueMapType = {};
     let hidden: Float32Array | undefined;
     for (let start = 0; start < state.count; start += chunk) {
@@ -930,17 +922,21 @@ export class LlavaEngine {
         state.positions.subarray(start, end),
         cache,
       );
-      if (graph.outputName === LOGITS) continue; // only the last token's logits are wanted
+      gathered?.add(outputs, start, end - start);
+      if (graph.outputName === LOGITS || end - start === state.count) continue; // only the last token's logits count
       const piece = outputs[graph.outputName];
       const width = piece.dims[1];
       hidden ??= new Float32Array(state.count * width);
       hidden.set(piece.data as Float32Array, start * width);
     }
-    if (!hidden) return outputs;
-    return {
-      ...outputs,
-      [graph.outputName]: new ort.Tensor('float32', hidden, [state.count, hidden.length / state.count]),
-    };
+    if (hidden)
+      outputs = {
+        ...outputs,
+        [graph.outputName]: new ort.Tensor('float32', hidden, [state.count, hidden.length / state.count]),
+      };
+    if (!gathered) return outputs;
+    this.rowProducts ??= new RowProducts(this.factory);
+    return { ...outputs, ...(await gathered.assemble(this.rowProducts, outputs[graph.outputName])) };
   }
 
   /** One run of a decoder segment over `hidden` [tokens, width] at `positions`, extending the cache. */

@@ -66,6 +66,53 @@ for (const fixture of TOWERS)
     }
   });
 
+/** Every method with a step inside the decoder, and FiCoCo-L reading probabilities instead of logits. */
+const DECODER_METHODS = METHODS.filter((method) =>
+  planReduction(
+    method.name,
+    { tokens: 8 },
+    { visualTokens: 36, grid: { rows: 6, cols: 6 }, hasClassToken: true, textLayers: 4, visionLayers: 4 },
+  ).steps.some((step) => step.site.startsWith('llm:')),
+).map((method) => ({ name: method.name, params: {} }));
+
+for (const fixture of TOWERS)
+  describe(`decoder-side methods read the same prompt in one run and in chunks on ${fixture}`, () => {
+    let whole: LlavaEngine;
+    let chunked: LlavaEngine;
+    let pixels: ImagePixels;
+    let inputIds: number[];
+    before(async () => {
+      whole = await LlavaEngine.load(path.join(FIXTURES, fixture));
+      chunked = await LlavaEngine.load(path.join(FIXTURES, fixture), { prefillChunkTokens: 7 });
+      pixels = await whole.pixelValues(fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png')), 'shapes.png');
+      inputIds = whole.text.encode(
+        await whole.text.renderPrompt([
+          { role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] },
+        ]),
+      );
+    });
+    after(async () => {
+      await whole.dispose();
+      await chunked.dispose();
+    });
+
+    for (const { name, params } of [...DECODER_METHODS, { name: 'ficoco-l', params: { attention: 'probs' } }])
+      test(`${name} ${JSON.stringify(params)}: the same patches kept, tokens and logits`, async () => {
+        const run = (engine: LlavaEngine) =>
+          engine.generate(inputIds, [pixels], {
+            maxNewTokens: 4,
+            stopTokenIds: [],
+            hooks: engine.reductionHooks({ method: name, budget: { tokens: 8 }, params }, [pixels.size]),
+          });
+        const [inOne, inChunks] = [await run(whole), await run(chunked)];
+        assert.ok(inChunks.promptTokens > 7 * 3, 'the prompt spans several chunks');
+        assert.deepEqual(inChunks.patchFates, inOne.patchFates);
+        assert.deepEqual(inChunks.tokenIds, inOne.tokenIds);
+        for (let i = 0; i < inOne.prefillLogits.length; i++)
+          assert.ok(Math.abs(inChunks.prefillLogits[i] - inOne.prefillLogits[i]) < 1e-4);
+      });
+  });
+
 describe('the engine computes what hooks ask for', () => {
   let engine: LlavaEngine;
   before(async () => {

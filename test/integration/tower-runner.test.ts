@@ -24,7 +24,7 @@ class RecordingFactory extends SessionFactory {
   }
 }
 
-test('only a whole decoder runs back to back; a hook reading attention makes its segment take the whole prompt', async () => {
+test('only a whole decoder runs back to back', async () => {
   const weights = WeightIndex.open(FIXTURE);
   const config = parseModelConfig(
     JSON.parse(fs.readFileSync(path.join(FIXTURE, 'config.json'), 'utf8')),
@@ -38,10 +38,10 @@ test('only a whole decoder runs back to back; a hook reading attention makes its
     await runner.release();
     return factory.asked;
   };
-  assert.deepEqual(await plan(true, towers.decoder, new Map()), [{ wholePrompt: false, backToBack: true }]);
+  assert.deepEqual(await plan(true, towers.decoder, new Map()), [{ backToBack: true }]);
   assert.deepEqual(await plan(true, towers.decoder, new Map([['llm:1', { attention: 'probs' }]])), [
-    { wholePrompt: true, backToBack: false },
-    { wholePrompt: false, backToBack: false },
+    { backToBack: false },
+    { backToBack: false },
   ]);
-  assert.deepEqual(await plan(false, towers.vision, new Map()), [{ wholePrompt: false, backToBack: false }]);
+  assert.deepEqual(await plan(false, towers.vision, new Map()), [{ backToBack: false }]);
 });

@@ -46,6 +46,9 @@ export interface AttentionResult {
   newValues: string;
   attention?: string;
   meanKeys?: string;
+  /** with a cache and unmasked logits exposed: [tokens, kvHeads·headDim] rows whose products are the head-mean logits */
+  queryRows?: string;
+  keyRows?: string;
 }
 
 /** softmax(q·kᵀ/√d + mask)·v over heads, then the output projection. x is the normed input [tokens, hidden]. */
@@ -114,12 +117,36 @@ export function attention(
 
   const result: AttentionResult = { out, newKeys, newValues };
   const exposure = options.expose ?? {};
-  if (exposure.attention) {
+  // With a cache, a run sees only some of the prompt's queries (a chunk): what it exposes is its rows, which the engine
+  // gathers over the chunks. Causal probabilities are complete per row; unmasked logits reach keys not yet computed,
+  // so the run gives their two factors instead, mean_h q_h·k_h = (Σ_kv Σ_{h∈kv} q_h / heads)·k_kv.
+  if (exposure.attention === 'logits' && options.past) {
+    const summed =
+      groups === 1
+        ? scaledQueries
+        : g.op(
+            'ReduceSum',
+            [
+              g.op(
+                'Reshape',
+                [scaledQueries, g.int64s(`shape.groups.${kvHeads}.${groups}`, [kvHeads, groups, -1, headDim])],
+                `${hint}.q_groups`,
+              ),
+              g.int64s('axes.1', [1]),
+            ],
+            `${hint}.q_group_sums`,
+            { keepdims: 0 },
+          );
+    const scaled = g.op('Mul', [summed, g.scalar(`scale.heads.${heads}`, 1 / heads)], `${hint}.q_head_mean`);
+    result.queryRows = mergeHeads(g, scaled, `${hint}.query_rows`);
+    result.keyRows = mergeHeads(g, newKeys, `${hint}.key_rows`);
+  } else if (exposure.attention) {
     const source = exposure.attention === 'logits' ? logits : probs;
     result.attention = g.op('ReduceMean', [source], `${hint}.attention_mean`, { axes: [0], keepdims: 0 });
   }
   if (exposure.keys || exposure.keyCosine) {
-    result.meanKeys = g.op('ReduceMean', [keys], `${hint}.keys_mean`, { axes: [0], keepdims: 0 });
+    const exposedKeys = options.past ? newKeys : keys;
+    result.meanKeys = g.op('ReduceMean', [exposedKeys], `${hint}.keys_mean`, { axes: [0], keepdims: 0 });
   }
   return result;
 }

@@ -38,6 +38,8 @@ export interface BlockOutput {
   hidden: string;
   attention?: string;
   meanKeys?: string;
+  queryRows?: string;
+  keyRows?: string;
 }
 
 /** What a block may ask of the graph it is being built into. */
@@ -66,16 +68,16 @@ export interface SegmentGraph {
   /** the graph takes `log_sizes` [tokens] */
   usesLogSizes: boolean;
   /**
+   * the segment has a KV cache, so each run sees a chunk of the prompt: it exposes rows (attention probabilities, mean
+   * keys, the factors of the logits) and the engine gathers them and computes the cosines
+   */
+  exposesRows: boolean;
+  /**
    * decoder layers whose cache goes in as `past.l{i}.keys|values|mask` (slots, some unused, and the mask that hides
    * them) and whose new rows come out as `present.l{i}.keys|values`
    */
   cacheLayers: number[];
   exposes: AttentionNeeds;
-}
-
-/** Whether a segment built for `needs` outputs a view of the whole sequence (attention, keys, a cosine matrix). */
-export function exposesSequence(needs: AttentionNeeds): boolean {
-  return Boolean(needs.attention || needs.keys || needs.hiddenCosine || needs.keyCosine);
 }
 
 /** a segment's hidden-state input and output, when the segment does not start or end its tower */
@@ -87,6 +89,8 @@ export const ATTENTION = 'attention';
 export const MEAN_KEYS = 'mean_keys';
 export const HIDDEN_COSINE = 'hidden_cosine';
 export const KEY_COSINE = 'key_cosine';
+export const QUERY_ROWS = 'query_rows';
+export const KEY_ROWS = 'key_rows';
 export const pastName = (layer: number, part: 'keys' | 'values' | 'mask') => `past.l${layer}.${part}`;
 export const presentName = (layer: number, part: 'keys' | 'values') => `present.l${layer}.${part}`;
 
@@ -229,15 +233,20 @@ export function buildSegment(tower: Tower, spec: SegmentSpec): SegmentGraph {
     ElemType.float32,
     last ? tower.output.dims : ['tokens', tower.blocks[end - 1].width],
   );
+  const exposesRows = cacheLayers.length > 0;
   if (exposed.attention) g.output(ATTENTION, asFloat32(exposed.attention), ElemType.float32, ['tokens', 'keys']);
-  if (exposed.meanKeys && expose.keys)
+  if (exposed.queryRows && exposed.keyRows) {
+    g.output(QUERY_ROWS, asFloat32(exposed.queryRows), ElemType.float32, ['tokens', 'kv_width']);
+    g.output(KEY_ROWS, asFloat32(exposed.keyRows), ElemType.float32, ['tokens', 'kv_width']);
+  }
+  if (exposed.meanKeys && (expose.keys || (exposesRows && expose.keyCosine)))
     g.output(MEAN_KEYS, asFloat32(exposed.meanKeys), ElemType.float32, ['keys', 'head_dim']);
-  if (exposed.meanKeys && expose.keyCosine)
+  if (!exposesRows && exposed.meanKeys && expose.keyCosine)
     g.output(KEY_COSINE, asFloat32(cosineMatrix(g, exposed.meanKeys, 'key_cosine')), ElemType.float32, [
       'keys',
       'keys',
     ]);
-  if (expose.hiddenCosine)
+  if (!exposesRows && expose.hiddenCosine)
     g.output(HIDDEN_COSINE, asFloat32(cosineMatrix(g, x, 'hidden_cosine')), ElemType.float32, ['tokens', 'tokens']);
   return {
     bytes: g.build(),
@@ -247,6 +256,7 @@ export function buildSegment(tower: Tower, spec: SegmentSpec): SegmentGraph {
     usesLogSizes: logSizes !== undefined,
     cacheLayers,
     exposes: expose,
+    exposesRows,
   };
 }
 

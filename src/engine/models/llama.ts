@@ -208,6 +208,8 @@ function decoderLayer(config: TextConfig, weights: WeightScope, layer: number): 
         hidden: g.op('Add', [x, result.out], `${name}.attn_residual`),
         attention: result.attention,
         meanKeys: result.meanKeys,
+        queryRows: result.queryRows,
+        keyRows: result.keyRows,
       };
     },
   };

@@ -52,7 +52,7 @@ const COREML_ML_PROGRAM = 0x010;
 /** The session options of one provider (what the engine hands ORT; unit-tested where the provider cannot run). */
 export function sessionOptions(
   provider: ProviderName,
-  options: { weightsFolder: string; threads?: number; releaseRunMemory?: boolean; spinning?: boolean },
+  options: { weightsFolder: string; threads?: number; spinning?: boolean },
 ): ort.InferenceSession.SessionOptions {
   const executionProvider: ort.InferenceSession.ExecutionProviderConfig =
     provider === 'cuda' || provider === 'dml'
@@ -63,7 +63,6 @@ export function sessionOptions(
   return {
     executionProviders: [executionProvider],
     graphOptimizationLevel: 'all',
-    ...(options.releaseRunMemory ? { enableCpuMemArena: false } : {}),
     // DirectML supports neither memory patterns nor parallel execution (ORT's DirectML provider notes).
     ...(provider === 'dml' ? { enableMemPattern: false, executionMode: 'sequential' as const } : {}),
     // A GPU provider that fails to load is reported once by us, not as ORT's log noise.
@@ -94,17 +93,10 @@ export interface SessionFactoryOptions {
   precision?: Precision;
   /** intra-op threads; ORT's default when absent */
   threads?: number;
-  /**
-   * sessions that take a whole prompt at once give a run's working memory back when it ends (no CPU arena): for models
-   * whose prompts run to thousands of tokens (a tiled screenshot), where an arena would keep gigabytes of attention
-   */
-  releaseWholePromptMemory?: boolean;
 }
 
-/** How a session is run: how much one run holds at its peak, and whether runs follow each other closely. */
+/** How a session is run: whether its runs follow each other closely. */
 export interface SessionWorkingSet {
-  /** the session takes a whole prompt at once (its attention is [heads, prompt, prompt]) */
-  wholePrompt?: boolean;
   /**
    * the session runs back to back with little else between (a whole decoder, token after token): its idle threads
    * spin instead of sleeping, which saves waking them at every op of every step
@@ -137,18 +129,16 @@ export class SessionFactory {
   }
 
   /**
-   * `graphFor` builds the graph for a compute type (it differs between CPU and GPU providers). A session with a bounded
-   * working set keeps ORT's CPU arena: freeing and faulting in hundreds of megabytes at every op cost a chunked
-   * 7k-token prefill 8× its time.
+   * `graphFor` builds the graph for a compute type (it differs between CPU and GPU providers). Sessions keep ORT's CPU
+   * arena: freeing and faulting in hundreds of megabytes at every op cost a chunked 7k-token prefill 8× its time.
    */
   async create(
     graphFor: (computeType: ElemType) => Uint8Array,
     workingSet: SessionWorkingSet = {},
   ): Promise<ort.InferenceSession> {
-    const releaseRunMemory = Boolean(this.options.releaseWholePromptMemory && workingSet.wholePrompt);
     const spinning = Boolean(workingSet.backToBack);
     const open = (bytes: Uint8Array, provider: ProviderName) =>
-      ort.InferenceSession.create(bytes, sessionOptions(provider, { ...this.options, releaseRunMemory, spinning }));
+      ort.InferenceSession.create(bytes, sessionOptions(provider, { ...this.options, spinning }));
     if (this.settled) return open(graphFor(this.computeType), this.settled);
     const failures: string[] = [];
     const machine = thisMachine();

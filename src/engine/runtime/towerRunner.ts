@@ -1,6 +1,6 @@
 import type * as ort from 'onnxruntime-node';
 import type { AttentionNeeds } from '../../reduction/tokenState';
-import { SegmentGraph, SegmentSpec, Tower, buildSegment, exposesSequence } from '../graph/segment';
+import { SegmentGraph, SegmentSpec, Tower, buildSegment } from '../graph/segment';
 import { SessionFactory } from './provider';
 
 /** A built, loaded segment: blocks [start, end) of a tower, with the hook site that follows it, if any. */
@@ -24,8 +24,8 @@ export class TowerRunner {
   private recentPlans: string[][] = [];
 
   /**
-   * `takesPrompt`: the tower reads the whole prompt (the decoder), and a segment whose attention, keys or cosines a
-   * hook reads takes all of it at once; a vision tower's segments take one image pass.
+   * `takesPrompt`: the tower reads the prompt and then one token at a time (the decoder); a vision tower's segments
+   * take one image pass.
    */
   constructor(
     readonly tower: Tower,
@@ -91,10 +91,7 @@ export class TowerRunner {
             graph = buildSegment(this.tower, { ...spec, computeType, weightsFolder: this.factory.weightsFolder });
             return graph.bytes;
           },
-          {
-            wholePrompt: this.takesPrompt && spec.expose !== undefined && exposesSequence(spec.expose),
-            backToBack,
-          },
+          { backToBack },
         );
         const { bytes: _bytes, ...meta } = graph!;
         return { start: spec.start, end: spec.end, site, graph: meta, session };

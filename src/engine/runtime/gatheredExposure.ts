@@ -1,0 +1,111 @@
+import * as ort from 'onnxruntime-node';
+import type { AttentionNeeds } from '../../reduction/tokenState';
+import { ElemType, GraphBuilder } from '../graph/builder';
+import { ATTENTION, HIDDEN_COSINE, KEY_COSINE, KEY_ROWS, MEAN_KEYS, QUERY_ROWS } from '../graph/segment';
+import type { SessionFactory } from './provider';
+
+type Outputs = ort.InferenceSession.OnnxValueMapType;
+
+/** a·bᵀ of two row-major float32 matrices, in one ONNX Runtime session made on first use. */
+export class RowProducts {
+  private session: Promise<ort.InferenceSession> | undefined;
+
+  constructor(private readonly factory: SessionFactory) {}
+
+  /** [aRows, width] · [bRows, width]ᵀ → [aRows, bRows] */
+  async multiply(a: Float32Array, b: Float32Array, width: number): Promise<Float32Array> {
+    this.session ??= this.factory.create(() => {
+      const g = new GraphBuilder('row_products');
+      const left = g.input('a', ElemType.float32, ['m', 'width']);
+      const right = g.input('b', ElemType.float32, ['n', 'width']);
+      const product = g.op('MatMul', [left, g.op('Transpose', [right], 'b_t', { perm: [1, 0] })], 'product');
+      g.output('product', product, ElemType.float32, ['m', 'n']);
+      return g.build();
+    });
+    const session = await this.session;
+    const outputs = await session.run({
+      a: new ort.Tensor('float32', a, [a.length / width, width]),
+      b: new ort.Tensor('float32', b, [b.length / width, width]),
+    });
+    return outputs.product.data as Float32Array;
+  }
+
+  async release(): Promise<void> {
+    const session = await this.session;
+    this.session = undefined;
+    await session?.release();
+  }
+}
+
+/** cos(x_i, x_j) for every pair of rows of [rows, width]: unit rows (norms floored at 1e-12) times their transpose. */
+async function cosineMatrix(products: RowProducts, x: Float32Array, width: number): Promise<Float32Array> {
+  const unit = new Float32Array(x.length);
+  for (let row = 0; row < x.length / width; row++) {
+    let squares = 0;
+    for (let j = row * width; j < (row + 1) * width; j++) squares += x[j] * x[j];
+    const norm = Math.max(Math.sqrt(squares), 1e-12);
+    for (let j = row * width; j < (row + 1) * width; j++) unit[j] = x[j] / norm;
+  }
+  return products.multiply(unit, unit, width);
+}
+
+/**
+ * What a hook reads after a decoder segment, gathered from the runs over the prompt's chunks: each run gives its rows
+ * (attention probabilities over the cache and its own tokens, mean keys, the factors of the logits), and once every
+ * chunk has run the matrices over the whole prompt are put together.
+ */
+export class GatheredExposure {
+  private attention: Float32Array | undefined;
+  private readonly rows = new Map<string, Float32Array>();
+  private readonly widths = new Map<string, number>();
+
+  constructor(
+    private readonly count: number,
+    private readonly needs: AttentionNeeds,
+  ) {}
+
+  /** Takes the rows of the run over tokens [start, start + tokens), whose cache held `start` tokens before it. */
+  add(outputs: Outputs, start: number, tokens: number): void {
+    const probs = outputs[ATTENTION];
+    if (probs) {
+      // [tokens, slots + tokens]: the cache's slots (the first `start` in use), then this run's tokens.
+      const keys = probs.dims[1];
+      const slots = keys - tokens;
+      const data = probs.data as Float32Array;
+      this.attention ??= new Float32Array(this.count * this.count);
+      for (let r = 0; r < tokens; r++) {
+        const row = (start + r) * this.count;
+        this.attention.set(data.subarray(r * keys, r * keys + start), row);
+        this.attention.set(data.subarray(r * keys + slots, (r + 1) * keys), row + start);
+      }
+    }
+    for (const name of [QUERY_ROWS, KEY_ROWS, MEAN_KEYS]) {
+      const piece = outputs[name];
+      if (!piece) continue;
+      const width = piece.dims[1];
+      if (!this.rows.has(name)) this.rows.set(name, new Float32Array(this.count * width));
+      this.widths.set(name, width);
+      this.rows.get(name)!.set(piece.data as Float32Array, start * width);
+    }
+  }
+
+  /** The hook's view of the whole prompt, as the outputs of one run over it would be; `hidden` is the segment's output. */
+  async assemble(products: RowProducts, hidden: ort.Tensor | undefined): Promise<Record<string, ort.Tensor>> {
+    const square = (data: Float32Array) => new ort.Tensor('float32', data, [this.count, this.count]);
+    const assembled: Record<string, ort.Tensor> = {};
+    const queryRows = this.rows.get(QUERY_ROWS);
+    const keyRows = this.rows.get(KEY_ROWS);
+    if (this.attention) assembled[ATTENTION] = square(this.attention);
+    else if (queryRows && keyRows)
+      assembled[ATTENTION] = square(await products.multiply(queryRows, keyRows, this.widths.get(KEY_ROWS)!));
+    const meanKeys = this.rows.get(MEAN_KEYS);
+    if (meanKeys) {
+      const width = this.widths.get(MEAN_KEYS)!;
+      if (this.needs.keys) assembled[MEAN_KEYS] = new ort.Tensor('float32', meanKeys, [this.count, width]);
+      if (this.needs.keyCosine) assembled[KEY_COSINE] = square(await cosineMatrix(products, meanKeys, width));
+    }
+    if (this.needs.hiddenCosine && hidden)
+      assembled[HIDDEN_COSINE] = square(await cosineMatrix(products, hidden.data as Float32Array, hidden.dims[1]));
+    return assembled;
+  }
+}
