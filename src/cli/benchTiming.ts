@@ -224,13 +224,30 @@ export function cpuTicks(): { total: number; steal: number } | undefined {
   }
 }
 
-/** One sentence naming the machine a benchmark ran on, and the date. */
+/** One sentence naming the machine a benchmark ran on, its vector instructions, and the date. */
 export function machineLine(provider = 'cpu'): string {
   const cpu = os.cpus();
+  const vector = vectorExtensions();
   return (
-    `Machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB ` +
-    `RAM, ONNX Runtime ${provider} provider, Node ${process.versions.node}; ${new Date().toISOString().slice(0, 10)}.`
+    `Machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}${vector ? ` (${vector})` : ''}, ` +
+    `${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ONNX Runtime ${provider} provider, Node ` +
+    `${process.versions.node}; ${new Date().toISOString().slice(0, 10)}.`
   );
+}
+
+/**
+ * The x86 vector extensions ONNX Runtime's and llama.cpp's kernels pick between, from /proc/cpuinfo: machines that
+ * report the same model name can differ here, and int8 / int4 speed with them.
+ */
+function vectorExtensions(): string {
+  let info: string;
+  try {
+    info = fs.readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    return '';
+  }
+  const flags = new Set(/^flags\s*:(.*)$/m.exec(info)?.[1].trim().split(/\s+/) ?? []);
+  return ['avx2', 'avx512f', 'avx512_vnni', 'avx_vnni', 'amx_int8'].filter((flag) => flags.has(flag)).join(' ');
 }
 
 /** A width × height screenshot-like image: a light page, a dark title bar, and a grid of coloured boxes. */
