@@ -263,6 +263,7 @@ export class LlavaEngine {
       provider: options.provider ?? 'cpu',
       precision: options.precision,
       threads: options.threads ?? defaultThreads(smallPrefillFlops(config, dir), thisMachineCores()),
+      releaseSegmentMemory: config.tiling !== undefined,
     });
     const runners = {
       vision: new TowerRunner(towers.vision, factory),

@@ -1,7 +1,7 @@
 import type * as ort from 'onnxruntime-node';
 import type { AttentionNeeds } from '../../reduction/tokenState';
 import { SegmentGraph, SegmentSpec, Tower, buildSegment } from '../graph/segment';
-import { SessionFactory } from './provider';
+import { SessionFactory, SessionWorkingSet } from './provider';
 
 /** A built, loaded segment: blocks [start, end) of a tower, with the hook site that follows it, if any. */
 export interface Segment {
@@ -59,13 +59,14 @@ export class TowerRunner {
     this.releaseExcept(new Set(this.recentPlans.flat()));
     // A decoder in one piece is the only session a decode step runs at length.
     const backToBack = this.takesPrompt && ranges.length === 1;
+    const decoderSegment = this.takesPrompt && ranges.length > 1;
     return Promise.all(
       ranges.map((range, i) =>
         this.load(
           keys[i],
           { start: range.start, end: range.end, expose: range.expose, proportionalAttention },
           range.site,
-          backToBack,
+          { backToBack, decoderSegment },
         ),
       ),
     );
@@ -80,19 +81,16 @@ export class TowerRunner {
     key: string,
     spec: Omit<SegmentSpec, 'computeType' | 'weightsFolder'>,
     site: string | undefined,
-    backToBack: boolean,
+    workingSet: SessionWorkingSet,
   ): Promise<Segment> {
     let loading = this.sessions.get(key);
     if (!loading) {
       loading = (async () => {
         let graph: SegmentGraph | undefined;
-        const session = await this.factory.create(
-          (computeType) => {
-            graph = buildSegment(this.tower, { ...spec, computeType, weightsFolder: this.factory.weightsFolder });
-            return graph.bytes;
-          },
-          { backToBack },
-        );
+        const session = await this.factory.create((computeType) => {
+          graph = buildSegment(this.tower, { ...spec, computeType, weightsFolder: this.factory.weightsFolder });
+          return graph.bytes;
+        }, workingSet);
         const { bytes: _bytes, ...meta } = graph!;
         return { start: spec.start, end: spec.end, site, graph: meta, session };
       })();
