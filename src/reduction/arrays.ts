@@ -21,8 +21,8 @@ export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return denominator === 0 ? 0 : dot(a, b) / denominator;
 }
 
-/** cos(x_i, x_j) of every pair of rows of a [count, width] matrix (what the engine computes in its graph). */
-export function cosineMatrix(rows: Float32Array, count: number, width: number): Float32Array {
+/** Each row of a [count, width] matrix divided by max(‖row‖₂, 1e-12). */
+export function unitRows(rows: Float32Array, count: number, width: number): Float32Array {
   const unit = new Float32Array(rows.length);
   for (let i = 0; i < count; i++) {
     let squares = 0;
@@ -30,6 +30,12 @@ export function cosineMatrix(rows: Float32Array, count: number, width: number): 
     const scale = 1 / Math.max(Math.sqrt(squares), 1e-12);
     for (let d = 0; d < width; d++) unit[i * width + d] = rows[i * width + d] * scale;
   }
+  return unit;
+}
+
+/** cos(x_i, x_j) of every pair of rows of a [count, width] matrix (what the engine computes in its graph). */
+export function cosineMatrix(rows: Float32Array, count: number, width: number): Float32Array {
+  const unit = unitRows(rows, count, width);
   const cosine = new Float32Array(count * count);
   for (let i = 0; i < count; i++) {
     for (let j = i; j < count; j++) {

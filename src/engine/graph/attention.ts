@@ -145,8 +145,8 @@ export function attention(
     result.attention = g.op('ReduceMean', [source], `${hint}.attention_mean`, { axes: [0], keepdims: 0 });
   }
   if (exposure.keys || exposure.keyCosine) {
-    const exposedKeys = options.past ? newKeys : keys;
-    result.meanKeys = g.op('ReduceMean', [exposedKeys], `${hint}.keys_mean`, { axes: [0], keepdims: 0 });
+    // With a cache, the run's own rows (the engine gathers them); without one, newKeys are all the keys.
+    result.meanKeys = g.op('ReduceMean', [newKeys], `${hint}.keys_mean`, { axes: [0], keepdims: 0 });
   }
   return result;
 }

@@ -24,6 +24,11 @@ export interface ExternalBytes {
   length: number;
 }
 
+/** The most negative finite float16 or float32: what an additive mask adds to hide a key. */
+export function lowestFloat(floatType: ElemType): number {
+  return floatType === ElemType.float16 ? -65504 : -3.4028234663852886e38;
+}
+
 /**
  * A small typed builder over onnx-proto. Every value is named; names carry the layer
  * (`vision.l12.attn.logits`) so a dumped graph reads like the model.
@@ -148,7 +153,7 @@ export class GraphBuilder {
 
   /** The most negative finite value of the compute type (an additive mask that cannot overflow). */
   get lowestFloat(): number {
-    return this.floatType === ElemType.float16 ? -65504 : -3.4028234663852886e38;
+    return lowestFloat(this.floatType);
   }
 
   build(opsetVersion = 17): Uint8Array {

@@ -68,11 +68,6 @@ export interface SegmentGraph {
   /** the graph takes `log_sizes` [tokens] */
   usesLogSizes: boolean;
   /**
-   * the segment has a KV cache, so each run sees a chunk of the prompt: it exposes rows (attention probabilities, mean
-   * keys, the factors of the logits) and the engine gathers them and computes the cosines
-   */
-  exposesRows: boolean;
-  /**
    * decoder layers whose cache goes in as `past.l{i}.keys|values|mask` (slots, some unused, and the mask that hides
    * them) and whose new rows come out as `present.l{i}.keys|values`
    */
@@ -233,6 +228,8 @@ export function buildSegment(tower: Tower, spec: SegmentSpec): SegmentGraph {
     ElemType.float32,
     last ? tower.output.dims : ['tokens', tower.blocks[end - 1].width],
   );
+  // With a KV cache each run sees a chunk of the prompt: it exposes rows (attention probabilities, mean keys, the
+  // factors of the logits), and the engine gathers them and computes the cosines.
   const exposesRows = cacheLayers.length > 0;
   if (exposed.attention) g.output(ATTENTION, asFloat32(exposed.attention), ElemType.float32, ['tokens', 'keys']);
   if (exposed.queryRows && exposed.keyRows) {
@@ -256,7 +253,6 @@ export function buildSegment(tower: Tower, spec: SegmentSpec): SegmentGraph {
     usesLogSizes: logSizes !== undefined,
     cacheLayers,
     exposes: expose,
-    exposesRows,
   };
 }
 

@@ -1,4 +1,5 @@
 import * as ort from 'onnxruntime-node';
+import { unitRows } from '../../reduction/arrays';
 import type { AttentionNeeds } from '../../reduction/tokenState';
 import { ElemType, GraphBuilder } from '../graph/builder';
 import { ATTENTION, HIDDEN_COSINE, KEY_COSINE, KEY_ROWS, MEAN_KEYS, QUERY_ROWS } from '../graph/segment';
@@ -37,15 +38,9 @@ export class RowProducts {
   }
 }
 
-/** cos(x_i, x_j) for every pair of rows of [rows, width]: unit rows (norms floored at 1e-12) times their transpose. */
-async function cosineMatrix(products: RowProducts, x: Float32Array, width: number): Promise<Float32Array> {
-  const unit = new Float32Array(x.length);
-  for (let row = 0; row < x.length / width; row++) {
-    let squares = 0;
-    for (let j = row * width; j < (row + 1) * width; j++) squares += x[j] * x[j];
-    const norm = Math.max(Math.sqrt(squares), 1e-12);
-    for (let j = row * width; j < (row + 1) * width; j++) unit[j] = x[j] / norm;
-  }
+/** cos(x_i, x_j) for every pair of rows of [rows, width]: unit rows times their transpose. */
+function cosineMatrix(products: RowProducts, x: Float32Array, width: number): Promise<Float32Array> {
+  const unit = unitRows(x, x.length / width, width);
   return products.multiply(unit, unit, width);
 }
 
@@ -56,8 +51,8 @@ async function cosineMatrix(products: RowProducts, x: Float32Array, width: numbe
  */
 export class GatheredExposure {
   private attention: Float32Array | undefined;
+  /** [count, width] rows by output name */
   private readonly rows = new Map<string, Float32Array>();
-  private readonly widths = new Map<string, number>();
 
   constructor(
     private readonly count: number,
@@ -84,7 +79,6 @@ export class GatheredExposure {
       if (!piece) continue;
       const width = piece.dims[1];
       if (!this.rows.has(name)) this.rows.set(name, new Float32Array(this.count * width));
-      this.widths.set(name, width);
       this.rows.get(name)!.set(piece.data as Float32Array, start * width);
     }
   }
@@ -97,10 +91,10 @@ export class GatheredExposure {
     const keyRows = this.rows.get(KEY_ROWS);
     if (this.attention) assembled[ATTENTION] = square(this.attention);
     else if (queryRows && keyRows)
-      assembled[ATTENTION] = square(await products.multiply(queryRows, keyRows, this.widths.get(KEY_ROWS)!));
+      assembled[ATTENTION] = square(await products.multiply(queryRows, keyRows, keyRows.length / this.count));
     const meanKeys = this.rows.get(MEAN_KEYS);
     if (meanKeys) {
-      const width = this.widths.get(MEAN_KEYS)!;
+      const width = meanKeys.length / this.count;
       if (this.needs.keys) assembled[MEAN_KEYS] = new ort.Tensor('float32', meanKeys, [this.count, width]);
       if (this.needs.keyCosine) assembled[KEY_COSINE] = square(await cosineMatrix(products, meanKeys, width));
     }

@@ -1,5 +1,6 @@
 import * as ort from 'onnxruntime-node';
-import { ElemType } from '../graph/builder';
+import { ElemType, lowestFloat } from '../graph/builder';
+import { float32ToFloat16 } from '../weights/dtype';
 import { pastName, presentName } from '../graph/segment';
 
 /**
@@ -25,11 +26,17 @@ interface LayerCache {
 export class KvCache {
   private readonly layers = new Map<number, LayerCache>();
 
+  /** a spare slot's mask value as stored: the lowest float (float16's as its bits) */
+  private readonly spareSlot: number;
+
   constructor(
     private readonly kvHeads: number,
     private readonly headDim: number,
     private readonly computeType: ElemType,
-  ) {}
+  ) {
+    const lowest = Float32Array.of(lowestFloat(computeType));
+    this.spareSlot = computeType === ElemType.float16 ? float32ToFloat16(lowest)[0] : lowest[0];
+  }
 
   /** Feeds for a segment's `past.l{i}.*` inputs, for a run of `tokens` new tokens. */
   feeds(layers: readonly number[], tokens: number): Record<string, ort.Tensor> {
@@ -88,20 +95,18 @@ export class KvCache {
 
   private allocate(slots: number): LayerCache {
     const size = this.kvHeads * slots * this.headDim;
-    const rows = () => (this.computeType === ElemType.float16 ? new Uint16Array(size) : new Float32Array(size));
-    return { keys: rows(), values: rows(), slots, length: 0 };
+    return { keys: this.rows(size), values: this.rows(size), slots, length: 0 };
   }
 
   /** 0 for the slots in use and this run's tokens, the lowest float for the spare slots (attention skips them). */
   private mask(cache: LayerCache, tokens: number): Rows {
-    if (this.computeType === ElemType.float16) {
-      const mask = new Uint16Array(cache.slots + tokens);
-      mask.fill(0xfbff, cache.length, cache.slots); // -65504, float16's lowest
-      return mask;
-    }
-    const mask = new Float32Array(cache.slots + tokens);
-    mask.fill(-3.4028234663852886e38, cache.length, cache.slots);
+    const mask = this.rows(cache.slots + tokens);
+    mask.fill(this.spareSlot, cache.length, cache.slots);
     return mask;
+  }
+
+  private rows(length: number): Rows {
+    return this.computeType === ElemType.float16 ? new Uint16Array(length) : new Float32Array(length);
   }
 
   private tensor(data: Rows, dims: number[]): ort.Tensor {
