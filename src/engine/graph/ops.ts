@@ -12,19 +12,18 @@ export interface Linear {
     inFeatures: number;
     outFeatures: number;
     scales: string;
-    zeroPoints: string;
   };
 }
 
 /** MatMulNBits' accuracy level 4: activations quantized to int8 per block, the fast path of ORT's CPU kernels. */
 const QUANTIZED_ACCURACY_LEVEL = 4;
 
-/** y = x·Wᵀ + b, with W dequantized block by block, (q − z)·s, when the layer is quantized */
+/** y = x·Wᵀ + b, with W dequantized block by block, (q − 2^(bits−1))·s, when the layer is quantized */
 export function linear(g: GraphBuilder, x: string, layer: Linear, hint: string): string {
   const { quantized } = layer;
   if (quantized) {
-    // Inputs: A, B, scales, zero_points, g_idx (unused), bias.
-    const inputs = [x, layer.weight, quantized.scales, quantized.zeroPoints, ...(layer.bias ? ['', layer.bias] : [])];
+    // Inputs: A, B, scales, zero_points (none: the symmetric default), g_idx (unused), bias.
+    const inputs = [x, layer.weight, quantized.scales, ...(layer.bias ? ['', '', layer.bias] : [])];
     return g.op(
       'MatMulNBits',
       inputs,

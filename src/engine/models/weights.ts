@@ -108,7 +108,6 @@ export function bindLinear(scope: SegmentScope, layer: LinearWeights): Linear {
       inFeatures: q.inFeatures,
       outFeatures: q.outFeatures,
       scales: scope.weight(q.scales),
-      zeroPoints: scope.quantizedBytes(q.zeroPoints),
     },
   };
 }

@@ -17,7 +17,7 @@ import { TensorLocation, WeightIndex } from './safetensors';
 import { safetensorsPrefix } from './safetensorsWriter';
 
 /** Bumped when the file's layout changes, so old caches are rebuilt. */
-const FORMAT_VERSION = 1;
+const FORMAT_VERSION = 2;
 
 /** Where caches of weights in a Hugging Face cache go when the caller names no folder. */
 export const DEFAULT_QUANTIZED_CACHE_DIR = path.join(os.homedir(), '.cache', 'ficoco-vision', 'quantized');
@@ -32,8 +32,6 @@ export interface QuantizedLinear {
   data: TensorLocation;
   /** F32 [out · blocks] */
   scales: TensorLocation;
-  /** U8 [out, ⌈blocks·bits/8⌉] */
-  zeroPoints: TensorLocation;
 }
 
 export class DecoderQuantizer {
@@ -82,7 +80,6 @@ export class DecoderQuantizer {
         outFeatures,
         data: cache.get(`${weight.name}.q`),
         scales: cache.get(`${weight.name}.scales`),
-        zeroPoints: cache.get(`${weight.name}.zero_points`),
       });
     }
     return file;
@@ -119,10 +116,9 @@ export class DecoderQuantizer {
     };
     for (const weight of this.requested) {
       const [rows, cols] = weight.shape;
-      const { blocksPerRow, blobBytes, zeroPointRowBytes } = blockLayout(cols, bits, this.blockSize);
+      const { blocksPerRow, blobBytes } = blockLayout(cols, bits, this.blockSize);
       add(`${weight.name}.q`, 'U8', [rows, blocksPerRow, blobBytes], rows * blocksPerRow * blobBytes);
       add(`${weight.name}.scales`, 'F32', [rows * blocksPerRow], rows * blocksPerRow * 4);
-      add(`${weight.name}.zero_points`, 'U8', [rows * zeroPointRowBytes], rows * zeroPointRowBytes);
     }
     const partial = `${file}.partial`;
     let fd: number;
@@ -143,7 +139,6 @@ export class DecoderQuantizer {
         const quantized = quantizeBlocks(this.index.readFloat32(weight.name), rows, cols, bits, this.blockSize);
         fs.writeSync(fd, quantized.data);
         fs.writeSync(fd, new Uint8Array(quantized.scales.buffer));
-        fs.writeSync(fd, quantized.zeroPoints);
         onTensor?.(done + 1, this.requested.length);
         // Let the host answer pings between tensors: a 7B model takes a while.
         await new Promise((resolve) => setImmediate(resolve));
