@@ -6,13 +6,13 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { LlavaEngine } from '../../src/engine/engine';
 import { referencePixels } from '../helpers/referencePixels';
-import { bitsOf, dequantizeBlocks, quantizeBlocks } from '../../src/engine/weights/quantize';
+import { bitsOf, blockSizeOf, dequantizeBlocks, quantizeBlocks } from '../../src/engine/weights/quantize';
 import { WeightIndex } from '../../src/engine/weights/safetensors';
 import { bytesOf, writeSafetensors } from '../../src/engine/weights/safetensorsWriter';
 import { maxAbsDiff } from '../helpers/assertions';
 
 const FIXTURE = path.join(__dirname, '..', 'fixtures', 'tiny-llava-llama');
-/** hidden 48 (one full block of 32 and a padded one), intermediate 96; the layers' linear layers and the head */
+/** hidden 48 (int4: one full block of 32 and a padded one; int8: one padded block of 128), intermediate 96; the layers' linear layers and the head */
 const QUANTIZED =
   /^language_model\.(model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)|lm_head)\.weight$/;
 
@@ -78,7 +78,7 @@ describe('weight-only quantization of the decoder (MatMulNBits, cached beside th
 
       const caches = fs.readdirSync(dir).filter((file) => file.endsWith('.quantized'));
       assert.equal(caches.length, 1);
-      assert.match(caches[0], new RegExp(`^ficoco-${mode}-b32-[0-9a-f]{16}\\.quantized$`));
+      assert.match(caches[0], new RegExp(`^ficoco-${mode}-b${blockSizeOf(bitsOf(mode))}-[0-9a-f]{16}\\.quantized$`));
       const written = fs.statSync(path.join(dir, caches[0])).mtimeMs;
       const again = await LlavaEngine.load(dir, { quantization: mode });
       assert.ok(maxAbsDiff(await prefillLogits(again), logits) === 0, 'the cached weights give the same logits');
@@ -95,10 +95,13 @@ describe('weight-only quantization of the decoder (MatMulNBits, cached beside th
     assert.ok(errors.get('int8')! < errors.get('int4')!, JSON.stringify([...errors]));
   });
 
-  test('a changed checkpoint is quantized again and the stale cache removed', async () => {
+  test('a changed checkpoint is quantized again and the stale caches removed, older block sizes too', async () => {
     const dir = copyFixture();
     folders.push(dir);
+    const older = path.join(dir, 'ficoco-int4-b64-0123456789abcdef.quantized');
+    fs.writeFileSync(older, 'a cache in a layout this version no longer reads');
     await (await LlavaEngine.load(dir, { quantization: 'int4' })).dispose();
+    assert.ok(!fs.existsSync(older), 'the older block size is gone');
     const [first] = fs.readdirSync(dir).filter((file) => file.endsWith('.quantized'));
     const weights = path.join(dir, 'model.safetensors');
     fs.utimesSync(weights, new Date(), new Date(Date.now() + 60_000));
@@ -141,7 +144,7 @@ describe('weight-only quantization of the decoder (MatMulNBits, cached beside th
       assert.deepEqual(listing(path.join(repo, 'blobs')), blobs, 'nothing was written into blobs/');
       assert.deepEqual(listing(snapshot), links, 'nor into the snapshot');
       const [folder] = listing(ours);
-      assert.match(listing(path.join(ours, folder)).join(), /^ficoco-int8-b32-[0-9a-f]{16}\.quantized$/);
+      assert.match(listing(path.join(ours, folder)).join(), /^ficoco-int8-b128-[0-9a-f]{16}\.quantized$/);
 
       const besideWeights = await LlavaEngine.load(plain, { quantization: 'int8' });
       assert.equal(maxAbsDiff(await prefillLogits(besideWeights), logits), 0, 'the same quantized model either way');

@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { FicocoError } from '../../common/errors';
 import type { WeightQuantization } from '../../common/quantization';
-import { QUANT_BLOCK_SIZE, bitsOf, blockLayout, quantizeBlocks } from './quantize';
+import { bitsOf, blockLayout, blockSizeOf, quantizeBlocks } from './quantize';
 import { TensorLocation, WeightIndex } from './safetensors';
 import { safetensorsPrefix } from './safetensorsWriter';
 
@@ -43,7 +43,7 @@ export class DecoderQuantizer {
     readonly mode: Exclude<WeightQuantization, 'none'>,
     /** for weights in a Hugging Face cache: the folder of FiCoCo's own that takes their quantized cache */
     private readonly cacheDir = DEFAULT_QUANTIZED_CACHE_DIR,
-    private readonly blockSize = QUANT_BLOCK_SIZE,
+    private readonly blockSize = blockSizeOf(bitsOf(mode)),
   ) {}
 
   /** Asks for `weight` [out, in] to be quantized; the answer is readable after `materialize()`. */
@@ -63,11 +63,11 @@ export class DecoderQuantizer {
     const folder = isHfCacheBlobs(source)
       ? path.join(this.cacheDir, createHash('sha256').update(source).digest('hex').slice(0, 16))
       : source;
-    const prefix = `ficoco-${this.mode}-b${this.blockSize}-`;
-    const file = path.join(folder, `${prefix}${this.fingerprint()}.quantized`);
+    const file = path.join(folder, `ficoco-${this.mode}-b${this.blockSize}-${this.fingerprint()}.quantized`);
     if (!fs.existsSync(file)) {
       fs.mkdirSync(folder, { recursive: true });
-      removeStale(folder, prefix);
+      // Whatever block size an older cache of this mode used, it is stale now.
+      removeStale(folder, `ficoco-${this.mode}-`);
       await this.write(file, bits, onTensor);
     }
     const cache = WeightIndex.openFile(file);
