@@ -220,7 +220,7 @@ async function main() {
       `node-llama-cpp 3.21.1's prebuilt CPU binary, its default batch size, flash attention ` +
       `${flashAttention === true ? 'on' : flashAttention === false ? 'off' : flashAttention}. Both engines loaded; one warm-up each per row, then ${runs} rounds ` +
       'alternating which goes first; medians. Ratios divide medians of the same rows. Load average (1 min) and CPU ' +
-      `steal are the ranges over the row's samples. ${machineLine()}`,
+      `steal are the ranges over the row's samples. ${machineLine('cpu', threads)}`,
     '',
     '| ours / llama.cpp | context tokens | prefill ms, ours | llama.cpp | llama.cpp ÷ ours | decode tok/s, ours | ' +
       'llama.cpp | ours ÷ llama.cpp | load average | CPU steal |',

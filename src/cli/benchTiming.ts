@@ -225,12 +225,13 @@ export function cpuTicks(): { total: number; steal: number } | undefined {
 }
 
 /** One sentence naming the machine a benchmark ran on, its vector instructions, and the date. */
-export function machineLine(provider = 'cpu'): string {
+export function machineLine(provider = 'cpu', threads?: number): string {
   const cpu = os.cpus();
   const vector = vectorExtensions();
+  const intraOp = threads ? `${threads} intra-op threads` : "ORT's default intra-op threads (one per physical core)";
   return (
     `Machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}${vector ? ` (${vector})` : ''}, ` +
-    `${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ONNX Runtime ${provider} provider, Node ` +
+    `${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ONNX Runtime ${provider} provider with ${intraOp}, Node ` +
     `${process.versions.node}; ${new Date().toISOString().slice(0, 10)}.`
   );
 }

@@ -114,7 +114,7 @@ export async function tuneCommand(args: string[]): Promise<number> {
       speedup: chosen.speedup,
       data: { file: values.data, items: items.length },
       provider: engine.provider,
-      machine: machineLine(engine.provider),
+      machine: machineLine(engine.provider, load.threads),
       measuredAt: new Date().toISOString(),
       command: ['ficoco', 'tune', ...args],
       table: rows,
@@ -127,7 +127,7 @@ export async function tuneCommand(args: string[]): Promise<number> {
         '',
         `${modelDir}, ${items.length} items of ${values.data}; the bar: ${Math.round(100 * bar)} % of full-token ` +
           `accuracy (${(100 * bar * fullAccuracy).toFixed(1)} %). Speedups: median of ${runs} paired warm ` +
-          `prefills of the first item's question against the unreduced model. ${machineLine(engine.provider)}`,
+          `prefills of the first item's question against the unreduced model. ${machineLine(engine.provider, load.threads)}`,
         '',
         `Chosen: **${chosen.method} ${chosen.budget}** — ${(100 * chosen.accuracy).toFixed(1)} % accuracy ` +
           `(${((100 * chosen.accuracy) / fullAccuracy).toFixed(1)} % of full), ${chosen.speedup.toFixed(2)}× prefill; ` +
