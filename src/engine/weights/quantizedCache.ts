@@ -43,8 +43,11 @@ export class DecoderQuantizer {
     readonly mode: Exclude<WeightQuantization, 'none'>,
     /** for weights in a Hugging Face cache: the folder of FiCoCo's own that takes their quantized cache */
     private readonly cacheDir = DEFAULT_QUANTIZED_CACHE_DIR,
-    private readonly blockSize = blockSizeOf(bitsOf(mode)),
   ) {}
+
+  private get blockSize(): number {
+    return blockSizeOf(bitsOf(this.mode));
+  }
 
   /** Asks for `weight` [out, in] to be quantized; the answer is readable after `materialize()`. */
   request(weight: TensorLocation): () => QuantizedLinear {
