@@ -57,7 +57,7 @@ export interface EngineOptions {
   quantizedCacheDir?: string;
   /** bytes a run may plan to use besides the weights (default: the memory the system has available) */
   availableMemory?: () => number;
-  /** prompt tokens a decoder segment takes at once (default PREFILL_CHUNK_TOKENS) */
+  /** prompt tokens a decoder segment takes at most at once (default PREFILL_CHUNK_TOKENS) */
   prefillChunkTokens?: number;
 }
 
@@ -200,10 +200,17 @@ const WARM_UP_PREFILL_FLOPS = 20e9;
 const WARM_UP_RUNS = 3;
 const WARM_UP_IMAGE_SIDE = 32;
 /**
- * Prompt tokens a decoder segment takes at once: its attention then holds [heads, 1024, prompt] floats, not
+ * Prompt tokens a decoder segment takes at most at once: its attention then holds [heads, 1024, prompt] floats, not
  * [heads, prompt, prompt] (3 GB per copy at a 1080p OneVision prompt); a segment a hook reads whole runs whole.
  */
 const PREFILL_CHUNK_TOKENS = 1024;
+/**
+ * Bytes of attention logits one chunk may hold, shared among a plan's decoder segments: every segment's session keeps
+ * a memory arena as large as its largest run, so a decoder cut at twenty hooks (FiCoCo-L) takes shorter chunks.
+ */
+const CHUNK_ATTENTION_BYTES = 2 ** 30;
+/** Below about 256 rows the decoder's matrix products lose more than a tenth of their speed (prepacked F32 Gemm). */
+const MIN_PREFILL_CHUNK_TOKENS = 256;
 
 const MODEL_FILES = 'config.json, *.safetensors, tokenizer.json, tokenizer_config.json and preprocessor_config.json';
 
@@ -263,7 +270,6 @@ export class LlavaEngine {
       provider: options.provider ?? 'cpu',
       precision: options.precision,
       threads: options.threads ?? defaultThreads(smallPrefillFlops(config, dir), thisMachineCores()),
-      releaseSegmentMemory: config.tiling !== undefined,
     });
     const runners = {
       vision: new TowerRunner(towers.vision, factory),
@@ -882,7 +888,7 @@ export class LlavaEngine {
     for (const segment of segments) {
       if (prefill) countLayerTokens(this.towers.decoder, segment, current.count, prefill.layers);
       const hook = prefill && segment.site ? prefill.hooks.get(segment.site as HookSite) : undefined;
-      const outputs = await this.runDecoderSegment(segment, current, cache, hook?.needs);
+      const outputs = await this.runDecoderSegment(segment, segments.length, current, cache, hook?.needs);
       if (segment.end === this.towers.decoder.blocks.length) return outputs[LOGITS].data as Float32Array;
       current = { ...current, hidden: outputs[segment.graph.outputName].data as Float32Array };
       if (hook && prefill) {
@@ -900,18 +906,19 @@ export class LlavaEngine {
   }
 
   /**
-   * Runs a decoder segment over the tokens in chunks (prefillChunkTokens), each attending to the cache the chunks
-   * before it left (the causal result, in less memory). `exposeFor`: what a hook after the segment reads, gathered
-   * over the chunks.
+   * Runs one of a plan's `segmentCount` decoder segments over the tokens in chunks (promptChunkTokens), each attending
+   * to the cache the chunks before it left (the causal result, in less memory). `exposeFor`: what a hook after the
+   * segment reads, gathered over the chunks.
    */
   private async runDecoderSegment(
     segment: Segment,
+    segmentCount: number,
     state: TokenState,
     cache: KvCache,
     exposeFor?: AttentionNeeds,
   ): Promise<ort.InferenceSession.OnnxValueMapType> {
     const { graph } = segment;
-    const chunk = this.limits.prefillChunkTokens;
+    const chunk = promptChunkTokens(this.limits.prefillChunkTokens, segmentCount, this.config.text.heads, state.count);
     const gathered = exposeFor ? new GatheredExposure(state.count, exposeFor) : undefined;
     let outputs: ort.InferenceSession.OnnxValueMapType = {};
     let hidden: Float32Array | undefined;
@@ -962,6 +969,15 @@ export class LlavaEngine {
     cache.update(segment.graph.cacheLayers, outputs);
     return outputs;
   }
+}
+
+/**
+ * Prompt tokens one run of a decoder segment takes: as many as keep a chunk's attention logits [heads, chunk, keys]
+ * within its segment's share of CHUNK_ATTENTION_BYTES, at least MIN_PREFILL_CHUNK_TOKENS, at most `limit`.
+ */
+export function promptChunkTokens(limit: number, segmentCount: number, heads: number, keys: number): number {
+  const rows = Math.floor(CHUNK_ATTENTION_BYTES / (segmentCount * heads * keys * Float32Array.BYTES_PER_ELEMENT));
+  return Math.min(limit, Math.max(MIN_PREFILL_CHUNK_TOKENS, rows));
 }
 
 /** Analytic FLOPs of an unreduced prefill of a small image (one tower pass) and a short question. */

@@ -24,7 +24,7 @@ class RecordingFactory extends SessionFactory {
   }
 }
 
-test('only a whole decoder runs back to back; a cut one is marked as decoder segments', async () => {
+test('only a whole decoder runs back to back', async () => {
   const weights = WeightIndex.open(FIXTURE);
   const config = parseModelConfig(
     JSON.parse(fs.readFileSync(path.join(FIXTURE, 'config.json'), 'utf8')),
@@ -38,10 +38,10 @@ test('only a whole decoder runs back to back; a cut one is marked as decoder seg
     await runner.release();
     return factory.asked;
   };
-  assert.deepEqual(await plan(true, towers.decoder, new Map()), [{ backToBack: true, decoderSegment: false }]);
+  assert.deepEqual(await plan(true, towers.decoder, new Map()), [{ backToBack: true }]);
   assert.deepEqual(await plan(true, towers.decoder, new Map([['llm:1', { attention: 'probs' }]])), [
-    { backToBack: false, decoderSegment: true },
-    { backToBack: false, decoderSegment: true },
+    { backToBack: false },
+    { backToBack: false },
   ]);
-  assert.deepEqual(await plan(false, towers.vision, new Map()), [{ backToBack: false, decoderSegment: false }]);
+  assert.deepEqual(await plan(false, towers.vision, new Map()), [{ backToBack: false }]);
 });

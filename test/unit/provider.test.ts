@@ -123,11 +123,6 @@ describe('sessionOptions', () => {
     assert.equal(sessionOptions('cpu', { ...base, threads: 2 }).intraOpNumThreads, 2);
   });
 
-  test('the CPU arena stays on unless a run must give its memory back', () => {
-    assert.equal(sessionOptions('cpu', base).enableCpuMemArena, undefined);
-    assert.equal(sessionOptions('cpu', { ...base, releaseRunMemory: true }).enableCpuMemArena, false);
-  });
-
   test("idle threads sleep unless the session runs back to back (a whole decoder's steps)", () => {
     const spinning = (options: ort.InferenceSession.SessionOptions) =>
       (options.extra as { session: { intra_op: { allow_spinning: string } } }).session.intra_op.allow_spinning;

@@ -52,7 +52,7 @@ const COREML_ML_PROGRAM = 0x010;
 /** The session options of one provider (what the engine hands ORT; unit-tested where the provider cannot run). */
 export function sessionOptions(
   provider: ProviderName,
-  options: { weightsFolder: string; threads?: number; releaseRunMemory?: boolean; spinning?: boolean },
+  options: { weightsFolder: string; threads?: number; spinning?: boolean },
 ): ort.InferenceSession.SessionOptions {
   const executionProvider: ort.InferenceSession.ExecutionProviderConfig =
     provider === 'cuda' || provider === 'dml'
@@ -63,7 +63,6 @@ export function sessionOptions(
   return {
     executionProviders: [executionProvider],
     graphOptimizationLevel: 'all',
-    ...(options.releaseRunMemory ? { enableCpuMemArena: false } : {}),
     // DirectML supports neither memory patterns nor parallel execution (ORT's DirectML provider notes).
     ...(provider === 'dml' ? { enableMemPattern: false, executionMode: 'sequential' as const } : {}),
     // A GPU provider that fails to load is reported once by us, not as ORT's log noise.
@@ -94,18 +93,10 @@ export interface SessionFactoryOptions {
   precision?: Precision;
   /** intra-op threads; ORT's default when absent */
   threads?: number;
-  /**
-   * a decoder cut into segments gives each run's memory back (no CPU arena): for models whose prompts run to thousands
-   * of tokens (a tiled screenshot), where every segment's arena would keep a chunk's attention, and a plan with a hook
-   * per layer (FiCoCo-L) has twenty segments
-   */
-  releaseSegmentMemory?: boolean;
 }
 
-/** How a session is run: whether it is one of several decoder segments, and whether its runs follow closely. */
+/** How a session is run: whether its runs follow closely. */
 export interface SessionWorkingSet {
-  /** one of the segments a decoder is cut into at its hooks */
-  decoderSegment?: boolean;
   /**
    * the session runs back to back with little else between (a whole decoder, token after token): its idle threads
    * spin instead of sleeping, which saves waking them at every op of every step
@@ -139,17 +130,16 @@ export class SessionFactory {
 
   /**
    * `graphFor` builds the graph for a compute type (it differs between CPU and GPU providers). Sessions keep ORT's CPU
-   * arena unless `releaseSegmentMemory` says otherwise: freeing and faulting in hundreds of megabytes at every op cost a
-   * chunked 7k-token prefill 8× its time.
+   * arena: without it, faulting in fresh pages for every op's attention doubled a decoder segment's time at a 7k-token
+   * prompt (the engine bounds each arena by the size of the prompt chunks instead).
    */
   async create(
     graphFor: (computeType: ElemType) => Uint8Array,
     workingSet: SessionWorkingSet = {},
   ): Promise<ort.InferenceSession> {
     const spinning = Boolean(workingSet.backToBack);
-    const releaseRunMemory = Boolean(this.options.releaseSegmentMemory && workingSet.decoderSegment);
     const open = (bytes: Uint8Array, provider: ProviderName) =>
-      ort.InferenceSession.create(bytes, sessionOptions(provider, { ...this.options, releaseRunMemory, spinning }));
+      ort.InferenceSession.create(bytes, sessionOptions(provider, { ...this.options, spinning }));
     if (this.settled) return open(graphFor(this.computeType), this.settled);
     const failures: string[] = [];
     const machine = thisMachine();

@@ -59,14 +59,13 @@ export class TowerRunner {
     this.releaseExcept(new Set(this.recentPlans.flat()));
     // A decoder in one piece is the only session a decode step runs at length.
     const backToBack = this.takesPrompt && ranges.length === 1;
-    const decoderSegment = this.takesPrompt && ranges.length > 1;
     return Promise.all(
       ranges.map((range, i) =>
         this.load(
           keys[i],
           { start: range.start, end: range.end, expose: range.expose, proportionalAttention },
           range.site,
-          { backToBack, decoderSegment },
+          { backToBack },
         ),
       ),
     );
