@@ -1,7 +1,6 @@
 /**
  * How TowerRunner asks for its sessions: a decoder in one piece runs back to back (its threads spin between steps), a
- * decoder cut at a hook or a vision tower does not, and a segment whose attention a hook reads whole takes the
- * whole prompt.
+ * decoder cut at a hook or a vision tower does not; which plans' sessions it keeps.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -24,13 +23,17 @@ class RecordingFactory extends SessionFactory {
   }
 }
 
-test('only a whole decoder runs back to back', async () => {
+function fixtureTowers() {
   const weights = WeightIndex.open(FIXTURE);
   const config = parseModelConfig(
     JSON.parse(fs.readFileSync(path.join(FIXTURE, 'config.json'), 'utf8')),
     'config.json',
   );
-  const towers = config.build(weights);
+  return { weights, towers: config.build(weights) };
+}
+
+test('only a whole decoder runs back to back', async () => {
+  const { weights, towers } = fixtureTowers();
   const plan = async (takesPrompt: boolean, tower: typeof towers.decoder, sites: Map<string, object>) => {
     const factory = new RecordingFactory({ weightsFolder: path.dirname(weights.files[0]), provider: 'cpu' });
     const runner = new TowerRunner(tower, factory, takesPrompt);
@@ -44,4 +47,26 @@ test('only a whole decoder runs back to back', async () => {
     { backToBack: false },
   ]);
   assert.deepEqual(await plan(false, towers.vision, new Map()), [{ backToBack: false }]);
+});
+
+test('the whole tower and the latest plan with hooks stay loaded; a plan before that is released', async () => {
+  const { weights, towers } = fixtureTowers();
+  const factory = new RecordingFactory({ weightsFolder: path.dirname(weights.files[0]), provider: 'cpu' });
+  const runner = new TowerRunner(towers.decoder, factory, true);
+  const created = async (sites: Map<string, object>) => {
+    const before = factory.asked.length;
+    await runner.segments(sites);
+    return factory.asked.length - before;
+  };
+  const cutAt = (site: string) => new Map([[site, { attention: 'probs' }]]);
+  try {
+    assert.equal(await created(new Map()), 1);
+    assert.equal(await created(cutAt('llm:1')), 2);
+    assert.equal(await created(cutAt('llm:0')), 2, 'another cut: its own segments');
+    assert.equal(await created(new Map()), 0, 'the whole decoder was kept');
+    assert.equal(await created(cutAt('llm:0')), 0, 'the latest cut was kept');
+    assert.equal(await created(cutAt('llm:1')), 2, 'the older plan was released');
+  } finally {
+    await runner.release();
+  }
 });

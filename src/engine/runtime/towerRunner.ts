@@ -15,13 +15,14 @@ export interface Segment {
 
 /**
  * Cuts a tower into segments at the hook sites in use and keeps their sessions. Without hooks a tower is one
- * segment. The sessions of the last two plans stay loaded — the unreduced one and the one in use, which a speedup
- * measurement alternates — and those of older plans are released, so a plan's weights load once.
+ * segment. The sessions of two plans stay loaded — the whole tower (unreduced) and the latest plan with hooks, which
+ * a speedup measurement alternates — and those of other plans are released: each session keeps a memory arena, and a
+ * decoder cut at twenty hooks holds gigabytes of them at a long prompt.
  */
 export class TowerRunner {
   private readonly sessions = new Map<string, Promise<Segment>>();
-  /** the segment keys of the plans asked for, newest last (at most two) */
-  private recentPlans: string[][] = [];
+  /** the segment keys of the latest plan asked for other than the whole tower */
+  private latestCut: string[] = [];
 
   /**
    * `takesPrompt`: the tower reads the prompt and then one token at a time (the decoder); a vision tower's segments
@@ -54,9 +55,9 @@ export class TowerRunner {
     }
     if (start < this.tower.blocks.length) ranges.push({ start, end: this.tower.blocks.length, expose: {} });
     const keys = ranges.map((r) => segmentKey(r.start, r.end, r.expose, proportionalAttention));
-    const samePlan = (plan: string[]) => plan.join() === keys.join();
-    this.recentPlans = [...this.recentPlans.filter((plan) => !samePlan(plan)), keys].slice(-2);
-    this.releaseExcept(new Set(this.recentPlans.flat()));
+    const whole = segmentKey(0, this.tower.blocks.length, {}, false);
+    if (keys.join() !== whole) this.latestCut = keys;
+    this.releaseExcept(new Set([whole, ...this.latestCut]));
     // A decoder in one piece is the only session a decode step runs at length.
     const backToBack = this.takesPrompt && ranges.length === 1;
     return Promise.all(
@@ -72,7 +73,7 @@ export class TowerRunner {
   }
 
   async release(): Promise<void> {
-    this.recentPlans = [];
+    this.latestCut = [];
     this.releaseExcept(new Set());
   }
 
