@@ -518,7 +518,7 @@ describe('TowerRunner', () => {
     );
   });
 
-  test('sessions are reused for the same segment and released when neither of the last two plans needs them', async () => {
+  test('sessions are reused for the same segment and released when neither the whole tower nor the latest cut needs them', async () => {
     const runner = new TowerRunner(tower, factory);
     const a = await runner.segments(new Map([['t:1', {}]]));
     const again = await runner.segments(new Map([['t:1', {}]]));
@@ -540,14 +540,19 @@ describe('TowerRunner', () => {
       ],
     );
     assert.equal(b[0].session, a[0].session);
-    // the plan before keeps its sessions, so alternating two plans builds nothing new
+    // only the latest cut keeps its sessions: going back to the cut before builds [2, 5) again
     const a1 = await runner.segments(new Map([['t:1', {}]]));
-    assert.equal(a1[1].session, a[1].session);
+    assert.equal(a1[0].session, a[0].session);
+    assert.notEqual(a1[1].session, a[1].session);
+    // the whole tower stays loaded across cuts
+    const whole = await runner.segments(new Map());
+    await runner.segments(new Map([['t:3', {}]]));
+    assert.equal((await runner.segments(new Map()))[0].session, whole[0].session);
     // a different exposure is a different graph
     const c = await runner.segments(new Map<string, AttentionNeeds>([['t:2', { keys: true }]]));
     const d = await runner.segments(new Map<string, AttentionNeeds>([['t:2', {}]]));
     assert.notEqual(c[0].session, d[0].session);
-    // going back to a plan after two others were asked for builds fresh sessions that still compute correctly
+    // going back to a plan after others were asked for builds fresh sessions that still compute correctly
     const a2 = await runner.segments(new Map([['t:1', {}]]));
     assert.notEqual(a2[0].session, a[0].session);
     assertClose((await runChain(a2)).output, expected().states[5], 'y after reload');
