@@ -3,14 +3,15 @@
  * what costs: CLIP-L/336 + TinyLlama-1.1B, SigLIP-so400m/384 + Qwen2-0.5B (one LLaVA-OneVision tile, no
  * class token), LLaVA-1.5-7B's shapes with the decoder cut to --layers of its 32 to fit memory (the cut
  * model's LLM milliseconds and FLOPs are scaled by 32 / layers and labelled so), or the tiled LLaVA-OneVision-0.5B
- * and LLaVA-NeXT-Mistral-7B (cut the same way) on a synthetic screenshot of --image-size. Other options go to
- * `ficoco bench` (src/cli/bench.ts).
+ * and LLaVA-NeXT-Mistral-7B (cut the same way) on a synthetic screenshot of --image-size, or the built-in model's
+ * widths tiled as LLaVA-OneVision (builtin-anyres). Other options go to `ficoco bench` (src/cli/bench.ts).
  *
- *   node --import tsx bench/prefill.ts [--arch tinyllava|onevision-tile|llava-7b|onevision-0.5b|llava-next-7b]
+ *   node --import tsx bench/prefill.ts [--arch tinyllava|onevision-tile|llava-7b|onevision-0.5b|llava-next-7b|builtin-anyres]
  *       [--layers 4] [bench options]
  */
 import { benchCommand } from '../src/cli/bench';
 import {
+  BUILTIN_ANYRES,
   ONEVISION_05B,
   ONEVISION_TILE,
   type RandomArchitecture,
@@ -35,6 +36,7 @@ const ARCHITECTURES: Record<string, () => RandomArchitecture> = {
   'llava-7b': () => llava7b(layers),
   'onevision-0.5b': () => ONEVISION_05B,
   'llava-next-7b': () => llavaNext7b(layers),
+  'builtin-anyres': () => BUILTIN_ANYRES,
 };
 if (!Object.hasOwn(ARCHITECTURES, archName))
   throw new Error(`--arch ${archName}: one of ${Object.keys(ARCHITECTURES).join(', ')}`);

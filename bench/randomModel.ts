@@ -61,6 +61,20 @@ export const ONEVISION_05B: RandomArchitecture = {
   family: 'llava_onevision',
 };
 
+/**
+ * The built-in model's widths (tiny-llava-screens, about 2 M parameters) tiled as LLaVA-OneVision: 168-px tiles of
+ * 144 tokens, anyres_max_9. What a built-in model that reads screenshots at their resolution would cost.
+ */
+export const BUILTIN_ANYRES: RandomArchitecture = {
+  name: 'builtin-widths-onevision',
+  label: "the built-in model's widths (about 2 M parameters) tiled as LLaVA-OneVision (168-px tiles, anyres_max_9)",
+  tower: 'siglip',
+  decoder: 'qwen2',
+  family: 'llava_onevision',
+  vision: { hidden: 128, intermediate: 512, layers: 6, heads: 4, imageSize: 168, patch: 14 },
+  text: { hidden: 128, intermediate: 384, layers: 4, heads: 4, kvHeads: 4, vocab: 128 },
+};
+
 /** LLaVA-NeXT-7B's shapes (CLIP-L/336 + Mistral-7B, five pinpoints) with the decoder cut to `layers` of its 32. */
 export function llavaNext7b(layers: number): RandomArchitecture {
   return {
@@ -123,6 +137,8 @@ export function writeRandomModel(arch: RandomArchitecture, dir: string, dtype: '
         torch_dtype: dtype === 'F32' ? 'float32' : 'float16',
         ...(arch.family ? { model_type: arch.family } : {}),
         ...(siglip ? { vision_feature_layer: -1, vision_feature_select_strategy: 'full' } : {}),
+        // OneVision's default grid of 1–6 tiles a side, in this tower's tile size.
+        ...(arch.family === 'llava_onevision' ? { image_grid_pinpoints: tileGrid(6, v.imageSize) } : {}),
         vision_config: {
           ...fixtureConfig.vision_config,
           ...(siglip
@@ -194,6 +210,12 @@ export function writeRandomModel(arch: RandomArchitecture, dir: string, dtype: '
   }
   fs.renameSync(partial, weightsFile);
   return dir;
+}
+
+/** [height, width] of every grid of 1 to `sides` tiles a side. */
+function tileGrid(sides: number, tile: number): number[][] {
+  const counts = Array.from({ length: sides }, (_, i) => i + 1);
+  return counts.flatMap((rows) => counts.map((cols) => [rows * tile, cols * tile]));
 }
 
 /** The bytes of `arch`'s weights in `dtype`. */
