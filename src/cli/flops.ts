@@ -21,7 +21,10 @@ import {
 } from '../flops/index';
 import { ModelShape } from '../reduction/method';
 import { planReduction } from '../reduction/registry';
-import { planRunShape } from './runShape';
+import { planRunShape, tiledRunShape } from './runShape';
+import { planTiledReduction } from '../reduction/tiled';
+import type { Step } from '../reduction/paradigm';
+import { anyresLayout } from '../common/anyres';
 import {
   DEFAULT_IMAGE_SIZE,
   budgetArg,
@@ -38,7 +41,9 @@ export const FLOPS_USAGE = `Usage:
 
 Analytic prefill FLOPs (LLM TFLOPs in LLM-Viewer's accounting, as the FiCoCo paper reports them) and the
 fp16 KV cache of one image + text. Without --method: visual tokens reduced before the LLM, one row per
-budget. With --method: that method's schedule, layer by layer, against the unreduced run.
+budget. With --method: that method's schedule, layer by layer, against the unreduced run; on a tiled
+architecture every pass runs its tower steps and, after them, the decoder is counted with the budget (an
+estimate: a run keeps what its scores pick).
 Tiled architectures (llava-next-*, llava-onevision-*) read a screenshot at its own size: --image (a PNG,
 JPEG, WebP or GIF; only its header is read) or --image-size (default ${DEFAULT_IMAGE_SIZE}) says which, and
 sets their tiles and visual tokens.
@@ -81,12 +86,11 @@ export async function flopsCommand(args: string[]): Promise<number> {
       `${named.name} sees every image at ${named.vision.imageSize} px; ${sizeFlag} is for tiled architectures.`,
       'input',
     );
-  const arch = archForImage(
-    named,
+  const size =
     values.image !== undefined
       ? screenshotSize(values.image)
-      : imageSizeArg(values['image-size'] ?? DEFAULT_IMAGE_SIZE),
-  );
+      : imageSizeArg(values['image-size'] ?? DEFAULT_IMAGE_SIZE);
+  const arch = archForImage(named, size);
   const textTokens = integer('--text-tokens', values['text-tokens'], 0);
   const v = arch.vision;
   const t = arch.llm;
@@ -103,16 +107,35 @@ export async function flopsCommand(args: string[]): Promise<number> {
   }
   if (values.budget === undefined)
     throw new FicocoError('--method needs --budget N (visual tokens kept per image, or a share like 25%).', 'input');
-  if (arch.anyres)
-    throw new FicocoError(
-      `--method schedules are not modelled across tiles yet; for ${named.name} use --budgets (reduction before the LLM).`,
-      'input',
-    );
   const model = shapeOf(arch);
-  const plan = planReduction(values.method, budgetArg(values.budget), model, paramArgs(values.param));
+  const request = { method: values.method, budget: budgetArg(values.budget), params: paramArgs(values.param) };
   const prompt = { images: 1, textTokens };
+  const removed = (steps: readonly Step[]) => steps.reduce((sum, step) => sum + step.remove, 0);
+  const stepList = (steps: readonly Step[]) => steps.map((s) => `${s.site} −${s.remove}`).join(', ') || 'no steps';
+  if (arch.anyres) {
+    const layout = anyresLayout(arch.anyres, size);
+    const plan = planTiledReduction(request, model, { size, layout });
+    const content = layout.tokens - layout.grid.rows;
+    const tower = plan.perPass.length
+      ? `In the tower every pass keeps ${model.visualTokens - removed(plan.perPass)}/${model.visualTokens}: ` +
+        `${stepList(plan.perPass)}.`
+      : 'Nothing in the tower.';
+    const decoder = plan.inDecoder.length
+      ? `In the decoder: ${stepList(plan.inDecoder)}.`
+      : "The decoder is counted with the budget and a row end per row, an estimate: a run's count differs with " +
+        'where the kept tokens fall.';
+    process.stdout.write(
+      `${request.method}, ${plan.keep}/${content} of the image's visual tokens kept (its ${layout.grid.rows} row ` +
+        `ends besides). ${tower} ${decoder}\n\n`,
+    );
+    process.stdout.write(
+      methodTable(arch, tiledRunShape(plan, model, layout, textTokens), unreducedShape(arch, prompt)) + '\n',
+    );
+    return 0;
+  }
+  const plan = planReduction(request.method, request.budget, model, request.params);
   process.stdout.write(
-    `${plan.method.name}, ${plan.keep}/${model.visualTokens} visual tokens kept: ${plan.steps.map((s) => `${s.site} −${s.remove}`).join(', ') || 'no steps'}\n\n`,
+    `${plan.method.name}, ${plan.keep}/${model.visualTokens} visual tokens kept: ${stepList(plan.steps)}\n\n`,
   );
   process.stdout.write(methodTable(arch, planRunShape(plan, model, prompt), unreducedShape(arch, prompt)) + '\n');
   return 0;

@@ -7,10 +7,11 @@ import { type AnyresLayout, type Size, anyresLayout } from '../common/anyres';
 import { type ImageCost, RunFlops, imageCost, peakRunBytes, runFlops, unreducedShapeAt } from '../flops/model';
 import { ElemType } from './graph/builder';
 import { ATTENTION, HIDDEN_COSINE, KEY_COSINE, LOG_SIZES, MEAN_KEYS, POSITIONS, Tower } from './graph/segment';
-import { type ModelShape, keptTokens } from '../reduction/method';
+import type { ModelShape } from '../reduction/method';
 import { BUDGET_HINT, type Budget, type ParamValue, budgetLabel } from '../common/budget';
 import { AUTO_METHOD, NO_REDUCTION, type ReductionRule } from '../common/reductionChoice';
 import { ReductionSettingsError, planHooks, planReduction } from '../reduction/registry';
+import { planTiledReduction } from '../reduction/tiled';
 import { stepHook } from '../reduction/paradigm';
 import {
   AttentionNeeds,
@@ -514,31 +515,10 @@ export class LlavaEngine {
     return this.tiledHooks(choice, anyresLayout(tiling, images[0]), images[0]);
   }
 
-  /**
-   * A tiled image's reduction. The budget counts the image's content tokens (row ends are structure and come on top).
-   * Steps inside the tower run on every pass (base image and tiles) keeping the same share of its tokens — every pass
-   * has f², so the budget is spread in proportion to tile tokens — sized so that the passes' tokens on the image (not
-   * on its padding, which unpadding cuts) come to the budget. Steps in the decoder see the packed image without its
-   * row ends as one span: base image and tiles ranked together.
-   */
+  /** A tiled image's reduction (planTiledReduction): steps on every tower pass, then in the decoder. */
   private tiledHooks(choice: ReductionChoice, layout: AnyresLayout, size: Size): ReductionHook[] {
-    const content = layout.tokens - layout.grid.rows;
-    if ('tokens' in choice.budget && choice.budget.tokens > content)
-      throw new ReductionSettingsError(
-        `A budget of ${choice.budget.tokens} visual tokens is more than the ${content} this model gives a ` +
-          `${size.width} × ${size.height} image, so nothing would be reduced; keep at most ${content}, or turn reduction off.`,
-      );
-    const keep = keptTokens(choice.budget, content);
-    const pass = this.reductionShape;
-    const imageFeatures = pass.visualTokens + layout.unpadded.rows * layout.unpadded.cols;
-    const passKeep = Math.max(1, Math.round((keep * pass.visualTokens) / imageFeatures));
-    const inTower = planReduction(choice.method, { tokens: passKeep }, pass, choice.params).steps;
-    const image = { ...pass, visualTokens: content, grid: { rows: 1, cols: content } };
-    const inDecoder = planReduction(choice.method, { tokens: keep }, image, choice.params).steps;
-    return [
-      ...inTower.filter((step) => !step.site.startsWith('llm:')),
-      ...inDecoder.filter((step) => step.site.startsWith('llm:')),
-    ].map((step) => stepHook(step));
+    const plan = planTiledReduction(choice, this.reductionShape, { size, layout });
+    return [...plan.perPass, ...plan.inDecoder].map((step) => stepHook(step));
   }
 
   /** Prompt tokens once each image's placeholder is replaced by its features (before any reduction). */

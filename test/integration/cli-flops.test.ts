@@ -57,7 +57,25 @@ test('ficoco flops: --image-size where it means nothing, or malformed, is one cl
     malformed.stderr,
     /^error: --image-size 1920by1080 must be WIDTHxHEIGHT in pixels, e\.g\. 1920x1080\.$/m,
   );
-  const method = await flops('--arch', 'llava-next-mistral-7b', '--method', 'ficoco-v', '--budget', '11%');
-  assert.equal(method.code, 2);
-  assert.match(method.stderr, /not modelled across tiles yet/);
+});
+
+test('ficoco flops --method on a tiled architecture: every pass runs the tower steps, the decoder its own', async () => {
+  const onevision = (...args: string[]) =>
+    flops('--arch', 'llava-onevision-qwen2-0.5b', '--text-tokens', '40', '--budget', '11%', '--method', ...args);
+  const inTower = await onevision('ficoco-v');
+  assert.equal(inTower.code, 0, inTower.stderr);
+  // 11 % of the 7,209 content tokens (7,269 less 60 row ends); each of the 16 passes keeps 53 of its 729.
+  assert.match(inTower.stdout, /ficoco-v, 793\/7209 of the image's visual tokens kept \(its 60 row ends besides\)/);
+  assert.match(inTower.stdout, /In the tower every pass keeps 53\/729: vision:14 −57,/);
+  assert.match(inTower.stdout, /\| vision 25 \| 109 → 53 \|/);
+  const ratio = (stdout: string, part: string) =>
+    Number(new RegExp(`\\| ${part} [^|]*\\| [\\d.]+ \\| [\\d.]+ \\| ([\\d.]+)`).exec(stdout)![1]);
+  assert.ok(ratio(inTower.stdout, 'vision TFLOPs') < 1 && ratio(inTower.stdout, 'LLM prefill TFLOPs') < 0.1);
+  const inDecoder = await onevision('fastv');
+  assert.match(inDecoder.stdout, /Nothing in the tower\. In the decoder: llm:1 −6416\./);
+  assert.equal(ratio(inDecoder.stdout, 'vision TFLOPs'), 1);
+  assert.match(inDecoder.stdout, /\| LLM 1 \| 7309 → 893 \|/);
+  const tooMany = await onevision('ficoco-v', '--budget', '7210');
+  assert.equal(tooMany.code, 2);
+  assert.match(tooMany.stderr, /more than the 7209 this model gives a 1920 × 1080 image/);
 });

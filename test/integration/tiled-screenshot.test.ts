@@ -6,7 +6,11 @@ import { after, before, describe, test } from 'node:test';
 import { anyresLayout } from '../../src/common/anyres';
 import { FicocoError } from '../../src/common/errors';
 import { LlavaEngine } from '../../src/engine/engine';
+import { tiledRunShape } from '../../src/cli/runShape';
+import { flopsArchOf } from '../../src/engine/models/flopsArch';
+import { archForImage, runFlops } from '../../src/flops';
 import { keptTokens } from '../../src/reduction/method';
+import { planTiledReduction } from '../../src/reduction/tiled';
 import { METHODS } from '../../src/reduction/registry';
 import { screenshotPng } from '../helpers/hubListings';
 import { runCli } from '../helpers/cli';
@@ -151,6 +155,23 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
             assert.equal(atLastSite.length, passes);
             assert.ok(atLastSite.every((step) => step.tokensAfter === passKeep));
           }
+          // `ficoco flops --method` plans the same run: the tower's FLOPs exactly, the decoder's exactly where
+          // only the decoder reduces (after the tower it counts the budget, an estimate).
+          const arch = archForImage(flopsArchOf(engine.config, fixture), size);
+          const textTokens =
+            engine.text.encode(
+              await engine.text.renderPrompt([
+                { role: 'user', content: [{ type: 'image' }, { type: 'text', text: 'what is shown ?' }] },
+              ]),
+            ).length - 1;
+          const plan = planTiledReduction({ method: method.name, budget: { ratio } }, engine.reductionShape, {
+            size,
+            layout,
+          });
+          const planned = runFlops(arch, tiledRunShape(plan, engine.reductionShape, layout, textTokens));
+          assert.ok(Math.abs(planned.vision - flops.run.vision) <= 1e-9 * flops.run.vision, 'tower FLOPs as planned');
+          if (inTower.length === 0)
+            assert.ok(Math.abs(planned.llm - flops.run.llm) <= 1e-9 * flops.run.llm, 'decoder FLOPs as planned');
           const [fates] = patchFates!;
           assert.equal(fates.patches.length, fates.rows * fates.cols);
           assert.match(fates.patches, /^[kmd]+$/);
