@@ -17,7 +17,8 @@ export interface TiledReductionPlan {
 /**
  * Spreads a budget over a tiled image. Every pass keeps the same share of its tokens (each has f², so the budget goes
  * in proportion to tile tokens), sized so that the passes' tokens on the image — not on its padding, which unpadding
- * cuts — come to the budget. Decoder steps rank the base image and the tiles together, as one span.
+ * cuts — come to the budget. Decoder steps rank the base image and the tiles together, as one span, sized from
+ * what the tower hands them.
  */
 export function planTiledReduction(
   request: { method: string; budget: Budget; params?: Readonly<Record<string, unknown>> },
@@ -37,7 +38,9 @@ export function planTiledReduction(
   const perPass = planReduction(request.method, { tokens: passKeep }, pass, request.params).steps.filter(
     (step) => !step.site.startsWith('llm:'),
   );
-  const packed = { ...pass, visualTokens: content, grid: { rows: 1, cols: content } };
+  // Decoder steps start from what reaches them: passes thinned in the tower are packed without anyres_max's shrinking.
+  const handed = perPass.length > 0 ? imageFeatures : content;
+  const packed = { ...pass, visualTokens: handed, grid: { rows: 1, cols: handed } };
   const inDecoder = planReduction(request.method, { tokens: keep }, packed, request.params).steps;
   return { keep, perPass, inDecoder: inDecoder.filter((step) => step.site.startsWith('llm:')) };
 }

@@ -1,0 +1,62 @@
+/**
+ * How a budget is spread over a tiled image (src/reduction/tiled.ts), on LLaVA-OneVision-0.5B's tiling of a
+ * 1920 × 1080 screenshot: 16 passes of 729 tokens, an unpadded grid of 75 × 135 features that anyres_max_9 shrinks
+ * to 60 × 108 when nothing thinned it.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { anyresLayout } from '../../src/common/anyres';
+import { archPreset } from '../../src/flops';
+import type { ModelShape } from '../../src/reduction/method';
+import type { Step } from '../../src/reduction/paradigm';
+import { planTiledReduction } from '../../src/reduction/tiled';
+
+const size = { width: 1920, height: 1080 };
+const layout = anyresLayout(archPreset('llava-onevision-qwen2-0.5b').anyres!, size);
+const pass: ModelShape = {
+  visionLayers: 26,
+  textLayers: 24,
+  visualTokens: 729,
+  grid: { rows: 27, cols: 27 },
+  hasClassToken: false,
+};
+const removed = (steps: readonly Step[]) => steps.reduce((sum, step) => sum + step.remove, 0);
+const plan = (method: string) => planTiledReduction({ method, budget: { ratio: 0.11 } }, pass, { size, layout });
+
+test('the layout this file assumes', () => {
+  assert.deepEqual(
+    [layout.unpadded.rows, layout.unpadded.cols, layout.grid.rows, layout.grid.cols],
+    [75, 135, 60, 108],
+  );
+  assert.equal(layout.tokens, 7269);
+});
+
+test('steps in the tower keep the same share of every pass, sized so the image features come to the budget', () => {
+  const { keep, perPass, inDecoder } = plan('ficoco-v');
+  assert.equal(keep, Math.round(0.11 * (7269 - 60)));
+  assert.equal(inDecoder.length, 0);
+  const passKept = 729 - removed(perPass);
+  const imageFeatures = 729 + 75 * 135;
+  assert.ok(Math.abs((passKept * imageFeatures) / 729 - keep) <= imageFeatures / 729 / 2 + 1);
+});
+
+test('decoder steps alone start from the packed, shrunk image and end at the budget', () => {
+  const { keep, perPass, inDecoder } = plan('fastv');
+  assert.equal(perPass.length, 0);
+  assert.equal(keep + removed(inDecoder), 7269 - 60);
+});
+
+test('after steps in the tower, decoder steps start from what the passes hand over, unshrunk', () => {
+  const { keep, perPass, inDecoder } = plan('ficoco-vl');
+  assert.ok(perPass.length > 0 && inDecoder.length > 0);
+  const handed = ((729 - removed(perPass)) * (729 + 75 * 135)) / 729;
+  const expected = keep + removed(inDecoder);
+  assert.ok(Math.abs(expected - handed) / handed < 0.02, `decoder steps expect ${expected}; the tower hands ${handed}`);
+});
+
+test('a budget above the content tokens is refused, naming the image size', () => {
+  assert.throws(
+    () => planTiledReduction({ method: 'ficoco-v', budget: { tokens: 7210 } }, pass, { size, layout }),
+    /more than the 7209 this model gives a 1920 × 1080 image/,
+  );
+});
