@@ -582,11 +582,7 @@ export class LlavaEngine {
   ): Promise<GenerationResult> {
     const costs = images.map((image) => this.costOf(image));
     const hooks = hooksBySite(options.hooks ?? []);
-    const maxNewTokens = this.checkRunFits(
-      this.promptTokens(inputIds, costs),
-      options.maxNewTokens,
-      this.runners.decoder.segmentCount(decoderSites(hooks)),
-    );
+    const maxNewTokens = this.checkRunFits(this.promptTokens(inputIds, costs), options.maxNewTokens);
     const [visionSegments, embedSegments, decoderSegments] = await this.segmentsFor(hooks);
     const steps: StepStat[] = [];
 
@@ -672,20 +668,20 @@ export class LlavaEngine {
   /** The three towers' segments for a plan's hooks, their sessions built (or kept from before). */
   private segmentsFor(hooks: Map<HookSite, ReductionHook>): Promise<[Segment[], Segment[], Segment[]]> {
     const visionSites = new Map<string, AttentionNeeds>();
-    for (const [site, hook] of hooks) if (!site.startsWith('llm:')) visionSites.set(site, hook.needs);
+    const decoderSites = new Map<string, AttentionNeeds>();
+    for (const [site, hook] of hooks) (site.startsWith('llm:') ? decoderSites : visionSites).set(site, hook.needs);
     return Promise.all([
       this.runners.vision.segments(visionSites),
       this.runners.embed.segments(new Map()),
-      this.runners.decoder.segments(decoderSites(hooks)),
+      this.runners.decoder.segments(decoderSites),
     ]);
   }
 
   /**
    * Refuses a run whose prompt leaves no room in the model's context, or whose KV cache and activations would not fit
-   * the memory available (peakRunBytes in flops/model.ts: each of the `decoderSegments` keeps an arena for its prompt
-   * chunks); returns the answer's token limit within the context.
+   * the memory available (peakRunBytes in flops/model.ts); returns the answer's token limit within the context.
    */
-  private checkRunFits(promptTokens: number, maxNewTokens: number, decoderSegments: number): number {
+  private checkRunFits(promptTokens: number, maxNewTokens: number): number {
     const limit = this.config.text.maxPositions;
     if (promptTokens >= limit) {
       throw new FicocoError(
@@ -698,17 +694,7 @@ export class LlavaEngine {
     const bytesPerElement = this.factory.computeType === ElemType.float32 ? 4 : 2;
     const needed = peakRunBytes(
       flopsArchOf(this.config, path.basename(this.modelDir)),
-      {
-        promptTokens,
-        answerTokens,
-        queryChunk: promptChunkTokens(
-          this.limits.prefillChunkTokens,
-          decoderSegments,
-          this.config.text.heads,
-          promptTokens,
-        ),
-        segments: decoderSegments,
-      },
+      { promptTokens, answerTokens, queryChunk: this.limits.prefillChunkTokens },
       bytesPerElement,
     );
     const available = this.limits.availableMemory();
@@ -972,13 +958,6 @@ export class LlavaEngine {
 export function promptChunkTokens(limit: number, segmentCount: number, heads: number, keys: number): number {
   const rows = Math.floor(CHUNK_ATTENTION_BYTES / (segmentCount * heads * keys * Float32Array.BYTES_PER_ELEMENT));
   return Math.min(limit, Math.max(MIN_PREFILL_CHUNK_TOKENS, rows));
-}
-
-/** The decoder's hook sites and what each hook reads there. */
-function decoderSites(hooks: ReadonlyMap<HookSite, ReductionHook>): Map<string, AttentionNeeds> {
-  const sites = new Map<string, AttentionNeeds>();
-  for (const [site, hook] of hooks) if (site.startsWith('llm:')) sites.set(site, hook.needs);
-  return sites;
 }
 
 /** Analytic FLOPs of an unreduced prefill of a small image (one tower pass) and a short question. */

@@ -68,20 +68,18 @@ export function runKvCacheBytes(arch: ModelArch, shape: RunShape, bytesPerElemen
  * Bytes a run holds at its peak besides the weights: the KV cache of the prompt and the answer, plus the largest
  * layer's working set — attention logits and probabilities (2 · heads · q · n for q queries at a time over n keys),
  * the MLP's gate, up and their product (3 · q · intermediate) and a few copies of the hidden states (4 · q · hidden).
- * `queryChunk` is how many prompt tokens the decoder takes at once (all of them when absent). A decoder cut into
- * `segments` (1 when absent) holds that working set once per segment: each keeps a memory arena as large as its runs.
+ * `queryChunk` is how many prompt tokens the decoder takes at once (all of them when absent).
  */
 export function peakRunBytes(
   arch: ModelArch,
-  run: { promptTokens: number; answerTokens: number; queryChunk?: number; segments?: number },
+  run: { promptTokens: number; answerTokens: number; queryChunk?: number },
   bytesPerElement: number,
 ): number {
   const layer = (queries: number, keys: number, hidden: number, intermediate: number, heads: number) =>
     bytesPerElement * (2 * heads * queries * keys + 3 * queries * intermediate + 4 * queries * hidden);
   const { promptTokens } = run;
   const queries = Math.min(promptTokens, run.queryChunk ?? promptTokens);
-  const decoder =
-    (run.segments ?? 1) * layer(queries, promptTokens, arch.llm.hiddenSize, arch.llm.intermediateSize, arch.llm.heads);
+  const decoder = layer(queries, promptTokens, arch.llm.hiddenSize, arch.llm.intermediateSize, arch.llm.heads);
   const visionTokens = visionTokensPerImage(arch.vision);
   const vision = layer(
     visionTokens,

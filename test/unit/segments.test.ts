@@ -505,23 +505,6 @@ describe('TowerRunner', () => {
     await runner.release();
   });
 
-  test('segmentCount says how many pieces the hooks cut the tower into, without building them', () => {
-    const counting = new TowerRunner(tower, factory);
-    assert.equal(counting.segmentCount(new Map()), 1);
-    assert.equal(counting.segmentCount(new Map([['t:1', {}]])), 2);
-    assert.equal(
-      counting.segmentCount(
-        new Map([
-          ['t:3', {}],
-          ['t:1', {}],
-        ]),
-      ),
-      3,
-    );
-    assert.equal(counting.segmentCount(new Map([['t:4', {}]])), 1, 'a hook after the last block cuts nothing off');
-    assert.throws(() => counting.segmentCount(new Map([['t:9', {}]])), /tiny tower has no hook site t:9/);
-  });
-
   test('an unknown site throws', async () => {
     const runner = new TowerRunner(tower, factory);
     await assert.rejects(runner.segments(new Map([['t:9', {}]])), /tiny tower has no hook site t:9/);

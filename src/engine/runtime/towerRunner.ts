@@ -40,7 +40,20 @@ export class TowerRunner {
    */
   async segments(sites: ReadonlyMap<string, AttentionNeeds>): Promise<Segment[]> {
     const proportionalAttention = [...sites.values()].some((needs) => needs.proportionalAttention === true);
-    const ranges = this.rangesFor(sites);
+    const cuts: { end: number; site: string; expose: AttentionNeeds }[] = [];
+    for (const [site, expose] of sites) {
+      const index = this.tower.blocks.findIndex((block) => block.site === site);
+      if (index < 0) throw new Error(`the ${this.tower.name} tower has no hook site ${site}`);
+      cuts.push({ end: index + 1, site, expose });
+    }
+    cuts.sort((a, b) => a.end - b.end);
+    const ranges: { start: number; end: number; site?: string; expose: AttentionNeeds }[] = [];
+    let start = 0;
+    for (const cut of cuts) {
+      ranges.push({ start, end: cut.end, site: cut.site, expose: cut.expose });
+      start = cut.end;
+    }
+    if (start < this.tower.blocks.length) ranges.push({ start, end: this.tower.blocks.length, expose: {} });
     const keys = ranges.map((r) => segmentKey(r.start, r.end, r.expose, proportionalAttention));
     const whole = segmentKey(0, this.tower.blocks.length, {}, false);
     if (keys.join() !== whole) this.latestCut = keys;
@@ -57,32 +70,6 @@ export class TowerRunner {
         ),
       ),
     );
-  }
-
-  /** How many segments hooks at `sites` cut the tower into (without building them). */
-  segmentCount(sites: ReadonlyMap<string, AttentionNeeds>): number {
-    return this.rangesFor(sites).length;
-  }
-
-  /** The block ranges between the hook sites in use, each ending at its site; unknown sites are an error. */
-  private rangesFor(
-    sites: ReadonlyMap<string, AttentionNeeds>,
-  ): { start: number; end: number; site?: string; expose: AttentionNeeds }[] {
-    const cuts: { end: number; site: string; expose: AttentionNeeds }[] = [];
-    for (const [site, expose] of sites) {
-      const index = this.tower.blocks.findIndex((block) => block.site === site);
-      if (index < 0) throw new Error(`the ${this.tower.name} tower has no hook site ${site}`);
-      cuts.push({ end: index + 1, site, expose });
-    }
-    cuts.sort((a, b) => a.end - b.end);
-    const ranges: { start: number; end: number; site?: string; expose: AttentionNeeds }[] = [];
-    let start = 0;
-    for (const cut of cuts) {
-      ranges.push({ start, end: cut.end, site: cut.site, expose: cut.expose });
-      start = cut.end;
-    }
-    if (start < this.tower.blocks.length) ranges.push({ start, end: this.tower.blocks.length, expose: {} });
-    return ranges;
   }
 
   async release(): Promise<void> {
