@@ -23,7 +23,7 @@ import { ModelShape } from '../reduction/method';
 import { planReduction } from '../reduction/registry';
 import { planRunShape, tiledRunShape } from './runShape';
 import { planTiledReduction } from '../reduction/tiled';
-import type { Step } from '../reduction/paradigm';
+import { type Step, removedTokens } from '../reduction/paradigm';
 import { anyresLayout } from '../common/anyres';
 import {
   DEFAULT_IMAGE_SIZE,
@@ -110,14 +110,13 @@ export async function flopsCommand(args: string[]): Promise<number> {
   const model = shapeOf(arch);
   const request = { method: values.method, budget: budgetArg(values.budget), params: paramArgs(values.param) };
   const prompt = { images: 1, textTokens };
-  const removed = (steps: readonly Step[]) => steps.reduce((sum, step) => sum + step.remove, 0);
   const stepList = (steps: readonly Step[]) => steps.map((s) => `${s.site} −${s.remove}`).join(', ') || 'no steps';
   if (arch.anyres) {
     const layout = anyresLayout(arch.anyres, size);
     const plan = planTiledReduction(request, model, { size, layout });
     const content = layout.tokens - layout.grid.rows;
     const tower = plan.perPass.length
-      ? `In the tower every pass keeps ${model.visualTokens - removed(plan.perPass)}/${model.visualTokens}: ` +
+      ? `In the tower every pass keeps ${model.visualTokens - removedTokens(plan.perPass)}/${model.visualTokens}: ` +
         `${stepList(plan.perPass)}.`
       : 'Nothing in the tower.';
     const decoder = plan.inDecoder.length

@@ -1,7 +1,7 @@
 import type { AnyresLayout } from '../common/anyres';
 import type { RunShape } from '../flops/model';
 import { ModelShape } from '../reduction/method';
-import type { Step } from '../reduction/paradigm';
+import { type Step, removedTokens } from '../reduction/paradigm';
 import { ReductionPlan } from '../reduction/registry';
 import type { TiledReductionPlan } from '../reduction/tiled';
 
@@ -26,9 +26,9 @@ export function planRunShape(
 
 /**
  * The same for one tiled image (planTiledReduction). Every pass runs the per-pass steps. Passes that were thinned
- * leave the decoder what its steps expect and a row end per row of the unpadded grid — an estimate: a run keeps the tokens its
- * scores pick, drops those holding only padding and the row ends of emptied rows, and skips anyres_max's shrinking.
- * Decoder steps thin the image's content; its row ends stay.
+ * leave the decoder what its steps expect and a row end per row of the unpadded grid — an estimate: a run keeps the
+ * tokens its scores pick, drops those holding only padding and the row ends of emptied rows, and skips anyres_max's
+ * shrinking. Decoder steps thin the image's content; its row ends stay.
  */
 export function tiledRunShape(
   plan: TiledReductionPlan,
@@ -40,9 +40,7 @@ export function tiledRunShape(
   const tower = towerShape(plan.perPass, pass);
   const thinned = tower.visual < pass.visualTokens;
   // Decoder steps are sized to end at the budget, so thinned passes hand them the budget plus what they remove.
-  const content = thinned
-    ? plan.keep + plan.inDecoder.reduce((sum, step) => sum + step.remove, 0)
-    : layout.tokens - layout.grid.rows;
+  const content = thinned ? plan.keep + removedTokens(plan.inDecoder) : layout.tokens - layout.grid.rows;
   const rowEnds = thinned ? layout.unpadded.rows : layout.grid.rows;
   return {
     vision: Array.from({ length: passes }, () => tower.attention),

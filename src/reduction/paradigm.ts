@@ -74,6 +74,11 @@ export interface StepRecord {
 }
 
 /** The correlation of pure pruning: no source has a receiver. */
+/** Visual tokens the steps remove in all, per image. */
+export function removedTokens(steps: readonly Step[]): number {
+  return steps.reduce((sum, step) => sum + step.remove, 0);
+}
+
 export function noReceivers(split: Split): Correlation {
   return {
     offsets: new Int32Array(split.sources.length + 1),

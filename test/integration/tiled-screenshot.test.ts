@@ -17,6 +17,15 @@ import { runCli } from '../helpers/cli';
 
 const ROOT = path.join(__dirname, '..', '..');
 const FIXTURES = path.join(ROOT, 'test', 'fixtures');
+const QUESTION = 'what is shown ?';
+
+/** Prompt tokens of one image and QUESTION besides the image's own (its placeholder left out). */
+async function questionTextTokens(engine: LlavaEngine): Promise<number> {
+  const prompt = await engine.text.renderPrompt([
+    { role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] },
+  ]);
+  return engine.text.encode(prompt).length - 1;
+}
 
 for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral']) {
   describe(`a 1920 × 1080 screenshot on a tiled model: ${fixture}`, () => {
@@ -36,25 +45,20 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
 
     test("the prompt holds the processor's number of image tokens", async () => {
       const answer = await engine.ask({
-        question: 'what is shown ?',
+        question: QUESTION,
         images: [{ bytes, name: 'screenshot.png' }],
         maxNewTokens: 3,
       });
       const tokens = anyresLayout(engine.config.tiling!, { width: 1920, height: 1080 }).tokens;
       assert.deepEqual(answer.stats.visualTokens, [{ original: tokens, atDecoder: tokens }]);
-      const textTokens = engine.text.encode(
-        await engine.text.renderPrompt([
-          { role: 'user', content: [{ type: 'image' }, { type: 'text', text: 'what is shown ?' }] },
-        ]),
-      ).length;
-      assert.equal(answer.stats.promptTokens, textTokens - 1 + tokens);
+      assert.equal(answer.stats.promptTokens, (await questionTextTokens(engine)) + tokens);
       assert.equal(answer.stats.flops.run.total, answer.stats.flops.unreduced.total);
     });
 
     test('two images in one question: OneVision sees each whole, padded square; NeXT tiles each', async () => {
       const shapes = fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png'));
       const answer = await engine.ask({
-        question: 'what is shown ?',
+        question: QUESTION,
         images: [
           { bytes, name: 'screenshot.png' },
           { bytes: shapes, name: 'shapes.png' },
@@ -81,7 +85,7 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
     test('a reduction takes one image per question on a tiled model', async () => {
       await assert.rejects(
         engine.ask({
-          question: 'what is shown ?',
+          question: QUESTION,
           images: [
             { bytes, name: 'a.png' },
             { bytes, name: 'b.png' },
@@ -103,7 +107,7 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
         path.join(folder, 'screenshot.png'),
         '--max-new-tokens',
         '3',
-        'what is shown ?',
+        QUESTION,
       ]);
       assert.ok(stdout.trim().length > 0);
     });
@@ -118,8 +122,10 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
     const image = path.join(FIXTURES, 'images', 'screenshot.png');
     const size = { width: 160, height: 90 };
     let engine: LlavaEngine;
+    let textTokens: number;
     before(async () => {
       engine = await LlavaEngine.load(path.join(FIXTURES, fixture));
+      textTokens = await questionTextTokens(engine);
     });
     after(() => engine.dispose());
 
@@ -127,7 +133,7 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
       for (const ratio of BUDGETS)
         test(`${method.name} at ${ratio * 100} %`, async () => {
           const answer = await engine.ask({
-            question: 'what is shown ?',
+            question: QUESTION,
             images: [{ bytes: fs.readFileSync(image), name: 'screenshot.png' }],
             reduction: { method: method.name, budget: { ratio } },
             maxNewTokens: 2,
@@ -158,12 +164,6 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
           // `ficoco flops --method` plans the same run: the tower's FLOPs exactly, the decoder's exactly where
           // only the decoder reduces (after the tower it counts the budget, an estimate).
           const arch = archForImage(flopsArchOf(engine.config, fixture), size);
-          const textTokens =
-            engine.text.encode(
-              await engine.text.renderPrompt([
-                { role: 'user', content: [{ type: 'image' }, { type: 'text', text: 'what is shown ?' }] },
-              ]),
-            ).length - 1;
           const plan = planTiledReduction({ method: method.name, budget: { ratio } }, engine.reductionShape, {
             size,
             layout,

@@ -6,7 +6,7 @@ import { localPenalty, weightedDifference } from '../../src/reduction/methods/fi
 import { ficocoL } from '../../src/reduction/methods/ficocoL';
 import { ficocoV } from '../../src/reduction/methods/ficocoV';
 import { visionSideTokens } from '../../src/reduction/methods/ficocoVL';
-import { Split, StepRecord, runStep, splitByScore } from '../../src/reduction/paradigm';
+import { Split, StepRecord, removedTokens, runStep, splitByScore } from '../../src/reduction/paradigm';
 import { planReduction, resolveParams } from '../../src/reduction/registry';
 import { adaptiveReceivers } from '../../src/reduction/stages/correlate';
 import { correlationProblems, mergeIntoReceivers } from '../../src/reduction/stages/compress';
@@ -531,8 +531,7 @@ describe('FiCoCo-VL budget split', () => {
       hasClassToken: true,
     };
     const plan = planReduction('ficoco-vl', { tokens: 64 }, model);
-    const removed = (prefix: string) =>
-      plan.steps.filter((s) => s.site.startsWith(prefix)).reduce((n, s) => n + s.remove, 0);
+    const removed = (prefix: string) => removedTokens(plan.steps.filter((s) => s.site.startsWith(prefix)));
     assert.equal(removed('vision:'), 576 - 192);
     assert.equal(removed('llm:'), 192 - 64);
     // FiCoCo-L alone on Vicuna-7B's 32 layers reduces in layers 5…31 (start 5/32)

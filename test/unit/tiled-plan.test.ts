@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import { anyresLayout } from '../../src/common/anyres';
 import { archPreset } from '../../src/flops';
 import type { ModelShape } from '../../src/reduction/method';
-import type { Step } from '../../src/reduction/paradigm';
+import { removedTokens } from '../../src/reduction/paradigm';
 import { planTiledReduction } from '../../src/reduction/tiled';
 
 const size = { width: 1920, height: 1080 };
@@ -20,7 +20,6 @@ const pass: ModelShape = {
   grid: { rows: 27, cols: 27 },
   hasClassToken: false,
 };
-const removed = (steps: readonly Step[]) => steps.reduce((sum, step) => sum + step.remove, 0);
 const plan = (method: string) => planTiledReduction({ method, budget: { ratio: 0.11 } }, pass, { size, layout });
 
 test('the layout this file assumes', () => {
@@ -35,7 +34,7 @@ test('steps in the tower keep the same share of every pass, sized so the image f
   const { keep, perPass, inDecoder } = plan('ficoco-v');
   assert.equal(keep, Math.round(0.11 * (7269 - 60)));
   assert.equal(inDecoder.length, 0);
-  const passKept = 729 - removed(perPass);
+  const passKept = 729 - removedTokens(perPass);
   const imageFeatures = 729 + 75 * 135;
   assert.ok(Math.abs((passKept * imageFeatures) / 729 - keep) <= imageFeatures / 729 / 2 + 1);
 });
@@ -43,14 +42,14 @@ test('steps in the tower keep the same share of every pass, sized so the image f
 test('decoder steps alone start from the packed, shrunk image and end at the budget', () => {
   const { keep, perPass, inDecoder } = plan('fastv');
   assert.equal(perPass.length, 0);
-  assert.equal(keep + removed(inDecoder), 7269 - 60);
+  assert.equal(keep + removedTokens(inDecoder), 7269 - 60);
 });
 
 test('after steps in the tower, decoder steps start from what the passes hand over, unshrunk', () => {
   const { keep, perPass, inDecoder } = plan('ficoco-vl');
   assert.ok(perPass.length > 0 && inDecoder.length > 0);
-  const handed = ((729 - removed(perPass)) * (729 + 75 * 135)) / 729;
-  const expected = keep + removed(inDecoder);
+  const handed = ((729 - removedTokens(perPass)) * (729 + 75 * 135)) / 729;
+  const expected = keep + removedTokens(inDecoder);
   assert.ok(Math.abs(expected - handed) / handed < 0.02, `decoder steps expect ${expected}; the tower hands ${handed}`);
 });
 
