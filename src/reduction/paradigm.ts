@@ -58,10 +58,14 @@ export interface Step<P = StepParams> {
   compress: Compress<P>;
   /** visual tokens to remove per image at this step */
   remove: number;
+  /**
+   * visual tokens per image this step leaves whatever reaches it (then `remove` is only the plan's estimate): set
+   * where the tokens arriving depend on what earlier steps kept, as on a tiled image after its tower passes
+   */
+  leaves?: number;
   params: P;
 }
 
-/** A method's steps with their own parameter type, as the plain list a plan holds (each step carries its params). */
 /** What a step did, for `ficoco reduce`, provenance pictures and tests. */
 export interface StepRecord {
   site: HookSite;
@@ -73,12 +77,12 @@ export interface StepRecord {
   ms: number;
 }
 
-/** The correlation of pure pruning: no source has a receiver. */
-/** Visual tokens the steps remove in all, per image. */
+/** Visual tokens the steps remove in all, per image (as planned). */
 export function removedTokens(steps: readonly Step[]): number {
   return steps.reduce((sum, step) => sum + step.remove, 0);
 }
 
+/** The correlation of pure pruning: no source has a receiver. */
 export function noReceivers(split: Split): Correlation {
   return {
     offsets: new Int32Array(split.sources.length + 1),
@@ -143,7 +147,10 @@ export function runStep<P>(step: Step<P>, view: SiteView, log?: StepRecord[]): T
   const splits: Split[] = [];
   const correlations: Correlation[] = [];
   for (const span of view.spans) {
-    const remove = Math.max(0, Math.min(step.remove, span.count - 1));
+    const remove = Math.max(
+      0,
+      Math.min(step.leaves === undefined ? step.remove : span.count - step.leaves, span.count - 1),
+    );
     const input: StageInput<P> = { view, span, remove, params: step.params };
     const split = remove > 0 ? step.filter(input) : { sources: new Int32Array(0), targets: spanTokens(span) };
     splits.push(split);

@@ -53,6 +53,13 @@ test('after steps in the tower, decoder steps start from what the passes hand ov
   assert.ok(Math.abs(expected - handed) / handed < 0.02, `decoder steps expect ${expected}; the tower hands ${handed}`);
 });
 
+test('decoder steps leave the counts planned for them, so the image ends at its budget whatever arrives', () => {
+  const { keep, inDecoder } = plan('ficoco-vl');
+  let planned = keep + removedTokens(inDecoder);
+  for (const step of inDecoder) assert.equal(step.leaves, (planned -= step.remove));
+  assert.equal(inDecoder.at(-1)!.leaves, keep);
+});
+
 test('a budget above the content tokens is refused, naming the image size', () => {
   assert.throws(
     () => planTiledReduction({ method: 'ficoco-v', budget: { tokens: 7210 } }, pass, { size, layout }),
