@@ -76,6 +76,11 @@ describe('bench/gpu-check.sh', () => {
       assert.ok(cpuDelta > 0 && cpuDelta <= 0.3 && referenceDelta <= 0.3, row);
       assert.match(row, /\| yes \| yes \| pass \|$/);
     }
+    // With the same patches kept, tokens that part are a near tie only where the CPU's logits put the two within 0.3.
+    for (const row of rows.filter((line) => line.includes('| **no**') && / \| yes \| [^|]+ \|$/.test(line))) {
+      const margin = Number(/CPU margin ([\d.e+-]+)\)/.exec(row)?.[1]);
+      assert.equal(row.endsWith('| near tie |'), margin <= 0.3, row);
+    }
     assert.match(report, /## Speed/);
     for (const budget of [8, 4, 2]) assert.match(report, new RegExp(`\\| ficoco-v \\| ${budget} \\| ${budget} \\|`));
     assert.match(report, /Peak GPU memory of this process.*: 1536 MiB\./);
