@@ -582,8 +582,9 @@ export class LlavaEngine {
   ): Promise<GenerationResult> {
     const costs = images.map((image) => this.costOf(image));
     const hooks = hooksBySite(options.hooks ?? []);
-    const maxNewTokens = this.checkRunFits(this.promptTokens(inputIds, costs), options.maxNewTokens);
+    // Segments first: loading a plan releases other plans' sessions, and the check counts what their arenas hold.
     const [visionSegments, embedSegments, decoderSegments] = await this.segmentsFor(hooks);
+    const maxNewTokens = this.checkRunFits(this.promptTokens(inputIds, costs), options.maxNewTokens, decoderSegments);
     const steps: StepStat[] = [];
 
     const visionClock = startClock();
@@ -609,6 +610,8 @@ export class LlavaEngine {
     const decoderTokens: LayerTokens = { attention: [], mlp: [] };
     const prefill = { hooks, steps, layers: decoderTokens, spans: state.spans, structure };
     const prefillLogits = await this.runDecoder(decoderSegments, state, cache, prefill);
+    // Each decoder segment's arena now holds a working set for a prompt this long (checkRunFits counts new ones).
+    for (const { arena } of decoderSegments) arena.promptTokens = Math.max(arena.promptTokens, promptLength);
     const cacheLengths = cache.lengths();
     const { ms: prefillMs, cpuMs: prefillCpuMs } = prefillClock();
 
@@ -679,9 +682,10 @@ export class LlavaEngine {
 
   /**
    * Refuses a run whose prompt leaves no room in the model's context, or whose KV cache and activations would not fit
-   * the memory available (peakRunBytes in flops/model.ts); returns the answer's token limit within the context.
+   * the memory available (peakRunBytes in flops/model.ts: a chunk's working set for every decoder segment of the plan
+   * whose arena has not yet held one for a prompt this long); returns the answer's token limit within the context.
    */
-  private checkRunFits(promptTokens: number, maxNewTokens: number): number {
+  private checkRunFits(promptTokens: number, maxNewTokens: number, decoder: readonly Segment[]): number {
     const limit = this.config.text.maxPositions;
     if (promptTokens >= limit) {
       throw new FicocoError(
@@ -691,11 +695,16 @@ export class LlavaEngine {
       );
     }
     const answerTokens = Math.min(maxNewTokens, limit - promptTokens);
-    const bytesPerElement = this.factory.computeType === ElemType.float32 ? 4 : 2;
+    const { heads } = this.config.text;
     const needed = peakRunBytes(
       flopsArchOf(this.config, path.basename(this.modelDir)),
-      { promptTokens, answerTokens, queryChunk: this.limits.prefillChunkTokens },
-      bytesPerElement,
+      {
+        promptTokens,
+        answerTokens,
+        queryChunk: promptChunkTokens(this.limits.prefillChunkTokens, decoder.length, heads, promptTokens),
+        newDecoderArenas: decoder.filter((segment) => segment.arena.promptTokens < promptTokens).length,
+      },
+      this.factory.computeType === ElemType.float32 ? 4 : 2,
     );
     const available = this.limits.availableMemory();
     if (needed > available) {

@@ -66,29 +66,36 @@ export function runKvCacheBytes(arch: ModelArch, shape: RunShape, bytesPerElemen
 
 /**
  * Bytes a run holds at its peak besides the weights: the KV cache of the prompt and the answer, plus the largest
- * layer's working set — attention logits and probabilities (2 · heads · q · n for q queries at a time over n keys),
- * the MLP's gate, up and their product (3 · q · intermediate) and a few copies of the hidden states (4 · q · hidden).
- * `queryChunk` is how many prompt tokens the decoder takes at once (all of them when absent).
+ * layer's working set (layerWorkingSetBytes). `queryChunk` is how many prompt tokens the decoder takes at once (all of
+ * them when absent). `newDecoderArenas`: how many decoder segments of the run's plan must grow a working set for it
+ * (ONNX Runtime keeps an arena per session, as large as its largest run); one when absent.
  */
 export function peakRunBytes(
   arch: ModelArch,
-  run: { promptTokens: number; answerTokens: number; queryChunk?: number },
+  run: { promptTokens: number; answerTokens: number; queryChunk?: number; newDecoderArenas?: number },
   bytesPerElement: number,
 ): number {
-  const layer = (queries: number, keys: number, hidden: number, intermediate: number, heads: number) =>
-    bytesPerElement * (2 * heads * queries * keys + 3 * queries * intermediate + 4 * queries * hidden);
   const { promptTokens } = run;
   const queries = Math.min(promptTokens, run.queryChunk ?? promptTokens);
-  const decoder = layer(queries, promptTokens, arch.llm.hiddenSize, arch.llm.intermediateSize, arch.llm.heads);
+  const decoder = (run.newDecoderArenas ?? 1) * layerWorkingSetBytes(arch.llm, queries, promptTokens, bytesPerElement);
   const visionTokens = visionTokensPerImage(arch.vision);
-  const vision = layer(
-    visionTokens,
-    visionTokens,
-    arch.vision.hiddenSize,
-    arch.vision.intermediateSize,
-    arch.vision.heads,
-  );
+  const vision = layerWorkingSetBytes(arch.vision, visionTokens, visionTokens, bytesPerElement);
   return kvBytesPerToken(arch.llm, bytesPerElement) * (run.promptTokens + run.answerTokens) + Math.max(decoder, vision);
+}
+
+/**
+ * One layer's working set for `queries` rows over `keys` keys: attention logits and probabilities
+ * (2 · heads · q · n), the MLP's gate, up and their product (3 · q · intermediate) and a few copies of the hidden
+ * states (4 · q · hidden).
+ */
+function layerWorkingSetBytes(
+  layer: { hiddenSize: number; intermediateSize: number; heads: number },
+  queries: number,
+  keys: number,
+  bytesPerElement: number,
+): number {
+  const { heads, intermediateSize, hiddenSize } = layer;
+  return bytesPerElement * (2 * heads * queries * keys + 3 * queries * intermediateSize + 4 * queries * hiddenSize);
 }
 
 export interface PromptSize {

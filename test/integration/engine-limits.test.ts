@@ -8,7 +8,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { FicocoError } from '../../src/common/errors';
-import { LlavaEngine } from '../../src/engine/engine';
+import { LlavaEngine, type ReductionRequest, promptChunkTokens } from '../../src/engine/engine';
+import { flopsArchOf } from '../../src/engine/models/flopsArch';
 import type { ChatMessage } from '../../src/engine/text';
 import { archPreset, peakRunBytes } from '../../src/flops';
 
@@ -103,6 +104,43 @@ describe('prompts and runs that do not fit', () => {
       await starved.dispose();
     }
   });
+});
+
+test('a decoder cut into segments needs an arena each, then only what those arenas grow by', async () => {
+  let available = Infinity;
+  const engine = await LlavaEngine.load(BUILTIN, { provider: 'cpu', threads: 1, availableMemory: () => available });
+  try {
+    const ask = (reduction?: ReductionRequest) =>
+      engine.ask({ question: QUESTION, images: [IMAGE], maxNewTokens: 8, reduction });
+    const ficocoL: ReductionRequest = { method: 'ficoco-l', budget: { ratio: 0.25 } };
+    const { promptTokens } = (await ask()).stats;
+    const segments = new Set(engine.reductionHooks(ficocoL, [{ width: 1, height: 1 }]).map((h) => h.site)).size + 1;
+    const arch = flopsArchOf(engine.config, path.basename(BUILTIN));
+    const { heads } = engine.config.text;
+    const needs = (count: number) =>
+      peakRunBytes(
+        arch,
+        {
+          promptTokens,
+          answerTokens: 8,
+          queryChunk: promptChunkTokens(1024, count, heads, promptTokens),
+          newDecoderArenas: count,
+        },
+        4,
+      );
+    assert.ok(needs(segments) > needs(1), `${segments} segments need more than one`);
+    // Enough for a decoder in one piece, not for FiCoCo-L's pieces, none of which has run.
+    available = needs(1);
+    await assert.rejects(ask(ficocoL), inputError(/needs about .* GiB of memory for attention and the KV cache/));
+    await ask();
+    available = Infinity;
+    await ask(ficocoL);
+    // Its pieces now hold their working sets, so the same memory is enough for it.
+    available = needs(1);
+    await ask(ficocoL);
+  } finally {
+    await engine.dispose();
+  }
 });
 
 test('the memory a run plans for: LLaVA-1.5-7B in float32 with a 2,957-token prompt', () => {

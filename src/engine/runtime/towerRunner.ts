@@ -11,6 +11,11 @@ export interface Segment {
   site?: string;
   graph: Omit<SegmentGraph, 'bytes'>;
   session: ort.InferenceSession;
+  /**
+   * the longest prompt the session has run: its memory arena holds that run's working set (ONNX Runtime grows an
+   * arena to a session's largest run and keeps it)
+   */
+  arena: { promptTokens: number };
 }
 
 /**
@@ -92,7 +97,7 @@ export class TowerRunner {
           return graph.bytes;
         }, workingSet);
         const { bytes: _bytes, ...meta } = graph!;
-        return { start: spec.start, end: spec.end, site, graph: meta, session };
+        return { start: spec.start, end: spec.end, site, graph: meta, session, arena: { promptTokens: 0 } };
       })();
       this.sessions.set(key, loading);
       loading.catch(() => this.sessions.delete(key));
