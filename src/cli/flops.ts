@@ -22,8 +22,8 @@ import {
 import { ModelShape } from '../reduction/method';
 import { planReduction } from '../reduction/registry';
 import { planRunShape, tiledRunShape } from './runShape';
-import { planTiledReduction } from '../reduction/tiled';
-import { type Step, removedTokens } from '../reduction/paradigm';
+import { keptPerPass, planTiledReduction } from '../reduction/tiled';
+import type { Step } from '../reduction/paradigm';
 import { anyresLayout } from '../common/anyres';
 import {
   DEFAULT_IMAGE_SIZE,
@@ -42,8 +42,8 @@ export const FLOPS_USAGE = `Usage:
 Analytic prefill FLOPs (LLM TFLOPs in LLM-Viewer's accounting, as the FiCoCo paper reports them) and the
 fp16 KV cache of one image + text. Without --method: visual tokens reduced before the LLM, one row per
 budget. With --method: that method's schedule, layer by layer, against the unreduced run; on a tiled
-architecture every pass runs its tower steps and, after them, the decoder is counted with the budget (an
-estimate: a run keeps what its scores pick).
+architecture every pass runs its tower steps on its tokens on the image and, after them, the decoder is counted
+with what the passes keep and a row end per row (an estimate: a run drops the row ends of rows it empties).
 Tiled architectures (llava-next-*, llava-onevision-*) read a screenshot at its own size: --image (a PNG,
 JPEG, WebP or GIF; only its header is read) or --image-size (default ${DEFAULT_IMAGE_SIZE}) says which, and
 sets their tiles and visual tokens.
@@ -115,14 +115,15 @@ export async function flopsCommand(args: string[]): Promise<number> {
     const layout = anyresLayout(arch.anyres, size);
     const plan = planTiledReduction(request, model, { size, layout });
     const content = layout.tokens - layout.grid.rows;
+    const kept = keptPerPass(plan);
     const tower = plan.perPass.length
-      ? `In the tower every pass keeps ${model.visualTokens - removedTokens(plan.perPass)}/${model.visualTokens}: ` +
+      ? `In the tower each pass keeps the same share of its tokens on the image, ${kept.join(' + ')} = ` +
+        `${kept.reduce((sum, tokens) => sum + tokens, 0)} (a whole pass ${kept[0]}/${model.visualTokens}): ` +
         `${stepList(plan.perPass)}.`
       : 'Nothing in the tower.';
     const decoder = plan.inDecoder.length
       ? `In the decoder: ${stepList(plan.inDecoder)}.`
-      : "The decoder is counted with the budget and a row end per row, an estimate: a run's count differs with " +
-        'where the kept tokens fall.';
+      : 'The decoder is counted with a row end per row, an estimate: a run drops those of rows it empties.';
     process.stdout.write(
       `${request.method}, ${plan.keep}/${content} of the image's visual tokens kept (its ${layout.grid.rows} row ` +
         `ends besides). ${tower} ${decoder}\n\n`,

@@ -1,7 +1,7 @@
 import type { AnyresLayout } from '../common/anyres';
 import type { RunShape } from '../flops/model';
 import { ModelShape } from '../reduction/method';
-import { type Step, removedTokens } from '../reduction/paradigm';
+import { type Step, stepRemoval } from '../reduction/paradigm';
 import { ReductionPlan } from '../reduction/registry';
 import type { TiledReductionPlan } from '../reduction/tiled';
 
@@ -25,9 +25,9 @@ export function planRunShape(
 }
 
 /**
- * The same for one tiled image (planTiledReduction). Every pass runs the per-pass steps. Passes that were thinned
- * leave the decoder what its steps expect and a row end per row of the unpadded grid — an estimate: a run keeps the
- * tokens its scores pick, drops those holding only padding and the row ends of emptied rows, and skips anyres_max's
+ * The same for one tiled image (planTiledReduction). Every pass runs the per-pass steps, on its tokens on the image
+ * once its first step dropped the padding's. Passes that were thinned hand the decoder every token they kept and a
+ * row end per row of the unpadded grid — an estimate: a run drops the row ends of emptied rows and skips anyres_max's
  * shrinking. Decoder steps thin the image's content; its row ends stay.
  */
 export function tiledRunShape(
@@ -36,28 +36,38 @@ export function tiledRunShape(
   layout: AnyresLayout,
   textTokens: number,
 ): RunShape {
-  const passes = layout.tiles.rows * layout.tiles.cols + 1;
-  const tower = towerShape(plan.perPass, pass);
-  const thinned = tower.visual < pass.visualTokens;
-  // Decoder steps are sized to end at the budget, so thinned passes hand them the budget plus what they remove.
-  const content = thinned ? plan.keep + removedTokens(plan.inDecoder) : layout.tokens - layout.grid.rows;
+  const towers = plan.passTokens.map((onImage) => towerShape(plan.perPass, pass, onImage));
+  const thinned = plan.perPass.length > 0;
+  const sum = (values: number[]) => values.reduce((total, value) => total + value, 0);
+  const content = thinned ? sum(towers.map((tower) => tower.visual)) : layout.tokens - layout.grid.rows;
   const rowEnds = thinned ? layout.unpadded.rows : layout.grid.rows;
   return {
-    vision: Array.from({ length: passes }, () => tower.attention),
-    visionMlp: Array.from({ length: passes }, () => tower.mlp),
-    projector: passes * tower.projected,
+    vision: towers.map((tower) => tower.attention),
+    visionMlp: towers.map((tower) => tower.mlp),
+    projector: sum(towers.map((tower) => tower.projected)),
     ...decoderShape(plan.inDecoder, pass.textLayers, textTokens + rowEnds, 1, content),
   };
 }
 
-/** One image's tokens into each vision layer half, into the projector, and out of it, under `steps`. */
+/**
+ * One image's tokens into each vision layer half, into the projector, and out of it, under `steps`; its first step
+ * sees `onImage` of the tower's tokens (a tile's padding dropped before it).
+ */
 function towerShape(
   steps: readonly Step[],
   model: ModelShape,
+  onImage = model.visualTokens,
 ): { attention: number[]; mlp: number[]; projected: number; visual: number } {
-  const removals = removalsBySite(steps);
+  const bySite = stepsBySite(steps);
   let visual = model.visualTokens;
-  const take = (site: string) => (visual -= Math.min(removals.get(site) ?? 0, visual - 1));
+  let first = true;
+  const take = (site: string) => {
+    const step = bySite.get(site);
+    if (!step) return;
+    if (first) visual = onImage;
+    first = false;
+    visual -= stepRemoval(step, visual);
+  };
   const classTokens = model.hasClassToken ? 1 : 0;
   const attention: number[] = [];
   const mlp: number[] = [];
@@ -80,17 +90,18 @@ function decoderShape(
   images: number,
   visual: number,
 ): { llm: number[]; llmMlp: number[] } {
-  const removals = removalsBySite(steps);
+  const bySite = stepsBySite(steps);
   const llm: number[] = [];
   const llmMlp: number[] = [];
   for (let layer = 0; layer < textLayers; layer++) {
     llm.push(fixed + images * visual);
-    visual -= Math.min(removals.get(`llm:${layer}`) ?? 0, visual - 1);
+    const step = bySite.get(`llm:${layer}`);
+    if (step) visual -= stepRemoval(step, visual);
     llmMlp.push(fixed + images * visual);
   }
   return { llm, llmMlp };
 }
 
-function removalsBySite(steps: readonly Step[]): Map<string, number> {
-  return new Map(steps.map((step) => [step.site as string, step.remove]));
+function stepsBySite(steps: readonly Step[]): Map<string, Step> {
+  return new Map(steps.map((step) => [step.site as string, step]));
 }

@@ -120,6 +120,25 @@ export function unpaddedGrid(
   return { rows: grid.rows, cols: grid.cols - 2 * firstCol, firstRow: 0, firstCol };
 }
 
+/** The unpadded grid's cell (row-major) that patch `patch` of tile `tile` (both row-major) sees, or −1 on the padding. */
+export function tileCell(layout: AnyresLayout, featuresPerSide: number, tile: number, patch: number): number {
+  const f = featuresPerSide;
+  const { tiles, unpadded } = layout;
+  const r = Math.floor(tile / tiles.cols) * f + Math.floor(patch / f) - unpadded.firstRow;
+  const c = (tile % tiles.cols) * f + (patch % f) - unpadded.firstCol;
+  return r >= 0 && r < unpadded.rows && c >= 0 && c < unpadded.cols ? r * unpadded.cols + c : -1;
+}
+
+/** Per tile (row-major), how many of its f² patches see the image rather than its padding. */
+export function tilePatchesOnImage(layout: AnyresLayout, featuresPerSide: number): number[] {
+  const patches = featuresPerSide ** 2;
+  return Array.from({ length: layout.tiles.rows * layout.tiles.cols }, (_, tile) => {
+    let onImage = 0;
+    for (let patch = 0; patch < patches; patch++) if (tileCell(layout, featuresPerSide, tile, patch) >= 0) onImage++;
+    return onImage;
+  });
+}
+
 /** anyres_max_N: r = √(rows·cols / (N·f²)); above 1.1 the grid is resized (bilinear) to ⌊rows/r⌋ × ⌊cols/r⌋. */
 export function shrunkGrid(
   grid: { rows: number; cols: number },

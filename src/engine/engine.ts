@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { FicocoError } from '../common/errors';
-import { type AnyresLayout, type Size, anyresLayout } from '../common/anyres';
+import { type AnyresLayout, type Size, anyresLayout, tileCell } from '../common/anyres';
 import { type ImageCost, RunFlops, imageCost, peakRunBytes, runFlops, unreducedShapeAt } from '../flops/model';
 import { ElemType } from './graph/builder';
 import { ATTENTION, HIDDEN_COSINE, KEY_COSINE, LOG_SIZES, MEAN_KEYS, POSITIONS, Tower } from './graph/segment';
@@ -595,7 +595,8 @@ export class LlavaEngine {
       for (let start = 0; start < pixels.values.length; start += this.passSize) {
         const layers: LayerTokens = { attention: [], mlp: [] };
         const values = pixels.values.subarray(start, start + this.passSize);
-        passes.push(await this.encodeImage(values, visionSegments, hooks, image, steps, layers));
+        const padding = this.paddingPatches(pixels, start / this.passSize);
+        passes.push(await this.encodeImage(values, visionSegments, hooks, { image, padding }, steps, layers));
         visionTokens.push(layers);
       }
       features.push(this.packImage(passes, pixels.size));
@@ -719,15 +720,29 @@ export class LlavaEngine {
     return answerTokens;
   }
 
-  /** Runs the vision tower (with its hooks) on one image's pixels; returns the projected features. */
+  /** Per patch of pass `pass` of a tiled image, 1 where it sees only the tile's padding; none for a one-pass image. */
+  private paddingPatches(pixels: ImagePixels, pass: number): Uint8Array | undefined {
+    const { tiling } = this.config;
+    if (!tiling || pass === 0 || pixels.values.length === this.passSize) return undefined;
+    const layout = anyresLayout(tiling, pixels.size);
+    const f = tiling.featuresPerSide;
+    return Uint8Array.from({ length: f * f }, (_, patch) => (tileCell(layout, f, pass - 1, patch) < 0 ? 1 : 0));
+  }
+
+  /**
+   * Runs the vision tower (with its hooks) on one pass of an image's pixels; returns the projected features. A tile's
+   * `padding` patches go before its first hook when the hook asks (AttentionNeeds.imageOnly): unpadding would cut them.
+   */
   private async encodeImage(
     pixels: Float32Array,
     segments: Segment[],
     hooks: Map<HookSite, ReductionHook>,
-    image: number,
+    pass: { image: number; padding?: Uint8Array },
     steps: StepStat[],
     layers: LayerTokens,
   ): Promise<TokenState> {
+    const { image } = pass;
+    let { padding } = pass;
     const { grid, classToken } = this.towers.image;
     const patches = grid.rows * grid.cols;
     // A class token, where the tower has one, comes before the patches and stands for none of them.
@@ -761,14 +776,14 @@ export class LlavaEngine {
         feeds[LOG_SIZES] = new ort.Tensor('float32', state.sizes.map(Math.log), [state.count]);
       const outputs = await segment.session.run(feeds);
       const hidden = outputs[segment.graph.outputName].data as Float32Array;
-      if (segment.end === this.towers.vision.blocks.length) {
-        state = this.featuresFrom(state, hidden);
-        const hook = hooks.get('projector');
-        if (hook) state = runHook(hook, state, outputs, { steps, image, hasClassToken: false }).state;
-      } else {
-        state = { ...state, hidden };
-        const hook = hooks.get(segment.site as HookSite);
-        if (hook) state = runHook(hook, state, outputs, { steps, image, hasClassToken: classToken }).state;
+      const atEnd = segment.end === this.towers.vision.blocks.length;
+      state = atEnd ? this.featuresFrom(state, hidden) : { ...state, hidden };
+      const hook = hooks.get(atEnd ? 'projector' : (segment.site as HookSite));
+      if (hook) {
+        const hasClassToken = classToken && !atEnd;
+        const drop = padding && hook.needs.imageOnly ? tokensOn(state, padding) : undefined;
+        state = runHook(hook, state, outputs, { steps, image, hasClassToken, drop }).state;
+        padding = undefined;
       }
     }
     return state;
@@ -996,17 +1011,26 @@ function countLayerTokens(tower: Tower, segment: Segment, tokens: number, into: 
   }
 }
 
+/** Per token of `state`, 1 when it holds one of the marked patches (its first span's). */
+function tokensOn(state: TokenState, patches: Uint8Array): Uint8Array {
+  const marked = new Uint8Array(state.count);
+  const [span] = state.spans;
+  span.tokenPatch.forEach((patch, t) => (marked[span.start + t] = patch >= 0 ? patches[patch] : 0));
+  return marked;
+}
+
 /**
  * Calls a hook on the state a segment left, with the attention it asked for, and records the step in `steps`;
- * `hasClassToken` says index 0 is a class token, `image` which image a vision-side step reduced.
+ * `hasClassToken` says index 0 is a class token, `image` which image a vision-side step reduced, `drop` which tokens
+ * go before the hook sees them.
  */
 function runHook(
   hook: ReductionHook,
   state: TokenState,
   outputs: ort.InferenceSession.OnnxValueMapType,
-  step: { steps: StepStat[]; hasClassToken: boolean; image?: number; structure?: Uint8Array },
+  step: { steps: StepStat[]; hasClassToken: boolean; image?: number; structure?: Uint8Array; drop?: Uint8Array },
 ): { state: TokenState; structure?: Uint8Array } {
-  const { steps, hasClassToken, image, structure } = step;
+  const { steps, hasClassToken, image, structure, drop } = step;
   const attention = outputs[ATTENTION]?.data as Float32Array | undefined;
   const meanKeys = outputs[MEAN_KEYS]?.data as Float32Array | undefined;
   const keyCount =
@@ -1023,9 +1047,9 @@ function runHook(
     keyCount,
     hasClassToken,
   };
-  // Structure tokens (row ends) are taken out of what the method sees, and put back after it.
+  // Structure tokens (row ends) are taken out of what the method sees, and put back after it; `drop` tokens stay out.
   const content = structure?.includes(1) ? withoutStructure(full, structure) : undefined;
-  const view = content?.view ?? full;
+  const view = content?.view ?? (drop?.includes(1) ? withoutStructure(full, drop).view : full);
   const clock = startClock();
   const reduced = hook.reduce(view);
   const { ms, cpuMs } = clock();

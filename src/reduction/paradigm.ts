@@ -63,6 +63,11 @@ export interface Step<P = StepParams> {
    * where the tokens arriving depend on what earlier steps kept, as on a tiled image after its tower passes
    */
   leaves?: number;
+  /**
+   * visual tokens per image the plan expects to reach this step, where each image brings its own number (a tiled
+   * image's passes, each with the patches that see the image): the step removes the same share of what arrives
+   */
+  arrives?: number;
   params: P;
 }
 
@@ -147,10 +152,7 @@ export function runStep<P>(step: Step<P>, view: SiteView, log?: StepRecord[]): T
   const splits: Split[] = [];
   const correlations: Correlation[] = [];
   for (const span of view.spans) {
-    const remove = Math.max(
-      0,
-      Math.min(step.leaves === undefined ? step.remove : span.count - step.leaves, span.count - 1),
-    );
+    const remove = stepRemoval(step, span.count);
     const input: StageInput<P> = { view, span, remove, params: step.params };
     const split = remove > 0 ? step.filter(input) : { sources: new Int32Array(0), targets: spanTokens(span) };
     splits.push(split);
@@ -168,6 +170,17 @@ export function runStep<P>(step: Step<P>, view: SiteView, log?: StepRecord[]): T
     ms: performance.now() - started,
   });
   return reduced;
+}
+
+/** What a step removes from a span of `count` tokens (see Step.leaves and Step.arrives); one token always stays. */
+export function stepRemoval(step: Pick<Step, 'remove' | 'leaves' | 'arrives'>, count: number): number {
+  const planned =
+    step.leaves !== undefined
+      ? count - step.leaves
+      : step.arrives !== undefined
+        ? Math.round((step.remove * count) / step.arrives)
+        : step.remove;
+  return Math.max(0, Math.min(planned, count - 1));
 }
 
 /** A step as an engine hook. */

@@ -1,24 +1,29 @@
-import type { AnyresLayout, Size } from '../common/anyres';
+import { type AnyresLayout, type Size, tilePatchesOnImage } from '../common/anyres';
 import type { Budget } from '../common/budget';
 import { type ModelShape, keptTokens } from './method';
-import { type Step, removedTokens } from './paradigm';
+import { type Step, removedTokens, stepRemoval } from './paradigm';
 import { ReductionSettingsError, planReduction } from './registry';
 
 /** One tiled image's reduction: what its budget keeps, and the steps of every tower pass and of the decoder. */
 export interface TiledReductionPlan {
   /** the image's content tokens kept (its row ends are structure and come on top) */
   keep: number;
-  /** steps up to the projector, run on every pass (base image and tiles) */
+  /**
+   * per pass (the base image, then the tiles row-major), the visual tokens its first tower step sees: the patches
+   * that see the image; the padding's go first, as unpadding would cut them
+   */
+  passTokens: number[];
+  /** steps up to the projector, run on every pass, each removing the same share of what reaches it (Step.arrives) */
   perPass: Step[];
   /** steps in the decoder, over the packed image without its row ends */
   inDecoder: Step[];
 }
 
 /**
- * Spreads a budget over a tiled image. Every pass keeps the same share of its tokens (each has f², so the budget goes
- * in proportion to tile tokens), sized so that the passes' tokens on the image — not on its padding, which unpadding
- * cuts — come to the budget. Decoder steps rank the base image and the tiles together, as one span, planned from
- * what the tower hands them and ending at the budget.
+ * Spreads a budget over a tiled image. Tower steps see only the patches on the image (a tile's padding is dropped
+ * before its first step) and keep the same share of every pass, so the budget goes in proportion to each pass's
+ * tokens on the image and the passes hand over the budget. Decoder steps rank the base image and the tiles together,
+ * as one span, planned from what the tower hands them and ending at the budget.
  */
 export function planTiledReduction(
   request: { method: string; budget: Budget; params?: Readonly<Record<string, unknown>> },
@@ -33,23 +38,43 @@ export function planTiledReduction(
         `${size.width} × ${size.height} image, so nothing would be reduced; keep at most ${content}, or turn reduction off.`,
     );
   const keep = keptTokens(request.budget, content);
-  const imageFeatures = pass.visualTokens + layout.unpadded.rows * layout.unpadded.cols;
+  const passTokens = [pass.visualTokens, ...tilePatchesOnImage(layout, pass.grid.rows)];
+  const imageFeatures = passTokens.reduce((sum, tokens) => sum + tokens, 0);
   const passKeep = Math.max(1, Math.round((keep * pass.visualTokens) / imageFeatures));
-  const perPass = planReduction(request.method, { tokens: passKeep }, pass, request.params).steps.filter(
+  const towerSteps = planReduction(request.method, { tokens: passKeep }, pass, request.params).steps.filter(
     (step) => !step.site.startsWith('llm:'),
   );
+  const perPass = removingShareOfArrivals(towerSteps, pass.visualTokens);
   // Decoder steps start from what reaches them: passes thinned in the tower are packed without anyres_max's shrinking.
   const handed = perPass.length > 0 ? imageFeatures : content;
   const packed = { ...pass, visualTokens: handed, grid: { rows: 1, cols: handed } };
   const inDecoder = planReduction(request.method, { tokens: keep }, packed, request.params).steps.filter((step) =>
     step.site.startsWith('llm:'),
   );
-  return { keep, perPass, inDecoder: leavingPlannedCounts(inDecoder, keep) };
+  return { keep, passTokens, perPass, inDecoder: leavingPlannedCounts(inDecoder, keep) };
+}
+
+/** Per pass, the visual tokens a plan's tower steps leave it (as runStep removes them); only where it has some. */
+export function keptPerPass(plan: TiledReductionPlan): number[] {
+  return plan.passTokens.map((tokens) => plan.perPass.reduce((left, step) => left - stepRemoval(step, left), tokens));
+}
+
+/**
+ * Tower steps planned for a whole pass of `tokens`, each seeing only the pass's tokens on the image and removing the
+ * same share of whatever reaches it.
+ */
+function removingShareOfArrivals(steps: readonly Step[], tokens: number): Step[] {
+  let arriving = tokens;
+  return steps.map((step) => {
+    const scaled = { ...step, needs: { ...step.needs, imageOnly: true }, arrives: arriving };
+    arriving -= step.remove;
+    return scaled;
+  });
 }
 
 /**
  * Decoder steps that leave the counts planned for them, so the image ends at its budget however many tokens the passes
- * hand over (redundancy-driven tower steps drop padding first, which unpadding would have cut anyway).
+ * hand over (their shares round per pass).
  */
 function leavingPlannedCounts(steps: readonly Step[], keep: number): Step[] {
   let after = keep + removedTokens(steps);

@@ -62,6 +62,8 @@ export interface AttentionNeeds {
   keyCosine?: boolean;
   /** from this site on, vision attention adds log(size) of each key to its logits (ToMe's proportional attention) */
   proportionalAttention?: boolean;
+  /** on a tile of a tiled image, its tokens that see only padding (which unpadding cuts) go before the hook sees them */
+  imageOnly?: boolean;
 }
 
 /** The contract between the engine and the reduction library: a function of the tokens at one site. */

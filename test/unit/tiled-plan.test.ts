@@ -9,7 +9,7 @@ import { anyresLayout } from '../../src/common/anyres';
 import { archPreset } from '../../src/flops';
 import type { ModelShape } from '../../src/reduction/method';
 import { removedTokens } from '../../src/reduction/paradigm';
-import { planTiledReduction } from '../../src/reduction/tiled';
+import { keptPerPass, planTiledReduction } from '../../src/reduction/tiled';
 
 const size = { width: 1920, height: 1080 };
 const layout = anyresLayout(archPreset('llava-onevision-qwen2-0.5b').anyres!, size);
@@ -30,13 +30,22 @@ test('the layout this file assumes', () => {
   assert.equal(layout.tokens, 7269);
 });
 
-test('steps in the tower keep the same share of every pass, sized so the image features come to the budget', () => {
-  const { keep, perPass, inDecoder } = plan('ficoco-v');
+test("steps in the tower keep the same share of every pass's tokens on the image, which come to the budget", () => {
+  const tiled = plan('ficoco-v');
+  const { keep, passTokens, inDecoder } = tiled;
   assert.equal(keep, Math.round(0.11 * (7269 - 60)));
   assert.equal(inDecoder.length, 0);
-  const passKept = 729 - removedTokens(perPass);
-  const imageFeatures = 729 + 75 * 135;
-  assert.ok(Math.abs((passKept * imageFeatures) / 729 - keep) <= imageFeatures / 729 / 2 + 1);
+  // The base image, then 3 × 5 tiles: the top and bottom rows of tiles give 3 of their 27 patch rows to padding.
+  const row = (tokens: number) => new Array<number>(5).fill(tokens);
+  assert.deepEqual(passTokens, [729, ...row(24 * 27), ...row(729), ...row(24 * 27)]);
+  assert.equal(
+    passTokens.reduce((sum, tokens) => sum + tokens, 0),
+    729 + 75 * 135,
+  );
+  const kept = keptPerPass(tiled);
+  const total = kept.reduce((sum, tokens) => sum + tokens, 0);
+  assert.ok(Math.abs(total - keep) <= passTokens.length, `the passes keep ${total} for a budget of ${keep}`);
+  assert.ok(kept[1] < kept[0], 'a tile with padding keeps fewer than a whole pass');
 });
 
 test('decoder steps alone start from the packed, shrunk image and end at the budget', () => {

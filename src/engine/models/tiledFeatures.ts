@@ -3,7 +3,7 @@
  * features, then the tiles' features as one grid (tile rows × tile columns of f × f patches) cut to the image, shrunk
  * by bilinear interpolation where anyres_max asks, every row followed by the learned row end. Pure arrays, token-major.
  */
-import type { AnyresLayout } from '../../common/anyres';
+import { type AnyresLayout, tileCell } from '../../common/anyres';
 import type { TokenState } from '../../reduction/tokenState';
 
 /**
@@ -170,7 +170,7 @@ function packByProvenance(
   const base = passes[0];
   // Per pass, each patch's cell of the image's grid (−1 on the padding); the base image's patches are its own.
   const cells = passes.map((_, pass) =>
-    Int32Array.from({ length: f * f }, (__, patch) => (pass === 0 ? patch : cellIn(layout, f, pass, patch))),
+    Int32Array.from({ length: f * f }, (__, patch) => (pass === 0 ? patch : tileCell(layout, f, pass - 1, patch))),
   );
   // Every grid token with the first unpadded cell it holds (its own patch first), as [pass, token, cell].
   const placed: [number, number, number][] = [];
@@ -230,14 +230,6 @@ function packByProvenance(
     });
   });
   return { state: packedState(hidden, width, sizes, tokenPatch, patchOwner), rowEnds };
-}
-
-/** The unpadded grid cell (row-major) of patch `patch` of tile pass `pass` (1-based), or −1 on the padding. */
-function cellIn(layout: AnyresLayout, f: number, pass: number, patch: number): number {
-  const { tiles, unpadded } = layout;
-  const r = Math.floor((pass - 1) / tiles.cols) * f + Math.floor(patch / f) - unpadded.firstRow;
-  const c = ((pass - 1) % tiles.cols) * f + (patch % f) - unpadded.firstCol;
-  return r >= 0 && r < unpadded.rows && c >= 0 && c < unpadded.cols ? r * unpadded.cols + c : -1;
 }
 
 /** The packed tokens as one span whose patches are the base image's then the grid's. */

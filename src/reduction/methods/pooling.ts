@@ -33,14 +33,30 @@ export function poolingBands(grid: Grid, windows: number): number[] {
 /** Partition bounds: part i of n over `length` cells is [⌊i·length/n⌋, ⌊(i+1)·length/n⌋). */
 const partOf = (cell: number, length: number, parts: number) => Math.floor(((cell + 1) * parts - 1) / length);
 
-/** Window of each span token (span order); a token without a patch (the 'full' strategy's [CLS]) joins window 0. */
+/** The smallest rectangle of the patch grid that holds the span's patches (all of it, unless a tile's padding went). */
+function patchBounds(span: VisualSpan): { top: number; left: number; rows: number; cols: number } {
+  const { cols } = span.grid;
+  const patches = Array.from(span.tokenPatch).filter((patch) => patch >= 0);
+  const rowsOf = patches.map((patch) => Math.floor(patch / cols));
+  const colsOf = patches.map((patch) => patch % cols);
+  const [top, left] = [Math.min(...rowsOf), Math.min(...colsOf)];
+  return { top, left, rows: Math.max(...rowsOf) - top + 1, cols: Math.max(...colsOf) - left + 1 };
+}
+
+/**
+ * Window of each span token (span order) over the rectangle its patches fill; a token without a patch (the 'full'
+ * strategy's [CLS]) joins window 0.
+ */
 export function poolingWindows(span: VisualSpan, windows: number): Int32Array {
-  const bands = poolingBands(span.grid, windows);
+  const bounds = patchBounds(span);
+  const bands = poolingBands(bounds, windows);
   const firstWindow = bands.map((_, band) => bands.slice(0, band).reduce((a, b) => a + b, 0));
   return Int32Array.from(span.tokenPatch, (patch) => {
     if (patch < 0) return 0;
-    const band = partOf(Math.floor(patch / span.grid.cols), span.grid.rows, bands.length);
-    return firstWindow[band] + partOf(patch % span.grid.cols, span.grid.cols, bands[band]);
+    const row = Math.floor(patch / span.grid.cols) - bounds.top;
+    const col = (patch % span.grid.cols) - bounds.left;
+    const band = partOf(row, bounds.rows, bands.length);
+    return firstWindow[band] + partOf(col, bounds.cols, bands[band]);
   });
 }
 
@@ -54,7 +70,7 @@ const windowFilter: Filter = ({ span, remove }) => {
   if (representatives.length !== span.count - remove)
     throw new Error(
       `pooling to ${span.count - remove} windows found ${representatives.length} non-empty ones: it needs ` +
-        `the whole patch grid`,
+        `a whole rectangle of the patch grid`,
     );
   return splitByKept(span, representatives);
 };
