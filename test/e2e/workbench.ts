@@ -167,10 +167,21 @@ export class Workbench {
     await box.press('Enter');
   }
 
-  /** Clicks a button of the notification whose text matches. */
+  /** Clicks a button of the notification whose text matches, once no progress toast is leaving, and waits for it to close. */
   async clickNotificationButton(text: RegExp, button: string): Promise<void> {
     const toast = this.page.locator('.notifications-toasts .notification-toast', { hasText: text });
-    await toast.getByRole('button', { name: button }).click({ timeout: 120_000 });
+    await toast.waitFor({ timeout: 120_000 });
+    // A progress toast that just finished leaves the stack: clicking while the others move can miss the button.
+    await this.page.waitForFunction(
+      () =>
+        ![...document.querySelectorAll('.notifications-toasts .notification-toast')].some((shown) =>
+          /FiCoCo: (downloading|asking) /.test(shown.textContent ?? ''),
+        ),
+      undefined,
+      { timeout: 30_000 },
+    );
+    await toast.getByRole('button', { name: button }).click();
+    await toast.waitFor({ state: 'detached', timeout: 30_000 });
   }
 
   /** The status bar item's accessible label (its codicons are drawn as icons, so only the text remains). */
