@@ -69,10 +69,12 @@ describe('weight-only quantization of the decoder (MatMulNBits, cached beside th
       const dequantized = await LlavaEngine.load(roundTrip);
       const expected = await prefillLogits(dequantized);
       await dequantized.dispose();
-      // Same weights two ways; what differs is MatMulNBits' int8 activations (accuracy level 4): a few tenths
-      // on logits that reach ±9 (0 at accuracy level 0), where a wrong block layout scrambles them entirely.
+      // Same weights two ways; what differs is MatMulNBits' int8 activations (accuracy level 4, 0 at level 0): a few
+      // tenths on logits that reach ±9, which vary with the CPU's kernel (int4: 0.33 with AVX-512 VNNI), where a
+      // wrong block layout scrambles them entirely (int4's own rounding alone moves them by 3.5).
       const kernelError = maxAbsDiff(logits, expected);
-      assert.ok(kernelError < 0.3, `MatMulNBits vs dequantized weights: ${kernelError}`);
+      const peak = Math.max(...expected.map(Math.abs));
+      assert.ok(kernelError < 0.06 * peak, `MatMulNBits vs dequantized weights: ${kernelError} (logits reach ${peak})`);
       assert.ok(maxAbsDiff(expected, full) > 0, 'the round trip changed the weights');
       errors.set(mode, maxAbsDiff(logits, full));
 
