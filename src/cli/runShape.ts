@@ -36,7 +36,7 @@ export function tiledRunShape(
   layout: AnyresLayout,
   textTokens: number,
 ): RunShape {
-  const towers = plan.passTokens.map((onImage) => towerShape(plan.perPass, pass, onImage));
+  const towers = plan.passTokens.map((onImage, index) => towerShape(plan.perPass, pass, { onImage, index }));
   const thinned = plan.perPass.length > 0;
   const sum = (values: number[]) => values.reduce((total, value) => total + value, 0);
   const content = thinned ? sum(towers.map((tower) => tower.visual)) : layout.tokens - layout.grid.rows;
@@ -50,13 +50,13 @@ export function tiledRunShape(
 }
 
 /**
- * One image's tokens into each vision layer half, into the projector, and out of it, under `steps`; its first step
- * sees `onImage` of the tower's tokens (a tile's padding dropped before it).
+ * One image's tokens into each vision layer half, into the projector, and out of it, under `steps`; on a tiled image's
+ * pass `index`, its first step sees `onImage` of the tower's tokens (a tile's padding dropped before it).
  */
 function towerShape(
   steps: readonly Step[],
   model: ModelShape,
-  onImage = model.visualTokens,
+  pass?: { onImage: number; index: number },
 ): { attention: number[]; mlp: number[]; projected: number; visual: number } {
   const bySite = stepsBySite(steps);
   let visual = model.visualTokens;
@@ -64,9 +64,9 @@ function towerShape(
   const take = (site: string) => {
     const step = bySite.get(site);
     if (!step) return;
-    if (first) visual = onImage;
+    if (first && pass) visual = pass.onImage;
     first = false;
-    visual -= stepRemoval(step, visual);
+    visual -= stepRemoval(step, visual, pass?.index);
   };
   const classTokens = model.hasClassToken ? 1 : 0;
   const attention: number[] = [];

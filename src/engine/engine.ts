@@ -595,8 +595,9 @@ export class LlavaEngine {
       for (let start = 0; start < pixels.values.length; start += this.passSize) {
         const layers: LayerTokens = { attention: [], mlp: [] };
         const values = pixels.values.subarray(start, start + this.passSize);
-        const padding = this.paddingPatches(pixels, start / this.passSize);
-        passes.push(await this.encodeImage(values, visionSegments, hooks, { image, padding }, steps, layers));
+        const pass = start / this.passSize;
+        const padding = this.paddingPatches(pixels, pass);
+        passes.push(await this.encodeImage(values, visionSegments, hooks, { image, pass, padding }, steps, layers));
         visionTokens.push(layers);
       }
       features.push(this.packImage(passes, pixels.size));
@@ -737,12 +738,12 @@ export class LlavaEngine {
     pixels: Float32Array,
     segments: Segment[],
     hooks: Map<HookSite, ReductionHook>,
-    pass: { image: number; padding?: Uint8Array },
+    at: { image: number; pass: number; padding?: Uint8Array },
     steps: StepStat[],
     layers: LayerTokens,
   ): Promise<TokenState> {
-    const { image } = pass;
-    let { padding } = pass;
+    const { image, pass } = at;
+    let { padding } = at;
     const { grid, classToken } = this.towers.image;
     const patches = grid.rows * grid.cols;
     // A class token, where the tower has one, comes before the patches and stands for none of them.
@@ -782,7 +783,7 @@ export class LlavaEngine {
       if (hook) {
         const hasClassToken = classToken && !atEnd;
         const drop = padding && hook.needs.imageOnly ? tokensOn(state, padding) : undefined;
-        state = runHook(hook, state, outputs, { steps, image, hasClassToken, drop }).state;
+        state = runHook(hook, state, outputs, { steps, image, pass, hasClassToken, drop }).state;
         padding = undefined;
       }
     }
@@ -1028,9 +1029,16 @@ function runHook(
   hook: ReductionHook,
   state: TokenState,
   outputs: ort.InferenceSession.OnnxValueMapType,
-  step: { steps: StepStat[]; hasClassToken: boolean; image?: number; structure?: Uint8Array; drop?: Uint8Array },
+  step: {
+    steps: StepStat[];
+    hasClassToken: boolean;
+    image?: number;
+    pass?: number;
+    structure?: Uint8Array;
+    drop?: Uint8Array;
+  },
 ): { state: TokenState; structure?: Uint8Array } {
-  const { steps, hasClassToken, image, structure, drop } = step;
+  const { steps, hasClassToken, image, pass, structure, drop } = step;
   const attention = outputs[ATTENTION]?.data as Float32Array | undefined;
   const meanKeys = outputs[MEAN_KEYS]?.data as Float32Array | undefined;
   const keyCount =
@@ -1046,6 +1054,7 @@ function runHook(
     keyCosine,
     keyCount,
     hasClassToken,
+    pass,
   };
   // Structure tokens (row ends) are taken out of what the method sees, and put back after it; `drop` tokens stay out.
   const content = structure?.includes(1) ? withoutStructure(full, structure) : undefined;

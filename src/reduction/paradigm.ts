@@ -64,10 +64,10 @@ export interface Step<P = StepParams> {
    */
   leaves?: number;
   /**
-   * visual tokens per image the plan expects to reach this step, where each image brings its own number (a tiled
-   * image's passes, each with the patches that see the image): the step removes the same share of what arrives
+   * on a tiled image's tower passes (the base image, then the tiles row-major; SiteView.pass), the visual tokens this
+   * step leaves each pass, where each brings its own number (the patches that see the image)
    */
-  arrives?: number;
+  passLeaves?: readonly number[];
   params: P;
 }
 
@@ -152,7 +152,7 @@ export function runStep<P>(step: Step<P>, view: SiteView, log?: StepRecord[]): T
   const splits: Split[] = [];
   const correlations: Correlation[] = [];
   for (const span of view.spans) {
-    const remove = stepRemoval(step, span.count);
+    const remove = stepRemoval(step, span.count, view.pass);
     const input: StageInput<P> = { view, span, remove, params: step.params };
     const split = remove > 0 ? step.filter(input) : { sources: new Int32Array(0), targets: spanTokens(span) };
     splits.push(split);
@@ -172,14 +172,18 @@ export function runStep<P>(step: Step<P>, view: SiteView, log?: StepRecord[]): T
   return reduced;
 }
 
-/** What a step removes from a span of `count` tokens (see Step.leaves and Step.arrives); one token always stays. */
-export function stepRemoval(step: Pick<Step, 'remove' | 'leaves' | 'arrives'>, count: number): number {
+/**
+ * What a step removes from a span of `count` tokens on tower pass `pass` of a tiled image, if it is one (see
+ * Step.leaves and Step.passLeaves); one token always stays.
+ */
+export function stepRemoval(
+  step: Pick<Step, 'remove' | 'leaves' | 'passLeaves'>,
+  count: number,
+  pass?: number,
+): number {
+  const passLeft = pass === undefined ? undefined : step.passLeaves?.[pass];
   const planned =
-    step.leaves !== undefined
-      ? count - step.leaves
-      : step.arrives !== undefined
-        ? Math.round((step.remove * count) / step.arrives)
-        : step.remove;
+    step.leaves !== undefined ? count - step.leaves : passLeft !== undefined ? count - passLeft : step.remove;
   return Math.max(0, Math.min(planned, count - 1));
 }
 

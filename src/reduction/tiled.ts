@@ -13,7 +13,7 @@ export interface TiledReductionPlan {
    * that see the image; the padding's go first, as unpadding would cut them
    */
   passTokens: number[];
-  /** steps up to the projector, run on every pass, each removing the same share of what reaches it (Step.arrives) */
+  /** steps up to the projector, run on every pass, each leaving every pass its planned count (Step.passLeaves) */
   perPass: Step[];
   /** steps in the decoder, over the packed image without its row ends */
   inDecoder: Step[];
@@ -22,8 +22,8 @@ export interface TiledReductionPlan {
 /**
  * Spreads a budget over a tiled image. Tower steps see only the patches on the image (a tile's padding is dropped
  * before its first step) and keep the same share of every pass, so the budget goes in proportion to each pass's
- * tokens on the image and the passes hand over the budget. Decoder steps rank the base image and the tiles together,
- * as one span, planned from what the tower hands them and ending at the budget.
+ * tokens on the image and the passes hand over exactly the budget. Decoder steps rank the base image and the tiles
+ * together, as one span, planned from what the tower hands them and ending at the budget.
  */
 export function planTiledReduction(
   request: { method: string; budget: Budget; params?: Readonly<Record<string, unknown>> },
@@ -44,7 +44,7 @@ export function planTiledReduction(
   const towerSteps = planReduction(request.method, { tokens: passKeep }, pass, request.params).steps.filter(
     (step) => !step.site.startsWith('llm:'),
   );
-  const perPass = removingShareOfArrivals(towerSteps, pass.visualTokens);
+  const perPass = leavingEachPassItsShare(towerSteps, pass.visualTokens, passTokens, keep);
   // Decoder steps start from what reaches them: passes thinned in the tower are packed without anyres_max's shrinking.
   const handed = perPass.length > 0 ? imageFeatures : content;
   const packed = { ...pass, visualTokens: handed, grid: { rows: 1, cols: handed } };
@@ -56,25 +56,52 @@ export function planTiledReduction(
 
 /** Per pass, the visual tokens a plan's tower steps leave it (as runStep removes them); only where it has some. */
 export function keptPerPass(plan: TiledReductionPlan): number[] {
-  return plan.passTokens.map((tokens) => plan.perPass.reduce((left, step) => left - stepRemoval(step, left), tokens));
+  return plan.passTokens.map((tokens, pass) =>
+    plan.perPass.reduce((left, step) => left - stepRemoval(step, left, pass), tokens),
+  );
 }
 
 /**
- * Tower steps planned for a whole pass of `tokens`, each seeing only the pass's tokens on the image and removing the
- * same share of whatever reaches it.
+ * Tower steps planned for a whole pass of `tokens`, each seeing only the patches on the image and leaving every pass
+ * (of `passTokens` such patches) the share of them it leaves a whole pass, rounded; the last leaves `keep` in all,
+ * apportioned (rounding each pass's share alone misses by up to half a token per pass).
  */
-function removingShareOfArrivals(steps: readonly Step[], tokens: number): Step[] {
-  let arriving = tokens;
-  return steps.map((step) => {
-    const scaled = { ...step, needs: { ...step.needs, imageOnly: true }, arrives: arriving };
-    arriving -= step.remove;
-    return scaled;
+function leavingEachPassItsShare(
+  steps: readonly Step[],
+  tokens: number,
+  passTokens: readonly number[],
+  keep: number,
+): Step[] {
+  const last = apportion(keep, passTokens);
+  let left = tokens;
+  return steps.map((step, i) => {
+    left -= step.remove;
+    const passLeaves =
+      i === steps.length - 1 ? last : passTokens.map((on, p) => Math.max(last[p], Math.round((on * left) / tokens)));
+    return { ...step, needs: { ...step.needs, imageOnly: true }, passLeaves };
   });
 }
 
 /**
+ * `total` tokens over passes of `passTokens`, in whole numbers that add up to it: every pass one (a step always leaves
+ * one), the rest in proportion to the tokens beyond it, floors first, then one more by largest remainder.
+ */
+function apportion(total: number, passTokens: readonly number[]): number[] {
+  const first = passTokens.map((tokens) => Math.min(1, tokens));
+  const beyond = passTokens.map((tokens, p) => tokens - first[p]);
+  const rest = Math.max(0, total - first.reduce((a, b) => a + b, 0));
+  const weight = beyond.reduce((a, b) => a + b, 0);
+  const exact = beyond.map((tokens) => (weight > 0 ? (rest * tokens) / weight : 0));
+  const parts = exact.map(Math.floor);
+  const short = rest - parts.reduce((a, b) => a + b, 0);
+  const byRemainder = parts.map((_, p) => p).sort((a, b) => exact[b] - parts[b] - (exact[a] - parts[a]) || a - b);
+  for (const p of byRemainder.slice(0, short)) parts[p]++;
+  return parts.map((part, p) => first[p] + part);
+}
+
+/**
  * Decoder steps that leave the counts planned for them, so the image ends at its budget however many tokens the passes
- * hand over (their shares round per pass).
+ * hand over.
  */
 function leavingPlannedCounts(steps: readonly Step[], keep: number): Step[] {
   let after = keep + removedTokens(steps);

@@ -48,6 +48,8 @@ export interface SiteView extends TokenState {
   keyCount: number;
   /** true when index 0 is the vision tower's [CLS] token (vision sites of CLIP) */
   hasClassToken: boolean;
+  /** in a tiled image's tower, which pass this is: 0 the base image, then the tiles row-major */
+  pass?: number;
 }
 
 /** What a hook asks to see from the layer before it. */

@@ -43,9 +43,27 @@ test("steps in the tower keep the same share of every pass's tokens on the image
     729 + 75 * 135,
   );
   const kept = keptPerPass(tiled);
-  const total = kept.reduce((sum, tokens) => sum + tokens, 0);
-  assert.ok(Math.abs(total - keep) <= passTokens.length, `the passes keep ${total} for a budget of ${keep}`);
+  assert.equal(
+    kept.reduce((sum, tokens) => sum + tokens, 0),
+    keep,
+  );
+  kept.forEach((tokens, pass) => {
+    const share = (keep * passTokens[pass]) / (729 + 75 * 135);
+    assert.ok(Math.abs(tokens - share) < 1, `pass ${pass} keeps ${tokens} for a share of ${share.toFixed(2)}`);
+  });
   assert.ok(kept[1] < kept[0], 'a tile with padding keeps fewer than a whole pass');
+});
+
+test('every tower step leaves each pass its share of what that step leaves a whole pass', () => {
+  const { passTokens, perPass } = plan('ficoco-v');
+  let whole = 729;
+  for (const step of perPass.slice(0, -1)) {
+    whole -= step.remove;
+    assert.deepEqual(
+      step.passLeaves,
+      passTokens.map((tokens) => Math.round((tokens * whole) / 729)),
+    );
+  }
 });
 
 test('decoder steps alone start from the packed, shrunk image and end at the budget', () => {
