@@ -14,11 +14,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { median } from '../src/cli/benchTiming';
-import { AUTO_METHOD, NO_REDUCTION } from '../src/common/reductionChoice';
+import { AUTO_METHOD, NO_REDUCTION, type ReductionRequest } from '../src/common/reductionChoice';
 import { type AskOptions, EngineClient } from '../src/client/engineClient';
 import { type PrefillRun, measureSpeedup, prefillMs } from '../src/extension/speedup';
 import { findBuiltinModel } from '../src/hub/presets';
-import type { LoadParams, ReductionRequest } from '../src/protocol/engine';
+import type { LoadParams } from '../src/protocol/engine';
 import type { SpeedupView } from '../src/protocol/webview';
 import { METHODS } from '../src/reduction/registry';
 

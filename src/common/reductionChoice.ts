@@ -4,6 +4,17 @@
  * published for the model's architecture, else FiCoCo's default.
  */
 
+import type { Budget, ParamValue } from './budget';
+
+/** A reduction as asked for: a method from the registry or `auto`, its budget, and its parameters. */
+export interface ReductionRequest {
+  method: string;
+  /** required except with `auto`, whose recommendation sets it */
+  budget?: Budget;
+  /** the method's parameters; its defaults where absent */
+  params?: Readonly<Record<string, ParamValue>>;
+}
+
 /** The method name that asks the engine to choose. */
 export const AUTO_METHOD = 'auto';
 

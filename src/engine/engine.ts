@@ -8,8 +8,8 @@ import { type ImageCost, RunFlops, imageCost, peakRunBytes, runFlops, unreducedS
 import { ElemType } from './graph/builder';
 import { ATTENTION, HIDDEN_COSINE, KEY_COSINE, LOG_SIZES, MEAN_KEYS, POSITIONS, Tower } from './graph/segment';
 import type { ModelShape } from '../reduction/method';
-import { BUDGET_HINT, type Budget, type ParamValue, budgetLabel } from '../common/budget';
-import { AUTO_METHOD, NO_REDUCTION, type ReductionRule } from '../common/reductionChoice';
+import { BUDGET_HINT, type ParamValue, budgetLabel } from '../common/budget';
+import { AUTO_METHOD, NO_REDUCTION, type ReductionRequest, type ReductionRule } from '../common/reductionChoice';
 import { ReductionSettingsError, planHooks, planReduction } from '../reduction/registry';
 import { planTiledReduction } from '../reduction/tiled';
 import { stepHook } from '../reduction/paradigm';
@@ -157,12 +157,7 @@ export interface AskRequest {
   signal?: AbortSignal;
 }
 
-export interface ReductionRequest {
-  method: string;
-  /** required except with `auto`, whose recommendation sets it */
-  budget?: Budget;
-  params?: Readonly<Record<string, unknown>>;
-}
+export type { ReductionRequest };
 
 export interface AnswerStats {
   /** the reduction that ran and why it was chosen; absent when none was asked for */
@@ -491,7 +486,7 @@ export class LlavaEngine {
     return {
       method: reduction.method,
       budget: reduction.budget,
-      params: { ...(reduction.params as Record<string, ParamValue> | undefined) },
+      params: { ...reduction.params },
       rule: 'setting',
       why: 'Chosen by you (ficoco.reduction.method, or --method on the command line).',
     };

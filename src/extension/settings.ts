@@ -10,8 +10,8 @@ import { BUDGET_HINT, BUDGET_PATTERN, Budget, ParamValue, parseBudget } from '..
 import { METHODS, resolveParams } from '../reduction/registry';
 import { DEFAULT_HUB_ENDPOINT } from '../hub/download';
 import { WEIGHT_QUANTIZATIONS, WeightQuantization } from '../common/quantization';
-import { LoadParams, PROVIDER_SETTINGS, ProviderSetting, ReductionRequest } from '../protocol/engine';
-import { AUTO_METHOD, NO_REDUCTION } from '../common/reductionChoice';
+import { LoadParams, PROVIDER_SETTINGS, ProviderSetting } from '../protocol/engine';
+import { AUTO_METHOD, NO_REDUCTION, type ReductionRequest } from '../common/reductionChoice';
 
 const MODEL_FILES = 'config.json, *.safetensors, tokenizer.json, tokenizer_config.json and preprocessor_config.json';
 

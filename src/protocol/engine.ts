@@ -13,7 +13,7 @@ import { PROVIDERS, PROVIDER_SETTINGS, ProviderName, ProviderSetting } from '../
 import { WEIGHT_QUANTIZATIONS, WeightQuantization } from '../common/quantization';
 import { BUDGET_HINT, type Budget, type ParamValue, isValidBudget } from '../common/budget';
 import { FICOCO_ERROR_KINDS } from '../common/errors';
-import { AUTO_METHOD, REDUCTION_RULES, type ReductionRule } from '../common/reductionChoice';
+import { AUTO_METHOD, REDUCTION_RULES, type ReductionRequest, type ReductionRule } from '../common/reductionChoice';
 import { MAX_IMAGE_BYTES } from '../common/imageFile';
 import { describeValue } from './describe';
 import { fieldReaders } from './fields';
@@ -75,13 +75,6 @@ export interface HistoryMessage {
  * A method of the reduction registry with its budget and parameters, or `auto` (the model's recommendation; budget and
  * parameters unused); the host checks them against the registry.
  */
-export interface ReductionRequest {
-  method: string;
-  /** required except with `auto` */
-  budget?: Budget;
-  params: Record<string, ParamValue>;
-}
-
 export interface AskParams {
   /** chosen by the client; `engine/text` notifications of this ask carry it */
   requestId: string;

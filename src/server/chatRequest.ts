@@ -6,8 +6,8 @@ import parseDataURL from 'data-urls';
 import type { FromSchema } from 'json-schema-to-ts';
 import { parseBudget, BUDGET_HINT, type ParamValue } from '../common/budget';
 import { MAX_IMAGES_PER_QUESTION, checkImageFile } from '../common/imageFile';
-import { AUTO_METHOD, NO_REDUCTION } from '../common/reductionChoice';
-import { MAX_NEW_TOKENS_LIMIT, type AskParams, type HistoryMessage, type ReductionRequest } from '../protocol/engine';
+import { AUTO_METHOD, NO_REDUCTION, type ReductionRequest } from '../common/reductionChoice';
+import { MAX_NEW_TOKENS_LIMIT, type AskParams, type HistoryMessage } from '../protocol/engine';
 
 const TEXT_PART = {
   type: 'object',
