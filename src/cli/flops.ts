@@ -192,13 +192,15 @@ function methodTable(arch: ModelArch, run: RunShape, base: RunShape): string {
   const tera = (flops: number) => (flops / 1e12).toFixed(3);
   const tokens = (attention: number, mlp: number) => (attention === mlp ? String(attention) : `${attention} → ${mlp}`);
   const lines = ['| layer | tokens (attention → MLP) | GFLOPs | unreduced GFLOPs |', '|---|---:|---:|---:|'];
-  run.vision[0].forEach((attention, l) => {
-    const mlp = run.visionMlp?.[0][l] ?? attention;
-    lines.push(
-      `| vision ${l} | ${tokens(attention, mlp)} | ` +
-        `${giga(visionLayerFlops(arch.vision, attention, mlp).total)} | ` +
-        `${giga(visionLayerFlops(arch.vision, base.vision[0][l]).total)} |`,
-    );
+  const sum = (values: number[]) => values.reduce((total, value) => total + value, 0);
+  // A tiled image's tower runs once per pass: each vision row adds up the passes (attention stays within a pass).
+  const passes = run.vision.length > 1 ? ` (${run.vision.length} passes)` : '';
+  run.vision[0].forEach((_, l) => {
+    const attention = run.vision.map((pass) => pass[l]);
+    const mlp = attention.map((tokensIn, p) => run.visionMlp?.[p][l] ?? tokensIn);
+    const flops = sum(attention.map((tokensIn, p) => visionLayerFlops(arch.vision, tokensIn, mlp[p]).total));
+    const unreduced = sum(base.vision.map((pass) => visionLayerFlops(arch.vision, pass[l]).total));
+    lines.push(`| vision ${l}${passes} | ${tokens(sum(attention), sum(mlp))} | ${giga(flops)} | ${giga(unreduced)} |`);
   });
   run.llm.forEach((attention, l) => {
     const mlp = run.llmMlp?.[l] ?? attention;
