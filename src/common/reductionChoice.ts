@@ -6,7 +6,10 @@
 
 import type { Budget, ParamValue } from './budget';
 
-/** A reduction as asked for: a method from the registry or `auto`, its budget, and its parameters. */
+/**
+ * A reduction as asked for: a method of the registry with its budget and parameters, or `auto` (the model's
+ * recommendation; budget and parameters unused). The engine checks them against the registry.
+ */
 export interface ReductionRequest {
   method: string;
   /** required except with `auto`, whose recommendation sets it */

@@ -71,10 +71,6 @@ export interface HistoryMessage {
   text: string;
 }
 
-/**
- * A method of the reduction registry with its budget and parameters, or `auto` (the model's recommendation; budget and
- * parameters unused); the host checks them against the registry.
- */
 export interface AskParams {
   /** chosen by the client; `engine/text` notifications of this ask carry it */
   requestId: string;

@@ -48,7 +48,7 @@ export interface SiteView extends TokenState {
   keyCount: number;
   /** true when index 0 is the vision tower's [CLS] token (vision sites of CLIP) */
   hasClassToken: boolean;
-  /** in a tiled image's tower, which pass this is: 0 the base image, then the tiles row-major */
+  /** at a tower site, which pass of its image this is: 0 the base image (an untiled one's only pass), then the tiles */
   pass?: number;
 }
 
