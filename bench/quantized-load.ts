@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { machineLine, peakResidentMiB, syntheticPixels } from '../src/cli/benchTiming';
 import { LlavaEngine } from '../src/engine/engine';
 import { WeightQuantization } from '../src/common/quantization';
+import { blockSizeOf } from '../src/engine/weights/quantize';
 import { TINYLLAVA, randomModelDir, writeRandomModel } from './randomModel';
 
 interface Probe {
@@ -105,7 +106,7 @@ async function main(): Promise<void> {
       '',
       `${TINYLLAVA.label} with random F32 weights (${(weightsBytes / 2 ** 30).toFixed(2)} GiB ` +
         `model.safetensors); the decoder's linear layers and LM head quantized by FiCoCo at load time ` +
-        `(MatMulNBits, symmetric blocks of 128 at int8 and 32 at int4, accuracy level 4); the vision tower and embeddings stay F32.`,
+        `(MatMulNBits, symmetric blocks of ${blockSizeOf(8)} at int8 and ${blockSizeOf(4)} at int4, accuracy level 4); the vision tower and embeddings stay F32.`,
       `One image (576 visual tokens) + 19 text tokens, 8 new tokens. ${machineLine('cpu', values.threads ? Number(values.threads) : undefined)} Each row is a fresh ` +
         `process; \`npm run bench:quantized\`.`,
       '',

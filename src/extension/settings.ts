@@ -147,7 +147,7 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
     ],
     markdownDescription:
       "Weight-only quantization of the language model's linear layers (ONNX Runtime MatMulNBits, blocks " +
-      'of 32). The first load of a model quantizes it and caches the result beside its weights; later ' +
+      'of 64 weights at int4, 128 at int8). The first load of a model quantizes it and caches the result beside its weights; later ' +
       'loads read the cache.',
   },
   'ficoco.quantizationByModel': {

@@ -100,7 +100,7 @@ describe('weight-only quantization of the decoder (MatMulNBits, cached beside th
   test('a changed checkpoint is quantized again and the stale caches removed, older block sizes too', async () => {
     const dir = copyFixture();
     folders.push(dir);
-    const older = path.join(dir, 'ficoco-int4-b64-0123456789abcdef.quantized');
+    const older = path.join(dir, 'ficoco-int4-b32-0123456789abcdef.quantized');
     fs.writeFileSync(older, 'a cache in a layout this version no longer reads');
     await (await LlavaEngine.load(dir, { quantization: 'int4' })).dispose();
     assert.ok(!fs.existsSync(older), 'the older block size is gone');

@@ -1,6 +1,6 @@
 /**
  * Decoder linear layers quantized at load time and cached on disk beside the weights they come from
- * (`ficoco-int4-b32-<fingerprint>.quantized`, a safetensors file): the first load writes it, later loads
+ * (`ficoco-int4-b64-<fingerprint>.quantized`, a safetensors file): the first load writes it, later loads
  * map it. The fingerprint covers the source tensors and their files, so a changed checkpoint is requantized.
  *
  * Weights in a Hugging Face cache are the exception: its blobs/ folder holds only what the Hub served, and
