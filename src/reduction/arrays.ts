@@ -11,6 +11,25 @@ export function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return sum;
 }
 
+/** Row i · row j of a row-major [rows, width] matrix (four partial sums so the loop pipelines). */
+export function rowDot(matrix: Float32Array, width: number, i: number, j: number): number {
+  const a = i * width;
+  const b = j * width;
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let d = 0;
+  for (; d < width - 3; d += 4) {
+    s0 += matrix[a + d] * matrix[b + d];
+    s1 += matrix[a + d + 1] * matrix[b + d + 1];
+    s2 += matrix[a + d + 2] * matrix[b + d + 2];
+    s3 += matrix[a + d + 3] * matrix[b + d + 3];
+  }
+  for (; d < width; d++) s0 += matrix[a + d] * matrix[b + d];
+  return s0 + s1 + s2 + s3;
+}
+
 export function norm(a: ArrayLike<number>): number {
   return Math.sqrt(dot(a, a));
 }

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { cosineMatrix } from '../../src/reduction/arrays';
 import { runStep } from '../../src/reduction/paradigm';
 import { planReduction } from '../../src/reduction/registry';
 import { SiteView } from '../../src/reduction/tokenState';
@@ -44,7 +43,6 @@ function decoderView(): SiteView {
   return {
     site: 'llm:1',
     hidden: Float32Array.from(HIDDEN.flat()),
-    hiddenCosine: cosineMatrix(Float32Array.from(HIDDEN.flat()), count, 2),
     count,
     width: 2,
     sizes: new Float32Array(count).fill(1),
@@ -74,7 +72,7 @@ describe('DART', () => {
     ] as const) {
       const { steps } = planReduction('dart', { tokens: 3 }, shape(layers));
       assert.deepEqual([steps.length, steps[0].site, steps[0].remove], [1, site, 2]);
-      assert.deepEqual(steps[0].needs, { keys: true, hiddenCosine: true });
+      assert.deepEqual(steps[0].needs, { keys: true });
     }
   });
 

@@ -1,4 +1,4 @@
-import { topIndices } from '../arrays';
+import { rowDot, topIndices } from '../arrays';
 import { ParamSpec, ParamsOf, defineMethod, layerAt } from '../method';
 import { Filter, Step, noReceivers, spanTokens, splitByKept } from '../paradigm';
 import { dropSources } from '../stages/compress';
@@ -53,14 +53,23 @@ function pivotsByKeyNorm(view: SiteView, tokens: Int32Array, count: number): num
   return topIndices(norms, Math.min(count, tokens.length)).map((k) => tokens[k]);
 }
 
-/** dup_i = max_p cos(h_p, h_i) for each span token i (span order): how much it duplicates its closest pivot p. */
+/**
+ * dup_i = max_p cos(h_p, h_i) for each span token i (span order): how much it duplicates its closest pivot p. Read
+ * from the hidden states (pivots × tokens products), not a cosine matrix of every pair of the prompt's tokens.
+ */
 function duplication(view: SiteView, span: VisualSpan, pivots: readonly number[]): Float64Array {
-  const cosine = view.hiddenCosine;
-  if (!cosine) throw new Error(`DART needs the hidden cosine at ${view.site}`);
+  const { hidden, width } = view;
+  const normOf = (token: number) => Math.sqrt(rowDot(hidden, width, token, token));
+  const pivotNorms = pivots.map(normOf);
   const scores = new Float64Array(span.count).fill(-Infinity);
-  for (const pivot of pivots) {
-    const base = pivot * view.count + span.start;
-    for (let i = 0; i < span.count; i++) scores[i] = Math.max(scores[i], cosine[base + i]);
+  for (let i = 0; i < span.count; i++) {
+    const token = span.start + i;
+    const tokenNorm = normOf(token);
+    for (let p = 0; p < pivots.length; p++) {
+      const denominator = pivotNorms[p] * tokenNorm;
+      const cos = denominator === 0 ? 0 : rowDot(hidden, width, pivots[p], token) / denominator;
+      scores[i] = Math.max(scores[i], cos);
+    }
   }
   return scores;
 }
@@ -94,7 +103,7 @@ export const dart = defineMethod({
   reference:
     "Stop Looking for Important Tokens (Wen et al., EMNLP'25, arXiv 2502.11494) and ZichenWen1/DART: " +
     'pivots = 4 image + 4 text tokens (after the image) with the largest key L1 norm at layer K−1 = 1, ' +
-    "duplication = cosine of hidden states (the engine's hidden cosine matrix); prune before layer K = " +
+    'duplication = cosine of hidden states (each token against the pivots); prune before layer K = ' +
     '2. ' +
     'Departures: keys are head-averaged (the code concatenates heads, a proxy for the L1 norm); hidden ' +
     "states are the site's residual stream after layer K−1's attention, not the final-RMSNormed layer " +
@@ -106,7 +115,7 @@ export const dart = defineMethod({
   plan(model, keep, params) {
     const step: Step<DartParams> = {
       site: `llm:${layerAt(params.scoreLayer, model.textLayers)}`,
-      needs: { keys: true, hiddenCosine: true },
+      needs: { keys: true },
       filter: duplicationFilter,
       correlate: (_input, split) => noReceivers(split),
       compress: dropSources,

@@ -1,3 +1,4 @@
+import { rowDot } from '../arrays';
 import { Compress, SINK } from '../paradigm';
 import { SiteView, TokenState, VisualSpan } from '../tokenState';
 
@@ -47,27 +48,10 @@ export function densityPeakClusters(distance: Float64Array, n: number, clusters:
   return members;
 }
 
-/** ‖h_t‖ of each of `tokens`' hidden states (four partial sums so the loop pipelines). */
+/** ‖h_t‖ of each of `tokens`' hidden states. */
 export function hiddenNorms(view: TokenState, tokens: Int32Array): Float64Array {
   const { hidden, width } = view;
-  const norms = new Float64Array(tokens.length);
-  for (let k = 0; k < tokens.length; k++) {
-    const start = tokens[k] * width;
-    let s0 = 0,
-      s1 = 0,
-      s2 = 0,
-      s3 = 0;
-    let d = start;
-    for (const end = start + width - 3; d < end; d += 4) {
-      s0 += hidden[d] * hidden[d];
-      s1 += hidden[d + 1] * hidden[d + 1];
-      s2 += hidden[d + 2] * hidden[d + 2];
-      s3 += hidden[d + 3] * hidden[d + 3];
-    }
-    for (; d < start + width; d++) s0 += hidden[d] * hidden[d];
-    norms[k] = Math.sqrt(s0 + s1 + s2 + s3);
-  }
-  return norms;
+  return Float64Array.from(tokens, (token) => Math.sqrt(rowDot(hidden, width, token, token)));
 }
 
 /**
