@@ -1,27 +1,23 @@
-import { StageInput, spanTokens } from '../paradigm';
+import { StageInput } from '../paradigm';
 import { SiteView, VisualSpan } from '../tokenState';
 
 /** Signals that decoder-side filters (FastV, PDrop, SparseVLM, DART) read from an `llm:<l>` site. */
 
-/** Entry (query, key) of the site's head-averaged attention; throws when the step did not ask for it. */
-export function attentionAt(view: SiteView, method: string): (query: number, key: number) => number {
-  const attention = view.attention;
-  if (!attention) throw new Error(`${method} needs the attention at ${view.site}`);
-  const keys = view.keyCount;
-  return (query, key) => attention[query * keys + key];
-}
-
 /**
  * a_j = (1/Q) Σ_q A[q, j] for each span token j, the queries q being `queries` (FastV: every token; PDrop: the last
- * one).
+ * one), A the site's head-averaged attention, summed row by row (row-major: a column walk misses the cache per query).
  */
 export function attentionFrom(input: StageInput<unknown>, method: string, queries: ArrayLike<number>): Float64Array {
-  const at = attentionAt(input.view, method);
-  return Float64Array.from(spanTokens(input.span), (j) => {
-    let sum = 0;
-    for (let q = 0; q < queries.length; q++) sum += at(queries[q], j);
-    return sum / Math.max(1, queries.length);
-  });
+  const { view, span } = input;
+  const attention = view.attention;
+  if (!attention) throw new Error(`${method} needs the attention at ${view.site}`);
+  const received = new Float64Array(span.count);
+  for (let q = 0; q < queries.length; q++) {
+    const row = queries[q] * view.keyCount + span.start;
+    for (let j = 0; j < span.count; j++) received[j] += attention[row + j];
+  }
+  const count = Math.max(1, queries.length);
+  return received.map((sum) => sum / count);
 }
 
 /** Every sequence index 0 … count−1: the queries of FastV's "attention received". */
