@@ -2,6 +2,7 @@ import { rowDot, topIndices } from '../arrays';
 import { ParamSpec, ParamsOf, defineMethod, layerAt } from '../method';
 import { Filter, Step, noReceivers, spanTokens, splitByKept } from '../paradigm';
 import { dropSources } from '../stages/compress';
+import { hiddenNorms } from '../stages/recycle';
 import { textAfter } from '../stages/decoderSignals';
 import { SiteView, VisualSpan } from '../tokenState';
 
@@ -59,14 +60,13 @@ function pivotsByKeyNorm(view: SiteView, tokens: Int32Array, count: number): num
  */
 function duplication(view: SiteView, span: VisualSpan, pivots: readonly number[]): Float64Array {
   const { hidden, width } = view;
-  const normOf = (token: number) => Math.sqrt(rowDot(hidden, width, token, token));
-  const pivotNorms = pivots.map(normOf);
+  const pivotNorms = hiddenNorms(view, Int32Array.from(pivots));
+  const tokenNorms = hiddenNorms(view, spanTokens(span));
   const scores = new Float64Array(span.count).fill(-Infinity);
   for (let i = 0; i < span.count; i++) {
     const token = span.start + i;
-    const tokenNorm = normOf(token);
     for (let p = 0; p < pivots.length; p++) {
-      const denominator = pivotNorms[p] * tokenNorm;
+      const denominator = pivotNorms[p] * tokenNorms[i];
       const cos = denominator === 0 ? 0 : rowDot(hidden, width, pivots[p], token) / denominator;
       scores[i] = Math.max(scores[i], cos);
     }
