@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import { machineLine, peakResidentMiB, syntheticPixels } from '../src/cli/benchTiming';
 import { LlavaEngine } from '../src/engine/engine';
 import { WeightQuantization } from '../src/common/quantization';
-import { blockSizeOf } from '../src/engine/weights/quantize';
+import { INT4_BLOCK_SIZE } from '../src/engine/weights/quantize';
 import { TINYLLAVA, randomModelDir, writeRandomModel } from './randomModel';
 
 interface Probe {
@@ -106,7 +106,8 @@ async function main(): Promise<void> {
       '',
       `${TINYLLAVA.label} with random F32 weights (${(weightsBytes / 2 ** 30).toFixed(2)} GiB ` +
         `model.safetensors); the decoder's linear layers and LM head quantized by FiCoCo at load time ` +
-        `(MatMulNBits, symmetric blocks of ${blockSizeOf(8)} at int8 and ${blockSizeOf(4)} at int4, accuracy level 4); the vision tower and embeddings stay F32.`,
+        `(int8: one scale per output channel, each token's activations quantized to 8 bits with its own zero point, MatMulInteger; int4: ` +
+        `MatMulNBits, symmetric blocks of ${INT4_BLOCK_SIZE}, accuracy level 4); the vision tower and embeddings stay F32.`,
       `One image (576 visual tokens) + 19 text tokens, 8 new tokens. ${machineLine('cpu', values.threads ? Number(values.threads) : undefined)} Each row is a fresh ` +
         `process; \`npm run bench:quantized\`.`,
       '',

@@ -52,7 +52,7 @@ export interface EngineOptions {
   precision?: Precision;
   /** intra-op threads (default: defaultThreads in runtime/threads.ts) */
   threads?: number;
-  /** weight-only quantization of the decoder layers' linear layers, cached beside the weights (default none) */
+  /** quantization of the decoder layers' linear layers, cached beside the weights (default none) */
   quantization?: WeightQuantization;
   /** where quantized caches of weights in a Hugging Face cache go (default ~/.cache/ficoco-vision/quantized) */
   quantizedCacheDir?: string;

@@ -6,13 +6,19 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { LlavaEngine } from '../../src/engine/engine';
 import { referencePixels } from '../helpers/referencePixels';
-import { bitsOf, blockSizeOf, dequantizeBlocks, quantizeBlocks } from '../../src/engine/weights/quantize';
+import {
+  INT4_BLOCK_SIZE,
+  dequantizeBlocks,
+  dequantizeChannels,
+  quantizeBlocks,
+  quantizeChannels,
+} from '../../src/engine/weights/quantize';
 import { WeightIndex } from '../../src/engine/weights/safetensors';
 import { bytesOf, writeSafetensors } from '../../src/engine/weights/safetensorsWriter';
 import { maxAbsDiff } from '../helpers/assertions';
 
 const FIXTURE = path.join(__dirname, '..', 'fixtures', 'tiny-llava-llama');
-/** hidden 48 (int4: one full block of 32 and a padded one; int8: one padded block of 128), intermediate 96; the layers' linear layers and the head */
+/** hidden 48 (int4: a padded block of 64), intermediate 96; the layers' linear layers and the head */
 const QUANTIZED =
   /^language_model\.(model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)|lm_head)\.weight$/;
 
@@ -27,8 +33,12 @@ function copyFixture(mode?: 'int8' | 'int4'): string {
     const tensors = index.names().map((name) => {
       const location = index.get(name);
       let values = index.readFloat32(name);
+      const [rows, cols] = location.shape;
       if (QUANTIZED.test(name))
-        values = dequantizeBlocks(quantizeBlocks(values, location.shape[0], location.shape[1], bitsOf(mode)));
+        values =
+          mode === 'int4'
+            ? dequantizeBlocks(quantizeBlocks(values, rows, cols))
+            : dequantizeChannels(quantizeChannels(values, rows, cols));
       return { name, dtype: 'F32' as const, shape: location.shape, data: new Uint8Array(bytesOf(values)) };
     });
     writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
@@ -36,7 +46,7 @@ function copyFixture(mode?: 'int8' | 'int4'): string {
   return dir;
 }
 
-describe('weight-only quantization of the decoder (MatMulNBits, cached beside the weights)', () => {
+describe('quantization of the decoder (int8 MatMulInteger, int4 MatMulNBits, cached beside the weights)', () => {
   const reference = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'reference.json'), 'utf8')) as {
     cases: { input_ids: number[]; image: string }[];
   };
@@ -69,18 +79,22 @@ describe('weight-only quantization of the decoder (MatMulNBits, cached beside th
       const dequantized = await LlavaEngine.load(roundTrip);
       const expected = await prefillLogits(dequantized);
       await dequantized.dispose();
-      // Same weights two ways; what differs is MatMulNBits' int8 activations (accuracy level 4, 0 at level 0): a few
-      // tenths on logits that reach ±9, which vary with the CPU's kernel (int4: 0.33 with AVX-512 VNNI), where a
-      // wrong block layout scrambles them entirely (int4's own rounding alone moves them by 3.5).
+      // Same weights two ways; what differs is that both products quantize activations to int8 (int4: per block of 64,
+      // 0.33 with AVX-512 VNNI; int8: per token, 0.21): a few tenths on logits that reach ±9, where a wrong
+      // layout scrambles them entirely (int4's own rounding alone moves them by 3.5).
       const kernelError = maxAbsDiff(logits, expected);
       const peak = Math.max(...expected.map(Math.abs));
-      assert.ok(kernelError < 0.06 * peak, `MatMulNBits vs dequantized weights: ${kernelError} (logits reach ${peak})`);
+      assert.ok(
+        kernelError < 0.06 * peak,
+        `quantized product vs dequantized weights: ${kernelError} (logits reach ${peak})`,
+      );
       assert.ok(maxAbsDiff(expected, full) > 0, 'the round trip changed the weights');
       errors.set(mode, maxAbsDiff(logits, full));
 
       const caches = fs.readdirSync(dir).filter((file) => file.endsWith('.quantized'));
       assert.equal(caches.length, 1);
-      assert.match(caches[0], new RegExp(`^ficoco-${mode}-b${blockSizeOf(bitsOf(mode))}-[0-9a-f]{16}\\.quantized$`));
+      const layout = mode === 'int4' ? `b${INT4_BLOCK_SIZE}` : 'channels';
+      assert.match(caches[0], new RegExp(`^ficoco-${mode}-${layout}-[0-9a-f]{16}\\.quantized$`));
       const written = fs.statSync(path.join(dir, caches[0])).mtimeMs;
       const again = await LlavaEngine.load(dir, { quantization: mode });
       assert.ok(maxAbsDiff(await prefillLogits(again), logits) === 0, 'the cached weights give the same logits');
@@ -146,7 +160,7 @@ describe('weight-only quantization of the decoder (MatMulNBits, cached beside th
       assert.deepEqual(listing(path.join(repo, 'blobs')), blobs, 'nothing was written into blobs/');
       assert.deepEqual(listing(snapshot), links, 'nor into the snapshot');
       const [folder] = listing(ours);
-      assert.match(listing(path.join(ours, folder)).join(), /^ficoco-int8-b128-[0-9a-f]{16}\.quantized$/);
+      assert.match(listing(path.join(ours, folder)).join(), /^ficoco-int8-channels-[0-9a-f]{16}\.quantized$/);
 
       const besideWeights = await LlavaEngine.load(plain, { quantization: 'int8' });
       assert.equal(maxAbsDiff(await prefillLogits(besideWeights), logits), 0, 'the same quantized model either way');

@@ -410,7 +410,7 @@ describe('buildSegment on real ORT sessions', () => {
             using((scope) => scope.quantizedBytes(weights.w)),
             { start: 0, end: 1, computeType: ElemType.float32 },
           ),
-        /w is stored as F32; quantized blocks must be U8/,
+        /w is stored as F32; quantized weights are U8 or I8/,
       );
     },
   );

@@ -5,6 +5,7 @@ import { float32ToFloat16 } from '../weights/dtype';
 export const ElemType = {
   float32: 1,
   uint8: 2,
+  int8: 3,
   int32: 6,
   int64: 7,
   float16: 10,
@@ -130,6 +131,17 @@ export class GraphBuilder {
       dims,
       rawData: new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength)),
     });
+    this.constantCache.set(key, name);
+    return name;
+  }
+
+  /** A uint8 scalar, e.g. a zero point of an integer product. */
+  uint8Scalar(hint: string, value: number): string {
+    const key = `u8:${value}`;
+    const cached = this.constantCache.get(key);
+    if (cached) return cached;
+    const name = this.fresh(hint);
+    this.initializers.push({ name, dataType: ElemType.uint8, dims: [], rawData: Uint8Array.of(value) });
     this.constantCache.set(key, name);
     return name;
   }

@@ -3,26 +3,25 @@ import { ElemType, GraphBuilder } from './builder';
 /** The building blocks every architecture file composes. Activations are 2-D [tokens, features] (batch 1). */
 
 export interface Linear {
-  /** [out, in], as PyTorch stores it; for a quantized layer, its blocks (MatMulNBits' B) */
+  /**
+   * [out, in], as PyTorch stores it; for a layer quantized in blocks, its blocks (MatMulNBits' B); in channels, the
+   * int8 [in, out] (MatMulInteger's B)
+   */
   weight: string;
   bias?: string;
-  quantized?: {
-    bits: number;
-    blockSize: number;
-    inFeatures: number;
-    outFeatures: number;
-    scales: string;
-  };
+  quantized?:
+    | { kind: 'blocks'; blockSize: number; inFeatures: number; outFeatures: number; scales: string }
+    | { kind: 'channels'; scales: string; sums: string };
 }
 
 /** MatMulNBits' accuracy level 4: activations quantized to int8 per block, the fast path of ORT's CPU kernels. */
 const QUANTIZED_ACCURACY_LEVEL = 4;
 
-/** y = x·Wᵀ + b, with W dequantized block by block, (q − 2^(bits−1))·s, when the layer is quantized */
+/** y = x·Wᵀ + b, with W dequantized block by block (4-bit) or multiplied in 8-bit integers, when it is quantized */
 export function linear(g: GraphBuilder, x: string, layer: Linear, hint: string): string {
   const { quantized } = layer;
-  if (quantized) {
-    // Inputs: A, B, scales, zero_points (none: the symmetric default), g_idx (unused), bias.
+  if (quantized?.kind === 'blocks') {
+    // Inputs: A, B, scales, zero_points (none: the symmetric default 8), g_idx (unused), bias.
     const inputs = [x, layer.weight, quantized.scales, ...(layer.bias ? ['', '', layer.bias] : [])];
     return g.op(
       'MatMulNBits',
@@ -31,15 +30,73 @@ export function linear(g: GraphBuilder, x: string, layer: Linear, hint: string):
       {
         K: quantized.inFeatures,
         N: quantized.outFeatures,
-        bits: quantized.bits,
+        bits: 4,
         block_size: quantized.blockSize,
         accuracy_level: QUANTIZED_ACCURACY_LEVEL,
       },
       'com.microsoft',
     );
   }
+  if (quantized?.kind === 'channels') {
+    if (!layer.bias) return integerProduct(g, x, layer.weight, quantized, hint);
+    return g.op('Add', [integerProduct(g, x, layer.weight, quantized, `${hint}.product`), layer.bias], hint);
+  }
   const inputs = layer.bias ? [x, layer.weight, layer.bias] : [x, layer.weight];
   return g.op('Gemm', inputs, hint, { transB: 1 });
+}
+
+/**
+ * x·Wᵀ in 8-bit integers. Each token (row) r of x is a_r·(q_r − z_r): a_r = (max(x_r, 0) − min(x_r, 0))/255, z_r =
+ * round(−min/a_r), q_r = clip(round(x_r/a_r) + z_r, 0, 255) in uint8 (a zero point per token, as LLM.int8's
+ * "zeropoint vector-wise", which loses less than a symmetric scale does on real decoders). With W_c = s_c·w_c:
+ * y_rc = a_r·(s_c·Σ_k q_rk·w_kc − z_r·Σ_k W_kc). MatMulInteger takes uint8 × int8, the form ONNX Runtime's CPU GEMM
+ * kernels run on AMX, VNNI and AVX2; its int32 sums are scaled in float32, where they cannot overflow.
+ */
+function integerProduct(
+  g: GraphBuilder,
+  x: string,
+  weight: string,
+  { scales, sums }: { scales: string; sums: string },
+  hint: string,
+): string {
+  const extreme = (op: 'ReduceMin' | 'ReduceMax', bound: 'Min' | 'Max') =>
+    g.op(bound, [g.op(op, [x], `${hint}.${op}`, { axes: [-1], keepdims: 1 }), g.scalar('zero', 0)], `${hint}.${bound}`);
+  const low = extreme('ReduceMin', 'Min');
+  const range = g.op('Sub', [extreme('ReduceMax', 'Max'), low], `${hint}.range`);
+  // An all-zero token gets the smallest step float16 has instead of 0, so it divides to zeros, not NaN.
+  const step = g.op(
+    'Max',
+    [g.op('Div', [range, g.scalar('uint8.top', 255)], `${hint}.step0`), g.scalar('uint8.tiny', 2 ** -24)],
+    `${hint}.step`,
+  );
+  const zeroPoint = g.op(
+    'Round',
+    [g.op('Div', [g.op('Neg', [low], `${hint}.neg_low`), step], `${hint}.z0`)],
+    `${hint}.z`,
+  );
+  const steps = g.op('Round', [g.op('Div', [x, step], `${hint}.x_steps`)], `${hint}.rounded`);
+  // Rounding half to even can put the two ends one step past 0 or 255.
+  const clipped = g.op(
+    'Clip',
+    [g.op('Add', [steps, zeroPoint], `${hint}.shifted`), g.scalar('zero', 0), g.scalar('uint8.top', 255)],
+    `${hint}.clipped`,
+  );
+  const codes = g.op('Cast', [clipped], `${hint}.codes`, { to: ElemType.uint8 });
+  const products = g.op('Cast', [g.op('MatMulInteger', [codes, weight], `${hint}.sums`)], `${hint}.sums_f`, {
+    to: ElemType.float32,
+  });
+  const asFloat32 = (value: string) =>
+    g.floatType === ElemType.float32 ? value : g.op('Cast', [value], `${value}.f32`, { to: ElemType.float32 });
+  const shifted = g.op(
+    'Sub',
+    [
+      g.op('Mul', [products, asFloat32(scales)], `${hint}.scaled`),
+      g.op('Mul', [asFloat32(zeroPoint), asFloat32(sums)], `${hint}.zero_terms`),
+    ],
+    `${hint}.centred`,
+  );
+  const y = g.op('Mul', [shifted, asFloat32(step)], g.floatType === ElemType.float32 ? hint : `${hint}.f32`);
+  return g.floatType === ElemType.float32 ? y : g.op('Cast', [y], hint, { to: g.floatType });
 }
 
 /** y = (x − mean) / √(var + ε) · w + b over the last axis */

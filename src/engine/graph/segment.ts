@@ -48,7 +48,7 @@ export interface SegmentScope {
   readonly computeType: ElemType;
   /** a float tensor as a graph value in the compute type (external data, cast if stored otherwise) */
   weight(tensor: TensorLocation): string;
-  /** the U8 blocks of a quantized weight, as stored */
+  /** the integer tensor of a quantized weight (U8 blocks or I8 channels), as stored */
   quantizedBytes(tensor: TensorLocation): string;
   /** token positions [tokens] int64, a graph input */
   positions(): string;
@@ -91,6 +91,7 @@ export const presentName = (layer: number, part: 'keys' | 'values') => `present.
 
 /** The dtypes a float weight may be stored in; quantized blocks are U8 and only read as such. */
 const FLOAT_TYPES: Record<string, ElemType> = { F32: ElemType.float32, F16: ElemType.float16, BF16: ElemType.bfloat16 };
+const INTEGER_TYPES: Record<string, ElemType> = { U8: ElemType.uint8, I8: ElemType.int8 };
 
 /** What one segment's graph is built for. */
 export interface SegmentSpec {
@@ -168,9 +169,13 @@ export function buildSegment(tower: Tower, spec: SegmentSpec): SegmentGraph {
       );
     },
     quantizedBytes(tensor) {
-      if (tensor.dtype !== 'U8')
-        throw new FicocoError(`${tensor.name} is stored as ${tensor.dtype}; quantized blocks must be U8.`, 'weights');
-      return initializer(tensor, ElemType.uint8, (stored) => stored);
+      const storedType = INTEGER_TYPES[tensor.dtype];
+      if (storedType === undefined)
+        throw new FicocoError(
+          `${tensor.name} is stored as ${tensor.dtype}; quantized weights are U8 or I8.`,
+          'weights',
+        );
+      return initializer(tensor, storedType, (stored) => stored);
     },
     positions() {
       positions ??= g.input(POSITIONS, ElemType.int64, ['tokens']);

@@ -98,16 +98,11 @@ export function bindAttention(
 export function bindLinear(scope: SegmentScope, layer: LinearWeights): Linear {
   const bias = layer.bias && scope.weight(layer.bias);
   if (!layer.quantized) return { weight: scope.weight(layer.weight), bias };
-  const q = layer.quantized();
-  return {
-    weight: scope.quantizedBytes(q.data),
-    bias,
-    quantized: {
-      bits: q.bits,
-      blockSize: q.blockSize,
-      inFeatures: q.inFeatures,
-      outFeatures: q.outFeatures,
-      scales: scope.weight(q.scales),
-    },
-  };
+  const quantized = layer.quantized();
+  const weight = scope.quantizedBytes(quantized.data);
+  const scales = scope.weight(quantized.scales);
+  if (quantized.kind === 'channels')
+    return { weight, bias, quantized: { kind: 'channels', scales, sums: scope.weight(quantized.sums) } };
+  const { kind, blockSize, inFeatures, outFeatures } = quantized;
+  return { weight, bias, quantized: { kind, blockSize, inFeatures, outFeatures, scales } };
 }

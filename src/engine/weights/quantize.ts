@@ -1,65 +1,52 @@
 /**
- * Weight-only block quantization in ONNX Runtime's MatMulNBits layout: a weight W [rows = out, cols = in]
- * is cut into blocks of `blockSize` along each row; every block keeps one float scale. The blocks are
- * symmetric, like llama.cpp's Q4_0 and Q8_0: no zero points, so MatMulNBits uses its default 2^(b−1), and its
- * AVX2 kernels skip a per-block zero point (int4 decode at 616 tokens 9 % faster here than with one).
+ * The two stored forms of a quantized weight W [rows = out, cols = in]:
+ * - int4, ONNX Runtime's MatMulNBits layout: each row cut into blocks of `blockSize`, one float scale per block.
+ *   The blocks are symmetric, like llama.cpp's Q4_0: no zero points, so MatMulNBits uses its default 2^(b−1), and its
+ *   AVX2 kernels skip a per-block zero point (int4 decode at 616 tokens 9 % faster here than with one).
+ * - int8, for ONNX Runtime's integer matrix product (MatMulInteger): one scale per output channel, stored transposed
+ *   [in, out] as MatMulInteger's B, so each token's activations, quantized to 8 bits, multiply in integers (AMX, VNNI
+ *   or AVX2 kernels).
  */
-
-import type { WeightQuantization } from '../../common/quantization';
 
 /**
- * Weights per block: 64 at int4, 4.5 bits a weight with its float32 scale like Q4_0's 32 with a float16 one (against
- * blocks of 32: TinyLlama-shaped decode 9 % faster on AVX-512, accuracy within a point on the built-in model); 128 at
- * int8, where a block's scale costs the MLAS AVX2 kernel more than the finer steps buy (decode 6 % faster).
+ * int4 weights per block: 4.5 bits a weight with its float32 scale, like Q4_0's 32 with a float16 one (against blocks
+ * of 32: TinyLlama-shaped decode 9 % faster on AVX-512, accuracy within a point on the built-in model).
  */
-export function blockSizeOf(bits: 4 | 8): number {
-  return bits === 4 ? 64 : 128;
-}
+export const INT4_BLOCK_SIZE = 64;
 
+/** A weight quantized to 4 bits in blocks. */
 export interface BlockQuantized {
-  bits: 4 | 8;
   blockSize: number;
   rows: number;
   cols: number;
   blocksPerRow: number;
-  /** [rows, blocksPerRow, blockSize·bits/8]; two 4-bit values per byte, the even element in the low nibble */
+  /** [rows, blocksPerRow, blockSize/2]; two 4-bit values per byte, the even element in the low nibble */
   data: Uint8Array;
   /** [rows · blocksPerRow] */
   scales: Float32Array;
 }
 
-export function bitsOf(mode: Exclude<WeightQuantization, 'none'>): 4 | 8 {
-  return mode === 'int4' ? 4 : 8;
-}
-
 /** Where a row of `cols` weights goes: its blocks and the bytes of one block. */
-export function blockLayout(
-  cols: number,
-  bits: 4 | 8,
-  blockSize = blockSizeOf(bits),
-): { blocksPerRow: number; blobBytes: number } {
-  return { blocksPerRow: Math.ceil(cols / blockSize), blobBytes: (blockSize * bits) / 8 };
+export function blockLayout(cols: number, blockSize = INT4_BLOCK_SIZE): { blocksPerRow: number; blobBytes: number } {
+  return { blocksPerRow: Math.ceil(cols / blockSize), blobBytes: blockSize / 2 };
 }
 
-/** MatMulNBits' zero point when none is given: the middle of the unsigned range. */
-function implicitZero(bits: 4 | 8): number {
-  return 1 << (bits - 1);
-}
+/** MatMulNBits' zero point when none is given: the middle of the unsigned 4-bit range. */
+const IMPLICIT_ZERO = 8;
 
 /**
- * Per block, with m the weight of largest magnitude and z = 2^(b−1): s = −m/z, q = clamp(round(w/s) + z, 0, 2^b − 1),
- * so m itself is exact (q = 0) and the other side keeps z − 1 steps, as in llama.cpp's Q4_0.
+ * Per block, with m the weight of largest magnitude and z = 8: s = −m/z, q = clamp(round(w/s) + z, 0, 15), so m itself
+ * is exact (q = 0) and the other side keeps z − 1 steps, as in llama.cpp's Q4_0.
  */
 export function quantizeBlocks(
   weights: Float32Array,
   rows: number,
   cols: number,
-  bits: 4 | 8,
-  blockSize = blockSizeOf(bits),
+  blockSize = INT4_BLOCK_SIZE,
 ): BlockQuantized {
-  const levels = (1 << bits) - 1;
-  const zero = implicitZero(bits);
-  const { blocksPerRow, blobBytes } = blockLayout(cols, bits, blockSize);
+  const levels = 15;
+  const zero = IMPLICIT_ZERO;
+  const { blocksPerRow, blobBytes } = blockLayout(cols, blockSize);
   const data = new Uint8Array(rows * blocksPerRow * blobBytes);
   const scales = new Float32Array(rows * blocksPerRow);
   for (let row = 0; row < rows; row++) {
@@ -76,40 +63,77 @@ export function quantizeBlocks(
       for (let i = 0; i < blockSize; i++) {
         const q =
           i < count && scale !== 0 ? Math.min(levels, Math.max(0, Math.round(weights[from + i] / scale) + zero)) : zero;
-        packValue(data, blockIndex * blobBytes, i, q, bits);
+        packNibble(data, blockIndex * blobBytes, i, q);
       }
     }
   }
-  return { bits, blockSize, rows, cols, blocksPerRow, data, scales };
+  return { blockSize, rows, cols, blocksPerRow, data, scales };
 }
 
 /** w = (q − z)·s, the weight MatMulNBits multiplies by. */
 export function dequantizeBlocks(q: BlockQuantized): Float32Array {
-  const { bits, blockSize, rows, cols, blocksPerRow } = q;
-  const { blobBytes } = blockLayout(cols, bits, blockSize);
-  const zero = implicitZero(bits);
+  const { blockSize, rows, cols, blocksPerRow } = q;
+  const { blobBytes } = blockLayout(cols, blockSize);
   const weights = new Float32Array(rows * cols);
   for (let row = 0; row < rows; row++) {
     for (let col = 0; col < cols; col++) {
       const blockIndex = row * blocksPerRow + Math.floor(col / blockSize);
       weights[row * cols + col] =
-        (unpackValue(q.data, blockIndex * blobBytes, col % blockSize, bits) - zero) * q.scales[blockIndex];
+        (unpackNibble(q.data, blockIndex * blobBytes, col % blockSize) - IMPLICIT_ZERO) * q.scales[blockIndex];
     }
   }
   return weights;
 }
 
-function packValue(bytes: Uint8Array, start: number, index: number, value: number, bits: 4 | 8): void {
-  if (bits === 8) {
-    bytes[start + index] = value;
-    return;
-  }
+function packNibble(bytes: Uint8Array, start: number, index: number, value: number): void {
   const at = start + (index >> 1);
   bytes[at] = index & 1 ? (bytes[at] & 0x0f) | (value << 4) : (bytes[at] & 0xf0) | value;
 }
 
-function unpackValue(bytes: Uint8Array, start: number, index: number, bits: 4 | 8): number {
-  if (bits === 8) return bytes[start + index];
+function unpackNibble(bytes: Uint8Array, start: number, index: number): number {
   const byte = bytes[start + (index >> 1)];
   return index & 1 ? byte >> 4 : byte & 0x0f;
+}
+
+/** A weight quantized to 8 bits with one scale per output channel. */
+export interface ChannelQuantized {
+  rows: number;
+  cols: number;
+  /** [cols, rows]: Wᵀ, MatMulInteger's B */
+  data: Int8Array;
+  /** [rows] */
+  scales: Float32Array;
+  /** [rows]: Σ of each channel's weights as quantized, q·s, which the activations' zero points multiply */
+  sums: Float32Array;
+}
+
+/** Per output channel (row) r: s_r = max|w_r|/127 and q = round(w/s_r), symmetric, stored transposed. */
+export function quantizeChannels(weights: Float32Array, rows: number, cols: number): ChannelQuantized {
+  const data = new Int8Array(rows * cols);
+  const scales = new Float32Array(rows);
+  const sums = new Float32Array(rows);
+  for (let row = 0; row < rows; row++) {
+    let extreme = 0;
+    for (let col = 0; col < cols; col++) extreme = Math.max(extreme, Math.abs(weights[row * cols + col]));
+    // Math.fround: the stored scale, so rounding divides by what the graph multiplies by.
+    const scale = Math.fround(extreme / 127);
+    scales[row] = scale;
+    if (scale === 0) continue;
+    let codes = 0;
+    for (let col = 0; col < cols; col++) {
+      const q = Math.round(weights[row * cols + col] / scale);
+      data[col * rows + row] = q;
+      codes += q;
+    }
+    sums[row] = codes * scale;
+  }
+  return { rows, cols, data, scales, sums };
+}
+
+/** w = q·s, the weight the integer product stands for, back in [rows, cols]. */
+export function dequantizeChannels(q: ChannelQuantized): Float32Array {
+  const weights = new Float32Array(q.rows * q.cols);
+  for (let row = 0; row < q.rows; row++)
+    for (let col = 0; col < q.cols; col++) weights[row * q.cols + col] = q.data[col * q.rows + row] * q.scales[row];
+  return weights;
 }

@@ -1,7 +1,7 @@
 /**
  * Decoder linear layers quantized at load time and cached on disk beside the weights they come from
- * (`ficoco-int4-b64-<fingerprint>.quantized`, a safetensors file): the first load writes it, later loads
- * map it. The fingerprint covers the source tensors and their files, so a changed checkpoint is requantized.
+ * (`ficoco-int4-b64-<fingerprint>.quantized`, `ficoco-int8-channels-<fingerprint>.quantized`, safetensors files): the
+ * first load writes it, later loads map it. The fingerprint covers the source tensors and their files, so a changed checkpoint is requantized.
  *
  * Weights in a Hugging Face cache are the exception: its blobs/ folder holds only what the Hub served, and
  * huggingface_hub manages it. Their cache goes into a folder of FiCoCo's own (`<cacheDir>/<hash of blobs/>/`).
@@ -12,27 +12,93 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { FicocoError } from '../../common/errors';
 import type { WeightQuantization } from '../../common/quantization';
-import { bitsOf, blockLayout, blockSizeOf, quantizeBlocks } from './quantize';
+import { DTYPE_BYTES } from './dtype';
+import { INT4_BLOCK_SIZE, blockLayout, quantizeBlocks, quantizeChannels } from './quantize';
 import { TensorLocation, WeightIndex } from './safetensors';
 import { safetensorsPrefix } from './safetensorsWriter';
 
 /** Bumped when the file's layout changes, so old caches are rebuilt. */
-const FORMAT_VERSION = 2;
+const FORMAT_VERSION = 3;
 
 /** Where caches of weights in a Hugging Face cache go when the caller names no folder. */
 export const DEFAULT_QUANTIZED_CACHE_DIR = path.join(os.homedir(), '.cache', 'ficoco-vision', 'quantized');
 
-/** One quantized linear layer: its MatMulNBits inputs, once the cache exists. */
-export interface QuantizedLinear {
-  bits: 4 | 8;
-  blockSize: number;
-  inFeatures: number;
-  outFeatures: number;
-  /** U8 [out, blocks, blockSize·bits/8] */
-  data: TensorLocation;
-  /** F32 [out · blocks] */
-  scales: TensorLocation;
+/** One quantized linear layer, once the cache exists. */
+export type QuantizedLinear =
+  | {
+      /** int4: MatMulNBits' inputs */
+      kind: 'blocks';
+      blockSize: number;
+      inFeatures: number;
+      outFeatures: number;
+      /** U8 [out, blocks, blockSize/2] */
+      data: TensorLocation;
+      /** F32 [out · blocks] */
+      scales: TensorLocation;
+    }
+  | {
+      /** int8: MatMulInteger's B, the scale of each of its columns and the sum of each column's weights */
+      kind: 'channels';
+      /** I8 [in, out] */
+      data: TensorLocation;
+      /** F32 [out] */
+      scales: TensorLocation;
+      /** F32 [out] */
+      sums: TensorLocation;
+    };
+
+/** How each mode stores a weight [rows = out, cols = in]: its tag in the file name, its tensors and their bytes. */
+interface CacheLayout {
+  tag: string;
+  /** name suffix → dtype and shape, in the order they are written */
+  tensors(rows: number, cols: number): Record<string, { dtype: 'U8' | 'I8' | 'F32'; shape: number[] }>;
+  /** the bytes of each tensor, by suffix */
+  encode(weights: Float32Array, rows: number, cols: number): Record<string, Uint8Array | Int8Array | Float32Array>;
+  describe(rows: number, cols: number, stored: (suffix: string) => TensorLocation): QuantizedLinear;
 }
+
+const LAYOUTS: Record<Exclude<WeightQuantization, 'none'>, CacheLayout> = {
+  int4: {
+    tag: `b${INT4_BLOCK_SIZE}`,
+    tensors(rows, cols) {
+      const { blocksPerRow, blobBytes } = blockLayout(cols);
+      return {
+        q: { dtype: 'U8', shape: [rows, blocksPerRow, blobBytes] },
+        scales: { dtype: 'F32', shape: [rows * blocksPerRow] },
+      };
+    },
+    encode(weights, rows, cols) {
+      const { data, scales } = quantizeBlocks(weights, rows, cols);
+      return { q: data, scales };
+    },
+    describe: (rows, cols, stored) => ({
+      kind: 'blocks',
+      blockSize: INT4_BLOCK_SIZE,
+      inFeatures: cols,
+      outFeatures: rows,
+      data: stored('q'),
+      scales: stored('scales'),
+    }),
+  },
+  int8: {
+    tag: 'channels',
+    tensors: (rows, cols) => ({
+      q: { dtype: 'I8', shape: [cols, rows] },
+      scales: { dtype: 'F32', shape: [rows] },
+      sums: { dtype: 'F32', shape: [rows] },
+    }),
+    encode(weights, rows, cols) {
+      const { data, scales, sums } = quantizeChannels(weights, rows, cols);
+      return { q: data, scales, sums };
+    },
+    describe: (_rows, _cols, stored) => ({
+      kind: 'channels',
+      data: stored('q'),
+      scales: stored('scales'),
+      sums: stored('sums'),
+    }),
+  },
+};
 
 export class DecoderQuantizer {
   private readonly requested: TensorLocation[] = [];
@@ -45,8 +111,8 @@ export class DecoderQuantizer {
     private readonly cacheDir = DEFAULT_QUANTIZED_CACHE_DIR,
   ) {}
 
-  private get blockSize(): number {
-    return blockSizeOf(bitsOf(this.mode));
+  private get layout(): CacheLayout {
+    return LAYOUTS[this.mode];
   }
 
   /** Asks for `weight` [out, in] to be quantized; the answer is readable after `materialize()`. */
@@ -61,35 +127,30 @@ export class DecoderQuantizer {
 
   /** Opens the cache file of what was requested, writing it first when it does not exist; returns its path. */
   async materialize(onTensor?: (done: number, total: number) => void): Promise<string> {
-    const bits = bitsOf(this.mode);
     const source = path.dirname(this.index.files[0]);
     const folder = isHfCacheBlobs(source)
       ? path.join(this.cacheDir, createHash('sha256').update(source).digest('hex').slice(0, 16))
       : source;
-    const file = path.join(folder, `ficoco-${this.mode}-b${this.blockSize}-${this.fingerprint()}.quantized`);
+    const file = path.join(folder, `ficoco-${this.mode}-${this.layout.tag}-${this.fingerprint()}.quantized`);
     if (!fs.existsSync(file)) {
       fs.mkdirSync(folder, { recursive: true });
-      // Whatever block size an older cache of this mode used, it is stale now.
+      // Whatever layout an older cache of this mode used, it is stale now.
       removeStale(folder, `ficoco-${this.mode}-`);
-      await this.write(file, bits, onTensor);
+      await this.write(file, onTensor);
     }
     const cache = WeightIndex.openFile(file);
     for (const weight of this.requested) {
-      const [outFeatures, inFeatures] = weight.shape;
-      this.ready.set(weight.name, {
-        bits,
-        blockSize: this.blockSize,
-        inFeatures,
-        outFeatures,
-        data: cache.get(`${weight.name}.q`),
-        scales: cache.get(`${weight.name}.scales`),
-      });
+      const [rows, cols] = weight.shape;
+      this.ready.set(
+        weight.name,
+        this.layout.describe(rows, cols, (suffix) => cache.get(`${weight.name}.${suffix}`)),
+      );
     }
     return file;
   }
 
   private fingerprint(): string {
-    const hash = createHash('sha256').update(`${FORMAT_VERSION}:${this.mode}:${this.blockSize}`);
+    const hash = createHash('sha256').update(`${FORMAT_VERSION}:${this.mode}:${this.layout.tag}`);
     const files = new Map<string, fs.Stats>();
     for (const weight of this.requested) {
       if (!files.has(weight.file)) files.set(weight.file, fs.statSync(weight.file));
@@ -110,18 +171,16 @@ export class DecoderQuantizer {
   }
 
   /** Streams the quantized tensors into `file` (.partial first, renamed when complete). */
-  private async write(file: string, bits: 4 | 8, onTensor?: (done: number, total: number) => void): Promise<void> {
+  private async write(file: string, onTensor?: (done: number, total: number) => void): Promise<void> {
     const header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }> = {};
     let offset = 0;
-    const add = (name: string, dtype: string, shape: number[], bytes: number) => {
-      header[name] = { dtype, shape, data_offsets: [offset, offset + bytes] };
-      offset += bytes;
-    };
     for (const weight of this.requested) {
       const [rows, cols] = weight.shape;
-      const { blocksPerRow, blobBytes } = blockLayout(cols, bits, this.blockSize);
-      add(`${weight.name}.q`, 'U8', [rows, blocksPerRow, blobBytes], rows * blocksPerRow * blobBytes);
-      add(`${weight.name}.scales`, 'F32', [rows * blocksPerRow], rows * blocksPerRow * 4);
+      for (const [suffix, { dtype, shape }] of Object.entries(this.layout.tensors(rows, cols))) {
+        const bytes = shape.reduce((product, dim) => product * dim, DTYPE_BYTES[dtype]);
+        header[`${weight.name}.${suffix}`] = { dtype, shape, data_offsets: [offset, offset + bytes] };
+        offset += bytes;
+      }
     }
     const partial = `${file}.partial`;
     let fd: number;
@@ -139,9 +198,8 @@ export class DecoderQuantizer {
       fs.writeSync(fd, safetensorsPrefix(header));
       for (const [done, weight] of this.requested.entries()) {
         const [rows, cols] = weight.shape;
-        const quantized = quantizeBlocks(this.index.readFloat32(weight.name), rows, cols, bits, this.blockSize);
-        fs.writeSync(fd, quantized.data);
-        fs.writeSync(fd, new Uint8Array(quantized.scales.buffer));
+        const encoded = this.layout.encode(this.index.readFloat32(weight.name), rows, cols);
+        for (const suffix of Object.keys(this.layout.tensors(rows, cols))) fs.writeSync(fd, encoded[suffix]);
         onTensor?.(done + 1, this.requested.length);
         // Let the host answer pings between tensors: a 7B model takes a while.
         await new Promise((resolve) => setImmediate(resolve));
