@@ -1,7 +1,8 @@
 /**
  * Decoder linear layers quantized at load time and cached on disk beside the weights they come from
  * (`ficoco-int4-b64-<fingerprint>.quantized`, `ficoco-int8-channels-<fingerprint>.quantized`, safetensors files): the
- * first load writes it, later loads map it. The fingerprint covers the source tensors and their files, so a changed checkpoint is requantized.
+ * first load writes it, later loads map it. The fingerprint covers the source tensors and their files, so a changed
+ * checkpoint is requantized.
  *
  * Weights in a Hugging Face cache are the exception: its blobs/ folder holds only what the Hub served, and
  * huggingface_hub manages it. Their cache goes into a folder of FiCoCo's own (`<cacheDir>/<hash of blobs/>/`).
