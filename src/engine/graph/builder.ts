@@ -135,17 +135,6 @@ export class GraphBuilder {
     return name;
   }
 
-  /** A uint8 scalar, e.g. a zero point of an integer product. */
-  uint8Scalar(hint: string, value: number): string {
-    const key = `u8:${value}`;
-    const cached = this.constantCache.get(key);
-    if (cached) return cached;
-    const name = this.fresh(hint);
-    this.initializers.push({ name, dataType: ElemType.uint8, dims: [], rawData: Uint8Array.of(value) });
-    this.constantCache.set(key, name);
-    return name;
-  }
-
   int64s(hint: string, values: number[]): string {
     return this.constant(hint, BigInt64Array.from(values.map(BigInt)), [values.length]);
   }

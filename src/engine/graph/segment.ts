@@ -89,8 +89,9 @@ export const KEY_ROWS = 'key_rows';
 export const pastName = (layer: number, part: 'keys' | 'values' | 'mask') => `past.l${layer}.${part}`;
 export const presentName = (layer: number, part: 'keys' | 'values') => `present.l${layer}.${part}`;
 
-/** The dtypes a float weight may be stored in; quantized blocks are U8 and only read as such. */
+/** The dtypes a float weight may be stored in. */
 const FLOAT_TYPES: Record<string, ElemType> = { F32: ElemType.float32, F16: ElemType.float16, BF16: ElemType.bfloat16 };
+/** The dtypes of quantized weights (int4 blocks U8, int8 channels I8), read as stored. */
 const INTEGER_TYPES: Record<string, ElemType> = { U8: ElemType.uint8, I8: ElemType.int8 };
 
 /** What one segment's graph is built for. */
