@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { FicocoError } from '../../src/common/errors';
-import { LlavaEngine, type ReductionRequest, promptChunkTokens } from '../../src/engine/engine';
+import { LlavaEngine, PREFILL_CHUNK_TOKENS, type ReductionRequest, promptChunkTokens } from '../../src/engine/engine';
 import { flopsArchOf } from '../../src/engine/models/flopsArch';
 import type { ChatMessage } from '../../src/engine/text';
 import { archPreset, peakRunBytes } from '../../src/flops';
@@ -123,7 +123,7 @@ test('a decoder cut into segments needs an arena each, then only what those aren
         {
           promptTokens,
           answerTokens: 8,
-          queryChunk: promptChunkTokens(1024, count, heads, promptTokens),
+          queryChunk: promptChunkTokens(PREFILL_CHUNK_TOKENS, count, heads, promptTokens),
           newDecoderArenas: count,
         },
         4,
