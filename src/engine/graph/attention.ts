@@ -1,5 +1,5 @@
 import type { AttentionNeeds } from '../../reduction/tokenState';
-import { GraphBuilder } from './builder';
+import { ElemType, GraphBuilder } from './builder';
 import { Linear, applyRotary, causalBias, linear, mergeHeads, splitHeads } from './ops';
 
 export interface AttentionWeights {
@@ -19,6 +19,11 @@ export interface PastKeysValues {
   keys: string;
   values: string;
   mask: string;
+  /**
+   * a bool scalar, true when the run is a prompt chunk long enough that ONNX Runtime's fused GroupQueryAttention beats
+   * the explicit ops (which stay faster for a decode step); without it attention is always explicit
+   */
+  promptChunk?: string;
 }
 
 export interface AttentionOptions {
@@ -63,16 +68,92 @@ export function attention(
   const { heads, kvHeads, headDim } = shape;
   let queries = splitHeads(g, linear(g, x, w.q, `${hint}.q_proj`), heads, headDim, `${hint}.q`);
   let keys = splitHeads(g, linear(g, x, w.k, `${hint}.k_proj`), kvHeads, headDim, `${hint}.k`);
-  let values = splitHeads(g, linear(g, x, w.v, `${hint}.v_proj`), kvHeads, headDim, `${hint}.v`);
+  const values = splitHeads(g, linear(g, x, w.v, `${hint}.v_proj`), kvHeads, headDim, `${hint}.v`);
   if (options.rotary) {
     queries = applyRotary(g, queries, options.rotary, headDim, `${hint}.q_rope`);
     keys = applyRotary(g, keys, options.rotary, headDim, `${hint}.k_rope`);
   }
-  const [newKeys, newValues] = [keys, values];
-  if (options.past) {
-    keys = g.op('Concat', [options.past.keys, keys], `${hint}.keys`, { axis: 1 });
-    values = g.op('Concat', [options.past.values, values], `${hint}.values`, { axis: 1 });
+  const exposure = options.expose ?? {};
+  const { past } = options;
+  // The fused op computes no attention matrix to expose, adds no log(size) bias, and its CPU kernel takes head sizes in
+  // multiples of 8.
+  const fusable = options.causal && !options.logSizes && !exposure.attention && headDim % 8 === 0;
+  const promptChunk = fusable ? past?.promptChunk : undefined;
+  let scores: ExplicitAttention | undefined;
+  let context: string;
+  if (past && promptChunk) {
+    [context] = g.ifElse(
+      promptChunk,
+      [`${hint}.ctx`],
+      [g.floatType],
+      () => [groupQueryAttention(g, queries, keys, values, past, shape, hint)],
+      () => [explicitAttention(g, queries, keys, values, shape, options, hint).context],
+    );
+  } else {
+    scores = explicitAttention(g, queries, keys, values, shape, options, hint);
+    context = scores.context;
   }
+  const out = linear(g, context, w.o, `${hint}.out`);
+
+  const result: AttentionResult = { out, newKeys: keys, newValues: values };
+  // With a cache, a run sees only some of the prompt's queries (a chunk): what it exposes is its rows, which the engine
+  // gathers over the chunks. Causal probabilities are complete per row; unmasked logits reach keys not yet computed,
+  // so the run gives their two factors instead, mean_h q_h·k_h = (Σ_kv Σ_{h∈kv} q_h / heads)·k_kv.
+  if (exposure.attention === 'logits' && past && scores) {
+    const { scaledQueries } = scores;
+    const groups = heads / kvHeads;
+    const summed =
+      groups === 1
+        ? scaledQueries
+        : g.op(
+            'ReduceSum',
+            [
+              g.op(
+                'Reshape',
+                [scaledQueries, g.int64s(`shape.groups.${kvHeads}.${groups}`, [kvHeads, groups, -1, headDim])],
+                `${hint}.q_groups`,
+              ),
+              g.int64s('axes.1', [1]),
+            ],
+            `${hint}.q_group_sums`,
+            { keepdims: 0 },
+          );
+    const scaled = g.op('Mul', [summed, g.scalar(`scale.heads.${heads}`, 1 / heads)], `${hint}.q_head_mean`);
+    result.queryRows = mergeHeads(g, scaled, `${hint}.query_rows`);
+    result.keyRows = mergeHeads(g, keys, `${hint}.key_rows`);
+  } else if (exposure.attention && scores) {
+    const source = exposure.attention === 'logits' ? scores.logits : scores.probs;
+    result.attention = g.op('ReduceMean', [source], `${hint}.attention_mean`, { axes: [0], keepdims: 0 });
+  }
+  if (exposure.keys || exposure.keyCosine) {
+    // With a cache, the run's own rows (the engine gathers them); without one, newKeys are all the keys.
+    result.meanKeys = g.op('ReduceMean', [keys], `${hint}.keys_mean`, { axes: [0], keepdims: 0 });
+  }
+  return result;
+}
+
+interface ExplicitAttention {
+  /** [tokens, heads·headDim] */
+  context: string;
+  scaledQueries: string;
+  /** [heads, tokens, keys], before the masks */
+  logits: string;
+  probs: string;
+}
+
+/** Attention as MatMul, Add and Softmax ops: every logit is a graph value a hook can read. */
+function explicitAttention(
+  g: GraphBuilder,
+  queries: string,
+  newKeys: string,
+  newValues: string,
+  { heads, kvHeads, headDim }: AttentionShape,
+  options: AttentionOptions,
+  hint: string,
+): ExplicitAttention {
+  const { past } = options;
+  const keys = past ? g.op('Concat', [past.keys, newKeys], `${hint}.keys`, { axis: 1 }) : newKeys;
+  const values = past ? g.op('Concat', [past.values, newValues], `${hint}.values`, { axis: 1 }) : newValues;
   const groups = heads / kvHeads;
   const scaledQueries = g.op(
     'Mul',
@@ -101,10 +182,7 @@ export function attention(
   const biased = options.logSizes ? g.op('Add', [logits, options.logSizes], `${hint}.size_biased`) : logits;
   // The causal mask [tokens, keys] and the unused cache slots' mask [keys] meet before they reach [heads, tokens, keys].
   const causal = options.causal ? causalBias(g, queries, keys, `${hint}.mask`) : undefined;
-  const mask =
-    causal && options.past
-      ? g.op('Add', [causal, options.past.mask], `${hint}.slot_mask`)
-      : (causal ?? options.past?.mask);
+  const mask = causal && past ? g.op('Add', [causal, past.mask], `${hint}.slot_mask`) : (causal ?? past?.mask);
   const masked = mask ? g.op('Add', [biased, mask], `${hint}.masked`) : biased;
   const probs = g.op('Softmax', [masked], `${hint}.probs`, { axis: -1 });
   const headsContext = byHead(
@@ -112,41 +190,50 @@ export function attention(
     headDim,
     `${hint}.ctx_h`,
   );
-  const context = mergeHeads(g, headsContext, `${hint}.ctx`);
-  const out = linear(g, context, w.o, `${hint}.out`);
+  return { context: mergeHeads(g, headsContext, `${hint}.ctx`), scaledQueries, logits, probs };
+}
 
-  const result: AttentionResult = { out, newKeys, newValues };
-  const exposure = options.expose ?? {};
-  // With a cache, a run sees only some of the prompt's queries (a chunk): what it exposes is its rows, which the engine
-  // gathers over the chunks. Causal probabilities are complete per row; unmasked logits reach keys not yet computed,
-  // so the run gives their two factors instead, mean_h q_h·k_h = (Σ_kv Σ_{h∈kv} q_h / heads)·k_kv.
-  if (exposure.attention === 'logits' && options.past) {
-    const summed =
-      groups === 1
-        ? scaledQueries
-        : g.op(
-            'ReduceSum',
-            [
-              g.op(
-                'Reshape',
-                [scaledQueries, g.int64s(`shape.groups.${kvHeads}.${groups}`, [kvHeads, groups, -1, headDim])],
-                `${hint}.q_groups`,
-              ),
-              g.int64s('axes.1', [1]),
-            ],
-            `${hint}.q_group_sums`,
-            { keepdims: 0 },
-          );
-    const scaled = g.op('Mul', [summed, g.scalar(`scale.heads.${heads}`, 1 / heads)], `${hint}.q_head_mean`);
-    result.queryRows = mergeHeads(g, scaled, `${hint}.query_rows`);
-    result.keyRows = mergeHeads(g, newKeys, `${hint}.key_rows`);
-  } else if (exposure.attention) {
-    const source = exposure.attention === 'logits' ? logits : probs;
-    result.attention = g.op('ReduceMean', [source], `${hint}.attention_mean`, { axes: [0], keepdims: 0 });
-  }
-  if (exposure.keys || exposure.keyCosine) {
-    // With a cache, the run's own rows (the engine gathers them); without one, newKeys are all the keys.
-    result.meanKeys = g.op('ReduceMean', [newKeys], `${hint}.keys_mean`, { axes: [0], keepdims: 0 });
-  }
-  return result;
+/**
+ * Causal attention over the cache and the run's tokens as ONNX Runtime's GroupQueryAttention (com.microsoft): no
+ * [heads, tokens, keys] tensors between ops. It reads the cache as [1, kvHeads, slots, headDim] whose first
+ * `seqlens_k + 1 − tokens` slots are in use — the slots the mask leaves at 0 — and takes [1, tokens, heads·headDim].
+ */
+function groupQueryAttention(
+  g: GraphBuilder,
+  queries: string,
+  keys: string,
+  values: string,
+  past: PastKeysValues,
+  { heads, kvHeads, headDim }: AttentionShape,
+  hint: string,
+): string {
+  const batch = (x: string, name: string) => g.op('Unsqueeze', [x, g.int64s('axes.0', [0])], name);
+  const rows = (x: string, name: string) => batch(mergeHeads(g, x, `${name}.rows`), name);
+  const inUse = g.op(
+    'ReduceSum',
+    [
+      g.op('Cast', [g.op('Equal', [past.mask, g.scalar('zero', 0)], `${hint}.in_use`)], `${hint}.in_use_i`, {
+        to: ElemType.int32,
+      }),
+      g.int64s('axes.0', [0]),
+    ],
+    `${hint}.keys_in_use`,
+    { keepdims: 1 },
+  );
+  const [context] = g.opMulti(
+    'GroupQueryAttention',
+    [
+      rows(queries, `${hint}.gqa_q`),
+      rows(keys, `${hint}.gqa_k`),
+      rows(values, `${hint}.gqa_v`),
+      batch(past.keys, `${hint}.gqa_past_k`),
+      batch(past.values, `${hint}.gqa_past_v`),
+      g.op('Sub', [inUse, g.constant('i32.1', Int32Array.of(1), [1])], `${hint}.seqlens_k`),
+      g.op('Squeeze', [inUse, g.int64s('axes.0', [0])], `${hint}.total_keys`),
+    ],
+    [`${hint}.gqa`, `${hint}.gqa_present_k`, `${hint}.gqa_present_v`],
+    { num_heads: heads, kv_num_heads: kvHeads, scale: { float: 1 / Math.sqrt(headDim) } },
+    'com.microsoft',
+  );
+  return g.op('Squeeze', [context, g.int64s('axes.0', [0])], `${hint}.gqa_ctx`);
 }

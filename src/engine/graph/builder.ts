@@ -8,6 +8,7 @@ export const ElemType = {
   int8: 3,
   int32: 6,
   int64: 7,
+  bool: 9,
   float16: 10,
   bfloat16: 16,
 } as const;
@@ -16,7 +17,7 @@ export type ElemType = (typeof ElemType)[keyof typeof ElemType];
 /** A dimension: a fixed size, or a named symbolic one (e.g. 'seq'). */
 export type Dim = number | string;
 
-export type AttributeValue = number | number[] | string | { float: number } | onnx.ITensorProto;
+export type AttributeValue = number | number[] | string | { float: number } | onnx.ITensorProto | onnx.IGraphProto;
 
 /** Where an initializer's bytes live: a file (relative to the weights folder) and a byte range. */
 export interface ExternalBytes {
@@ -35,7 +36,8 @@ export function lowestFloat(floatType: ElemType): number {
  * (`vision.l12.attn.logits`) so a dumped graph reads like the model.
  */
 export class GraphBuilder {
-  private readonly nodes: onnx.INodeProto[] = [];
+  /** the nodes of the graph being built: the model's, or a branch's while `ifElse` builds it */
+  private nodes: onnx.INodeProto[] = [];
   private readonly initializers: onnx.ITensorProto[] = [];
   private readonly inputs: onnx.IValueInfoProto[] = [];
   private readonly outputs: onnx.IValueInfoProto[] = [];
@@ -101,6 +103,37 @@ export class GraphBuilder {
     return output;
   }
 
+  /**
+   * An If node: `cond` (a bool scalar) picks which branch runs. Each branch builds its nodes and returns its outputs
+   * (values it computed or outer ones, of `types`); constants go to the model's initializers, which branches can read.
+   */
+  ifElse(
+    cond: string,
+    hints: string[],
+    types: ElemType[],
+    thenBranch: () => string[],
+    elseBranch: () => string[],
+  ): string[] {
+    const branch = (name: string, build: () => string[]): onnx.IGraphProto => {
+      const outer = this.nodes;
+      this.nodes = [];
+      try {
+        const results = build();
+        const output = results.map((value, i) => {
+          const result = this.fresh(`${hints[i]}.${name}`);
+          this.nodes.push({ opType: 'Identity', input: [value], output: [result], name: result });
+          return valueInfo(result, types[i]);
+        });
+        return { name: this.fresh(`${hints[0]}.${name}`), node: this.nodes, output };
+      } finally {
+        this.nodes = outer;
+      }
+    };
+    const then_branch = branch('then', thenBranch);
+    const else_branch = branch('else', elseBranch);
+    return this.opMulti('If', [cond], hints, { then_branch, else_branch });
+  }
+
   /** An initializer whose bytes stay in a weights file (ONNX external data: no copy). */
   externalInitializer(name: string, elemType: ElemType, dims: number[], bytes: ExternalBytes): string {
     const unique = this.fresh(name);
@@ -119,15 +152,20 @@ export class GraphBuilder {
   }
 
   /** A small constant tensor embedded in the graph; identical constants are shared. */
-  constant(hint: string, values: Float32Array | BigInt64Array, dims: number[]): string {
-    const isFloat = values instanceof Float32Array;
-    const key = `${isFloat ? 'f' : 'i'}:${dims.join(',')}:${Array.from(values as ArrayLike<number | bigint>).join(',')}`;
+  constant(hint: string, values: Float32Array | Int32Array | BigInt64Array, dims: number[]): string {
+    const dataType =
+      values instanceof Float32Array
+        ? ElemType.float32
+        : values instanceof Int32Array
+          ? ElemType.int32
+          : ElemType.int64;
+    const key = `${dataType}:${dims.join(',')}:${Array.from(values as ArrayLike<number | bigint>).join(',')}`;
     const cached = this.constantCache.get(key);
     if (cached) return cached;
     const name = this.fresh(hint);
     this.initializers.push({
       name,
-      dataType: isFloat ? ElemType.float32 : ElemType.int64,
+      dataType,
       dims,
       rawData: new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength)),
     });
@@ -177,16 +215,10 @@ export class GraphBuilder {
   }
 }
 
-function valueInfo(name: string, elemType: ElemType, dims: Dim[]): onnx.IValueInfoProto {
-  return {
-    name,
-    type: {
-      tensorType: {
-        elemType,
-        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
-      },
-    },
-  };
+/** A value's type; without `dims` its shape is left unknown (a branch output whose shape differs per run). */
+function valueInfo(name: string, elemType: ElemType, dims?: Dim[]): onnx.IValueInfoProto {
+  const shape = dims && { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) };
+  return { name, type: { tensorType: { elemType, shape } } };
 }
 
 function attribute(name: string, value: AttributeValue): onnx.IAttributeProto {
@@ -202,6 +234,9 @@ function attribute(name: string, value: AttributeValue): onnx.IAttributeProto {
   }
   if ('float' in value) {
     return { name, type: AttributeType.FLOAT, f: value.float };
+  }
+  if ('node' in value) {
+    return { name, type: AttributeType.GRAPH, g: value };
   }
   return { name, type: AttributeType.TENSOR, t: value };
 }

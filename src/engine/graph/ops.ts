@@ -85,18 +85,21 @@ function integerProduct(
   const products = g.op('Cast', [g.op('MatMulInteger', [codes, weight], `${hint}.sums`)], `${hint}.sums_f`, {
     to: ElemType.float32,
   });
-  const asFloat32 = (value: string) =>
-    g.floatType === ElemType.float32 ? value : g.op('Cast', [value], `${value}.f32`, { to: ElemType.float32 });
   const shifted = g.op(
     'Sub',
     [
-      g.op('Mul', [products, asFloat32(scales)], `${hint}.scaled`),
-      g.op('Mul', [asFloat32(zeroPoint), asFloat32(sums)], `${hint}.zero_terms`),
+      g.op('Mul', [products, asFloat32(g, scales)], `${hint}.scaled`),
+      g.op('Mul', [asFloat32(g, zeroPoint), asFloat32(g, sums)], `${hint}.zero_terms`),
     ],
     `${hint}.centred`,
   );
-  const y = g.op('Mul', [shifted, asFloat32(step)], g.floatType === ElemType.float32 ? hint : `${hint}.f32`);
+  const y = g.op('Mul', [shifted, asFloat32(g, step)], g.floatType === ElemType.float32 ? hint : `${hint}.f32`);
   return g.floatType === ElemType.float32 ? y : g.op('Cast', [y], hint, { to: g.floatType });
+}
+
+/** A value of the graph's compute type as float32 (a Cast unless it already is). */
+export function asFloat32(g: GraphBuilder, value: string): string {
+  return g.floatType === ElemType.float32 ? value : g.op('Cast', [value], `${value}.f32`, { to: ElemType.float32 });
 }
 
 /** y = (x − mean) / √(var + ε) · w + b over the last axis */
