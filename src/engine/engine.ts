@@ -694,13 +694,12 @@ export class LlavaEngine {
       );
     }
     const answerTokens = Math.min(maxNewTokens, limit - promptTokens);
-    const { heads } = this.config.text;
     const needed = peakRunBytes(
       flopsArchOf(this.config, path.basename(this.modelDir)),
       {
         promptTokens,
         answerTokens,
-        queryChunk: promptChunkTokens(this.limits.prefillChunkTokens, decoder.length, heads, promptTokens),
+        queryChunk: this.prefillChunkTokens(decoder.length, promptTokens),
         newDecoderArenas: decoder.filter((segment) => segment.arena.promptTokens < promptTokens).length,
       },
       this.factory.computeType === ElemType.float32 ? 4 : 2,
@@ -908,9 +907,9 @@ export class LlavaEngine {
   }
 
   /**
-   * Runs one of a plan's `segmentCount` decoder segments over the tokens in chunks (promptChunkTokens), each attending
-   * to the cache the chunks before it left (the causal result, in less memory). `exposeFor`: what a hook after the
-   * segment reads, gathered over the chunks.
+   * Runs one of a plan's `segmentCount` decoder segments over the tokens in equal chunks (equalChunkTokens), each
+   * attending to the cache the chunks before it left (the causal result, in less memory). `exposeFor`: what a hook
+   * after the segment reads, gathered over the chunks.
    */
   private async runDecoderSegment(
     segment: Segment,
@@ -920,7 +919,7 @@ export class LlavaEngine {
     exposeFor?: AttentionNeeds,
   ): Promise<ort.InferenceSession.OnnxValueMapType> {
     const { graph } = segment;
-    const chunk = promptChunkTokens(this.limits.prefillChunkTokens, segmentCount, this.config.text.heads, state.count);
+    const chunk = this.prefillChunkTokens(segmentCount, state.count);
     const gathered = exposeFor ? new GatheredExposure(state.count, exposeFor) : undefined;
     let outputs: ort.InferenceSession.OnnxValueMapType = {};
     let hidden: Float32Array | undefined;
@@ -947,6 +946,12 @@ export class LlavaEngine {
     if (!gathered) return outputs;
     this.rowProducts ??= new RowProducts(this.factory);
     return { ...outputs, ...(await gathered.assemble(this.rowProducts, outputs[graph.outputName])) };
+  }
+
+  /** Prompt tokens one run of each of `segmentCount` decoder segments takes: what the memory check plans for. */
+  private prefillChunkTokens(segmentCount: number, promptTokens: number): number {
+    const most = promptChunkTokens(this.limits.prefillChunkTokens, segmentCount, this.config.text.heads, promptTokens);
+    return equalChunkTokens(promptTokens, most);
   }
 
   /** One run of a decoder segment over `hidden` [tokens, width] at `positions`, extending the cache. */
@@ -980,6 +985,14 @@ export class LlavaEngine {
 export function promptChunkTokens(limit: number, segmentCount: number, heads: number, keys: number): number {
   const rows = Math.floor(CHUNK_ATTENTION_BYTES / (segmentCount * heads * keys * Float32Array.BYTES_PER_ELEMENT));
   return Math.min(limit, Math.max(MIN_PREFILL_CHUNK_TOKENS, rows));
+}
+
+/**
+ * The size of equal chunks covering `tokens`, as many as the nearest whole number of `most`-sized ones (so at most
+ * 1.5 × `most`): a short last chunk would stream every weight of the segment again for a few rows.
+ */
+export function equalChunkTokens(tokens: number, most: number): number {
+  return Math.ceil(tokens / Math.max(1, Math.round(tokens / most)));
 }
 
 /** Analytic FLOPs of an unreduced prefill of a small image (one tower pass) and a short question. */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { promptChunkTokens } from '../../src/engine/engine';
+import { equalChunkTokens, promptChunkTokens } from '../../src/engine/engine';
 
 // LLaVA-OneVision-0.5B's decoder (14 query heads) on a 1080p screenshot's prompt.
 const HEADS = 14;
@@ -22,4 +22,20 @@ test('chunks never go below the rows where products stay efficient, nor above th
   assert.equal(promptChunkTokens(1024, 21, HEADS, KEYS), 256);
   assert.equal(promptChunkTokens(7, 21, HEADS, KEYS), 7);
   assert.equal(promptChunkTokens(1024, 1, HEADS, 40), 1024);
+});
+
+test('a prompt goes in equal chunks, as many as the nearest whole number of the largest allowed', () => {
+  assert.equal(equalChunkTokens(2048, 256), 256);
+  // 276 tokens are one run of 276, not 256 and then 20 that read every weight again.
+  assert.equal(equalChunkTokens(276, 256), 276);
+  assert.equal(equalChunkTokens(616, 256), 308);
+  assert.equal(equalChunkTokens(7309, 256), 253);
+  assert.equal(equalChunkTokens(40, 256), 40);
+  for (let tokens = 1; tokens < 3000; tokens++) {
+    const chunk = equalChunkTokens(tokens, 256);
+    assert.ok(
+      chunk <= 1.5 * 256 && Math.ceil(tokens / chunk) * chunk - tokens < Math.ceil(tokens / chunk),
+      `${tokens}`,
+    );
+  }
 });
