@@ -2,7 +2,7 @@
 export { FlopsError } from './errors';
 export { LLM_ELEMENTWISE, kvBytesPerToken, kvCacheBytes, llmLayerFlops, llmPrefillFlops } from './llm';
 export type { LayerFlops } from './layer';
-export type { LlmArch } from './llm';
+export type { LlmArch, ScoreCount } from './llm';
 export {
   VISION_ELEMENTWISE,
   projectorFlops,

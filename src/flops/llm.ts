@@ -6,9 +6,9 @@
  *   F(N) = 2N(4D² + 3DH) + 4N²D + 5hN² + 18ND
  *
  * 2 ops per multiply-accumulate; q,k,v,o and gate/up/down projections; QKᵀ and AV over the full N×N
- * (no causal halving); softmax 5 ops per score; per token-element: 2 RMSNorms × 7, 2 residual adds × 1,
- * SiLU + gate multiply × 2 (LLM-Viewer counts the activation at width D, not H; kept for compatibility).
- * Generalised: GQA (k/v projections are D × kvHeads·headDim) and an explicit head_dim (q: D × h·headDim,
+ * (no causal halving, unless a ScoreCount asks for it); softmax 5 ops per score; per token-element: 2 RMSNorms × 7,
+ * 2 residual adds × 1, SiLU + gate multiply × 2 (LLM-Viewer counts the activation at width D, not H; kept for
+ * compatibility). Generalised: GQA (k/v projections are D × kvHeads·headDim) and an explicit head_dim (q: D × h·headDim,
  * o: h·headDim × D, attention 4N²·h·headDim). Biases, embeddings, rotary tables and lm_head are not counted.
  */
 import { checkLayerTokens, LayerFlops, layerFlops } from './layer';
@@ -24,6 +24,12 @@ export interface LlmArch {
   headDim: number;
 }
 
+/**
+ * Which attention scores a count includes: every query-key pair, as LLM-Viewer and the paper count them, or only
+ * those a causal mask keeps (each query's keys up to its own), what a kernel that skips masked scores computes.
+ */
+export type ScoreCount = 'all' | 'causal';
+
 /** Per token-element ops, LLM-Viewer's values (see the file comment). */
 export const LLM_ELEMENTWISE = { rmsNorm: 7, residualAdd: 1, gatedActivation: 2 } as const;
 
@@ -32,7 +38,12 @@ export const LLM_ELEMENTWISE = { rmsNorm: 7, residualAdd: 1, gatedActivation: 2 
  * `mlpTokens` (default `tokens`) enter its MLP half — smaller when a reduction runs between attention and
  * MLP inside the layer (FiCoCo-L / ToMe placement, ficoco-spec.md §3.1).
  */
-export function llmLayerFlops(arch: LlmArch, tokens: number, mlpTokens = tokens): LayerFlops {
+export function llmLayerFlops(
+  arch: LlmArch,
+  tokens: number,
+  mlpTokens = tokens,
+  scores: ScoreCount = 'all',
+): LayerFlops {
   checkLayerTokens(tokens, mlpTokens, 'decoder');
   const { hiddenSize: d, intermediateSize: ffn, heads, kvHeads, headDim } = arch;
   const n = tokens;
@@ -40,8 +51,10 @@ export function llmLayerFlops(arch: LlmArch, tokens: number, mlpTokens = tokens)
   const qWidth = heads * headDim;
   const kvWidth = kvHeads * headDim;
   const attentionProjections = 2 * n * (d * qWidth + 2 * d * kvWidth + qWidth * d);
-  const attentionScores = 4 * n * n * qWidth;
-  const softmax = 5 * heads * n * n;
+  // query-key pairs: N² (all), N(N + 1)/2 (causal)
+  const pairs = scores === 'all' ? n * n : (n * (n + 1)) / 2;
+  const attentionScores = 4 * pairs * qWidth;
+  const softmax = 5 * heads * pairs;
   const mlp = 2 * m * 3 * d * ffn;
   const e = LLM_ELEMENTWISE;
   const elementwise = (e.rmsNorm + e.residualAdd) * n * d + (e.rmsNorm + e.residualAdd + e.gatedActivation) * m * d;
@@ -57,12 +70,13 @@ export function llmPrefillFlops(
   arch: LlmArch,
   tokensPerLayer: readonly number[],
   mlpTokensPerLayer?: readonly number[],
+  scores: ScoreCount = 'all',
 ): number {
   checkLayerList(arch, tokensPerLayer, 'decoder token list');
   if (mlpTokensPerLayer) checkLayerList(arch, mlpTokensPerLayer, 'decoder MLP token list');
   let total = 0;
   tokensPerLayer.forEach((n, i) => {
-    total += llmLayerFlops(arch, n, mlpTokensPerLayer?.[i] ?? n).total;
+    total += llmLayerFlops(arch, n, mlpTokensPerLayer?.[i] ?? n, scores).total;
   });
   return total;
 }

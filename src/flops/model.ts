@@ -5,7 +5,7 @@
  */
 import { type AnyresSpec, anyresLayout, type Size } from '../common/anyres';
 import { checkCount, FlopsError } from './errors';
-import { kvBytesPerToken, kvCacheBytes, LlmArch, llmPrefillFlops } from './llm';
+import { kvBytesPerToken, kvCacheBytes, LlmArch, llmPrefillFlops, type ScoreCount } from './llm';
 import { ProjectorArch, projectorFlops, VisionArch, visionTokensPerImage, visionTowerFlops } from './vision';
 
 export interface ModelArch {
@@ -43,7 +43,8 @@ export interface RunFlops {
   total: number;
 }
 
-export function runFlops(arch: ModelArch, shape: RunShape): RunFlops {
+/** `scores`: which of the decoder's attention scores count ('all', the paper's accounting, unless told). */
+export function runFlops(arch: ModelArch, shape: RunShape, scores: ScoreCount = 'all'): RunFlops {
   if (shape.visionMlp && shape.visionMlp.length !== shape.vision.length) {
     throw new FlopsError(
       `visionMlp has ${shape.visionMlp.length} image lists; vision has ${shape.vision.length}.`,
@@ -55,7 +56,7 @@ export function runFlops(arch: ModelArch, shape: RunShape): RunFlops {
     0,
   );
   const projector = projectorFlops(arch.projector, shape.projector);
-  const llm = llmPrefillFlops(arch.llm, shape.llm, shape.llmMlp);
+  const llm = llmPrefillFlops(arch.llm, shape.llm, shape.llmMlp, scores);
   return { vision, projector, llm, total: vision + projector + llm };
 }
 

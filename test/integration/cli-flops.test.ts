@@ -77,6 +77,10 @@ test('ficoco flops --method on a tiled architecture: every pass runs the tower s
   const ratio = (stdout: string, part: string) =>
     Number(new RegExp(`\\| ${part} [^|]*\\| [\\d.]+ \\| [\\d.]+ \\| ([\\d.]+)`).exec(stdout)![1]);
   assert.ok(ratio(inTower.stdout, 'vision TFLOPs') < 1 && ratio(inTower.stdout, 'LLM prefill TFLOPs') < 0.1);
+  // Counting only the scores a causal mask keeps shrinks the unreduced decoder most, so every ratio comes out smaller.
+  const causalLlm = ratio(inTower.stdout, 'LLM prefill TFLOPs, causal');
+  assert.ok(causalLlm > ratio(inTower.stdout, 'LLM prefill TFLOPs') && causalLlm < 0.1);
+  assert.ok(ratio(inTower.stdout, 'total TFLOPs, causal') > ratio(inTower.stdout, 'total TFLOPs'));
   const inDecoder = await onevision('fastv');
   assert.match(inDecoder.stdout, /Nothing in the tower\. In the decoder: llm:1 −6416\./);
   assert.equal(ratio(inDecoder.stdout, 'vision TFLOPs'), 1);

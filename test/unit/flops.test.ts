@@ -98,6 +98,22 @@ describe('LLM prefill FLOPs (LLM-Viewer accounting, ficoco-spec §6.2)', () => {
     assert.equal(split.elementwise, (8 * 636 + 10 * 124) * 4096);
   });
 
+  it('a causal count keeps the N(N + 1)/2 query-key pairs the mask leaves, and nothing else changes', () => {
+    const n = 636;
+    const all = llmLayerFlops(VICUNA_7B, n);
+    const causal = llmLayerFlops(VICUNA_7B, n, n, 'causal');
+    assert.equal(causal.attentionScores, 4 * ((n * (n + 1)) / 2) * 4096);
+    assert.equal(causal.softmax, 5 * 32 * ((n * (n + 1)) / 2));
+    assert.equal(causal.attentionProjections, all.attentionProjections);
+    assert.equal(causal.mlp + causal.elementwise, all.mlp + all.elementwise);
+    // One token sees only itself either way.
+    assert.equal(llmLayerFlops(VICUNA_7B, 1, 1, 'causal').total, llmLayerFlops(VICUNA_7B, 1).total);
+    const shape = unreducedShape(archPreset('llava-1.5-7b'), { images: 1, textTokens: 60 });
+    const arch = archPreset('llava-1.5-7b');
+    assert.equal(runFlops(arch, shape, 'causal').vision, runFlops(arch, shape).vision);
+    assert.equal(runFlops(arch, shape).llm - runFlops(arch, shape, 'causal').llm, 32 * (all.total - causal.total));
+  });
+
   it('GQA reduces only the k/v projection term', () => {
     const gqa: LlmArch = { ...VICUNA_7B, kvHeads: 8 };
     const n = 300;
