@@ -108,8 +108,8 @@ describe('LLM prefill FLOPs (LLM-Viewer accounting, ficoco-spec §6.2)', () => {
     assert.equal(causal.mlp + causal.elementwise, all.mlp + all.elementwise);
     // One token sees only itself either way.
     assert.equal(llmLayerFlops(VICUNA_7B, 1, 1, 'causal').total, llmLayerFlops(VICUNA_7B, 1).total);
-    const shape = unreducedShape(archPreset('llava-1.5-7b'), { images: 1, textTokens: 60 });
     const arch = archPreset('llava-1.5-7b');
+    const shape = unreducedShape(arch, { images: 1, textTokens: 60 });
     assert.equal(runFlops(arch, shape, 'causal').vision, runFlops(arch, shape).vision);
     assert.equal(runFlops(arch, shape).llm - runFlops(arch, shape, 'causal').llm, 32 * (all.total - causal.total));
   });
