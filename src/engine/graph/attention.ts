@@ -141,7 +141,11 @@ interface ExplicitAttention {
   probs: string;
 }
 
-/** Attention as MatMul, Add and Softmax ops: every logit is a graph value a hook can read. */
+/**
+ * Attention as MatMul, Add and Softmax ops: every logit is a graph value a hook can read. With a cache the run's keys
+ * and values are not appended to it: the cache and the run each get their own products, so a decode step reads the
+ * cache instead of copying it first.
+ */
 function explicitAttention(
   g: GraphBuilder,
   queries: string,
@@ -152,8 +156,6 @@ function explicitAttention(
   hint: string,
 ): ExplicitAttention {
   const { past } = options;
-  const keys = past ? g.op('Concat', [past.keys, newKeys], `${hint}.keys`, { axis: 1 }) : newKeys;
-  const values = past ? g.op('Concat', [past.values, newValues], `${hint}.values`, { axis: 1 }) : newValues;
   const groups = heads / kvHeads;
   const scaledQueries = g.op(
     'Mul',
@@ -167,29 +169,55 @@ function explicitAttention(
     groups === 1 ? x : g.op('Reshape', [x, g.int64s(`shape.kv.${kvHeads}.${last}`, [kvHeads, -1, last])], name);
   const byHead = (x: string, last: number, name: string) =>
     groups === 1 ? x : g.op('Reshape', [x, g.int64s(`shape.heads.${heads}.${last}`, [heads, -1, last])], name);
-  const logits = byHead(
-    g.op(
-      'MatMul',
-      [
-        byKvHead(scaledQueries, headDim, `${hint}.q_grouped`),
-        g.op('Transpose', [keys], `${hint}.kT`, { perm: [0, 2, 1] }),
-      ],
-      `${hint}.logits_grouped`,
-    ),
-    0,
-    `${hint}.logits`,
-  );
+  const groupedQueries = byKvHead(scaledQueries, headDim, `${hint}.q_grouped`);
+  const logitsOver = (keys: string, name: string) =>
+    g.op('MatMul', [groupedQueries, g.op('Transpose', [keys], `${name}T`, { perm: [0, 2, 1] })], name);
+  const groupedLogits = past
+    ? g.op(
+        'Concat',
+        [logitsOver(past.keys, `${hint}.logits_past`), logitsOver(newKeys, `${hint}.logits_new`)],
+        `${hint}.logits_grouped`,
+        { axis: -1 },
+      )
+    : logitsOver(newKeys, `${hint}.logits_grouped`);
+  const logits = byHead(groupedLogits, 0, `${hint}.logits`);
   const biased = options.logSizes ? g.op('Add', [logits, options.logSizes], `${hint}.size_biased`) : logits;
   // The causal mask [tokens, keys] and the unused cache slots' mask [keys] meet before they reach [heads, tokens, keys].
-  const causal = options.causal ? causalBias(g, queries, keys, `${hint}.mask`) : undefined;
+  const causal = options.causal ? causalBias(g, logits, `${hint}.mask`) : undefined;
   const mask = causal && past ? g.op('Add', [causal, past.mask], `${hint}.slot_mask`) : (causal ?? past?.mask);
   const masked = mask ? g.op('Add', [biased, mask], `${hint}.masked`) : biased;
   const probs = g.op('Softmax', [masked], `${hint}.probs`, { axis: -1 });
-  const headsContext = byHead(
-    g.op('MatMul', [byKvHead(probs, 0, `${hint}.probs_grouped`), values], `${hint}.ctx_grouped`),
-    headDim,
-    `${hint}.ctx_h`,
-  );
+  const groupedProbs = byKvHead(probs, 0, `${hint}.probs_grouped`);
+  let groupedContext: string;
+  if (past) {
+    // Each run's share of the probabilities, by the cache's and the run's key counts.
+    const keyCount = (keys: string, name: string) => g.op('Shape', [keys], name, { start: 1, end: 2 });
+    const [pastProbs, newProbs] = g.opMulti(
+      'Split',
+      [
+        groupedProbs,
+        g.op(
+          'Concat',
+          [keyCount(past.keys, `${hint}.past_count`), keyCount(newKeys, `${hint}.new_count`)],
+          `${hint}.key_counts`,
+          { axis: 0 },
+        ),
+      ],
+      [`${hint}.probs_past`, `${hint}.probs_new`],
+      { axis: -1 },
+    );
+    groupedContext = g.op(
+      'Add',
+      [
+        g.op('MatMul', [pastProbs, past.values], `${hint}.ctx_past`),
+        g.op('MatMul', [newProbs, newValues], `${hint}.ctx_new`),
+      ],
+      `${hint}.ctx_grouped`,
+    );
+  } else {
+    groupedContext = g.op('MatMul', [groupedProbs, newValues], `${hint}.ctx_grouped`);
+  }
+  const headsContext = byHead(groupedContext, headDim, `${hint}.ctx_h`);
   return { context: mergeHeads(g, headsContext, `${hint}.ctx`), scaledQueries, logits, probs };
 }
 

@@ -186,26 +186,19 @@ export function applyRotary(
 }
 
 /**
- * Additive causal bias [q, kv] for queries that are the last q of kv positions: the lowest float where key j > past +
- * i.
+ * Additive causal bias [q, kv] for logits [heads, q, kv] whose queries are the last q of kv positions: the lowest float
+ * where key j > past + i.
  */
-export function causalBias(g: GraphBuilder, queries: string, keys: string, hint: string): string {
-  const queryCount = g.op(
-    'Squeeze',
-    [
-      g.op(
-        'Slice',
-        [g.op('Shape', [queries], `${hint}.qs`), g.int64s('i.1', [1]), g.int64s('i.2', [2])],
-        `${hint}.ql1`,
-      ),
-    ],
-    `${hint}.ql`,
-  );
-  const keyCount = g.op(
-    'Squeeze',
-    [g.op('Slice', [g.op('Shape', [keys], `${hint}.ks`), g.int64s('i.1', [1]), g.int64s('i.2', [2])], `${hint}.kl1`)],
-    `${hint}.kl`,
-  );
+export function causalBias(g: GraphBuilder, logits: string, hint: string): string {
+  const shape = g.op('Shape', [logits], `${hint}.shape`);
+  const dim = (axis: number, name: string) =>
+    g.op(
+      'Squeeze',
+      [g.op('Slice', [shape, g.int64s(`i.${axis}`, [axis]), g.int64s(`i.${axis + 1}`, [axis + 1])], `${name}1`)],
+      name,
+    );
+  const queryCount = dim(1, `${hint}.ql`);
+  const keyCount = dim(2, `${hint}.kl`);
   const zero = g.constant('i64.0', BigInt64Array.of(0n), []);
   const one = g.constant('i64.1', BigInt64Array.of(1n), []);
   const past = g.op('Sub', [keyCount, queryCount], `${hint}.past`);
