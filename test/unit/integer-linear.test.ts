@@ -80,3 +80,20 @@ test('int8 linear: each token is quantized with its own step and zero point, wit
   }
   assert.deepEqual(Array.from(y.subarray(OUT, 2 * OUT)), Array.from(BIAS));
 });
+
+test('int8 linear: a single row (a decode step) gives what it gives among other rows, an all-zero one included', async () => {
+  const x = pseudoRandom(3 * IN, 11);
+  x.fill(0, IN, 2 * IN);
+  for (let i = 2 * IN; i < 3 * IN; i++) x[i] *= 50;
+  const together = await integerLinear(x);
+  for (let t = 0; t < 3; t++) {
+    const alone = await integerLinear(x.slice(t * IN, (t + 1) * IN));
+    for (let o = 0; o < OUT; o++) {
+      const expected = together[t * OUT + o];
+      assert.ok(
+        Math.abs(alone[o] - expected) <= 1e-5 * Math.max(1, Math.abs(expected)),
+        `token ${t}, output ${o}: ${alone[o]} alone, ${expected} among others`,
+      );
+    }
+  }
+});
