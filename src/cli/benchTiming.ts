@@ -9,6 +9,7 @@ import * as os from 'node:os';
 import { type GenerationResult, type ImagePixels, LlavaEngine } from '../engine/engine';
 import { Budget, ParamValue, budgetLabel } from '../common/budget';
 import type { ReductionHook } from '../reduction/tokenState';
+import type { ScoreCount } from '../flops';
 import type { RgbImage } from '../engine/image/rgb-image';
 
 export interface Sample {
@@ -30,6 +31,8 @@ export interface Sample {
   /** vision tower + projector, and decoder, analytic FLOPs of this prefill */
   visionFlops: number;
   llmFlops: number;
+  /** the decoder's FLOPs counting only the attention scores its causal mask keeps */
+  llmCausalFlops: number;
   /** tokens/s over `decode` tokens after the first; only where decoding was asked for */
   decodeTokensPerSecond?: number;
 }
@@ -62,9 +65,12 @@ export const prefillMs = (sample: Pick<Sample, 'visionMs' | 'llmMs'>, llmScale =
 export const prefillCpuMs = (sample: Pick<Sample, 'visionCpuMs' | 'llmCpuMs'>, llmScale = 1): number =>
   sample.visionCpuMs + llmScale * sample.llmCpuMs;
 
-/** Analytic prefill FLOPs of a sample or row, scaled like prefillMs. */
-export const flopsOf = (sample: Pick<Sample, 'visionFlops' | 'llmFlops'>, llmScale = 1): number =>
-  sample.visionFlops + llmScale * sample.llmFlops;
+/** Analytic prefill FLOPs of a sample or row, scaled like prefillMs; the decoder's counted causally if asked. */
+export const flopsOf = (
+  sample: Pick<Sample, 'visionFlops' | 'llmFlops' | 'llmCausalFlops'>,
+  llmScale = 1,
+  scores: ScoreCount = 'all',
+): number => sample.visionFlops + llmScale * (scores === 'causal' ? sample.llmCausalFlops : sample.llmFlops);
 
 export const median = (xs: readonly number[]): number => {
   const sorted = [...xs].sort((a, b) => a - b);
@@ -122,6 +128,7 @@ export async function timedPrefill(
     keptTokens: keptVisualTokens(result),
     visionFlops: result.flops.run.vision + result.flops.run.projector,
     llmFlops: result.flops.run.llm,
+    llmCausalFlops: result.flops.causalLlm,
     ...(decode > 0 ? { decodeTokensPerSecond: (decode * 1000) / result.timings.decodeMs } : {}),
   };
 }
@@ -213,6 +220,7 @@ function summarize(
     keptTokens: last.keptTokens,
     visionFlops: last.visionFlops,
     llmFlops: last.llmFlops,
+    llmCausalFlops: last.llmCausalFlops,
     decodeTokensPerSecond: decoded?.decodeTokensPerSecond ?? Number.NaN,
     pairedSpeedup: median(ratios.wall),
     pairedCpuSpeedup: median(ratios.cpu),

@@ -129,8 +129,11 @@ export interface GenerationResult {
   patchFates: PatchFates[];
   /** per-layer KV cache lengths after prefill */
   cacheLengths: number[];
-  /** analytic FLOPs of this prefill and of the same prompt without reduction (LLM-Viewer accounting, src/flops) */
-  flops: { run: RunFlops; unreduced: RunFlops };
+  /**
+   * analytic FLOPs of this prefill and of the same prompt without reduction (LLM-Viewer accounting, src/flops), and
+   * this prefill's decoder FLOPs counting only the attention scores its causal mask keeps
+   */
+  flops: { run: RunFlops; unreduced: RunFlops; causalLlm: number };
   /**
    * wall time per phase, and the process's CPU time (all threads) in vision and prefill: unlike wall time, CPU time
    * does not grow when the machine is busy elsewhere
@@ -312,16 +315,20 @@ export class LlavaEngine {
     features: TokenState[],
     decoder: LayerTokens,
     prompt: { images: readonly ImageCost[]; textTokens: number },
-  ): { run: RunFlops; unreduced: RunFlops } {
+  ): { run: RunFlops; unreduced: RunFlops; causalLlm: number } {
     const arch = flopsArchOf(this.config, path.basename(this.modelDir));
-    const run = runFlops(arch, {
+    const shape = {
       vision: vision.map((layers) => layers.attention),
       visionMlp: vision.map((layers) => layers.mlp),
       projector: features.reduce((sum, f) => sum + f.count, 0),
       llm: decoder.attention,
       llmMlp: decoder.mlp,
-    });
-    return { run, unreduced: runFlops(arch, unreducedShapeAt(arch, prompt.images, prompt.textTokens)) };
+    };
+    return {
+      run: runFlops(arch, shape),
+      unreduced: runFlops(arch, unreducedShapeAt(arch, prompt.images, prompt.textTokens)),
+      causalLlm: runFlops(arch, shape, 'causal').llm,
+    };
   }
 
   /** What reduction methods need to know to place their steps. */

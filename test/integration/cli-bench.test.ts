@@ -57,6 +57,7 @@ test('ficoco bench measures each method and budget against the unreduced model a
   assert.equal(unreduced['prefill speedup'], '1.00×');
   assert.equal(unreduced['CPU-time speedup'], '1.00×');
   assert.equal(unreduced['FLOPs ratio'], '1.00×');
+  assert.equal(unreduced['causal FLOPs ratio (speedup / it)'], '1.00× (100 %)');
   assert.equal(unreduced['LLM prefill speedup (LLM FLOPs ratio)'], '1.00× (1.00×)');
   assert.match(unreduced['reduction steps ms (% of prefill)'], /^0\.0 /);
   assert.match(unreduced['steps CPU ms (% of prefill CPU)'], /^0\.0 /);
@@ -82,6 +83,17 @@ test('ficoco bench measures each method and budget against the unreduced model a
     );
     // Fewer tokens can only lower the analytic FLOPs.
     assert.ok(parseFloat(row['FLOPs ratio']) > 1, `${key} FLOPs ratio ${row['FLOPs ratio']}`);
+    // Counting only the scores a causal mask keeps takes more from the longer prompt: a smaller ratio, still above 1.
+    const [causalRatio, causalShare] = row['causal FLOPs ratio (speedup / it)'].split(' (').map(parseFloat);
+    assert.ok(
+      causalRatio > 1 && causalRatio < parseFloat(row['FLOPs ratio']),
+      `${key} causal FLOPs ratio ${causalRatio} against ${row['FLOPs ratio']}`,
+    );
+    const share = (100 * parseFloat(row['prefill speedup'])) / causalRatio; // from rounded figures: within a point
+    assert.ok(
+      Math.abs(causalShare - share) <= 1,
+      `${key}: ${causalShare} % of the causal ratio, ${share} from the table`,
+    );
     // The LLM prefill alone, the part the paper's FLOPs count: measured, and fewer tokens there lower its FLOPs.
     const [llmSpeedup, llmRatio] = row['LLM prefill speedup (LLM FLOPs ratio)'].split(' (').map(parseFloat);
     assert.ok(llmSpeedup > 0, `${key} has a measured LLM prefill speedup`);
