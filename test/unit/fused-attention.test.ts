@@ -19,6 +19,9 @@ interface Attended {
   out: Float32Array;
   /** the op types ONNX Runtime ran, from its profile */
   ran: Set<string>;
+  /** with unmasked logits exposed: the factors [TOKENS, KV_HEADS·headDim] of the run's head-mean logits */
+  queryRows?: Float32Array;
+  keyRows?: Float32Array;
 }
 
 /**
@@ -53,6 +56,10 @@ async function attend(headDim: number, promptChunk: boolean, expose?: AttentionN
     'attn',
   );
   g.output('out', result.out, ElemType.float32, [TOKENS, HIDDEN]);
+  if (result.queryRows && result.keyRows) {
+    g.output('query_rows', result.queryRows, ElemType.float32, [TOKENS, width(KV_HEADS)]);
+    g.output('key_rows', result.keyRows, ElemType.float32, [TOKENS, width(KV_HEADS)]);
+  }
   const folder = temporaryFolder('ficoco-profile-');
   const session = await ort.InferenceSession.create(g.build(), {
     enableProfiling: true,
@@ -62,7 +69,7 @@ async function attend(headDim: number, promptChunk: boolean, expose?: AttentionN
     pseudoRandom(KV_HEADS * SLOTS * headDim, seed).map((v, i) => (Math.floor(i / headDim) % SLOTS < IN_USE ? v : 100));
   const mask = new Float32Array(SLOTS + TOKENS).fill(lowestFloat(ElemType.float32), IN_USE, SLOTS);
   const tensor = (data: Float32Array, dims: number[]) => new ort.Tensor('float32', data, dims);
-  const { out } = await session.run({
+  const outputs = await session.run({
     x: tensor(pseudoRandom(TOKENS * HIDDEN, 1, 1), [TOKENS, HIDDEN]),
     wq: tensor(pseudoRandom(width(HEADS) * HIDDEN, 2), [width(HEADS), HIDDEN]),
     wk: tensor(pseudoRandom(width(KV_HEADS) * HIDDEN, 3), [width(KV_HEADS), HIDDEN]),
@@ -81,7 +88,8 @@ async function attend(headDim: number, promptChunk: boolean, expose?: AttentionN
     args?: { op_name?: string };
   }[];
   const ran = new Set(events.filter((e) => e.cat === 'Node' && e.args?.op_name).map((e) => e.args!.op_name!));
-  return { out: out.data as Float32Array, ran };
+  const rows = (name: string) => outputs[name]?.data as Float32Array | undefined;
+  return { out: outputs.out.data as Float32Array, ran, queryRows: rows('query_rows'), keyRows: rows('key_rows') };
 }
 
 test('a prompt chunk attends through GroupQueryAttention and matches the explicit ops over a cache with spare slots', async () => {
@@ -101,4 +109,39 @@ test('attention stays explicit where the fused op cannot serve: head sizes not a
     const { ran } = await attend(headDim, true, expose);
     assert.ok(!ran.has('GroupQueryAttention') && !ran.has('If'), `head size ${headDim}: ran ${[...ran].join(', ')}`);
   }
+});
+
+test('a layer exposing unmasked logits to a hook still attends fused: it gives their factors, not the scores', async () => {
+  const headDim = 8;
+  const fused = await attend(headDim, true, { attention: 'logits' });
+  const explicit = await attend(headDim, false);
+  assert.ok(fused.ran.has('GroupQueryAttention'), `ran ${[...fused.ran].join(', ')}`);
+  assert.ok(maxAbsDiff(fused.out, explicit.out) < 1e-5, `differ by ${maxAbsDiff(fused.out, explicit.out)}`);
+  // The factors' product is mean_h q_h·k_h/√d over the run's own tokens, from the same inputs in float64.
+  const x = pseudoRandom(TOKENS * HIDDEN, 1, 1);
+  const project = (weights: Float32Array, out: number) =>
+    Array.from({ length: TOKENS * out }, (_, i) => {
+      const [t, o] = [Math.floor(i / out), i % out];
+      let sum = 0;
+      for (let j = 0; j < HIDDEN; j++) sum += x[t * HIDDEN + j] * weights[o * HIDDEN + j];
+      return sum;
+    });
+  const q = project(pseudoRandom(HEADS * headDim * HIDDEN, 2), HEADS * headDim);
+  const k = project(pseudoRandom(KV_HEADS * headDim * HIDDEN, 3), KV_HEADS * headDim);
+  const width = KV_HEADS * headDim;
+  const { queryRows, keyRows } = fused;
+  assert.ok(queryRows && keyRows, 'the run gives both factors');
+  for (let t = 0; t < TOKENS; t++)
+    for (let s = 0; s < TOKENS; s++) {
+      let expected = 0;
+      for (let h = 0; h < HEADS; h++) {
+        const kv = Math.floor(h / (HEADS / KV_HEADS));
+        for (let d = 0; d < headDim; d++)
+          expected += q[t * HEADS * headDim + h * headDim + d] * k[s * width + kv * headDim + d];
+      }
+      expected /= HEADS * Math.sqrt(headDim);
+      let product = 0;
+      for (let j = 0; j < width; j++) product += queryRows[t * width + j] * keyRows[s * width + j];
+      assert.ok(Math.abs(product - expected) < 1e-4, `logit ${t}→${s}: ${product}, expected ${expected}`);
+    }
 });

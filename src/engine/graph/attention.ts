@@ -75,9 +75,11 @@ export function attention(
   }
   const exposure = options.expose ?? {};
   const { past } = options;
+  // With a cache, unmasked logits go out as two factors (below) that need no scores.
+  const logitFactors = exposure.attention === 'logits' && past !== undefined;
   // The fused op computes no attention matrix to expose, adds no log(size) bias, and its CPU kernel takes head sizes in
   // multiples of 8.
-  const fusable = options.causal && !options.logSizes && !exposure.attention && headDim % 8 === 0;
+  const fusable = options.causal && !options.logSizes && (!exposure.attention || logitFactors) && headDim % 8 === 0;
   const promptChunk = fusable ? past?.promptChunk : undefined;
   let scores: ExplicitAttention | undefined;
   let context: string;
@@ -98,19 +100,18 @@ export function attention(
   const result: AttentionResult = { out, newKeys: keys, newValues: values };
   // With a cache, a run sees only some of the prompt's queries (a chunk): what it exposes is its rows, which the engine
   // gathers over the chunks. Causal probabilities are complete per row; unmasked logits reach keys not yet computed,
-  // so the run gives their two factors instead, mean_h q_h·k_h = (Σ_kv Σ_{h∈kv} q_h / heads)·k_kv.
-  if (exposure.attention === 'logits' && past && scores) {
-    const { scaledQueries } = scores;
+  // so the run gives their two factors instead, mean_h q_h·k_h/√d = (Σ_kv Σ_{h∈kv} q_h / (heads·√d))·k_kv.
+  if (logitFactors) {
     const groups = heads / kvHeads;
     const summed =
       groups === 1
-        ? scaledQueries
+        ? queries
         : g.op(
             'ReduceSum',
             [
               g.op(
                 'Reshape',
-                [scaledQueries, g.int64s(`shape.groups.${kvHeads}.${groups}`, [kvHeads, groups, -1, headDim])],
+                [queries, g.int64s(`shape.groups.${kvHeads}.${groups}`, [kvHeads, groups, -1, headDim])],
                 `${hint}.q_groups`,
               ),
               g.int64s('axes.1', [1]),
@@ -118,7 +119,8 @@ export function attention(
             `${hint}.q_group_sums`,
             { keepdims: 0 },
           );
-    const scaled = g.op('Mul', [summed, g.scalar(`scale.heads.${heads}`, 1 / heads)], `${hint}.q_head_mean`);
+    const meanScale = 1 / (heads * Math.sqrt(headDim));
+    const scaled = g.op('Mul', [summed, g.scalar(`scale.heads.${heads}.${headDim}`, meanScale)], `${hint}.q_head_mean`);
     result.queryRows = mergeHeads(g, scaled, `${hint}.query_rows`);
     result.keyRows = mergeHeads(g, keys, `${hint}.key_rows`);
   } else if (exposure.attention && scores) {
@@ -135,7 +137,6 @@ export function attention(
 interface ExplicitAttention {
   /** [tokens, heads·headDim] */
   context: string;
-  scaledQueries: string;
   /** [heads, tokens, keys], before the masks */
   logits: string;
   probs: string;
@@ -218,7 +219,7 @@ function explicitAttention(
     groupedContext = g.op('MatMul', [groupedProbs, newValues], `${hint}.ctx_grouped`);
   }
   const headsContext = byHead(groupedContext, headDim, `${hint}.ctx_h`);
-  return { context: mergeHeads(g, headsContext, `${hint}.ctx`), scaledQueries, logits, probs };
+  return { context: mergeHeads(g, headsContext, `${hint}.ctx`), logits, probs };
 }
 
 /**
