@@ -191,7 +191,7 @@ function explicitAttention(
   const groupedProbs = byKvHead(probs, 0, `${hint}.probs_grouped`);
   let groupedContext: string;
   if (past) {
-    // Each run's share of the probabilities, by the cache's and the run's key counts.
+    // The probabilities' columns over the cache and over the run, split by their key counts.
     const keyCount = (keys: string, name: string) => g.op('Shape', [keys], name, { start: 1, end: 2 });
     const [pastProbs, newProbs] = g.opMulti(
       'Split',

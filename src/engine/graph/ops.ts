@@ -57,11 +57,7 @@ function integerProduct(
   quantized: { scales: string; sums: string },
   hint: string,
 ): string {
-  const rows = g.op(
-    'Gather',
-    [g.op('Shape', [x], `${hint}.shape`), g.constant('i64.0', BigInt64Array.of(0n), [])],
-    `${hint}.rows`,
-  );
+  const rows = dimension(g, x, 0, `${hint}.rows`);
   const single = g.op('Equal', [rows, g.constant('i64.1', BigInt64Array.of(1n), [])], `${hint}.single_row`);
   const [y] = g.ifElse(
     single,
@@ -134,6 +130,15 @@ function rowwiseIntegerProduct(
   );
   const y = g.op('Mul', [shifted, asFloat32(g, step)], g.floatType === ElemType.float32 ? hint : `${hint}.f32`);
   return g.floatType === ElemType.float32 ? y : g.op('Cast', [y], hint, { to: g.floatType });
+}
+
+/** The size of x along `axis`, an int64 scalar known when the graph runs. */
+export function dimension(g: GraphBuilder, x: string, axis: number, hint: string): string {
+  return g.op(
+    'Gather',
+    [g.op('Shape', [x], `${hint}.shape`), g.constant(`i64.${axis}`, BigInt64Array.of(BigInt(axis)), [])],
+    hint,
+  );
 }
 
 /** A value of the graph's compute type as float32 (a Cast unless it already is). */
@@ -229,15 +234,8 @@ export function applyRotary(
  * where key j > past + i.
  */
 export function causalBias(g: GraphBuilder, logits: string, hint: string): string {
-  const shape = g.op('Shape', [logits], `${hint}.shape`);
-  const dim = (axis: number, name: string) =>
-    g.op(
-      'Squeeze',
-      [g.op('Slice', [shape, g.int64s(`i.${axis}`, [axis]), g.int64s(`i.${axis + 1}`, [axis + 1])], `${name}1`)],
-      name,
-    );
-  const queryCount = dim(1, `${hint}.ql`);
-  const keyCount = dim(2, `${hint}.kl`);
+  const queryCount = dimension(g, logits, 1, `${hint}.ql`);
+  const keyCount = dimension(g, logits, 2, `${hint}.kl`);
   const zero = g.constant('i64.0', BigInt64Array.of(0n), []);
   const one = g.constant('i64.1', BigInt64Array.of(1n), []);
   const past = g.op('Sub', [keyCount, queryCount], `${hint}.past`);

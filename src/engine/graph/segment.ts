@@ -3,7 +3,7 @@ import { FicocoError } from '../../common/errors';
 import type { TensorLocation } from '../weights/safetensors';
 import type { AttentionNeeds } from '../../reduction/tokenState';
 import { Dim, ElemType, GraphBuilder } from './builder';
-import { asFloat32, rotaryTables } from './ops';
+import { asFloat32, dimension, rotaryTables } from './ops';
 import type { PastKeysValues } from './attention';
 
 /**
@@ -212,11 +212,7 @@ export function buildSegment(tower: Tower, spec: SegmentSpec): SegmentGraph {
       promptChunk ??= g.op(
         'GreaterOrEqual',
         [
-          g.op(
-            'Gather',
-            [g.op('Shape', [x0], 'segment.shape'), g.constant('i64.0', BigInt64Array.of(0n), [])],
-            'segment.tokens',
-          ),
+          dimension(g, x0, 0, 'segment.tokens'),
           g.constant('fused.min_tokens', BigInt64Array.of(BigInt(FUSED_ATTENTION_MIN_TOKENS)), []),
         ],
         'segment.prompt_chunk',
