@@ -33,7 +33,7 @@ import { flopsArchOf } from './models/flopsArch';
 import { LOGITS } from './models/llama';
 import { parseModelConfig } from './models/registry';
 import { type PackedImage, packSquare, packTiles } from './models/tiledFeatures';
-import { withoutStructure } from './structureTokens';
+import { contentTokens, withoutStructure } from './structureTokens';
 import { GatheredExposure, RowProducts } from './runtime/gatheredExposure';
 import { KvCache } from './runtime/kvCache';
 import { Precision, ProviderName, ProviderSetting, SessionFactory } from './runtime/provider';
@@ -896,7 +896,9 @@ export class LlavaEngine {
     for (const segment of segments) {
       if (prefill) countLayerTokens(this.towers.decoder, segment, current.count, prefill.layers);
       const hook = prefill && segment.site ? prefill.hooks.get(segment.site as HookSite) : undefined;
-      const outputs = await this.runDecoderSegment(segment, segments.length, current, cache, hook?.needs);
+      // A hook sees no structure tokens: its signals are gathered over the content only.
+      const content = hook && prefill?.structure.includes(1) ? contentTokens(prefill.structure) : undefined;
+      const outputs = await this.runDecoderSegment(segment, segments.length, current, cache, hook?.needs, content);
       if (segment.end === this.towers.decoder.blocks.length) return outputs[LOGITS].data as Float32Array;
       current = { ...current, hidden: outputs[segment.graph.outputName].data as Float32Array };
       if (hook && prefill) {
@@ -916,7 +918,7 @@ export class LlavaEngine {
   /**
    * Runs one of a plan's `segmentCount` decoder segments over the tokens in equal chunks (equalChunkTokens), each
    * attending to the cache the chunks before it left (the causal result, in less memory). `exposeFor`: what a hook
-   * after the segment reads, gathered over the chunks.
+   * after the segment reads, gathered over the chunks and over the `content` tokens (all when absent).
    */
   private async runDecoderSegment(
     segment: Segment,
@@ -924,10 +926,11 @@ export class LlavaEngine {
     state: TokenState,
     cache: KvCache,
     exposeFor?: AttentionNeeds,
+    content?: Int32Array,
   ): Promise<ort.InferenceSession.OnnxValueMapType> {
     const { graph } = segment;
     const chunk = this.prefillChunkTokens(segmentCount, state.count);
-    const gathered = exposeFor ? new GatheredExposure(state.count, exposeFor) : undefined;
+    const gathered = exposeFor ? new GatheredExposure(state.count, exposeFor, content) : undefined;
     let outputs: ort.InferenceSession.OnnxValueMapType = {};
     let hidden: Float32Array | undefined;
     for (let start = 0; start < state.count; start += chunk) {

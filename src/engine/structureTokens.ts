@@ -1,9 +1,11 @@
 /**
  * Structure tokens (a tiled image's row ends) sit inside an image's span but are no image content: a decoder-side
  * reduction must neither drop nor merge them. Before a hook they are taken out of its view — their rows, and their
- * columns of every signal — so the method sees content only; after it they go back between the tokens it kept, by
- * position (kept tokens keep their positions, which never decrease along the sequence).
+ * columns of every signal (unless the signals were gathered over the content only) — so the method sees content only;
+ * after it they go back between the tokens it kept, by position (kept tokens keep their positions, which never
+ * decrease along the sequence).
  */
+import { selectRows, submatrix } from '../reduction/arrays';
 import { SiteView, TokenState, VisualSpan, selectTokens } from '../reduction/tokenState';
 
 export interface WithoutStructure {
@@ -13,20 +15,27 @@ export interface WithoutStructure {
 }
 
 export function withoutStructure(view: SiteView, structure: Uint8Array): WithoutStructure {
-  const content = Int32Array.from(Array.from({ length: view.count }, (_, i) => i).filter((i) => structure[i] === 0));
+  const content = contentTokens(structure);
+  const selected = selectTokens(view, content);
+  const withSignals = (signals: Partial<SiteView>): WithoutStructure => ({
+    view: { ...view, ...selected, ...signals, keyCount: content.length },
+    restore: (reduced) => restore(view, structure, reduced),
+  });
+  // The engine's decoder segments gather their signals over the content already.
+  if (view.keyCount === content.length) return withSignals({});
   if (view.keyCount !== view.count)
     throw new Error(`structure tokens need the layer's keys to be its tokens (${view.keyCount} keys, ${view.count})`);
-  const selected = selectTokens(view, content);
-  const sub: SiteView = {
-    ...view,
-    ...selected,
-    attention: view.attention && square(view.attention, view.count, content),
-    hiddenCosine: view.hiddenCosine && square(view.hiddenCosine, view.count, content),
-    keyCosine: view.keyCosine && square(view.keyCosine, view.count, content),
-    meanKeys: view.meanKeys && rows(view.meanKeys, view.meanKeys.length / view.count, content),
-    keyCount: content.length,
-  };
-  return { view: sub, restore: (reduced) => restore(view, structure, reduced) };
+  return withSignals({
+    attention: view.attention && submatrix(view.attention, view.count, content),
+    hiddenCosine: view.hiddenCosine && submatrix(view.hiddenCosine, view.count, content),
+    keyCosine: view.keyCosine && submatrix(view.keyCosine, view.count, content),
+    meanKeys: view.meanKeys && selectRows(view.meanKeys, view.meanKeys.length / view.count, content),
+  });
+}
+
+/** The indices of the tokens that are not structure, ascending. */
+export function contentTokens(structure: Uint8Array): Int32Array {
+  return Int32Array.from(Array.from({ length: structure.length }, (_, i) => i).filter((i) => structure[i] === 0));
 }
 
 /** The reduced content with the view's structure tokens merged back in by position, spans widened to hold them. */
@@ -90,20 +99,4 @@ function widened(
     patchOwner: span.patchOwner.map((owner) => (owner < 0 ? -1 : fromReduced[owner])),
     tokenPatch,
   };
-}
-
-/** The rows and columns `keep` of an n × n matrix. */
-function square(matrix: Float32Array, n: number, keep: Int32Array): Float32Array {
-  const out = new Float32Array(keep.length * keep.length);
-  keep.forEach((row, i) => {
-    for (let j = 0; j < keep.length; j++) out[i * keep.length + j] = matrix[row * n + keep[j]];
-  });
-  return out;
-}
-
-/** The rows `keep` of a matrix `width` wide. */
-function rows(matrix: Float32Array, width: number, keep: Int32Array): Float32Array {
-  const out = new Float32Array(keep.length * width);
-  keep.forEach((row, i) => out.set(matrix.subarray(row * width, (row + 1) * width), i * width));
-  return out;
 }

@@ -40,6 +40,33 @@ export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return denominator === 0 ? 0 : dot(a, b) / denominator;
 }
 
+/** The rows `keep` of a row-major matrix `width` wide, in that order. */
+export function selectRows(matrix: Float32Array, width: number, keep: ArrayLike<number>): Float32Array {
+  const out = new Float32Array(keep.length * width);
+  for (let i = 0; i < keep.length; i++) out.set(row(matrix, width, keep[i]), i * width);
+  return out;
+}
+
+/** The rows and columns `keep` (ascending) of an n × n matrix. */
+export function submatrix(matrix: Float32Array, n: number, keep: ArrayLike<number>): Float32Array {
+  const size = keep.length;
+  const out = new Float32Array(size * size);
+  // Kept columns come in long runs (between a few left-out tokens): each run is one copy per row.
+  const runs: [from: number, length: number][] = [];
+  for (let j = 0; j < size;) {
+    let length = 1;
+    while (j + length < size && keep[j + length] === keep[j] + length) length++;
+    runs.push([j, length]);
+    j += length;
+  }
+  for (let i = 0; i < size; i++) {
+    const start = keep[i] * n;
+    for (const [from, length] of runs)
+      out.set(matrix.subarray(start + keep[from], start + keep[from] + length), i * size + from);
+  }
+  return out;
+}
+
 /** Each row of a [count, width] matrix divided by max(‖row‖₂, 1e-12). */
 export function unitRows(rows: Float32Array, count: number, width: number): Float32Array {
   const unit = new Float32Array(rows.length);

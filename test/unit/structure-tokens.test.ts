@@ -37,6 +37,11 @@ test('a decoder hook sees an image without its row ends, and they go back betwee
   assert.deepEqual([...content.spans[0].tokenPatch], [0, 1, 2, 3]);
   // Attention loses the row ends' rows and columns: row 4 (old 4) reads old columns 0, 1, 2, 4, 5, 7.
   assert.deepEqual([...content.attention!.subarray(3 * 6, 4 * 6)], [32, 33, 34, 36, 37, 39]);
+  const kept = [0, 1, 2, 4, 5, 7];
+  assert.deepEqual(
+    [...content.attention!],
+    kept.flatMap((row) => kept.map((column) => row * 8 + column)),
+  );
   // The hook keeps content tokens 0, 1, 3, 5: old 0 (text), 1 (patch 0), 4 (patch 2), 7 (text).
   const { state, structure } = restore(selectTokens(content, [0, 1, 3, 5]));
   assert.deepEqual([...state.hidden], [0, 1, 3, 4, 6, 7]);
@@ -47,4 +52,15 @@ test('a decoder hook sees an image without its row ends, and they go back betwee
   assert.equal(span.count, 4);
   assert.deepEqual([...span.tokenPatch], [0, -1, 2, -1]);
   assert.deepEqual([...span.patchOwner], [1, -1, 3, -1]);
+});
+
+test('structure tokens at both ends of the sequence leave their rows and columns too', () => {
+  const ends = Uint8Array.of(1, 0, 0, 1, 0, 0, 0, 1);
+  const { view: content } = withoutStructure({ ...view(), spans: [] }, ends);
+  const kept = [1, 2, 4, 5, 6];
+  assert.deepEqual(
+    [...content.attention!],
+    kept.flatMap((row) => kept.map((column) => row * 8 + column)),
+  );
+  assert.deepEqual([...content.hidden], kept);
 });

@@ -1,5 +1,5 @@
 import * as ort from 'onnxruntime-node';
-import { unitRows } from '../../reduction/arrays';
+import { selectRows, submatrix, unitRows } from '../../reduction/arrays';
 import type { AttentionNeeds } from '../../reduction/tokenState';
 import { ElemType, GraphBuilder } from '../graph/builder';
 import { ATTENTION, HIDDEN_COSINE, KEY_COSINE, KEY_ROWS, MEAN_KEYS, QUERY_ROWS } from '../graph/segment';
@@ -47,7 +47,7 @@ function cosineMatrix(products: RowProducts, x: Float32Array, width: number): Pr
 /**
  * What a hook reads after a decoder segment, gathered from the runs over the prompt's chunks: each run gives its rows
  * (attention probabilities over the cache and its own tokens, mean keys, the factors of the logits), and once every
- * chunk has run the matrices over the whole prompt are put together.
+ * chunk has run the matrices are put together over the tokens the hook sees (`content`; all of them when absent).
  */
 export class GatheredExposure {
   private attention: Float32Array | undefined;
@@ -57,6 +57,7 @@ export class GatheredExposure {
   constructor(
     private readonly count: number,
     private readonly needs: AttentionNeeds,
+    private readonly content?: Int32Array,
   ) {}
 
   /** Takes the rows of the run over tokens [start, start + tokens), whose cache held `start` tokens before it. */
@@ -83,23 +84,37 @@ export class GatheredExposure {
     }
   }
 
-  /** The hook's view of the whole prompt, as the outputs of one run over it would be; `hidden` is the segment's output. */
+  /** The hook's view of the prompt, as the outputs of one run over it would be; `hidden` is the segment's output. */
   async assemble(products: RowProducts, hidden: ort.Tensor | undefined): Promise<Record<string, ort.Tensor>> {
-    const square = (data: Float32Array) => new ort.Tensor('float32', data, [this.count, this.count]);
+    const { content } = this;
+    const seen = content?.length ?? this.count;
+    const square = (data: Float32Array) => new ort.Tensor('float32', data, [seen, seen]);
+    // [count, width] → the rows the hook sees
+    const seenRows = (matrix: Float32Array, width: number) => (content ? selectRows(matrix, width, content) : matrix);
     const assembled: Record<string, ort.Tensor> = {};
     const queryRows = this.rows.get(QUERY_ROWS);
     const keyRows = this.rows.get(KEY_ROWS);
-    if (this.attention) assembled[ATTENTION] = square(this.attention);
-    else if (queryRows && keyRows)
-      assembled[ATTENTION] = square(await products.multiply(queryRows, keyRows, keyRows.length / this.count));
+    if (this.attention)
+      assembled[ATTENTION] = square(content ? submatrix(this.attention, this.count, content) : this.attention);
+    else if (queryRows && keyRows) {
+      const width = keyRows.length / this.count;
+      assembled[ATTENTION] = square(
+        await products.multiply(seenRows(queryRows, width), seenRows(keyRows, width), width),
+      );
+    }
     const meanKeys = this.rows.get(MEAN_KEYS);
     if (meanKeys) {
       const width = meanKeys.length / this.count;
-      if (this.needs.keys) assembled[MEAN_KEYS] = new ort.Tensor('float32', meanKeys, [this.count, width]);
-      if (this.needs.keyCosine) assembled[KEY_COSINE] = square(await cosineMatrix(products, meanKeys, width));
+      const rows = seenRows(meanKeys, width);
+      if (this.needs.keys) assembled[MEAN_KEYS] = new ort.Tensor('float32', rows, [seen, width]);
+      if (this.needs.keyCosine) assembled[KEY_COSINE] = square(await cosineMatrix(products, rows, width));
     }
-    if (this.needs.hiddenCosine && hidden)
-      assembled[HIDDEN_COSINE] = square(await cosineMatrix(products, hidden.data as Float32Array, hidden.dims[1]));
+    if (this.needs.hiddenCosine && hidden) {
+      const width = hidden.dims[1];
+      assembled[HIDDEN_COSINE] = square(
+        await cosineMatrix(products, seenRows(hidden.data as Float32Array, width), width),
+      );
+    }
     return assembled;
   }
 }
