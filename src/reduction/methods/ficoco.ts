@@ -75,7 +75,7 @@ export function meanKeyTerm(input: StageInput<unknown>): Float64Array {
   const headDim = keys.length / view.keyCount;
   const tokens = spanTokens(span);
   const mean = new Float64Array(headDim);
-  for (const t of tokens) row(keys, headDim, t).forEach((v, d) => (mean[d] += v / tokens.length));
+  for (const t of tokens) for (let d = 0; d < headDim; d++) mean[d] += keys[t * headDim + d] / tokens.length;
   return Float64Array.from(tokens, (t) => -cosine(mean, row(keys, headDim, t)));
 }
 
