@@ -94,17 +94,37 @@ export function cosineMatrix(rows: Float32Array, count: number, width: number): 
   return cosine;
 }
 
+/** Columns of B one pass of `matmul` works over: B's rows over them stay in the CPU's cache (8 bytes a value). */
+const MATMUL_BLOCK_COLUMNS = 1024;
+
 /**
- * C = A·B for row-major A [rows, inner] and B [inner, cols]; each C_ij sums its terms in k order, skipping A_ik = 0.
+ * C = A·B for row-major A [rows, inner] and B [inner, cols], skipping A_ik = 0 (an infinite B_kj there adds nothing).
+ * Four rows of B go into a block of C's row at once, which reads and writes that row a quarter as often.
  */
 export function matmul(a: Float64Array, b: Float64Array, rows: number, inner: number, cols: number): Float64Array {
   const product = new Float64Array(rows * cols);
-  for (let i = 0; i < rows; i++) {
-    const out = i * cols;
-    for (let k = 0; k < inner; k++) {
-      const factor = a[i * inner + k];
-      if (factor === 0) continue;
-      for (let j = 0, from = k * cols; j < cols; j++) product[out + j] += factor * b[from + j];
+  const nonzero = Array.from({ length: rows }, (_, i) => {
+    const ks: number[] = [];
+    for (let k = 0; k < inner; k++) if (a[i * inner + k] !== 0) ks.push(k);
+    return ks;
+  });
+  for (let start = 0; start < cols; start += MATMUL_BLOCK_COLUMNS) {
+    const end = Math.min(cols, start + MATMUL_BLOCK_COLUMNS);
+    for (let i = 0; i < rows; i++) {
+      const ks = nonzero[i];
+      const out = i * cols;
+      const from = i * inner;
+      let n = 0;
+      for (; n + 3 < ks.length; n += 4) {
+        const [f0, f1, f2, f3] = [a[from + ks[n]], a[from + ks[n + 1]], a[from + ks[n + 2]], a[from + ks[n + 3]]];
+        const [b0, b1, b2, b3] = [ks[n] * cols, ks[n + 1] * cols, ks[n + 2] * cols, ks[n + 3] * cols];
+        for (let j = start; j < end; j++)
+          product[out + j] += f0 * b[b0 + j] + f1 * b[b1 + j] + f2 * b[b2 + j] + f3 * b[b3 + j];
+      }
+      for (; n < ks.length; n++) {
+        const factor = a[from + ks[n]];
+        for (let j = start, row = ks[n] * cols; j < end; j++) product[out + j] += factor * b[row + j];
+      }
     }
   }
   return product;

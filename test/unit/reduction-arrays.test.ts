@@ -13,6 +13,28 @@ test(
   },
 );
 
+test('matmul over more columns than one block and more inner terms than four matches the plain sum', () => {
+  const [rows, inner, cols] = [3, 11, 2500];
+  // Row 1 has zeros among its factors, where B holds infinities: they must add nothing.
+  const a = Float64Array.from({ length: rows * inner }, (_, i) =>
+    (i % inner) % 4 === 1 && i >= inner ? 0 : Math.sin(i),
+  );
+  const b = Float64Array.from({ length: inner * cols }, (_, i) =>
+    Math.floor(i / cols) % 4 === 1 ? Infinity : Math.cos(i),
+  );
+  b.fill(0.5, 0, cols); // row 0 of B finite for everyone
+  const product = matmul(a, b, rows, inner, cols);
+  for (let i = 0; i < rows; i++)
+    for (let j = 0; j < cols; j++) {
+      let sum = 0;
+      for (let k = 0; k < inner; k++) if (a[i * inner + k] !== 0) sum += a[i * inner + k] * b[k * cols + j];
+      const got = product[i * cols + j];
+      if (Number.isFinite(sum)) assert.ok(Math.abs(got - sum) <= 1e-12 * (1 + Math.abs(sum)), `C[${i}, ${j}]`);
+      else assert.equal(got, sum, `C[${i}, ${j}]`);
+    }
+  assert.ok(product.subarray(cols, 2 * cols).every(Number.isFinite), 'the row whose factors skip the infinities');
+});
+
 test('rowDot multiplies two rows of a matrix, the width past its last multiple of four included', () => {
   for (const width of [1, 4, 7, 9]) {
     const matrix = Float32Array.from({ length: 3 * width }, (_, i) => ((i * 37) % 11) - 5);
