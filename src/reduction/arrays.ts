@@ -30,6 +30,23 @@ export function rowDot(matrix: Float32Array, width: number, i: number, j: number
   return s0 + s1 + s2 + s3;
 }
 
+/** Σ values[from + t] for t < count (four partial sums so the loop pipelines). */
+export function rangeSum(values: Float32Array, from: number, count: number): number {
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let t = 0;
+  for (; t < count - 3; t += 4) {
+    s0 += values[from + t];
+    s1 += values[from + t + 1];
+    s2 += values[from + t + 2];
+    s3 += values[from + t + 3];
+  }
+  for (; t < count; t++) s0 += values[from + t];
+  return s0 + s1 + s2 + s3;
+}
+
 export function norm(a: ArrayLike<number>): number {
   return Math.sqrt(dot(a, a));
 }

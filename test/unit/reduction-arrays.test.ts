@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { dot, matmul, row, rowDot } from '../../src/reduction/arrays';
+import { dot, matmul, rangeSum, row, rowDot } from '../../src/reduction/arrays';
 
 test(
   'matmul multiplies row-major matrices, and a zero factor skips its row of B (so Infinity there does ' +
@@ -44,5 +44,20 @@ test('rowDot multiplies two rows of a matrix, the width past its last multiple o
       [2, 0],
     ])
       assert.equal(rowDot(matrix, width, i, j), dot(row(matrix, width, i), row(matrix, width, j)), `width ${width}`);
+  }
+});
+
+test('rangeSum adds the values it is given and no others, whatever the count past a multiple of four', () => {
+  const values = Float32Array.from({ length: 40 }, (_, i) => 2 ** (i % 20));
+  for (const [from, count] of [
+    [0, 0],
+    [3, 1],
+    [5, 4],
+    [2, 7],
+    [9, 30],
+  ]) {
+    let expected = 0;
+    for (let i = from; i < from + count; i++) expected += values[i];
+    assert.equal(rangeSum(values, from, count), expected, `from ${from}, ${count} values`);
   }
 });

@@ -1,5 +1,5 @@
 import { ParamSpec, ParamsOf, defineMethod, evenRemovals, layerAt, layerRange } from '../method';
-import { matmul } from '../arrays';
+import { matmul, rangeSum } from '../arrays';
 import { Correlate, Filter, Step, splitByScore } from '../paradigm';
 import { adaptiveReceivers } from '../stages/correlate';
 import { mergeIntoReceivers } from '../stages/compress';
@@ -122,8 +122,7 @@ const taskAwareFilter: Filter<FicocoLParams> = (input) => {
   const scores = new Float64Array(span.count);
   for (let v = 0; v < span.count; v++) {
     const rowStart = (span.start + v) * stride + offset + span.start;
-    let visualSum = 0;
-    for (let j = 0; j < span.count; j++) visualSum += data[rowStart + j];
+    const visualSum = rangeSum(data, rowStart, span.count);
     let textSum = 0;
     for (let k = 0; k < text.length; k++) textSum += visualToText(attention, span.start + v, text[k]);
     const visualTerm = params.vvAggregate === 'mean' ? visualSum / span.count : visualSum;

@@ -1,4 +1,5 @@
 import { ParamSpec, ParamsOf, defineMethod, evenRemovals, layerAt, layerRange } from '../method';
+import { rangeSum } from '../arrays';
 import { Correlate, Filter, Step, spanTokens, splitByScore } from '../paradigm';
 import { adaptiveReceivers } from '../stages/correlate';
 import { mergeIntoReceivers } from '../stages/compress';
@@ -83,12 +84,10 @@ const redundancyFilter: Filter<FicocoVParams> = (input) => {
 
 /** p_i = mean_j A[i, j] over the span's tokens (the code's row mean) */
 function spanRowMeans(attention: Float32Array, keys: number, span: VisualSpan): Float64Array {
-  return Float64Array.from({ length: span.count }, (_, t) => {
-    const from = (span.start + t) * keys + span.start;
-    let sum = 0;
-    for (let j = 0; j < span.count; j++) sum += attention[from + j];
-    return sum / span.count;
-  });
+  return Float64Array.from(
+    { length: span.count },
+    (_, t) => rangeSum(attention, (span.start + t) * keys + span.start, span.count) / span.count,
+  );
 }
 
 /** p_i = mean_j A[j, i] over the span's tokens (attention received, the paper's reading) */
