@@ -57,25 +57,31 @@ export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return denominator === 0 ? 0 : dot(a, b) / denominator;
 }
 
-/** The rows `keep` of a row-major matrix `width` wide, in that order. */
+/** [from, length] of each stretch of `indices` whose values go up by one: positions in `indices`, in order. */
+export function consecutiveRuns(indices: ArrayLike<number>): [from: number, length: number][] {
+  const runs: [from: number, length: number][] = [];
+  for (let from = 0; from < indices.length;) {
+    let length = 1;
+    while (from + length < indices.length && indices[from + length] === indices[from] + length) length++;
+    runs.push([from, length]);
+    from += length;
+  }
+  return runs;
+}
+
+/** The rows `keep` of a row-major matrix `width` wide, in that order; consecutive rows are copied as one. */
 export function selectRows(matrix: Float32Array, width: number, keep: ArrayLike<number>): Float32Array {
   const out = new Float32Array(keep.length * width);
-  for (let i = 0; i < keep.length; i++) out.set(row(matrix, width, keep[i]), i * width);
+  for (const [from, length] of consecutiveRuns(keep))
+    out.set(matrix.subarray(keep[from] * width, (keep[from] + length) * width), from * width);
   return out;
 }
 
-/** The rows and columns `keep` (ascending) of an n × n matrix. */
+/** The rows and columns `keep` (ascending) of an n × n matrix; each row's consecutive kept columns as one copy. */
 export function submatrix(matrix: Float32Array, n: number, keep: ArrayLike<number>): Float32Array {
   const size = keep.length;
   const out = new Float32Array(size * size);
-  // Kept columns come in long runs (between a few left-out tokens): each run is one copy per row.
-  const runs: [from: number, length: number][] = [];
-  for (let j = 0; j < size;) {
-    let length = 1;
-    while (j + length < size && keep[j + length] === keep[j] + length) length++;
-    runs.push([j, length]);
-    j += length;
-  }
+  const runs = consecutiveRuns(keep);
   for (let i = 0; i < size; i++) {
     const start = keep[i] * n;
     for (const [from, length] of runs)

@@ -1,3 +1,5 @@
+import { selectRows } from './arrays';
+
 /**
  * Where a reduction hook runs: `vision:<l>` inside vision layer l (after the attention residual,
  * before the MLP); `features` on the vision tower's output before the projector ([CLS] still at
@@ -114,7 +116,6 @@ export function validateTokenState(state: TokenState, site: HookSite, width: num
 export function selectTokens(state: TokenState, kept: ArrayLike<number>): TokenState {
   const { width } = state;
   const newIndex = new Int32Array(state.count).fill(-1);
-  const hidden = new Float32Array(kept.length * width);
   const sizes = new Float32Array(kept.length);
   const positions = new Int32Array(kept.length);
   for (let i = 0; i < kept.length; i++) {
@@ -125,13 +126,7 @@ export function selectTokens(state: TokenState, kept: ArrayLike<number>): TokenS
     sizes[i] = state.sizes[from];
     positions[i] = state.positions[from];
   }
-  // Copy rows in contiguous runs: kept tokens mostly come in long stretches.
-  for (let i = 0; i < kept.length;) {
-    let run = 1;
-    while (i + run < kept.length && kept[i + run] === kept[i] + run) run++;
-    hidden.set(state.hidden.subarray(kept[i] * width, (kept[i] + run) * width), i * width);
-    i += run;
-  }
+  const hidden = selectRows(state.hidden, width, kept);
   const spans = state.spans.map((span) => {
     let start = 0;
     while (start < kept.length && kept[start] < span.start) start++;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { dot, matmul, rangeSum, row, rowDot } from '../../src/reduction/arrays';
+import { dot, matmul, rangeSum, row, rowDot, selectRows } from '../../src/reduction/arrays';
 
 test(
   'matmul multiplies row-major matrices, and a zero factor skips its row of B (so Infinity there does ' +
@@ -59,5 +59,14 @@ test('rangeSum adds the values it is given and no others, whatever the count pas
     let expected = 0;
     for (let i = from; i < from + count; i++) expected += values[i];
     assert.equal(rangeSum(values, from, count), expected, `from ${from}, ${count} values`);
+  }
+});
+
+test('selectRows copies the rows asked for, in the order asked, runs of consecutive rows and single ones alike', () => {
+  const width = 3;
+  const matrix = Float32Array.from({ length: 8 * width }, (_, i) => i);
+  for (const keep of [[0, 1, 2, 3, 4, 5, 6, 7], [1, 2, 3, 6], [7, 0, 1], [5], []]) {
+    const expected = keep.flatMap((r) => [0, 1, 2].map((d) => r * width + d));
+    assert.deepEqual([...selectRows(matrix, width, keep)], expected, keep.join(','));
   }
 });
