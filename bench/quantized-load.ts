@@ -105,13 +105,14 @@ async function main(): Promise<void> {
       '# Weight quantization: load time, memory and speed (CPU)',
       '',
       `${TINYLLAVA.label} with random F32 weights (${(weightsBytes / 2 ** 30).toFixed(2)} GiB ` +
-        `model.safetensors); the decoder's linear layers and LM head quantized by FiCoCo at load time ` +
-        `(int8: one scale per output channel, each token's activations quantized to 8 bits with its own zero point, MatMulInteger; int4: ` +
-        `MatMulNBits, symmetric blocks of ${INT4_BLOCK_SIZE}, accuracy level 4); the vision tower and embeddings stay F32.`,
+        `model.safetensors); the decoder's linear layers and LM head quantized by FiCoCo at load time, with int8 the ` +
+        `vision tower's linear layers too (int8: one scale per output channel, each token's activations quantized to 8 ` +
+        `bits with its own zero point, MatMulInteger; int4: MatMulNBits, symmetric blocks of ${INT4_BLOCK_SIZE}, ` +
+        `accuracy level 4, the vision tower F32); embeddings, norms and the projector stay F32.`,
       `One image (576 visual tokens) + 19 text tokens, 8 new tokens. ${machineLine('cpu', values.threads ? Number(values.threads) : undefined)} Each row is a fresh ` +
         `process; \`npm run bench:quantized\`.`,
       '',
-      '| decoder weights | load | load time | resident after load | peak resident | cache file | vision | ' +
+      '| weights | load | load time | resident after load | peak resident | cache file | vision | ' +
         'LLM prefill | decode tokens/s |',
       '|---|---|---:|---:|---:|---:|---:|---:|---:|',
       ...rows,

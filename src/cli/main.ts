@@ -30,7 +30,8 @@ Options:
   --seed N             sampling seed (default 0)
   --provider NAME      auto | ${PROVIDERS.join(' | ')} (default cpu)
   --threads N          intra-op threads (default: one per physical core; one for a tiny model)
-  --quantize MODE      none | int8 | int4: quantization of the decoder (cached beside the weights)
+  --quantize MODE      none | int8 | int4: quantization of the decoder, with int8 the vision tower's too
+                       (cached beside the weights)
 `;
 
 const USAGE = `${ASK_USAGE}

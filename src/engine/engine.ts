@@ -43,7 +43,7 @@ import { Segment, TowerRunner } from './runtime/towerRunner';
 import { ChatMessage, StreamingDecoder, TextProcessor } from './text';
 import { WeightIndex } from './weights/safetensors';
 import type { WeightQuantization } from '../common/quantization';
-import { DecoderQuantizer } from './weights/quantizedCache';
+import { WeightQuantizer } from './weights/quantizedCache';
 import { type PublishedReduction, type ReductionChoice, chooseReduction } from './recommendation';
 
 export interface EngineOptions {
@@ -52,7 +52,7 @@ export interface EngineOptions {
   precision?: Precision;
   /** intra-op threads (default: defaultThreads in runtime/threads.ts) */
   threads?: number;
-  /** quantization of the decoder layers' linear layers, cached beside the weights (default none) */
+  /** quantization of the decoder's linear layers (int8: the vision tower's too), cached beside the weights (default none) */
   quantization?: WeightQuantization;
   /** where quantized caches of weights in a Hugging Face cache go (default ~/.cache/ficoco-vision/quantized) */
   quantizedCacheDir?: string;
@@ -252,7 +252,7 @@ export class LlavaEngine {
     const weights = WeightIndex.open(dir);
     const quantization = options.quantization ?? 'none';
     const quantizer =
-      quantization === 'none' ? undefined : new DecoderQuantizer(weights, quantization, options.quantizedCacheDir);
+      quantization === 'none' ? undefined : new WeightQuantizer(weights, quantization, options.quantizedCacheDir);
     const towers = model.build(weights, quantizer);
     const text = TextProcessor.load(dir, { id: config.imageTokenId });
     const preprocessorFile = path.join(dir, 'preprocessor_config.json');

@@ -141,16 +141,17 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
     enum: WEIGHT_QUANTIZATIONS,
     enumDescriptions: [
       'The weights as the model folder stores them.',
-      'Decoder linear layers in 8 bits per output channel, multiplied in 8-bit integers: about half the memory of ' +
-        'float16, the fastest prefill on a CPU, answers nearly unchanged.',
+      'Decoder and vision tower linear layers in 8 bits per output channel, multiplied in 8-bit integers: about half ' +
+        'the memory of float16, the fastest prefill and image encoding on a CPU, answers nearly unchanged.',
       'Decoder linear layers in 4-bit blocks: about a quarter of float16, so a 7B model fits a 16 GB ' +
         'laptop; answers change somewhat.',
     ],
     markdownDescription:
-      "Quantization of the language model's linear layers. int8: one scale per output channel, each token's " +
-      'activations quantized to 8 bits as it runs, products in 8-bit integers (ONNX Runtime MatMulInteger; on a GPU ' +
-      'provider prefer int4 or none). int4: blocks of 64 weights (MatMulNBits). The first load of a model quantizes it ' +
-      'and caches the result beside its weights; later loads read the cache.',
+      "Quantization of the language model's linear layers. int8, the vision tower's too: one scale per output " +
+      "channel, each token's activations quantized to 8 bits as it runs, products in 8-bit integers (ONNX Runtime " +
+      'MatMulInteger; on a GPU provider prefer int4 or none). int4: blocks of 64 weights (MatMulNBits), the vision ' +
+      'tower as stored. The first load of a model quantizes it and caches the result beside its weights; later loads ' +
+      'read the cache.',
   },
   'ficoco.quantizationByModel': {
     type: 'object',

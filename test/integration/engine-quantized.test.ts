@@ -19,11 +19,17 @@ import { maxAbsDiff } from '../helpers/assertions';
 
 const FIXTURE = path.join(__dirname, '..', 'fixtures', 'tiny-llava-llama');
 /** hidden 48 (int4: a padded block of 64), intermediate 96; the layers' linear layers and the head */
-const QUANTIZED =
+const DECODER_LINEAR =
   /^language_model\.(model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)|lm_head)\.weight$/;
+/** the vision tower's linear layers, which int8 quantizes too */
+const TOWER_LINEAR =
+  /^vision_tower\.vision_model\.encoder\.layers\.\d+\.(self_attn\.(q|k|v|out)_proj|mlp\.fc[12])\.weight$/;
+const quantizedBy = (mode: 'int8' | 'int4', name: string) =>
+  DECODER_LINEAR.test(name) || (mode === 'int8' && TOWER_LINEAR.test(name));
 
 /**
- * A copy of the fixture model; with `mode`, its decoder's linear layers and head replaced by their quantize→dequantize round trip.
+ * A copy of the fixture model; with `mode`, the linear layers it quantizes replaced by their quantize→dequantize round
+ * trip.
  */
 function copyFixture(mode?: 'int8' | 'int4'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-quantized-'));
@@ -34,7 +40,7 @@ function copyFixture(mode?: 'int8' | 'int4'): string {
       const location = index.get(name);
       let values = index.readFloat32(name);
       const [rows, cols] = location.shape;
-      if (QUANTIZED.test(name))
+      if (quantizedBy(mode, name))
         values =
           mode === 'int4'
             ? dequantizeBlocks(quantizeBlocks(values, rows, cols))
@@ -46,7 +52,7 @@ function copyFixture(mode?: 'int8' | 'int4'): string {
   return dir;
 }
 
-describe('quantization of the decoder (int8 MatMulInteger, int4 MatMulNBits, cached beside the weights)', () => {
+describe('quantization of the decoder and, with int8, the vision tower (cached beside the weights)', () => {
   const reference = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'reference.json'), 'utf8')) as {
     cases: { input_ids: number[]; image: string }[];
   };
@@ -95,6 +101,11 @@ describe('quantization of the decoder (int8 MatMulInteger, int4 MatMulNBits, cac
       assert.equal(caches.length, 1);
       const layout = mode === 'int4' ? `b${INT4_BLOCK_SIZE}` : 'channels';
       assert.match(caches[0], new RegExp(`^ficoco-${mode}-${layout}-[0-9a-f]{16}\\.quantized$`));
+      // int8 takes the tower's linear layers too (integer GEMM is the CPU's fastest for a pass's rows); int4 leaves it.
+      const cachedTower = WeightIndex.openFile(path.join(dir, caches[0]))
+        .names()
+        .filter((name) => name.startsWith('vision_tower.'));
+      assert.equal(cachedTower.length > 0, mode === 'int8', cachedTower.join());
       const written = fs.statSync(path.join(dir, caches[0])).mtimeMs;
       const again = await LlavaEngine.load(dir, { quantization: mode });
       assert.ok(maxAbsDiff(await prefillLogits(again), logits) === 0, 'the cached weights give the same logits');

@@ -9,7 +9,7 @@ import type { LlmArch } from '../../flops/llm';
 import type { Activation } from '../graph/ops';
 import type { Tower } from '../graph/segment';
 import type { PublishedReduction } from '../recommendation';
-import type { DecoderQuantizer } from '../weights/quantizedCache';
+import type { WeightQuantizer } from '../weights/quantizedCache';
 import type { WeightIndex } from '../weights/safetensors';
 import type { Json } from './fields';
 import type { WeightScope } from './weights';
@@ -92,8 +92,8 @@ export type ModelFamily = (json: Json, source: string) => FamilyModel;
 export interface FamilyModel {
   /** config.json, validated */
   config: ModelConfig;
-  /** binds the config to the checkpoint's tensors; `quantizer` takes the decoder layers' linear layers */
-  build(weights: WeightIndex, quantizer?: DecoderQuantizer): ModelTowers;
+  /** binds the config to the checkpoint's tensors; `quantizer` takes the decoder's linear layers (int8: the vision tower's too) */
+  build(weights: WeightIndex, quantizer?: WeightQuantizer): ModelTowers;
   /** the reduction published for this architecture, which `auto` uses when the folder has no measured one */
   publishedReduction?: PublishedReduction;
 }

@@ -5,7 +5,7 @@
  */
 import type { Activation } from '../graph/ops';
 import type { PublishedReduction } from '../recommendation';
-import type { DecoderQuantizer } from '../weights/quantizedCache';
+import type { WeightQuantizer } from '../weights/quantizedCache';
 import type { WeightIndex } from '../weights/safetensors';
 import type { DecoderKind, ModelConfig, ModelFamily, ModelTowers, VisionTowerKind } from './family';
 import { Fields, Json, asObject } from './fields';
@@ -122,13 +122,13 @@ export function parseLlavaConfig(root: Json, source: string, defaults = LLAVA_DE
 
 /**
  * Binds config.json to the checkpoint's tensors, under either naming transformers has used; `quantizer` takes the
- * decoder layers' linear layers.
+ * decoder layers' linear layers, and the vision tower's where its mode quantizes them.
  */
 export function llavaTowers(
   config: LlavaConfig,
   parts: { vision: VisionTowerKind; decoder: DecoderKind },
   weights: WeightIndex,
-  quantizer?: DecoderQuantizer,
+  quantizer?: WeightQuantizer,
 ): ModelTowers {
   const { vision: visionKind, decoder } = parts;
   const vision = WeightScope.find(
@@ -136,6 +136,7 @@ export function llavaTowers(
     [...visionKind.weightPrefixes],
     visionKind.probe,
     `${config.vision.modelType} vision tower`,
+    quantizer?.quantizesVisionTower ? quantizer : undefined,
   );
   const projector = WeightScope.find(
     weights,

@@ -2,7 +2,7 @@ import { FicocoError } from '../../common/errors';
 import type { AttentionWeights } from '../graph/attention';
 import type { Linear } from '../graph/ops';
 import type { SegmentScope } from '../graph/segment';
-import type { DecoderQuantizer, QuantizedLinear } from '../weights/quantizedCache';
+import type { WeightQuantizer, QuantizedLinear } from '../weights/quantizedCache';
 import type { TensorLocation, WeightIndex } from '../weights/safetensors';
 
 /** The weights of one model piece, found under whichever name prefix this checkpoint uses. */
@@ -10,7 +10,7 @@ export class WeightScope {
   private constructor(
     private readonly index: WeightIndex,
     readonly prefix: string,
-    private readonly quantizer: DecoderQuantizer | undefined,
+    private readonly quantizer: WeightQuantizer | undefined,
   ) {}
 
   /**
@@ -22,7 +22,7 @@ export class WeightScope {
     prefixes: string[],
     probe: string,
     what: string,
-    quantizer?: DecoderQuantizer,
+    quantizer?: WeightQuantizer,
   ): WeightScope {
     const prefix = prefixes.find((p) => index.has(p + probe));
     if (prefix === undefined) {

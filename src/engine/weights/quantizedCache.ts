@@ -1,5 +1,5 @@
 /**
- * Decoder linear layers quantized at load time and cached on disk beside the weights they come from
+ * Linear layers quantized at load time and cached on disk beside the weights they come from
  * (`ficoco-int4-b64-<fingerprint>.quantized`, `ficoco-int8-channels-<fingerprint>.quantized`, safetensors files): the
  * first load writes it, later loads map it. The fingerprint covers the source tensors and their files, so a changed
  * checkpoint is requantized.
@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { FicocoError } from '../../common/errors';
-import type { WeightQuantization } from '../../common/quantization';
+import { QUANTIZES_VISION_TOWER, type WeightQuantization } from '../../common/quantization';
 import { DTYPE_BYTES } from './dtype';
 import { INT4_BLOCK_SIZE, blockLayout, quantizeBlocks, quantizeChannels } from './quantize';
 import { TensorLocation, WeightIndex } from './safetensors';
@@ -101,7 +101,7 @@ const LAYOUTS: Record<Exclude<WeightQuantization, 'none'>, CacheLayout> = {
   },
 };
 
-export class DecoderQuantizer {
+export class WeightQuantizer {
   private readonly requested: TensorLocation[] = [];
   private readonly ready = new Map<string, QuantizedLinear>();
 
@@ -114,6 +114,11 @@ export class DecoderQuantizer {
 
   private get layout(): CacheLayout {
     return LAYOUTS[this.mode];
+  }
+
+  /** Whether this mode quantizes the vision tower's linear layers as well as the decoder's. */
+  get quantizesVisionTower(): boolean {
+    return QUANTIZES_VISION_TOWER[this.mode];
   }
 
   /** Asks for `weight` [out, in] to be quantized; the answer is readable after `materialize()`. */
