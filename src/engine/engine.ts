@@ -52,7 +52,7 @@ export interface EngineOptions {
   precision?: Precision;
   /** intra-op threads (default: defaultThreads in runtime/threads.ts) */
   threads?: number;
-  /** quantization of the decoder's linear layers (int8: the vision tower's too), cached beside the weights (default none) */
+  /** quantization of the decoder's linear layers (int8: the tower's too), cached beside the weights (default none) */
   quantization?: WeightQuantization;
   /** where quantized caches of weights in a Hugging Face cache go (default ~/.cache/ficoco-vision/quantized) */
   quantizedCacheDir?: string;
