@@ -2,7 +2,7 @@
  * Time to first token as a user waits for it. Cold: from starting `ficoco ask` in a fresh process (the built CLI)
  * to the first answer text on its stdout — Node's start, the model's load, the image, the prefill. Warm: from a
  * question to the first answer text on an engine already loaded (the chat's second question). Both without
- * reduction, on the built-in model and on TinyLLaVA shapes (random weights) with F32 and int4 decoder weights.
+ * reduction, on the built-in model and on TinyLLaVA shapes (random weights) with F32, int8 and int4 weights.
  *
  *   npm run build && node --import tsx bench/first-token.ts [--runs 5] > bench/results/first-token.md
  */
@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { machineLine, median } from '../src/cli/benchTiming';
-import { WeightQuantization } from '../src/common/quantization';
+import { WeightQuantization, quantizedParts } from '../src/common/quantization';
 import { LlavaEngine } from '../src/engine/engine';
 import { TINYLLAVA, randomModelDir, writeRandomModel } from './randomModel';
 
@@ -74,7 +74,8 @@ async function main() {
   const models: [string, string, WeightQuantization][] = [
     ['built-in (tiny-llava-screens, 2 M parameters)', path.join(ROOT, 'models', 'tiny-llava-screens'), 'none'],
     ['CLIP-L/336 + TinyLlama-1.1B shapes, F32', tinyLlava, 'none'],
-    ['CLIP-L/336 + TinyLlama-1.1B shapes, int4 decoder', tinyLlava, 'int4'],
+    [`CLIP-L/336 + TinyLlama-1.1B shapes, ${quantizedParts('int8')}`, tinyLlava, 'int8'],
+    [`CLIP-L/336 + TinyLlama-1.1B shapes, ${quantizedParts('int4')}`, tinyLlava, 'int4'],
   ];
   const rows: string[] = [];
   for (const [label, model, quantization] of models) {
