@@ -11,20 +11,23 @@ const pseudoRandom = (length: number, seed: number) =>
 const W = quantizeChannels(pseudoRandom(OUT * IN, 3), OUT, IN);
 const BIAS = pseudoRandom(OUT, 5);
 
-/** y = x·Wᵀ + b through the int8 path of `linear`, on ONNX Runtime's CPU kernels. */
-async function integerLinear(x: Float32Array): Promise<Float32Array> {
-  const g = new GraphBuilder('integer_linear');
-  const input = g.input('x', ElemType.float32, ['tokens', IN]);
+/**
+ * y = x·Wᵀ + b through the int8 path of `linear`, on ONNX Runtime's CPU kernels; with `float16`, in a graph whose
+ * compute type is float16 (what GPU providers run), x and y cast at its edges.
+ */
+async function integerLinear(x: Float32Array, computeType: ElemType = ElemType.float32): Promise<Float32Array> {
+  const g = new GraphBuilder('integer_linear', computeType);
+  const half = computeType === ElemType.float16;
+  const given = g.input('x', ElemType.float32, ['tokens', IN]);
+  const input = half ? g.op('Cast', [given], 'x_half', { to: computeType }) : given;
   const weight = g.input('w', ElemType.int8, [IN, OUT]);
   const scales = g.input('scales', ElemType.float32, [OUT]);
   const sums = g.input('sums', ElemType.float32, [OUT]);
-  const bias = g.input('bias', ElemType.float32, [OUT]);
-  g.output(
-    'y',
-    linear(g, input, { weight, bias, quantized: { kind: 'channels', scales, sums } }, 'projection'),
-    ElemType.float32,
-    ['tokens', OUT],
-  );
+  const biasGiven = g.input('bias', ElemType.float32, [OUT]);
+  const bias = half ? g.op('Cast', [biasGiven], 'bias_half', { to: computeType }) : biasGiven;
+  const product = linear(g, input, { weight, bias, quantized: { kind: 'channels', scales, sums } }, 'projection');
+  const output = half ? g.op('Cast', [product], 'y_float', { to: ElemType.float32 }) : product;
+  g.output('y', output, ElemType.float32, ['tokens', OUT]);
   const session = await ort.InferenceSession.create(g.build());
   const { y } = await session.run({
     x: new ort.Tensor('float32', x, [x.length / IN, IN]),
@@ -96,4 +99,14 @@ test('int8 linear: a single row (a decode step) gives what it gives among other 
       );
     }
   }
+});
+
+test('int8 linear in a float16 graph: activations are quantized in float32, the result as in float32', async () => {
+  const x = pseudoRandom(3 * IN, 13);
+  const [single, half] = [await integerLinear(x), await integerLinear(x, ElemType.float16)];
+  for (let i = 0; i < single.length; i++)
+    assert.ok(
+      Math.abs(half[i] - single[i]) <= 2e-3 * Math.max(1, Math.abs(single[i])),
+      `${i}: ${half[i]} vs ${single[i]}`,
+    );
 });

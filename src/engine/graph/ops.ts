@@ -89,19 +89,22 @@ function integerProduct(
  */
 function rowwiseIntegerProduct(
   g: GraphBuilder,
-  x: string,
+  activations: string,
   weight: string,
   { scales, sums }: { scales: string; sums: string },
   hint: string,
 ): string {
+  // QuantizeLinear of opset 17 takes float32 only; a float16 graph quantizes its activations in float32.
+  const x = asFloat32(g, activations);
+  const float32 = (name: string, value: number) => g.constant(`f32.${name}`, Float32Array.of(value), []);
   const extreme = (op: 'ReduceMin' | 'ReduceMax', bound: 'Min' | 'Max') =>
-    g.op(bound, [g.op(op, [x], `${hint}.${op}`, { axes: [-1], keepdims: 1 }), g.scalar('zero', 0)], `${hint}.${bound}`);
+    g.op(bound, [g.op(op, [x], `${hint}.${op}`, { axes: [-1], keepdims: 1 }), float32('zero', 0)], `${hint}.${bound}`);
   const low = extreme('ReduceMin', 'Min');
   const range = g.op('Sub', [extreme('ReduceMax', 'Max'), low], `${hint}.range`);
   // An all-zero token gets the smallest step float16 has instead of 0, so it divides to zeros, not NaN.
   const step = g.op(
     'Max',
-    [g.op('Div', [range, g.scalar('uint8.top', 255)], `${hint}.step0`), g.scalar('uint8.tiny', 2 ** -24)],
+    [g.op('Div', [range, float32('uint8.top', 255)], `${hint}.step0`), float32('uint8.tiny', 2 ** -24)],
     `${hint}.step`,
   );
   const zeroPoint = g.op(
@@ -109,14 +112,15 @@ function rowwiseIntegerProduct(
     [g.op('Div', [g.op('Neg', [low], `${hint}.neg_low`), step], `${hint}.z0`)],
     `${hint}.z`,
   );
-  const steps = g.op('Round', [g.op('Div', [x, step], `${hint}.x_steps`)], `${hint}.rounded`);
-  // Rounding half to even can put the two ends one step past 0 or 255.
-  const clipped = g.op(
-    'Clip',
-    [g.op('Add', [steps, zeroPoint], `${hint}.shifted`), g.scalar('zero', 0), g.scalar('uint8.top', 255)],
-    `${hint}.clipped`,
+  // One pass over the tokens: saturate(round(x_r/a_r) + z_r), rounding half to even, per row (axis 0).
+  const perRow = (value: string, name: string) =>
+    g.op('Reshape', [value, g.constant('i64.flat', BigInt64Array.of(-1n), [1])], `${hint}.${name}_rows`);
+  const codes = g.op(
+    'QuantizeLinear',
+    [x, perRow(step, 'step'), g.op('Cast', [perRow(zeroPoint, 'z')], `${hint}.z_u8`, { to: ElemType.uint8 })],
+    `${hint}.codes`,
+    { axis: 0 },
   );
-  const codes = g.op('Cast', [clipped], `${hint}.codes`, { to: ElemType.uint8 });
   const products = g.op('Cast', [g.op('MatMulInteger', [codes, weight], `${hint}.sums`)], `${hint}.sums_f`, {
     to: ElemType.float32,
   });
@@ -124,11 +128,11 @@ function rowwiseIntegerProduct(
     'Sub',
     [
       g.op('Mul', [products, asFloat32(g, scales)], `${hint}.scaled`),
-      g.op('Mul', [asFloat32(g, zeroPoint), asFloat32(g, sums)], `${hint}.zero_terms`),
+      g.op('Mul', [zeroPoint, asFloat32(g, sums)], `${hint}.zero_terms`),
     ],
     `${hint}.centred`,
   );
-  const y = g.op('Mul', [shifted, asFloat32(g, step)], g.floatType === ElemType.float32 ? hint : `${hint}.f32`);
+  const y = g.op('Mul', [shifted, step], g.floatType === ElemType.float32 ? hint : `${hint}.f32`);
   return g.floatType === ElemType.float32 ? y : g.op('Cast', [y], hint, { to: g.floatType });
 }
 
