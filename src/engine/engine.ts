@@ -906,6 +906,7 @@ export class LlavaEngine {
           steps: prefill.steps,
           hasClassToken: false,
           structure: prefill.structure,
+          signalsOverContent: content !== undefined,
         });
         current = reduced.state;
         prefill.spans = current.spans;
@@ -1055,10 +1056,12 @@ function runHook(
     image?: number;
     pass?: number;
     structure?: Uint8Array;
+    /** the outputs were gathered over the tokens `structure` leaves (GatheredExposure's `content`) */
+    signalsOverContent?: boolean;
     drop?: Uint8Array;
   },
 ): { state: TokenState; structure?: Uint8Array } {
-  const { steps, hasClassToken, image, pass, structure, drop } = step;
+  const { steps, hasClassToken, image, pass, structure, signalsOverContent, drop } = step;
   const attention = outputs[ATTENTION]?.data as Float32Array | undefined;
   const meanKeys = outputs[MEAN_KEYS]?.data as Float32Array | undefined;
   const keyCount =
@@ -1077,7 +1080,7 @@ function runHook(
     pass,
   };
   // Structure tokens (row ends) are taken out of what the method sees, and put back after it; `drop` tokens stay out.
-  const content = structure?.includes(1) ? withoutStructure(full, structure) : undefined;
+  const content = structure?.includes(1) ? withoutStructure(full, structure, { signalsOverContent }) : undefined;
   const view = content?.view ?? (drop?.includes(1) ? withoutStructure(full, drop).view : full);
   const clock = startClock();
   const reduced = hook.reduce(view);

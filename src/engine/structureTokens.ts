@@ -14,15 +14,19 @@ export interface WithoutStructure {
   restore(reduced: TokenState): { state: TokenState; structure: Uint8Array };
 }
 
-export function withoutStructure(view: SiteView, structure: Uint8Array): WithoutStructure {
+/** `signalsOverContent`: the view's signals were gathered over the content tokens already (the engine's decoder hooks). */
+export function withoutStructure(
+  view: SiteView,
+  structure: Uint8Array,
+  { signalsOverContent = false } = {},
+): WithoutStructure {
   const content = contentTokens(structure);
   const selected = selectTokens(view, content);
   const withSignals = (signals: Partial<SiteView>): WithoutStructure => ({
     view: { ...view, ...selected, ...signals, keyCount: content.length },
     restore: (reduced) => restore(view, structure, reduced),
   });
-  // The engine's decoder segments gather their signals over the content already.
-  if (view.keyCount === content.length) return withSignals({});
+  if (signalsOverContent) return withSignals({});
   if (view.keyCount !== view.count)
     throw new Error(`structure tokens need the layer's keys to be its tokens (${view.keyCount} keys, ${view.count})`);
   return withSignals({

@@ -64,3 +64,15 @@ test('structure tokens at both ends of the sequence leave their rows and columns
   );
   assert.deepEqual([...content.hidden], kept);
 });
+
+test('signals gathered over the content pass through as they are, whichever signals the hook asked for', () => {
+  // As the engine's decoder segments give them: a hidden-cosine matrix over the 6 content tokens and no attention,
+  // so nothing in the view tells the signals' size by its keys (keyCount falls back to the 8 tokens).
+  const hiddenCosine = Float32Array.from({ length: 36 }, (_, i) => i);
+  const { view: content } = withoutStructure({ ...view(), attention: undefined, hiddenCosine }, ROW_ENDS, {
+    signalsOverContent: true,
+  });
+  assert.equal(content.hiddenCosine, hiddenCosine);
+  assert.equal(content.keyCount, 6);
+  assert.deepEqual([...content.hidden], [0, 1, 2, 4, 5, 7]);
+});
