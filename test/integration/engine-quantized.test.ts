@@ -106,6 +106,15 @@ describe('quantization of the decoder and, with int8, the vision tower (cached b
         .names()
         .filter((name) => name.startsWith('vision_tower.'));
       assert.equal(cachedTower.length > 0, mode === 'int8', cachedTower.join());
+      if (mode === 'int8') {
+        // Each layer in the forms its row counts run fastest in: the tower's passes in channels (MatMulInteger), the
+        // head's one row in 8-bit blocks (MatMulNBits), a decoder layer's prompts and steps in both.
+        const cached = new Set(WeightIndex.openFile(path.join(dir, caches[0])).names());
+        const forms = (weight: string) => ['q', 'row_q'].filter((suffix) => cached.has(`${weight}.${suffix}`));
+        assert.deepEqual(forms('vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight'), ['q']);
+        assert.deepEqual(forms('language_model.lm_head.weight'), ['row_q']);
+        assert.deepEqual(forms('language_model.model.layers.0.mlp.down_proj.weight'), ['q', 'row_q']);
+      }
       const written = fs.statSync(path.join(dir, caches[0])).mtimeMs;
       const again = await LlavaEngine.load(dir, { quantization: mode });
       assert.ok(maxAbsDiff(await prefillLogits(again), logits) === 0, 'the cached weights give the same logits');

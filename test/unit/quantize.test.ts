@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
+  channelsAsBlocks,
   dequantizeBlocks,
   dequantizeChannels,
   quantizeBlocks,
@@ -79,5 +80,18 @@ describe('int8 quantization per output channel, transposed for MatMulInteger', (
     assert.deepEqual(Array.from(q.data), [127, 0, -64, 0, 32, 0]);
     assert.equal(q.scales[1], 0);
     assert.deepEqual(Array.from(dequantizeChannels(q).subarray(3)), [0, 0, 0]);
+  });
+
+  test("in MatMulNBits' 8-bit layout (one-row products) the codes stand for exactly the same weights", () => {
+    const [rows, cols] = [5, 200]; // one full block of 128 and a padded one
+    const q = quantizeChannels(weights(rows, cols), rows, cols);
+    const blocks = channelsAsBlocks(q);
+    assert.equal(blocks.bits, 8);
+    assert.equal(blocks.blocksPerRow, 2);
+    assert.equal(blocks.data.length, rows * 2 * 128);
+    assert.deepEqual(Array.from(dequantizeBlocks(blocks)), Array.from(dequantizeChannels(q)));
+    // Row 1's code for input 3 plus the zero point 128; the padded tail of each row holds the zero point.
+    assert.equal(blocks.data[256 + 3], q.data[3 * rows + 1] + 128);
+    assert.ok(blocks.data.subarray(cols, 256).every((code) => code === 128));
   });
 });

@@ -168,19 +168,19 @@ function decoderLayer(config: TextConfig, weights: WeightScope, layer: number): 
   const inputNorm = weights.get(at('input_layernorm.weight'), [width]);
   const postNorm = weights.get(at('post_attention_layernorm.weight'), [width]);
   const projections = {
-    q: weights.linear(at('self_attn.q_proj'), width, heads * headDim, { bias: config.qkvBias, quantizable: true }),
-    k: weights.linear(at('self_attn.k_proj'), width, kvHeads * headDim, { bias: config.qkvBias, quantizable: true }),
-    v: weights.linear(at('self_attn.v_proj'), width, kvHeads * headDim, { bias: config.qkvBias, quantizable: true }),
-    o: weights.linear(at('self_attn.o_proj'), heads * headDim, width, { bias: config.outputBias, quantizable: true }),
+    q: weights.linear(at('self_attn.q_proj'), width, heads * headDim, { bias: config.qkvBias, quantizable: 'any' }),
+    k: weights.linear(at('self_attn.k_proj'), width, kvHeads * headDim, { bias: config.qkvBias, quantizable: 'any' }),
+    v: weights.linear(at('self_attn.v_proj'), width, kvHeads * headDim, { bias: config.qkvBias, quantizable: 'any' }),
+    o: weights.linear(at('self_attn.o_proj'), heads * headDim, width, { bias: config.outputBias, quantizable: 'any' }),
   };
   const gate = weights.linear(at('mlp.gate_proj'), width, intermediateSize, {
     bias: config.mlpBias,
-    quantizable: true,
+    quantizable: 'any',
   });
-  const up = weights.linear(at('mlp.up_proj'), width, intermediateSize, { bias: config.mlpBias, quantizable: true });
+  const up = weights.linear(at('mlp.up_proj'), width, intermediateSize, { bias: config.mlpBias, quantizable: 'any' });
   const down = weights.linear(at('mlp.down_proj'), intermediateSize, width, {
     bias: config.mlpBias,
-    quantizable: true,
+    quantizable: 'any',
   });
   const invFreq = rotaryInverseFrequencies(headDim, config.ropeTheta);
   const name = `text.l${layer}`;
@@ -236,9 +236,10 @@ function decoderLayer(config: TextConfig, weights: WeightScope, layer: number): 
 function decoderHead(config: TextConfig, weights: WeightScope, lmHead: WeightScope): Block {
   const finalNorm = weights.get('norm.weight', [config.hiddenSize]);
   // The head is quantized with the layers: over a 32k vocabulary it is a third of an int4 decoder's bytes per token.
+  // It multiplies the last position only.
   const head = config.tieWordEmbeddings
-    ? weights.linear('embed_tokens', config.hiddenSize, config.vocabSize, { bias: false, quantizable: true })
-    : lmHead.linear('lm_head', config.hiddenSize, config.vocabSize, { bias: false, quantizable: true });
+    ? weights.linear('embed_tokens', config.hiddenSize, config.vocabSize, { bias: false, quantizable: 'one' })
+    : lmHead.linear('lm_head', config.hiddenSize, config.vocabSize, { bias: false, quantizable: 'one' });
   return {
     id: 'text.head',
     width: config.vocabSize,

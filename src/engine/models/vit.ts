@@ -108,7 +108,7 @@ function vitLayer(config: VisionConfig, weights: WeightScope, layer: number, isL
     bias: weights.get(at(`${name}.bias`), [width]),
   });
   const projection = (name: string): LinearWeights =>
-    weights.linear(at(`self_attn.${name}`), width, width, { bias: true, quantizable: true });
+    weights.linear(at(`self_attn.${name}`), width, width, { bias: true, quantizable: 'many' });
   const norm1 = norm('layer_norm1');
   const norm2 = norm('layer_norm2');
   const projections = {
@@ -117,8 +117,8 @@ function vitLayer(config: VisionConfig, weights: WeightScope, layer: number, isL
     v: projection('v_proj'),
     o: projection('out_proj'),
   };
-  const fc1 = weights.linear(at('mlp.fc1'), width, intermediateSize, { bias: true, quantizable: true });
-  const fc2 = weights.linear(at('mlp.fc2'), intermediateSize, width, { bias: true, quantizable: true });
+  const fc1 = weights.linear(at('mlp.fc1'), width, intermediateSize, { bias: true, quantizable: 'many' });
+  const fc2 = weights.linear(at('mlp.fc2'), intermediateSize, width, { bias: true, quantizable: 'many' });
   const name = `vision.l${layer}`;
   const attentionBlock: Block = {
     id: `${name}.attn`,

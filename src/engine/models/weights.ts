@@ -1,8 +1,8 @@
 import { FicocoError } from '../../common/errors';
 import type { AttentionWeights } from '../graph/attention';
-import type { Linear } from '../graph/ops';
+import type { BlockWeights, Linear } from '../graph/ops';
 import type { SegmentScope } from '../graph/segment';
-import type { WeightQuantizer, QuantizedLinear } from '../weights/quantizedCache';
+import type { ProductRows, QuantizedBlocks, QuantizedLinear, WeightQuantizer } from '../weights/quantizedCache';
 import type { TensorLocation, WeightIndex } from '../weights/safetensors';
 
 /** The weights of one model piece, found under whichever name prefix this checkpoint uses. */
@@ -61,19 +61,19 @@ export class WeightScope {
 
   /**
    * A linear layer `name` mapping `inFeatures` → `outFeatures`, with a bias when the config says so; `quantizable`
-   * layers follow the quantizer.
+   * layers, which say how many rows they multiply at once, follow the quantizer.
    */
   linear(
     name: string,
     inFeatures: number,
     outFeatures: number,
-    { bias, quantizable = false }: { bias: boolean; quantizable?: boolean },
+    { bias, quantizable }: { bias: boolean; quantizable?: ProductRows },
   ): LinearWeights {
     const weight = this.get(`${name}.weight`, [outFeatures, inFeatures]);
     return {
       weight,
       bias: bias ? this.get(`${name}.bias`, [outFeatures]) : undefined,
-      quantized: quantizable && this.quantizer ? this.quantizer.request(weight) : undefined,
+      quantized: quantizable && this.quantizer ? this.quantizer.request(weight, quantizable) : undefined,
     };
   }
 }
@@ -98,11 +98,19 @@ export function bindAttention(
 export function bindLinear(scope: SegmentScope, layer: LinearWeights): Linear {
   const bias = layer.bias && scope.weight(layer.bias);
   if (!layer.quantized) return { weight: scope.weight(layer.weight), bias };
-  const quantized = layer.quantized();
-  const weight = scope.quantizedBytes(quantized.data);
-  const scales = scope.weight(quantized.scales);
-  if (quantized.kind === 'channels')
-    return { weight, bias, quantized: { kind: 'channels', scales, sums: scope.weight(quantized.sums) } };
-  const { kind, blockSize, inFeatures, outFeatures } = quantized;
-  return { weight, bias, quantized: { kind, blockSize, inFeatures, outFeatures, scales } };
+  const { blocks, channels } = layer.quantized();
+  const boundChannels = channels && {
+    data: scope.quantizedBytes(channels.data),
+    scales: scope.weight(channels.scales),
+    sums: scope.weight(channels.sums),
+  };
+  if (blocks) return { bias, quantized: { blocks: bindBlocks(scope, blocks), channels: boundChannels } };
+  if (!boundChannels) throw new Error(`${layer.weight.name} was quantized to no form`);
+  return { bias, quantized: { channels: boundChannels } };
+}
+
+function bindBlocks(scope: SegmentScope, blocks: QuantizedBlocks): BlockWeights {
+  const { bits, blockSize, inFeatures, outFeatures } = blocks;
+  const data = scope.quantizedBytes(blocks.data);
+  return { data, scales: scope.weight(blocks.scales), bits, blockSize, inFeatures, outFeatures };
 }

@@ -1,11 +1,13 @@
 /**
- * The two stored forms of a quantized weight W [rows = out, cols = in]:
- * - int4, ONNX Runtime's MatMulNBits layout: each row cut into blocks of `blockSize`, one float scale per block.
- *   The blocks are symmetric, like llama.cpp's Q4_0: no zero points, so MatMulNBits uses its default 2^(b−1), and its
- *   AVX2 kernels skip a per-block zero point (int4 decode at 616 tokens 9 % faster here than with one).
- * - int8, for ONNX Runtime's integer matrix product (MatMulInteger): one scale per output channel, stored transposed
- *   [in, out] as MatMulInteger's B, so each token's activations, quantized to 8 bits, multiply in integers (AMX, VNNI
- *   or AVX2 kernels).
+ * The stored forms of a quantized weight W [rows = out, cols = in]:
+ * - blocks, ONNX Runtime's MatMulNBits layout: each row cut into blocks of `blockSize`, one float scale per block.
+ *   int4 blocks are symmetric, like llama.cpp's Q4_0: no zero points, so MatMulNBits uses its default 2^(b−1), and
+ *   its AVX2 kernels skip a per-block zero point (int4 decode at 616 tokens 9 % faster here than with one). int8 keeps
+ *   this form for one-row products (decode steps, the head), where MatMulNBits' 8-bit kernel reads weights faster
+ *   than the integer GEMM does.
+ * - int8 channels, for ONNX Runtime's integer matrix product (MatMulInteger): one scale per output channel, stored
+ *   transposed [in, out] as MatMulInteger's B, so each token's activations, quantized to 8 bits, multiply in integers
+ *   (AMX, VNNI or AVX2 kernels).
  */
 
 /**
@@ -14,25 +16,30 @@
  */
 export const INT4_BLOCK_SIZE = 64;
 
-/** A weight quantized to 4 bits in blocks. */
+/** A weight quantized in blocks (4 or 8 bits a code). */
 export interface BlockQuantized {
+  bits: 4 | 8;
   blockSize: number;
   rows: number;
   cols: number;
   blocksPerRow: number;
-  /** [rows, blocksPerRow, blockSize/2]; two 4-bit values per byte, the even element in the low nibble */
+  /** [rows, blocksPerRow, blockSize·bits/8]; with 4 bits, two codes a byte, the even element in the low nibble */
   data: Uint8Array;
   /** [rows · blocksPerRow] */
   scales: Float32Array;
 }
 
 /** Where a row of `cols` weights goes: its blocks and the bytes of one block. */
-export function blockLayout(cols: number, blockSize = INT4_BLOCK_SIZE): { blocksPerRow: number; blobBytes: number } {
-  return { blocksPerRow: Math.ceil(cols / blockSize), blobBytes: blockSize / 2 };
+export function blockLayout(
+  cols: number,
+  blockSize = INT4_BLOCK_SIZE,
+  bits: 4 | 8 = 4,
+): { blocksPerRow: number; blobBytes: number } {
+  return { blocksPerRow: Math.ceil(cols / blockSize), blobBytes: (blockSize * bits) / 8 };
 }
 
-/** MatMulNBits' zero point when none is given: the middle of the unsigned 4-bit range. */
-const IMPLICIT_ZERO = 8;
+/** MatMulNBits' zero point when none is given: the middle of the unsigned range, 2^(bits−1). */
+const implicitZero = (bits: 4 | 8) => 2 ** (bits - 1);
 
 /**
  * Per block, with m the weight of largest magnitude and z = 8: s = −m/z, q = clamp(round(w/s) + z, 0, 15), so m itself
@@ -45,7 +52,7 @@ export function quantizeBlocks(
   blockSize = INT4_BLOCK_SIZE,
 ): BlockQuantized {
   const levels = 15;
-  const zero = IMPLICIT_ZERO;
+  const zero = implicitZero(4);
   const { blocksPerRow, blobBytes } = blockLayout(cols, blockSize);
   const data = new Uint8Array(rows * blocksPerRow * blobBytes);
   const scales = new Float32Array(rows * blocksPerRow);
@@ -67,19 +74,20 @@ export function quantizeBlocks(
       }
     }
   }
-  return { blockSize, rows, cols, blocksPerRow, data, scales };
+  return { bits: 4, blockSize, rows, cols, blocksPerRow, data, scales };
 }
 
 /** w = (q − z)·s, the weight MatMulNBits multiplies by. */
 export function dequantizeBlocks(q: BlockQuantized): Float32Array {
-  const { blockSize, rows, cols, blocksPerRow } = q;
-  const { blobBytes } = blockLayout(cols, blockSize);
+  const { bits, blockSize, rows, cols, blocksPerRow } = q;
+  const { blobBytes } = blockLayout(cols, blockSize, bits);
   const weights = new Float32Array(rows * cols);
   for (let row = 0; row < rows; row++) {
     for (let col = 0; col < cols; col++) {
       const blockIndex = row * blocksPerRow + Math.floor(col / blockSize);
-      weights[row * cols + col] =
-        (unpackNibble(q.data, blockIndex * blobBytes, col % blockSize) - IMPLICIT_ZERO) * q.scales[blockIndex];
+      const start = blockIndex * blobBytes;
+      const code = bits === 4 ? unpackNibble(q.data, start, col % blockSize) : q.data[start + (col % blockSize)];
+      weights[row * cols + col] = (code - implicitZero(bits)) * q.scales[blockIndex];
     }
   }
   return weights;
@@ -136,4 +144,26 @@ export function dequantizeChannels(q: ChannelQuantized): Float32Array {
   for (let row = 0; row < q.rows; row++)
     for (let col = 0; col < q.cols; col++) weights[row * q.cols + col] = q.data[col * q.rows + row] * q.scales[row];
   return weights;
+}
+
+/** The block size of int8 weights in MatMulNBits' layout: its 8-bit kernels' usual one, a multiple of 16. */
+export const INT8_BLOCK_SIZE = 128;
+
+/**
+ * The same int8 codes in MatMulNBits' 8-bit layout [rows, blocks, blockSize]: each code plus the implicit zero point
+ * 128, a padded block's tail 128 (a zero weight), and every block of a row scaled by the row's channel scale, so the
+ * one-row product multiplies by exactly the weights of the many-row one.
+ */
+export function channelsAsBlocks(q: ChannelQuantized, blockSize = INT8_BLOCK_SIZE): BlockQuantized {
+  const { rows, cols } = q;
+  const zero = implicitZero(8);
+  const { blocksPerRow, blobBytes } = blockLayout(cols, blockSize, 8);
+  const data = new Uint8Array(rows * blocksPerRow * blobBytes).fill(zero);
+  const scales = new Float32Array(rows * blocksPerRow);
+  for (let row = 0; row < rows; row++) {
+    scales.fill(q.scales[row], row * blocksPerRow, (row + 1) * blocksPerRow);
+    const start = row * blocksPerRow * blobBytes;
+    for (let col = 0; col < cols; col++) data[start + col] = q.data[col * rows + row] + zero;
+  }
+  return { bits: 8, blockSize, rows, cols, blocksPerRow, data, scales };
 }

@@ -14,95 +14,151 @@ import * as path from 'node:path';
 import { FicocoError } from '../../common/errors';
 import { QUANTIZES_VISION_TOWER, type WeightQuantization } from '../../common/quantization';
 import { DTYPE_BYTES } from './dtype';
-import { INT4_BLOCK_SIZE, blockLayout, quantizeBlocks, quantizeChannels } from './quantize';
+import {
+  INT4_BLOCK_SIZE,
+  INT8_BLOCK_SIZE,
+  blockLayout,
+  channelsAsBlocks,
+  quantizeBlocks,
+  quantizeChannels,
+} from './quantize';
 import { TensorLocation, WeightIndex } from './safetensors';
 import { safetensorsPrefix } from './safetensorsWriter';
 
 /** Bumped when the file's layout changes, so old caches are rebuilt. */
-const FORMAT_VERSION = 3;
+const FORMAT_VERSION = 4;
 
 /** Where caches of weights in a Hugging Face cache go when the caller names no folder. */
 export const DEFAULT_QUANTIZED_CACHE_DIR = path.join(os.homedir(), '.cache', 'ficoco-vision', 'quantized');
 
-/** One quantized linear layer, once the cache exists. */
-export type QuantizedLinear =
-  | {
-      /** int4: MatMulNBits' inputs */
-      kind: 'blocks';
-      blockSize: number;
-      inFeatures: number;
-      outFeatures: number;
-      /** U8 [out, blocks, blockSize/2] */
-      data: TensorLocation;
-      /** F32 [out · blocks] */
-      scales: TensorLocation;
-    }
-  | {
-      /** int8: MatMulInteger's B, the scale of each of its columns and the sum of each column's weights */
-      kind: 'channels';
-      /** I8 [in, out] */
-      data: TensorLocation;
-      /** F32 [out] */
-      scales: TensorLocation;
-      /** F32 [out] */
-      sums: TensorLocation;
-    };
+/**
+ * How many rows (tokens) a linear layer multiplies at once: a vision pass's hundreds; a decoder's prompt chunks and
+ * its one-token steps; the head's last position. int8 keeps the form each count runs fastest in.
+ */
+export type ProductRows = 'many' | 'any' | 'one';
+
+/** MatMulNBits' inputs for one layer. */
+export interface QuantizedBlocks {
+  bits: 4 | 8;
+  blockSize: number;
+  inFeatures: number;
+  outFeatures: number;
+  /** U8 [out, blocks, blockSize·bits/8] */
+  data: TensorLocation;
+  /** F32 [out · blocks] */
+  scales: TensorLocation;
+}
+
+/** MatMulInteger's B for one layer, the scale of each of its columns and the sum of each column's weights. */
+export interface QuantizedChannels {
+  /** I8 [in, out] */
+  data: TensorLocation;
+  /** F32 [out] */
+  scales: TensorLocation;
+  /** F32 [out] */
+  sums: TensorLocation;
+}
+
+/**
+ * One quantized linear layer, once the cache exists: int4 as blocks for every product; int8 as channels for many
+ * rows, as 8-bit blocks for one row, both for a decoder layer (the same weights either way).
+ */
+export interface QuantizedLinear {
+  blocks?: QuantizedBlocks;
+  channels?: QuantizedChannels;
+}
+
+type StoredDtype = 'U8' | 'I8' | 'F32';
 
 /** How each mode stores a weight [rows = out, cols = in]: its tag in the file name, its tensors and their bytes. */
 interface CacheLayout {
   tag: string;
   /** name suffix → dtype and shape, in the order they are written */
-  tensors(rows: number, cols: number): Record<string, { dtype: 'U8' | 'I8' | 'F32'; shape: number[] }>;
+  tensors(rows: number, cols: number, used: ProductRows): Record<string, { dtype: StoredDtype; shape: number[] }>;
   /** the bytes of each tensor, by suffix */
-  encode(weights: Float32Array, rows: number, cols: number): Record<string, Uint8Array | Int8Array | Float32Array>;
-  describe(rows: number, cols: number, stored: (suffix: string) => TensorLocation): QuantizedLinear;
+  encode(
+    weights: Float32Array,
+    rows: number,
+    cols: number,
+    used: ProductRows,
+  ): Record<string, Uint8Array | Int8Array | Float32Array>;
+  describe(rows: number, cols: number, used: ProductRows, stored: (suffix: string) => TensorLocation): QuantizedLinear;
 }
+
+/** The tensors of a weight in MatMulNBits' layout, suffixed `prefix` */
+function blockTensors(rows: number, cols: number, bits: 4 | 8, blockSize: number, prefix: string) {
+  const { blocksPerRow, blobBytes } = blockLayout(cols, blockSize, bits);
+  return {
+    [`${prefix}q`]: { dtype: 'U8' as const, shape: [rows, blocksPerRow, blobBytes] },
+    [`${prefix}scales`]: { dtype: 'F32' as const, shape: [rows * blocksPerRow] },
+  };
+}
+
+function describeBlocks(
+  rows: number,
+  cols: number,
+  bits: 4 | 8,
+  blockSize: number,
+  stored: (suffix: string) => TensorLocation,
+  prefix: string,
+): QuantizedBlocks {
+  return {
+    bits,
+    blockSize,
+    inFeatures: cols,
+    outFeatures: rows,
+    data: stored(`${prefix}q`),
+    scales: stored(`${prefix}scales`),
+  };
+}
+
+/** int8's forms for a layer's row counts: channels for many rows, blocks (suffixed `row_`) for one. */
+const int8Forms = (used: ProductRows) => ({ channels: used !== 'one', blocks: used !== 'many' });
 
 const LAYOUTS: Record<Exclude<WeightQuantization, 'none'>, CacheLayout> = {
   int4: {
     tag: `b${INT4_BLOCK_SIZE}`,
-    tensors(rows, cols) {
-      const { blocksPerRow, blobBytes } = blockLayout(cols);
-      return {
-        q: { dtype: 'U8', shape: [rows, blocksPerRow, blobBytes] },
-        scales: { dtype: 'F32', shape: [rows * blocksPerRow] },
-      };
-    },
+    tensors: (rows, cols) => blockTensors(rows, cols, 4, INT4_BLOCK_SIZE, ''),
     encode(weights, rows, cols) {
       const { data, scales } = quantizeBlocks(weights, rows, cols);
       return { q: data, scales };
     },
-    describe: (rows, cols, stored) => ({
-      kind: 'blocks',
-      blockSize: INT4_BLOCK_SIZE,
-      inFeatures: cols,
-      outFeatures: rows,
-      data: stored('q'),
-      scales: stored('scales'),
-    }),
+    describe: (rows, cols, _used, stored) => ({ blocks: describeBlocks(rows, cols, 4, INT4_BLOCK_SIZE, stored, '') }),
   },
   int8: {
     tag: 'channels',
-    tensors: (rows, cols) => ({
-      q: { dtype: 'I8', shape: [cols, rows] },
-      scales: { dtype: 'F32', shape: [rows] },
-      sums: { dtype: 'F32', shape: [rows] },
-    }),
-    encode(weights, rows, cols) {
-      const { data, scales, sums } = quantizeChannels(weights, rows, cols);
-      return { q: data, scales, sums };
+    tensors(rows, cols, used) {
+      const forms = int8Forms(used);
+      return {
+        ...(forms.channels && {
+          q: { dtype: 'I8', shape: [cols, rows] },
+          scales: { dtype: 'F32', shape: [rows] },
+          sums: { dtype: 'F32', shape: [rows] },
+        }),
+        ...(forms.blocks && blockTensors(rows, cols, 8, INT8_BLOCK_SIZE, 'row_')),
+      };
     },
-    describe: (_rows, _cols, stored) => ({
-      kind: 'channels',
-      data: stored('q'),
-      scales: stored('scales'),
-      sums: stored('sums'),
-    }),
+    encode(weights, rows, cols, used) {
+      const forms = int8Forms(used);
+      const channels = quantizeChannels(weights, rows, cols);
+      const blocks = forms.blocks ? channelsAsBlocks(channels) : undefined;
+      return {
+        ...(forms.channels && { q: channels.data, scales: channels.scales, sums: channels.sums }),
+        ...(blocks && { row_q: blocks.data, row_scales: blocks.scales }),
+      };
+    },
+    describe(rows, cols, used, stored) {
+      const forms = int8Forms(used);
+      return {
+        ...(forms.channels && { channels: { data: stored('q'), scales: stored('scales'), sums: stored('sums') } }),
+        ...(forms.blocks && { blocks: describeBlocks(rows, cols, 8, INT8_BLOCK_SIZE, stored, 'row_') }),
+      };
+    },
   },
 };
 
 export class WeightQuantizer {
-  private readonly requested: TensorLocation[] = [];
+  private readonly requested: { weight: TensorLocation; used: ProductRows }[] = [];
   private readonly ready = new Map<string, QuantizedLinear>();
 
   constructor(
@@ -121,9 +177,12 @@ export class WeightQuantizer {
     return QUANTIZES_VISION_TOWER[this.mode];
   }
 
-  /** Asks for `weight` [out, in] to be quantized; the answer is readable after `materialize()`. */
-  request(weight: TensorLocation): () => QuantizedLinear {
-    this.requested.push(weight);
+  /**
+   * Asks for `weight` [out, in], multiplied `used` rows at a time, to be quantized; the answer is readable after
+   * `materialize()`.
+   */
+  request(weight: TensorLocation, used: ProductRows): () => QuantizedLinear {
+    this.requested.push({ weight, used });
     return () => {
       const quantized = this.ready.get(weight.name);
       if (!quantized) throw new Error(`${weight.name} was requested for quantization but the cache was not built`);
@@ -145,11 +204,11 @@ export class WeightQuantizer {
       await this.write(file, onTensor);
     }
     const cache = WeightIndex.openFile(file);
-    for (const weight of this.requested) {
+    for (const { weight, used } of this.requested) {
       const [rows, cols] = weight.shape;
       this.ready.set(
         weight.name,
-        this.layout.describe(rows, cols, (suffix) => cache.get(`${weight.name}.${suffix}`)),
+        this.layout.describe(rows, cols, used, (suffix) => cache.get(`${weight.name}.${suffix}`)),
       );
     }
     return file;
@@ -158,12 +217,13 @@ export class WeightQuantizer {
   private fingerprint(): string {
     const hash = createHash('sha256').update(`${FORMAT_VERSION}:${this.mode}:${this.layout.tag}`);
     const files = new Map<string, fs.Stats>();
-    for (const weight of this.requested) {
+    for (const { weight, used } of this.requested) {
       if (!files.has(weight.file)) files.set(weight.file, fs.statSync(weight.file));
       const stats = files.get(weight.file)!;
       hash.update(
         JSON.stringify([
           weight.name,
+          used,
           weight.dtype,
           weight.shape,
           path.basename(weight.file),
@@ -180,9 +240,9 @@ export class WeightQuantizer {
   private async write(file: string, onTensor?: (done: number, total: number) => void): Promise<void> {
     const header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }> = {};
     let offset = 0;
-    for (const weight of this.requested) {
+    for (const { weight, used } of this.requested) {
       const [rows, cols] = weight.shape;
-      for (const [suffix, { dtype, shape }] of Object.entries(this.layout.tensors(rows, cols))) {
+      for (const [suffix, { dtype, shape }] of Object.entries(this.layout.tensors(rows, cols, used))) {
         const bytes = shape.reduce((product, dim) => product * dim, DTYPE_BYTES[dtype]);
         header[`${weight.name}.${suffix}`] = { dtype, shape, data_offsets: [offset, offset + bytes] };
         offset += bytes;
@@ -202,10 +262,10 @@ export class WeightQuantizer {
     }
     try {
       fs.writeSync(fd, safetensorsPrefix(header));
-      for (const [done, weight] of this.requested.entries()) {
+      for (const [done, { weight, used }] of this.requested.entries()) {
         const [rows, cols] = weight.shape;
-        const encoded = this.layout.encode(this.index.readFloat32(weight.name), rows, cols);
-        for (const suffix of Object.keys(this.layout.tensors(rows, cols))) fs.writeSync(fd, encoded[suffix]);
+        const encoded = this.layout.encode(this.index.readFloat32(weight.name), rows, cols, used);
+        for (const suffix of Object.keys(this.layout.tensors(rows, cols, used))) fs.writeSync(fd, encoded[suffix]);
         onTensor?.(done + 1, this.requested.length);
         // Let the host answer pings between tensors: a 7B model takes a while.
         await new Promise((resolve) => setImmediate(resolve));
