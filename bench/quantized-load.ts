@@ -33,7 +33,7 @@ const { values } = parseArgs({
   },
 });
 
-/** In the child: load, answer once (8 new tokens), report. */
+/** In the child: load, answer once (32 new tokens, so decode is timed over 31 steps), report. */
 async function probe(dir: string, quantization: WeightQuantization): Promise<void> {
   const started = performance.now();
   const engine = await LlavaEngine.load(dir, {
@@ -46,7 +46,7 @@ async function probe(dir: string, quantization: WeightQuantization): Promise<voi
   const side = engine.config.vision.imageSize;
   const pixels = syntheticPixels(side);
   const ids = [1, 5, 6, engine.config.imageTokenId, ...Array.from({ length: 16 }, (_, i) => 10 + i)];
-  const result = await engine.generate(ids, [pixels], { maxNewTokens: 8, stopTokenIds: [] });
+  const result = await engine.generate(ids, [pixels], { maxNewTokens: 32, stopTokenIds: [] });
   const peakMiB = peakResidentMiB();
   const report: Probe = {
     loadMs,
@@ -109,7 +109,7 @@ async function main(): Promise<void> {
         `vision tower's linear layers too (int8: one scale per output channel, each token's activations quantized to 8 ` +
         `bits with its own zero point, MatMulInteger; int4: MatMulNBits, symmetric blocks of ${INT4_BLOCK_SIZE}, ` +
         `accuracy level 4, the vision tower F32); embeddings, norms and the projector stay F32.`,
-      `One image (576 visual tokens) + 19 text tokens, 8 new tokens. ${machineLine('cpu', values.threads ? Number(values.threads) : undefined)} Each row is a fresh ` +
+      `One image (576 visual tokens) + 19 text tokens, 32 new tokens. ${machineLine('cpu', values.threads ? Number(values.threads) : undefined)} Each row is a fresh ` +
         `process; \`npm run bench:quantized\`.`,
       '',
       '| weights | load | load time | resident after load | peak resident | cache file | vision | ' +
