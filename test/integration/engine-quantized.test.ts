@@ -127,6 +127,37 @@ describe('quantization of the decoder and, with int8, the vision tower (cached b
     });
   }
 
+  test('int8 decode steps (one row, in 8-bit blocks) pick what the dequantized weights pick where it is clear', async () => {
+    const dir = copyFixture();
+    const roundTrip = copyFixture('int8');
+    folders.push(dir, roundTrip);
+    const quantized = await LlavaEngine.load(dir, { quantization: 'int8' });
+    const dequantized = await LlavaEngine.load(roundTrip);
+    let checked = 0;
+    for (const prompt of [
+      [1, 5, 9, 20, 33, 7, 11],
+      [3, 8, 2, 40, 41, 42],
+      [1, 60, 61, 17, 90],
+      [2, 100, 4, 4, 77, 23, 50],
+      [1, 30, 31, 32, 33],
+    ]) {
+      const { tokenIds } = await quantized.generate(prompt, [], { maxNewTokens: 12, stopTokenIds: [] });
+      // Each step's token against the float model's prefill of everything before it (the same weights, a different
+      // path): a step whose top two logits are within 1 may go either way with activations quantized (~0.2 here).
+      for (let step = 1; step < tokenIds.length; step++) {
+        const before = [...prompt, ...tokenIds.slice(0, step)];
+        const logits = (await dequantized.generate(before, [], { maxNewTokens: 1, stopTokenIds: [] })).prefillLogits;
+        const ranked = [...logits.keys()].sort((a, b) => logits[b] - logits[a]);
+        if (logits[ranked[0]] - logits[ranked[1]] < 1) continue;
+        assert.equal(tokenIds[step], ranked[0], `prompt ${prompt.join()}, step ${step}`);
+        checked++;
+      }
+    }
+    await quantized.dispose();
+    await dequantized.dispose();
+    assert.ok(checked >= 8, `only ${checked} steps had a clear choice`);
+  });
+
   test('int4 strays further from the float weights than int8 (random 48-wide fixture weights, so both are visible)', () => {
     assert.ok(errors.get('int8')! < errors.get('int4')!, JSON.stringify([...errors]));
   });
