@@ -74,8 +74,8 @@ async function main() {
   const models: [string, string, WeightQuantization][] = [
     ['built-in (tiny-llava-screens, 2 M parameters)', path.join(ROOT, 'models', 'tiny-llava-screens'), 'none'],
     ['CLIP-L/336 + TinyLlama-1.1B shapes, F32', tinyLlava, 'none'],
-    [`CLIP-L/336 + TinyLlama-1.1B shapes, ${quantizedParts('int8')}`, tinyLlava, 'int8'],
-    [`CLIP-L/336 + TinyLlama-1.1B shapes, ${quantizedParts('int4')}`, tinyLlava, 'int4'],
+    [`CLIP-L/336 + TinyLlama-1.1B shapes, ${quantizedParts('int8', true)}`, tinyLlava, 'int8'],
+    [`CLIP-L/336 + TinyLlama-1.1B shapes, ${quantizedParts('int4', true)}`, tinyLlava, 'int4'],
   ];
   const rows: string[] = [];
   for (const [label, model, quantization] of models) {

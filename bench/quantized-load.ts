@@ -105,10 +105,11 @@ async function main(): Promise<void> {
       '# Weight quantization: load time, memory and speed (CPU)',
       '',
       `${TINYLLAVA.label} with random F32 weights (${(weightsBytes / 2 ** 30).toFixed(2)} GiB ` +
-        `model.safetensors); the decoder's linear layers and LM head quantized by FiCoCo at load time, with int8 the ` +
-        `vision tower's linear layers too (int8: one scale per output channel, each token's activations quantized to 8 ` +
-        `bits with its own zero point, MatMulInteger; int4: MatMulNBits, symmetric blocks of ${INT4_BLOCK_SIZE}, ` +
-        `accuracy level 4, the vision tower F32); embeddings, norms and the projector stay F32.`,
+        `model.safetensors); the decoder's linear layers and LM head quantized by FiCoCo at load time, and the ` +
+        `vision tower's linear layers (int8: one scale per output channel, each token's activations quantized to 8 ` +
+        `bits with its own zero point, MatMulInteger, a decode step's one row in MatMulNBits' 8-bit kernel; int4: ` +
+        `MatMulNBits, symmetric blocks of ${INT4_BLOCK_SIZE}, accuracy level 4, the vision tower in int8 as above); ` +
+        `embeddings, norms and the projector stay F32.`,
       `One image (576 visual tokens) + 19 text tokens, 32 new tokens. ${machineLine('cpu', values.threads ? Number(values.threads) : undefined)} Each row is a fresh ` +
         `process; \`npm run bench:quantized\`.`,
       '',

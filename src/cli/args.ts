@@ -103,7 +103,7 @@ export function paramArgs(pairs: readonly string[] = []): Record<string, ParamVa
   return params;
 }
 
-/** --quantize: none, int8 or int4 (the decoder's linear layers and output head; int8 the vision tower's too). */
+/** --quantize: none, int8 or int4 (the decoder's linear layers and output head; on the CPU the vision tower's too). */
 export function quantizationArg(value: string | undefined): WeightQuantization {
   if (value === undefined) return 'none';
   if (!(WEIGHT_QUANTIZATIONS as readonly string[]).includes(value))

@@ -4,7 +4,6 @@ import { findBuiltinModel } from '../hub/presets';
 import { LlavaEngine } from '../engine/engine';
 import { FicocoError } from '../common/errors';
 import { Budget } from '../common/budget';
-import { quantizedParts } from '../common/quantization';
 import { METHODS } from '../reduction/registry';
 import { lineChartSvg } from '../report/lineChart';
 import type { ScoreCount } from '../flops';
@@ -172,7 +171,7 @@ export async function benchCommand(args: string[]): Promise<number> {
       '',
       `\`ficoco bench ${args.map((a) => (/\s/.test(a) ? JSON.stringify(a) : a)).join(' ')}\``,
       '',
-      `${label} (${modelDir}${load.quantization === 'none' ? '' : `, weights ${quantizedParts(load.quantization)}`}); ${tiled ? `a ${screenshot.width} × ${screenshot.height} synthetic screenshot` : 'one image'} (${baseline.keptTokens} visual tokens) and ${textTokens} text tokens.${scaled} ${machineLine(engine.provider, load.threads)}`,
+      `${label} (${modelDir}${engine.quantizedWeights ? `, weights ${engine.quantizedWeights}` : ''}); ${tiled ? `a ${screenshot.width} × ${screenshot.height} synthetic screenshot` : 'one image'} (${baseline.keptTokens} visual tokens) and ${textTokens} text tokens.${scaled} ${machineLine(engine.provider, load.threads)}`,
       '',
       `Per method: one warm-up, then ${options.runs} rounds of [unreduced prefill, the method at each ` +
         `budget]; medians. Speedups are paired: each reduced prefill is divided into the unreduced one run ` +

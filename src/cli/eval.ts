@@ -7,7 +7,6 @@ import { METHODS, findMethod, resolveParams } from '../reduction/registry';
 import type { ParamValue } from '../common/budget';
 import { lineChartSvg } from '../report/lineChart';
 import { budgetArg, integer, paramArgs, quantizationArg, parseCommandArgs } from './args';
-import { quantizedParts } from '../common/quantization';
 import { EvalItem, answerMatches, readEvalSet } from './evalSet';
 import { keptVisualTokens } from './benchTiming';
 
@@ -82,7 +81,7 @@ export async function evalCommand(args: string[]): Promise<number> {
     const table = reportTable(rows, types) + '\n\n' + baselineTable(items, types);
     fs.mkdirSync(values.out, { recursive: true });
     const header =
-      `# ${name}\n\nModel ${values.model}${quantization === 'none' ? '' : ` (weights ${quantizedParts(quantization)})`}, ${items.length} items of ${values.data}; greedy answers of at most ${maxNewTokens} tokens; ` +
+      `# ${name}\n\nModel ${values.model}${engine.quantizedWeights ? ` (weights ${engine.quantizedWeights})` : ''}, ${items.length} items of ${values.data}; greedy answers of at most ${maxNewTokens} tokens; ` +
       `an answer is right when it starts with the expected words. FLOPs are analytic prefill FLOPs ` +
       `(src/flops); prefill ms is measured vision + LLM prefill on this machine.\n\n`;
     fs.writeFileSync(path.join(values.out, `${name}.md`), header + table + '\n');

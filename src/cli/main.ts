@@ -30,7 +30,7 @@ Options:
   --seed N             sampling seed (default 0)
   --provider NAME      auto | ${PROVIDERS.join(' | ')} (default cpu)
   --threads N          intra-op threads (default: one per physical core; one for a tiny model)
-  --quantize MODE      none | int8 | int4: quantization of the decoder, with int8 the vision tower's too
+  --quantize MODE      none | int8 | int4: quantization of the decoder; on the CPU the vision tower in int8
                        (cached beside the weights)
 `;
 

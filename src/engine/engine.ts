@@ -36,13 +36,20 @@ import { type PackedImage, packSquare, packTiles } from './models/tiledFeatures'
 import { contentTokens, withoutStructure } from './structureTokens';
 import { GatheredExposure, RowProducts } from './runtime/gatheredExposure';
 import { KvCache } from './runtime/kvCache';
-import { Precision, ProviderName, ProviderSetting, SessionFactory } from './runtime/provider';
+import {
+  Precision,
+  ProviderName,
+  ProviderSetting,
+  SessionFactory,
+  providerCandidates,
+  thisMachine,
+} from './runtime/provider';
 import { GREEDY, SamplingOptions, createSampler } from './runtime/sampling';
 import { defaultThreads, thisMachineCores } from './runtime/threads';
 import { Segment, TowerRunner } from './runtime/towerRunner';
 import { ChatMessage, StreamingDecoder, TextProcessor } from './text';
 import { WeightIndex } from './weights/safetensors';
-import type { WeightQuantization } from '../common/quantization';
+import { type WeightQuantization, quantizedParts } from '../common/quantization';
 import { WeightQuantizer } from './weights/quantizedCache';
 import { type PublishedReduction, type ReductionChoice, chooseReduction } from './recommendation';
 
@@ -52,7 +59,7 @@ export interface EngineOptions {
   precision?: Precision;
   /** intra-op threads (default: defaultThreads in runtime/threads.ts) */
   threads?: number;
-  /** quantization of the decoder's linear layers (int8: the tower's too), cached beside the weights (default none) */
+  /** quantization of the decoder's linear layers (on the CPU the tower's too), cached beside the weights (default none) */
   quantization?: WeightQuantization;
   /** where quantized caches of weights in a Hugging Face cache go (default ~/.cache/ficoco-vision/quantized) */
   quantizedCacheDir?: string;
@@ -227,6 +234,8 @@ export class LlavaEngine {
     private readonly runners: { vision: TowerRunner; embed: TowerRunner; decoder: TowerRunner },
     private readonly limits: RunLimits,
     private readonly publishedReduction: PublishedReduction | undefined,
+    /** what weight quantization took, in words ("int8 (decoder and vision tower)"); undefined without it */
+    readonly quantizedWeights: string | undefined,
   ) {}
 
   /** multiplies out what decoder hooks read over a whole prompt from the rows its chunks gave; made on first use */
@@ -251,8 +260,14 @@ export class LlavaEngine {
     const { config } = model;
     const weights = WeightIndex.open(dir);
     const quantization = options.quantization ?? 'none';
+    const provider = options.provider ?? 'cpu';
     const quantizer =
-      quantization === 'none' ? undefined : new WeightQuantizer(weights, quantization, options.quantizedCacheDir);
+      quantization === 'none'
+        ? undefined
+        : new WeightQuantizer(weights, quantization, {
+            onCpu: providerCandidates(provider, thisMachine())[0] === 'cpu',
+            cacheDir: options.quantizedCacheDir,
+          });
     const towers = model.build(weights, quantizer);
     const text = TextProcessor.load(dir, { id: config.imageTokenId });
     const preprocessorFile = path.join(dir, 'preprocessor_config.json');
@@ -268,7 +283,7 @@ export class LlavaEngine {
     const weightsFolder = commonFolder([...weights.files, ...(quantized ? [quantized] : [])], dir);
     const factory = new SessionFactory({
       weightsFolder,
-      provider: options.provider ?? 'cpu',
+      provider,
       precision: options.precision,
       threads: options.threads ?? defaultThreads(smallPrefillFlops(config, dir), thisMachineCores()),
     });
@@ -290,6 +305,7 @@ export class LlavaEngine {
         prefillChunkTokens: options.prefillChunkTokens ?? PREFILL_CHUNK_TOKENS,
       },
       model.publishedReduction,
+      quantizer && quantizedParts(quantizer.mode, quantizer.quantizesVisionTower),
     );
     // Build the unreduced sessions now: load errors surface here and the first answer is not slowed.
     await Promise.all(Object.values(runners).map((runner) => runner.segments(new Map())));

@@ -30,7 +30,7 @@ export interface LoadParams {
   provider: ProviderSetting;
   /** intra-op threads; ONNX Runtime's default when absent */
   threads?: number;
-  /** quantization of the decoder's linear layers and output head (int8: the vision tower's too); none when absent */
+  /** quantization of the decoder's linear layers and output head (on the CPU the vision tower's too); none when absent */
   quantization?: WeightQuantization;
   /** where quantized weights of a model in a Hugging Face cache are kept (the engine's default when absent) */
   quantizedCacheDir?: string;

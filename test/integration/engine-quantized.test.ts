@@ -21,11 +21,9 @@ const FIXTURE = path.join(__dirname, '..', 'fixtures', 'tiny-llava-llama');
 /** hidden 48 (int4: a padded block of 64), intermediate 96; the layers' linear layers and the head */
 const DECODER_LINEAR =
   /^language_model\.(model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)|lm_head)\.weight$/;
-/** the vision tower's linear layers, which int8 quantizes too */
+/** the vision tower's linear layers, which both modes quantize in int8 channels on the CPU */
 const TOWER_LINEAR =
   /^vision_tower\.vision_model\.encoder\.layers\.\d+\.(self_attn\.(q|k|v|out)_proj|mlp\.fc[12])\.weight$/;
-const quantizedBy = (mode: 'int8' | 'int4', name: string) =>
-  DECODER_LINEAR.test(name) || (mode === 'int8' && TOWER_LINEAR.test(name));
 
 /**
  * A copy of the fixture model; with `mode`, the linear layers it quantizes replaced by their quantize→dequantize round
@@ -40,11 +38,9 @@ function copyFixture(mode?: 'int8' | 'int4'): string {
       const location = index.get(name);
       let values = index.readFloat32(name);
       const [rows, cols] = location.shape;
-      if (quantizedBy(mode, name))
-        values =
-          mode === 'int4'
-            ? dequantizeBlocks(quantizeBlocks(values, rows, cols))
-            : dequantizeChannels(quantizeChannels(values, rows, cols));
+      const inChannels = TOWER_LINEAR.test(name) || (mode === 'int8' && DECODER_LINEAR.test(name));
+      if (inChannels) values = dequantizeChannels(quantizeChannels(values, rows, cols));
+      else if (DECODER_LINEAR.test(name)) values = dequantizeBlocks(quantizeBlocks(values, rows, cols));
       return { name, dtype: 'F32' as const, shape: location.shape, data: new Uint8Array(bytesOf(values)) };
     });
     writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
@@ -52,7 +48,7 @@ function copyFixture(mode?: 'int8' | 'int4'): string {
   return dir;
 }
 
-describe('quantization of the decoder and, with int8, the vision tower (cached beside the weights)', () => {
+describe('quantization of the decoder and, on the CPU, the vision tower (cached beside the weights)', () => {
   const reference = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'reference.json'), 'utf8')) as {
     cases: { input_ids: number[]; image: string }[];
   };
@@ -101,20 +97,17 @@ describe('quantization of the decoder and, with int8, the vision tower (cached b
       assert.equal(caches.length, 1);
       const layout = mode === 'int4' ? `b${INT4_BLOCK_SIZE}` : 'channels';
       assert.match(caches[0], new RegExp(`^ficoco-${mode}-${layout}-[0-9a-f]{16}\\.quantized$`));
-      // int8 takes the tower's linear layers too (integer GEMM is the CPU's fastest for a pass's rows); int4 leaves it.
-      const cachedTower = WeightIndex.openFile(path.join(dir, caches[0]))
-        .names()
-        .filter((name) => name.startsWith('vision_tower.'));
-      assert.equal(cachedTower.length > 0, mode === 'int8', cachedTower.join());
-      if (mode === 'int8') {
-        // Each layer in the forms its row counts run fastest in: the tower's passes in channels (MatMulInteger), the
-        // head's one row in 8-bit blocks (MatMulNBits), a decoder layer's prompts and steps in both.
-        const cached = new Set(WeightIndex.openFile(path.join(dir, caches[0])).names());
-        const forms = (weight: string) => ['q', 'row_q'].filter((suffix) => cached.has(`${weight}.${suffix}`));
-        assert.deepEqual(forms('vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight'), ['q']);
-        assert.deepEqual(forms('language_model.lm_head.weight'), ['row_q']);
-        assert.deepEqual(forms('language_model.model.layers.0.mlp.down_proj.weight'), ['q', 'row_q']);
-      }
+      // Each layer in the forms its row counts run fastest in on the CPU: the tower's passes in int8 channels
+      // (MatMulInteger) in both modes; with int8 the head's one row in 8-bit blocks (MatMulNBits) and a decoder layer's
+      // prompts and steps in both forms; with int4 the decoder in 4-bit blocks.
+      const cached = new Set(WeightIndex.openFile(path.join(dir, caches[0])).names());
+      const forms = (weight: string) => ['q', 'blocks'].filter((suffix) => cached.has(`${weight}.${suffix}`));
+      assert.deepEqual(forms('vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight'), ['q']);
+      assert.deepEqual(forms('language_model.lm_head.weight'), ['blocks']);
+      assert.deepEqual(
+        forms('language_model.model.layers.0.mlp.down_proj.weight'),
+        mode === 'int8' ? ['q', 'blocks'] : ['blocks'],
+      );
       const written = fs.statSync(path.join(dir, caches[0])).mtimeMs;
       const again = await LlavaEngine.load(dir, { quantization: mode });
       assert.ok(maxAbsDiff(await prefillLogits(again), logits) === 0, 'the cached weights give the same logits');

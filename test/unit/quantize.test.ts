@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { quantizedParts, quantizesVisionTower } from '../../src/common/quantization';
 import {
   channelsAsBlocks,
   dequantizeBlocks,
@@ -93,5 +94,17 @@ describe('int8 quantization per output channel, transposed for MatMulInteger', (
     // Row 1's code for input 3 plus the zero point 128; the padded tail of each row holds the zero point.
     assert.equal(blocks.data[256 + 3], q.data[3 * rows + 1] + 128);
     assert.ok(blocks.data.subarray(cols, 256).every((code) => code === 128));
+  });
+});
+
+describe('which towers a mode quantizes', () => {
+  test('on the CPU both modes take the vision tower (in int8); on a GPU provider int4 leaves it as stored', () => {
+    assert.deepEqual(
+      [quantizesVisionTower('int8', true), quantizesVisionTower('int4', true), quantizesVisionTower('int4', false)],
+      [true, true, false],
+    );
+    assert.equal(quantizedParts('int4', true), 'int4 (decoder; vision tower in int8)');
+    assert.equal(quantizedParts('int4', false), 'int4 (decoder)');
+    assert.equal(quantizedParts('int8', true), 'int8 (decoder and vision tower)');
   });
 });

@@ -92,7 +92,7 @@ export type ModelFamily = (json: Json, source: string) => FamilyModel;
 export interface FamilyModel {
   /** config.json, validated */
   config: ModelConfig;
-  /** binds the config to the checkpoint's tensors; `quantizer` takes the decoder's linear layers (int8: the tower's too) */
+  /** binds the config to the checkpoint's tensors; `quantizer` takes the decoder's linear layers (and the tower's where its mode takes it) */
   build(weights: WeightIndex, quantizer?: WeightQuantizer): ModelTowers;
   /** the reduction published for this architecture, which `auto` uses when the folder has no measured one */
   publishedReduction?: PublishedReduction;

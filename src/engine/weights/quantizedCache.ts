@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { FicocoError } from '../../common/errors';
-import { QUANTIZES_VISION_TOWER, type WeightQuantization } from '../../common/quantization';
+import { quantizesVisionTower, type WeightQuantization } from '../../common/quantization';
 import { DTYPE_BYTES } from './dtype';
 import {
   INT4_BLOCK_SIZE,
@@ -26,7 +26,7 @@ import { TensorLocation, WeightIndex } from './safetensors';
 import { safetensorsPrefix } from './safetensorsWriter';
 
 /** Bumped when the file's layout changes, so old caches are rebuilt. */
-const FORMAT_VERSION = 4;
+const FORMAT_VERSION = 5;
 
 /** Where caches of weights in a Hugging Face cache go when the caller names no folder. */
 export const DEFAULT_QUANTIZED_CACHE_DIR = path.join(os.homedir(), '.cache', 'ficoco-vision', 'quantized');
@@ -70,92 +70,89 @@ export interface QuantizedLinear {
 
 type StoredDtype = 'U8' | 'I8' | 'F32';
 
-/** How each mode stores a weight [rows = out, cols = in]: its tag in the file name, its tensors and their bytes. */
-interface CacheLayout {
-  tag: string;
-  /** name suffix → dtype and shape, in the order they are written */
-  tensors(rows: number, cols: number, used: ProductRows): Record<string, { dtype: StoredDtype; shape: number[] }>;
-  /** the bytes of each tensor, by suffix */
-  encode(
-    weights: Float32Array,
-    rows: number,
-    cols: number,
-    used: ProductRows,
-  ): Record<string, Uint8Array | Int8Array | Float32Array>;
-  describe(rows: number, cols: number, used: ProductRows, stored: (suffix: string) => TensorLocation): QuantizedLinear;
+/** The forms a layer is kept in: MatMulInteger's channels, MatMulNBits' blocks, or both. */
+interface LayerForms {
+  channels: boolean;
+  blocks?: { bits: 4 | 8; blockSize: number };
 }
 
-/** The tensors of a weight in MatMulNBits' layout, suffixed `prefix` */
-function blockTensors(rows: number, cols: number, bits: 4 | 8, blockSize: number, prefix: string) {
-  const { blocksPerRow, blobBytes } = blockLayout(cols, blockSize, bits);
-  return {
-    [`${prefix}q`]: { dtype: 'U8' as const, shape: [rows, blocksPerRow, blobBytes] },
-    [`${prefix}scales`]: { dtype: 'F32' as const, shape: [rows * blocksPerRow] },
-  };
-}
-
-function describeBlocks(
-  rows: number,
-  cols: number,
-  bits: 4 | 8,
-  blockSize: number,
-  stored: (suffix: string) => TensorLocation,
-  prefix: string,
-): QuantizedBlocks {
-  return {
-    bits,
-    blockSize,
-    inFeatures: cols,
-    outFeatures: rows,
-    data: stored(`${prefix}q`),
-    scales: stored(`${prefix}scales`),
-  };
-}
-
-/** int8's forms for a layer's row counts: channels for many rows, blocks (suffixed `row_`) for one. */
-const int8Forms = (used: ProductRows) => ({ channels: used !== 'one', blocks: used !== 'many' });
-
-const LAYOUTS: Record<Exclude<WeightQuantization, 'none'>, CacheLayout> = {
-  int4: {
-    tag: `b${INT4_BLOCK_SIZE}`,
-    tensors: (rows, cols) => blockTensors(rows, cols, 4, INT4_BLOCK_SIZE, ''),
-    encode(weights, rows, cols) {
-      const { data, scales } = quantizeBlocks(weights, rows, cols);
-      return { q: data, scales };
-    },
-    describe: (rows, cols, _used, stored) => ({ blocks: describeBlocks(rows, cols, 4, INT4_BLOCK_SIZE, stored, '') }),
-  },
+/** How each mode stores a weight, by the rows its layer multiplies; `tag` names the mode's cache file. */
+const MODES: Record<Exclude<WeightQuantization, 'none'>, { tag: string; forms(used: ProductRows): LayerForms }> = {
+  // The integer GEMM for many rows, MatMulNBits' 8-bit kernel for one: the same codes either way.
   int8: {
     tag: 'channels',
-    tensors(rows, cols, used) {
-      const forms = int8Forms(used);
-      return {
-        ...(forms.channels && {
-          q: { dtype: 'I8', shape: [cols, rows] },
-          scales: { dtype: 'F32', shape: [rows] },
-          sums: { dtype: 'F32', shape: [rows] },
-        }),
-        ...(forms.blocks && blockTensors(rows, cols, 8, INT8_BLOCK_SIZE, 'row_')),
-      };
-    },
-    encode(weights, rows, cols, used) {
-      const forms = int8Forms(used);
-      const channels = quantizeChannels(weights, rows, cols);
-      const blocks = forms.blocks ? channelsAsBlocks(channels) : undefined;
-      return {
-        ...(forms.channels && { q: channels.data, scales: channels.scales, sums: channels.sums }),
-        ...(blocks && { row_q: blocks.data, row_scales: blocks.scales }),
-      };
-    },
-    describe(rows, cols, used, stored) {
-      const forms = int8Forms(used);
-      return {
-        ...(forms.channels && { channels: { data: stored('q'), scales: stored('scales'), sums: stored('sums') } }),
-        ...(forms.blocks && { blocks: describeBlocks(rows, cols, 8, INT8_BLOCK_SIZE, stored, 'row_') }),
-      };
-    },
+    forms: (used) => ({
+      channels: used !== 'one',
+      blocks: used === 'many' ? undefined : { bits: 8, blockSize: INT8_BLOCK_SIZE },
+    }),
+  },
+  // 4-bit blocks for the decoder; a vision tower's passes (quantized on the CPU only) in 8-bit channels.
+  int4: {
+    tag: `b${INT4_BLOCK_SIZE}`,
+    forms: (used) =>
+      used === 'many' ? { channels: true } : { channels: false, blocks: { bits: 4, blockSize: INT4_BLOCK_SIZE } },
   },
 };
+
+/** The tensors of a weight [rows = out, cols = in] in `forms`: name suffix → dtype and shape, in the order written. */
+function formTensors(
+  rows: number,
+  cols: number,
+  forms: LayerForms,
+): Record<string, { dtype: StoredDtype; shape: number[] }> {
+  const tensors: Record<string, { dtype: StoredDtype; shape: number[] }> = {};
+  if (forms.channels) {
+    tensors.q = { dtype: 'I8', shape: [cols, rows] };
+    tensors.scales = { dtype: 'F32', shape: [rows] };
+    tensors.sums = { dtype: 'F32', shape: [rows] };
+  }
+  if (forms.blocks) {
+    const { blocksPerRow, blobBytes } = blockLayout(cols, forms.blocks.blockSize, forms.blocks.bits);
+    tensors.blocks = { dtype: 'U8', shape: [rows, blocksPerRow, blobBytes] };
+    tensors.block_scales = { dtype: 'F32', shape: [rows * blocksPerRow] };
+  }
+  return tensors;
+}
+
+/** The bytes of each tensor of `formTensors`, by suffix. */
+function encodeForms(
+  weights: Float32Array,
+  rows: number,
+  cols: number,
+  forms: LayerForms,
+): Record<string, Int8Array | Uint8Array | Float32Array> {
+  const encoded: Record<string, Int8Array | Uint8Array | Float32Array> = {};
+  const channels = forms.channels || forms.blocks?.bits === 8 ? quantizeChannels(weights, rows, cols) : undefined;
+  if (forms.channels && channels)
+    Object.assign(encoded, { q: channels.data, scales: channels.scales, sums: channels.sums });
+  if (forms.blocks) {
+    const { bits, blockSize } = forms.blocks;
+    const blocks =
+      bits === 8 && channels ? channelsAsBlocks(channels, blockSize) : quantizeBlocks(weights, rows, cols, blockSize);
+    Object.assign(encoded, { blocks: blocks.data, block_scales: blocks.scales });
+  }
+  return encoded;
+}
+
+function describeForms(
+  rows: number,
+  cols: number,
+  forms: LayerForms,
+  stored: (suffix: string) => TensorLocation,
+): QuantizedLinear {
+  return {
+    ...(forms.channels && { channels: { data: stored('q'), scales: stored('scales'), sums: stored('sums') } }),
+    ...(forms.blocks && {
+      blocks: {
+        ...forms.blocks,
+        inFeatures: cols,
+        outFeatures: rows,
+        data: stored('blocks'),
+        scales: stored('block_scales'),
+      },
+    }),
+  };
+}
 
 export class WeightQuantizer {
   private readonly requested: { weight: TensorLocation; used: ProductRows }[] = [];
@@ -164,17 +161,25 @@ export class WeightQuantizer {
   constructor(
     private readonly index: WeightIndex,
     readonly mode: Exclude<WeightQuantization, 'none'>,
-    /** for weights in a Hugging Face cache: the folder of FiCoCo's own that takes their quantized cache */
-    private readonly cacheDir = DEFAULT_QUANTIZED_CACHE_DIR,
+    private readonly options: {
+      /** whether the sessions will run on the CPU provider, whose integer GEMM takes a vision tower's passes */
+      onCpu: boolean;
+      /** for weights in a Hugging Face cache: the folder of FiCoCo's own that takes their quantized cache */
+      cacheDir?: string;
+    },
   ) {}
 
-  private get layout(): CacheLayout {
-    return LAYOUTS[this.mode];
+  private get tag(): string {
+    return MODES[this.mode].tag;
   }
 
-  /** Whether this mode quantizes the vision tower's linear layers as well as the decoder's. */
+  private forms(used: ProductRows): LayerForms {
+    return MODES[this.mode].forms(used);
+  }
+
+  /** Whether this mode quantizes the vision tower's linear layers as well as the decoder's, on this provider. */
   get quantizesVisionTower(): boolean {
-    return QUANTIZES_VISION_TOWER[this.mode];
+    return quantizesVisionTower(this.mode, this.options.onCpu);
   }
 
   /**
@@ -194,9 +199,12 @@ export class WeightQuantizer {
   async materialize(onTensor?: (done: number, total: number) => void): Promise<string> {
     const source = path.dirname(this.index.files[0]);
     const folder = isHfCacheBlobs(source)
-      ? path.join(this.cacheDir, createHash('sha256').update(source).digest('hex').slice(0, 16))
+      ? path.join(
+          this.options.cacheDir ?? DEFAULT_QUANTIZED_CACHE_DIR,
+          createHash('sha256').update(source).digest('hex').slice(0, 16),
+        )
       : source;
-    const file = path.join(folder, `ficoco-${this.mode}-${this.layout.tag}-${this.fingerprint()}.quantized`);
+    const file = path.join(folder, `ficoco-${this.mode}-${this.tag}-${this.fingerprint()}.quantized`);
     if (!fs.existsSync(file)) {
       fs.mkdirSync(folder, { recursive: true });
       // Whatever layout an older cache of this mode used, it is stale now.
@@ -208,14 +216,14 @@ export class WeightQuantizer {
       const [rows, cols] = weight.shape;
       this.ready.set(
         weight.name,
-        this.layout.describe(rows, cols, used, (suffix) => cache.get(`${weight.name}.${suffix}`)),
+        describeForms(rows, cols, this.forms(used), (suffix) => cache.get(`${weight.name}.${suffix}`)),
       );
     }
     return file;
   }
 
   private fingerprint(): string {
-    const hash = createHash('sha256').update(`${FORMAT_VERSION}:${this.mode}:${this.layout.tag}`);
+    const hash = createHash('sha256').update(`${FORMAT_VERSION}:${this.mode}:${this.tag}`);
     const files = new Map<string, fs.Stats>();
     for (const { weight, used } of this.requested) {
       if (!files.has(weight.file)) files.set(weight.file, fs.statSync(weight.file));
@@ -242,7 +250,7 @@ export class WeightQuantizer {
     let offset = 0;
     for (const { weight, used } of this.requested) {
       const [rows, cols] = weight.shape;
-      for (const [suffix, { dtype, shape }] of Object.entries(this.layout.tensors(rows, cols, used))) {
+      for (const [suffix, { dtype, shape }] of Object.entries(formTensors(rows, cols, this.forms(used)))) {
         const bytes = shape.reduce((product, dim) => product * dim, DTYPE_BYTES[dtype]);
         header[`${weight.name}.${suffix}`] = { dtype, shape, data_offsets: [offset, offset + bytes] };
         offset += bytes;
@@ -264,8 +272,8 @@ export class WeightQuantizer {
       fs.writeSync(fd, safetensorsPrefix(header));
       for (const [done, { weight, used }] of this.requested.entries()) {
         const [rows, cols] = weight.shape;
-        const encoded = this.layout.encode(this.index.readFloat32(weight.name), rows, cols, used);
-        for (const suffix of Object.keys(this.layout.tensors(rows, cols, used))) fs.writeSync(fd, encoded[suffix]);
+        const encoded = encodeForms(this.index.readFloat32(weight.name), rows, cols, this.forms(used));
+        for (const suffix of Object.keys(formTensors(rows, cols, this.forms(used)))) fs.writeSync(fd, encoded[suffix]);
         onTensor?.(done + 1, this.requested.length);
         // Let the host answer pings between tensors: a 7B model takes a while.
         await new Promise((resolve) => setImmediate(resolve));
