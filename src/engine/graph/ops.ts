@@ -30,8 +30,8 @@ export interface ChannelWeights {
 }
 
 /**
- * The quantized forms a layer's products take: int4 blocks for every product; int8 blocks for one row, int8 channels
- * for many, both for a decoder layer.
+ * The quantized forms a layer's products take: blocks (MatMulNBits, 4 or 8 bits), channels (MatMulInteger, for many
+ * rows), or both, when one-row steps and many-row prompts go through the same layer (an int8 decoder).
  */
 export type QuantizedProducts =
   | { blocks: BlockWeights; channels?: undefined }

@@ -15,6 +15,7 @@ import { FicocoError } from '../../common/errors';
 import { quantizesVisionTower, type WeightQuantization } from '../../common/quantization';
 import { DTYPE_BYTES } from './dtype';
 import {
+  ChannelQuantized,
   INT4_BLOCK_SIZE,
   INT8_BLOCK_SIZE,
   blockLayout,
@@ -33,7 +34,7 @@ export const DEFAULT_QUANTIZED_CACHE_DIR = path.join(os.homedir(), '.cache', 'fi
 
 /**
  * How many rows (tokens) a linear layer multiplies at once: a vision pass's hundreds; a decoder's prompt chunks and
- * its one-token steps; the head's last position. int8 keeps the form each count runs fastest in.
+ * its one-token steps; the head's last position. A mode keeps each layer in the forms its count runs fastest in.
  */
 export type ProductRows = 'many' | 'any' | 'one';
 
@@ -60,8 +61,9 @@ export interface QuantizedChannels {
 }
 
 /**
- * One quantized linear layer, once the cache exists: int4 as blocks for every product; int8 as channels for many
- * rows, as 8-bit blocks for one row, both for a decoder layer (the same weights either way).
+ * One quantized linear layer, once the cache exists: in channels for many rows (a vision tower, either mode), in
+ * blocks for the decoder with int4, and with int8 in 8-bit blocks for one row, both for a decoder layer (the same
+ * weights either way).
  */
 export interface QuantizedLinear {
   blocks?: QuantizedBlocks;
@@ -122,13 +124,17 @@ function encodeForms(
   forms: LayerForms,
 ): Record<string, Int8Array | Uint8Array | Float32Array> {
   const encoded: Record<string, Int8Array | Uint8Array | Float32Array> = {};
-  const channels = forms.channels || forms.blocks?.bits === 8 ? quantizeChannels(weights, rows, cols) : undefined;
-  if (forms.channels && channels)
-    Object.assign(encoded, { q: channels.data, scales: channels.scales, sums: channels.sums });
+  let channels: ChannelQuantized | undefined;
+  const inChannels = () => (channels ??= quantizeChannels(weights, rows, cols));
+  if (forms.channels) {
+    const { data, scales, sums } = inChannels();
+    Object.assign(encoded, { q: data, scales, sums });
+  }
   if (forms.blocks) {
     const { bits, blockSize } = forms.blocks;
+    // 8-bit blocks hold the channels' own codes, so a decode step multiplies by the prompt's weights.
     const blocks =
-      bits === 8 && channels ? channelsAsBlocks(channels, blockSize) : quantizeBlocks(weights, rows, cols, blockSize);
+      bits === 8 ? channelsAsBlocks(inChannels(), blockSize) : quantizeBlocks(weights, rows, cols, blockSize);
     Object.assign(encoded, { blocks: blocks.data, block_scales: blocks.scales });
   }
   return encoded;
