@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { FicocoError } from '../../common/errors';
-import { quantizesVisionTower, type WeightQuantization } from '../../common/quantization';
+import type { WeightQuantization } from '../../common/quantization';
 import { DTYPE_BYTES } from './dtype';
 import {
   ChannelQuantized,
@@ -61,9 +61,9 @@ export interface QuantizedChannels {
 }
 
 /**
- * One quantized linear layer, once the cache exists: in channels for many rows (a vision tower, either mode), in
- * blocks for the decoder with int4, and with int8 in 8-bit blocks for one row, both for a decoder layer (the same
- * weights either way).
+ * One quantized linear layer, once the cache exists: in channels for many rows (a vision tower on the CPU, either
+ * mode), in blocks for the decoder with int4, and with int8 in 8-bit blocks for one row, both for a decoder layer on the
+ * CPU (the same weights either way), blocks alone on a GPU provider.
  */
 export interface QuantizedLinear {
   blocks?: QuantizedBlocks;
@@ -78,13 +78,20 @@ interface LayerForms {
   blocks?: { bits: 4 | 8; blockSize: number };
 }
 
-/** How each mode stores a weight, by the rows its layer multiplies; `tag` names the mode's cache file. */
-const MODES: Record<Exclude<WeightQuantization, 'none'>, { tag: string; forms(used: ProductRows): LayerForms }> = {
-  // The integer GEMM for many rows, MatMulNBits' 8-bit kernel for one: the same codes either way.
+/**
+ * How each mode stores a weight, by the rows its layer multiplies and whether the CPU provider runs it; `tag` names the
+ * mode's cache file.
+ */
+const MODES: Record<
+  Exclude<WeightQuantization, 'none'>,
+  { tag: string; forms(used: ProductRows, onCpu: boolean): LayerForms }
+> = {
+  // On the CPU the integer GEMM for many rows, MatMulNBits' 8-bit kernel for one: the same codes either way. A GPU
+  // provider has no integer GEMM kernel, so there every product goes through the 8-bit blocks.
   int8: {
     tag: 'channels',
-    forms: (used) => ({
-      channels: used !== 'one',
+    forms: (used, onCpu) => ({
+      channels: onCpu && used !== 'one',
       blocks: used === 'many' ? undefined : { bits: 8, blockSize: INT8_BLOCK_SIZE },
     }),
   },
@@ -180,12 +187,17 @@ export class WeightQuantizer {
   }
 
   private forms(used: ProductRows): LayerForms {
-    return MODES[this.mode].forms(used);
+    return MODES[this.mode].forms(used, this.options.onCpu);
   }
 
-  /** Whether this mode quantizes the vision tower's linear layers as well as the decoder's, on this provider. */
+  /**
+   * Whether the vision tower's linear layers are quantized as well as the decoder's. A tower pass multiplies hundreds
+   * of rows, where the CPU's integer GEMM runs 2-4x faster than float32 (VNNI, AMX): on the CPU both modes take the
+   * tower in 8-bit integer products. GPU providers have no kernel for those (ONNX Runtime copies MatMulInteger with
+   * uint8 activations to the CPU), so there the tower stays as stored.
+   */
   get quantizesVisionTower(): boolean {
-    return quantizesVisionTower(this.mode, this.options.onCpu);
+    return this.options.onCpu;
   }
 
   /**
@@ -229,7 +241,7 @@ export class WeightQuantizer {
   }
 
   private fingerprint(): string {
-    const hash = createHash('sha256').update(`${FORMAT_VERSION}:${this.mode}:${this.tag}`);
+    const hash = createHash('sha256').update(`${FORMAT_VERSION}:${this.mode}:${this.tag}:${this.options.onCpu}`);
     const files = new Map<string, fs.Stats>();
     for (const { weight, used } of this.requested) {
       if (!files.has(weight.file)) files.set(weight.file, fs.statSync(weight.file));
