@@ -10,6 +10,8 @@ const [IN, OUT] = [160, 6];
 const pseudoRandom = (length: number, seed: number) =>
   Float32Array.from({ length }, (_, i) => Math.sin(seed * 12.9898 + i * 78.233) * 0.8);
 const W = quantizeChannels(pseudoRandom(OUT * IN, 3), OUT, IN);
+/** W as the products multiply by it, [OUT, IN] */
+const W_DEQUANTIZED = dequantizeChannels(W);
 const ROW_BLOCKS = channelsAsBlocks(W);
 const BIAS = pseudoRandom(OUT, 5);
 
@@ -69,7 +71,7 @@ async function integerLinear(
 
 /** x·Wᵀ + b in float64 with the dequantized weights. */
 function reference(x: Float32Array): Float64Array {
-  const w = dequantizeChannels(W);
+  const w = W_DEQUANTIZED;
   const tokens = x.length / IN;
   const y = new Float64Array(tokens * OUT);
   for (let t = 0; t < tokens; t++)
@@ -83,7 +85,7 @@ function reference(x: Float32Array): Float64Array {
 
 /** Σ_i |w_oi|·step_i/2 (+ float32 rounding): how far quantizing x with those steps can move output o. */
 function quantizationBound(o: number, stepOf: (i: number) => number): number {
-  const w = dequantizeChannels(W).subarray(o * IN, (o + 1) * IN);
+  const w = W_DEQUANTIZED.subarray(o * IN, (o + 1) * IN);
   return w.reduce((sum, v, i) => sum + (Math.abs(v) * stepOf(i)) / 2, 0) + 1e-4;
 }
 
