@@ -4,10 +4,10 @@
  *   int4 blocks are symmetric, like llama.cpp's Q4_0: no zero points, so MatMulNBits uses its default 2^(b−1), and
  *   its AVX2 kernels skip a per-block zero point (int4 decode at 616 tokens 9 % faster here than with one). int8 keeps
  *   this form for one-row products (decode steps, the head), where MatMulNBits' 8-bit kernel reads weights faster
- *   than the integer GEMM does.
- * - int8 channels, for ONNX Runtime's integer matrix product (MatMulInteger): one scale per output channel, stored
- *   transposed [in, out] as MatMulInteger's B, so each token's activations, quantized to 8 bits, multiply in integers
- *   (AMX, VNNI or AVX2 kernels).
+ *   than the integer GEMM does, and for every product on a GPU provider, which has no integer GEMM kernel.
+ * - int8 channels, for ONNX Runtime's integer matrix product (MatMulInteger) on the CPU, a vision tower's in either
+ *   mode: one scale per output channel, stored transposed [in, out] as MatMulInteger's B, so each token's
+ *   activations, quantized to 8 bits, multiply in integers (AMX, VNNI or AVX2 kernels).
  */
 
 /**
