@@ -54,6 +54,8 @@ describe('chat replies on a real engine process', () => {
   /** called with the first piece of an answer's text, while the engine still generates */
   let onFirstText: () => void;
   let onWarning: () => void;
+  /** called once, as the next reply starts (before its request is sent) */
+  let onStart: () => void;
 
   before(() => {
     engine = new EngineClient({ hostModule: HOST, execArgv: ['--import', 'tsx'] });
@@ -65,6 +67,7 @@ describe('chat replies on a real engine process', () => {
     onShowAnswer = () => undefined;
     onFirstText = () => undefined;
     onWarning = () => undefined;
+    onStart = () => undefined;
     replies = newReplies();
   });
 
@@ -86,7 +89,12 @@ describe('chat replies on a real engine process', () => {
         posted.push(message);
       },
       status: {
-        busy: (label) => statuses.push(label),
+        busy: (label) => {
+          statuses.push(label);
+          const start = onStart;
+          onStart = () => undefined;
+          start();
+        },
         showAnswer: (stats) => {
           statuses.push(stats.speedup === undefined ? 'answer' : 'speedup');
           onShowAnswer(stats);
@@ -106,6 +114,20 @@ describe('chat replies on a real engine process', () => {
       activity: { busy: () => activity++, idle: () => activity-- },
       ...(stopGraceMs === undefined ? {} : { stopGraceMs }),
     });
+  }
+
+  /**
+   * Freezes the engine process as the next reply starts and runs `act` on it once the request is on its way: the
+   * fixture model answers in a few milliseconds, often before its first text reaches this process.
+   */
+  async function freezeAtStart(act: (frozen: number) => void): Promise<void> {
+    // An answer first, so the model is loaded and the next reply goes straight to the engine.
+    await replies.run(turn(), 'answer', 'what is in the picture ?', [SHAPES], () => SETTINGS);
+    onStart = () => {
+      const frozen = engine.processId!;
+      process.kill(frozen, 'SIGSTOP');
+      setTimeout(() => act(frozen), 20);
+    };
   }
 
   /** A new turn asking `question` about the shapes image. */
@@ -200,14 +222,13 @@ describe('chat replies on a real engine process', () => {
     { skip: process.platform === 'win32' ? 'needs SIGSTOP' : false },
     async () => {
       replies = newReplies(50);
-      const turnId = turn();
       let frozen: number | undefined;
-      // A frozen engine cannot stop between tokens; once the grace period is over, it is thawed to receive its end.
-      onFirstText = () => {
-        frozen = engine.processId!;
-        process.kill(frozen, 'SIGSTOP');
+      const turnId = turn();
+      // A frozen engine cannot stop; once the grace period is over, it is thawed to receive its end.
+      await freezeAtStart((pid) => {
+        frozen = pid;
         replies.stop(turnId);
-      };
+      });
       onWarning = () => process.kill(frozen!, 'SIGCONT');
       await replies.run(turnId, 'answer', 'is there text in the image ?', [SHAPES], () => LONG);
       assert.match(warnings.join('\n'), /did not stop within 50 ms; restarting the engine process/);
@@ -218,7 +239,7 @@ describe('chat replies on a real engine process', () => {
 
   test('a crash fails only the reply in flight, keeps the conversation, and the next one runs', async () => {
     const turnId = turn();
-    onFirstText = () => process.kill(engine.processId!, 'SIGKILL');
+    await freezeAtStart((frozen) => process.kill(frozen, 'SIGKILL'));
     await replies.run(turnId, 'answer', 'is there text in the image ?', [SHAPES], () => LONG);
     const { answer } = conversation.turn(turnId)!;
     assert.equal(answer.status, 'error');
