@@ -95,7 +95,7 @@ describe('quantization of the decoder and, on the CPU, the vision tower (cached 
 
       const caches = fs.readdirSync(dir).filter((file) => file.endsWith('.quantized'));
       assert.equal(caches.length, 1);
-      const layout = mode === 'int4' ? `b${INT4_BLOCK_SIZE}` : 'channels';
+      const layout = mode === 'int4' ? `b${INT4_BLOCK_SIZE}-zp` : 'channels';
       assert.match(caches[0], new RegExp(`^ficoco-${mode}-${layout}-[0-9a-f]{16}\\.quantized$`));
       // Each layer in the forms its row counts run fastest in on the CPU: the tower's passes in int8 channels
       // (MatMulInteger) in both modes; with int8 the head's one row in 8-bit blocks (MatMulNBits) and a decoder layer's

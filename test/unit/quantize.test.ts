@@ -19,42 +19,70 @@ function weights(rows: number, cols: number): Float32Array {
 }
 
 describe('int4 block quantization in MatMulNBits layout', () => {
-  test('every weight comes back within half a step of its block, or clipped by at most one step', () => {
+  /** Block b of row r's zero point, unpacked from MatMulNBits' layout. */
+  const zeroPoint = (q: ReturnType<typeof quantizeBlocks>, row: number, block: number) =>
+    (q.zeroPoints![row * Math.ceil(q.blocksPerRow / 2) + (block >> 1)] >> ((block & 1) * 4)) & 0x0f;
+
+  test('every weight comes back within half a step of its block, unless it lay past the end of the codes', () => {
     const [rows, cols] = [5, 80]; // 80 = 2 full blocks of 32 and a padded one
     const w = weights(rows, cols);
     const q = quantizeBlocks(w, rows, cols, 32);
     assert.equal(q.blocksPerRow, 3);
     assert.equal(q.data.length, (rows * 3 * 32) / 2);
+    assert.equal(q.zeroPoints!.length, rows * 2);
     const back = dequantizeBlocks(q);
+    let clipped = 0;
     for (let i = 0; i < w.length; i++) {
-      const scale = Math.abs(q.scales[Math.floor(i / cols) * 3 + Math.floor((i % cols) / 32)]);
-      const error = Math.abs(back[i] - w[i]);
-      // The block's extreme sets the scale; the far side has one step fewer (7), as in Q4_0.
-      const onFarEdge = Math.abs(back[i]) >= 7 * scale - 1e-6 && Math.abs(w[i]) > 7 * scale;
-      assert.ok(error <= (onFarEdge ? scale : scale / 2) + 1e-6, `weight ${i}: ${w[i]} → ${back[i]} (step ${scale})`);
+      const [row, block] = [Math.floor(i / cols), Math.floor((i % cols) / 32)];
+      const scale = q.scales[row * 3 + block];
+      const zero = zeroPoint(q, row, block);
+      // The codes' ends, −z·s and (15 − z)·s, as float32 like the dequantized weights.
+      const [first, last] = [Math.fround(-zero * scale), Math.fround((15 - zero) * scale)];
+      if (w[i] < first - scale / 2 || w[i] > last + scale / 2) {
+        clipped++;
+        assert.ok(
+          back[i] === (w[i] < 0 ? first : last),
+          `weight ${i}: ${w[i]} → ${back[i]}, codes span ${first}…${last}`,
+        );
+      } else
+        assert.ok(Math.abs(back[i] - w[i]) <= scale / 2 + 1e-6, `weight ${i}: ${w[i]} → ${back[i]} (step ${scale})`);
     }
+    // The search gives up few weights: the outliers (every 97th, 4× the rest) and a block's extremes at most.
+    assert.ok(clipped > 0 && clipped <= w.length / 40, `${clipped} of ${w.length} weights clipped`);
   });
 
-  test('int4 packs the even element in the low nibble, around the implicit zero point 8', () => {
-    // One row, one block: the extreme −8 gives a step of 1, so w = q − 8.
-    const w = Float32Array.from({ length: 32 }, (_, i) => (i % 16) - 8);
-    const q = quantizeBlocks(w, 1, 32, 32);
-    assert.equal(q.scales[0], 1);
+  test('the step search clips a lone outlier when that rounds the rest of its block finer', () => {
+    const cols = 32;
+    const w = Float32Array.from({ length: cols }, (_, i) => Math.sin(i * 1.7) * 0.3);
+    w[5] = 1.3;
+    const back = dequantizeBlocks(quantizeBlocks(w, 1, cols, cols));
+    // The same block at its full range: lo = min(w, 0), hi = max(w, 0), z = round(15·(−lo)/(hi − lo)).
+    const [lo, hi] = [Math.min(0, ...w), Math.max(0, ...w)];
+    const [step, zero] = [Math.fround((hi - lo) / 15), Math.round((15 * -lo) / (hi - lo))];
+    const fullRange = w.map((v) => (Math.min(15, Math.max(0, Math.round(v / step) + zero)) - zero) * step);
+    const squaredError = (values: Float32Array) => values.reduce((sum, v, i) => sum + (v - w[i]) ** 2, 0);
+    assert.ok(back[5] < w[5], 'the outlier is clipped');
+    assert.ok(squaredError(back) < squaredError(fullRange), `${squaredError(back)} ≥ ${squaredError(fullRange)}`);
+  });
+
+  test('int4 packs the even element and the even block in the low nibble; exact grids come back exactly', () => {
+    // Block 0 spans −8…7 (zero point 8, step 1); block 1 spans −3…12 (zero point 3, step 1).
+    const w = Float32Array.from({ length: 64 }, (_, i) => (i < 32 ? (i % 16) - 8 : (i % 16) - 3));
+    const q = quantizeBlocks(w, 1, 64, 32);
+    assert.deepEqual(Array.from(q.scales), [1, 1]);
+    assert.equal(q.zeroPoints![0], 0x38);
     assert.equal(q.data[0], 0x10); // elements 0 (low) and 1 (high): −8 and −7
     assert.equal(q.data[7], 0xfe); // elements 14 and 15: 6 and 7
     assert.deepEqual(dequantizeBlocks(q), w);
   });
 
-  test('the extreme of a block is exact, whichever its sign; an all-zero block stays exactly zero', () => {
+  test('a block of one sign uses all 16 codes; an all-zero block and the padding stay exactly zero', () => {
     const w = new Float32Array(96);
-    for (let i = 0; i < 32; i++) w[i] = -(i + 1) / 32; // block 0: extreme −1
-    for (let i = 32; i < 64; i++) w[i] = (i - 31) / 64; // block 1: extreme +0.5
-    const q = quantizeBlocks(w, 1, 96, 32);
-    assert.equal(q.scales[2], 0);
-    const back = dequantizeBlocks(q);
-    assert.equal(back[31], -1);
-    assert.equal(back[63], 0.5);
-    for (let i = 64; i < 96; i++) assert.ok(back[i] === 0, `weight ${i}: ${back[i]}`);
+    for (let i = 0; i < 32; i++) w[i] = (i % 16) / 4; // block 0: 0…3.75, step 0.25
+    for (let i = 32; i < 64; i++) w[i] = 0 - (i % 16) / 2; // block 1: −7.5…0 (0 − 0 is +0), step 0.5
+    const q = quantizeBlocks(w, 1, 90, 32); // the last block: 26 zeros and 6 of padding
+    assert.deepEqual([zeroPoint(q, 0, 0), zeroPoint(q, 0, 1), q.scales[2]], [0, 15, 0]);
+    assert.deepEqual(dequantizeBlocks(q), w.subarray(0, 90));
   });
 });
 

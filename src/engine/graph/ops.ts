@@ -12,10 +12,12 @@ export type Linear = { bias?: string } & (
   | { quantized: QuantizedProducts }
 );
 
-/** MatMulNBits' B (U8 [out, blocks, blockSize·bits/8]) and its block scales */
+/** MatMulNBits' B (U8 [out, blocks, blockSize·bits/8]), its block scales and, if not symmetric, zero points */
 export interface BlockWeights {
   data: string;
   scales: string;
+  /** U8 [out · ⌈blocks/2⌉] of 4-bit zero points; none: MatMulNBits' default 2^(bits−1) */
+  zeroPoints?: string;
   bits: 4 | 8;
   blockSize: number;
   inFeatures: number;
@@ -64,10 +66,12 @@ export function linear(g: GraphBuilder, x: string, layer: Linear, hint: string):
 
 /** x·Wᵀ + b through MatMulNBits, W in blocks of 4 or 8 bits */
 function blockProduct(g: GraphBuilder, x: string, w: BlockWeights, bias: string | undefined, hint: string): string {
-  // Inputs: A, B, scales, zero_points (none: the symmetric default 2^(bits−1)), g_idx (unused), bias.
+  // Inputs: A, B, scales, zero_points, g_idx (unused), bias; trailing absent ones left out.
+  const optional = [w.zeroPoints ?? '', '', bias ?? ''];
+  while (optional.at(-1) === '') optional.pop();
   return g.op(
     'MatMulNBits',
-    [x, w.data, w.scales, ...(bias ? ['', '', bias] : [])],
+    [x, w.data, w.scales, ...optional],
     hint,
     {
       K: w.inFeatures,

@@ -112,5 +112,6 @@ export function bindLinear(scope: SegmentScope, layer: LinearWeights): Linear {
 function bindBlocks(scope: SegmentScope, blocks: QuantizedBlocks): BlockWeights {
   const { bits, blockSize, inFeatures, outFeatures } = blocks;
   const data = scope.quantizedBytes(blocks.data);
-  return { data, scales: scope.weight(blocks.scales), bits, blockSize, inFeatures, outFeatures };
+  const zeroPoints = blocks.zeroPoints && scope.quantizedBytes(blocks.zeroPoints);
+  return { data, scales: scope.weight(blocks.scales), zeroPoints, bits, blockSize, inFeatures, outFeatures };
 }

@@ -1,6 +1,6 @@
 /**
  * Linear layers quantized at load time and cached on disk beside the weights they come from
- * (`ficoco-int4-b64-<fingerprint>.quantized`, `ficoco-int8-channels-<fingerprint>.quantized`, safetensors files): the
+ * (`ficoco-int4-b128-zp-<fingerprint>.quantized`, `ficoco-int8-channels-<fingerprint>.quantized`, safetensors files): the
  * first load writes it, later loads map it. The fingerprint covers the source tensors and their files, so a changed
  * checkpoint is requantized.
  *
@@ -48,6 +48,8 @@ export interface QuantizedBlocks {
   data: TensorLocation;
   /** F32 [out · blocks] */
   scales: TensorLocation;
+  /** 4 bits: U8 [out · ⌈blocks/2⌉] */
+  zeroPoints?: TensorLocation;
 }
 
 /** MatMulInteger's B for one layer, the scale of each of its columns and the sum of each column's weights. */
@@ -95,9 +97,9 @@ const MODES: Record<
       blocks: used === 'many' ? undefined : { bits: 8, blockSize: INT8_BLOCK_SIZE },
     }),
   },
-  // 4-bit blocks for the decoder; a vision tower's passes (quantized on the CPU only) in 8-bit channels.
+  // 4-bit blocks with zero points for the decoder; a vision tower's passes (quantized on the CPU only) in 8-bit channels.
   int4: {
-    tag: `b${INT4_BLOCK_SIZE}`,
+    tag: `b${INT4_BLOCK_SIZE}-zp`,
     forms: (used) =>
       used === 'many' ? { channels: true } : { channels: false, blocks: { bits: 4, blockSize: INT4_BLOCK_SIZE } },
   },
@@ -116,9 +118,12 @@ function formTensors(
     tensors.sums = { dtype: 'F32', shape: [rows] };
   }
   if (forms.blocks) {
-    const { blocksPerRow, blobBytes } = blockLayout(cols, forms.blocks.blockSize, forms.blocks.bits);
+    const { bits, blockSize } = forms.blocks;
+    const { blocksPerRow, blobBytes, zeroPointBytes } = blockLayout(cols, blockSize, bits);
     tensors.blocks = { dtype: 'U8', shape: [rows, blocksPerRow, blobBytes] };
     tensors.block_scales = { dtype: 'F32', shape: [rows * blocksPerRow] };
+    // 8-bit blocks are the channels' symmetric codes; 4-bit ones are asymmetric.
+    if (bits === 4) tensors.block_zero_points = { dtype: 'U8', shape: [rows * zeroPointBytes] };
   }
   return tensors;
 }
@@ -143,6 +148,7 @@ function encodeForms(
     const blocks =
       bits === 8 ? channelsAsBlocks(inChannels(), blockSize) : quantizeBlocks(weights, rows, cols, blockSize);
     Object.assign(encoded, { blocks: blocks.data, block_scales: blocks.scales });
+    if (blocks.zeroPoints) encoded.block_zero_points = blocks.zeroPoints;
   }
   return encoded;
 }
@@ -162,6 +168,7 @@ function describeForms(
         outFeatures: rows,
         data: stored('blocks'),
         scales: stored('block_scales'),
+        ...(forms.blocks.bits === 4 && { zeroPoints: stored('block_zero_points') }),
       },
     }),
   };
