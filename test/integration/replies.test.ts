@@ -209,7 +209,13 @@ describe('chat replies on a real engine process', () => {
 
   test('Stop ends a reply between tokens, as cancelled', async () => {
     const turnId = turn();
-    onFirstText = () => replies.stop(turnId);
+    // The fixture streams faster than Stop travels: the engine waits, frozen, until Stop is on its way.
+    onFirstText = () => {
+      const frozen = engine.processId!;
+      if (process.platform !== 'win32') process.kill(frozen, 'SIGSTOP');
+      replies.stop(turnId);
+      if (process.platform !== 'win32') setTimeout(() => process.kill(frozen, 'SIGCONT'), 20);
+    };
     await replies.run(turnId, 'answer', 'is there text in the image ?', [SHAPES], () => LONG);
     const { answer } = conversation.turn(turnId)!;
     assert.equal(answer.status, 'done');
