@@ -104,10 +104,14 @@ export function quantizeBlocks(
   return { bits: 4, blockSize, rows, cols, blocksPerRow, data, scales, zeroPoints };
 }
 
+/** Math.round(x) as floor(x + 0.5): 3–4× faster in V8 here, and quantizing a model rounds every weight 1–5 times. */
+function roundHalfUp(x: number): number {
+  return Math.floor(x + 0.5);
+}
+
 /** q = clamp(round(w/s) + z, 0, 15) */
 function int4Code(weight: number, step: number, zero: number): number {
-  // floor(x + 0.5): Math.round's halves, 4× faster in V8 here, and the search evaluates it five times a weight.
-  const code = Math.floor(weight / step + 0.5) + zero;
+  const code = roundHalfUp(weight / step) + zero;
   return code < 0 ? 0 : code > 15 ? 15 : code;
 }
 
@@ -175,7 +179,7 @@ export function quantizeChannels(weights: Float32Array, rows: number, cols: numb
     if (scale === 0) continue;
     let codes = 0;
     for (let col = 0; col < cols; col++) {
-      const q = Math.round(weights[row * cols + col] / scale);
+      const q = roundHalfUp(weights[row * cols + col] / scale);
       data[col * rows + row] = q;
       codes += q;
     }
