@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { ElemType, GraphBuilder } from '../../src/engine/graph/builder';
-import { QuantizedProducts, linear } from '../../src/engine/graph/ops';
+import { linear } from '../../src/engine/graph/ops';
+import type { QuantizedLinear } from '../../src/engine/weights/quantizedCache';
 import { channelsAsBlocks, dequantizeChannels, quantizeChannels } from '../../src/engine/weights/quantize';
 
 /** 160 inputs: one full block of 128 for MatMulNBits and a padded one */
@@ -47,7 +48,7 @@ async function integerLinear(
     inFeatures: IN,
     outFeatures: OUT,
   };
-  const quantized: QuantizedProducts =
+  const quantized: QuantizedLinear<string> =
     forms === 'channels' ? { channels } : forms === 'blocks' ? { blocks } : { blocks, channels };
   const biasGiven = g.input('bias', ElemType.float32, [OUT]);
   const bias = asCompute(biasGiven);

@@ -1,3 +1,4 @@
+import type { QuantizedBlocks, QuantizedChannels, QuantizedLinear } from '../weights/quantizedCache';
 import { ElemType, GraphBuilder } from './builder';
 
 /** The building blocks every architecture file composes. Activations are 2-D [tokens, features] (batch 1). */
@@ -9,36 +10,8 @@ export type Linear = { bias?: string } & (
       weight: string;
       quantized?: undefined;
     }
-  | { quantized: QuantizedProducts }
+  | { quantized: QuantizedLinear<string> }
 );
-
-/** MatMulNBits' B (U8 [out, blocks, blockSize·bits/8]), its block scales and, if not symmetric, zero points */
-export interface BlockWeights {
-  data: string;
-  scales: string;
-  /** U8 [out · ⌈blocks/2⌉] of 4-bit zero points; none: MatMulNBits' default 2^(bits−1) */
-  zeroPoints?: string;
-  bits: 4 | 8;
-  blockSize: number;
-  inFeatures: number;
-  outFeatures: number;
-}
-
-/** MatMulInteger's B (I8 [in, out]), the scale of each of its columns and the sum of each column's weights */
-export interface ChannelWeights {
-  data: string;
-  scales: string;
-  sums: string;
-}
-
-/**
- * The quantized forms a layer's products take: blocks (MatMulNBits, 4 or 8 bits), channels (MatMulInteger, for many
- * rows), or both, when one-row steps and many-row prompts go through the same layer (an int8 decoder).
- */
-export type QuantizedProducts =
-  | { blocks: BlockWeights; channels?: undefined }
-  | { blocks?: undefined; channels: ChannelWeights }
-  | { blocks: BlockWeights; channels: ChannelWeights };
 
 /** MatMulNBits' accuracy level 4: activations quantized to int8 per block, the fast path of ORT's CPU kernels. */
 const QUANTIZED_ACCURACY_LEVEL = 4;
@@ -47,8 +20,8 @@ const QUANTIZED_ACCURACY_LEVEL = 4;
 export function linear(g: GraphBuilder, x: string, layer: Linear, hint: string): string {
   const { quantized, bias } = layer;
   if (!quantized) return g.op('Gemm', bias ? [x, layer.weight, bias] : [x, layer.weight], hint, { transB: 1 });
-  if (!quantized.channels) return blockProduct(g, x, quantized.blocks, bias, hint);
   if (!quantized.blocks) return channelProduct(g, x, quantized.channels, bias, hint);
+  if (!quantized.channels) return blockProduct(g, x, quantized.blocks, bias, hint);
   const { blocks, channels } = quantized;
   // A decoder layer: a one-token step reads its weights through MatMulNBits' 8-bit kernel, 1.2× the integer GEMM's
   // speed at one row here; a prompt's rows multiply in the integer GEMM, twice MatMulNBits' speed at hundreds.
@@ -65,7 +38,13 @@ export function linear(g: GraphBuilder, x: string, layer: Linear, hint: string):
 }
 
 /** x·Wᵀ + b through MatMulNBits, W in blocks of 4 or 8 bits */
-function blockProduct(g: GraphBuilder, x: string, w: BlockWeights, bias: string | undefined, hint: string): string {
+function blockProduct(
+  g: GraphBuilder,
+  x: string,
+  w: QuantizedBlocks<string>,
+  bias: string | undefined,
+  hint: string,
+): string {
   // Inputs: A, B, scales, zero_points, g_idx (unused), bias; trailing absent ones left out.
   const optional = [w.zeroPoints ?? '', '', bias ?? ''];
   while (optional.at(-1) === '') optional.pop();
@@ -85,7 +64,13 @@ function blockProduct(g: GraphBuilder, x: string, w: BlockWeights, bias: string 
 }
 
 /** x·Wᵀ + b in 8-bit integers, W in channels */
-function channelProduct(g: GraphBuilder, x: string, w: ChannelWeights, bias: string | undefined, hint: string): string {
+function channelProduct(
+  g: GraphBuilder,
+  x: string,
+  w: QuantizedChannels<string>,
+  bias: string | undefined,
+  hint: string,
+): string {
   if (!bias) return rowwiseIntegerProduct(g, x, w, hint);
   return g.op('Add', [rowwiseIntegerProduct(g, x, w, `${hint}.product`), bias], hint);
 }
@@ -100,7 +85,7 @@ function channelProduct(g: GraphBuilder, x: string, w: ChannelWeights, bias: str
 function rowwiseIntegerProduct(
   g: GraphBuilder,
   activations: string,
-  { data: weight, scales, sums }: ChannelWeights,
+  { data: weight, scales, sums }: QuantizedChannels<string>,
   hint: string,
 ): string {
   // QuantizeLinear of opset 17 takes float32 only; a float16 graph quantizes its activations in float32.

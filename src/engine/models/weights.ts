@@ -1,8 +1,8 @@
 import { FicocoError } from '../../common/errors';
 import type { AttentionWeights } from '../graph/attention';
-import type { BlockWeights, Linear } from '../graph/ops';
+import type { Linear } from '../graph/ops';
 import type { SegmentScope } from '../graph/segment';
-import type { ProductRows, QuantizedBlocks, QuantizedLinear, WeightQuantizer } from '../weights/quantizedCache';
+import type { ProductRows, QuantizedChannels, QuantizedLinear, WeightQuantizer } from '../weights/quantizedCache';
 import type { TensorLocation, WeightIndex } from '../weights/safetensors';
 
 /** The weights of one model piece, found under whichever name prefix this checkpoint uses. */
@@ -98,20 +98,20 @@ export function bindAttention(
 export function bindLinear(scope: SegmentScope, layer: LinearWeights): Linear {
   const bias = layer.bias && scope.weight(layer.bias);
   if (!layer.quantized) return { weight: scope.weight(layer.weight), bias };
-  const { blocks, channels } = layer.quantized();
-  const boundChannels = channels && {
-    data: scope.quantizedBytes(channels.data),
-    scales: scope.weight(channels.scales),
-    sums: scope.weight(channels.sums),
+  const forms = layer.quantized();
+  const bytes = (tensor: TensorLocation) => scope.quantizedBytes(tensor);
+  const bindChannels = ({ data, scales, sums }: QuantizedChannels) => ({
+    data: bytes(data),
+    scales: scope.weight(scales),
+    sums: scope.weight(sums),
+  });
+  if (!forms.blocks) return { bias, quantized: { channels: bindChannels(forms.channels) } };
+  const { blocks, channels } = forms;
+  const boundBlocks = {
+    ...blocks,
+    data: bytes(blocks.data),
+    scales: scope.weight(blocks.scales),
+    zeroPoints: blocks.zeroPoints && bytes(blocks.zeroPoints),
   };
-  if (blocks) return { bias, quantized: { blocks: bindBlocks(scope, blocks), channels: boundChannels } };
-  if (!boundChannels) throw new Error(`${layer.weight.name} was quantized to no form`);
-  return { bias, quantized: { channels: boundChannels } };
-}
-
-function bindBlocks(scope: SegmentScope, blocks: QuantizedBlocks): BlockWeights {
-  const { bits, blockSize, inFeatures, outFeatures } = blocks;
-  const data = scope.quantizedBytes(blocks.data);
-  const zeroPoints = blocks.zeroPoints && scope.quantizedBytes(blocks.zeroPoints);
-  return { data, scales: scope.weight(blocks.scales), zeroPoints, bits, blockSize, inFeatures, outFeatures };
+  return { bias, quantized: { blocks: boundBlocks, channels: channels && bindChannels(channels) } };
 }

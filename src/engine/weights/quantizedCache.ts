@@ -38,28 +38,28 @@ export const DEFAULT_QUANTIZED_CACHE_DIR = path.join(os.homedir(), '.cache', 'fi
  */
 export type ProductRows = 'many' | 'any' | 'one';
 
-/** MatMulNBits' inputs for one layer. */
-export interface QuantizedBlocks {
+/** MatMulNBits' inputs for one layer; each tensor is where it is stored or, in a graph being built, its value. */
+export interface QuantizedBlocks<Tensor = TensorLocation> {
   bits: 4 | 8;
   blockSize: number;
   inFeatures: number;
   outFeatures: number;
   /** U8 [out, blocks, blockSize·bits/8] */
-  data: TensorLocation;
+  data: Tensor;
   /** F32 [out · blocks] */
-  scales: TensorLocation;
-  /** 4 bits: U8 [out · ⌈blocks/2⌉] */
-  zeroPoints?: TensorLocation;
+  scales: Tensor;
+  /** 4 bits: U8 [out · ⌈blocks/2⌉]; none: MatMulNBits' default 2^(bits−1) */
+  zeroPoints?: Tensor;
 }
 
 /** MatMulInteger's B for one layer, the scale of each of its columns and the sum of each column's weights. */
-export interface QuantizedChannels {
+export interface QuantizedChannels<Tensor = TensorLocation> {
   /** I8 [in, out] */
-  data: TensorLocation;
+  data: Tensor;
   /** F32 [out] */
-  scales: TensorLocation;
+  scales: Tensor;
   /** F32 [out] */
-  sums: TensorLocation;
+  sums: Tensor;
 }
 
 /**
@@ -67,10 +67,9 @@ export interface QuantizedChannels {
  * mode), in blocks for the decoder with int4, and with int8 in 8-bit blocks for one row, both for a decoder layer on the
  * CPU (the same weights either way), blocks alone on a GPU provider.
  */
-export interface QuantizedLinear {
-  blocks?: QuantizedBlocks;
-  channels?: QuantizedChannels;
-}
+export type QuantizedLinear<Tensor = TensorLocation> =
+  | { blocks: QuantizedBlocks<Tensor>; channels?: QuantizedChannels<Tensor> }
+  | { blocks?: undefined; channels: QuantizedChannels<Tensor> };
 
 type StoredDtype = 'U8' | 'I8' | 'F32';
 
@@ -159,19 +158,20 @@ function describeForms(
   forms: LayerForms,
   stored: (suffix: string) => TensorLocation,
 ): QuantizedLinear {
-  return {
-    ...(forms.channels && { channels: { data: stored('q'), scales: stored('scales'), sums: stored('sums') } }),
-    ...(forms.blocks && {
-      blocks: {
-        ...forms.blocks,
-        inFeatures: cols,
-        outFeatures: rows,
-        data: stored('blocks'),
-        scales: stored('block_scales'),
-        ...(forms.blocks.bits === 4 && { zeroPoints: stored('block_zero_points') }),
-      },
-    }),
+  const channels = forms.channels ? { data: stored('q'), scales: stored('scales'), sums: stored('sums') } : undefined;
+  if (!forms.blocks) {
+    if (!channels) throw new Error('a quantization mode kept a layer in no form');
+    return { channels };
+  }
+  const blocks = {
+    ...forms.blocks,
+    inFeatures: cols,
+    outFeatures: rows,
+    data: stored('blocks'),
+    scales: stored('block_scales'),
+    ...(forms.blocks.bits === 4 && { zeroPoints: stored('block_zero_points') }),
   };
+  return { blocks, channels };
 }
 
 export class WeightQuantizer {
