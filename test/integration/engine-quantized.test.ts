@@ -18,7 +18,7 @@ import { bytesOf, writeSafetensors } from '../../src/engine/weights/safetensorsW
 import { maxAbsDiff } from '../helpers/assertions';
 
 const FIXTURE = path.join(__dirname, '..', 'fixtures', 'tiny-llava-llama');
-/** hidden 48 (int4: a padded block of 64), intermediate 96; the layers' linear layers and the head */
+/** hidden 48 (int4: a padded block of 128), intermediate 96; the layers' linear layers and the head */
 const DECODER_LINEAR =
   /^language_model\.(model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)|lm_head)\.weight$/;
 /** the vision tower's linear layers, which both modes quantize in int8 channels on the CPU */
@@ -81,7 +81,7 @@ describe('quantization of the decoder and, on the CPU, the vision tower (cached 
       const dequantized = await LlavaEngine.load(roundTrip);
       const expected = await prefillLogits(dequantized);
       await dequantized.dispose();
-      // Same weights two ways; what differs is that both products quantize activations to int8 (int4: per block of 64,
+      // Same weights two ways; what differs is that both products quantize activations to int8 (int4: per block of 128,
       // 0.33 with AVX-512 VNNI; int8: per token, 0.21): a few tenths on logits that reach ±9, where a wrong
       // layout scrambles them entirely (int4's own rounding alone moves them by 3.5).
       const kernelError = maxAbsDiff(logits, expected);
@@ -197,6 +197,35 @@ describe('quantization of the decoder and, on the CPU, the vision tower (cached 
     const after = fs.readdirSync(dir).filter((file) => file.endsWith('.quantized'));
     assert.equal(after.length, 1);
     assert.notEqual(after[0], first);
+  });
+
+  test('a damaged cache is made again: cut short, or holding a tensor in another shape under its name', async () => {
+    const dir = copyFixture();
+    folders.push(dir);
+    const answer = async () => {
+      const engine = await LlavaEngine.load(dir, { quantization: 'int4' });
+      const logits = await prefillLogits(engine);
+      await engine.dispose();
+      return logits;
+    };
+    const logits = await answer();
+    const [name] = fs.readdirSync(dir).filter((file) => file.endsWith('.quantized'));
+    const cache = path.join(dir, name);
+    const size = fs.statSync(cache).size;
+    fs.truncateSync(cache, Math.floor(size / 2));
+    assert.equal(maxAbsDiff(await answer(), logits), 0, 'the cache cut short');
+    assert.equal(fs.statSync(cache).size, size);
+    // The same bytes, one tensor's shape changed: a block's scales as [out, blocks] instead of [out · blocks].
+    const index = WeightIndex.openFile(cache);
+    const bytes = fs.readFileSync(cache);
+    const tensors = index.names().map((tensor) => {
+      const { dtype, shape, byteOffset, byteLength } = index.get(tensor);
+      const reshaped = tensor.endsWith('lm_head.weight.block_scales') ? [shape[0] / 2, 2] : shape;
+      return { name: tensor, dtype, shape: reshaped, data: bytes.subarray(byteOffset, byteOffset + byteLength) };
+    });
+    writeSafetensors(cache, tensors);
+    assert.equal(maxAbsDiff(await answer(), logits), 0, 'a tensor in another shape');
+    assert.deepEqual(WeightIndex.openFile(cache).get('language_model.lm_head.weight.block_scales').shape.length, 1);
   });
 
   test(

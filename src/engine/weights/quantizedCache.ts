@@ -230,21 +230,43 @@ export class WeightQuantizer {
         )
       : source;
     const file = path.join(folder, `ficoco-${this.mode}-${this.tag}-${this.fingerprint()}.quantized`);
-    if (!fs.existsSync(file)) {
+    const writeAnew = async () => {
       fs.mkdirSync(folder, { recursive: true });
       // Whatever layout an older cache of this mode used, it is stale now.
       removeStale(folder, `ficoco-${this.mode}-`);
       await this.write(file, onTensor);
+    };
+    if (!fs.existsSync(file)) await writeAnew();
+    try {
+      this.read(file);
+    } catch (error) {
+      if (!(error instanceof FicocoError)) throw error;
+      // Damaged on disk (cut short, edited, or another build's layout under this name): made again, once.
+      await writeAnew();
+      this.read(file);
     }
+    return file;
+  }
+
+  /** Finds each requested layer's tensors in the cache `file`; a FicocoError when one is missing or not as written. */
+  private read(file: string): void {
     const cache = WeightIndex.openFile(file);
     for (const { weight, used } of this.requested) {
       const [rows, cols] = weight.shape;
-      this.ready.set(
-        weight.name,
-        describeForms(rows, cols, this.forms(used), (suffix) => cache.get(`${weight.name}.${suffix}`)),
-      );
+      const forms = this.forms(used);
+      const written = formTensors(rows, cols, forms);
+      const stored = (suffix: string) => {
+        const tensor = cache.get(`${weight.name}.${suffix}`);
+        const { dtype, shape } = written[suffix];
+        if (tensor.dtype !== dtype || tensor.shape.join() !== shape.join())
+          throw new FicocoError(
+            `${file} holds ${tensor.name} as ${tensor.dtype} [${tensor.shape}] instead of ${dtype} [${shape}].`,
+            'weights',
+          );
+        return tensor;
+      };
+      this.ready.set(weight.name, describeForms(rows, cols, forms, stored));
     }
-    return file;
   }
 
   private fingerprint(): string {
