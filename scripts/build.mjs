@@ -7,12 +7,14 @@ const production = process.argv.includes('--production');
 const outdir = 'dist';
 
 // Only the engine side (cli, host) loads onnxruntime-node; only the extension loads vscode. The engine renders
-// chat templates in a child process started from template-child.js beside it (src/engine/text/template-process.ts).
+// chat templates in a child process started from template-child.js beside it (src/engine/text/template-process.ts)
+// and quantizes weights on threads started from quantize-worker.js (src/engine/weights/quantizeWorkers.ts).
 const entries = [
   { in: 'src/cli/main.ts', out: 'cli', banner: '#!/usr/bin/env node', external: ['onnxruntime-node'] },
   { in: 'src/host/main.ts', out: 'host', external: ['onnxruntime-node'] },
   { in: 'src/extension/extension.ts', out: 'extension', external: ['vscode'] },
   { in: 'src/engine/text/template-child.ts', out: 'template-child' },
+  { in: 'src/engine/weights/quantize-worker.ts', out: 'quantize-worker' },
 ];
 
 fs.mkdirSync(outdir, { recursive: true });

@@ -25,6 +25,7 @@ import {
 } from './quantize';
 import { TensorLocation, WeightIndex } from './safetensors';
 import { safetensorsPrefix } from './safetensorsWriter';
+import { defaultWorkerCount, encodeLayers } from './quantizeWorkers';
 
 /** Bumped when the file's layout changes, so old caches are rebuilt. */
 const FORMAT_VERSION = 5;
@@ -74,7 +75,7 @@ export type QuantizedLinear<Tensor = TensorLocation> =
 type StoredDtype = 'U8' | 'I8' | 'F32';
 
 /** The forms a layer is kept in: MatMulInteger's channels, MatMulNBits' blocks, or both. */
-interface LayerForms {
+export interface LayerForms {
   channels: boolean;
   blocks?: { bits: 4 | 8; blockSize: number };
 }
@@ -128,7 +129,7 @@ function formTensors(
 }
 
 /** The bytes of each tensor of `formTensors`, by suffix. */
-function encodeForms(
+export function encodeForms(
   weights: Float32Array,
   rows: number,
   cols: number,
@@ -186,6 +187,8 @@ export class WeightQuantizer {
       onCpu: boolean;
       /** for weights in a Hugging Face cache: the folder of FiCoCo's own that takes their quantized cache */
       cacheDir?: string;
+      /** how many processes quantize (default: one per core, up to 8) */
+      workers?: number;
     },
   ) {}
 
@@ -291,7 +294,7 @@ export class WeightQuantizer {
     return hash.digest('hex').slice(0, 16);
   }
 
-  /** Streams the quantized tensors into `file` (.partial first, renamed when complete). */
+  /** Writes the quantized tensors into `file` (.partial first, renamed when complete). */
   private async write(file: string, onTensor?: (done: number, total: number) => void): Promise<void> {
     const header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }> = {};
     let offset = 0;
@@ -304,9 +307,9 @@ export class WeightQuantizer {
       }
     }
     const partial = `${file}.partial`;
-    let fd: number;
+    const prefix = safetensorsPrefix(header);
     try {
-      fd = fs.openSync(partial, 'w');
+      fs.writeFileSync(partial, prefix);
     } catch (error) {
       throw new FicocoError(
         `The ${this.mode} weights cannot be cached beside the model's weights in ${path.dirname(file)} ` +
@@ -315,18 +318,23 @@ export class WeightQuantizer {
         'weights',
       );
     }
+    // Each layer's tensors go where the header says, written by the process that encodes the layer.
+    const jobs = this.requested.map(({ weight, used }) => {
+      const forms = this.forms(used);
+      const [rows, cols] = weight.shape;
+      const offsets = Object.fromEntries(
+        Object.keys(formTensors(rows, cols, forms)).map((suffix) => [
+          suffix,
+          prefix.length + header[`${weight.name}.${suffix}`].data_offsets[0],
+        ]),
+      );
+      return { weight, forms, file: partial, offsets };
+    });
     try {
-      fs.writeSync(fd, safetensorsPrefix(header));
-      for (const [done, { weight, used }] of this.requested.entries()) {
-        const [rows, cols] = weight.shape;
-        const encoded = encodeForms(this.index.readFloat32(weight.name), rows, cols, this.forms(used));
-        for (const suffix of Object.keys(formTensors(rows, cols, this.forms(used)))) fs.writeSync(fd, encoded[suffix]);
-        onTensor?.(done + 1, this.requested.length);
-        // Let the host answer pings between tensors: a 7B model takes a while.
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-    } finally {
-      fs.closeSync(fd);
+      await encodeLayers(jobs, this.options.workers ?? defaultWorkerCount(), (done, total) => onTensor?.(done, total));
+    } catch (error) {
+      fs.rmSync(partial, { force: true });
+      throw error;
     }
     fs.renameSync(partial, file);
   }

@@ -113,25 +113,7 @@ export class WeightIndex {
 
   /** Reads one tensor and widens F16 / BF16 / F64 to float32 (F32 is returned as stored). */
   readFloat32(name: string): Float32Array {
-    const location = this.get(name);
-    const bytes = readFileRange(location.file, location.byteOffset, location.byteLength);
-    // safetensors is little-endian, as are all hosts Node and ONNX Runtime ship for.
-    switch (location.dtype) {
-      case 'F32':
-        return new Float32Array(bytes.buffer);
-      case 'F16':
-        return float16ToFloat32(new Uint16Array(bytes.buffer));
-      case 'BF16':
-        return bfloat16ToFloat32(new Uint16Array(bytes.buffer));
-      case 'F64':
-        return Float32Array.from(new Float64Array(bytes.buffer));
-      default:
-        throw new FicocoError(
-          `Tensor "${name}" in ${location.file} is ${location.dtype}; only floating-point tensors (F64, F32, ` +
-            `F16, BF16) can be read as float32.`,
-          'weights',
-        );
-    }
+    return readFloat32(this.get(name));
   }
 
   /** An integer tensor (I64, I32, I16, I8, U8, BOOL) as plain numbers, e.g. spans and grid sizes. */
@@ -346,6 +328,28 @@ function parseEntry(
 }
 
 /** Reads exactly `length` bytes into a fresh (hence aligned) buffer. */
+/** A floating-point tensor of a file already indexed (its location checked against the file) as float32. */
+export function readFloat32(location: TensorLocation): Float32Array {
+  const bytes = readFileRange(location.file, location.byteOffset, location.byteLength);
+  // safetensors is little-endian, as are all hosts Node and ONNX Runtime ship for.
+  switch (location.dtype) {
+    case 'F32':
+      return new Float32Array(bytes.buffer);
+    case 'F16':
+      return float16ToFloat32(new Uint16Array(bytes.buffer));
+    case 'BF16':
+      return bfloat16ToFloat32(new Uint16Array(bytes.buffer));
+    case 'F64':
+      return Float32Array.from(new Float64Array(bytes.buffer));
+    default:
+      throw new FicocoError(
+        `Tensor "${location.name}" in ${location.file} is ${location.dtype}; only floating-point tensors (F64, F32, ` +
+          `F16, BF16) can be read as float32.`,
+        'weights',
+      );
+  }
+}
+
 function readFileRange(file: string, position: number, length: number): Uint8Array {
   const bytes = new Uint8Array(length);
   const fd = fs.openSync(file, 'r');

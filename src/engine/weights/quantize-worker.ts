@@ -1,0 +1,28 @@
+/** A child process of quantizeWorkers.ts: encodes each layer it is sent and writes it into the cache file. */
+import * as fs from 'node:fs';
+import { FicocoError } from '../../common/errors';
+import { encodeForms, type LayerForms } from './quantizedCache';
+import type { EncodeJob, WorkerReply } from './quantizeWorkers';
+import { readFloat32 } from './safetensors';
+
+process.on('message', ({ weight, forms, file, offsets }: EncodeJob<LayerForms>) => {
+  let reply: WorkerReply;
+  try {
+    const [rows, cols] = weight.shape;
+    const encoded = encodeForms(readFloat32(weight), rows, cols, forms);
+    const fd = fs.openSync(file, 'r+');
+    try {
+      for (const [suffix, offset] of Object.entries(offsets)) {
+        const tensor = encoded[suffix];
+        fs.writeSync(fd, new Uint8Array(tensor.buffer, tensor.byteOffset, tensor.byteLength), 0, undefined, offset);
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+    reply = { done: true };
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    reply = { error: { message, kind: error instanceof FicocoError ? error.kind : undefined } };
+  }
+  process.send!(reply);
+});

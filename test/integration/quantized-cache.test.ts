@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, describe, test } from 'node:test';
+import { FicocoError } from '../../src/common/errors';
+import { float32ToFloat16 } from '../../src/engine/weights/dtype';
+import { type ProductRows, WeightQuantizer } from '../../src/engine/weights/quantizedCache';
+import { WeightIndex } from '../../src/engine/weights/safetensors';
+import { bytesOf, writeSafetensors } from '../../src/engine/weights/safetensorsWriter';
+
+/** Deterministic weights in [−0.5, 0.5). */
+function weights(count: number, seed: number): Float32Array {
+  return Float32Array.from({ length: count }, () => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed / 2 ** 31 - 0.5;
+  });
+}
+
+/** Layers of several shapes and dtypes, as a model folder holds them; `rows` is how each is multiplied. */
+const LAYERS: { name: string; shape: [number, number]; dtype: 'F32' | 'F16'; rows: ProductRows }[] = [
+  { name: 'tower.fc1.weight', shape: [96, 48], dtype: 'F32', rows: 'many' },
+  { name: 'layers.0.q_proj.weight', shape: [48, 48], dtype: 'F16', rows: 'any' },
+  { name: 'layers.0.down_proj.weight', shape: [48, 200], dtype: 'F32', rows: 'any' },
+  { name: 'layers.1.up_proj.weight', shape: [200, 48], dtype: 'F16', rows: 'any' },
+  { name: 'lm_head.weight', shape: [130, 48], dtype: 'F32', rows: 'one' },
+];
+
+describe('the quantized cache, encoded by several processes', () => {
+  const folders: string[] = [];
+  after(() => folders.forEach((dir) => fs.rmSync(dir, { recursive: true, force: true })));
+
+  function modelFolder(extra: Parameters<typeof writeSafetensors>[1] = []): WeightIndex {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-cache-'));
+    folders.push(dir);
+    const tensors = LAYERS.map(({ name, shape, dtype }, i) => {
+      const values = weights(shape[0] * shape[1], i + 1);
+      return { name, dtype, shape, data: bytesOf(dtype === 'F16' ? float32ToFloat16(values) : values) };
+    });
+    writeSafetensors(path.join(dir, 'model.safetensors'), [...tensors, ...extra]);
+    return WeightIndex.open(dir);
+  }
+
+  for (const mode of ['int8', 'int4'] as const) {
+    test(`${mode}: one process or three write the same cache`, async () => {
+      const caches = await Promise.all(
+        [1, 3].map(async (workers) => {
+          const index = modelFolder();
+          const quantizer = new WeightQuantizer(index, mode, { onCpu: true, workers });
+          for (const { name, rows } of LAYERS) quantizer.request(index.get(name), rows);
+          const progress: number[] = [];
+          const file = await quantizer.materialize((done) => progress.push(done));
+          assert.deepEqual(progress, [1, 2, 3, 4, 5]);
+          return fs.readFileSync(file);
+        }),
+      );
+      assert.ok(caches[0].equals(caches[1]), 'the same bytes');
+    });
+  }
+
+  test('a layer that cannot be read fails the load with its reason and leaves no partial cache', async () => {
+    const index = modelFolder([
+      { name: 'layers.2.v_proj.weight', dtype: 'I32', shape: [4, 4], data: new Uint8Array(64) },
+    ]);
+    const quantizer = new WeightQuantizer(index, 'int4', { onCpu: true, workers: 2 });
+    for (const { name, rows } of LAYERS) quantizer.request(index.get(name), rows);
+    quantizer.request(index.get('layers.2.v_proj.weight'), 'any');
+    await assert.rejects(
+      quantizer.materialize(),
+      (error) =>
+        error instanceof FicocoError && error.kind === 'weights' && /is I32; only floating-point/.test(error.message),
+    );
+    const folder = path.dirname(index.files[0]);
+    assert.deepEqual(
+      fs.readdirSync(folder).filter((file) => file.includes('.quantized')),
+      [],
+      'no cache and no .partial left',
+    );
+  });
+});
