@@ -53,7 +53,7 @@ export async function encodeLayers<Forms>(
         while (dispatched < jobs.length) {
           const bytes = bytesOf(jobs[dispatched]);
           if (bytesInFlight > 0 && bytesInFlight + bytes > IN_FLIGHT_BYTES) return;
-          const child = idle.pop() ?? (children.length < workers ? start() : undefined);
+          const child = idle.pop() ?? (children.length < Math.max(1, workers) ? start() : undefined);
           if (!child) return;
           const job = jobs[dispatched++];
           bytesInFlight += bytes;
@@ -80,7 +80,12 @@ export async function encodeLayers<Forms>(
         });
         child.on('error', reject);
         child.on('exit', (code, signal) =>
-          reject(new Error(`a quantization process stopped (${signal ?? `exit code ${code}`})`)),
+          reject(
+            new Error(
+              `A process quantizing the weights stopped (${signal ?? `exit code ${code}`}), perhaps out of memory; ` +
+                'close other programs and load the model again, or turn weight quantization off.',
+            ),
+          ),
         );
         children.push(child);
         return child;
