@@ -5,7 +5,7 @@ import { formatBytes } from '../common/bytes';
 import { MAX_IMAGE_BYTES } from '../common/imageFile';
 import { FicocoError } from '../common/errors';
 import { PROVIDERS, ProviderSetting } from '../engine/runtime/provider';
-import { WEIGHT_QUANTIZATIONS, WeightQuantization } from '../common/quantization';
+import { WEIGHT_QUANTIZATIONS, WeightQuantization, quantizingProgress } from '../common/quantization';
 import { BUDGET_HINT, Budget, ParamValue, parseBudget } from '../common/budget';
 import { AUTO_METHOD, NO_REDUCTION } from '../common/reductionChoice';
 
@@ -109,6 +109,21 @@ export function quantizationArg(value: string | undefined): WeightQuantization {
   if (!(WEIGHT_QUANTIZATIONS as readonly string[]).includes(value))
     throw new FicocoError(`--quantize ${value} is not known; use ${WEIGHT_QUANTIZATIONS.join(', ')}.`, 'input');
   return value as WeightQuantization;
+}
+
+/**
+ * How ask, eval and serve show a first quantized load (minutes for a 7B model): a line on stderr at each quarter of
+ * the layers; undefined without quantization.
+ */
+export function quantizingOnStderr(
+  mode: WeightQuantization,
+  prefix = '',
+): ((done: number, total: number) => void) | undefined {
+  if (mode === 'none') return undefined;
+  return (done, total) => {
+    if (Math.floor((4 * done) / total) > Math.floor((4 * (done - 1)) / total))
+      process.stderr.write(`${prefix}${quantizingProgress(mode, done, total)}\n`);
+  };
 }
 
 /** --provider: auto or one of the execution providers. */

@@ -6,7 +6,7 @@ import { Budget, budgetLabel } from '../common/budget';
 import { METHODS, findMethod, resolveParams } from '../reduction/registry';
 import type { ParamValue } from '../common/budget';
 import { lineChartSvg } from '../report/lineChart';
-import { budgetArg, integer, paramArgs, quantizationArg, parseCommandArgs } from './args';
+import { budgetArg, integer, paramArgs, quantizationArg, quantizingOnStderr, parseCommandArgs } from './args';
 import { EvalItem, answerMatches, readEvalSet } from './evalSet';
 import { keptVisualTokens } from './benchTiming';
 
@@ -69,7 +69,7 @@ export async function evalCommand(args: string[]): Promise<number> {
   for (const method of methods) resolveParams(findMethod(method), params);
   const maxNewTokens = integer('--max-new-tokens', values['max-new-tokens'], 1);
   const quantization = quantizationArg(values.quantize);
-  const engine = await LlavaEngine.load(values.model, { quantization });
+  const engine = await LlavaEngine.load(values.model, { quantization, onQuantizing: quantizingOnStderr(quantization) });
   const name =
     values.name ??
     `eval-${path.basename(path.resolve(values.model))}${quantization === 'none' ? '' : `-${quantization}`}`;

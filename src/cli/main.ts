@@ -5,7 +5,16 @@ import { FicocoError } from '../common/errors';
 import { PROVIDERS } from '../engine/runtime/provider';
 import { FlopsError } from '../flops/index';
 import { METHODS } from '../reduction/registry';
-import { integer, number, providerArg, quantizationArg, parseCommandArgs, readImageArg, reductionArg } from './args';
+import {
+  integer,
+  number,
+  providerArg,
+  quantizationArg,
+  quantizingOnStderr,
+  parseCommandArgs,
+  readImageArg,
+  reductionArg,
+} from './args';
 import { BENCH_USAGE, benchCommand } from './bench';
 import { EVAL_USAGE, evalCommand } from './eval';
 import { FLOPS_USAGE, flopsCommand } from './flops';
@@ -110,10 +119,12 @@ async function ask(args: string[]): Promise<number> {
       seed: integer('--seed', values.seed, 0),
     },
   };
+  const quantization = quantizationArg(values.quantize);
   const load = {
     provider: providerArg(values.provider),
     threads: values.threads ? integer('--threads', values.threads, 1) : undefined,
-    quantization: quantizationArg(values.quantize),
+    quantization,
+    onQuantizing: quantizingOnStderr(quantization),
   };
   const imageFiles = images.map(readImageArg);
   const engine = await LlavaEngine.load(modelDir, load);

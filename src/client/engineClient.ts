@@ -18,11 +18,14 @@ import {
   AskResult,
   EngineErrorKind,
   LoadParams,
+  LoadProgressNotification,
+  LoadProgressParams,
   LoadRequest,
   LoadResult,
   loadKey,
   TextNotification,
   errorKindOf,
+  parseLoadProgressParams,
   parseTextParams,
 } from '../protocol/engine';
 
@@ -34,6 +37,8 @@ export interface EngineClientOptions {
   log?: (line: string) => void;
   /** variables added to the host's environment, read at each start (e.g. where ORT's CUDA runtime was installed) */
   environment?: () => NodeJS.ProcessEnv;
+  /** a first load with a quantization, layer by layer (minutes for a 7B model) */
+  onLoadProgress?: (progress: LoadProgressParams) => void;
 }
 
 /** Why an engine call failed: the host's error kind, or 'crashed' when the process itself died. */
@@ -203,6 +208,9 @@ export class EngineClient implements AnswerEngine {
       const piece = parseTextParams(params);
       host.textListeners.get(piece.requestId)?.(piece.text);
     });
+    connection.onNotification(LoadProgressNotification, (params: unknown) =>
+      this.options.onLoadProgress?.(parseLoadProgressParams(params)),
+    );
     connection.listen();
     log(`engine process ${child.pid} started`);
     return host;

@@ -10,3 +10,8 @@ export function quantizedParts(mode: Exclude<WeightQuantization, 'none'>, vision
   if (!visionTower) return `${mode} (decoder)`;
   return mode === 'int8' ? 'int8 (decoder and vision tower)' : `${mode} (decoder; vision tower in int8)`;
 }
+
+/** A first load's progress, in words: "Quantizing to int4 (first load only): 37 / 155 layers". */
+export function quantizingProgress(mode: Exclude<WeightQuantization, 'none'>, done: number, total: number): string {
+  return `Quantizing to ${mode} (first load only): ${done} / ${total} layers`;
+}

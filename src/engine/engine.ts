@@ -63,6 +63,8 @@ export interface EngineOptions {
   quantization?: WeightQuantization;
   /** where quantized caches of weights in a Hugging Face cache go (default ~/.cache/ficoco-vision/quantized) */
   quantizedCacheDir?: string;
+  /** the first load with a quantization: called as each of `total` layers is quantized and cached */
+  onQuantizing?: (done: number, total: number) => void;
   /** bytes a run may plan to use besides the weights (default: the memory the system has available) */
   availableMemory?: () => number;
   /** prompt tokens a decoder segment takes at most at once (default PREFILL_CHUNK_TOKENS) */
@@ -278,7 +280,7 @@ export class LlavaEngine {
       );
     }
     const preprocessor = parsePreprocessorConfig(readJson(preprocessorFile), preprocessorFile);
-    const quantized = await quantizer?.materialize();
+    const quantized = await quantizer?.materialize(options.onQuantizing);
     // External data resolves against one folder: the weights', or one above a quantized cache kept elsewhere.
     const weightsFolder = commonFolder([...weights.files, ...(quantized ? [quantized] : [])], dir);
     const factory = new SessionFactory({

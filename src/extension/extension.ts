@@ -13,6 +13,7 @@ import { ModelManager } from './modelManager';
 import { BUDGET_HINT, parseBudget } from '../common/budget';
 import { MAIN_SETTINGS } from './settings';
 import { AUTO_METHOD, NO_REDUCTION } from '../common/reductionChoice';
+import { quantizingProgress } from '../common/quantization';
 import { CHOOSE_REDUCTION_COMMAND, SpeedupStatusBar } from './statusBar';
 
 /** What activate() returns to other extensions (and to the Electron smoke test). */
@@ -26,13 +27,16 @@ export interface FicocoApi {
 export function activate(context: vscode.ExtensionContext): FicocoApi {
   const activationStarted = performance.now();
   const log = vscode.window.createOutputChannel('FiCoCo Engine', { log: true });
+  const statusBar = new SpeedupStatusBar();
   const engine = new EngineClient({
     hostModule: vscode.Uri.joinPath(context.extensionUri, 'dist', 'host.js').fsPath,
     log: (line) => log.info(line),
     // Once ORT's CUDA runtime is installed in global storage, the engine runs it from there.
     environment: () => cudaHostEnvironment(context),
+    // The sessions still open after the last layer: back to "Loading model" for those seconds.
+    onLoadProgress: ({ quantization, done, total }) =>
+      statusBar.busy(done < total ? quantizingProgress(quantization, done, total) : 'Loading model'),
   });
-  const statusBar = new SpeedupStatusBar();
   const views = new ChatViews(context.extensionUri, log);
   const chat = new ChatController(context, engine, views, statusBar, log);
   const gpuSetup = new GpuSetup(context, engine, log);

@@ -22,6 +22,7 @@ import {
   ENGINE_FAILURE,
   EngineErrorData,
   LoadParams,
+  LoadProgressNotification,
   LoadRequest,
   LoadResult,
   TextNotification,
@@ -62,11 +63,17 @@ class EngineHost {
       if (this.loaded?.key !== key) {
         await this.unload();
         log(`loading ${modelDir} (provider ${params.provider}, weights ${params.quantization ?? 'none'})`);
+        const { quantization } = params;
         const engine = await LlavaEngine.load(modelDir, {
           provider: params.provider,
           threads: params.threads,
-          quantization: params.quantization,
+          quantization,
           quantizedCacheDir: params.quantizedCacheDir,
+          onQuantizing:
+            quantization && quantization !== 'none'
+              ? (done, total) =>
+                  void this.connection.sendNotification(LoadProgressNotification, { quantization, done, total })
+              : undefined,
         });
         this.loaded = { key, engine, warmed: new Set() };
         log(`loaded on ${engine.provider}${engine.providerFallback ? ` (${engine.providerFallback})` : ''}`);

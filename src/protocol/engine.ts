@@ -143,6 +143,13 @@ export interface AskResult {
   stats: AnswerStats;
 }
 
+/** The first load of a model with a quantization: `done` of its `total` layers quantized and cached. */
+export interface LoadProgressParams {
+  quantization: Exclude<WeightQuantization, 'none'>;
+  done: number;
+  total: number;
+}
+
 export interface TextParams {
   requestId: string;
   /** the next piece of the answer; the pieces of one ask concatenate to its final text */
@@ -163,6 +170,7 @@ export const ENGINE_FAILURE = 1;
 export const LoadRequest = new RequestType<LoadParams, LoadResult, EngineErrorData>('engine/load');
 export const AskRequest = new RequestType<AskParams, AskResult, EngineErrorData>('engine/ask');
 export const TextNotification = new NotificationType<TextParams>('engine/text');
+export const LoadProgressNotification = new NotificationType<LoadProgressParams>('engine/loadProgress');
 
 /** The kind a ResponseError carries, or undefined when it carries none (e.g. a transport failure). */
 export function errorKindOf(error: unknown): EngineErrorKind | undefined {
@@ -337,6 +345,21 @@ export function parseAnswerStats(value: unknown, field = 'stats'): AnswerStats {
 export function parseTextParams(value: unknown): TextParams {
   const params = record(value, 'engine/text params');
   return { requestId: nonEmptyString(params.requestId, 'requestId'), text: string(params.text, 'text') };
+}
+
+export function parseLoadProgressParams(value: unknown): LoadProgressParams {
+  const params = record(value, 'engine/loadProgress params');
+  const total = integer(params.total, 'total', 1, Number.MAX_SAFE_INTEGER);
+  const quantizations = WEIGHT_QUANTIZATIONS.filter((mode) => mode !== 'none');
+  if (!(quantizations as unknown[]).includes(params.quantization))
+    throw invalidParams(
+      `quantization is ${describeValue(params.quantization)}; expected ${quantizations.join(' or ')}.`,
+    );
+  return {
+    quantization: params.quantization as LoadProgressParams['quantization'],
+    done: integer(params.done, 'done', 0, total),
+    total,
+  };
 }
 
 /** Base64 text of `bytes` decoded bytes; rounds up to whole 4-character groups. */

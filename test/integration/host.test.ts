@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { ChildProcess, fork } from 'node:child_process';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
@@ -18,6 +19,7 @@ import {
   AskRequest,
   ENGINE_FAILURE,
   LoadParams,
+  LoadProgressParams,
   LoadRequest,
   TextNotification,
   errorKindOf,
@@ -313,6 +315,29 @@ describe('EngineClient', () => {
     const answer = await client.ask(LOAD, LONG, () => source.cancel(), source.token);
     assert.equal(answer.stopReason, 'cancelled');
     assert.ok(answer.stats.generatedTokens < LONG.maxNewTokens / 2);
+  });
+
+  test('a first quantized load reports its layers as they are cached; a cached load reports none', async () => {
+    const progress: LoadProgressParams[] = [];
+    const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-host-int4-'));
+    for (const file of fs.readdirSync(MODEL)) fs.copyFileSync(path.join(MODEL, file), path.join(copy, file));
+    const reporting = new EngineClient({ hostModule: HOST, execArgv: TSX, onLoadProgress: (p) => progress.push(p) });
+    try {
+      await reporting.load({ ...LOAD, modelDir: copy, quantization: 'int4' });
+      const { total } = progress[0];
+      assert.ok(total > 10, `${total} layers`);
+      assert.deepEqual(
+        progress.map(({ quantization, done }) => `${quantization} ${done}`),
+        Array.from({ length: total }, (_, i) => `int4 ${i + 1}`),
+      );
+      reporting.stop();
+      progress.length = 0;
+      await reporting.load({ ...LOAD, modelDir: copy, quantization: 'int4' });
+      assert.deepEqual(progress, []);
+    } finally {
+      reporting.dispose();
+      fs.rmSync(copy, { recursive: true, force: true });
+    }
   });
 
   test('engine failures arrive as EngineErrors with their kind', async () => {

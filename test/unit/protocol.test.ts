@@ -12,6 +12,7 @@ import {
   parseAnswerStats,
   parseAskParams,
   parseLoadParams,
+  parseLoadProgressParams,
   parseTextParams,
 } from '../../src/protocol/engine';
 
@@ -135,6 +136,15 @@ describe('engine/text params and error kinds', () => {
   test('a text piece needs its requestId; the text may be empty', () => {
     assert.deepEqual(parseTextParams({ requestId: 'r1', text: '' }), { requestId: 'r1', text: '' });
     assert.match(refusal(parseTextParams, { text: 'hi' }), /requestId is missing/);
+  });
+
+  test('a load progress names a quantization and counts whole layers up to its total', () => {
+    const progress = { quantization: 'int4', done: 3, total: 155 };
+    assert.deepEqual(parseLoadProgressParams(progress), progress);
+    assert.match(refusal(parseLoadProgressParams, { ...progress, done: 156 }), /done/);
+    assert.match(refusal(parseLoadProgressParams, { ...progress, done: 1.5 }), /done/);
+    assert.match(refusal(parseLoadProgressParams, { ...progress, total: 0 }), /total/);
+    assert.match(refusal(parseLoadProgressParams, { ...progress, quantization: 'none' }), /int8 or int4/);
   });
 
   test('errorKindOf reads only known kinds from ResponseErrors', () => {
