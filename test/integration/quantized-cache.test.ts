@@ -58,6 +58,23 @@ describe('the quantized cache, encoded by several processes', () => {
     });
   }
 
+  test('two loads quantizing the same model at once each write a whole cache; one file is left', async () => {
+    const quantizerOf = (index: WeightIndex) => {
+      const quantizer = new WeightQuantizer(index, 'int4', { onCpu: true, workers: 2 });
+      for (const { name, rows } of LAYERS) quantizer.request(index.get(name), rows);
+      return quantizer;
+    };
+    const alone = fs.readFileSync(await quantizerOf(modelFolder()).materialize());
+    const index = modelFolder();
+    const [first, second] = await Promise.all([quantizerOf(index).materialize(), quantizerOf(index).materialize()]);
+    assert.equal(first, second);
+    assert.deepEqual(
+      fs.readdirSync(path.dirname(first)).filter((file) => file.includes('.quantized')),
+      [path.basename(first)],
+    );
+    assert.ok(fs.readFileSync(first).equals(alone), 'the same bytes as a cache written alone');
+  });
+
   test('a layer that cannot be read fails the load with its reason and leaves no partial cache', async () => {
     const index = modelFolder([
       { name: 'layers.2.v_proj.weight', dtype: 'I32', shape: [4, 4], data: new Uint8Array(64) },

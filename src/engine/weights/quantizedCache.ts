@@ -7,7 +7,7 @@
  * Weights in a Hugging Face cache are the exception: its blobs/ folder holds only what the Hub served, and
  * huggingface_hub manages it. Their cache goes into a folder of FiCoCo's own (`<cacheDir>/<hash of blobs/>/`).
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -235,8 +235,8 @@ export class WeightQuantizer {
     const file = path.join(folder, `ficoco-${this.mode}-${this.tag}-${this.fingerprint()}.quantized`);
     const writeAnew = async () => {
       fs.mkdirSync(folder, { recursive: true });
-      // Whatever layout an older cache of this mode used, it is stale now.
-      removeStale(folder, `ficoco-${this.mode}-`);
+      // Whatever layout an older cache of this mode used, it is stale now; this one's own files are left.
+      removeStale(folder, `ficoco-${this.mode}-`, path.basename(file));
       await this.write(file, onTensor);
     };
     if (!fs.existsSync(file)) await writeAnew();
@@ -294,7 +294,10 @@ export class WeightQuantizer {
     return hash.digest('hex').slice(0, 16);
   }
 
-  /** Writes the quantized tensors into `file` (.partial first, renamed when complete). */
+  /**
+   * Writes the quantized tensors into `file`: into a .partial of its own first, renamed when complete, so two
+   * loads of the model for the first time at once each write a whole file and the last rename wins.
+   */
   private async write(file: string, onTensor?: (done: number, total: number) => void): Promise<void> {
     const header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }> = {};
     let offset = 0;
@@ -306,7 +309,7 @@ export class WeightQuantizer {
         offset += bytes;
       }
     }
-    const partial = `${file}.partial`;
+    const partial = `${file}.${randomBytes(6).toString('hex')}.partial`;
     const prefix = safetensorsPrefix(header);
     try {
       fs.writeFileSync(partial, prefix);
@@ -345,9 +348,11 @@ function isHfCacheBlobs(folder: string): boolean {
   return path.basename(folder) === 'blobs' && path.basename(path.dirname(folder)).startsWith('models--');
 }
 
-function removeStale(folder: string, prefix: string): void {
+/** Removes the caches and partial caches named `prefix`… except `current` and its partials (being written). */
+function removeStale(folder: string, prefix: string, current: string): void {
   for (const name of fs.readdirSync(folder)) {
-    if (name.startsWith(prefix) && (name.endsWith('.quantized') || name.endsWith('.quantized.partial')))
+    if (name.startsWith(current)) continue;
+    if (name.startsWith(prefix) && (name.endsWith('.quantized') || name.endsWith('.partial')))
       fs.rmSync(path.join(folder, name), { force: true });
   }
 }
