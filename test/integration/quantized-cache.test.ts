@@ -75,6 +75,25 @@ describe('the quantized cache, encoded by several processes', () => {
     assert.ok(fs.readFileSync(first).equals(alone), 'the same bytes as a cache written alone');
   });
 
+  test('a partial cache left by a stopped load is removed; one another load is still writing stays', async () => {
+    const index = modelFolder();
+    const quantizerOf = () => {
+      const quantizer = new WeightQuantizer(index, 'int4', { onCpu: true, workers: 1 });
+      for (const { name, rows } of LAYERS) quantizer.request(index.get(name), rows);
+      return quantizer;
+    };
+    const cache = await quantizerOf().materialize();
+    fs.rmSync(cache);
+    const [abandoned, inProgress] = [`${cache}.0a0a0a.partial`, `${cache}.1b1b1b.partial`];
+    fs.writeFileSync(abandoned, 'half a cache');
+    fs.writeFileSync(inProgress, 'half a cache');
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    fs.utimesSync(abandoned, hourAgo, hourAgo);
+    assert.equal(await quantizerOf().materialize(), cache);
+    assert.ok(!fs.existsSync(abandoned), 'the abandoned partial is gone');
+    assert.ok(fs.existsSync(inProgress), 'the partial being written stays');
+  });
+
   test('a layer that cannot be read fails the load with its reason and leaves no partial cache', async () => {
     const index = modelFolder([
       { name: 'layers.2.v_proj.weight', dtype: 'I32', shape: [4, 4], data: new Uint8Array(64) },

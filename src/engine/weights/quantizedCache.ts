@@ -348,11 +348,21 @@ function isHfCacheBlobs(folder: string): boolean {
   return path.basename(folder) === 'blobs' && path.basename(path.dirname(folder)).startsWith('models--');
 }
 
-/** Removes the caches and partial caches named `prefix`… except `current` and its partials (being written). */
+/** A partial cache untouched this long was left by a load that stopped: its writer adds a layer every few seconds. */
+const ABANDONED_PARTIAL_MS = 10 * 60_000;
+
+/**
+ * Removes the caches and partial caches named `prefix`… other than `current`, and partials of `current` left by a load
+ * that stopped; a partial of `current` still being written (by another process) stays.
+ */
 function removeStale(folder: string, prefix: string, current: string): void {
   for (const name of fs.readdirSync(folder)) {
-    if (name.startsWith(current)) continue;
+    const file = path.join(folder, name);
+    if (name === current) continue;
+    // Another load may rename its partial away meanwhile: a name gone counts as old.
+    const writtenAt = fs.statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? 0;
+    if (name.startsWith(current) && Date.now() - writtenAt < ABANDONED_PARTIAL_MS) continue;
     if (name.startsWith(prefix) && (name.endsWith('.quantized') || name.endsWith('.partial')))
-      fs.rmSync(path.join(folder, name), { force: true });
+      fs.rmSync(file, { force: true });
   }
 }
