@@ -301,14 +301,19 @@ export class WeightQuantizer {
   private async write(file: string, onTensor?: (done: number, total: number) => void): Promise<void> {
     const header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }> = {};
     let offset = 0;
-    for (const { weight, used } of this.requested) {
+    // Each layer's forms and where its tensors start in the data, after the header.
+    const layers = this.requested.map(({ weight, used }) => {
+      const forms = this.forms(used);
       const [rows, cols] = weight.shape;
-      for (const [suffix, { dtype, shape }] of Object.entries(formTensors(rows, cols, this.forms(used)))) {
+      const starts: Record<string, number> = {};
+      for (const [suffix, { dtype, shape }] of Object.entries(formTensors(rows, cols, forms))) {
         const bytes = shape.reduce((product, dim) => product * dim, DTYPE_BYTES[dtype]);
         header[`${weight.name}.${suffix}`] = { dtype, shape, data_offsets: [offset, offset + bytes] };
+        starts[suffix] = offset;
         offset += bytes;
       }
-    }
+      return { weight, forms, starts };
+    });
     const partial = `${file}.${randomBytes(6).toString('hex')}.partial`;
     const prefix = safetensorsPrefix(header);
     try {
@@ -322,19 +327,14 @@ export class WeightQuantizer {
       );
     }
     // Each layer's tensors go where the header says, written by the process that encodes the layer.
-    const jobs = this.requested.map(({ weight, used }) => {
-      const forms = this.forms(used);
-      const [rows, cols] = weight.shape;
-      const offsets = Object.fromEntries(
-        Object.keys(formTensors(rows, cols, forms)).map((suffix) => [
-          suffix,
-          prefix.length + header[`${weight.name}.${suffix}`].data_offsets[0],
-        ]),
-      );
-      return { weight, forms, file: partial, offsets };
-    });
+    const jobs = layers.map(({ weight, forms, starts }) => ({
+      weight,
+      forms,
+      file: partial,
+      offsets: Object.fromEntries(Object.entries(starts).map(([suffix, start]) => [suffix, prefix.length + start])),
+    }));
     try {
-      await encodeLayers(jobs, this.options.workers ?? defaultWorkerCount(), (done, total) => onTensor?.(done, total));
+      await encodeLayers(jobs, this.options.workers ?? defaultWorkerCount(), onTensor ?? (() => undefined));
     } catch (error) {
       fs.rmSync(partial, { force: true });
       throw error;
