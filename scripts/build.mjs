@@ -8,7 +8,7 @@ const outdir = 'dist';
 
 // Only the engine side (cli, host) loads onnxruntime-node; only the extension loads vscode. The engine renders
 // chat templates in a child process started from template-child.js beside it (src/engine/text/template-process.ts)
-// and quantizes weights on threads started from quantize-worker.js (src/engine/weights/quantizeWorkers.ts).
+// and quantizes weights in child processes started from quantize-worker.js (src/engine/weights/quantizeWorkers.ts).
 const entries = [
   { in: 'src/cli/main.ts', out: 'cli', banner: '#!/usr/bin/env node', external: ['onnxruntime-node'] },
   { in: 'src/host/main.ts', out: 'host', external: ['onnxruntime-node'] },

@@ -327,7 +327,6 @@ function parseEntry(
   };
 }
 
-/** Reads exactly `length` bytes into a fresh (hence aligned) buffer. */
 /** A floating-point tensor of a file already indexed (its location checked against the file) as float32. */
 export function readFloat32(location: TensorLocation): Float32Array {
   const bytes = readFileRange(location.file, location.byteOffset, location.byteLength);
@@ -350,6 +349,7 @@ export function readFloat32(location: TensorLocation): Float32Array {
   }
 }
 
+/** Reads exactly `length` bytes into a fresh (hence aligned) buffer. */
 function readFileRange(file: string, position: number, length: number): Uint8Array {
   const bytes = new Uint8Array(length);
   const fd = fs.openSync(file, 'r');
