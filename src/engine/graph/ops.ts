@@ -63,29 +63,18 @@ function blockProduct(
   );
 }
 
-/** x·Wᵀ + b in 8-bit integers, W in channels */
-function channelProduct(
-  g: GraphBuilder,
-  x: string,
-  w: QuantizedChannels<string>,
-  bias: string | undefined,
-  hint: string,
-): string {
-  if (!bias) return rowwiseIntegerProduct(g, x, w, hint);
-  return g.op('Add', [rowwiseIntegerProduct(g, x, w, `${hint}.product`), bias], hint);
-}
-
 /**
- * x·Wᵀ in 8-bit integers. Each token (row) r of x is a_r·(q_r − z_r): a_r = (max(x_r, 0) − min(x_r, 0))/255, z_r =
+ * x·Wᵀ + b in 8-bit integers, W in channels. Each token (row) r of x is a_r·(q_r − z_r): a_r = (max(x_r, 0) − min(x_r, 0))/255, z_r =
  * round(−min/a_r), q_r = clip(round(x_r/a_r) + z_r, 0, 255) in uint8 (a zero point per token, as LLM.int8's
  * "zeropoint vector-wise", which loses less than a symmetric scale does on real decoders). With W_c = s_c·w_c:
- * y_rc = a_r·(s_c·Σ_k q_rk·w_kc − z_r·Σ_k W_kc). MatMulInteger takes uint8 × int8, the form ONNX Runtime's CPU GEMM
+ * y_rc = a_r·s_c·Σ_k q_rk·w_kc − a_r·z_r·Σ_k W_kc + b_c. MatMulInteger takes uint8 × int8, the form ONNX Runtime's CPU GEMM
  * kernels run on AMX, VNNI and AVX2; its int32 sums are scaled in float32, where they cannot overflow.
  */
-function rowwiseIntegerProduct(
+function channelProduct(
   g: GraphBuilder,
   activations: string,
   { data: weight, scales, sums }: QuantizedChannels<string>,
+  bias: string | undefined,
   hint: string,
 ): string {
   // QuantizeLinear of opset 17 takes float32 only; a float16 graph quantizes its activations in float32.
@@ -118,15 +107,27 @@ function rowwiseIntegerProduct(
   const products = g.op('Cast', [g.op('MatMulInteger', [codes, weight], `${hint}.sums`)], `${hint}.sums_f`, {
     to: ElemType.float32,
   });
-  const shifted = g.op(
-    'Sub',
-    [
-      g.op('Mul', [products, asFloat32(g, scales)], `${hint}.scaled`),
-      g.op('Mul', [zeroPoint, asFloat32(g, sums)], `${hint}.zero_terms`),
-    ],
-    `${hint}.centred`,
+  const rowScaled = g.op(
+    'Mul',
+    [g.op('Mul', [products, asFloat32(g, scales)], `${hint}.scaled`), step],
+    `${hint}.row_scaled`,
   );
-  const y = g.op('Mul', [shifted, step], g.floatType === ElemType.float32 ? hint : `${hint}.f32`);
+  // The two rank-one terms, −a_r·z_r·ΣW_c and b_c, in one Gemm onto rowScaled: a pass over [tokens, out] instead of three.
+  const zeroTerm = g.op('Neg', [g.op('Mul', [step, zeroPoint], `${hint}.step_z`)], `${hint}.zero_term`);
+  const asRow = (value: string, name: string) =>
+    g.op('Unsqueeze', [asFloat32(g, value), g.constant('i64.0', BigInt64Array.of(0n), [1])], `${hint}.${name}_row`);
+  const [left, right] = bias
+    ? [
+        g.op(
+          'Concat',
+          [zeroTerm, g.op('Expand', [float32('one', 1), g.op('Shape', [step], `${hint}.rows`)], `${hint}.ones`)],
+          `${hint}.left`,
+          { axis: 1 },
+        ),
+        g.op('Concat', [asRow(sums, 'sums'), asRow(bias, 'bias')], `${hint}.right`, { axis: 0 }),
+      ]
+    : [zeroTerm, asRow(sums, 'sums')];
+  const y = g.op('Gemm', [left, right, rowScaled], g.floatType === ElemType.float32 ? hint : `${hint}.f32`);
   return g.floatType === ElemType.float32 ? y : g.op('Cast', [y], hint, { to: g.floatType });
 }
 
