@@ -108,7 +108,7 @@ async function main(): Promise<void> {
         `model.safetensors); the decoder's linear layers and LM head quantized by FiCoCo at load time, and the ` +
         `vision tower's linear layers (int8: one scale per output channel, each token's activations quantized to 8 ` +
         `bits with its own zero point, MatMulInteger, a decode step's one row in MatMulNBits' 8-bit kernel; int4: ` +
-        `MatMulNBits, symmetric blocks of ${INT4_BLOCK_SIZE}, accuracy level 4, the vision tower in int8 as above); ` +
+        `MatMulNBits, blocks of ${INT4_BLOCK_SIZE} with a zero point each, accuracy level 4, the vision tower in int8 as above); ` +
         `embeddings, norms and the projector stay F32.`,
       `One image (576 visual tokens) + 19 text tokens, 32 new tokens. ${machineLine('cpu', values.threads ? Number(values.threads) : undefined)} Each row is a fresh ` +
         `process; \`npm run bench:quantized\`.`,
