@@ -5,7 +5,7 @@ import { formatBytes } from '../common/bytes';
 import { MAX_IMAGE_BYTES } from '../common/imageFile';
 import { FicocoError } from '../common/errors';
 import { PROVIDERS, ProviderSetting } from '../engine/runtime/provider';
-import { WEIGHT_QUANTIZATIONS, WeightQuantization, quantizingProgress } from '../common/quantization';
+import { WEIGHT_QUANTIZATIONS, WeightQuantization, passesQuarter, quantizingProgress } from '../common/quantization';
 import { BUDGET_HINT, Budget, ParamValue, parseBudget } from '../common/budget';
 import { AUTO_METHOD, NO_REDUCTION } from '../common/reductionChoice';
 
@@ -121,8 +121,7 @@ export function quantizingOnStderr(
 ): ((done: number, total: number) => void) | undefined {
   if (mode === 'none') return undefined;
   return (done, total) => {
-    if (Math.floor((4 * done) / total) > Math.floor((4 * (done - 1)) / total))
-      process.stderr.write(`${prefix}${quantizingProgress(mode, done, total)}\n`);
+    if (passesQuarter(done, total)) process.stderr.write(`${prefix}${quantizingProgress(mode, done, total)}\n`);
   };
 }
 

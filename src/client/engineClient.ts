@@ -28,6 +28,7 @@ import {
   parseLoadProgressParams,
   parseTextParams,
 } from '../protocol/engine';
+import { passesQuarter, quantizingProgress } from '../common/quantization';
 
 export interface EngineClientOptions {
   /** the host's entry point: dist/host.js, or src/host/main.ts with execArgv ['--import', 'tsx'] */
@@ -208,9 +209,11 @@ export class EngineClient implements AnswerEngine {
       const piece = parseTextParams(params);
       host.textListeners.get(piece.requestId)?.(piece.text);
     });
-    connection.onNotification(LoadProgressNotification, (params: unknown) =>
-      this.options.onLoadProgress?.(parseLoadProgressParams(params)),
-    );
+    connection.onNotification(LoadProgressNotification, (params: unknown) => {
+      const { quantization, done, total } = parseLoadProgressParams(params);
+      if (passesQuarter(done, total)) log(quantizingProgress(quantization, done, total));
+      this.options.onLoadProgress?.({ quantization, done, total });
+    });
     connection.listen();
     log(`engine process ${child.pid} started`);
     return host;

@@ -15,3 +15,8 @@ export function quantizedParts(mode: Exclude<WeightQuantization, 'none'>, vision
 export function quantizingProgress(mode: Exclude<WeightQuantization, 'none'>, done: number, total: number): string {
   return `Quantizing to ${mode} (first load only): ${done} / ${total} layers`;
 }
+
+/** Whether `done` of `total` layers is the first past a quarter (¼, ½, ¾, all): the lines a log or a terminal gets. */
+export function passesQuarter(done: number, total: number): boolean {
+  return Math.floor((4 * done) / total) > Math.floor((4 * (done - 1)) / total);
+}

@@ -317,11 +317,18 @@ describe('EngineClient', () => {
     assert.ok(answer.stats.generatedTokens < LONG.maxNewTokens / 2);
   });
 
-  test('a first quantized load reports its layers as they are cached; a cached load reports none', async () => {
+  test('a first quantized load reports its layers as they are cached and logs each quarter; a cached load neither', async () => {
     const progress: LoadProgressParams[] = [];
+    const logged: string[] = [];
     const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-host-int4-'));
     for (const file of fs.readdirSync(MODEL)) fs.copyFileSync(path.join(MODEL, file), path.join(copy, file));
-    const reporting = new EngineClient({ hostModule: HOST, execArgv: TSX, onLoadProgress: (p) => progress.push(p) });
+    const reporting = new EngineClient({
+      hostModule: HOST,
+      execArgv: TSX,
+      onLoadProgress: (p) => progress.push(p),
+      log: (line) => logged.push(line),
+    });
+    const quarters = () => logged.filter((line) => line.startsWith('Quantizing'));
     try {
       await reporting.load({ ...LOAD, modelDir: copy, quantization: 'int4' });
       const { total } = progress[0];
@@ -330,10 +337,18 @@ describe('EngineClient', () => {
         progress.map(({ quantization, done }) => `${quantization} ${done}`),
         Array.from({ length: total }, (_, i) => `int4 ${i + 1}`),
       );
+      assert.deepEqual(
+        quarters(),
+        [1, 2, 3, 4].map(
+          (quarter) => `Quantizing to int4 (first load only): ${Math.ceil((quarter * total) / 4)} / ${total} layers`,
+        ),
+      );
       reporting.stop();
       progress.length = 0;
+      logged.length = 0;
       await reporting.load({ ...LOAD, modelDir: copy, quantization: 'int4' });
       assert.deepEqual(progress, []);
+      assert.deepEqual(quarters(), []);
     } finally {
       reporting.dispose();
       fs.rmSync(copy, { recursive: true, force: true });
