@@ -1,8 +1,8 @@
 /**
  * The extension end to end in a real VS Code (code-server) and a real browser: paste a screenshot into the
- * chat view, ask, read the built-in model's answer, its stats line and the status bar speedup; change the
- * reduction method in settings; stop an answer mid-stream; a file that is not an image, a cut-off one and
- * one too large in pixels; download a gated model with a stored token. Run by `npm run test:e2e`.
+ * chat view, ask, read the built-in model's answer, its stats line and the status bar speedup; quantize it on a
+ * first int4 load; change the reduction method in settings; stop an answer mid-stream; a file that is not an image,
+ * a cut-off one and one too large in pixels; download a gated model with a stored token. Run by `npm run test:e2e`.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -136,6 +136,35 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
     assert.equal((await full.locator('.reply-body').innerText()).trim(), firstItem.answer);
     assert.match(await lastTurn().locator('.reply[data-reply="answer"] > h3').innerText(), /^Answer \(ficoco-v, 16\)$/);
     await workbench.screenshot('compare');
+  });
+
+  test('with ficoco.quantization int4 the first answer quantizes the built-in model, logging each quarter', async () => {
+    await workbench.writeSettings({
+      'ficoco.reduction.method': 'ficoco-v',
+      'ficoco.reduction.budget': '16',
+      'ficoco.quantization': 'int4',
+    });
+    try {
+      await startNewChat();
+      await pasteEvalImage(firstItem);
+      await workbench.ask(firstItem.question);
+      // The packaged engine quantizes in child processes (dist/quantize-worker.js) before it answers.
+      const answer = await finishedAnswer();
+      assert.match(await answer.locator('.stats-line').innerText(), /^ficoco-v 16 · 16\/144 tokens · /);
+      assert.notEqual((await answer.locator('.reply-body').innerText()).trim(), '');
+      const quarters = workbench
+        .engineLog()
+        .split('\n')
+        .filter((line) => /Quantizing to int4 \(first load only\): \d+ \/ \d+ layers$/.test(line));
+      assert.equal(quarters.length, 4, quarters.join('\n'));
+      assert.match(quarters[3], /: (\d+) \/ \1 layers$/);
+    } finally {
+      await workbench.writeSettings({
+        'ficoco.reduction.method': 'ficoco-v',
+        'ficoco.reduction.budget': '16',
+        'ficoco.quantization': 'none',
+      });
+    }
   });
 
   test('a changed ficoco.reduction.method applies to the next answer without a reload', async () => {
