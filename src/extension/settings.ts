@@ -151,8 +151,9 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
       "channel, each token's activations quantized to 8 bits as it runs, products in 8-bit integers (ONNX Runtime " +
       'MatMulInteger; answering steps in MatMulNBits). int4: blocks of 128 weights with zero points (MatMulNBits), ' +
       'the vision tower in int8 as above. On a GPU provider both modes use MatMulNBits alone and leave the vision ' +
-      'tower as stored. The first load of a model quantizes it and caches the result beside its weights; later ' +
-      'loads read the cache.',
+      'tower as stored. The first load of a model quantizes it and caches the result beside its weights (in the ' +
+      "extension's storage for a model in the Hugging Face cache or a folder it cannot write); later loads read " +
+      'the cache.',
   },
   'ficoco.quantizationByModel': {
     type: 'object',

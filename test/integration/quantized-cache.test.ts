@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -8,6 +9,9 @@ import { float32ToFloat16 } from '../../src/engine/weights/dtype';
 import { type ProductRows, WeightQuantizer } from '../../src/engine/weights/quantizedCache';
 import { WeightIndex } from '../../src/engine/weights/safetensors';
 import { bytesOf, writeSafetensors } from '../../src/engine/weights/safetensorsWriter';
+
+const ROOT = path.join(__dirname, '..', '..');
+const QUANTIZE_CHILD = path.join(ROOT, 'test', 'helpers', 'quantizeChild.ts');
 
 /** Deterministic weights in [−0.5, 0.5). */
 function weights(count: number, seed: number): Float32Array {
@@ -92,6 +96,33 @@ describe('the quantized cache, encoded by several processes', () => {
     assert.equal(await quantizerOf().materialize(), cache);
     assert.ok(!fs.existsSync(abandoned), 'the abandoned partial is gone');
     assert.ok(fs.existsSync(inProgress), 'the partial being written stays');
+  });
+
+  test('a model folder it cannot write: the cache goes to its own folder, the model folder is left as it was', () => {
+    const source = path.dirname(modelFolder().files[0]);
+    const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-own-cache-'));
+    folders.push(cacheDir);
+    fs.chmodSync(source, 0o555);
+    fs.chmodSync(cacheDir, 0o777);
+    const before = fs.readdirSync(source);
+    // Root writes anywhere, so as root the load runs as the unprivileged user nobody (65534 on Debian).
+    const asUser = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+    const load = () =>
+      JSON.parse(
+        execFileSync(process.execPath, ['--import', 'tsx', QUANTIZE_CHILD, source, cacheDir], {
+          cwd: ROOT,
+          encoding: 'utf8',
+          ...asUser,
+        }),
+      ) as { file?: string; layers?: number; error?: string };
+    const first = load();
+    assert.equal(first.error, undefined);
+    assert.equal(path.dirname(path.dirname(first.file!)), cacheDir);
+    assert.equal(first.layers, LAYERS.length);
+    assert.deepEqual(fs.readdirSync(source), before);
+    const second = load();
+    assert.deepEqual(second, { file: first.file, layers: 0 }, 'the second load reads the same cache');
+    fs.chmodSync(source, 0o755);
   });
 
   test('a layer that cannot be read fails the load with its reason and leaves no partial cache', async () => {

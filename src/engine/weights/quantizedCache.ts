@@ -5,7 +5,8 @@
  * checkpoint is requantized.
  *
  * Weights in a Hugging Face cache are the exception: its blobs/ folder holds only what the Hub served, and
- * huggingface_hub manages it. Their cache goes into a folder of FiCoCo's own (`<cacheDir>/<hash of blobs/>/`).
+ * huggingface_hub manages it. Their cache goes into a folder of FiCoCo's own (`<cacheDir>/<hash of blobs/>/`), as does
+ * the cache of weights in a folder FiCoCo cannot write.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -185,7 +186,7 @@ export class WeightQuantizer {
     private readonly options: {
       /** whether the sessions will run on the CPU provider, whose integer GEMM takes a vision tower's passes */
       onCpu: boolean;
-      /** for weights in a Hugging Face cache: the folder of FiCoCo's own that takes their quantized cache */
+      /** for weights in a Hugging Face cache or a read-only folder: the folder of FiCoCo's own that takes their cache */
       cacheDir?: string;
       /** how many processes quantize (default: one per core, up to 8) */
       workers?: number;
@@ -226,13 +227,16 @@ export class WeightQuantizer {
   /** Opens the cache file of what was requested, writing it first when it does not exist; returns its path. */
   async materialize(onTensor?: (done: number, total: number) => void): Promise<string> {
     const source = path.dirname(this.index.files[0]);
-    const folder = isHfCacheBlobs(source)
-      ? path.join(
-          this.options.cacheDir ?? DEFAULT_QUANTIZED_CACHE_DIR,
-          createHash('sha256').update(source).digest('hex').slice(0, 16),
-        )
-      : source;
-    const file = path.join(folder, `ficoco-${this.mode}-${this.tag}-${this.fingerprint()}.quantized`);
+    const name = `ficoco-${this.mode}-${this.tag}-${this.fingerprint()}.quantized`;
+    // A read-only folder (a packaged install, a shared mount) keeps its cache in FiCoCo's folder, as a Hub cache does.
+    const folder =
+      isHfCacheBlobs(source) || (!fs.existsSync(path.join(source, name)) && !canWriteIn(source))
+        ? path.join(
+            this.options.cacheDir ?? DEFAULT_QUANTIZED_CACHE_DIR,
+            createHash('sha256').update(source).digest('hex').slice(0, 16),
+          )
+        : source;
+    const file = path.join(folder, name);
     const writeAnew = async () => {
       fs.mkdirSync(folder, { recursive: true });
       // Whatever layout an older cache of this mode used, it is stale now; this one's own files are left.
@@ -320,8 +324,8 @@ export class WeightQuantizer {
       fs.writeFileSync(partial, prefix);
     } catch (error) {
       throw new FicocoError(
-        `The ${this.mode} weights cannot be cached beside the model's weights in ${path.dirname(file)} ` +
-          `(${(error as NodeJS.ErrnoException).code ?? String(error)}); copy the model to a writable folder or ` +
+        `The ${this.mode} weights cannot be cached in ${path.dirname(file)} ` +
+          `(${(error as NodeJS.ErrnoException).code ?? String(error)}); free space or allow writing there, or ` +
           `turn weight quantization off.`,
         'weights',
       );
@@ -344,6 +348,15 @@ export class WeightQuantizer {
 }
 
 /** huggingface_hub's `models--owner--name/blobs/`, where snapshot links point. */
+function canWriteIn(folder: string): boolean {
+  try {
+    fs.accessSync(folder, fs.constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function isHfCacheBlobs(folder: string): boolean {
   return path.basename(folder) === 'blobs' && path.basename(path.dirname(folder)).startsWith('models--');
 }
