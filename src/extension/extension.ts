@@ -15,6 +15,7 @@ import { MAIN_SETTINGS } from './settings';
 import { AUTO_METHOD, NO_REDUCTION } from '../common/reductionChoice';
 import { quantizingProgress } from '../common/quantization';
 import { CHOOSE_REDUCTION_COMMAND, SpeedupStatusBar } from './statusBar';
+import { REPLY_ACTIVITY } from './replies';
 
 /** What activate() returns to other extensions (and to the Electron smoke test). */
 export interface FicocoApi {
@@ -35,7 +36,7 @@ export function activate(context: vscode.ExtensionContext): FicocoApi {
     environment: () => cudaHostEnvironment(context),
     // The sessions still open after the last layer: back to "Loading model" for those seconds.
     onLoadProgress: ({ quantization, done, total }) =>
-      statusBar.busy(done < total ? quantizingProgress(quantization, done, total) : 'Loading model'),
+      statusBar.busy(done < total ? quantizingProgress(quantization, done, total) : REPLY_ACTIVITY.loading),
   });
   const views = new ChatViews(context.extensionUri, log);
   const chat = new ChatController(context, engine, views, statusBar, log);

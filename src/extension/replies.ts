@@ -28,6 +28,13 @@ export interface ReplySettings {
   temperature: number;
 }
 
+/** What the status bar says while a reply waits on the engine. */
+export const REPLY_ACTIVITY = {
+  loading: 'Loading model',
+  answering: 'Answering',
+  measuring: 'Measuring the speedup',
+} as const;
+
 /** Where the replies show besides the chat: the status bar. */
 export interface ReplyStatus {
   busy(label: string): void;
@@ -100,7 +107,7 @@ export class Replies {
       this.track(key, cancel, engine);
       const alreadyLoaded =
         where !== 'local' || (this.loaded?.key === loadKey(model) && this.loaded.processId === engine.processId);
-      status.busy(alreadyLoaded ? 'Answering' : 'Loading model');
+      status.busy(alreadyLoaded ? REPLY_ACTIVITY.answering : REPLY_ACTIVITY.loading);
       const request: AskOptions = {
         question,
         images: inputs.map(({ name, dataBase64 }) => ({ name, dataBase64 })),
@@ -112,7 +119,7 @@ export class Replies {
         seed: 0,
       };
       const onText = (text: string) => {
-        status.busy('Answering');
+        status.busy(REPLY_ACTIVITY.answering);
         const message = conversation.appendText(turnId, kind, text);
         if (message) post(message);
       };
@@ -217,7 +224,7 @@ export class Replies {
     const key = `${turnId}/speedup`;
     const cancel = new CancellationTokenSource();
     this.track(key, cancel, engine);
-    status.busy('Measuring the speedup');
+    status.busy(REPLY_ACTIVITY.measuring);
     const prefillOnly = { question: request.question, images: request.images, maxNewTokens: 1, temperature: 0 };
     const run: PrefillRun = async (reduced) => {
       const result = await engine.ask(

@@ -24,7 +24,7 @@ export class SpeedupStatusBar implements vscode.Disposable {
     return this.item.text;
   }
 
-  /** A spinner with what the engine is doing ("Loading model", "Answering", "Measuring the unreduced baseline"). */
+  /** A spinner with what the engine is doing ("Loading model", "Answering", "Measuring the speedup"). */
   busy(activity: string): void {
     this.item.text = `$(loading~spin) ${activity}`;
     this.item.tooltip = `FiCoCo: ${activity}. Click to choose the reduction method.`;
