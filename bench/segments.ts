@@ -85,7 +85,7 @@ async function clipLayerThroughput(config: ModelConfig) {
     JSON.parse(fs.readFileSync(path.join(modelDir, 'config.json'), 'utf8')),
     'config.json',
   ).build(weights);
-  const factory = new SessionFactory({ weightsFolder: path.dirname(weights.files[0]), provider: 'cpu' });
+  const factory = new SessionFactory({ weightsFolder: path.dirname(weights.files[0]), candidates: ['cpu'] });
   const layer = Math.floor(config.visionLayers / 2);
   const start = 1 + 2 * layer;
   const session = await factory.create(

@@ -262,12 +262,13 @@ export class LlavaEngine {
     const { config } = model;
     const weights = WeightIndex.open(dir);
     const quantization = options.quantization ?? 'none';
-    const provider = options.provider ?? 'cpu';
+    // The provider tried first decides the quantized layout; a fallback to the CPU runs that layout as it is.
+    const candidates = providerCandidates(options.provider ?? 'cpu', thisMachine());
     const quantizer =
       quantization === 'none'
         ? undefined
         : new WeightQuantizer(weights, quantization, {
-            onCpu: providerCandidates(provider, thisMachine())[0] === 'cpu',
+            onCpu: candidates[0] === 'cpu',
             cacheDir: options.quantizedCacheDir,
           });
     const towers = model.build(weights, quantizer);
@@ -285,7 +286,7 @@ export class LlavaEngine {
     const weightsFolder = commonFolder([...weights.files, ...(quantized ? [quantized] : [])], dir);
     const factory = new SessionFactory({
       weightsFolder,
-      provider,
+      candidates,
       precision: options.precision,
       threads: options.threads ?? defaultThreads(smallPrefillFlops(config, dir), thisMachineCores()),
     });

@@ -35,7 +35,7 @@ function fixtureTowers() {
 test('only a whole decoder runs back to back', async () => {
   const { weights, towers } = fixtureTowers();
   const plan = async (takesPrompt: boolean, tower: typeof towers.decoder, sites: Map<string, object>) => {
-    const factory = new RecordingFactory({ weightsFolder: path.dirname(weights.files[0]), provider: 'cpu' });
+    const factory = new RecordingFactory({ weightsFolder: path.dirname(weights.files[0]), candidates: ['cpu'] });
     const runner = new TowerRunner(tower, factory, takesPrompt);
     await runner.segments(sites);
     await runner.release();
@@ -51,7 +51,7 @@ test('only a whole decoder runs back to back', async () => {
 
 test('the whole tower and the latest plan with hooks stay loaded; a plan before that is released', async () => {
   const { weights, towers } = fixtureTowers();
-  const factory = new RecordingFactory({ weightsFolder: path.dirname(weights.files[0]), provider: 'cpu' });
+  const factory = new RecordingFactory({ weightsFolder: path.dirname(weights.files[0]), candidates: ['cpu'] });
   const runner = new TowerRunner(towers.decoder, factory, true);
   const created = async (sites: Map<string, object>) => {
     const before = factory.asked.length;

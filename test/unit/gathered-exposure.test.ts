@@ -22,7 +22,7 @@ const CHUNKS: [start: number, tokens: number][] = [
 const SPARE_SLOTS = 2;
 
 const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-gathered-'));
-const products = new RowProducts(new SessionFactory({ weightsFolder: folder, provider: 'cpu', threads: 1 }));
+const products = new RowProducts(new SessionFactory({ weightsFolder: folder, candidates: ['cpu'], threads: 1 }));
 after(async () => {
   await products.release();
   fs.rmSync(folder, { recursive: true, force: true });

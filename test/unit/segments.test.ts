@@ -60,7 +60,7 @@ before(() => {
   const index = WeightIndex.openFile(file);
   weights = { w: index.get('w'), b: index.get('b'), s: index.get('s') };
   tower = makeTower();
-  factory = new SessionFactory({ weightsFolder: root, provider: 'cpu', threads: 1 });
+  factory = new SessionFactory({ weightsFolder: root, candidates: ['cpu'], threads: 1 });
 });
 
 function makeTower(): Tower {

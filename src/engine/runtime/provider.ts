@@ -89,7 +89,8 @@ export function computeTypeFor(provider: ProviderName, precision: Precision = 'a
 export interface SessionFactoryOptions {
   /** the one real folder all weight files live in (external data resolves against it) */
   weightsFolder: string;
-  provider: ProviderSetting;
+  /** the providers to try, best first (providerCandidates) */
+  candidates: readonly ProviderName[];
   precision?: Precision;
   /** intra-op threads; ORT's default when absent */
   threads?: number;
@@ -142,8 +143,7 @@ export class SessionFactory {
       ort.InferenceSession.create(bytes, sessionOptions(provider, { ...this.options, spinning }));
     if (this.settled) return open(graphFor(this.computeType), this.settled);
     const failures: string[] = [];
-    const machine = thisMachine();
-    for (const provider of providerCandidates(this.options.provider, machine)) {
+    for (const provider of this.options.candidates) {
       try {
         const session = await open(graphFor(computeTypeFor(provider, this.options.precision)), provider);
         this.settled = provider;
@@ -153,7 +153,7 @@ export class SessionFactory {
         if (provider === 'cpu') throw error;
         failures.push(
           `${provider} could not be used ` +
-            `(${ortMessage(error)}${provider === 'cuda' ? cudaAdvice(machine) : ''}), running on CPU instead`,
+            `(${ortMessage(error)}${provider === 'cuda' ? cudaAdvice(thisMachine()) : ''}), running on CPU instead`,
         );
       }
     }
