@@ -41,6 +41,7 @@ import {
   ProviderName,
   ProviderSetting,
   SessionFactory,
+  probeProviders,
   providerCandidates,
   thisMachine,
 } from './runtime/provider';
@@ -262,8 +263,10 @@ export class LlavaEngine {
     const { config } = model;
     const weights = WeightIndex.open(dir);
     const quantization = options.quantization ?? 'none';
-    // The provider tried first decides the quantized layout; a fallback to the CPU runs that layout as it is.
-    const candidates = providerCandidates(options.provider ?? 'cpu', thisMachine());
+    const { candidates, failures } = await probeProviders(
+      providerCandidates(options.provider ?? 'cpu', thisMachine()),
+      options.precision,
+    );
     const quantizer =
       quantization === 'none'
         ? undefined
@@ -287,6 +290,7 @@ export class LlavaEngine {
     const factory = new SessionFactory({
       weightsFolder,
       candidates,
+      failures,
       precision: options.precision,
       threads: options.threads ?? defaultThreads(smallPrefillFlops(config, dir), thisMachineCores()),
     });

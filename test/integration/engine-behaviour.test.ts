@@ -259,4 +259,19 @@ describe('execution providers', () => {
       await engine.dispose();
     }
   });
+
+  test('when the provider asked for cannot load, weights are quantized for the CPU that runs them', async () => {
+    const requested = process.platform === 'win32' ? 'coreml' : 'dml';
+    const copy = temporaryFolder('ficoco-fallback-int8-');
+    for (const file of fs.readdirSync(MODEL)) fs.copyFileSync(path.join(MODEL, file), path.join(copy, file));
+    const engine = await LlavaEngine.load(copy, { provider: requested, quantization: 'int8' });
+    try {
+      assert.equal(engine.provider, 'cpu');
+      // A GPU provider's layout would be "int8 (decoder)": no integer products, the tower as stored.
+      assert.equal(engine.quantizedWeights, 'int8 (decoder and vision tower)');
+      assert.equal(engine.providerFallback?.match(/could not be used/g)?.length, 1, engine.providerFallback);
+    } finally {
+      await engine.dispose();
+    }
+  });
 });

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { ElemType } from '../graph/builder';
+import { ElemType, GraphBuilder } from '../graph/builder';
 import { cudaProviderInstalled, isCudaPlatform, missingCudaRuntime, ortLibraryFolder } from '../../common/cudaRuntime';
 
 import { ProviderName, ProviderSetting } from '../../common/providers';
@@ -86,11 +86,54 @@ export function computeTypeFor(provider: ProviderName, precision: Precision = 'a
   return provider === 'cpu' || provider === 'coreml' ? ElemType.float32 : ElemType.float16;
 }
 
+/**
+ * The candidates from the first provider that opens a session of one operator, and why those before it did not. The
+ * provider that will run decides how weights are quantized, so it is settled before they are.
+ */
+export async function probeProviders(
+  candidates: readonly ProviderName[],
+  precision?: Precision,
+): Promise<{ candidates: ProviderName[]; failures: string[] }> {
+  const failures: string[] = [];
+  for (const [i, provider] of candidates.entries()) {
+    if (provider === 'cpu') return { candidates: candidates.slice(i), failures };
+    try {
+      const session = await ort.InferenceSession.create(
+        oneOperatorGraph(computeTypeFor(provider, precision)),
+        sessionOptions(provider, { weightsFolder: process.cwd() }),
+      );
+      await session.release();
+      return { candidates: candidates.slice(i), failures };
+    } catch (error) {
+      failures.push(notUsed(provider, error));
+    }
+  }
+  throw new Error('unreachable: the CPU provider is always a candidate');
+}
+
+/** y = x·x: enough for a provider to load its libraries and claim a node. */
+function oneOperatorGraph(type: ElemType): Uint8Array {
+  const g = new GraphBuilder('probe', type);
+  const x = g.input('x', type, [4]);
+  g.output('y', g.op('Mul', [x, x], 'y'), type, [4]);
+  return g.build();
+}
+
+/** Why a provider is not used, in the user's terms. */
+function notUsed(provider: ProviderName, error: unknown): string {
+  return (
+    `${provider} could not be used ` +
+    `(${ortMessage(error)}${provider === 'cuda' ? cudaAdvice(thisMachine()) : ''}), running on CPU instead`
+  );
+}
+
 export interface SessionFactoryOptions {
   /** the one real folder all weight files live in (external data resolves against it) */
   weightsFolder: string;
-  /** the providers to try, best first (providerCandidates) */
+  /** the providers to try, best first (providerCandidates, or what probeProviders left) */
   candidates: readonly ProviderName[];
+  /** why providers before the candidates were not used (probeProviders) */
+  failures?: readonly string[];
   precision?: Precision;
   /** intra-op threads; ORT's default when absent */
   threads?: number;
@@ -142,7 +185,7 @@ export class SessionFactory {
     const open = (bytes: Uint8Array, provider: ProviderName) =>
       ort.InferenceSession.create(bytes, sessionOptions(provider, { ...this.options, spinning }));
     if (this.settled) return open(graphFor(this.computeType), this.settled);
-    const failures: string[] = [];
+    const failures = [...(this.options.failures ?? [])];
     for (const provider of this.options.candidates) {
       try {
         const session = await open(graphFor(computeTypeFor(provider, this.options.precision)), provider);
@@ -151,10 +194,7 @@ export class SessionFactory {
         return session;
       } catch (error) {
         if (provider === 'cpu') throw error;
-        failures.push(
-          `${provider} could not be used ` +
-            `(${ortMessage(error)}${provider === 'cuda' ? cudaAdvice(thisMachine()) : ''}), running on CPU instead`,
-        );
+        failures.push(notUsed(provider, error));
       }
     }
     throw new Error('unreachable: the CPU provider is always a candidate');
