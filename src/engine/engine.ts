@@ -62,7 +62,7 @@ export interface EngineOptions {
   threads?: number;
   /** quantization of the decoder's linear layers (on the CPU the tower's too), cached beside the weights (default none) */
   quantization?: WeightQuantization;
-  /** where quantized caches of weights in a Hugging Face cache or a read-only folder go (default ~/.cache/ficoco-vision/quantized) */
+  /** where quantized caches of weights in a Hugging Face cache or a read-only folder go (default in ~/.cache) */
   quantizedCacheDir?: string;
   /** the first load with a quantization: called as each of `total` layers is quantized and cached */
   onQuantizing?: (done: number, total: number) => void;

@@ -64,11 +64,12 @@ function blockProduct(
 }
 
 /**
- * x·Wᵀ + b in 8-bit integers, W in channels. Each token (row) r of x is a_r·(q_r − z_r): a_r = (max(x_r, 0) − min(x_r, 0))/255, z_r =
- * round(−min/a_r), q_r = clip(round(x_r/a_r) + z_r, 0, 255) in uint8 (a zero point per token, as LLM.int8's
- * "zeropoint vector-wise", which loses less than a symmetric scale does on real decoders). With W_c = s_c·w_c:
- * y_rc = a_r·s_c·Σ_k q_rk·w_kc − a_r·z_r·Σ_k W_kc + b_c. MatMulInteger takes uint8 × int8, the form ONNX Runtime's CPU GEMM
- * kernels run on AMX, VNNI and AVX2; its int32 sums are scaled in float32, where they cannot overflow.
+ * x·Wᵀ + b in 8-bit integers, W in channels. Each token (row) r of x is a_r·(q_r − z_r): a_r = (max(x_r, 0) −
+ * min(x_r, 0))/255, z_r = round(−min/a_r), q_r = clip(round(x_r/a_r) + z_r, 0, 255) in uint8 (a zero point per token,
+ * as LLM.int8's "zeropoint vector-wise", which loses less than a symmetric scale does on real decoders). With
+ * W_c = s_c·w_c: y_rc = a_r·s_c·Σ_k q_rk·w_kc − a_r·z_r·Σ_k W_kc + b_c. MatMulInteger takes uint8 × int8, the form
+ * ONNX Runtime's CPU GEMM kernels run on AMX, VNNI and AVX2; its int32 sums are scaled in float32, where they cannot
+ * overflow.
  */
 function channelProduct(
   g: GraphBuilder,
@@ -112,7 +113,7 @@ function channelProduct(
     [g.op('Mul', [products, asFloat32(g, scales)], `${hint}.scaled`), step],
     `${hint}.row_scaled`,
   );
-  // The two rank-one terms, −a_r·z_r·ΣW_c and b_c, in one Gemm onto rowScaled: a pass over [tokens, out] instead of three.
+  // The rank-one terms −a_r·z_r·ΣW_c and b_c in one Gemm onto rowScaled: one pass over [tokens, out], not three.
   const zeroTerm = g.op('Neg', [g.op('Mul', [step, zeroPoint], `${hint}.step_z`)], `${hint}.zero_term`);
   const asRow = (value: string, name: string) =>
     g.op('Unsqueeze', [asFloat32(g, value), g.constant('i64.0', BigInt64Array.of(0n), [1])], `${hint}.${name}_row`);

@@ -347,7 +347,6 @@ export class WeightQuantizer {
   }
 }
 
-/** huggingface_hub's `models--owner--name/blobs/`, where snapshot links point. */
 function canWriteIn(folder: string): boolean {
   try {
     fs.accessSync(folder, fs.constants.W_OK);
@@ -357,6 +356,7 @@ function canWriteIn(folder: string): boolean {
   }
 }
 
+/** huggingface_hub's `models--owner--name/blobs/`, where snapshot links point. */
 function isHfCacheBlobs(folder: string): boolean {
   return path.basename(folder) === 'blobs' && path.basename(path.dirname(folder)).startsWith('models--');
 }
