@@ -138,7 +138,7 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
     await workbench.screenshot('compare');
   });
 
-  test('with ficoco.quantization int4 the first answer quantizes the built-in model, logging each quarter', async () => {
+  test('with ficoco.quantization int4 the first answer quantizes the built-in model, counting its layers', async () => {
     await workbench.writeSettings({
       'ficoco.reduction.method': 'ficoco-v',
       'ficoco.reduction.budget': '16',
@@ -147,6 +147,7 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
     try {
       await startNewChat();
       await pasteEvalImage(firstItem);
+      await workbench.recordStatusLabels();
       await workbench.ask(firstItem.question);
       // The packaged engine quantizes in child processes (dist/quantize-worker.js) before it answers.
       const answer = await finishedAnswer();
@@ -158,6 +159,18 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
         .filter((line) => /Quantizing to int4 \(first load only\): \d+ \/ \d+ layers$/.test(line));
       assert.equal(quarters.length, 4, quarters.join('\n'));
       assert.match(quarters[3], /: (\d+) \/ \1 layers$/);
+      // The status bar counts the layers as they are cached (several hundred milliseconds here, minutes for a 7B).
+      const labels = await workbench.statusLabelsSeen();
+      const counted = labels
+        .map((label) => /^FiCoCo: Quantizing to int4 \(first load only\): (\d+) \/ \d+ layers$/.exec(label))
+        .filter((match) => match !== null)
+        .map((match) => Number(match[1]));
+      assert.ok(counted.length > 0, labels.join('\n'));
+      assert.deepEqual(
+        counted,
+        [...counted].sort((a, b) => a - b),
+        'the count only grows',
+      );
     } finally {
       await workbench.writeSettings({
         'ficoco.reduction.method': 'ficoco-v',

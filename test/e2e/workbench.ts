@@ -189,6 +189,31 @@ export class Workbench {
     return (await this.page.locator(STATUS_ITEM).first().getAttribute('aria-label')) ?? '';
   }
 
+  /**
+   * Starts keeping every label the status bar item shows, however briefly; `statusLabelsSeen` reads them. Labels set
+   * faster than the workbench draws (one frame apart) may be drawn once, as the last of them.
+   */
+  async recordStatusLabels(): Promise<void> {
+    // No named functions inside: tsx's keepNames would call a helper the page does not have.
+    await this.page.evaluate((selector) => {
+      const seen: string[] = [];
+      new MutationObserver(() => {
+        const label = document.querySelector(selector)?.getAttribute('aria-label');
+        if (label && label !== seen[seen.length - 1]) seen.push(label);
+      }).observe(document.querySelector('.part.statusbar')!, {
+        subtree: true,
+        childList: true,
+        attributes: true,
+        attributeFilter: ['aria-label'],
+      });
+      Object.assign(window, { ficocoStatusLabels: seen });
+    }, STATUS_ITEM);
+  }
+
+  async statusLabelsSeen(): Promise<string[]> {
+    return this.page.evaluate(() => (window as unknown as { ficocoStatusLabels: string[] }).ficocoStatusLabels);
+  }
+
   /** Waits until the status bar item's label matches, e.g. once the speedup is measured. */
   async waitForStatus(pattern: RegExp, timeoutMs: number): Promise<void> {
     await this.page.waitForFunction(
