@@ -4,6 +4,7 @@
  * every answer carries the engine's bookkeeping in `ficoco.stats` and its figures in `usage.ficoco`.
  */
 import { randomUUID, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { type CancellationToken, CancellationTokenSource } from 'vscode-jsonrpc/node';
 import { type EngineClient, EngineError } from '../client/engineClient';
@@ -86,7 +87,12 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       });
   });
 
-  app.setErrorHandler((error: FastifyError, _request, reply) => sendError(reply, toOpenAiError(error)));
+  app.setErrorHandler(async (error: FastifyError, request, reply) => {
+    // Fastify refuses an over-limit body unread and closes the connection; closing with unread bytes sends a reset,
+    // which a client still sending sees instead of the 413. The rest is read and dropped first, within bounds.
+    if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') await drained(request.raw);
+    return sendError(reply, toOpenAiError(error));
+  });
   app.setNotFoundHandler((request, reply) =>
     sendError(reply, {
       status: 404,
@@ -314,6 +320,30 @@ function errorBody(error: OpenAiError) {
 function sendError(reply: FastifyReply, error: OpenAiError): FastifyReply {
   if (error.headers) void reply.headers(error.headers);
   return reply.code(error.status).send({ error: errorBody(error) });
+}
+
+/** The most of a refused body read and dropped before its 413 is sent, and for how long at most. */
+const DRAIN_MOST_BYTES = 64 * 2 ** 20;
+const DRAIN_MOST_MS = 10_000;
+
+/** Resolves once `body` has ended, or after DRAIN_MOST_BYTES or DRAIN_MOST_MS; what it reads is dropped. */
+function drained(body: IncomingMessage): Promise<void> {
+  if (body.complete) return Promise.resolve();
+  return new Promise((resolve) => {
+    let bytes = 0;
+    const stop = () => {
+      clearTimeout(timer);
+      body.off('data', count).off('end', stop).off('error', stop).off('close', stop);
+      resolve();
+    };
+    const count = (chunk: Buffer) => {
+      bytes += chunk.length;
+      if (bytes > DRAIN_MOST_BYTES) stop();
+    };
+    const timer = setTimeout(stop, DRAIN_MOST_MS);
+    body.on('data', count).on('end', stop).on('error', stop).on('close', stop);
+    body.resume();
+  });
 }
 
 /** Compares secrets in constant time (lengths may differ). */

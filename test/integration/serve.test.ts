@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
@@ -247,13 +248,53 @@ describe('ficoco serve under load and over the network', () => {
       await assert.rejects(
         right.chat.completions.create({ model: 'tiny-llava-screens', messages: imageQuestion(large) }),
         (error: InstanceType<typeof OpenAI.APIError>) => {
-          assert.equal(error.status, 413);
+          assert.equal(error.status, 413, String(error));
           assert.equal(error.code, 'request_too_large');
           return true;
         },
       );
+      // The 413 waits for the rest of the body: an answer (and the close after it) while the client still sends can
+      // reach it as a reset instead.
+      assert.deepEqual(await slowOversizedPost(`${server.url}/v1/chat/completions`, 'sk-test-key'), {
+        status: 413,
+        afterBody: true,
+      });
     } finally {
       await server.close();
     }
   });
 });
+
+/**
+ * POSTs 3 MiB (over a 1 MiB limit) in two writes 300 ms apart; settles once the request is over with its status,
+ * whether the answer came after the whole body was sent, and the error the request met, if any.
+ */
+function slowOversizedPost(
+  url: string,
+  apiKey: string,
+): Promise<{ status?: number; afterBody?: boolean; error?: string }> {
+  const body = Buffer.alloc(3 * 2 ** 20, 0x20);
+  return new Promise((resolve) => {
+    const outcome: { status?: number; afterBody?: boolean; error?: string } = {};
+    const request = http.request(
+      url,
+      {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${apiKey}`,
+          'content-type': 'application/json',
+          'content-length': body.length,
+        },
+      },
+      (response) => {
+        outcome.status = response.statusCode;
+        outcome.afterBody = request.writableFinished;
+        response.resume();
+      },
+    );
+    request.on('error', (error: NodeJS.ErrnoException) => (outcome.error = error.code ?? error.message));
+    request.on('close', () => resolve(outcome));
+    request.write(body.subarray(0, 2 ** 19));
+    setTimeout(() => request.end(body.subarray(2 ** 19)), 300);
+  });
+}
