@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -79,7 +79,7 @@ describe('the quantized cache, encoded by several processes', () => {
     assert.ok(fs.readFileSync(first).equals(alone), 'the same bytes as a cache written alone');
   });
 
-  test('a partial cache left by a stopped load is removed; one another load is still writing stays', async () => {
+  test('a partial from elsewhere is removed once untouched for 10 minutes; a fresh one stays', async () => {
     const index = modelFolder();
     const quantizerOf = () => {
       const quantizer = new WeightQuantizer(index, 'int4', { onCpu: true, workers: 1 });
@@ -96,6 +96,32 @@ describe('the quantized cache, encoded by several processes', () => {
     assert.equal(await quantizerOf().materialize(), cache);
     assert.ok(!fs.existsSync(abandoned), 'the abandoned partial is gone');
     assert.ok(fs.existsSync(inProgress), 'the partial being written stays');
+  });
+
+  test("this machine's partials: a stopped writer's is removed by any later load, a running one's stays", async () => {
+    const index = modelFolder();
+    const quantizerOf = () => {
+      const quantizer = new WeightQuantizer(index, 'int4', { onCpu: true, workers: 1 });
+      for (const { name, rows } of LAYERS) quantizer.request(index.get(name), rows);
+      return quantizer;
+    };
+    const cache = await quantizerOf().materialize();
+    const host = os.hostname().replace(/[^A-Za-z0-9-]/g, '-');
+    // A process that has ended: its pid names a writer that is gone (a new process reusing it within the test is
+    // not expected).
+    const gone = spawnSync(process.execPath, ['-e', '']).pid!;
+    const [stopped, running] = [
+      `${cache}.${host}.${gone}.0a0a0a.partial`,
+      `${cache}.${host}.${process.pid}.1b1b1b.partial`,
+    ];
+    fs.writeFileSync(stopped, 'half a cache');
+    fs.writeFileSync(running, 'half a cache');
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    fs.utimesSync(running, hourAgo, hourAgo);
+    // The cache is there: this load writes nothing, and still clears what a stopped load left.
+    assert.equal(await quantizerOf().materialize(), cache);
+    assert.ok(!fs.existsSync(stopped), "the stopped writer's partial is gone at once");
+    assert.ok(fs.existsSync(running), "a running writer's partial stays, however long it has waited");
   });
 
   test('a model folder it cannot write: the cache goes to its own folder, the model folder is left as it was', () => {

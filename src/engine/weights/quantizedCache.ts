@@ -237,6 +237,7 @@ export class WeightQuantizer {
           )
         : source;
     const file = path.join(folder, name);
+    removeAbandoned(folder, name);
     const writeAnew = async () => {
       fs.mkdirSync(folder, { recursive: true });
       // Whatever layout an older cache of this mode used, it is stale now; this one's own files are left.
@@ -318,7 +319,7 @@ export class WeightQuantizer {
       }
       return { weight, forms, starts };
     });
-    const partial = `${file}.${randomBytes(6).toString('hex')}.partial`;
+    const partial = `${file}.${hostTag()}.${process.pid}.${randomBytes(6).toString('hex')}.partial`;
     const prefix = safetensorsPrefix(header);
     try {
       fs.writeFileSync(partial, prefix);
@@ -361,21 +362,49 @@ function isHfCacheBlobs(folder: string): boolean {
   return path.basename(folder) === 'blobs' && path.basename(path.dirname(folder)).startsWith('models--');
 }
 
-/** A partial cache untouched this long was left by a load that stopped: its writer adds a layer every few seconds. */
+/** A partial written on another machine and untouched this long was left by a load that stopped. */
 const ABANDONED_PARTIAL_MS = 10 * 60_000;
 
-/**
- * Removes the caches and partial caches named `prefix`… other than `current`, and partials of `current` left by a load
- * that stopped; a partial of `current` still being written (by another process) stays.
- */
+/** Removes the caches and partial caches named `prefix`… other than `current` and its own partials. */
 function removeStale(folder: string, prefix: string, current: string): void {
   for (const name of fs.readdirSync(folder)) {
+    if (name.startsWith(current)) continue;
+    if (name.startsWith(prefix) && (name.endsWith('.quantized') || name.endsWith('.partial')))
+      fs.rmSync(path.join(folder, name), { force: true });
+  }
+}
+
+/**
+ * Removes the partials of `current` (`<current>.<host>.<pid>.<random>.partial`) whose writer stopped: on this machine,
+ * its process is gone; written elsewhere (or by an older build), untouched for ABANDONED_PARTIAL_MS.
+ */
+function removeAbandoned(folder: string, current: string): void {
+  if (!fs.existsSync(folder)) return;
+  for (const name of fs.readdirSync(folder)) {
+    if (!name.startsWith(`${current}.`) || !name.endsWith('.partial')) continue;
+    const [host, pid] = name.slice(current.length + 1).split('.');
     const file = path.join(folder, name);
-    if (name === current) continue;
     // Another load may rename its partial away meanwhile: a name gone counts as old.
     const writtenAt = fs.statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? 0;
-    if (name.startsWith(current) && Date.now() - writtenAt < ABANDONED_PARTIAL_MS) continue;
-    if (name.startsWith(prefix) && (name.endsWith('.quantized') || name.endsWith('.partial')))
-      fs.rmSync(file, { force: true });
+    const stopped =
+      host === hostTag() && /^\d+$/.test(pid)
+        ? !processAlive(Number(pid))
+        : Date.now() - writtenAt >= ABANDONED_PARTIAL_MS;
+    if (stopped) fs.rmSync(file, { force: true });
+  }
+}
+
+/** This machine's name as a file name part. */
+function hostTag(): string {
+  return os.hostname().replace(/[^A-Za-z0-9-]/g, '-') || 'host';
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: the process exists and belongs to another user.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
