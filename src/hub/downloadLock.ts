@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import { FicocoError } from '../common/errors';
+import { processAlive } from '../common/processes';
 
 /** How often the owner touches its lock file. */
 const HEARTBEAT_MS = 5_000;
@@ -162,16 +163,6 @@ function parseOwner(raw: string): LockOwner | undefined {
 function isStale(held: HeldLock): boolean {
   if (Date.now() - held.touchedAt > STALE_LOCK_MS) return true;
   return held.owner !== undefined && held.owner.host === os.hostname() && !processAlive(held.owner.pid);
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: it exists, as another user's process.
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /**

@@ -45,6 +45,20 @@ describe('the quantized cache, encoded by several processes', () => {
     return WeightIndex.open(dir);
   }
 
+  /** Stand-ins for partial caches at these paths, the `hourOld` ones last touched an hour ago. */
+  function writePartials({ fresh, hourOld }: { fresh: string[]; hourOld: string[] }): void {
+    for (const file of [...fresh, ...hourOld]) fs.writeFileSync(file, 'half a cache');
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    for (const file of hourOld) fs.utimesSync(file, hourAgo, hourAgo);
+  }
+
+  /** An int4 quantizer of every layer, in one process. */
+  function quantizerOf(index: WeightIndex): WeightQuantizer {
+    const quantizer = new WeightQuantizer(index, 'int4', { onCpu: true, workers: 1 });
+    for (const { name, rows } of LAYERS) quantizer.request(index.get(name), rows);
+    return quantizer;
+  }
+
   for (const mode of ['int8', 'int4'] as const) {
     test(`${mode}: one process or three write the same cache`, async () => {
       const caches = await Promise.all(
@@ -81,31 +95,18 @@ describe('the quantized cache, encoded by several processes', () => {
 
   test('a partial from elsewhere is removed once untouched for 10 minutes; a fresh one stays', async () => {
     const index = modelFolder();
-    const quantizerOf = () => {
-      const quantizer = new WeightQuantizer(index, 'int4', { onCpu: true, workers: 1 });
-      for (const { name, rows } of LAYERS) quantizer.request(index.get(name), rows);
-      return quantizer;
-    };
-    const cache = await quantizerOf().materialize();
+    const cache = await quantizerOf(index).materialize();
     fs.rmSync(cache);
     const [abandoned, inProgress] = [`${cache}.0a0a0a.partial`, `${cache}.1b1b1b.partial`];
-    fs.writeFileSync(abandoned, 'half a cache');
-    fs.writeFileSync(inProgress, 'half a cache');
-    const hourAgo = new Date(Date.now() - 3_600_000);
-    fs.utimesSync(abandoned, hourAgo, hourAgo);
-    assert.equal(await quantizerOf().materialize(), cache);
+    writePartials({ fresh: [inProgress], hourOld: [abandoned] });
+    assert.equal(await quantizerOf(index).materialize(), cache);
     assert.ok(!fs.existsSync(abandoned), 'the abandoned partial is gone');
     assert.ok(fs.existsSync(inProgress), 'the partial being written stays');
   });
 
   test("this machine's partials: a stopped writer's is removed by any later load, a running one's stays", async () => {
     const index = modelFolder();
-    const quantizerOf = () => {
-      const quantizer = new WeightQuantizer(index, 'int4', { onCpu: true, workers: 1 });
-      for (const { name, rows } of LAYERS) quantizer.request(index.get(name), rows);
-      return quantizer;
-    };
-    const cache = await quantizerOf().materialize();
+    const cache = await quantizerOf(index).materialize();
     const host = os.hostname().replace(/[^A-Za-z0-9-]/g, '-');
     // A process that has ended: its pid names a writer that is gone (a new process reusing it within the test is
     // not expected).
@@ -114,12 +115,9 @@ describe('the quantized cache, encoded by several processes', () => {
       `${cache}.${host}.${gone}.0a0a0a.partial`,
       `${cache}.${host}.${process.pid}.1b1b1b.partial`,
     ];
-    fs.writeFileSync(stopped, 'half a cache');
-    fs.writeFileSync(running, 'half a cache');
-    const hourAgo = new Date(Date.now() - 3_600_000);
-    fs.utimesSync(running, hourAgo, hourAgo);
+    writePartials({ fresh: [stopped], hourOld: [running] });
     // The cache is there: this load writes nothing, and still clears what a stopped load left.
-    assert.equal(await quantizerOf().materialize(), cache);
+    assert.equal(await quantizerOf(index).materialize(), cache);
     assert.ok(!fs.existsSync(stopped), "the stopped writer's partial is gone at once");
     assert.ok(fs.existsSync(running), "a running writer's partial stays, however long it has waited");
   });

@@ -27,6 +27,7 @@ import {
 import { TensorLocation, WeightIndex } from './safetensors';
 import { safetensorsPrefix } from './safetensorsWriter';
 import { defaultWorkerCount, encodeLayers } from './quantizeWorkers';
+import { processAlive } from '../../common/processes';
 
 /** Bumped when the file's layout changes, so old caches are rebuilt. */
 const FORMAT_VERSION = 5;
@@ -397,14 +398,4 @@ function removeAbandoned(folder: string, current: string): void {
 /** This machine's name as a file name part. */
 function hostTag(): string {
   return os.hostname().replace(/[^A-Za-z0-9-]/g, '-') || 'host';
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: the process exists and belongs to another user.
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
