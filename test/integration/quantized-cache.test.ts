@@ -45,6 +45,20 @@ describe('the quantized cache, encoded by several processes', () => {
     return WeightIndex.open(dir);
   }
 
+  /**
+   * An int4 load of every 2-D tensor in a process of its own (test/helpers/quantizeChild.ts): as root, by default as
+   * the unprivileged user nobody (65534 on Debian), since root writes anywhere.
+   */
+  function loadAsAnotherUser(source: string, cacheDir: string, another = true) {
+    const asUser = another && process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+    const printed = execFileSync(process.execPath, ['--import', 'tsx', QUANTIZE_CHILD, source, cacheDir], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      ...asUser,
+    });
+    return JSON.parse(printed) as { file?: string; layers?: number; error?: string };
+  }
+
   /** Stand-ins for partial caches at these paths, the `hourOld` ones last touched an hour ago. */
   function writePartials({ fresh, hourOld }: { fresh: string[]; hourOld: string[] }): void {
     for (const file of [...fresh, ...hourOld]) fs.writeFileSync(file, 'half a cache');
@@ -129,16 +143,7 @@ describe('the quantized cache, encoded by several processes', () => {
     fs.chmodSync(source, 0o555);
     fs.chmodSync(cacheDir, 0o777);
     const before = fs.readdirSync(source);
-    // Root writes anywhere, so as root the load runs as the unprivileged user nobody (65534 on Debian).
-    const asUser = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
-    const load = () =>
-      JSON.parse(
-        execFileSync(process.execPath, ['--import', 'tsx', QUANTIZE_CHILD, source, cacheDir], {
-          cwd: ROOT,
-          encoding: 'utf8',
-          ...asUser,
-        }),
-      ) as { file?: string; layers?: number; error?: string };
+    const load = () => loadAsAnotherUser(source, cacheDir);
     const first = load();
     assert.equal(first.error, undefined);
     assert.equal(path.dirname(path.dirname(first.file!)), cacheDir);
@@ -146,6 +151,22 @@ describe('the quantized cache, encoded by several processes', () => {
     assert.deepEqual(fs.readdirSync(source), before);
     const second = load();
     assert.deepEqual(second, { file: first.file, layers: 0 }, 'the second load reads the same cache');
+    fs.chmodSync(source, 0o755);
+  });
+
+  test("a read-only folder with its cache and a stopped load's partial: the cache is read, the partial kept", () => {
+    const source = path.dirname(modelFolder().files[0]);
+    const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-own-cache-'));
+    folders.push(cacheDir);
+    fs.chmodSync(cacheDir, 0o777);
+    const written = loadAsAnotherUser(source, cacheDir, false);
+    assert.equal(path.dirname(written.file!), source);
+    const gone = spawnSync(process.execPath, ['-e', '']).pid!;
+    const stopped = `${written.file}.${os.hostname().replace(/[^A-Za-z0-9-]/g, '-')}.${gone}.0a0a0a.partial`;
+    fs.writeFileSync(stopped, 'half a cache');
+    fs.chmodSync(source, 0o555);
+    assert.deepEqual(loadAsAnotherUser(source, cacheDir), { file: written.file, layers: 0 });
+    assert.ok(fs.existsSync(stopped), 'a folder it cannot write keeps the partial');
     fs.chmodSync(source, 0o755);
   });
 

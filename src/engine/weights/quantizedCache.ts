@@ -391,7 +391,12 @@ function removeAbandoned(folder: string, current: string): void {
       host === hostTag() && /^\d+$/.test(pid)
         ? !processAlive(Number(pid))
         : Date.now() - writtenAt >= ABANDONED_PARTIAL_MS;
-    if (stopped) fs.rmSync(file, { force: true });
+    if (!stopped) continue;
+    try {
+      fs.rmSync(file, { force: true });
+    } catch {
+      // Clearing is a courtesy: a folder that became read-only keeps the file, and the load goes on.
+    }
   }
 }
 
