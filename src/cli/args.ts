@@ -112,16 +112,13 @@ export function quantizationArg(value: string | undefined): WeightQuantization {
 }
 
 /**
- * How ask, eval and serve show a first quantized load (minutes for a 7B model): a line on stderr at each quarter of
- * the layers; undefined without quantization.
+ * How ask and eval show a first quantized load (minutes for a 7B model): a line on stderr at each quarter of the
+ * layers; undefined without quantization. (serve's engine clients log the same lines.)
  */
-export function quantizingOnStderr(
-  mode: WeightQuantization,
-  prefix = '',
-): ((done: number, total: number) => void) | undefined {
+export function quantizingOnStderr(mode: WeightQuantization): ((done: number, total: number) => void) | undefined {
   if (mode === 'none') return undefined;
   return (done, total) => {
-    if (passesQuarter(done, total)) process.stderr.write(`${prefix}${quantizingProgress(mode, done, total)}\n`);
+    if (passesQuarter(done, total)) process.stderr.write(`${quantizingProgress(mode, done, total)}\n`);
   };
 }
 

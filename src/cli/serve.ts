@@ -9,7 +9,7 @@ import { base64Length, MAX_NEW_TOKENS_LIMIT } from '../protocol/engine';
 import { findBuiltinModel, findPreset } from '../hub/presets';
 import { buildServer } from '../server/app';
 import { WorkerPool } from '../server/workerPool';
-import { integer, parseCommandArgs, providerArg, quantizationArg, quantizingOnStderr, reductionArg } from './args';
+import { integer, parseCommandArgs, providerArg, quantizationArg, reductionArg } from './args';
 import { resolveModelArg } from './models';
 
 export const SERVE_USAGE = `Usage:
@@ -80,18 +80,13 @@ export async function serveCommand(args: string[]): Promise<number> {
     ...(reduction ? { warmUp: reduction } : {}),
   };
   const log = (line: string) => process.stderr.write(`${line}\n`);
-  const reportQuantizing = quantizingOnStderr(model.quantization, '[engine] ');
   const host = hostEntry();
   const pool = new WorkerPool({
     workers: integer('--workers', values.workers, 1),
     queueLimit: integer('--queue', values.queue, 0),
     model,
-    newClient: () =>
-      new EngineClient({
-        ...host,
-        log: (line) => log(`[engine] ${line}`),
-        onLoadProgress: ({ done, total }) => reportQuantizing?.(done, total),
-      }),
+    // The client logs a first quantized load's progress at each quarter.
+    newClient: () => new EngineClient({ ...host, log: (line) => log(`[engine] ${line}`) }),
     log,
   });
   const modelId = values.model !== undefined && findPreset(values.model) ? values.model : path.basename(model.modelDir);
