@@ -59,12 +59,17 @@ async function main() {
   const speedupOf = async (reduction: ReductionRequest): Promise<SpeedupView> => {
     const run: PrefillRun = async (reduced) =>
       prefillMs(
-        (await client.ask(model, { ...question, maxNewTokens: 1, ...(reduced ? { reduction } : {}) }, () => undefined))
-          .stats,
+        (
+          await client.ask(
+            model,
+            { ...question, maxNewTokens: 1, ...(reduced ? { reduction } : {}) },
+            { text: () => undefined },
+          )
+        ).stats,
       );
     return (await measureSpeedup(run, 'prefill on cpu'))!;
   };
-  const { stats } = await client.ask(model, { ...question, reduction: AUTO }, () => undefined);
+  const { stats } = await client.ask(model, { ...question, reduction: AUTO }, { text: () => undefined });
   const repeated: SpeedupView[] = [];
   for (let i = 0; i < measurements; i++) repeated.push(await speedupOf(REDUCED));
   const methods: [string, SpeedupView][] = [];
@@ -121,7 +126,7 @@ async function firstAnswer(model: LoadParams, question: AskOptions): Promise<Fir
     await client.load(model);
     const loadMs = performance.now() - forked;
     const asked = performance.now();
-    const { stats } = await client.ask(model, { ...question, reduction: REDUCED }, () => undefined);
+    const { stats } = await client.ask(model, { ...question, reduction: REDUCED }, { text: () => undefined });
     return { loadMs, answerMs: performance.now() - asked, prefillMs: prefillMs(stats) };
   } finally {
     client.dispose();

@@ -14,6 +14,7 @@ import {
 } from 'vscode-jsonrpc/node';
 import {
   AskParams,
+  AskProgressNotification,
   AskRequest,
   AskResult,
   EngineErrorKind,
@@ -25,10 +26,12 @@ import {
   loadKey,
   TextNotification,
   errorKindOf,
+  parseAskProgressParams,
   parseLoadProgressParams,
   parseTextParams,
 } from '../protocol/engine';
 import { passesQuarter, quantizingProgress } from '../common/quantization';
+import type { PrefillProgress } from '../common/prefillProgress';
 
 export interface EngineClientOptions {
   /** the host's entry point: dist/host.js, or src/host/main.ts with execArgv ['--import', 'tsx'] */
@@ -65,8 +68,8 @@ interface HostProcess {
   stopped: boolean;
   /** the load this process last answered (or is answering), by its parameters */
   load?: { key: string; result: Promise<LoadResult> };
-  /** pieces of text of the asks in flight, by requestId */
-  textListeners: Map<string, (text: string) => void>;
+  /** the listeners of the asks in flight, by requestId */
+  listeners: Map<string, AnswerListeners>;
 }
 
 export type AskOptions = Omit<AskParams, 'requestId'>;
@@ -78,16 +81,25 @@ export interface EngineAnswer {
   stats?: AskResult['stats'];
 }
 
+/** What an ask tells its caller as it goes. */
+export interface AnswerListeners {
+  /** the next piece of the answer */
+  text(piece: string): void;
+  /** how far the engine has read the images and the prompt, before the first piece (engines that say) */
+  progress?(progress: PrefillProgress): void;
+}
+
 /** Where questions are answered: the local engine process (EngineClient) or a remote server (RemoteEngine). */
 export interface AnswerEngine {
   /**
-   * Asks a question about images with `model` (a local engine loads it first when needed). Text streams into `onText`;
-   * cancelling `token` stops generation between tokens and resolves with the partial answer.
+   * Asks a question about images with `model` (a local engine loads it first when needed); `listeners` hear its text
+   * and progress. Cancelling `token` stops generation between tokens and resolves with the partial answer, or, before
+   * the first token, rejects with kind 'cancelled'.
    */
   ask(
     model: LoadParams,
     question: AskOptions,
-    onText: (text: string) => void,
+    listeners: AnswerListeners,
     token?: CancellationToken,
   ): Promise<EngineAnswer>;
   /** the local engine process, when there is one */
@@ -122,7 +134,7 @@ export class EngineClient implements AnswerEngine {
   async ask(
     model: LoadParams,
     question: AskOptions,
-    onText: (text: string) => void,
+    listeners: AnswerListeners,
     token?: CancellationToken,
   ): Promise<AskResult> {
     const host = this.running();
@@ -130,11 +142,11 @@ export class EngineClient implements AnswerEngine {
     if (token?.isCancellationRequested)
       throw new EngineError('The question was cancelled before it started.', 'cancelled');
     const requestId = randomUUID();
-    host.textListeners.set(requestId, onText);
+    host.listeners.set(requestId, listeners);
     try {
       return await this.call(host, host.connection.sendRequest(AskRequest, { ...question, requestId }, token));
     } finally {
-      host.textListeners.delete(requestId);
+      host.listeners.delete(requestId);
     }
   }
 
@@ -201,13 +213,17 @@ export class EngineClient implements AnswerEngine {
         connection,
         startedAt: performance.now(),
         stopped: false,
-        textListeners: new Map<string, (text: string) => void>(),
+        listeners: new Map<string, AnswerListeners>(),
       },
       { exited: this.exitOf(child, connection, () => host.stopped) },
     );
     connection.onNotification(TextNotification, (params: unknown) => {
       const piece = parseTextParams(params);
-      host.textListeners.get(piece.requestId)?.(piece.text);
+      host.listeners.get(piece.requestId)?.text(piece.text);
+    });
+    connection.onNotification(AskProgressNotification, (params: unknown) => {
+      const { requestId, ...progress } = parseAskProgressParams(params);
+      host.listeners.get(requestId)?.progress?.(progress);
     });
     connection.onNotification(LoadProgressNotification, (params: unknown) => {
       const { quantization, done, total } = parseLoadProgressParams(params);

@@ -10,7 +10,13 @@ import { budgetLabel } from '../common/budget';
 import { IMAGE_MIME_TYPES, detectImageFormat } from '../common/imageFile';
 import { NO_REDUCTION } from '../common/reductionChoice';
 import { type AnswerStats, type EngineErrorKind, type StopReason, parseAnswerStats } from '../protocol/engine';
-import { type AnswerEngine, type AskOptions, type EngineAnswer, EngineError } from './engineClient';
+import {
+  type AnswerEngine,
+  type AnswerListeners,
+  type AskOptions,
+  type EngineAnswer,
+  EngineError,
+} from './engineClient';
 
 export interface RemoteEngineOptions {
   /** e.g. http://gpu-box:8080/v1 */
@@ -40,7 +46,7 @@ export class RemoteEngine implements AnswerEngine {
   async ask(
     _model: unknown,
     question: AskOptions,
-    onText: (text: string) => void,
+    listeners: AnswerListeners,
     token?: CancellationToken,
   ): Promise<EngineAnswer> {
     const controller = new AbortController();
@@ -86,7 +92,7 @@ export class RemoteEngine implements AnswerEngine {
         const choice = chunk.choices[0];
         if (choice?.delta.content) {
           text += choice.delta.content;
-          onText(choice.delta.content);
+          listeners.text(choice.delta.content);
         }
         if (choice?.finish_reason) stopReason = choice.finish_reason === 'length' ? 'max-tokens' : 'stop-token';
         const extension = (chunk as { ficoco?: { stats?: unknown } }).ficoco;

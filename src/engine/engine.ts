@@ -34,6 +34,8 @@ import { LOGITS } from './models/llama';
 import { parseModelConfig } from './models/registry';
 import { type PackedImage, packSquare, packTiles } from './models/tiledFeatures';
 import { contentTokens, withoutStructure } from './structureTokens';
+import { PrefillWatch } from './prefillWatch';
+import type { PrefillProgress } from '../common/prefillProgress';
 import { GatheredExposure, RowProducts } from './runtime/gatheredExposure';
 import { KvCache } from './runtime/kvCache';
 import {
@@ -92,7 +94,13 @@ export interface GenerateOptions {
   stopTokenIds?: readonly number[];
   hooks?: readonly ReductionHook[];
   onToken?: (tokenId: number) => void;
+  /**
+   * checked between tower passes, prompt chunks and decode steps: aborted before the first token, generation rejects
+   * with a 'cancelled' FicocoError; after it, it returns the tokens so far
+   */
   signal?: AbortSignal;
+  /** after each tower pass and each prompt chunk */
+  onProgress?: (progress: PrefillProgress) => void;
 }
 
 /** A reduction step's effect: tokens before and after, and the time the hook took. */
@@ -167,10 +175,13 @@ export interface AskRequest {
   hooks?: readonly ReductionHook[];
   /** receives the answer text as it streams */
   onText?: (text: string) => void;
+  /** how far reading the images and the prompt has come, before the first token */
+  onProgress?: (progress: PrefillProgress) => void;
+  /** stops the answer between tokens, or before the first one (then ask rejects with a 'cancelled' FicocoError) */
   signal?: AbortSignal;
 }
 
-export type { ReductionRequest };
+export type { PrefillProgress, ReductionRequest };
 
 export interface AnswerStats {
   /** the reduction that ran and why it was chosen; absent when none was asked for */
@@ -452,6 +463,7 @@ export class LlavaEngine {
       sampling: request.sampling,
       hooks: [...planned, ...(request.hooks ?? [])],
       signal: request.signal,
+      onProgress: request.onProgress,
       onToken: (id) => {
         firstTextAt ??= performance.now();
         const piece = streaming.push(id);
@@ -613,6 +625,11 @@ export class LlavaEngine {
     const [visionSegments, embedSegments, decoderSegments] = await this.segmentsFor(hooks);
     const maxNewTokens = this.checkRunFits(this.promptTokens(inputIds, costs), options.maxNewTokens, decoderSegments);
     const steps: StepStat[] = [];
+    const watch = new PrefillWatch(
+      images.reduce((passes, image) => passes + image.values.length / this.passSize, 0),
+      options.signal,
+      options.onProgress,
+    );
 
     const visionClock = startClock();
     const features: PackedImage[] = [];
@@ -624,7 +641,9 @@ export class LlavaEngine {
         const values = pixels.values.subarray(start, start + this.passSize);
         const pass = start / this.passSize;
         const padding = this.paddingPatches(pixels, pass);
+        watch.check();
         passes.push(await this.encodeImage(values, visionSegments, hooks, { image, pass, padding }, steps, layers));
+        watch.passDone();
         visionTokens.push(layers);
       }
       features.push(this.packImage(passes, pixels.size));
@@ -637,8 +656,9 @@ export class LlavaEngine {
     const promptLength = state.count;
     const cache = new KvCache(this.config.text.kvHeads, this.config.text.headDim, this.factory.computeType);
     const decoderTokens: LayerTokens = { attention: [], mlp: [] };
-    const prefill = { hooks, steps, layers: decoderTokens, spans: state.spans, structure };
+    const prefill = { hooks, steps, layers: decoderTokens, spans: state.spans, structure, watch };
     const prefillLogits = await this.runDecoder(decoderSegments, state, cache, prefill);
+    watch.check();
     // Each decoder segment's arena now holds a working set for a prompt this long (checkRunFits counts new ones).
     for (const { arena } of decoderSegments) arena.promptTokens = Math.max(arena.promptTokens, promptLength);
     const cacheLengths = cache.lengths();
@@ -913,16 +933,23 @@ export class LlavaEngine {
       spans: VisualSpan[];
       /** 1 for a structure token (a tiled image's row end), which decoder-side reduction leaves in place */
       structure: Uint8Array;
+      watch: PrefillWatch;
     },
   ): Promise<Float32Array> {
     let current = state;
+    const blocks = this.towers.decoder.blocks.length;
+    prefill?.watch.promptAhead(current.count, blocks);
     for (const segment of segments) {
       if (prefill) countLayerTokens(this.towers.decoder, segment, current.count, prefill.layers);
       const hook = prefill && segment.site ? prefill.hooks.get(segment.site as HookSite) : undefined;
       // A hook sees no structure tokens: its signals are gathered over the content only.
       const content = hook && prefill?.structure.includes(1) ? contentTokens(prefill.structure) : undefined;
-      const outputs = await this.runDecoderSegment(segment, segments.length, current, cache, hook?.needs, content);
-      if (segment.end === this.towers.decoder.blocks.length) return outputs[LOGITS].data as Float32Array;
+      const outputs = await this.runDecoderSegment(segment, segments.length, current, cache, {
+        expose: hook?.needs,
+        content,
+        watch: prefill?.watch,
+      });
+      if (segment.end === blocks) return outputs[LOGITS].data as Float32Array;
       current = { ...current, hidden: outputs[segment.graph.outputName].data as Float32Array };
       if (hook && prefill) {
         const reduced = runHook(hook, current, outputs, {
@@ -932,6 +959,7 @@ export class LlavaEngine {
           signalsOverContent: content !== undefined,
         });
         current = reduced.state;
+        prefill.watch.promptAhead(current.count, blocks - segment.end);
         prefill.spans = current.spans;
         prefill.structure = reduced.structure ?? prefill.structure;
       }
@@ -941,30 +969,32 @@ export class LlavaEngine {
 
   /**
    * Runs one of a plan's `segmentCount` decoder segments over the tokens in equal chunks (equalChunkTokens), each
-   * attending to the cache the chunks before it left (the causal result, in less memory). `exposeFor`: what a hook
-   * after the segment reads, gathered over the chunks and over the `content` tokens (all when absent).
+   * attending to the cache the chunks before it left (the causal result, in less memory). `expose`: what a hook
+   * after the segment reads, gathered over the chunks and over the `content` tokens (all when absent); `watch`: a
+   * prefill's, told of each chunk.
    */
   private async runDecoderSegment(
     segment: Segment,
     segmentCount: number,
     state: TokenState,
     cache: KvCache,
-    exposeFor?: AttentionNeeds,
-    content?: Int32Array,
+    { expose, content, watch }: { expose?: AttentionNeeds; content?: Int32Array; watch?: PrefillWatch } = {},
   ): Promise<ort.InferenceSession.OnnxValueMapType> {
     const { graph } = segment;
     const chunk = this.prefillChunkTokens(segmentCount, state.count);
-    const gathered = exposeFor ? new GatheredExposure(state.count, exposeFor, content) : undefined;
+    const gathered = expose ? new GatheredExposure(state.count, expose, content) : undefined;
     let outputs: ort.InferenceSession.OnnxValueMapType = {};
     let hidden: Float32Array | undefined;
     for (let start = 0; start < state.count; start += chunk) {
       const end = Math.min(start + chunk, state.count);
+      watch?.check();
       outputs = await this.runDecoderChunk(
         segment,
         state.hidden.subarray(start * state.width, end * state.width),
         state.positions.subarray(start, end),
         cache,
       );
+      watch?.chunkDone(end - start, segment.end - segment.start);
       gathered?.add(outputs, start, end - start);
       if (graph.outputName === LOGITS || end - start === state.count) continue; // only the last token's logits count
       const piece = outputs[graph.outputName];

@@ -123,7 +123,7 @@ export class Replies {
         const message = conversation.appendText(turnId, kind, text);
         if (message) post(message);
       };
-      const result = await engine.ask(model, request, onText, cancel.token);
+      const result = await engine.ask(model, request, { text: onText }, cancel.token);
       const how =
         where !== 'local' ? `from ${where}` : alreadyLoaded ? 'model already loaded' : 'including the model load';
       log.info(
@@ -230,7 +230,7 @@ export class Replies {
       const result = await engine.ask(
         model,
         { ...prefillOnly, topP: 1, seed: 0, ...(reduced && request.reduction ? { reduction: request.reduction } : {}) },
-        () => undefined,
+        { text: () => undefined },
         cancel.token,
       );
       const cancelled = result.stopReason === 'cancelled' || cancel.token.isCancellationRequested;

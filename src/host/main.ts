@@ -17,6 +17,7 @@ import { LlavaEngine } from '../engine/engine';
 import { FicocoError } from '../common/errors';
 import {
   AskParams,
+  AskProgressNotification,
   AskRequest,
   AskResult,
   ENGINE_FAILURE,
@@ -105,7 +106,7 @@ class EngineHost {
           kind: 'not-loaded',
         });
       }
-      // The engine checks the signal between decode steps and then returns the partial answer.
+      // The engine checks the signal between tower passes, prompt chunks and decode steps (engine.ask says what then).
       const controller = new AbortController();
       const subscription = token.onCancellationRequested(() => controller.abort());
       try {
@@ -122,6 +123,11 @@ class EngineHost {
           signal: controller.signal,
           onText: (text) =>
             void this.connection.sendNotification(TextNotification, { requestId: params.requestId, text }),
+          onProgress: (progress) =>
+            void this.connection.sendNotification(AskProgressNotification, {
+              requestId: params.requestId,
+              ...progress,
+            }),
         });
         return { text: answer.text, stopReason: answer.stopReason, stats: answer.stats };
       } finally {

@@ -4,8 +4,8 @@
  * code or types, no Node or vscode imports, so the extension, the host and the webview can share it.
  *
  * Cancellation is vscode-jsonrpc's own ($/cancelRequest → CancellationToken): a cancelled ask still
- * answers, with the text so far and stopReason 'cancelled'. Failures are ResponseErrors whose data
- * carries a stable `kind`.
+ * answers, with the text so far and stopReason 'cancelled', or, cancelled before its first token, fails with kind
+ * 'cancelled'. Failures are ResponseErrors whose data carries a stable `kind`.
  */
 import { ErrorCodes, NotificationType, RequestType, ResponseError } from 'vscode-jsonrpc';
 
@@ -15,6 +15,7 @@ import { BUDGET_HINT, type Budget, type ParamValue, isValidBudget } from '../com
 import { FICOCO_ERROR_KINDS } from '../common/errors';
 import { AUTO_METHOD, REDUCTION_RULES, type ReductionRequest, type ReductionRule } from '../common/reductionChoice';
 import { MAX_IMAGE_BYTES } from '../common/imageFile';
+import { PREFILL_STAGES, type PrefillProgress } from '../common/prefillProgress';
 import { describeValue } from './describe';
 import { fieldReaders } from './fields';
 
@@ -156,6 +157,11 @@ export interface TextParams {
   text: string;
 }
 
+/** How far an ask has read its images and prompt, before its first token. */
+export interface AskProgressParams extends PrefillProgress {
+  requestId: string;
+}
+
 /** Why a request failed: the engine's own kinds, plus the host's — no model yet, or a bug. */
 export const ENGINE_ERROR_KINDS = [...FICOCO_ERROR_KINDS, 'not-loaded', 'internal'] as const;
 export type EngineErrorKind = (typeof ENGINE_ERROR_KINDS)[number];
@@ -171,6 +177,7 @@ export const LoadRequest = new RequestType<LoadParams, LoadResult, EngineErrorDa
 export const AskRequest = new RequestType<AskParams, AskResult, EngineErrorData>('engine/ask');
 export const TextNotification = new NotificationType<TextParams>('engine/text');
 export const LoadProgressNotification = new NotificationType<LoadProgressParams>('engine/loadProgress');
+export const AskProgressNotification = new NotificationType<AskProgressParams>('engine/askProgress');
 
 /** The kind a ResponseError carries, or undefined when it carries none (e.g. a transport failure). */
 export function errorKindOf(error: unknown): EngineErrorKind | undefined {
@@ -357,6 +364,19 @@ export function parseLoadProgressParams(value: unknown): LoadProgressParams {
     );
   return {
     quantization: params.quantization as LoadProgressParams['quantization'],
+    done: integer(params.done, 'done', 0, total),
+    total,
+  };
+}
+
+export function parseAskProgressParams(value: unknown): AskProgressParams {
+  const params = record(value, 'engine/askProgress params');
+  if (!(PREFILL_STAGES as readonly unknown[]).includes(params.stage))
+    throw invalidParams(`stage is ${describeValue(params.stage)}; expected ${PREFILL_STAGES.join(' or ')}.`);
+  const total = integer(params.total, 'total', 1, Number.MAX_SAFE_INTEGER);
+  return {
+    requestId: nonEmptyString(params.requestId, 'requestId'),
+    stage: params.stage as PrefillProgress['stage'],
     done: integer(params.done, 'done', 0, total),
     total,
   };

@@ -164,9 +164,11 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     const result = await client.ask(
       pool.model,
       question.ask,
-      (piece) => {
-        text += stops.push(piece);
-        if (stops.stopped) generation.stop();
+      {
+        text: (piece) => {
+          text += stops.push(piece);
+          if (stops.stopped) generation.stop();
+        },
       },
       generation.token,
     );
@@ -212,9 +214,11 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     const result = await client.ask(
       pool.model,
       question.ask,
-      (piece) => {
-        send(stops.push(piece));
-        if (stops.stopped) generation.stop();
+      {
+        text: (piece) => {
+          send(stops.push(piece));
+          if (stops.stopped) generation.stop();
+        },
       },
       generation.token,
     );

@@ -15,6 +15,7 @@ import {
   createMessageConnection,
 } from 'vscode-jsonrpc/node';
 import { EngineClient, EngineError } from '../../src/client/engineClient';
+import { screenshotPng } from '../helpers/hubListings';
 import {
   AskRequest,
   ENGINE_FAILURE,
@@ -298,11 +299,11 @@ describe('EngineClient', () => {
 
   test('loads, streams and answers; later questions reuse the same process', async () => {
     const pieces: string[] = [];
-    const answer = await client.ask(LOAD, { ...QUESTION, maxNewTokens: 12 }, (text) => pieces.push(text));
+    const answer = await client.ask(LOAD, { ...QUESTION, maxNewTokens: 12 }, { text: (text) => pieces.push(text) });
     assert.equal(pieces.join(''), answer.text);
     const pid = client.processId;
     assert.ok(pid);
-    await client.ask(LOAD, { ...QUESTION, maxNewTokens: 2 }, () => undefined);
+    await client.ask(LOAD, { ...QUESTION, maxNewTokens: 2 }, { text: () => undefined });
     assert.equal(client.processId, pid);
     assert.ok(
       lines.some((line) => line.includes('[ficoco-host] loaded on cpu')),
@@ -310,9 +311,30 @@ describe('EngineClient', () => {
     );
   });
 
+  test("a tiled screenshot's progress reaches the client before its text: every part of the image, then the prompt", async () => {
+    const heard: string[] = [];
+    const screenshot = { name: 'screenshot.png', dataBase64: screenshotPng().toString('base64') };
+    await client.ask(
+      { ...LOAD, modelDir: path.join(FIXTURES, 'tiny-llava-onevision-qwen2') },
+      { ...QUESTION, images: [screenshot], maxNewTokens: 2 },
+      {
+        text: () => heard.push('text'),
+        progress: ({ stage, done, total }) => heard.push(`${stage} ${stage === 'image' ? `${done}/${total}` : ''}`),
+      },
+    );
+    const parts = heard.filter((event) => event.startsWith('image')).length;
+    assert.ok(parts > 1);
+    assert.deepEqual(
+      heard.slice(0, parts),
+      Array.from({ length: parts }, (_, i) => `image ${i + 1}/${parts}`),
+    );
+    assert.deepEqual([...new Set(heard.slice(parts))], ['prompt ', 'text']);
+    assert.ok(heard.lastIndexOf('prompt ') < heard.indexOf('text'));
+  });
+
   test('cancelling the token returns the partial answer', async () => {
     const source = new CancellationTokenSource();
-    const answer = await client.ask(LOAD, LONG, () => source.cancel(), source.token);
+    const answer = await client.ask(LOAD, LONG, { text: () => source.cancel() }, source.token);
     assert.equal(answer.stopReason, 'cancelled');
     assert.ok(answer.stats.generatedTokens < LONG.maxNewTokens / 2);
   });
@@ -364,18 +386,18 @@ describe('EngineClient', () => {
 
   test('a crash fails the question in flight, and the next question runs in a new process', async () => {
     const crashed = client.processId!;
-    const asking = client.ask(LOAD, LONG, () => process.kill(crashed, 'SIGKILL'));
+    const asking = client.ask(LOAD, LONG, { text: () => process.kill(crashed, 'SIGKILL') });
     await assert.rejects(
       asking,
       (error) => error instanceof EngineError && error.kind === 'crashed' && /SIGKILL/.test(error.message),
     );
-    const answer = await client.ask(LOAD, { ...QUESTION, maxNewTokens: 2 }, () => undefined);
+    const answer = await client.ask(LOAD, { ...QUESTION, maxNewTokens: 2 }, { text: () => undefined });
     assert.equal(answer.stats.generatedTokens, 2);
     assert.notEqual(client.processId, crashed);
   });
 
   test('stop() ends the process; what was in flight fails as cancelled', async () => {
-    const asking = client.ask(LOAD, LONG, () => client.stop());
+    const asking = client.ask(LOAD, LONG, { text: () => client.stop() });
     await assert.rejects(asking, (error) => error instanceof EngineError && error.kind === 'cancelled');
     assert.equal(client.processId, undefined);
   });

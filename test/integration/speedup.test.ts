@@ -136,7 +136,7 @@ describe('the speedup measurement on a real engine process', () => {
       const result = await client.ask(
         LOAD,
         { ...PREFILL_ONLY, ...(reduced ? { reduction: REDUCTION } : {}) },
-        () => undefined,
+        { text: () => undefined },
         token,
       );
       return result.stopReason === 'cancelled' ? undefined : prefillMs(result.stats);
@@ -160,7 +160,8 @@ describe('the speedup measurement on a real engine process', () => {
   test('a run that fails rejects, for the caller to log', async () => {
     const failing: PrefillRun = async () =>
       prefillMs(
-        (await client.ask({ ...LOAD, modelDir: path.join(ROOT, 'nowhere') }, PREFILL_ONLY, () => undefined)).stats,
+        (await client.ask({ ...LOAD, modelDir: path.join(ROOT, 'nowhere') }, PREFILL_ONLY, { text: () => undefined }))
+          .stats,
       );
     await assert.rejects(
       measureSpeedup(failing, 'prefill', QUICK),

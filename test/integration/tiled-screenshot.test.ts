@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { anyresLayout } from '../../src/common/anyres';
 import { FicocoError } from '../../src/common/errors';
-import { LlavaEngine } from '../../src/engine/engine';
+import { LlavaEngine, type PrefillProgress } from '../../src/engine/engine';
 import { tiledRunShape } from '../../src/cli/runShape';
 import { flopsArchOf } from '../../src/engine/models/flopsArch';
 import { archForImage, runFlops } from '../../src/flops';
@@ -96,6 +96,79 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
         (error: unknown) =>
           error instanceof FicocoError && error.kind === 'reduction' && /one image/.test(error.message),
       );
+    });
+
+    test('progress: the base image and every tile, then the prompt, its work shrinking after a decoder step', async () => {
+      const events: PrefillProgress[] = [];
+      const answer = await engine.ask({
+        question: QUESTION,
+        images: [{ bytes, name: 'screenshot.png' }],
+        reduction: { method: 'fastv', budget: { ratio: 0.25 } },
+        maxNewTokens: 2,
+        onProgress: (progress) => events.push(progress),
+      });
+      const { tiles } = anyresLayout(engine.config.tiling!, { width: 1920, height: 1080 });
+      const passes = 1 + tiles.rows * tiles.cols;
+      const image = events.filter((event) => event.stage === 'image');
+      assert.deepEqual(
+        image,
+        Array.from({ length: passes }, (_, i) => ({ stage: 'image', done: i + 1, total: passes })),
+      );
+      const prompt = events.slice(passes);
+      assert.ok(prompt.length >= 2 && prompt.every((event) => event.stage === 'prompt'));
+      // Every prompt token through every block of the decoder.
+      assert.equal(prompt[0].total % answer.stats.promptTokens, 0);
+      assert.ok(prompt[0].total / answer.stats.promptTokens > engine.config.text.layers);
+      for (const [i, event] of prompt.entries()) {
+        assert.ok(event.done <= event.total);
+        if (i > 0) assert.ok(event.done > prompt[i - 1].done && event.total <= prompt[i - 1].total);
+      }
+      assert.ok(prompt.at(-1)!.total < prompt[0].total, 'FastV drops tokens, so less work is left');
+      assert.equal(prompt.at(-1)!.done, prompt.at(-1)!.total);
+    });
+
+    test('Stop while the tiles are read ends the question there; the next one answers as before', async () => {
+      const question = { question: QUESTION, images: [{ bytes, name: 'screenshot.png' }], maxNewTokens: 3 };
+      const before = await engine.ask(question);
+      const stop = new AbortController();
+      const events: PrefillProgress[] = [];
+      await assert.rejects(
+        engine.ask({
+          ...question,
+          signal: stop.signal,
+          onProgress: (progress) => {
+            events.push(progress);
+            if (progress.done === 2) stop.abort();
+          },
+        }),
+        (error: unknown) => error instanceof FicocoError && error.kind === 'cancelled',
+      );
+      assert.deepEqual(
+        events.map(({ stage, done }) => `${stage} ${done}`),
+        ['image 1', 'image 2'],
+      );
+      const again = await engine.ask(question);
+      assert.deepEqual(again.tokenIds, before.tokenIds);
+    });
+
+    test('Stop while the prompt is read ends the question before its first token', async () => {
+      const stop = new AbortController();
+      const stages: string[] = [];
+      await assert.rejects(
+        engine.ask({
+          question: QUESTION,
+          images: [{ bytes, name: 'screenshot.png' }],
+          maxNewTokens: 3,
+          signal: stop.signal,
+          onText: () => assert.fail('no text after Stop'),
+          onProgress: (progress) => {
+            stages.push(progress.stage);
+            if (progress.stage === 'prompt') stop.abort();
+          },
+        }),
+        (error: unknown) => error instanceof FicocoError && error.kind === 'cancelled',
+      );
+      assert.equal(stages.filter((stage) => stage === 'prompt').length, 1);
     });
 
     test('ficoco ask answers about it from the command line', async () => {

@@ -12,6 +12,7 @@ import {
   parseAnswerStats,
   parseAskParams,
   parseLoadParams,
+  parseAskProgressParams,
   parseLoadProgressParams,
   parseTextParams,
 } from '../../src/protocol/engine';
@@ -145,6 +146,14 @@ describe('engine/text params and error kinds', () => {
     assert.match(refusal(parseLoadProgressParams, { ...progress, done: 1.5 }), /done/);
     assert.match(refusal(parseLoadProgressParams, { ...progress, total: 0 }), /total/);
     assert.match(refusal(parseLoadProgressParams, { ...progress, quantization: 'none' }), /int8 or int4/);
+  });
+
+  test("an ask's progress names its stage and counts up to its total", () => {
+    const progress = { requestId: 'r1', stage: 'prompt', done: 1183, total: 1183 };
+    assert.deepEqual(parseAskProgressParams(progress), progress);
+    assert.match(refusal(parseAskProgressParams, { ...progress, stage: 'decode' }), /image or prompt/);
+    assert.match(refusal(parseAskProgressParams, { ...progress, done: 1184 }), /done/);
+    assert.match(refusal(parseAskProgressParams, { ...progress, requestId: '' }), /requestId/);
   });
 
   test('errorKindOf reads only known kinds from ResponseErrors', () => {
