@@ -59,6 +59,9 @@ export function startChat(
         case 'replyText':
           transcript.appendText(message.turnId, message.reply, message.text);
           return;
+        case 'replyProgress':
+          transcript.showProgress(message.turnId, message.reply, message.label);
+          return;
         case 'pending':
           composer.showPending(message.pending);
           return;

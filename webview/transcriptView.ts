@@ -88,6 +88,14 @@ export class TranscriptView {
     this.keepEndInView();
   }
 
+  /** A waiting reply says what the engine is doing (reading its image, its prompt) instead of "Waiting…". */
+  showProgress(turnId: string, kind: ReplyKind, label: string): void {
+    const waiting = this.findTurn(turnId)?.querySelector(
+      `.reply[data-reply="${kind}"][data-status="waiting"] .waiting`,
+    );
+    if (waiting) waiting.textContent = `${label}…`;
+  }
+
   private keepEndInView(): void {
     if (!this.following) return;
     this.container.scrollTop = this.container.scrollHeight;

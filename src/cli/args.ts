@@ -8,6 +8,7 @@ import { PROVIDERS, ProviderSetting } from '../engine/runtime/provider';
 import { WEIGHT_QUANTIZATIONS, WeightQuantization, passesQuarter, quantizingProgress } from '../common/quantization';
 import { BUDGET_HINT, Budget, ParamValue, parseBudget } from '../common/budget';
 import { AUTO_METHOD, NO_REDUCTION } from '../common/reductionChoice';
+import { type PrefillProgress, prefillProgressLabel } from '../common/prefillProgress';
 
 /**
  * node:util's parseArgs for one command, with what users meet fixed: a negative number after an option that takes a
@@ -119,6 +120,28 @@ export function quantizingOnStderr(mode: WeightQuantization): ((done: number, to
   if (mode === 'none') return undefined;
   return (done, total) => {
     if (passesQuarter(done, total)) process.stderr.write(`${quantizingProgress(mode, done, total)}\n`);
+  };
+}
+
+/**
+ * How ask shows a long prefill (a screenshot's tiles on a CPU): one line on a terminal's stderr, rewritten after each
+ * tower pass and prompt chunk and erased once the answer starts; nothing when stderr is not a terminal.
+ */
+export function prefillOnTerminal(stderr: Pick<NodeJS.WriteStream, 'isTTY' | 'write'>): {
+  show?: (progress: PrefillProgress) => void;
+  erase(): void;
+} {
+  if (!stderr.isTTY) return { erase: () => undefined };
+  let shown = false;
+  return {
+    show: (progress) => {
+      shown = true;
+      stderr.write(`\r\x1b[K${prefillProgressLabel(progress)}`);
+    },
+    erase: () => {
+      if (shown) stderr.write('\r\x1b[K');
+      shown = false;
+    },
   };
 }
 

@@ -10,6 +10,7 @@ import {
   number,
   providerArg,
   quantizationArg,
+  prefillOnTerminal,
   quantizingOnStderr,
   parseCommandArgs,
   readImageArg,
@@ -133,7 +134,18 @@ async function ask(args: string[]): Promise<number> {
     const warming = performance.now();
     await engine.warmUp(request.reduction);
     const warmUpMs = performance.now() - warming;
-    const answer = await engine.ask({ ...request, images: imageFiles, onText: (text) => process.stdout.write(text) });
+    const progress = prefillOnTerminal(process.stderr);
+    const answer = await engine
+      .ask({
+        ...request,
+        images: imageFiles,
+        onProgress: progress.show,
+        onText: (text) => {
+          progress.erase();
+          process.stdout.write(text);
+        },
+      })
+      .finally(() => progress.erase());
     process.stdout.write(
       `\n\n${formatStats(answer.stats)}\nwarm-up         ${warmUpMs.toFixed(1)} ms before the question\n`,
     );

@@ -11,3 +11,9 @@ export interface PrefillProgress {
   done: number;
   total: number;
 }
+
+/** What the status bar, a waiting reply and `ficoco ask` say of it: "Reading the image: part 3 of 10". */
+export function prefillProgressLabel({ stage, done, total }: PrefillProgress): string {
+  if (stage === 'image') return total > 1 ? `Reading the image: part ${done} of ${total}` : 'Reading the image';
+  return `Reading the prompt: ${Math.floor((100 * done) / Math.max(total, 1))} %`;
+}

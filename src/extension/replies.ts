@@ -1,7 +1,8 @@
 /**
  * The chat's replies: each question, and each "Compare with full tokens", is one reply streamed from the engine into
- * the conversation. Stop cancels between tokens, and ends the engine process when a reply does not stop within the
- * grace period; a crash fails only the reply in flight; a reduced answer's speedup is measured once the answer is
+ * the conversation, saying how far the engine has read its image and prompt until the text comes. Stop cancels
+ * between tokens (before the first, between tower passes and prompt chunks), and ends the engine process when a reply
+ * does not stop within the grace period; a crash fails only the reply in flight; a reduced answer's speedup is measured once the answer is
  * done, never as part of it. Free of 'vscode' (vscode-jsonrpc's cancellation is the same shape), so it is tested
  * against a real engine process.
  */
@@ -12,6 +13,7 @@ import type { Conversation, ImageInput } from './conversation';
 import { type AnswerEngine, AskOptions, EngineError } from '../client/engineClient';
 import { type ReductionSetting, reductionRequest } from './settings';
 import type { SpeedupView } from '../protocol/webview';
+import { type PrefillProgress, prefillProgressLabel } from '../common/prefillProgress';
 import { PrefillRun, SpeedupCache, SpeedupSubject, flopsRatio, measureSpeedup, prefillMs } from './speedup';
 
 /** How long Stop waits for a reply to stop between tokens before it ends the engine process. */
@@ -118,12 +120,17 @@ export class Replies {
         topP: 1,
         seed: 0,
       };
+      const onProgress = (progress: PrefillProgress) => {
+        const label = prefillProgressLabel(progress);
+        status.busy(label);
+        post({ type: 'replyProgress', turnId, reply: kind, label });
+      };
       const onText = (text: string) => {
         status.busy(REPLY_ACTIVITY.answering);
         const message = conversation.appendText(turnId, kind, text);
         if (message) post(message);
       };
-      const result = await engine.ask(model, request, { text: onText }, cancel.token);
+      const result = await engine.ask(model, request, { text: onText, progress: onProgress }, cancel.token);
       const how =
         where !== 'local' ? `from ${where}` : alreadyLoaded ? 'model already loaded' : 'including the model load';
       log.info(
@@ -167,7 +174,7 @@ export class Replies {
     for (const [key, { cancel, settled, engine }] of this.inFlight) {
       if (!key.startsWith(`${turnId}/`)) continue;
       cancel.cancel();
-      // Cancellation acts between tokens; a prefill that runs on past the grace period ends with the process.
+      // Cancellation acts between tokens, tower passes and prompt chunks; a run past the grace period ends the process.
       const timer = setTimeout(() => {
         if (!this.inFlight.has(key)) return;
         this.options.log.warn(`The answer did not stop within ${this.graceMs} ms; restarting the engine process.`);

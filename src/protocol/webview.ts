@@ -135,6 +135,8 @@ export type HostMessage =
   | { type: 'turnAdded'; turn: Turn }
   | { type: 'turnUpdated'; turn: Turn }
   | { type: 'replyText'; turnId: string; reply: ReplyKind; text: string }
+  /** what the engine is doing for a reply that waits for its first text: "Reading the prompt: 40 %" */
+  | { type: 'replyProgress'; turnId: string; reply: ReplyKind; label: string }
   | { type: 'pending'; pending: PendingImage[] }
   | { type: 'notice'; message: string };
 
@@ -167,6 +169,14 @@ const { record, array, string, nonEmptyString, nonNegative, count, oneOf, patchF
   (message) => new MessageError(message),
 );
 
+/** Which reply of which turn a message is about. */
+function replyOf(message: Record<string, unknown>): { turnId: string; reply: ReplyKind } {
+  return {
+    turnId: nonEmptyString(message.turnId, 'turnId'),
+    reply: oneOf<ReplyKind>(message.reply, 'reply', REPLY_KINDS),
+  };
+}
+
 export function parseHostMessage(value: unknown): HostMessage {
   const message = record(value, 'message');
   switch (message.type) {
@@ -180,12 +190,9 @@ export function parseHostMessage(value: unknown): HostMessage {
     case 'turnUpdated':
       return { type: message.type, turn: parseTurn(message.turn, 'turn') };
     case 'replyText':
-      return {
-        type: 'replyText',
-        turnId: nonEmptyString(message.turnId, 'turnId'),
-        reply: oneOf<ReplyKind>(message.reply, 'reply', REPLY_KINDS),
-        text: string(message.text, 'text'),
-      };
+      return { type: 'replyText', ...replyOf(message), text: string(message.text, 'text') };
+    case 'replyProgress':
+      return { type: 'replyProgress', ...replyOf(message), label: string(message.label, 'label') };
     case 'pending':
       return { type: 'pending', pending: parsePending(message.pending, 'pending') };
     case 'notice':
@@ -193,7 +200,7 @@ export function parseHostMessage(value: unknown): HostMessage {
     default:
       throw new MessageError(
         `message type is ${describeValue(message.type)}; expected state, turnAdded, turnUpdated, replyText, ` +
-          `pending or notice.`,
+          `replyProgress, pending or notice.`,
       );
   }
 }

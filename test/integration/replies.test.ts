@@ -16,6 +16,7 @@ import { Replies, ReplySettings } from '../../src/extension/replies';
 import { SettingsError } from '../../src/extension/settings';
 import { SpeedupCache } from '../../src/extension/speedup';
 import { startServe } from '../../tools/serveProcess';
+import { screenshotPng } from '../helpers/hubListings';
 import type { AnswerStatsView, HostMessage } from '../../src/protocol/webview';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -206,6 +207,38 @@ describe('chat replies on a real engine process', () => {
       assert.ok(!('providerFallback' in stats!), 'the reason is said once, not under every answer');
     },
   );
+
+  test('a reply waiting for its text says how far the engine has read the screenshot, then the prompt', async () => {
+    const screenshot: ImageInput = {
+      name: 'screenshot.png',
+      dataBase64: screenshotPng().toString('base64'),
+      format: 'png',
+    };
+    conversation.addPending([screenshot]);
+    const turnId = conversation.startTurn('what is shown ?')!.turn.id;
+    const tiled = {
+      ...SETTINGS,
+      model: { ...SETTINGS.model, modelDir: path.join(FIXTURES, 'tiny-llava-onevision-qwen2') },
+    };
+    await replies.run(turnId, 'answer', 'what is shown ?', [screenshot], () => tiled);
+    const labels = posted.flatMap((message) =>
+      message.type === 'replyProgress' && message.turnId === turnId ? [message.label] : [],
+    );
+    const parts = labels.filter((label) => label.startsWith('Reading the image')).length;
+    assert.ok(parts > 1);
+    assert.deepEqual(
+      labels.slice(0, parts),
+      Array.from({ length: parts }, (_, i) => `Reading the image: part ${i + 1} of ${parts}`),
+    );
+    assert.equal(labels.at(-1), 'Reading the prompt: 100 %');
+    assert.ok(labels.slice(parts).every((label) => /^Reading the prompt: \d+ %$/.test(label)));
+    // The status bar says the same, until the text comes.
+    const shown = statuses.filter((label) => label.startsWith('Reading'));
+    assert.deepEqual(shown, labels);
+    assert.ok(statuses.indexOf('Answering') > statuses.lastIndexOf(labels.at(-1)!));
+    const kinds = posted.map((message) => message.type);
+    assert.ok(kinds.lastIndexOf('replyProgress') < kinds.indexOf('replyText'));
+  });
 
   test('Stop ends a reply between tokens, as cancelled', async () => {
     const turnId = turn();

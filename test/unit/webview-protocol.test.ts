@@ -75,6 +75,7 @@ describe('webview messages', () => {
       { type: 'turnAdded', turn: { ...TURN, answer: { text: '', status: 'waiting' } } },
       { type: 'turnUpdated', turn: { ...TURN, full: { text: 'a dog', status: 'streaming' } } },
       { type: 'replyText', turnId: 'turn-1', reply: 'full', text: ' cat' },
+      { type: 'replyProgress', turnId: 'turn-1', reply: 'answer', label: 'Reading the image: part 2 of 10' },
       { type: 'pending', pending: [] },
       { type: 'notice', message: 'Paste an image first.' },
     ];

@@ -213,7 +213,7 @@ describe('chat transcript', () => {
     assert.equal(body.querySelector('a[href^="javascript"]'), null);
   });
 
-  test('streamed pieces append to their own reply, and the first replaces the waiting note', () => {
+  test('a waiting note says how far the engine has read; streamed pieces append to their own reply, the first replacing the note', () => {
     send({
       type: 'state',
       turns: [turn({ id: 'turn-1', answer: reply({ text: 'Done.', status: 'done', stopReason: 'stop-token' }) })],
@@ -223,6 +223,8 @@ describe('chat transcript', () => {
     const second = answerOf(turnElements()[1]!);
     assert.equal(second.dataset.status, 'waiting');
     assert.ok(second.querySelector('.waiting'));
+    send({ type: 'replyProgress', turnId: 'turn-2', reply: 'answer', label: 'Reading the image: part 3 of 10' });
+    assert.equal(second.querySelector('.waiting')?.textContent, 'Reading the image: part 3 of 10…');
     for (const piece of ['The ', 'dialog ', 'says ', '"Saved".'])
       send({ type: 'replyText', turnId: 'turn-2', reply: 'answer', text: piece });
     assert.equal(second.querySelector('.reply-body')?.textContent?.trim(), 'The dialog says "Saved".');
