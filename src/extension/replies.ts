@@ -200,7 +200,7 @@ export class Replies {
 
   /**
    * The measured speedup of a reduced answer (speedup.ts), or the one kept from an earlier answer with the same
-   * model, provider, image sizes and reduction; shown once known. A failure is logged, never shown as the answer's.
+   * model, provider, image cost (visual tokens, vision FLOPs) and reduction; shown once known. A failure is logged, never shown as the answer's.
    */
   private async measure(
     turnId: string,
@@ -215,7 +215,10 @@ export class Replies {
     const subject: SpeedupSubject = {
       modelDir: where === 'local' ? model.modelDir : where,
       provider: stats.provider,
-      imageSizes: stats.imageSizes,
+      images: {
+        visualTokens: stats.visualTokens.map((image) => image.original),
+        visionFlops: stats.flops.unreduced.vision,
+      },
       reduction: stats.reduction!,
     };
     const show = (speedup: SpeedupView) => {

@@ -1,7 +1,8 @@
 /**
  * The speedup users see is measured, never estimated: after a reduced answer, prefill-only runs of the same question
  * alternate between the unreduced model and the reduction, warm, and the speedup is the median ratio of neighbouring
- * runs — so a busy machine slows both sides of a pair alike. Kept per model, provider, image sizes and reduction.
+ * runs — so a busy machine slows both sides of a pair alike. Kept per model, provider, the images' cost and the
+ * reduction.
  * Free of 'vscode': the store is any key-value memento.
  */
 import type { SpeedupVerdict, SpeedupView } from '../protocol/webview';
@@ -29,11 +30,15 @@ export interface SpeedupStore {
   update(key: string, value: unknown): Thenable<void> | Promise<void>;
 }
 
-/** What a measurement depends on: the model folder, the provider it ran on, the images' sizes and the reduction. */
+/** What a measurement depends on: the model folder, the provider it ran on, what the images cost and the reduction. */
 export interface SpeedupSubject {
   modelDir: string;
   provider: string;
-  imageSizes: readonly { width: number; height: number }[];
+  /**
+   * each image's visual tokens before reduction, and the vision tower's analytic FLOPs for all of them (which count a
+   * tiled image's passes): not their pixel sizes, which LLaVA-1.5 reads all alike as 576 tokens
+   */
+  images: { visualTokens: readonly number[]; visionFlops: number };
   reduction: { method: string; budget: string; params: Readonly<Record<string, unknown>> };
 }
 
@@ -46,10 +51,10 @@ export class SpeedupCache {
   ) {}
 
   key(subject: SpeedupSubject): string {
-    const { modelDir, provider, imageSizes, reduction } = subject;
-    const sizes = imageSizes.map(({ width, height }) => `${width}x${height}`).join('+');
+    const { modelDir, provider, images, reduction } = subject;
+    const cost = `${images.visualTokens.join('+')}@${images.visionFlops}`;
     const params = JSON.stringify(Object.entries(reduction.params).sort(([a], [b]) => a.localeCompare(b)));
-    return `ficoco.speedup/${this.version}/${provider}/${sizes}/${reduction.method}/${reduction.budget}/${params}/${modelDir}`;
+    return `ficoco.speedup/${this.version}/${provider}/${cost}/${reduction.method}/${reduction.budget}/${params}/${modelDir}`;
   }
 
   get(subject: SpeedupSubject): SpeedupView | undefined {

@@ -170,10 +170,17 @@ describe('chat replies on a real engine process', () => {
         statuses.indexOf('Measuring the speedup') < statuses.indexOf('speedup'),
       'shown first without, then measured, then with the speedup',
     );
-    // The same question on an image of the same size with the same reduction: the figure is kept, not re-measured.
+    // Another size (200 × 60, not 96 × 64), the same reduction: the model reads both as the same tokens, so the
+    // figure is kept, not re-measured.
     statuses = [];
-    const again = turn();
-    await replies.run(again, 'answer', 'what is in the picture ?', [SHAPES], () => REDUCED);
+    const banner: ImageInput = {
+      name: 'banner.png',
+      dataBase64: fs.readFileSync(path.join(FIXTURES, 'images', 'banner.png')).toString('base64'),
+      format: 'png',
+    };
+    conversation.addPending([banner]);
+    const again = conversation.startTurn('what is in the picture ?')!.turn.id;
+    await replies.run(again, 'answer', 'what is in the picture ?', [banner], () => REDUCED);
     assert.deepEqual(conversation.turn(again)!.answer.stats?.speedup, speedup);
     assert.ok(!statuses.includes('Measuring the speedup'));
     assert.deepEqual(fallbacks, [], 'the CPU was asked for and used');

@@ -104,7 +104,7 @@ describe('speedup figures', () => {
     const subject: SpeedupSubject = {
       modelDir: '/m',
       provider: 'cpu',
-      imageSizes: [{ width: 640, height: 480 }],
+      images: { visualTokens: [576], visionFlops: 3.5e11 },
       reduction: { method: 'tome', budget: '64', params: { b: 1, a: 2 } },
     };
     const cache = new SpeedupCache(store, '1.0.0');
@@ -113,7 +113,9 @@ describe('speedup figures', () => {
     assert.equal(cache.get({ ...subject, reduction: { ...subject.reduction, params: { a: 2, b: 1 } } })?.ratio, 2);
     for (const other of [
       { ...subject, provider: 'cuda' },
-      { ...subject, imageSizes: [{ width: 641, height: 480 }] },
+      { ...subject, images: { visualTokens: [577], visionFlops: 3.5e11 } },
+      { ...subject, images: { visualTokens: [576], visionFlops: 7e11 } },
+      { ...subject, images: { visualTokens: [576, 576], visionFlops: 7e11 } },
       { ...subject, reduction: { ...subject.reduction, budget: '32' } },
       { ...subject, reduction: { ...subject.reduction, params: { a: 3, b: 1 } } },
       { ...subject, modelDir: '/n' },
