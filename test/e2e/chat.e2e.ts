@@ -16,7 +16,8 @@ import { findPreset } from '../../src/hub/presets';
 import { FakeHub, startFakeHub } from '../../tools/fakeHub';
 import { startServe } from '../../tools/serveProcess';
 import { writeEndlessModel } from '../helpers/endlessModel';
-import { ONEVISION_05B_LISTING, screenshotPng, writeHubListing } from '../helpers/hubListings';
+import { ONEVISION_05B_LISTING, writeHubListing } from '../helpers/hubListings';
+import { screenshotPng } from '../../tools/screenshotPng';
 import { missingPrerequisite, ROOT, Workbench } from './workbench';
 
 const evalItems = readEvalSet(path.join(ROOT, 'bench', 'eval-set', 'data.jsonl'));

@@ -9,7 +9,8 @@ import { DOWNLOAD_MANIFEST } from '../../src/hub/store';
 import { MODEL_PRESETS, findPreset } from '../../src/hub/presets';
 import { parseModelConfig } from '../../src/engine/models/registry';
 import { FakeHub, startFakeHub } from '../../tools/fakeHub';
-import { ONEVISION_05B_LISTING, screenshotPng, writeHubListing } from '../helpers/hubListings';
+import { ONEVISION_05B_LISTING, writeHubListing } from '../helpers/hubListings';
+import { screenshotPng } from '../../tools/screenshotPng';
 import { runCli } from '../helpers/cli';
 
 const ROOT = path.join(__dirname, '..', '..');

@@ -15,7 +15,7 @@ import {
   createMessageConnection,
 } from 'vscode-jsonrpc/node';
 import { EngineClient, EngineError } from '../../src/client/engineClient';
-import { screenshotPng } from '../helpers/hubListings';
+import { screenshotPng } from '../../tools/screenshotPng';
 import {
   AskRequest,
   ENGINE_FAILURE,

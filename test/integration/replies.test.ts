@@ -16,7 +16,7 @@ import { Replies, ReplySettings } from '../../src/extension/replies';
 import { SettingsError } from '../../src/extension/settings';
 import { SpeedupCache } from '../../src/extension/speedup';
 import { startServe } from '../../tools/serveProcess';
-import { screenshotPng } from '../helpers/hubListings';
+import { screenshotPng } from '../../tools/screenshotPng';
 import type { AnswerStatsView, HostMessage } from '../../src/protocol/webview';
 
 const ROOT = path.join(__dirname, '..', '..');

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import { writeEndlessModel } from '../helpers/endlessModel';
-import { screenshotPng } from '../helpers/hubListings';
+import { screenshotPng } from '../../tools/screenshotPng';
 import { type ServeProcess, startServe } from '../../tools/serveProcess';
 import { runCli } from '../helpers/cli';
 

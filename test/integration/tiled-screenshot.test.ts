@@ -12,7 +12,7 @@ import { archForImage, runFlops } from '../../src/flops';
 import { keptTokens } from '../../src/reduction/method';
 import { keptPerPass, planTiledReduction } from '../../src/reduction/tiled';
 import { METHODS } from '../../src/reduction/registry';
-import { screenshotPng } from '../helpers/hubListings';
+import { screenshotPng } from '../../tools/screenshotPng';
 import { runCli } from '../helpers/cli';
 
 const ROOT = path.join(__dirname, '..', '..');
