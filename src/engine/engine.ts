@@ -641,7 +641,7 @@ export class LlavaEngine {
         const values = pixels.values.subarray(start, start + this.passSize);
         const pass = start / this.passSize;
         const padding = this.paddingPatches(pixels, pass);
-        watch.check();
+        await watch.check();
         passes.push(await this.encodeImage(values, visionSegments, hooks, { image, pass, padding }, steps, layers));
         watch.passDone();
         visionTokens.push(layers);
@@ -658,7 +658,7 @@ export class LlavaEngine {
     const decoderTokens: LayerTokens = { attention: [], mlp: [] };
     const prefill = { hooks, steps, layers: decoderTokens, spans: state.spans, structure, watch };
     const prefillLogits = await this.runDecoder(decoderSegments, state, cache, prefill);
-    watch.check();
+    await watch.check();
     // Each decoder segment's arena now holds a working set for a prompt this long (checkRunFits counts new ones).
     for (const { arena } of decoderSegments) arena.promptTokens = Math.max(arena.promptTokens, promptLength);
     const cacheLengths = cache.lengths();
@@ -987,7 +987,7 @@ export class LlavaEngine {
     let hidden: Float32Array | undefined;
     for (let start = 0; start < state.count; start += chunk) {
       const end = Math.min(start + chunk, state.count);
-      watch?.check();
+      await watch?.check();
       outputs = await this.runDecoderChunk(
         segment,
         state.hidden.subarray(start * state.width, end * state.width),

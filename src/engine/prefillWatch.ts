@@ -18,9 +18,15 @@ export class PrefillWatch {
     private readonly onProgress?: (progress: PrefillProgress) => void,
   ) {}
 
-  /** Throws the 'cancelled' FicocoError once the signal has aborted. */
-  check(): void {
-    if (this.signal?.aborted) throw new FicocoError(PREFILL_CANCELLED, 'cancelled');
+  /**
+   * Lets the event loop handle what arrived during the last run, then throws the 'cancelled' FicocoError once the
+   * signal has aborted. ONNX Runtime's runs block the event loop, so a cancel sent meanwhile waits to be read; two
+   * turns, because a message read in the first may be handled in an immediate of its own (the host's JSON-RPC does).
+   */
+  async check(): Promise<void> {
+    if (!this.signal) return;
+    for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve));
+    if (this.signal.aborted) throw new FicocoError(PREFILL_CANCELLED, 'cancelled');
   }
 
   passDone(): void {
