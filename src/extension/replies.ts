@@ -14,7 +14,15 @@ import { type AnswerEngine, AskOptions, EngineError } from '../client/engineClie
 import { type ReductionSetting, reductionRequest } from './settings';
 import type { SpeedupView } from '../protocol/webview';
 import { type PrefillProgress, prefillProgressLabel } from '../common/prefillProgress';
-import { PrefillRun, SpeedupCache, SpeedupSubject, flopsRatio, measureSpeedup, prefillMs } from './speedup';
+import {
+  DEFAULT_PAIR_PLAN,
+  PrefillRun,
+  SpeedupCache,
+  SpeedupSubject,
+  flopsRatio,
+  measureSpeedup,
+  prefillMs,
+} from './speedup';
 
 /** How long Stop waits for a reply to stop between tokens before it ends the engine process. */
 export const STOP_GRACE_MS = 3000;
@@ -247,7 +255,12 @@ export class Replies {
       return cancelled || !result.stats ? undefined : prefillMs(result.stats);
     };
     try {
-      const speedup = await measureSpeedup(run, `prefill (vision + language model) on ${stats.provider}`);
+      const speedup = await measureSpeedup(
+        run,
+        `prefill (vision + language model) on ${stats.provider}`,
+        DEFAULT_PAIR_PLAN,
+        (done, pairs) => status.busy(`${REPLY_ACTIVITY.measuring}: ${done} of ${pairs} pairs`),
+      );
       if (speedup === undefined) return;
       log.info(
         `speedup ${speedup.ratio.toFixed(2)}× (middle half ${speedup.low.toFixed(2)}–${speedup.high.toFixed(2)}×, ` +

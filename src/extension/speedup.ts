@@ -69,12 +69,15 @@ export class SpeedupCache {
 
 /**
  * Times one warm-up run of each side (their results are discarded: the first runs of a plan build sessions and
- * compile code), then pairs in alternating order; undefined when a run was cancelled. A failed run rejects.
+ * compile code), then pairs in alternating order, telling `onPairs` how many are done of how many (from 0, once the
+ * warm-up is over: minutes on a CPU for a large screenshot); undefined when a run was cancelled. A failed run
+ * rejects.
  */
 export async function measureSpeedup(
   run: PrefillRun,
   timed: string,
   plan: PairPlan = DEFAULT_PAIR_PLAN,
+  onPairs?: (done: number, pairs: number) => void,
 ): Promise<SpeedupView | undefined> {
   const warmFull = await run(false);
   const warmReduced = warmFull === undefined ? undefined : await run(true);
@@ -82,6 +85,7 @@ export async function measureSpeedup(
   const fitting = Math.floor(plan.targetMs / Math.max(warmFull + warmReduced, 1e-3));
   const pairs = Math.min(plan.maxPairs, Math.max(plan.minPairs, fitting));
   const ratios: number[] = [];
+  onPairs?.(0, pairs);
   for (let i = 0; i < pairs; i++) {
     // Alternating which side goes first cancels any advantage of running second (caches, clocks).
     const [first, second] = i % 2 === 0 ? [false, true] : [true, false];
@@ -90,6 +94,7 @@ export async function measureSpeedup(
     if (a === undefined || b === undefined) return undefined;
     const [full, reduced] = first ? [b, a] : [a, b];
     ratios.push(full / Math.max(reduced, 1e-3));
+    onPairs?.(i + 1, pairs);
   }
   return speedupView(ratios, timed);
 }

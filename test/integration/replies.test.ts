@@ -170,6 +170,9 @@ describe('chat replies on a real engine process', () => {
         statuses.indexOf('Measuring the speedup') < statuses.indexOf('speedup'),
       'shown first without, then measured, then with the speedup',
     );
+    const pairs = statuses.filter((label) => label.startsWith('Measuring the speedup: '));
+    assert.equal(pairs[0], `Measuring the speedup: 0 of ${speedup.pairs} pairs`);
+    assert.equal(pairs.at(-1), `Measuring the speedup: ${speedup.pairs} of ${speedup.pairs} pairs`);
     // Another size (200 × 60, not 96 × 64), the same reduction: the model reads both as the same tokens, so the
     // figure is kept, not re-measured.
     statuses = [];

@@ -76,10 +76,17 @@ describe('speedup figures', () => {
     assert.equal(noisy.label, '1.3× faster');
   });
 
-  test('after one discarded warm-up run of each side, pairs alternate which side runs first', async () => {
+  test('after one discarded warm-up run of each side, pairs alternate which side runs first, each one told', async () => {
     const order: boolean[] = [];
-    const speedup = await measureSpeedup(scriptedRun([90, 10, 10, 10], [50, 5, 5, 5], order), 'prefill', QUICK);
+    const told: string[] = [];
+    const speedup = await measureSpeedup(
+      scriptedRun([90, 10, 10, 10], [50, 5, 5, 5], order),
+      'prefill',
+      QUICK,
+      (done, pairs) => told.push(`${done}/${pairs} after ${order.length} runs`),
+    );
     assert.deepEqual(order, [false, true, false, true, true, false, false, true]);
+    assert.deepEqual(told, ['0/3 after 2 runs', '1/3 after 4 runs', '2/3 after 6 runs', '3/3 after 8 runs']);
     assert.equal(speedup?.ratio, 2, 'the slow warm-up runs are not counted');
     assert.equal(speedup?.pairs, 3);
   });
