@@ -2,9 +2,9 @@
  * The chat's replies: each question, and each "Compare with full tokens", is one reply streamed from the engine into
  * the conversation, saying how far the engine has read its image and prompt until the text comes. Stop cancels
  * between tokens (before the first, between tower passes and prompt chunks), and ends the engine process when a reply
- * does not stop within the grace period; a crash fails only the reply in flight; a reduced answer's speedup is measured once the answer is
- * done, never as part of it. Free of 'vscode' (vscode-jsonrpc's cancellation is the same shape), so it is tested
- * against a real engine process.
+ * does not stop within the grace period; a crash fails only the reply in flight; a reduced answer's speedup is
+ * measured once the answer is done, never as part of it. Free of 'vscode' (vscode-jsonrpc's cancellation is the same
+ * shape), so it is tested against a real engine process.
  */
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
 import { type AnswerStats, type LoadParams, loadKey } from '../protocol/engine';
@@ -208,7 +208,8 @@ export class Replies {
 
   /**
    * The measured speedup of a reduced answer (speedup.ts), or the one kept from an earlier answer with the same
-   * model, provider, image cost (visual tokens, vision FLOPs) and reduction; shown once known. A failure is logged, never shown as the answer's.
+   * model, provider, image cost (visual tokens, vision FLOPs) and reduction; shown once known. A failure is logged,
+   * never shown as the answer's.
    */
   private async measure(
     turnId: string,
