@@ -124,11 +124,11 @@ async function stopAt(
 ): Promise<Stopped> {
   const source = new CancellationTokenSource();
   const processId = client.processId;
-  let reachedAt: number | undefined;
+  let reached = false;
   let cancelledAt: number | undefined;
   const progress = (event: PrefillProgress) => {
-    if (reachedAt !== undefined || !point.reached(event)) return;
-    reachedAt = performance.now();
+    if (reached || !point.reached(event)) return;
+    reached = true;
     setTimeout(() => {
       cancelledAt = performance.now();
       source.cancel();

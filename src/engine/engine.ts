@@ -626,7 +626,7 @@ export class LlavaEngine {
     const maxNewTokens = this.checkRunFits(this.promptTokens(inputIds, costs), options.maxNewTokens, decoderSegments);
     const steps: StepStat[] = [];
     const watch = new PrefillWatch(
-      images.reduce((passes, image) => passes + image.values.length / this.passSize, 0),
+      costs.reduce((passes, cost) => passes + cost.passes, 0),
       options.signal,
       options.onProgress,
     );
