@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { attention } from '../../src/engine/graph/attention';
+import { causalTriangle, dimension } from '../../src/engine/graph/ops';
 import { ElemType, GraphBuilder } from '../../src/engine/graph/builder';
 
 // Four query heads sharing two KV heads (grouped-query attention), head size 2, hidden width 8.
@@ -39,7 +40,11 @@ async function run(
     input,
     { q: weight('q', WIDTH), k: weight('k', KV_WIDTH), v: weight('v', KV_WIDTH), o: weight('q', WIDTH) },
     { heads: HEADS, kvHeads: KV_HEADS, headDim: HEAD_DIM },
-    { causal: true, expose: { attention: expose }, ...(cache ? { past: cache } : {}) },
+    {
+      causal: causalTriangle(g, dimension(g, input, 0, 'tokens'), 'causal'),
+      expose: { attention: expose },
+      ...(cache ? { past: cache } : {}),
+    },
     'attn',
   );
   for (const [name, value] of Object.entries({

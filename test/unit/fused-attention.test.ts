@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { attention } from '../../src/engine/graph/attention';
+import { causalTriangle, dimension } from '../../src/engine/graph/ops';
 import { ElemType, GraphBuilder, lowestFloat } from '../../src/engine/graph/builder';
 import type { AttentionNeeds } from '../../src/reduction/tokenState';
 import { maxAbsDiff } from '../helpers/assertions';
@@ -44,7 +45,7 @@ async function attend(headDim: number, promptChunk: boolean, expose?: AttentionN
     },
     { heads: HEADS, kvHeads: KV_HEADS, headDim },
     {
-      causal: true,
+      causal: causalTriangle(g, dimension(g, x, 0, 'tokens'), 'causal'),
       expose,
       past: {
         keys: g.input('past_keys', ElemType.float32, [KV_HEADS, SLOTS, headDim]),

@@ -1,6 +1,6 @@
 import type { AttentionNeeds } from '../../reduction/tokenState';
 import { ElemType, GraphBuilder } from './builder';
-import { Linear, applyRotary, causalBias, linear, mergeHeads, splitHeads } from './ops';
+import { Linear, applyRotary, linear, mergeHeads, splitHeads } from './ops';
 
 export interface AttentionWeights {
   q: Linear;
@@ -34,7 +34,8 @@ export interface AttentionOptions {
    * new rows
    */
   past?: PastKeysValues;
-  causal: boolean;
+  /** the run's causal triangle [tokens, tokens] (`causalTriangle`); without it every token sees every key */
+  causal?: string;
   /**
    * log(size) of each key [keys], added to every query's logits before the softmax (proportional attention); exposed
    * logits stay without it
@@ -66,20 +67,22 @@ export function attention(
   hint: string,
 ): AttentionResult {
   const { heads, kvHeads, headDim } = shape;
-  let queries = splitHeads(g, linear(g, x, w.q, `${hint}.q_proj`), heads, headDim, `${hint}.q`);
-  let keys = splitHeads(g, linear(g, x, w.k, `${hint}.k_proj`), kvHeads, headDim, `${hint}.k`);
+  const projected = (layer: Linear, name: string, headCount: number) => {
+    const y = linear(g, x, layer, `${hint}.${name}_proj`);
+    const rotated = options.rotary ? applyRotary(g, y, options.rotary, headCount, `${hint}.${name}_rope`) : y;
+    return splitHeads(g, rotated, headCount, headDim, `${hint}.${name}`);
+  };
+  const queries = projected(w.q, 'q', heads);
+  const keys = projected(w.k, 'k', kvHeads);
   const values = splitHeads(g, linear(g, x, w.v, `${hint}.v_proj`), kvHeads, headDim, `${hint}.v`);
-  if (options.rotary) {
-    queries = applyRotary(g, queries, options.rotary, headDim, `${hint}.q_rope`);
-    keys = applyRotary(g, keys, options.rotary, headDim, `${hint}.k_rope`);
-  }
   const exposure = options.expose ?? {};
   const { past } = options;
   // With a cache, unmasked logits go out as two factors (below) that need no scores.
   const logitFactors = exposure.attention === 'logits' && past !== undefined;
   // The fused op computes no attention matrix to expose, adds no log(size) bias, and its CPU kernel takes head sizes in
   // multiples of 8.
-  const fusable = options.causal && !options.logSizes && (!exposure.attention || logitFactors) && headDim % 8 === 0;
+  const fusable =
+    options.causal !== undefined && !options.logSizes && (!exposure.attention || logitFactors) && headDim % 8 === 0;
   const promptChunk = fusable ? past?.promptChunk : undefined;
   let scores: ExplicitAttention | undefined;
   let context: string;
@@ -173,19 +176,36 @@ function explicitAttention(
   const groupedQueries = byKvHead(scaledQueries, headDim, `${hint}.q_grouped`);
   const logitsOver = (keys: string, name: string) =>
     g.op('MatMul', [groupedQueries, g.op('Transpose', [keys], `${name}T`, { perm: [0, 2, 1] })], name);
-  const groupedLogits = past
-    ? g.op(
-        'Concat',
-        [logitsOver(past.keys, `${hint}.logits_past`), logitsOver(newKeys, `${hint}.logits_new`)],
-        `${hint}.logits_grouped`,
-        { axis: -1 },
-      )
-    : logitsOver(newKeys, `${hint}.logits_grouped`);
+  const { causal } = options;
+  let groupedLogits: string;
+  if (past) {
+    // Cached keys come before the run's tokens: the triangle (one copy per query head of a KV head) masks only the run's
+    // own keys, the slots' mask [keys] the unused slots.
+    const ownLogits = logitsOver(newKeys, `${hint}.logits_new`);
+    const ownMasked = !causal
+      ? ownLogits
+      : g.op(
+          'Add',
+          [
+            ownLogits,
+            groups === 1
+              ? causal
+              : g.op('Tile', [causal, g.int64s(`repeats.${groups}`, [groups, 1])], `${hint}.causal_rows`),
+          ],
+          `${hint}.logits_new_masked`,
+        );
+    groupedLogits = g.op(
+      'Concat',
+      [logitsOver(past.keys, `${hint}.logits_past`), ownMasked],
+      `${hint}.logits_grouped`,
+      { axis: -1 },
+    );
+  } else {
+    groupedLogits = logitsOver(newKeys, `${hint}.logits_grouped`);
+  }
   const logits = byHead(groupedLogits, 0, `${hint}.logits`);
   const biased = options.logSizes ? g.op('Add', [logits, options.logSizes], `${hint}.size_biased`) : logits;
-  // The causal mask [tokens, keys] and the unused cache slots' mask [keys] meet before they reach [heads, tokens, keys].
-  const causal = options.causal ? causalBias(g, logits, `${hint}.mask`) : undefined;
-  const mask = causal && past ? g.op('Add', [causal, past.mask], `${hint}.slot_mask`) : (causal ?? past?.mask);
+  const mask = past ? past.mask : causal;
   const masked = mask ? g.op('Add', [biased, mask], `${hint}.masked`) : biased;
   const probs = g.op('Softmax', [masked], `${hint}.probs`, { axis: -1 });
   const groupedProbs = byKvHead(probs, 0, `${hint}.probs_grouped`);

@@ -171,9 +171,9 @@ export function activation(g: GraphBuilder, x: string, kind: Activation, hint: s
   }
 }
 
-/** [tokens, heads·d] → [heads, tokens, d] */
+/** [tokens, heads·d] (or [1, tokens, heads·d]) → [heads, tokens, d] */
 export function splitHeads(g: GraphBuilder, x: string, heads: number, headDim: number, hint: string): string {
-  const shaped = g.op('Reshape', [x, g.int64s('shape.heads', [0, heads, headDim])], `${hint}.bhd`);
+  const shaped = g.op('Reshape', [x, g.int64s('shape.heads', [-1, heads, headDim])], `${hint}.bhd`);
   return g.op('Transpose', [shaped], hint, { perm: [1, 0, 2] });
 }
 
@@ -183,7 +183,7 @@ export function mergeHeads(g: GraphBuilder, x: string, hint: string): string {
   return g.op('Reshape', [transposed, g.int64s('shape.merge', [0, -1])], hint);
 }
 
-/** Rotary tables for integer positions: cos, sin of pos·θ_i with θ_i = base^(−2i/d), each [tokens, d] */
+/** Rotary tables for integer positions: cos, sin of pos·θ_i with θ_i = base^(−2i/d), each [tokens, d/2] */
 export function rotaryTables(g: GraphBuilder, positions: string, invFreq: Float32Array): { cos: string; sin: string } {
   const pos = g.op(
     'Unsqueeze',
@@ -191,8 +191,7 @@ export function rotaryTables(g: GraphBuilder, positions: string, invFreq: Float3
     'rope.pos_col',
   );
   const inv = g.constant('rope.inv_freq', invFreq, [1, invFreq.length]);
-  const freqs = g.op('Mul', [pos, inv], 'rope.freqs');
-  const angles = g.op('Concat', [freqs, freqs], 'rope.angles', { axis: 1 });
+  const angles = g.op('Mul', [pos, inv], 'rope.angles');
   // Angles are computed in float32 (as transformers does); the tables take the compute type.
   const asComputeType = (x: string, hint: string) =>
     g.floatType === ElemType.float32 ? x : g.op('Cast', [x], hint, { to: g.floatType });
@@ -202,56 +201,43 @@ export function rotaryTables(g: GraphBuilder, positions: string, invFreq: Float3
   };
 }
 
-/** x·cos + rotate_half(x)·sin, with rotate_half(x) = [−x₂, x₁] (HF convention); x is [heads, tokens, d] */
+/**
+ * x·cos + rotate_half(x)·sin per head, with rotate_half(x) = [−x₂, x₁] (HF convention), as ONNX Runtime's
+ * RotaryEmbedding: x is [tokens, heads·d], the result [1, tokens, heads·d]. Row i of the tables is token i's, so the
+ * op's position ids start at 0.
+ */
 export function applyRotary(
   g: GraphBuilder,
   x: string,
   tables: { cos: string; sin: string },
-  headDim: number,
+  heads: number,
   hint: string,
 ): string {
-  const half = headDim / 2;
-  const first = g.op(
-    'Slice',
-    [x, g.int64s('i.0', [0]), g.int64s(`i.${half}`, [half]), g.int64s('axes.2', [2])],
-    `${hint}.x1`,
-  );
-  const second = g.op(
-    'Slice',
-    [x, g.int64s(`i.${half}`, [half]), g.int64s(`i.${headDim}`, [headDim]), g.int64s('axes.2', [2])],
-    `${hint}.x2`,
-  );
-  const rotated = g.op('Concat', [g.op('Neg', [second], `${hint}.negx2`), first], `${hint}.rot`, { axis: 2 });
   return g.op(
-    'Add',
-    [g.op('Mul', [x, tables.cos], `${hint}.xcos`), g.op('Mul', [rotated, tables.sin], `${hint}.rsin`)],
+    'RotaryEmbedding',
+    [
+      g.op('Unsqueeze', [x, g.int64s('axes.0', [0])], `${hint}.batch`),
+      g.constant('i64.start', BigInt64Array.of(0n), [1]),
+      tables.cos,
+      tables.sin,
+    ],
     hint,
+    { num_heads: heads },
+    'com.microsoft',
   );
 }
 
 /**
- * Additive causal bias [q, kv] for logits [heads, q, kv] whose queries are the last q of kv positions: the lowest float
- * where key j > past + i.
+ * Additive causal bias [tokens, tokens] among one run's tokens: the lowest float where token j comes after token i.
+ * Keys already cached come before all of them.
  */
-export function causalBias(g: GraphBuilder, logits: string, hint: string): string {
-  const queryCount = dimension(g, logits, 1, `${hint}.ql`);
-  const keyCount = dimension(g, logits, 2, `${hint}.kl`);
-  const zero = g.constant('i64.0', BigInt64Array.of(0n), []);
-  const one = g.constant('i64.1', BigInt64Array.of(1n), []);
-  const past = g.op('Sub', [keyCount, queryCount], `${hint}.past`);
-  const lastVisible = g.op(
-    'Unsqueeze',
-    [
-      g.op('Add', [g.op('Range', [zero, queryCount, one], `${hint}.qi`), past], `${hint}.last`),
-      g.int64s('axes.1', [1]),
-    ],
-    `${hint}.lastcol`,
+export function causalTriangle(g: GraphBuilder, tokens: string, hint: string): string {
+  const index = g.op(
+    'Range',
+    [g.constant('i64.0', BigInt64Array.of(0n), []), tokens, g.constant('i64.1', BigInt64Array.of(1n), [])],
+    `${hint}.index`,
   );
-  const keyIndex = g.op(
-    'Unsqueeze',
-    [g.op('Range', [zero, keyCount, one], `${hint}.ki`), g.int64s('axes.0', [0])],
-    `${hint}.kirow`,
-  );
-  const hidden = g.op('Greater', [keyIndex, lastVisible], `${hint}.hidden`);
-  return g.op('Where', [hidden, g.scalar('mask.lowest', g.lowestFloat), g.scalar('f.0', 0)], hint);
+  const asColumn = g.op('Unsqueeze', [index, g.int64s('axes.1', [1])], `${hint}.column`);
+  const later = g.op('Greater', [index, asColumn], `${hint}.later`);
+  return g.op('Where', [later, g.scalar('mask.lowest', g.lowestFloat), g.scalar('f.0', 0)], hint);
 }

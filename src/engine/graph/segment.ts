@@ -3,7 +3,7 @@ import { FicocoError } from '../../common/errors';
 import type { TensorLocation } from '../weights/safetensors';
 import type { AttentionNeeds } from '../../reduction/tokenState';
 import { Dim, ElemType, GraphBuilder } from './builder';
-import { asFloat32, dimension, rotaryTables } from './ops';
+import { asFloat32, causalTriangle, dimension, rotaryTables } from './ops';
 import type { PastKeysValues } from './attention';
 
 /**
@@ -56,6 +56,8 @@ export interface SegmentScope {
   logSizes(): string | undefined;
   /** rotary cos/sin tables for the positions, built once per segment */
   rotary(invFreq: Float32Array): { cos: string; sin: string };
+  /** the causal triangle [tokens, tokens] over the run's tokens, built once per segment */
+  causal(): string;
   /** this layer's cache as graph inputs (slots and their mask); `store` declares this run's keys/values as outputs */
   cache(layer: number): PastKeysValues & { store(newKeys: string, newValues: string): void };
 }
@@ -140,6 +142,9 @@ export function buildSegment(tower: Tower, spec: SegmentSpec): SegmentGraph {
   let positions: string | undefined;
   let logSizes: string | undefined;
   let rotary: { cos: string; sin: string } | undefined;
+  let causal: string | undefined;
+  let tokens: string | undefined;
+  const tokenCount = () => (tokens ??= dimension(g, x0, 0, 'segment.tokens'));
   let promptChunk: string | undefined;
   const cacheLayers: number[] = [];
 
@@ -206,15 +211,16 @@ export function buildSegment(tower: Tower, spec: SegmentSpec): SegmentGraph {
       rotary ??= rotaryTables(g, scope.positions(), invFreq);
       return rotary;
     },
+    causal() {
+      causal ??= causalTriangle(g, tokenCount(), 'segment.causal');
+      return causal;
+    },
     cache(layer) {
       cacheLayers.push(layer);
       const dims: Dim[] = ['kv_heads', `slots_l${layer}`, 'head_dim'];
       promptChunk ??= g.op(
         'GreaterOrEqual',
-        [
-          dimension(g, x0, 0, 'segment.tokens'),
-          g.constant('fused.min_tokens', BigInt64Array.of(BigInt(FUSED_ATTENTION_MIN_TOKENS)), []),
-        ],
+        [tokenCount(), g.constant('fused.min_tokens', BigInt64Array.of(BigInt(FUSED_ATTENTION_MIN_TOKENS)), [])],
         'segment.prompt_chunk',
       );
       return {

@@ -200,7 +200,7 @@ function decoderLayer(config: TextConfig, weights: WeightScope, layer: number): 
         normed,
         bindAttention(scope, projections),
         { heads, kvHeads, headDim },
-        { rotary: scope.rotary(invFreq), past: cache, causal: true, expose },
+        { rotary: scope.rotary(invFreq), past: cache, causal: scope.causal(), expose },
         `${name}.attn`,
       );
       cache.store(result.newKeys, result.newValues);

@@ -134,7 +134,7 @@ function vitLayer(config: VisionConfig, weights: WeightScope, layer: number, isL
         normed,
         bindAttention(scope, projections),
         { heads, kvHeads: heads, headDim: width / heads },
-        { causal: false, logSizes: scope.logSizes(), expose },
+        { logSizes: scope.logSizes(), expose },
         `${name}.attn`,
       );
       return {
