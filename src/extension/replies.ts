@@ -24,8 +24,20 @@ import {
   prefillMs,
 } from './speedup';
 
-/** How long Stop waits for a reply to stop between tokens before it ends the engine process. */
+/** How long Stop waits for a reply to stop between tokens before it ends the engine process, at least. */
 export const STOP_GRACE_MS = 3000;
+/** Stop waits this many of the reply's longest runs so far (a 7B prompt chunk on a CPU takes seconds)… */
+const STOP_GRACE_RUNS = 2;
+/** …up to this long. */
+const STOP_GRACE_MOST_MS = 60_000;
+
+/**
+ * How long Stop waits for a reply before it ends the engine process: the engine stops once its run in flight is done
+ * (a token, a tower pass, a prompt chunk), so a reply whose runs have taken long gets longer than `leastMs`.
+ */
+export function stopGraceMs(longestRunMs: number, leastMs = STOP_GRACE_MS): number {
+  return Math.max(leastMs, Math.min(STOP_GRACE_MOST_MS, STOP_GRACE_RUNS * longestRunMs));
+}
 
 /** What a reply is asked with, read from the settings when it starts (reading them may fail, as the reply's error). */
 export interface ReplySettings {
@@ -71,6 +83,7 @@ export interface RepliesOptions {
   onProviderFallback(reason: string): void;
   /** engine work starts and ends (the idle unloader counts it) */
   activity: { busy(): void; idle(): void };
+  /** the least grace Stop gives a reply (default STOP_GRACE_MS) */
   stopGraceMs?: number;
 }
 
@@ -80,6 +93,8 @@ interface InFlight {
   engine: AnswerEngine;
   settled: Promise<void>;
   settle(): void;
+  /** when the engine last reported progress or text for it, and the longest wait between two reports */
+  pace: { lastMs?: number; longestMs: number };
 }
 
 export class Replies {
@@ -129,11 +144,13 @@ export class Replies {
         seed: 0,
       };
       const onProgress = (progress: PrefillProgress) => {
+        this.paced(key);
         const label = prefillProgressLabel(progress);
         status.busy(label);
         post({ type: 'replyProgress', turnId, reply: kind, label });
       };
       const onText = (text: string) => {
+        this.paced(key);
         status.busy(REPLY_ACTIVITY.answering);
         const message = conversation.appendText(turnId, kind, text);
         if (message) post(message);
@@ -179,15 +196,16 @@ export class Replies {
 
   /** Cancels the replies of `turnId`; one still running after the grace period ends with the engine process. */
   stop(turnId: string): void {
-    for (const [key, { cancel, settled, engine }] of this.inFlight) {
+    for (const [key, { cancel, settled, engine, pace }] of this.inFlight) {
       if (!key.startsWith(`${turnId}/`)) continue;
       cancel.cancel();
       // Cancellation acts between tokens, tower passes and prompt chunks; a run past the grace period ends the process.
+      const graceMs = stopGraceMs(pace.longestMs, this.options.stopGraceMs);
       const timer = setTimeout(() => {
         if (!this.inFlight.has(key)) return;
-        this.options.log.warn(`The answer did not stop within ${this.graceMs} ms; restarting the engine process.`);
+        this.options.log.warn(`The answer did not stop within ${graceMs} ms; restarting the engine process.`);
         engine.stop();
-      }, this.graceMs);
+      }, graceMs);
       void settled.finally(() => clearTimeout(timer));
     }
   }
@@ -200,10 +218,6 @@ export class Replies {
 
   cancelAll(): void {
     for (const { cancel } of this.inFlight.values()) cancel.cancel();
-  }
-
-  private get graceMs(): number {
-    return this.options.stopGraceMs ?? STOP_GRACE_MS;
   }
 
   /**
@@ -249,7 +263,7 @@ export class Replies {
       const result = await engine.ask(
         model,
         { ...prefillOnly, topP: 1, seed: 0, ...(reduced && request.reduction ? { reduction: request.reduction } : {}) },
-        { text: () => undefined },
+        { text: () => undefined, progress: () => this.paced(key) },
         cancel.token,
       );
       const cancelled = result.stopReason === 'cancelled' || cancel.token.isCancellationRequested;
@@ -303,7 +317,16 @@ export class Replies {
   private track(key: string, cancel: CancellationTokenSource, engine: AnswerEngine): void {
     let settle!: () => void;
     const settled = new Promise<void>((resolve) => (settle = resolve));
-    this.inFlight.set(key, { cancel, engine, settled, settle });
+    this.inFlight.set(key, { cancel, engine, settled, settle, pace: { longestMs: 0 } });
+  }
+
+  /** The engine reported on `key`: the wait since its last report is how long a run of it took (the first is a load). */
+  private paced(key: string): void {
+    const pace = this.inFlight.get(key)?.pace;
+    if (!pace) return;
+    const now = performance.now();
+    if (pace.lastMs !== undefined) pace.longestMs = Math.max(pace.longestMs, now - pace.lastMs);
+    pace.lastMs = now;
   }
 
   private untrack(key: string, cancel: CancellationTokenSource): void {

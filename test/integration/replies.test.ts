@@ -12,7 +12,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import { Conversation, ImageInput } from '../../src/extension/conversation';
 import { EngineClient, EngineError } from '../../src/client/engineClient';
 import { RemoteEngine } from '../../src/client/remoteEngine';
-import { Replies, ReplySettings } from '../../src/extension/replies';
+import { Replies, ReplySettings, STOP_GRACE_MS, stopGraceMs } from '../../src/extension/replies';
 import { SettingsError } from '../../src/extension/settings';
 import { SpeedupCache } from '../../src/extension/speedup';
 import { startServe } from '../../tools/serveProcess';
@@ -52,8 +52,8 @@ describe('chat replies on a real engine process', () => {
   let activity: number;
   let replies: Replies;
   let onShowAnswer: (stats: AnswerStatsView) => void;
-  /** called with the first piece of an answer's text, while the engine still generates */
-  let onFirstText: () => void;
+  /** called as each piece of an answer's text comes (counted from 1), while the engine still generates */
+  let onText: (pieces: number) => void;
   let onWarning: () => void;
   /** called once, as the next reply starts (before its request is sent) */
   let onStart: () => void;
@@ -66,7 +66,7 @@ describe('chat replies on a real engine process', () => {
     conversation = new Conversation();
     [posted, statuses, warnings, failures, fallbacks, activity] = [[], [], [], [], [], 0];
     onShowAnswer = () => undefined;
-    onFirstText = () => undefined;
+    onText = () => undefined;
     onWarning = () => undefined;
     onStart = () => undefined;
     replies = newReplies();
@@ -86,8 +86,8 @@ describe('chat replies on a real engine process', () => {
         'test',
       ),
       post: (message) => {
-        if (message.type === 'replyText' && !posted.some((earlier) => earlier.type === 'replyText')) onFirstText();
         posted.push(message);
+        if (message.type === 'replyText') onText(posted.filter((earlier) => earlier.type === 'replyText').length);
       },
       status: {
         busy: (label) => {
@@ -253,7 +253,8 @@ describe('chat replies on a real engine process', () => {
   test('Stop ends a reply between tokens, as cancelled', async () => {
     const turnId = turn();
     // The fixture streams faster than Stop travels: the engine waits, frozen, until Stop is on its way.
-    onFirstText = () => {
+    onText = (pieces) => {
+      if (pieces !== 1) return;
       const frozen = engine.processId!;
       if (process.platform !== 'win32') process.kill(frozen, 'SIGSTOP');
       replies.stop(turnId);
@@ -282,6 +283,40 @@ describe('chat replies on a real engine process', () => {
       await replies.run(turnId, 'answer', 'is there text in the image ?', [SHAPES], () => LONG);
       assert.match(warnings.join('\n'), /did not stop within 50 ms; restarting the engine process/);
       assert.notEqual(engine.processId, frozen, 'the process was ended');
+      assert.equal(conversation.turn(turnId)!.answer.stopReason, 'cancelled');
+    },
+  );
+
+  test('the grace Stop gives: at least the least, twice the slowest run so far, at most a minute', () => {
+    assert.equal(stopGraceMs(0), STOP_GRACE_MS);
+    assert.equal(stopGraceMs(1_000, 50), 2_000);
+    assert.equal(stopGraceMs(12_000), 24_000);
+    assert.equal(stopGraceMs(45_000), 60_000);
+  });
+
+  test(
+    "Stop waits for a run as long as twice the reply's slowest so far before it ends the engine process",
+    { skip: process.platform === 'win32' ? 'needs SIGSTOP' : false },
+    async () => {
+      replies = newReplies(50);
+      const turnId = turn();
+      let frozen: number | undefined;
+      // Frozen for 400 ms after its first text, the engine's next report comes that much later: a slow run, as a
+      // 7B prompt chunk on a CPU is. Stopped at the next, it stays frozen 300 ms, past the least grace of 50 ms.
+      const freezeFor = (ms: number) => {
+        process.kill(engine.processId!, 'SIGSTOP');
+        setTimeout(() => process.kill(engine.processId!, 'SIGCONT'), ms);
+      };
+      onText = (pieces) => {
+        frozen ??= engine.processId;
+        if (pieces === 1) freezeFor(400);
+        if (pieces !== 2) return;
+        freezeFor(300);
+        replies.stop(turnId);
+      };
+      await replies.run(turnId, 'answer', 'is there text in the image ?', [SHAPES], () => LONG);
+      assert.deepEqual(warnings, [], 'no restart');
+      assert.equal(engine.processId, frozen, 'the same engine process');
       assert.equal(conversation.turn(turnId)!.answer.stopReason, 'cancelled');
     },
   );
