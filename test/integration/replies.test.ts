@@ -301,16 +301,23 @@ describe('chat replies on a real engine process', () => {
       replies = newReplies(50);
       const turnId = turn();
       let frozen: number | undefined;
-      // Frozen for 400 ms after its first text, the engine's next report comes that much later: a slow run, as a
-      // 7B prompt chunk on a CPU is. Stopped at the next, it stays frozen 300 ms, past the least grace of 50 ms.
+      let firstFrozenAt: number | undefined;
+      let stopped = false;
+      // Frozen for 400 ms at its first text, the engine's next report comes that much later (after any it had already
+      // sent): a slow run, as a 7B prompt chunk on a CPU is. Stopped at a report after that, it stays frozen 300 ms,
+      // past the least grace of 50 ms.
       const freezeFor = (ms: number) => {
-        process.kill(engine.processId!, 'SIGSTOP');
-        setTimeout(() => process.kill(engine.processId!, 'SIGCONT'), ms);
+        process.kill(frozen!, 'SIGSTOP');
+        setTimeout(() => process.kill(frozen!, 'SIGCONT'), ms);
       };
       onText = (pieces) => {
-        frozen ??= engine.processId;
-        if (pieces === 1) freezeFor(400);
-        if (pieces !== 2) return;
+        if (pieces === 1) {
+          frozen = engine.processId;
+          firstFrozenAt = performance.now();
+          freezeFor(400);
+        }
+        if (stopped || performance.now() - firstFrozenAt! < 390) return;
+        stopped = true;
         freezeFor(300);
         replies.stop(turnId);
       };
