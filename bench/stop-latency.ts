@@ -3,7 +3,8 @@
  * EngineClient): LLaVA-OneVision-0.5B's shapes with random weights (bench/randomModel.ts) reading a 1920 × 1080
  * screenshot, stopped while the tower reads the image, while the decoder reads the prompt, and while the answer
  * streams. Each stop is timed from the cancel to the ask's end, and the process must be the same one after it (the
- * extension ends an engine that has not stopped within 3 s). Run `npm run build` first (npm run bench:stop does).
+ * extension ends an engine that has not stopped within its grace, 3 s or twice the answer's slowest run so far). Run
+ * `npm run build` first (npm run bench:stop does).
  *
  *   node --import tsx bench/stop-latency.ts [--quantize int8|int4|none] [--rounds 3]
  */
