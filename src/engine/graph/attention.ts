@@ -244,8 +244,8 @@ function explicitAttention(
 
 /**
  * Causal attention over the cache and the run's tokens as ONNX Runtime's GroupQueryAttention (com.microsoft): no
- * [heads, tokens, keys] tensors between ops. It reads the cache as [1, kvHeads, slots, headDim] whose first
- * `seqlens_k + 1 − tokens` slots are in use — the slots the mask leaves at 0 — and takes [1, tokens, heads·headDim].
+ * [heads, tokens, keys] tensors between ops. The cache's first `seqlens_k + 1 − tokens` slots are in use — the slots
+ * the mask leaves at 0 — and it goes in as [1, kvHeads, those slots, headDim]; the queries as [1, tokens, heads·headDim].
  */
 function groupQueryAttention(
   g: GraphBuilder,
@@ -269,14 +269,25 @@ function groupQueryAttention(
     `${hint}.keys_in_use`,
     { keepdims: 1 },
   );
+  // ONNX Runtime from 1.31 takes a past without spare slots (total keys = past + new), so those are sliced off.
+  const cached = g.op(
+    'Sub',
+    [
+      g.op('Cast', [inUse], `${hint}.keys_in_use_i64`, { to: ElemType.int64 }),
+      g.op('Shape', [keys], `${hint}.new_keys`, { start: 1, end: 2 }),
+    ],
+    `${hint}.cached_keys`,
+  );
+  const inUsePrefix = (x: string, name: string) =>
+    batch(g.op('Slice', [x, g.int64s('starts.0', [0]), cached, g.int64s('axes.1', [1])], `${name}.in_use`), name);
   const [context] = g.opMulti(
     'GroupQueryAttention',
     [
       rows(queries, `${hint}.gqa_q`),
       rows(keys, `${hint}.gqa_k`),
       rows(values, `${hint}.gqa_v`),
-      batch(past.keys, `${hint}.gqa_past_k`),
-      batch(past.values, `${hint}.gqa_past_v`),
+      inUsePrefix(past.keys, `${hint}.gqa_past_k`),
+      inUsePrefix(past.values, `${hint}.gqa_past_v`),
       g.op('Sub', [inUse, g.constant('i32.1', Int32Array.of(1), [1])], `${hint}.seqlens_k`),
       g.op('Squeeze', [inUse, g.int64s('axes.0', [0])], `${hint}.total_keys`),
     ],
