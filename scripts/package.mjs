@@ -11,6 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import AdmZip from 'adm-zip';
 
+const ORT_VERSION = JSON.parse(fs.readFileSync('node_modules/onnxruntime-node/package.json', 'utf8')).version;
 /** VS Code target → the folder of its binaries in onnxruntime-node, and the files that are not needed there. */
 const TARGETS = {
   'linux-x64': { binaries: 'linux/x64', unused: [] },
@@ -18,7 +19,7 @@ const TARGETS = {
   'win32-x64': { binaries: 'win32/x64', unused: [] },
   'win32-arm64': { binaries: 'win32/arm64', unused: [] },
   // The binding loads @rpath/libonnxruntime.1.dylib; the versioned copy is the same library again.
-  'darwin-arm64': { binaries: 'darwin/arm64', unused: ['libonnxruntime.1.30.0.dylib'] },
+  'darwin-arm64': { binaries: 'darwin/arm64', unused: [`libonnxruntime.${ORT_VERSION}.dylib`] },
 };
 const BINARIES = 'node_modules/onnxruntime-node/bin/napi-v6';
 const BUILTIN_MODEL = 'models/tiny-llava-screens/';
