@@ -10,10 +10,16 @@ export interface PrefillProgress {
   stage: (typeof PREFILL_STAGES)[number];
   done: number;
   total: number;
+  /**
+   * how long the run starting now (a tower pass or prompt chunk) should take, in ms, at the pace of the engine's
+   * earlier runs; absent where there is none (its first run, or the stage's last is done)
+   */
+  nextRunMs?: number;
 }
 
 /** What the status bar, a waiting reply and `ficoco ask` say of it: "Reading the image: part 3 of 10". */
 export function prefillProgressLabel({ stage, done, total }: PrefillProgress): string {
-  if (stage === 'image') return total > 1 ? `Reading the image: part ${done} of ${total}` : 'Reading the image';
+  if (stage === 'image')
+    return total > 1 && done > 0 ? `Reading the image: part ${done} of ${total}` : 'Reading the image';
   return `Reading the prompt: ${Math.floor((100 * done) / Math.max(total, 1))} %`;
 }

@@ -4,6 +4,8 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { FicocoError } from '../common/errors';
 import { type AnyresLayout, type Size, anyresLayout, tileCell } from '../common/anyres';
+import { llmLayerFlops } from '../flops/llm';
+import { visionTowerFlops } from '../flops/vision';
 import { type ImageCost, RunFlops, imageCost, peakRunBytes, runFlops, unreducedShapeAt } from '../flops/model';
 import { ElemType } from './graph/builder';
 import { ATTENTION, HIDDEN_COSINE, KEY_COSINE, LOG_SIZES, MEAN_KEYS, POSITIONS, Tower } from './graph/segment';
@@ -34,7 +36,7 @@ import { LOGITS } from './models/llama';
 import { parseModelConfig } from './models/registry';
 import { type PackedImage, packSquare, packTiles } from './models/tiledFeatures';
 import { contentTokens, withoutStructure } from './structureTokens';
-import { PrefillWatch } from './prefillWatch';
+import { PrefillWatch, RunPace } from './prefillWatch';
 import type { PrefillProgress } from '../common/prefillProgress';
 import { GatheredExposure, RowProducts } from './runtime/gatheredExposure';
 import { KvCache } from './runtime/kvCache';
@@ -254,6 +256,8 @@ export class LlavaEngine {
 
   /** multiplies out what decoder hooks read over a whole prompt from the rows its chunks gave; made on first use */
   private rowProducts: RowProducts | undefined;
+  /** how fast this engine's tower passes and prompt chunks have gone, for the time of the next one */
+  private readonly pace = new RunPace();
 
   static async load(modelDir: string, options: EngineOptions = {}): Promise<LlavaEngine> {
     const dir = path.resolve(modelDir);
@@ -341,6 +345,15 @@ export class LlavaEngine {
   /** Original patch grid of one image. */
   get grid(): { rows: number; cols: number } {
     return this.towers.image.grid;
+  }
+
+  /** Analytic FLOPs of one tower pass from the tokens each of its layers saw. */
+  private towerFlops(layers: LayerTokens): number {
+    return visionTowerFlops(
+      flopsArchOf(this.config, path.basename(this.modelDir)).vision,
+      layers.attention,
+      layers.mlp,
+    );
   }
 
   /** Analytic FLOPs of a prefill from the tokens each layer saw, and of the same prompt unreduced. */
@@ -625,11 +638,13 @@ export class LlavaEngine {
     const [visionSegments, embedSegments, decoderSegments] = await this.segmentsFor(hooks);
     const maxNewTokens = this.checkRunFits(this.promptTokens(inputIds, costs), options.maxNewTokens, decoderSegments);
     const steps: StepStat[] = [];
-    const watch = new PrefillWatch(
-      costs.reduce((passes, cost) => passes + cost.passes, 0),
-      options.signal,
-      options.onProgress,
-    );
+    const watch = new PrefillWatch({
+      passes: costs.reduce((passes, cost) => passes + cost.passes, 0),
+      signal: options.signal,
+      onProgress: options.onProgress,
+      pace: this.pace,
+      flops: runUnitFlops(this.config, this.modelDir),
+    });
 
     const visionClock = startClock();
     const features: PackedImage[] = [];
@@ -641,9 +656,9 @@ export class LlavaEngine {
         const values = pixels.values.subarray(start, start + this.passSize);
         const pass = start / this.passSize;
         const padding = this.paddingPatches(pixels, pass);
-        await watch.check();
+        await watch.beforePass();
         passes.push(await this.encodeImage(values, visionSegments, hooks, { image, pass, padding }, steps, layers));
-        watch.passDone();
+        watch.passDone(this.towerFlops(layers));
         visionTokens.push(layers);
       }
       features.push(this.packImage(passes, pixels.size));
@@ -987,7 +1002,7 @@ export class LlavaEngine {
     let hidden: Float32Array | undefined;
     for (let start = 0; start < state.count; start += chunk) {
       const end = Math.min(start + chunk, state.count);
-      await watch?.check();
+      await watch?.beforeChunk(end - start, segment.end - segment.start);
       outputs = await this.runDecoderChunk(
         segment,
         state.hidden.subarray(start * state.width, end * state.width),
@@ -1064,6 +1079,15 @@ function smallPrefillFlops(config: ModelConfig, modelDir: string): number {
   const arch = flopsArchOf(config, path.basename(modelDir));
   const blank = { width: WARM_UP_IMAGE_SIDE, height: WARM_UP_IMAGE_SIDE };
   return runFlops(arch, unreducedShapeAt(arch, [imageCost(arch, blank)], 16)).total;
+}
+
+/** Analytic FLOPs of one unreduced tower pass (the projector's share included) and of one token through one block. */
+function runUnitFlops(config: ModelConfig, modelDir: string): { pass: number; tokenBlock: number } {
+  const arch = flopsArchOf(config, path.basename(modelDir));
+  const small = imageCost(arch, { width: WARM_UP_IMAGE_SIDE, height: WARM_UP_IMAGE_SIDE });
+  const { vision, projector } = runFlops(arch, unreducedShapeAt(arch, [small], 1));
+  // A decoder layer is two blocks: its attention half and its MLP half.
+  return { pass: (vision + projector) / small.passes, tokenBlock: llmLayerFlops(arch.llm, 1).total / 2 };
 }
 
 /**

@@ -39,6 +39,22 @@ export function stopGraceMs(longestRunMs: number, leastMs = STOP_GRACE_MS): numb
   return Math.max(leastMs, Math.min(STOP_GRACE_MOST_MS, STOP_GRACE_RUNS * longestRunMs));
 }
 
+/**
+ * The longest run of a reply so far: the waits between the engine's reports on it (the first, which may hold a model
+ * load, not counted) and the engine's own estimates of the run it starts (a 7B model's first prompt chunk on a CPU,
+ * which no earlier wait foretells).
+ */
+export class ReplyPace {
+  private lastMs: number | undefined;
+  longestMs = 0;
+
+  report(nextRunMs = 0, now = performance.now()): void {
+    if (this.lastMs !== undefined) this.longestMs = Math.max(this.longestMs, now - this.lastMs);
+    this.longestMs = Math.max(this.longestMs, nextRunMs);
+    this.lastMs = now;
+  }
+}
+
 /** What a reply is asked with, read from the settings when it starts (reading them may fail, as the reply's error). */
 export interface ReplySettings {
   /** 'local', or the base URL of an OpenAI-compatible server that answers instead */
@@ -93,8 +109,7 @@ interface InFlight {
   engine: AnswerEngine;
   settled: Promise<void>;
   settle(): void;
-  /** when the engine last reported progress or text for it, and the longest wait between two reports */
-  pace: { lastMs?: number; longestMs: number };
+  pace: ReplyPace;
 }
 
 export class Replies {
@@ -144,7 +159,7 @@ export class Replies {
         seed: 0,
       };
       const onProgress = (progress: PrefillProgress) => {
-        this.paced(key);
+        this.paced(key, progress.nextRunMs);
         const label = prefillProgressLabel(progress);
         status.busy(label);
         post({ type: 'replyProgress', turnId, reply: kind, label });
@@ -263,7 +278,7 @@ export class Replies {
       const result = await engine.ask(
         model,
         { ...prefillOnly, topP: 1, seed: 0, ...(reduced && request.reduction ? { reduction: request.reduction } : {}) },
-        { text: () => undefined, progress: () => this.paced(key) },
+        { text: () => undefined, progress: (progress) => this.paced(key, progress.nextRunMs) },
         cancel.token,
       );
       const cancelled = result.stopReason === 'cancelled' || cancel.token.isCancellationRequested;
@@ -317,16 +332,12 @@ export class Replies {
   private track(key: string, cancel: CancellationTokenSource, engine: AnswerEngine): void {
     let settle!: () => void;
     const settled = new Promise<void>((resolve) => (settle = resolve));
-    this.inFlight.set(key, { cancel, engine, settled, settle, pace: { longestMs: 0 } });
+    this.inFlight.set(key, { cancel, engine, settled, settle, pace: new ReplyPace() });
   }
 
-  /** The engine reported on `key`: the wait since its last report is how long a run of it took (the first is a load). */
-  private paced(key: string): void {
-    const pace = this.inFlight.get(key)?.pace;
-    if (!pace) return;
-    const now = performance.now();
-    if (pace.lastMs !== undefined) pace.longestMs = Math.max(pace.longestMs, now - pace.lastMs);
-    pace.lastMs = now;
+  /** The engine reported on `key` (progress, with its estimate of the run it starts, or text). */
+  private paced(key: string, nextRunMs?: number): void {
+    this.inFlight.get(key)?.pace.report(nextRunMs);
   }
 
   private untrack(key: string, cancel: CancellationTokenSource): void {

@@ -379,6 +379,9 @@ export function parseAskProgressParams(value: unknown): AskProgressParams {
     stage: params.stage as PrefillProgress['stage'],
     done: integer(params.done, 'done', 0, total),
     total,
+    ...(params.nextRunMs === undefined
+      ? {}
+      : { nextRunMs: finite(params.nextRunMs, 'nextRunMs', 0, Number.MAX_SAFE_INTEGER) }),
   };
 }
 

@@ -12,7 +12,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import { Conversation, ImageInput } from '../../src/extension/conversation';
 import { EngineClient, EngineError } from '../../src/client/engineClient';
 import { RemoteEngine } from '../../src/client/remoteEngine';
-import { Replies, ReplySettings, STOP_GRACE_MS, stopGraceMs } from '../../src/extension/replies';
+import { ReplyPace, Replies, ReplySettings, STOP_GRACE_MS, stopGraceMs } from '../../src/extension/replies';
 import { SettingsError } from '../../src/extension/settings';
 import { SpeedupCache } from '../../src/extension/speedup';
 import { startServe } from '../../tools/serveProcess';
@@ -234,14 +234,14 @@ describe('chat replies on a real engine process', () => {
     const labels = posted.flatMap((message) =>
       message.type === 'replyProgress' && message.turnId === turnId ? [message.label] : [],
     );
-    const parts = labels.filter((label) => label.startsWith('Reading the image')).length;
+    const parts = labels.filter((label) => label.startsWith('Reading the image: part')).length;
     assert.ok(parts > 1);
-    assert.deepEqual(
-      labels.slice(0, parts),
-      Array.from({ length: parts }, (_, i) => `Reading the image: part ${i + 1} of ${parts}`),
-    );
+    assert.deepEqual(labels.slice(0, parts + 1), [
+      'Reading the image',
+      ...Array.from({ length: parts }, (_, i) => `Reading the image: part ${i + 1} of ${parts}`),
+    ]);
     assert.equal(labels.at(-1), 'Reading the prompt: 100 %');
-    assert.ok(labels.slice(parts).every((label) => /^Reading the prompt: \d+ %$/.test(label)));
+    assert.ok(labels.slice(parts + 1).every((label) => /^Reading the prompt: \d+ %$/.test(label)));
     // The status bar says the same, until the text comes.
     const shown = statuses.filter((label) => label.startsWith('Reading'));
     assert.deepEqual(shown, labels);
@@ -292,6 +292,19 @@ describe('chat replies on a real engine process', () => {
     assert.equal(stopGraceMs(1_000, 50), 2_000);
     assert.equal(stopGraceMs(12_000), 24_000);
     assert.equal(stopGraceMs(45_000), 60_000);
+  });
+
+  test("a reply's longest run: the waits between the engine's reports after its first, and the engine's estimates", () => {
+    const pace = new ReplyPace();
+    pace.report(undefined, 9_000); // the first report, after the model's load: no run before it is known
+    assert.equal(pace.longestMs, 0);
+    pace.report(undefined, 9_400);
+    pace.report(undefined, 9_700);
+    assert.equal(pace.longestMs, 400);
+    // The prompt's start: a 7B model's first chunk on a CPU, foretold from the image's passes.
+    pace.report(25_000, 9_710);
+    assert.equal(pace.longestMs, 25_000);
+    assert.equal(stopGraceMs(pace.longestMs), 50_000);
   });
 
   test(

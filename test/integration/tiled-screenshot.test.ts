@@ -111,10 +111,13 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
       const passes = 1 + tiles.rows * tiles.cols;
       const image = events.filter((event) => event.stage === 'image');
       assert.deepEqual(
-        image,
-        Array.from({ length: passes }, (_, i) => ({ stage: 'image', done: i + 1, total: passes })),
+        image.map(({ stage, done, total }) => ({ stage, done, total })),
+        Array.from({ length: passes + 1 }, (_, i) => ({ stage: 'image', done: i, total: passes })),
       );
-      const prompt = events.slice(passes);
+      // From the first pass on, each report foretells the run it starts: every later pass, the first chunk.
+      const foretold = events.map((event) => event.nextRunMs !== undefined);
+      assert.deepEqual(foretold.slice(1, passes + 2), [...Array<boolean>(passes - 1).fill(true), false, true]);
+      const prompt = events.slice(passes + 1);
       assert.ok(prompt.length >= 2 && prompt.every((event) => event.stage === 'prompt'));
       // Every prompt token through every block of the decoder.
       assert.equal(prompt[0].total % answer.stats.promptTokens, 0);
@@ -145,7 +148,7 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
       );
       assert.deepEqual(
         events.map(({ stage, done }) => `${stage} ${done}`),
-        ['image 1', 'image 2'],
+        ['image 0', 'image 1', 'image 2'],
       );
       const again = await engine.ask(question);
       assert.deepEqual(again.tokenIds, before.tokenIds);

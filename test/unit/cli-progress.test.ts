@@ -21,11 +21,13 @@ test("ask's prefill progress: one rewritten line on a terminal, erased before th
   const written: string[] = [];
   const terminal = { isTTY: true, write: (chunk: string) => written.push(chunk) > 0 };
   const progress = prefillOnTerminal(terminal);
+  progress.show!({ stage: 'image', done: 0, total: 10, nextRunMs: 900 });
   progress.show!({ stage: 'image', done: 1, total: 10 });
   progress.show!({ stage: 'prompt', done: 30, total: 120 });
   progress.erase();
   progress.erase();
   assert.deepEqual(written, [
+    '\r\x1b[KReading the image',
     '\r\x1b[KReading the image: part 1 of 10',
     '\r\x1b[KReading the prompt: 25 %',
     '\r\x1b[K',

@@ -154,6 +154,10 @@ describe('engine/text params and error kinds', () => {
     assert.match(refusal(parseAskProgressParams, { ...progress, stage: 'decode' }), /image or prompt/);
     assert.match(refusal(parseAskProgressParams, { ...progress, done: 1184 }), /done/);
     assert.match(refusal(parseAskProgressParams, { ...progress, requestId: '' }), /requestId/);
+    const foretelling = { ...progress, done: 0, nextRunMs: 2_400.5 };
+    assert.deepEqual(parseAskProgressParams(foretelling), foretelling);
+    assert.match(refusal(parseAskProgressParams, { ...progress, nextRunMs: -1 }), /nextRunMs/);
+    assert.match(refusal(parseAskProgressParams, { ...progress, nextRunMs: '9' }), /nextRunMs/);
   });
 
   test('errorKindOf reads only known kinds from ResponseErrors', () => {
