@@ -100,7 +100,7 @@ describe('quantization of the decoder and, on the CPU, the vision tower (cached 
       const caches = fs.readdirSync(dir).filter((file) => file.endsWith('.quantized'));
       assert.equal(caches.length, 1);
       const layout = mode === 'int4' ? `b${INT4_BLOCK_SIZE}-zp` : 'channels';
-      assert.match(caches[0], new RegExp(`^ficoco-${mode}-${layout}-[0-9a-f]{16}\\.quantized$`));
+      assert.match(caches[0], new RegExp(`^ficoco-${mode}-${layout}-cpu-[0-9a-f]{16}\\.quantized$`));
       // Each layer in the forms its row counts run fastest in on the CPU: the tower's passes in int8 channels
       // (MatMulInteger) in both modes; with int8 the head's one row in 8-bit blocks (MatMulNBits) and a decoder layer's
       // prompts and steps in both forms; with int4 the decoder in 4-bit blocks.
@@ -176,6 +176,34 @@ describe('quantization of the decoder and, on the CPU, the vision tower (cached 
       assert.ok((await runner.segments(new Map())).length > 0);
       await runner.release();
     }
+  });
+
+  test("the CPU's cache and a GPU provider's stay side by side: switching back reads its own, not made again", async () => {
+    const dir = copyFixture();
+    folders.push(dir);
+    const legacy = path.join(dir, 'ficoco-int8-channels-0123456789abcdef.quantized');
+    fs.writeFileSync(legacy, 'a cache named before caches said their placement');
+    const weights = WeightIndex.open(dir);
+    const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+    const materialize = (onCpu: boolean) => {
+      const quantizer = new WeightQuantizer(weights, 'int8', { onCpu, workers: 1 });
+      parseModelConfig(config, 'config.json').build(weights, quantizer);
+      return quantizer.materialize();
+    };
+    const gpu = await materialize(false);
+    const cpu = await materialize(true);
+    assert.notEqual(cpu, gpu);
+    assert.ok(!fs.existsSync(legacy), 'the unplaced cache is stale');
+    const written = fs.statSync(gpu).mtimeMs;
+    assert.equal(await materialize(false), gpu);
+    assert.equal(fs.statSync(gpu).mtimeMs, written, 'read, not written again');
+    assert.deepEqual(
+      fs
+        .readdirSync(dir)
+        .filter((file) => file.endsWith('.quantized'))
+        .sort(),
+      [path.basename(cpu), path.basename(gpu)].sort(),
+    );
   });
 
   test('int4 strays further from the float weights than int8 (random 48-wide fixture weights, so both are visible)', () => {
@@ -260,7 +288,7 @@ describe('quantization of the decoder and, on the CPU, the vision tower (cached 
       assert.deepEqual(listing(path.join(repo, 'blobs')), blobs, 'nothing was written into blobs/');
       assert.deepEqual(listing(snapshot), links, 'nor into the snapshot');
       const [folder] = listing(ours);
-      assert.match(listing(path.join(ours, folder)).join(), /^ficoco-int8-channels-[0-9a-f]{16}\.quantized$/);
+      assert.match(listing(path.join(ours, folder)).join(), /^ficoco-int8-channels-cpu-[0-9a-f]{16}\.quantized$/);
 
       const besideWeights = await LlavaEngine.load(plain, { quantization: 'int8' });
       assert.equal(maxAbsDiff(await prefillLogits(besideWeights), logits), 0, 'the same quantized model either way');

@@ -198,6 +198,11 @@ export class WeightQuantizer {
     return MODES[this.mode].tag;
   }
 
+  /** The provider placement a cache is laid out for: its name says so, and each keeps its own. */
+  private get placement(): Placement {
+    return this.options.onCpu ? 'cpu' : 'gpu';
+  }
+
   private forms(used: ProductRows): LayerForms {
     return MODES[this.mode].forms(used, this.options.onCpu);
   }
@@ -228,7 +233,7 @@ export class WeightQuantizer {
   /** Opens the cache file of what was requested, writing it first when it does not exist; returns its path. */
   async materialize(onTensor?: (done: number, total: number) => void): Promise<string> {
     const source = path.dirname(this.index.files[0]);
-    const name = `ficoco-${this.mode}-${this.tag}-${this.fingerprint()}.quantized`;
+    const name = `ficoco-${this.mode}-${this.tag}-${this.placement}-${this.fingerprint()}.quantized`;
     // A read-only folder (a packaged install, a shared mount) keeps its cache in FiCoCo's folder, as a Hub cache does.
     const folder =
       isHfCacheBlobs(source) || (!fs.existsSync(path.join(source, name)) && !canWriteIn(source))
@@ -241,8 +246,9 @@ export class WeightQuantizer {
     removeAbandoned(folder, name);
     const writeAnew = async () => {
       fs.mkdirSync(folder, { recursive: true });
-      // Whatever layout an older cache of this mode used, it is stale now; this one's own files are left.
-      removeStale(folder, `ficoco-${this.mode}-`, path.basename(file));
+      // Whatever layout an older cache of this mode and placement used, it is stale now; this one's own files are left,
+      // and the other placement's cache (a CPU fallback from a GPU provider need not cost the GPU's cache).
+      removeStale(folder, `ficoco-${this.mode}-`, path.basename(file), OTHER_PLACEMENT[this.placement]);
       await this.write(file, onTensor);
     };
     if (!fs.existsSync(file)) await writeAnew();
@@ -366,10 +372,17 @@ function isHfCacheBlobs(folder: string): boolean {
 /** A partial written on another machine and untouched this long was left by a load that stopped. */
 const ABANDONED_PARTIAL_MS = 10 * 60_000;
 
-/** Removes the caches and partial caches named `prefix`… other than `current` and its own partials. */
-function removeStale(folder: string, prefix: string, current: string): void {
+type Placement = 'cpu' | 'gpu';
+const OTHER_PLACEMENT: Record<Placement, Placement> = { cpu: 'gpu', gpu: 'cpu' };
+
+/**
+ * Removes the caches and partial caches named `prefix`… other than `current` and its own partials, and other than
+ * those laid out for the placement `kept` (`<prefix><tag>-<kept>-<fingerprint>.quantized`…).
+ */
+function removeStale(folder: string, prefix: string, current: string, kept: Placement): void {
+  const keptName = new RegExp(`-${kept}-[0-9a-f]{16}\\.quantized`);
   for (const name of fs.readdirSync(folder)) {
-    if (name.startsWith(current)) continue;
+    if (name.startsWith(current) || keptName.test(name)) continue;
     if (name.startsWith(prefix) && (name.endsWith('.quantized') || name.endsWith('.partial')))
       fs.rmSync(path.join(folder, name), { force: true });
   }
