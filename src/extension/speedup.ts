@@ -15,10 +15,18 @@ export interface PairPlan {
   minPairs: number;
   maxPairs: number;
   targetMs: number;
+  /**
+   * a warm-up pair whose runs each took this long counts as the first pair: what a warm-up absorbs (compiling code,
+   * first allocations; sessions are built outside the timed prefill) is then a small share of a run
+   */
+  warmPairCountsFromMs: number;
 }
 
-/** Five pairs of a large model's seconds-long prefills (the fewest a sign test can decide); up to 61 of milliseconds. */
-export const DEFAULT_PAIR_PLAN: PairPlan = { minPairs: 5, maxPairs: 61, targetMs: 3000 };
+/**
+ * Five pairs of a large model's seconds-long prefills (the fewest a sign test can decide), its warm-up pair among them
+ * (a 1920 × 1080 screenshot on a CPU: minutes a pair); up to 61 of milliseconds.
+ */
+export const DEFAULT_PAIR_PLAN: PairPlan = { minPairs: 5, maxPairs: 61, targetMs: 3000, warmPairCountsFromMs: 5000 };
 
 /** Within this much of 1× reduction made no difference worth a figure. */
 const SAME_SPEED_MARGIN = 0.05;
@@ -68,10 +76,9 @@ export class SpeedupCache {
 }
 
 /**
- * Times one warm-up run of each side (their results are discarded: the first runs of a plan build sessions and
- * compile code), then pairs in alternating order, telling `onPairs` how many are done of how many (from 0, once the
- * warm-up is over: minutes on a CPU for a large screenshot); undefined when a run was cancelled. A failed run
- * rejects.
+ * Times one warm-up run of each side (discarded unless both took `plan.warmPairCountsFromMs`: the first runs compile
+ * code), then pairs in alternating order, telling `onPairs` how many are done of how many (from the warm-up's count,
+ * once it is over: minutes on a CPU for a large screenshot); undefined when a run was cancelled. A failed run rejects.
  */
 export async function measureSpeedup(
   run: PrefillRun,
@@ -84,9 +91,10 @@ export async function measureSpeedup(
   if (warmFull === undefined || warmReduced === undefined) return undefined;
   const fitting = Math.floor(plan.targetMs / Math.max(warmFull + warmReduced, 1e-3));
   const pairs = Math.min(plan.maxPairs, Math.max(plan.minPairs, fitting));
-  const ratios: number[] = [];
-  onPairs?.(0, pairs);
-  for (let i = 0; i < pairs; i++) {
+  const ratios = Math.min(warmFull, warmReduced) >= plan.warmPairCountsFromMs ? [warmFull / warmReduced] : [];
+  onPairs?.(ratios.length, pairs);
+  // The warm-up ran the full side first, as pair 0 does.
+  for (let i = ratios.length; i < pairs; i++) {
     // Alternating which side goes first cancels any advantage of running second (caches, clocks).
     const [first, second] = i % 2 === 0 ? [false, true] : [true, false];
     const a = await run(first);

@@ -32,7 +32,7 @@ const PREFILL_ONLY: AskOptions = {
   seed: 0,
 };
 const REDUCTION = { method: 'ficoco-v', budget: { tokens: 12 }, params: {} };
-const QUICK: PairPlan = { minPairs: 3, maxPairs: 5, targetMs: 200 };
+const QUICK: PairPlan = { minPairs: 3, maxPairs: 5, targetMs: 200, warmPairCountsFromMs: 1000 };
 
 /** A run that takes `full` ms unreduced and `reduced` ms reduced, one after the other from the lists, and logs the order. */
 function scriptedRun(full: number[], reduced: number[], order: boolean[] = []): PrefillRun {
@@ -91,9 +91,24 @@ describe('speedup figures', () => {
     assert.equal(speedup?.pairs, 3);
   });
 
+  test('a warm-up pair of long runs counts as the first pair: the first runs compile a small share of them', async () => {
+    const order: boolean[] = [];
+    const told: string[] = [];
+    const speedup = await measureSpeedup(
+      scriptedRun([3000, 2400, 2400], [1000, 800, 800], order),
+      'prefill',
+      QUICK,
+      (done, pairs) => told.push(`${done}/${pairs} after ${order.length} runs`),
+    );
+    assert.deepEqual(order, [false, true, true, false, false, true]);
+    assert.deepEqual(told, ['1/3 after 2 runs', '2/3 after 4 runs', '3/3 after 6 runs']);
+    assert.equal(speedup?.ratio, 3);
+    assert.equal(speedup?.pairs, 3);
+  });
+
   test('as many pairs as fit the target time, within the plan', async () => {
     const many = await measureSpeedup(scriptedRun(Array(20).fill(10), Array(20).fill(5)), 'prefill', {
-      minPairs: 3,
+      ...QUICK,
       maxPairs: 8,
       targetMs: 1000,
     });
