@@ -6,7 +6,15 @@ import { FicocoError } from '../common/errors';
 import { type AnyresLayout, type Size, anyresLayout, tileCell } from '../common/anyres';
 import { llmLayerFlops } from '../flops/llm';
 import { visionTowerFlops } from '../flops/vision';
-import { type ImageCost, RunFlops, imageCost, peakRunBytes, runFlops, unreducedShapeAt } from '../flops/model';
+import {
+  type ImageCost,
+  type ModelArch,
+  RunFlops,
+  imageCost,
+  peakRunBytes,
+  runFlops,
+  unreducedShapeAt,
+} from '../flops/model';
 import { ElemType } from './graph/builder';
 import { ATTENTION, HIDDEN_COSINE, KEY_COSINE, LOG_SIZES, MEAN_KEYS, POSITIONS, Tower } from './graph/segment';
 import type { ModelShape } from '../reduction/method';
@@ -258,6 +266,10 @@ export class LlavaEngine {
   private rowProducts: RowProducts | undefined;
   /** how fast this engine's tower passes and prompt chunks have gone, for the time of the next one */
   private readonly pace = new RunPace();
+  /** the FLOPs model's description of this model; made on first use */
+  private flopsArch: ModelArch | undefined;
+  /** what RunPace's rates are per: FLOPs of an unreduced tower pass and of a token through a block; made on first use */
+  private unitFlops: { pass: number; tokenBlock: number } | undefined;
 
   static async load(modelDir: string, options: EngineOptions = {}): Promise<LlavaEngine> {
     const dir = path.resolve(modelDir);
@@ -347,13 +359,13 @@ export class LlavaEngine {
     return this.towers.image.grid;
   }
 
+  private get arch(): ModelArch {
+    return (this.flopsArch ??= flopsArchOf(this.config, path.basename(this.modelDir)));
+  }
+
   /** Analytic FLOPs of one tower pass from the tokens each of its layers saw. */
   private towerFlops(layers: LayerTokens): number {
-    return visionTowerFlops(
-      flopsArchOf(this.config, path.basename(this.modelDir)).vision,
-      layers.attention,
-      layers.mlp,
-    );
+    return visionTowerFlops(this.arch.vision, layers.attention, layers.mlp);
   }
 
   /** Analytic FLOPs of a prefill from the tokens each layer saw, and of the same prompt unreduced. */
@@ -363,7 +375,7 @@ export class LlavaEngine {
     decoder: LayerTokens,
     prompt: { images: readonly ImageCost[]; textTokens: number },
   ): { run: RunFlops; unreduced: RunFlops; causalLlm: number } {
-    const arch = flopsArchOf(this.config, path.basename(this.modelDir));
+    const { arch } = this;
     const shape = {
       vision: vision.map((layers) => layers.attention),
       visionMlp: vision.map((layers) => layers.mlp),
@@ -643,7 +655,7 @@ export class LlavaEngine {
       signal: options.signal,
       onProgress: options.onProgress,
       pace: this.pace,
-      flops: runUnitFlops(this.config, this.modelDir),
+      flops: (this.unitFlops ??= runUnitFlops(this.arch)),
     });
 
     const visionClock = startClock();
@@ -760,7 +772,7 @@ export class LlavaEngine {
     }
     const answerTokens = Math.min(maxNewTokens, limit - promptTokens);
     const needed = peakRunBytes(
-      flopsArchOf(this.config, path.basename(this.modelDir)),
+      this.arch,
       {
         promptTokens,
         answerTokens,
@@ -1082,8 +1094,7 @@ function smallPrefillFlops(config: ModelConfig, modelDir: string): number {
 }
 
 /** Analytic FLOPs of one unreduced tower pass (the projector's share included) and of one token through one block. */
-function runUnitFlops(config: ModelConfig, modelDir: string): { pass: number; tokenBlock: number } {
-  const arch = flopsArchOf(config, path.basename(modelDir));
+function runUnitFlops(arch: ModelArch): { pass: number; tokenBlock: number } {
   const small = imageCost(arch, { width: WARM_UP_IMAGE_SIDE, height: WARM_UP_IMAGE_SIDE });
   const { vision, projector } = runFlops(arch, unreducedShapeAt(arch, [small], 1));
   // A decoder layer is two blocks: its attention half and its MLP half.
