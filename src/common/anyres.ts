@@ -139,14 +139,24 @@ export function tilePatchesOnImage(layout: AnyresLayout, featuresPerSide: number
   });
 }
 
-/** anyres_max_N: r = √(rows·cols / (N·f²)); above 1.1 the grid is resized (bilinear) to ⌊rows/r⌋ × ⌊cols/r⌋. */
+/** anyres_max_N: r = √(rows·cols / (N·f²)); above 1.1 the grid is resized (bilinear) to rows // r × cols // r. */
 export function shrunkGrid(
   grid: { rows: number; cols: number },
   featuresPerSide: number,
   maxTiles: number,
 ): { rows: number; cols: number } {
   const ratio = Math.sqrt((grid.rows * grid.cols) / (maxTiles * featuresPerSide ** 2));
-  return ratio > 1.1 ? { rows: Math.floor(grid.rows / ratio), cols: Math.floor(grid.cols / ratio) } : grid;
+  return ratio > 1.1 ? { rows: floorDivide(grid.rows, ratio), cols: floorDivide(grid.cols, ratio) } : grid;
+}
+
+/**
+ * Python's `a // b` on positive floats, as transformers sizes the shrunk grid: (a − fmod(a, b)) / b, floored. It can be
+ * one below ⌊a / b⌋, where the division rounds up to a whole number: 135 // (135 / 81) is 80.
+ */
+function floorDivide(a: number, b: number): number {
+  const quotient = (a - (a % b)) / b;
+  const floored = Math.floor(quotient);
+  return quotient - floored > 0.5 ? floored + 1 : floored;
 }
 
 /** Python's round(x, 7), which transformers applies before truncating, so 26.9999999 counts as 27. */

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import { describe, test } from 'node:test';
 import { type AnyresLayout, type AnyresSpec, anyresLayout, bestResolution } from '../../src/common/anyres';
 import { ARCH_PRESETS } from '../../src/flops/index';
@@ -70,6 +71,35 @@ describe('AnyRes: tiles and visual tokens as transformers counts them', () => {
       { height: 336, width: 336 },
     );
     assert.throws(() => bestResolution(size(10, 10), []), /empty/);
+  });
+
+  test("a square 1920 × 1920 image: OneVision shrinks 135 × 135 by Python's 135 // (135 / 81) = 80, not 81", () => {
+    assert.equal(
+      summary(anyresLayout(ONEVISION, size(1920, 1920))),
+      'best 1920×1920, resized 1920×1920, padding 0/0/0/0, tiles 5×5, grid 80×80, 7209 tokens',
+    );
+    // 3 × 4 tiles unpadded to 100 × 81 columns by rows: 100 // (10 / 9) = 89 where 100 / (10 / 9) rounds to 90.
+    assert.deepEqual(anyresLayout(ONEVISION, size(1422, 1150)).grid, { rows: 72, cols: 89 });
+  });
+
+  test("every size in transformers' processors' counts (tools/anyres_counts.py) gets the same number of tokens", () => {
+    type Family = { pinpoints: number[][]; counts: [number, number, number][] };
+    const fixture = JSON.parse(fs.readFileSync('test/fixtures/anyres-token-counts.json', 'utf8')) as Record<
+      'llava_next' | 'llava_onevision',
+      Family
+    >;
+    for (const [family, spec] of [
+      ['llava_next', NEXT],
+      ['llava_onevision', ONEVISION],
+    ] as const) {
+      const { pinpoints, counts } = fixture[family];
+      assert.deepEqual(spec.pinpoints, pinpoints, `${family}: the counts were made with these pinpoints`);
+      assert.ok(counts.length >= 400);
+      const wrong = counts.filter(
+        ([width, height, tokens]) => anyresLayout(spec, size(width, height)).tokens !== tokens,
+      );
+      assert.deepEqual(wrong, [], `${family}: [width, height, transformers' count] that differ`);
+    }
   });
 
   test('an image without pixels is refused', () => {
