@@ -1,5 +1,6 @@
-"""Writes test/fixtures/preprocess/: small images in every supported flavour, PIL's decoded RGB for
-each, and the reference preprocessing (tools/reference/image.py) for two processor configs.
+"""Writes test/fixtures/preprocess/: small images in every supported flavour, the RGB of each as transformers'
+load_image gives it (PIL's decode, upright by its EXIF orientation), and the reference preprocessing
+(tools/reference/image.py) for several processor configs.
 
 Run from the repository root with Debian's Python (PIL 9.4 + numpy):
     /usr/bin/python3 tools/make_image_fixtures.py
@@ -14,7 +15,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tools.reference.image import preprocess  # noqa: E402
@@ -123,10 +124,22 @@ def write_images():
     jpeg = (OUT / "baseline.jpg").read_bytes()
     (OUT / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])
     (OUT / "notes.png").write_text("These are notes, not an image.\n")
+    # EXIF orientations: PNG (eXIf chunk) for all eight and one out of range, a phone-style JPEG and a WebP (EXIF chunk).
+    for orientation in range(1, 10):
+        Image.fromarray(test_pattern(7, 5, 4)).save(OUT / f"orientation-{orientation}.png", exif=exif_orientation(orientation))
+    pil.save(OUT / "portrait.jpg", quality=85, exif=exif_orientation(6))
+    pil.save(OUT / "transposed.webp", lossless=True, exif=exif_orientation(5))
+
+
+def exif_orientation(value):
+    exif = Image.Exif()
+    exif[0x0112] = value
+    return exif.tobytes()
 
 
 DECODE_CASES = ["rgb.png", "rgba.png", "palette.png", "gray.png", "rgb16.png", "interlaced.png", "baseline.jpg",
-                "progressive.jpg", "gray.jpg", "lossy.webp", "lossless.webp", "animated.gif", "small.png", "large.png"]
+                "progressive.jpg", "gray.jpg", "lossy.webp", "lossless.webp", "animated.gif", "small.png", "large.png",
+                *[f"orientation-{k}.png" for k in range(1, 10)], "portrait.jpg", "transposed.webp"]
 PREPROCESS_CASES = [("rgb.png", "clip"), ("rgb.png", "llava_pad"), ("rgb.png", "siglip_bilinear"), ("rgb.png", "nearest_no_crop"),
                     ("small.png", "clip"), ("small.png", "llava_pad"), ("small.png", "crop_larger_than_image"),
                     ("large.png", "clip"), ("large.png", "llava_pad"), ("large.png", "siglip_bilinear"), ("large.png", "nearest_no_crop")]
@@ -140,7 +153,8 @@ def main():
         if name == "large.png":
             continue  # its pixels are checked through preprocessing only (2 MB of RGB)
         with Image.open(OUT / name) as img:
-            array = np.asarray(img.convert("RGB"))
+            # As transformers' load_image: upright by the EXIF orientation, then RGB.
+            array = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
         (OUT / (name + ".rgb")).write_bytes(array.tobytes())
         manifest["decode"].append({"image": name, "rgb": name + ".rgb", "width": array.shape[1], "height": array.shape[0]})
     for name, config in PREPROCESS_CASES:

@@ -4,6 +4,7 @@ import { FicocoError } from '../common/errors';
 import { checkImageFile } from '../common/imageFile';
 import { parseModelConfig } from '../engine/models/registry';
 import { flopsArchOf } from '../engine/models/flopsArch';
+import { exifOrientation, uprightSize } from '../engine/image/orientation';
 import {
   ARCH_PRESETS,
   archForImage,
@@ -90,7 +91,7 @@ export async function flopsCommand(args: string[]): Promise<number> {
     );
   const size =
     values.image !== undefined
-      ? screenshotSize(values.image)
+      ? await screenshotSize(values.image)
       : imageSizeArg(values['image-size'] ?? DEFAULT_IMAGE_SIZE);
   const arch = archForImage(named, size);
   const textTokens = integer('--text-tokens', values['text-tokens'], 0);
@@ -168,11 +169,11 @@ function shapeOf(arch: ModelArch): ModelShape {
   };
 }
 
-/** An image file's size from its header, with the checks every image gets. */
-function screenshotSize(file: string): { width: number; height: number } {
+/** An image file's size from its header, with the checks every image gets, as the engine reads it: upright. */
+async function screenshotSize(file: string): Promise<{ width: number; height: number }> {
   const { bytes, name } = readImageArg(file);
-  const { width, height } = checkImageFile(bytes, name);
-  return { width, height };
+  const header = checkImageFile(bytes, name);
+  return uprightSize(header, await exifOrientation(bytes, header.format));
 }
 
 function budgetList(text: string | undefined, arch: ModelArch): number[] {

@@ -36,6 +36,14 @@ test('ficoco flops --image reads the size from the file header', async () => {
   const next = await flops('--arch', 'llava-next-mistral-7b', '--image', screenshot);
   assert.equal(next.code, 0, next.stderr);
   assert.match(next.stdout, /^llava-next-mistral-7b @ 1400×900: .* × 5 passes .* 2046 visual tokens/);
+  // A 64 × 48 JPEG whose EXIF orientation turns it a quarter: counted upright, as the engine reads it.
+  const portrait = await flops(
+    '--arch',
+    'llava-onevision-qwen2-0.5b',
+    '--image',
+    'test/fixtures/preprocess/portrait.jpg',
+  );
+  assert.match(portrait.stdout, /@ 48×64: .* 1323 visual tokens/);
   const both = await flops('--arch', 'llava-next-mistral-7b', '--image', screenshot, '--image-size', '10x10');
   assert.equal(both.code, 2);
   assert.match(both.stderr, /^error: give --image FILE or --image-size WxH, not both\.$/m);

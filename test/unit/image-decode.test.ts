@@ -27,6 +27,17 @@ for (const { image, rgb, width, height } of manifest.decode) {
   });
 }
 
+test('an EXIF block that cannot be read leaves the pixels as stored, not the image undecoded', async () => {
+  const jpeg = read('baseline.jpg');
+  // An APP1 segment right after the start marker: "Exif\0\0", then a TIFF header that is not one.
+  const payload = new Uint8Array([...new TextEncoder().encode('Exif\0\0'), 0x4a, 0x4a, 0x00, 0x2a, 0xff, 0xff]);
+  const segment = new Uint8Array([0xff, 0xe1, 0, payload.length + 2, ...payload]);
+  const garbled = new Uint8Array([...jpeg.subarray(0, 2), ...segment, ...jpeg.subarray(2)]);
+  const [stored, decoded] = [await decodeImage(jpeg, 'baseline.jpg'), await decodeImage(garbled, 'garbled.jpg')];
+  assert.deepEqual([decoded.width, decoded.height], [stored.width, stored.height]);
+  assert.ok(Buffer.from(decoded.rgb).equals(Buffer.from(stored.rgb)));
+});
+
 test('detects formats by magic bytes, not by name', () => {
   assert.equal(detectImageFormat(read('rgb.png')), 'png');
   assert.equal(detectImageFormat(read('baseline.jpg')), 'jpeg');

@@ -6,6 +6,7 @@ import { crc32, deflateSync } from 'node:zlib';
 import { FicocoError } from '../../src/common/errors';
 import { checkImageFile, MAX_IMAGE_ASPECT_RATIO, MAX_IMAGE_PIXELS, readImageHeader } from '../../src/common/imageFile';
 import { decodeImage } from '../../src/engine/image/decode';
+import { exifOrientation, uprightSize } from '../../src/engine/image/orientation';
 import { checkPreprocessingBudget, parsePreprocessorConfig, preprocessImage } from '../../src/engine/image/preprocess';
 
 const FIXTURES = 'test/fixtures/preprocess';
@@ -97,10 +98,12 @@ async function assertRefused(file: Uint8Array, name: string, messages: RegExp[])
 const PIXEL_LIMIT = new RegExp(`up to ${MAX_IMAGE_PIXELS / 1e6} megapixels`);
 const ASPECT_LIMIT = new RegExp(`up to ${MAX_IMAGE_ASPECT_RATIO}:1`);
 
-test("reads every fixture's size from its header alone", () => {
+test("reads every fixture's size from its header alone (as stored: EXIF orientation turns some upright later)", async () => {
   for (const { image, width, height } of manifest.decode) {
-    const header = readImageHeader(read(image), image);
-    assert.deepEqual([header.width, header.height], [width, height], image);
+    const bytes = read(image);
+    const header = readImageHeader(bytes, image);
+    const upright = uprightSize(header, await exifOrientation(bytes, header.format));
+    assert.deepEqual([upright.width, upright.height], [width, height], image);
   }
   assert.deepEqual(readImageHeader(webpExtended(300, 200), 'x.webp'), { format: 'webp', width: 300, height: 200 });
   assert.deepEqual(readImageHeader(webpLossy(640, 480), 'x.webp'), { format: 'webp', width: 640, height: 480 });
