@@ -23,3 +23,8 @@ export function prefillProgressLabel({ stage, done, total }: PrefillProgress): s
     return total > 1 && done > 0 ? `Reading the image: part ${done} of ${total}` : 'Reading the image';
   return `Reading the prompt: ${Math.floor((100 * done) / Math.max(total, 1))} %`;
 }
+
+/** What a reply stopped during a long run says until the run is done: "Stopping after the current step, about 12 s". */
+export function stoppingLabel(remainingMs: number): string {
+  return `Stopping after the current step, about ${Math.max(1, Math.ceil(remainingMs / 1000))} s`;
+}

@@ -13,7 +13,7 @@ import type { Conversation, ImageInput } from './conversation';
 import { type AnswerEngine, AskOptions, EngineError } from '../client/engineClient';
 import { type ReductionSetting, reductionRequest } from './settings';
 import type { SpeedupView } from '../protocol/webview';
-import { type PrefillProgress, prefillProgressLabel } from '../common/prefillProgress';
+import { type PrefillProgress, prefillProgressLabel, stoppingLabel } from '../common/prefillProgress';
 import {
   DEFAULT_PAIR_PLAN,
   PrefillRun,
@@ -30,6 +30,8 @@ export const STOP_GRACE_MS = 3000;
 const STOP_GRACE_RUNS = 2;
 /** …up to this long. */
 const STOP_GRACE_MOST_MS = 60_000;
+/** A stop that waits at least this long for the run in flight says so, with the engine's estimate of the wait. */
+export const STOP_NOTICE_FROM_MS = 2000;
 
 /**
  * How long Stop waits for a reply before it ends the engine process: the engine stops once its run in flight is done
@@ -46,12 +48,20 @@ export function stopGraceMs(longestRunMs: number, leastMs = STOP_GRACE_MS): numb
  */
 export class ReplyPace {
   private lastMs: number | undefined;
+  /** when the run the engine last reported starting should end, by its estimate */
+  private runEndsAt: number | undefined;
   longestMs = 0;
 
   report(nextRunMs = 0, now = performance.now()): void {
     if (this.lastMs !== undefined) this.longestMs = Math.max(this.longestMs, now - this.lastMs);
     this.longestMs = Math.max(this.longestMs, nextRunMs);
     this.lastMs = now;
+    this.runEndsAt = nextRunMs > 0 ? now + nextRunMs : undefined;
+  }
+
+  /** How long the run in flight should still take, by the engine's estimate; undefined without one. */
+  remainingMs(now = performance.now()): number | undefined {
+    return this.runEndsAt === undefined ? undefined : Math.max(0, this.runEndsAt - now);
   }
 }
 
@@ -101,6 +111,8 @@ export interface RepliesOptions {
   activity: { busy(): void; idle(): void };
   /** the least grace Stop gives a reply (default STOP_GRACE_MS) */
   stopGraceMs?: number;
+  /** the least wait for a run in flight that a stopped reply explains (default STOP_NOTICE_FROM_MS) */
+  stopNoticeFromMs?: number;
 }
 
 interface InFlight {
@@ -110,6 +122,8 @@ interface InFlight {
   settled: Promise<void>;
   settle(): void;
   pace: ReplyPace;
+  /** the chat reply it streams into; none for a speedup measurement */
+  reply?: ReplyKind;
 }
 
 export class Replies {
@@ -144,7 +158,7 @@ export class Replies {
     try {
       const { engine: where, model, reduction, maxNewTokens, temperature } = settings();
       const engine = where === 'local' ? this.options.engine : await this.options.remote(where);
-      this.track(key, cancel, engine);
+      this.track(key, cancel, engine, kind);
       const alreadyLoaded =
         where !== 'local' || (this.loaded?.key === loadKey(model) && this.loaded.processId === engine.processId);
       status.busy(alreadyLoaded ? REPLY_ACTIVITY.answering : REPLY_ACTIVITY.loading);
@@ -160,6 +174,8 @@ export class Replies {
       };
       const onProgress = (progress: PrefillProgress) => {
         this.paced(key, progress.nextRunMs);
+        // Once stopped, the reply keeps saying so: the run that ends after Stop still reports its progress.
+        if (cancel.token.isCancellationRequested) return;
         const label = prefillProgressLabel(progress);
         status.busy(label);
         post({ type: 'replyProgress', turnId, reply: kind, label });
@@ -211,9 +227,16 @@ export class Replies {
 
   /** Cancels the replies of `turnId`; one still running after the grace period ends with the engine process. */
   stop(turnId: string): void {
-    for (const [key, { cancel, settled, engine, pace }] of this.inFlight) {
+    for (const [key, { cancel, settled, engine, pace, reply }] of this.inFlight) {
       if (!key.startsWith(`${turnId}/`)) continue;
       cancel.cancel();
+      // A 7B model's prompt chunk on a CPU runs for tens of seconds: the reply says what it waits for.
+      const remainingMs = pace.remainingMs();
+      if (reply && remainingMs !== undefined && remainingMs >= (this.options.stopNoticeFromMs ?? STOP_NOTICE_FROM_MS)) {
+        const label = stoppingLabel(remainingMs);
+        this.options.post({ type: 'replyProgress', turnId, reply, label });
+        this.options.status.busy(label);
+      }
       // Cancellation acts between tokens, tower passes and prompt chunks; a run past the grace period ends the process.
       const graceMs = stopGraceMs(pace.longestMs, this.options.stopGraceMs);
       const timer = setTimeout(() => {
@@ -329,10 +352,10 @@ export class Replies {
     this.options.onFailure(error);
   }
 
-  private track(key: string, cancel: CancellationTokenSource, engine: AnswerEngine): void {
+  private track(key: string, cancel: CancellationTokenSource, engine: AnswerEngine, reply?: ReplyKind): void {
     let settle!: () => void;
     const settled = new Promise<void>((resolve) => (settle = resolve));
-    this.inFlight.set(key, { cancel, engine, settled, settle, pace: new ReplyPace() });
+    this.inFlight.set(key, { cancel, engine, settled, settle, pace: new ReplyPace(), reply });
   }
 
   /** The engine reported on `key` (progress, with its estimate of the run it starts, or text). */

@@ -14,6 +14,7 @@ import { EngineClient, EngineError } from '../../src/client/engineClient';
 import { RemoteEngine } from '../../src/client/remoteEngine';
 import { ReplyPace, Replies, ReplySettings, STOP_GRACE_MS, stopGraceMs } from '../../src/extension/replies';
 import { SettingsError } from '../../src/extension/settings';
+import { stoppingLabel } from '../../src/common/prefillProgress';
 import { SpeedupCache } from '../../src/extension/speedup';
 import { startServe } from '../../tools/serveProcess';
 import { screenshotPng } from '../../tools/screenshotPng';
@@ -54,6 +55,8 @@ describe('chat replies on a real engine process', () => {
   let onShowAnswer: (stats: AnswerStatsView) => void;
   /** called as each piece of an answer's text comes (counted from 1), while the engine still generates */
   let onText: (pieces: number) => void;
+  /** called with each progress label a reply posts */
+  let onProgressLabel: (label: string) => void;
   let onWarning: () => void;
   /** called once, as the next reply starts (before its request is sent) */
   let onStart: () => void;
@@ -67,12 +70,13 @@ describe('chat replies on a real engine process', () => {
     [posted, statuses, warnings, failures, fallbacks, activity] = [[], [], [], [], [], 0];
     onShowAnswer = () => undefined;
     onText = () => undefined;
+    onProgressLabel = () => undefined;
     onWarning = () => undefined;
     onStart = () => undefined;
     replies = newReplies();
   });
 
-  function newReplies(stopGraceMs?: number): Replies {
+  function newReplies(stopGraceMs?: number, stopNoticeFromMs?: number): Replies {
     const values = new Map<string, unknown>();
     return new Replies({
       engine,
@@ -88,6 +92,7 @@ describe('chat replies on a real engine process', () => {
       post: (message) => {
         posted.push(message);
         if (message.type === 'replyText') onText(posted.filter((earlier) => earlier.type === 'replyText').length);
+        if (message.type === 'replyProgress') onProgressLabel(message.label);
       },
       status: {
         busy: (label) => {
@@ -114,6 +119,7 @@ describe('chat replies on a real engine process', () => {
       onProviderFallback: (reason) => fallbacks.push(reason),
       activity: { busy: () => activity++, idle: () => activity-- },
       ...(stopGraceMs === undefined ? {} : { stopGraceMs }),
+      ...(stopNoticeFromMs === undefined ? {} : { stopNoticeFromMs }),
     });
   }
 
@@ -129,6 +135,34 @@ describe('chat replies on a real engine process', () => {
       process.kill(frozen, 'SIGSTOP');
       setTimeout(() => act(frozen), 20);
     };
+  }
+
+  /**
+   * Asks about a 1920 × 1080 screenshot on the tiled fixture (several tower passes, so progress to report); `started`
+   * gets the turn before the reply runs.
+   */
+  async function askAboutScreenshot(started: (turnId: string) => void = () => undefined): Promise<string> {
+    const screenshot: ImageInput = {
+      name: 'screenshot.png',
+      dataBase64: screenshotPng().toString('base64'),
+      format: 'png',
+    };
+    conversation.addPending([screenshot]);
+    const turnId = conversation.startTurn('what is shown ?')!.turn.id;
+    const tiled = {
+      ...SETTINGS,
+      model: { ...SETTINGS.model, modelDir: path.join(FIXTURES, 'tiny-llava-onevision-qwen2') },
+    };
+    started(turnId);
+    await replies.run(turnId, 'answer', 'what is shown ?', [screenshot], () => tiled);
+    return turnId;
+  }
+
+  /** The progress labels posted to `turnId`'s replies, in order. */
+  function progressLabels(turnId: string): string[] {
+    return posted.flatMap((message) =>
+      message.type === 'replyProgress' && message.turnId === turnId ? [message.label] : [],
+    );
   }
 
   /** A new turn asking `question` about the shapes image. */
@@ -219,21 +253,8 @@ describe('chat replies on a real engine process', () => {
   );
 
   test('a reply waiting for its text says how far the engine has read the screenshot, then the prompt', async () => {
-    const screenshot: ImageInput = {
-      name: 'screenshot.png',
-      dataBase64: screenshotPng().toString('base64'),
-      format: 'png',
-    };
-    conversation.addPending([screenshot]);
-    const turnId = conversation.startTurn('what is shown ?')!.turn.id;
-    const tiled = {
-      ...SETTINGS,
-      model: { ...SETTINGS.model, modelDir: path.join(FIXTURES, 'tiny-llava-onevision-qwen2') },
-    };
-    await replies.run(turnId, 'answer', 'what is shown ?', [screenshot], () => tiled);
-    const labels = posted.flatMap((message) =>
-      message.type === 'replyProgress' && message.turnId === turnId ? [message.label] : [],
-    );
+    const turnId = await askAboutScreenshot();
+    const labels = progressLabels(turnId);
     const parts = labels.filter((label) => label.startsWith('Reading the image: part')).length;
     assert.ok(parts > 1);
     assert.deepEqual(labels.slice(0, parts + 1), [
@@ -249,6 +270,33 @@ describe('chat replies on a real engine process', () => {
     const kinds = posted.map((message) => message.type);
     assert.ok(kinds.lastIndexOf('replyProgress') < kinds.indexOf('replyText'));
   });
+
+  test(
+    'stopped while it reads a screenshot, a reply says it waits for the step in progress, and nothing after',
+    { skip: process.platform === 'win32' ? 'needs SIGSTOP' : false },
+    async () => {
+      replies = newReplies(undefined, 0);
+      // The first pass's report carries the engine's estimate of the second: Stop comes as that pass runs. The engine,
+      // frozen meanwhile, goes on with it when thawed and reports it before it reads the cancel.
+      const turnId = await askAboutScreenshot((asked) => {
+        onProgressLabel = (label) => {
+          if (!label.startsWith('Reading the image: part 1 of')) return;
+          onProgressLabel = () => undefined;
+          const frozen = engine.processId!;
+          process.kill(frozen, 'SIGSTOP');
+          replies.stop(asked);
+          setTimeout(() => process.kill(frozen, 'SIGCONT'), 100);
+        };
+      });
+      const labels = progressLabels(turnId);
+      const stopping = labels.findIndex((label) => label.startsWith('Stopping'));
+      assert.ok(stopping > 0, labels.join(' | '));
+      assert.match(labels[stopping], /^Stopping after the current step, about \d+ s$/);
+      assert.equal(labels.length, stopping + 1, 'the pass that ends after Stop does not say "Reading" again');
+      assert.ok(statuses.includes(labels[stopping]));
+      assert.equal(conversation.turn(turnId)!.answer.stopReason, 'cancelled');
+    },
+  );
 
   test('Stop ends a reply between tokens, as cancelled', async () => {
     const turnId = turn();
@@ -305,6 +353,13 @@ describe('chat replies on a real engine process', () => {
     pace.report(25_000, 9_710);
     assert.equal(pace.longestMs, 25_000);
     assert.equal(stopGraceMs(pace.longestMs), 50_000);
+    // What a stop then waits for: the rest of that chunk, by the engine's estimate; none once a report has none.
+    assert.equal(pace.remainingMs(19_710), 15_000);
+    assert.equal(pace.remainingMs(40_000), 0);
+    assert.equal(stoppingLabel(15_000), 'Stopping after the current step, about 15 s');
+    assert.equal(stoppingLabel(300), 'Stopping after the current step, about 1 s');
+    pace.report(undefined, 34_710);
+    assert.equal(pace.remainingMs(34_800), undefined);
   });
 
   test(
