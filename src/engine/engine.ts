@@ -260,16 +260,18 @@ export class LlavaEngine {
     private readonly publishedReduction: PublishedReduction | undefined,
     /** what weight quantization took, in words ("int8 (decoder and vision tower)"); undefined without it */
     readonly quantizedWeights: string | undefined,
-  ) {}
+    /** the FLOPs model's description of this model */
+    private readonly arch: ModelArch,
+  ) {
+    this.unitFlops = runUnitFlops(arch);
+  }
 
   /** multiplies out what decoder hooks read over a whole prompt from the rows its chunks gave; made on first use */
   private rowProducts: RowProducts | undefined;
   /** how fast this engine's tower passes and prompt chunks have gone, for the time of the next one */
   private readonly pace = new RunPace();
-  /** the FLOPs model's description of this model; made on first use */
-  private flopsArch: ModelArch | undefined;
-  /** what RunPace's rates are per: FLOPs of an unreduced tower pass and of a token through a block; made on first use */
-  private unitFlops: { pass: number; tokenBlock: number } | undefined;
+  /** what RunPace's rates are per: FLOPs of an unreduced tower pass and of a token through a block */
+  private readonly unitFlops: { pass: number; tokenBlock: number };
 
   static async load(modelDir: string, options: EngineOptions = {}): Promise<LlavaEngine> {
     const dir = path.resolve(modelDir);
@@ -288,6 +290,7 @@ export class LlavaEngine {
     }
     const model = parseModelConfig(readJson(configFile), configFile);
     const { config } = model;
+    const arch = flopsArchOf(config, path.basename(dir));
     const weights = WeightIndex.open(dir);
     const quantization = options.quantization ?? 'none';
     const { candidates, failures } = await probeProviders(
@@ -319,7 +322,7 @@ export class LlavaEngine {
       candidates,
       failures,
       precision: options.precision,
-      threads: options.threads ?? defaultThreads(smallPrefillFlops(config, dir), thisMachineCores()),
+      threads: options.threads ?? defaultThreads(smallPrefillFlops(arch), thisMachineCores()),
     });
     const runners = {
       vision: new TowerRunner(towers.vision, factory),
@@ -340,6 +343,7 @@ export class LlavaEngine {
       },
       model.publishedReduction,
       quantizer && quantizedParts(quantizer.mode, quantizer.quantizesVisionTower),
+      arch,
     );
     // Build the unreduced sessions now: load errors surface here and the first answer is not slowed.
     await Promise.all(Object.values(runners).map((runner) => runner.segments(new Map())));
@@ -357,10 +361,6 @@ export class LlavaEngine {
   /** Original patch grid of one image. */
   get grid(): { rows: number; cols: number } {
     return this.towers.image.grid;
-  }
-
-  private get arch(): ModelArch {
-    return (this.flopsArch ??= flopsArchOf(this.config, path.basename(this.modelDir)));
   }
 
   /** Analytic FLOPs of one tower pass from the tokens each of its layers saw. */
@@ -418,7 +418,7 @@ export class LlavaEngine {
    */
   async warmUp(reduction?: ReductionRequest): Promise<void> {
     const blank = { width: WARM_UP_IMAGE_SIDE, height: WARM_UP_IMAGE_SIDE };
-    if (smallPrefillFlops(this.config, this.modelDir) > WARM_UP_PREFILL_FLOPS) {
+    if (smallPrefillFlops(this.arch) > WARM_UP_PREFILL_FLOPS) {
       await this.segmentsFor(hooksBySite(this.hooksOf(reduction && this.chooseReduction(reduction), [blank])));
       return;
     }
@@ -655,7 +655,7 @@ export class LlavaEngine {
       signal: options.signal,
       onProgress: options.onProgress,
       pace: this.pace,
-      flops: (this.unitFlops ??= runUnitFlops(this.arch)),
+      flops: this.unitFlops,
     });
 
     const visionClock = startClock();
@@ -1087,8 +1087,7 @@ export function equalChunkTokens(tokens: number, most: number): number {
 }
 
 /** Analytic FLOPs of an unreduced prefill of a small image (one tower pass) and a short question. */
-function smallPrefillFlops(config: ModelConfig, modelDir: string): number {
-  const arch = flopsArchOf(config, path.basename(modelDir));
+function smallPrefillFlops(arch: ModelArch): number {
   const blank = { width: WARM_UP_IMAGE_SIDE, height: WARM_UP_IMAGE_SIDE };
   return runFlops(arch, unreducedShapeAt(arch, [imageCost(arch, blank)], 16)).total;
 }
