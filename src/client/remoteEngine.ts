@@ -2,14 +2,22 @@
  * An engine on another machine behind OpenAI's Chat Completions API: `ficoco serve`, or any server that speaks it
  * (vLLM, Ollama, llama.cpp's server, LM Studio). Questions go as streamed chat completions through the official
  * `openai` client with the reduction in the `ficoco` field; `ficoco serve` answers with the engine's stats in the
- * last chunk, other servers without them (their answers then carry none: reduction is not available there).
+ * last chunk, other servers without them (their answers then carry none: reduction is not available there). Asked for
+ * it, `ficoco serve` also streams the prefill's progress before the answer, as the local engine reports it.
  */
 import OpenAI from 'openai';
 import type { CancellationToken } from 'vscode-jsonrpc';
 import { budgetLabel } from '../common/budget';
 import { IMAGE_MIME_TYPES, detectImageFormat } from '../common/imageFile';
 import { NO_REDUCTION } from '../common/reductionChoice';
-import { type AnswerStats, type EngineErrorKind, type StopReason, parseAnswerStats } from '../protocol/engine';
+import type { PrefillProgress } from '../common/prefillProgress';
+import {
+  type AnswerStats,
+  type EngineErrorKind,
+  type StopReason,
+  parseAnswerStats,
+  parsePrefillProgress,
+} from '../protocol/engine';
 import {
   type AnswerEngine,
   type AnswerListeners,
@@ -79,13 +87,16 @@ export class RemoteEngine implements AnswerEngine {
             ],
           },
         ],
-        ficoco: reduction
-          ? {
-              method: reduction.method,
-              ...(reduction.budget ? { budget: budgetLabel(reduction.budget) } : {}),
-              params: reduction.params,
-            }
-          : { method: NO_REDUCTION },
+        ficoco: {
+          ...(reduction
+            ? {
+                method: reduction.method,
+                ...(reduction.budget ? { budget: budgetLabel(reduction.budget) } : {}),
+                params: reduction.params,
+              }
+            : { method: NO_REDUCTION }),
+          ...(listeners.progress ? { progress: true } : {}),
+        },
       };
       const stream = await this.client.chat.completions.create(body, { signal: controller.signal });
       for await (const chunk of stream) {
@@ -95,7 +106,12 @@ export class RemoteEngine implements AnswerEngine {
           listeners.text(choice.delta.content);
         }
         if (choice?.finish_reason) stopReason = choice.finish_reason === 'length' ? 'max-tokens' : 'stop-token';
-        const extension = (chunk as { ficoco?: { stats?: unknown } }).ficoco;
+        const extension = (chunk as { ficoco?: { stats?: unknown; progress?: unknown } }).ficoco;
+        if (extension?.progress !== undefined && listeners.progress) {
+          // Progress only labels the wait: a report this client cannot read (a newer server's) is passed over.
+          const progress = readProgress(extension.progress);
+          if (progress) listeners.progress(progress);
+        }
         if (extension?.stats !== undefined) stats = this.statsOf(extension.stats);
       }
     } catch (error) {
@@ -162,6 +178,15 @@ export class RemoteEngine implements AnswerEngine {
       return new EngineError(`${where} answered ${status}: ${error.message}${hint}`, kind ?? 'internal');
     }
     return new EngineError(`${where} failed: ${error instanceof Error ? error.message : String(error)}`, 'internal');
+  }
+}
+
+/** `ficoco serve`'s progress field, or undefined where it cannot be read. */
+function readProgress(value: unknown): PrefillProgress | undefined {
+  try {
+    return parsePrefillProgress(value, 'ficoco.progress');
+  } catch {
+    return undefined;
   }
 }
 

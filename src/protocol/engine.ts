@@ -371,17 +371,28 @@ export function parseLoadProgressParams(value: unknown): LoadProgressParams {
 
 export function parseAskProgressParams(value: unknown): AskProgressParams {
   const params = record(value, 'engine/askProgress params');
-  if (!(PREFILL_STAGES as readonly unknown[]).includes(params.stage))
-    throw invalidParams(`stage is ${describeValue(params.stage)}; expected ${PREFILL_STAGES.join(' or ')}.`);
-  const total = integer(params.total, 'total', 1, Number.MAX_SAFE_INTEGER);
+  return { requestId: nonEmptyString(params.requestId, 'requestId'), ...parsePrefillProgress(params) };
+}
+
+/**
+ * A prefill's progress: the engine's notification without its request id (fields named alone), or `ficoco serve`'s
+ * stream field (`field`, e.g. 'ficoco.progress', names them).
+ */
+export function parsePrefillProgress(value: unknown, field?: string): PrefillProgress {
+  const name = (key: string) => (field ? `${field}.${key}` : key);
+  const progress = record(value, field ?? 'progress');
+  if (!(PREFILL_STAGES as readonly unknown[]).includes(progress.stage))
+    throw invalidParams(
+      `${name('stage')} is ${describeValue(progress.stage)}; expected ${PREFILL_STAGES.join(' or ')}.`,
+    );
+  const total = integer(progress.total, name('total'), 1, Number.MAX_SAFE_INTEGER);
   return {
-    requestId: nonEmptyString(params.requestId, 'requestId'),
-    stage: params.stage as PrefillProgress['stage'],
-    done: integer(params.done, 'done', 0, total),
+    stage: progress.stage as PrefillProgress['stage'],
+    done: integer(progress.done, name('done'), 0, total),
     total,
-    ...(params.nextRunMs === undefined
+    ...(progress.nextRunMs === undefined
       ? {}
-      : { nextRunMs: finite(params.nextRunMs, 'nextRunMs', 0, Number.MAX_SAFE_INTEGER) }),
+      : { nextRunMs: finite(progress.nextRunMs, name('nextRunMs'), 0, Number.MAX_SAFE_INTEGER) }),
   };
 }
 

@@ -219,6 +219,10 @@ export function buildServer(options: ServerOptions): FastifyInstance {
           send(stops.push(piece));
           if (stops.stopped) generation.stop();
         },
+        // An empty delta is a valid chunk for every client; ours reads the field (`RemoteEngine`).
+        ...(question.progress
+          ? { progress: (progress) => chunk([{ index: 0, delta: {}, finish_reason: null }], { ficoco: { progress } }) }
+          : {}),
       },
       generation.token,
     );

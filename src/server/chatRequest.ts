@@ -78,6 +78,7 @@ export const CHAT_COMPLETION_BODY = {
         method: { type: 'string', minLength: 1 },
         budget: { type: ['string', 'number'] },
         params: { type: 'object', additionalProperties: { type: ['number', 'string', 'boolean'] } },
+        progress: { type: 'boolean' },
       },
     },
   },
@@ -102,6 +103,8 @@ export interface ChatQuestion {
   stop: string[];
   stream: boolean;
   includeUsage: boolean;
+  /** a stream carries the prefill's progress before the answer (`ficoco.progress`) */
+  progress: boolean;
 }
 
 export interface ServerDefaults {
@@ -136,7 +139,7 @@ export function chatQuestion(body: ChatCompletionBody, defaults: ServerDefaults)
       `max_tokens is ${maxTokens}; FiCoCo answers with at most ${MAX_NEW_TOKENS_LIMIT}.`,
       'max_tokens',
     );
-  const reduction = body.ficoco ? reductionOf(body.ficoco) : defaults.reduction;
+  const reduction = body.ficoco ? reductionOf(body.ficoco, defaults) : defaults.reduction;
   return {
     ask: {
       question: textOf(last),
@@ -152,6 +155,7 @@ export function chatQuestion(body: ChatCompletionBody, defaults: ServerDefaults)
     stop: body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop,
     stream: body.stream === true,
     includeUsage: body.stream_options?.include_usage === true,
+    progress: body.stream === true && body.ficoco?.progress === true,
   };
 }
 
@@ -185,8 +189,17 @@ function imagesOf(message: Message, index: number): AskParams['images'] {
   });
 }
 
-function reductionOf(field: NonNullable<ChatCompletionBody['ficoco']>): ReductionRequest | undefined {
-  const method = field.method ?? AUTO_METHOD;
+function reductionOf(
+  field: NonNullable<ChatCompletionBody['ficoco']>,
+  defaults: ServerDefaults,
+): ReductionRequest | undefined {
+  const { method } = field;
+  if (method === undefined) {
+    // The field may carry only options (`progress`): the server's reduction stands.
+    if (field.budget !== undefined || field.params !== undefined)
+      throw new BadChatRequest('ficoco.budget and ficoco.params need ficoco.method.', 'ficoco.method');
+    return defaults.reduction;
+  }
   if (method === NO_REDUCTION) return undefined;
   const params = (field.params ?? {}) as Record<string, ParamValue>;
   if (method === AUTO_METHOD) return { method, params };

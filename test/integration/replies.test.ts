@@ -435,10 +435,12 @@ describe('chat replies on a real engine process', () => {
     );
     assert.deepEqual(failures, [], 'nothing is offered as a failure of the answer');
   });
-  test('ficoco.engine pointing at ficoco serve: the same answer, its stats and a measured speedup', async () => {
+  test('ficoco.engine pointing at ficoco serve: the same answer, progress, stats and a measured speedup', async () => {
     const local = turn();
     await replies.run(local, 'answer', 'what is in the picture ?', [SHAPES], () => REDUCED);
     const here = conversation.turn(local)!.answer;
+    const localProgress = progressLabels(local);
+    posted = [];
     // A new conversation: the remote question has no earlier turn either.
     conversation = new Conversation();
     replies = newReplies();
@@ -453,12 +455,47 @@ describe('chat replies on a real engine process', () => {
       const there = conversation.turn(remote)!.answer;
       assert.equal(there.status, 'done');
       assert.equal(there.text, here.text);
+      assert.ok(localProgress.length >= 2, `the local reply reported progress: ${localProgress}`);
+      assert.deepEqual(progressLabels(remote), localProgress, 'the server streams the same progress');
       assert.deepEqual(there.stats?.visualTokens, here.stats?.visualTokens);
       assert.deepEqual(there.stats?.imageReductions, here.stats?.imageReductions, 'the overlay comes along');
       assert.ok(there.stats?.speedup && there.stats.speedup.pairs > 0, 'measured through the server');
       assert.equal(statuses[0], 'Answering', 'a remote engine has no model to load here');
     } finally {
       await server.close();
+    }
+  });
+
+  test("a server's progress the extension cannot read is passed over; the answer goes on", async () => {
+    // A newer server might report a stage this client does not know: the reply keeps the reports it can read.
+    const server = http.createServer((request, response) => {
+      if (request.url === '/v1/models') {
+        response.setHeader('content-type', 'application/json');
+        response.end(JSON.stringify({ object: 'list', data: [{ id: 'newer', object: 'model' }] }));
+        return;
+      }
+      response.writeHead(200, { 'content-type': 'text/event-stream' });
+      const chunk = (delta: object, extra: object = {}) =>
+        `data: ${JSON.stringify({ id: 'x', object: 'chat.completion.chunk', created: 0, model: 'newer', choices: [{ index: 0, delta, finish_reason: null }], ...extra })}\n\n`;
+      response.end(
+        chunk({}, { ficoco: { progress: { stage: 'video', done: 0, total: 3 } } }) +
+          chunk({}, { ficoco: { progress: 'soon' } }) +
+          chunk({}, { ficoco: { progress: { stage: 'prompt', done: 1, total: 4 } } }) +
+          chunk({ content: 'a red circle' }) +
+          'data: [DONE]\n\n',
+      );
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+      const turnId = turn();
+      await replies.run(turnId, 'answer', 'what is in the picture ?', [SHAPES], () => ({ ...REDUCED, engine: url }));
+      const { answer } = conversation.turn(turnId)!;
+      assert.equal(answer.status, 'done');
+      assert.equal(answer.text, 'a red circle');
+      assert.deepEqual(progressLabels(turnId), ['Reading the prompt: 25 %']);
+    } finally {
+      server.close();
     }
   });
 

@@ -12,6 +12,8 @@ import { writeEndlessModel } from '../helpers/endlessModel';
 import { screenshotPng } from '../../tools/screenshotPng';
 import { type ServeProcess, startServe } from '../../tools/serveProcess';
 import { runCli } from '../helpers/cli';
+import type { PrefillProgress } from '../../src/common/prefillProgress';
+import { parsePrefillProgress } from '../../src/protocol/engine';
 
 const ROOT = path.join(__dirname, '..', '..');
 const IMAGE = path.join(ROOT, 'bench', 'eval-set', 'images', '1000000025.png');
@@ -28,6 +30,10 @@ const imageQuestion = (url: string, text = QUESTION): OpenAI.ChatCompletionMessa
     ],
   },
 ];
+
+/** A stream chunk's `ficoco.progress`, a field the client's types do not have. */
+const progressOf = (chunk: OpenAI.ChatCompletionChunk) =>
+  (chunk as { ficoco?: { progress?: unknown } }).ficoco?.progress;
 
 /** The `ficoco` request field: not in the client's types, passed through as is. */
 const ficoco = (method: string, budget?: string) => ({ ficoco: { method, ...(budget ? { budget } : {}) } }) as object;
@@ -105,10 +111,65 @@ describe('ficoco serve with the built-in model', () => {
       text += chunk.choices[0]?.delta.content ?? '';
       finish = chunk.choices[0]?.finish_reason ?? finish;
       usage = chunk.usage ?? usage;
+      assert.equal(progressOf(chunk), undefined, 'no progress unless asked for');
     }
     assert.equal(text, askAnswer);
     assert.equal(finish, 'stop');
     assert.ok(usage && usage.completion_tokens > 0);
+  });
+
+  test("asked for, a stream carries the prefill's progress before the answer, in empty deltas", async () => {
+    const stream = await client.chat.completions.create({
+      model: 'tiny-llava-screens',
+      messages: imageQuestion(dataUrl(IMAGE)),
+      max_tokens: 8,
+      stream: true,
+      ficoco: { method: 'ficoco-v', budget: '16', progress: true },
+    } as OpenAI.ChatCompletionCreateParamsStreaming);
+    let text = '';
+    const progress: PrefillProgress[] = [];
+    for await (const chunk of stream) {
+      const content = chunk.choices[0]?.delta.content ?? '';
+      text += content;
+      const reported = progressOf(chunk);
+      if (reported === undefined) continue;
+      assert.equal(text, '', 'progress comes before the answer');
+      assert.deepEqual(chunk.choices, [{ index: 0, delta: {}, finish_reason: null }]);
+      progress.push(parsePrefillProgress(reported));
+    }
+    assert.equal(text, askAnswer);
+    const stages = progress.map((p) => p.stage);
+    assert.deepEqual([...new Set(stages)], ['image', 'prompt'], 'the image, then the prompt');
+    assert.deepEqual([progress[0].stage, progress[0].done, progress[0].total], ['image', 0, 1], 'one image, to read');
+    const last = progress.at(-1)!;
+    assert.equal(last.stage, 'prompt');
+    assert.equal(last.done, last.total, 'the prompt read to its end');
+  });
+
+  test("ficoco with only options keeps the server's reduction; a budget needs a method", async () => {
+    const completion = await client.chat.completions.create({
+      model: 'tiny-llava-screens',
+      messages: imageQuestion(dataUrl(IMAGE)),
+      max_tokens: 2,
+      ficoco: { progress: true },
+    } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    assert.equal(
+      (completion.usage as unknown as { ficoco: { visual_tokens_kept: number } }).ficoco.visual_tokens_kept,
+      144,
+    );
+    await assert.rejects(
+      client.chat.completions.create({
+        model: 'tiny-llava-screens',
+        messages: imageQuestion(dataUrl(IMAGE)),
+        ficoco: { budget: '16' },
+      } as OpenAI.ChatCompletionCreateParamsNonStreaming),
+      (error: InstanceType<typeof OpenAI.BadRequestError>) => {
+        assert.ok(error instanceof OpenAI.BadRequestError);
+        assert.equal(error.param, 'ficoco.method');
+        assert.match(error.message, /ficoco\.budget and ficoco\.params need ficoco\.method/);
+        return true;
+      },
+    );
   });
 
   test('stop strings end the answer before them; the server default (none) keeps every visual token', async () => {
