@@ -22,8 +22,9 @@ export interface TiledReductionPlan {
 /**
  * Spreads a budget over a tiled image. Tower steps see only the patches on the image (a tile's padding is dropped
  * before its first step) and keep the same share of every pass, so the budget goes in proportion to each pass's
- * tokens on the image and the passes hand over exactly the budget. Decoder steps rank the base image and the tiles
- * together, as one span, planned from what the tower hands them and ending at the budget.
+ * tokens on the image and the passes hand over exactly the budget, or, where decoder steps follow (FiCoCo-VL), exactly
+ * what those are planned to start from. Decoder steps rank the base image and the tiles together, as one span, planned
+ * from what the tower hands them and ending at the budget.
  */
 export function planTiledReduction(
   request: { method: string; budget: Budget; params?: Readonly<Record<string, unknown>> },
@@ -44,13 +45,15 @@ export function planTiledReduction(
   const towerSteps = planReduction(request.method, { tokens: passKeep }, pass, request.params).steps.filter(
     (step) => !step.site.startsWith('llm:'),
   );
-  const perPass = leavingEachPassItsShare(towerSteps, pass.visualTokens, passTokens, keep);
   // Decoder steps start from what reaches them: passes thinned in the tower are packed without anyres_max's shrinking.
-  const handed = perPass.length > 0 ? imageFeatures : content;
+  const handed = towerSteps.length > 0 ? imageFeatures : content;
   const packed = { ...pass, visualTokens: handed, grid: { rows: 1, cols: handed } };
   const inDecoder = planReduction(request.method, { tokens: keep }, packed, request.params).steps.filter((step) =>
     step.site.startsWith('llm:'),
   );
+  // The tower's passes hand over, in all, what the decoder steps are planned to start from (the budget without them).
+  const towerKeep = keep + removedTokens(inDecoder);
+  const perPass = leavingEachPassItsShare(towerSteps, pass.visualTokens, passTokens, towerKeep);
   return { keep, passTokens, perPass, inDecoder: leavingPlannedCounts(inDecoder, keep) };
 }
 
@@ -63,8 +66,9 @@ export function keptPerPass(plan: TiledReductionPlan): number[] {
 
 /**
  * Tower steps planned for a whole pass of `tokens`, each seeing only the patches on the image and leaving every pass
- * (of `passTokens` such patches) the share of them it leaves a whole pass, rounded; the last leaves `keep` in all,
- * apportioned (rounding each pass's share alone misses by up to half a token per pass).
+ * (of `passTokens` such patches) the share of them it leaves a whole pass, rounded; the last leaves `keep` in all
+ * (the budget, or what decoder steps then take to it), apportioned (rounding each pass's share alone misses by up to
+ * half a token per pass).
  */
 function leavingEachPassItsShare(
   steps: readonly Step[],

@@ -10,6 +10,7 @@ import { tiledRunShape } from '../../src/cli/runShape';
 import { flopsArchOf } from '../../src/engine/models/flopsArch';
 import { archForImage, runFlops } from '../../src/flops';
 import { keptTokens } from '../../src/reduction/method';
+import { removedTokens } from '../../src/reduction/paradigm';
 import { keptPerPass, planTiledReduction } from '../../src/reduction/tiled';
 import { METHODS } from '../../src/reduction/registry';
 import { screenshotPng } from '../../tools/screenshotPng';
@@ -234,14 +235,17 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
           });
           if (inTower.length > 0) {
             // Every pass (base image and tiles) keeps the same share of its tokens on the image (a tile's padding goes
-            // before its first step), and together they keep the budget — or one token each, where it is smaller.
+            // before its first step), and together they keep the budget — or, where decoder steps follow, what those
+            // are planned to start from — or one token each, where that is more.
             const kept = keptPerPass(plan);
             const lastSite = inTower.at(-1)!.site;
             const atLastSite = inTower.filter((step) => step.site === lastSite).map((step) => step.tokensAfter);
             assert.deepEqual(atLastSite, kept);
             const total = kept.reduce((sum, tokens) => sum + tokens, 0);
-            if (inDecoder.length === 0)
-              assert.equal(total, Math.max(keep, kept.length), `the passes keep ${total} for a budget of ${keep}`);
+            const handed = keep + removedTokens(plan.inDecoder);
+            assert.equal(total, Math.max(handed, kept.length), `the passes keep ${total}; planned: ${handed}`);
+            if (inDecoder.length > 0 && handed > keep)
+              assert.equal(inDecoder[0].tokensBefore, total, 'the decoder steps start from what the passes kept');
           }
           const planned = runFlops(arch, tiledRunShape(plan, engine.reductionShape, layout, textTokens));
           assert.ok(Math.abs(planned.vision - flops.run.vision) <= 1e-9 * flops.run.vision, 'tower FLOPs as planned');

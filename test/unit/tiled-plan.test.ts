@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import { anyresLayout } from '../../src/common/anyres';
 import { archPreset } from '../../src/flops';
 import type { ModelShape } from '../../src/reduction/method';
-import { removedTokens } from '../../src/reduction/paradigm';
+import { removedTokens, stepRemoval } from '../../src/reduction/paradigm';
 import { keptPerPass, planTiledReduction } from '../../src/reduction/tiled';
 
 const size = { width: 1920, height: 1080 };
@@ -73,11 +73,22 @@ test('decoder steps alone start from the packed, shrunk image and end at the bud
 });
 
 test('after steps in the tower, decoder steps start from what the passes hand over, unshrunk', () => {
-  const { keep, perPass, inDecoder } = plan('ficoco-vl');
+  const tiled = plan('ficoco-vl');
+  const { keep, perPass, inDecoder } = tiled;
   assert.ok(perPass.length > 0 && inDecoder.length > 0);
-  const handed = ((729 - removedTokens(perPass)) * (729 + 75 * 135)) / 729;
-  const expected = keep + removedTokens(inDecoder);
-  assert.ok(Math.abs(expected - handed) / handed < 0.02, `decoder steps expect ${expected}; the tower hands ${handed}`);
+  // FiCoCo-VL's split: the tower keeps about √(N·B) of the N = 729 + 75 · 135 unshrunk features, the decoder the rest.
+  const handed = keptPerPass(tiled).reduce((sum, tokens) => sum + tokens, 0);
+  assert.equal(handed, keep + removedTokens(inDecoder), 'the passes hand over what the decoder steps expect');
+  const midpoint = Math.sqrt((729 + 75 * 135) * keep);
+  assert.ok(Math.abs(handed - midpoint) / midpoint < 0.02, `the tower hands ${handed}, √(N·B) is ${midpoint}`);
+  // Run as the engine does: every decoder step removes its planned share, and the last leaves the budget.
+  let left = handed;
+  for (const step of inDecoder) {
+    const removed = stepRemoval(step, left);
+    assert.equal(removed, step.remove, `the step at ${step.site} removes what it planned`);
+    left -= removed;
+  }
+  assert.equal(left, keep);
 });
 
 test('decoder steps leave the counts planned for them, so the image ends at its budget whatever arrives', () => {
