@@ -434,6 +434,15 @@ describe('FiCoCo-L, hand-computed on 2 text + 6 visual + 3 text tokens', () => {
     close(receiversOf(scaled, 0).weights, [sigmoid(-1 / 3), sigmoid(1 / 3)], 1e-7);
   });
 
+  test('with probabilities α is C over its sum on J (§2.7), not a softmax of probabilities', () => {
+    // probs: indirect = Σ_k TV[k,i]·TV[k,j], 0 for v2 (no text attends to it). Source v2: C = 0.6·(0, 1, 2, 0) over
+    //   (v0, v1, v3, v5); ε = 0.5: τ = 0.3 → J = {v1, v3}, α = (0.6, 1.2)/1.8 (a softmax would give σ(∓0.6))
+    const { record } = step(ficocoL, sequenceView(), 2, { epsilon: 0.5, attention: 'probs' });
+    assert.deepEqual(Array.from(record.split.sources), [4, 6]);
+    assert.deepEqual(receiversOf(record, 0).receivers, [3, 5]);
+    close(receiversOf(record, 0).weights, [1 / 3, 2 / 3], 1e-7);
+  });
+
   test(
     "compress: normalized (X_j + Σα X_i)/(1 + Σα) vs the code's sum X_j + Σα X_i; kept tokens keep " +
       'their positions',

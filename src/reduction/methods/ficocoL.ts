@@ -133,7 +133,8 @@ const taskAwareFilter: Filter<FicocoLParams> = (input) => {
 };
 
 /**
- * C_ij = γ·VV[i,j] + (1−γ)·scale·Σ_k VT[i,k]·TV[k,j] for j ∈ T, receivers by the ε-quantile rule, α = softmax over J_i.
+ * C_ij = γ·VV[i,j] + (1−γ)·scale·Σ_k VT[i,k]·TV[k,j] for j ∈ T, receivers by the ε-quantile rule, α = softmax over J_i
+ * of logits, or C's share of its sum over J_i for probabilities (§2.7, as FiCoCo-V).
  */
 const textBridgedReceivers: Correlate<FicocoLParams> = (input, split) => {
   const { view, span, params } = input;
@@ -164,7 +165,7 @@ const textBridgedReceivers: Correlate<FicocoLParams> = (input, split) => {
   return adaptiveReceivers(split, rowOf, {
     epsilon: params.epsilon,
     strict: params.strictThreshold,
-    probabilities: false,
+    probabilities: params.attention === 'probs',
   });
 };
 
