@@ -71,6 +71,13 @@ describe('FastV', () => {
     assert.deepEqual(Array.from(out.hidden.filter((_, k) => k % 2 === 0)), [0, 1, 3, 5, 6]);
   });
 
+  test("queries: 'last' ranks by the last token's row alone, as FastV's released code", () => {
+    const { steps } = planReduction('fastv', { tokens: 2 }, shape(32), { queries: 'last' });
+    const out = runStep(steps[0], decoderView(ATTENTION));
+    assert.deepEqual(Array.from(out.spans[0].tokenPatch), [1, 3]);
+    assert.deepEqual(Array.from(out.positions), [0, 2, 4, 5, 6]);
+  });
+
   test('the budget is the number of image tokens kept', () => {
     assert.equal(
       planReduction('fastv', { ratio: 0.5 }, { ...shape(32), visualTokens: 576, grid: { rows: 24, cols: 24 } }).steps[0]
