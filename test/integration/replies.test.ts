@@ -277,17 +277,27 @@ describe('chat replies on a real engine process', () => {
     async () => {
       replies = newReplies(undefined, 0);
       // The first pass's report carries the engine's estimate of the second: Stop comes as that pass runs. The engine,
-      // frozen meanwhile, goes on with it when thawed and reports it before it reads the cancel.
-      const turnId = await askAboutScreenshot((asked) => {
-        onProgressLabel = (label) => {
-          if (!label.startsWith('Reading the image: part 1 of')) return;
-          onProgressLabel = () => undefined;
-          const frozen = engine.processId!;
-          process.kill(frozen, 'SIGSTOP');
-          replies.stop(asked);
-          setTimeout(() => process.kill(frozen, 'SIGCONT'), 100);
-        };
-      });
+      // frozen meanwhile, goes on with it when thawed and reports it before it reads the cancel. On a busy machine
+      // this small model may read the whole screenshot before the report is handled here; then the stop did not come
+      // during the prefill (the answer has text, or was not cancelled), and the question is asked again.
+      const stoppedDuringPrefill = async (): Promise<string> => {
+        for (let attempt = 1; ; attempt++) {
+          const attemptTurn = await askAboutScreenshot((asked) => {
+            onProgressLabel = (label) => {
+              if (!label.startsWith('Reading the image: part 1 of')) return;
+              onProgressLabel = () => undefined;
+              const frozen = engine.processId!;
+              process.kill(frozen, 'SIGSTOP');
+              replies.stop(asked);
+              setTimeout(() => process.kill(frozen, 'SIGCONT'), 100);
+            };
+          });
+          const { answer } = conversation.turn(attemptTurn)!;
+          if (answer.stopReason === 'cancelled' && answer.text === '') return attemptTurn;
+          assert.ok(attempt < 5, `no stop came during the prefill in ${attempt} attempts`);
+        }
+      };
+      const turnId = await stoppedDuringPrefill();
       const labels = progressLabels(turnId);
       const stopping = labels.findIndex((label) => label.startsWith('Stopping'));
       assert.ok(stopping > 0, labels.join(' | '));
