@@ -130,6 +130,11 @@ export interface LayerTokens {
   mlp: number[];
 }
 
+/** A vision tower pass's tokens into each layer half, and into the projector (before a step after it). */
+interface PassTokens extends LayerTokens {
+  projected: number;
+}
+
 /**
  * What became of one image's patches by the end of prefill: k = kept as its own token, m = merged into another, d =
  * dropped.
@@ -370,8 +375,7 @@ export class LlavaEngine {
 
   /** Analytic FLOPs of a prefill from the tokens each layer saw, and of the same prompt unreduced. */
   private flopsOf(
-    vision: LayerTokens[],
-    features: TokenState[],
+    vision: PassTokens[],
     decoder: LayerTokens,
     prompt: { images: readonly ImageCost[]; textTokens: number },
   ): { run: RunFlops; unreduced: RunFlops; causalLlm: number } {
@@ -379,7 +383,7 @@ export class LlavaEngine {
     const shape = {
       vision: vision.map((layers) => layers.attention),
       visionMlp: vision.map((layers) => layers.mlp),
-      projector: features.reduce((sum, f) => sum + f.count, 0),
+      projector: vision.reduce((sum, pass) => sum + pass.projected, 0),
       llm: decoder.attention,
       llmMlp: decoder.mlp,
     };
@@ -660,11 +664,11 @@ export class LlavaEngine {
 
     const visionClock = startClock();
     const features: PackedImage[] = [];
-    const visionTokens: LayerTokens[] = [];
+    const visionTokens: PassTokens[] = [];
     for (const [image, pixels] of images.entries()) {
       const passes: TokenState[] = [];
       for (let start = 0; start < pixels.values.length; start += this.passSize) {
-        const layers: LayerTokens = { attention: [], mlp: [] };
+        const layers: PassTokens = { attention: [], mlp: [], projected: 0 };
         const values = pixels.values.subarray(start, start + this.passSize);
         const pass = start / this.passSize;
         const padding = this.paddingPatches(pixels, pass);
@@ -731,15 +735,10 @@ export class LlavaEngine {
       steps,
       patchFates: prefill.spans.map((span, i) => this.imageFates(span, images[i].size)),
       cacheLengths,
-      flops: this.flopsOf(
-        visionTokens,
-        features.map((f) => f.state),
-        decoderTokens,
-        {
-          images: costs,
-          textTokens: inputIds.length - images.length,
-        },
-      ),
+      flops: this.flopsOf(visionTokens, decoderTokens, {
+        images: costs,
+        textTokens: inputIds.length - images.length,
+      }),
       timings: { visionMs, prefillMs, decodeMs, visionCpuMs, prefillCpuMs },
     };
   }
@@ -813,7 +812,7 @@ export class LlavaEngine {
     hooks: Map<HookSite, ReductionHook>,
     at: { image: number; pass: number; padding?: Uint8Array },
     steps: StepStat[],
-    layers: LayerTokens,
+    layers: PassTokens,
   ): Promise<TokenState> {
     const { image, pass } = at;
     let { padding } = at;
@@ -852,6 +851,8 @@ export class LlavaEngine {
       const hidden = outputs[segment.graph.outputName].data as Float32Array;
       const atEnd = segment.end === this.towers.vision.blocks.length;
       state = atEnd ? this.featuresFrom(state, hidden) : { ...state, hidden };
+      // The projector is the tower's last block and maps token by token: as many came out of it as went in.
+      if (atEnd) layers.projected = state.count;
       const hook = hooks.get(atEnd ? 'projector' : (segment.site as HookSite));
       if (hook) {
         const hasClassToken = classToken && !atEnd;

@@ -107,7 +107,10 @@ export interface PromptSize {
 
 /** The shape of a run without any reduction. */
 export function unreducedShape(arch: ModelArch, prompt: PromptSize): RunShape {
-  return reducedBeforeLlmShape(arch, { ...prompt, visualTokens: prompt.images * arch.visualTokensPerImage });
+  checkCount(prompt.images, 'images');
+  checkCount(prompt.textTokens, 'text tokens');
+  const image = { passes: arch.visionPassesPerImage, tokens: arch.visualTokensPerImage };
+  return unreducedShapeAt(arch, new Array<ImageCost>(prompt.images).fill(image), prompt.textTokens);
 }
 
 /**
@@ -126,7 +129,8 @@ export function reducedBeforeLlmShape(arch: ModelArch, prompt: PromptSize & { vi
       'input',
     );
   }
-  return fullTowerShape(arch, prompt.images * arch.visionPassesPerImage, prompt.visualTokens, prompt.textTokens);
+  const passes = prompt.images * arch.visionPassesPerImage;
+  return fullTowerShape(arch, passes, prompt.visualTokens, prompt.visualTokens, prompt.textTokens);
 }
 
 /** What one image costs: vision tower passes, and visual tokens for the decoder. */
@@ -146,15 +150,29 @@ export function unreducedShapeAt(arch: ModelArch, images: readonly ImageCost[], 
   checkCount(textTokens, 'text tokens');
   const passes = images.reduce((sum, image) => sum + image.passes, 0);
   const visual = images.reduce((sum, image) => sum + image.tokens, 0);
-  return fullTowerShape(arch, passes, visual, textTokens);
+  return fullTowerShape(arch, passes, passes * projectedPerPass(arch), visual, textTokens);
 }
 
-/** Every vision pass runs in full; `visualTokens` go through the projector and every decoder layer with the text. */
-function fullTowerShape(arch: ModelArch, passes: number, visualTokens: number, textTokens: number): RunShape {
+/**
+ * Features one tower pass hands the projector, which runs per pass: a tiled image's are unpadded, shrunk and given
+ * their row ends only after it.
+ */
+function projectedPerPass(arch: ModelArch): number {
+  return arch.anyres?.baseTokens ?? arch.visualTokensPerImage;
+}
+
+/** Every vision pass runs in full; `projected` tokens go through the projector, `visualTokens` through the decoder. */
+function fullTowerShape(
+  arch: ModelArch,
+  passes: number,
+  projected: number,
+  visualTokens: number,
+  textTokens: number,
+): RunShape {
   const perPass = new Array<number>(arch.vision.layersRun).fill(visionTokensPerImage(arch.vision));
   return {
     vision: Array.from({ length: passes }, () => perPass.slice()),
-    projector: visualTokens,
+    projector: projected,
     llm: new Array<number>(arch.llm.layers).fill(visualTokens + textTokens),
   };
 }

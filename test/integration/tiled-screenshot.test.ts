@@ -249,6 +249,11 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
           }
           const planned = runFlops(arch, tiledRunShape(plan, engine.reductionShape, layout, textTokens));
           assert.ok(Math.abs(planned.vision - flops.run.vision) <= 1e-9 * flops.run.vision, 'tower FLOPs as planned');
+          // The projector runs per pass, on what the tower hands it (before a step at its output).
+          assert.ok(
+            Math.abs(planned.projector - flops.run.projector) <= 1e-9 * flops.run.projector,
+            'projector FLOPs as planned',
+          );
           if (inTower.length === 0)
             assert.ok(Math.abs(planned.llm - flops.run.llm) <= 1e-9 * flops.run.llm, 'decoder FLOPs as planned');
           const [fates] = patchFates!;

@@ -231,6 +231,10 @@ describe('runs, presets and config.json', () => {
     assert.equal(onevision.visualTokensPerImage, 7269);
     const siglip = unreducedShape(onevision, { images: 1, textTokens: 0 }).vision;
     assert.deepEqual(siglip[15], new Array<number>(26).fill(729), 'SigLIP has no class token: 27² per pass');
+    // The projector runs on every pass's features, before unpadding, shrinking and row ends.
+    assert.equal(shape.projector, 5 * 576);
+    assert.equal(unreducedShape(onevision, { images: 2, textTokens: 0 }).projector, 2 * 16 * 729);
+    assert.equal(unreducedShape(arch, { images: 1, textTokens: 60 }).projector, 576);
     const fixed = archPreset('llava-1.5-7b');
     assert.equal(archForImage(fixed, { width: 1920, height: 1080 }), fixed, 'LLaVA-1.5 sees every image at 336 px');
   });
