@@ -68,7 +68,7 @@ export function visionLayerFlops(arch: VisionArch, tokens: number, mlpTokens = t
 /** Patch embedding (a stride-p convolution = one matmul per patch), position add and pre-LayerNorm, per image. */
 export function visionEmbeddingFlops(arch: VisionArch): number {
   const tokens = visionTokensPerImage(arch);
-  const patches = tokens - 1;
+  const patches = patchesPerSide(arch) ** 2;
   const e = VISION_ELEMENTWISE;
   return (
     2 * patches * arch.channels * arch.patchSize * arch.patchSize * arch.hiddenSize +

@@ -176,6 +176,15 @@ describe('vision tower and projector FLOPs', () => {
     assert.throws(() => visionTowerFlops(clip, new Array<number>(23).fill(578)), /only 577/);
   });
 
+  it('SigLIP embeds 27² patches per pass: no class token to leave out', () => {
+    const siglip = ARCH_PRESETS['llava-onevision-qwen2-0.5b'].vision;
+    const embed = 2 * 729 * 3 * 14 * 14 * 1152 + 8 * 729 * 1152;
+    assert.equal(
+      visionTowerFlops(siglip, new Array<number>(26).fill(729)) - 26 * visionLayerFlops(siglip, 729).total,
+      embed,
+    );
+  });
+
   it('projector: 2N(Dv·Dt + Dt·Dt) + N·Dt (GELU)', () => {
     assert.equal(
       projectorFlops(ARCH_PRESETS['llava-1.5-7b'].projector, 576),
