@@ -49,6 +49,14 @@ for (const fixture of TOWERS)
           assert.ok(log.length > 0);
           assert.deepEqual(log[log.length - 1].after, [keep]);
           assert.equal(result.steps.length, log.length);
+          // A layer's cache holds the tokens that entered it: a step at llm:ℓ acts after ℓ's attention (§8 #14).
+          const entering = result.cacheLengths.map((_, layer) =>
+            log.reduce((left, step) => {
+              const at = /^llm:(\d+)$/.exec(step.site);
+              return at && Number(at[1]) < layer ? left - (step.before[0] - step.after[0]) : left;
+            }, result.promptTokens),
+          );
+          assert.deepEqual(result.cacheLengths, entering);
           assert.ok(
             result.flops.run.total < result.flops.unreduced.total,
             'fewer analytic FLOPs than the unreduced run',

@@ -25,6 +25,15 @@ const SHAPE: ModelShape = {
   hasClassToken: true,
 };
 
+/** LLaVA-1.5's shapes: CLIP-L/336 run to its 23rd layer ([CLS] + 24 × 24 patches), a 32-layer decoder. */
+const LLAVA_15: ModelShape = {
+  visionLayers: 23,
+  textLayers: 32,
+  visualTokens: 576,
+  grid: { rows: 24, cols: 24 },
+  hasClassToken: true,
+};
+
 function close(actual: ArrayLike<number>, expected: number[], tolerance = 1e-5): void {
   assert.equal(actual.length, expected.length, `length ${actual.length}, expected ${expected.length}`);
   for (let i = 0; i < expected.length; i++)
@@ -525,6 +534,28 @@ describe('FiCoCo-L, hand-computed on 2 text + 6 visual + 3 text tokens', () => {
   });
 });
 
+describe('FiCoCo-V schedule on LLaVA-1.5 (ficoco-spec §2.8)', () => {
+  test('layers 12…22 of the 23 that run remove 576 − B as evenly as possible, earlier layers one more', () => {
+    const run = (n: number, r: number) => new Array<number>(n).fill(r);
+    for (const [budget, removals] of [
+      [192, [...run(10, 35), 34]],
+      [128, [...run(8, 41), ...run(3, 40)]],
+      [64, [...run(6, 47), ...run(5, 46)]],
+    ] as const) {
+      const { steps } = planReduction('ficoco-v', { tokens: budget }, LLAVA_15);
+      assert.deepEqual(
+        steps.map((step) => step.site),
+        Array.from({ length: 11 }, (_, i) => `vision:${12 + i}`),
+      );
+      assert.deepEqual(
+        steps.map((step) => step.remove),
+        removals,
+        `budget ${budget}`,
+      );
+    }
+  });
+});
+
 describe('FiCoCo-VL budget split', () => {
   test('the vision side keeps round(N^(1−share)·B^share): the geometric midpoint by default', () => {
     // √(576·64) = 192; √(144·16) = 48; share 1 → B (FiCoCo-V alone); share 0 → N (FiCoCo-L alone)
@@ -532,19 +563,12 @@ describe('FiCoCo-VL budget split', () => {
     assert.equal(visionSideTokens(144, 16, 0.5), 48);
     assert.equal(visionSideTokens(576, 64, 1), 64);
     assert.equal(visionSideTokens(576, 64, 0), 576);
-    const model: ModelShape = {
-      visionLayers: 24,
-      textLayers: 32,
-      visualTokens: 576,
-      grid: { rows: 24, cols: 24 },
-      hasClassToken: true,
-    };
-    const plan = planReduction('ficoco-vl', { tokens: 64 }, model);
+    const plan = planReduction('ficoco-vl', { tokens: 64 }, LLAVA_15);
     const removed = (prefix: string) => removedTokens(plan.steps.filter((s) => s.site.startsWith(prefix)));
     assert.equal(removed('vision:'), 576 - 192);
     assert.equal(removed('llm:'), 192 - 64);
     // FiCoCo-L alone on Vicuna-7B's 32 layers reduces in layers 5…31 (start 5/32)
-    const sites = planReduction('ficoco-l', { tokens: 64 }, model).steps.map((s) => s.site);
+    const sites = planReduction('ficoco-l', { tokens: 64 }, LLAVA_15).steps.map((s) => s.site);
     assert.equal(sites[0], 'llm:5');
     assert.equal(sites[sites.length - 1], 'llm:31');
   });
