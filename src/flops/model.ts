@@ -107,15 +107,12 @@ export interface PromptSize {
 
 /** The shape of a run without any reduction. */
 export function unreducedShape(arch: ModelArch, prompt: PromptSize): RunShape {
-  checkCount(prompt.images, 'images');
-  checkCount(prompt.textTokens, 'text tokens');
-  const image = { passes: arch.visionPassesPerImage, tokens: arch.visualTokensPerImage };
-  return unreducedShapeAt(arch, new Array<ImageCost>(prompt.images).fill(image), prompt.textTokens);
+  return reducedBeforeLlmShape(arch, { ...prompt, visualTokens: prompt.images * arch.visualTokensPerImage });
 }
 
 /**
- * A reduction at the vision tower's output (before the projector): the tower runs in full, then
- * `visualTokens` (all images together) go through the projector and into every decoder layer with the text.
+ * A reduction between the projector and the decoder: the tower and the projector run in full, then `visualTokens`
+ * (all images together) go into every decoder layer with the text.
  */
 export function reducedBeforeLlmShape(arch: ModelArch, prompt: PromptSize & { visualTokens: number }): RunShape {
   checkCount(prompt.images, 'images');
@@ -130,7 +127,7 @@ export function reducedBeforeLlmShape(arch: ModelArch, prompt: PromptSize & { vi
     );
   }
   const passes = prompt.images * arch.visionPassesPerImage;
-  return fullTowerShape(arch, passes, prompt.visualTokens, prompt.visualTokens, prompt.textTokens);
+  return fullTowerShape(arch, passes, passes * projectedPerPass(arch), prompt.visualTokens, prompt.textTokens);
 }
 
 /** What one image costs: vision tower passes, and visual tokens for the decoder. */

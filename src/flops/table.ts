@@ -1,4 +1,4 @@
-/** The FLOPs / KV-cache table the CLI prints, for reductions applied before the LLM. */
+/** The FLOPs / KV-cache table the CLI prints, for reductions between the projector and the LLM. */
 import { kvCacheBytes } from './llm';
 import { ModelArch, reducedBeforeLlmShape, runFlops, unreducedShape } from './model';
 
@@ -20,8 +20,8 @@ export interface FlopsRow {
 }
 
 /**
- * One row per budget (visual tokens kept, one image): the vision tower runs in full, the projector and
- * every decoder layer see the kept visual tokens plus `textTokens`.
+ * One row per budget (visual tokens kept, one image): the vision tower and the projector run in full, every decoder
+ * layer sees the kept visual tokens plus `textTokens`.
  */
 export function flopsRows(arch: ModelArch, textTokens: number, visualBudgets: readonly number[]): FlopsRow[] {
   const base = runFlops(arch, unreducedShape(arch, { images: 1, textTokens }));

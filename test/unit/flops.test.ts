@@ -388,9 +388,14 @@ describe('flops table', () => {
     assert.equal(rows[3].kvBytes, 524_288 * 124);
     const vision = runFlops(arch, unreducedShape(arch, { images: 1, textTokens: 60 })).vision;
     assert.ok(
-      rows.every((r) => r.vision === vision),
-      'the tower runs in full for a reduction before the LLM',
+      rows.every((r) => r.vision === vision && r.projector === rows[0].projector),
+      'the tower and the projector run in full for a reduction before the LLM',
     );
+    // A tiled image's projector maps every pass's features, however many reach the decoder.
+    const tiled = archForImage(archPreset('llava-onevision-qwen2-0.5b'), { width: 1920, height: 1080 });
+    const [all, eleven] = flopsRows(tiled, 60, [7269, 800]);
+    assert.equal(all.totalRatio, 1);
+    assert.equal(eleven.projector, all.projector);
     const table = flopsTable(arch, 60, [576, 64]);
     assert.match(table, /^\| visual tokens kept \|/);
     assert.match(table, /\| 64\/576 \| 124 \| 1\.61 \|/);
