@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { FicocoError } from '../common/errors';
-import { type AnyresLayout, type Size, anyresLayout, tileCell } from '../common/anyres';
+import { type AnyresLayout, type AnyresSpec, type Size, anyresLayout, tileCell } from '../common/anyres';
 import { llmLayerFlops } from '../flops/llm';
 import { visionTowerFlops } from '../flops/vision';
 import {
@@ -318,7 +318,9 @@ export class LlavaEngine {
         'model-folder',
       );
     }
-    const preprocessor = parsePreprocessorConfig(readJson(preprocessorFile), preprocessorFile);
+    const preprocessorJson = readJson(preprocessorFile);
+    const preprocessor = parsePreprocessorConfig(preprocessorJson, preprocessorFile);
+    if (config.tiling) checkSamePinpoints(config.tiling, preprocessorJson, preprocessorFile);
     const quantized = await quantizer?.materialize(options.onQuantizing);
     // External data resolves against one folder: the weights', or one above a quantized cache kept elsewhere.
     const weightsFolder = commonFolder([...weights.files, ...(quantized ? [quantized] : [])], dir);
@@ -1265,6 +1267,23 @@ function commonFolder(files: readonly string[], modelDir: string): string {
 
 function gibibytes(bytes: number): string {
   return (bytes / 2 ** 30).toFixed(bytes < 2 ** 30 ? 2 : 1);
+}
+
+/**
+ * transformers tiles an image by preprocessor_config.json's image_grid_pinpoints and unpads its features by
+ * config.json's: a folder whose two lists hold different resolutions would get one grid's tiles packed as another's.
+ * (The same resolutions in another order are let through: only ties between them could differ.)
+ */
+function checkSamePinpoints(tiling: AnyresSpec, preprocessorJson: unknown, preprocessorFile: string): void {
+  const listed = (preprocessorJson as { image_grid_pinpoints?: unknown }).image_grid_pinpoints;
+  const resolutions = (list: unknown) => (Array.isArray(list) ? list.map((p) => JSON.stringify(p)).sort() : list);
+  if (listed === undefined || JSON.stringify(resolutions(listed)) === JSON.stringify(resolutions(tiling.pinpoints)))
+    return;
+  throw new FicocoError(
+    `${preprocessorFile}: field "image_grid_pinpoints" holds other resolutions than config.json's; the image would ` +
+      `be tiled by one list and its features unpadded by the other. Use config.json's list in both files.`,
+    'config',
+  );
 }
 
 function readJson(file: string): unknown {

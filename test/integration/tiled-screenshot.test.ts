@@ -263,3 +263,28 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
         });
   });
 }
+
+test("a tiled model folder whose preprocessor pinpoints are other resolutions than config.json's is refused", async () => {
+  const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-pinpoints-'));
+  try {
+    fs.cpSync(path.join(FIXTURES, 'tiny-llava-next-mistral'), folder, { recursive: true });
+    const file = path.join(folder, 'preprocessor_config.json');
+    const preprocessor = JSON.parse(fs.readFileSync(file, 'utf8')) as { image_grid_pinpoints: number[][] };
+    const pinpoints = preprocessor.image_grid_pinpoints;
+    const write = (list: number[][]) =>
+      fs.writeFileSync(file, JSON.stringify({ ...preprocessor, image_grid_pinpoints: list }));
+    write(pinpoints.slice(1));
+    await assert.rejects(
+      LlavaEngine.load(folder),
+      (error: unknown) =>
+        error instanceof FicocoError &&
+        error.kind === 'config' &&
+        /"image_grid_pinpoints" holds other resolutions than config\.json's/.test(error.message),
+    );
+    // The same resolutions in another order tile alike but for ties: the folder loads.
+    write([...pinpoints].reverse());
+    await (await LlavaEngine.load(folder)).dispose();
+  } finally {
+    fs.rmSync(folder, { recursive: true, force: true });
+  }
+});
