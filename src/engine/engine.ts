@@ -20,7 +20,7 @@ import { ATTENTION, HIDDEN_COSINE, KEY_COSINE, LOG_SIZES, MEAN_KEYS, POSITIONS, 
 import type { ModelShape } from '../reduction/method';
 import { BUDGET_HINT, type ParamValue, budgetLabel } from '../common/budget';
 import { AUTO_METHOD, NO_REDUCTION, type ReductionRequest, type ReductionRule } from '../common/reductionChoice';
-import { ReductionSettingsError, planHooks, planReduction } from '../reduction/registry';
+import { ReductionSettingsError, checkedRequest, planHooks, planReduction } from '../reduction/registry';
 import { planTiledReduction } from '../reduction/tiled';
 import { stepHook } from '../reduction/paradigm';
 import {
@@ -484,7 +484,12 @@ export class LlavaEngine {
     const preprocessMs = performance.now() - started;
     const streaming = new StreamingDecoder(this.text);
     let firstTextAt: number | undefined;
-    const reduction = request.reduction && this.chooseReduction(request.reduction);
+    const chosen = request.reduction && this.chooseReduction(request.reduction);
+    // A question without images has no visual tokens to reduce: it runs, and its stats say so, unreduced (a bad
+    // setting is still refused).
+    if (chosen && chosen.method !== NO_REDUCTION && pixels.length === 0)
+      checkedRequest(chosen.method, chosen.budget, chosen.params);
+    const reduction = pixels.length > 0 ? chosen : undefined;
     const planned = this.hooksOf(
       reduction,
       pixels.map((image) => image.size),

@@ -103,15 +103,25 @@ export interface ReductionPlan {
 }
 
 /** The concrete steps of a method for a model and budget. */
+/** A request's method and parameters, checked with its budget: what is wrong is a ReductionSettingsError. */
+export function checkedRequest(
+  methodName: string,
+  budget: Budget,
+  given?: Readonly<Record<string, unknown>>,
+): { method: Method; params: StepParams } {
+  const method = findMethod(methodName);
+  if (!isValidBudget(budget))
+    throw new ReductionSettingsError(`Budget ${budgetLabel(budget)} is not valid: give ${BUDGET_HINT}.`);
+  return { method, params: resolveParams(method, given) };
+}
+
 export function planReduction(
   methodName: string,
   budget: Budget,
   model: ModelShape,
   given?: Readonly<Record<string, unknown>>,
 ): ReductionPlan {
-  const method = findMethod(methodName);
-  if (!isValidBudget(budget))
-    throw new ReductionSettingsError(`Budget ${budgetLabel(budget)} is not valid: give ${BUDGET_HINT}.`);
+  const { method, params } = checkedRequest(methodName, budget, given);
   if ('tokens' in budget && budget.tokens > model.visualTokens) {
     throw new ReductionSettingsError(
       `A budget of ${budget.tokens} visual tokens is more than the ${model.visualTokens} this model gives ` +
@@ -119,7 +129,6 @@ export function planReduction(
         `keep at most ${model.visualTokens}, or turn reduction off.`,
     );
   }
-  const params = resolveParams(method, given);
   const keep = keptTokens(budget, model.visualTokens);
   return { method, params, keep, steps: method.plan(model, keep, params).filter((step) => step.remove > 0) };
 }

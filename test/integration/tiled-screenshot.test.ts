@@ -99,6 +99,25 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
       );
     });
 
+    test('a question without an image answers with a reduction set, unreduced (nothing to reduce)', async () => {
+      for (const method of ['ficoco-v', 'ficoco-vl']) {
+        const answer = await engine.ask({
+          question: 'what is a tile ?',
+          images: [],
+          reduction: { method, budget: { ratio: 0.11 } },
+          maxNewTokens: 2,
+        });
+        assert.equal(answer.stats.generatedTokens, 2);
+        assert.deepEqual(answer.stats.steps, []);
+        assert.equal(answer.stats.reduction, undefined, 'not a reduced answer: no speedup to measure');
+      }
+      await assert.rejects(
+        engine.ask({ question: 'hi', images: [], reduction: { method: 'nope', budget: { ratio: 0.11 } } }),
+        (error: unknown) => error instanceof FicocoError && error.kind === 'reduction' && /"nope"/.test(error.message),
+        'a bad setting is still refused',
+      );
+    });
+
     test('progress: the base image and every tile, then the prompt, its work shrinking after a decoder step', async () => {
       const events: PrefillProgress[] = [];
       const answer = await engine.ask({
