@@ -35,9 +35,9 @@ function projectorView(): SiteView {
   };
 }
 
-function keptPatches(seed: number): number[] {
+function keptPatches(seed: number, pass?: number): number[] {
   const plan = planReduction('random', { tokens: 5 }, SHAPE, { seed });
-  return Array.from(runStep(plan.steps[0], projectorView()).hidden);
+  return Array.from(runStep(plan.steps[0], { ...projectorView(), pass }).hidden);
 }
 
 describe('random pruning', () => {
@@ -59,5 +59,12 @@ describe('random pruning', () => {
     assert.deepEqual(keptPatches(3), keptPatches(3));
     const choices = new Set([0, 1, 2, 3, 4].map((seed) => keptPatches(seed).join(',')));
     assert.ok(choices.size > 1, 'five seeds all kept the same tokens');
+  });
+
+  test('the passes of a tiled image each draw their own tokens; an untiled image draws as pass 0', () => {
+    assert.deepEqual(keptPatches(3, 0), keptPatches(3));
+    const draws = new Set([0, 1, 2, 3, 4].map((pass) => keptPatches(3, pass).join(',')));
+    assert.equal(draws.size, 5, 'five passes kept the same tokens');
+    assert.deepEqual(keptPatches(3, 2), keptPatches(3, 2));
   });
 });

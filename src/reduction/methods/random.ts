@@ -15,9 +15,12 @@ const PARAMS = {
 
 type RandomParams = ParamsOf<typeof PARAMS>;
 
-/** T = a uniformly random (count − r)-subset of the span (seeded partial Fisher–Yates shuffle), S = the rest. */
-const randomFilter: Filter<RandomParams> = ({ span, remove, params }) => {
-  const random = seededRandom(params.seed);
+/**
+ * T = a uniformly random (count − r)-subset of the span (seeded partial Fisher–Yates shuffle), S = the rest. Each pass
+ * of a tiled image draws its own: the same draw on every tile kept whole rows of the screenshot and dropped others.
+ */
+const randomFilter: Filter<RandomParams> = ({ view, span, remove, params }) => {
+  const random = seededRandom(params.seed ^ Math.imul(view.pass ?? 0, 0x9e3779b1));
   const order = Array.from({ length: span.count }, (_, i) => i);
   const keep = span.count - remove;
   for (let i = 0; i < keep; i++) {
@@ -33,7 +36,8 @@ export const random = defineMethod({
   reference:
     'The random-pruning baseline of the token-reduction benchmarks (e.g. UniPruneBench, arXiv ' +
     '2511.02650): uniform choice at the projector output, dropped tokens discarded. ' +
-    'Every image of a prompt keeps the same positions for a given seed.',
+    'Every image of a prompt keeps the same positions for a given seed; the passes of a tiled image (its base image ' +
+    'and tiles) each draw their own.',
   params: PARAMS,
   plan(model, keep, params) {
     return [
