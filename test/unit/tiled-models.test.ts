@@ -4,7 +4,8 @@ import { anyresLayout } from '../../src/common/anyres';
 import { FicocoError } from '../../src/common/errors';
 import type { ModelConfig } from '../../src/engine/models/family';
 import { parseModelConfig } from '../../src/engine/models/registry';
-import { bilinearResize, packTiledFeatures } from '../../src/engine/models/tiledFeatures';
+import { bilinearResize, packTiledFeatures, packTiles } from '../../src/engine/models/tiledFeatures';
+import type { TokenState } from '../../src/reduction/tokenState';
 
 type Json = Record<string, unknown>;
 const SOURCE = 'models/x/config.json';
@@ -140,5 +141,36 @@ describe('tiled features', () => {
     const packed = packTiledFeatures(passes, layout, 2, Float32Array.of(-1));
     // Base 0..3, then row 0: tile 1 patches 0, 1, tile 2 patches 0, 1, end; row 1: patches 2, 3 of each, end.
     assert.deepEqual([...packed], [0, 1, 2, 3, 10, 11, 20, 21, -1, 12, 13, 22, 23, -1]);
+  });
+
+  test("a reduced tile's fused token is placed where it holds cells, but owns none of them", () => {
+    const spec = { tileSize: 10, featuresPerSide: 2, pinpoints: [[10, 20]] as const, baseTokens: 4 };
+    const layout = anyresLayout(spec, { width: 40, height: 10 });
+    /** A pass of tokens whose own patches are `own` (−1: made by a reduction), patch p held by token `owner[p]`. */
+    const pass = (own: number[], owner: number[]): TokenState => ({
+      hidden: Float32Array.from(own, (_, t) => t),
+      count: own.length,
+      width: 1,
+      sizes: new Float32Array(own.length).fill(1),
+      positions: Int32Array.from(own, (_, t) => t),
+      spans: [
+        {
+          start: 0,
+          count: own.length,
+          grid: { rows: 2, cols: 2 },
+          patchOwner: Int32Array.from(owner),
+          tokenPatch: Int32Array.from(own),
+        },
+      ],
+    });
+    const whole = pass([0, 1, 2, 3], [0, 1, 2, 3]);
+    // Tile 1: EViT fused patches 0, 1, 2 into a new token (no patch of its own); patch 3 kept.
+    const { state } = packTiles([whole, pass([-1, 3], [0, 0, 0, 1]), whole], layout, 2, Float32Array.of(-1));
+    const [span] = state.spans;
+    const fates = Array.from(span.patchOwner, (owner, patch) =>
+      owner < 0 ? 'd' : span.tokenPatch[owner - span.start] === patch ? 'k' : 'm',
+    ).join('');
+    // Base image 0–3, then the 2 × 4 grid: tile 1 holds cells 0, 1, 4, 5, tile 2 cells 2, 3, 6, 7.
+    assert.equal(fates, 'kkkk' + 'mmkk' + 'mkkk');
   });
 });

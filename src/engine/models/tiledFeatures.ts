@@ -209,10 +209,12 @@ function packByProvenance(
   tokenPatch.set(base.spans[0].tokenPatch);
   let out = base.count;
   placed.forEach(([pass, token, cell], i) => {
-    const { hidden: from, sizes: passSizes } = passes[pass];
+    const { hidden: from, sizes: passSizes, spans } = passes[pass];
     hidden.set(from.subarray(token * width, (token + 1) * width), out * width);
     sizes[out] = passSizes[token];
-    tokenPatch[out] = basePatches + cell;
+    // A token made by a reduction (EViT's fused one) is placed at a cell it holds but keeps no patch as its own.
+    const own = spans[0].tokenPatch[token - spans[0].start];
+    tokenPatch[out] = own >= 0 && cells[pass][own] === cell ? basePatches + cell : -1;
     packedIndex[pass][token] = out++;
     const row = Math.floor(cell / unpadded.cols);
     if (i + 1 === placed.length || Math.floor(placed[i + 1][2] / unpadded.cols) !== row) {
