@@ -489,7 +489,7 @@ export class LlavaEngine {
     // setting is still refused).
     if (chosen && chosen.method !== NO_REDUCTION && pixels.length === 0)
       checkedRequest(chosen.method, chosen.budget, chosen.params);
-    const reduction = pixels.length > 0 ? chosen : undefined;
+    const reduction = pixels.length > 0 ? this.fittedToImages(chosen, pixels.length) : undefined;
     const planned = this.hooksOf(
       reduction,
       pixels.map((image) => image.size),
@@ -569,6 +569,23 @@ export class LlavaEngine {
       params: { ...reduction.params },
       rule: 'setting',
       why: 'Chosen by you (ficoco.reduction.method, or --method on the command line).',
+    };
+  }
+
+  /**
+   * `auto`'s choice where this model cannot reduce the question's images (a tiled model reduces one image per
+   * question) gives way to every visual token and says why; a method the user chose is refused there (hooksOf).
+   */
+  private fittedToImages(choice: ReductionChoice | undefined, images: number): ReductionChoice | undefined {
+    if (!choice || choice.rule === 'setting' || choice.method === NO_REDUCTION || !this.config.tiling || images === 1)
+      return choice;
+    return {
+      ...choice,
+      method: NO_REDUCTION,
+      params: {},
+      why:
+        `auto would use ${choice.method} at ${budgetLabel(choice.budget)}, but this model reduces one image per ` +
+        `question and this one has ${images}: every visual token is used. (${choice.why})`,
     };
   }
 

@@ -118,6 +118,21 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
       );
     });
 
+    test('auto gives way to every visual token where two images cannot be reduced, and says why', async () => {
+      const answer = await engine.ask({
+        question: QUESTION,
+        images: [
+          { bytes, name: 'a.png' },
+          { bytes, name: 'b.png' },
+        ],
+        reduction: { method: 'auto', params: {} },
+        maxNewTokens: 1,
+      });
+      assert.equal(answer.stats.reduction?.method, 'none');
+      assert.match(answer.stats.reduction!.why, /reduces one image per question and this one has 2/);
+      assert.deepEqual(answer.stats.steps, []);
+    });
+
     test('progress: the base image and every tile, then the prompt, its work shrinking after a decoder step', async () => {
       const events: PrefillProgress[] = [];
       const answer = await engine.ask({
