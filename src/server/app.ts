@@ -70,8 +70,9 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   const app = Fastify({
     bodyLimit: options.bodyLimit,
     logger: false,
-    // OpenAI's fields are often "a string or a number"; the schema says so with type lists.
-    ajv: { customOptions: { allowUnionTypes: true } },
+    // OpenAI's fields are often "a string or a number"; the schema says so with type lists. Fastify's default strips
+    // properties a schema does not allow, which would run `{"ficoco": {"budgett": "11%"}}` with no reduction asked.
+    ajv: { customOptions: { allowUnionTypes: true, removeAdditional: false } },
   });
   const metrics = serverMetrics({ depth: () => pool.queueDepth, busy: () => pool.busy, workers: () => pool.workers });
   const created = Math.floor(Date.now() / 1000);

@@ -146,7 +146,7 @@ describe('ficoco serve with the built-in model', () => {
     assert.equal(last.done, last.total, 'the prompt read to its end');
   });
 
-  test("ficoco with only options keeps the server's reduction; a budget needs a method", async () => {
+  test("ficoco with only options keeps the server's reduction; a budget needs a method; typos are refused", async () => {
     const completion = await client.chat.completions.create({
       model: 'tiny-llava-screens',
       messages: imageQuestion(dataUrl(IMAGE)),
@@ -167,6 +167,19 @@ describe('ficoco serve with the built-in model', () => {
         assert.ok(error instanceof OpenAI.BadRequestError);
         assert.equal(error.param, 'ficoco.method');
         assert.match(error.message, /ficoco\.budget and ficoco\.params need ficoco\.method/);
+        return true;
+      },
+    );
+    // A misspelt field is refused, not dropped (which would run with the server's reduction).
+    await assert.rejects(
+      client.chat.completions.create({
+        model: 'tiny-llava-screens',
+        messages: imageQuestion(dataUrl(IMAGE)),
+        ficoco: { method: 'ficoco-v', budgett: '16' },
+      } as OpenAI.ChatCompletionCreateParamsNonStreaming),
+      (error: InstanceType<typeof OpenAI.BadRequestError>) => {
+        assert.ok(error instanceof OpenAI.BadRequestError);
+        assert.match(error.message, /ficoco must NOT have additional properties/);
         return true;
       },
     );
