@@ -23,7 +23,8 @@ evaluation set: every method at every budget answers the set as in \`ficoco eval
 item; medians). A reduction must be at least 5 % faster than the unreduced model to be chosen over it.
 Writes the choice, its evidence and the table it chose from to the model folder's ${RECOMMENDATION_FILE}
 (or --out), which \`--method auto\` and the extension's ficoco.reduction.method auto then use, and prints
-the table. Budgets default to eight ninths down to one ninth of the model's visual tokens.
+the table. Budgets default to eight ninths down to one ninth of the model's visual tokens; on a model that reads
+an image in tiles (LLaVA-NeXT, LLaVA-OneVision), to the same shares of each image (89% … 11%).
 `;
 
 /** A reduction must beat the unreduced model by this much (the usage says 5 %): below it is the machine's noise. */
@@ -77,8 +78,14 @@ export async function tuneCommand(args: string[]): Promise<number> {
   const reference = await LlavaEngine.load(modelDir, load);
   try {
     const visualTokens = engine.reductionShape.visualTokens;
+    // A tiled model's images come in tokens by their size: its budgets are shares of the image, not counts of a pass.
     const budgets: Budget[] =
-      givenBudgets ?? [8, 7, 6, 5, 4, 3, 2, 1].map((ninths) => ({ tokens: Math.round((visualTokens * ninths) / 9) }));
+      givenBudgets ??
+      [8, 7, 6, 5, 4, 3, 2, 1].map((ninths) =>
+        engine.config.tiling
+          ? { ratio: Math.round((100 * ninths) / 9) / 100 }
+          : { tokens: Math.round((visualTokens * ninths) / 9) },
+      );
     const prompt = await promptOf(engine, items[0]);
     const full = await evaluate(engine, items, { method: NO_REDUCTION, params: {} }, undefined, maxNewTokens);
     const fullAccuracy = full.correct / full.total;

@@ -74,3 +74,36 @@ test('ficoco tune refuses a bar above 1 and an unknown method before loading any
   await assert.rejects(tuneCommand(['--data', EVAL_SET, '--methods', 'magic']), /Unknown reduction method "magic"/);
   await assert.rejects(tuneCommand([]), /--data FILE\.jsonl is required/);
 });
+
+test("on a tiled model ficoco tune tries shares of the image, which auto then applies to any image's size", async () => {
+  const model = temporaryFolder('ficoco-tune-tiled-');
+  fs.cpSync(path.join(ROOT, 'test', 'fixtures', 'tiny-llava-onevision-qwen2'), model, { recursive: true });
+  const data = path.join(temporaryFolder('ficoco-tune-data-'), 'data.jsonl');
+  const image = path.join(ROOT, 'bench', 'eval-set', 'images', '1000000025.png');
+  fs.writeFileSync(data, `${JSON.stringify({ image, question: 'which box ?', answer: 'g' })}\n`);
+  const write = process.stdout.write;
+  process.stdout.write = (() => true) as typeof process.stdout.write;
+  try {
+    assert.equal(await tuneCommand(['--model', model, '--data', data, '--methods', 'random', '--runs', '1']), 0);
+  } finally {
+    process.stdout.write = write;
+  }
+  const recommendation = JSON.parse(fs.readFileSync(path.join(model, RECOMMENDATION_FILE), 'utf8')) as Recommendation;
+  assert.deepEqual(
+    recommendation.table.map((row) => row.budget),
+    ['all', '89%', '78%', '67%', '56%', '44%', '33%', '22%', '11%'],
+  );
+  const engine = await LlavaEngine.load(model);
+  try {
+    // A share fits an image of any size, however few tokens it brings.
+    const answer = await engine.ask({
+      question: 'what is this ?',
+      images: [{ bytes: fs.readFileSync(path.join(ROOT, 'test', 'fixtures', 'images', 'banner.png')), name: 'b.png' }],
+      reduction: { method: 'auto' },
+      maxNewTokens: 1,
+    });
+    assert.equal(answer.stats.reduction?.rule, 'model');
+  } finally {
+    await engine.dispose();
+  }
+});
