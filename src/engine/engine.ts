@@ -424,8 +424,19 @@ export class LlavaEngine {
    */
   async warmUp(reduction?: ReductionRequest): Promise<void> {
     const blank = { width: WARM_UP_IMAGE_SIDE, height: WARM_UP_IMAGE_SIDE };
+    const choice = reduction && this.chooseReduction(reduction);
+    if (choice && choice.method !== NO_REDUCTION) checkedRequest(choice.method, choice.budget, choice.params);
+    let hooks: ReductionHook[] = [];
+    try {
+      hooks = this.hooksOf(choice, [blank]);
+    } catch (error) {
+      // A tiled model's tokens grow with the image: a token budget its small blank image cannot hold is for the real
+      // images to check (the request itself was checked above); the warm-up goes on without it.
+      if (!this.config.tiling || !(error instanceof ReductionSettingsError)) throw error;
+      reduction = undefined;
+    }
     if (smallPrefillFlops(this.arch) > WARM_UP_PREFILL_FLOPS) {
-      await this.segmentsFor(hooksBySite(this.hooksOf(reduction && this.chooseReduction(reduction), [blank])));
+      await this.segmentsFor(hooksBySite(hooks));
       return;
     }
     const image = { bytes: blankPng(WARM_UP_IMAGE_SIDE, WARM_UP_IMAGE_SIDE), name: 'warm-up.png' };
@@ -485,8 +496,8 @@ export class LlavaEngine {
     const streaming = new StreamingDecoder(this.text);
     let firstTextAt: number | undefined;
     const chosen = request.reduction && this.chooseReduction(request.reduction);
-    // A question without images has no visual tokens to reduce: it runs, and its stats say so, unreduced (a bad
-    // setting is still refused).
+    // A question without images has no visual tokens to reduce: it runs unreduced, with no reduction in its stats (a
+    // bad setting is still refused).
     if (chosen && chosen.method !== NO_REDUCTION && pixels.length === 0)
       checkedRequest(chosen.method, chosen.budget, chosen.params);
     const reduction = pixels.length > 0 ? this.fittedToImages(chosen, pixels.length) : undefined;

@@ -118,6 +118,15 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
       );
     });
 
+    test('warming up for a token budget the small blank image cannot hold is fine; a bad method is not', async () => {
+      // The CLI warms up with the reduction it was given before asking about the real screenshot.
+      await engine.warmUp({ method: 'ficoco-v', budget: { tokens: 100 } });
+      await assert.rejects(
+        engine.warmUp({ method: 'nope', budget: { tokens: 100 } }),
+        (error: unknown) => error instanceof FicocoError && error.kind === 'reduction',
+      );
+    });
+
     test('auto gives way to every visual token where two images cannot be reduced, and says why', async () => {
       const answer = await engine.ask({
         question: QUESTION,
