@@ -20,6 +20,8 @@ question, answer, type) with the full visual tokens and with each method at each
 NAME.md (accuracy overall and per question type, visual tokens kept, analytic FLOPs, measured prefill ms)
 and NAME.svg (accuracy against kept tokens, one line per method) to the output folder. --param sets a
 parameter of every method evaluated (an ablation: --methods ficoco-v --param penalty=1); the rows name it.
+--budgets defaults to 64,32,16 visual tokens, or on a model that reads an image in tiles (LLaVA-NeXT,
+LLaVA-OneVision), whose images bring tokens by their size, to the same shares of each image: 11%,5.6%,2.8%.
 `;
 
 export interface EvalRow {
@@ -42,7 +44,7 @@ export async function evalCommand(args: string[]): Promise<number> {
       model: { type: 'string' },
       data: { type: 'string' },
       methods: { type: 'string', default: 'all' },
-      budgets: { type: 'string', default: '64,32,16' },
+      budgets: { type: 'string' },
       param: { type: 'string', multiple: true },
       limit: { type: 'string' },
       'max-new-tokens': { type: 'string', default: '8' },
@@ -64,12 +66,15 @@ export async function evalCommand(args: string[]): Promise<number> {
   );
   const methods =
     values.methods === 'all' ? METHODS.map((m) => m.name) : values.methods.split(',').map((m) => m.trim());
-  const budgets = values.budgets.split(',').map((b) => budgetArg(b.trim()));
+  const givenBudgets = values.budgets?.split(',').map((b) => budgetArg(b.trim()));
   const params = paramArgs(values.param);
   for (const method of methods) resolveParams(findMethod(method), params);
   const maxNewTokens = integer('--max-new-tokens', values['max-new-tokens'], 1);
   const quantization = quantizationArg(values.quantize);
   const engine = await LlavaEngine.load(values.model, { quantization, onQuantizing: quantizingOnStderr(quantization) });
+  // 64, 32 and 16 of LLaVA-1.5's 576 tokens; a tiled model's images bring tokens by their size, so the same shares.
+  const budgets =
+    givenBudgets ?? (engine.config.tiling ? ['11%', '5.6%', '2.8%'] : ['64', '32', '16']).map((b) => budgetArg(b));
   const name =
     values.name ??
     `eval-${path.basename(path.resolve(values.model))}${quantization === 'none' ? '' : `-${quantization}`}`;

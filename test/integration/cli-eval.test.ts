@@ -95,3 +95,17 @@ test('ficoco eval scores each method and budget and writes the table and chart',
   );
   assert.ok(!fs.existsSync(path.join(out, 'wrong.md')));
 });
+
+test('on a tiled model ficoco eval defaults to shares of each image, which fit a small screenshot', async () => {
+  const dir = temporaryFolder('ficoco-eval-tiled-');
+  fs.copyFileSync(path.join(FIXTURES, 'images', 'screenshot.png'), path.join(dir, 'screenshot.png'));
+  const item = { image: 'screenshot.png', question: 'what is shown ?', answer: 'x', type: 'screen' };
+  fs.writeFileSync(path.join(dir, 'set.jsonl'), JSON.stringify(item));
+  const out = path.join(dir, 'out');
+  const model = path.join(FIXTURES, 'tiny-llava-next-mistral');
+  const args = ['--model', model, '--data', path.join(dir, 'set.jsonl'), '--methods', 'fastv', '--out', out];
+  // The 160 × 90 screenshot brings 48 content tokens: 64 of them, the untiled default, would be refused.
+  assert.equal(await evalCommand([...args, '--name', 'tiled']), 0);
+  const table = fs.readFileSync(path.join(out, 'tiled.md'), 'utf8');
+  for (const budget of ['11%', '5.6%', '2.8%']) assert.ok(table.includes(`| fastv | ${budget} |`), budget);
+});
