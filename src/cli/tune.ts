@@ -105,7 +105,7 @@ export async function tuneCommand(args: string[]): Promise<number> {
         };
         rows.push(row);
         process.stderr.write(
-          `${method} ${row.budget}: ${(100 * row.accuracy).toFixed(1)} % (${((100 * row.accuracy) / fullAccuracy).toFixed(1)} % of full), ${row.speedup.toFixed(2)}×\n`,
+          `${method} ${row.budget}: ${(100 * row.accuracy).toFixed(1)} % (${ofFull(row.accuracy, fullAccuracy)} % of full), ${row.speedup.toFixed(2)}×\n`,
         );
       }
     }
@@ -137,7 +137,7 @@ export async function tuneCommand(args: string[]): Promise<number> {
           `prefills of the first item's question against the unreduced model. ${machineLine(engine.provider, load.threads)}`,
         '',
         `Chosen: **${chosen.method} ${chosen.budget}** — ${(100 * chosen.accuracy).toFixed(1)} % accuracy ` +
-          `(${((100 * chosen.accuracy) / fullAccuracy).toFixed(1)} % of full), ${chosen.speedup.toFixed(2)}× prefill; ` +
+          `(${ofFull(chosen.accuracy, fullAccuracy)} % of full), ${chosen.speedup.toFixed(2)}× prefill; ` +
           `written to ${file}.`,
         '',
         ...tuneTable(rows, fullAccuracy * bar, chosen),
@@ -172,6 +172,11 @@ async function promptOf(engine: LlavaEngine, item: EvalItem): Promise<Prompt> {
   return { ids, pixels: [pixels] };
 }
 
+/** An accuracy as a percentage of the full-token one; "–" where that is 0 (a model that answers none of the set). */
+function ofFull(accuracy: number, full: number): string {
+  return full > 0 ? ((100 * accuracy) / full).toFixed(1) : '–';
+}
+
 function tuneTable(rows: readonly TunedSetting[], minAccuracy: number, chosen: TunedSetting): string[] {
   const full = rows[0].accuracy;
   return [
@@ -180,7 +185,7 @@ function tuneTable(rows: readonly TunedSetting[], minAccuracy: number, chosen: T
     ...rows.map(
       (row) =>
         `| ${row === chosen ? `**${row.method}**` : row.method} | ${row.budget} | ${row.keptTokens.toFixed(1)} | ` +
-        `${(100 * row.accuracy).toFixed(1)} | ${((100 * row.accuracy) / full).toFixed(1)} | ` +
+        `${(100 * row.accuracy).toFixed(1)} | ${ofFull(row.accuracy, full)} | ` +
         `${row.speedup.toFixed(2)}× | ${row.accuracy >= minAccuracy ? 'yes' : 'no'} |`,
     ),
   ];

@@ -81,13 +81,19 @@ test("on a tiled model ficoco tune tries shares of the image, which auto then ap
   const data = path.join(temporaryFolder('ficoco-tune-data-'), 'data.jsonl');
   const image = path.join(ROOT, 'bench', 'eval-set', 'images', '1000000025.png');
   fs.writeFileSync(data, `${JSON.stringify({ image, question: 'which box ?', answer: 'g' })}\n`);
+  const written: string[] = [];
   const write = process.stdout.write;
-  process.stdout.write = (() => true) as typeof process.stdout.write;
+  process.stdout.write = ((chunk: string) => written.push(chunk) > 0) as typeof process.stdout.write;
   try {
     assert.equal(await tuneCommand(['--model', model, '--data', data, '--methods', 'random', '--runs', '1']), 0);
   } finally {
     process.stdout.write = write;
   }
+  // The random-weight fixture answers none of the set: shares of a full-token accuracy of 0 read "–".
+  const report = written.join('');
+  assert.doesNotMatch(report, /NaN|Infinity/);
+  // (The row is in bold where no method was faster by 5 % and none was chosen: timing decides.)
+  assert.match(report, /\| (\*\*)?none(\*\*)? \| all \| [\d.]+ \| 0\.0 \| – \|/);
   const recommendation = JSON.parse(fs.readFileSync(path.join(model, RECOMMENDATION_FILE), 'utf8')) as Recommendation;
   assert.deepEqual(
     recommendation.table.map((row) => row.budget),
