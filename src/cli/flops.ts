@@ -37,7 +37,7 @@ import {
 } from './args';
 
 export const FLOPS_USAGE = `Usage:
-  ficoco flops (--model DIR | --arch NAME) [--image FILE | --image-size WxH] [--text-tokens 60] [--budgets 576,192,128,64]
+  ficoco flops (--model DIR | --arch NAME) [--image FILE | --image-size WxH] [--text-tokens 60] [--budgets 576,192,25%]
   ficoco flops (--model DIR | --arch NAME) --method NAME --budget N [--param name=value ...] [--text-tokens 60]
 
 Analytic prefill FLOPs (LLM TFLOPs in LLM-Viewer's accounting, as the FiCoCo paper reports them) and the
@@ -180,10 +180,19 @@ function budgetList(text: string | undefined, arch: ModelArch): number[] {
   const all = arch.visualTokensPerImage;
   if (text === undefined && arch.anyres) return [all, Math.round(all * 0.25), Math.round(all * 0.11)];
   if (text === undefined) return [...new Set([all, 192, 128, 64])].filter((b) => b <= all);
-  const budgets = text.split(',').map((b) => (b.trim() === '' ? NaN : integer('--budgets', b.trim(), 0)));
+  // A share (25%, 0.25) is of the image's visual tokens, as `bench --budgets` takes it; a count may be 0 here.
+  const budgets = text.split(',').map((b) => {
+    const item = b.trim();
+    if (/%$|^0?\.\d+$/.test(item)) {
+      const budget = budgetArg(item);
+      return 'ratio' in budget ? Math.round(budget.ratio * all) : budget.tokens;
+    }
+    return item === '' ? NaN : integer('--budgets', item, 0);
+  });
   if (budgets.some(Number.isNaN))
     throw new FicocoError(
-      `--budgets ${text} must be a comma-separated list of visual token counts, e.g. 576,192,128,64.`,
+      `--budgets ${text} must be a comma-separated list of visual token counts or shares of them, e.g. ` +
+        `576,192,128,64 or 25%,11%.`,
       'input',
     );
   return budgets;

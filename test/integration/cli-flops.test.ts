@@ -30,6 +30,18 @@ test('ficoco flops on a tiled architecture counts a screenshot at its own size',
   assert.match(onevision.stdout, /@ 1920×1080: vision 26\/26 layers × 729 tokens × 16 passes .* 7269 visual tokens/);
 });
 
+test('ficoco flops --budgets takes shares of the image as well as counts', async () => {
+  const shares = await flops('--arch', 'llava-1.5-7b', '--budgets', '50%,64,0.25');
+  assert.equal(shares.code, 0, shares.stderr);
+  const rows = shares.stdout.split('\n').filter((line) => /^\| \d+\/576 /.test(line));
+  assert.deepEqual(
+    rows.map((line) => line.split(' | ')[0]),
+    ['| 288/576', '| 64/576', '| 144/576'],
+  );
+  const wrong = await flops('--arch', 'llava-1.5-7b', '--budgets', 'half');
+  assert.notEqual(wrong.code, 0);
+});
+
 test('ficoco flops --image reads the size from the file header', async () => {
   // The README's screenshot: a 1400 × 900 PNG.
   const screenshot = path.join(ROOT, 'media', 'screenshots', 'chat.png');
