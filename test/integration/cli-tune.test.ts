@@ -16,18 +16,28 @@ const ROOT = path.join(__dirname, '..', '..');
 const BUILTIN = path.join(ROOT, 'models', 'tiny-llava-screens');
 const EVAL_SET = path.join(ROOT, 'bench', 'eval-set', 'data.jsonl');
 
+/**
+ * `ficoco tune` with what it prints to stdout. Only its text is taken: the test runner's own reports (bytes, on the same
+ * stream) pass through, or the results of other tests would be lost.
+ */
+async function tuneReport(args: string[]): Promise<{ code: number; report: string }> {
+  const written: string[] = [];
+  const write = process.stdout.write.bind(process.stdout);
+  process.stdout.write = ((chunk: string | Uint8Array, ...rest: never[]) =>
+    typeof chunk === 'string' ? written.push(chunk) > 0 : write(chunk, ...rest)) as typeof process.stdout.write;
+  try {
+    return { code: await tuneCommand(args), report: written.join('') };
+  } finally {
+    process.stdout.write = write;
+  }
+}
+
 test('ficoco tune writes the fastest setting within the bar into the model folder, and auto uses it', async () => {
   const model = temporaryFolder('ficoco-tune-');
   for (const file of fs.readdirSync(BUILTIN)) fs.copyFileSync(path.join(BUILTIN, file), path.join(model, file));
   const args = ['--model', model, '--data', EVAL_SET, '--limit', '24', '--methods', 'tome,divprune'];
-  const written: string[] = [];
-  const write = process.stdout.write;
-  process.stdout.write = ((chunk: string) => written.push(chunk) > 0) as typeof process.stdout.write;
-  try {
-    assert.equal(await tuneCommand([...args, '--budgets', '128,64', '--runs', '2', '--keep', '0.9']), 0);
-  } finally {
-    process.stdout.write = write;
-  }
+  const { code, report } = await tuneReport([...args, '--budgets', '128,64', '--runs', '2', '--keep', '0.9']);
+  assert.equal(code, 0);
   const recommendation = JSON.parse(fs.readFileSync(path.join(model, RECOMMENDATION_FILE), 'utf8')) as Recommendation;
   assert.equal(recommendation.format, 1);
   assert.equal(recommendation.bar, 0.9);
@@ -47,7 +57,6 @@ test('ficoco tune writes the fastest setting within the bar into the model folde
   const chosen = chooseSetting(recommendation.table, 0.9);
   assert.deepEqual([recommendation.method, recommendation.budget], [chosen.method, chosen.budget]);
   assert.ok(recommendation.accuracy >= 0.9 * full.accuracy);
-  const report = written.join('');
   assert.match(report, /\| method \| budget \| visual tokens kept \| accuracy % \| of full-token % \| prefill speedup/);
   assert.match(report, new RegExp(`Chosen: \\*\\*${chosen.method} ${chosen.budget}\\*\\*`));
 
@@ -81,16 +90,9 @@ test("on a tiled model ficoco tune tries shares of the image, which auto then ap
   const data = path.join(temporaryFolder('ficoco-tune-data-'), 'data.jsonl');
   const image = path.join(ROOT, 'bench', 'eval-set', 'images', '1000000025.png');
   fs.writeFileSync(data, `${JSON.stringify({ image, question: 'which box ?', answer: 'g' })}\n`);
-  const written: string[] = [];
-  const write = process.stdout.write;
-  process.stdout.write = ((chunk: string) => written.push(chunk) > 0) as typeof process.stdout.write;
-  try {
-    assert.equal(await tuneCommand(['--model', model, '--data', data, '--methods', 'random', '--runs', '1']), 0);
-  } finally {
-    process.stdout.write = write;
-  }
+  const { code, report } = await tuneReport(['--model', model, '--data', data, '--methods', 'random', '--runs', '1']);
+  assert.equal(code, 0);
   // The random-weight fixture answers none of the set: shares of a full-token accuracy of 0 read "–".
-  const report = written.join('');
   assert.doesNotMatch(report, /NaN|Infinity/);
   // (The row is in bold where no method was faster by 5 % and none was chosen: timing decides.)
   assert.match(report, /\| (\*\*)?none(\*\*)? \| all \| [\d.]+ \| 0\.0 \| – \|/);
