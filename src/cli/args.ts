@@ -59,6 +59,11 @@ export function budgetArg(text: string): Budget {
   return budget;
 }
 
+/** --budgets: a comma-separated list of budgets in the same grammar. */
+export function budgetsArg(text: string): Budget[] {
+  return text.split(',').map((budget) => budgetArg(budget.trim()));
+}
+
 /**
  * --method, --budget and --param as the engine's reduction request: undefined for none (or no --method), `auto` without a
  * budget, any other method with one.

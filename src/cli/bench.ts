@@ -9,7 +9,7 @@ import { lineChartSvg } from '../report/lineChart';
 import type { ScoreCount } from '../flops';
 import {
   DEFAULT_IMAGE_SIZE,
-  budgetArg,
+  budgetsArg,
   imageSizeArg,
   integer,
   number,
@@ -101,7 +101,7 @@ export async function benchCommand(args: string[]): Promise<number> {
     llmScale: number('--llm-scale', values['llm-scale'], 1),
     params: paramArgs(values.param),
   };
-  const givenBudgets = values.budgets?.split(',').map((b) => budgetArg(b.trim()));
+  const givenBudgets = values.budgets === undefined ? undefined : budgetsArg(values.budgets);
   const textTokens = integer('--text-tokens', values['text-tokens'], 5);
   const provider = providerArg(values.provider);
   const load = {

@@ -6,7 +6,7 @@ import { Budget, budgetLabel } from '../common/budget';
 import { METHODS, findMethod, resolveParams } from '../reduction/registry';
 import type { ParamValue } from '../common/budget';
 import { lineChartSvg } from '../report/lineChart';
-import { budgetArg, integer, paramArgs, quantizationArg, quantizingOnStderr, parseCommandArgs } from './args';
+import { budgetsArg, integer, paramArgs, quantizationArg, quantizingOnStderr, parseCommandArgs } from './args';
 import { EvalItem, answerMatches, readEvalSet } from './evalSet';
 import { keptVisualTokens } from './benchTiming';
 
@@ -66,15 +66,14 @@ export async function evalCommand(args: string[]): Promise<number> {
   );
   const methods =
     values.methods === 'all' ? METHODS.map((m) => m.name) : values.methods.split(',').map((m) => m.trim());
-  const givenBudgets = values.budgets?.split(',').map((b) => budgetArg(b.trim()));
+  const givenBudgets = values.budgets === undefined ? undefined : budgetsArg(values.budgets);
   const params = paramArgs(values.param);
   for (const method of methods) resolveParams(findMethod(method), params);
   const maxNewTokens = integer('--max-new-tokens', values['max-new-tokens'], 1);
   const quantization = quantizationArg(values.quantize);
   const engine = await LlavaEngine.load(values.model, { quantization, onQuantizing: quantizingOnStderr(quantization) });
   // 64, 32 and 16 of LLaVA-1.5's 576 tokens; a tiled model's images bring tokens by their size, so the same shares.
-  const budgets =
-    givenBudgets ?? (engine.config.tiling ? ['11%', '5.6%', '2.8%'] : ['64', '32', '16']).map((b) => budgetArg(b));
+  const budgets = givenBudgets ?? budgetsArg(engine.config.tiling ? '11%,5.6%,2.8%' : '64,32,16');
   const name =
     values.name ??
     `eval-${path.basename(path.resolve(values.model))}${quantization === 'none' ? '' : `-${quantization}`}`;

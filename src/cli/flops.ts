@@ -181,21 +181,11 @@ function budgetList(text: string | undefined, arch: ModelArch): number[] {
   if (text === undefined && arch.anyres) return [all, Math.round(all * 0.25), Math.round(all * 0.11)];
   if (text === undefined) return [...new Set([all, 192, 128, 64])].filter((b) => b <= all);
   // A share (25%, 0.25) is of the image's visual tokens, as `bench --budgets` takes it; a count may be 0 here.
-  const budgets = text.split(',').map((b) => {
-    const item = b.trim();
-    if (/%$|^0?\.\d+$/.test(item)) {
-      const budget = budgetArg(item);
-      return 'ratio' in budget ? Math.round(budget.ratio * all) : budget.tokens;
-    }
-    return item === '' ? NaN : integer('--budgets', item, 0);
+  return text.split(',').map((item) => {
+    if (item.trim() === '0') return 0;
+    const budget = budgetArg(item.trim());
+    return 'ratio' in budget ? Math.round(budget.ratio * all) : budget.tokens;
   });
-  if (budgets.some(Number.isNaN))
-    throw new FicocoError(
-      `--budgets ${text} must be a comma-separated list of visual token counts or shares of them, e.g. ` +
-        `576,192,128,64 or 25%,11%.`,
-      'input',
-    );
-  return budgets;
 }
 
 /** Per-layer tokens and FLOPs of a method's run next to the unreduced run, then the totals. */

@@ -7,7 +7,7 @@ import { LlavaEngine } from '../engine/engine';
 import { RECOMMENDATION_FILE, TunedSetting, writeRecommendation } from '../engine/recommendation';
 import { findBuiltinModel } from '../hub/presets';
 import { METHODS, findMethod } from '../reduction/registry';
-import { budgetArg, integer, number, parseCommandArgs, providerArg } from './args';
+import { budgetsArg, integer, number, parseCommandArgs, providerArg } from './args';
 import { Prompt, machineLine, measureMethod } from './benchTiming';
 import { evaluate } from './eval';
 import { EvalItem, readEvalSet } from './evalSet';
@@ -61,7 +61,7 @@ export async function tuneCommand(args: string[]): Promise<number> {
   const methods =
     values.methods === 'all' ? METHODS.map((m) => m.name) : values.methods.split(',').map((m) => m.trim());
   for (const method of methods) findMethod(method);
-  const givenBudgets = values.budgets?.split(',').map((b) => budgetArg(b.trim()));
+  const givenBudgets = values.budgets === undefined ? undefined : budgetsArg(values.budgets);
   const items = readEvalSet(values.data).slice(
     0,
     values.limit === undefined ? undefined : integer('--limit', values.limit, 1),
