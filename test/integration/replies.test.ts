@@ -476,68 +476,62 @@ describe('chat replies on a real engine process', () => {
     }
   });
 
-  test("a server's progress the extension cannot read is passed over; the answer goes on", async () => {
-    // A newer server might report a stage this client does not know: the reply keeps the reports it can read.
+  /**
+   * Asks about the shapes image through an OpenAI-compatible server on 127.0.0.1 that lists `model` and streams
+   * `chunks` (a choice's delta, its finish reason, fields beside `choices`); resolves with the turn's id and the address.
+   */
+  async function askStreamingServer(
+    model: string,
+    chunks: { delta: object; finish?: string; beside?: object }[],
+  ): Promise<{ turnId: string; url: string }> {
     const server = http.createServer((request, response) => {
       if (request.url === '/v1/models') {
         response.setHeader('content-type', 'application/json');
-        response.end(JSON.stringify({ object: 'list', data: [{ id: 'newer', object: 'model' }] }));
+        response.end(JSON.stringify({ object: 'list', data: [{ id: model, object: 'model' }] }));
         return;
       }
       response.writeHead(200, { 'content-type': 'text/event-stream' });
-      const chunk = (delta: object, extra: object = {}) =>
-        `data: ${JSON.stringify({ id: 'x', object: 'chat.completion.chunk', created: 0, model: 'newer', choices: [{ index: 0, delta, finish_reason: null }], ...extra })}\n\n`;
-      response.end(
-        chunk({}, { ficoco: { progress: { stage: 'video', done: 0, total: 3 } } }) +
-          chunk({}, { ficoco: { progress: 'soon' } }) +
-          chunk({}, { ficoco: { progress: { stage: 'prompt', done: 1, total: 4 } } }) +
-          chunk({ content: 'a red circle' }) +
-          'data: [DONE]\n\n',
+      const events = chunks.map(
+        ({ delta, finish = null, beside = {} }) =>
+          `data: ${JSON.stringify({ id: 'x', object: 'chat.completion.chunk', created: 0, model, choices: [{ index: 0, delta, finish_reason: finish }], ...beside })}\n\n`,
       );
+      response.end(`${events.join('')}data: [DONE]\n\n`);
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
       const turnId = turn();
       await replies.run(turnId, 'answer', 'what is in the picture ?', [SHAPES], () => ({ ...REDUCED, engine: url }));
-      const { answer } = conversation.turn(turnId)!;
-      assert.equal(answer.status, 'done');
-      assert.equal(answer.text, 'a red circle');
-      assert.deepEqual(progressLabels(turnId), ['Reading the prompt: 25 %']);
+      return { turnId, url };
     } finally {
       server.close();
     }
+  }
+
+  test("a server's progress the extension cannot read is passed over; the answer goes on", async () => {
+    // A newer server might report a stage this client does not know: the reply keeps the reports it can read.
+    const { turnId } = await askStreamingServer('newer', [
+      { delta: {}, beside: { ficoco: { progress: { stage: 'video', done: 0, total: 3 } } } },
+      { delta: {}, beside: { ficoco: { progress: 'soon' } } },
+      { delta: {}, beside: { ficoco: { progress: { stage: 'prompt', done: 1, total: 4 } } } },
+      { delta: { content: 'a red circle' } },
+    ]);
+    const { answer } = conversation.turn(turnId)!;
+    assert.equal(answer.status, 'done');
+    assert.equal(answer.text, 'a red circle');
+    assert.deepEqual(progressLabels(turnId), ['Reading the prompt: 25 %']);
   });
 
   test('a server other than ficoco serve: the answer, and the status bar says reduction is not available', async () => {
     // An OpenAI-compatible server that streams an answer without FiCoCo's extension field (as vLLM or Ollama do).
-    const server = http.createServer((request, response) => {
-      if (request.url === '/v1/models') {
-        response.setHeader('content-type', 'application/json');
-        response.end(JSON.stringify({ object: 'list', data: [{ id: 'other-vlm', object: 'model' }] }));
-        return;
-      }
-      response.writeHead(200, { 'content-type': 'text/event-stream' });
-      const chunk = (delta: object, finish: string | null) =>
-        `data: ${JSON.stringify({ id: 'x', object: 'chat.completion.chunk', created: 0, model: 'other-vlm', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
-      response.end(
-        chunk({ role: 'assistant', content: 'a red ' }, null) +
-          chunk({ content: 'circle' }, 'stop') +
-          'data: [DONE]\n\n',
-      );
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    try {
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
-      const turnId = turn();
-      await replies.run(turnId, 'answer', 'what is in the picture ?', [SHAPES], () => ({ ...REDUCED, engine: url }));
-      const { answer } = conversation.turn(turnId)!;
-      assert.equal(answer.status, 'done');
-      assert.equal(answer.text, 'a red circle');
-      assert.equal(answer.stats, undefined);
-      assert.equal(statuses.at(-2), `no stats from ${url}`);
-    } finally {
-      server.close();
-    }
+    const { turnId, url } = await askStreamingServer('other-vlm', [
+      { delta: { role: 'assistant', content: 'a red ' } },
+      { delta: { content: 'circle' }, finish: 'stop' },
+    ]);
+    const { answer } = conversation.turn(turnId)!;
+    assert.equal(answer.status, 'done');
+    assert.equal(answer.text, 'a red circle');
+    assert.equal(answer.stats, undefined);
+    assert.equal(statuses.at(-2), `no stats from ${url}`);
   });
 });
