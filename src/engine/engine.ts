@@ -425,13 +425,12 @@ export class LlavaEngine {
   async warmUp(reduction?: ReductionRequest): Promise<void> {
     const blank = { width: WARM_UP_IMAGE_SIDE, height: WARM_UP_IMAGE_SIDE };
     const choice = reduction && this.chooseReduction(reduction);
-    if (choice && choice.method !== NO_REDUCTION) checkedRequest(choice.method, choice.budget, choice.params);
     let hooks: ReductionHook[] = [];
     try {
       hooks = this.hooksOf(choice, [blank]);
     } catch (error) {
       // A tiled model's tokens grow with the image: a token budget its small blank image cannot hold is for the real
-      // images to check (the request itself was checked above); the warm-up goes on without it.
+      // images to check (chooseReduction checked the request itself); the warm-up goes on without it.
       if (!this.config.tiling || !(error instanceof ReductionSettingsError)) throw error;
       reduction = undefined;
     }
@@ -497,9 +496,7 @@ export class LlavaEngine {
     let firstTextAt: number | undefined;
     const chosen = request.reduction && this.chooseReduction(request.reduction);
     // A question without images has no visual tokens to reduce: it runs unreduced, with no reduction in its stats (a
-    // bad setting is still refused).
-    if (chosen && chosen.method !== NO_REDUCTION && pixels.length === 0)
-      checkedRequest(chosen.method, chosen.budget, chosen.params);
+    // bad setting was still refused, by chooseReduction).
     const reduction = pixels.length > 0 ? this.fittedToImages(chosen, pixels.length) : undefined;
     const planned = this.hooksOf(
       reduction,
@@ -570,10 +567,14 @@ export class LlavaEngine {
     return chooseReduction(this.modelDir, this.reductionShape, this.publishedReduction);
   }
 
-  /** The reduction a request stands for, and which rule chose it. */
+  /**
+   * The reduction a request stands for, and which rule chose it; a method, budget or parameter that is not valid is
+   * refused here, whatever images the question has.
+   */
   chooseReduction(reduction: ReductionRequest): ReductionChoice {
     if (reduction.method === AUTO_METHOD) return this.autoReduction;
     if (!reduction.budget) throw new ReductionSettingsError(`${reduction.method} needs a budget: ${BUDGET_HINT}.`);
+    if (reduction.method !== NO_REDUCTION) checkedRequest(reduction.method, reduction.budget, reduction.params);
     return {
       method: reduction.method,
       budget: reduction.budget,
