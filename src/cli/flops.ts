@@ -119,11 +119,14 @@ export async function flopsCommand(args: string[]): Promise<number> {
     const plan = planTiledReduction(request, model, { size, layout });
     const content = layout.tokens - layout.grid.rows;
     const kept = keptPerPass(plan);
-    const tower = plan.perPass.length
-      ? `In the tower each pass keeps the same share of its tokens on the image, ${kept.join(' + ')} = ` +
-        `${kept.reduce((sum, tokens) => sum + tokens, 0)} (a whole pass ${kept[0]}/${model.visualTokens}): ` +
-        `${stepList(plan.perPass)}.`
-      : 'Nothing in the tower.';
+    const total = kept.reduce((sum, tokens) => sum + tokens, 0);
+    // A ranked step's counts per pass come from the image's scores; the projector's FLOPs depend only on their sum.
+    const shares = plan.perPass.some((step) => step.rank)
+      ? `the passes are ranked together and keep ${total} in all (as shares of their tokens on the image: ` +
+        `${kept.join(' + ')}; a run gives each what it wins)`
+      : `each pass keeps the same share of its tokens on the image, ${kept.join(' + ')} = ${total} (a whole ` +
+        `pass ${kept[0]}/${model.visualTokens})`;
+    const tower = plan.perPass.length ? `In the tower ${shares}: ${stepList(plan.perPass)}.` : 'Nothing in the tower.';
     const decoder = plan.inDecoder.length
       ? `In the decoder: ${stepList(plan.inDecoder)}.`
       : 'The decoder is counted with a row end per row, an estimate: a run drops those of rows it empties.';

@@ -135,6 +135,19 @@ interface PassTokens extends LayerTokens {
   projected: number;
 }
 
+/** One tower pass of an image on its way through the tower's segments. */
+interface TowerPass {
+  state: TokenState;
+  pixels: Float32Array;
+  /** index of the next segment to run */
+  next: number;
+  /** the tile's patches that see only its padding, until the first hook that asks has dropped them */
+  padding?: Uint8Array;
+  /** the outputs of the segment it stopped after, for the hook there */
+  outputs?: ort.InferenceSession.OnnxValueMapType;
+  at: { image: number; pass: number; layers: PassTokens };
+}
+
 /**
  * What became of one image's patches by the end of prefill: k = kept as its own token, m = merged into another, d =
  * dropped.
@@ -702,17 +715,7 @@ export class LlavaEngine {
     const features: PackedImage[] = [];
     const visionTokens: PassTokens[] = [];
     for (const [image, pixels] of images.entries()) {
-      const passes: TokenState[] = [];
-      for (let start = 0; start < pixels.values.length; start += this.passSize) {
-        const layers: PassTokens = { attention: [], mlp: [], projected: 0 };
-        const values = pixels.values.subarray(start, start + this.passSize);
-        const pass = start / this.passSize;
-        const padding = this.paddingPatches(pixels, pass);
-        await watch.beforePass();
-        passes.push(await this.encodeImage(values, visionSegments, hooks, { image, pass, padding }, steps, layers));
-        watch.passDone(this.towerFlops(layers));
-        visionTokens.push(layers);
-      }
+      const passes = await this.encodePasses(pixels, image, visionSegments, hooks, { watch, steps, visionTokens });
       features.push(this.packImage(passes, pixels.size));
     }
     const { ms: visionMs, cpuMs: visionCpuMs } = visionClock();
@@ -839,25 +842,57 @@ export class LlavaEngine {
   }
 
   /**
-   * Runs the vision tower (with its hooks) on one pass of an image's pixels; returns the projected features. A tile's
-   * `padding` patches go before its first hook when the hook asks (AttentionNeeds.imageOnly): unpadding would cut them.
+   * Runs the vision tower (with its hooks) on every pass of an image (one, or a tiled image's base image and tiles);
+   * returns each pass's projected features. A hook that reduces the passes together (ReductionHook.reducePasses) has
+   * every pass run to its site first; then each goes on from what the hook left it.
    */
-  private async encodeImage(
-    pixels: Float32Array,
+  private async encodePasses(
+    pixels: ImagePixels,
+    image: number,
     segments: Segment[],
     hooks: Map<HookSite, ReductionHook>,
-    at: { image: number; pass: number; padding?: Uint8Array },
-    steps: StepStat[],
-    layers: PassTokens,
-  ): Promise<TokenState> {
-    const { image, pass } = at;
-    let { padding } = at;
+    run: { watch: PrefillWatch; steps: StepStat[]; visionTokens: PassTokens[] },
+  ): Promise<TokenState[]> {
+    const count = pixels.values.length / this.passSize;
+    const joints = [...hooks.values()].filter((hook) => hook.reducePasses && !hook.site.startsWith('llm:'));
+    if (joints.length > 1)
+      throw new Error(`hooks at ${joints.map((hook) => hook.site).join(' and ')} both reduce the passes together`);
+    const joint = count > 1 ? joints[0] : undefined;
+    const passes: TowerPass[] = [];
+    for (let pass = 0; pass < count; pass++) {
+      const layers: PassTokens = { attention: [], mlp: [], projected: 0 };
+      const values = pixels.values.subarray(pass * this.passSize, (pass + 1) * this.passSize);
+      await run.watch.beforePass();
+      const input = this.towerInput(values, { image, pass, layers }, this.paddingPatches(pixels, pass));
+      passes.push(await this.runTower(input, segments, hooks, run.steps, joint?.site));
+      run.watch.passDone(this.towerFlops(layers));
+      run.visionTokens.push(layers);
+    }
+    if (!joint?.reducePasses) return passes.map((pass) => pass.state);
+    const views = passes.map((pass) =>
+      hookView(joint, pass.state, pass.outputs!, this.passHookContext(pass, joint, run.steps)),
+    );
+    const clock = startClock();
+    const reduced = joint.reducePasses(views.map((at) => at.view));
+    const { ms, cpuMs } = clock();
+    const resumed: TokenState[] = [];
+    for (const [p, pass] of passes.entries()) {
+      await run.watch.check();
+      // One ranking served every pass: its time is shared among them.
+      const { state } = views[p].finish(reduced[p], { ms: ms / passes.length, cpuMs: cpuMs / passes.length });
+      resumed.push((await this.runTower({ ...pass, state, padding: undefined }, segments, hooks, run.steps)).state);
+    }
+    return resumed;
+  }
+
+  /** A pass's first tokens: the tower's class token, where it has one, then its patches. */
+  private towerInput(pixels: Float32Array, at: TowerPass['at'], padding?: Uint8Array): TowerPass {
     const { grid, classToken } = this.towers.image;
     const patches = grid.rows * grid.cols;
     // A class token, where the tower has one, comes before the patches and stands for none of them.
     const lead = classToken ? 1 : 0;
     const count = lead + patches;
-    let state: TokenState = {
+    const state: TokenState = {
       hidden: new Float32Array(0),
       count,
       width: this.config.vision.hiddenSize,
@@ -873,11 +908,42 @@ export class LlavaEngine {
         },
       ],
     };
+    return { state, pixels, next: 0, padding, at };
+  }
+
+  /** What a hook at a tower site is told about the pass it reduces. */
+  private passHookContext(pass: TowerPass, hook: ReductionHook, steps: StepStat[]): HookContext {
+    const { at, padding, state } = pass;
+    return {
+      steps,
+      image: at.image,
+      pass: at.pass,
+      // The projector's output has no class token left.
+      hasClassToken: this.towers.image.classToken && hook.site !== 'projector',
+      drop: padding && hook.needs.imageOnly ? tokensOn(state, padding) : undefined,
+    };
+  }
+
+  /**
+   * Runs a pass through the tower's segments from `pass.next`, each hook on what its segment left; stops, before its
+   * hook, at `until`'s site, with that segment's outputs. A tile's `padding` patches go before its first hook when the
+   * hook asks (AttentionNeeds.imageOnly): unpadding would cut them.
+   */
+  private async runTower(
+    pass: TowerPass,
+    segments: Segment[],
+    hooks: Map<HookSite, ReductionHook>,
+    steps: StepStat[],
+    until?: HookSite,
+  ): Promise<TowerPass> {
+    let { state, padding } = pass;
+    const { layers } = pass.at;
     const pixelDims = this.towers.vision.input.dims as number[];
-    for (const segment of segments) {
+    for (const [index, segment] of segments.entries()) {
+      if (index < pass.next) continue;
       const input =
         segment.start === 0
-          ? new ort.Tensor('float32', pixels, pixelDims)
+          ? new ort.Tensor('float32', pass.pixels, pixelDims)
           : new ort.Tensor('float32', state.hidden, [state.count, state.width]);
       countLayerTokens(this.towers.vision, segment, state.count, layers);
       const feeds: Record<string, ort.Tensor> = { [segment.graph.inputName]: input };
@@ -889,15 +955,15 @@ export class LlavaEngine {
       state = atEnd ? this.featuresFrom(state, hidden) : { ...state, hidden };
       // The projector is the tower's last block and maps token by token: as many came out of it as went in.
       if (atEnd) layers.projected = state.count;
-      const hook = hooks.get(atEnd ? 'projector' : (segment.site as HookSite));
-      if (hook) {
-        const hasClassToken = classToken && !atEnd;
-        const drop = padding && hook.needs.imageOnly ? tokensOn(state, padding) : undefined;
-        state = runHook(hook, state, outputs, { steps, image, pass, hasClassToken, drop }).state;
-        padding = undefined;
-      }
+      const site = atEnd ? 'projector' : (segment.site as HookSite);
+      const hook = hooks.get(site);
+      if (!hook) continue;
+      const here = { ...pass, state, padding, next: index + 1, outputs };
+      if (site === until) return here;
+      state = runHook(hook, state, outputs, this.passHookContext(here, hook, steps)).state;
+      padding = undefined;
     }
-    return state;
+    return { ...pass, state, padding, next: segments.length };
   }
 
   /** An image's passes as the one sequence of tokens the decoder reads (a tiled model's: tiledFeatures.ts). */
@@ -1166,26 +1232,48 @@ function tokensOn(state: TokenState, patches: Uint8Array): Uint8Array {
 }
 
 /**
- * Calls a hook on the state a segment left, with the attention it asked for, and records the step in `steps`;
- * `hasClassToken` says index 0 is a class token, `image` which image a vision-side step reduced, `drop` which tokens
- * go before the hook sees them.
+ * What a hook is told besides the tokens: `hasClassToken` says index 0 is a class token, `image` and `pass` which image
+ * and tower pass a vision-side step reduced, `drop` which tokens go before the hook sees them; its step is recorded in
+ * `steps`.
  */
+interface HookContext {
+  steps: StepStat[];
+  hasClassToken: boolean;
+  image?: number;
+  pass?: number;
+  structure?: Uint8Array;
+  /** the outputs were gathered over the tokens `structure` leaves (GatheredExposure's `content`) */
+  signalsOverContent?: boolean;
+  drop?: Uint8Array;
+}
+
+/** Calls a hook on the state a segment left, with the attention it asked for, and records the step. */
 function runHook(
   hook: ReductionHook,
   state: TokenState,
   outputs: ort.InferenceSession.OnnxValueMapType,
-  step: {
-    steps: StepStat[];
-    hasClassToken: boolean;
-    image?: number;
-    pass?: number;
-    structure?: Uint8Array;
-    /** the outputs were gathered over the tokens `structure` leaves (GatheredExposure's `content`) */
-    signalsOverContent?: boolean;
-    drop?: Uint8Array;
-  },
+  context: HookContext,
 ): { state: TokenState; structure?: Uint8Array } {
-  const { steps, hasClassToken, image, pass, structure, signalsOverContent, drop } = step;
+  const at = hookView(hook, state, outputs, context);
+  const clock = startClock();
+  const reduced = hook.reduce(at.view);
+  return at.finish(reduced, clock());
+}
+
+/**
+ * What a hook sees of the state a segment left (its signals, structure tokens set aside), and how its result goes back:
+ * checked, recorded, structure restored.
+ */
+function hookView(
+  hook: ReductionHook,
+  state: TokenState,
+  outputs: ort.InferenceSession.OnnxValueMapType,
+  context: HookContext,
+): {
+  view: SiteView;
+  finish(reduced: TokenState, time: { ms: number; cpuMs: number }): { state: TokenState; structure?: Uint8Array };
+} {
+  const { steps, hasClassToken, image, pass, structure, signalsOverContent, drop } = context;
   const attention = outputs[ATTENTION]?.data as Float32Array | undefined;
   const meanKeys = outputs[MEAN_KEYS]?.data as Float32Array | undefined;
   const keyCount =
@@ -1206,20 +1294,20 @@ function runHook(
   // Structure tokens (row ends) are taken out of what the method sees, and put back after it; `drop` tokens stay out.
   const content = structure?.includes(1) ? withoutStructure(full, structure, { signalsOverContent }) : undefined;
   const view = content?.view ?? (drop?.includes(1) ? withoutStructure(full, drop).view : full);
-  const clock = startClock();
-  const reduced = hook.reduce(view);
-  const { ms, cpuMs } = clock();
-  validateTokenState(reduced, hook.site, state.width);
-  const visual = (s: TokenState) => s.spans.reduce((sum, span) => sum + span.count, 0);
-  steps.push({
-    site: hook.site,
-    ...(image !== undefined ? { image } : {}),
-    tokensBefore: visual(view),
-    tokensAfter: visual(reduced),
-    ms,
-    cpuMs,
-  });
-  return content ? content.restore(reduced) : { state: reduced, structure };
+  const finish = (reduced: TokenState, { ms, cpuMs }: { ms: number; cpuMs: number }) => {
+    validateTokenState(reduced, hook.site, state.width);
+    const visual = (s: TokenState) => s.spans.reduce((sum, span) => sum + span.count, 0);
+    steps.push({
+      site: hook.site,
+      ...(image !== undefined ? { image } : {}),
+      tokensBefore: visual(view),
+      tokensAfter: visual(reduced),
+      ms,
+      cpuMs,
+    });
+    return content ? content.restore(reduced) : { state: reduced, structure };
+  };
+  return { view, finish };
 }
 
 /**

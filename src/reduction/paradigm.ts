@@ -1,3 +1,4 @@
+import { topIndices } from './arrays';
 import { AttentionNeeds, HookSite, ReductionHook, SiteView, TokenState, VisualSpan } from './tokenState';
 
 /**
@@ -68,6 +69,12 @@ export interface Step<P = StepParams> {
    * step leaves each pass, where each brings its own number (the patches that see the image)
    */
   passLeaves?: readonly number[];
+  /**
+   * the score this step keeps tokens by (higher stays), where it is on one scale on every tower pass (each pass's
+   * [CLS] attention comes from its own softmax): on a tiled image the passes' tokens are ranked together by it, and
+   * each pass leaves what the ranking keeps of it (leavesByRank) instead of its share of the budget
+   */
+  rank?: (view: SiteView, span: VisualSpan) => ArrayLike<number>;
   params: P;
 }
 
@@ -187,9 +194,41 @@ export function stepRemoval(
   return Math.max(0, Math.min(planned, count - 1));
 }
 
-/** A step as an engine hook. */
+/**
+ * Per pass of a tiled image (`views`, one span each), the tokens a ranked step leaves it: all passes' tokens ranked
+ * together by `step.rank`, the best Σ passLeaves stay, every pass keeping at least its own best (ties to the earlier
+ * pass, then token).
+ */
+export function leavesByRank(step: Pick<Step, 'rank' | 'passLeaves'>, views: readonly SiteView[]): number[] {
+  const { rank, passLeaves } = step;
+  if (!rank || passLeaves?.length !== views.length)
+    throw new Error('a step ranks the passes together only with a score and a count for every pass');
+  const keep = passLeaves.reduce((sum, tokens) => sum + tokens, 0);
+  const leaves = views.map(() => 1);
+  const rest: { score: number; pass: number; token: number }[] = [];
+  views.forEach((view, pass) => {
+    const scores = rank(view, view.spans[0]);
+    const best = topIndices(scores, 1)[0];
+    for (let token = 0; token < scores.length; token++)
+      if (token !== best) rest.push({ score: scores[token], pass, token });
+  });
+  rest.sort((a, b) => b.score - a.score || a.pass - b.pass || a.token - b.token);
+  for (const { pass } of rest.slice(0, Math.max(0, keep - views.length))) leaves[pass]++;
+  return leaves;
+}
+
+/**
+ * A step as an engine hook; a step with a rank, planned per pass (Step.passLeaves), also reduces a tiled image's passes
+ * together (ReductionHook.reducePasses).
+ */
 export function stepHook<P>(step: Step<P>, log?: StepRecord[]): ReductionHook {
-  return { site: step.site, needs: step.needs, reduce: (view) => runStep(step, view, log) };
+  const reduce = (view: SiteView) => runStep(step, view, log);
+  if (!step.rank || !step.passLeaves) return { site: step.site, needs: step.needs, reduce };
+  const reducePasses = (views: readonly SiteView[]) => {
+    const passLeaves = leavesByRank(step, views);
+    return views.map((view) => runStep({ ...step, passLeaves }, view, log));
+  };
+  return { site: step.site, needs: step.needs, reduce, reducePasses };
 }
 
 function concatSplits(splits: Split[]): Split {

@@ -75,6 +75,11 @@ export interface ReductionHook {
   site: HookSite;
   needs: AttentionNeeds;
   reduce(view: SiteView): TokenState;
+  /**
+   * a tiled image's passes at this tower site, reduced together (in pass order); where a hook has it, the engine runs
+   * every pass to the site before any goes on
+   */
+  reducePasses?(views: readonly SiteView[]): TokenState[];
 }
 
 /** The sites a hook list touches, with what each needs; throws on an unknown or duplicate site. */

@@ -101,6 +101,12 @@ test('ficoco flops --method on a tiled architecture: every pass runs the tower s
   const causalLlm = ratio(inTower.stdout, 'LLM prefill TFLOPs, causal');
   assert.ok(causalLlm > ratio(inTower.stdout, 'LLM prefill TFLOPs') && causalLlm < 0.1);
   assert.ok(ratio(inTower.stdout, 'total TFLOPs, causal') > ratio(inTower.stdout, 'total TFLOPs'));
+  // FasterVLM ranks the passes together: the counts of each depend on the image, only their sum on the budget.
+  const ranked = await onevision('fastervlm');
+  assert.match(
+    ranked.stdout,
+    /In the tower the passes are ranked together and keep 793 in all \(as shares of their tokens on the image: 53 \+ [\d +]+; a run gives each what it wins\): features −676\./,
+  );
   const inDecoder = await onevision('fastv');
   assert.match(inDecoder.stdout, /Nothing in the tower\. In the decoder: llm:1 −6416\./);
   assert.equal(ratio(inDecoder.stdout, 'vision TFLOPs'), 1);

@@ -10,6 +10,8 @@ import { tiledRunShape } from '../../src/cli/runShape';
 import { flopsArchOf } from '../../src/engine/models/flopsArch';
 import { archForImage, runFlops } from '../../src/flops';
 import { keptTokens } from '../../src/reduction/method';
+import { classAttention } from '../../src/reduction/stages/importance';
+import type { ReductionHook, SiteView, TokenState } from '../../src/reduction/tokenState';
 import { removedTokens } from '../../src/reduction/paradigm';
 import { keptPerPass, planTiledReduction } from '../../src/reduction/tiled';
 import { METHODS } from '../../src/reduction/registry';
@@ -54,6 +56,51 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
       assert.deepEqual(answer.stats.visualTokens, [{ original: tokens, atDecoder: tokens }]);
       assert.equal(answer.stats.promptTokens, (await questionTextTokens(engine)) + tokens);
       assert.equal(answer.stats.flops.run.total, answer.stats.flops.unreduced.total);
+    });
+
+    test('FasterVLM ranks the base image and the tiles together: the best [CLS] attention of all passes stays', async () => {
+      const size = { width: 1920, height: 1080 };
+      const [hook] = engine.reductionHooks({ method: 'fastervlm', budget: { ratio: 0.5 } }, [size]);
+      const seen: { views: readonly SiteView[]; kept: TokenState[] } = { views: [], kept: [] };
+      const watching: ReductionHook = {
+        ...hook,
+        reducePasses: (views) => Object.assign(seen, { views, kept: hook.reducePasses!(views) }).kept,
+      };
+      const answer = await engine.ask({
+        question: QUESTION,
+        images: [{ bytes, name: 'screenshot.png' }],
+        hooks: [watching],
+        maxNewTokens: 1,
+      });
+      const layout = anyresLayout(engine.config.tiling!, size);
+      const budget = keptTokens({ ratio: 0.5 }, layout.tokens - layout.grid.rows);
+      assert.equal(seen.views.length, layout.tiles.rows * layout.tiles.cols + 1, 'every pass was ranked at once');
+      const tokens = seen.views.flatMap((view, pass) => {
+        const [span] = view.spans;
+        const kept = new Set(seen.kept[pass].spans[0].tokenPatch);
+        return Array.from(classAttention(view, span), (score, t) => ({
+          score,
+          pass,
+          kept: kept.has(span.tokenPatch[t]),
+        }));
+      });
+      assert.equal(tokens.filter((token) => token.kept).length, budget);
+      // Beyond each pass's own best token (which it always keeps), every kept token outranks every dropped one.
+      const best = seen.views.map((_, pass) => Math.max(...tokens.filter((t) => t.pass === pass).map((t) => t.score)));
+      const keptBeyondBest = tokens.filter((t) => t.kept && t.score < best[t.pass]).map((t) => t.score);
+      const dropped = tokens.filter((t) => !t.kept).map((t) => t.score);
+      assert.ok(Math.min(...keptBeyondBest) >= Math.max(...dropped));
+      // The ranking, not each pass's share of the image, decided how many each pass keeps.
+      const plan = planTiledReduction({ method: 'fastervlm', budget: { ratio: 0.5 } }, engine.reductionShape, {
+        size,
+        layout,
+      });
+      const perPass = seen.kept.map((state) => state.spans[0].count);
+      assert.notDeepEqual(perPass, keptPerPass(plan));
+      assert.deepEqual(
+        answer.stats.steps.filter((step) => step.site === 'features').map((step) => step.tokensAfter),
+        perPass,
+      );
     });
 
     test('two images in one question: OneVision sees each whole, padded square; NeXT tiles each', async () => {
@@ -280,11 +327,17 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
             // Every pass (base image and tiles) keeps the same share of its tokens on the image (a tile's padding goes
             // before its first step), and together they keep the budget — or, where decoder steps follow, what those
             // are planned to start from — or one token each, where that is more.
+            // A method that ranks the passes together (Step.rank) gives each what it wins of the same total.
             const kept = keptPerPass(plan);
             const lastSite = inTower.at(-1)!.site;
             const atLastSite = inTower.filter((step) => step.site === lastSite).map((step) => step.tokensAfter);
-            assert.deepEqual(atLastSite, kept);
             const total = kept.reduce((sum, tokens) => sum + tokens, 0);
+            if (plan.perPass.at(-1)!.rank)
+              assert.equal(
+                atLastSite.reduce((sum, tokens) => sum + tokens, 0),
+                total,
+              );
+            else assert.deepEqual(atLastSite, kept);
             const handed = keep + removedTokens(plan.inDecoder);
             assert.equal(total, Math.max(handed, kept.length), `the passes keep ${total}; planned: ${handed}`);
             if (inDecoder.length > 0 && handed > keep)

@@ -8,8 +8,9 @@ import { test } from 'node:test';
 import { anyresLayout } from '../../src/common/anyres';
 import { archPreset } from '../../src/flops';
 import type { ModelShape } from '../../src/reduction/method';
-import { removedTokens, stepRemoval } from '../../src/reduction/paradigm';
+import { leavesByRank, removedTokens, stepHook, stepRemoval } from '../../src/reduction/paradigm';
 import { keptPerPass, planTiledReduction } from '../../src/reduction/tiled';
+import type { SiteView, VisualSpan } from '../../src/reduction/tokenState';
 
 const size = { width: 1920, height: 1080 };
 const layout = anyresLayout(archPreset('llava-onevision-qwen2-0.5b').anyres!, size);
@@ -102,5 +103,58 @@ test('a budget above the content tokens is refused, naming the image size', () =
   assert.throws(
     () => planTiledReduction({ method: 'ficoco-v', budget: { tokens: 7210 } }, pass, { size, layout }),
     /more than the 7209 this model gives a 1920 × 1080 image/,
+  );
+});
+
+/** A pass's view at a tower site, one span of `scores.length` tokens whose rank is `scores`. */
+function passView(pass: number, scores: number[]): SiteView {
+  const count = scores.length;
+  return {
+    hidden: Float32Array.from(scores),
+    count,
+    width: 1,
+    sizes: new Float32Array(count).fill(1),
+    positions: Int32Array.from({ length: count }, (_, i) => i),
+    spans: [
+      {
+        start: 0,
+        count,
+        grid: { rows: 1, cols: count },
+        patchOwner: Int32Array.from({ length: count }, (_, i) => i),
+        tokenPatch: Int32Array.from({ length: count }, (_, i) => i),
+      },
+    ],
+    site: 'features',
+    keyCount: count,
+    hasClassToken: false,
+    pass,
+  };
+}
+
+const byHidden = (view: SiteView, span: VisualSpan) => view.hidden.subarray(span.start, span.start + span.count);
+
+test('a ranked step keeps the best tokens of all passes together, at least one a pass', () => {
+  const views = [passView(0, [0.5, 0.1, 0.1, 0.3]), passView(1, [0.05, 0.05, 0.2, 0.7]), passView(2, [0, 0, 0, 0])];
+  // Planned 2 + 2 + 2: the ranking gives pass 1 its 0.7 and 0.2, pass 0 its 0.5 and 0.3, and pass 2 its best alone.
+  assert.deepEqual(leavesByRank({ rank: byHidden, passLeaves: [2, 2, 2] }, views), [3, 2, 1]);
+  // Ties go to the earlier pass, then the earlier token.
+  const tied = [passView(0, [1, 1, 1]), passView(1, [1, 1, 1])];
+  assert.deepEqual(leavesByRank({ rank: byHidden, passLeaves: [1, 2] }, tied), [2, 1]);
+  assert.throws(() => leavesByRank({ rank: byHidden, passLeaves: [1] }, tied), /a count for every pass/);
+});
+
+test('a ranked step reduces the passes together, each to what the ranking kept of it', () => {
+  const step = planTiledReduction({ method: 'fastervlm', budget: { tokens: 4 } }, pass, { size, layout }).perPass[0];
+  assert.ok(step.rank, 'FasterVLM ranks the passes together by [CLS] attention');
+  const hook = stepHook({ ...step, rank: byHidden, passLeaves: [2, 2] });
+  const views = [passView(0, [0.5, 0.4, 0.3]), passView(1, [0.9, 0.8, 0.7])].map((view) => ({
+    ...view,
+    // [CLS]-free: the mean attention a token receives, here each query's row the scores.
+    attention: Float32Array.from({ length: 9 }, (_, i) => view.hidden[i % 3]),
+  }));
+  const reduced = hook.reducePasses!(views);
+  assert.deepEqual(
+    reduced.map((state) => Array.from(state.spans[0].tokenPatch)),
+    [[0], [0, 1, 2]],
   );
 });

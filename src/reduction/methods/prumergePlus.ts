@@ -130,7 +130,8 @@ export const pruMergePlus = defineMethod({
     'token into one extra attention-weighted token, which a fixed budget has no room for). ' +
     'Uses the head-averaged attention and keys of the layer producing the features (the code recomputes ' +
     "single-head attention from the last layer's q/k projections). Without [CLS], the mean attention " +
-    'each token receives replaces it.',
+    'each token receives replaces it. On a tiled image the passes are ranked together by it, each keeping what it ' +
+    'wins; outliers and samples are chosen per pass.',
   params: PARAMS,
   plan(model, keep, params) {
     return [
@@ -141,6 +142,7 @@ export const pruMergePlus = defineMethod({
         correlate: nearestNeighbourReceivers,
         compress: mergeIntoReceivers({ weighting: { tokenWeights: classAttentionBySequence }, normalize: true }),
         remove: model.visualTokens - keep,
+        rank: classAttention,
         params,
       },
     ];

@@ -72,7 +72,8 @@ export const visionZip = defineMethod({
     'adds the group mean to the target, target + mean), and the budget is exact (the code also passes ' +
     'the [CLS] hidden state on, one token more). ' +
     'Budget split dominant:contextual = 54:10 at 64, scaled to other budgets. Without [CLS], the mean ' +
-    'attention each token receives ranks the dominant tokens.',
+    'attention each token receives ranks the dominant tokens. On a tiled image the passes are ranked together by ' +
+    'it, each keeping what it wins, of which its contextual share as above.',
   params: PARAMS,
   plan(model, keep, params) {
     return [
@@ -84,6 +85,7 @@ export const visionZip = defineMethod({
         // α = 1 per source: (X_j + Σ X_i) / (1 + n), the plain mean of the target's group.
         compress: mergeIntoReceivers({ weighting: 'self-preserving', normalize: true }),
         remove: model.visualTokens - keep,
+        rank: classAttention,
         params,
       },
     ];
