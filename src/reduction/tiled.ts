@@ -13,7 +13,10 @@ export interface TiledReductionPlan {
    * that see the image; the padding's go first, as unpadding would cut them
    */
   passTokens: number[];
-  /** steps up to the projector, run on every pass, each leaving every pass its planned count (Step.passLeaves) */
+  /**
+   * steps up to the projector, run on every pass, each leaving every pass its planned count (Step.passLeaves), or, a
+   * ranked step (Step.rank), what the passes' tokens ranked together give it of their sum
+   */
   perPass: Step[];
   /** steps in the decoder, over the packed image without its row ends */
   inDecoder: Step[];
@@ -21,10 +24,11 @@ export interface TiledReductionPlan {
 
 /**
  * Spreads a budget over a tiled image. Tower steps see only the patches on the image (a tile's padding is dropped
- * before its first step) and keep the same share of every pass, so the budget goes in proportion to each pass's
- * tokens on the image and the passes hand over exactly the budget, or, where decoder steps follow (FiCoCo-VL), exactly
- * what those are planned to start from. Decoder steps rank the base image and the tiles together, as one span, planned
- * from what the tower hands them and ending at the budget.
+ * before its first step) and keep the same share of every pass (a ranked step: the same sum), so the budget goes in
+ * proportion to each pass's tokens on the image and the passes hand over exactly the budget, or, where decoder steps
+ * follow (FiCoCo-VL), exactly what those are planned to start from — unless that is no fewer than the unreduced image
+ * brings, when the decoder steps do it all. Decoder steps rank the base image and the tiles together, as one span,
+ * planned from what the tower hands them and ending at the budget.
  */
 export function planTiledReduction(
   request: { method: string; budget: Budget; params?: Readonly<Record<string, unknown>> },
@@ -42,17 +46,30 @@ export function planTiledReduction(
   const passTokens = [pass.visualTokens, ...tilePatchesOnImage(layout, pass.grid.rows)];
   const imageFeatures = passTokens.reduce((sum, tokens) => sum + tokens, 0);
   const passKeep = Math.max(1, Math.round((keep * pass.visualTokens) / imageFeatures));
-  const towerSteps = planReduction(request.method, { tokens: passKeep }, pass, request.params).steps.filter(
+  let towerSteps = planReduction(request.method, { tokens: passKeep }, pass, request.params).steps.filter(
     (step) => !step.site.startsWith('llm:'),
   );
   // Decoder steps start from what reaches them: passes thinned in the tower are packed without anyres_max's shrinking.
-  const handed = towerSteps.length > 0 ? imageFeatures : content;
-  const packed = { ...pass, visualTokens: handed, grid: { rows: 1, cols: handed } };
-  const inDecoder = planReduction(request.method, { tokens: keep }, packed, request.params).steps.filter((step) =>
-    step.site.startsWith('llm:'),
-  );
-  // The tower's passes hand over, in all, what the decoder steps are planned to start from (the budget without them).
-  const towerKeep = keep + removedTokens(inDecoder);
+  const decoderSteps = (handed: number) => {
+    const packed = { ...pass, visualTokens: handed, grid: { rows: 1, cols: handed } };
+    return planReduction(request.method, { tokens: keep }, packed, request.params).steps.filter((step) =>
+      step.site.startsWith('llm:'),
+    );
+  };
+  let inDecoder = decoderSteps(towerSteps.length > 0 ? imageFeatures : content);
+  // The tower's passes hand over, in all, what the decoder steps are planned to start from (the budget without them)...
+  let towerKeep = keep + removedTokens(inDecoder);
+  // ...unless that is no fewer than the image brings unreduced (shrunk): then the decoder's steps do it all, each
+  // removing its planned share of the whole reduction.
+  if (towerSteps.length > 0 && towerKeep >= content) {
+    towerSteps = [];
+    const removals = inProportion(
+      content - keep,
+      inDecoder.map((step) => step.remove),
+    );
+    inDecoder = inDecoder.map((step, i) => ({ ...step, remove: removals[i] }));
+    towerKeep = content;
+  }
   const perPass = leavingEachPassItsShare(towerSteps, pass.visualTokens, passTokens, towerKeep);
   return { keep, passTokens, perPass, inDecoder: leavingPlannedCounts(inDecoder, keep) };
 }
@@ -88,19 +105,24 @@ function leavingEachPassItsShare(
 
 /**
  * `total` tokens over passes of `passTokens`, in whole numbers that add up to it: every pass one (a step always leaves
- * one), the rest in proportion to the tokens beyond it, floors first, then one more by largest remainder.
+ * one), the rest in proportion to the tokens beyond it.
  */
 function apportion(total: number, passTokens: readonly number[]): number[] {
   const first = passTokens.map((tokens) => Math.min(1, tokens));
   const beyond = passTokens.map((tokens, p) => tokens - first[p]);
   const rest = Math.max(0, total - first.reduce((a, b) => a + b, 0));
-  const weight = beyond.reduce((a, b) => a + b, 0);
-  const exact = beyond.map((tokens) => (weight > 0 ? (rest * tokens) / weight : 0));
+  return inProportion(rest, beyond).map((part, p) => first[p] + part);
+}
+
+/** `total` in whole numbers in proportion to `weights`, adding up to it: floors first, then one more by largest remainder. */
+function inProportion(total: number, weights: readonly number[]): number[] {
+  const weight = weights.reduce((a, b) => a + b, 0);
+  const exact = weights.map((w) => (weight > 0 ? (total * w) / weight : 0));
   const parts = exact.map(Math.floor);
-  const short = rest - parts.reduce((a, b) => a + b, 0);
+  const short = total - parts.reduce((a, b) => a + b, 0);
   const byRemainder = parts.map((_, p) => p).sort((a, b) => exact[b] - parts[b] - (exact[a] - parts[a]) || a - b);
   for (const p of byRemainder.slice(0, short)) parts[p]++;
-  return parts.map((part, p) => first[p] + part);
+  return parts;
 }
 
 /**

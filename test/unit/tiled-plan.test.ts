@@ -135,7 +135,8 @@ const byHidden = (view: SiteView, span: VisualSpan) => view.hidden.subarray(span
 
 test('a ranked step keeps the best tokens of all passes together, at least one a pass', () => {
   const views = [passView(0, [0.5, 0.1, 0.1, 0.3]), passView(1, [0.05, 0.05, 0.2, 0.7]), passView(2, [0, 0, 0, 0])];
-  // Planned 2 + 2 + 2: the ranking gives pass 1 its 0.7 and 0.2, pass 0 its 0.5 and 0.3, and pass 2 its best alone.
+  // Planned 2 + 2 + 2: each pass keeps its best (0.5, 0.7, 0), then the best three of the rest (0.3, 0.2 and the
+  // first of pass 0's two 0.1s) go to passes 0, 1, 0: 3 + 2 + 1.
   assert.deepEqual(leavesByRank({ rank: byHidden, passLeaves: [2, 2, 2] }, views), [3, 2, 1]);
   // Ties go to the earlier pass, then the earlier token.
   const tied = [passView(0, [1, 1, 1]), passView(1, [1, 1, 1])];
@@ -157,4 +158,34 @@ test('a ranked step reduces the passes together, each to what the ranking kept o
     reduced.map((state) => Array.from(state.spans[0].tokenPatch)),
     [[0], [0, 1, 2]],
   );
+});
+
+test('FiCoCo-VL whose tower would hand the decoder no fewer tokens than the shrunk image leaves it all to the decoder', () => {
+  // visionShare 0.1: the tower would keep N^0.9·B^0.1 ≈ 8,360 of the 10,854 unshrunk features, more than the 7,209
+  // content tokens anyres_max leaves the unreduced image.
+  const tiled = planTiledReduction(
+    { method: 'ficoco-vl', budget: { ratio: 0.11 }, params: { visionShare: 0.1 } },
+    pass,
+    { size, layout },
+  );
+  assert.deepEqual(tiled.perPass, []);
+  // FiCoCo-L's schedule, its removals scaled to start from the whole image: even over the layers, to the budget.
+  const removals = tiled.inDecoder.map((step) => step.remove);
+  assert.equal(tiled.keep + removedTokens(tiled.inDecoder), 7269 - 60);
+  assert.ok(Math.max(...removals) - Math.min(...removals) <= 1, `removals ${removals.join(', ')}`);
+  assert.deepEqual(
+    tiled.inDecoder.map((step) => step.site),
+    plan('ficoco-l').inDecoder.map((step) => step.site),
+  );
+  let left = 7269 - 60;
+  for (const step of tiled.inDecoder) left -= stepRemoval(step, left);
+  assert.equal(left, tiled.keep);
+  // A share that hands over fewer keeps its tower steps.
+  const fewer = planTiledReduction(
+    { method: 'ficoco-vl', budget: { ratio: 0.11 }, params: { visionShare: 0.2 } },
+    pass,
+    { size, layout },
+  );
+  assert.ok(fewer.perPass.length > 0);
+  assert.ok(fewer.keep + removedTokens(fewer.inDecoder) < 7269 - 60);
 });
