@@ -3,6 +3,9 @@ import * as path from 'node:path';
 import { FicocoError } from '../common/errors';
 import { checkImageFile } from '../common/imageFile';
 import { parseModelConfig } from '../engine/models/registry';
+import { type PublishedReduction, type ReductionChoice, chooseReduction } from '../engine/recommendation';
+import { AUTO_METHOD, NO_REDUCTION } from '../common/reductionChoice';
+import { budgetLabel } from '../common/budget';
 import { flopsArchOf } from '../engine/models/flopsArch';
 import { exifOrientation, uprightSize } from '../engine/image/orientation';
 import {
@@ -39,6 +42,7 @@ import {
 export const FLOPS_USAGE = `Usage:
   ficoco flops (--model DIR | --arch NAME) [--image FILE | --image-size WxH] [--text-tokens 60] [--budgets 576,192,25%]
   ficoco flops (--model DIR | --arch NAME) --method NAME --budget N [--param name=value ...] [--text-tokens 60]
+  ficoco flops --model DIR --method auto [--text-tokens 60]
 
 Analytic prefill FLOPs (LLM TFLOPs in LLM-Viewer's accounting, as the FiCoCo paper reports them) and the
 fp16 KV cache of one image + text. Without --method: visual tokens reduced before the LLM, one row per
@@ -80,7 +84,8 @@ export async function flopsCommand(args: string[]): Promise<number> {
       'input',
     );
   }
-  const named = values.model !== undefined ? archOfFolder(values.model) : archPreset(values.arch as string);
+  const folder = values.model !== undefined ? modelOfFolder(values.model) : undefined;
+  const named = folder?.arch ?? archPreset(values.arch as string);
   const sizeFlag = values.image !== undefined ? '--image' : values['image-size'] !== undefined ? '--image-size' : '';
   if (values.image !== undefined && values['image-size'] !== undefined)
     throw new FicocoError('give --image FILE or --image-size WxH, not both.', 'input');
@@ -108,10 +113,17 @@ export async function flopsCommand(args: string[]): Promise<number> {
     process.stdout.write(flopsTable(arch, textTokens, budgetList(values.budgets, arch)) + '\n');
     return 0;
   }
-  if (values.budget === undefined)
-    throw new FicocoError('--method needs --budget N (visual tokens kept per image, or a share like 25%).', 'input');
   const model = shapeOf(arch);
-  const request = { method: values.method, budget: budgetArg(values.budget), params: paramArgs(values.param) };
+  if (values.method !== AUTO_METHOD && values.budget === undefined)
+    throw new FicocoError('--method needs --budget N (visual tokens kept per image, or a share like 25%).', 'input');
+  const request =
+    values.method === AUTO_METHOD
+      ? autoChoice(folder, model, values)
+      : { method: values.method, budget: budgetArg(values.budget!), params: paramArgs(values.param) };
+  if (request.method === NO_REDUCTION) {
+    process.stdout.write(flopsTable(arch, textTokens, [arch.visualTokensPerImage]) + '\n');
+    return 0;
+  }
   const prompt = { images: 1, textTokens };
   const stepList = (steps: readonly Step[]) => steps.map((s) => `${s.site} −${s.remove}`).join(', ') || 'no steps';
   if (arch.anyres) {
@@ -147,7 +159,32 @@ export async function flopsCommand(args: string[]): Promise<number> {
   return 0;
 }
 
-function archOfFolder(folder: string): ModelArch {
+/** What `--method auto` stands for on a model folder (as the engine resolves it), said on stdout. */
+function autoChoice(
+  folder: { dir: string; published?: PublishedReduction } | undefined,
+  model: ModelShape,
+  flags: { budget?: string; param?: string[] },
+): ReductionChoice {
+  if (!folder)
+    throw new FicocoError(
+      "--method auto stands for a model folder's choice (its `ficoco tune` recommendation, else the setting " +
+        "published for it, else FiCoCo's default): give --model DIR, or name a method.",
+      'input',
+    );
+  if (flags.budget !== undefined || flags.param !== undefined)
+    throw new FicocoError(
+      '--method auto chooses its own budget and parameters: leave out --budget and --param.',
+      'input',
+    );
+  const choice = chooseReduction(folder.dir, model, folder.published);
+  const chosen =
+    choice.method === NO_REDUCTION ? 'every visual token' : `${choice.method} at ${budgetLabel(choice.budget)}`;
+  process.stdout.write(`auto: ${chosen}. ${choice.why}\n\n`);
+  return choice;
+}
+
+/** A model folder's architecture, and the reduction its family publishes for it (what `auto` falls back to). */
+function modelOfFolder(folder: string): { dir: string; arch: ModelArch; published?: PublishedReduction } {
   const file = path.join(folder, 'config.json');
   if (!fs.existsSync(file))
     throw new FicocoError(`${file} does not exist; --model needs a Hugging Face LLaVA model folder.`, 'model-folder');
@@ -157,7 +194,12 @@ function archOfFolder(folder: string): ModelArch {
   } catch (error) {
     throw new FicocoError(`${file} is not valid JSON: ${(error as Error).message}`, 'config');
   }
-  return flopsArchOf(parseModelConfig(json, file).config, path.basename(path.resolve(folder)));
+  const model = parseModelConfig(json, file);
+  return {
+    dir: folder,
+    arch: flopsArchOf(model.config, path.basename(path.resolve(folder))),
+    ...(model.publishedReduction ? { published: model.publishedReduction } : {}),
+  };
 }
 
 /** What a method needs to place its steps, from the FLOPs model's description. */

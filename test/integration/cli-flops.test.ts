@@ -115,3 +115,18 @@ test('ficoco flops --method on a tiled architecture: every pass runs the tower s
   assert.equal(tooMany.code, 2);
   assert.match(tooMany.stderr, /more than the 7209 this model gives a 1920 × 1080 image/);
 });
+
+test('ficoco flops --method auto counts what auto chooses for a model folder, and needs one', async () => {
+  const folder = path.join(ROOT, 'test', 'fixtures', 'tiny-llava-onevision-qwen2');
+  const auto = await flops('--model', folder, '--method', 'auto', '--image-size', '1920x1080');
+  assert.equal(auto.code, 0, auto.stderr);
+  // Nothing measured or published for this folder: FiCoCo's default, planned over the screenshot as a run would.
+  assert.match(auto.stdout, /auto: ficoco-v at 11%\. FiCoCo's default/);
+  assert.match(auto.stdout, /ficoco-v, \d+\/\d+ of the image's visual tokens kept/);
+  const noFolder = await flops('--arch', 'llava-onevision-qwen2-0.5b', '--method', 'auto');
+  assert.notEqual(noFolder.code, 0);
+  assert.match(noFolder.stderr, /--method auto stands for a model folder's choice .* give --model DIR/);
+  const withBudget = await flops('--model', folder, '--method', 'auto', '--budget', '64');
+  assert.notEqual(withBudget.code, 0);
+  assert.match(withBudget.stderr, /chooses its own budget and parameters: leave out --budget and --param/);
+});
