@@ -34,6 +34,8 @@ export interface RemoteEngineOptions {
 }
 
 /** HTTP status → the kind of engine error the extension offers a fix for. */
+/** More characters than any token spells: an answer past max_tokens × this is a server that ignores max_tokens. */
+const MAX_CHARS_PER_TOKEN = 256;
 const KINDS: Record<number, EngineErrorKind> = { 400: 'input', 401: 'input', 404: 'input', 413: 'image', 429: 'input' };
 
 export class RemoteEngine implements AnswerEngine {
@@ -99,11 +101,18 @@ export class RemoteEngine implements AnswerEngine {
         },
       };
       const stream = await this.client.chat.completions.create(body, { signal: controller.signal });
+      const longest = question.maxNewTokens * MAX_CHARS_PER_TOKEN;
       for await (const chunk of stream) {
         const choice = chunk.choices[0];
         if (choice?.delta.content) {
-          text += choice.delta.content;
-          listeners.text(choice.delta.content);
+          const piece = choice.delta.content.slice(0, longest - text.length);
+          text += piece;
+          if (piece) listeners.text(piece);
+          // A server that goes on past max_tokens is cut off there, as an answer at its length limit.
+          if (piece.length < choice.delta.content.length) {
+            stopReason = 'max-tokens';
+            break;
+          }
         }
         if (choice?.finish_reason) stopReason = choice.finish_reason === 'length' ? 'max-tokens' : 'stop-token';
         const extension = (chunk as { ficoco?: { stats?: unknown; progress?: unknown } }).ficoco;

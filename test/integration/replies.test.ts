@@ -522,6 +522,20 @@ describe('chat replies on a real engine process', () => {
     assert.deepEqual(progressLabels(turnId), ['Reading the prompt: 25 %']);
   });
 
+  test('a server that streams on past max_tokens is cut off at the answer length limit', async () => {
+    // REDUCED asks for at most maxNewTokens tokens; no token spells more than 256 characters.
+    const limit = REDUCED.maxNewTokens * 256;
+    const piece = 'x'.repeat(1000);
+    const { turnId } = await askStreamingServer('endless', [
+      ...Array.from({ length: Math.ceil(limit / piece.length) + 5 }, () => ({ delta: { content: piece } })),
+      { delta: {}, finish: 'stop' },
+    ]);
+    const { answer } = conversation.turn(turnId)!;
+    assert.equal(answer.text.length, limit);
+    assert.equal(answer.status, 'done');
+    assert.equal(answer.stopReason, 'max-tokens');
+  });
+
   test('a server other than ficoco serve: the answer, and the status bar says reduction is not available', async () => {
     // An OpenAI-compatible server that streams an answer without FiCoCo's extension field (as vLLM or Ollama do).
     const { turnId, url } = await askStreamingServer('other-vlm', [
