@@ -65,6 +65,9 @@ const ENGINE_ERRORS: Record<EngineErrorKind | 'crashed', Pick<OpenAiError, 'stat
   internal: { status: 500, type: 'server_error', code: null },
 };
 
+/** Routes a client reaches without the API key: the health and readiness probes. */
+const OPEN_ROUTES = new Set(['/health', '/ready']);
+
 export function buildServer(options: ServerOptions): FastifyInstance {
   const { pool, modelId } = options;
   const app = Fastify({
@@ -78,7 +81,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   const created = Math.floor(Date.now() / 1000);
 
   app.addHook('onRequest', async (request, reply) => {
-    if (!options.apiKey || !(request.url.startsWith('/v1/') || request.url === '/metrics')) return;
+    // By the route matched, not the raw URL (which a query or percent-encoding disguises): only the probes are open.
+    if (!options.apiKey || OPEN_ROUTES.has(request.routeOptions.url ?? '')) return;
     if (!sameSecret(request.headers.authorization ?? '', `Bearer ${options.apiKey}`))
       return sendError(reply, {
         status: 401,

@@ -315,7 +315,11 @@ describe('ficoco serve under load and over the network', () => {
       const wrong = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'sk-wrong', maxRetries: 0 });
       await assert.rejects(wrong.models.list(), (error) => error instanceof OpenAI.AuthenticationError);
       assert.equal((await fetch(`${server.url}/metrics`)).status, 401);
+      // The key goes by the route matched: a percent-encoded path or a query reaches the same route, and needs it too.
+      for (const disguised of ['/%761/models', '/metrics?x=1', '/%6detrics', '/v1/models/', '/nowhere'])
+        assert.equal((await fetch(`${server.url}${disguised}`)).status, 401, disguised);
       assert.equal((await fetch(`${server.url}/health`)).status, 200, 'probes need no key');
+      assert.equal((await fetch(`${server.url}/health?probe=1`)).status, 200, 'probes need no key');
       const right = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'sk-test-key', maxRetries: 0 });
       assert.equal((await right.models.list()).data.length, 1);
       const large = `data:image/png;base64,${Buffer.alloc(1_200_000).toString('base64')}`;
