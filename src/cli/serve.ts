@@ -14,7 +14,7 @@ import { resolveModelArg } from './models';
 
 export const SERVE_USAGE = `Usage:
   ficoco serve [--model DIR|PRESET] [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--workers 1] [--queue 16]
-               [--method auto|none|NAME] [--budget N] [--param NAME=VALUE] [--max-tokens 256] [--max-body-mb 48]
+               [--method auto|none|NAME] [--budget N] [--param NAME=VALUE] [--max-tokens 256] [--max-body-mb N]
                [--provider NAME] [--threads N] [--quantize none|int8|int4]
 
 Serves the model over OpenAI's Chat Completions API: POST /v1/chat/completions (images as data: URLs, stream: true
@@ -22,7 +22,8 @@ for server-sent events), GET /v1/models, /health, /ready and /metrics (Prometheu
 with "ficoco": {"method": "ficoco-v", "budget": "11%"}; otherwise --method (default auto: the model's
 recommendation). Binding to anything but this machine needs --api-key (or $FICOCO_API_KEY); clients then send
 Authorization: Bearer KEY. --workers N starts up to N engine processes, one request each at a time, as many as memory
-allows; --queue requests wait beyond them, and more get 429 with Retry-After.
+allows; --queue requests wait beyond them, and more get 429 with Retry-After. --max-body-mb bounds a request's
+body (default: the largest image the engine takes, as base64, and 1 MiB of text).
 `;
 
 /** `ficoco serve`: runs until SIGINT or SIGTERM. */

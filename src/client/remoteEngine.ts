@@ -94,7 +94,7 @@ export class RemoteEngine implements AnswerEngine {
             ? {
                 method: reduction.method,
                 ...(reduction.budget ? { budget: budgetLabel(reduction.budget) } : {}),
-                params: reduction.params,
+                ...(Object.keys(reduction.params ?? {}).length > 0 ? { params: reduction.params } : {}),
               }
             : { method: NO_REDUCTION }),
           ...(listeners.progress ? { progress: true } : {}),

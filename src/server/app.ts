@@ -5,7 +5,12 @@
  */
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifySchemaValidationError,
+} from 'fastify';
 import { type CancellationToken, CancellationTokenSource } from 'vscode-jsonrpc/node';
 import { type EngineClient, EngineError } from '../client/engineClient';
 import { FicocoError } from '../common/errors';
@@ -68,6 +73,17 @@ const ENGINE_ERRORS: Record<EngineErrorKind | 'crashed', Pick<OpenAiError, 'stat
 /** Routes a client reaches without the API key: the health and readiness probes. */
 const OPEN_ROUTES = new Set(['/health', '/ready']);
 
+/** A 404 for a model name this server does not serve. */
+function modelNotFound(asked: string, served: string): OpenAiError {
+  return {
+    status: 404,
+    message: `The model ${asked} is not served here; this server has ${served} (GET /v1/models).`,
+    type: 'invalid_request_error',
+    code: 'model_not_found',
+    param: 'model',
+  };
+}
+
 export function buildServer(options: ServerOptions): FastifyInstance {
   const { pool, modelId } = options;
   const app = Fastify({
@@ -75,7 +91,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     logger: false,
     // OpenAI's fields are often "a string or a number"; the schema says so with type lists. Fastify's default strips
     // properties a schema does not allow, which would run `{"ficoco": {"budgett": "11%"}}` with no reduction asked.
-    ajv: { customOptions: { allowUnionTypes: true, removeAdditional: false } },
+    // Its default coercion would also unwrap a one-part content array into a string's branch and refuse it.
+    ajv: { customOptions: { allowUnionTypes: true, removeAdditional: false, coerceTypes: false } },
   });
   const metrics = serverMetrics({ depth: () => pool.queueDepth, busy: () => pool.busy, workers: () => pool.workers });
   const created = Math.floor(Date.now() / 1000);
@@ -116,24 +133,18 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   app.get('/metrics', async (_request, reply) =>
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
   );
-  app.get('/v1/models', async () => ({
-    object: 'list',
-    data: [{ id: modelId, object: 'model', created, owned_by: 'ficoco' }],
-  }));
+  const model = { id: modelId, object: 'model', created, owned_by: 'ficoco' };
+  app.get('/v1/models', async () => ({ object: 'list', data: [model] }));
+  app.get<{ Params: { id: string } }>('/v1/models/:id', async (request, reply) =>
+    request.params.id === modelId ? model : sendError(reply, modelNotFound(request.params.id, modelId)),
+  );
 
   app.post<{ Body: ChatCompletionBody }>(
     '/v1/chat/completions',
     { schema: { body: CHAT_COMPLETION_BODY } },
     async (request, reply) => {
       const body = request.body;
-      if (body.model !== modelId)
-        return sendError(reply, {
-          status: 404,
-          message: `The model ${body.model} is not served here; this server has ${modelId} (GET /v1/models).`,
-          type: 'invalid_request_error',
-          code: 'model_not_found',
-          param: 'model',
-        });
+      if (body.model !== modelId) return sendError(reply, modelNotFound(body.model, modelId));
       const question = chatQuestion(body, options.defaults);
       const disconnected = new AbortController();
       reply.raw.on('close', () => {
@@ -199,18 +210,28 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     question: ChatQuestion,
     reply: FastifyReply,
   ): Promise<Answered> {
-    // From here on the stream is written by hand: Fastify sends nothing more for this request.
-    reply.hijack();
     const raw = reply.raw;
     const id = `chatcmpl-${randomUUID()}`;
-    const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) => {
+    const write = (choices: unknown[], extra: Record<string, unknown> = {}) => {
       const created = Math.floor(Date.now() / 1000);
       raw.write(
         `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: modelId, choices, ...extra })}\n\n`,
       );
     };
-    raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
-    chunk([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }]);
+    // The stream opens with the engine's first report: a request it refuses before any (a bad reduction) is an HTTP
+    // error, not a 200 carrying one. From then on it is written by hand; Fastify sends nothing more for it.
+    const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) => {
+      if (!raw.headersSent) {
+        reply.hijack();
+        raw.writeHead(200, {
+          'content-type': 'text/event-stream',
+          'cache-control': 'no-cache',
+          connection: 'keep-alive',
+        });
+        write([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }]);
+      }
+      write(choices, extra);
+    };
     const stops = new StopStrings(question.stop);
     const generation = new Generation(token);
     const send = (text: string) => {
@@ -290,6 +311,14 @@ function usageOf(stats: AnswerStats) {
   };
 }
 
+/** A schema error's field as OpenAI names it: /messages/0/content → messages[0].content; a missing one by its name. */
+function fieldOf(failure: FastifySchemaValidationError | undefined): string | null {
+  if (!failure) return null;
+  const missing = (failure.params as { missingProperty?: unknown }).missingProperty;
+  const parts = [...failure.instancePath.split('/').slice(1), ...(typeof missing === 'string' ? [missing] : [])];
+  return parts.map((part, i) => (/^\d+$/.test(part) ? `[${part}]` : i === 0 ? part : `.${part}`)).join('') || null;
+}
+
 function toOpenAiError(error: Error): OpenAiError {
   const fastify = error as FastifyError;
   if (fastify.validation)
@@ -298,7 +327,7 @@ function toOpenAiError(error: Error): OpenAiError {
       message: error.message,
       type: 'invalid_request_error',
       code: null,
-      param: fastify.validationContext ?? null,
+      param: fieldOf(fastify.validation[0]),
     };
   if (fastify.code === 'FST_ERR_CTP_BODY_TOO_LARGE')
     return {

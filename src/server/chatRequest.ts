@@ -65,12 +65,19 @@ export const CHAT_COMPLETION_BODY = {
     seed: { type: ['integer', 'null'] },
     stop: {
       anyOf: [
-        { type: 'string', minLength: 1 },
-        { type: 'array', maxItems: 4, items: { type: 'string', minLength: 1 } },
+        { type: 'string', maxLength: 1024 },
+        { type: 'array', maxItems: 4, items: { type: 'string', maxLength: 1024 } },
         { type: 'null' },
       ],
     },
     n: { type: ['integer', 'null'], minimum: 1, maximum: 1 },
+    // Read only to refuse what a text answer cannot honour (unsupportedFields).
+    tools: { type: ['array', 'null'] },
+    tool_choice: {
+      anyOf: [{ type: 'string' }, { type: 'object' }, { type: 'null' }],
+    },
+    response_format: { type: ['object', 'null'], properties: { type: { type: 'string' } } },
+    logprobs: { type: ['boolean', 'null'] },
     ficoco: {
       type: 'object',
       additionalProperties: false,
@@ -133,11 +140,13 @@ export function chatQuestion(body: ChatCompletionBody, defaults: ServerDefaults)
     role: message.role === 'developer' ? 'system' : message.role,
     text: textOf(message),
   }));
+  unsupportedFields(body);
+  const maxTokensField = body.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
   const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? defaults.maxTokens;
   if (maxTokens > MAX_NEW_TOKENS_LIMIT)
     throw new BadChatRequest(
-      `max_tokens is ${maxTokens}; FiCoCo answers with at most ${MAX_NEW_TOKENS_LIMIT}.`,
-      'max_tokens',
+      `${maxTokensField} is ${maxTokens}; FiCoCo answers with at most ${MAX_NEW_TOKENS_LIMIT}.`,
+      maxTokensField,
     );
   const reduction = body.ficoco ? reductionOf(body.ficoco, defaults) : defaults.reduction;
   return {
@@ -152,11 +161,37 @@ export function chatQuestion(body: ChatCompletionBody, defaults: ServerDefaults)
       topP: body.top_p ?? 1,
       seed: (body.seed ?? 0) >>> 0,
     },
-    stop: body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop,
+    // An empty stop string would end every answer before it began: clients send "" for none.
+    stop: (body.stop === undefined || body.stop === null
+      ? []
+      : typeof body.stop === 'string'
+        ? [body.stop]
+        : body.stop
+    ).filter((stop) => stop !== ''),
     stream: body.stream === true,
     includeUsage: body.stream_options?.include_usage === true,
     progress: body.stream === true && body.ficoco?.progress === true,
   };
+}
+
+/**
+ * Refuses what a text answer cannot honour: a tool call required (tools with tool_choice "auto" or "none" are a
+ * question the model may answer in text, as it does), a JSON response format, log probabilities.
+ */
+function unsupportedFields(body: ChatCompletionBody): void {
+  const { tools, tool_choice: choice, response_format: format } = body;
+  if (tools?.length && choice !== undefined && choice !== null && choice !== 'auto' && choice !== 'none')
+    throw new BadChatRequest(
+      'FiCoCo answers in text and calls no tools: tool_choice may be "auto" or "none", or leave out tools.',
+      'tool_choice',
+    );
+  if (format?.type !== undefined && format.type !== 'text')
+    throw new BadChatRequest(
+      `response_format ${format.type} is not supported: FiCoCo answers in free text; leave out response_format.`,
+      'response_format',
+    );
+  if (body.logprobs === true)
+    throw new BadChatRequest('FiCoCo does not return log probabilities; leave out logprobs.', 'logprobs');
 }
 
 function textOf(message: Message): string {
@@ -194,15 +229,24 @@ function reductionOf(
   defaults: ServerDefaults,
 ): ReductionRequest | undefined {
   const { method } = field;
+  // Empty params are none: the extension sends `params: {}` with every method.
+  const hasParams = Object.keys(field.params ?? {}).length > 0;
   if (method === undefined) {
     // The field may carry only options (`progress`): the server's reduction stands.
-    if (field.budget !== undefined || field.params !== undefined)
+    if (field.budget !== undefined || hasParams)
       throw new BadChatRequest('ficoco.budget and ficoco.params need ficoco.method.', 'ficoco.method');
     return defaults.reduction;
   }
-  if (method === NO_REDUCTION) return undefined;
+  if (method === NO_REDUCTION || method === AUTO_METHOD) {
+    // A budget or params here would be dropped unread, as a misspelt field would.
+    if (field.budget !== undefined || hasParams)
+      throw new BadChatRequest(
+        `ficoco.method ${method} takes no budget or params: ${method === AUTO_METHOD ? 'auto chooses its own' : 'nothing is reduced'}.`,
+        field.budget !== undefined ? 'ficoco.budget' : 'ficoco.params',
+      );
+    return method === NO_REDUCTION ? undefined : { method, params: {} };
+  }
   const params = (field.params ?? {}) as Record<string, ParamValue>;
-  if (method === AUTO_METHOD) return { method, params };
   if (field.budget === undefined)
     throw new BadChatRequest(
       `ficoco.budget is required with ficoco.method ${method}: ${BUDGET_HINT}.`,

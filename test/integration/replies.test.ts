@@ -471,6 +471,16 @@ describe('chat replies on a real engine process', () => {
       assert.deepEqual(there.stats?.imageReductions, here.stats?.imageReductions, 'the overlay comes along');
       assert.ok(there.stats?.speedup && there.stats.speedup.pairs > 0, 'measured through the server');
       assert.equal(statuses[0], 'Answering', 'a remote engine has no model to load here');
+      // The extension's defaults through the server: `auto` (sent with empty params), and a question without an image
+      // (a one-part content array).
+      const plain = turn();
+      await replies.run(plain, 'answer', 'what is in the picture ?', [], () => ({
+        ...SETTINGS,
+        reduction: { method: 'auto', budget: { tokens: 3 }, budgetLabel: '3', params: {} },
+        engine: `${server.url}/v1`,
+      }));
+      const { answer } = conversation.turn(plain)!;
+      assert.equal(answer.status, 'done', answer.error);
     } finally {
       await server.close();
     }

@@ -157,6 +157,14 @@ describe('ficoco serve with the built-in model', () => {
       (completion.usage as unknown as { ficoco: { visual_tokens_kept: number } }).ficoco.visual_tokens_kept,
       144,
     );
+    // Empty params are none: what the extension sends with `auto`, its default.
+    const auto = await client.chat.completions.create({
+      model: 'tiny-llava-screens',
+      messages: imageQuestion(dataUrl(IMAGE)),
+      max_tokens: 2,
+      ficoco: { method: 'auto', params: {} },
+    } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    assert.equal(auto.choices[0].message.role, 'assistant');
     await assert.rejects(
       client.chat.completions.create({
         model: 'tiny-llava-screens',
@@ -242,6 +250,74 @@ describe('ficoco serve with the built-in model', () => {
         messages: [{ role: 'tool', content: 'x', tool_call_id: '1' }],
       }),
       (error: InstanceType<typeof OpenAI.BadRequestError>) => error instanceof OpenAI.BadRequestError,
+    );
+  });
+
+  test('a content array of one part is read as OpenAI defines it', async () => {
+    // Text alone is what the extension sends for a question without an image (RemoteEngine).
+    const completion = await client.chat.completions.create({
+      model: 'tiny-llava-screens',
+      messages: [{ role: 'user', content: [{ type: 'text', text: 'what is the title ?' }] }],
+      max_tokens: 2,
+      stop: '',
+    });
+    assert.equal(completion.usage?.completion_tokens, 2, 'an empty stop string stops nothing');
+    // An image alone passes the schema and meets the engine's own rule: a question has words.
+    await assert.rejects(
+      client.chat.completions.create({
+        model: 'tiny-llava-screens',
+        messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: dataUrl(IMAGE) } }] }],
+      }),
+      (error: InstanceType<typeof OpenAI.BadRequestError>) => {
+        assert.match(error.message, /The question is empty/);
+        return true;
+      },
+    );
+    assert.equal((await client.models.retrieve('tiny-llava-screens')).id, 'tiny-llava-screens');
+    await assert.rejects(client.models.retrieve('gpt-4o'), (error) => error instanceof OpenAI.NotFoundError);
+  });
+
+  test('what a text answer cannot honour is refused: a required tool call, JSON output, log probabilities', async () => {
+    const question = { model: 'tiny-llava-screens', messages: imageQuestion(dataUrl(IMAGE)), max_tokens: 2 };
+    const tools: OpenAI.ChatCompletionTool[] = [
+      { type: 'function', function: { name: 'click', parameters: { type: 'object', properties: {} } } },
+    ];
+    // Tools the model may leave unused are a question it answers in text.
+    const optional = await client.chat.completions.create({ ...question, tools, tool_choice: 'auto' });
+    assert.equal(typeof optional.choices[0].message.content, 'string');
+    const refusals: [Partial<OpenAI.ChatCompletionCreateParamsNonStreaming>, string][] = [
+      [{ tools, tool_choice: 'required' }, 'tool_choice'],
+      [{ tools, tool_choice: { type: 'function', function: { name: 'click' } } }, 'tool_choice'],
+      [{ response_format: { type: 'json_object' } }, 'response_format'],
+      [{ logprobs: true, top_logprobs: 2 }, 'logprobs'],
+      [{ max_completion_tokens: 100_000 }, 'max_completion_tokens'],
+      [{ ficoco: { method: 'none', budget: '16' } } as object, 'ficoco.budget'],
+      [{ messages: [{ role: 'user', content: 7 }] } as object, 'messages[0].content'],
+    ];
+    for (const [fields, param] of refusals)
+      await assert.rejects(
+        client.chat.completions.create({ ...question, ...fields }),
+        (error: InstanceType<typeof OpenAI.BadRequestError>) => {
+          assert.ok(error instanceof OpenAI.BadRequestError, String(error));
+          assert.equal(error.param, param);
+          return true;
+        },
+      );
+  });
+
+  test('a stream the engine refuses before it starts is an HTTP error, not a 200 carrying one', async () => {
+    await assert.rejects(
+      client.chat.completions.create({
+        model: 'tiny-llava-screens',
+        messages: imageQuestion(dataUrl(IMAGE)),
+        stream: true,
+        ...ficoco('nope', '11%'),
+      } as OpenAI.ChatCompletionCreateParamsStreaming),
+      (error: InstanceType<typeof OpenAI.BadRequestError>) => {
+        assert.ok(error instanceof OpenAI.BadRequestError, String(error));
+        assert.equal(error.code, 'invalid_reduction');
+        return true;
+      },
     );
   });
 
