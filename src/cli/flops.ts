@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { FicocoError } from '../common/errors';
 import { checkImageFile } from '../common/imageFile';
 import { parseModelConfig } from '../engine/models/registry';
+import { readModelJson } from '../engine/text/json-file';
 import { type PublishedReduction, type ReductionChoice, chooseReduction } from '../engine/recommendation';
 import { AUTO_METHOD, NO_REDUCTION } from '../common/reductionChoice';
 import { budgetLabel } from '../common/budget';
@@ -188,13 +189,7 @@ function modelOfFolder(folder: string): { dir: string; arch: ModelArch; publishe
   const file = path.join(folder, 'config.json');
   if (!fs.existsSync(file))
     throw new FicocoError(`${file} does not exist; --model needs a Hugging Face LLaVA model folder.`, 'model-folder');
-  let json: unknown;
-  try {
-    json = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (error) {
-    throw new FicocoError(`${file} is not valid JSON: ${(error as Error).message}`, 'config');
-  }
-  const model = parseModelConfig(json, file);
+  const model = parseModelConfig(readModelJson(file), file);
   return {
     dir: folder,
     arch: flopsArchOf(model.config, path.basename(path.resolve(folder))),

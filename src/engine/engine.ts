@@ -61,6 +61,7 @@ import { GREEDY, SamplingOptions, createSampler } from './runtime/sampling';
 import { defaultThreads, thisMachineCores } from './runtime/threads';
 import { Segment, TowerRunner } from './runtime/towerRunner';
 import { ChatMessage, StreamingDecoder, TextProcessor } from './text';
+import { readModelJson } from './text/json-file';
 import { WeightIndex } from './weights/safetensors';
 import { type WeightQuantization, quantizedParts } from '../common/quantization';
 import { WeightQuantizer } from './weights/quantizedCache';
@@ -306,7 +307,7 @@ export class LlavaEngine {
         'model-folder',
       );
     }
-    const model = parseModelConfig(readJson(configFile), configFile);
+    const model = parseModelConfig(readModelJson(configFile), configFile);
     const { config } = model;
     const arch = flopsArchOf(config, path.basename(dir));
     const weights = WeightIndex.open(dir);
@@ -331,7 +332,7 @@ export class LlavaEngine {
         'model-folder',
       );
     }
-    const preprocessorJson = readJson(preprocessorFile);
+    const preprocessorJson = readModelJson(preprocessorFile);
     const preprocessor = parsePreprocessorConfig(preprocessorJson, preprocessorFile);
     if (config.tiling) checkSamePinpoints(config.tiling, preprocessorJson, preprocessorFile);
     const quantized = await quantizer?.materialize(options.onQuantizing);
@@ -1406,15 +1407,4 @@ function checkSamePinpoints(tiling: AnyresSpec, preprocessorJson: unknown, prepr
       `be tiled by one list and its features unpadded by the other. Use config.json's list in both files.`,
     'config',
   );
-}
-
-function readJson(file: string): unknown {
-  try {
-    return JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (error) {
-    throw new FicocoError(
-      `${file} is not valid JSON (${error instanceof Error ? error.message : String(error)}).`,
-      'config',
-    );
-  }
 }

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { StreamingDecoder, TextProcessor, type ChatMessage, type ImageTokenRef } from '../../src/engine/text';
+import { MAX_SETTINGS_FILE_BYTES } from '../../src/engine/text/json-file';
 import { throwsFicoco } from '../helpers/assertions';
 import { ONEVISION_CHAT_TEMPLATE } from '../helpers/hubListings';
 
@@ -560,5 +561,33 @@ describe('chat template location and errors', () => {
     );
     fs.writeFileSync(path.join(dir, 'tokenizer.json'), '{"model": ');
     throwsFicoco(() => TextProcessor.load(dir, { text: '<image>' }), 'config', /tokenizer\.json is not valid JSON/);
+  });
+
+  test('a settings file is read only as a bounded regular file, and a parse error does not quote it', () => {
+    const dir = qwenFolder();
+    const config = path.join(dir, 'tokenizer_config.json');
+    const load = () => TextProcessor.load(dir, { text: '<image>' });
+    // A link to a device would be read without end.
+    fs.rmSync(config);
+    fs.symlinkSync('/dev/zero', config);
+    throwsFicoco(load, 'config', /tokenizer_config\.json is not a regular file/);
+    fs.rmSync(config);
+    fs.writeFileSync(config, Buffer.alloc(MAX_SETTINGS_FILE_BYTES + 1, 0x20));
+    throwsFicoco(
+      load,
+      'config',
+      new RegExp(`is more than ${MAX_SETTINGS_FILE_BYTES} bytes, more than such a file holds`),
+    );
+    // A link to another file is followed (a Hub cache's snapshot links to its blobs); what it holds is not quoted.
+    fs.rmSync(config);
+    const secret = path.join(dir, '..', `secret-${path.basename(dir)}`);
+    fs.writeFileSync(secret, 'root:x:0:0:root:/root:/bin/bash\n');
+    fs.symlinkSync(secret, config);
+    assert.throws(load, (error: Error) => {
+      assert.match(error.message, /tokenizer_config\.json is not valid JSON( \(at character \d+\))?;/);
+      assert.doesNotMatch(error.message, /root/);
+      return true;
+    });
+    fs.rmSync(secret);
   });
 });

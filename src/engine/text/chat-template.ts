@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { FicocoError } from '../../common/errors';
-import { isJsonObject, readOptionalJson, type JsonObject } from './json-file';
+import { isJsonObject, readModelText, readOptionalJson, type JsonObject } from './json-file';
 import { DEFAULT_RENDER_LIMITS, TemplateProcess, type RenderLimits } from './template-process';
 
 export type ChatContent = string | Array<{ type: 'text'; text: string } | { type: 'image' }>;
@@ -69,7 +69,7 @@ export class ChatTemplate {
  */
 export function loadChatTemplate(modelDir: string, tokenizerConfig: JsonObject): ChatTemplate {
   const jinjaFile = path.join(modelDir, 'chat_template.jinja');
-  if (fs.existsSync(jinjaFile)) return new ChatTemplate(fs.readFileSync(jinjaFile, 'utf8'), jinjaFile);
+  if (fs.existsSync(jinjaFile)) return new ChatTemplate(readModelText(jinjaFile), jinjaFile);
   const chatTemplateJson = readOptionalJson(modelDir, 'chat_template.json');
   if (chatTemplateJson?.['chat_template'] !== undefined) {
     return pickTemplate(chatTemplateJson['chat_template'], path.join(modelDir, 'chat_template.json'));

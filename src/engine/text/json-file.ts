@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { FicocoError } from '../../common/errors';
+import { FicocoError, type FicocoErrorKind } from '../../common/errors';
 
 export type JsonObject = Record<string, unknown>;
 
@@ -8,19 +8,65 @@ export function isJsonObject(value: unknown): value is JsonObject {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/** The most a model folder's settings file may hold; tokenizer.json, the largest, gets its own bound. */
+export const MAX_SETTINGS_FILE_BYTES = 16 * 2 ** 20;
+const MAX_FILE_BYTES: Record<string, number> = { 'tokenizer.json': 64 * 2 ** 20 };
+
+/**
+ * A model folder's text file, read only when it is a regular file (a link is followed, as in a Hub cache's snapshot)
+ * of at most `maxBytes`: it is data from the folder, which may point at a device or a huge file.
+ */
+export function readModelText(
+  file: string,
+  maxBytes = MAX_SETTINGS_FILE_BYTES,
+  kind: FicocoErrorKind = 'config',
+): string {
+  const notRegular = () => new FicocoError(`${file} is not a regular file; download the model again.`, kind);
+  // Checked before opening (opening a named pipe waits for a writer), then on the handle read from.
+  if (!fs.statSync(file).isFile()) throw notRegular();
+  const handle = fs.openSync(file, 'r');
+  try {
+    if (!fs.fstatSync(handle).isFile()) throw notRegular();
+    // Never more than the bound is read, whatever size the file claims or grows to meanwhile.
+    const chunks: Buffer[] = [];
+    let length = 0;
+    for (;;) {
+      const chunk = Buffer.alloc(Math.min(2 ** 20, maxBytes + 1 - length));
+      const read = fs.readSync(handle, chunk, 0, chunk.length, null);
+      if (read === 0) break;
+      chunks.push(chunk.subarray(0, read));
+      length += read;
+      if (length > maxBytes)
+        throw new FicocoError(
+          `${file} is more than ${maxBytes} bytes, more than such a file holds; download the model again.`,
+          kind,
+        );
+    }
+    return Buffer.concat(chunks, length).toString('utf8');
+  } finally {
+    fs.closeSync(handle);
+  }
+}
+
+/** A model folder's JSON file (readModelText); a parse error says where, not what (the file may be any file). */
+export function readModelJson(file: string, maxBytes?: number, kind: FicocoErrorKind = 'config'): unknown {
+  const text = readModelText(file, maxBytes, kind);
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    const at = /position (\d+)/.exec((error as Error).message)?.[1];
+    throw new FicocoError(
+      `${file} is not valid JSON${at ? ` (at character ${at})` : ''}; download the model again.`,
+      kind,
+    );
+  }
+}
+
 /** Reads `fileName` in the model folder as a JSON object; undefined when the file does not exist. */
 export function readOptionalJson(modelDir: string, fileName: string): JsonObject | undefined {
   const file = path.join(modelDir, fileName);
   if (!fs.existsSync(file)) return undefined;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (error) {
-    throw new FicocoError(
-      `${file} is not valid JSON (${(error as Error).message}); download the model again.`,
-      'config',
-    );
-  }
+  const parsed = readModelJson(file, MAX_FILE_BYTES[fileName]);
   if (!isJsonObject(parsed))
     throw new FicocoError(`${file} must hold a JSON object; download the model again.`, 'config');
   return parsed;

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { formatBytes } from '../../common/bytes';
 import { FicocoError } from '../../common/errors';
+import { readModelJson } from '../text/json-file';
 import { DTYPE_BYTES, bfloat16ToFloat32, float16ToFloat32, isSafetensorsDType, type SafetensorsDType } from './dtype';
 
 export { bfloat16ToFloat32, float16ToFloat32, type SafetensorsDType } from './dtype';
@@ -177,15 +178,7 @@ function findWeightFiles(modelDir: string): WeightLayout {
 
 function readIndex(modelDir: string): WeightLayout {
   const indexPath = path.join(modelDir, INDEX_FILE);
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(fs.readFileSync(indexPath, 'utf8'));
-  } catch (error) {
-    throw new FicocoError(
-      `${indexPath} is not valid JSON (${(error as Error).message}); download it again.`,
-      'weights',
-    );
-  }
+  const parsed = readModelJson(indexPath, undefined, 'weights');
   const weightMap = isRecord(parsed) ? parsed['weight_map'] : undefined;
   if (!isRecord(weightMap) || !Object.values(weightMap).every((shard) => typeof shard === 'string')) {
     throw new FicocoError(
