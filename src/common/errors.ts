@@ -26,3 +26,9 @@ export class FicocoError extends Error {
     this.name = 'FicocoError';
   }
 }
+
+/** A value as JSON for an error message, cut short: a hostile file's value may be megabytes long. */
+export function shortJson(value: unknown): string {
+  const json = JSON.stringify(value) ?? String(value);
+  return json.length > 200 ? `${json.slice(0, 200)}… (${json.length} characters)` : json;
+}

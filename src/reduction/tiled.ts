@@ -42,8 +42,15 @@ export function planTiledReduction(
       `A budget of ${request.budget.tokens} visual tokens is more than the ${content} this model gives a ` +
         `${size.width} × ${size.height} image, so nothing would be reduced; keep at most ${content}, or turn reduction off.`,
     );
-  const keep = keptTokens(request.budget, content);
   const passTokens = [pass.visualTokens, ...tilePatchesOnImage(layout, pass.grid.rows)];
+  // Only a config.json no released model has gets here (one row of many tiles, shrunk to nothing).
+  if (content < 1 || passTokens.some((tokens) => tokens < 1))
+    throw new ReductionSettingsError(
+      `This model's tiling gives a ${size.width} × ${size.height} image a tile or a grid without any of its pixels ` +
+        `(its config.json's image_grid_pinpoints and vision_aspect_ratio are not a released model's), so its tokens ` +
+        'cannot be reduced; choose method "none".',
+    );
+  const keep = keptTokens(request.budget, content);
   const imageFeatures = passTokens.reduce((sum, tokens) => sum + tokens, 0);
   const passKeep = Math.max(1, Math.round((keep * pass.visualTokens) / imageFeatures));
   let towerSteps = planReduction(request.method, { tokens: passKeep }, pass, request.params).steps.filter(

@@ -115,6 +115,17 @@ describe('tiled model families: config.json', () => {
     rejects({ ...LLAVA_NEXT_MISTRAL, vision_feature_select_strategy: 'full' }, 'vision_feature_select_strategy');
     rejects({ ...LLAVA_ONEVISION_05B, vision_aspect_ratio: 'anyres' }, 'vision_aspect_ratio');
     rejects({ ...LLAVA_ONEVISION_05B, vision_aspect_ratio: 'anyres_max_0' }, 'vision_aspect_ratio');
+    // Each tile is a whole tower pass: a pinpoint of 12 × 12 tiles (4032 px a side) would be 145 passes an image.
+    rejects({ ...LLAVA_NEXT_MISTRAL, image_grid_pinpoints: [[336 * 12, 336 * 12]] }, 'image_grid_pinpoints');
+    parse({ ...LLAVA_NEXT_MISTRAL, image_grid_pinpoints: [[336 * 8, 336 * 8]] });
+  });
+
+  test('an error quotes a huge value cut short', () => {
+    const strategy = 'x'.repeat(100_000);
+    assert.throws(
+      () => parse({ ...LLAVA_NEXT_MISTRAL, vision_feature_select_strategy: strategy }),
+      (error: Error) => error.message.length < 1000 && /… \(100002 characters\)/.test(error.message),
+    );
   });
 });
 

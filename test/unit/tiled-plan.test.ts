@@ -189,3 +189,25 @@ test('FiCoCo-VL whose tower would hand the decoder no fewer tokens than the shru
   assert.ok(fewer.perPass.length > 0);
   assert.ok(fewer.keep + removedTokens(fewer.inDecoder) < 7269 - 60);
 });
+
+test('a tiling that leaves a tile none of the image (no released config does) is refused with the way out', () => {
+  // One row of 64 tiles of 30 px, anyres_max_1: a 3200 × 100 image fills 32 of them, and its 3 feature rows shrink
+  // to none.
+  const spec = {
+    tileSize: 30,
+    featuresPerSide: 3,
+    pinpoints: [[30, 30 * 64]] as [number, number][],
+    baseTokens: 9,
+    maxTiles: 1,
+  };
+  const wide = { width: 3200, height: 100 };
+  const tiny = { ...pass, visualTokens: 9, grid: { rows: 3, cols: 3 } };
+  assert.throws(
+    () =>
+      planTiledReduction({ method: 'fastv', budget: { ratio: 0.5 } }, tiny, {
+        size: wide,
+        layout: anyresLayout(spec, wide),
+      }),
+    /gives a 3200 × 100 image a tile or a grid without any of its pixels .* choose method "none"/,
+  );
+});

@@ -1,4 +1,4 @@
-import { FicocoError } from '../../common/errors';
+import { FicocoError, shortJson } from '../../common/errors';
 import { formatMegapixels, MAX_IMAGE_PIXELS } from '../../common/imageFile';
 import { drawPadded, paddedToSquare, unpadded } from './padded-image';
 import { resizeLikePillow, type ResampleFilter } from './resample';
@@ -238,7 +238,7 @@ class ConfigFields {
   optionalBoolean(field: string): boolean | undefined {
     const value = this.json[field];
     if (value === undefined || value === null) return undefined;
-    if (typeof value !== 'boolean') this.fail(field, `must be true or false, got ${JSON.stringify(value)}`);
+    if (typeof value !== 'boolean') this.fail(field, `must be true or false, got ${shortJson(value)}`);
     return value;
   }
 
@@ -246,14 +246,14 @@ class ConfigFields {
     const value = this.json[field];
     if (value === undefined || value === null) return undefined;
     if (typeof value !== 'number' || !Number.isFinite(value))
-      this.fail(field, `must be a number, got ${JSON.stringify(value)}`);
+      this.fail(field, `must be a number, got ${shortJson(value)}`);
     return value;
   }
 
   optionalString(field: string): string | undefined {
     const value = this.json[field];
     if (value === undefined || value === null) return undefined;
-    if (typeof value !== 'string') this.fail(field, `must be a string, got ${JSON.stringify(value)}`);
+    if (typeof value !== 'string') this.fail(field, `must be a string, got ${shortJson(value)}`);
     return value;
   }
 
@@ -262,7 +262,7 @@ class ConfigFields {
     if (value === undefined || value === null) return undefined;
     const isTriple =
       Array.isArray(value) && value.length === 3 && value.every((v) => typeof v === 'number' && Number.isFinite(v));
-    if (!isTriple) this.fail(field, `must be a list of 3 numbers (one per RGB channel), got ${JSON.stringify(value)}`);
+    if (!isTriple) this.fail(field, `must be a list of 3 numbers (one per RGB channel), got ${shortJson(value)}`);
     return value as Triple;
   }
 
@@ -293,7 +293,7 @@ class ConfigFields {
   private objectField(field: string, expected: string): Record<string, unknown> {
     const value = this.json[field];
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      this.fail(field, `must be ${expected}, got ${JSON.stringify(value)}`);
+      this.fail(field, `must be ${expected}, got ${shortJson(value)}`);
     }
     return value as Record<string, unknown>;
   }
@@ -301,7 +301,7 @@ class ConfigFields {
   /** An image side in pixels: the file is untrusted input, so it is bounded before it sizes any allocation. */
   private side(field: string, value: unknown): number {
     if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
-      this.fail(field, `must be a positive integer, got ${JSON.stringify(value)}`);
+      this.fail(field, `must be a positive integer, got ${shortJson(value)}`);
     }
     if (value > MAX_PREPROCESSOR_SIDE)
       this.fail(field, `is ${value} pixels; FiCoCo takes at most ${MAX_PREPROCESSOR_SIDE}`);

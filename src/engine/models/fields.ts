@@ -1,5 +1,5 @@
 /** Reading config.json: typed field access that names the file and the offending field in its error. */
-import { FicocoError } from '../../common/errors';
+import { FicocoError, shortJson } from '../../common/errors';
 import { Activation } from '../graph/ops';
 
 export type Json = Record<string, unknown>;
@@ -20,7 +20,7 @@ export function unsupported(
   what = '',
 ): FicocoError {
   return new FicocoError(
-    `${source}: ${field} is ${JSON.stringify(value)}; supported: ${supported.map((type) => JSON.stringify(type)).join(', ')}${what}.`,
+    `${source}: ${field} is ${shortJson(value)}; supported: ${supported.map((type) => JSON.stringify(type)).join(', ')}${what}.`,
     'config',
   );
 }
@@ -43,7 +43,7 @@ export class Fields {
 
   private fail(key: string, expected: string): never {
     throw new FicocoError(
-      `${this.source}: ${this.prefix}${key} is ${JSON.stringify(this.json[key])}; expected ${expected}.`,
+      `${this.source}: ${this.prefix}${key} is ${shortJson(this.json[key])}; expected ${expected}.`,
       'config',
     );
   }

@@ -2,7 +2,7 @@ import { attention } from '../graph/attention';
 import { ElemType } from '../graph/builder';
 import { activation, linear, rmsNorm } from '../graph/ops';
 import { Block, Tower } from '../graph/segment';
-import { FicocoError } from '../../common/errors';
+import { FicocoError, shortJson } from '../../common/errors';
 import type { DecoderKind, TextConfig } from './family';
 import { Fields, Json } from './fields';
 import { WeightScope, bindAttention, bindLinear } from './weights';
@@ -96,7 +96,7 @@ function parseText(modelType: keyof typeof TEXT_DEFAULTS, json: Json, root: Json
   );
   if (json.rope_scaling !== undefined && json.rope_scaling !== null) {
     throw new FicocoError(
-      `${source}: text_config.rope_scaling is set (${JSON.stringify(json.rope_scaling)}); scaled rotary ` +
+      `${source}: text_config.rope_scaling is set (${shortJson(json.rope_scaling)}); scaled rotary ` +
         `embeddings are not supported yet.`,
       'config',
     );

@@ -14,6 +14,8 @@ import { WeightScope } from './weights';
 
 /** More resolutions than any tiling model lists (OneVision: 36) is a hostile file. */
 const MAX_PINPOINTS = 256;
+/** Tiles one pinpoint may hold: released models tile up to 6 × 6; each tile is a whole tower pass. */
+const MAX_TILES = 64;
 
 /** LlavaNextConfig's defaults: CLIP ViT-L/14-336 before a Llama decoder, five pinpoints of two or three tiles. */
 const LLAVA_NEXT_DEFAULTS: LlavaDefaults = {
@@ -120,7 +122,9 @@ export function parseTiledConfig(
 /** image_grid_pinpoints: [height, width] resolutions, each a whole number of tiles and at most 4096 px a side. */
 function pinpoints(fields: Fields, value: unknown, tileSize: number): [number, number][] {
   const key = 'image_grid_pinpoints';
-  const expected = `a list of 1 to ${MAX_PINPOINTS} [height, width] pairs, multiples of ${tileSize} up to ${MAX_PREPROCESSOR_SIDE}`;
+  const expected =
+    `a list of 1 to ${MAX_PINPOINTS} [height, width] pairs, multiples of ${tileSize} up to ` +
+    `${MAX_PREPROCESSOR_SIDE}, of at most ${MAX_TILES} tiles each`;
   const isSide = (side: unknown) =>
     typeof side === 'number' &&
     Number.isInteger(side) &&
@@ -131,7 +135,13 @@ function pinpoints(fields: Fields, value: unknown, tileSize: number): [number, n
   fields.check(
     list.length > 0 &&
       list.length <= MAX_PINPOINTS &&
-      list.every((pair) => Array.isArray(pair) && pair.length === 2 && pair.every(isSide)),
+      list.every(
+        (pair) =>
+          Array.isArray(pair) &&
+          pair.length === 2 &&
+          pair.every(isSide) &&
+          (pair[0] / tileSize) * (pair[1] / tileSize) <= MAX_TILES,
+      ),
     key,
     expected,
   );
