@@ -220,9 +220,13 @@ describe('parseLlavaConfig: real and realistic configs', () => {
   test('vision_feature_layer: positive values are hidden-state indices as given, negatives count from the end', () => {
     assert.equal(parseLlavaConfig({ ...base(), vision_feature_layer: 5 }, SOURCE).visionLayers, 5);
     assert.equal(parseLlavaConfig({ ...base(), vision_feature_layer: 24 }, SOURCE).visionLayers, 24);
-    assert.equal(parseLlavaConfig({ ...base(), vision_feature_layer: 0 }, SOURCE).visionLayers, 0);
     assert.equal(parseLlavaConfig({ ...base(), vision_feature_layer: -1 }, SOURCE).visionLayers, 24);
-    assert.equal(parseLlavaConfig({ ...base(), vision_feature_layer: -25 }, SOURCE).visionLayers, 0);
+    // 0 and −25 are the patch embeddings: a tower of no layers, where no reduction could run.
+    for (const layer of [0, -25])
+      assert.throws(
+        () => parseLlavaConfig({ ...base(), vision_feature_layer: layer }, SOURCE),
+        /vision_feature_layer is -?\d+; expected a layer of the 24-layer tower: 1 to 24, or −24 to −1/,
+      );
   });
 
   test('activation aliases map to graph activations', () => {

@@ -235,6 +235,10 @@ test('preprocessor_config.json sizes are bounded per side, naming the field', ()
     [{ size: { height: 336, width: 4097 } }, /field "size\.width" is 4097 pixels/],
     [{ size: 336, crop_size: 9999 }, /field "crop_size" is 9999 pixels/],
     [{ size: 336, crop_size: { height: 5000, width: 336 } }, /field "crop_size\.height" is 5000 pixels/],
+    // Out of float32's range, these turned every pixel into ±∞ or NaN and every answer into nothing.
+    [{ size: 336, image_std: [1e-300, 1, 1] }, /field "image_std" must be numbers float32 holds/],
+    [{ size: 336, image_mean: [1e39, 0.5, 0.5] }, /field "image_mean" must be numbers float32 holds/],
+    [{ size: 336, rescale_factor: 1e300 }, /field "rescale_factor" must be a positive number that float32 holds/],
   ];
   for (const [json, message] of cases) {
     assert.throws(

@@ -78,6 +78,12 @@ export function parsePreprocessorConfig(json: unknown, sourceName: string): Imag
   const mean = fields.optionalTriple('image_mean') ?? OPENAI_CLIP_MEAN;
   const std = fields.optionalTriple('image_std') ?? OPENAI_CLIP_STD;
   if (std.some((s) => s === 0)) fields.fail('image_std', 'must not contain 0');
+  // Normalising computes (x − mean) / std in float32: a value out of its range would turn every pixel into ±∞ or NaN.
+  const inFloat32 = (value: number) => Number.isFinite(Math.fround(value));
+  if (!std.every((s) => inFloat32(s) && inFloat32(1 / s)))
+    fields.fail('image_std', `must be numbers float32 holds, as must their inverses, got ${shortJson(std)}`);
+  if (!mean.every((m, c) => inFloat32(m) && inFloat32(m / std[c])))
+    fields.fail('image_mean', `must be numbers float32 holds (divided by image_std too), got ${shortJson(mean)}`);
   const resampleCode = fields.optionalNumber('resample') ?? 3;
   const resample = PIL_FILTERS.get(resampleCode);
   if (!resample) fields.fail('resample', `is ${resampleCode}; supported: 0 (nearest), 2 (bilinear), 3 (bicubic)`);
@@ -88,10 +94,17 @@ export function parsePreprocessorConfig(json: unknown, sourceName: string): Imag
     resize: (fields.optionalBoolean('do_resize') ?? true) ? fields.resizeTarget('size') : undefined,
     resample,
     centerCrop: (fields.optionalBoolean('do_center_crop') ?? hasCrop) ? fields.cropSize('crop_size') : undefined,
-    rescaleFactor:
-      (fields.optionalBoolean('do_rescale') ?? true) ? (fields.optionalNumber('rescale_factor') ?? 1 / 255) : undefined,
+    rescaleFactor: (fields.optionalBoolean('do_rescale') ?? true) ? rescaleFactor(fields) : undefined,
     normalize: (fields.optionalBoolean('do_normalize') ?? true) ? { mean, std } : undefined,
   };
+}
+
+/** rescale_factor (1/255 unless set): positive, and 255 times it a number float32 holds. */
+function rescaleFactor(fields: ConfigFields): number {
+  const factor = fields.optionalNumber('rescale_factor') ?? 1 / 255;
+  if (!(factor > 0 && Number.isFinite(Math.fround(255 * factor))))
+    fields.fail('rescale_factor', `must be a positive number that float32 holds 255 times, got ${shortJson(factor)}`);
+  return factor;
 }
 
 /**

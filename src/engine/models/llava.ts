@@ -97,6 +97,12 @@ export function parseLlavaConfig(root: Json, source: string, defaults = LLAVA_DE
   const textJson = asObject(root.text_config ?? defaults.text, source, 'text_config');
   const text = decoderKind(textJson.model_type ?? defaults.text.model_type, source).parseConfig(textJson, root, source);
   const featureLayer = fields.int('vision_feature_layer', -vision.layers - 1, vision.layers);
+  // 0 and −(L + 1) name the patch embeddings: a tower of no layers, which no LLaVA reads and no reduction can run in.
+  fields.check(
+    featureLayer !== 0 && featureLayer !== -vision.layers - 1,
+    'vision_feature_layer',
+    `a layer of the ${vision.layers}-layer tower: 1 to ${vision.layers}, or −${vision.layers} to −1`,
+  );
   const visionFeatureSelect = fields.oneOf('vision_feature_select_strategy', ['default', 'full'] as const);
   // transformers drops the first feature for 'default' whatever it is; without a class token that is a patch.
   fields.check(
