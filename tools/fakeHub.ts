@@ -38,6 +38,8 @@ export interface FakeHub {
   requests: { path: string; authorization?: string }[];
   /** when set, file bytes are sent at most this fast */
   bytesPerSecond?: number;
+  /** when set, a Range from past the start is ignored: the whole file comes back with 200, as a resume would not be */
+  ignoreRange?: boolean;
   close(): Promise<void>;
 }
 
@@ -131,7 +133,8 @@ function serveFile(
   entry: HubTreeEntry,
   commit: string,
 ): void {
-  const range = /^bytes=(\d+)-(\d*)$/.exec(request.headers.range ?? '');
+  const asked = /^bytes=(\d+)-(\d*)$/.exec(request.headers.range ?? '');
+  const range = hub.ignoreRange && asked && Number(asked[1]) > 0 ? null : asked;
   if (request.headers.range) hub.rangeRequests.push(`${entry.path} ${request.headers.range}`);
   const start = range ? Number(range[1]) : 0;
   const end = range && range[2] ? Math.min(Number(range[2]), entry.size - 1) : entry.size - 1;
@@ -168,12 +171,15 @@ function serveFile(
     stream.pipe(response);
     return;
   }
-  // A slow server: each chunk, then a pause as long as the rate asks (a test may lift the limit meanwhile).
+  // A slow server: each chunk, then a pause as long as the rate asks (a test may lift the limit meanwhile); a pause
+  // ends with the connection.
+  let pause: NodeJS.Timeout | undefined;
+  response.on('close', () => clearTimeout(pause));
   stream.on('data', (chunk) => {
     hub.bytesServed += chunk.length;
     response.write(chunk);
     stream.pause();
-    setTimeout(
+    pause = setTimeout(
       () => stream.resume(),
       hub.bytesPerSecond === undefined ? 0 : (1000 * chunk.length) / hub.bytesPerSecond,
     );

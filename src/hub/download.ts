@@ -56,6 +56,8 @@ export interface ModelRequest {
   root: string;
   /** sent only to the endpoint's own origin, and only over https (or to this machine) */
   accessToken?: string;
+  /** how long the server may send nothing before a request is given up and retried (default 60 s) */
+  idleTimeoutMs?: number;
 }
 
 export interface DownloadPlan {
@@ -92,6 +94,32 @@ export interface DownloadOptions {
   onWait?: (owner: LockOwner | undefined) => void;
 }
 
+/** Entries a repository's listing may hold: a model has tens of files. */
+const MAX_LISTED_ENTRIES = 100_000;
+
+/**
+ * Refuses wanted paths that one disk would hold as one (they differ only in case, as on Windows and macOS) or where one
+ * is the folder of another: either would overwrite or fail the other on every try.
+ */
+function checkNoCollisions(paths: readonly string[], where: string): void {
+  const files = new Map<string, string>(); // as one disk may see them → as listed
+  const folders = new Map<string, string>(); // a folder as one disk may see it → a file in it
+  for (const file of new Set(paths)) {
+    const key = file.normalize('NFC').toLowerCase();
+    const parts = key.split('/');
+    const above = parts.slice(0, -1).map((_, i) => parts.slice(0, i + 1).join('/'));
+    const clash = files.get(key) ?? folders.get(key) ?? above.map((folder) => files.get(folder)).find(Boolean);
+    if (clash !== undefined)
+      throw new FicocoError(
+        `${where} lists both ${clash} and ${file}, which one folder cannot hold apart; the repository is not ` +
+          'one FiCoCo can download.',
+        'download',
+      );
+    files.set(key, file);
+    for (const folder of above) folders.set(folder, file);
+  }
+}
+
 /** Resolves the revision to a commit, lists the files with their sizes and checksums, and finds an existing copy. */
 export async function planDownload(request: ModelRequest): Promise<DownloadPlan> {
   repoFolderName(request.repo);
@@ -103,14 +131,22 @@ export async function planDownload(request: ModelRequest): Promise<DownloadPlan>
     return checkCommit(info.sha, where);
   });
   const listed = new Map<string, HubFile>();
+  let entries = 0;
   await hubCall(where, async () => {
     for await (const entry of listFiles({ repo: request.repo, revision: commit, recursive: true, ...hub })) {
+      // A listing that pages on without end (a `next` link back to itself) is not a repository's.
+      if (++entries > MAX_LISTED_ENTRIES)
+        throw new FicocoError(
+          `${where} lists more than ${MAX_LISTED_ENTRIES} entries; that is not a model.`,
+          'download',
+        );
       checkListedPath(entry.path, where);
       if (entry.type === 'file') listed.set(entry.path, verifiableFile(entry, where));
     }
   });
   const wanted = request.files ?? [...listed.keys()].filter((file) => MODEL_FILE.test(path.posix.basename(file)));
   for (const file of wanted) checkDownloadPath(file, where);
+  checkNoCollisions(wanted, where);
   const missing = wanted.filter((file) => !listed.has(file) && !OPTIONAL_FILE.test(path.posix.basename(file)));
   if (missing.length > 0)
     throw new FicocoError(
@@ -219,7 +255,8 @@ async function verifyOnDisk(plan: DownloadPlan, partial: string): Promise<void> 
   for (const file of plan.files) {
     const target = pathInside(partial, file.path);
     const actual = (await hashFile(target, file, file.size)).digest('hex');
-    if (actual !== (file.sha256 ?? file.gitSha1)) {
+    // Bytes past the size (a second writer's) would not change the hash of the first `size`.
+    if (actual !== (file.sha256 ?? file.gitSha1) || fs.statSync(target).size !== file.size) {
       fs.rmSync(target, { force: true });
       throw new FicocoError(
         `${file.path} of ${plan.request.repo} changed on disk after it was verified; it was deleted. ` +
@@ -336,14 +373,92 @@ function hubOptions(
   const hubUrl = request.endpoint.replace(/\/+$/, '');
   const accessToken = request.accessToken && tokenMayGoTo(hubUrl) ? request.accessToken : undefined;
   const origin = new URL(hubUrl).origin;
-  const originBound: typeof fetch = (input, init) => {
+  const visited = new Set<string>();
+  const originBound: typeof fetch = async (input, init) => {
     const url = new URL(input instanceof Request ? input.url : input);
     const headers = new Headers(init?.headers);
     if (accessToken && url.origin !== origin && headers.get('authorization') === `Bearer ${accessToken}`)
       headers.delete('authorization');
-    return fetch(input, { ...init, headers, ...(signal ? { signal } : {}) });
+    // A listing's next page already read is a loop, not a listing.
+    if (url.pathname.includes('/tree/') && visited.has(url.href))
+      throw new Error(`${url.host} sent ${url.pathname} again as its next page`);
+    visited.add(url.href);
+    const idleMs = request.idleTimeoutMs ?? IDLE_MS;
+    const idle = new AbortController();
+    const timer = setTimeout(
+      () => idle.abort(new Error(`${url.host} sent nothing for ${idleMs / 1000} s`)),
+      idleMs,
+    ).unref();
+    const signals = [idle.signal, ...[signal, init?.signal].filter((given): given is AbortSignal => !!given)];
+    const response = await fetch(input, { ...init, headers, signal: AbortSignal.any(signals) }).catch((error) => {
+      clearTimeout(timer);
+      throw error;
+    });
+    if (!response.ok || !response.body) {
+      clearTimeout(timer);
+      return response;
+    }
+    // A file's own resumed range; a xet store's ranged requests (several ranges, or JSON answers) are its business.
+    const type = response.headers.get('content-type') ?? '';
+    const ownRange = !/json|multipart/i.test(type) ? /^bytes=(\d+)-\d*$/.exec(headers.get('range') ?? '') : null;
+    return watchedBody(response, timer, {
+      resumeAt: Number(ownRange?.[1] ?? 0),
+      maxBytes: url.pathname.startsWith('/api/') ? MAX_API_BYTES : Infinity,
+      what: `${url.host}${url.pathname}`,
+    });
   };
   return { hubUrl, ...(accessToken ? { accessToken } : {}), fetch: originBound };
+}
+
+/** A request is given up (and retried, as a dropped connection) when the server sends nothing for this long. */
+const IDLE_MS = 60_000;
+/** An API answer (a file listing, a model's info) larger than this is not one. */
+const MAX_API_BYTES = 32 * 2 ** 20;
+
+/**
+ * A response whose body restarts the idle timer with every chunk and is cut off past `maxBytes` (decoded, so a
+ * compressed bomb too). Asked to resume at `resumeAt`, a 206 must start there; a 200 (the server ignored the range)
+ * has its first `resumeAt` bytes skipped, so a resumed file still gets exactly the bytes it lacks.
+ */
+function watchedBody(
+  response: Response,
+  timer: NodeJS.Timeout,
+  { resumeAt, maxBytes, what }: { resumeAt: number; maxBytes: number; what: string },
+): Response {
+  if (resumeAt > 0 && response.status === 206) {
+    const start = Number(/^bytes (\d+)-/.exec(response.headers.get('content-range') ?? '')?.[1]);
+    if (start !== resumeAt) {
+      clearTimeout(timer);
+      void response.body?.cancel();
+      throw new Error(`${what} resumed at byte ${start} when asked for byte ${resumeAt}`);
+    }
+  }
+  let skip = resumeAt > 0 && response.status === 200 ? resumeAt : 0;
+  let received = 0;
+  const body = response.body!.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        timer.refresh();
+        received += chunk.length;
+        if (received > maxBytes) throw new Error(`${what} sent more than ${maxBytes} bytes`);
+        if (skip >= chunk.length) {
+          skip -= chunk.length;
+          return;
+        }
+        controller.enqueue(skip > 0 ? chunk.subarray(skip) : chunk);
+        skip = 0;
+      },
+      flush: () => clearTimeout(timer),
+    }),
+  );
+  const watched = new Response(body, {
+    status: response.status,
+    statusText: response.statusText,
+    headers: response.headers,
+  });
+  // The Hub library reads where a redirect led (Response.url), which a new Response does not carry.
+  Object.defineProperty(watched, 'url', { value: response.url });
+  return watched;
 }
 
 /** A token travels only over https, or to this machine itself (a local mirror). */

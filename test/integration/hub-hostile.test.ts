@@ -53,6 +53,7 @@ describe('downloads from a hostile Hub, and two processes downloading one model'
     hub.bytesPerSecond = undefined;
     hub.nextPageUrl = undefined;
     hub.requiredToken = undefined;
+    hub.dropAfter.clear();
   });
 
   test('a listed path that leaves the folder, or that git could not hold, is refused before anything is written', async () => {
@@ -237,6 +238,49 @@ describe('downloads from a hostile Hub, and two processes downloading one model'
     fs.mkdirSync(path.dirname(lockFile()), { recursive: true });
     fs.writeFileSync(lockFile(), lock(dead.pid!));
     assertSameAsBuiltin(await downloadModel(await planDownload(request())));
+  });
+
+  test('a server that ignores Range still resumes right: the bytes the file lacks, skipped from the whole file', async () => {
+    const plan = await planDownload(request());
+    hub.dropAfter.set(WEIGHTS, 2 ** 20);
+    hub.ignoreRange = true;
+    try {
+      const folder = await downloadModel(plan, { retryDelayMs: 10 });
+      assert.ok(
+        hub.rangeRequests.some((range) => range.startsWith(`${WEIGHTS} bytes=${2 ** 20}-`)),
+        'it resumed',
+      );
+      assertSameAsBuiltin(folder);
+    } finally {
+      hub.ignoreRange = undefined;
+    }
+  });
+
+  test('a listing whose next page is one already read is refused, not followed forever', async () => {
+    hub.nextPageUrl = `${hub.url}/api/models/${REPO}/tree/${COMMIT}?loop=1`;
+    await assert.rejects(planDownload(request()), downloadError(/sent \/api\/models\/.* again as its next page/));
+  });
+
+  test('a server that stops sending is given up after the idle timeout, retried, then one clear error', async () => {
+    const plan = await planDownload(request({ idleTimeoutMs: 300 }));
+    // One 64 KiB chunk, then a pause of about 18 hours.
+    hub.bytesPerSecond = 1;
+    const started = Date.now();
+    await assert.rejects(
+      downloadModel(plan, { retries: 1, retryDelayMs: 10 }),
+      downloadError(/sent nothing for 0\.3 s/),
+    );
+    assert.ok(Date.now() - started < 20_000, `gave up after ${Date.now() - started} ms`);
+  });
+
+  test('listed paths one folder cannot hold apart (a file and a folder of one name) are refused', async () => {
+    hub.hostile.extraEntries = [fileEntry(`${WEIGHTS}/config.json`)];
+    await assert.rejects(
+      planDownload(request()),
+      downloadError(
+        /lists both model\.safetensors and model\.safetensors\/config\.json, which one folder cannot hold apart/,
+      ),
+    );
   });
 
   test('a file that changed on disk after its check is caught before the manifest is written', async () => {
