@@ -227,7 +227,14 @@ export async function downloadModel(plan: DownloadPlan, options: DownloadOptions
     for (const file of plan.files) {
       const report = (fileBytes: number) =>
         options.onProgress?.({ file: file.path, bytesDone: verifiedBytes + fileBytes, bytesTotal: plan.totalBytes });
-      await downloadOneFile(plan, file, pathInside(partial, file.path), report, options);
+      // A lock taken over stops the transfer at once (two writers of one file), and says so.
+      const signal = AbortSignal.any([lock.signal, ...(options.signal ? [options.signal] : [])]);
+      await downloadOneFile(plan, file, pathInside(partial, file.path), report, { ...options, signal }).catch(
+        (error: unknown) => {
+          lock.assertHeld();
+          throw error;
+        },
+      );
       lock.assertHeld();
       verifiedBytes += file.size;
     }

@@ -38,6 +38,7 @@ export interface LockOptions {
 export class DownloadLock {
   private readonly heartbeat: NodeJS.Timeout;
   private lost = false;
+  private readonly taken = new AbortController();
 
   private constructor(
     readonly file: string,
@@ -88,6 +89,11 @@ export class DownloadLock {
     }
   }
 
+  /** Aborts once another process has taken the lock over: what this one is writing must stop at once. */
+  get signal(): AbortSignal {
+    return this.taken.signal;
+  }
+
   release(): void {
     clearInterval(this.heartbeat);
     if (!this.lost && readLock(this.file)?.owner?.token === this.owner.token) fs.rmSync(this.file, { force: true });
@@ -97,6 +103,7 @@ export class DownloadLock {
     if (this.lost) return;
     if (readLock(this.file)?.owner?.token !== this.owner.token) {
       this.lost = true;
+      this.taken.abort();
       return;
     }
     const now = new Date();

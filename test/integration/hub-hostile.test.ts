@@ -240,6 +240,25 @@ describe('downloads from a hostile Hub, and two processes downloading one model'
     assertSameAsBuiltin(await downloadModel(await planDownload(request())));
   });
 
+  test('a download whose lock another process takes over stops writing at once, and says why', async () => {
+    const plan = await planDownload(request());
+    hub.bytesPerSecond = 256 * 1024;
+    const taken = downloadModel(plan, {
+      onProgress: ({ file, bytesDone }) => {
+        // Mid-weights, another process judges this one stale and takes the lock.
+        if (file === WEIGHTS && bytesDone > 0 && fs.existsSync(lockFile()))
+          fs.writeFileSync(lockFile(), JSON.stringify({ pid: 1, host: 'elsewhere', since: '', token: 'another' }));
+      },
+    });
+    const started = Date.now();
+    await assert.rejects(taken, downloadError(/Another process took over the download/));
+    assert.ok(Date.now() - started < 15_000, `stopped after ${Date.now() - started} ms`);
+    const incomplete = path.join(root, '.partial', `ficoco--tiny-llava-screens--${COMMIT}`, `${WEIGHTS}.incomplete`);
+    const size = fs.statSync(incomplete).size;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(fs.statSync(incomplete).size, size, 'nothing more was written after it stopped');
+  });
+
   test('a server that ignores Range still resumes right: the bytes the file lacks, skipped from the whole file', async () => {
     const plan = await planDownload(request());
     hub.dropAfter.set(WEIGHTS, 2 ** 20);
