@@ -33,9 +33,9 @@ export interface RemoteEngineOptions {
   apiKey?: string;
 }
 
-/** HTTP status → the kind of engine error the extension offers a fix for. */
 /** More characters than any token spells: an answer past max_tokens × this is a server that ignores max_tokens. */
 const MAX_CHARS_PER_TOKEN = 256;
+/** HTTP status → the kind of engine error the extension offers a fix for. */
 const KINDS: Record<number, EngineErrorKind> = { 400: 'input', 401: 'input', 404: 'input', 413: 'image', 429: 'input' };
 
 export class RemoteEngine implements AnswerEngine {

@@ -102,7 +102,6 @@ export interface ReductionPlan {
   steps: Step[];
 }
 
-/** The concrete steps of a method for a model and budget. */
 /** A request's method and parameters, checked with its budget: what is wrong is a ReductionSettingsError. */
 export function checkedRequest(
   methodName: string,
@@ -115,6 +114,7 @@ export function checkedRequest(
   return { method, params: resolveParams(method, given) };
 }
 
+/** The concrete steps of a method for a model and budget. */
 export function planReduction(
   methodName: string,
   budget: Budget,
