@@ -29,6 +29,7 @@ import { planReduction } from '../reduction/registry';
 import { planRunShape, tiledRunShape } from './runShape';
 import { keptPerPass, planTiledReduction } from '../reduction/tiled';
 import type { Step } from '../reduction/paradigm';
+import { siteStage } from '../reduction/tokenState';
 import { anyresLayout } from '../common/anyres';
 import {
   DEFAULT_IMAGE_SIZE,
@@ -140,8 +141,15 @@ export async function flopsCommand(args: string[]): Promise<number> {
       : `each pass keeps the same share of its tokens on the image, ${kept.join(' + ')} = ${total} (a whole ` +
         `pass ${kept[0]}/${model.visualTokens})`;
     const tower = plan.perPass.length ? `In the tower ${shares}: ${stepList(plan.perPass)}.` : 'Nothing in the tower.';
-    const decoder = plan.inDecoder.length
-      ? `In the decoder: ${stepList(plan.inDecoder)}.`
+    const before = plan.onPacked.filter((step) => siteStage(step.site) === 'packed');
+    const inDecoder = plan.onPacked.filter((step) => siteStage(step.site) === 'decoder');
+    const decoder = plan.onPacked.length
+      ? [
+          before.length ? `Before the decoder, on the packed image: ${stepList(before)}.` : '',
+          inDecoder.length ? `In the decoder: ${stepList(inDecoder)}.` : '',
+        ]
+          .filter(Boolean)
+          .join(' ')
       : 'The decoder is counted with a row end per row, an estimate: a run drops those of rows it empties.';
     process.stdout.write(
       `${request.method}, ${plan.keep}/${content} of the image's visual tokens kept (its ${layout.grid.rows} row ` +

@@ -28,7 +28,7 @@ export function planRunShape(
  * The same for one tiled image (planTiledReduction). Every pass runs the per-pass steps, on its tokens on the image
  * once its first step dropped the padding's. Passes that were thinned hand the decoder every token they kept and a
  * row end per row of the unpadded grid — an estimate: a run drops the row ends of emptied rows and skips anyres_max's
- * shrinking. Decoder steps thin the image's content; its row ends stay.
+ * shrinking. Steps on the packed image (before and in the decoder) thin its content; its row ends stay.
  */
 export function tiledRunShape(
   plan: TiledReductionPlan,
@@ -45,7 +45,7 @@ export function tiledRunShape(
     vision: towers.map((tower) => tower.attention),
     visionMlp: towers.map((tower) => tower.mlp),
     projector: sum(towers.map((tower) => tower.projected)),
-    ...decoderShape(plan.inDecoder, pass.textLayers, textTokens + rowEnds, 1, content),
+    ...decoderShape(plan.onPacked, pass.textLayers, textTokens + rowEnds, 1, content),
   };
 }
 
@@ -82,7 +82,10 @@ function towerShape(
   return { attention, mlp, projected, visual };
 }
 
-/** Tokens into each decoder layer half: `fixed` tokens besides `images` images of `visual` tokens, under `steps`. */
+/**
+ * Tokens into each decoder layer half: `fixed` tokens besides `images` images of `visual` tokens, under `steps` (a step
+ * on the packed image comes first).
+ */
 function decoderShape(
   steps: readonly Step[],
   textLayers: number,
@@ -91,6 +94,8 @@ function decoderShape(
   visual: number,
 ): { llm: number[]; llmMlp: number[] } {
   const bySite = stepsBySite(steps);
+  const packed = bySite.get('packed');
+  if (packed) visual -= stepRemoval(packed, visual);
   const llm: number[] = [];
   const llmMlp: number[] = [];
   for (let layer = 0; layer < textLayers; layer++) {

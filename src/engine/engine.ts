@@ -22,6 +22,7 @@ import { BUDGET_HINT, type ParamValue, budgetLabel } from '../common/budget';
 import { AUTO_METHOD, NO_REDUCTION, type ReductionRequest, type ReductionRule } from '../common/reductionChoice';
 import { ReductionSettingsError, checkedRequest, planHooks, planReduction } from '../reduction/registry';
 import { planTiledReduction } from '../reduction/tiled';
+import { selectRows } from '../reduction/arrays';
 import { stepHook } from '../reduction/paradigm';
 import {
   AttentionNeeds,
@@ -31,6 +32,7 @@ import {
   TokenState,
   VisualSpan,
   hooksBySite,
+  siteStage,
   validateTokenState,
 } from '../reduction/tokenState';
 import { decodeImage } from './image/decode';
@@ -245,6 +247,12 @@ export interface Answer {
 
 /** Unreduced prefills below this many FLOPs take a fraction of a second on a CPU, so warming up runs a few. */
 const WARM_UP_PREFILL_FLOPS = 20e9;
+/**
+ * A cosine matrix at `packed` larger than this gets an ONNX Runtime session of its own (a tiled screenshot's: 208 MB on
+ * LLaVA-OneVision at 1080p); smaller ones (an untiled image's 576 tokens: 1.3 MB) reuse the engine's.
+ */
+const OWN_SESSION_BYTES = 16 * 2 ** 20;
+
 /** V8 optimises a function after a few calls: three runs bring the first answer to the speed of later ones. */
 const WARM_UP_RUNS = 3;
 const WARM_UP_IMAGE_SIDE = 32;
@@ -633,10 +641,10 @@ export class LlavaEngine {
     return this.tiledHooks(choice, anyresLayout(tiling, images[0]), images[0]);
   }
 
-  /** A tiled image's reduction (planTiledReduction): steps on every tower pass, then in the decoder. */
+  /** A tiled image's reduction (planTiledReduction): steps on every tower pass, then on the packed image. */
   private tiledHooks(choice: ReductionChoice, layout: AnyresLayout, size: Size): ReductionHook[] {
     const plan = planTiledReduction(choice, this.reductionShape, { size, layout });
-    return [...plan.perPass, ...plan.inDecoder].map((step) => stepHook(step));
+    return [...plan.perPass, ...plan.onPacked].map((step) => stepHook(step));
   }
 
   /** Prompt tokens once each image's placeholder is replaced by its features (before any reduction). */
@@ -703,6 +711,7 @@ export class LlavaEngine {
     // Segments first: loading a plan releases other plans' sessions, and the check counts what their arenas hold.
     const [visionSegments, embedSegments, decoderSegments] = await this.segmentsFor(hooks);
     const maxNewTokens = this.checkRunFits(this.promptTokens(inputIds, costs), options.maxNewTokens, decoderSegments);
+    this.checkPackedFits(hooks, costs);
     const steps: StepStat[] = [];
     const watch = new PrefillWatch({
       passes: costs.reduce((passes, cost) => passes + cost.passes, 0),
@@ -717,7 +726,7 @@ export class LlavaEngine {
     const visionTokens: PassTokens[] = [];
     for (const [image, pixels] of images.entries()) {
       const passes = await this.encodePasses(pixels, image, visionSegments, hooks, { watch, steps, visionTokens });
-      features.push(this.packImage(passes, pixels.size));
+      features.push(await this.reducePacked(this.packImage(passes, pixels.size), image, hooks.get('packed'), steps));
     }
     const { ms: visionMs, cpuMs: visionCpuMs } = visionClock();
 
@@ -787,7 +796,19 @@ export class LlavaEngine {
   private segmentsFor(hooks: Map<HookSite, ReductionHook>): Promise<[Segment[], Segment[], Segment[]]> {
     const visionSites = new Map<string, AttentionNeeds>();
     const decoderSites = new Map<string, AttentionNeeds>();
-    for (const [site, hook] of hooks) (site.startsWith('llm:') ? decoderSites : visionSites).set(site, hook.needs);
+    for (const [site, hook] of hooks) {
+      const stage = siteStage(site);
+      if (stage !== 'packed') (stage === 'decoder' ? decoderSites : visionSites).set(site, hook.needs);
+      else {
+        // The packed image is no tower's: its hook gets only the cosine, computed on its own (reducePacked).
+        const { hiddenCosine: _cosine, ...others } = hook.needs;
+        const unmet = Object.entries(others).filter(([, wanted]) => wanted);
+        if (unmet.length > 0)
+          throw new Error(
+            `the packed image has only its cosine to give; a hook there asked for ${unmet.map(([n]) => n)}`,
+          );
+      }
+    }
     return Promise.all([
       this.runners.vision.segments(visionSites),
       this.runners.embed.segments(new Map()),
@@ -833,6 +854,28 @@ export class LlavaEngine {
     return answerTokens;
   }
 
+  /**
+   * Refuses a run whose hook at `packed` needs the cosine of an image's tokens where that matrix would not fit the memory
+   * available (twice: ONNX Runtime's output and the copy handed over; and three copies of the rows), before any image is
+   * encoded.
+   */
+  private checkPackedFits(hooks: Map<HookSite, ReductionHook>, images: readonly ImageCost[]): void {
+    if (!hooks.get('packed')?.needs.hiddenCosine || images.length === 0) return;
+    // Passes thinned in the tower are packed unshrunk: at most every patch of every pass and a row end per patch row.
+    const side = this.config.tiling?.featuresPerSide;
+    const thinned = side !== undefined && [...hooks.keys()].some((site) => siteStage(site) === 'tower');
+    const tokens = Math.max(...images.map((image) => (thinned ? image.passes * (side * side + side) : image.tokens)));
+    const needed = 2 * 4 * tokens ** 2 + 3 * 4 * tokens * this.config.text.hiddenSize;
+    const available = this.limits.availableMemory();
+    if (needed > available)
+      throw new FicocoError(
+        `This reduction compares every pair of an image's visual tokens (${tokens}), which needs about ` +
+          `${gibibytes(needed)} GiB of memory, and ${gibibytes(available)} GiB is available; ask about a smaller ` +
+          'image, choose another reduction method, or close other programs.',
+        'input',
+      );
+  }
+
   /** Per patch of pass `pass` of a tiled image, 1 where it sees only the tile's padding; none for a one-pass image. */
   private paddingPatches(pixels: ImagePixels, pass: number): Uint8Array | undefined {
     const { tiling } = this.config;
@@ -855,7 +898,7 @@ export class LlavaEngine {
     run: { watch: PrefillWatch; steps: StepStat[]; visionTokens: PassTokens[] },
   ): Promise<TokenState[]> {
     const count = pixels.values.length / this.passSize;
-    const joints = [...hooks.values()].filter((hook) => hook.reducePasses && !hook.site.startsWith('llm:'));
+    const joints = [...hooks.values()].filter((hook) => hook.reducePasses && siteStage(hook.site) === 'tower');
     if (joints.length > 1)
       throw new Error(`hooks at ${joints.map((hook) => hook.site).join(' and ')} both reduce the passes together`);
     const joint = count > 1 ? joints[0] : undefined;
@@ -974,6 +1017,42 @@ export class LlavaEngine {
     if (!tiling || !rowEnd) return { state: passes[0], rowEnds: new Uint8Array(passes[0].count) };
     if (passes.length === 1) return packSquare(passes[0], rowEnd);
     return packTiles(passes, anyresLayout(tiling, size), tiling.featuresPerSide, rowEnd);
+  }
+
+  /**
+   * Runs the hook at `packed` on an image as the decoder will read it: its row ends set aside (they stay, as in the
+   * decoder), the cosine of its content tokens computed here when the hook needs it.
+   */
+  private async reducePacked(
+    image: PackedImage,
+    index: number,
+    hook: ReductionHook | undefined,
+    steps: StepStat[],
+  ): Promise<PackedImage> {
+    if (!hook) return image;
+    const { state, rowEnds } = image;
+    // The cosine is computed for the step alone: its time is the step's.
+    const clock = startClock();
+    const outputs: Record<string, ort.Tensor> = {};
+    if (hook.needs.hiddenCosine) {
+      const content = contentTokens(rowEnds);
+      // A large matrix gets a session of its own, released at once: the shared one's arena would keep its size for good.
+      const large = 4 * content.length ** 2 > OWN_SESSION_BYTES;
+      const products = large ? new RowProducts(this.factory) : (this.rowProducts ??= new RowProducts(this.factory));
+      const cosine = await products
+        .cosine(selectRows(state.hidden, state.width, content), state.width)
+        .finally(() => (large ? products.release() : undefined));
+      outputs[HIDDEN_COSINE] = new ort.Tensor('float32', cosine, [content.length, content.length]);
+    }
+    const at = hookView(hook, state, outputs, {
+      steps,
+      image: index,
+      hasClassToken: false,
+      structure: rowEnds.includes(1) ? rowEnds : undefined,
+      signalsOverContent: true,
+    });
+    const reduced = at.finish(hook.reduce(at.view), clock());
+    return { state: reduced.state, rowEnds: reduced.structure ?? new Uint8Array(reduced.state.count) };
   }
 
   /**

@@ -3,8 +3,9 @@ import type { Budget } from '../common/budget';
 import { type ModelShape, keptTokens } from './method';
 import { type Step, removedTokens, stepRemoval } from './paradigm';
 import { ReductionSettingsError, planReduction } from './registry';
+import { siteStage } from './tokenState';
 
-/** One tiled image's reduction: what its budget keeps, and the steps of every tower pass and of the decoder. */
+/** One tiled image's reduction: what its budget keeps, and the steps of every tower pass and of the packed image. */
 export interface TiledReductionPlan {
   /** the image's content tokens kept (its row ends are structure and come on top) */
   keep: number;
@@ -18,8 +19,8 @@ export interface TiledReductionPlan {
    * ranked step (Step.rank), what the passes' tokens ranked together give it of their sum
    */
   perPass: Step[];
-  /** steps in the decoder, over the packed image without its row ends */
-  inDecoder: Step[];
+  /** steps on the packed image without its row ends: before the decoder (site `packed`), then in it */
+  onPacked: Step[];
 }
 
 /**
@@ -27,8 +28,8 @@ export interface TiledReductionPlan {
  * before its first step) and keep the same share of every pass (a ranked step: the same sum), so the budget goes in
  * proportion to each pass's tokens on the image and the passes hand over exactly the budget, or, where decoder steps
  * follow (FiCoCo-VL), exactly what those are planned to start from — unless that is no fewer than the unreduced image
- * brings, when the decoder steps do it all. Decoder steps rank the base image and the tiles together, as one span,
- * planned from what the tower hands them and ending at the budget.
+ * brings, when the decoder steps do it all. Steps on the packed image (DivPrune before the decoder, then the decoder's)
+ * see the base image and the tiles as one span, planned from what the tower hands them and ending at the budget.
  */
 export function planTiledReduction(
   request: { method: string; budget: Budget; params?: Readonly<Record<string, unknown>> },
@@ -54,31 +55,33 @@ export function planTiledReduction(
   const imageFeatures = passTokens.reduce((sum, tokens) => sum + tokens, 0);
   const passKeep = Math.max(1, Math.round((keep * pass.visualTokens) / imageFeatures));
   let towerSteps = planReduction(request.method, { tokens: passKeep }, pass, request.params).steps.filter(
-    (step) => !step.site.startsWith('llm:'),
+    (step) => siteStage(step.site) === 'tower',
   );
-  // Decoder steps start from what reaches them: passes thinned in the tower are packed without anyres_max's shrinking.
-  const decoderSteps = (handed: number) => {
+  // Steps on the packed image start from what reaches it: passes thinned in the tower are packed without anyres_max's
+  // shrinking.
+  const packedSteps = (handed: number) => {
     const packed = { ...pass, visualTokens: handed, grid: { rows: 1, cols: handed } };
-    return planReduction(request.method, { tokens: keep }, packed, request.params).steps.filter((step) =>
-      step.site.startsWith('llm:'),
+    return planReduction(request.method, { tokens: keep }, packed, request.params).steps.filter(
+      (step) => siteStage(step.site) !== 'tower',
     );
   };
-  let inDecoder = decoderSteps(towerSteps.length > 0 ? imageFeatures : content);
-  // The tower's passes hand over, in all, what the decoder steps are planned to start from (the budget without them)...
-  let towerKeep = keep + removedTokens(inDecoder);
-  // ...unless that is no fewer than the image brings unreduced (shrunk): then the decoder's steps do it all, each
+  let onPacked = packedSteps(towerSteps.length > 0 ? imageFeatures : content);
+  // The tower's passes hand over, in all, what the packed image's steps are planned to start from (the budget without
+  // them)...
+  let towerKeep = keep + removedTokens(onPacked);
+  // ...unless that is no fewer than the image brings unreduced (shrunk): then those steps do it all, each
   // removing its planned share of the whole reduction.
   if (towerSteps.length > 0 && towerKeep >= content) {
     towerSteps = [];
     const removals = inProportion(
       content - keep,
-      inDecoder.map((step) => step.remove),
+      onPacked.map((step) => step.remove),
     );
-    inDecoder = inDecoder.map((step, i) => ({ ...step, remove: removals[i] }));
+    onPacked = onPacked.map((step, i) => ({ ...step, remove: removals[i] }));
     towerKeep = content;
   }
   const perPass = leavingEachPassItsShare(towerSteps, pass.visualTokens, passTokens, towerKeep);
-  return { keep, passTokens, perPass, inDecoder: leavingPlannedCounts(inDecoder, keep) };
+  return { keep, passTokens, perPass, onPacked: leavingPlannedCounts(onPacked, keep) };
 }
 
 /** Per pass, the visual tokens a plan's tower steps leave it (as runStep removes them); only where it has some. */
@@ -133,7 +136,7 @@ function inProportion(total: number, weights: readonly number[]): number[] {
 }
 
 /**
- * Decoder steps that leave the counts planned for them, so the image ends at its budget however many tokens the passes
+ * Packed-image steps that leave the counts planned for them, so the image ends at its budget however many tokens the passes
  * hand over.
  */
 function leavingPlannedCounts(steps: readonly Step[], keep: number): Step[] {

@@ -3,11 +3,18 @@ import { selectRows } from './arrays';
 /**
  * Where a reduction hook runs: `vision:<l>` inside vision layer l (after the attention residual,
  * before the MLP); `features` on the vision tower's output before the projector ([CLS] still at
- * index 0, the last layer's attention available); `projector` on the projected image features;
- * `llm:<l>` inside decoder layer l (after the attention residual; that layer's KV cache already holds
- * every token that entered it).
+ * index 0, the last layer's attention available); `projector` on the projected features of one tower
+ * pass; `packed` on an image's projected features as the decoder will read them (a tiled image's passes
+ * packed into one sequence, its row ends set aside; it offers only the hidden cosine); `llm:<l>` inside
+ * decoder layer l (after the attention residual; that layer's KV cache already holds every token that
+ * entered it).
  */
-export type HookSite = `vision:${number}` | 'features' | 'projector' | `llm:${number}`;
+export type HookSite = `vision:${number}` | 'features' | 'projector' | 'packed' | `llm:${number}`;
+
+/** Which part of a run a site belongs to: the vision tower (projector included), the packed image, the decoder. */
+export function siteStage(site: HookSite): 'tower' | 'packed' | 'decoder' {
+  return site === 'packed' ? 'packed' : site.startsWith('llm:') ? 'decoder' : 'tower';
+}
 
 /** One image's tokens inside the sequence a hook sees. */
 export interface VisualSpan {

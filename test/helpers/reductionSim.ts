@@ -15,7 +15,7 @@ import {
 /**
  * A miniature engine for reduction tests: random hidden states, attention computed from fixed random
  * query/key projections of the current tokens, and the engine's site order (vision layers → features →
- * projector → LLM layers). No ONNX Runtime, so every method can be checked on many shapes quickly.
+ * projector → packed → LLM layers). No ONNX Runtime, so every method can be checked on many shapes quickly.
  */
 export interface SimOptions {
   grid: { rows: number; cols: number };
@@ -91,7 +91,7 @@ export function simulate(plan: ReductionPlan, options: SimOptions): SimResult {
       state = apply(`vision:${layer}`, state, options.hasClassToken);
     state = apply('features', state, options.hasClassToken);
     state = dropClassToken(state, cls);
-    images.push(apply('projector', state, false));
+    images.push(apply('packed', apply('projector', state, false), false));
   }
   let sequence = splice(random, images, options);
   for (let layer = 0; layer < options.textLayers; layer++) sequence = apply(`llm:${layer}`, sequence, false);

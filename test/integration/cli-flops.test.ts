@@ -111,6 +111,11 @@ test('ficoco flops --method on a tiled architecture: every pass runs the tower s
   assert.match(inDecoder.stdout, /Nothing in the tower\. In the decoder: llm:1 −6416\./);
   assert.equal(ratio(inDecoder.stdout, 'vision TFLOPs'), 1);
   assert.match(inDecoder.stdout, /\| LLM 1 \| 7309 → 893 \|/);
+  // DivPrune chooses from the packed image before the decoder: every decoder layer reads the budget and the row ends.
+  const packed = await onevision('divprune');
+  assert.match(packed.stdout, /Nothing in the tower\. Before the decoder, on the packed image: packed −6416\./);
+  assert.equal(ratio(packed.stdout, 'vision TFLOPs'), 1);
+  assert.match(packed.stdout, /\| LLM 0 \| 893 \|/);
   const tooMany = await onevision('ficoco-v', '--budget', '7210');
   assert.equal(tooMany.code, 2);
   assert.match(tooMany.stderr, /more than the 7209 this model gives a 1920 × 1080 image/);

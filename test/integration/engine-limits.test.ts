@@ -106,6 +106,40 @@ describe('prompts and runs that do not fit', () => {
   });
 });
 
+test("a reduction comparing every pair of an image's tokens is refused when that matrix would not fit", async () => {
+  // A run reads the memory available twice: for the decoder's run, then for the image's pairwise matrix.
+  let readings = 0;
+  let forMatrix = 0;
+  const engine = await LlavaEngine.load(BUILTIN, {
+    provider: 'cpu',
+    threads: 1,
+    availableMemory: () => (readings++ % 2 === 0 ? Infinity : forMatrix),
+  });
+  try {
+    // The matrix twice (ONNX Runtime's and the copy handed over), and three copies of the rows.
+    forMatrix = 2 * 4 * 144 ** 2 + 3 * 4 * 144 * engine.config.text.hiddenSize - 1;
+    const progress: unknown[] = [];
+    const ask = () =>
+      engine.ask({
+        question: QUESTION,
+        images: [IMAGE],
+        reduction: { method: 'divprune', budget: { tokens: 36 } },
+        maxNewTokens: 1,
+        onProgress: (report) => progress.push(report),
+      });
+    await assert.rejects(
+      ask(),
+      inputError(/compares every pair of an image's visual tokens \(144\), which needs about 0\.00 GiB of memory/),
+    );
+    assert.deepEqual(progress, [], 'refused before the image was read');
+    forMatrix += 1;
+    assert.equal((await ask()).stats.steps[0].tokensAfter, 36);
+    assert.ok(progress.length > 0, 'a run that goes ahead reports reading the image');
+  } finally {
+    await engine.dispose();
+  }
+});
+
 test('a decoder cut into segments needs an arena each, then only what those arenas grow by', async () => {
   let available = Infinity;
   const engine = await LlavaEngine.load(BUILTIN, { provider: 'cpu', threads: 1, availableMemory: () => available });

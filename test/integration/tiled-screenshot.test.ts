@@ -10,8 +10,16 @@ import { tiledRunShape } from '../../src/cli/runShape';
 import { flopsArchOf } from '../../src/engine/models/flopsArch';
 import { archForImage, runFlops } from '../../src/flops';
 import { keptTokens } from '../../src/reduction/method';
+import { cosineMatrix } from '../../src/reduction/arrays';
+import { maxMinDiverse } from '../../src/reduction/stages/diversity';
 import { classAttention } from '../../src/reduction/stages/importance';
-import type { ReductionHook, SiteView, TokenState } from '../../src/reduction/tokenState';
+import {
+  type HookSite,
+  type ReductionHook,
+  type SiteView,
+  type TokenState,
+  siteStage,
+} from '../../src/reduction/tokenState';
 import { removedTokens } from '../../src/reduction/paradigm';
 import { keptPerPass, planTiledReduction } from '../../src/reduction/tiled';
 import { METHODS } from '../../src/reduction/registry';
@@ -101,6 +109,42 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
         answer.stats.steps.filter((step) => step.site === 'features').map((step) => step.tokensAfter),
         perPass,
       );
+    });
+
+    test('DivPrune chooses from the packed image: base image and tiles as one set, row ends set aside', async () => {
+      const size = { width: 1920, height: 1080 };
+      const [hook] = engine.reductionHooks({ method: 'divprune', budget: { ratio: 0.25 } }, [size]);
+      const seen: { view?: SiteView; kept?: TokenState } = {};
+      const watching: ReductionHook = {
+        ...hook,
+        reduce: (view) => Object.assign(seen, { view, kept: hook.reduce(view) }).kept!,
+      };
+      const answer = await engine.ask({
+        question: QUESTION,
+        images: [{ bytes, name: 'screenshot.png' }],
+        hooks: [watching],
+        maxNewTokens: 1,
+      });
+      const layout = anyresLayout(engine.config.tiling!, size);
+      const content = layout.tokens - layout.grid.rows;
+      const keep = keptTokens({ ratio: 0.25 }, content);
+      const view = seen.view!;
+      assert.equal(view.site, 'packed');
+      assert.equal(view.count, content, 'every content token of the packed image, no row end');
+      // The engine's cosine is over exactly the tokens the view holds.
+      const cosine = cosineMatrix(view.hidden, view.count, view.width);
+      assert.ok(view.hiddenCosine!.every((value, i) => Math.abs(value - cosine[i]) < 1e-4));
+      const chosen = maxMinDiverse(view.hiddenCosine!, view.count, view.spans[0], keep).sort((a, b) => a - b);
+      assert.deepEqual(
+        Array.from(seen.kept!.spans[0].tokenPatch),
+        chosen.map((t) => view.spans[0].tokenPatch[t]),
+      );
+      assert.deepEqual(
+        answer.stats.steps.map(({ site, tokensBefore, tokensAfter }) => ({ site, tokensBefore, tokensAfter })),
+        [{ site: 'packed', tokensBefore: content, tokensAfter: keep }],
+      );
+      // Every row end stays: the decoder reads the budget and the grid's rows.
+      assert.deepEqual(answer.stats.visualTokens, [{ original: layout.tokens, atDecoder: keep + layout.grid.rows }]);
     });
 
     test('two images in one question: OneVision sees each whole, padded square; NeXT tiles each', async () => {
@@ -311,11 +355,11 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
           const { steps, flops, patchFates } = answer.stats;
           assert.ok(steps.length > 0);
           assert.ok(flops.run.total < flops.unreduced.total, 'fewer analytic FLOPs than unreduced');
-          const inDecoder = steps.filter((step) => step.site.startsWith('llm:'));
-          const inTower = steps.filter((step) => !step.site.startsWith('llm:'));
-          // Decoder steps see the image's content as one span (row ends set aside) and end at the budget, whatever
-          // the tower handed them.
-          if (inDecoder.length > 0) assert.equal(inDecoder.at(-1)!.tokensAfter, keep);
+          const onPacked = steps.filter((step) => siteStage(step.site as HookSite) !== 'tower');
+          const inTower = steps.filter((step) => siteStage(step.site as HookSite) === 'tower');
+          // Steps on the packed image see its content as one span (row ends set aside) and end at the budget,
+          // whatever the tower handed them.
+          if (onPacked.length > 0) assert.equal(onPacked.at(-1)!.tokensAfter, keep);
           // `ficoco flops --method` plans the same run: the tower's FLOPs exactly, the decoder's exactly where
           // only the decoder reduces (after the tower it counts every row end, an estimate).
           const arch = archForImage(flopsArchOf(engine.config, fixture), size);
@@ -338,10 +382,10 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
                 total,
               );
             else assert.deepEqual(atLastSite, kept);
-            const handed = keep + removedTokens(plan.inDecoder);
+            const handed = keep + removedTokens(plan.onPacked);
             assert.equal(total, Math.max(handed, kept.length), `the passes keep ${total}; planned: ${handed}`);
-            if (inDecoder.length > 0 && handed > keep)
-              assert.equal(inDecoder[0].tokensBefore, total, 'the decoder steps start from what the passes kept');
+            if (onPacked.length > 0 && handed > keep)
+              assert.equal(onPacked[0].tokensBefore, total, 'the packed steps start from what the passes kept');
           }
           const planned = runFlops(arch, tiledRunShape(plan, engine.reductionShape, layout, textTokens));
           assert.ok(Math.abs(planned.vision - flops.run.vision) <= 1e-9 * flops.run.vision, 'tower FLOPs as planned');

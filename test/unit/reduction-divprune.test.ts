@@ -19,9 +19,9 @@ const EMBEDDINGS = [
   [0, -1],
 ];
 
-function projectorView(): SiteView {
+function packedView(): SiteView {
   return {
-    site: 'projector',
+    site: 'packed',
     hidden: Float32Array.from(EMBEDDINGS.flat()),
     hiddenCosine: cosineMatrix(Float32Array.from(EMBEDDINGS.flat()), 6, 2),
     count: 6,
@@ -52,10 +52,10 @@ describe('DivPrune', () => {
     );
   });
 
-  test('is one pruning step on the projected embeddings, needing no attention', () => {
+  test('is one pruning step on the packed projected embeddings, needing no attention', () => {
     const { steps } = planReduction('divprune', { tokens: 3 }, SHAPE);
     assert.equal(steps.length, 1);
-    assert.equal(steps[0].site, 'projector');
+    assert.equal(steps[0].site, 'packed');
     assert.deepEqual(steps[0].needs, { hiddenCosine: true });
   });
 
@@ -66,7 +66,7 @@ describe('DivPrune', () => {
   ] as const) {
     test(`keeps the ${keep} most diverse tokens, unchanged and in sequence order`, () => {
       const [step] = planReduction('divprune', { tokens: keep }, SHAPE).steps;
-      const out = runStep(step, projectorView());
+      const out = runStep(step, packedView());
       assert.deepEqual(Array.from(out.spans[0].tokenPatch), kept);
       assert.deepEqual(Array.from(out.hidden), kept.flatMap((t) => EMBEDDINGS[t]).map(Math.fround));
     });

@@ -33,9 +33,9 @@ test('the layout this file assumes', () => {
 
 test("steps in the tower keep the same share of every pass's tokens on the image, which come to the budget", () => {
   const tiled = plan('ficoco-v');
-  const { keep, passTokens, inDecoder } = tiled;
+  const { keep, passTokens, onPacked } = tiled;
   assert.equal(keep, Math.round(0.11 * (7269 - 60)));
-  assert.equal(inDecoder.length, 0);
+  assert.equal(onPacked.length, 0);
   // The base image, then 3 × 5 tiles: the top and bottom rows of tiles give 3 of their 27 patch rows to padding.
   const row = (tokens: number) => new Array<number>(5).fill(tokens);
   assert.deepEqual(passTokens, [729, ...row(24 * 27), ...row(729), ...row(24 * 27)]);
@@ -68,23 +68,23 @@ test('every tower step leaves each pass its share of what that step leaves a who
 });
 
 test('decoder steps alone start from the packed, shrunk image and end at the budget', () => {
-  const { keep, perPass, inDecoder } = plan('fastv');
+  const { keep, perPass, onPacked } = plan('fastv');
   assert.equal(perPass.length, 0);
-  assert.equal(keep + removedTokens(inDecoder), 7269 - 60);
+  assert.equal(keep + removedTokens(onPacked), 7269 - 60);
 });
 
 test('after steps in the tower, decoder steps start from what the passes hand over, unshrunk', () => {
   const tiled = plan('ficoco-vl');
-  const { keep, perPass, inDecoder } = tiled;
-  assert.ok(perPass.length > 0 && inDecoder.length > 0);
+  const { keep, perPass, onPacked } = tiled;
+  assert.ok(perPass.length > 0 && onPacked.length > 0);
   // FiCoCo-VL's split: the tower keeps about √(N·B) of the N = 729 + 75 · 135 unshrunk features, the decoder the rest.
   const handed = keptPerPass(tiled).reduce((sum, tokens) => sum + tokens, 0);
-  assert.equal(handed, keep + removedTokens(inDecoder), 'the passes hand over what the decoder steps expect');
+  assert.equal(handed, keep + removedTokens(onPacked), 'the passes hand over what the decoder steps expect');
   const midpoint = Math.sqrt((729 + 75 * 135) * keep);
   assert.ok(Math.abs(handed - midpoint) / midpoint < 0.02, `the tower hands ${handed}, √(N·B) is ${midpoint}`);
   // Run as the engine does: every decoder step removes its planned share, and the last leaves the budget.
   let left = handed;
-  for (const step of inDecoder) {
+  for (const step of onPacked) {
     const removed = stepRemoval(step, left);
     assert.equal(removed, step.remove, `the step at ${step.site} removes what it planned`);
     left -= removed;
@@ -93,10 +93,10 @@ test('after steps in the tower, decoder steps start from what the passes hand ov
 });
 
 test('decoder steps leave the counts planned for them, so the image ends at its budget whatever arrives', () => {
-  const { keep, inDecoder } = plan('ficoco-vl');
-  let planned = keep + removedTokens(inDecoder);
-  for (const step of inDecoder) assert.equal(step.leaves, (planned -= step.remove));
-  assert.equal(inDecoder.at(-1)!.leaves, keep);
+  const { keep, onPacked } = plan('ficoco-vl');
+  let planned = keep + removedTokens(onPacked);
+  for (const step of onPacked) assert.equal(step.leaves, (planned -= step.remove));
+  assert.equal(onPacked.at(-1)!.leaves, keep);
 });
 
 test('a budget above the content tokens is refused, naming the image size', () => {
@@ -170,15 +170,15 @@ test('FiCoCo-VL whose tower would hand the decoder no fewer tokens than the shru
   );
   assert.deepEqual(tiled.perPass, []);
   // FiCoCo-L's schedule, its removals scaled to start from the whole image: even over the layers, to the budget.
-  const removals = tiled.inDecoder.map((step) => step.remove);
-  assert.equal(tiled.keep + removedTokens(tiled.inDecoder), 7269 - 60);
+  const removals = tiled.onPacked.map((step) => step.remove);
+  assert.equal(tiled.keep + removedTokens(tiled.onPacked), 7269 - 60);
   assert.ok(Math.max(...removals) - Math.min(...removals) <= 1, `removals ${removals.join(', ')}`);
   assert.deepEqual(
-    tiled.inDecoder.map((step) => step.site),
-    plan('ficoco-l').inDecoder.map((step) => step.site),
+    tiled.onPacked.map((step) => step.site),
+    plan('ficoco-l').onPacked.map((step) => step.site),
   );
   let left = 7269 - 60;
-  for (const step of tiled.inDecoder) left -= stepRemoval(step, left);
+  for (const step of tiled.onPacked) left -= stepRemoval(step, left);
   assert.equal(left, tiled.keep);
   // A share that hands over fewer keeps its tower steps.
   const fewer = planTiledReduction(
@@ -187,7 +187,7 @@ test('FiCoCo-VL whose tower would hand the decoder no fewer tokens than the shru
     { size, layout },
   );
   assert.ok(fewer.perPass.length > 0);
-  assert.ok(fewer.keep + removedTokens(fewer.inDecoder) < 7269 - 60);
+  assert.ok(fewer.keep + removedTokens(fewer.onPacked) < 7269 - 60);
 });
 
 test('a tiling that leaves a tile none of the image (no released config does) is refused with the way out', () => {

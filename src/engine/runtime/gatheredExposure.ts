@@ -31,17 +31,17 @@ export class RowProducts {
     return outputs.product.data as Float32Array;
   }
 
+  /** cos(x_i, x_j) for every pair of rows of x [rows, width]: unit rows times their transpose. */
+  cosine(x: Float32Array, width: number): Promise<Float32Array> {
+    const unit = unitRows(x, x.length / width, width);
+    return this.multiply(unit, unit, width);
+  }
+
   async release(): Promise<void> {
     const session = await this.session;
     this.session = undefined;
     await session?.release();
   }
-}
-
-/** cos(x_i, x_j) for every pair of rows of [rows, width]: unit rows times their transpose. */
-function cosineMatrix(products: RowProducts, x: Float32Array, width: number): Promise<Float32Array> {
-  const unit = unitRows(x, x.length / width, width);
-  return products.multiply(unit, unit, width);
 }
 
 /**
@@ -107,13 +107,11 @@ export class GatheredExposure {
       const width = meanKeys.length / this.count;
       const rows = seenRows(meanKeys, width);
       if (this.needs.keys) assembled[MEAN_KEYS] = new ort.Tensor('float32', rows, [seen, width]);
-      if (this.needs.keyCosine) assembled[KEY_COSINE] = square(await cosineMatrix(products, rows, width));
+      if (this.needs.keyCosine) assembled[KEY_COSINE] = square(await products.cosine(rows, width));
     }
     if (this.needs.hiddenCosine && hidden) {
       const width = hidden.dims[1];
-      assembled[HIDDEN_COSINE] = square(
-        await cosineMatrix(products, seenRows(hidden.data as Float32Array, width), width),
-      );
+      assembled[HIDDEN_COSINE] = square(await products.cosine(seenRows(hidden.data as Float32Array, width), width));
     }
     return assembled;
   }
