@@ -37,7 +37,12 @@ import {
 } from '../reduction/tokenState';
 import { decodeImage } from './image/decode';
 import { blankPng } from './image/png';
-import { ImagePreprocessorConfig, parsePreprocessorConfig, preprocessImage } from './image/preprocess';
+import {
+  ImagePreprocessorConfig,
+  checkMakesTowerInput,
+  parsePreprocessorConfig,
+  preprocessImage,
+} from './image/preprocess';
 import type { RgbImage } from './image/rgb-image';
 import { preprocessTiles } from './image/tiles';
 import type { ModelConfig, ModelTowers } from './models/family';
@@ -342,7 +347,16 @@ export class LlavaEngine {
     }
     const preprocessorJson = readModelJson(preprocessorFile);
     const preprocessor = parsePreprocessorConfig(preprocessorJson, preprocessorFile);
-    if (config.tiling) checkSamePinpoints(config.tiling, preprocessorJson, preprocessorFile);
+    const [, side] = towers.vision.input.dims as number[];
+    if (config.tiling) {
+      checkSamePinpoints(config.tiling, preprocessorJson, preprocessorFile);
+      // Tiles come cut to the tower's size; images seen whole (several in a question) are padded to squares first.
+      checkMakesTowerInput(preprocessor, side, preprocessorFile, { shapes: [[1, 1]], when: ' (a tile)' });
+      if (config.squareWhenSeveral)
+        checkMakesTowerInput({ ...preprocessor, padToSquare: true }, side, preprocessorFile, {
+          when: ' (padded to a square, as when several images share a question)',
+        });
+    } else checkMakesTowerInput(preprocessor, side, preprocessorFile);
     const quantized = await quantizer?.materialize(options.onQuantizing);
     // External data resolves against one folder: the weights', or one above a quantized cache kept elsewhere.
     const weightsFolder = commonFolder([...weights.files, ...(quantized ? [quantized] : [])], dir);

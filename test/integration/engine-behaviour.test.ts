@@ -78,6 +78,28 @@ describe('model folders that cannot be used get one clear error', () => {
     assert.match(error.message, /gate_proj\.weight has shape \[96, 48\] but config\.json implies \[100, 48\]/);
   });
 
+  for (const [what, settings, made] of [
+    [
+      'a centre crop smaller than',
+      { crop_size: { height: 40, width: 40 } },
+      /turns a 48 × 48 image into 40 × 40 pixels/,
+    ],
+    [
+      'no centre crop after a resize by the shortest edge to',
+      { do_center_crop: false },
+      /turns a 144 × 48 image into 144 × 48 pixels/,
+    ],
+  ] as const)
+    test(`image settings that give images another size than the tower's: ${what} its image_size`, async () => {
+      const dir = copyOfModel();
+      const file = path.join(dir, 'preprocessor_config.json');
+      fs.writeFileSync(file, JSON.stringify({ ...JSON.parse(fs.readFileSync(file, 'utf8')), ...settings }));
+      const error = await loadError(dir);
+      assert.equal(error.kind, 'config');
+      assert.match(error.message, made);
+      assert.match(error.message, /the vision tower reads 48 × 48 \(image_size in config\.json\)/);
+    });
+
   test('a missing safetensors file', async () => {
     const dir = copyOfModel();
     fs.rmSync(path.join(dir, 'model.safetensors'));

@@ -428,3 +428,22 @@ test("a tiled model folder whose preprocessor pinpoints are other resolutions th
     fs.rmSync(folder, { recursive: true, force: true });
   }
 });
+
+test('a tiled model folder whose image settings cut a tile to another size than the tower reads is refused', async () => {
+  const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-crop-'));
+  try {
+    fs.cpSync(path.join(FIXTURES, 'tiny-llava-next-mistral'), folder, { recursive: true });
+    const file = path.join(folder, 'preprocessor_config.json');
+    const preprocessor = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+    fs.writeFileSync(file, JSON.stringify({ ...preprocessor, crop_size: { height: 24, width: 24 } }));
+    await assert.rejects(
+      LlavaEngine.load(folder),
+      (error: unknown) =>
+        error instanceof FicocoError &&
+        error.kind === 'config' &&
+        /turns a 32 × 32 image \(a tile\) into 24 × 24 pixels, and the vision tower reads 32 × 32/.test(error.message),
+    );
+  } finally {
+    fs.rmSync(folder, { recursive: true, force: true });
+  }
+});

@@ -157,6 +157,38 @@ export interface PreprocessingStep {
   height: number;
 }
 
+/**
+ * Refuses, at load, settings that would not make every image the vision tower's `side` × `side` input, probed on the
+ * `shapes` (as a side × side multiple: squares and long strips by default) — the first question would fail on them.
+ * `when`: the images these settings meet, where not all (a tiled model's tiles; its images seen whole).
+ */
+export function checkMakesTowerInput(
+  config: ImagePreprocessorConfig,
+  side: number,
+  sourceName: string,
+  { shapes = ANY_IMAGE, when = '' }: { shapes?: readonly (readonly [number, number])[]; when?: string } = {},
+): void {
+  for (const [across, down] of shapes) {
+    const width = across * side;
+    const height = down * side;
+    const made = preprocessingSteps(width, height, config).at(-1) ?? { width, height };
+    if (made.width !== side || made.height !== side)
+      throw new FicocoError(
+        `${sourceName} turns a ${width} × ${height} image${when} into ${made.width} × ${made.height} pixels, and the vision ` +
+          `tower reads ${side} × ${side} (image_size in config.json); its size and crop_size must give every image that size.`,
+        'config',
+      );
+  }
+}
+
+/** Probes for every image's shape: squares and long strips, in sides of the tower's input. */
+const ANY_IMAGE: readonly (readonly [number, number])[] = [
+  [1, 1],
+  [2, 2],
+  [3, 1],
+  [1, 3],
+];
+
 /** The images preprocessImage allocates for a width × height input, step by step. */
 function preprocessingSteps(width: number, height: number, config: ImagePreprocessorConfig): PreprocessingStep[] {
   const side = Math.max(width, height);

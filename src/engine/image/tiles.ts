@@ -4,7 +4,6 @@
  * padded black around it and cut into tiles row by row; each of those then goes through the per-image steps.
  */
 import { type AnyresLayout, type AnyresSpec, anyresLayout } from '../../common/anyres';
-import { FicocoError } from '../../common/errors';
 import { drawPadded, unpadded } from './padded-image';
 import { type ImagePreprocessorConfig, checkStepsWithinBudget, preprocessImage } from './preprocess';
 import { resizeLikePillow } from './resample';
@@ -36,21 +35,9 @@ export function preprocessTiles(image: RgbImage, config: ImagePreprocessorConfig
     for (let col = 0; col < layout.tiles.cols; col++) tiles.push(crop(canvas, row * side, col * side, side));
   const passSize = 3 * side * side;
   const pixelValues = new Float32Array(tiles.length * passSize);
-  tiles.forEach((tile, pass) => pixelValues.set(tileValues(tile, config, side), pass * passSize));
+  // The per-image steps leave a tile as it is in size (checked at load: checkMakesTowerInput).
+  tiles.forEach((tile, pass) => pixelValues.set(preprocessImage(tile, config).pixelValues, pass * passSize));
   return { pixelValues, layout };
-}
-
-/** One tile through the per-image steps (their resize and centre crop leave a tile as it is). */
-function tileValues(tile: RgbImage, config: ImagePreprocessorConfig, side: number): Float32Array {
-  const { pixelValues, height, width } = preprocessImage(tile, config);
-  if (height !== side || width !== side) {
-    throw new FicocoError(
-      `preprocessor_config.json makes a ${side}-px tile ${width} × ${height}; its size and crop_size must equal ` +
-        `the vision tower's image_size (${side}).`,
-      'config',
-    );
-  }
-  return pixelValues;
 }
 
 /** The side × side square at (top, left) of an image that contains it. */
