@@ -397,20 +397,24 @@ function hubOptions(
       idleMs,
     ).unref();
     const signals = [idle.signal, ...[signal, init?.signal].filter((given): given is AbortSignal => !!given)];
-    const response = await fetch(input, { ...init, headers, signal: AbortSignal.any(signals) }).catch((error) => {
+    const aborted = AbortSignal.any(signals);
+    aborted.addEventListener('abort', () => clearTimeout(timer), { once: true });
+    const response = await fetch(input, { ...init, headers, signal: aborted }).catch((error) => {
       clearTimeout(timer);
       throw error;
     });
-    if (!response.ok || !response.body) {
+    if (!response.body) {
       clearTimeout(timer);
       return response;
     }
     // A file's own resumed range; a xet store's ranged requests (several ranges, or JSON answers) are its business.
     const type = response.headers.get('content-type') ?? '';
-    const ownRange = !/json|multipart/i.test(type) ? /^bytes=(\d+)-\d*$/.exec(headers.get('range') ?? '') : null;
+    const ownRange =
+      response.ok && !/json|multipart/i.test(type) ? /^bytes=(\d+)-\d*$/.exec(headers.get('range') ?? '') : null;
+    // An error's body is read for its message: watched as an API answer, so a server cannot stall or flood it either.
     return watchedBody(response, timer, {
       resumeAt: Number(ownRange?.[1] ?? 0),
-      maxBytes: url.pathname.startsWith('/api/') ? MAX_API_BYTES : Infinity,
+      maxBytes: url.pathname.startsWith('/api/') || !response.ok ? MAX_API_BYTES : Infinity,
       what: `${url.host}${url.pathname}`,
     });
   };
@@ -447,7 +451,10 @@ function watchedBody(
       transform(chunk, controller) {
         timer.refresh();
         received += chunk.length;
-        if (received > maxBytes) throw new Error(`${what} sent more than ${maxBytes} bytes`);
+        if (received > maxBytes) {
+          clearTimeout(timer);
+          throw new Error(`${what} sent more than ${maxBytes} bytes`);
+        }
         if (skip >= chunk.length) {
           skip -= chunk.length;
           return;

@@ -7,6 +7,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
@@ -291,6 +293,30 @@ describe('downloads from a hostile Hub, and two processes downloading one model'
     );
     assert.ok(Date.now() - started < 20_000, `gave up after ${Date.now() - started} ms`);
   });
+
+  test(
+    'an error whose body never ends is given up after the idle timeout, not waited on forever',
+    { timeout: 20_000 },
+    async () => {
+      const connections = new Set<net.Socket>();
+      const stalling = http.createServer((_request, response) => {
+        response.writeHead(500, { 'content-type': 'application/json' });
+        response.write('{"error":');
+      });
+      stalling.on('connection', (socket) => connections.add(socket));
+      await new Promise<void>((listening) => stalling.listen(0, '127.0.0.1', listening));
+      try {
+        const endpoint = `http://127.0.0.1:${(stalling.address() as net.AddressInfo).port}`;
+        await assert.rejects(
+          planDownload(request({ endpoint, idleTimeoutMs: 300 })),
+          downloadError(/sent nothing for 0\.3 s/),
+        );
+      } finally {
+        for (const socket of connections) socket.destroy();
+        stalling.close();
+      }
+    },
+  );
 
   test('listed paths one folder cannot hold apart (a file and a folder of one name) are refused', async () => {
     hub.hostile.extraEntries = [fileEntry(`${WEIGHTS}/config.json`)];
