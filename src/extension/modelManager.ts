@@ -79,9 +79,18 @@ export class ModelManager {
       {
         location: vscode.ProgressLocation.Notification,
         title: `FiCoCo: asking ${request.endpoint} about ${request.repo}…`,
+        cancellable: true,
       },
-      () => planDownload(request),
+      async (_progress, token) => {
+        const controller = new AbortController();
+        token.onCancellationRequested(() => controller.abort());
+        return planDownload(request, { signal: controller.signal }).catch((error: unknown) => {
+          if (error instanceof FicocoError && error.kind === 'cancelled') return undefined;
+          throw error;
+        });
+      },
     );
+    if (!plan) return;
     if (plan.tokenWithheld)
       void vscode.window.showWarningMessage(
         `FiCoCo: your Hugging Face token was not sent to ${request.endpoint}: tokens go only over https.`,

@@ -120,19 +120,38 @@ function checkNoCollisions(paths: readonly string[], where: string): void {
   }
 }
 
-/** Resolves the revision to a commit, lists the files with their sizes and checksums, and finds an existing copy. */
-export async function planDownload(request: ModelRequest): Promise<DownloadPlan> {
+/**
+ * Resolves the revision to a commit, lists the files with their sizes and checksums, and finds an existing copy;
+ * `signal` stops the asking (a 'cancelled' error).
+ */
+export async function planDownload(
+  request: ModelRequest,
+  options: { signal?: AbortSignal } = {},
+): Promise<DownloadPlan> {
   repoFolderName(request.repo);
-  const hub = hubOptions(request);
+  const { signal } = options;
+  const hub = hubOptions(request, signal);
   const where = `${request.repo} at ${request.revision} on ${hub.hubUrl}`;
-  const commit = await hubCall(where, async () => {
+  const cancelled = () => new FicocoError(`Asking ${hub.hubUrl} about ${request.repo} was cancelled.`, 'cancelled');
+  const hubCall = <T>(call: () => Promise<T>) =>
+    call().then(
+      (answer) => {
+        // A cancel that came as the answer did still stops the asking.
+        if (signal?.aborted) throw cancelled();
+        return answer;
+      },
+      (error: unknown) => {
+        throw signal?.aborted ? cancelled() : asDownloadError(error, where);
+      },
+    );
+  const commit = await hubCall(async () => {
     if (isCommit(request.revision)) return request.revision;
     const info = await modelInfo({ name: request.repo, revision: request.revision, additionalFields: ['sha'], ...hub });
     return checkCommit(info.sha, where);
   });
   const listed = new Map<string, HubFile>();
   let entries = 0;
-  await hubCall(where, async () => {
+  await hubCall(async () => {
     for await (const entry of listFiles({ repo: request.repo, revision: commit, recursive: true, ...hub })) {
       // A listing that pages on without end (a `next` link back to itself) is not a repository's.
       if (++entries > MAX_LISTED_ENTRIES)
@@ -482,14 +501,6 @@ export function tokenMayGoTo(endpoint: string): boolean {
     url.protocol === 'https:' ||
     (url.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname))
   );
-}
-
-async function hubCall<T>(where: string, call: () => Promise<T>): Promise<T> {
-  try {
-    return await call();
-  } catch (error) {
-    throw asDownloadError(error, where);
-  }
 }
 
 /** The Hub library's errors (HTTP status in `statusCode`) and network failures as one actionable message. */

@@ -6,6 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -291,6 +293,46 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
     } finally {
       await workbench.writeSettings({ 'ficoco.reduction.method': 'ficoco-v', 'ficoco.reduction.budget': '16' });
       await server.close();
+    }
+  });
+
+  test('Download Model: asking a Hub that answers nothing is cancelled from its notification', async () => {
+    const connections = new Set<net.Socket>();
+    const silent = http.createServer(() => undefined);
+    silent.on('connection', (socket) => connections.add(socket));
+    // The question arrives, and once cancelled, its connection closes: long before the extension's minute of patience.
+    const asked = new Promise<http.IncomingMessage>((arrived) => silent.once('request', arrived));
+    const within = <T>(promise: Promise<T>, what: string) =>
+      Promise.race([
+        promise,
+        new Promise<never>((_, late) => setTimeout(() => late(new Error(`${what} within 20 s`)), 20_000).unref()),
+      ]);
+    await new Promise<void>((listening) => silent.listen(0, '127.0.0.1', listening));
+    try {
+      await workbench.writeSettings({
+        'ficoco.hubEndpoint': `http://127.0.0.1:${(silent.address() as net.AddressInfo).port}`,
+      });
+      await workbench.runCommand('Notifications: Clear All Notifications');
+      await workbench.runCommand('FiCoCo: Download Model');
+      await workbench.pickQuickInput('Other Hub repository');
+      await workbench.page.locator('.quick-input-widget input[placeholder*="owner/name"]').waitFor({ timeout: MINUTE });
+      await workbench.typeQuickInput('ficoco/never-answered');
+      const asking = workbench.page.locator('.notifications-toasts .notification-toast', {
+        hasText: /FiCoCo: asking .* about ficoco\/never-answered/,
+      });
+      await asking.waitFor({ timeout: MINUTE });
+      const question = await within(asked, 'the question reached the server');
+      const closed = new Promise<void>((done) => question.socket.once('close', () => done()));
+      await asking.getByRole('button', { name: 'Cancel' }).click();
+      await within(closed, 'the cancelled question was dropped');
+      await asking.waitFor({ state: 'detached', timeout: 30_000 });
+      // Cancelling is no failure: nothing else is said about it.
+      await workbench.page.waitForTimeout(1_000);
+      const toasts = workbench.page.locator('.notifications-toasts .notification-toast', { hasText: /FiCoCo/ });
+      assert.equal(await toasts.count(), 0);
+    } finally {
+      for (const socket of connections) socket.destroy();
+      silent.close();
     }
   });
 

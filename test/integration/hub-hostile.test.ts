@@ -318,6 +318,31 @@ describe('downloads from a hostile Hub, and two processes downloading one model'
     },
   );
 
+  test('asking a server that answers nothing stops at once when cancelled', { timeout: 20_000 }, async () => {
+    const connections = new Set<net.Socket>();
+    const silent = http.createServer(() => undefined);
+    silent.on('connection', (socket) => connections.add(socket));
+    await new Promise<void>((listening) => silent.listen(0, '127.0.0.1', listening));
+    const endpoint = `http://127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
+    try {
+      const controller = new AbortController();
+      const started = Date.now();
+      setTimeout(() => controller.abort(), 200);
+      await assert.rejects(
+        planDownload(request({ endpoint }), { signal: controller.signal }),
+        (error: unknown) =>
+          error instanceof FicocoError &&
+          error.kind === 'cancelled' &&
+          error.message === `Asking ${endpoint} about ${REPO} was cancelled.`,
+      );
+      assert.ok(Date.now() - started < 5_000, `stopped after ${Date.now() - started} ms, not at the idle timeout`);
+      assert.ok(connections.size > 0, 'the question reached the server');
+    } finally {
+      for (const socket of connections) socket.destroy();
+      silent.close();
+    }
+  });
+
   test('listed paths one folder cannot hold apart (a file and a folder of one name) are refused', async () => {
     hub.hostile.extraEntries = [fileEntry(`${WEIGHTS}/config.json`)];
     await assert.rejects(
