@@ -796,7 +796,7 @@ export class LlavaEngine {
       visualTokens: features.map((f, i) => ({ original: costs[i].tokens, atDecoder: f.state.count })),
       promptTokens: promptLength,
       steps,
-      patchFates: prefill.spans.map((span, i) => this.imageFates(span, images[i].size)),
+      patchFates: prefill.spans.map((span, i) => this.imageFates(span, images[i])),
       cacheLengths,
       flops: this.flopsOf(visionTokens, decoderTokens, {
         images: costs,
@@ -1073,11 +1073,12 @@ export class LlavaEngine {
    * What reduction did to an image's patches; for a tiled image, to the cells of its grid over the whole screenshot
    * (the base image's patches are left out), with the tiles' borders in cells.
    */
-  private imageFates(span: VisualSpan, size: Size): PatchFates {
+  private imageFates(span: VisualSpan, image: ImagePixels): PatchFates {
     const fates = patchFates(span);
     const { tiling } = this.config;
-    if (!tiling) return fates;
-    const layout = anyresLayout(tiling, size);
+    // An image seen whole (one of several on LLaVA-OneVision) has no grid but its own.
+    if (!tiling || image.values.length === this.passSize) return fates;
+    const layout = anyresLayout(tiling, image.size);
     const base = tiling.featuresPerSide ** 2;
     const cells = fates.patches.length - base;
     // Packed whole, the grid may be shrunk (anyres_max); thinned in the tower, it is the unpadded grid.

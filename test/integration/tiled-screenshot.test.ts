@@ -172,6 +172,31 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
         answer.stats.visualTokens.map((image) => image.atDecoder),
         expected,
       );
+      // The overlay's grid (a library hook that keeps every token asks for it): an image seen whole is its one pass's
+      // patches; a tiled one, its grid's cells.
+      const kept = await engine.ask({
+        question: QUESTION,
+        images: [
+          { bytes, name: 'screenshot.png' },
+          { bytes: shapes, name: 'shapes.png' },
+        ],
+        hooks: [{ site: 'packed', needs: {}, reduce: (view) => view }],
+        maxNewTokens: 1,
+      });
+      const side = tiling.featuresPerSide;
+      const grids = engine.config.squareWhenSeveral
+        ? [
+            { rows: side, cols: side },
+            { rows: side, cols: side },
+          ]
+        : [
+            anyresLayout(tiling, { width: 1920, height: 1080 }).grid,
+            anyresLayout(tiling, { width: 96, height: 64 }).grid,
+          ];
+      assert.deepEqual(
+        kept.stats.patchFates!.map(({ rows, cols, patches }) => ({ rows, cols, patches })),
+        grids.map(({ rows, cols }) => ({ rows, cols, patches: 'k'.repeat(rows * cols) })),
+      );
     });
 
     test('a reduction takes one image per question on a tiled model', async () => {

@@ -107,7 +107,8 @@ export function packSquare(pass: TokenState, rowEnd: Float32Array): PackedImage 
   const rowEnds = new Uint8Array(count);
   rowEnds[pass.count] = 1;
   const sizes = Float32Array.of(...pass.sizes, 1);
-  return { state: packedState(hidden, rowEnd.length, sizes, tokenPatch, pass.spans[0].patchOwner.slice()), rowEnds };
+  const { patchOwner, grid } = pass.spans[0];
+  return { state: packedState(hidden, rowEnd.length, sizes, tokenPatch, patchOwner.slice(), grid), rowEnds };
 }
 
 /**
@@ -234,13 +235,14 @@ function packByProvenance(
   return { state: packedState(hidden, width, sizes, tokenPatch, patchOwner), rowEnds };
 }
 
-/** The packed tokens as one span whose patches are the base image's then the grid's. */
+/** The packed tokens as one span whose patches are the base image's then the grid's (`grid`: an image seen whole's). */
 function packedState(
   hidden: Float32Array,
   width: number,
   sizes: Float32Array,
   tokenPatch: Int32Array,
   patchOwner: Int32Array,
+  grid = { rows: 1, cols: patchOwner.length },
 ): TokenState {
   const count = sizes.length;
   return {
@@ -249,6 +251,6 @@ function packedState(
     width,
     sizes,
     positions: Int32Array.from({ length: count }, (_, i) => i),
-    spans: [{ start: 0, count, grid: { rows: 1, cols: patchOwner.length }, patchOwner, tokenPatch }],
+    spans: [{ start: 0, count, grid, patchOwner, tokenPatch }],
   };
 }
