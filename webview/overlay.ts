@@ -5,6 +5,9 @@
  */
 import type { ImageReduction, TurnImage } from '../src/protocol/webview';
 
+/** Patches row by row: k kept, m merged, d dropped. */
+type PatchGrid = Pick<ImageReduction, 'rows' | 'cols' | 'patches'>;
+
 /** Per patch state: its drawing (a class of style.css), its word in the caption's counts, and what it means. */
 const PATCH_STATES: Record<string, { className: string; label: string; meaning: string }> = {
   k: { className: 'kept', label: 'kept', meaning: 'kept as its own token' },
@@ -14,6 +17,35 @@ const PATCH_STATES: Record<string, { className: string; label: string; meaning: 
 
 /** The figure for one image: the picture, the grid over it, and a caption with the counts. */
 export function reductionFigure(doc: Document, image: TurnImage, reduction: ImageReduction): HTMLElement {
+  const { figure, frame, caption } = patchFigure(doc, image, reduction, `${image.name} as the model saw it`);
+  if (reduction.tileBorders) {
+    // A tiled image's grid covers the screenshot as it is: keep its shape, and draw where the tiles meet.
+    frame.style.aspectRatio = `${reduction.cols} / ${reduction.rows}`;
+    for (const row of reduction.tileBorders.rows) frame.append(tileBorder(doc, 'top', row / reduction.rows));
+    for (const col of reduction.tileBorders.cols) frame.append(tileBorder(doc, 'left', col / reduction.cols));
+  }
+  caption.textContent = reductionSummary(reduction);
+  return figure;
+}
+
+/**
+ * A tiled image's thumbnail: the whole image squashed to one tile, which the model reads besides the tiles, with what
+ * became of its patches.
+ */
+export function thumbnailFigure(doc: Document, image: TurnImage, thumbnail: PatchGrid): HTMLElement {
+  const { figure, caption } = patchFigure(doc, image, thumbnail, `${image.name} squashed to one tile`);
+  figure.classList.add('whole-image');
+  caption.textContent = `Whole image in one tile: ${reductionSummary(thumbnail)}`;
+  return figure;
+}
+
+/** A figure of the picture (stretched over the frame) with a grid of patches drawn over it; its caption is empty. */
+function patchFigure(
+  doc: Document,
+  image: TurnImage,
+  grid: PatchGrid,
+  alt: string,
+): { figure: HTMLElement; frame: HTMLElement; caption: HTMLElement } {
   const figure = doc.createElement('figure');
   figure.className = 'reduction';
   const frame = doc.createElement('div');
@@ -21,30 +53,23 @@ export function reductionFigure(doc: Document, image: TurnImage, reduction: Imag
   if (image.src) {
     const picture = doc.createElement('img');
     picture.src = image.src;
-    picture.alt = `${image.name} as the model saw it`;
+    picture.alt = alt;
     frame.append(picture);
   }
-  const grid = doc.createElement('div');
-  grid.className = 'reduction-grid';
-  grid.style.gridTemplateColumns = `repeat(${reduction.cols}, 1fr)`;
-  grid.style.gridTemplateRows = `repeat(${reduction.rows}, 1fr)`;
-  grid.setAttribute('aria-hidden', 'true');
-  for (const state of reduction.patches) {
+  const cells = doc.createElement('div');
+  cells.className = 'reduction-grid';
+  cells.style.gridTemplateColumns = `repeat(${grid.cols}, 1fr)`;
+  cells.style.gridTemplateRows = `repeat(${grid.rows}, 1fr)`;
+  cells.setAttribute('aria-hidden', 'true');
+  for (const state of grid.patches) {
     const cell = doc.createElement('div');
     cell.className = `patch ${PATCH_STATES[state].className}`;
-    grid.append(cell);
+    cells.append(cell);
   }
-  frame.append(grid);
-  if (reduction.tileBorders) {
-    // A tiled image's grid covers the screenshot as it is: keep its shape, and draw where the tiles meet.
-    frame.style.aspectRatio = `${reduction.cols} / ${reduction.rows}`;
-    for (const row of reduction.tileBorders.rows) frame.append(tileBorder(doc, 'top', row / reduction.rows));
-    for (const col of reduction.tileBorders.cols) frame.append(tileBorder(doc, 'left', col / reduction.cols));
-  }
+  frame.append(cells);
   const caption = doc.createElement('figcaption');
-  caption.textContent = reductionSummary(reduction);
   figure.append(frame, caption);
-  return figure;
+  return { figure, frame, caption };
 }
 
 /** A dashed line across the frame at `fraction` of its height (top) or width (left). */
@@ -79,7 +104,7 @@ export function reductionLegend(doc: Document): HTMLElement {
 }
 
 /** "16 kept, 120 merged, 8 dropped of 144 patches" */
-export function reductionSummary(reduction: ImageReduction): string {
+export function reductionSummary(reduction: PatchGrid): string {
   const counts = Object.entries(PATCH_STATES)
     .map(([state, { label }]) => ({ label, count: [...reduction.patches].filter((p) => p === state).length }))
     .filter(({ count }) => count > 0)

@@ -7,7 +7,7 @@
 import type { Reply, ReplyKind, Turn } from '../src/protocol/webview';
 import { button, focusControl } from './controls';
 import { CodeActions, renderMarkdown } from './markdown';
-import { reductionFigure, reductionLegend } from './overlay';
+import { reductionFigure, reductionLegend, thumbnailFigure } from './overlay';
 import { answerStats } from './stats';
 
 /** What the user can ask of the extension from the transcript. */
@@ -213,9 +213,12 @@ export class TranscriptView {
     bar.className = 'turn-actions';
     const parts = [bar];
     const reductions = turn.answer.stats?.imageReductions ?? [];
-    const figures = turn.images.flatMap((image, i) =>
-      image.src && reductions[i] ? [reductionFigure(doc, image, reductions[i])] : [],
-    );
+    const figures = turn.images.flatMap((image, i) => {
+      const reduction = reductions[i];
+      if (!image.src || !reduction) return [];
+      const { thumbnail } = reduction;
+      return [reductionFigure(doc, image, reduction), ...(thumbnail ? [thumbnailFigure(doc, image, thumbnail)] : [])];
+    });
     if (figures.length > 0) {
       const overlay = doc.createElement('div');
       overlay.className = 'reduction-overlay';

@@ -167,6 +167,8 @@ export interface PatchFates {
   patches: string;
   /** a tiled image: where its tiles meet, in cells from the grid's top and left edges */
   tileBorders?: { rows: number[]; cols: number[] };
+  /** a tiled image: its base image (the whole screenshot squashed to one tile), patch by patch */
+  thumbnail?: { rows: number; cols: number; patches: string };
 }
 
 export interface GenerationResult {
@@ -1070,8 +1072,8 @@ export class LlavaEngine {
   }
 
   /**
-   * What reduction did to an image's patches; for a tiled image, to the cells of its grid over the whole screenshot
-   * (the base image's patches are left out), with the tiles' borders in cells.
+   * What reduction did to an image's patches; for a tiled image, to the cells of its grid over the whole screenshot,
+   * with the tiles' borders in cells, and to its base image's patches (the thumbnail).
    */
   private imageFates(span: VisualSpan, image: ImagePixels): PatchFates {
     const fates = patchFates(span);
@@ -1096,6 +1098,7 @@ export class LlavaEngine {
         rows: borders(layout.tiles.rows, layout.unpadded.firstRow, layout.unpadded.rows, grid.rows),
         cols: borders(layout.tiles.cols, layout.unpadded.firstCol, layout.unpadded.cols, grid.cols),
       },
+      thumbnail: { rows: f, cols: f, patches: fates.patches.slice(0, base) },
     };
   }
 

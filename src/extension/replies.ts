@@ -392,11 +392,12 @@ export function statsView(stats: AnswerStats): AnswerStatsView {
     view.reduction = { method, budget, rule, why };
   }
   if (stats.patchFates)
-    view.imageReductions = stats.patchFates.map(({ rows, cols, patches, tileBorders }) => ({
+    view.imageReductions = stats.patchFates.map(({ rows, cols, patches, tileBorders, thumbnail }) => ({
       rows,
       cols,
       patches,
       ...(tileBorders ? { tileBorders: { rows: [...tileBorders.rows], cols: [...tileBorders.cols] } } : {}),
+      ...(thumbnail ? { thumbnail: { ...thumbnail } } : {}),
     }));
   return view;
 }

@@ -17,7 +17,7 @@ import { AUTO_METHOD, REDUCTION_RULES, type ReductionRequest, type ReductionRule
 import { MAX_IMAGE_BYTES } from '../common/imageFile';
 import { PREFILL_STAGES, type PrefillProgress } from '../common/prefillProgress';
 import { describeValue } from './describe';
-import { fieldReaders } from './fields';
+import { type PatchFates, fieldReaders } from './fields';
 
 export { PROVIDER_SETTINGS, type ProviderName, type ProviderSetting };
 
@@ -122,9 +122,10 @@ export interface AnswerStats {
   steps: { site: string; image?: number; tokensBefore: number; tokensAfter: number; ms: number; cpuMs: number }[];
   /**
    * per image, one letter per patch (k kept, m merged, d dropped); only when a reduction step ran. A tiled image's
-   * patches are the cells of its grid over the whole screenshot, with the tiles' borders in cells.
+   * patches are the cells of its grid over the whole screenshot, with the tiles' borders in cells, and its thumbnail's
+   * (the base image's).
    */
-  patchFates?: { rows: number; cols: number; patches: string; tileBorders?: { rows: number[]; cols: number[] } }[];
+  patchFates?: PatchFates[];
   preprocessMs: number;
   visionMs: number;
   prefillMs: number;
@@ -333,10 +334,14 @@ export function parseAnswerStats(value: unknown, field = 'stats'): AnswerStats {
       why: read.string(reduction.why, `${field}.reduction.why`),
     };
   }
-  if (stats.patchFates !== undefined)
-    parsed.patchFates = read
-      .array(stats.patchFates, `${field}.patchFates`)
-      .map((entry, i) => read.patchFates(entry, `${field}.patchFates[${i}]`));
+  if (stats.patchFates !== undefined) {
+    const images = read.array(stats.patchFates, `${field}.patchFates`);
+    if (images.length !== parsed.visualTokens.length)
+      throw invalidParams(
+        `${field}.patchFates has ${images.length} images; the answer read ${parsed.visualTokens.length}.`,
+      );
+    parsed.patchFates = images.map((entry, i) => read.patchFates(entry, `${field}.patchFates[${i}]`));
+  }
   if (stats.providerFallback !== undefined)
     parsed.providerFallback = read.string(stats.providerFallback, `${field}.providerFallback`);
   if (stats.historyTrimmed !== undefined) {

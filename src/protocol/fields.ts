@@ -14,15 +14,30 @@ export interface FieldReaders {
   /** a whole number ≥ 0 */
   count(value: unknown, field: string): number;
   oneOf<T extends string>(value: unknown, field: string, allowed: readonly string[]): T;
-  /** what a reduction did to one image's patches: k kept, m merged, d dropped, with a tiled image's tile borders */
+  /**
+   * what a reduction did to one image's patches: k kept, m merged, d dropped, with a tiled image's tile borders and its
+   * thumbnail's patches
+   */
   patchFates(value: unknown, field: string): PatchFates;
 }
 
-export interface PatchFates {
+/**
+ * The most patches a grid may have: a thumbnail is one tile (27 × 27 on LLaVA-OneVision; 128 × 128 allowed), a tiled
+ * image's grid at most 64 tiles of it (the engine's bound on a pinpoint) — more visual tokens than any run holds.
+ */
+const MAX_THUMBNAIL_PATCHES = 128 * 128;
+const MAX_GRID_PATCHES = 64 * MAX_THUMBNAIL_PATCHES;
+
+/** One image's patches, row by row: k kept, m merged, d dropped. */
+export interface PatchGrid {
   rows: number;
   cols: number;
   patches: string;
+}
+
+export interface PatchFates extends PatchGrid {
   tileBorders?: { rows: number[]; cols: number[] };
+  thumbnail?: PatchGrid;
 }
 
 export function fieldReaders(fail: (message: string) => Error): FieldReaders {
@@ -61,13 +76,30 @@ export function fieldReaders(fail: (message: string) => Error): FieldReaders {
       return value as T;
     },
     patchFates(value, field) {
+      const patchGrid = (grid: Record<string, unknown>, where: string, most: number): PatchGrid => {
+        const rows = readers.count(grid.rows, `${where}.rows`);
+        const cols = readers.count(grid.cols, `${where}.cols`);
+        // Each patch becomes an element of the overlay: a grid no model makes is refused before it is drawn.
+        if (rows * cols > most) throw fail(`${where} has ${rows} × ${cols} patches; at most ${most} are drawn.`);
+        const patches = readers.string(grid.patches, `${where}.patches`);
+        if (patches.length !== rows * cols || !/^[kmd]*$/.test(patches))
+          throw fail(`${where}.patches must be ${rows * cols} of k, m or d.`);
+        return { rows, cols, patches };
+      };
       const image = readers.record(value, field);
-      const rows = readers.count(image.rows, `${field}.rows`);
-      const cols = readers.count(image.cols, `${field}.cols`);
-      const patches = readers.string(image.patches, `${field}.patches`);
-      if (patches.length !== rows * cols || !/^[kmd]*$/.test(patches))
-        throw fail(`${field}.patches must be ${rows * cols} of k, m or d.`);
-      if (image.tileBorders === undefined) return { rows, cols, patches };
+      const { rows, cols, patches } = patchGrid(image, field, MAX_GRID_PATCHES);
+      if (image.tileBorders === undefined) {
+        if (image.thumbnail !== undefined)
+          throw fail(`${field}.thumbnail comes only with a tiled image's tileBorders.`);
+        return { rows, cols, patches };
+      }
+      const where = `${field}.thumbnail`;
+      const thumbnail =
+        image.thumbnail === undefined
+          ? undefined
+          : patchGrid(readers.record(image.thumbnail, where), where, MAX_THUMBNAIL_PATCHES);
+      if (thumbnail && thumbnail.rows !== thumbnail.cols)
+        throw fail(`${where} is ${thumbnail.rows} × ${thumbnail.cols}; a thumbnail is square.`);
       const borders = readers.record(image.tileBorders, `${field}.tileBorders`);
       const within = (list: unknown, extent: number, name: string) =>
         readers.array(list, `${field}.tileBorders.${name}`).map((at, j) => {
@@ -81,6 +113,7 @@ export function fieldReaders(fail: (message: string) => Error): FieldReaders {
         cols,
         patches,
         tileBorders: { rows: within(borders.rows, rows, 'rows'), cols: within(borders.cols, cols, 'cols') },
+        ...(thumbnail ? { thumbnail } : {}),
       };
     },
   };

@@ -28,6 +28,8 @@ export interface ImageReduction {
   patches: string;
   /** a tiled image (its grid covers the whole screenshot): where its tiles meet, in patches from the top and left */
   tileBorders?: { rows: number[]; cols: number[] };
+  /** a tiled image: its thumbnail's patches (the whole screenshot squashed to one tile, which the model reads too) */
+  thumbnail?: { rows: number; cols: number; patches: string };
 }
 
 /** The reduction an answer used, and which rule chose it. */

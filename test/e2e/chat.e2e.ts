@@ -434,16 +434,18 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
         await workbench.ask('what is shown ?');
         const answer = await finishedAnswer();
         const config = JSON.parse(fs.readFileSync(path.join(repo, 'config.json'), 'utf8')) as unknown;
-        const layout = anyresLayout(parseModelConfig(config, 'config.json').config.tiling!, {
-          width: 1920,
-          height: 1080,
-        });
+        const tiling = parseModelConfig(config, 'config.json').config.tiling!;
+        const layout = anyresLayout(tiling, { width: 1920, height: 1080 });
         const stats = await answer.locator('.stats-line').innerText();
         assert.match(stats, new RegExp(`^ficoco-v 25% · \\d+/${layout.tokens} tokens · `), stats);
         await lastTurn().locator('.show-reduction').click();
-        const figure = lastTurn().locator('.reduction-figures figure.reduction');
+        const figure = lastTurn().locator('.reduction-figures figure.reduction:not(.whole-image)');
         await figure.waitFor();
         assert.ok((await figure.locator('.tile-border').count()) > 0, 'tile borders are drawn');
+        // Beside it, the thumbnail the model reads too: the whole screenshot squashed to one tile.
+        const thumbnail = lastTurn().locator('.reduction-figures figure.reduction.whole-image');
+        assert.equal(await thumbnail.locator('.patch').count(), tiling.featuresPerSide ** 2);
+        assert.match(await thumbnail.locator('figcaption').innerText(), /^Whole image in one tile: \d+ kept/);
         await workbench.screenshot('tiled-overlay');
       } finally {
         await hub?.close();

@@ -145,6 +145,12 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
       );
       // Every row end stays: the decoder reads the budget and the grid's rows.
       assert.deepEqual(answer.stats.visualTokens, [{ original: layout.tokens, atDecoder: keep + layout.grid.rows }]);
+      // The overlay shows every kept token: on the screenshot's grid, or on the thumbnail (the base image).
+      const [fates] = answer.stats.patchFates!;
+      const kept = (patches: string) => [...patches].filter((fate) => fate === 'k').length;
+      assert.equal(fates.thumbnail!.patches.length, engine.config.tiling!.featuresPerSide ** 2);
+      assert.equal(kept(fates.thumbnail!.patches) + kept(fates.patches), keep);
+      assert.ok(kept(fates.thumbnail!.patches) > 0 && kept(fates.patches) > 0, 'both keep some');
     });
 
     test('two images in one question: OneVision sees each whole, padded square; NeXT tiles each', async () => {

@@ -177,7 +177,15 @@ describe('answer stats from another process (a remote ficoco serve)', () => {
     visualTokens: [{ original: 4, atDecoder: 2 }],
     imageSizes: [{ width: 20, height: 10 }],
     steps: [{ site: 'vision:1', image: 0, tokensBefore: 4, tokensAfter: 2, ms: 0.5, cpuMs: 0.6 }],
-    patchFates: [{ rows: 2, cols: 2, patches: 'kmkd', tileBorders: { rows: [1], cols: [] } }],
+    patchFates: [
+      {
+        rows: 2,
+        cols: 2,
+        patches: 'kmkd',
+        tileBorders: { rows: [1], cols: [] },
+        thumbnail: { rows: 2, cols: 2, patches: 'dkdd' },
+      },
+    ],
     preprocessMs: 1,
     visionMs: 2,
     prefillMs: 3,
@@ -208,6 +216,32 @@ describe('answer stats from another process (a remote ficoco serve)', () => {
         patchFates: [{ rows: 2, cols: 2, patches: 'kmkd', tileBorders: { rows: [9], cols: [] } }],
       }),
       /tileBorders\.rows\[0\] must lie inside the 2-patch grid/,
+    );
+    // Grids no model makes, which the overlay would draw patch by patch, are refused before their patches are read.
+    const tiled = { rows: 1, cols: 1, patches: 'k', tileBorders: { rows: [], cols: [] } };
+    assert.match(
+      refusal(parse, { ...STATS, patchFates: [{ ...tiled, thumbnail: { rows: 2, cols: 2 } }] }),
+      /ficoco\.stats\.patchFates\[0\]\.thumbnail\.patches is missing/,
+    );
+    assert.match(
+      refusal(parse, { ...STATS, patchFates: [{ rows: 4000, cols: 4000, patches: 'k' }] }),
+      /patchFates\[0\] has 4000 × 4000 patches; at most 1048576 are drawn/,
+    );
+    assert.match(
+      refusal(parse, { ...STATS, patchFates: [{ ...tiled, thumbnail: { rows: 200, cols: 200, patches: '' } }] }),
+      /thumbnail has 200 × 200 patches; at most 16384 are drawn/,
+    );
+    assert.match(
+      refusal(parse, { ...STATS, patchFates: [{ ...tiled, thumbnail: { rows: 1, cols: 2, patches: 'kk' } }] }),
+      /thumbnail is 1 × 2; a thumbnail is square/,
+    );
+    assert.match(
+      refusal(parse, { ...STATS, patchFates: [{ rows: 1, cols: 1, patches: 'k', thumbnail: tiled }] }),
+      /thumbnail comes only with a tiled image's tileBorders/,
+    );
+    assert.match(
+      refusal(parse, { ...STATS, patchFates: [...STATS.patchFates!, ...STATS.patchFates!] }),
+      /patchFates has 2 images; the answer read 1/,
     );
     assert.match(refusal(parse, { ...STATS, visualTokens: [{ original: -1, atDecoder: 0 }] }), /original is -1/);
     assert.match(refusal(parse, { ...STATS, flops: { run: flops } }), /ficoco\.stats\.flops\.unreduced is missing/);

@@ -261,9 +261,16 @@ describe('chat transcript', () => {
   });
 
   test("a tiled screenshot's overlay keeps the screenshot's shape and draws where its tiles meet", () => {
-    const tiled = { rows: 2, cols: 4, patches: 'kmdkkmdk', tileBorders: { rows: [1], cols: [1.5, 3] } };
+    const tiled = {
+      rows: 2,
+      cols: 4,
+      patches: 'kmdkkmdk',
+      tileBorders: { rows: [1], cols: [1.5, 3] },
+      thumbnail: { rows: 2, cols: 2, patches: 'kddk' },
+    };
     send({ type: 'turnAdded', turn: finished({ ...REDUCED, imageReductions: [tiled] }) });
-    const frame = only(turnElements()).querySelector<HTMLElement>('.reduction-frame')!;
+    const turn = only(turnElements());
+    const frame = turn.querySelector<HTMLElement>('.reduction:not(.whole-image) .reduction-frame')!;
     assert.equal(frame.style.aspectRatio, '4 / 2');
     const borders = [...frame.querySelectorAll<HTMLElement>('.tile-border')];
     assert.deepEqual(
@@ -274,6 +281,18 @@ describe('chat transcript', () => {
         ['tile-border down', '75.000%'],
       ],
     );
+    // The thumbnail the model reads besides the tiles: the whole image squashed to one square tile, beside it.
+    const thumbnail = turn.querySelector<HTMLElement>('.reduction-figures .reduction.whole-image')!;
+    assert.equal(thumbnail.querySelector<HTMLElement>('.reduction-frame')!.style.aspectRatio, '');
+    assert.deepEqual(
+      [...thumbnail.querySelectorAll('.patch')].map((cell) => cell.className),
+      ['patch kept', 'patch dropped', 'patch dropped', 'patch kept'],
+    );
+    assert.equal(
+      thumbnail.querySelector('figcaption')?.textContent,
+      'Whole image in one tile: 2 kept, 2 dropped of 4 patches',
+    );
+    assert.match(thumbnail.querySelector('img')!.alt, /squashed to one tile$/);
   });
 
   test('the overlay has a legend: what each drawing means, with a swatch drawn as the patches are', () => {
