@@ -53,6 +53,9 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
       await engine.dispose();
       fs.rmSync(folder, { recursive: true, force: true });
     });
+    /** The screenshot asked about with one hook (a method's, watched), for one answer token. */
+    const askWithHook = (hook: ReductionHook) =>
+      engine.ask({ question: QUESTION, images: [{ bytes, name: 'screenshot.png' }], hooks: [hook], maxNewTokens: 1 });
 
     test("the prompt holds the processor's number of image tokens", async () => {
       const answer = await engine.ask({
@@ -74,12 +77,7 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
         ...hook,
         reducePasses: (views) => Object.assign(seen, { views, kept: hook.reducePasses!(views) }).kept,
       };
-      const answer = await engine.ask({
-        question: QUESTION,
-        images: [{ bytes, name: 'screenshot.png' }],
-        hooks: [watching],
-        maxNewTokens: 1,
-      });
+      const answer = await askWithHook(watching);
       const layout = anyresLayout(engine.config.tiling!, size);
       const budget = keptTokens({ ratio: 0.5 }, layout.tokens - layout.grid.rows);
       assert.equal(seen.views.length, layout.tiles.rows * layout.tiles.cols + 1, 'every pass was ranked at once');
@@ -119,12 +117,7 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
         ...hook,
         reduce: (view) => Object.assign(seen, { view, kept: hook.reduce(view) }).kept!,
       };
-      const answer = await engine.ask({
-        question: QUESTION,
-        images: [{ bytes, name: 'screenshot.png' }],
-        hooks: [watching],
-        maxNewTokens: 1,
-      });
+      const answer = await askWithHook(watching);
       const layout = anyresLayout(engine.config.tiling!, size);
       const content = layout.tokens - layout.grid.rows;
       const keep = keptTokens({ ratio: 0.25 }, content);
