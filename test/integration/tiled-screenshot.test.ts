@@ -471,3 +471,44 @@ test('a tiled model folder whose image settings cut a tile to another size than 
     fs.rmSync(folder, { recursive: true, force: true });
   }
 });
+
+test("a hook at `packed` is checked before the image is read: what it asks for, and its matrix's memory", async () => {
+  const dir = path.join(FIXTURES, 'tiny-llava-onevision-qwen2');
+  const size = { width: 1920, height: 1080 };
+  // A run reads the memory available twice: for the decoder's run, then for the packed image's pairwise matrix.
+  let readings = 0;
+  let forMatrix = Infinity;
+  const engine = await LlavaEngine.load(dir, { availableMemory: () => (readings++ % 2 === 0 ? Infinity : forMatrix) });
+  try {
+    const progress: PrefillProgress[] = [];
+    const ask = (hooks: ReductionHook[]) =>
+      engine.ask({
+        question: QUESTION,
+        images: [{ bytes: screenshotPng(), name: 'screenshot.png' }],
+        hooks,
+        maxNewTokens: 1,
+        onProgress: (report) => progress.push(report),
+      });
+    const [divprune] = engine.reductionHooks({ method: 'divprune', budget: { ratio: 0.25 } }, [size]);
+    const tower = engine.reductionHooks({ method: 'random', budget: { ratio: 0.9 } }, [size]);
+    await assert.rejects(
+      ask([{ ...divprune, needs: { hiddenCosine: true, attention: 'probs' } }]),
+      /the packed image has only its cosine to give; a hook there asked for attention/,
+    );
+    // Enough for the image's unreduced tokens; passes a tower hook thinned are packed unshrunk, and may bring more.
+    const { tiling, text } = engine.config;
+    const layout = anyresLayout(tiling!, size);
+    const bytes = (tokens: number) => 2 * 4 * tokens ** 2 + 3 * 4 * tokens * text.hiddenSize;
+    forMatrix = bytes(layout.tokens);
+    const passes = 1 + layout.tiles.rows * layout.tiles.cols;
+    const unshrunk = passes * (tiling!.featuresPerSide ** 2 + tiling!.featuresPerSide);
+    await assert.rejects(
+      ask([...tower, divprune]),
+      new RegExp(`compares every pair of an image's visual tokens \\(${unshrunk}\\)`),
+    );
+    assert.deepEqual(progress, [], 'both refused before the image was read');
+    assert.equal((await ask([divprune])).stats.steps.at(-1)!.site, 'packed');
+  } finally {
+    await engine.dispose();
+  }
+});
