@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import { parseArgs } from 'node:util';
 import { LlavaEngine } from '../src/engine/engine';
 import { METHODS, planHooks, planReduction } from '../src/reduction/registry';
+import { type HookSite, siteStage } from '../src/reduction/tokenState';
 import { syntheticPixels } from '../src/cli/benchTiming';
 
 const { values } = parseArgs({
@@ -54,7 +55,8 @@ async function main() {
       continue;
     }
     const slowest = result.steps.reduce((a, b) => (b.ms > a.ms ? b : a));
-    const layerMs = slowest.site.startsWith('llm:') ? llmLayerMs : visionLayerMs;
+    // The layer beside a step: a vision layer in the tower; the decoder's first beside one on the packed image.
+    const layerMs = siteStage(slowest.site as HookSite) === 'tower' ? visionLayerMs : llmLayerMs;
     const total = result.steps.reduce((sum, s) => sum + s.ms, 0);
     console.log(
       `| ${name} | ${result.steps.length} | ${result.steps[0].tokensBefore} | ${slowest.ms.toFixed(2)} ` +
