@@ -120,6 +120,20 @@ describe('tiled model families: config.json', () => {
     parse({ ...LLAVA_NEXT_MISTRAL, image_grid_pinpoints: [[336 * 8, 336 * 8]] });
   });
 
+  test("pinpoints config.json lacks are the family's defaults, and an error says so", () => {
+    const { image_grid_pinpoints: _listed, ...unlisted } = LLAVA_NEXT_MISTRAL;
+    assert.equal(parse(unlisted).tiling?.pinpoints.length, 5);
+    const smallTiles = {
+      ...unlisted,
+      vision_config: { model_type: 'clip_vision_model', image_size: 320, patch_size: 16 },
+    };
+    assert.throws(
+      () => parse(smallTiles),
+      /config\.json lists none, and these are the family's defaults, which its 320-px image_size does not tile/,
+    );
+    assert.doesNotThrow(() => parse({ ...smallTiles, image_grid_pinpoints: [[320, 640]] }));
+  });
+
   test('an error quotes a huge value cut short', () => {
     const strategy = 'x'.repeat(100_000);
     assert.throws(

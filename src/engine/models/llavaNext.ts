@@ -110,7 +110,7 @@ export function parseTiledConfig(
     tiling: {
       tileSize: vision.imageSize,
       featuresPerSide: features,
-      pinpoints: pinpoints(fields, root.image_grid_pinpoints ?? defaults.fields.image_grid_pinpoints, vision.imageSize),
+      pinpoints: pinpoints(fields, root.image_grid_pinpoints, defaults.fields.image_grid_pinpoints, vision.imageSize),
       baseTokens: features * features,
       ...(shrinks
         ? { maxTiles: maxTiles(fields, root.vision_aspect_ratio ?? defaults.fields.vision_aspect_ratio) }
@@ -119,12 +119,20 @@ export function parseTiledConfig(
   };
 }
 
-/** image_grid_pinpoints: [height, width] resolutions, each a whole number of tiles and at most 4096 px a side. */
-function pinpoints(fields: Fields, value: unknown, tileSize: number): [number, number][] {
+/**
+ * image_grid_pinpoints: [height, width] resolutions, each a whole number of tiles and at most 4096 px a side; the
+ * family's `defaults` where config.json lists none.
+ */
+function pinpoints(fields: Fields, listed: unknown, defaults: unknown, tileSize: number): [number, number][] {
   const key = 'image_grid_pinpoints';
+  const value = listed ?? defaults;
   const expected =
     `a list of 1 to ${MAX_PINPOINTS} [height, width] pairs, multiples of ${tileSize} up to ` +
-    `${MAX_PREPROCESSOR_SIDE}, of at most ${MAX_TILES} tiles each`;
+    `${MAX_PREPROCESSOR_SIDE}, of at most ${MAX_TILES} tiles each` +
+    (listed === undefined
+      ? `; config.json lists none, and these are the family's defaults, which its ${tileSize}-px image_size does ` +
+        "not tile: list the model's own there"
+      : '');
   const isSide = (side: unknown) =>
     typeof side === 'number' &&
     Number.isInteger(side) &&
