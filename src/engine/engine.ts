@@ -254,15 +254,14 @@ export interface Answer {
 
 /** Unreduced prefills below this many FLOPs take a fraction of a second on a CPU, so warming up runs a few. */
 const WARM_UP_PREFILL_FLOPS = 20e9;
+/** V8 optimises a function after a few calls: three runs bring the first answer to the speed of later ones. */
+const WARM_UP_RUNS = 3;
+const WARM_UP_IMAGE_SIDE = 32;
 /**
  * A cosine matrix at `packed` larger than this gets an ONNX Runtime session of its own (a tiled screenshot's: 208 MB on
  * LLaVA-OneVision at 1080p); smaller ones (an untiled image's 576 tokens: 1.3 MB) reuse the engine's.
  */
 const OWN_SESSION_BYTES = 16 * 2 ** 20;
-
-/** V8 optimises a function after a few calls: three runs bring the first answer to the speed of later ones. */
-const WARM_UP_RUNS = 3;
-const WARM_UP_IMAGE_SIDE = 32;
 /**
  * Prompt tokens a decoder segment takes at most at once: its attention then holds [heads, 256, prompt] floats, not
  * [heads, prompt, prompt] (3 GB per copy at a 1080p OneVision prompt), and a chunk computes fewer of the logits its
