@@ -37,7 +37,7 @@ export interface LockOptions {
 
 export class DownloadLock {
   private readonly heartbeat: NodeJS.Timeout;
-  private lost = false;
+  /** aborted once another process has taken the lock over */
   private readonly taken = new AbortController();
 
   private constructor(
@@ -80,7 +80,7 @@ export class DownloadLock {
    */
   assertHeld(): void {
     this.touch();
-    if (this.lost) {
+    if (this.taken.signal.aborted) {
       throw new FicocoError(
         `Another process took over the download of ${this.file.replace(/\.lock$/, '')}; this one stopped. ` +
           `Run it again once that one ends.`,
@@ -96,13 +96,13 @@ export class DownloadLock {
 
   release(): void {
     clearInterval(this.heartbeat);
-    if (!this.lost && readLock(this.file)?.owner?.token === this.owner.token) fs.rmSync(this.file, { force: true });
+    if (!this.taken.signal.aborted && readLock(this.file)?.owner?.token === this.owner.token)
+      fs.rmSync(this.file, { force: true });
   }
 
   private touch(): void {
-    if (this.lost) return;
+    if (this.taken.signal.aborted) return;
     if (readLock(this.file)?.owner?.token !== this.owner.token) {
-      this.lost = true;
       this.taken.abort();
       return;
     }
