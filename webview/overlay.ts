@@ -3,10 +3,7 @@
  * kept as its own token, merged into another token, or dropped. Plain elements in a CSS grid, so it needs
  * no canvas and follows the theme.
  */
-import type { ImageReduction, TurnImage } from '../src/protocol/webview';
-
-/** Patches row by row: k kept, m merged, d dropped. */
-type PatchGrid = Pick<ImageReduction, 'rows' | 'cols' | 'patches'>;
+import type { ImageReduction, PatchGrid, TurnImage } from '../src/protocol/webview';
 
 /** Per patch state: its drawing (a class of style.css), its word in the caption's counts, and what it means. */
 const PATCH_STATES: Record<string, { className: string; label: string; meaning: string }> = {

@@ -9,7 +9,9 @@
 import { IMAGE_MIME_TYPES, MAX_IMAGE_BYTES, imageFormatOfFileName } from '../common/imageFile';
 import { NO_REDUCTION, REDUCTION_RULES, type ReductionRule } from '../common/reductionChoice';
 import { describeValue } from './describe';
-import { fieldReaders } from './fields';
+import { type PatchFates, type PatchGrid, fieldReaders } from './fields';
+
+export type { PatchGrid };
 
 /** The image limits and formats the webview checks at paste time, as the extension and the engine do after it. */
 export { IMAGE_MIME_TYPES, MAX_IMAGE_BYTES, imageFormatOfFileName };
@@ -20,17 +22,11 @@ const INLINE_IMAGE = new RegExp(`^data:(${Object.values(IMAGE_MIME_TYPES).join('
 export type AnswerStopReason = 'stop-token' | 'max-tokens' | 'cancelled';
 const STOP_REASONS: readonly string[] = ['stop-token', 'max-tokens', 'cancelled'];
 
-/** What one image looked like to the model after reduction, for the overlay. */
-export interface ImageReduction {
-  rows: number;
-  cols: number;
-  /** per patch in raster order: k = kept as its own token, m = merged into another token, d = dropped */
-  patches: string;
-  /** a tiled image (its grid covers the whole screenshot): where its tiles meet, in patches from the top and left */
-  tileBorders?: { rows: number[]; cols: number[] };
-  /** a tiled image: its thumbnail's patches (the whole screenshot squashed to one tile, which the model reads too) */
-  thumbnail?: { rows: number; cols: number; patches: string };
-}
+/**
+ * What one image looked like to the model after reduction, for the overlay: the engine's patch fates as they are read
+ * (a tiled image's grid covers the whole screenshot, with its tile borders and its thumbnail's patches).
+ */
+export type ImageReduction = PatchFates;
 
 /** The reduction an answer used, and which rule chose it. */
 export interface ReductionView {
