@@ -21,6 +21,7 @@ import {
 import { CudaPackage, findCudaPackage, installCudaProvider } from '../hub/cudaProvider';
 import { formatBytes } from '../common/bytes';
 import { byteProgress } from './byteProgress';
+import { abortSignalOf } from './cancellation';
 import type { EngineClient } from '../client/engineClient';
 
 export const INSTALL_CUDA_COMMAND = 'ficoco.installCudaProvider';
@@ -147,11 +148,10 @@ export class GpuSetup {
         cancellable: true,
       },
       async (progress, token) => {
-        const controller = new AbortController();
-        token.onCancellationRequested(() => controller.abort());
+        const signal = abortSignalOf(token);
         try {
           await installCudaProvider(found, binaries, {
-            signal: controller.signal,
+            signal,
             onProgress: byteProgress(progress),
             copyRuntimeFrom: ortBinaryFolder(this.ortFolder),
           });
@@ -159,7 +159,7 @@ export class GpuSetup {
           this.log.info(`installed the CUDA provider libraries into ${binaries}`);
           return true;
         } catch (error) {
-          if (controller.signal.aborted) return false;
+          if (signal.aborted) return false;
           throw error;
         }
       },

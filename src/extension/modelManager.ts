@@ -26,6 +26,7 @@ import {
 } from '../hub/store';
 import { BUILTIN_MODEL_PATH, MODEL_PRESETS } from '../hub/presets';
 import { byteProgress } from './byteProgress';
+import { abortSignalOf } from './cancellation';
 import { promptForSecret } from './secrets';
 import type { EngineClient } from '../client/engineClient';
 import { expandModelPath } from './settings';
@@ -82,9 +83,7 @@ export class ModelManager {
         cancellable: true,
       },
       async (_progress, token) => {
-        const controller = new AbortController();
-        token.onCancellationRequested(() => controller.abort());
-        return planDownload(request, { signal: controller.signal }).catch((error: unknown) => {
+        return planDownload(request, { signal: abortSignalOf(token) }).catch((error: unknown) => {
           if (error instanceof FicocoError && error.kind === 'cancelled') return undefined;
           throw error;
         });
@@ -195,8 +194,6 @@ export class ModelManager {
     return vscode.window.withProgress(
       { location: vscode.ProgressLocation.Notification, title, cancellable: true },
       async (progress, token) => {
-        const controller = new AbortController();
-        token.onCancellationRequested(() => controller.abort());
         const started = performance.now();
         const report = byteProgress(progress, {
           showRate: true,
@@ -204,7 +201,7 @@ export class ModelManager {
         });
         try {
           const folder = await downloadModel(plan, {
-            signal: controller.signal,
+            signal: abortSignalOf(token),
             onProgress: ({ bytesDone, bytesTotal }) => report(bytesDone, bytesTotal),
           });
           this.log.info(

@@ -5,7 +5,9 @@ import assert from 'node:assert/strict';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, mock, test } from 'node:test';
+import type * as vscode from 'vscode';
 import { EngineError } from '../../src/client/engineClient';
+import { abortSignalOf } from '../../src/extension/cancellation';
 import { fixFor } from '../../src/extension/errorFixes';
 import { IdleUnloader } from '../../src/extension/idleUnload';
 import { SettingsError, loadParamsOf, readSettings } from '../../src/extension/settings';
@@ -27,6 +29,29 @@ describe('the fix offered for a failure, by its kind', () => {
       setting: 'ficoco.threads',
     });
     assert.equal(fixFor(new Error('a bug')), undefined);
+  });
+});
+
+describe('a cancellation token as an AbortSignal', () => {
+  const tokenOf = (cancelled: boolean) => {
+    const listeners: ((cancelled: unknown) => void)[] = [];
+    const token: vscode.CancellationToken = {
+      isCancellationRequested: cancelled,
+      onCancellationRequested: (listener: (cancelled: unknown) => void) => {
+        listeners.push(listener);
+        return { dispose: () => undefined };
+      },
+    };
+    return { token, cancel: () => listeners.forEach((listener) => listener(undefined)) };
+  };
+
+  test('aborts when the token is cancelled, and at once for a token cancelled already', () => {
+    const { token, cancel } = tokenOf(false);
+    const signal = abortSignalOf(token);
+    assert.equal(signal.aborted, false);
+    cancel();
+    assert.equal(signal.aborted, true);
+    assert.equal(abortSignalOf(tokenOf(true).token).aborted, true);
   });
 });
 
