@@ -35,6 +35,8 @@ export interface RemoteEngineOptions {
 
 /** More characters than any token spells: an answer past max_tokens × this is a server that ignores max_tokens. */
 const MAX_CHARS_PER_TOKEN = 256;
+/** How fast a server's progress reaches the reply (then the latest report): a server may send them by the thousand. */
+const PROGRESS_RATE = { burst: 50, perSecond: 10 };
 /** HTTP status → the kind of engine error the extension offers a fix for. */
 const KINDS: Record<number, EngineErrorKind> = { 400: 'input', 401: 'input', 404: 'input', 413: 'image', 429: 'input' };
 
@@ -65,6 +67,7 @@ export class RemoteEngine implements AnswerEngine {
     let text = '';
     let stopReason: StopReason = 'stop-token';
     let stats: AnswerStats | undefined;
+    const progress = listeners.progress && rateLimited(listeners.progress, PROGRESS_RATE);
     try {
       const model = await this.modelId();
       const { reduction } = question;
@@ -105,6 +108,7 @@ export class RemoteEngine implements AnswerEngine {
       for await (const chunk of stream) {
         const choice = chunk.choices[0];
         if (choice?.delta.content) {
+          progress?.drop();
           const piece = choice.delta.content.slice(0, longest - text.length);
           text += piece;
           if (piece) listeners.text(piece);
@@ -116,10 +120,10 @@ export class RemoteEngine implements AnswerEngine {
         }
         if (choice?.finish_reason) stopReason = choice.finish_reason === 'length' ? 'max-tokens' : 'stop-token';
         const extension = (chunk as { ficoco?: { stats?: unknown; progress?: unknown } }).ficoco;
-        if (extension?.progress !== undefined && listeners.progress) {
+        if (extension?.progress !== undefined && progress) {
           // Progress only labels the wait: a report this client cannot read (a newer server's) is passed over.
-          const progress = readProgress(extension.progress);
-          if (progress) listeners.progress(progress);
+          const report = readProgress(extension.progress);
+          if (report) progress.report(report);
         }
         if (extension?.stats !== undefined) stats = this.statsOf(extension.stats);
       }
@@ -127,6 +131,7 @@ export class RemoteEngine implements AnswerEngine {
       if (!controller.signal.aborted) throw this.engineError(error);
       stopReason = 'cancelled';
     } finally {
+      progress?.drop();
       subscription?.dispose();
       this.inFlight.delete(controller);
     }
@@ -188,6 +193,44 @@ export class RemoteEngine implements AnswerEngine {
     }
     return new EngineError(`${where} failed: ${error instanceof Error ? error.message : String(error)}`, 'internal');
   }
+}
+
+/**
+ * Passes reports on as they come while they come at most `perSecond` a second on average, `burst` at once; past that
+ * rate, the latest one each time the rate allows.
+ */
+function rateLimited<T>(deliver: (report: T) => void, { burst, perSecond }: { burst: number; perSecond: number }) {
+  let allowance = burst;
+  let countedAt = performance.now();
+  let pending: { report: T } | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const deliverPending = () => {
+    timer = undefined;
+    const now = performance.now();
+    allowance = Math.min(burst, allowance + ((now - countedAt) * perSecond) / 1000);
+    countedAt = now;
+    if (!pending) return;
+    if (allowance < 1) {
+      timer = setTimeout(deliverPending, ((1 - allowance) * 1000) / perSecond);
+      return;
+    }
+    allowance -= 1;
+    const { report } = pending;
+    pending = undefined;
+    deliver(report);
+  };
+  return {
+    report(report: T): void {
+      pending = { report };
+      if (!timer) deliverPending();
+    },
+    /** Forgets a report not yet passed on: the answer has begun, or the stream ended. */
+    drop(): void {
+      clearTimeout(timer);
+      timer = undefined;
+      pending = undefined;
+    },
+  };
 }
 
 /** `ficoco serve`'s progress field, or undefined where it cannot be read. */

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Conversation, ImageInput } from '../../src/extension/conversation';
 import { EngineClient, EngineError } from '../../src/client/engineClient';
 import { RemoteEngine } from '../../src/client/remoteEngine';
@@ -492,20 +493,22 @@ describe('chat replies on a real engine process', () => {
    */
   async function askStreamingServer(
     model: string,
-    chunks: { delta: object; finish?: string; beside?: object }[],
+    chunks: { delta: object; finish?: string; beside?: object; afterMs?: number }[],
   ): Promise<{ turnId: string; url: string }> {
-    const server = http.createServer((request, response) => {
+    const server = http.createServer(async (request, response) => {
       if (request.url === '/v1/models') {
         response.setHeader('content-type', 'application/json');
         response.end(JSON.stringify({ object: 'list', data: [{ id: model, object: 'model' }] }));
         return;
       }
       response.writeHead(200, { 'content-type': 'text/event-stream' });
-      const events = chunks.map(
-        ({ delta, finish = null, beside = {} }) =>
+      for (const { delta, finish = null, beside = {}, afterMs } of chunks) {
+        if (afterMs) await sleep(afterMs);
+        response.write(
           `data: ${JSON.stringify({ id: 'x', object: 'chat.completion.chunk', created: 0, model, choices: [{ index: 0, delta, finish_reason: finish }], ...beside })}\n\n`,
-      );
-      response.end(`${events.join('')}data: [DONE]\n\n`);
+        );
+      }
+      response.end('data: [DONE]\n\n');
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
@@ -530,6 +533,26 @@ describe('chat replies on a real engine process', () => {
     assert.equal(answer.status, 'done');
     assert.equal(answer.text, 'a red circle');
     assert.deepEqual(progressLabels(turnId), ['Reading the prompt: 25 %']);
+  });
+
+  test("a server's flood of progress reaches the reply at a bounded rate, its latest report last", async () => {
+    const reports = 5000;
+    const started = performance.now();
+    const { turnId } = await askStreamingServer('flooding', [
+      ...Array.from({ length: reports }, (_, done) => ({
+        delta: {},
+        beside: { ficoco: { progress: { stage: 'prompt', done, total: reports } } },
+      })),
+      // The answer after a pause, in which the latest report is due.
+      { delta: { content: 'a red circle' }, afterMs: 500 },
+    ]);
+    const seconds = (performance.now() - started) / 1000;
+    const labels = progressLabels(turnId);
+    assert.equal(conversation.turn(turnId)!.answer.text, 'a red circle');
+    // 50 at once, then 10 a second: what the rate allows in the time the question took.
+    assert.ok(labels.length >= 1 && labels.length <= 50 + Math.ceil(10 * seconds), `${labels.length} in ${seconds} s`);
+    assert.equal(labels[0], 'Reading the prompt: 0 %');
+    assert.equal(labels.at(-1), 'Reading the prompt: 99 %');
   });
 
   test('a server that streams on past max_tokens is cut off at the answer length limit', async () => {
