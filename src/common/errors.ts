@@ -1,7 +1,7 @@
 /**
  * What went wrong, for code that decides what to offer (open a setting, show the log): the model folder, its
- * weights or config, an image, the user's input, the reduction settings, the execution provider, a download, or a
- * cancellation. Messages are for people; kinds are for code.
+ * weights or config, an image, the user's input, the reduction settings, the execution provider, a model too large for
+ * the machine's memory, a download, or a cancellation. Messages are for people; kinds are for code.
  */
 export const FICOCO_ERROR_KINDS = [
   'model-folder',
@@ -11,6 +11,7 @@ export const FICOCO_ERROR_KINDS = [
   'input',
   'reduction',
   'provider',
+  'memory',
   'download',
   'cancelled',
 ] as const;

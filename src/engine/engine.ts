@@ -72,6 +72,7 @@ import { readModelJson } from './text/json-file';
 import { WeightIndex } from './weights/safetensors';
 import { type WeightQuantization, quantizedParts } from '../common/quantization';
 import { WeightQuantizer } from './weights/quantizedCache';
+import { cpuWeightBytes } from './weights/footprint';
 import { type PublishedReduction, type ReductionChoice, chooseReduction } from './recommendation';
 
 export interface EngineOptions {
@@ -88,6 +89,8 @@ export interface EngineOptions {
   onQuantizing?: (done: number, total: number) => void;
   /** bytes a run may plan to use besides the weights (default: the memory the system has available) */
   availableMemory?: () => number;
+  /** the memory the process may use in all, which the CPU provider's weights must fit (default memoryInAll) */
+  totalMemory?: () => number;
   /** prompt tokens a decoder segment takes at most at once (default PREFILL_CHUNK_TOKENS) */
   prefillChunkTokens?: number;
 }
@@ -338,6 +341,17 @@ export class LlavaEngine {
             cacheDir: options.quantizedCacheDir,
           });
     const towers = model.build(weights, quantizer);
+    if (candidates[0] === 'cpu')
+      checkWeightsFit(
+        cpuWeightBytes(weights, quantizer),
+        (options.totalMemory ?? memoryInAll)(),
+        quantization,
+        (mode) => {
+          const alternative = new WeightQuantizer(weights, mode, { onCpu: true });
+          model.build(weights, alternative);
+          return cpuWeightBytes(weights, alternative);
+        },
+      );
     const text = TextProcessor.load(dir, { id: config.imageTokenId });
     const preprocessorFile = path.join(dir, 'preprocessor_config.json');
     if (!fs.existsSync(preprocessorFile)) {
@@ -1493,6 +1507,40 @@ function gibibytes(bytes: number): string {
  * config.json's: a folder whose two lists hold different resolutions would get one grid's tiles packed as another's.
  * (The same resolutions in another order are let through: only ties between them could differ.)
  */
+/** The machine's memory, or a container's limit where that is lower. */
+function memoryInAll(): number {
+  const limit = process.constrainedMemory?.() ?? 0;
+  return limit > 0 ? Math.min(os.totalmem(), limit) : os.totalmem();
+}
+
+/**
+ * Refuses, before any session is built, weights the CPU provider would hold in more memory than the machine has in all
+ * (they would only swap), naming the quantizations (`bytesWith`) that fit.
+ */
+function checkWeightsFit(
+  held: number,
+  total: number,
+  quantization: WeightQuantization,
+  bytesWith: (mode: Exclude<WeightQuantization, 'none'>) => number,
+): void {
+  if (held <= total) return;
+  const fitting = (['int8', 'int4'] as const)
+    .filter((mode) => mode !== quantization)
+    .map((mode) => ({ mode, bytes: bytesWith(mode) }))
+    .filter(({ bytes }) => bytes <= total);
+  const how = quantization === 'none' ? 'its float weights as float32' : quantization;
+  const fix =
+    fitting.length > 0
+      ? `Quantize them — ${fitting.map(({ mode, bytes }) => `${mode} takes about ${gibibytes(bytes)} GiB`).join(', ')} ` +
+        '(ficoco.quantization in VS Code, --quantize on the command line) — or run on a GPU provider.'
+      : 'Choose a smaller model, or run on a GPU provider.';
+  throw new FicocoError(
+    `This model takes about ${gibibytes(held)} GiB of memory on the CPU (${how}), and this machine has ` +
+      `${gibibytes(total)} GiB in all. ${fix}`,
+    'memory',
+  );
+}
+
 function checkSamePinpoints(tiling: AnyresSpec, preprocessorJson: unknown, preprocessorFile: string): void {
   const listed = (preprocessorJson as { image_grid_pinpoints?: unknown }).image_grid_pinpoints;
   const resolutions = (list: unknown) => (Array.isArray(list) ? list.map((p) => JSON.stringify(p)).sort() : list);

@@ -13,6 +13,7 @@ const SETTING_FOR_KIND: Partial<Record<EngineError['kind'], string>> = {
   config: 'ficoco.modelPath',
   weights: 'ficoco.modelPath',
   provider: 'ficoco.provider',
+  memory: 'ficoco.quantization',
   reduction: 'ficoco.reduction',
 };
 

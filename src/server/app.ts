@@ -66,6 +66,7 @@ const ENGINE_ERRORS: Record<EngineErrorKind | 'crashed', Pick<OpenAiError, 'stat
   weights: { status: 500, type: 'server_error', code: null },
   config: { status: 500, type: 'server_error', code: null },
   provider: { status: 500, type: 'server_error', code: null },
+  memory: { status: 500, type: 'server_error', code: null },
   download: { status: 500, type: 'server_error', code: null },
   internal: { status: 500, type: 'server_error', code: null },
 };

@@ -1,7 +1,8 @@
 /**
  * The prompt fits the model and the run fits the machine: a question too long for max_position_embeddings is
  * refused, a long conversation is trimmed from its oldest turns (and says so), an answer never runs past the
- * context, and a run whose KV cache and activations exceed the memory available is refused before it starts.
+ * context, a run whose KV cache and activations exceed the memory available is refused before it starts, and weights
+ * larger than the machine's memory are refused at load.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -11,7 +12,12 @@ import { FicocoError } from '../../src/common/errors';
 import { LlavaEngine, PREFILL_CHUNK_TOKENS, type ReductionRequest, promptChunkTokens } from '../../src/engine/engine';
 import { flopsArchOf } from '../../src/engine/models/flopsArch';
 import type { ChatMessage } from '../../src/engine/text';
+import { parseModelConfig } from '../../src/engine/models/registry';
+import { cpuWeightBytes } from '../../src/engine/weights/footprint';
+import { WeightQuantizer } from '../../src/engine/weights/quantizedCache';
+import { WeightIndex } from '../../src/engine/weights/safetensors';
 import { archPreset, peakRunBytes } from '../../src/flops';
+import { temporaryFolders } from '../helpers/tempFolders';
 
 const ROOT = path.join(__dirname, '..', '..');
 const BUILTIN = path.join(ROOT, 'models', 'tiny-llava-screens');
@@ -184,4 +190,47 @@ test('the memory a run plans for: LLaVA-1.5-7B in float32 with a 2,957-token pro
   const kv = 2 * 32 * 32 * 128 * 4 * (2957 + 256);
   const attention = 2 * 32 * 2957 ** 2 * 4;
   assert.ok(bytes > kv + attention && bytes < 1.2 * (kv + attention), `${(bytes / 2 ** 30).toFixed(2)} GiB`);
+});
+
+describe('weights that do not fit the machine', () => {
+  const temporaryFolder = temporaryFolders();
+  const FLOAT16_FIXTURE = path.join(ROOT, 'test', 'fixtures', 'tiny-llava-llama-f16');
+  const index = WeightIndex.open(FLOAT16_FIXTURE);
+  const model = parseModelConfig(
+    JSON.parse(fs.readFileSync(path.join(FLOAT16_FIXTURE, 'config.json'), 'utf8')),
+    'config.json',
+  );
+  const withMode = (mode: 'int8' | 'int4') => {
+    const quantizer = new WeightQuantizer(index, mode, { onCpu: true });
+    model.build(index, quantizer);
+    return cpuWeightBytes(index, quantizer);
+  };
+  const bytes = { none: cpuWeightBytes(index), int8: withMode('int8'), int4: withMode('int4') };
+  const memoryError = (pattern: RegExp) => (error: unknown) =>
+    error instanceof FicocoError && error.kind === 'memory' && pattern.test(error.message);
+
+  test('the CPU holds float16 weights as float32, and quantized layers in their forms instead', () => {
+    const elements = index.names().reduce((sum, name) => sum + index.get(name).shape.reduce((n, d) => n * d, 1), 0);
+    assert.equal(bytes.none, 4 * elements);
+    // int8 keeps a decoder layer twice on the CPU (channels for prompts, blocks for steps), int4 once in 4 bits.
+    assert.ok(bytes.int4 < bytes.int8 && bytes.int8 < bytes.none, JSON.stringify(bytes));
+  });
+
+  test('are refused at load, naming the quantizations that fit; a quantization that fits loads', async () => {
+    const load = (totalMemory: number, quantization: 'none' | 'int4' = 'none') =>
+      LlavaEngine.load(folder, { provider: 'cpu', threads: 1, quantization, totalMemory: () => totalMemory });
+    const folder = temporaryFolder('ficoco-memory-');
+    fs.cpSync(FLOAT16_FIXTURE, folder, { recursive: true });
+    await assert.rejects(
+      load(Math.floor((bytes.int4 + bytes.int8) / 2)),
+      memoryError(
+        /^This model takes about 0\.00 GiB of memory on the CPU \(its float weights as float32\), and this machine has 0\.00 GiB in all\. Quantize them — int4 takes about 0\.00 GiB \(ficoco\.quantization in VS Code, --quantize on the command line\) — or run on a GPU provider\.$/,
+      ),
+    );
+    await assert.rejects(load(bytes.none - 1), memoryError(/Quantize them — int8 takes about .*, int4 takes about/));
+    await assert.rejects(load(bytes.int4 - 1), memoryError(/Choose a smaller model, or run on a GPU provider\.$/));
+    await assert.rejects(load(bytes.int4 - 1, 'int4'), memoryError(/\(int4\), .* Choose a smaller model/));
+    const engine = await load(bytes.int4, 'int4');
+    await engine.dispose();
+  });
 });

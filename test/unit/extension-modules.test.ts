@@ -13,11 +13,12 @@ import { IdleUnloader } from '../../src/extension/idleUnload';
 import { SettingsError, loadParamsOf, readSettings } from '../../src/extension/settings';
 
 describe('the fix offered for a failure, by its kind', () => {
-  test('model, provider and reduction failures open their setting; crashes and bugs the log; the rest nothing', () => {
+  test('model, provider, memory and reduction failures open their setting; crashes and bugs the log; the rest nothing', () => {
     const setting = (kind: EngineError['kind']) => fixFor(new EngineError('whatever the message says', kind));
     for (const kind of ['model-folder', 'config', 'weights'] as const)
       assert.deepEqual(setting(kind), { title: 'Open Settings', setting: 'ficoco.modelPath' });
     assert.deepEqual(setting('provider'), { title: 'Open Settings', setting: 'ficoco.provider' });
+    assert.deepEqual(setting('memory'), { title: 'Open Settings', setting: 'ficoco.quantization' });
     assert.deepEqual(setting('reduction'), { title: 'Open Settings', setting: 'ficoco.reduction' });
     assert.deepEqual(setting('crashed'), { title: 'Show Engine Log' });
     assert.deepEqual(setting('internal'), { title: 'Show Engine Log' });

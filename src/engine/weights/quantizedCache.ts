@@ -130,6 +130,9 @@ function formTensors(
   return tensors;
 }
 
+const tensorBytes = (dtype: StoredDtype, shape: number[]) =>
+  shape.reduce((product, dim) => product * dim, DTYPE_BYTES[dtype]);
+
 /** The bytes of each tensor of `formTensors`, by suffix. */
 export function encodeForms(
   weights: Float32Array,
@@ -263,6 +266,17 @@ export class WeightQuantizer {
     return file;
   }
 
+  /** The bytes the requested layers take once quantized (every form each keeps), and the float weights they replace. */
+  footprint(): { bytes: number; replaces: TensorLocation[] } {
+    let bytes = 0;
+    for (const { weight, used } of this.requested) {
+      const [rows, cols] = weight.shape;
+      for (const { dtype, shape } of Object.values(formTensors(rows, cols, this.forms(used))))
+        bytes += tensorBytes(dtype, shape);
+    }
+    return { bytes, replaces: this.requested.map(({ weight }) => weight) };
+  }
+
   /** Finds each requested layer's tensors in the cache `file`; a FicocoError when one is missing or not as written. */
   private read(file: string): void {
     const cache = WeightIndex.openFile(file);
@@ -319,7 +333,7 @@ export class WeightQuantizer {
       const [rows, cols] = weight.shape;
       const starts: Record<string, number> = {};
       for (const [suffix, { dtype, shape }] of Object.entries(formTensors(rows, cols, forms))) {
-        const bytes = shape.reduce((product, dim) => product * dim, DTYPE_BYTES[dtype]);
+        const bytes = tensorBytes(dtype, shape);
         header[`${weight.name}.${suffix}`] = { dtype, shape, data_offsets: [offset, offset + bytes] };
         starts[suffix] = offset;
         offset += bytes;
