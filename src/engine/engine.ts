@@ -93,11 +93,14 @@ export interface EngineOptions {
   totalMemory?: () => number;
   /** prompt tokens a decoder segment takes at most at once (default PREFILL_CHUNK_TOKENS) */
   prefillChunkTokens?: number;
+  /** a small prefill's FLOPs below which warming up asks about a blank image a few times (default 20 G) */
+  warmUpRepeatsBelowFlops?: number;
 }
 
 interface RunLimits {
   availableMemory: () => number;
   prefillChunkTokens: number;
+  warmUpRepeatsBelowFlops: number;
 }
 
 /** One image as the vision tower takes it. */
@@ -398,6 +401,7 @@ export class LlavaEngine {
       {
         availableMemory: options.availableMemory ?? os.freemem,
         prefillChunkTokens: options.prefillChunkTokens ?? PREFILL_CHUNK_TOKENS,
+        warmUpRepeatsBelowFlops: options.warmUpRepeatsBelowFlops ?? WARM_UP_PREFILL_FLOPS,
       },
       model.publishedReduction,
       quantizer && quantizedParts(quantizer.mode, quantizer.quantizesVisionTower),
@@ -471,7 +475,8 @@ export class LlavaEngine {
   /**
    * Makes the first answer with `reduction` (none: unreduced) as fast as later ones: builds the sessions of its plan
    * and, where a prefill is cheap, asks about a blank image a few times, so V8 has optimised the image decoder, the
-   * reduction steps and the decode loop. (On a large model their compile is a few ms against a prefill of seconds.)
+   * reduction steps and the decode loop (on a large model their compile is a few ms against a prefill of seconds, and
+   * one short question without an image gives the engine its pace).
    */
   async warmUp(reduction?: ReductionRequest): Promise<void> {
     const blank = { width: WARM_UP_IMAGE_SIDE, height: WARM_UP_IMAGE_SIDE };
@@ -485,8 +490,11 @@ export class LlavaEngine {
       if (!this.config.tiling || !(error instanceof ReductionSettingsError)) throw error;
       reduction = undefined;
     }
-    if (smallPrefillFlops(this.arch) > WARM_UP_PREFILL_FLOPS) {
+    if (smallPrefillFlops(this.arch) > this.limits.warmUpRepeatsBelowFlops) {
       await this.segmentsFor(hooksBySite(hooks));
+      // One short question without an image: its prompt sets the pace the first image pass is foretold by (how long
+      // Stop waits for it before ending the process), and the weights are read once before a real question.
+      await this.ask({ question: 'warm up', images: [], maxNewTokens: 1 });
       return;
     }
     const image = { bytes: blankPng(WARM_UP_IMAGE_SIDE, WARM_UP_IMAGE_SIDE), name: 'warm-up.png' };

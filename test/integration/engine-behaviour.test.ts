@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { LlavaEngine } from '../../src/engine/engine';
 import { FicocoError } from '../../src/common/errors';
+import type { PrefillProgress } from '../../src/common/prefillProgress';
 import { SLOT_BLOCK } from '../../src/engine/runtime/kvCache';
 import { maxAbsDiff } from '../helpers/assertions';
 import { temporaryFolders } from '../helpers/tempFolders';
@@ -262,6 +263,25 @@ describe('a loaded engine', () => {
     // A nucleus too small for a second token is greedy decoding.
     assert.deepEqual((await sample(7, 1, 1e-9)).tokenIds, greedy.tokenIds);
   });
+});
+
+test("after warming up, a large model's first image pass is foretold: the pace of a question without an image", async () => {
+  // Every fixture is small; a threshold of 0 FLOPs warms it up as a large model is: sessions, then one text question.
+  const firstReport = async (warmUp: boolean) => {
+    const engine = await LlavaEngine.load(MODEL, { threads: 1, warmUpRepeatsBelowFlops: 0 });
+    try {
+      if (warmUp) await engine.warmUp();
+      const reports: PrefillProgress[] = [];
+      await engine.ask({ question: QUESTION, images: [SHAPES], maxNewTokens: 1, onProgress: (p) => reports.push(p) });
+      return reports[0];
+    } finally {
+      await engine.dispose();
+    }
+  };
+  assert.deepEqual(await firstReport(false), { stage: 'image', done: 0, total: 1 }, 'nothing had run yet');
+  const warmed = await firstReport(true);
+  assert.equal(warmed.stage, 'image');
+  assert.ok(typeof warmed.nextRunMs === 'number' && warmed.nextRunMs >= 0, JSON.stringify(warmed));
 });
 
 describe('execution providers', () => {
