@@ -10,7 +10,7 @@ import { Split, StepRecord, removedTokens, runStep, splitByScore } from '../../s
 import { planReduction, resolveParams } from '../../src/reduction/registry';
 import { adaptiveReceivers } from '../../src/reduction/stages/correlate';
 import { correlationProblems, mergeIntoReceivers } from '../../src/reduction/stages/compress';
-import { HookSite, SiteView, TokenState, VisualSpan } from '../../src/reduction/tokenState';
+import { HookSite, SiteView, TokenState, VisualSpan, validateTokenState } from '../../src/reduction/tokenState';
 
 /**
  * Hand-computed checks of FiCoCo-V and FiCoCo-L (ficoco-spec §2, §3.8, §8) on inputs small enough
@@ -281,6 +281,35 @@ describe('FiCoCo-V, hand-computed on a 4×4 grid with [CLS] (17 tokens)', () => 
     const out = mergeIntoReceivers({ weighting: 'self-preserving', normalize: true })(view, split, correlation, {});
     // token 3 = ((7, 7) + 0.5(3, 0)) / 1.5 = (8.5, 7)/1.5
     close(out.hidden, [3, 4.8, 8.5 / 1.5, 7 / 1.5]);
+  });
+
+  test("receivers 'targets+cls': [CLS] takes its share, and a source's patches go to its strongest image receiver", () => {
+    // Every patch attends most to [CLS]; among the patches, to the next one in raster order.
+    const view = makeView({
+      site: 'vision:0',
+      count: 5,
+      spans: [imageSpan(1, 2, 2)],
+      hasClassToken: true,
+      attention: (q, k) => (k === 0 ? 5 : k === q + 1 ? 2 : 0),
+    });
+    const [first] = ficocoV.plan(SHAPE, 1, resolveParams(ficocoV, { receivers: 'targets+cls', epsilon: 0.5 }));
+    const log: StepRecord[] = [];
+    const out = runStep({ ...first, remove: 1 }, view, log);
+    const { split, correlation } = log[0];
+    assert.deepEqual(correlationProblems(split, correlation, [0]), []);
+    const source = split.sources[0];
+    const { receivers, weights } = receiversOf(log[0], 0);
+    assert.equal(receivers[weights.indexOf(Math.max(...weights))], 0, '[CLS] is the strongest receiver');
+    assert.notEqual(out.hidden[0], view.hidden[0], '[CLS] took a share');
+    validateTokenState(out, 'vision:0', 1);
+    // The source's patch goes to its strongest receiver inside the image, not to [CLS].
+    const strongestInImage = receivers
+      .filter((receiver) => receiver !== 0)
+      .reduce((best, receiver) =>
+        weights[receivers.indexOf(receiver)] > weights[receivers.indexOf(best)] ? receiver : best,
+      );
+    const sourcePatch = view.spans[0].tokenPatch[source - 1];
+    assert.equal(out.spans[0].patchOwner[sourcePatch], strongestInImage - (strongestInImage > source ? 1 : 0));
   });
 
   test('sign conventions (§8 item 10): wPatch = 0 → lowest [CLS] attention first; wCls = 0 → highest row mean first', () => {

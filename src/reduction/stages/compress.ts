@@ -17,7 +17,7 @@ export interface MergeOptions {
 
 /**
  * Folds every source into its receivers; sizes add up (m_j ← m_j + Σα_ij m_i) and each source's patches go to its
- * strongest receiver.
+ * strongest receiver among the image's tokens (dropped where it has none there).
  */
 export function mergeIntoReceivers(options: MergeOptions): Compress<unknown> {
   return (view, split, correlation) => {
@@ -37,6 +37,9 @@ export function mergeIntoReceivers(options: MergeOptions): Compress<unknown> {
     const totalWeight = new Float64Array(state.count);
     const touched = new Uint8Array(state.count);
     const receiverOf = new Int32Array(view.count).fill(-1);
+    // A receiver outside the images (FiCoCo-V's [CLS], where asked for) takes its share but holds no patch.
+    const imageToken = new Uint8Array(view.count);
+    for (const span of view.spans) imageToken.fill(1, span.start, span.start + span.count);
     for (let k = 0; k < sources.length; k++) {
       const source = sources[k];
       const sourceWeight = tokenWeights ? tokenWeights[source] : 1;
@@ -50,7 +53,7 @@ export function mergeIntoReceivers(options: MergeOptions): Compress<unknown> {
         }
         totalWeight[n] += weights[e] * sourceWeight;
         state.sizes[n] += weights[e] * sizes[source];
-        if (strongest < 0 || weights[e] > weights[strongest]) strongest = e;
+        if (imageToken[receiver] && (strongest < 0 || weights[e] > weights[strongest])) strongest = e;
       }
       if (strongest >= 0) receiverOf[source] = receivers[strongest];
     }
@@ -115,15 +118,21 @@ export function reassignPatches(
   }));
 }
 
-/** Checks the invariants every correlation must satisfy; used by tests and `ficoco reduce`. */
-export function correlationProblems(split: Split, correlation: Correlation): string[] {
+/** Checks the invariants every correlation must satisfy (for tests). */
+export function correlationProblems(
+  split: Split,
+  correlation: Correlation,
+  /** tokens besides the targets a method may send to (FiCoCo-V's [CLS], where asked for) */
+  alsoReceiving: readonly number[] = [],
+): string[] {
   const problems: string[] = [];
   const targets = new Set(split.targets);
   for (let k = 0; k < split.sources.length; k++) {
     let total = 0;
     for (let e = correlation.offsets[k]; e < correlation.offsets[k + 1]; e++) {
-      if (correlation.receivers[e] >= 0 && !targets.has(correlation.receivers[e]))
-        problems.push(`source ${split.sources[k]} sends to ${correlation.receivers[e]}, not a target`);
+      const receiver = correlation.receivers[e];
+      if (receiver >= 0 && !targets.has(receiver) && !alsoReceiving.includes(receiver))
+        problems.push(`source ${split.sources[k]} sends to ${receiver}, not a target`);
       if (correlation.weights[e] < 0) problems.push(`negative weight for source ${split.sources[k]}`);
       total += correlation.weights[e];
     }
