@@ -53,7 +53,11 @@ export function planTiledReduction(
     );
   const keep = keptTokens(request.budget, content);
   const imageFeatures = passTokens.reduce((sum, tokens) => sum + tokens, 0);
-  const passKeep = Math.max(1, Math.round((keep * pass.visualTokens) / imageFeatures));
+  // A budget short of the passes' tokens by under half a token a pass still plans a step that removes some.
+  const passKeep = Math.min(
+    keep < imageFeatures ? pass.visualTokens - 1 : pass.visualTokens,
+    Math.max(1, Math.round((keep * pass.visualTokens) / imageFeatures)),
+  );
   let towerSteps = planReduction(request.method, { tokens: passKeep }, pass, request.params).steps.filter(
     (step) => siteStage(step.site) === 'tower',
   );

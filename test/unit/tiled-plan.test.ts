@@ -9,6 +9,7 @@ import { anyresLayout } from '../../src/common/anyres';
 import { archPreset } from '../../src/flops';
 import type { ModelShape } from '../../src/reduction/method';
 import { leavesByRank, removedTokens, stepHook, stepRemoval } from '../../src/reduction/paradigm';
+import { METHODS } from '../../src/reduction/registry';
 import { keptPerPass, planTiledReduction } from '../../src/reduction/tiled';
 import type { SiteView, VisualSpan } from '../../src/reduction/tokenState';
 
@@ -97,6 +98,32 @@ test('decoder steps leave the counts planned for them, so the image ends at its 
   let planned = keep + removedTokens(onPacked);
   for (const step of onPacked) assert.equal(step.leaves, (planned -= step.remove));
   assert.equal(onPacked.at(-1)!.leaves, keep);
+});
+
+test('a budget a few tokens short of the whole image is kept exactly, by every method', () => {
+  // LLaVA-NeXT does not shrink: 1,296 content tokens for a 3000 × 400 strip, 1,295 of them a budget of 99.9 %.
+  const strip = { width: 3000, height: 400 };
+  const nextLayout = anyresLayout(archPreset('llava-next-mistral-7b').anyres!, strip);
+  const nextPass: ModelShape = {
+    visionLayers: 23,
+    textLayers: 32,
+    visualTokens: 576,
+    grid: { rows: 24, cols: 24 },
+    hasClassToken: true,
+  };
+  for (const method of METHODS.map(({ name }) => name)) {
+    const tiled = planTiledReduction({ method, budget: { ratio: 0.999 } }, nextPass, {
+      size: strip,
+      layout: nextLayout,
+    });
+    const handed =
+      tiled.perPass.length > 0
+        ? keptPerPass(tiled).reduce((sum, tokens) => sum + tokens, 0)
+        : nextLayout.tokens - nextLayout.grid.rows;
+    const kept = tiled.onPacked.reduce((left, step) => left - stepRemoval(step, left), handed);
+    assert.equal(tiled.keep, 1295, method);
+    assert.equal(kept, tiled.keep, method);
+  }
 });
 
 test('a budget above the content tokens is refused, naming the image size', () => {
