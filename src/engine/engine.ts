@@ -356,60 +356,67 @@ export class LlavaEngine {
         },
       );
     const text = TextProcessor.load(dir, { id: config.imageTokenId });
-    const preprocessorFile = path.join(dir, 'preprocessor_config.json');
-    if (!fs.existsSync(preprocessorFile)) {
-      throw new FicocoError(
-        `${dir} lacks preprocessor_config.json (the image processor settings); expected ${MODEL_FILES}.`,
-        'model-folder',
+    // From here a failed load stops the chat template's process, which the template check starts.
+    try {
+      await text.checkTemplate();
+      const preprocessorFile = path.join(dir, 'preprocessor_config.json');
+      if (!fs.existsSync(preprocessorFile)) {
+        throw new FicocoError(
+          `${dir} lacks preprocessor_config.json (the image processor settings); expected ${MODEL_FILES}.`,
+          'model-folder',
+        );
+      }
+      const preprocessorJson = readModelJson(preprocessorFile);
+      const preprocessor = parsePreprocessorConfig(preprocessorJson, preprocessorFile);
+      const [, side] = towers.vision.input.dims as number[];
+      if (config.tiling) {
+        checkSamePinpoints(config.tiling, preprocessorJson, preprocessorFile);
+        // Tiles come cut to the tower's size; images seen whole (several in a question) are padded to squares first.
+        checkMakesTowerInput(preprocessor, side, preprocessorFile, { shapes: [[1, 1]], when: ' (a tile)' });
+        if (config.squareWhenSeveral)
+          checkMakesTowerInput({ ...preprocessor, padToSquare: true }, side, preprocessorFile, {
+            when: ' (padded to a square, as when several images share a question)',
+          });
+      } else checkMakesTowerInput(preprocessor, side, preprocessorFile);
+      const quantized = await quantizer?.materialize(options.onQuantizing);
+      // External data resolves against one folder: the weights', or one above a quantized cache kept elsewhere.
+      const weightsFolder = commonFolder([...weights.files, ...(quantized ? [quantized] : [])], dir);
+      const factory = new SessionFactory({
+        weightsFolder,
+        candidates,
+        failures,
+        precision: options.precision,
+        threads: options.threads ?? defaultThreads(smallPrefillFlops(arch), thisMachineCores()),
+      });
+      const runners = {
+        vision: new TowerRunner(towers.vision, factory),
+        embed: new TowerRunner(towers.embed, factory),
+        decoder: new TowerRunner(towers.decoder, factory, true),
+      };
+      const engine = new LlavaEngine(
+        dir,
+        config,
+        text,
+        preprocessor,
+        towers,
+        factory,
+        runners,
+        {
+          availableMemory: options.availableMemory ?? os.freemem,
+          prefillChunkTokens: options.prefillChunkTokens ?? PREFILL_CHUNK_TOKENS,
+          warmUpRepeatsBelowFlops: options.warmUpRepeatsBelowFlops ?? WARM_UP_PREFILL_FLOPS,
+        },
+        model.publishedReduction,
+        quantizer && quantizedParts(quantizer.mode, quantizer.quantizesVisionTower),
+        arch,
       );
+      // Build the unreduced sessions now: load errors surface here and the first answer is not slowed.
+      await Promise.all(Object.values(runners).map((runner) => runner.segments(new Map())));
+      return engine;
+    } catch (error) {
+      text.dispose();
+      throw error;
     }
-    const preprocessorJson = readModelJson(preprocessorFile);
-    const preprocessor = parsePreprocessorConfig(preprocessorJson, preprocessorFile);
-    const [, side] = towers.vision.input.dims as number[];
-    if (config.tiling) {
-      checkSamePinpoints(config.tiling, preprocessorJson, preprocessorFile);
-      // Tiles come cut to the tower's size; images seen whole (several in a question) are padded to squares first.
-      checkMakesTowerInput(preprocessor, side, preprocessorFile, { shapes: [[1, 1]], when: ' (a tile)' });
-      if (config.squareWhenSeveral)
-        checkMakesTowerInput({ ...preprocessor, padToSquare: true }, side, preprocessorFile, {
-          when: ' (padded to a square, as when several images share a question)',
-        });
-    } else checkMakesTowerInput(preprocessor, side, preprocessorFile);
-    const quantized = await quantizer?.materialize(options.onQuantizing);
-    // External data resolves against one folder: the weights', or one above a quantized cache kept elsewhere.
-    const weightsFolder = commonFolder([...weights.files, ...(quantized ? [quantized] : [])], dir);
-    const factory = new SessionFactory({
-      weightsFolder,
-      candidates,
-      failures,
-      precision: options.precision,
-      threads: options.threads ?? defaultThreads(smallPrefillFlops(arch), thisMachineCores()),
-    });
-    const runners = {
-      vision: new TowerRunner(towers.vision, factory),
-      embed: new TowerRunner(towers.embed, factory),
-      decoder: new TowerRunner(towers.decoder, factory, true),
-    };
-    const engine = new LlavaEngine(
-      dir,
-      config,
-      text,
-      preprocessor,
-      towers,
-      factory,
-      runners,
-      {
-        availableMemory: options.availableMemory ?? os.freemem,
-        prefillChunkTokens: options.prefillChunkTokens ?? PREFILL_CHUNK_TOKENS,
-        warmUpRepeatsBelowFlops: options.warmUpRepeatsBelowFlops ?? WARM_UP_PREFILL_FLOPS,
-      },
-      model.publishedReduction,
-      quantizer && quantizedParts(quantizer.mode, quantizer.quantizesVisionTower),
-      arch,
-    );
-    // Build the unreduced sessions now: load errors surface here and the first answer is not slowed.
-    await Promise.all(Object.values(runners).map((runner) => runner.segments(new Map())));
-    return engine;
   }
 
   get provider(): ProviderName {

@@ -57,7 +57,7 @@ function hostile(limits: Partial<RenderLimits> = {}): ChatTemplate {
 }
 
 /** Milliseconds `render` took to be rejected as `expected`. */
-async function rejectionMs(render: Promise<string>, expected: object): Promise<number> {
+async function rejectionMs(render: Promise<unknown>, expected: object): Promise<number> {
   const started = performance.now();
   await assert.rejects(render, expected);
   return performance.now() - started;
@@ -110,6 +110,24 @@ describe('a chat template cannot hang or crash the engine', () => {
       message: /cannot render this conversation: Only user and assistant roles are supported/,
     });
     assert.equal(await template.render(ask('hello'), {}), 'USER: hello ASSISTANT:');
+  });
+
+  test('parsing runs in the template process, within the time limit, while the engine goes on', async () => {
+    // @huggingface/jinja's parse takes time quadratic in a run of whitespace: 160,000 spaces took 23 s.
+    const template = new ChatTemplate(`${SIMPLE_TEMPLATE}${' '.repeat(400_000)}`, ORIGIN, { timeoutMs: 500 });
+    disposables.push(template);
+    let ticks = 0;
+    const ticking = setInterval(() => ticks++, 50);
+    try {
+      const elapsed = await rejectionMs(
+        template.check(),
+        modelFolderError(/did not parse within 3\.5 s \(its process's start included\)/),
+      );
+      assert.ok(elapsed < 3500 + MARGIN_MS, `took ${elapsed} ms`);
+      assert.ok(ticks >= elapsed / 50 / 4, `the engine's event loop ran ${ticks} times in ${elapsed} ms`);
+    } finally {
+      clearInterval(ticking);
+    }
   });
 
   test('at the default limits, a model folder whose template exhausts memory fails in seconds and then answers', async () => {

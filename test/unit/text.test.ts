@@ -527,13 +527,19 @@ describe('chat template location and errors', () => {
     );
   });
 
-  test('template syntax error names the file', () => {
+  test('template syntax error names the file', async () => {
     const dir = qwenFolder({ 'chat_template.jinja': '{% for m in messages %}' });
-    throwsFicoco(
-      () => TextProcessor.load(dir, { text: '<image>' }),
-      'config',
-      /chat template in .*chat_template\.jinja does not parse/,
-    );
+    const text = TextProcessor.load(dir, { text: '<image>' });
+    try {
+      await assert.rejects(text.checkTemplate(), {
+        name: 'FicocoError',
+        kind: 'config',
+        message: /chat template in .*chat_template\.jinja does not parse/,
+      });
+      await assert.rejects(text.renderPrompt([{ role: 'user', content: 'hi' }]), { kind: 'config' });
+    } finally {
+      text.dispose();
+    }
   });
 
   test('raise_exception in the template becomes an input error', async () => {

@@ -1,6 +1,5 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { Template } from '@huggingface/jinja';
 import { FicocoError } from '../../common/errors';
 import { isJsonObject, readModelText, readOptionalJson, type JsonObject } from './json-file';
 import { DEFAULT_RENDER_LIMITS, TemplateProcess, type RenderLimits } from './template-process';
@@ -21,9 +20,8 @@ export interface TemplateTokens {
 }
 
 /**
- * A model's Jinja chat template. Model folders are untrusted, so it renders in a child process with a time, memory
- * and output limit (template-process.ts); parsing is linear in the file's size, like the JSON read beside it, so a
- * broken template is refused here, at load.
+ * A model's Jinja chat template. Model folders are untrusted, so it is parsed and rendered in a child process with a
+ * time, memory and output limit (template-process.ts); `check` parses it there, so a broken template is refused at load.
  */
 export class ChatTemplate {
   private readonly renderer: TemplateProcess;
@@ -34,15 +32,6 @@ export class ChatTemplate {
     readonly origin: string,
     limits: Partial<RenderLimits> = {},
   ) {
-    try {
-      new Template(source); // the child parses its own copy; this one only checks
-    } catch (error) {
-      throw new FicocoError(
-        `The chat template in ${origin} does not parse (${(error as Error).message}); this model folder ` +
-          `cannot be used.`,
-        'config',
-      );
-    }
     this.renderer = new TemplateProcess(source, origin, { ...DEFAULT_RENDER_LIMITS, ...limits });
   }
 
@@ -54,6 +43,11 @@ export class ChatTemplate {
    */
   render(messages: ChatMessage[], tokens: TemplateTokens): Promise<string> {
     return this.renderer.render({ ...tokens, messages, add_generation_prompt: true });
+  }
+
+  /** Parses the template in its process: a FicocoError (config) when it does not parse, or not in time. */
+  check(): Promise<void> {
+    return this.renderer.check();
   }
 
   /** Stops the rendering process. */

@@ -10,6 +10,9 @@ export interface TemplateSetup {
   maxOutputChars: number;
 }
 
+/** The answer to the first message: whether the template parses. */
+export type TemplateParsed = { outcome: 'parsed' } | { outcome: 'invalid'; message: string };
+
 /** Every later message: the variables of one render. */
 export type TemplateContext = Record<string, unknown>;
 
@@ -31,9 +34,18 @@ interface RenderSandbox {
 // when the engine's process is gone. One vm context serves every render (creating one costs about a millisecond).
 const renderScript = new vm.Script('template.render(context)');
 
+// Parsing runs here too: its time grows with the square of some inputs (a long run of whitespace).
 process.once('message', (setupMessage) => {
   const setup = setupMessage as TemplateSetup;
-  const sandbox = vm.createContext({ template: new Template(setup.source), context: {} }) as RenderSandbox;
+  let template: Template;
+  try {
+    template = new Template(setup.source);
+  } catch (error) {
+    process.send?.({ outcome: 'invalid', message: (error as Error).message } satisfies TemplateParsed);
+    return;
+  }
+  process.send?.({ outcome: 'parsed' } satisfies TemplateParsed);
+  const sandbox = vm.createContext({ template, context: {} }) as RenderSandbox;
   process.on('message', (context) => process.send?.(render(sandbox, context as TemplateContext, setup)));
 });
 

@@ -1,7 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { FicocoError } from '../../common/errors';
-import type { TemplateContext, TemplateReply, TemplateSetup } from './template-child';
+import type { TemplateContext, TemplateParsed, TemplateReply, TemplateSetup } from './template-child';
 
 /** What one render of a model's chat template may cost. */
 export interface RenderLimits {
@@ -36,6 +36,8 @@ const TEMPLATE_CHILD_FILE = path.join(__dirname, `template-child${path.extname(_
  */
 export class TemplateProcess {
   private child: ChildProcess | undefined;
+  /** whether the current child's template parsed */
+  private parsed: Promise<void> = Promise.resolve();
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -51,13 +53,20 @@ export class TemplateProcess {
     return rendered;
   }
 
+  /** Starts the child, which parses the template: a FicocoError when it does not parse, or not in time. */
+  check(): Promise<void> {
+    this.child ??= this.start();
+    return this.parsed;
+  }
+
   /** Stops the child; a later render would start another. */
   dispose(): void {
     if (this.child) this.stop(this.child);
   }
 
-  private renderNow(context: TemplateContext): Promise<string> {
-    const child = (this.child ??= this.start());
+  private async renderNow(context: TemplateContext): Promise<string> {
+    await this.check();
+    const child = this.child!;
     return new Promise<string>((resolve, reject) => {
       child.send(context); // the reply comes in a later turn of the event loop, after the listeners below are in place
       // Plain listeners and a timer: events.once with an AbortSignal costs about 0.1 ms more per render.
@@ -100,10 +109,46 @@ export class TemplateProcess {
       maxOutputChars: this.limits.maxOutputChars,
     };
     child.send(setup);
+    this.parsed = this.parseOutcome(child);
     // An idle child must not keep the engine's process alive; while a render waits, its timer does.
     child.unref();
     child.channel?.unref();
     return child;
+  }
+
+  /** The child's first answer: its template parsed, did not, or did not within a render's time. */
+  private parseOutcome(child: ChildProcess): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const settle = (error?: Error) => {
+        clearTimeout(unanswered);
+        child.off('message', onReply).off('exit', onExit).off('error', onError);
+        if (error) {
+          this.stop(child);
+          reject(error);
+        } else resolve();
+      };
+      const onReply = (reply: unknown) => {
+        const parsed = reply as TemplateParsed;
+        settle(
+          parsed.outcome === 'parsed'
+            ? undefined
+            : new FicocoError(
+                `The chat template in ${this.origin} does not parse (${parsed.message}); this model folder cannot be used.`,
+                'config',
+              ),
+        );
+      };
+      const onExit = (code: number | null, signal: NodeJS.Signals | null) => settle(this.exitError(code, signal));
+      // Not the template's fault: the machine could not start a process (out of processes, or files).
+      const onError = (error: Error) =>
+        settle(new Error(`The chat template's process could not be started: ${error.message}`));
+      const waitMs = this.limits.timeoutMs + UNANSWERED_GRACE_MS;
+      const unanswered = setTimeout(
+        () => settle(this.unusable(`did not parse within ${waitMs / 1000} s (its process's start included)`)),
+        waitMs,
+      );
+      child.once('message', onReply).on('exit', onExit).on('error', onError);
+    });
   }
 
   private stop(child: ChildProcess): void {

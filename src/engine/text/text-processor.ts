@@ -40,6 +40,11 @@ export class TextProcessor {
     return new TextProcessor(tokenizer, template, templateTokens, tokenizerFile, imageTokenId, stopTokenIds);
   }
 
+  /** Parses the chat template (in its own process): a FicocoError when it cannot be used. */
+  checkTemplate(): Promise<void> {
+    return this.template.check();
+  }
+
   /** renders the model's chat template with add_generation_prompt */
   renderPrompt(messages: ChatMessage[]): Promise<string> {
     return this.template.render(messages, this.templateTokens);
