@@ -465,6 +465,16 @@ describe('Qwen2 byte-level BPE with ChatML', () => {
     assert.deepEqual(text.stopTokenIds, [imEnd, QWEN_SPECIAL.endoftext]);
   });
 
+  test("ids the model's embedding table does not have are refused at load, naming both files", () => {
+    // The added tokens go up to the image token, 303: a model of 304 rows has them all, one of 303 does not.
+    TextProcessor.load(qwenFolder(), { id: QWEN_SPECIAL.image }, QWEN_SPECIAL.image + 1).dispose();
+    throwsFicoco(
+      () => TextProcessor.load(qwenFolder(), { id: QWEN_SPECIAL.image }, QWEN_SPECIAL.image),
+      'config',
+      /tokenizer\.json gives token ids from 0 to 303, and config\.json's vocab_size is 303 \(ids 0 to 302\)/,
+    );
+  });
+
   test('decode keeps spaces and newlines exactly and drops special tokens', () => {
     const ids = text.encode('<|im_start|>user\n<image>\nhello world<|im_end|>');
     assert.equal(text.decode(ids), 'user\n\nhello world');

@@ -21,8 +21,11 @@ export class TextProcessor {
     readonly stopTokenIds: number[],
   ) {}
 
-  /** Synchronous: everything read is small JSON, and the engine process loads a model before answering anyway. */
-  static load(modelDir: string, imageToken: ImageTokenRef): TextProcessor {
+  /**
+   * Synchronous: everything read is small JSON, and the engine process loads a model before answering anyway.
+   * `vocabSize`: the rows of the model's embedding table, which every id the tokenizer gives must be below.
+   */
+  static load(modelDir: string, imageToken: ImageTokenRef, vocabSize?: number): TextProcessor {
     const tokenizerFile = path.join(modelDir, 'tokenizer.json');
     const tokenizerJson = readOptionalJson(modelDir, 'tokenizer.json');
     if (tokenizerJson === undefined) {
@@ -30,6 +33,15 @@ export class TextProcessor {
         `${modelDir} lacks tokenizer.json (the Hugging Face fast tokenizer file); this model folder cannot be used.`,
         'model-folder',
       );
+    }
+    if (vocabSize !== undefined) {
+      const ids = tokenIdRange(tokenizerJson);
+      if (ids.lowest < 0 || ids.highest >= vocabSize)
+        throw new FicocoError(
+          `${tokenizerFile} gives token ids from ${ids.lowest} to ${ids.highest}, and config.json's vocab_size is ` +
+            `${vocabSize} (ids 0 to ${vocabSize - 1}): the tokenizer does not belong to this model.`,
+          'config',
+        );
     }
     const tokenizerConfig = readOptionalJson(modelDir, 'tokenizer_config.json') ?? {};
     const templateTokens = readTemplateTokens(tokenizerConfig);
@@ -131,6 +143,27 @@ function createTokenizer(
       'config',
     );
   }
+}
+
+/** The ids tokenizer.json gives: its model's vocabulary (token → id, or Unigram's list by position) and added tokens. */
+function tokenIdRange(tokenizerJson: JsonObject): { lowest: number; highest: number } {
+  const model = tokenizerJson['model'];
+  const vocab = isJsonObject(model) ? model['vocab'] : undefined;
+  // Unigram lists its tokens: their ids are their positions.
+  const ids: unknown[] = Array.isArray(vocab)
+    ? [Math.max(0, vocab.length - 1)]
+    : isJsonObject(vocab)
+      ? Object.values(vocab)
+      : [];
+  const added = tokenizerJson['added_tokens'];
+  if (Array.isArray(added)) for (const token of added) if (isJsonObject(token)) ids.push(token['id']);
+  let [lowest, highest] = [0, 0];
+  for (const id of ids)
+    if (typeof id === 'number') {
+      lowest = Math.min(lowest, id);
+      highest = Math.max(highest, id);
+    }
+  return { lowest, highest };
 }
 
 function toStringList(value: unknown): string[] {
