@@ -475,6 +475,15 @@ describe('Qwen2 byte-level BPE with ChatML', () => {
     );
   });
 
+  test('a million eos ids in generation_config.json are read, not a stack overflow', () => {
+    const many = Array.from({ length: 1_000_000 }, (_, i) => i);
+    const text = TextProcessor.load(qwenFolder({ 'generation_config.json': { eos_token_id: many } }), {
+      id: QWEN_SPECIAL.image,
+    });
+    assert.equal(text.stopTokenIds.length, 1_000_000);
+    text.dispose();
+  });
+
   test('decode keeps spaces and newlines exactly and drops special tokens', () => {
     const ids = text.encode('<|im_start|>user\n<image>\nhello world<|im_end|>');
     assert.equal(text.decode(ids), 'user\n\nhello world');

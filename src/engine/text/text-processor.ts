@@ -203,9 +203,8 @@ function collectStopTokenIds(modelDir: string, tokenizer: Tokenizer, eosToken: s
   const config = readOptionalJson(modelDir, 'config.json');
   // LLaVA configs keep the language model's ids under text_config.
   const textConfig = isJsonObject(config?.['text_config']) ? config['text_config'] : undefined;
-  for (const source of [generationConfig, config, textConfig]) {
-    ids.push(...eosIdsOf(source));
-  }
+  // One by one: a list of a million ids spread into push() overflows the stack.
+  for (const source of [generationConfig, config, textConfig]) for (const id of eosIdsOf(source)) ids.push(id);
   return [...new Set(ids)];
 }
 
