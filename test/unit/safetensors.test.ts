@@ -162,6 +162,16 @@ describe('WeightIndex validation', () => {
     );
   });
 
+  test('a folder in the place of model.safetensors', () => {
+    const dir = modelFolder();
+    fs.mkdirSync(path.join(dir, 'model.safetensors'));
+    throwsFicoco(
+      () => WeightIndex.open(dir),
+      'weights',
+      /model\.safetensors is not a regular file; download the model again/,
+    );
+  });
+
   test('absurd header length', () => {
     const dir = modelFolder();
     const prefix = Buffer.alloc(16);

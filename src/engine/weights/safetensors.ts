@@ -211,7 +211,11 @@ function resolveShard(modelDir: string, shard: string, indexed: boolean): string
 
 /** Reads and validates one file's header: the only part of a (possibly many-GB) shard read at open time. */
 function readHeader(realPath: string, displayName: string): TensorLocation[] {
-  const fileSize = fs.statSync(realPath).size;
+  const stats = fs.statSync(realPath);
+  // A folder or a named pipe in a file's place: reading it fails raw, or waits for a writer.
+  if (!stats.isFile())
+    throw new FicocoError(`${displayName} is not a regular file; download the model again.`, 'weights');
+  const fileSize = stats.size;
   if (fileSize < 8) {
     throw new FicocoError(
       `${displayName} is only ${fileSize} bytes, too short for a safetensors file; download it again.`,
