@@ -339,6 +339,12 @@ describe('parseLlavaConfig: errors name the field', () => {
     rejects(withVision({ layer_norm_eps: 'tiny' }), 'vision_config.layer_norm_eps');
   });
 
+  test('eps and theta of zero or less, which make every answer NaN', () => {
+    rejects(withText({ rms_norm_eps: 0 }), 'text_config.rms_norm_eps');
+    rejects(withText({ rope_theta: -10000 }), 'text_config.rope_theta');
+    rejects(withVision({ layer_norm_eps: -1e-5 }), 'vision_config.layer_norm_eps');
+  });
+
   test('non-boolean flags', () => {
     rejects(withText({ attention_bias: 'yes' }), 'text_config.attention_bias');
     rejects({ ...base(), multimodal_projector_bias: 1 }, 'multimodal_projector_bias');

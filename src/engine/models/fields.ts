@@ -52,9 +52,10 @@ export class Fields {
     if (!ok) this.fail(key, expected);
   }
 
-  number(key: string): number {
+  /** A number above zero (an epsilon, a rotary base: zero or less turns every answer into NaN). */
+  positive(key: string): number {
     const value = this.json[key];
-    if (typeof value !== 'number' || !Number.isFinite(value)) this.fail(key, 'a number');
+    if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) this.fail(key, 'a number above 0');
     return value;
   }
 

@@ -82,7 +82,7 @@ function parseVitConfig(
     imageSize,
     patchSize,
     patchesPerSide: Math.floor(imageSize / patchSize),
-    layerNormEps: f.number('layer_norm_eps'),
+    layerNormEps: f.positive('layer_norm_eps'),
     activation: f.activation('hidden_act'),
     classToken: tower.classToken,
   };
