@@ -22,7 +22,14 @@ import { FicocoError } from '../common/errors';
 import { DownloadLock, LockOwner } from './downloadLock';
 import { findSnapshotInHfCache } from './hfCache';
 import { checkCommit, checkDownloadPath, checkListedPath, isCommit, pathInside } from './repoPaths';
-import { DOWNLOAD_MANIFEST, DownloadManifest, modelFolder, partialFolder, repoFolderName } from './store';
+import {
+  DOWNLOAD_MANIFEST,
+  DownloadManifest,
+  isStoredModel,
+  modelFolder,
+  partialFolder,
+  repoFolderName,
+} from './store';
 
 export const DEFAULT_HUB_ENDPOINT = 'https://huggingface.co';
 
@@ -185,7 +192,7 @@ export async function planDownload(
     folder,
     ...(request.accessToken && !hub.accessToken ? { tokenWithheld: true } : {}),
   };
-  if (fs.existsSync(path.join(folder, DOWNLOAD_MANIFEST))) return { ...plan, existing: 'downloaded' };
+  if (isStoredModel(folder)) return { ...plan, existing: 'downloaded' };
   const cached = findSnapshotInHfCache(request.repo, commit, files);
   return cached ? { ...plan, folder: cached, existing: 'hf-cache' } : plan;
 }
@@ -240,7 +247,7 @@ export async function downloadModel(plan: DownloadPlan, options: DownloadOptions
   });
   try {
     // The other process may have finished it while this one waited.
-    if (fs.existsSync(path.join(plan.folder, DOWNLOAD_MANIFEST))) return plan.folder;
+    if (isStoredModel(plan.folder)) return plan.folder;
     fs.mkdirSync(partial, { recursive: true });
     let verifiedBytes = 0;
     for (const file of plan.files) {
@@ -269,6 +276,8 @@ export async function downloadModel(plan: DownloadPlan, options: DownloadOptions
     };
     fs.writeFileSync(path.join(partial, DOWNLOAD_MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
     fs.mkdirSync(path.dirname(plan.folder), { recursive: true });
+    // An earlier download of this commit whose manifest is damaged (not listed, not loadable as ours) is replaced.
+    fs.rmSync(plan.folder, { recursive: true, force: true });
     fs.renameSync(partial, plan.folder);
     return plan.folder;
   } finally {

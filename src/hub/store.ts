@@ -118,12 +118,39 @@ function folderBytes(folder: string): number {
     );
 }
 
+/** Whether `folder` holds a complete download: a manifest this version wrote. */
+export function isStoredModel(folder: string): boolean {
+  return readManifest(folder) !== undefined;
+}
+
+/** A folder's download manifest; undefined where there is none, or one this version did not write. */
 function readManifest(folder: string): DownloadManifest | undefined {
+  let manifest: unknown;
   try {
-    return JSON.parse(fs.readFileSync(path.join(folder, DOWNLOAD_MANIFEST), 'utf8')) as DownloadManifest;
+    manifest = JSON.parse(fs.readFileSync(path.join(folder, DOWNLOAD_MANIFEST), 'utf8'));
   } catch {
     return undefined;
   }
+  return isManifest(manifest) ? manifest : undefined;
+}
+
+function isManifest(value: unknown): value is DownloadManifest {
+  if (typeof value !== 'object' || value === null) return false;
+  const manifest = value as Record<string, unknown>;
+  const strings = ['repo', 'revision', 'commit', 'endpoint', 'completedAt'].every(
+    (key) => typeof manifest[key] === 'string',
+  );
+  return (
+    strings &&
+    Array.isArray(manifest.files) &&
+    manifest.files.every(
+      (file: unknown) =>
+        typeof file === 'object' &&
+        file !== null &&
+        typeof (file as HubFile).path === 'string' &&
+        Number.isSafeInteger((file as HubFile).size),
+    )
+  );
 }
 
 function readDirs(folder: string): string[] {

@@ -353,6 +353,27 @@ describe('downloads from a hostile Hub, and two processes downloading one model'
     );
   });
 
+  test('a download manifest this version did not write is passed over, and that download can be made again', async () => {
+    const plan = await planDownload(request());
+    await downloadModel(plan);
+    const damaged = path.join(root, 'ficoco--other', 'a'.repeat(40));
+    fs.mkdirSync(damaged, { recursive: true });
+    fs.writeFileSync(path.join(damaged, DOWNLOAD_MANIFEST), JSON.stringify({ completedAt: 5 }));
+    assert.deepEqual(
+      listStoredModels(root).map(({ folder }) => folder),
+      [plan.folder],
+    );
+    // The download's own manifest damaged: it is no longer a download, and asking again makes it one.
+    fs.writeFileSync(path.join(plan.folder, DOWNLOAD_MANIFEST), '{"completedAt": 5}');
+    const again = await planDownload(request());
+    assert.equal(again.existing, undefined);
+    await downloadModel(again);
+    assert.deepEqual(
+      listStoredModels(root).map(({ folder }) => folder),
+      [plan.folder],
+    );
+  });
+
   test('a file that changed on disk after its check is caught before the manifest is written', async () => {
     const plan = await planDownload(request());
     const partial = path.join(root, '.partial', `ficoco--tiny-llava-screens--${COMMIT}`);
