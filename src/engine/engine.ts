@@ -355,7 +355,7 @@ export class LlavaEngine {
           return cpuWeightBytes(weights, alternative);
         },
       );
-    const text = TextProcessor.load(dir, { id: config.imageTokenId }, config.text.vocabSize);
+    const text = TextProcessor.load(dir, { id: config.imageTokenId }, { vocabSize: config.text.vocabSize });
     // From here a failed load stops the chat template's process, which the template check starts.
     try {
       await text.checkTemplate();

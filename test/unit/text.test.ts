@@ -465,11 +465,59 @@ describe('Qwen2 byte-level BPE with ChatML', () => {
     assert.deepEqual(text.stopTokenIds, [imEnd, QWEN_SPECIAL.endoftext]);
   });
 
+  test(
+    'a tokenizer.json pattern that runs away is stopped at the time limit, and the tokenizer is refused',
+    { timeout: 60_000 },
+    () => {
+      const tokenizer = qwenTokenizer();
+      // Exponential in the length of a text without \u0001: 2^40 steps for this question.
+      const runaway = {
+        type: 'Split',
+        pattern: { Regex: '([\\s\\S]|[\\s\\S])*\\u0001' },
+        behavior: 'Isolated',
+        invert: false,
+      };
+      const dir = qwenFolder({ 'tokenizer.json': { ...tokenizer, pre_tokenizer: runaway } });
+      const text = TextProcessor.load(dir, { id: QWEN_SPECIAL.image }, { tokenizerTimeoutMs: 300 });
+      const started = performance.now();
+      throwsFicoco(
+        () => text.encode('what colour is the big box on the left ?'),
+        'config',
+        /tokenizer\.json took more than 0\.3 s to encode a prompt \(one of its patterns runs away\?\)/,
+      );
+      // The same pattern in a Replace decoder, which decoding runs on each token: a long added one here.
+      const long = {
+        id: 304,
+        content: 'x'.repeat(48),
+        single_word: false,
+        lstrip: false,
+        rstrip: false,
+        normalized: false,
+        special: false,
+      };
+      const decoding = TextProcessor.load(
+        qwenFolder({
+          'tokenizer.json': {
+            ...tokenizer,
+            added_tokens: [...tokenizer.added_tokens, long],
+            decoder: { type: 'Replace', pattern: runaway.pattern, content: '' },
+          },
+        }),
+        { id: QWEN_SPECIAL.image },
+        { tokenizerTimeoutMs: 300 },
+      );
+      throwsFicoco(() => decoding.decode([304]), 'config', /took more than 0\.3 s to decode tokens/);
+      decoding.dispose();
+      assert.ok(performance.now() - started < 10_000);
+      text.dispose();
+    },
+  );
+
   test("ids the model's embedding table does not have are refused at load, naming both files", () => {
     // The added tokens go up to the image token, 303: a model of 304 rows has them all, one of 303 does not.
-    TextProcessor.load(qwenFolder(), { id: QWEN_SPECIAL.image }, QWEN_SPECIAL.image + 1).dispose();
+    TextProcessor.load(qwenFolder(), { id: QWEN_SPECIAL.image }, { vocabSize: QWEN_SPECIAL.image + 1 }).dispose();
     throwsFicoco(
-      () => TextProcessor.load(qwenFolder(), { id: QWEN_SPECIAL.image }, QWEN_SPECIAL.image),
+      () => TextProcessor.load(qwenFolder(), { id: QWEN_SPECIAL.image }, { vocabSize: QWEN_SPECIAL.image }),
       'config',
       /tokenizer\.json gives token ids from 0 to 303, and config\.json's vocab_size is 303 \(ids 0 to 302\)/,
     );

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import vm from 'node:vm';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { FicocoError } from '../../common/errors';
 import { loadChatTemplate, type ChatMessage, type ChatTemplate, type TemplateTokens } from './chat-template';
@@ -8,6 +9,38 @@ import { isJsonObject, readOptionalJson, tokenContent, type JsonObject } from '.
 export type ImageTokenRef = { id: number } | { text: string };
 
 const SPECIAL_TOKEN_KEYS = ['bos_token', 'eos_token', 'pad_token', 'unk_token'] as const;
+
+/** Encoding a prompt (up to the template's 4 Mi characters) takes seconds at most; decoding a few tokens, far less. */
+const TOKENIZER_TIMEOUT_MS = 30_000;
+
+// tokenizer.json's regular expressions come from the model folder, and one can take exponential time: its calls run
+// as vm calls, whose timeout stops a regular expression too (about 60 µs a call).
+const guard = vm.createContext({ run: (): unknown => undefined }) as { run: () => unknown };
+const guardedCall = new vm.Script('run()');
+
+/** `run()`, or the model folder's fault once it has taken `timeoutMs`. */
+function withinTime<T>(tokenizerFile: string, what: string, timeoutMs: number, run: () => T): T {
+  guard.run = run;
+  try {
+    return guardedCall.runInContext(guard, { timeout: timeoutMs }) as T;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ERR_SCRIPT_EXECUTION_TIMEOUT') throw error;
+    throw new FicocoError(
+      `${tokenizerFile} took more than ${timeoutMs / 1000} s to ${what} (one of its patterns runs away?); this ` +
+        'model folder cannot be used as is.',
+      'config',
+    );
+  } finally {
+    guard.run = () => undefined;
+  }
+}
+
+export interface TextLoadOptions {
+  /** the rows of the model's embedding table, which every id the tokenizer gives must be below */
+  vocabSize?: number;
+  /** how long encoding a prompt, or decoding a few tokens, may take (default TOKENIZER_TIMEOUT_MS) */
+  tokenizerTimeoutMs?: number;
+}
 
 /** Tokenizer and chat template of a Hugging Face model folder. */
 export class TextProcessor {
@@ -19,13 +52,16 @@ export class TextProcessor {
     readonly imageTokenId: number,
     /** eos ids from tokenizer_config.json, generation_config.json and config.json, without duplicates */
     readonly stopTokenIds: number[],
+    private readonly tokenizerTimeoutMs: number,
+    /** whether decoding runs one of tokenizer.json's regular expressions (a Replace decoder's), which is then timed */
+    private readonly decodeRunsPatterns: boolean,
   ) {}
 
   /**
    * Synchronous: everything read is small JSON, and the engine process loads a model before answering anyway.
-   * `vocabSize`: the rows of the model's embedding table, which every id the tokenizer gives must be below.
    */
-  static load(modelDir: string, imageToken: ImageTokenRef, vocabSize?: number): TextProcessor {
+  static load(modelDir: string, imageToken: ImageTokenRef, options: TextLoadOptions = {}): TextProcessor {
+    const { vocabSize, tokenizerTimeoutMs = TOKENIZER_TIMEOUT_MS } = options;
     const tokenizerFile = path.join(modelDir, 'tokenizer.json');
     const tokenizerJson = readOptionalJson(modelDir, 'tokenizer.json');
     if (tokenizerJson === undefined) {
@@ -47,9 +83,18 @@ export class TextProcessor {
     const templateTokens = readTemplateTokens(tokenizerConfig);
     const tokenizer = createTokenizer(tokenizerJson, tokenizerConfig, templateTokens, tokenizerFile);
     const template = loadChatTemplate(modelDir, tokenizerConfig);
-    const imageTokenId = resolveImageToken(tokenizer, imageToken, tokenizerFile);
+    const imageTokenId = resolveImageToken(tokenizer, imageToken, tokenizerFile, tokenizerTimeoutMs);
     const stopTokenIds = collectStopTokenIds(modelDir, tokenizer, templateTokens.eos_token);
-    return new TextProcessor(tokenizer, template, templateTokens, tokenizerFile, imageTokenId, stopTokenIds);
+    return new TextProcessor(
+      tokenizer,
+      template,
+      templateTokens,
+      tokenizerFile,
+      imageTokenId,
+      stopTokenIds,
+      tokenizerTimeoutMs,
+      JSON.stringify(tokenizerJson['decoder'] ?? null).includes('"Regex"'),
+    );
   }
 
   /** Parses the chat template (in its own process): a FicocoError when it cannot be used. */
@@ -69,7 +114,9 @@ export class TextProcessor {
 
   /** Token ids of `text`, with BOS etc. added as the tokenizer's post-processor says. */
   encode(text: string): number[] {
-    const { ids, tokens } = this.tokenizer.encode(text);
+    const { ids, tokens } = withinTime(this.tokenizerFile, 'encode a prompt', this.tokenizerTimeoutMs, () =>
+      this.tokenizer.encode(text),
+    );
     const missing = ids.findIndex((id) => !Number.isInteger(id));
     if (missing >= 0) {
       throw new FicocoError(
@@ -95,7 +142,11 @@ export class TextProcessor {
   /** Text of `ids`, special tokens skipped. */
   decode(ids: number[]): string {
     if (ids.length === 0) return ''; // tokenizers.js throws on an empty list
-    return this.tokenizer.decode(ids, { skip_special_tokens: true });
+    const decode = () => this.tokenizer.decode(ids, { skip_special_tokens: true });
+    // A guarded call costs about 60 µs, twice a token: only where a pattern could run away.
+    return this.decodeRunsPatterns
+      ? withinTime(this.tokenizerFile, 'decode tokens', this.tokenizerTimeoutMs, decode)
+      : decode();
   }
 
   /** The vocabulary entry of one id, as stored (e.g. "▁world", "Ġworld", "<0xE4>"). */
@@ -171,7 +222,12 @@ function toStringList(value: unknown): string[] {
   return value.map(tokenContent).filter((content): content is string => content !== undefined);
 }
 
-function resolveImageToken(tokenizer: Tokenizer, imageToken: ImageTokenRef, tokenizerFile: string): number {
+function resolveImageToken(
+  tokenizer: Tokenizer,
+  imageToken: ImageTokenRef,
+  tokenizerFile: string,
+  timeoutMs: number,
+): number {
   const text = 'id' in imageToken ? tokenizer.id_to_token(imageToken.id) : imageToken.text;
   const id = 'id' in imageToken ? imageToken.id : tokenizer.token_to_id(imageToken.text);
   if (text === undefined || id === undefined) {
@@ -183,7 +239,12 @@ function resolveImageToken(tokenizer: Tokenizer, imageToken: ImageTokenRef, toke
     );
   }
   // The prompt marks the image with the token's text, so that text must encode to exactly this one id.
-  const encoded = tokenizer.encode(text, { add_special_tokens: false }).ids;
+  const encoded = withinTime(
+    tokenizerFile,
+    'encode the image token',
+    timeoutMs,
+    () => tokenizer.encode(text, { add_special_tokens: false }).ids,
+  );
   if (encoded.length !== 1 || encoded[0] !== id) {
     throw new FicocoError(
       `The image token "${text}" (id ${id}) is not an added token in ${tokenizerFile}: the prompt text ` +
