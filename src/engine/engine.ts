@@ -67,7 +67,7 @@ import {
 import { GREEDY, SamplingOptions, createSampler } from './runtime/sampling';
 import { defaultThreads, thisMachineCores } from './runtime/threads';
 import { Segment, TowerRunner } from './runtime/towerRunner';
-import { ChatMessage, StreamingDecoder, TextProcessor } from './text';
+import { ChatMessage, PromptTooLongError, StreamingDecoder, TextProcessor } from './text';
 import { readModelJson } from './text/json-file';
 import { WeightIndex } from './weights/safetensors';
 import { type WeightQuantization, quantizedParts } from '../common/quantization';
@@ -728,8 +728,12 @@ export class LlavaEngine {
     let [low, high] = [0, starts.length];
     while (low < high) {
       const middle = (low + high) >> 1;
-      const inputIds = await encodeFrom(starts[middle]);
-      if (this.promptTokens(inputIds, images) + answerRoom <= limit) {
+      // History with more text than a prompt may hold does not fit either.
+      const inputIds = await encodeFrom(starts[middle]).catch((error: unknown) => {
+        if (error instanceof PromptTooLongError) return undefined;
+        throw error;
+      });
+      if (inputIds && this.promptTokens(inputIds, images) + answerRoom <= limit) {
         best = { inputIds, start: starts[middle] };
         high = middle;
       } else {

@@ -79,6 +79,17 @@ describe('prompts and runs that do not fit', () => {
     assert.equal(tighter.stats.historyTrimmed?.droppedMessages, 2);
   });
 
+  test('more text than any prompt may hold: a question is refused as too long, old turns are left out', async () => {
+    const long = 'word '.repeat(1_000_000);
+    await assert.rejects(
+      engine.ask({ question: long, images: [IMAGE], maxNewTokens: 4 }),
+      inputError(/holds 5000000 characters of text, more than the 2097152 a prompt may have; ask a shorter question/),
+    );
+    const history = [message('user', 'what is this ?'), message('assistant', long)];
+    const answer = await engine.ask({ question: QUESTION, images: [IMAGE], history, maxNewTokens: 4 });
+    assert.equal(answer.stats.historyTrimmed?.droppedMessages, 2);
+  });
+
   test('a conversation that fits is not trimmed', async () => {
     const history = [message('user', 'what is this ?'), message('assistant', 'a screenshot')];
     const answer = await engine.ask({ question: QUESTION, images: [IMAGE], history, maxNewTokens: 4 });

@@ -112,6 +112,18 @@ describe('a chat template cannot hang or crash the engine', () => {
     assert.equal(await template.render(ask('hello'), {}), 'USER: hello ASSISTANT:');
   });
 
+  test("text near the output limit is the conversation's fault, not the template's", async () => {
+    const template = new ChatTemplate(SIMPLE_TEMPLATE, ORIGIN, { maxOutputChars: 100 });
+    disposables.push(template);
+    // 95 characters would render past 100 with the template's own words; more than half the limit is refused first.
+    await assert.rejects(template.render(ask('x'.repeat(95)), {}), {
+      name: 'FicocoError',
+      kind: 'input',
+      message: /holds 95 characters of text, more than the 50 a prompt may have/,
+    });
+    assert.equal(await template.render(ask('hello'), {}), 'USER: hello ASSISTANT:');
+  });
+
   test('parsing runs in the template process, within the time limit, while the engine goes on', async () => {
     // @huggingface/jinja's parse takes time quadratic in a run of whitespace: 160,000 spaces took 23 s.
     const template = new ChatTemplate(`${SIMPLE_TEMPLATE}${' '.repeat(400_000)}`, ORIGIN, { timeoutMs: 500 });

@@ -11,6 +11,22 @@ export interface ChatMessage {
   content: ChatContent;
 }
 
+/** A conversation with more text than any prompt may hold. */
+export class PromptTooLongError extends FicocoError {
+  constructor(characters: number, most: number) {
+    super(
+      `The conversation holds ${characters} characters of text, more than the ${most} a prompt may have; ask a ` +
+        'shorter question, or in a new chat.',
+      'input',
+    );
+  }
+}
+
+const textLength = (content: ChatContent) =>
+  typeof content === 'string'
+    ? content.length
+    : content.reduce((sum, part) => sum + (part.type === 'text' ? part.text.length : 0), 0);
+
 /** Token strings transformers hands to every chat template. */
 export interface TemplateTokens {
   bos_token?: string;
@@ -25,6 +41,7 @@ export interface TemplateTokens {
  */
 export class ChatTemplate {
   private readonly renderer: TemplateProcess;
+  private readonly maxOutputChars: number;
 
   constructor(
     source: string,
@@ -32,7 +49,9 @@ export class ChatTemplate {
     readonly origin: string,
     limits: Partial<RenderLimits> = {},
   ) {
-    this.renderer = new TemplateProcess(source, origin, { ...DEFAULT_RENDER_LIMITS, ...limits });
+    const all = { ...DEFAULT_RENDER_LIMITS, ...limits };
+    this.renderer = new TemplateProcess(source, origin, all);
+    this.maxOutputChars = all.maxOutputChars;
   }
 
   /**
@@ -42,6 +61,11 @@ export class ChatTemplate {
    * a render that exceeds a limit is the model folder's fault (config).
    */
   render(messages: ChatMessage[], tokens: TemplateTokens): Promise<string> {
+    // Text near the output limit would be blamed on the template, whose own words then tip it over: it is the
+    // conversation that is too long. Half the limit is still far beyond any model's context.
+    const characters = messages.reduce((sum, { content }) => sum + textLength(content), 0);
+    const most = Math.floor(this.maxOutputChars / 2);
+    if (characters > most) return Promise.reject(new PromptTooLongError(characters, most));
     return this.renderer.render({ ...tokens, messages, add_generation_prompt: true });
   }
 
