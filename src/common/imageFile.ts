@@ -162,7 +162,7 @@ class HeaderBytes {
 
   constructor(
     readonly bytes: Uint8Array,
-    private readonly sourceName: string,
+    readonly sourceName: string,
     private readonly format: ImageFormat,
   ) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -225,7 +225,35 @@ interface Size {
 function readPngSize(header: HeaderBytes): Size {
   const firstChunk = header.ascii(12, 4);
   if (firstChunk !== 'IHDR') throw header.garbled(`the first chunk is "${firstChunk}", not IHDR`);
+  // pngjs takes the size from the last IHDR, so a second one would pass a size these checks never saw.
+  let headerChunks = 0;
+  for (const { type } of pngChunks(header.bytes)) {
+    if (type === 'IHDR' && ++headerChunks > 1) throw header.garbled('a second IHDR chunk');
+  }
   return { width: header.uint32be(16), height: header.uint32be(20) };
+}
+
+/** A PNG chunk: its four-letter type and its data. */
+export interface PngChunk {
+  type: string;
+  data: Uint8Array;
+}
+
+/**
+ * A PNG's chunks in file order up to IEND, where pngjs stops reading. The walk stops before a chunk that the file
+ * ends inside (the decoder reports it as cut off), so every chunk it yields lies whole in the file.
+ */
+export function* pngChunks(bytes: Uint8Array): Generator<PngChunk> {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  // Each chunk: its data's length (32-bit big-endian), its type, its data, a CRC (4 bytes).
+  for (let offset = PNG_SIGNATURE.length; offset + 12 <= bytes.length;) {
+    const end = offset + 12 + view.getUint32(offset);
+    if (end > bytes.length) return;
+    const type = String.fromCharCode(bytes[offset + 4], bytes[offset + 5], bytes[offset + 6], bytes[offset + 7]);
+    yield { type, data: bytes.subarray(offset + 8, end - 4) };
+    if (type === 'IEND') return;
+    offset = end;
+  }
 }
 
 const JPEG_START_OF_SCAN = 0xda;
@@ -238,29 +266,62 @@ function isStartOfFrame(marker: number): boolean {
   return marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
 }
 
-/** The first frame header (SOFn), found by walking the markers the way libjpeg's next_marker does. */
+/**
+ * Scans a JPEG may have: a progressive photo has about 10. libjpeg-turbo decodes each over the whole image, so one
+ * refinement scan repeated 3,000 times in a 155 KB file kept it busy for 90 s.
+ */
+export const MAX_JPEG_SCANS = 100;
+
+/**
+ * The first frame header (SOFn), and the scans counted up to the end marker, found by walking the markers the way
+ * libjpeg's next_marker does: segments are skipped by their length, and the entropy-coded data after a scan header
+ * is passed over to the next 0xFF that starts a marker (the data stuffs its own 0xFF bytes as 0xFF 0x00).
+ */
 function readJpegSize(header: HeaderBytes): Size {
   const { bytes } = header;
+  let frame: Size | undefined;
+  let scans = 0;
   let offset = 2;
   for (;;) {
-    // libjpeg skips stray bytes and 0xFF fill before a marker, and a stuffed 0xFF 0x00.
-    while (offset < bytes.length && bytes[offset] !== 0xff) offset++;
+    // libjpeg skips stray bytes (and entropy-coded data) and 0xFF fill before a marker, and a stuffed 0xFF 0x00.
+    offset = bytes.indexOf(0xff, offset);
+    if (offset === -1) offset = bytes.length;
     while (offset < bytes.length && bytes[offset] === 0xff) offset++;
+    // Past the frame header, a file cut off before its end marker is left to libjpeg-turbo, which reads what is there.
+    if (frame && offset + 3 > bytes.length) return frame;
     const marker = header.byte(offset++);
     if (marker === 0x00 || JPEG_STANDALONE_MARKERS.has(marker)) continue;
-    if (marker === JPEG_START_OF_SCAN || marker === JPEG_END_OF_IMAGE)
+    if (!frame && (marker === JPEG_START_OF_SCAN || marker === JPEG_END_OF_IMAGE))
       throw header.garbled('no frame header (SOF) before the image data');
-    if (isStartOfFrame(marker)) {
-      // Length (2), sample precision (1), then the number of lines and samples per line.
-      const height = header.uint16be(offset + 3);
-      if (height === 0)
-        throw header.garbled('the frame header leaves the height to a later DNL marker, which is not supported');
-      return { width: header.uint16be(offset + 5), height };
+    if (frame && marker === JPEG_END_OF_IMAGE) return frame;
+    if (marker === JPEG_START_OF_SCAN && ++scans > MAX_JPEG_SCANS) {
+      throw new FicocoError(
+        `${header.sourceName} is a JPEG in more than ${MAX_JPEG_SCANS} scans (a progressive photo has about 10); ` +
+          `FiCoCo takes up to ${MAX_JPEG_SCANS}. Save it again as a baseline JPEG and try again.`,
+        'image',
+      );
     }
+    if (!frame && isStartOfFrame(marker)) frame = readJpegFrameHeader(header, offset);
     const segmentLength = header.uint16be(offset);
     if (segmentLength < 2) throw header.garbled(`a segment length of ${segmentLength}`);
     offset += segmentLength;
   }
+}
+
+/** The size in a frame header (SOFn) whose length field starts at `offset`, refused where the decoder cannot read it. */
+function readJpegFrameHeader(header: HeaderBytes, offset: number): Size {
+  // Length (2), sample precision (1), the number of lines and samples per line, then the number of components.
+  const height = header.uint16be(offset + 3);
+  if (height === 0)
+    throw header.garbled('the frame header leaves the height to a later DNL marker, which is not supported');
+  // Four components are CMYK (or YCCK): libjpeg-turbo converts them to CMYK only, never to RGB.
+  if (header.byte(offset + 7) === 4) {
+    throw new FicocoError(
+      `${header.sourceName} is a CMYK JPEG, which FiCoCo does not read; save it as RGB (sRGB) and try again.`,
+      'image',
+    );
+  }
+  return { width: header.uint16be(offset + 5), height };
 }
 
 /** The first chunk after "RIFF" size "WEBP": a simple lossy (VP8), lossless (VP8L) or extended (VP8X) file. */
@@ -291,32 +352,81 @@ function readWebpSize(header: HeaderBytes): Size {
 
 const GIF_IMAGE_DESCRIPTOR = 0x2c;
 const GIF_EXTENSION = 0x21;
+/** The LZW minimum code sizes GIF allows; gifuct-js fills tables of 2^size entries (24 took 717 MB, 28 the heap). */
+const GIF_CODE_SIZES = { min: 2, max: 8 };
 
-/**
- * The logical screen descriptor, then every image descriptor up to the trailer, the end of the data or an unknown
- * block.
- */
+/** The logical screen descriptor, then every image descriptor (see gifBlocks). */
 function readGifSizes(header: HeaderBytes): Size & { largestFrame?: Size } {
+  const { screen, blocks } = gifStream(header);
+  let largestFrame: Size | undefined;
+  for (const { frame } of blocks) {
+    if (frame && (!largestFrame || frame.width * frame.height > largestFrame.width * largestFrame.height))
+      largestFrame = frame;
+  }
+  return largestFrame ? { ...screen, largestFrame } : screen;
+}
+
+/** A block after a GIF's global colour table, as the header check reads it. */
+export interface GifBlock {
+  /** GIF_IMAGE_DESCRIPTOR (0x2C) for an image, else the extension's label (0xF9: a graphic control extension). */
+  label: number;
+  start: number;
+  /** Just past its data's terminator; past the end of the file when the file stops inside the block. */
+  end: number;
+  /** Images only: the frame's width and height. */
+  frame?: Size;
+}
+
+/** A GIF's logical screen, where its blocks start (after the global colour table) and the blocks. */
+export interface GifStream {
+  screen: Size;
+  blocksStart: number;
+  blocks: Generator<GifBlock>;
+}
+
+/** The GIF's screen and blocks, read lazily: the blocks are checked (frame code sizes) as they are walked. */
+export function readGifStream(bytes: Uint8Array, sourceName: string): GifStream {
+  return gifStream(new HeaderBytes(bytes, sourceName, 'gif'));
+}
+
+function gifStream(header: HeaderBytes): GifStream {
   const screen = { width: header.uint16le(6), height: header.uint16le(8) };
   const globalColorTableBytes = colorTableBytes(header.byte(10));
   header.need(13, globalColorTableBytes);
-  let offset = 13 + globalColorTableBytes;
-  let largestFrame: Size | undefined;
+  const blocksStart = 13 + globalColorTableBytes;
+  return { screen, blocksStart, blocks: gifBlocks(header, blocksStart) };
+}
+
+/** Every image and extension block from `offset` up to the trailer, the end of the data or an unknown block. */
+function* gifBlocks(header: HeaderBytes, offset: number): Generator<GifBlock> {
   while (offset < header.length) {
+    const start = offset;
     const block = header.byte(offset);
     if (block === GIF_EXTENSION) {
       offset = skipSubBlocks(header, offset + 2);
+      yield { label: header.bytes[start + 1], start, end: offset };
     } else if (block === GIF_IMAGE_DESCRIPTOR) {
       // Left and top (2 bytes each), width, height, then flags that may announce a local colour table.
       const frame = { width: header.uint16le(offset + 5), height: header.uint16le(offset + 7) };
-      if (!largestFrame || frame.width * frame.height > largestFrame.width * largestFrame.height) largestFrame = frame;
       // The colour table, then the LZW minimum code size, then the data sub-blocks.
-      offset = skipSubBlocks(header, offset + 10 + colorTableBytes(header.byte(offset + 9)) + 1);
+      const codeSizeOffset = offset + 10 + colorTableBytes(header.byte(offset + 9));
+      checkGifCodeSize(header.byte(codeSizeOffset), header.sourceName);
+      offset = skipSubBlocks(header, codeSizeOffset + 1);
+      yield { label: block, start, end: offset, frame };
     } else {
       break;
     }
   }
-  return largestFrame ? { ...screen, largestFrame } : screen;
+}
+
+/** Refuses an LZW minimum code size GIF does not allow, before any decoder sizes its tables by it. */
+export function checkGifCodeSize(codeSize: number, sourceName: string): void {
+  if (codeSize >= GIF_CODE_SIZES.min && codeSize <= GIF_CODE_SIZES.max) return;
+  throw undecodable(
+    sourceName,
+    'gif',
+    `a frame's LZW code size is ${codeSize}, where GIF allows ${GIF_CODE_SIZES.min} to ${GIF_CODE_SIZES.max}`,
+  );
 }
 
 /** A global or local colour table's length from its descriptor's flags: 2^(n+1) RGB entries when bit 7 is set. */

@@ -2,10 +2,17 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { crc32, deflateSync } from 'node:zlib';
+import zlib, { crc32, deflateSync } from 'node:zlib';
 import { FicocoError } from '../../src/common/errors';
-import { checkImageFile, MAX_IMAGE_ASPECT_RATIO, MAX_IMAGE_PIXELS, readImageHeader } from '../../src/common/imageFile';
+import {
+  checkImageFile,
+  MAX_IMAGE_ASPECT_RATIO,
+  MAX_IMAGE_PIXELS,
+  MAX_JPEG_SCANS,
+  readImageHeader,
+} from '../../src/common/imageFile';
 import { decodeImage } from '../../src/engine/image/decode';
+import { decodePng } from '../../src/engine/image/png';
 import { exifOrientation, uprightSize } from '../../src/engine/image/orientation';
 import { checkPreprocessingBudget, parsePreprocessorConfig, preprocessImage } from '../../src/engine/image/preprocess';
 
@@ -42,23 +49,58 @@ function pngChunk(type: string, data: Uint8Array): Uint8Array {
   return bytes(uint32be(data.length), typeAndData, uint32be(crc32(typeAndData)));
 }
 
-/** An 8-bit RGB PNG; with `withPixels`, a complete file of black pixels (deflate shrinks them to almost nothing). */
-function png(width: number, height: number, withPixels: boolean): Uint8Array {
-  const header = bytes(uint32be(width), uint32be(height), [8, 2, 0, 0, 0]);
-  const pixels = withPixels ? [pngChunk('IDAT', deflateSync(new Uint8Array(height * (1 + width * 3))))] : [];
-  return bytes(
-    [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a],
-    pngChunk('IHDR', header),
-    ...pixels,
-    pngChunk('IEND', new Uint8Array()),
-  );
+/** An IHDR chunk, 8-bit RGB unless told otherwise. */
+function ihdr(width: number, height: number, { depth = 8, colorType = 2, interlace = 0 } = {}): Uint8Array {
+  return pngChunk('IHDR', bytes(uint32be(width), uint32be(height), [depth, colorType, 0, 0, interlace]));
 }
 
-/** A GIF with a 2-colour palette and one frame whose 2-bit LZW data is a clear code, one pixel, end. */
-function gif(screen: [number, number], frame: [number, number]): Uint8Array {
+/** The signature, the chunks, IEND. */
+function pngOf(...chunks: Uint8Array[]): Uint8Array {
+  return bytes([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], ...chunks, pngChunk('IEND', new Uint8Array()));
+}
+
+/** An IDAT chunk of `length` zero bytes, deflated: black pixels, each row's filter byte 0 (none). */
+const zeroImageData = (length: number) => pngChunk('IDAT', deflateSync(new Uint8Array(length)));
+
+/** An 8-bit RGB PNG; with `withPixels`, a complete file of black pixels (deflate shrinks them to almost nothing). */
+function png(width: number, height: number, withPixels: boolean): Uint8Array {
+  return pngOf(ihdr(width, height), ...(withPixels ? [zeroImageData(height * (1 + width * 3))] : []));
+}
+
+/** An image block: a descriptor at 0, 0 (no local colour table), the LZW code size, data for one pixel of index 0. */
+function gifFrame([width, height]: [number, number], codeSize = 2): number[] {
+  return [0x2c, 0, 0, 0, 0, ...uint16le(width), ...uint16le(height), 0, codeSize, 2, 0x44, 0x01, 0];
+}
+
+/** A GIF with a 2-colour palette (black, white), then `blocks`, then the trailer. */
+function gifOf(screen: [number, number], ...blocks: number[][]): Uint8Array {
   const logicalScreen = [...uint16le(screen[0]), ...uint16le(screen[1]), 0x80, 0, 0];
-  const descriptor = [0x2c, 0, 0, 0, 0, ...uint16le(frame[0]), ...uint16le(frame[1]), 0];
-  return bytes('GIF89a', logicalScreen, [0, 0, 0, 255, 255, 255], descriptor, [2, 2, 0x44, 0x01, 0], [0x3b]);
+  return bytes('GIF89a', logicalScreen, [0, 0, 0, 255, 255, 255], ...blocks, [0x3b]);
+}
+
+/** A GIF with one frame whose 2-bit LZW data is a clear code, one pixel, end. */
+const gif = (screen: [number, number], frame: [number, number]) => gifOf(screen, gifFrame(frame));
+
+/**
+ * An 8 × 8 baseline JPEG of mid-gray with `components` (1 gray, 3 YCbCr, 4 CMYK): one quantization table, Huffman
+ * tables of one symbol each, every block coded as DC difference 0 then end of block (2 bits); `scans` repeats the scan.
+ */
+function tinyJpeg(components: number, scans = 1): Uint8Array {
+  const ids = Array.from({ length: components }, (_, i) => i + 1);
+  const segment = (marker: number, payload: number[]) => [0xff, marker, ...uint16be(payload.length + 2), ...payload];
+  const huffmanTable = (classAndId: number) => segment(0xc4, [classAndId, 1, ...new Array<number>(15).fill(0), 0]);
+  const frame = segment(0xc0, [8, ...uint16be(8), ...uint16be(8), components, ...ids.flatMap((id) => [id, 0x11, 0])]);
+  // The scan's bits, padded with ones to a byte.
+  const scan = [...segment(0xda, [components, ...ids.flatMap((id) => [id, 0]), 0, 63, 0]), 0xff >> (2 * components)];
+  return bytes(
+    [0xff, 0xd8],
+    segment(0xdb, [0, ...new Array<number>(64).fill(1)]),
+    frame,
+    huffmanTable(0x00),
+    huffmanTable(0x10),
+    ...new Array<number[]>(scans).fill(scan),
+    [0xff, 0xd9],
+  );
 }
 
 function riff(chunk: string, payload: number[]): Uint8Array {
@@ -93,6 +135,15 @@ async function assertRefused(file: Uint8Array, name: string, messages: RegExp[])
     for (const message of messages) assert.match(error.message, message);
     return true;
   });
+}
+
+/** Refused by the header check, which the extension and the server run before anything is decoded. */
+function assertHeaderRefused(file: Uint8Array, name: string, message: RegExp): void {
+  assert.throws(
+    () => checkImageFile(file, name),
+    (error: unknown) => error instanceof FicocoError && error.kind === 'image' && message.test(error.message),
+    message.source,
+  );
 }
 
 const PIXEL_LIMIT = new RegExp(`up to ${MAX_IMAGE_PIXELS / 1e6} megapixels`);
@@ -133,14 +184,32 @@ test("a GIF frame larger than its screen is refused by the frame's size", async 
   await assertRefused(gif([1, 1], [20000, 20000]), 'frame.gif', [frameSize, PIXEL_LIMIT]);
 });
 
-test("a GIF frame that only gifuct's parser reaches is checked before it decompresses", async () => {
+test('gifuct sees only the blocks the header check read, up to the first frame', async () => {
   // gifuct reads a graphic control extension as 8 fixed bytes; the GIF standard reads sub-blocks, here an empty one.
-  // So the header check stops at the trailer after it, while gifuct goes on to the frame behind.
-  const frame = [0x2c, 0, 0, 0, 0, ...uint16le(20000), ...uint16le(20000), 0, 2, 2, 0x44, 0x01, 0];
-  const screen = [...uint16le(1), ...uint16le(1), 0x80, 0, 0];
-  const file = bytes('GIF89a', screen, [0, 0, 0, 255, 255, 255], [0x21, 0xf9, 0x00, 0x3b, 0, 0, 0, 0], frame);
+  // So the header check stops at the trailer after it, where gifuct, given the whole file, went on to the frame behind.
+  const file = gifOf([1, 1], [0x21, 0xf9, 0x00, 0x3b, 0, 0, 0, 0], gifFrame([20000, 20000]));
   assert.equal(readImageHeader(file, 'hidden.gif').largestFrame, undefined);
-  await assertRefused(file, 'hidden.gif', [/^hidden\.gif has a frame that is 20000 × 20000 pixels/, PIXEL_LIMIT]);
+  await assertRefused(file, 'hidden.gif', [/^hidden\.gif could not be decoded as GIF: the file holds no image frame$/]);
+});
+
+test("a GIF's first frame decodes with its graphic control extension, whatever frames follow", async () => {
+  // Transparent index 1 (white) fills the screen around the 1 × 1 frame, as PIL does.
+  const control = [0x21, 0xf9, 4, 0x01, 0, 0, 1, 0];
+  const later = new Array<number[]>(1000).fill([...control, ...gifFrame([1, 1])]);
+  const decoded = await decodeImage(gifOf([2, 1], control, gifFrame([1, 1]), ...later), 'anim.gif');
+  assert.deepEqual([...decoded.rgb], [0, 0, 0, 255, 255, 255]);
+});
+
+test('a GIF whose LZW code size is outside 2 to 8 is refused by the header check', () => {
+  // gifuct-js fills tables of 2^size entries: a 29-byte file of size 24 took 717 MB, of size 28 the whole heap.
+  for (const codeSize of [0, 1, 9, 12, 24]) {
+    const message = new RegExp(`^lzw\\.gif could not be decoded as GIF: a frame's LZW code size is ${codeSize}, where`);
+    assertHeaderRefused(gifOf([1, 1], gifFrame([1, 1], codeSize)), 'lzw.gif', message);
+  }
+  // In any frame, not only the first.
+  const late = gifOf([1, 1], gifFrame([1, 1]), gifFrame([1, 1], 24));
+  assertHeaderRefused(late, 'late.gif', /^late\.gif could not be decoded as GIF: a frame's LZW code size is 24/);
+  for (const codeSize of [2, 8]) checkImageFile(gifOf([1, 1], gifFrame([1, 1], codeSize)), 'fine.gif');
 });
 
 test('34-byte WebPs claiming 16383 × 16383 are refused, lossless and extended', async () => {
@@ -219,6 +288,66 @@ test("truncated and garbled headers are refused as the format's decoding error",
     [riff('ALPH', [0, 0, 0, 0]), 'odd.webp', /^odd\.webp could not be decoded as WebP: .*the first chunk is "ALPH"/],
   ];
   for (const [file, name, message] of cases) await assertRefused(file, name, [message]);
+});
+
+test('a PNG with a second IHDR is refused: pngjs takes the last, a size the limits never saw', () => {
+  const twice = pngOf(ihdr(1, 1), ihdr(8000, 8000));
+  assertHeaderRefused(
+    twice,
+    'twice.png',
+    /^twice\.png could not be decoded as PNG: the header is garbled \(a second IHDR/,
+  );
+  // Decoded without the header check, the pixels must still be the size it would have checked.
+  const decodable = pngOf(ihdr(1, 1), ihdr(2, 1), zeroImageData(1 + 2 * 3));
+  assert.throws(
+    () => decodePng(decodable, 'twice.png'),
+    /^FicocoError: twice\.png could not be decoded as PNG: it decoded to 2 × 1, not the 1 × 1 of its header$/,
+  );
+});
+
+test('an interlaced PNG whose data inflates past its size is refused before pngjs inflates it all', async () => {
+  // 3 × 5 1-bit gray in Adam7's seven passes: 11 rows of 1 byte each after their filter byte, 20 bytes.
+  const header = ihdr(3, 5, { depth: 1, colorType: 0, interlace: 1 });
+  const decoded = await decodeImage(pngOf(header, zeroImageData(20)), 'exact.png');
+  assert.deepEqual([decoded.width, decoded.height], [3, 5]);
+  // pngjs inflated an interlaced image's data with no limit: a 5 MB file took 17 s and 4.3 GB.
+  for (const length of [21, 1 << 20]) {
+    await assertRefused(pngOf(header, zeroImageData(length)), 'bomb.png', [
+      /^bomb\.png could not be decoded as PNG: it holds more image data than its 3 × 5 pixels take, which no valid PNG/,
+    ]);
+  }
+});
+
+test("a PNG's EXIF orientation is read from its eXIf chunk, inflating nothing", async (t) => {
+  const inflate = t.mock.method(zlib, 'inflateSync');
+  // exifr, given the whole file, inflated the iCCP colour profile too: 520 KB of it took 512 MB.
+  const stored = read('orientation-6.png');
+  const afterHeader = 8 + 25;
+  const profile = pngChunk('iCCP', bytes('icc', [0, 0], deflateSync(new Uint8Array(1000))));
+  const file = bytes(stored.subarray(0, afterHeader), profile, stored.subarray(afterHeader));
+  assert.equal(await exifOrientation(file, 'png'), 6);
+  assert.equal(inflate.mock.callCount(), 0);
+});
+
+test('a CMYK JPEG is refused as such by the header check', async () => {
+  for (const components of [1, 3]) {
+    const decoded = await decodeImage(tinyJpeg(components), 'tiny.jpg');
+    assert.deepEqual([...decoded.rgb.subarray(0, 3)], [128, 128, 128]);
+  }
+  // libjpeg-turbo converts four components only to CMYK, and said no more than that it rejected the data.
+  const message = /^print\.jpg is a CMYK JPEG, which FiCoCo does not read; save it as RGB \(sRGB\) and try again\.$/;
+  assertHeaderRefused(tinyJpeg(4), 'print.jpg', message);
+});
+
+test(`a JPEG in more than ${MAX_JPEG_SCANS} scans is refused by the header check`, () => {
+  checkImageFile(tinyJpeg(1, MAX_JPEG_SCANS), 'scans.jpg');
+  // libjpeg-turbo decodes each scan over the whole image: 3,000 of them in a 155 KB file took 90 s.
+  const message = new RegExp(`^scans\\.jpg is a JPEG in more than ${MAX_JPEG_SCANS} scans`);
+  assertHeaderRefused(tinyJpeg(1, MAX_JPEG_SCANS + 1), 'scans.jpg', message);
+  // The bytes of a scan marker inside a segment (an EXIF thumbnail has its own) are no scan.
+  const file = tinyJpeg(1);
+  const app1 = [0xff, 0xe1, ...uint16be(2 + 2 * 200), ...new Array<number[]>(200).fill([0xff, 0xda]).flat()];
+  checkImageFile(bytes(file.subarray(0, 2), app1, file.subarray(2)), 'thumbnail.jpg');
 });
 
 const LLAVA_336 = {

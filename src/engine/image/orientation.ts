@@ -1,6 +1,6 @@
 import { orientation as readOrientation } from 'exifr';
 import type { Size } from '../../common/anyres';
-import type { ImageFormat } from '../../common/imageFile';
+import { type ImageFormat, pngChunks } from '../../common/imageFile';
 import type { RgbImage } from './rgb-image';
 
 /** Where output pixel (x, y) comes from in a w × h source, for each EXIF Orientation other than 1 (upright). */
@@ -16,7 +16,8 @@ const SOURCE_OF: Record<number, (x: number, y: number, w: number, h: number) => 
 
 /** The EXIF Orientation of a JPEG, PNG or WebP, 1 where it has none or it cannot be read (the pixels still decode). */
 export async function exifOrientation(bytes: Uint8Array, format: ImageFormat): Promise<number> {
-  const metadata = format === 'webp' ? webpExif(bytes) : format === 'gif' ? undefined : bytes;
+  const metadata =
+    format === 'jpeg' ? bytes : format === 'png' ? pngExif(bytes) : format === 'webp' ? webpExif(bytes) : undefined;
   if (!metadata) return 1;
   const value = await readOrientation(metadata).catch(() => undefined);
   return value !== undefined && Object.hasOwn(SOURCE_OF, value) ? value : 1;
@@ -29,13 +30,25 @@ function webpExif(bytes: Uint8Array): Uint8Array | undefined {
   for (let at = 12; at + 8 <= bytes.length;) {
     const size = view.getUint32(at + 4, true);
     if (String.fromCharCode(...bytes.subarray(at, at + 4)) === 'EXIF') {
-      const payload = bytes.subarray(at + 8, at + 8 + size);
-      // Some writers keep JPEG's "Exif\0\0" prefix.
-      return String.fromCharCode(...payload.subarray(0, 4)) === 'Exif' ? payload.subarray(6) : payload;
+      return tiffBlock(bytes.subarray(at + 8, at + 8 + size));
     }
     at += 8 + size + (size % 2);
   }
   return undefined;
+}
+
+/**
+ * A PNG's eXIf chunk, a TIFF block. Given the whole file, exifr would also inflate the iCCP colour profile, which a
+ * 520 KB file blows up to 512 MB.
+ */
+function pngExif(bytes: Uint8Array): Uint8Array | undefined {
+  for (const chunk of pngChunks(bytes)) if (chunk.type === 'eXIf') return tiffBlock(chunk.data);
+  return undefined;
+}
+
+/** An EXIF payload as a TIFF block: some writers keep JPEG's "Exif\0\0" prefix. */
+function tiffBlock(payload: Uint8Array): Uint8Array {
+  return String.fromCharCode(...payload.subarray(0, 4)) === 'Exif' ? payload.subarray(6) : payload;
 }
 
 /** The size an image of `stored` size shows at once turned upright: orientations 5 to 8 turn it sideways. */

@@ -1,8 +1,29 @@
+import { inflateSync } from 'node:zlib';
 import { PNG } from 'pngjs';
-import { TRUNCATED, undecodable } from '../../common/imageFile';
+import { pngChunks, TRUNCATED, undecodable } from '../../common/imageFile';
 import { reasonOf, rgbFromRgba, type RgbImage } from './rgb-image';
 
+// IHDR, the first chunk, as fixed offsets in the file: width and height (32-bit big-endian), then single bytes.
+const IHDR_WIDTH_OFFSET = 16;
+const IHDR_HEIGHT_OFFSET = 20;
 const IHDR_BIT_DEPTH_OFFSET = 24;
+const IHDR_COLOR_TYPE_OFFSET = 25;
+const IHDR_INTERLACE_OFFSET = 28;
+
+/** Samples per pixel of each PNG colour type: gray, RGB, palette index, gray and alpha, RGBA. */
+const SAMPLES_PER_PIXEL: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
+const BIT_DEPTHS = [1, 2, 4, 8, 16];
+
+/** Adam7's seven passes: the column and row each starts at, and its steps across and down. */
+const ADAM7_PASSES = [
+  [0, 0, 8, 8],
+  [4, 0, 8, 8],
+  [0, 4, 4, 8],
+  [2, 0, 4, 4],
+  [0, 2, 2, 4],
+  [1, 0, 2, 2],
+  [0, 1, 1, 2],
+] as const;
 
 /**
  * Decodes a PNG to RGB like PIL's `Image.open(...).convert('RGB')`: palette expanded, grayscale
@@ -12,16 +33,63 @@ const IHDR_BIT_DEPTH_OFFSET = 24;
  * high byte there too, deliberately.)
  */
 export function decodePng(bytes: Uint8Array, sourceName: string): RgbImage {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const width = view.getUint32(IHDR_WIDTH_OFFSET);
+  const height = view.getUint32(IHDR_HEIGHT_OFFSET);
   const sixteenBit = bytes[IHDR_BIT_DEPTH_OFFSET] === 16;
   let png: PNG;
   try {
+    // pngjs inflates an interlaced image's data with no limit (a 5 MB file inflated to 4 GB), so it is tried here
+    // first, up to the size the header allows; pngjs then inflates no more than that.
+    const interlacedBytes = bytes[IHDR_INTERLACE_OFFSET] === 1 ? interlacedDataBytes(bytes, width, height) : undefined;
+    if (interlacedBytes !== undefined) inflateImageData(bytes, interlacedBytes);
     // skipRescale keeps 16-bit samples whole so we can take the high byte (pngjs would round).
     png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), { skipRescale: sixteenBit });
   } catch (error) {
-    throw undecodable(sourceName, 'png', describePngError(reasonOf(error)));
+    const reason = isTooLarge(error)
+      ? `it holds more image data than its ${width} × ${height} pixels take, which no valid PNG does`
+      : describePngError(reasonOf(error));
+    throw undecodable(sourceName, 'png', reason);
+  }
+  // The size the limits were checked against is the first IHDR's; the pixels must be that size.
+  if (png.width !== width || png.height !== height) {
+    throw undecodable(
+      sourceName,
+      'png',
+      `it decoded to ${png.width} × ${png.height}, not the ${width} × ${height} of its header`,
+    );
   }
   const samples: ArrayLike<number> = sixteenBit ? highBytes(png.data as unknown as Uint16Array) : png.data;
   return rgbFromRgba(samples, png.width, png.height);
+}
+
+/**
+ * The bytes an interlaced image's data inflates to: each pass's rows, each a filter byte then its packed samples.
+ * Undefined for a colour type or bit depth that pngjs refuses before it inflates anything.
+ */
+function interlacedDataBytes(bytes: Uint8Array, width: number, height: number): number | undefined {
+  const samples = SAMPLES_PER_PIXEL[bytes[IHDR_COLOR_TYPE_OFFSET]];
+  const depth = bytes[IHDR_BIT_DEPTH_OFFSET];
+  if (samples === undefined || !BIT_DEPTHS.includes(depth)) return undefined;
+  const bitsPerPixel = samples * depth;
+  let total = 0;
+  for (const [left, top, across, down] of ADAM7_PASSES) {
+    const passWidth = Math.ceil((width - left) / across);
+    const passHeight = Math.ceil((height - top) / down);
+    if (passWidth > 0 && passHeight > 0) total += passHeight * (1 + Math.ceil((passWidth * bitsPerPixel) / 8));
+  }
+  return total;
+}
+
+/** Inflates the IDAT chunks' data together, throwing Node's ERR_BUFFER_TOO_LARGE past `maxBytes`. */
+function inflateImageData(bytes: Uint8Array, maxBytes: number): void {
+  const data: Uint8Array[] = [];
+  for (const chunk of pngChunks(bytes)) if (chunk.type === 'IDAT') data.push(chunk.data);
+  inflateSync(Buffer.concat(data), { maxOutputLength: maxBytes });
+}
+
+function isTooLarge(error: unknown): boolean {
+  return error instanceof RangeError && 'code' in error && error.code === 'ERR_BUFFER_TOO_LARGE';
 }
 
 function highBytes(samples: Uint16Array): Uint8Array {
