@@ -14,6 +14,7 @@ import type { PrefillProgress } from '../common/prefillProgress';
 import {
   type AnswerStats,
   type EngineErrorKind,
+  MAX_NEW_TOKENS_LIMIT,
   type StopReason,
   parseAnswerStats,
   parsePrefillProgress,
@@ -39,6 +40,19 @@ const MAX_CHARS_PER_TOKEN = 256;
 const PROGRESS_RATE = { burst: 50, perSecond: 10 };
 /** HTTP status → the kind of engine error the extension offers a fix for. */
 const KINDS: Record<number, EngineErrorKind> = { 400: 'input', 401: 'input', 404: 'input', 413: 'image', 429: 'input' };
+/** `ficoco serve`'s error codes (ENGINE_ERRORS, src/server/app.ts) → the kind, before the status decides. */
+const CODE_KINDS: Record<string, EngineError['kind']> = {
+  invalid_image: 'image',
+  invalid_reduction: 'reduction',
+  engine_restarting: 'crashed',
+  model_loading: 'not-loaded',
+};
+/** One server-sent event: more than the largest stats read (8 images' patch grids of at most 1 Mi patches each). */
+const MAX_EVENT_BYTES = 16 * 2 ** 20;
+/** A whole response: stats, progress and chunk envelopes, and the longest answer with each character escaped in JSON. */
+const MAX_RESPONSE_BYTES = 64 * 2 ** 20 + MAX_NEW_TOKENS_LIMIT * MAX_CHARS_PER_TOKEN * 6;
+/** How a server-sent event ends: a blank line, in any of the three line endings the format allows. */
+const EVENT_ENDS = ['\n\n', '\r\r', '\r\n\r\n'].map((end) => Buffer.from(end));
 
 export class RemoteEngine implements AnswerEngine {
   private readonly client: OpenAI;
@@ -47,7 +61,12 @@ export class RemoteEngine implements AnswerEngine {
 
   constructor(private readonly options: RemoteEngineOptions) {
     // The key may be absent (a server on 127.0.0.1); the client then sends a placeholder no server checks.
-    this.client = new OpenAI({ baseURL: options.baseUrl, apiKey: options.apiKey ?? 'none', maxRetries: 0 });
+    this.client = new OpenAI({
+      baseURL: options.baseUrl,
+      apiKey: options.apiKey ?? 'none',
+      maxRetries: 0,
+      fetch: (input, init) => this.fetch(input, init),
+    });
   }
 
   /** No local process. */
@@ -65,7 +84,8 @@ export class RemoteEngine implements AnswerEngine {
     this.inFlight.add(controller);
     const subscription = token?.onCancellationRequested(() => controller.abort());
     let text = '';
-    let stopReason: StopReason = 'stop-token';
+    /** set by the chunk that finishes the answer, or where a server that goes on past max_tokens is cut off */
+    let finish: StopReason | undefined;
     let stats: AnswerStats | undefined;
     const progress = listeners.progress && rateLimited(listeners.progress, PROGRESS_RATE);
     try {
@@ -103,7 +123,19 @@ export class RemoteEngine implements AnswerEngine {
           ...(listeners.progress ? { progress: true } : {}),
         },
       };
-      const stream = await this.client.chat.completions.create(body, { signal: controller.signal });
+      const { data: stream, response } = await this.client.chat.completions
+        .create(body, { signal: controller.signal })
+        .withResponse();
+      // A proxy's sign-in page, or a server that ignores stream: true, would otherwise read as an empty answer.
+      const type = response.headers.get('content-type') ?? 'no content type';
+      if (!/^text\/event-stream\b/i.test(type)) {
+        stream.controller.abort();
+        throw new EngineError(
+          `${this.server} answered with ${type}, not a stream of server-sent events (text/event-stream): is ` +
+            `${this.options.baseUrl} an OpenAI-compatible server, and not a proxy's sign-in page?`,
+          'internal',
+        );
+      }
       const longest = question.maxNewTokens * MAX_CHARS_PER_TOKEN;
       for await (const chunk of stream) {
         const choice = chunk.choices[0];
@@ -114,28 +146,36 @@ export class RemoteEngine implements AnswerEngine {
           if (piece) listeners.text(piece);
           // A server that goes on past max_tokens is cut off there, as an answer at its length limit.
           if (piece.length < choice.delta.content.length) {
-            stopReason = 'max-tokens';
+            finish = 'max-tokens';
             break;
           }
         }
-        if (choice?.finish_reason) stopReason = choice.finish_reason === 'length' ? 'max-tokens' : 'stop-token';
+        if (choice?.finish_reason) finish = choice.finish_reason === 'length' ? 'max-tokens' : 'stop-token';
         const extension = (chunk as { ficoco?: { stats?: unknown; progress?: unknown } }).ficoco;
         if (extension?.progress !== undefined && progress) {
           // Progress only labels the wait: a report this client cannot read (a newer server's) is passed over.
           const report = readProgress(extension.progress);
           if (report) progress.report(report);
         }
-        if (extension?.stats !== undefined) stats = this.statsOf(extension.stats);
+        if (extension?.stats !== undefined) stats = this.statsOf(extension.stats, question.images.length);
       }
     } catch (error) {
       if (!controller.signal.aborted) throw this.engineError(error);
-      stopReason = 'cancelled';
     } finally {
       progress?.drop();
       subscription?.dispose();
       this.inFlight.delete(controller);
     }
-    return { text, stopReason, ...(stats ? { stats } : {}) };
+    // The client ends a stream it aborted as quietly as a finished one: only the finish chunk tells them apart.
+    if (!finish && !controller.signal.aborted)
+      throw new EngineError(
+        `${this.server} ended the answer after ${text.length} characters without finishing it (no finish_reason): ` +
+          `the connection or a proxy on the way cut it off.`,
+        'internal',
+      );
+    // As the local engine: cancelled before the first token, the question fails; after it, the partial answer stays.
+    if (!finish && !text) throw new EngineError('The question was cancelled before its answer began.', 'cancelled');
+    return { text, stopReason: finish ?? 'cancelled', ...(stats ? { stats } : {}) };
   }
 
   /** Cancels every question in flight. */
@@ -152,7 +192,7 @@ export class RemoteEngine implements AnswerEngine {
     this.model ??= this.client.models.list().then(
       (page) => {
         const id = page.data[0]?.id;
-        if (!id) throw new EngineError(`The engine server at ${this.options.baseUrl} lists no model.`, 'model-folder');
+        if (!id) throw new EngineError(`${this.server} lists no model.`, 'model-folder');
         return id;
       },
       (error: unknown) => {
@@ -163,22 +203,49 @@ export class RemoteEngine implements AnswerEngine {
     return this.model;
   }
 
-  private statsOf(value: unknown): AnswerStats {
-    try {
-      return parseAnswerStats(value, 'ficoco.stats');
-    } catch (error) {
+  /** "The engine server at URL", to begin a message */
+  private get server(): string {
+    return `The engine server at ${this.options.baseUrl}`;
+  }
+
+  /** fetch that refuses redirects and passes the body on in whole server-sent events, within the size limits */
+  private async fetch(input: string | URL | Request, init?: RequestInit): Promise<Response> {
+    // A redirect would send the question and its images again, to an address the user did not set.
+    const response = await fetch(input, { ...init, redirect: 'manual' });
+    if (response.status >= 300 && response.status < 400) {
+      await response.body?.cancel();
       throw new EngineError(
-        `The engine server at ${this.options.baseUrl} sent stats FiCoCo cannot read: ${(error as Error).message}`,
+        `${this.server} redirected the request (${response.status}) to ` +
+          `${response.headers.get('location') ?? 'another address'}; FiCoCo does not follow redirects, which would ` +
+          `send your question and images elsewhere. Set ficoco.engine to the address that answers.`,
         'internal',
       );
+    }
+    if (!response.body) return response;
+    const body = response.body.pipeThrough(
+      wholeEvents((message) => new EngineError(`${this.server} ${message}`, 'internal')),
+    );
+    return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
+  }
+
+  /** Stats read field by field, about as many images as the question sent (each one is a grid the overlay draws). */
+  private statsOf(value: unknown, images: number): AnswerStats {
+    try {
+      return parseAnswerStats(value, 'ficoco.stats', images);
+    } catch (error) {
+      throw new EngineError(`${this.server} sent stats FiCoCo cannot read: ${(error as Error).message}`, 'internal');
     }
   }
 
   private engineError(error: unknown): EngineError {
     if (error instanceof EngineError) return error;
-    const where = `the engine server at ${this.options.baseUrl}`;
+    // What this client's fetch refused reaches here as the cause of a connection error.
+    if (error instanceof OpenAI.APIConnectionError && error.cause instanceof EngineError) return error.cause;
     if (error instanceof OpenAI.APIConnectionError)
-      return new EngineError(`Could not reach ${where}: ${error.message}. Is it running?`, 'crashed');
+      return new EngineError(
+        `Could not reach the engine server at ${this.options.baseUrl}: ${error.message}. Is it running?`,
+        'crashed',
+      );
     if (error instanceof OpenAI.APIError) {
       const status = error.status ?? 0;
       const hint =
@@ -187,12 +254,56 @@ export class RemoteEngine implements AnswerEngine {
           : status === 429
             ? ` It is busy; try again${error.headers?.get('retry-after') ? ` in ${error.headers.get('retry-after')} s` : ''}.`
             : '';
-      const code = (error as { code?: unknown }).code;
-      const kind = code === 'invalid_image' ? 'image' : code === 'invalid_reduction' ? 'reduction' : KINDS[status];
-      return new EngineError(`${where} answered ${status}: ${error.message}${hint}`, kind ?? 'internal');
+      const code = typeof error.code === 'string' ? error.code : undefined;
+      const kind = (code && CODE_KINDS[code]) || KINDS[status] || 'internal';
+      return new EngineError(`${this.server} answered ${status}: ${error.message}${hint}`, kind);
     }
-    return new EngineError(`${where} failed: ${error instanceof Error ? error.message : String(error)}`, 'internal');
+    return new EngineError(
+      `${this.server} failed: ${error instanceof Error ? error.message : String(error)}`,
+      'internal',
+    );
   }
+}
+
+/**
+ * Passes a response body on in whole server-sent events: the client's decoders keep an unfinished event and search it
+ * again with each piece that arrives, which takes quadratic time on one that never ends. An event over MAX_EVENT_BYTES
+ * or a response over MAX_RESPONSE_BYTES fails the stream with `tooLarge`'s error.
+ */
+function wholeEvents(tooLarge: (message: string) => Error): TransformStream<Uint8Array, Uint8Array> {
+  let held: Buffer[] = [];
+  let heldBytes = 0;
+  let total = 0;
+  /** the last bytes seen, for an event end split between two pieces */
+  let recent = Buffer.alloc(0);
+  return new TransformStream({
+    transform(chunk, controller) {
+      total += chunk.length;
+      if (total > MAX_RESPONSE_BYTES)
+        throw tooLarge(`sent more than ${MAX_RESPONSE_BYTES / 2 ** 20} MiB for one answer; FiCoCo stopped reading.`);
+      let piece = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      const window = Buffer.concat([recent, piece]);
+      const ends = EVENT_ENDS.map((end) => {
+        const at = window.lastIndexOf(end);
+        return at < 0 ? 0 : at + end.length;
+      });
+      const end = Math.max(...ends) - recent.length;
+      recent = Buffer.from(window.subarray(-3));
+      if (end > 0) {
+        controller.enqueue(Buffer.concat([...held, piece.subarray(0, end)]));
+        [held, heldBytes, piece] = [[], 0, piece.subarray(end)];
+      }
+      if (piece.length > 0) held.push(piece);
+      heldBytes += piece.length;
+      if (heldBytes > MAX_EVENT_BYTES)
+        throw tooLarge(
+          `sent more than ${MAX_EVENT_BYTES / 2 ** 20} MiB without ending an event (a blank line); FiCoCo stopped reading.`,
+        );
+    },
+    flush(controller) {
+      if (heldBytes > 0) controller.enqueue(Buffer.concat(held));
+    },
+  });
 }
 
 /**

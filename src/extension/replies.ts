@@ -196,9 +196,9 @@ export class Replies {
       if (where === 'local') this.loaded = { key: loadKey(model), processId: engine.processId };
       const { stats } = result;
       if (!stats) {
-        // A server other than ficoco serve: the answer, and no figures to show.
+        // A server other than ficoco serve, or a stopped remote answer (stats come with the finish): no figures.
         this.post(conversation.finish(turnId, kind, result.stopReason));
-        if (kind === 'answer') status.showWithoutStats(where);
+        if (kind === 'answer' && result.stopReason !== 'cancelled') status.showWithoutStats(where);
       } else {
         const fallback = stats.providerFallback;
         if (fallback && !this.fallbacksReported.has(fallback)) {

@@ -265,13 +265,27 @@ function parseReduction(value: unknown, field = 'reduction'): ReductionRequest {
   return { ...result, budget: parsedBudget };
 }
 
+/** Reduction steps read from another process: more than any run takes (sites × tower passes × 8 images). */
+const MAX_STEPS = 10_000;
+/** A step's site: `vision:23`, `llm:79`, `projector`; a method's name, a budget, a parameter's value. */
+const MAX_NAME_CHARS = 64;
+/** A method's parameters, shown beside its name: the most any has is about a dozen. */
+const MAX_PARAMS = 64;
+/** Why a reduction was chosen, why a provider was not used: text shown to the user, longer than the engine writes. */
+const MAX_NOTE_CHARS = 16_384;
+
 /**
  * An answer's stats as another process sent them (a remote `ficoco serve` puts them in `ficoco.stats`): checked field
- * by field, as everything received is.
+ * by field, as everything received is; with `images`, they must be about as many images as the question sent.
  */
-export function parseAnswerStats(value: unknown, field = 'stats'): AnswerStats {
+export function parseAnswerStats(value: unknown, field = 'stats', images?: number): AnswerStats {
   const read = fieldReaders((message) => invalidParams(message));
   const stats = read.record(value, field);
+  const visualTokens = read.array(stats.visualTokens, `${field}.visualTokens`);
+  if (images !== undefined && visualTokens.length !== images)
+    throw invalidParams(`${field}.visualTokens has ${visualTokens.length} images; the question sent ${images}.`);
+  const steps = read.array(stats.steps, `${field}.steps`);
+  if (steps.length > MAX_STEPS) throw invalidParams(`${field}.steps has ${steps.length} steps; at most ${MAX_STEPS}.`);
   const flopsOf = (part: unknown, where: string): FlopsByPart => {
     const flops = read.record(part, where);
     const [vision, projector, llm, total] = (['vision', 'projector', 'llm', 'total'] as const).map((name) =>
@@ -283,7 +297,7 @@ export function parseAnswerStats(value: unknown, field = 'stats'): AnswerStats {
   const parsed: AnswerStats = {
     promptTokens: read.count(stats.promptTokens, `${field}.promptTokens`),
     generatedTokens: read.count(stats.generatedTokens, `${field}.generatedTokens`),
-    visualTokens: read.array(stats.visualTokens, `${field}.visualTokens`).map((entry, i) => {
+    visualTokens: visualTokens.map((entry, i) => {
       const tokens = read.record(entry, `${field}.visualTokens[${i}]`);
       return {
         original: read.count(tokens.original, `${field}.visualTokens[${i}].original`),
@@ -297,11 +311,11 @@ export function parseAnswerStats(value: unknown, field = 'stats'): AnswerStats {
         height: read.count(size.height, `${field}.imageSizes[${i}].height`),
       };
     }),
-    steps: read.array(stats.steps, `${field}.steps`).map((entry, i) => {
+    steps: steps.map((entry, i) => {
       const where = `${field}.steps[${i}]`;
       const step = read.record(entry, where);
       return {
-        site: read.string(step.site, `${where}.site`),
+        site: read.string(step.site, `${where}.site`, MAX_NAME_CHARS),
         ...(step.image === undefined ? {} : { image: read.count(step.image, `${where}.image`) }),
         tokensBefore: read.count(step.tokensBefore, `${where}.tokensBefore`),
         tokensAfter: read.count(step.tokensAfter, `${where}.tokensAfter`),
@@ -323,15 +337,17 @@ export function parseAnswerStats(value: unknown, field = 'stats'): AnswerStats {
   if (stats.reduction !== undefined) {
     const reduction = read.record(stats.reduction, `${field}.reduction`);
     const params = read.record(reduction.params, `${field}.reduction.params`);
+    if (Object.keys(params).length > MAX_PARAMS)
+      throw invalidParams(`${field}.reduction.params has more than ${MAX_PARAMS} entries; no method has that many.`);
     for (const [name, param] of Object.entries(params))
-      if (!['number', 'string', 'boolean'].includes(typeof param))
-        throw invalidParams(`${field}.reduction.params.${name} is ${describeValue(param)}; expected a value.`);
+      if (!['number', 'string', 'boolean'].includes(typeof param) || String(param).length > MAX_NAME_CHARS)
+        throw invalidParams(`${field}.reduction.params.${name} is ${describeValue(param)}; expected a short value.`);
     parsed.reduction = {
-      method: read.nonEmptyString(reduction.method, `${field}.reduction.method`),
-      budget: read.nonEmptyString(reduction.budget, `${field}.reduction.budget`),
+      method: read.nonEmptyString(reduction.method, `${field}.reduction.method`, MAX_NAME_CHARS),
+      budget: read.nonEmptyString(reduction.budget, `${field}.reduction.budget`, MAX_NAME_CHARS),
       params: params as Record<string, ParamValue>,
       rule: read.oneOf<ReductionRule>(reduction.rule, `${field}.reduction.rule`, REDUCTION_RULES),
-      why: read.string(reduction.why, `${field}.reduction.why`),
+      why: read.string(reduction.why, `${field}.reduction.why`, MAX_NOTE_CHARS),
     };
   }
   if (stats.patchFates !== undefined) {
@@ -343,7 +359,7 @@ export function parseAnswerStats(value: unknown, field = 'stats'): AnswerStats {
     parsed.patchFates = images.map((entry, i) => read.patchFates(entry, `${field}.patchFates[${i}]`));
   }
   if (stats.providerFallback !== undefined)
-    parsed.providerFallback = read.string(stats.providerFallback, `${field}.providerFallback`);
+    parsed.providerFallback = read.string(stats.providerFallback, `${field}.providerFallback`, MAX_NOTE_CHARS);
   if (stats.historyTrimmed !== undefined) {
     const trimmed = read.record(stats.historyTrimmed, `${field}.historyTrimmed`);
     parsed.historyTrimmed = {

@@ -7,8 +7,9 @@ import { describeValue } from './describe';
 export interface FieldReaders {
   record(value: unknown, field: string): Record<string, unknown>;
   array(value: unknown, field: string): unknown[];
-  string(value: unknown, field: string): string;
-  nonEmptyString(value: unknown, field: string): string;
+  /** a string of at most `most` characters (any length when absent) */
+  string(value: unknown, field: string, most?: number): string;
+  nonEmptyString(value: unknown, field: string, most?: number): string;
   /** a finite number ≥ 0 */
   nonNegative(value: unknown, field: string): number;
   /** a whole number ≥ 0 */
@@ -51,12 +52,13 @@ export function fieldReaders(fail: (message: string) => Error): FieldReaders {
       if (!Array.isArray(value)) throw fail(`${field} is ${describeValue(value)}; expected an array.`);
       return value;
     },
-    string(value, field) {
+    string(value, field, most = Infinity) {
       if (typeof value !== 'string') throw fail(`${field} is ${describeValue(value)}; expected a string.`);
+      if (value.length > most) throw fail(`${field} has ${value.length} characters; at most ${most} are read.`);
       return value;
     },
-    nonEmptyString(value, field) {
-      const text = readers.string(value, field);
+    nonEmptyString(value, field, most) {
+      const text = readers.string(value, field, most);
       if (text === '') throw fail(`${field} is empty.`);
       return text;
     },
@@ -101,13 +103,21 @@ export function fieldReaders(fail: (message: string) => Error): FieldReaders {
       if (thumbnail && thumbnail.rows !== thumbnail.cols)
         throw fail(`${where} is ${thumbnail.rows} × ${thumbnail.cols}; a thumbnail is square.`);
       const borders = readers.record(image.tileBorders, `${field}.tileBorders`);
-      const within = (list: unknown, extent: number, name: string) =>
-        readers.array(list, `${field}.tileBorders.${name}`).map((at, j) => {
-          const border = readers.nonNegative(at, `${field}.tileBorders.${name}[${j}]`);
-          if (border <= 0 || border >= extent)
-            throw fail(`${field}.tileBorders.${name}[${j}] must lie inside the ${extent}-patch grid.`);
+      // Each border is an element of the overlay: at most one per cell edge, in order (a shrunk grid's fall between).
+      const within = (list: unknown, extent: number, name: string) => {
+        const where = `${field}.tileBorders.${name}`;
+        const values = readers.array(list, where);
+        if (values.length > Math.max(extent - 1, 0))
+          throw fail(`${where} has ${values.length} borders; a ${extent}-patch side has at most ${extent - 1}.`);
+        let previous = 0;
+        return values.map((at, j) => {
+          const border = readers.nonNegative(at, `${where}[${j}]`);
+          if (border <= 0 || border >= extent) throw fail(`${where}[${j}] must lie inside the ${extent}-patch grid.`);
+          if (border <= previous) throw fail(`${where}[${j}] is ${border}; each border lies after the one before.`);
+          previous = border;
           return border;
         });
+      };
       return {
         rows,
         cols,

@@ -10,6 +10,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { CancellationTokenSource } from 'vscode-jsonrpc/node';
 import { Conversation, ImageInput } from '../../src/extension/conversation';
 import { EngineClient, EngineError } from '../../src/client/engineClient';
 import { RemoteEngine } from '../../src/client/remoteEngine';
@@ -487,38 +488,78 @@ describe('chat replies on a real engine process', () => {
     }
   });
 
+  /** How a scripted server answers a chat completion. */
+  type Respond = (response: http.ServerResponse) => void | Promise<void>;
+
   /**
-   * Asks about the shapes image through an OpenAI-compatible server on 127.0.0.1 that lists `model` and streams
-   * `chunks` (a choice's delta, its finish reason, fields beside `choices`); resolves with the turn's id and the address.
+   * Runs `use` with the address of an OpenAI-compatible server on 127.0.0.1 that lists `model` and answers chat
+   * completions with `respond`; the server is closed after it.
    */
-  async function askStreamingServer(
-    model: string,
-    chunks: { delta: object; finish?: string; beside?: object; afterMs?: number }[],
-  ): Promise<{ turnId: string; url: string }> {
+  async function withServer<T>(model: string, respond: Respond, use: (url: string) => Promise<T>): Promise<T> {
     const server = http.createServer(async (request, response) => {
       if (request.url === '/v1/models') {
         response.setHeader('content-type', 'application/json');
         response.end(JSON.stringify({ object: 'list', data: [{ id: model, object: 'model' }] }));
         return;
       }
+      await respond(response);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      return await use(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`);
+    } finally {
+      server.close();
+      server.closeAllConnections();
+    }
+  }
+
+  /** Streams `chunks` (a choice's delta, its finish reason, fields beside `choices`), then `data: [DONE]`. */
+  function streaming(
+    model: string,
+    chunks: { delta: object; finish?: string; beside?: object; afterMs?: number }[],
+  ): Respond {
+    return async (response) => {
       response.writeHead(200, { 'content-type': 'text/event-stream' });
       for (const { delta, finish = null, beside = {}, afterMs } of chunks) {
         if (afterMs) await sleep(afterMs);
+        if (response.destroyed) return;
         response.write(
           `data: ${JSON.stringify({ id: 'x', object: 'chat.completion.chunk', created: 0, model, choices: [{ index: 0, delta, finish_reason: finish }], ...beside })}\n\n`,
         );
       }
       response.end('data: [DONE]\n\n');
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    try {
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+    };
+  }
+
+  /** Asks about the shapes image through a scripted server (withServer); resolves with the turn's id and the address. */
+  function askServer(model: string, respond: Respond): Promise<{ turnId: string; url: string }> {
+    return withServer(model, respond, async (url) => {
       const turnId = turn();
       await replies.run(turnId, 'answer', 'what is in the picture ?', [SHAPES], () => ({ ...REDUCED, engine: url }));
       return { turnId, url };
-    } finally {
-      server.close();
-    }
+    });
+  }
+
+  /** Asks through a server that streams `chunks` (streaming). */
+  const askStreamingServer = (model: string, chunks: Parameters<typeof streaming>[1]) =>
+    askServer(model, streaming(model, chunks));
+
+  /** The question RemoteEngine sends for a reply about the shapes image. */
+  const QUESTION = {
+    question: 'what is in the picture ?',
+    images: [{ name: SHAPES.name, dataBase64: SHAPES.dataBase64 }],
+    maxNewTokens: REDUCED.maxNewTokens,
+    temperature: 0,
+    topP: 1,
+    seed: 0,
+  };
+
+  /** Asserts that a reply through a server that answers with `respond` failed with a message matching `message`. */
+  async function assertReplyFails(respond: Respond, message: RegExp): Promise<void> {
+    const { turnId } = await askServer('broken', respond);
+    const { answer } = conversation.turn(turnId)!;
+    assert.equal(answer.status, 'error', `${answer.status}: ${answer.text}`);
+    assert.match(answer.error ?? '', message);
   }
 
   test("a server's progress the extension cannot read is passed over; the answer goes on", async () => {
@@ -527,7 +568,7 @@ describe('chat replies on a real engine process', () => {
       { delta: {}, beside: { ficoco: { progress: { stage: 'video', done: 0, total: 3 } } } },
       { delta: {}, beside: { ficoco: { progress: 'soon' } } },
       { delta: {}, beside: { ficoco: { progress: { stage: 'prompt', done: 1, total: 4 } } } },
-      { delta: { content: 'a red circle' } },
+      { delta: { content: 'a red circle' }, finish: 'stop' },
     ]);
     const { answer } = conversation.turn(turnId)!;
     assert.equal(answer.status, 'done');
@@ -544,7 +585,7 @@ describe('chat replies on a real engine process', () => {
         beside: { ficoco: { progress: { stage: 'prompt', done, total: reports } } },
       })),
       // The answer after a pause, in which the latest report is due.
-      { delta: { content: 'a red circle' }, afterMs: 500 },
+      { delta: { content: 'a red circle' }, finish: 'stop', afterMs: 500 },
     ]);
     const seconds = (performance.now() - started) / 1000;
     const labels = progressLabels(turnId);
@@ -580,5 +621,154 @@ describe('chat replies on a real engine process', () => {
     assert.equal(answer.text, 'a red circle');
     assert.equal(answer.stats, undefined);
     assert.equal(statuses.at(-2), `no stats from ${url}`);
+  });
+
+  test('Stop on a server ends the reply as cancelled; before the first token, the question fails as cancelled', async () => {
+    // The answer's end comes late: Stop after its first piece ends the stream, which the client ends quietly.
+    onText = () => replies.stopLatest();
+    statuses = [];
+    const { turnId, url } = await askStreamingServer('slow', [
+      { delta: { content: 'a red' } },
+      { delta: { content: ' circle' }, finish: 'stop', afterMs: 2000 },
+    ]);
+    const { answer } = conversation.turn(turnId)!;
+    assert.equal(answer.text, 'a red');
+    assert.equal(answer.stopReason, 'cancelled');
+    assert.ok(!statuses.includes(`no stats from ${url}`), 'a stopped answer says nothing of the server');
+    // As the local engine: cancelled before its first token, the question fails with kind 'cancelled'.
+    const progressFirst = streaming('slow', [
+      { delta: {}, beside: { ficoco: { progress: { stage: 'prompt', done: 1, total: 4 } } } },
+      { delta: { content: 'a red circle' }, finish: 'stop', afterMs: 2000 },
+    ]);
+    await withServer('slow', progressFirst, async (url) => {
+      const cancel = new CancellationTokenSource();
+      const listeners = { text: () => undefined, progress: () => cancel.cancel() };
+      await assert.rejects(
+        new RemoteEngine({ baseUrl: url }).ask(SETTINGS.model, QUESTION, listeners, cancel.token),
+        (error) => error instanceof EngineError && error.kind === 'cancelled',
+      );
+    });
+  });
+
+  test('a server that answers with no stream, or ends one unfinished, fails the reply saying so', async () => {
+    // A proxy's sign-in page, a server that ignores stream: true, a stream cut off on the way.
+    await assertReplyFails((response) => {
+      response.writeHead(200, { 'content-type': 'text/html' });
+      response.end('<html>Sign in to continue</html>');
+    }, /answered with text\/html, not a stream of server-sent events/);
+    await assertReplyFails((response) => {
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end(
+        JSON.stringify({ choices: [{ index: 0, message: { content: 'a circle' }, finish_reason: 'stop' }] }),
+      );
+    }, /answered with application\/json, not a stream/);
+    await assertReplyFails((response) => {
+      response.writeHead(200, { 'content-type': 'text/event-stream' });
+      const chunk = { id: 'x', object: 'chat.completion.chunk', created: 0, model: 'broken' };
+      response.end(
+        `data: ${JSON.stringify({ ...chunk, choices: [{ index: 0, delta: { content: 'The answer is' } }] })}\n\n`,
+      );
+    }, /ended the answer after 13 characters without finishing it \(no finish_reason\)/);
+  });
+
+  test("ficoco serve's errors keep their kind: a restarting engine is a crash, a loading model not loaded", async () => {
+    const kinds: Record<string, string> = { engine_restarting: 'crashed', model_loading: 'not-loaded' };
+    for (const [code, kind] of Object.entries(kinds)) {
+      const unavailable: Respond = (response) => {
+        response.writeHead(503, { 'content-type': 'application/json' });
+        response.end(JSON.stringify({ error: { message: 'not now', type: 'server_error', param: null, code } }));
+      };
+      await withServer('restarting', unavailable, async (url) => {
+        await assert.rejects(
+          new RemoteEngine({ baseUrl: url }).ask(SETTINGS.model, QUESTION, { text: () => undefined }),
+          (error) =>
+            error instanceof EngineError && error.kind === kind && /answered 503: 503 not now/.test(error.message),
+        );
+      });
+    }
+  });
+
+  test('a redirect is refused: the question and its image go nowhere else', async () => {
+    const elsewhere: string[] = [];
+    const other = http.createServer((request, response) => {
+      elsewhere.push(`${request.method} ${request.url}`);
+      response.end();
+    });
+    await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+    try {
+      const target = `http://127.0.0.1:${(other.address() as AddressInfo).port}/v1/chat/completions`;
+      await assertReplyFails(
+        (response) => {
+          response.writeHead(307, { location: target });
+          response.end();
+        },
+        new RegExp(`redirected the request \\(307\\) to ${target}; FiCoCo does not follow redirects`),
+      );
+      assert.deepEqual(elsewhere, []);
+    } finally {
+      other.close();
+    }
+  });
+
+  test('events that end in CR LF, sent a few bytes at a time, make the same answer', async () => {
+    // The body is passed on in whole events (see the next test): an event's end split between two pieces still counts.
+    const chunk = (delta: object, finish: string | null) =>
+      `data: ${JSON.stringify({ id: 'x', object: 'chat.completion.chunk', created: 0, model: 'crlf', choices: [{ index: 0, delta, finish_reason: finish }] })}\r\n\r\n`;
+    const body = chunk({ content: 'a red ' }, null) + chunk({ content: 'circle' }, 'stop') + 'data: [DONE]\r\n\r\n';
+    const { turnId } = await askServer('crlf', async (response) => {
+      response.writeHead(200, { 'content-type': 'text/event-stream' });
+      for (let at = 0; at < body.length; at += 3) {
+        response.write(body.slice(at, at + 3));
+        await sleep(0);
+      }
+      response.end();
+    });
+    const { answer } = conversation.turn(turnId)!;
+    assert.equal(answer.status, 'done');
+    assert.equal(answer.text, 'a red circle');
+  });
+
+  test('a server that sends an event without end, or more than an answer holds, is cut off at once', async () => {
+    // The client's decoders search an unfinished event again with every piece: 16 MiB of one line took over 5 s.
+    const endless =
+      (piece: Buffer, pieces: number): Respond =>
+      async (response) => {
+        response.writeHead(200, { 'content-type': 'text/event-stream' });
+        for (let i = 0; i < pieces && !response.destroyed; i++)
+          if (!response.write(piece)) await new Promise((resolve) => response.once('drain', resolve));
+        response.end();
+      };
+    let started = performance.now();
+    await assertReplyFails(endless(Buffer.alloc(2 ** 20, 'a'), 40), /sent more than 16 MiB without ending an event/);
+    assert.ok(performance.now() - started < 3000, `${performance.now() - started} ms`);
+    // Comments (which every client passes over) in whole events, by the megabyte.
+    started = performance.now();
+    const comments = Buffer.from(`:${'x'.repeat(2 ** 20 - 3)}\n\n`);
+    await assertReplyFails(endless(comments, 100), /sent more than 70 MiB for one answer; FiCoCo stopped reading/);
+    assert.ok(performance.now() - started < 5000, `${performance.now() - started} ms`);
+  });
+
+  test('stats about other images than the question sent fail the reply', async () => {
+    const flops = { vision: 1, projector: 1, llm: 1, total: 1 };
+    const image = { rows: 128, cols: 128, patches: 'k'.repeat(128 * 128) };
+    const stats = {
+      promptTokens: 1,
+      generatedTokens: 1,
+      visualTokens: Array(64).fill({ original: 1, atDecoder: 1 }),
+      imageSizes: [],
+      steps: [],
+      patchFates: Array(64).fill(image),
+      preprocessMs: 0,
+      visionMs: 0,
+      prefillMs: 0,
+      ttftMs: 0,
+      decodeTokensPerSecond: 0,
+      flops: { run: flops, unreduced: flops },
+      provider: 'cpu',
+    };
+    await assertReplyFails(
+      streaming('grids', [{ delta: { content: 'a circle' }, finish: 'stop', beside: { ficoco: { stats } } }]),
+      /sent stats FiCoCo cannot read: ficoco\.stats\.visualTokens has 64 images; the question sent 1/,
+    );
   });
 });

@@ -247,7 +247,67 @@ describe('answer stats from another process (a remote ficoco serve)', () => {
     assert.match(refusal(parse, { ...STATS, flops: { run: flops } }), /ficoco\.stats\.flops\.unreduced is missing/);
     assert.match(
       refusal(parse, { ...STATS, reduction: { ...STATS.reduction, params: { window: {} } } }),
-      /reduction\.params\.window is a object; expected a value/,
+      /reduction\.params\.window is a object; expected a short value/,
+    );
+  });
+
+  test('stats are about the images sent, and bounded where the chat shows them', () => {
+    const parse = (value: unknown) => parseAnswerStats(value, 'ficoco.stats', 1);
+    assert.deepEqual(parse(JSON.parse(JSON.stringify(STATS))), STATS);
+    // A question with one image: stats about more (each one a grid the overlay draws) are another question's.
+    const grid = STATS.patchFates![0];
+    assert.match(
+      refusal(parse, {
+        ...STATS,
+        visualTokens: Array(64).fill(STATS.visualTokens[0]),
+        patchFates: Array(64).fill(grid),
+      }),
+      /ficoco\.stats\.visualTokens has 64 images; the question sent 1/,
+    );
+    assert.match(
+      refusal((value) => parseAnswerStats(value, 'ficoco.stats', 0), STATS),
+      /visualTokens has 1 images; the question sent 0/,
+    );
+    // Tile borders: each one an element of the overlay, in order inside the grid; a shrunk grid's fall between cells.
+    const tiled = (rows: number[]) => ({
+      ...STATS,
+      patchFates: [{ rows: 4, cols: 4, patches: 'k'.repeat(16), tileBorders: { rows, cols: [] } }],
+    });
+    assert.deepEqual(parse(tiled([1.5, 3])).patchFates![0].tileBorders, { rows: [1.5, 3], cols: [] });
+    assert.match(
+      refusal(parse, tiled(Array(4_000_000).fill(1))),
+      /tileBorders\.rows has 4000000 borders; a 4-patch side has at most 3/,
+    );
+    assert.match(refusal(parse, tiled([1, 1])), /tileBorders\.rows\[1\] is 1; each border lies after the one before/);
+    assert.match(refusal(parse, tiled([3, 2])), /tileBorders\.rows\[1\] is 2; each border lies after the one before/);
+    // Text the chat shows, and the steps, have bounds no engine comes near.
+    const step = STATS.steps[0];
+    assert.match(refusal(parse, { ...STATS, steps: Array(10_001).fill(step) }), /steps has 10001 steps; at most 10000/);
+    assert.match(
+      refusal(parse, { ...STATS, steps: [{ ...step, site: 'x'.repeat(65) }] }),
+      /steps\[0\]\.site has 65 characters; at most 64 are read/,
+    );
+    assert.match(
+      refusal(parse, { ...STATS, reduction: { ...STATS.reduction, why: 'x'.repeat(20_000) } }),
+      /reduction\.why has 20000 characters; at most 16384 are read/,
+    );
+    assert.match(
+      refusal(parse, { ...STATS, providerFallback: 'x'.repeat(20_000) }),
+      /providerFallback has 20000 characters/,
+    );
+    // The reduction's name, budget and parameters, shown beside the answer.
+    assert.match(
+      refusal(parse, { ...STATS, reduction: { ...STATS.reduction, method: 'x'.repeat(65) } }),
+      /reduction\.method has 65 characters; at most 64 are read/,
+    );
+    const many = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`p${i}`, i]));
+    assert.match(
+      refusal(parse, { ...STATS, reduction: { ...STATS.reduction, params: many } }),
+      /reduction\.params has more than 64 entries/,
+    );
+    assert.match(
+      refusal(parse, { ...STATS, reduction: { ...STATS.reduction, params: { window: 'x'.repeat(65) } } }),
+      /reduction\.params\.window is .*; expected a short value/,
     );
   });
 });

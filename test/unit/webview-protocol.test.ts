@@ -157,6 +157,18 @@ describe('webview messages', () => {
       }),
       /tileBorders\.rows\[0\] must lie inside the 2-patch grid/,
     );
+    // Each border is an element of the overlay: in order, at most one per cell edge.
+    const repeatedBorders = {
+      ...STATS,
+      imageReductions: [{ rows: 3, cols: 3, patches: 'k'.repeat(9), tileBorders: { rows: [], cols: [1, 1] } }],
+    };
+    assert.match(
+      refusal(parseHostMessage, {
+        type: 'turnAdded',
+        turn: { ...TURN, answer: { ...TURN.answer, stats: repeatedBorders } },
+      }),
+      /tileBorders\.cols\[1\] is 1; each border lies after the one before/,
+    );
     const badOverlay = { ...STATS, imageReductions: [{ rows: 2, cols: 2, patches: 'kkx' }] };
     assert.match(
       refusal(parseHostMessage, {
