@@ -1,5 +1,4 @@
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { EngineClient } from '../client/engineClient';
 import { FicocoError } from '../common/errors';
@@ -7,7 +6,7 @@ import { AUTO_METHOD } from '../common/reductionChoice';
 import { MAX_IMAGE_BYTES } from '../common/imageFile';
 import { base64Length, MAX_NEW_TOKENS_LIMIT } from '../protocol/engine';
 import { findBuiltinModel, findPreset } from '../hub/presets';
-import { buildServer } from '../server/app';
+import { buildServer, isLoopback } from '../server/app';
 import { WorkerPool } from '../server/workerPool';
 import { integer, parseCommandArgs, providerArg, quantizationArg, reductionArg } from './args';
 import { resolveModelArg } from './models';
@@ -107,12 +106,6 @@ export async function serveCommand(args: string[]): Promise<number> {
     process.once('SIGTERM', stop);
   });
   return 0;
-}
-
-function isLoopback(host: string): boolean {
-  if (host === 'localhost') return true;
-  if (net.isIPv4(host)) return host.startsWith('127.');
-  return host === '::1';
 }
 
 /** The engine process's entry: host.js beside this bundle, or the source under tsx. */

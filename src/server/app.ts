@@ -5,10 +5,12 @@
  */
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import * as net from 'node:net';
 import Fastify, {
   type FastifyError,
   type FastifyInstance,
   type FastifyReply,
+  type FastifyRequest,
   type FastifySchemaValidationError,
 } from 'fastify';
 import { type CancellationToken, CancellationTokenSource } from 'vscode-jsonrpc/node';
@@ -36,6 +38,8 @@ export interface ServerOptions {
   /** largest request body in bytes: images arrive inside it as base64 */
   bodyLimit: number;
   defaults: ServerDefaults;
+  /** how long a client has to send a whole request, headers and body (REQUEST_TIMEOUT_MS; tests shorten it) */
+  requestTimeoutMs?: number;
 }
 
 /** What a request handler leaves: the JSON body (not for a stream, which wrote its own) and the engine's figures. */
@@ -73,6 +77,19 @@ const ENGINE_ERRORS: Record<EngineErrorKind | 'crashed', Pick<OpenAiError, 'stat
 
 /** Routes a client reaches without the API key: the health and readiness probes. */
 const OPEN_ROUTES = new Set(['/health', '/ready']);
+const CHAT_ROUTE = '/v1/chat/completions';
+/** Time to send a request: a 32 MiB image as base64 at 3 Mbit/s. The answer after it may take as long as it takes. */
+const REQUEST_TIMEOUT_MS = 120_000;
+/** Open connections, idle keep-alive ones included: well below the 1024 open files a process usually gets. */
+const MAX_CONNECTIONS = 512;
+
+/** Whether `host` (a name, or an address as a URL or Host header writes it) is this machine. */
+export function isLoopback(host: string): boolean {
+  const name = host.toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  if (name === 'localhost') return true;
+  if (net.isIPv4(name)) return name.startsWith('127.');
+  return name === '::1';
+}
 
 /** A 404 for a model name this server does not serve. */
 function modelNotFound(asked: string, served: string): OpenAiError {
@@ -87,18 +104,39 @@ function modelNotFound(asked: string, served: string): OpenAiError {
 
 export function buildServer(options: ServerOptions): FastifyInstance {
   const { pool, modelId } = options;
+  const requestTimeout = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
   const app = Fastify({
     bodyLimit: options.bodyLimit,
     logger: false,
+    // Fastify's default (none) lets a client trickle a body forever. The limit covers receiving the request, not the
+    // answer; given to Node's constructor too, its headers timeout stays within it (or the limit is not applied), and
+    // Node looks for expired requests every tenth of it.
+    requestTimeout,
+    http: { requestTimeout, connectionsCheckingInterval: requestTimeout / 10 },
     // OpenAI's fields are often "a string or a number"; the schema says so with type lists. Fastify's default strips
     // properties a schema does not allow, which would run `{"ficoco": {"budgett": "11%"}}` with no reduction asked.
     // Its default coercion would also unwrap a one-part content array into a string's branch and refuse it.
     ajv: { customOptions: { allowUnionTypes: true, removeAdditional: false, coerceTypes: false } },
   });
+  app.server.maxConnections = MAX_CONNECTIONS;
   const metrics = serverMetrics({ depth: () => pool.queueDepth, busy: () => pool.busy, workers: () => pool.workers });
+  /** Chat completions that reached the engine's queue: the handler records them, with the engine's figures. */
+  const recorded = new WeakSet<FastifyRequest>();
   const created = Math.floor(Date.now() / 1000);
 
   app.addHook('onRequest', async (request, reply) => {
+    // Without a key the server is for this machine alone: a web page rebound to 127.0.0.1 (DNS rebinding) can send
+    // requests here, but they still name the page's host.
+    if (!options.apiKey && !isLoopback(request.hostname))
+      return sendError(reply, {
+        status: 403,
+        message:
+          `This server has no API key, so it answers only requests addressed to localhost, 127.0.0.1 or [::1]; this ` +
+          `one was addressed to ${request.hostname || 'no host'}. Behind a proxy, have it send the address it ` +
+          `connects to as Host, or start the server with --api-key.`,
+        type: 'invalid_request_error',
+        code: 'host_not_allowed',
+      });
     // By the route matched, not the raw URL (which a query or percent-encoding disguises): only the probes are open.
     if (!options.apiKey || OPEN_ROUTES.has(request.routeOptions.url ?? '')) return;
     if (!sameSecret(request.headers.authorization ?? '', `Bearer ${options.apiKey}`))
@@ -108,6 +146,11 @@ export function buildServer(options: ServerOptions): FastifyInstance {
         type: 'authentication_error',
         code: 'invalid_api_key',
       });
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    // Refused before the queue (the key, the host, the schema, the body's size, the model's name): counted as sent.
+    if (request.routeOptions.url === CHAT_ROUTE && !recorded.has(request)) metrics.record(reply.statusCode);
   });
 
   app.setErrorHandler(async (error: FastifyError, request, reply) => {
@@ -141,7 +184,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   );
 
   app.post<{ Body: ChatCompletionBody }>(
-    '/v1/chat/completions',
+    CHAT_ROUTE,
     { schema: { body: CHAT_COMPLETION_BODY } },
     async (request, reply) => {
       const body = request.body;
@@ -151,6 +194,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) disconnected.abort();
       });
+      recorded.add(request);
       try {
         const answer = await pool.run(disconnected.signal, (client, token) =>
           question.stream ? stream(client, token, question, reply) : complete(client, token, question),

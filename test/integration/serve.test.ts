@@ -7,7 +7,11 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI from 'openai';
+import { EngineClient } from '../../src/client/engineClient';
+import { buildServer } from '../../src/server/app';
+import { WorkerPool } from '../../src/server/workerPool';
 import { writeEndlessModel } from '../helpers/endlessModel';
 import { screenshotPng } from '../../tools/screenshotPng';
 import { type ServeProcess, startServe } from '../../tools/serveProcess';
@@ -16,6 +20,7 @@ import type { PrefillProgress } from '../../src/common/prefillProgress';
 import { parsePrefillProgress } from '../../src/protocol/engine';
 
 const ROOT = path.join(__dirname, '..', '..');
+const HOST = path.join(ROOT, 'src', 'host', 'main.ts');
 const IMAGE = path.join(ROOT, 'bench', 'eval-set', 'images', '1000000025.png');
 const QUESTION = 'which box does the arrow point to ?';
 
@@ -321,6 +326,42 @@ describe('ficoco serve with the built-in model', () => {
     );
   });
 
+  test('without an API key, only requests addressed to this machine are answered (DNS rebinding)', async () => {
+    // A web page whose name was rebound to 127.0.0.1 reaches the server, but its requests still carry that name.
+    const refused = await requestWithHost(`${server.url}/v1/models`, 'attacker.example');
+    assert.equal(refused.status, 403);
+    const { error } = JSON.parse(refused.body) as { error: { code: string; message: string } };
+    assert.equal(error.code, 'host_not_allowed');
+    assert.match(
+      error.message,
+      /answers only requests addressed to localhost, 127\.0\.0\.1 or \[::1\]; this one was addressed to attacker\.example/,
+    );
+    const port = new URL(server.url).port;
+    for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`, 'LOCALHOST'])
+      assert.equal((await requestWithHost(`${server.url}/v1/models`, host)).status, 200, host);
+  });
+
+  test('/metrics counts every chat completion once by its status, those refused before the engine too', async () => {
+    const before = await requestCounts(server.url);
+    const question = { model: 'tiny-llava-screens', messages: imageQuestion(dataUrl(IMAGE)), max_tokens: 1 };
+    await client.chat.completions.create(question);
+    const refusals: object[] = [
+      { model: 'gpt-4o' },
+      { messages: [{ role: 'user', content: 7 }] },
+      { ficoco: { budget: '16' } },
+    ];
+    for (const fields of refusals)
+      await assert.rejects(client.chat.completions.create({ ...question, ...fields } as typeof question));
+    await requestWithHost(`${server.url}/v1/chat/completions`, 'attacker.example');
+    const after = await requestCounts(server.url);
+    const added = Object.fromEntries(
+      Object.entries(after)
+        .map(([status, count]) => [status, count - (before[status] ?? 0)])
+        .filter(([, count]) => count !== 0),
+    );
+    assert.deepEqual(added, { 200: 1, 400: 2, 403: 1, 404: 1 });
+  });
+
   test('/metrics counts requests and tokens in Prometheus text', async () => {
     const text = await (await fetch(`${server.url}/metrics`)).text();
     assert.match(text, /^ficoco_requests_total\{status="200"\} [1-9]\d*$/m);
@@ -398,6 +439,13 @@ describe('ficoco serve under load and over the network', () => {
       assert.equal((await fetch(`${server.url}/health?probe=1`)).status, 200, 'probes need no key');
       const right = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'sk-test-key', maxRetries: 0 });
       assert.equal((await right.models.list()).data.length, 1);
+      // With a key, any host name will do (a proxy may pass on its own): the key is what keeps others out.
+      const proxied = await requestWithHost(`${server.url}/v1/models`, 'ficoco.example', 'sk-test-key');
+      assert.equal(proxied.status, 200);
+      await assert.rejects(
+        wrong.chat.completions.create({ model: 'tiny-llava-screens', messages: imageQuestion(dataUrl(IMAGE)) }),
+        (error) => error instanceof OpenAI.AuthenticationError,
+      );
       const large = `data:image/png;base64,${Buffer.alloc(1_200_000).toString('base64')}`;
       await assert.rejects(
         right.chat.completions.create({ model: 'tiny-llava-screens', messages: imageQuestion(large) }),
@@ -413,11 +461,108 @@ describe('ficoco serve under load and over the network', () => {
         status: 413,
         afterBody: true,
       });
+      // Refused before the engine, each still counted once.
+      const counts = await requestCounts(server.url, 'sk-test-key');
+      assert.deepEqual([counts[401], counts[413]], [1, 2]);
     } finally {
       await server.close();
     }
   });
+
+  test('a request must arrive within the request timeout; the answer after it may take longer', async () => {
+    const pool = new WorkerPool({
+      workers: 1,
+      queueLimit: 1,
+      model: { modelDir: endless, provider: 'cpu', threads: 1 },
+      newClient: () => new EngineClient({ hostModule: HOST, execArgv: ['--import', 'tsx'] }),
+      log: () => undefined,
+    });
+    const app = buildServer({
+      pool,
+      modelId: 'endless',
+      bodyLimit: 2 ** 20,
+      defaults: { reduction: undefined, maxTokens: 16 },
+      requestTimeoutMs: 500,
+    });
+    try {
+      await pool.start();
+      const url = await app.listen({ host: '127.0.0.1', port: 0 });
+      // A body trickled a byte at a time is cut off once the limit is past, not read forever.
+      const trickled = await trickledPost(`${url}/v1/chat/completions`, 5000);
+      assert.equal(trickled.status, 408);
+      assert.ok(trickled.ms < 3000, `cut after ${trickled.ms} ms`);
+      // A request that arrived in time is answered past the limit: here it waits for the one worker, busy for 1.5 s
+      // as with another client's long answer, then streams.
+      const started = performance.now();
+      const busy = pool.run(new AbortController().signal, () => sleep(1500));
+      const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 });
+      const messages = imageQuestion(`data:image/png;base64,${screenshotPng(64, 48).toString('base64')}`, 'go on');
+      const stream = await client.chat.completions.create({ model: 'endless', messages, max_tokens: 8, stream: true });
+      let finish: string | null = null;
+      for await (const chunk of stream) finish = chunk.choices[0]?.finish_reason ?? finish;
+      assert.equal(finish, 'length');
+      assert.ok(performance.now() - started > 1500, `answered in ${performance.now() - started} ms`);
+      await busy;
+    } finally {
+      await app.close();
+    }
+  });
 });
+
+/** Requests `url` with `host` as its Host header (and the key, if given); resolves with the status and the body. */
+function requestWithHost(url: string, host: string, apiKey?: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const headers = { host, ...(apiKey ? { authorization: `Bearer ${apiKey}` } : {}) };
+    const request = http.request(
+      url,
+      { headers, method: url.endsWith('/completions') ? 'POST' : 'GET' },
+      (response) => {
+        let body = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => (body += chunk));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
+      },
+    );
+    request.on('error', reject);
+    request.end();
+  });
+}
+
+/** `ficoco_requests_total` from /metrics, by status. */
+async function requestCounts(url: string, apiKey?: string): Promise<Record<string, number>> {
+  const headers = apiKey ? { authorization: `Bearer ${apiKey}` } : undefined;
+  const text = await (await fetch(`${url}/metrics`, { headers })).text();
+  const counts = [...text.matchAll(/^ficoco_requests_total\{status="(\d+)"\} (\d+)$/gm)];
+  return Object.fromEntries(counts.map(([, status, count]) => [status, Number(count)]));
+}
+
+/**
+ * POSTs a body of 1000 bytes, one every 100 ms, for at most `mostMs`; resolves with the status it got (0 for none) and
+ * when the connection ended.
+ */
+function trickledPost(url: string, mostMs: number): Promise<{ status: number; ms: number }> {
+  const started = performance.now();
+  return new Promise((resolve) => {
+    let status = 0;
+    const request = http.request(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'content-length': 1000 },
+    });
+    request.on('response', (response) => {
+      status = response.statusCode ?? 0;
+      response.resume();
+    });
+    const timer = setInterval(() => request.write(' '), 100);
+    const deadline = setTimeout(() => request.destroy(), mostMs);
+    request.on('error', () => undefined);
+    request.on('close', () => {
+      clearInterval(timer);
+      clearTimeout(deadline);
+      resolve({ status, ms: performance.now() - started });
+    });
+    request.write('{');
+  });
+}
 
 /**
  * POSTs 3 MiB (over a 1 MiB limit) in two writes 300 ms apart; settles once the request is over with its status,
