@@ -410,8 +410,14 @@ export class LlavaEngine {
         quantizer && quantizedParts(quantizer.mode, quantizer.quantizesVisionTower),
         arch,
       );
-      // Build the unreduced sessions now: load errors surface here and the first answer is not slowed.
-      await Promise.all(Object.values(runners).map((runner) => runner.segments(new Map())));
+      // Build the unreduced sessions now: load errors surface here and the first answer is not slowed. All are
+      // settled before a failure is thrown, so the sessions the others built are released with the engine.
+      const built = await Promise.allSettled(Object.values(runners).map((runner) => runner.segments(new Map())));
+      const failed = built.find((result) => result.status === 'rejected');
+      if (failed) {
+        await engine.dispose();
+        throw failed.reason;
+      }
       return engine;
     } catch (error) {
       text.dispose();
