@@ -80,8 +80,9 @@ class EngineHost {
         log(`loaded on ${engine.provider}${engine.providerFallback ? ` (${engine.providerFallback})` : ''}`);
       }
       const { engine, warmed } = this.loaded;
-      const warmUpKey = JSON.stringify(params.warmUp);
-      if (params.warmUp && !warmed.has(warmUpKey)) {
+      // Without a reduction too: a large model's warm-up gives the pace its first image pass is foretold by.
+      const warmUpKey = JSON.stringify(params.warmUp ?? 'none');
+      if (!warmed.has(warmUpKey)) {
         warmed.add(warmUpKey);
         // A reduction that cannot run here fails the question that asks for it, with its own error.
         await engine.warmUp(params.warmUp).catch((error: unknown) => log(`warm-up skipped: ${String(error)}`));

@@ -311,6 +311,16 @@ describe('EngineClient', () => {
     );
   });
 
+  test('a load without a reduction warms up too: its first question foretells its first image pass', async () => {
+    const foretold: (number | undefined)[] = [];
+    await client.ask(
+      { ...LOAD, modelDir: path.join(FIXTURES, 'tiny-llava-qwen2') },
+      { ...QUESTION, maxNewTokens: 2 },
+      { text: () => undefined, progress: ({ nextRunMs }) => foretold.push(nextRunMs) },
+    );
+    assert.equal(typeof foretold[0], 'number', 'the warm-up set the pace');
+  });
+
   test("a tiled screenshot's progress reaches the client before its text: every part of the image, then the prompt", async () => {
     const heard: string[] = [];
     const foretold: (number | undefined)[] = [];
