@@ -274,7 +274,7 @@ export class Replies {
   ): Promise<void> {
     const { speedups, status, log, conversation } = this.options;
     const subject: SpeedupSubject = {
-      modelDir: where === 'local' ? model.modelDir : where,
+      engine: where === 'local' ? loadKey(model) : where,
       provider: stats.provider,
       images: {
         visualTokens: stats.visualTokens.map((image) => image.original),

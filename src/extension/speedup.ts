@@ -40,7 +40,8 @@ export interface SpeedupStore {
 
 /** What a measurement depends on: the model folder, the provider it ran on, what the images cost and the reduction. */
 export interface SpeedupSubject {
-  modelDir: string;
+  /** what measured it: the engine's load (folder, quantization, threads: loadKey), or the server's address */
+  engine: string;
   provider: string;
   /**
    * each image's visual tokens before reduction, and the vision tower's analytic FLOPs for all of them (which count a
@@ -59,10 +60,10 @@ export class SpeedupCache {
   ) {}
 
   key(subject: SpeedupSubject): string {
-    const { modelDir, provider, images, reduction } = subject;
+    const { engine, provider, images, reduction } = subject;
     const cost = `${images.visualTokens.join('+')}@${images.visionFlops}`;
     const params = JSON.stringify(Object.entries(reduction.params).sort(([a], [b]) => a.localeCompare(b)));
-    return `ficoco.speedup/${this.version}/${provider}/${cost}/${reduction.method}/${reduction.budget}/${params}/${modelDir}`;
+    return `ficoco.speedup/${this.version}/${provider}/${cost}/${reduction.method}/${reduction.budget}/${params}/${engine}`;
   }
 
   get(subject: SpeedupSubject): SpeedupView | undefined {

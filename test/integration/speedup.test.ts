@@ -13,7 +13,7 @@ import {
   prefillMs,
   speedupView,
 } from '../../src/extension/speedup';
-import { LoadParams } from '../../src/protocol/engine';
+import { LoadParams, loadKey } from '../../src/protocol/engine';
 
 const ROOT = path.join(__dirname, '..', '..');
 const HOST = path.join(ROOT, 'src', 'host', 'main.ts');
@@ -124,7 +124,7 @@ describe('speedup figures', () => {
       update: async (key: string, value: unknown) => void values.set(key, value),
     };
     const subject: SpeedupSubject = {
-      modelDir: '/m',
+      engine: loadKey({ modelDir: '/m', provider: 'cpu' }),
       provider: 'cpu',
       images: { visualTokens: [576], visionFlops: 3.5e11 },
       reduction: { method: 'tome', budget: '64', params: { b: 1, a: 2 } },
@@ -140,7 +140,10 @@ describe('speedup figures', () => {
       { ...subject, images: { visualTokens: [576, 576], visionFlops: 7e11 } },
       { ...subject, reduction: { ...subject.reduction, budget: '32' } },
       { ...subject, reduction: { ...subject.reduction, params: { a: 3, b: 1 } } },
-      { ...subject, modelDir: '/n' },
+      { ...subject, engine: loadKey({ modelDir: '/n', provider: 'cpu' }) },
+      { ...subject, engine: loadKey({ modelDir: '/m', provider: 'cpu', quantization: 'int4' }) },
+      { ...subject, engine: loadKey({ modelDir: '/m', provider: 'cpu', threads: 2 }) },
+      { ...subject, engine: 'http://gpu-box:8080/v1' },
     ])
       assert.equal(cache.get(other), undefined, JSON.stringify(other));
     assert.equal(new SpeedupCache(store, '1.0.1').get(subject), undefined, 'a new version measures afresh');
