@@ -30,6 +30,10 @@ export const STOP_GRACE_MS = 3000;
 const STOP_GRACE_RUNS = 2;
 /** …up to this long. */
 const STOP_GRACE_MOST_MS = 60_000;
+/** What a reply stopped while its model loads says until the load is done (a load cannot be cut short). */
+export const STOPPING_AFTER_LOAD = 'Stopping once the model has loaded';
+/** How long a stop waits for a model's load before it ends the engine process: a first 7B quantization takes minutes. */
+const LOAD_STOP_GRACE_MS = 10 * 60_000;
 /** A stop that waits at least this long for the run in flight says so, with the engine's estimate of the wait. */
 export const STOP_NOTICE_FROM_MS = 2000;
 
@@ -57,6 +61,11 @@ export class ReplyPace {
     this.longestMs = Math.max(this.longestMs, nextRunMs);
     this.lastMs = now;
     this.runEndsAt = nextRunMs > 0 ? now + nextRunMs : undefined;
+  }
+
+  /** Whether the engine has reported on the reply at all (it has started on it). */
+  get reported(): boolean {
+    return this.lastMs !== undefined;
   }
 
   /** How long the run in flight should still take, by the engine's estimate; undefined without one. */
@@ -124,6 +133,8 @@ interface InFlight {
   pace: ReplyPace;
   /** the chat reply it streams into; none for a speedup measurement */
   reply?: ReplyKind;
+  /** the engine loads the model for it first (a first quantization can take minutes) */
+  loading: boolean;
 }
 
 export class Replies {
@@ -158,9 +169,9 @@ export class Replies {
     try {
       const { engine: where, model, reduction, maxNewTokens, temperature } = settings();
       const engine = where === 'local' ? this.options.engine : await this.options.remote(where);
-      this.track(key, cancel, engine, kind);
       const alreadyLoaded =
         where !== 'local' || (this.loaded?.key === loadKey(model) && this.loaded.processId === engine.processId);
+      this.track(key, cancel, engine, { reply: kind, loading: !alreadyLoaded });
       status.busy(alreadyLoaded ? REPLY_ACTIVITY.answering : REPLY_ACTIVITY.loading);
       const request: AskOptions = {
         question,
@@ -227,18 +238,27 @@ export class Replies {
 
   /** Cancels the replies of `turnId`; one still running after the grace period ends with the engine process. */
   stop(turnId: string): void {
-    for (const [key, { cancel, settled, engine, pace, reply }] of this.inFlight) {
+    for (const [key, { cancel, settled, engine, pace, reply, loading }] of this.inFlight) {
       if (!key.startsWith(`${turnId}/`)) continue;
       cancel.cancel();
+      // Not started yet, behind another reply on the same engine (it answers one question at a time): it ends as
+      // cancelled when its turn comes, and ending the process would end the other reply.
+      if (!pace.reported && this.queuedBehindAnotherReply(key, engine)) continue;
+      // Behind the model's load, which a stop cannot cut short: the load is given its time (a first quantization takes
+      // minutes), and a load that never ends still ends with the process.
+      const waitsForLoad = !pace.reported && loading;
+      if (reply && waitsForLoad)
+        this.options.post({ type: 'replyProgress', turnId, reply, label: STOPPING_AFTER_LOAD });
       // A 7B model's prompt chunk on a CPU runs for tens of seconds: the reply says what it waits for.
       const remainingMs = pace.remainingMs();
-      if (reply && remainingMs !== undefined && remainingMs >= (this.options.stopNoticeFromMs ?? STOP_NOTICE_FROM_MS)) {
+      const notice = this.options.stopNoticeFromMs ?? STOP_NOTICE_FROM_MS;
+      if (reply && !waitsForLoad && remainingMs !== undefined && remainingMs >= notice) {
         const label = stoppingLabel(remainingMs);
         this.options.post({ type: 'replyProgress', turnId, reply, label });
         this.options.status.busy(label);
       }
       // Cancellation acts between tokens, tower passes and prompt chunks; a run past the grace period ends the process.
-      const graceMs = stopGraceMs(pace.longestMs, this.options.stopGraceMs);
+      const graceMs = waitsForLoad ? LOAD_STOP_GRACE_MS : stopGraceMs(pace.longestMs, this.options.stopGraceMs);
       const timer = setTimeout(() => {
         if (!this.inFlight.has(key)) return;
         this.options.log.warn(`The answer did not stop within ${graceMs} ms; restarting the engine process.`);
@@ -246,6 +266,18 @@ export class Replies {
       }, graceMs);
       void settled.finally(() => clearTimeout(timer));
     }
+  }
+
+  /**
+   * Whether an earlier chat reply in flight (the map keeps the order they started in) uses the same engine; not a
+   * speedup measurement, which a question cancels as it starts, so one that hangs still ends with the process.
+   */
+  private queuedBehindAnotherReply(key: string, engine: AnswerEngine): boolean {
+    for (const [other, flight] of this.inFlight) {
+      if (other === key) return false;
+      if (flight.engine === engine && flight.reply) return true;
+    }
+    return false;
   }
 
   /** Stops the newest reply in flight (the Stop command, Escape outside the chat). */
@@ -294,7 +326,7 @@ export class Replies {
     let measured = false;
     const key = `${turnId}/speedup`;
     const cancel = new CancellationTokenSource();
-    this.track(key, cancel, engine);
+    this.track(key, cancel, engine, { loading: false });
     status.busy(REPLY_ACTIVITY.measuring);
     const prefillOnly = { question: request.question, images: request.images, maxNewTokens: 1, temperature: 0 };
     const run: PrefillRun = async (reduced) => {
@@ -352,15 +384,23 @@ export class Replies {
     this.options.onFailure(error);
   }
 
-  private track(key: string, cancel: CancellationTokenSource, engine: AnswerEngine, reply?: ReplyKind): void {
+  private track(
+    key: string,
+    cancel: CancellationTokenSource,
+    engine: AnswerEngine,
+    { reply, loading }: { reply?: ReplyKind; loading: boolean },
+  ): void {
     let settle!: () => void;
     const settled = new Promise<void>((resolve) => (settle = resolve));
-    this.inFlight.set(key, { cancel, engine, settled, settle, pace: new ReplyPace(), reply });
+    this.inFlight.set(key, { cancel, engine, settled, settle, pace: new ReplyPace(), reply, loading });
   }
 
   /** The engine reported on `key` (progress, with its estimate of the run it starts, or text). */
   private paced(key: string, nextRunMs?: number): void {
-    this.inFlight.get(key)?.pace.report(nextRunMs);
+    const flight = this.inFlight.get(key);
+    if (!flight) return;
+    flight.loading = false;
+    flight.pace.report(nextRunMs);
   }
 
   private untrack(key: string, cancel: CancellationTokenSource): void {

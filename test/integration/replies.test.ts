@@ -12,9 +12,16 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
 import { Conversation, ImageInput } from '../../src/extension/conversation';
-import { EngineClient, EngineError } from '../../src/client/engineClient';
+import { type AnswerEngine, EngineClient, EngineError } from '../../src/client/engineClient';
 import { RemoteEngine } from '../../src/client/remoteEngine';
-import { ReplyPace, Replies, ReplySettings, STOP_GRACE_MS, stopGraceMs } from '../../src/extension/replies';
+import {
+  ReplyPace,
+  Replies,
+  ReplySettings,
+  STOPPING_AFTER_LOAD,
+  STOP_GRACE_MS,
+  stopGraceMs,
+} from '../../src/extension/replies';
 import { SettingsError } from '../../src/extension/settings';
 import { stoppingLabel } from '../../src/common/prefillProgress';
 import { SpeedupCache } from '../../src/extension/speedup';
@@ -78,10 +85,10 @@ describe('chat replies on a real engine process', () => {
     replies = newReplies();
   });
 
-  function newReplies(stopGraceMs?: number, stopNoticeFromMs?: number): Replies {
+  function newReplies(stopGraceMs?: number, stopNoticeFromMs?: number, answering: AnswerEngine = engine): Replies {
     const values = new Map<string, unknown>();
     return new Replies({
-      engine,
+      engine: answering,
       remote: async (baseUrl) => new RemoteEngine({ baseUrl }),
       conversation,
       speedups: new SpeedupCache(
@@ -407,6 +414,74 @@ describe('chat replies on a real engine process', () => {
       assert.equal(conversation.turn(turnId)!.answer.stopReason, 'cancelled');
     },
   );
+
+  /**
+   * An engine that answers one question at a time, as the engine process does: after `loadMs` the first time, each
+   * answer in `pieces` pieces 20 ms apart; a question cancelled before its turn fails as cancelled.
+   */
+  function serialEngine(pieces: number, loadMs = 0): AnswerEngine & { stops: number } {
+    let queue: Promise<unknown> = Promise.resolve();
+    let loaded = false;
+    const serial = {
+      stops: 0,
+      processId: undefined,
+      stop: () => void serial.stops++,
+      dispose: () => undefined,
+      ask: (
+        _model: unknown,
+        { question }: { question: string },
+        listeners: { text(piece: string): void },
+        token?: CancellationTokenSource['token'],
+      ) => {
+        const answer = queue.then(async () => {
+          if (!loaded) await sleep(loadMs);
+          loaded = true;
+          if (token?.isCancellationRequested) throw new EngineError('cancelled before it started', 'cancelled');
+          let text = '';
+          for (let piece = 0; piece < pieces && !token?.isCancellationRequested; piece++) {
+            await sleep(20);
+            listeners.text(`${question} ${piece}. `);
+            text += `${question} ${piece}. `;
+          }
+          return { text, stopReason: token?.isCancellationRequested ? 'cancelled' : 'max-tokens' } as const;
+        });
+        queue = answer.catch(() => undefined);
+        return answer;
+      },
+    };
+    return serial;
+  }
+
+  test('Stop on a question waiting behind another answer cancels it alone; the engine goes on', async () => {
+    // The first answer streams for a second: the stop comes well inside it, however slow the machine.
+    const serial = serialEngine(50);
+    replies = newReplies(50, undefined, serial);
+    await replies.run(turn(), 'answer', 'warm', [SHAPES], () => SETTINGS);
+    const [first, second] = [turn(), turn()];
+    const answering = replies.run(first, 'answer', 'first', [SHAPES], () => SETTINGS);
+    const waiting = replies.run(second, 'answer', 'second', [SHAPES], () => SETTINGS);
+    await sleep(60);
+    replies.stopLatest();
+    await Promise.all([answering, waiting]);
+    assert.equal(serial.stops, 0, 'the engine was not ended');
+    assert.equal(conversation.turn(first)!.answer.stopReason, 'max-tokens');
+    assert.equal(conversation.turn(first)!.answer.text.split('. ').length - 1, 50);
+    assert.equal(conversation.turn(second)!.answer.stopReason, 'cancelled');
+    assert.equal(conversation.turn(second)!.answer.text, '');
+  });
+
+  test('Stop while the model loads ends the reply once the load is done, and says so; the load is kept', async () => {
+    const serial = serialEngine(3, 1000);
+    replies = newReplies(50, undefined, serial);
+    const turnId = turn();
+    const asked = replies.run(turnId, 'answer', 'first', [SHAPES], () => SETTINGS);
+    await sleep(30);
+    replies.stop(turnId);
+    await asked;
+    assert.equal(serial.stops, 0, 'the load was not cut short');
+    assert.equal(conversation.turn(turnId)!.answer.stopReason, 'cancelled');
+    assert.deepEqual(progressLabels(turnId), [STOPPING_AFTER_LOAD]);
+  });
 
   test('a crash fails only the reply in flight, keeps the conversation, and the next one runs', async () => {
     const turnId = turn();
