@@ -163,6 +163,9 @@ export class ChatController implements vscode.Disposable {
 
   /** Asks a finished turn's question again with every visual token, shown beside the reduced answer. */
   async compare(turnId: string): Promise<void> {
+    // One comparison at a time: a second click while it runs would empty the reply it streams into.
+    const running = this.conversation.turn(turnId)?.full?.status;
+    if (running === 'waiting' || running === 'streaming') return;
     const asked = this.conversation.turnInputs(turnId);
     const opened = this.conversation.startFull(turnId);
     if (!asked || !opened) return;

@@ -160,6 +160,8 @@ export class Replies {
   ): Promise<void> {
     const { conversation, post, status, log } = this.options;
     const key = `${turnId}/${kind}`;
+    // One reply of a kind per turn: a second Compare while the first runs would stream into the same reply.
+    if (this.inFlight.has(key)) return;
     // A question comes before the background measurement of an earlier answer, which may need another model loaded.
     for (const [other, { cancel }] of this.inFlight) if (other.endsWith('/speedup')) cancel.cancel();
     const cancel = new CancellationTokenSource();

@@ -470,6 +470,18 @@ describe('chat replies on a real engine process', () => {
     assert.equal(conversation.turn(second)!.answer.text, '');
   });
 
+  test('Compare asked twice while it runs streams one comparison, which Stop reaches', async () => {
+    const serial = serialEngine(5);
+    replies = newReplies(50, undefined, serial);
+    const turnId = turn();
+    await replies.run(turnId, 'answer', 'first', [SHAPES], () => SETTINGS);
+    conversation.startFull(turnId);
+    const once = replies.run(turnId, 'full', 'first', [SHAPES], () => SETTINGS);
+    const twice = replies.run(turnId, 'full', 'first', [SHAPES], () => SETTINGS);
+    await Promise.all([once, twice]);
+    assert.equal(conversation.turn(turnId)!.full!.text.split('. ').length - 1, 5);
+  });
+
   test('Stop while the model loads ends the reply once the load is done, and says so; the load is kept', async () => {
     const serial = serialEngine(3, 1000);
     replies = newReplies(50, undefined, serial);
