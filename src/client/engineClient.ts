@@ -119,6 +119,9 @@ export class EngineClient implements AnswerEngine {
   private host: HostProcess | undefined;
   private disposed = false;
 
+  /** settles once the latest question's load and request are sent */
+  private sending: Promise<void> = Promise.resolve();
+
   constructor(private readonly options: EngineClientOptions) {}
 
   /** The live host's process id; undefined until the first call and after the process ended. */
@@ -137,16 +140,33 @@ export class EngineClient implements AnswerEngine {
     listeners: AnswerListeners,
     token?: CancellationToken,
   ): Promise<AskResult> {
-    const host = this.running();
-    await this.loadOn(host, model);
-    if (token?.isCancellationRequested)
-      throw new EngineError('The question was cancelled before it started.', 'cancelled');
-    const requestId = randomUUID();
-    host.listeners.set(requestId, listeners);
+    // A load and its question go out together: another question's load sent between them would have the host (which
+    // takes requests in order) answer this one with the other's model.
+    const earlier = this.sending;
+    let sent!: () => void;
+    this.sending = new Promise<void>((resolve) => (sent = resolve));
+    const notCancelled = () => {
+      if (token?.isCancellationRequested)
+        throw new EngineError('The question was cancelled before it started.', 'cancelled');
+    };
     try {
-      return await this.call(host, host.connection.sendRequest(AskRequest, { ...question, requestId }, token));
+      await earlier;
+      // Stopped while it waited: it does not load its model. The process may have ended meanwhile: the live one.
+      notCancelled();
+      const host = this.running();
+      await this.loadOn(host, model);
+      notCancelled();
+      const requestId = randomUUID();
+      host.listeners.set(requestId, listeners);
+      const answer = host.connection.sendRequest(AskRequest, { ...question, requestId }, token);
+      sent();
+      try {
+        return await this.call(host, answer);
+      } finally {
+        host.listeners.delete(requestId);
+      }
     } finally {
-      host.listeners.delete(requestId);
+      sent();
     }
   }
 

@@ -348,6 +348,16 @@ describe('EngineClient', () => {
     assert.equal(typeof foretold[1], 'number');
   });
 
+  test('two questions for two models at once: each is answered by its own model', async () => {
+    const other = { ...LOAD, modelDir: path.join(FIXTURES, 'tiny-llava-qwen2') };
+    const ask = (model: LoadParams) => client.ask(model, { ...QUESTION, maxNewTokens: 6 }, { text: () => undefined });
+    const [here, there] = [(await ask(LOAD)).text, (await ask(other)).text];
+    assert.notEqual(here, there, 'the two models answer differently');
+    // The second question's load must not come between the first's load and its question.
+    const [first, second] = await Promise.all([ask(LOAD), ask(other)]);
+    assert.deepEqual([first.text, second.text], [here, there]);
+  });
+
   test('cancelling the token returns the partial answer', async () => {
     const source = new CancellationTokenSource();
     const answer = await client.ask(LOAD, LONG, { text: () => source.cancel() }, source.token);
