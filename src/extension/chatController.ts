@@ -285,7 +285,12 @@ export class ChatController implements vscode.Disposable {
         continue;
       }
       try {
-        const { size } = await vscode.workspace.fs.stat(uri);
+        const { size, type } = await vscode.workspace.fs.stat(uri);
+        // A device or pipe named .png (say, a link to /dev/zero in a cloned repository) reads without end.
+        if (!(type & vscode.FileType.File)) {
+          this.notice(`${name} is not a regular file; FiCoCo reads image files.`);
+          continue;
+        }
         if (size > MAX_IMAGE_BYTES) {
           this.notice(
             `${name} is ${formatMebibytes(size)} MiB; FiCoCo takes image files up to ` +
