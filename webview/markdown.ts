@@ -1,5 +1,5 @@
 /**
- * Answers are markdown from a model: untrusted. markdown-it renders them with raw HTML disabled, DOMPurify
+ * Answers are markdown from a model: untrusted. markdown-it renders them with raw HTML and images disabled, DOMPurify
  * cleans the result (markdown-it keeps links such as command: and vscode: that must not reach the page), and code
  * blocks get Copy and Insert buttons. Where DOMPurify cannot run, the answer is shown as plain text.
  */
@@ -7,18 +7,20 @@ import createDOMPurify from 'dompurify';
 import MarkdownIt from 'markdown-it';
 import { button } from './controls';
 
-const markdown = new MarkdownIt({ html: false, linkify: false, breaks: true });
+// No images: an answer must not show pictures the model chose (data: URLs pass the CSP), only link to http(s).
+const markdown = new MarkdownIt({ html: false, linkify: false, breaks: true }).disable('image');
 
 export interface CodeActions {
   copy(text: string): void;
   insert(text: string): void;
 }
 
-/** `html` cleaned by DOMPurify, links only to http(s); undefined when DOMPurify cannot run in this window. */
+/** `html` cleaned by DOMPurify, links only to http(s), no images; undefined when DOMPurify cannot run in this window. */
 export function sanitizeHtml(html: string, window: Window): string | undefined {
   const purify = createDOMPurify(window as Window & typeof globalThis);
   if (!purify.isSupported) return undefined;
-  return purify.sanitize(html, { ALLOWED_URI_REGEXP: /^https?:/i });
+  // DOMPurify lets <img> keep a data: source whatever ALLOWED_URI_REGEXP says.
+  return purify.sanitize(html, { ALLOWED_URI_REGEXP: /^https?:/i, FORBID_TAGS: ['img'] });
 }
 
 /** Replaces `element`'s content with the rendered markdown. */

@@ -37,10 +37,21 @@ describe('model answers are sanitized before they reach the page', () => {
     assert.equal(element.querySelectorAll('.code-actions vscode-button').length, 2);
   });
 
+  test('an answer shows no images, not even data: ones the CSP would load; their address is at most a link', () => {
+    const element = rendered('![dialog](data:image/png;base64,iVBORw0KGgo=) ![chart](https://example.com/chart.png)');
+    assert.equal(element.querySelector('img'), null);
+    const links = [...element.querySelectorAll('a')].map((a) => [a.textContent, a.getAttribute('href')]);
+    assert.deepEqual(links, [
+      ['dialog', null],
+      ['chart', 'https://example.com/chart.png'],
+    ]);
+  });
+
   test("DOMPurify's own output on hostile HTML, in a real DOM", () => {
     const { window } = new JSDOM('');
     const sanitize = (html: string) => sanitizeHtml(html, window as unknown as Window);
-    assert.equal(sanitize('<img src="https://x/y.png" onerror="alert(1)">'), '<img src="https://x/y.png">');
+    assert.equal(sanitize('<img src="https://x/y.png" onerror="alert(1)">'), '');
+    assert.equal(sanitize('<img src="data:image/png;base64,iVBORw0KGgo=">'), '');
     assert.equal(sanitize('<a href="javascript:alert(1)">x</a><a href="command:evil">y</a>'), '<a>x</a><a>y</a>');
     assert.equal(sanitize('<svg onload="alert(1)"><script>alert(1)</script></svg>'), '<svg></svg>');
     assert.equal(
