@@ -47,7 +47,7 @@ export interface FicocoSettings {
   provider: ProviderSetting;
   /** 0: ONNX Runtime's default */
   threads: number;
-  /** ficoco.quantization, and the per-model choices that override it (keys: model folders) */
+  /** ficoco.quantization, and the per-model choices that override it (keys: absolute model folders, normalized) */
   quantization: WeightQuantization;
   quantizationByModel: Record<string, WeightQuantization>;
   /** undefined: answer with every visual token */
@@ -296,10 +296,13 @@ export function readSettings(get: (key: string) => unknown): { settings: FicocoS
       oneOf('ficoco.quantization'),
       `one of ${WEIGHT_QUANTIZATIONS.join(', ')}`,
     ) as WeightQuantization,
-    quantizationByModel: value(
-      'ficoco.quantizationByModel',
-      isQuantizationMap,
-      `an object from model folders to one of ${WEIGHT_QUANTIZATIONS.join(', ')}`,
+    quantizationByModel: quantizationByModel(
+      value(
+        'ficoco.quantizationByModel',
+        (v): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v),
+        `an object from model folders to one of ${WEIGHT_QUANTIZATIONS.join(', ')}`,
+      ),
+      problems,
     ),
     reduction:
       method === NO_REDUCTION
@@ -325,13 +328,37 @@ export function readSettings(get: (key: string) => unknown): { settings: FicocoS
   return { settings, problems };
 }
 
-function isQuantizationMap(v: unknown): v is Record<string, WeightQuantization> {
-  return (
-    typeof v === 'object' &&
-    v !== null &&
-    !Array.isArray(v) &&
-    Object.values(v).every((q) => (WEIGHT_QUANTIZATIONS as readonly unknown[]).includes(q))
-  );
+/**
+ * ficoco.quantizationByModel keyed by model folders as modelFolder resolves them; an entry whose folder is not absolute
+ * or whose quantization is unknown is reported and left out, the others kept.
+ */
+function quantizationByModel(
+  given: Record<string, unknown>,
+  problems: SettingProblem[],
+): Record<string, WeightQuantization> {
+  const byFolder: Record<string, WeightQuantization> = {};
+  for (const [folder, quantization] of Object.entries(given)) {
+    const entry = `ficoco.quantizationByModel["${folder}"]`;
+    const dir = modelFolder(folder);
+    if (!(WEIGHT_QUANTIZATIONS as readonly unknown[]).includes(quantization)) {
+      problems.push({
+        setting: 'ficoco.quantizationByModel',
+        message: `${entry} is ${JSON.stringify(quantization)}; expected one of ${WEIGHT_QUANTIZATIONS.join(', ')}. Ignoring it.`,
+      });
+    } else if (dir === undefined) {
+      problems.push({
+        setting: 'ficoco.quantizationByModel',
+        message: `${entry}: set the absolute path of a model folder (\`~\` stands for your home folder). Ignoring it.`,
+      });
+    } else byFolder[dir] = quantization as WeightQuantization;
+  }
+  return byFolder;
+}
+
+/** A model folder as settings name it, to compare: `~` expanded, normalized; undefined when it is not absolute. */
+function modelFolder(configured: string): string | undefined {
+  const expanded = expandModelPath(configured.trim());
+  return path.isAbsolute(expanded) ? path.resolve(expanded) : undefined;
 }
 
 /**
@@ -372,10 +399,8 @@ export function reductionRequest({ method, budget, params }: ReductionSetting): 
 
 /** The quantization for a model folder: its own entry in ficoco.quantizationByModel, else ficoco.quantization. */
 export function quantizationFor(settings: FicocoSettings, modelDir: string): WeightQuantization {
-  const own = Object.entries(settings.quantizationByModel).find(
-    ([folder]) => folder.replace(/[\\/]+$/, '') === modelDir.replace(/[\\/]+$/, ''),
-  );
-  return own?.[1] ?? settings.quantization;
+  const dir = modelFolder(modelDir);
+  return (dir !== undefined ? settings.quantizationByModel[dir] : undefined) ?? settings.quantization;
 }
 
 /** The method's parameters the user set; each invalid one is reported and left to its default. */

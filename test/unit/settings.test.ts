@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { BUDGET_PATTERN, parseBudget } from '../../src/common/budget';
@@ -7,6 +8,7 @@ import { budgetArg } from '../../src/cli/args';
 import {
   MAIN_SETTINGS,
   configurationSections,
+  loadParamsOf,
   paramSettingKey,
   quantizationFor,
   readSettings,
@@ -109,6 +111,35 @@ describe('settings', () => {
     assert.deepEqual(ficoco.settings.reduction?.params, { window: 3, weights: 'paper' });
   });
 
+  test('ficoco.quantizationByModel: folders read as ficoco.modelPath is; a bad entry is reported and left out alone', () => {
+    const { settings, problems } = settingsFrom({
+      'ficoco.modelPath': '~/models/llava',
+      'ficoco.quantizationByModel': {
+        '~/models/llava': 'int4',
+        '/models/./other/': 'int8',
+        'models/relative': 'int8',
+        '/models/shouting': 'INT4',
+      },
+    });
+    const folders = { builtinModel: '/ext/models/tiny', quantizedCache: '/ext/quantized' };
+    assert.equal(loadParamsOf(settings, folders).quantization, 'int4', '~ stands for the home folder, as in modelPath');
+    assert.equal(quantizationFor(settings, path.join(os.homedir(), 'models', 'llava')), 'int4');
+    assert.equal(quantizationFor(settings, '/models/other'), 'int8', 'folders are compared normalized');
+    assert.deepEqual(problems, [
+      {
+        setting: 'ficoco.quantizationByModel',
+        message:
+          'ficoco.quantizationByModel["models/relative"]: set the absolute path of a model folder (`~` stands for ' +
+          'your home folder). Ignoring it.',
+      },
+      {
+        setting: 'ficoco.quantizationByModel',
+        message:
+          'ficoco.quantizationByModel["/models/shouting"] is "INT4"; expected one of none, int8, int4. Ignoring it.',
+      },
+    ]);
+  });
+
   test('each invalid value is reported with what is expected, and its default used', () => {
     const { settings, problems } = settingsFrom({
       'ficoco.provider': 'tpu',
@@ -119,7 +150,7 @@ describe('settings', () => {
       'ficoco.unloadAfterMinutes': 2.5,
       'ficoco.threads': -1,
       'ficoco.quantization': 'int3',
-      'ficoco.quantizationByModel': { '/models/x': 'fp4' },
+      'ficoco.quantizationByModel': ['/models/x', 'int4'],
       'ficoco.engine': 'ftp://gpu-box',
     });
     assert.equal(problems.length, 10);
@@ -142,7 +173,7 @@ describe('settings', () => {
     );
     assert.match(
       messages.join('\n'),
-      /ficoco\.quantizationByModel is \{"\/models\/x":"fp4"\}; expected an object from model folders to one of none, int8, int4/,
+      /ficoco\.quantizationByModel is \["\/models\/x","int4"\]; expected an object from model folders to one of none, int8, int4/,
     );
     assert.match(messages.join('\n'), /ficoco\.quantization is "int3"; expected one of none, int8, int4/);
     assert.match(
