@@ -29,7 +29,8 @@ export function startChat(
   });
   const composer = new Composer(doc, post, notify, readImage);
   doc.addEventListener('keydown', (event) => {
-    if (event.key !== 'Escape') return;
+    // An Escape that ends an IME composition is the input method's, not a Stop.
+    if (event.key !== 'Escape' || event.isComposing) return;
     const running = transcript.runningTurnId();
     if (running) transcript.stop(running);
   });
@@ -50,7 +51,6 @@ export function startChat(
           composer.showPending(message.pending);
           return;
         case 'turnAdded':
-          notify('');
           transcript.addTurn(message.turn);
           return;
         case 'turnUpdated':
@@ -66,7 +66,7 @@ export function startChat(
           composer.showPending(message.pending);
           return;
         case 'notice':
-          notify(message.message);
+          composer.showNotice(message.message);
           return;
       }
     },

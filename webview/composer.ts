@@ -16,6 +16,8 @@ import { button } from './controls';
 /** Screenshots larger than this on their long side are downscaled before they cross to the extension. */
 export const MAX_IMAGE_SIDE = 2048;
 const URI_TYPES = ['application/vnd.code.uri-list', 'resourceurls', 'text/uri-list'];
+/** Longest a question waits for the extension to take or refuse its images (reading a remote file takes a while). */
+const ANSWER_WAIT_MS = 30_000;
 
 /** Reads an image File as the extension wants it; throws a message for the user when it is not acceptable. */
 export type ImageReader = (file: File) => Promise<ImageFile>;
@@ -23,8 +25,12 @@ export type ImageReader = (file: File) => Promise<ImageFile>;
 export class Composer {
   private readonly question: HTMLTextAreaElement;
   private readonly pending: HTMLElement;
-  /** pastes and drops still being read; a question sent meanwhile follows their images */
-  private readonly reads = new Set<Promise<void>>();
+  /** pastes and drops on their way (read here, then checked by the extension); a question sent meanwhile waits */
+  private readonly arriving = new Set<Promise<void>>();
+  /** settles each attachment the extension has not answered yet, oldest first */
+  private readonly unanswered: (() => void)[] = [];
+  /** why an image was refused since the last question; that question is then held back, not asked about another image */
+  private refusal: string | undefined;
 
   constructor(
     private readonly doc: Document,
@@ -54,6 +60,11 @@ export class Composer {
    * the next image's Remove button, or back to the question.
    */
   showPending(images: PendingImage[]): void {
+    // An attachment taken after one was refused: the question goes with it.
+    if (this.unanswered.length > 0) {
+      this.refusal = undefined;
+      this.unanswered[0]();
+    }
     const focused = [...this.pending.querySelectorAll('.remove-image')].indexOf(this.doc.activeElement!);
     this.pending.replaceChildren(...images.map((image) => this.thumbnail(image)));
     this.pending.hidden = images.length === 0;
@@ -70,9 +81,40 @@ export class Composer {
       return;
     }
     this.question.value = '';
-    // A large screenshot takes a moment to decode; Enter right after pasting it must not ask without it.
-    if (this.reads.size === 0) this.post({ type: 'ask', question });
-    else void Promise.all(this.reads).then(() => this.post({ type: 'ask', question }));
+    // A large screenshot takes a moment to decode and check; Enter right after pasting it must not ask without it.
+    if (this.arriving.size === 0) this.ask(question);
+    else void Promise.all(this.arriving).then(() => this.ask(question));
+  }
+
+  /** A notice from the extension; one that arrives while an attachment is unanswered refuses (part of) it. */
+  showNotice(message: string): void {
+    if (this.unanswered.length > 0) {
+      this.refusal = message;
+      this.unanswered[0]!();
+    }
+    this.notify(message);
+  }
+
+  /**
+   * Asks, unless an image was refused since the last question: the extension would answer about the previous
+   * question's images instead. The question then goes back into the box, once, with the reason.
+   */
+  private ask(question: string): void {
+    if (this.refusal === undefined) {
+      this.notify('');
+      this.post({ type: 'ask', question });
+      return;
+    }
+    this.notify(`${this.refusal} The question was not sent: attach another image, or send it again to ask without it.`);
+    this.refusal = undefined;
+    this.question.value = this.question.value === '' ? question : `${question}\n${this.question.value}`;
+    this.question.focus();
+  }
+
+  /** Shows why a file was refused; the next question is held back (see ask). */
+  private refuse(message: string): void {
+    this.refusal = message;
+    this.notify(message);
   }
 
   private thumbnail(image: PendingImage): HTMLElement {
@@ -137,29 +179,50 @@ export class Composer {
     event.preventDefault();
     const uris = droppedUris(data);
     if (uris.length > 0) {
-      this.post({ type: 'addUris', uris });
+      await this.track(this.postImages({ type: 'addUris', uris }));
       return;
     }
     await this.addFiles([...data.files]);
   }
 
   private addFiles(files: File[]): Promise<void> {
-    const read = this.readFiles(files);
-    this.reads.add(read);
-    return read.finally(() => this.reads.delete(read));
+    return this.track(this.readFiles(files));
   }
 
-  /** Reads each file (a failure is a notice and skips that file) and hands the readable ones to the extension. */
+  /** Holds questions back until `arrival` ends. */
+  private track(arrival: Promise<void>): Promise<void> {
+    this.arriving.add(arrival);
+    return arrival.finally(() => this.arriving.delete(arrival));
+  }
+
+  /** Reads each file (a failure is a refusal and skips that file) and hands the readable ones to the extension. */
   private async readFiles(files: File[]): Promise<void> {
     const images: ImageFile[] = [];
     for (const file of files) {
       try {
         images.push(await this.readImage(file));
       } catch (error) {
-        this.notify(error instanceof Error ? error.message : String(error));
+        this.refuse(error instanceof Error ? error.message : String(error));
       }
     }
-    if (images.length > 0) this.post({ type: 'addImages', images });
+    if (images.length > 0) await this.postImages({ type: 'addImages', images });
+  }
+
+  /**
+   * Posts images to the extension; resolves once it answers with the waiting images or a notice refusing one (it
+   * handles messages in order), or after ANSWER_WAIT_MS, as it ignores a message it cannot read.
+   */
+  private postImages(message: WebviewMessage): Promise<void> {
+    this.post(message);
+    return new Promise((resolve) => {
+      const answered = () => {
+        this.doc.defaultView!.clearTimeout(timer);
+        this.unanswered.splice(this.unanswered.indexOf(answered), 1);
+        resolve();
+      };
+      const timer = this.doc.defaultView!.setTimeout(answered, ANSWER_WAIT_MS);
+      this.unanswered.push(answered);
+    });
   }
 }
 

@@ -21,6 +21,9 @@ const REPLY_TITLES: Record<ReplyKind, string> = { answer: 'Answer', full: 'Full 
 export class TranscriptView {
   /** the text of every reply, by turn and kind: streamed pieces are appended here and the markdown redrawn */
   private readonly texts = new Map<string, string>();
+  /** reply bodies whose streamed text is not drawn yet: drawn once a frame, as drawing per piece is quadratic */
+  private readonly undrawn = new Map<string, HTMLElement>();
+  private frameRequested = false;
   /** what the reader opened (an answer's details, a turn's reduction overlay), kept when a turn is redrawn */
   private readonly opened = new Set<string>();
   /** whether new content keeps the end in view: until the reader scrolls up, and again once they are back at the end */
@@ -38,6 +41,7 @@ export class TranscriptView {
 
   showTurns(turns: Turn[]): void {
     this.texts.clear();
+    this.undrawn.clear();
     this.opened.clear();
     this.container.replaceChildren(...turns.map((turn) => this.renderTurn(turn)));
     this.following = true;
@@ -78,13 +82,22 @@ export class TranscriptView {
     const section = this.findTurn(turnId)?.querySelector<HTMLElement>(`.reply[data-reply="${kind}"]`);
     if (!section) return;
     const key = `${turnId}/${kind}`;
-    const full = (this.texts.get(key) ?? '') + text;
-    this.texts.set(key, full);
+    this.texts.set(key, (this.texts.get(key) ?? '') + text);
     if (section.dataset.status === 'waiting') {
       section.dataset.status = 'streaming';
       section.querySelector('.waiting')?.remove();
     }
-    renderMarkdown(section.querySelector<HTMLElement>('.reply-body')!, full, this.actions);
+    this.undrawn.set(key, section.querySelector<HTMLElement>('.reply-body')!);
+    if (this.frameRequested) return;
+    this.frameRequested = true;
+    onNextFrame(this.container.ownerDocument.defaultView, () => this.drawStreamed());
+  }
+
+  /** Draws the latest text of each reply that streamed since the last frame. */
+  private drawStreamed(): void {
+    this.frameRequested = false;
+    for (const [key, body] of this.undrawn) renderMarkdown(body, this.texts.get(key) ?? '', this.actions);
+    this.undrawn.clear();
     this.keepEndInView();
   }
 
@@ -166,7 +179,10 @@ export class TranscriptView {
     }
     const body = doc.createElement('div');
     body.className = 'reply-body';
-    this.texts.set(`${turn.id}/${kind}`, reply.text);
+    const key = `${turn.id}/${kind}`;
+    this.texts.set(key, reply.text);
+    // Drawn here with the whole text (a finished answer's, too): a frame still due has nothing left to draw.
+    this.undrawn.delete(key);
     renderMarkdown(body, reply.text, this.actions);
     if (reply.status === 'waiting' || reply.status === 'streaming') {
       // Above the text, so the streamed text does not push Stop away while it grows.
@@ -278,6 +294,12 @@ export class TranscriptView {
       (element) => element.dataset.turnId === turnId,
     );
   }
+}
+
+/** Runs `draw` before the next paint, or on a timer where the window has no animation frames. */
+function onNextFrame(window: Window | null, draw: () => void): void {
+  if (typeof window?.requestAnimationFrame === 'function') window.requestAnimationFrame(draw);
+  else setTimeout(draw, 16);
 }
 
 function renderQuestion(doc: Document, turn: Turn): HTMLElement {

@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, test } from 'node:test';
+import { crc32 } from 'node:zlib';
 import { Window } from 'happy-dom';
+import MarkdownIt from 'markdown-it';
+import { checkImageFile } from '../../src/common/imageFile';
+import { Conversation, type ImageInput } from '../../src/extension/conversation';
 import { webviewHtml } from '../../src/extension/webviewHtml';
 import type {
   AnswerStatsView,
@@ -88,8 +92,11 @@ let document: Document;
 let posted: WebviewMessage[];
 let chat: ChatPage;
 
-/** Builds the page in a fresh happy-dom window and starts the chat on it, reading images with `readImage`. */
-function openChat(readImage?: ImageReader): void {
+/**
+ * Builds the page in a fresh happy-dom window and starts the chat on it, reading images with `readImage`; `host` sees
+ * what the page posts.
+ */
+function openChat(readImage?: ImageReader, host?: (message: WebviewMessage) => void): void {
   window = new Window({
     settings: { disableJavaScriptFileLoading: true, disableCSSFileLoading: true, disableJavaScriptEvaluation: true },
   });
@@ -103,7 +110,14 @@ function openChat(readImage?: ImageReader): void {
     }),
   );
   posted = [];
-  chat = startChat(document, (message) => posted.push(message), readImage);
+  chat = startChat(
+    document,
+    (message) => {
+      posted.push(message);
+      host?.(message);
+    },
+    readImage,
+  );
 }
 
 beforeEach(() => openChat());
@@ -129,7 +143,7 @@ function answerOf(element: HTMLElement): HTMLElement {
   return element.querySelector<HTMLElement>('.reply[data-reply="answer"]')!;
 }
 
-function key(target: EventTarget, keyName: string, init: { shiftKey?: boolean } = {}): void {
+function key(target: EventTarget, keyName: string, init: { shiftKey?: boolean; isComposing?: boolean } = {}): void {
   target.dispatchEvent(
     new window.KeyboardEvent('keydown', { key: keyName, bubbles: true, cancelable: true, ...init }) as unknown as Event,
   );
@@ -153,6 +167,45 @@ function statsLine(): string | null | undefined {
 /** Lets the async handlers (file reads) finish. */
 async function settle(): Promise<void> {
   for (let i = 0; i < 5; i++) await new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+/** Lets the page draw what streamed in: it draws once an animation frame. */
+function nextFrame(): Promise<void> {
+  return new Promise((resolve) => window.requestAnimationFrame(() => resolve()));
+}
+
+/** Pastes one file, as Ctrl+V does with an image on the clipboard. */
+function paste(target: EventTarget, file: InstanceType<typeof window.File>): void {
+  const data = new window.DataTransfer();
+  data.items.add(file);
+  target.dispatchEvent(new window.ClipboardEvent('paste', { clipboardData: data, bubbles: true }) as unknown as Event);
+}
+
+/** A whole 1 × 1 PNG, which the header check takes. */
+const ONE_PIXEL_PNG = Buffer.from(
+  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==',
+  'base64',
+);
+
+/** A PNG of this size with no pixel data: enough for the header check. */
+function pngHeader(width: number, height: number): Buffer {
+  const chunk = (type: string, data: Buffer) => {
+    const typeAndData = Buffer.concat([Buffer.from(type), data]);
+    const framed = Buffer.alloc(typeAndData.length + 8);
+    framed.writeUInt32BE(data.length, 0);
+    typeAndData.copy(framed, 4);
+    framed.writeUInt32BE(crc32(typeAndData), framed.length - 4);
+    return framed;
+  };
+  const size = Buffer.alloc(13);
+  size.writeUInt32BE(width, 0);
+  size.writeUInt32BE(height, 4);
+  size.set([8, 2, 0, 0, 0], 8);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', size),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
 }
 
 describe('chat transcript', () => {
@@ -199,7 +252,7 @@ describe('chat transcript', () => {
     assert.equal(second.getAttribute('aria-busy'), 'true');
   });
 
-  test('model output is sanitized: raw HTML stays text, script links go', () => {
+  test('model output is sanitized: raw HTML stays text, script links go', async () => {
     send({ type: 'turnAdded', turn: turn() });
     send({
       type: 'replyText',
@@ -207,13 +260,14 @@ describe('chat transcript', () => {
       reply: 'answer',
       text: '<img src=x onerror=alert(1)> [click](javascript:alert(1))',
     });
+    await nextFrame();
     const body = answerOf(only(turnElements())).querySelector('.reply-body')!;
     assert.equal(body.querySelector('img'), null);
     assert.match(body.textContent ?? '', /<img src=x onerror=alert\(1\)>/);
     assert.equal(body.querySelector('a[href^="javascript"]'), null);
   });
 
-  test('a waiting note says how far the engine has read; streamed pieces append to their own reply, the first replacing the note', () => {
+  test('a waiting note says how far the engine has read; streamed pieces append to their own reply, the first replacing the note', async () => {
     send({
       type: 'state',
       turns: [turn({ id: 'turn-1', answer: reply({ text: 'Done.', status: 'done', stopReason: 'stop-token' }) })],
@@ -227,10 +281,30 @@ describe('chat transcript', () => {
     assert.equal(second.querySelector('.waiting')?.textContent, 'Reading the image: part 3 of 10…');
     for (const piece of ['The ', 'dialog ', 'says ', '"Saved".'])
       send({ type: 'replyText', turnId: 'turn-2', reply: 'answer', text: piece });
-    assert.equal(second.querySelector('.reply-body')?.textContent?.trim(), 'The dialog says "Saved".');
     assert.equal(second.dataset.status, 'streaming');
     assert.equal(second.querySelector('.waiting'), null);
+    await nextFrame();
+    assert.equal(second.querySelector('.reply-body')?.textContent?.trim(), 'The dialog says "Saved".');
     assert.equal(answerOf(turnElements()[0]!).querySelector('.reply-body')?.textContent?.trim(), 'Done.');
+  });
+
+  test('a streamed answer is drawn once a frame with its latest text, not once a piece', async (t) => {
+    const render = t.mock.method(MarkdownIt.prototype, 'render');
+    send({ type: 'turnAdded', turn: turn() });
+    const drawnBefore = render.mock.callCount();
+    const words = Array.from({ length: 500 }, (_, i) => `word${i}`);
+    for (const word of words) send({ type: 'replyText', turnId: 'turn-1', reply: 'answer', text: `${word} ` });
+    await nextFrame();
+    assert.equal(render.mock.callCount() - drawnBefore, 1);
+    const body = answerOf(only(turnElements())).querySelector('.reply-body')!;
+    assert.equal(body.textContent?.trim(), words.join(' '));
+    send({ type: 'replyText', turnId: 'turn-1', reply: 'answer', text: 'end' });
+    // The finished answer, drawn whole at once; the frame still due draws nothing more.
+    send({ type: 'turnUpdated', turn: turn({ answer: reply({ text: 'The **end**', status: 'done' }) }) });
+    assert.equal(answerOf(only(turnElements())).querySelector('.reply-body strong')?.textContent, 'end');
+    const drawnAtEnd = render.mock.callCount();
+    await nextFrame();
+    assert.equal(render.mock.callCount(), drawnAtEnd);
   });
 
   test('a finished reduced answer: stats, Show reduction toggles the overlay, Compare posts compare', () => {
@@ -341,10 +415,11 @@ describe('chat transcript', () => {
     assert.equal(element.querySelector('.compare'), null);
   });
 
-  test('a comparison shows both answers side by side, titled, streaming into the full one', () => {
+  test('a comparison shows both answers side by side, titled, streaming into the full one', async () => {
     const done = reply({ text: 'blue', status: 'done', stopReason: 'stop-token', stats: REDUCED });
     send({ type: 'turnAdded', turn: turn({ answer: done, full: reply() }) });
     send({ type: 'replyText', turnId: 'turn-1', reply: 'full', text: 'green' });
+    await nextFrame();
     const element = only(turnElements());
     assert.ok(element.querySelector('.replies.compared'));
     assert.deepEqual(
@@ -420,6 +495,8 @@ describe('chat transcript', () => {
       ],
       pending: [],
     });
+    key(document, 'Escape', { isComposing: true });
+    assert.deepEqual(posted, [{ type: 'ready' }], 'an Escape that ends an IME composition stops nothing');
     key(document, 'Escape');
     assert.deepEqual(posted.at(-1), { type: 'stop', turnId: 'turn-2' });
   });
@@ -544,10 +621,98 @@ describe('chat composer', () => {
     assert.deepEqual(posted, [{ type: 'ready' }], 'nothing is asked before the image is read');
     finishRead();
     await settle();
-    assert.deepEqual(posted.slice(1), [
-      { type: 'addImages', images: [{ name: 'big.png', dataBase64: 'iVBORw==' }] },
-      { type: 'ask', question: 'what does the dialog say ?' },
-    ]);
+    assert.deepEqual(
+      posted.slice(1),
+      [{ type: 'addImages', images: [{ name: 'big.png', dataBase64: 'iVBORw==' }] }],
+      'nor before the extension took it',
+    );
+    send({ type: 'pending', pending: [{ id: 'image-1', name: 'big.png' }] });
+    await settle();
+    assert.deepEqual(posted.at(-1), { type: 'ask', question: 'what does the dialog say ?' });
+  });
+
+  test('an image the page cannot read holds the question back once, with the reason', async () => {
+    await window.happyDOM.close();
+    openChat(() =>
+      Promise.reject(new Error('IMG_0001.heic is not an image FiCoCo can read: use PNG, JPEG, WebP or GIF.')),
+    );
+    const question = document.getElementById('question') as HTMLTextAreaElement;
+    paste(question, new window.File([new Uint8Array([0])], 'IMG_0001.heic', { type: 'image/heic' }));
+    question.value = 'what does this new dialog say?';
+    key(question, 'Enter');
+    await settle();
+    assert.deepEqual(posted, [{ type: 'ready' }], 'not asked about the previous screenshot');
+    assert.equal(question.value, 'what does this new dialog say?');
+    const notice = document.getElementById('notice')!;
+    assert.equal(notice.hidden, false);
+    assert.match(notice.textContent ?? '', /^IMG_0001\.heic is not an image .* The question was not sent/);
+    // Told, the user may ask again: a follow-up about the images already in the chat.
+    key(question, 'Enter');
+    assert.deepEqual(posted.at(-1), { type: 'ask', question: 'what does this new dialog say?' });
+    assert.equal(notice.hidden, true);
+  });
+
+  test('an image taken after a refused one lets the question go with it', async () => {
+    await window.happyDOM.close();
+    openChat((file) =>
+      file.name.endsWith('.heic')
+        ? Promise.reject(new Error(`${file.name} is not an image FiCoCo can read: use PNG, JPEG, WebP or GIF.`))
+        : Promise.resolve({ name: file.name, dataBase64: 'iVBORw==' }),
+    );
+    const question = document.getElementById('question') as HTMLTextAreaElement;
+    paste(question, new window.File([new Uint8Array([0])], 'IMG_0001.heic', { type: 'image/heic' }));
+    await settle();
+    paste(question, new window.File([new Uint8Array([0x89])], 'shot.png', { type: 'image/png' }));
+    await settle();
+    send({ type: 'pending', pending: [{ id: 'image-1', name: 'shot.png' }] });
+    question.value = 'what does the dialog say ?';
+    key(question, 'Enter');
+    await settle();
+    assert.deepEqual(posted.at(-1), { type: 'ask', question: 'what does the dialog say ?' });
+  });
+
+  test('an image the extension refuses is not swapped for the previous screenshot, and its notice stays', async () => {
+    const conversation = new Conversation();
+    await window.happyDOM.close();
+    // The extension's side, as ChatController does it: the header check, then the conversation; it answers later.
+    openChat(readImageFile, (message) =>
+      queueMicrotask(() => {
+        if (message.type === 'addImages') {
+          const accepted = message.images.flatMap((image): ImageInput[] => {
+            try {
+              return [{ ...image, format: checkImageFile(Buffer.from(image.dataBase64, 'base64'), image.name).format }];
+            } catch (error) {
+              send({ type: 'notice', message: (error as Error).message });
+              return [];
+            }
+          });
+          if (accepted.length > 0) send(conversation.addPending(accepted));
+        }
+        if (message.type === 'ask')
+          for (const sent of conversation.startTurn(message.question)?.messages ?? []) send(sent);
+      }),
+    );
+    const question = document.getElementById('question') as HTMLTextAreaElement;
+    /** Pastes the image and presses Enter at once, as the user does; returns what the conversation was asked. */
+    const ask = async (bytes: Buffer, name: string, text: string) => {
+      paste(question, new window.File([bytes], name, { type: 'image/png' }));
+      question.value = text;
+      key(question, 'Enter');
+      await settle();
+      const state = conversation.state();
+      assert.ok(state.type === 'state');
+      return state.turns.map((asked) => [asked.question, asked.images.map((image) => image.name)]);
+    };
+    assert.deepEqual(await ask(ONE_PIXEL_PNG, 'dialog.png', 'first?'), [['first?', ['dialog.png']]]);
+    assert.deepEqual(
+      await ask(pngHeader(3300, 100), 'strip.png', 'second?'),
+      [['first?', ['dialog.png']]],
+      'the second question is not asked about dialog.png',
+    );
+    assert.equal(question.value, 'second?');
+    const notice = document.getElementById('notice')!;
+    assert.match(notice.textContent ?? '', /^strip\.png is 3300 × 100 pixels, an aspect ratio of 33:1; .* not sent/);
+    assert.equal(notice.hidden, false);
   });
 
   test('Explorer items dropped with Shift arrive as URIs', () => {
@@ -562,11 +727,16 @@ describe('chat composer', () => {
     });
   });
 
-  test('a notice from the extension shows until the next turn', () => {
-    send({ type: 'notice', message: 'Paste, drop or attach an image first.' });
-    assert.equal(document.getElementById('notice')!.textContent, 'Paste, drop or attach an image first.');
+  test('a notice from the extension shows until the user asks again, whatever the transcript receives', () => {
+    const notice = document.getElementById('notice')!;
+    send({ type: 'notice', message: 'strip.png is 3300 × 100 pixels …' });
+    assert.equal(notice.textContent, 'strip.png is 3300 × 100 pixels …');
     send({ type: 'turnAdded', turn: turn() });
-    assert.equal(document.getElementById('notice')!.hidden, true);
+    assert.equal(notice.hidden, false);
+    const question = document.getElementById('question') as HTMLTextAreaElement;
+    question.value = 'and the title?';
+    key(question, 'Enter');
+    assert.equal(notice.hidden, true);
   });
 });
 
@@ -703,7 +873,7 @@ describe('scrolling to the newest turn', () => {
     };
   }
 
-  test('new content keeps the end in view until the reader scrolls up, and again once they are back', () => {
+  test('new content keeps the end in view until the reader scrolls up, and again once they are back', async () => {
     const transcript = document.getElementById('transcript')!;
     const layout = fakeLayout(transcript);
     layout.grow(1000);
@@ -714,6 +884,7 @@ describe('scrolling to the newest turn', () => {
     assert.ok(layout.atEnd(), 'a new question is shown');
     layout.grow(1300);
     send({ type: 'replyText', turnId: 'turn-2', reply: 'answer', text: 'The dialog' });
+    await nextFrame();
     assert.ok(layout.atEnd(), 'streamed text is followed');
 
     layout.readerScrollsTo(400);
