@@ -13,8 +13,21 @@ import {
 } from '../src/protocol/webview';
 import { button } from './controls';
 
-/** Screenshots larger than this on their long side are downscaled before they cross to the extension. */
-export const MAX_IMAGE_SIDE = 2048;
+/**
+ * Screenshots of more pixels than this (2048 × 2048) are downscaled before they cross to the extension: by area, so a
+ * tall page capture keeps a readable width (1280 × 20000 → 519 × 8095, where a 2048-pixel long side gave 131 × 2048).
+ */
+export const MAX_IMAGE_PIXELS = 2048 * 2048;
+
+/** The size an image is sent at: its own, or scaled down to MAX_IMAGE_PIXELS keeping its aspect ratio. */
+export function sentSize(width: number, height: number): { width: number; height: number } {
+  const scale = Math.sqrt(MAX_IMAGE_PIXELS / (width * height));
+  if (scale >= 1) return { width, height };
+  // The long side rounded down, the short one up: the aspect ratio never grows past what the engine takes (32:1).
+  const [long, short] = width >= height ? [width, height] : [height, width];
+  const sides = [Math.floor(long * scale), Math.max(1, Math.ceil(short * scale))];
+  return width >= height ? { width: sides[0], height: sides[1] } : { width: sides[1], height: sides[0] };
+}
 const URI_TYPES = ['application/vnd.code.uri-list', 'resourceurls', 'text/uri-list'];
 /** Longest a question waits for the extension to take or refuse its images (reading a remote file takes a while). */
 const ANSWER_WAIT_MS = 30_000;
@@ -244,7 +257,7 @@ export function droppedUris(data: DataTransfer): string[] {
     .filter((line) => line !== '' && !line.startsWith('#'));
 }
 
-/** PNG, JPEG, WebP or GIF; downscaled when its long side exceeds MAX_IMAGE_SIDE (where the browser can decode it). */
+/** PNG, JPEG, WebP or GIF; downscaled past MAX_IMAGE_PIXELS (where the browser can decode it). */
 export async function readImageFile(file: File): Promise<ImageFile> {
   const format =
     Object.entries(IMAGE_MIME_TYPES).find(([, mime]) => mime === file.type)?.[0] ?? imageFormatOfFileName(file.name);
@@ -261,10 +274,7 @@ export async function readImageFile(file: File): Promise<ImageFile> {
   return { name: smaller ? `${name.replace(/\.[^.]*$/, '')}.png` : name, dataBase64: base64(bytes) };
 }
 
-/**
- * A PNG at most MAX_IMAGE_SIDE on its long side, or undefined when the image is small enough (or undecodable here: the
- * engine says so).
- */
+/** A PNG of at most MAX_IMAGE_PIXELS, or undefined when the image is small enough (or undecodable here: the engine says so). */
 async function downscaled(file: File): Promise<Uint8Array | undefined> {
   if (typeof createImageBitmap !== 'function') return undefined;
   let bitmap: ImageBitmap;
@@ -273,9 +283,9 @@ async function downscaled(file: File): Promise<Uint8Array | undefined> {
   } catch {
     return undefined;
   }
-  const scale = MAX_IMAGE_SIDE / Math.max(bitmap.width, bitmap.height);
-  if (scale >= 1) return undefined;
-  const canvas = new OffscreenCanvas(Math.round(bitmap.width * scale), Math.round(bitmap.height * scale));
+  const size = sentSize(bitmap.width, bitmap.height);
+  if (size.width === bitmap.width && size.height === bitmap.height) return undefined;
+  const canvas = new OffscreenCanvas(size.width, size.height);
   canvas.getContext('2d')!.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
   return new Uint8Array(await (await canvas.convertToBlob({ type: 'image/png' })).arrayBuffer());
 }

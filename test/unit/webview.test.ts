@@ -15,7 +15,7 @@ import type {
   WebviewMessage,
 } from '../../src/protocol/webview';
 import { ChatPage, startChat } from '../../webview/chat';
-import { ImageReader, droppedUris, readImageFile } from '../../webview/composer';
+import { ImageReader, MAX_IMAGE_PIXELS, droppedUris, readImageFile, sentSize } from '../../webview/composer';
 import { reductionSummary } from '../../webview/overlay';
 import { statsDetails } from '../../webview/stats';
 
@@ -907,5 +907,22 @@ describe('scrolling to the newest turn', () => {
     layout.grow(640);
     send({ type: 'turnUpdated', turn: turn({ answer: reply({ status: 'error', error: 'cut-off.png is cut off' }) }) });
     assert.ok(layout.atEnd());
+  });
+});
+
+describe('the size a pasted screenshot is sent at', () => {
+  test('kept up to 2048 × 2048 pixels; beyond, scaled by area so a tall page keeps a readable width', () => {
+    assert.deepEqual(sentSize(1920, 1080), { width: 1920, height: 1080 });
+    const tall = sentSize(1280, 20_000);
+    // About that many pixels: the short side is rounded up (see below).
+    assert.ok(tall.width * tall.height <= MAX_IMAGE_PIXELS * 1.01);
+    assert.deepEqual(tall, { width: 519, height: 8095 });
+    // 32:1, the widest the engine takes, stays within it once scaled.
+    const strip = sentSize(32_000, 1000);
+    assert.ok(strip.width / strip.height <= 32, `${strip.width} × ${strip.height}`);
+    const wide = sentSize(3840, 2160);
+    assert.ok(
+      Math.abs(wide.width / wide.height - 16 / 9) < 0.01 && wide.width * wide.height <= MAX_IMAGE_PIXELS * 1.01,
+    );
   });
 });
