@@ -22,6 +22,13 @@ export function parseCommandArgs<T extends ParseArgsConfig>(
   const takesValue = new Set(
     Object.entries(config.options ?? {}).flatMap(([name, option]) => (option.type === 'string' ? [`--${name}`] : [])),
   );
+  // -h is --help wherever a command has --help.
+  const options = Object.fromEntries(
+    Object.entries(config.options ?? {}).map(([name, option]) => [
+      name,
+      name === 'help' ? { ...option, short: 'h' } : option,
+    ]),
+  );
   const args: string[] = [];
   const given = config.args ?? [];
   for (let i = 0; i < given.length; i++) {
@@ -29,7 +36,7 @@ export function parseCommandArgs<T extends ParseArgsConfig>(
     args.push(joinNext ? `${given[i]}=${given[++i]}` : given[i]);
   }
   try {
-    return parseArgs({ ...config, args } as T);
+    return parseArgs({ ...config, options, args } as T);
   } catch (error) {
     if (!(error instanceof TypeError && String((error as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS')))
       throw error;
@@ -39,17 +46,28 @@ export function parseCommandArgs<T extends ParseArgsConfig>(
   }
 }
 
-export function number(flag: string, text: string, min: number): number {
+export function number(flag: string, text: string, min: number, max = Infinity): number {
   const value = Number(text);
-  if (text.trim() === '' || !Number.isFinite(value) || value < min)
-    throw new FicocoError(`${flag} ${text} is not a number ≥ ${min}.`, 'input');
+  if (text.trim() === '' || !Number.isFinite(value) || value < min || value > max)
+    throw new FicocoError(
+      `${flag} ${text} is not a number ${max === Infinity ? `≥ ${min}` : `from ${min} to ${max}`}.`,
+      'input',
+    );
   return value;
 }
 
-export function integer(flag: string, text: string, min: number): number {
-  const value = number(flag, text, min);
+export function integer(flag: string, text: string, min: number, max = Infinity): number {
+  const value = number(flag, text, min, max);
   if (!Number.isInteger(value)) throw new FicocoError(`${flag} ${text} is not a whole number.`, 'input');
   return value;
+}
+
+/** Most intra-op threads, as the ficoco.threads setting allows: ONNX Runtime starts every one of them. */
+export const MAX_THREADS = 256;
+
+/** --threads: ONNX Runtime's intra-op threads, 1 to MAX_THREADS; undefined (its default) when not given. */
+export function threadsArg(text: string | undefined): number | undefined {
+  return text === undefined ? undefined : integer('--threads', text, 1, MAX_THREADS);
 }
 
 /** --budget in the one budget grammar (src/common/budget.ts): "64" tokens, "25%" or "0.25" a share. */
@@ -76,13 +94,15 @@ export function reductionArg(
   const choosing = method === AUTO_METHOD || method === NO_REDUCTION;
   if (method !== undefined && !choosing && budget === undefined)
     throw new FicocoError(`--method ${method} needs --budget: e.g. --method ficoco-v --budget 64.`, 'input');
-  if (budget !== undefined && method === undefined)
-    throw new FicocoError('--budget needs --method NAME (see `ficoco methods`).', 'input');
-  if (budget !== undefined && choosing)
+  // A budget or parameters nothing would use are refused, not silently dropped.
+  const given = budget !== undefined ? '--budget' : params?.length ? '--param' : undefined;
+  if (given && method === undefined)
+    throw new FicocoError(`${given} needs --method NAME (see \`ficoco methods\`).`, 'input');
+  if (given && choosing)
     throw new FicocoError(
       method === AUTO_METHOD
-        ? '--method auto chooses its own budget; leave out --budget.'
-        : '--method none keeps every visual token; leave out --budget.',
+        ? '--method auto chooses its own budget and parameters: leave out --budget and --param.'
+        : '--method none keeps every visual token: leave out --budget and --param.',
       'input',
     );
   if (method === undefined || method === NO_REDUCTION) return undefined;
@@ -157,21 +177,57 @@ export function providerArg(value: string): ProviderSetting {
   return value as ProviderSetting;
 }
 
-/** An --image file's bytes, after checking it is a file of at most MAX_IMAGE_BYTES. */
-export function readImageArg(file: string): { bytes: Buffer; name: string } {
+/** An --image file's bytes, after checking it (checkImageArg); `what` names it in errors. */
+export function readImageArg(file: string, what = '--image'): { bytes: Buffer; name: string } {
+  checkImageArg(file, what);
+  return { bytes: fs.readFileSync(file), name: path.basename(file) };
+}
+
+/** Checks that an image file is a regular file of at most MAX_IMAGE_BYTES; `what` names it in errors. */
+export function checkImageArg(file: string, what = '--image'): void {
   let stats: fs.Stats;
   try {
     stats = fs.statSync(file);
   } catch {
-    throw new FicocoError(`--image ${file} does not exist.`, 'image');
+    throw new FicocoError(`${what} ${file} does not exist.`, 'image');
   }
-  if (!stats.isFile()) throw new FicocoError(`--image ${file} is a folder, not an image file.`, 'image');
+  if (stats.isDirectory()) throw new FicocoError(`${what} ${file} is a folder, not an image file.`, 'image');
+  // A FIFO or a device (/dev/zero) has no size, and reading it may never end.
+  if (!stats.isFile()) throw new FicocoError(`${what} ${file} is not a regular file.`, 'image');
   if (stats.size > MAX_IMAGE_BYTES)
     throw new FicocoError(
-      `--image ${file} is ${formatBytes(stats.size)}; FiCoCo takes image files up to ${formatBytes(MAX_IMAGE_BYTES)}.`,
+      `${what} ${file} is ${formatBytes(stats.size)}; FiCoCo takes image files up to ${formatBytes(MAX_IMAGE_BYTES)}.`,
       'image',
     );
-  return { bytes: fs.readFileSync(file), name: path.basename(file) };
+}
+
+/** A folder written into after a long run, checked before it: the nearest existing part of its path is a folder. */
+export function outputFolderArg(flag: string, folder: string): string {
+  let existing = path.resolve(folder);
+  while (!fs.existsSync(existing) && path.dirname(existing) !== existing) existing = path.dirname(existing);
+  if (fs.existsSync(existing) && !fs.statSync(existing).isDirectory())
+    throw new FicocoError(
+      `${flag} ${folder}${existing === path.resolve(folder) ? '' : `: ${existing}`} is not a folder.`,
+      'input',
+    );
+  return folder;
+}
+
+/** A file written at the end of a run, checked before it: not a folder, in a folder that exists. */
+export function outputFileArg(flag: string, file: string): string {
+  if (fs.existsSync(file) && fs.statSync(file).isDirectory())
+    throw new FicocoError(`${flag} ${file} is a folder; give the file to write.`, 'input');
+  const folder = path.dirname(path.resolve(file));
+  if (!fs.existsSync(folder) || !fs.statSync(folder).isDirectory())
+    throw new FicocoError(`${flag} ${file}: ${folder} is not an existing folder.`, 'input');
+  return file;
+}
+
+/** --name: the stem of the files written into the output folder, so a name without a folder of its own. */
+export function outputNameArg(name: string): string {
+  if (name === '' || name === '.' || name === '..' || path.basename(name) !== name)
+    throw new FicocoError(`--name ${name} must be a file name without a folder; --out says where it goes.`, 'input');
+  return name;
 }
 
 /** The screenshot size tiled models are measured at when no --image-size is given. */

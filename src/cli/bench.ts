@@ -1,6 +1,5 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { findBuiltinModel } from '../hub/presets';
 import { LlavaEngine } from '../engine/engine';
 import { FicocoError } from '../common/errors';
 import { Budget } from '../common/budget';
@@ -13,10 +12,13 @@ import {
   imageSizeArg,
   integer,
   number,
+  outputFolderArg,
+  outputNameArg,
   paramArgs,
   providerArg,
   quantizationArg,
   parseCommandArgs,
+  threadsArg,
 } from './args';
 import {
   Row,
@@ -33,7 +35,7 @@ import {
   timedPrefill,
   unreducedRow,
 } from './benchTiming';
-import { resolveModelArg } from './models';
+import { modelDirArg } from './models';
 
 export const BENCH_USAGE = `Usage:
   ficoco bench [--model DIR] [--methods all|a,b] [--budgets 192,128,64] [--runs 3] [--decode 32]
@@ -85,9 +87,7 @@ export async function benchCommand(args: string[]): Promise<number> {
     process.stdout.write(BENCH_USAGE);
     return 0;
   }
-  const modelDir = values.model !== undefined ? resolveModelArg(values.model) : findBuiltinModel(__dirname);
-  if (modelDir === undefined)
-    throw new FicocoError('--model DIR is required: this package has no built-in model.', 'input');
+  const modelDir = modelDirArg(values.model);
   const methods =
     values.methods === 'all' ? METHODS.map((m) => m.name) : values.methods.split(',').map((m) => m.trim());
   if (values.param !== undefined && methods.length !== 1)
@@ -106,9 +106,13 @@ export async function benchCommand(args: string[]): Promise<number> {
   const provider = providerArg(values.provider);
   const load = {
     provider,
-    threads: values.threads ? integer('--threads', values.threads, 1) : undefined,
+    threads: threadsArg(values.threads),
     quantization: quantizationArg(values.quantize),
   };
+  // Where the report goes is checked now, not after the whole run.
+  const out = outputFolderArg('--out', values.out);
+  const name = outputNameArg(values.name ?? `prefill-${path.basename(path.resolve(modelDir))}`);
+  const screenshot = imageSizeArg(values['image-size'] ?? DEFAULT_IMAGE_SIZE);
   const engine = await LlavaEngine.load(modelDir, load);
   // A second engine keeps the unreduced sessions: switching plans on one engine rebuilds them.
   const reference = await LlavaEngine.load(modelDir, load);
@@ -116,7 +120,6 @@ export async function benchCommand(args: string[]): Promise<number> {
   const unreduced: Sample[] = [];
   let unreducedPeakMiB: number;
   const tiled = engine.config.tiling !== undefined;
-  const screenshot = imageSizeArg(values['image-size'] ?? DEFAULT_IMAGE_SIZE);
   try {
     const visualTokens = engine.reductionShape.visualTokens;
     const budgets: Budget[] =
@@ -149,7 +152,6 @@ export async function benchCommand(args: string[]): Promise<number> {
     await reference.dispose();
   }
   const allRows = [{ ...unreducedRow(unreduced, options.llmScale), peakMiB: unreducedPeakMiB }, ...rows];
-  const name = values.name ?? `prefill-${path.basename(path.resolve(modelDir))}`;
   const label = values.label ?? path.basename(path.resolve(modelDir));
   const scaled =
     options.llmScale !== 1
@@ -158,14 +160,14 @@ export async function benchCommand(args: string[]): Promise<number> {
       : '';
   const table = reportTable(allRows, options.llmScale);
   const baseline = allRows[0];
-  fs.mkdirSync(values.out, { recursive: true });
-  writeCharts(values.out, name, label, allRows, options.llmScale);
+  fs.mkdirSync(out, { recursive: true });
+  writeCharts(out, name, label, allRows, options.llmScale);
   fs.writeFileSync(
-    path.join(values.out, `${name}.json`),
+    path.join(out, `${name}.json`),
     `${JSON.stringify({ command: ['ficoco', 'bench', ...args], model: modelDir, rows: allRows }, null, 1)}\n`,
   );
   fs.writeFileSync(
-    path.join(values.out, `${name}.md`),
+    path.join(out, `${name}.md`),
     [
       `# ${name}`,
       '',
@@ -196,7 +198,7 @@ export async function benchCommand(args: string[]): Promise<number> {
     ].join('\n'),
   );
   process.stdout.write(
-    `${table.join('\n')}\n\nwrote ${path.join(values.out, `${name}.md`)}, ${name}.json, ${name}-speedup.svg and ${name}-vs-flops.svg\n`,
+    `${table.join('\n')}\n\nwrote ${path.join(out, `${name}.md`)}, ${name}.json, ${name}-speedup.svg and ${name}-vs-flops.svg\n`,
   );
   return 0;
 }

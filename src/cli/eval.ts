@@ -6,9 +6,19 @@ import { Budget, budgetLabel } from '../common/budget';
 import { METHODS, findMethod, resolveParams } from '../reduction/registry';
 import type { ParamValue } from '../common/budget';
 import { lineChartSvg } from '../report/lineChart';
-import { budgetsArg, integer, paramArgs, quantizationArg, quantizingOnStderr, parseCommandArgs } from './args';
+import {
+  budgetsArg,
+  integer,
+  outputFolderArg,
+  outputNameArg,
+  paramArgs,
+  quantizationArg,
+  quantizingOnStderr,
+  parseCommandArgs,
+} from './args';
 import { EvalItem, answerMatches, readEvalSet } from './evalSet';
 import { keptVisualTokens } from './benchTiming';
+import { modelDirArg } from './models';
 
 export const EVAL_USAGE = `Usage:
   ficoco eval --model DIR --data FILE.jsonl [--methods all|a,b] [--budgets 64,32,16] [--limit N]
@@ -60,6 +70,7 @@ export async function evalCommand(args: string[]): Promise<number> {
   }
   if (!values.model || !values.data)
     throw new FicocoError(`--model DIR and --data FILE.jsonl are required.\n\n${EVAL_USAGE}`, 'input');
+  const modelDir = modelDirArg(values.model);
   const items = readEvalSet(values.data).slice(
     0,
     values.limit === undefined ? undefined : integer('--limit', values.limit, 1),
@@ -71,26 +82,29 @@ export async function evalCommand(args: string[]): Promise<number> {
   for (const method of methods) resolveParams(findMethod(method), params);
   const maxNewTokens = integer('--max-new-tokens', values['max-new-tokens'], 1);
   const quantization = quantizationArg(values.quantize);
-  const engine = await LlavaEngine.load(values.model, { quantization, onQuantizing: quantizingOnStderr(quantization) });
+  // Where the report goes is checked now, not after the whole run.
+  const out = outputFolderArg('--out', values.out);
+  const name = outputNameArg(
+    values.name ??
+      `eval-${path.basename(path.resolve(values.model))}${quantization === 'none' ? '' : `-${quantization}`}`,
+  );
+  const engine = await LlavaEngine.load(modelDir, { quantization, onQuantizing: quantizingOnStderr(quantization) });
   // 64, 32 and 16 of LLaVA-1.5's 576 tokens; a tiled model's images bring tokens by their size, so the same shares.
   const budgets = givenBudgets ?? budgetsArg(engine.config.tiling ? '11%,5.6%,2.8%' : '64,32,16');
-  const name =
-    values.name ??
-    `eval-${path.basename(path.resolve(values.model))}${quantization === 'none' ? '' : `-${quantization}`}`;
   try {
     const rows: EvalRow[] = [await evaluate(engine, items, { method: 'none', params: {} }, undefined, maxNewTokens)];
     for (const method of methods)
       for (const budget of budgets) rows.push(await evaluate(engine, items, { method, params }, budget, maxNewTokens));
     const types = [...new Set(items.map((item) => item.type))].sort();
     const table = reportTable(rows, types) + '\n\n' + baselineTable(items, types);
-    fs.mkdirSync(values.out, { recursive: true });
+    fs.mkdirSync(out, { recursive: true });
     const header =
       `# ${name}\n\nModel ${values.model}${engine.quantizedWeights ? ` (weights ${engine.quantizedWeights})` : ''}, ${items.length} items of ${values.data}; greedy answers of at most ${maxNewTokens} tokens; ` +
       `an answer is right when it starts with the expected words. FLOPs are analytic prefill FLOPs ` +
       `(src/flops); prefill ms is measured vision + LLM prefill on this machine.\n\n`;
-    fs.writeFileSync(path.join(values.out, `${name}.md`), header + table + '\n');
-    fs.writeFileSync(path.join(values.out, `${name}.svg`), accuracyChart(rows, name));
-    process.stdout.write(table + `\n\nwrote ${path.join(values.out, `${name}.md`)} and ${name}.svg\n`);
+    fs.writeFileSync(path.join(out, `${name}.md`), header + table + '\n');
+    fs.writeFileSync(path.join(out, `${name}.svg`), accuracyChart(rows, name));
+    process.stdout.write(table + `\n\nwrote ${path.join(out, `${name}.md`)} and ${name}.svg\n`);
   } finally {
     await engine.dispose();
   }

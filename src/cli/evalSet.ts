@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FicocoError } from '../common/errors';
+import { checkImageArg } from './args';
 
 export interface EvalItem {
   image: string;
@@ -27,29 +28,40 @@ export function answerMatches(predicted: string, expected: string): boolean {
   return want.length > 0 && want.every((word, i) => got[i] === word);
 }
 
+/** The items of an evaluation set, each checked (its image too) before any model loads. */
 export function readEvalSet(file: string): EvalItem[] {
   if (!fs.existsSync(file))
     throw new FicocoError(`${file} does not exist; --data needs a JSONL evaluation set.`, 'input');
-  return fs
+  if (!fs.statSync(file).isFile())
+    throw new FicocoError(`${file} is not a file; --data needs a JSONL evaluation set.`, 'input');
+  const items = fs
     .readFileSync(file, 'utf8')
     .split('\n')
-    .filter((line) => line.trim() !== '')
-    .map((line, i) => {
-      let item: Partial<EvalItem>;
-      try {
-        item = JSON.parse(line) as Partial<EvalItem>;
-      } catch {
-        throw new FicocoError(`${file} line ${i + 1} is not JSON.`, 'input');
-      }
-      for (const field of ['image', 'question', 'answer'] as const) {
-        if (typeof item[field] !== 'string')
-          throw new FicocoError(`${file} line ${i + 1} has no "${field}" string.`, 'input');
-      }
-      return {
-        image: path.resolve(path.dirname(file), item.image!),
-        question: item.question!,
-        answer: item.answer!,
-        type: typeof item.type === 'string' ? item.type : 'all',
-      };
-    });
+    .flatMap((line, i) => (line.trim() === '' ? [] : [readItem(line, `${file} line ${i + 1}`, path.dirname(file))]));
+  if (items.length === 0) throw new FicocoError(`${file} has no items.`, 'input');
+  return items;
+}
+
+/** One line of an evaluation set; `where` names it in errors, and its image is relative to `folder`. */
+function readItem(line: string, where: string, folder: string): EvalItem {
+  let item: unknown;
+  try {
+    item = JSON.parse(line);
+  } catch {
+    throw new FicocoError(`${where} is not JSON.`, 'input');
+  }
+  if (typeof item !== 'object' || item === null || Array.isArray(item))
+    throw new FicocoError(`${where} is not a JSON object.`, 'input');
+  const fields = item as Partial<EvalItem>;
+  for (const field of ['image', 'question', 'answer'] as const) {
+    if (typeof fields[field] !== 'string') throw new FicocoError(`${where} has no "${field}" string.`, 'input');
+  }
+  const image = path.resolve(folder, fields.image!);
+  checkImageArg(image, `${where}: image`);
+  return {
+    image,
+    question: fields.question!,
+    answer: fields.answer!,
+    type: typeof fields.type === 'string' ? fields.type : 'all',
+  };
 }

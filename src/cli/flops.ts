@@ -27,6 +27,7 @@ import {
 import { ModelShape } from '../reduction/method';
 import { planReduction } from '../reduction/registry';
 import { planRunShape, tiledRunShape } from './runShape';
+import { modelDirArg } from './models';
 import { keptPerPass, planTiledReduction } from '../reduction/tiled';
 import type { Step } from '../reduction/paradigm';
 import { siteStage } from '../reduction/tokenState';
@@ -36,9 +37,9 @@ import {
   budgetArg,
   imageSizeArg,
   integer,
-  paramArgs,
   parseCommandArgs,
   readImageArg,
+  reductionArg,
 } from './args';
 
 export const FLOPS_USAGE = `Usage:
@@ -86,7 +87,7 @@ export async function flopsCommand(args: string[]): Promise<number> {
       'input',
     );
   }
-  const folder = values.model !== undefined ? modelOfFolder(values.model) : undefined;
+  const folder = values.model !== undefined ? modelOfFolder(modelDirArg(values.model)) : undefined;
   const named = folder?.arch ?? archPreset(values.arch as string);
   const sizeFlag = values.image !== undefined ? '--image' : values['image-size'] !== undefined ? '--image-size' : '';
   if (values.image !== undefined && values['image-size'] !== undefined)
@@ -102,30 +103,33 @@ export async function flopsCommand(args: string[]): Promise<number> {
       : imageSizeArg(values['image-size'] ?? DEFAULT_IMAGE_SIZE);
   const arch = archForImage(named, size);
   const textTokens = integer('--text-tokens', values['text-tokens'], 0);
+  if (values.method !== undefined && values.budgets !== undefined)
+    throw new FicocoError('--budgets is for the table without --method; a method takes one --budget.', 'input');
+  const budgets = values.method === undefined ? budgetList(values.budgets, arch) : undefined;
+  const reduction = reductionArg(values.method, values.budget, values.param);
+  const model = shapeOf(arch);
+  const auto = reduction?.method === AUTO_METHOD ? autoChoice(folder, model) : undefined;
+  // Written at the end: an option refused on the way (a budget too large for the image) leaves no half report.
+  const report: string[] = [];
   const v = arch.vision;
   const t = arch.llm;
   const passes = arch.visionPassesPerImage > 1 ? ` × ${arch.visionPassesPerImage} passes (tiles + base image)` : '';
-  process.stdout.write(
+  report.push(
     `${arch.name}: vision ${v.layersRun}/${v.layers} layers × ${visionTokensPerImage(v)} ` +
       `tokens${passes} (D ${v.hiddenSize}), ${arch.visualTokensPerImage} visual tokens to the LLM, ` +
       `LLM ${t.layers} layers (D ${t.hiddenSize}, FFN ${t.intermediateSize}, ${t.heads} heads, ` +
       `${t.kvHeads} kv heads); one image, ${textTokens} text tokens\n\n`,
   );
-  if (values.method === undefined) {
-    process.stdout.write(flopsTable(arch, textTokens, budgetList(values.budgets, arch)) + '\n');
-    return 0;
+  if (budgets) return written([...report, flopsTable(arch, textTokens, budgets) + '\n']);
+  if (auto) {
+    const chosen =
+      auto.method === NO_REDUCTION ? 'every visual token' : `${auto.method} at ${budgetLabel(auto.budget)}`;
+    report.push(`auto: ${chosen}. ${auto.why}\n\n`);
   }
-  const model = shapeOf(arch);
-  if (values.method !== AUTO_METHOD && values.budget === undefined)
-    throw new FicocoError('--method needs --budget N (visual tokens kept per image, or a share like 25%).', 'input');
-  const request =
-    values.method === AUTO_METHOD
-      ? autoChoice(folder, model, values)
-      : { method: values.method, budget: budgetArg(values.budget!), params: paramArgs(values.param) };
-  if (request.method === NO_REDUCTION) {
-    process.stdout.write(flopsTable(arch, textTokens, [arch.visualTokensPerImage]) + '\n');
-    return 0;
-  }
+  // reductionArg gives every method but auto and none a budget, and none is undefined.
+  const request = auto ?? (reduction?.budget ? { ...reduction, budget: reduction.budget } : undefined);
+  if (request === undefined || request.method === NO_REDUCTION)
+    return written([...report, flopsTable(arch, textTokens, [arch.visualTokensPerImage]) + '\n']);
   const prompt = { images: 1, textTokens };
   const stepList = (steps: readonly Step[]) => steps.map((s) => `${s.site} −${s.remove}`).join(', ') || 'no steps';
   if (arch.anyres) {
@@ -151,28 +155,31 @@ export async function flopsCommand(args: string[]): Promise<number> {
           .filter(Boolean)
           .join(' ')
       : 'The decoder is counted with a row end per row, an estimate: a run drops those of rows it empties.';
-    process.stdout.write(
+    return written([
+      ...report,
       `${request.method}, ${plan.keep}/${content} of the image's visual tokens kept (its ${layout.grid.rows} row ` +
         `ends besides). ${tower} ${decoder}\n\n`,
-    );
-    process.stdout.write(
       methodTable(arch, tiledRunShape(plan, model, layout, textTokens), unreducedShape(arch, prompt)) + '\n',
-    );
-    return 0;
+    ]);
   }
   const plan = planReduction(request.method, request.budget, model, request.params);
-  process.stdout.write(
+  return written([
+    ...report,
     `${plan.method.name}, ${plan.keep}/${model.visualTokens} visual tokens kept: ${stepList(plan.steps)}\n\n`,
-  );
-  process.stdout.write(methodTable(arch, planRunShape(plan, model, prompt), unreducedShape(arch, prompt)) + '\n');
+    methodTable(arch, planRunShape(plan, model, prompt), unreducedShape(arch, prompt)) + '\n',
+  ]);
+}
+
+/** The report on stdout, once complete; exit code 0. */
+function written(report: readonly string[]): number {
+  process.stdout.write(report.join(''));
   return 0;
 }
 
-/** What `--method auto` stands for on a model folder (as the engine resolves it), said on stdout. */
+/** What `--method auto` stands for on a model folder, as the engine resolves it. */
 function autoChoice(
   folder: { dir: string; published?: PublishedReduction } | undefined,
   model: ModelShape,
-  flags: { budget?: string; param?: string[] },
 ): ReductionChoice {
   if (!folder)
     throw new FicocoError(
@@ -180,16 +187,7 @@ function autoChoice(
         "published for it, else FiCoCo's default): give --model DIR, or name a method.",
       'input',
     );
-  if (flags.budget !== undefined || flags.param !== undefined)
-    throw new FicocoError(
-      '--method auto chooses its own budget and parameters: leave out --budget and --param.',
-      'input',
-    );
-  const choice = chooseReduction(folder.dir, model, folder.published);
-  const chosen =
-    choice.method === NO_REDUCTION ? 'every visual token' : `${choice.method} at ${budgetLabel(choice.budget)}`;
-  process.stdout.write(`auto: ${chosen}. ${choice.why}\n\n`);
-  return choice;
+  return chooseReduction(folder.dir, model, folder.published);
 }
 
 /** A model folder's architecture, and the reduction its family publishes for it (what `auto` falls back to). */

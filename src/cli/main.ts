@@ -1,11 +1,13 @@
-import { findBuiltinModel } from '../hub/presets';
 import { AnswerStats, LlavaEngine } from '../engine/engine';
+import { EngineError } from '../client/engineClient';
 import { NO_REDUCTION } from '../common/reductionChoice';
-import { FicocoError } from '../common/errors';
+import { FICOCO_ERROR_KINDS, FicocoError } from '../common/errors';
+import { MAX_NEW_TOKENS_LIMIT, MAX_SEED, MAX_TEMPERATURE } from '../protocol/engine';
 import { PROVIDERS } from '../engine/runtime/provider';
 import { FlopsError } from '../flops/index';
 import { METHODS } from '../reduction/registry';
 import {
+  MAX_THREADS,
   integer,
   number,
   providerArg,
@@ -15,11 +17,12 @@ import {
   parseCommandArgs,
   readImageArg,
   reductionArg,
+  threadsArg,
 } from './args';
 import { BENCH_USAGE, benchCommand } from './bench';
 import { EVAL_USAGE, evalCommand } from './eval';
 import { FLOPS_USAGE, flopsCommand } from './flops';
-import { MODELS_USAGE, modelsCommand, resolveModelArg } from './models';
+import { MODELS_USAGE, modelDirArg, modelsCommand } from './models';
 import { PROVIDERS_USAGE, providersCommand } from './providers';
 import { REDUCE_USAGE, reduceCommand } from './reduce';
 import { SERVE_USAGE, serveCommand } from './serve';
@@ -34,19 +37,22 @@ Options:
                        recommendation (ficoco tune), else its published one, else ficoco-v at 11%; none by default
   --budget N           visual tokens kept per image (e.g. 64), or a share (25% or 0.25); not with auto or none
   --param NAME=VALUE   a method parameter (repeatable)
-  --max-new-tokens N   most tokens to generate (default 256)
-  --temperature T      0 = greedy (default); > 0 samples
-  --top-p P            nucleus sampling threshold (default 1)
-  --seed N             sampling seed (default 0)
+  --max-new-tokens N   most tokens to generate, up to ${MAX_NEW_TOKENS_LIMIT} (default 256)
+  --temperature T      0 = greedy (default); > 0 samples, up to ${MAX_TEMPERATURE}
+  --top-p P            nucleus sampling threshold, above 0 and up to 1 (default 1)
+  --seed N             sampling seed, 0 to ${MAX_SEED} (default 0)
   --provider NAME      auto | ${PROVIDERS.join(' | ')} (default cpu)
-  --threads N          intra-op threads (default: one per physical core; one for a tiny model)
+  --threads N          intra-op threads, up to ${MAX_THREADS} (default: one per physical core; one for a tiny model)
   --quantize MODE      none | int8 | int4: quantization of the decoder; on the CPU the vision tower in int8
                        (cached beside the weights)
 `;
 
-const USAGE = `${ASK_USAGE}
+const METHODS_USAGE = `Usage:
   ficoco methods [--verbose]         the reduction methods and their parameters; --verbose: where each comes from
-${FLOPS_USAGE.replace('Usage:\n', '')}
+`;
+
+const USAGE = `${ASK_USAGE}
+${METHODS_USAGE.replace('Usage:\n', '')}${FLOPS_USAGE.replace('Usage:\n', '')}
 ${REDUCE_USAGE.replace('Usage:\n', '')}
 ${EVAL_USAGE.replace('Usage:\n', '')}
 ${BENCH_USAGE.replace('Usage:\n', '')}
@@ -67,12 +73,13 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'models') return modelsCommand(rest);
   if (command === 'providers') return providersCommand(rest);
   if (command === 'serve') return serveCommand(rest);
-  process.stderr.write(
-    command === undefined || command === '--help' || command === 'help'
-      ? USAGE
-      : `Unknown command "${command}".\n\n${USAGE}`,
-  );
-  return command === undefined || command === '--help' || command === 'help' ? 0 : 2;
+  // Usage asked for goes to stdout; an unknown command is an error, on stderr.
+  if (command === undefined || ['--help', '-h', 'help'].includes(command)) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  process.stderr.write(`Unknown command "${command}".\n\n${USAGE}`);
+  return 2;
 }
 
 async function ask(args: string[]): Promise<number> {
@@ -100,12 +107,7 @@ async function ask(args: string[]): Promise<number> {
     return 0;
   }
   const reduction = reductionArg(values.method, values.budget, values.param);
-  const modelDir = values.model !== undefined ? resolveModelArg(values.model) : findBuiltinModel(__dirname);
-  if (modelDir === undefined)
-    throw new FicocoError(
-      '--model DIR is required: this package has no built-in model (models/tiny-llava-screens).',
-      'input',
-    );
+  const modelDir = modelDirArg(values.model);
   const images = values.image ?? [];
   if (images.length === 0)
     throw new FicocoError('--image FILE is required: the screenshot or diagram to ask about.', 'input');
@@ -113,21 +115,23 @@ async function ask(args: string[]): Promise<number> {
   const request = {
     reduction,
     question: positionals.join(' '),
-    maxNewTokens: integer('--max-new-tokens', values['max-new-tokens'], 1),
+    maxNewTokens: integer('--max-new-tokens', values['max-new-tokens'], 1, MAX_NEW_TOKENS_LIMIT),
     sampling: {
-      temperature: number('--temperature', values.temperature, 0),
-      topP: number('--top-p', values['top-p'], 0),
-      seed: integer('--seed', values.seed, 0),
+      temperature: number('--temperature', values.temperature, 0, MAX_TEMPERATURE),
+      topP: number('--top-p', values['top-p'], 0, 1),
+      seed: integer('--seed', values.seed, 0, MAX_SEED),
     },
   };
+  if (request.sampling.topP === 0)
+    throw new FicocoError('--top-p 0 keeps no token to sample: give a share above 0, up to 1.', 'input');
   const quantization = quantizationArg(values.quantize);
   const load = {
     provider: providerArg(values.provider),
-    threads: values.threads ? integer('--threads', values.threads, 1) : undefined,
+    threads: threadsArg(values.threads),
     quantization,
     onQuantizing: quantizingOnStderr(quantization),
   };
-  const imageFiles = images.map(readImageArg);
+  const imageFiles = images.map((file) => readImageArg(file));
   const engine = await LlavaEngine.load(modelDir, load);
   try {
     // As the extension does at load: the answer's timings are then those of every later answer, not a first run's.
@@ -199,7 +203,14 @@ function formatFlops(flops: number): string {
 }
 
 function listMethods(args: string[]): number {
-  const { values } = parseCommandArgs('methods', { args, options: { verbose: { type: 'boolean' } } });
+  const { values } = parseCommandArgs('methods', {
+    args,
+    options: { verbose: { type: 'boolean' }, help: { type: 'boolean' } },
+  });
+  if (values.help) {
+    process.stdout.write(METHODS_USAGE);
+    return 0;
+  }
   for (const method of METHODS) {
     process.stdout.write(`${method.name}\n  ${method.description}\n`);
     if (values.verbose) process.stdout.write(`  ${method.reference}\n`);
@@ -216,6 +227,11 @@ function listMethods(args: string[]): number {
   return 0;
 }
 
+/** A failure the engine process reports with a FicocoError kind (model folder, image, memory…): the user's to fix. */
+function isUserEngineError(error: unknown): error is EngineError {
+  return error instanceof EngineError && (FICOCO_ERROR_KINDS as readonly string[]).includes(error.kind);
+}
+
 // A reader that stops early (`ficoco methods | head`) is not an error.
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {
   if (error.code !== 'EPIPE') throw error;
@@ -228,7 +244,7 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (error: unknown) => {
-    if (error instanceof FicocoError || error instanceof FlopsError) {
+    if (error instanceof FicocoError || error instanceof FlopsError || isUserEngineError(error)) {
       process.stderr.write(`error: ${error.message}\n`);
       process.exitCode = 2;
     } else {

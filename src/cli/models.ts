@@ -1,15 +1,16 @@
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { FicocoError } from '../common/errors';
-import { DEFAULT_HUB_ENDPOINT, ModelRequest, downloadModel, planDownload } from '../hub/download';
+import { DEFAULT_HUB_ENDPOINT, ModelRequest, checkHubEndpoint, downloadModel, planDownload } from '../hub/download';
 import { formatBytes } from '../common/bytes';
-import { MODEL_PRESETS, findPreset } from '../hub/presets';
+import { MODEL_PRESETS, findBuiltinModel, findPreset } from '../hub/presets';
 import { deletePartialDownload, deleteStoredModel, listPartialDownloads, listStoredModels } from '../hub/store';
-import { parseCommandArgs } from './args';
+import { outputFolderArg, parseCommandArgs } from './args';
 
 export const MODELS_USAGE = `Usage:
   ficoco models                                   the presets, the models downloaded so far, unfinished downloads
-  ficoco models download PRESET|OWNER/NAME [--revision REV] [--endpoint URL] [--dir DIR]
+  ficoco models download PRESET|OWNER/NAME[@REV] [--revision REV] [--endpoint URL] [--dir DIR]
   ficoco models delete FOLDER [--dir DIR]
   ficoco models clean [--dir DIR]                 removes unfinished downloads (not one that is running)
 
@@ -38,6 +39,18 @@ export function resolveModelArg(model: string, root = defaultModelsRoot()): stri
   return stored.folder;
 }
 
+/** --model as given (a folder or a downloaded preset), else the built-in model; one not there is refused. */
+export function modelDirArg(model: string | undefined): string {
+  const dir = model !== undefined ? resolveModelArg(model) : findBuiltinModel(__dirname);
+  if (dir === undefined)
+    throw new FicocoError(
+      '--model DIR is required: this package has no built-in model (models/tiny-llava-screens).',
+      'input',
+    );
+  if (!fs.existsSync(dir)) throw new FicocoError(`--model ${dir} does not exist.`, 'model-folder');
+  return dir;
+}
+
 export async function modelsCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs('models', {
     args,
@@ -53,11 +66,16 @@ export async function modelsCommand(args: string[]): Promise<number> {
     process.stdout.write(MODELS_USAGE);
     return 0;
   }
-  const root = values.dir ?? defaultModelsRoot();
+  const root = outputFolderArg('--dir', values.dir ?? defaultModelsRoot());
   const [action, target] = positionals;
   if (action === undefined) return list(root);
-  if (action === 'download' && target)
-    return download(target, values.revision, values.endpoint ?? process.env.HF_ENDPOINT ?? DEFAULT_HUB_ENDPOINT, root);
+  if (action === 'download' && target) {
+    // An empty $HF_ENDPOINT is an unset one.
+    const endpoint = values.endpoint ?? (process.env.HF_ENDPOINT || DEFAULT_HUB_ENDPOINT);
+    checkHubEndpoint(endpoint, values.endpoint !== undefined ? '--endpoint' : '$HF_ENDPOINT');
+    const [name, revision] = revisionOf(target, values.revision);
+    return download(name, revision, endpoint, root);
+  }
   if (action === 'delete' && target) {
     deleteStoredModel(root, path.resolve(target));
     process.stdout.write(`deleted ${target}\n`);
@@ -69,6 +87,17 @@ export async function modelsCommand(args: string[]): Promise<number> {
       `FOLDER" or "clean".\n\n${MODELS_USAGE}`,
     'input',
   );
+}
+
+/** OWNER/NAME@REV (or PRESET@REV) as the name and the revision; --revision REV says the same, so not both. */
+function revisionOf(target: string, flag: string | undefined): [string, string | undefined] {
+  const at = target.indexOf('@');
+  if (at < 0) return [target, flag];
+  const revision = target.slice(at + 1);
+  if (revision === '') throw new FicocoError(`${target}: give a revision after @, or leave out the @.`, 'input');
+  if (flag !== undefined)
+    throw new FicocoError(`${target} names a revision and so does --revision ${flag}: give one.`, 'input');
+  return [target.slice(0, at), revision];
 }
 
 function list(root: string): number {

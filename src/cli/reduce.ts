@@ -6,7 +6,7 @@ import { cosineMatrix, softmax } from '../reduction/arrays';
 import { StepRecord, runStep } from '../reduction/paradigm';
 import { planReduction } from '../reduction/registry';
 import { AttentionNeeds, SiteView, TokenState } from '../reduction/tokenState';
-import { budgetArg, integer, paramArgs, parseCommandArgs } from './args';
+import { budgetArg, integer, outputFileArg, paramArgs, parseCommandArgs } from './args';
 
 export const REDUCE_USAGE = `Usage:
   ficoco reduce --method NAME --budget N --input IN.safetensors --output OUT.safetensors
@@ -45,6 +45,8 @@ export async function reduceCommand(args: string[]): Promise<number> {
     if (values[flag] === undefined) throw new FicocoError(`--${flag} is required.\n\n${REDUCE_USAGE}`, 'input');
   }
   if (!fs.existsSync(values.input!)) throw new FicocoError(`${values.input} does not exist.`, 'input');
+  if (!fs.statSync(values.input!).isFile()) throw new FicocoError(`${values.input} is not a file.`, 'input');
+  outputFileArg('--output', values.output!);
   const saved = readSaved(WeightIndex.openFile(values.input!));
   const { span } = saved;
   const plan = planReduction(

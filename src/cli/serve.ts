@@ -5,11 +5,11 @@ import { FicocoError } from '../common/errors';
 import { AUTO_METHOD } from '../common/reductionChoice';
 import { MAX_IMAGE_BYTES } from '../common/imageFile';
 import { base64Length, MAX_NEW_TOKENS_LIMIT } from '../protocol/engine';
-import { findBuiltinModel, findPreset } from '../hub/presets';
+import { findPreset } from '../hub/presets';
 import { buildServer, isLoopback } from '../server/app';
 import { WorkerPool } from '../server/workerPool';
-import { integer, parseCommandArgs, providerArg, quantizationArg, reductionArg } from './args';
-import { resolveModelArg } from './models';
+import { integer, parseCommandArgs, providerArg, quantizationArg, reductionArg, threadsArg } from './args';
+import { modelDirArg } from './models';
 
 export const SERVE_USAGE = `Usage:
   ficoco serve [--model DIR|PRESET] [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--workers 1] [--queue 16]
@@ -58,24 +58,20 @@ export async function serveCommand(args: string[]): Promise<number> {
         `clients with the key are answered, or serve on 127.0.0.1 behind a proxy that authenticates.`,
       'input',
     );
-  const modelDir = values.model !== undefined ? resolveModelArg(values.model) : findBuiltinModel(__dirname);
-  if (modelDir === undefined)
-    throw new FicocoError('--model DIR is required: this package has no built-in model.', 'input');
-  const maxTokens = integer('--max-tokens', values['max-tokens'], 1);
-  if (maxTokens > MAX_NEW_TOKENS_LIMIT)
-    throw new FicocoError(`--max-tokens ${maxTokens}: at most ${MAX_NEW_TOKENS_LIMIT}.`, 'input');
-  const port = integer('--port', values.port, 0);
-  if (port > 65535) throw new FicocoError(`--port ${port}: a port is at most 65535.`, 'input');
+  const modelDir = modelDirArg(values.model);
+  const maxTokens = integer('--max-tokens', values['max-tokens'], 1, MAX_NEW_TOKENS_LIMIT);
+  const port = integer('--port', values.port, 0, 65535);
   // One image of the largest size the engine takes, as base64, and room for the conversation's text.
   const bodyLimit =
     values['max-body-mb'] !== undefined
       ? integer('--max-body-mb', values['max-body-mb'], 1) * 2 ** 20
       : base64Length(MAX_IMAGE_BYTES) + 2 ** 20;
   const reduction = reductionArg(values.method, values.budget, values.param);
+  const threads = threadsArg(values.threads);
   const model = {
     modelDir: path.resolve(modelDir),
     provider: providerArg(values.provider),
-    ...(values.threads ? { threads: integer('--threads', values.threads, 1) } : {}),
+    ...(threads !== undefined ? { threads } : {}),
     quantization: quantizationArg(values.quantize),
     ...(reduction ? { warmUp: reduction } : {}),
   };
@@ -92,7 +88,9 @@ export async function serveCommand(args: string[]): Promise<number> {
   const modelId = values.model !== undefined && findPreset(values.model) ? values.model : path.basename(model.modelDir);
   const app = buildServer({ pool, modelId, apiKey, bodyLimit, defaults: { reduction, maxTokens } });
   // Listening first: /health answers and /ready says "loading" while the workers load the model.
-  const address = await app.listen({ host: values.host, port });
+  const address = await app.listen({ host: values.host, port }).catch((error: unknown) => {
+    throw listenError(error, values.host, port);
+  });
   try {
     await pool.start();
   } catch (error) {
@@ -106,6 +104,22 @@ export async function serveCommand(args: string[]): Promise<number> {
     process.once('SIGTERM', stop);
   });
   return 0;
+}
+
+/** Why the server cannot listen, as one line where the user can act: the port is taken, or the host is not ours. */
+function listenError(error: unknown, host: string, port: number): unknown {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE')
+    return new FicocoError(`--port ${port} on ${host} is in use; pick another port, or 0 for any free one.`, 'input');
+  if (code === 'EACCES')
+    return new FicocoError(
+      `--port ${port} on ${host} needs privileges this process lacks; pick a port above 1023.`,
+      'input',
+    );
+  if (code === 'EADDRNOTAVAIL') return new FicocoError(`--host ${host} is not an address of this machine.`, 'input');
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN')
+    return new FicocoError(`--host ${host} is not a name this machine can resolve (${code}).`, 'input');
+  return error;
 }
 
 /** The engine process's entry: host.js beside this bundle, or the source under tsx. */

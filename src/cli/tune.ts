@@ -5,13 +5,12 @@ import { FicocoError } from '../common/errors';
 import { NO_REDUCTION } from '../common/reductionChoice';
 import { LlavaEngine } from '../engine/engine';
 import { RECOMMENDATION_FILE, TunedSetting, writeRecommendation } from '../engine/recommendation';
-import { findBuiltinModel } from '../hub/presets';
 import { METHODS, findMethod } from '../reduction/registry';
-import { budgetsArg, integer, number, parseCommandArgs, providerArg } from './args';
+import { budgetsArg, integer, number, outputFileArg, parseCommandArgs, providerArg, threadsArg } from './args';
 import { Prompt, machineLine, measureMethod } from './benchTiming';
 import { evaluate } from './eval';
 import { EvalItem, readEvalSet } from './evalSet';
-import { resolveModelArg } from './models';
+import { modelDirArg } from './models';
 
 export const TUNE_USAGE = `Usage:
   ficoco tune [--model DIR] --data FILE.jsonl [--keep 0.95] [--methods all|a,b] [--budgets 128,96,64]
@@ -53,9 +52,7 @@ export async function tuneCommand(args: string[]): Promise<number> {
     return 0;
   }
   if (!values.data) throw new FicocoError(`--data FILE.jsonl is required.\n\n${TUNE_USAGE}`, 'input');
-  const modelDir = values.model !== undefined ? resolveModelArg(values.model) : findBuiltinModel(__dirname);
-  if (modelDir === undefined)
-    throw new FicocoError('--model DIR is required: this package has no built-in model.', 'input');
+  const modelDir = modelDirArg(values.model);
   const bar = number('--keep', values.keep, 0);
   if (bar > 1) throw new FicocoError(`--keep ${values.keep} is a share of full-token accuracy: at most 1.`, 'input');
   const methods =
@@ -66,13 +63,14 @@ export async function tuneCommand(args: string[]): Promise<number> {
     0,
     values.limit === undefined ? undefined : integer('--limit', values.limit, 1),
   );
-  if (items.length === 0) throw new FicocoError(`${values.data} has no items.`, 'input');
   const runs = integer('--runs', values.runs, 1);
   const maxNewTokens = integer('--max-new-tokens', values['max-new-tokens'], 1);
   const load = {
     provider: providerArg(values.provider),
-    threads: values.threads ? integer('--threads', values.threads, 1) : undefined,
+    threads: threadsArg(values.threads),
   };
+  // Where the recommendation goes is checked now, not after the whole run.
+  const file = path.resolve(outputFileArg('--out', values.out ?? path.join(modelDir, RECOMMENDATION_FILE)));
   const engine = await LlavaEngine.load(modelDir, load);
   // A second engine keeps the unreduced sessions for the paired timings (as `ficoco bench` does).
   const reference = await LlavaEngine.load(modelDir, load);
@@ -110,7 +108,6 @@ export async function tuneCommand(args: string[]): Promise<number> {
       }
     }
     const chosen = chooseSetting(rows, bar);
-    const file = path.resolve(values.out ?? path.join(modelDir, RECOMMENDATION_FILE));
     writeRecommendation(file, {
       method: chosen.method,
       budget: chosen.budget,

@@ -136,6 +136,7 @@ export async function planDownload(
   options: { signal?: AbortSignal } = {},
 ): Promise<DownloadPlan> {
   repoFolderName(request.repo);
+  checkHubEndpoint(request.endpoint);
   const { signal } = options;
   const hub = hubOptions(request, signal);
   const where = `${request.repo} at ${request.revision} on ${hub.hubUrl}`;
@@ -501,6 +502,16 @@ function watchedBody(
   // The Hub library reads where a redirect led (Response.url), which a new Response does not carry.
   Object.defineProperty(watched, 'url', { value: response.url });
   return watched;
+}
+
+/** Refuses an endpoint that is not an http(s) URL before any request; `source` says where it came from. */
+export function checkHubEndpoint(endpoint: string, source = 'The Hub endpoint'): void {
+  const protocol = URL.canParse(endpoint) ? new URL(endpoint).protocol : undefined;
+  if (protocol !== 'http:' && protocol !== 'https:')
+    throw new FicocoError(
+      `${source} ${JSON.stringify(endpoint)} is not an http(s) URL such as ${DEFAULT_HUB_ENDPOINT}.`,
+      'input',
+    );
 }
 
 /** A token travels only over https, or to this machine itself (a local mirror). */

@@ -24,6 +24,9 @@ export { PROVIDER_SETTINGS, type ProviderName, type ProviderSetting };
 /** Largest image file the host accepts (decoded bytes, not base64 characters). */
 export { MAX_IMAGE_BYTES };
 export const MAX_NEW_TOKENS_LIMIT = 4096;
+/** Sampling a question may ask for: a temperature beyond this samples all but uniformly; seeds are 32-bit. */
+export const MAX_TEMPERATURE = 100;
+export const MAX_SEED = 0xffffffff;
 
 export interface LoadParams {
   /** a Hugging Face LLaVA model folder on the host's machine */
@@ -227,9 +230,9 @@ export function parseAskParams(value: unknown): AskParams {
     question: string(params.question, 'question'),
     images: params.images.map((image, i) => parseImage(image, `images[${i}]`)),
     maxNewTokens: integer(params.maxNewTokens, 'maxNewTokens', 1, MAX_NEW_TOKENS_LIMIT),
-    temperature: finite(params.temperature, 'temperature', 0, 100),
+    temperature: finite(params.temperature, 'temperature', 0, MAX_TEMPERATURE),
     topP: finite(params.topP, 'topP', Number.MIN_VALUE, 1),
-    seed: integer(params.seed, 'seed', 0, 0xffffffff),
+    seed: integer(params.seed, 'seed', 0, MAX_SEED),
     ...(params.history === undefined ? {} : { history: parseHistory(params.history) }),
     ...(params.reduction === undefined ? {} : { reduction: parseReduction(params.reduction) }),
   };

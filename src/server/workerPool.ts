@@ -84,6 +84,7 @@ export class WorkerPool {
   /**
    * Starts workers one at a time, each loading the model: another starts only while the memory free afterwards is at
    * least HEADROOM times what the last one holds (its resident set), so N workers never push the machine into swap.
+   * A load that fails ends every engine process started, then rejects.
    */
   async start(): Promise<LoadResult> {
     const { workers, model, log } = this.options;
@@ -91,7 +92,15 @@ export class WorkerPool {
     let first: LoadResult | undefined;
     for (let i = 0; i < workers; i++) {
       const client = this.options.newClient();
-      const result = await client.load(model);
+      let result: LoadResult;
+      try {
+        result = await client.load(model);
+      } catch (error) {
+        // A failed load leaves its engine process running, and it is not in `clients`: end it and those started.
+        client.dispose();
+        this.dispose();
+        throw error;
+      }
       first ??= result;
       this.clients.push(client);
       this.release(client);

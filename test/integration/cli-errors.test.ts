@@ -1,21 +1,51 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { test } from 'node:test';
+import type { EngineClient } from '../../src/client/engineClient';
 import { METHODS } from '../../src/reduction/registry';
+import { WorkerPool } from '../../src/server/workerPool';
 import { runCli } from '../helpers/cli';
+import { temporaryFolders } from '../helpers/tempFolders';
 
 const ROOT = path.join(__dirname, '..', '..');
+const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
 const IMAGE = path.join(ROOT, 'bench', 'eval-set', 'images', '1000000025.png');
+const EVAL_SET = path.join(ROOT, 'bench', 'eval-set', 'data.jsonl');
+
+const temporaryFolder = temporaryFolders();
+// A folder without config.json: a command that loads it fails, so an option checked first is what these tests see.
+const NOT_A_MODEL = temporaryFolder('ficoco-cli-not-a-model-');
+const DATA = temporaryFolder('ficoco-cli-data-');
+/** An evaluation set of these lines in DATA. */
+function dataFile(name: string, ...lines: string[]): string {
+  const file = path.join(DATA, name);
+  fs.writeFileSync(file, lines.map((line) => `${line}\n`).join(''));
+  return file;
+}
+
+/** `ficoco ARGS` from source, with its exit code and output; a run that hangs is killed after a minute (code null). */
+function ficoco(args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', CLI, ...args],
+      { cwd: ROOT, timeout: 60_000 },
+      (error, stdout, stderr) => {
+        const code = error === null ? 0 : typeof error.code === 'number' ? error.code : null;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
 
 /** Runs `ficoco ask …` and returns its exit code and stderr (it is expected to fail). */
-async function askFails(...args: string[]): Promise<{ code: number; stderr: string }> {
-  try {
-    await runCli(['ask', ...args]);
-  } catch (error) {
-    const { code, stderr } = error as { code: number; stderr: string };
-    return { code, stderr };
-  }
-  assert.fail(`ficoco ask ${args.join(' ')} succeeded`);
+async function askFails(...args: string[]): Promise<{ code: number | null; stderr: string }> {
+  const { code, stderr } = await ficoco(['ask', ...args]);
+  assert.notEqual(code, 0, `ficoco ask ${args.join(' ')} succeeded`);
+  return { code, stderr };
 }
 
 const cases: [string, string[], RegExp][] = [
@@ -42,7 +72,7 @@ const cases: [string, string[], RegExp][] = [
   [
     'a negative token limit',
     ['--image', IMAGE, '--max-new-tokens', '-1', 'q'],
-    /^error: --max-new-tokens -1 is not a number ≥ 1\.$/,
+    /^error: --max-new-tokens -1 is not a number from 1 to 4096\.$/,
   ],
   [
     'an unknown option',
@@ -62,8 +92,70 @@ const cases: [string, string[], RegExp][] = [
   [
     'a budget with auto, which chooses its own',
     ['--image', IMAGE, '--method', 'auto', '--budget', '64', 'q'],
-    /^error: --method auto chooses its own budget; leave out --budget\.$/,
+    /^error: --method auto chooses its own budget and parameters: leave out --budget and --param\.$/,
   ],
+  [
+    'a parameter without a method',
+    ['--model', NOT_A_MODEL, '--image', IMAGE, '--param', 'penalty=1', 'q'],
+    /^error: --param needs --method NAME \(see `ficoco methods`\)\.$/,
+  ],
+  [
+    'a parameter with none, which uses none',
+    ['--model', NOT_A_MODEL, '--image', IMAGE, '--method', 'none', '--param', 'penalty=1', 'q'],
+    /^error: --method none keeps every visual token: leave out --budget and --param\.$/,
+  ],
+  [
+    'a parameter with auto, which chooses its own',
+    ['--model', NOT_A_MODEL, '--image', IMAGE, '--method', 'auto', '--param', 'penalty=1', 'q'],
+    /^error: --method auto chooses its own budget and parameters: leave out --budget and --param\.$/,
+  ],
+  [
+    'a --model that is not there',
+    ['--model', path.join(ROOT, 'no-such-model'), '--image', IMAGE, 'q'],
+    /^error: --model .*no-such-model does not exist\.$/,
+  ],
+  // Each started by ONNX Runtime: 100,000 of them took the machine down.
+  [
+    'too many threads',
+    ['--model', NOT_A_MODEL, '--image', IMAGE, '--threads', '300', 'q'],
+    /^error: --threads 300 is not a number from 1 to 256\.$/,
+  ],
+  // The engine protocol's bounds, which the extension and serve keep.
+  [
+    'a top-p of 0',
+    ['--model', NOT_A_MODEL, '--image', IMAGE, '--top-p', '0', 'q'],
+    /^error: --top-p 0 keeps no token to sample/,
+  ],
+  [
+    'a top-p above 1',
+    ['--model', NOT_A_MODEL, '--image', IMAGE, '--top-p', '1.5', 'q'],
+    /^error: --top-p 1\.5 is not a number from 0 to 1\.$/,
+  ],
+  [
+    'a temperature above 100',
+    ['--model', NOT_A_MODEL, '--image', IMAGE, '--temperature', '101', 'q'],
+    /^error: --temperature 101 is not a number from 0 to 100\.$/,
+  ],
+  [
+    'a seed above 2^32 - 1',
+    ['--model', NOT_A_MODEL, '--image', IMAGE, '--seed', '4294967296', 'q'],
+    /^error: --seed 4294967296 is not a number from 0 to 4294967295\.$/,
+  ],
+  [
+    'more new tokens than 4096',
+    ['--model', NOT_A_MODEL, '--image', IMAGE, '--max-new-tokens', '4097', 'q'],
+    /^error: --max-new-tokens 4097 is not a number from 1 to 4096\.$/,
+  ],
+  // A device or a FIFO is not a folder, and reading one may never end.
+  ...(process.platform === 'win32'
+    ? []
+    : [
+        [
+          'a device as --image',
+          ['--image', '/dev/zero', 'q'],
+          /^error: --image \/dev\/zero is not a regular file\.$/,
+        ] as [string, string[], RegExp],
+      ]),
   [
     "a budget above the model's visual tokens",
     ['--image', IMAGE, '--method', 'ficoco-v', '--budget', '500', 'q'],
@@ -79,6 +171,150 @@ for (const [what, args, message] of cases) {
     assert.match(stderr.trimEnd(), message);
   });
 }
+
+const commandCases: [string, string[], RegExp][] = [
+  ...['bench', 'serve'].map((command): [string, string[], RegExp] => [
+    `${command}: too many threads`,
+    [command, '--model', NOT_A_MODEL, '--threads', '300'],
+    /^error: --threads 300 is not a number from 1 to 256\.$/,
+  ]),
+  [
+    'tune: too many threads',
+    ['tune', '--model', NOT_A_MODEL, '--data', EVAL_SET, '--threads', '300'],
+    /^error: --threads 300 is not a number from 1 to 256\.$/,
+  ],
+  [
+    'eval: a data line that is null',
+    ['eval', '--model', NOT_A_MODEL, '--data', dataFile('null.jsonl', 'null')],
+    /^error: .*null\.jsonl line 1 is not a JSON object\.$/,
+  ],
+  [
+    'eval: a folder as --data',
+    ['eval', '--model', NOT_A_MODEL, '--data', DATA],
+    /^error: .* is not a file; --data needs a JSONL evaluation set\.$/,
+  ],
+  [
+    'eval: a data line naming a missing image',
+    [
+      'eval',
+      '--model',
+      NOT_A_MODEL,
+      '--data',
+      dataFile('missing.jsonl', '', JSON.stringify({ image: 'nope.png', question: 'q', answer: 'a' })),
+    ],
+    /^error: .*missing\.jsonl line 2: image .*nope\.png does not exist\.$/,
+  ],
+  [
+    'tune: a data line naming a folder as its image',
+    [
+      'tune',
+      '--model',
+      NOT_A_MODEL,
+      '--data',
+      dataFile('folder.jsonl', JSON.stringify({ image: '.', question: 'q', answer: 'a' })),
+    ],
+    /^error: .*folder\.jsonl line 1: image .* is a folder, not an image file\.$/,
+  ],
+  [
+    'eval: an empty data set',
+    ['eval', '--model', NOT_A_MODEL, '--data', dataFile('empty.jsonl')],
+    /^error: .*empty\.jsonl has no items\.$/,
+  ],
+  ...['eval', 'bench'].flatMap((command): [string, string[], RegExp][] => {
+    const data = command === 'eval' ? ['--data', EVAL_SET] : [];
+    return [
+      [
+        `${command}: a file as --out`,
+        [command, '--model', NOT_A_MODEL, ...data, '--out', EVAL_SET],
+        /^error: --out .*data\.jsonl is not a folder\.$/,
+      ],
+      [
+        `${command}: a --name with a folder`,
+        [command, '--model', NOT_A_MODEL, ...data, '--name', 'x/y'],
+        /^error: --name x\/y must be a file name without a folder/,
+      ],
+    ];
+  }),
+  [
+    'serve: a --host that is not this machine',
+    ['serve', '--model', NOT_A_MODEL, '--host', '192.0.2.1', '--port', '0', '--api-key', 'k'],
+    /^error: --host 192\.0\.2\.1 is not an address of this machine\.$/,
+  ],
+];
+
+for (const [what, args, message] of commandCases) {
+  test(`ficoco ${what} gets one clear line and exit code 2 before anything loads`, async () => {
+    const { code, stdout, stderr } = await ficoco(args);
+    assert.equal(code, 2, stderr);
+    assert.equal(stdout, '');
+    assert.equal(stderr.trimEnd().split('\n').length, 1, `one line, got:\n${stderr}`);
+    assert.match(stderr.trimEnd(), message);
+  });
+}
+
+test('ficoco serve on a folder that is not a model says so in one line and exits, leaving no engine behind', async () => {
+  const { code, stderr } = await ficoco(['serve', '--model', NOT_A_MODEL, '--port', '0']);
+  assert.notEqual(code, null, `still running after a minute:\n${stderr}`);
+  assert.equal(code, 2, stderr);
+  assert.match(stderr, /^error: .* is not a model folder: config\.json is missing/m);
+  assert.doesNotMatch(stderr, /^\s+at /m, 'no stack trace');
+  const pid = /engine process (\d+) started/.exec(stderr)?.[1];
+  assert.ok(pid, stderr);
+  assert.throws(() => process.kill(Number(pid), 0), /ESRCH/, 'the engine process has ended');
+});
+
+test("serve's workers: a load that fails ends every engine process started, its own included", async () => {
+  const disposed: number[] = [];
+  let made = 0;
+  const pool = new WorkerPool({
+    workers: 3,
+    queueLimit: 0,
+    model: { modelDir: NOT_A_MODEL, provider: 'cpu' },
+    log: () => undefined,
+    freeMemory: () => Infinity,
+    newClient: () => {
+      const id = made++;
+      const client: Pick<EngineClient, 'load' | 'dispose' | 'processId'> = {
+        processId: undefined,
+        load: async () => {
+          if (id === 1) throw new Error('the second worker cannot load');
+          return { provider: 'cpu', modelDir: NOT_A_MODEL };
+        },
+        dispose: () => void disposed.push(id),
+      };
+      return client as EngineClient;
+    },
+  });
+  await assert.rejects(pool.start(), /the second worker cannot load/);
+  assert.deepEqual(disposed.sort(), [0, 1]);
+});
+
+test('ficoco serve on a port in use says so in one line', async () => {
+  const taken = net.createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  try {
+    const { port } = taken.address() as net.AddressInfo;
+    const { code, stderr } = await ficoco(['serve', '--model', NOT_A_MODEL, '--port', String(port)]);
+    assert.equal(code, 2, stderr);
+    assert.match(stderr, new RegExp(`^error: --port ${port} on 127\\.0\\.0\\.1 is in use; pick another port`));
+    assert.equal(stderr.trimEnd().split('\n').length, 1, stderr);
+  } finally {
+    taken.close();
+  }
+});
+
+test('help goes to stdout with exit code 0, for ficoco and each command, as --help, -h or help', async () => {
+  for (const args of [['--help'], ['-h'], ['help'], ['methods', '--help'], ['ask', '-h'], ['flops', '-h']]) {
+    const { code, stdout, stderr } = await ficoco(args);
+    assert.equal(code, 0, `${args.join(' ')}: ${stderr}`);
+    assert.equal(stderr, '', args.join(' '));
+    assert.match(stdout, /^Usage:\n {2}ficoco /, args.join(' '));
+  }
+  const unknown = await ficoco(['bogus']);
+  assert.equal(unknown.code, 2);
+  assert.equal(unknown.stdout, '');
+  assert.match(unknown.stderr, /^Unknown command "bogus"\.\n\nUsage:/);
+});
 
 test('ficoco methods lists every method and its parameters; --verbose adds where each comes from', async () => {
   const methods = async (...args: string[]) => (await runCli(['methods', ...args])).stdout;

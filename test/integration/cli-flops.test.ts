@@ -135,3 +135,30 @@ test('ficoco flops --method auto counts what auto chooses for a model folder, an
   assert.notEqual(withBudget.code, 0);
   assert.match(withBudget.stderr, /chooses its own budget and parameters: leave out --budget and --param/);
 });
+
+test('ficoco flops refuses options it would not use before writing anything; --method none needs no budget', async () => {
+  const refused: [string[], RegExp][] = [
+    [['--budget', '64'], /^error: --budget needs --method NAME/],
+    [['--param', 'penalty=1'], /^error: --param needs --method NAME/],
+    [
+      ['--method', 'tome', '--budget', '64', '--budgets', '64,32'],
+      /^error: --budgets is for the table without --method/,
+    ],
+    [['--method', 'none', '--budget', '64'], /^error: --method none keeps every visual token: leave out --budget/],
+    [['--method', 'tome', '--budget', '600'], /^error: A budget of 600 visual tokens is more than the 576/],
+  ];
+  for (const [args, message] of refused) {
+    const run = await flops('--arch', 'llava-1.5-7b', ...args);
+    assert.equal(run.code, 2, args.join(' '));
+    assert.equal(run.stdout, '', `${args.join(' ')}: nothing on stdout`);
+    assert.match(run.stderr, message);
+  }
+  const none = await flops('--arch', 'llava-1.5-7b', '--method', 'none');
+  assert.equal(none.code, 0, none.stderr);
+  const rows = none.stdout.split('\n').filter((line) => /^\| \d+\/576 /.test(line));
+  assert.deepEqual(
+    rows.map((line) => line.split(' | ')[0]),
+    ['| 576/576'],
+    'one row: every visual token',
+  );
+});

@@ -149,6 +149,41 @@ test('a wrong endpoint or repository name fails with exit code 2 and a message',
   );
 });
 
+test('ficoco models download OWNER/NAME@REV downloads that revision, as the README says', async () => {
+  const { stdout } = await ficoco(
+    'models',
+    'download',
+    `ficoco/tiny-llava-screens@${COMMIT}`,
+    '--endpoint',
+    hub.url,
+    '--dir',
+    dir,
+  );
+  assert.ok(stdout.includes(path.join(dir, 'ficoco--tiny-llava-screens', COMMIT)), stdout);
+  await assert.rejects(
+    ficoco('models', 'download', 'ficoco/tiny-llava-screens@main', '--revision', 'main', '--dir', dir),
+    /names a revision and so does --revision main: give one/,
+  );
+});
+
+test('an endpoint that is not an http(s) URL, or a file as --dir, is one line and exit code 2', async () => {
+  const refused = (args: string[], message: RegExp, env: NodeJS.ProcessEnv = {}) =>
+    assert.rejects(
+      runCli(['models', 'download', 'ficoco/tiny-llava-screens', ...args], { ...process.env, ...env }),
+      (error: { code?: number; stderr?: string }) => {
+        assert.equal(error.code, 2, error.stderr);
+        assert.match((error.stderr ?? '').trimEnd(), message);
+        assert.equal(error.stderr?.trimEnd().split('\n').length, 1, error.stderr);
+        return true;
+      },
+    );
+  await refused(['--endpoint', 'not a url', '--dir', dir], /^error: --endpoint "not a url" is not an http\(s\) URL/);
+  await refused(['--dir', dir], /^error: \$HF_ENDPOINT "garbage" is not an http\(s\) URL/, { HF_ENDPOINT: 'garbage' });
+  const file = path.join(dir, 'a-file');
+  fs.writeFileSync(file, '');
+  await refused(['--endpoint', hub.url, '--dir', file], /^error: --dir .*a-file is not a folder\.$/);
+});
+
 test('ficoco providers says what this machine can run on and what auto tries', async () => {
   const { stdout } = await ficoco('providers');
   assert.match(stdout, new RegExp(`^platform\\s+${process.platform} ${process.arch}$`, 'm'));

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { reduceCommand } from '../../src/cli/reduce';
+import { FicocoError } from '../../src/common/errors';
 import { WeightIndex } from '../../src/engine/weights/safetensors';
 import { bytesOf, writeSafetensors } from '../../src/engine/weights/safetensorsWriter';
 import { seededRandom } from '../../src/common/random';
@@ -132,4 +133,21 @@ test('ficoco reduce names a missing input tensor', async () => {
     ]),
     /needs attention_logits \[17, 17\]/,
   );
+});
+
+test('ficoco reduce checks where --output goes before reducing: not a folder, in a folder that exists', async () => {
+  const dir = temporaryFolder('ficoco-reduce-');
+  const { file } = savedSite(dir);
+  const reduce = (output: string) =>
+    reduceCommand(['--method', 'divprune', '--budget', '4', '--input', file, '--output', output]);
+  await assert.rejects(reduce(dir), (error: Error) => {
+    assert.ok(error instanceof FicocoError, String(error));
+    assert.match(error.message, /^--output .* is a folder; give the file to write\.$/);
+    return true;
+  });
+  await assert.rejects(reduce(path.join(dir, 'no-such-folder', 'out.safetensors')), (error: Error) => {
+    assert.ok(error instanceof FicocoError, String(error));
+    assert.match(error.message, /no-such-folder is not an existing folder\.$/);
+    return true;
+  });
 });
