@@ -67,24 +67,39 @@ export class TemplateProcess {
   private async renderNow(context: TemplateContext): Promise<string> {
     await this.check();
     const child = this.child!;
-    return new Promise<string>((resolve, reject) => {
-      child.send(context); // the reply comes in a later turn of the event loop, after the listeners below are in place
+    child.send(context); // the reply comes in a later turn of the event loop, after nextAnswer's listeners are in place
+    return this.nextAnswer<string>(child, (reply) => this.resultOf(reply as TemplateReply), {
+      unreachable: (error) => this.unusable(`could not be rendered (${error.message})`),
+      silent: () => this.timeoutError(),
+    });
+  }
+
+  /**
+   * The child's next message, read by `read` (a value, or the error to fail with). Its exit, an error reaching it
+   * (stopping it) or silence past a render's time and the grace (stopping it) fail the answer instead.
+   */
+  private nextAnswer<T>(
+    child: ChildProcess,
+    read: (reply: unknown) => T | Error,
+    failed: { unreachable: (error: Error) => Error; silent: () => Error },
+  ): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
       // Plain listeners and a timer: events.once with an AbortSignal costs about 0.1 ms more per render.
-      const settle = (result: string | FicocoError) => {
+      const settle = (result: T | Error) => {
         clearTimeout(unanswered);
         child.off('message', onReply).off('exit', onExit).off('error', onError);
-        if (result instanceof FicocoError) reject(result);
+        if (result instanceof Error) reject(result);
         else resolve(result);
       };
-      const onReply = (reply: unknown) => settle(this.resultOf(reply as TemplateReply));
+      const onReply = (reply: unknown) => settle(read(reply));
       const onExit = (code: number | null, signal: NodeJS.Signals | null) => settle(this.exitError(code, signal));
       const onError = (error: Error) => {
         this.stop(child); // it could not be started or reached
-        settle(this.unusable(`could not be rendered (${error.message})`));
+        settle(failed.unreachable(error));
       };
       const unanswered = setTimeout(() => {
         this.stop(child);
-        settle(this.timeoutError());
+        settle(failed.silent());
       }, this.limits.timeoutMs + UNANSWERED_GRACE_MS);
       child.on('message', onReply).on('exit', onExit).on('error', onError);
     });
@@ -116,38 +131,28 @@ export class TemplateProcess {
     return child;
   }
 
-  /** The child's first answer: its template parsed, did not, or did not within a render's time. */
-  private parseOutcome(child: ChildProcess): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const settle = (error?: Error) => {
-        clearTimeout(unanswered);
-        child.off('message', onReply).off('exit', onExit).off('error', onError);
-        if (error) {
-          this.stop(child);
-          reject(error);
-        } else resolve();
-      };
-      const onReply = (reply: unknown) => {
-        const parsed = reply as TemplateParsed;
-        settle(
-          parsed.outcome === 'parsed'
-            ? undefined
-            : new FicocoError(
-                `The chat template in ${this.origin} does not parse (${parsed.message}); this model folder cannot be used.`,
-                'config',
-              ),
+  /** The child's first answer: its template parsed, did not, or did not within a render's time; a failure stops it. */
+  private async parseOutcome(child: ChildProcess): Promise<void> {
+    const waitS = (this.limits.timeoutMs + UNANSWERED_GRACE_MS) / 1000;
+    const parsed = this.nextAnswer<undefined>(
+      child,
+      (reply) => {
+        const outcome = reply as TemplateParsed;
+        if (outcome.outcome === 'parsed') return undefined;
+        return new FicocoError(
+          `The chat template in ${this.origin} does not parse (${outcome.message}); this model folder cannot be used.`,
+          'config',
         );
-      };
-      const onExit = (code: number | null, signal: NodeJS.Signals | null) => settle(this.exitError(code, signal));
-      // Not the template's fault: the machine could not start a process (out of processes, or files).
-      const onError = (error: Error) =>
-        settle(new Error(`The chat template's process could not be started: ${error.message}`));
-      const waitMs = this.limits.timeoutMs + UNANSWERED_GRACE_MS;
-      const unanswered = setTimeout(
-        () => settle(this.unusable(`did not parse within ${waitMs / 1000} s (its process's start included)`)),
-        waitMs,
-      );
-      child.once('message', onReply).on('exit', onExit).on('error', onError);
+      },
+      {
+        // Not the template's fault: the machine could not start a process (out of processes, or files).
+        unreachable: (error) => new Error(`The chat template's process could not be started: ${error.message}`),
+        silent: () => this.unusable(`did not parse within ${waitS} s (its process's start included)`),
+      },
+    );
+    await parsed.catch((error: unknown) => {
+      this.stop(child);
+      throw error;
     });
   }
 
