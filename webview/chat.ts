@@ -66,7 +66,10 @@ export function startChat(
           composer.showPending(message.pending);
           return;
         case 'notice':
-          composer.showNotice(message.message);
+          notify(message.message);
+          return;
+        case 'questionHeld':
+          composer.holdQuestion(message.question, message.message);
           return;
       }
     },

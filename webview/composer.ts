@@ -29,8 +29,6 @@ export function sentSize(width: number, height: number): { width: number; height
   return width >= height ? { width: sides[0], height: sides[1] } : { width: sides[1], height: sides[0] };
 }
 const URI_TYPES = ['application/vnd.code.uri-list', 'resourceurls', 'text/uri-list'];
-/** Longest a question waits for the extension to take or refuse its images (reading a remote file takes a while). */
-const ANSWER_WAIT_MS = 30_000;
 
 /** Reads an image File as the extension wants it; throws a message for the user when it is not acceptable. */
 export type ImageReader = (file: File) => Promise<ImageFile>;
@@ -38,12 +36,11 @@ export type ImageReader = (file: File) => Promise<ImageFile>;
 export class Composer {
   private readonly question: HTMLTextAreaElement;
   private readonly pending: HTMLElement;
-  /** pastes and drops on their way (read here, then checked by the extension); a question sent meanwhile waits */
+  /**
+   * pastes and drops being read here; a question sent meanwhile waits, then goes after them (the extension takes
+   * messages in order, and holds a question back when one of its images was refused)
+   */
   private readonly arriving = new Set<Promise<void>>();
-  /** settles each attachment the extension has not answered yet, oldest first */
-  private readonly unanswered: (() => void)[] = [];
-  /** why an image was refused since the last question; that question is then held back, not asked about another image */
-  private refusal: string | undefined;
 
   constructor(
     private readonly doc: Document,
@@ -73,11 +70,6 @@ export class Composer {
    * the next image's Remove button, or back to the question.
    */
   showPending(images: PendingImage[]): void {
-    // An attachment taken after one was refused: the question goes with it.
-    if (this.unanswered.length > 0) {
-      this.refusal = undefined;
-      this.unanswered[0]();
-    }
     const focused = [...this.pending.querySelectorAll('.remove-image')].indexOf(this.doc.activeElement!);
     this.pending.replaceChildren(...images.map((image) => this.thumbnail(image)));
     this.pending.hidden = images.length === 0;
@@ -94,40 +86,18 @@ export class Composer {
       return;
     }
     this.question.value = '';
-    // A large screenshot takes a moment to decode and check; Enter right after pasting it must not ask without it.
-    if (this.arriving.size === 0) this.ask(question);
-    else void Promise.all(this.arriving).then(() => this.ask(question));
+    this.notify('');
+    const ask = () => this.post({ type: 'ask', question });
+    // A large screenshot takes a moment to decode; Enter right after pasting it must not ask without it.
+    if (this.arriving.size === 0) ask();
+    else void Promise.all(this.arriving).then(ask);
   }
 
-  /** A notice from the extension; one that arrives while an attachment is unanswered refuses (part of) it. */
-  showNotice(message: string): void {
-    if (this.unanswered.length > 0) {
-      this.refusal = message;
-      this.unanswered[0]!();
-    }
+  /** A question the extension handed back (an image was refused since the last one): into the box, with why. */
+  holdQuestion(question: string, message: string): void {
     this.notify(message);
-  }
-
-  /**
-   * Asks, unless an image was refused since the last question: the extension would answer about the previous
-   * question's images instead. The question then goes back into the box, once, with the reason.
-   */
-  private ask(question: string): void {
-    if (this.refusal === undefined) {
-      this.notify('');
-      this.post({ type: 'ask', question });
-      return;
-    }
-    this.notify(`${this.refusal} The question was not sent: attach another image, or send it again to ask without it.`);
-    this.refusal = undefined;
     this.question.value = this.question.value === '' ? question : `${question}\n${this.question.value}`;
     this.question.focus();
-  }
-
-  /** Shows why a file was refused; the next question is held back (see ask). */
-  private refuse(message: string): void {
-    this.refusal = message;
-    this.notify(message);
   }
 
   private thumbnail(image: PendingImage): HTMLElement {
@@ -192,50 +162,28 @@ export class Composer {
     event.preventDefault();
     const uris = droppedUris(data);
     if (uris.length > 0) {
-      await this.track(this.postImages({ type: 'addUris', uris }));
+      this.post({ type: 'addUris', uris });
       return;
     }
     await this.addFiles([...data.files]);
   }
 
+  /** Reads each file and hands the extension those read and why each other one was not; questions wait meanwhile. */
   private addFiles(files: File[]): Promise<void> {
-    return this.track(this.readFiles(files));
-  }
-
-  /** Holds questions back until `arrival` ends. */
-  private track(arrival: Promise<void>): Promise<void> {
+    const arrival = (async () => {
+      const images: ImageFile[] = [];
+      const refused: string[] = [];
+      for (const file of files) {
+        try {
+          images.push(await this.readImage(file));
+        } catch (error) {
+          refused.push(error instanceof Error ? error.message : String(error));
+        }
+      }
+      this.post({ type: 'addImages', images, refused });
+    })();
     this.arriving.add(arrival);
     return arrival.finally(() => this.arriving.delete(arrival));
-  }
-
-  /** Reads each file (a failure is a refusal and skips that file) and hands the readable ones to the extension. */
-  private async readFiles(files: File[]): Promise<void> {
-    const images: ImageFile[] = [];
-    for (const file of files) {
-      try {
-        images.push(await this.readImage(file));
-      } catch (error) {
-        this.refuse(error instanceof Error ? error.message : String(error));
-      }
-    }
-    if (images.length > 0) await this.postImages({ type: 'addImages', images });
-  }
-
-  /**
-   * Posts images to the extension; resolves once it answers with the waiting images or a notice refusing one (it
-   * handles messages in order), or after ANSWER_WAIT_MS, as it ignores a message it cannot read.
-   */
-  private postImages(message: WebviewMessage): Promise<void> {
-    this.post(message);
-    return new Promise((resolve) => {
-      const answered = () => {
-        this.doc.defaultView!.clearTimeout(timer);
-        this.unanswered.splice(this.unanswered.indexOf(answered), 1);
-        resolve();
-      };
-      const timer = this.doc.defaultView!.setTimeout(answered, ANSWER_WAIT_MS);
-      this.unanswered.push(answered);
-    });
   }
 }
 

@@ -5,19 +5,12 @@
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { FicocoError } from '../common/errors';
-import {
-  IMAGE_FILE_EXTENSIONS,
-  MAX_IMAGE_BYTES,
-  checkImageFile,
-  formatMebibytes,
-  imageFormatOfFileName,
-} from '../common/imageFile';
+import { IMAGE_FILE_EXTENSIONS, MAX_IMAGE_BYTES, formatMebibytes, imageFormatOfFileName } from '../common/imageFile';
 import { BUILTIN_MODEL_PATH } from '../hub/presets';
 import type { ImageAttachment } from '../protocol/engine';
 import type { Turn, WebviewMessage } from '../protocol/webview';
 import { ChatSurface, ChatViews } from './chatViews';
-import { Conversation, ImageInput } from './conversation';
+import { Conversation } from './conversation';
 import { type AnswerEngine, EngineClient, EngineError } from '../client/engineClient';
 import { RemoteEngine } from '../client/remoteEngine';
 import { promptForSecret } from './secrets';
@@ -37,6 +30,8 @@ export class ChatController implements vscode.Disposable {
   private readonly unloader: IdleUnloader;
   /** the remote engine last used, by its address and key */
   private remote: { key: string; engine: AnswerEngine } | undefined;
+  /** images being taken in, in the order they came; a question waits for those before it (see ask) */
+  private intake: Promise<void> = Promise.resolve();
   /** setting problems already shown (each once, until the settings change) */
   private readonly reportedProblems = new Set<string>();
 
@@ -90,7 +85,7 @@ export class ChatController implements vscode.Disposable {
         from.post(this.conversation.state());
         return;
       case 'ask':
-        void this.ask(message.question);
+        void this.ask(message.question, from);
         return;
       case 'stop':
         this.replies.stop(message.turnId);
@@ -105,10 +100,10 @@ export class ChatController implements vscode.Disposable {
         void this.attachFromDialog();
         return;
       case 'addImages':
-        this.addImages(message.images);
+        void this.takeIn(async () => this.addImages(message.images, message.refused));
         return;
       case 'addUris':
-        void this.addUris(message.uris.flatMap((uri) => this.parseUri(uri)));
+        void this.takeIn(() => this.addUris(message.uris));
         return;
       case 'removeImage':
         this.views.broadcast(this.conversation.removePending(message.id));
@@ -125,7 +120,7 @@ export class ChatController implements vscode.Disposable {
   /** Adds image files (Explorer, image preview, file dialog) to the next question and shows the chat. */
   async addFiles(uris: readonly vscode.Uri[]): Promise<void> {
     await this.views.reveal();
-    await this.addUris(uris);
+    await this.takeIn(() => this.addUris(uris));
   }
 
   async attachFromDialog(): Promise<void> {
@@ -135,7 +130,7 @@ export class ChatController implements vscode.Disposable {
       canSelectMany: true,
       filters: { Images: [...IMAGE_FILE_EXTENSIONS] },
     });
-    if (picked) await this.addUris(picked);
+    if (picked) await this.takeIn(() => this.addUris(picked));
   }
 
   newChat(): void {
@@ -148,8 +143,17 @@ export class ChatController implements vscode.Disposable {
     this.replies.stopLatest();
   }
 
-  /** Asks about the waiting images; resolves with the turn once its answer (and speedup) are in. */
-  async ask(question: string): Promise<Turn | undefined> {
+  /**
+   * Asks about the waiting images once those added before the question are taken or refused; a refusal since the last
+   * question hands it back to the page that asked instead. Resolves with the turn once its answer (and speedup) are in.
+   */
+  async ask(question: string, from?: ChatSurface): Promise<Turn | undefined> {
+    await this.intake;
+    const held = this.conversation.holdQuestion(question);
+    if (held) {
+      from?.post(held);
+      return undefined;
+    }
     const started = this.conversation.startTurn(question);
     if (!started) {
       this.notice('Paste, drop or attach an image first, then ask about it.');
@@ -253,46 +257,47 @@ export class ChatController implements vscode.Disposable {
     return settings;
   }
 
-  /**
-   * Takes images whose header passes the size limits (src/common/imageFile.ts), each in the one form it crosses to
-   * the engine in; a notice names each one refused.
-   */
-  private addImages(images: readonly ImageAttachment[]): void {
-    const accepted = images.flatMap((image): ImageInput[] => {
-      try {
-        return [{ ...image, format: checkImageFile(Buffer.from(image.dataBase64, 'base64'), image.name).format }];
-      } catch (error) {
-        if (!(error instanceof FicocoError)) throw error;
-        this.notice(error.message);
-        return [];
-      }
+  /** Runs a step of taking images in after the steps before it; a step that fails (a bug) refuses its images. */
+  private takeIn(step: () => Promise<void>): Promise<void> {
+    this.intake = this.intake.then(step).catch((error: unknown) => {
+      this.log.error(error instanceof Error ? (error.stack ?? error.message) : String(error));
+      this.refuse(`The images could not be taken: ${error instanceof Error ? error.message : String(error)}`);
     });
-    if (accepted.length === 0) return;
-    try {
-      this.views.broadcast(this.conversation.addPending(accepted));
-    } catch (error) {
-      this.notice(error instanceof Error ? error.message : String(error));
-    }
+    return this.intake;
   }
 
-  /** Reads through workspace.fs, so files of remote workspaces work too. */
-  private async addUris(uris: readonly vscode.Uri[]): Promise<void> {
+  private addImages(images: readonly ImageAttachment[], refused: readonly string[] = []): void {
+    for (const message of this.conversation.addImages(images, refused)) this.views.broadcast(message);
+  }
+
+  /** Reads through workspace.fs, so files of remote workspaces work too; a dropped URI comes as its text. */
+  private async addUris(uris: readonly (vscode.Uri | string)[]): Promise<void> {
     const images: ImageAttachment[] = [];
-    for (const uri of uris) {
+    const refused: string[] = [];
+    for (const entry of uris) {
+      let uri: vscode.Uri;
+      try {
+        uri = typeof entry === 'string' ? vscode.Uri.parse(entry, true) : entry;
+      } catch (error) {
+        refused.push(
+          `${String(entry)} is not a file address FiCoCo can open (${error instanceof Error ? error.message : String(error)}).`,
+        );
+        continue;
+      }
       const name = path.posix.basename(uri.path);
       if (!imageFormatOfFileName(name)) {
-        this.notice(`${name} is not an image FiCoCo can read: use PNG, JPEG, WebP or GIF.`);
+        refused.push(`${name} is not an image FiCoCo can read: use PNG, JPEG, WebP or GIF.`);
         continue;
       }
       try {
         const { size, type } = await vscode.workspace.fs.stat(uri);
         // A device or pipe named .png (say, a link to /dev/zero in a cloned repository) reads without end.
         if (!(type & vscode.FileType.File)) {
-          this.notice(`${name} is not a regular file; FiCoCo reads image files.`);
+          refused.push(`${name} is not a regular file; FiCoCo reads image files.`);
           continue;
         }
         if (size > MAX_IMAGE_BYTES) {
-          this.notice(
+          refused.push(
             `${name} is ${formatMebibytes(size)} MiB; FiCoCo takes image files up to ` +
               `${formatMebibytes(MAX_IMAGE_BYTES)} MiB.`,
           );
@@ -300,22 +305,10 @@ export class ChatController implements vscode.Disposable {
         }
         images.push({ name, dataBase64: Buffer.from(await vscode.workspace.fs.readFile(uri)).toString('base64') });
       } catch (error) {
-        this.notice(`Could not read ${name}: ${error instanceof Error ? error.message : String(error)}`);
+        refused.push(`Could not read ${name}: ${error instanceof Error ? error.message : String(error)}`);
       }
     }
-    if (images.length > 0) this.addImages(images);
-  }
-
-  /** A dropped URI, or none (with a notice) when VS Code cannot parse it. */
-  private parseUri(uri: string): vscode.Uri[] {
-    try {
-      return [vscode.Uri.parse(uri, true)];
-    } catch (error) {
-      this.notice(
-        `${uri} is not a file address FiCoCo can open (${error instanceof Error ? error.message : String(error)}).`,
-      );
-      return [];
-    }
+    this.addImages(images, refused);
   }
 
   private async insertAtCursor(text: string): Promise<void> {
@@ -331,5 +324,10 @@ export class ChatController implements vscode.Disposable {
 
   private notice(message: string): void {
     this.views.broadcast({ type: 'notice', message });
+  }
+
+  /** A notice about an image not taken, which holds the next question back (Conversation.holdQuestion). */
+  private refuse(reason: string): void {
+    this.views.broadcast(this.conversation.refuse(reason));
   }
 }

@@ -14,7 +14,8 @@ import type {
   Turn,
   TurnImage,
 } from '../protocol/webview';
-import { IMAGE_MIME_TYPES, MAX_IMAGES_PER_QUESTION, type ImageFormat } from '../common/imageFile';
+import { FicocoError } from '../common/errors';
+import { IMAGE_MIME_TYPES, MAX_IMAGES_PER_QUESTION, checkImageFile, type ImageFormat } from '../common/imageFile';
 import { decodedLength, type HistoryMessage, type ImageAttachment } from '../protocol/engine';
 
 /**
@@ -37,6 +38,8 @@ export class Conversation {
   private turns: StoredTurn[] = [];
   private pending: { image: PendingImage; input: ImageInput }[] = [];
   private nextId = 1;
+  /** why an image was refused since the last question: that question is held back once, not asked about other images */
+  private refusal: string | undefined;
 
   /** Everything so far, for a webview that has just (re)loaded. */
   state(): HostMessage {
@@ -51,6 +54,54 @@ export class Conversation {
     for (const input of images)
       this.pending.push({ image: { id: `image-${this.nextId++}`, ...turnImage(input) }, input });
     return { type: 'pending', pending: this.pendingImages() };
+  }
+
+  /**
+   * Takes images whose header passes the limits (src/common/imageFile.ts), each in the one form it crosses to the
+   * engine in; `refused` are the batch's files turned away before their bytes were read. A refused image is a notice
+   * and holds the next question back; a batch taken whole lets it go again.
+   */
+  addImages(images: readonly ImageAttachment[], refused: readonly string[] = []): HostMessage[] {
+    const notices = refused.map((reason) => this.refuse(reason));
+    const accepted = images.flatMap((image): ImageInput[] => {
+      try {
+        return [{ ...image, format: checkImageFile(Buffer.from(image.dataBase64, 'base64'), image.name).format }];
+      } catch (error) {
+        if (!(error instanceof FicocoError)) throw error;
+        notices.push(this.refuse(error.message));
+        return [];
+      }
+    });
+    if (accepted.length === 0) return notices;
+    try {
+      const added = this.addPending(accepted);
+      if (notices.length === 0) this.refusal = undefined;
+      return [...notices, added];
+    } catch (error) {
+      if (!(error instanceof RangeError)) throw error;
+      return [...notices, this.refuse(error.message)];
+    }
+  }
+
+  /** Refuses an image (or a file that was to be one) for the reason given; the next question is held back once. */
+  refuse(reason: string): HostMessage {
+    this.refusal = reason;
+    return { type: 'notice', message: reason };
+  }
+
+  /**
+   * The question handed back to its box when an image was refused since the last question — asked now, it would go
+   * about the images already here. Once: sent again, it is asked.
+   */
+  holdQuestion(question: string): HostMessage | undefined {
+    const reason = this.refusal;
+    if (reason === undefined) return undefined;
+    this.refusal = undefined;
+    return {
+      type: 'questionHeld',
+      question,
+      message: `${reason} The question was not sent: attach another image, or send it again to ask without it.`,
+    };
   }
 
   removePending(id: string): HostMessage {
@@ -147,6 +198,7 @@ export class Conversation {
   clear(): HostMessage {
     this.turns = [];
     this.pending = [];
+    this.refusal = undefined;
     return this.state();
   }
 

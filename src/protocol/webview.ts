@@ -136,7 +136,9 @@ export type HostMessage =
   /** what the engine is doing for a reply that waits for its first text: "Reading the prompt: 40 %" */
   | { type: 'replyProgress'; turnId: string; reply: ReplyKind; label: string }
   | { type: 'pending'; pending: PendingImage[] }
-  | { type: 'notice'; message: string };
+  | { type: 'notice'; message: string }
+  /** the question goes back into the box, with why: an image was refused since the last question */
+  | { type: 'questionHeld'; question: string; message: string };
 
 /** An image file the webview read (pasted or dropped from the OS), base64. */
 export interface ImageFile {
@@ -152,7 +154,8 @@ export type WebviewMessage =
   | { type: 'compare'; turnId: string }
   | { type: 'newChat' }
   | { type: 'attach' }
-  | { type: 'addImages'; images: ImageFile[] }
+  /** pasted or dropped files: those read, and why each other one could not be (its format, its size) */
+  | { type: 'addImages'; images: ImageFile[]; refused: string[] }
   | { type: 'addUris'; uris: string[] }
   | { type: 'removeImage'; id: string }
   | { type: 'copy'; text: string }
@@ -195,10 +198,16 @@ export function parseHostMessage(value: unknown): HostMessage {
       return { type: 'pending', pending: parsePending(message.pending, 'pending') };
     case 'notice':
       return { type: 'notice', message: string(message.message, 'message') };
+    case 'questionHeld':
+      return {
+        type: 'questionHeld',
+        question: string(message.question, 'question'),
+        message: string(message.message, 'message'),
+      };
     default:
       throw new MessageError(
         `message type is ${describeValue(message.type)}; expected state, turnAdded, turnUpdated, replyText, ` +
-          `replyProgress, pending or notice.`,
+          `replyProgress, pending, notice or questionHeld.`,
       );
   }
 }
@@ -225,6 +234,7 @@ export function parseWebviewMessage(value: unknown): WebviewMessage {
             dataBase64: string(file.dataBase64, `images[${i}].dataBase64`),
           };
         }),
+        refused: array(message.refused, 'refused').map((reason, i) => nonEmptyString(reason, `refused[${i}]`)),
       };
     case 'addUris':
       return { type: 'addUris', uris: array(message.uris, 'uris').map((uri, i) => absoluteUri(uri, `uris[${i}]`)) };

@@ -233,13 +233,22 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
     assert.ok(generated > 0 && generated < 4096, `stopped after ${generated} of 4096 tokens`);
   });
 
-  test('a file that is not an image is refused when it is added, with a notice naming it', async () => {
+  test('a file that is not an image is refused with a notice naming it; the question asked with it comes back', async () => {
+    const turns = await workbench.chat.locator('.turn').count();
     await workbench.paste({ name: 'broken.png', type: 'image/png', bytes: Buffer.from('this is not a PNG file') });
     await workbench.chat
       .locator('#notice')
       .filter({ hasText: 'broken.png is not an image: supported formats are PNG, JPEG, WebP, GIF' })
       .waitFor({ timeout: MINUTE });
     assert.equal(await workbench.chat.locator('.pending-image').count(), 0, 'nothing waits for the next question');
+    await workbench.ask('what does the new dialog say?');
+    await workbench.chat
+      .locator('#notice')
+      .filter({ hasText: 'The question was not sent' })
+      .waitFor({ timeout: MINUTE });
+    assert.equal(await workbench.chat.locator('#question').inputValue(), 'what does the new dialog say?');
+    assert.equal(await workbench.chat.locator('.turn').count(), turns, 'not asked about the previous screenshot');
+    await workbench.chat.locator('#question').fill('');
   });
 
   test('a cut-off image gets a clear error in the chat', async () => {

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { MAX_IMAGES_PER_QUESTION } from '../../src/common/imageFile';
 import { Conversation, MAX_PREVIEW_BYTES, turnImage } from '../../src/extension/conversation';
@@ -78,6 +80,7 @@ describe('webview messages', () => {
       { type: 'replyProgress', turnId: 'turn-1', reply: 'answer', label: 'Reading the image: part 2 of 10' },
       { type: 'pending', pending: [] },
       { type: 'notice', message: 'Paste an image first.' },
+      { type: 'questionHeld', question: 'what is it?', message: 'a.heic is not an image … The question was not sent.' },
     ];
     for (const message of messages) assert.deepEqual(parseHostMessage(structuredClone(message)), message);
   });
@@ -90,7 +93,12 @@ describe('webview messages', () => {
       { type: 'compare', turnId: 'turn-3' },
       { type: 'newChat' },
       { type: 'attach' },
-      { type: 'addImages', images: [{ name: 'paste.png', dataBase64: 'iVBORw==' }] },
+      { type: 'addImages', images: [{ name: 'paste.png', dataBase64: 'iVBORw==' }], refused: [] },
+      {
+        type: 'addImages',
+        images: [],
+        refused: ['a.heic is not an image FiCoCo can read: use PNG, JPEG, WebP or GIF.'],
+      },
       { type: 'addUris', uris: ['file:///home/me/shot.png'] },
       { type: 'removeImage', id: 'image-2' },
       { type: 'copy', text: 'npm test' },
@@ -105,9 +113,10 @@ describe('webview messages', () => {
     assert.match(refusal(parseWebviewMessage, { type: 'stop' }), /turnId is missing/);
     assert.match(refusal(parseWebviewMessage, { type: 'paste' }), /message type is "paste"; expected ready, ask/);
     assert.match(
-      refusal(parseWebviewMessage, { type: 'addImages', images: [{ name: 'a.png' }] }),
+      refusal(parseWebviewMessage, { type: 'addImages', images: [{ name: 'a.png' }], refused: [] }),
       /images\[0\]\.dataBase64 is missing/,
     );
+    assert.match(refusal(parseWebviewMessage, { type: 'addImages', images: [] }), /refused is missing/);
     // vscode.Uri.parse(uri, true) throws on these, out of the message handler.
     for (const uri of ['shot.png', '/home/me/shot.png', '1a:b', ':x']) {
       assert.match(
@@ -288,6 +297,40 @@ describe('conversation kept by the extension', () => {
     conversation.addPending(many.slice(0, 2));
     conversation.startTurn('q');
     assert.deepEqual(conversation.clear(), { type: 'state', turns: [], pending: [] });
+  });
+
+  const SHAPES_PNG = path.join(__dirname, '..', 'fixtures', 'images', 'shapes.png');
+
+  test('a refused image holds the next question back once, with why; an image taken after it lets the question go', () => {
+    const conversation = new Conversation();
+    const shot = { name: 'shot.png', dataBase64: readFileSync(SHAPES_PNG).toString('base64') };
+    conversation.addImages([shot]);
+    conversation.startTurn('first?');
+    const text = { name: 'notes.png', dataBase64: Buffer.from('not a picture').toString('base64') };
+    assert.deepEqual(
+      conversation.addImages([text]).map((message) => message.type),
+      ['notice'],
+    );
+    const held = conversation.holdQuestion('second?');
+    assert.ok(held?.type === 'questionHeld');
+    assert.equal(held.question, 'second?');
+    assert.match(held.message, /^notes\.png is not an image.* The question was not sent: attach another image/);
+    assert.equal(conversation.holdQuestion('second?'), undefined, 'sent again, it is asked');
+    // A batch with a file turned away before reading holds the question, though its other image was taken.
+    assert.deepEqual(
+      conversation.addImages([shot], ['a.heic is not an image FiCoCo can read.']).map((message) => message.type),
+      ['notice', 'pending'],
+    );
+    assert.ok(conversation.holdQuestion('third?'));
+    conversation.addImages([], ['b.heic is not an image FiCoCo can read.']);
+    conversation.addImages([shot]);
+    assert.equal(conversation.holdQuestion('fourth?'), undefined, 'an image taken whole after the refusal');
+    const many = conversation.addImages(Array.from({ length: MAX_IMAGES_PER_QUESTION }, () => shot));
+    assert.ok(many[0]?.type === 'notice' && /A question can carry 8 images/.test(many[0].message));
+    assert.ok(conversation.holdQuestion('fifth?'));
+    conversation.addImages([text]);
+    conversation.clear();
+    assert.equal(conversation.holdQuestion('after New Chat'), undefined);
   });
 
   test('sent state is a copy: later changes do not alter it', () => {

@@ -3,8 +3,7 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 import { crc32 } from 'node:zlib';
 import { Window } from 'happy-dom';
 import MarkdownIt from 'markdown-it';
-import { checkImageFile } from '../../src/common/imageFile';
-import { Conversation, type ImageInput } from '../../src/extension/conversation';
+import { Conversation } from '../../src/extension/conversation';
 import { webviewHtml } from '../../src/extension/webviewHtml';
 import type {
   AnswerStatsView,
@@ -121,6 +120,32 @@ function openChat(readImage?: ImageReader, host?: (message: WebviewMessage) => v
 }
 
 beforeEach(() => openChat());
+
+/**
+ * Opens the page over the extension's side as ChatController runs it (a real Conversation taking images in and
+ * holding a question back), answering each message after the post returns, as postMessage does.
+ */
+async function openChatWithExtension(readImage: ImageReader = readImageFile): Promise<Conversation> {
+  const conversation = new Conversation();
+  await window.happyDOM.close();
+  openChat(readImage, (message) =>
+    queueMicrotask(() => {
+      if (message.type === 'addImages')
+        for (const answer of conversation.addImages(message.images, message.refused)) send(answer);
+      if (message.type !== 'ask') return;
+      const held = conversation.holdQuestion(message.question);
+      for (const answer of held ? [held] : (conversation.startTurn(message.question)?.messages ?? [])) send(answer);
+    }),
+  );
+  return conversation;
+}
+
+/** Each question the conversation was asked, with its images' names. */
+function askedAbout(conversation: Conversation): [string, string[]][] {
+  const state = conversation.state();
+  assert.ok(state.type === 'state');
+  return state.turns.map((asked) => [asked.question, asked.images.map((image) => image.name)]);
+}
 
 afterEach(async () => {
   await window.happyDOM.close();
@@ -596,7 +621,11 @@ describe('chat composer', () => {
       .getElementById('question')!
       .dispatchEvent(new window.ClipboardEvent('paste', { clipboardData: data, bubbles: true }) as unknown as Event);
     await settle();
-    assert.deepEqual(posted.at(-1), { type: 'addImages', images: [{ name: 'clip.png', dataBase64: 'iVBORw==' }] });
+    assert.deepEqual(posted.at(-1), {
+      type: 'addImages',
+      images: [{ name: 'clip.png', dataBase64: 'iVBORw==' }],
+      refused: [],
+    });
   });
 
   test('a question sent while a pasted image is still being read goes after that image', async () => {
@@ -608,12 +637,8 @@ describe('chat composer', () => {
           finishRead = () => resolve({ name: file.name, dataBase64: 'iVBORw==' });
         }),
     );
-    const data = new window.DataTransfer();
-    data.items.add(new window.File([new Uint8Array([0x89])], 'big.png', { type: 'image/png' }));
     const question = document.getElementById('question') as HTMLTextAreaElement;
-    question.dispatchEvent(
-      new window.ClipboardEvent('paste', { clipboardData: data, bubbles: true }) as unknown as Event,
-    );
+    paste(question, new window.File([new Uint8Array([0x89])], 'big.png', { type: 'image/png' }));
     question.value = 'what does the dialog say ?';
     key(question, 'Enter');
     await settle();
@@ -621,77 +646,53 @@ describe('chat composer', () => {
     assert.deepEqual(posted, [{ type: 'ready' }], 'nothing is asked before the image is read');
     finishRead();
     await settle();
-    assert.deepEqual(
-      posted.slice(1),
-      [{ type: 'addImages', images: [{ name: 'big.png', dataBase64: 'iVBORw==' }] }],
-      'nor before the extension took it',
-    );
-    send({ type: 'pending', pending: [{ id: 'image-1', name: 'big.png' }] });
-    await settle();
-    assert.deepEqual(posted.at(-1), { type: 'ask', question: 'what does the dialog say ?' });
+    assert.deepEqual(posted.slice(1), [
+      { type: 'addImages', images: [{ name: 'big.png', dataBase64: 'iVBORw==' }], refused: [] },
+      { type: 'ask', question: 'what does the dialog say ?' },
+    ]);
   });
 
   test('an image the page cannot read holds the question back once, with the reason', async () => {
-    await window.happyDOM.close();
-    openChat(() =>
+    const conversation = await openChatWithExtension(() =>
       Promise.reject(new Error('IMG_0001.heic is not an image FiCoCo can read: use PNG, JPEG, WebP or GIF.')),
     );
+    conversation.addImages([{ name: 'dialog.png', dataBase64: ONE_PIXEL_PNG.toString('base64') }]);
+    conversation.startTurn('first?');
     const question = document.getElementById('question') as HTMLTextAreaElement;
     paste(question, new window.File([new Uint8Array([0])], 'IMG_0001.heic', { type: 'image/heic' }));
     question.value = 'what does this new dialog say?';
     key(question, 'Enter');
     await settle();
-    assert.deepEqual(posted, [{ type: 'ready' }], 'not asked about the previous screenshot');
+    assert.deepEqual(askedAbout(conversation), [['first?', ['dialog.png']]], 'not asked about the previous screenshot');
     assert.equal(question.value, 'what does this new dialog say?');
     const notice = document.getElementById('notice')!;
     assert.equal(notice.hidden, false);
     assert.match(notice.textContent ?? '', /^IMG_0001\.heic is not an image .* The question was not sent/);
     // Told, the user may ask again: a follow-up about the images already in the chat.
     key(question, 'Enter');
-    assert.deepEqual(posted.at(-1), { type: 'ask', question: 'what does this new dialog say?' });
+    await settle();
+    assert.deepEqual(askedAbout(conversation).at(-1), ['what does this new dialog say?', ['dialog.png']]);
     assert.equal(notice.hidden, true);
   });
 
   test('an image taken after a refused one lets the question go with it', async () => {
-    await window.happyDOM.close();
-    openChat((file) =>
+    const conversation = await openChatWithExtension((file) =>
       file.name.endsWith('.heic')
         ? Promise.reject(new Error(`${file.name} is not an image FiCoCo can read: use PNG, JPEG, WebP or GIF.`))
-        : Promise.resolve({ name: file.name, dataBase64: 'iVBORw==' }),
+        : Promise.resolve({ name: file.name, dataBase64: ONE_PIXEL_PNG.toString('base64') }),
     );
     const question = document.getElementById('question') as HTMLTextAreaElement;
     paste(question, new window.File([new Uint8Array([0])], 'IMG_0001.heic', { type: 'image/heic' }));
     await settle();
-    paste(question, new window.File([new Uint8Array([0x89])], 'shot.png', { type: 'image/png' }));
-    await settle();
-    send({ type: 'pending', pending: [{ id: 'image-1', name: 'shot.png' }] });
+    paste(question, new window.File([ONE_PIXEL_PNG], 'shot.png', { type: 'image/png' }));
     question.value = 'what does the dialog say ?';
     key(question, 'Enter');
     await settle();
-    assert.deepEqual(posted.at(-1), { type: 'ask', question: 'what does the dialog say ?' });
+    assert.deepEqual(askedAbout(conversation), [['what does the dialog say ?', ['shot.png']]]);
   });
 
   test('an image the extension refuses is not swapped for the previous screenshot, and its notice stays', async () => {
-    const conversation = new Conversation();
-    await window.happyDOM.close();
-    // The extension's side, as ChatController does it: the header check, then the conversation; it answers later.
-    openChat(readImageFile, (message) =>
-      queueMicrotask(() => {
-        if (message.type === 'addImages') {
-          const accepted = message.images.flatMap((image): ImageInput[] => {
-            try {
-              return [{ ...image, format: checkImageFile(Buffer.from(image.dataBase64, 'base64'), image.name).format }];
-            } catch (error) {
-              send({ type: 'notice', message: (error as Error).message });
-              return [];
-            }
-          });
-          if (accepted.length > 0) send(conversation.addPending(accepted));
-        }
-        if (message.type === 'ask')
-          for (const sent of conversation.startTurn(message.question)?.messages ?? []) send(sent);
-      }),
-    );
+    const conversation = await openChatWithExtension();
     const question = document.getElementById('question') as HTMLTextAreaElement;
     /** Pastes the image and presses Enter at once, as the user does; returns what the conversation was asked. */
     const ask = async (bytes: Buffer, name: string, text: string) => {
@@ -699,9 +700,7 @@ describe('chat composer', () => {
       question.value = text;
       key(question, 'Enter');
       await settle();
-      const state = conversation.state();
-      assert.ok(state.type === 'state');
-      return state.turns.map((asked) => [asked.question, asked.images.map((image) => image.name)]);
+      return askedAbout(conversation);
     };
     assert.deepEqual(await ask(ONE_PIXEL_PNG, 'dialog.png', 'first?'), [['first?', ['dialog.png']]]);
     assert.deepEqual(
@@ -713,6 +712,15 @@ describe('chat composer', () => {
     const notice = document.getElementById('notice')!;
     assert.match(notice.textContent ?? '', /^strip\.png is 3300 × 100 pixels, an aspect ratio of 33:1; .* not sent/);
     assert.equal(notice.hidden, false);
+  });
+
+  test('a question handed back joins what was typed since, and the box takes focus', () => {
+    const question = document.getElementById('question') as HTMLTextAreaElement;
+    question.value = 'and the colour?';
+    send({ type: 'questionHeld', question: 'what does it say?', message: 'a.heic is not an image … not sent.' });
+    assert.equal(question.value, 'what does it say?\nand the colour?');
+    assert.equal(document.activeElement, question);
+    assert.equal(document.getElementById('notice')!.textContent, 'a.heic is not an image … not sent.');
   });
 
   test('Explorer items dropped with Shift arrive as URIs', () => {
