@@ -87,7 +87,14 @@ export class RemoteEngine implements AnswerEngine {
     /** set by the chunk that finishes the answer, or where a server that goes on past max_tokens is cut off */
     let finish: StopReason | undefined;
     let stats: AnswerStats | undefined;
-    const progress = listeners.progress && rateLimited(listeners.progress, PROGRESS_RATE);
+    /** a progress listener that threw when the rate limit's timer called it: it fails the answer, as from the stream */
+    let listenerFailure: { error: unknown } | undefined;
+    const progress =
+      listeners.progress &&
+      rateLimited(listeners.progress, PROGRESS_RATE, (error) => {
+        listenerFailure = { error };
+        controller.abort();
+      });
     try {
       const model = await this.modelId();
       const { reduction } = question;
@@ -166,6 +173,7 @@ export class RemoteEngine implements AnswerEngine {
       subscription?.dispose();
       this.inFlight.delete(controller);
     }
+    if (listenerFailure) throw listenerFailure.error;
     // The client ends a stream it aborted as quietly as a finished one: only the finish chunk tells them apart.
     if (!finish && !controller.signal.aborted)
       throw new EngineError(
@@ -308,9 +316,14 @@ function wholeEvents(tooLarge: (message: string) => Error): TransformStream<Uint
 
 /**
  * Passes reports on as they come while they come at most `perSecond` a second on average, `burst` at once; past that
- * rate, the latest one each time the rate allows.
+ * rate, the latest one each time the rate allows. `deliver` throwing when called by report() throws there; from the
+ * timer, it goes to `onTimerError`.
  */
-function rateLimited<T>(deliver: (report: T) => void, { burst, perSecond }: { burst: number; perSecond: number }) {
+function rateLimited<T>(
+  deliver: (report: T) => void,
+  { burst, perSecond }: { burst: number; perSecond: number },
+  onTimerError: (error: unknown) => void,
+) {
   let allowance = burst;
   let countedAt = performance.now();
   let pending: { report: T } | undefined;
@@ -322,7 +335,16 @@ function rateLimited<T>(deliver: (report: T) => void, { burst, perSecond }: { bu
     countedAt = now;
     if (!pending) return;
     if (allowance < 1) {
-      timer = setTimeout(deliverPending, ((1 - allowance) * 1000) / perSecond);
+      timer = setTimeout(
+        () => {
+          try {
+            deliverPending();
+          } catch (error) {
+            onTimerError(error);
+          }
+        },
+        ((1 - allowance) * 1000) / perSecond,
+      );
       return;
     }
     allowance -= 1;

@@ -683,6 +683,28 @@ describe('chat replies on a real engine process', () => {
     assert.equal(labels.at(-1), 'Reading the prompt: 99 %');
   });
 
+  test('a progress listener that throws when a held-back report is due fails the answer, not the process', async () => {
+    // Past the burst of 50, reports wait for the rate limit's timer, which calls the listener outside the stream.
+    const flood = streaming('flooding', [
+      ...Array.from({ length: 60 }, (_, done) => ({
+        delta: {},
+        beside: { ficoco: { progress: { stage: 'prompt', done, total: 60 } } },
+      })),
+      { delta: { content: 'a red circle' }, finish: 'stop', afterMs: 2000 },
+    ]);
+    let calls = 0;
+    const progress = () => {
+      if (++calls > 50) throw new Error('the listener broke');
+    };
+    await withServer('flooding', flood, (url) =>
+      assert.rejects(
+        new RemoteEngine({ baseUrl: url }).ask(SETTINGS.model, QUESTION, { text: () => undefined, progress }),
+        /the listener broke/,
+      ),
+    );
+    assert.equal(calls, 51);
+  });
+
   test('a server that streams on past max_tokens is cut off at the answer length limit', async () => {
     // REDUCED asks for at most maxNewTokens tokens; no token spells more than 256 characters.
     const limit = REDUCED.maxNewTokens * 256;
