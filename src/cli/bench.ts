@@ -173,7 +173,7 @@ export async function benchCommand(args: string[]): Promise<number> {
       '',
       `\`ficoco bench ${args.map((a) => (/\s/.test(a) ? JSON.stringify(a) : a)).join(' ')}\``,
       '',
-      `${label} (${modelDir}${engine.quantizedWeights ? `, weights ${engine.quantizedWeights}` : ''}); ${tiled ? `a ${screenshot.width} × ${screenshot.height} synthetic screenshot` : 'one image'} (${baseline.keptTokens} visual tokens) and ${textTokens} text tokens.${scaled} ${machineLine(engine.provider, load.threads)}`,
+      `${label} (${modelDir}${engine.quantizedWeights ? `, weights ${engine.quantizedWeights}` : ''}); ${tiled ? `a ${screenshot.width} × ${screenshot.height} synthetic screenshot` : 'one image'} (${baseline.keptTokens} visual tokens) and ${textTokens} text tokens.${scaled} ${machineLine(engine.provider, engine.threads)}`,
       '',
       `Per method: one warm-up, then ${options.runs} rounds of [unreduced prefill, the method at each ` +
         `budget]; medians. Speedups are paired: each reduced prefill is divided into the unreduced one run ` +

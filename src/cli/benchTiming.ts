@@ -247,7 +247,9 @@ export function cpuTicks(): { total: number; steal: number } | undefined {
 export function machineLine(provider = 'cpu', threads?: number): string {
   const cpu = os.cpus();
   const vector = vectorExtensions();
-  const intraOp = threads ? `${threads} intra-op threads` : "ORT's default intra-op threads (one per physical core)";
+  const intraOp = threads
+    ? `${threads} intra-op thread${threads === 1 ? '' : 's'}`
+    : "ORT's default intra-op threads (one per physical core)";
   return (
     `Machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}${vector ? ` (${vector})` : ''}, ` +
     `${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ONNX Runtime ${provider} provider with ${intraOp}, Node ` +

@@ -12,18 +12,20 @@ import {
   outputFolderArg,
   outputNameArg,
   paramArgs,
+  providerArg,
   quantizationArg,
   quantizingOnStderr,
   parseCommandArgs,
+  threadsArg,
 } from './args';
 import { EvalItem, answerMatches, readEvalSet } from './evalSet';
-import { keptVisualTokens } from './benchTiming';
+import { keptVisualTokens, machineLine } from './benchTiming';
 import { modelDirArg } from './models';
 
 export const EVAL_USAGE = `Usage:
   ficoco eval --model DIR --data FILE.jsonl [--methods all|a,b] [--budgets 64,32,16] [--limit N]
               [--param NAME=VALUE ...] [--max-new-tokens 8] [--quantize none|int8|int4]
-              [--out bench/results] [--name NAME]
+              [--provider NAME] [--threads N] [--out bench/results] [--name NAME]
 
 Answers every item of an evaluation set (one JSON object per line: image (path relative to the file),
 question, answer, type) with the full visual tokens and with each method at each budget, and writes
@@ -59,6 +61,8 @@ export async function evalCommand(args: string[]): Promise<number> {
       limit: { type: 'string' },
       'max-new-tokens': { type: 'string', default: '8' },
       quantize: { type: 'string' },
+      provider: { type: 'string', default: 'cpu' },
+      threads: { type: 'string' },
       out: { type: 'string', default: 'bench/results' },
       name: { type: 'string' },
       help: { type: 'boolean' },
@@ -82,13 +86,20 @@ export async function evalCommand(args: string[]): Promise<number> {
   for (const method of methods) resolveParams(findMethod(method), params);
   const maxNewTokens = integer('--max-new-tokens', values['max-new-tokens'], 1);
   const quantization = quantizationArg(values.quantize);
+  const provider = providerArg(values.provider);
+  const threads = threadsArg(values.threads);
   // Where the report goes is checked now, not after the whole run.
   const out = outputFolderArg('--out', values.out);
   const name = outputNameArg(
     values.name ??
       `eval-${path.basename(path.resolve(values.model))}${quantization === 'none' ? '' : `-${quantization}`}`,
   );
-  const engine = await LlavaEngine.load(modelDir, { quantization, onQuantizing: quantizingOnStderr(quantization) });
+  const engine = await LlavaEngine.load(modelDir, {
+    quantization,
+    onQuantizing: quantizingOnStderr(quantization),
+    provider,
+    ...(threads !== undefined ? { threads } : {}),
+  });
   // 64, 32 and 16 of LLaVA-1.5's 576 tokens; a tiled model's images bring tokens by their size, so the same shares.
   const budgets = givenBudgets ?? budgetsArg(engine.config.tiling ? '11%,5.6%,2.8%' : '64,32,16');
   try {
@@ -101,7 +112,7 @@ export async function evalCommand(args: string[]): Promise<number> {
     const header =
       `# ${name}\n\nModel ${values.model}${engine.quantizedWeights ? ` (weights ${engine.quantizedWeights})` : ''}, ${items.length} items of ${values.data}; greedy answers of at most ${maxNewTokens} tokens; ` +
       `an answer is right when it starts with the expected words. FLOPs are analytic prefill FLOPs ` +
-      `(src/flops); prefill ms is measured vision + LLM prefill on this machine.\n\n`;
+      `(src/flops); prefill ms is measured vision + LLM prefill. ${machineLine(engine.provider, engine.threads)}\n\n`;
     fs.writeFileSync(path.join(out, `${name}.md`), header + table + '\n');
     fs.writeFileSync(path.join(out, `${name}.svg`), accuracyChart(rows, name));
     process.stdout.write(table + `\n\nwrote ${path.join(out, `${name}.md`)} and ${name}.svg\n`);

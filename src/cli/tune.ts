@@ -118,7 +118,7 @@ export async function tuneCommand(args: string[]): Promise<number> {
       speedup: chosen.speedup,
       data: { file: values.data, items: items.length },
       provider: engine.provider,
-      machine: machineLine(engine.provider, load.threads),
+      machine: machineLine(engine.provider, engine.threads),
       measuredAt: new Date().toISOString(),
       command: ['ficoco', 'tune', ...args],
       table: rows,
@@ -131,7 +131,7 @@ export async function tuneCommand(args: string[]): Promise<number> {
         '',
         `${modelDir}, ${items.length} items of ${values.data}; the bar: ${Math.round(100 * bar)} % of full-token ` +
           `accuracy (${(100 * bar * fullAccuracy).toFixed(1)} %). Speedups: median of ${runs} paired warm ` +
-          `prefills of the first item's question against the unreduced model. ${machineLine(engine.provider, load.threads)}`,
+          `prefills of the first item's question against the unreduced model. ${machineLine(engine.provider, engine.threads)}`,
         '',
         `Chosen: **${chosen.method} ${chosen.budget}** — ${(100 * chosen.accuracy).toFixed(1)} % accuracy ` +
           `(${ofFull(chosen.accuracy, fullAccuracy)} % of full), ${chosen.speedup.toFixed(2)}× prefill; ` +

@@ -429,6 +429,11 @@ export class LlavaEngine {
     return this.factory.provider ?? 'cpu';
   }
 
+  /** intra-op threads each session starts: EngineOptions.threads, or what defaultThreads chose */
+  get threads(): number | undefined {
+    return this.factory.threads;
+  }
+
   get providerFallback(): string | undefined {
     return this.factory.fallbackReason;
   }

@@ -83,11 +83,27 @@ test('ficoco eval scores each method and budget and writes the table and chart',
     out,
   ];
   assert.equal(
-    await evalCommand([...data, '--param', 'penalty=1', '--param', 'weights=paper', '--name', 'ablation']),
+    await evalCommand([
+      ...data,
+      '--param',
+      'penalty=1',
+      '--param',
+      'weights=paper',
+      '--threads',
+      '2',
+      '--name',
+      'ablation',
+    ]),
     0,
   );
-  assert.ok(
-    fs.readFileSync(path.join(out, 'ablation.md'), 'utf8').includes('| ficoco-v penalty=1 weights=paper | 4 | 4.0 |'),
+  const ablation = fs.readFileSync(path.join(out, 'ablation.md'), 'utf8');
+  assert.ok(ablation.includes('| ficoco-v penalty=1 weights=paper | 4 | 4.0 |'));
+  // The prefill times' conditions: the provider and the threads asked for.
+  assert.match(ablation, /ONNX Runtime cpu provider with 2 intra-op threads/);
+  assert.match(
+    table,
+    /ONNX Runtime cpu provider with 1 intra-op thread\b/,
+    'a tiny model runs on one thread by default',
   );
   await assert.rejects(
     evalCommand([...data, '--param', 'radius=3', '--name', 'wrong']),

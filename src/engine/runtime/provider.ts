@@ -167,6 +167,11 @@ export class SessionFactory {
     return this.settled;
   }
 
+  /** intra-op threads each session starts; undefined: ONNX Runtime's default */
+  get threads(): number | undefined {
+    return this.options.threads;
+  }
+
   /** The compute type of the settled provider's graphs (and of its KV cache). */
   get computeType(): ElemType {
     return computeTypeFor(this.settled ?? 'cpu', this.options.precision);
