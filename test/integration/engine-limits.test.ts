@@ -227,6 +227,26 @@ describe('weights that do not fit the machine', () => {
     assert.ok(bytes.int4 < bytes.int8 && bytes.int8 < bytes.none, JSON.stringify(bytes));
   });
 
+  test('a quantized head tied to the embedding table leaves the table in float32 for the embedding', () => {
+    const tied = path.join(ROOT, 'test', 'fixtures', 'tiny-llava-qwen2-bf16');
+    const tiedIndex = WeightIndex.open(tied);
+    const quantizer = new WeightQuantizer(tiedIndex, 'int4', { onCpu: true });
+    parseModelConfig(JSON.parse(fs.readFileSync(path.join(tied, 'config.json'), 'utf8')), 'config.json').build(
+      tiedIndex,
+      quantizer,
+    );
+    const { bytes: quantizedBytes, replaces } = quantizer.footprint();
+    const replaced = replaces.map((weight) => weight.name);
+    const table = tiedIndex.names().find((name) => name.endsWith('embed_tokens.weight'))!;
+    assert.ok(
+      replaced.some((name) => name.endsWith('down_proj.weight')),
+      'the decoder layers are replaced',
+    );
+    assert.ok(!replaced.includes(table), 'the table the head shares is not');
+    const tableBytes = 4 * tiedIndex.get(table).shape.reduce((n, d) => n * d, 1);
+    assert.ok(cpuWeightBytes(tiedIndex, quantizer) >= tableBytes + quantizedBytes);
+  });
+
   test('are refused at load, naming the quantizations that fit; a quantization that fits loads', async () => {
     const load = (totalMemory: number, quantization: 'none' | 'int4' = 'none') =>
       LlavaEngine.load(folder, { provider: 'cpu', threads: 1, quantization, totalMemory: () => totalMemory });

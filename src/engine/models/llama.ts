@@ -238,7 +238,11 @@ function decoderHead(config: TextConfig, weights: WeightScope, lmHead: WeightSco
   // The head is quantized with the layers: over a 32k vocabulary it is a third of an int4 decoder's bytes per token.
   // It multiplies the last position only.
   const head = config.tieWordEmbeddings
-    ? weights.linear('embed_tokens', config.hiddenSize, config.vocabSize, { bias: false, quantizable: 'one' })
+    ? weights.linear('embed_tokens', config.hiddenSize, config.vocabSize, {
+        bias: false,
+        quantizable: 'one',
+        tied: true,
+      })
     : lmHead.linear('lm_head', config.hiddenSize, config.vocabSize, { bias: false, quantizable: 'one' });
   return {
     id: 'text.head',

@@ -61,19 +61,20 @@ export class WeightScope {
 
   /**
    * A linear layer `name` mapping `inFeatures` → `outFeatures`, with a bias when the config says so; `quantizable`
-   * layers, which say how many rows they multiply at once, follow the quantizer.
+   * layers, which say how many rows they multiply at once, follow the quantizer. `tied`: another graph reads the same
+   * float weight (a head sharing the embedding table), which quantizing this layer does not free.
    */
   linear(
     name: string,
     inFeatures: number,
     outFeatures: number,
-    { bias, quantizable }: { bias: boolean; quantizable?: ProductRows },
+    { bias, quantizable, tied = false }: { bias: boolean; quantizable?: ProductRows; tied?: boolean },
   ): LinearWeights {
     const weight = this.get(`${name}.weight`, [outFeatures, inFeatures]);
     return {
       weight,
       bias: bias ? this.get(`${name}.bias`, [outFeatures]) : undefined,
-      quantized: quantizable && this.quantizer ? this.quantizer.request(weight, quantizable) : undefined,
+      quantized: quantizable && this.quantizer ? this.quantizer.request(weight, quantizable, tied) : undefined,
     };
   }
 }

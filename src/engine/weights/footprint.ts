@@ -9,7 +9,8 @@ const cpuBytes = ({ dtype, shape, byteLength }: TensorLocation) =>
 
 /**
  * About the bytes the CPU provider holds for a model's weights: float tensors as float32, quantized layers in their
- * forms instead. An estimate: tensors no graph reads count too, and a table two sessions read (a tied head) once.
+ * forms instead. An estimate: tensors no graph reads count too, and a float table two sessions read (an unquantized
+ * tied head) once; a quantized tied head leaves the table in float for the embedding.
  */
 export function cpuWeightBytes(index: WeightIndex, quantizer?: WeightQuantizer): number {
   let bytes = index.names().reduce((sum, name) => sum + cpuBytes(index.get(name)), 0);

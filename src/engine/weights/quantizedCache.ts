@@ -181,7 +181,7 @@ function describeForms(
 }
 
 export class WeightQuantizer {
-  private readonly requested: { weight: TensorLocation; used: ProductRows }[] = [];
+  private readonly requested: { weight: TensorLocation; used: ProductRows; floatStays: boolean }[] = [];
   private readonly ready = new Map<string, QuantizedLinear>();
 
   constructor(
@@ -222,10 +222,10 @@ export class WeightQuantizer {
 
   /**
    * Asks for `weight` [out, in], multiplied `used` rows at a time, to be quantized; the answer is readable after
-   * `materialize()`.
+   * `materialize()`. `floatStays`: another graph reads the float tensor too (a head tied to the embedding table).
    */
-  request(weight: TensorLocation, used: ProductRows): () => QuantizedLinear {
-    this.requested.push({ weight, used });
+  request(weight: TensorLocation, used: ProductRows, floatStays = false): () => QuantizedLinear {
+    this.requested.push({ weight, used, floatStays });
     return () => {
       const quantized = this.ready.get(weight.name);
       if (!quantized) throw new Error(`${weight.name} was requested for quantization but the cache was not built`);
@@ -266,7 +266,10 @@ export class WeightQuantizer {
     return file;
   }
 
-  /** The bytes the requested layers take once quantized (every form each keeps), and the float weights they replace. */
+  /**
+   * The bytes the requested layers take once quantized (every form each keeps), and the float weights they replace
+   * (not one another graph still reads).
+   */
   footprint(): { bytes: number; replaces: TensorLocation[] } {
     let bytes = 0;
     for (const { weight, used } of this.requested) {
@@ -274,7 +277,7 @@ export class WeightQuantizer {
       for (const { dtype, shape } of Object.values(formTensors(rows, cols, this.forms(used))))
         bytes += tensorBytes(dtype, shape);
     }
-    return { bytes, replaces: this.requested.map(({ weight }) => weight) };
+    return { bytes, replaces: this.requested.filter(({ floatStays }) => !floatStays).map(({ weight }) => weight) };
   }
 
   /** Finds each requested layer's tensors in the cache `file`; a FicocoError when one is missing or not as written. */
