@@ -344,7 +344,8 @@ export class LlavaEngine {
             cacheDir: options.quantizedCacheDir,
           });
     const towers = model.build(weights, quantizer);
-    if (candidates[0] === 'cpu')
+    /** Refuses weights the CPU could not hold; `fellBack` says why a GPU provider was not used, where one was not. */
+    const checkFitsCpu = (fellBack?: string) =>
       checkWeightsFit(
         cpuWeightBytes(weights, quantizer),
         (options.totalMemory ?? memoryInAll)(),
@@ -354,7 +355,9 @@ export class LlavaEngine {
           model.build(weights, alternative);
           return cpuWeightBytes(weights, alternative);
         },
+        fellBack,
       );
+    if (candidates[0] === 'cpu') checkFitsCpu();
     const text = TextProcessor.load(dir, { id: config.imageTokenId }, { vocabSize: config.text.vocabSize });
     // From here a failed load stops the chat template's process, which the template check starts.
     try {
@@ -387,6 +390,7 @@ export class LlavaEngine {
         failures,
         precision: options.precision,
         threads: options.threads ?? defaultThreads(smallPrefillFlops(arch), thisMachineCores()),
+        beforeCpuFallback: (reasons) => checkFitsCpu(reasons.join('; ')),
       });
       const runners = {
         vision: new TowerRunner(towers.vision, factory),
@@ -1552,6 +1556,7 @@ function checkWeightsFit(
   total: number,
   quantization: WeightQuantization,
   bytesWith: (mode: Exclude<WeightQuantization, 'none'>) => number,
+  fellBack?: string,
 ): void {
   if (held <= total) return;
   const fitting = (['int8', 'int4'] as const)
@@ -1565,7 +1570,8 @@ function checkWeightsFit(
         '(ficoco.quantization in VS Code, --quantize on the command line) — or run on a GPU provider.'
       : 'Choose a smaller model, or run on a GPU provider.';
   throw new FicocoError(
-    `This model takes about ${gibibytes(held)} GiB of memory on the CPU (${how}), and this machine has ` +
+    (fellBack ? `${fellBack}. ` : '') +
+      `This model takes about ${gibibytes(held)} GiB of memory on the CPU (${how}), and this machine has ` +
       `${gibibytes(total)} GiB in all. ${fix}`,
     'memory',
   );

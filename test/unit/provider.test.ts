@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
-import { ElemType } from '../../src/engine/graph/builder';
+import { ElemType, GraphBuilder } from '../../src/engine/graph/builder';
 import { CUDA_RUNTIME_LIBRARIES, missingCudaRuntime } from '../../src/common/cudaRuntime';
 import type * as ort from 'onnxruntime-node';
 import {
@@ -13,6 +13,7 @@ import {
   cudaAdvice,
   ortMessage,
   providerCandidates,
+  SessionFactory,
   sessionOptions,
   thisMachine,
   type ProviderSetting,
@@ -220,5 +221,48 @@ describe('missingCudaRuntime', () => {
     } finally {
       fs.rmSync(folder, { recursive: true });
     }
+  });
+});
+
+describe('falling back to the CPU', () => {
+  const square = () => {
+    const g = new GraphBuilder('square', ElemType.float32);
+    const x = g.input('x', ElemType.float32, [4]);
+    g.output('y', g.op('Mul', [x, x], 'y'), ElemType.float32, [4]);
+    return g.build();
+  };
+
+  test(
+    'a GPU provider that fails at its first session lets the load refuse the CPU first (memory)',
+    { skip: thisMachine().cudaLibraries && 'needs a machine without the CUDA provider libraries, where CUDA fails' },
+    async () => {
+      const reasons: string[][] = [];
+      const factory = new SessionFactory({
+        weightsFolder: os.tmpdir(),
+        candidates: ['cuda', 'cpu'],
+        threads: 1,
+        beforeCpuFallback: (failures) => {
+          reasons.push([...failures]);
+          throw new Error('too big for the CPU');
+        },
+      });
+      await assert.rejects(factory.create(square), /too big for the CPU/);
+      assert.equal(factory.provider, undefined, 'no session was made');
+      assert.equal(reasons.length, 1);
+      assert.match(reasons[0]![0]!, /^cuda could not be used/);
+    },
+  );
+
+  test('a load that starts on the CPU is not asked again', async () => {
+    let asked = 0;
+    const factory = new SessionFactory({
+      weightsFolder: os.tmpdir(),
+      candidates: ['cpu'],
+      threads: 1,
+      beforeCpuFallback: () => asked++,
+    });
+    await (await factory.create(square)).release();
+    assert.equal(asked, 0);
+    assert.equal(factory.provider, 'cpu');
   });
 });

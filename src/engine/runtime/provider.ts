@@ -137,6 +137,11 @@ export interface SessionFactoryOptions {
   precision?: Precision;
   /** intra-op threads; ORT's default when absent */
   threads?: number;
+  /**
+   * called, with why the providers before it failed, before the first session falls back to the CPU: the load may
+   * refuse what would not fit the machine's memory there (it throws)
+   */
+  beforeCpuFallback?: (failures: readonly string[]) => void;
 }
 
 /** How a session is run: whether its runs follow closely. */
@@ -192,6 +197,7 @@ export class SessionFactory {
     if (this.settled) return open(graphFor(this.computeType), this.settled);
     const failures = [...(this.options.failures ?? [])];
     for (const provider of this.options.candidates) {
+      if (provider === 'cpu' && provider !== this.options.candidates[0]) this.options.beforeCpuFallback?.(failures);
       try {
         const session = await open(graphFor(computeTypeFor(provider, this.options.precision)), provider);
         this.settled = provider;
