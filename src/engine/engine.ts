@@ -712,9 +712,9 @@ export class LlavaEngine {
   }
 
   /**
-   * The prompt of `question` after as many of the latest history messages as fit the model's context
-   * (max_position_embeddings) beside the answer, and the answer's token limit. History is trimmed from the oldest
-   * user turn on and never takes room the answer would have without it; a question that cannot fit alone is refused.
+   * The prompt of `question` after as many of the latest history messages as fit the model's context (maxPositions)
+   * beside the answer, and the answer's token limit. History is trimmed from the oldest user turn on and never takes
+   * room the answer would have without it; a question that cannot fit alone is refused.
    */
   private async fitPrompt(
     history: ChatMessage[],
@@ -733,7 +733,8 @@ export class LlavaEngine {
       throw new FicocoError(
         `The question and its ${images.length} image(s) make a ${alone}-token prompt, and this model reads at most ` +
           `${limit} tokens ` +
-          '(max_position_embeddings in config.json); ask a shorter question, or about fewer images at once.',
+          '(max_position_embeddings, or a sliding_window below it, in config.json); ask a shorter question, or about ' +
+          'fewer images at once.',
         'input',
       );
     }
@@ -889,7 +890,7 @@ export class LlavaEngine {
     if (promptTokens >= limit) {
       throw new FicocoError(
         `The prompt is ${promptTokens} tokens, and this model reads at most ${limit} ` +
-          `(max_position_embeddings in config.json); shorten it.`,
+          `(max_position_embeddings, or a sliding_window below it, in config.json); shorten it.`,
         'input',
       );
     }

@@ -114,6 +114,31 @@ describe('parseLlavaConfig: real and realistic configs', () => {
     assert.equal(text.outputBias, false);
   });
 
+  test('a sliding attention window caps the context: Mistral by default (4096), Qwen2 where a layer slides', () => {
+    const context = (text_config: Record<string, unknown>) =>
+      parseLlavaConfig({ ...base(), text_config }, SOURCE).text.maxPositions;
+    assert.equal(context({ model_type: 'mistral', max_position_embeddings: 32768 }), 4096, "MistralConfig's default");
+    assert.equal(context({ model_type: 'mistral', max_position_embeddings: 32768, sliding_window: null }), 32768);
+    assert.equal(context({ model_type: 'mistral', max_position_embeddings: 32768, sliding_window: 64 }), 64);
+    assert.equal(context({ model_type: 'qwen2', sliding_window: 1000 }), 32768, 'Qwen2 without use_sliding_window');
+    assert.equal(
+      context({ model_type: 'qwen2', use_sliding_window: true, sliding_window: 1000 }),
+      1000,
+      'Qwen2 slides its layers from 28 on (of 32 by default)',
+    );
+    assert.equal(
+      context({ model_type: 'qwen2', num_hidden_layers: 24, use_sliding_window: true, sliding_window: 1000 }),
+      32768,
+      'from layer 28 on, of 24: none slides',
+    );
+    assert.equal(context({ model_type: 'llama', max_position_embeddings: 4096, sliding_window: 64 }), 4096);
+    assert.throws(
+      () => context({ model_type: 'mistral', sliding_window: 0 }),
+      /text_config\.sliding_window/,
+      'a window of no positions is refused, naming the field',
+    );
+  });
+
   test('Mistral with explicit num_key_value_heads keeps the given value', () => {
     const { text } = parseLlavaConfig(
       { ...base(), text_config: { model_type: 'mistral', num_key_value_heads: 4 } },

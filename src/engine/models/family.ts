@@ -40,7 +40,10 @@ export interface TextConfig extends LlmArch {
   rmsNormEps: number;
   ropeTheta: number;
   vocabSize: number;
-  /** the longest sequence the model was trained on (max_position_embeddings): prompt plus answer must fit */
+  /**
+   * the longest context, prompt plus answer: max_position_embeddings, or the sliding attention window where one is
+   * smaller (full attention equals the window's inside it)
+   */
   maxPositions: number;
   tieWordEmbeddings: boolean;
   /** biases on the q, k, v projections */

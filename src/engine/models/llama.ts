@@ -23,6 +23,7 @@ const TEXT_DEFAULTS = {
     vocab_size: 32000,
     max_position_embeddings: 2048,
     tie_word_embeddings: false,
+    use_sliding_window: false,
   },
   mistral: {
     hidden_size: 4096,
@@ -35,6 +36,10 @@ const TEXT_DEFAULTS = {
     vocab_size: 32000,
     max_position_embeddings: 131072,
     tie_word_embeddings: false,
+    // Mistral has no switch: a sliding_window it does not set is 4096, one set to null none, on every layer.
+    use_sliding_window: true,
+    sliding_window: 4096,
+    max_window_layers: 0,
   },
   qwen2: {
     hidden_size: 4096,
@@ -47,6 +52,10 @@ const TEXT_DEFAULTS = {
     vocab_size: 151936,
     max_position_embeddings: 32768,
     tie_word_embeddings: false,
+    use_sliding_window: false,
+    sliding_window: 4096,
+    // Qwen2 slides only the layers from this one on.
+    max_window_layers: 28,
   },
 } satisfies Record<string, Json>;
 
@@ -102,18 +111,24 @@ function parseText(modelType: keyof typeof TEXT_DEFAULTS, json: Json, root: Json
     );
   }
   const attentionBias = f.bool('attention_bias');
+  // Attention over a sliding window is full causal attention while the context stays inside it: the context stops there.
+  const merged = { ...defaults, ...json };
+  const layers = f.int('num_hidden_layers', 1);
+  const windowed =
+    f.bool('use_sliding_window') && merged.sliding_window !== null && f.int('max_window_layers', 0) < layers;
+  const window = windowed ? f.int('sliding_window', 1) : Infinity;
   return {
     modelType,
     hiddenSize,
     intermediateSize: f.int('intermediate_size', 1),
-    layers: f.int('num_hidden_layers', 1),
+    layers,
     heads,
     kvHeads,
     headDim,
     rmsNormEps: f.positive('rms_norm_eps'),
     ropeTheta: f.positive('rope_theta'),
     vocabSize: f.int('vocab_size', 1),
-    maxPositions: f.int('max_position_embeddings', 1),
+    maxPositions: Math.min(f.int('max_position_embeddings', 1), window),
     tieWordEmbeddings: f.bool('tie_word_embeddings'),
     // Qwen2 always has q/k/v biases and none on o_proj; Llama's attention_bias covers all four.
     qkvBias: modelType === 'qwen2' || attentionBias,
