@@ -713,8 +713,8 @@ export class LlavaEngine {
 
   /**
    * The prompt of `question` after as many of the latest history messages as fit the model's context (maxPositions)
-   * beside the answer, and the answer's token limit. History is trimmed from the oldest user turn on and never takes
-   * room the answer would have without it; a question that cannot fit alone is refused.
+   * beside the answer, and the answer's token limit. History is kept whole when it fits, else trimmed from the oldest
+   * user turn on, and never takes room the answer would have without it; a question that cannot fit alone is refused.
    */
   private async fitPrompt(
     history: ChatMessage[],
@@ -740,7 +740,8 @@ export class LlavaEngine {
     }
     const answerRoom = Math.min(maxNewTokens, limit - alone);
     // Binary search for the earliest user turn from which the history still fits: fewer messages, fewer tokens.
-    const starts = history.flatMap((message, i) => (message.role === 'user' && i >= pinned ? [i] : []));
+    // The whole history first, though it may open with the assistant's message (a greeting).
+    const starts = [pinned, ...history.flatMap((message, i) => (message.role === 'user' && i > pinned ? [i] : []))];
     let [low, high] = [0, starts.length];
     while (low < high) {
       const middle = (low + high) >> 1;

@@ -90,10 +90,14 @@ describe('prompts and runs that do not fit', () => {
     assert.equal(answer.stats.historyTrimmed?.droppedMessages, 2);
   });
 
-  test('a conversation that fits is not trimmed', async () => {
+  test('a conversation that fits is not trimmed, though it opens with the assistant (a greeting)', async () => {
     const history = [message('user', 'what is this ?'), message('assistant', 'a screenshot')];
     const answer = await engine.ask({ question: QUESTION, images: [IMAGE], history, maxNewTokens: 4 });
     assert.equal(answer.stats.historyTrimmed, undefined);
+    const greeted = [message('assistant', 'hello , ask about a screenshot'), ...history];
+    const after = await engine.ask({ question: QUESTION, images: [IMAGE], history: greeted, maxNewTokens: 4 });
+    assert.equal(after.stats.historyTrimmed, undefined);
+    assert.ok(after.stats.promptTokens > answer.stats.promptTokens, 'the greeting is in the prompt');
   });
 
   test('an answer stops where the context ends, whatever the token limit asked for', async () => {
