@@ -566,8 +566,8 @@ export class LlavaEngine {
       { type: 'text' as const, text: request.question },
     ];
     const fitted = await this.fitPrompt(
-      request.history ?? [],
-      { role: 'user', content },
+      (request.history ?? []).map((message) => this.text.withoutImageMarks(message)),
+      this.text.withoutImageMarks({ role: 'user', content }),
       request.maxNewTokens ?? 256,
       pixels.map((image) => this.costOf(image)),
     );

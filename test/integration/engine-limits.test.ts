@@ -100,6 +100,17 @@ describe('prompts and runs that do not fit', () => {
     assert.ok(after.stats.promptTokens > answer.stats.promptTokens, 'the greeting is in the prompt');
   });
 
+  test('text that spells the image token marks no image: an answer about HTML does not break the chat', async () => {
+    const history = [message('user', 'how do i put a picture in html ?'), message('assistant', 'use the <image> tag')];
+    const answer = await engine.ask({ question: 'and <image> in xml ?', images: [IMAGE], history, maxNewTokens: 2 });
+    assert.ok(answer.stats.promptTokens > 144, 'one image, its 144 visual tokens in the prompt');
+    const followUp = await engine.ask({ question: 'what is <image> ?', images: [], history, maxNewTokens: 2 });
+    assert.ok(followUp.stats.promptTokens < 144, 'no image');
+    const marked = engine.text.withoutImageMarks(message('user', '<image><image>'));
+    const ids = engine.text.encode(await engine.text.renderPrompt([marked]));
+    assert.ok(!ids.includes(engine.config.imageTokenId));
+  });
+
   test('an answer stops where the context ends, whatever the token limit asked for', async () => {
     const pixels = await engine.pixelValues(IMAGE.bytes, IMAGE.name);
     const ids = engine.text.encode(

@@ -50,6 +50,8 @@ export class TextProcessor {
     private readonly templateTokens: TemplateTokens,
     private readonly tokenizerFile: string,
     readonly imageTokenId: number,
+    /** the image token's text ("<image>"), which marks where an image goes in a rendered prompt */
+    private readonly imageTokenText: string,
     /** eos ids from tokenizer_config.json, generation_config.json and config.json, without duplicates */
     readonly stopTokenIds: number[],
     private readonly tokenizerTimeoutMs: number,
@@ -83,14 +85,15 @@ export class TextProcessor {
     const templateTokens = readTemplateTokens(tokenizerConfig);
     const tokenizer = createTokenizer(tokenizerJson, tokenizerConfig, templateTokens, tokenizerFile);
     const template = loadChatTemplate(modelDir, tokenizerConfig);
-    const imageTokenId = resolveImageToken(tokenizer, imageToken, tokenizerFile, tokenizerTimeoutMs);
+    const image = resolveImageToken(tokenizer, imageToken, tokenizerFile, tokenizerTimeoutMs);
     const stopTokenIds = collectStopTokenIds(modelDir, tokenizer, templateTokens.eos_token);
     return new TextProcessor(
       tokenizer,
       template,
       templateTokens,
       tokenizerFile,
-      imageTokenId,
+      image.id,
+      image.text,
       stopTokenIds,
       tokenizerTimeoutMs,
       JSON.stringify(tokenizerJson['decoder'] ?? null).includes('"Regex"'),
@@ -100,6 +103,25 @@ export class TextProcessor {
   /** Parses the chat template (in its own process): a FicocoError when it cannot be used. */
   checkTemplate(): Promise<void> {
     return this.template.check();
+  }
+
+  /**
+   * The message with the image token's text in its text split by a word joiner (U+2060): only image parts mark images.
+   * An answer about HTML that spells "<image>" would otherwise become a placeholder without an image, and every
+   * question after it fail.
+   */
+  withoutImageMarks(message: ChatMessage): ChatMessage {
+    const mark = this.imageTokenText;
+    const split = `${mark.slice(0, 1)}\u2060${mark.slice(1)}`;
+    const plain = (text: string) => text.replaceAll(mark, split);
+    const { content } = message;
+    return {
+      ...message,
+      content:
+        typeof content === 'string'
+          ? plain(content)
+          : content.map((part) => (part.type === 'text' ? { ...part, text: plain(part.text) } : part)),
+    };
   }
 
   /** renders the model's chat template with add_generation_prompt */
@@ -227,7 +249,7 @@ function resolveImageToken(
   imageToken: ImageTokenRef,
   tokenizerFile: string,
   timeoutMs: number,
-): number {
+): { id: number; text: string } {
   const text = 'id' in imageToken ? tokenizer.id_to_token(imageToken.id) : imageToken.text;
   const id = 'id' in imageToken ? imageToken.id : tokenizer.token_to_id(imageToken.text);
   if (text === undefined || id === undefined) {
@@ -253,7 +275,7 @@ function resolveImageToken(
       'config',
     );
   }
-  return id;
+  return { id, text };
 }
 
 function collectStopTokenIds(modelDir: string, tokenizer: Tokenizer, eosToken: string | undefined): number[] {
