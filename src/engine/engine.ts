@@ -796,7 +796,7 @@ export class LlavaEngine {
     const { ms: visionMs, cpuMs: visionCpuMs } = visionClock();
 
     const prefillClock = startClock();
-    const embedded = await this.embed(inputIds, embedSegments[0]);
+    const embedded = await this.embed(inputIds, embedSegments[0], { placeholders: true });
     const { state, structure } = spliceImages(embedded, inputIds, this.config.imageTokenId, features);
     const promptLength = state.count;
     const cache = new KvCache(this.config.text.kvHeads, this.config.text.headDim, this.factory.computeType);
@@ -831,7 +831,7 @@ export class LlavaEngine {
       }
       if (step === maxNewTokens - 1) break;
       // Every generated token continues the original numbering, whatever reduction removed.
-      const embeddedToken = await this.embed([token], embedSegments[0]);
+      const embeddedToken = await this.embed([token], embedSegments[0], { placeholders: false });
       nextLogits = await this.runDecoder(
         decoderSegments,
         { ...embeddedToken, positions: Int32Array.of(promptLength + step) },
@@ -1180,9 +1180,16 @@ export class LlavaEngine {
     };
   }
 
-  private async embed(ids: readonly number[], segment: Segment): Promise<TokenState> {
-    const imageToken = this.config.imageTokenId;
-    // Image placeholders are replaced by features; look up a harmless row for them.
+  /**
+   * Embedding rows of `ids`. In a prompt (`placeholders`) the image token marks where features go, and a harmless row
+   * stands in for it; a generated image token is embedded as itself, as transformers does.
+   */
+  private async embed(
+    ids: readonly number[],
+    segment: Segment,
+    { placeholders }: { placeholders: boolean },
+  ): Promise<TokenState> {
+    const imageToken = placeholders ? this.config.imageTokenId : undefined;
     const lookup = BigInt64Array.from(ids, (id) => BigInt(id === imageToken ? 0 : id));
     const outputs = await segment.session.run({
       [segment.graph.inputName]: new ort.Tensor('int64', lookup, [ids.length]),
