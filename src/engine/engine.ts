@@ -305,6 +305,9 @@ export class LlavaEngine {
     this.unitFlops = runUnitFlops(arch);
   }
 
+  /** the latest run asked for (inTurn); the next one starts when it ends */
+  private runs: Promise<unknown> = Promise.resolve();
+
   /** multiplies out what decoder hooks read over a whole prompt from the rows its chunks gave; made on first use */
   private rowProducts: RowProducts | undefined;
   /** how fast this engine's tower passes and prompt chunks have gone, for the time of the next one */
@@ -513,7 +516,7 @@ export class LlavaEngine {
       reduction = undefined;
     }
     if (smallPrefillFlops(this.arch) > this.limits.warmUpRepeatsBelowFlops) {
-      await this.segmentsFor(hooksBySite(hooks));
+      await this.inTurn(() => this.segmentsFor(hooksBySite(hooks)));
       // One short question without an image: its prompt sets the pace the first image pass is foretold by (how long
       // Stop waits for it before ending the process), and the weights are read once before a real question.
       await this.ask({ question: 'warm up', images: [], maxNewTokens: 1 });
@@ -765,8 +768,26 @@ export class LlavaEngine {
     };
   }
 
-  /** Prefill (vision → projector → splice → decoder) then token-by-token decoding with the KV cache. */
-  async generate(
+  /**
+   * Prefill (vision → projector → splice → decoder) then token-by-token decoding with the KV cache. Runs go one at a
+   * time, in the order asked: loading one reduction plan's sessions releases another's, which a run in flight uses.
+   */
+  generate(
+    inputIds: readonly number[],
+    images: readonly ImagePixels[],
+    options: GenerateOptions,
+  ): Promise<GenerationResult> {
+    return this.inTurn(() => this.generateNow(inputIds, images, options));
+  }
+
+  /** Runs `work` once the runs asked before it have ended; what loads a plan's sessions goes through here. */
+  private inTurn<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.runs.then(work);
+    this.runs = run.catch(() => undefined);
+    return run;
+  }
+
+  private async generateNow(
     inputIds: readonly number[],
     images: readonly ImagePixels[],
     options: GenerateOptions,

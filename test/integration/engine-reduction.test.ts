@@ -74,6 +74,54 @@ for (const fixture of TOWERS)
     }
   });
 
+describe('runs asked at once on one engine', () => {
+  test('go one at a time: two decoder plans at once answer as each does alone', async () => {
+    // Loading a plan's sessions releases another plan's, which the first run was still decoding with.
+    const engine = await LlavaEngine.load(path.join(FIXTURES, 'tiny-llava-llama'), { threads: 1 });
+    try {
+      const image = { bytes: fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png')), name: 'shapes.png' };
+      const ask = (method: string) =>
+        engine.ask({
+          question: QUESTION,
+          images: [image],
+          maxNewTokens: 12,
+          reduction: { method, budget: { tokens: 16 } },
+        });
+      const alone = [(await ask('fastv')).tokenIds, (await ask('pdrop')).tokenIds];
+      const together = await Promise.all([ask('fastv'), ask('pdrop')]);
+      assert.deepEqual(
+        together.map((answer) => answer.tokenIds),
+        alone,
+      );
+    } finally {
+      await engine.dispose();
+    }
+  });
+
+  test("a warm-up of another plan asked during an answer waits for it: the answer's sessions stay", async () => {
+    // Above this many FLOPs a warm-up only builds its plan's sessions (0: every model, the fixture too).
+    const engine = await LlavaEngine.load(path.join(FIXTURES, 'tiny-llava-llama'), {
+      threads: 1,
+      warmUpRepeatsBelowFlops: 0,
+    });
+    try {
+      const image = { bytes: fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png')), name: 'shapes.png' };
+      let warm: Promise<void> | undefined;
+      const answer = await engine.ask({
+        question: QUESTION,
+        images: [image],
+        maxNewTokens: 12,
+        reduction: { method: 'fastv', budget: { tokens: 16 } },
+        onText: () => (warm ??= engine.warmUp({ method: 'pdrop', budget: { tokens: 16 } })),
+      });
+      await warm;
+      assert.ok(answer.tokenIds.length > 0);
+    } finally {
+      await engine.dispose();
+    }
+  });
+});
+
 /** Every method with a step inside the decoder, and FiCoCo-L reading probabilities instead of logits. */
 const DECODER_METHODS = METHODS.filter((method) =>
   planReduction(
