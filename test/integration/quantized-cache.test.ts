@@ -170,6 +170,22 @@ describe('the quantized cache, encoded by several processes', () => {
     fs.chmodSync(source, 0o755);
   });
 
+  test('a read-only folder whose cache is damaged: a new cache goes to its own folder, the damaged one is left', () => {
+    const source = path.dirname(modelFolder().files[0]);
+    const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-own-cache-'));
+    folders.push(cacheDir);
+    fs.chmodSync(cacheDir, 0o777);
+    const written = loadAsAnotherUser(source, cacheDir, false);
+    fs.truncateSync(written.file!, 100);
+    fs.chmodSync(source, 0o555);
+    const again = loadAsAnotherUser(source, cacheDir);
+    assert.equal(again.error, undefined);
+    assert.equal(path.dirname(path.dirname(again.file!)), cacheDir);
+    assert.equal(again.layers, LAYERS.length);
+    assert.equal(fs.statSync(written.file!).size, 100, 'the model folder is left as it was');
+    fs.chmodSync(source, 0o755);
+  });
+
   test('a layer that cannot be read fails the load with its reason and leaves no partial cache', async () => {
     const index = modelFolder([
       { name: 'layers.2.v_proj.weight', dtype: 'I32', shape: [4, 4], data: new Uint8Array(64) },

@@ -233,36 +233,44 @@ export class WeightQuantizer {
     };
   }
 
-  /** Opens the cache file of what was requested, writing it first when it does not exist; returns its path. */
+  /**
+   * Opens the cache file of what was requested, writing it first when it does not exist or is damaged (cut short,
+   * edited, another build's layout under this name); returns its path.
+   */
   async materialize(onTensor?: (done: number, total: number) => void): Promise<string> {
     const source = path.dirname(this.index.files[0]);
     const name = `ficoco-${this.mode}-${this.tag}-${this.placement}-${this.fingerprint()}.quantized`;
-    // A read-only folder (a packaged install, a shared mount) keeps its cache in FiCoCo's folder, as a Hub cache does.
-    const folder =
-      isHfCacheBlobs(source) || (!fs.existsSync(path.join(source, name)) && !canWriteIn(source))
-        ? path.join(
+    const readable = (file: string) => {
+      if (!fs.existsSync(file)) return false;
+      try {
+        this.read(file);
+        return true;
+      } catch (error) {
+        if (!(error instanceof FicocoError)) throw error;
+        return false;
+      }
+    };
+    const inSource = path.join(source, name);
+    const beside = !isHfCacheBlobs(source);
+    const readableInSource = beside && readable(inSource);
+    // A folder FiCoCo cannot write (a packaged install, a shared mount) keeps its cache in FiCoCo's, as a Hub cache does.
+    const file =
+      readableInSource || (beside && canWriteIn(source))
+        ? inSource
+        : path.join(
             this.options.cacheDir ?? DEFAULT_QUANTIZED_CACHE_DIR,
             createHash('sha256').update(source).digest('hex').slice(0, 16),
-          )
-        : source;
-    const file = path.join(folder, name);
+            name,
+          );
+    const folder = path.dirname(file);
     removeAbandoned(folder, name);
-    const writeAnew = async () => {
-      fs.mkdirSync(folder, { recursive: true });
-      // Whatever layout an older cache of this mode and placement used, it is stale now; this one's own files are left,
-      // and the other placement's cache (a CPU fallback from a GPU provider need not cost the GPU's cache).
-      removeStale(folder, `ficoco-${this.mode}-`, path.basename(file), OTHER_PLACEMENT[this.placement]);
-      await this.write(file, onTensor);
-    };
-    if (!fs.existsSync(file)) await writeAnew();
-    try {
-      this.read(file);
-    } catch (error) {
-      if (!(error instanceof FicocoError)) throw error;
-      // Damaged on disk (cut short, edited, or another build's layout under this name): made again, once.
-      await writeAnew();
-      this.read(file);
-    }
+    if (readableInSource || (file !== inSource && readable(file))) return file;
+    fs.mkdirSync(folder, { recursive: true });
+    // Whatever layout an older cache of this mode and placement used, it is stale now; this one's own files are left,
+    // and the other placement's cache (a CPU fallback from a GPU provider need not cost the GPU's cache).
+    removeStale(folder, `ficoco-${this.mode}-`, name, OTHER_PLACEMENT[this.placement]);
+    await this.write(file, onTensor);
+    this.read(file);
     return file;
   }
 
