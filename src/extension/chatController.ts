@@ -71,7 +71,7 @@ export class ChatController implements vscode.Disposable {
     );
   }
 
-  /** Says that the chosen provider could not be used, and why (Replies calls it once; each answer's details keep it). */
+  /** Says that the chosen provider could not be used, and why (Replies calls it once; each answer's details say it too). */
   private reportFallback(reason: string): void {
     this.log.warn(`provider fallback: ${reason}`);
     void vscode.window.showInformationMessage(`FiCoCo: ${reason}`, 'Open Settings').then((choice) => {

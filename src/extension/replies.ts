@@ -428,6 +428,7 @@ export function statsView(stats: AnswerStats): AnswerStatsView {
     provider: stats.provider,
     flopsRatio: flopsRatio(stats),
   };
+  if (stats.providerFallback !== undefined) view.providerFallback = stats.providerFallback;
   if (stats.historyTrimmed !== undefined) view.historyTrimmed = { ...stats.historyTrimmed };
   if (stats.reduction) {
     const { method, budget, rule, why } = stats.reduction;

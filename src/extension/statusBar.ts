@@ -3,7 +3,7 @@
  * model loads or answers, and a tooltip with what the answer cost. Clicking it opens the reduction quick pick.
  */
 import * as vscode from 'vscode';
-import { type AnswerStatsView, isReducedAnswer } from '../protocol/webview';
+import { type AnswerStatsView, isReducedAnswer, providerLine } from '../protocol/webview';
 import { RULE_LABELS } from '../common/reductionChoice';
 
 export const CHOOSE_REDUCTION_COMMAND = 'ficoco.chooseReduction';
@@ -97,7 +97,7 @@ export function statusTooltip(stats: AnswerStatsView): vscode.MarkdownString {
           : '1× (nothing reduced)',
     ],
     ['FLOPs saved (analytic)', stats.flopsRatio !== undefined ? `${(100 * (1 - stats.flopsRatio)).toFixed(0)} %` : '–'],
-    ['provider', stats.provider],
+    ['provider', providerLine(stats)],
     ['time to first token', `${stats.ttftMs.toFixed(0)} ms`],
     ['decode', `${stats.decodeTokensPerSecond.toFixed(1)} tokens/s`],
   ];

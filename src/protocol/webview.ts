@@ -69,6 +69,8 @@ export interface AnswerStatsView {
   generatedTokens: number;
   decodeTokensPerSecond: number;
   provider: string;
+  /** why the provider asked for did not run this answer ("cuda could not be used (…), running on CPU instead") */
+  providerFallback?: string;
   /** the reduction used and why, absent for the unreduced model */
   reduction?: ReductionView;
   /** analytic prefill FLOPs of this answer over the unreduced prompt's */
@@ -86,6 +88,11 @@ export interface AnswerStatsView {
 /** An answer some visual tokens were removed from (`auto` may choose to keep every token on a model). */
 export function isReducedAnswer(stats: AnswerStatsView): boolean {
   return stats.reduction !== undefined && stats.reduction.method !== NO_REDUCTION;
+}
+
+/** The provider that ran an answer, with why the one asked for did not where it did not. */
+export function providerLine(stats: AnswerStatsView): string {
+  return stats.providerFallback ? `${stats.provider} — ${stats.providerFallback}` : stats.provider;
 }
 
 export type ReplyStatus = 'waiting' | 'streaming' | 'done' | 'error';
@@ -322,6 +329,8 @@ function parseStats(value: unknown, field: string): AnswerStatsView {
     decodeTokensPerSecond: nonNegative(stats.decodeTokensPerSecond, `${field}.decodeTokensPerSecond`),
     provider: nonEmptyString(stats.provider, `${field}.provider`),
   };
+  if (stats.providerFallback !== undefined)
+    parsed.providerFallback = nonEmptyString(stats.providerFallback, `${field}.providerFallback`);
   if (stats.reduction !== undefined) {
     const reduction = record(stats.reduction, `${field}.reduction`);
     parsed.reduction = {

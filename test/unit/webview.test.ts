@@ -840,6 +840,11 @@ describe('stats under an answer', () => {
       statsDetails(STATS).map(([term]) => term),
       ['Visual tokens', 'Prefill', 'Decode', 'Provider'],
     );
+    const fellBack = { ...STATS, providerFallback: 'cuda could not be used (no driver), running on CPU instead' };
+    assert.deepEqual(statsDetails(fellBack).at(-1), [
+      'Provider',
+      'cpu — cuda could not be used (no driver), running on CPU instead',
+    ]);
   });
 
   test('the details are a collapsible, closed at first; Space on its header opens and closes it', async () => {
