@@ -17,7 +17,7 @@ const RECOMMENDATION_FORMAT = 1;
 /** A recommendation is a few kilobytes; anything far larger is not one. */
 const MAX_RECOMMENDATION_BYTES = 1 << 20;
 
-/** FiCoCo's fallback: FiCoCo-V keeping 11 % of the visual tokens (64 of LLaVA-1.5's 576). */
+/** FiCoCo's fallback: FiCoCo-V keeping 11 % of the visual tokens (63 of LLaVA-1.5's 576; the published 64 is its own rule). */
 const DEFAULT_REDUCTION = { method: 'ficoco-v', budget: { ratio: 0.11 } } as const;
 
 /** One setting `ficoco tune` measured. */

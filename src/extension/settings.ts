@@ -186,7 +186,7 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
     patternErrorMessage: `Visual tokens kept per image: ${BUDGET_HINT}.`,
     markdownDescription:
       "Visual tokens kept per image when you choose a method (with `auto` the model's recommendation sets it): " +
-      "a count (`64`) or a share (`11%` or `0.11`). 11 % is 16 of the built-in model's 144 tokens and 64 of " +
+      "a count (`64`) or a share (`11%` or `0.11`). 11 % is 16 of the built-in model's 144 tokens and 63 of " +
       "LLaVA-1.5's 576.",
   },
   'ficoco.maxNewTokens': {
