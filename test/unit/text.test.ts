@@ -296,6 +296,34 @@ describe('Llama-2 style BPE with byte fallback', () => {
     assert.ok(chunks.every((chunk) => !chunk.includes('\uFFFD')));
   });
 
+  test('streamed text is the whole decode, however many ids that decode to nothing come between', () => {
+    const eos = text.stopTokenIds[0]!;
+    const bytes = [0xe4, 0xb8, 0x96].map((byte) => 3 + byte);
+    for (const run of [1, 15, 16, 40]) {
+      for (const ids of [
+        [llamaId('▁hello'), ...Array<number>(run).fill(eos), llamaId('▁world')],
+        [llamaId('▁hello'), ...Array<number>(run).fill(eos), ...bytes, llamaId('▁world')],
+        [llamaId('▁hello'), bytes[0]!, ...Array<number>(run).fill(eos), bytes[1]!, bytes[2]!, llamaId('▁world')],
+      ])
+        assert.equal(stream(text, ids).join(''), text.decode(ids), `${run} between`);
+    }
+  });
+
+  test('a long run of ids that decode to nothing costs the same per id as any other', () => {
+    let decodedIds = 0;
+    const counting = {
+      decode: (ids: number[]) => {
+        decodedIds += ids.length;
+        return text.decode(ids);
+      },
+    } as unknown as TextProcessor;
+    const decoder = new StreamingDecoder(counting);
+    const eos = text.stopTokenIds[0]!;
+    for (let i = 0; i < 2000; i++) assert.equal(decoder.push(eos), '');
+    assert.equal(decoder.push(llamaId('▁hello')), 'hello');
+    assert.ok(decodedIds < 2001 * 64, `${decodedIds} ids decoded for 2,001 pushed`);
+  });
+
   test('flush returns a sequence the model never completed', () => {
     const decoder = new StreamingDecoder(text);
     assert.equal(decoder.push(llamaId('▁hello')), 'hello');
