@@ -144,19 +144,16 @@ export class ChatController implements vscode.Disposable {
   }
 
   /**
-   * Asks about the waiting images once those added before the question are taken or refused; a refusal since the last
-   * question hands it back to the page that asked instead. Resolves with the turn once its answer (and speedup) are in.
+   * Asks about the waiting images once those added before the question are taken or refused; a question the
+   * conversation holds back goes back to the page that asked, with why. Resolves with the turn once its answer (and
+   * speedup) are in.
    */
   async ask(question: string, from?: ChatSurface): Promise<Turn | undefined> {
     await this.intake;
-    const held = this.conversation.holdQuestion(question);
-    if (held) {
-      from?.post(held);
-      return undefined;
-    }
-    const started = this.conversation.startTurn(question);
-    if (!started) {
-      this.notice('Paste, drop or attach an image first, then ask about it.');
+    const started = this.conversation.ask(question);
+    if ('held' in started) {
+      if (from) from.post(started.held);
+      else this.notice(started.held.message);
       return undefined;
     }
     for (const message of started.messages) this.views.broadcast(message);

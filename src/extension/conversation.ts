@@ -34,6 +34,9 @@ interface StoredTurn {
   inputs: ImageInput[];
 }
 
+/** A question handed back to the page, with why. */
+export type HeldQuestion = Extract<HostMessage, { type: 'questionHeld' }>;
+
 export class Conversation {
   private turns: StoredTurn[] = [];
   private pending: { image: PendingImage; input: ImageInput }[] = [];
@@ -83,25 +86,25 @@ export class Conversation {
     }
   }
 
-  /** Refuses an image (or a file that was to be one) for the reason given; the next question is held back once. */
+  /** Refuses an image (or a file that was to be one) for the reason given; the next question is held back once (ask). */
   refuse(reason: string): HostMessage {
     this.refusal = reason;
     return { type: 'notice', message: reason };
   }
 
   /**
-   * The question handed back to its box when an image was refused since the last question — asked now, it would go
-   * about the images already here. Once: sent again, it is asked.
+   * A question as the user sends it: its turn, or the question handed back to its box with why — when an image was
+   * refused since the last question (asked now, it would go about the images already here; sent again, it is asked),
+   * or when there is no image yet.
    */
-  holdQuestion(question: string): HostMessage | undefined {
+  ask(question: string): { turn: Turn; inputs: ImageInput[]; messages: HostMessage[] } | { held: HeldQuestion } {
+    const held = (message: string) => ({ held: { type: 'questionHeld' as const, question, message } });
     const reason = this.refusal;
-    if (reason === undefined) return undefined;
-    this.refusal = undefined;
-    return {
-      type: 'questionHeld',
-      question,
-      message: `${reason} The question was not sent: attach another image, or send it again to ask without it.`,
-    };
+    if (reason !== undefined) {
+      this.refusal = undefined;
+      return held(`${reason} The question was not sent: attach another image, or send it again to ask without it.`);
+    }
+    return this.startTurn(question) ?? held('Paste, drop or attach an image first, then ask about it.');
   }
 
   removePending(id: string): HostMessage {

@@ -304,33 +304,41 @@ describe('conversation kept by the extension', () => {
   test('a refused image holds the next question back once, with why; an image taken after it lets the question go', () => {
     const conversation = new Conversation();
     const shot = { name: 'shot.png', dataBase64: readFileSync(SHAPES_PNG).toString('base64') };
+    /** The message handing the question back, or undefined when it was asked. */
+    const held = (question: string) => {
+      const asked = conversation.ask(question);
+      return 'held' in asked ? asked.held : undefined;
+    };
+    assert.equal(held('before any image?')?.message, 'Paste, drop or attach an image first, then ask about it.');
     conversation.addImages([shot]);
-    conversation.startTurn('first?');
+    assert.equal(held('first?'), undefined);
     const text = { name: 'notes.png', dataBase64: Buffer.from('not a picture').toString('base64') };
     assert.deepEqual(
       conversation.addImages([text]).map((message) => message.type),
       ['notice'],
     );
-    const held = conversation.holdQuestion('second?');
-    assert.ok(held?.type === 'questionHeld');
-    assert.equal(held.question, 'second?');
-    assert.match(held.message, /^notes\.png is not an image.* The question was not sent: attach another image/);
-    assert.equal(conversation.holdQuestion('second?'), undefined, 'sent again, it is asked');
+    const second = held('second?');
+    assert.equal(second?.question, 'second?');
+    assert.match(
+      second?.message ?? '',
+      /^notes\.png is not an image.* The question was not sent: attach another image/,
+    );
+    assert.equal(held('second?'), undefined, 'sent again, it is asked');
     // A batch with a file turned away before reading holds the question, though its other image was taken.
     assert.deepEqual(
       conversation.addImages([shot], ['a.heic is not an image FiCoCo can read.']).map((message) => message.type),
       ['notice', 'pending'],
     );
-    assert.ok(conversation.holdQuestion('third?'));
+    assert.ok(held('third?'));
     conversation.addImages([], ['b.heic is not an image FiCoCo can read.']);
     conversation.addImages([shot]);
-    assert.equal(conversation.holdQuestion('fourth?'), undefined, 'an image taken whole after the refusal');
-    const many = conversation.addImages(Array.from({ length: MAX_IMAGES_PER_QUESTION }, () => shot));
+    assert.equal(held('fourth?'), undefined, 'an image taken whole after the refusal');
+    const many = conversation.addImages(Array.from({ length: MAX_IMAGES_PER_QUESTION + 1 }, () => shot));
     assert.ok(many[0]?.type === 'notice' && /A question can carry 8 images/.test(many[0].message));
-    assert.ok(conversation.holdQuestion('fifth?'));
+    assert.ok(held('fifth?'));
     conversation.addImages([text]);
     conversation.clear();
-    assert.equal(conversation.holdQuestion('after New Chat'), undefined);
+    assert.equal(held('after New Chat')?.message, 'Paste, drop or attach an image first, then ask about it.');
   });
 
   test('sent state is a copy: later changes do not alter it', () => {

@@ -133,8 +133,8 @@ async function openChatWithExtension(readImage: ImageReader = readImageFile): Pr
       if (message.type === 'addImages')
         for (const answer of conversation.addImages(message.images, message.refused)) send(answer);
       if (message.type !== 'ask') return;
-      const held = conversation.holdQuestion(message.question);
-      for (const answer of held ? [held] : (conversation.startTurn(message.question)?.messages ?? [])) send(answer);
+      const asked = conversation.ask(message.question);
+      for (const answer of 'held' in asked ? [asked.held] : asked.messages) send(answer);
     }),
   );
   return conversation;
@@ -712,6 +712,20 @@ describe('chat composer', () => {
     const notice = document.getElementById('notice')!;
     assert.match(notice.textContent ?? '', /^strip\.png is 3300 × 100 pixels, an aspect ratio of 33:1; .* not sent/);
     assert.equal(notice.hidden, false);
+  });
+
+  test('a question asked before any image comes back to the box, with what to do', async () => {
+    const conversation = await openChatWithExtension();
+    const question = document.getElementById('question') as HTMLTextAreaElement;
+    question.value = 'what does the dialog say?';
+    key(question, 'Enter');
+    await settle();
+    assert.deepEqual(askedAbout(conversation), []);
+    assert.equal(question.value, 'what does the dialog say?');
+    assert.equal(
+      document.getElementById('notice')!.textContent,
+      'Paste, drop or attach an image first, then ask about it.',
+    );
   });
 
   test('a question handed back joins what was typed since, and the box takes focus', () => {
