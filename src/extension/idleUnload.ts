@@ -5,6 +5,7 @@
 export class IdleUnloader {
   private active = 0;
   private timer: NodeJS.Timeout | undefined;
+  private disposed = false;
 
   constructor(
     private readonly options: {
@@ -25,13 +26,24 @@ export class IdleUnloader {
     this.active = Math.max(0, this.active - 1);
     clearTimeout(this.timer);
     const minutes = this.options.minutes();
-    if (this.active > 0 || minutes <= 0) return;
+    // Replies cancelled by the extension's dispose go idle after it: no timer outlives the extension.
+    if (this.active > 0 || minutes <= 0 || this.disposed) return;
+    this.wait(minutes, 0);
+  }
+
+  /** Waits `minutes` more after `idleMinutes` idle; then unloads, unless the setting changed since (0, or longer). */
+  private wait(minutes: number, idleMinutes: number): void {
     this.timer = setTimeout(() => {
-      if (this.active === 0 && this.options.loaded()) this.options.unload(minutes);
+      const idle = idleMinutes + minutes;
+      const setting = this.options.minutes();
+      if (this.active > 0 || setting <= 0 || !this.options.loaded()) return;
+      if (setting > idle) this.wait(setting - idle, idle);
+      else this.options.unload(idle);
     }, minutes * 60_000);
   }
 
   dispose(): void {
+    this.disposed = true;
     clearTimeout(this.timer);
   }
 }

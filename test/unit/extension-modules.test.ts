@@ -97,6 +97,41 @@ describe('idle unloading', () => {
       mock.timers.reset();
     }
   });
+
+  test('the setting changed while idle applies (0 keeps the engine, longer waits longer); none after dispose', () => {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    try {
+      const unloaded: number[] = [];
+      let minutes = 1;
+      const unloader = new IdleUnloader({
+        minutes: () => minutes,
+        loaded: () => true,
+        unload: (m) => unloaded.push(m),
+      });
+      unloader.idle();
+      minutes = 0;
+      mock.timers.tick(60_000);
+      assert.deepEqual(unloaded, [], 'read again when the time is up');
+      minutes = 1;
+      unloader.busy();
+      unloader.idle();
+      minutes = 5;
+      mock.timers.tick(60_000);
+      mock.timers.tick(4 * 60_000 - 1);
+      assert.deepEqual(unloaded, [], 'a longer setting is waited for in full');
+      mock.timers.tick(1);
+      assert.deepEqual(unloaded, [5]);
+      unloaded.length = 0;
+      minutes = 1;
+      unloader.busy();
+      unloader.dispose();
+      unloader.idle();
+      mock.timers.tick(60_000);
+      assert.deepEqual(unloaded, [], 'a reply cancelled by the dispose goes idle after it');
+    } finally {
+      mock.timers.reset();
+    }
+  });
 });
 
 describe('the engine load the settings ask for', () => {
