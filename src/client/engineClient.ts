@@ -70,6 +70,10 @@ interface HostProcess {
   load?: { key: string; result: Promise<LoadResult> };
   /** the listeners of the asks in flight, by requestId */
   listeners: Map<string, AnswerListeners>;
+  /** the ask the process last reported on (its progress or text), while it is in flight */
+  answering?: string;
+  /** `answering` when the process ended: the questions behind it had not begun */
+  answeringAtExit?: string;
 }
 
 export type AskOptions = Omit<AskParams, 'requestId'>;
@@ -87,6 +91,8 @@ export interface AnswerListeners {
   text(piece: string): void;
   /** how far the engine has read the images and the prompt, before the first piece (engines that say) */
   progress?(progress: PrefillProgress): void;
+  /** the engine process ended with the question waiting behind another; a fresh one loads the model and asks it */
+  reloading?(): void;
 }
 
 /** Where questions are answered: the local engine process (EngineClient) or a remote server (RemoteEngine). */
@@ -134,11 +140,25 @@ export class EngineClient implements AnswerEngine {
     return this.loadOn(this.running(), params);
   }
 
-  async ask(
+  /**
+   * Loads `model` if the host has not, then asks. A question still waiting behind another when the process ended (that
+   * one's crash, or Stop ending it) is asked again, once, on a fresh process.
+   */
+  ask(
     model: LoadParams,
     question: AskOptions,
     listeners: AnswerListeners,
     token?: CancellationToken,
+  ): Promise<AskResult> {
+    return this.send(model, question, listeners, token, 1);
+  }
+
+  private async send(
+    model: LoadParams,
+    question: AskOptions,
+    listeners: AnswerListeners,
+    token: CancellationToken | undefined,
+    retries: number,
   ): Promise<AskResult> {
     // A load and its question go out together: another question's load sent between them would have the host (which
     // takes requests in order) answer this one with the other's model.
@@ -149,14 +169,16 @@ export class EngineClient implements AnswerEngine {
       if (token?.isCancellationRequested)
         throw new EngineError('The question was cancelled before it started.', 'cancelled');
     };
+    let host: HostProcess | undefined;
+    let requestId: string | undefined;
     try {
       await earlier;
       // Stopped while it waited: it does not load its model. The process may have ended meanwhile: the live one.
       notCancelled();
-      const host = this.running();
+      host = this.running();
       await this.loadOn(host, model);
       notCancelled();
-      const requestId = randomUUID();
+      requestId = randomUUID();
       host.listeners.set(requestId, listeners);
       const answer = host.connection.sendRequest(AskRequest, { ...question, requestId }, token);
       sent();
@@ -164,7 +186,15 @@ export class EngineClient implements AnswerEngine {
         return await this.call(host, answer);
       } finally {
         host.listeners.delete(requestId);
+        if (host.answering === requestId) host.answering = undefined;
       }
+    } catch (error) {
+      // Waiting behind another question when the process ended (its crash, or Stop ending it): not this one's fault.
+      const waited = host?.answeringAtExit !== undefined && host.answeringAtExit !== requestId;
+      if (!waited || retries === 0 || token?.isCancellationRequested || this.disposed) throw error;
+      sent();
+      listeners.reloading?.();
+      return this.send(model, question, listeners, token, retries - 1);
     } finally {
       sent();
     }
@@ -235,14 +265,21 @@ export class EngineClient implements AnswerEngine {
         stopped: false,
         listeners: new Map<string, AnswerListeners>(),
       },
-      { exited: this.exitOf(child, connection, () => host.stopped) },
+      {
+        exited: this.exitOf(child, connection, () => {
+          host.answeringAtExit = host.answering;
+          return host.stopped;
+        }),
+      },
     );
     connection.onNotification(TextNotification, (params: unknown) => {
       const piece = parseTextParams(params);
+      host.answering = piece.requestId;
       host.listeners.get(piece.requestId)?.text(piece.text);
     });
     connection.onNotification(AskProgressNotification, (params: unknown) => {
       const { requestId, ...progress } = parseAskProgressParams(params);
+      host.answering = requestId;
       host.listeners.get(requestId)?.progress?.(progress);
     });
     connection.onNotification(LoadProgressNotification, (params: unknown) => {
@@ -255,8 +292,11 @@ export class EngineClient implements AnswerEngine {
     return host;
   }
 
-  /** Rejects once `child` is gone: 'cancelled' after stop(), 'crashed' otherwise. Forgets it as the live host. */
-  private exitOf(child: ChildProcess, connection: MessageConnection, stopped: () => boolean): Promise<never> {
+  /**
+   * Rejects once `child` is gone: 'cancelled' after stop(), 'crashed' otherwise (`ended` says which, as it ends).
+   * Forgets it as the live host.
+   */
+  private exitOf(child: ChildProcess, connection: MessageConnection, ended: () => boolean): Promise<never> {
     const log = this.options.log ?? (() => undefined);
     const exited = new Promise<never>((_, reject) => {
       child.once('exit', (code, signal) => {
@@ -264,7 +304,7 @@ export class EngineClient implements AnswerEngine {
         connection.dispose();
         const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
         log(`engine process ${child.pid} ${how}`);
-        if (stopped()) reject(new EngineError('The FiCoCo engine was stopped.', 'cancelled'));
+        if (ended()) reject(new EngineError('The FiCoCo engine was stopped.', 'cancelled'));
         else
           reject(
             new EngineError(

@@ -199,7 +199,18 @@ export class Replies {
         const message = conversation.appendText(turnId, kind, text);
         if (message) post(message);
       };
-      const result = await engine.ask(model, request, { text: onText, progress: onProgress }, cancel.token);
+      // Asked again on a fresh process (the one it waited in ended): the model loads first, which Stop waits for.
+      const onReloading = () => {
+        const flight = this.inFlight.get(key);
+        if (flight) flight.loading = true;
+        status.busy(REPLY_ACTIVITY.loading);
+      };
+      const result = await engine.ask(
+        model,
+        request,
+        { text: onText, progress: onProgress, reloading: onReloading },
+        cancel.token,
+      );
       const how =
         where !== 'local' ? `from ${where}` : alreadyLoaded ? 'model already loaded' : 'including the model load';
       log.info(

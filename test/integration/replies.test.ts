@@ -495,17 +495,45 @@ describe('chat replies on a real engine process', () => {
     assert.deepEqual(progressLabels(turnId), [STOPPING_AFTER_LOAD]);
   });
 
-  test('a crash fails only the reply in flight, keeps the conversation, and the next one runs', async () => {
+  test(
+    'a crash fails only the reply in flight and keeps the conversation; a question waiting behind it is asked again',
+    { skip: process.platform === 'win32' ? 'needs SIGSTOP' : false },
+    async () => {
+      await replies.run(turn(), 'answer', 'what is in the picture ?', [SHAPES], () => SETTINGS);
+      const [first, second] = [turn(), turn()];
+      let waiting: Promise<void> | undefined;
+      // Frozen at its first text, the process takes the second question into its queue and dies there.
+      onText = () => {
+        onText = () => undefined;
+        const frozen = engine.processId!;
+        process.kill(frozen, 'SIGSTOP');
+        waiting = replies.run(second, 'answer', 'what is in the picture ?', [SHAPES], () => SETTINGS);
+        setTimeout(() => process.kill(frozen, 'SIGKILL'), 100);
+      };
+      await replies.run(first, 'answer', 'is there text in the image ?', [SHAPES], () => LONG);
+      await waiting;
+      const { answer } = conversation.turn(first)!;
+      assert.equal(answer.status, 'error');
+      assert.match(answer.error!, /stopped unexpectedly .* The conversation is kept; ask again to continue\./);
+      assert.ok(failures[0] instanceof EngineError && failures[0].kind === 'crashed');
+      assert.equal(failures.length, 1, 'only the reply in flight failed');
+      const after = conversation.turn(second)!.answer;
+      assert.equal(after.status, 'done', after.error);
+      assert.ok(after.text.length > 0);
+    },
+  );
+
+  test('a question whose own run ends its process fails as a crash, once: it is not asked again', async () => {
     const turnId = turn();
-    await freezeAtStart((frozen) => process.kill(frozen, 'SIGKILL'));
+    const started: (number | undefined)[] = [];
+    await freezeAtStart((frozen) => {
+      started.push(frozen);
+      process.kill(frozen, 'SIGKILL');
+    });
     await replies.run(turnId, 'answer', 'is there text in the image ?', [SHAPES], () => LONG);
-    const { answer } = conversation.turn(turnId)!;
-    assert.equal(answer.status, 'error');
-    assert.match(answer.error!, /stopped unexpectedly .* The conversation is kept; ask again to continue\./);
+    assert.equal(conversation.turn(turnId)!.answer.status, 'error');
     assert.ok(failures[0] instanceof EngineError && failures[0].kind === 'crashed');
-    const next = turn();
-    await replies.run(next, 'answer', 'what is in the picture ?', [SHAPES], () => SETTINGS);
-    assert.equal(conversation.turn(next)!.answer.status, 'done');
+    assert.equal(engine.processId, undefined, 'no process was started again for it');
   });
 
   test('settings that cannot be used fail the reply with their message, for the caller to offer the setting', async () => {
