@@ -23,7 +23,7 @@ import {
   LoadProgressParams,
   LoadRequest,
   LoadResult,
-  loadKey,
+  loadRequestKey,
   TextNotification,
   errorKindOf,
   parseAskProgressParams,
@@ -202,7 +202,7 @@ export class EngineClient implements AnswerEngine {
 
   private loadOn(host: HostProcess, params: LoadParams): Promise<LoadResult> {
     // A new reduction to warm up is sent as a load too: the host keeps the model and only warms the reduction.
-    const key = JSON.stringify([loadKey(params), params.warmUp]);
+    const key = loadRequestKey(params);
     if (host.load?.key !== key) {
       const requested = performance.now();
       const result = this.call(host, host.connection.sendRequest(LoadRequest, params));

@@ -7,7 +7,7 @@
  * shape), so it is tested against a real engine process.
  */
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
-import { type AnswerStats, type LoadParams, loadKey } from '../protocol/engine';
+import { type AnswerStats, type LoadParams, loadKey, loadRequestKey } from '../protocol/engine';
 import { type AnswerStatsView, type HostMessage, type ReplyKind, isReducedAnswer } from '../protocol/webview';
 import type { Conversation, ImageInput } from './conversation';
 import { type AnswerEngine, AskOptions, EngineError } from '../client/engineClient';
@@ -172,7 +172,7 @@ export class Replies {
       const { engine: where, model, reduction, maxNewTokens, temperature } = settings();
       const engine = where === 'local' ? this.options.engine : await this.options.remote(where);
       const alreadyLoaded =
-        where !== 'local' || (this.loaded?.key === loadKey(model) && this.loaded.processId === engine.processId);
+        where !== 'local' || (this.loaded?.key === loadRequestKey(model) && this.loaded.processId === engine.processId);
       this.track(key, cancel, engine, { reply: kind, loading: !alreadyLoaded });
       status.busy(alreadyLoaded ? REPLY_ACTIVITY.answering : REPLY_ACTIVITY.loading);
       const request: AskOptions = {
@@ -217,7 +217,8 @@ export class Replies {
         `${kind === 'full' ? 'full-token answer' : 'answer'} in ${(performance.now() - asked).toFixed(0)} ms ` +
           `(${how}), ${result.stats?.generatedTokens ?? 'unknown'} tokens, stop: ${result.stopReason}`,
       );
-      if (where === 'local') this.loaded = { key: loadKey(model), processId: engine.processId };
+      // A new reduction is warmed up by a load of its own (seconds to minutes on a large model), which Stop waits for.
+      if (where === 'local') this.loaded = { key: loadRequestKey(model), processId: engine.processId };
       const { stats } = result;
       if (!stats) {
         // A server other than ficoco serve, or a stopped remote answer (stats come with the finish): no figures.
@@ -230,7 +231,12 @@ export class Replies {
           this.options.onProviderFallback(fallback);
         }
         const view = statsView(stats);
-        const measuring = kind === 'answer' && isReducedAnswer(view) && result.stopReason !== 'cancelled';
+        // Stopped as it finished, it is not measured either: the measurement is minutes of work on a large model.
+        const measuring =
+          kind === 'answer' &&
+          isReducedAnswer(view) &&
+          result.stopReason !== 'cancelled' &&
+          !cancel.token.isCancellationRequested;
         this.post(
           conversation.finish(turnId, kind, result.stopReason, measuring ? { ...view, measuringSpeedup: true } : view),
         );
@@ -271,7 +277,9 @@ export class Replies {
         this.options.status.busy(label);
       }
       // Cancellation acts between tokens, tower passes and prompt chunks; a run past the grace period ends the process.
-      const graceMs = waitsForLoad ? LOAD_STOP_GRACE_MS : stopGraceMs(pace.longestMs, this.options.stopGraceMs);
+      // Not started, it waits for the run in flight on its engine (a cancelled measurement's) to end first.
+      const longestMs = pace.reported ? pace.longestMs : this.longestRunOn(engine, pace.longestMs);
+      const graceMs = waitsForLoad ? LOAD_STOP_GRACE_MS : stopGraceMs(longestMs, this.options.stopGraceMs);
       const timer = setTimeout(() => {
         if (!this.inFlight.has(key)) return;
         this.options.log.warn(`The answer did not stop within ${graceMs} ms; restarting the engine process.`);
@@ -293,9 +301,18 @@ export class Replies {
     return false;
   }
 
-  /** Stops the newest reply in flight (the Stop command, Escape outside the chat). */
+  /** The longest run so far of anything in flight on `engine`, at least `leastMs`. */
+  private longestRunOn(engine: AnswerEngine, leastMs: number): number {
+    let longest = leastMs;
+    for (const flight of this.inFlight.values())
+      if (flight.engine === engine) longest = Math.max(longest, flight.pace.longestMs, flight.pace.remainingMs() ?? 0);
+    return longest;
+  }
+
+  /** Stops the newest chat reply in flight, else a measurement (the Stop command, Escape outside the chat). */
   stopLatest(): void {
-    const latest = [...this.inFlight.keys()].at(-1);
+    const newestFirst = [...this.inFlight.keys()].reverse();
+    const latest = newestFirst.find((key) => this.inFlight.get(key)?.reply !== undefined) ?? newestFirst[0];
     if (latest) this.stop(latest.split('/')[0]);
   }
 

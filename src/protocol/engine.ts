@@ -42,6 +42,11 @@ export interface LoadParams {
   warmUp?: ReductionRequest;
 }
 
+/** A load the host has already answered with this key is not sent again: a new reduction to warm up is a new one. */
+export function loadRequestKey(params: LoadParams): string {
+  return JSON.stringify([loadKey(params), params.warmUp ?? null]);
+}
+
 /** Two loads with the same key share one loaded engine (the reduction to warm up is not part of it). */
 export function loadKey(params: LoadParams): string {
   return JSON.stringify([

@@ -470,6 +470,26 @@ describe('chat replies on a real engine process', () => {
     assert.equal(conversation.turn(second)!.answer.text, '');
   });
 
+  test("the Stop command stops the newest answer, not an earlier answer's speedup measurement", async () => {
+    const [measured, newest] = [turn(), turn()];
+    // The measurement of the first answer joins the replies in flight after the second question was asked.
+    onShowAnswer = () => {
+      onShowAnswer = () => undefined;
+      onText = () => {
+        onText = () => undefined;
+        replies.stopLatest();
+      };
+    };
+    await Promise.all([
+      replies.run(measured, 'answer', 'what is in the picture ?', [SHAPES], () => REDUCED),
+      replies.run(newest, 'answer', 'is there text in the image ?', [SHAPES], () => LONG),
+    ]);
+    const { answer } = conversation.turn(newest)!;
+    assert.equal(answer.stopReason, 'cancelled');
+    assert.ok(answer.stats!.generatedTokens < LONG.maxNewTokens);
+    assert.ok(conversation.turn(measured)!.answer.stats?.speedup, 'the measurement ran to its end');
+  });
+
   test('Compare asked twice while it runs streams one comparison, which Stop reaches', async () => {
     const serial = serialEngine(5);
     replies = newReplies(50, undefined, serial);
@@ -535,6 +555,31 @@ describe('chat replies on a real engine process', () => {
     assert.ok(failures[0] instanceof EngineError && failures[0].kind === 'crashed');
     assert.equal(engine.processId, undefined, 'no process was started again for it');
   });
+
+  test(
+    'Stop while a new reduction warms up waits for the warm-up; the model stays loaded',
+    { skip: process.platform === 'win32' ? 'needs SIGSTOP' : false },
+    async () => {
+      replies = newReplies(50);
+      const warming: ReplySettings = {
+        ...REDUCED,
+        model: { ...REDUCED.model, warmUp: { method: 'fastv', budget: { tokens: 12 }, params: {} } },
+      };
+      const turnId = turn();
+      let frozen: number | undefined;
+      // The warm-up is a load of its own; frozen, it outlasts the least grace many times over.
+      await freezeAtStart((pid) => {
+        frozen = pid;
+        replies.stop(turnId);
+        setTimeout(() => process.kill(pid, 'SIGCONT'), 500);
+      });
+      await replies.run(turnId, 'answer', 'is there text in the image ?', [SHAPES], () => warming);
+      assert.deepEqual(warnings, [], 'the engine process was not ended');
+      assert.equal(engine.processId, frozen);
+      assert.equal(conversation.turn(turnId)!.answer.stopReason, 'cancelled');
+      assert.deepEqual(progressLabels(turnId), [STOPPING_AFTER_LOAD]);
+    },
+  );
 
   test('settings that cannot be used fail the reply with their message, for the caller to offer the setting', async () => {
     const turnId = turn();
