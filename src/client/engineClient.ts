@@ -301,7 +301,6 @@ export class EngineClient implements AnswerEngine {
     const exited = new Promise<never>((_, reject) => {
       child.once('exit', (code, signal) => {
         if (this.host?.child === child) this.host = undefined;
-        connection.dispose();
         const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
         log(`engine process ${child.pid} ${how}`);
         if (ended()) reject(new EngineError('The FiCoCo engine was stopped.', 'cancelled'));
@@ -313,6 +312,8 @@ export class EngineClient implements AnswerEngine {
               'crashed',
             ),
           );
+        // After the rejection: requests the dispose rejects too then lose the race to the crash, which says more.
+        connection.dispose();
       });
       child.once('error', (error) => {
         if (this.host?.child === child) this.host = undefined;
