@@ -359,6 +359,7 @@ export class Replies {
     this.track(key, cancel, engine, { loading: false });
     status.busy(REPLY_ACTIVITY.measuring);
     const prefillOnly = { question: request.question, images: request.images, maxNewTokens: 1, temperature: 0 };
+    const processId = engine.processId;
     const run: PrefillRun = async (reduced) => {
       const result = await engine.ask(
         model,
@@ -366,6 +367,13 @@ export class Replies {
         { text: () => undefined, progress: (progress) => this.paced(key, progress.nextRunMs) },
         cancel.token,
       );
+      // A run answered by a process started since (after a crash) is cold: the pairs would not compare like with like.
+      if (engine.processId !== processId)
+        throw new EngineError(
+          'The FiCoCo engine process stopped unexpectedly during the measurement and was started again; runs in ' +
+            'a fresh process are not comparable with the ones before.',
+          'crashed',
+        );
       const cancelled = result.stopReason === 'cancelled' || cancel.token.isCancellationRequested;
       return cancelled || !result.stats ? undefined : prefillMs(result.stats);
     };
