@@ -4,7 +4,7 @@
  * every answer carries the engine's bookkeeping in `ficoco.stats` and its figures in `usage.ficoco`.
  */
 import { randomUUID, timingSafeEqual } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import { type IncomingMessage, STATUS_CODES, maxHeaderSize } from 'node:http';
 import * as net from 'node:net';
 import Fastify, {
   type FastifyError,
@@ -112,11 +112,21 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     // answer; given to Node's constructor too, its headers timeout stays within it (or the limit is not applied), and
     // Node looks for expired requests every tenth of it.
     requestTimeout,
-    http: { requestTimeout, connectionsCheckingInterval: requestTimeout / 10 },
+    http: { requestTimeout, headersTimeout: requestTimeout, connectionsCheckingInterval: requestTimeout / 10 },
     // OpenAI's fields are often "a string or a number"; the schema says so with type lists. Fastify's default strips
     // properties a schema does not allow, which would run `{"ficoco": {"budgett": "11%"}}` with no reduction asked.
     // Its default coercion would also unwrap a one-part content array into a string's branch and refuse it.
     ajv: { customOptions: { allowUnionTypes: true, removeAdditional: false, coerceTypes: false } },
+    // What Node refuses before a route (a request too slow, or not HTTP) is answered as OpenAI's clients read errors.
+    clientErrorHandler: (error, socket) => {
+      if ((error as NodeJS.ErrnoException).code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
+      const refused = clientError(error, requestTimeout);
+      const body = JSON.stringify({ error: errorBody(refused) });
+      socket.end(
+        `HTTP/1.1 ${refused.status} ${STATUS_CODES[refused.status]}\r\nContent-Type: application/json\r\n` +
+          `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      );
+    },
   });
   app.server.maxConnections = MAX_CONNECTIONS;
   const metrics = serverMetrics({ depth: () => pool.queueDepth, busy: () => pool.busy, workers: () => pool.workers });
@@ -398,6 +408,34 @@ function toOpenAiError(error: Error): OpenAiError {
   if (error instanceof FicocoError) return { ...ENGINE_ERRORS[error.kind], message: error.message };
   if (error instanceof EngineError) return { ...ENGINE_ERRORS[error.kind], message: error.message };
   return { status: 500, message: `The server failed unexpectedly: ${error.message}`, type: 'server_error', code: null };
+}
+
+/** What Node refuses before a route, by its error code. */
+function clientError(error: Error, requestTimeoutMs: number): OpenAiError {
+  const type = 'invalid_request_error';
+  switch ((error as NodeJS.ErrnoException).code) {
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return {
+        status: 408,
+        message: `The request did not arrive within ${requestTimeoutMs / 1000} s.`,
+        type,
+        code: 'request_timeout',
+      };
+    case 'HPE_HEADER_OVERFLOW':
+      return {
+        status: 431,
+        message: `The request's headers are larger than the server reads (${maxHeaderSize / 1024} KiB).`,
+        type,
+        code: 'request_header_fields_too_large',
+      };
+    default:
+      return {
+        status: 400,
+        message: `The request could not be read as HTTP (${error.message}).`,
+        type,
+        code: 'bad_request',
+      };
+  }
 }
 
 function errorBody(error: OpenAiError) {

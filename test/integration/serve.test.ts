@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -491,6 +492,25 @@ describe('ficoco serve under load and over the network', () => {
       const trickled = await trickledPost(`${url}/v1/chat/completions`, 5000);
       assert.equal(trickled.status, 408);
       assert.ok(trickled.ms < 3000, `cut after ${trickled.ms} ms`);
+      // As OpenAI's clients read an error: its message, type and code.
+      assert.deepEqual(JSON.parse(trickled.body), {
+        error: {
+          message: 'The request did not arrive within 0.5 s.',
+          type: 'invalid_request_error',
+          param: null,
+          code: 'request_timeout',
+        },
+      });
+      // Bytes that are not HTTP get a 400 in the same form.
+      const notHttp = await rawExchange(url, 'HELLO THERE\r\n\r\n');
+      assert.match(notHttp, /^HTTP\/1\.1 400 Bad Request\r\n/);
+      assert.equal(JSON.parse(notHttp.split('\r\n\r\n')[1]!).error.code, 'bad_request');
+      const bigHeaders = await rawExchange(
+        url,
+        `GET /v1/models HTTP/1.1\r\nHost: localhost\r\nX-Big: ${'x'.repeat(20_000)}\r\n\r\n`,
+      );
+      assert.match(bigHeaders, /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
+      assert.equal(JSON.parse(bigHeaders.split('\r\n\r\n')[1]!).error.code, 'request_header_fields_too_large');
       // A request that arrived in time is answered past the limit: here it waits for the one worker, busy for 1.5 s
       // as with another client's long answer, then streams.
       const started = performance.now();
@@ -540,17 +560,32 @@ async function requestCounts(url: string, apiKey?: string): Promise<Record<strin
  * POSTs a body of 1000 bytes, one every 100 ms, for at most `mostMs`; resolves with the status it got (0 for none) and
  * when the connection ended.
  */
-function trickledPost(url: string, mostMs: number): Promise<{ status: number; ms: number }> {
+/** Sends `bytes` over a plain socket to the server at `url`; resolves with everything it answers. */
+function rawExchange(url: string, bytes: string): Promise<string> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    let answer = '';
+    const socket = net.connect(Number(port), hostname, () => socket.write(bytes));
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (answer += chunk));
+    socket.on('end', () => resolve(answer));
+    socket.on('error', reject);
+  });
+}
+
+function trickledPost(url: string, mostMs: number): Promise<{ status: number; ms: number; body: string }> {
   const started = performance.now();
   return new Promise((resolve) => {
     let status = 0;
+    let body = '';
     const request = http.request(url, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'content-length': 1000 },
     });
     request.on('response', (response) => {
       status = response.statusCode ?? 0;
-      response.resume();
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (body += chunk));
     });
     const timer = setInterval(() => request.write(' '), 100);
     const deadline = setTimeout(() => request.destroy(), mostMs);
@@ -558,7 +593,7 @@ function trickledPost(url: string, mostMs: number): Promise<{ status: number; ms
     request.on('close', () => {
       clearInterval(timer);
       clearTimeout(deadline);
-      resolve({ status, ms: performance.now() - started });
+      resolve({ status, ms: performance.now() - started, body });
     });
     request.write('{');
   });
