@@ -360,7 +360,8 @@ export class LlavaEngine {
         },
         fellBack,
       );
-    if (candidates[0] === 'cpu') checkFitsCpu();
+    // A GPU provider that failed its probe is why the CPU would run the model: the refusal says so.
+    if (candidates[0] === 'cpu') checkFitsCpu(failures.length > 0 ? failures.join('; ') : undefined);
     const text = TextProcessor.load(dir, { id: config.imageTokenId }, { vocabSize: config.text.vocabSize });
     // From here a failed load stops the chat template's process, which the template check starts.
     try {

@@ -14,6 +14,7 @@ import { flopsArchOf } from '../../src/engine/models/flopsArch';
 import type { ChatMessage } from '../../src/engine/text';
 import { parseModelConfig } from '../../src/engine/models/registry';
 import { cpuWeightBytes } from '../../src/engine/weights/footprint';
+import { thisMachine } from '../../src/engine/runtime/provider';
 import { WeightQuantizer } from '../../src/engine/weights/quantizedCache';
 import { WeightIndex } from '../../src/engine/weights/safetensors';
 import { archPreset, peakRunBytes } from '../../src/flops';
@@ -279,4 +280,17 @@ describe('weights that do not fit the machine', () => {
     const engine = await load(bytes.int4, 'int4');
     await engine.dispose();
   });
+
+  test(
+    'a GPU provider that cannot run: the refusal starts with why, as the CPU would run the model',
+    { skip: thisMachine().cudaLibraries && 'needs a machine without the CUDA provider libraries, where CUDA fails' },
+    async () => {
+      const folder = temporaryFolder('ficoco-memory-');
+      fs.cpSync(FLOAT16_FIXTURE, folder, { recursive: true });
+      await assert.rejects(
+        LlavaEngine.load(folder, { provider: 'cuda', threads: 1, totalMemory: () => bytes.int4 - 1 }),
+        memoryError(/^cuda could not be used \(.*\)\. This model takes about .* on the CPU/s),
+      );
+    },
+  );
 });

@@ -121,10 +121,7 @@ function oneOperatorGraph(type: ElemType): Uint8Array {
 
 /** Why a provider is not used, in the user's terms. */
 function notUsed(provider: ProviderName, error: unknown): string {
-  return (
-    `${provider} could not be used ` +
-    `(${ortMessage(error)}${provider === 'cuda' ? cudaAdvice(thisMachine()) : ''}), running on CPU instead`
-  );
+  return `${provider} could not be used (${ortMessage(error)}${provider === 'cuda' ? cudaAdvice(thisMachine()) : ''})`;
 }
 
 export interface SessionFactoryOptions {
@@ -201,7 +198,7 @@ export class SessionFactory {
       try {
         const session = await open(graphFor(computeTypeFor(provider, this.options.precision)), provider);
         this.settled = provider;
-        if (failures.length > 0) this.fallbackReason = failures.join('; ');
+        if (failures.length > 0) this.fallbackReason = `${failures.join('; ')}, running on CPU instead`;
         return session;
       } catch (error) {
         if (provider === 'cpu') throw error;
