@@ -103,6 +103,8 @@ export interface DownloadOptions {
 
 /** Entries a repository's listing may hold: a model has tens of files. */
 const MAX_LISTED_ENTRIES = 100_000;
+/** Pages a listing may take (the Hub's hold up to 1,000 entries each). */
+const MAX_LISTING_PAGES = 1_000;
 
 /**
  * Refuses wanted paths that one disk would hold as one (they differ only in case, as on Windows and macOS) or where one
@@ -160,8 +162,8 @@ export async function planDownload(
   const listed = new Map<string, HubFile>();
   let entries = 0;
   await hubCall(async () => {
-    for await (const entry of listFiles({ repo: request.repo, revision: commit, recursive: true, ...hub })) {
-      // A listing that pages on without end (a `next` link back to itself) is not a repository's.
+    const listing = { ...hub, fetch: listingPages(hub.fetch) };
+    for await (const entry of listFiles({ repo: request.repo, revision: commit, recursive: true, ...listing })) {
       if (++entries > MAX_LISTED_ENTRIES)
         throw new FicocoError(
           `${where} lists more than ${MAX_LISTED_ENTRIES} entries; that is not a model.`,
@@ -196,6 +198,21 @@ export async function planDownload(
   if (isStoredModel(folder)) return { ...plan, existing: 'downloaded' };
   const cached = findSnapshotInHfCache(request.repo, commit, files);
   return cached ? { ...plan, folder: cached, existing: 'hf-cache' } : plan;
+}
+
+/**
+ * A listing's fetch that refuses a page already read (a `next` link back to itself) and more than MAX_LISTING_PAGES
+ * pages (fresh `next` links to empty pages): a listing that pages on without end is not a repository's.
+ */
+function listingPages(fetchPage: typeof fetch): typeof fetch {
+  const read = new Set<string>();
+  return async (input, init) => {
+    const url = new URL(input instanceof Request ? input.url : input);
+    if (read.has(url.href)) throw new Error(`${url.host} sent ${url.pathname} again as its next page`);
+    read.add(url.href);
+    if (read.size > MAX_LISTING_PAGES) throw new Error(`${url.host} sent more than ${MAX_LISTING_PAGES} listing pages`);
+    return fetchPage(input, init);
+  };
 }
 
 /**
@@ -409,16 +426,11 @@ function hubOptions(
   const hubUrl = request.endpoint.replace(/\/+$/, '');
   const accessToken = request.accessToken && tokenMayGoTo(hubUrl) ? request.accessToken : undefined;
   const origin = new URL(hubUrl).origin;
-  const visited = new Set<string>();
   const originBound: typeof fetch = async (input, init) => {
     const url = new URL(input instanceof Request ? input.url : input);
     const headers = new Headers(init?.headers);
     if (accessToken && url.origin !== origin && headers.get('authorization') === `Bearer ${accessToken}`)
       headers.delete('authorization');
-    // A listing's next page already read is a loop, not a listing.
-    if (url.pathname.includes('/tree/') && visited.has(url.href))
-      throw new Error(`${url.host} sent ${url.pathname} again as its next page`);
-    visited.add(url.href);
     const idleMs = request.idleTimeoutMs ?? IDLE_MS;
     const idle = new AbortController();
     const timer = setTimeout(

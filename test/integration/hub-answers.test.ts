@@ -1,0 +1,119 @@
+/**
+ * What a hostile Hub answers, on a server of its own on 127.0.0.1: listings that page on without end or run
+ * past their bound off /api/, a file's answer without a body, answers trickled a byte at a time, a resumed file
+ * that comes whole as JSON. Each must end in a clear error or a verified file, soon, never in a hang.
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, beforeEach, describe, test } from 'node:test';
+import { FicocoError } from '../../src/common/errors';
+import { ModelRequest, planDownload } from '../../src/hub/download';
+import { temporaryFolders } from '../helpers/tempFolders';
+
+const REPO = 'hostile/model';
+const COMMIT = 'c'.repeat(40);
+
+const downloadError = (pattern: RegExp) => (error: unknown) =>
+  error instanceof FicocoError && error.kind === 'download' && pattern.test(error.message);
+
+/** Takes a request the Hub would answer (true) or leaves it to the Hub's usual answer (false). */
+type Answer = (request: http.IncomingMessage, response: http.ServerResponse, url: URL) => boolean;
+
+interface MiniHub {
+  url: string;
+  /** "PATH RANGE" of every request */
+  requests: string[];
+  close(): Promise<void>;
+}
+
+/** The listing entry of `bytes` at `file`: LFS with a SHA-256 for weights, git's blob SHA-1 otherwise. */
+function treeEntry(file: string, bytes: Buffer) {
+  const oid = createHash('sha1').update(`blob ${bytes.length}\0`).update(bytes).digest('hex');
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  return file.endsWith('.safetensors')
+    ? { type: 'file', path: file, size: bytes.length, oid, lfs: { oid: sha256, size: bytes.length, pointerSize: 134 } }
+    : { type: 'file', path: file, size: bytes.length, oid };
+}
+
+/** A Hub serving `files` of REPO at COMMIT (revision, one-page tree, resolve with one Range), unless `answer` does. */
+async function startMiniHub(files: Record<string, Buffer>, answer: Answer = () => false): Promise<MiniHub> {
+  const requests: string[] = [];
+  const server = http.createServer((request, response) => {
+    const url = new URL(request.url ?? '/', 'http://127.0.0.1');
+    requests.push(`${url.pathname} ${request.headers.range ?? ''}`.trim());
+    if (answer(request, response, url)) return;
+    if (url.pathname.startsWith(`/api/models/${REPO}/revision/`)) return json(response, { id: REPO, sha: COMMIT });
+    if (url.pathname.startsWith(`/api/models/${REPO}/tree/`))
+      return json(
+        response,
+        Object.entries(files).map(([file, bytes]) => treeEntry(file, bytes)),
+      );
+    const file = files[decodeURIComponent(url.pathname.slice(`/${REPO}/resolve/${COMMIT}/`.length))];
+    if (!url.pathname.startsWith(`/${REPO}/resolve/${COMMIT}/`) || !file) {
+      response.writeHead(404, { 'x-error-code': 'EntryNotFound' });
+      return response.end();
+    }
+    const range = /^bytes=(\d+)-(\d*)$/.exec(request.headers.range ?? '');
+    const start = range ? Number(range[1]) : 0;
+    const end = range?.[2] ? Math.min(Number(range[2]), file.length - 1) : file.length - 1;
+    response.writeHead(range ? 206 : 200, {
+      'content-type': 'application/octet-stream',
+      etag: '"x"',
+      ...(range ? { 'content-range': `bytes ${start}-${end}/${file.length}` } : {}),
+    });
+    response.end(file.subarray(start, end + 1));
+  });
+  await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    requests,
+    close: () =>
+      new Promise<void>((closed) => {
+        server.closeAllConnections();
+        server.close(() => closed());
+      }),
+  };
+}
+
+function json(response: http.ServerResponse, value: unknown, headers: http.OutgoingHttpHeaders = {}): void {
+  response.writeHead(200, { 'content-type': 'application/json', ...headers });
+  response.end(JSON.stringify(value));
+}
+
+describe('what a hostile Hub answers', () => {
+  const tempDir = temporaryFolders();
+  const files = { 'config.json': Buffer.from('{"model_type":"llava"}'), 'model.safetensors': randomBytes(200_000) };
+  let hub: MiniHub | undefined;
+  let root: string;
+  const request = (overrides: Partial<ModelRequest> = {}): ModelRequest => ({
+    repo: REPO,
+    revision: 'main',
+    endpoint: hub!.url,
+    root,
+    ...overrides,
+  });
+
+  beforeEach(() => {
+    root = tempDir('ficoco-models-');
+  });
+  afterEach(async () => {
+    await hub?.close();
+    hub = undefined;
+  });
+
+  test('a listing that pages on through fresh links to empty pages is refused', { timeout: 30_000 }, async () => {
+    hub = await startMiniHub(files, (_request, response, url) => {
+      if (!url.pathname.startsWith(`/api/models/${REPO}/tree/`)) return false;
+      const page = Number(url.searchParams.get('cursor') ?? 0);
+      json(response, page === 0 ? Object.entries(files).map(([file, bytes]) => treeEntry(file, bytes)) : [], {
+        link: `<${hub!.url}/api/models/${REPO}/tree/${COMMIT}?recursive=true&cursor=${page + 1}>; rel="next"`,
+      });
+      return true;
+    });
+    await assert.rejects(planDownload(request()), downloadError(/sent more than 1000 listing pages/));
+    const pages = hub.requests.filter((r) => r.includes('/tree/')).length;
+    assert.equal(pages, 1000, `${pages} pages read`);
+  });
+});
