@@ -389,7 +389,9 @@ async function appendRemainder(
     repo: request.repo,
     path: file.path,
     revision: commit,
-    ...hubOptions(request, signal),
+    ...hubOptions(request, signal, true),
+    // The file's bytes from its own URL: a xet store's links (auth, reconstruction JSON) are more answers to trust.
+    xet: false,
   });
   if (!blob) throw new FicocoError(`${file.path} is not in ${request.repo} at ${commit} (404).`, 'download');
   const counted = new Transform({
@@ -417,11 +419,13 @@ async function hashFile(filePath: string, file: HubFile, bytes: number): Promise
 
 /**
  * What every @huggingface/hub call of a request takes: the endpoint without a trailing slash; the token where it may
- * go; and a fetch that keeps the token on the endpoint's origin, whatever pagination or xet links the server sends.
+ * go; and a fetch that keeps the token on the endpoint's origin, whatever pagination links the server sends, and
+ * bounds every answer but a file's own bytes (`forFile`: the calls fetch one file, whose probe is an API answer).
  */
 function hubOptions(
   request: ModelRequest,
   signal?: AbortSignal,
+  forFile = false,
 ): { hubUrl: string; accessToken?: string; fetch: typeof fetch } {
   const hubUrl = request.endpoint.replace(/\/+$/, '');
   const accessToken = request.accessToken && tokenMayGoTo(hubUrl) ? request.accessToken : undefined;
@@ -431,6 +435,8 @@ function hubOptions(
     const headers = new Headers(init?.headers);
     if (accessToken && url.origin !== origin && headers.get('authorization') === `Bearer ${accessToken}`)
       headers.delete('authorization');
+    // A file's bytes are as long as the file; its probe (one byte, asked first) is an API answer like the rest.
+    const fileBytes = forFile && headers.get('range') !== 'bytes=0-0';
     const idleMs = request.idleTimeoutMs ?? IDLE_MS;
     const idle = new AbortController();
     const timer = setTimeout(
@@ -452,10 +458,10 @@ function hubOptions(
     const type = response.headers.get('content-type') ?? '';
     const ownRange =
       response.ok && !/json|multipart/i.test(type) ? /^bytes=(\d+)-\d*$/.exec(headers.get('range') ?? '') : null;
-    // An error's body is read for its message: watched as an API answer, so a server cannot stall or flood it either.
+    // Whatever its path, any answer but a file's bytes is bounded; an error's body too (it is read for its message).
     return watchedBody(response, timer, {
       resumeAt: Number(ownRange?.[1] ?? 0),
-      maxBytes: url.pathname.startsWith('/api/') || !response.ok ? MAX_API_BYTES : Infinity,
+      maxBytes: fileBytes && response.ok ? Infinity : MAX_API_BYTES,
       what: `${url.host}${url.pathname}`,
     });
   };
@@ -464,7 +470,7 @@ function hubOptions(
 
 /** A request is given up (and retried, as a dropped connection) when the server sends nothing for this long. */
 const IDLE_MS = 60_000;
-/** An API answer (a file listing, a model's info) larger than this is not one. */
+/** An answer that is not a file's bytes (a listing page, a model's info, a probe, an error) larger than this is not one. */
 const MAX_API_BYTES = 32 * 2 ** 20;
 
 /**

@@ -5,11 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import * as path from 'node:path';
+import * as zlib from 'node:zlib';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { FicocoError } from '../../src/common/errors';
-import { ModelRequest, planDownload } from '../../src/hub/download';
+import { ModelRequest, downloadModel, planDownload } from '../../src/hub/download';
 import { temporaryFolders } from '../helpers/tempFolders';
 
 const REPO = 'hostile/model';
@@ -115,5 +118,48 @@ describe('what a hostile Hub answers', () => {
     await assert.rejects(planDownload(request()), downloadError(/sent more than 1000 listing pages/));
     const pages = hub.requests.filter((r) => r.includes('/tree/')).length;
     assert.equal(pages, 1000, `${pages} pages read`);
+  });
+
+  test('a next page off /api/ is bounded as an API answer: 32 MiB, however it is compressed', async () => {
+    const page2 = zlib.gzipSync(Buffer.concat([Buffer.from('['), Buffer.alloc(32 * 2 ** 20, 0x20), Buffer.from(']')]));
+    hub = await startMiniHub(files, (_request, response, url) => {
+      if (url.pathname.startsWith(`/api/models/${REPO}/tree/`)) {
+        json(
+          response,
+          Object.entries(files).map(([file, bytes]) => treeEntry(file, bytes)),
+          {
+            link: `<${hub!.url}/x/tree/page2>; rel="next"`,
+          },
+        );
+        return true;
+      }
+      if (url.pathname !== '/x/tree/page2') return false;
+      response.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+      response.end(page2);
+      return true;
+    });
+    await assert.rejects(planDownload(request()), downloadError(/\/x\/tree\/page2 sent more than 33554432 bytes/));
+  });
+
+  test('a file the Hub says is in a xet store is fetched from its own URL; the xet links are never asked', async () => {
+    const weights = files['model.safetensors'];
+    hub = await startMiniHub(files, (request, response, url) => {
+      if (!url.pathname.endsWith('/model.safetensors') || request.headers.range !== 'bytes=0-0') return false;
+      response.writeHead(200, {
+        'content-type': 'application/vnd.xet-fileinfo+json',
+        etag: '"x"',
+        'x-linked-size': String(weights.length),
+        'x-xet-hash': 'a'.repeat(64),
+        link: `<${hub!.url}/xet-auth>; rel="xet-auth", <${hub!.url}/v2/reconstructions/a>; rel="xet-reconstruction-info"`,
+      });
+      response.end('{}');
+      return true;
+    });
+    const folder = await downloadModel(await planDownload(request()), { retries: 1, retryDelayMs: 10 });
+    assert.ok(fs.readFileSync(path.join(folder, 'model.safetensors')).equals(weights));
+    assert.deepEqual(
+      hub.requests.filter((r) => r.startsWith('/xet-auth') || r.startsWith('/v2/')),
+      [],
+    );
   });
 });
