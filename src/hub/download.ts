@@ -65,6 +65,8 @@ export interface ModelRequest {
   accessToken?: string;
   /** how long the server may send nothing before a request is given up and retried (default 60 s) */
   idleTimeoutMs?: number;
+  /** how long asking the server may take in all: the revision and the listing, or one file's probe (default 120 s) */
+  answerTimeoutMs?: number;
 }
 
 export interface DownloadPlan {
@@ -430,6 +432,9 @@ function hubOptions(
   const hubUrl = request.endpoint.replace(/\/+$/, '');
   const accessToken = request.accessToken && tokenMayGoTo(hubUrl) ? request.accessToken : undefined;
   const origin = new URL(hubUrl).origin;
+  const answerMs = request.answerTimeoutMs ?? ANSWER_MS;
+  // One deadline for all the asking these options do: a server cannot trickle it out a byte at a time.
+  const answerBy = Date.now() + answerMs;
   const originBound: typeof fetch = async (input, init) => {
     const url = new URL(input instanceof Request ? input.url : input);
     const headers = new Headers(init?.headers);
@@ -437,29 +442,28 @@ function hubOptions(
       headers.delete('authorization');
     // A file's bytes are as long as the file; its probe (one byte, asked first) is an API answer like the rest.
     const fileBytes = forFile && headers.get('range') !== 'bytes=0-0';
-    const idleMs = request.idleTimeoutMs ?? IDLE_MS;
-    const idle = new AbortController();
-    const timer = setTimeout(
-      () => idle.abort(new Error(`${url.host} sent nothing for ${idleMs / 1000} s`)),
-      idleMs,
-    ).unref();
-    const signals = [idle.signal, ...[signal, init?.signal].filter((given): given is AbortSignal => !!given)];
+    const watch = watchRequest(url.host, request.idleTimeoutMs ?? IDLE_MS);
+    const tooLong = `asking ${url.host} took more than ${answerMs / 1000} s`;
+    if (!fileBytes) watch.deadline(answerBy - Date.now(), tooLong);
+    const signals = [watch.signal, ...[signal, init?.signal].filter((given): given is AbortSignal => !!given)];
     const aborted = AbortSignal.any(signals);
-    aborted.addEventListener('abort', () => clearTimeout(timer), { once: true });
+    aborted.addEventListener('abort', watch.stop, { once: true });
     const response = await fetch(input, { ...init, headers, signal: aborted }).catch((error) => {
-      clearTimeout(timer);
+      watch.stop();
       throw error;
     });
     if (!response.body) {
-      clearTimeout(timer);
+      watch.stop();
       return response;
     }
+    // An error's body is read for its message: in the time an answer has, not as long as a file's bytes.
+    if (fileBytes && !response.ok) watch.deadline(answerMs, tooLong);
     // A file's own resumed range; a xet store's ranged requests (several ranges, or JSON answers) are its business.
     const type = response.headers.get('content-type') ?? '';
     const ownRange =
       response.ok && !/json|multipart/i.test(type) ? /^bytes=(\d+)-\d*$/.exec(headers.get('range') ?? '') : null;
     // Whatever its path, any answer but a file's bytes is bounded; an error's body too (it is read for its message).
-    return watchedBody(response, timer, {
+    return watchedBody(response, watch, {
       resumeAt: Number(ownRange?.[1] ?? 0),
       maxBytes: fileBytes && response.ok ? Infinity : MAX_API_BYTES,
       what: `${url.host}${url.pathname}`,
@@ -470,23 +474,48 @@ function hubOptions(
 
 /** A request is given up (and retried, as a dropped connection) when the server sends nothing for this long. */
 const IDLE_MS = 60_000;
+/** Asking the server (a model's revision and listing, a file's probe) is given up when its answers take this long. */
+const ANSWER_MS = 120_000;
 /** An answer that is not a file's bytes (a listing page, a model's info, a probe, an error) larger than this is not one. */
 const MAX_API_BYTES = 32 * 2 ** 20;
 
 /**
- * A response whose body restarts the idle timer with every chunk and is cut off past `maxBytes` (decoded, so a
- * compressed bomb too). Asked to resume at `resumeAt`, a 206 must start there; a 200 (the server ignored the range)
+ * The clocks of one request: its signal aborts after `idleMs` without a byte (`alive` restarts that clock) and at the
+ * deadline, once one is set; `stop` disarms both.
+ */
+function watchRequest(host: string, idleMs: number) {
+  const controller = new AbortController();
+  const giveUp = (reason: string) => controller.abort(new Error(reason));
+  const idle = setTimeout(() => giveUp(`${host} sent nothing for ${idleMs / 1000} s`), idleMs).unref();
+  let deadline: NodeJS.Timeout | undefined;
+  return {
+    signal: controller.signal,
+    alive: () => void idle.refresh(),
+    deadline: (ms: number, reason: string) => {
+      clearTimeout(deadline);
+      deadline = setTimeout(() => giveUp(reason), Math.max(0, ms)).unref();
+    },
+    stop: () => {
+      clearTimeout(idle);
+      clearTimeout(deadline);
+    },
+  };
+}
+
+/**
+ * A response whose body restarts the request's idle clock with every chunk and is cut off past `maxBytes` (decoded, so
+ * a compressed bomb too). Asked to resume at `resumeAt`, a 206 must start there; a 200 (the server ignored the range)
  * has its first `resumeAt` bytes skipped, so a resumed file still gets exactly the bytes it lacks.
  */
 function watchedBody(
   response: Response,
-  timer: NodeJS.Timeout,
+  watch: ReturnType<typeof watchRequest>,
   { resumeAt, maxBytes, what }: { resumeAt: number; maxBytes: number; what: string },
 ): Response {
   if (resumeAt > 0 && response.status === 206) {
     const start = Number(/^bytes (\d+)-/.exec(response.headers.get('content-range') ?? '')?.[1]);
     if (start !== resumeAt) {
-      clearTimeout(timer);
+      watch.stop();
       void response.body?.cancel();
       throw new Error(`${what} resumed at byte ${start} when asked for byte ${resumeAt}`);
     }
@@ -496,10 +525,10 @@ function watchedBody(
   const body = response.body!.pipeThrough(
     new TransformStream<Uint8Array, Uint8Array>({
       transform(chunk, controller) {
-        timer.refresh();
+        watch.alive();
         received += chunk.length;
         if (received > maxBytes) {
-          clearTimeout(timer);
+          watch.stop();
           throw new Error(`${what} sent more than ${maxBytes} bytes`);
         }
         if (skip >= chunk.length) {
@@ -509,7 +538,7 @@ function watchedBody(
         controller.enqueue(skip > 0 ? chunk.subarray(skip) : chunk);
         skip = 0;
       },
-      flush: () => clearTimeout(timer),
+      flush: watch.stop,
     }),
   );
   const watched = new Response(body, {

@@ -162,4 +162,26 @@ describe('what a hostile Hub answers', () => {
       [],
     );
   });
+
+  test('a listing trickled a byte at a time is given up at the answer deadline', { timeout: 20_000 }, async () => {
+    hub = await startMiniHub(files, (_request, response, url) => {
+      if (!url.pathname.startsWith(`/api/models/${REPO}/tree/`)) return false;
+      const listing = Buffer.from(JSON.stringify(Object.entries(files).map(([file, bytes]) => treeEntry(file, bytes))));
+      response.writeHead(200, { 'content-type': 'application/json' });
+      // Every byte well within the idle timeout; the whole listing in about 15 s.
+      let sent = 0;
+      const trickle = setInterval(() => {
+        response.write(listing.subarray(sent, ++sent));
+        if (sent === listing.length) response.end();
+      }, 50);
+      response.on('close', () => clearInterval(trickle));
+      return true;
+    });
+    const started = Date.now();
+    await assert.rejects(
+      planDownload(request({ idleTimeoutMs: 500, answerTimeoutMs: 1_000 })),
+      downloadError(/asking 127\.0\.0\.1:\d+ took more than 1 s/),
+    );
+    assert.ok(Date.now() - started < 5_000, `gave up after ${Date.now() - started} ms`);
+  });
 });
