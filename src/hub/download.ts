@@ -454,7 +454,8 @@ function hubOptions(
     });
     if (!response.body) {
       watch.stop();
-      return response;
+      // No body (a 204, a 304) is no answer: a file's would leave the library waiting on its stream for ever.
+      throw new Error(`${url.host}${url.pathname} answered ${response.status} without a body`);
     }
     // An error's body is read for its message: in the time an answer has, not as long as a file's bytes.
     if (fileBytes && !response.ok) watch.deadline(answerMs, tooLong);

@@ -184,4 +184,29 @@ describe('what a hostile Hub answers', () => {
     );
     assert.ok(Date.now() - started < 5_000, `gave up after ${Date.now() - started} ms`);
   });
+
+  test(
+    "a file's answer without a body (204) is a dropped connection: retried, then a clear error",
+    { timeout: 20_000 },
+    async () => {
+      hub = await startMiniHub(files, (request, response, url) => {
+        if (!url.pathname.endsWith('/model.safetensors') || request.headers.range === 'bytes=0-0') return false;
+        response.writeHead(204, { etag: '"x"' });
+        response.end();
+        return true;
+      });
+      const plan = await planDownload(request());
+      await assert.rejects(
+        downloadModel(plan, { retries: 1, retryDelayMs: 10 }),
+        downloadError(/model\.safetensors of hostile\/model: .*\/model\.safetensors answered 204 without a body/),
+      );
+      const fileGets = hub.requests.filter((r) => r.endsWith('/model.safetensors'));
+      assert.equal(fileGets.length, 2, 'one try and one retry');
+      assert.deepEqual(
+        fs.readdirSync(path.join(root, '.partial')).filter((name) => name.endsWith('.lock')),
+        [],
+        'the lock is released',
+      );
+    },
+  );
 });
