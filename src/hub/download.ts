@@ -459,10 +459,8 @@ function hubOptions(
     }
     // An error's body is read for its message: in the time an answer has, not as long as a file's bytes.
     if (fileBytes && !response.ok) watch.deadline(answerMs, tooLong);
-    // A file's own resumed range; a xet store's ranged requests (several ranges, or JSON answers) are its business.
-    const type = response.headers.get('content-type') ?? '';
-    const ownRange =
-      response.ok && !/json|multipart/i.test(type) ? /^bytes=(\d+)-\d*$/.exec(headers.get('range') ?? '') : null;
+    // A file resumes where its request asked, whatever type the server gives its bytes (JSON files are files too).
+    const ownRange = fileBytes && response.ok ? /^bytes=(\d+)-\d*$/.exec(headers.get('range') ?? '') : null;
     // Whatever its path, any answer but a file's bytes is bounded; an error's body too (it is read for its message).
     return watchedBody(response, watch, {
       resumeAt: Number(ownRange?.[1] ?? 0),

@@ -209,4 +209,34 @@ describe('what a hostile Hub answers', () => {
       );
     },
   );
+
+  test('a JSON file cut off, from a server that ignores Range, resumes with the bytes it lacks', async () => {
+    const tokenizer = Buffer.from(JSON.stringify({ vocab: randomBytes(150_000).toString('hex') }));
+    const jsonFiles = { 'tokenizer.json': tokenizer, 'model.safetensors': files['model.safetensors'] };
+    let cut = false;
+    hub = await startMiniHub(jsonFiles, (request, response, url) => {
+      if (!url.pathname.endsWith('/tokenizer.json')) return false;
+      const headers = { 'content-type': 'application/json', etag: '"x"' };
+      if (request.headers.range === 'bytes=0-0') {
+        response.writeHead(206, { ...headers, 'content-range': `bytes 0-0/${tokenizer.length}` });
+        response.end(tokenizer.subarray(0, 1));
+        return true;
+      }
+      // Every answer is the whole file, as JSON; the first is cut off a third of the way in.
+      response.writeHead(200, { ...headers, 'content-length': tokenizer.length });
+      if (cut) response.end(tokenizer);
+      else {
+        cut = true;
+        response.write(tokenizer.subarray(0, tokenizer.length / 3));
+        setTimeout(() => response.destroy(), 100);
+      }
+      return true;
+    });
+    const folder = await downloadModel(await planDownload(request()), { retryDelayMs: 10 });
+    assert.ok(fs.readFileSync(path.join(folder, 'tokenizer.json')).equals(tokenizer));
+    assert.ok(
+      hub.requests.some((r) => /\/tokenizer\.json bytes=[1-9]\d*-/.test(r)),
+      `it resumed: ${hub.requests.join('; ')}`,
+    );
+  });
 });
