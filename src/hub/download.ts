@@ -21,7 +21,7 @@ import { downloadFile, listFiles, modelInfo } from '@huggingface/hub';
 import { FicocoError } from '../common/errors';
 import { DownloadLock, LockOwner } from './downloadLock';
 import { findSnapshotInHfCache } from './hfCache';
-import { checkCommit, checkDownloadPath, checkListedPath, isCommit, pathInside } from './repoPaths';
+import { INCOMPLETE_SUFFIX, checkCommit, checkDownloadPath, checkListedPath, isCommit, pathInside } from './repoPaths';
 import {
   DOWNLOAD_MANIFEST,
   DownloadManifest,
@@ -117,8 +117,9 @@ function checkNoCollisions(paths: readonly string[], where: string): void {
   const folders = new Map<string, string>(); // a folder as one disk may see it → a file in it
   for (const file of new Set(paths)) {
     const key = file.normalize('NFC').toLowerCase();
-    const parts = key.split('/');
-    const above = parts.slice(0, -1).map((_, i) => parts.slice(0, i + 1).join('/'));
+    // The folders above the file, each from the one before (not joined again from every segment).
+    const above: string[] = [];
+    for (const part of key.split('/').slice(0, -1)) above.push(above.length > 0 ? `${above.at(-1)}/${part}` : part);
     const clash = files.get(key) ?? folders.get(key) ?? above.map((folder) => files.get(folder)).find(Boolean);
     if (clash !== undefined)
       throw new FicocoError(
@@ -331,7 +332,7 @@ async function downloadOneFile(
   options: DownloadOptions,
 ): Promise<void> {
   if (fs.existsSync(target)) return report(file.size);
-  const incomplete = `${target}.incomplete`;
+  const incomplete = target + INCOMPLETE_SUFFIX;
   fs.mkdirSync(path.dirname(target), { recursive: true });
   const retries = options.retries ?? 5;
   let checksum: { hash: Hash; bytes: number } | undefined;

@@ -4,7 +4,15 @@
  * the folder it belongs to. A server (or a man in the middle of an http:// mirror) that says otherwise is refused.
  */
 import * as path from 'node:path';
-import { FicocoError } from '../common/errors';
+import { FicocoError, shortJson } from '../common/errors';
+
+/** What a file is called until its bytes are complete and verified. */
+export const INCOMPLETE_SUFFIX = '.incomplete';
+/** Longest name ext4, APFS and NTFS hold, in bytes. */
+const MAX_NAME_BYTES = 255;
+/** A listed path longer or deeper than this is no model's (and would cost planning time quadratic in its length). */
+const MAX_PATH_BYTES = 1024;
+const MAX_PATH_DEPTH = 32;
 
 /** Windows gives these names (with any extension) to devices: CON, PRN, AUX, NUL, COM1–9, LPT1–9. */
 const WINDOWS_DEVICE = /^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$/i;
@@ -12,9 +20,10 @@ const WINDOWS_DEVICE = /^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$
 const WINDOWS_FORBIDDEN = /[<>:"|?*]/;
 
 /**
- * Why a listed path cannot be one of git's own (no server of the Hub's API lists such a path): undefined when it can.
+ * Why a listed path cannot be a model repository's (git could not hold it, or no model has one so long or deep):
+ * undefined when it can.
  */
-function notAGitPath(file: string): string | undefined {
+function notARepositoryPath(file: string): string | undefined {
   if (file === '') return 'it is empty';
   if (file.includes('\0')) return 'it contains a NUL character';
   if (file.includes('\\')) return 'it contains a backslash';
@@ -22,6 +31,10 @@ function notAGitPath(file: string): string | undefined {
   const segments = file.split('/');
   if (segments.some((segment) => segment === '')) return 'it has an empty segment';
   if (segments.some((segment) => segment === '.' || segment === '..')) return 'it has a . or .. segment';
+  if (Buffer.byteLength(file) > MAX_PATH_BYTES) return `it is longer than ${MAX_PATH_BYTES} bytes`;
+  if (segments.length > MAX_PATH_DEPTH) return `it is more than ${MAX_PATH_DEPTH} folders deep`;
+  if (segments.some((segment) => Buffer.byteLength(segment) > MAX_NAME_BYTES))
+    return `it has a name longer than ${MAX_NAME_BYTES} bytes, which no disk holds`;
   return undefined;
 }
 
@@ -35,20 +48,22 @@ function notPortable(file: string): string | undefined {
     if (WINDOWS_DEVICE.test(segment)) return `"${segment}" is a Windows device name`;
     if (/[. ]$/.test(segment)) return `"${segment}" ends in a dot or a space, which Windows drops`;
   }
+  if (Buffer.byteLength(path.posix.basename(file) + INCOMPLETE_SUFFIX) > MAX_NAME_BYTES)
+    return `its name is too long to download: with ${INCOMPLETE_SUFFIX} after it, it is longer than ${MAX_NAME_BYTES} bytes`;
   return undefined;
 }
 
-/** Every path a server lists must be a path git could hold; `where` names the server and repository. */
+/** Every path a server lists must be one a model's repository could hold; `where` names the server and repository. */
 export function checkListedPath(file: string, where: string): void {
-  const problem = notAGitPath(file);
-  if (problem) throw hostile(where, `lists the file ${JSON.stringify(file)}, and ${problem}`);
+  const problem = notARepositoryPath(file);
+  if (problem) throw hostile(where, `lists the file ${shortJson(file)}, and ${problem}`);
 }
 
 /** A file about to be downloaded must also be writable on every platform. */
 export function checkDownloadPath(file: string, where: string): void {
   checkListedPath(file, where);
   const problem = notPortable(file);
-  if (problem) throw hostile(where, `lists the file ${JSON.stringify(file)}, and ${problem}`);
+  if (problem) throw hostile(where, `lists the file ${shortJson(file)}, and ${problem}`);
 }
 
 /** A full git commit id: 40 lowercase hex digits. */

@@ -70,6 +70,7 @@ describe('downloads from a hostile Hub, and two processes downloading one model'
       'a//config.json',
       'evil\u0000/config.json',
       '',
+      `${'a'.repeat(300)}/config.json`,
     ];
     for (const hostilePath of hostilePaths) {
       hub.hostile.extraEntries = [fileEntry(hostilePath)];
@@ -87,14 +88,28 @@ describe('downloads from a hostile Hub, and two processes downloading one model'
     hub.hostile.extraEntries = [fileEntry('scripts/aux.py')];
     const plan = await planDownload(request());
     assert.ok(!plan.files.some((f) => f.path === 'scripts/aux.py'), 'only model files are downloaded');
-    hub.hostile.extraEntries = [fileEntry('con.json'), fileEntry('what?.json'), fileEntry('trailing.json.')];
-    for (const file of ['con.json', 'what?.json', 'trailing.json.']) {
+    const longName = `${'n'.repeat(240)}.json`;
+    const unwritable = ['con.json', 'what?.json', 'trailing.json.', longName];
+    hub.hostile.extraEntries = unwritable.map(fileEntry);
+    for (const file of unwritable) {
       await assert.rejects(
         planDownload(request({ files: ['config.json', WEIGHTS, file] })),
-        downloadError(/Windows/),
+        downloadError(/Windows|too long to download: with \.incomplete after it, it is longer than 255 bytes/),
         file,
       );
     }
+  });
+
+  test('a listed path longer or deeper than any model has is refused at once', async () => {
+    hub.hostile.extraEntries = [fileEntry(`${'a/'.repeat(24_000)}config.json`)];
+    const started = Date.now();
+    await assert.rejects(
+      planDownload(request()),
+      downloadError(/… \(\d+ characters\), and it is longer than 1024 bytes/),
+    );
+    assert.ok(Date.now() - started < 2_000, `refused after ${Date.now() - started} ms`);
+    hub.hostile.extraEntries = [fileEntry(`${'a/'.repeat(40)}config.json`)];
+    await assert.rejects(planDownload(request()), downloadError(/it is more than 32 folders deep/));
   });
 
   test('a commit that is not 40 hex digits is refused; it never names a folder', async () => {
