@@ -37,7 +37,7 @@ export const DEFAULT_HUB_ENDPOINT = 'https://huggingface.co';
 const OPTIONAL_FILE =
   /^(generation_config|special_tokens_map|added_tokens|processor_config|chat_template)\.json$|^chat_template\.jinja$/;
 
-/** The files a LLaVA folder needs (weights as safetensors only; no .bin, no other formats). */
+/** The files a LLaVA folder needs, at its top (weights as safetensors only; no .bin, no other formats). */
 const MODEL_FILE =
   /^(config|generation_config|preprocessor_config|processor_config|tokenizer_config|special_tokens_map|added_tokens|tokenizer|chat_template)\.json$|^chat_template\.jinja$|^model(-\d+-of-\d+)?\.safetensors$|^model\.safetensors\.index\.json$/;
 
@@ -176,7 +176,8 @@ export async function planDownload(
       if (entry.type === 'file') listed.set(entry.path, verifiableFile(entry, where));
     }
   });
-  const wanted = request.files ?? [...listed.keys()].filter((file) => MODEL_FILE.test(path.posix.basename(file)));
+  // The engine reads the files at the top of a model's folder: copies further down (checkpoint-100/) are not its.
+  const wanted = request.files ?? [...listed.keys()].filter((file) => MODEL_FILE.test(file));
   for (const file of wanted) checkDownloadPath(file, where);
   checkNoCollisions(wanted, where);
   const missing = wanted.filter((file) => !listed.has(file) && !OPTIONAL_FILE.test(path.posix.basename(file)));

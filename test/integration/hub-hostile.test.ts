@@ -100,6 +100,18 @@ describe('downloads from a hostile Hub, and two processes downloading one model'
     }
   });
 
+  test("only the model files at the repository's top are picked, not copies in its folders", async () => {
+    hub.hostile.extraEntries = ['checkpoint-100/model.safetensors', 'x/config.json', 'onnx/tokenizer.json'].map(
+      fileEntry,
+    );
+    const plan = await planDownload(request());
+    assert.deepEqual(
+      plan.files.map((f) => f.path).filter((file) => file.includes('/')),
+      [],
+    );
+    assert.equal(plan.files.length, 6);
+  });
+
   test('a listed path longer or deeper than any model has is refused at once', async () => {
     hub.hostile.extraEntries = [fileEntry(`${'a/'.repeat(24_000)}config.json`)];
     const started = Date.now();
@@ -361,7 +373,7 @@ describe('downloads from a hostile Hub, and two processes downloading one model'
   test('listed paths one folder cannot hold apart (a file and a folder of one name) are refused', async () => {
     hub.hostile.extraEntries = [fileEntry(`${WEIGHTS}/config.json`)];
     await assert.rejects(
-      planDownload(request()),
+      planDownload(request({ files: ['config.json', WEIGHTS, `${WEIGHTS}/config.json`] })),
       downloadError(
         /lists both model\.safetensors and model\.safetensors\/config\.json, which one folder cannot hold apart/,
       ),
