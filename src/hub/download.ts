@@ -25,6 +25,7 @@ import { INCOMPLETE_SUFFIX, checkCommit, checkDownloadPath, checkListedPath, isC
 import {
   DOWNLOAD_MANIFEST,
   DownloadManifest,
+  isFileOfSize,
   isStoredModel,
   modelFolder,
   partialFolder,
@@ -307,21 +308,28 @@ export async function downloadModel(plan: DownloadPlan, options: DownloadOptions
   }
 }
 
-/** Every file of the finished download hashed again from disk: what the manifest vouches for is what is there. */
+/**
+ * Every file of the finished download hashed again from disk: what the manifest vouches for is what is there. Every
+ * file that changed is deleted before the error, so the next download fetches them all again at once.
+ */
 async function verifyOnDisk(plan: DownloadPlan, partial: string): Promise<void> {
+  const changed: string[] = [];
   for (const file of plan.files) {
     const target = pathInside(partial, file.path);
     const actual = (await hashFile(target, file, file.size)).digest('hex');
     // Bytes past the size (a second writer's) would not change the hash of the first `size`.
     if (actual !== (file.sha256 ?? file.gitSha1) || fs.statSync(target).size !== file.size) {
       fs.rmSync(target, { force: true });
-      throw new FicocoError(
-        `${file.path} of ${plan.request.repo} changed on disk after it was verified; it was deleted. ` +
-          `Download the model again.`,
-        'download',
-      );
+      changed.push(file.path);
     }
   }
+  if (changed.length > 0)
+    throw new FicocoError(
+      `${changed.join(', ')} of ${plan.request.repo} changed on disk after ` +
+        `${changed.length === 1 ? 'it was verified; it was' : 'they were verified; they were'} deleted. ` +
+        `Download the model again.`,
+      'download',
+    );
 }
 
 /** One file into `target`: resumes `target.incomplete`, retries dropped connections, verifies, then renames. */
@@ -332,7 +340,9 @@ async function downloadOneFile(
   report: (fileBytes: number) => void,
   options: DownloadOptions,
 ): Promise<void> {
-  if (fs.existsSync(target)) return report(file.size);
+  // A finished file is kept at its size only: one cut short (a crash before its bytes reached the disk) comes again.
+  if (isFileOfSize(target, file.size)) return report(file.size);
+  fs.rmSync(target, { force: true });
   const incomplete = target + INCOMPLETE_SUFFIX;
   fs.mkdirSync(path.dirname(target), { recursive: true });
   const retries = options.retries ?? 5;

@@ -179,6 +179,12 @@ export function missingModelFiles(folder: string): string[] {
   return missing;
 }
 
+/** Whether `file` is a regular file (not a link) of `size` bytes. */
+export function isFileOfSize(file: string, size: number): boolean {
+  const stats = fs.lstatSync(file, { throwIfNoEntry: false });
+  return stats !== undefined && stats.isFile() && stats.size === size;
+}
+
 /** Bytes free on the disk that holds `folder` (or its nearest existing parent). */
 export function freeBytes(folder: string): number {
   let existing = path.resolve(folder);

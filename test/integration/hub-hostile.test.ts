@@ -422,6 +422,32 @@ describe('downloads from a hostile Hub, and two processes downloading one model'
     assert.deepEqual(listStoredModels(root), []);
   });
 
+  test('finished files damaged in an unfinished download are all fetched again, not one per run', async () => {
+    const plan = await planDownload(request());
+    const partial = path.join(root, '.partial', `ficoco--tiny-llava-screens--${COMMIT}`);
+    fs.mkdirSync(partial, { recursive: true });
+    // Emptied, as a crash before their bytes reached the disk leaves them.
+    for (const file of ['config.json', 'tokenizer.json', 'tokenizer_config.json'])
+      fs.writeFileSync(path.join(partial, file), '');
+    assertSameAsBuiltin(await downloadModel(plan));
+
+    // At their sizes but changed, they are caught by the final check: all of them, and the next run mends them all.
+    root = tempDir('ficoco-models-');
+    const again = await planDownload(request());
+    const partialAgain = path.join(root, '.partial', `ficoco--tiny-llava-screens--${COMMIT}`);
+    fs.mkdirSync(partialAgain, { recursive: true });
+    for (const file of ['config.json', 'tokenizer.json']) {
+      const bytes = fs.readFileSync(path.join(BUILTIN, file));
+      bytes[0] ^= 0x01;
+      fs.writeFileSync(path.join(partialAgain, file), bytes);
+    }
+    await assert.rejects(
+      downloadModel(again),
+      downloadError(/^config\.json, tokenizer\.json of .* changed on disk after they were verified; they were deleted/),
+    );
+    assertSameAsBuiltin(await downloadModel(again));
+  });
+
   test(
     'a full disk is said at once, not retried as a network failure',
     { skip: fs.existsSync('/dev/full') ? false : 'needs /dev/full (Linux)' },
