@@ -271,6 +271,8 @@ export async function downloadModel(plan: DownloadPlan, options: DownloadOptions
   try {
     // The other process may have finished it while this one waited.
     if (isStoredModel(plan.folder)) return plan.folder;
+    // A damaged earlier copy is resumed: its sound files are kept (and verified again), the others fetched.
+    if (fs.existsSync(plan.folder) && !fs.existsSync(partial)) fs.renameSync(plan.folder, partial);
     fs.mkdirSync(partial, { recursive: true });
     let verifiedBytes = 0;
     for (const file of plan.files) {

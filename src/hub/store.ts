@@ -118,9 +118,15 @@ function folderBytes(folder: string): number {
     );
 }
 
-/** Whether `folder` holds a complete download: a manifest this version wrote. */
+/**
+ * Whether `folder` holds a complete download: a manifest this version wrote, and every file it lists there at its size
+ * (one cut short or deleted since makes it a download to mend).
+ */
 export function isStoredModel(folder: string): boolean {
-  return readManifest(folder) !== undefined;
+  const manifest = readManifest(folder);
+  return (
+    manifest !== undefined && manifest.files.every((file) => isFileOfSize(path.join(folder, file.path), file.size))
+  );
 }
 
 /** A folder's download manifest; undefined where there is none, or one this version did not write. */

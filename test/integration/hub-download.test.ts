@@ -194,6 +194,21 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
     fs.rmSync(path.join(cache, 'models--ficoco--tiny-llava-screens'), { recursive: true });
   });
 
+  test('a download damaged since (a file cut short, one deleted) is mended by downloading again: those files only', async () => {
+    const folder = await downloadModel(await planDownload(request()));
+    fs.truncateSync(path.join(folder, WEIGHTS), 1000);
+    fs.rmSync(path.join(folder, 'config.json'));
+    const again = await planDownload(request());
+    assert.equal(again.existing, undefined, 'not complete');
+    hub.requests.length = 0;
+    assert.equal(await downloadModel(again), folder);
+    for (const file of NEEDED)
+      assert.ok(fs.readFileSync(path.join(folder, file)).equals(fs.readFileSync(path.join(BUILTIN, file))), file);
+    const fetched = new Set(hub.requests.map((r) => r.path.split('/').pop()));
+    assert.deepEqual([...fetched].sort(), ['config.json', WEIGHTS]);
+    assert.equal((await planDownload(request())).existing, 'downloaded');
+  });
+
   test('delete removes a downloaded model and refuses folders it did not download', async () => {
     const folder = await downloadModel(await planDownload(request()));
     assert.throws(() => deleteStoredModel(root, BUILTIN), /is not a model FiCoCo downloaded/);
