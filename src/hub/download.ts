@@ -616,5 +616,12 @@ function diskError(error: unknown, file: string): FicocoError | undefined {
   }
   if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')
     return new FicocoError(`${file} cannot be written (${code}); check the folder's permissions.`, 'download');
+  // A FAT32 drive holds no file over 4 GiB, and a 7B model's shards are larger.
+  if (code === 'EFBIG')
+    return new FicocoError(
+      `${file} cannot be written: it would be larger than this disk's file system (or a file-size limit) allows ` +
+        `(EFBIG); download to another disk.`,
+      'download',
+    );
   return undefined;
 }

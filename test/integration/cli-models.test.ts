@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import { resolveModelArg } from '../../src/cli/models';
+import { promisify } from 'node:util';
 import { anyresLayout } from '../../src/common/anyres';
 import { DOWNLOAD_MANIFEST } from '../../src/hub/store';
 import { MODEL_PRESETS, findPreset } from '../../src/hub/presets';
@@ -31,6 +33,29 @@ after(async () => {
 function ficoco(...args: string[]) {
   // An empty HF cache, so nothing on this machine is reused by accident.
   return runCli(args, { ...process.env, HF_HUB_CACHE: path.join(dir, 'hf-cache'), FICOCO_MODELS_DIR: dir });
+}
+
+/**
+ * `ficoco ARGS` where no file may grow past `kib` KiB (bash's ulimit -f): a write past it fails with EFBIG, as on a
+ * FAT32 drive.
+ */
+function ficocoWithFileLimit(kib: number, ...args: string[]) {
+  const cli = path.join(ROOT, 'src', 'cli', 'main.ts');
+  return promisify(execFile)(
+    'bash',
+    ['-c', `ulimit -f ${kib} && exec "$@"`, 'bash', process.execPath, '--import', 'tsx', cli, ...args],
+    { cwd: ROOT, env: { ...process.env, HF_HUB_CACHE: path.join(dir, 'hf-cache') } },
+  );
+}
+
+/** Asserts `run` failed with exit code 2 and an error line matching `message`, without a stack trace. */
+async function failsWith(run: Promise<unknown>, message: RegExp): Promise<void> {
+  await assert.rejects(run, (error: { code?: number; stderr?: string }) => {
+    assert.equal(error.code, 2, error.stderr);
+    assert.match(error.stderr ?? '', message);
+    assert.doesNotMatch(error.stderr ?? '', /^\s+at /m, 'no stack trace');
+    return true;
+  });
 }
 
 test('ficoco models download fetches a repository from the endpoint; ask answers with the downloaded folder', async () => {
@@ -183,6 +208,23 @@ test('an endpoint that is not an http(s) URL, or a file as --dir, is one line an
   fs.writeFileSync(file, '');
   await refused(['--endpoint', hub.url, '--dir', file], /^error: --dir .*a-file is not a folder\.$/);
 });
+
+const unixOnly = { skip: process.platform === 'win32' ? 'needs bash and ulimit' : false };
+
+test(
+  'a file larger than the disk allows is said at once (EFBIG), not retried as a network failure',
+  unixOnly,
+  async () => {
+    const root = fs.mkdtempSync(path.join(dir, 'efbig-'));
+    hub.requests.length = 0;
+    await failsWith(
+      ficocoWithFileLimit(1, 'models', 'download', 'ficoco/tiny-llava-screens', '--endpoint', hub.url, '--dir', root),
+      /^error: .*config\.json\.incomplete cannot be written: it would be larger than this disk's file system/m,
+    );
+    const configGets = hub.requests.filter((r) => r.path.endsWith('/config.json')).length;
+    assert.equal(configGets, 2, 'its probe and one try');
+  },
+);
 
 test('ficoco providers says what this machine can run on and what auto tries', async () => {
   const { stdout } = await ficoco('providers');
