@@ -19,6 +19,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { setTimeout as delay } from 'node:timers/promises';
 import { downloadFile, listFiles, modelInfo } from '@huggingface/hub';
 import { FicocoError } from '../common/errors';
+import { diskError } from './diskError';
 import { DownloadLock, LockOwner } from './downloadLock';
 import { findSnapshotInHfCache } from './hfCache';
 import { INCOMPLETE_SUFFIX, checkCommit, checkDownloadPath, checkListedPath, isCommit, pathInside } from './repoPaths';
@@ -299,7 +300,12 @@ export async function downloadModel(plan: DownloadPlan, options: DownloadOptions
       files: plan.files,
       completedAt: new Date().toISOString(),
     };
-    fs.writeFileSync(path.join(partial, DOWNLOAD_MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
+    const manifestFile = path.join(partial, DOWNLOAD_MANIFEST);
+    try {
+      fs.writeFileSync(manifestFile, JSON.stringify(manifest, null, 2) + '\n');
+    } catch (error) {
+      throw diskError(error, manifestFile) ?? error;
+    }
     fs.mkdirSync(path.dirname(plan.folder), { recursive: true });
     // An earlier download of this commit whose manifest is damaged (not listed, not loadable as ours) is replaced.
     fs.rmSync(plan.folder, { recursive: true, force: true });
@@ -603,25 +609,4 @@ function asDownloadError(error: unknown, what: string): FicocoError {
   }
   const cause = (error as { cause?: { message?: string } }).cause?.message;
   return new FicocoError(`${what}: ${message}${cause ? ` (${cause})` : ''}.`, 'download');
-}
-
-/** A failure of the local disk, which no retry mends: said at once, with what to do. */
-function diskError(error: unknown, file: string): FicocoError | undefined {
-  const code = (error as NodeJS.ErrnoException).code;
-  if (code === 'ENOSPC' || code === 'EDQUOT') {
-    return new FicocoError(
-      `The disk is full while writing ${file}; free some space and download again: it resumes where it stopped.`,
-      'download',
-    );
-  }
-  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')
-    return new FicocoError(`${file} cannot be written (${code}); check the folder's permissions.`, 'download');
-  // A FAT32 drive holds no file over 4 GiB, and a 7B model's shards are larger.
-  if (code === 'EFBIG')
-    return new FicocoError(
-      `${file} cannot be written: it would be larger than this disk's file system (or a file-size limit) allows ` +
-        `(EFBIG); download to another disk.`,
-      'download',
-    );
-  return undefined;
 }

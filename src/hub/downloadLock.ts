@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import { FicocoError } from '../common/errors';
 import { processAlive } from '../common/processes';
+import { diskError } from './diskError';
 
 /** How often the owner touches its lock file. */
 const HEARTBEAT_MS = 5_000;
@@ -124,13 +125,17 @@ function createExclusively(file: string, content: string): boolean {
     fd = fs.openSync(file, 'wx');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw error;
+    throw diskError(error, file) ?? error;
   }
   try {
     fs.writeSync(fd, content);
-  } finally {
+  } catch (error) {
     fs.closeSync(fd);
+    // Left empty, the lock would tell every download for a minute that another process holds it.
+    fs.rmSync(file, { force: true });
+    throw diskError(error, file) ?? error;
   }
+  fs.closeSync(fd);
   return true;
 }
 

@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import { resolveModelArg } from '../../src/cli/models';
 import { promisify } from 'node:util';
 import { anyresLayout } from '../../src/common/anyres';
-import { DOWNLOAD_MANIFEST } from '../../src/hub/store';
+import { DOWNLOAD_MANIFEST, listStoredModels } from '../../src/hub/store';
 import { MODEL_PRESETS, findPreset } from '../../src/hub/presets';
 import { parseModelConfig } from '../../src/engine/models/registry';
 import { FakeHub, startFakeHub } from '../../tools/fakeHub';
@@ -225,6 +225,38 @@ test(
     assert.equal(configGets, 2, 'its probe and one try');
   },
 );
+
+test('a disk that fails the lock or the manifest says so in one line and leaves no lock behind', unixOnly, async () => {
+  const root = fs.mkdtempSync(path.join(dir, 'no-room-'));
+  const download = (kib: number, endpoint: string) =>
+    ficocoWithFileLimit(kib, 'models', 'download', 'ficoco/tiny-llava-screens', '--endpoint', endpoint, '--dir', root);
+  await failsWith(download(0, hub.url), /^error: .*\.lock cannot be written: it would be larger than/m);
+  assert.deepEqual(fs.readdirSync(path.join(root, '.partial')), [], 'no lock left to stop the next download');
+
+  // Files of a few bytes fit under 1 KiB; the manifest, which lists them all with their checksums, does not.
+  const repo = fs.mkdtempSync(path.join(dir, 'small-repo-'));
+  const names = ['config', 'generation_config', 'preprocessor_config', 'tokenizer', 'tokenizer_config'];
+  for (const name of [...names, 'special_tokens_map', 'added_tokens', 'chat_template'])
+    fs.writeFileSync(path.join(repo, `${name}.json`), '{}');
+  fs.writeFileSync(path.join(repo, 'model.safetensors'), Buffer.alloc(100));
+  const smallHub = await startFakeHub({ 'ficoco/tiny-llava-screens': { folder: repo, commit: COMMIT } });
+  try {
+    await failsWith(download(1, smallHub.url), /^error: .*ficoco-download\.json cannot be written: it would be/m);
+    assert.deepEqual(listStoredModels(root), []);
+    const { stdout } = await ficoco(
+      'models',
+      'download',
+      'ficoco/tiny-llava-screens',
+      '--endpoint',
+      smallHub.url,
+      '--dir',
+      root,
+    );
+    assert.equal(stdout.split('\n')[0], path.join(root, 'ficoco--tiny-llava-screens', COMMIT));
+  } finally {
+    await smallHub.close();
+  }
+});
 
 test('ficoco providers says what this machine can run on and what auto tries', async () => {
   const { stdout } = await ficoco('providers');
