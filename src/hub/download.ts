@@ -263,7 +263,7 @@ export async function downloadModel(plan: DownloadPlan, options: DownloadOptions
   if (plan.existing) return plan.folder;
   const { request, commit } = plan;
   const partial = partialFolder(request.root, request.repo, commit);
-  fs.mkdirSync(path.dirname(partial), { recursive: true });
+  makeRealFolder(request.root, path.dirname(partial));
   const lock = await DownloadLock.acquire(`${partial}.lock`, `${request.repo}@${commit.slice(0, 7)}`, {
     wait: options.whenBusy === 'wait',
     signal: options.signal,
@@ -273,20 +273,21 @@ export async function downloadModel(plan: DownloadPlan, options: DownloadOptions
     // The other process may have finished it while this one waited.
     if (isStoredModel(plan.folder)) return plan.folder;
     // A damaged earlier copy is resumed: its sound files are kept (and verified again), the others fetched.
-    if (fs.existsSync(plan.folder) && !fs.existsSync(partial)) fs.renameSync(plan.folder, partial);
-    fs.mkdirSync(partial, { recursive: true });
+    if (fs.existsSync(plan.folder) && !fs.existsSync(partial)) {
+      makeRealFolder(request.root, path.dirname(plan.folder));
+      fs.renameSync(plan.folder, partial);
+    }
+    makeRealFolder(request.root, partial);
     let verifiedBytes = 0;
     for (const file of plan.files) {
       const report = (fileBytes: number) =>
         options.onProgress?.({ file: file.path, bytesDone: verifiedBytes + fileBytes, bytesTotal: plan.totalBytes });
       // A lock taken over stops the transfer at once (two writers of one file), and says so.
       const signal = AbortSignal.any([lock.signal, ...(options.signal ? [options.signal] : [])]);
-      await downloadOneFile(plan, file, pathInside(partial, file.path), report, { ...options, signal }).catch(
-        (error: unknown) => {
-          lock.assertHeld();
-          throw error;
-        },
-      );
+      await downloadOneFile(plan, file, partial, report, { ...options, signal }).catch((error: unknown) => {
+        lock.assertHeld();
+        throw error;
+      });
       lock.assertHeld();
       verifiedBytes += file.size;
     }
@@ -306,7 +307,7 @@ export async function downloadModel(plan: DownloadPlan, options: DownloadOptions
     } catch (error) {
       throw diskError(error, manifestFile) ?? error;
     }
-    fs.mkdirSync(path.dirname(plan.folder), { recursive: true });
+    makeRealFolder(request.root, path.dirname(plan.folder));
     // An earlier download of this commit whose manifest is damaged (not listed, not loadable as ours) is replaced.
     fs.rmSync(plan.folder, { recursive: true, force: true });
     fs.renameSync(partial, plan.folder);
@@ -340,19 +341,26 @@ async function verifyOnDisk(plan: DownloadPlan, partial: string): Promise<void> 
     );
 }
 
-/** One file into `target`: resumes `target.incomplete`, retries dropped connections, verifies, then renames. */
+/**
+ * One file into the unfinished download's folder `partial`: resumes its `.incomplete`, retries dropped connections,
+ * verifies, then renames.
+ */
 async function downloadOneFile(
   plan: DownloadPlan,
   file: HubFile,
-  target: string,
+  partial: string,
   report: (fileBytes: number) => void,
   options: DownloadOptions,
 ): Promise<void> {
+  makeFoldersInside(partial, file.path);
+  const target = pathInside(partial, file.path);
   // A finished file is kept at its size only: one cut short (a crash before its bytes reached the disk) comes again.
   if (isFileOfSize(target, file.size)) return report(file.size);
-  fs.rmSync(target, { force: true });
+  // Anything else there goes, a link above all: writing through it would leave the models folder.
+  fs.rmSync(target, { recursive: true, force: true });
   const incomplete = target + INCOMPLETE_SUFFIX;
-  fs.mkdirSync(path.dirname(target), { recursive: true });
+  if (fs.lstatSync(incomplete, { throwIfNoEntry: false })?.isFile() === false)
+    fs.rmSync(incomplete, { recursive: true, force: true });
   const retries = options.retries ?? 5;
   let checksum: { hash: Hash; bytes: number } | undefined;
   for (let attempt = 0; ; attempt++) {
@@ -427,8 +435,39 @@ async function appendRemainder(
     },
   });
   const remainder = Readable.fromWeb(blob.slice(offset).stream() as WebReadableStream<Uint8Array>);
-  await pipeline(remainder, counted, fs.createWriteStream(incomplete, { flags: 'a' }), { signal });
+  const fd = fs.openSync(incomplete, APPEND_NOT_THROUGH_LINK);
+  await pipeline(remainder, counted, fs.createWriteStream(incomplete, { fd }), { signal });
   if (checksum.bytes !== file.size) throw new Error(`the connection ended at ${checksum.bytes} of ${file.size} bytes`);
+}
+
+/** Appending to a file, never through a link (where the platform can say so: O_NOFOLLOW is not Windows'). */
+const APPEND_NOT_THROUGH_LINK =
+  fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | (fs.constants.O_NOFOLLOW ?? 0);
+
+/**
+ * Makes `folder` (inside `root`) and refuses it unless it is where its path says: a link on the way (`.partial` made a
+ * link to elsewhere) would take the download's writes out of the models folder.
+ */
+function makeRealFolder(root: string, folder: string): void {
+  fs.mkdirSync(folder, { recursive: true });
+  const real = fs.realpathSync(folder);
+  if (real !== path.join(fs.realpathSync(root), path.relative(root, folder)))
+    throw new FicocoError(
+      `${folder} is a link to ${real}: downloads are written only inside ${root} itself. Remove the link and ` +
+        'download again.',
+      'download',
+    );
+}
+
+/** Makes the folders above `file` in `partial`, replacing anything on the way that is not a folder (a link). */
+function makeFoldersInside(partial: string, file: string): void {
+  let folder = partial;
+  for (const segment of file.split('/').slice(0, -1)) {
+    folder = path.join(folder, segment);
+    if (fs.lstatSync(folder, { throwIfNoEntry: false })?.isDirectory()) continue;
+    fs.rmSync(folder, { force: true });
+    fs.mkdirSync(folder);
+  }
 }
 
 /** A checksum of the first `bytes` bytes of `file` (SHA-256 for LFS files, git's blob SHA-1 otherwise). */

@@ -448,27 +448,32 @@ describe('downloads from a hostile Hub, and two processes downloading one model'
     assertSameAsBuiltin(await downloadModel(again));
   });
 
-  test(
-    'a full disk is said at once, not retried as a network failure',
-    { skip: fs.existsSync('/dev/full') ? false : 'needs /dev/full (Linux)' },
-    async () => {
-      const plan = await planDownload(request());
-      const partial = path.join(root, '.partial', `ficoco--tiny-llava-screens--${COMMIT}`);
-      fs.mkdirSync(partial, { recursive: true });
-      // Every write to /dev/full fails with ENOSPC, as on a full disk.
-      fs.symlinkSync('/dev/full', path.join(partial, `${WEIGHTS}.incomplete`));
-      hub.requests.length = 0;
-      await assert.rejects(
-        downloadModel(plan, { retryDelayMs: 10 }),
-        downloadError(/The disk is full while writing .*model\.safetensors\.incomplete; free some space/),
-      );
-      const weightRequests = hub.requests.filter((r) => r.path.endsWith(`/${WEIGHTS}`)).length;
-      assert.ok(
-        weightRequests > 0 && weightRequests <= 2,
-        `${weightRequests} requests for the weights: one attempt, no retries`,
-      );
-    },
-  );
+  test('links in the unfinished download are never written through: every write stays in the models folder', async () => {
+    const outside = tempDir('ficoco-outside-');
+    const victim = path.join(outside, 'notes.txt');
+    fs.writeFileSync(victim, 'not part of any model\n');
+    const copy = path.join(outside, 'tokenizer.json');
+    fs.copyFileSync(path.join(BUILTIN, 'tokenizer.json'), copy);
+    const partial = path.join(root, '.partial', `ficoco--tiny-llava-screens--${COMMIT}`);
+    fs.mkdirSync(partial, { recursive: true });
+    // A part to resume that leads outside, and a finished file that is a link to a copy (right size, right bytes).
+    fs.symlinkSync(victim, path.join(partial, 'config.json.incomplete'));
+    fs.symlinkSync(copy, path.join(partial, 'tokenizer.json'));
+    const folder = await downloadModel(await planDownload(request()));
+    assertSameAsBuiltin(folder);
+    assert.equal(fs.readFileSync(victim, 'utf8'), 'not part of any model\n');
+    for (const file of ['config.json', 'tokenizer.json'])
+      assert.ok(fs.lstatSync(path.join(folder, file)).isFile(), file);
+
+    // The unfinished downloads' folder itself a link elsewhere: refused before anything is written.
+    root = tempDir('ficoco-models-');
+    fs.symlinkSync(outside, path.join(root, '.partial'));
+    await assert.rejects(
+      downloadModel(await planDownload(request())),
+      downloadError(/\.partial is a link to .*: downloads are written only inside .* itself\. Remove the link/),
+    );
+    assert.deepEqual(fs.readdirSync(outside).sort(), ['notes.txt', 'tokenizer.json']);
+  });
 
   test('unfinished downloads are listed and can be removed, unless one is running', async () => {
     const plan = await planDownload(request());
