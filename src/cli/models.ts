@@ -2,10 +2,23 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { FicocoError } from '../common/errors';
-import { DEFAULT_HUB_ENDPOINT, ModelRequest, checkHubEndpoint, downloadModel, planDownload } from '../hub/download';
+import {
+  DEFAULT_HUB_ENDPOINT,
+  ModelRequest,
+  checkDiskRoom,
+  checkHubEndpoint,
+  downloadModel,
+  planDownload,
+} from '../hub/download';
 import { formatBytes } from '../common/bytes';
 import { MODEL_PRESETS, findBuiltinModel, findPreset } from '../hub/presets';
-import { deletePartialDownload, deleteStoredModel, listPartialDownloads, listStoredModels } from '../hub/store';
+import {
+  deletePartialDownload,
+  deleteStoredModel,
+  freeBytes,
+  listPartialDownloads,
+  listStoredModels,
+} from '../hub/store';
 import { outputFolderArg, parseCommandArgs } from './args';
 
 export const MODELS_USAGE = `Usage:
@@ -159,6 +172,7 @@ async function download(target: string, revision: string | undefined, endpoint: 
     );
     return 0;
   }
+  checkDiskRoom(plan, freeBytes(root));
   process.stderr.write(
     `downloading ${request.repo}@${plan.commit.slice(0, 7)}: ${plan.files.length} files, ` +
       `${formatBytes(plan.totalBytes)} into ${plan.folder}\n`,

@@ -11,6 +11,7 @@ import {
   DEFAULT_HUB_ENDPOINT,
   DownloadPlan,
   ModelRequest,
+  checkDiskRoom,
   downloadModel,
   planDownload,
   verificationSummary,
@@ -100,11 +101,7 @@ export class ModelManager {
         `${request.repo} is already on this machine (${plan.existing === 'hf-cache' ? 'in the Hugging Face cache' : 'downloaded before'}).`,
       );
     const free = freeBytes(this.root);
-    if (free < plan.totalBytes)
-      throw new FicocoError(
-        `${request.repo} needs ${formatBytes(plan.totalBytes)} but ${this.root} has ${formatBytes(free)} free.`,
-        'download',
-      );
+    checkDiskRoom(plan, free);
     const consent = await vscode.window.showInformationMessage(
       `Download ${request.repo} (${formatBytes(plan.totalBytes)})?`,
       { modal: true, detail: consentDetail(plan, free) },

@@ -18,6 +18,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { setTimeout as delay } from 'node:timers/promises';
 import { downloadFile, listFiles, modelInfo } from '@huggingface/hub';
+import { formatBytes } from '../common/bytes';
 import { FicocoError } from '../common/errors';
 import { diskError } from './diskError';
 import { DownloadLock, LockOwner } from './downloadLock';
@@ -273,7 +274,7 @@ export async function downloadModel(plan: DownloadPlan, options: DownloadOptions
     // The other process may have finished it while this one waited.
     if (isStoredModel(plan.folder)) return plan.folder;
     // A damaged earlier copy is resumed: its sound files are kept (and verified again), the others fetched.
-    if (fs.existsSync(plan.folder) && !fs.existsSync(partial)) {
+    if (resumeFolder(plan) === plan.folder) {
       makeRealFolder(request.root, path.dirname(plan.folder));
       fs.renameSync(plan.folder, partial);
     }
@@ -315,6 +316,34 @@ export async function downloadModel(plan: DownloadPlan, options: DownloadOptions
   } finally {
     lock.release();
   }
+}
+
+/** The folder a download resumes: its unfinished one, else a damaged earlier copy (which becomes that). */
+function resumeFolder(plan: DownloadPlan): string {
+  const partial = partialFolder(plan.request.root, plan.request.repo, plan.commit);
+  return fs.existsSync(partial) || !fs.existsSync(plan.folder) ? partial : plan.folder;
+}
+
+/**
+ * Refuses a download the disk cannot hold, `free` bytes being free there: it lacks the plan's bytes less those it has
+ * already (finished files and parts), so one stopped by a full disk resumes once the rest fits.
+ */
+export function checkDiskRoom(plan: DownloadPlan, free: number): void {
+  const folder = resumeFolder(plan);
+  const downloaded = plan.files.reduce((sum, file) => {
+    const target = pathInside(folder, file.path);
+    if (isFileOfSize(target, file.size)) return sum + file.size;
+    const part = fs.lstatSync(target + INCOMPLETE_SUFFIX, { throwIfNoEntry: false });
+    return sum + (part?.isFile() ? Math.min(part.size, file.size) : 0);
+  }, 0);
+  const needed = plan.totalBytes - downloaded;
+  if (free < needed)
+    throw new FicocoError(
+      `${plan.request.repo} needs ${formatBytes(needed)} more on disk` +
+        `${downloaded > 0 ? ` (${formatBytes(downloaded)} of ${formatBytes(plan.totalBytes)} are downloaded)` : ''}, ` +
+        `but ${plan.request.root} has ${formatBytes(free)} free. Free some space and download again.`,
+      'download',
+    );
 }
 
 /**

@@ -258,6 +258,30 @@ test('a disk that fails the lock or the manifest says so in one line and leaves 
   }
 });
 
+test('ficoco models download refuses a model the disk cannot hold before it downloads anything', async () => {
+  const repo = fs.mkdtempSync(path.join(dir, 'huge-repo-'));
+  fs.writeFileSync(path.join(repo, 'config.json'), '{}');
+  const hugeHub = await startFakeHub({ 'ficoco/huge': { folder: repo, commit: COMMIT } });
+  // A mirror's listing that says the weights are a petabyte.
+  const size = 2 ** 50;
+  const lfs = { oid: 'e'.repeat(64), size, pointerSize: 134 };
+  hugeHub.hostile.extraEntries = [{ type: 'file', oid: 'f'.repeat(40), size, path: 'model.safetensors', lfs }];
+  try {
+    const root = fs.mkdtempSync(path.join(dir, 'huge-'));
+    await failsWith(
+      ficoco('models', 'download', 'ficoco/huge', '--endpoint', hugeHub.url, '--dir', root),
+      /^error: ficoco\/huge needs 1125900 GB more on disk, but .* has .* free\. Free some space and download again\.$/m,
+    );
+    assert.deepEqual(
+      hugeHub.requests.filter((r) => !r.path.startsWith('/api/')),
+      [],
+      'no file was asked for',
+    );
+  } finally {
+    await hugeHub.close();
+  }
+});
+
 test('ficoco providers says what this machine can run on and what auto tries', async () => {
   const { stdout } = await ficoco('providers');
   assert.match(stdout, new RegExp(`^platform\\s+${process.platform} ${process.arch}$`, 'm'));

@@ -4,8 +4,14 @@ import * as path from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { LlavaEngine } from '../../src/engine/engine';
 import { FicocoError } from '../../src/common/errors';
-import { DownloadProgress, ModelRequest, downloadModel, planDownload } from '../../src/hub/download';
-import { DOWNLOAD_MANIFEST, deleteStoredModel, listStoredModels, missingModelFiles } from '../../src/hub/store';
+import { DownloadProgress, ModelRequest, checkDiskRoom, downloadModel, planDownload } from '../../src/hub/download';
+import {
+  DOWNLOAD_MANIFEST,
+  deleteStoredModel,
+  listPartialDownloads,
+  listStoredModels,
+  missingModelFiles,
+} from '../../src/hub/store';
 import { FakeHub, startFakeHub } from '../../tools/fakeHub';
 import { temporaryFolders } from '../helpers/tempFolders';
 
@@ -133,6 +139,34 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
     assert.ok(fs.readFileSync(path.join(plan.folder, WEIGHTS)).equals(fs.readFileSync(path.join(BUILTIN, WEIGHTS))));
   });
 
+  test('a download stopped half-way needs room for the rest only', async () => {
+    const plan = await planDownload(request());
+    assert.doesNotThrow(() => checkDiskRoom(plan, plan.totalBytes));
+    assert.throws(
+      () => checkDiskRoom(plan, plan.totalBytes - 1),
+      (error: unknown) =>
+        error instanceof FicocoError &&
+        error.kind === 'download' &&
+        /^ficoco\/tiny-llava-screens needs 4\.4 MB more on disk, but .* has 4\.4 MB free\. Free some space/.test(
+          error.message,
+        ),
+    );
+    const controller = new AbortController();
+    await assert.rejects(
+      downloadModel(plan, {
+        signal: controller.signal,
+        onProgress: (p) => p.bytesDone > plan.totalBytes / 2 && controller.abort(),
+      }),
+      (error: unknown) => error instanceof FicocoError && error.kind === 'cancelled',
+    );
+    const [{ bytes: downloaded }] = listPartialDownloads(root);
+    assert.doesNotThrow(() => checkDiskRoom(plan, plan.totalBytes - downloaded));
+    assert.throws(
+      () => checkDiskRoom(plan, plan.totalBytes - downloaded - 1),
+      new RegExp(`needs .* more on disk \\(.* of 4\\.4 MB are downloaded\\)`),
+    );
+  });
+
   test("bytes that do not match the Hub's SHA-256 are deleted and the download fails, naming the file", async () => {
     hub.corrupt.add(WEIGHTS);
     try {
@@ -200,6 +234,8 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
     fs.rmSync(path.join(folder, 'config.json'));
     const again = await planDownload(request());
     assert.equal(again.existing, undefined, 'not complete');
+    const bad = fs.statSync(path.join(BUILTIN, WEIGHTS)).size + fs.statSync(path.join(BUILTIN, 'config.json')).size;
+    assert.doesNotThrow(() => checkDiskRoom(again, bad), 'room for the two bad files is room enough');
     hub.requests.length = 0;
     assert.equal(await downloadModel(again), folder);
     for (const file of NEEDED)
