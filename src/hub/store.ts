@@ -109,13 +109,21 @@ export function deletePartialDownload(root: string, folder: string): void {
   fs.rmSync(`${partial.folder}.lock`, { force: true });
 }
 
+/** Bytes of the files in `folder`; a file or the folder gone meanwhile (a download running there renamed it) is 0. */
 function folderBytes(folder: string): number {
-  return fs
-    .readdirSync(folder, { withFileTypes: true, recursive: true })
-    .reduce(
-      (sum, entry) => (entry.isFile() ? sum + fs.statSync(path.join(entry.parentPath, entry.name)).size : sum),
-      0,
-    );
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(folder, { withFileTypes: true, recursive: true });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw error;
+  }
+  return entries.reduce((sum, entry) => {
+    const stats = entry.isFile()
+      ? fs.statSync(path.join(entry.parentPath, entry.name), { throwIfNoEntry: false })
+      : undefined;
+    return sum + (stats?.size ?? 0);
+  }, 0);
 }
 
 /**

@@ -475,6 +475,31 @@ describe('downloads from a hostile Hub, and two processes downloading one model'
     assert.deepEqual(fs.readdirSync(outside).sort(), ['notes.txt', 'tokenizer.json']);
   });
 
+  test('unfinished downloads are listed while another process renames their files', async () => {
+    const partial = path.join(root, '.partial', `ficoco--tiny-llava-screens--${COMMIT}`);
+    fs.mkdirSync(partial, { recursive: true });
+    const part = path.join(partial, `${WEIGHTS}.incomplete`);
+    fs.writeFileSync(part, 'part');
+    // A file finished and renamed, again and again, as a download running there does.
+    const renaming = spawn(process.execPath, [
+      '-e',
+      `const fs = require('fs'); const end = Date.now() + 1500;
+       while (Date.now() < end) { fs.renameSync(process.argv[1], process.argv[2]); fs.renameSync(process.argv[2], process.argv[1]); }`,
+      part,
+      path.join(partial, WEIGHTS),
+    ]);
+    const exited = new Promise((resolve) => renaming.on('exit', resolve));
+    let running = true;
+    void exited.then(() => (running = false));
+    let listings = 0;
+    while (running) {
+      assert.ok(listPartialDownloads(root)[0].bytes <= 4);
+      listings++;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    assert.ok(listings > 100, `${listings} listings`);
+  });
+
   test('unfinished downloads are listed and can be removed, unless one is running', async () => {
     const plan = await planDownload(request());
     const controller = new AbortController();
