@@ -13,7 +13,10 @@ export function hfHubCacheFolder(env: NodeJS.ProcessEnv = process.env): string {
   return path.join(home, 'hub');
 }
 
-/** `models--owner--name/snapshots/<commit>` when every file is there at its size, else undefined. */
+/**
+ * `models--owner--name/snapshots/<commit>` when every file is there at its size, and each LFS file links to the blob
+ * named for its SHA-256; else undefined.
+ */
 export function findSnapshotInHfCache(
   repo: string,
   commit: string,
@@ -24,7 +27,14 @@ export function findSnapshotInHfCache(
   // Snapshot entries are symlinks into blobs/; statSync follows them, so a dangling link counts as missing.
   const complete = files.every((file) => {
     try {
-      return fs.statSync(path.join(snapshot, ...file.path.split('/'))).size === file.size;
+      const entry = path.join(snapshot, ...file.path.split('/'));
+      if (fs.statSync(entry).size !== file.size) return false;
+      // A blob is named for its checksum; a cache without links (Windows without them) has sizes only to go by.
+      return (
+        file.sha256 === undefined ||
+        !fs.lstatSync(entry).isSymbolicLink() ||
+        path.basename(fs.realpathSync(entry)) === file.sha256
+      );
     } catch {
       return false;
     }

@@ -217,15 +217,30 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
     assert.equal(await downloadModel(again), first);
     assert.equal(hub.bytesServed, 0);
 
+    // The cache as huggingface_hub leaves it: blobs named for their checksums, snapshot entries linking to them.
     const otherRoot = tempDir('ficoco-models-');
-    const snapshot = path.join(cache, 'models--ficoco--tiny-llava-screens', 'snapshots', COMMIT);
+    const cached = path.join(cache, 'models--ficoco--tiny-llava-screens');
+    const snapshot = path.join(cached, 'snapshots', COMMIT);
     fs.mkdirSync(snapshot, { recursive: true });
-    for (const file of NEEDED) fs.symlinkSync(path.join(first, file), path.join(snapshot, file));
+    fs.mkdirSync(path.join(cached, 'blobs'));
+    for (const file of again.files) {
+      const blob = path.join(cached, 'blobs', file.sha256 ?? file.gitSha1!);
+      fs.copyFileSync(path.join(first, file.path), blob);
+      fs.symlinkSync(path.relative(snapshot, blob), path.join(snapshot, file.path));
+    }
     const fromCache = await planDownload(request({ root: otherRoot }));
     assert.equal(fromCache.existing, 'hf-cache');
     assert.equal(await downloadModel(fromCache), snapshot);
     assert.equal(hub.bytesServed, 0);
-    fs.rmSync(path.join(cache, 'models--ficoco--tiny-llava-screens'), { recursive: true });
+
+    // Weights of the right size in a blob named for other bytes are not the model's.
+    const weights = again.files.find((file) => file.path === WEIGHTS)!;
+    const other = path.join(cached, 'blobs', 'f'.repeat(64));
+    fs.renameSync(path.join(cached, 'blobs', weights.sha256!), other);
+    fs.rmSync(path.join(snapshot, WEIGHTS));
+    fs.symlinkSync(path.relative(snapshot, other), path.join(snapshot, WEIGHTS));
+    assert.equal((await planDownload(request({ root: otherRoot }))).existing, undefined);
+    fs.rmSync(cached, { recursive: true });
   });
 
   test('a download damaged since (a file cut short, one deleted) is mended by downloading again: those files only', async () => {
