@@ -1,7 +1,8 @@
 /**
  * What a hostile Hub answers, on a server of its own on 127.0.0.1: listings that page on without end or run
- * past their bound off /api/, a file's answer without a body, answers trickled a byte at a time, a resumed file
- * that comes whole as JSON. Each must end in a clear error or a verified file, soon, never in a hang.
+ * past their bound off /api/, a file said to be in a xet store, a file's answer without a body, answers trickled a
+ * byte at a time, a resumed file that comes whole as JSON. Each must end in a clear error or a verified file, soon,
+ * never in a hang.
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -40,6 +41,11 @@ function treeEntry(file: string, bytes: Buffer) {
     : { type: 'file', path: file, size: bytes.length, oid };
 }
 
+/** The listing of `files`, as one page. */
+function tree(files: Record<string, Buffer>) {
+  return Object.entries(files).map(([file, bytes]) => treeEntry(file, bytes));
+}
+
 /** A Hub serving `files` of REPO at COMMIT (revision, one-page tree, resolve with one Range), unless `answer` does. */
 async function startMiniHub(files: Record<string, Buffer>, answer: Answer = () => false): Promise<MiniHub> {
   const requests: string[] = [];
@@ -48,11 +54,7 @@ async function startMiniHub(files: Record<string, Buffer>, answer: Answer = () =
     requests.push(`${url.pathname} ${request.headers.range ?? ''}`.trim());
     if (answer(request, response, url)) return;
     if (url.pathname.startsWith(`/api/models/${REPO}/revision/`)) return json(response, { id: REPO, sha: COMMIT });
-    if (url.pathname.startsWith(`/api/models/${REPO}/tree/`))
-      return json(
-        response,
-        Object.entries(files).map(([file, bytes]) => treeEntry(file, bytes)),
-      );
+    if (url.pathname.startsWith(`/api/models/${REPO}/tree/`)) return json(response, tree(files));
     const file = files[decodeURIComponent(url.pathname.slice(`/${REPO}/resolve/${COMMIT}/`.length))];
     if (!url.pathname.startsWith(`/${REPO}/resolve/${COMMIT}/`) || !file) {
       response.writeHead(404, { 'x-error-code': 'EntryNotFound' });
@@ -110,7 +112,7 @@ describe('what a hostile Hub answers', () => {
     hub = await startMiniHub(files, (_request, response, url) => {
       if (!url.pathname.startsWith(`/api/models/${REPO}/tree/`)) return false;
       const page = Number(url.searchParams.get('cursor') ?? 0);
-      json(response, page === 0 ? Object.entries(files).map(([file, bytes]) => treeEntry(file, bytes)) : [], {
+      json(response, page === 0 ? tree(files) : [], {
         link: `<${hub!.url}/api/models/${REPO}/tree/${COMMIT}?recursive=true&cursor=${page + 1}>; rel="next"`,
       });
       return true;
@@ -124,13 +126,9 @@ describe('what a hostile Hub answers', () => {
     const page2 = zlib.gzipSync(Buffer.concat([Buffer.from('['), Buffer.alloc(32 * 2 ** 20, 0x20), Buffer.from(']')]));
     hub = await startMiniHub(files, (_request, response, url) => {
       if (url.pathname.startsWith(`/api/models/${REPO}/tree/`)) {
-        json(
-          response,
-          Object.entries(files).map(([file, bytes]) => treeEntry(file, bytes)),
-          {
-            link: `<${hub!.url}/x/tree/page2>; rel="next"`,
-          },
-        );
+        json(response, tree(files), {
+          link: `<${hub!.url}/x/tree/page2>; rel="next"`,
+        });
         return true;
       }
       if (url.pathname !== '/x/tree/page2') return false;
@@ -166,7 +164,7 @@ describe('what a hostile Hub answers', () => {
   test('a listing trickled a byte at a time is given up at the answer deadline', { timeout: 20_000 }, async () => {
     hub = await startMiniHub(files, (_request, response, url) => {
       if (!url.pathname.startsWith(`/api/models/${REPO}/tree/`)) return false;
-      const listing = Buffer.from(JSON.stringify(Object.entries(files).map(([file, bytes]) => treeEntry(file, bytes))));
+      const listing = Buffer.from(JSON.stringify(tree(files)));
       response.writeHead(200, { 'content-type': 'application/json' });
       // Every byte well within the idle timeout; the whole listing in about 15 s.
       let sent = 0;
