@@ -165,21 +165,21 @@ export async function planDownload(
     const info = await modelInfo({ name: request.repo, revision: request.revision, additionalFields: ['sha'], ...hub });
     return checkCommit(info.sha, where);
   });
-  const listed = new Map<string, HubFile>();
+  const listed = new Map<string, ListedFile>();
   let entries = 0;
   await hubCall(async () => {
     const listing = { ...hub, fetch: listingPages(hub.fetch) };
-    for await (const entry of listFiles({ repo: request.repo, revision: commit, recursive: true, ...listing })) {
+    // The engine reads the files at the top of a model's folder: copies further down (checkpoint-100/) are not its.
+    for await (const entry of listFiles({ repo: request.repo, revision: commit, recursive: false, ...listing })) {
       if (++entries > MAX_LISTED_ENTRIES)
         throw new FicocoError(
           `${where} lists more than ${MAX_LISTED_ENTRIES} entries; that is not a model.`,
           'download',
         );
       checkListedPath(entry.path, where);
-      if (entry.type === 'file') listed.set(entry.path, verifiableFile(entry, where));
+      if (entry.type === 'file') listed.set(entry.path, entry);
     }
   });
-  // The engine reads the files at the top of a model's folder: copies further down (checkpoint-100/) are not its.
   const wanted = request.files ?? [...listed.keys()].filter((file) => MODEL_FILE.test(file));
   for (const file of wanted) checkDownloadPath(file, where);
   checkNoCollisions(wanted, where);
@@ -192,7 +192,10 @@ export async function planDownload(
   if (!wanted.some((file) => file.endsWith('.safetensors'))) {
     throw new FicocoError(`${where} has no .safetensors weights; FiCoCo loads safetensors only.`, 'download');
   }
-  const files = wanted.flatMap((file) => listed.get(file) ?? []);
+  const files = wanted.flatMap((file) => {
+    const entry = listed.get(file);
+    return entry ? [verifiableFile(entry, where)] : [];
+  });
   const folder = modelFolder(request.root, request.repo, commit);
   const plan: DownloadPlan = {
     request,
@@ -226,10 +229,10 @@ function listingPages(fetchPage: typeof fetch): typeof fetch {
  * A listed file with the checksum it will be verified by: SHA-256 for LFS files, git's blob SHA-1 otherwise; none is
  * refused.
  */
-function verifiableFile(
-  entry: { path: string; size: number; oid?: string; lfs?: { oid: string } },
-  where: string,
-): HubFile {
+/** A file as a listing gives it. */
+type ListedFile = { path: string; size: number; oid?: string; lfs?: { oid: string } };
+
+function verifiableFile(entry: ListedFile, where: string): HubFile {
   if (!Number.isSafeInteger(entry.size) || entry.size < 0)
     throw new FicocoError(
       `${where}: the server lists ${entry.path} with the size ${JSON.stringify(entry.size)}; refusing it.`,
@@ -521,9 +524,9 @@ function hubOptions(
   const accessToken = request.accessToken && tokenMayGoTo(hubUrl) ? request.accessToken : undefined;
   const origin = new URL(hubUrl).origin;
   const answerMs = request.answerTimeoutMs ?? ANSWER_MS;
-  // One deadline for all the asking these options do: a server cannot trickle it out a byte at a time.
-  const answerBy = Date.now() + answerMs;
   const originBound: typeof fetch = async (input, init) => {
+    // Each answer has a deadline besides the idle timeout: a server cannot trickle one out a byte at a time.
+    const answerBy = Date.now() + answerMs;
     const url = new URL(input instanceof Request ? input.url : input);
     const headers = new Headers(init?.headers);
     if (accessToken && url.origin !== origin && headers.get('authorization') === `Bearer ${accessToken}`)
@@ -531,7 +534,9 @@ function hubOptions(
     // A file's bytes are as long as the file; its probe (one byte, asked first) is an API answer like the rest.
     const fileBytes = forFile && headers.get('range') !== 'bytes=0-0';
     const watch = watchRequest(url.host, request.idleTimeoutMs ?? IDLE_MS);
-    const tooLong = `asking ${url.host} took more than ${answerMs / 1000} s`;
+    const tooLong =
+      `${url.host} took more than ${answerMs / 1000} s to answer ${url.pathname}; try again later, or another ` +
+      'mirror (ficoco.hubEndpoint, --endpoint)';
     if (!fileBytes) watch.deadline(answerBy - Date.now(), tooLong);
     const signals = [watch.signal, ...[signal, init?.signal].filter((given): given is AbortSignal => !!given)];
     const aborted = AbortSignal.any(signals);

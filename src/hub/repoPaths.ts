@@ -8,7 +8,7 @@ import { FicocoError, shortJson } from '../common/errors';
 
 /** What a file is called until its bytes are complete and verified. */
 export const INCOMPLETE_SUFFIX = '.incomplete';
-/** Longest name ext4, APFS and NTFS hold, in bytes. */
+/** Longest name ext4 and APFS hold, in UTF-8 bytes (NTFS counts 255 UTF-16 units). */
 const MAX_NAME_BYTES = 255;
 /** A listed path longer or deeper than this is no model's (and would cost planning time quadratic in its length). */
 const MAX_PATH_BYTES = 1024;
@@ -32,9 +32,9 @@ function notARepositoryPath(file: string): string | undefined {
   if (segments.some((segment) => segment === '')) return 'it has an empty segment';
   if (segments.some((segment) => segment === '.' || segment === '..')) return 'it has a . or .. segment';
   if (Buffer.byteLength(file) > MAX_PATH_BYTES) return `it is longer than ${MAX_PATH_BYTES} bytes`;
-  if (segments.length > MAX_PATH_DEPTH) return `it is more than ${MAX_PATH_DEPTH} folders deep`;
+  if (segments.length - 1 > MAX_PATH_DEPTH) return `it is more than ${MAX_PATH_DEPTH} folders deep`;
   if (segments.some((segment) => Buffer.byteLength(segment) > MAX_NAME_BYTES))
-    return `it has a name longer than ${MAX_NAME_BYTES} bytes, which no disk holds`;
+    return `it has a name longer than ${MAX_NAME_BYTES} bytes, more than ext4 or APFS holds`;
   return undefined;
 }
 

@@ -161,6 +161,17 @@ describe('what a hostile Hub answers', () => {
     );
   });
 
+  test("the listing asks for the repository's top only: one small page, whatever lies in its folders", async () => {
+    const asked: string[] = [];
+    hub = await startMiniHub(files, (_request, _response, url) => {
+      if (url.pathname.startsWith(`/api/models/${REPO}/tree/`)) asked.push(url.search);
+      return false;
+    });
+    await planDownload(request());
+    assert.equal(asked.length, 1);
+    assert.ok(!asked[0]!.includes('recursive=true'), asked[0]);
+  });
+
   test('a listing trickled a byte at a time is given up at the answer deadline', { timeout: 20_000 }, async () => {
     hub = await startMiniHub(files, (_request, response, url) => {
       if (!url.pathname.startsWith(`/api/models/${REPO}/tree/`)) return false;
@@ -178,7 +189,9 @@ describe('what a hostile Hub answers', () => {
     const started = Date.now();
     await assert.rejects(
       planDownload(request({ idleTimeoutMs: 500, answerTimeoutMs: 1_000 })),
-      downloadError(/asking 127\.0\.0\.1:\d+ took more than 1 s/),
+      downloadError(
+        /127\.0\.0\.1:\d+ took more than 1 s to answer \/api\/models\/.*; try again later, or another mirror/,
+      ),
     );
     assert.ok(Date.now() - started < 5_000, `gave up after ${Date.now() - started} ms`);
   });
