@@ -268,6 +268,8 @@ export async function downloadModel(plan: DownloadPlan, options: DownloadOptions
   const { request, commit } = plan;
   const partial = partialFolder(request.root, request.repo, commit);
   makeRealFolder(request.root, path.dirname(partial));
+  // A repository folder that is a link is refused now, not after every file was fetched.
+  makeRealFolder(request.root, path.dirname(plan.folder));
   const lock = await DownloadLock.acquire(`${partial}.lock`, `${request.repo}@${commit.slice(0, 7)}`, {
     wait: options.whenBusy === 'wait',
     signal: options.signal,
@@ -276,11 +278,7 @@ export async function downloadModel(plan: DownloadPlan, options: DownloadOptions
   try {
     // The other process may have finished it while this one waited.
     if (isStoredModel(plan.folder)) return plan.folder;
-    // A damaged earlier copy is resumed: its sound files are kept (and verified again), the others fetched.
-    if (resumeFolder(plan) === plan.folder) {
-      makeRealFolder(request.root, path.dirname(plan.folder));
-      fs.renameSync(plan.folder, partial);
-    }
+    if (resumeFolder(plan) === plan.folder) seedFromDamaged(plan, partial);
     makeRealFolder(request.root, partial);
     let verifiedBytes = 0;
     for (const file of plan.files) {
@@ -321,7 +319,27 @@ export async function downloadModel(plan: DownloadPlan, options: DownloadOptions
   }
 }
 
-/** The folder a download resumes: its unfinished one, else a damaged earlier copy (which becomes that). */
+/**
+ * A damaged earlier copy stays usable while it is mended: its files of the right size are linked into the unfinished
+ * download (and verified again with the rest), and it is replaced only once that is whole. A copy that is a link is
+ * refused, naming it.
+ */
+function seedFromDamaged(plan: DownloadPlan, partial: string): void {
+  makeRealFolder(plan.request.root, plan.folder);
+  makeRealFolder(plan.request.root, partial);
+  for (const file of plan.files) {
+    const sound = pathInside(plan.folder, file.path);
+    if (!isFileOfSize(sound, file.size)) continue;
+    makeFoldersInside(partial, file.path);
+    try {
+      fs.linkSync(sound, pathInside(partial, file.path));
+    } catch {
+      // A disk without hard links (FAT32): the file is fetched again.
+    }
+  }
+}
+
+/** The folder a download resumes: its unfinished one, else a damaged earlier copy (which seeds that). */
 function resumeFolder(plan: DownloadPlan): string {
   const partial = partialFolder(plan.request.root, plan.request.repo, plan.commit);
   return fs.existsSync(partial) || !fs.existsSync(plan.folder) ? partial : plan.folder;
@@ -332,11 +350,12 @@ function resumeFolder(plan: DownloadPlan): string {
  * already (finished files and parts), so one stopped by a full disk resumes once the rest fits.
  */
 export function checkDiskRoom(plan: DownloadPlan, free: number): void {
-  const folder = resumeFolder(plan);
+  const partial = partialFolder(plan.request.root, plan.request.repo, plan.commit);
+  // Both folders, each file in turn: another process may rename the unfinished one into place meanwhile.
   const downloaded = plan.files.reduce((sum, file) => {
-    const target = pathInside(folder, file.path);
-    if (isFileOfSize(target, file.size)) return sum + file.size;
-    const part = fs.lstatSync(target + INCOMPLETE_SUFFIX, { throwIfNoEntry: false });
+    if ([partial, plan.folder].some((folder) => isFileOfSize(pathInside(folder, file.path), file.size)))
+      return sum + file.size;
+    const part = fs.lstatSync(pathInside(partial, file.path) + INCOMPLETE_SUFFIX, { throwIfNoEntry: false });
     return sum + (part?.isFile() ? Math.min(part.size, file.size) : 0);
   }, 0);
   const needed = plan.totalBytes - downloaded;

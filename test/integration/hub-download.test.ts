@@ -260,6 +260,38 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
     assert.equal((await planDownload(request())).existing, 'downloaded');
   });
 
+  test('a damaged download stays in its folder while it is mended, and after a repair that failed', async () => {
+    const folder = await downloadModel(await planDownload(request()));
+    fs.rmSync(path.join(folder, 'config.json'));
+    const again = await planDownload(request());
+    hub.dropAfter.set('config.json', 10);
+    await assert.rejects(downloadModel(again, { retries: 0 }));
+    assert.ok(fs.readFileSync(path.join(folder, WEIGHTS)).equals(fs.readFileSync(path.join(BUILTIN, WEIGHTS))));
+    assert.equal(await downloadModel(await planDownload(request())), folder);
+    assert.equal((await planDownload(request())).existing, 'downloaded');
+  });
+
+  test('a model folder that is a link is refused by name when it needs mending; the link stays', async () => {
+    const folder = await downloadModel(await planDownload(request()));
+    const moved = path.join(tempDir('ficoco-other-disk-'), 'commit');
+    fs.renameSync(folder, moved);
+    fs.symlinkSync(moved, folder);
+    fs.rmSync(path.join(moved, 'config.json'));
+    await assert.rejects(
+      downloadModel(await planDownload(request())),
+      (error: unknown) => error instanceof FicocoError && error.message.startsWith(`${folder} is a link to`),
+    );
+    assert.ok(fs.lstatSync(folder).isSymbolicLink());
+  });
+
+  test("a repository's folder that is a link is refused before any file is fetched", async () => {
+    const plan = await planDownload(request());
+    fs.symlinkSync(tempDir('ficoco-other-disk-'), path.dirname(plan.folder));
+    hub.requests.length = 0;
+    await assert.rejects(downloadModel(plan), /is a link to .* Remove the link and download again/);
+    assert.deepEqual(hub.requests, [], 'nothing was fetched');
+  });
+
   test('delete removes a downloaded model and refuses folders it did not download', async () => {
     const folder = await downloadModel(await planDownload(request()));
     assert.throws(() => deleteStoredModel(root, BUILTIN), /is not a model FiCoCo downloaded/);
