@@ -58,7 +58,11 @@ export class Composer {
     });
     doc.getElementById('send')!.addEventListener('click', () => this.send());
     doc.getElementById('attach')!.addEventListener('click', () => post({ type: 'attach' }));
-    doc.getElementById('new-chat')!.addEventListener('click', () => post({ type: 'newChat' }));
+    doc.getElementById('new-chat')!.addEventListener('click', () => {
+      // A notice about the chat just left (a refused image, a held question) would read as this one's.
+      this.notify('');
+      post({ type: 'newChat' });
+    });
     doc.addEventListener('paste', (event) => void this.paste(event));
     doc.addEventListener('dragover', (event) => this.dragOver(event));
     doc.addEventListener('dragleave', () => doc.body.classList.remove('dropping'));

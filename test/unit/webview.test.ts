@@ -562,10 +562,13 @@ describe('chat composer', () => {
     assert.match(notice.textContent ?? '', /Type a question/);
   });
 
-  test('Attach and New Chat ask the extension', () => {
+  test('Attach and New Chat ask the extension; New Chat clears the notice of the chat it leaves', () => {
+    send({ type: 'notice', message: 'strip.png is 3300 × 100 pixels …' });
     document.getElementById('attach')!.click();
+    assert.equal(document.getElementById('notice')!.hidden, false);
     document.getElementById('new-chat')!.click();
     assert.deepEqual(posted.slice(1), [{ type: 'attach' }, { type: 'newChat' }]);
+    assert.equal(document.getElementById('notice')!.hidden, true);
   });
 
   test('the button row under the question: Attach Image…, New Chat and Send, each a vscode-button with a tooltip', () => {
