@@ -323,7 +323,7 @@ export class ChatController implements vscode.Disposable {
     this.views.broadcast({ type: 'notice', message });
   }
 
-  /** A notice about an image not taken, which holds the next question back (Conversation.holdQuestion). */
+  /** A notice about an image not taken, which holds the next question back (Conversation.ask). */
   private refuse(reason: string): void {
     this.views.broadcast(this.conversation.refuse(reason));
   }

@@ -278,7 +278,8 @@ export async function downloadModel(plan: DownloadPlan, options: DownloadOptions
   try {
     // The other process may have finished it while this one waited.
     if (isStoredModel(plan.folder)) return plan.folder;
-    if (resumeFolder(plan) === plan.folder) seedFromDamaged(plan, partial);
+    // No unfinished download, but an earlier copy (damaged: it was not stored whole): that copy seeds one.
+    if (!fs.existsSync(partial) && fs.existsSync(plan.folder)) seedFromDamaged(plan, partial);
     makeRealFolder(request.root, partial);
     let verifiedBytes = 0;
     for (const file of plan.files) {
@@ -337,12 +338,6 @@ function seedFromDamaged(plan: DownloadPlan, partial: string): void {
       // A disk without hard links (FAT32): the file is fetched again.
     }
   }
-}
-
-/** The folder a download resumes: its unfinished one, else a damaged earlier copy (which seeds that). */
-function resumeFolder(plan: DownloadPlan): string {
-  const partial = partialFolder(plan.request.root, plan.request.repo, plan.commit);
-  return fs.existsSync(partial) || !fs.existsSync(plan.folder) ? partial : plan.folder;
 }
 
 /**
