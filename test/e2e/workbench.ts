@@ -167,23 +167,6 @@ export class Workbench {
     await box.press('Enter');
   }
 
-  /** Chooses `file` in code-server's file dialog (a quick input holding a path): once it shows its folder, types it. */
-  async chooseFile(file: string): Promise<void> {
-    const box = this.page.locator('.quick-input-widget .quick-input-box input');
-    await box.waitFor({ timeout: 60_000 });
-    // The dialog fills in its folder after it opens; a path typed before that is overwritten.
-    for (let waited = 0; !(await box.inputValue()).startsWith('/') && waited < 30_000; waited += 100)
-      await this.page.waitForTimeout(100);
-    await box.fill(file);
-    // Enter takes the path once the dialog has found the file and lists it; before, it is ignored.
-    await this.page
-      .locator('.quick-input-widget .quick-input-list .monaco-list-row', { hasText: path.basename(file) })
-      .first()
-      .waitFor({ timeout: 30_000 });
-    await box.press('Enter');
-    await box.waitFor({ state: 'hidden', timeout: 30_000 });
-  }
-
   /** Clicks a button of the notification whose text matches, once no progress toast is leaving, and waits for it to close. */
   async clickNotificationButton(text: RegExp, button: string): Promise<void> {
     const toast = this.page.locator('.notifications-toasts .notification-toast', { hasText: text });
