@@ -5,7 +5,7 @@
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { IMAGE_FILE_EXTENSIONS, MAX_IMAGE_BYTES, formatMebibytes, imageFormatOfFileName } from '../common/imageFile';
+import { IMAGE_FILE_EXTENSIONS } from '../common/imageFile';
 import { BUILTIN_MODEL_PATH } from '../hub/presets';
 import type { ImageAttachment } from '../protocol/engine';
 import type { Turn, WebviewMessage } from '../protocol/webview';
@@ -16,6 +16,7 @@ import { RemoteEngine } from '../client/remoteEngine';
 import { promptForSecret } from './secrets';
 import { fixFor } from './errorFixes';
 import { IdleUnloader } from './idleUnload';
+import { type ImageFileSystem, readImageFiles } from './imageFiles';
 import { Replies, ReplySettings } from './replies';
 import { FicocoSettings, loadParamsOf, readSettings } from './settings';
 import { SpeedupCache } from './speedup';
@@ -23,6 +24,15 @@ import { SpeedupStatusBar } from './statusBar';
 
 /** Where the API key of a remote engine (ficoco.engine) is kept. */
 const ENGINE_API_KEY_SECRET = 'ficoco.engineApiKey';
+
+/** workspace.fs as image reading needs it. */
+const workspaceImageFiles: ImageFileSystem<vscode.Uri> = {
+  stat: async (uri) => {
+    const { size, type } = await vscode.workspace.fs.stat(uri);
+    return { size, isFile: (type & vscode.FileType.File) !== 0 };
+  },
+  readFile: (uri) => vscode.workspace.fs.readFile(uri),
+};
 
 export class ChatController implements vscode.Disposable {
   private readonly conversation = new Conversation();
@@ -269,43 +279,22 @@ export class ChatController implements vscode.Disposable {
 
   /** Reads through workspace.fs, so files of remote workspaces work too; a dropped URI comes as its text. */
   private async addUris(uris: readonly (vscode.Uri | string)[]): Promise<void> {
-    const images: ImageAttachment[] = [];
-    const refused: string[] = [];
+    const files: { uri: vscode.Uri; name: string }[] = [];
+    const unparsed: string[] = [];
     for (const entry of uris) {
-      let uri: vscode.Uri;
       try {
-        uri = typeof entry === 'string' ? vscode.Uri.parse(entry, true) : entry;
+        const uri = typeof entry === 'string' ? vscode.Uri.parse(entry, true) : entry;
+        files.push({ uri, name: path.posix.basename(uri.path) });
       } catch (error) {
-        refused.push(
+        unparsed.push(
           `${String(entry)} is not a file address FiCoCo can open (${error instanceof Error ? error.message : String(error)}).`,
         );
-        continue;
-      }
-      const name = path.posix.basename(uri.path);
-      if (!imageFormatOfFileName(name)) {
-        refused.push(`${name} is not an image FiCoCo can read: use PNG, JPEG, WebP or GIF.`);
-        continue;
-      }
-      try {
-        const { size, type } = await vscode.workspace.fs.stat(uri);
-        // A device or pipe named .png (say, a link to /dev/zero in a cloned repository) reads without end.
-        if (!(type & vscode.FileType.File)) {
-          refused.push(`${name} is not a regular file; FiCoCo reads image files.`);
-          continue;
-        }
-        if (size > MAX_IMAGE_BYTES) {
-          refused.push(
-            `${name} is ${formatMebibytes(size)} MiB; FiCoCo takes image files up to ` +
-              `${formatMebibytes(MAX_IMAGE_BYTES)} MiB.`,
-          );
-          continue;
-        }
-        images.push({ name, dataBase64: Buffer.from(await vscode.workspace.fs.readFile(uri)).toString('base64') });
-      } catch (error) {
-        refused.push(`Could not read ${name}: ${error instanceof Error ? error.message : String(error)}`);
       }
     }
-    this.addImages(images, refused);
+    const { images, refused } = await readImageFiles(files, workspaceImageFiles, {
+      room: this.conversation.imageRoom(),
+    });
+    this.addImages(images, [...unparsed, ...refused]);
   }
 
   private async insertAtCursor(text: string): Promise<void> {

@@ -49,6 +49,11 @@ export class Conversation {
     return { type: 'state', turns: this.turns.map(({ turn }) => structuredClone(turn)), pending: this.pendingImages() };
   }
 
+  /** How many more images the next question can carry. */
+  imageRoom(): number {
+    return MAX_IMAGES_PER_QUESTION - this.pending.length;
+  }
+
   /** Adds images for the next question; returns the message, or throws when that would pass the per-question limit. */
   addPending(images: ImageInput[]): HostMessage {
     if (this.pending.length + images.length > MAX_IMAGES_PER_QUESTION) {

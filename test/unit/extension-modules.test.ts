@@ -1,5 +1,6 @@
 /**
- * The extension's plain modules: the fix offered per failure, idle unloading, and the engine load the settings ask for.
+ * The extension's plain modules: the fix offered per failure, idle unloading, image files read for the chat, and the
+ * engine load the settings ask for.
  */
 import assert from 'node:assert/strict';
 import * as os from 'node:os';
@@ -10,6 +11,7 @@ import { EngineError } from '../../src/client/engineClient';
 import { abortSignalOf } from '../../src/extension/cancellation';
 import { fixFor } from '../../src/extension/errorFixes';
 import { IdleUnloader } from '../../src/extension/idleUnload';
+import { type ImageFileSystem, readImageFiles } from '../../src/extension/imageFiles';
 import { SettingsError, loadParamsOf, readSettings } from '../../src/extension/settings';
 
 describe('the fix offered for a failure, by its kind', () => {
@@ -176,5 +178,95 @@ describe('the engine load the settings ask for', () => {
         error.setting === 'ficoco.modelPath' &&
         /set it to the absolute path of a model folder/.test(error.message),
     );
+  });
+});
+
+describe('image files read for the chat', () => {
+  interface FakeFile {
+    size: number;
+    isFile?: boolean;
+    /** bytes the read returns, when not `size` of them; 'never' for a read that does not end */
+    read?: Uint8Array | 'never';
+  }
+  const fileSystemOf = (files: Record<string, FakeFile>) => {
+    const reads: string[] = [];
+    const fileSystem: ImageFileSystem<string> = {
+      stat: async (uri) => {
+        const file = files[uri];
+        if (!file) throw new Error(`${uri} does not exist`);
+        return { size: file.size, isFile: file.isFile ?? true };
+      },
+      readFile: (uri) => {
+        reads.push(uri);
+        const read = files[uri]?.read;
+        if (read === 'never') return new Promise<Uint8Array>(() => undefined);
+        return Promise.resolve(read ?? new Uint8Array(files[uri]?.size ?? 0).fill(7));
+      },
+    };
+    return { fileSystem, reads };
+  };
+  const named = (...names: string[]) => names.map((name) => ({ uri: name, name }));
+
+  test('refuses other files, non-files and oversized files by their stat, unread; reads the rest in order', async () => {
+    const { fileSystem, reads } = fileSystemOf({
+      'a.png': { size: 3 },
+      'notes.txt': { size: 3 },
+      'fifo.png': { size: 0, isFile: false },
+      'huge.jpg': { size: 33 * 1024 * 1024 },
+      'b.webp': { size: 2 },
+    });
+    const { images, refused } = await readImageFiles(
+      named('a.png', 'notes.txt', 'fifo.png', 'huge.jpg', 'gone.gif', 'b.webp'),
+      fileSystem,
+      { room: 8 },
+    );
+    assert.deepEqual(images, [
+      { name: 'a.png', dataBase64: Buffer.from([7, 7, 7]).toString('base64') },
+      { name: 'b.webp', dataBase64: Buffer.from([7, 7]).toString('base64') },
+    ]);
+    assert.deepEqual(reads, ['a.png', 'b.webp']);
+    assert.equal(refused.length, 4);
+    assert.match(refused[0]!, /notes\.txt is not an image FiCoCo can read/);
+    assert.match(refused[1]!, /fifo\.png is not a regular file/);
+    assert.match(refused[2]!, /huge\.jpg is 33 MiB; FiCoCo takes image files up to 32 MiB/);
+    assert.match(refused[3]!, /Could not read gone\.gif: gone\.gif does not exist/);
+  });
+
+  test('reads no more files than the question has room for', async () => {
+    const names = Array.from({ length: 5 }, (_, index) => `shot-${index}.png`);
+    const { fileSystem, reads } = fileSystemOf(Object.fromEntries(names.map((name) => [name, { size: 1 }])));
+    const { images, refused } = await readImageFiles(named(...names), fileSystem, { room: 3 });
+    assert.deepEqual(
+      images.map((image) => image.name),
+      names.slice(0, 3),
+    );
+    assert.deepEqual(reads, names.slice(0, 3), 'the files past the room are not read');
+    assert.equal(refused.length, 2);
+    assert.match(refused[0]!, /shot-3\.png was not added: a question can carry 8 images/);
+  });
+
+  test('a read that does not end is refused after the time allowed, and the files after it are read', async () => {
+    const { fileSystem, reads } = fileSystemOf({ 'remote.png': { size: 4, read: 'never' }, 'local.png': { size: 1 } });
+    const { images, refused } = await readImageFiles(named('remote.png', 'local.png'), fileSystem, {
+      room: 8,
+      timeoutMs: 50,
+    });
+    assert.deepEqual(reads, ['remote.png', 'local.png']);
+    assert.deepEqual(
+      images.map((image) => image.name),
+      ['local.png'],
+    );
+    assert.equal(refused.length, 1);
+    assert.match(
+      refused[0]!,
+      /Could not read remote\.png: reading it took more than 0\.05 s .*paste the image instead/,
+    );
+  });
+
+  test('a file that grew past the limit after its stat is refused', async () => {
+    const { fileSystem } = fileSystemOf({ 'growing.png': { size: 10, read: new Uint8Array(40 * 1024 * 1024) } });
+    const { images, refused } = await readImageFiles(named('growing.png'), fileSystem, { room: 8 });
+    assert.deepEqual(images, []);
+    assert.match(refused[0]!, /growing\.png is 40 MiB; FiCoCo takes image files up to 32 MiB/);
   });
 });
