@@ -49,6 +49,7 @@ export function startChat(
         case 'state':
           transcript.showTurns(message.turns);
           composer.showPending(message.pending);
+          notify(message.notice ?? '');
           return;
         case 'turnAdded':
           transcript.addTurn(message.turn);

@@ -44,9 +44,13 @@ export class Conversation {
   /** why an image was refused since the last question: that question is held back once, not asked about other images */
   private refusal: string | undefined;
 
-  /** Everything so far, for a webview that has just (re)loaded. */
+  /**
+   * Everything so far, for a webview that has just (re)loaded: a refusal sent while it was hidden or loading (the
+   * Explorer reveals the chat as it adds a file) is shown then.
+   */
   state(): HostMessage {
-    return { type: 'state', turns: this.turns.map(({ turn }) => structuredClone(turn)), pending: this.pendingImages() };
+    const turns = this.turns.map(({ turn }) => structuredClone(turn));
+    return { type: 'state', turns, pending: this.pendingImages(), ...(this.refusal ? { notice: this.refusal } : {}) };
   }
 
   /** How many more images the next question can carry. */

@@ -136,7 +136,8 @@ export interface Turn {
 
 /** Extension → webview. */
 export type HostMessage =
-  | { type: 'state'; turns: Turn[]; pending: PendingImage[] }
+  /** everything a (re)loaded page draws; `notice`: the refusal holding the next question back, when there is one */
+  | { type: 'state'; turns: Turn[]; pending: PendingImage[]; notice?: string }
   | { type: 'turnAdded'; turn: Turn }
   | { type: 'turnUpdated'; turn: Turn }
   | { type: 'replyText'; turnId: string; reply: ReplyKind; text: string }
@@ -193,6 +194,7 @@ export function parseHostMessage(value: unknown): HostMessage {
         type: 'state',
         turns: array(message.turns, 'turns').map((turn, i) => parseTurn(turn, `turns[${i}]`)),
         pending: parsePending(message.pending, 'pending'),
+        ...(message.notice === undefined ? {} : { notice: string(message.notice, 'notice') }),
       };
     case 'turnAdded':
     case 'turnUpdated':

@@ -74,6 +74,7 @@ describe('webview messages', () => {
         ],
         pending: [{ id: 'image-3', name: 'b.png' }],
       },
+      { type: 'state', turns: [], pending: [], notice: 'notes.png is not an image' },
       { type: 'turnAdded', turn: { ...TURN, answer: { text: '', status: 'waiting' } } },
       { type: 'turnUpdated', turn: { ...TURN, full: { text: 'a dog', status: 'streaming' } } },
       { type: 'replyText', turnId: 'turn-1', reply: 'full', text: ' cat' },
@@ -317,6 +318,9 @@ describe('conversation kept by the extension', () => {
       conversation.addImages([text]).map((message) => message.type),
       ['notice'],
     );
+    // A page that loads now (the Explorer revealing a hidden chat) shows the refusal with the state.
+    const reloaded = conversation.state();
+    assert.match(reloaded.type === 'state' ? (reloaded.notice ?? '') : '', /^notes\.png is not an image/);
     const second = held('second?');
     assert.equal(second?.question, 'second?');
     assert.match(
@@ -324,6 +328,7 @@ describe('conversation kept by the extension', () => {
       /^notes\.png is not an image.* The question was not sent: attach another image/,
     );
     assert.equal(held('second?'), undefined, 'sent again, it is asked');
+    assert.equal('notice' in conversation.state(), false, 'the held question said it; a reload does not again');
     // A batch with a file turned away before reading holds the question, though its other image was taken.
     assert.deepEqual(
       conversation.addImages([shot], ['a.heic is not an image FiCoCo can read.']).map((message) => message.type),

@@ -763,6 +763,15 @@ describe('chat composer', () => {
     key(question, 'Enter');
     assert.equal(notice.hidden, true);
   });
+
+  test("a page that loads shows the state's notice, and a state without one clears the last", () => {
+    const notice = document.getElementById('notice')!;
+    send({ type: 'state', turns: [], pending: [], notice: 'notes.png is not an image …' });
+    assert.equal(notice.hidden, false);
+    assert.equal(notice.textContent, 'notes.png is not an image …');
+    send({ type: 'state', turns: [], pending: [] });
+    assert.equal(notice.hidden, true);
+  });
 });
 
 describe('image intake helpers', () => {
