@@ -68,7 +68,8 @@ export async function reduceCommand(args: string[]): Promise<number> {
     const view = siteView(saved, state, step.site, step.needs);
     const log: StepRecord[] = [];
     state = runStep(step, view, log);
-    const original = (index: number) => (index < 0 ? -1 : view.positions[index]);
+    const inputIndex = inputIndices(view);
+    const original = (index: number) => (index < 0 ? -1 : inputIndex[index]);
     const { split, correlation } = log[0];
     outputs.push(
       integers(`step${s}.sources`, Array.from(split.sources, original)),
@@ -82,7 +83,7 @@ export async function reduceCommand(args: string[]): Promise<number> {
     values.output!,
     [
       floats('hidden_states', state.hidden, [state.count, state.width]),
-      integers('kept_indices', Array.from(state.positions)),
+      integers('kept_indices', Array.from(inputIndices(state))),
       floats('sizes', state.sizes, [state.count]),
       integers('patch_owner', Array.from(outSpan.patchOwner)),
       integers('token_patch', Array.from(outSpan.tokenPatch)),
@@ -101,6 +102,20 @@ export async function reduceCommand(args: string[]): Promise<number> {
       `step(s); wrote ${values.output}\n`,
   );
   return 0;
+}
+
+/**
+ * Per token, the input token it continues: its position (which carries the input index through every step), or −1 for
+ * a token a method created (EViT's fused token, SparseVLM's recycled ones: tokenPatch −1 in the span), whose position
+ * is only borrowed from a token it was built from or sits beside.
+ */
+function inputIndices(state: TokenState): Int32Array {
+  const indices = Int32Array.from(state.positions);
+  for (const span of state.spans)
+    span.tokenPatch.forEach((patch, t) => {
+      if (patch < 0) indices[span.start + t] = -1;
+    });
+  return indices;
 }
 
 interface Saved {

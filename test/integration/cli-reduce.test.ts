@@ -111,6 +111,24 @@ test('ficoco reduce writes what the library computes, with its bookkeeping', asy
   assert.deepEqual(Array.from(out.readFloat32('hidden_states')), Array.from(direct.hidden));
 });
 
+test("ficoco reduce marks a token the method created (EViT's fused token) as continuing no input token", async () => {
+  const dir = temporaryFolder('ficoco-reduce-');
+  const { file } = savedSite(dir);
+  const output = path.join(dir, 'out.safetensors');
+  const args = ['--method', 'evit', '--budget', '8', '--input', file, '--output', output];
+  assert.equal(await reduceCommand([...args, '--param', 'stages=1', '--vision-layers', '4']), 0);
+  const out = WeightIndex.openFile(output);
+  const kept = out.readIntegers('kept_indices');
+  const tokenPatch = out.readIntegers('token_patch');
+  assert.equal(kept.length, 1 + 8);
+  // The fused token goes last in the span, made of the 9 least attended patches.
+  assert.equal(tokenPatch[7], -1);
+  assert.equal(out.readFloat32('sizes')[8], 9);
+  assert.equal(kept[8], -1, 'the fused token continues no input token');
+  const continued = kept.filter((index) => index >= 0);
+  assert.equal(new Set(continued).size, continued.length, 'no input token is continued twice');
+});
+
 test('ficoco reduce names a missing input tensor', async () => {
   const dir = temporaryFolder('ficoco-reduce-');
   const file = path.join(dir, 'bare.safetensors');
