@@ -1,7 +1,8 @@
 /**
  * AnyRes pixel values (LLaVA-NeXT, LLaVA-OneVision), equal to transformers' slow image processors on PIL: the whole
- * image squashed to one tile (the base image), then the image resized into its best pinpoint keeping its aspect,
- * padded black around it and cut into tiles row by row; each of those then goes through the per-image steps.
+ * image squashed to the preprocessor's `size` (the base image, one tile after the per-image steps), then the image
+ * resized into its best pinpoint keeping its aspect, padded black around it and cut into tiles row by row; each of
+ * those then goes through the per-image steps.
  */
 import { type AnyresLayout, type AnyresSpec, anyresLayout } from '../../common/anyres';
 import { drawPadded, unpadded } from './padded-image';
@@ -17,8 +18,9 @@ export interface TilePixels {
 
 export function preprocessTiles(image: RgbImage, config: ImagePreprocessorConfig, spec: AnyresSpec): TilePixels {
   const layout = anyresLayout(spec, image);
-  checkTilingBudget(image, layout, spec.tileSize);
   const side = spec.tileSize;
+  const base = baseSize(config, side);
+  checkTilingBudget(image, layout, base.width);
   const source = unpadded(image);
   const resized = resizeLikePillow(source, layout.resized.width, layout.resized.height, config.resample);
   // The black canvas of the best resolution with the resized image on it: what `_pad_for_patching` makes.
@@ -30,7 +32,7 @@ export function preprocessTiles(image: RgbImage, config: ImagePreprocessorConfig
     top: layout.padding.top,
     color: [0, 0, 0],
   });
-  const tiles = [resizeLikePillow(source, side, side, config.resample)];
+  const tiles = [resizeLikePillow(source, base.width, base.height, config.resample)];
   for (let row = 0; row < layout.tiles.rows; row++)
     for (let col = 0; col < layout.tiles.cols; col++) tiles.push(crop(canvas, row * side, col * side, side));
   const passSize = 3 * side * side;
@@ -38,6 +40,19 @@ export function preprocessTiles(image: RgbImage, config: ImagePreprocessorConfig
   // The per-image steps leave a tile as it is in size (checked at load: checkMakesTowerInput).
   tiles.forEach((tile, pass) => pixelValues.set(preprocessImage(tile, config).pixelValues, pass * passSize));
   return { pixelValues, layout };
+}
+
+/**
+ * What get_image_patches resizes the whole image to: the preprocessor's `size` (a square of its shortest_edge, or height
+ * × width), which the per-image steps then make one tile (resize, centre crop) as they do the tiles. Without a resize,
+ * one tile. Where `size` is the tile, as in every released checkpoint, this is the tile.
+ */
+function baseSize(config: ImagePreprocessorConfig, side: number): { width: number; height: number } {
+  const target = config.resize;
+  if (!target) return { width: side, height: side };
+  return 'shortestEdge' in target
+    ? { width: target.shortestEdge, height: target.shortestEdge }
+    : { width: target.width, height: target.height };
 }
 
 /** The side × side square at (top, left) of an image that contains it. */
@@ -51,11 +66,11 @@ function crop(image: RgbImage, top: number, left: number, side: number): RgbImag
 }
 
 /** Refuses, before anything is allocated, a tiling whose largest intermediate image exceeds the budget. */
-function checkTilingBudget(image: RgbImage, layout: AnyresLayout, side: number): void {
+function checkTilingBudget(image: RgbImage, layout: AnyresLayout, baseWidth: number): void {
   // Pillow resizes rows first: the horizontal pass keeps the image's rows at the new width.
   checkStepsWithinBudget(image, [
     { name: 'after the horizontal pass of resizing', width: layout.resized.width, height: image.height },
     { name: 'after padding to its tiles', width: layout.best.width, height: layout.best.height },
-    { name: 'after the horizontal pass of the base image', width: side, height: image.height },
+    { name: 'after the horizontal pass of the base image', width: baseWidth, height: image.height },
   ]);
 }
