@@ -11,10 +11,28 @@ export interface ChatPage {
   receive(data: unknown): void;
 }
 
+/**
+ * The page's own state, kept by VS Code while the page is torn down (a hidden view, a tab in the background):
+ * acquireVsCodeApi()'s getState and setState.
+ */
+export interface PageState {
+  getState(): unknown;
+  setState(state: unknown): void;
+}
+
+/** The unsent question, as the page saved it ('' when none). */
+function savedDraft(state: PageState | undefined): string {
+  const saved = state?.getState();
+  return typeof saved === 'object' && saved !== null && typeof (saved as { draft?: unknown }).draft === 'string'
+    ? (saved as { draft: string }).draft
+    : '';
+}
+
 export function startChat(
   doc: Document,
   post: (message: WebviewMessage) => void,
   readImage: ImageReader = readImageFile,
+  state?: PageState,
 ): ChatPage {
   const notice = doc.getElementById('notice')!;
   const notify = (message: string) => {
@@ -27,7 +45,9 @@ export function startChat(
     copy: (text) => post({ type: 'copy', text }),
     insert: (text) => post({ type: 'insert', text }),
   });
-  const composer = new Composer(doc, post, notify, readImage);
+  // The extension keeps the conversation; the page keeps only the question being typed, which a hidden page would lose.
+  const draft = { text: savedDraft(state), save: (text: string) => state?.setState({ draft: text }) };
+  const composer = new Composer(doc, post, notify, readImage, draft);
   doc.addEventListener('keydown', (event) => {
     // An Escape that ends an IME composition is the input method's, not a Stop.
     if (event.key !== 'Escape' || event.isComposing) return;

@@ -33,6 +33,12 @@ const URI_TYPES = ['application/vnd.code.uri-list', 'resourceurls', 'text/uri-li
 /** Reads an image File as the extension wants it; throws a message for the user when it is not acceptable. */
 export type ImageReader = (file: File) => Promise<ImageFile>;
 
+/** The question being typed, kept while the page is hidden: what was saved, and where to save it as it changes. */
+export interface Draft {
+  text: string;
+  save(text: string): void;
+}
+
 export class Composer {
   private readonly question: HTMLTextAreaElement;
   private readonly pending: HTMLElement;
@@ -47,9 +53,12 @@ export class Composer {
     private readonly post: (message: WebviewMessage) => void,
     private readonly notify: (message: string) => void,
     private readonly readImage: ImageReader = readImageFile,
+    private readonly draft: Draft = { text: '', save: () => undefined },
   ) {
     this.question = doc.getElementById('question') as HTMLTextAreaElement;
     this.pending = doc.getElementById('pending')!;
+    this.question.value = draft.text;
+    this.question.addEventListener('input', () => this.saveDraft());
     this.question.addEventListener('keydown', (event) => {
       if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
         event.preventDefault();
@@ -90,6 +99,7 @@ export class Composer {
       return;
     }
     this.question.value = '';
+    this.saveDraft();
     this.notify('');
     const ask = () => this.post({ type: 'ask', question });
     // A large screenshot takes a moment to decode; Enter right after pasting it must not ask without it.
@@ -101,7 +111,12 @@ export class Composer {
   holdQuestion(question: string, message: string): void {
     this.notify(message);
     this.question.value = this.question.value === '' ? question : `${question}\n${this.question.value}`;
+    this.saveDraft();
     this.question.focus();
+  }
+
+  private saveDraft(): void {
+    this.draft.save(this.question.value);
   }
 
   private thumbnail(image: PendingImage): HTMLElement {

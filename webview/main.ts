@@ -6,11 +6,12 @@ import '@vscode-elements/elements/dist/vscode-badge/index.js';
 import '@vscode-elements/elements/dist/vscode-button/index.js';
 import '@vscode-elements/elements/dist/vscode-collapsible/index.js';
 import type { WebviewMessage } from '../src/protocol/webview';
-import { startChat } from './chat';
+import { type PageState, startChat } from './chat';
+import { readImageFile } from './composer';
 
 /** Provided by VS Code inside webviews; callable once per page. */
-declare function acquireVsCodeApi(): { postMessage(message: WebviewMessage): void };
+declare function acquireVsCodeApi(): PageState & { postMessage(message: WebviewMessage): void };
 
 const vscode = acquireVsCodeApi();
-const chat = startChat(document, (message) => vscode.postMessage(message));
+const chat = startChat(document, (message) => vscode.postMessage(message), readImageFile, vscode);
 window.addEventListener('message', (event: MessageEvent<unknown>) => chat.receive(event.data));

@@ -13,7 +13,7 @@ import type {
   Turn,
   WebviewMessage,
 } from '../../src/protocol/webview';
-import { ChatPage, startChat } from '../../webview/chat';
+import { ChatPage, PageState, startChat } from '../../webview/chat';
 import { ImageReader, MAX_IMAGE_PIXELS, droppedUris, readImageFile, sentSize } from '../../webview/composer';
 import { reductionSummary } from '../../webview/overlay';
 import { statsDetails } from '../../webview/stats';
@@ -95,7 +95,7 @@ let chat: ChatPage;
  * Builds the page in a fresh happy-dom window and starts the chat on it, reading images with `readImage`; `host` sees
  * what the page posts.
  */
-function openChat(readImage?: ImageReader, host?: (message: WebviewMessage) => void): void {
+function openChat(readImage?: ImageReader, host?: (message: WebviewMessage) => void, state?: PageState): void {
   window = new Window({
     settings: { disableJavaScriptFileLoading: true, disableCSSFileLoading: true, disableJavaScriptEvaluation: true },
   });
@@ -116,6 +116,7 @@ function openChat(readImage?: ImageReader, host?: (message: WebviewMessage) => v
       host?.(message);
     },
     readImage,
+    state,
   );
 }
 
@@ -738,6 +739,28 @@ describe('chat composer', () => {
     assert.equal(question.value, 'what does it say?\nand the colour?');
     assert.equal(document.activeElement, question);
     assert.equal(document.getElementById('notice')!.textContent, 'a.heic is not an image … not sent.');
+  });
+
+  test('the question being typed is still there when the page is shown again; a sent one is not', async () => {
+    // VS Code tears a hidden page down and keeps only what it saved with setState.
+    let saved: unknown;
+    const state: PageState = { getState: () => saved, setState: (value) => void (saved = value) };
+    const reopen = async () => {
+      await window.happyDOM.close();
+      openChat(undefined, undefined, state);
+      return document.getElementById('question') as HTMLTextAreaElement;
+    };
+    let question = await reopen();
+    question.value = 'which box does the arrow';
+    question.dispatchEvent(new window.Event('input', { bubbles: true }) as unknown as Event);
+    question = await reopen();
+    assert.equal(question.value, 'which box does the arrow');
+    question.value += ' point to?';
+    question.dispatchEvent(new window.Event('input', { bubbles: true }) as unknown as Event);
+    key(question, 'Enter');
+    assert.deepEqual(posted.at(-1), { type: 'ask', question: 'which box does the arrow point to?' });
+    question = await reopen();
+    assert.equal(question.value, '');
   });
 
   test('Explorer items dropped with Shift arrive as URIs', () => {
