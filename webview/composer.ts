@@ -71,6 +71,8 @@ export class Composer {
       // A notice about the chat just left (a refused image, a held question) would read as this one's.
       this.notify('');
       post({ type: 'newChat' });
+      // The next thing to do in a new chat is to ask: the keyboard goes to the box, not stays on the button.
+      this.question.focus();
     });
     doc.addEventListener('paste', (event) => void this.paste(event));
     doc.addEventListener('dragover', (event) => this.dragOver(event));
@@ -100,6 +102,8 @@ export class Composer {
     }
     this.question.value = '';
     this.saveDraft();
+    // Sent with the Send button, the keyboard comes back to the box for the next question.
+    this.question.focus();
     this.notify('');
     const ask = () => this.post({ type: 'ask', question });
     // A large screenshot takes a moment to decode; Enter right after pasting it must not ask without it.

@@ -572,6 +572,18 @@ describe('chat composer', () => {
     assert.equal(document.getElementById('notice')!.hidden, true);
   });
 
+  test('after New Chat and after Send the keyboard is in the question box', () => {
+    const question = document.getElementById('question') as HTMLTextAreaElement;
+    const newChat = document.getElementById('new-chat')!;
+    newChat.click();
+    assert.equal(document.activeElement, question);
+    question.blur();
+    question.value = 'what does the dialog say?';
+    document.getElementById('send')!.click();
+    assert.deepEqual(posted.at(-1), { type: 'ask', question: 'what does the dialog say?' });
+    assert.equal(document.activeElement, question);
+  });
+
   test('the button row under the question: Attach Image…, New Chat and Send, each a vscode-button with a tooltip', () => {
     const row = document.querySelector('.composer-actions')!;
     assert.deepEqual(
