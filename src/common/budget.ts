@@ -13,8 +13,13 @@ export type ParamValue = number | string | boolean;
 export const BUDGET_HINT =
   'a whole number of visual tokens (e.g. 64) or a share above 0 and up to 100% (e.g. 11% or 0.11)';
 
-/** The budget grammar as a JSON-schema pattern (package.json's setting): a count, N%, or a decimal share. */
-export const BUDGET_PATTERN = '^\\s*(\\d+|\\d+(\\.\\d+)?\\s*%|0?\\.\\d+)\\s*$';
+/**
+ * The budget grammar as a JSON-schema pattern (package.json's setting): a count, N%, or a decimal share. It accepts
+ * exactly the budgets parseBudget takes, so the Settings editor flags `0`, `0%` or `150%` as it is typed: none of
+ * zero, a percentage up to 100.
+ */
+export const BUDGET_PATTERN =
+  '^\\s*(?!0*(\\.0*)?\\s*%?\\s*$)(\\d+|(0*100(\\.0+)?|0*\\d{1,2}(\\.\\d+)?)\\s*%|0?\\.\\d+)\\s*$';
 
 /** "64" → 64 tokens; "11%" or "0.11" → a share of 0.11; undefined when the text is none of these, or out of range. */
 export function parseBudget(text: string): Budget | undefined {

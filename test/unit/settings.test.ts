@@ -221,6 +221,12 @@ describe('settings', () => {
       ['.5', { ratio: 0.5 }],
       ['100%', { ratio: 1 }],
     ];
+    good.push(
+      ['0.001', { ratio: 0.001 }],
+      ['0.5%', { ratio: 0.005 }],
+      ['99.5 %', { ratio: 0.995 }],
+      ['100.0%', { ratio: 1 }],
+    );
     for (const [text, budget] of good) {
       assert.deepEqual(parseBudget(text), budget, text);
       assert.deepEqual(budgetArg(text), budget, `--budget ${text}`);
@@ -229,8 +235,31 @@ describe('settings', () => {
         `the settings pattern accepts ${text}`,
       );
     }
-    for (const bad of ['0', '0%', '101%', '150%', '-4', '-5', '2.5', '1.0', '0.0', 'all', '', '.']) {
+    for (const bad of [
+      '0',
+      '00',
+      '0%',
+      '0.0 %',
+      '101%',
+      '150%',
+      '100.5%',
+      '-4',
+      '-5',
+      '2.5',
+      '1.0',
+      '0.0',
+      '.0',
+      'all',
+      '',
+      '.',
+    ]) {
       assert.equal(parseBudget(bad), undefined, bad);
+      // The Settings editor flags what the extension would replace by the default at the next question.
+      assert.equal(
+        new RegExp(declared['ficoco.reduction.budget'].pattern!).test(bad),
+        false,
+        `the settings pattern refuses ${bad}`,
+      );
       assert.throws(() => budgetArg(bad), /must be a whole number of visual tokens/, `--budget ${bad}`);
     }
     assert.equal(declared['ficoco.reduction.budget'].pattern, BUDGET_PATTERN);
