@@ -22,6 +22,7 @@ const packageJson = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 
     }[];
     commands: { command: string; category: string }[];
   };
+  capabilities?: unknown;
 };
 const declared = Object.assign(
   {},
@@ -63,6 +64,19 @@ describe('settings', () => {
     ])
       assert.equal(declared[key]?.scope, 'machine', key);
     for (const command of packageJson.contributes.commands) assert.equal(command.category, 'FiCoCo', command.command);
+  });
+
+  test('works in Restricted Mode: a workspace can set only settings that change how an answer is reduced or its length', () => {
+    // Without the declaration VS Code disables the extension in an untrusted workspace (the chat view vanishes).
+    assert.deepEqual(packageJson.capabilities, { untrustedWorkspaces: { supported: true }, virtualWorkspaces: true });
+    // What could run code or read files (model folders, servers, threads) belongs to the machine, not the workspace.
+    const workspaceSettable = Object.keys(declared).filter((key) => declared[key]!.scope !== 'machine');
+    for (const key of workspaceSettable)
+      assert.ok(
+        key.startsWith('ficoco.reduction.') ||
+          ['ficoco.maxNewTokens', 'ficoco.temperature', 'ficoco.unloadAfterMinutes'].includes(key),
+        `${key} can be set by a workspace: make it machine-scoped or restrict it (capabilities.untrustedWorkspaces)`,
+      );
   });
 
   test("nothing set: the defaults, auto reduction (the model's recommendation)", () => {
