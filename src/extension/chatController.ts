@@ -14,6 +14,7 @@ import { Conversation } from './conversation';
 import { type AnswerEngine, EngineClient, EngineError } from '../client/engineClient';
 import { RemoteEngine } from '../client/remoteEngine';
 import { promptForSecret } from './secrets';
+import { ANSWERING_CONTEXT, countedActivity } from './activity';
 import { fixFor } from './errorFixes';
 import { IdleUnloader } from './idleUnload';
 import { type ImageFileSystem, readImageFiles } from './imageFiles';
@@ -70,7 +71,10 @@ export class ChatController implements vscode.Disposable {
       log,
       onFailure: (error) => void this.offerFix(error),
       onProviderFallback: (reason) => this.reportFallback(reason),
-      activity: this.unloader,
+      // "FiCoCo: Stop Answering" shows in the Command Palette only while there is something to stop.
+      activity: countedActivity(this.unloader, (busy) => {
+        void vscode.commands.executeCommand('setContext', ANSWERING_CONTEXT, busy);
+      }),
     });
     context.subscriptions.push(
       views.onDidReceiveMessage(({ message, from }) => this.handle(message, from)),
