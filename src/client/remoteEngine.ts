@@ -54,6 +54,17 @@ const MAX_RESPONSE_BYTES = 64 * 2 ** 20 + MAX_NEW_TOKENS_LIMIT * MAX_CHARS_PER_T
 /** How a server-sent event ends: a blank line, in any of the three line endings the format allows. */
 const EVENT_ENDS = ['\n\n', '\r\r', '\r\n\r\n'].map((end) => Buffer.from(end));
 
+/**
+ * No answer from the server at all (refused, unresolved, timed out): what fixes it is the server or its address in
+ * ficoco.engine, not the local engine's log.
+ */
+export class UnreachableServerError extends EngineError {
+  constructor(message: string) {
+    super(message, 'crashed');
+    this.name = 'UnreachableServerError';
+  }
+}
+
 export class RemoteEngine implements AnswerEngine {
   private readonly client: OpenAI;
   private model: Promise<string> | undefined;
@@ -250,9 +261,9 @@ export class RemoteEngine implements AnswerEngine {
     // What this client's fetch refused reaches here as the cause of a connection error.
     if (error instanceof OpenAI.APIConnectionError && error.cause instanceof EngineError) return error.cause;
     if (error instanceof OpenAI.APIConnectionError)
-      return new EngineError(
-        `Could not reach the engine server at ${this.options.baseUrl}: ${error.message}. Is it running?`,
-        'crashed',
+      return new UnreachableServerError(
+        `Could not reach the engine server at ${this.options.baseUrl}: ${error.message.replace(/\.$/, '')}. ` +
+          'Is it running, and is ficoco.engine its address?',
       );
     if (error instanceof OpenAI.APIError) {
       const status = error.status ?? 0;

@@ -3,6 +3,7 @@
  * engine log. Free of 'vscode'; the controller turns the fix into a notification button.
  */
 import { EngineError } from '../client/engineClient';
+import { UnreachableServerError } from '../client/remoteEngine';
 import { SettingsError } from './settings';
 
 export type ErrorFix = { title: 'Open Settings'; setting: string } | { title: 'Show Engine Log' };
@@ -19,6 +20,8 @@ const SETTING_FOR_KIND: Partial<Record<EngineError['kind'], string>> = {
 
 export function fixFor(error: unknown): ErrorFix | undefined {
   if (error instanceof SettingsError) return { title: 'Open Settings', setting: error.setting };
+  // The engine log says nothing about a server that never answered; its address is the setting.
+  if (error instanceof UnreachableServerError) return { title: 'Open Settings', setting: 'ficoco.engine' };
   if (!(error instanceof EngineError)) return undefined;
   const setting = SETTING_FOR_KIND[error.kind];
   if (setting) return { title: 'Open Settings', setting };

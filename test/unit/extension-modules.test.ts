@@ -3,11 +3,14 @@
  * engine load the settings ask for.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, mock, test } from 'node:test';
 import type * as vscode from 'vscode';
 import { EngineError } from '../../src/client/engineClient';
+import { RemoteEngine } from '../../src/client/remoteEngine';
 import { abortSignalOf } from '../../src/extension/cancellation';
 import { fixFor } from '../../src/extension/errorFixes';
 import { IdleUnloader } from '../../src/extension/idleUnload';
@@ -32,6 +35,32 @@ describe('the fix offered for a failure, by its kind', () => {
       setting: 'ficoco.threads',
     });
     assert.equal(fixFor(new Error('a bug')), undefined);
+  });
+
+  test('an engine server that cannot be reached opens ficoco.engine: the engine log has nothing about it', async () => {
+    const closed = net.createServer().listen(0, '127.0.0.1');
+    await once(closed, 'listening');
+    const { port } = closed.address() as net.AddressInfo;
+    closed.close();
+    await once(closed, 'close');
+    const engine = new RemoteEngine({ baseUrl: `http://127.0.0.1:${port}/v1` });
+    const failure = await engine
+      .ask(
+        { modelDir: '/models/any', provider: 'cpu' },
+        { question: 'what does it say?', images: [], history: [], maxNewTokens: 4, temperature: 0, topP: 1, seed: 0 },
+        { text: () => undefined },
+      )
+      .then(
+        () => assert.fail('a closed port answered'),
+        (error: unknown) => error,
+      );
+    engine.dispose();
+    assert.ok(failure instanceof EngineError);
+    assert.match(
+      failure.message,
+      /^Could not reach the engine server at http:\/\/127\.0\.0\.1:\d+\/v1: [^]*[^.]\. Is it/,
+    );
+    assert.deepEqual(fixFor(failure), { title: 'Open Settings', setting: 'ficoco.engine' });
   });
 });
 
