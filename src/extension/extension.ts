@@ -11,7 +11,7 @@ import { EngineClient } from '../client/engineClient';
 import { GpuSetup, cudaHostEnvironment } from './gpuSetup';
 import { ModelManager } from './modelManager';
 import { BUDGET_HINT, parseBudget } from '../common/budget';
-import { MAIN_SETTINGS } from './settings';
+import { MAIN_SETTINGS, choiceTarget } from './settings';
 import { AUTO_METHOD, NO_REDUCTION } from '../common/reductionChoice';
 import { quantizingProgress } from '../common/quantization';
 import { CHOOSE_REDUCTION_COMMAND, SpeedupStatusBar } from './statusBar';
@@ -94,8 +94,8 @@ export function activate(context: vscode.ExtensionContext): FicocoApi {
 }
 
 /**
- * Method, budget, reduction off, or the settings; a choice is saved in the user settings and used from the next
- * question.
+ * Method, budget, reduction off, or the settings; a choice is saved in the user settings (the workspace's when it sets
+ * the setting) and used from the next question.
  */
 async function chooseReduction(): Promise<void> {
   const configuration = vscode.workspace.getConfiguration('ficoco');
@@ -108,8 +108,7 @@ async function chooseReduction(): Promise<void> {
     String(MAIN_SETTINGS['ficoco.reduction.budget'].default),
   );
   type Choice = vscode.QuickPickItem & { run: () => Thenable<unknown> };
-  const setMethod = (name: string) => () =>
-    configuration.update('reduction.method', name, vscode.ConfigurationTarget.Global);
+  const setMethod = (name: string) => () => saveChoice(configuration, 'reduction.method', name);
   const choices: Choice[] = [
     { label: '$(symbol-number) Budget…', description: `now ${budget} visual tokens per image`, run: chooseBudget },
     {
@@ -151,6 +150,14 @@ async function chooseBudget(): Promise<void> {
     value: configuration.get<string>('reduction.budget', '11%'),
     validateInput: (text) => (parseBudget(text) ? undefined : `Give ${BUDGET_HINT}.`),
   });
-  if (value !== undefined)
-    await configuration.update('reduction.budget', value.trim(), vscode.ConfigurationTarget.Global);
+  if (value !== undefined) await saveChoice(configuration, 'reduction.budget', value.trim());
+}
+
+/** Saves a choice where it takes effect: the user settings, or the workspace's when the workspace sets it. */
+function saveChoice(configuration: vscode.WorkspaceConfiguration, key: string, value: string): Thenable<void> {
+  const target =
+    choiceTarget(configuration.inspect(key)) === 'workspace'
+      ? vscode.ConfigurationTarget.Workspace
+      : vscode.ConfigurationTarget.Global;
+  return configuration.update(key, value, target);
 }

@@ -213,6 +213,14 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
   },
 };
 
+/**
+ * Where a choice made in the UI (the reduction quick pick) is saved: the user settings, unless the workspace sets the
+ * setting, whose value would override the user's and make the choice do nothing; then the workspace's.
+ */
+export function choiceTarget(inspected: { workspaceValue?: unknown } | undefined): 'global' | 'workspace' {
+  return inspected?.workspaceValue !== undefined ? 'workspace' : 'global';
+}
+
 /** ficoco.modelPath as a folder path: `~` and `~/…` stand for the home folder. */
 export function expandModelPath(configured: string): string {
   return configured === '~' || configured.startsWith('~/') ? path.join(os.homedir(), configured.slice(1)) : configured;

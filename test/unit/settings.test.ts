@@ -7,6 +7,7 @@ import { BUDGET_PATTERN, parseBudget } from '../../src/common/budget';
 import { budgetArg } from '../../src/cli/args';
 import {
   MAIN_SETTINGS,
+  choiceTarget,
   configurationSections,
   loadParamsOf,
   paramSettingKey,
@@ -77,6 +78,13 @@ describe('settings', () => {
           ['ficoco.maxNewTokens', 'ficoco.temperature', 'ficoco.unloadAfterMinutes'].includes(key),
         `${key} can be set by a workspace: make it machine-scoped or restrict it (capabilities.untrustedWorkspaces)`,
       );
+  });
+
+  test('a reduction chosen in the quick pick is saved where it takes effect', () => {
+    // A user-settings value is overridden by the workspace's: saving there would change nothing.
+    assert.equal(choiceTarget({ workspaceValue: 'fastv' }), 'workspace');
+    assert.equal(choiceTarget({ workspaceValue: undefined }), 'global');
+    assert.equal(choiceTarget(undefined), 'global');
   });
 
   test("nothing set: the defaults, auto reduction (the model's recommendation)", () => {
