@@ -1,8 +1,8 @@
 /**
  * The extension end to end in a real VS Code (code-server) and a real browser: paste a screenshot into the
  * chat view, ask, read the built-in model's answer, its stats line and the status bar speedup; quantize it on a
- * first int4 load; change the reduction method in settings; stop an answer mid-stream; a file that is not an image,
- * a cut-off one and one too large in pixels; download a gated model with a stored token. Run by `npm run test:e2e`.
+ * first int4 load; change the reduction method in settings; stop an answer mid-stream; images from the Explorer; a
+ * file that is not an image, a cut-off one and one too large in pixels; download a gated model with a stored token. Run by `npm run test:e2e`.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -82,6 +82,17 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
       console.log(`notifications when "Use It" did not take effect:\n${shown}\nengine log:\n${workbench.engineLog()}`);
       throw error;
     }
+  };
+  /** Asks after a refused image: the question comes back to the box with the reason, and no turn is added. */
+  const assertQuestionHeld = async (turns: number) => {
+    await workbench.ask('what does the new dialog say?');
+    await workbench.chat
+      .locator('#notice')
+      .filter({ hasText: 'The question was not sent' })
+      .waitFor({ timeout: MINUTE });
+    assert.equal(await workbench.chat.locator('#question').inputValue(), 'what does the new dialog say?');
+    assert.equal(await workbench.chat.locator('.turn').count(), turns, 'not asked about the images already there');
+    await workbench.chat.locator('#question').fill('');
   };
   const pasteEvalImage = (item: EvalItem) =>
     workbench.paste({ name: path.basename(item.image), type: 'image/png', bytes: fs.readFileSync(item.image) });
@@ -241,14 +252,24 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
       .filter({ hasText: 'broken.png is not an image: supported formats are PNG, JPEG, WebP, GIF' })
       .waitFor({ timeout: MINUTE });
     assert.equal(await workbench.chat.locator('.pending-image').count(), 0, 'nothing waits for the next question');
-    await workbench.ask('what does the new dialog say?');
+    await assertQuestionHeld(turns);
+  });
+
+  test('from the Explorer: an image is added, a file that is not one is refused, and the next question is held', async () => {
+    fs.copyFileSync(firstItem.image, path.join(workbench.workspace, 'dialog.png'));
+    fs.writeFileSync(path.join(workbench.workspace, 'notes.png'), 'not a picture');
+    await startNewChat();
+    await workbench.explorerCommand('dialog.png', 'Ask About This Image');
+    await workbench.chat.locator('.pending-image').waitFor({ timeout: MINUTE });
+    // The Explorer hid the chat: the page that shows the refusal is a new one.
+    await workbench.explorerCommand('notes.png', 'Ask About This Image');
     await workbench.chat
       .locator('#notice')
-      .filter({ hasText: 'The question was not sent' })
+      .filter({ hasText: 'notes.png is not an image: supported formats are PNG, JPEG, WebP, GIF' })
       .waitFor({ timeout: MINUTE });
-    assert.equal(await workbench.chat.locator('#question').inputValue(), 'what does the new dialog say?');
-    assert.equal(await workbench.chat.locator('.turn').count(), turns, 'not asked about the previous screenshot');
-    await workbench.chat.locator('#question').fill('');
+    assert.equal(await workbench.chat.locator('.pending-image').count(), 1, 'dialog.png still waits');
+    await assertQuestionHeld(0);
+    await startNewChat();
   });
 
   test('a cut-off image gets a clear error in the chat', async () => {

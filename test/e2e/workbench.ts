@@ -167,6 +167,30 @@ export class Workbench {
     await box.press('Enter');
   }
 
+  /** The workspace folder the window has open (empty at the start). */
+  get workspace(): string {
+    return path.join(this.profile, 'workspace');
+  }
+
+  /** Runs `command` from the Explorer's context menu of the workspace's file `name`. */
+  async explorerCommand(name: string, command: string): Promise<void> {
+    await this.page.keyboard.press('Control+Shift+E');
+    await this.page
+      .locator(`.explorer-folders-view .monaco-list-row[aria-label^="${name}"]`)
+      .click({ button: 'right' });
+    const item = this.page.locator('.context-view .monaco-menu .action-item', { hasText: command });
+    // The menu ignores a click that comes too soon after it opened: click until it closes.
+    for (let clicks = 1; ; clicks++) {
+      await item.click({ timeout: 10_000 });
+      try {
+        await item.waitFor({ state: 'detached', timeout: 1000 });
+        return;
+      } catch (error) {
+        if (clicks === 10) throw error;
+      }
+    }
+  }
+
   /** Clicks a button of the notification whose text matches, once no progress toast is leaving, and waits for it to close. */
   async clickNotificationButton(text: RegExp, button: string): Promise<void> {
     const toast = this.page.locator('.notifications-toasts .notification-toast', { hasText: text });
