@@ -3,7 +3,7 @@
  * kept as its own token, merged into another token, or dropped. Plain elements in a CSS grid, so it needs
  * no canvas and follows the theme.
  */
-import type { ImageReduction, PatchGrid, TurnImage } from '../src/protocol/webview';
+import type { ImageReduction, ImageRegion, PatchGrid, TurnImage } from '../src/protocol/webview';
 
 /** Per patch state: its drawing (a class of style.css), its word in the caption's counts, and what it means. */
 const PATCH_STATES: Record<string, { className: string; label: string; meaning: string }> = {
@@ -21,6 +21,7 @@ export function reductionFigure(doc: Document, image: TurnImage, reduction: Imag
     for (const row of reduction.tileBorders.rows) frame.append(tileBorder(doc, 'top', row / reduction.rows));
     for (const col of reduction.tileBorders.cols) frame.append(tileBorder(doc, 'left', col / reduction.cols));
   }
+  if (reduction.seen) showSeenPart(frame, reduction, reduction.seen);
   caption.textContent = reductionSummary(reduction);
   return figure;
 }
@@ -67,6 +68,23 @@ function patchFigure(
   const caption = doc.createElement('figcaption');
   figure.append(frame, caption);
   return { figure, frame, caption };
+}
+
+/**
+ * Lays the picture under the grid as the model saw it: only the middle of a centre-cropped screenshot shows, and a
+ * padded one sits inside the square with the padding around it.
+ */
+function showSeenPart(frame: HTMLElement, grid: PatchGrid, seen: ImageRegion): void {
+  const { left, top, width, height } = seen;
+  const percent = (fraction: number) => `${(100 * fraction).toFixed(3)}%`;
+  frame.classList.add('part-seen');
+  frame.style.aspectRatio = `${grid.cols} / ${grid.rows}`;
+  const picture = frame.querySelector('img');
+  if (!picture) return;
+  picture.style.left = percent(-left / width);
+  picture.style.top = percent(-top / height);
+  picture.style.width = percent(1 / width);
+  picture.style.height = percent(1 / height);
 }
 
 /** A dashed line across the frame at `fraction` of its height (top) or width (left). */

@@ -42,6 +42,8 @@ import {
   checkMakesTowerInput,
   parsePreprocessorConfig,
   preprocessImage,
+  type Region,
+  seenRegion,
 } from './image/preprocess';
 import type { RgbImage } from './image/rgb-image';
 import { preprocessTiles } from './image/tiles';
@@ -175,6 +177,8 @@ export interface PatchFates {
   tileBorders?: { rows: number[]; cols: number[] };
   /** a tiled image: its base image (the whole screenshot squashed to one tile), patch by patch */
   thumbnail?: { rows: number; cols: number; patches: string };
+  /** an image seen whole, where that is not all of it: the part of it the grid covers (seenRegion) */
+  seen?: Region;
 }
 
 export interface GenerationResult {
@@ -542,8 +546,12 @@ export class LlavaEngine {
     const size = { width: image.width, height: image.height };
     if (tiling && !(several && squareWhenSeveral))
       return { values: preprocessTiles(image, this.preprocessor, tiling).pixelValues, size };
-    const whole = tiling ? { ...this.preprocessor, padToSquare: true } : this.preprocessor;
-    return { values: preprocessImage(image, whole).pixelValues, size };
+    return { values: preprocessImage(image, this.wholeImageConfig()).pixelValues, size };
+  }
+
+  /** How an image seen whole is preprocessed: a tiled model's, padded to a square of the mean colour. */
+  private wholeImageConfig(): ImagePreprocessorConfig {
+    return this.config.tiling ? { ...this.preprocessor, padToSquare: true } : this.preprocessor;
   }
 
   /** Tower passes and unreduced visual tokens of preprocessed pixels (a tiled model's image seen whole: one pass). */
@@ -1149,8 +1157,12 @@ export class LlavaEngine {
   private imageFates(span: VisualSpan, image: ImagePixels): PatchFates {
     const fates = patchFates(span);
     const { tiling } = this.config;
-    // An image seen whole (one of several on LLaVA-OneVision) has no grid but its own.
-    if (!tiling || image.values.length === this.passSize) return fates;
+    // An image seen whole (one of several on LLaVA-OneVision) has no grid but its own, over what it saw of the image.
+    if (!tiling || image.values.length === this.passSize) {
+      const seen = seenRegion(image.size.width, image.size.height, this.wholeImageConfig());
+      const all = seen.left === 0 && seen.top === 0 && seen.width === 1 && seen.height === 1;
+      return all ? fates : { ...fates, seen };
+    }
     const layout = anyresLayout(tiling, image.size);
     const base = tiling.featuresPerSide ** 2;
     const cells = fates.patches.length - base;

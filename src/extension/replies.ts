@@ -471,12 +471,13 @@ export function statsView(stats: AnswerStats): AnswerStatsView {
     view.reduction = { method, budget, rule, why };
   }
   if (stats.patchFates)
-    view.imageReductions = stats.patchFates.map(({ rows, cols, patches, tileBorders, thumbnail }) => ({
+    view.imageReductions = stats.patchFates.map(({ rows, cols, patches, tileBorders, thumbnail, seen }) => ({
       rows,
       cols,
       patches,
       ...(tileBorders ? { tileBorders: { rows: [...tileBorders.rows], cols: [...tileBorders.cols] } } : {}),
       ...(thumbnail ? { thumbnail: { ...thumbnail } } : {}),
+      ...(seen ? { seen: { ...seen } } : {}),
     }));
   return view;
 }

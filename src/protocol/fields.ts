@@ -36,9 +36,22 @@ export interface PatchGrid {
   patches: string;
 }
 
+/** A rectangle as fractions of an image's width and height. */
+export interface ImageRegion {
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+}
+
+/** How far past the image a seen region may reach: a padded 1:32 strip is 32 of its heights tall. */
+const MAX_REGION_EXTENT = 64;
+
 export interface PatchFates extends PatchGrid {
   tileBorders?: { rows: number[]; cols: number[] };
   thumbnail?: PatchGrid;
+  /** an image seen whole, where that is not all of it: the part of it the grid covers (a centre crop, a padded square) */
+  seen?: ImageRegion;
 }
 
 export function fieldReaders(fail: (message: string) => Error): FieldReaders {
@@ -78,6 +91,19 @@ export function fieldReaders(fail: (message: string) => Error): FieldReaders {
       return value as T;
     },
     patchFates(value, field) {
+      const region = (value: unknown, where: string): ImageRegion => {
+        const read = readers.record(value, where);
+        const [left, top, width, height] = (['left', 'top', 'width', 'height'] as const).map((side) => {
+          const at = read[side];
+          if (typeof at !== 'number' || !(Math.abs(at) <= MAX_REGION_EXTENT))
+            throw fail(
+              `${where}.${side} is ${describeValue(at)}; expected a number from -${MAX_REGION_EXTENT} to ${MAX_REGION_EXTENT}.`,
+            );
+          return at;
+        });
+        if (width <= 0 || height <= 0) throw fail(`${where} is ${width} × ${height}; a region has an area.`);
+        return { left, top, width, height };
+      };
       const patchGrid = (grid: Record<string, unknown>, where: string, most: number): PatchGrid => {
         const rows = readers.count(grid.rows, `${where}.rows`);
         const cols = readers.count(grid.cols, `${where}.cols`);
@@ -93,8 +119,14 @@ export function fieldReaders(fail: (message: string) => Error): FieldReaders {
       if (image.tileBorders === undefined) {
         if (image.thumbnail !== undefined)
           throw fail(`${field}.thumbnail comes only with a tiled image's tileBorders.`);
-        return { rows, cols, patches };
+        return {
+          rows,
+          cols,
+          patches,
+          ...(image.seen === undefined ? {} : { seen: region(image.seen, `${field}.seen`) }),
+        };
       }
+      if (image.seen !== undefined) throw fail(`${field}.seen comes only with an image seen whole, not tiled.`);
       const where = `${field}.thumbnail`;
       const thumbnail =
         image.thumbnail === undefined

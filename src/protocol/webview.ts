@@ -9,9 +9,9 @@
 import { IMAGE_MIME_TYPES, MAX_IMAGE_BYTES, imageFormatOfFileName } from '../common/imageFile';
 import { NO_REDUCTION, REDUCTION_RULES, type ReductionRule } from '../common/reductionChoice';
 import { describeValue } from './describe';
-import { type PatchFates, type PatchGrid, fieldReaders } from './fields';
+import { type ImageRegion, type PatchFates, type PatchGrid, fieldReaders } from './fields';
 
-export type { PatchGrid };
+export type { ImageRegion, PatchGrid };
 
 /** The image limits and formats the webview checks at paste time, as the extension and the engine do after it. */
 export { IMAGE_MIME_TYPES, MAX_IMAGE_BYTES, imageFormatOfFileName };

@@ -196,6 +196,16 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
         kept.stats.patchFates!.map(({ rows, cols, patches }) => ({ rows, cols, patches })),
         grids.map(({ rows, cols }) => ({ rows, cols, patches: 'k'.repeat(rows * cols) })),
       );
+      // Seen whole, the 1920 × 1080 screenshot sits in the middle of its padded square: the overlay places it there.
+      assert.deepEqual(
+        kept.stats.patchFates!.map(({ seen }) => seen),
+        engine.config.squareWhenSeveral
+          ? [
+              { left: 0, top: -420 / 1080, width: 1, height: 1920 / 1080 },
+              { left: 0, top: -16 / 64, width: 1, height: 96 / 64 },
+            ]
+          : [undefined, undefined],
+      );
     });
 
     test('a reduction takes one image per question on a tiled model', async () => {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { FicocoError } from '../../src/common/errors';
 import { decodeImage } from '../../src/engine/image/decode';
-import { parsePreprocessorConfig, preprocessImage } from '../../src/engine/image/preprocess';
+import { parsePreprocessorConfig, preprocessImage, seenRegion } from '../../src/engine/image/preprocess';
 
 const FIXTURES = 'test/fixtures/preprocess';
 const manifest = JSON.parse(readFileSync(join(FIXTURES, 'manifest.json'), 'utf8')) as {
@@ -55,4 +55,25 @@ test('bare-int sizes follow CLIP: size is the shortest edge, crop_size a square'
   assert.deepEqual(config.resize, { shortestEdge: 336 });
   assert.deepEqual(config.centerCrop, { height: 336, width: 336 });
   assert.deepEqual(config.padColor, [122, 116, 104]);
+});
+
+test('the part of the image the model sees: the middle of a centre crop, a padded square around it, all of a squash', () => {
+  const config = (fields: Record<string, unknown>) =>
+    parsePreprocessorConfig({ do_normalize: false, do_rescale: false, resample: 0, ...fields }, 'p.json');
+  const cropped = config({ size: { shortest_edge: 50 }, crop_size: { height: 50, width: 50 } });
+  // 200 × 100 resized to 100 × 50; the crop starts 25 pixels in: 50 source pixels, a quarter of the width.
+  assert.deepEqual(seenRegion(200, 100, cropped), { left: 0.25, top: 0, width: 0.5, height: 1 });
+  // The pixels agree: each output column shows the source column the region says (red holds x / 2 here).
+  const columns = { width: 200, height: 100, rgb: new Uint8Array(200 * 100 * 3) };
+  for (let i = 0; i < 200 * 100; i++) columns.rgb[i * 3] = (i % 200) >> 1;
+  const red = preprocessImage(columns, cropped).pixelValues;
+  for (const x of [0, 25, 49]) {
+    const sourceX = seenRegion(200, 100, cropped).left * 200 + (x / 50) * 100;
+    assert.ok(Math.abs(red[x] * 2 - sourceX) <= 2, `column ${x}: red ${red[x]}, region says x ≈ ${sourceX}`);
+  }
+  const padded = config({ do_pad: true, size: { shortest_edge: 40 }, crop_size: { height: 40, width: 40 } });
+  assert.deepEqual(seenRegion(200, 100, padded), { left: 0, top: -0.5, width: 1, height: 2 });
+  assert.deepEqual(seenRegion(99, 200, padded), { left: -50 / 99, top: 0, width: 200 / 99, height: 1 });
+  const squashed = config({ size: { height: 40, width: 40 }, do_center_crop: false });
+  assert.deepEqual(seenRegion(200, 100, squashed), { left: 0, top: 0, width: 1, height: 1 });
 });

@@ -239,6 +239,20 @@ describe('answer stats from another process (a remote ficoco serve)', () => {
       refusal(parse, { ...STATS, patchFates: [{ rows: 1, cols: 1, patches: 'k', thumbnail: tiled }] }),
       /thumbnail comes only with a tiled image's tileBorders/,
     );
+    const cropped = { rows: 1, cols: 1, patches: 'k', seen: { left: 0.25, top: 0, width: 0.5, height: 1 } };
+    assert.deepEqual(parse({ ...STATS, patchFates: [cropped] }).patchFates, [cropped]);
+    assert.match(
+      refusal(parse, { ...STATS, patchFates: [{ ...cropped, seen: { ...cropped.seen, width: 0 } }] }),
+      /patchFates\[0\]\.seen is 0 × 1; a region has an area/,
+    );
+    assert.match(
+      refusal(parse, { ...STATS, patchFates: [{ ...cropped, seen: { ...cropped.seen, left: 1e9 } }] }),
+      /patchFates\[0\]\.seen\.left is 1000000000; expected a number from -64 to 64/,
+    );
+    assert.match(
+      refusal(parse, { ...STATS, patchFates: [{ ...tiled, seen: cropped.seen }] }),
+      /patchFates\[0\]\.seen comes only with an image seen whole, not tiled/,
+    );
     assert.match(
       refusal(parse, { ...STATS, patchFates: [...STATS.patchFates!, ...STATS.patchFates!] }),
       /patchFates has 2 images; the answer read 1/,

@@ -395,6 +395,40 @@ describe('chat transcript', () => {
     assert.match(thumbnail.querySelector('img')!.alt, /squashed to one tile$/);
   });
 
+  test('an image the model saw part of is laid under the grid as it saw it: the middle of a crop, a padded square', () => {
+    const cropped = { rows: 2, cols: 2, patches: 'kmmd', seen: { left: 0.25, top: 0, width: 0.5, height: 1 } };
+    const padded = { rows: 2, cols: 2, patches: 'kkdd', seen: { left: 0, top: -0.5, width: 1, height: 2 } };
+    const stats = { ...REDUCED, imageReductions: [cropped, padded] };
+    const images = [
+      { name: 'wide.png', src: PNG_DATA_URL },
+      { name: 'also-wide.png', src: PNG_DATA_URL },
+    ];
+    send({ type: 'turnAdded', turn: turn({ images, answer: reply({ text: 'Saved.', status: 'done', stats }) }) });
+    const frames = [...only(turnElements()).querySelectorAll<HTMLElement>('.reduction-frame')];
+    assert.equal(frames.length, 2);
+    const placement = (frame: HTMLElement) => {
+      const { left, top, width, height } = frame.querySelector('img')!.style;
+      return { part: frame.classList.contains('part-seen'), left, top, width, height };
+    };
+    // The picture is twice the frame's width, its left half-width (a quarter of it) out of view.
+    assert.deepEqual(placement(frames[0]!), {
+      part: true,
+      left: '-50.000%',
+      top: '0.000%',
+      width: '200.000%',
+      height: '100.000%',
+    });
+    // The picture fills half the frame's height, a quarter of it padding above.
+    assert.deepEqual(placement(frames[1]!), {
+      part: true,
+      left: '0.000%',
+      top: '25.000%',
+      width: '100.000%',
+      height: '50.000%',
+    });
+    assert.equal(frames[0]!.style.aspectRatio, '2 / 2');
+  });
+
   test('the overlay has a legend: what each drawing means, with a swatch drawn as the patches are', () => {
     send({ type: 'turnAdded', turn: finished(REDUCED) });
     const legend = only(turnElements()).querySelector<HTMLElement>('.reduction-overlay .reduction-legend')!;

@@ -6,6 +6,14 @@ import type { RgbImage } from './rgb-image';
 
 type Triple = [number, number, number];
 
+/** A rectangle as fractions of an image's width and height. */
+export interface Region {
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+}
+
 /** How the shorter side, or both sides, are resized (transformers' `size`). */
 export type ResizeTarget = { shortestEdge: number } | { height: number; width: number };
 
@@ -124,6 +132,31 @@ export function preprocessImage(image: RgbImage, config: ImagePreprocessorConfig
   }
   if (config.centerCrop) current = centerCrop(current, config.centerCrop.height, config.centerCrop.width);
   return toNormalizedChw(current, config);
+}
+
+/**
+ * The part of a width × height image that preprocessImage's output shows, in fractions of the image's width and height:
+ * a centre crop sees the middle (0.22, 0, 0.56, 1 for a 1920 × 1080 screenshot cropped square), a padded square more
+ * than the image (below 0 and past 1: the padding). What the overlay needs to lay the patch grid over the screenshot.
+ */
+export function seenRegion(width: number, height: number, config: ImagePreprocessorConfig): Region {
+  const padded = config.padToSquare ? paddedToSquare({ width, height, rgb: new Uint8Array(0) }, config.padColor) : null;
+  // The output's rectangle in the image's pixels (0 - x: never -0), and the output's size in its own.
+  let seen = padded
+    ? { left: 0 - padded.left, top: 0 - padded.top, width: padded.width, height: padded.height }
+    : { left: 0, top: 0, width, height };
+  const output = config.resize ? resizedSize(seen.width, seen.height, config.resize) : seen;
+  if (config.centerCrop) {
+    const [scaleX, scaleY] = [seen.width / output.width, seen.height / output.height];
+    const crop = config.centerCrop;
+    seen = {
+      left: seen.left + Math.floor((output.width - crop.width) / 2) * scaleX,
+      top: seen.top + Math.floor((output.height - crop.height) / 2) * scaleY,
+      width: crop.width * scaleX,
+      height: crop.height * scaleY,
+    };
+  }
+  return { left: seen.left / width, top: seen.top / height, width: seen.width / width, height: seen.height / height };
 }
 
 /** Refuses, before anything is allocated, an image that some preprocessing step would make larger than the budget. */
