@@ -156,6 +156,7 @@ export function splitByKept(span: VisualSpan, keptOffsets: Iterable<number>): Sp
 /** Runs one step on a site view: filter and correlate per span, one compress for all. */
 export function runStep<P>(step: Step<P>, view: SiteView, log?: StepRecord[]): TokenState {
   const started = performance.now();
+  checkSignalsHaveNoNaN(view);
   const splits: Split[] = [];
   const correlations: Correlation[] = [];
   for (const span of view.spans) {
@@ -177,6 +178,28 @@ export function runStep<P>(step: Step<P>, view: SiteView, log?: StepRecord[]): T
     ms: performance.now() - started,
   });
   return reduced;
+}
+
+/**
+ * Refuses signals holding NaN (an overflow upstream, in half precision): every score compared with NaN is false, so a
+ * step would silently keep tokens by their index. Infinities are fine: masked attention logits are −∞.
+ */
+function checkSignalsHaveNoNaN(view: SiteView): void {
+  const signals = {
+    attention: view.attention,
+    meanKeys: view.meanKeys,
+    hiddenCosine: view.hiddenCosine,
+    keyCosine: view.keyCosine,
+  };
+  for (const [name, values] of Object.entries(signals)) {
+    if (!values) continue;
+    for (let i = 0; i < values.length; i++)
+      if (Number.isNaN(values[i]))
+        throw new Error(
+          `the ${name} the reduction step at ${view.site} reads holds NaN (at ${i}): the model overflowed before this ` +
+            'layer (half-precision weights?), so no token can be ranked.',
+        );
+  }
 }
 
 /**

@@ -133,6 +133,19 @@ describe('FiCoCo-V, hand-computed on a 4×4 grid with [CLS] (17 tokens)', () => 
       attention: (q, k) => (k === 0 ? 0 : q === 0 ? scale * c[k - 1] : scale * p[q - 1]),
     });
 
+  test('attention holding NaN (an overflow upstream) is refused by name, not ranked in index order', () => {
+    const view = gridView(P, C);
+    view.attention![5 * 17 + 3] = NaN;
+    assert.throws(
+      () => step(ficocoV, view, 2),
+      /the attention the reduction step at vision:0 reads holds NaN \(at 88\)/,
+    );
+    // −∞ (a masked logit) is not an overflow.
+    const masked = gridView(P, C);
+    masked.attention![5 * 17 + 3] = -Infinity;
+    assert.doesNotThrow(() => step(ficocoV, masked, 2));
+  });
+
   test("filter scores: code weights on L2-normalised terms, independent of the logits' scale", () => {
     for (const scale of [1, 10]) {
       close(step(ficocoV, gridView(P, C, scale), 2, { penalty: 1 }).scores, RAW);
