@@ -152,7 +152,7 @@ export class ChatController implements vscode.Disposable {
     this.views.broadcast(this.conversation.clear());
   }
 
-  /** Stops the newest answer in flight (the Stop command and Escape outside the chat). */
+  /** Stops the newest answer in flight (the command FiCoCo: Stop Answering). */
   stopLatest(): void {
     this.replies.stopLatest();
   }

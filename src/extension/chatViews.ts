@@ -16,10 +16,9 @@ export class ChatViews implements vscode.WebviewViewProvider, vscode.Disposable 
   static readonly viewType = 'ficoco.chat';
   static readonly panelType = 'ficoco.chatPanel';
 
-  /** every live page, and whether it has said `ready` since it last loaded */
-  private readonly pages = new Map<vscode.Webview, { ready: boolean }>();
+  /** every live page: whether it has said `ready` since it last loaded, and its listeners, disposed when it closes */
+  private readonly pages = new Map<vscode.Webview, { ready: boolean; listeners: vscode.Disposable[] }>();
   private readonly received = new vscode.EventEmitter<{ message: WebviewMessage; from: ChatSurface }>();
-  private readonly disposables: vscode.Disposable[] = [this.received];
   /** Every valid message from a chat page, with the page it came from. */
   readonly onDidReceiveMessage = this.received.event;
 
@@ -29,11 +28,13 @@ export class ChatViews implements vscode.WebviewViewProvider, vscode.Disposable 
   ) {}
 
   resolveWebviewView(view: vscode.WebviewView): void {
-    this.attach(view.webview, 'FiCoCo Chat');
-    view.onDidChangeVisibility(() => {
-      if (!view.visible) this.markUnloaded(view.webview);
-    });
-    view.onDidDispose(() => this.pages.delete(view.webview));
+    this.attach(
+      view.webview,
+      view.onDidChangeVisibility(() => {
+        if (!view.visible) this.markUnloaded(view.webview);
+      }),
+    );
+    view.onDidDispose(() => this.detach(view.webview));
   }
 
   /** Shows the sidebar chat (VS Code creates the view on first focus). */
@@ -48,11 +49,18 @@ export class ChatViews implements vscode.WebviewViewProvider, vscode.Disposable 
       enableFindWidget: true,
       localResourceRoots: [vscode.Uri.joinPath(this.extensionUri, 'dist')],
     });
-    this.attach(panel.webview, 'FiCoCo Chat');
-    panel.onDidChangeViewState(() => {
-      if (!panel.visible) this.markUnloaded(panel.webview);
-    });
-    panel.onDidDispose(() => this.pages.delete(panel.webview));
+    const media = vscode.Uri.joinPath(this.extensionUri, 'media');
+    panel.iconPath = {
+      light: vscode.Uri.joinPath(media, 'ficoco-light.svg'),
+      dark: vscode.Uri.joinPath(media, 'ficoco-dark.svg'),
+    };
+    this.attach(
+      panel.webview,
+      panel.onDidChangeViewState(() => {
+        if (!panel.visible) this.markUnloaded(panel.webview);
+      }),
+    );
+    panel.onDidDispose(() => this.detach(panel.webview));
   }
 
   /** Sends a change to every loaded page. */
@@ -61,21 +69,29 @@ export class ChatViews implements vscode.WebviewViewProvider, vscode.Disposable 
   }
 
   dispose(): void {
-    for (const disposable of this.disposables) disposable.dispose();
+    for (const webview of [...this.pages.keys()]) this.detach(webview);
+    this.received.dispose();
   }
 
-  private attach(webview: vscode.Webview, title: string): void {
+  /** Loads the chat page into a webview; `listener` (its view's) is disposed with the page's own when it closes. */
+  private attach(webview: vscode.Webview, listener: vscode.Disposable): void {
     const dist = vscode.Uri.joinPath(this.extensionUri, 'dist');
     webview.options = { enableScripts: true, localResourceRoots: [dist] };
     webview.html = webviewHtml({
       cspSource: webview.cspSource,
       scriptUri: webview.asWebviewUri(vscode.Uri.joinPath(dist, 'webview.js')).toString(),
       styleUri: webview.asWebviewUri(vscode.Uri.joinPath(dist, 'webview.css')).toString(),
-      title,
+      title: 'FiCoCo Chat',
     });
-    this.pages.set(webview, { ready: false });
     const surface: ChatSurface = { post: (message) => void webview.postMessage(message) };
-    this.disposables.push(webview.onDidReceiveMessage((data: unknown) => this.receive(webview, data, surface)));
+    const received = webview.onDidReceiveMessage((data: unknown) => this.receive(webview, data, surface));
+    this.pages.set(webview, { ready: false, listeners: [listener, received] });
+  }
+
+  /** Forgets a closed view or tab with its listeners (each tab opened and closed kept them until deactivation). */
+  private detach(webview: vscode.Webview): void {
+    for (const listener of this.pages.get(webview)?.listeners ?? []) listener.dispose();
+    this.pages.delete(webview);
   }
 
   private receive(webview: vscode.Webview, data: unknown, surface: ChatSurface): void {
@@ -87,7 +103,8 @@ export class ChatViews implements vscode.WebviewViewProvider, vscode.Disposable 
       this.log.warn(`Ignored a message from the FiCoCo chat: ${error.message}`);
       return;
     }
-    if (message.type === 'ready') this.pages.set(webview, { ready: true });
+    const page = this.pages.get(webview);
+    if (message.type === 'ready' && page) page.ready = true;
     this.received.fire({ message, from: surface });
   }
 

@@ -309,7 +309,7 @@ export class Replies {
     return longest;
   }
 
-  /** Stops the newest chat reply in flight, else a measurement (the Stop command, Escape outside the chat). */
+  /** Stops the newest chat reply in flight, else a measurement (the command FiCoCo: Stop Answering). */
   stopLatest(): void {
     const newestFirst = [...this.inFlight.keys()].reverse();
     const latest = newestFirst.find((key) => this.inFlight.get(key)?.reply !== undefined) ?? newestFirst[0];
