@@ -41,6 +41,9 @@ export function cudaHostEnvironment(context: vscode.ExtensionContext): NodeJS.Pr
   return cudaRuntimeEnvironment(installedRuntimeFolder(context));
 }
 
+/** True where the CUDA provider runs: Linux x64 (package.json's `when` for Install CUDA Provider…). */
+const CUDA_PLATFORM_CONTEXT = 'ficoco.cudaPlatform';
+
 export class GpuSetup {
   constructor(
     private readonly context: vscode.ExtensionContext,
@@ -49,6 +52,8 @@ export class GpuSetup {
   ) {}
 
   register(): vscode.Disposable {
+    // The command shows in the Command Palette only where the CUDA provider runs (where the extension runs, remotely too).
+    void vscode.commands.executeCommand('setContext', CUDA_PLATFORM_CONTEXT, isCudaPlatform());
     return vscode.commands.registerCommand(INSTALL_CUDA_COMMAND, async () => {
       try {
         await this.install();
