@@ -255,12 +255,15 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
     await assertQuestionHeld(turns);
   });
 
-  test('from the Explorer: an image is added, a file that is not one is refused, and the next question is held', async () => {
+  test('from the Explorer: an image is added, a file that is not one is refused, the next question is held; the typed question stays', async () => {
     fs.copyFileSync(firstItem.image, path.join(workbench.workspace, 'dialog.png'));
     fs.writeFileSync(path.join(workbench.workspace, 'notes.png'), 'not a picture');
     await startNewChat();
+    // A question typed before going to the Explorer is still in the box when the chat comes back.
+    await workbench.chat.locator('#question').fill('what does the new dialog say?');
     await workbench.explorerCommand('dialog.png', 'Ask About This Image');
     await workbench.chat.locator('.pending-image').waitFor({ timeout: MINUTE });
+    assert.equal(await workbench.chat.locator('#question').inputValue(), 'what does the new dialog say?');
     // The Explorer hid the chat: the page that shows the refusal is a new one.
     await workbench.explorerCommand('notes.png', 'Ask About This Image');
     await workbench.chat
