@@ -2,6 +2,7 @@ import { AnswerStats, LlavaEngine } from '../engine/engine';
 import { EngineError } from '../client/engineClient';
 import { NO_REDUCTION } from '../common/reductionChoice';
 import { FICOCO_ERROR_KINDS, FicocoError } from '../common/errors';
+import { MAX_IMAGES_PER_QUESTION } from '../common/imageFile';
 import { MAX_NEW_TOKENS_LIMIT, MAX_SEED, MAX_TEMPERATURE } from '../protocol/engine';
 import { PROVIDERS } from '../engine/runtime/provider';
 import { FlopsError } from '../flops/index';
@@ -111,6 +112,12 @@ async function ask(args: string[]): Promise<number> {
   const images = values.image ?? [];
   if (images.length === 0)
     throw new FicocoError('--image FILE is required: the screenshot or diagram to ask about.', 'input');
+  // As the chat and the server refuse them: more images than a question may carry.
+  if (images.length > MAX_IMAGES_PER_QUESTION)
+    throw new FicocoError(
+      `${images.length} --image files given; a question takes at most ${MAX_IMAGES_PER_QUESTION}: ask about fewer at once.`,
+      'input',
+    );
   // Every option is checked before the model loads.
   const request = {
     reduction,

@@ -109,6 +109,12 @@ const cases: [string, string[], RegExp][] = [
     ['--model', NOT_A_MODEL, '--image', IMAGE, '--method', 'auto', '--param', 'penalty=1', 'q'],
     /^error: --method auto chooses its own budget and parameters: leave out --budget and --param\.$/,
   ],
+  // The chat and the server refuse a ninth image too.
+  [
+    'more images than a question takes',
+    ['--model', NOT_A_MODEL, ...Array.from({ length: 9 }, () => ['--image', IMAGE]).flat(), 'q'],
+    /^error: 9 --image files given; a question takes at most 8: ask about fewer at once\.$/,
+  ],
   [
     'a --model that is not there',
     ['--model', path.join(ROOT, 'no-such-model'), '--image', IMAGE, 'q'],
