@@ -62,24 +62,32 @@ ${MODELS_USAGE.replace('Usage:\n', '')}
 ${PROVIDERS_USAGE.replace('Usage:\n', '')}
 ${SERVE_USAGE.replace('Usage:\n', '')}`;
 
+/** Each command's entry; an unknown command is answered with their names, in this order (that of --help). */
+const COMMANDS: Record<string, (args: string[]) => number | Promise<number>> = {
+  ask,
+  methods: listMethods,
+  flops: flopsCommand,
+  reduce: reduceCommand,
+  eval: evalCommand,
+  bench: benchCommand,
+  tune: tuneCommand,
+  models: modelsCommand,
+  providers: providersCommand,
+  serve: serveCommand,
+};
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  if (command === 'ask') return ask(rest);
-  if (command === 'flops') return flopsCommand(rest);
-  if (command === 'reduce') return reduceCommand(rest);
-  if (command === 'eval') return evalCommand(rest);
-  if (command === 'bench') return benchCommand(rest);
-  if (command === 'tune') return tuneCommand(rest);
-  if (command === 'methods') return listMethods(rest);
-  if (command === 'models') return modelsCommand(rest);
-  if (command === 'providers') return providersCommand(rest);
-  if (command === 'serve') return serveCommand(rest);
+  if (command !== undefined && Object.hasOwn(COMMANDS, command)) return COMMANDS[command](rest);
   // Usage asked for goes to stdout; an unknown command is an error, on stderr.
   if (command === undefined || ['--help', '-h', 'help'].includes(command)) {
     process.stdout.write(USAGE);
     return 0;
   }
-  process.stderr.write(`Unknown command "${command}".\n\n${USAGE}`);
+  // One line, as every other mistake gets: the whole usage would push it off the screen.
+  process.stderr.write(
+    `error: unknown command "${command}"; the commands are ${Object.keys(COMMANDS).join(', ')}. See \`ficoco --help\`.\n`,
+  );
   return 2;
 }
 
