@@ -1,3 +1,5 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { AnswerStats, LlavaEngine } from '../engine/engine';
 import { EngineError } from '../client/engineClient';
 import { NO_REDUCTION } from '../common/reductionChoice';
@@ -60,7 +62,9 @@ ${BENCH_USAGE.replace('Usage:\n', '')}
 ${TUNE_USAGE.replace('Usage:\n', '')}
 ${MODELS_USAGE.replace('Usage:\n', '')}
 ${PROVIDERS_USAGE.replace('Usage:\n', '')}
-${SERVE_USAGE.replace('Usage:\n', '')}`;
+${SERVE_USAGE.replace('Usage:\n', '')}
+  ficoco --version                   this package's version; \`ficoco COMMAND --help\`: one command's usage
+`;
 
 /** Each command's entry; an unknown command is answered with their names, in this order (that of --help). */
 const COMMANDS: Record<string, (args: string[]) => number | Promise<number>> = {
@@ -79,6 +83,10 @@ const COMMANDS: Record<string, (args: string[]) => number | Promise<number>> = {
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command !== undefined && Object.hasOwn(COMMANDS, command)) return COMMANDS[command](rest);
+  if (command === '--version' || command === '-V' || command === 'version') {
+    process.stdout.write(`${packageVersion()}\n`);
+    return 0;
+  }
   // Usage asked for goes to stdout; an unknown command is an error, on stderr.
   if (command === undefined || ['--help', '-h', 'help'].includes(command)) {
     process.stdout.write(USAGE);
@@ -89,6 +97,18 @@ async function main(argv: string[]): Promise<number> {
     `error: unknown command "${command}"; the commands are ${Object.keys(COMMANDS).join(', ')}. See \`ficoco --help\`.\n`,
   );
   return 2;
+}
+
+/** This package's version: the package.json above this file (dist/cli.js in the package, src/cli/ from source). */
+function packageVersion(): string {
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
+    const file = path.join(dir, 'package.json');
+    if (fs.existsSync(file)) {
+      const { name, version } = JSON.parse(fs.readFileSync(file, 'utf8')) as { name?: unknown; version?: unknown };
+      if (name === 'ficoco-vision' && typeof version === 'string') return version;
+    }
+    if (path.dirname(dir) === dir) return 'unknown';
+  }
 }
 
 async function ask(args: string[]): Promise<number> {

@@ -326,6 +326,16 @@ test('help goes to stdout with exit code 0, for ficoco and each command, as --he
   );
 });
 
+test('ficoco --version, -V or version prints the package version on stdout', async () => {
+  const { version } = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
+  for (const args of [['--version'], ['-V'], ['version']]) {
+    const { code, stdout, stderr } = await ficoco(args);
+    assert.equal(code, 0, `${args.join(' ')}: ${stderr}`);
+    assert.equal(stdout, `${version}\n`, args.join(' '));
+    assert.equal(stderr, '', args.join(' '));
+  }
+});
+
 test('ficoco methods lists every method and its parameters; --verbose adds where each comes from', async () => {
   const methods = async (...args: string[]) => (await runCli(['methods', ...args])).stdout;
   const [plain, verbose] = await Promise.all([methods(), methods('--verbose')]);
