@@ -82,6 +82,12 @@ export async function modelsCommand(args: string[]): Promise<number> {
   const root = outputFolderArg('--dir', values.dir ?? defaultModelsRoot());
   const [action, target] = positionals;
   if (action === undefined) return list(root);
+  if (action === 'download' && !target)
+    throw new FicocoError(
+      `ficoco models download needs a model: a preset (${downloadablePresets()}) or a Hub repository ` +
+        `OWNER/NAME[@REV].`,
+      'input',
+    );
   if (action === 'download' && target) {
     // An empty $HF_ENDPOINT is an unset one.
     const endpoint = values.endpoint ?? (process.env.HF_ENDPOINT || DEFAULT_HUB_ENDPOINT);
@@ -150,9 +156,22 @@ function clean(root: string): number {
   return 0;
 }
 
+/** The presets a download can fetch, for messages: "tiny-llava-1.5b, llava-onevision-0.5b, …". */
+function downloadablePresets(): string {
+  return MODEL_PRESETS.filter((preset) => preset.hub)
+    .map((preset) => preset.id)
+    .join(', ');
+}
+
 async function download(target: string, revision: string | undefined, endpoint: string, root: string): Promise<number> {
   const preset = findPreset(target);
   if (preset && !preset.hub) throw new FicocoError(`${target} is built in; there is nothing to download.`, 'input');
+  // A mistyped preset would otherwise be told only what a Hub repository name looks like.
+  if (!preset && !target.includes('/'))
+    throw new FicocoError(
+      `"${target}" is neither a preset (${downloadablePresets()}) nor a Hub repository OWNER/NAME.`,
+      'input',
+    );
   const request: ModelRequest = preset?.hub
     ? {
         repo: preset.hub.repo,

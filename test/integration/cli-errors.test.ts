@@ -241,6 +241,17 @@ const commandCases: [string, string[], RegExp][] = [
       ],
     ];
   }),
+  // Before anything is fetched: a download needs a model, and a mistyped preset is not sent to the Hub.
+  [
+    'models download: no model',
+    ['models', 'download', '--dir', DATA],
+    /^error: ficoco models download needs a model: a preset \(tiny-llava-1\.5b, llava-onevision-0\.5b, .*\) or a Hub repository OWNER\/NAME\[@REV\]\.$/,
+  ],
+  [
+    'models download: a mistyped preset',
+    ['models', 'download', 'llava-1.5-7bb', '--dir', DATA],
+    /^error: "llava-1\.5-7bb" is neither a preset \(tiny-llava-1\.5b, .*llava-1\.5-7b, .*\) nor a Hub repository OWNER\/NAME\.$/,
+  ],
   [
     'serve: a --host that is not this machine',
     ['serve', '--model', NOT_A_MODEL, '--host', '192.0.2.1', '--port', '0', '--api-key', 'k'],

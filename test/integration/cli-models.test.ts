@@ -170,7 +170,11 @@ test('a wrong endpoint or repository name fails with exit code 2 and a message',
   );
   await assert.rejects(
     ficoco('models', 'download', 'not a repo', '--endpoint', hub.url, '--dir', dir),
-    /"not a repo" is not a Hub model name/,
+    /"not a repo" is neither a preset \(.*\) nor a Hub repository OWNER\/NAME\./,
+  );
+  await assert.rejects(
+    ficoco('models', 'download', 'not/a repo', '--endpoint', hub.url, '--dir', dir),
+    /"not\/a repo" is not a Hub model name/,
   );
 });
 
