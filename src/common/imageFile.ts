@@ -71,12 +71,34 @@ export function detectImageFormat(bytes: Uint8Array): ImageFormat | undefined {
   return undefined;
 }
 
+/** Image formats FiCoCo does not read, by magic bytes, named for the error that refuses them. */
+function otherImageFormat(bytes: Uint8Array): string | undefined {
+  const ascii = (start: number, end: number) => String.fromCharCode(...bytes.subarray(start, end));
+  if (ascii(0, 4) === 'II*\0' || ascii(0, 4) === 'MM\0*') return 'TIFF';
+  if (ascii(0, 2) === 'BM' && bytes.length >= 26) return 'BMP';
+  // ISO base media files: a box size, then "ftyp" and the major brand.
+  if (ascii(4, 8) === 'ftyp') {
+    const brand = ascii(8, 12);
+    if (brand === 'avif' || brand === 'avis') return 'AVIF';
+    if (['heic', 'heix', 'hevc', 'hevx', 'heim', 'heis', 'mif1', 'msf1'].includes(brand)) return 'HEIC/HEIF';
+  }
+  return undefined;
+}
+
 /** The format and size from the file's header, without decoding the pixels. */
 export function readImageHeader(bytes: Uint8Array, sourceName: string): ImageHeader {
   const format = detectImageFormat(bytes);
   if (format === undefined) {
     const supported = IMAGE_FORMATS.map((name) => FORMAT_NAMES[name]).join(', ');
-    throw new FicocoError(`${sourceName} is not an image: supported formats are ${supported}`, 'image');
+    const other = otherImageFormat(bytes);
+    // A phone's HEIC or a scanner's TIFF is an image: saying it is not would leave its owner puzzled.
+    if (other)
+      throw new FicocoError(
+        `${sourceName} is ${/^[AEIOU]/.test(other) ? 'an' : 'a'} ${other} image, which FiCoCo cannot read: ` +
+          `convert it to one of ${supported}.`,
+        'image',
+      );
+    throw new FicocoError(`${sourceName} is not an image: supported formats are ${supported}.`, 'image');
   }
   const header = new HeaderBytes(bytes, sourceName, format);
   switch (format) {

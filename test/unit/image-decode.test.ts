@@ -60,7 +60,7 @@ test('a text file is not an image', async () => {
   await assertImageError(
     read('notes.png'),
     'notes.png',
-    /^notes\.png is not an image: supported formats are PNG, JPEG, WebP, GIF$/,
+    /^notes\.png is not an image: supported formats are PNG, JPEG, WebP, GIF\.$/,
   );
 });
 

@@ -440,3 +440,24 @@ test('a 1:32 strip pads to a square: canvas around it, the strip across the midd
     assert.ok(Math.abs(plane[168 * 336 + 168] - whiteValue(channel)) < 1e-5, 'the centre is the white strip');
   }
 });
+
+test('an image in a format FiCoCo does not read is named as such, not called "not an image"', () => {
+  const bytes = (text: string) => new Uint8Array([...text].map((c) => c.charCodeAt(0)));
+  const refused: [string, Uint8Array, RegExp][] = [
+    ['scan.tiff', bytes('II*\0\x08\0\0\0'), /^scan\.tiff is a TIFF image, which FiCoCo cannot read: convert it to/],
+    ['scan.tif', bytes('MM\0*\0\0\0\x08'), /^scan\.tif is a TIFF image/],
+    ['IMG_0001.heic', bytes('\0\0\0\x18ftypheic\0\0\0\0mif1heic'), /^IMG_0001\.heic is a HEIC\/HEIF image/],
+    ['photo.avif', bytes('\0\0\0\x1cftypavif\0\0\0\0avifmif1'), /^photo\.avif is an AVIF image/],
+    ['old.bmp', bytes(`BM${'\0'.repeat(52)}`), /^old\.bmp is a BMP image/],
+  ];
+  for (const [name, data, message] of refused)
+    assert.throws(
+      () => readImageHeader(data, name),
+      (error: unknown) =>
+        error instanceof FicocoError && message.test(error.message) && /PNG, JPEG, WebP, GIF\.$/.test(error.message),
+      name,
+    );
+  assert.throws(() => readImageHeader(bytes('These are notes.\n'), 'notes.png'), {
+    message: 'notes.png is not an image: supported formats are PNG, JPEG, WebP, GIF.',
+  });
+});
