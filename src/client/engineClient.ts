@@ -302,8 +302,10 @@ export class EngineClient implements AnswerEngine {
       child.once('exit', (code, signal) => {
         if (this.host?.child === child) this.host = undefined;
         const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
-        log(`engine process ${child.pid} ${how}`);
-        if (ended()) reject(new EngineError('The FiCoCo engine was stopped.', 'cancelled'));
+        const asked = ended();
+        // Ended as asked (shutdown, idle unload, Stop): "killed by SIGTERM" would read as a crash in the log.
+        log(`engine process ${child.pid} ${asked ? 'stopped' : how}`);
+        if (asked) reject(new EngineError('The FiCoCo engine was stopped.', 'cancelled'));
         else
           reject(
             new EngineError(

@@ -365,6 +365,21 @@ describe('EngineClient', () => {
     assert.ok(answer.stats.generatedTokens < LONG.maxNewTokens / 2);
   });
 
+  test('an engine process ended by stop() is logged as stopped, not as killed', async () => {
+    const logged: string[] = [];
+    const stopping = new EngineClient({ hostModule: HOST, execArgv: TSX, log: (line) => logged.push(line) });
+    await stopping.load(LOAD);
+    const pid = stopping.processId;
+    stopping.dispose();
+    const deadline = Date.now() + 10_000;
+    while (!logged.some((line) => line.startsWith(`engine process ${pid} `) && !line.endsWith('started'))) {
+      assert.ok(Date.now() < deadline, logged.join('\n'));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.ok(logged.includes(`engine process ${pid} stopped`), logged.join('\n'));
+    assert.ok(!logged.some((line) => line.includes('killed')), logged.join('\n'));
+  });
+
   test('a first quantized load reports its layers as they are cached and logs each quarter; a cached load neither', async () => {
     const progress: LoadProgressParams[] = [];
     const logged: string[] = [];
