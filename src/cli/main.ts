@@ -1,14 +1,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { AnswerStats, LlavaEngine } from '../engine/engine';
+import { AnswerStats, LlavaEngine, checkQuestion } from '../engine/engine';
 import { EngineError } from '../client/engineClient';
-import { NO_REDUCTION } from '../common/reductionChoice';
+import { AUTO_METHOD, NO_REDUCTION } from '../common/reductionChoice';
 import { FICOCO_ERROR_KINDS, FicocoError } from '../common/errors';
-import { MAX_IMAGES_PER_QUESTION } from '../common/imageFile';
+import { MAX_IMAGES_PER_QUESTION, checkImageFile } from '../common/imageFile';
 import { MAX_NEW_TOKENS_LIMIT, MAX_SEED, MAX_TEMPERATURE } from '../protocol/engine';
 import { PROVIDERS } from '../engine/runtime/provider';
 import { FlopsError } from '../flops/index';
-import { METHODS } from '../reduction/registry';
+import { METHODS, checkedRequest } from '../reduction/registry';
 import {
   MAX_THREADS,
   integer,
@@ -167,6 +167,11 @@ async function ask(args: string[]): Promise<number> {
     onQuantizing: quantizingOnStderr(quantization),
   };
   const imageFiles = images.map((file) => readImageArg(file));
+  // What the engine would refuse only after loading the model, minutes for a large one, refused first.
+  checkQuestion(request.question);
+  if (reduction && reduction.method !== AUTO_METHOD && reduction.budget)
+    checkedRequest(reduction.method, reduction.budget, reduction.params);
+  for (const image of imageFiles) checkImageFile(image.bytes, image.name);
   const engine = await LlavaEngine.load(modelDir, load);
   try {
     // As the extension does at load: the answer's timings are then those of every later answer, not a first run's.

@@ -568,9 +568,7 @@ export class LlavaEngine {
 
   async ask(request: AskRequest): Promise<Answer> {
     const started = performance.now();
-    if (request.question.trim() === '') {
-      throw new FicocoError('The question is empty; type what you want to know about the image.', 'input');
-    }
+    checkQuestion(request.question);
     const decoded = await Promise.all(request.images.map((image) => decodeImage(image.bytes, image.name)));
     const pixels = decoded.map((image) => this.imagePixels(image, decoded.length > 1));
     const content: ChatMessage['content'] = [
@@ -1502,6 +1500,12 @@ function hookView(
  * Each patch's fate from the span's bookkeeping: no owner = dropped; an owner that started as another patch (or was
  * created) = merged.
  */
+/** Refuses an empty question (the CLI asks this before it loads a model). */
+export function checkQuestion(question: string): void {
+  if (question.trim() === '')
+    throw new FicocoError('The question is empty; type what you want to know about the image.', 'input');
+}
+
 function patchFates(span: VisualSpan): PatchFates {
   const fates = Array.from(span.patchOwner, (owner, patch) =>
     owner < 0 ? 'd' : span.tokenPatch[owner - span.start] === patch ? 'k' : 'm',

@@ -115,6 +115,27 @@ const cases: [string, string[], RegExp][] = [
     ['--model', NOT_A_MODEL, ...Array.from({ length: 9 }, () => ['--image', IMAGE]).flat(), 'q'],
     /^error: 9 --image files given; a question takes at most 8: ask about fewer at once\.$/,
   ],
+  // Refused before the model loads (the folder here is not a model): a large one takes minutes.
+  [
+    'an unknown method',
+    ['--model', NOT_A_MODEL, '--image', IMAGE, '--method', 'ficocov', '--budget', '16', 'q'],
+    /^error: Unknown reduction method "ficocov"; available: ficoco-v, /,
+  ],
+  [
+    'a parameter the method lacks',
+    ['--model', NOT_A_MODEL, '--image', IMAGE, '--method', 'ficoco-v', '--budget', '16', '--param', 'foo=1', 'q'],
+    /^error: ficoco-v has no parameter "foo"; its parameters are /,
+  ],
+  [
+    'a text file named .png',
+    ['--model', NOT_A_MODEL, '--image', path.join(ROOT, 'test', 'fixtures', 'preprocess', 'notes.png'), 'q'],
+    /^error: notes\.png is not an image: supported formats are PNG, JPEG, WebP, GIF\.$/,
+  ],
+  [
+    'an empty question',
+    ['--model', NOT_A_MODEL, '--image', IMAGE, ' '],
+    /^error: The question is empty; type what you want to know about the image\.$/,
+  ],
   [
     'a --model that is not there',
     ['--model', path.join(ROOT, 'no-such-model'), '--image', IMAGE, 'q'],
