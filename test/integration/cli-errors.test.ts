@@ -119,7 +119,12 @@ const cases: [string, string[], RegExp][] = [
   [
     'an unknown method',
     ['--model', NOT_A_MODEL, '--image', IMAGE, '--method', 'ficocov', '--budget', '16', 'q'],
-    /^error: Unknown reduction method "ficocov"; available: ficoco-v, /,
+    /^error: --method ficocov is not a reduction method: use auto, none or one of ficoco-v, .*, pooling \(`ficoco methods` says what each does\)\.$/,
+  ],
+  [
+    'an unknown method without a budget: the name is what is wrong',
+    ['--model', NOT_A_MODEL, '--image', IMAGE, '--method', 'ficocov', 'q'],
+    /^error: --method ficocov is not a reduction method/,
   ],
   [
     'a parameter the method lacks',
