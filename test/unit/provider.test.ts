@@ -158,21 +158,34 @@ describe('ortMessage', () => {
 });
 
 describe('cudaAdvice', () => {
+  const driver = () => true;
+
   test('says to install the provider libraries when they are missing', () => {
     assert.match(
-      cudaAdvice(machine('linux x64 without them'), () => []),
+      cudaAdvice(machine('linux x64 without them'), () => [], driver),
       /CUDA provider libraries are not installed: run "FiCoCo: Install CUDA Provider"/,
+    );
+  });
+
+  test('without an NVIDIA driver, says so instead of offering installs that would not help', () => {
+    assert.equal(
+      cudaAdvice(
+        machine('linux x64 without them'),
+        () => ['libcudnn.so.9'],
+        () => false,
+      ),
+      '; no NVIDIA driver is loaded on this machine (CUDA needs an NVIDIA GPU on Linux x64)',
     );
   });
 
   test('names the CUDA 12 / cuDNN 9 libraries the loader cannot find', () => {
     const installed = machine('linux x64 with the CUDA provider libraries');
     assert.equal(
-      cudaAdvice(installed, () => []),
+      cudaAdvice(installed, () => [], driver),
       '',
     );
     assert.match(
-      cudaAdvice(installed, () => ['libcudnn.so.9']),
+      cudaAdvice(installed, () => ['libcudnn.so.9'], driver),
       /CUDA 12 and cuDNN 9 are needed and libcudnn\.so\.9 is not found/,
     );
   });

@@ -1,7 +1,13 @@
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { ElemType, GraphBuilder } from '../graph/builder';
-import { cudaProviderInstalled, isCudaPlatform, missingCudaRuntime, ortLibraryFolder } from '../../common/cudaRuntime';
+import {
+  cudaProviderInstalled,
+  isCudaPlatform,
+  missingCudaRuntime,
+  nvidiaDriverPresent,
+  ortLibraryFolder,
+} from '../../common/cudaRuntime';
 
 import { ProviderName, ProviderSetting } from '../../common/providers';
 
@@ -209,8 +215,16 @@ export class SessionFactory {
   }
 }
 
-/** Why CUDA could not load, in the user's terms: the provider libraries, or CUDA 12 / cuDNN 9 themselves. */
-export function cudaAdvice(machine: MachineProviders, missingRuntime: () => string[] = missingCudaRuntime): string {
+/**
+ * Why CUDA could not load, in the user's terms: no NVIDIA driver (installing anything would not help), the provider
+ * libraries, or CUDA 12 / cuDNN 9 themselves.
+ */
+export function cudaAdvice(
+  machine: MachineProviders,
+  missingRuntime: () => string[] = missingCudaRuntime,
+  driverLoaded: () => boolean = nvidiaDriverPresent,
+): string {
+  if (!driverLoaded()) return '; no NVIDIA driver is loaded on this machine (CUDA needs an NVIDIA GPU on Linux x64)';
   if (!machine.cudaLibraries)
     return (
       '; ONNX Runtime\'s CUDA provider libraries are not installed: run "FiCoCo: Install CUDA Provider" or ' +
