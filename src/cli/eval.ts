@@ -23,7 +23,7 @@ import { keptVisualTokens, machineLine } from './benchTiming';
 import { modelDirArg } from './models';
 
 export const EVAL_USAGE = `Usage:
-  ficoco eval --model DIR --data FILE.jsonl [--methods all|a,b] [--budgets 64,32,16] [--limit N]
+  ficoco eval [--model DIR] --data FILE.jsonl [--methods all|a,b] [--budgets 64,32,16] [--limit N]
               [--param NAME=VALUE ...] [--max-new-tokens 8] [--quantize none|int8|int4]
               [--provider NAME] [--threads N] [--out bench/results] [--name NAME]
 
@@ -72,9 +72,14 @@ export async function evalCommand(args: string[]): Promise<number> {
     process.stdout.write(EVAL_USAGE);
     return 0;
   }
-  if (!values.model || !values.data)
-    throw new FicocoError(`--model DIR and --data FILE.jsonl are required.\n\n${EVAL_USAGE}`, 'input');
+  if (!values.data)
+    throw new FicocoError(
+      '--data FILE.jsonl is required: the questions and answers to score (see `ficoco eval --help`).',
+      'input',
+    );
   const modelDir = modelDirArg(values.model);
+  // As given, or the built-in model's folder from here.
+  const model = values.model ?? path.relative(process.cwd(), modelDir);
   const items = readEvalSet(values.data).slice(
     0,
     values.limit === undefined ? undefined : integer('--limit', values.limit, 1),
@@ -91,8 +96,7 @@ export async function evalCommand(args: string[]): Promise<number> {
   // Where the report goes is checked now, not after the whole run.
   const out = outputFolderArg('--out', values.out);
   const name = outputNameArg(
-    values.name ??
-      `eval-${path.basename(path.resolve(values.model))}${quantization === 'none' ? '' : `-${quantization}`}`,
+    values.name ?? `eval-${path.basename(path.resolve(model))}${quantization === 'none' ? '' : `-${quantization}`}`,
   );
   const engine = await LlavaEngine.load(modelDir, {
     quantization,
@@ -110,7 +114,7 @@ export async function evalCommand(args: string[]): Promise<number> {
     const table = reportTable(rows, types) + '\n\n' + baselineTable(items, types);
     fs.mkdirSync(out, { recursive: true });
     const header =
-      `# ${name}\n\nModel ${values.model}${engine.quantizedWeights ? ` (weights ${engine.quantizedWeights})` : ''}, ${items.length} items of ${values.data}; greedy answers of at most ${maxNewTokens} tokens; ` +
+      `# ${name}\n\nModel ${model}${engine.quantizedWeights ? ` (weights ${engine.quantizedWeights})` : ''}, ${items.length} items of ${values.data}; greedy answers of at most ${maxNewTokens} tokens; ` +
       `an answer is right when it starts with the expected words. FLOPs are analytic prefill FLOPs ` +
       `(src/flops); prefill ms is measured vision + LLM prefill. ${machineLine(engine.provider, engine.threads)}\n\n`;
     fs.writeFileSync(path.join(out, `${name}.md`), header + table + '\n');

@@ -42,7 +42,8 @@ export async function reduceCommand(args: string[]): Promise<number> {
     return 0;
   }
   for (const flag of ['method', 'budget', 'input', 'output'] as const) {
-    if (values[flag] === undefined) throw new FicocoError(`--${flag} is required.\n\n${REDUCE_USAGE}`, 'input');
+    if (values[flag] === undefined)
+      throw new FicocoError(`--${flag} is required (see \`ficoco reduce --help\`).`, 'input');
   }
   if (!fs.existsSync(values.input!)) throw new FicocoError(`${values.input} does not exist.`, 'input');
   if (!fs.statSync(values.input!).isFile()) throw new FicocoError(`${values.input} is not a file.`, 'input');

@@ -51,7 +51,11 @@ export async function tuneCommand(args: string[]): Promise<number> {
     process.stdout.write(TUNE_USAGE);
     return 0;
   }
-  if (!values.data) throw new FicocoError(`--data FILE.jsonl is required.\n\n${TUNE_USAGE}`, 'input');
+  if (!values.data)
+    throw new FicocoError(
+      '--data FILE.jsonl is required: the questions and answers to score (see `ficoco tune --help`).',
+      'input',
+    );
   const modelDir = modelDirArg(values.model);
   const bar = number('--keep', values.keep, 0);
   if (bar > 1) throw new FicocoError(`--keep ${values.keep} is a share of full-token accuracy: at most 1.`, 'input');

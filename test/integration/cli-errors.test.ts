@@ -247,6 +247,19 @@ const commandCases: [string, string[], RegExp][] = [
     ],
     /^error: .*folder\.jsonl line 1: image .* is a folder, not an image file\.$/,
   ],
+  // A required option left out is one line, not the line and the whole usage.
+  ...['eval', 'tune'].map((command): [string, string[], RegExp] => [
+    `${command}: no --data`,
+    [command, '--model', NOT_A_MODEL],
+    new RegExp(
+      `^error: --data FILE\\.jsonl is required: the questions and answers to score \\(see \`ficoco ${command} --help\`\\)\\.$`,
+    ),
+  ]),
+  [
+    'reduce: no --input',
+    ['reduce', '--method', 'ficoco-v', '--budget', '4', '--output', path.join(DATA, 'out.safetensors')],
+    /^error: --input is required \(see `ficoco reduce --help`\)\.$/,
+  ],
   [
     'eval: an empty data set',
     ['eval', '--model', NOT_A_MODEL, '--data', dataFile('empty.jsonl')],
