@@ -145,7 +145,9 @@ function list(root: string): number {
 }
 
 function clean(root: string): number {
-  for (const download of listPartialDownloads(root)) {
+  const downloads = listPartialDownloads(root);
+  if (downloads.length === 0) process.stdout.write(`no unfinished downloads in ${root}\n`);
+  for (const download of downloads) {
     if (download.inUse) {
       process.stdout.write(`kept ${download.folder}: it is downloading now\n`);
       continue;

@@ -149,6 +149,8 @@ test('ficoco models lists unfinished downloads; ficoco models clean removes them
   );
   assert.equal(fs.existsSync(partial), false);
   assert.doesNotMatch((await ficoco('models', '--dir', dir)).stdout, /Unfinished downloads/);
+  // Nothing left: it says so rather than nothing.
+  assert.equal((await ficoco('models', 'clean', '--dir', dir)).stdout, `no unfinished downloads in ${dir}\n`);
 });
 
 test('--model PRESET names a downloaded preset, and says how to download one that is not there', () => {
