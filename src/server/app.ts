@@ -170,12 +170,24 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     return sendError(reply, toOpenAiError(error));
   });
   app.setNotFoundHandler((request, reply) =>
-    sendError(reply, {
-      status: 404,
-      message: `${request.method} ${request.url} is not part of this API.`,
-      type: 'not_found_error',
-      code: null,
-    }),
+    sendError(
+      reply,
+      // The chat route asked with another method (a GET from a browser) is a wrong method, not a wrong address.
+      new URL(request.url, 'http://host').pathname === CHAT_ROUTE
+        ? {
+            status: 405,
+            message: `${request.method} ${CHAT_ROUTE}: send the chat completion request with POST.`,
+            type: 'invalid_request_error',
+            code: 'method_not_allowed',
+            headers: { allow: 'POST' },
+          }
+        : {
+            status: 404,
+            message: `${request.method} ${request.url} is not part of this API.`,
+            type: 'not_found_error',
+            code: null,
+          },
+    ),
   );
 
   app.get('/health', async () => ({ status: 'ok' }));

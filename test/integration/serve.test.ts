@@ -75,6 +75,15 @@ describe('ficoco serve with the built-in model', () => {
       [['tiny-llava-screens', 'model']],
     );
     assert.deepEqual(await (await fetch(`${server.url}/health`)).json(), { status: 'ok' });
+    // The chat route opened in a browser: the method is wrong, not the address.
+    const got = await fetch(`${server.url}/v1/chat/completions?x=1`);
+    assert.equal(got.status, 405);
+    assert.equal(got.headers.get('allow'), 'POST');
+    assert.match(
+      ((await got.json()) as { error: { message: string } }).error.message,
+      /send the chat completion request with POST/,
+    );
+    assert.equal((await fetch(`${server.url}/v1/nothing`)).status, 404);
     assert.deepEqual(await (await fetch(`${server.url}/ready`)).json(), {
       status: 'ready',
       model: 'tiny-llava-screens',
