@@ -671,7 +671,7 @@ export class LlavaEngine {
       budget: reduction.budget,
       params: { ...reduction.params },
       rule: 'setting',
-      why: 'Chosen by you (ficoco.reduction.method, or --method on the command line).',
+      why: 'Chosen by you (ficoco.reduction.method, --method on the command line, or a request to ficoco serve).',
     };
   }
 
