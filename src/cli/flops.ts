@@ -16,6 +16,7 @@ import {
   RunShape,
   archPreset,
   flopsTable,
+  flopsUnit,
   llmLayerFlops,
   patchesPerSide,
   runFlops,
@@ -236,10 +237,22 @@ function budgetList(text: string | undefined, arch: ModelArch): number[] {
 
 /** Per-layer tokens and FLOPs of a method's run next to the unreduced run, then the totals. */
 function methodTable(arch: ModelArch, run: RunShape, base: RunShape): string {
-  const giga = (flops: number) => (flops / 1e9).toFixed(1);
-  const tera = (flops: number) => (flops / 1e12).toFixed(3);
+  const reduced = runFlops(arch, run);
+  const unreduced = runFlops(arch, base);
+  // Units from the unreduced figures: a layer's and a whole prefill's (MFLOPs on the built-in model, TFLOPs on a 7B).
+  const largestLayer = Math.max(
+    ...base.vision.flatMap((pass) => pass.map((tokensIn) => visionLayerFlops(arch.vision, tokensIn).total)),
+    ...base.llm.map((tokensIn) => llmLayerFlops(arch.llm, tokensIn).total),
+  );
+  const layerUnit = flopsUnit(largestLayer);
+  const totalUnit = flopsUnit(unreduced.total);
+  const perLayer = (flops: number) => (flops / layerUnit.divisor).toFixed(1);
+  const inTotalUnit = (flops: number) => (flops / totalUnit.divisor).toFixed(3);
   const tokens = (attention: number, mlp: number) => (attention === mlp ? String(attention) : `${attention} → ${mlp}`);
-  const lines = ['| layer | tokens (attention → MLP) | GFLOPs | unreduced GFLOPs |', '|---|---:|---:|---:|'];
+  const lines = [
+    `| layer | tokens (attention → MLP) | ${layerUnit.name} | unreduced ${layerUnit.name} |`,
+    '|---|---:|---:|---:|',
+  ];
   const sum = (values: number[]) => values.reduce((total, value) => total + value, 0);
   // A tiled image's tower runs once per pass: each vision row adds up the passes (attention stays within a pass).
   const passes = run.vision.length > 1 ? ` (${run.vision.length} passes)` : '';
@@ -247,34 +260,34 @@ function methodTable(arch: ModelArch, run: RunShape, base: RunShape): string {
     const attention = run.vision.map((pass) => pass[l]);
     const mlp = attention.map((tokensIn, p) => run.visionMlp?.[p][l] ?? tokensIn);
     const flops = sum(attention.map((tokensIn, p) => visionLayerFlops(arch.vision, tokensIn, mlp[p]).total));
-    const unreduced = sum(base.vision.map((pass) => visionLayerFlops(arch.vision, pass[l]).total));
-    lines.push(`| vision ${l}${passes} | ${tokens(sum(attention), sum(mlp))} | ${giga(flops)} | ${giga(unreduced)} |`);
+    const unreducedLayer = sum(base.vision.map((pass) => visionLayerFlops(arch.vision, pass[l]).total));
+    lines.push(
+      `| vision ${l}${passes} | ${tokens(sum(attention), sum(mlp))} | ${perLayer(flops)} | ${perLayer(unreducedLayer)} |`,
+    );
   });
   run.llm.forEach((attention, l) => {
     const mlp = run.llmMlp?.[l] ?? attention;
     lines.push(
-      `| LLM ${l} | ${tokens(attention, mlp)} | ${giga(llmLayerFlops(arch.llm, attention, mlp).total)} | ` +
-        `${giga(llmLayerFlops(arch.llm, base.llm[l]).total)} |`,
+      `| LLM ${l} | ${tokens(attention, mlp)} | ${perLayer(llmLayerFlops(arch.llm, attention, mlp).total)} | ` +
+        `${perLayer(llmLayerFlops(arch.llm, base.llm[l]).total)} |`,
     );
   });
-  const reduced = runFlops(arch, run);
-  const unreduced = runFlops(arch, base);
   const causal = runFlops(arch, run, 'causal');
   const unreducedCausal = runFlops(arch, base, 'causal');
   const kv = (shape: RunShape) => (runKvCacheBytes(arch, shape) / 1e6).toFixed(1);
   const row = (label: string, method: number, without: number) =>
-    `| ${label} | ${tera(method)} | ${tera(without)} | ${(method / without).toFixed(3)} ` +
+    `| ${label} | ${inTotalUnit(method)} | ${inTotalUnit(without)} | ${(method / without).toFixed(3)} ` +
     `(${(without / method).toFixed(2)}× less) |`;
   lines.push(
     '',
     '| | this method | unreduced | ratio |',
     '|---|---:|---:|---:|',
-    row('vision TFLOPs', reduced.vision, unreduced.vision),
-    row("LLM prefill TFLOPs (paper's accounting)", reduced.llm, unreduced.llm),
-    row('total TFLOPs', reduced.total, unreduced.total),
+    row(`vision ${totalUnit.name}`, reduced.vision, unreduced.vision),
+    row(`LLM prefill ${totalUnit.name} (paper's accounting)`, reduced.llm, unreduced.llm),
+    row(`total ${totalUnit.name}`, reduced.total, unreduced.total),
     // The engine's chunked and fused attention skips most scores its causal mask hides, so it runs closer to these.
-    row('LLM prefill TFLOPs, causal (scores the mask hides not counted)', causal.llm, unreducedCausal.llm),
-    row('total TFLOPs, causal', causal.total, unreducedCausal.total),
+    row(`LLM prefill ${totalUnit.name}, causal (scores the mask hides not counted)`, causal.llm, unreducedCausal.llm),
+    row(`total ${totalUnit.name}, causal`, causal.total, unreducedCausal.total),
     `| KV cache MB (fp16) | ${kv(run)} | ${kv(base)} | ` +
       `${(runKvCacheBytes(arch, run) / runKvCacheBytes(arch, base)).toFixed(3)} |`,
   );

@@ -7,7 +7,7 @@ import { FICOCO_ERROR_KINDS, FicocoError } from '../common/errors';
 import { MAX_IMAGES_PER_QUESTION, checkImageFile } from '../common/imageFile';
 import { MAX_NEW_TOKENS_LIMIT, MAX_SEED, MAX_TEMPERATURE } from '../protocol/engine';
 import { PROVIDERS } from '../engine/runtime/provider';
-import { FlopsError } from '../flops/index';
+import { FlopsError, flopsUnit } from '../flops/index';
 import { METHODS, checkedRequest } from '../reduction/registry';
 import {
   MAX_THREADS,
@@ -238,8 +238,8 @@ export function formatStats(stats: AnswerStats): string {
 
 /** 1.61 TFLOPs, 12.3 GFLOPs, 4.5 MFLOPs */
 function formatFlops(flops: number): string {
-  const [scale, unit] = flops >= 1e12 ? [1e12, 'T'] : flops >= 1e9 ? [1e9, 'G'] : [1e6, 'M'];
-  return `${(flops / scale).toFixed(2)} ${unit}FLOPs`;
+  const { name, divisor } = flopsUnit(flops);
+  return `${(flops / divisor).toFixed(2)} ${name}`;
 }
 
 function listMethods(args: string[]): number {

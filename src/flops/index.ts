@@ -24,5 +24,5 @@ export {
   unreducedShape,
 } from './model';
 export type { ModelArch, PromptSize, RunFlops, RunShape } from './model';
-export { flopsRows, flopsTable } from './table';
+export { flopsRows, flopsTable, flopsUnit } from './table';
 export type { FlopsRow } from './table';

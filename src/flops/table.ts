@@ -39,16 +39,23 @@ export function flopsRows(arch: ModelArch, textTokens: number, visualBudgets: re
   });
 }
 
+/** The unit FLOPs up to `largest` read best in: TFLOPs for a 7B model's prefill, MFLOPs for the built-in model's. */
+export function flopsUnit(largest: number): { name: 'TFLOPs' | 'GFLOPs' | 'MFLOPs'; divisor: number } {
+  if (largest >= 1e12) return { name: 'TFLOPs', divisor: 1e12 };
+  return largest >= 1e9 ? { name: 'GFLOPs', divisor: 1e9 } : { name: 'MFLOPs', divisor: 1e6 };
+}
+
 /** The rows of flopsRows() as a markdown table. */
 export function flopsTable(arch: ModelArch, textTokens: number, visualBudgets: readonly number[]): string {
   const rows = flopsRows(arch, textTokens, visualBudgets);
-  const tera = (flops: number): string => (flops / 1e12).toFixed(2);
+  const { name, divisor } = flopsUnit(Math.max(...rows.map((row) => row.total)));
+  const inUnit = (flops: number): string => (flops / divisor).toFixed(2);
   const header = [
     'visual tokens kept',
     'LLM tokens',
-    'LLM prefill TFLOPs',
-    'vision + projector TFLOPs',
-    'total TFLOPs',
+    `LLM prefill ${name}`,
+    `vision + projector ${name}`,
+    `total ${name}`,
     'LLM vs unreduced',
     'total vs unreduced',
     'KV cache MB (fp16)',
@@ -61,9 +68,9 @@ export function flopsTable(arch: ModelArch, textTokens: number, visualBudgets: r
         `| ${[
           `${r.visualTokens}/${arch.visualTokensPerImage}`,
           String(r.llmTokens),
-          tera(r.llm),
-          tera(r.vision + r.projector),
-          tera(r.total),
+          inUnit(r.llm),
+          inUnit(r.vision + r.projector),
+          inUnit(r.total),
           `${(r.llmRatio * 100).toFixed(1)} % (${(1 / r.llmRatio).toFixed(1)}×)`,
           `${(r.totalRatio * 100).toFixed(1)} %`,
           (r.kvBytes / 1e6).toFixed(1),

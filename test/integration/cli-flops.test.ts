@@ -162,3 +162,16 @@ test('ficoco flops refuses options it would not use before writing anything; --m
     'one row: every visual token',
   );
 });
+
+test("ficoco flops writes a small model's figures in the unit they read in, not as zeros", async () => {
+  const builtin = path.join(ROOT, 'models', 'tiny-llava-screens');
+  const table = await flops('--model', builtin, '--method', 'ficoco-v', '--budget', '16');
+  assert.equal(table.code, 0, table.stderr);
+  assert.match(table.stdout, /^\| layer \| tokens \(attention → MLP\) \| MFLOPs \| unreduced MFLOPs \|$/m);
+  assert.match(table.stdout, /^\| total MFLOPs \| [1-9][\d.]* \| [1-9][\d.]* \| 0\.\d+ /m);
+  const budgets = await flops('--model', builtin);
+  assert.match(budgets.stdout, /^\| 144\/144 \| \d+ \| [1-9][\d.]* \| [1-9][\d.]* \| [1-9][\d.]* \|/m);
+  const large = await flops('--arch', 'llava-1.5-7b', '--method', 'ficoco-v', '--budget', '64');
+  assert.match(large.stdout, /^\| total TFLOPs \| 1\.\d{3} \| 8\.\d{3} \|/m);
+  assert.match(large.stdout, /^\| layer \| tokens \(attention → MLP\) \| GFLOPs \|/m);
+});
