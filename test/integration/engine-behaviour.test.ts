@@ -7,6 +7,7 @@ import { FicocoError } from '../../src/common/errors';
 import type { PrefillProgress } from '../../src/common/prefillProgress';
 import { SLOT_BLOCK } from '../../src/engine/runtime/kvCache';
 import { maxAbsDiff } from '../helpers/assertions';
+import { runCli } from '../helpers/cli';
 import { temporaryFolders } from '../helpers/tempFolders';
 
 const temporaryFolder = temporaryFolders();
@@ -300,6 +301,15 @@ describe('execution providers', () => {
     } finally {
       await engine.dispose();
     }
+  });
+
+  test("ficoco ask --provider cuda where CUDA cannot load says why once, without ONNX Runtime's own log line", async (t) => {
+    const image = path.join(FIXTURES, 'images', 'shapes.png');
+    const { stdout, stderr } = await runCli(['ask', '--model', MODEL, '--image', image, '--provider', 'cuda', 'q']);
+    const providerLine = /^provider +(.*)$/m.exec(stdout)?.[1] ?? '';
+    if (!/running on CPU instead/.test(providerLine)) return t.skip('needs a machine where the CUDA provider fails');
+    assert.match(providerLine, /^cpu \(cuda could not be used \(.+\), running on CPU instead\)$/);
+    assert.doesNotMatch(stderr, /onnxruntime/i, 'the reason is said once, in the stats, not again by ORT');
   });
 
   test('when the provider asked for cannot load, weights are quantized for the CPU that runs them', async () => {

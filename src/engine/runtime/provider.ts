@@ -66,12 +66,14 @@ export function sessionOptions(
       : provider === 'coreml'
         ? { name: 'coreml', coreMlFlags: COREML_ML_PROGRAM }
         : provider;
+  // A GPU provider that fails to load is reported once, by us: ORT's default logger (set up with the process's first
+  // session, which is the GPU's) would print it again on stderr as a red [E:onnxruntime…] line.
+  if (provider !== 'cpu') ort.env.logLevel = 'fatal';
   return {
     executionProviders: [executionProvider],
     graphOptimizationLevel: 'all',
     // DirectML supports neither memory patterns nor parallel execution (ORT's DirectML provider notes).
     ...(provider === 'dml' ? { enableMemPattern: false, executionMode: 'sequential' as const } : {}),
-    // A GPU provider that fails to load is reported once by us, not as ORT's log noise.
     ...(provider === 'cpu' ? {} : { logSeverityLevel: 4 as const }),
     ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
     extra: {
