@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { crc32 } from 'node:zlib';
 import { Window } from 'happy-dom';
@@ -427,6 +428,25 @@ describe('chat transcript', () => {
       height: '50.000%',
     });
     assert.equal(frames[0]!.style.aspectRatio, '2 / 2');
+  });
+
+  test("a centre-cropped picture is not held to the frame's width by VS Code's default styles", () => {
+    // VS Code prepends `img { max-width: 100%; max-height: 100% }` to every webview (workbench/contrib/webview/
+    // browser/pre/index.html): laid at 200% of the frame, the picture would be squashed to 100% and shifted off.
+    for (const css of ['img { max-width: 100%; max-height: 100%; }', readFileSync('webview/style.css', 'utf8')]) {
+      const style = document.createElement('style');
+      style.textContent = css;
+      document.head.append(style);
+    }
+    const cropped = { rows: 2, cols: 2, patches: 'kmmd', seen: { left: 0.25, top: 0, width: 0.5, height: 1 } };
+    const stats = { ...REDUCED, imageReductions: [cropped] };
+    const images = [{ name: 'wide.png', src: PNG_DATA_URL }];
+    send({ type: 'turnAdded', turn: turn({ images, answer: reply({ text: 'Saved.', status: 'done', stats }) }) });
+    const picture = only(turnElements()).querySelector<HTMLElement>('.reduction-frame img')!;
+    assert.equal(picture.style.width, '200.000%');
+    const computed = window.getComputedStyle(picture as never);
+    assert.equal(computed.maxWidth, 'none');
+    assert.equal(computed.maxHeight, 'none');
   });
 
   test('the overlay has a legend: what each drawing means, with a swatch drawn as the patches are', () => {
