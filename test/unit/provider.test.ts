@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { describe, test } from 'node:test';
 import { ElemType, GraphBuilder } from '../../src/engine/graph/builder';
 import { CUDA_RUNTIME_LIBRARIES, missingCudaRuntime } from '../../src/common/cudaRuntime';
@@ -119,7 +121,7 @@ describe('sessionOptions', () => {
 
   test('GPU providers log quietly (a failed load is reported once, by the engine); threads only when asked', () => {
     assert.equal(sessionOptions('cuda', base).logSeverityLevel, 4);
-    assert.equal(sessionOptions('cpu', base).logSeverityLevel, undefined);
+    assert.equal(sessionOptions('cpu', base).logSeverityLevel, 2);
     assert.equal(sessionOptions('cpu', base).intraOpNumThreads, undefined);
     assert.equal(sessionOptions('cpu', { ...base, threads: 2 }).intraOpNumThreads, 2);
   });
@@ -154,6 +156,26 @@ describe('ortMessage', () => {
       ortMessage('no available backend found. ERR: [dml] backend not found.'),
       'no available backend found. ERR: [dml] backend not found.',
     );
+  });
+});
+
+describe("ONNX Runtime's log, whichever provider a process loads first", () => {
+  // Its default logger is made once per process, with the first session: each order runs in a process of its own.
+  const child = path.join(__dirname, '..', 'helpers', 'ortLogChild.ts');
+  const run = (order: 'gpu-first' | 'cpu-first') =>
+    promisify(execFile)(process.execPath, ['--import', 'tsx', child, order], { cwd: path.join(__dirname, '..', '..') });
+
+  test('a CPU session after a GPU provider was tried still shows ORT warnings', async () => {
+    const { stderr } = await run('gpu-first');
+    assert.match(stderr, /Removing initializer 'unused'/);
+  });
+
+  test("a GPU provider that fails after a CPU session is said once, without ORT's own error line", async (t) => {
+    const { stdout, stderr } = await run('cpu-first');
+    const probe = JSON.parse(stdout) as { failures: string[] };
+    if (probe.failures.length === 0) return t.skip('needs a machine where the CUDA provider fails to load');
+    assert.match(stderr, /Removing initializer 'unused'/, 'the CPU session still warns');
+    assert.doesNotMatch(stderr, /\[E:onnxruntime/);
   });
 });
 

@@ -52,6 +52,14 @@ export function thisMachine(): MachineProviders {
   return { platform: process.platform, bundled, cudaLibraries: isCudaPlatform() && cudaProviderInstalled(binaries) };
 }
 
+/*
+ * ORT's default logger is made once per process, with its first session, at ort.env.logLevel, and a later change is
+ * ignored. The provider bridge writes to it: a GPU provider that fails to load would be said again on stderr as a red
+ * [E:onnxruntime…] line besides the reason the engine gives. So it is set here, before any session whichever provider
+ * comes first (the extension's engine process loads CPU and GPU models in turn); each session logs at its own level.
+ */
+ort.env.logLevel = 'fatal';
+
 /** COREML_FLAG_CREATE_MLPROGRAM: the ML Program format, which runs float16 and more operators than NeuralNetwork. */
 const COREML_ML_PROGRAM = 0x010;
 
@@ -66,15 +74,13 @@ export function sessionOptions(
       : provider === 'coreml'
         ? { name: 'coreml', coreMlFlags: COREML_ML_PROGRAM }
         : provider;
-  // A GPU provider that fails to load is reported once, by us: ORT's default logger (set up with the process's first
-  // session, which is the GPU's) would print it again on stderr as a red [E:onnxruntime…] line.
-  if (provider !== 'cpu') ort.env.logLevel = 'fatal';
   return {
     executionProviders: [executionProvider],
     graphOptimizationLevel: 'all',
     // DirectML supports neither memory patterns nor parallel execution (ORT's DirectML provider notes).
     ...(provider === 'dml' ? { enableMemPattern: false, executionMode: 'sequential' as const } : {}),
-    ...(provider === 'cpu' ? {} : { logSeverityLevel: 4 as const }),
+    // A GPU session logs only what is fatal (a failure reaches the user as an error); a CPU one ORT's warnings.
+    logSeverityLevel: provider === 'cpu' ? 2 : 4,
     ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
     extra: {
       session: {
