@@ -1157,7 +1157,11 @@ export class LlavaEngine {
     const { tiling } = this.config;
     // An image seen whole (one of several on LLaVA-OneVision) has no grid but its own, over what it saw of the image.
     if (!tiling || image.values.length === this.passSize) {
-      const seen = seenRegion(image.size.width, image.size.height, this.wholeImageConfig());
+      const input = seenRegion(image.size.width, image.size.height, this.wholeImageConfig());
+      // The patches may stop short of the tower's input (SigLIP's 27 × 14 of 384 pixels): the grid covers that much.
+      const { imageSize, patchSize, patchesPerSide } = this.config.vision;
+      const covered = (patchesPerSide * patchSize) / imageSize;
+      const seen = { ...input, width: input.width * covered, height: input.height * covered };
       const all = seen.left === 0 && seen.top === 0 && seen.width === 1 && seen.height === 1;
       return all ? fates : { ...fates, seen };
     }

@@ -196,13 +196,16 @@ for (const fixture of ['tiny-llava-onevision-qwen2', 'tiny-llava-next-mistral'])
         kept.stats.patchFates!.map(({ rows, cols, patches }) => ({ rows, cols, patches })),
         grids.map(({ rows, cols }) => ({ rows, cols, patches: 'k'.repeat(rows * cols) })),
       );
-      // Seen whole, the 1920 × 1080 screenshot sits in the middle of its padded square: the overlay places it there.
+      // Seen whole, the 1920 × 1080 screenshot sits in the middle of its padded square: the overlay places it there,
+      // the grid covering as much of the square as the patches do (SigLIP's stop 6 pixels short of 384).
+      const { imageSize, patchSize, patchesPerSide } = engine.config.vision;
+      const covered = (patchesPerSide * patchSize) / imageSize;
       assert.deepEqual(
         kept.stats.patchFates!.map(({ seen }) => seen),
         engine.config.squareWhenSeveral
           ? [
-              { left: 0, top: -420 / 1080, width: 1, height: 1920 / 1080 },
-              { left: 0, top: -16 / 64, width: 1, height: 96 / 64 },
+              { left: 0, top: -420 / 1080, width: covered, height: (1920 / 1080) * covered },
+              { left: 0, top: -16 / 64, width: covered, height: (96 / 64) * covered },
             ]
           : [undefined, undefined],
       );
