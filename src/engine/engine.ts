@@ -1500,15 +1500,16 @@ function hookView(
   return { view, finish };
 }
 
-/**
- * Each patch's fate from the span's bookkeeping: no owner = dropped; an owner that started as another patch (or was
- * created) = merged.
- */
 /** Refuses an empty question (the CLI asks this before it loads a model). */
 export function checkQuestion(question: string): void {
   if (question.trim() === '')
     throw new FicocoError('The question is empty; type what you want to know about the image.', 'input');
 }
+
+/**
+ * Each patch's fate from the span's bookkeeping: no owner = dropped; an owner that started as another patch (or was
+ * created) = merged.
+ */
 
 function patchFates(span: VisualSpan): PatchFates {
   const fates = Array.from(span.patchOwner, (owner, patch) =>

@@ -1,3 +1,4 @@
+import { FicocoError } from '../common/errors';
 import { topIndices } from './arrays';
 import { AttentionNeeds, HookSite, ReductionHook, SiteView, TokenState, VisualSpan } from './tokenState';
 
@@ -195,9 +196,11 @@ function checkSignalsHaveNoNaN(view: SiteView): void {
     if (!values) continue;
     for (let i = 0; i < values.length; i++)
       if (Number.isNaN(values[i]))
-        throw new Error(
-          `the ${name} the reduction step at ${view.site} reads holds NaN (at ${i}): the model overflowed before this ` +
-            'layer (half-precision weights?), so no token can be ranked.',
+        throw new FicocoError(
+          `The ${name} the reduction step at ${view.site} reads holds NaN (at ${i}): the model overflowed before ` +
+            'this layer, as half precision on a GPU can; run it on the CPU (ficoco.provider cpu, --provider cpu), ' +
+            'which computes in float32.',
+          'provider',
         );
   }
 }

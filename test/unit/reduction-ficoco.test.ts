@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { FicocoError } from '../../src/common/errors';
 import { seededRandom } from '../../src/common/random';
 import { Method, ModelShape } from '../../src/reduction/method';
 import { localPenalty, weightedDifference } from '../../src/reduction/methods/ficoco';
@@ -136,9 +137,15 @@ describe('FiCoCo-V, hand-computed on a 4×4 grid with [CLS] (17 tokens)', () => 
   test('attention holding NaN (an overflow upstream) is refused by name, not ranked in index order', () => {
     const view = gridView(P, C);
     view.attention![5 * 17 + 3] = NaN;
+    // A provider failure: the chat offers ficoco.provider, where the CPU's float32 does not overflow.
     assert.throws(
       () => step(ficocoV, view, 2),
-      /the attention the reduction step at vision:0 reads holds NaN \(at 88\)/,
+      (error: unknown) =>
+        error instanceof FicocoError &&
+        error.kind === 'provider' &&
+        /^The attention the reduction step at vision:0 reads holds NaN \(at 88\): .* run it on the CPU/.test(
+          error.message,
+        ),
     );
     // −∞ (a masked logit) is not an overflow.
     const masked = gridView(P, C);
