@@ -23,34 +23,33 @@ export interface ImageFileOptions {
   timeoutMs?: number;
 }
 
-/** Reads the files in order: those taken, base64 as they cross to the engine, and why each other one was refused. */
+/**
+ * Reads the files, at once, so a batch on a dead remote waits one timeout, not one per file: those taken, in order,
+ * base64 as they cross to the engine, and why each other one was refused. The first `room` image files are read.
+ */
 export async function readImageFiles<Uri>(
   files: readonly { uri: Uri; name: string }[],
   fileSystem: ImageFileSystem<Uri>,
   { room, timeoutMs = IMAGE_READ_TIMEOUT_MS }: ImageFileOptions,
 ): Promise<{ images: ImageAttachment[]; refused: string[] }> {
-  const images: ImageAttachment[] = [];
-  const refused: string[] = [];
-  for (const { uri, name } of files) {
-    if (!imageFormatOfFileName(name)) {
-      refused.push(`${name} is not an image FiCoCo can read: use PNG, JPEG, WebP or GIF.`);
-      continue;
-    }
-    if (images.length >= room) {
-      refused.push(
-        `${name} was not added: a question can carry ${MAX_IMAGES_PER_QUESTION} images; ask about these, then add more.`,
-      );
-      continue;
-    }
-    try {
-      const bytes = await withinTime(readImage(uri, name, fileSystem), timeoutMs);
-      if (typeof bytes === 'string') refused.push(bytes);
-      else images.push({ name, dataBase64: Buffer.from(bytes).toString('base64') });
-    } catch (error) {
-      refused.push(`Could not read ${name}: ${error instanceof Error ? error.message : String(error)}`);
-    }
-  }
-  return { images, refused };
+  let reading = 0;
+  const outcomes = await Promise.all(
+    files.map(async ({ uri, name }): Promise<ImageAttachment | string> => {
+      if (!imageFormatOfFileName(name)) return `${name} is not an image FiCoCo can read: use PNG, JPEG, WebP or GIF.`;
+      if (reading++ >= room)
+        return `${name} was not added: a question can carry ${MAX_IMAGES_PER_QUESTION} images; ask about these, then add more.`;
+      try {
+        const bytes = await withinTime(readImage(uri, name, fileSystem), timeoutMs);
+        return typeof bytes === 'string' ? bytes : { name, dataBase64: Buffer.from(bytes).toString('base64') };
+      } catch (error) {
+        return `Could not read ${name}: ${error instanceof Error ? error.message : String(error)}`;
+      }
+    }),
+  );
+  return {
+    images: outcomes.filter((outcome): outcome is ImageAttachment => typeof outcome !== 'string'),
+    refused: outcomes.filter((outcome): outcome is string => typeof outcome === 'string'),
+  };
 }
 
 /** The file's bytes, or why it is not read. */

@@ -292,6 +292,29 @@ describe('image files read for the chat', () => {
     );
   });
 
+  test('the files are read at once: a batch on a dead remote waits one timeout, not one per file', async () => {
+    // first.png's read ends only once second.png's has begun: read one after the other, first.png would time out.
+    let secondBegun: () => void = () => undefined;
+    const begun = new Promise<void>((resolve) => (secondBegun = resolve));
+    const fileSystem: ImageFileSystem<string> = {
+      stat: async () => ({ size: 1, isFile: true }),
+      readFile: async (uri) => {
+        if (uri === 'second.png') secondBegun();
+        else await begun;
+        return new Uint8Array([1]);
+      },
+    };
+    const { images, refused } = await readImageFiles(named('first.png', 'second.png'), fileSystem, {
+      room: 8,
+      timeoutMs: 30_000,
+    });
+    assert.deepEqual(refused, []);
+    assert.deepEqual(
+      images.map((image) => image.name),
+      ['first.png', 'second.png'],
+    );
+  });
+
   test('a file that grew past the limit after its stat is refused', async () => {
     const { fileSystem } = fileSystemOf({ 'growing.png': { size: 10, read: new Uint8Array(40 * 1024 * 1024) } });
     const { images, refused } = await readImageFiles(named('growing.png'), fileSystem, { room: 8 });
