@@ -152,6 +152,26 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
     await workbench.screenshot('compare');
   });
 
+  test("on a wide screenshot, Show reduction lays the grid over the middle the model's crop saw", async () => {
+    await startNewChat();
+    await workbench.paste({ name: 'wide.png', type: 'image/png', bytes: screenshotPng(672, 336) });
+    await workbench.chat.locator('.pending-image').waitFor({ timeout: MINUTE });
+    await workbench.ask('what is in the middle ?');
+    await finishedAnswer();
+    await lastTurn().locator('.show-reduction').click();
+    // 672 × 336 resized to 336 × 168 and cropped to its middle 168: the picture is twice the frame, half of it outside.
+    const frame = lastTurn().locator('.reduction-frame.part-seen');
+    await frame.waitFor();
+    const box = (await frame.boundingBox())!;
+    const picture = (await frame.locator('img').boundingBox())!;
+    const near = (actual: number, expected: number, what: string) =>
+      assert.ok(Math.abs(actual - expected) <= 2, `${what}: ${actual} px, expected ${expected} px`);
+    near(picture.width, 2 * box.width, "the picture's width");
+    near(picture.x, box.x - box.width / 2, "the picture's left edge");
+    near(picture.height, box.height, "the picture's height");
+    await workbench.screenshot('overlay-wide');
+  });
+
   test('with ficoco.quantization int4 the first answer quantizes the built-in model, counting its layers', async () => {
     await workbench.writeSettings({
       'ficoco.reduction.method': 'ficoco-v',
