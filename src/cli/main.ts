@@ -48,6 +48,8 @@ Options:
   --threads N          intra-op threads, up to ${MAX_THREADS} (default: one per physical core; one for a tiny model)
   --quantize MODE      none | int8 | int4: quantization of the decoder; on the CPU the vision tower in int8
                        (cached beside the weights)
+  --json               print one JSON object when the answer ends, {answer, stopReason, stats, warmUpMs},
+                       instead of streaming the answer and the stats as text (for scripts)
 `;
 
 const METHODS_USAGE = `Usage:
@@ -128,6 +130,7 @@ async function ask(args: string[]): Promise<number> {
       method: { type: 'string' },
       budget: { type: 'string' },
       param: { type: 'string', multiple: true },
+      json: { type: 'boolean' },
       help: { type: 'boolean' },
     },
   });
@@ -186,12 +189,15 @@ async function ask(args: string[]): Promise<number> {
         onProgress: progress.show,
         onText: (text) => {
           progress.erase();
-          process.stdout.write(text);
+          if (!values.json) process.stdout.write(text);
         },
       })
       .finally(() => progress.erase());
+    const { text, stopReason, stats } = answer;
     process.stdout.write(
-      `\n\n${formatStats(answer.stats)}\nwarm-up         ${warmUpMs.toFixed(1)} ms before the question\n`,
+      values.json
+        ? `${JSON.stringify({ answer: text, stopReason, stats, warmUpMs })}\n`
+        : `\n\n${formatStats(stats)}\nwarm-up         ${warmUpMs.toFixed(1)} ms before the question\n`,
     );
   } finally {
     await engine.dispose();

@@ -3,9 +3,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { findBuiltinModel } from '../../src/hub/presets';
-import { LlavaEngine } from '../../src/engine/engine';
+import { type AnswerStats, LlavaEngine } from '../../src/engine/engine';
 import { WeightIndex } from '../../src/engine/weights/safetensors';
 import { maxAbsDiff } from '../helpers/assertions';
+import { runCli } from '../helpers/cli';
 
 /** Reference outputs of tools/reference/model.py on evaluation items, written by tools/reference_builtin.py. */
 interface BuiltinCase {
@@ -77,6 +78,30 @@ describe(
         assert.equal(answer.text.trim(), refCase.greedy_text);
         assert.equal(answer.stopReason, 'stop-token');
       }
+    });
+
+    test('ficoco ask --json prints one JSON object: the reference answer, why it stopped, and its stats', async () => {
+      const [refCase] = reference.cases;
+      const image = path.join(REFERENCE_DIR, refCase.image);
+      const args = ['ask', '--json', '--image', image, '--method', 'ficoco-v', '--budget', '16', refCase.question];
+      const { stdout } = await runCli(args);
+      assert.equal(stdout.split('\n').length, 2, 'one line, then nothing');
+      const printed = JSON.parse(stdout) as {
+        answer: string;
+        stopReason: string;
+        stats: AnswerStats;
+        warmUpMs: number;
+      };
+      const answer = await engine.ask({
+        question: refCase.question,
+        images: [{ bytes: fs.readFileSync(image), name: path.basename(image) }],
+        reduction: { method: 'ficoco-v', budget: { tokens: 16 } },
+      });
+      assert.equal(printed.answer, answer.text);
+      assert.equal(printed.stopReason, answer.stopReason);
+      assert.deepEqual(printed.stats.visualTokens, [{ original: 144, atDecoder: 16 }]);
+      assert.equal(printed.stats.patchFates?.[0].patches.length, 144);
+      assert.ok(printed.warmUpMs >= 0);
     });
   },
 );
