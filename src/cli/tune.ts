@@ -58,6 +58,13 @@ export async function tuneCommand(args: string[]): Promise<number> {
     );
   const modelDir = modelDirArg(values.model);
   const bar = number('--keep', values.keep, 0);
+  // 0 would let any accuracy pass: tune would store the fastest method whatever it answers.
+  if (bar === 0)
+    throw new FicocoError(
+      '--keep 0 accepts any accuracy, so tune would choose the fastest method whatever it answers: give the share of ' +
+        'full-token accuracy to keep, above 0 (0.95 keeps 95 %).',
+      'input',
+    );
   if (bar > 1) throw new FicocoError(`--keep ${values.keep} is a share of full-token accuracy: at most 1.`, 'input');
   const methods =
     values.methods === 'all' ? METHODS.map((m) => m.name) : values.methods.split(',').map((m) => m.trim());

@@ -211,6 +211,11 @@ const commandCases: [string, string[], RegExp][] = [
     /^error: --threads 300 is not a number from 1 to 256\.$/,
   ]),
   [
+    'tune: --keep 0, which any accuracy passes',
+    ['tune', '--model', NOT_A_MODEL, '--data', EVAL_SET, '--keep', '0'],
+    /^error: --keep 0 accepts any accuracy, so tune would choose the fastest method whatever it answers: /,
+  ],
+  [
     'tune: too many threads',
     ['tune', '--model', NOT_A_MODEL, '--data', EVAL_SET, '--threads', '300'],
     /^error: --threads 300 is not a number from 1 to 256\.$/,
