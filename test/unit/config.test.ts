@@ -415,6 +415,16 @@ describe('parseLlavaConfig: errors name the field', () => {
     assert.equal(parseLlavaConfig(withText({ rope_scaling: null }), SOURCE).text.ropeTheta, 10000);
   });
 
+  test("transformers 5's rope_parameters: its base is read; scaling, or a non-object, is refused", () => {
+    const theta = (rope: unknown) => parseLlavaConfig(withText({ rope_parameters: rope }), SOURCE).text.ropeTheta;
+    assert.equal(theta({ rope_type: 'default', rope_theta: 1_000_000 }), 1_000_000);
+    assert.equal(theta({ rope_theta: 500_000 }), 500_000);
+    assert.equal(theta(null), 10000);
+    rejects(withText({ rope_parameters: { rope_type: 'yarn', factor: 4, rope_theta: 1e6 } }), 'rope_type');
+    rejects(withText({ rope_parameters: 'default' }), 'text_config.rope_parameters');
+    rejects(withText({ rope_parameters: { rope_theta: -1 } }), 'text_config.rope_theta');
+  });
+
   test('unknown activation', () => {
     rejects({ ...base(), projector_hidden_act: 'relu' }, 'projector_hidden_act');
     rejects(withText({ hidden_act: 'relu2' }), 'text_config.hidden_act');

@@ -74,12 +74,48 @@ function llamaStyle(modelType: keyof typeof TEXT_DEFAULTS): DecoderKind {
   };
 }
 
+/**
+ * The rotary embeddings' base from rope_parameters, where configs saved by transformers 5 keep it (and the scaling
+ * rope_scaling held before); scaled rotary embeddings, under either name, are refused, not run unscaled.
+ */
+function ropeParameters(json: Json, source: string): Json {
+  if (json.rope_scaling !== undefined && json.rope_scaling !== null)
+    throw new FicocoError(
+      `${source}: text_config.rope_scaling is set (${shortJson(json.rope_scaling)}); scaled rotary ` +
+        `embeddings are not supported yet.`,
+      'config',
+    );
+  const parameters = json.rope_parameters;
+  if (parameters === undefined || parameters === null) return {};
+  if (typeof parameters !== 'object' || Array.isArray(parameters))
+    throw new FicocoError(
+      `${source}: text_config.rope_parameters is ${shortJson(parameters)}; expected an object.`,
+      'config',
+    );
+  const { rope_type: type = 'default', rope_theta: theta } = parameters as Json;
+  if (type !== 'default')
+    throw new FicocoError(
+      `${source}: text_config.rope_parameters has rope_type ${shortJson(type)}; scaled rotary embeddings are not ` +
+        `supported yet.`,
+      'config',
+    );
+  return theta === undefined ? {} : { rope_theta: theta };
+}
+
 function parseText(modelType: keyof typeof TEXT_DEFAULTS, json: Json, root: Json, source: string): TextConfig {
   const defaults: Json = TEXT_DEFAULTS[modelType];
   // Tied embeddings may be declared on the text config or, in llava-hf configs, at the top level.
   const tie = json.tie_word_embeddings ?? root.tie_word_embeddings ?? defaults.tie_word_embeddings;
   const f = new Fields(
-    { hidden_act: 'silu', attention_bias: false, mlp_bias: false, ...defaults, ...json, tie_word_embeddings: tie },
+    {
+      hidden_act: 'silu',
+      attention_bias: false,
+      mlp_bias: false,
+      ...defaults,
+      ...json,
+      ...ropeParameters(json, source),
+      tie_word_embeddings: tie,
+    },
     source,
     'text_config.',
   );
@@ -103,13 +139,6 @@ function parseText(modelType: keyof typeof TEXT_DEFAULTS, json: Json, root: Json
     'head_dim',
     'must be an even integer (rotary embeddings rotate pairs)',
   );
-  if (json.rope_scaling !== undefined && json.rope_scaling !== null) {
-    throw new FicocoError(
-      `${source}: text_config.rope_scaling is set (${shortJson(json.rope_scaling)}); scaled rotary ` +
-        `embeddings are not supported yet.`,
-      'config',
-    );
-  }
   const attentionBias = f.bool('attention_bias');
   // Attention over a sliding window is full causal attention while the context stays inside it: the context stops there.
   const merged = { ...defaults, ...json };
