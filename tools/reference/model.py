@@ -38,6 +38,11 @@ VISION_ACTIVATIONS = {
     "gelu": F.gelu,
     "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
 }
+# What CLIPVisionConfig and SiglipVisionConfig default to: a saved config leaves out values equal to these.
+VISION_DEFAULTS = {
+    "clip_vision_model": {"hidden_act": "quick_gelu", "layer_norm_eps": 1e-5},
+    "siglip_vision_model": {"hidden_act": "gelu_pytorch_tanh", "layer_norm_eps": 1e-6},
+}
 
 
 def canonical_name(name: str) -> str:
@@ -237,10 +242,15 @@ class LlavaReference:
         return F.linear(x, self.w[prefix + ".weight"], bias)
 
     def layer_norm(self, x, prefix):
-        eps = self.vision_config.get("layer_norm_eps", 1e-5)
+        eps = self.vision_setting("layer_norm_eps")
         return F.layer_norm(x, x.shape[-1:], self.w[prefix + ".weight"], self.w[prefix + ".bias"], eps)
 
     # ---- vision tower ----
+
+    def vision_setting(self, key):
+        """A vision config value, or its transformers default for the tower's model_type (CLIP's when unnamed)."""
+        defaults = VISION_DEFAULTS[self.vision_config.get("model_type", "clip_vision_model")]
+        return self.vision_config.get(key, defaults[key])
 
     def has_class_token(self):
         """CLIP prepends a class embedding; SigLIP has none."""
@@ -272,7 +282,7 @@ class LlavaReference:
             x = keep(x)
         elif keep is not None:  # a batch [B, tokens, D] keeps per image: keep [B, kept]
             x = x[keep] if x.dim() == 2 else gather_tokens(x, keep)
-        act = VISION_ACTIVATIONS[self.vision_config.get("hidden_act", "quick_gelu")]
+        act = VISION_ACTIVATIONS[self.vision_setting("hidden_act")]
         hidden = act(self.linear(self.layer_norm(x, f"{prefix}.layer_norm2"), f"{prefix}.mlp.fc1"))
         return x + self.linear(hidden, f"{prefix}.mlp.fc2")
 
@@ -290,8 +300,9 @@ class LlavaReference:
         return states
 
     def projector(self, x):
-        # projector_hidden_act "gelu" is the exact erf GELU.
-        return self.linear(F.gelu(self.linear(x, "projector.linear_1")), "projector.linear_2")
+        # projector_hidden_act, "gelu" (the exact erf GELU) unless the config names another.
+        act = VISION_ACTIVATIONS[self.config.get("projector_hidden_act", "gelu")]
+        return self.linear(act(self.linear(x, "projector.linear_1")), "projector.linear_2")
 
     def image_features(self, pixel_values, vision_keep=None, feature_keep=None):
         """pixel_values float array [3, H, W] -> projected visual tokens [N, text hidden]."""
@@ -363,7 +374,8 @@ class LlavaReference:
     def decoder_attention(self, x, positions, prefix, layer_cache, probs_out=None):
         tc = self.text_config
         heads, kv_heads = tc["num_attention_heads"], tc["num_key_value_heads"]
-        theta = tc.get("rope_theta", 10000.0)
+        # transformers 5 keeps the base in rope_parameters.
+        theta = (tc.get("rope_parameters") or {}).get("rope_theta", tc.get("rope_theta", 10000.0))
         q = apply_rope(split_heads(self.linear(x, f"{prefix}.q_proj"), heads), positions, theta)
         k = apply_rope(split_heads(self.linear(x, f"{prefix}.k_proj"), kv_heads), positions, theta)
         v = split_heads(self.linear(x, f"{prefix}.v_proj"), kv_heads)
