@@ -113,15 +113,14 @@ export function readImageHeader(bytes: Uint8Array, sourceName: string): ImageHea
   }
 }
 
+/** Why a file of `bytes` bytes is refused, by its size alone (read, or as its file system reports it). */
+export function imageFileTooLarge(sourceName: string, bytes: number): string {
+  return `${sourceName} is ${formatMebibytes(bytes)} MiB; FiCoCo takes image files up to ${formatMebibytes(MAX_IMAGE_BYTES)} MiB.`;
+}
+
 /** The header, refused before any decoding when the file or the image is too big, or too elongated, for FiCoCo. */
 export function checkImageFile(bytes: Uint8Array, sourceName: string): ImageHeader {
-  if (bytes.length > MAX_IMAGE_BYTES) {
-    throw new FicocoError(
-      `${sourceName} is ${formatMebibytes(bytes.length)} MiB; FiCoCo takes image files up to ` +
-        `${formatMebibytes(MAX_IMAGE_BYTES)} MiB.`,
-      'image',
-    );
-  }
+  if (bytes.length > MAX_IMAGE_BYTES) throw new FicocoError(imageFileTooLarge(sourceName, bytes.length), 'image');
   const header = readImageHeader(bytes, sourceName);
   const { width, height } = header;
   if (width === 0 || height === 0) {
@@ -160,7 +159,7 @@ function checkPixelCount(width: number, height: number, subject: string): void {
 }
 
 /** Mebibytes, as messages print them. */
-export function formatMebibytes(bytes: number): string {
+function formatMebibytes(bytes: number): string {
   return roughly(bytes / (1024 * 1024));
 }
 

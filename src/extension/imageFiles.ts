@@ -4,7 +4,12 @@
  * file on a disconnected remote or network folder must not hold the questions behind it for ever. Free of 'vscode'
  * (the controller passes workspace.fs in) so it is plainly testable.
  */
-import { MAX_IMAGES_PER_QUESTION, MAX_IMAGE_BYTES, formatMebibytes, imageFormatOfFileName } from '../common/imageFile';
+import {
+  MAX_IMAGES_PER_QUESTION,
+  MAX_IMAGE_BYTES,
+  imageFileTooLarge,
+  imageFormatOfFileName,
+} from '../common/imageFile';
 import type { ImageAttachment } from '../protocol/engine';
 
 /** What reading an image needs of a file system (workspace.fs in the extension). */
@@ -54,15 +59,13 @@ export async function readImageFiles<Uri>(
 
 /** The file's bytes, or why it is not read. */
 async function readImage<Uri>(uri: Uri, name: string, fileSystem: ImageFileSystem<Uri>): Promise<Uint8Array | string> {
-  const tooLarge = (size: number) =>
-    `${name} is ${formatMebibytes(size)} MiB; FiCoCo takes image files up to ${formatMebibytes(MAX_IMAGE_BYTES)} MiB.`;
   const { size, isFile } = await fileSystem.stat(uri);
   // A device or pipe named .png (say, a link to /dev/zero in a cloned repository) reads without end.
   if (!isFile) return `${name} is not a regular file; FiCoCo reads image files.`;
-  if (size > MAX_IMAGE_BYTES) return tooLarge(size);
+  if (size > MAX_IMAGE_BYTES) return imageFileTooLarge(name, size);
   const bytes = await fileSystem.readFile(uri);
   // The file may have grown since its stat.
-  return bytes.length > MAX_IMAGE_BYTES ? tooLarge(bytes.length) : bytes;
+  return bytes.length > MAX_IMAGE_BYTES ? imageFileTooLarge(name, bytes.length) : bytes;
 }
 
 /** `work`'s result, or a rejection once `timeoutMs` has passed (the read itself cannot be cancelled; it is left). */
