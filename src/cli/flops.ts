@@ -239,12 +239,14 @@ function budgetList(text: string | undefined, arch: ModelArch): number[] {
 function methodTable(arch: ModelArch, run: RunShape, base: RunShape): string {
   const reduced = runFlops(arch, run);
   const unreduced = runFlops(arch, base);
-  // Units from the unreduced figures: a layer's and a whole prefill's (MFLOPs on the built-in model, TFLOPs on a 7B).
-  const largestLayer = Math.max(
-    ...base.vision.flatMap((pass) => pass.map((tokensIn) => visionLayerFlops(arch.vision, tokensIn).total)),
-    ...base.llm.map((tokensIn) => llmLayerFlops(arch.llm, tokensIn).total),
+  const sum = (values: number[]) => values.reduce((total, value) => total + value, 0);
+  // The unreduced rows: a tiled image's tower runs once per pass, and each vision row adds up the passes.
+  const unreducedVision = base.vision[0].map((_, l) =>
+    sum(base.vision.map((pass) => visionLayerFlops(arch.vision, pass[l]).total)),
   );
-  const layerUnit = flopsUnit(largestLayer);
+  const unreducedLlm = base.llm.map((tokensIn) => llmLayerFlops(arch.llm, tokensIn).total);
+  // Units from the unreduced figures: the rows' and a whole prefill's (MFLOPs on the built-in model, TFLOPs on a 7B).
+  const layerUnit = flopsUnit(Math.max(...unreducedVision, ...unreducedLlm));
   const totalUnit = flopsUnit(unreduced.total);
   const perLayer = (flops: number) => (flops / layerUnit.divisor).toFixed(1);
   const inTotalUnit = (flops: number) => (flops / totalUnit.divisor).toFixed(3);
@@ -253,23 +255,22 @@ function methodTable(arch: ModelArch, run: RunShape, base: RunShape): string {
     `| layer | tokens (attention → MLP) | ${layerUnit.name} | unreduced ${layerUnit.name} |`,
     '|---|---:|---:|---:|',
   ];
-  const sum = (values: number[]) => values.reduce((total, value) => total + value, 0);
-  // A tiled image's tower runs once per pass: each vision row adds up the passes (attention stays within a pass).
+  // A tiled image's rows name its passes (attention stays within one).
   const passes = run.vision.length > 1 ? ` (${run.vision.length} passes)` : '';
   run.vision[0].forEach((_, l) => {
     const attention = run.vision.map((pass) => pass[l]);
     const mlp = attention.map((tokensIn, p) => run.visionMlp?.[p][l] ?? tokensIn);
     const flops = sum(attention.map((tokensIn, p) => visionLayerFlops(arch.vision, tokensIn, mlp[p]).total));
-    const unreducedLayer = sum(base.vision.map((pass) => visionLayerFlops(arch.vision, pass[l]).total));
     lines.push(
-      `| vision ${l}${passes} | ${tokens(sum(attention), sum(mlp))} | ${perLayer(flops)} | ${perLayer(unreducedLayer)} |`,
+      `| vision ${l}${passes} | ${tokens(sum(attention), sum(mlp))} | ${perLayer(flops)} | ` +
+        `${perLayer(unreducedVision[l])} |`,
     );
   });
   run.llm.forEach((attention, l) => {
     const mlp = run.llmMlp?.[l] ?? attention;
     lines.push(
       `| LLM ${l} | ${tokens(attention, mlp)} | ${perLayer(llmLayerFlops(arch.llm, attention, mlp).total)} | ` +
-        `${perLayer(llmLayerFlops(arch.llm, base.llm[l]).total)} |`,
+        `${perLayer(unreducedLlm[l])} |`,
     );
   });
   const causal = runFlops(arch, run, 'causal');
