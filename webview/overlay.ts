@@ -76,7 +76,6 @@ function patchFigure(
  */
 function showSeenPart(frame: HTMLElement, grid: PatchGrid, seen: ImageRegion): void {
   const { left, top, width, height } = seen;
-  const percent = (fraction: number) => `${(100 * fraction).toFixed(3)}%`;
   frame.classList.add('part-seen');
   frame.style.aspectRatio = `${grid.cols} / ${grid.rows}`;
   const picture = frame.querySelector('img');
@@ -91,7 +90,7 @@ function showSeenPart(frame: HTMLElement, grid: PatchGrid, seen: ImageRegion): v
 function tileBorder(doc: Document, side: 'top' | 'left', fraction: number): HTMLElement {
   const line = doc.createElement('div');
   line.className = `tile-border ${side === 'top' ? 'across' : 'down'}`;
-  line.style[side] = `${(100 * fraction).toFixed(3)}%`;
+  line.style[side] = percent(fraction);
   line.setAttribute('aria-hidden', 'true');
   return line;
 }
@@ -125,4 +124,9 @@ export function reductionSummary(reduction: PatchGrid): string {
     .filter(({ count }) => count > 0)
     .map(({ label, count }) => `${count} ${label}`);
   return `${counts.join(', ')} of ${reduction.patches.length} patches`;
+}
+
+/** A CSS percentage of a fraction: 0.375 → "37.500%". */
+function percent(fraction: number): string {
+  return `${(100 * fraction).toFixed(3)}%`;
 }
