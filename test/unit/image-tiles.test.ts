@@ -14,18 +14,20 @@ function noise(width: number, height: number) {
   return { width, height, rgb };
 }
 
+/** A tiling processor's preprocessor_config.json with these fields, normalising to [-1, 1] with bicubic resizes. */
+function tilingConfig(fields: Record<string, unknown>) {
+  const json = { image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5], resample: 3, ...fields };
+  return parsePreprocessorConfig(json, 'preprocessor_config.json');
+}
+
 test("the base image is the whole image resized to the preprocessor's size, then centre-cropped to the tile", () => {
   // LlavaNextImageProcessor.get_image_patches resizes the whole image to (shortest_edge, shortest_edge); the per-image
   // steps then crop it to crop_size. A size larger than the tile makes the base image a centre crop of that square.
-  const json = {
+  const config = tilingConfig({
     image_processor_type: 'LlavaNextImageProcessor',
     size: { shortest_edge: 40 },
     crop_size: { height: 32, width: 32 },
-    image_mean: [0.5, 0.5, 0.5],
-    image_std: [0.5, 0.5, 0.5],
-    resample: 3,
-  };
-  const config = parsePreprocessorConfig(json, 'preprocessor_config.json');
+  });
   const spec = { tileSize: 32, featuresPerSide: 2, pinpoints: [[32, 64]] as const, baseTokens: 4 };
   const image = noise(90, 50);
   const { pixelValues } = preprocessTiles(image, config, spec);
@@ -36,14 +38,10 @@ test("the base image is the whole image resized to the preprocessor's size, then
 });
 
 test('where size is the tile, as in released checkpoints, the base image is the whole image squashed to the tile', () => {
-  const json = {
+  const config = tilingConfig({
     image_processor_type: 'LlavaOnevisionImageProcessor',
     size: { height: 32, width: 32 },
-    image_mean: [0.5, 0.5, 0.5],
-    image_std: [0.5, 0.5, 0.5],
-    resample: 3,
-  };
-  const config = parsePreprocessorConfig(json, 'preprocessor_config.json');
+  });
   const spec = { tileSize: 32, featuresPerSide: 2, pinpoints: [[64, 32]] as const, baseTokens: 4 };
   const image = noise(30, 70);
   const { pixelValues } = preprocessTiles(image, config, spec);
