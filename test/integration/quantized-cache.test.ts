@@ -136,12 +136,18 @@ describe('the quantized cache, encoded by several processes', () => {
     assert.ok(fs.existsSync(running), "a running writer's partial stays, however long it has waited");
   });
 
-  test('a model folder it cannot write: the cache goes to its own folder, the model folder is left as it was', () => {
-    const source = path.dirname(modelFolder().files[0]);
+  /** FiCoCo's own cache folder, which the other user the loads run as may write. */
+  const ownCacheFolder = () => {
     const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-own-cache-'));
     folders.push(cacheDir);
-    fs.chmodSync(source, 0o555);
     fs.chmodSync(cacheDir, 0o777);
+    return cacheDir;
+  };
+
+  test('a model folder it cannot write: the cache goes to its own folder, the model folder is left as it was', () => {
+    const source = path.dirname(modelFolder().files[0]);
+    const cacheDir = ownCacheFolder();
+    fs.chmodSync(source, 0o555);
     const before = fs.readdirSync(source);
     const load = () => loadAsAnotherUser(source, cacheDir);
     const first = load();
@@ -156,9 +162,7 @@ describe('the quantized cache, encoded by several processes', () => {
 
   test("a read-only folder with its cache and a stopped load's partial: the cache is read, the partial kept", () => {
     const source = path.dirname(modelFolder().files[0]);
-    const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-own-cache-'));
-    folders.push(cacheDir);
-    fs.chmodSync(cacheDir, 0o777);
+    const cacheDir = ownCacheFolder();
     const written = loadAsAnotherUser(source, cacheDir, false);
     assert.equal(path.dirname(written.file!), source);
     const gone = spawnSync(process.execPath, ['-e', '']).pid!;
@@ -172,9 +176,7 @@ describe('the quantized cache, encoded by several processes', () => {
 
   test('a read-only folder whose cache is damaged: a new cache goes to its own folder, the damaged one is left', () => {
     const source = path.dirname(modelFolder().files[0]);
-    const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-own-cache-'));
-    folders.push(cacheDir);
-    fs.chmodSync(cacheDir, 0o777);
+    const cacheDir = ownCacheFolder();
     const written = loadAsAnotherUser(source, cacheDir, false);
     fs.truncateSync(written.file!, 100);
     fs.chmodSync(source, 0o555);
