@@ -197,7 +197,9 @@ async function ask(args: string[]): Promise<number> {
     process.stdout.write(
       values.json
         ? `${JSON.stringify({ answer: text, stopReason, stats, warmUpMs })}\n`
-        : `\n\n${formatStats(stats)}\nwarm-up         ${warmUpMs.toFixed(1)} ms before the question\n`,
+        : `\n\n${formatStats(stats)}\n` +
+            (engine.quantizedWeights ? `weights         ${engine.quantizedWeights}\n` : '') +
+            `warm-up         ${warmUpMs.toFixed(1)} ms before the question\n`,
     );
   } finally {
     await engine.dispose();

@@ -5,10 +5,18 @@
 export const WEIGHT_QUANTIZATIONS = ['none', 'int8', 'int4'] as const;
 export type WeightQuantization = (typeof WEIGHT_QUANTIZATIONS)[number];
 
-/** What a mode quantized, in words: "int4 (decoder; vision tower in int8)". */
-export function quantizedParts(mode: Exclude<WeightQuantization, 'none'>, visionTower: boolean): string {
-  if (!visionTower) return `${mode} (decoder)`;
-  return mode === 'int8' ? 'int8 (decoder and vision tower)' : `${mode} (decoder; vision tower in int8)`;
+/**
+ * What a mode quantized, in words: "int4 (decoder; vision tower in int8)". `oneForm`: the decoder is held in its
+ * prompts' form alone, memory being short (WeightQuantizer's oneForm).
+ */
+export function quantizedParts(
+  mode: Exclude<WeightQuantization, 'none'>,
+  visionTower: boolean,
+  oneForm = false,
+): string {
+  const held = oneForm ? '; one layout for prompts and answers, as memory was short: answering is slower' : '';
+  if (!visionTower) return `${mode} (decoder${held})`;
+  return mode === 'int8' ? `int8 (decoder and vision tower${held})` : `${mode} (decoder; vision tower in int8${held})`;
 }
 
 /** A first load's progress, in words: "Quantizing to int4 (first load only): 37 / 155 layers". */

@@ -343,14 +343,22 @@ export class LlavaEngine {
       providerCandidates(options.provider ?? 'cpu', thisMachine()),
       options.precision,
     );
-    const quantizer =
+    const availableMemory = options.availableMemory ?? os.freemem;
+    const quantizerFor = (oneForm: boolean) =>
       quantization === 'none'
         ? undefined
         : new WeightQuantizer(weights, quantization, {
             onCpu: candidates[0] === 'cpu',
             cacheDir: options.quantizedCacheDir,
+            oneForm,
           });
-    const towers = model.build(weights, quantizer);
+    let quantizer = quantizerFor(false);
+    let towers = model.build(weights, quantizer);
+    // int8 on the CPU holds a decoder layer for prompts and again for decode steps: where both do not fit, only the first.
+    if (quantizer && cpuWeightBytes(weights, quantizer) > availableMemory()) {
+      quantizer = quantizerFor(true);
+      towers = model.build(weights, quantizer);
+    }
     /** Refuses weights the CPU could not hold; `fellBack` says why a GPU provider was not used, where one was not. */
     const checkFitsCpu = (fellBack?: string) =>
       checkWeightsFit(
@@ -358,7 +366,7 @@ export class LlavaEngine {
         (options.totalMemory ?? memoryInAll)(),
         quantization,
         (mode) => {
-          const alternative = new WeightQuantizer(weights, mode, { onCpu: true });
+          const alternative = new WeightQuantizer(weights, mode, { onCpu: true, oneForm: true });
           model.build(weights, alternative);
           return cpuWeightBytes(weights, alternative);
         },
@@ -414,12 +422,12 @@ export class LlavaEngine {
         factory,
         runners,
         {
-          availableMemory: options.availableMemory ?? os.freemem,
+          availableMemory,
           prefillChunkTokens: options.prefillChunkTokens ?? PREFILL_CHUNK_TOKENS,
           warmUpRepeatsBelowFlops: options.warmUpRepeatsBelowFlops ?? WARM_UP_PREFILL_FLOPS,
         },
         model.publishedReduction,
-        quantizer && quantizedParts(quantizer.mode, quantizer.quantizesVisionTower),
+        quantizer && quantizedParts(quantizer.mode, quantizer.quantizesVisionTower, quantizer.holdsOneForm),
         arch,
       );
       // Build the unreduced sessions now: load errors surface here and the first answer is not slowed. All are

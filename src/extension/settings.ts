@@ -141,15 +141,17 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
     enum: WEIGHT_QUANTIZATIONS,
     enumDescriptions: [
       'The weights as the model folder stores them.',
-      'Decoder and vision tower linear layers in 8 bits per output channel, multiplied in 8-bit integers: about half ' +
-        'the memory of float16, the fastest prefill and image encoding on a CPU, answers nearly unchanged.',
+      'Decoder and vision tower linear layers in 8 bits per output channel, multiplied in 8-bit integers: the ' +
+        'fastest prefill and image encoding on a CPU, answers nearly unchanged. A CPU holds the decoder twice (as ' +
+        'much memory as float16) for faster answering where memory allows, else once (half).',
       'Decoder linear layers in 4-bit blocks: about a quarter of float16, so a 7B model fits a 16 GB ' +
         'laptop; answers change somewhat.',
     ],
     markdownDescription:
       "Quantization of the language model's linear layers. int8, the vision tower's too: one scale per output " +
       "channel, each token's activations quantized to 8 bits as it runs, products in 8-bit integers (ONNX Runtime " +
-      'MatMulInteger; answering steps in MatMulNBits). int4: blocks of 128 weights with zero points (MatMulNBits), ' +
+      'MatMulInteger; answering steps in MatMulNBits, or MatMulInteger too where the memory available at load ' +
+      'cannot hold both layouts). int4: blocks of 128 weights with zero points (MatMulNBits), ' +
       'the vision tower in int8 as above. On a GPU provider both modes use MatMulNBits alone and leave the vision ' +
       'tower as stored. The first load of a model quantizes it and caches the result beside its weights (in the ' +
       "extension's storage for a model in the Hugging Face cache or a folder it cannot write); later loads read " +

@@ -77,7 +77,10 @@ class EngineHost {
               : undefined,
         });
         this.loaded = { key, engine, warmed: new Set() };
-        log(`loaded on ${engine.provider}${engine.providerFallback ? ` (${engine.providerFallback})` : ''}`);
+        log(
+          `loaded on ${engine.provider}${engine.providerFallback ? ` (${engine.providerFallback})` : ''}` +
+            (engine.quantizedWeights ? `, weights ${engine.quantizedWeights}` : ''),
+        );
       }
       const { engine, warmed } = this.loaded;
       // Without a reduction too: a large model's warm-up gives the pace its first image pass is foretold by.

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { findBuiltinModel } from '../../src/hub/presets';
@@ -102,6 +103,28 @@ describe(
       assert.deepEqual(printed.stats.visualTokens, [{ original: 144, atDecoder: 16 }]);
       assert.equal(printed.stats.patchFates?.[0].patches.length, 144);
       assert.ok(printed.warmUpMs >= 0);
+    });
+
+    test('ficoco ask --quantize names what it quantized under the stats', async () => {
+      // A copy: the cache is written beside the weights.
+      const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-builtin-int8-'));
+      try {
+        fs.cpSync(modelDir!, copy, { recursive: true });
+        const image = path.join(REFERENCE_DIR, reference.cases[0].image);
+        const { stdout } = await runCli([
+          'ask',
+          '--model',
+          copy,
+          '--quantize',
+          'int8',
+          '--image',
+          image,
+          'What is it?',
+        ]);
+        assert.match(stdout, /\nweights {9}int8 \(decoder and vision tower\)\n/);
+      } finally {
+        fs.rmSync(copy, { recursive: true, force: true });
+      }
     });
   },
 );

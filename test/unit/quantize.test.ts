@@ -131,4 +131,11 @@ describe('which towers a mode quantized, in words', () => {
     assert.equal(quantizedParts('int4', false), 'int4 (decoder)');
     assert.equal(quantizedParts('int8', true), 'int8 (decoder and vision tower)');
   });
+
+  test('a decoder held in one layout, memory being short, says so and what it costs', () => {
+    assert.equal(
+      quantizedParts('int8', true, true),
+      'int8 (decoder and vision tower; one layout for prompts and answers, as memory was short: answering is slower)',
+    );
+  });
 });

@@ -194,6 +194,11 @@ export class WeightQuantizer {
       cacheDir?: string;
       /** how many processes quantize (default: one per core, up to 8) */
       workers?: number;
+      /**
+       * Where memory is short: a layer the cache keeps in two forms is read in its channels alone, so int8's decode
+       * steps multiply in the prompts' integer GEMM and each layer is held once. The cache file is the same.
+       */
+      oneForm?: boolean;
     },
   ) {}
 
@@ -206,8 +211,20 @@ export class WeightQuantizer {
     return this.options.onCpu ? 'cpu' : 'gpu';
   }
 
+  /** The forms a layer is cached in. */
   private forms(used: ProductRows): LayerForms {
     return MODES[this.mode].forms(used, this.options.onCpu);
+  }
+
+  /** The forms the graphs read (and memory holds): with `oneForm`, the channels of a layer cached in both. */
+  private heldForms(used: ProductRows): LayerForms {
+    const forms = this.forms(used);
+    return this.options.oneForm && forms.channels ? { channels: true } : forms;
+  }
+
+  /** Whether `oneForm` left out a form some layer is cached in: what the description of the weights says. */
+  get holdsOneForm(): boolean {
+    return this.requested.some(({ used }) => !this.heldForms(used).blocks && this.forms(used).blocks);
   }
 
   /**
@@ -275,14 +292,14 @@ export class WeightQuantizer {
   }
 
   /**
-   * The bytes the requested layers take once quantized (every form each keeps), and the float weights they replace
+   * The bytes the requested layers take once quantized (every form the graphs read), and the float weights they replace
    * (not one another graph still reads).
    */
   footprint(): { bytes: number; replaces: TensorLocation[] } {
     let bytes = 0;
     for (const { weight, used } of this.requested) {
       const [rows, cols] = weight.shape;
-      for (const { dtype, shape } of Object.values(formTensors(rows, cols, this.forms(used))))
+      for (const { dtype, shape } of Object.values(formTensors(rows, cols, this.heldForms(used))))
         bytes += tensorBytes(dtype, shape);
     }
     return { bytes, replaces: this.requested.filter(({ floatStays }) => !floatStays).map(({ weight }) => weight) };
@@ -305,7 +322,7 @@ export class WeightQuantizer {
           );
         return tensor;
       };
-      this.ready.set(weight.name, describeForms(rows, cols, forms, stored));
+      this.ready.set(weight.name, describeForms(rows, cols, this.heldForms(used), stored));
     }
   }
 
