@@ -1596,11 +1596,6 @@ function gibibytes(bytes: number): string {
   return (bytes / 2 ** 30).toFixed(bytes < 2 ** 30 ? 2 : 1);
 }
 
-/**
- * transformers tiles an image by preprocessor_config.json's image_grid_pinpoints and unpads its features by
- * config.json's: a folder whose two lists hold different resolutions would get one grid's tiles packed as another's.
- * (The same resolutions in another order are let through: only ties between them could differ.)
- */
 /** The machine's memory, or a container's limit where that is lower. */
 function memoryInAll(): number {
   const limit = process.constrainedMemory?.() ?? 0;
@@ -1637,6 +1632,11 @@ function checkWeightsFit(
   );
 }
 
+/**
+ * transformers tiles an image by preprocessor_config.json's image_grid_pinpoints and unpads its features by
+ * config.json's: a folder whose two lists hold different resolutions would get one grid's tiles packed as another's.
+ * (The same resolutions in another order are let through: only ties between them could differ.)
+ */
 function checkSamePinpoints(tiling: AnyresSpec, preprocessorJson: unknown, preprocessorFile: string): void {
   const listed = (preprocessorJson as { image_grid_pinpoints?: unknown }).image_grid_pinpoints;
   const resolutions = (list: unknown) => (Array.isArray(list) ? list.map((p) => JSON.stringify(p)).sort() : list);
