@@ -8,7 +8,7 @@ import {
   ortBinaryFolder,
   ortVersion,
 } from '../common/cudaRuntime';
-import { providerCandidates, thisMachine } from '../engine/runtime/provider';
+import { VULKAN_LOADER, providerCandidates, thisMachine } from '../engine/runtime/provider';
 import { NUGET_FEED, findCudaPackage, installCudaProvider } from '../hub/cudaProvider';
 import { formatBytes } from '../common/bytes';
 import { parseCommandArgs } from './args';
@@ -70,6 +70,9 @@ export function providerReport(): string[] {
           `NVIDIA driver       ${nvidiaDriverPresent() ? 'loaded' : 'not loaded'}`,
           `CUDA 12 / cuDNN 9   ${missing.length === 0 ? 'found' : `missing ${missing.join(', ')}`}`,
         ]
+      : []),
+    ...(process.platform === 'linux' && machine.bundled.has('webgpu')
+      ? [`Vulkan loader       ${machine.webgpuBackend ? 'found' : `${VULKAN_LOADER} not found (WebGPU needs it)`}`]
       : []),
     `auto tries          ${providerCandidates('auto', machine).join(' → ')}`,
   ];

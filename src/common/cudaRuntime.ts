@@ -8,9 +8,9 @@
  * engine process with LD_LIBRARY_PATH on that folder: the binding finds libonnxruntime.so.1 through its RUNPATH
  * ($ORIGIN), which LD_LIBRARY_PATH overrides.
  */
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { missingLibraries } from './sharedLibraries';
 
 /** ONNX Runtime's CUDA provider libraries (TensorRT's is left out: FiCoCo does not use it). */
 export const CUDA_PROVIDER_FILES = ['libonnxruntime_providers_cuda.so', 'libonnxruntime_providers_shared.so'] as const;
@@ -88,28 +88,7 @@ export function nvidiaDriverPresent(): boolean {
  * The CUDA runtime libraries none of the loader's places hold: `ldconfig -p`'s cache, LD_LIBRARY_PATH,
  * CUDA_PATH/lib64 and /usr/local/cuda/lib64. `ldconfigOutput` is for tests.
  */
-export function missingCudaRuntime(
-  env: NodeJS.ProcessEnv = process.env,
-  ldconfigOutput: string = readLdconfig(),
-): string[] {
-  const cached = new Set([...ldconfigOutput.matchAll(/^\s*(\S+) \(/gm)].map((match) => match[1]));
-  const folders = [
-    ...(env.LD_LIBRARY_PATH ?? '').split(':'),
-    env.CUDA_PATH ? path.join(env.CUDA_PATH, 'lib64') : '',
-    '/usr/local/cuda/lib64',
-  ].filter(Boolean);
-  return CUDA_RUNTIME_LIBRARIES.filter(
-    (library) => !cached.has(library) && !folders.some((folder) => fs.existsSync(path.join(folder, library))),
-  );
-}
-
-function readLdconfig(): string {
-  for (const ldconfig of ['/sbin/ldconfig', '/usr/sbin/ldconfig', 'ldconfig']) {
-    try {
-      return execFileSync(ldconfig, ['-p'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-    } catch {
-      // the next candidate
-    }
-  }
-  return '';
+export function missingCudaRuntime(env: NodeJS.ProcessEnv = process.env, ldconfigOutput?: string): string[] {
+  const folders = [env.CUDA_PATH ? path.join(env.CUDA_PATH, 'lib64') : '', '/usr/local/cuda/lib64'];
+  return missingLibraries(CUDA_RUNTIME_LIBRARIES, folders, env, ldconfigOutput);
 }

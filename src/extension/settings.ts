@@ -115,7 +115,8 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
     enum: PROVIDER_SETTINGS,
     enumDescriptions: [
       'The best provider this machine has: DirectML on Windows, CoreML on macOS, CUDA on Linux when its ' +
-        'libraries are present, then WebGPU where a GPU adapter answers, else CPU (a fallback is said once).',
+        'libraries are present, then WebGPU where a GPU adapter answers (on Linux, where a Vulkan driver is ' +
+        'installed), else CPU (a fallback is said once).',
       'CPU only.',
       'NVIDIA CUDA 12 with cuDNN 9 (Linux).',
       'DirectML (Windows).',

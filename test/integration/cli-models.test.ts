@@ -295,4 +295,10 @@ test('ficoco providers says what this machine can run on and what auto tries', a
   assert.match(stdout, /^auto tries\s+(\w+ → )*cpu$/m);
   if (process.platform === 'linux' && process.arch === 'x64')
     assert.match(stdout, /^CUDA 12 \/ cuDNN 9\s+(found|missing libc)/m);
+  // Without Vulkan's loader, Dawn finds no adapter and prints a warning of its own: auto does not try WebGPU.
+  const vulkan = /^Vulkan loader\s+(found|libvulkan\.so\.1 not found \(WebGPU needs it\))$/m.exec(stdout);
+  if (process.platform === 'linux' && /^built in\s+.*\bwebgpu\b/m.test(stdout)) {
+    assert.ok(vulkan, stdout);
+    if (vulkan[1] !== 'found') assert.match(stdout, /^auto tries\s+(?!.*webgpu).*cpu$/m);
+  } else assert.equal(vulkan, null);
 });

@@ -14,6 +14,7 @@ import {
   computeTypeFor,
   cudaAdvice,
   ortMessage,
+  probeProviders,
   providerCandidates,
   SessionFactory,
   sessionOptions,
@@ -26,17 +27,37 @@ const SETTINGS: ProviderSetting[] = ['auto', ...PROVIDERS];
 const MACHINES: { label: string; machine: MachineProviders }[] = [
   {
     label: 'linux x64 with the CUDA provider libraries',
-    machine: { platform: 'linux', bundled: new Set(['cpu', 'webgpu']), cudaLibraries: true },
+    machine: { platform: 'linux', bundled: new Set(['cpu', 'webgpu']), cudaLibraries: true, webgpuBackend: true },
   },
   {
     label: 'linux x64 without them',
-    machine: { platform: 'linux', bundled: new Set(['cpu', 'webgpu']), cudaLibraries: false },
+    machine: { platform: 'linux', bundled: new Set(['cpu', 'webgpu']), cudaLibraries: false, webgpuBackend: true },
   },
-  { label: 'linux arm64', machine: { platform: 'linux', bundled: new Set(['cpu']), cudaLibraries: false } },
-  { label: 'win32', machine: { platform: 'win32', bundled: new Set(['cpu', 'dml', 'webgpu']), cudaLibraries: false } },
+  {
+    label: 'linux x64 without a Vulkan loader',
+    machine: { platform: 'linux', bundled: new Set(['cpu', 'webgpu']), cudaLibraries: true, webgpuBackend: false },
+  },
+  {
+    label: 'linux arm64',
+    machine: { platform: 'linux', bundled: new Set(['cpu']), cudaLibraries: false, webgpuBackend: false },
+  },
+  {
+    label: 'win32',
+    machine: {
+      platform: 'win32',
+      bundled: new Set(['cpu', 'dml', 'webgpu']),
+      cudaLibraries: false,
+      webgpuBackend: true,
+    },
+  },
   {
     label: 'darwin',
-    machine: { platform: 'darwin', bundled: new Set(['cpu', 'coreml', 'webgpu']), cudaLibraries: false },
+    machine: {
+      platform: 'darwin',
+      bundled: new Set(['cpu', 'coreml', 'webgpu']),
+      cudaLibraries: false,
+      webgpuBackend: true,
+    },
   },
 ];
 const machine = (label: string) => MACHINES.find((m) => m.label === label)!.machine;
@@ -75,6 +96,12 @@ describe('providerCandidates', () => {
     assert.deepEqual(providerCandidates('auto', machine('linux arm64')), ['cpu']);
   });
 
+  test('auto on linux leaves WebGPU out without a Vulkan loader; asked for by name, it is still tried', () => {
+    const noVulkan = machine('linux x64 without a Vulkan loader');
+    assert.deepEqual(providerCandidates('auto', noVulkan), ['cuda', 'cpu']);
+    assert.deepEqual(providerCandidates('webgpu', noVulkan), ['webgpu', 'cpu']);
+  });
+
   test('auto: DirectML on Windows, CoreML on macOS, each before WebGPU', () => {
     assert.deepEqual(providerCandidates('auto', machine('win32')), ['dml', 'webgpu', 'cpu']);
     assert.deepEqual(providerCandidates('auto', machine('darwin')), ['coreml', 'webgpu', 'cpu']);
@@ -86,6 +113,24 @@ describe('providerCandidates', () => {
     assert.equal(here.platform, process.platform);
     assert.equal(typeof here.cudaLibraries, 'boolean');
   });
+
+  test(
+    'this machine, without a Vulkan loader: auto does not try WebGPU, and WebGPU asked for by name says why it failed',
+    {
+      skip:
+        (process.platform !== 'linux' || !thisMachine().bundled.has('webgpu') || thisMachine().webgpuBackend) &&
+        'needs Linux with WebGPU in the binding and no libvulkan.so.1',
+    },
+    async () => {
+      assert.ok(!providerCandidates('auto', thisMachine()).includes('webgpu'));
+      const { candidates, failures } = await probeProviders(['webgpu', 'cpu']);
+      assert.deepEqual(candidates, ['cpu']);
+      assert.match(
+        failures[0]!,
+        /^webgpu could not be used \(.*; WebGPU needs a Vulkan driver on Linux, and no libvulkan\.so\.1 is installed\)$/,
+      );
+    },
+  );
 });
 
 describe('sessionOptions', () => {

@@ -8,6 +8,7 @@ import {
   nvidiaDriverPresent,
   ortLibraryFolder,
 } from '../../common/cudaRuntime';
+import { missingLibraries } from '../../common/sharedLibraries';
 
 import { ProviderName, ProviderSetting } from '../../common/providers';
 
@@ -23,6 +24,11 @@ export interface MachineProviders {
   bundled: ReadonlySet<string>;
   /** ONNX Runtime's CUDA provider libraries sit beside libonnxruntime.so */
   cudaLibraries: boolean;
+  /**
+   * WebGPU has a graphics API under it: on Linux the Vulkan loader (without it Dawn prints a warning of its own and
+   * finds no adapter); D3D12 and Metal come with Windows and macOS
+   */
+  webgpuBackend: boolean;
 }
 
 /** `auto`'s order per platform, best first. */
@@ -37,9 +43,16 @@ export function providerCandidates(setting: ProviderSetting, machine: MachinePro
   if (setting === 'cpu') return ['cpu'];
   if (setting !== 'auto') return [setting, 'cpu'];
   const available = (provider: ProviderName) =>
-    provider === 'cuda' ? machine.cudaLibraries : machine.bundled.has(provider);
+    provider === 'cuda'
+      ? machine.cudaLibraries
+      : machine.bundled.has(provider) && (provider !== 'webgpu' || machine.webgpuBackend);
   return [...(AUTO_ORDER[machine.platform] ?? []).filter(available), 'cpu'];
 }
+
+/** Vulkan's loader, which Dawn (ORT's WebGPU) opens on Linux. */
+export const VULKAN_LOADER = 'libvulkan.so.1';
+
+const vulkanLoaderFound = () => missingLibraries([VULKAN_LOADER]).length === 0;
 
 export function thisMachine(): MachineProviders {
   const bundled = new Set(
@@ -49,7 +62,12 @@ export function thisMachine(): MachineProviders {
       .map((backend) => backend.name),
   );
   const binaries = ortLibraryFolder(path.dirname(require.resolve('onnxruntime-node/package.json')));
-  return { platform: process.platform, bundled, cudaLibraries: isCudaPlatform() && cudaProviderInstalled(binaries) };
+  return {
+    platform: process.platform,
+    bundled,
+    cudaLibraries: isCudaPlatform() && cudaProviderInstalled(binaries),
+    webgpuBackend: process.platform !== 'linux' || (bundled.has('webgpu') && vulkanLoaderFound()),
+  };
 }
 
 /*
@@ -135,7 +153,7 @@ function oneOperatorGraph(type: ElemType): Uint8Array {
 
 /** Why a provider is not used, in the user's terms. */
 function notUsed(provider: ProviderName, error: unknown): string {
-  return `${provider} could not be used (${ortMessage(error)}${provider === 'cuda' ? cudaAdvice(thisMachine()) : ''})`;
+  return `${provider} could not be used (${ortMessage(error)}${advice[provider]?.(thisMachine()) ?? ''})`;
 }
 
 export interface SessionFactoryOptions {
@@ -222,6 +240,13 @@ export class SessionFactory {
     throw new Error('unreachable: the CPU provider is always a candidate');
   }
 }
+
+/** What a provider that failed to load lacks on this machine, where it is known. */
+const advice: Partial<Record<ProviderName, (machine: MachineProviders) => string>> = {
+  cuda: (machine) => cudaAdvice(machine),
+  webgpu: (machine) =>
+    machine.webgpuBackend ? '' : `; WebGPU needs a Vulkan driver on Linux, and no ${VULKAN_LOADER} is installed`,
+};
 
 /**
  * Why CUDA could not load, in the user's terms: no NVIDIA driver (installing anything would not help), the provider

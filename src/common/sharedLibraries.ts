@@ -1,0 +1,32 @@
+/** Whether the dynamic loader would find a shared library on Linux, asked without loading it. */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+/**
+ * The libraries of `names` that none of the loader's places hold: `ldconfig -p`'s cache, LD_LIBRARY_PATH and `folders`.
+ * `ldconfigOutput` is for tests.
+ */
+export function missingLibraries(
+  names: readonly string[],
+  folders: readonly string[] = [],
+  env: NodeJS.ProcessEnv = process.env,
+  ldconfigOutput: string = readLdconfig(),
+): string[] {
+  const cached = new Set([...ldconfigOutput.matchAll(/^\s*(\S+) \(/gm)].map((match) => match[1]));
+  const searched = [...(env.LD_LIBRARY_PATH ?? '').split(':'), ...folders].filter(Boolean);
+  return names.filter(
+    (library) => !cached.has(library) && !searched.some((folder) => fs.existsSync(path.join(folder, library))),
+  );
+}
+
+function readLdconfig(): string {
+  for (const ldconfig of ['/sbin/ldconfig', '/usr/sbin/ldconfig', 'ldconfig']) {
+    try {
+      return execFileSync(ldconfig, ['-p'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    } catch {
+      // the next candidate
+    }
+  }
+  return '';
+}
