@@ -18,8 +18,8 @@ import {
 import { ElemType } from './graph/builder';
 import { ATTENTION, HIDDEN_COSINE, KEY_COSINE, LOG_SIZES, MEAN_KEYS, POSITIONS, Tower } from './graph/segment';
 import type { ModelShape } from '../reduction/method';
-import { BUDGET_HINT, type ParamValue, budgetLabel } from '../common/budget';
-import { AUTO_METHOD, NO_REDUCTION, type ReductionRequest, type ReductionRule } from '../common/reductionChoice';
+import { BUDGET_HINT, budgetLabel } from '../common/budget';
+import { AUTO_METHOD, NO_REDUCTION, type ReductionRequest } from '../common/reductionChoice';
 import { ReductionSettingsError, checkedRequest, planHooks, planReduction } from '../reduction/registry';
 import { planTiledReduction } from '../reduction/tiled';
 import { selectRows } from '../reduction/arrays';
@@ -42,7 +42,6 @@ import {
   checkMakesTowerInput,
   parsePreprocessorConfig,
   preprocessImage,
-  type Region,
   seenRegion,
 } from './image/preprocess';
 import type { RgbImage } from './image/rgb-image';
@@ -57,15 +56,7 @@ import { PrefillWatch, RunPace } from './prefillWatch';
 import type { PrefillProgress } from '../common/prefillProgress';
 import { GatheredExposure, RowProducts } from './runtime/gatheredExposure';
 import { KvCache } from './runtime/kvCache';
-import {
-  Precision,
-  ProviderName,
-  ProviderSetting,
-  SessionFactory,
-  probeProviders,
-  providerCandidates,
-  thisMachine,
-} from './runtime/provider';
+import { ProviderName, SessionFactory, probeProviders, providerCandidates, thisMachine } from './runtime/provider';
 import { GREEDY, SamplingOptions, createSampler } from './runtime/sampling';
 import { defaultThreads, thisMachineCores } from './runtime/threads';
 import { Segment, TowerRunner } from './runtime/towerRunner';
@@ -76,28 +67,9 @@ import { type WeightQuantization, quantizedParts } from '../common/quantization'
 import { WeightQuantizer } from './weights/quantizedCache';
 import { cpuWeightBytes } from './weights/footprint';
 import { type PublishedReduction, type ReductionChoice, chooseReduction } from './recommendation';
+import type { Answer, AskRequest, EngineOptions, PatchFates, StepStat } from './api';
 
-export interface EngineOptions {
-  provider?: ProviderSetting;
-  /** 'auto' (default): float16 graphs on GPU providers, float32 on the CPU */
-  precision?: Precision;
-  /** intra-op threads (default: defaultThreads in runtime/threads.ts) */
-  threads?: number;
-  /** quantization of the decoder's linear layers (on the CPU the tower's too), cached beside the weights (default none) */
-  quantization?: WeightQuantization;
-  /** where quantized caches of weights in a Hugging Face cache or a read-only folder go (default in ~/.cache) */
-  quantizedCacheDir?: string;
-  /** the first load with a quantization: called as each of `total` layers is quantized and cached */
-  onQuantizing?: (done: number, total: number) => void;
-  /** bytes a run may plan to use besides the weights (default: the memory the system has available) */
-  availableMemory?: () => number;
-  /** the memory the process may use in all, which the CPU provider's weights must fit (default memoryInAll) */
-  totalMemory?: () => number;
-  /** prompt tokens a decoder segment takes at most at once (default PREFILL_CHUNK_TOKENS) */
-  prefillChunkTokens?: number;
-  /** a small prefill's FLOPs below which warming up asks about a blank image a few times (default 20 G) */
-  warmUpRepeatsBelowFlops?: number;
-}
+export type { Answer, AnswerStats, AskRequest, EngineOptions, PatchFates, StepStat } from './api';
 
 interface RunLimits {
   availableMemory: () => number;
@@ -129,17 +101,6 @@ export interface GenerateOptions {
   onProgress?: (progress: PrefillProgress) => void;
 }
 
-/** A reduction step's effect: tokens before and after, and the time the hook took. */
-export interface StepStat {
-  site: HookSite;
-  image?: number;
-  tokensBefore: number;
-  tokensAfter: number;
-  ms: number;
-  /** CPU time of the step; below `ms` when the machine took the CPU away mid-step */
-  cpuMs: number;
-}
-
 /** Tokens that entered each layer's attention and MLP halves (they differ where a hook sits between them). */
 export interface LayerTokens {
   attention: number[];
@@ -164,26 +125,9 @@ interface TowerPass {
   at: { image: number; pass: number; layers: PassTokens };
 }
 
-/**
- * What became of one image's patches by the end of prefill: k = kept as its own token, m = merged into another, d =
- * dropped.
- */
-export interface PatchFates {
-  rows: number;
-  cols: number;
-  /** one letter per patch, raster order */
-  patches: string;
-  /** a tiled image: where its tiles meet, in cells from the grid's top and left edges */
-  tileBorders?: { rows: number[]; cols: number[] };
-  /** a tiled image: its base image (the whole screenshot squashed to one tile), patch by patch */
-  thumbnail?: { rows: number; cols: number; patches: string };
-  /** an image seen whole, where that is not all of it: the part of it the grid covers (seenRegion) */
-  seen?: Region;
-}
-
 export interface GenerationResult {
   tokenIds: number[];
-  stopReason: 'stop-token' | 'max-tokens' | 'cancelled';
+  stopReason: Answer['stopReason'];
   /** logits of the last prefill position */
   prefillLogits: Float32Array;
   /** the visual tokens of each image as the decoder first receives them (after vision-side reduction) */
@@ -207,60 +151,7 @@ export interface GenerationResult {
   timings: { visionMs: number; prefillMs: number; decodeMs: number; visionCpuMs: number; prefillCpuMs: number };
 }
 
-export interface AskRequest {
-  question: string;
-  images: { bytes: Uint8Array; name: string }[];
-  /** earlier turns of the conversation, text only */
-  history?: ChatMessage[];
-  maxNewTokens?: number;
-  sampling?: SamplingOptions;
-  /**
-   * a reduction method from the registry, e.g. { method: 'ficoco-v', budget: { tokens: 64 } }, or `auto` (the model's
-   * recommendation: see autoReduction; its budget and params are not used)
-   */
-  reduction?: ReductionRequest;
-  /** hooks of your own, run besides the method's */
-  hooks?: readonly ReductionHook[];
-  /** receives the answer text as it streams */
-  onText?: (text: string) => void;
-  /** how far reading the images and the prompt has come, before the first token */
-  onProgress?: (progress: PrefillProgress) => void;
-  /** stops the answer between tokens, or before the first one (then ask rejects with a 'cancelled' FicocoError) */
-  signal?: AbortSignal;
-}
-
 export type { PrefillProgress, ReductionRequest };
-
-export interface AnswerStats {
-  /** the reduction that ran and why it was chosen; absent when none was asked for */
-  reduction?: { method: string; budget: string; params: Record<string, ParamValue>; rule: ReductionRule; why: string };
-  promptTokens: number;
-  generatedTokens: number;
-  visualTokens: { original: number; atDecoder: number }[];
-  /** the images as decoded, before preprocessing */
-  imageSizes: { width: number; height: number }[];
-  steps: StepStat[];
-  /** per image, what reduction did to its patches; only when a reduction step ran */
-  patchFates?: PatchFates[];
-  preprocessMs: number;
-  visionMs: number;
-  prefillMs: number;
-  ttftMs: number;
-  decodeTokensPerSecond: number;
-  /** analytic, not measured: FLOPs of this prefill and of the unreduced one */
-  flops: { run: RunFlops; unreduced: RunFlops };
-  provider: ProviderName;
-  providerFallback?: string;
-  /** the oldest messages of the history left out so that prompt and answer fit the model's context */
-  historyTrimmed?: { droppedMessages: number; contextTokens: number };
-}
-
-export interface Answer {
-  text: string;
-  tokenIds: number[];
-  stopReason: GenerationResult['stopReason'];
-  stats: AnswerStats;
-}
 
 /** Unreduced prefills below this many FLOPs take a fraction of a second on a CPU, so warming up runs a few. */
 const WARM_UP_PREFILL_FLOPS = 20e9;

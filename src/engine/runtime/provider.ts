@@ -10,9 +10,10 @@ import {
 } from '../../common/cudaRuntime';
 import { missingLibraries } from '../../common/sharedLibraries';
 
-import { ProviderName, ProviderSetting } from '../../common/providers';
+import { Precision, ProviderName, ProviderSetting } from '../../common/providers';
 
 export { PROVIDERS, PROVIDER_SETTINGS, type ProviderName, type ProviderSetting } from '../../common/providers';
+export type { Precision } from '../../common/providers';
 
 /**
  * What this machine's ONNX Runtime can offer: the providers built into the binding, and whether CUDA's libraries are
@@ -109,9 +110,6 @@ export function sessionOptions(
     },
   };
 }
-
-/** Compute precision: 'auto' keeps half precision on GPU providers and float32 on the CPU. */
-export type Precision = 'auto' | 'float32' | 'float16';
 
 export function computeTypeFor(provider: ProviderName, precision: Precision = 'auto'): ElemType {
   if (precision !== 'auto') return precision === 'float16' ? ElemType.float16 : ElemType.float32;
