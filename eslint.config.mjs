@@ -82,6 +82,16 @@ const layers = [
     except: ['protocol'],
     why: 'the webview is browser code: it shares src/protocol only',
   },
+  {
+    target: 'src/index.ts',
+    from: ['src/extension', 'src/host', 'src/cli', 'src/client', 'src/server', 'webview'],
+    why: "src/index.ts is the library: the engine in the caller's process, without VS Code, the CLI or engine processes",
+  },
+  {
+    target: 'src',
+    from: ['src/index.ts'],
+    why: "src/index.ts is the library's outer face: nothing inside src imports it",
+  },
   { target: 'bench', from: ['test'], why: 'benchmarks do not import tests' },
 ];
 

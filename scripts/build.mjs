@@ -1,4 +1,6 @@
-// Bundles the entry points with esbuild; native and wasm parts stay files beside the bundles.
+// Bundles the entry points with esbuild; native and wasm parts stay files beside the bundles. The library's
+// declarations come from tsc (tsconfig.types.json) into dist/types.
+import { execFileSync } from 'node:child_process';
 import * as esbuild from 'esbuild';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -6,12 +8,14 @@ import * as path from 'node:path';
 const production = process.argv.includes('--production');
 const outdir = 'dist';
 
-// Only the engine side (cli, host) loads onnxruntime-node; only the extension loads vscode. The engine renders
-// chat templates in a child process started from template-child.js beside it (src/engine/text/template-process.ts)
-// and quantizes weights in child processes started from quantize-worker.js (src/engine/weights/quantizeWorkers.ts).
+// Only the engine side (cli, host, the library index.js) loads onnxruntime-node; only the extension loads vscode. The
+// engine renders chat templates in a child process started from template-child.js beside it
+// (src/engine/text/template-process.ts) and quantizes weights in child processes started from quantize-worker.js
+// (src/engine/weights/quantizeWorkers.ts); the library, in its caller's process, finds them in dist/ as the cli does.
 const entries = [
   { in: 'src/cli/main.ts', out: 'cli', banner: '#!/usr/bin/env node', external: ['onnxruntime-node'] },
   { in: 'src/host/main.ts', out: 'host', external: ['onnxruntime-node'] },
+  { in: 'src/index.ts', out: 'index', external: ['onnxruntime-node'] },
   { in: 'src/extension/extension.ts', out: 'extension', external: ['vscode'] },
   { in: 'src/engine/text/template-child.ts', out: 'template-child' },
   { in: 'src/engine/weights/quantize-worker.ts', out: 'quantize-worker' },
@@ -57,3 +61,9 @@ for (const wasm of ['@cwasm/jpeg-turbo/jpeg-turbo.wasm', '@cwasm/webp/webp.wasm'
   fs.copyFileSync(path.join('node_modules', wasm), path.join(outdir, path.basename(wasm)));
 }
 fs.chmodSync(path.join(outdir, 'cli.js'), 0o755);
+
+// The library's types (package.json "types"): src/index.ts and what it imports, written afresh each build.
+fs.rmSync(path.join(outdir, 'types'), { recursive: true, force: true });
+execFileSync(process.execPath, [path.join('node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.types.json'], {
+  stdio: 'inherit',
+});
