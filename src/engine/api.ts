@@ -26,7 +26,11 @@ export interface EngineOptions {
   quantizedCacheDir?: string;
   /** the first load with a quantization: called as each of `total` layers is quantized and cached */
   onQuantizing?: (done: number, total: number) => void;
-  /** bytes a run may plan to use besides the weights (default: the memory the system has available) */
+  /**
+   * bytes of memory available now (default availableMemory in src/common/memory.ts), read at load and before each run:
+   * a load keeps int8's second layout of the decoder only where the weights with it fit, and a run plans its attention
+   * and KV cache within it
+   */
   availableMemory?: () => number;
   /** the memory the process may use in all, which the CPU provider's weights must fit (default memoryInAll) */
   totalMemory?: () => number;

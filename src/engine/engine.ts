@@ -1,5 +1,4 @@
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { FicocoError } from '../common/errors';
@@ -63,6 +62,7 @@ import { Segment, TowerRunner } from './runtime/towerRunner';
 import { ChatMessage, PromptTooLongError, StreamingDecoder, TextProcessor } from './text';
 import { readModelJson } from './text/json-file';
 import { WeightIndex } from './weights/safetensors';
+import { availableMemory as systemAvailableMemory, memoryInAll } from '../common/memory';
 import { type WeightQuantization, quantizedParts } from '../common/quantization';
 import { WeightQuantizer } from './weights/quantizedCache';
 import { cpuWeightBytes } from './weights/footprint';
@@ -234,7 +234,8 @@ export class LlavaEngine {
       providerCandidates(options.provider ?? 'cpu', thisMachine()),
       options.precision,
     );
-    const availableMemory = options.availableMemory ?? os.freemem;
+    const totalMemory = options.totalMemory ?? memoryInAll;
+    const availableMemory = options.availableMemory ?? systemAvailableMemory;
     const quantizerFor = (oneForm: boolean) =>
       quantization === 'none'
         ? undefined
@@ -246,7 +247,7 @@ export class LlavaEngine {
     let quantizer = quantizerFor(false);
     let towers = model.build(weights, quantizer);
     // int8 on the CPU holds a decoder layer for prompts and again for decode steps: where both do not fit, only the first.
-    if (quantizer && cpuWeightBytes(weights, quantizer) > availableMemory()) {
+    if (quantizer && cpuWeightBytes(weights, quantizer) > Math.min(availableMemory(), totalMemory())) {
       quantizer = quantizerFor(true);
       towers = model.build(weights, quantizer);
     }

@@ -3,9 +3,9 @@
  * bounded queue, and a request whose client went away leaves the queue, or stops its answer at the next token.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
 import type { EngineClient } from '../client/engineClient';
+import { availableMemory } from '../common/memory';
 import type { LoadParams, LoadResult } from '../protocol/engine';
 
 /** Full queue: a 429 whose Retry-After says when a slot is likely free. */
@@ -36,7 +36,7 @@ export interface WorkerPoolOptions {
   newClient: () => EngineClient;
   /** one line about starting workers, for the server's log */
   log: (line: string) => void;
-  /** bytes of memory free now (os.freemem unless a test says otherwise) */
+  /** bytes of memory available now (availableMemory in src/common/memory.ts unless a test says otherwise) */
   freeMemory?: () => number;
 }
 
@@ -88,7 +88,7 @@ export class WorkerPool {
    */
   async start(): Promise<LoadResult> {
     const { workers, model, log } = this.options;
-    const freeMemory = this.options.freeMemory ?? os.freemem;
+    const freeMemory = this.options.freeMemory ?? availableMemory;
     let first: LoadResult | undefined;
     for (let i = 0; i < workers; i++) {
       const client = this.options.newClient();
