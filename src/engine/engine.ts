@@ -255,7 +255,7 @@ export class LlavaEngine {
     const checkFitsCpu = (fellBack?: string) =>
       checkWeightsFit(
         cpuWeightBytes(weights, quantizer),
-        (options.totalMemory ?? memoryInAll)(),
+        totalMemory(),
         quantization,
         (mode) => {
           const alternative = new WeightQuantizer(weights, mode, { onCpu: true, oneForm: true });
@@ -1488,12 +1488,6 @@ function gibibytes(bytes: number): string {
   return (bytes / 2 ** 30).toFixed(bytes < 2 ** 30 ? 2 : 1);
 }
 
-/** The machine's memory, or a container's limit where that is lower. */
-function memoryInAll(): number {
-  const limit = process.constrainedMemory?.() ?? 0;
-  return limit > 0 ? Math.min(os.totalmem(), limit) : os.totalmem();
-}
-
 /**
  * Refuses, before any session is built, weights the CPU provider would hold in more memory than the machine has in all
  * (they would only swap), naming the quantizations (`bytesWith`) that fit.
@@ -1511,9 +1505,10 @@ function checkWeightsFit(
     .map((mode) => ({ mode, bytes: bytesWith(mode) }))
     .filter(({ bytes }) => bytes <= total);
   const how = quantization === 'none' ? 'its float weights as float32' : quantization;
+  // int8's size is its decoder held once: a load with memory to spare holds it twice, for faster answers.
   const fix =
     fitting.length > 0
-      ? `Quantize them — ${fitting.map(({ mode, bytes }) => `${mode} takes about ${gibibytes(bytes)} GiB`).join(', ')} ` +
+      ? `Quantize them — ${fitting.map(({ mode, bytes }) => `${mode} takes ${mode === 'int8' ? 'from ' : ''}about ${gibibytes(bytes)} GiB`).join(', ')} ` +
         '(ficoco.quantization in VS Code, --quantize on the command line) — or run on a GPU provider.'
       : 'Choose a smaller model, or run on a GPU provider.';
   throw new FicocoError(

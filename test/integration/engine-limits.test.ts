@@ -227,20 +227,29 @@ describe('weights that do not fit the machine', () => {
     JSON.parse(fs.readFileSync(path.join(FLOAT16_FIXTURE, 'config.json'), 'utf8')),
     'config.json',
   );
-  const withMode = (mode: 'int8' | 'int4') => {
-    const quantizer = new WeightQuantizer(index, mode, { onCpu: true });
+  const withMode = (mode: 'int8' | 'int4', oneForm = false) => {
+    const quantizer = new WeightQuantizer(index, mode, { onCpu: true, oneForm });
     model.build(index, quantizer);
     return cpuWeightBytes(index, quantizer);
   };
-  const bytes = { none: cpuWeightBytes(index), int8: withMode('int8'), int4: withMode('int4') };
+  const bytes = {
+    none: cpuWeightBytes(index),
+    int8: withMode('int8'),
+    int8Once: withMode('int8', true),
+    int4: withMode('int4'),
+  };
   const memoryError = (pattern: RegExp) => (error: unknown) =>
     error instanceof FicocoError && error.kind === 'memory' && pattern.test(error.message);
 
   test('the CPU holds float16 weights as float32, and quantized layers in their forms instead', () => {
     const elements = index.names().reduce((sum, name) => sum + index.get(name).shape.reduce((n, d) => n * d, 1), 0);
     assert.equal(bytes.none, 4 * elements);
-    // int8 keeps a decoder layer twice on the CPU (channels for prompts, blocks for steps), int4 once in 4 bits.
-    assert.ok(bytes.int4 < bytes.int8 && bytes.int8 < bytes.none, JSON.stringify(bytes));
+    // int8 keeps a decoder layer twice on the CPU (channels for prompts, blocks for steps), or once where memory is
+    // short; int4 once in 4 bits (on this 48-wide fixture its blocks of 128 are mostly padding: int8's size held once).
+    assert.ok(
+      bytes.int4 <= bytes.int8Once && bytes.int8Once < bytes.int8 && bytes.int8 < bytes.none,
+      JSON.stringify(bytes),
+    );
   });
 
   test('a quantized head tied to the embedding table leaves the table in float32 for the embedding', () => {
@@ -269,12 +278,15 @@ describe('weights that do not fit the machine', () => {
     const folder = temporaryFolder('ficoco-memory-');
     fs.cpSync(FLOAT16_FIXTURE, folder, { recursive: true });
     await assert.rejects(
-      load(Math.floor((bytes.int4 + bytes.int8) / 2)),
+      load(Math.floor((bytes.int8Once + bytes.int8) / 2)),
       memoryError(
-        /^This model takes about 0\.00 GiB of memory on the CPU \(its float weights as float32\), and this machine has 0\.00 GiB in all\. Quantize them — int4 takes about 0\.00 GiB \(ficoco\.quantization in VS Code, --quantize on the command line\) — or run on a GPU provider\.$/,
+        /^This model takes about 0\.00 GiB of memory on the CPU \(its float weights as float32\), and this machine has 0\.00 GiB in all\. Quantize them — int8 takes from about 0\.00 GiB, int4 takes about 0\.00 GiB \(ficoco\.quantization in VS Code, --quantize on the command line\) — or run on a GPU provider\.$/,
       ),
     );
-    await assert.rejects(load(bytes.none - 1), memoryError(/Quantize them — int8 takes about .*, int4 takes about/));
+    await assert.rejects(
+      load(bytes.none - 1),
+      memoryError(/Quantize them — int8 takes from about .*, int4 takes about/),
+    );
     await assert.rejects(load(bytes.int4 - 1), memoryError(/Choose a smaller model, or run on a GPU provider\.$/));
     await assert.rejects(load(bytes.int4 - 1, 'int4'), memoryError(/\(int4\), .* Choose a smaller model/));
     const engine = await load(bytes.int4, 'int4');
