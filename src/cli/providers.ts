@@ -8,7 +8,8 @@ import {
   ortBinaryFolder,
   ortVersion,
 } from '../common/cudaRuntime';
-import { VULKAN_LOADER, providerCandidates, thisMachine } from '../engine/runtime/provider';
+import { providerCandidates, thisMachine } from '../engine/runtime/provider';
+import { vulkanMissing } from '../common/vulkan';
 import { NUGET_FEED, findCudaPackage, installCudaProvider } from '../hub/cudaProvider';
 import { formatBytes } from '../common/bytes';
 import { parseCommandArgs } from './args';
@@ -72,7 +73,7 @@ export function providerReport(): string[] {
         ]
       : []),
     ...(process.platform === 'linux' && machine.bundled.has('webgpu')
-      ? [`Vulkan loader       ${machine.webgpuBackend ? 'found' : `${VULKAN_LOADER} not found (WebGPU needs it)`}`]
+      ? [`Vulkan              ${machine.webgpuBackend ? 'found' : `${vulkanMissing()} (WebGPU needs it)`}`]
       : []),
     `auto tries          ${providerCandidates('auto', machine).join(' → ')}`,
   ];

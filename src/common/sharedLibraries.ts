@@ -3,17 +3,26 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+/** How `ldconfig -p` tags a library built for this process's architecture: "(libc6,x86-64)"; a 32-bit one has none. */
+const LDCONFIG_ARCH: Partial<Record<NodeJS.Architecture, string>> = { x64: 'x86-64', arm64: 'AArch64' };
+
 /**
- * The libraries of `names` that none of the loader's places hold: `ldconfig -p`'s cache, LD_LIBRARY_PATH and `folders`.
- * `ldconfigOutput` is for tests.
+ * The libraries of `names` that none of the loader's places hold for this architecture: `ldconfig -p`'s cache,
+ * LD_LIBRARY_PATH and `folders`. `ldconfigOutput` and `arch` are for tests.
  */
 export function missingLibraries(
   names: readonly string[],
   folders: readonly string[] = [],
   env: NodeJS.ProcessEnv = process.env,
   ldconfigOutput: string = readLdconfig(),
+  arch: NodeJS.Architecture = process.arch,
 ): string[] {
-  const cached = new Set([...ldconfigOutput.matchAll(/^\s*(\S+) \(/gm)].map((match) => match[1]));
+  const tag = LDCONFIG_ARCH[arch];
+  const cached = new Set(
+    [...ldconfigOutput.matchAll(/^\s*(\S+) \(([^)]*)\)/gm)]
+      .filter((match) => tag === undefined || match[2].split(',').includes(tag))
+      .map((match) => match[1]),
+  );
   const searched = [...(env.LD_LIBRARY_PATH ?? '').split(':'), ...folders].filter(Boolean);
   return names.filter(
     (library) => !cached.has(library) && !searched.some((folder) => fs.existsSync(path.join(folder, library))),

@@ -7,6 +7,8 @@ import { promisify } from 'node:util';
 import { describe, test } from 'node:test';
 import { ElemType, GraphBuilder } from '../../src/engine/graph/builder';
 import { CUDA_RUNTIME_LIBRARIES, missingCudaRuntime } from '../../src/common/cudaRuntime';
+import { missingLibraries } from '../../src/common/sharedLibraries';
+import { vulkanMissing } from '../../src/common/vulkan';
 import type * as ort from 'onnxruntime-node';
 import {
   MachineProviders,
@@ -115,11 +117,11 @@ describe('providerCandidates', () => {
   });
 
   test(
-    'this machine, without a Vulkan loader: auto does not try WebGPU, and WebGPU asked for by name says why it failed',
+    'this machine, without Vulkan: auto does not try WebGPU, and WebGPU asked for by name says why it failed',
     {
       skip:
         (process.platform !== 'linux' || !thisMachine().bundled.has('webgpu') || thisMachine().webgpuBackend) &&
-        'needs Linux with WebGPU in the binding and no libvulkan.so.1',
+        'needs Linux with WebGPU in the binding and without a Vulkan loader or driver',
     },
     async () => {
       assert.ok(!providerCandidates('auto', thisMachine()).includes('webgpu'));
@@ -127,7 +129,7 @@ describe('providerCandidates', () => {
       assert.deepEqual(candidates, ['cpu']);
       assert.match(
         failures[0]!,
-        /^webgpu could not be used \(.*; WebGPU needs a Vulkan driver on Linux, and no libvulkan\.so\.1 is installed\)$/,
+        /^webgpu could not be used \(.*; WebGPU needs Vulkan on Linux, and no (libvulkan\.so\.1|Vulkan driver) is installed.*\)$/s,
       );
     },
   );
@@ -268,6 +270,59 @@ describe('computeTypeFor', () => {
   test('cpu and coreml compute in float32', () => {
     assert.equal(computeTypeFor('cpu'), ElemType.float32);
     assert.equal(computeTypeFor('coreml'), ElemType.float32);
+  });
+});
+
+describe('vulkanMissing', () => {
+  const LOADER = '\tlibvulkan.so.1 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libvulkan.so.1\n';
+  /** An environment whose manifest folders are all inside `root`. */
+  const confined = (root: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv => ({
+    HOME: root,
+    XDG_CONFIG_DIRS: path.join(root, 'etc-xdg'),
+    XDG_DATA_DIRS: path.join(root, 'share'),
+    ...extra,
+  });
+
+  test(
+    'the loader alone is not enough: a driver manifest must be in one of the folders the loader reads',
+    {
+      skip:
+        ['/etc', '/usr/local/etc'].some((dir) => fs.existsSync(path.join(dir, 'vulkan', 'icd.d'))) &&
+        'needs a machine without Vulkan drivers in /etc/vulkan/icd.d or /usr/local/etc/vulkan/icd.d (they would answer)',
+    },
+    () => {
+      const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-vulkan-'));
+      try {
+        assert.equal(vulkanMissing(confined(root), ''), 'no libvulkan.so.1 is installed');
+        assert.match(
+          vulkanMissing(confined(root), LOADER)!,
+          /^no Vulkan driver is installed \(no manifest in .*share\/vulkan\/icd\.d/,
+        );
+        const icd = path.join(root, 'share', 'vulkan', 'icd.d');
+        fs.mkdirSync(icd, { recursive: true });
+        fs.writeFileSync(path.join(icd, 'README'), 'not a manifest');
+        assert.notEqual(vulkanMissing(confined(root), LOADER), undefined);
+        fs.writeFileSync(path.join(icd, 'nvidia_icd.json'), '{}');
+        assert.equal(vulkanMissing(confined(root), LOADER), undefined);
+        assert.equal(vulkanMissing(confined(root), ''), 'no libvulkan.so.1 is installed');
+      } finally {
+        fs.rmSync(root, { recursive: true, force: true });
+      }
+    },
+  );
+
+  test('a driver named by VK_DRIVER_FILES or VK_ICD_FILENAMES is taken as there', () => {
+    const root = path.join(os.tmpdir(), 'ficoco-vulkan-nowhere');
+    for (const name of ['VK_DRIVER_FILES', 'VK_ICD_FILENAMES', 'VK_ADD_DRIVER_FILES'])
+      assert.equal(vulkanMissing(confined(root, { [name]: '/opt/gpu/icd.json' }), LOADER), undefined, name);
+  });
+
+  test("a 32-bit loader in ldconfig's cache does not count for a 64-bit process", () => {
+    const i386 = '\tlibvulkan.so.1 (libc6) => /usr/lib/i386-linux-gnu/libvulkan.so.1\n';
+    assert.deepEqual(missingLibraries(['libvulkan.so.1'], [], {}, i386, 'x64'), ['libvulkan.so.1']);
+    assert.deepEqual(missingLibraries(['libvulkan.so.1'], [], {}, LOADER, 'x64'), []);
+    assert.deepEqual(missingLibraries(['libvulkan.so.1'], [], {}, LOADER, 'arm64'), ['libvulkan.so.1']);
+    assert.deepEqual(missingLibraries(['libvulkan.so.1'], [], {}, i386, 'ia32'), []);
   });
 });
 

@@ -8,7 +8,7 @@ import {
   nvidiaDriverPresent,
   ortLibraryFolder,
 } from '../../common/cudaRuntime';
-import { missingLibraries } from '../../common/sharedLibraries';
+import { vulkanMissing } from '../../common/vulkan';
 
 import { Precision, ProviderName, ProviderSetting } from '../../common/providers';
 
@@ -26,8 +26,8 @@ export interface MachineProviders {
   /** ONNX Runtime's CUDA provider libraries sit beside libonnxruntime.so */
   cudaLibraries: boolean;
   /**
-   * WebGPU has a graphics API under it: on Linux the Vulkan loader (without it Dawn prints a warning of its own and
-   * finds no adapter); D3D12 and Metal come with Windows and macOS
+   * WebGPU has a graphics API under it: on Linux Vulkan's loader and a driver (without them Dawn prints a warning of its
+   * own and finds no adapter); D3D12 and Metal come with Windows and macOS
    */
   webgpuBackend: boolean;
 }
@@ -50,11 +50,6 @@ export function providerCandidates(setting: ProviderSetting, machine: MachinePro
   return [...(AUTO_ORDER[machine.platform] ?? []).filter(available), 'cpu'];
 }
 
-/** Vulkan's loader, which Dawn (ORT's WebGPU) opens on Linux. */
-export const VULKAN_LOADER = 'libvulkan.so.1';
-
-const vulkanLoaderFound = () => missingLibraries([VULKAN_LOADER]).length === 0;
-
 export function thisMachine(): MachineProviders {
   const bundled = new Set(
     ort
@@ -67,7 +62,7 @@ export function thisMachine(): MachineProviders {
     platform: process.platform,
     bundled,
     cudaLibraries: isCudaPlatform() && cudaProviderInstalled(binaries),
-    webgpuBackend: process.platform !== 'linux' || (bundled.has('webgpu') && vulkanLoaderFound()),
+    webgpuBackend: process.platform !== 'linux' || (bundled.has('webgpu') && vulkanMissing() === undefined),
   };
 }
 
@@ -242,8 +237,7 @@ export class SessionFactory {
 /** What a provider that failed to load lacks on this machine, where it is known. */
 const advice: Partial<Record<ProviderName, (machine: MachineProviders) => string>> = {
   cuda: (machine) => cudaAdvice(machine),
-  webgpu: (machine) =>
-    machine.webgpuBackend ? '' : `; WebGPU needs a Vulkan driver on Linux, and no ${VULKAN_LOADER} is installed`,
+  webgpu: (machine) => (machine.webgpuBackend ? '' : `; WebGPU needs Vulkan on Linux, and ${vulkanMissing()}`),
 };
 
 /**
