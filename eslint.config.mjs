@@ -84,7 +84,17 @@ const layers = [
   },
   {
     target: 'src/index.ts',
-    from: ['src/extension', 'src/host', 'src/cli', 'src/client', 'src/server', 'webview'],
+    from: [
+      'src/extension',
+      'src/host',
+      'src/cli',
+      'src/client',
+      'src/server',
+      'src/protocol',
+      'src/flops',
+      'src/report',
+      'webview',
+    ],
     why: "src/index.ts is the library: the engine in the caller's process, without VS Code, the CLI or engine processes",
   },
   {
