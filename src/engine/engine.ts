@@ -247,7 +247,7 @@ export class LlavaEngine {
     let quantizer = quantizerFor(false);
     let towers = model.build(weights, quantizer);
     // int8 on the CPU holds a decoder layer for prompts and again for decode steps: where both do not fit, only the first.
-    if (quantizer && cpuWeightBytes(weights, quantizer) > Math.min(availableMemory(), totalMemory())) {
+    if (quantizer?.cachesTwoForms && cpuWeightBytes(weights, quantizer) > Math.min(availableMemory(), totalMemory())) {
       quantizer = quantizerFor(true);
       towers = model.build(weights, quantizer);
     }

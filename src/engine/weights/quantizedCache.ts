@@ -222,9 +222,17 @@ export class WeightQuantizer {
     return this.options.oneForm && forms.channels ? { channels: true } : forms;
   }
 
+  /** Whether some layer is cached in two forms (int8's decoder on the CPU): what `oneForm` would hold once. */
+  get cachesTwoForms(): boolean {
+    return this.requested.some(({ used }) => {
+      const forms = this.forms(used);
+      return forms.channels && forms.blocks !== undefined;
+    });
+  }
+
   /** Whether `oneForm` left out a form some layer is cached in: what the description of the weights says. */
   get holdsOneForm(): boolean {
-    return this.requested.some(({ used }) => !this.heldForms(used).blocks && this.forms(used).blocks);
+    return this.options.oneForm === true && this.cachesTwoForms;
   }
 
   /**
