@@ -2,7 +2,8 @@
  * The library: what a Node program needs to ask a local LLaVA model about images in its own process, with an optional
  * visual token reduction. `npm run build` bundles it into dist/index.js and emits its declarations into dist/types
  * (package.json "exports"); README.md, "As a library", has an example. It re-exports the engine, the reduction
- * methods, the error kinds and the model presets and downloads, and adds nothing to how they behave.
+ * methods, the error kinds and the model presets and downloads, and adds nothing to how they behave. Importing it sets
+ * ONNX Runtime's process-wide default log level (src/engine/runtime/provider.ts).
  */
 import type { Answer, AskRequest as EngineAskRequest, EngineOptions } from './engine/api';
 import { LlavaEngine as Engine } from './engine/engine';
