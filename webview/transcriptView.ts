@@ -245,7 +245,8 @@ export class TranscriptView {
       bar.append(this.overlayToggle(turn.id, overlay));
       parts.push(overlay);
     }
-    if (turn.answer.stats?.reduction && !turn.full) {
+    // A turn restored without all its images cannot be asked again.
+    if (turn.answer.stats?.reduction && !turn.full && turn.images.every((image) => !image.notKept)) {
       bar.append(
         button(doc, {
           label: 'Compare with full tokens',
@@ -313,6 +314,10 @@ function renderQuestion(doc: Document, turn: Turn): HTMLElement {
       thumbnail.alt = image.name;
       thumbnail.title = image.name;
       question.append(thumbnail);
+    } else if (image.notKept) {
+      const name = paragraph(doc, 'image-name not-kept', `${image.name} (image not kept)`, 'span');
+      name.title = 'The saved chat keeps the newest images only; this one was left out when the window reloaded.';
+      question.append(name);
     } else {
       question.append(paragraph(doc, 'image-name', image.name, 'span'));
     }

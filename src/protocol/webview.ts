@@ -117,6 +117,8 @@ export interface TurnImage {
   name: string;
   /** a data: URL of the image; absent when there is no preview */
   src?: string;
+  /** its bytes were not kept for after a reload (the stored chat keeps the newest images up to a size): shown by name */
+  notKept?: boolean;
 }
 
 /** An image waiting in the composer, removable until the question is sent. */
@@ -270,7 +272,8 @@ function absoluteUri(value: unknown, field: string): string {
   return uri;
 }
 
-function parseTurn(value: unknown, field: string): Turn {
+/** One turn as a page draws it; the store of the chat reads its saved turns with it too. */
+export function parseTurn(value: unknown, field: string): Turn {
   const turn = record(value, field);
   const parsed: Turn = {
     id: nonEmptyString(turn.id, `${field}.id`),
@@ -311,6 +314,7 @@ function parseImage(value: unknown, field: string): TurnImage {
     if (!INLINE_IMAGE.test(src)) throw new MessageError(`${field}.src is not a data:image URL.`);
     parsed.src = src;
   }
+  if (image.notKept === true) parsed.notKept = true;
   return parsed;
 }
 

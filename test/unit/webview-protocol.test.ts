@@ -68,7 +68,7 @@ describe('webview messages', () => {
           {
             id: 'turn-2',
             question: 'q',
-            images: [{ name: 'big.png' }],
+            images: [{ name: 'big.png' }, { name: 'old.png', notKept: true }],
             answer: { text: '', status: 'error', error: 'failed' },
           },
         ],

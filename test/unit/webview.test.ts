@@ -361,6 +361,24 @@ describe('chat transcript', () => {
     assert.deepEqual(posted.at(-1), { type: 'compare', turnId: 'turn-1' });
   });
 
+  test('an image the saved chat did not keep is named as such; its turn offers no Compare', () => {
+    send({
+      type: 'state',
+      turns: [
+        turn({
+          images: [{ name: 'old.png', notKept: true }],
+          answer: reply({ text: 'Saved', status: 'done', stopReason: 'stop-token', stats: REDUCED }),
+        }),
+      ],
+      pending: [],
+    });
+    const element = only(turnElements());
+    assert.equal(element.querySelector('img'), null);
+    assert.equal(element.querySelector('.image-name.not-kept')?.textContent, 'old.png (image not kept)');
+    assert.equal(element.querySelector('.compare'), null);
+    assert.equal(element.querySelector('.show-reduction'), null, 'no picture to lay the overlay on');
+  });
+
   test("a tiled screenshot's overlay keeps the screenshot's shape and draws where its tiles meet", () => {
     const tiled = {
       rows: 2,
