@@ -29,7 +29,11 @@ export interface ImageInput extends ImageAttachment {
 /** Largest image shown inline as a data: URL; the conversation keeps it and re-sends it on every webview reload. */
 export const MAX_PREVIEW_BYTES = 4 * 1024 * 1024;
 
-interface StoredTurn {
+/**
+ * A turn with the images it was asked with, in the order of `turn.images`: all of them, or none where a restored
+ * chat did not keep them all (then it cannot be asked again, and a follow-up needs a new image).
+ */
+export interface TurnRecord {
   turn: Turn;
   inputs: ImageInput[];
 }
@@ -38,7 +42,7 @@ interface StoredTurn {
 export type HeldQuestion = Extract<HostMessage, { type: 'questionHeld' }>;
 
 export class Conversation {
-  private turns: StoredTurn[] = [];
+  private turns: TurnRecord[] = [];
   private pending: { image: PendingImage; input: ImageInput }[] = [];
   private nextId = 1;
   /** why an image was refused since the last question: that question is held back once, not asked about other images */
@@ -51,6 +55,17 @@ export class Conversation {
   state(): HostMessage {
     const turns = this.turns.map(({ turn }) => structuredClone(turn));
     return { type: 'state', turns, pending: this.pendingImages(), ...(this.refusal ? { notice: this.refusal } : {}) };
+  }
+
+  /** The turns as they stand, for the store to save: read them, never change them. */
+  records(): readonly Readonly<TurnRecord>[] {
+    return this.turns;
+  }
+
+  /** Puts turns saved before a reload in front of the conversation, each with a fresh id. */
+  restore(records: readonly TurnRecord[]): void {
+    const restored = records.map(({ turn, inputs }) => ({ turn: { ...turn, id: `turn-${this.nextId++}` }, inputs }));
+    this.turns = [...restored, ...this.turns];
   }
 
   /** How many more images the next question can carry. */
@@ -156,10 +171,10 @@ export class Conversation {
     );
   }
 
-  /** The question and images of a turn, for asking it again. */
+  /** The question and images of a turn, for asking it again; undefined when its images were not all kept. */
   turnInputs(turnId: string): { question: string; inputs: ImageInput[] } | undefined {
     const stored = this.find(turnId);
-    return stored && { question: stored.turn.question, inputs: stored.inputs };
+    return stored && stored.inputs.length > 0 ? { question: stored.turn.question, inputs: stored.inputs } : undefined;
   }
 
   /** Opens the full-token reply of a turn ("Compare with full tokens"). */
@@ -222,7 +237,7 @@ export class Conversation {
     return this.updated(stored);
   }
 
-  private updated(stored: StoredTurn): HostMessage {
+  private updated(stored: TurnRecord): HostMessage {
     return { type: 'turnUpdated', turn: structuredClone(stored.turn) };
   }
 
@@ -237,11 +252,11 @@ export class Conversation {
     return kind === 'answer' ? turn?.answer : turn?.full;
   }
 
-  private find(turnId: string): StoredTurn | undefined {
+  private find(turnId: string): TurnRecord | undefined {
     return this.turns.find(({ turn }) => turn.id === turnId);
   }
 
-  private latest(): StoredTurn | undefined {
+  private latest(): TurnRecord | undefined {
     return this.turns.at(-1);
   }
 

@@ -6,7 +6,6 @@ import { MAX_IMAGES_PER_QUESTION } from '../../src/common/imageFile';
 import { Conversation, MAX_PREVIEW_BYTES, turnImage } from '../../src/extension/conversation';
 import { webviewHtml } from '../../src/extension/webviewHtml';
 import {
-  AnswerStatsView,
   HostMessage,
   MessageError,
   Turn,
@@ -14,29 +13,9 @@ import {
   parseHostMessage,
   parseWebviewMessage,
 } from '../../src/protocol/webview';
+import { REDUCED_ANSWER_STATS } from '../helpers/answerStats';
 
-const STATS: AnswerStatsView = {
-  visualTokens: [{ original: 144, atDecoder: 16 }],
-  visionMs: 4,
-  prefillMs: 8,
-  ttftMs: 15,
-  generatedTokens: 2,
-  decodeTokensPerSecond: 300,
-  provider: 'cpu',
-  reduction: { method: 'ficoco-v', budget: '11%', rule: 'default', why: "FiCoCo's default." },
-  flopsRatio: 0.2,
-  speedup: {
-    ratio: 3.1,
-    low: 2.9,
-    high: 3.3,
-    pairs: 7,
-    verdict: 'faster',
-    label: '3.1× faster',
-    timed: 'prefill (vision + language model) on cpu',
-  },
-  imageReductions: [{ rows: 2, cols: 2, patches: 'kmdk' }],
-  historyTrimmed: { droppedMessages: 4, contextTokens: 512 },
-};
+const STATS = REDUCED_ANSWER_STATS;
 
 const TURN: Turn = {
   id: 'turn-1',

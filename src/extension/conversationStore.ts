@@ -1,0 +1,320 @@
+/**
+ * The chat kept on disk, so that a window reload (or a VS Code restart) finds it where it was. `conversation.json`
+ * holds the turns' text, answers and stats; each image is a file of its own beside it, named by the SHA-256 of its
+ * bytes, so a follow-up about the same screenshot stores it once. The folder is the workspace's storage (the
+ * extension's global storage in a window without a folder). Both are bounded: the newest MAX_STORED_TURNS turns, and
+ * the newest images up to MAX_STORED_IMAGE_BYTES (older ones come back by name, "image not kept").
+ *
+ * What is read back is treated as hostile, since it may have been edited or cut short: one parser (the webview
+ * protocol's turns), file names of one shape only, resolved inside the folder, sizes checked on the open file before
+ * reading, links and other non-files refused, each image's hash and header checked. A store that does not parse gives
+ * an empty chat and one log line. Saves are synchronous and atomic (a temporary file renamed), so a reload right after
+ * an answer keeps it. Free of 'vscode' so it is plainly testable.
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { IMAGE_FORMATS, MAX_IMAGE_BYTES, checkImageFile } from '../common/imageFile';
+import { fieldReaders } from '../protocol/fields';
+import { MessageError, type Reply, type Turn, type TurnImage, parseTurn } from '../protocol/webview';
+import { type ImageInput, type TurnRecord, turnImage } from './conversation';
+
+/** The turns kept: older ones leave the store (and the chat, at the next reload). */
+export const MAX_STORED_TURNS = 100;
+/** The image bytes kept per conversation: a 1080p PNG screenshot is 0.2–2 MB, so dozens fit. */
+export const MAX_STORED_IMAGE_BYTES = 64 * 1024 * 1024;
+/** The largest conversation.json written or read: a tiled screenshot's reduction overlay is the bulk of a turn. */
+export const MAX_STORED_TEXT_BYTES = 16 * 1024 * 1024;
+/** How long streamed text waits before it is saved (a turn asked or finished is saved at once). */
+export const STREAMING_SAVE_DELAY_MS = 1000;
+
+export interface StoreLimits {
+  turns: number;
+  imageBytes: number;
+  textBytes: number;
+}
+
+export const STORE_LIMITS: StoreLimits = {
+  turns: MAX_STORED_TURNS,
+  imageBytes: MAX_STORED_IMAGE_BYTES,
+  textBytes: MAX_STORED_TEXT_BYTES,
+};
+
+export const INDEX_FILE = 'conversation.json';
+const VERSION = 1;
+/** Only names of this shape are read or deleted: the image's SHA-256 and its format. */
+const IMAGE_FILE = new RegExp(`^([0-9a-f]{64})\\.(${IMAGE_FORMATS.join('|')})$`);
+
+/** A turn as conversation.json has it: its images by name, and the file of each (null: not kept). */
+interface SavedTurn {
+  turn: Turn;
+  files: (string | null)[];
+}
+
+const { record, array } = fieldReaders((message) => new MessageError(message));
+
+export class ConversationStore {
+  private timer: NodeJS.Timeout | undefined;
+  /** each image's file name and bytes, worked out once (an image is the same object in every turn that asks about it) */
+  private readonly files = new WeakMap<ImageInput, { file: string; bytes: Buffer }>();
+  /** a save that fails is logged once, until one succeeds */
+  private failing = false;
+
+  /**
+   * @param folder the store's own folder: created by the first save, deleted with everything in it by a save of no turns
+   * @param records the conversation's turns now, read at each save
+   */
+  constructor(
+    readonly folder: string,
+    private readonly records: () => readonly Readonly<TurnRecord>[],
+    private readonly log: { warn(line: string): void },
+    private readonly limits: StoreLimits = STORE_LIMITS,
+    private readonly delayMs = STREAMING_SAVE_DELAY_MS,
+  ) {}
+
+  /** The conversation changed: saved now (`now`: a turn asked or finished, the chat cleared) or soon (streamed text). */
+  changed(now: boolean): void {
+    if (now) this.flush();
+    else this.timer ??= setTimeout(() => this.flush(), this.delayMs);
+  }
+
+  /** Saves what is there now; never throws (a failure is logged). */
+  flush(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    try {
+      this.save(this.records());
+      this.failing = false;
+    } catch (error) {
+      if (!this.failing) this.log.warn(`could not save the chat in ${this.folder}: ${messageOf(error)}`);
+      this.failing = true;
+    }
+  }
+
+  /** Writes the turns: new image files first, then the index, then the image files no longer used are deleted. */
+  save(records: readonly Readonly<TurnRecord>[]): void {
+    if (records.length === 0) {
+      fs.rmSync(this.folder, { recursive: true, force: true });
+      return;
+    }
+    fs.mkdirSync(this.folder, { recursive: true });
+    const { entries, bytes } = this.entries(records.slice(-this.limits.turns));
+    const written = this.fitText(entries);
+    const used = new Set(written.flatMap(({ files }) => files.filter((file): file is string => file !== null)));
+    for (const file of used) {
+      const image = bytes.get(file)!;
+      const target = path.join(this.folder, file);
+      if (fs.statSync(target, { throwIfNoEntry: false })?.size !== image.length) writeAtomically(target, image);
+    }
+    const index = `{"version":${VERSION},"turns":[${written.map(({ json }) => json).join(',')}]}`;
+    writeAtomically(path.join(this.folder, INDEX_FILE), Buffer.from(index));
+    for (const name of fs.readdirSync(this.folder))
+      if (IMAGE_FILE.test(name) && !used.has(name)) fs.rmSync(path.join(this.folder, name), { force: true });
+  }
+
+  /** The saved turns as the conversation takes them back; [] when there are none or they cannot be read. */
+  async load(): Promise<TurnRecord[]> {
+    try {
+      const text = await readBounded(path.join(this.folder, INDEX_FILE), this.limits.textBytes);
+      if (text === undefined) return [];
+      const saved = parseStore(JSON.parse(text.toString('utf8'))).slice(-this.limits.turns);
+      return await this.withImages(saved);
+    } catch (error) {
+      this.log.warn(`the chat saved in ${this.folder} could not be read, so it starts empty: ${messageOf(error)}`);
+      return [];
+    }
+  }
+
+  /** Each turn as written, newest images first up to the limit, and the bytes of those images by file name. */
+  private entries(records: readonly Readonly<TurnRecord>[]): {
+    entries: { json: string; files: (string | null)[] }[];
+    bytes: Map<string, Buffer>;
+  } {
+    const bytes = new Map<string, Buffer>();
+    let total = 0;
+    const newestFirst = [...records].reverse().map(({ turn, inputs }) => {
+      const files = turn.images.map((_, i) => {
+        const image = inputs[i] && this.imageFile(inputs[i]);
+        if (!image) return null;
+        if (!bytes.has(image.file)) {
+          if (total + image.bytes.length > this.limits.imageBytes) return null;
+          total += image.bytes.length;
+          bytes.set(image.file, image.bytes);
+        }
+        return image.file;
+      });
+      // The previews are made again from the files when the chat is read back.
+      const saved: SavedTurn = { turn: { ...turn, images: turn.images.map(({ name }) => ({ name })) }, files };
+      return { json: JSON.stringify(saved), files };
+    });
+    return { entries: newestFirst.reverse(), bytes };
+  }
+
+  /** The newest entries whose text fits the limit. */
+  private fitText<T extends { json: string }>(entries: T[]): T[] {
+    let room = this.limits.textBytes - 64;
+    let first = entries.length;
+    while (first > 0 && Buffer.byteLength(entries[first - 1].json) + 1 <= room)
+      room -= Buffer.byteLength(entries[--first].json) + 1;
+    return entries.slice(first);
+  }
+
+  private imageFile(input: ImageInput): { file: string; bytes: Buffer } {
+    let image = this.files.get(input);
+    if (!image) {
+      const bytes = Buffer.from(input.dataBase64, 'base64');
+      image = { file: `${sha256(bytes)}.${input.format}`, bytes };
+      this.files.set(input, image);
+    }
+    return image;
+  }
+
+  /**
+   * The turns with their images read back, newest first up to the limit. An image that is gone, too large, not a
+   * plain file or not what its name says is not kept; a turn keeps its images for a follow-up only when all are there.
+   */
+  private async withImages(saved: SavedTurn[]): Promise<TurnRecord[]> {
+    const read = new Map<string, ImageInput | undefined>();
+    let total = 0;
+    const unreadable: string[] = [];
+    for (const { turn, files } of [...saved].reverse()) {
+      for (const [i, file] of files.entries()) {
+        if (file === null || read.has(file)) continue;
+        const image = await this.readImage(file, turn.images[i].name, this.limits.imageBytes - total);
+        if (typeof image === 'string') unreadable.push(image);
+        else total += image.bytes;
+        read.set(file, typeof image === 'string' ? undefined : image.input);
+      }
+    }
+    if (unreadable.length > 0)
+      this.log.warn(`${unreadable.length} image(s) of the chat saved in ${this.folder} not kept: ${unreadable[0]}`);
+    return saved.map(({ turn, files }) => {
+      const inputs = files.map((file, i) => {
+        const input = file === null ? undefined : read.get(file);
+        return input && { ...input, name: turn.images[i].name };
+      });
+      const images = turn.images.map(({ name }, i): TurnImage => {
+        const input = inputs[i];
+        return input ? turnImage(input) : { name, notKept: true };
+      });
+      const complete = inputs.every((input) => input !== undefined);
+      return { turn: settled({ ...turn, images }), inputs: complete ? inputs : [] };
+    });
+  }
+
+  /** One image file, or why it is not kept. */
+  private async readImage(
+    file: string,
+    name: string,
+    room: number,
+  ): Promise<{ input: ImageInput; bytes: number } | string> {
+    try {
+      const bytes = await readBounded(confined(this.folder, file), Math.min(room, MAX_IMAGE_BYTES));
+      if (!bytes) return `${file} is gone`;
+      const [, hash, format] = IMAGE_FILE.exec(file)!;
+      if (sha256(bytes) !== hash) return `${file} was changed`;
+      if (checkImageFile(bytes, name).format !== format) return `${file} is not a ${format} image`;
+      return {
+        input: { name, dataBase64: bytes.toString('base64'), format: format as ImageInput['format'] },
+        bytes: bytes.length,
+      };
+    } catch (error) {
+      return messageOf(error);
+    }
+  }
+}
+
+/** conversation.json as written, checked field by field (each turn with the chat's own parser). */
+function parseStore(value: unknown): SavedTurn[] {
+  const store = record(value, 'the saved chat');
+  if (store.version !== VERSION)
+    throw new MessageError(`its version is ${String(store.version)}; expected ${VERSION}.`);
+  return array(store.turns, 'turns').map((entry, i) => {
+    const saved = record(entry, `turns[${i}]`);
+    const turn = parseTurn(saved.turn, `turns[${i}].turn`);
+    const files = array(saved.files, `turns[${i}].files`).map((file, j) => {
+      if (file === null) return null;
+      if (typeof file !== 'string' || !IMAGE_FILE.test(file))
+        throw new MessageError(`turns[${i}].files[${j}] is not the name of a saved image.`);
+      return file;
+    });
+    if (files.length !== turn.images.length)
+      throw new MessageError(`turns[${i}] has ${turn.images.length} images and ${files.length} files.`);
+    return { turn, files };
+  });
+}
+
+/** A turn as it comes back: a reply cut off by the reload is kept as far as it got, as stopped. */
+function settled(turn: Turn): Turn {
+  const settle = (reply: Reply): Reply => {
+    const result: Reply = { ...reply };
+    if (reply.status === 'waiting' || reply.status === 'streaming') {
+      result.status = 'done';
+      result.stopReason = 'cancelled';
+    }
+    if (reply.stats) {
+      // A speedup being measured then never comes.
+      result.stats = { ...reply.stats };
+      delete result.stats.measuringSpeedup;
+    }
+    return result;
+  };
+  return { ...turn, answer: settle(turn.answer), ...(turn.full ? { full: settle(turn.full) } : {}) };
+}
+
+/** The path of `file` inside `folder`; throws when it would lie anywhere else. */
+export function confined(folder: string, file: string): string {
+  const resolved = path.resolve(folder, file);
+  const relative = path.relative(path.resolve(folder), resolved);
+  if (relative === '' || relative.startsWith('..') || path.isAbsolute(relative))
+    throw new Error(`${file} is not inside ${folder}`);
+  return resolved;
+}
+
+/**
+ * A plain file's bytes, read only when it holds at most `most` bytes; undefined when there is no file. The size is
+ * checked on the open file, so a file swapped or grown after a check is not read whole; a link is not followed, and a
+ * named pipe does not block the open.
+ */
+async function readBounded(file: string, most: number): Promise<Buffer | undefined> {
+  const { O_RDONLY, O_NOFOLLOW = 0, O_NONBLOCK = 0 } = fs.constants;
+  let handle: fs.promises.FileHandle;
+  try {
+    handle = await fs.promises.open(file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if ((error as NodeJS.ErrnoException).code === 'ELOOP')
+      throw new Error(`${path.basename(file)} is a link`, { cause: error });
+    throw error;
+  }
+  try {
+    const stat = await handle.stat();
+    if (!stat.isFile()) throw new Error(`${path.basename(file)} is not a plain file`);
+    if (stat.size > most) throw new Error(`${path.basename(file)} has ${stat.size} bytes, more than ${most}`);
+    const bytes = Buffer.alloc(stat.size);
+    const { bytesRead } = await handle.read(bytes, 0, stat.size, 0);
+    return bytes.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Writes a file whole or not at all: a temporary file beside it, renamed over it. */
+function writeAtomically(file: string, bytes: Uint8Array): void {
+  const temporary = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  try {
+    fs.writeFileSync(temporary, bytes);
+    fs.renameSync(temporary, file);
+  } catch (error) {
+    fs.rmSync(temporary, { force: true });
+    throw error;
+  }
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,337 @@
+/**
+ * The chat saved on disk for after a window reload (src/extension/conversationStore.ts), in real temporary folders:
+ * what comes back, the caps, New Chat, and a store edited or cut short by someone else.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { describe, mock, test } from 'node:test';
+import { Conversation, type ImageInput } from '../../src/extension/conversation';
+import {
+  ConversationStore,
+  INDEX_FILE,
+  STORE_LIMITS,
+  type StoreLimits,
+  confined,
+} from '../../src/extension/conversationStore';
+import type { Turn } from '../../src/protocol/webview';
+import { REDUCED_ANSWER_STATS } from '../helpers/answerStats';
+import { temporaryFolders } from '../helpers/tempFolders';
+
+const temporary = temporaryFolders();
+const IMAGES = path.join(__dirname, '..', 'fixtures', 'images');
+
+const png = (file: string): ImageInput => ({
+  name: file,
+  dataBase64: fs.readFileSync(path.join(IMAGES, file)).toString('base64'),
+  format: 'png',
+});
+const bytesOf = (file: string) => fs.statSync(path.join(IMAGES, file)).size;
+
+const STATS = REDUCED_ANSWER_STATS;
+
+/** A store in a fresh folder over `conversation`, and the lines it logs. */
+function storeOf(conversation: Conversation, limits: Partial<StoreLimits> = {}, folder = storeFolder()) {
+  const warnings: string[] = [];
+  const store = new ConversationStore(
+    folder,
+    () => conversation.records(),
+    { warn: (line) => warnings.push(line) },
+    {
+      ...STORE_LIMITS,
+      ...limits,
+    },
+  );
+  return { store, warnings, folder };
+}
+
+function storeFolder(): string {
+  return path.join(temporary('ficoco-chat-store-'), 'chat');
+}
+
+/** Asks `question` about `images` (none: a follow-up about the last ones) and finishes the answer. */
+function answered(conversation: Conversation, question: string, images: ImageInput[], answer = `${question}!`): string {
+  if (images.length > 0) conversation.addPending(images);
+  const id = conversation.startTurn(question)!.turn.id;
+  conversation.appendText(id, 'answer', answer);
+  conversation.finish(id, 'answer', 'stop-token', structuredClone(STATS));
+  return id;
+}
+
+/** What a reloaded window's conversation holds, read back from `folder`. */
+async function reloaded(folder: string, limits: Partial<StoreLimits> = {}) {
+  const conversation = new Conversation();
+  const { store, warnings } = storeOf(conversation, limits, folder);
+  conversation.restore(await store.load());
+  const state = conversation.state();
+  assert.ok(state.type === 'state');
+  return { conversation, turns: state.turns, warnings };
+}
+
+const withoutIds = (turns: Turn[]) => turns.map(({ id: _, ...turn }) => turn);
+const files = (folder: string) => fs.readdirSync(folder).sort();
+
+describe('the chat saved for after a reload', () => {
+  test('questions, answers, stop reasons, stats, speedups and images come back; a follow-up asks about the same image with the history', async () => {
+    const conversation = new Conversation();
+    const first = answered(conversation, 'which box?', [png('shapes.png')], 'the red one');
+    conversation.startFull(first);
+    conversation.appendText(first, 'full', 'the red box');
+    conversation.finish(first, 'full', 'stop-token');
+    const second = conversation.startTurn('and its colour?')!.turn.id;
+    conversation.appendText(second, 'answer', 'red');
+    conversation.finish(second, 'answer', 'max-tokens');
+    const { store, folder, warnings } = storeOf(conversation);
+    store.save(conversation.records());
+    // The follow-up's image is the first's: stored once.
+    assert.equal(files(folder).length, 2);
+    assert.ok(files(folder).includes(INDEX_FILE));
+
+    const before = conversation.state();
+    assert.ok(before.type === 'state');
+    const after = await reloaded(folder);
+    assert.deepEqual(withoutIds(after.turns), withoutIds(before.turns));
+    assert.match(after.turns[0].images[0].src!, /^data:image\/png;base64,/);
+    assert.deepEqual(warnings, []);
+    assert.deepEqual(after.warnings, []);
+
+    const next = after.conversation.startTurn('where is it?')!;
+    assert.deepEqual(next.inputs, [png('shapes.png')]);
+    assert.deepEqual(after.conversation.history(next.turn.id), [
+      { role: 'user', text: 'which box?' },
+      { role: 'assistant', text: 'the red one' },
+      { role: 'user', text: 'and its colour?' },
+      { role: 'assistant', text: 'red' },
+    ]);
+    // Compare works on a restored turn, which has its image.
+    assert.ok(after.conversation.turnInputs(after.turns[1].id));
+  });
+
+  test('an answer streaming at the reload is kept as far as it got, as stopped; a speedup being measured is dropped', async () => {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    try {
+      const conversation = new Conversation();
+      answered(conversation, 'which box?', [png('shapes.png')]);
+      const measuring = conversation.records()[0].turn.answer.stats!;
+      measuring.measuringSpeedup = true;
+      const streaming = conversation.startTurn('and then?')!.turn.id;
+      conversation.appendText(streaming, 'answer', 'the blue');
+      const { store, folder } = storeOf(conversation);
+      store.changed(true);
+      conversation.appendText(streaming, 'answer', ' one');
+      store.changed(false);
+      const { turns: early } = await reloaded(folder);
+      assert.equal(early[1].answer.text, 'the blue', 'streamed text waits for the timer');
+      mock.timers.tick(1000);
+      const { turns } = await reloaded(folder);
+      assert.deepEqual(turns[1].answer, { text: 'the blue one', status: 'done', stopReason: 'cancelled' });
+      assert.equal(turns[0].answer.stats?.measuringSpeedup, undefined);
+      assert.deepEqual(turns[0].answer.stats?.speedup, STATS.speedup);
+    } finally {
+      mock.timers.reset();
+    }
+  });
+
+  test('images beyond the byte cap, the oldest first, are not kept: named in their turn, which then cannot be asked again', async () => {
+    const conversation = new Conversation();
+    answered(conversation, 'one', [png('shapes.png')]);
+    answered(conversation, 'two', [png('diagram.png')]);
+    answered(conversation, 'three', [png('banner.png'), png('tall.png')]);
+    const imageBytes = bytesOf('banner.png') + bytesOf('tall.png') + bytesOf('diagram.png');
+    const { store, folder } = storeOf(conversation, { imageBytes });
+    store.save(conversation.records());
+    assert.equal(files(folder).length, 4, 'three images and the index');
+
+    const { conversation: restored, turns } = await reloaded(folder, { imageBytes });
+    assert.deepEqual(turns[0].images, [{ name: 'shapes.png', notKept: true }]);
+    assert.match(turns[1].images[0].src!, /^data:image\/png/);
+    assert.equal(restored.turnInputs(turns[0].id), undefined, 'not asked again without its image');
+    assert.ok(restored.turnInputs(turns[1].id));
+    assert.deepEqual(restored.startTurn('four')!.inputs, [png('banner.png'), png('tall.png')]);
+
+    // Within one turn too: the second image of the newest turn does not fit, so that turn keeps none for a follow-up.
+    const { store: tight, folder: tightFolder } = storeOf(conversation, { imageBytes: bytesOf('banner.png') });
+    tight.save(conversation.records());
+    const { conversation: partial, turns: partialTurns } = await reloaded(tightFolder);
+    assert.deepEqual(partialTurns[2].images[1], { name: 'tall.png', notKept: true });
+    assert.ok(partialTurns[2].images[0].src);
+    assert.equal(partial.startTurn('five'), undefined, 'a follow-up needs a new image');
+  });
+
+  test('the newest turns are kept, by count and by the size of their text', async () => {
+    const conversation = new Conversation();
+    for (const question of ['one', 'two', 'three']) answered(conversation, question, [png('shapes.png')]);
+    const { store, folder } = storeOf(conversation, { turns: 2 });
+    store.save(conversation.records());
+    assert.deepEqual(
+      (await reloaded(folder)).turns.map(({ question }) => question),
+      ['two', 'three'],
+    );
+    const written = JSON.parse(fs.readFileSync(path.join(folder, INDEX_FILE), 'utf8')) as { turns: unknown[] };
+    const oneTurn = Buffer.byteLength(JSON.stringify(written.turns[1])) + 64 + 8;
+    const { store: small, folder: smallFolder } = storeOf(conversation, { textBytes: oneTurn });
+    small.save(conversation.records());
+    assert.deepEqual(
+      (await reloaded(smallFolder)).turns.map(({ question }) => question),
+      ['three'],
+    );
+    assert.ok(fs.statSync(path.join(smallFolder, INDEX_FILE)).size <= oneTurn);
+  });
+
+  test('New Chat deletes the saved chat and its images; the next reload is empty', async () => {
+    const conversation = new Conversation();
+    answered(conversation, 'one', [png('shapes.png')]);
+    const { store, folder, warnings } = storeOf(conversation);
+    store.changed(true);
+    assert.equal(files(folder).length, 2);
+    conversation.clear();
+    store.changed(true);
+    assert.equal(fs.existsSync(folder), false);
+    assert.deepEqual((await reloaded(folder)).turns, []);
+    assert.deepEqual(warnings, []);
+  });
+
+  test('saves leave no temporary files and remove the images no turn uses', () => {
+    const conversation = new Conversation();
+    answered(conversation, 'one', [png('shapes.png')]);
+    const { store, folder } = storeOf(conversation);
+    store.save(conversation.records());
+    const stray = path.join(folder, `${'0'.repeat(64)}.png`);
+    fs.writeFileSync(stray, 'left over');
+    const foreign = path.join(folder, 'notes.txt');
+    fs.writeFileSync(foreign, 'not ours');
+    answered(conversation, 'two', [png('diagram.png')]);
+    store.save(conversation.records());
+    assert.equal(fs.existsSync(stray), false);
+    assert.equal(fs.existsSync(foreign), true, 'only files named as images are deleted');
+    assert.deepEqual(
+      files(folder).filter((name) => name.endsWith('.tmp')),
+      [],
+    );
+    assert.equal(files(folder).filter((name) => name.endsWith('.png')).length, 2);
+  });
+
+  test('a save that fails is logged once, never thrown', () => {
+    const conversation = new Conversation();
+    answered(conversation, 'one', [png('shapes.png')]);
+    const parent = temporary('ficoco-chat-store-');
+    fs.writeFileSync(path.join(parent, 'file'), '');
+    const { store, warnings } = storeOf(conversation, {}, path.join(parent, 'file', 'chat'));
+    store.changed(true);
+    store.changed(true);
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0], /could not save the chat/);
+  });
+});
+
+describe('a saved chat edited or cut short', () => {
+  /** A store saved with one answered turn about shapes.png, and the path of that image's file. */
+  function saved() {
+    const conversation = new Conversation();
+    answered(conversation, 'one', [png('shapes.png')]);
+    const { store, folder } = storeOf(conversation);
+    store.save(conversation.records());
+    const image = files(folder).find((name) => name.endsWith('.png'))!;
+    return { folder, image: path.join(folder, image), index: path.join(folder, INDEX_FILE) };
+  }
+  const rewrite = (index: string, change: (store: { turns: { turn: Turn; files: unknown[] }[] }) => unknown) => {
+    const store = JSON.parse(fs.readFileSync(index, 'utf8')) as { turns: { turn: Turn; files: unknown[] }[] };
+    fs.writeFileSync(index, JSON.stringify(change(store) ?? store));
+  };
+
+  test('an index that does not parse, or does not say what a saved chat says, gives an empty chat and one log line', async () => {
+    const cases: [string, (index: string) => void, RegExp][] = [
+      ['cut short', (index) => fs.writeFileSync(index, fs.readFileSync(index, 'utf8').slice(0, 40)), /JSON/],
+      ['another version', (index) => rewrite(index, (store) => ({ ...store, version: 2 })), /version is 2/],
+      [
+        'a reply status it does not know',
+        (index) => rewrite(index, (store) => void (store.turns[0].turn.answer.status = 'finished' as 'done')),
+        /turns\[0\]\.turn\.answer\.status/,
+      ],
+      [
+        'a script URL as an image',
+        (index) => rewrite(index, (store) => void (store.turns[0].turn.images[0].src = 'javascript:alert(1)')),
+        /not a data:image URL/,
+      ],
+      [
+        'more files than images',
+        (index) => rewrite(index, (store) => void store.turns[0].files.push(null)),
+        /1 images and 2 files/,
+      ],
+      ['not JSON at all', (index) => fs.writeFileSync(index, '\u0000\u0001'), /JSON/],
+      ['a folder', (index) => (fs.rmSync(index), fs.mkdirSync(index)), /not a plain file/],
+    ];
+    for (const [what, spoil, reason] of cases) {
+      const { folder, index } = saved();
+      spoil(index);
+      const { turns, warnings } = await reloaded(folder);
+      assert.deepEqual(turns, [], what);
+      assert.equal(warnings.length, 1, what);
+      assert.match(warnings[0], /could not be read, so it starts empty/, what);
+      assert.match(warnings[0], reason, what);
+    }
+  });
+
+  test('file names that leave the folder, or are not saved images, are refused whole', async () => {
+    for (const file of ['../../../etc/passwd', '/etc/passwd', `../${'a'.repeat(64)}.png`, 'conversation.json', 7]) {
+      const { folder, index } = saved();
+      rewrite(index, (store) => void (store.turns[0].files[0] = file));
+      const { turns, warnings } = await reloaded(folder);
+      assert.deepEqual(turns, [], String(file));
+      assert.match(warnings[0], /turns\[0\]\.files\[0\] is not the name of a saved image/);
+    }
+    assert.throws(() => confined('/storage/chat', '../x.png'), /not inside/);
+    assert.throws(() => confined('/storage/chat', '/etc/passwd'), /not inside/);
+    assert.throws(() => confined('/storage/chat', '.'), /not inside/);
+    assert.equal(confined('/storage/chat', 'a.png'), path.resolve('/storage/chat/a.png'));
+  });
+
+  test('an index larger than the cap is not read', async () => {
+    const { folder, index } = saved();
+    const { turns, warnings } = await reloaded(folder, { textBytes: fs.statSync(index).size - 1 });
+    assert.deepEqual(turns, []);
+    assert.match(warnings[0], /conversation\.json has \d+ bytes, more than \d+/);
+  });
+
+  test('an image file changed, swapped for a link, a pipe, a folder or a huge file comes back as "not kept"; the text stays', async () => {
+    const outside = path.join(temporary('ficoco-chat-outside-'), 'secret.png');
+    fs.copyFileSync(path.join(IMAGES, 'shapes.png'), outside);
+    const spoilers: [string, (image: string, index: string) => void, RegExp][] = [
+      ['changed', (image) => fs.writeFileSync(image, fs.readFileSync(path.join(IMAGES, 'diagram.png'))), /was changed/],
+      ['a link', (image) => (fs.rmSync(image), fs.symlinkSync(outside, image)), /is a link/],
+      ['a pipe', (image) => (fs.rmSync(image), execFileSync('mkfifo', [image])), /not a plain file/],
+      ['a folder', (image) => (fs.rmSync(image), fs.mkdirSync(image)), /not a plain file/],
+      ['huge', (image) => fs.truncateSync(image, 40 * 1024 * 1024), /has 41943040 bytes, more than/],
+      ['gone', (image) => fs.rmSync(image), /is gone/],
+      [
+        'not a PNG, though named for its own hash',
+        (image, index) => {
+          const bytes = Buffer.from('not an image at all');
+          const name = `${createHash('sha256').update(bytes).digest('hex')}.png`;
+          fs.writeFileSync(path.join(path.dirname(image), name), bytes);
+          rewrite(index, (store) => void (store.turns[0].files[0] = name));
+        },
+        /not an image/,
+      ],
+    ];
+    for (const [what, spoil, reason] of spoilers) {
+      const { folder, image, index } = saved();
+      spoil(image, index);
+      const { conversation, turns, warnings } = await reloaded(folder);
+      assert.equal(turns.length, 1, what);
+      assert.equal(turns[0].answer.text, 'one!', what);
+      assert.deepEqual(turns[0].images, [{ name: 'shapes.png', notKept: true }], what);
+      assert.equal(conversation.startTurn('again?'), undefined, what);
+      assert.equal(warnings.length, 1, what);
+      assert.match(warnings[0], reason, what);
+    }
+  });
+
+  test('no saved chat is an empty one, and says nothing', async () => {
+    const { turns, warnings } = await reloaded(storeFolder());
+    assert.deepEqual(turns, []);
+    assert.deepEqual(warnings, []);
+  });
+});
