@@ -8,9 +8,10 @@ import * as vscode from 'vscode';
 import { IMAGE_FILE_EXTENSIONS } from '../common/imageFile';
 import { BUILTIN_MODEL_PATH } from '../hub/presets';
 import type { ImageAttachment } from '../protocol/engine';
-import type { Turn, WebviewMessage } from '../protocol/webview';
+import type { HostMessage, Turn, WebviewMessage } from '../protocol/webview';
 import { ChatSurface, ChatViews } from './chatViews';
 import { Conversation } from './conversation';
+import { ConversationStore } from './conversationStore';
 import { type AnswerEngine, EngineClient, EngineError } from '../client/engineClient';
 import { RemoteEngine } from '../client/remoteEngine';
 import { promptForSecret } from './secrets';
@@ -37,12 +38,18 @@ const workspaceImageFiles: ImageFileSystem<vscode.Uri> = {
 
 export class ChatController implements vscode.Disposable {
   private readonly conversation = new Conversation();
+  /** the conversation on disk, so that a window reload finds it where it was */
+  private readonly store: ConversationStore;
+  /** the saved conversation taken back: every message and command waits for it */
+  private readonly restored: Promise<void>;
+  /** nothing is saved before then: a save of the still empty conversation would delete the saved one */
+  private isRestored = false;
   private readonly replies: Replies;
   private readonly unloader: IdleUnloader;
   /** the remote engine last used, by its address and key */
   private remote: { key: string; engine: AnswerEngine } | undefined;
   /** images being taken in, in the order they came; a question waits for those before it (see ask) */
-  private intake: Promise<void> = Promise.resolve();
+  private intake: Promise<void>;
   /** setting problems already shown (each once, until the settings change) */
   private readonly reportedProblems = new Set<string>();
 
@@ -53,6 +60,27 @@ export class ChatController implements vscode.Disposable {
     statusBar: SpeedupStatusBar,
     private readonly log: vscode.LogOutputChannel,
   ) {
+    // The workspace's own storage; a window without a folder has none, and uses the global one (shared by all such
+    // windows: the last to save wins).
+    const storage = context.storageUri ?? context.globalStorageUri;
+    this.store = new ConversationStore(
+      vscode.Uri.joinPath(storage, 'chat').fsPath,
+      () => this.conversation.records(),
+      log,
+    );
+    this.restored = this.store
+      .load()
+      .then((records) => {
+        this.conversation.restore(records);
+        if (records.length > 0) log.info(`restored ${records.length} turn(s) of the chat from ${this.store.folder}`);
+      })
+      .catch((error: unknown) => {
+        log.error(`the saved chat was not restored: ${error instanceof Error ? error.message : String(error)}`);
+      })
+      .finally(() => {
+        this.isRestored = true;
+      });
+    this.intake = this.restored;
     this.unloader = new IdleUnloader({
       minutes: () => this.settings()?.unloadAfterMinutes ?? 0,
       loaded: () => engine.processId !== undefined,
@@ -66,7 +94,7 @@ export class ChatController implements vscode.Disposable {
       remote: (baseUrl) => this.remoteEngine(baseUrl),
       conversation: this.conversation,
       speedups: new SpeedupCache(context.globalState, String(context.extension.packageJSON.version)),
-      post: (message) => views.broadcast(message),
+      post: (message) => this.publish(message),
       status: statusBar,
       log,
       onFailure: (error) => void this.offerFix(error),
@@ -77,7 +105,8 @@ export class ChatController implements vscode.Disposable {
       }),
     });
     context.subscriptions.push(
-      views.onDidReceiveMessage(({ message, from }) => this.handle(message, from)),
+      // In the order they came, once the saved conversation is back.
+      views.onDidReceiveMessage(({ message, from }) => void this.restored.then(() => this.handle(message, from))),
       vscode.workspace.onDidChangeConfiguration((event) => {
         // A changed setting may be wrong in a new way: say so again.
         if (event.affectsConfiguration('ficoco')) this.reportedProblems.clear();
@@ -108,7 +137,7 @@ export class ChatController implements vscode.Disposable {
         void this.compare(message.turnId);
         return;
       case 'newChat':
-        this.newChat();
+        void this.newChat();
         return;
       case 'attach':
         void this.attachFromDialog();
@@ -120,7 +149,7 @@ export class ChatController implements vscode.Disposable {
         void this.takeIn(() => this.addUris(message.uris));
         return;
       case 'removeImage':
-        this.views.broadcast(this.conversation.removePending(message.id));
+        this.publish(this.conversation.removePending(message.id));
         return;
       case 'copy':
         void vscode.env.clipboard.writeText(message.text);
@@ -147,9 +176,11 @@ export class ChatController implements vscode.Disposable {
     if (picked) await this.takeIn(() => this.addUris(picked));
   }
 
-  newChat(): void {
+  /** Empties the conversation, and deletes the saved one with its images. */
+  async newChat(): Promise<void> {
+    await this.restored;
     this.replies.cancelAll();
-    this.views.broadcast(this.conversation.clear());
+    this.publish(this.conversation.clear());
   }
 
   /** Stops the newest answer in flight (the command FiCoCo: Stop Answering). */
@@ -170,7 +201,7 @@ export class ChatController implements vscode.Disposable {
       else this.notice(started.held.message);
       return undefined;
     }
-    for (const message of started.messages) this.views.broadcast(message);
+    for (const message of started.messages) this.publish(message);
     const { turn, inputs } = started;
     await this.replies.run(turn.id, 'answer', question, inputs, () => this.replySettings(true));
     return this.conversation.turn(turn.id);
@@ -181,10 +212,11 @@ export class ChatController implements vscode.Disposable {
     // One comparison at a time: a second click while it runs would empty the reply it streams into.
     const running = this.conversation.turn(turnId)?.full?.status;
     if (running === 'waiting' || running === 'streaming') return;
+    // A turn restored without all its images cannot be asked again.
     const asked = this.conversation.turnInputs(turnId);
-    const opened = this.conversation.startFull(turnId);
+    const opened = asked && this.conversation.startFull(turnId);
     if (!asked || !opened) return;
-    this.views.broadcast(opened);
+    this.publish(opened);
     await this.replies.run(turnId, 'full', asked.question, asked.inputs, () => this.replySettings(false));
   }
 
@@ -192,6 +224,17 @@ export class ChatController implements vscode.Disposable {
     this.unloader.dispose();
     this.replies.cancelAll();
     this.remote?.engine.dispose();
+    // A reload ends the extension host: an answer still streaming is saved as far as it got.
+    if (this.isRestored) this.store.flush();
+  }
+
+  /** Tells every chat page about a change, and saves a change to the turns: at once, or soon for streamed text. */
+  private publish(message: HostMessage): void {
+    this.views.broadcast(message);
+    if (!this.isRestored) return;
+    if (message.type === 'replyText') this.store.changed(false);
+    else if (message.type === 'state' || message.type === 'turnAdded' || message.type === 'turnUpdated')
+      this.store.changed(true);
   }
 
   /** FiCoCo: Set Engine API Key — the Bearer key of the server ficoco.engine names. */
@@ -278,7 +321,7 @@ export class ChatController implements vscode.Disposable {
   }
 
   private addImages(images: readonly ImageAttachment[], refused: readonly string[] = []): void {
-    for (const message of this.conversation.addImages(images, refused)) this.views.broadcast(message);
+    for (const message of this.conversation.addImages(images, refused)) this.publish(message);
   }
 
   /** Reads through workspace.fs, so files of remote workspaces work too; a dropped URI comes as its text. */
@@ -313,11 +356,11 @@ export class ChatController implements vscode.Disposable {
   }
 
   private notice(message: string): void {
-    this.views.broadcast({ type: 'notice', message });
+    this.publish({ type: 'notice', message });
   }
 
   /** A notice about an image not taken, which holds the next question back (Conversation.ask). */
   private refuse(reason: string): void {
-    this.views.broadcast(this.conversation.refuse(reason));
+    this.publish(this.conversation.refuse(reason));
   }
 }
