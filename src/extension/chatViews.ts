@@ -1,7 +1,8 @@
 /**
  * The chat's surfaces: the sidebar view and any "Open in Editor" panels. All draw the same conversation;
  * the extension sends each change to every surface whose page is loaded. A hidden surface's page is torn
- * down, says `ready` again when shown, and gets the whole state then.
+ * down, says `ready` again when shown, and gets the whole state then. After a window reload VS Code hands
+ * the editor tabs back (deserializeWebviewPanel), and they draw the restored conversation.
  */
 import * as vscode from 'vscode';
 import { HostMessage, MessageError, WebviewMessage, parseWebviewMessage } from '../protocol/webview';
@@ -12,7 +13,7 @@ export interface ChatSurface {
   post(message: HostMessage): void;
 }
 
-export class ChatViews implements vscode.WebviewViewProvider, vscode.Disposable {
+export class ChatViews implements vscode.WebviewViewProvider, vscode.WebviewPanelSerializer, vscode.Disposable {
   static readonly viewType = 'ficoco.chat';
   static readonly panelType = 'ficoco.chatPanel';
 
@@ -49,6 +50,16 @@ export class ChatViews implements vscode.WebviewViewProvider, vscode.Disposable 
       enableFindWidget: true,
       localResourceRoots: [vscode.Uri.joinPath(this.extensionUri, 'dist')],
     });
+    this.attachPanel(panel);
+  }
+
+  /** An editor tab of the chat open before a window reload, which VS Code brings back empty: the chat page again. */
+  deserializeWebviewPanel(panel: vscode.WebviewPanel): Thenable<void> {
+    this.attachPanel(panel);
+    return Promise.resolve();
+  }
+
+  private attachPanel(panel: vscode.WebviewPanel): void {
     const media = vscode.Uri.joinPath(this.extensionUri, 'media');
     panel.iconPath = {
       light: vscode.Uri.joinPath(media, 'ficoco-light.svg'),

@@ -48,6 +48,8 @@ export function activate(context: vscode.ExtensionContext): FicocoApi {
     chat,
     { dispose: () => engine.dispose() },
     vscode.window.registerWebviewViewProvider(ChatViews.viewType, views),
+    // Editor tabs of the chat come back after a reload (package.json activates on onWebviewPanel:ficoco.chatPanel).
+    vscode.window.registerWebviewPanelSerializer(ChatViews.panelType, views),
     vscode.commands.registerCommand('ficoco.openChat', () => views.reveal()),
     vscode.commands.registerCommand('ficoco.openChatInEditor', () => views.openInEditor()),
     vscode.commands.registerCommand('ficoco.newChat', () => chat.newChat()),
