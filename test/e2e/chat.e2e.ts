@@ -56,21 +56,7 @@ describe('FiCoCo Vision in code-server', { skip: missing }, () => {
     await workbench.chat.locator('.turn').first().waitFor({ state: 'detached' });
   };
   /** The last turn's answer once it ended; an error fails the test with the chat's message. */
-  const finishedAnswer = async () => {
-    const reply = lastTurn().locator('.reply[data-reply="answer"]');
-    try {
-      await reply
-        .and(workbench.chat.locator('[data-status="done"], [data-status="error"]'))
-        .waitFor({ timeout: 2 * MINUTE });
-    } catch (error) {
-      // The engine's log says what held the answer back: a load, a warm-up or an earlier measurement.
-      console.log(`engine log when the answer did not finish:\n${workbench.engineLog()}`);
-      throw error;
-    }
-    if ((await reply.getAttribute('data-status')) === 'error')
-      assert.fail(`the chat showed an error: ${await reply.locator('.error').innerText()}`);
-    return reply;
-  };
+  const finishedAnswer = () => workbench.finishedAnswer();
   /** Waits until "Use It" took effect: the setting is written and the notification says which model answers next. */
   const modelInUse = async (folder: string) => {
     try {

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Browser, chromium, FrameLocator, Page } from 'playwright-core';
+import { Browser, chromium, FrameLocator, Locator, Page } from 'playwright-core';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 const CODE_SERVER = path.join(ROOT, '.cache', 'code-server', 'node_modules', '.bin', 'code-server');
@@ -138,6 +138,24 @@ export class Workbench {
     const box = this.chat.locator('#question');
     await box.fill(question);
     await box.press('Enter');
+  }
+
+  /**
+   * A turn's answer once it has ended (by default the last turn's, in the side bar's chat); an error fails with the
+   * chat's message.
+   */
+  async finishedAnswer(chat: FrameLocator = this.chat, turn: Locator = chat.locator('.turn').last()): Promise<Locator> {
+    const reply = turn.locator('.reply[data-reply="answer"]');
+    try {
+      await reply.and(chat.locator('[data-status="done"], [data-status="error"]')).waitFor({ timeout: 120_000 });
+    } catch (error) {
+      // The engine's log says what held the answer back: a load, a warm-up or an earlier measurement.
+      console.log(`engine log when the answer did not finish:\n${this.engineLog()}`);
+      throw error;
+    }
+    if ((await reply.getAttribute('data-status')) === 'error')
+      throw new Error(`the chat showed an error: ${await reply.locator('.error').innerText()}`);
+    return reply;
   }
 
   /** Runs a command from the command palette by its title, e.g. "FiCoCo: Download Model". */
