@@ -170,6 +170,8 @@ const OWN_SESSION_BYTES = 16 * 2 ** 20;
  * hook reads whole runs whole.
  */
 export const PREFILL_CHUNK_TOKENS = 256;
+/** The answer's length in tokens when a question does not say (AskRequest.maxNewTokens). */
+const DEFAULT_MAX_NEW_TOKENS = 256;
 /**
  * Bytes of attention logits one chunk may hold, shared among a plan's decoder segments: every segment's session keeps
  * a memory arena as large as its largest run, so a decoder cut at twenty hooks (FiCoCo-L) takes shorter chunks.
@@ -246,10 +248,14 @@ export class LlavaEngine {
           });
     let quantizer = quantizerFor(false);
     let towers = model.build(weights, quantizer);
-    // int8 on the CPU holds a decoder layer for prompts and again for decode steps: where both do not fit, only the first.
-    if (quantizer?.cachesTwoForms && cpuWeightBytes(weights, quantizer) > Math.min(availableMemory(), totalMemory())) {
-      quantizer = quantizerFor(true);
-      towers = model.build(weights, quantizer);
+    // int8 on the CPU holds a decoder layer for prompts and again for decode steps: only where both leave room for a
+    // question about a screenshot, else the first alone.
+    if (quantizer?.cachesTwoForms) {
+      const room = Math.min(availableMemory(), totalMemory()) - screenshotQuestionBytes(arch);
+      if (cpuWeightBytes(weights, quantizer) > room) {
+        quantizer = quantizerFor(true);
+        towers = model.build(weights, quantizer);
+      }
     }
     /** Refuses weights the CPU could not hold; `fellBack` says why a GPU provider was not used, where one was not. */
     const checkFitsCpu = (fellBack?: string) =>
@@ -478,7 +484,7 @@ export class LlavaEngine {
     const fitted = await this.fitPrompt(
       (request.history ?? []).map((message) => this.text.withoutImageMarks(message)),
       this.text.withoutImageMarks({ role: 'user', content }),
-      request.maxNewTokens ?? 256,
+      request.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS,
       pixels.map((image) => this.costOf(image)),
     );
     const { inputIds } = fitted;
@@ -1482,6 +1488,22 @@ function commonFolder(files: readonly string[], modelDir: string): string {
     folder = parent;
   }
   return folder;
+}
+
+/** A 1920 × 1080 screenshot: what the product is for. */
+const SCREENSHOT: Size = { width: 1920, height: 1080 };
+
+/**
+ * The memory a question about one screenshot plans for on the CPU: its attention in prompt chunks and its KV cache, with
+ * a short question and a default-length answer (peakRunBytes).
+ */
+function screenshotQuestionBytes(arch: ModelArch): number {
+  const promptTokens = imageCost(arch, SCREENSHOT).tokens + 64;
+  return peakRunBytes(
+    arch,
+    { promptTokens, answerTokens: DEFAULT_MAX_NEW_TOKENS, queryChunk: PREFILL_CHUNK_TOKENS },
+    4,
+  );
 }
 
 function gibibytes(bytes: number): string {
