@@ -8,8 +8,10 @@
  * What is read back is treated as hostile, since it may have been edited or cut short: one parser (the webview
  * protocol's turns), file names of one shape only, resolved inside the folder, sizes checked on the open file before
  * reading, links and other non-files refused, each image's hash and header checked. A store that does not parse gives
- * an empty chat and one log line. Saves are synchronous and atomic (a temporary file renamed), so a reload right after
- * an answer keeps it. Free of 'vscode' so it is plainly testable.
+ * an empty chat and one log line; a store folder that is a link is refused. Saves are synchronous and atomic (a
+ * temporary file renamed), so a reload right after an answer keeps it, and happen only after a change: a window that
+ * changed nothing does not write over another window's chat, nor over one it could not read. Free of 'vscode' so it
+ * is plainly testable.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -18,6 +20,7 @@ import { IMAGE_FORMATS, MAX_IMAGE_BYTES, checkImageFile } from '../common/imageF
 import { fieldReaders } from '../protocol/fields';
 import { MessageError, type Reply, type Turn, type TurnImage, parseTurn } from '../protocol/webview';
 import { type ImageInput, type TurnRecord, turnImage } from './conversation';
+import { decodedLength } from '../protocol/engine';
 
 /** The turns kept: older ones leave the store (and the chat, at the next reload). */
 export const MAX_STORED_TURNS = 100;
@@ -45,6 +48,12 @@ const VERSION = 1;
 /** Only names of this shape are read or deleted: the image's SHA-256 and its format. */
 const IMAGE_FILE = new RegExp(`^([0-9a-f]{64})\\.(${IMAGE_FORMATS.join('|')})$`);
 
+/** An image's file in the store: its name (SHA-256 and format) and size in bytes. */
+interface SavedImage {
+  file: string;
+  size: number;
+}
+
 /** A turn as conversation.json has it: its images by name, and the file of each (null: not kept). */
 interface SavedTurn {
   turn: Turn;
@@ -55,10 +64,14 @@ const { record, array } = fieldReaders((message) => new MessageError(message));
 
 export class ConversationStore {
   private timer: NodeJS.Timeout | undefined;
-  /** each image's file name and bytes, worked out once (an image is the same object in every turn that asks about it) */
-  private readonly files = new WeakMap<ImageInput, { file: string; bytes: Buffer }>();
+  /** each image's file name and size, worked out once (an image is the same object in every turn that asks about it) */
+  private readonly files = new WeakMap<ImageInput, SavedImage>();
+  /** the file of each image read back, kept by the next saves where its turn did not get all its images back */
+  private readonly restoredFiles = new WeakMap<TurnImage, SavedImage>();
   /** a save that fails is logged once, until one succeeds */
   private failing = false;
+  /** changed since the last save: a window that changed nothing (another window's chat, one that did not load) saves nothing */
+  private dirty = false;
 
   /**
    * @param folder the store's own folder: created by the first save, deleted with everything in it by a save of no turns
@@ -74,6 +87,7 @@ export class ConversationStore {
 
   /** The conversation changed: saved now (`now`: a turn asked or finished, the chat cleared) or soon (streamed text). */
   changed(now: boolean): void {
+    this.dirty = true;
     if (now) this.flush();
     else this.timer ??= setTimeout(() => this.flush(), this.delayMs);
   }
@@ -82,8 +96,10 @@ export class ConversationStore {
   flush(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
+    if (!this.dirty) return;
     try {
       this.save(this.records());
+      this.dirty = false;
       this.failing = false;
     } catch (error) {
       if (!this.failing) this.log.warn(`could not save the chat in ${this.folder}: ${messageOf(error)}`);
@@ -98,13 +114,16 @@ export class ConversationStore {
       return;
     }
     fs.mkdirSync(this.folder, { recursive: true });
-    const { entries, bytes } = this.entries(records.slice(-this.limits.turns));
+    checkRealFolder(this.folder);
+    const { entries, sources } = this.entries(records.slice(-this.limits.turns));
     const written = this.fitText(entries);
     const used = new Set(written.flatMap(({ files }) => files.filter((file): file is string => file !== null)));
     for (const file of used) {
-      const image = bytes.get(file)!;
+      const { size, input } = sources.get(file)!;
       const target = path.join(this.folder, file);
-      if (fs.statSync(target, { throwIfNoEntry: false })?.size !== image.length) writeAtomically(target, image);
+      // An image read back is on disk already; a new one is decoded again only to be written.
+      if (input && fs.statSync(target, { throwIfNoEntry: false })?.size !== size)
+        writeAtomically(target, Buffer.from(input.dataBase64, 'base64'));
     }
     const index = `{"version":${VERSION},"turns":[${written.map(({ json }) => json).join(',')}]}`;
     writeAtomically(path.join(this.folder, INDEX_FILE), Buffer.from(index));
@@ -115,6 +134,7 @@ export class ConversationStore {
   /** The saved turns as the conversation takes them back; [] when there are none or they cannot be read. */
   async load(): Promise<TurnRecord[]> {
     try {
+      if (fs.existsSync(this.folder)) checkRealFolder(this.folder);
       const text = await readBounded(path.join(this.folder, INDEX_FILE), this.limits.textBytes);
       if (text === undefined) return [];
       const saved = parseStore(JSON.parse(text.toString('utf8'))).slice(-this.limits.turns);
@@ -125,29 +145,33 @@ export class ConversationStore {
     }
   }
 
-  /** Each turn as written, newest images first up to the limit, and the bytes of those images by file name. */
+  /**
+   * Each turn as written, newest images first up to the limit, and where each file's bytes come from: a new image's
+   * input, or none for an image read back (its file is there).
+   */
   private entries(records: readonly Readonly<TurnRecord>[]): {
     entries: { json: string; files: (string | null)[] }[];
-    bytes: Map<string, Buffer>;
+    sources: Map<string, { size: number; input?: ImageInput }>;
   } {
-    const bytes = new Map<string, Buffer>();
+    const sources = new Map<string, { size: number; input?: ImageInput }>();
     let total = 0;
     const newestFirst = [...records].reverse().map(({ turn, inputs }) => {
-      const files = turn.images.map((_, i) => {
-        const image = inputs[i] && this.imageFile(inputs[i]);
-        if (!image) return null;
-        if (!bytes.has(image.file)) {
-          if (total + image.bytes.length > this.limits.imageBytes) return null;
-          total += image.bytes.length;
-          bytes.set(image.file, image.bytes);
+      const files = turn.images.map((image, i) => {
+        const input = inputs[i];
+        const saved = input ? this.imageFile(input) : this.restoredFiles.get(image);
+        if (!saved) return null;
+        if (!sources.has(saved.file)) {
+          if (total + saved.size > this.limits.imageBytes) return null;
+          total += saved.size;
+          sources.set(saved.file, { size: saved.size, ...(input && { input }) });
         }
-        return image.file;
+        return saved.file;
       });
       // The previews are made again from the files when the chat is read back.
-      const saved: SavedTurn = { turn: { ...turn, images: turn.images.map(({ name }) => ({ name })) }, files };
-      return { json: JSON.stringify(saved), files };
+      const entry: SavedTurn = { turn: { ...turn, images: turn.images.map(({ name }) => ({ name })) }, files };
+      return { json: JSON.stringify(entry), files };
     });
-    return { entries: newestFirst.reverse(), bytes };
+    return { entries: newestFirst.reverse(), sources };
   }
 
   /** The newest entries whose text fits the limit. */
@@ -159,11 +183,12 @@ export class ConversationStore {
     return entries.slice(first);
   }
 
-  private imageFile(input: ImageInput): { file: string; bytes: Buffer } {
+  /** An image's file name (its SHA-256) and size, worked out once; its bytes are not kept. */
+  private imageFile(input: ImageInput): SavedImage {
     let image = this.files.get(input);
     if (!image) {
       const bytes = Buffer.from(input.dataBase64, 'base64');
-      image = { file: `${sha256(bytes)}.${input.format}`, bytes };
+      image = { file: `${sha256(bytes)}.${input.format}`, size: bytes.length };
       this.files.set(input, image);
     }
     return image;
@@ -188,17 +213,34 @@ export class ConversationStore {
     }
     if (unreadable.length > 0)
       this.log.warn(`${unreadable.length} image(s) of the chat saved in ${this.folder} not kept: ${unreadable[0]}`);
+    // One input and one preview per file and name, shared by every turn that asked about it, as in a live chat.
+    const shared = new Map<string, { input: ImageInput; image: TurnImage }>();
+    const sharedImage = (file: string, name: string) => {
+      const key = `${file}/${name}`;
+      let entry = shared.get(key);
+      const input = read.get(file);
+      if (!entry && input) {
+        const named = { ...input, name };
+        entry = { input: named, image: turnImage(named) };
+        shared.set(key, entry);
+        this.files.set(named, { file, size: decodedLength(named.dataBase64) });
+      }
+      return entry;
+    };
     return saved.map(({ turn, files }) => {
-      const inputs = files.map((file, i) => {
-        const input = file === null ? undefined : read.get(file);
-        return input && { ...input, name: turn.images[i].name };
-      });
+      const kept = files.map((file, i) => (file === null ? undefined : sharedImage(file, turn.images[i].name)));
       const images = turn.images.map(({ name }, i): TurnImage => {
-        const input = inputs[i];
-        return input ? turnImage(input) : { name, notKept: true };
+        const entry = kept[i];
+        if (!entry) return { name, notKept: true };
+        // A turn that cannot be asked again keeps its images' files through later saves.
+        this.restoredFiles.set(entry.image, { file: files[i]!, size: decodedLength(entry.input.dataBase64) });
+        return entry.image;
       });
-      const complete = inputs.every((input) => input !== undefined);
-      return { turn: settled({ ...turn, images }), inputs: complete ? inputs : [] };
+      const complete = kept.every((entry) => entry !== undefined);
+      return {
+        turn: settled({ ...turn, images }),
+        inputs: complete ? kept.map((entry) => entry!.input) : [],
+      };
     });
   }
 
@@ -260,6 +302,11 @@ function settled(turn: Turn): Turn {
     return result;
   };
   return { ...turn, answer: settle(turn.answer), ...(turn.full ? { full: settle(turn.full) } : {}) };
+}
+
+/** Refuses a store folder that is a link (or not a folder): its files would be written and read elsewhere. */
+function checkRealFolder(folder: string): void {
+  if (!fs.lstatSync(folder).isDirectory()) throw new Error(`${folder} is not a folder of its own (a link?)`);
 }
 
 /** The path of `file` inside `folder`; throws when it would lie anywhere else. */

@@ -160,6 +160,77 @@ describe('the chat saved for after a reload', () => {
     assert.equal(partial.startTurn('five'), undefined, 'a follow-up needs a new image');
   });
 
+  test('an image read back keeps its file through later saves, where its turn lost another image to the cap', async () => {
+    const conversation = new Conversation();
+    answered(conversation, 'one', [png('banner.png'), png('tall.png')]);
+    const { store, folder } = storeOf(conversation);
+    store.save(conversation.records());
+    // A reload where only banner.png fits: tall.png is not kept, so the turn cannot be asked again...
+    const tight = { imageBytes: bytesOf('banner.png') };
+    const restored = new Conversation();
+    const { store: again } = storeOf(restored, tight, folder);
+    restored.restore(await again.load());
+    again.save(restored.records());
+    // ...yet the banner it showed is still saved for the next reload.
+    const { turns } = await reloaded(folder);
+    assert.match(turns[0].images[0].src!, /^data:image\/png/);
+    assert.deepEqual(turns[0].images[1], { name: 'tall.png', notKept: true });
+  });
+
+  test('follow-ups read back share one image and one preview, as in the chat they were asked in', async () => {
+    const conversation = new Conversation();
+    answered(conversation, 'one', [png('shapes.png')]);
+    for (const question of ['two', 'three']) answered(conversation, question, []);
+    const { store, folder } = storeOf(conversation);
+    store.save(conversation.records());
+    const records = await storeOf(new Conversation(), {}, folder).store.load();
+    assert.equal(records.length, 3);
+    assert.ok(
+      records.every(({ inputs }) => inputs[0] === records[0].inputs[0]),
+      'one input object',
+    );
+    assert.ok(
+      records.every(({ turn }) => turn.images[0] === records[0].turn.images[0]),
+      'one preview',
+    );
+  });
+
+  test('a window that changed nothing saves nothing when it closes: not over a newer chat, nor one it could not read', async () => {
+    const conversation = new Conversation();
+    answered(conversation, 'which box?', [png('shapes.png')]);
+    const { store, folder } = storeOf(conversation);
+    store.changed(true);
+    // A second window on the same storage, opened before the first asked: empty, and closing.
+    const other = storeOf(new Conversation(), {}, folder);
+    other.store.flush();
+    assert.equal((await reloaded(folder)).turns.length, 1);
+    // A store this version cannot read is left as it is by a window that changed nothing.
+    const index = path.join(folder, INDEX_FILE);
+    fs.writeFileSync(index, JSON.stringify({ version: 99, turns: [] }));
+    const unread = storeOf(new Conversation(), {}, folder);
+    assert.deepEqual(await unread.store.load(), []);
+    unread.store.flush();
+    assert.equal(JSON.parse(fs.readFileSync(index, 'utf8')).version, 99);
+  });
+
+  test('a store folder that is a link is neither read nor written through', async () => {
+    const conversation = new Conversation();
+    answered(conversation, 'which box?', [png('shapes.png')]);
+    const elsewhere = temporary('ficoco-chat-elsewhere-');
+    storeOf(conversation, {}, elsewhere).store.save(conversation.records());
+    const folder = storeFolder();
+    fs.mkdirSync(path.dirname(folder), { recursive: true });
+    fs.symlinkSync(elsewhere, folder);
+    const { turns, warnings } = await reloaded(folder);
+    assert.deepEqual(turns, []);
+    assert.match(warnings[0], /not a folder of its own/);
+    const before = files(elsewhere);
+    const { store, warnings: saving } = storeOf(conversation, {}, folder);
+    store.changed(true);
+    assert.match(saving[0], /not a folder of its own/);
+    assert.deepEqual(files(elsewhere), before);
+  });
+
   test('the newest turns are kept, by count and by the size of their text', async () => {
     const conversation = new Conversation();
     for (const question of ['one', 'two', 'three']) answered(conversation, question, [png('shapes.png')]);
