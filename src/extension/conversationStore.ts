@@ -16,7 +16,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { IMAGE_FORMATS, MAX_IMAGE_BYTES, checkImageFile } from '../common/imageFile';
+import { IMAGE_FORMATS, MAX_IMAGES_PER_QUESTION, MAX_IMAGE_BYTES, checkImageFile } from '../common/imageFile';
 import { fieldReaders } from '../protocol/fields';
 import { MessageError, type Reply, type Turn, type TurnImage, parseTurn } from '../protocol/webview';
 import { type ImageInput, type TurnRecord, turnImage } from './conversation';
@@ -282,6 +282,8 @@ function parseStore(value: unknown): SavedTurn[] {
     });
     if (files.length !== turn.images.length)
       throw new MessageError(`turns[${i}] has ${turn.images.length} images and ${files.length} files.`);
+    if (files.length > MAX_IMAGES_PER_QUESTION)
+      throw new MessageError(`turns[${i}] has ${files.length} images; a question carries ${MAX_IMAGES_PER_QUESTION}.`);
     return { turn, files };
   });
 }

@@ -331,6 +331,16 @@ describe('a saved chat edited or cut short', () => {
         (index) => rewrite(index, (store) => void store.turns[0].files.push(null)),
         /1 images and 2 files/,
       ],
+      [
+        'more images than a question carries',
+        (index) =>
+          rewrite(index, (store) => {
+            const [turn] = store.turns;
+            turn.turn.images = Array.from({ length: 9 }, (_, i) => ({ name: `${i}.png` }));
+            turn.files = turn.turn.images.map(() => null);
+          }),
+        /turns\[0\] has 9 images; a question carries 8/,
+      ],
       ['not JSON at all', (index) => fs.writeFileSync(index, '\u0000\u0001'), /JSON/],
       ['a folder', (index) => (fs.rmSync(index), fs.mkdirSync(index)), /not a plain file/],
     ];
