@@ -232,9 +232,9 @@ export class ChatController implements vscode.Disposable {
   private publish(message: HostMessage): void {
     this.views.broadcast(message);
     if (!this.isRestored) return;
-    if (message.type === 'replyText') this.store.changed(false);
-    else if (message.type === 'state' || message.type === 'turnAdded' || message.type === 'turnUpdated')
-      this.store.changed(true);
+    if (message.type === 'replyText') this.store.changed(false, message.turnId);
+    else if (message.type === 'turnAdded' || message.type === 'turnUpdated') this.store.changed(true, message.turn.id);
+    else if (message.type === 'state') this.store.changed(true);
   }
 
   /** FiCoCo: Set Engine API Key — the Bearer key of the server ficoco.engine names. */

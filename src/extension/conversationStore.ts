@@ -72,6 +72,8 @@ export class ConversationStore {
   private failing = false;
   /** changed since the last save: a window that changed nothing (another window's chat, one that did not load) saves nothing */
   private dirty = false;
+  /** each turn's JSON (without previews) as last written, by id: a streamed answer's saves write one turn again */
+  private readonly turnJson = new Map<string, string>();
 
   /**
    * @param folder the store's own folder: created by the first save, deleted with everything in it by a save of no turns
@@ -85,9 +87,14 @@ export class ConversationStore {
     private readonly delayMs = STREAMING_SAVE_DELAY_MS,
   ) {}
 
-  /** The conversation changed: saved now (`now`: a turn asked or finished, the chat cleared) or soon (streamed text). */
-  changed(now: boolean): void {
+  /**
+   * The conversation changed: saved now (`now`: a turn asked or finished, the chat cleared) or soon (streamed text).
+   * `turnId`: the one turn that changed, whose text is written again while the others' is reused; none: any may have.
+   */
+  changed(now: boolean, turnId?: string): void {
     this.dirty = true;
+    if (turnId === undefined) this.turnJson.clear();
+    else this.turnJson.delete(turnId);
     if (now) this.flush();
     else this.timer ??= setTimeout(() => this.flush(), this.delayMs);
   }
@@ -168,8 +175,12 @@ export class ConversationStore {
         return saved.file;
       });
       // The previews are made again from the files when the chat is read back.
-      const entry: SavedTurn = { turn: { ...turn, images: turn.images.map(({ name }) => ({ name })) }, files };
-      return { json: JSON.stringify(entry), files };
+      let json = this.turnJson.get(turn.id);
+      if (json === undefined) {
+        json = JSON.stringify({ ...turn, images: turn.images.map(({ name }) => ({ name })) });
+        this.turnJson.set(turn.id, json);
+      }
+      return { json: `{"turn":${json},"files":${JSON.stringify(files)}}`, files };
     });
     return { entries: newestFirst.reverse(), sources };
   }

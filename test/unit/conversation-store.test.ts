@@ -120,8 +120,9 @@ describe('the chat saved for after a reload', () => {
       conversation.appendText(streaming, 'answer', 'the blue');
       const { store, folder } = storeOf(conversation);
       store.changed(true);
+      // Named, as the chat names it: that turn's text is written again, the others' reused.
       conversation.appendText(streaming, 'answer', ' one');
-      store.changed(false);
+      store.changed(false, streaming);
       const { turns: early } = await reloaded(folder);
       assert.equal(early[1].answer.text, 'the blue', 'streamed text waits for the timer');
       mock.timers.tick(1000);
