@@ -229,20 +229,24 @@ export class TranscriptView {
     bar.className = 'turn-actions';
     const parts = [bar];
     const reductions = turn.answer.stats?.imageReductions ?? [];
-    const figures = turn.images.flatMap((image, i) => {
-      const reduction = reductions[i];
-      if (!image.src || !reduction) return [];
-      const { thumbnail } = reduction;
-      return [reductionFigure(doc, image, reduction), ...(thumbnail ? [thumbnailFigure(doc, image, thumbnail)] : [])];
-    });
-    if (figures.length > 0) {
+    const figures = () =>
+      turn.images.flatMap((image, i) => {
+        const reduction = reductions[i];
+        if (!image.src || !reduction) return [];
+        const { thumbnail } = reduction;
+        return [reductionFigure(doc, image, reduction), ...(thumbnail ? [thumbnailFigure(doc, image, thumbnail)] : [])];
+      });
+    if (turn.images.some((image, i) => image.src && reductions[i])) {
       const overlay = doc.createElement('div');
       overlay.className = 'reduction-overlay';
-      const figureRow = doc.createElement('div');
-      figureRow.className = 'reduction-figures';
-      figureRow.append(...figures);
-      overlay.append(figureRow, reductionLegend(doc));
-      bar.append(this.overlayToggle(turn.id, overlay));
+      // Drawn when first opened: a tiled screenshot's grid is thousands of cells, and a long chat has many turns.
+      const fill = () => {
+        const figureRow = doc.createElement('div');
+        figureRow.className = 'reduction-figures';
+        figureRow.append(...figures());
+        overlay.append(figureRow, reductionLegend(doc));
+      };
+      bar.append(this.overlayToggle(turn.id, overlay, fill));
       parts.push(overlay);
     }
     // A turn restored without all its images cannot be asked again.
@@ -260,8 +264,11 @@ export class TranscriptView {
     return bar.childElementCount > 0 ? parts : [];
   }
 
-  /** Show reduction / Hide reduction: opens and closes the overlay, which stays open when the turn is redrawn. */
-  private overlayToggle(turnId: string, overlay: HTMLElement): HTMLElement {
+  /**
+   * Show reduction / Hide reduction: opens and closes the overlay, which stays open when the turn is redrawn; `fill`
+   * draws its contents the first time it opens.
+   */
+  private overlayToggle(turnId: string, overlay: HTMLElement, fill: () => void): HTMLElement {
     const key = `${turnId}/reduction`;
     const toggle = button(this.container.ownerDocument, {
       label: 'Show reduction',
@@ -277,6 +284,7 @@ export class TranscriptView {
     });
     const draw = () => {
       const open = this.opened.has(key);
+      if (open && overlay.childElementCount === 0) fill();
       overlay.hidden = !open;
       toggle.textContent = open ? 'Hide reduction' : 'Show reduction';
       toggle.setAttribute('aria-expanded', String(open));

@@ -166,6 +166,13 @@ function only<T>(items: T[]): T {
   return items[0]!;
 }
 
+/** The one turn on the page, with its reduction overlay opened (it is drawn when first opened). */
+function openedTurn(): HTMLElement {
+  const element = only(turnElements());
+  element.querySelector<HTMLElement>('.show-reduction')!.click();
+  return element;
+}
+
 function answerOf(element: HTMLElement): HTMLElement {
   return element.querySelector<HTMLElement>('.reply[data-reply="answer"]')!;
 }
@@ -346,6 +353,7 @@ describe('chat transcript', () => {
     );
     const overlay = element.querySelector<HTMLElement>('.reduction-overlay')!;
     assert.equal(overlay.hidden, true);
+    assert.equal(overlay.querySelector('.patch'), null, 'drawn when first opened');
     const toggle = element.querySelector<HTMLElement>('.show-reduction')!;
     assert.equal(toggle.getAttribute('aria-expanded'), 'false');
     toggle.click();
@@ -388,7 +396,7 @@ describe('chat transcript', () => {
       thumbnail: { rows: 2, cols: 2, patches: 'kddk' },
     };
     send({ type: 'turnAdded', turn: finished({ ...REDUCED, imageReductions: [tiled] }) });
-    const turn = only(turnElements());
+    const turn = openedTurn();
     const frame = turn.querySelector<HTMLElement>('.reduction:not(.whole-image) .reduction-frame')!;
     assert.equal(frame.style.aspectRatio, '4 / 2');
     const borders = [...frame.querySelectorAll<HTMLElement>('.tile-border')];
@@ -423,7 +431,7 @@ describe('chat transcript', () => {
       { name: 'also-wide.png', src: PNG_DATA_URL },
     ];
     send({ type: 'turnAdded', turn: turn({ images, answer: reply({ text: 'Saved.', status: 'done', stats }) }) });
-    const frames = [...only(turnElements()).querySelectorAll<HTMLElement>('.reduction-frame')];
+    const frames = [...openedTurn().querySelectorAll<HTMLElement>('.reduction-frame')];
     assert.equal(frames.length, 2);
     const placement = (frame: HTMLElement) => {
       const { left, top, width, height } = frame.querySelector('img')!.style;
@@ -460,7 +468,7 @@ describe('chat transcript', () => {
     const stats = { ...REDUCED, imageReductions: [cropped] };
     const images = [{ name: 'wide.png', src: PNG_DATA_URL }];
     send({ type: 'turnAdded', turn: turn({ images, answer: reply({ text: 'Saved.', status: 'done', stats }) }) });
-    const picture = only(turnElements()).querySelector<HTMLElement>('.reduction-frame img')!;
+    const picture = openedTurn().querySelector<HTMLElement>('.reduction-frame img')!;
     assert.equal(picture.style.width, '200.000%');
     const computed = window.getComputedStyle(picture as never);
     assert.equal(computed.maxWidth, 'none');
@@ -469,7 +477,7 @@ describe('chat transcript', () => {
 
   test('the overlay has a legend: what each drawing means, with a swatch drawn as the patches are', () => {
     send({ type: 'turnAdded', turn: finished(REDUCED) });
-    const legend = only(turnElements()).querySelector<HTMLElement>('.reduction-overlay .reduction-legend')!;
+    const legend = openedTurn().querySelector<HTMLElement>('.reduction-overlay .reduction-legend')!;
     assert.equal(legend.getAttribute('aria-label'), 'What the drawing shows');
     const items = [...legend.querySelectorAll('li')];
     assert.deepEqual(
