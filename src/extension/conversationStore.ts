@@ -340,6 +340,9 @@ async function readBounded(file: string, most: number): Promise<Buffer | undefin
   const { O_RDONLY, O_NOFOLLOW = 0, O_NONBLOCK = 0 } = fs.constants;
   let handle: fs.promises.FileHandle;
   try {
+    // Windows has no O_NOFOLLOW: there a link is looked for before the open.
+    if (O_NOFOLLOW === 0 && (await fs.promises.lstat(file)).isSymbolicLink())
+      throw Object.assign(new Error(`${file} is a link`), { code: 'ELOOP' });
     handle = await fs.promises.open(file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
