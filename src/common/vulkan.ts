@@ -11,11 +11,12 @@ export const VULKAN_LOADER = 'libvulkan.so.1';
 
 /** The folders the Vulkan loader reads driver manifests from (its XDG, /etc and /usr/local defaults). */
 function manifestFolders(env: NodeJS.ProcessEnv): string[] {
-  const home = env.HOME ?? os.homedir();
-  const config = [env.XDG_CONFIG_HOME ?? path.join(home, '.config'), ...(env.XDG_CONFIG_DIRS ?? '/etc/xdg').split(':')];
+  // An empty variable counts as unset, as the loader takes it.
+  const home = env.HOME || os.homedir();
+  const config = [env.XDG_CONFIG_HOME || path.join(home, '.config'), ...(env.XDG_CONFIG_DIRS || '/etc/xdg').split(':')];
   const data = [
-    env.XDG_DATA_HOME ?? path.join(home, '.local', 'share'),
-    ...(env.XDG_DATA_DIRS ?? '/usr/local/share:/usr/share').split(':'),
+    env.XDG_DATA_HOME || path.join(home, '.local', 'share'),
+    ...(env.XDG_DATA_DIRS || '/usr/local/share:/usr/share').split(':'),
   ];
   return [...config, '/etc', '/usr/local/etc', ...data].filter(Boolean).map((dir) => path.join(dir, 'vulkan', 'icd.d'));
 }

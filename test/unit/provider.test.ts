@@ -304,6 +304,11 @@ describe('vulkanMissing', () => {
         assert.notEqual(vulkanMissing(confined(root), LOADER), undefined);
         fs.writeFileSync(path.join(icd, 'nvidia_icd.json'), '{}');
         assert.equal(vulkanMissing(confined(root), LOADER), undefined);
+        // An empty XDG variable counts as unset, as the loader takes it: the home's own folder is searched.
+        const own = path.join(root, '.local', 'share', 'vulkan', 'icd.d');
+        fs.mkdirSync(own, { recursive: true });
+        fs.renameSync(path.join(icd, 'nvidia_icd.json'), path.join(own, 'nvidia_icd.json'));
+        assert.equal(vulkanMissing(confined(root, { XDG_DATA_HOME: '' }), LOADER), undefined);
         assert.equal(vulkanMissing(confined(root), ''), 'no libvulkan.so.1 is installed');
       } finally {
         fs.rmSync(root, { recursive: true, force: true });
