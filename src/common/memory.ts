@@ -9,12 +9,12 @@ export function memoryInAll(): number {
 }
 
 /**
- * Bytes a program could take now without swapping. Linux's os.freemem is MemAvailable; macOS's counts only free
- * pages, a fraction of what the system hands out on demand, so there it is free plus inactive pages (as psutil
- * reckons "available"), read from vm_stat.
+ * Bytes a program could take now without swapping. On Linux, MemAvailable or what a container's limit leaves, the
+ * lower (process.availableMemory); macOS's free memory counts only free pages, a fraction of what the system hands
+ * out on demand, so there it is free plus inactive pages (as psutil reckons "available"), read from vm_stat.
  */
 export function availableMemory(platform: NodeJS.Platform = process.platform, vmStat = readVmStat): number {
-  if (platform !== 'darwin') return os.freemem();
+  if (platform !== 'darwin') return process.availableMemory?.() ?? os.freemem();
   const reckoned = freeAndInactive(vmStat());
   return reckoned ?? os.freemem();
 }
