@@ -1497,7 +1497,7 @@ const SCREENSHOT: Size = { width: 1920, height: 1080 };
  * The memory a question about one screenshot plans for on the CPU: its attention in prompt chunks and its KV cache, with
  * a short question and a default-length answer (peakRunBytes).
  */
-function screenshotQuestionBytes(arch: ModelArch): number {
+export function screenshotQuestionBytes(arch: ModelArch): number {
   const promptTokens = imageCost(arch, SCREENSHOT).tokens + 64;
   return peakRunBytes(
     arch,

@@ -4,7 +4,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { LlavaEngine } from '../../src/engine/engine';
+import { LlavaEngine, screenshotQuestionBytes } from '../../src/engine/engine';
+import { flopsArchOf } from '../../src/engine/models/flopsArch';
 import { parseModelConfig } from '../../src/engine/models/registry';
 import { SessionFactory } from '../../src/engine/runtime/provider';
 import { TowerRunner } from '../../src/engine/runtime/towerRunner';
@@ -186,6 +187,16 @@ describe('quantization of the decoder and, on the CPU, the vision tower (cached 
       const limited = await LlavaEngine.load(dir, { quantization: 'int8', ...memory });
       assert.equal(limited.quantizedWeights, short.quantizedWeights, Object.keys(memory)[0]);
       await limited.dispose();
+    }
+    // With that room exactly both forms are kept, and a byte less is too little.
+    const room = both.bytes + screenshotQuestionBytes(flopsArchOf(parseModelConfig(config, 'config.json').config, 'x'));
+    for (const [available, expected] of [
+      [room, roomy.quantizedWeights],
+      [room - 1, short.quantizedWeights],
+    ] as const) {
+      const engine = await LlavaEngine.load(dir, { quantization: 'int8', availableMemory: () => available });
+      assert.equal(engine.quantizedWeights, expected, `${available} bytes available`);
+      await engine.dispose();
     }
     assert.equal(maxAbsDiff(await prefillLogits(short), await prefillLogits(roomy)), 0, 'prompts multiply as before');
     assert.equal(fs.statSync(cache).mtimeMs, written, 'both loads read the cache');
