@@ -229,21 +229,23 @@ export class TranscriptView {
     bar.className = 'turn-actions';
     const parts = [bar];
     const reductions = turn.answer.stats?.imageReductions ?? [];
-    const figures = () =>
-      turn.images.flatMap((image, i) => {
-        const reduction = reductions[i];
-        if (!image.src || !reduction) return [];
-        const { thumbnail } = reduction;
-        return [reductionFigure(doc, image, reduction), ...(thumbnail ? [thumbnailFigure(doc, image, thumbnail)] : [])];
-      });
-    if (turn.images.some((image, i) => image.src && reductions[i])) {
+    const drawn = turn.images.flatMap((image, i) => {
+      const reduction = reductions[i];
+      return image.src && reduction ? [{ image, reduction }] : [];
+    });
+    if (drawn.length > 0) {
       const overlay = doc.createElement('div');
       overlay.className = 'reduction-overlay';
       // Drawn when first opened: a tiled screenshot's grid is thousands of cells, and a long chat has many turns.
       const fill = () => {
         const figureRow = doc.createElement('div');
         figureRow.className = 'reduction-figures';
-        figureRow.append(...figures());
+        figureRow.append(
+          ...drawn.flatMap(({ image, reduction }) => [
+            reductionFigure(doc, image, reduction),
+            ...(reduction.thumbnail ? [thumbnailFigure(doc, image, reduction.thumbnail)] : []),
+          ]),
+        );
         overlay.append(figureRow, reductionLegend(doc));
       };
       bar.append(this.overlayToggle(turn.id, overlay, fill));
