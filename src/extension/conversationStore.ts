@@ -232,21 +232,18 @@ export class ConversationStore {
       const input = read.get(file);
       if (!entry && input) {
         const named = { ...input, name };
+        const savedImage = { file, size: decodedLength(named.dataBase64) };
         entry = { input: named, image: turnImage(named) };
         shared.set(key, entry);
-        this.files.set(named, { file, size: decodedLength(named.dataBase64) });
+        // Its file is known without hashing it again, and kept by later saves where its turn cannot be asked again.
+        this.files.set(named, savedImage);
+        this.restoredFiles.set(entry.image, savedImage);
       }
       return entry;
     };
     return saved.map(({ turn, files }) => {
       const kept = files.map((file, i) => (file === null ? undefined : sharedImage(file, turn.images[i].name)));
-      const images = turn.images.map(({ name }, i): TurnImage => {
-        const entry = kept[i];
-        if (!entry) return { name, notKept: true };
-        // A turn that cannot be asked again keeps its images' files through later saves.
-        this.restoredFiles.set(entry.image, { file: files[i]!, size: decodedLength(entry.input.dataBase64) });
-        return entry.image;
-      });
+      const images = turn.images.map(({ name }, i): TurnImage => kept[i]?.image ?? { name, notKept: true });
       const complete = kept.every((entry) => entry !== undefined);
       return {
         turn: settled({ ...turn, images }),
