@@ -224,8 +224,9 @@ export class ChatController implements vscode.Disposable {
     this.unloader.dispose();
     this.replies.cancelAll();
     this.remote?.engine.dispose();
-    // A reload ends the extension host: an answer still streaming is saved as far as it got.
-    if (this.isRestored) this.store.flush();
+    // A reload ends the extension host: an answer still streaming is saved as far as it got (the store saves only
+    // after a change, and publish makes none before the restore).
+    this.store.flush();
   }
 
   /** Tells every chat page about a change, and saves a change to the turns: at once, or soon for streamed text. */
