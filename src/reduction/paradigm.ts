@@ -145,6 +145,15 @@ export function splitByScore(span: VisualSpan, score: ArrayLike<number>, remove:
   return { sources: Int32Array.from(sources), targets: Int32Array.from(targets), scores: Float32Array.from(score) };
 }
 
+/**
+ * Splits a span by importance (span order): the count − `remove` most important stay, top-k with ties to the earlier
+ * token (the later one leaves); the split's score is −importance.
+ */
+export function splitByImportance(span: VisualSpan, importance: ArrayLike<number>, remove: number): Split {
+  const split = splitByKept(span, topIndices(importance, span.count - remove));
+  return { ...split, scores: Float32Array.from(importance, (a) => -a) };
+}
+
 /** Splits a span by the set of tokens that stay (span offsets). */
 export function splitByKept(span: VisualSpan, keptOffsets: Iterable<number>): Split {
   const keep = new Set(keptOffsets);

@@ -76,4 +76,15 @@ describe('FasterVLM', () => {
     );
     assert.deepEqual(Array.from(out.spans[0].tokenPatch), [3, 8, 12]);
   });
+
+  test('on ties at the budget keeps the earlier patches, as top-k and VisionZip without contextual tokens do', () => {
+    // Patches 0 and 5 lead; the other 14 tie (as half-precision probabilities often do): 1 and 2 are the earliest.
+    const clsRow = [0, 0.2, 0.01, 0.01, 0.01, 0.01, 0.3, ...new Array<number>(10).fill(0.01)];
+    const rows = [clsRow, ...Array.from({ length: 16 }, () => new Array<number>(17).fill(1 / 17))];
+    const view = featuresView(rows, true);
+    const [step] = planReduction('fastervlm', { tokens: 4 }, SHAPE).steps;
+    assert.deepEqual(Array.from(runStep(step, view).spans[0].tokenPatch), [0, 1, 2, 5]);
+    const [zip] = planReduction('visionzip', { tokens: 4 }, SHAPE, { contextualShare: 0 }).steps;
+    assert.deepEqual(Array.from(runStep(zip, view).spans[0].tokenPatch), [0, 1, 2, 5]);
+  });
 });

@@ -1,4 +1,4 @@
-import { Filter, splitByScore } from '../paradigm';
+import { Filter, splitByImportance } from '../paradigm';
 import { SiteView, VisualSpan } from '../tokenState';
 
 /**
@@ -25,10 +25,6 @@ export function classAttentionBySequence(view: SiteView): Float64Array {
   return bySequence;
 }
 
-/** Pruning by importance: the `remove` tokens with the lowest [CLS] attention leave (s_i = −a_i). */
+/** Pruning by importance: the top count − `remove` by [CLS] attention a_i stay (ties to the earlier), the rest leave. */
 export const lowClassAttentionLeaves: Filter<unknown> = ({ view, span, remove }) =>
-  splitByScore(
-    span,
-    classAttention(view, span).map((a) => -a),
-    remove,
-  );
+  splitByImportance(span, classAttention(view, span), remove);
