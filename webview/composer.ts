@@ -5,7 +5,10 @@
  */
 import {
   IMAGE_MIME_TYPES,
+  MAX_DROPPED_URIS,
+  MAX_IMAGES_PER_QUESTION,
   MAX_IMAGE_BYTES,
+  MAX_QUESTION_CHARS,
   imageFormatOfFileName,
   type ImageFile,
   type PendingImage,
@@ -100,6 +103,15 @@ export class Composer {
       this.question.focus();
       return;
     }
+    // The extension reads no longer question (a page is bounded like any sender): it stays here to be shortened.
+    if (question.length > MAX_QUESTION_CHARS) {
+      this.notify(
+        `The question has ${question.length} characters; FiCoCo takes at most ${MAX_QUESTION_CHARS} characters. ` +
+          'Shorten it, then send it.',
+      );
+      this.question.focus();
+      return;
+    }
     this.question.value = '';
     this.saveDraft();
     // Sent with the Send button, the keyboard comes back to the box for the next question.
@@ -185,18 +197,28 @@ export class Composer {
     event.preventDefault();
     const uris = droppedUris(data);
     if (uris.length > 0) {
-      this.post({ type: 'addUris', uris });
+      // The extension reads as many as a question has room for, and refuses the rest by name.
+      this.post({ type: 'addUris', uris: uris.slice(0, MAX_DROPPED_URIS) });
       return;
     }
     await this.addFiles([...data.files]);
   }
 
-  /** Reads each file and hands the extension those read and why each other one was not; questions wait meanwhile. */
+  /**
+   * Reads each file (as many as a question takes) and hands the extension those read and why each other one was not;
+   * questions wait meanwhile.
+   */
   private addFiles(files: File[]): Promise<void> {
     const arrival = (async () => {
       const images: ImageFile[] = [];
       const refused: string[] = [];
-      for (const file of files) {
+      const past = files.length - MAX_IMAGES_PER_QUESTION;
+      if (past > 0)
+        refused.push(
+          `${past} more ${past === 1 ? 'file was' : 'files were'} not added: a question can carry ` +
+            `${MAX_IMAGES_PER_QUESTION} images; ask about these, then add more.`,
+        );
+      for (const file of files.slice(0, MAX_IMAGES_PER_QUESTION)) {
         try {
           images.push(await this.readImage(file));
         } catch (error) {

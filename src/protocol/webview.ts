@@ -6,7 +6,7 @@
  *
  * The webview bundle includes this file, so it imports only plain helpers: no Node, vscode or engine code.
  */
-import { IMAGE_MIME_TYPES, MAX_IMAGE_BYTES, imageFormatOfFileName } from '../common/imageFile';
+import { IMAGE_MIME_TYPES, MAX_IMAGES_PER_QUESTION, MAX_IMAGE_BYTES, imageFormatOfFileName } from '../common/imageFile';
 import { NO_REDUCTION, REDUCTION_RULES, type ReductionRule } from '../common/reductionChoice';
 import { describeValue } from './describe';
 import { type ImageRegion, type PatchFates, type PatchGrid, fieldReaders } from './fields';
@@ -14,7 +14,7 @@ import { type ImageRegion, type PatchFates, type PatchGrid, fieldReaders } from 
 export type { ImageRegion, PatchGrid };
 
 /** The image limits and formats the webview checks at paste time, as the extension and the engine do after it. */
-export { IMAGE_MIME_TYPES, MAX_IMAGE_BYTES, imageFormatOfFileName };
+export { IMAGE_MIME_TYPES, MAX_IMAGES_PER_QUESTION, MAX_IMAGE_BYTES, imageFormatOfFileName };
 
 const INLINE_IMAGE = new RegExp(`^data:(${Object.values(IMAGE_MIME_TYPES).join('|')});base64,`);
 
@@ -180,6 +180,36 @@ const { record, array, string, nonEmptyString, nonNegative, count, oneOf, patchF
   (message) => new MessageError(message),
 );
 
+// What a page may send, each field bounded (a page is read as hostile): at least what the composer sends, which checks
+// a question's length before it sends it (so the typed question stays in its box) and sends at most
+// MAX_IMAGES_PER_QUESTION images a paste, the files past them refused in one reason.
+
+/** The longest question: pages of text, more than any model's context holds. */
+export const MAX_QUESTION_CHARS = 100_000;
+/** The longest text to copy or insert: an answer at the longest (4096 tokens of up to 256 characters each), and more. */
+export const MAX_TEXT_CHARS = 4 * 1024 * 1024;
+/** Turn and image ids are the extension's own (`turn-12`). */
+const MAX_ID_CHARS = 128;
+/** A file's name; file systems take 255 bytes. */
+const MAX_NAME_CHARS = 1024;
+/** Why a file was not read: its name and a sentence. */
+const MAX_REASON_CHARS = 4096;
+/** The files a paste or drop refuses: one each for the images a question takes, and one for the rest. */
+export const MAX_REFUSED = MAX_IMAGES_PER_QUESTION + 1;
+/** The URIs of one drop from the Explorer; the extension reads as many as the question has room for. */
+export const MAX_DROPPED_URIS = 1024;
+const MAX_URI_CHARS = 8192;
+/** An image of MAX_IMAGE_BYTES, base64. */
+const MAX_IMAGE_BASE64_CHARS = Math.ceil(MAX_IMAGE_BYTES / 3) * 4;
+
+/** An array of at most `most` entries. */
+function boundedArray(value: unknown, field: string, most: number): unknown[] {
+  const entries = array(value, field);
+  if (entries.length > most)
+    throw new MessageError(`${field} has ${entries.length} entries; at most ${most} are read.`);
+  return entries;
+}
+
 /** Which reply of which turn a message is about. */
 function replyOf(message: Record<string, unknown>): { turnId: string; reply: ReplyKind } {
   return {
@@ -231,29 +261,34 @@ export function parseWebviewMessage(value: unknown): WebviewMessage {
     case 'attach':
       return { type: message.type };
     case 'ask':
-      return { type: 'ask', question: string(message.question, 'question') };
+      return { type: 'ask', question: string(message.question, 'question', MAX_QUESTION_CHARS) };
     case 'stop':
     case 'compare':
-      return { type: message.type, turnId: nonEmptyString(message.turnId, 'turnId') };
+      return { type: message.type, turnId: nonEmptyString(message.turnId, 'turnId', MAX_ID_CHARS) };
     case 'addImages':
       return {
         type: 'addImages',
-        images: array(message.images, 'images').map((image, i) => {
+        images: boundedArray(message.images, 'images', MAX_IMAGES_PER_QUESTION).map((image, i) => {
           const file = record(image, `images[${i}]`);
           return {
-            name: nonEmptyString(file.name, `images[${i}].name`),
-            dataBase64: string(file.dataBase64, `images[${i}].dataBase64`),
+            name: nonEmptyString(file.name, `images[${i}].name`, MAX_NAME_CHARS),
+            dataBase64: string(file.dataBase64, `images[${i}].dataBase64`, MAX_IMAGE_BASE64_CHARS),
           };
         }),
-        refused: array(message.refused, 'refused').map((reason, i) => nonEmptyString(reason, `refused[${i}]`)),
+        refused: boundedArray(message.refused, 'refused', MAX_REFUSED).map((reason, i) =>
+          nonEmptyString(reason, `refused[${i}]`, MAX_REASON_CHARS),
+        ),
       };
     case 'addUris':
-      return { type: 'addUris', uris: array(message.uris, 'uris').map((uri, i) => absoluteUri(uri, `uris[${i}]`)) };
+      return {
+        type: 'addUris',
+        uris: boundedArray(message.uris, 'uris', MAX_DROPPED_URIS).map((uri, i) => absoluteUri(uri, `uris[${i}]`)),
+      };
     case 'removeImage':
-      return { type: 'removeImage', id: nonEmptyString(message.id, 'id') };
+      return { type: 'removeImage', id: nonEmptyString(message.id, 'id', MAX_ID_CHARS) };
     case 'copy':
     case 'insert':
-      return { type: message.type, text: string(message.text, 'text') };
+      return { type: message.type, text: string(message.text, 'text', MAX_TEXT_CHARS) };
     default:
       throw new MessageError(
         `message type is ${describeValue(message.type)}; expected ready, ask, stop, compare, newChat, ` +
@@ -264,7 +299,7 @@ export function parseWebviewMessage(value: unknown): WebviewMessage {
 
 /** A URI with its scheme (RFC 3986: a letter, then letters, digits, +, - or .), as vscode.Uri.parse needs it. */
 function absoluteUri(value: unknown, field: string): string {
-  const uri = nonEmptyString(value, field);
+  const uri = nonEmptyString(value, field, MAX_URI_CHARS);
   if (!/^[a-z][a-z0-9+.-]*:/i.test(uri))
     throw new MessageError(
       `${field} is ${describeValue(uri)}; expected a URI with a scheme, e.g. file:///home/me/shot.png.`,

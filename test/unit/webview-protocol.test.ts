@@ -2,11 +2,13 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
-import { MAX_IMAGES_PER_QUESTION } from '../../src/common/imageFile';
+import { MAX_IMAGES_PER_QUESTION, MAX_IMAGE_BYTES } from '../../src/common/imageFile';
 import { Conversation, MAX_PREVIEW_BYTES, turnImage } from '../../src/extension/conversation';
 import { webviewHtml } from '../../src/extension/webviewHtml';
 import {
   HostMessage,
+  MAX_QUESTION_CHARS,
+  MAX_TEXT_CHARS,
   MessageError,
   Turn,
   WebviewMessage,
@@ -86,6 +88,43 @@ describe('webview messages', () => {
     ];
     for (const message of messages)
       assert.deepEqual(parseWebviewMessage({ ...structuredClone(message), extra: 1 }), message);
+  });
+
+  test('every field a page sends is bounded: counts, lengths and image sizes', () => {
+    const long = (n: number) => 'x'.repeat(n);
+    const tooBig = Math.ceil((MAX_IMAGE_BYTES + 3) / 3) * 4;
+    const refusals: [unknown, RegExp][] = [
+      [{ type: 'ask', question: long(MAX_QUESTION_CHARS + 1) }, /question has \d+ characters; at most 100000/],
+      [{ type: 'stop', turnId: long(200) }, /turnId has 200 characters/],
+      [{ type: 'removeImage', id: long(200) }, /id has 200 characters/],
+      [{ type: 'copy', text: long(MAX_TEXT_CHARS + 1) }, /text has \d+ characters/],
+      [{ type: 'insert', text: long(MAX_TEXT_CHARS + 1) }, /text has \d+ characters/],
+      [
+        {
+          type: 'addImages',
+          images: Array.from({ length: MAX_IMAGES_PER_QUESTION + 1 }, () => ({
+            name: 'a.png',
+            dataBase64: 'iVBORw==',
+          })),
+          refused: [],
+        },
+        /images has 9 entries; at most 8/,
+      ],
+      [{ type: 'addImages', images: [{ name: 'a.png', dataBase64: long(tooBig) }], refused: [] }, /dataBase64 has/],
+      [{ type: 'addImages', images: [{ name: long(2000), dataBase64: 'iVBORw==' }], refused: [] }, /name has 2000/],
+      [{ type: 'addImages', images: [], refused: Array.from({ length: 100 }, () => 'no') }, /refused has 100 entries/],
+      [{ type: 'addImages', images: [], refused: [long(10_000)] }, /refused\[0\] has 10000 characters/],
+      [{ type: 'addUris', uris: Array.from({ length: 5000 }, () => 'file:///a.png') }, /uris has 5000 entries/],
+      [{ type: 'addUris', uris: [`file:///${long(20_000)}.png`] }, /uris\[0\] has \d+ characters/],
+    ];
+    for (const [message, pattern] of refusals) assert.match(refusal(parseWebviewMessage, message), pattern);
+    // At the bounds, accepted.
+    parseWebviewMessage({ type: 'ask', question: long(MAX_QUESTION_CHARS) });
+    parseWebviewMessage({
+      type: 'addImages',
+      images: Array.from({ length: MAX_IMAGES_PER_QUESTION }, () => ({ name: 'a.png', dataBase64: 'iVBORw==' })),
+      refused: Array.from({ length: MAX_IMAGES_PER_QUESTION + 1 }, () => 'why'),
+    });
   });
 
   test('refusals name what is wrong', () => {

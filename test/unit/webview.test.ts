@@ -6,14 +6,17 @@ import { Window } from 'happy-dom';
 import MarkdownIt from 'markdown-it';
 import { Conversation } from '../../src/extension/conversation';
 import { webviewHtml } from '../../src/extension/webviewHtml';
-import type {
-  AnswerStatsView,
-  HostMessage,
-  Reply,
-  SpeedupView,
-  Turn,
-  WebviewMessage,
+import {
+  type AnswerStatsView,
+  type HostMessage,
+  MAX_QUESTION_CHARS,
+  type Reply,
+  type SpeedupView,
+  type Turn,
+  type WebviewMessage,
+  parseWebviewMessage,
 } from '../../src/protocol/webview';
+import { MAX_IMAGES_PER_QUESTION } from '../../src/common/imageFile';
 import { ChatPage, PageState, startChat } from '../../webview/chat';
 import { ImageReader, MAX_IMAGE_PIXELS, droppedUris, readImageFile, sentSize } from '../../webview/composer';
 import { reductionSummary } from '../../webview/overlay';
@@ -708,6 +711,38 @@ describe('chat composer', () => {
     ]);
     send({ type: 'pending', pending: [] });
     assert.equal(document.getElementById('pending')!.hidden, true);
+  });
+
+  test('a question longer than the extension reads stays in the box, with why', () => {
+    const question = document.getElementById('question') as HTMLTextAreaElement;
+    const long = 'x'.repeat(MAX_QUESTION_CHARS + 1);
+    question.value = long;
+    key(question, 'Enter');
+    assert.deepEqual(posted, [{ type: 'ready' }], 'not sent: the extension would drop it');
+    assert.equal(question.value, long);
+    assert.match(document.getElementById('notice')!.textContent ?? '', /at most 100000 characters/);
+    for (const message of posted) parseWebviewMessage(message);
+  });
+
+  test('a paste of more files than a question takes sends the first ones and one reason for the rest', async () => {
+    const question = document.getElementById('question') as HTMLTextAreaElement;
+    const data = new window.DataTransfer();
+    for (let i = 0; i < MAX_IMAGES_PER_QUESTION + 4; i++)
+      data.items.add(new window.File([new Uint8Array([0x89, 0x50, 0x4e, 0x47])], `s${i}.png`, { type: 'image/png' }));
+    question.dispatchEvent(
+      new window.ClipboardEvent('paste', { clipboardData: data, bubbles: true }) as unknown as Event,
+    );
+    await settle();
+    const sent = posted.at(-1);
+    assert.ok(sent?.type === 'addImages');
+    assert.deepEqual(
+      sent.images.map((image) => image.name),
+      Array.from({ length: MAX_IMAGES_PER_QUESTION }, (_, i) => `s${i}.png`),
+    );
+    assert.equal(sent.refused.length, 1);
+    assert.match(sent.refused[0]!, /4 more files were not added: a question can carry 8 images/);
+    // What the page sent, the extension reads.
+    assert.deepEqual(parseWebviewMessage(structuredClone(sent)), sent);
   });
 
   test('a pasted image is read and sent to the extension', async () => {
