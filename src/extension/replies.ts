@@ -144,6 +144,11 @@ export class Replies {
   private loaded: { key: string; processId: number | undefined } | undefined;
   /** provider fallbacks already reported, so each is said once and not under every answer */
   private readonly fallbacksReported = new Set<string>();
+  /**
+   * What the status bar says for each reply and measurement in flight (by `turn/kind`), newest last: one ending puts
+   * the newest other's back, and the last answer's figures only once nothing is in flight.
+   */
+  private readonly activities = new Map<string, string>();
 
   constructor(private readonly options: RepliesOptions) {}
 
@@ -174,7 +179,7 @@ export class Replies {
       const alreadyLoaded =
         where !== 'local' || (this.loaded?.key === loadRequestKey(model) && this.loaded.processId === engine.processId);
       this.track(key, cancel, engine, { reply: kind, loading: !alreadyLoaded });
-      status.busy(alreadyLoaded ? REPLY_ACTIVITY.answering : REPLY_ACTIVITY.loading);
+      this.busy(key, alreadyLoaded ? REPLY_ACTIVITY.answering : REPLY_ACTIVITY.loading);
       const request: AskOptions = {
         question,
         images: inputs.map(({ name, dataBase64 }) => ({ name, dataBase64 })),
@@ -190,12 +195,12 @@ export class Replies {
         // Once stopped, the reply keeps saying so: the run that ends after Stop still reports its progress.
         if (cancel.token.isCancellationRequested) return;
         const label = prefillProgressLabel(progress);
-        status.busy(label);
+        this.busy(key, label);
         post({ type: 'replyProgress', turnId, reply: kind, label });
       };
       const onText = (text: string) => {
         this.paced(key);
-        status.busy(REPLY_ACTIVITY.answering);
+        this.busy(key, REPLY_ACTIVITY.answering);
         const message = conversation.appendText(turnId, kind, text);
         if (message) post(message);
       };
@@ -203,7 +208,7 @@ export class Replies {
       const onReloading = () => {
         const flight = this.inFlight.get(key);
         if (flight) flight.loading = true;
-        status.busy(REPLY_ACTIVITY.loading);
+        this.busy(key, REPLY_ACTIVITY.loading);
       };
       const result = await engine.ask(
         model,
@@ -223,7 +228,11 @@ export class Replies {
       if (!stats) {
         // A server other than ficoco serve, or a stopped remote answer (stats come with the finish): no figures.
         this.post(conversation.finish(turnId, kind, result.stopReason));
-        if (kind === 'answer' && result.stopReason !== 'cancelled') status.showWithoutStats(where);
+        if (kind === 'answer' && result.stopReason !== 'cancelled') {
+          this.activities.delete(key);
+          status.showWithoutStats(where);
+          this.showActivity();
+        }
       } else {
         const fallback = stats.providerFallback;
         if (fallback && !this.fallbacksReported.has(fallback)) {
@@ -241,7 +250,9 @@ export class Replies {
           conversation.finish(turnId, kind, result.stopReason, measuring ? { ...view, measuringSpeedup: true } : view),
         );
         if (kind === 'answer') {
+          this.activities.delete(key);
           status.showAnswer(view);
+          this.showActivity();
           if (measuring) measure = () => this.measure(turnId, engine, where, model, request, stats, view);
         }
       }
@@ -252,7 +263,25 @@ export class Replies {
     }
     if (measure) await measure();
     this.options.activity.idle();
-    status.idle();
+    this.activities.delete(key);
+    this.activities.delete(`${turnId}/speedup`);
+    // Another reply or measurement still in flight (a question asked meanwhile) keeps the status busy with it.
+    if (!this.showActivity()) status.idle();
+  }
+
+  /** Says what `key` is doing now, in the status bar; it is the newest activity until another reports. */
+  private busy(key: string, label: string): void {
+    this.activities.delete(key);
+    this.activities.set(key, label);
+    this.options.status.busy(label);
+  }
+
+  /** Puts the newest activity in flight back in the status bar; false when there is none. */
+  private showActivity(): boolean {
+    const label = [...this.activities.values()].at(-1);
+    if (label === undefined) return false;
+    this.options.status.busy(label);
+    return true;
   }
 
   /** Cancels the replies of `turnId`; one still running after the grace period ends with the engine process. */
@@ -274,7 +303,7 @@ export class Replies {
       if (reply && !waitsForLoad && remainingMs !== undefined && remainingMs >= notice) {
         const label = stoppingLabel(remainingMs);
         this.options.post({ type: 'replyProgress', turnId, reply, label });
-        this.options.status.busy(label);
+        this.busy(key, label);
       }
       // Cancellation acts between tokens, tower passes and prompt chunks; a run past the grace period ends the process.
       // Not started, it waits for the run in flight on its engine (a cancelled measurement's) to end first.
@@ -335,6 +364,7 @@ export class Replies {
     view: AnswerStatsView,
   ): Promise<void> {
     const { speedups, status, log, conversation } = this.options;
+    const key = `${turnId}/speedup`;
     const subject: SpeedupSubject = {
       engine: where === 'local' ? loadKey(model) : where,
       provider: stats.provider,
@@ -346,7 +376,9 @@ export class Replies {
     };
     const show = (speedup: SpeedupView) => {
       this.post(conversation.setSpeedup(turnId, speedup));
+      this.activities.delete(key);
       status.showAnswer({ ...view, speedup });
+      this.showActivity();
     };
     const known = speedups.get(subject);
     if (known) {
@@ -354,10 +386,9 @@ export class Replies {
       return;
     }
     let measured = false;
-    const key = `${turnId}/speedup`;
     const cancel = new CancellationTokenSource();
     this.track(key, cancel, engine, { loading: false });
-    status.busy(REPLY_ACTIVITY.measuring);
+    this.busy(key, REPLY_ACTIVITY.measuring);
     const prefillOnly = { question: request.question, images: request.images, maxNewTokens: 1, temperature: 0 };
     const processId = engine.processId;
     const run: PrefillRun = async (reduced) => {
@@ -382,7 +413,7 @@ export class Replies {
         run,
         `prefill (vision + language model) on ${stats.provider}`,
         DEFAULT_PAIR_PLAN,
-        (done, pairs) => status.busy(`${REPLY_ACTIVITY.measuring}: ${done} of ${pairs} pairs`),
+        (done, pairs) => this.busy(key, `${REPLY_ACTIVITY.measuring}: ${done} of ${pairs} pairs`),
       );
       if (speedup === undefined) return;
       log.info(
