@@ -74,6 +74,10 @@ interface HostProcess {
   answering?: string;
   /** `answering` when the process ended: the questions behind it had not begun */
   answeringAtExit?: string;
+  /** the questions sent to it (or loading their model on it) and not yet answered */
+  users: number;
+  /** restartWhenIdle() was called: it ends once `users` is 0, and new questions wait for a fresh process */
+  retiring: boolean;
 }
 
 export type AskOptions = Omit<AskParams, 'requestId'>;
@@ -173,9 +177,12 @@ export class EngineClient implements AnswerEngine {
     let requestId: string | undefined;
     try {
       await earlier;
+      // A process to be restarted answers the questions it has; later ones wait for a fresh one.
+      while (this.host?.retiring && !token?.isCancellationRequested) await this.ended(this.host, token);
       // Stopped while it waited: it does not load its model. The process may have ended meanwhile: the live one.
       notCancelled();
       host = this.running();
+      host.users++;
       await this.loadOn(host, model);
       notCancelled();
       requestId = randomUUID();
@@ -197,7 +204,33 @@ export class EngineClient implements AnswerEngine {
       return this.send(model, question, listeners, token, retries - 1);
     } finally {
       sent();
+      if (host && --host.users === 0 && host.retiring && this.host === host) this.stop();
     }
+  }
+
+  /**
+   * Ends the process once the questions it has are answered (at once when it has none); a question asked meanwhile
+   * waits for a fresh process. For a change the running process cannot take in (a provider installed since it started),
+   * without cutting off an answer in flight as stop() does.
+   */
+  restartWhenIdle(): void {
+    const host = this.host;
+    if (!host) return;
+    if (host.users === 0) this.stop();
+    else host.retiring = true;
+  }
+
+  /** Resolves once `host` has ended, or `token` is cancelled. */
+  private ended(host: HostProcess, token: CancellationToken | undefined): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const subscription = token?.onCancellationRequested(() => resolve());
+      void host.exited
+        .catch(() => undefined)
+        .finally(() => {
+          subscription?.dispose();
+          resolve();
+        });
+    });
   }
 
   private loadOn(host: HostProcess, params: LoadParams): Promise<LoadResult> {
@@ -264,6 +297,8 @@ export class EngineClient implements AnswerEngine {
         startedAt: performance.now(),
         stopped: false,
         listeners: new Map<string, AnswerListeners>(),
+        users: 0,
+        retiring: false,
       },
       {
         exited: this.exitOf(child, connection, () => {

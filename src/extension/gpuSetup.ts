@@ -128,8 +128,9 @@ export class GpuSetup {
     );
     if (consent !== 'Install') return;
     if (await this.download(found, binaries)) {
-      // The engine process loaded ORT without the provider; the next question starts a fresh one.
-      this.engine.stop();
+      // The engine process loaded ORT without the provider: a fresh one answers the next question, once an answer in
+      // flight is done (stop() would cut it off, as if the user had pressed Stop).
+      this.engine.restartWhenIdle();
       void vscode.window.showInformationMessage(
         `FiCoCo: the CUDA provider is installed; the next answer tries it${missing.length > 0 ? ` (still missing: ${missing.join(', ')})` : ''}. The status bar tooltip says which provider answered.`,
       );

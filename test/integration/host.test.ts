@@ -437,6 +437,38 @@ describe('EngineClient', () => {
     assert.notEqual(client.processId, crashed);
   });
 
+  test('restartWhenIdle() lets the questions in flight finish; the next one runs in a fresh process', async () => {
+    await client.ask(LOAD, { ...QUESTION, maxNewTokens: 2 }, { text: () => undefined });
+    const before = client.processId!;
+    const answeredBy: (number | undefined)[] = [];
+    let second: Promise<unknown> | undefined;
+    const first = client.ask(
+      LOAD,
+      { ...LONG, maxNewTokens: 40 },
+      {
+        text: () => {
+          if (second) return;
+          // What installing the CUDA provider does: the process in flight loaded ONNX Runtime without it.
+          client.restartWhenIdle();
+          // A question asked after it goes to a fresh process, once the answer in flight is done.
+          second = client.ask(
+            LOAD,
+            { ...QUESTION, maxNewTokens: 2 },
+            { text: () => answeredBy.push(client.processId) },
+          );
+        },
+      },
+    );
+    const answer = await first;
+    assert.equal(answer.stopReason, 'max-tokens', 'the answer in flight is not cut off');
+    assert.equal(answer.stats.generatedTokens, 40);
+    assert.equal(((await second) as { stats: { generatedTokens: number } }).stats.generatedTokens, 2);
+    assert.ok(answeredBy.length > 0 && answeredBy.every((pid) => pid !== undefined && pid !== before));
+    // Nothing in flight: the process ends at once.
+    client.restartWhenIdle();
+    assert.equal(client.processId, undefined);
+  });
+
   test('stop() ends the process; what was in flight fails as cancelled', async () => {
     const asking = client.ask(LOAD, LONG, { text: () => client.stop() });
     await assert.rejects(asking, (error) => error instanceof EngineError && error.kind === 'cancelled');
