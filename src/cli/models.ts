@@ -8,8 +8,10 @@ import {
   checkDiskRoom,
   checkHubEndpoint,
   downloadModel,
+  isOptionalModelFile,
   planDownload,
 } from '../hub/download';
+import { findSnapshotInHfCache } from '../hub/hfCache';
 import { formatBytes } from '../common/bytes';
 import { MODEL_PRESETS, findBuiltinModel, findPreset } from '../hub/presets';
 import {
@@ -32,18 +34,25 @@ OWNER--NAME/COMMIT/, verified against the Hub's checksums; an interrupted downlo
 download of the same model waits for the first. A model already in the Hugging Face cache ($HF_HUB_CACHE,
 $HF_HOME/hub or ~/.cache/huggingface/hub) is used in place. --endpoint defaults to $HF_ENDPOINT or
 ${DEFAULT_HUB_ENDPOINT}; $HF_TOKEN is sent for gated repositories, to the endpoint only and only over https.
-\`ficoco ask --model PRESET\` uses a downloaded preset.
+\`ficoco ask --model PRESET\` uses a downloaded preset, or its commit in the Hugging Face cache.
 `;
 
 export function defaultModelsRoot(env: NodeJS.ProcessEnv = process.env): string {
   return env.FICOCO_MODELS_DIR ?? path.join(os.homedir(), '.cache', 'ficoco-vision', 'models');
 }
 
-/** `--model` as given: a folder, or the id of a downloaded preset (its newest download). */
-export function resolveModelArg(model: string, root = defaultModelsRoot()): string {
+/**
+ * `--model` as given: a folder, or the id of a downloaded preset (its newest download), else of one whose commit is in
+ * the Hugging Face cache, which `ficoco models download` uses in place.
+ */
+export function resolveModelArg(model: string, root = defaultModelsRoot(), env = process.env): string {
   const preset = findPreset(model);
   if (!preset?.hub || model.includes(path.sep)) return model;
   const stored = listStoredModels(root).find((m) => m.repo === preset.hub!.repo && m.commit === preset.hub!.revision);
+  // Offline, so by name: `ficoco models download` checks sizes and checksums; the engine checks the files it loads.
+  const needed = preset.hub.files.filter((file) => !isOptionalModelFile(file)).map((file) => ({ path: file }));
+  const cached = stored ? undefined : findSnapshotInHfCache(preset.hub.repo, preset.hub.revision, needed, env);
+  if (cached) return cached;
   if (!stored)
     throw new FicocoError(
       `${model} is not downloaded yet: run \`ficoco models download ${model}\` (${formatBytes(preset.approxBytes)}).`,

@@ -40,6 +40,11 @@ export const DEFAULT_HUB_ENDPOINT = 'https://huggingface.co';
 const OPTIONAL_FILE =
   /^(generation_config|special_tokens_map|added_tokens|processor_config|chat_template)\.json$|^chat_template\.jinja$/;
 
+/** Whether a model folder can do without this file (OPTIONAL_FILE), by its name. */
+export function isOptionalModelFile(file: string): boolean {
+  return OPTIONAL_FILE.test(path.posix.basename(file));
+}
+
 /** The files a LLaVA folder needs, at its top (weights as safetensors only; no .bin, no other formats). */
 const MODEL_FILE =
   /^(config|generation_config|preprocessor_config|processor_config|tokenizer_config|special_tokens_map|added_tokens|tokenizer|chat_template)\.json$|^chat_template\.jinja$|^model(-\d+-of-\d+)?\.safetensors$|^model\.safetensors\.index\.json$/;

@@ -13,14 +13,17 @@ export function hfHubCacheFolder(env: NodeJS.ProcessEnv = process.env): string {
   return path.join(home, 'hub');
 }
 
+/** A file looked for in a snapshot: by name alone where its size is not known (a preset, offline). */
+export type CachedFile = Pick<HubFile, 'path'> & Partial<Pick<HubFile, 'size' | 'sha256'>>;
+
 /**
- * `models--owner--name/snapshots/<commit>` when every file is there at its size, and each LFS file links to the blob
- * named for its SHA-256; else undefined.
+ * `models--owner--name/snapshots/<commit>` when every file is there (at its size, where given), and each LFS file links
+ * to the blob named for its SHA-256; else undefined.
  */
 export function findSnapshotInHfCache(
   repo: string,
   commit: string,
-  files: readonly HubFile[],
+  files: readonly CachedFile[],
   env: NodeJS.ProcessEnv = process.env,
 ): string | undefined {
   const snapshot = path.join(hfHubCacheFolder(env), `models--${repo.replace('/', '--')}`, 'snapshots', commit);
@@ -28,7 +31,8 @@ export function findSnapshotInHfCache(
   const complete = files.every((file) => {
     try {
       const entry = path.join(snapshot, ...file.path.split('/'));
-      if (fs.statSync(entry).size !== file.size) return false;
+      const stat = fs.statSync(entry);
+      if (!stat.isFile() || (file.size !== undefined && stat.size !== file.size)) return false;
       // A blob is named for its checksum; a cache without links (Windows without them) has sizes only to go by.
       return (
         file.sha256 === undefined ||

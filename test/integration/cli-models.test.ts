@@ -161,6 +161,35 @@ test('--model PRESET names a downloaded preset, and says how to download one tha
   );
 });
 
+test('--model PRESET uses the preset commit in the Hugging Face cache, as `models download` does', () => {
+  const preset = findPreset('llava-onevision-0.5b')!;
+  const hfCache = path.join(dir, 'hf-cache-with-preset');
+  const snapshot = path.join(
+    hfCache,
+    `models--${preset.hub!.repo.replace('/', '--')}`,
+    'snapshots',
+    preset.hub!.revision,
+  );
+  const env = { ...process.env, HF_HUB_CACHE: hfCache };
+  fs.mkdirSync(snapshot, { recursive: true });
+  // Files a folder can do without may be missing, as transformers leaves some out.
+  const needed = preset.hub!.files.filter(
+    (file) => !/^(generation_config|processor_config|chat_template)\./.test(file),
+  );
+  for (const file of needed) fs.writeFileSync(path.join(snapshot, file), '{}');
+  try {
+    assert.equal(resolveModelArg(preset.id, path.join(dir, 'empty-store'), env), snapshot);
+    // Another commit of the repository, or one without a needed file, is not the preset.
+    fs.rmSync(path.join(snapshot, 'config.json'));
+    assert.throws(
+      () => resolveModelArg(preset.id, path.join(dir, 'empty-store'), env),
+      /llava-onevision-0\.5b is not downloaded yet/,
+    );
+  } finally {
+    fs.rmSync(hfCache, { recursive: true, force: true });
+  }
+});
+
 test('a wrong endpoint or repository name fails with exit code 2 and a message', async () => {
   await assert.rejects(
     ficoco('models', 'download', 'ficoco/nothing-here', '--endpoint', hub.url, '--dir', dir),
