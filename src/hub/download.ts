@@ -412,6 +412,12 @@ async function downloadOneFile(
   const incomplete = target + INCOMPLETE_SUFFIX;
   if (fs.lstatSync(incomplete, { throwIfNoEntry: false })?.isFile() === false)
     fs.rmSync(incomplete, { recursive: true, force: true });
+  // Made now: an empty file needs no bytes from the server, yet is verified and renamed like the rest.
+  try {
+    fs.closeSync(fs.openSync(incomplete, APPEND_NOT_THROUGH_LINK));
+  } catch (error) {
+    throw diskError(error, incomplete) ?? error;
+  }
   const retries = options.retries ?? 5;
   let checksum: { hash: Hash; bytes: number } | undefined;
   for (let attempt = 0; ; attempt++) {

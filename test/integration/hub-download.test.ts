@@ -110,6 +110,23 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
     assert.ok(from > 0 && from <= dropAt, `resumed from ${from}, the drop was at ${dropAt}`);
   });
 
+  test('an empty file the repository lists is written and verified without asking the server for its bytes', async () => {
+    const folder = tempDir('ficoco-empty-file-repo-');
+    for (const file of NEEDED) fs.copyFileSync(path.join(BUILTIN, file), path.join(folder, file));
+    fs.writeFileSync(path.join(folder, 'added_tokens.json'), '');
+    const emptyHub = await startFakeHub({ [REPO]: { folder, commit: COMMIT } });
+    try {
+      const plan = await planDownload(request({ endpoint: emptyHub.url }));
+      assert.equal(plan.files.find((f) => f.path === 'added_tokens.json')?.size, 0);
+      const downloaded = await downloadModel(plan);
+      assert.equal(fs.readFileSync(path.join(downloaded, 'added_tokens.json')).length, 0);
+      assert.ok(!emptyHub.requests.some((r) => r.path.endsWith('/added_tokens.json')), 'nothing to fetch for no bytes');
+      assert.equal((await planDownload(request({ endpoint: emptyHub.url }))).existing, 'downloaded');
+    } finally {
+      await emptyHub.close();
+    }
+  });
+
   test('a cancelled download never looks complete, and the next one fetches only the rest', async () => {
     const size = fs.statSync(path.join(BUILTIN, WEIGHTS)).size;
     const plan = await planDownload(request());
