@@ -132,6 +132,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   const metrics = serverMetrics({ depth: () => pool.queueDepth, busy: () => pool.busy, workers: () => pool.workers });
   /** Chat completions that reached the engine's queue: the handler records them, with the engine's figures. */
   const recorded = new WeakSet<FastifyRequest>();
+  /** Chat completions admitted before their bodies: how each gives its place back (WorkerPool.admit). */
+  const arriving = new WeakMap<FastifyRequest, () => void>();
   const created = Math.floor(Date.now() / 1000);
 
   app.addHook('onRequest', async (request, reply) => {
@@ -156,6 +158,23 @@ export function buildServer(options: ServerOptions): FastifyInstance {
         type: 'authentication_error',
         code: 'invalid_api_key',
       });
+  });
+
+  // After the host and the key: a chat completion takes its place before its body (tens of megabytes) is read, so a
+  // full queue refuses at once what it would otherwise take in, parse and decode only to refuse it.
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.method !== 'POST' || request.routeOptions.url !== CHAT_ROUTE) return;
+    let arrived: () => void;
+    try {
+      arrived = pool.admit();
+    } catch (error) {
+      // Read and dropped first, as a 413's body: an answer while the client still sends can reach it as a reset.
+      await drained(request.raw);
+      return sendError(reply, toOpenAiError(error as Error));
+    }
+    // The body has arrived (or the client left): the request now waits in the pool's queue or runs, or has failed.
+    request.raw.once('close', arrived);
+    arriving.set(request, arrived);
   });
 
   app.addHook('onResponse', async (request, reply) => {
@@ -217,6 +236,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
         if (!reply.raw.writableFinished) disconnected.abort();
       });
       recorded.add(request);
+      // From here the request holds its place in the pool itself.
+      arriving.get(request)?.();
       try {
         const answer = await pool.run(disconnected.signal, (client, token) =>
           question.stream ? stream(client, token, question, reply) : complete(client, token, question),

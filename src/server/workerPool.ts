@@ -56,6 +56,8 @@ export class WorkerPool {
   private readonly waiting: Waiter[] = [];
   private readonly recentSeconds: number[] = [];
   private loaded: LoadResult | undefined;
+  /** requests admitted whose bodies are still arriving: each holds a worker's or a queue place already */
+  private arriving = 0;
 
   constructor(private readonly options: WorkerPoolOptions) {}
 
@@ -144,6 +146,23 @@ export class WorkerPool {
     }
   }
 
+  /**
+   * Takes a place for a request before its body is read (a body may be tens of megabytes, and hundreds of clients may
+   * send at once): QueueFullError when the workers and the queue are taken by the requests running, waiting and still
+   * arriving. The function returned gives the place back once the request runs or fails (calling it again does nothing).
+   */
+  admit(): () => void {
+    if (this.busy + this.waiting.length + this.arriving >= this.clients.length + this.options.queueLimit)
+      throw new QueueFullError(this.waiting.length + this.arriving, this.retryAfterSeconds());
+    this.arriving++;
+    let given = false;
+    return () => {
+      if (given) return;
+      given = true;
+      this.arriving--;
+    };
+  }
+
   dispose(): void {
     for (const waiter of this.waiting.splice(0)) waiter.reject(new LeftQueueError());
     for (const client of this.clients) client.dispose();
@@ -182,7 +201,8 @@ export class WorkerPool {
   /** Seconds until the queue has likely moved by one place: the recent mean request time over the workers. */
   private retryAfterSeconds(): number {
     const mean = this.recentSeconds.reduce((sum, s) => sum + s, 0) / Math.max(1, this.recentSeconds.length);
-    return Math.max(1, Math.ceil((mean * (this.waiting.length + 1)) / Math.max(1, this.clients.length)));
+    const ahead = this.waiting.length + this.arriving;
+    return Math.max(1, Math.ceil((mean * (ahead + 1)) / Math.max(1, this.clients.length)));
   }
 }
 

@@ -479,6 +479,60 @@ describe('ficoco serve under load and over the network', () => {
     }
   });
 
+  test('a full queue refuses before reading the body; a body still arriving holds its place', async () => {
+    const pool = new WorkerPool({
+      workers: 1,
+      queueLimit: 1,
+      model: { modelDir: endless, provider: 'cpu', threads: 1 },
+      newClient: () => new EngineClient({ hostModule: HOST, execArgv: ['--import', 'tsx'] }),
+      log: () => undefined,
+    });
+    const app = buildServer({
+      pool,
+      modelId: 'endless',
+      bodyLimit: 2 ** 20,
+      defaults: { reduction: undefined, maxTokens: 2 },
+      requestTimeoutMs: 10_000,
+    });
+    let free: (() => void) | undefined;
+    let slow: ReturnType<typeof halfThenRest> | undefined;
+    try {
+      await pool.start();
+      const url = `${await app.listen({ host: '127.0.0.1', port: 0 })}/v1/chat/completions`;
+      const png = `data:image/png;base64,${screenshotPng(64, 48).toString('base64')}`;
+      const body = (image: string) =>
+        JSON.stringify({ model: 'endless', messages: imageQuestion(image, 'go on'), max_tokens: 2 });
+      // The one worker is busy as with another client's long answer.
+      const busy = pool.run(new AbortController().signal, () => new Promise<void>((resolve) => (free = resolve)));
+      // A client sends half its body: it holds the one place in the queue while the rest arrives.
+      slow = halfThenRest(url, body(png));
+      await sleep(300);
+      // Refused before its body is read: its image, not one, is never decoded (that would answer 400).
+      const refused = await post(url, body('data:image/png;base64,AAAA'));
+      assert.equal(refused.status, 429, refused.body);
+      assert.equal(JSON.parse(refused.body).error.code, 'queue_full');
+      assert.match(refused.retryAfter ?? '', /^\d+$/);
+      slow.sendRest();
+      await sleep(100);
+      free!();
+      await busy;
+      const answered = await slow.answer;
+      assert.equal(answered.status, 200, answered.body);
+      // Its place was given back once: the queue takes one request again while the worker is busy.
+      const busyAgain = pool.run(new AbortController().signal, () => new Promise<void>((resolve) => (free = resolve)));
+      const queued = post(url, body(png));
+      await sleep(300);
+      assert.equal(pool.queueDepth, 1, 'the request waits in the queue');
+      free!();
+      await busyAgain;
+      assert.equal((await queued).status, 200);
+    } finally {
+      free?.();
+      slow?.request.destroy();
+      await app.close();
+    }
+  });
+
   test('a request must arrive within the request timeout; the answer after it may take longer', async () => {
     const pool = new WorkerPool({
       workers: 1,
@@ -555,6 +609,50 @@ function requestWithHost(url: string, host: string, apiKey?: string): Promise<{ 
     request.on('error', reject);
     request.end();
   });
+}
+
+/** POSTs `body` as JSON; resolves with the status, the body and Retry-After. */
+function post(url: string, body: string): Promise<{ status: number; body: string; retryAfter?: string }> {
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      url,
+      { method: 'POST', headers: { 'content-type': 'application/json' } },
+      (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => (text += chunk));
+        response.on('end', () =>
+          resolve({ status: response.statusCode ?? 0, body: text, retryAfter: response.headers['retry-after'] }),
+        );
+      },
+    );
+    request.on('error', reject);
+    request.end(body);
+  });
+}
+
+/** POSTs the first half of `body` now and the rest when asked; `answer` settles with the response. */
+function halfThenRest(url: string, body: string) {
+  const bytes = Buffer.from(body);
+  const half = Math.floor(bytes.length / 2);
+  let request!: http.ClientRequest;
+  const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
+    request = http.request(
+      url,
+      { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': bytes.length } },
+      (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => (text += chunk));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, body: text }));
+      },
+    );
+    request.on('error', reject);
+  });
+  // A test that fails destroys the request: its answer is then not awaited.
+  answer.catch(() => undefined);
+  request.write(bytes.subarray(0, half));
+  return { answer, request, sendRest: () => request.end(bytes.subarray(half)) };
 }
 
 /** `ficoco_requests_total` from /metrics, by status. */
