@@ -2,6 +2,7 @@
  * OpenAI Chat Completions requests: the JSON schema Fastify validates every body against, and the translation of a
  * valid body into one engine question. Images come only as `data:` URLs; the server fetches nothing.
  */
+import { randomInt } from 'node:crypto';
 import type { FromSchema } from 'json-schema-to-ts';
 import { parseBudget, BUDGET_HINT, type ParamValue } from '../common/budget';
 import { MAX_IMAGES_PER_QUESTION, checkImageFile } from '../common/imageFile';
@@ -167,7 +168,8 @@ export function chatQuestion(body: ChatCompletionBody, defaults: ServerDefaults)
       // Greedy unless asked: the answer to a question about a screenshot should not change from run to run.
       temperature: body.temperature ?? 0,
       topP: body.top_p ?? 1,
-      seed: (body.seed ?? 0) >>> 0,
+      // Without a seed each sampled answer draws its own, as OpenAI's do: asked again (Regenerate), it may differ.
+      seed: body.seed != null ? body.seed >>> 0 : randomInt(2 ** 32),
     },
     // An empty stop string would end every answer before it began: clients send "" for none.
     stop: (body.stop === undefined || body.stop === null

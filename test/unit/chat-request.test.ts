@@ -69,3 +69,23 @@ describe('images in a chat request', () => {
     );
   });
 });
+
+describe('sampling in a chat request', () => {
+  const ask = (fields: Partial<ChatCompletionBody>) =>
+    chatQuestion({ model: 'm', messages: [{ role: 'user', content: 'hi' }], ...fields } as ChatCompletionBody, DEFAULTS)
+      .ask;
+
+  test('greedy unless a temperature is given; a seed given is kept, as an unsigned 32-bit integer', () => {
+    assert.equal(ask({}).temperature, 0);
+    assert.equal(ask({ temperature: 0.8, seed: 7 }).seed, 7);
+    assert.equal(ask({ temperature: 0.8, seed: -1 }).seed, 2 ** 32 - 1);
+  });
+
+  test('without a seed, each sampled answer draws its own, so asking again (Regenerate) can answer otherwise', () => {
+    const seeds = new Set(Array.from({ length: 8 }, () => ask({ temperature: 0.8 }).seed));
+    assert.ok(seeds.size > 1, `every request got the seed ${[...seeds].join(', ')}`);
+    for (const seed of seeds) assert.ok(Number.isInteger(seed) && seed >= 0 && seed < 2 ** 32);
+    const nullSeeds = new Set(Array.from({ length: 8 }, () => ask({ temperature: 0.8, seed: null }).seed));
+    assert.ok(nullSeeds.size > 1, 'seed: null is no seed');
+  });
+});
