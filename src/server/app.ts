@@ -151,7 +151,9 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       });
     // By the route matched, not the raw URL (which a query or percent-encoding disguises): only the probes are open.
     if (!options.apiKey || OPEN_ROUTES.has(request.routeOptions.url ?? '')) return;
-    if (!sameSecret(request.headers.authorization ?? '', `Bearer ${options.apiKey}`))
+    // The scheme's name in any case, as HTTP defines it (RFC 9110, 11.1): some clients send "bearer".
+    const token = /^bearer +(.*)$/i.exec(request.headers.authorization ?? '')?.[1];
+    if (token === undefined || !sameSecret(token, options.apiKey))
       return sendError(reply, {
         status: 401,
         message: 'This server needs an API key: send Authorization: Bearer <key>.',

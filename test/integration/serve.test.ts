@@ -448,6 +448,19 @@ describe('ficoco serve under load and over the network', () => {
       assert.equal((await fetch(`${server.url}/health`)).status, 200, 'probes need no key');
       assert.equal((await fetch(`${server.url}/health?probe=1`)).status, 200, 'probes need no key');
       const right = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'sk-test-key', maxRetries: 0 });
+      // The scheme's name goes in any case, as HTTP has it; the key itself must match exactly.
+      for (const [authorization, status] of [
+        ['bearer sk-test-key', 200],
+        ['BEARER  sk-test-key', 200],
+        ['Bearer SK-TEST-KEY', 401],
+        ['Basic sk-test-key', 401],
+        ['sk-test-key', 401],
+      ] as const)
+        assert.equal(
+          (await fetch(`${server.url}/v1/models`, { headers: { authorization } })).status,
+          status,
+          authorization,
+        );
       assert.equal((await right.models.list()).data.length, 1);
       // With a key, any host name will do (a proxy may pass on its own): the key is what keeps others out.
       const proxied = await requestWithHost(`${server.url}/v1/models`, 'ficoco.example', 'sk-test-key');
