@@ -134,12 +134,12 @@ def anyres_sizes(preprocessor_config: dict):
     """((base height, base width), tile side) as the processors pass them to get_image_patches."""
     cfg = preprocessor_config
     size = _size_dict(cfg["size"], default_to_square=False)
+    # The base: a square of shortest_edge, or height x width. (NeXT's older numpy processor took a square of
+    # min(height, width) for the latter; its PIL and fast backends, like OneVision's, take height x width.)
+    base = (size["height"], size["width"]) if "height" in size else (size["shortest_edge"],) * 2
     if cfg.get("image_processor_type") == "LlavaNextImageProcessor":
-        side = size["shortest_edge"] if "shortest_edge" in size else min(size["height"], size["width"])
-        base = (side, side)
         tile = _size_dict(cfg["crop_size"], default_to_square=True)["height"]  # patch_size=crop_size["height"]
     else:  # LlavaOnevisionImageProcessor: size_tuple for both
-        base = (size["height"], size["width"]) if "height" in size else (size["shortest_edge"],) * 2
         tile = base[0]
     return base, tile
 
