@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { StreamingDecoder, TextProcessor, type ChatMessage, type ImageTokenRef } from '../../src/engine/text';
+import { MAX_TOKEN_CHARS } from '../../src/engine/text/text-processor';
 import { MAX_SETTINGS_FILE_BYTES } from '../../src/engine/text/json-file';
 import { throwsFicoco } from '../helpers/assertions';
 import { ONEVISION_CHAT_TEMPLATE } from '../helpers/hubListings';
@@ -549,6 +550,78 @@ describe('Qwen2 byte-level BPE with ChatML', () => {
       'config',
       /tokenizer\.json gives token ids from 0 to 303, and config\.json's vocab_size is 303 \(ids 0 to 302\)/,
     );
+  });
+
+  test('a token longer than any vocabulary has is refused at load, not decoded into more text than fits', () => {
+    const tokenizer = qwenTokenizer();
+    // 4096 tokens of it would be 1.6 G characters, past the longest string V8 holds.
+    const long = { ...addedToken(304, 'x'.repeat(400_000), false) };
+    throwsFicoco(
+      () =>
+        TextProcessor.load(
+          qwenFolder({ 'tokenizer.json': { ...tokenizer, added_tokens: [...tokenizer.added_tokens, long] } }),
+          { id: QWEN_SPECIAL.image },
+        ),
+      'config',
+      new RegExp(
+        `tokenizer\\.json has a token of 400000 characters \\("xxx.*"…\\), where tokens have at most ${MAX_TOKEN_CHARS}; this model folder cannot be used as is`,
+      ),
+    );
+    const vocab = { ...tokenizer.model.vocab, ['y'.repeat(MAX_TOKEN_CHARS + 1)]: 304 };
+    throwsFicoco(
+      () =>
+        TextProcessor.load(qwenFolder({ 'tokenizer.json': { ...tokenizer, model: { ...tokenizer.model, vocab } } }), {
+          id: QWEN_SPECIAL.image,
+        }),
+      'config',
+      new RegExp(`has a token of ${MAX_TOKEN_CHARS + 1} characters`),
+    );
+  });
+
+  test('a normalizer or decoder that writes a long text at every position is refused at load', () => {
+    const tokenizer = qwenTokenizer();
+    // An empty pattern matches before every character: a 2-character window decoded to 90 M characters, the
+    // answer's decoding ran out of memory, and a prompt's normalizing past the longest string.
+    const everywhere = { type: 'Replace', pattern: { String: '' }, content: 'y'.repeat(30_000_000) };
+    const folder = (changes: Record<string, unknown>) => qwenFolder({ 'tokenizer.json': { ...tokenizer, ...changes } });
+    throwsFicoco(
+      () => TextProcessor.load(folder({ decoder: everywhere }), { id: QWEN_SPECIAL.image }),
+      'config',
+      /tokenizer\.json has a decoder that may make a text millions of times longer \(Replace, Prepend or Metaspace texts; at most 16 times\); this model folder cannot be used as is/,
+    );
+    throwsFicoco(
+      () =>
+        TextProcessor.load(folder({ normalizer: { type: 'Sequence', normalizers: [{ type: 'NFC' }, everywhere] } }), {
+          id: QWEN_SPECIAL.image,
+        }),
+      'config',
+      /has a normalizer and pre-tokenizer that may make a text millions of times longer/,
+    );
+    // Small growths multiply: eight Prepends of one character may double a text eight times over.
+    const prepends = Array.from({ length: 8 }, () => ({ type: 'Prepend', prepend: '▁' }));
+    throwsFicoco(
+      () =>
+        TextProcessor.load(folder({ normalizer: { type: 'Sequence', normalizers: prepends } }), {
+          id: QWEN_SPECIAL.image,
+        }),
+      'config',
+      /has a normalizer and pre-tokenizer that may make a text 1024 times longer/,
+    );
+    // A released tokenizer's growth: Llama's prepended and replaced spaces, then byte-level pieces.
+    const llamaLike = {
+      normalizer: {
+        type: 'Sequence',
+        normalizers: [
+          { type: 'Prepend', prepend: '▁' },
+          { type: 'Replace', pattern: { String: ' ' }, content: '▁' },
+        ],
+      },
+      decoder: {
+        type: 'Sequence',
+        decoders: [{ type: 'Replace', pattern: { String: '▁' }, content: ' ' }, { type: 'ByteLevel' }],
+      },
+    };
+    TextProcessor.load(folder(llamaLike), { id: QWEN_SPECIAL.image }).dispose();
   });
 
   test('a million eos ids in generation_config.json are read, not a stack overflow', () => {

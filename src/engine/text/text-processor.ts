@@ -10,6 +10,19 @@ export type ImageTokenRef = { id: number } | { text: string };
 
 const SPECIAL_TOKEN_KEYS = ['bos_token', 'eos_token', 'pad_token', 'unk_token'] as const;
 
+/**
+ * The most characters one token may stand for. Released vocabularies' longest tokens are runs of a few dozen to a few
+ * hundred characters; an answer of 4096 tokens of 400,000 characters each would not fit in a string.
+ */
+export const MAX_TOKEN_CHARS = 4096;
+
+/**
+ * How many times longer tokenizer.json's normalizer and pre-tokenizer together, or its decoder, may make a text.
+ * Released tokenizers reach 4 (byte-level: a character becomes up to three, and a space before it); a Replace of every
+ * position by a long text would make a prompt, or a few tokens, more text than memory holds.
+ */
+export const MAX_TEXT_GROWTH = 16;
+
 /** Encoding a prompt (up to the template's 4 Mi characters) takes seconds at most; decoding a few tokens, far less. */
 const TOKENIZER_TIMEOUT_MS = 30_000;
 
@@ -81,6 +94,7 @@ export class TextProcessor {
           'config',
         );
     }
+    checkTextSizes(tokenizerJson, tokenizerFile);
     const tokenizerConfig = readOptionalJson(modelDir, 'tokenizer_config.json') ?? {};
     const templateTokens = readTemplateTokens(tokenizerConfig);
     const tokenizer = createTokenizer(tokenizerJson, tokenizerConfig, templateTokens, tokenizerFile);
@@ -237,6 +251,85 @@ function tokenIdRange(tokenizerJson: JsonObject): { lowest: number; highest: num
       highest = Math.max(highest, id);
     }
   return { lowest, highest };
+}
+
+/**
+ * Refuses a tokenizer.json whose tokens, or whose text steps, would make more text than memory holds: a token longer
+ * than MAX_TOKEN_CHARS, or a normalizer and pre-tokenizer (or a decoder) that may grow a text more than
+ * MAX_TEXT_GROWTH times.
+ */
+function checkTextSizes(tokenizerJson: JsonObject, tokenizerFile: string): void {
+  const refuse = (what: string) =>
+    new FicocoError(`${tokenizerFile} ${what}; this model folder cannot be used as is.`, 'config');
+  let longest = '';
+  for (const token of tokenTexts(tokenizerJson)) if (token.length > longest.length) longest = token;
+  if (longest.length > MAX_TOKEN_CHARS)
+    throw refuse(
+      `has a token of ${longest.length} characters (${JSON.stringify(longest.slice(0, 24))}…), where tokens have ` +
+        `at most ${MAX_TOKEN_CHARS}`,
+    );
+  const steps = {
+    'normalizer and pre-tokenizer':
+      textGrowth(tokenizerJson['normalizer']) * textGrowth(tokenizerJson['pre_tokenizer']),
+    decoder: textGrowth(tokenizerJson['decoder']),
+  };
+  for (const [what, growth] of Object.entries(steps))
+    if (growth > MAX_TEXT_GROWTH)
+      throw refuse(
+        `has a ${what} that may make a text ${growth > 1e6 ? 'millions of' : Math.ceil(growth)} times longer ` +
+          `(Replace, Prepend or Metaspace texts; at most ${MAX_TEXT_GROWTH} times)`,
+      );
+}
+
+/** Every token's text in tokenizer.json: its model's vocabulary (keys, or Unigram's [piece, score] list) and added tokens. */
+function* tokenTexts(tokenizerJson: JsonObject): Generator<string> {
+  const model = tokenizerJson['model'];
+  const vocab = isJsonObject(model) ? model['vocab'] : undefined;
+  if (Array.isArray(vocab)) {
+    for (const entry of vocab) if (Array.isArray(entry) && typeof entry[0] === 'string') yield entry[0];
+  } else if (isJsonObject(vocab)) yield* Object.keys(vocab);
+  const added = tokenizerJson['added_tokens'];
+  if (Array.isArray(added))
+    for (const token of added) if (isJsonObject(token) && typeof token['content'] === 'string') yield token['content'];
+}
+
+/**
+ * How many times longer one step of tokenizer.json (a normalizer, pre-tokenizer or decoder) may make a text, at most:
+ * a Sequence multiplies its steps'. Conservative: a regular expression may match nothing, so at every position.
+ */
+function textGrowth(step: unknown): number {
+  if (!isJsonObject(step)) return 1;
+  const chars = (value: unknown) => (typeof value === 'string' ? value.length : 0);
+  switch (step['type']) {
+    case 'Sequence': {
+      const steps = step['normalizers'] ?? step['pretokenizers'] ?? step['decoders'];
+      return Array.isArray(steps) ? steps.reduce((product: number, part) => product * textGrowth(part), 1) : 1;
+    }
+    case 'Replace': {
+      const pattern = step['pattern'];
+      const matched = isJsonObject(pattern) ? chars(pattern['String']) : 0;
+      const content = chars(step['content']);
+      return matched > 0 ? Math.max(1, content / matched) : content + 1;
+    }
+    case 'Prepend':
+      return 1 + chars(step['prepend']);
+    case 'Metaspace':
+      // A space becomes the replacement, and a piece may start with one more.
+      return 2 * Math.max(1, chars(step['replacement']));
+    case 'ByteLevel':
+      // A character becomes its UTF-8 bytes' characters (up to three per UTF-16 unit), a piece may get a space first.
+      return 4;
+    case 'BertNormalizer':
+      // Chinese characters get a space on each side.
+      return 3;
+    case 'BPEDecoder':
+    case 'CTC':
+      // An empty suffix or word delimiter, replaced by a space, would put one between every two characters.
+      return 2;
+    default:
+      // The others remove, split, fuse or normalize Unicode (whose expansions are bounded): none writes texts of its own.
+      return 1;
+  }
 }
 
 function toStringList(value: unknown): string[] {
