@@ -188,6 +188,35 @@ describe('the quantized cache, encoded by several processes', () => {
     fs.chmodSync(source, 0o755);
   });
 
+  test("folders named as caches in the model folder are left; the cache goes to FiCoCo's own folder", async () => {
+    const index = modelFolder();
+    const source = path.dirname(index.files[0]);
+    const cacheDir = ownCacheFolder();
+    const quantizer = () => {
+      const built = new WeightQuantizer(index, 'int4', { onCpu: true, workers: 1, cacheDir });
+      for (const { name, rows } of LAYERS) built.request(index.get(name), rows);
+      return built;
+    };
+    // A stale cache's name, as a folder with a file in it: removing it threw EISDIR out of the load.
+    const stale = path.join(source, 'ficoco-int4-b128-zp-cpu-0000000000000000.quantized');
+    fs.mkdirSync(stale);
+    fs.writeFileSync(path.join(stale, 'kept'), 'not a cache');
+    const beside = await quantizer().materialize();
+    assert.equal(path.dirname(beside), source);
+    assert.ok(fs.existsSync(path.join(stale, 'kept')), 'the folder is left');
+    // This cache's own name, as a folder: renaming the written cache onto it threw EISDIR.
+    fs.rmSync(beside);
+    fs.mkdirSync(beside);
+    const elsewhere = await quantizer().materialize();
+    assert.equal(path.dirname(path.dirname(elsewhere)), cacheDir);
+    assert.ok(fs.statSync(beside).isDirectory());
+    assert.deepEqual(
+      fs.readdirSync(source).filter((file) => file.endsWith('.partial')),
+      [],
+      'no partial left beside the weights',
+    );
+  });
+
   test('a layer that cannot be read fails the load with its reason and leaves no partial cache', async () => {
     const index = modelFolder([
       { name: 'layers.2.v_proj.weight', dtype: 'I32', shape: [4, 4], data: new Uint8Array(64) },

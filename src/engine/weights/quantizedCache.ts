@@ -278,9 +278,10 @@ export class WeightQuantizer {
     const inSource = path.join(source, name);
     const beside = !isHfCacheBlobs(source);
     const readableInSource = beside && readable(inSource);
-    // A folder FiCoCo cannot write (a packaged install, a shared mount) keeps its cache in FiCoCo's, as a Hub cache does.
+    // A folder FiCoCo cannot write (a packaged install, a shared mount) keeps its cache in FiCoCo's, as a Hub cache does;
+    // so does one where a folder (or a pipe) takes the cache's name, which no cache written would replace.
     const file =
-      readableInSource || (beside && canWriteIn(source))
+      readableInSource || (beside && canWriteIn(source) && !occupied(inSource))
         ? inSource
         : path.join(
             this.options.cacheDir ?? DEFAULT_QUANTIZED_CACHE_DIR,
@@ -401,8 +402,24 @@ export class WeightQuantizer {
       fs.rmSync(partial, { force: true });
       throw error;
     }
-    fs.renameSync(partial, file);
+    try {
+      fs.renameSync(partial, file);
+    } catch (error) {
+      fs.rmSync(partial, { force: true });
+      throw new FicocoError(
+        `The ${this.mode} weights cannot be cached as ${file} ` +
+          `(${(error as NodeJS.ErrnoException).code ?? String(error)}); remove what is there, or turn weight ` +
+          `quantization off.`,
+        'weights',
+      );
+    }
   }
+}
+
+/** Something other than a file or a link is at `file`: a folder, a pipe, a device. */
+function occupied(file: string): boolean {
+  const stats = fs.lstatSync(file, { throwIfNoEntry: false });
+  return stats !== undefined && !stats.isFile() && !stats.isSymbolicLink();
 }
 
 function canWriteIn(folder: string): boolean {
@@ -433,8 +450,15 @@ function removeStale(folder: string, prefix: string, current: string, kept: Plac
   const keptName = new RegExp(`-${kept}-[0-9a-f]{16}\\.quantized`);
   for (const name of fs.readdirSync(folder)) {
     if (name.startsWith(current) || keptName.test(name)) continue;
-    if (name.startsWith(prefix) && (name.endsWith('.quantized') || name.endsWith('.partial')))
-      fs.rmSync(path.join(folder, name), { force: true });
+    if (!name.startsWith(prefix) || !(name.endsWith('.quantized') || name.endsWith('.partial'))) continue;
+    // Only the files a cache leaves: a folder of that name in a model folder is not FiCoCo's to remove.
+    const file = path.join(folder, name);
+    if (occupied(file)) continue;
+    try {
+      fs.rmSync(file, { force: true });
+    } catch {
+      // Clearing is a courtesy, as for abandoned partials: a file that cannot be removed stays, and the load goes on.
+    }
   }
 }
 
