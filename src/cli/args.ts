@@ -185,10 +185,37 @@ export function providerArg(value: string): ProviderSetting {
   return value as ProviderSetting;
 }
 
-/** An --image file's bytes, after checking it (checkImageArg); `what` names it in errors. */
+/**
+ * An --image file's bytes, after checking it (checkImageArg); `what` names it in errors. The file is checked again on
+ * the handle it is read from, and never read past MAX_IMAGE_BYTES: it may have been swapped for a pipe or a device in
+ * between (opening without blocking, so a pipe with no writer is refused, not waited for).
+ */
 export function readImageArg(file: string, what = '--image'): { bytes: Buffer; name: string } {
   checkImageArg(file, what);
-  return { bytes: fs.readFileSync(file), name: path.basename(file) };
+  const { O_RDONLY, O_NONBLOCK = 0 } = fs.constants;
+  const handle = fs.openSync(file, O_RDONLY | O_NONBLOCK);
+  try {
+    const stats = fs.fstatSync(handle);
+    if (!stats.isFile()) throw new FicocoError(`${what} ${file} is not a regular file.`, 'image');
+    const bytes = Buffer.alloc(Math.min(stats.size, MAX_IMAGE_BYTES) + 1);
+    let length = 0;
+    while (length < bytes.length) {
+      const read = fs.readSync(handle, bytes, length, bytes.length - length, null);
+      if (read === 0) break;
+      length += read;
+    }
+    if (length > MAX_IMAGE_BYTES) throw tooLarge(what, file, Math.max(stats.size, length));
+    return { bytes: bytes.subarray(0, length), name: path.basename(file) };
+  } finally {
+    fs.closeSync(handle);
+  }
+}
+
+function tooLarge(what: string, file: string, bytes: number): FicocoError {
+  return new FicocoError(
+    `${what} ${file} is ${formatBytes(bytes)}; FiCoCo takes image files up to ${formatBytes(MAX_IMAGE_BYTES)}.`,
+    'image',
+  );
 }
 
 /** Checks that an image file is a regular file of at most MAX_IMAGE_BYTES; `what` names it in errors. */
@@ -202,11 +229,7 @@ export function checkImageArg(file: string, what = '--image'): void {
   if (stats.isDirectory()) throw new FicocoError(`${what} ${file} is a folder, not an image file.`, 'image');
   // A FIFO or a device (/dev/zero) has no size, and reading it may never end.
   if (!stats.isFile()) throw new FicocoError(`${what} ${file} is not a regular file.`, 'image');
-  if (stats.size > MAX_IMAGE_BYTES)
-    throw new FicocoError(
-      `${what} ${file} is ${formatBytes(stats.size)}; FiCoCo takes image files up to ${formatBytes(MAX_IMAGE_BYTES)}.`,
-      'image',
-    );
+  if (stats.size > MAX_IMAGE_BYTES) throw tooLarge(what, file, stats.size);
 }
 
 /** A folder written into after a long run, checked before it: the nearest existing part of its path is a folder. */
