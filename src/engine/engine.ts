@@ -482,7 +482,7 @@ export class LlavaEngine {
       { type: 'text' as const, text: request.question },
     ];
     const fitted = await this.fitPrompt(
-      (request.history ?? []).map((message) => this.text.withoutImageMarks(message)),
+      (request.history ?? []).map((message) => this.text.withoutImageMarks(textParts(message))),
       this.text.withoutImageMarks({ role: 'user', content }),
       request.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS,
       pixels.map((image) => this.costOf(image)),
@@ -1404,6 +1404,15 @@ function hookView(
     return content ? content.restore(reduced) : { state: reduced, structure };
   };
   return { view, finish };
+}
+
+/**
+ * A message whose content is a string (as ChatMessage allows) with that text as its one text part: chat templates of
+ * LLaVA models iterate over a message's parts, as the question's are given, and fail on a string.
+ */
+function textParts(message: ChatMessage): ChatMessage {
+  const { content } = message;
+  return typeof content === 'string' ? { ...message, content: [{ type: 'text', text: content }] } : message;
 }
 
 /** Refuses an empty question (the CLI asks this before it loads a model). */

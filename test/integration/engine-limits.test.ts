@@ -101,6 +101,24 @@ describe('prompts and runs that do not fit', () => {
     assert.ok(after.stats.promptTokens > answer.stats.promptTokens, 'the greeting is in the prompt');
   });
 
+  test('history whose content is a string, as ChatMessage allows, is the same conversation as text parts', async () => {
+    const parts = [message('user', 'what is this ?'), message('assistant', 'a screenshot')];
+    const strings: ChatMessage[] = [
+      { role: 'system', content: 'answer in a word' },
+      { role: 'user', content: 'what is this ?' },
+      { role: 'assistant', content: 'a screenshot' },
+    ];
+    const asParts = await engine.ask({
+      question: QUESTION,
+      images: [IMAGE],
+      history: [{ role: 'system', content: [{ type: 'text', text: 'answer in a word' }] }, ...parts],
+      maxNewTokens: 4,
+    });
+    const asStrings = await engine.ask({ question: QUESTION, images: [IMAGE], history: strings, maxNewTokens: 4 });
+    assert.equal(asStrings.stats.promptTokens, asParts.stats.promptTokens);
+    assert.deepEqual(asStrings.tokenIds, asParts.tokenIds);
+  });
+
   test('text that spells the image token marks no image: an answer about HTML does not break the chat', async () => {
     const history = [message('user', 'how do i put a picture in html ?'), message('assistant', 'use the <image> tag')];
     const answer = await engine.ask({ question: 'and <image> in xml ?', images: [IMAGE], history, maxNewTokens: 2 });
