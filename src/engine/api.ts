@@ -71,7 +71,7 @@ export interface PatchFates {
 export interface AskRequest {
   question: string;
   images: { bytes: Uint8Array; name: string }[];
-  /** earlier turns of the conversation, text only */
+  /** earlier turns of the conversation, text only (a string, or text parts; an image part is refused) */
   history?: ChatMessage[];
   maxNewTokens?: number;
   sampling?: SamplingOptions;

@@ -475,6 +475,7 @@ export class LlavaEngine {
   async ask(request: AskRequest): Promise<Answer> {
     const started = performance.now();
     checkQuestion(request.question);
+    const history = (request.history ?? []).map((message, index) => textTurn(message, index));
     const decoded = await Promise.all(request.images.map((image) => decodeImage(image.bytes, image.name)));
     const pixels = decoded.map((image) => this.imagePixels(image, decoded.length > 1));
     const content: ChatMessage['content'] = [
@@ -482,7 +483,7 @@ export class LlavaEngine {
       { type: 'text' as const, text: request.question },
     ];
     const fitted = await this.fitPrompt(
-      (request.history ?? []).map((message) => this.text.withoutImageMarks(textParts(message))),
+      history.map((message) => this.text.withoutImageMarks(message)),
       this.text.withoutImageMarks({ role: 'user', content }),
       request.maxNewTokens ?? DEFAULT_MAX_NEW_TOKENS,
       pixels.map((image) => this.costOf(image)),
@@ -1407,12 +1408,21 @@ function hookView(
 }
 
 /**
- * A message whose content is a string (as ChatMessage allows) with that text as its one text part: chat templates of
- * LLaVA models iterate over a message's parts, as the question's are given, and fail on a string.
+ * An earlier turn as the chat template gets it: a string's content (as ChatMessage allows) becomes its one text part,
+ * since chat templates of LLaVA models iterate over a message's parts, as the question's are given, and fail on a
+ * string. An image part is refused: a question's images are its own, and one marked in the history would have none to
+ * go with it (the prompt would have more placeholders than images, found only after the images were read).
  */
-function textParts(message: ChatMessage): ChatMessage {
+function textTurn(message: ChatMessage, index: number): ChatMessage {
   const { content } = message;
-  return typeof content === 'string' ? { ...message, content: [{ type: 'text', text: content }] } : message;
+  if (typeof content === 'string') return { ...message, content: [{ type: 'text', text: content }] };
+  if (content.some((part) => part.type === 'image'))
+    throw new FicocoError(
+      `history message ${index + 1} (${message.role}) has an image; earlier turns are text only: give the ` +
+        "question the images it is about (its images), and the history their turns' text.",
+      'input',
+    );
+  return message;
 }
 
 /** Refuses an empty question (the CLI asks this before it loads a model). */

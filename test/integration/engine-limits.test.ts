@@ -119,6 +119,25 @@ describe('prompts and runs that do not fit', () => {
     assert.deepEqual(asStrings.tokenIds, asParts.tokenIds);
   });
 
+  test('an image in the history is refused before any image is read: earlier turns are text only', async () => {
+    const history: ChatMessage[] = [
+      { role: 'user', content: [{ type: 'image' }, { type: 'text', text: 'what is this ?' }] },
+      message('assistant', 'a screenshot'),
+    ];
+    const progress: string[] = [];
+    await assert.rejects(
+      engine.ask({
+        question: QUESTION,
+        images: [IMAGE],
+        history,
+        maxNewTokens: 4,
+        onProgress: (p) => progress.push(p.stage),
+      }),
+      inputError(/history message 1 \(user\) has an image; earlier turns are text only/),
+    );
+    assert.deepEqual(progress, [], 'no tower pass ran');
+  });
+
   test('text that spells the image token marks no image: an answer about HTML does not break the chat', async () => {
     const history = [message('user', 'how do i put a picture in html ?'), message('assistant', 'use the <image> tag')];
     const answer = await engine.ask({ question: 'and <image> in xml ?', images: [IMAGE], history, maxNewTokens: 2 });
