@@ -38,7 +38,11 @@ export interface LlavaEngine {
    * tokens (before the first one, ask rejects with a FicocoError of kind 'cancelled').
    */
   ask(request: AskRequest): Promise<Answer>;
-  /** Releases the model's sessions and its chat template's child process; ask nothing of the engine after it. */
+  /**
+   * Releases the model's sessions and its chat template's child process, once the questions in flight have stopped
+   * (an answer begun ends as cancelled with its text so far; one not yet begun rejects with a FicocoError of kind
+   * 'cancelled'); a question asked after it is refused so.
+   */
   dispose(): Promise<void>;
 }
 

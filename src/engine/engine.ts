@@ -204,6 +204,10 @@ export class LlavaEngine {
 
   /** the latest run asked for (inTurn); the next one starts when it ends */
   private runs: Promise<unknown> = Promise.resolve();
+  /** questions in flight (ask), which dispose lets end before the chat template's process goes */
+  private readonly asking = new Set<Promise<unknown>>();
+  /** aborted by dispose: runs in flight stop at their next check, and later ones are refused */
+  private readonly closing = new AbortController();
 
   /** multiplies out what decoder hooks read over a whole prompt from the rows its chunks gave; made on first use */
   private rowProducts: RowProducts | undefined;
@@ -403,9 +407,22 @@ export class LlavaEngine {
     return this.grid.rows * this.grid.cols + (this.towers.image.classToken && this.config.classTokenInFeatures ? 1 : 0);
   }
 
+  /**
+   * Stops the questions in flight (an answer begun ends as cancelled with its tokens so far, one not yet begun rejects
+   * with a 'cancelled' FicocoError), lets them end, then releases the sessions and the chat template's process; later
+   * questions are refused.
+   */
   async dispose(): Promise<void> {
+    this.closing.abort();
+    await Promise.allSettled([...this.asking, this.runs]);
     this.text.dispose();
     await Promise.all([...Object.values(this.runners).map((runner) => runner.release()), this.rowProducts?.release()]);
+  }
+
+  /** Refuses work once dispose has begun: its sessions would be released under it, or built again for good. */
+  private checkOpen(): void {
+    if (this.closing.signal.aborted)
+      throw new FicocoError('This engine has been disposed; load the model again to ask about images.', 'cancelled');
   }
 
   /**
@@ -415,6 +432,7 @@ export class LlavaEngine {
    * one short question without an image gives the engine its pace).
    */
   async warmUp(reduction?: ReductionRequest): Promise<void> {
+    this.checkOpen();
     const blank = { width: WARM_UP_IMAGE_SIDE, height: WARM_UP_IMAGE_SIDE };
     const choice = reduction && this.chooseReduction(reduction);
     let hooks: ReductionHook[] = [];
@@ -473,6 +491,17 @@ export class LlavaEngine {
   }
 
   async ask(request: AskRequest): Promise<Answer> {
+    this.checkOpen();
+    const asked = this.askNow(request);
+    this.asking.add(asked);
+    try {
+      return await asked;
+    } finally {
+      this.asking.delete(asked);
+    }
+  }
+
+  private async askNow(request: AskRequest): Promise<Answer> {
     const started = performance.now();
     checkQuestion(request.question);
     const history = (request.history ?? []).map((message, index) => textTurn(message, index));
@@ -696,7 +725,10 @@ export class LlavaEngine {
 
   /** Runs `work` once the runs asked before it have ended; what loads a plan's sessions goes through here. */
   private inTurn<T>(work: () => Promise<T>): Promise<T> {
-    const run = this.runs.then(work);
+    const run = this.runs.then(() => {
+      this.checkOpen();
+      return work();
+    });
     this.runs = run.catch(() => undefined);
     return run;
   }
@@ -708,6 +740,8 @@ export class LlavaEngine {
   ): Promise<GenerationResult> {
     const costs = images.map((image) => this.costOf(image));
     const hooks = hooksBySite(options.hooks ?? []);
+    // Stopped by the caller, or by dispose.
+    const signal = options.signal ? AbortSignal.any([options.signal, this.closing.signal]) : this.closing.signal;
     // Segments first: loading a plan releases other plans' sessions, and the check counts what their arenas hold.
     const [visionSegments, embedSegments, decoderSegments] = await this.segmentsFor(hooks);
     const maxNewTokens = this.checkRunFits(this.promptTokens(inputIds, costs), options.maxNewTokens, decoderSegments);
@@ -715,7 +749,7 @@ export class LlavaEngine {
     const steps: StepStat[] = [];
     const watch = new PrefillWatch({
       passes: costs.reduce((passes, cost) => passes + cost.passes, 0),
-      signal: options.signal,
+      signal,
       onProgress: options.onProgress,
       pace: this.pace,
       flops: this.unitFlops,
@@ -752,7 +786,7 @@ export class LlavaEngine {
     let firstTokenAt = 0;
     let decodeMs = 0;
     for (let step = 0; step < maxNewTokens; step++) {
-      if (options.signal?.aborted) {
+      if (signal.aborted) {
         stopReason = 'cancelled';
         break;
       }

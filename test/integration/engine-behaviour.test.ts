@@ -285,6 +285,35 @@ test("after warming up, a large model's first image pass is foretold: the pace o
   assert.ok(typeof warmed.nextRunMs === 'number' && warmed.nextRunMs >= 0, JSON.stringify(warmed));
 });
 
+test('disposing an engine stops its questions in flight as cancelled, then refuses new ones', async () => {
+  const cancelled = (pattern: RegExp) => (error: unknown) =>
+    error instanceof FicocoError && error.kind === 'cancelled' && pattern.test(error.message);
+  const engine = await LlavaEngine.load(MODEL);
+  const pixels = await engine.pixelValues(SHAPES.bytes, SHAPES.name);
+  const ids = engine.text.encode(
+    await engine.text.renderPrompt([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }]),
+  );
+  let disposed: Promise<void> | undefined;
+  // Mid-answer: the tokens so far come back, as after Stop, and the sessions go once the answer has ended.
+  const answering = await engine.generate(ids, [pixels], {
+    maxNewTokens: 40,
+    stopTokenIds: [],
+    onToken: () => (disposed ??= engine.dispose()),
+  });
+  await disposed;
+  assert.equal(answering.stopReason, 'cancelled');
+  assert.equal(answering.tokenIds.length, 1);
+  // A question still rendering its prompt, and one asked after: neither blames the model folder or ONNX Runtime.
+  const again = await LlavaEngine.load(MODEL);
+  const asked = [1, 2].map(() =>
+    assert.rejects(again.ask({ question: QUESTION, images: [SHAPES], maxNewTokens: 4 }), cancelled(/disposed/)),
+  );
+  await again.dispose();
+  await Promise.all(asked);
+  await assert.rejects(again.ask({ question: QUESTION, images: [SHAPES] }), cancelled(/disposed/));
+  await assert.rejects(again.warmUp(), cancelled(/disposed/));
+});
+
 describe('execution providers', () => {
   test('a provider that cannot load falls back to CPU and says why', async () => {
     const requested = process.platform === 'win32' ? 'coreml' : 'dml';
