@@ -28,6 +28,12 @@ describe('argmax', () => {
     assert.equal(argmax(logits(4, 4)), 0);
     assert.equal(argmax(logits(-Infinity, -Infinity, -Infinity)), 0);
   });
+
+  test('a NaN logit is never the largest, wherever it is', () => {
+    assert.equal(argmax(logits(NaN, 1, 5)), 2);
+    assert.equal(argmax(logits(1, NaN, 5, NaN)), 2);
+    assert.equal(argmax(logits(NaN, NaN)), 0, 'nothing to choose from: the first');
+  });
 });
 
 describe('createSampler', () => {
@@ -135,6 +141,22 @@ describe('sampleTopP', () => {
     assert.equal(sampleTopP(l, 0.01, 1, 0.999999), 0);
     assert.equal(sampleTopP(l, 1000, 1, 0.5), 1);
     assert.equal(sampleTopP(l, 1000, 1, 0.9), 2);
+  });
+
+  test('a NaN logit is never drawn and leaves the others their probabilities', () => {
+    // Without the NaN: p ≈ [0.0871, 0.6439, 0.0321, 0.2369], as `input` above.
+    const withNaN = logits(1, 3, 0, 2, NaN);
+    for (const u of [0, 0.5, 0.7, 0.999999]) assert.equal(sampleTopP(withNaN, 1, 1, u), sampleTopP(input, 1, 1, u));
+    assert.equal(sampleTopP(logits(NaN, 2, 1), 1, 1, 0), 1);
+    assert.equal(sampleTopP(logits(NaN, NaN), 1, 1, 0.5), 0, 'nothing to choose from: the first, as argmax');
+  });
+
+  test('infinite logits: +∞ takes all the probability, only −∞ leaves argmax', () => {
+    for (const u of [0, 0.5, 0.999999]) assert.equal(sampleTopP(logits(1, Infinity, 5, 2), 1, 0.9, u), 1);
+    assert.equal(sampleTopP(logits(Infinity, 0, Infinity), 1, 1, 0.2), 0);
+    assert.equal(sampleTopP(logits(Infinity, 0, Infinity), 1, 1, 0.8), 2);
+    assert.equal(sampleTopP(logits(-Infinity, 4, -Infinity), 1, 1, 0.999999), 1);
+    assert.equal(sampleTopP(logits(-Infinity, -Infinity), 1, 1, 0.7), 0);
   });
 
   test('is stable for large logits (no overflow)', () => {
