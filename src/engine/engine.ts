@@ -504,6 +504,7 @@ export class LlavaEngine {
   private async askNow(request: AskRequest): Promise<Answer> {
     const started = performance.now();
     checkQuestion(request.question);
+    checkAnswerOptions(request);
     const history = (request.history ?? []).map((message, index) => textTurn(message, index));
     const decoded = await Promise.all(request.images.map((image) => decodeImage(image.bytes, image.name)));
     const pixels = decoded.map((image) => this.imagePixels(image, decoded.length > 1));
@@ -1457,6 +1458,26 @@ function textTurn(message: ChatMessage, index: number): ChatMessage {
       'input',
     );
   return message;
+}
+
+/**
+ * Refuses a token limit that is not a whole number of tokens (2.5 answered with 3, NaN and -1 with none) and sampling
+ * settings that are not numbers in their range (a NaN temperature drew the least probable token at every step).
+ */
+function checkAnswerOptions({ maxNewTokens, sampling }: AskRequest): void {
+  const refuse = (field: string, value: number, expected: string) => {
+    throw new FicocoError(`${field} is ${value}; ${expected}.`, 'input');
+  };
+  if (maxNewTokens !== undefined && !(Number.isInteger(maxNewTokens) && maxNewTokens >= 0))
+    refuse('maxNewTokens', maxNewTokens, 'it is a whole number of tokens, 0 or more');
+  if (!sampling) return;
+  const { temperature, topP, seed } = sampling;
+  if (!Number.isFinite(temperature)) refuse('sampling.temperature', temperature, 'it is a number, 0 for greedy');
+  // A JavaScript caller's topP and seed left out sample as before: the whole distribution, seed 0.
+  if (topP !== undefined && !(topP >= 0 && topP <= 1))
+    refuse('sampling.topP', topP, 'it is a share of the probability, from 0 to 1');
+  if (seed !== undefined && !Number.isFinite(seed))
+    refuse('sampling.seed', seed, 'it is a number (taken as an unsigned 32-bit integer)');
 }
 
 /** Refuses an empty question (the CLI asks this before it loads a model). */

@@ -155,6 +155,22 @@ describe('a loaded engine', () => {
     assert.ok(answer.tokenIds.length > 0);
   });
 
+  test('a token limit that is not a whole number, or a temperature or top_p that is not one, is refused', async () => {
+    const refused = (field: string) => (error: unknown) =>
+      error instanceof FicocoError && error.kind === 'input' && error.message.startsWith(`${field} is `);
+    for (const maxNewTokens of [2.5, -1, NaN])
+      await assert.rejects(engine.ask({ question: QUESTION, images: [SHAPES], maxNewTokens }), refused('maxNewTokens'));
+    const sampled = (sampling: { temperature: number; topP: number; seed: number }) =>
+      engine.ask({ question: QUESTION, images: [SHAPES], maxNewTokens: 2, sampling });
+    await assert.rejects(sampled({ temperature: NaN, topP: 1, seed: 1 }), refused('sampling.temperature'));
+    await assert.rejects(sampled({ temperature: Infinity, topP: 1, seed: 1 }), refused('sampling.temperature'));
+    await assert.rejects(sampled({ temperature: 1, topP: NaN, seed: 1 }), refused('sampling.topP'));
+    await assert.rejects(sampled({ temperature: 1, topP: 1.5, seed: 1 }), refused('sampling.topP'));
+    await assert.rejects(sampled({ temperature: 1, topP: 1, seed: NaN }), refused('sampling.seed'));
+    assert.equal((await engine.ask({ question: QUESTION, images: [SHAPES], maxNewTokens: 0 })).tokenIds.length, 0);
+    assert.ok((await sampled({ temperature: 0.7, topP: 0.9, seed: 3 })).tokenIds.length > 0);
+  });
+
   test('an image that cannot be decoded names the file and the engine stays usable', async () => {
     const corrupt = { bytes: SHAPES.bytes.subarray(0, 200), name: 'broken.png' };
     await assert.rejects(
