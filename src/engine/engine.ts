@@ -793,7 +793,9 @@ export class LlavaEngine {
       }
       const token = sample(nextLogits);
       tokenIds.push(token);
+      // Decoding is the time from the first token to the latest: a step run after it (its answer cancelled) is not.
       if (step === 0) firstTokenAt = performance.now();
+      else decodeMs = performance.now() - firstTokenAt;
       options.onToken?.(token);
       if (stopTokens.includes(token)) {
         stopReason = 'stop-token';
@@ -807,9 +809,7 @@ export class LlavaEngine {
         { ...embeddedToken, positions: Int32Array.of(promptLength + step) },
         cache,
       );
-      decodeMs = performance.now() - firstTokenAt;
     }
-    if (tokenIds.length <= 1) decodeMs = 0;
     return {
       tokenIds,
       stopReason,

@@ -231,6 +231,32 @@ describe('a loaded engine', () => {
     assert.deepEqual(cancelled.tokenIds, free.tokenIds.slice(0, 2));
   });
 
+  test("a cancelled answer's decode time is that of its tokens, not of the step run after the last", async () => {
+    const pixels = await engine.pixelValues(SHAPES.bytes, SHAPES.name);
+    const ids = engine.text.encode(
+      await engine.text.renderPrompt([
+        { role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] },
+      ]),
+    );
+    const controller = new AbortController();
+    let seen = 0;
+    const cancelled = await engine.generate(ids, [pixels], {
+      maxNewTokens: 5,
+      stopTokenIds: [],
+      signal: controller.signal,
+      onToken: () => {
+        if (++seen < 2) return;
+        controller.abort();
+        // Whatever follows the last token (here a busy listener) is no part of decoding it.
+        const until = performance.now() + 300;
+        while (performance.now() < until);
+      },
+    });
+    assert.equal(cancelled.stopReason, 'cancelled');
+    assert.equal(cancelled.tokenIds.length, 2);
+    assert.ok(cancelled.timings.decodeMs < 150, `one decode step took ${cancelled.timings.decodeMs} ms`);
+  });
+
   test('a cache that grows by a block of slots mid-answer or mid-prompt gives the tokens and logits of one prefill', async () => {
     const pixels = await engine.pixelValues(SHAPES.bytes, SHAPES.name);
     const promptIds = async (question: string) =>
