@@ -2,9 +2,14 @@
  * Answers are markdown from a model: untrusted. markdown-it renders them with raw HTML and images disabled, DOMPurify
  * cleans the result (markdown-it keeps links such as command: and vscode: that must not reach the page), and code
  * blocks get Copy and Insert buttons. Where DOMPurify cannot run, the answer is shown as plain text.
+ *
+ * A streamed answer is drawn again as it grows. The whole text is parsed each time (a later line can change an earlier
+ * block: a reference definition, a list item that makes the list loose), but only the top-level blocks whose HTML
+ * changed are sanitized and replaced: the blocks before them keep their elements, so what the reader selected or
+ * focused in them stays, and drawing a frame costs the changed tail rather than the whole answer.
  */
-import createDOMPurify from 'dompurify';
-import MarkdownIt from 'markdown-it';
+import createDOMPurify, { type DOMPurify } from 'dompurify';
+import MarkdownIt, { type Token } from 'markdown-it';
 import { button } from './controls';
 
 // No images: an answer must not show pictures the model chose (data: URLs pass the CSP), only link to http(s).
@@ -15,24 +20,108 @@ export interface CodeActions {
   insert(text: string): void;
 }
 
+/** One top-level block as drawn: its HTML before sanitizing, and the nodes it became in the element. */
+interface DrawnBlock {
+  html: string;
+  nodes: ChildNode[];
+}
+
+/** What each element shows, block by block, as renderMarkdown last drew it. */
+const drawn = new WeakMap<HTMLElement, DrawnBlock[]>();
+/** One DOMPurify per window: making one costs more than sanitizing a paragraph. */
+const purifiers = new WeakMap<object, DOMPurify>();
+
+function purifier(window: Window): DOMPurify {
+  let purify = purifiers.get(window);
+  if (!purify) {
+    purify = createDOMPurify(window as Window & typeof globalThis);
+    purifiers.set(window, purify);
+  }
+  return purify;
+}
+
 /** `html` cleaned by DOMPurify, links only to http(s), no images; undefined when DOMPurify cannot run in this window. */
 export function sanitizeHtml(html: string, window: Window): string | undefined {
-  const purify = createDOMPurify(window as Window & typeof globalThis);
+  const purify = purifier(window);
   if (!purify.isSupported) return undefined;
   // DOMPurify lets <img> keep a data: source whatever ALLOWED_URI_REGEXP says.
   return purify.sanitize(html, { ALLOWED_URI_REGEXP: /^https?:/i, FORBID_TAGS: ['img'] });
 }
 
-/** Replaces `element`'s content with the rendered markdown. */
+/** Shows `text` rendered in `element`, redrawing only the top-level blocks that differ from what it shows now. */
 export function renderMarkdown(element: HTMLElement, text: string, actions: CodeActions): void {
   const doc = element.ownerDocument;
-  const html = doc.defaultView ? sanitizeHtml(markdown.render(text), doc.defaultView) : undefined;
-  if (html === undefined) {
+  const window = doc.defaultView;
+  if (!window || !purifier(window).isSupported) {
+    drawn.delete(element);
     element.textContent = text;
     return;
   }
-  element.innerHTML = html;
-  for (const block of element.querySelectorAll('pre')) addCodeActions(doc, block, actions);
+  const blocks = blockHtml(text);
+  const before = drawnBlocks(element);
+  const after = blocks.map((html, i): DrawnBlock => {
+    const old = before[i];
+    if (old?.html === html) return old;
+    const nodes = blockNodes(doc, window, html, actions);
+    // In the old block's place (the blocks around it keep their elements), or after the last.
+    if (old) {
+      old.nodes[0]!.before(...nodes);
+      removeNodes(old);
+    } else element.append(...nodes);
+    return { html, nodes };
+  });
+  for (const old of before.slice(blocks.length)) removeNodes(old);
+  drawn.set(element, after);
+}
+
+/** One block's HTML, sanitized, as nodes of `doc` not yet in it, its code blocks with their actions. */
+function blockNodes(doc: Document, window: Window, html: string, actions: CodeActions): ChildNode[] {
+  // Parsed in a detached element, then moved in: the sanitized HTML holds no image that could load meanwhile.
+  const holder = doc.createElement('div');
+  // A block starts on a line of its own: only whitespace between blocks, and it keeps the block's first element in
+  // happy-dom (the tests' DOM), where DOMPurify loses the first node of what it cleans.
+  holder.innerHTML = sanitizeHtml(`\n${html}`, window) ?? '';
+  for (const block of holder.querySelectorAll('pre')) addCodeActions(doc, block, actions);
+  // A block whose sanitized HTML is empty still takes its place, so the blocks after it find theirs.
+  if (holder.childNodes.length === 0) holder.append(doc.createTextNode(''));
+  return [...holder.childNodes];
+}
+
+function removeNodes(block: DrawnBlock): void {
+  for (const node of block.nodes) node.parentNode?.removeChild(node);
+}
+
+/** The blocks the element shows, or none when something else changed its content since they were drawn. */
+function drawnBlocks(element: HTMLElement): DrawnBlock[] {
+  const blocks = drawn.get(element) ?? [];
+  const nodes = blocks.flatMap((block) => block.nodes);
+  if (nodes.length === element.childNodes.length && nodes.every((node, i) => element.childNodes[i] === node))
+    return blocks;
+  element.replaceChildren();
+  return [];
+}
+
+/** The HTML of each top-level block of `text`, parsed as a whole. */
+function blockHtml(text: string): string[] {
+  const env = {};
+  const tokens = markdown.parse(text, env);
+  const blocks: string[] = [];
+  for (let start = 0; start < tokens.length;) {
+    const end = blockEnd(tokens, start);
+    blocks.push(markdown.renderer.render(tokens.slice(start, end), markdown.options, env));
+    start = end;
+  }
+  return blocks;
+}
+
+/** The index after the top-level block that starts at `start`: its closing token, or itself when it has none. */
+function blockEnd(tokens: Token[], start: number): number {
+  let depth = 0;
+  for (let i = start; i < tokens.length; i++) {
+    depth += tokens[i]!.nesting;
+    if (depth <= 0) return i + 1;
+  }
+  return tokens.length;
 }
 
 function addCodeActions(doc: Document, block: HTMLPreElement, actions: CodeActions): void {

@@ -19,6 +19,7 @@ import {
 import { MAX_IMAGES_PER_QUESTION } from '../../src/common/imageFile';
 import { ChatPage, PageState, startChat } from '../../webview/chat';
 import { ImageReader, MAX_IMAGE_PIXELS, droppedUris, readImageFile, sentSize } from '../../webview/composer';
+import { renderMarkdown } from '../../webview/markdown';
 import { reductionSummary } from '../../webview/overlay';
 import { statsDetails } from '../../webview/stats';
 
@@ -326,7 +327,7 @@ describe('chat transcript', () => {
   });
 
   test('a streamed answer is drawn once a frame with its latest text, not once a piece', async (t) => {
-    const render = t.mock.method(MarkdownIt.prototype, 'render');
+    const render = t.mock.method(MarkdownIt.prototype, 'parse');
     send({ type: 'turnAdded', turn: turn() });
     const drawnBefore = render.mock.callCount();
     const words = Array.from({ length: 500 }, (_, i) => `word${i}`);
@@ -342,6 +343,39 @@ describe('chat transcript', () => {
     const drawnAtEnd = render.mock.callCount();
     await nextFrame();
     assert.equal(render.mock.callCount(), drawnAtEnd);
+  });
+
+  test('a streamed answer redraws only the blocks that changed: earlier ones, and what is selected there, stay', async () => {
+    send({ type: 'turnAdded', turn: turn() });
+    const stream = async (text: string) => {
+      send({ type: 'replyText', turnId: 'turn-1', reply: 'answer', text });
+      await nextFrame();
+    };
+    await stream('The dialog says [Saved][s].\n\n```sh\nnpm test\n```\n\nThen');
+    const body = answerOf(only(turnElements())).querySelector<HTMLElement>('.reply-body')!;
+    const [first, code] = [body.querySelector('p')!, body.querySelector('pre')!];
+    const selection = window.getSelection()!;
+    const range = document.createRange();
+    range.selectNodeContents(first);
+    selection.addRange(range as never);
+    await stream(' it closes.\n\n- one\n- two');
+    assert.equal(body.querySelector('p'), first, 'the first paragraph is the same element');
+    assert.equal(body.querySelector('pre'), code, 'so is the code block');
+    assert.equal(selection.toString(), 'The dialog says [Saved][s].');
+    // A later line that changes an earlier block redraws it: a reference definition makes its link.
+    await stream('\n\n[s]: https://example.com/saved');
+    assert.equal(body.querySelector('p a')?.getAttribute('href'), 'https://example.com/saved');
+    assert.equal(body.querySelector('pre'), code, 'a block that did not change stays');
+    // What is drawn is what drawing the whole text at once draws.
+    const whole = document.createElement('div');
+    renderMarkdown(
+      whole,
+      'The dialog says [Saved][s].\n\n```sh\nnpm test\n```\n\nThen it closes.\n\n- one\n- two\n\n[s]: https://example.com/saved',
+      { copy: () => undefined, insert: () => undefined },
+    );
+    assert.equal(body.innerHTML, whole.innerHTML);
+    body.querySelector<HTMLElement>('.copy-code')!.click();
+    assert.deepEqual(posted.at(-1), { type: 'copy', text: 'npm test\n' });
   });
 
   test('a finished reduced answer: stats, Show reduction toggles the overlay, Compare posts compare', () => {
