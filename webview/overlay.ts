@@ -56,8 +56,10 @@ function patchFigure(
   }
   const cells = doc.createElement('div');
   cells.className = 'reduction-grid';
-  cells.style.gridTemplateColumns = `repeat(${grid.cols}, 1fr)`;
-  cells.style.gridTemplateRows = `repeat(${grid.rows}, 1fr)`;
+  // minmax(0, 1fr), not 1fr (whose least is the cells' borders): a tiled screenshot's 162 columns in 252 px would
+  // each stay 2 px wide, and the grid would run past the picture and its tile borders.
+  cells.style.gridTemplateColumns = `repeat(${grid.cols}, minmax(0, 1fr))`;
+  cells.style.gridTemplateRows = `repeat(${grid.rows}, minmax(0, 1fr))`;
   cells.setAttribute('aria-hidden', 'true');
   for (const state of grid.patches) {
     const cell = doc.createElement('div');

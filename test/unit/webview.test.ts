@@ -459,6 +459,29 @@ describe('chat transcript', () => {
     assert.match(thumbnail.querySelector('img')!.alt, /squashed to one tile$/);
   });
 
+  test("a tiled screenshot's grid fits its frame however many patches it has: tracks shrink below a cell's border", () => {
+    // LLaVA-OneVision's 2304 × 2304 screenshot: 6 × 6 tiles of 27 × 27 patches, in a frame 252 px wide. A 1fr track is
+    // at least its cells' borders (2 px, 4 px kept): Chromium laid the grid 324 px wide, its 27th column at 54 px where
+    // the tile border was drawn at 42 px.
+    const side = 162;
+    const tiled = {
+      rows: side,
+      cols: side,
+      patches: 'k'.repeat(side * side),
+      tileBorders: { rows: [27, 54, 81, 108, 135], cols: [27, 54, 81, 108, 135] },
+      thumbnail: { rows: 27, cols: 27, patches: 'k'.repeat(27 * 27) },
+    };
+    send({ type: 'turnAdded', turn: finished({ ...REDUCED, imageReductions: [tiled] }) });
+    const grids = [...openedTurn().querySelectorAll<HTMLElement>('.reduction-grid')];
+    assert.deepEqual(
+      grids.map((grid) => [grid.style.gridTemplateColumns, grid.style.gridTemplateRows]),
+      [
+        [`repeat(${side}, minmax(0, 1fr))`, `repeat(${side}, minmax(0, 1fr))`],
+        ['repeat(27, minmax(0, 1fr))', 'repeat(27, minmax(0, 1fr))'],
+      ],
+    );
+  });
+
   test('an image the model saw part of is laid under the grid as it saw it: the middle of a crop, a padded square', () => {
     const cropped = { rows: 2, cols: 2, patches: 'kmmd', seen: { left: 0.25, top: 0, width: 0.5, height: 1 } };
     const padded = { rows: 2, cols: 2, patches: 'kkdd', seen: { left: 0, top: -0.5, width: 1, height: 2 } };
