@@ -482,6 +482,21 @@ describe('chat transcript', () => {
     );
   });
 
+  test('a tile border is centred on the line between two patches, not drawn over the next tile', () => {
+    const style = document.createElement('style');
+    style.textContent = readFileSync('webview/style.css', 'utf8');
+    document.head.append(style);
+    const tiled = { rows: 2, cols: 2, patches: 'kkkk', tileBorders: { rows: [1], cols: [1] } };
+    send({ type: 'turnAdded', turn: finished({ ...REDUCED, imageReductions: [tiled] }) });
+    const [across, down] = [...openedTurn().querySelectorAll<HTMLElement>('.tile-border')];
+    // 2 px wide, at the border's place: 1 px each side of it.
+    const computed = (line: HTMLElement) => window.getComputedStyle(line as never);
+    assert.equal(computed(across!).borderTopWidth, '2px');
+    assert.equal(computed(across!).marginTop, '-1px');
+    assert.equal(computed(down!).borderLeftWidth, '2px');
+    assert.equal(computed(down!).marginLeft, '-1px');
+  });
+
   test('an image the model saw part of is laid under the grid as it saw it: the middle of a crop, a padded square', () => {
     const cropped = { rows: 2, cols: 2, patches: 'kmmd', seen: { left: 0.25, top: 0, width: 0.5, height: 1 } };
     const padded = { rows: 2, cols: 2, patches: 'kkdd', seen: { left: 0, top: -0.5, width: 1, height: 2 } };
