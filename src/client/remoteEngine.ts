@@ -67,7 +67,8 @@ export class UnreachableServerError extends EngineError {
 
 export class RemoteEngine implements AnswerEngine {
   private readonly client: OpenAI;
-  private model: Promise<string> | undefined;
+  /** the model the server listed, once it has */
+  private model: string | undefined;
   private readonly inFlight = new Set<AbortController>();
 
   constructor(private readonly options: RemoteEngineOptions) {
@@ -107,7 +108,7 @@ export class RemoteEngine implements AnswerEngine {
         controller.abort();
       });
     try {
-      const model = await this.modelId();
+      const model = await this.modelId(controller.signal);
       const { reduction } = question;
       const body = {
         model,
@@ -206,20 +207,19 @@ export class RemoteEngine implements AnswerEngine {
     this.stop();
   }
 
-  /** The server's model: the first (for `ficoco serve`, the only) one it lists. */
-  private modelId(): Promise<string> {
-    this.model ??= this.client.models.list().then(
-      (page) => {
-        const id = page.data[0]?.id;
-        if (!id) throw new EngineError(`${this.server} lists no model.`, 'model-folder');
-        return id;
-      },
-      (error: unknown) => {
-        this.model = undefined;
-        throw this.engineError(error);
-      },
-    );
-    return this.model;
+  /**
+   * The server's model: the first (for `ficoco serve`, the only) one it lists. Each question lists it until one has
+   * (under its own signal, so that Stop ends a listing the server never answers); then the id is kept.
+   */
+  private async modelId(signal: AbortSignal): Promise<string> {
+    if (this.model) return this.model;
+    const page = await this.client.models.list({ signal }).catch((error: unknown) => {
+      throw this.engineError(error);
+    });
+    const id = page.data[0]?.id;
+    if (!id) throw new EngineError(`${this.server} lists no model.`, 'model-folder');
+    this.model = id;
+    return id;
   }
 
   /** "The engine server at URL", to begin a message */

@@ -832,6 +832,38 @@ describe('chat replies on a real engine process', () => {
     });
   });
 
+  test('Stop while a server has not yet listed its model ends the reply, and the server sees the request go', async () => {
+    // A server stuck before it lists its model (the first request of a session): Stop must not wait on it.
+    let listed!: () => void;
+    const listing = new Promise<void>((resolve) => (listed = resolve));
+    let closed!: () => void;
+    const gone = new Promise<void>((resolve) => (closed = resolve));
+    const stuck = http.createServer((request) => {
+      request.on('close', closed);
+      listed();
+    });
+    await new Promise<void>((resolve) => stuck.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(stuck.address() as AddressInfo).port}/v1`;
+      const turnId = turn();
+      const reply = replies.run(turnId, 'answer', 'what is in the picture ?', [SHAPES], () => ({
+        ...REDUCED,
+        engine: url,
+      }));
+      await listing;
+      replies.stopLatest();
+      const ended = await Promise.race([reply.then(() => 'ended'), sleep(5000).then(() => 'still waiting')]);
+      assert.equal(ended, 'ended');
+      await gone;
+      const { answer } = conversation.turn(turnId)!;
+      assert.equal(answer.stopReason, 'cancelled');
+      assert.deepEqual(failures, []);
+    } finally {
+      stuck.closeAllConnections();
+      stuck.close();
+    }
+  });
+
   test('a server that answers with no stream, or ends one unfinished, fails the reply saying so', async () => {
     // A proxy's sign-in page, a server that ignores stream: true, a stream cut off on the way.
     await assertReplyFails((response) => {
