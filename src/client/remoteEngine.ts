@@ -142,9 +142,17 @@ export class RemoteEngine implements AnswerEngine {
           ...(listeners.progress ? { progress: true } : {}),
         },
       };
-      const { data: stream, response } = await this.client.chat.completions
-        .create(body, { signal: controller.signal })
-        .withResponse();
+      const open = (asked: typeof body) =>
+        this.client.chat.completions.create(asked, { signal: controller.signal }).withResponse();
+      const { data: stream, response } = await open(body).catch(async (error: unknown) => {
+        // The server may have been started again with another model since it was listed: list it again, and ask the
+        // model it serves now, once.
+        if (!(error instanceof OpenAI.NotFoundError)) throw error;
+        this.model = undefined;
+        const now = await this.modelId(controller.signal);
+        if (now === model) throw error;
+        return open({ ...body, model: now });
+      });
       // A proxy's sign-in page, or a server that ignores stream: true, would otherwise read as an empty answer.
       const type = response.headers.get('content-type') ?? 'no content type';
       if (!/^text\/event-stream\b/i.test(type)) {

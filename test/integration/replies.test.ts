@@ -864,6 +864,59 @@ describe('chat replies on a real engine process', () => {
     }
   });
 
+  test('a server started again with another model: the next question asks the model it serves now', async () => {
+    // As ficoco serve: one model, listed by GET /v1/models; a question for any other is a 404 model_not_found.
+    let served = 'tiny-llava-llama';
+    const requests: string[] = [];
+    const server = http.createServer(async (request, response) => {
+      if (request.url === '/v1/models') {
+        requests.push(`list ${served}`);
+        response.setHeader('content-type', 'application/json');
+        response.end(JSON.stringify({ object: 'list', data: [{ id: served, object: 'model' }] }));
+        return;
+      }
+      let body = '';
+      for await (const piece of request) body += piece;
+      const { model } = JSON.parse(body) as { model: string };
+      requests.push(`ask ${model}`);
+      if (model !== served) {
+        response.writeHead(404, { 'content-type': 'application/json' });
+        response.end(
+          JSON.stringify({
+            error: {
+              message: `The model ${model} is not served here; this server has ${served} (GET /v1/models).`,
+              type: 'invalid_request_error',
+              param: 'model',
+              code: 'model_not_found',
+            },
+          }),
+        );
+        return;
+      }
+      await streaming(served, [{ delta: { content: `asked ${served}` }, finish: 'stop' }])(response);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+      // One engine for the server's address, as the extension keeps it for the session.
+      const engine = new RemoteEngine({ baseUrl: url });
+      const ask = () => engine.ask(SETTINGS.model, QUESTION, { text: () => undefined });
+      assert.equal((await ask()).text, 'asked tiny-llava-llama');
+      served = 'tiny-llava-screens';
+      assert.equal((await ask()).text, 'asked tiny-llava-screens');
+      assert.deepEqual(requests, [
+        'list tiny-llava-llama',
+        'ask tiny-llava-llama',
+        'ask tiny-llava-llama',
+        'list tiny-llava-screens',
+        'ask tiny-llava-screens',
+      ]);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+
   test('a server that answers with no stream, or ends one unfinished, fails the reply saying so', async () => {
     // A proxy's sign-in page, a server that ignores stream: true, a stream cut off on the way.
     await assertReplyFails((response) => {
