@@ -252,7 +252,17 @@ export class RemoteEngine implements AnswerEngine {
     const body = response.body.pipeThrough(
       wholeEvents((message) => new EngineError(`${this.server} ${message}`, 'internal')),
     );
-    return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
+    const { status, statusText, headers } = response;
+    if (status < 400) return new Response(body, { status, statusText, headers });
+    // An error in the shape the client reads its message from, whatever the server or a proxy on the way sent.
+    const text = await new Response(body).text();
+    const json = new Headers(headers);
+    json.set('content-type', 'application/json');
+    return new Response(JSON.stringify(openAiError(text, `${status} ${statusText}`.trim())), {
+      status,
+      statusText,
+      headers: json,
+    });
   }
 
   /** Stats read field by field, about as many images as the question sent (each one is a grid the overlay draws). */
@@ -274,7 +284,7 @@ export class RemoteEngine implements AnswerEngine {
           'Is it running, and is ficoco.engine its address?',
       );
     if (error instanceof OpenAI.APIError) {
-      const status = error.status ?? 0;
+      const { status } = error;
       const hint =
         status === 401
           ? ' Set its key with "FiCoCo: Set Engine API Key".'
@@ -282,14 +292,70 @@ export class RemoteEngine implements AnswerEngine {
             ? ` It is busy; try again${error.headers?.get('retry-after') ? ` in ${error.headers.get('retry-after')} s` : ''}.`
             : '';
       const code = typeof error.code === 'string' ? error.code : undefined;
-      const kind = (code && CODE_KINDS[code]) || KINDS[status] || 'internal';
-      return new EngineError(`${this.server} answered ${status}: ${error.message}${hint}`, kind);
+      const kind = (code && CODE_KINDS[code]) || (status && KINDS[status]) || 'internal';
+      // The server's own message, without the status the client puts before it.
+      const said = error.error as { message?: unknown } | undefined;
+      const message = sentence(typeof said?.message === 'string' ? said.message : error.message);
+      return new EngineError(`${this.server} answered ${status ?? 0}: ${message}${hint}`, kind);
     }
     return new EngineError(
       `${this.server} failed: ${error instanceof Error ? error.message : String(error)}`,
       'internal',
     );
   }
+}
+
+/** Longest server error message shown as the server wrote it; an error page is named by its title instead. */
+const MAX_ERROR_MESSAGE_CHARS = 300;
+
+/**
+ * An error response's body as OpenAI's error object, which the client takes its message from: OpenAI's own shape as
+ * it came; a server's other shapes (`{"message"}`, `{"error": "text"}`) with their message; an HTML page (a proxy's
+ * error page) by its title; other text on one line, cut short; an empty body by its status line.
+ */
+function openAiError(text: string, statusLine: string): { error: Record<string, unknown> } {
+  const error = (message: string, from: Record<string, unknown> = {}) => ({
+    error: {
+      message,
+      type: typeof from.type === 'string' ? from.type : null,
+      param: typeof from.param === 'string' ? from.param : null,
+      code: typeof from.code === 'string' ? from.code : null,
+    },
+  });
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  if (parsed && typeof parsed === 'object') {
+    const body = parsed as Record<string, unknown>;
+    const inner = body.error;
+    // OpenAI's own shape (ficoco serve's, whose messages say what to do) as it came.
+    if (inner && typeof inner === 'object' && typeof (inner as { message?: unknown }).message === 'string')
+      return body as { error: Record<string, unknown> };
+    if (typeof inner === 'string') return error(oneLine(inner));
+    if (typeof body.message === 'string') return error(oneLine(body.message), body);
+  }
+  if (/^\s*</.test(text)) {
+    const title = /<title[^>]*>([^<]*)<\/title>/i.exec(text)?.[1];
+    return error(
+      `a web page${title?.trim() ? ` ("${oneLine(title)}")` : ''} instead of an API error: is a proxy on the way, ` +
+        'and is ficoco.engine the address of the server itself?',
+    );
+  }
+  return error(text.trim() ? oneLine(text) : statusLine);
+}
+
+/** Text on one line, at most MAX_ERROR_MESSAGE_CHARS characters. */
+function oneLine(text: string): string {
+  const line = text.replace(/\s+/g, ' ').trim();
+  return line.length > MAX_ERROR_MESSAGE_CHARS ? `${line.slice(0, MAX_ERROR_MESSAGE_CHARS - 1)}…` : line;
+}
+
+/** A message that ends as a sentence, so that a hint can follow it. */
+function sentence(message: string): string {
+  return /[.!?…]$/.test(message) ? message : `${message}.`;
 }
 
 /**

@@ -938,6 +938,42 @@ describe('chat replies on a real engine process', () => {
     }, /ended the answer after 13 characters without finishing it \(no finish_reason\)/);
   });
 
+  test("a server's error in another shape than OpenAI's, or a proxy's error page, is one line with its message", async () => {
+    const answering =
+      (status: number, type: string, body: string): Respond =>
+      (response) => {
+        response.writeHead(status, { 'content-type': type });
+        response.end(body);
+      };
+    // nginx in front of a server that is down: its page, named by its title, never pasted whole.
+    const page =
+      '<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>' +
+      '\r\n<hr><center>nginx/1.24.0</center>\r\n</body>\r\n</html>\r\n';
+    await assertReplyFails(
+      answering(502, 'text/html', page),
+      /^The engine server at \S+ answered 502: a web page \("502 Bad Gateway"\) instead of an API error: is a proxy on the way, and is ficoco\.engine the address of the server itself\?$/,
+    );
+    // vLLM's older errors, and servers that send the message as the error itself.
+    await assertReplyFails(
+      answering(
+        400,
+        'application/json',
+        JSON.stringify({ object: 'error', message: 'max_tokens is too large', code: 400 }),
+      ),
+      /answered 400: max_tokens is too large\.$/,
+    );
+    await assertReplyFails(
+      answering(500, 'application/json', JSON.stringify({ error: 'model runner crashed' })),
+      /answered 500: model runner crashed\.$/,
+    );
+    // Plain text on one line, cut short; nothing at all by the status line.
+    await assertReplyFails(
+      answering(500, 'text/plain', `Internal\nServer Error ${'x'.repeat(1000)}`),
+      new RegExp(`answered 500: Internal Server Error x{${300 - 'Internal Server Error '.length - 1}}…$`),
+    );
+    await assertReplyFails(answering(503, 'text/plain', ''), /answered 503: 503 Service Unavailable\.$/);
+  });
+
   test("ficoco serve's errors keep their kind: a restarting engine is a crash, a loading model not loaded", async () => {
     const kinds: Record<string, string> = { engine_restarting: 'crashed', model_loading: 'not-loaded' };
     for (const [code, kind] of Object.entries(kinds)) {
@@ -949,7 +985,7 @@ describe('chat replies on a real engine process', () => {
         await assert.rejects(
           new RemoteEngine({ baseUrl: url }).ask(SETTINGS.model, QUESTION, { text: () => undefined }),
           (error) =>
-            error instanceof EngineError && error.kind === kind && /answered 503: 503 not now/.test(error.message),
+            error instanceof EngineError && error.kind === kind && /answered 503: not now\.$/.test(error.message),
         );
       });
     }
