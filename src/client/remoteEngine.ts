@@ -296,8 +296,17 @@ export class RemoteEngine implements AnswerEngine {
       // The server's own message, without the status the client puts before it.
       const said = error.error as { message?: unknown } | undefined;
       const message = sentence(typeof said?.message === 'string' ? said.message : error.message);
-      return new EngineError(`${this.server} answered ${status ?? 0}: ${message}${hint}`, kind);
+      // An error event in a stream that had begun has no status of its own.
+      const what = status ? `answered ${status}` : 'sent an error during the answer';
+      return new EngineError(`${this.server} ${what}: ${message}${hint}`, kind);
     }
+    // The connection ended while the answer streamed (fetch's network failures are TypeErrors with a cause).
+    if (error instanceof TypeError && error.cause instanceof Error)
+      return new EngineError(
+        `${this.server} closed the connection during the answer (${error.message}: ${error.cause.message}): the ` +
+          'server stopped, or a proxy or the network on the way cut it off. Ask again.',
+        'internal',
+      );
     return new EngineError(
       `${this.server} failed: ${error instanceof Error ? error.message : String(error)}`,
       'internal',

@@ -974,6 +974,38 @@ describe('chat replies on a real engine process', () => {
     await assertReplyFails(answering(503, 'text/plain', ''), /answered 503: 503 Service Unavailable\.$/);
   });
 
+  test('an error event in a started answer, or a connection cut mid-answer, says so; the text so far stays', async () => {
+    const chunk = (content: string) =>
+      `data: ${JSON.stringify({ id: 'x', object: 'chat.completion.chunk', created: 0, model: 'broken', choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`;
+    // ficoco serve's error once a stream has begun: a last event, with no HTTP status of its own.
+    const crash = {
+      error: { message: 'The engine process crashed.', type: 'server_error', param: null, code: 'engine_restarting' },
+    };
+    let { turnId } = await askServer('broken', (response) => {
+      response.writeHead(200, { 'content-type': 'text/event-stream' });
+      response.end(`${chunk('a red')}data: ${JSON.stringify(crash)}\n\n`);
+    });
+    let { answer } = conversation.turn(turnId)!;
+    assert.equal(answer.status, 'error');
+    assert.equal(answer.text, 'a red');
+    assert.match(
+      answer.error ?? '',
+      /^The engine server at \S+ sent an error during the answer: The engine process crashed\. The conversation is kept; ask again to continue\.$/,
+    );
+    // The server's process ends, or a proxy drops the connection, while it streams.
+    ({ turnId } = await askServer('broken', (response) => {
+      response.writeHead(200, { 'content-type': 'text/event-stream' });
+      response.write(chunk('a red'), () => setTimeout(() => response.socket?.destroy(), 50));
+    }));
+    ({ answer } = conversation.turn(turnId)!);
+    assert.equal(answer.status, 'error');
+    assert.equal(answer.text, 'a red');
+    assert.match(
+      answer.error ?? '',
+      /^The engine server at \S+ closed the connection during the answer \([^)]+\): the server stopped, or a proxy or the network on the way cut it off\. Ask again\.$/,
+    );
+  });
+
   test("ficoco serve's errors keep their kind: a restarting engine is a crash, a loading model not loaded", async () => {
     const kinds: Record<string, string> = { engine_restarting: 'crashed', model_loading: 'not-loaded' };
     for (const [code, kind] of Object.entries(kinds)) {
