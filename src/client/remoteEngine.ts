@@ -222,7 +222,11 @@ export class RemoteEngine implements AnswerEngine {
   private async modelId(signal: AbortSignal): Promise<string> {
     if (this.model) return this.model;
     const page = await this.client.models.list({ signal }).catch((error: unknown) => {
-      throw this.engineError(error);
+      // No model listing at the address: a base URL without the API's path (…:8080 for …:8080/v1) finds none.
+      throw this.engineError(
+        error,
+        "Is ficoco.engine the API's base URL, with its path (e.g. http://gpu-box:8080/v1)?",
+      );
     });
     const id = page.data[0]?.id;
     if (!id) throw new EngineError(`${this.server} lists no model.`, 'model-folder');
@@ -274,7 +278,8 @@ export class RemoteEngine implements AnswerEngine {
     }
   }
 
-  private engineError(error: unknown): EngineError {
+  /** `error` as one EngineError; `notFoundHint` follows a 404's message. */
+  private engineError(error: unknown, notFoundHint?: string): EngineError {
     if (error instanceof EngineError) return error;
     // What this client's fetch refused reaches here as the cause of a connection error.
     if (error instanceof OpenAI.APIConnectionError && error.cause instanceof EngineError) return error.cause;
@@ -290,7 +295,9 @@ export class RemoteEngine implements AnswerEngine {
           ? ' Set its key with "FiCoCo: Set Engine API Key".'
           : status === 429
             ? ` It is busy; try again${error.headers?.get('retry-after') ? ` in ${error.headers.get('retry-after')} s` : ''}.`
-            : '';
+            : status === 404 && notFoundHint
+              ? ` ${notFoundHint}`
+              : '';
       const code = typeof error.code === 'string' ? error.code : undefined;
       const kind = (code && CODE_KINDS[code]) || (status && KINDS[status]) || 'internal';
       // The server's own message, without the status the client puts before it.

@@ -974,6 +974,36 @@ describe('chat replies on a real engine process', () => {
     await assertReplyFails(answering(503, 'text/plain', ''), /answered 503: 503 Service Unavailable\.$/);
   });
 
+  test("a base URL without the API's path: the listing's 404 says to give ficoco.engine its path", async () => {
+    const notHere: Respond = (response) => {
+      response.writeHead(404, { 'content-type': 'application/json' });
+      response.end(
+        JSON.stringify({
+          error: {
+            message: 'GET /models is not part of this API.',
+            type: 'invalid_request_error',
+            param: null,
+            code: 'not_found',
+          },
+        }),
+      );
+    };
+    const turnId = await withServer('m', notHere, async (url) => {
+      const id = turn();
+      await replies.run(id, 'answer', 'what is in the picture ?', [SHAPES], () => ({
+        ...REDUCED,
+        engine: url.replace(/\/v1$/, ''),
+      }));
+      return id;
+    });
+    const { answer } = conversation.turn(turnId)!;
+    assert.equal(answer.status, 'error');
+    assert.match(
+      answer.error ?? '',
+      /answered 404: GET \/models is not part of this API\. Is ficoco\.engine the API's base URL, with its path \(e\.g\. http:\/\/gpu-box:8080\/v1\)\?$/,
+    );
+  });
+
   test('an error event in a started answer, or a connection cut mid-answer, says so; the text so far stays', async () => {
     const chunk = (content: string) =>
       `data: ${JSON.stringify({ id: 'x', object: 'chat.completion.chunk', created: 0, model: 'broken', choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`;
