@@ -65,6 +65,17 @@ export class UnreachableServerError extends EngineError {
   }
 }
 
+/** The server refused what the user set up: its key (401), or its address, which lists no models there (404). */
+export class ServerSetupError extends EngineError {
+  constructor(
+    message: string,
+    readonly fix: 'key' | 'address',
+  ) {
+    super(message, 'input');
+    this.name = 'ServerSetupError';
+  }
+}
+
 export class RemoteEngine implements AnswerEngine {
   private readonly client: OpenAI;
   /** the model the server listed, once it has */
@@ -305,7 +316,10 @@ export class RemoteEngine implements AnswerEngine {
       const message = sentence(typeof said?.message === 'string' ? said.message : error.message);
       // An error event in a stream that had begun has no status of its own.
       const what = status ? `answered ${status}` : 'sent an error during the answer';
-      return new EngineError(`${this.server} ${what}: ${message}${hint}`, kind);
+      const text = `${this.server} ${what}: ${message}${hint}`;
+      if (status === 401) return new ServerSetupError(text, 'key');
+      if (status === 404 && notFoundHint) return new ServerSetupError(text, 'address');
+      return new EngineError(text, kind);
     }
     // The connection ended while the answer streamed (fetch's network failures are TypeErrors with a cause).
     if (error instanceof TypeError && error.cause instanceof Error)

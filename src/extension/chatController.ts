@@ -294,6 +294,7 @@ export class ChatController implements vscode.Disposable {
     );
     if (!chosen) return;
     if (fix.title === 'Show Engine Log') this.log.show();
+    else if (fix.title === 'Set Engine API Key') await this.setEngineApiKey();
     else await vscode.commands.executeCommand('workbench.action.openSettings', fix.setting);
   }
 

@@ -3,10 +3,11 @@
  * engine log. Free of 'vscode'; the controller turns the fix into a notification button.
  */
 import { EngineError } from '../client/engineClient';
-import { UnreachableServerError } from '../client/remoteEngine';
+import { ServerSetupError, UnreachableServerError } from '../client/remoteEngine';
 import { SettingsError } from './settings';
 
-export type ErrorFix = { title: 'Open Settings'; setting: string } | { title: 'Show Engine Log' };
+export type ErrorFix =
+  { title: 'Open Settings'; setting: string } | { title: 'Show Engine Log' } | { title: 'Set Engine API Key' };
 
 /** The settings that fix each kind of engine failure. */
 const SETTING_FOR_KIND: Partial<Record<EngineError['kind'], string>> = {
@@ -22,6 +23,9 @@ export function fixFor(error: unknown): ErrorFix | undefined {
   if (error instanceof SettingsError) return { title: 'Open Settings', setting: error.setting };
   // The engine log says nothing about a server that never answered; its address is the setting.
   if (error instanceof UnreachableServerError) return { title: 'Open Settings', setting: 'ficoco.engine' };
+  // A server that refused the key, or lists no models at the address: what the user set up for it.
+  if (error instanceof ServerSetupError)
+    return error.fix === 'key' ? { title: 'Set Engine API Key' } : { title: 'Open Settings', setting: 'ficoco.engine' };
   if (!(error instanceof EngineError)) return undefined;
   const setting = SETTING_FOR_KIND[error.kind];
   if (setting) return { title: 'Open Settings', setting };

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -61,6 +62,45 @@ describe('the fix offered for a failure, by its kind', () => {
       /^Could not reach the engine server at http:\/\/127\.0\.0\.1:\d+\/v1: [^]*[^.]\. Is it/,
     );
     assert.deepEqual(fixFor(failure), { title: 'Open Settings', setting: 'ficoco.engine' });
+  });
+  test('a server that refuses the key offers Set Engine API Key; one that lists no models there opens its address', async () => {
+    const server = http.createServer((request, response) => {
+      const refused = request.headers.authorization !== 'Bearer right';
+      response.writeHead(refused ? 401 : 404, { 'content-type': 'application/json' });
+      const message = refused
+        ? 'This server needs an API key.'
+        : `${request.method} ${request.url} is not part of this API.`;
+      response.end(JSON.stringify({ error: { message, type: 'invalid_request_error', param: null, code: null } }));
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const base = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+    const failureOf = (apiKey: string) => {
+      const engine = new RemoteEngine({ baseUrl: base, apiKey });
+      return engine
+        .ask(
+          { modelDir: '/models/any', provider: 'cpu' },
+          { question: 'what does it say?', images: [], history: [], maxNewTokens: 4, temperature: 0, topP: 1, seed: 0 },
+          { text: () => undefined },
+        )
+        .then(
+          () => assert.fail('the server answered'),
+          (error: unknown) => error,
+        )
+        .finally(() => engine.dispose());
+    };
+    try {
+      assert.deepEqual(fixFor(await failureOf('wrong')), { title: 'Set Engine API Key' });
+      const notThere = await failureOf('right');
+      assert.match(
+        (notThere as Error).message,
+        /answered 404: GET \/models is not part of this API\. Is ficoco\.engine/,
+      );
+      assert.deepEqual(fixFor(notThere), { title: 'Open Settings', setting: 'ficoco.engine' });
+    } finally {
+      server.close();
+      server.closeAllConnections();
+    }
   });
 });
 
