@@ -20,6 +20,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { downloadFile, listFiles, modelInfo } from '@huggingface/hub';
 import { formatBytes } from '../common/bytes';
 import { FicocoError } from '../common/errors';
+import { privateTo } from '../common/loopback';
 import { diskError } from './diskError';
 import { DownloadLock, LockOwner } from './downloadLock';
 import { findSnapshotInHfCache } from './hfCache';
@@ -546,7 +547,7 @@ function hubOptions(
   forFile = false,
 ): { hubUrl: string; accessToken?: string; fetch: typeof fetch } {
   const hubUrl = request.endpoint.replace(/\/+$/, '');
-  const accessToken = request.accessToken && tokenMayGoTo(hubUrl) ? request.accessToken : undefined;
+  const accessToken = request.accessToken && privateTo(hubUrl) ? request.accessToken : undefined;
   const origin = new URL(hubUrl).origin;
   const answerMs = request.answerTimeoutMs ?? ANSWER_MS;
   const originBound: typeof fetch = async (input, init) => {
@@ -676,15 +677,6 @@ export function checkHubEndpoint(endpoint: string, source = 'The Hub endpoint'):
       `${source} ${JSON.stringify(endpoint)} is not an http(s) URL such as ${DEFAULT_HUB_ENDPOINT}.`,
       'input',
     );
-}
-
-/** A token travels only over https, or to this machine itself (a local mirror). */
-export function tokenMayGoTo(endpoint: string): boolean {
-  const url = new URL(endpoint);
-  return (
-    url.protocol === 'https:' ||
-    (url.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname))
-  );
 }
 
 /** The Hub library's errors (HTTP status in `statusCode`) and network failures as one actionable message. */

@@ -5,7 +5,6 @@
  */
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { type IncomingMessage, STATUS_CODES, maxHeaderSize } from 'node:http';
-import * as net from 'node:net';
 import Fastify, {
   type FastifyError,
   type FastifyInstance,
@@ -16,6 +15,7 @@ import Fastify, {
 import { type CancellationToken, CancellationTokenSource } from 'vscode-jsonrpc/node';
 import { type EngineClient, EngineError } from '../client/engineClient';
 import { FicocoError } from '../common/errors';
+import { isLoopback } from '../common/loopback';
 import type { AnswerStats, AskResult, EngineErrorKind, StopReason } from '../protocol/engine';
 import {
   BadChatRequest,
@@ -82,14 +82,6 @@ const CHAT_ROUTE = '/v1/chat/completions';
 const REQUEST_TIMEOUT_MS = 120_000;
 /** Open connections, idle keep-alive ones included: well below the 1024 open files a process usually gets. */
 const MAX_CONNECTIONS = 512;
-
-/** Whether `host` (a name, or an address as a URL or Host header writes it) is this machine. */
-export function isLoopback(host: string): boolean {
-  const name = host.toLowerCase().replace(/^\[(.*)\]$/, '$1');
-  if (name === 'localhost') return true;
-  if (net.isIPv4(name)) return name.startsWith('127.');
-  return name === '::1';
-}
 
 /** A 404 for a model name this server does not serve. */
 function modelNotFound(asked: string, served: string): OpenAiError {
