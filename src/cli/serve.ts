@@ -98,6 +98,12 @@ export async function serveCommand(args: string[]): Promise<number> {
     await app.close();
     throw error;
   }
+  // The key keeps strangers out, not eavesdroppers: plain http carries it, and every screenshot, as they are.
+  if (!isLoopback(values.host))
+    log(
+      'ficoco serve: plain http: the API key, questions, screenshots and answers cross the network unencrypted; ' +
+        'on a network you do not trust, serve on 127.0.0.1 behind a proxy that terminates TLS (docs/serving.md).',
+    );
   log(`ficoco serve: ${modelId} at ${address}/v1 (${pool.workers} worker(s), queue ${values.queue})`);
   await new Promise<void>((resolve) => {
     const stop = () => void app.close().then(() => resolve());

@@ -6,6 +6,7 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { IMAGE_FILE_EXTENSIONS } from '../common/imageFile';
+import { privateTo } from '../common/loopback';
 import { BUILTIN_MODEL_PATH } from '../hub/presets';
 import type { ImageAttachment } from '../protocol/engine';
 import type { HostMessage, Turn, WebviewMessage } from '../protocol/webview';
@@ -257,6 +258,14 @@ export class ChatController implements vscode.Disposable {
     if (this.remote?.key !== key) {
       this.remote?.engine.dispose();
       this.remote = { key, engine: new RemoteEngine({ baseUrl, ...(apiKey ? { apiKey } : {}) }) };
+      if (apiKey && !privateTo(baseUrl)) {
+        // Said once per address and key: the key and every screenshot go to it as they are, readable on the way.
+        const warning =
+          `the engine API key, your questions and screenshots go to ${baseUrl} over plain http, readable on the ` +
+          'network on the way; where it is not trusted, put the server behind https (docs/serving.md).';
+        this.log.warn(warning);
+        void vscode.window.showWarningMessage(`FiCoCo: ${warning}`);
+      }
     }
     return this.remote.engine;
   }

@@ -75,6 +75,8 @@ describe('ficoco serve with the built-in model', () => {
       [['tiny-llava-screens', 'model']],
     );
     assert.deepEqual(await (await fetch(`${server.url}/health`)).json(), { status: 'ok' });
+    // On 127.0.0.1 nothing crosses a network: no word about plain http.
+    assert.ok(!server.log.some((line) => /plain http/.test(line)), server.log.join('\n'));
     // The chat route opened in a browser: the method is wrong, not the address.
     const got = await fetch(`${server.url}/v1/chat/completions?x=1`);
     assert.equal(got.status, 405);
@@ -425,6 +427,20 @@ describe('ficoco serve under load and over the network', () => {
       assert.equal(next.choices[0].finish_reason, 'length');
     } finally {
       await server.close();
+    }
+  });
+
+  test('served off this machine, it says that http carries the key and the screenshots unencrypted', async () => {
+    const open = await startServe('--host', '0.0.0.0', '--api-key', 'sk-test-key', '--method', 'none');
+    try {
+      assert.ok(
+        open.log.some((line) =>
+          /plain http: the API key, questions, screenshots and answers cross the network/.test(line),
+        ),
+        open.log.join('\n'),
+      );
+    } finally {
+      await open.close();
     }
   });
 
