@@ -136,6 +136,21 @@ describe('the quantized cache, encoded by several processes', () => {
     assert.ok(fs.existsSync(running), "a running writer's partial stays, however long it has waited");
   });
 
+  test("a load of other weights under the same names leaves a running load's partial; both finish", async () => {
+    // Two snapshots of a Hugging Face model share its blobs, and so a cache folder: here two loads whose fingerprints
+    // differ (one asks for a layer more), quantizing at once. Clearing the stale caches of one must not take the
+    // partial the other is writing.
+    const index = modelFolder();
+    const loadOf = (layers: typeof LAYERS) => {
+      const quantizer = new WeightQuantizer(index, 'int4', { onCpu: true, workers: 1 });
+      for (const { name, rows } of layers) quantizer.request(index.get(name), rows);
+      return quantizer.materialize();
+    };
+    const [all, fewer] = await Promise.all([loadOf(LAYERS), loadOf(LAYERS.slice(1))]);
+    assert.notEqual(all, fewer);
+    assert.ok(fs.existsSync(all) && fs.existsSync(fewer));
+  });
+
   /** FiCoCo's own cache folder, which the other user the loads run as may write. */
   const ownCacheFolder = () => {
     const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-own-cache-'));

@@ -444,13 +444,17 @@ const OTHER_PLACEMENT: Record<Placement, Placement> = { cpu: 'gpu', gpu: 'cpu' }
 
 /**
  * Removes the caches and partial caches named `prefix`… other than `current` and its own partials, and other than
- * those laid out for the placement `kept` (`<prefix><tag>-<kept>-<fingerprint>.quantized`…).
+ * those laid out for the placement `kept` (`<prefix><tag>-<kept>-<fingerprint>.quantized`…). A partial of another
+ * cache goes only once its writer has stopped: a load of other weights under this name (another snapshot of a
+ * Hugging Face model, whose blobs it shares) may be writing it now.
  */
 function removeStale(folder: string, prefix: string, current: string, kept: Placement): void {
   const keptName = new RegExp(`-${kept}-[0-9a-f]{16}\\.quantized`);
   for (const name of fs.readdirSync(folder)) {
     if (name.startsWith(current) || keptName.test(name)) continue;
     if (!name.startsWith(prefix) || !(name.endsWith('.quantized') || name.endsWith('.partial'))) continue;
+    const cacheName = name.slice(0, name.indexOf('.quantized') + '.quantized'.length);
+    if (name.endsWith('.partial') && !writerStopped(folder, name, cacheName)) continue;
     // Only the files a cache leaves: a folder of that name in a model folder is not FiCoCo's to remove.
     const file = path.join(folder, name);
     if (occupied(file)) continue;
@@ -463,28 +467,32 @@ function removeStale(folder: string, prefix: string, current: string, kept: Plac
 }
 
 /**
- * Removes the partials of `current` (`<current>.<host>.<pid>.<random>.partial`) whose writer stopped: on this machine,
- * its process is gone; written elsewhere (or by an older build), untouched for ABANDONED_PARTIAL_MS.
+ * Removes the partials of `current` (`<current>.<host>.<pid>.<random>.partial`) whose writer stopped (writerStopped).
  */
 function removeAbandoned(folder: string, current: string): void {
   if (!fs.existsSync(folder)) return;
   for (const name of fs.readdirSync(folder)) {
     if (!name.startsWith(`${current}.`) || !name.endsWith('.partial')) continue;
-    const [host, pid] = name.slice(current.length + 1).split('.');
-    const file = path.join(folder, name);
-    // Another load may rename its partial away meanwhile: a name gone counts as old.
-    const writtenAt = fs.statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? 0;
-    const stopped =
-      host === hostTag() && /^\d+$/.test(pid)
-        ? !processAlive(Number(pid))
-        : Date.now() - writtenAt >= ABANDONED_PARTIAL_MS;
-    if (!stopped) continue;
+    if (!writerStopped(folder, name, current)) continue;
     try {
-      fs.rmSync(file, { force: true });
+      fs.rmSync(path.join(folder, name), { force: true });
     } catch {
       // Clearing is a courtesy: a folder that became read-only keeps the file, and the load goes on.
     }
   }
+}
+
+/**
+ * Whether the load writing the partial `name` of the cache `cache` has stopped: on this machine, its process is gone;
+ * written elsewhere (or by an older build), untouched for ABANDONED_PARTIAL_MS.
+ */
+function writerStopped(folder: string, name: string, cache: string): boolean {
+  const [host, pid] = name.slice(cache.length + 1).split('.');
+  // Another load may rename its partial away meanwhile: a name gone counts as old.
+  const writtenAt = fs.statSync(path.join(folder, name), { throwIfNoEntry: false })?.mtimeMs ?? 0;
+  return host === hostTag() && /^\d+$/.test(pid)
+    ? !processAlive(Number(pid))
+    : Date.now() - writtenAt >= ABANDONED_PARTIAL_MS;
 }
 
 /** This machine's name as a file name part. */
