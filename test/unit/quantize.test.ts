@@ -111,6 +111,16 @@ describe('int8 quantization per output channel, transposed for MatMulInteger', (
     assert.deepEqual(Array.from(dequantizeChannels(q).subarray(3)), [0, 0, 0]);
   });
 
+  test('a channel of subnormal weights keeps its codes within ±127 and its signs', () => {
+    // max|w|/127 is 1.96e-45 here, which float32 rounds down to its least step, 1.4e-45: w/s comes to 178.
+    const w = Float32Array.of(2.5e-43, -1.2e-43, 0);
+    const q = quantizeChannels(w, 1, 3);
+    assert.equal(q.scales[0], 2 ** -149);
+    assert.deepEqual(Array.from(q.data), [127, -86, 0]);
+    const back = dequantizeChannels(q);
+    assert.ok(back[0] > 0 && back[1] < 0, `${w} → ${back}`);
+  });
+
   test("in MatMulNBits' 8-bit layout (one-row products) the codes stand for exactly the same weights", () => {
     const [rows, cols] = [5, 200]; // one full block of 128 and a padded one
     const q = quantizeChannels(weights(rows, cols), rows, cols);

@@ -165,7 +165,7 @@ export interface ChannelQuantized {
   sums: Float32Array;
 }
 
-/** Per output channel (row) r: s_r = max|w_r|/127 and q = round(w/s_r), symmetric, stored transposed. */
+/** Per output channel (row) r: s_r = max|w_r|/127 and q = clamp(round(w/s_r), ±127), symmetric, stored transposed. */
 export function quantizeChannels(weights: Float32Array, rows: number, cols: number): ChannelQuantized {
   const data = new Int8Array(rows * cols);
   const scales = new Float32Array(rows);
@@ -179,7 +179,9 @@ export function quantizeChannels(weights: Float32Array, rows: number, cols: numb
     if (scale === 0) continue;
     let codes = 0;
     for (let col = 0; col < cols; col++) {
-      const q = roundHalfUp(weights[row * cols + col] / scale);
+      // Within ±127 but where the scale is subnormal, rounded below max|w|/127 by up to half its last bit; unclamped,
+      // a code past 127 would wrap around in the Int8Array and flip the weight's sign.
+      const q = Math.min(127, Math.max(-127, roundHalfUp(weights[row * cols + col] / scale)));
       data[col * rows + row] = q;
       codes += q;
     }
