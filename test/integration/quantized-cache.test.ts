@@ -232,6 +232,33 @@ describe('the quantized cache, encoded by several processes', () => {
     );
   });
 
+  for (const [bad, shown] of [
+    [NaN, 'NaN'],
+    [-Infinity, '-Infinity'],
+  ] as const)
+    test(`a layer holding ${shown} fails the load with the tensor and where, not a block of zeros`, async () => {
+      const values = weights(4 * 48, 9);
+      values[50] = bad;
+      const index = modelFolder([
+        { name: 'layers.2.v_proj.weight', dtype: 'F32', shape: [4, 48], data: bytesOf(values) },
+      ]);
+      for (const mode of ['int8', 'int4'] as const) {
+        const quantizer = new WeightQuantizer(index, mode, { onCpu: true, workers: 2 });
+        for (const { name, rows } of LAYERS) quantizer.request(index.get(name), rows);
+        quantizer.request(index.get('layers.2.v_proj.weight'), 'any');
+        await assert.rejects(quantizer.materialize(), (error) => {
+          assert.ok(error instanceof FicocoError && error.kind === 'weights', String(error));
+          assert.match(error.message, new RegExp(`"layers\\.2\\.v_proj\\.weight" .* holds ${shown} at \\[1, 2\\]`));
+          return true;
+        });
+      }
+      const folder = path.dirname(index.files[0]);
+      assert.deepEqual(
+        fs.readdirSync(folder).filter((file) => file.includes('.quantized')),
+        [],
+      );
+    });
+
   test('a layer that cannot be read fails the load with its reason and leaves no partial cache', async () => {
     const index = modelFolder([
       { name: 'layers.2.v_proj.weight', dtype: 'I32', shape: [4, 4], data: new Uint8Array(64) },

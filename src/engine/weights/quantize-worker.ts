@@ -1,7 +1,7 @@
 /** A child process of quantizeWorkers.ts: encodes each layer it is sent and writes it into the cache file. */
 import * as fs from 'node:fs';
 import { FicocoError } from '../../common/errors';
-import { encodeForms, type LayerForms } from './quantizedCache';
+import { encodeForms, refuseNonFinite, type LayerForms } from './quantizedCache';
 import type { EncodeJob, WorkerReply } from './quantizeWorkers';
 import { readFloat32 } from './safetensors';
 
@@ -9,7 +9,9 @@ process.on('message', ({ weight, forms, file, offsets }: EncodeJob<LayerForms>) 
   let reply: WorkerReply;
   try {
     const [rows, cols] = weight.shape;
-    const encoded = encodeForms(readFloat32(weight), rows, cols, forms);
+    const values = readFloat32(weight);
+    refuseNonFinite(values, weight);
+    const encoded = encodeForms(values, rows, cols, forms);
     const fd = fs.openSync(file, 'r+');
     try {
       for (const [suffix, offset] of Object.entries(offsets)) {
