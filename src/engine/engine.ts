@@ -791,6 +791,7 @@ export class LlavaEngine {
         stopReason = 'cancelled';
         break;
       }
+      checkLogits(nextLogits, step);
       const token = sample(nextLogits);
       tokenIds.push(token);
       // Decoding is the time from the first token to the latest: a step run after it (its answer cancelled) is not.
@@ -1478,6 +1479,20 @@ function checkAnswerOptions({ maxNewTokens, sampling }: AskRequest): void {
     refuse('sampling.topP', topP, 'it is a share of the probability, from 0 to 1');
   if (seed !== undefined && !Number.isFinite(seed))
     refuse('sampling.seed', seed, 'it is a number (taken as an unsigned 32-bit integer)');
+}
+
+/**
+ * Refuses a step whose logits are all NaN: weights holding NaN or infinities (a corrupt checkpoint, which a float32 load
+ * maps without reading), or a float16 run that overflowed. Sampling would answer its first token again and again.
+ */
+function checkLogits(logits: Float32Array, step: number): void {
+  for (const logit of logits) if (!Number.isNaN(logit)) return;
+  throw new FicocoError(
+    `The model computed no number for any token ${step === 0 ? 'after the prompt' : `at answer token ${step + 1}`} ` +
+      '(every logit NaN): its weights hold NaN or infinite values, or half precision overflowed. Download the ' +
+      'model again; on a GPU, try ficoco.quantization none or the cpu provider.',
+    'weights',
+  );
 }
 
 /** Refuses an empty question (the CLI asks this before it loads a model). */

@@ -343,3 +343,36 @@ describe('weights that do not fit the machine', () => {
     },
   );
 });
+
+describe('weights that hold no numbers', () => {
+  const temporaryFolder = temporaryFolders();
+
+  test('a float32 decoder weight of NaN fails the answer naming the weights, not token 0 again and again', async () => {
+    const folder = temporaryFolder('ficoco-nan-');
+    const fixture = path.join(ROOT, 'test', 'fixtures', 'tiny-llava-llama');
+    for (const file of fs.readdirSync(fixture)) fs.copyFileSync(path.join(fixture, file), path.join(folder, file));
+    // The decoder's last norm as NaN: a float32 load maps the file without reading it, so only the run can tell.
+    const file = path.join(folder, 'model.safetensors');
+    const bytes = fs.readFileSync(file);
+    const headerBytes = Number(bytes.readBigUInt64LE(0));
+    const header = JSON.parse(bytes.subarray(8, 8 + headerBytes).toString('utf8')) as Record<
+      string,
+      { data_offsets: [number, number] }
+    >;
+    const [start, end] = header['language_model.model.norm.weight'].data_offsets;
+    for (let at = 8 + headerBytes + start; at < 8 + headerBytes + end; at += 4) bytes.writeFloatLE(NaN, at);
+    fs.writeFileSync(file, bytes);
+    const engine = await LlavaEngine.load(folder, { provider: 'cpu', threads: 1 });
+    try {
+      await assert.rejects(
+        engine.ask({ question: 'what is in the picture ?', images: [IMAGE], maxNewTokens: 4 }),
+        (error) =>
+          error instanceof FicocoError &&
+          error.kind === 'weights' &&
+          /no number for any token after the prompt \(every logit NaN\): its weights hold NaN/.test(error.message),
+      );
+    } finally {
+      await engine.dispose();
+    }
+  });
+});
