@@ -178,19 +178,64 @@ function readDirs(folder: string): string[] {
   }
 }
 
-/** What a folder lacks to be a model FiCoCo can load (empty when nothing is missing). */
+/**
+ * What a folder lacks to be a model FiCoCo can load (empty when nothing is missing), as the engine looks for it: the
+ * settings files, a chat template wherever transformers keeps one, and weights whose every shard is there. Links are
+ * followed (a Hugging Face cache snapshot is made of them), so a link whose blob is gone counts as missing.
+ */
 export function missingModelFiles(folder: string): string[] {
+  if (!fs.statSync(folder, { throwIfNoEntry: false })?.isDirectory()) return ['the folder itself'];
+  const isFile = (name: string) => fs.statSync(path.join(folder, name), { throwIfNoEntry: false })?.isFile() === true;
+  const missing = ['config.json', 'tokenizer.json', 'preprocessor_config.json'].filter((file) => !isFile(file));
+  if (!hasChatTemplate(folder, isFile))
+    missing.push('chat template (chat_template in tokenizer_config.json, chat_template.json or chat_template.jinja)');
+  missing.push(...missingWeights(folder, isFile));
+  return missing;
+}
+
+/** Where the engine finds a chat template: chat_template.jinja, else the chat_template field of either JSON file. */
+function hasChatTemplate(folder: string, isFile: (name: string) => boolean): boolean {
+  if (isFile('chat_template.jinja')) return true;
+  return ['chat_template.json', 'tokenizer_config.json'].some(
+    (file) => isFile(file) && readJsonObject(path.join(folder, file))?.['chat_template'] !== undefined,
+  );
+}
+
+/** The weights the engine would open and cannot: the shards the index names, else any *.safetensors file at all. */
+function missingWeights(folder: string, isFile: (name: string) => boolean): string[] {
+  const index = 'model.safetensors.index.json';
+  if (isFile(index)) {
+    const weightMap = readJsonObject(path.join(folder, index))?.['weight_map'];
+    if (typeof weightMap !== 'object' || weightMap === null) return [`weight_map in ${index}`];
+    const shards = [...new Set(Object.values(weightMap as Record<string, unknown>))];
+    return shards
+      .filter((shard) => typeof shard !== 'string' || !isFile(shard))
+      .map((shard) => `${String(shard)} (named in ${index})`);
+  }
   let names: string[];
   try {
     names = fs.readdirSync(folder);
   } catch {
-    return ['the folder itself'];
+    names = [];
   }
-  const missing = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'preprocessor_config.json'].filter(
-    (file) => !names.includes(file),
-  );
-  if (!names.some((name) => name.endsWith('.safetensors'))) missing.push('*.safetensors weights');
-  return missing;
+  return names.some((name) => name.endsWith('.safetensors') && isFile(name)) ? [] : ['*.safetensors weights'];
+}
+
+/** The most a settings file read by this check may hold (the engine reads each again, with its own bounds). */
+const MAX_CHECKED_JSON_BYTES = 16 * 2 ** 20;
+
+/** A JSON file's object; undefined when it cannot be read, is too large, or is not an object. */
+function readJsonObject(file: string): Record<string, unknown> | undefined {
+  try {
+    const stat = fs.statSync(file);
+    if (!stat.isFile() || stat.size > MAX_CHECKED_JSON_BYTES) return undefined;
+    const value: unknown = JSON.parse(fs.readFileSync(file, 'utf8'));
+    return typeof value === 'object' && value !== null && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Whether `file` is a regular file (not a link) of `size` bytes. */

@@ -20,6 +20,7 @@ const BUILTIN = path.join(ROOT, 'models', 'tiny-llava-screens');
 const COMMIT = 'a'.repeat(40);
 const REPO = 'ficoco/tiny-llava-screens';
 const WEIGHTS = 'model.safetensors';
+const TEMPLATE = 'chat template (chat_template in tokenizer_config.json, chat_template.json or chat_template.jinja)';
 const NEEDED = [
   'config.json',
   'generation_config.json',
@@ -324,10 +325,57 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
     assert.deepEqual(missingModelFiles(path.join(ROOT, 'bench')), [
       'config.json',
       'tokenizer.json',
-      'tokenizer_config.json',
       'preprocessor_config.json',
+      TEMPLATE,
       '*.safetensors weights',
     ]);
     assert.deepEqual(missingModelFiles(path.join(root, 'nowhere')), ['the folder itself']);
+  });
+
+  test("Use Local Model Folder's check refuses what the engine cannot load, and takes what it can", async () => {
+    const copy = (name: string) => {
+      const folder = path.join(root, name);
+      fs.cpSync(BUILTIN, folder, { recursive: true });
+      return folder;
+    };
+    const tokenizerConfig = JSON.parse(fs.readFileSync(path.join(BUILTIN, 'tokenizer_config.json'), 'utf8')) as {
+      chat_template?: string;
+    };
+    const { chat_template: template, ...withoutTemplate } = tokenizerConfig;
+    const loads = (folder: string) => LlavaEngine.load(folder).then((engine) => engine.dispose());
+
+    // A snapshot from before the repository had a chat template.
+    const noTemplate = copy('no-template');
+    fs.writeFileSync(path.join(noTemplate, 'tokenizer_config.json'), JSON.stringify(withoutTemplate));
+    assert.deepEqual(missingModelFiles(noTemplate), [TEMPLATE]);
+    await assert.rejects(loads(noTemplate), /has no chat template/);
+
+    // The template in chat_template.json, as the llava-hf repositories keep it: no tokenizer_config.json needed.
+    const templateFile = copy('template-file');
+    fs.rmSync(path.join(templateFile, 'tokenizer_config.json'));
+    fs.writeFileSync(path.join(templateFile, 'chat_template.json'), JSON.stringify({ chat_template: template }));
+    assert.deepEqual(missingModelFiles(templateFile), []);
+    await loads(templateFile);
+
+    // A Hugging Face cache snapshot whose weights' blob is gone: the link is there, the file is not.
+    const dangling = copy('dangling');
+    fs.rmSync(path.join(dangling, WEIGHTS));
+    fs.symlinkSync(path.join('..', '..', 'blobs', 'f'.repeat(64)), path.join(dangling, WEIGHTS));
+    assert.deepEqual(missingModelFiles(dangling), ['*.safetensors weights']);
+    await assert.rejects(loads(dangling), /broken link/);
+
+    // Sharded weights with a shard missing.
+    const sharded = copy('sharded');
+    fs.renameSync(path.join(sharded, WEIGHTS), path.join(sharded, 'model-00001-of-00002.safetensors'));
+    fs.writeFileSync(
+      path.join(sharded, 'model.safetensors.index.json'),
+      JSON.stringify({
+        weight_map: { a: 'model-00001-of-00002.safetensors', b: 'model-00002-of-00002.safetensors' },
+      }),
+    );
+    assert.deepEqual(missingModelFiles(sharded), [
+      'model-00002-of-00002.safetensors (named in model.safetensors.index.json)',
+    ]);
+    await assert.rejects(loads(sharded), /names model-00002-of-00002\.safetensors, but it is missing/);
   });
 });
