@@ -211,12 +211,14 @@ async function download(target: string, revision: string | undefined, endpoint: 
   process.once('SIGINT', () => controller.abort());
   const started = performance.now();
   let reported = -1;
+  let fetched = 0;
   const folder = await downloadModel(plan, {
     signal: controller.signal,
     whenBusy: 'wait',
     onWait: (owner) =>
       process.stderr.write(`waiting for the download already running${owner ? ` in process ${owner.pid}` : ''}…\n`),
-    onProgress: ({ bytesDone, bytesTotal }) => {
+    onProgress: ({ bytesDone, bytesTotal, bytesFetched }) => {
+      fetched = bytesFetched;
       const percent = Math.floor((100 * bytesDone) / bytesTotal);
       if (percent < reported + 5 && bytesDone < bytesTotal) return;
       reported = percent;
@@ -224,8 +226,11 @@ async function download(target: string, revision: string | undefined, endpoint: 
     },
   });
   const seconds = (performance.now() - started) / 1000;
+  // The rate is of what came over the network: a resumed download had the rest on disk.
+  const before = plan.totalBytes - fetched;
   process.stdout.write(
-    `${folder}\n${formatBytes(plan.totalBytes)} in ${seconds.toFixed(1)} s (${formatBytes(plan.totalBytes / seconds)}/s)\n`,
+    `${folder}\n${formatBytes(fetched)} in ${seconds.toFixed(1)} s (${formatBytes(fetched / seconds)}/s)` +
+      `${before > 0 ? `; ${formatBytes(before)} were on disk already` : ''}\n`,
   );
   return 0;
 }

@@ -199,7 +199,7 @@ export class ModelManager {
         try {
           const folder = await downloadModel(plan, {
             signal: abortSignalOf(token),
-            onProgress: ({ bytesDone, bytesTotal }) => report(bytesDone, bytesTotal),
+            onProgress: ({ bytesDone, bytesTotal, bytesFetched }) => report(bytesDone, bytesTotal, bytesFetched),
           });
           this.log.info(
             `downloaded ${plan.request.repo}@${plan.commit} (${plan.totalBytes} bytes) in ` +

@@ -97,6 +97,8 @@ export interface DownloadProgress {
   /** bytes of the whole model on disk and verified or being written */
   bytesDone: number;
   bytesTotal: number;
+  /** bytes received from the server in this call (a resumed download had the rest on disk): what a rate is of */
+  bytesFetched: number;
 }
 
 export interface DownloadOptions {
@@ -288,9 +290,17 @@ export async function downloadModel(plan: DownloadPlan, options: DownloadOptions
     if (!fs.existsSync(partial) && fs.existsSync(plan.folder)) seedFromDamaged(plan, partial);
     makeRealFolder(request.root, partial);
     let verifiedBytes = 0;
+    let fetchedBytes = 0;
     for (const file of plan.files) {
-      const report = (fileBytes: number) =>
-        options.onProgress?.({ file: file.path, bytesDone: verifiedBytes + fileBytes, bytesTotal: plan.totalBytes });
+      const report = (fileBytes: number, fetched = 0) => {
+        fetchedBytes += fetched;
+        options.onProgress?.({
+          file: file.path,
+          bytesDone: verifiedBytes + fileBytes,
+          bytesTotal: plan.totalBytes,
+          bytesFetched: fetchedBytes,
+        });
+      };
       // A lock taken over stops the transfer at once (two writers of one file), and says so.
       const signal = AbortSignal.any([lock.signal, ...(options.signal ? [options.signal] : [])]);
       await downloadOneFile(plan, file, partial, report, { ...options, signal }).catch((error: unknown) => {
@@ -401,7 +411,7 @@ async function downloadOneFile(
   plan: DownloadPlan,
   file: HubFile,
   partial: string,
-  report: (fileBytes: number) => void,
+  report: (fileBytes: number, fetched?: number) => void,
   options: DownloadOptions,
 ): Promise<void> {
   makeFoldersInside(partial, file.path);
@@ -469,7 +479,7 @@ async function appendRemainder(
   incomplete: string,
   offset: number,
   checksum: { hash: Hash; bytes: number },
-  report: (fileBytes: number) => void,
+  report: (fileBytes: number, fetched: number) => void,
   signal: AbortSignal | undefined,
 ): Promise<void> {
   const { request, commit } = plan;
@@ -488,7 +498,7 @@ async function appendRemainder(
         return done(new Error(`the server sent more than the ${file.size} bytes of ${file.path}`));
       checksum.hash.update(chunk);
       checksum.bytes += chunk.length;
-      report(checksum.bytes);
+      report(checksum.bytes, chunk.length);
       done(null, chunk);
     },
   });

@@ -226,6 +226,24 @@ test('ficoco models download OWNER/NAME@REV downloads that revision, as the READ
   );
 });
 
+test('a resumed download gives the rate of what it fetched, and says what was on disk already', async () => {
+  const resumed = fs.mkdtempSync(path.join(dir, 'resumed-'));
+  const partial = path.join(resumed, '.partial', `ficoco--tiny-llava-screens--${COMMIT}`);
+  fs.mkdirSync(partial, { recursive: true });
+  fs.copyFileSync(path.join(BUILTIN, 'model.safetensors'), path.join(partial, 'model.safetensors'));
+  const { stdout } = await ficoco(
+    'models',
+    'download',
+    'ficoco/tiny-llava-screens',
+    '--endpoint',
+    hub.url,
+    '--dir',
+    resumed,
+  );
+  // The weights (4.4 MB) were there: only the small files came.
+  assert.match(stdout.split('\n')[1]!, /^\d+(\.\d)? kB in \d+\.\d s \(.+\/s\); 4\.4 MB were on disk already$/);
+});
+
 test('an endpoint that is not an http(s) URL, or a file as --dir, is one line and exit code 2', async () => {
   const refused = (args: string[], message: RegExp, env: NodeJS.ProcessEnv = {}) =>
     assert.rejects(

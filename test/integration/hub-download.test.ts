@@ -148,12 +148,22 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
     const servedBefore = hub.bytesServed;
     const again = await planDownload(request());
     assert.equal(again.existing, undefined);
-    await downloadModel(again);
+    const partial = path.join(root, '.partial', `ficoco--tiny-llava-screens--${COMMIT}`);
+    const onDisk = again.files.reduce((sum, file) => {
+      const done = fs.statSync(path.join(partial, file.path), { throwIfNoEntry: false });
+      const part = fs.statSync(path.join(partial, `${file.path}.incomplete`), { throwIfNoEntry: false });
+      return sum + (done?.size ?? part?.size ?? 0);
+    }, 0);
+    let last: DownloadProgress | undefined;
+    await downloadModel(again, { onProgress: (p) => (last = p) });
     const servedForResume = hub.bytesServed - servedBefore;
     assert.ok(
       servedForResume < plan.totalBytes - size / 3,
       `the resume fetched ${servedForResume} of ${plan.totalBytes} bytes`,
     );
+    assert.ok(onDisk > 0);
+    assert.equal(last!.bytesDone, plan.totalBytes);
+    assert.equal(last!.bytesFetched, plan.totalBytes - onDisk, 'what a rate is of: the bytes this run fetched');
     assert.ok(fs.readFileSync(path.join(plan.folder, WEIGHTS)).equals(fs.readFileSync(path.join(BUILTIN, WEIGHTS))));
   });
 

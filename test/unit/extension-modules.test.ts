@@ -12,6 +12,7 @@ import { describe, mock, test } from 'node:test';
 import type * as vscode from 'vscode';
 import { EngineError } from '../../src/client/engineClient';
 import { RemoteEngine } from '../../src/client/remoteEngine';
+import { byteProgress } from '../../src/extension/byteProgress';
 import { abortSignalOf } from '../../src/extension/cancellation';
 import { fixFor } from '../../src/extension/errorFixes';
 import { IdleUnloader } from '../../src/extension/idleUnload';
@@ -124,6 +125,31 @@ describe('a cancellation token as an AbortSignal', () => {
     cancel();
     assert.equal(signal.aborted, true);
     assert.equal(abortSignalOf(tokenOf(true).token).aborted, true);
+  });
+});
+
+describe("a download's progress notification", () => {
+  test('the rate is of the bytes fetched in this run, not of those a resumed download had on disk', () => {
+    let now = 0;
+    const clock = mock.method(performance, 'now', () => now);
+    try {
+      const messages: string[] = [];
+      const report = byteProgress({ report: ({ message }) => void messages.push(message!) }, { showRate: true });
+      // 9 of 10 GB were on disk; the finished files are found at once, then 50 MB come in a second.
+      report(4e9, 10e9, 0);
+      report(9e9, 10e9, 0);
+      now = 1000;
+      report(9.05e9, 10e9, 50e6);
+      assert.deepEqual(messages, ['4.0 GB of 10 GB · 0 B/s', '9.0 GB of 10 GB · 0 B/s', '9.1 GB of 10 GB · 50 MB/s']);
+      // Without a count of fetched bytes (a download that never resumes), the rate is of all of them.
+      const fresh: string[] = [];
+      const plain = byteProgress({ report: ({ message }) => void fresh.push(message!) }, { showRate: true });
+      now = 3000;
+      plain(20e6, 100e6);
+      assert.deepEqual(fresh, ['20 MB of 100 MB · 10 MB/s']);
+    } finally {
+      clock.mock.restore();
+    }
   });
 });
 
