@@ -30,7 +30,7 @@ import { byteProgress } from './byteProgress';
 import { abortSignalOf } from './cancellation';
 import { promptForSecret } from './secrets';
 import type { EngineClient } from '../client/engineClient';
-import { expandModelPath } from './settings';
+import { expandModelPath, modelPathNames } from './settings';
 import type { SpeedupStatusBar } from './statusBar';
 
 export const MODEL_COMMANDS = {
@@ -276,7 +276,10 @@ export class ModelManager {
         `FiCoCo: deleted the unfinished download ${path.basename(picked.value.folder)}.`,
       );
     }
-    const inUse = this.modelPath() === picked.value.folder;
+    const inUse = modelPathNames(
+      vscode.workspace.getConfiguration('ficoco').get<string>('modelPath', ''),
+      picked.value.folder,
+    );
     // The engine may hold the weight files open (Windows cannot delete them then).
     if (inUse) this.engine.stop();
     deleteStoredModel(this.root, picked.value.folder);

@@ -366,10 +366,25 @@ function quantizationByModel(
   return byFolder;
 }
 
+/**
+ * Whether ficoco.modelPath as configured names `folder`, however it is spelt (`~`, a trailing separator, `/./`, and on
+ * Windows forward slashes and the letters' case): the folder the engine loads for it.
+ */
+export function modelPathNames(
+  configured: string,
+  folder: string,
+  platform: NodeJS.Platform = process.platform,
+): boolean {
+  const paths = platform === 'win32' ? path.win32 : path.posix;
+  const [dir, other] = [modelFolder(configured, paths), paths.resolve(folder)];
+  // Windows' file names are case-insensitive, and VS Code spells a drive letter in lower case.
+  return dir !== undefined && (platform === 'win32' ? dir.toLowerCase() === other.toLowerCase() : dir === other);
+}
+
 /** A model folder as settings name it, to compare: `~` expanded, normalized; undefined when it is not absolute. */
-function modelFolder(configured: string): string | undefined {
+function modelFolder(configured: string, paths: path.PlatformPath = path): string | undefined {
   const expanded = expandModelPath(configured.trim());
-  return path.isAbsolute(expanded) ? path.resolve(expanded) : undefined;
+  return paths.isAbsolute(expanded) ? paths.resolve(expanded) : undefined;
 }
 
 /**

@@ -17,7 +17,7 @@ import { abortSignalOf } from '../../src/extension/cancellation';
 import { fixFor } from '../../src/extension/errorFixes';
 import { IdleUnloader } from '../../src/extension/idleUnload';
 import { type ImageFileSystem, readImageFiles } from '../../src/extension/imageFiles';
-import { SettingsError, loadParamsOf, readSettings } from '../../src/extension/settings';
+import { SettingsError, loadParamsOf, modelPathNames, readSettings } from '../../src/extension/settings';
 
 describe('the fix offered for a failure, by its kind', () => {
   test('model, provider, memory and reduction failures open their setting; crashes and bugs the log; the rest nothing', () => {
@@ -273,6 +273,26 @@ describe('the engine load the settings ask for', () => {
         error.setting === 'ficoco.modelPath' &&
         /set it to the absolute path of a model folder/.test(error.message),
     );
+  });
+});
+
+describe('Delete Model: whether ficoco.modelPath names the download it deletes', () => {
+  test('however the setting spells the folder the engine loads, it is in use; another folder is not', () => {
+    const folder = '/storage/models/llava-hf--llava-1.5-7b-hf/95f2cf316249a98c11183f471ab76065c3e5f494';
+    for (const configured of [folder, `${folder}/`, ` ${folder} `, folder.replace('/models/', '//models/./')])
+      assert.equal(modelPathNames(configured, folder, 'linux'), true, configured);
+    const home = path.join(os.homedir(), 'models', 'llava');
+    assert.equal(modelPathNames('~/models/llava/', home, 'linux'), true);
+    assert.equal(modelPathNames(`${folder}-other`, folder, 'linux'), false);
+    assert.equal(modelPathNames('', folder, 'linux'), false, 'the built-in model');
+    assert.equal(modelPathNames('models/llava', folder, 'linux'), false, 'not absolute: no folder');
+    // VS Code names the download c:\Users\…; a user writes C:/Users/… in settings.json.
+    const windows =
+      'c:\\Users\\me\\AppData\\Roaming\\Code\\User\\globalStorage\\ficoco.ficoco-vision\\models\\a--b\\' +
+      'e'.repeat(40);
+    const typed = windows.replace('c:', 'C:').replaceAll('\\', '/');
+    assert.equal(modelPathNames(typed, windows, 'win32'), true);
+    assert.equal(modelPathNames(`${typed}/`, windows, 'win32'), true);
   });
 });
 
