@@ -34,7 +34,8 @@ OWNER--NAME/COMMIT/, verified against the Hub's checksums; an interrupted downlo
 download of the same model waits for the first. A model already in the Hugging Face cache ($HF_HUB_CACHE,
 $HF_HOME/hub or ~/.cache/huggingface/hub) is used in place. --endpoint defaults to $HF_ENDPOINT or
 ${DEFAULT_HUB_ENDPOINT}; $HF_TOKEN is sent for gated repositories, to the endpoint only and only over https.
-\`ficoco ask --model PRESET\` uses a downloaded preset, or its commit in the Hugging Face cache.
+\`ficoco ask --model PRESET\` uses a downloaded preset, or its commit in the Hugging Face cache
+(tiny-llava-screens: the built-in model).
 `;
 
 export function defaultModelsRoot(env: NodeJS.ProcessEnv = process.env): string {
@@ -42,12 +43,14 @@ export function defaultModelsRoot(env: NodeJS.ProcessEnv = process.env): string 
 }
 
 /**
- * `--model` as given: a folder, or the id of a downloaded preset (its newest download), else of one whose commit is in
- * the Hugging Face cache, which `ficoco models download` uses in place.
+ * `--model` as given: a folder, the built-in preset's id (its folder in this package), or the id of a downloaded preset
+ * (its newest download), else of one whose commit is in the Hugging Face cache, which `ficoco models download` uses in
+ * place.
  */
 export function resolveModelArg(model: string, root = defaultModelsRoot(), env = process.env): string {
   const preset = findPreset(model);
-  if (!preset?.hub || model.includes(path.sep)) return model;
+  if (!preset || model.includes(path.sep)) return model;
+  if (!preset.hub) return findBuiltinModel(__dirname) ?? model;
   const stored = listStoredModels(root).find((m) => m.repo === preset.hub!.repo && m.commit === preset.hub!.revision);
   // Offline, so by name: `ficoco models download` checks sizes and checksums; the engine checks the files it loads.
   const needed = preset.hub.files.filter((file) => !isOptionalModelFile(file)).map((file) => ({ path: file }));

@@ -155,6 +155,8 @@ test('ficoco models lists unfinished downloads; ficoco models clean removes them
 
 test('--model PRESET names a downloaded preset, and says how to download one that is not there', () => {
   assert.equal(resolveModelArg('/some/folder', dir), '/some/folder');
+  // `ficoco models` lists the built-in model among the presets, by this id.
+  assert.equal(resolveModelArg('tiny-llava-screens', dir), BUILTIN);
   assert.throws(
     () => resolveModelArg('llava-1.5-7b', dir),
     /llava-1\.5-7b is not downloaded yet: run `ficoco models download llava-1\.5-7b` \(14 GB\)/,
