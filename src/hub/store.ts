@@ -22,6 +22,7 @@ export interface DownloadManifest {
 
 export interface StoredModel extends DownloadManifest {
   folder: string;
+  /** what deleting it frees: its files and what the engine cached beside them (quantized weights, a tuning) */
   bytes: number;
 }
 
@@ -59,7 +60,7 @@ export function listStoredModels(root: string): StoredModel[] {
     for (const commitDir of readDirs(path.join(root, repoDir))) {
       const folder = path.join(root, repoDir, commitDir);
       const manifest = readManifest(folder);
-      if (manifest) models.push({ ...manifest, folder, bytes: manifest.files.reduce((sum, f) => sum + f.size, 0) });
+      if (manifest) models.push({ ...manifest, folder, bytes: folderBytes(folder) });
     }
   }
   return models.sort((a, b) => b.completedAt.localeCompare(a.completedAt));
@@ -113,16 +114,16 @@ export function deletePartialDownload(root: string, folder: string): void {
 function folderBytes(folder: string): number {
   let entries: fs.Dirent[];
   try {
-    entries = fs.readdirSync(folder, { withFileTypes: true, recursive: true });
+    entries = fs.readdirSync(folder, { withFileTypes: true });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0;
     throw error;
   }
+  // Files and the folders below, not links: what a link points at is not freed with the folder.
   return entries.reduce((sum, entry) => {
-    const stats = entry.isFile()
-      ? fs.statSync(path.join(entry.parentPath, entry.name), { throwIfNoEntry: false })
-      : undefined;
-    return sum + (stats?.size ?? 0);
+    const at = path.join(folder, entry.name);
+    if (entry.isDirectory()) return sum + folderBytes(at);
+    return sum + (entry.isFile() ? (fs.statSync(at, { throwIfNoEntry: false })?.size ?? 0) : 0);
   }, 0);
 }
 

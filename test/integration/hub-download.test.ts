@@ -321,7 +321,12 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
   });
 
   test('delete removes a downloaded model and refuses folders it did not download', async () => {
-    const folder = await downloadModel(await planDownload(request()));
+    const plan = await planDownload(request());
+    const folder = await downloadModel(plan);
+    // What deleting it frees, as Delete Model and `ficoco models` say: the engine's int8 cache beside it too.
+    fs.writeFileSync(path.join(folder, 'ficoco-int8-channels-cpu-0123456789abcdef.quantized'), Buffer.alloc(5000));
+    const manifestBytes = fs.statSync(path.join(folder, DOWNLOAD_MANIFEST)).size;
+    assert.equal(listStoredModels(root)[0].bytes, plan.totalBytes + manifestBytes + 5000);
     assert.throws(() => deleteStoredModel(root, BUILTIN), /is not a model FiCoCo downloaded/);
     assert.throws(() => deleteStoredModel(root, root), /is not a model FiCoCo downloaded/);
     deleteStoredModel(root, folder);
