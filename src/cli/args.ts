@@ -8,7 +8,7 @@ import { PROVIDERS, ProviderSetting } from '../engine/runtime/provider';
 import { WEIGHT_QUANTIZATIONS, WeightQuantization, passesQuarter, quantizingProgress } from '../common/quantization';
 import { BUDGET_HINT, Budget, ParamValue, parseBudget } from '../common/budget';
 import { AUTO_METHOD, NO_REDUCTION } from '../common/reductionChoice';
-import { METHODS } from '../reduction/registry';
+import { METHODS, findMethod } from '../reduction/registry';
 import { type PrefillProgress, prefillProgressLabel } from '../common/prefillProgress';
 
 /**
@@ -78,9 +78,45 @@ export function budgetArg(text: string): Budget {
   return budget;
 }
 
-/** --budgets: a comma-separated list of budgets in the same grammar. */
+/**
+ * The entries of a comma-separated list option, trimmed; an empty entry or one given twice is refused, not run
+ * twice (or as nothing) after the model has loaded. `key` says when two entries are the same (25% and 0.25).
+ */
+function listArg<T>(flag: string, text: string, parse: (entry: string) => T, key: (value: T) => string): T[] {
+  const seen = new Map<string, string>();
+  return text.split(',').map((raw) => {
+    const entry = raw.trim();
+    if (entry === '')
+      throw new FicocoError(`${flag} ${text} has an empty entry: separate them with one comma.`, 'input');
+    const value = parse(entry);
+    const earlier = seen.get(key(value));
+    if (earlier !== undefined)
+      throw new FicocoError(
+        `${flag} ${text} names ${earlier === entry ? `${entry} twice` : `the same one twice (${earlier} and ${entry})`}: ` +
+          'give each once.',
+        'input',
+      );
+    seen.set(key(value), entry);
+    return value;
+  });
+}
+
+/** --budgets: a comma-separated list of budgets in the same grammar, each once. */
 export function budgetsArg(text: string): Budget[] {
-  return text.split(',').map((budget) => budgetArg(budget.trim()));
+  return listArg('--budgets', text, budgetArg, (budget) =>
+    'tokens' in budget ? `tokens ${budget.tokens}` : `ratio ${budget.ratio}`,
+  );
+}
+
+/** --methods: all, or a comma-separated list of reduction methods, each once. */
+export function methodsArg(text: string): string[] {
+  if (text.trim() === 'all') return METHODS.map((method) => method.name);
+  return listArg(
+    '--methods',
+    text,
+    (name) => findMethod(name).name,
+    (name) => name,
+  );
 }
 
 /**

@@ -3,7 +3,6 @@ import * as path from 'node:path';
 import { LlavaEngine } from '../engine/engine';
 import { FicocoError } from '../common/errors';
 import { Budget } from '../common/budget';
-import { METHODS } from '../reduction/registry';
 import { lineChartSvg } from '../report/lineChart';
 import type { ScoreCount } from '../flops';
 import {
@@ -11,6 +10,7 @@ import {
   budgetsArg,
   imageSizeArg,
   integer,
+  methodsArg,
   number,
   outputFolderArg,
   outputNameArg,
@@ -88,8 +88,7 @@ export async function benchCommand(args: string[]): Promise<number> {
     return 0;
   }
   const modelDir = modelDirArg(values.model);
-  const methods =
-    values.methods === 'all' ? METHODS.map((m) => m.name) : values.methods.split(',').map((m) => m.trim());
+  const methods = methodsArg(values.methods);
   if (values.param !== undefined && methods.length !== 1)
     throw new FicocoError(
       '--param needs exactly one method in --methods (parameters differ between methods).',

@@ -3,12 +3,13 @@ import * as path from 'node:path';
 import { type ImagePixels, LlavaEngine } from '../engine/engine';
 import { FicocoError } from '../common/errors';
 import { Budget, budgetLabel } from '../common/budget';
-import { METHODS, findMethod, resolveParams } from '../reduction/registry';
+import { findMethod, resolveParams } from '../reduction/registry';
 import type { ParamValue } from '../common/budget';
 import { lineChartSvg } from '../report/lineChart';
 import {
   budgetsArg,
   integer,
+  methodsArg,
   outputFolderArg,
   outputNameArg,
   paramArgs,
@@ -84,8 +85,7 @@ export async function evalCommand(args: string[]): Promise<number> {
     0,
     values.limit === undefined ? undefined : integer('--limit', values.limit, 1),
   );
-  const methods =
-    values.methods === 'all' ? METHODS.map((m) => m.name) : values.methods.split(',').map((m) => m.trim());
+  const methods = methodsArg(values.methods);
   const givenBudgets = values.budgets === undefined ? undefined : budgetsArg(values.budgets);
   const params = paramArgs(values.param);
   for (const method of methods) resolveParams(findMethod(method), params);

@@ -5,8 +5,16 @@ import { FicocoError } from '../common/errors';
 import { NO_REDUCTION } from '../common/reductionChoice';
 import { LlavaEngine } from '../engine/engine';
 import { RECOMMENDATION_FILE, TunedSetting, writeRecommendation } from '../engine/recommendation';
-import { METHODS, findMethod } from '../reduction/registry';
-import { budgetsArg, integer, number, outputFileArg, parseCommandArgs, providerArg, threadsArg } from './args';
+import {
+  budgetsArg,
+  integer,
+  methodsArg,
+  number,
+  outputFileArg,
+  parseCommandArgs,
+  providerArg,
+  threadsArg,
+} from './args';
 import { Prompt, machineLine, measureMethod } from './benchTiming';
 import { evaluate } from './eval';
 import { EvalItem, readEvalSet } from './evalSet';
@@ -66,9 +74,7 @@ export async function tuneCommand(args: string[]): Promise<number> {
       'input',
     );
   if (bar > 1) throw new FicocoError(`--keep ${values.keep} is a share of full-token accuracy: at most 1.`, 'input');
-  const methods =
-    values.methods === 'all' ? METHODS.map((m) => m.name) : values.methods.split(',').map((m) => m.trim());
-  for (const method of methods) findMethod(method);
+  const methods = methodsArg(values.methods);
   const givenBudgets = values.budgets === undefined ? undefined : budgetsArg(values.budgets);
   const items = readEvalSet(values.data).slice(
     0,

@@ -285,6 +285,33 @@ const commandCases: [string, string[], RegExp][] = [
       ],
     ];
   }),
+  // A list with a setting twice, an empty entry or a name no method has: refused before the model loads, not run twice
+  // or stopped on after the settings before it were measured.
+  [
+    'bench: an unknown method after a known one',
+    ['bench', '--model', NOT_A_MODEL, '--methods', 'ficoco-v,nosuch'],
+    /^error: Unknown reduction method "nosuch"; available: ficoco-v, /,
+  ],
+  [
+    'bench: a budget twice',
+    ['bench', '--model', NOT_A_MODEL, '--budgets', '16, 16'],
+    /^error: --budgets 16, 16 names 16 twice: give each once\.$/,
+  ],
+  [
+    'eval: one budget in two spellings',
+    ['eval', '--model', NOT_A_MODEL, '--data', EVAL_SET, '--budgets', '25%,0.25'],
+    /^error: --budgets 25%,0\.25 names the same one twice \(25% and 0\.25\): give each once\.$/,
+  ],
+  [
+    'eval: a method twice',
+    ['eval', '--model', NOT_A_MODEL, '--data', EVAL_SET, '--methods', 'tome,fastv,tome'],
+    /^error: --methods tome,fastv,tome names tome twice: give each once\.$/,
+  ],
+  [
+    'tune: an empty entry in --methods',
+    ['tune', '--model', NOT_A_MODEL, '--data', EVAL_SET, '--methods', 'fastv,,tome'],
+    /^error: --methods fastv,,tome has an empty entry: separate them with one comma\.$/,
+  ],
   // Before anything is fetched: a download needs a model, and a mistyped preset is not sent to the Hub.
   [
     'models download: no model',
