@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { LlavaEngine } from '../engine/engine';
 import { FicocoError } from '../common/errors';
 import { Budget } from '../common/budget';
+import { findMethod, resolveParams } from '../reduction/registry';
 import { lineChartSvg } from '../report/lineChart';
 import type { ScoreCount } from '../flops';
 import {
@@ -23,6 +24,7 @@ import {
 import {
   Row,
   Sample,
+  checkReductions,
   flopsOf,
   machineLine,
   measureMethod,
@@ -94,6 +96,8 @@ export async function benchCommand(args: string[]): Promise<number> {
       '--param needs exactly one method in --methods (parameters differ between methods).',
       'input',
     );
+  // A parameter the method lacks is refused before anything loads.
+  for (const method of methods) resolveParams(findMethod(method), paramArgs(values.param));
   const options = {
     runs: integer('--runs', values.runs, 1),
     decode: integer('--decode', values.decode, 0),
@@ -131,6 +135,7 @@ export async function benchCommand(args: string[]): Promise<number> {
     const pixels = tiled
       ? engine.imagePixels(syntheticScreenshot(screenshot))
       : syntheticPixels(engine.config.vision.imageSize);
+    checkReductions(engine, methods, budgets, options.params, [pixels.size]);
     const prompt = syntheticPrompt(engine, textTokens, pixels);
     await timedPrefill(reference, prompt, []);
     unreduced.push(await timedPrefill(reference, prompt, [], options.decode));

@@ -11,6 +11,7 @@ import { Budget, ParamValue, budgetLabel } from '../common/budget';
 import type { ReductionHook } from '../reduction/tokenState';
 import type { ScoreCount } from '../flops';
 import type { RgbImage } from '../engine/image/rgb-image';
+import type { Size } from '../common/anyres';
 
 export interface Sample {
   visionMs: number;
@@ -92,6 +93,24 @@ export function syntheticPrompt(engine: LlavaEngine, textTokens: number, pixels:
 export function keptVisualTokens(result: GenerationResult): number {
   const lastStep = result.steps.at(-1);
   return lastStep?.site.startsWith('llm:') ? lastStep.tokensAfter : result.visualTokens[0].atDecoder;
+}
+
+/**
+ * Plans every method at every budget for images of these sizes (a model that sees every image at one size plans the
+ * same for any), so that a setting the model cannot run (a budget above the visual tokens an image brings, a parameter
+ * the method lacks) is refused before the first timed or scored run, not after the runs before it.
+ */
+export function checkReductions(
+  engine: LlavaEngine,
+  methods: readonly string[],
+  budgets: readonly Budget[],
+  params: Record<string, ParamValue>,
+  sizes: readonly Size[],
+): void {
+  for (const method of methods)
+    for (const budget of budgets)
+      for (const size of engine.config.tiling ? sizes : sizes.slice(0, 1))
+        engine.reductionHooks({ method, budget, params }, [size]);
 }
 
 /** One generation of 1 + `decode` tokens, timed. */

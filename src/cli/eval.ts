@@ -19,8 +19,8 @@ import {
   parseCommandArgs,
   threadsArg,
 } from './args';
-import { EvalItem, answerMatches, readEvalSet } from './evalSet';
-import { keptVisualTokens, machineLine } from './benchTiming';
+import { EvalItem, answerMatches, evalImageSizes, readEvalSet } from './evalSet';
+import { checkReductions, keptVisualTokens, machineLine } from './benchTiming';
 import { modelDirArg } from './models';
 
 export const EVAL_USAGE = `Usage:
@@ -107,6 +107,7 @@ export async function evalCommand(args: string[]): Promise<number> {
   // 64, 32 and 16 of LLaVA-1.5's 576 tokens; a tiled model's images bring tokens by their size, so the same shares.
   const budgets = givenBudgets ?? budgetsArg(engine.config.tiling ? '11%,5.6%,2.8%' : '64,32,16');
   try {
+    checkReductions(engine, methods, budgets, params, await evalImageSizes(items));
     const rows: EvalRow[] = [await evaluate(engine, items, { method: 'none', params: {} }, undefined, maxNewTokens)];
     for (const method of methods)
       for (const budget of budgets) rows.push(await evaluate(engine, items, { method, params }, budget, maxNewTokens));

@@ -5,6 +5,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FicocoError } from '../common/errors';
+import type { Size } from '../common/anyres';
+import { checkImageFile } from '../common/imageFile';
+import { exifOrientation, uprightSize } from '../engine/image/orientation';
 import { checkImageArg } from './args';
 
 export interface EvalItem {
@@ -64,4 +67,15 @@ function readItem(line: string, where: string, folder: string): EvalItem {
     answer: fields.answer!,
     type: typeof fields.type === 'string' ? fields.type : 'all',
   };
+}
+
+/** The size each distinct image of the items is read at (upright, as the engine decodes it), from its header. */
+export async function evalImageSizes(items: readonly EvalItem[]): Promise<Size[]> {
+  const sizes: Size[] = [];
+  for (const file of new Set(items.map((item) => item.image))) {
+    const bytes = fs.readFileSync(file);
+    const header = checkImageFile(bytes, file);
+    sizes.push(uprightSize(header, await exifOrientation(bytes, header.format)));
+  }
+  return sizes;
 }

@@ -15,9 +15,9 @@ import {
   providerArg,
   threadsArg,
 } from './args';
-import { Prompt, machineLine, measureMethod } from './benchTiming';
+import { Prompt, checkReductions, machineLine, measureMethod } from './benchTiming';
 import { evaluate } from './eval';
-import { EvalItem, readEvalSet } from './evalSet';
+import { EvalItem, evalImageSizes, readEvalSet } from './evalSet';
 import { modelDirArg } from './models';
 
 export const TUNE_USAGE = `Usage:
@@ -101,6 +101,7 @@ export async function tuneCommand(args: string[]): Promise<number> {
           ? { ratio: Math.round((100 * ninths) / 9) / 100 }
           : { tokens: Math.round((visualTokens * ninths) / 9) },
       );
+    checkReductions(engine, methods, budgets, {}, await evalImageSizes(items));
     const prompt = await promptOf(engine, items[0]);
     const full = await evaluate(engine, items, { method: NO_REDUCTION, params: {} }, undefined, maxNewTokens);
     const fullAccuracy = full.correct / full.total;

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import { benchCommand } from '../../src/cli/bench';
 import { median } from '../../src/cli/benchTiming';
 import { FicocoError } from '../../src/common/errors';
+import { countingGenerations } from '../helpers/generations';
 import { temporaryFolders } from '../helpers/tempFolders';
 
 const temporaryFolder = temporaryFolders();
@@ -145,6 +146,24 @@ test('ficoco bench rejects wrong options before loading anything', async () => {
     benchCommand(['--model', MODEL, '--methods', 'ficoco-v,tome', '--param', 'start=0']),
     /--param needs exactly one method/,
   );
+});
+
+test('ficoco bench refuses a budget or a parameter no method can run before timing anything', async () => {
+  const out = temporaryFolder('ficoco-bench-refused-');
+  const args = ['--model', MODEL, '--runs', '1', '--decode', '0', '--out', out];
+  const generations = await countingGenerations(async () => {
+    // The test model gives 36 visual tokens: ficoco-v at 12 would run, then 100 stopped the run after it.
+    await assert.rejects(
+      benchCommand([...args, '--methods', 'ficoco-v', '--budgets', '12,100']),
+      /A budget of 100 visual tokens is more than the 36/,
+    );
+    await assert.rejects(
+      benchCommand([...args, '--methods', 'ficoco-v', '--budgets', '12', '--param', 'radius=3']),
+      /ficoco-v has no parameter "radius"/,
+    );
+  });
+  assert.equal(generations, 0);
+  assert.deepEqual(fs.readdirSync(out), []);
 });
 
 test('ficoco bench --param runs the method with that parameter', async () => {

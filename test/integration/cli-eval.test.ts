@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import { evalCommand } from '../../src/cli/eval';
 import { answerMatches } from '../../src/cli/evalSet';
 import { LlavaEngine } from '../../src/engine/engine';
+import { countingGenerations } from '../helpers/generations';
 import { temporaryFolders } from '../helpers/tempFolders';
 
 const temporaryFolder = temporaryFolders();
@@ -124,4 +125,17 @@ test('on a tiled model ficoco eval defaults to shares of each image, which fit a
   assert.equal(await evalCommand([...args, '--name', 'tiled']), 0);
   const table = fs.readFileSync(path.join(out, 'tiled.md'), 'utf8');
   for (const budget of ['11%', '5.6%', '2.8%']) assert.ok(table.includes(`| fastv | ${budget} |`), budget);
+});
+
+test('ficoco eval refuses a budget the model cannot keep before answering any item', async () => {
+  const dir = temporaryFolder('ficoco-eval-budget-');
+  fs.copyFileSync(path.join(FIXTURES, 'images', 'shapes.png'), path.join(dir, 'shapes.png'));
+  fs.writeFileSync(path.join(dir, 'set.jsonl'), JSON.stringify({ image: 'shapes.png', question: 'q ?', answer: 'a' }));
+  const args = ['--model', MODEL, '--data', path.join(dir, 'set.jsonl'), '--methods', 'fastv', '--out', dir];
+  // 12 fits the test model's 36 visual tokens; 100 does not, and used to be refused only after the unreduced row.
+  const generations = await countingGenerations(() =>
+    assert.rejects(evalCommand([...args, '--budgets', '12,100']), /A budget of 100 visual tokens is more than the 36/),
+  );
+  assert.equal(generations, 0);
+  assert.ok(!fs.existsSync(path.join(dir, 'eval-tiny-llava-llama.md')));
 });

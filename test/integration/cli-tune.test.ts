@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import { chooseSetting, tuneCommand } from '../../src/cli/tune';
 import { LlavaEngine } from '../../src/engine/engine';
 import { RECOMMENDATION_FILE, Recommendation } from '../../src/engine/recommendation';
+import { countingGenerations } from '../helpers/generations';
 import { temporaryFolders } from '../helpers/tempFolders';
 
 const temporaryFolder = temporaryFolders();
@@ -82,6 +83,20 @@ test('ficoco tune refuses a bar above 1 and an unknown method before loading any
   await assert.rejects(tuneCommand(['--data', EVAL_SET, '--keep', '1.5']), /--keep 1\.5 is a share .* at most 1/);
   await assert.rejects(tuneCommand(['--data', EVAL_SET, '--methods', 'magic']), /Unknown reduction method "magic"/);
   await assert.rejects(tuneCommand([]), /--data FILE\.jsonl is required/);
+});
+
+test('ficoco tune refuses a budget the model cannot keep before scoring or timing anything', async () => {
+  const out = path.join(temporaryFolder('ficoco-tune-refused-'), 'recommendation.json');
+  const args = ['--model', BUILTIN, '--data', EVAL_SET, '--limit', '2', '--methods', 'tome', '--runs', '1'];
+  // The built-in model gives 144 visual tokens; 200 used to be refused after the set was answered unreduced.
+  const generations = await countingGenerations(() =>
+    assert.rejects(
+      tuneCommand([...args, '--budgets', '64,200', '--out', out]),
+      /A budget of 200 visual tokens is more than the 144/,
+    ),
+  );
+  assert.equal(generations, 0);
+  assert.ok(!fs.existsSync(out));
 });
 
 test("on a tiled model ficoco tune tries shares of the image, which auto then applies to any image's size", async () => {
