@@ -19,16 +19,19 @@ export interface EvalItem {
 
 /** An answer is right when its first words are the expected answer (case and punctuation aside). */
 export function answerMatches(predicted: string, expected: string): boolean {
-  const words = (text: string) =>
-    text
-      .toLowerCase()
-      .replace(/[^\p{L}\p{N}]+/gu, ' ')
-      .trim()
-      .split(' ')
-      .filter(Boolean);
-  const want = words(expected);
-  const got = words(predicted);
+  const want = answerWords(expected);
+  const got = answerWords(predicted);
   return want.length > 0 && want.every((word, i) => got[i] === word);
+}
+
+/** An answer's words as they are compared: lower case, punctuation and spacing aside. */
+export function answerWords(text: string): string[] {
+  return text
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}]+/gu, ' ')
+    .trim()
+    .split(' ')
+    .filter(Boolean);
 }
 
 /** The items of an evaluation set, each checked (its image too) before any model loads. */
@@ -37,16 +40,24 @@ export function readEvalSet(file: string): EvalItem[] {
     throw new FicocoError(`${file} does not exist; --data needs a JSONL evaluation set.`, 'input');
   if (!fs.statSync(file).isFile())
     throw new FicocoError(`${file} is not a file; --data needs a JSONL evaluation set.`, 'input');
+  const checked = new Set<string>();
   const items = fs
     .readFileSync(file, 'utf8')
+    // A byte order mark, as some Windows editors save UTF-8, is not part of the first line's JSON.
+    .replace(/^\uFEFF/, '')
     .split('\n')
-    .flatMap((line, i) => (line.trim() === '' ? [] : [readItem(line, `${file} line ${i + 1}`, path.dirname(file))]));
+    .flatMap((line, i) =>
+      line.trim() === '' ? [] : [readItem(line, `${file} line ${i + 1}`, path.dirname(file), checked)],
+    );
   if (items.length === 0) throw new FicocoError(`${file} has no items.`, 'input');
   return items;
 }
 
-/** One line of an evaluation set; `where` names it in errors, and its image is relative to `folder`. */
-function readItem(line: string, where: string, folder: string): EvalItem {
+/**
+ * One line of an evaluation set; `where` names it in errors, and its image is relative to `folder`. Its image is read
+ * unless it is in `checked`, the images already read, then added to them.
+ */
+function readItem(line: string, where: string, folder: string, checked: Set<string>): EvalItem {
   let item: unknown;
   try {
     item = JSON.parse(line);
@@ -59,8 +70,19 @@ function readItem(line: string, where: string, folder: string): EvalItem {
   for (const field of ['image', 'question', 'answer'] as const) {
     if (typeof fields[field] !== 'string') throw new FicocoError(`${where} has no "${field}" string.`, 'input');
   }
+  // Nothing would match an answer without a letter or digit: every answer to it would score wrong.
+  if (answerWords(fields.answer!).length === 0)
+    throw new FicocoError(
+      `${where} has the answer ${JSON.stringify(fields.answer)}, without a letter or digit: no answer could match it.`,
+      'input',
+    );
   const image = path.resolve(folder, fields.image!);
-  checkImageArg(image, `${where}: image`);
+  if (!checked.has(image)) {
+    checkImageArg(image, `${where}: image`);
+    // A file that is not an image would stop the run when its turn came, hours in.
+    checkImageFile(fs.readFileSync(image), `${where}: image ${image}`);
+    checked.add(image);
+  }
   return {
     image,
     question: fields.question!,

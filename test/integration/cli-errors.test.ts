@@ -252,6 +252,32 @@ const commandCases: [string, string[], RegExp][] = [
     ],
     /^error: .*folder\.jsonl line 1: image .* is a folder, not an image file\.$/,
   ],
+  [
+    'eval: a data line whose answer has no word to match',
+    [
+      'eval',
+      '--model',
+      NOT_A_MODEL,
+      '--data',
+      dataFile('no-word.jsonl', JSON.stringify({ image: IMAGE, question: 'q', answer: ' ?' })),
+    ],
+    /^error: .*no-word\.jsonl line 1 has the answer " \?", without a letter or digit: no answer could match it\.$/,
+  ],
+  [
+    'tune: a data line whose image is not an image',
+    [
+      'tune',
+      '--model',
+      NOT_A_MODEL,
+      '--data',
+      dataFile(
+        'not-an-image.jsonl',
+        JSON.stringify({ image: IMAGE, question: 'q', answer: 'a' }),
+        JSON.stringify({ image: 'no-word.jsonl', question: 'q', answer: 'a' }),
+      ),
+    ],
+    /^error: .*not-an-image\.jsonl line 2: image .*no-word\.jsonl is not an image: supported formats are PNG, /,
+  ],
   // A required option left out is one line, not the line and the whole usage.
   ...['eval', 'tune'].map((command): [string, string[], RegExp] => [
     `${command}: no --data`,

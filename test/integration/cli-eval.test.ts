@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { evalCommand } from '../../src/cli/eval';
-import { answerMatches } from '../../src/cli/evalSet';
+import { answerMatches, readEvalSet } from '../../src/cli/evalSet';
 import { LlavaEngine } from '../../src/engine/engine';
 import { countingGenerations } from '../helpers/generations';
 import { temporaryFolders } from '../helpers/tempFolders';
@@ -138,4 +138,19 @@ test('ficoco eval refuses a budget the model cannot keep before answering any it
   );
   assert.equal(generations, 0);
   assert.ok(!fs.existsSync(path.join(dir, 'eval-tiny-llava-llama.md')));
+});
+
+test('an evaluation set saved with a byte order mark reads from its first line', () => {
+  const dir = temporaryFolder('ficoco-eval-bom-');
+  fs.copyFileSync(path.join(FIXTURES, 'images', 'shapes.png'), path.join(dir, 'shapes.png'));
+  const line = JSON.stringify({ image: 'shapes.png', question: 'what colour ?', answer: 'red', type: 'colour' });
+  fs.writeFileSync(path.join(dir, 'set.jsonl'), `\uFEFF${line}\r\n${line}\r\n`);
+  const items = readEvalSet(path.join(dir, 'set.jsonl'));
+  assert.deepEqual(
+    items.map((item) => [path.basename(item.image), item.answer, item.type]),
+    [
+      ['shapes.png', 'red', 'colour'],
+      ['shapes.png', 'red', 'colour'],
+    ],
+  );
 });
