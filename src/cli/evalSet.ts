@@ -24,11 +24,15 @@ export function answerMatches(predicted: string, expected: string): boolean {
   return want.length > 0 && want.every((word, i) => got[i] === word);
 }
 
-/** An answer's words as they are compared: lower case, punctuation and spacing aside. */
+/**
+ * An answer's words as they are compared: lower case, punctuation and spacing aside, except inside a number: "3.5",
+ * "10:30" and "1,000" (as 1000) are one word each, so that "3" does not match "3.5 cm".
+ */
 export function answerWords(text: string): string[] {
   return text
     .toLowerCase()
-    .replace(/[^\p{L}\p{N}]+/gu, ' ')
+    .replace(/(?<=\p{N}),(?=\p{N}{3}(?!\p{N}))/gu, '')
+    .replace(/(?<!\p{N})[.:]|[.:](?!\p{N})|[^\p{L}\p{N}.:]+/gu, ' ')
     .trim()
     .split(' ')
     .filter(Boolean);

@@ -20,6 +20,14 @@ test('answers match on their first words, ignoring case and punctuation', () => 
   assert.ok(!answerMatches('reddish', 'red'));
   assert.ok(!answerMatches('blue', 'red'));
   assert.ok(!answerMatches('', 'red'));
+  // A number is one word: its decimal point, clock colon or thousands comma does not split it.
+  assert.ok(!answerMatches('3.5 cm', '3'));
+  assert.ok(!answerMatches('1,000', '1'));
+  assert.ok(!answerMatches('10:30', '10'));
+  assert.ok(answerMatches('3.5.', '3.5'));
+  assert.ok(answerMatches('About 1,000 people', 'about 1000'));
+  assert.ok(answerMatches('At 10:30.', 'at 10:30'));
+  assert.ok(answerMatches('3. Then 4', '3'));
 });
 
 test('ficoco eval scores each method and budget and writes the table and chart', async () => {
