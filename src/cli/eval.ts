@@ -19,7 +19,7 @@ import {
   parseCommandArgs,
   threadsArg,
 } from './args';
-import { EvalItem, answerMatches, evalImageSizes, readEvalSet } from './evalSet';
+import { EvalItem, answerMatches, answerWords, evalImageSizes, readEvalSet } from './evalSet';
 import { checkReductions, keptVisualTokens, machineLine } from './benchTiming';
 import { modelDirArg } from './models';
 
@@ -228,7 +228,9 @@ function baselineTable(items: EvalItem[], types: string[]): string {
   const answersByType = new Map<string, Map<string, number>>();
   for (const item of items) {
     const answers = answersByType.get(item.type) ?? new Map<string, number>();
-    answers.set(item.answer, (answers.get(item.answer) ?? 0) + 1);
+    // Answers are counted as they are scored: "Red." and "red" are one answer.
+    const answer = answerWords(item.answer).join(' ');
+    answers.set(answer, (answers.get(answer) ?? 0) + 1);
     answersByType.set(item.type, answers);
   }
   const uniform = (t: string) => 1 / answersByType.get(t)!.size;

@@ -162,3 +162,18 @@ test('an evaluation set saved with a byte order mark reads from its first line',
     ],
   );
 });
+
+test("ficoco eval's baselines count answers as they are scored, case and punctuation aside", async () => {
+  const dir = temporaryFolder('ficoco-eval-baseline-');
+  fs.copyFileSync(path.join(FIXTURES, 'images', 'shapes.png'), path.join(dir, 'shapes.png'));
+  const lines = ['Red.', 'red', ' RED'].map((answer) =>
+    JSON.stringify({ image: 'shapes.png', question: 'what colour ?', answer, type: 'colour' }),
+  );
+  fs.writeFileSync(path.join(dir, 'set.jsonl'), lines.join('\n'));
+  const args = ['--model', MODEL, '--data', path.join(dir, 'set.jsonl'), '--methods', 'fastv', '--budgets', '4'];
+  assert.equal(await evalCommand([...args, '--out', dir, '--name', 'baseline']), 0);
+  const table = fs.readFileSync(path.join(dir, 'baseline.md'), 'utf8');
+  // One answer in three spellings: guessing it, or always giving it, scores every item.
+  assert.match(table, /\| uniform guess among the type's answers \| 100\.0 \| 100\.0 \|/);
+  assert.match(table, /\| the type's most common answer \| 100\.0 \| 100\.0 \|/);
+});
