@@ -31,7 +31,8 @@ export const EVAL_USAGE = `Usage:
 Answers every item of an evaluation set (one JSON object per line: image (path relative to the file),
 question, answer, type) with the full visual tokens and with each method at each budget, and writes
 NAME.md (accuracy overall and per question type, visual tokens kept, analytic FLOPs, measured prefill ms)
-and NAME.svg (accuracy against kept tokens, one line per method) to the output folder. --param sets a
+and NAME.svg (accuracy against kept tokens, one line per method) to the output folder, rewritten after
+each setting: a run stopped part-way leaves those it finished, marked partial. --param sets a
 parameter of every method evaluated (an ablation: --methods ficoco-v --param penalty=1); the rows name it.
 --budgets defaults to 64,32,16 visual tokens, or on a model that reads an image in tiles (LLaVA-NeXT,
 LLaVA-OneVision), whose images bring tokens by their size, to the same shares of each image: 11%,5.6%,2.8%.
@@ -108,23 +109,53 @@ export async function evalCommand(args: string[]): Promise<number> {
   const budgets = givenBudgets ?? budgetsArg(engine.config.tiling ? '11%,5.6%,2.8%' : '64,32,16');
   try {
     checkReductions(engine, methods, budgets, params, await evalImageSizes(items));
-    const rows: EvalRow[] = [await evaluate(engine, items, { method: 'none', params: {} }, undefined, maxNewTokens)];
-    for (const method of methods)
-      for (const budget of budgets) rows.push(await evaluate(engine, items, { method, params }, budget, maxNewTokens));
     const types = [...new Set(items.map((item) => item.type))].sort();
-    const table = reportTable(rows, types) + '\n\n' + baselineTable(items, types);
-    fs.mkdirSync(out, { recursive: true });
     const header =
       `# ${name}\n\nModel ${model}${engine.quantizedWeights ? ` (weights ${engine.quantizedWeights})` : ''}, ${items.length} items of ${values.data}; greedy answers of at most ${maxNewTokens} tokens; ` +
       `an answer is right when it starts with the expected words. FLOPs are analytic prefill FLOPs ` +
       `(src/flops); prefill ms is measured vision + LLM prefill. ${machineLine(engine.provider, engine.threads)}\n\n`;
-    fs.writeFileSync(path.join(out, `${name}.md`), header + table + '\n');
-    fs.writeFileSync(path.join(out, `${name}.svg`), accuracyChart(rows, name));
+    const settings = 1 + methods.length * budgets.length;
+    // The report is rewritten after every setting, whole or not at all: a run stopped (Ctrl+C) or failed keeps the
+    // settings it finished, marked as partial, and never leaves a half-written file.
+    const report = (rows: EvalRow[]) => {
+      const table = reportTable(rows, types) + '\n\n' + baselineTable(items, types);
+      const partial =
+        rows.length < settings
+          ? `**Partial**: ${rows.length} of ${settings} settings; the run stopped, or is still running, before the ` +
+            `rest.\n\n`
+          : '';
+      fs.mkdirSync(out, { recursive: true });
+      replaceFile(path.join(out, `${name}.md`), header + partial + table + '\n');
+      replaceFile(path.join(out, `${name}.svg`), accuracyChart(rows, name));
+      return table;
+    };
+    const rows: EvalRow[] = [];
+    const run = async (method: MethodRun, budget: Budget | undefined) => {
+      const row = await evaluate(engine, items, method, budget, maxNewTokens);
+      rows.push(row);
+      process.stderr.write(
+        `${row.method} ${row.budget}: ${percent(row.correct, row.total)} % (${rows.length} of ${settings})\n`,
+      );
+      return report(rows);
+    };
+    let table = await run({ method: 'none', params: {} }, undefined);
+    for (const method of methods) for (const budget of budgets) table = await run({ method, params }, budget);
     process.stdout.write(table + `\n\nwrote ${path.join(out, `${name}.md`)} and ${name}.svg\n`);
   } finally {
     await engine.dispose();
   }
   return 0;
+}
+
+/** Writes `file` through a temporary file beside it, so that it is never seen half-written. */
+function replaceFile(file: string, text: string): void {
+  const temporary = `${file}.${process.pid}.partial`;
+  try {
+    fs.writeFileSync(temporary, text);
+    fs.renameSync(temporary, file);
+  } finally {
+    fs.rmSync(temporary, { force: true });
+  }
 }
 
 /** A method with the parameters given on the command line; its rows read "ficoco-v penalty=1". */

@@ -177,3 +177,37 @@ test("ficoco eval's baselines count answers as they are scored, case and punctua
   assert.match(table, /\| uniform guess among the type's answers \| 100\.0 \| 100\.0 \|/);
   assert.match(table, /\| the type's most common answer \| 100\.0 \| 100\.0 \|/);
 });
+
+test('ficoco eval stopped part-way leaves the report of the settings it finished, marked partial', async () => {
+  const dir = temporaryFolder('ficoco-eval-partial-');
+  fs.copyFileSync(path.join(FIXTURES, 'images', 'shapes.png'), path.join(dir, 'shapes.png'));
+  fs.writeFileSync(path.join(dir, 'set.jsonl'), JSON.stringify({ image: 'shapes.png', question: 'q ?', answer: 'a' }));
+  const args = ['--model', MODEL, '--data', path.join(dir, 'set.jsonl'), '--methods', 'fastv', '--budgets', '12,4'];
+  // One item: the first generation is the unreduced row, the second fastv at 12, which fails as a killed run would.
+  const generate = Object.getOwnPropertyDescriptor(LlavaEngine.prototype, 'generate')!;
+  let calls = 0;
+  Object.defineProperty(LlavaEngine.prototype, 'generate', {
+    ...generate,
+    value(this: LlavaEngine, ...rest: Parameters<LlavaEngine['generate']>) {
+      if (++calls === 2) return Promise.reject(new Error('stopped'));
+      return (generate.value as LlavaEngine['generate']).apply(this, rest);
+    },
+  });
+  try {
+    await assert.rejects(evalCommand([...args, '--out', dir, '--name', 'partial']), /stopped/);
+  } finally {
+    Object.defineProperty(LlavaEngine.prototype, 'generate', generate);
+  }
+  const table = fs.readFileSync(path.join(dir, 'partial.md'), 'utf8');
+  assert.match(table, /\*\*Partial\*\*: 1 of 3 settings/);
+  assert.match(table, /\| none \| all \| 36\.0 \|/);
+  assert.doesNotMatch(table, /\| fastv \|/);
+  assert.match(fs.readFileSync(path.join(dir, 'partial.svg'), 'utf8'), /<\/svg>\n$/);
+  assert.deepEqual(fs.readdirSync(dir).sort(), ['partial.md', 'partial.svg', 'set.jsonl', 'shapes.png']);
+
+  // Finished, the report is whole again.
+  assert.equal(await evalCommand([...args, '--out', dir, '--name', 'partial']), 0);
+  const whole = fs.readFileSync(path.join(dir, 'partial.md'), 'utf8');
+  assert.doesNotMatch(whole, /Partial/);
+  for (const row of ['none | all', 'fastv | 12', 'fastv | 4']) assert.ok(whole.includes(`| ${row} |`), row);
+});
