@@ -391,6 +391,25 @@ describe('ficoco serve under load and over the network', () => {
   });
   after(() => fs.rmSync(endless, { recursive: true, force: true }));
 
+  /** The server in this process over one worker of the endless model, with a queue of one. */
+  function endlessServer(options: { maxTokens: number; requestTimeoutMs: number }) {
+    const pool = new WorkerPool({
+      workers: 1,
+      queueLimit: 1,
+      model: { modelDir: endless, provider: 'cpu', threads: 1 },
+      newClient: () => new EngineClient({ hostModule: HOST, execArgv: ['--import', 'tsx'] }),
+      log: () => undefined,
+    });
+    const app = buildServer({
+      pool,
+      modelId: 'endless',
+      bodyLimit: 2 ** 20,
+      defaults: { reduction: undefined, maxTokens: options.maxTokens },
+      requestTimeoutMs: options.requestTimeoutMs,
+    });
+    return { pool, app };
+  }
+
   test('a full queue answers 429 with Retry-After; a client that disconnects frees its slot', async () => {
     const server = await startServe('--model', endless, '--method', 'none', '--queue', '0');
     try {
@@ -509,20 +528,7 @@ describe('ficoco serve under load and over the network', () => {
   });
 
   test('a full queue refuses before reading the body; a body still arriving holds its place', async () => {
-    const pool = new WorkerPool({
-      workers: 1,
-      queueLimit: 1,
-      model: { modelDir: endless, provider: 'cpu', threads: 1 },
-      newClient: () => new EngineClient({ hostModule: HOST, execArgv: ['--import', 'tsx'] }),
-      log: () => undefined,
-    });
-    const app = buildServer({
-      pool,
-      modelId: 'endless',
-      bodyLimit: 2 ** 20,
-      defaults: { reduction: undefined, maxTokens: 2 },
-      requestTimeoutMs: 10_000,
-    });
+    const { pool, app } = endlessServer({ maxTokens: 2, requestTimeoutMs: 10_000 });
     let free: (() => void) | undefined;
     let slow: ReturnType<typeof halfThenRest> | undefined;
     try {
@@ -563,20 +569,7 @@ describe('ficoco serve under load and over the network', () => {
   });
 
   test('a request must arrive within the request timeout; the answer after it may take longer', async () => {
-    const pool = new WorkerPool({
-      workers: 1,
-      queueLimit: 1,
-      model: { modelDir: endless, provider: 'cpu', threads: 1 },
-      newClient: () => new EngineClient({ hostModule: HOST, execArgv: ['--import', 'tsx'] }),
-      log: () => undefined,
-    });
-    const app = buildServer({
-      pool,
-      modelId: 'endless',
-      bodyLimit: 2 ** 20,
-      defaults: { reduction: undefined, maxTokens: 16 },
-      requestTimeoutMs: 500,
-    });
+    const { pool, app } = endlessServer({ maxTokens: 16, requestTimeoutMs: 500 });
     try {
       await pool.start();
       const url = await app.listen({ host: '127.0.0.1', port: 0 });
