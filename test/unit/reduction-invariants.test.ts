@@ -74,17 +74,19 @@ for (const method of METHODS) {
       if (everySourceMerged(result.records)) assert.equal(held.length, 144, 'merging loses no patch');
     });
 
-    test('pruning leaves each kept token exactly its own patch, dropped patches −1', () => {
-      const result = run(method.name, 16);
-      if (isMerging(result.records)) return;
-      const span = result.final.spans[0];
-      const owned = Array.from(span.patchOwner).filter((o) => o >= 0);
-      assert.equal(new Set(owned).size, owned.length, 'no token holds two patches');
-      for (let i = 0; i < span.count; i++) {
-        const patch = span.tokenPatch[i];
-        if (patch >= 0) assert.equal(span.patchOwner[patch], span.start + i);
-      }
-    });
+    // Each invariant below is asked only of the methods it is about, so every test reaches its assertions.
+    const sample = run(method.name, 16);
+    if (!isMerging(sample.records))
+      test('pruning leaves each kept token exactly its own patch, dropped patches −1', () => {
+        const result = run(method.name, 16);
+        const span = result.final.spans[0];
+        const owned = Array.from(span.patchOwner).filter((o) => o >= 0);
+        assert.equal(new Set(owned).size, owned.length, 'no token holds two patches');
+        for (let i = 0; i < span.count; i++) {
+          const patch = span.tokenPatch[i];
+          if (patch >= 0) assert.equal(span.patchOwner[patch], span.start + i);
+        }
+      });
 
     test('is deterministic: two runs are bit-identical, and runs do not leak state into each other', () => {
       const first = run(method.name, 32);
@@ -94,15 +96,17 @@ for (const method of METHODS) {
       assert.deepEqual(Array.from(again.final.positions), Array.from(first.final.positions));
     });
 
-    test('[CLS] is never a source and stays at index 0 at vision sites', () => {
-      const result = run(method.name, 16);
-      for (const { view, out } of result.states) {
-        if (!view.hasClassToken) continue;
-        assert.ok(!Array.from(result.records.find((r) => r.site === view.site)!.split.sources).includes(0));
-        assert.equal(out.spans[0].start, 1);
-        assert.equal(out.positions[0], view.positions[0]);
-      }
-    });
+    if (sample.states.some(({ view }) => view.hasClassToken))
+      test('[CLS] is never a source and stays at index 0 at vision sites', () => {
+        const result = run(method.name, 16);
+        const withClass = result.states.filter(({ view }) => view.hasClassToken);
+        assert.ok(withClass.length > 0);
+        for (const { view, out } of withClass) {
+          assert.ok(!Array.from(result.records.find((r) => r.site === view.site)!.split.sources).includes(0));
+          assert.equal(out.spans[0].start, 1);
+          assert.equal(out.positions[0], view.positions[0]);
+        }
+      });
 
     test('a budget of every token changes nothing; a budget above it is refused, not silently unreduced', () => {
       const result = run(method.name, 144);
