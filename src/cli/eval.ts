@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type ImagePixels, LlavaEngine } from '../engine/engine';
+import { writeFileAtomically } from '../common/atomicFile';
 import { FicocoError } from '../common/errors';
 import { Budget, budgetLabel } from '../common/budget';
 import { findMethod, resolveParams } from '../reduction/registry';
@@ -125,8 +126,8 @@ export async function evalCommand(args: string[]): Promise<number> {
             `rest.\n\n`
           : '';
       fs.mkdirSync(out, { recursive: true });
-      replaceFile(path.join(out, `${name}.md`), header + partial + table + '\n');
-      replaceFile(path.join(out, `${name}.svg`), accuracyChart(rows, name));
+      writeFileAtomically(path.join(out, `${name}.md`), header + partial + table + '\n');
+      writeFileAtomically(path.join(out, `${name}.svg`), accuracyChart(rows, name));
       return table;
     };
     const rows: EvalRow[] = [];
@@ -145,17 +146,6 @@ export async function evalCommand(args: string[]): Promise<number> {
     await engine.dispose();
   }
   return 0;
-}
-
-/** Writes `file` through a temporary file beside it, so that it is never seen half-written. */
-function replaceFile(file: string, text: string): void {
-  const temporary = `${file}.${process.pid}.partial`;
-  try {
-    fs.writeFileSync(temporary, text);
-    fs.renameSync(temporary, file);
-  } finally {
-    fs.rmSync(temporary, { force: true });
-  }
 }
 
 /** A method with the parameters given on the command line; its rows read "ficoco-v penalty=1". */

@@ -17,6 +17,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { IMAGE_FORMATS, MAX_IMAGES_PER_QUESTION, MAX_IMAGE_BYTES, checkImageFile } from '../common/imageFile';
+import { writeFileAtomically } from '../common/atomicFile';
 import { fieldReaders } from '../protocol/fields';
 import { MessageError, type Reply, type Turn, type TurnImage, parseTurn } from '../protocol/webview';
 import { type ImageInput, type TurnRecord, turnImage } from './conversation';
@@ -130,10 +131,10 @@ export class ConversationStore {
       const target = path.join(this.folder, file);
       // An image read back is on disk already; a new one is decoded again only to be written.
       if (input && fs.statSync(target, { throwIfNoEntry: false })?.size !== size)
-        writeAtomically(target, Buffer.from(input.dataBase64, 'base64'));
+        writeFileAtomically(target, Buffer.from(input.dataBase64, 'base64'));
     }
     const index = `{"version":${VERSION},"turns":[${written.map(({ json }) => json).join(',')}]}`;
-    writeAtomically(path.join(this.folder, INDEX_FILE), Buffer.from(index));
+    writeFileAtomically(path.join(this.folder, INDEX_FILE), Buffer.from(index));
     for (const name of fs.readdirSync(this.folder))
       if (IMAGE_FILE.test(name) && !used.has(name)) fs.rmSync(path.join(this.folder, name), { force: true });
   }
@@ -356,18 +357,6 @@ async function readBounded(file: string, most: number): Promise<Buffer | undefin
     return bytes.subarray(0, bytesRead);
   } finally {
     await handle.close();
-  }
-}
-
-/** Writes a file whole or not at all: a temporary file beside it, renamed over it. */
-function writeAtomically(file: string, bytes: Uint8Array): void {
-  const temporary = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-  try {
-    fs.writeFileSync(temporary, bytes);
-    fs.renameSync(temporary, file);
-  } catch (error) {
-    fs.rmSync(temporary, { force: true });
-    throw error;
   }
 }
 
