@@ -276,10 +276,7 @@ export class ModelManager {
         `FiCoCo: deleted the unfinished download ${path.basename(picked.value.folder)}.`,
       );
     }
-    const inUse = modelPathNames(
-      vscode.workspace.getConfiguration('ficoco').get<string>('modelPath', ''),
-      picked.value.folder,
-    );
+    const inUse = modelPathNames(this.modelPath(), picked.value.folder);
     // The engine may hold the weight files open (Windows cannot delete them then).
     if (inUse) this.engine.stop();
     deleteStoredModel(this.root, picked.value.folder);
