@@ -51,17 +51,17 @@ export function resolveModelArg(model: string, root = defaultModelsRoot(), env =
   const preset = findPreset(model);
   if (!preset || model.includes(path.sep)) return model;
   if (!preset.hub) return findBuiltinModel(__dirname) ?? model;
-  const stored = listStoredModels(root).find((m) => m.repo === preset.hub!.repo && m.commit === preset.hub!.revision);
+  const { repo, revision, files } = preset.hub;
+  const stored = listStoredModels(root).find((m) => m.repo === repo && m.commit === revision);
+  if (stored) return stored.folder;
   // Offline, so by name: `ficoco models download` checks sizes and checksums; the engine checks the files it loads.
-  const needed = preset.hub.files.filter((file) => !isOptionalModelFile(file)).map((file) => ({ path: file }));
-  const cached = stored ? undefined : findSnapshotInHfCache(preset.hub.repo, preset.hub.revision, needed, env);
+  const needed = files.filter((file) => !isOptionalModelFile(file)).map((file) => ({ path: file }));
+  const cached = findSnapshotInHfCache(repo, revision, needed, env);
   if (cached) return cached;
-  if (!stored)
-    throw new FicocoError(
-      `${model} is not downloaded yet: run \`ficoco models download ${model}\` (${formatBytes(preset.approxBytes)}).`,
-      'model-folder',
-    );
-  return stored.folder;
+  throw new FicocoError(
+    `${model} is not downloaded yet: run \`ficoco models download ${model}\` (${formatBytes(preset.approxBytes)}).`,
+    'model-folder',
+  );
 }
 
 /** --model as given (a folder or a downloaded preset), else the built-in model; one not there is refused. */
