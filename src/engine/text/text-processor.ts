@@ -234,23 +234,28 @@ function createTokenizer(
 
 /** The ids tokenizer.json gives: its model's vocabulary (token → id, or Unigram's list by position) and added tokens. */
 function tokenIdRange(tokenizerJson: JsonObject): { lowest: number; highest: number } {
-  const model = tokenizerJson['model'];
-  const vocab = isJsonObject(model) ? model['vocab'] : undefined;
-  // Unigram lists its tokens: their ids are their positions.
-  const ids: unknown[] = Array.isArray(vocab)
-    ? [Math.max(0, vocab.length - 1)]
-    : isJsonObject(vocab)
-      ? Object.values(vocab)
-      : [];
-  const added = tokenizerJson['added_tokens'];
-  if (Array.isArray(added)) for (const token of added) if (isJsonObject(token)) ids.push(token['id']);
   let [lowest, highest] = [0, 0];
-  for (const id of ids)
+  for (const { id } of vocabulary(tokenizerJson))
     if (typeof id === 'number') {
       lowest = Math.min(lowest, id);
       highest = Math.max(highest, id);
     }
   return { lowest, highest };
+}
+
+/**
+ * Every token tokenizer.json names, its text and id as the file has them (the callers check their types): its model's
+ * vocabulary (texts to ids, or Unigram's [piece, score] list, whose ids are the positions) and its added tokens.
+ */
+function* vocabulary(tokenizerJson: JsonObject): Generator<{ text: unknown; id: unknown }> {
+  const model = tokenizerJson['model'];
+  const vocab = isJsonObject(model) ? model['vocab'] : undefined;
+  if (Array.isArray(vocab))
+    for (const [id, entry] of vocab.entries()) yield { text: Array.isArray(entry) ? entry[0] : undefined, id };
+  else if (isJsonObject(vocab)) for (const [text, id] of Object.entries(vocab)) yield { text, id };
+  const added = tokenizerJson['added_tokens'];
+  if (Array.isArray(added))
+    for (const token of added) if (isJsonObject(token)) yield { text: token['content'], id: token['id'] };
 }
 
 /**
@@ -262,7 +267,8 @@ function checkTextSizes(tokenizerJson: JsonObject, tokenizerFile: string): void 
   const refuse = (what: string) =>
     new FicocoError(`${tokenizerFile} ${what}; this model folder cannot be used as is.`, 'config');
   let longest = '';
-  for (const token of tokenTexts(tokenizerJson)) if (token.length > longest.length) longest = token;
+  for (const { text } of vocabulary(tokenizerJson))
+    if (typeof text === 'string' && text.length > longest.length) longest = text;
   if (longest.length > MAX_TOKEN_CHARS)
     throw refuse(
       `has a token of ${longest.length} characters (${JSON.stringify(longest.slice(0, 24))}…), where tokens have ` +
@@ -279,18 +285,6 @@ function checkTextSizes(tokenizerJson: JsonObject, tokenizerFile: string): void 
         `has a ${what} that may make a text ${growth > 1e6 ? 'millions of' : Math.ceil(growth)} times longer ` +
           `(Replace, Prepend or Metaspace texts; at most ${MAX_TEXT_GROWTH} times)`,
       );
-}
-
-/** Every token's text in tokenizer.json: its model's vocabulary (keys, or Unigram's [piece, score] list) and added tokens. */
-function* tokenTexts(tokenizerJson: JsonObject): Generator<string> {
-  const model = tokenizerJson['model'];
-  const vocab = isJsonObject(model) ? model['vocab'] : undefined;
-  if (Array.isArray(vocab)) {
-    for (const entry of vocab) if (Array.isArray(entry) && typeof entry[0] === 'string') yield entry[0];
-  } else if (isJsonObject(vocab)) yield* Object.keys(vocab);
-  const added = tokenizerJson['added_tokens'];
-  if (Array.isArray(added))
-    for (const token of added) if (isJsonObject(token) && typeof token['content'] === 'string') yield token['content'];
 }
 
 /**
