@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { parseArgs, ParseArgsConfig } from 'node:util';
 import { formatBytes } from '../common/bytes';
 import { MAX_IMAGE_BYTES } from '../common/imageFile';
+import { UnreadableFileError, readRegularFile } from '../common/boundedFile';
 import { FicocoError } from '../common/errors';
 import { PROVIDERS, ProviderSetting } from '../engine/runtime/provider';
 import { WEIGHT_QUANTIZATIONS, WeightQuantization, passesQuarter, quantizingProgress } from '../common/quantization';
@@ -222,28 +223,17 @@ export function providerArg(value: string): ProviderSetting {
 }
 
 /**
- * An --image file's bytes, after checking it (checkImageArg); `what` names it in errors. The file is checked again on
- * the handle it is read from, and never read past MAX_IMAGE_BYTES: it may have been swapped for a pipe or a device in
- * between (opening without blocking, so a pipe with no writer is refused, not waited for).
+ * An --image file's bytes, after checking it (checkImageArg); `what` names it in errors. It is read as readRegularFile
+ * reads: checked again on the handle, never past MAX_IMAGE_BYTES (it may have been swapped for a pipe or have grown).
  */
 export function readImageArg(file: string, what = '--image'): { bytes: Buffer; name: string } {
   checkImageArg(file, what);
-  const { O_RDONLY, O_NONBLOCK = 0 } = fs.constants;
-  const handle = fs.openSync(file, O_RDONLY | O_NONBLOCK);
   try {
-    const stats = fs.fstatSync(handle);
-    if (!stats.isFile()) throw new FicocoError(`${what} ${file} is not a regular file.`, 'image');
-    const bytes = Buffer.alloc(Math.min(stats.size, MAX_IMAGE_BYTES) + 1);
-    let length = 0;
-    while (length < bytes.length) {
-      const read = fs.readSync(handle, bytes, length, bytes.length - length, null);
-      if (read === 0) break;
-      length += read;
-    }
-    if (length > MAX_IMAGE_BYTES) throw tooLarge(what, file, Math.max(stats.size, length));
-    return { bytes: bytes.subarray(0, length), name: path.basename(file) };
-  } finally {
-    fs.closeSync(handle);
+    return { bytes: readRegularFile(file, MAX_IMAGE_BYTES), name: path.basename(file) };
+  } catch (error) {
+    if (!(error instanceof UnreadableFileError)) throw error;
+    if (error.reason === 'too-large') throw tooLarge(what, file, error.size);
+    throw new FicocoError(`${what} ${file} is not a regular file.`, 'image');
   }
 }
 

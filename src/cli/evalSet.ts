@@ -8,7 +8,7 @@ import { FicocoError } from '../common/errors';
 import type { Size } from '../common/anyres';
 import { checkImageFile } from '../common/imageFile';
 import { exifOrientation, uprightSize } from '../engine/image/orientation';
-import { checkImageArg } from './args';
+import { readImageArg } from './args';
 
 export interface EvalItem {
   image: string;
@@ -82,9 +82,8 @@ function readItem(line: string, where: string, folder: string, checked: Set<stri
     );
   const image = path.resolve(folder, fields.image!);
   if (!checked.has(image)) {
-    checkImageArg(image, `${where}: image`);
     // A file that is not an image would stop the run when its turn came, hours in.
-    checkImageFile(fs.readFileSync(image), `${where}: image ${image}`);
+    checkImageFile(readImageArg(image, `${where}: image`).bytes, `${where}: image ${image}`);
     checked.add(image);
   }
   return {

@@ -1,6 +1,7 @@
 /** Where downloaded models live, and what is there: `<root>/<owner>--<name>/<commit>/` with a manifest each. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { readRegularFile } from '../common/boundedFile';
 import { FicocoError } from '../common/errors';
 import type { HubFile } from './download';
 import { lockIsHeld } from './downloadLock';
@@ -228,9 +229,7 @@ const MAX_CHECKED_JSON_BYTES = 16 * 2 ** 20;
 /** A JSON file's object; undefined when it cannot be read, is too large, or is not an object. */
 function readJsonObject(file: string): Record<string, unknown> | undefined {
   try {
-    const stat = fs.statSync(file);
-    if (!stat.isFile() || stat.size > MAX_CHECKED_JSON_BYTES) return undefined;
-    const value: unknown = JSON.parse(fs.readFileSync(file, 'utf8'));
+    const value: unknown = JSON.parse(readRegularFile(file, MAX_CHECKED_JSON_BYTES).toString('utf8'));
     return typeof value === 'object' && value !== null && !Array.isArray(value)
       ? (value as Record<string, unknown>)
       : undefined;

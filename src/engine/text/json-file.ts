@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { UnreadableFileError, readRegularFile } from '../../common/boundedFile';
 import { FicocoError, type FicocoErrorKind } from '../../common/errors';
 
 export type JsonObject = Record<string, unknown>;
@@ -21,30 +22,16 @@ export function readModelText(
   maxBytes = MAX_SETTINGS_FILE_BYTES,
   kind: FicocoErrorKind = 'config',
 ): string {
-  const notRegular = () => new FicocoError(`${file} is not a regular file; download the model again.`, kind);
-  // Checked before opening (opening a named pipe waits for a writer), then on the handle read from.
-  if (!fs.statSync(file).isFile()) throw notRegular();
-  const handle = fs.openSync(file, 'r');
   try {
-    if (!fs.fstatSync(handle).isFile()) throw notRegular();
-    // Never more than the bound is read, whatever size the file claims or grows to meanwhile.
-    const chunks: Buffer[] = [];
-    let length = 0;
-    for (;;) {
-      const chunk = Buffer.alloc(Math.min(2 ** 20, maxBytes + 1 - length));
-      const read = fs.readSync(handle, chunk, 0, chunk.length, null);
-      if (read === 0) break;
-      chunks.push(chunk.subarray(0, read));
-      length += read;
-      if (length > maxBytes)
-        throw new FicocoError(
-          `${file} is more than ${maxBytes} bytes, more than such a file holds; download the model again.`,
-          kind,
-        );
-    }
-    return Buffer.concat(chunks, length).toString('utf8');
-  } finally {
-    fs.closeSync(handle);
+    return readRegularFile(file, maxBytes).toString('utf8');
+  } catch (error) {
+    if (!(error instanceof UnreadableFileError)) throw error;
+    throw new FicocoError(
+      error.reason === 'not-regular'
+        ? `${file} is not a regular file; download the model again.`
+        : `${file} is more than ${maxBytes} bytes, more than such a file holds; download the model again.`,
+      kind,
+    );
   }
 }
 
