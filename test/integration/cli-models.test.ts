@@ -35,6 +35,11 @@ function ficoco(...args: string[]) {
   return runCli(args, { ...process.env, HF_HUB_CACHE: path.join(dir, 'hf-cache'), FICOCO_MODELS_DIR: dir });
 }
 
+/** `ficoco models download TARGET --endpoint ENDPOINT --dir ROOT`, the built-in model from the fake Hub by default. */
+function downloadInto(root: string, target = 'ficoco/tiny-llava-screens', endpoint = hub.url) {
+  return ficoco('models', 'download', target, '--endpoint', endpoint, '--dir', root);
+}
+
 /**
  * `ficoco ARGS` where no file may grow past `kib` KiB (bash's ulimit -f): a write past it fails with EFBIG, as on a
  * FAT32 drive.
@@ -59,15 +64,7 @@ async function failsWith(run: Promise<unknown>, message: RegExp): Promise<void> 
 }
 
 test('ficoco models download fetches a repository from the endpoint; ask answers with the downloaded folder', async () => {
-  const { stdout } = await ficoco(
-    'models',
-    'download',
-    'ficoco/tiny-llava-screens',
-    '--endpoint',
-    hub.url,
-    '--dir',
-    dir,
-  );
+  const { stdout } = await downloadInto(dir);
   const folder = path.join(dir, 'ficoco--tiny-llava-screens', COMMIT);
   assert.equal(stdout.split('\n')[0], folder);
   assert.match(stdout, /MB in \d+\.\d s \(.+\/s\)/);
@@ -212,15 +209,7 @@ test('a wrong endpoint or repository name fails with exit code 2 and a message',
 });
 
 test('ficoco models download OWNER/NAME@REV downloads that revision, as the README says', async () => {
-  const { stdout } = await ficoco(
-    'models',
-    'download',
-    `ficoco/tiny-llava-screens@${COMMIT}`,
-    '--endpoint',
-    hub.url,
-    '--dir',
-    dir,
-  );
+  const { stdout } = await downloadInto(dir, `ficoco/tiny-llava-screens@${COMMIT}`);
   assert.ok(stdout.includes(path.join(dir, 'ficoco--tiny-llava-screens', COMMIT)), stdout);
   await assert.rejects(
     ficoco('models', 'download', 'ficoco/tiny-llava-screens@main', '--revision', 'main', '--dir', dir),
@@ -233,15 +222,7 @@ test('a resumed download gives the rate of what it fetched, and says what was on
   const partial = path.join(resumed, '.partial', `ficoco--tiny-llava-screens--${COMMIT}`);
   fs.mkdirSync(partial, { recursive: true });
   fs.copyFileSync(path.join(BUILTIN, 'model.safetensors'), path.join(partial, 'model.safetensors'));
-  const { stdout } = await ficoco(
-    'models',
-    'download',
-    'ficoco/tiny-llava-screens',
-    '--endpoint',
-    hub.url,
-    '--dir',
-    resumed,
-  );
+  const { stdout } = await downloadInto(resumed);
   // The weights (4.4 MB) were there: only the small files came.
   assert.match(stdout.split('\n')[1]!, /^\d+(\.\d)? kB in \d+\.\d s \(.+\/s\); 4\.4 MB were on disk already$/);
 });
@@ -298,15 +279,7 @@ test('a disk that fails the lock or the manifest says so in one line and leaves 
   try {
     await failsWith(download(1, smallHub.url), /^error: .*ficoco-download\.json cannot be written: it would be/m);
     assert.deepEqual(listStoredModels(root), []);
-    const { stdout } = await ficoco(
-      'models',
-      'download',
-      'ficoco/tiny-llava-screens',
-      '--endpoint',
-      smallHub.url,
-      '--dir',
-      root,
-    );
+    const { stdout } = await downloadInto(root, 'ficoco/tiny-llava-screens', smallHub.url);
     assert.equal(stdout.split('\n')[0], path.join(root, 'ficoco--tiny-llava-screens', COMMIT));
   } finally {
     await smallHub.close();
