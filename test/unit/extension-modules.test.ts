@@ -11,13 +11,30 @@ import * as path from 'node:path';
 import { describe, mock, test } from 'node:test';
 import type * as vscode from 'vscode';
 import { EngineError } from '../../src/client/engineClient';
-import { RemoteEngine } from '../../src/client/remoteEngine';
+import { RemoteEngine, type RemoteEngineOptions } from '../../src/client/remoteEngine';
 import { byteProgress } from '../../src/extension/byteProgress';
 import { abortSignalOf } from '../../src/extension/cancellation';
 import { fixFor } from '../../src/extension/errorFixes';
 import { IdleUnloader } from '../../src/extension/idleUnload';
 import { type ImageFileSystem, readImageFiles } from '../../src/extension/imageFiles';
 import { SettingsError, loadParamsOf, modelPathNames, readSettings } from '../../src/extension/settings';
+
+/** How a question through a RemoteEngine at `options` fails (one that is answered fails the test). */
+async function remoteFailure(options: RemoteEngineOptions): Promise<unknown> {
+  const engine = new RemoteEngine(options);
+  try {
+    await engine.ask(
+      { modelDir: '/models/any', provider: 'cpu' },
+      { question: 'what does it say?', images: [], history: [], maxNewTokens: 4, temperature: 0, topP: 1, seed: 0 },
+      { text: () => undefined },
+    );
+  } catch (error) {
+    return error;
+  } finally {
+    engine.dispose();
+  }
+  return assert.fail(`${options.baseUrl} answered`);
+}
 
 describe('the fix offered for a failure, by its kind', () => {
   test('model, provider, memory and reduction failures open their setting; crashes and bugs the log; the rest nothing', () => {
@@ -45,18 +62,7 @@ describe('the fix offered for a failure, by its kind', () => {
     const { port } = closed.address() as net.AddressInfo;
     closed.close();
     await once(closed, 'close');
-    const engine = new RemoteEngine({ baseUrl: `http://127.0.0.1:${port}/v1` });
-    const failure = await engine
-      .ask(
-        { modelDir: '/models/any', provider: 'cpu' },
-        { question: 'what does it say?', images: [], history: [], maxNewTokens: 4, temperature: 0, topP: 1, seed: 0 },
-        { text: () => undefined },
-      )
-      .then(
-        () => assert.fail('a closed port answered'),
-        (error: unknown) => error,
-      );
-    engine.dispose();
+    const failure = await remoteFailure({ baseUrl: `http://127.0.0.1:${port}/v1` });
     assert.ok(failure instanceof EngineError);
     assert.match(
       failure.message,
@@ -76,20 +82,7 @@ describe('the fix offered for a failure, by its kind', () => {
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     const base = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
-    const failureOf = (apiKey: string) => {
-      const engine = new RemoteEngine({ baseUrl: base, apiKey });
-      return engine
-        .ask(
-          { modelDir: '/models/any', provider: 'cpu' },
-          { question: 'what does it say?', images: [], history: [], maxNewTokens: 4, temperature: 0, topP: 1, seed: 0 },
-          { text: () => undefined },
-        )
-        .then(
-          () => assert.fail('the server answered'),
-          (error: unknown) => error,
-        )
-        .finally(() => engine.dispose());
-    };
+    const failureOf = (apiKey: string) => remoteFailure({ baseUrl: base, apiKey });
     try {
       assert.deepEqual(fixFor(await failureOf('wrong')), { title: 'Set Engine API Key' });
       const notThere = await failureOf('right');
