@@ -229,9 +229,7 @@ export class Replies {
         // A server other than ficoco serve, or a stopped remote answer (stats come with the finish): no figures.
         this.post(conversation.finish(turnId, kind, result.stopReason));
         if (kind === 'answer' && result.stopReason !== 'cancelled') {
-          this.activities.delete(key);
-          status.showWithoutStats(where);
-          this.showActivity();
+          this.showFigures(key, () => status.showWithoutStats(where));
         }
       } else {
         const fallback = stats.providerFallback;
@@ -250,9 +248,7 @@ export class Replies {
           conversation.finish(turnId, kind, result.stopReason, measuring ? { ...view, measuringSpeedup: true } : view),
         );
         if (kind === 'answer') {
-          this.activities.delete(key);
-          status.showAnswer(view);
-          this.showActivity();
+          this.showFigures(key, () => status.showAnswer(view));
           if (measuring) measure = () => this.measure(turnId, engine, where, model, request, stats, view);
         }
       }
@@ -274,6 +270,13 @@ export class Replies {
     this.activities.delete(key);
     this.activities.set(key, label);
     this.options.status.busy(label);
+  }
+
+  /** Shows the figures `key` ends with (`show`), then the newest activity still in flight over them, if any. */
+  private showFigures(key: string, show: () => void): void {
+    this.activities.delete(key);
+    show();
+    this.showActivity();
   }
 
   /** Puts the newest activity in flight back in the status bar; false when there is none. */
@@ -376,9 +379,7 @@ export class Replies {
     };
     const show = (speedup: SpeedupView) => {
       this.post(conversation.setSpeedup(turnId, speedup));
-      this.activities.delete(key);
-      status.showAnswer({ ...view, speedup });
-      this.showActivity();
+      this.showFigures(key, () => status.showAnswer({ ...view, speedup }));
     };
     const known = speedups.get(subject);
     if (known) {
