@@ -26,6 +26,8 @@ export class TranscriptView {
   private frameRequested = false;
   /** what the reader opened (an answer's details, a turn's reduction overlay), kept when a turn is redrawn */
   private readonly opened = new Set<string>();
+  /** turns whose Stop was pressed: drawn again while still answering, their Stop stays disabled */
+  private readonly stopping = new Set<string>();
   /** whether new content keeps the end in view: until the reader scrolls up, and again once they are back at the end */
   private following = true;
   private lastScrollTop = 0;
@@ -137,11 +139,9 @@ export class TranscriptView {
   /** Stops the turn once: its Stop buttons are disabled until the extension says how it ended. */
   stop(turnId: string): void {
     const stops = [...(this.findTurn(turnId)?.querySelectorAll('.stop') ?? [])];
-    if (stops.length === 0 || stops.every((stop) => stop.hasAttribute('disabled'))) return;
-    for (const stop of stops) {
-      stop.setAttribute('disabled', '');
-      stop.textContent = 'Stopping…';
-    }
+    if (stops.length === 0 || this.stopping.has(turnId)) return;
+    this.stopping.add(turnId);
+    for (const stop of stops) showStopping(stop);
     this.actions.stop(turnId);
   }
 
@@ -150,14 +150,16 @@ export class TranscriptView {
     const element = doc.createElement('article');
     element.className = 'turn';
     element.dataset.turnId = turn.id;
+    const answering = [turn.answer, turn.full].some(
+      (reply) => reply && (reply.status === 'waiting' || reply.status === 'streaming'),
+    );
+    // A stop ends with the turn; until then each redraw shows it pending.
+    if (!answering) this.stopping.delete(turn.id);
     const replies = doc.createElement('div');
     replies.className = turn.full ? 'replies compared' : 'replies';
     replies.append(this.renderReply(turn, 'answer', turn.answer));
     if (turn.full) replies.append(this.renderReply(turn, 'full', turn.full));
     element.append(renderQuestion(doc, turn), replies);
-    const answering = [turn.answer, turn.full].some(
-      (reply) => reply && (reply.status === 'waiting' || reply.status === 'streaming'),
-    );
     if (answering) element.setAttribute('aria-busy', 'true');
     else if (turn.answer.status === 'done') element.append(...this.turnActions(turn));
     return element;
@@ -188,15 +190,15 @@ export class TranscriptView {
       // Above the text, so the streamed text does not push Stop away while it grows.
       const controls = doc.createElement('div');
       controls.className = 'controls';
-      controls.append(
-        button(doc, {
-          label: 'Stop',
-          className: 'stop',
-          title: 'Stop this answer (Escape)',
-          control: `${kind}-stop`,
-          onClick: () => this.stop(turn.id),
-        }),
-      );
+      const stop = button(doc, {
+        label: 'Stop',
+        className: 'stop',
+        title: 'Stop this answer (Escape)',
+        control: `${kind}-stop`,
+        onClick: () => this.stop(turn.id),
+      });
+      if (this.stopping.has(turn.id)) showStopping(stop);
+      controls.append(stop);
       if (reply.status === 'waiting') controls.append(paragraph(doc, 'waiting', 'Waiting for the engine…', 'span'));
       section.append(controls, body);
       return section;
@@ -311,6 +313,12 @@ export class TranscriptView {
 function onNextFrame(window: Window | null, draw: () => void): void {
   if (typeof window?.requestAnimationFrame === 'function') window.requestAnimationFrame(draw);
   else setTimeout(draw, 16);
+}
+
+/** A pressed Stop: disabled until the extension says how the turn ended. */
+function showStopping(stop: Element): void {
+  stop.setAttribute('disabled', '');
+  stop.textContent = 'Stopping…';
 }
 
 function renderQuestion(doc: Document, turn: Turn): HTMLElement {

@@ -666,6 +666,25 @@ describe('chat transcript', () => {
     assert.ok(stop.hasAttribute('disabled'));
   });
 
+  test('a turn redrawn while its stop is pending keeps Stop disabled until the turn ends', () => {
+    const answered = reply({ text: 'blue', status: 'done', stopReason: 'stop-token' });
+    // Compare asked while the answer's speedup is measured: the full-token reply waits for the measurement to end.
+    const measuring = turn({ answer: { ...answered, stats: { ...REDUCED, measuringSpeedup: true } }, full: reply() });
+    send({ type: 'turnAdded', turn: measuring });
+    only(turnElements()).querySelector<HTMLElement>('.stop')!.click();
+    // The measurement Compare cancelled ends while the full-token reply is stopping: the turn is drawn again.
+    send({ type: 'turnUpdated', turn: turn({ answer: { ...answered, stats: REDUCED }, full: reply() }) });
+    const stop = only(turnElements()).querySelector<HTMLElement>('.stop')!;
+    assert.ok(stop.hasAttribute('disabled'));
+    assert.equal(stop.textContent, 'Stopping…');
+    stop.click();
+    key(document, 'Escape');
+    assert.deepEqual(posted, [{ type: 'ready' }, { type: 'stop', turnId: 'turn-1' }]);
+    const stopped = reply({ status: 'done', stopReason: 'cancelled' });
+    send({ type: 'turnUpdated', turn: turn({ answer: { ...answered, stats: REDUCED }, full: stopped }) });
+    assert.equal(only(turnElements()).querySelector('.stop'), null);
+  });
+
   test('Escape stops the newest running answer', () => {
     send({
       type: 'state',
