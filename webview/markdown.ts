@@ -6,7 +6,8 @@
  * A streamed answer is drawn again as it grows. The whole text is parsed each time (a later line can change an earlier
  * block: a reference definition, a list item that makes the list loose), but only the top-level blocks whose HTML
  * changed are sanitized and replaced: the blocks before them keep their elements, so what the reader selected or
- * focused in them stays, and drawing a frame costs the changed tail rather than the whole answer.
+ * focused in them stays, and drawing a frame costs the changed tail rather than the whole answer. A fenced code block
+ * that only grew (still streaming) takes the new code as text in its element, so a long one is not drawn again whole.
  */
 import createDOMPurify, { type DOMPurify } from 'dompurify';
 import MarkdownIt, { type Token } from 'markdown-it';
@@ -20,9 +21,14 @@ export interface CodeActions {
   insert(text: string): void;
 }
 
-/** One top-level block as drawn: its HTML before sanitizing, and the nodes it became in the element. */
-interface DrawnBlock {
+/** One top-level block of the text: its HTML before sanitizing; for a fenced code block, its info string and code. */
+interface Block {
   html: string;
+  fence?: { info: string; code: string };
+}
+
+/** One top-level block as drawn, and the nodes it became in the element. */
+interface DrawnBlock extends Block {
   nodes: ChildNode[];
 }
 
@@ -57,18 +63,19 @@ export function renderMarkdown(element: HTMLElement, text: string, actions: Code
     element.textContent = text;
     return;
   }
-  const blocks = blockHtml(text);
+  const blocks = parseBlocks(text);
   const before = drawnBlocks(element);
-  const after = blocks.map((html, i): DrawnBlock => {
+  const after = blocks.map((block, i): DrawnBlock => {
     const old = before[i];
-    if (old?.html === html) return old;
-    const nodes = blockNodes(doc, window, html, actions);
+    if (old?.html === block.html) return old;
+    if (old && appendCode(old, block)) return { ...block, nodes: old.nodes };
+    const nodes = blockNodes(doc, window, block.html, actions);
     // In the old block's place (the blocks around it keep their elements), or after the last.
     if (old) {
       old.nodes[0]!.before(...nodes);
       removeNodes(old);
     } else element.append(...nodes);
-    return { html, nodes };
+    return { ...block, nodes };
   });
   for (const old of before.slice(blocks.length)) removeNodes(old);
   drawn.set(element, after);
@@ -87,6 +94,19 @@ function blockNodes(doc: Document, window: Window, html: string, actions: CodeAc
   return [...holder.childNodes];
 }
 
+/**
+ * Appends to a drawn code block the code that `block`, the same fence grown, adds; false when `block` is not that.
+ * The code goes in as a text node, which is what sanitizing the fence's escaped HTML would make of it.
+ */
+function appendCode(old: DrawnBlock, block: Block): boolean {
+  if (!old.fence || !block.fence || old.fence.info !== block.fence.info) return false;
+  if (!block.fence.code.startsWith(old.fence.code)) return false;
+  const code = old.nodes.find((node): node is Element => node.nodeName === 'PRE')?.querySelector('code');
+  if (!code) return false;
+  code.append(block.fence.code.slice(old.fence.code.length));
+  return true;
+}
+
 function removeNodes(block: DrawnBlock): void {
   for (const node of block.nodes) node.parentNode?.removeChild(node);
 }
@@ -101,14 +121,17 @@ function drawnBlocks(element: HTMLElement): DrawnBlock[] {
   return [];
 }
 
-/** The HTML of each top-level block of `text`, parsed as a whole. */
-function blockHtml(text: string): string[] {
+/** Each top-level block of `text`, parsed as a whole. */
+function parseBlocks(text: string): Block[] {
   const env = {};
   const tokens = markdown.parse(text, env);
-  const blocks: string[] = [];
+  const blocks: Block[] = [];
   for (let start = 0; start < tokens.length;) {
     const end = blockEnd(tokens, start);
-    blocks.push(markdown.renderer.render(tokens.slice(start, end), markdown.options, env));
+    const block = tokens.slice(start, end);
+    const html = markdown.renderer.render(block, markdown.options, env);
+    const fence = block.length === 1 && block[0]!.type === 'fence' ? block[0]! : undefined;
+    blocks.push(fence ? { html, fence: { info: fence.info, code: fence.content } } : { html });
     start = end;
   }
   return blocks;
@@ -125,7 +148,8 @@ function blockEnd(tokens: Token[], start: number): number {
 }
 
 function addCodeActions(doc: Document, block: HTMLPreElement, actions: CodeActions): void {
-  const code = block.textContent ?? '';
+  // Read when pressed: a code block still streaming grows after its buttons are made.
+  const code = () => block.textContent ?? '';
   const bar = doc.createElement('div');
   bar.className = 'code-actions';
   bar.append(
@@ -133,13 +157,13 @@ function addCodeActions(doc: Document, block: HTMLPreElement, actions: CodeActio
       label: 'Copy',
       className: 'copy-code',
       title: 'Copy the code',
-      onClick: () => actions.copy(code),
+      onClick: () => actions.copy(code()),
     }),
     button(doc, {
       label: 'Insert at Cursor',
       className: 'insert-code',
       title: 'Insert the code where the cursor is in the editor',
-      onClick: () => actions.insert(code),
+      onClick: () => actions.insert(code()),
     }),
   );
   block.before(bar);

@@ -60,6 +60,22 @@ describe('model answers are sanitized before they reach the page', () => {
     );
   });
 
+  test('code streamed into an open code block stays text, as a whole render of the answer has it', () => {
+    const { window } = new JSDOM('<!doctype html><div id="answer"></div><div id="whole"></div>');
+    const [answer, whole] = ['answer', 'whole'].map((id) => window.document.getElementById(id)!);
+    let text = '```html\n';
+    renderMarkdown(answer!, text, NO_ACTIONS);
+    const code = answer!.querySelector('pre code');
+    for (const piece of ['</code></pre>', '<img src=x onerror=alert(1)>', '\n<script>alert(1)</script>\n']) {
+      text += piece;
+      renderMarkdown(answer!, text, NO_ACTIONS);
+    }
+    assert.ok(answer!.querySelector('pre code') === code, 'the code element grew in place');
+    assert.equal(answer!.querySelector('img, script'), null);
+    renderMarkdown(whole!, text, NO_ACTIONS);
+    assert.equal(answer!.innerHTML, whole!.innerHTML);
+  });
+
   test('where DOMPurify cannot run, the answer is plain text, never unsanitized HTML', () => {
     assert.equal(sanitizeHtml('<b>bold</b>', {} as Window), undefined);
     const { window } = new JSDOM('<div id="a"></div>');

@@ -567,6 +567,30 @@ describe('chat transcript', () => {
     assert.ok(items.every((item) => item.querySelector('.legend-swatch')?.getAttribute('aria-hidden') === 'true'));
   });
 
+  test('a code block that streams keeps its elements: its code grows in place, and Copy takes all of it', async () => {
+    send({ type: 'turnAdded', turn: turn() });
+    const stream = async (text: string) => {
+      send({ type: 'replyText', turnId: 'turn-1', reply: 'answer', text });
+      await nextFrame();
+    };
+    const pieces = ['Run:\n\n```sh\nnpm ', 'ci', '\nnpm ', 'test -- <b>', '\n\n', 'echo ok\n'];
+    await stream(pieces[0]!);
+    const body = answerOf(only(turnElements())).querySelector<HTMLElement>('.reply-body')!;
+    const [code, copy] = [body.querySelector('pre code')!, body.querySelector<HTMLElement>('.copy-code')!];
+    for (const piece of pieces.slice(1)) await stream(piece);
+    assert.ok(body.querySelector('pre code') === code, 'the code element is the same');
+    assert.ok(body.querySelector('.copy-code') === copy, 'so is its Copy button');
+    const whole = document.createElement('div');
+    renderMarkdown(whole, pieces.join(''), { copy: () => undefined, insert: () => undefined });
+    assert.equal(body.innerHTML, whole.innerHTML);
+    copy.click();
+    assert.deepEqual(posted.at(-1), { type: 'copy', text: 'npm ci\nnpm test -- <b>\n\necho ok\n' });
+    // The fence closes and a paragraph follows: the code block still stays.
+    await stream('```\n\nDone.');
+    assert.ok(body.querySelector('pre code') === code, 'a closed fence keeps its element');
+    assert.equal(body.querySelector('p:last-child')?.textContent, 'Done.');
+  });
+
   test('what the reader opened and focused stays so when the turn is redrawn', async () => {
     send({ type: 'turnAdded', turn: finished(REDUCED) });
     const before = only(turnElements());
