@@ -242,10 +242,38 @@ interface Size {
   height: number;
 }
 
-/** The IHDR chunk, which the PNG specification puts first: width and height as 32-bit big-endian. */
+/** A PNG colour type: what it is called, its samples per pixel, the bit depths the specification allows it. */
+interface PngColorType {
+  name: string;
+  samples: number;
+  bitDepths: readonly number[];
+}
+
+/** The colour types PNG defines, by number (the specification's table 11.1). */
+export const PNG_COLOR_TYPES: Partial<Record<number, PngColorType>> = {
+  0: { name: 'grayscale', samples: 1, bitDepths: [1, 2, 4, 8, 16] },
+  2: { name: 'RGB', samples: 3, bitDepths: [8, 16] },
+  3: { name: 'palette', samples: 1, bitDepths: [1, 2, 4, 8] },
+  4: { name: 'grayscale with alpha', samples: 2, bitDepths: [8, 16] },
+  6: { name: 'RGBA', samples: 4, bitDepths: [8, 16] },
+};
+
+/**
+ * The IHDR chunk, which the PNG specification puts first: width and height as 32-bit big-endian, then the bit depth
+ * and the colour type as single bytes, refused where PNG does not pair them.
+ */
 function readPngSize(header: HeaderBytes): Size {
   const firstChunk = header.ascii(12, 4);
   if (firstChunk !== 'IHDR') throw header.garbled(`the first chunk is "${firstChunk}", not IHDR`);
+  // pngjs decodes any pairing (RGB at bit depth 4 as 4-bit samples); PIL, which FiCoCo matches, refuses these.
+  const colorTypeNumber = header.byte(25);
+  const colorType = PNG_COLOR_TYPES[colorTypeNumber];
+  if (!colorType) throw header.garbled(`colour type ${colorTypeNumber}, which PNG does not define`);
+  const depth = header.byte(24);
+  if (!colorType.bitDepths.includes(depth)) {
+    const allowed = new Intl.ListFormat('en', { type: 'disjunction' }).format(colorType.bitDepths.map(String));
+    throw header.garbled(`${colorType.name} at bit depth ${depth}, where PNG allows ${allowed}`);
+  }
   // pngjs takes the size from the last IHDR, so a second one would pass a size these checks never saw.
   let headerChunks = 0;
   for (const { type } of pngChunks(header.bytes)) {

@@ -305,6 +305,37 @@ test('a PNG with a second IHDR is refused: pngjs takes the last, a size the limi
   );
 });
 
+test('a PNG whose colour type and bit depth the PNG specification does not pair is refused by the header check', () => {
+  // Table 11.1 of the specification, which PIL follows; pngjs decoded any pairing.
+  const allowed: Record<number, number[]> = {
+    0: [1, 2, 4, 8, 16],
+    2: [8, 16],
+    3: [1, 2, 4, 8],
+    4: [8, 16],
+    6: [8, 16],
+  };
+  for (const colorType of [0, 1, 2, 3, 4, 5, 6, 7]) {
+    for (const depth of [0, 1, 2, 3, 4, 8, 16, 32]) {
+      const file = pngOf(ihdr(1, 1, { depth, colorType }));
+      if (allowed[colorType]?.includes(depth)) {
+        checkImageFile(file, 'fine.png');
+        continue;
+      }
+      assertHeaderRefused(file, 'odd.png', /^odd\.png could not be decoded as PNG: the header is garbled \(/);
+    }
+  }
+  assertHeaderRefused(
+    pngOf(ihdr(1, 1, { depth: 4, colorType: 2 })),
+    'rgb4.png',
+    /^rgb4\.png could not be decoded as PNG: the header is garbled \(RGB at bit depth 4, where PNG allows 8 or 16\)$/,
+  );
+  assertHeaderRefused(
+    pngOf(ihdr(1, 1, { colorType: 5 })),
+    'five.png',
+    /^five\.png could not be decoded as PNG: the header is garbled \(colour type 5, which PNG does not define\)$/,
+  );
+});
+
 test('an interlaced PNG whose data inflates past its size is refused before pngjs inflates it all', async () => {
   // 3 × 5 1-bit gray in Adam7's seven passes: 11 rows of 1 byte each after their filter byte, 20 bytes.
   const header = ihdr(3, 5, { depth: 1, colorType: 0, interlace: 1 });

@@ -1,6 +1,6 @@
 import { inflateSync } from 'node:zlib';
 import { PNG } from 'pngjs';
-import { pngChunks, TRUNCATED, undecodable } from '../../common/imageFile';
+import { PNG_COLOR_TYPES, pngChunks, TRUNCATED, undecodable } from '../../common/imageFile';
 import { reasonOf, rgbFromRgba, type RgbImage } from './rgb-image';
 
 // IHDR, the first chunk, as fixed offsets in the file: width and height (32-bit big-endian), then single bytes.
@@ -9,10 +9,6 @@ const IHDR_HEIGHT_OFFSET = 20;
 const IHDR_BIT_DEPTH_OFFSET = 24;
 const IHDR_COLOR_TYPE_OFFSET = 25;
 const IHDR_INTERLACE_OFFSET = 28;
-
-/** Samples per pixel of each PNG colour type: gray, RGB, palette index, gray and alpha, RGBA. */
-const SAMPLES_PER_PIXEL: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
-const BIT_DEPTHS = [1, 2, 4, 8, 16];
 
 /** Adam7's seven passes: the column and row each starts at, and its steps across and down. */
 const ADAM7_PASSES = [
@@ -65,13 +61,13 @@ export function decodePng(bytes: Uint8Array, sourceName: string): RgbImage {
 
 /**
  * The bytes an interlaced image's data inflates to: each pass's rows, each a filter byte then its packed samples.
- * Undefined for a colour type or bit depth that pngjs refuses before it inflates anything.
+ * Undefined for a colour type and bit depth PNG does not pair (the header check refuses them).
  */
 function interlacedDataBytes(bytes: Uint8Array, width: number, height: number): number | undefined {
-  const samples = SAMPLES_PER_PIXEL[bytes[IHDR_COLOR_TYPE_OFFSET]];
+  const colorType = PNG_COLOR_TYPES[bytes[IHDR_COLOR_TYPE_OFFSET]];
   const depth = bytes[IHDR_BIT_DEPTH_OFFSET];
-  if (samples === undefined || !BIT_DEPTHS.includes(depth)) return undefined;
-  const bitsPerPixel = samples * depth;
+  if (!colorType?.bitDepths.includes(depth)) return undefined;
+  const bitsPerPixel = colorType.samples * depth;
   let total = 0;
   for (const [left, top, across, down] of ADAM7_PASSES) {
     const passWidth = Math.ceil((width - left) / across);
