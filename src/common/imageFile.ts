@@ -282,10 +282,12 @@ function readPngSize(header: HeaderBytes): Size {
   return { width: header.uint32be(16), height: header.uint32be(20) };
 }
 
-/** A PNG chunk: its four-letter type and its data. */
+/** A PNG chunk: its four-letter type, its data, and where it starts (its length field) and ends in the file. */
 export interface PngChunk {
   type: string;
   data: Uint8Array;
+  start: number;
+  end: number;
 }
 
 /**
@@ -299,7 +301,7 @@ export function* pngChunks(bytes: Uint8Array): Generator<PngChunk> {
     const end = offset + 12 + view.getUint32(offset);
     if (end > bytes.length) return;
     const type = String.fromCharCode(bytes[offset + 4], bytes[offset + 5], bytes[offset + 6], bytes[offset + 7]);
-    yield { type, data: bytes.subarray(offset + 8, end - 4) };
+    yield { type, data: bytes.subarray(offset + 8, end - 4), start: offset, end };
     if (type === 'IEND') return;
     offset = end;
   }

@@ -336,6 +336,55 @@ test('a PNG whose colour type and bit depth the PNG specification does not pair 
   );
 });
 
+test("a PNG's tRNS chunk leaves every pixel's colour as stored, as PIL's convert('RGB') does", async () => {
+  // pngjs blackened the pixels a grayscale or RGB tRNS names transparent, and refused a tRNS that PIL reads.
+  const palette = pngChunk('PLTE', bytes([10, 20, 30, 40, 50, 60]));
+  const cases: [string, Uint8Array[], number[], number[]][] = [
+    // Name; IHDR, PLTE and tRNS; one row of two pixels, the second the transparent one; their RGB (PIL 9.4's).
+    [
+      'gray8',
+      [ihdr(2, 1, { colorType: 0 }), pngChunk('tRNS', bytes([0, 0x40]))],
+      [0x80, 0x40],
+      [128, 128, 128, 64, 64, 64],
+    ],
+    // 16-bit samples keep their high byte (see decodePng).
+    [
+      'gray16',
+      [ihdr(2, 1, { depth: 16, colorType: 0 }), pngChunk('tRNS', bytes([0x40, 0]))],
+      [0x80, 0x80, 0x40, 0],
+      [128, 128, 128, 64, 64, 64],
+    ],
+    [
+      'rgb8',
+      [ihdr(2, 1), pngChunk('tRNS', bytes([0, 0x40, 0, 0x30, 0, 0x20]))],
+      [0x80, 0x70, 0x60, 0x40, 0x30, 0x20],
+      [128, 112, 96, 64, 48, 32],
+    ],
+    [
+      'rgb16',
+      [ihdr(2, 1, { depth: 16 }), pngChunk('tRNS', bytes([0x40, 0, 0x30, 0, 0x20, 0]))],
+      [0x80, 0x80, 0x70, 0x70, 0x60, 0x60, 0x40, 0, 0x30, 0, 0x20, 0],
+      [128, 112, 96, 64, 48, 32],
+    ],
+    [
+      'palette with more alphas than colours',
+      [ihdr(2, 1, { colorType: 3 }), palette, pngChunk('tRNS', bytes([0, 0, 0]))],
+      [0, 1],
+      [10, 20, 30, 40, 50, 60],
+    ],
+    [
+      'palette with its alphas first',
+      [ihdr(2, 1, { colorType: 3 }), pngChunk('tRNS', bytes([0])), palette],
+      [0, 1],
+      [10, 20, 30, 40, 50, 60],
+    ],
+  ];
+  for (const [name, chunks, row, rgb] of cases) {
+    const decoded = await decodeImage(pngOf(...chunks, pngChunk('IDAT', deflateSync(bytes([0], row)))), name);
+    assert.deepEqual([...decoded.rgb], rgb, name);
+  }
+});
+
 test('an interlaced PNG whose data inflates past its size is refused before pngjs inflates it all', async () => {
   // 3 × 5 1-bit gray in Adam7's seven passes: 11 rows of 1 byte each after their filter byte, 20 bytes.
   const header = ihdr(3, 5, { depth: 1, colorType: 0, interlace: 1 });

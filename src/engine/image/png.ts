@@ -23,7 +23,7 @@ const ADAM7_PASSES = [
 
 /**
  * Decodes a PNG to RGB like PIL's `Image.open(...).convert('RGB')`: palette expanded, grayscale
- * replicated, alpha dropped, 1/2/4-bit samples scaled to 0..255.
+ * replicated, alpha and tRNS transparency dropped, 1/2/4-bit samples scaled to 0..255.
  * 16-bit samples keep their high byte, as PIL does for RGB/RGBA/LA. (For plain 16-bit grayscale
  * PIL 9.4 opens mode "I" and clips values above 255, washing the image out to white; we keep the
  * high byte there too, deliberately.)
@@ -40,7 +40,7 @@ export function decodePng(bytes: Uint8Array, sourceName: string): RgbImage {
     const interlacedBytes = bytes[IHDR_INTERLACE_OFFSET] === 1 ? interlacedDataBytes(bytes, width, height) : undefined;
     if (interlacedBytes !== undefined) inflateImageData(bytes, interlacedBytes);
     // skipRescale keeps 16-bit samples whole so we can take the high byte (pngjs would round).
-    png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), { skipRescale: sixteenBit });
+    png = PNG.sync.read(withoutTransparency(bytes), { skipRescale: sixteenBit });
   } catch (error) {
     const reason = isTooLarge(error)
       ? `it holds more image data than its ${width} × ${height} pixels take, which no valid PNG does`
@@ -57,6 +57,23 @@ export function decodePng(bytes: Uint8Array, sourceName: string): RgbImage {
   }
   const samples: ArrayLike<number> = sixteenBit ? highBytes(png.data as unknown as Uint16Array) : png.data;
   return rgbFromRgba(samples, png.width, png.height);
+}
+
+/**
+ * The file without its tRNS chunks, which only make pixels transparent: alpha is dropped here, and pngjs blackens the
+ * pixels a grayscale or RGB tRNS names, where PIL keeps their colour.
+ */
+function withoutTransparency(bytes: Uint8Array): Buffer {
+  const kept: Uint8Array[] = [];
+  let keptFrom = 0;
+  for (const chunk of pngChunks(bytes)) {
+    if (chunk.type !== 'tRNS') continue;
+    kept.push(bytes.subarray(keptFrom, chunk.start));
+    keptFrom = chunk.end;
+  }
+  if (kept.length === 0) return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  kept.push(bytes.subarray(keptFrom));
+  return Buffer.concat(kept);
 }
 
 /**
