@@ -9,6 +9,7 @@ import {
   MAX_IMAGES_PER_QUESTION,
   MAX_IMAGE_BYTES,
   MAX_QUESTION_CHARS,
+  imageFileTooLarge,
   imageFormatOfFileName,
   type ImageFile,
   type PendingImage,
@@ -258,12 +259,7 @@ export async function readImageFile(file: File): Promise<ImageFile> {
   if (!format) throw new Error(`${name} is not an image FiCoCo can read: use PNG, JPEG, WebP or GIF.`);
   const smaller = await downscaled(file);
   const bytes = smaller ?? new Uint8Array(await file.arrayBuffer());
-  if (bytes.byteLength > MAX_IMAGE_BYTES) {
-    throw new Error(
-      `${name} is ${(bytes.byteLength / 2 ** 20).toFixed(1)} MiB; FiCoCo takes images up to ` +
-        `${MAX_IMAGE_BYTES / 2 ** 20} MiB.`,
-    );
-  }
+  if (bytes.byteLength > MAX_IMAGE_BYTES) throw new Error(imageFileTooLarge(name, bytes.byteLength));
   return { name: smaller ? `${name.replace(/\.[^.]*$/, '')}.png` : name, dataBase64: base64(bytes) };
 }
 

@@ -1,8 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs, ParseArgsConfig } from 'node:util';
-import { formatBytes } from '../common/bytes';
-import { MAX_IMAGE_BYTES } from '../common/imageFile';
+import { MAX_IMAGE_BYTES, imageFileTooLarge } from '../common/imageFile';
 import { UnreadableFileError, readRegularFile } from '../common/boundedFile';
 import { FicocoError } from '../common/errors';
 import { PROVIDERS, ProviderSetting } from '../engine/runtime/provider';
@@ -238,10 +237,7 @@ export function readImageArg(file: string, what = '--image'): { bytes: Buffer; n
 }
 
 function tooLarge(what: string, file: string, bytes: number): FicocoError {
-  return new FicocoError(
-    `${what} ${file} is ${formatBytes(bytes)}; FiCoCo takes image files up to ${formatBytes(MAX_IMAGE_BYTES)}.`,
-    'image',
-  );
+  return new FicocoError(imageFileTooLarge(`${what} ${file}`, bytes), 'image');
 }
 
 /** Checks that an image file is a regular file of at most MAX_IMAGE_BYTES; `what` names it in errors. */

@@ -131,10 +131,10 @@ export function checkImageFile(bytes: Uint8Array, sourceName: string): ImageHead
   }
   checkPixelCount(width, height, sourceName);
   if (header.largestFrame) checkFrameSize(header.largestFrame.width, header.largestFrame.height, sourceName);
-  const aspectRatio = Math.max(width, height) / Math.min(width, height);
-  if (aspectRatio > MAX_IMAGE_ASPECT_RATIO) {
+  const [longSide, shortSide] = [Math.max(width, height), Math.min(width, height)];
+  if (longSide / shortSide > MAX_IMAGE_ASPECT_RATIO) {
     throw new FicocoError(
-      `${sourceName} is ${width} × ${height} pixels, an aspect ratio of ${roughly(aspectRatio)}:1; ` +
+      `${sourceName} is ${width} × ${height} pixels, an aspect ratio of ${roundedUp(longSide, shortSide)}:1; ` +
         `FiCoCo takes aspect ratios up to ${MAX_IMAGE_ASPECT_RATIO}:1. Crop it into shorter parts and try again.`,
       'image',
     );
@@ -160,17 +160,22 @@ function checkPixelCount(width: number, height: number, subject: string): void {
 
 /** Mebibytes, as messages print them. */
 function formatMebibytes(bytes: number): string {
-  return roughly(bytes / (1024 * 1024));
+  return roundedUp(bytes, 1024 * 1024);
 }
 
 /** Megapixels, as messages print them. */
 export function formatMegapixels(pixels: number): string {
-  return roughly(pixels / 1e6);
+  return roundedUp(pixels, 1e6);
 }
 
-/** Whole from 100 up, one decimal below: the exact size is in the message beside it. */
-function roughly(value: number): string {
-  return value >= 100 ? String(Math.round(value)) : String(Math.round(value * 10) / 10);
+/**
+ * `numerator / denominator` rounded up, whole from 100 up and to one decimal below: a figure over a limit never reads
+ * as the limit (32 MiB and a byte: 32.1 MiB, not 32 MiB).
+ */
+function roundedUp(numerator: number, denominator: number): string {
+  // One division of whole numbers, so that an exact quotient is not nudged up by a rounding error.
+  const tenths = Math.ceil((numerator * 10) / denominator);
+  return tenths >= 1000 ? String(Math.ceil(numerator / denominator)) : String(tenths / 10);
 }
 
 function startsWith(bytes: Uint8Array, signature: number[], offset = 0): boolean {

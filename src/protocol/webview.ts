@@ -6,7 +6,13 @@
  *
  * The webview bundle includes this file, so it imports only plain helpers: no Node, vscode or engine code.
  */
-import { IMAGE_MIME_TYPES, MAX_IMAGES_PER_QUESTION, MAX_IMAGE_BYTES, imageFormatOfFileName } from '../common/imageFile';
+import {
+  IMAGE_MIME_TYPES,
+  MAX_IMAGES_PER_QUESTION,
+  MAX_IMAGE_BYTES,
+  imageFileTooLarge,
+  imageFormatOfFileName,
+} from '../common/imageFile';
 import { NO_REDUCTION, REDUCTION_RULES, type ReductionRule } from '../common/reductionChoice';
 import { describeValue } from './describe';
 import { type ImageRegion, type PatchFates, type PatchGrid, fieldReaders } from './fields';
@@ -14,7 +20,7 @@ import { type ImageRegion, type PatchFates, type PatchGrid, fieldReaders } from 
 export type { ImageRegion, PatchGrid };
 
 /** The image limits and formats the webview checks at paste time, as the extension and the engine do after it. */
-export { IMAGE_MIME_TYPES, MAX_IMAGES_PER_QUESTION, MAX_IMAGE_BYTES, imageFormatOfFileName };
+export { IMAGE_MIME_TYPES, MAX_IMAGES_PER_QUESTION, MAX_IMAGE_BYTES, imageFileTooLarge, imageFormatOfFileName };
 
 const INLINE_IMAGE = new RegExp(`^data:(${Object.values(IMAGE_MIME_TYPES).join('|')});base64,`);
 

@@ -59,6 +59,14 @@ test('an image that grows past the limit after its check is refused, reading no 
     bytesRead += count;
     return count;
   });
-  throwsFicoco(() => readImageArg(file), 'image', /growing\.png is 67 MB; FiCoCo takes image files up to 34 MB\.$/);
+  throwsFicoco(() => readImageArg(file), 'image', /growing\.png is 64 MiB; FiCoCo takes image files up to 32 MiB\.$/);
   assert.ok(bytesRead <= MAX_IMAGE_BYTES + 1, `${bytesRead} bytes read`);
+});
+
+test('an image one byte over the limit is said to be over it', () => {
+  const file = path.join(temporaryFolder('ficoco-image-arg-'), 'over.png');
+  fs.writeFileSync(file, '');
+  fs.truncateSync(file, MAX_IMAGE_BYTES + 1);
+  // Both figures rounded to the same unit read "34 MB … up to 34 MB".
+  throwsFicoco(() => readImageArg(file), 'image', /over\.png is 32\.1 MiB; FiCoCo takes image files up to 32 MiB\.$/);
 });

@@ -218,7 +218,7 @@ test('34-byte WebPs claiming 16383 × 16383 are refused, lossless and extended',
     ['VP8X', webpExtended(16383, 16383)],
   ] as const) {
     assert.ok(file.length <= 34, `${variant} is ${file.length} bytes`);
-    await assertRefused(file, 'bomb.webp', [/^bomb\.webp is 16383 × 16383 pixels \(268 megapixels\)/, PIXEL_LIMIT]);
+    await assertRefused(file, 'bomb.webp', [/^bomb\.webp is 16383 × 16383 pixels \(269 megapixels\)/, PIXEL_LIMIT]);
   }
 });
 
@@ -226,6 +226,20 @@ test('a complete 45000 × 1 PNG is refused for its aspect ratio', async () => {
   const file = png(45000, 1, true);
   assert.ok(file.length < 400, `${file.length} bytes`);
   await assertRefused(file, 'strip.png', [/^strip\.png is 45000 × 1 pixels, an aspect ratio of 45000:1/, ASPECT_LIMIT]);
+});
+
+test('an image just over a limit is said to be over it, its figure rounded up', () => {
+  // 50,008,000 pixels and 32.01:1 rounded to the nearest read "50 megapixels" and "32:1", the limits themselves.
+  assertHeaderRefused(
+    png(8000, 6251, false),
+    'big.png',
+    /\(50\.1 megapixels\); FiCoCo takes images up to 50 megapixels/,
+  );
+  assertHeaderRefused(
+    png(3201, 100, false),
+    'strip.png',
+    /an aspect ratio of 32\.1:1; FiCoCo takes aspect ratios up to 32:1/,
+  );
 });
 
 test('a full-page web screenshot (1280 × 20000) passes the limits', () => {

@@ -9,6 +9,7 @@ import { webviewHtml } from '../../src/extension/webviewHtml';
 import {
   type AnswerStatsView,
   type HostMessage,
+  MAX_IMAGE_BYTES,
   MAX_QUESTION_CHARS,
   type Reply,
   type SpeedupView,
@@ -1049,6 +1050,14 @@ describe('image intake helpers', () => {
       new window.File([new Uint8Array([0xff, 0xd8])], 'photo.JPG', { type: '' }) as unknown as File,
     );
     assert.deepEqual(jpeg, { name: 'photo.JPG', dataBase64: '/9g=' });
+  });
+
+  test('an image one byte over the limit is said to be over it', async () => {
+    const over = new window.File([new Uint8Array(MAX_IMAGE_BYTES + 1)], 'over.png', { type: 'image/png' });
+    await assert.rejects(
+      readImageFile(over as unknown as File),
+      /^Error: over\.png is 32\.1 MiB; FiCoCo takes image files up to 32 MiB\.$/,
+    );
   });
 
   test('dropped URI lists: VS Code resource list, then the plain list without comments', () => {
