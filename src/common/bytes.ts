@@ -1,11 +1,28 @@
-/** 5.6 GB, 412 MB, 4.4 MB: decimal units, one decimal below ten of a unit. */
-export function formatBytes(bytes: number): string {
-  const units = [
-    ['GB', 1e9],
-    ['MB', 1e6],
-    ['kB', 1e3],
-  ] as const;
-  for (const [unit, size] of units)
-    if (bytes >= size) return `${(bytes / size).toFixed(bytes >= 10 * size ? 0 : 1)} ${unit}`;
+const UNITS = [
+  ['GB', 1e9],
+  ['MB', 1e6],
+  ['kB', 1e3],
+] as const;
+
+/** 5.6 GB, 412 MB, 4.4 MB: decimal units, one decimal below ten of a unit; `extraDecimals` more where asked. */
+export function formatBytes(bytes: number, extraDecimals = 0): string {
+  for (const [unit, size] of UNITS)
+    if (bytes >= size) return `${(bytes / size).toFixed((bytes >= 10 * size ? 0 : 1) + extraDecimals)} ${unit}`;
   return `${bytes} B`;
+}
+
+/**
+ * Two sizes a message compares, as formatBytes gives them but with as many more decimals as it takes for them to read
+ * apart: "needs 4.4 MB, has 4.4 MB free" says nothing.
+ */
+export function formatBytesApart(first: number, second: number): [string, string] {
+  let extraDecimals = 0;
+  // Nine more decimals tell two whole byte counts apart in any unit up to GB.
+  while (
+    first !== second &&
+    extraDecimals < 9 &&
+    formatBytes(first, extraDecimals) === formatBytes(second, extraDecimals)
+  )
+    extraDecimals++;
+  return [formatBytes(first, extraDecimals), formatBytes(second, extraDecimals)];
 }

@@ -18,7 +18,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { setTimeout as delay } from 'node:timers/promises';
 import { downloadFile, listFiles, modelInfo } from '@huggingface/hub';
-import { formatBytes } from '../common/bytes';
+import { formatBytes, formatBytesApart } from '../common/bytes';
 import { FicocoError } from '../common/errors';
 import { privateTo } from '../common/loopback';
 import { diskError } from './diskError';
@@ -370,13 +370,14 @@ export function checkDiskRoom(plan: DownloadPlan, free: number): void {
     return sum + (part?.isFile() ? Math.min(part.size, file.size) : 0);
   }, 0);
   const needed = plan.totalBytes - downloaded;
-  if (free < needed)
-    throw new FicocoError(
-      `${plan.request.repo} needs ${formatBytes(needed)} more on disk` +
-        `${downloaded > 0 ? ` (${formatBytes(downloaded)} of ${formatBytes(plan.totalBytes)} are downloaded)` : ''}, ` +
-        `but ${plan.request.root} has ${formatBytes(free)} free. Free some space and download again.`,
-      'download',
-    );
+  if (free >= needed) return;
+  const [neededText, freeText] = formatBytesApart(needed, free);
+  throw new FicocoError(
+    `${plan.request.repo} needs ${neededText} more on disk` +
+      `${downloaded > 0 ? ` (${formatBytes(downloaded)} of ${formatBytes(plan.totalBytes)} are downloaded)` : ''}, ` +
+      `but ${plan.request.root} has ${freeText} free. Free some space and download again.`,
+    'download',
+  );
 }
 
 /**

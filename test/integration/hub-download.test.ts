@@ -175,7 +175,7 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
       (error: unknown) =>
         error instanceof FicocoError &&
         error.kind === 'download' &&
-        /^ficoco\/tiny-llava-screens needs 4\.4 MB more on disk, but .* has 4\.4 MB free\. Free some space/.test(
+        /^ficoco\/tiny-llava-screens needs 4\.\d{6} MB more on disk, but .* has 4\.\d{6} MB free\. Free some/.test(
           error.message,
         ),
     );
