@@ -71,10 +71,13 @@ export function threadsArg(text: string | undefined): number | undefined {
   return text === undefined ? undefined : integer('--threads', text, 1, MAX_THREADS);
 }
 
-/** --budget in the one budget grammar (src/common/budget.ts): "64" tokens, "25%" or "0.25" a share. */
-export function budgetArg(text: string): Budget {
+/**
+ * A budget in the one budget grammar (src/common/budget.ts): "64" tokens, "25%" or "0.25" a share; `flag` is the
+ * option it came from (--budget, or --budgets for one entry of a list), named in the error.
+ */
+export function budgetArg(text: string, flag = '--budget'): Budget {
   const budget = parseBudget(text);
-  if (!budget) throw new FicocoError(`--budget ${text} must be ${BUDGET_HINT}.`, 'input');
+  if (!budget) throw new FicocoError(`${flag} ${text} must be ${BUDGET_HINT}.`, 'input');
   return budget;
 }
 
@@ -103,8 +106,11 @@ function listArg<T>(flag: string, text: string, parse: (entry: string) => T, key
 
 /** --budgets: a comma-separated list of budgets in the same grammar, each once. */
 export function budgetsArg(text: string): Budget[] {
-  return listArg('--budgets', text, budgetArg, (budget) =>
-    'tokens' in budget ? `tokens ${budget.tokens}` : `ratio ${budget.ratio}`,
+  return listArg(
+    '--budgets',
+    text,
+    (entry) => budgetArg(entry, '--budgets'),
+    (budget) => ('tokens' in budget ? `tokens ${budget.tokens}` : `ratio ${budget.ratio}`),
   );
 }
 

@@ -230,7 +230,7 @@ function budgetList(text: string | undefined, arch: ModelArch): number[] {
   // A share (25%, 0.25) is of the image's visual tokens, as `bench --budgets` takes it; a count may be 0 here.
   return text.split(',').map((item) => {
     if (item.trim() === '0') return 0;
-    const budget = budgetArg(item.trim());
+    const budget = budgetArg(item.trim(), '--budgets');
     return 'ratio' in budget ? Math.round(budget.ratio * all) : budget.tokens;
   });
 }

@@ -141,7 +141,7 @@ test('ficoco bench rejects wrong options before loading anything', async () => {
     (error: FicocoError) => error.kind === 'input' && /--runs 0/.test(error.message),
   );
   await assert.rejects(benchCommand(['--model', MODEL, '--provider', 'tpu']), /--provider tpu is not known/);
-  await assert.rejects(benchCommand(['--model', MODEL, '--budgets', 'lots']), /--budget lots/);
+  await assert.rejects(benchCommand(['--model', MODEL, '--budgets', 'lots']), /--budgets lots/);
   await assert.rejects(
     benchCommand(['--model', MODEL, '--methods', 'ficoco-v,tome', '--param', 'start=0']),
     /--param needs exactly one method/,

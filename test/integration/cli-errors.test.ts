@@ -328,6 +328,17 @@ const commandCases: [string, string[], RegExp][] = [
     ['eval', '--model', NOT_A_MODEL, '--data', EVAL_SET, '--budgets', '25%,0.25'],
     /^error: --budgets 25%,0\.25 names the same one twice \(25% and 0\.25\): give each once\.$/,
   ],
+  // A wrong entry of a budget list is named with the option it came from, not the one-budget option.
+  ...[
+    ['bench', '--model', NOT_A_MODEL],
+    ['eval', '--model', NOT_A_MODEL, '--data', EVAL_SET],
+    ['tune', '--model', NOT_A_MODEL, '--data', EVAL_SET],
+    ['flops', '--arch', 'llava-1.5-7b'],
+  ].map((args): [string, string[], RegExp] => [
+    `${args[0]}: a wrong entry in --budgets`,
+    [...args, '--budgets', '12,lots'],
+    /^error: --budgets lots must be a whole number of visual tokens \(e\.g\. 64\) or a share above 0/,
+  ]),
   [
     'eval: a method twice',
     ['eval', '--model', NOT_A_MODEL, '--data', EVAL_SET, '--methods', 'tome,fastv,tome'],
