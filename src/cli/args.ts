@@ -6,7 +6,7 @@ import { UnreadableFileError, readRegularFile } from '../common/boundedFile';
 import { FicocoError } from '../common/errors';
 import { PROVIDERS, ProviderSetting } from '../engine/runtime/provider';
 import { WEIGHT_QUANTIZATIONS, WeightQuantization, passesQuarter, quantizingProgress } from '../common/quantization';
-import { BUDGET_HINT, Budget, ParamValue, parseBudget } from '../common/budget';
+import { BUDGET_HINT, Budget, ParamValue, budgetLabel, parseBudget } from '../common/budget';
 import { AUTO_METHOD, NO_REDUCTION } from '../common/reductionChoice';
 import { METHODS, findMethod } from '../reduction/registry';
 import { type PrefillProgress, prefillProgressLabel } from '../common/prefillProgress';
@@ -104,14 +104,12 @@ function listArg<T>(flag: string, text: string, parse: (entry: string) => T, key
   });
 }
 
-/** --budgets: a comma-separated list of budgets in the same grammar, each once. */
+/**
+ * --budgets: a comma-separated list of budgets in the same grammar, each once. Two with one label (25% and 0.25, 5.6%
+ * and 0.056) are one budget: their rows would read the same.
+ */
 export function budgetsArg(text: string): Budget[] {
-  return listArg(
-    '--budgets',
-    text,
-    (entry) => budgetArg(entry, '--budgets'),
-    (budget) => ('tokens' in budget ? `tokens ${budget.tokens}` : `ratio ${budget.ratio}`),
-  );
+  return listArg('--budgets', text, (entry) => budgetArg(entry, '--budgets'), budgetLabel);
 }
 
 /** --methods: all, or a comma-separated list of reduction methods, each once. */

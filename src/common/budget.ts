@@ -39,6 +39,12 @@ export function isValidBudget(budget: Budget): boolean {
   return Number.isFinite(budget.ratio) && budget.ratio > 0 && budget.ratio <= 1;
 }
 
-/** How tables, charts and messages name a budget: "64", or "11.1%" for a share. */
+/**
+ * How tables, charts, messages and requests name a budget: "64", or a share as a percentage with the decimals it
+ * needs ("11%", "11.54%"), so that budgets a list can hold side by side read differently, and the label parses back.
+ */
 export const budgetLabel = (budget: Budget): string =>
-  'tokens' in budget ? String(budget.tokens) : `${+(100 * budget.ratio).toFixed(1)}%`;
+  'tokens' in budget ? String(budget.tokens) : `${withoutTrailingZeros((100 * budget.ratio).toFixed(10))}%`;
+
+/** "11.5400000000" → "11.54", "11.0000000000" → "11": toFixed's digits past the last that counts dropped. */
+const withoutTrailingZeros = (fixed: string): string => fixed.replace(/0+$/, '').replace(/\.$/, '');

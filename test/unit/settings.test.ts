@@ -3,8 +3,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
-import { BUDGET_PATTERN, parseBudget } from '../../src/common/budget';
-import { budgetArg } from '../../src/cli/args';
+import { BUDGET_PATTERN, budgetLabel, parseBudget } from '../../src/common/budget';
+import { budgetArg, budgetsArg } from '../../src/cli/args';
 import {
   MAIN_SETTINGS,
   choiceTarget,
@@ -285,5 +285,23 @@ describe('settings', () => {
       assert.throws(() => budgetArg(bad), /must be a whole number of visual tokens/, `--budget ${bad}`);
     }
     assert.equal(declared['ficoco.reduction.budget'].pattern, BUDGET_PATTERN);
+  });
+
+  test('budget labels: budgets a list can hold read differently, ordinary ones plainly, and parse back', () => {
+    const labels = (list: string) => budgetsArg(list).map(budgetLabel);
+    assert.deepEqual(labels('11.5%,11.54%'), ['11.5%', '11.54%']);
+    assert.deepEqual(labels('0.115,0.1154,0.11541'), ['11.5%', '11.54%', '11.541%']);
+    assert.deepEqual(labels('64,11%,25%,5.6%,2.8%,0.333,100%'), ['64', '11%', '25%', '5.6%', '2.8%', '33.3%', '100%']);
+    assert.deepEqual(labels('0.11'), ['11%']);
+    // One label is one budget (5.6% parses to 0.055999…, not 0.056): refused as given twice, not two rows alike.
+    assert.throws(() => budgetsArg('5.6%,0.056'), /names the same one twice \(5\.6% and 0\.056\)/);
+    // tune's default shares on a tiled model: whole percentages, not 100 × 0.57's 56.99999999999999.
+    assert.deepEqual(
+      [8, 7, 6, 5, 4, 3, 2, 1].map((ninths) => budgetLabel({ ratio: Math.round((100 * ninths) / 9) / 100 })),
+      ['89%', '78%', '67%', '56%', '44%', '33%', '22%', '11%'],
+    );
+    // A remote engine sends the label as the request's budget: it must read back as the same budget.
+    for (const ratio of [0.1154, 0.056, 1 / 3, 1e-9, 0.999])
+      assert.equal(budgetLabel(parseBudget(budgetLabel({ ratio }))!), budgetLabel({ ratio }), `${ratio}`);
   });
 });
