@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { evalCommand } from '../../src/cli/eval';
 import { answerMatches, readEvalSet } from '../../src/cli/evalSet';
 import { LlavaEngine } from '../../src/engine/engine';
-import { countingGenerations } from '../helpers/generations';
+import { countingGenerations, stoppingAtGeneration } from '../helpers/generations';
 import { temporaryFolders } from '../helpers/tempFolders';
 
 const temporaryFolder = temporaryFolders();
@@ -184,20 +184,9 @@ test('ficoco eval stopped part-way leaves the report of the settings it finished
   fs.writeFileSync(path.join(dir, 'set.jsonl'), JSON.stringify({ image: 'shapes.png', question: 'q ?', answer: 'a' }));
   const args = ['--model', MODEL, '--data', path.join(dir, 'set.jsonl'), '--methods', 'fastv', '--budgets', '12,4'];
   // One item: the first generation is the unreduced row, the second fastv at 12, which fails as a killed run would.
-  const generate = Object.getOwnPropertyDescriptor(LlavaEngine.prototype, 'generate')!;
-  let calls = 0;
-  Object.defineProperty(LlavaEngine.prototype, 'generate', {
-    ...generate,
-    value(this: LlavaEngine, ...rest: Parameters<LlavaEngine['generate']>) {
-      if (++calls === 2) return Promise.reject(new Error('stopped'));
-      return (generate.value as LlavaEngine['generate']).apply(this, rest);
-    },
-  });
-  try {
-    await assert.rejects(evalCommand([...args, '--out', dir, '--name', 'partial']), /stopped/);
-  } finally {
-    Object.defineProperty(LlavaEngine.prototype, 'generate', generate);
-  }
+  await stoppingAtGeneration(2, () =>
+    assert.rejects(evalCommand([...args, '--out', dir, '--name', 'partial']), /stopped/),
+  );
   const table = fs.readFileSync(path.join(dir, 'partial.md'), 'utf8');
   assert.match(table, /\*\*Partial\*\*: 1 of 3 settings/);
   assert.match(table, /\| none \| all \| 36\.0 \|/);
