@@ -1,10 +1,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LlavaEngine } from '../engine/engine';
+import { writeFileAtomically } from '../common/atomicFile';
 import { FicocoError } from '../common/errors';
 import { Budget } from '../common/budget';
 import { findMethod, resolveParams } from '../reduction/registry';
 import { lineChartSvg } from '../report/lineChart';
+import { partialNote } from '../report/partialNote';
 import type { ScoreCount } from '../flops';
 import {
   DEFAULT_IMAGE_SIZE,
@@ -51,10 +53,10 @@ attention counted causally; the LLM prefill's own speedup and FLOPs ratio too, t
 count. Each method gets a warm-up, then --runs rounds of
 [unreduced prefill, the method at each budget]; speedups are paired within a round, then medians.
 Writes NAME.md, NAME.json (every row unrounded), NAME-speedup.svg and NAME-vs-flops.svg to the output
-folder. Budgets default to a
-third, two ninths and a ninth of the model's visual tokens (192, 128, 64 of 576); on a tiled model
-(LLaVA-NeXT, LLaVA-OneVision) to 25 % and 11 % of a synthetic screenshot of --image-size (default
-1920x1080), tiled as the model tiles it. --param sets a parameter of the one method given by --methods.
+folder, rewritten after each method: a run stopped part-way leaves the methods it finished, marked
+partial. Budgets default to a third, two ninths and a ninth of the model's visual tokens (192, 128, 64
+of 576); on a tiled model (LLaVA-NeXT, LLaVA-OneVision) to 25 % and 11 % of a synthetic screenshot of
+--image-size (default 1920x1080), tiled as the model tiles it. --param sets a parameter of the one method given by --methods.
 `;
 
 interface BenchRow extends Row {
@@ -121,58 +123,28 @@ export async function benchCommand(args: string[]): Promise<number> {
   const reference = await LlavaEngine.load(modelDir, load);
   const rows: BenchRow[] = [];
   const unreduced: Sample[] = [];
-  let unreducedPeakMiB: number;
+  let unreducedPeakMiB = 0;
   const tiled = engine.config.tiling !== undefined;
-  try {
-    const visualTokens = engine.reductionShape.visualTokens;
-    const budgets: Budget[] =
-      givenBudgets ??
-      (tiled
-        ? [{ ratio: 0.25 }, { ratio: 0.11 }]
-        : [3, 4.5, 9].map((share) => ({ tokens: Math.round(visualTokens / share) })));
-    if (values['image-size'] !== undefined && !tiled)
-      throw new FicocoError(`--image-size needs a tiled model; ${modelDir} sees every image at one size.`, 'input');
-    const pixels = tiled
-      ? engine.imagePixels(syntheticScreenshot(screenshot))
-      : syntheticPixels(engine.config.vision.imageSize);
-    checkReductions(engine, methods, budgets, options.params, [pixels.size]);
-    const prompt = syntheticPrompt(engine, textTokens, pixels);
-    await timedPrefill(reference, prompt, []);
-    unreduced.push(await timedPrefill(reference, prompt, [], options.decode));
-    unreducedPeakMiB = peakResidentMiB();
-    for (const method of methods) {
-      const measured = await measureMethod(engine, reference, prompt, method, budgets, options);
-      unreduced.push(...measured.unreduced);
-      for (const row of measured.rows) {
-        rows.push({ ...row, peakMiB: peakResidentMiB() });
-        process.stderr.write(
-          `${method} ${row.budget}: vision ${row.visionMs.toFixed(0)} ms, LLM ${row.llmMs.toFixed(0)} ms, ` +
-            `${row.pairedSpeedup.toFixed(2)}× (CPU time ${row.pairedCpuSpeedup.toFixed(2)}×)\n`,
-        );
-      }
-    }
-  } finally {
-    await engine.dispose();
-    await reference.dispose();
-  }
-  const allRows = [{ ...unreducedRow(unreduced, options.llmScale), peakMiB: unreducedPeakMiB }, ...rows];
   const label = values.label ?? path.basename(path.resolve(modelDir));
   const scaled =
     options.llmScale !== 1
       ? ` LLM prefill ms and FLOPs are scaled ×${options.llmScale} from the cut decoder to full depth; TTFT ` +
         `and decode tokens/s are the cut model's.`
       : '';
-  const table = reportTable(allRows, options.llmScale);
-  const baseline = allRows[0];
-  fs.mkdirSync(out, { recursive: true });
-  writeCharts(out, name, label, allRows, options.llmScale);
-  fs.writeFileSync(
-    path.join(out, `${name}.json`),
-    `${JSON.stringify({ command: ['ficoco', 'bench', ...args], model: modelDir, rows: allRows }, null, 1)}\n`,
-  );
-  fs.writeFileSync(
-    path.join(out, `${name}.md`),
-    [
+  // The report is rewritten after every method, whole or not at all: a run stopped (Ctrl+C) or failed keeps the
+  // methods it finished, marked as partial, and never leaves a half-written file. Returns the table.
+  const report = (methodsDone: number): string[] => {
+    const allRows = [{ ...unreducedRow(unreduced, options.llmScale), peakMiB: unreducedPeakMiB }, ...rows];
+    const table = reportTable(allRows, options.llmScale);
+    const baseline = allRows[0];
+    const partial = methodsDone < methods.length ? { partial: { methodsDone, methods: methods.length } } : {};
+    fs.mkdirSync(out, { recursive: true });
+    writeCharts(out, name, label, allRows, options.llmScale);
+    writeFileAtomically(
+      path.join(out, `${name}.json`),
+      `${JSON.stringify({ command: ['ficoco', 'bench', ...args], model: modelDir, ...partial, rows: allRows }, null, 1)}\n`,
+    );
+    const intro = [
       `# ${name}`,
       '',
       `\`ficoco bench ${args.map((a) => (/\s/.test(a) ? JSON.stringify(a) : a)).join(' ')}\``,
@@ -193,14 +165,52 @@ export async function benchCommand(args: string[]): Promise<number> {
         `tokens/s: ${options.decode} tokens after the first, in the first round. Peak resident memory is the ` +
         `process's high-water mark so far with both engines loaded, so it only grows down the table.`,
       '',
-      ...table,
       '',
-      `![speedup](${name}-speedup.svg)`,
-      '',
-      `![speedup vs FLOPs](${name}-vs-flops.svg)`,
-      '',
-    ].join('\n'),
-  );
+    ].join('\n');
+    writeFileAtomically(
+      path.join(out, `${name}.md`),
+      intro +
+        partialNote(methodsDone, methods.length, 'methods') +
+        [...table, '', `![speedup](${name}-speedup.svg)`, '', `![speedup vs FLOPs](${name}-vs-flops.svg)`, ''].join(
+          '\n',
+        ),
+    );
+    return table;
+  };
+  let table: string[] = [];
+  try {
+    const visualTokens = engine.reductionShape.visualTokens;
+    const budgets: Budget[] =
+      givenBudgets ??
+      (tiled
+        ? [{ ratio: 0.25 }, { ratio: 0.11 }]
+        : [3, 4.5, 9].map((share) => ({ tokens: Math.round(visualTokens / share) })));
+    if (values['image-size'] !== undefined && !tiled)
+      throw new FicocoError(`--image-size needs a tiled model; ${modelDir} sees every image at one size.`, 'input');
+    const pixels = tiled
+      ? engine.imagePixels(syntheticScreenshot(screenshot))
+      : syntheticPixels(engine.config.vision.imageSize);
+    checkReductions(engine, methods, budgets, options.params, [pixels.size]);
+    const prompt = syntheticPrompt(engine, textTokens, pixels);
+    await timedPrefill(reference, prompt, []);
+    unreduced.push(await timedPrefill(reference, prompt, [], options.decode));
+    unreducedPeakMiB = peakResidentMiB();
+    for (const [i, method] of methods.entries()) {
+      const measured = await measureMethod(engine, reference, prompt, method, budgets, options);
+      unreduced.push(...measured.unreduced);
+      for (const row of measured.rows) {
+        rows.push({ ...row, peakMiB: peakResidentMiB() });
+        process.stderr.write(
+          `${method} ${row.budget}: vision ${row.visionMs.toFixed(0)} ms, LLM ${row.llmMs.toFixed(0)} ms, ` +
+            `${row.pairedSpeedup.toFixed(2)}× (CPU time ${row.pairedCpuSpeedup.toFixed(2)}×)\n`,
+        );
+      }
+      table = report(i + 1);
+    }
+  } finally {
+    await engine.dispose();
+    await reference.dispose();
+  }
   process.stdout.write(
     `${table.join('\n')}\n\nwrote ${path.join(out, `${name}.md`)}, ${name}.json, ${name}-speedup.svg and ${name}-vs-flops.svg\n`,
   );
@@ -245,7 +255,7 @@ function writeCharts(out: string, name: string, label: string, rows: BenchRow[],
       name: method,
       points: reduced.filter((r) => r.method === method).map((r): [number, number] => [x(r), r.pairedSpeedup]),
     }));
-  fs.writeFileSync(
+  writeFileAtomically(
     path.join(out, `${name}-speedup.svg`),
     lineChartSvg({
       title: `Prefill speedup against visual tokens kept (${label})`,
@@ -254,7 +264,7 @@ function writeCharts(out: string, name: string, label: string, rows: BenchRow[],
       series: series((r) => r.keptTokens),
     }),
   );
-  fs.writeFileSync(
+  writeFileAtomically(
     path.join(out, `${name}-vs-flops.svg`),
     lineChartSvg({
       title: 'Measured prefill speedup against the analytic FLOPs ratio (y = x: the limit)',

@@ -7,6 +7,7 @@ import { Budget, budgetLabel } from '../common/budget';
 import { findMethod, resolveParams } from '../reduction/registry';
 import type { ParamValue } from '../common/budget';
 import { lineChartSvg } from '../report/lineChart';
+import { partialNote } from '../report/partialNote';
 import {
   budgetsArg,
   integer,
@@ -120,13 +121,11 @@ export async function evalCommand(args: string[]): Promise<number> {
     // settings it finished, marked as partial, and never leaves a half-written file.
     const report = (rows: EvalRow[]) => {
       const table = reportTable(rows, types) + '\n\n' + baselineTable(items, types);
-      const partial =
-        rows.length < settings
-          ? `**Partial**: ${rows.length} of ${settings} settings; the run stopped, or is still running, before the ` +
-            `rest.\n\n`
-          : '';
       fs.mkdirSync(out, { recursive: true });
-      writeFileAtomically(path.join(out, `${name}.md`), header + partial + table + '\n');
+      writeFileAtomically(
+        path.join(out, `${name}.md`),
+        header + partialNote(rows.length, settings, 'settings') + table + '\n',
+      );
       writeFileAtomically(path.join(out, `${name}.svg`), accuracyChart(rows, name));
       return table;
     };

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { benchCommand } from '../../src/cli/bench';
 import { median } from '../../src/cli/benchTiming';
 import { FicocoError } from '../../src/common/errors';
-import { countingGenerations } from '../helpers/generations';
+import { countingGenerations, stoppingAtGeneration } from '../helpers/generations';
 import { temporaryFolders } from '../helpers/tempFolders';
 
 const temporaryFolder = temporaryFolders();
@@ -178,6 +178,42 @@ test('ficoco bench --param runs the method with that parameter', async () => {
   };
   // Reducing from the first vision layer on saves more than from the default start halfway up the tower.
   assert.ok((await flopsRatio(['--param', 'start=0'])) > (await flopsRatio([])));
+});
+
+test('ficoco bench stopped part-way leaves the report of the methods it finished, marked partial', async () => {
+  const out = temporaryFolder('ficoco-bench-partial-');
+  const args = ['--model', MODEL, '--methods', 'fastv,ficoco-v', '--budgets', '12,4', '--runs', '1', '--decode', '0'];
+  const files = ['partial-speedup.svg', 'partial-vs-flops.svg', 'partial.json', 'partial.md'];
+  // Two unreduced prefills, then fastv's warm-up, a round of [unreduced, 12, 4]; the 7th, ficoco-v's warm-up, fails
+  // as a killed run would stop.
+  await stoppingAtGeneration(7, () =>
+    assert.rejects(benchCommand([...args, '--out', out, '--name', 'partial']), /stopped/),
+  );
+  assert.deepEqual(fs.readdirSync(out).sort(), files, 'the four files, and no temporary one');
+  const report = fs.readFileSync(path.join(out, 'partial.md'), 'utf8');
+  assert.match(report, /\*\*Partial\*\*: 1 of 2 methods; the run stopped, or is still running, before the rest\./);
+  assert.deepEqual([...tableRows(report).keys()], ['none all', 'fastv 12', 'fastv 4']);
+  const json = JSON.parse(fs.readFileSync(path.join(out, 'partial.json'), 'utf8')) as {
+    partial?: unknown;
+    rows: { method: string }[];
+  };
+  assert.deepEqual(json.partial, { methodsDone: 1, methods: 2 });
+  assert.deepEqual(
+    json.rows.map((row) => row.method),
+    ['none', 'fastv', 'fastv'],
+  );
+  assert.equal((fs.readFileSync(path.join(out, 'partial-speedup.svg'), 'utf8').match(/<polyline/g) ?? []).length, 1);
+
+  // Finished, the report is whole again.
+  assert.equal(await benchCommand([...args, '--out', out, '--name', 'partial']), 0);
+  const whole = fs.readFileSync(path.join(out, 'partial.md'), 'utf8');
+  assert.doesNotMatch(whole, /Partial/);
+  assert.deepEqual([...tableRows(whole).keys()], ['none all', 'fastv 12', 'fastv 4', 'ficoco-v 12', 'ficoco-v 4']);
+  assert.equal(
+    (JSON.parse(fs.readFileSync(path.join(out, 'partial.json'), 'utf8')) as { partial?: unknown }).partial,
+    undefined,
+  );
+  assert.deepEqual(fs.readdirSync(out).sort(), files);
 });
 
 test('medians of odd and even counts', () => {
