@@ -1,17 +1,19 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { FicocoError } from '../../src/common/errors';
 import { float32ToFloat16 } from '../../src/engine/weights/dtype';
-import { type ProductRows, WeightQuantizer } from '../../src/engine/weights/quantizedCache';
+import { type LayerForms, type ProductRows, WeightQuantizer } from '../../src/engine/weights/quantizedCache';
+import type { EncodeJob, WorkerReply } from '../../src/engine/weights/quantizeWorkers';
 import { WeightIndex } from '../../src/engine/weights/safetensors';
 import { bytesOf, writeSafetensors } from '../../src/engine/weights/safetensorsWriter';
 
 const ROOT = path.join(__dirname, '..', '..');
 const QUANTIZE_CHILD = path.join(ROOT, 'test', 'helpers', 'quantizeChild.ts');
+const WORKER = path.join(ROOT, 'src', 'engine', 'weights', 'quantize-worker.ts');
 
 /** Deterministic weights in [−0.5, 0.5). */
 function weights(count: number, seed: number): Float32Array {
@@ -278,4 +280,37 @@ describe('the quantized cache, encoded by several processes', () => {
       'no cache and no .partial left',
     );
   });
+
+  test(
+    'a write the file system cuts short is carried on, and fails the layer when the rest cannot go: never left short',
+    { skip: process.platform === 'win32' && 'the file size limit is set with POSIX ulimit' },
+    async () => {
+      const index = modelFolder();
+      // In channels, a [48, 200] layer's codes are one tensor of 9,600 bytes.
+      const weight = index.get('layers.0.down_proj.weight');
+      const file = path.join(path.dirname(index.files[0]), 'cut.partial');
+      fs.writeFileSync(file, '');
+      // A file size limit of 4 KiB (ulimit -f counts KiB) cuts the write short at 4,096 bytes, as the kernel cuts one
+      // past 2 GiB; the write after it, past the limit, fails with EFBIG (Node ignores the signal that comes with it).
+      const worker = spawn(
+        'bash',
+        ['-c', 'ulimit -f 4 && exec "$@"', 'bash', process.execPath, '--import', 'tsx', WORKER],
+        {
+          cwd: ROOT,
+          stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+        },
+      );
+      try {
+        const reply = new Promise<WorkerReply>((resolve, reject) => {
+          worker.once('message', resolve);
+          worker.once('exit', (code, signal) => reject(new Error(`the worker stopped (${signal ?? code})`)));
+        });
+        const job: EncodeJob<LayerForms> = { weight, forms: { channels: true }, file, offsets: { q: 0 } };
+        worker.send(job);
+        assert.deepEqual(await reply, { error: { message: 'EFBIG: file too large, write' } });
+      } finally {
+        worker.kill();
+      }
+    },
+  );
 });

@@ -4,6 +4,7 @@ import { FicocoError } from '../../common/errors';
 import { encodeForms, refuseNonFinite, type LayerForms } from './quantizedCache';
 import type { EncodeJob, WorkerReply } from './quantizeWorkers';
 import { readFloat32 } from './safetensors';
+import { writeWhole } from './safetensorsWriter';
 
 process.on('message', ({ weight, forms, file, offsets }: EncodeJob<LayerForms>) => {
   let reply: WorkerReply;
@@ -16,7 +17,7 @@ process.on('message', ({ weight, forms, file, offsets }: EncodeJob<LayerForms>) 
     try {
       for (const [suffix, offset] of Object.entries(offsets)) {
         const tensor = encoded[suffix];
-        fs.writeSync(fd, new Uint8Array(tensor.buffer, tensor.byteOffset, tensor.byteLength), 0, undefined, offset);
+        writeWhole(fd, new Uint8Array(tensor.buffer, tensor.byteOffset, tensor.byteLength), offset);
       }
     } finally {
       fs.closeSync(fd);

@@ -22,8 +22,8 @@ const SINGLE_FILE = 'model.safetensors';
 const INDEX_FILE = 'model.safetensors.index.json';
 /** The reference safetensors implementation refuses larger headers too. */
 const MAX_HEADER_BYTES = 100_000_000;
-/** Stays below readSync's 2 GiB limit per call. */
-const MAX_READ_CHUNK = 1 << 30;
+/** Bytes one readSync or writeSync moves at most: below the 2 GiB a call can move (and Windows' 32-bit lengths). */
+export const MAX_IO_CHUNK = 1 << 30;
 
 /** Where every tensor of a model folder lives; built from the safetensors headers alone. */
 export class WeightIndex {
@@ -353,7 +353,7 @@ function readFileRange(file: string, position: number, length: number): Uint8Arr
   try {
     let done = 0;
     while (done < length) {
-      const read = fs.readSync(fd, bytes, done, Math.min(length - done, MAX_READ_CHUNK), position + done);
+      const read = fs.readSync(fd, bytes, done, Math.min(length - done, MAX_IO_CHUNK), position + done);
       if (read === 0) {
         throw new FicocoError(
           `${file} ended after ${position + done} bytes while reading ${length} bytes at ${position}; the file ` +

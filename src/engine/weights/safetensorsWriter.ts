@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import type { SafetensorsDType } from './dtype';
+import { MAX_IO_CHUNK } from './safetensors';
 
 export interface TensorToWrite {
   name: string;
@@ -27,6 +28,16 @@ export function writeSafetensors(
   }
   writeRawSafetensors(file, header, Buffer.concat(tensors.map((tensor) => tensor.data)));
   return headerBytes(header).byteLength;
+}
+
+/**
+ * Writes every byte of `bytes` into the open file `fd` at `position`. One write may move fewer bytes than asked (Linux
+ * moves at most 2 GiB - 4 KiB a call, a file size limit stops one part-way), so the rest goes in further writes.
+ */
+export function writeWhole(fd: number, bytes: Uint8Array, position: number): void {
+  let written = 0;
+  while (written < bytes.byteLength)
+    written += fs.writeSync(fd, bytes, written, Math.min(bytes.byteLength - written, MAX_IO_CHUNK), position + written);
 }
 
 /** Writes any header object followed by `data` (tests use it to craft corrupt files). */
