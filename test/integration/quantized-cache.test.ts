@@ -313,4 +313,30 @@ describe('the quantized cache, encoded by several processes', () => {
       }
     },
   );
+
+  test('a partial cache that cannot be removed after a failure leaves the failure reported, not the removal', async () => {
+    const index = modelFolder([
+      { name: 'layers.2.v_proj.weight', dtype: 'I32', shape: [4, 4], data: new Uint8Array(64) },
+    ]);
+    const folder = path.dirname(index.files[0]);
+    // One process, layer by layer: the first layer is written, the second cannot be read.
+    const quantizer = new WeightQuantizer(index, 'int4', { onCpu: true, workers: 1 });
+    quantizer.request(index.get(LAYERS[0].name), LAYERS[0].rows);
+    quantizer.request(index.get('layers.2.v_proj.weight'), 'any');
+    // Once the first layer is in, the partial becomes a folder with a file in it, which removing a file cannot
+    // remove (as Windows refuses to remove a file another process still has open).
+    const turnPartialIntoFolder = () => {
+      const [partial] = fs.readdirSync(folder).filter((name) => name.endsWith('.partial'));
+      fs.rmSync(path.join(folder, partial));
+      fs.mkdirSync(path.join(folder, partial));
+      fs.writeFileSync(path.join(folder, partial, 'kept'), '');
+    };
+    await assert.rejects(
+      quantizer.materialize((done) => {
+        if (done === 1) turnPartialIntoFolder();
+      }),
+      (error) =>
+        error instanceof FicocoError && error.kind === 'weights' && /is I32; only floating-point/.test(error.message),
+    );
+  });
 });

@@ -416,13 +416,13 @@ export class WeightQuantizer {
     try {
       await encodeLayers(jobs, this.options.workers ?? defaultWorkerCount(), onTensor ?? (() => undefined));
     } catch (error) {
-      fs.rmSync(partial, { force: true });
+      removeFailedPartial(partial);
       throw error;
     }
     try {
       fs.renameSync(partial, file);
     } catch (error) {
-      fs.rmSync(partial, { force: true });
+      removeFailedPartial(partial);
       throw new FicocoError(
         `The ${this.mode} weights cannot be cached as ${file} ` +
           `(${(error as NodeJS.ErrnoException).code ?? String(error)}); remove what is there, or turn weight ` +
@@ -430,6 +430,19 @@ export class WeightQuantizer {
         'weights',
       );
     }
+  }
+}
+
+/**
+ * Removes the partial cache of a write that failed. Where that fails too (on Windows, while a stopped worker still has
+ * the file open), the write's own error is the one to report; a load after this process has ended clears the partial
+ * (removeAbandoned).
+ */
+function removeFailedPartial(partial: string): void {
+  try {
+    fs.rmSync(partial, { force: true });
+  } catch {
+    // Left for a later load: reporting this failure would hide the one that matters.
   }
 }
 
