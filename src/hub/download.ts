@@ -4,7 +4,9 @@
  * A download lands in `<root>/.partial/<owner>--<name>--<commit>/`, each file as `<file>.incomplete` until
  * its bytes are complete and its checksum matches the Hub's (SHA-256 of LFS files, the git blob SHA-1 of
  * small ones). Only when every file is verified does one rename move the folder to `<root>/<owner>--<name>/<commit>/`,
- * so a cut-off download never looks complete, and the next attempt resumes each file where it stopped.
+ * so a cut-off download never looks complete, and the next attempt resumes each file where it stopped. A branch that
+ * moved since takes what did not change from its old commit's unfinished download (ficoco-partial.json says what that
+ * was asked for), which is then removed.
  *
  * The server is not trusted: its paths and commit are checked before they name anything on disk, a file it lists
  * without a checksum is refused, the access token goes only to its origin over https, and a lock file keeps a second
@@ -31,8 +33,12 @@ import {
   isFileOfSize,
   isStoredModel,
   modelFolder,
+  otherPartialFolders,
   partialFolder,
+  readPartialRecord,
+  removePartialRecord,
   repoFolderName,
+  writePartialRecord,
 } from './store';
 
 export const DEFAULT_HUB_ENDPOINT = 'https://huggingface.co';
@@ -289,6 +295,12 @@ export async function downloadModel(plan: DownloadPlan, options: DownloadOptions
     // No unfinished download, but an earlier copy (damaged: it was not stored whole): that copy seeds one.
     if (!fs.existsSync(partial) && fs.existsSync(plan.folder)) seedFromDamaged(plan, partial);
     makeRealFolder(request.root, partial);
+    try {
+      writePartialRecord(partial, { revision: request.revision, files: plan.files });
+    } catch (error) {
+      throw diskError(error, partial) ?? error;
+    }
+    await takeFromOtherPartials(plan, partial);
     let verifiedBytes = 0;
     let fetchedBytes = 0;
     for (const file of plan.files) {
@@ -312,6 +324,7 @@ export async function downloadModel(plan: DownloadPlan, options: DownloadOptions
     }
     await verifyOnDisk(plan, partial);
     lock.assertHeld();
+    removePartialRecord(partial);
     const manifest: DownloadManifest = {
       repo: request.repo,
       revision: request.revision,
@@ -357,6 +370,47 @@ function seedFromDamaged(plan: DownloadPlan, partial: string): void {
 }
 
 /**
+ * Unfinished downloads of the repository's other commits (not running) give this one every file they hold with the
+ * same path and checksum, where they hold more of it: a branch that moved since a pause fetches only what changed. One
+ * asked for this same revision is then removed, since the revision names this commit now.
+ */
+async function takeFromOtherPartials(plan: DownloadPlan, partial: string): Promise<void> {
+  const { root, repo, revision } = plan.request;
+  const checksum = (file: HubFile) => file.sha256 ?? file.gitSha1;
+  for (const other of otherPartialFolders(root, repo, plan.commit)) {
+    // One running elsewhere (or whose lock cannot be taken) keeps its files.
+    const lock = await DownloadLock.acquire(`${other}.lock`, repo, { wait: false }).catch(() => undefined);
+    if (!lock) continue;
+    try {
+      const record = readPartialRecord(other);
+      if (!record) continue;
+      for (const file of plan.files) {
+        const same = record.files.some(
+          (was) => was.path === file.path && was.size === file.size && checksum(was) === checksum(file),
+        );
+        const theirs = same ? copyOf(other, file) : undefined;
+        const mine = copyOf(partial, file);
+        if (!theirs || theirs.bytes <= (mine?.bytes ?? 0)) continue;
+        makeFoldersInside(partial, file.path);
+        if (mine) fs.rmSync(mine.at);
+        fs.renameSync(theirs.at, path.join(partial, path.relative(other, theirs.at)));
+      }
+      if (record.revision === revision) fs.rmSync(other, { recursive: true, force: true });
+    } finally {
+      lock.release();
+    }
+  }
+}
+
+/** `file` as an unfinished download in `partial` holds it: finished, or its part so far; undefined where neither. */
+function copyOf(partial: string, file: HubFile): { at: string; bytes: number } | undefined {
+  const finished = pathInside(partial, file.path);
+  if (isFileOfSize(finished, file.size)) return { at: finished, bytes: file.size };
+  const part = fs.lstatSync(finished + INCOMPLETE_SUFFIX, { throwIfNoEntry: false });
+  return part?.isFile() ? { at: finished + INCOMPLETE_SUFFIX, bytes: Math.min(part.size, file.size) } : undefined;
+}
+
+/**
  * Refuses a download the disk cannot hold, `free` bytes being free there: it lacks the plan's bytes less those it has
  * already (finished files and parts), so one stopped by a full disk resumes once the rest fits.
  */
@@ -364,10 +418,8 @@ export function checkDiskRoom(plan: DownloadPlan, free: number): void {
   const partial = partialFolder(plan.request.root, plan.request.repo, plan.commit);
   // Both folders, each file in turn: another process may rename the unfinished one into place meanwhile.
   const downloaded = plan.files.reduce((sum, file) => {
-    if ([partial, plan.folder].some((folder) => isFileOfSize(pathInside(folder, file.path), file.size)))
-      return sum + file.size;
-    const part = fs.lstatSync(pathInside(partial, file.path) + INCOMPLETE_SUFFIX, { throwIfNoEntry: false });
-    return sum + (part?.isFile() ? Math.min(part.size, file.size) : 0);
+    if (isFileOfSize(pathInside(plan.folder, file.path), file.size)) return sum + file.size;
+    return sum + (copyOf(partial, file)?.bytes ?? 0);
   }, 0);
   const needed = plan.totalBytes - downloaded;
   if (free >= needed) return;

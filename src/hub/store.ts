@@ -11,6 +11,15 @@ import { isCommit } from './repoPaths';
 export const DOWNLOAD_MANIFEST = 'ficoco-download.json';
 /** Where unfinished downloads wait to resume: `<root>/.partial/<owner>--<name>--<commit>/` and its `.lock`. */
 const PARTIAL = '.partial';
+/** In an unfinished download's folder until it is complete: what it was asked for (a PartialRecord). */
+const PARTIAL_RECORD = 'ficoco-partial.json';
+
+/** What an unfinished download is of, so a later download of another commit can tell which of its files it can use. */
+export interface PartialRecord {
+  /** the revision asked for: a branch that names another commit now makes this download stale */
+  revision: string;
+  files: HubFile[];
+}
 
 export interface DownloadManifest {
   repo: string;
@@ -100,6 +109,37 @@ export function listPartialDownloads(root: string): PartialDownload[] {
   });
 }
 
+/** The unfinished downloads of `repo` at commits other than `commit`. */
+export function otherPartialFolders(root: string, repo: string, commit: string): string[] {
+  const prefix = `${repoFolderName(repo)}--`;
+  return readDirs(path.join(root, PARTIAL))
+    .filter((name) => {
+      const other = name.slice(prefix.length);
+      return name.startsWith(prefix) && isCommit(other) && other !== commit;
+    })
+    .map((name) => path.join(root, PARTIAL, name));
+}
+
+/** Records what the unfinished download in `partial` is of; never written through a link. */
+export function writePartialRecord(partial: string, record: PartialRecord): void {
+  const file = path.join(partial, PARTIAL_RECORD);
+  fs.rmSync(file, { recursive: true, force: true });
+  fs.writeFileSync(file, JSON.stringify(record) + '\n', { flag: 'wx' });
+}
+
+/** What the unfinished download in `partial` is of; undefined where it has no record (an earlier version's). */
+export function readPartialRecord(partial: string): PartialRecord | undefined {
+  const record = readJsonObject(path.join(partial, PARTIAL_RECORD));
+  return typeof record?.revision === 'string' && isHubFiles(record.files)
+    ? { revision: record.revision, files: record.files }
+    : undefined;
+}
+
+/** Removes the record once every file is verified: the folder becomes the model's. */
+export function removePartialRecord(partial: string): void {
+  fs.rmSync(path.join(partial, PARTIAL_RECORD), { force: true });
+}
+
 /** Removes an unfinished download (it starts over next time); refuses one that is running or is not under `root`. */
 export function deletePartialDownload(root: string, folder: string): void {
   const partial = listPartialDownloads(root).find((p) => path.resolve(p.folder) === path.resolve(folder));
@@ -156,10 +196,13 @@ function isManifest(value: unknown): value is DownloadManifest {
   const strings = ['repo', 'revision', 'commit', 'endpoint', 'completedAt'].every(
     (key) => typeof manifest[key] === 'string',
   );
+  return strings && isHubFiles(manifest.files);
+}
+
+function isHubFiles(value: unknown): value is HubFile[] {
   return (
-    strings &&
-    Array.isArray(manifest.files) &&
-    manifest.files.every(
+    Array.isArray(value) &&
+    value.every(
       (file: unknown) =>
         typeof file === 'object' &&
         file !== null &&

@@ -167,6 +167,49 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
     assert.ok(fs.readFileSync(path.join(plan.folder, WEIGHTS)).equals(fs.readFileSync(path.join(BUILTIN, WEIGHTS))));
   });
 
+  // The paused download was asked for the branch (stale once it moves), or for its commit (kept: it is that commit's).
+  for (const [asked, stays] of [
+    ['main', false],
+    [COMMIT, true],
+  ] as const)
+    test(`a paused download (asked at ${asked.slice(0, 7)}) gives a moved branch's commit its unchanged files`, async () => {
+      const size = fs.statSync(path.join(BUILTIN, WEIGHTS)).size;
+      const before = await planDownload(request({ revision: asked }));
+      const controller = new AbortController();
+      await assert.rejects(
+        downloadModel(before, {
+          signal: controller.signal,
+          onProgress: (p) =>
+            p.file === WEIGHTS && p.bytesDone - (before.totalBytes - size) > size / 2 && controller.abort(),
+        }),
+        (error: unknown) => error instanceof FicocoError && error.kind === 'cancelled',
+      );
+      // main moves on: config.json changes, the rest stays as it was.
+      const moved = tempDir('ficoco-moved-branch-');
+      for (const file of NEEDED) fs.copyFileSync(path.join(BUILTIN, file), path.join(moved, file));
+      fs.appendFileSync(path.join(moved, 'config.json'), '\n');
+      const movedHub = await startFakeHub({ [REPO]: { folder: moved, commit: 'b'.repeat(40) } });
+      try {
+        const after = await planDownload(request({ endpoint: movedHub.url }));
+        assert.equal(after.commit, 'b'.repeat(40));
+        const folder = await downloadModel(after);
+        for (const file of NEEDED)
+          assert.ok(fs.readFileSync(path.join(folder, file)).equals(fs.readFileSync(path.join(moved, file))), file);
+        const fetched = movedHub.requests
+          .filter((r) => r.path.includes('/resolve/'))
+          .map((r) => r.path.split('/').pop());
+        assert.ok(!fetched.includes('generation_config.json'), `unchanged and finished: not fetched (${fetched})`);
+        assert.ok(fetched.includes('config.json'), 'changed: fetched');
+        assert.match(movedHub.rangeRequests.join('; '), new RegExp(`${WEIGHTS} bytes=[1-9]\\d*-`), 'weights resumed');
+        assert.deepEqual(
+          listPartialDownloads(root).map((p) => path.basename(p.folder)),
+          stays ? [`ficoco--tiny-llava-screens--${COMMIT}`] : [],
+        );
+      } finally {
+        await movedHub.close();
+      }
+    });
+
   test('a download stopped half-way needs room for the rest only', async () => {
     const plan = await planDownload(request());
     assert.doesNotThrow(() => checkDiskRoom(plan, plan.totalBytes));
@@ -187,7 +230,14 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
       }),
       (error: unknown) => error instanceof FicocoError && error.kind === 'cancelled',
     );
-    const [{ bytes: downloaded }] = listPartialDownloads(root);
+    const [{ folder: partial }] = listPartialDownloads(root);
+    const downloaded = plan.files.reduce((sum, file) => {
+      const part = path.join(
+        partial,
+        fs.existsSync(path.join(partial, file.path)) ? file.path : `${file.path}.incomplete`,
+      );
+      return sum + (fs.statSync(part, { throwIfNoEntry: false })?.size ?? 0);
+    }, 0);
     assert.doesNotThrow(() => checkDiskRoom(plan, plan.totalBytes - downloaded));
     assert.throws(
       () => checkDiskRoom(plan, plan.totalBytes - downloaded - 1),
