@@ -19,6 +19,8 @@ export interface FakeHub {
   url: string;
   /** path → bytes after which the next download of that file loses its connection (once) */
   dropAfter: Map<string, number>;
+  /** when set, such a connection is reset (TCP RST) as a failing network does: bytes still in flight are lost */
+  resetOnDrop?: boolean;
   /** paths served with one byte flipped */
   corrupt: Set<string>;
   /** Range headers of resolve requests, e.g. "model.safetensors bytes=1000-4194303" */
@@ -153,7 +155,9 @@ function serveFile(
     // The bytes up to the drop, then the connection dies without finishing the response.
     const partial = fs.createReadStream(file, { start, end: Math.max(start, drop) - 1 });
     partial.on('data', (chunk) => (hub.bytesServed += chunk.length));
-    partial.on('end', () => setTimeout(() => response.socket?.destroy(), 20));
+    partial.on('end', () =>
+      hub.resetOnDrop ? response.socket?.resetAndDestroy() : setTimeout(() => response.socket?.destroy(), 20),
+    );
     partial.pipe(response, { end: false });
     return;
   }

@@ -100,7 +100,10 @@ export interface DownloadPlan {
 
 export interface DownloadProgress {
   file: string;
-  /** bytes of the whole model on disk and verified or being written */
+  /**
+   * bytes of the whole model on disk and verified or being written; never fewer than before (bytes a dropped connection
+   * lost on their way to the disk count until they are fetched again)
+   */
   bytesDone: number;
   bytesTotal: number;
   /** bytes received from the server in this call (a resumed download had the rest on disk): what a rate is of */
@@ -303,12 +306,15 @@ export async function downloadModel(plan: DownloadPlan, options: DownloadOptions
     await takeFromOtherPartials(plan, partial);
     let verifiedBytes = 0;
     let fetchedBytes = 0;
+    let doneBytes = 0;
     for (const file of plan.files) {
       const report = (fileBytes: number, fetched = 0) => {
         fetchedBytes += fetched;
+        // A retry starts from the bytes on disk, fewer than were counted when a dropped connection lost some in flight.
+        doneBytes = Math.max(doneBytes, verifiedBytes + fileBytes);
         options.onProgress?.({
           file: file.path,
-          bytesDone: verifiedBytes + fileBytes,
+          bytesDone: doneBytes,
           bytesTotal: plan.totalBytes,
           bytesFetched: fetchedBytes,
         });

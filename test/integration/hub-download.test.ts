@@ -111,6 +111,28 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
     assert.ok(from > 0 && from <= dropAt, `resumed from ${from}, the drop was at ${dropAt}`);
   });
 
+  test('progress never steps back when a reset connection lost bytes the download had counted', async () => {
+    const size = fs.statSync(path.join(BUILTIN, WEIGHTS)).size;
+    hub.dropAfter.set(WEIGHTS, Math.floor(size / 3));
+    hub.resetOnDrop = true;
+    const progress: DownloadProgress[] = [];
+    try {
+      const plan = await planDownload(request());
+      await downloadModel(plan, { retryDelayMs: 10, onProgress: (p) => progress.push(p) });
+      const done = progress.map((p) => p.bytesDone);
+      const backwards = done.flatMap((bytes, i) => (bytes < done[i - 1] ? [`${done[i - 1]} → ${bytes}`] : []));
+      assert.deepEqual(backwards, [], 'bytes done only grow');
+      assert.equal(done.at(-1), plan.totalBytes);
+      const { bytesFetched } = progress.at(-1)!;
+      assert.ok(
+        bytesFetched >= plan.totalBytes,
+        `a rate is of every byte that came, the lost ones' too: ${bytesFetched}`,
+      );
+    } finally {
+      hub.resetOnDrop = false;
+    }
+  });
+
   test('an empty file the repository lists is written and verified without asking the server for its bytes', async () => {
     const folder = tempDir('ficoco-empty-file-repo-');
     for (const file of NEEDED) fs.copyFileSync(path.join(BUILTIN, file), path.join(folder, file));
