@@ -40,6 +40,8 @@ export interface ServerOptions {
   defaults: ServerDefaults;
   /** how long a client has to send a whole request, headers and body (REQUEST_TIMEOUT_MS; tests shorten it) */
   requestTimeoutMs?: number;
+  /** how far a chat completion's body may lag behind BODY_MIN_BYTES_PER_SECOND (BODY_GRACE_MS; tests shorten it) */
+  bodyGraceMs?: number;
 }
 
 /** What a request handler leaves: the JSON body (not for a stream, which wrote its own) and the engine's figures. */
@@ -82,6 +84,28 @@ const CHAT_ROUTE = '/v1/chat/completions';
 const REQUEST_TIMEOUT_MS = 120_000;
 /** Open connections, idle keep-alive ones included: well below the 1024 open files a process usually gets. */
 const MAX_CONNECTIONS = 512;
+/**
+ * A chat completion's body holds a queue place while it arrives, so it must keep pace (as Apache's mod_reqtimeout
+ * MinRate): within BODY_GRACE_MS plus a second per BODY_MIN_BYTES_PER_SECOND it brought. 1 Mbit/s is a tenth of a slow
+ * LAN's 10 Mbit/s (the default largest body, 44 MiB, takes 37 s there); a body trickled a byte at a time, or one that
+ * never comes, gives its place back after 10 s instead of REQUEST_TIMEOUT_MS.
+ */
+const BODY_MIN_BYTES_PER_SECOND = 125_000;
+const BODY_GRACE_MS = 10_000;
+
+/** A 408 for a chat completion's body that fell behind BODY_MIN_BYTES_PER_SECOND by more than `graceMs`. */
+function bodyTooSlow(graceMs: number): OpenAiError {
+  return {
+    status: 408,
+    message:
+      `The request body arrived slower than ${(BODY_MIN_BYTES_PER_SECOND * 8) / 1e6} Mbit/s (more than ` +
+      `${graceMs / 1000} s behind); check the client's connection.`,
+    type: 'invalid_request_error',
+    code: 'request_timeout',
+    // The client may still be sending: the connection closes after the answer rather than read the rest.
+    headers: { connection: 'close' },
+  };
+}
 
 /** A 404 for a model name this server does not serve. */
 function modelNotFound(asked: string, served: string): OpenAiError {
@@ -97,6 +121,7 @@ function modelNotFound(asked: string, served: string): OpenAiError {
 export function buildServer(options: ServerOptions): FastifyInstance {
   const { pool, modelId } = options;
   const requestTimeout = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+  const bodyGraceMs = options.bodyGraceMs ?? BODY_GRACE_MS;
   const app = Fastify({
     bodyLimit: options.bodyLimit,
     logger: false,
@@ -169,6 +194,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     // The body has arrived (or the client left): the request now waits in the pool's queue or runs, or has failed.
     request.raw.once('close', arrived);
     arriving.set(request, arrived);
+    paceBody(request, reply, arrived);
   });
 
   app.addHook('onResponse', async (request, reply) => {
@@ -253,6 +279,32 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       }
     },
   );
+
+  /**
+   * Cuts off an admitted chat completion whose body falls behind (bodyTooSlow): its place is given back at once and it
+   * gets a 408, or, answered already while the rest arrives (a 413), its connection is closed.
+   */
+  function paceBody(request: FastifyRequest, reply: FastifyReply, arrived: () => void): void {
+    const socket = request.raw.socket;
+    // The connection's count, not a 'data' listener: that would start the body flowing before Fastify reads it.
+    const readBefore = socket.bytesRead;
+    const started = performance.now();
+    const check = () => {
+      const deadline = started + bodyGraceMs + ((socket.bytesRead - readBefore) / BODY_MIN_BYTES_PER_SECOND) * 1000;
+      const now = performance.now();
+      if (now < deadline) {
+        timer = setTimeout(check, deadline - now);
+        return;
+      }
+      arrived();
+      // Fastify checks reply.sent before each later step, so the body's parse ends here.
+      if (!reply.sent) sendError(reply, bodyTooSlow(bodyGraceMs));
+      else request.raw.destroy();
+    };
+    let timer = setTimeout(check, bodyGraceMs);
+    const stop = () => clearTimeout(timer);
+    request.raw.once('end', stop).once('close', stop);
+  }
 
   /** A whole answer as one chat.completion object. */
   async function complete(client: EngineClient, token: CancellationToken, question: ChatQuestion): Promise<Answered> {

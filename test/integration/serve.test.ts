@@ -392,7 +392,7 @@ describe('ficoco serve under load and over the network', () => {
   after(() => fs.rmSync(endless, { recursive: true, force: true }));
 
   /** The server in this process over one worker of the endless model, with a queue of one. */
-  function endlessServer(options: { maxTokens: number; requestTimeoutMs: number }) {
+  function endlessServer(options: { maxTokens: number; requestTimeoutMs: number; bodyGraceMs?: number }) {
     const pool = new WorkerPool({
       workers: 1,
       queueLimit: 1,
@@ -406,6 +406,7 @@ describe('ficoco serve under load and over the network', () => {
       bodyLimit: 2 ** 20,
       defaults: { reduction: undefined, maxTokens: options.maxTokens },
       requestTimeoutMs: options.requestTimeoutMs,
+      bodyGraceMs: options.bodyGraceMs,
     });
     return { pool, app };
   }
@@ -564,6 +565,36 @@ describe('ficoco serve under load and over the network', () => {
     } finally {
       free?.();
       slow?.request.destroy();
+      await app.close();
+    }
+  });
+
+  test('a body that falls behind gets a 408 and gives its queue place back at once', async () => {
+    const { pool, app } = endlessServer({ maxTokens: 2, requestTimeoutMs: 10_000, bodyGraceMs: 300 });
+    let free: (() => void) | undefined;
+    try {
+      await pool.start();
+      const url = await app.listen({ host: '127.0.0.1', port: 0 });
+      // The one worker is busy as with another client's long answer: the trickled request takes the one queue place.
+      const busy = pool.run(new AbortController().signal, () => new Promise<void>((resolve) => (free = resolve)));
+      // A byte every 100 ms falls behind 1 Mbit/s at once: cut off after the grace, long before the request timeout.
+      const trickled = await trickledPost(`${url}/v1/chat/completions`, 5000);
+      assert.equal(trickled.status, 408, trickled.body);
+      assert.deepEqual(JSON.parse(trickled.body), {
+        error: {
+          message:
+            "The request body arrived slower than 1 Mbit/s (more than 0.3 s behind); check the client's connection.",
+          type: 'invalid_request_error',
+          param: null,
+          code: 'request_timeout',
+        },
+      });
+      // The place is free while the worker is still busy: another request could wait in the queue.
+      pool.admit()();
+      free!();
+      await busy;
+    } finally {
+      free?.();
       await app.close();
     }
   });
