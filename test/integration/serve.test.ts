@@ -3,6 +3,7 @@
  * equal `ficoco ask`'s, streamed or not; errors as OpenAI error objects; the queue, disconnects, auth and limits.
  */
 import assert from 'node:assert/strict';
+import { EventEmitter, once } from 'node:events';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
@@ -391,7 +392,10 @@ describe('ficoco serve under load and over the network', () => {
   });
   after(() => fs.rmSync(endless, { recursive: true, force: true }));
 
-  /** The server in this process over one worker of the endless model, with a queue of one. */
+  /**
+   * The server in this process over one worker of the endless model, with a queue of one. `admitted(answer)` resolves
+   * when the server has given the next chat completion its place, and fails if `answer` comes first (it was refused).
+   */
   function endlessServer(options: { maxTokens: number; requestTimeoutMs: number; bodyGraceMs?: number }) {
     const pool = new WorkerPool({
       workers: 1,
@@ -408,7 +412,17 @@ describe('ficoco serve under load and over the network', () => {
       requestTimeoutMs: options.requestTimeoutMs,
       bodyGraceMs: options.bodyGraceMs,
     });
-    return { pool, app };
+    // Registered after the server's own hooks, so it runs only for a request they admitted.
+    const admissions = new EventEmitter();
+    app.addHook('onRequest', async (request) => {
+      if (request.routeOptions.url === '/v1/chat/completions') admissions.emit('admitted');
+    });
+    const admitted = (answer: Promise<{ status: number; body: string }>) =>
+      Promise.race([
+        once(admissions, 'admitted'),
+        answer.then((early) => assert.fail(`answered ${early.status} without a place: ${early.body}`)),
+      ]);
+    return { pool, app, admitted };
   }
 
   test('a full queue answers 429 with Retry-After; a client that disconnects frees its slot', async () => {
@@ -529,7 +543,7 @@ describe('ficoco serve under load and over the network', () => {
   });
 
   test('a full queue refuses before reading the body; a body still arriving holds its place', async () => {
-    const { pool, app } = endlessServer({ maxTokens: 2, requestTimeoutMs: 10_000 });
+    const { pool, app, admitted } = endlessServer({ maxTokens: 2, requestTimeoutMs: 10_000 });
     let free: (() => void) | undefined;
     let slow: ReturnType<typeof halfThenRest> | undefined;
     try {
@@ -542,23 +556,23 @@ describe('ficoco serve under load and over the network', () => {
       const busy = pool.run(new AbortController().signal, () => new Promise<void>((resolve) => (free = resolve)));
       // A client sends half its body: it holds the one place in the queue while the rest arrives.
       slow = halfThenRest(url, body(png));
-      await sleep(300);
+      await admitted(slow.answer);
       // Refused before its body is read: its image, not one, is never decoded (that would answer 400).
       const refused = await post(url, body('data:image/png;base64,AAAA'));
       assert.equal(refused.status, 429, refused.body);
       assert.equal(JSON.parse(refused.body).error.code, 'queue_full');
       assert.match(refused.retryAfter ?? '', /^\d+$/);
       slow.sendRest();
-      await sleep(100);
       free!();
       await busy;
       const answered = await slow.answer;
       assert.equal(answered.status, 200, answered.body);
-      // Its place was given back once: the queue takes one request again while the worker is busy.
+      // Its place was given back once: the queue takes one request again while the worker is busy, and no more.
       const busyAgain = pool.run(new AbortController().signal, () => new Promise<void>((resolve) => (free = resolve)));
       const queued = post(url, body(png));
-      await sleep(300);
-      assert.equal(pool.queueDepth, 1, 'the request waits in the queue');
+      await admitted(queued);
+      const beyond = await post(url, body(png));
+      assert.equal(beyond.status, 429, beyond.body);
       free!();
       await busyAgain;
       assert.equal((await queued).status, 200);
