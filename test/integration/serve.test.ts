@@ -730,10 +730,6 @@ async function requestCounts(url: string, apiKey?: string): Promise<Record<strin
   return Object.fromEntries(counts.map(([, status, count]) => [status, Number(count)]));
 }
 
-/**
- * POSTs a body of 1000 bytes, one every 100 ms, for at most `mostMs`; resolves with the status it got (0 for none) and
- * when the connection ended.
- */
 /** Sends `bytes` over a plain socket to the server at `url`; resolves with everything it answers. */
 function rawExchange(url: string, bytes: string): Promise<string> {
   const { hostname, port } = new URL(url);
@@ -747,6 +743,10 @@ function rawExchange(url: string, bytes: string): Promise<string> {
   });
 }
 
+/**
+ * POSTs a body of 1000 bytes, one every 100 ms, for at most `mostMs`; resolves with the status it got (0 for none) and
+ * when the connection ended.
+ */
 function trickledPost(url: string, mostMs: number): Promise<{ status: number; ms: number; body: string }> {
   const started = performance.now();
   return new Promise((resolve) => {
