@@ -68,11 +68,12 @@ interface HostProcess {
   stopped: boolean;
   /** the load this process last answered (or is answering), by its parameters */
   load?: { key: string; result: Promise<LoadResult> };
-  /** the listeners of the asks in flight, by requestId */
+  /** the listeners of the asks sent and not yet answered, by requestId, in the order they were sent */
   listeners: Map<string, AnswerListeners>;
-  /** the ask the process last reported on (its progress or text), while it is in flight */
-  answering?: string;
-  /** `answering` when the process ended: the questions behind it had not begun */
+  /**
+   * The ask the process was on when it ended: the oldest one unanswered, as it takes them in order (reported on
+   * or not); the questions behind it had not begun.
+   */
   answeringAtExit?: string;
   /** the questions sent to it (or loading their model on it) and not yet answered */
   users: number;
@@ -193,7 +194,6 @@ export class EngineClient implements AnswerEngine {
         return await this.call(host, answer);
       } finally {
         host.listeners.delete(requestId);
-        if (host.answering === requestId) host.answering = undefined;
       }
     } catch (error) {
       // Waiting behind another question when the process ended (its crash, or Stop ending it): not this one's fault.
@@ -302,19 +302,17 @@ export class EngineClient implements AnswerEngine {
       },
       {
         exited: this.exitOf(child, connection, () => {
-          host.answeringAtExit = host.answering;
+          host.answeringAtExit = host.listeners.keys().next().value;
           return host.stopped;
         }),
       },
     );
     connection.onNotification(TextNotification, (params: unknown) => {
       const piece = parseTextParams(params);
-      host.answering = piece.requestId;
       host.listeners.get(piece.requestId)?.text(piece.text);
     });
     connection.onNotification(AskProgressNotification, (params: unknown) => {
       const { requestId, ...progress } = parseAskProgressParams(params);
-      host.answering = requestId;
       host.listeners.get(requestId)?.progress?.(progress);
     });
     connection.onNotification(LoadProgressNotification, (params: unknown) => {

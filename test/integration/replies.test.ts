@@ -515,32 +515,51 @@ describe('chat replies on a real engine process', () => {
     assert.deepEqual(progressLabels(turnId), [STOPPING_AFTER_LOAD]);
   });
 
+  /**
+   * Sets the engine process to be frozen (`freeze`, which calls back with its id), then asks a long question and,
+   * once the process is frozen, a second one behind it, and kills the process: the first fails as a crash with the
+   * conversation kept; the second is asked again on a fresh process.
+   */
+  async function crashWithQuestionQueued(freeze: (frozen: (pid: number) => void) => Promise<void>): Promise<void> {
+    let waiting: Promise<void> | undefined;
+    await freeze((pid) => {
+      waiting = replies.run(second, 'answer', 'what is in the picture ?', [SHAPES], () => SETTINGS);
+      setTimeout(() => process.kill(pid, 'SIGKILL'), 100);
+    });
+    const [first, second] = [turn(), turn()];
+    await replies.run(first, 'answer', 'is there text in the image ?', [SHAPES], () => LONG);
+    await waiting;
+    const { answer } = conversation.turn(first)!;
+    assert.equal(answer.status, 'error');
+    assert.match(answer.error!, /stopped unexpectedly .* The conversation is kept; ask again to continue\./);
+    assert.ok(failures[0] instanceof EngineError && failures[0].kind === 'crashed', String(failures[0]));
+    assert.equal(failures.length, 1, `only the reply in flight failed: ${failures.join(' | ')}`);
+    const after = conversation.turn(second)!.answer;
+    assert.equal(after.status, 'done', after.error);
+    assert.ok(after.text.length > 0);
+  }
+
   test(
     'a crash fails only the reply in flight and keeps the conversation; a question waiting behind it is asked again',
     { skip: process.platform === 'win32' ? 'needs SIGSTOP' : false },
-    async () => {
-      await replies.run(turn(), 'answer', 'what is in the picture ?', [SHAPES], () => SETTINGS);
-      const [first, second] = [turn(), turn()];
-      let waiting: Promise<void> | undefined;
+    () =>
       // Frozen at its first text, the process takes the second question into its queue and dies there.
-      onText = () => {
-        onText = () => undefined;
-        const frozen = engine.processId!;
-        process.kill(frozen, 'SIGSTOP');
-        waiting = replies.run(second, 'answer', 'what is in the picture ?', [SHAPES], () => SETTINGS);
-        setTimeout(() => process.kill(frozen, 'SIGKILL'), 100);
-      };
-      await replies.run(first, 'answer', 'is there text in the image ?', [SHAPES], () => LONG);
-      await waiting;
-      const { answer } = conversation.turn(first)!;
-      assert.equal(answer.status, 'error');
-      assert.match(answer.error!, /stopped unexpectedly .* The conversation is kept; ask again to continue\./);
-      assert.ok(failures[0] instanceof EngineError && failures[0].kind === 'crashed');
-      assert.equal(failures.length, 1, 'only the reply in flight failed');
-      const after = conversation.turn(second)!.answer;
-      assert.equal(after.status, 'done', after.error);
-      assert.ok(after.text.length > 0);
-    },
+      crashWithQuestionQueued(async (frozen) => {
+        await replies.run(turn(), 'answer', 'what is in the picture ?', [SHAPES], () => SETTINGS);
+        onText = () => {
+          onText = () => undefined;
+          const pid = engine.processId!;
+          process.kill(pid, 'SIGSTOP');
+          frozen(pid);
+        };
+      }),
+  );
+
+  test(
+    'a crash before the reply in flight reports anything fails it alone; the question behind it is asked again',
+    { skip: process.platform === 'win32' ? 'needs SIGSTOP' : false },
+    // Frozen as the first question is sent, before it reports any progress or text.
+    () => crashWithQuestionQueued(freezeAtStart),
   );
 
   test('a question whose own run ends its process fails as a crash, once: it is not asked again', async () => {
