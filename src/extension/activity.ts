@@ -1,6 +1,7 @@
 /**
  * Whether the chat has anything in flight (an answer, a comparison, a speedup measurement), for the `ficoco.answering`
- * context key that shows "FiCoCo: Stop Answering" only when there is something to stop. Free of 'vscode'.
+ * context key that shows "FiCoCo: Stop Answering" only when there is something to stop; and what the status bar says
+ * while several things run at once (those, and a model download). Free of 'vscode'.
  */
 /** True while an answer, a comparison or a speedup measurement runs (package.json's `when` for ficoco.stop). */
 export const ANSWERING_CONTEXT = 'ficoco.answering';
@@ -24,4 +25,48 @@ export function countedActivity(inner: Activity, onChange: (busy: boolean) => vo
       if (--active === 0) onChange(false);
     },
   };
+}
+
+/** A status line: a spinner with what runs, or, idle, the last answer's figures. */
+export interface StatusLine {
+  busy(label: string): void;
+  idle(): void;
+}
+
+/**
+ * What `line` says while several things run at once (replies, speedup measurements, a model download), by key,
+ * newest last: one ending puts the newest other's back, and the line goes idle only once none runs.
+ */
+export class StatusActivities<Line extends StatusLine = StatusLine> {
+  private readonly labels = new Map<string, string>();
+
+  constructor(private readonly line: Line) {}
+
+  /** Says what `key` is doing now; it is the newest activity until another reports. */
+  busy(key: string, label: string): void {
+    this.labels.delete(key);
+    this.labels.set(key, label);
+    this.line.busy(label);
+  }
+
+  /** Shows the figures `key` ends with (`show`), then the newest activity still running over them, if any. */
+  showFigures(key: string, show: (line: Line) => void): void {
+    this.labels.delete(key);
+    show(this.line);
+    this.showNewest();
+  }
+
+  /** `keys` have ended: the newest activity still running shows, else the line goes idle. */
+  end(...keys: string[]): void {
+    for (const key of keys) this.labels.delete(key);
+    if (!this.showNewest()) this.line.idle();
+  }
+
+  /** Puts the newest activity running back on the line; false when there is none. */
+  private showNewest(): boolean {
+    const label = [...this.labels.values()].at(-1);
+    if (label === undefined) return false;
+    this.line.busy(label);
+    return true;
+  }
 }

@@ -16,14 +16,14 @@ import { ConversationStore } from './conversationStore';
 import { type AnswerEngine, EngineClient, EngineError } from '../client/engineClient';
 import { RemoteEngine } from '../client/remoteEngine';
 import { promptForSecret } from './secrets';
-import { ANSWERING_CONTEXT, countedActivity } from './activity';
+import { ANSWERING_CONTEXT, StatusActivities, countedActivity } from './activity';
 import { fixFor } from './errorFixes';
 import { IdleUnloader } from './idleUnload';
 import { type ImageFileSystem, readImageFiles } from './imageFiles';
 import { Replies, ReplySettings } from './replies';
 import { FicocoSettings, loadParamsOf, readSettings } from './settings';
 import { SpeedupCache } from './speedup';
-import { SpeedupStatusBar } from './statusBar';
+import type { SpeedupStatusBar } from './statusBar';
 
 /** Where the API key of a remote engine (ficoco.engine) is kept. */
 const ENGINE_API_KEY_SECRET = 'ficoco.engineApiKey';
@@ -58,7 +58,7 @@ export class ChatController implements vscode.Disposable {
     private readonly context: vscode.ExtensionContext,
     engine: EngineClient,
     private readonly views: ChatViews,
-    statusBar: SpeedupStatusBar,
+    status: StatusActivities<SpeedupStatusBar>,
     private readonly log: vscode.LogOutputChannel,
   ) {
     // The workspace's own storage; a window without a folder has none, and uses the global one (shared by all such
@@ -96,7 +96,7 @@ export class ChatController implements vscode.Disposable {
       conversation: this.conversation,
       speedups: new SpeedupCache(context.globalState, String(context.extension.packageJSON.version)),
       post: (message) => this.publish(message),
-      status: statusBar,
+      status,
       log,
       onFailure: (error) => void this.offerFix(error),
       onProviderFallback: (reason) => this.reportFallback(reason),

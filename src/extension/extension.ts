@@ -15,6 +15,7 @@ import { MAIN_SETTINGS, choiceTarget } from './settings';
 import { AUTO_METHOD, NO_REDUCTION } from '../common/reductionChoice';
 import { quantizingProgress } from '../common/quantization';
 import { CHOOSE_REDUCTION_COMMAND, SpeedupStatusBar } from './statusBar';
+import { StatusActivities } from './activity';
 import { REPLY_ACTIVITY } from './replies';
 
 /** What activate() returns to other extensions (and to the Electron smoke test). */
@@ -39,7 +40,9 @@ export function activate(context: vscode.ExtensionContext): FicocoApi {
       statusBar.busy(done < total ? quantizingProgress(quantization, done, total) : REPLY_ACTIVITY.loading),
   });
   const views = new ChatViews(context.extensionUri, log);
-  const chat = new ChatController(context, engine, views, statusBar, log);
+  // Replies and a model download share the status bar: one ending shows what the other is doing.
+  const status = new StatusActivities(statusBar);
+  const chat = new ChatController(context, engine, views, status, log);
   const gpuSetup = new GpuSetup(context, engine, log);
   context.subscriptions.push(
     log,
@@ -79,7 +82,7 @@ export function activate(context: vscode.ExtensionContext): FicocoApi {
     vscode.commands.registerCommand('ficoco.openSettings', () =>
       vscode.commands.executeCommand('workbench.action.openSettings', '@ext:ficoco.ficoco-vision'),
     ),
-    ...new ModelManager(context, engine, statusBar, log).register(),
+    ...new ModelManager(context, engine, status, log).register(),
     gpuSetup.register(),
   );
   void gpuSetup.offerIfUseful();

@@ -31,7 +31,7 @@ import { abortSignalOf } from './cancellation';
 import { promptForSecret } from './secrets';
 import type { EngineClient } from '../client/engineClient';
 import { expandModelPath, modelPathNames } from './settings';
-import type { SpeedupStatusBar } from './statusBar';
+import type { StatusActivities } from './activity';
 
 export const MODEL_COMMANDS = {
   download: 'ficoco.downloadModel',
@@ -40,6 +40,9 @@ export const MODEL_COMMANDS = {
   reveal: 'ficoco.revealModelFolder',
   setToken: 'ficoco.setHubToken',
 } as const;
+
+/** The download's key among the status bar's activities (a reply's is `turn/kind`). */
+const DOWNLOAD_ACTIVITY = 'download';
 
 /** The SecretStorage key of the Hugging Face access token. */
 const HUB_TOKEN_SECRET = 'ficoco.hubToken';
@@ -52,7 +55,7 @@ export class ModelManager {
   constructor(
     private readonly context: vscode.ExtensionContext,
     private readonly engine: EngineClient,
-    private readonly statusBar: SpeedupStatusBar,
+    private readonly status: StatusActivities,
     private readonly log: vscode.LogOutputChannel,
   ) {}
 
@@ -114,7 +117,7 @@ export class ModelManager {
       if (folder) await this.offerToUse(folder, `Downloaded ${request.repo} (${formatBytes(plan.totalBytes)}).`);
     } finally {
       this.downloading = false;
-      this.statusBar.idle();
+      this.status.end(DOWNLOAD_ACTIVITY);
     }
   }
 
@@ -194,7 +197,7 @@ export class ModelManager {
         const started = performance.now();
         const report = byteProgress(progress, {
           showRate: true,
-          onPercent: (percent) => this.statusBar.busy(`Downloading ${percent.toFixed(0)} %`),
+          onPercent: (percent) => this.status.busy(DOWNLOAD_ACTIVITY, `Downloading ${percent.toFixed(0)} %`),
         });
         try {
           const folder = await downloadModel(plan, {

@@ -11,6 +11,7 @@ import { type AnswerStats, type LoadParams, loadKey, loadRequestKey } from '../p
 import { type AnswerStatsView, type HostMessage, type ReplyKind, isReducedAnswer } from '../protocol/webview';
 import type { Conversation, ImageInput } from './conversation';
 import { type AnswerEngine, AskOptions, EngineError } from '../client/engineClient';
+import type { StatusActivities, StatusLine } from './activity';
 import { type ReductionSetting, reductionRequest } from './settings';
 import type { SpeedupView } from '../protocol/webview';
 import { type PrefillProgress, prefillProgressLabel, stoppingLabel } from '../common/prefillProgress';
@@ -93,12 +94,10 @@ export const REPLY_ACTIVITY = {
 } as const;
 
 /** Where the replies show besides the chat: the status bar. */
-export interface ReplyStatus {
-  busy(label: string): void;
+export interface ReplyStatus extends StatusLine {
   showAnswer(stats: AnswerStatsView): void;
   /** an answer from a server that says nothing of reduction */
   showWithoutStats(server: string): void;
-  idle(): void;
 }
 
 export interface RepliesOptions {
@@ -110,7 +109,8 @@ export interface RepliesOptions {
   speedups: SpeedupCache;
   /** tells every chat page about a change */
   post(message: HostMessage): void;
-  status: ReplyStatus;
+  /** the status bar, whose activities the replies share with a model download */
+  status: StatusActivities<ReplyStatus>;
   log: { info(line: string): void; warn(line: string): void };
   /** a reply failed for a reason other than a cancel: the caller may offer a fix */
   onFailure(error: unknown): void;
@@ -144,11 +144,6 @@ export class Replies {
   private loaded: { key: string; processId: number | undefined } | undefined;
   /** provider fallbacks already reported, so each is said once and not under every answer */
   private readonly fallbacksReported = new Set<string>();
-  /**
-   * What the status bar says for each reply and measurement in flight (by `turn/kind`), newest last: one ending puts
-   * the newest other's back, and the last answer's figures only once nothing is in flight.
-   */
-  private readonly activities = new Map<string, string>();
 
   constructor(private readonly options: RepliesOptions) {}
 
@@ -179,7 +174,7 @@ export class Replies {
       const alreadyLoaded =
         where !== 'local' || (this.loaded?.key === loadRequestKey(model) && this.loaded.processId === engine.processId);
       this.track(key, cancel, engine, { reply: kind, loading: !alreadyLoaded });
-      this.busy(key, alreadyLoaded ? REPLY_ACTIVITY.answering : REPLY_ACTIVITY.loading);
+      status.busy(key, alreadyLoaded ? REPLY_ACTIVITY.answering : REPLY_ACTIVITY.loading);
       const request: AskOptions = {
         question,
         images: inputs.map(({ name, dataBase64 }) => ({ name, dataBase64 })),
@@ -195,12 +190,12 @@ export class Replies {
         // Once stopped, the reply keeps saying so: the run that ends after Stop still reports its progress.
         if (cancel.token.isCancellationRequested) return;
         const label = prefillProgressLabel(progress);
-        this.busy(key, label);
+        status.busy(key, label);
         post({ type: 'replyProgress', turnId, reply: kind, label });
       };
       const onText = (text: string) => {
         this.paced(key);
-        this.busy(key, REPLY_ACTIVITY.answering);
+        status.busy(key, REPLY_ACTIVITY.answering);
         const message = conversation.appendText(turnId, kind, text);
         if (message) post(message);
       };
@@ -208,7 +203,7 @@ export class Replies {
       const onReloading = () => {
         const flight = this.inFlight.get(key);
         if (flight) flight.loading = true;
-        this.busy(key, REPLY_ACTIVITY.loading);
+        status.busy(key, REPLY_ACTIVITY.loading);
       };
       const result = await engine.ask(
         model,
@@ -229,7 +224,7 @@ export class Replies {
         // A server other than ficoco serve, or a stopped remote answer (stats come with the finish): no figures.
         this.post(conversation.finish(turnId, kind, result.stopReason));
         if (kind === 'answer' && result.stopReason !== 'cancelled') {
-          this.showFigures(key, () => status.showWithoutStats(where));
+          status.showFigures(key, (line) => line.showWithoutStats(where));
         }
       } else {
         const fallback = stats.providerFallback;
@@ -248,7 +243,7 @@ export class Replies {
           conversation.finish(turnId, kind, result.stopReason, measuring ? { ...view, measuringSpeedup: true } : view),
         );
         if (kind === 'answer') {
-          this.showFigures(key, () => status.showAnswer(view));
+          status.showFigures(key, (line) => line.showAnswer(view));
           if (measuring) measure = () => this.measure(turnId, engine, where, model, request, stats, view);
         }
       }
@@ -259,32 +254,8 @@ export class Replies {
     }
     if (measure) await measure();
     this.options.activity.idle();
-    this.activities.delete(key);
-    this.activities.delete(`${turnId}/speedup`);
-    // Another reply or measurement still in flight (a question asked meanwhile) keeps the status busy with it.
-    if (!this.showActivity()) status.idle();
-  }
-
-  /** Says what `key` is doing now, in the status bar; it is the newest activity until another reports. */
-  private busy(key: string, label: string): void {
-    this.activities.delete(key);
-    this.activities.set(key, label);
-    this.options.status.busy(label);
-  }
-
-  /** Shows the figures `key` ends with (`show`), then the newest activity still in flight over them, if any. */
-  private showFigures(key: string, show: () => void): void {
-    this.activities.delete(key);
-    show();
-    this.showActivity();
-  }
-
-  /** Puts the newest activity in flight back in the status bar; false when there is none. */
-  private showActivity(): boolean {
-    const label = [...this.activities.values()].at(-1);
-    if (label === undefined) return false;
-    this.options.status.busy(label);
-    return true;
+    // Another reply, measurement or download still running (a question asked meanwhile) keeps the status busy with it.
+    status.end(key, `${turnId}/speedup`);
   }
 
   /** Cancels the replies of `turnId`; one still running after the grace period ends with the engine process. */
@@ -306,7 +277,7 @@ export class Replies {
       if (reply && !waitsForLoad && remainingMs !== undefined && remainingMs >= notice) {
         const label = stoppingLabel(remainingMs);
         this.options.post({ type: 'replyProgress', turnId, reply, label });
-        this.busy(key, label);
+        this.options.status.busy(key, label);
       }
       // Cancellation acts between tokens, tower passes and prompt chunks; a run past the grace period ends the process.
       // Not started, it waits for the run in flight on its engine (a cancelled measurement's) to end first.
@@ -379,7 +350,7 @@ export class Replies {
     };
     const show = (speedup: SpeedupView) => {
       this.post(conversation.setSpeedup(turnId, speedup));
-      this.showFigures(key, () => status.showAnswer({ ...view, speedup }));
+      status.showFigures(key, (line) => line.showAnswer({ ...view, speedup }));
     };
     const known = speedups.get(subject);
     if (known) {
@@ -389,7 +360,7 @@ export class Replies {
     let measured = false;
     const cancel = new CancellationTokenSource();
     this.track(key, cancel, engine, { loading: false });
-    this.busy(key, REPLY_ACTIVITY.measuring);
+    status.busy(key, REPLY_ACTIVITY.measuring);
     const prefillOnly = { question: request.question, images: request.images, maxNewTokens: 1, temperature: 0 };
     const processId = engine.processId;
     const run: PrefillRun = async (reduced) => {
@@ -414,7 +385,7 @@ export class Replies {
         run,
         `prefill (vision + language model) on ${stats.provider}`,
         DEFAULT_PAIR_PLAN,
-        (done, pairs) => this.busy(key, `${REPLY_ACTIVITY.measuring}: ${done} of ${pairs} pairs`),
+        (done, pairs) => status.busy(key, `${REPLY_ACTIVITY.measuring}: ${done} of ${pairs} pairs`),
       );
       if (speedup === undefined) return;
       log.info(

@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
+import { StatusActivities } from '../../src/extension/activity';
 import { Conversation, ImageInput } from '../../src/extension/conversation';
 import { type AnswerEngine, EngineClient, EngineError } from '../../src/client/engineClient';
 import { RemoteEngine } from '../../src/client/remoteEngine';
@@ -103,7 +104,7 @@ describe('chat replies on a real engine process', () => {
         if (message.type === 'replyText') onText(posted.filter((earlier) => earlier.type === 'replyText').length);
         if (message.type === 'replyProgress') onProgressLabel(message.label);
       },
-      status: {
+      status: new StatusActivities({
         busy: (label) => {
           statuses.push(label);
           const start = onStart;
@@ -116,7 +117,7 @@ describe('chat replies on a real engine process', () => {
         },
         showWithoutStats: (server) => statuses.push(`no stats from ${server}`),
         idle: () => statuses.push('idle'),
-      },
+      }),
       log: {
         info: () => undefined,
         warn: (line) => {

@@ -1,11 +1,12 @@
 /**
- * What the status bar says while replies overlap, on a scripted engine: one reply, measurement or comparison ending
- * must not put the last answer's figures up while another is still loading or answering.
+ * What the status bar says while replies (or a reply and a model download) overlap, on a scripted engine: one reply,
+ * measurement, comparison or download ending must not put the last answer's figures up while another still runs.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { CancellationToken } from 'vscode-jsonrpc/node';
 import type { AnswerEngine, AnswerListeners, AskOptions, EngineAnswer } from '../../src/client/engineClient';
+import { StatusActivities } from '../../src/extension/activity';
 import { Conversation, type ImageInput } from '../../src/extension/conversation';
 import { Replies, type ReplySettings } from '../../src/extension/replies';
 import { SpeedupCache } from '../../src/extension/speedup';
@@ -54,45 +55,54 @@ class ScriptedEngine implements AnswerEngine {
 
 const settle = () => new Promise((resolve) => setImmediate(resolve));
 
+const REDUCED: ReplySettings = {
+  engine: 'local',
+  model: { modelDir: '/models/a', provider: 'cpu' },
+  reduction: { method: 'ficoco-v', budget: { tokens: 12 }, budgetLabel: '12', params: {} },
+  maxNewTokens: 4,
+  temperature: 0,
+};
+
+/** Replies on a scripted engine, with what the status bar was told, in order, and its activities to share. */
+function scriptedReplies() {
+  const engine = new ScriptedEngine();
+  const conversation = new Conversation();
+  const statuses: string[] = [];
+  const values = new Map<string, unknown>();
+  const status = new StatusActivities({
+    busy: (label) => statuses.push(`busy: ${label}`),
+    showAnswer: () => statuses.push('answer'),
+    showWithoutStats: () => statuses.push('no stats'),
+    idle: () => statuses.push('idle'),
+  });
+  const replies = new Replies({
+    engine,
+    remote: () => Promise.reject(new Error('no remote')),
+    conversation,
+    speedups: new SpeedupCache(
+      { get: <T>(key: string) => values.get(key) as T | undefined, update: async (k, v) => void values.set(k, v) },
+      'test',
+    ),
+    post: () => undefined,
+    status,
+    log: { info: () => undefined, warn: () => undefined },
+    onFailure: () => undefined,
+    onProviderFallback: () => undefined,
+    activity: { busy: () => undefined, idle: () => undefined },
+  });
+  /** Asks `question` about the image in a new turn. */
+  const ask = (question: string, settings: ReplySettings) => {
+    conversation.addPending([IMAGE]);
+    const turnId = conversation.startTurn(question)!.turn.id;
+    return replies.run(turnId, 'answer', question, [IMAGE], () => settings);
+  };
+  return { engine, statuses, status, ask };
+}
+
 describe('the status bar while replies overlap', () => {
   test('a measurement cancelled by a new question leaves the status busy with that question', async () => {
-    const engine = new ScriptedEngine();
-    const conversation = new Conversation();
-    const statuses: string[] = [];
-    const values = new Map<string, unknown>();
-    const replies = new Replies({
-      engine,
-      remote: () => Promise.reject(new Error('no remote')),
-      conversation,
-      speedups: new SpeedupCache(
-        { get: <T>(key: string) => values.get(key) as T | undefined, update: async (k, v) => void values.set(k, v) },
-        'test',
-      ),
-      post: () => undefined,
-      status: {
-        busy: (label) => statuses.push(`busy: ${label}`),
-        showAnswer: () => statuses.push('answer'),
-        showWithoutStats: () => statuses.push('no stats'),
-        idle: () => statuses.push('idle'),
-      },
-      log: { info: () => undefined, warn: () => undefined },
-      onFailure: () => undefined,
-      onProviderFallback: () => undefined,
-      activity: { busy: () => undefined, idle: () => undefined },
-    });
-    const reduced: ReplySettings = {
-      engine: 'local',
-      model: { modelDir: '/models/a', provider: 'cpu' },
-      reduction: { method: 'ficoco-v', budget: { tokens: 12 }, budgetLabel: '12', params: {} },
-      maxNewTokens: 4,
-      temperature: 0,
-    };
-    const turn = (question: string) => {
-      conversation.addPending([IMAGE]);
-      return conversation.startTurn(question)!.turn.id;
-    };
-
-    const first = replies.run(turn('first?'), 'answer', 'first?', [IMAGE], () => reduced);
+    const { engine, statuses, ask } = scriptedReplies();
+    const first = ask('first?', REDUCED);
     await settle();
     engine.asks[0]!.answer({ text: 'a', stopReason: 'stop-token', stats: stats(true) });
     await settle();
@@ -100,8 +110,7 @@ describe('the status bar while replies overlap', () => {
     assert.match(statuses.at(-1)!, /^busy: Measuring the speedup/);
 
     // A question about another model: the measurement is cancelled; the new one loads for a while.
-    const other = { ...reduced, model: { ...reduced.model, modelDir: '/models/b' } };
-    const second = replies.run(turn('second?'), 'answer', 'second?', [IMAGE], () => other);
+    const second = ask('second?', { ...REDUCED, model: { ...REDUCED.model, modelDir: '/models/b' } });
     await first;
     await settle();
     assert.equal(statuses.at(-1), 'busy: Loading model', `still loading: ${statuses.join(' | ')}`);
@@ -109,5 +118,28 @@ describe('the status bar while replies overlap', () => {
     engine.asks.at(-1)!.answer({ text: 'b', stopReason: 'stop-token', stats: stats(false) });
     await second;
     assert.equal(statuses.at(-1), 'idle', 'idle once nothing is in flight');
+  });
+
+  test("a model download ending while an answer runs leaves the answer's activity, and the reverse", async () => {
+    const { engine, statuses, status, ask } = scriptedReplies();
+    const unreduced = { ...REDUCED, reduction: undefined };
+    const first = ask('first?', unreduced);
+    await settle();
+    status.busy('download', 'Downloading 99 %');
+    status.end('download');
+    assert.equal(statuses.at(-1), 'busy: Loading model', `the answer still loads: ${statuses.join(' | ')}`);
+    engine.asks[0]!.answer({ text: 'a', stopReason: 'stop-token', stats: stats(false) });
+    await first;
+    assert.deepEqual(statuses.slice(-2), ['answer', 'idle']);
+
+    // A download still running when an answer ends: its progress comes back over the answer's figures.
+    status.busy('download', 'Downloading 10 %');
+    const second = ask('second?', unreduced);
+    await settle();
+    engine.asks[1]!.answer({ text: 'b', stopReason: 'stop-token', stats: stats(false) });
+    await second;
+    assert.equal(statuses.at(-1), 'busy: Downloading 10 %', `the download goes on: ${statuses.join(' | ')}`);
+    status.end('download');
+    assert.equal(statuses.at(-1), 'idle');
   });
 });
