@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 
 /** Writes `file` through a temporary file beside it (`….tmp`), renamed over it; the temporary goes on failure. */
 export function writeFileAtomically(file: string, data: string | Uint8Array): void {
-  const temporary = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  const temporary = temporaryBeside(file);
   try {
     fs.writeFileSync(temporary, data);
     fs.renameSync(temporary, file);
@@ -11,4 +11,21 @@ export function writeFileAtomically(file: string, data: string | Uint8Array): vo
     fs.rmSync(temporary, { force: true });
     throw error;
   }
+}
+
+/** writeFileAtomically without holding the thread: for the extension host, where a large write would stall it. */
+export async function writeFileAtomicallyAsync(file: string, data: string | Uint8Array): Promise<void> {
+  const temporary = temporaryBeside(file);
+  try {
+    await fs.promises.writeFile(temporary, data);
+    await fs.promises.rename(temporary, file);
+  } catch (error) {
+    await fs.promises.rm(temporary, { force: true });
+    throw error;
+  }
+}
+
+/** A name beside `file` that no other process or write of this one uses. */
+function temporaryBeside(file: string): string {
+  return `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
 }

@@ -53,6 +53,8 @@ export class ChatController implements vscode.Disposable {
   private intake: Promise<void>;
   /** setting problems already shown (each once, until the settings change) */
   private readonly reportedProblems = new Set<string>();
+  /** the last save, once the chat is closed */
+  private closed: Promise<void> | undefined;
 
   constructor(
     private readonly context: vscode.ExtensionContext,
@@ -222,12 +224,25 @@ export class ChatController implements vscode.Disposable {
   }
 
   dispose(): void {
+    void this.close();
+  }
+
+  /**
+   * Stops the answers and saves the chat as it stands; resolves once it is on disk (deactivate waits for it, as a
+   * reload ends the extension host). Once only: deactivate and dispose both call it.
+   */
+  close(): Promise<void> {
+    this.closed ??= this.stopAndSave();
+    return this.closed;
+  }
+
+  private stopAndSave(): Promise<void> {
     this.unloader.dispose();
     this.replies.cancelAll();
     this.remote?.engine.dispose();
-    // A reload ends the extension host: an answer still streaming is saved as far as it got (the store saves only
-    // after a change, and publish makes none before the restore).
-    this.store.flush();
+    // An answer still streaming is saved as far as it got (the store saves only after a change, and publish makes
+    // none before the restore).
+    return this.store.flush();
   }
 
   /** Tells every chat page about a change, and saves a change to the turns: at once, or soon for streamed text. */

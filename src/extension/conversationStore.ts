@@ -8,16 +8,17 @@
  * What is read back is treated as hostile, since it may have been edited or cut short: one parser (the webview
  * protocol's turns), file names of one shape only, resolved inside the folder, sizes checked on the open file before
  * reading, links and other non-files refused, each image's hash and header checked. A store that does not parse gives
- * an empty chat and one log line; a store folder that is a link is refused. Saves are synchronous and atomic (a
- * temporary file renamed), so a reload right after an answer keeps it, and happen only after a change: a window that
- * changed nothing does not write over another window's chat, nor over one it could not read. Free of 'vscode' so it
- * is plainly testable.
+ * an empty chat and one log line; a store folder that is a link is refused. Saves are asynchronous, so a large chat
+ * with images does not stall the extension host, one after another, so an earlier save never lands after a later one,
+ * and atomic (a temporary file renamed); deactivate waits for the last, so a reload right after an answer keeps it.
+ * They happen only after a change: a window that changed nothing does not write over another window's chat, nor over
+ * one it could not read. Free of 'vscode' so it is plainly testable.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { IMAGE_FORMATS, MAX_IMAGES_PER_QUESTION, MAX_IMAGE_BYTES, checkImageFile } from '../common/imageFile';
-import { writeFileAtomically } from '../common/atomicFile';
+import { writeFileAtomicallyAsync } from '../common/atomicFile';
 import { fieldReaders } from '../protocol/fields';
 import { MessageError, type Reply, type Turn, type TurnImage, parseTurn } from '../protocol/webview';
 import { type ImageInput, type TurnRecord, turnImage } from './conversation';
@@ -75,6 +76,10 @@ export class ConversationStore {
   private dirty = false;
   /** each turn's JSON (without previews) as last written, by id: a streamed answer's saves write one turn again */
   private readonly turnJson = new Map<string, string>();
+  /** the saves in order: each starts once the one before it ended, so an earlier one never lands last */
+  private saving: Promise<void> = Promise.resolve();
+  /** a save is queued behind `saving` and has not started: it will write the changes made meanwhile too */
+  private saveQueued = false;
 
   /**
    * @param folder the store's own folder: created by the first save, deleted with everything in it by a save of no turns
@@ -96,53 +101,72 @@ export class ConversationStore {
     this.dirty = true;
     if (turnId === undefined) this.turnJson.clear();
     else this.turnJson.delete(turnId);
-    if (now) this.flush();
-    else this.timer ??= setTimeout(() => this.flush(), this.delayMs);
+    if (now) void this.flush();
+    else this.timer ??= setTimeout(() => void this.flush(), this.delayMs);
   }
 
-  /** Saves what is there now; never throws (a failure is logged). */
-  flush(): void {
+  /**
+   * Saves what is there now, after any save in flight; resolves once it is on disk (or failed). Never rejects: a
+   * failure is logged.
+   */
+  flush(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
+    if (!this.saveQueued) {
+      this.saveQueued = true;
+      this.saving = this.saving.then(() => {
+        this.saveQueued = false;
+        return this.saveIfChanged();
+      });
+    }
+    return this.saving;
+  }
+
+  private async saveIfChanged(): Promise<void> {
     if (!this.dirty) return;
+    // A change made while this save runs marks the store again, and its own save follows this one.
+    this.dirty = false;
     try {
-      this.save(this.records());
-      this.dirty = false;
+      await this.save(this.records());
       this.failing = false;
     } catch (error) {
+      this.dirty = true;
       if (!this.failing) this.log.warn(`could not save the chat in ${this.folder}: ${messageOf(error)}`);
       this.failing = true;
     }
   }
 
-  /** Writes the turns: new image files first, then the index, then the image files no longer used are deleted. */
-  save(records: readonly Readonly<TurnRecord>[]): void {
+  /**
+   * Writes the turns: new image files first, then the index, then the image files no longer used are deleted. The
+   * turns' text is taken before the first wait, so answers streaming meanwhile do not tear it.
+   */
+  async save(records: readonly Readonly<TurnRecord>[]): Promise<void> {
     if (records.length === 0) {
-      fs.rmSync(this.folder, { recursive: true, force: true });
+      await fs.promises.rm(this.folder, { recursive: true, force: true });
       return;
     }
-    fs.mkdirSync(this.folder, { recursive: true });
-    checkRealFolder(this.folder);
     const { entries, sources } = this.entries(records.slice(-this.limits.turns));
     const written = this.fitText(entries);
+    await fs.promises.mkdir(this.folder, { recursive: true });
+    await checkRealFolder(this.folder);
     const used = new Set(written.flatMap(({ files }) => files.filter((file): file is string => file !== null)));
     for (const file of used) {
       const { size, input } = sources.get(file)!;
       const target = path.join(this.folder, file);
       // An image read back is on disk already; a new one is decoded again only to be written.
-      if (input && fs.statSync(target, { throwIfNoEntry: false })?.size !== size)
-        writeFileAtomically(target, Buffer.from(input.dataBase64, 'base64'));
+      if (input && (await sizeOf(target)) !== size)
+        await writeFileAtomicallyAsync(target, Buffer.from(input.dataBase64, 'base64'));
     }
     const index = `{"version":${VERSION},"turns":[${written.map(({ json }) => json).join(',')}]}`;
-    writeFileAtomically(path.join(this.folder, INDEX_FILE), Buffer.from(index));
-    for (const name of fs.readdirSync(this.folder))
-      if (IMAGE_FILE.test(name) && !used.has(name)) fs.rmSync(path.join(this.folder, name), { force: true });
+    await writeFileAtomicallyAsync(path.join(this.folder, INDEX_FILE), Buffer.from(index));
+    for (const name of await fs.promises.readdir(this.folder))
+      if (IMAGE_FILE.test(name) && !used.has(name)) await fs.promises.rm(path.join(this.folder, name), { force: true });
   }
 
   /** The saved turns as the conversation takes them back; [] when there are none or they cannot be read. */
   async load(): Promise<TurnRecord[]> {
     try {
-      if (fs.existsSync(this.folder)) checkRealFolder(this.folder);
+      if (fs.existsSync(this.folder)) await checkRealFolder(this.folder);
       const text = await readBounded(path.join(this.folder, INDEX_FILE), this.limits.textBytes);
       if (text === undefined) return [];
       const saved = parseStore(JSON.parse(text.toString('utf8'))).slice(-this.limits.turns);
@@ -316,8 +340,19 @@ function settled(turn: Turn): Turn {
 }
 
 /** Refuses a store folder that is a link (or not a folder): its files would be written and read elsewhere. */
-function checkRealFolder(folder: string): void {
-  if (!fs.lstatSync(folder).isDirectory()) throw new Error(`${folder} is not a folder of its own (a link?)`);
+async function checkRealFolder(folder: string): Promise<void> {
+  if (!(await fs.promises.lstat(folder)).isDirectory())
+    throw new Error(`${folder} is not a folder of its own (a link?)`);
+}
+
+/** The size of `file` in bytes; undefined when there is none. */
+async function sizeOf(file: string): Promise<number | undefined> {
+  try {
+    return (await fs.promises.stat(file)).size;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
 }
 
 /** The path of `file` inside `folder`; throws when it would lie anywhere else. */

@@ -26,6 +26,9 @@ export interface FicocoApi {
   readonly statusText: string;
 }
 
+/** The window's chat, whose last save deactivate waits for. */
+let openChat: ChatController | undefined;
+
 export function activate(context: vscode.ExtensionContext): FicocoApi {
   const activationStarted = performance.now();
   const log = vscode.window.createOutputChannel('FiCoCo Engine', { log: true });
@@ -43,6 +46,7 @@ export function activate(context: vscode.ExtensionContext): FicocoApi {
   // Replies and a model download share the status bar: one ending shows what the other is doing.
   const status = new StatusActivities(statusBar);
   const chat = new ChatController(context, engine, views, status, log);
+  openChat = chat;
   const gpuSetup = new GpuSetup(context, engine, log);
   context.subscriptions.push(
     log,
@@ -96,6 +100,11 @@ export function activate(context: vscode.ExtensionContext): FicocoApi {
       return statusBar.text;
     },
   };
+}
+
+/** VS Code waits (a few seconds) for the promise: a save of the chat in flight, or the last one, ends on disk. */
+export function deactivate(): Promise<void> | undefined {
+  return openChat?.close();
 }
 
 /**

@@ -70,6 +70,18 @@ async function reloaded(folder: string, limits: Partial<StoreLimits> = {}) {
   return { conversation, turns: state.turns, warnings };
 }
 
+/** Resolves once conversation.json in `folder` is written again (renamed into place, so whole). */
+function indexWritten(folder: string): Promise<void> {
+  const watcher = fs.watch(folder);
+  return new Promise((resolve) => {
+    watcher.on('change', (_, file) => {
+      if (file !== INDEX_FILE) return;
+      watcher.close();
+      resolve();
+    });
+  });
+}
+
 const withoutIds = (turns: Turn[]) => turns.map(({ id: _, ...turn }) => turn);
 const files = (folder: string) => fs.readdirSync(folder).sort();
 
@@ -84,7 +96,7 @@ describe('the chat saved for after a reload', () => {
     conversation.appendText(second, 'answer', 'red');
     conversation.finish(second, 'answer', 'max-tokens');
     const { store, folder, warnings } = storeOf(conversation);
-    store.save(conversation.records());
+    await store.save(conversation.records());
     // The follow-up's image is the first's: stored once.
     assert.equal(files(folder).length, 2);
     assert.ok(files(folder).includes(INDEX_FILE));
@@ -120,12 +132,15 @@ describe('the chat saved for after a reload', () => {
       conversation.appendText(streaming, 'answer', 'the blue');
       const { store, folder } = storeOf(conversation);
       store.changed(true);
+      await store.flush();
       // Named, as the chat names it: that turn's text is written again, the others' reused.
       conversation.appendText(streaming, 'answer', ' one');
       store.changed(false, streaming);
       const { turns: early } = await reloaded(folder);
       assert.equal(early[1].answer.text, 'the blue', 'streamed text waits for the timer');
+      const saved = indexWritten(folder);
       mock.timers.tick(1000);
+      await saved;
       const { turns } = await reloaded(folder);
       assert.deepEqual(turns[1].answer, { text: 'the blue one', status: 'done', stopReason: 'cancelled' });
       assert.equal(turns[0].answer.stats?.measuringSpeedup, undefined);
@@ -142,7 +157,7 @@ describe('the chat saved for after a reload', () => {
     answered(conversation, 'three', [png('banner.png'), png('tall.png')]);
     const imageBytes = bytesOf('banner.png') + bytesOf('tall.png') + bytesOf('diagram.png');
     const { store, folder } = storeOf(conversation, { imageBytes });
-    store.save(conversation.records());
+    await store.save(conversation.records());
     assert.equal(files(folder).length, 4, 'three images and the index');
 
     const { conversation: restored, turns } = await reloaded(folder, { imageBytes });
@@ -154,7 +169,7 @@ describe('the chat saved for after a reload', () => {
 
     // Within one turn too: the second image of the newest turn does not fit, so that turn keeps none for a follow-up.
     const { store: tight, folder: tightFolder } = storeOf(conversation, { imageBytes: bytesOf('banner.png') });
-    tight.save(conversation.records());
+    await tight.save(conversation.records());
     const { conversation: partial, turns: partialTurns } = await reloaded(tightFolder);
     assert.deepEqual(partialTurns[2].images[1], { name: 'tall.png', notKept: true });
     assert.ok(partialTurns[2].images[0].src);
@@ -165,13 +180,13 @@ describe('the chat saved for after a reload', () => {
     const conversation = new Conversation();
     answered(conversation, 'one', [png('banner.png'), png('tall.png')]);
     const { store, folder } = storeOf(conversation);
-    store.save(conversation.records());
+    await store.save(conversation.records());
     // A reload where only banner.png fits: tall.png is not kept, so the turn cannot be asked again...
     const tight = { imageBytes: bytesOf('banner.png') };
     const restored = new Conversation();
     const { store: again } = storeOf(restored, tight, folder);
     restored.restore(await again.load());
-    again.save(restored.records());
+    await again.save(restored.records());
     // ...yet the banner it showed is still saved for the next reload.
     const { turns } = await reloaded(folder);
     assert.match(turns[0].images[0].src!, /^data:image\/png/);
@@ -183,7 +198,7 @@ describe('the chat saved for after a reload', () => {
     answered(conversation, 'one', [png('shapes.png')]);
     for (const question of ['two', 'three']) answered(conversation, question, []);
     const { store, folder } = storeOf(conversation);
-    store.save(conversation.records());
+    await store.save(conversation.records());
     const records = await storeOf(new Conversation(), {}, folder).store.load();
     assert.equal(records.length, 3);
     assert.ok(
@@ -201,16 +216,17 @@ describe('the chat saved for after a reload', () => {
     answered(conversation, 'which box?', [png('shapes.png')]);
     const { store, folder } = storeOf(conversation);
     store.changed(true);
+    await store.flush();
     // A second window on the same storage, opened before the first asked: empty, and closing.
     const other = storeOf(new Conversation(), {}, folder);
-    other.store.flush();
+    await other.store.flush();
     assert.equal((await reloaded(folder)).turns.length, 1);
     // A store this version cannot read is left as it is by a window that changed nothing.
     const index = path.join(folder, INDEX_FILE);
     fs.writeFileSync(index, JSON.stringify({ version: 99, turns: [] }));
     const unread = storeOf(new Conversation(), {}, folder);
     assert.deepEqual(await unread.store.load(), []);
-    unread.store.flush();
+    await unread.store.flush();
     assert.equal(JSON.parse(fs.readFileSync(index, 'utf8')).version, 99);
   });
 
@@ -218,7 +234,7 @@ describe('the chat saved for after a reload', () => {
     const conversation = new Conversation();
     answered(conversation, 'which box?', [png('shapes.png')]);
     const elsewhere = temporary('ficoco-chat-elsewhere-');
-    storeOf(conversation, {}, elsewhere).store.save(conversation.records());
+    await storeOf(conversation, {}, elsewhere).store.save(conversation.records());
     const folder = storeFolder();
     fs.mkdirSync(path.dirname(folder), { recursive: true });
     fs.symlinkSync(elsewhere, folder);
@@ -228,6 +244,7 @@ describe('the chat saved for after a reload', () => {
     const before = files(elsewhere);
     const { store, warnings: saving } = storeOf(conversation, {}, folder);
     store.changed(true);
+    await store.flush();
     assert.match(saving[0], /not a folder of its own/);
     assert.deepEqual(files(elsewhere), before);
   });
@@ -236,7 +253,7 @@ describe('the chat saved for after a reload', () => {
     const conversation = new Conversation();
     for (const question of ['one', 'two', 'three']) answered(conversation, question, [png('shapes.png')]);
     const { store, folder } = storeOf(conversation, { turns: 2 });
-    store.save(conversation.records());
+    await store.save(conversation.records());
     assert.deepEqual(
       (await reloaded(folder)).turns.map(({ question }) => question),
       ['two', 'three'],
@@ -244,7 +261,7 @@ describe('the chat saved for after a reload', () => {
     const written = JSON.parse(fs.readFileSync(path.join(folder, INDEX_FILE), 'utf8')) as { turns: unknown[] };
     const oneTurn = Buffer.byteLength(JSON.stringify(written.turns[1])) + 64 + 8;
     const { store: small, folder: smallFolder } = storeOf(conversation, { textBytes: oneTurn });
-    small.save(conversation.records());
+    await small.save(conversation.records());
     assert.deepEqual(
       (await reloaded(smallFolder)).turns.map(({ question }) => question),
       ['three'],
@@ -252,30 +269,54 @@ describe('the chat saved for after a reload', () => {
     assert.ok(fs.statSync(path.join(smallFolder, INDEX_FILE)).size <= oneTurn);
   });
 
+  test("saves run beside the extension host's other work, one after another: the last change ends on disk", async () => {
+    const conversation = new Conversation();
+    answered(conversation, 'one', [png('shapes.png')]);
+    const { store, folder } = storeOf(conversation);
+    store.changed(true);
+    // Nothing is written while the caller waits: the extension host's thread goes on at once.
+    assert.equal(fs.existsSync(folder), false);
+    // New Chat right behind it is written after that save, never overtaken by it.
+    conversation.clear();
+    store.changed(true);
+    await store.flush();
+    assert.equal(fs.existsSync(folder), false);
+    // flush waits for a save in flight (deactivate waits for it so).
+    answered(conversation, 'two', [png('diagram.png')]);
+    store.changed(true);
+    await store.flush();
+    assert.deepEqual(
+      (await reloaded(folder)).turns.map(({ question }) => question),
+      ['two'],
+    );
+  });
+
   test('New Chat deletes the saved chat and its images; the next reload is empty', async () => {
     const conversation = new Conversation();
     answered(conversation, 'one', [png('shapes.png')]);
     const { store, folder, warnings } = storeOf(conversation);
     store.changed(true);
+    await store.flush();
     assert.equal(files(folder).length, 2);
     conversation.clear();
     store.changed(true);
+    await store.flush();
     assert.equal(fs.existsSync(folder), false);
     assert.deepEqual((await reloaded(folder)).turns, []);
     assert.deepEqual(warnings, []);
   });
 
-  test('saves leave no temporary files and remove the images no turn uses', () => {
+  test('saves leave no temporary files and remove the images no turn uses', async () => {
     const conversation = new Conversation();
     answered(conversation, 'one', [png('shapes.png')]);
     const { store, folder } = storeOf(conversation);
-    store.save(conversation.records());
+    await store.save(conversation.records());
     const stray = path.join(folder, `${'0'.repeat(64)}.png`);
     fs.writeFileSync(stray, 'left over');
     const foreign = path.join(folder, 'notes.txt');
     fs.writeFileSync(foreign, 'not ours');
     answered(conversation, 'two', [png('diagram.png')]);
-    store.save(conversation.records());
+    await store.save(conversation.records());
     assert.equal(fs.existsSync(stray), false);
     assert.equal(fs.existsSync(foreign), true, 'only files named as images are deleted');
     assert.deepEqual(
@@ -285,14 +326,16 @@ describe('the chat saved for after a reload', () => {
     assert.equal(files(folder).filter((name) => name.endsWith('.png')).length, 2);
   });
 
-  test('a save that fails is logged once, never thrown', () => {
+  test('a save that fails is logged once, never thrown', async () => {
     const conversation = new Conversation();
     answered(conversation, 'one', [png('shapes.png')]);
     const parent = temporary('ficoco-chat-store-');
     fs.writeFileSync(path.join(parent, 'file'), '');
     const { store, warnings } = storeOf(conversation, {}, path.join(parent, 'file', 'chat'));
     store.changed(true);
+    await store.flush();
     store.changed(true);
+    await store.flush();
     assert.equal(warnings.length, 1);
     assert.match(warnings[0], /could not save the chat/);
   });
@@ -300,11 +343,11 @@ describe('the chat saved for after a reload', () => {
 
 describe('a saved chat edited or cut short', () => {
   /** A store saved with one answered turn about shapes.png, and the path of that image's file. */
-  function saved() {
+  async function saved() {
     const conversation = new Conversation();
     answered(conversation, 'one', [png('shapes.png')]);
     const { store, folder } = storeOf(conversation);
-    store.save(conversation.records());
+    await store.save(conversation.records());
     const image = files(folder).find((name) => name.endsWith('.png'))!;
     return { folder, image: path.join(folder, image), index: path.join(folder, INDEX_FILE) };
   }
@@ -346,7 +389,7 @@ describe('a saved chat edited or cut short', () => {
       ['a folder', (index) => (fs.rmSync(index), fs.mkdirSync(index)), /not a plain file/],
     ];
     for (const [what, spoil, reason] of cases) {
-      const { folder, index } = saved();
+      const { folder, index } = await saved();
       spoil(index);
       const { turns, warnings } = await reloaded(folder);
       assert.deepEqual(turns, [], what);
@@ -358,7 +401,7 @@ describe('a saved chat edited or cut short', () => {
 
   test('file names that leave the folder, or are not saved images, are refused whole', async () => {
     for (const file of ['../../../etc/passwd', '/etc/passwd', `../${'a'.repeat(64)}.png`, 'conversation.json', 7]) {
-      const { folder, index } = saved();
+      const { folder, index } = await saved();
       rewrite(index, (store) => void (store.turns[0].files[0] = file));
       const { turns, warnings } = await reloaded(folder);
       assert.deepEqual(turns, [], String(file));
@@ -371,7 +414,7 @@ describe('a saved chat edited or cut short', () => {
   });
 
   test('an index larger than the cap is not read', async () => {
-    const { folder, index } = saved();
+    const { folder, index } = await saved();
     const { turns, warnings } = await reloaded(folder, { textBytes: fs.statSync(index).size - 1 });
     assert.deepEqual(turns, []);
     assert.match(warnings[0], /conversation\.json has \d+ bytes, more than \d+/);
@@ -399,7 +442,7 @@ describe('a saved chat edited or cut short', () => {
       ],
     ];
     for (const [what, spoil, reason] of spoilers) {
-      const { folder, image, index } = saved();
+      const { folder, image, index } = await saved();
       spoil(image, index);
       const { conversation, turns, warnings } = await reloaded(folder);
       assert.equal(turns.length, 1, what);
