@@ -64,7 +64,7 @@ export class ChatController implements vscode.Disposable {
     private readonly log: vscode.LogOutputChannel,
   ) {
     // The workspace's own storage; a window without a folder has none, and uses the global one (shared by all such
-    // windows: the last to save wins).
+    // windows: each save keeps the turns the others saved).
     const storage = context.storageUri ?? context.globalStorageUri;
     this.store = new ConversationStore(
       vscode.Uri.joinPath(storage, 'chat').fsPath,

@@ -3,6 +3,7 @@
  * survives hidden views, reloads and engine restarts — and the images waiting for the next question.
  * Each change returns the message that tells the webviews about it. Free of 'vscode' so it is plainly testable.
  */
+import { randomUUID } from 'node:crypto';
 import type {
   AnswerStopReason,
   AnswerStatsView,
@@ -44,7 +45,7 @@ export type HeldQuestion = Extract<HostMessage, { type: 'questionHeld' }>;
 export class Conversation {
   private turns: TurnRecord[] = [];
   private pending: { image: PendingImage; input: ImageInput }[] = [];
-  private nextId = 1;
+  private nextImageId = 1;
   /** why an image was refused since the last question: that question is held back once, not asked about other images */
   private refusal: string | undefined;
 
@@ -62,10 +63,9 @@ export class Conversation {
     return this.turns;
   }
 
-  /** Puts turns saved before a reload in front of the conversation, each with a fresh id. */
+  /** Puts turns saved before a reload in front of the conversation, with their ids (the store merges by them). */
   restore(records: readonly TurnRecord[]): void {
-    const restored = records.map(({ turn, inputs }) => ({ turn: { ...turn, id: `turn-${this.nextId++}` }, inputs }));
-    this.turns = [...restored, ...this.turns];
+    this.turns = [...records, ...this.turns];
   }
 
   /** How many more images the next question can carry. */
@@ -79,7 +79,7 @@ export class Conversation {
       throw new RangeError(`A question can carry ${MAX_IMAGES_PER_QUESTION} images; remove some before adding more.`);
     }
     for (const input of images)
-      this.pending.push({ image: { id: `image-${this.nextId++}`, ...turnImage(input) }, input });
+      this.pending.push({ image: { id: `image-${this.nextImageId++}`, ...turnImage(input) }, input });
     return { type: 'pending', pending: this.pendingImages() };
   }
 
@@ -146,7 +146,8 @@ export class Conversation {
     const inputs = fresh ? this.pending.map((entry) => entry.input) : this.latest()?.inputs;
     if (!images || !inputs || inputs.length === 0) return undefined;
     const turn: Turn = {
-      id: `turn-${this.nextId++}`,
+      // Unique across windows and reloads: a saved chat two windows share is merged by turn id.
+      id: `turn-${randomUUID()}`,
       question,
       images: images.map(({ name, src }) => (src ? { name, src } : { name })),
       answer: { text: '', status: 'waiting' },

@@ -12,7 +12,14 @@
  * with images does not stall the extension host, one after another, so an earlier save never lands after a later one,
  * and atomic (a temporary file renamed); deactivate waits for the last, so a reload right after an answer keeps it.
  * They happen only after a change: a window that changed nothing does not write over another window's chat, nor over
- * one it could not read. Free of 'vscode' so it is plainly testable.
+ * one it could not read.
+ *
+ * Windows without a folder share the global storage, and two windows (browser tabs of code-server, say) can open one
+ * workspace: each save merges, by turn id, the turns another window saved meanwhile, so neither window's turns are
+ * lost. A turn this window held and no longer does (New Chat, the cap) is dropped; one it never held is another
+ * window's and kept. The index is read again only when its stat says another window wrote it. Two windows saving in
+ * the same milliseconds can still lose one save, which that window's next save writes again. Free of 'vscode' so it
+ * is plainly testable.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -62,6 +69,25 @@ interface SavedTurn {
   files: (string | null)[];
 }
 
+/** A turn as a save writes it: its id, its JSON (without previews), and the file of each image (null: not kept). */
+interface StoredTurn {
+  id: string;
+  json: string;
+  files: (string | null)[];
+}
+
+/** A turn a save is to write, each image with the file it may be kept in (none: it cannot be). */
+interface TurnToWrite {
+  id: string;
+  json: string;
+  images: (ImageSource | undefined)[];
+}
+
+/** An image's file, and its bytes where they are still to be written (a new image's input); none: the file is there. */
+interface ImageSource extends SavedImage {
+  input?: ImageInput;
+}
+
 const { record, array } = fieldReaders((message) => new MessageError(message));
 
 export class ConversationStore {
@@ -80,6 +106,13 @@ export class ConversationStore {
   private saving: Promise<void> = Promise.resolve();
   /** a save is queued behind `saving` and has not started: it will write the changes made meanwhile too */
   private saveQueued = false;
+  /**
+   * the id of every turn this window held (read back or asked here): a saved turn not among them is another window's
+   * on the same storage, which saves keep
+   */
+  private readonly heldTurns = new Set<string>();
+  /** the index as this window last read or wrote it, by its stat: read again only when another window wrote it */
+  private onDisk: { signature: string; turns: StoredTurn[] } | undefined;
 
   /**
    * @param folder the store's own folder: created by the first save, deleted with everything in it by a save of no turns
@@ -137,18 +170,25 @@ export class ConversationStore {
   }
 
   /**
-   * Writes the turns: new image files first, then the index, then the image files no longer used are deleted. The
-   * turns' text is taken before the first wait, so answers streaming meanwhile do not tear it.
+   * Writes the turns, with those another window on the same storage saved meanwhile: new image files first, then the
+   * index, then the image files no longer used are deleted. The turns' text is taken before the first wait, so answers
+   * streaming meanwhile do not tear it.
    */
   async save(records: readonly Readonly<TurnRecord>[]): Promise<void> {
-    if (records.length === 0) {
+    const ours = records.slice(-this.limits.turns).map((record) => this.toWrite(record));
+    for (const { id } of ours) this.heldTurns.add(id);
+    const exists = await realFolderExists(this.folder);
+    const onDisk = exists ? await this.turnsOnDisk() : [];
+    const theirs = await this.othersToWrite(onDisk);
+    const turns = merged(ours, onDisk, theirs).slice(-this.limits.turns);
+    if (turns.length === 0) {
       await fs.promises.rm(this.folder, { recursive: true, force: true });
+      this.onDisk = undefined;
       return;
     }
-    const { entries, sources } = this.entries(records.slice(-this.limits.turns));
-    const written = this.fitText(entries);
-    await fs.promises.mkdir(this.folder, { recursive: true });
-    await checkRealFolder(this.folder);
+    if (!exists) await fs.promises.mkdir(this.folder, { recursive: true });
+    const { stored, sources } = this.withinImageBytes(turns);
+    const written = this.fitText(stored);
     const used = new Set(written.flatMap(({ files }) => files.filter((file): file is string => file !== null)));
     for (const file of used) {
       const { size, input } = sources.get(file)!;
@@ -157,66 +197,112 @@ export class ConversationStore {
       if (input && (await sizeOf(target)) !== size)
         await writeFileAtomicallyAsync(target, Buffer.from(input.dataBase64, 'base64'));
     }
-    const index = `{"version":${VERSION},"turns":[${written.map(({ json }) => json).join(',')}]}`;
-    await writeFileAtomicallyAsync(path.join(this.folder, INDEX_FILE), Buffer.from(index));
+    const index = path.join(this.folder, INDEX_FILE);
+    await writeFileAtomicallyAsync(
+      index,
+      Buffer.from(`{"version":${VERSION},"turns":[${written.map(savedJson).join(',')}]}`),
+    );
+    const signature = await signatureOf(index);
+    this.onDisk = signature === undefined ? undefined : { signature, turns: written };
     for (const name of await fs.promises.readdir(this.folder))
       if (IMAGE_FILE.test(name) && !used.has(name)) await fs.promises.rm(path.join(this.folder, name), { force: true });
+  }
+
+  /** The turns in the index now; [] when there is none, or one this version cannot read (a save writes over it). */
+  private async turnsOnDisk(): Promise<StoredTurn[]> {
+    const index = path.join(this.folder, INDEX_FILE);
+    const signature = await signatureOf(index);
+    if (signature === undefined) return [];
+    if (signature !== this.onDisk?.signature) {
+      let turns: StoredTurn[] = [];
+      try {
+        const text = await readBounded(index, this.limits.textBytes);
+        if (text) turns = parseStore(JSON.parse(text.toString('utf8'))).map(storedTurn);
+      } catch {
+        // Written over, as it was before saves merged; load() logged why it could not be read.
+      }
+      this.onDisk = { signature, turns };
+    }
+    return this.onDisk.turns;
+  }
+
+  /** The turns on disk that another window saved (this one never held them), by id, each image with its file's size. */
+  private async othersToWrite(onDisk: StoredTurn[]): Promise<Map<string, TurnToWrite>> {
+    const others = onDisk.filter(({ id }) => !this.heldTurns.has(id));
+    const sizes = new Map<string, number | undefined>();
+    for (const file of new Set(others.flatMap(({ files }) => files)))
+      if (file !== null) sizes.set(file, await sizeOf(path.join(this.folder, file)));
+    return new Map(
+      others.map(({ id, json, files }) => {
+        const images = files.map((file) => {
+          const size = file === null ? undefined : sizes.get(file);
+          return file !== null && size !== undefined ? { file, size } : undefined;
+        });
+        return [id, { id, json, images }];
+      }),
+    );
   }
 
   /** The saved turns as the conversation takes them back; [] when there are none or they cannot be read. */
   async load(): Promise<TurnRecord[]> {
     try {
-      if (fs.existsSync(this.folder)) await checkRealFolder(this.folder);
+      if (!(await realFolderExists(this.folder))) return [];
       const text = await readBounded(path.join(this.folder, INDEX_FILE), this.limits.textBytes);
       if (text === undefined) return [];
-      const saved = parseStore(JSON.parse(text.toString('utf8'))).slice(-this.limits.turns);
-      return await this.withImages(saved);
+      const saved = parseStore(JSON.parse(text.toString('utf8')));
+      // The turns left out by the cap too: they are this window's to drop, not another window's to keep.
+      for (const { turn } of saved) this.heldTurns.add(turn.id);
+      return await this.withImages(saved.slice(-this.limits.turns));
     } catch (error) {
       this.log.warn(`the chat saved in ${this.folder} could not be read, so it starts empty: ${messageOf(error)}`);
       return [];
     }
   }
 
-  /**
-   * Each turn as written, newest images first up to the limit, and where each file's bytes come from: a new image's
-   * input, or none for an image read back (its file is there).
-   */
-  private entries(records: readonly Readonly<TurnRecord>[]): {
-    entries: { json: string; files: (string | null)[] }[];
-    sources: Map<string, { size: number; input?: ImageInput }>;
-  } {
-    const sources = new Map<string, { size: number; input?: ImageInput }>();
-    let total = 0;
-    const newestFirst = [...records].reverse().map(({ turn, inputs }) => {
-      const files = turn.images.map((image, i) => {
-        const input = inputs[i];
-        const saved = input ? this.imageFile(input) : this.restoredFiles.get(image);
-        if (!saved) return null;
-        if (!sources.has(saved.file)) {
-          if (total + saved.size > this.limits.imageBytes) return null;
-          total += saved.size;
-          sources.set(saved.file, { size: saved.size, ...(input && { input }) });
-        }
-        return saved.file;
-      });
-      // The previews are made again from the files when the chat is read back.
-      let json = this.turnJson.get(turn.id);
-      if (json === undefined) {
-        json = JSON.stringify({ ...turn, images: turn.images.map(({ name }) => ({ name })) });
-        this.turnJson.set(turn.id, json);
-      }
-      return { json: `{"turn":${json},"files":${JSON.stringify(files)}}`, files };
+  /** A turn of this window as a save writes it: a new image with its input, one read back with its file. */
+  private toWrite({ turn, inputs }: Readonly<TurnRecord>): TurnToWrite {
+    const images = turn.images.map((image, i): ImageSource | undefined => {
+      const input = inputs[i];
+      return input ? { ...this.imageFile(input), input } : this.restoredFiles.get(image);
     });
-    return { entries: newestFirst.reverse(), sources };
+    // The previews are made again from the files when the chat is read back.
+    let json = this.turnJson.get(turn.id);
+    if (json === undefined) {
+      json = JSON.stringify({ ...turn, images: turn.images.map(({ name }) => ({ name })) });
+      this.turnJson.set(turn.id, json);
+    }
+    return { id: turn.id, json, images };
   }
 
-  /** The newest entries whose text fits the limit. */
-  private fitText<T extends { json: string }>(entries: T[]): T[] {
+  /**
+   * Each turn with the files of its images kept, newest first up to the limit, and where each file's bytes come
+   * from: a new image's input, or none for an image whose file is there.
+   */
+  private withinImageBytes(turns: TurnToWrite[]): { stored: StoredTurn[]; sources: Map<string, ImageSource> } {
+    const sources = new Map<string, ImageSource>();
+    let total = 0;
+    const newestFirst = [...turns].reverse().map(({ id, json, images }): StoredTurn => {
+      const files = images.map((image) => {
+        if (!image) return null;
+        if (!sources.has(image.file)) {
+          if (total + image.size > this.limits.imageBytes) return null;
+          total += image.size;
+          sources.set(image.file, image);
+        }
+        return image.file;
+      });
+      return { id, json, files };
+    });
+    return { stored: newestFirst.reverse(), sources };
+  }
+
+  /** The newest turns whose text fits the limit. */
+  private fitText(turns: StoredTurn[]): StoredTurn[] {
     let room = this.limits.textBytes - 64;
-    let first = entries.length;
-    while (first > 0 && Buffer.byteLength(entries[first - 1].json) + 1 <= room)
-      room -= Buffer.byteLength(entries[--first].json) + 1;
-    return entries.slice(first);
+    let first = turns.length;
+    while (first > 0 && Buffer.byteLength(savedJson(turns[first - 1])) + 1 <= room)
+      room -= Buffer.byteLength(savedJson(turns[--first])) + 1;
+    return turns.slice(first);
   }
 
   /** An image's file name (its SHA-256) and size, worked out once; its bytes are not kept. */
@@ -304,9 +390,13 @@ function parseStore(value: unknown): SavedTurn[] {
   const store = record(value, 'the saved chat');
   if (store.version !== VERSION)
     throw new MessageError(`its version is ${String(store.version)}; expected ${VERSION}.`);
+  const ids = new Set<string>();
   return array(store.turns, 'turns').map((entry, i) => {
     const saved = record(entry, `turns[${i}]`);
     const turn = parseTurn(saved.turn, `turns[${i}].turn`);
+    // Ids name turns across windows and reloads: two alike would make one turn's changes the other's.
+    if (ids.has(turn.id)) throw new MessageError(`turns[${i}] has the id of an earlier turn, ${turn.id}.`);
+    ids.add(turn.id);
     const files = array(saved.files, `turns[${i}].files`).map((file, j) => {
       if (file === null) return null;
       if (typeof file !== 'string' || !IMAGE_FILE.test(file))
@@ -339,10 +429,57 @@ function settled(turn: Turn): Turn {
   return { ...turn, answer: settle(turn.answer), ...(turn.full ? { full: settle(turn.full) } : {}) };
 }
 
-/** Refuses a store folder that is a link (or not a folder): its files would be written and read elsewhere. */
-async function checkRealFolder(folder: string): Promise<void> {
-  if (!(await fs.promises.lstat(folder)).isDirectory())
-    throw new Error(`${folder} is not a folder of its own (a link?)`);
+/**
+ * Whether the store folder exists; throws when it is a link (or not a folder), whose files would be written and read
+ * elsewhere.
+ */
+async function realFolderExists(folder: string): Promise<boolean> {
+  let stat: fs.Stats;
+  try {
+    stat = await fs.promises.lstat(folder);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
+  }
+  if (!stat.isDirectory()) throw new Error(`${folder} is not a folder of its own (a link?)`);
+  return true;
+}
+
+/**
+ * This window's turns, with the turns another window saved (`theirs`), each after the turn of this window it follows
+ * on disk: both windows' turns are kept, in the order they were saved.
+ */
+function merged(ours: TurnToWrite[], onDisk: StoredTurn[], theirs: Map<string, TurnToWrite>): TurnToWrite[] {
+  const ourIds = new Set(ours.map(({ id }) => id));
+  // Another window's turns by the id of the turn of ours they follow (undefined: none, they come first).
+  const following = new Map<string | undefined, TurnToWrite[]>();
+  let previous: string | undefined;
+  for (const { id } of onDisk) {
+    if (ourIds.has(id)) previous = id;
+    const their = theirs.get(id);
+    if (their) following.set(previous, [...(following.get(previous) ?? []), their]);
+  }
+  return [...(following.get(undefined) ?? []), ...ours.flatMap((turn) => [turn, ...(following.get(turn.id) ?? [])])];
+}
+
+function storedTurn({ turn, files }: SavedTurn): StoredTurn {
+  return { id: turn.id, json: JSON.stringify(turn), files };
+}
+
+/** A turn as conversation.json has it. */
+function savedJson({ json, files }: StoredTurn): string {
+  return `{"turn":${json},"files":${JSON.stringify(files)}}`;
+}
+
+/** What tells one version of `file` from another (a rename puts a new inode in place); undefined when there is none. */
+async function signatureOf(file: string): Promise<string | undefined> {
+  try {
+    const { ino, size, mtimeNs } = await fs.promises.stat(file, { bigint: true });
+    return `${ino}:${size}:${mtimeNs}`;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
 }
 
 /** The size of `file` in bytes; undefined when there is none. */

@@ -194,7 +194,7 @@ const { record, array, string, nonEmptyString, nonNegative, count, oneOf, patchF
 export const MAX_QUESTION_CHARS = 100_000;
 /** The longest text to copy or insert: an answer at the longest (4096 tokens of up to 256 characters each), and more. */
 export const MAX_TEXT_CHARS = 4 * 1024 * 1024;
-/** Turn and image ids are the extension's own (`turn-12`). */
+/** Turn and image ids are the extension's own (`turn-<UUID>`, `image-12`). */
 const MAX_ID_CHARS = 128;
 /** A file's name; file systems take 255 bytes. */
 const MAX_NAME_CHARS = 1024;
@@ -317,7 +317,7 @@ function absoluteUri(value: unknown, field: string): string {
 export function parseTurn(value: unknown, field: string): Turn {
   const turn = record(value, field);
   const parsed: Turn = {
-    id: nonEmptyString(turn.id, `${field}.id`),
+    id: nonEmptyString(turn.id, `${field}.id`, MAX_ID_CHARS),
     question: string(turn.question, `${field}.question`),
     images: array(turn.images, `${field}.images`).map((image, i) => parseImage(image, `${field}.images[${i}]`)),
     answer: parseReply(turn.answer, `${field}.answer`),

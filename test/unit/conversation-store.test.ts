@@ -67,7 +67,18 @@ async function reloaded(folder: string, limits: Partial<StoreLimits> = {}) {
   conversation.restore(await store.load());
   const state = conversation.state();
   assert.ok(state.type === 'state');
-  return { conversation, turns: state.turns, warnings };
+  return { conversation, store, turns: state.turns, warnings };
+}
+
+/** Asks `question` about `images` (none: the last ones) in a window of the chat, and saves it there. */
+async function askedIn(
+  window: { conversation: Conversation; store: ConversationStore },
+  question: string,
+  images: ImageInput[] = [],
+) {
+  answered(window.conversation, question, images);
+  window.store.changed(true);
+  await window.store.flush();
 }
 
 /** Resolves once conversation.json in `folder` is written again (renamed into place, so whole). */
@@ -230,6 +241,38 @@ describe('the chat saved for after a reload', () => {
     assert.equal(JSON.parse(fs.readFileSync(index, 'utf8')).version, 99);
   });
 
+  test("two windows on one saved chat keep each other's turns, in the order they were saved", async () => {
+    const conversation = new Conversation();
+    answered(conversation, 'zero', [png('shapes.png')]);
+    const { store, folder } = storeOf(conversation);
+    store.changed(true);
+    await store.flush();
+    // Two windows without a folder share the global storage: both open the chat saved so far.
+    const first = await reloaded(folder);
+    const second = await reloaded(folder);
+    await askedIn(first, 'one');
+    await askedIn(second, 'two', [png('diagram.png')]);
+    await askedIn(first, 'three');
+    await askedIn(second, 'four');
+    const { conversation: after, turns } = await reloaded(folder);
+    assert.deepEqual(
+      turns.map(({ question }) => question),
+      ['zero', 'one', 'two', 'three', 'four'],
+    );
+    // The other window's screenshot is kept by this window's saves too.
+    assert.match(turns[2].images[0].src!, /^data:image\/png/);
+    assert.deepEqual(after.startTurn('five')!.inputs, [png('diagram.png')]);
+    // New Chat in one window drops the turns it showed; the other window's, which it never showed, stay.
+    await askedIn(second, 'six');
+    first.conversation.clear();
+    first.store.changed(true);
+    await first.store.flush();
+    assert.deepEqual(
+      (await reloaded(folder)).turns.map(({ question }) => question),
+      ['two', 'four', 'six'],
+    );
+  });
+
   test('a store folder that is a link is neither read nor written through', async () => {
     const conversation = new Conversation();
     answered(conversation, 'which box?', [png('shapes.png')]);
@@ -384,6 +427,11 @@ describe('a saved chat edited or cut short', () => {
             turn.files = turn.turn.images.map(() => null);
           }),
         /turns\[0\] has 9 images; a question carries 8/,
+      ],
+      [
+        'two turns with one id',
+        (index) => rewrite(index, (store) => void store.turns.push(store.turns[0])),
+        /turns\[1\] has the id of an earlier turn/,
       ],
       ['not JSON at all', (index) => fs.writeFileSync(index, '\u0000\u0001'), /JSON/],
       ['a folder', (index) => (fs.rmSync(index), fs.mkdirSync(index)), /not a plain file/],
