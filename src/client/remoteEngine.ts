@@ -32,8 +32,12 @@ export interface RemoteEngineOptions {
   baseUrl: string;
   /** sent as `Authorization: Bearer`; servers on this machine usually need none */
   apiKey?: string;
+  /** the model to ask, as GET /v1/models lists it (ficoco.engineModel); unset or '': the server's only model */
+  model?: string;
 }
 
+/** Models named in an error about the server's list: Ollama lists every model pulled, often dozens. */
+const MAX_MODELS_NAMED = 8;
 /** More characters than any token spells: an answer past max_tokens × this is a server that ignores max_tokens. */
 const MAX_CHARS_PER_TOKEN = 256;
 /** How fast a server's progress reaches the reply (then the latest report): a server may send them by the thousand. */
@@ -65,11 +69,14 @@ export class UnreachableServerError extends EngineError {
   }
 }
 
-/** The server refused what the user set up: its key (401), or its address, which lists no models there (404). */
+/**
+ * The server refused what the user set up: its key (401), its address, which lists no models there (404), or the
+ * model to ask, which it does not list or which is not set where it lists several.
+ */
 export class ServerSetupError extends EngineError {
   constructor(
     message: string,
-    readonly fix: 'key' | 'address',
+    readonly fix: 'key' | 'address' | 'model',
   ) {
     super(message, 'input');
     this.name = 'ServerSetupError';
@@ -78,7 +85,7 @@ export class ServerSetupError extends EngineError {
 
 export class RemoteEngine implements AnswerEngine {
   private readonly client: OpenAI;
-  /** the model the server listed, once it has */
+  /** the model to ask, once the server has listed it */
   private model: string | undefined;
   private readonly inFlight = new Set<AbortController>();
 
@@ -227,8 +234,9 @@ export class RemoteEngine implements AnswerEngine {
   }
 
   /**
-   * The server's model: the first (for `ficoco serve`, the only) one it lists. Each question lists it until one has
-   * (under its own signal, so that Stop ends a listing the server never answers); then the id is kept.
+   * The model to ask: the one set, or the server's only one (`ficoco serve` lists one). Each question lists the
+   * server's models until one has (under its own signal, so that Stop ends a listing the server never answers); then
+   * the id is kept.
    */
   private async modelId(signal: AbortSignal): Promise<string> {
     if (this.model) return this.model;
@@ -239,10 +247,23 @@ export class RemoteEngine implements AnswerEngine {
         "Is ficoco.engine the API's base URL, with its path (e.g. http://gpu-box:8080/v1)?",
       );
     });
-    const id = page.data[0]?.id;
-    if (!id) throw new EngineError(`${this.server} lists no model.`, 'model-folder');
-    this.model = id;
-    return id;
+    const listed = page.data.map(({ id }) => id);
+    if (listed.length === 0) throw new EngineError(`${this.server} lists no model.`, 'model-folder');
+    const { model } = this.options;
+    if (model && !listed.includes(model))
+      throw new ServerSetupError(
+        `${this.server} does not list ${model}, the model in ficoco.engineModel; it lists ${modelNames(listed)}.`,
+        'model',
+      );
+    // Asking the first of several would answer with a model the user did not choose.
+    if (!model && listed.length > 1)
+      throw new ServerSetupError(
+        `${this.server} serves ${listed.length} models (${modelNames(listed)}); set ficoco.engineModel to the one ` +
+          'to ask.',
+        'model',
+      );
+    this.model = model || listed[0];
+    return this.model;
   }
 
   /** "The engine server at URL", to begin a message */
@@ -375,6 +396,12 @@ function openAiError(text: string, statusLine: string): { error: Record<string, 
     );
   }
   return error(text.trim() ? oneLine(text) : statusLine);
+}
+
+/** The server's models for a message: the first MAX_MODELS_NAMED, then how many more. */
+function modelNames(listed: readonly string[]): string {
+  const named = listed.slice(0, MAX_MODELS_NAMED).join(', ');
+  return listed.length > MAX_MODELS_NAMED ? `${named} and ${listed.length - MAX_MODELS_NAMED} more` : named;
 }
 
 /** Text on one line, at most MAX_ERROR_MESSAGE_CHARS characters. */

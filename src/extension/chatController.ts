@@ -47,7 +47,7 @@ export class ChatController implements vscode.Disposable {
   private isRestored = false;
   private readonly replies: Replies;
   private readonly unloader: IdleUnloader;
-  /** the remote engine last used, by its address and key */
+  /** the remote engine last used, by its address, key and model */
   private remote: { key: string; engine: AnswerEngine } | undefined;
   /** images being taken in, in the order they came; a question waits for those before it (see ask) */
   private intake: Promise<void>;
@@ -94,7 +94,7 @@ export class ChatController implements vscode.Disposable {
     });
     this.replies = new Replies({
       engine,
-      remote: (baseUrl) => this.remoteEngine(baseUrl),
+      remote: (baseUrl, model) => this.remoteEngine(baseUrl, model),
       conversation: this.conversation,
       speedups: new SpeedupCache(context.globalState, String(context.extension.packageJSON.version)),
       post: (message) => this.publish(message),
@@ -266,15 +266,18 @@ export class ChatController implements vscode.Disposable {
     });
   }
 
-  /** The engine behind `baseUrl`, with the API key stored now (a new key or address gets a new client). */
-  private async remoteEngine(baseUrl: string): Promise<AnswerEngine> {
+  /**
+   * The engine behind `baseUrl` asking `model`, with the API key stored now (a new key, address or model gets a new
+   * client).
+   */
+  private async remoteEngine(baseUrl: string, model: string): Promise<AnswerEngine> {
     const apiKey = await this.context.secrets.get(ENGINE_API_KEY_SECRET);
-    const key = JSON.stringify([baseUrl, apiKey ?? null]);
+    const key = JSON.stringify([baseUrl, apiKey ?? null, model]);
     if (this.remote?.key !== key) {
       this.remote?.engine.dispose();
-      this.remote = { key, engine: new RemoteEngine({ baseUrl, ...(apiKey ? { apiKey } : {}) }) };
+      this.remote = { key, engine: new RemoteEngine({ baseUrl, model, ...(apiKey ? { apiKey } : {}) }) };
       if (apiKey && !privateTo(baseUrl)) {
-        // Said once per address and key: the key and every screenshot go to it as they are, readable on the way.
+        // Said with each new client: the key and every screenshot go to it as they are, readable on the way.
         const warning =
           `the engine API key, your questions and screenshots go to ${baseUrl} over plain http, readable on the ` +
           'network on the way; where it is not trusted, put the server behind https (docs/serving.md).';
@@ -296,6 +299,7 @@ export class ChatController implements vscode.Disposable {
     };
     return {
       engine: settings.engine,
+      engineModel: settings.engineModel,
       model: loadParamsOf(settings, folders),
       reduction: reduced ? settings.reduction : undefined,
       maxNewTokens: settings.maxNewTokens,

@@ -23,9 +23,11 @@ export function fixFor(error: unknown): ErrorFix | undefined {
   if (error instanceof SettingsError) return { title: 'Open Settings', setting: error.setting };
   // The engine log says nothing about a server that never answered; its address is the setting.
   if (error instanceof UnreachableServerError) return { title: 'Open Settings', setting: 'ficoco.engine' };
-  // A server that refused the key, or lists no models at the address: what the user set up for it.
+  // A server that refused the key, lists no models at the address, or not the model to ask: what the user set up.
   if (error instanceof ServerSetupError)
-    return error.fix === 'key' ? { title: 'Set Engine API Key' } : { title: 'Open Settings', setting: 'ficoco.engine' };
+    return error.fix === 'key'
+      ? { title: 'Set Engine API Key' }
+      : { title: 'Open Settings', setting: error.fix === 'model' ? 'ficoco.engineModel' : 'ficoco.engine' };
   if (!(error instanceof EngineError)) return undefined;
   const setting = SETTING_FOR_KIND[error.kind];
   if (setting) return { title: 'Open Settings', setting };

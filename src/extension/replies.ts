@@ -79,6 +79,8 @@ export class ReplyPace {
 export interface ReplySettings {
   /** 'local', or the base URL of an OpenAI-compatible server that answers instead */
   engine: string;
+  /** the model to ask on that server; '' for its only one */
+  engineModel: string;
   model: LoadParams;
   /** undefined: every visual token */
   reduction: ReductionSetting | undefined;
@@ -103,8 +105,8 @@ export interface ReplyStatus extends StatusLine {
 export interface RepliesOptions {
   /** the engine process on this machine */
   engine: AnswerEngine;
-  /** the engine behind an OpenAI-compatible base URL (ficoco.engine) */
-  remote(baseUrl: string): Promise<AnswerEngine>;
+  /** the engine behind an OpenAI-compatible base URL (ficoco.engine) that asks `model` ('' for the server's only one) */
+  remote(baseUrl: string, model: string): Promise<AnswerEngine>;
   conversation: Conversation;
   speedups: SpeedupCache;
   /** tells every chat page about a change */
@@ -169,8 +171,8 @@ export class Replies {
     const asked = performance.now();
     let measure: (() => Promise<void>) | undefined;
     try {
-      const { engine: where, model, reduction, maxNewTokens, temperature } = settings();
-      const engine = where === 'local' ? this.options.engine : await this.options.remote(where);
+      const { engine: where, engineModel, model, reduction, maxNewTokens, temperature } = settings();
+      const engine = where === 'local' ? this.options.engine : await this.options.remote(where, engineModel);
       const alreadyLoaded =
         where !== 'local' || (this.loaded?.key === loadRequestKey(model) && this.loaded.processId === engine.processId);
       this.track(key, cancel, engine, { reply: kind, loading: !alreadyLoaded });

@@ -44,6 +44,8 @@ export interface FicocoSettings {
   modelPath: string;
   /** 'local', or the base URL of an OpenAI-compatible server */
   engine: string;
+  /** the model to ask on that server, as it lists it; '' for its only one */
+  engineModel: string;
   provider: ProviderSetting;
   /** 0: ONNX Runtime's default */
   threads: number;
@@ -97,6 +99,15 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
       'of an OpenAI-compatible server, e.g. `http://gpu-box:8080/v1`. With `ficoco serve` behind it the chat, ' +
       'the stats, the overlay and the status bar work as locally; with another server (vLLM, Ollama, …) the ' +
       'chat works without reduction. Its API key is kept by **FiCoCo: Set Engine API Key**, never in settings.',
+  },
+  'ficoco.engineModel': {
+    type: 'string',
+    default: '',
+    scope: 'machine',
+    markdownDescription:
+      'The model to ask on the server in `#ficoco.engine#`, as its `GET /v1/models` lists it (e.g. `llava:7b` on ' +
+      "Ollama). Empty: the server's only model (`ficoco serve` serves one); a server that lists several asks you " +
+      'to set it.',
   },
   'ficoco.hubEndpoint': {
     type: 'string',
@@ -296,6 +307,7 @@ export function readSettings(get: (key: string) => unknown): { settings: FicocoS
       (v): v is string => typeof v === 'string' && new RegExp(MAIN_SETTINGS['ficoco.engine'].pattern!).test(v.trim()),
       '"local" or an http:// or https:// address',
     ).trim(),
+    engineModel: value('ficoco.engineModel', isString, 'a model name').trim(),
     provider: value(
       'ficoco.provider',
       oneOf('ficoco.provider'),

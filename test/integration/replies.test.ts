@@ -40,6 +40,7 @@ const SHAPES: ImageInput = {
 };
 const SETTINGS: ReplySettings = {
   engine: 'local',
+  engineModel: '',
   model: { modelDir: path.join(FIXTURES, 'tiny-llava-llama'), provider: 'cpu', threads: 1 },
   reduction: undefined,
   maxNewTokens: 8,
@@ -90,7 +91,7 @@ describe('chat replies on a real engine process', () => {
     const values = new Map<string, unknown>();
     return new Replies({
       engine: answering,
-      remote: async (baseUrl) => new RemoteEngine({ baseUrl }),
+      remote: async (baseUrl, model) => new RemoteEngine({ baseUrl, model }),
       conversation,
       speedups: new SpeedupCache(
         {

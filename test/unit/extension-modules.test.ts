@@ -19,21 +19,25 @@ import { IdleUnloader } from '../../src/extension/idleUnload';
 import { type ImageFileSystem, readImageFiles } from '../../src/extension/imageFiles';
 import { SettingsError, loadParamsOf, modelPathNames, readSettings } from '../../src/extension/settings';
 
-/** How a question through a RemoteEngine at `options` fails (one that is answered fails the test). */
-async function remoteFailure(options: RemoteEngineOptions): Promise<unknown> {
+/** The answer's text to a question through a RemoteEngine at `options`. */
+async function remoteAnswer(options: RemoteEngineOptions): Promise<string> {
   const engine = new RemoteEngine(options);
   try {
-    await engine.ask(
+    const answer = await engine.ask(
       { modelDir: '/models/any', provider: 'cpu' },
       { question: 'what does it say?', images: [], history: [], maxNewTokens: 4, temperature: 0, topP: 1, seed: 0 },
       { text: () => undefined },
     );
-  } catch (error) {
-    return error;
+    return answer.text;
   } finally {
     engine.dispose();
   }
-  return assert.fail(`${options.baseUrl} answered`);
+}
+
+/** How a question through a RemoteEngine at `options` fails (one that is answered fails the test). */
+async function remoteFailure(options: RemoteEngineOptions): Promise<unknown> {
+  const text = await remoteAnswer(options).catch((error: unknown) => ({ error }));
+  return typeof text === 'string' ? assert.fail(`${options.baseUrl} answered ${text}`) : text.error;
 }
 
 describe('the fix offered for a failure, by its kind', () => {
@@ -96,6 +100,69 @@ describe('the fix offered for a failure, by its kind', () => {
       server.closeAllConnections();
     }
   });
+});
+
+describe('the model asked on a server that serves several (Ollama, vLLM with adapters)', () => {
+  const served = ['llava:7b', 'qwen2.5vl:3b', 'gemma3:4b'];
+
+  /** Runs `use` with the address of a server on 127.0.0.1 that lists `served`; it answers "asked MODEL". */
+  async function withServer(use: (baseUrl: string, asked: string[]) => Promise<void>): Promise<void> {
+    const asked: string[] = [];
+    const server = http.createServer(async (request, response) => {
+      if (request.url === '/v1/models') {
+        response.setHeader('content-type', 'application/json');
+        response.end(JSON.stringify({ object: 'list', data: served.map((id) => ({ id, object: 'model' })) }));
+        return;
+      }
+      let body = '';
+      for await (const piece of request) body += piece;
+      const { model } = JSON.parse(body) as { model: string };
+      asked.push(model);
+      const choices = [{ index: 0, delta: { content: `asked ${model}` }, finish_reason: 'stop' }];
+      response.writeHead(200, { 'content-type': 'text/event-stream' });
+      response.end(
+        `data: ${JSON.stringify({ id: 'x', object: 'chat.completion.chunk', choices })}\n\ndata: [DONE]\n\n`,
+      );
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      await use(`http://127.0.0.1:${(server.address() as net.AddressInfo).port}/v1`, asked);
+    } finally {
+      server.close();
+      server.closeAllConnections();
+    }
+  }
+
+  test('the model set is the one asked', () =>
+    withServer(async (baseUrl, asked) => {
+      assert.equal(await remoteAnswer({ baseUrl, model: 'gemma3:4b' }), 'asked gemma3:4b');
+      assert.deepEqual(asked, ['gemma3:4b']);
+    }));
+
+  test('none set: the question fails naming the models, and offers the setting that chooses', () =>
+    withServer(async (baseUrl, asked) => {
+      const failure = await remoteFailure({ baseUrl });
+      assert.equal(
+        (failure as Error).message,
+        `The engine server at ${baseUrl} serves 3 models (llava:7b, qwen2.5vl:3b, gemma3:4b); set ` +
+          'ficoco.engineModel to the one to ask.',
+      );
+      assert.deepEqual(fixFor(failure), { title: 'Open Settings', setting: 'ficoco.engineModel' });
+      assert.deepEqual(asked, [], 'no model was asked in its place');
+    }));
+
+  test('one the server does not list: the question fails naming those it lists', () =>
+    withServer(async (baseUrl, asked) => {
+      const failure = await remoteFailure({ baseUrl, model: 'llava:13b' });
+      assert.equal(
+        (failure as Error).message,
+        `The engine server at ${baseUrl} does not list llava:13b, the model in ficoco.engineModel; it lists ` +
+          'llava:7b, qwen2.5vl:3b, gemma3:4b.',
+      );
+      assert.deepEqual(fixFor(failure), { title: 'Open Settings', setting: 'ficoco.engineModel' });
+      assert.deepEqual(asked, []);
+    }));
 });
 
 describe('a cancellation token as an AbortSignal', () => {

@@ -57,6 +57,7 @@ const settle = () => new Promise((resolve) => setImmediate(resolve));
 
 const REDUCED: ReplySettings = {
   engine: 'local',
+  engineModel: '',
   model: { modelDir: '/models/a', provider: 'cpu' },
   reduction: { method: 'ficoco-v', budget: { tokens: 12 }, budgetLabel: '12', params: {} },
   maxNewTokens: 4,

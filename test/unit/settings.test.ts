@@ -62,6 +62,7 @@ describe('settings', () => {
       'ficoco.quantizationByModel',
       'ficoco.hubEndpoint',
       'ficoco.engine',
+      'ficoco.engineModel',
     ])
       assert.equal(declared[key]?.scope, 'machine', key);
     for (const command of packageJson.contributes.commands) assert.equal(command.category, 'FiCoCo', command.command);
@@ -93,6 +94,7 @@ describe('settings', () => {
     assert.deepEqual(settings, {
       modelPath: '',
       engine: 'local',
+      engineModel: '',
       provider: 'auto',
       threads: 0,
       quantization: 'none',
@@ -114,9 +116,11 @@ describe('settings', () => {
       'ficoco.quantization': 'int4',
       'ficoco.quantizationByModel': { '/models/tiny/': 'none', '/models/llava-7b': 'int8' },
       'ficoco.engine': ' http://gpu-box:8080/v1 ',
+      'ficoco.engineModel': ' llava:7b ',
     });
     assert.deepEqual(problems, []);
     assert.equal(settings.engine, 'http://gpu-box:8080/v1');
+    assert.equal(settings.engineModel, 'llava:7b');
     assert.equal(settings.quantization, 'int4');
     assert.equal(quantizationFor(settings, '/models/llava-7b'), 'int8');
     assert.equal(quantizationFor(settings, '/models/tiny'), 'none', 'a trailing separator does not matter');
