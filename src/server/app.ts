@@ -42,6 +42,8 @@ export interface ServerOptions {
   requestTimeoutMs?: number;
   /** how far a chat completion's body may lag behind BODY_MIN_BYTES_PER_SECOND (BODY_GRACE_MS; tests shorten it) */
   bodyGraceMs?: number;
+  /** how often a stream waiting for a worker gets a comment (KEEP_ALIVE_MS; tests shorten it) */
+  keepAliveMs?: number;
 }
 
 /** What a request handler leaves: the JSON body (not for a stream, which wrote its own) and the engine's figures. */
@@ -82,6 +84,8 @@ const OPEN_ROUTES = new Set(['/health', '/ready']);
 const CHAT_ROUTE = '/v1/chat/completions';
 /** Time to send a request: a 32 MiB image as base64 at 3 Mbit/s. The answer after it may take as long as it takes. */
 const REQUEST_TIMEOUT_MS = 120_000;
+/** A comment this often while a stream waits for a worker: well within the 300 s Node's fetch waits between bytes. */
+const KEEP_ALIVE_MS = 15_000;
 /** Open connections, idle keep-alive ones included: well below the 1024 open files a process usually gets. */
 const MAX_CONNECTIONS = 512;
 /**
@@ -258,9 +262,22 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       recorded.add(request);
       // From here the request holds its place in the pool itself.
       arriving.get(request)?.();
+      let keepAlive: NodeJS.Timeout | undefined;
+      // A stream that waits for a worker opens now: clients bound their wait for response headers (Node's fetch to
+      // 300 s), and a long queue must not look like a server that hangs. Comments keep it alive until it starts.
+      const openWhileWaiting = () => {
+        openStream(reply);
+        reply.raw.write(': waiting for an engine worker\n\n');
+        keepAlive = setInterval(() => reply.raw.write(': waiting\n\n'), options.keepAliveMs ?? KEEP_ALIVE_MS);
+      };
       try {
-        const answer = await pool.run(disconnected.signal, (client, token) =>
-          question.stream ? stream(client, token, question, reply) : complete(client, token, question),
+        const answer = await pool.run(
+          disconnected.signal,
+          (client, token) => {
+            clearInterval(keepAlive);
+            return question.stream ? stream(client, token, question, reply) : complete(client, token, question);
+          },
+          question.stream ? openWhileWaiting : undefined,
         );
         // 499: the client went away and its answer stopped early (nginx's code for it).
         metrics.record(disconnected.signal.aborted ? 499 : 200, answer.stats);
@@ -276,6 +293,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
           return reply;
         }
         return sendError(reply, failure);
+      } finally {
+        clearInterval(keepAlive);
       }
     },
   );
@@ -352,17 +371,14 @@ export function buildServer(options: ServerOptions): FastifyInstance {
         `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: modelId, choices, ...extra })}\n\n`,
       );
     };
-    // The stream opens with the engine's first report: a request it refuses before any (a bad reduction) is an HTTP
-    // error, not a 200 carrying one. From then on it is written by hand; Fastify sends nothing more for it.
+    // Unless it waited for a worker, the stream opens with the engine's first report: a request it refuses before any
+    // (a bad reduction) is an HTTP error, not a 200 carrying one.
+    let begun = false;
     const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) => {
-      if (!raw.headersSent) {
-        reply.hijack();
-        raw.writeHead(200, {
-          'content-type': 'text/event-stream',
-          'cache-control': 'no-cache',
-          connection: 'keep-alive',
-        });
+      if (!begun) {
+        if (!raw.headersSent) openStream(reply);
         write([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }]);
+        begun = true;
       }
       write(choices, extra);
     };
@@ -397,6 +413,16 @@ export function buildServer(options: ServerOptions): FastifyInstance {
 
   app.addHook('onClose', async () => pool.dispose());
   return app;
+}
+
+/** Sends a stream's headers; from then on it is written by hand, and Fastify sends nothing more for it. */
+function openStream(reply: FastifyReply): void {
+  reply.hijack();
+  reply.raw.writeHead(200, {
+    'content-type': 'text/event-stream',
+    'cache-control': 'no-cache',
+    connection: 'keep-alive',
+  });
 }
 
 /** An answer's generation: it stops when the client goes away, or when a stop string was seen. */

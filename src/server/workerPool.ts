@@ -123,14 +123,16 @@ export class WorkerPool {
   }
 
   /**
-   * Runs `work` on a free worker, after waiting for one if needed. `signal` aborts the wait, or cancels the answer in
-   * progress through the token `work` is given (the engine stops between tokens and returns what it has).
+   * Runs `work` on a free worker, after waiting for one if needed (`onWait` is called as the wait begins). `signal`
+   * aborts the wait, or cancels the answer in progress through the token `work` is given (the engine stops between
+   * tokens and returns what it has).
    */
   async run<T>(
     signal: AbortSignal,
     work: (client: EngineClient, token: CancellationTokenSource['token']) => Promise<T>,
+    onWait?: () => void,
   ): Promise<T> {
-    const client = await this.acquire(signal);
+    const client = await this.acquire(signal, onWait);
     const cancellation = new CancellationTokenSource();
     const cancel = () => cancellation.cancel();
     signal.addEventListener('abort', cancel, { once: true });
@@ -168,7 +170,7 @@ export class WorkerPool {
     for (const client of this.clients) client.dispose();
   }
 
-  private acquire(signal: AbortSignal): Promise<EngineClient> {
+  private acquire(signal: AbortSignal, onWait?: () => void): Promise<EngineClient> {
     if (signal.aborted) return Promise.reject(new LeftQueueError());
     const free = this.idle.pop();
     if (free) return Promise.resolve(free);
@@ -189,6 +191,7 @@ export class WorkerPool {
       };
       signal.addEventListener('abort', leave, { once: true });
       this.waiting.push(waiter);
+      onWait?.();
     });
   }
 

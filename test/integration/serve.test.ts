@@ -396,7 +396,12 @@ describe('ficoco serve under load and over the network', () => {
    * The server in this process over one worker of the endless model, with a queue of one. `admitted(answer)` resolves
    * when the server has given the next chat completion its place, and fails if `answer` comes first (it was refused).
    */
-  function endlessServer(options: { maxTokens: number; requestTimeoutMs: number; bodyGraceMs?: number }) {
+  function endlessServer(options: {
+    maxTokens: number;
+    requestTimeoutMs: number;
+    bodyGraceMs?: number;
+    keepAliveMs?: number;
+  }) {
     const pool = new WorkerPool({
       workers: 1,
       queueLimit: 1,
@@ -411,6 +416,7 @@ describe('ficoco serve under load and over the network', () => {
       defaults: { reduction: undefined, maxTokens: options.maxTokens },
       requestTimeoutMs: options.requestTimeoutMs,
       bodyGraceMs: options.bodyGraceMs,
+      ...(options.keepAliveMs ? { keepAliveMs: options.keepAliveMs } : {}),
     });
     // Registered after the server's own hooks, so it runs only for a request they admitted.
     const admissions = new EventEmitter();
@@ -607,6 +613,41 @@ describe('ficoco serve under load and over the network', () => {
       pool.admit()();
       free!();
       await busy;
+    } finally {
+      free?.();
+      await app.close();
+    }
+  });
+
+  test('a stream that waits for a worker opens at once and stays alive with comments until its answer', async () => {
+    // A client bounds its wait for response headers (Node's fetch: 300 s); a long queue must not look like a hang.
+    const { pool, app } = endlessServer({ maxTokens: 4, requestTimeoutMs: 10_000, keepAliveMs: 50 });
+    let free: (() => void) | undefined;
+    try {
+      await pool.start();
+      const url = `${await app.listen({ host: '127.0.0.1', port: 0 })}/v1/chat/completions`;
+      // The one worker is busy as with another client's long answer, until the test frees it.
+      const busy = pool.run(new AbortController().signal, () => new Promise<void>((resolve) => (free = resolve)));
+      const messages = imageQuestion(`data:image/png;base64,${screenshotPng(64, 48).toString('base64')}`, 'go on');
+      const response = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'endless', messages, max_tokens: 4, stream: true }),
+        // The worker stays busy until the test frees it: headers sent only when the request starts never come.
+        signal: AbortSignal.timeout(15_000),
+      });
+      assert.equal(pool.queueDepth, 1, 'the headers came while the request waited');
+      assert.equal(response.status, 200);
+      assert.match(response.headers.get('content-type') ?? '', /^text\/event-stream/);
+      const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+      let received = '';
+      while ((received.match(/^:[^\n]*\n\n/gm) ?? []).length < 3) received += (await reader.read()).value ?? '';
+      assert.doesNotMatch(received, /^data:/m, 'nothing but comments before the answer');
+      free!();
+      await busy;
+      for (let piece = await reader.read(); !piece.done; piece = await reader.read()) received += piece.value;
+      assert.match(received, /"finish_reason":"length"/);
+      assert.match(received, /data: \[DONE\]\n\n$/);
     } finally {
       free?.();
       await app.close();
