@@ -34,8 +34,16 @@ export interface RemoteEngineOptions {
   apiKey?: string;
   /** the model to ask, as GET /v1/models lists it (ficoco.engineModel); unset or '': the server's only model */
   model?: string;
+  /** how long a request waits for the response's headers (HEADERS_TIMEOUT_MS; tests shorten it) */
+  headersTimeoutMs?: number;
 }
 
+/**
+ * How long a request waits for the response's headers: another server sends them with the first token, after loading
+ * the model and reading the prompt (minutes on a CPU); `ficoco serve` at once when the request waits in its queue.
+ * Within the 300 s Node's fetch waits itself, so that the message says what happened.
+ */
+const HEADERS_TIMEOUT_MS = 240_000;
 /** Models named in an error about the server's list: Ollama lists every model pulled, often dozens. */
 const MAX_MODELS_NAMED = 8;
 /** More characters than any token spells: an answer past max_tokens × this is a server that ignores max_tokens. */
@@ -271,10 +279,33 @@ export class RemoteEngine implements AnswerEngine {
     return `The engine server at ${this.options.baseUrl}`;
   }
 
-  /** fetch that refuses redirects and passes the body on in whole server-sent events, within the size limits */
+  /**
+   * fetch that waits for the headers at most headersTimeoutMs, refuses redirects, and passes the body on in whole
+   * server-sent events, within the size limits
+   */
   private async fetch(input: string | URL | Request, init?: RequestInit): Promise<Response> {
+    const { headersTimeoutMs = HEADERS_TIMEOUT_MS } = this.options;
+    // The bound ends with the headers: the answer after them takes as long as it takes, until Stop.
+    const bounded = new AbortController();
+    const stop = () => bounded.abort();
+    init?.signal?.addEventListener('abort', stop, { once: true });
+    if (init?.signal?.aborted) stop();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      stop();
+    }, headersTimeoutMs);
     // A redirect would send the question and its images again, to an address the user did not set.
-    const response = await fetch(input, { ...init, redirect: 'manual' });
+    const response = await fetch(input, { ...init, signal: bounded.signal, redirect: 'manual' })
+      .catch((error: unknown) => {
+        if (!timedOut) throw error;
+        throw new EngineError(
+          `${this.server} took the request but sent nothing for ${headersTimeoutMs / 1000} s: it is stuck, or a ` +
+            'proxy on the way holds the request. Restart the server, or ask again.',
+          'internal',
+        );
+      })
+      .finally(() => clearTimeout(timer));
     if (response.status >= 300 && response.status < 400) {
       await response.body?.cancel();
       throw new EngineError(

@@ -165,6 +165,32 @@ describe('the model asked on a server that serves several (Ollama, vLLM with ada
     }));
 });
 
+test(
+  'a server that takes the question and never answers fails it at the bound, saying so',
+  { timeout: 20_000 },
+  async () => {
+    const server = http.createServer((request, response) => {
+      if (request.url !== '/v1/models') return;
+      response.setHeader('content-type', 'application/json');
+      response.end(JSON.stringify({ object: 'list', data: [{ id: 'stuck', object: 'model' }] }));
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const baseUrl = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/v1`;
+    try {
+      const failure = await remoteFailure({ baseUrl, headersTimeoutMs: 500 });
+      assert.equal(
+        (failure as Error).message,
+        `The engine server at ${baseUrl} took the request but sent nothing for 0.5 s: it is stuck, or a proxy on the ` +
+          'way holds the request. Restart the server, or ask again.',
+      );
+    } finally {
+      server.close();
+      server.closeAllConnections();
+    }
+  },
+);
+
 describe('a cancellation token as an AbortSignal', () => {
   const tokenOf = (cancelled: boolean) => {
     const listeners: ((cancelled: unknown) => void)[] = [];
