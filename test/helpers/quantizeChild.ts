@@ -1,7 +1,7 @@
 /**
- * One int4 load's cache in a process of its own, for the test of a model folder the process cannot write (as root,
- * the test runs it as another user): `node --import tsx quantizeChild.ts MODEL_DIR CACHE_DIR`. Requests every 2-D
- * tensor; prints {"file":…,"layers":…} or {"error":…}.
+ * One int4 load's cache in a process of its own, for the tests of a model folder the process cannot write (as root,
+ * the test runs it as another user) and of a file size limit: `node --import tsx quantizeChild.ts MODEL_DIR CACHE_DIR`.
+ * Requests every 2-D tensor; prints {"file":…,"layers":…} or {"error":…}.
  */
 import { WeightQuantizer } from '../../src/engine/weights/quantizedCache';
 import { WeightIndex } from '../../src/engine/weights/safetensors';

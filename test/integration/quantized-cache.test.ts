@@ -14,6 +14,12 @@ import { bytesOf, writeSafetensors } from '../../src/engine/weights/safetensorsW
 const ROOT = path.join(__dirname, '..', '..');
 const QUANTIZE_CHILD = path.join(ROOT, 'test', 'helpers', 'quantizeChild.ts');
 const WORKER = path.join(ROOT, 'src', 'engine', 'weights', 'quantize-worker.ts');
+/**
+ * `bash` arguments that run the command after them under a file size limit of 4 KiB (ulimit -f counts KiB): a write
+ * is cut short at 4,096 bytes, as the kernel cuts one past 2 GiB, and the next fails with EFBIG (Node ignores the
+ * signal that comes with it).
+ */
+const WITH_4_KIB_FILE_LIMIT = ['-c', 'ulimit -f 4 && exec "$@"', 'bash'];
 
 /** Deterministic weights in [−0.5, 0.5). */
 function weights(count: number, seed: number): Float32Array {
@@ -290,16 +296,10 @@ describe('the quantized cache, encoded by several processes', () => {
       const weight = index.get('layers.0.down_proj.weight');
       const file = path.join(path.dirname(index.files[0]), 'cut.partial');
       fs.writeFileSync(file, '');
-      // A file size limit of 4 KiB (ulimit -f counts KiB) cuts the write short at 4,096 bytes, as the kernel cuts one
-      // past 2 GiB; the write after it, past the limit, fails with EFBIG (Node ignores the signal that comes with it).
-      const worker = spawn(
-        'bash',
-        ['-c', 'ulimit -f 4 && exec "$@"', 'bash', process.execPath, '--import', 'tsx', WORKER],
-        {
-          cwd: ROOT,
-          stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-        },
-      );
+      const worker = spawn('bash', [...WITH_4_KIB_FILE_LIMIT, process.execPath, '--import', 'tsx', WORKER], {
+        cwd: ROOT,
+        stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      });
       try {
         const reply = new Promise<WorkerReply>((resolve, reject) => {
           worker.once('message', resolve);
@@ -307,10 +307,30 @@ describe('the quantized cache, encoded by several processes', () => {
         });
         const job: EncodeJob<LayerForms> = { weight, forms: { channels: true }, file, offsets: { q: 0 } };
         worker.send(job);
-        assert.deepEqual(await reply, { error: { message: 'EFBIG: file too large, write' } });
+        assert.deepEqual(await reply, { writeFailed: { message: 'EFBIG: file too large, write', code: 'EFBIG' } });
       } finally {
         worker.kill();
       }
+    },
+  );
+
+  test(
+    "a load whose layers' writes the file system refuses says what to do, as a refused header does",
+    { skip: process.platform === 'win32' && 'the file size limit is set with POSIX ulimit' },
+    () => {
+      const folder = path.dirname(modelFolder().files[0]);
+      // The header (about 1.5 KB) fits under the limit; each layer's blocks start past it.
+      const printed = execFileSync(
+        'bash',
+        [...WITH_4_KIB_FILE_LIMIT, process.execPath, '--import', 'tsx', QUANTIZE_CHILD, folder, folder],
+        { cwd: ROOT, encoding: 'utf8' },
+      );
+      assert.deepEqual(JSON.parse(printed), {
+        error:
+          `FicocoError: The int4 weights cannot be cached in ${folder} (EFBIG); free space or allow writing there, ` +
+          'or turn weight quantization off.',
+      });
+      assert.deepEqual(fs.readdirSync(folder), ['model.safetensors']);
     },
   );
 

@@ -6,13 +6,20 @@ import type { EncodeJob, WorkerReply } from './quantizeWorkers';
 import { readFloat32 } from './safetensors';
 import { writeWhole } from './safetensorsWriter';
 
-process.on('message', ({ weight, forms, file, offsets }: EncodeJob<LayerForms>) => {
-  let reply: WorkerReply;
+process.on('message', (job: EncodeJob<LayerForms>) => process.send!(encodeAndWrite(job)));
+
+function encodeAndWrite({ weight, forms, file, offsets }: EncodeJob<LayerForms>): WorkerReply {
+  let encoded: ReturnType<typeof encodeForms>;
   try {
     const [rows, cols] = weight.shape;
     const values = readFloat32(weight);
     refuseNonFinite(values, weight);
-    const encoded = encodeForms(values, rows, cols, forms);
+    encoded = encodeForms(values, rows, cols, forms);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    return { error: { message, kind: error instanceof FicocoError ? error.kind : undefined } };
+  }
+  try {
     const fd = fs.openSync(file, 'r+');
     try {
       for (const [suffix, offset] of Object.entries(offsets)) {
@@ -22,10 +29,10 @@ process.on('message', ({ weight, forms, file, offsets }: EncodeJob<LayerForms>) 
     } finally {
       fs.closeSync(fd);
     }
-    reply = { done: true };
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    reply = { error: { message, kind: error instanceof FicocoError ? error.kind : undefined } };
+    // Told apart from a layer that cannot be read: a full disk or a file-size limit has the cache's own remedy.
+    const { message, code } = error as NodeJS.ErrnoException;
+    return { writeFailed: { message, code } };
   }
-  process.send!(reply);
-});
+  return { done: true };
+}

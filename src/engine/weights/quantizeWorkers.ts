@@ -27,7 +27,21 @@ export interface EncodeJob<Forms> {
   offsets: Record<string, number>;
 }
 
-export type WorkerReply = { done: true } | { error: { message: string; kind?: FicocoErrorKind } };
+export type WorkerReply =
+  | { done: true }
+  | { error: { message: string; kind?: FicocoErrorKind } }
+  | { writeFailed: { message: string; code?: string } };
+
+/** Writing a layer into the cache file failed (a full disk, a file-size limit); `code` is the system's error code. */
+export class CacheWriteError extends Error {
+  constructor(
+    message: string,
+    readonly code: string | undefined,
+  ) {
+    super(message);
+    this.name = 'CacheWriteError';
+  }
+}
 
 /** One process per core, up to MOST_WORKERS. */
 export function defaultWorkerCount(): number {
@@ -36,7 +50,8 @@ export function defaultWorkerCount(): number {
 
 /**
  * Encodes `jobs` in up to `workers` child processes, calling `onDone` as each finishes; rejects with the first failure
- * (a FicocoError when a layer cannot be read) and ends every child either way.
+ * (a FicocoError when a layer cannot be read, a CacheWriteError when it cannot be written) and ends every child either
+ * way.
  */
 export async function encodeLayers<Forms>(
   jobs: readonly EncodeJob<Forms>[],
@@ -63,6 +78,8 @@ export async function encodeLayers<Forms>(
               reject(kind && FICOCO_ERROR_KINDS.includes(kind) ? new FicocoError(message, kind) : new Error(message));
               return;
             }
+            if ('writeFailed' in reply)
+              return reject(new CacheWriteError(reply.writeFailed.message, reply.writeFailed.code));
             bytesInFlight -= bytes;
             onDone(++done, jobs.length);
             if (done === jobs.length) return resolve();

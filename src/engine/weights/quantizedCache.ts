@@ -26,7 +26,7 @@ import {
 } from './quantize';
 import { TensorLocation, WeightIndex } from './safetensors';
 import { safetensorsPrefix } from './safetensorsWriter';
-import { defaultWorkerCount, encodeLayers } from './quantizeWorkers';
+import { CacheWriteError, defaultWorkerCount, encodeLayers } from './quantizeWorkers';
 import { processAlive } from '../../common/processes';
 
 /** Bumped when the file's layout changes, so old caches are rebuilt. */
@@ -396,15 +396,18 @@ export class WeightQuantizer {
     });
     const partial = `${file}.${hostTag()}.${process.pid}.${randomBytes(6).toString('hex')}.partial`;
     const prefix = safetensorsPrefix(header);
-    try {
-      fs.writeFileSync(partial, prefix);
-    } catch (error) {
-      throw new FicocoError(
+    // The header's write here and the layers' in the workers fail alike (a full disk, a file-size limit).
+    const cannotWrite = (error: unknown) =>
+      new FicocoError(
         `The ${this.mode} weights cannot be cached in ${path.dirname(file)} ` +
           `(${(error as NodeJS.ErrnoException).code ?? String(error)}); free space or allow writing there, or ` +
           `turn weight quantization off.`,
         'weights',
       );
+    try {
+      fs.writeFileSync(partial, prefix);
+    } catch (error) {
+      throw cannotWrite(error);
     }
     // Each layer's tensors go where the header says, written by the process that encodes the layer.
     const jobs = layers.map(({ weight, forms, starts }) => ({
@@ -417,7 +420,7 @@ export class WeightQuantizer {
       await encodeLayers(jobs, this.options.workers ?? defaultWorkerCount(), onTensor ?? (() => undefined));
     } catch (error) {
       removeFailedPartial(partial);
-      throw error;
+      throw error instanceof CacheWriteError ? cannotWrite(error) : error;
     }
     try {
       fs.renameSync(partial, file);
