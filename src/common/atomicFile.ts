@@ -8,7 +8,7 @@ export function writeFileAtomically(file: string, data: string | Uint8Array): vo
     fs.writeFileSync(temporary, data);
     fs.renameSync(temporary, file);
   } catch (error) {
-    fs.rmSync(temporary, { force: true });
+    removeFailedWrite(temporary);
     throw error;
   }
 }
@@ -20,7 +20,7 @@ export async function writeFileAtomicallyAsync(file: string, data: string | Uint
     await fs.promises.writeFile(temporary, data);
     await fs.promises.rename(temporary, file);
   } catch (error) {
-    await fs.promises.rm(temporary, { force: true });
+    removeFailedWrite(temporary);
     throw error;
   }
 }
@@ -28,4 +28,16 @@ export async function writeFileAtomicallyAsync(file: string, data: string | Uint
 /** A name beside `file` that no other process or write of this one uses. */
 function temporaryBeside(file: string): string {
   return `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+}
+
+/**
+ * Removes what a failed write left at `file`, where it can. Where that fails too (on Windows, while another process
+ * still has the file open), the caller reports the write's own error: the removal's would hide the one that matters.
+ */
+export function removeFailedWrite(file: string): void {
+  try {
+    fs.rmSync(file, { force: true });
+  } catch {
+    // Left in place; the caller's error says what went wrong.
+  }
 }

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
+import { removeFailedWrite } from '../common/atomicFile';
 import { FicocoError } from '../common/errors';
 import { processAlive } from '../common/processes';
 import { diskError } from './diskError';
@@ -132,7 +133,7 @@ function createExclusively(file: string, content: string): boolean {
   } catch (error) {
     fs.closeSync(fd);
     // Left empty, the lock would tell every download for a minute that another process holds it.
-    fs.rmSync(file, { force: true });
+    removeFailedWrite(file);
     throw diskError(error, file) ?? error;
   }
   fs.closeSync(fd);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -285,6 +285,27 @@ test('a disk that fails the lock or the manifest says so in one line and leaves 
     await smallHub.close();
   }
 });
+
+test(
+  'a lock that fails to be written and then to be removed still says why it failed, not why the removal did',
+  unixOnly,
+  async (t) => {
+    const root = fs.mkdtempSync(path.join(dir, 'append-only-'));
+    const locks = path.join(root, '.partial');
+    fs.mkdirSync(locks);
+    // An append-only folder (ext4, as root) takes new files and refuses to remove them, as Windows refuses to remove
+    // a file another process has open.
+    if (spawnSync('chattr', ['+a', locks]).status !== 0) return t.skip('needs chattr +a (root, on ext4 or XFS)');
+    try {
+      await failsWith(
+        ficocoWithFileLimit(0, 'models', 'download', 'ficoco/tiny-llava-screens', '--endpoint', hub.url, '--dir', root),
+        /^error: .*\.lock cannot be written: it would be larger than/m,
+      );
+    } finally {
+      spawnSync('chattr', ['-a', locks]);
+    }
+  },
+);
 
 test('ficoco models download refuses a model the disk cannot hold before it downloads anything', async () => {
   const repo = fs.mkdtempSync(path.join(dir, 'huge-repo-'));

@@ -12,6 +12,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { removeFailedWrite } from '../../common/atomicFile';
 import { FicocoError } from '../../common/errors';
 import type { WeightQuantization } from '../../common/quantization';
 import { DTYPE_BYTES } from './dtype';
@@ -419,13 +420,14 @@ export class WeightQuantizer {
     try {
       await encodeLayers(jobs, this.options.workers ?? defaultWorkerCount(), onTensor ?? (() => undefined));
     } catch (error) {
-      removeFailedPartial(partial);
+      // A partial that cannot be removed (a stopped worker still has it open) is cleared by a later load.
+      removeFailedWrite(partial);
       throw error instanceof CacheWriteError ? cannotWrite(error) : error;
     }
     try {
       fs.renameSync(partial, file);
     } catch (error) {
-      removeFailedPartial(partial);
+      removeFailedWrite(partial);
       throw new FicocoError(
         `The ${this.mode} weights cannot be cached as ${file} ` +
           `(${(error as NodeJS.ErrnoException).code ?? String(error)}); remove what is there, or turn weight ` +
@@ -433,19 +435,6 @@ export class WeightQuantizer {
         'weights',
       );
     }
-  }
-}
-
-/**
- * Removes the partial cache of a write that failed. Where that fails too (on Windows, while a stopped worker still has
- * the file open), the write's own error is the one to report; a load after this process has ended clears the partial
- * (removeAbandoned).
- */
-function removeFailedPartial(partial: string): void {
-  try {
-    fs.rmSync(partial, { force: true });
-  } catch {
-    // Left for a later load: reporting this failure would hide the one that matters.
   }
 }
 
