@@ -105,11 +105,11 @@ function listArg<T>(flag: string, text: string, parse: (entry: string) => T, key
 }
 
 /**
- * --budgets: a comma-separated list of budgets in the same grammar, each once. Two with one label (25% and 0.25, 5.6%
- * and 0.056) are one budget: their rows would read the same.
+ * --budgets: a comma-separated list of budgets in the same grammar (or `parse`'s), each once. Two with one label (25%
+ * and 0.25, 5.6% and 0.056) are one budget: their rows would read the same.
  */
-export function budgetsArg(text: string): Budget[] {
-  return listArg('--budgets', text, (entry) => budgetArg(entry, '--budgets'), budgetLabel);
+export function budgetsArg(text: string, parse = (entry: string) => budgetArg(entry, '--budgets')): Budget[] {
+  return listArg('--budgets', text, parse, budgetLabel);
 }
 
 /** --methods: all, or a comma-separated list of reduction methods, each once. */

@@ -36,6 +36,7 @@ import { anyresLayout } from '../common/anyres';
 import {
   DEFAULT_IMAGE_SIZE,
   budgetArg,
+  budgetsArg,
   imageSizeArg,
   integer,
   parseCommandArgs,
@@ -228,11 +229,8 @@ function budgetList(text: string | undefined, arch: ModelArch): number[] {
   if (text === undefined && arch.anyres) return [all, Math.round(all * 0.25), Math.round(all * 0.11)];
   if (text === undefined) return [...new Set([all, 192, 128, 64])].filter((b) => b <= all);
   // A share (25%, 0.25) is of the image's visual tokens, as `bench --budgets` takes it; a count may be 0 here.
-  return text.split(',').map((item) => {
-    if (item.trim() === '0') return 0;
-    const budget = budgetArg(item.trim(), '--budgets');
-    return 'ratio' in budget ? Math.round(budget.ratio * all) : budget.tokens;
-  });
+  const budgets = budgetsArg(text, (entry) => (entry === '0' ? { tokens: 0 } : budgetArg(entry, '--budgets')));
+  return budgets.map((budget) => ('ratio' in budget ? Math.round(budget.ratio * all) : budget.tokens));
 }
 
 /** Per-layer tokens and FLOPs of a method's run next to the unreduced run, then the totals. */

@@ -328,6 +328,16 @@ const commandCases: [string, string[], RegExp][] = [
     ['eval', '--model', NOT_A_MODEL, '--data', EVAL_SET, '--budgets', '25%,0.25'],
     /^error: --budgets 25%,0\.25 names the same one twice \(25% and 0\.25\): give each once\.$/,
   ],
+  [
+    'flops: a budget twice',
+    ['flops', '--arch', 'llava-1.5-7b', '--budgets', '64,32,64'],
+    /^error: --budgets 64,32,64 names 64 twice: give each once\.$/,
+  ],
+  [
+    'flops: an empty entry in --budgets',
+    ['flops', '--arch', 'llava-1.5-7b', '--budgets', '64,,32'],
+    /^error: --budgets 64,,32 has an empty entry: separate them with one comma\.$/,
+  ],
   // A wrong entry of a budget list is named with the option it came from, not the one-budget option.
   ...[
     ['bench', '--model', NOT_A_MODEL],

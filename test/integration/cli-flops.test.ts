@@ -30,13 +30,13 @@ test('ficoco flops on a tiled architecture counts a screenshot at its own size',
   assert.match(onevision.stdout, /@ 1920×1080: vision 26\/26 layers × 729 tokens × 16 passes .* 7269 visual tokens/);
 });
 
-test('ficoco flops --budgets takes shares of the image as well as counts', async () => {
-  const shares = await flops('--arch', 'llava-1.5-7b', '--budgets', '50%,64,0.25');
+test('ficoco flops --budgets takes shares of the image as well as counts, and 0', async () => {
+  const shares = await flops('--arch', 'llava-1.5-7b', '--budgets', '50%,64,0.25,0');
   assert.equal(shares.code, 0, shares.stderr);
   const rows = shares.stdout.split('\n').filter((line) => /^\| \d+\/576 /.test(line));
   assert.deepEqual(
     rows.map((line) => line.split(' | ')[0]),
-    ['| 288/576', '| 64/576', '| 144/576'],
+    ['| 288/576', '| 64/576', '| 144/576', '| 0/576'],
   );
   const wrong = await flops('--arch', 'llava-1.5-7b', '--budgets', 'half');
   assert.notEqual(wrong.code, 0);
