@@ -215,13 +215,15 @@ async function download(target: string, revision: string | undefined, endpoint: 
   const started = performance.now();
   let reported = -1;
   let fetched = 0;
+  let before = 0;
   const folder = await downloadModel(plan, {
     signal: controller.signal,
     whenBusy: 'wait',
     onWait: (owner) =>
       process.stderr.write(`waiting for the download already running${owner ? ` in process ${owner.pid}` : ''}…\n`),
-    onProgress: ({ bytesDone, bytesTotal, bytesFetched }) => {
+    onProgress: ({ bytesDone, bytesTotal, bytesFetched, bytesOnDiskBefore }) => {
       fetched = bytesFetched;
+      before = bytesOnDiskBefore;
       const percent = Math.floor((100 * bytesDone) / bytesTotal);
       if (percent < reported + 5 && bytesDone < bytesTotal) return;
       reported = percent;
@@ -230,7 +232,6 @@ async function download(target: string, revision: string | undefined, endpoint: 
   });
   const seconds = (performance.now() - started) / 1000;
   // The rate is of what came over the network: a resumed download had the rest on disk.
-  const before = plan.totalBytes - fetched;
   process.stdout.write(
     `${folder}\n${formatBytes(fetched)} in ${seconds.toFixed(1)} s (${formatBytes(fetched / seconds)}/s)` +
       `${before > 0 ? `; ${formatBytes(before)} were on disk already` : ''}\n`,

@@ -108,6 +108,11 @@ export interface DownloadProgress {
   bytesTotal: number;
   /** bytes received from the server in this call (a resumed download had the rest on disk): what a rate is of */
   bytesFetched: number;
+  /**
+   * bytes of the files reached so far that were on disk when this call began (finished files, and the parts it
+   * resumed); bytes fetched twice after a dropped connection do not make it smaller
+   */
+  bytesOnDiskBefore: number;
 }
 
 export interface DownloadOptions {
@@ -307,8 +312,13 @@ export async function downloadModel(plan: DownloadPlan, options: DownloadOptions
     let verifiedBytes = 0;
     let fetchedBytes = 0;
     let doneBytes = 0;
+    let onDiskBeforeBytes = 0;
     for (const file of plan.files) {
+      let fileReported = false;
       const report = (fileBytes: number, fetched = 0) => {
+        // A file's first report comes before any of its bytes are fetched: it is what was on disk.
+        if (!fileReported) onDiskBeforeBytes += fileBytes;
+        fileReported = true;
         fetchedBytes += fetched;
         // A retry starts from the bytes on disk, fewer than were counted when a dropped connection lost some in flight.
         doneBytes = Math.max(doneBytes, verifiedBytes + fileBytes);
@@ -317,6 +327,7 @@ export async function downloadModel(plan: DownloadPlan, options: DownloadOptions
           bytesDone: doneBytes,
           bytesTotal: plan.totalBytes,
           bytesFetched: fetchedBytes,
+          bytesOnDiskBefore: onDiskBeforeBytes,
         });
       };
       // A lock taken over stops the transfer at once (two writers of one file), and says so.

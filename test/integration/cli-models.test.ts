@@ -227,6 +227,24 @@ test('a resumed download gives the rate of what it fetched, and says what was on
   assert.match(stdout.split('\n')[1]!, /^\d+(\.\d)? kB in \d+\.\d s \(.+\/s\); 4\.4 MB were on disk already$/);
 });
 
+test('a resumed download whose connection is reset says what was on disk before it, not less', async () => {
+  const resumed = fs.mkdtempSync(path.join(dir, 'reset-'));
+  const partial = path.join(resumed, '.partial', `ficoco--tiny-llava-screens--${COMMIT}`);
+  fs.mkdirSync(partial, { recursive: true });
+  const weights = fs.readFileSync(path.join(BUILTIN, 'model.safetensors'));
+  // Exactly 1.0 MB of the weights: one byte fewer reads 1000.0 kB.
+  fs.writeFileSync(path.join(partial, 'model.safetensors.incomplete'), weights.subarray(0, 1_000_000));
+  // Reset past a third of the weights: the bytes it loses on their way to the disk are fetched again.
+  hub.dropAfter.set('model.safetensors', Math.floor(weights.length / 3));
+  hub.resetOnDrop = true;
+  try {
+    const { stdout } = await downloadInto(resumed);
+    assert.match(stdout.split('\n')[1]!, /; 1\.0 MB were on disk already$/);
+  } finally {
+    hub.resetOnDrop = false;
+  }
+});
+
 test('an endpoint that is not an http(s) URL, or a file as --dir, is one line and exit code 2', async () => {
   const refused = (args: string[], message: RegExp, env: NodeJS.ProcessEnv = {}) =>
     assert.rejects(

@@ -123,11 +123,12 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
       const backwards = done.flatMap((bytes, i) => (bytes < done[i - 1] ? [`${done[i - 1]} → ${bytes}`] : []));
       assert.deepEqual(backwards, [], 'bytes done only grow');
       assert.equal(done.at(-1), plan.totalBytes);
-      const { bytesFetched } = progress.at(-1)!;
+      const { bytesFetched, bytesOnDiskBefore } = progress.at(-1)!;
       assert.ok(
         bytesFetched >= plan.totalBytes,
         `a rate is of every byte that came, the lost ones' too: ${bytesFetched}`,
       );
+      assert.equal(bytesOnDiskBefore, 0, 'nothing was on disk, however many bytes came twice');
     } finally {
       hub.resetOnDrop = false;
     }
