@@ -199,7 +199,8 @@ export class TranscriptView {
       });
       if (this.stopping.has(turn.id)) showStopping(stop);
       controls.append(stop);
-      if (reply.status === 'waiting') controls.append(paragraph(doc, 'waiting', 'Waiting for the engine…', 'span'));
+      if (reply.status === 'waiting')
+        controls.append(paragraph(doc, 'waiting', `${reply.progress ?? 'Waiting for the engine'}…`, 'span'));
       section.append(controls, body);
       return section;
     }

@@ -191,7 +191,17 @@ export class Conversation {
     if (!reply) return undefined;
     reply.text += text;
     reply.status = 'streaming';
+    // The first text takes the place of the progress, as it does on the page.
+    delete reply.progress;
     return { type: 'replyText', turnId, reply: kind, text };
+  }
+
+  /** What the engine is doing for a reply waiting for its first text; kept, so a page drawn again draws it too. */
+  progress(turnId: string, kind: ReplyKind, label: string): HostMessage | undefined {
+    const reply = this.reply(turnId, kind);
+    if (!reply) return undefined;
+    reply.progress = label;
+    return { type: 'replyProgress', turnId, reply: kind, label };
   }
 
   finish(
@@ -200,7 +210,7 @@ export class Conversation {
     stopReason: AnswerStopReason,
     stats?: AnswerStatsView,
   ): HostMessage | undefined {
-    return this.change(turnId, kind, (reply) => {
+    return this.end(turnId, kind, (reply) => {
       reply.status = 'done';
       reply.stopReason = stopReason;
       if (stats) reply.stats = stats;
@@ -208,7 +218,7 @@ export class Conversation {
   }
 
   fail(turnId: string, kind: ReplyKind, error: string): HostMessage | undefined {
-    return this.change(turnId, kind, (reply) => {
+    return this.end(turnId, kind, (reply) => {
       reply.status = 'error';
       reply.error = error;
     });
@@ -228,6 +238,14 @@ export class Conversation {
     this.pending = [];
     this.refusal = undefined;
     return this.state();
+  }
+
+  /** Ends a reply: what it said while it ran ends with it. */
+  private end(turnId: string, kind: ReplyKind, apply: (reply: Reply) => void): HostMessage | undefined {
+    return this.change(turnId, kind, (reply) => {
+      delete reply.progress;
+      apply(reply);
+    });
   }
 
   private change(turnId: string, kind: ReplyKind, apply: (reply: Reply) => void): HostMessage | undefined {

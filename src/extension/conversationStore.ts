@@ -419,6 +419,8 @@ function settled(turn: Turn): Turn {
       result.status = 'done';
       result.stopReason = 'cancelled';
     }
+    // What it said while it ran ended with the window.
+    delete result.progress;
     if (reply.stats) {
       // A speedup being measured then never comes.
       result.stats = { ...reply.stats };

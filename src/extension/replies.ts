@@ -193,7 +193,7 @@ export class Replies {
         if (cancel.token.isCancellationRequested) return;
         const label = prefillProgressLabel(progress);
         status.busy(key, label);
-        post({ type: 'replyProgress', turnId, reply: kind, label });
+        this.post(conversation.progress(turnId, kind, label));
       };
       const onText = (text: string) => {
         this.paced(key);
@@ -262,6 +262,7 @@ export class Replies {
 
   /** Cancels the replies of `turnId`; one still running after the grace period ends with the engine process. */
   stop(turnId: string): void {
+    const { conversation } = this.options;
     for (const [key, { cancel, settled, engine, pace, reply, loading }] of this.inFlight) {
       if (!key.startsWith(`${turnId}/`)) continue;
       cancel.cancel();
@@ -271,15 +272,14 @@ export class Replies {
       // Behind the model's load, which a stop cannot cut short: the load is given its time (a first quantization takes
       // minutes), and a load that never ends still ends with the process.
       const waitsForLoad = !pace.reported && loading;
-      if (reply && waitsForLoad)
-        this.options.post({ type: 'replyProgress', turnId, reply, label: STOPPING_AFTER_LOAD });
+      if (reply && waitsForLoad) this.post(conversation.progress(turnId, reply, STOPPING_AFTER_LOAD));
       // A 7B model's prompt chunk on a CPU runs for tens of seconds: the reply says what it waits for.
       const remainingMs = pace.remainingMs();
       const notice = this.options.stopNoticeFromMs ?? STOP_NOTICE_FROM_MS;
       if (reply && !waitsForLoad && remainingMs !== undefined && remainingMs >= notice) {
         const label = stoppingLabel(remainingMs);
-        this.options.post({ type: 'replyProgress', turnId, reply, label });
-        this.options.status.busy(key, label);
+          this.post(conversation.progress(turnId, reply, label));
+          this.options.status.busy(key, label);
       }
       // Cancellation acts between tokens, tower passes and prompt chunks; a run past the grace period ends the process.
       // Not started, it waits for the run in flight on its engine (a cancelled measurement's) to end first.

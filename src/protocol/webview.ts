@@ -113,6 +113,8 @@ export interface Reply {
   stats?: AnswerStatsView;
   /** when status is 'error' */
   error?: string;
+  /** while it waits for its first text: what the engine is doing ("Reading the prompt: 40 %"), or what a stop waits for */
+  progress?: string;
 }
 
 export type ReplyKind = 'answer' | 'full';
@@ -149,7 +151,7 @@ export type HostMessage =
   | { type: 'turnAdded'; turn: Turn }
   | { type: 'turnUpdated'; turn: Turn }
   | { type: 'replyText'; turnId: string; reply: ReplyKind; text: string }
-  /** what the engine is doing for a reply that waits for its first text: "Reading the prompt: 40 %" */
+  /** a reply's new `progress`, drawn in place: "Reading the prompt: 40 %" */
   | { type: 'replyProgress'; turnId: string; reply: ReplyKind; label: string }
   | { type: 'pending'; pending: PendingImage[] }
   | { type: 'notice'; message: string }
@@ -336,6 +338,7 @@ function parseReply(value: unknown, field: string): Reply {
     parsed.stopReason = oneOf<AnswerStopReason>(reply.stopReason, `${field}.stopReason`, STOP_REASONS);
   if (reply.stats !== undefined) parsed.stats = parseStats(reply.stats, `${field}.stats`);
   if (reply.error !== undefined) parsed.error = string(reply.error, `${field}.error`);
+  if (reply.progress !== undefined) parsed.progress = string(reply.progress, `${field}.progress`);
   return parsed;
 }
 

@@ -511,6 +511,7 @@ describe('chat replies on a real engine process', () => {
     const asked = replies.run(turnId, 'answer', 'first', [SHAPES], () => SETTINGS);
     await sleep(30);
     replies.stop(turnId);
+    assert.equal(conversation.turn(turnId)!.answer.progress, STOPPING_AFTER_LOAD, 'a page drawn again says so too');
     await asked;
     assert.equal(serial.stops, 0, 'the load was not cut short');
     assert.equal(conversation.turn(turnId)!.answer.stopReason, 'cancelled');

@@ -132,7 +132,7 @@ describe('the chat saved for after a reload', () => {
     assert.ok(after.conversation.turnInputs(after.turns[1].id));
   });
 
-  test('an answer streaming at the reload is kept as far as it got, as stopped; a speedup being measured is dropped', async () => {
+  test('answers streaming or waiting at the reload are kept as far as they got, as stopped; a speedup being measured is dropped', async () => {
     mock.timers.enable({ apis: ['setTimeout'] });
     try {
       const conversation = new Conversation();
@@ -141,6 +141,9 @@ describe('the chat saved for after a reload', () => {
       measuring.measuringSpeedup = true;
       const streaming = conversation.startTurn('and then?')!.turn.id;
       conversation.appendText(streaming, 'answer', 'the blue');
+      // Asked after it, waiting: what it says meanwhile comes back with neither.
+      const waiting = conversation.startTurn('and now?')!.turn.id;
+      conversation.progress(waiting, 'answer', 'Reading the image');
       const { store, folder } = storeOf(conversation);
       store.changed(true);
       await store.flush();
@@ -154,6 +157,7 @@ describe('the chat saved for after a reload', () => {
       await saved;
       const { turns } = await reloaded(folder);
       assert.deepEqual(turns[1].answer, { text: 'the blue one', status: 'done', stopReason: 'cancelled' });
+      assert.deepEqual(turns[2].answer, { text: '', status: 'done', stopReason: 'cancelled' });
       assert.equal(turns[0].answer.stats?.measuringSpeedup, undefined);
       assert.deepEqual(turns[0].answer.stats?.speedup, STATS.speedup);
     } finally {

@@ -58,6 +58,7 @@ describe('webview messages', () => {
       { type: 'state', turns: [], pending: [], notice: 'notes.png is not an image' },
       { type: 'turnAdded', turn: { ...TURN, answer: { text: '', status: 'waiting' } } },
       { type: 'turnUpdated', turn: { ...TURN, full: { text: 'a dog', status: 'streaming' } } },
+      { type: 'turnUpdated', turn: { ...TURN, full: { text: '', status: 'waiting', progress: 'Reading the image' } } },
       { type: 'replyText', turnId: 'turn-1', reply: 'full', text: ' cat' },
       { type: 'replyProgress', turnId: 'turn-1', reply: 'answer', label: 'Reading the image: part 2 of 10' },
       { type: 'pending', pending: [] },
@@ -155,6 +156,13 @@ describe('webview messages', () => {
     assert.match(
       refusal(parseHostMessage, { type: 'turnUpdated', turn: { ...TURN, answer: { text: '', status: 'thinking' } } }),
       /turn\.answer\.status is "thinking"/,
+    );
+    assert.match(
+      refusal(parseHostMessage, {
+        type: 'turnUpdated',
+        turn: { ...TURN, answer: { text: '', status: 'waiting', progress: 40 } },
+      }),
+      /turn\.answer\.progress is 40; expected a string/,
     );
     const badStats = { ...STATS, visualTokens: [{ original: 144, atDecoder: -1 }] };
     assert.match(
@@ -307,6 +315,35 @@ describe('conversation kept by the extension', () => {
     assert.ok(sped?.type === 'turnUpdated');
     assert.equal(sped.turn.answer.stats?.speedup?.ratio, 3.1);
     assert.equal(sped.turn.full?.text, 'cat');
+  });
+
+  test('a reply keeps what the engine is doing until its first text, or until it ends', () => {
+    const conversation = new Conversation();
+    conversation.addPending([image('a.png')]);
+    const { turn } = conversation.startTurn('q')!;
+    assert.deepEqual(conversation.progress(turn.id, 'answer', 'Reading the image'), {
+      type: 'replyProgress',
+      turnId: turn.id,
+      reply: 'answer',
+      label: 'Reading the image',
+    });
+    assert.deepEqual(conversation.turn(turn.id)?.answer, {
+      text: '',
+      status: 'waiting',
+      progress: 'Reading the image',
+    });
+    conversation.appendText(turn.id, 'answer', 'a');
+    assert.deepEqual(conversation.turn(turn.id)?.answer, { text: 'a', status: 'streaming' });
+    conversation.finish(turn.id, 'answer', 'stop-token');
+    conversation.startFull(turn.id);
+    conversation.progress(turn.id, 'full', 'Reading the prompt: 40 %');
+    const failed = conversation.fail(turn.id, 'full', 'The engine process stopped unexpectedly.');
+    assert.ok(failed?.type === 'turnUpdated');
+    assert.deepEqual(failed.turn.full, {
+      text: '',
+      status: 'error',
+      error: 'The engine process stopped unexpectedly.',
+    });
   });
 
   test('at most MAX_IMAGES_PER_QUESTION images per question; New Chat clears everything', () => {

@@ -5,6 +5,7 @@ import { crc32 } from 'node:zlib';
 import { Window } from 'happy-dom';
 import MarkdownIt from 'markdown-it';
 import { Conversation } from '../../src/extension/conversation';
+import { stoppingLabel } from '../../src/common/prefillProgress';
 import { webviewHtml } from '../../src/extension/webviewHtml';
 import {
   type AnswerStatsView,
@@ -691,17 +692,22 @@ describe('chat transcript', () => {
     assert.ok(stop.hasAttribute('disabled'));
   });
 
-  test('a turn redrawn while its stop is pending keeps Stop disabled until the turn ends', () => {
+  test('a turn redrawn while its stop is pending keeps Stop disabled, and what the stop waits for, until it ends', () => {
     const answered = reply({ text: 'blue', status: 'done', stopReason: 'stop-token' });
     // Compare asked while the answer's speedup is measured: the full-token reply waits for the measurement to end.
     const measuring = turn({ answer: { ...answered, stats: { ...REDUCED, measuringSpeedup: true } }, full: reply() });
     send({ type: 'turnAdded', turn: measuring });
     only(turnElements()).querySelector<HTMLElement>('.stop')!.click();
+    const waitsFor = stoppingLabel(12_000);
+    send({ type: 'replyProgress', turnId: 'turn-1', reply: 'full', label: waitsFor });
     // The measurement Compare cancelled ends while the full-token reply is stopping: the turn is drawn again.
-    send({ type: 'turnUpdated', turn: turn({ answer: { ...answered, stats: REDUCED }, full: reply() }) });
-    const stop = only(turnElements()).querySelector<HTMLElement>('.stop')!;
+    const stopping = reply({ progress: waitsFor });
+    send({ type: 'turnUpdated', turn: turn({ answer: { ...answered, stats: REDUCED }, full: stopping }) });
+    const full = only(turnElements()).querySelector<HTMLElement>('.reply[data-reply="full"]')!;
+    const stop = full.querySelector<HTMLElement>('.stop')!;
     assert.ok(stop.hasAttribute('disabled'));
     assert.equal(stop.textContent, 'Stopping…');
+    assert.equal(full.querySelector('.waiting')?.textContent, `${waitsFor}…`);
     stop.click();
     key(document, 'Escape');
     assert.deepEqual(posted, [{ type: 'ready' }, { type: 'stop', turnId: 'turn-1' }]);
