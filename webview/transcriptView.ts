@@ -26,8 +26,6 @@ export class TranscriptView {
   private frameRequested = false;
   /** what the reader opened (an answer's details, a turn's reduction overlay), kept when a turn is redrawn */
   private readonly opened = new Set<string>();
-  /** turns whose Stop was pressed: drawn again while still answering, their Stop stays disabled */
-  private readonly stopping = new Set<string>();
   /** whether new content keeps the end in view: until the reader scrolls up, and again once they are back at the end */
   private following = true;
   private lastScrollTop = 0;
@@ -136,11 +134,13 @@ export class TranscriptView {
     return running.at(-1)?.closest<HTMLElement>('.turn')?.dataset.turnId;
   }
 
-  /** Stops the turn once: its Stop buttons are disabled until the extension says how it ended. */
+  /**
+   * Stops the turn once: its Stop buttons are disabled at once, and stay so in every redraw of the turn the extension
+   * sends, which says its replies are stopping until they end.
+   */
   stop(turnId: string): void {
     const stops = [...(this.findTurn(turnId)?.querySelectorAll('.stop') ?? [])];
-    if (stops.length === 0 || this.stopping.has(turnId)) return;
-    this.stopping.add(turnId);
+    if (stops.length === 0 || stops.every((stop) => stop.hasAttribute('disabled'))) return;
     for (const stop of stops) showStopping(stop);
     this.actions.stop(turnId);
   }
@@ -153,8 +153,6 @@ export class TranscriptView {
     const answering = [turn.answer, turn.full].some(
       (reply) => reply && (reply.status === 'waiting' || reply.status === 'streaming'),
     );
-    // A stop ends with the turn; until then each redraw shows it pending.
-    if (!answering) this.stopping.delete(turn.id);
     const replies = doc.createElement('div');
     replies.className = turn.full ? 'replies compared' : 'replies';
     replies.append(this.renderReply(turn, 'answer', turn.answer));
@@ -197,7 +195,7 @@ export class TranscriptView {
         control: `${kind}-stop`,
         onClick: () => this.stop(turn.id),
       });
-      if (this.stopping.has(turn.id)) showStopping(stop);
+      if (reply.stopping) showStopping(stop);
       controls.append(stop);
       if (reply.status === 'waiting')
         controls.append(paragraph(doc, 'waiting', `${reply.progress ?? 'Waiting for the engine'}…`, 'span'));

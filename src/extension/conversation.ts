@@ -204,6 +204,13 @@ export class Conversation {
     return { type: 'replyProgress', turnId, reply: kind, label };
   }
 
+  /** Stop was asked for a reply: until it ends, every page draws its Stop pending. */
+  stopping(turnId: string, kind: ReplyKind): HostMessage | undefined {
+    return this.change(turnId, kind, (reply) => {
+      reply.stopping = true;
+    });
+  }
+
   finish(
     turnId: string,
     kind: ReplyKind,
@@ -240,10 +247,11 @@ export class Conversation {
     return this.state();
   }
 
-  /** Ends a reply: what it said while it ran ends with it. */
+  /** Ends a reply: what it said while it ran (its progress, a stop under way) ends with it. */
   private end(turnId: string, kind: ReplyKind, apply: (reply: Reply) => void): HostMessage | undefined {
     return this.change(turnId, kind, (reply) => {
       delete reply.progress;
+      delete reply.stopping;
       apply(reply);
     });
   }

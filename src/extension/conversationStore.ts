@@ -419,8 +419,9 @@ function settled(turn: Turn): Turn {
       result.status = 'done';
       result.stopReason = 'cancelled';
     }
-    // What it said while it ran ended with the window.
+    // What it said while it ran (its progress, a stop under way) ended with the window.
     delete result.progress;
+    delete result.stopping;
     if (reply.stats) {
       // A speedup being measured then never comes.
       result.stats = { ...reply.stats };

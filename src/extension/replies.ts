@@ -260,12 +260,16 @@ export class Replies {
     status.end(key, `${turnId}/speedup`);
   }
 
-  /** Cancels the replies of `turnId`; one still running after the grace period ends with the engine process. */
+  /**
+   * Cancels the replies of `turnId`, once (another page or the command may ask again); one still running after the
+   * grace period ends with the engine process.
+   */
   stop(turnId: string): void {
     const { conversation } = this.options;
     for (const [key, { cancel, settled, engine, pace, reply, loading }] of this.inFlight) {
-      if (!key.startsWith(`${turnId}/`)) continue;
+      if (!key.startsWith(`${turnId}/`) || (reply && cancel.token.isCancellationRequested)) continue;
       cancel.cancel();
+      if (reply) this.post(conversation.stopping(turnId, reply));
       // Not started yet, behind another reply on the same engine (it answers one question at a time): it ends as
       // cancelled when its turn comes, and ending the process would end the other reply.
       if (!pace.reported && this.queuedBehindAnotherReply(key, engine)) continue;

@@ -115,6 +115,8 @@ export interface Reply {
   error?: string;
   /** while it waits for its first text: what the engine is doing ("Reading the prompt: 40 %"), or what a stop waits for */
   progress?: string;
+  /** Stop was asked for it and it has not ended yet: every page draws its Stop pending, a page shown again later too */
+  stopping?: boolean;
 }
 
 export type ReplyKind = 'answer' | 'full';
@@ -339,6 +341,7 @@ function parseReply(value: unknown, field: string): Reply {
   if (reply.stats !== undefined) parsed.stats = parseStats(reply.stats, `${field}.stats`);
   if (reply.error !== undefined) parsed.error = string(reply.error, `${field}.error`);
   if (reply.progress !== undefined) parsed.progress = string(reply.progress, `${field}.progress`);
+  if (reply.stopping === true) parsed.stopping = true;
   return parsed;
 }
 

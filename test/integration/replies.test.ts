@@ -28,7 +28,7 @@ import { stoppingLabel } from '../../src/common/prefillProgress';
 import { SpeedupCache } from '../../src/extension/speedup';
 import { startServe } from '../../tools/serveProcess';
 import { screenshotPng } from '../../tools/screenshotPng';
-import { type AnswerStatsView, type HostMessage, providerLine } from '../../src/protocol/webview';
+import { type AnswerStatsView, type HostMessage, type Reply, providerLine } from '../../src/protocol/webview';
 
 const ROOT = path.join(__dirname, '..', '..');
 const HOST = path.join(ROOT, 'src', 'host', 'main.ts');
@@ -353,6 +353,31 @@ describe('chat replies on a real engine process', () => {
       assert.match(warnings.join('\n'), /did not stop within 50 ms; restarting the engine process/);
       assert.notEqual(engine.processId, frozen, 'the process was ended');
       assert.equal(conversation.turn(turnId)!.answer.stopReason, 'cancelled');
+    },
+  );
+
+  test(
+    "a stop is the reply's until it ends, said once to every page however many ask: the command, then a page",
+    { skip: process.platform === 'win32' ? 'needs SIGSTOP' : false },
+    async () => {
+      const turnId = turn();
+      let whileStopping: Reply | undefined;
+      // Frozen, the engine cannot end the reply before the pages are told.
+      await freezeAtStart((frozen) => {
+        replies.stopLatest();
+        replies.stop(turnId);
+        whileStopping = conversation.turn(turnId)?.answer;
+        process.kill(frozen, 'SIGCONT');
+      });
+      await replies.run(turnId, 'answer', 'is there text in the image ?', [SHAPES], () => LONG);
+      assert.equal(whileStopping?.stopping, true, 'a page loaded meanwhile draws the stop from the conversation');
+      const told = posted.filter(
+        (message) => message.type === 'turnUpdated' && message.turn.id === turnId && message.turn.answer.stopping,
+      );
+      assert.equal(told.length, 1);
+      const { answer } = conversation.turn(turnId)!;
+      assert.equal(answer.stopReason, 'cancelled');
+      assert.equal(answer.stopping, undefined);
     },
   );
 

@@ -141,9 +141,10 @@ describe('the chat saved for after a reload', () => {
       measuring.measuringSpeedup = true;
       const streaming = conversation.startTurn('and then?')!.turn.id;
       conversation.appendText(streaming, 'answer', 'the blue');
-      // Asked after it, waiting: what it says meanwhile comes back with neither.
+      // Asked after it, waiting, then stopped: what it says meanwhile and its stop under way do not come back.
       const waiting = conversation.startTurn('and now?')!.turn.id;
       conversation.progress(waiting, 'answer', 'Reading the image');
+      conversation.stopping(waiting, 'answer');
       const { store, folder } = storeOf(conversation);
       store.changed(true);
       await store.flush();

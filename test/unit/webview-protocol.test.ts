@@ -58,7 +58,10 @@ describe('webview messages', () => {
       { type: 'state', turns: [], pending: [], notice: 'notes.png is not an image' },
       { type: 'turnAdded', turn: { ...TURN, answer: { text: '', status: 'waiting' } } },
       { type: 'turnUpdated', turn: { ...TURN, full: { text: 'a dog', status: 'streaming' } } },
-      { type: 'turnUpdated', turn: { ...TURN, full: { text: '', status: 'waiting', progress: 'Reading the image' } } },
+      {
+        type: 'turnUpdated',
+        turn: { ...TURN, full: { text: '', status: 'waiting', progress: 'Reading the image', stopping: true } },
+      },
       { type: 'replyText', turnId: 'turn-1', reply: 'full', text: ' cat' },
       { type: 'replyProgress', turnId: 'turn-1', reply: 'answer', label: 'Reading the image: part 2 of 10' },
       { type: 'pending', pending: [] },
@@ -344,6 +347,25 @@ describe('conversation kept by the extension', () => {
       status: 'error',
       error: 'The engine process stopped unexpectedly.',
     });
+  });
+
+  test('a stop under way is kept with the reply until it ends', () => {
+    const conversation = new Conversation();
+    conversation.addPending([image('a.png')]);
+    const { turn } = conversation.startTurn('q')!;
+    const stopping = conversation.stopping(turn.id, 'answer');
+    assert.ok(stopping?.type === 'turnUpdated');
+    assert.deepEqual(stopping.turn.answer, { text: '', status: 'waiting', stopping: true });
+    conversation.appendText(turn.id, 'answer', 'a');
+    assert.deepEqual(conversation.turn(turn.id)?.answer, { text: 'a', status: 'streaming', stopping: true });
+    const stopped = conversation.finish(turn.id, 'answer', 'cancelled');
+    assert.ok(stopped?.type === 'turnUpdated');
+    assert.deepEqual(stopped.turn.answer, { text: 'a', status: 'done', stopReason: 'cancelled' });
+    conversation.startFull(turn.id);
+    conversation.stopping(turn.id, 'full');
+    const failed = conversation.fail(turn.id, 'full', 'The engine process stopped unexpectedly.');
+    assert.ok(failed?.type === 'turnUpdated');
+    assert.equal(failed.turn.full?.stopping, undefined);
   });
 
   test('at most MAX_IMAGES_PER_QUESTION images per question; New Chat clears everything', () => {

@@ -5,6 +5,7 @@ import { crc32 } from 'node:zlib';
 import { Window } from 'happy-dom';
 import MarkdownIt from 'markdown-it';
 import { Conversation } from '../../src/extension/conversation';
+import { STOPPING_AFTER_LOAD } from '../../src/extension/replies';
 import { stoppingLabel } from '../../src/common/prefillProgress';
 import { webviewHtml } from '../../src/extension/webviewHtml';
 import {
@@ -692,16 +693,18 @@ describe('chat transcript', () => {
     assert.ok(stop.hasAttribute('disabled'));
   });
 
-  test('a turn redrawn while its stop is pending keeps Stop disabled, and what the stop waits for, until it ends', () => {
+  test('a turn redrawn while its stop is under way keeps Stop disabled, and what the stop waits for, until it ends', () => {
     const answered = reply({ text: 'blue', status: 'done', stopReason: 'stop-token' });
     // Compare asked while the answer's speedup is measured: the full-token reply waits for the measurement to end.
     const measuring = turn({ answer: { ...answered, stats: { ...REDUCED, measuringSpeedup: true } }, full: reply() });
     send({ type: 'turnAdded', turn: measuring });
     only(turnElements()).querySelector<HTMLElement>('.stop')!.click();
+    // The extension says that the reply is stopping, then what the stop waits for.
     const waitsFor = stoppingLabel(12_000);
+    send({ type: 'turnUpdated', turn: { ...measuring, full: reply({ stopping: true }) } });
     send({ type: 'replyProgress', turnId: 'turn-1', reply: 'full', label: waitsFor });
     // The measurement Compare cancelled ends while the full-token reply is stopping: the turn is drawn again.
-    const stopping = reply({ progress: waitsFor });
+    const stopping = reply({ stopping: true, progress: waitsFor });
     send({ type: 'turnUpdated', turn: turn({ answer: { ...answered, stats: REDUCED }, full: stopping }) });
     const full = only(turnElements()).querySelector<HTMLElement>('.reply[data-reply="full"]')!;
     const stop = full.querySelector<HTMLElement>('.stop')!;
@@ -714,6 +717,28 @@ describe('chat transcript', () => {
     const stopped = reply({ status: 'done', stopReason: 'cancelled' });
     send({ type: 'turnUpdated', turn: turn({ answer: { ...answered, stats: REDUCED }, full: stopped }) });
     assert.equal(only(turnElements()).querySelector('.stop'), null);
+  });
+
+  test('a page loaded while a stop is under way (shown again, another chat tab) draws it, and the progress', () => {
+    send({
+      type: 'state',
+      turns: [
+        turn({ id: 'turn-1', answer: reply({ progress: 'Reading the prompt: 40 %' }) }),
+        turn({ id: 'turn-2', answer: reply({ stopping: true, progress: STOPPING_AFTER_LOAD }) }),
+      ],
+      pending: [],
+    });
+    const [reading, stopping] = turnElements().map(answerOf);
+    const stop = stopping!.querySelector<HTMLElement>('.stop')!;
+    assert.ok(stop.hasAttribute('disabled'));
+    assert.equal(stop.textContent, 'Stopping…');
+    assert.equal(stopping?.querySelector('.waiting')?.textContent, `${STOPPING_AFTER_LOAD}…`);
+    assert.equal(reading?.querySelector('.stop')?.hasAttribute('disabled'), false);
+    assert.equal(reading?.querySelector('.waiting')?.textContent, 'Reading the prompt: 40 %…');
+    // Escape goes to the newest answer running, whose stop is under way already.
+    stop.click();
+    key(document, 'Escape');
+    assert.deepEqual(posted, [{ type: 'ready' }]);
   });
 
   test('Escape stops the newest running answer', () => {
