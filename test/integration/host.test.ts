@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { ChildProcess, fork } from 'node:child_process';
+import { ChildProcess, execFile, fork } from 'node:child_process';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import {
   CancellationTokenSource,
@@ -14,7 +15,7 @@ import {
   ResponseError,
   createMessageConnection,
 } from 'vscode-jsonrpc/node';
-import { EngineClient, EngineError } from '../../src/client/engineClient';
+import { EngineClient, EngineError, HOST_V8_FLAGS } from '../../src/client/engineClient';
 import { screenshotPng } from '../../tools/screenshotPng';
 import {
   AskRequest,
@@ -292,6 +293,20 @@ describe('EngineClient', () => {
     client = new EngineClient({ hostModule: HOST, execArgv: TSX, log: (line) => lines.push(line) });
   });
   after(() => client.dispose());
+
+  test("the engine process's V8 flags let its small heap grow by 24 MB without a mark-compact", async () => {
+    // The first collection sizes the old generation from a heap of a few MB, as the engine's first answers do.
+    const grow = 'gc(); const kept = []; for (let i = 0; i < 24 * 1024; i++) kept.push(new Array(120).fill(i));';
+    const { stdout } = await promisify(execFile)(process.execPath, [
+      ...HOST_V8_FLAGS,
+      '--expose-gc',
+      '--trace-gc',
+      '--eval',
+      grow,
+    ]);
+    const markCompacts = stdout.split('\n').filter((line) => line.includes('Mark-Compact'));
+    assert.equal(markCompacts.length, 1, `only the one gc() asks for:\n${markCompacts.join('\n')}`);
+  });
 
   test('forks the host on first use only', () => {
     assert.equal(client.processId, undefined);
