@@ -133,14 +133,14 @@ export async function benchCommand(args: string[]): Promise<number> {
       : '';
   // The report is rewritten after every method, whole or not at all: a run stopped (Ctrl+C) or failed keeps the
   // methods it finished, marked as partial, and never leaves a half-written file. Returns the table.
-  const report = (methodsDone: number): string[] => {
+  const report = async (methodsDone: number): Promise<string[]> => {
     const allRows = [{ ...unreducedRow(unreduced, options.llmScale), peakMiB: unreducedPeakMiB }, ...rows];
     const table = reportTable(allRows, options.llmScale);
     const baseline = allRows[0];
     const partial = methodsDone < methods.length ? { partial: { methodsDone, methods: methods.length } } : {};
     fs.mkdirSync(out, { recursive: true });
-    writeCharts(out, name, label, allRows, options.llmScale);
-    writeFileAtomically(
+    await writeCharts(out, name, label, allRows, options.llmScale);
+    await writeFileAtomically(
       path.join(out, `${name}.json`),
       `${JSON.stringify({ command: ['ficoco', 'bench', ...args], model: modelDir, ...partial, rows: allRows }, null, 1)}\n`,
     );
@@ -167,7 +167,7 @@ export async function benchCommand(args: string[]): Promise<number> {
       '',
       '',
     ].join('\n');
-    writeFileAtomically(
+    await writeFileAtomically(
       path.join(out, `${name}.md`),
       intro +
         partialNote(methodsDone, methods.length, 'methods') +
@@ -205,7 +205,7 @@ export async function benchCommand(args: string[]): Promise<number> {
             `${row.pairedSpeedup.toFixed(2)}× (CPU time ${row.pairedCpuSpeedup.toFixed(2)}×)\n`,
         );
       }
-      table = report(i + 1);
+      table = await report(i + 1);
     }
   } finally {
     await engine.dispose();
@@ -247,7 +247,13 @@ function reportTable(rows: BenchRow[], llmScale: number): string[] {
   ];
 }
 
-function writeCharts(out: string, name: string, label: string, rows: BenchRow[], llmScale: number): void {
+async function writeCharts(
+  out: string,
+  name: string,
+  label: string,
+  rows: BenchRow[],
+  llmScale: number,
+): Promise<void> {
   const [baseline, ...reduced] = rows;
   const methods = [...new Set(reduced.map((r) => r.method))];
   const series = (x: (r: Row) => number) =>
@@ -255,7 +261,7 @@ function writeCharts(out: string, name: string, label: string, rows: BenchRow[],
       name: method,
       points: reduced.filter((r) => r.method === method).map((r): [number, number] => [x(r), r.pairedSpeedup]),
     }));
-  writeFileAtomically(
+  await writeFileAtomically(
     path.join(out, `${name}-speedup.svg`),
     lineChartSvg({
       title: `Prefill speedup against visual tokens kept (${label})`,
@@ -264,7 +270,7 @@ function writeCharts(out: string, name: string, label: string, rows: BenchRow[],
       series: series((r) => r.keptTokens),
     }),
   );
-  writeFileAtomically(
+  await writeFileAtomically(
     path.join(out, `${name}-vs-flops.svg`),
     lineChartSvg({
       title: 'Measured prefill speedup against the analytic FLOPs ratio (y = x: the limit)',

@@ -119,14 +119,14 @@ export async function evalCommand(args: string[]): Promise<number> {
     const settings = 1 + methods.length * budgets.length;
     // The report is rewritten after every setting, whole or not at all: a run stopped (Ctrl+C) or failed keeps the
     // settings it finished, marked as partial, and never leaves a half-written file.
-    const report = (rows: EvalRow[]) => {
+    const report = async (rows: EvalRow[]) => {
       const table = reportTable(rows, types) + '\n\n' + baselineTable(items, types);
       fs.mkdirSync(out, { recursive: true });
-      writeFileAtomically(
+      await writeFileAtomically(
         path.join(out, `${name}.md`),
         header + partialNote(rows.length, settings, 'settings') + table + '\n',
       );
-      writeFileAtomically(path.join(out, `${name}.svg`), accuracyChart(rows, name));
+      await writeFileAtomically(path.join(out, `${name}.svg`), accuracyChart(rows, name));
       return table;
     };
     const rows: EvalRow[] = [];
@@ -136,7 +136,7 @@ export async function evalCommand(args: string[]): Promise<number> {
       process.stderr.write(
         `${row.method} ${row.budget}: ${percent(row.correct, row.total)} % (${rows.length} of ${settings})\n`,
       );
-      return report(rows);
+      return await report(rows);
     };
     let table = await run({ method: 'none', params: {} }, undefined);
     for (const method of methods) for (const budget of budgets) table = await run({ method, params }, budget);

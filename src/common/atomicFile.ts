@@ -1,20 +1,11 @@
 /** Files written whole or not at all, so that a reader (or a run stopped part-way) never sees one half-written. */
 import * as fs from 'node:fs';
 
-/** Writes `file` through a temporary file beside it (`….tmp`), renamed over it; the temporary goes on failure. */
-export function writeFileAtomically(file: string, data: string | Uint8Array): void {
-  const temporary = temporaryBeside(file);
-  try {
-    fs.writeFileSync(temporary, data);
-    fs.renameSync(temporary, file);
-  } catch (error) {
-    removeFailedWrite(temporary);
-    throw error;
-  }
-}
-
-/** writeFileAtomically without holding the thread: for the extension host, where a large write would stall it. */
-export async function writeFileAtomicallyAsync(file: string, data: string | Uint8Array): Promise<void> {
+/**
+ * Writes `file` through a temporary file beside it (`….tmp`), renamed over it; the temporary goes on failure. Without
+ * holding the thread: on the extension host a chat's screenshots would stall every extension while written.
+ */
+export async function writeFileAtomically(file: string, data: string | Uint8Array): Promise<void> {
   const temporary = temporaryBeside(file);
   try {
     await fs.promises.writeFile(temporary, data);

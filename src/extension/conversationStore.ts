@@ -25,7 +25,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { IMAGE_FORMATS, MAX_IMAGES_PER_QUESTION, MAX_IMAGE_BYTES, checkImageFile } from '../common/imageFile';
-import { writeFileAtomicallyAsync } from '../common/atomicFile';
+import { writeFileAtomically } from '../common/atomicFile';
 import { fieldReaders } from '../protocol/fields';
 import { MessageError, type Reply, type Turn, type TurnImage, parseTurn } from '../protocol/webview';
 import { type ImageInput, type TurnRecord, turnImage } from './conversation';
@@ -195,10 +195,10 @@ export class ConversationStore {
       const target = path.join(this.folder, file);
       // An image read back is on disk already; a new one is decoded again only to be written.
       if (input && (await sizeOf(target)) !== size)
-        await writeFileAtomicallyAsync(target, Buffer.from(input.dataBase64, 'base64'));
+        await writeFileAtomically(target, Buffer.from(input.dataBase64, 'base64'));
     }
     const index = path.join(this.folder, INDEX_FILE);
-    await writeFileAtomicallyAsync(
+    await writeFileAtomically(
       index,
       Buffer.from(`{"version":${VERSION},"turns":[${written.map(savedJson).join(',')}]}`),
     );
