@@ -282,8 +282,8 @@ export class Replies {
       const notice = this.options.stopNoticeFromMs ?? STOP_NOTICE_FROM_MS;
       if (reply && !waitsForLoad && remainingMs !== undefined && remainingMs >= notice) {
         const label = stoppingLabel(remainingMs);
-          this.post(conversation.progress(turnId, reply, label));
-          this.options.status.busy(key, label);
+        this.post(conversation.progress(turnId, reply, label));
+        this.options.status.busy(key, label);
       }
       // Cancellation acts between tokens, tower passes and prompt chunks; a run past the grace period ends the process.
       // Not started, it waits for the run in flight on its engine (a cancelled measurement's) to end first.
