@@ -78,8 +78,8 @@ export class UnreachableServerError extends EngineError {
 }
 
 /**
- * The server refused what the user set up: its key (401), its address, which lists no models there (404), or the
- * model to ask, which it does not list or which is not set where it lists several.
+ * The server refused what the user set up: its key (401), its address, which lists no models there (404, or an empty
+ * list), or the model to ask, which it does not list or which is not set where it lists several.
  */
 export class ServerSetupError extends EngineError {
   constructor(
@@ -256,7 +256,11 @@ export class RemoteEngine implements AnswerEngine {
       );
     });
     const listed = page.data.map(({ id }) => id);
-    if (listed.length === 0) throw new EngineError(`${this.server} lists no model.`, 'model-folder');
+    if (listed.length === 0)
+      throw new ServerSetupError(
+        `${this.server} lists no models: load or pull one on it, or set ficoco.engine to a server that serves one.`,
+        'address',
+      );
     const { model } = this.options;
     if (model && !listed.includes(model))
       throw new ServerSetupError(

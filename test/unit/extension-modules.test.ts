@@ -100,6 +100,29 @@ describe('the fix offered for a failure, by its kind', () => {
       server.closeAllConnections();
     }
   });
+
+  test('a server that lists no models opens ficoco.engine, saying so: the local model path cannot fix it', async () => {
+    // Ollama with no model pulled: GET /v1/models answers an empty list.
+    const server = http.createServer((_request, response) => {
+      response.setHeader('content-type', 'application/json');
+      response.end(JSON.stringify({ object: 'list', data: [] }));
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const baseUrl = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/v1`;
+    try {
+      const failure = await remoteFailure({ baseUrl });
+      assert.equal(
+        (failure as Error).message,
+        `The engine server at ${baseUrl} lists no models: load or pull one on it, or set ficoco.engine to a ` +
+          'server that serves one.',
+      );
+      assert.deepEqual(fixFor(failure), { title: 'Open Settings', setting: 'ficoco.engine' });
+    } finally {
+      server.close();
+      server.closeAllConnections();
+    }
+  });
 });
 
 describe('the model asked on a server that serves several (Ollama, vLLM with adapters)', () => {
