@@ -262,7 +262,8 @@ export class RemoteEngine implements AnswerEngine {
         'address',
       );
     const { model } = this.options;
-    if (model && !listed.includes(model))
+    const chosen = model ? listedName(model, listed) : undefined;
+    if (model && !chosen)
       throw new ServerSetupError(
         `${this.server} does not list ${model}, the model in ficoco.engineModel; it lists ${modelNames(listed)}.`,
         'model',
@@ -274,7 +275,7 @@ export class RemoteEngine implements AnswerEngine {
           'to ask.',
         'model',
       );
-    this.model = model || listed[0];
+    this.model = chosen ?? listed[0];
     return this.model;
   }
 
@@ -431,6 +432,17 @@ function openAiError(text: string, statusLine: string): { error: Record<string, 
     );
   }
   return error(text.trim() ? oneLine(text) : statusLine);
+}
+
+/**
+ * `model` as the server lists it: as written, or, where it has no tag (`llava`, `hf.co/user/repo`), its `:latest` as
+ * Ollama reads such a name (`ollama run llava`); undefined where neither is listed.
+ */
+function listedName(model: string, listed: readonly string[]): string | undefined {
+  if (listed.includes(model)) return model;
+  // The tag follows the last colon of the name's last segment; a colon before a slash is a registry's port.
+  const tagged = /:[^/]*$/.test(model);
+  return !tagged && listed.includes(`${model}:latest`) ? `${model}:latest` : undefined;
 }
 
 /** The server's models for a message: the first MAX_MODELS_NAMED, then how many more. */

@@ -106,8 +106,8 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
     scope: 'machine',
     markdownDescription:
       'The model to ask on the server in `#ficoco.engine#`, as its `GET /v1/models` lists it (e.g. `llava:7b` on ' +
-      "Ollama). Empty: the server's only model (`ficoco serve` serves one); a server that lists several asks you " +
-      'to set it.',
+      "Ollama, where `llava` is `llava:latest`). Empty: the server's only model (`ficoco serve` serves one); a " +
+      'server that lists several asks you to set it.',
   },
   'ficoco.hubEndpoint': {
     type: 'string',

@@ -126,7 +126,7 @@ describe('the fix offered for a failure, by its kind', () => {
 });
 
 describe('the model asked on a server that serves several (Ollama, vLLM with adapters)', () => {
-  const served = ['llava:7b', 'qwen2.5vl:3b', 'gemma3:4b'];
+  const served = ['llava:latest', 'llava:7b', 'qwen2.5vl:3b', 'gemma3:4b'];
 
   /** Runs `use` with the address of a server on 127.0.0.1 that lists `served`; it answers "asked MODEL". */
   async function withServer(use: (baseUrl: string, asked: string[]) => Promise<void>): Promise<void> {
@@ -168,7 +168,7 @@ describe('the model asked on a server that serves several (Ollama, vLLM with ada
       const failure = await remoteFailure({ baseUrl });
       assert.equal(
         (failure as Error).message,
-        `The engine server at ${baseUrl} serves 3 models (llava:7b, qwen2.5vl:3b, gemma3:4b); set ` +
+        `The engine server at ${baseUrl} serves 4 models (llava:latest, llava:7b, qwen2.5vl:3b, gemma3:4b); set ` +
           'ficoco.engineModel to the one to ask.',
       );
       assert.deepEqual(fixFor(failure), { title: 'Open Settings', setting: 'ficoco.engineModel' });
@@ -181,10 +181,20 @@ describe('the model asked on a server that serves several (Ollama, vLLM with ada
       assert.equal(
         (failure as Error).message,
         `The engine server at ${baseUrl} does not list llava:13b, the model in ficoco.engineModel; it lists ` +
-          'llava:7b, qwen2.5vl:3b, gemma3:4b.',
+          'llava:latest, llava:7b, qwen2.5vl:3b, gemma3:4b.',
       );
       assert.deepEqual(fixFor(failure), { title: 'Open Settings', setting: 'ficoco.engineModel' });
       assert.deepEqual(asked, []);
+    }));
+
+  test("a name without a tag is Ollama's :latest where the server lists that, and nothing fuzzier", () =>
+    withServer(async (baseUrl, asked) => {
+      // As `ollama run llava` runs llava:latest.
+      assert.equal(await remoteAnswer({ baseUrl, model: 'llava' }), 'asked llava:latest');
+      // Listed with another tag only: which one is the user's to choose.
+      const failure = await remoteFailure({ baseUrl, model: 'qwen2.5vl' });
+      assert.match((failure as Error).message, /does not list qwen2\.5vl, the model in ficoco\.engineModel;/);
+      assert.deepEqual(asked, ['llava:latest']);
     }));
 });
 
