@@ -121,6 +121,8 @@ export class RemoteEngine implements AnswerEngine {
     const controller = new AbortController();
     this.inFlight.add(controller);
     const subscription = token?.onCancellationRequested(() => controller.abort());
+    // A token cancelled already fires late (on a timer) or never (CancellationToken.Cancelled): nothing is sent.
+    if (token?.isCancellationRequested) controller.abort();
     let text = '';
     /** set by the chunk that finishes the answer, or where a server that goes on past max_tokens is cut off */
     let finish: StopReason | undefined;

@@ -700,10 +700,16 @@ describe('chat replies on a real engine process', () => {
 
   /**
    * Runs `use` with the address of an OpenAI-compatible server on 127.0.0.1 that lists `model` and answers chat
-   * completions with `respond`; the server is closed after it.
+   * completions with `respond`, and the requests it has had ("GET /v1/models"); the server is closed after it.
    */
-  async function withServer<T>(model: string, respond: Respond, use: (url: string) => Promise<T>): Promise<T> {
+  async function withServer<T>(
+    model: string,
+    respond: Respond,
+    use: (url: string, requests: readonly string[]) => Promise<T>,
+  ): Promise<T> {
+    const requests: string[] = [];
     const server = http.createServer(async (request, response) => {
+      requests.push(`${request.method} ${request.url}`);
       if (request.url === '/v1/models') {
         response.setHeader('content-type', 'application/json');
         response.end(JSON.stringify({ object: 'list', data: [{ id: model, object: 'model' }] }));
@@ -713,7 +719,7 @@ describe('chat replies on a real engine process', () => {
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
-      return await use(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`);
+      return await use(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, requests);
     } finally {
       server.close();
       server.closeAllConnections();
@@ -883,6 +889,27 @@ describe('chat replies on a real engine process', () => {
       );
     });
   });
+
+  test('a question whose token is cancelled before it is asked fails as cancelled; nothing reaches the server', () =>
+    withServer(
+      'unasked',
+      streaming('unasked', [{ delta: { content: 'a red circle' }, finish: 'stop' }]),
+      async (url, requests) => {
+        // Cancelled before its token was read: vscode-jsonrpc hands out CancellationToken.Cancelled, which never fires.
+        const unread = new CancellationTokenSource();
+        unread.cancel();
+        // Read first: its listeners added after the cancel are called on a timer, after the question would be sent.
+        const read = new CancellationTokenSource();
+        const token = read.token;
+        read.cancel();
+        for (const cancelled of [unread.token, token])
+          await assert.rejects(
+            new RemoteEngine({ baseUrl: url }).ask(SETTINGS.model, QUESTION, { text: () => undefined }, cancelled),
+            (error) => error instanceof EngineError && error.kind === 'cancelled',
+          );
+        assert.deepEqual(requests, []);
+      },
+    ));
 
   test('Stop while a server has not yet listed its model ends the reply, and the server sees the request go', async () => {
     // A server stuck before it lists its model (the first request of a session): Stop must not wait on it.
