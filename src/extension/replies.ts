@@ -128,8 +128,11 @@ export interface RepliesOptions {
 
 interface InFlight {
   cancel: CancellationTokenSource;
-  /** the engine answering it, which Stop ends when the reply does not stop in time */
-  engine: AnswerEngine;
+  /**
+   * the engine answering it, which Stop ends when the reply does not stop in time; none while a remote one is set up
+   * (its API key read from secret storage)
+   */
+  engine: AnswerEngine | undefined;
   settled: Promise<void>;
   settle(): void;
   pace: ReplyPace;
@@ -170,12 +173,15 @@ export class Replies {
     this.options.activity.busy();
     const asked = performance.now();
     let measure: (() => Promise<void>) | undefined;
+    // Tracked before its engine is set up, so that a Stop while a remote one reads its API key is not lost.
+    const flight = this.track(key, cancel, undefined, { reply: kind, loading: false });
     try {
       const { engine: where, engineModel, model, reduction, maxNewTokens, temperature } = settings();
       const engine = where === 'local' ? this.options.engine : await this.options.remote(where, engineModel);
       const alreadyLoaded =
         where !== 'local' || (this.loaded?.key === loadRequestKey(model) && this.loaded.processId === engine.processId);
-      this.track(key, cancel, engine, { reply: kind, loading: !alreadyLoaded });
+      flight.engine = engine;
+      flight.loading = !alreadyLoaded;
       status.busy(key, alreadyLoaded ? REPLY_ACTIVITY.answering : REPLY_ACTIVITY.loading);
       const request: AskOptions = {
         question,
@@ -270,6 +276,8 @@ export class Replies {
       if (!key.startsWith(`${turnId}/`) || (reply && cancel.token.isCancellationRequested)) continue;
       cancel.cancel();
       if (reply) this.post(conversation.stopping(turnId, reply));
+      // Its engine not set up yet: once it is, the cancelled question sends nothing, so no run to wait for or end.
+      if (!engine) continue;
       // Not started yet, behind another reply on the same engine (it answers one question at a time): it ends as
       // cancelled when its turn comes, and ending the process would end the other reply.
       if (!pace.reported && this.queuedBehindAnotherReply(key, engine)) continue;
@@ -434,12 +442,14 @@ export class Replies {
   private track(
     key: string,
     cancel: CancellationTokenSource,
-    engine: AnswerEngine,
+    engine: AnswerEngine | undefined,
     { reply, loading }: { reply?: ReplyKind; loading: boolean },
-  ): void {
+  ): InFlight {
     let settle!: () => void;
     const settled = new Promise<void>((resolve) => (settle = resolve));
-    this.inFlight.set(key, { cancel, engine, settled, settle, pace: new ReplyPace(), reply, loading });
+    const flight: InFlight = { cancel, engine, settled, settle, pace: new ReplyPace(), reply, loading };
+    this.inFlight.set(key, flight);
+    return flight;
   }
 
   /** The engine reported on `key` (progress, with its estimate of the run it starts, or text). */

@@ -71,6 +71,8 @@ describe('chat replies on a real engine process', () => {
   let onWarning: () => void;
   /** called once, as the next reply starts (before its request is sent) */
   let onStart: () => void;
+  /** awaited as a reply sets up its remote engine, where the extension reads the API key from secret storage */
+  let readingApiKey: () => Promise<void>;
 
   before(() => {
     engine = new EngineClient({ hostModule: HOST, execArgv: ['--import', 'tsx'] });
@@ -84,6 +86,7 @@ describe('chat replies on a real engine process', () => {
     onProgressLabel = () => undefined;
     onWarning = () => undefined;
     onStart = () => undefined;
+    readingApiKey = async () => undefined;
     replies = newReplies();
   });
 
@@ -91,7 +94,10 @@ describe('chat replies on a real engine process', () => {
     const values = new Map<string, unknown>();
     return new Replies({
       engine: answering,
-      remote: async (baseUrl, model) => new RemoteEngine({ baseUrl, model }),
+      remote: async (baseUrl, model) => {
+        await readingApiKey();
+        return new RemoteEngine({ baseUrl, model });
+      },
       conversation,
       speedups: new SpeedupCache(
         {
@@ -941,6 +947,38 @@ describe('chat replies on a real engine process', () => {
       stuck.closeAllConnections();
       stuck.close();
     }
+  });
+
+  test('Stop while the API key is read ends the reply as stopped, and nothing reaches the server', async () => {
+    // Secret storage answers when it does (a keyring may prompt): a Stop meanwhile must not be lost.
+    let readStarted!: () => void;
+    const reading = new Promise<void>((resolve) => (readStarted = resolve));
+    let keyRead!: () => void;
+    readingApiKey = () => {
+      readStarted();
+      return new Promise<void>((resolve) => (keyRead = resolve));
+    };
+    await withServer(
+      'unasked',
+      streaming('unasked', [{ delta: { content: 'a red circle' }, finish: 'stop' }]),
+      async (url, requests) => {
+        const turnId = turn();
+        const reply = replies.run(turnId, 'answer', 'what is in the picture ?', [SHAPES], () => ({
+          ...REDUCED,
+          engine: url,
+        }));
+        await reading;
+        replies.stopLatest();
+        keyRead();
+        await reply;
+        const { answer } = conversation.turn(turnId)!;
+        assert.equal(answer.status, 'done', answer.error);
+        assert.equal(answer.stopReason, 'cancelled');
+        assert.equal(answer.text, '');
+        assert.deepEqual(failures, []);
+        assert.deepEqual(requests, []);
+      },
+    );
   });
 
   test('a server started again with another model: the next question asks the model it serves now', async () => {
