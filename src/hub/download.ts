@@ -24,12 +24,13 @@ import { formatBytes, formatBytesApart } from '../common/bytes';
 import { FicocoError } from '../common/errors';
 import { privateTo } from '../common/loopback';
 import { diskError } from './diskError';
-import { DownloadLock, LockOwner } from './downloadLock';
+import { DownloadLock, LockOwner, lockIsHeld } from './downloadLock';
 import { findSnapshotInHfCache } from './hfCache';
 import { INCOMPLETE_SUFFIX, checkCommit, checkDownloadPath, checkListedPath, isCommit, pathInside } from './repoPaths';
 import {
   DOWNLOAD_MANIFEST,
   DownloadManifest,
+  PartialRecord,
   isFileOfSize,
   isStoredModel,
   modelFolder,
@@ -393,7 +394,6 @@ function seedFromDamaged(plan: DownloadPlan, partial: string): void {
  */
 async function takeFromOtherPartials(plan: DownloadPlan, partial: string): Promise<void> {
   const { root, repo, revision } = plan.request;
-  const checksum = (file: HubFile) => file.sha256 ?? file.gitSha1;
   for (const other of otherPartialFolders(root, repo, plan.commit)) {
     // One running elsewhere (or whose lock cannot be taken) keeps its files.
     const lock = await DownloadLock.acquire(`${other}.lock`, repo, { wait: false }).catch(() => undefined);
@@ -402,10 +402,7 @@ async function takeFromOtherPartials(plan: DownloadPlan, partial: string): Promi
       const record = readPartialRecord(other);
       if (!record) continue;
       for (const file of plan.files) {
-        const same = record.files.some(
-          (was) => was.path === file.path && was.size === file.size && checksum(was) === checksum(file),
-        );
-        const theirs = same ? copyOf(other, file) : undefined;
+        const theirs = sameFileIn({ folder: other, record }, file);
         const mine = copyOf(partial, file);
         if (!theirs || theirs.bytes <= (mine?.bytes ?? 0)) continue;
         makeFoldersInside(partial, file.path);
@@ -419,6 +416,21 @@ async function takeFromOtherPartials(plan: DownloadPlan, partial: string): Promi
   }
 }
 
+/** An unfinished download of another commit of the repository, with what it was asked for. */
+interface OtherPartial {
+  folder: string;
+  record: PartialRecord;
+}
+
+/** `file` as `other` holds it, where `other` was asked for a file of the same path, size and checksum. */
+function sameFileIn(other: OtherPartial, file: HubFile): { at: string; bytes: number } | undefined {
+  const checksum = (listed: HubFile) => listed.sha256 ?? listed.gitSha1;
+  const same = other.record.files.some(
+    (was) => was.path === file.path && was.size === file.size && checksum(was) === checksum(file),
+  );
+  return same ? copyOf(other.folder, file) : undefined;
+}
+
 /** `file` as an unfinished download in `partial` holds it: finished, or its part so far; undefined where neither. */
 function copyOf(partial: string, file: HubFile): { at: string; bytes: number } | undefined {
   const finished = pathInside(partial, file.path);
@@ -429,22 +441,30 @@ function copyOf(partial: string, file: HubFile): { at: string; bytes: number } |
 
 /**
  * Refuses a download the disk cannot hold, `free` bytes being free there: it lacks the plan's bytes less those it has
- * already (finished files and parts), so one stopped by a full disk resumes once the rest fits.
+ * already (finished files and parts, its own or those an idle download of another commit gives it), so one stopped by
+ * a full disk resumes once the rest fits.
  */
 export function checkDiskRoom(plan: DownloadPlan, free: number): void {
-  const partial = partialFolder(plan.request.root, plan.request.repo, plan.commit);
+  const { root, repo } = plan.request;
+  const partial = partialFolder(root, repo, plan.commit);
+  // What takeFromOtherPartials will move over: renamed on the same disk, those bytes take no more room.
+  const others = otherPartialFolders(root, repo, plan.commit).flatMap((folder) => {
+    const record = lockIsHeld(`${folder}.lock`) ? undefined : readPartialRecord(folder);
+    return record ? [{ folder, record }] : [];
+  });
   // Both folders, each file in turn: another process may rename the unfinished one into place meanwhile.
   const downloaded = plan.files.reduce((sum, file) => {
     if (isFileOfSize(pathInside(plan.folder, file.path), file.size)) return sum + file.size;
-    return sum + (copyOf(partial, file)?.bytes ?? 0);
+    const copies = [copyOf(partial, file), ...others.map((other) => sameFileIn(other, file))];
+    return sum + Math.max(0, ...copies.map((copy) => copy?.bytes ?? 0));
   }, 0);
   const needed = plan.totalBytes - downloaded;
   if (free >= needed) return;
   const [neededText, freeText] = formatBytesApart(needed, free);
   throw new FicocoError(
-    `${plan.request.repo} needs ${neededText} more on disk` +
+    `${repo} needs ${neededText} more on disk` +
       `${downloaded > 0 ? ` (${formatBytes(downloaded)} of ${formatBytes(plan.totalBytes)} are downloaded)` : ''}, ` +
-      `but ${plan.request.root} has ${freeText} free. Free some space and download again.`,
+      `but ${root} has ${freeText} free. Free some space and download again.`,
     'download',
   );
 }

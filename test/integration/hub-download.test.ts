@@ -172,11 +172,7 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
     const again = await planDownload(request());
     assert.equal(again.existing, undefined);
     const partial = path.join(root, '.partial', `ficoco--tiny-llava-screens--${COMMIT}`);
-    const onDisk = again.files.reduce((sum, file) => {
-      const done = fs.statSync(path.join(partial, file.path), { throwIfNoEntry: false });
-      const part = fs.statSync(path.join(partial, `${file.path}.incomplete`), { throwIfNoEntry: false });
-      return sum + (done?.size ?? part?.size ?? 0);
-    }, 0);
+    const onDisk = again.files.reduce((sum, file) => sum + bytesOnDisk(partial, file.path), 0);
     let last: DownloadProgress | undefined;
     await downloadModel(again, { onProgress: (p) => (last = p) });
     const servedForResume = hub.bytesServed - servedBefore;
@@ -215,6 +211,13 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
       try {
         const after = await planDownload(request({ endpoint: movedHub.url }));
         assert.equal(after.commit, 'b'.repeat(40));
+        // The paused download's unchanged files move over, so the disk needs room for the changed one and the rest.
+        const paused = path.join(root, '.partial', `ficoco--tiny-llava-screens--${COMMIT}`);
+        const given = after.files
+          .filter((file) => file.path !== 'config.json')
+          .reduce((sum, file) => sum + bytesOnDisk(paused, file.path), 0);
+        assert.doesNotThrow(() => checkDiskRoom(after, after.totalBytes - given));
+        assert.throws(() => checkDiskRoom(after, after.totalBytes - given - 1), /needs .* more on disk/);
         const folder = await downloadModel(after);
         for (const file of NEEDED)
           assert.ok(fs.readFileSync(path.join(folder, file)).equals(fs.readFileSync(path.join(moved, file))), file);
@@ -254,13 +257,7 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
       (error: unknown) => error instanceof FicocoError && error.kind === 'cancelled',
     );
     const [{ folder: partial }] = listPartialDownloads(root);
-    const downloaded = plan.files.reduce((sum, file) => {
-      const part = path.join(
-        partial,
-        fs.existsSync(path.join(partial, file.path)) ? file.path : `${file.path}.incomplete`,
-      );
-      return sum + (fs.statSync(part, { throwIfNoEntry: false })?.size ?? 0);
-    }, 0);
+    const downloaded = plan.files.reduce((sum, file) => sum + bytesOnDisk(partial, file.path), 0);
     assert.doesNotThrow(() => checkDiskRoom(plan, plan.totalBytes - downloaded));
     assert.throws(
       () => checkDiskRoom(plan, plan.totalBytes - downloaded - 1),
@@ -467,3 +464,10 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
     await assert.rejects(loads(sharded), /names model-00002-of-00002\.safetensors, but it is missing/);
   });
 });
+
+/** Bytes of `file` in the unfinished download `partial`: the finished file's, else its `.incomplete` part's, else 0. */
+function bytesOnDisk(partial: string, file: string): number {
+  const done = fs.statSync(path.join(partial, file), { throwIfNoEntry: false });
+  const part = fs.statSync(path.join(partial, `${file}.incomplete`), { throwIfNoEntry: false });
+  return done?.size ?? part?.size ?? 0;
+}
