@@ -22,10 +22,16 @@ function temporaryBeside(file: string): string {
 }
 
 /**
- * Removes what a failed write left at `file`, where it can. Where that fails too (on Windows, while another process
- * still has the file open), the caller reports the write's own error: the removal's would hide the one that matters.
+ * Removes what a failed write left at `file`, closing `descriptor` first where the write had it open, as far as it
+ * can. Where that fails too (a network disk's close, or on Windows a file another process still has open), the caller
+ * reports the write's own error: the cleanup's would hide the one that matters.
  */
-export function removeFailedWrite(file: string): void {
+export function removeFailedWrite(file: string, descriptor?: number): void {
+  try {
+    if (descriptor !== undefined) fs.closeSync(descriptor);
+  } catch {
+    // The file is removed all the same; the caller's error says what went wrong.
+  }
   try {
     fs.rmSync(file, { force: true });
   } catch {

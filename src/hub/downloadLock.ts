@@ -131,9 +131,8 @@ function createExclusively(file: string, content: string): boolean {
   try {
     fs.writeSync(fd, content);
   } catch (error) {
-    fs.closeSync(fd);
     // Left empty, the lock would tell every download for a minute that another process holds it.
-    removeFailedWrite(file);
+    removeFailedWrite(file, fd);
     throw diskError(error, file) ?? error;
   }
   fs.closeSync(fd);

@@ -5,12 +5,13 @@
  * origin, and two concurrent downloads never produce a "verified" corrupt model.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { promisify } from 'node:util';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { FicocoError } from '../../src/common/errors';
 import { ModelRequest, downloadModel, planDownload, verificationSummary } from '../../src/hub/download';
@@ -26,6 +27,7 @@ const REPO = 'ficoco/tiny-llava-screens';
 const WEIGHTS = 'model.safetensors';
 const TOKEN = 'hf_test_token_0123456789';
 const CHILD = path.join(__dirname, '..', 'helpers', 'downloadChild.ts');
+const LOCK_CHILD = path.join(__dirname, '..', 'helpers', 'lockChild.ts');
 
 const downloadError = (pattern: RegExp) => (error: unknown) =>
   error instanceof FicocoError && error.kind === 'download' && pattern.test(error.message);
@@ -268,6 +270,27 @@ describe('downloads from a hostile Hub, and two processes downloading one model'
     fs.writeFileSync(lockFile(), lock(dead.pid!));
     assertSameAsBuiltin(await downloadModel(await planDownload(request())));
   });
+
+  test(
+    'a lock whose write fails, and whose close then fails too, says why the write failed and is not left behind',
+    { skip: process.platform === 'win32' ? 'needs bash and ulimit' : false },
+    async () => {
+      fs.mkdirSync(path.dirname(lockFile()), { recursive: true });
+      // No file may grow (ulimit -f 0): the lock's write fails with EFBIG, as on a full disk.
+      const { stdout } = await promisify(execFile)('bash', [
+        '-c',
+        'ulimit -f 0 && exec "$@"',
+        'bash',
+        process.execPath,
+        '--import',
+        'tsx',
+        LOCK_CHILD,
+        lockFile(),
+      ]);
+      assert.match(String(JSON.parse(stdout).error), /\.lock cannot be written: it would be larger than/);
+      assert.equal(fs.existsSync(lockFile()), false, 'no empty lock left to stop the next download for a minute');
+    },
+  );
 
   test('a download whose lock another process takes over stops writing at once, and says why', async () => {
     const plan = await planDownload(request());
