@@ -212,16 +212,21 @@ async function download(target: string, revision: string | undefined, endpoint: 
   );
   const controller = new AbortController();
   process.once('SIGINT', () => controller.abort());
-  const started = performance.now();
+  let otherProcess = 'another process';
+  // Set by the first progress report, once this process downloads: a wait for another process is not in the rate.
+  let started: number | undefined;
   let reported = -1;
   let fetched = 0;
   let before = 0;
   const folder = await downloadModel(plan, {
     signal: controller.signal,
     whenBusy: 'wait',
-    onWait: (owner) =>
-      process.stderr.write(`waiting for the download already running${owner ? ` in process ${owner.pid}` : ''}…\n`),
+    onWait: (owner) => {
+      if (owner) otherProcess = `process ${owner.pid}`;
+      process.stderr.write(`waiting for the download already running in ${otherProcess}…\n`);
+    },
     onProgress: ({ bytesDone, bytesTotal, bytesFetched, bytesOnDiskBefore }) => {
+      started ??= performance.now();
       fetched = bytesFetched;
       before = bytesOnDiskBefore;
       const percent = Math.floor((100 * bytesDone) / bytesTotal);
@@ -230,6 +235,11 @@ async function download(target: string, revision: string | undefined, endpoint: 
       process.stderr.write(`  ${percent}%  ${formatBytes(bytesDone)} of ${formatBytes(bytesTotal)}\n`);
     },
   });
+  // No progress at all: the process this one waited for completed the model (downloadModel's onProgress says so).
+  if (started === undefined) {
+    process.stdout.write(`${folder}\ndownloaded and verified by ${otherProcess} meanwhile\n`);
+    return 0;
+  }
   const seconds = (performance.now() - started) / 1000;
   // The rate is of what came over the network: a resumed download had the rest on disk.
   process.stdout.write(

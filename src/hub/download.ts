@@ -118,6 +118,10 @@ export interface DownloadProgress {
 
 export interface DownloadOptions {
   signal?: AbortSignal;
+  /**
+   * called at least once for every file once this call downloads (a file it finds on disk too); never when another
+   * process completed the model first, which this call then only finds
+   */
   onProgress?: (progress: DownloadProgress) => void;
   /** attempts per file after a dropped connection (each resumes where the last stopped) */
   retries?: number;

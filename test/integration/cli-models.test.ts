@@ -7,6 +7,7 @@ import { after, before, test } from 'node:test';
 import { resolveModelArg } from '../../src/cli/models';
 import { promisify } from 'node:util';
 import { anyresLayout } from '../../src/common/anyres';
+import { downloadModel, planDownload } from '../../src/hub/download';
 import { DOWNLOAD_MANIFEST, listStoredModels } from '../../src/hub/store';
 import { MODEL_PRESETS, findPreset } from '../../src/hub/presets';
 import { parseModelConfig } from '../../src/engine/models/registry';
@@ -30,7 +31,7 @@ after(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-function ficoco(...args: string[]) {
+function ficoco(...args: string[]): ReturnType<typeof runCli> {
   // An empty HF cache, so nothing on this machine is reused by accident.
   return runCli(args, { ...process.env, HF_HUB_CACHE: path.join(dir, 'hf-cache'), FICOCO_MODELS_DIR: dir });
 }
@@ -243,6 +244,55 @@ test('a resumed download whose connection is reset says what was on disk before 
   } finally {
     hub.resetOnDrop = false;
   }
+});
+
+test('a download that waited for another process says that process downloaded it, not "0 B in … s"', async () => {
+  const root = fs.mkdtempSync(path.join(dir, 'waited-'));
+  hub.bytesPerSecond = 100e3;
+  try {
+    const plan = await planDownload({ repo: 'ficoco/tiny-llava-screens', revision: 'main', endpoint: hub.url, root });
+    const first = downloadModel(plan);
+    const second = downloadInto(root);
+    await new Promise<void>((resolve, reject) => {
+      let stderr = '';
+      second.child.stderr!.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString();
+        if (stderr.includes(`waiting for the download already running in process ${process.pid}`)) resolve();
+      });
+      second.catch(reject);
+    });
+    hub.bytesPerSecond = undefined;
+    await first;
+    const { stdout } = await second;
+    assert.deepEqual(stdout.split('\n'), [
+      plan.folder,
+      `downloaded and verified by process ${process.pid} meanwhile`,
+      '',
+    ]);
+  } finally {
+    hub.bytesPerSecond = undefined;
+  }
+});
+
+test('a download that waited for another process gives the rate of its own download, not of the wait', async () => {
+  const root = fs.mkdtempSync(path.join(dir, 'waited-then-downloaded-'));
+  const lock = path.join(root, '.partial', `ficoco--tiny-llava-screens--${COMMIT}.lock`);
+  fs.mkdirSync(path.dirname(lock), { recursive: true });
+  // A live process (this one) holds the lock, then gives it up without downloading anything.
+  const owner = { pid: process.pid, host: os.hostname(), since: new Date().toISOString(), token: 'the-test' };
+  fs.writeFileSync(lock, JSON.stringify(owner));
+  const download = downloadInto(root);
+  await new Promise<void>((resolve, reject) => {
+    download.child.stderr!.on('data', (chunk: Buffer) => chunk.toString().includes('waiting for') && resolve());
+    download.catch(reject);
+  });
+  await new Promise((resolve) => setTimeout(resolve, 2_000));
+  const released = performance.now();
+  fs.rmSync(lock);
+  const { stdout } = await download;
+  const sinceRelease = (performance.now() - released) / 1000;
+  const seconds = Number(/^4\.4 MB in (\d+\.\d) s /.exec(stdout.split('\n')[1]!)?.[1]);
+  assert.ok(seconds <= sinceRelease + 0.05, `${stdout.split('\n')[1]}: the 2 s wait is not in it (${sinceRelease} s)`);
 });
 
 test('an endpoint that is not an http(s) URL, or a file as --dir, is one line and exit code 2', async () => {
