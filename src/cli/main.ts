@@ -26,6 +26,7 @@ import { BENCH_USAGE, benchCommand } from './bench';
 import { EVAL_USAGE, evalCommand } from './eval';
 import { FLOPS_USAGE, flopsCommand } from './flops';
 import { MODELS_USAGE, modelDirArg, modelsCommand } from './models';
+import { rerunWithOldSpaceFloor } from './oldSpaceFloor';
 import { PROVIDERS_USAGE, providersCommand } from './providers';
 import { REDUCE_USAGE, reduceCommand } from './reduce';
 import { SERVE_USAGE, serveCommand } from './serve';
@@ -82,9 +83,18 @@ const COMMANDS: Record<string, (args: string[]) => number | Promise<number>> = {
   serve: serveCommand,
 };
 
+/** Commands that run hundreds to thousands of prefills in this process: they need V8's old-space floor. */
+const LONG_RUNS = ['bench', 'tune', 'eval'];
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  if (command !== undefined && Object.hasOwn(COMMANDS, command)) return COMMANDS[command](rest);
+  if (command !== undefined && Object.hasOwn(COMMANDS, command)) {
+    if (LONG_RUNS.includes(command)) {
+      const childExitCode = await rerunWithOldSpaceFloor();
+      if (childExitCode !== undefined) return childExitCode;
+    }
+    return COMMANDS[command](rest);
+  }
   if (command === '--version' || command === '-V' || command === 'version') {
     process.stdout.write(`${packageVersion()}\n`);
     return 0;

@@ -127,11 +127,15 @@ export interface AnswerEngine {
 const HOST_HEAP_MB = 4096;
 
 /**
- * The engine process's V8 flags. Its heap holds about 14 MB, and V8 sizes the old generation's limit from that:
- * after a few hundred answers the room left fell below the young generation's and every collection became a
- * mark-compact, slowing the reduction steps about eightfold (bench/gc-drift.ts); a floor of 64 MB keeps the room.
+ * V8's floor under the old generation's limit, for any process that runs the engine for long. Its heap holds about
+ * 14 MB, and V8 sizes the old generation's limit from that: after a few hundred answers the room left fell below
+ * the young generation's and every collection became a mark-compact, slowing the reduction steps about eightfold
+ * (bench/gc-drift.ts); a floor of 64 MB keeps the room. V8 reads it only when a process starts.
  */
-export const HOST_V8_FLAGS = [`--max-old-space-size=${HOST_HEAP_MB}`, '--initial-old-space-size=64'];
+export const ENGINE_OLD_SPACE_FLOOR = '--initial-old-space-size=64';
+
+/** The engine process's V8 flags. */
+export const HOST_V8_FLAGS = [`--max-old-space-size=${HOST_HEAP_MB}`, ENGINE_OLD_SPACE_FLOOR];
 
 export class EngineClient implements AnswerEngine {
   private host: HostProcess | undefined;
