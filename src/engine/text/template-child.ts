@@ -10,6 +10,9 @@ export interface TemplateSetup {
   maxOutputChars: number;
 }
 
+/** What this process sends once it has started, before it is sent the template. */
+export type TemplateStarted = { outcome: 'started' };
+
 /** The answer to the first message: whether the template parses. */
 export type TemplateParsed = { outcome: 'parsed' } | { outcome: 'invalid'; message: string };
 
@@ -33,6 +36,9 @@ interface RenderSandbox {
 // Renders run as vm calls because vm's timeout interrupts synchronous code: an endless loop stops here even
 // when the engine's process is gone. One vm context serves every render (creating one costs about a millisecond).
 const renderScript = new vm.Script('template.render(context)');
+
+// Started: the parent's limits count the template's own work from here, not the machine's time to start a process.
+process.send?.({ outcome: 'started' } satisfies TemplateStarted);
 
 // Parsing runs here too: its time grows with the square of some inputs (a long run of whitespace).
 process.once('message', (setupMessage) => {

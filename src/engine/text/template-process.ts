@@ -1,7 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { FicocoError } from '../../common/errors';
-import type { TemplateContext, TemplateParsed, TemplateReply, TemplateSetup } from './template-child';
+import type { TemplateContext, TemplateParsed, TemplateReply, TemplateSetup, TemplateStarted } from './template-child';
 
 /** What one render of a model's chat template may cost. */
 export interface RenderLimits {
@@ -22,8 +22,10 @@ export const DEFAULT_RENDER_LIMITS: RenderLimits = {
   maxOutputChars: 4 * 1024 * 1024,
 };
 
-// The child stops a render itself at timeoutMs; this covers starting the child, and a late stop near its memory limit.
+// The child stops a render itself at timeoutMs; this covers a late stop near its memory limit.
 const UNANSWERED_GRACE_MS = 3_000;
+// Starting the child is the machine's work, not the template's: on a loaded machine it took over 8 s (from source).
+const START_LIMIT_MS = 60_000;
 
 // dist/template-child.js beside the bundle that runs this, or template-child.ts beside this file under `node --import
 // tsx`.
@@ -76,12 +78,14 @@ export class TemplateProcess {
 
   /**
    * The child's next message, read by `read` (a value, or the error to fail with). Its exit, an error reaching it
-   * (stopping it) or silence past a render's time and the grace (stopping it) fail the answer instead.
+   * (stopping it) or silence past `waitMs` (a render's time and the grace, unless said; stopping it) fail the answer
+   * instead.
    */
   private nextAnswer<T>(
     child: ChildProcess,
     read: (reply: unknown) => T | Error,
     failed: { unreachable: (error: Error) => Error; silent: () => Error },
+    waitMs = this.limits.timeoutMs + UNANSWERED_GRACE_MS,
   ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       // Plain listeners and a timer: events.once with an AbortSignal costs about 0.1 ms more per render.
@@ -100,7 +104,7 @@ export class TemplateProcess {
       const unanswered = setTimeout(() => {
         this.stop(child);
         settle(failed.silent());
-      }, this.limits.timeoutMs + UNANSWERED_GRACE_MS);
+      }, waitMs);
       child.on('message', onReply).on('exit', onExit).on('error', onError);
     });
   }
@@ -118,12 +122,6 @@ export class TemplateProcess {
       if (this.child === child) this.child = undefined;
     };
     child.on('exit', forget).on('error', forget);
-    const setup: TemplateSetup = {
-      source: this.source,
-      timeoutMs: this.limits.timeoutMs,
-      maxOutputChars: this.limits.maxOutputChars,
-    };
-    child.send(setup);
     this.parsed = this.parseOutcome(child);
     // An idle child must not keep the engine's process alive; while a render waits, its timer does.
     child.unref();
@@ -131,29 +129,52 @@ export class TemplateProcess {
     return child;
   }
 
-  /** The child's first answer: its template parsed, did not, or did not within a render's time; a failure stops it. */
+  /**
+   * The child started (within START_LIMIT_MS), then sent the template: it parsed, did not, or did not within a render's
+   * time; a failure stops it.
+   */
   private async parseOutcome(child: ChildProcess): Promise<void> {
+    // Not the template's fault: the machine could not start a process (out of processes or files, or overloaded).
+    const notStarted = (why: string) => new Error(`The chat template's process could not be started: ${why}`);
+    const setup: TemplateSetup = {
+      source: this.source,
+      timeoutMs: this.limits.timeoutMs,
+      maxOutputChars: this.limits.maxOutputChars,
+    };
     const waitS = (this.limits.timeoutMs + UNANSWERED_GRACE_MS) / 1000;
-    const parsed = this.nextAnswer<undefined>(
-      child,
-      (reply) => {
-        const outcome = reply as TemplateParsed;
-        if (outcome.outcome === 'parsed') return undefined;
-        return new FicocoError(
-          `The chat template in ${this.origin} does not parse (${outcome.message}); this model folder cannot be used.`,
-          'config',
-        );
-      },
-      {
-        // Not the template's fault: the machine could not start a process (out of processes, or files).
-        unreachable: (error) => new Error(`The chat template's process could not be started: ${error.message}`),
-        silent: () => this.unusable(`did not parse within ${waitS} s (its process's start included)`),
-      },
-    );
-    await parsed.catch((error: unknown) => {
+    try {
+      await this.nextAnswer<undefined>(
+        child,
+        (reply) =>
+          (reply as TemplateStarted).outcome === 'started' ? undefined : notStarted('it answered out of turn'),
+        {
+          unreachable: (error) => notStarted(error.message),
+          silent: () => notStarted(`it did not start within ${START_LIMIT_MS / 1000} s (is the machine overloaded?)`),
+        },
+        START_LIMIT_MS,
+      );
+      // Sent only now, after the listener for its answer is in place, so that the answer cannot come before it.
+      const parsed = this.nextAnswer<undefined>(
+        child,
+        (reply) => {
+          const outcome = reply as TemplateParsed;
+          if (outcome.outcome === 'parsed') return undefined;
+          return new FicocoError(
+            `The chat template in ${this.origin} does not parse (${outcome.message}); this model folder cannot be used.`,
+            'config',
+          );
+        },
+        {
+          unreachable: (error) => notStarted(error.message),
+          silent: () => this.unusable(`did not parse within ${waitS} s`),
+        },
+      );
+      child.send(setup);
+      await parsed;
+    } catch (error) {
       this.stop(child);
       throw error;
-    });
+    }
   }
 
   private stop(child: ChildProcess): void {
