@@ -328,8 +328,9 @@ export class Replies {
 
   /** Stops the newest chat reply in flight, else a measurement (the command FiCoCo: Stop Answering). */
   stopLatest(): void {
-    const newestFirst = [...this.inFlight.keys()].reverse();
-    const latest = newestFirst.find((key) => this.inFlight.get(key)?.reply !== undefined) ?? newestFirst[0];
+    // Those a page has stopped already are passed over, so the command moves on to the next one still running.
+    const running = [...this.inFlight].reverse().filter(([, { cancel }]) => !cancel.token.isCancellationRequested);
+    const [latest] = running.find(([, { reply }]) => reply !== undefined) ?? running[0] ?? [];
     if (latest) this.stop(latest.split('/')[0]);
   }
 

@@ -981,6 +981,38 @@ describe('chat replies on a real engine process', () => {
     );
   });
 
+  test('Stop Answering after a page stopped the newest reply stops the one before it', async () => {
+    // Both questions wait for the API key, so neither can end before the stops; nothing may reach the server.
+    let keyRead!: () => void;
+    const key = new Promise<void>((resolve) => (keyRead = resolve));
+    let reads = 0;
+    let bothReading!: () => void;
+    const reading = new Promise<void>((resolve) => (bothReading = resolve));
+    readingApiKey = () => {
+      if (++reads === 2) bothReading();
+      return key;
+    };
+    await withServer(
+      'unasked',
+      streaming('unasked', [{ delta: { content: 'a red circle' }, finish: 'stop' }]),
+      async (url, requests) => {
+        const settings = () => ({ ...REDUCED, engine: url });
+        const older = turn();
+        const olderReply = replies.run(older, 'answer', 'what is in the picture ?', [SHAPES], settings);
+        const newer = turn();
+        const newerReply = replies.run(newer, 'answer', 'and the colour ?', [SHAPES], settings);
+        await reading;
+        replies.stop(newer);
+        replies.stopLatest();
+        keyRead();
+        await Promise.all([olderReply, newerReply]);
+        for (const turnId of [older, newer])
+          assert.equal(conversation.turn(turnId)!.answer.stopReason, 'cancelled', turnId);
+        assert.deepEqual(requests, []);
+      },
+    );
+  });
+
   test('a server started again with another model: the next question asks the model it serves now', async () => {
     // As ficoco serve: one model, listed by GET /v1/models; a question for any other is a 404 model_not_found.
     let served = 'tiny-llava-llama';
