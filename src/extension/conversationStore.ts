@@ -437,13 +437,8 @@ function settled(turn: Turn): Turn {
  * elsewhere.
  */
 async function realFolderExists(folder: string): Promise<boolean> {
-  let stat: fs.Stats;
-  try {
-    stat = await fs.promises.lstat(folder);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw error;
-  }
+  const stat = await unlessMissing(() => fs.promises.lstat(folder));
+  if (!stat) return false;
   if (!stat.isDirectory()) throw new Error(`${folder} is not a folder of its own (a link?)`);
   return true;
 }
@@ -476,19 +471,19 @@ function savedJson({ json, files }: StoredTurn): string {
 
 /** What tells one version of `file` from another (a rename puts a new inode in place); undefined when there is none. */
 async function signatureOf(file: string): Promise<string | undefined> {
-  try {
-    const { ino, size, mtimeNs } = await fs.promises.stat(file, { bigint: true });
-    return `${ino}:${size}:${mtimeNs}`;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
+  const stat = await unlessMissing(() => fs.promises.stat(file, { bigint: true }));
+  return stat && `${stat.ino}:${stat.size}:${stat.mtimeNs}`;
 }
 
 /** The size of `file` in bytes; undefined when there is none. */
 async function sizeOf(file: string): Promise<number | undefined> {
+  return (await unlessMissing(() => fs.promises.stat(file)))?.size;
+}
+
+/** What `look()` finds, or undefined where the file it looks at does not exist; any other failure is thrown. */
+async function unlessMissing<T>(look: () => Promise<T>): Promise<T | undefined> {
   try {
-    return (await fs.promises.stat(file)).size;
+    return await look();
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;
