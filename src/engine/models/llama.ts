@@ -11,62 +11,78 @@ export const INPUT_IDS = 'input_ids';
 export const EMBEDDINGS = 'embeddings';
 export const LOGITS = 'logits';
 
-/** transformers' defaults per decoder, for fields a config leaves out. */
-const TEXT_DEFAULTS = {
+/** Where a decoder's attention projections have biases, given its config's attention_bias. */
+type AttentionBiases = (attentionBias: boolean) => { qkvBias: boolean; outputBias: boolean };
+
+/** Llama's and Mistral's attention_bias covers q, k, v and o_proj alike. */
+const configuredBiases: AttentionBiases = (attentionBias) => ({ qkvBias: attentionBias, outputBias: attentionBias });
+
+/** Each Llama-style decoder: transformers' defaults for the fields a config leaves out, and its attention's biases. */
+const LLAMA_STYLES = {
   llama: {
-    hidden_size: 4096,
-    intermediate_size: 11008,
-    num_hidden_layers: 32,
-    num_attention_heads: 32,
-    rms_norm_eps: 1e-6,
-    rope_theta: 10000,
-    vocab_size: 32000,
-    max_position_embeddings: 2048,
-    tie_word_embeddings: false,
-    use_sliding_window: false,
+    biases: configuredBiases,
+    defaults: {
+      hidden_size: 4096,
+      intermediate_size: 11008,
+      num_hidden_layers: 32,
+      num_attention_heads: 32,
+      rms_norm_eps: 1e-6,
+      rope_theta: 10000,
+      vocab_size: 32000,
+      max_position_embeddings: 2048,
+      tie_word_embeddings: false,
+      use_sliding_window: false,
+    },
   },
   mistral: {
-    hidden_size: 4096,
-    intermediate_size: 14336,
-    num_hidden_layers: 32,
-    num_attention_heads: 32,
-    num_key_value_heads: 8,
-    rms_norm_eps: 1e-6,
-    rope_theta: 10000,
-    vocab_size: 32000,
-    max_position_embeddings: 131072,
-    tie_word_embeddings: false,
-    // Mistral has no switch: a sliding_window it does not set is 4096, one set to null none, on every layer.
-    use_sliding_window: true,
-    sliding_window: 4096,
-    max_window_layers: 0,
+    biases: configuredBiases,
+    defaults: {
+      hidden_size: 4096,
+      intermediate_size: 14336,
+      num_hidden_layers: 32,
+      num_attention_heads: 32,
+      num_key_value_heads: 8,
+      rms_norm_eps: 1e-6,
+      rope_theta: 10000,
+      vocab_size: 32000,
+      max_position_embeddings: 131072,
+      tie_word_embeddings: false,
+      // Mistral has no switch: a sliding_window it does not set is 4096, one set to null none, on every layer.
+      use_sliding_window: true,
+      sliding_window: 4096,
+      max_window_layers: 0,
+    },
   },
   qwen2: {
-    hidden_size: 4096,
-    intermediate_size: 22016,
-    num_hidden_layers: 32,
-    num_attention_heads: 32,
-    num_key_value_heads: 32,
-    rms_norm_eps: 1e-6,
-    rope_theta: 10000,
-    vocab_size: 151936,
-    max_position_embeddings: 32768,
-    tie_word_embeddings: false,
-    use_sliding_window: false,
-    sliding_window: 4096,
-    // Qwen2 slides only the layers from this one on.
-    max_window_layers: 28,
+    // Qwen2 always has q/k/v biases and none on o_proj, whatever attention_bias says.
+    biases: () => ({ qkvBias: true, outputBias: false }),
+    defaults: {
+      hidden_size: 4096,
+      intermediate_size: 22016,
+      num_hidden_layers: 32,
+      num_attention_heads: 32,
+      num_key_value_heads: 32,
+      rms_norm_eps: 1e-6,
+      rope_theta: 10000,
+      vocab_size: 151936,
+      max_position_embeddings: 32768,
+      tie_word_embeddings: false,
+      use_sliding_window: false,
+      sliding_window: 4096,
+      // Qwen2 slides only the layers from this one on.
+      max_window_layers: 28,
+    },
   },
-} satisfies Record<string, Json>;
+} satisfies Record<string, { biases: AttentionBiases; defaults: Json }>;
 
 /** Llama-style decoders by text_config.model_type: one architecture, each with its own defaults. */
-export const LLAMA_STYLE_DECODERS: Record<keyof typeof TEXT_DEFAULTS, DecoderKind> = {
+export const LLAMA_STYLE_DECODERS: Record<keyof typeof LLAMA_STYLES, DecoderKind> = {
   llama: llamaStyle('llama'),
   mistral: llamaStyle('mistral'),
   qwen2: llamaStyle('qwen2'),
 };
 
-function llamaStyle(modelType: keyof typeof TEXT_DEFAULTS): DecoderKind {
+function llamaStyle(modelType: keyof typeof LLAMA_STYLES): DecoderKind {
   return {
     parseConfig: (json, root, source) => parseText(modelType, json, root, source),
     embeddingTower,
@@ -102,8 +118,8 @@ function ropeParameters(json: Json, source: string): Json {
   return theta === undefined ? {} : { rope_theta: theta };
 }
 
-function parseText(modelType: keyof typeof TEXT_DEFAULTS, json: Json, root: Json, source: string): TextConfig {
-  const defaults: Json = TEXT_DEFAULTS[modelType];
+function parseText(modelType: keyof typeof LLAMA_STYLES, json: Json, root: Json, source: string): TextConfig {
+  const { biases, defaults }: { biases: AttentionBiases; defaults: Json } = LLAMA_STYLES[modelType];
   // Tied embeddings may be declared on the text config or, in llava-hf configs, at the top level.
   const tie = json.tie_word_embeddings ?? root.tie_word_embeddings ?? defaults.tie_word_embeddings;
   const f = new Fields(
@@ -139,7 +155,6 @@ function parseText(modelType: keyof typeof TEXT_DEFAULTS, json: Json, root: Json
     'head_dim',
     'must be an even integer (rotary embeddings rotate pairs)',
   );
-  const attentionBias = f.bool('attention_bias');
   // Attention over a sliding window is full causal attention while the context stays inside it: the context stops there.
   const merged = { ...defaults, ...json };
   const layers = f.int('num_hidden_layers', 1);
@@ -159,9 +174,7 @@ function parseText(modelType: keyof typeof TEXT_DEFAULTS, json: Json, root: Json
     vocabSize: f.int('vocab_size', 1),
     maxPositions: Math.min(f.int('max_position_embeddings', 1), window),
     tieWordEmbeddings: f.bool('tie_word_embeddings'),
-    // Qwen2 always has q/k/v biases and none on o_proj; Llama's attention_bias covers all four.
-    qkvBias: modelType === 'qwen2' || attentionBias,
-    outputBias: modelType !== 'qwen2' && attentionBias,
+    ...biases(f.bool('attention_bias')),
     mlpBias: f.bool('mlp_bias'),
     activation: f.activation('hidden_act'),
   };
