@@ -17,9 +17,10 @@
  * Windows without a folder share the global storage, and two windows (browser tabs of code-server, say) can open one
  * workspace: each save merges, by turn id, the turns another window saved meanwhile, so neither window's turns are
  * lost. A turn this window held and no longer does (New Chat, the cap) is dropped; one it never held is another
- * window's and kept. The index is read again only when its stat says another window wrote it. Two windows saving in
- * the same milliseconds can still lose one save, which that window's next save writes again. Free of 'vscode' so it
- * is plainly testable.
+ * window's and kept. The index is read again only when its stat says another window wrote it. A save holds a lock
+ * file beside the folder (`chat.lock`, the download lock's kind) from reading the index to removing the images no turn
+ * uses, so two windows' saves never interleave: neither writes over the other's turn, nor removes the image the other
+ * has just written. Free of 'vscode' so it is plainly testable.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -30,6 +31,7 @@ import { fieldReaders } from '../protocol/fields';
 import { MessageError, type Reply, type Turn, type TurnImage, parseTurn } from '../protocol/webview';
 import { type ImageInput, type TurnRecord, turnImage } from './conversation';
 import { decodedLength } from '../protocol/engine';
+import { DownloadLock } from '../hub/downloadLock';
 
 /** The turns kept: older ones leave the store (and the chat, at the next reload). */
 export const MAX_STORED_TURNS = 100;
@@ -39,6 +41,10 @@ export const MAX_STORED_IMAGE_BYTES = 64 * 1024 * 1024;
 export const MAX_STORED_TEXT_BYTES = 16 * 1024 * 1024;
 /** How long streamed text waits before it is saved (a turn asked or finished is saved at once). */
 export const STREAMING_SAVE_DELAY_MS = 1000;
+/** The longest a save waits for another window's: one holds the lock for milliseconds, and deactivate waits for it. */
+export const SAVE_LOCK_WAIT_MS = 2000;
+/** How often a save waiting for another window's looks again. */
+const SAVE_LOCK_POLL_MS = 20;
 
 export interface StoreLimits {
   turns: number;
@@ -177,6 +183,38 @@ export class ConversationStore {
   async save(records: readonly Readonly<TurnRecord>[]): Promise<void> {
     const ours = records.slice(-this.limits.turns).map((record) => this.toWrite(record));
     for (const { id } of ours) this.heldTurns.add(id);
+    const lock = await this.lock();
+    try {
+      await this.saveLocked(ours);
+    } finally {
+      lock?.release();
+    }
+  }
+
+  /**
+   * The lock of the store, beside its folder (a save of no turns deletes the folder). After SAVE_LOCK_WAIT_MS for
+   * another window's save, none, and a log line: the save goes on without it, since skipping it would lose this
+   * window's last turns at its close, where a race only costs what this window's next save writes again.
+   */
+  private async lock(): Promise<DownloadLock | undefined> {
+    await fs.promises.mkdir(path.dirname(this.folder), { recursive: true });
+    const waitOver = AbortSignal.timeout(SAVE_LOCK_WAIT_MS);
+    try {
+      return await DownloadLock.acquire(`${this.folder}.lock`, 'the saved chat', {
+        wait: true,
+        signal: waitOver,
+        pollMs: SAVE_LOCK_POLL_MS,
+      });
+    } catch (error) {
+      if (!waitOver.aborted) throw error;
+      this.log.warn(
+        `another window held ${this.folder}.lock for ${SAVE_LOCK_WAIT_MS / 1000} s; the chat was saved without it`,
+      );
+      return undefined;
+    }
+  }
+
+  private async saveLocked(ours: TurnToWrite[]): Promise<void> {
     const exists = await realFolderExists(this.folder);
     const onDisk = exists ? await this.turnsOnDisk() : [];
     const theirs = await this.othersToWrite(onDisk);

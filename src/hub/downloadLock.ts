@@ -35,6 +35,8 @@ export interface LockOptions {
   signal?: AbortSignal;
   /** called once when the lock is found held, before waiting */
   onWait?: (owner: LockOwner | undefined) => void;
+  /** how often a waiting process looks again (default 1 s; a lock held for milliseconds wants less) */
+  pollMs?: number;
 }
 
 export class DownloadLock {
@@ -70,7 +72,7 @@ export class DownloadLock {
       if (!options.wait) throw busy(what, held.owner);
       if (!announced) options.onWait?.(held.owner);
       announced = true;
-      await delay(WAIT_POLL_MS, undefined, { signal: options.signal }).catch(() => {
+      await delay(options.pollMs ?? WAIT_POLL_MS, undefined, { signal: options.signal }).catch(() => {
         throw new FicocoError(`Stopped waiting for the other download of ${what}.`, 'cancelled');
       });
     }

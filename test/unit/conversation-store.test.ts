@@ -3,9 +3,10 @@
  * what comes back, the caps, New Chat, and a store edited or cut short by someone else.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, mock, test } from 'node:test';
 import { Conversation, type ImageInput } from '../../src/extension/conversation';
@@ -17,6 +18,7 @@ import {
   confined,
 } from '../../src/extension/conversationStore';
 import type { Turn } from '../../src/protocol/webview';
+import { DownloadLock } from '../../src/hub/downloadLock';
 import { REDUCED_ANSWER_STATS } from '../helpers/answerStats';
 import { temporaryFolders } from '../helpers/tempFolders';
 
@@ -26,6 +28,12 @@ const IMAGES = path.join(__dirname, '..', 'fixtures', 'images');
 const png = (file: string): ImageInput => ({
   name: file,
   dataBase64: fs.readFileSync(path.join(IMAGES, file)).toString('base64'),
+  format: 'png',
+});
+/** A PNG no other call gives: shapes.png with `tag` after its end, which decoders ignore. */
+const uniquePng = (tag: string): ImageInput => ({
+  name: `${tag}.png`,
+  dataBase64: Buffer.concat([fs.readFileSync(path.join(IMAGES, 'shapes.png')), Buffer.from(tag)]).toString('base64'),
   format: 'png',
 });
 const bytesOf = (file: string) => fs.statSync(path.join(IMAGES, file)).size;
@@ -275,6 +283,51 @@ describe('the chat saved for after a reload', () => {
     assert.deepEqual(
       (await reloaded(folder)).turns.map(({ question }) => question),
       ['two', 'four', 'six'],
+    );
+  });
+
+  test('two windows saving at the same instant, again and again, lose neither turns nor images', async () => {
+    const { folder } = storeOf(new Conversation());
+    const windows = [await reloaded(folder), await reloaded(folder)];
+    const asked: string[] = [];
+    for (let round = 0; round < 10; round++) {
+      // Each question with a screenshot of its own: the same image with bytes of its own after its end.
+      const saves = windows.map((window, i) => {
+        const question = `window ${i}, round ${round}`;
+        asked.push(question);
+        return askedIn(window, question, [uniquePng(question)]);
+      });
+      await Promise.all(saves);
+      const { turns } = await reloaded(folder);
+      assert.deepEqual(new Set(turns.map(({ question }) => question)), new Set(asked), `round ${round}`);
+      assert.ok(
+        turns.every(({ images }) => images.every((image) => !image.notKept)),
+        `round ${round}: every screenshot kept`,
+      );
+    }
+  });
+
+  test("a save waits a bounded time for another window's lock, then saves with one log line; a dead window's lock is taken over", async () => {
+    const conversation = new Conversation();
+    const { store, folder, warnings } = storeOf(conversation);
+    fs.mkdirSync(path.dirname(folder), { recursive: true });
+    // A window that died mid-save (its pid is gone) left its lock: taken over at once, without a word.
+    const dead = spawnSync(process.execPath, ['-e', '']).pid;
+    fs.writeFileSync(`${folder}.lock`, JSON.stringify({ pid: dead, host: os.hostname(), since: '', token: 'dead' }));
+    await askedIn({ conversation, store }, 'one', [png('shapes.png')]);
+    assert.deepEqual(warnings, []);
+    // A live window that never lets go (a hung disk) holds the save up SAVE_LOCK_WAIT_MS, not forever.
+    const held = await DownloadLock.acquire(`${folder}.lock`, 'the test', { wait: false });
+    try {
+      await askedIn({ conversation, store }, 'two');
+    } finally {
+      held.release();
+    }
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0], /another window held .*chat\.lock for 2 s; the chat was saved without it/);
+    assert.deepEqual(
+      (await reloaded(folder)).turns.map(({ question }) => question),
+      ['one', 'two'],
     );
   });
 
