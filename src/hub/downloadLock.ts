@@ -137,7 +137,13 @@ function createExclusively(file: string, content: string): boolean {
     removeFailedWrite(file, fd);
     throw diskError(error, file) ?? error;
   }
-  fs.closeSync(fd);
+  try {
+    fs.closeSync(fd);
+  } catch (error) {
+    // Left whole, the lock would hold off the model's downloads until stale; the failed close released fd already.
+    removeFailedWrite(file);
+    throw diskError(error, file) ?? error;
+  }
   return true;
 }
 

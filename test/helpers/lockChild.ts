@@ -1,7 +1,8 @@
 /**
- * Takes a download lock in a process of its own where closing the lock file fails, as a network disk's close may after
- * a failed write (a local disk's never does): `node --import tsx lockChild.ts LOCK_FILE`, run where no file may grow
- * (ulimit -f 0) so that the write fails first. Prints {"taken":true} or {"error":…}.
+ * Takes a download lock in a process of its own where closing the lock file fails, as a network disk's close may (a
+ * local disk's never does, so no real file can show it): `node --import tsx lockChild.ts LOCK_FILE`, run where no file
+ * may grow (ulimit -f 0) so that the write fails first, or as it is, so that only the close fails. Prints
+ * {"taken":true} or {"error":…}.
  */
 // The module object itself (not a namespace copy), so the lock's code meets the failing close.
 import fs from 'node:fs';

@@ -292,6 +292,13 @@ describe('downloads from a hostile Hub, and two processes downloading one model'
     },
   );
 
+  test('a lock written whole whose close then fails says why and is not left behind', async () => {
+    fs.mkdirSync(path.dirname(lockFile()), { recursive: true });
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', LOCK_CHILD, lockFile()]);
+    assert.match(String(JSON.parse(stdout).error), /EIO: i\/o error, close/);
+    assert.equal(fs.existsSync(lockFile()), false, 'no lock left to stop the next download for a minute');
+  });
+
   test('a download whose lock another process takes over stops writing at once, and says why', async () => {
     const plan = await planDownload(request());
     hub.bytesPerSecond = 256 * 1024;
