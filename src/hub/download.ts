@@ -394,7 +394,8 @@ function seedFromDamaged(plan: DownloadPlan, partial: string): void {
 /**
  * Unfinished downloads of the repository's other commits (not running) give this one every file they hold with the
  * same path and checksum, where they hold more of it: a branch that moved since a pause fetches only what changed. One
- * asked for this same revision is then removed, since the revision names this commit now.
+ * asked for this same revision is then removed, since the revision names this commit now. One paused by 0.1.0, which
+ * recorded neither, gives its finished files whose bytes hash to the checksum, and stays.
  */
 async function takeFromOtherPartials(plan: DownloadPlan, partial: string): Promise<void> {
   const { root, repo, revision } = plan.request;
@@ -404,16 +405,16 @@ async function takeFromOtherPartials(plan: DownloadPlan, partial: string): Promi
     if (!lock) continue;
     try {
       const record = readPartialRecord(other);
-      if (!record) continue;
       for (const file of plan.files) {
-        const theirs = sameFileIn({ folder: other, record }, file);
         const mine = copyOf(partial, file);
+        if (mine?.bytes === file.size) continue;
+        const theirs = record ? sameFileIn({ folder: other, record }, file) : await sameFinishedFileIn(other, file);
         if (!theirs || theirs.bytes <= (mine?.bytes ?? 0)) continue;
         makeFoldersInside(partial, file.path);
         if (mine) fs.rmSync(mine.at);
         fs.renameSync(theirs.at, path.join(partial, path.relative(other, theirs.at)));
       }
-      if (record.revision === revision) fs.rmSync(other, { recursive: true, force: true });
+      if (record?.revision === revision) fs.rmSync(other, { recursive: true, force: true });
     } finally {
       lock.release();
     }
@@ -433,6 +434,17 @@ function sameFileIn(other: OtherPartial, file: HubFile): { at: string; bytes: nu
     (was) => was.path === file.path && was.size === file.size && checksum(was) === checksum(file),
   );
   return same ? copyOf(other.folder, file) : undefined;
+}
+
+/**
+ * `file` finished in `other`, an unfinished download without a record, where its bytes hash to `file`'s checksum; only
+ * a file of the same path and size is hashed. Its parts are not taken: no checksum tells them apart until they are whole.
+ */
+async function sameFinishedFileIn(other: string, file: HubFile): Promise<{ at: string; bytes: number } | undefined> {
+  const finished = pathInside(other, file.path);
+  if (!isFileOfSize(finished, file.size)) return undefined;
+  const actual = (await hashFile(finished, file, file.size)).digest('hex');
+  return actual === (file.sha256 ?? file.gitSha1) ? { at: finished, bytes: file.size } : undefined;
 }
 
 /** `file` as an unfinished download in `partial` holds it: finished, or its part so far; undefined where neither. */

@@ -4,7 +4,14 @@ import * as path from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { LlavaEngine } from '../../src/engine/engine';
 import { FicocoError } from '../../src/common/errors';
-import { DownloadProgress, ModelRequest, checkDiskRoom, downloadModel, planDownload } from '../../src/hub/download';
+import {
+  DownloadPlan,
+  DownloadProgress,
+  ModelRequest,
+  checkDiskRoom,
+  downloadModel,
+  planDownload,
+} from '../../src/hub/download';
 import {
   DOWNLOAD_MANIFEST,
   deleteStoredModel,
@@ -186,23 +193,27 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
     assert.ok(fs.readFileSync(path.join(plan.folder, WEIGHTS)).equals(fs.readFileSync(path.join(BUILTIN, WEIGHTS))));
   });
 
+  /** Cancels `plan`'s download half-way through the weights: the files before them finished, those after not begun. */
+  async function pausedInWeights(plan: DownloadPlan): Promise<void> {
+    const size = fs.statSync(path.join(BUILTIN, WEIGHTS)).size;
+    const controller = new AbortController();
+    await assert.rejects(
+      downloadModel(plan, {
+        signal: controller.signal,
+        onProgress: (p) =>
+          p.file === WEIGHTS && p.bytesDone - (plan.totalBytes - size) > size / 2 && controller.abort(),
+      }),
+      (error: unknown) => error instanceof FicocoError && error.kind === 'cancelled',
+    );
+  }
+
   // The paused download was asked for the branch (stale once it moves), or for its commit (kept: it is that commit's).
   for (const [asked, stays] of [
     ['main', false],
     [COMMIT, true],
   ] as const)
     test(`a paused download (asked at ${asked.slice(0, 7)}) gives a moved branch's commit its unchanged files`, async () => {
-      const size = fs.statSync(path.join(BUILTIN, WEIGHTS)).size;
-      const before = await planDownload(request({ revision: asked }));
-      const controller = new AbortController();
-      await assert.rejects(
-        downloadModel(before, {
-          signal: controller.signal,
-          onProgress: (p) =>
-            p.file === WEIGHTS && p.bytesDone - (before.totalBytes - size) > size / 2 && controller.abort(),
-        }),
-        (error: unknown) => error instanceof FicocoError && error.kind === 'cancelled',
-      );
+      await pausedInWeights(await planDownload(request({ revision: asked })));
       // main moves on: config.json changes, the rest stays as it was.
       const moved = tempDir('ficoco-moved-branch-');
       for (const file of NEEDED) fs.copyFileSync(path.join(BUILTIN, file), path.join(moved, file));
@@ -235,6 +246,36 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
         await movedHub.close();
       }
     });
+
+  test("a download paused by 0.1.0 (no record) gives a moved branch's commit the finished files its hash matches", async () => {
+    await pausedInWeights(await planDownload(request()));
+    const paused = path.join(root, '.partial', `ficoco--tiny-llava-screens--${COMMIT}`);
+    fs.rmSync(path.join(paused, 'ficoco-partial.json'));
+    // main moves on: config.json changes at the same size (so only its hash tells), the rest stays as it was.
+    const moved = tempDir('ficoco-moved-branch-');
+    for (const file of NEEDED) fs.copyFileSync(path.join(BUILTIN, file), path.join(moved, file));
+    const config = fs.readFileSync(path.join(BUILTIN, 'config.json'), 'utf8');
+    fs.writeFileSync(path.join(moved, 'config.json'), config.replace('"float16"', '"float32"'));
+    assert.equal(fs.statSync(path.join(moved, 'config.json')).size, Buffer.byteLength(config));
+    const movedHub = await startFakeHub({ [REPO]: { folder: moved, commit: 'b'.repeat(40) } });
+    try {
+      const folder = await downloadModel(await planDownload(request({ endpoint: movedHub.url })));
+      for (const file of NEEDED)
+        assert.ok(fs.readFileSync(path.join(folder, file)).equals(fs.readFileSync(path.join(moved, file))), file);
+      const fetched = movedHub.requests.filter((r) => r.path.includes('/resolve/')).map((r) => r.path.split('/').pop());
+      assert.ok(!fetched.includes('generation_config.json'), `unchanged and finished: not fetched (${fetched})`);
+      assert.ok(fetched.includes('config.json'), 'changed at the same size: fetched');
+      // What it was asked for is unknown, so it stays (`ficoco models clean` removes it), less the file it gave.
+      assert.deepEqual(
+        listPartialDownloads(root).map((p) => p.folder),
+        [paused],
+      );
+      assert.equal(fs.existsSync(path.join(paused, 'generation_config.json')), false);
+      assert.ok(fs.existsSync(path.join(paused, 'config.json')));
+    } finally {
+      await movedHub.close();
+    }
+  });
 
   test('a download stopped half-way needs room for the rest only', async () => {
     const plan = await planDownload(request());
