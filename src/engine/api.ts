@@ -76,8 +76,8 @@ export interface AskRequest {
   maxNewTokens?: number;
   sampling?: SamplingOptions;
   /**
-   * a reduction method from the registry, e.g. { method: 'ficoco-v', budget: { tokens: 64 } }, or `auto` (the model's
-   * recommendation: see autoReduction; its budget and params are not used)
+   * a reduction method from the registry, e.g. { method: 'ficoco-v', budget: { tokens: 64 } }, `auto` (the model's
+   * recommendation: see autoReduction; its budget and params are not used), or `none` (every visual token)
    */
   reduction?: ReductionRequest;
   /** hooks of your own, run besides the method's */

@@ -596,13 +596,15 @@ export class LlavaEngine {
   }
 
   /**
-   * The reduction a request stands for, and which rule chose it; a method, budget or parameter that is not valid is
-   * refused here, whatever images the question has.
+   * The reduction a request stands for, and which rule chose it (none for `none`, as without a request); a method,
+   * budget or parameter that is not valid is refused here, whatever images the question has.
    */
-  chooseReduction(reduction: ReductionRequest): ReductionChoice {
+  chooseReduction(reduction: ReductionRequest): ReductionChoice | undefined {
     if (reduction.method === AUTO_METHOD) return this.autoReduction;
+    // `none` needs no budget: the CLI, the server and the settings all take it without one.
+    if (reduction.method === NO_REDUCTION) return undefined;
     if (!reduction.budget) throw new ReductionSettingsError(`${reduction.method} needs a budget: ${BUDGET_HINT}.`);
-    if (reduction.method !== NO_REDUCTION) checkedRequest(reduction.method, reduction.budget, reduction.params);
+    checkedRequest(reduction.method, reduction.budget, reduction.params);
     return {
       method: reduction.method,
       budget: reduction.budget,

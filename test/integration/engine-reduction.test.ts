@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type ImagePixels, LlavaEngine } from '../../src/engine/engine';
+import { NO_REDUCTION, type ReductionRequest } from '../../src/common/reductionChoice';
 import { StepRecord } from '../../src/reduction/paradigm';
 import { cosineMatrix } from '../../src/reduction/arrays';
 import { METHODS, planHooks, planReduction } from '../../src/reduction/registry';
@@ -251,6 +252,22 @@ describe('ask with a reduction method', () => {
         }),
         /ficoco-v\.epsilon is 2; expected a number in \[0\.5, 1\]/,
       );
+    } finally {
+      await engine.dispose();
+    }
+  });
+
+  test('method none (NO_REDUCTION) answers with every visual token, without a budget, as no reduction does', async () => {
+    const engine = await LlavaEngine.load(path.join(FIXTURES, 'tiny-llava-llama'));
+    try {
+      const image = { bytes: fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png')), name: 'shapes.png' };
+      const ask = (reduction?: ReductionRequest) =>
+        engine.ask({ question: QUESTION, images: [image], maxNewTokens: 3, reduction });
+      const [unreduced, none] = [await ask(), await ask({ method: NO_REDUCTION })];
+      assert.deepEqual(none.tokenIds, unreduced.tokenIds);
+      assert.deepEqual(none.stats.visualTokens, [{ original: 36, atDecoder: 36 }]);
+      assert.deepEqual(none.stats.steps, []);
+      assert.equal(none.stats.reduction, undefined, 'no reduction ran, as without one');
     } finally {
       await engine.dispose();
     }
