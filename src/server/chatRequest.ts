@@ -8,6 +8,7 @@ import { parseBudget, BUDGET_HINT, type ParamValue } from '../common/budget';
 import { MAX_IMAGES_PER_QUESTION, checkImageFile } from '../common/imageFile';
 import { AUTO_METHOD, NO_REDUCTION, type ReductionRequest } from '../common/reductionChoice';
 import { MAX_NEW_TOKENS_LIMIT, type AskParams, type HistoryMessage } from '../protocol/engine';
+import { findMethod } from '../reduction/registry';
 
 const TEXT_PART = {
   type: 'object',
@@ -275,6 +276,8 @@ function reductionOf(
       );
     return method === NO_REDUCTION ? undefined : { method, params: {} };
   }
+  // A misspelt name is said first, as `--method` does: asking for a budget it would not use sends the user the wrong way.
+  findMethod(method);
   const params = (field.params ?? {}) as Record<string, ParamValue>;
   if (field.budget === undefined)
     throw new BadChatRequest(

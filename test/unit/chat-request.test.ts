@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
+import { FicocoError } from '../../src/common/errors';
 import { BadChatRequest, type ChatCompletionBody, chatQuestion } from '../../src/server/chatRequest';
 
 const PNG = fs.readFileSync(path.join(__dirname, '..', 'fixtures', 'images', 'shapes.png')).toString('base64');
@@ -87,5 +88,26 @@ describe('sampling in a chat request', () => {
     for (const seed of seeds) assert.ok(Number.isInteger(seed) && seed >= 0 && seed < 2 ** 32);
     const nullSeeds = new Set(Array.from({ length: 8 }, () => ask({ temperature: 0.8, seed: null }).seed));
     assert.ok(nullSeeds.size > 1, 'seed: null is no seed');
+  });
+});
+
+describe('the reduction in a chat request', () => {
+  const ask = (ficoco: ChatCompletionBody['ficoco']) =>
+    chatQuestion({ model: 'm', messages: [{ role: 'user', content: 'hi' }], ficoco } as ChatCompletionBody, DEFAULTS);
+
+  test('a method that does not exist is named as such, with or without a budget, not asked for a budget', () => {
+    for (const ficoco of [{ method: 'ficoco_v' }, { method: 'ficoco_v', budget: '11%' }])
+      assert.throws(
+        () => ask(ficoco),
+        (error: unknown) =>
+          error instanceof FicocoError &&
+          error.kind === 'reduction' &&
+          /^Unknown reduction method "ficoco_v"; available: ficoco-v, /.test(error.message),
+      );
+    assert.deepEqual(ask({ method: 'ficoco-v', budget: 16 }).ask.reduction, {
+      method: 'ficoco-v',
+      budget: { tokens: 16 },
+      params: {},
+    });
   });
 });
