@@ -48,7 +48,7 @@ export async function reduceCommand(args: string[]): Promise<number> {
   if (!fs.existsSync(values.input!)) throw new FicocoError(`${values.input} does not exist.`, 'input');
   if (!fs.statSync(values.input!).isFile()) throw new FicocoError(`${values.input} is not a file.`, 'input');
   outputFileArg('--output', values.output!);
-  const saved = readSaved(WeightIndex.openFile(values.input!));
+  const saved = readSaved(values.input!, WeightIndex.openFile(values.input!));
   const { span } = saved;
   const plan = planReduction(
     values.method!,
@@ -130,7 +130,14 @@ interface Saved {
   count: number;
 }
 
-function readSaved(tensors: WeightIndex): Saved {
+function readSaved(file: string, tensors: WeightIndex): Saved {
+  // WeightIndex's own message for a missing tensor speaks of a model checkpoint and its config.json.
+  for (const name of ['hidden_states', 'visual_span'])
+    if (!tensors.has(name))
+      throw new FicocoError(
+        `${file} has no ${name} tensor; ficoco reduce reads hidden_states [N, D] and visual_span [2] (see \`ficoco reduce --help\`).`,
+        'input',
+      );
   const hidden = tensors.get('hidden_states');
   if (hidden.shape.length !== 2)
     throw new FicocoError(`hidden_states must be [tokens, width]; it is [${hidden.shape.join(', ')}].`, 'input');

@@ -153,6 +153,44 @@ test('ficoco reduce names a missing input tensor', async () => {
   );
 });
 
+test('ficoco reduce names a missing hidden_states or visual_span as its input, not as model weights', async () => {
+  const dir = temporaryFolder('ficoco-reduce-');
+  const hidden = {
+    name: 'hidden_states',
+    dtype: 'F32' as const,
+    shape: [TOKENS, WIDTH],
+    data: bytesOf(new Float32Array(TOKENS * WIDTH)),
+  };
+  const span = { name: 'visual_span', dtype: 'I64' as const, shape: [2], data: bytesOf(BigInt64Array.of(1n, 16n)) };
+  for (const [tensor, missing] of [
+    [span, 'hidden_states'],
+    [hidden, 'visual_span'],
+  ] as const) {
+    const file = path.join(dir, `without-${missing}.safetensors`);
+    writeSafetensors(file, [tensor]);
+    await assert.rejects(
+      reduceCommand([
+        '--method',
+        'divprune',
+        '--budget',
+        '4',
+        '--input',
+        file,
+        '--output',
+        path.join(dir, 'o.safetensors'),
+      ]),
+      (error: Error) => {
+        assert.ok(error instanceof FicocoError, String(error));
+        assert.equal(
+          error.message,
+          `${file} has no ${missing} tensor; ficoco reduce reads hidden_states [N, D] and visual_span [2] (see \`ficoco reduce --help\`).`,
+        );
+        return true;
+      },
+    );
+  }
+});
+
 test('ficoco reduce checks where --output goes before reducing: not a folder, in a folder that exists', async () => {
   const dir = temporaryFolder('ficoco-reduce-');
   const { file } = savedSite(dir);
