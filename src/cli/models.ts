@@ -11,6 +11,7 @@ import {
   isOptionalModelFile,
   planDownload,
 } from '../hub/download';
+import { DownloadSummary } from '../hub/downloadSummary';
 import { findSnapshotInHfCache } from '../hub/hfCache';
 import { formatBytes } from '../common/bytes';
 import { MODEL_PRESETS, findBuiltinModel, findPreset } from '../hub/presets';
@@ -212,39 +213,24 @@ async function download(target: string, revision: string | undefined, endpoint: 
   );
   const controller = new AbortController();
   process.once('SIGINT', () => controller.abort());
-  let otherProcess = 'another process';
-  // Set by the first progress report, once this process downloads: a wait for another process is not in the rate.
-  let started: number | undefined;
+  const summary = new DownloadSummary();
   let reported = -1;
-  let fetched = 0;
-  let before = 0;
   const folder = await downloadModel(plan, {
     signal: controller.signal,
     whenBusy: 'wait',
     onWait: (owner) => {
-      if (owner) otherProcess = `process ${owner.pid}`;
-      process.stderr.write(`waiting for the download already running in ${otherProcess}…\n`);
+      summary.noteWait(owner);
+      process.stderr.write(`waiting for the download already running in ${summary.otherProcess}…\n`);
     },
-    onProgress: ({ bytesDone, bytesTotal, bytesFetched, bytesOnDiskBefore }) => {
-      started ??= performance.now();
-      fetched = bytesFetched;
-      before = bytesOnDiskBefore;
+    onProgress: (progress) => {
+      summary.noteProgress(progress);
+      const { bytesDone, bytesTotal } = progress;
       const percent = Math.floor((100 * bytesDone) / bytesTotal);
       if (percent < reported + 5 && bytesDone < bytesTotal) return;
       reported = percent;
       process.stderr.write(`  ${percent}%  ${formatBytes(bytesDone)} of ${formatBytes(bytesTotal)}\n`);
     },
   });
-  // No progress at all: the process this one waited for completed the model (downloadModel's onProgress says so).
-  if (started === undefined) {
-    process.stdout.write(`${folder}\ndownloaded and verified by ${otherProcess} meanwhile\n`);
-    return 0;
-  }
-  const seconds = (performance.now() - started) / 1000;
-  // The rate is of what came over the network: a resumed download had the rest on disk.
-  process.stdout.write(
-    `${folder}\n${formatBytes(fetched)} in ${seconds.toFixed(1)} s (${formatBytes(fetched / seconds)}/s)` +
-      `${before > 0 ? `; ${formatBytes(before)} were on disk already` : ''}\n`,
-  );
+  process.stdout.write(`${folder}\n${summary.describe()}\n`);
   return 0;
 }

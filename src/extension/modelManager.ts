@@ -16,6 +16,7 @@ import {
   planDownload,
   verificationSummary,
 } from '../hub/download';
+import { DownloadSummary } from '../hub/downloadSummary';
 import { formatBytes } from '../common/bytes';
 import {
   deletePartialDownload,
@@ -113,8 +114,14 @@ export class ModelManager {
     if (consent !== 'Download') return;
     this.downloading = true;
     try {
-      const folder = await this.runDownload(plan);
-      if (folder) await this.offerToUse(folder, `Downloaded ${request.repo} (${formatBytes(plan.totalBytes)}).`);
+      const done = await this.runDownload(plan);
+      if (done)
+        await this.offerToUse(
+          done.folder,
+          done.summary.completedElsewhere
+            ? `${request.repo}: ${done.summary.describe()}.`
+            : `Downloaded ${request.repo} (${formatBytes(plan.totalBytes)}).`,
+        );
     } finally {
       this.downloading = false;
       this.status.end(DOWNLOAD_ACTIVITY);
@@ -188,13 +195,16 @@ export class ModelManager {
     });
   }
 
-  /** The download itself, in a cancellable notification; undefined when the user cancelled. */
-  private runDownload(plan: DownloadPlan): Thenable<string | undefined> {
+  /**
+   * The download itself, in a cancellable notification: the model folder and what this window did for it (another
+   * window or CLI run may have completed it since the plan); undefined when the user cancelled.
+   */
+  private runDownload(plan: DownloadPlan): Thenable<{ folder: string; summary: DownloadSummary } | undefined> {
     const title = `FiCoCo: downloading ${plan.request.repo}`;
     return vscode.window.withProgress(
       { location: vscode.ProgressLocation.Notification, title, cancellable: true },
       async (progress, token) => {
-        const started = performance.now();
+        const summary = new DownloadSummary();
         const report = byteProgress(progress, {
           showRate: true,
           onPercent: (percent) => this.status.busy(DOWNLOAD_ACTIVITY, `Downloading ${percent.toFixed(0)} %`),
@@ -202,13 +212,13 @@ export class ModelManager {
         try {
           const folder = await downloadModel(plan, {
             signal: abortSignalOf(token),
-            onProgress: ({ bytesDone, bytesTotal, bytesFetched }) => report(bytesDone, bytesTotal, bytesFetched),
+            onProgress: (downloaded) => {
+              summary.noteProgress(downloaded);
+              report(downloaded.bytesDone, downloaded.bytesTotal, downloaded.bytesFetched);
+            },
           });
-          this.log.info(
-            `downloaded ${plan.request.repo}@${plan.commit} (${plan.totalBytes} bytes) in ` +
-              `${((performance.now() - started) / 1000).toFixed(1)} s into ${folder}`,
-          );
-          return folder;
+          this.log.info(`download of ${plan.request.repo}@${plan.commit} into ${folder}: ${summary.describe()}`);
+          return { folder, summary };
         } catch (error) {
           if (error instanceof FicocoError && error.kind === 'cancelled') {
             void vscode.window.showInformationMessage(

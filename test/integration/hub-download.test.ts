@@ -12,6 +12,7 @@ import {
   downloadModel,
   planDownload,
 } from '../../src/hub/download';
+import { DownloadSummary } from '../../src/hub/downloadSummary';
 import {
   DOWNLOAD_MANIFEST,
   deleteStoredModel,
@@ -346,6 +347,18 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
       planDownload(request({ endpoint: 'http://127.0.0.1:9' })),
       (error: unknown) => error instanceof FicocoError && error.kind === 'download',
     );
+  });
+
+  test('a model another process completed after the plan was made is found, and the summary says who did it', async () => {
+    // The extension plans, then asks for consent: another window or CLI run may complete the model meanwhile.
+    const planned = await planDownload(request());
+    const other = await downloadModel(await planDownload(request()));
+    hub.bytesServed = 0;
+    const summary = new DownloadSummary();
+    assert.equal(await downloadModel(planned, { onProgress: (p) => summary.noteProgress(p) }), other);
+    assert.equal(hub.bytesServed, 0);
+    assert.ok(summary.completedElsewhere);
+    assert.equal(summary.describe(), 'downloaded and verified by another process meanwhile');
   });
 
   test('a complete copy is used in place: an earlier download, or a snapshot in the Hugging Face cache', async () => {
