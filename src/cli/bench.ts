@@ -131,8 +131,9 @@ export async function benchCommand(args: string[]): Promise<number> {
       ? ` LLM prefill ms and FLOPs are scaled ×${options.llmScale} from the cut decoder to full depth; TTFT ` +
         `and decode tokens/s are the cut model's.`
       : '';
-  // The report is rewritten after every method, whole or not at all: a run stopped (Ctrl+C) or failed keeps the
-  // methods it finished, marked as partial, and never leaves a half-written file. Returns the table.
+  // The report is written once the unreduced row is measured, then rewritten after every method, whole or not at
+  // all: a run stopped (Ctrl+C) or failed keeps the methods it finished, marked as partial, and never leaves a
+  // half-written file. Returns the table.
   const report = async (methodsDone: number): Promise<string[]> => {
     const allRows = [{ ...unreducedRow(unreduced, options.llmScale), peakMiB: unreducedPeakMiB }, ...rows];
     const table = reportTable(allRows, options.llmScale);
@@ -195,6 +196,8 @@ export async function benchCommand(args: string[]): Promise<number> {
     await timedPrefill(reference, prompt, []);
     unreduced.push(await timedPrefill(reference, prompt, [], options.decode));
     unreducedPeakMiB = peakResidentMiB();
+    // A method on full-size shapes takes minutes: --out shows the run from its start.
+    await report(0);
     for (const [i, method] of methods.entries()) {
       const measured = await measureMethod(engine, reference, prompt, method, budgets, options);
       unreduced.push(...measured.unreduced);

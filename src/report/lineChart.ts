@@ -41,8 +41,8 @@ const COLOURS = [
 export function lineChartSvg(chart: LineChart): string {
   const xs = chart.series.flatMap((s) => s.points.map(([x]) => x));
   const ys = chart.series.flatMap((s) => s.points.map(([, y]) => y));
-  const [xMin, xMax] = padRange(Math.min(...xs), Math.max(...xs));
-  const [yMin, yMax] = chart.yRange ?? padRange(Math.min(...ys), Math.max(...ys));
+  const [xMin, xMax] = paddedRange(xs);
+  const [yMin, yMax] = chart.yRange ?? paddedRange(ys);
   const plotWidth = WIDTH - MARGIN.left - MARGIN.right;
   const plotHeight = HEIGHT - MARGIN.top - MARGIN.bottom;
   const px = (x: number) => MARGIN.left + ((x - xMin) / (xMax - xMin)) * plotWidth;
@@ -101,7 +101,11 @@ export function lineChartSvg(chart: LineChart): string {
   return parts.join('\n') + '\n';
 }
 
-function padRange(min: number, max: number): [number, number] {
+function paddedRange(values: number[]): [number, number] {
+  // No points yet (a report written before its first measurement): empty axes, not NaN coordinates.
+  if (values.length === 0) return [0, 1];
+  const min = Math.min(...values);
+  const max = Math.max(...values);
   if (min === max) return [min - 1, max + 1];
   const pad = (max - min) * 0.05;
   return [min - pad, max + pad];

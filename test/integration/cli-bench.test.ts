@@ -216,6 +216,23 @@ test('ficoco bench stopped part-way leaves the report of the methods it finished
   assert.deepEqual(fs.readdirSync(out).sort(), files);
 });
 
+test('ficoco bench stopped in its first method leaves the unreduced row, marked partial: 0 of N methods', async () => {
+  const out = temporaryFolder('ficoco-bench-first-');
+  const args = ['--model', MODEL, '--methods', 'fastv,ficoco-v', '--budgets', '12,4', '--runs', '1', '--decode', '0'];
+  // Two unreduced prefills; the 3rd, fastv's warm-up, fails as a run killed during its first method would stop.
+  await stoppingAtGeneration(3, () =>
+    assert.rejects(benchCommand([...args, '--out', out, '--name', 'first']), /stopped/),
+  );
+  assert.deepEqual(fs.readdirSync(out).sort(), ['first-speedup.svg', 'first-vs-flops.svg', 'first.json', 'first.md']);
+  const report = fs.readFileSync(path.join(out, 'first.md'), 'utf8');
+  assert.match(report, /\*\*Partial\*\*: 0 of 2 methods; the run stopped, or is still running, before the rest\./);
+  assert.deepEqual([...tableRows(report).keys()], ['none all']);
+  const json = JSON.parse(fs.readFileSync(path.join(out, 'first.json'), 'utf8')) as { partial?: unknown };
+  assert.deepEqual(json.partial, { methodsDone: 0, methods: 2 });
+  for (const chart of ['first-speedup.svg', 'first-vs-flops.svg'])
+    assert.doesNotMatch(fs.readFileSync(path.join(out, chart), 'utf8'), /NaN|Infinity/, `${chart}: an empty chart`);
+});
+
 test('medians of odd and even counts', () => {
   assert.equal(median([3, 1, 2]), 2);
   assert.equal(median([4, 1, 3, 2]), 2.5);
