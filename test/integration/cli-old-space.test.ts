@@ -61,3 +61,48 @@ test("ficoco eval answers in a Node started with the engine's old-space floor, s
   assert.equal(ficoco.signalCode, 'SIGTERM');
   assert.doesNotMatch(progress, /\(31 of 31\)/);
 });
+
+/**
+ * Starts `node --import tsx SCRIPT ARGS` and, once its first output is on stderr (its measurements under way, with
+ * many to go), returns the command lines of the children that run SCRIPT; then stops it.
+ */
+async function childrenRunning(script: string, args: string[], env: NodeJS.ProcessEnv = process.env) {
+  const file = path.join(ROOT, script);
+  const parent = spawn(process.execPath, ['--import', 'tsx', file, ...args], { cwd: ROOT, env });
+  // A process that could not start, or ended before any output, fails the test instead of leaving it unfinished.
+  await new Promise((resolve, reject) => {
+    parent.stderr.once('data', resolve);
+    parent.once('error', reject);
+    parent.once('exit', (code, signal) => reject(new Error(`${script} ended (${code ?? signal}) before any output`)));
+  });
+  const running = childrenOf(parent.pid!)
+    .map(commandLine)
+    .filter((line) => line.includes(file));
+  parent.kill('SIGTERM');
+  await once(parent, 'close');
+  return running;
+}
+
+test('bench/prefill.ts (npm run bench) measures in a Node started with the old-space floor', async (t) => {
+  if (process.platform !== 'linux') return t.skip('reads the processes from /proc');
+  const out = temporaryFolder('ficoco-old-space-bench-');
+  const running = await childrenRunning(
+    'bench/prefill.ts',
+    ['--arch', 'builtin-anyres', '--methods', 'all', '--runs', '1', '--decode', '0', '--out', out],
+    // The random model goes to $TMPDIR/ficoco-bench: this test's folder, removed after it.
+    { ...process.env, TMPDIR: out },
+  );
+  assert.equal(running.length, 1, 'one child runs the benchmark');
+  assert.ok(running[0].includes(ENGINE_OLD_SPACE_FLOOR), running[0].join(' '));
+});
+
+test('bench/gpu-check.ts measures in a Node started with the old-space floor', async (t) => {
+  if (process.platform !== 'linux') return t.skip('reads the processes from /proc');
+  const out = temporaryFolder('ficoco-old-space-gpu-check-');
+  const running = await childrenRunning('bench/gpu-check.ts', [
+    ...['--provider', 'cpu', '--model', 'test/fixtures/tiny-llava-llama', '--budgets', '8,4,2'],
+    ...['--out', out],
+  ]);
+  assert.equal(running.length, 1, 'one child runs the check');
+  assert.ok(running[0].includes(ENGINE_OLD_SPACE_FLOOR), running[0].join(' '));
+});
