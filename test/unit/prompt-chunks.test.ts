@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { equalChunkTokens, promptChunkTokens } from '../../src/engine/engine';
+import { equalChunkTokens, promptChunkTokens } from '../../src/engine/promptChunks';
 
 // LLaVA-OneVision-0.5B's decoder (14 query heads) on a 1080p screenshot's prompt.
 const HEADS = 14;
