@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { AnswerStats, LlavaEngine, checkQuestion } from '../engine/engine';
+import { AnswerStats, LlavaEngine } from '../engine/engine';
+import { checkQuestion } from '../engine/askChecks';
 import { EngineError } from '../client/engineClient';
 import { AUTO_METHOD, NO_REDUCTION } from '../common/reductionChoice';
 import { FICOCO_ERROR_KINDS, FicocoError } from '../common/errors';

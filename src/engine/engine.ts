@@ -52,6 +52,7 @@ import { parseModelConfig } from './models/registry';
 import { type PackedImage, packSquare, packTiles } from './models/tiledFeatures';
 import { contentTokens, withoutStructure } from './structureTokens';
 import { PrefillWatch, RunPace } from './prefillWatch';
+import { DEFAULT_MAX_NEW_TOKENS, checkAnswerOptions, checkLogits, checkQuestion, textTurn } from './askChecks';
 import { PREFILL_CHUNK_TOKENS, equalChunkTokens, promptChunkTokens } from './promptChunks';
 import type { PrefillProgress } from '../common/prefillProgress';
 import { GatheredExposure, RowProducts } from './runtime/gatheredExposure';
@@ -164,8 +165,6 @@ const WARM_UP_IMAGE_SIDE = 32;
  * LLaVA-OneVision at 1080p); smaller ones (an untiled image's 576 tokens: 1.3 MB) reuse the engine's.
  */
 const OWN_SESSION_BYTES = 16 * 2 ** 20;
-/** The answer's length in tokens when a question does not say (AskRequest.maxNewTokens). */
-const DEFAULT_MAX_NEW_TOKENS = 256;
 
 const MODEL_FILES = 'config.json, *.safetensors, tokenizer.json, tokenizer_config.json and preprocessor_config.json';
 
@@ -1413,64 +1412,6 @@ function hookView(
     return content ? content.restore(reduced) : { state: reduced, structure };
   };
   return { view, finish };
-}
-
-/**
- * An earlier turn as the chat template gets it: a string's content (as ChatMessage allows) becomes its one text part,
- * since chat templates of LLaVA models iterate over a message's parts, as the question's are given, and fail on a
- * string. An image part is refused: a question's images are its own, and one marked in the history would have none to
- * go with it (the prompt would have more placeholders than images, found only after the images were read).
- */
-function textTurn(message: ChatMessage, index: number): ChatMessage {
-  const { content } = message;
-  if (typeof content === 'string') return { ...message, content: [{ type: 'text', text: content }] };
-  if (content.some((part) => part.type === 'image'))
-    throw new FicocoError(
-      `history message ${index + 1} (${message.role}) has an image; earlier turns are text only: give the ` +
-        "question the images it is about (its images), and the history their turns' text.",
-      'input',
-    );
-  return message;
-}
-
-/**
- * Refuses a token limit that is not a whole number of tokens (2.5 answered with 3, NaN and -1 with none) and sampling
- * settings that are not numbers in their range (a NaN temperature drew the least probable token at every step).
- */
-function checkAnswerOptions({ maxNewTokens, sampling }: AskRequest): void {
-  const refuse = (field: string, value: number, expected: string) => {
-    throw new FicocoError(`${field} is ${value}; ${expected}.`, 'input');
-  };
-  if (maxNewTokens !== undefined && !(Number.isInteger(maxNewTokens) && maxNewTokens >= 0))
-    refuse('maxNewTokens', maxNewTokens, 'it is a whole number of tokens, 0 or more');
-  if (!sampling) return;
-  const { temperature, topP, seed } = sampling;
-  if (!Number.isFinite(temperature)) refuse('sampling.temperature', temperature, 'it is a number, 0 for greedy');
-  // A JavaScript caller's topP and seed left out sample as before: the whole distribution, seed 0.
-  if (topP !== undefined && !(topP >= 0 && topP <= 1))
-    refuse('sampling.topP', topP, 'it is a share of the probability, from 0 to 1');
-  if (seed !== undefined && !Number.isFinite(seed))
-    refuse('sampling.seed', seed, 'it is a number (taken as an unsigned 32-bit integer)');
-}
-
-/**
- * Refuses a step whose logits are all NaN: weights holding NaN or infinities (a corrupt checkpoint, which a float32 load
- * maps without reading), or a float16 run that overflowed. Sampling would answer its first token again and again.
- */
-function checkLogits(logits: Float32Array, step: number): void {
-  for (const logit of logits) if (!Number.isNaN(logit)) return;
-  throw new FicocoError(
-    `The model computed no number for any token ${step === 0 ? 'after the prompt' : `at answer token ${step + 1}`} ` +
-      '(every logit NaN): its weights hold NaN or infinite values, or half precision overflowed. Download the ' +
-      'model again; on a GPU, try ficoco.quantization none or the cpu provider.',
-    'weights',
-  );
-}
-
-/** Refuses an empty question (the CLI asks this before it loads a model). */
-export function checkQuestion(question: string): void {
-  if (question.trim() === '')
-    throw new FicocoError('The question is empty; type what you want to know about the image.', 'input');
 }
 
 /**
