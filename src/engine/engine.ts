@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { FicocoError } from '../common/errors';
-import { type AnyresLayout, type AnyresSpec, type Size, anyresLayout, tileCell } from '../common/anyres';
+import { type AnyresLayout, type Size, anyresLayout, tileCell } from '../common/anyres';
 import { llmLayerFlops } from '../flops/llm';
 import { visionTowerFlops } from '../flops/vision';
 import {
@@ -53,6 +53,7 @@ import { type PackedImage, packSquare, packTiles } from './models/tiledFeatures'
 import { contentTokens, withoutStructure } from './structureTokens';
 import { PrefillWatch, RunPace } from './prefillWatch';
 import { DEFAULT_MAX_NEW_TOKENS, checkAnswerOptions, checkLogits, checkQuestion, textTurn } from './askChecks';
+import { checkSamePinpoints, checkWeightsFit, commonFolder, gibibytes, screenshotQuestionBytes } from './loadChecks';
 import { spliceImages } from './spliceImages';
 import { PREFILL_CHUNK_TOKENS, equalChunkTokens, promptChunkTokens } from './promptChunks';
 import type { PrefillProgress } from '../common/prefillProgress';
@@ -66,7 +67,7 @@ import { ChatMessage, PromptTooLongError, StreamingDecoder, TextProcessor } from
 import { readModelJson } from './text/json-file';
 import { WeightIndex } from './weights/safetensors';
 import { availableMemory as systemAvailableMemory, memoryInAll } from '../common/memory';
-import { type WeightQuantization, quantizedParts } from '../common/quantization';
+import { quantizedParts } from '../common/quantization';
 import { WeightQuantizer } from './weights/quantizedCache';
 import { cpuWeightBytes } from './weights/footprint';
 import { type PublishedReduction, type ReductionChoice, chooseReduction } from './recommendation';
@@ -1425,92 +1426,4 @@ function patchFates(span: VisualSpan): PatchFates {
     owner < 0 ? 'd' : span.tokenPatch[owner - span.start] === patch ? 'k' : 'm',
   );
   return { rows: span.grid.rows, cols: span.grid.cols, patches: fates.join('') };
-}
-
-/** The deepest folder that holds every weight file (ORT resolves external data against it, refusing paths outside). */
-function commonFolder(files: readonly string[], modelDir: string): string {
-  let folder = path.dirname(files[0]);
-  while (
-    !files.every(
-      (file) => !path.relative(folder, file).startsWith('..') && !path.isAbsolute(path.relative(folder, file)),
-    )
-  ) {
-    const parent = path.dirname(folder);
-    if (parent === folder) {
-      throw new FicocoError(
-        `The weight files of ${modelDir} have no folder in common (${files.join(', ')}); put them on one drive.`,
-        'weights',
-      );
-    }
-    folder = parent;
-  }
-  return folder;
-}
-
-/** A 1920 × 1080 screenshot: what the product is for. */
-const SCREENSHOT: Size = { width: 1920, height: 1080 };
-
-/**
- * The memory a question about one screenshot plans for on the CPU: its attention in prompt chunks and its KV cache, with
- * a short question and a default-length answer (peakRunBytes).
- */
-export function screenshotQuestionBytes(arch: ModelArch): number {
-  const promptTokens = imageCost(arch, SCREENSHOT).tokens + 64;
-  return peakRunBytes(
-    arch,
-    { promptTokens, answerTokens: DEFAULT_MAX_NEW_TOKENS, queryChunk: PREFILL_CHUNK_TOKENS },
-    4,
-  );
-}
-
-function gibibytes(bytes: number): string {
-  return (bytes / 2 ** 30).toFixed(bytes < 2 ** 30 ? 2 : 1);
-}
-
-/**
- * Refuses, before any session is built, weights the CPU provider would hold in more memory than the machine has in all
- * (they would only swap), naming the quantizations (`bytesWith`) that fit.
- */
-function checkWeightsFit(
-  held: number,
-  total: number,
-  quantization: WeightQuantization,
-  bytesWith: (mode: Exclude<WeightQuantization, 'none'>) => number,
-  fellBack?: string,
-): void {
-  if (held <= total) return;
-  const fitting = (['int8', 'int4'] as const)
-    .filter((mode) => mode !== quantization)
-    .map((mode) => ({ mode, bytes: bytesWith(mode) }))
-    .filter(({ bytes }) => bytes <= total);
-  const how = quantization === 'none' ? 'its float weights as float32' : quantization;
-  // int8's size is its decoder held once: a load with memory to spare holds it twice, for faster answers.
-  const fix =
-    fitting.length > 0
-      ? `Quantize them — ${fitting.map(({ mode, bytes }) => `${mode} takes ${mode === 'int8' ? 'from ' : ''}about ${gibibytes(bytes)} GiB`).join(', ')} ` +
-        '(ficoco.quantization in VS Code, --quantize on the command line) — or run on a GPU provider.'
-      : 'Choose a smaller model, or run on a GPU provider.';
-  throw new FicocoError(
-    (fellBack ? `${fellBack}. ` : '') +
-      `This model takes about ${gibibytes(held)} GiB of memory on the CPU (${how}), and this machine has ` +
-      `${gibibytes(total)} GiB in all. ${fix}`,
-    'memory',
-  );
-}
-
-/**
- * transformers tiles an image by preprocessor_config.json's image_grid_pinpoints and unpads its features by
- * config.json's: a folder whose two lists hold different resolutions would get one grid's tiles packed as another's.
- * (The same resolutions in another order are let through: only ties between them could differ.)
- */
-function checkSamePinpoints(tiling: AnyresSpec, preprocessorJson: unknown, preprocessorFile: string): void {
-  const listed = (preprocessorJson as { image_grid_pinpoints?: unknown }).image_grid_pinpoints;
-  const resolutions = (list: unknown) => (Array.isArray(list) ? list.map((p) => JSON.stringify(p)).sort() : list);
-  if (listed === undefined || JSON.stringify(resolutions(listed)) === JSON.stringify(resolutions(tiling.pinpoints)))
-    return;
-  throw new FicocoError(
-    `${preprocessorFile}: field "image_grid_pinpoints" holds other resolutions than config.json's; the image would ` +
-      `be tiled by one list and its features unpadded by the other. Use config.json's list in both files.`,
-    'config',
-  );
 }
