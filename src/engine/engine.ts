@@ -54,6 +54,7 @@ import { contentTokens, withoutStructure } from './structureTokens';
 import { PrefillWatch, RunPace } from './prefillWatch';
 import { DEFAULT_MAX_NEW_TOKENS, checkAnswerOptions, checkLogits, checkQuestion, textTurn } from './askChecks';
 import { checkSamePinpoints, checkWeightsFit, commonFolder, gibibytes, screenshotQuestionBytes } from './loadChecks';
+import { startClock } from './clock';
 import { spliceImages } from './spliceImages';
 import { PREFILL_CHUNK_TOKENS, equalChunkTokens, promptChunkTokens } from './promptChunks';
 import type { PrefillProgress } from '../common/prefillProgress';
@@ -1307,18 +1308,6 @@ function runUnitFlops(arch: ModelArch): { pass: number; tokenBlock: number } {
   const { vision, projector } = runFlops(arch, unreducedShapeAt(arch, [small], 1));
   // A decoder layer is two blocks: its attention half and its MLP half.
   return { pass: (vision + projector) / small.passes, tokenBlock: llmLayerFlops(arch.llm, 1).total / 2 };
-}
-
-/**
- * Starts timing; the returned function reads the wall ms and the process's user + system CPU ms (every thread) since.
- */
-function startClock(): () => { ms: number; cpuMs: number } {
-  const wallStart = performance.now();
-  const cpuStart = process.cpuUsage();
-  return () => {
-    const used = process.cpuUsage(cpuStart);
-    return { ms: performance.now() - wallStart, cpuMs: (used.user + used.system) / 1000 };
-  };
 }
 
 /** Notes how many tokens enter the layer halves a segment runs. */
