@@ -15,7 +15,7 @@ import {
   unreducedShapeAt,
 } from '../flops/model';
 import { ElemType } from './graph/builder';
-import { ATTENTION, HIDDEN_COSINE, KEY_COSINE, LOG_SIZES, MEAN_KEYS, POSITIONS, Tower } from './graph/segment';
+import { HIDDEN_COSINE, LOG_SIZES, POSITIONS, Tower } from './graph/segment';
 import type { ModelShape } from '../reduction/method';
 import { BUDGET_HINT, budgetLabel } from '../common/budget';
 import { AUTO_METHOD, NO_REDUCTION, type ReductionRequest } from '../common/reductionChoice';
@@ -27,12 +27,10 @@ import {
   AttentionNeeds,
   HookSite,
   ReductionHook,
-  SiteView,
   TokenState,
   VisualSpan,
   hooksBySite,
   siteStage,
-  validateTokenState,
 } from '../reduction/tokenState';
 import { decodeImage } from './image/decode';
 import { blankPng } from './image/png';
@@ -50,11 +48,12 @@ import { flopsArchOf } from './models/flopsArch';
 import { LOGITS } from './models/llama';
 import { parseModelConfig } from './models/registry';
 import { type PackedImage, packSquare, packTiles } from './models/tiledFeatures';
-import { contentTokens, withoutStructure } from './structureTokens';
+import { contentTokens } from './structureTokens';
 import { PrefillWatch, RunPace } from './prefillWatch';
 import { DEFAULT_MAX_NEW_TOKENS, checkAnswerOptions, checkLogits, checkQuestion, textTurn } from './askChecks';
 import { checkSamePinpoints, checkWeightsFit, commonFolder, gibibytes, screenshotQuestionBytes } from './loadChecks';
 import { startClock } from './clock';
+import { type HookContext, hookView, patchFates, runHook, tokensOn } from './hookCall';
 import { spliceImages } from './spliceImages';
 import { PREFILL_CHUNK_TOKENS, equalChunkTokens, promptChunkTokens } from './promptChunks';
 import type { PrefillProgress } from '../common/prefillProgress';
@@ -1316,103 +1315,4 @@ function countLayerTokens(tower: Tower, segment: Segment, tokens: number, into: 
     const block = tower.blocks[b];
     if (block.layer !== undefined) (block.attends ? into.attention : into.mlp)[block.layer] = tokens;
   }
-}
-
-/** Per token of `state`, 1 when it holds one of the marked patches (its first span's). */
-function tokensOn(state: TokenState, patches: Uint8Array): Uint8Array {
-  const marked = new Uint8Array(state.count);
-  const [span] = state.spans;
-  span.tokenPatch.forEach((patch, t) => (marked[span.start + t] = patch >= 0 ? patches[patch] : 0));
-  return marked;
-}
-
-/**
- * What a hook is told besides the tokens: `hasClassToken` says index 0 is a class token, `image` and `pass` which image
- * and tower pass a vision-side step reduced, `drop` which tokens go before the hook sees them; its step is recorded in
- * `steps`.
- */
-interface HookContext {
-  steps: StepStat[];
-  hasClassToken: boolean;
-  image?: number;
-  pass?: number;
-  structure?: Uint8Array;
-  /** the outputs were gathered over the tokens `structure` leaves (GatheredExposure's `content`) */
-  signalsOverContent?: boolean;
-  drop?: Uint8Array;
-}
-
-/** Calls a hook on the state a segment left, with the attention it asked for, and records the step. */
-function runHook(
-  hook: ReductionHook,
-  state: TokenState,
-  outputs: ort.InferenceSession.OnnxValueMapType,
-  context: HookContext,
-): { state: TokenState; structure?: Uint8Array } {
-  const at = hookView(hook, state, outputs, context);
-  const clock = startClock();
-  const reduced = hook.reduce(at.view);
-  return at.finish(reduced, clock());
-}
-
-/**
- * What a hook sees of the state a segment left (its signals, structure tokens set aside), and how its result goes back:
- * checked, recorded, structure restored.
- */
-function hookView(
-  hook: ReductionHook,
-  state: TokenState,
-  outputs: ort.InferenceSession.OnnxValueMapType,
-  context: HookContext,
-): {
-  view: SiteView;
-  finish(reduced: TokenState, time: { ms: number; cpuMs: number }): { state: TokenState; structure?: Uint8Array };
-} {
-  const { steps, hasClassToken, image, pass, structure, signalsOverContent, drop } = context;
-  const attention = outputs[ATTENTION]?.data as Float32Array | undefined;
-  const meanKeys = outputs[MEAN_KEYS]?.data as Float32Array | undefined;
-  const keyCount =
-    outputs[ATTENTION]?.dims[1] ?? outputs[KEY_COSINE]?.dims[0] ?? outputs[MEAN_KEYS]?.dims[0] ?? state.count;
-  const hiddenCosine = outputs[HIDDEN_COSINE]?.data as Float32Array | undefined;
-  const keyCosine = outputs[KEY_COSINE]?.data as Float32Array | undefined;
-  const full: SiteView = {
-    ...state,
-    site: hook.site,
-    attention,
-    meanKeys,
-    hiddenCosine,
-    keyCosine,
-    keyCount,
-    hasClassToken,
-    pass,
-  };
-  // Structure tokens (row ends) are taken out of what the method sees, and put back after it; `drop` tokens stay out.
-  const content = structure?.includes(1) ? withoutStructure(full, structure, { signalsOverContent }) : undefined;
-  const view = content?.view ?? (drop?.includes(1) ? withoutStructure(full, drop).view : full);
-  const finish = (reduced: TokenState, { ms, cpuMs }: { ms: number; cpuMs: number }) => {
-    validateTokenState(reduced, hook.site, state.width);
-    const visual = (s: TokenState) => s.spans.reduce((sum, span) => sum + span.count, 0);
-    steps.push({
-      site: hook.site,
-      ...(image !== undefined ? { image } : {}),
-      tokensBefore: visual(view),
-      tokensAfter: visual(reduced),
-      ms,
-      cpuMs,
-    });
-    return content ? content.restore(reduced) : { state: reduced, structure };
-  };
-  return { view, finish };
-}
-
-/**
- * Each patch's fate from the span's bookkeeping: no owner = dropped; an owner that started as another patch (or was
- * created) = merged.
- */
-
-function patchFates(span: VisualSpan): PatchFates {
-  const fates = Array.from(span.patchOwner, (owner, patch) =>
-    owner < 0 ? 'd' : span.tokenPatch[owner - span.start] === patch ? 'k' : 'm',
-  );
-  return { rows: span.grid.rows, cols: span.grid.cols, patches: fates.join('') };
 }
