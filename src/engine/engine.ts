@@ -4,7 +4,6 @@ import * as ort from 'onnxruntime-node';
 import { FicocoError } from '../common/errors';
 import { type AnyresLayout, type Size, anyresLayout, tileCell } from '../common/anyres';
 import { llmLayerFlops } from '../flops/llm';
-import { visionTowerFlops } from '../flops/vision';
 import {
   type ImageCost,
   type ModelArch,
@@ -15,7 +14,7 @@ import {
   unreducedShapeAt,
 } from '../flops/model';
 import { ElemType } from './graph/builder';
-import { HIDDEN_COSINE, LOG_SIZES, POSITIONS, Tower } from './graph/segment';
+import { HIDDEN_COSINE, LOG_SIZES, POSITIONS } from './graph/segment';
 import type { ModelShape } from '../reduction/method';
 import { BUDGET_HINT, budgetLabel } from '../common/budget';
 import { AUTO_METHOD, NO_REDUCTION, type ReductionRequest } from '../common/reductionChoice';
@@ -53,6 +52,7 @@ import { PrefillWatch, RunPace } from './prefillWatch';
 import { DEFAULT_MAX_NEW_TOKENS, checkAnswerOptions, checkLogits, checkQuestion, textTurn } from './askChecks';
 import { checkSamePinpoints, checkWeightsFit, commonFolder, gibibytes, screenshotQuestionBytes } from './loadChecks';
 import { startClock } from './clock';
+import { type LayerTokens, type PassTokens, countLayerTokens, passFlops, prefillFlops } from './layerTokens';
 import { type HookContext, hookView, patchFates, runHook, tokensOn } from './hookCall';
 import { spliceImages } from './spliceImages';
 import { PREFILL_CHUNK_TOKENS, equalChunkTokens, promptChunkTokens } from './promptChunks';
@@ -103,17 +103,6 @@ export interface GenerateOptions {
   signal?: AbortSignal;
   /** after each tower pass and each prompt chunk */
   onProgress?: (progress: PrefillProgress) => void;
-}
-
-/** Tokens that entered each layer's attention and MLP halves (they differ where a hook sits between them). */
-export interface LayerTokens {
-  attention: number[];
-  mlp: number[];
-}
-
-/** A vision tower pass's tokens into each layer half, and into the projector (before a step after it). */
-interface PassTokens extends LayerTokens {
-  projected: number;
 }
 
 /** One tower pass of an image on its way through the tower's segments. */
@@ -351,32 +340,6 @@ export class LlavaEngine {
   /** Original patch grid of one image. */
   get grid(): { rows: number; cols: number } {
     return this.towers.image.grid;
-  }
-
-  /** Analytic FLOPs of one tower pass from the tokens each of its layers saw. */
-  private towerFlops(layers: LayerTokens): number {
-    return visionTowerFlops(this.arch.vision, layers.attention, layers.mlp);
-  }
-
-  /** Analytic FLOPs of a prefill from the tokens each layer saw, and of the same prompt unreduced. */
-  private flopsOf(
-    vision: PassTokens[],
-    decoder: LayerTokens,
-    prompt: { images: readonly ImageCost[]; textTokens: number },
-  ): { run: RunFlops; unreduced: RunFlops; causalLlm: number } {
-    const { arch } = this;
-    const shape = {
-      vision: vision.map((layers) => layers.attention),
-      visionMlp: vision.map((layers) => layers.mlp),
-      projector: vision.reduce((sum, pass) => sum + pass.projected, 0),
-      llm: decoder.attention,
-      llmMlp: decoder.mlp,
-    };
-    return {
-      run: runFlops(arch, shape),
-      unreduced: runFlops(arch, unreducedShapeAt(arch, prompt.images, prompt.textTokens)),
-      causalLlm: runFlops(arch, shape, 'causal').llm,
-    };
   }
 
   /** What reduction methods need to know to place their steps. */
@@ -810,7 +773,7 @@ export class LlavaEngine {
       steps,
       patchFates: prefill.spans.map((span, i) => this.imageFates(span, images[i])),
       cacheLengths,
-      flops: this.flopsOf(visionTokens, decoderTokens, {
+      flops: prefillFlops(this.arch, visionTokens, decoderTokens, {
         images: costs,
         textTokens: inputIds.length - images.length,
       }),
@@ -935,7 +898,7 @@ export class LlavaEngine {
       await run.watch.beforePass();
       const input = this.towerInput(values, { image, pass, layers }, this.paddingPatches(pixels, pass));
       passes.push(await this.runTower(input, segments, hooks, run.steps, joint?.site));
-      run.watch.passDone(this.towerFlops(layers));
+      run.watch.passDone(passFlops(this.arch, layers));
       run.visionTokens.push(layers);
     }
     if (!joint?.reducePasses) return passes.map((pass) => pass.state);
@@ -1307,12 +1270,4 @@ function runUnitFlops(arch: ModelArch): { pass: number; tokenBlock: number } {
   const { vision, projector } = runFlops(arch, unreducedShapeAt(arch, [small], 1));
   // A decoder layer is two blocks: its attention half and its MLP half.
   return { pass: (vision + projector) / small.passes, tokenBlock: llmLayerFlops(arch.llm, 1).total / 2 };
-}
-
-/** Notes how many tokens enter the layer halves a segment runs. */
-function countLayerTokens(tower: Tower, segment: Segment, tokens: number, into: LayerTokens): void {
-  for (let b = segment.start; b < segment.end; b++) {
-    const block = tower.blocks[b];
-    if (block.layer !== undefined) (block.attends ? into.attention : into.mlp)[block.layer] = tokens;
-  }
 }
