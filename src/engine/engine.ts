@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { FicocoError } from '../common/errors';
-import { type AnyresLayout, type Size, anyresLayout, tileCell } from '../common/anyres';
+import { type AnyresLayout, type Size, anyresLayout } from '../common/anyres';
 import { llmLayerFlops } from '../flops/llm';
 import {
   type ImageCost,
@@ -14,7 +14,7 @@ import {
   unreducedShapeAt,
 } from '../flops/model';
 import { ElemType } from './graph/builder';
-import { HIDDEN_COSINE, LOG_SIZES, POSITIONS } from './graph/segment';
+import { HIDDEN_COSINE, POSITIONS } from './graph/segment';
 import type { ModelShape } from '../reduction/method';
 import { BUDGET_HINT, budgetLabel } from '../common/budget';
 import { AUTO_METHOD, NO_REDUCTION, type ReductionRequest } from '../common/reductionChoice';
@@ -46,15 +46,16 @@ import type { ModelConfig, ModelTowers } from './models/family';
 import { flopsArchOf } from './models/flopsArch';
 import { LOGITS } from './models/llama';
 import { parseModelConfig } from './models/registry';
-import { type PackedImage, packSquare, packTiles } from './models/tiledFeatures';
+import type { PackedImage } from './models/tiledFeatures';
 import { contentTokens } from './structureTokens';
 import { PrefillWatch, RunPace } from './prefillWatch';
 import { DEFAULT_MAX_NEW_TOKENS, checkAnswerOptions, checkLogits, checkQuestion, textTurn } from './askChecks';
 import { checkSamePinpoints, checkWeightsFit, commonFolder, gibibytes, screenshotQuestionBytes } from './loadChecks';
 import { startClock } from './clock';
-import { type LayerTokens, type PassTokens, countLayerTokens, passFlops, prefillFlops } from './layerTokens';
-import { type HookContext, hookView, patchFates, runHook, tokensOn } from './hookCall';
+import { type LayerTokens, type PassTokens, countLayerTokens, prefillFlops } from './layerTokens';
+import { hookView, patchFates, runHook } from './hookCall';
 import { spliceImages } from './spliceImages';
+import { type ImagePixels, VisionPasses } from './visionPasses';
 import { PREFILL_CHUNK_TOKENS, equalChunkTokens, promptChunkTokens } from './promptChunks';
 import type { PrefillProgress } from '../common/prefillProgress';
 import { GatheredExposure, RowProducts } from './runtime/gatheredExposure';
@@ -73,20 +74,13 @@ import { cpuWeightBytes } from './weights/footprint';
 import { type PublishedReduction, type ReductionChoice, chooseReduction } from './recommendation';
 import type { Answer, AskRequest, EngineOptions, PatchFates, StepStat } from './api';
 
+export type { ImagePixels } from './visionPasses';
 export type { Answer, AnswerStats, AskRequest, EngineOptions, PatchFates, StepStat } from './api';
 
 interface RunLimits {
   availableMemory: () => number;
   prefillChunkTokens: number;
   warmUpRepeatsBelowFlops: number;
-}
-
-/** One image as the vision tower takes it. */
-export interface ImagePixels {
-  /** [passes, 3, side, side] float32: one pass, or a tiled image's base image then its tiles */
-  values: Float32Array;
-  /** the image as decoded: a tiled model lays its tiles and tokens out from it */
-  size: Size;
 }
 
 export interface GenerateOptions {
@@ -103,19 +97,6 @@ export interface GenerateOptions {
   signal?: AbortSignal;
   /** after each tower pass and each prompt chunk */
   onProgress?: (progress: PrefillProgress) => void;
-}
-
-/** One tower pass of an image on its way through the tower's segments. */
-interface TowerPass {
-  state: TokenState;
-  pixels: Float32Array;
-  /** index of the next segment to run */
-  next: number;
-  /** the tile's patches that see only its padding, until the first hook that asks has dropped them */
-  padding?: Uint8Array;
-  /** the outputs of the segment it stopped after, for the hook there */
-  outputs?: ort.InferenceSession.OnnxValueMapType;
-  at: { image: number; pass: number; layers: PassTokens };
 }
 
 export interface GenerationResult {
@@ -177,6 +158,7 @@ export class LlavaEngine {
     private readonly arch: ModelArch,
   ) {
     this.unitFlops = runUnitFlops(arch);
+    this.visionPasses = new VisionPasses(config, towers, arch);
   }
 
   /** the latest run asked for (inTurn); the next one starts when it ends */
@@ -192,6 +174,8 @@ export class LlavaEngine {
   private readonly pace = new RunPace();
   /** what RunPace's rates are per: FLOPs of an unreduced tower pass and of a token through a block */
   private readonly unitFlops: { pass: number; tokenBlock: number };
+  /** runs an image's passes through the vision tower and packs them for the decoder */
+  private readonly visionPasses: VisionPasses;
 
   static async load(modelDir: string, options: EngineOptions = {}): Promise<LlavaEngine> {
     const dir = path.resolve(modelDir);
@@ -431,14 +415,10 @@ export class LlavaEngine {
 
   /** Tower passes and unreduced visual tokens of preprocessed pixels (a tiled model's image seen whole: one pass). */
   private costOf(image: ImagePixels): ImageCost {
-    const passes = image.values.length / this.passSize;
+    const passes = image.values.length / this.visionPasses.passSize;
     const { tiling } = this.config;
     if (!tiling) return { passes, tokens: this.unreducedFeatureCount };
     return { passes, tokens: passes === 1 ? tiling.baseTokens + 1 : anyresLayout(tiling, image.size).tokens };
-  }
-
-  private get passSize(): number {
-    return (this.towers.vision.input.dims as number[]).reduce((product, d) => product * d, 1);
   }
 
   async ask(request: AskRequest): Promise<Answer> {
@@ -713,8 +693,14 @@ export class LlavaEngine {
     const features: PackedImage[] = [];
     const visionTokens: PassTokens[] = [];
     for (const [image, pixels] of images.entries()) {
-      const passes = await this.encodePasses(pixels, image, visionSegments, hooks, { watch, steps, visionTokens });
-      features.push(await this.reducePacked(this.packImage(passes, pixels.size), image, hooks.get('packed'), steps));
+      const passes = await this.visionPasses.encodePasses(pixels, image, visionSegments, hooks, {
+        watch,
+        steps,
+        visionTokens,
+      });
+      features.push(
+        await this.reducePacked(this.visionPasses.packImage(passes, pixels.size), image, hooks.get('packed'), steps),
+      );
     }
     const { ms: visionMs, cpuMs: visionCpuMs } = visionClock();
 
@@ -865,149 +851,6 @@ export class LlavaEngine {
       );
   }
 
-  /** Per patch of pass `pass` of a tiled image, 1 where it sees only the tile's padding; none for a one-pass image. */
-  private paddingPatches(pixels: ImagePixels, pass: number): Uint8Array | undefined {
-    const { tiling } = this.config;
-    if (!tiling || pass === 0 || pixels.values.length === this.passSize) return undefined;
-    const layout = anyresLayout(tiling, pixels.size);
-    const f = tiling.featuresPerSide;
-    return Uint8Array.from({ length: f * f }, (_, patch) => (tileCell(layout, f, pass - 1, patch) < 0 ? 1 : 0));
-  }
-
-  /**
-   * Runs the vision tower (with its hooks) on every pass of an image (one, or a tiled image's base image and tiles);
-   * returns each pass's projected features. A hook that reduces the passes together (ReductionHook.reducePasses) has
-   * every pass run to its site first; then each goes on from what the hook left it.
-   */
-  private async encodePasses(
-    pixels: ImagePixels,
-    image: number,
-    segments: Segment[],
-    hooks: Map<HookSite, ReductionHook>,
-    run: { watch: PrefillWatch; steps: StepStat[]; visionTokens: PassTokens[] },
-  ): Promise<TokenState[]> {
-    const count = pixels.values.length / this.passSize;
-    const joints = [...hooks.values()].filter((hook) => hook.reducePasses && siteStage(hook.site) === 'tower');
-    if (joints.length > 1)
-      throw new Error(`hooks at ${joints.map((hook) => hook.site).join(' and ')} both reduce the passes together`);
-    const joint = count > 1 ? joints[0] : undefined;
-    const passes: TowerPass[] = [];
-    for (let pass = 0; pass < count; pass++) {
-      const layers: PassTokens = { attention: [], mlp: [], projected: 0 };
-      const values = pixels.values.subarray(pass * this.passSize, (pass + 1) * this.passSize);
-      await run.watch.beforePass();
-      const input = this.towerInput(values, { image, pass, layers }, this.paddingPatches(pixels, pass));
-      passes.push(await this.runTower(input, segments, hooks, run.steps, joint?.site));
-      run.watch.passDone(passFlops(this.arch, layers));
-      run.visionTokens.push(layers);
-    }
-    if (!joint?.reducePasses) return passes.map((pass) => pass.state);
-    const views = passes.map((pass) =>
-      hookView(joint, pass.state, pass.outputs!, this.passHookContext(pass, joint, run.steps)),
-    );
-    const clock = startClock();
-    const reduced = joint.reducePasses(views.map((at) => at.view));
-    const { ms, cpuMs } = clock();
-    const resumed: TokenState[] = [];
-    for (const [p, pass] of passes.entries()) {
-      await run.watch.check();
-      // One ranking served every pass: its time is shared among them.
-      const { state } = views[p].finish(reduced[p], { ms: ms / passes.length, cpuMs: cpuMs / passes.length });
-      resumed.push((await this.runTower({ ...pass, state, padding: undefined }, segments, hooks, run.steps)).state);
-    }
-    return resumed;
-  }
-
-  /** A pass's first tokens: the tower's class token, where it has one, then its patches. */
-  private towerInput(pixels: Float32Array, at: TowerPass['at'], padding?: Uint8Array): TowerPass {
-    const { grid, classToken } = this.towers.image;
-    const patches = grid.rows * grid.cols;
-    // A class token, where the tower has one, comes before the patches and stands for none of them.
-    const lead = classToken ? 1 : 0;
-    const count = lead + patches;
-    const state: TokenState = {
-      hidden: new Float32Array(0),
-      count,
-      width: this.config.vision.hiddenSize,
-      sizes: new Float32Array(count).fill(1),
-      positions: Int32Array.from({ length: count }, (_, i) => i),
-      spans: [
-        {
-          start: lead,
-          count: patches,
-          grid,
-          patchOwner: Int32Array.from({ length: patches }, (_, i) => i + lead),
-          tokenPatch: Int32Array.from({ length: patches }, (_, i) => i),
-        },
-      ],
-    };
-    return { state, pixels, next: 0, padding, at };
-  }
-
-  /** What a hook at a tower site is told about the pass it reduces. */
-  private passHookContext(pass: TowerPass, hook: ReductionHook, steps: StepStat[]): HookContext {
-    const { at, padding, state } = pass;
-    return {
-      steps,
-      image: at.image,
-      pass: at.pass,
-      // The projector's output has no class token left.
-      hasClassToken: this.towers.image.classToken && hook.site !== 'projector',
-      drop: padding && hook.needs.imageOnly ? tokensOn(state, padding) : undefined,
-    };
-  }
-
-  /**
-   * Runs a pass through the tower's segments from `pass.next`, each hook on what its segment left; stops, before its
-   * hook, at `until`'s site, with that segment's outputs. A tile's `padding` patches go before its first hook when the
-   * hook asks (AttentionNeeds.imageOnly): unpadding would cut them.
-   */
-  private async runTower(
-    pass: TowerPass,
-    segments: Segment[],
-    hooks: Map<HookSite, ReductionHook>,
-    steps: StepStat[],
-    until?: HookSite,
-  ): Promise<TowerPass> {
-    let { state, padding } = pass;
-    const { layers } = pass.at;
-    const pixelDims = this.towers.vision.input.dims as number[];
-    for (const [index, segment] of segments.entries()) {
-      if (index < pass.next) continue;
-      const input =
-        segment.start === 0
-          ? new ort.Tensor('float32', pass.pixels, pixelDims)
-          : new ort.Tensor('float32', state.hidden, [state.count, state.width]);
-      countLayerTokens(this.towers.vision, segment, state.count, layers);
-      const feeds: Record<string, ort.Tensor> = { [segment.graph.inputName]: input };
-      if (segment.graph.usesLogSizes)
-        feeds[LOG_SIZES] = new ort.Tensor('float32', state.sizes.map(Math.log), [state.count]);
-      const outputs = await segment.session.run(feeds);
-      const hidden = outputs[segment.graph.outputName].data as Float32Array;
-      const atEnd = segment.end === this.towers.vision.blocks.length;
-      state = atEnd ? this.featuresFrom(state, hidden) : { ...state, hidden };
-      // The projector is the tower's last block and maps token by token: as many came out of it as went in.
-      if (atEnd) layers.projected = state.count;
-      const site = atEnd ? 'projector' : (segment.site as HookSite);
-      const hook = hooks.get(site);
-      if (!hook) continue;
-      const here = { ...pass, state, padding, next: index + 1, outputs };
-      if (site === until) return here;
-      state = runHook(hook, state, outputs, this.passHookContext(here, hook, steps)).state;
-      padding = undefined;
-    }
-    return { ...pass, state, padding, next: segments.length };
-  }
-
-  /** An image's passes as the one sequence of tokens the decoder reads (a tiled model's: tiledFeatures.ts). */
-  private packImage(passes: TokenState[], size: Size): PackedImage {
-    const { tiling } = this.config;
-    const { rowEnd } = this.towers.image;
-    if (!tiling || !rowEnd) return { state: passes[0], rowEnds: new Uint8Array(passes[0].count) };
-    if (passes.length === 1) return packSquare(passes[0], rowEnd);
-    return packTiles(passes, anyresLayout(tiling, size), tiling.featuresPerSide, rowEnd);
-  }
-
   /**
    * Runs the hook at `packed` on an image as the decoder will read it: its row ends set aside (they stay, as in the
    * decoder), the cosine of its content tokens computed here when the hook needs it.
@@ -1052,7 +895,7 @@ export class LlavaEngine {
     const fates = patchFates(span);
     const { tiling } = this.config;
     // An image seen whole (one of several on LLaVA-OneVision) has no grid but its own, over what it saw of the image.
-    if (!tiling || image.values.length === this.passSize) {
+    if (!tiling || image.values.length === this.visionPasses.passSize) {
       const input = seenRegion(image.size.width, image.size.height, this.wholeImageConfig());
       // The patches may stop short of the tower's input (SigLIP's 27 × 14 of 384 pixels): the grid covers that much.
       const { imageSize, patchSize, patchesPerSide } = this.config.vision;
@@ -1080,35 +923,6 @@ export class LlavaEngine {
         cols: borders(layout.tiles.cols, layout.unpadded.firstCol, layout.unpadded.cols, grid.cols),
       },
       thumbnail: { rows: f, cols: f, patches: fates.patches.slice(0, base) },
-    };
-  }
-
-  /**
-   * The tower's output tokens, widths now the decoder's: the tokens before the patches are gone unless the family keeps
-   * them.
-   */
-  private featuresFrom(state: TokenState, hidden: Float32Array): TokenState {
-    const width = this.config.text.hiddenSize;
-    const count = hidden.length / width;
-    const dropped = state.count - count;
-    const span = state.spans[0];
-    const keptLead = span.start - dropped;
-    return {
-      hidden,
-      count,
-      width,
-      sizes: state.sizes.slice(dropped),
-      positions: Int32Array.from({ length: count }, (_, i) => i),
-      spans: [
-        {
-          start: 0,
-          count,
-          grid: span.grid,
-          patchOwner: span.patchOwner.map((owner) => (owner < 0 ? -1 : owner - dropped)),
-          // A kept class token joins the image's tokens without a patch of its own.
-          tokenPatch: Int32Array.of(...new Array<number>(keptLead).fill(-1), ...span.tokenPatch),
-        },
-      ],
     };
   }
 
