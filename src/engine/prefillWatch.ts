@@ -86,7 +86,7 @@ export class PrefillWatch {
     const flops = this.chunkFlops(tokens, blocks);
     this.options.pace.record('chunk', flops, performance.now() - this.runStarted);
     this.tokenBlocksDone += tokens * blocks;
-    // Chunks are of equal size (the engine's equalChunkTokens), so the next is foretold as this one's like.
+    // Chunks are of equal size (equalChunkTokens in promptChunks.ts), so the next is foretold as this one's like.
     const next = this.tokenBlocksDone < this.tokenBlocksAhead ? this.options.pace.expectMs('chunk', flops) : undefined;
     this.report('prompt', this.tokenBlocksDone, this.tokenBlocksAhead, next);
   }
