@@ -27,7 +27,9 @@ export function checkAnswerOptions({ maxNewTokens, sampling }: AskRequest): void
     refuse('maxNewTokens', maxNewTokens, 'it is a whole number of tokens, 0 or more');
   if (!sampling) return;
   const { temperature, topP, seed } = sampling;
-  if (!Number.isFinite(temperature)) refuse('sampling.temperature', temperature, 'it is a number, 0 for greedy');
+  // A negative temperature was taken as greedy, where the CLI and the server refuse it.
+  if (!(Number.isFinite(temperature) && temperature >= 0))
+    refuse('sampling.temperature', temperature, 'it is 0 for greedy, or above 0 to sample');
   // A JavaScript caller's topP and seed left out sample as before: the whole distribution, seed 0.
   if (topP !== undefined && !(topP >= 0 && topP <= 1))
     refuse('sampling.topP', topP, 'it is a share of the probability, from 0 to 1');

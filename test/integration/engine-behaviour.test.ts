@@ -164,6 +164,7 @@ describe('a loaded engine', () => {
       engine.ask({ question: QUESTION, images: [SHAPES], maxNewTokens: 2, sampling });
     await assert.rejects(sampled({ temperature: NaN, topP: 1, seed: 1 }), refused('sampling.temperature'));
     await assert.rejects(sampled({ temperature: Infinity, topP: 1, seed: 1 }), refused('sampling.temperature'));
+    await assert.rejects(sampled({ temperature: -1, topP: 1, seed: 1 }), refused('sampling.temperature'));
     await assert.rejects(sampled({ temperature: 1, topP: NaN, seed: 1 }), refused('sampling.topP'));
     await assert.rejects(sampled({ temperature: 1, topP: 1.5, seed: 1 }), refused('sampling.topP'));
     await assert.rejects(sampled({ temperature: 1, topP: 1, seed: NaN }), refused('sampling.seed'));
