@@ -16,6 +16,7 @@ import { type CancellationToken, CancellationTokenSource } from 'vscode-jsonrpc/
 import { type EngineClient, EngineError } from '../client/engineClient';
 import { FicocoError } from '../common/errors';
 import { isLoopback } from '../common/loopback';
+import { describeValue } from '../protocol/describe';
 import type { AnswerStats, AskResult, EngineErrorKind, StopReason } from '../protocol/engine';
 import {
   BadChatRequest,
@@ -137,7 +138,17 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     // OpenAI's fields are often "a string or a number"; the schema says so with type lists. Fastify's default strips
     // properties a schema does not allow, which would run `{"ficoco": {"budgett": "11%"}}` with no reduction asked.
     // Its default coercion would also unwrap a one-part content array into a string's branch and refuse it.
-    ajv: { customOptions: { allowUnionTypes: true, removeAdditional: false, coerceTypes: false } },
+    // `discriminator` checks a content part's branch after its type, so a wrong type is one error; `verbose` gives
+    // schemaRefusal the value refused.
+    ajv: {
+      customOptions: {
+        allowUnionTypes: true,
+        removeAdditional: false,
+        coerceTypes: false,
+        discriminator: true,
+        verbose: true,
+      },
+    },
     // What Node refuses before a route (a request too slow, or not HTTP) is answered as OpenAI's clients read errors.
     clientErrorHandler: (error, socket) => {
       if ((error as NodeJS.ErrnoException).code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
@@ -471,12 +482,44 @@ function usageOf(stats: AnswerStats) {
   };
 }
 
-/** A schema error's field as OpenAI names it: /messages/0/content → messages[0].content; a missing one by its name. */
+/** What Ajv's `verbose` adds to a schema error: the value refused and the schema holding the keyword. */
+interface VerboseSchemaError extends FastifySchemaValidationError {
+  data?: unknown;
+  parentSchema?: { properties?: Record<string, unknown> };
+}
+
+/**
+ * A schema error's field as OpenAI names it: /messages/0/content → messages[0].content; a missing or unknown one by
+ * its name.
+ */
 function fieldOf(failure: FastifySchemaValidationError | undefined): string | null {
   if (!failure) return null;
-  const missing = (failure.params as { missingProperty?: unknown }).missingProperty;
-  const parts = [...failure.instancePath.split('/').slice(1), ...(typeof missing === 'string' ? [missing] : [])];
+  const { missingProperty, additionalProperty } = failure.params as Record<string, unknown>;
+  const named = missingProperty ?? additionalProperty;
+  const parts = [...failure.instancePath.split('/').slice(1), ...(typeof named === 'string' ? [named] : [])];
   return parts.map((part, i) => (/^\d+$/.test(part) ? `[${part}]` : i === 0 ? part : `.${part}`)).join('') || null;
+}
+
+/**
+ * A schema error as one line naming the field and what it takes (`messages[0].content[0].type "input_audio" is not
+ * supported; use "text" or "image_url".`). The schema has no anyOf, so Ajv's first error is the one that matters.
+ */
+function schemaRefusal(failure: VerboseSchemaError): string {
+  const field = fieldOf(failure) ?? 'The request body';
+  const either = (words: string[]) => new Intl.ListFormat('en', { type: 'disjunction' }).format(words);
+  const choices = (values: unknown[]) => either(values.map((value) => JSON.stringify(value)));
+  switch (failure.keyword) {
+    case 'enum':
+      return `${field} ${describeValue(failure.data)} is not supported; use ${choices(failure.params.allowedValues as unknown[])}.`;
+    case 'additionalProperties':
+      return `${field} is not supported; use ${choices(Object.keys(failure.parentSchema?.properties ?? {}))}.`;
+    case 'required':
+      return `${field} is required.`;
+    case 'type':
+      return `${field} is ${describeValue(failure.data)}; expected ${either([failure.params.type as string | string[]].flat())}.`;
+    default:
+      return `${field} ${failure.message ?? 'is not valid'}.`;
+  }
 }
 
 function toOpenAiError(error: Error): OpenAiError {
@@ -484,7 +527,7 @@ function toOpenAiError(error: Error): OpenAiError {
   if (fastify.validation)
     return {
       status: 400,
-      message: error.message,
+      message: schemaRefusal(fastify.validation[0]),
       type: 'invalid_request_error',
       code: null,
       param: fieldOf(fastify.validation[0]),

@@ -22,30 +22,32 @@ const IMAGE_PART = {
   properties: {
     type: { const: 'image_url' },
     image_url: {
-      anyOf: [
-        { type: 'string' },
-        {
-          type: 'object',
-          required: ['url'],
-          properties: { url: { type: 'string' }, detail: { type: 'string' } },
-        },
-      ],
+      type: ['string', 'object'],
+      required: ['url'],
+      properties: { url: { type: 'string' }, detail: { type: 'string' } },
     },
   },
 } as const;
 
+/**
+ * A content part. The discriminator picks the branch by `type`, and Ajv checks it after `required` and `properties`:
+ * an unsupported type is one error naming the types supported, not one per branch.
+ */
+const CONTENT_PART = {
+  type: 'object',
+  required: ['type'],
+  properties: { type: { enum: [TEXT_PART.properties.type.const, IMAGE_PART.properties.type.const] } },
+  discriminator: { propertyName: 'type' },
+  oneOf: [TEXT_PART, IMAGE_PART],
+} as const;
+
+// Type lists rather than anyOf here and below: a refusal is then one schema error, which says what is wrong.
 const MESSAGE = {
   type: 'object',
   required: ['role'],
   properties: {
     role: { enum: ['system', 'developer', 'user', 'assistant'] },
-    content: {
-      anyOf: [
-        { type: 'string' },
-        { type: 'null' },
-        { type: 'array', maxItems: 64, items: { anyOf: [TEXT_PART, IMAGE_PART] } },
-      ],
-    },
+    content: { type: ['string', 'null', 'array'], maxItems: 64, items: CONTENT_PART },
     name: { type: 'string' },
   },
 } as const;
@@ -65,18 +67,15 @@ export const CHAT_COMPLETION_BODY = {
     top_p: { type: ['number', 'null'], exclusiveMinimum: 0, maximum: 1 },
     seed: { type: ['integer', 'null'] },
     stop: {
-      anyOf: [
-        { type: 'string', maxLength: 1024 },
-        { type: 'array', maxItems: 4, items: { type: 'string', maxLength: 1024 } },
-        { type: 'null' },
-      ],
+      type: ['string', 'array', 'null'],
+      maxLength: 1024,
+      maxItems: 4,
+      items: { type: 'string', maxLength: 1024 },
     },
     n: { type: ['integer', 'null'], minimum: 1, maximum: 1 },
     // Read only to refuse what a text answer cannot honour (unsupportedFields).
     tools: { type: ['array', 'null'] },
-    tool_choice: {
-      anyOf: [{ type: 'string' }, { type: 'object' }, { type: 'null' }],
-    },
+    tool_choice: { type: ['string', 'object', 'null'] },
     response_format: { type: ['object', 'null'], properties: { type: { type: 'string' } } },
     logprobs: { type: ['boolean', 'null'] },
     ficoco: {

@@ -205,7 +205,11 @@ describe('ficoco serve with the built-in model', () => {
       } as OpenAI.ChatCompletionCreateParamsNonStreaming),
       (error: InstanceType<typeof OpenAI.BadRequestError>) => {
         assert.ok(error instanceof OpenAI.BadRequestError);
-        assert.match(error.message, /ficoco must NOT have additional properties/);
+        assert.equal(error.param, 'ficoco.budgett');
+        assert.match(
+          error.message,
+          /ficoco\.budgett is not supported; use "method", "budget", "params", or "progress"\.$/,
+        );
         return true;
       },
     );
@@ -231,7 +235,7 @@ describe('ficoco serve with the built-in model', () => {
     assert.equal(stopped.choices[0].finish_reason, 'stop');
   });
 
-  test('errors are OpenAI error objects: a bad image, a web address, an unknown model, a tool message', async () => {
+  test('errors are OpenAI error objects: a bad image, a web address, an unknown model', async () => {
     const broken = `data:image/png;base64,${fs.readFileSync(IMAGE).subarray(0, 100).toString('base64')}`;
     await assert.rejects(
       client.chat.completions.create({ model: 'tiny-llava-screens', messages: imageQuestion(broken) }),
@@ -262,13 +266,41 @@ describe('ficoco serve with the built-in model', () => {
         return true;
       },
     );
-    await assert.rejects(
-      client.chat.completions.create({
-        model: 'tiny-llava-screens',
-        messages: [{ role: 'tool', content: 'x', tool_call_id: '1' }],
-      }),
-      (error: InstanceType<typeof OpenAI.BadRequestError>) => error instanceof OpenAI.BadRequestError,
-    );
+  });
+
+  test('a schema refusal is one line naming the field and what it takes', async () => {
+    const refusals: [OpenAI.ChatCompletionMessageParam[], string, string][] = [
+      [
+        [{ role: 'user', content: [{ type: 'input_audio', input_audio: { data: 'UklGRg==', format: 'wav' } }] }],
+        'messages[0].content[0].type',
+        'messages[0].content[0].type "input_audio" is not supported; use "text" or "image_url".',
+      ],
+      [
+        [
+          { role: 'user', content: 'click the button' },
+          { role: 'assistant', content: null, tool_calls: [] },
+          { role: 'tool', content: 'clicked', tool_call_id: '1' },
+          { role: 'user', content: 'and now ?' },
+        ],
+        'messages[2].role',
+        'messages[2].role "tool" is not supported; use "system", "developer", "user", or "assistant".',
+      ],
+      [
+        [{ role: 'user', content: [{ type: 'image_url', image_url: {} as { url: string } }] }],
+        'messages[0].content[0].image_url.url',
+        'messages[0].content[0].image_url.url is required.',
+      ],
+    ];
+    for (const [messages, param, message] of refusals)
+      await assert.rejects(
+        client.chat.completions.create({ model: 'tiny-llava-screens', messages }),
+        (error: InstanceType<typeof OpenAI.BadRequestError>) => {
+          assert.ok(error instanceof OpenAI.BadRequestError, String(error));
+          assert.equal(error.param, param);
+          assert.equal(error.message, `400 ${message}`);
+          return true;
+        },
+      );
   });
 
   test('a content array of one part is read as OpenAI defines it', async () => {
