@@ -134,7 +134,8 @@ export async function evalCommand(args: string[]): Promise<number> {
       const row = await evaluate(engine, items, method, budget, maxNewTokens);
       rows.push(row);
       process.stderr.write(
-        `${row.method} ${row.budget}: ${percent(row.correct, row.total)} % (${rows.length} of ${settings})\n`,
+        `${row.method} ${row.budget}: ${percent(row.correct, row.total)} % right (${row.correct} of ${row.total} ` +
+          `answers); setting ${rows.length} of ${settings}\n`,
       );
       return await report(rows);
     };

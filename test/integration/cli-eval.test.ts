@@ -30,7 +30,7 @@ test('answers match on their first words, ignoring case and punctuation', () => 
   assert.ok(answerMatches('3. Then 4', '3'));
 });
 
-test('ficoco eval scores each method and budget and writes the table and chart', async () => {
+test('ficoco eval scores each method and budget and writes the table and chart', async (t) => {
   // Expected answers are what the unreduced test model says, so the full-token row must score 100 %.
   const engine = await LlavaEngine.load(MODEL);
   const dir = temporaryFolder('ficoco-eval-');
@@ -51,6 +51,8 @@ test('ficoco eval scores each method and budget and writes the table and chart',
   fs.writeFileSync(path.join(dir, 'set.jsonl'), items.map((item) => JSON.stringify(item)).join('\n'));
 
   const out = path.join(dir, 'out');
+  const progress: string[] = [];
+  t.mock.method(process.stderr, 'write', (chunk: string) => progress.push(chunk) > 0);
   assert.equal(
     await evalCommand([
       '--model',
@@ -68,6 +70,11 @@ test('ficoco eval scores each method and budget and writes the table and chart',
     ]),
     0,
   );
+  t.mock.restoreAll();
+  // A line per setting: its score says what it counts, apart from how far the run has got.
+  assert.equal(progress.length, 5);
+  assert.equal(progress[0], 'none all: 100.0 % right (2 of 2 answers); setting 1 of 5\n');
+  assert.match(progress[4], /^fastv 4: \d+\.\d % right \([0-2] of 2 answers\); setting 5 of 5\n$/);
   const table = fs.readFileSync(path.join(out, 'check.md'), 'utf8');
   assert.match(table, /\| none \| all \| 36\.0 \| 100\.0 \| 100\.0 \| 100\.0 \|/);
   // Two items of different types, one answer each: both baselines score 100 % per type.
