@@ -72,12 +72,26 @@ export const CHAT_COMPLETION_BODY = {
       maxItems: 4,
       items: { type: 'string', maxLength: 1024 },
     },
-    n: { type: ['integer', 'null'], minimum: 1, maximum: 1 },
-    // Read only to refuse what a text answer cannot honour (unsupportedFields).
+    // Read only to refuse what FiCoCo cannot honour (unsupportedFields). OpenAI's other fields (user, metadata,
+    // service_tier, parallel_tool_calls, prediction, prompt caching…) change nothing in an answer and are ignored.
+    n: { type: ['integer', 'null'], minimum: 1 },
+    frequency_penalty: { type: ['number', 'null'] },
+    presence_penalty: { type: ['number', 'null'] },
+    logit_bias: { type: ['object', 'null'] },
+    logprobs: { type: ['boolean', 'null'] },
+    top_logprobs: { type: ['integer', 'null'] },
+    response_format: { type: ['object', 'null'], properties: { type: { type: 'string' } } },
+    modalities: { type: ['array', 'null'], items: { type: 'string' } },
+    audio: { type: ['object', 'null'] },
     tools: { type: ['array', 'null'] },
     tool_choice: { type: ['string', 'object', 'null'] },
-    response_format: { type: ['object', 'null'], properties: { type: { type: 'string' } } },
-    logprobs: { type: ['boolean', 'null'] },
+    functions: { type: ['array', 'null'] },
+    function_call: { type: ['string', 'object', 'null'] },
+    web_search_options: { type: ['object', 'null'] },
+    reasoning_effort: { type: ['string', 'null'] },
+    verbosity: { type: ['string', 'null'] },
+    store: { type: ['boolean', 'null'] },
+    moderation: { type: ['object', 'null'] },
     ficoco: {
       type: 'object',
       additionalProperties: false,
@@ -185,23 +199,71 @@ export function chatQuestion(body: ChatCompletionBody, defaults: ServerDefaults)
 }
 
 /**
- * Refuses what a text answer cannot honour: a tool call required (tools with tool_choice "auto" or "none" are a
- * question the model may answer in text, as it does), a JSON response format, log probabilities.
+ * Refuses what FiCoCo cannot honour unless it asks for nothing, at the value clients send by default: a client must
+ * not be told a penalty, a tool call or a JSON answer was applied when it was not.
  */
 function unsupportedFields(body: ChatCompletionBody): void {
-  const { tools, tool_choice: choice, response_format: format } = body;
-  if (tools?.length && choice !== undefined && choice !== null && choice !== 'auto' && choice !== 'none')
-    throw new BadChatRequest(
-      'FiCoCo answers in text and calls no tools: tool_choice may be "auto" or "none", or leave out tools.',
-      'tool_choice',
-    );
-  if (format?.type !== undefined && format.type !== 'text')
-    throw new BadChatRequest(
-      `response_format ${format.type} is not supported: FiCoCo answers in free text; leave out response_format.`,
-      'response_format',
-    );
-  if (body.logprobs === true)
-    throw new BadChatRequest('FiCoCo does not return log probabilities; leave out logprobs.', 'logprobs');
+  const noPenalty = 'FiCoCo samples without repetition penalties; leave it out or send 0';
+  neutralOnly(body, 'n', (n) => n === 1, 'FiCoCo answers with one choice; leave it out or send 1');
+  neutralOnly(body, 'frequency_penalty', (penalty) => penalty === 0, noPenalty);
+  neutralOnly(body, 'presence_penalty', (penalty) => penalty === 0, noPenalty);
+  neutralOnly(
+    body,
+    'logit_bias',
+    (bias) => Object.keys(bias).length === 0,
+    'FiCoCo biases no tokens; leave it out or send {}',
+  );
+  neutralOnly(body, 'logprobs', (wanted) => !wanted, 'FiCoCo returns no log probabilities; leave it out or send false');
+  neutralOnly(
+    body,
+    'top_logprobs',
+    (count) => count === 0,
+    'FiCoCo returns no log probabilities; leave it out or send 0',
+  );
+  neutralOnly(
+    body,
+    'response_format',
+    (format) => format.type === undefined || format.type === 'text',
+    'FiCoCo answers in free text; leave it out',
+  );
+  neutralOnly(
+    body,
+    'modalities',
+    (kinds) => kinds.every((kind) => kind === 'text'),
+    'FiCoCo answers in text; leave it out or send ["text"]',
+  );
+  neutralOnly(body, 'audio', () => false, 'FiCoCo answers in text, not audio; leave it out');
+  // Tools the model may leave unused are a question it answers in text, as a model that chose no tool does.
+  const noToolCall = 'FiCoCo answers in text and calls no tools; send "auto" or "none", or leave it out';
+  neutralOnly(body, 'tool_choice', (choice) => choice === 'auto' || choice === 'none', noToolCall);
+  neutralOnly(body, 'function_call', (choice) => choice === 'auto' || choice === 'none', noToolCall);
+  neutralOnly(body, 'web_search_options', () => false, 'FiCoCo searches nothing; leave it out');
+  neutralOnly(
+    body,
+    'reasoning_effort',
+    (effort) => effort === 'none',
+    'FiCoCo answers without reasoning first; leave it out or send "none"',
+  );
+  neutralOnly(
+    body,
+    'verbosity',
+    (verbosity) => verbosity === 'medium',
+    'FiCoCo does not steer how long an answer is (max_tokens bounds it); leave it out or send "medium"',
+  );
+  neutralOnly(body, 'store', (stored) => !stored, 'FiCoCo stores no completions; leave it out or send false');
+  neutralOnly(body, 'moderation', () => false, 'FiCoCo moderates nothing; leave it out');
+}
+
+/** A 400 naming `field` unless it is absent, null or a value `isNeutral` takes as asking for nothing. */
+function neutralOnly<Field extends keyof ChatCompletionBody & string>(
+  body: ChatCompletionBody,
+  field: Field,
+  isNeutral: (value: NonNullable<ChatCompletionBody[Field]>) => boolean,
+  refusal: string,
+): void {
+  const value = body[field];
+  if (value !== undefined && value !== null && !isNeutral(value))
+    throw new BadChatRequest(`${field} is not supported: ${refusal}.`, field);
 }
 
 function textOf(message: Message): string {

@@ -327,24 +327,72 @@ describe('ficoco serve with the built-in model', () => {
     await assert.rejects(client.models.retrieve('gpt-4o'), (error) => error instanceof OpenAI.NotFoundError);
   });
 
-  test('what a text answer cannot honour is refused: a required tool call, JSON output, log probabilities', async () => {
+  test('what FiCoCo cannot honour is refused unless it asks for nothing: penalties, tool calls, JSON, audio', async () => {
     const question = { model: 'tiny-llava-screens', messages: imageQuestion(dataUrl(IMAGE)), max_tokens: 2 };
     const tools: OpenAI.ChatCompletionTool[] = [
       { type: 'function', function: { name: 'click', parameters: { type: 'object', properties: {} } } },
     ];
-    // Tools the model may leave unused are a question it answers in text.
-    const optional = await client.chat.completions.create({ ...question, tools, tool_choice: 'auto' });
-    assert.equal(typeof optional.choices[0].message.content, 'string');
+    // Tools the model may leave unused are a question it answers in text; so is every field at the value clients
+    // send by default, and those that change nothing in an answer.
+    const neutral = await client.chat.completions.create({
+      ...question,
+      tools,
+      tool_choice: 'auto',
+      n: 1,
+      frequency_penalty: 0,
+      presence_penalty: 0,
+      logit_bias: {},
+      logprobs: false,
+      top_logprobs: 0,
+      response_format: { type: 'text' },
+      modalities: ['text'],
+      reasoning_effort: 'none',
+      verbosity: 'medium',
+      store: false,
+      user: 'ada',
+      metadata: { team: 'ui' },
+      service_tier: 'auto',
+      parallel_tool_calls: false,
+      prompt_cache_key: 'chat-1',
+      safety_identifier: 'ada',
+      prediction: { type: 'content', content: 'the red box' },
+    });
+    assert.equal(typeof neutral.choices[0].message.content, 'string');
     const refusals: [Partial<OpenAI.ChatCompletionCreateParamsNonStreaming>, string][] = [
+      [{ frequency_penalty: 1.5 }, 'frequency_penalty'],
+      [{ presence_penalty: -0.5 }, 'presence_penalty'],
+      [{ logit_bias: { '50256': -100 } }, 'logit_bias'],
+      [{ n: 2 }, 'n'],
       [{ tools, tool_choice: 'required' }, 'tool_choice'],
       [{ tools, tool_choice: { type: 'function', function: { name: 'click' } } }, 'tool_choice'],
+      [{ functions: [{ name: 'click' }], function_call: { name: 'click' } }, 'function_call'],
       [{ response_format: { type: 'json_object' } }, 'response_format'],
       [{ logprobs: true, top_logprobs: 2 }, 'logprobs'],
+      [{ top_logprobs: 2 }, 'top_logprobs'],
+      [{ modalities: ['text', 'audio'] }, 'modalities'],
+      [{ audio: { voice: 'alloy', format: 'wav' } }, 'audio'],
+      [{ web_search_options: {} }, 'web_search_options'],
+      [{ reasoning_effort: 'high' }, 'reasoning_effort'],
+      [{ verbosity: 'low' }, 'verbosity'],
+      [{ store: true }, 'store'],
+      [{ moderation: { model: 'omni-moderation-latest' } }, 'moderation'],
+    ];
+    for (const [fields, param] of refusals)
+      await assert.rejects(
+        client.chat.completions.create({ ...question, ...fields }),
+        (error: InstanceType<typeof OpenAI.BadRequestError>) => {
+          assert.ok(error instanceof OpenAI.BadRequestError, String(error));
+          assert.equal(error.param, param);
+          // One line: the field, why FiCoCo cannot honour it, and what to send instead.
+          assert.match(error.message, new RegExp(`^400 ${param} is not supported: FiCoCo [^;]+; [^.]+\\.$`));
+          return true;
+        },
+      );
+    for (const [fields, param] of [
       [{ max_completion_tokens: 100_000 }, 'max_completion_tokens'],
       [{ ficoco: { method: 'none', budget: '16' } } as object, 'ficoco.budget'],
       [{ messages: [{ role: 'user', content: 7 }] } as object, 'messages[0].content'],
-    ];
-    for (const [fields, param] of refusals)
+    ] as const)
       await assert.rejects(
         client.chat.completions.create({ ...question, ...fields }),
         (error: InstanceType<typeof OpenAI.BadRequestError>) => {
