@@ -247,10 +247,13 @@ export function formatStats(stats: AnswerStats): string {
       `${((1 - run.total / unreduced.total) * 100).toFixed(1)} % fewer than unreduced; LLM ` +
       `${formatFlops(run.llm)} of ${formatFlops(unreduced.llm)}`,
   );
+  // With several images, each step says whose tokens it reduced: a vision step one image's, a decoder step all of them.
+  const imageOf = (image: number | undefined) =>
+    stats.visualTokens.length < 2 ? '' : `${image === undefined ? 'all images' : `image ${image + 1}`} `.padEnd(11);
   for (const step of stats.steps)
     lines.push(
-      `step ${step.site.padEnd(10)} ${step.tokensBefore} → ${step.tokensAfter} visual tokens ` +
-        `(${step.ms.toFixed(2)} ms)`,
+      `step ${step.site.padEnd(10)} ${imageOf(step.image)}${step.tokensBefore} → ${step.tokensAfter} visual ` +
+        `token${step.tokensAfter === 1 ? '' : 's'} (${step.ms.toFixed(2)} ms)`,
     );
   return lines.join('\n');
 }

@@ -13,6 +13,7 @@ import { temporaryFolders } from '../helpers/tempFolders';
 const ROOT = path.join(__dirname, '..', '..');
 const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
 const IMAGE = path.join(ROOT, 'bench', 'eval-set', 'images', '1000000025.png');
+const FIXTURES = path.join(ROOT, 'test', 'fixtures');
 const EVAL_SET = path.join(ROOT, 'bench', 'eval-set', 'data.jsonl');
 
 const temporaryFolder = temporaryFolders();
@@ -452,6 +453,24 @@ test('help goes to stdout with exit code 0, for ficoco and each command, as --he
     unknown.stderr,
     'error: unknown command "bogus"; the commands are ask, methods, flops, reduce, eval, bench, tune, models, ' +
       'providers, serve. See `ficoco --help`.\n',
+  );
+});
+
+test("ficoco ask's stats say whose tokens each step reduced when it has several images", async () => {
+  const images = ['shapes.png', 'diagram.png'].flatMap((name) => ['--image', path.join(FIXTURES, 'images', name)]);
+  const ask = async (method: string) => {
+    const args = ['ask', '--model', path.join(FIXTURES, 'tiny-llava-llama'), ...images, '--method', method];
+    const { stdout } = await runCli([...args, '--budget', '1', '--max-new-tokens', '1', 'what is it ?']);
+    return stdout.split('\n').filter((line) => line.startsWith('step '));
+  };
+  // FiCoCo-V reduces in the vision tower, an image at a time; FastV in the decoder, all the images' tokens together.
+  assert.deepEqual(
+    (await ask('ficoco-v')).map((line) => line.replace(/ \([\d.]+ ms\)$/, '')),
+    ['step vision:2   image 1    36 → 1 visual token', 'step vision:2   image 2    36 → 1 visual token'],
+  );
+  assert.deepEqual(
+    (await ask('fastv')).map((line) => line.replace(/ \([\d.]+ ms\)$/, '')),
+    ['step llm:0      all images 72 → 2 visual tokens'],
   );
 });
 
