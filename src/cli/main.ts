@@ -100,8 +100,12 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${packageVersion()}\n`);
     return 0;
   }
-  // Usage asked for goes to stdout; an unknown command is an error, on stderr.
-  if (command === undefined || ['--help', '-h', 'help'].includes(command)) {
+  // Usage asked for goes to stdout; no command (nothing to do) or an unknown one is a usage error, on stderr.
+  if (command === undefined) {
+    process.stderr.write(USAGE);
+    return 2;
+  }
+  if (['--help', '-h', 'help'].includes(command)) {
     process.stdout.write(USAGE);
     return 0;
   }

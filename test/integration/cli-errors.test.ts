@@ -446,6 +446,11 @@ test('help goes to stdout with exit code 0, for ficoco and each command, as --he
     assert.equal(stderr, '', args.join(' '));
     assert.match(stdout, /^Usage:\n {2}ficoco /, args.join(' '));
   }
+  // Nothing to do is a usage error: the usage, on stderr, with the exit code of the others.
+  const nothing = await ficoco([]);
+  assert.equal(nothing.code, 2);
+  assert.equal(nothing.stdout, '');
+  assert.match(nothing.stderr, /^Usage:\n {2}ficoco ask /);
   const unknown = await ficoco(['bogus']);
   assert.equal(unknown.code, 2);
   assert.equal(unknown.stdout, '');
