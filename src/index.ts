@@ -80,8 +80,8 @@ export {
 export { WEIGHT_QUANTIZATIONS, type WeightQuantization } from './common/quantization';
 export { FICOCO_ERROR_KINDS, FicocoError, type FicocoErrorKind } from './common/errors';
 export { MODEL_PRESETS, findPreset, type ModelPreset } from './hub/presets';
+export { DEFAULT_HUB_ENDPOINT } from './hub/hubHttp';
 export {
-  DEFAULT_HUB_ENDPOINT,
   downloadModel,
   planDownload,
   type DownloadOptions,

@@ -2,15 +2,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { FicocoError } from '../common/errors';
-import {
-  DEFAULT_HUB_ENDPOINT,
-  ModelRequest,
-  checkDiskRoom,
-  checkHubEndpoint,
-  downloadModel,
-  isOptionalModelFile,
-  planDownload,
-} from '../hub/download';
+import { ModelRequest, checkDiskRoom, downloadModel, isOptionalModelFile, planDownload } from '../hub/download';
+import { DEFAULT_HUB_ENDPOINT, checkHubEndpoint } from '../hub/hubHttp';
 import { DownloadSummary } from '../hub/downloadSummary';
 import { findSnapshotInHfCache } from '../hub/hfCache';
 import { formatBytes } from '../common/bytes';

@@ -8,7 +8,6 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { FicocoError } from '../common/errors';
 import {
-  DEFAULT_HUB_ENDPOINT,
   DownloadPlan,
   ModelRequest,
   checkDiskRoom,
@@ -16,6 +15,7 @@ import {
   planDownload,
   verificationSummary,
 } from '../hub/download';
+import { DEFAULT_HUB_ENDPOINT } from '../hub/hubHttp';
 import { DownloadSummary } from '../hub/downloadSummary';
 import { formatBytes } from '../common/bytes';
 import {

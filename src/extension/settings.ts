@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { ParamSpec } from '../reduction/method';
 import { BUDGET_HINT, BUDGET_PATTERN, Budget, ParamValue, parseBudget } from '../common/budget';
 import { METHODS, resolveParams } from '../reduction/registry';
-import { DEFAULT_HUB_ENDPOINT } from '../hub/download';
+import { DEFAULT_HUB_ENDPOINT } from '../hub/hubHttp';
 import { WEIGHT_QUANTIZATIONS, WeightQuantization } from '../common/quantization';
 import { LoadParams, PROVIDER_SETTINGS, ProviderSetting } from '../protocol/engine';
 import { AUTO_METHOD, NO_REDUCTION, type ReductionRequest } from '../common/reductionChoice';
