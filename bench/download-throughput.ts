@@ -10,7 +10,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { machineLine } from '../src/cli/benchTiming';
-import { downloadModel, planDownload } from '../src/hub/download';
+import { downloadModel } from '../src/hub/download';
+import { planDownload } from '../src/hub/downloadPlan';
 import { startFakeHub } from '../tools/fakeHub';
 import { TINYLLAVA, randomModelDir, writeRandomModel } from './randomModel';
 

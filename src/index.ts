@@ -81,12 +81,5 @@ export { WEIGHT_QUANTIZATIONS, type WeightQuantization } from './common/quantiza
 export { FICOCO_ERROR_KINDS, FicocoError, type FicocoErrorKind } from './common/errors';
 export { MODEL_PRESETS, findPreset, type ModelPreset } from './hub/presets';
 export { DEFAULT_HUB_ENDPOINT } from './hub/hubHttp';
-export {
-  downloadModel,
-  planDownload,
-  type DownloadOptions,
-  type DownloadPlan,
-  type DownloadProgress,
-  type HubFile,
-  type ModelRequest,
-} from './hub/download';
+export { downloadModel, type DownloadOptions, type DownloadProgress } from './hub/download';
+export { planDownload, type DownloadPlan, type HubFile, type ModelRequest } from './hub/downloadPlan';

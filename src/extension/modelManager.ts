@@ -7,14 +7,8 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { FicocoError } from '../common/errors';
-import {
-  DownloadPlan,
-  ModelRequest,
-  checkDiskRoom,
-  downloadModel,
-  planDownload,
-  verificationSummary,
-} from '../hub/download';
+import { checkDiskRoom, downloadModel } from '../hub/download';
+import { DownloadPlan, ModelRequest, planDownload, verificationSummary } from '../hub/downloadPlan';
 import { DEFAULT_HUB_ENDPOINT } from '../hub/hubHttp';
 import { DownloadSummary } from '../hub/downloadSummary';
 import { formatBytes } from '../common/bytes';

@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { HubFile } from './download';
+import type { HubFile } from './downloadPlan';
 
 /** HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub (huggingface_hub's own order). */
 export function hfHubCacheFolder(env: NodeJS.ProcessEnv = process.env): string {

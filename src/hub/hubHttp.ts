@@ -5,7 +5,7 @@
  */
 import { FicocoError } from '../common/errors';
 import { privateTo } from '../common/loopback';
-import type { ModelRequest } from './download';
+import type { ModelRequest } from './downloadPlan';
 
 export const DEFAULT_HUB_ENDPOINT = 'https://huggingface.co';
 

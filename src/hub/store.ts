@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readRegularFile } from '../common/boundedFile';
 import { FicocoError } from '../common/errors';
-import type { HubFile } from './download';
+import type { HubFile } from './downloadPlan';
 import { lockIsHeld } from './downloadLock';
 import { isCommit } from './repoPaths';
 

@@ -4,7 +4,8 @@
  * {"waiting":true} when it finds another download running, then {"folder":…} or {"error":…,"kind":…}.
  */
 import { FicocoError } from '../../src/common/errors';
-import { downloadModel, planDownload } from '../../src/hub/download';
+import { downloadModel } from '../../src/hub/download';
+import { planDownload } from '../../src/hub/downloadPlan';
 
 const [endpoint, root, whenBusy] = process.argv.slice(2);
 const say = (event: object) => process.stdout.write(`${JSON.stringify(event)}\n`);

@@ -13,7 +13,8 @@ import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { FicocoError } from '../../src/common/errors';
-import { ModelRequest, downloadModel, planDownload } from '../../src/hub/download';
+import { downloadModel } from '../../src/hub/download';
+import { ModelRequest, planDownload } from '../../src/hub/downloadPlan';
 import { temporaryFolders } from '../helpers/tempFolders';
 
 const REPO = 'hostile/model';
