@@ -27,6 +27,7 @@ import { DownloadLock, LockOwner, lockIsHeld } from './downloadLock';
 import type { DownloadPlan, HubFile } from './downloadPlan';
 import { asDownloadError, hubOptions } from './hubHttp';
 import { INCOMPLETE_SUFFIX, pathInside } from './repoPaths';
+import { APPEND_NOT_THROUGH_LINK, makeFoldersInside, makeRealFolder } from './safeWrites';
 import {
   DOWNLOAD_MANIFEST,
   DownloadManifest,
@@ -400,36 +401,6 @@ async function appendRemainder(
   const fd = fs.openSync(incomplete, APPEND_NOT_THROUGH_LINK);
   await pipeline(remainder, counted, fs.createWriteStream(incomplete, { fd }), { signal });
   if (checksum.bytes !== file.size) throw new Error(`the connection ended at ${checksum.bytes} of ${file.size} bytes`);
-}
-
-/** Appending to a file, never through a link (where the platform can say so: O_NOFOLLOW is not Windows'). */
-const APPEND_NOT_THROUGH_LINK =
-  fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | (fs.constants.O_NOFOLLOW ?? 0);
-
-/**
- * Makes `folder` (inside `root`) and refuses it unless it is where its path says: a link on the way (`.partial` made a
- * link to elsewhere) would take the download's writes out of the models folder.
- */
-function makeRealFolder(root: string, folder: string): void {
-  fs.mkdirSync(folder, { recursive: true });
-  const real = fs.realpathSync(folder);
-  if (real !== path.join(fs.realpathSync(root), path.relative(root, folder)))
-    throw new FicocoError(
-      `${folder} is a link to ${real}: downloads are written only inside ${root} itself. Remove the link and ` +
-        'download again.',
-      'download',
-    );
-}
-
-/** Makes the folders above `file` in `partial`, replacing anything on the way that is not a folder (a link). */
-function makeFoldersInside(partial: string, file: string): void {
-  let folder = partial;
-  for (const segment of file.split('/').slice(0, -1)) {
-    folder = path.join(folder, segment);
-    if (fs.lstatSync(folder, { throwIfNoEntry: false })?.isDirectory()) continue;
-    fs.rmSync(folder, { force: true });
-    fs.mkdirSync(folder);
-  }
 }
 
 /** A checksum of the first `bytes` bytes of `file` (SHA-256 for LFS files, git's blob SHA-1 otherwise). */
