@@ -12,7 +12,7 @@
  * without a checksum is refused, the access token goes only to its origin over https, and a lock file keeps a second
  * process (another VS Code window) from writing the same download.
  */
-import { createHash, type Hash } from 'node:crypto';
+import type { Hash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Readable, Transform } from 'node:stream';
@@ -24,6 +24,7 @@ import { formatBytes, formatBytesApart } from '../common/bytes';
 import { FicocoError } from '../common/errors';
 import { diskError } from './diskError';
 import { DownloadLock, LockOwner, lockIsHeld } from './downloadLock';
+import { hashFile } from './fileHash';
 import type { DownloadPlan, HubFile } from './downloadPlan';
 import { asDownloadError, hubOptions } from './hubHttp';
 import { INCOMPLETE_SUFFIX, pathInside } from './repoPaths';
@@ -401,12 +402,4 @@ async function appendRemainder(
   const fd = fs.openSync(incomplete, APPEND_NOT_THROUGH_LINK);
   await pipeline(remainder, counted, fs.createWriteStream(incomplete, { fd }), { signal });
   if (checksum.bytes !== file.size) throw new Error(`the connection ended at ${checksum.bytes} of ${file.size} bytes`);
-}
-
-/** A checksum of the first `bytes` bytes of `file` (SHA-256 for LFS files, git's blob SHA-1 otherwise). */
-async function hashFile(filePath: string, file: HubFile, bytes: number): Promise<Hash> {
-  const hash = file.sha256 !== undefined ? createHash('sha256') : createHash('sha1').update(`blob ${file.size}\0`);
-  if (bytes > 0)
-    for await (const chunk of fs.createReadStream(filePath, { end: bytes - 1 })) hash.update(chunk as Buffer);
-  return hash;
 }
