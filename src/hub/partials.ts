@@ -1,0 +1,96 @@
+/**
+ * Unfinished downloads put to use: a damaged earlier copy of the model seeds its new download, and the unfinished
+ * download of another commit (a branch that moved since) gives it every file that did not change.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { DownloadLock } from './downloadLock';
+import type { DownloadPlan, HubFile } from './downloadPlan';
+import { hashFile } from './fileHash';
+import { INCOMPLETE_SUFFIX, pathInside } from './repoPaths';
+import { makeFoldersInside, makeRealFolder } from './safeWrites';
+import { PartialRecord, isFileOfSize, otherPartialFolders, readPartialRecord } from './store';
+
+/**
+ * A damaged earlier copy stays usable while it is mended: its files of the right size are linked into the unfinished
+ * download (and verified again with the rest), and it is replaced only once that is whole. A copy that is a link is
+ * refused, naming it.
+ */
+export function seedFromDamaged(plan: DownloadPlan, partial: string): void {
+  makeRealFolder(plan.request.root, plan.folder);
+  makeRealFolder(plan.request.root, partial);
+  for (const file of plan.files) {
+    const sound = pathInside(plan.folder, file.path);
+    if (!isFileOfSize(sound, file.size)) continue;
+    makeFoldersInside(partial, file.path);
+    try {
+      fs.linkSync(sound, pathInside(partial, file.path));
+    } catch {
+      // A disk without hard links (FAT32): the file is fetched again.
+    }
+  }
+}
+
+/**
+ * Unfinished downloads of the repository's other commits (not running) give this one every file they hold with the
+ * same path and checksum, where they hold more of it: a branch that moved since a pause fetches only what changed. One
+ * asked for this same revision is then removed, since the revision names this commit now. One paused by 0.1.0, which
+ * recorded neither, gives its finished files whose bytes hash to the checksum, and stays.
+ */
+export async function takeFromOtherPartials(plan: DownloadPlan, partial: string): Promise<void> {
+  const { root, repo, revision } = plan.request;
+  for (const other of otherPartialFolders(root, repo, plan.commit)) {
+    // One running elsewhere (or whose lock cannot be taken) keeps its files.
+    const lock = await DownloadLock.acquire(`${other}.lock`, repo, { wait: false }).catch(() => undefined);
+    if (!lock) continue;
+    try {
+      const record = readPartialRecord(other);
+      for (const file of plan.files) {
+        const mine = copyOf(partial, file);
+        if (mine?.bytes === file.size) continue;
+        const theirs = record ? sameFileIn({ folder: other, record }, file) : await sameFinishedFileIn(other, file);
+        if (!theirs || theirs.bytes <= (mine?.bytes ?? 0)) continue;
+        makeFoldersInside(partial, file.path);
+        if (mine) fs.rmSync(mine.at);
+        fs.renameSync(theirs.at, path.join(partial, path.relative(other, theirs.at)));
+      }
+      if (record?.revision === revision) fs.rmSync(other, { recursive: true, force: true });
+    } finally {
+      lock.release();
+    }
+  }
+}
+
+/** An unfinished download of another commit of the repository, with what it was asked for. */
+export interface OtherPartial {
+  folder: string;
+  record: PartialRecord;
+}
+
+/** `file` as `other` holds it, where `other` was asked for a file of the same path, size and checksum. */
+export function sameFileIn(other: OtherPartial, file: HubFile): { at: string; bytes: number } | undefined {
+  const checksum = (listed: HubFile) => listed.sha256 ?? listed.gitSha1;
+  const same = other.record.files.some(
+    (was) => was.path === file.path && was.size === file.size && checksum(was) === checksum(file),
+  );
+  return same ? copyOf(other.folder, file) : undefined;
+}
+
+/**
+ * `file` finished in `other`, an unfinished download without a record, where its bytes hash to `file`'s checksum; only
+ * a file of the same path and size is hashed. Its parts are not taken: no checksum tells them apart until they are whole.
+ */
+async function sameFinishedFileIn(other: string, file: HubFile): Promise<{ at: string; bytes: number } | undefined> {
+  const finished = pathInside(other, file.path);
+  if (!isFileOfSize(finished, file.size)) return undefined;
+  const actual = (await hashFile(finished, file, file.size)).digest('hex');
+  return actual === (file.sha256 ?? file.gitSha1) ? { at: finished, bytes: file.size } : undefined;
+}
+
+/** `file` as an unfinished download in `partial` holds it: finished, or its part so far; undefined where neither. */
+export function copyOf(partial: string, file: HubFile): { at: string; bytes: number } | undefined {
+  const finished = pathInside(partial, file.path);
+  if (isFileOfSize(finished, file.size)) return { at: finished, bytes: file.size };
+  const part = fs.lstatSync(finished + INCOMPLETE_SUFFIX, { throwIfNoEntry: false });
+  return part?.isFile() ? { at: finished + INCOMPLETE_SUFFIX, bytes: Math.min(part.size, file.size) } : undefined;
+}
