@@ -7,7 +7,8 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { FicocoError } from '../common/errors';
-import { checkDiskRoom, downloadModel } from '../hub/download';
+import { checkDiskRoom } from '../hub/diskRoom';
+import { downloadModel } from '../hub/download';
 import { DownloadPlan, ModelRequest, planDownload, verificationSummary } from '../hub/downloadPlan';
 import { DEFAULT_HUB_ENDPOINT } from '../hub/hubHttp';
 import { DownloadSummary } from '../hub/downloadSummary';

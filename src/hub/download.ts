@@ -11,6 +11,9 @@
  * The server is not trusted: its paths and commit are checked before they name anything on disk, a file it lists
  * without a checksum is refused, the access token goes only to its origin over https, and a lock file keeps a second
  * process (another VS Code window) from writing the same download.
+ *
+ * Around it: downloadPlan.ts lists what to fetch, hubHttp.ts asks the server, partials.ts reuses unfinished downloads,
+ * diskRoom.ts checks the disk first, safeWrites.ts keeps every write inside the models folder.
  */
 import type { Hash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -20,14 +23,13 @@ import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { setTimeout as delay } from 'node:timers/promises';
 import { downloadFile } from '@huggingface/hub';
-import { formatBytes, formatBytesApart } from '../common/bytes';
 import { FicocoError } from '../common/errors';
 import { diskError } from './diskError';
-import { DownloadLock, LockOwner, lockIsHeld } from './downloadLock';
+import { DownloadLock, LockOwner } from './downloadLock';
 import type { DownloadPlan, HubFile } from './downloadPlan';
 import { hashFile } from './fileHash';
 import { asDownloadError, hubOptions } from './hubHttp';
-import { copyOf, sameFileIn, seedFromDamaged, takeFromOtherPartials } from './partials';
+import { seedFromDamaged, takeFromOtherPartials } from './partials';
 import { INCOMPLETE_SUFFIX, pathInside } from './repoPaths';
 import { APPEND_NOT_THROUGH_LINK, makeFoldersInside, makeRealFolder } from './safeWrites';
 import {
@@ -35,9 +37,7 @@ import {
   DownloadManifest,
   isFileOfSize,
   isStoredModel,
-  otherPartialFolders,
   partialFolder,
-  readPartialRecord,
   removePartialRecord,
   writePartialRecord,
 } from './store';
@@ -159,36 +159,6 @@ export async function downloadModel(plan: DownloadPlan, options: DownloadOptions
   } finally {
     lock.release();
   }
-}
-
-/**
- * Refuses a download the disk cannot hold, `free` bytes being free there: it lacks the plan's bytes less those it has
- * already (finished files and parts, its own or those an idle download of another commit gives it), so one stopped by
- * a full disk resumes once the rest fits.
- */
-export function checkDiskRoom(plan: DownloadPlan, free: number): void {
-  const { root, repo } = plan.request;
-  const partial = partialFolder(root, repo, plan.commit);
-  // What takeFromOtherPartials will move over: renamed on the same disk, those bytes take no more room.
-  const others = otherPartialFolders(root, repo, plan.commit).flatMap((folder) => {
-    const record = lockIsHeld(`${folder}.lock`) ? undefined : readPartialRecord(folder);
-    return record ? [{ folder, record }] : [];
-  });
-  // Both folders, each file in turn: another process may rename the unfinished one into place meanwhile.
-  const downloaded = plan.files.reduce((sum, file) => {
-    if (isFileOfSize(pathInside(plan.folder, file.path), file.size)) return sum + file.size;
-    const copies = [copyOf(partial, file), ...others.map((other) => sameFileIn(other, file))];
-    return sum + Math.max(0, ...copies.map((copy) => copy?.bytes ?? 0));
-  }, 0);
-  const needed = plan.totalBytes - downloaded;
-  if (free >= needed) return;
-  const [neededText, freeText] = formatBytesApart(needed, free);
-  throw new FicocoError(
-    `${repo} needs ${neededText} more on disk` +
-      `${downloaded > 0 ? ` (${formatBytes(downloaded)} of ${formatBytes(plan.totalBytes)} are downloaded)` : ''}, ` +
-      `but ${root} has ${freeText} free. Free some space and download again.`,
-    'download',
-  );
 }
 
 /**

@@ -4,7 +4,8 @@ import * as path from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { LlavaEngine } from '../../src/engine/engine';
 import { FicocoError } from '../../src/common/errors';
-import { DownloadProgress, checkDiskRoom, downloadModel } from '../../src/hub/download';
+import { checkDiskRoom } from '../../src/hub/diskRoom';
+import { DownloadProgress, downloadModel } from '../../src/hub/download';
 import { DownloadPlan, ModelRequest, planDownload } from '../../src/hub/downloadPlan';
 import { DownloadSummary } from '../../src/hub/downloadSummary';
 import {
