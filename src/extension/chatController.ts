@@ -113,6 +113,8 @@ export class ChatController implements vscode.Disposable {
       vscode.workspace.onDidChangeConfiguration((event) => {
         // A changed setting may be wrong in a new way: say so again.
         if (event.affectsConfiguration('ficoco')) this.reportedProblems.clear();
+        // An engine idle already counts its idle time against the new setting, not from the next answer.
+        if (event.affectsConfiguration('ficoco.unloadAfterMinutes')) this.unloader.minutesChanged();
       }),
     );
   }

@@ -4,12 +4,14 @@
  */
 export class IdleUnloader {
   private active = 0;
+  /** Date.now() when the last thing in flight ended; undefined while something runs */
+  private idleSince: number | undefined;
   private timer: NodeJS.Timeout | undefined;
   private disposed = false;
 
   constructor(
     private readonly options: {
-      /** the idle minutes before unloading, read when the engine goes idle; 0 keeps it loaded */
+      /** the idle minutes before unloading, read again whenever the time is up or the setting changes; 0 keeps it loaded */
       minutes: () => number;
       /** whether an engine process is running at all */
       loaded: () => boolean;
@@ -19,27 +21,32 @@ export class IdleUnloader {
 
   busy(): void {
     this.active++;
+    this.idleSince = undefined;
     clearTimeout(this.timer);
   }
 
   idle(): void {
     this.active = Math.max(0, this.active - 1);
-    clearTimeout(this.timer);
-    const minutes = this.options.minutes();
-    // Replies cancelled by the extension's dispose go idle after it: no timer outlives the extension.
-    if (this.active > 0 || minutes <= 0 || this.disposed) return;
-    this.wait(minutes, 0);
+    if (this.active > 0) return;
+    this.idleSince = Date.now();
+    this.schedule();
   }
 
-  /** Waits `minutes` more after `idleMinutes` idle; then unloads, unless the setting changed since (0, or longer). */
-  private wait(minutes: number, idleMinutes: number): void {
-    this.timer = setTimeout(() => {
-      const idle = idleMinutes + minutes;
-      const setting = this.options.minutes();
-      if (this.active > 0 || setting <= 0 || !this.options.loaded()) return;
-      if (setting > idle) this.wait(setting - idle, idle);
-      else this.options.unload(idle);
-    }, minutes * 60_000);
+  /** ficoco.unloadAfterMinutes changed: an engine idle for that long already unloads now, else when it has been. */
+  minutesChanged(): void {
+    this.schedule();
+  }
+
+  /** Unloads once idle for the minutes set now, else waits for the rest of them (0, or nothing idle: no timer). */
+  private schedule(): void {
+    clearTimeout(this.timer);
+    // Replies cancelled by the extension's dispose go idle after it: no timer outlives the extension.
+    if (this.idleSince === undefined || this.disposed || !this.options.loaded()) return;
+    const minutes = this.options.minutes();
+    if (minutes <= 0) return;
+    const leftMs = minutes * 60_000 - (Date.now() - this.idleSince);
+    if (leftMs > 0) this.timer = setTimeout(() => this.schedule(), leftMs);
+    else this.options.unload(minutes);
   }
 
   dispose(): void {

@@ -274,7 +274,7 @@ describe("a download's progress notification", () => {
 
 describe('idle unloading', () => {
   test('unloads after the idle minutes, counting only time with nothing in flight', () => {
-    mock.timers.enable({ apis: ['setTimeout'] });
+    mock.timers.enable({ apis: ['setTimeout', 'Date'] });
     try {
       const unloaded: number[] = [];
       const unloader = new IdleUnloader({
@@ -302,7 +302,7 @@ describe('idle unloading', () => {
   });
 
   test('0 minutes keeps the engine; an engine that is not running is not unloaded', () => {
-    mock.timers.enable({ apis: ['setTimeout'] });
+    mock.timers.enable({ apis: ['setTimeout', 'Date'] });
     try {
       const unloaded: number[] = [];
       new IdleUnloader({ minutes: () => 0, loaded: () => true, unload: (minutes) => unloaded.push(minutes) }).idle();
@@ -315,7 +315,7 @@ describe('idle unloading', () => {
   });
 
   test('the setting changed while idle applies (0 keeps the engine, longer waits longer); none after dispose', () => {
-    mock.timers.enable({ apis: ['setTimeout'] });
+    mock.timers.enable({ apis: ['setTimeout', 'Date'] });
     try {
       const unloaded: number[] = [];
       let minutes = 1;
@@ -344,6 +344,42 @@ describe('idle unloading', () => {
       unloader.idle();
       mock.timers.tick(60_000);
       assert.deepEqual(unloaded, [], 'a reply cancelled by the dispose goes idle after it');
+    } finally {
+      mock.timers.reset();
+    }
+  });
+
+  test('a setting changed while idle is counted from when the engine went idle: enabled, or shortened', () => {
+    mock.timers.enable({ apis: ['setTimeout', 'Date'] });
+    try {
+      const unloaded: number[] = [];
+      let minutes = 0;
+      const unloader = new IdleUnloader({
+        minutes: () => minutes,
+        loaded: () => true,
+        unload: (m) => unloaded.push(m),
+      });
+      unloader.idle();
+      mock.timers.tick(20 * 60_000);
+      minutes = 15;
+      unloader.minutesChanged();
+      assert.deepEqual(unloaded, [15], 'idle for 20 minutes already: unloaded at once');
+      unloaded.length = 0;
+      minutes = 60;
+      unloader.busy();
+      unloader.idle();
+      mock.timers.tick(5 * 60_000);
+      minutes = 10;
+      unloader.minutesChanged();
+      mock.timers.tick(5 * 60_000 - 1);
+      assert.deepEqual(unloaded, []);
+      mock.timers.tick(1);
+      assert.deepEqual(unloaded, [10], 'unloaded 10 minutes after going idle, not 60');
+      unloaded.length = 0;
+      unloader.busy();
+      unloader.minutesChanged();
+      mock.timers.tick(24 * 60 * 60_000);
+      assert.deepEqual(unloaded, [], 'a change while an answer runs starts no timer');
     } finally {
       mock.timers.reset();
     }
