@@ -11,7 +11,7 @@ import { EngineClient } from '../client/engineClient';
 import { GpuSetup, cudaHostEnvironment } from './gpuSetup';
 import { ModelManager } from './modelManager';
 import { BUDGET_HINT, parseBudget } from '../common/budget';
-import { MAIN_SETTINGS, choiceTarget } from './settings';
+import { MAIN_SETTINGS, budgetChoiceDescription, choiceTarget } from './settings';
 import { AUTO_METHOD, NO_REDUCTION } from '../common/reductionChoice';
 import { quantizingProgress } from '../common/quantization';
 import { CHOOSE_REDUCTION_COMMAND, SpeedupStatusBar } from './statusBar';
@@ -124,7 +124,7 @@ async function chooseReduction(): Promise<void> {
   type Choice = vscode.QuickPickItem & { run: () => Thenable<unknown> };
   const setMethod = (name: string) => () => saveChoice(configuration, 'reduction.method', name);
   const choices: Choice[] = [
-    { label: '$(symbol-number) Budget…', description: `now ${budget} visual tokens per image`, run: chooseBudget },
+    { label: '$(symbol-number) Budget…', description: budgetChoiceDescription(method, budget), run: chooseBudget },
     {
       label: '$(sparkle) Automatic',
       description: method === AUTO_METHOD ? 'current' : "the model's measured or published setting",

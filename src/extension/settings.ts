@@ -235,6 +235,16 @@ export function choiceTarget(inspected: { workspaceValue?: unknown } | undefined
   return inspected?.workspaceValue !== undefined ? 'workspace' : 'global';
 }
 
+/**
+ * What the reduction quick pick's Budget item says: the budget, or, with `auto` (which sends none) or reduction off,
+ * that it waits for a method to be picked; else a budget chosen there would seem to do nothing.
+ */
+export function budgetChoiceDescription(method: string, budget: string): string {
+  if (method === AUTO_METHOD) return `now the model's recommendation sets it; ${budget} applies to a method you pick`;
+  if (method === NO_REDUCTION) return `reduction is off; ${budget} applies to a method you pick`;
+  return `now ${budget} visual tokens per image`;
+}
+
 /** ficoco.modelPath as a folder path: `~` and `~/…` stand for the home folder. */
 export function expandModelPath(configured: string): string {
   return configured === '~' || configured.startsWith('~/') ? path.join(os.homedir(), configured.slice(1)) : configured;

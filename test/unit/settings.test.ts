@@ -7,6 +7,7 @@ import { BUDGET_PATTERN, budgetLabel, parseBudget } from '../../src/common/budge
 import { budgetArg, budgetsArg } from '../../src/cli/args';
 import {
   MAIN_SETTINGS,
+  budgetChoiceDescription,
   choiceTarget,
   configurationSections,
   loadParamsOf,
@@ -86,6 +87,16 @@ describe('settings', () => {
     assert.equal(choiceTarget({ workspaceValue: 'fastv' }), 'workspace');
     assert.equal(choiceTarget({ workspaceValue: undefined }), 'global');
     assert.equal(choiceTarget(undefined), 'global');
+  });
+
+  test("the quick pick's Budget item says when the budget is not what answers (automatic, or reduction off)", () => {
+    assert.equal(budgetChoiceDescription('fastv', '32'), 'now 32 visual tokens per image');
+    // auto sends no budget (reductionRequest): a budget chosen then changes nothing until a method is picked.
+    assert.equal(
+      budgetChoiceDescription('auto', '32'),
+      "now the model's recommendation sets it; 32 applies to a method you pick",
+    );
+    assert.equal(budgetChoiceDescription('none', '32'), 'reduction is off; 32 applies to a method you pick');
   });
 
   test("nothing set: the defaults, auto reduction (the model's recommendation)", () => {
