@@ -17,7 +17,8 @@ import { type AnswerEngine, EngineClient, EngineError } from '../client/engineCl
 import { RemoteEngine } from '../client/remoteEngine';
 import { promptForSecret } from './secrets';
 import { ANSWERING_CONTEXT, StatusActivities, countedActivity } from './activity';
-import { fixFor } from './errorFixes';
+import { type ErrorFix, fallbackFixes, fixFor } from './errorFixes';
+import { INSTALL_CUDA_COMMAND, cudaProviderMissing } from './gpuSetup';
 import { IdleUnloader } from './idleUnload';
 import { type ImageFileSystem, readImageFiles } from './imageFiles';
 import { Replies, ReplySettings } from './replies';
@@ -101,7 +102,7 @@ export class ChatController implements vscode.Disposable {
       status,
       log,
       onFailure: (error) => void this.offerFix(error),
-      onProviderFallback: (reason) => this.reportFallback(reason),
+      onProviderFallback: (reason) => void this.reportFallback(reason),
       // "FiCoCo: Stop Answering" shows in the Command Palette only while there is something to stop.
       activity: countedActivity(this.unloader, (busy) => {
         void vscode.commands.executeCommand('setContext', ANSWERING_CONTEXT, busy);
@@ -120,11 +121,12 @@ export class ChatController implements vscode.Disposable {
   }
 
   /** Says that the chosen provider could not be used, and why (Replies calls it once; each answer's details say it too). */
-  private reportFallback(reason: string): void {
+  private async reportFallback(reason: string): Promise<void> {
     this.log.warn(`provider fallback: ${reason}`);
-    void vscode.window.showInformationMessage(`FiCoCo: ${reason}`, 'Open Settings').then((choice) => {
-      if (choice) void vscode.commands.executeCommand('workbench.action.openSettings', 'ficoco.provider');
-    });
+    const fixes = fallbackFixes({ cudaProviderMissing: cudaProviderMissing(this.context) });
+    const chosen = await vscode.window.showInformationMessage(`FiCoCo: ${reason}`, ...fixes.map((fix) => fix.title));
+    const fix = fixes.find((offered) => offered.title === chosen);
+    if (fix) await this.apply(fix);
   }
 
   handle(message: WebviewMessage, from: ChatSurface): void {
@@ -322,9 +324,14 @@ export class ChatController implements vscode.Disposable {
       `FiCoCo: ${error instanceof Error ? error.message : String(error)}`,
       fix.title,
     );
-    if (!chosen) return;
+    if (chosen) await this.apply(fix);
+  }
+
+  /** Does what a notification's button offered. */
+  private async apply(fix: ErrorFix): Promise<void> {
     if (fix.title === 'Show Engine Log') this.log.show();
     else if (fix.title === 'Set Engine API Key') await this.setEngineApiKey();
+    else if (fix.title === 'Install CUDA Provider…') await vscode.commands.executeCommand(INSTALL_CUDA_COMMAND);
     else await vscode.commands.executeCommand('workbench.action.openSettings', fix.setting);
   }
 

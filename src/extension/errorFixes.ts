@@ -1,13 +1,17 @@
 /**
  * The one action that helps with a failure, chosen by its kind (never by its message): the setting to open, or the
- * engine log. Free of 'vscode'; the controller turns the fix into a notification button.
+ * engine log; and what helps with a provider fallback. Free of 'vscode'; the controller turns a fix into a
+ * notification button.
  */
 import { EngineError } from '../client/engineClient';
 import { ServerSetupError, UnreachableServerError } from '../client/remoteEngine';
 import { SettingsError } from './settings';
 
 export type ErrorFix =
-  { title: 'Open Settings'; setting: string } | { title: 'Show Engine Log' } | { title: 'Set Engine API Key' };
+  | { title: 'Open Settings'; setting: string }
+  | { title: 'Show Engine Log' }
+  | { title: 'Set Engine API Key' }
+  | { title: 'Install CUDA Provider…' };
 
 /** The settings that fix each kind of engine failure. */
 const SETTING_FOR_KIND: Partial<Record<EngineError['kind'], string>> = {
@@ -32,4 +36,13 @@ export function fixFor(error: unknown): ErrorFix | undefined {
   const setting = SETTING_FOR_KIND[error.kind];
   if (setting) return { title: 'Open Settings', setting };
   return error.kind === 'crashed' || error.kind === 'internal' ? { title: 'Show Engine Log' } : undefined;
+}
+
+/**
+ * What the notice of a provider fallback offers: installing the CUDA provider where an NVIDIA driver is loaded without
+ * it (the reason then says to), and the provider setting.
+ */
+export function fallbackFixes({ cudaProviderMissing }: { cudaProviderMissing: boolean }): ErrorFix[] {
+  const setting: ErrorFix = { title: 'Open Settings', setting: 'ficoco.provider' };
+  return cudaProviderMissing ? [{ title: 'Install CUDA Provider…' }, setting] : [setting];
 }

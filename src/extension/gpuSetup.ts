@@ -41,6 +41,11 @@ export function cudaHostEnvironment(context: vscode.ExtensionContext): NodeJS.Pr
   return cudaRuntimeEnvironment(installedRuntimeFolder(context));
 }
 
+/** An NVIDIA driver is loaded and this ORT version's CUDA provider is not installed: installing it would help. */
+export function cudaProviderMissing(context: vscode.ExtensionContext): boolean {
+  return nvidiaDriverPresent() && !cudaProviderInstalled(installedRuntimeFolder(context));
+}
+
 /** True where the CUDA provider runs: Linux x64 (package.json's `when` for Install CUDA Provider…). */
 const CUDA_PLATFORM_CONTEXT = 'ficoco.cudaPlatform';
 
@@ -76,8 +81,7 @@ export class GpuSetup {
   /** Once per machine: an NVIDIA driver is loaded, CUDA may be used, and its provider libraries are missing. */
   async offerIfUseful(): Promise<void> {
     const provider = vscode.workspace.getConfiguration('ficoco').get<string>('provider', 'auto');
-    if (!nvidiaDriverPresent() || !['auto', 'cuda'].includes(provider) || cudaProviderInstalled(this.runtimeFolder))
-      return;
+    if (!cudaProviderMissing(this.context) || !['auto', 'cuda'].includes(provider)) return;
     if (this.context.globalState.get<boolean>(DECLINED_KEY)) return;
     const choice = await vscode.window.showInformationMessage(
       "FiCoCo: this machine has an NVIDIA GPU. Install ONNX Runtime's CUDA provider to answer on it?",

@@ -14,7 +14,7 @@ import { EngineError } from '../../src/client/engineClient';
 import { RemoteEngine, type RemoteEngineOptions } from '../../src/client/remoteEngine';
 import { byteProgress } from '../../src/extension/byteProgress';
 import { abortSignalOf } from '../../src/extension/cancellation';
-import { fixFor } from '../../src/extension/errorFixes';
+import { fallbackFixes, fixFor } from '../../src/extension/errorFixes';
 import { IdleUnloader } from '../../src/extension/idleUnload';
 import { type ImageFileSystem, readImageFiles } from '../../src/extension/imageFiles';
 import { SettingsError, loadParamsOf, modelPathNames, readSettings } from '../../src/extension/settings';
@@ -58,6 +58,17 @@ describe('the fix offered for a failure, by its kind', () => {
       setting: 'ficoco.threads',
     });
     assert.equal(fixFor(new Error('a bug')), undefined);
+  });
+
+  test('a provider fallback offers the CUDA provider where an NVIDIA driver runs without it, then the setting', () => {
+    // The fallback's reason then says to run "FiCoCo: Install CUDA Provider": the first button does.
+    assert.deepEqual(fallbackFixes({ cudaProviderMissing: true }), [
+      { title: 'Install CUDA Provider…' },
+      { title: 'Open Settings', setting: 'ficoco.provider' },
+    ]);
+    assert.deepEqual(fallbackFixes({ cudaProviderMissing: false }), [
+      { title: 'Open Settings', setting: 'ficoco.provider' },
+    ]);
   });
 
   test('an engine server that cannot be reached opens ficoco.engine: the engine log has nothing about it', async () => {
