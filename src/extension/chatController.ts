@@ -22,7 +22,14 @@ import { INSTALL_CUDA_COMMAND, cudaProviderMissing } from './gpuSetup';
 import { IdleUnloader } from './idleUnload';
 import { type ImageFileSystem, readImageFiles } from './imageFiles';
 import { Replies, ReplySettings } from './replies';
-import { FicocoSettings, loadParamsOf, readSettings } from './settings';
+import {
+  type ExtensionFolders,
+  FicocoSettings,
+  loadParamsOf,
+  modelDirOf,
+  quantizationSettingFor,
+  readSettings,
+} from './settings';
 import { SpeedupCache } from './speedup';
 import type { SpeedupStatusBar } from './statusBar';
 
@@ -296,24 +303,28 @@ export class ChatController implements vscode.Disposable {
   private replySettings(reduced: boolean): ReplySettings {
     const settings = this.settings();
     if (!settings) throw new Error('FiCoCo settings could not be read.');
-    const folders = {
-      builtinModel: vscode.Uri.joinPath(this.context.extensionUri, ...BUILTIN_MODEL_PATH).fsPath,
-      // Quantized weights of a model in the Hugging Face cache go to the extension's storage, not into the cache.
-      quantizedCache: vscode.Uri.joinPath(this.context.globalStorageUri, 'quantized').fsPath,
-    };
     return {
       engine: settings.engine,
       engineModel: settings.engineModel,
-      model: loadParamsOf(settings, folders),
+      model: loadParamsOf(settings, this.folders()),
       reduction: reduced ? settings.reduction : undefined,
       maxNewTokens: settings.maxNewTokens,
       temperature: settings.temperature,
     };
   }
 
+  private folders(): ExtensionFolders {
+    return {
+      builtinModel: vscode.Uri.joinPath(this.context.extensionUri, ...BUILTIN_MODEL_PATH).fsPath,
+      // Quantized weights of a model in the Hugging Face cache go to the extension's storage, not into the cache.
+      quantizedCache: vscode.Uri.joinPath(this.context.globalStorageUri, 'quantized').fsPath,
+    };
+  }
+
   /** A notification with the button that fixes the failure, when there is one (errorFixes.ts). */
   private async offerFix(error: unknown): Promise<void> {
-    const fix = fixFor(error);
+    const settings = this.settings();
+    const fix = fixFor(error, settings && quantizationSettingFor(settings, modelDirOf(settings, this.folders())));
     if (!fix) {
       // The engine's own failures are in the chat; anything else is a bug worth its stack in the log.
       if (!(error instanceof EngineError))

@@ -13,17 +13,20 @@ export type ErrorFix =
   | { title: 'Set Engine API Key' }
   | { title: 'Install CUDA Provider…' };
 
-/** The settings that fix each kind of engine failure. */
+/** The settings that fix each kind of engine failure (a memory failure's: the quantization setting fixFor is given). */
 const SETTING_FOR_KIND: Partial<Record<EngineError['kind'], string>> = {
   'model-folder': 'ficoco.modelPath',
   config: 'ficoco.modelPath',
   weights: 'ficoco.modelPath',
   provider: 'ficoco.provider',
-  memory: 'ficoco.quantization',
   reduction: 'ficoco.reduction',
 };
 
-export function fixFor(error: unknown): ErrorFix | undefined {
+/**
+ * `quantizationSetting`: the setting that decides the model's quantization (settings.ts, quantizationSettingFor),
+ * which a memory failure opens, since a model's own entry in ficoco.quantizationByModel overrides ficoco.quantization.
+ */
+export function fixFor(error: unknown, quantizationSetting = 'ficoco.quantization'): ErrorFix | undefined {
   if (error instanceof SettingsError) return { title: 'Open Settings', setting: error.setting };
   // The engine log says nothing about a server that never answered; its address is the setting.
   if (error instanceof UnreachableServerError) return { title: 'Open Settings', setting: 'ficoco.engine' };
@@ -33,7 +36,7 @@ export function fixFor(error: unknown): ErrorFix | undefined {
       ? { title: 'Set Engine API Key' }
       : { title: 'Open Settings', setting: error.fix === 'model' ? 'ficoco.engineModel' : 'ficoco.engine' };
   if (!(error instanceof EngineError)) return undefined;
-  const setting = SETTING_FOR_KIND[error.kind];
+  const setting = error.kind === 'memory' ? quantizationSetting : SETTING_FOR_KIND[error.kind];
   if (setting) return { title: 'Open Settings', setting };
   return error.kind === 'crashed' || error.kind === 'internal' ? { title: 'Show Engine Log' } : undefined;
 }

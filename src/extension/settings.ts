@@ -422,8 +422,13 @@ export interface ExtensionFolders {
  * The engine load the settings ask for: the model folder (the built-in one when empty), provider, threads,
  * quantization.
  */
+/** The model folder ficoco.modelPath names: the built-in model's when empty. */
+export function modelDirOf(settings: FicocoSettings, folders: ExtensionFolders): string {
+  return settings.modelPath === '' ? folders.builtinModel : expandModelPath(settings.modelPath);
+}
+
 export function loadParamsOf(settings: FicocoSettings, folders: ExtensionFolders): LoadParams {
-  const modelDir = settings.modelPath === '' ? folders.builtinModel : expandModelPath(settings.modelPath);
+  const modelDir = modelDirOf(settings, folders);
   if (!path.isAbsolute(modelDir)) {
     throw new SettingsError(
       `ficoco.modelPath is "${settings.modelPath}"; set it to the absolute path of a model folder (${MODEL_FILES}).`,
@@ -449,6 +454,13 @@ export function reductionRequest({ method, budget, params }: ReductionSetting): 
 export function quantizationFor(settings: FicocoSettings, modelDir: string): WeightQuantization {
   const dir = modelFolder(modelDir);
   return (dir !== undefined ? settings.quantizationByModel[dir] : undefined) ?? settings.quantization;
+}
+
+/** The setting that decides a model folder's quantization (quantizationFor): where a memory failure is fixed. */
+export function quantizationSettingFor(settings: FicocoSettings, modelDir: string): string {
+  const dir = modelFolder(modelDir);
+  const ownEntry = dir !== undefined && settings.quantizationByModel[dir] !== undefined;
+  return ownEntry ? 'ficoco.quantizationByModel' : 'ficoco.quantization';
 }
 
 /** The method's parameters the user set; each invalid one is reported and left to its default. */

@@ -47,6 +47,11 @@ describe('the fix offered for a failure, by its kind', () => {
       assert.deepEqual(setting(kind), { title: 'Open Settings', setting: 'ficoco.modelPath' });
     assert.deepEqual(setting('provider'), { title: 'Open Settings', setting: 'ficoco.provider' });
     assert.deepEqual(setting('memory'), { title: 'Open Settings', setting: 'ficoco.quantization' });
+    // A model's own quantization entry overrides ficoco.quantization: the fix opens the setting that decides.
+    assert.deepEqual(fixFor(new EngineError('out of memory', 'memory'), 'ficoco.quantizationByModel'), {
+      title: 'Open Settings',
+      setting: 'ficoco.quantizationByModel',
+    });
     assert.deepEqual(setting('reduction'), { title: 'Open Settings', setting: 'ficoco.reduction' });
     assert.deepEqual(setting('crashed'), { title: 'Show Engine Log' });
     assert.deepEqual(setting('internal'), { title: 'Show Engine Log' });

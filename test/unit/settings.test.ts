@@ -13,6 +13,7 @@ import {
   loadParamsOf,
   paramSettingKey,
   quantizationFor,
+  quantizationSettingFor,
   readSettings,
 } from '../../src/extension/settings';
 import { METHODS } from '../../src/reduction/registry';
@@ -136,6 +137,8 @@ describe('settings', () => {
     assert.equal(quantizationFor(settings, '/models/llava-7b'), 'int8');
     assert.equal(quantizationFor(settings, '/models/tiny'), 'none', 'a trailing separator does not matter');
     assert.equal(quantizationFor(settings, '/models/other'), 'int4', 'other models follow ficoco.quantization');
+    assert.equal(quantizationSettingFor(settings, '/models/tiny'), 'ficoco.quantizationByModel');
+    assert.equal(quantizationSettingFor(settings, '/models/other'), 'ficoco.quantization');
     assert.deepEqual(settings.reduction, { method: 'tome', budget: { tokens: 64 }, budgetLabel: '64', params: {} });
     assert.equal(settings.provider, 'cpu');
     assert.equal(settings.temperature, 0.7);
