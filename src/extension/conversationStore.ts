@@ -18,9 +18,9 @@
  * workspace: each save merges, by turn id, the turns another window saved meanwhile, so neither window's turns are
  * lost. A turn this window held and no longer does (New Chat, the cap) is dropped; one it never held is another
  * window's and kept. The index is read again only when its stat says another window wrote it. A save holds a lock
- * file beside the folder (`chat.lock`, the download lock's kind) from reading the index to removing the images no turn
- * uses, so two windows' saves never interleave: neither writes over the other's turn, nor removes the image the other
- * has just written. Free of 'vscode' so it is plainly testable.
+ * file beside the folder (`chat.lock`, a ProcessLock) from reading the index to removing the images no turn uses,
+ * so two windows' saves never interleave: neither writes over the other's turn, nor removes the image the other has
+ * just written. Free of 'vscode' so it is plainly testable.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -31,7 +31,8 @@ import { fieldReaders } from '../protocol/fields';
 import { MessageError, type Reply, type Turn, type TurnImage, parseTurn } from '../protocol/webview';
 import { type ImageInput, type TurnRecord, turnImage } from './conversation';
 import { decodedLength } from '../protocol/engine';
-import { DownloadLock } from '../hub/downloadLock';
+import { diskFailureOf } from '../common/diskFailure';
+import { type LockWording, ProcessLock } from '../common/processLock';
 
 /** The turns kept: older ones leave the store (and the chat, at the next reload). */
 export const MAX_STORED_TURNS = 100;
@@ -45,6 +46,28 @@ export const STREAMING_SAVE_DELAY_MS = 1000;
 export const SAVE_LOCK_WAIT_MS = 2000;
 /** How often a save waiting for another window's looks again. */
 const SAVE_LOCK_POLL_MS = 20;
+
+/** The save's lock in the chat's words: a window's log line says them after "could not save the chat in …: ". */
+const SAVE_LOCK_WORDING: LockWording = {
+  busy: (holder) => new Error(`another window is saving the chat (${holder})`),
+  takenOver: () => new Error("another window took over the chat's save; the next change saves this window's turns"),
+  waitStopped: () => new Error("stopped waiting for another window's save of the chat"),
+  diskError: (error, file) => {
+    const disk = diskFailureOf(error);
+    switch (disk?.failure) {
+      case 'full':
+        return new Error(`the disk is full while writing ${file}; free some space, and the next change saves the chat`);
+      case 'not-writable':
+        return new Error(`${file} cannot be written (${disk.code}); check the folder's permissions`);
+      case 'too-large':
+        return new Error(
+          `${file} cannot be written: a file-size limit (ulimit -f) allows no file this large (EFBIG); raise it`,
+        );
+      case undefined:
+        return undefined;
+    }
+  },
+};
 
 export interface StoreLimits {
   turns: number;
@@ -196,11 +219,11 @@ export class ConversationStore {
    * another window's save, none, and a log line: the save goes on without it, since skipping it would lose this
    * window's last turns at its close, where a race only costs what this window's next save writes again.
    */
-  private async lock(): Promise<DownloadLock | undefined> {
+  private async lock(): Promise<ProcessLock | undefined> {
     await fs.promises.mkdir(path.dirname(this.folder), { recursive: true });
     const waitOver = AbortSignal.timeout(SAVE_LOCK_WAIT_MS);
     try {
-      return await DownloadLock.acquire(`${this.folder}.lock`, 'the saved chat', {
+      return await ProcessLock.acquire(`${this.folder}.lock`, SAVE_LOCK_WORDING, {
         wait: true,
         signal: waitOver,
         pollMs: SAVE_LOCK_POLL_MS,

@@ -1,7 +1,7 @@
 /** Whether the disk can hold what a download still lacks, counted before any byte is fetched. */
 import { formatBytes, formatBytesApart } from '../common/bytes';
 import { FicocoError } from '../common/errors';
-import { lockIsHeld } from './downloadLock';
+import { lockIsHeld } from '../common/processLock';
 import type { DownloadPlan } from './downloadPlan';
 import { copyOf, sameFileIn } from './partials';
 import { pathInside } from './repoPaths';

@@ -24,8 +24,9 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { setTimeout as delay } from 'node:timers/promises';
 import { downloadFile } from '@huggingface/hub';
 import { FicocoError } from '../common/errors';
+import type { LockOwner } from '../common/processLock';
 import { diskError } from './diskError';
-import { DownloadLock, LockOwner } from './downloadLock';
+import { acquireDownloadLock } from './downloadLock';
 import type { DownloadPlan, HubFile } from './downloadPlan';
 import { hashFile } from './fileHash';
 import { asDownloadError, hubOptions } from './hubHttp';
@@ -87,7 +88,7 @@ export async function downloadModel(plan: DownloadPlan, options: DownloadOptions
   makeRealFolder(request.root, path.dirname(partial));
   // A repository folder that is a link is refused now, not after every file was fetched.
   makeRealFolder(request.root, path.dirname(plan.folder));
-  const lock = await DownloadLock.acquire(`${partial}.lock`, `${request.repo}@${commit.slice(0, 7)}`, {
+  const lock = await acquireDownloadLock(`${partial}.lock`, `${request.repo}@${commit.slice(0, 7)}`, {
     wait: options.whenBusy === 'wait',
     signal: options.signal,
     onWait: options.onWait,

@@ -1,6 +1,6 @@
 import { formatBytes } from '../common/bytes';
 import type { DownloadProgress } from './download';
-import type { LockOwner } from './downloadLock';
+import type { LockOwner } from '../common/processLock';
 
 /**
  * The closing line of one downloadModel call, for the CLI and the extension alike: what this call fetched and how

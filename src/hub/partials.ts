@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DownloadLock } from './downloadLock';
+import { acquireDownloadLock } from './downloadLock';
 import type { DownloadPlan, HubFile } from './downloadPlan';
 import { hashFile } from './fileHash';
 import { INCOMPLETE_SUFFIX, pathInside } from './repoPaths';
@@ -41,7 +41,7 @@ export async function takeFromOtherPartials(plan: DownloadPlan, partial: string)
   const { root, repo, revision } = plan.request;
   for (const other of otherPartialFolders(root, repo, plan.commit)) {
     // One running elsewhere (or whose lock cannot be taken) keeps its files.
-    const lock = await DownloadLock.acquire(`${other}.lock`, repo, { wait: false }).catch(() => undefined);
+    const lock = await acquireDownloadLock(`${other}.lock`, repo, { wait: false }).catch(() => undefined);
     if (!lock) continue;
     try {
       const record = readPartialRecord(other);

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { readRegularFile } from '../common/boundedFile';
 import { FicocoError } from '../common/errors';
 import type { HubFile } from './downloadPlan';
-import { lockIsHeld } from './downloadLock';
+import { lockIsHeld } from '../common/processLock';
 import { isCommit } from './repoPaths';
 
 /** Written last into a download's folder: its presence means every file arrived and was verified. */

@@ -6,7 +6,7 @@
  */
 // The module object itself (not a namespace copy), so the lock's code meets the failing close.
 import fs from 'node:fs';
-import { DownloadLock } from '../../src/hub/downloadLock';
+import { acquireDownloadLock } from '../../src/hub/downloadLock';
 
 const [lockFile] = process.argv.slice(2);
 const closeFile = fs.closeSync;
@@ -15,7 +15,7 @@ fs.closeSync = (fd: number) => {
   throw Object.assign(new Error('EIO: i/o error, close'), { code: 'EIO', syscall: 'close' });
 };
 // The lock file is written and closed before acquire's first wait, so no other file meets the failing close.
-const taking = DownloadLock.acquire(lockFile, 'the test model', { wait: false });
+const taking = acquireDownloadLock(lockFile, 'the test model', { wait: false });
 fs.closeSync = closeFile;
 taking.then(
   (lock) => {

@@ -16,7 +16,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import { FicocoError } from '../../src/common/errors';
 import { downloadModel } from '../../src/hub/download';
 import { ModelRequest, planDownload, verificationSummary } from '../../src/hub/downloadPlan';
-import { STALE_LOCK_MS } from '../../src/hub/downloadLock';
+import { STALE_LOCK_MS } from '../../src/common/processLock';
 import { DOWNLOAD_MANIFEST, deletePartialDownload, listPartialDownloads, listStoredModels } from '../../src/hub/store';
 import { FakeHub, HubTreeEntry, startFakeHub } from '../../tools/fakeHub';
 import { temporaryFolders } from '../helpers/tempFolders';

@@ -18,12 +18,12 @@ import {
   confined,
 } from '../../src/extension/conversationStore';
 import type { Turn } from '../../src/protocol/webview';
-import { DownloadLock } from '../../src/hub/downloadLock';
 import { REDUCED_ANSWER_STATS } from '../helpers/answerStats';
 import { temporaryFolders } from '../helpers/tempFolders';
 
 const temporary = temporaryFolders();
 const IMAGES = path.join(__dirname, '..', 'fixtures', 'images');
+const SAVE_CHILD = path.join(__dirname, '..', 'helpers', 'chatSaveChild.ts');
 
 const png = (file: string): ImageInput => ({
   name: file,
@@ -312,16 +312,17 @@ describe('the chat saved for after a reload', () => {
     const { store, folder, warnings } = storeOf(conversation);
     fs.mkdirSync(path.dirname(folder), { recursive: true });
     // A window that died mid-save (its pid is gone) left its lock: taken over at once, without a word.
-    const dead = spawnSync(process.execPath, ['-e', '']).pid;
-    fs.writeFileSync(`${folder}.lock`, JSON.stringify({ pid: dead, host: os.hostname(), since: '', token: 'dead' }));
+    const lockOf = (pid: number | undefined, token: string) =>
+      fs.writeFileSync(`${folder}.lock`, JSON.stringify({ pid, host: os.hostname(), since: '', token }));
+    lockOf(spawnSync(process.execPath, ['-e', '']).pid, 'dead');
     await askedIn({ conversation, store }, 'one', [png('shapes.png')]);
     assert.deepEqual(warnings, []);
-    // A live window that never lets go (a hung disk) holds the save up SAVE_LOCK_WAIT_MS, not forever.
-    const held = await DownloadLock.acquire(`${folder}.lock`, 'the test', { wait: false });
+    // A live window (this process) that never lets go, as on a hung disk, holds the save up SAVE_LOCK_WAIT_MS only.
+    lockOf(process.pid, 'live');
     try {
       await askedIn({ conversation, store }, 'two');
     } finally {
-      held.release();
+      fs.rmSync(`${folder}.lock`);
     }
     assert.equal(warnings.length, 1);
     assert.match(warnings[0], /another window held .*chat\.lock for 2 s; the chat was saved without it/);
@@ -330,6 +331,25 @@ describe('the chat saved for after a reload', () => {
       ['one', 'two'],
     );
   });
+
+  test(
+    "a disk that refuses the save's lock is one log line in the chat's words, and leaves no lock behind",
+    { skip: process.platform === 'win32' ? 'needs bash and ulimit' : false },
+    () => {
+      const folder = storeFolder();
+      // No file may grow (ulimit -f 0): the lock's write fails with EFBIG, as on a disk that refuses it.
+      const stdout = execFileSync(
+        'bash',
+        ['-c', 'ulimit -f 0 && exec "$@"', 'bash', process.execPath, '--import', 'tsx', SAVE_CHILD, folder],
+        { encoding: 'utf8' },
+      );
+      const warnings = JSON.parse(stdout) as string[];
+      assert.equal(warnings.length, 1, stdout);
+      assert.match(warnings[0], /^could not save the chat in .*: .*chat\.lock cannot be written: .*\(EFBIG\)/);
+      assert.doesNotMatch(warnings[0], /download/i, 'the chat is not a download');
+      assert.equal(fs.existsSync(`${folder}.lock`), false, 'no lock left to hold off the next save');
+    },
+  );
 
   test('a store folder that is a link is neither read nor written through', async () => {
     const conversation = new Conversation();

@@ -1,0 +1,19 @@
+/** Failures of the local disk, which no retry mends, by what the user can do about them. */
+export type DiskFailure = 'full' | 'not-writable' | 'too-large';
+
+const FAILURES = new Map<string, DiskFailure>([
+  ['ENOSPC', 'full'],
+  ['EDQUOT', 'full'],
+  ['EACCES', 'not-writable'],
+  ['EPERM', 'not-writable'],
+  ['EROFS', 'not-writable'],
+  // A FAT32 drive holds no file over 4 GiB, and a 7B model's shards are larger; a file-size limit (ulimit -f) too.
+  ['EFBIG', 'too-large'],
+]);
+
+/** The local disk's failure in `error`, with its code; undefined when `error` is not one. */
+export function diskFailureOf(error: unknown): { failure: DiskFailure; code: string } | undefined {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const failure = code === undefined ? undefined : FAILURES.get(code);
+  return failure === undefined || code === undefined ? undefined : { failure, code };
+}
