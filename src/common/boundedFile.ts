@@ -42,3 +42,18 @@ export function readRegularFile(file: string, most: number): Buffer {
     fs.closeSync(handle);
   }
 }
+
+/**
+ * A JSON file's object, read as readRegularFile reads it; undefined when it cannot be read, holds more than `most`
+ * bytes, does not parse, or is not an object.
+ */
+export function readJsonObject(file: string, most: number): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(readRegularFile(file, most).toString('utf8'));
+    return typeof value === 'object' && value !== null && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}

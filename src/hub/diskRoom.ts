@@ -3,9 +3,9 @@ import { formatBytes, formatBytesApart } from '../common/bytes';
 import { FicocoError } from '../common/errors';
 import { lockIsHeld } from '../common/processLock';
 import type { DownloadPlan } from './downloadPlan';
-import { copyOf, sameFileIn } from './partials';
+import { copyOf, readPartialRecord, sameFileIn } from './partials';
 import { pathInside } from './repoPaths';
-import { isFileOfSize, otherPartialFolders, partialFolder, readPartialRecord } from './store';
+import { isFileOfSize, otherPartialFolders, partialFolder } from './store';
 
 /**
  * Refuses a download the disk cannot hold, `free` bytes being free there: it lacks the plan's bytes less those it has

@@ -30,18 +30,10 @@ import { acquireDownloadLock } from './downloadLock';
 import type { DownloadPlan, HubFile } from './downloadPlan';
 import { hashFile } from './fileHash';
 import { asDownloadError, hubOptions } from './hubHttp';
-import { seedFromDamaged, takeFromOtherPartials } from './partials';
+import { removePartialRecord, seedFromDamaged, takeFromOtherPartials, writePartialRecord } from './partials';
 import { INCOMPLETE_SUFFIX, pathInside } from './repoPaths';
 import { APPEND_NOT_THROUGH_LINK, makeFoldersInside, makeRealFolder } from './safeWrites';
-import {
-  DOWNLOAD_MANIFEST,
-  DownloadManifest,
-  isFileOfSize,
-  isStoredModel,
-  partialFolder,
-  removePartialRecord,
-  writePartialRecord,
-} from './store';
+import { DOWNLOAD_MANIFEST, DownloadManifest, isFileOfSize, isStoredModel, partialFolder } from './store';
 
 export interface DownloadProgress {
   file: string;

@@ -1,15 +1,49 @@
 /**
  * Unfinished downloads put to use: a damaged earlier copy of the model seeds its new download, and the unfinished
- * download of another commit (a branch that moved since) gives it every file that did not change.
+ * download of another commit (a branch that moved since) gives it every file that did not change, as its record
+ * (`ficoco-partial.json`) tells.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { readJsonObject } from '../common/boundedFile';
 import { acquireDownloadLock } from './downloadLock';
 import type { DownloadPlan, HubFile } from './downloadPlan';
 import { hashFile } from './fileHash';
 import { INCOMPLETE_SUFFIX, pathInside } from './repoPaths';
 import { makeFoldersInside, makeRealFolder } from './safeWrites';
-import { PartialRecord, isFileOfSize, otherPartialFolders, readPartialRecord } from './store';
+import { isFileOfSize, isHubFiles, otherPartialFolders } from './store';
+
+/** In an unfinished download's folder until it is complete: what it was asked for (a PartialRecord). */
+const PARTIAL_RECORD = 'ficoco-partial.json';
+/** The most a record read back may hold: it lists the model's files with their checksums. */
+const MAX_PARTIAL_RECORD_BYTES = 16 * 2 ** 20;
+
+/** What an unfinished download is of, so a later download of another commit can tell which of its files it can use. */
+export interface PartialRecord {
+  /** the revision asked for: a branch that names another commit now makes this download stale */
+  revision: string;
+  files: HubFile[];
+}
+
+/** Records what the unfinished download in `partial` is of; never written through a link. */
+export function writePartialRecord(partial: string, record: PartialRecord): void {
+  const file = path.join(partial, PARTIAL_RECORD);
+  fs.rmSync(file, { recursive: true, force: true });
+  fs.writeFileSync(file, JSON.stringify(record) + '\n', { flag: 'wx' });
+}
+
+/** What the unfinished download in `partial` is of; undefined where it has no record (an earlier version's). */
+export function readPartialRecord(partial: string): PartialRecord | undefined {
+  const record = readJsonObject(path.join(partial, PARTIAL_RECORD), MAX_PARTIAL_RECORD_BYTES);
+  return typeof record?.revision === 'string' && isHubFiles(record.files)
+    ? { revision: record.revision, files: record.files }
+    : undefined;
+}
+
+/** Removes the record once every file is verified: the folder becomes the model's. */
+export function removePartialRecord(partial: string): void {
+  fs.rmSync(path.join(partial, PARTIAL_RECORD), { force: true });
+}
 
 /**
  * A damaged earlier copy stays usable while it is mended: its files of the right size are linked into the unfinished

@@ -1,7 +1,7 @@
 /** Where downloaded models live, and what is there: `<root>/<owner>--<name>/<commit>/` with a manifest each. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readRegularFile } from '../common/boundedFile';
+import { readJsonObject } from '../common/boundedFile';
 import { FicocoError } from '../common/errors';
 import type { HubFile } from './downloadPlan';
 import { lockIsHeld } from '../common/processLock';
@@ -11,15 +11,6 @@ import { isCommit } from './repoPaths';
 export const DOWNLOAD_MANIFEST = 'ficoco-download.json';
 /** Where unfinished downloads wait to resume: `<root>/.partial/<owner>--<name>--<commit>/` and its `.lock`. */
 const PARTIAL = '.partial';
-/** In an unfinished download's folder until it is complete: what it was asked for (a PartialRecord). */
-const PARTIAL_RECORD = 'ficoco-partial.json';
-
-/** What an unfinished download is of, so a later download of another commit can tell which of its files it can use. */
-export interface PartialRecord {
-  /** the revision asked for: a branch that names another commit now makes this download stale */
-  revision: string;
-  files: HubFile[];
-}
 
 export interface DownloadManifest {
   repo: string;
@@ -120,26 +111,6 @@ export function otherPartialFolders(root: string, repo: string, commit: string):
     .map((name) => path.join(root, PARTIAL, name));
 }
 
-/** Records what the unfinished download in `partial` is of; never written through a link. */
-export function writePartialRecord(partial: string, record: PartialRecord): void {
-  const file = path.join(partial, PARTIAL_RECORD);
-  fs.rmSync(file, { recursive: true, force: true });
-  fs.writeFileSync(file, JSON.stringify(record) + '\n', { flag: 'wx' });
-}
-
-/** What the unfinished download in `partial` is of; undefined where it has no record (an earlier version's). */
-export function readPartialRecord(partial: string): PartialRecord | undefined {
-  const record = readJsonObject(path.join(partial, PARTIAL_RECORD));
-  return typeof record?.revision === 'string' && isHubFiles(record.files)
-    ? { revision: record.revision, files: record.files }
-    : undefined;
-}
-
-/** Removes the record once every file is verified: the folder becomes the model's. */
-export function removePartialRecord(partial: string): void {
-  fs.rmSync(path.join(partial, PARTIAL_RECORD), { force: true });
-}
-
 /** Removes an unfinished download (it starts over next time); refuses one that is running or is not under `root`. */
 export function deletePartialDownload(root: string, folder: string): void {
   const partial = listPartialDownloads(root).find((p) => path.resolve(p.folder) === path.resolve(folder));
@@ -199,7 +170,8 @@ function isManifest(value: unknown): value is DownloadManifest {
   return strings && isHubFiles(manifest.files);
 }
 
-function isHubFiles(value: unknown): value is HubFile[] {
+/** Whether `value` lists files as a manifest or a partial download's record does. */
+export function isHubFiles(value: unknown): value is HubFile[] {
   return (
     Array.isArray(value) &&
     value.every(
@@ -242,7 +214,8 @@ export function missingModelFiles(folder: string): string[] {
 function hasChatTemplate(folder: string, isFile: (name: string) => boolean): boolean {
   if (isFile('chat_template.jinja')) return true;
   return ['chat_template.json', 'tokenizer_config.json'].some(
-    (file) => isFile(file) && readJsonObject(path.join(folder, file))?.['chat_template'] !== undefined,
+    (file) =>
+      isFile(file) && readJsonObject(path.join(folder, file), MAX_CHECKED_JSON_BYTES)?.['chat_template'] !== undefined,
   );
 }
 
@@ -250,7 +223,7 @@ function hasChatTemplate(folder: string, isFile: (name: string) => boolean): boo
 function missingWeights(folder: string, isFile: (name: string) => boolean): string[] {
   const index = 'model.safetensors.index.json';
   if (isFile(index)) {
-    const weightMap = readJsonObject(path.join(folder, index))?.['weight_map'];
+    const weightMap = readJsonObject(path.join(folder, index), MAX_CHECKED_JSON_BYTES)?.['weight_map'];
     if (typeof weightMap !== 'object' || weightMap === null) return [`weight_map in ${index}`];
     const shards = [...new Set(Object.values(weightMap as Record<string, unknown>))];
     return shards
@@ -268,18 +241,6 @@ function missingWeights(folder: string, isFile: (name: string) => boolean): stri
 
 /** The most a settings file read by this check may hold (the engine reads each again, with its own bounds). */
 const MAX_CHECKED_JSON_BYTES = 16 * 2 ** 20;
-
-/** A JSON file's object; undefined when it cannot be read, is too large, or is not an object. */
-function readJsonObject(file: string): Record<string, unknown> | undefined {
-  try {
-    const value: unknown = JSON.parse(readRegularFile(file, MAX_CHECKED_JSON_BYTES).toString('utf8'));
-    return typeof value === 'object' && value !== null && !Array.isArray(value)
-      ? (value as Record<string, unknown>)
-      : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /** Whether `file` is a regular file (not a link) of `size` bytes. */
 export function isFileOfSize(file: string, size: number): boolean {
