@@ -11,6 +11,11 @@ export function formatBytes(bytes: number, extraDecimals = 0): string {
   return `${bytes} B`;
 }
 
+/** 0.45 GiB, 4.1 GiB: memory in binary units, as the engine's refusals and the server's log give it. */
+export function formatGibibytes(bytes: number): string {
+  return `${(bytes / 2 ** 30).toFixed(bytes < 2 ** 30 ? 2 : 1)} GiB`;
+}
+
 /**
  * Two sizes a message compares, as formatBytes gives them but with as many more decimals as it takes for them to read
  * apart: "needs 4.4 MB, has 4.4 MB free" says nothing.

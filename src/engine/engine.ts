@@ -17,6 +17,7 @@ import { ElemType } from './graph/builder';
 import { HIDDEN_COSINE, POSITIONS } from './graph/segment';
 import type { ModelShape } from '../reduction/method';
 import { BUDGET_HINT, budgetLabel } from '../common/budget';
+import { formatGibibytes } from '../common/bytes';
 import { AUTO_METHOD, NO_REDUCTION, type ReductionRequest } from '../common/reductionChoice';
 import { ReductionSettingsError, checkedRequest, planHooks, planReduction } from '../reduction/registry';
 import { planTiledReduction } from '../reduction/tiled';
@@ -50,7 +51,7 @@ import type { PackedImage } from './models/tiledFeatures';
 import { contentTokens } from './structureTokens';
 import { PrefillWatch, RunPace } from './prefillWatch';
 import { DEFAULT_MAX_NEW_TOKENS, checkAnswerOptions, checkLogits, checkQuestion, textTurn } from './askChecks';
-import { checkSamePinpoints, checkWeightsFit, commonFolder, gibibytes, screenshotQuestionBytes } from './loadChecks';
+import { checkSamePinpoints, checkWeightsFit, commonFolder, screenshotQuestionBytes } from './loadChecks';
 import { startClock } from './clock';
 import { type LayerTokens, type PassTokens, countLayerTokens, prefillFlops } from './layerTokens';
 import { hookView, patchFates, runHook } from './hookCall';
@@ -819,9 +820,9 @@ export class LlavaEngine {
     const available = this.limits.availableMemory();
     if (needed > available) {
       throw new FicocoError(
-        `This question needs about ${gibibytes(needed)} GiB of memory for attention and the KV cache ` +
+        `This question needs about ${formatGibibytes(needed)} of memory for attention and the KV cache ` +
           `(${promptTokens} prompt tokens, up to ${answerTokens} ` +
-          `in the answer), and ${gibibytes(available)} GiB is available; ask about fewer images or in a new ` +
+          `in the answer), and ${formatGibibytes(available)} is available; ask about fewer images or in a new ` +
           `chat, allow fewer answer tokens, or close other programs.`,
         'input',
       );
@@ -845,7 +846,7 @@ export class LlavaEngine {
     if (needed > available)
       throw new FicocoError(
         `This reduction compares every pair of an image's visual tokens (${tokens}), which needs about ` +
-          `${gibibytes(needed)} GiB of memory, and ${gibibytes(available)} GiB is available; ask about a smaller ` +
+          `${formatGibibytes(needed)} of memory, and ${formatGibibytes(available)} is available; ask about a smaller ` +
           'image, choose another reduction method, or close other programs.',
         'input',
       );

@@ -4,6 +4,7 @@
  */
 import * as path from 'node:path';
 import type { AnyresSpec, Size } from '../common/anyres';
+import { formatGibibytes } from '../common/bytes';
 import { FicocoError } from '../common/errors';
 import type { WeightQuantization } from '../common/quantization';
 import { type ModelArch, imageCost, peakRunBytes } from '../flops/model';
@@ -83,18 +84,13 @@ export function checkWeightsFit(
   // int8's size is its decoder held once: a load with memory to spare holds it twice, for faster answers.
   const fix =
     fitting.length > 0
-      ? `Quantize them — ${fitting.map(({ mode, bytes }) => `${mode} takes ${mode === 'int8' ? 'from ' : ''}about ${gibibytes(bytes)} GiB`).join(', ')} ` +
+      ? `Quantize them — ${fitting.map(({ mode, bytes }) => `${mode} takes ${mode === 'int8' ? 'from ' : ''}about ${formatGibibytes(bytes)}`).join(', ')} ` +
         '(ficoco.quantization in VS Code, --quantize on the command line) — or run on a GPU provider.'
       : 'Choose a smaller model, or run on a GPU provider.';
   throw new FicocoError(
     (fellBack ? `${fellBack}. ` : '') +
-      `This model takes about ${gibibytes(held)} GiB of memory on the CPU (${how}), and this machine has ` +
-      `${gibibytes(total)} GiB in all. ${fix}`,
+      `This model takes about ${formatGibibytes(held)} of memory on the CPU (${how}), and this machine has ` +
+      `${formatGibibytes(total)} in all. ${fix}`,
     'memory',
   );
-}
-
-/** Bytes in GiB as the engine's memory refusals give them: two decimals below 1 GiB, one above. */
-export function gibibytes(bytes: number): string {
-  return (bytes / 2 ** 30).toFixed(bytes < 2 ** 30 ? 2 : 1);
 }

@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
 import type { EngineClient } from '../client/engineClient';
+import { formatGibibytes } from '../common/bytes';
 import { availableMemory } from '../common/memory';
 import type { LoadParams, LoadResult } from '../protocol/engine';
 
@@ -111,8 +112,8 @@ export class WorkerPool {
       const free = freeMemory();
       if (resident !== undefined && free < HEADROOM * resident) {
         log(
-          `started ${i + 1} of ${workers} engine workers: each holds ${gib(resident)} GiB and ${gib(free)} GiB is ` +
-            `free, less than the ${gib(HEADROOM * resident)} GiB another one needs`,
+          `started ${i + 1} of ${workers} engine workers: each holds ${formatGibibytes(resident)} and ` +
+            `${formatGibibytes(free)} is free, less than the ${formatGibibytes(HEADROOM * resident)} another one needs`,
         );
         break;
       }
@@ -219,5 +220,3 @@ function residentBytes(pid: number | undefined): number | undefined {
     return undefined;
   }
 }
-
-const gib = (bytes: number) => (bytes / 2 ** 30).toFixed(1);
