@@ -39,7 +39,7 @@ export async function providersCommand(args: string[]): Promise<number> {
         `The CUDA provider is for Linux x64; this is ${process.platform} ${process.arch}.`,
         'provider',
       );
-    const found = await findCudaPackage(ortVersion(ortFolder), values.feed);
+    const found = await findCudaPackage(ortVersion(ortFolder), { feed: values.feed });
     process.stderr.write(`downloading ${found.url} (${formatBytes(found.bytes)})\n`);
     await installCudaProvider(found, binaries);
     process.stdout.write(`installed ${binaries}\n`);

@@ -2,7 +2,7 @@
  * ONNX Runtime's CUDA provider libraries, which the npm package leaves out: fetched on demand from the
  * Microsoft.ML.OnnxRuntime.Gpu.Linux NuGet package of the same version (as onnxruntime-node's own install
  * script does), checked against the feed's SHA-512, and placed beside libonnxruntime.so, where ORT loads
- * providers from.
+ * providers from. The feed is asked as a Hub is (hubHttp.ts): every answer bounded in time and bytes.
  */
 import AdmZip from 'adm-zip';
 import { createHash } from 'node:crypto';
@@ -14,6 +14,15 @@ import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { FicocoError } from '../common/errors';
 import { CUDA_PROVIDER_FILES, ORT_LIBRARY } from '../common/cudaRuntime';
+import {
+  ANSWER_MS,
+  IDLE_MS,
+  MAX_API_BYTES,
+  type RequestWatch,
+  fetchWatched,
+  watchRequest,
+  watchedBody,
+} from './hubHttp';
 
 export const NUGET_FEED = 'https://api.nuget.org/v3/index.json';
 const PACKAGE_ID = 'Microsoft.ML.OnnxRuntime.Gpu.Linux';
@@ -27,38 +36,65 @@ export interface CudaPackage {
   sha512: string;
 }
 
-/** Finds the NuGet package of `version` on the feed: its download address, size and SHA-512. */
-export async function findCudaPackage(version: string, feed = NUGET_FEED, signal?: AbortSignal): Promise<CudaPackage> {
-  const index = await getJson<{ resources: { '@id': string; '@type': string }[] }>(feed, signal);
-  const resource = (type: string) => index.resources.find((r) => r['@type'] === type)?.['@id'];
-  const packageBase = resource('PackageBaseAddress/3.0.0');
-  const registrations = resource('RegistrationsBaseUrl/3.6.0') ?? resource('RegistrationsBaseUrl');
-  if (!packageBase || !registrations)
-    throw new FicocoError(
-      `${feed} is not a NuGet v3 feed (no PackageBaseAddress or RegistrationsBaseUrl).`,
-      'download',
-    );
-  const id = PACKAGE_ID.toLowerCase();
-  const leaf = await getJson<{ catalogEntry: string | { '@id': string } }>(
-    `${registrations.replace(/\/?$/, '/')}${id}/${version}.json`,
-    signal,
-  );
-  const entry = await getJson<{ packageHash?: string; packageHashAlgorithm?: string; packageSize?: number }>(
-    typeof leaf.catalogEntry === 'string' ? leaf.catalogEntry : leaf.catalogEntry['@id'],
-    signal,
-  );
-  if (entry.packageHashAlgorithm !== 'SHA512' || !entry.packageHash || !entry.packageSize) {
-    throw new FicocoError(
-      `${feed} gives no SHA-512 and size for ${PACKAGE_ID} ${version}; the package cannot be verified.`,
-      'download',
-    );
-  }
-  return {
-    version,
-    url: `${packageBase.replace(/\/?$/, '/')}${id}/${version}/${id}.${version}.nupkg`,
-    bytes: entry.packageSize,
-    sha512: entry.packageHash,
+export interface FeedOptions {
+  /** the feed's service index (default nuget.org's) */
+  feed?: string;
+  /** stops the lookup (a 'cancelled' error) */
+  signal?: AbortSignal;
+  /** how long the feed may send nothing before a request is given up (default 60 s, as the Hub's) */
+  idleTimeoutMs?: number;
+  /** how long the whole lookup may take (default 120 s, as asking the Hub) */
+  answerTimeoutMs?: number;
+}
+
+/**
+ * Finds the NuGet package of `version` on the feed: its download address, size and SHA-512. The feed is not trusted:
+ * each answer is bounded in bytes, and the lookup in time.
+ */
+export async function findCudaPackage(version: string, options: FeedOptions = {}): Promise<CudaPackage> {
+  const { feed = NUGET_FEED, signal } = options;
+  const answerMs = options.answerTimeoutMs ?? ANSWER_MS;
+  const answerBy = Date.now() + answerMs;
+  const getJson = async <T>(url: string): Promise<T> => {
+    const { host, pathname } = new URL(url);
+    const watch = watchRequest(host, options.idleTimeoutMs ?? IDLE_MS);
+    watch.deadline(answerBy - Date.now(), `the feed took more than ${answerMs / 1000} s to answer`);
+    const response = await fetchOk(url, watch, signal);
+    const what = `${host}${pathname}`;
+    return (await watchedBody(response, watch, { resumeAt: 0, maxBytes: MAX_API_BYTES, what }).json()) as T;
   };
+  const id = PACKAGE_ID.toLowerCase();
+  try {
+    const index = await getJson<{ resources: { '@id': string; '@type': string }[] }>(feed);
+    const resource = (type: string) => index.resources.find((r) => r['@type'] === type)?.['@id'];
+    const packageBase = resource('PackageBaseAddress/3.0.0');
+    const registrations = resource('RegistrationsBaseUrl/3.6.0') ?? resource('RegistrationsBaseUrl');
+    if (!packageBase || !registrations)
+      throw new FicocoError(
+        `${feed} is not a NuGet v3 feed (no PackageBaseAddress or RegistrationsBaseUrl).`,
+        'download',
+      );
+    const leaf = await getJson<{ catalogEntry: string | { '@id': string } }>(
+      `${registrations.replace(/\/?$/, '/')}${id}/${version}.json`,
+    );
+    const entry = await getJson<{ packageHash?: string; packageHashAlgorithm?: string; packageSize?: number }>(
+      typeof leaf.catalogEntry === 'string' ? leaf.catalogEntry : leaf.catalogEntry['@id'],
+    );
+    if (entry.packageHashAlgorithm !== 'SHA512' || !entry.packageHash || !entry.packageSize) {
+      throw new FicocoError(
+        `${feed} gives no SHA-512 and size for ${PACKAGE_ID} ${version}; the package cannot be verified.`,
+        'download',
+      );
+    }
+    return {
+      version,
+      url: `${packageBase.replace(/\/?$/, '/')}${id}/${version}/${id}.${version}.nupkg`,
+      bytes: entry.packageSize,
+      sha512: entry.packageHash,
+    };
+  } catch (error) {
+    throw feedError(error, signal, `Looking up ${PACKAGE_ID} ${version} on ${feed}`, 'try again later.');
+  }
 }
 
 export interface InstallOptions {
@@ -68,6 +104,8 @@ export interface InstallOptions {
    * the package's own ORT library folder, when `binaryFolder` is another one: its libonnxruntime.so is copied there too
    */
   copyRuntimeFrom?: string;
+  /** how long the server may send nothing before the download is given up (default 60 s, as the Hub's) */
+  idleTimeoutMs?: number;
 }
 
 /**
@@ -82,24 +120,7 @@ export async function installCudaProvider(
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'ficoco-cuda-'));
   try {
     const nupkg = path.join(work, 'package.nupkg');
-    const hash = createHash('sha512');
-    let received = 0;
-    const response = await fetchOk(cudaPackage.url, options.signal);
-    const counted = new Transform({
-      transform(chunk: Buffer, _encoding, done) {
-        hash.update(chunk);
-        received += chunk.length;
-        options.onProgress?.(received, cudaPackage.bytes);
-        done(null, chunk);
-      },
-    });
-    await pipeline(
-      Readable.fromWeb(response.body as WebReadableStream<Uint8Array>),
-      counted,
-      fs.createWriteStream(nupkg),
-      { signal: options.signal },
-    );
-    const actual = hash.digest('base64');
+    const actual = await downloadPackage(cudaPackage, nupkg, options);
     if (actual !== cudaPackage.sha512) {
       throw new FicocoError(
         `${cudaPackage.url} failed its checksum (SHA-512 ${actual}, the feed says ${cudaPackage.sha512}); ` +
@@ -132,25 +153,59 @@ export async function installCudaProvider(
   }
 }
 
-async function fetchOk(url: string, signal: AbortSignal | undefined): Promise<Response> {
-  let response: Response;
+/**
+ * Downloads the package into `file` and returns its SHA-512 (base64). The feed is not trusted: the download stops at
+ * the size the feed declared, and when the server sends nothing for the idle time.
+ */
+async function downloadPackage(cudaPackage: CudaPackage, file: string, options: InstallOptions): Promise<string> {
+  const { url, bytes } = cudaPackage;
+  const hash = createHash('sha512');
+  let received = 0;
+  const counted = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      hash.update(chunk);
+      received += chunk.length;
+      options.onProgress?.(received, bytes);
+      done(null, chunk);
+    },
+  });
   try {
-    response = await fetch(url, { signal });
+    const watch = watchRequest(new URL(url).host, options.idleTimeoutMs ?? IDLE_MS);
+    const response = await fetchOk(url, watch, options.signal);
+    const body = watchedBody(response, watch, { resumeAt: 0, maxBytes: bytes, what: url }).body;
+    await pipeline(Readable.fromWeb(body as WebReadableStream<Uint8Array>), counted, fs.createWriteStream(file), {
+      signal: options.signal,
+    });
   } catch (error) {
-    if (signal?.aborted) throw new FicocoError('Download cancelled.', 'cancelled');
-    throw new FicocoError(
-      `${url}: ${error instanceof Error ? error.message : String(error)}${(error as { cause?: Error }).cause ? ` (${(error as { cause: Error }).cause.message})` : ''}.`,
-      'download',
+    throw feedError(
+      error,
+      options.signal,
+      `Downloading ${PACKAGE_ID} ${cudaPackage.version} (${bytes} bytes, the feed says)`,
+      'nothing was installed; try again later.',
     );
   }
-  if (!response.ok)
+  return hash.digest('base64');
+}
+
+/** Sends a request under `watch`'s clocks; an HTTP error status is refused with its body unread. */
+async function fetchOk(url: string, watch: RequestWatch, signal: AbortSignal | undefined): Promise<Response> {
+  const response = await fetchWatched(url, {}, watch, [signal]);
+  if (!response.ok) {
+    watch.stop();
+    void response.body?.cancel();
     throw new FicocoError(
       `${url}: HTTP ${response.status}${response.status === 404 ? ' (not found: this ONNX Runtime version may have no CUDA package on the feed)' : ''}.`,
       'download',
     );
+  }
   return response;
 }
 
-async function getJson<T>(url: string, signal: AbortSignal | undefined): Promise<T> {
-  return (await (await fetchOk(url, signal)).json()) as T;
+/** A failure of `doing` as one line ending with what to do (`then`); a cancel as a 'cancelled' error. */
+function feedError(error: unknown, signal: AbortSignal | undefined, doing: string, then: string): FicocoError {
+  if (signal?.aborted) return new FicocoError(`${doing} was cancelled.`, 'cancelled');
+  if (error instanceof FicocoError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  const cause = (error as { cause?: { message?: string } }).cause?.message;
+  return new FicocoError(`${doing} failed: ${message}${cause ? ` (${cause})` : ''}; ${then}`, 'download');
 }

@@ -1,7 +1,8 @@
 /**
  * Asking a Hub server: every @huggingface/hub call goes through hubOptions' fetch, which keeps the access token on
  * the endpoint's origin and bounds each answer in time and, but for a file's own bytes, in size. The server is not
- * trusted; its errors become messages that say what to do.
+ * trusted; its errors become messages that say what to do. The same clocks and bounds (watchRequest, fetchWatched,
+ * watchedBody) ask the CUDA provider's NuGet feed (cudaProvider.ts).
  */
 import { FicocoError } from '../common/errors';
 import { privateTo } from '../common/loopback';
@@ -10,11 +11,11 @@ import type { ModelRequest } from './downloadPlan';
 export const DEFAULT_HUB_ENDPOINT = 'https://huggingface.co';
 
 /** A request is given up (and retried, as a dropped connection) when the server sends nothing for this long. */
-const IDLE_MS = 60_000;
+export const IDLE_MS = 60_000;
 /** Asking the server (a model's revision and listing, a file's probe) is given up when its answers take this long. */
-const ANSWER_MS = 120_000;
+export const ANSWER_MS = 120_000;
 /** An answer that is not a file's bytes (a listing page, a model's info, a probe, an error) larger than this is not one. */
-const MAX_API_BYTES = 32 * 2 ** 20;
+export const MAX_API_BYTES = 32 * 2 ** 20;
 
 /** Refuses an endpoint that is not an http(s) URL before any request; `source` says where it came from. */
 export function checkHubEndpoint(endpoint: string, source = 'The Hub endpoint'): void {
@@ -54,18 +55,7 @@ export function hubOptions(
       `${url.host} took more than ${answerMs / 1000} s to answer ${url.pathname}; try again later, or another ` +
       'mirror (ficoco.hubEndpoint, --endpoint)';
     if (!fileBytes) watch.deadline(answerBy - Date.now(), tooLong);
-    const signals = [watch.signal, ...[signal, init?.signal].filter((given): given is AbortSignal => !!given)];
-    const aborted = AbortSignal.any(signals);
-    aborted.addEventListener('abort', watch.stop, { once: true });
-    const response = await fetch(input, { ...init, headers, signal: aborted }).catch((error) => {
-      watch.stop();
-      throw error;
-    });
-    if (!response.body) {
-      watch.stop();
-      // No body (a 204, a 304) is no answer: a file's would leave the library waiting on its stream for ever.
-      throw new Error(`${url.host}${url.pathname} answered ${response.status} without a body`);
-    }
+    const response = await fetchWatched(input, { ...init, headers }, watch, [signal, init?.signal]);
     // An error's body is read for its message: in the time an answer has, not as long as a file's bytes.
     if (fileBytes && !response.ok) watch.deadline(answerMs, tooLong);
     // A file resumes where its request asked, whatever type the server gives its bytes (JSON files are files too).
@@ -84,7 +74,7 @@ export function hubOptions(
  * The clocks of one request: its signal aborts after `idleMs` without a byte (`alive` restarts that clock) and at the
  * deadline, once one is set; `stop` disarms both.
  */
-function watchRequest(host: string, idleMs: number) {
+export function watchRequest(host: string, idleMs: number) {
   const controller = new AbortController();
   const giveUp = (reason: string) => controller.abort(new Error(reason));
   const idle = setTimeout(() => giveUp(`${host} sent nothing for ${idleMs / 1000} s`), idleMs).unref();
@@ -103,14 +93,41 @@ function watchRequest(host: string, idleMs: number) {
   };
 }
 
+export type RequestWatch = ReturnType<typeof watchRequest>;
+
+/**
+ * Sends a request that `watch`'s clocks or any of `signals` give up; its body is bounded only once passed to
+ * watchedBody.
+ */
+export async function fetchWatched(
+  input: string | URL | Request,
+  init: RequestInit,
+  watch: RequestWatch,
+  signals: (AbortSignal | null | undefined)[],
+): Promise<Response> {
+  const aborted = AbortSignal.any([watch.signal, ...signals.filter((given): given is AbortSignal => !!given)]);
+  aborted.addEventListener('abort', watch.stop, { once: true });
+  const response = await fetch(input, { ...init, signal: aborted }).catch((error) => {
+    watch.stop();
+    throw error;
+  });
+  if (!response.body) {
+    watch.stop();
+    // No body (a 204, a 304) is no answer: a reader of its stream would wait for ever.
+    const url = new URL(input instanceof Request ? input.url : input);
+    throw new Error(`${url.host}${url.pathname} answered ${response.status} without a body`);
+  }
+  return response;
+}
+
 /**
  * A response whose body restarts the request's idle clock with every chunk and is cut off past `maxBytes` (decoded, so
  * a compressed bomb too). Asked to resume at `resumeAt`, a 206 must start there; a 200 (the server ignored the range)
  * has its first `resumeAt` bytes skipped, so a resumed file still gets exactly the bytes it lacks.
  */
-function watchedBody(
+export function watchedBody(
   response: Response,
-  watch: ReturnType<typeof watchRequest>,
+  watch: RequestWatch,
   { resumeAt, maxBytes, what }: { resumeAt: number; maxBytes: number; what: string },
 ): Response {
   if (resumeAt > 0 && response.status === 206) {
