@@ -1,8 +1,8 @@
 /**
  * "FiCoCo: Install CUDA Provider": fetches ONNX Runtime's CUDA provider libraries for the packaged ORT
- * version (consent first, progress with cancel), and offers to once when an NVIDIA driver is present. They go into
- * the extension's global storage with a copy of ORT's own library, which an update does not replace; the engine
- * process runs ORT from there (src/common/cudaRuntime.ts).
+ * version (consent first; the lookup and the download each with progress and cancel), and offers to once when an
+ * NVIDIA driver is present. They go into the extension's global storage with a copy of ORT's own library, which an
+ * update does not replace; the engine process runs ORT from there (src/common/cudaRuntime.ts).
  */
 import * as vscode from 'vscode';
 import { FicocoError } from '../common/errors';
@@ -104,13 +104,20 @@ export class GpuSetup {
     }
     const binaries = this.runtimeFolder;
     const version = ortVersion(this.ortFolder);
+    // Cancellable, and bounded by findCudaPackage's deadline: a network that drops packets must not spin for minutes.
     const found = await vscode.window.withProgress(
       {
         location: vscode.ProgressLocation.Notification,
         title: `FiCoCo: looking up ONNX Runtime ${version}'s CUDA provider on nuget.org…`,
+        cancellable: true,
       },
-      () => findCudaPackage(version),
+      (_progress, token) =>
+        findCudaPackage(version, { signal: abortSignalOf(token) }).catch((error: unknown) => {
+          if (error instanceof FicocoError && error.kind === 'cancelled') return undefined;
+          throw error;
+        }),
     );
+    if (!found) return;
     const missing = missingCudaRuntime();
     const consent = await vscode.window.showInformationMessage(
       `Install ONNX Runtime's CUDA provider (${formatBytes(found.bytes)} download)?`,
