@@ -70,11 +70,22 @@ export function hubOptions(
   return { hubUrl, ...(accessToken ? { accessToken } : {}), fetch: originBound };
 }
 
+/** The clocks of one request (watchRequest). */
+export interface RequestWatch {
+  /** aborts after the idle time without a byte, or at the deadline */
+  signal: AbortSignal;
+  /** a byte came: the idle clock starts again */
+  alive: () => void;
+  /** gives the request up `ms` from now, saying `reason` */
+  deadline: (ms: number, reason: string) => void;
+  stop: () => void;
+}
+
 /**
  * The clocks of one request: its signal aborts after `idleMs` without a byte (`alive` restarts that clock) and at the
  * deadline, once one is set; `stop` disarms both.
  */
-export function watchRequest(host: string, idleMs: number) {
+export function watchRequest(host: string, idleMs: number): RequestWatch {
   const controller = new AbortController();
   const giveUp = (reason: string) => controller.abort(new Error(reason));
   const idle = setTimeout(() => giveUp(`${host} sent nothing for ${idleMs / 1000} s`), idleMs).unref();
@@ -92,8 +103,6 @@ export function watchRequest(host: string, idleMs: number) {
     },
   };
 }
-
-export type RequestWatch = ReturnType<typeof watchRequest>;
 
 /**
  * Sends a request that `watch`'s clocks or any of `signals` give up; its body is bounded only once passed to
