@@ -28,7 +28,7 @@ import type { LockOwner } from '../common/processLock';
 import { diskError } from './diskError';
 import { acquireDownloadLock } from './downloadLock';
 import type { DownloadPlan, HubFile } from './downloadPlan';
-import { hashFile } from './fileHash';
+import { hashFile, hashesToListed, listedChecksum } from './fileHash';
 import { asDownloadError, hubOptions } from './hubHttp';
 import { removePartialRecord, seedFromDamaged, takeFromOtherPartials, writePartialRecord } from './partials';
 import { INCOMPLETE_SUFFIX, pathInside } from './repoPaths';
@@ -162,9 +162,8 @@ async function verifyOnDisk(plan: DownloadPlan, partial: string): Promise<void> 
   const changed: string[] = [];
   for (const file of plan.files) {
     const target = pathInside(partial, file.path);
-    const actual = (await hashFile(target, file, file.size)).digest('hex');
     // Bytes past the size (a second writer's) would not change the hash of the first `size`.
-    if (actual !== (file.sha256 ?? file.gitSha1) || fs.statSync(target).size !== file.size) {
+    if (!(await hashesToListed(target, file)) || fs.statSync(target).size !== file.size) {
       fs.rmSync(target, { force: true });
       changed.push(file.path);
     }
@@ -236,7 +235,7 @@ async function downloadOneFile(
     }
   }
   const actual = checksum.hash.digest('hex');
-  const expected = file.sha256 ?? file.gitSha1;
+  const expected = listedChecksum(file);
   if (expected !== undefined && actual !== expected) {
     fs.rmSync(incomplete, { force: true });
     throw new FicocoError(

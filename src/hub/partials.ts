@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { readJsonObject } from '../common/boundedFile';
 import { acquireDownloadLock } from './downloadLock';
 import type { DownloadPlan, HubFile } from './downloadPlan';
-import { hashFile } from './fileHash';
+import { hashesToListed, listedChecksum } from './fileHash';
 import { INCOMPLETE_SUFFIX, pathInside } from './repoPaths';
 import { makeFoldersInside, makeRealFolder } from './safeWrites';
 import { isFileOfSize, isHubFiles, otherPartialFolders } from './store';
@@ -103,9 +103,8 @@ export interface OtherPartial {
 
 /** `file` as `other` holds it, where `other` was asked for a file of the same path, size and checksum. */
 export function sameFileIn(other: OtherPartial, file: HubFile): { at: string; bytes: number } | undefined {
-  const checksum = (listed: HubFile) => listed.sha256 ?? listed.gitSha1;
   const same = other.record.files.some(
-    (was) => was.path === file.path && was.size === file.size && checksum(was) === checksum(file),
+    (was) => was.path === file.path && was.size === file.size && listedChecksum(was) === listedChecksum(file),
   );
   return same ? copyOf(other.folder, file) : undefined;
 }
@@ -117,8 +116,7 @@ export function sameFileIn(other: OtherPartial, file: HubFile): { at: string; by
 async function sameFinishedFileIn(other: string, file: HubFile): Promise<{ at: string; bytes: number } | undefined> {
   const finished = pathInside(other, file.path);
   if (!isFileOfSize(finished, file.size)) return undefined;
-  const actual = (await hashFile(finished, file, file.size)).digest('hex');
-  return actual === (file.sha256 ?? file.gitSha1) ? { at: finished, bytes: file.size } : undefined;
+  return (await hashesToListed(finished, file)) ? { at: finished, bytes: file.size } : undefined;
 }
 
 /** `file` as an unfinished download in `partial` holds it: finished, or its part so far; undefined where neither. */
