@@ -6,5 +6,6 @@ export function describeValue(value: unknown): string {
   if (typeof value === 'string')
     return value.length > 40 ? `a ${value.length}-character string` : JSON.stringify(value);
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
-  return `a ${typeof value}`;
+  // What is left: an object, a function, a symbol or a bigint.
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
 }

@@ -16,6 +16,7 @@ import {
   parseLoadProgressParams,
   parseTextParams,
 } from '../../src/protocol/engine';
+import { describeValue } from '../../src/protocol/describe';
 
 const ASK: AskParams = {
   requestId: 'r1',
@@ -261,7 +262,7 @@ describe('answer stats from another process (a remote ficoco serve)', () => {
     assert.match(refusal(parse, { ...STATS, flops: { run: flops } }), /ficoco\.stats\.flops\.unreduced is missing/);
     assert.match(
       refusal(parse, { ...STATS, reduction: { ...STATS.reduction, params: { window: {} } } }),
-      /reduction\.params\.window is a object; expected a short value/,
+      /reduction\.params\.window is an object; expected a short value/,
     );
   });
 
@@ -332,4 +333,23 @@ test('base64 lengths: encoded from bytes, and decoded bytes from text, padding c
     assert.equal(base64Length(bytes), text.length, `${bytes} bytes`);
     assert.equal(decodedLength(text), bytes, `${bytes} bytes`);
   }
+});
+
+test('a value named in a refusal reads as English: "an object", "an array", "a function"', () => {
+  const described = [undefined, null, [], {}, () => 1, Symbol('s'), 1n, 'x'.repeat(41), 'ok', 2, false].map(
+    describeValue,
+  );
+  assert.deepEqual(described, [
+    'missing',
+    'null',
+    'an array',
+    'an object',
+    'a function',
+    'a symbol',
+    'a bigint',
+    'a 41-character string',
+    '"ok"',
+    '2',
+    'false',
+  ]);
 });
