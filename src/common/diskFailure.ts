@@ -17,3 +17,24 @@ export function diskFailureOf(error: unknown): { failure: DiskFailure; code: str
   const failure = code === undefined ? undefined : FAILURES.get(code);
   return failure === undefined || code === undefined ? undefined : { failure, code };
 }
+
+/**
+ * A failure of the local disk on `file` in one line that says what to do; undefined when `error` is not one. `access`:
+ * whether `file` was being read or written (a read fails only for its permissions).
+ */
+export function diskFailureMessage(error: unknown, file: string, access: 'read' | 'write'): string | undefined {
+  const disk = diskFailureOf(error);
+  switch (disk?.failure) {
+    case 'full':
+      return `the disk is full while writing ${file} (${disk.code}); free some space`;
+    case 'not-writable':
+      return `${file} cannot be ${access === 'read' ? 'read' : 'written'} (${disk.code}); check the folder's permissions`;
+    case 'too-large':
+      return (
+        `${file} cannot be written: a file-size limit (ulimit -f) or the disk's file system allows no file this ` +
+        'large (EFBIG); raise the limit'
+      );
+    case undefined:
+      return undefined;
+  }
+}

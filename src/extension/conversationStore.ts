@@ -31,7 +31,7 @@ import { fieldReaders } from '../protocol/fields';
 import { MessageError, type Reply, type Turn, type TurnImage, parseTurn } from '../protocol/webview';
 import { type ImageInput, type TurnRecord, turnImage } from './conversation';
 import { decodedLength } from '../protocol/engine';
-import { diskFailureOf } from '../common/diskFailure';
+import { diskFailureMessage } from '../common/diskFailure';
 import { type LockWording, ProcessLock } from '../common/processLock';
 
 /** The turns kept: older ones leave the store (and the chat, at the next reload). */
@@ -52,21 +52,7 @@ const SAVE_LOCK_WORDING: LockWording = {
   busy: (holder) => new Error(`another window is saving the chat (${holder})`),
   takenOver: () => new Error("another window took over the chat's save; the next change saves this window's turns"),
   waitStopped: () => new Error("stopped waiting for another window's save of the chat"),
-  diskError: (error, file) => {
-    const disk = diskFailureOf(error);
-    switch (disk?.failure) {
-      case 'full':
-        return new Error(`the disk is full while writing ${file}; free some space, and the next change saves the chat`);
-      case 'not-writable':
-        return new Error(`${file} cannot be written (${disk.code}); check the folder's permissions`);
-      case 'too-large':
-        return new Error(
-          `${file} cannot be written: a file-size limit (ulimit -f) allows no file this large (EFBIG); raise it`,
-        );
-      case undefined:
-        return undefined;
-    }
-  },
+  diskError: (error, file) => chatDiskFailure(error, file, 'write'),
 };
 
 export interface StoreLimits {
@@ -193,7 +179,7 @@ export class ConversationStore {
       this.failing = false;
     } catch (error) {
       this.dirty = true;
-      if (!this.failing) this.log.warn(`could not save the chat in ${this.folder}: ${messageOf(error)}`);
+      if (!this.failing) this.log.warn(`could not save the chat in ${this.folder}: ${this.reasonOf(error, 'write')}`);
       this.failing = true;
     }
   }
@@ -315,7 +301,9 @@ export class ConversationStore {
       for (const { turn } of saved) this.heldTurns.add(turn.id);
       return await this.withImages(saved.slice(-this.limits.turns));
     } catch (error) {
-      this.log.warn(`the chat saved in ${this.folder} could not be read, so it starts empty: ${messageOf(error)}`);
+      this.log.warn(
+        `the chat saved in ${this.folder} could not be read, so it starts empty: ${this.reasonOf(error, 'read')}`,
+      );
       return [];
     }
   }
@@ -441,9 +429,24 @@ export class ConversationStore {
         bytes: bytes.length,
       };
     } catch (error) {
-      return messageOf(error);
+      return chatDiskFailure(error, file, 'read')?.message ?? messageOf(error);
     }
   }
+
+  /** Why a save or a load failed: a disk failure of the store's folder with what to do, any other error as it says. */
+  private reasonOf(error: unknown, access: 'read' | 'write'): string {
+    return chatDiskFailure(error, this.folder, access)?.message ?? messageOf(error);
+  }
+}
+
+/**
+ * A disk failure of the chat's `file` that says what to do (for a write: and that the next change saves the chat,
+ * which this window keeps meanwhile); undefined when `error` is not one.
+ */
+function chatDiskFailure(error: unknown, file: string, access: 'read' | 'write'): Error | undefined {
+  const message = diskFailureMessage(error, file, access);
+  if (message === undefined) return undefined;
+  return new Error(access === 'write' ? `${message}, and the next change saves the chat` : message, { cause: error });
 }
 
 /** conversation.json as written, checked field by field (each turn with the chat's own parser). */

@@ -332,22 +332,72 @@ describe('the chat saved for after a reload', () => {
     );
   });
 
+  /** What a process of its own logs loading and saving the chat in `folder` (see chatSaveChild.ts). */
+  function savedInChild(folder: string, image: string | undefined, options: { fileSizeKiB?: number; uid?: number }) {
+    const child = [process.execPath, '--import', 'tsx', SAVE_CHILD, folder, ...(image ? [image] : [])];
+    const command =
+      options.fileSizeKiB === undefined
+        ? child
+        : ['bash', '-c', 'ulimit -f "$0" && exec "$@"', String(options.fileSizeKiB), ...child];
+    const stdout = execFileSync(command[0], command.slice(1), {
+      encoding: 'utf8',
+      ...(options.uid === undefined ? {} : { uid: options.uid, gid: options.uid }),
+    });
+    return JSON.parse(stdout) as { warnings: string[]; questions: string[] };
+  }
+
+  for (const { what, fileSizeKiB, image, refused } of [
+    { what: "the save's lock", fileSizeKiB: 0, image: undefined, refused: /chat\.lock cannot be written: / },
+    // The lock fits in 1 KiB, the screenshot does not.
+    {
+      what: 'an image',
+      fileSizeKiB: 1,
+      image: path.join(IMAGES, 'screenshot.png'),
+      refused: /chat cannot be written: /,
+    },
+  ])
+    test(
+      `a disk that refuses ${what} is one log line in the chat's words; the chat stays, and no lock is left`,
+      { skip: process.platform === 'win32' ? 'needs bash and ulimit' : false },
+      () => {
+        const folder = storeFolder();
+        // No file may grow past fileSizeKiB (ulimit -f): the write fails with EFBIG, as on a disk that refuses it.
+        const { warnings, questions } = savedInChild(folder, image, { fileSizeKiB });
+        assert.equal(warnings.length, 1, 'two saves, one line');
+        assert.match(warnings[0], /^could not save the chat in \S+: /);
+        assert.match(warnings[0], refused);
+        assert.match(warnings[0], /\(EFBIG\); raise the limit, and the next change saves the chat$/);
+        assert.doesNotMatch(warnings[0], /file too large|download/i, "Node's words, or a download's");
+        assert.deepEqual(questions, image ? ['what is this?'] : [], 'the conversation is kept');
+        assert.equal(fs.existsSync(`${folder}.lock`), false, 'no lock left to hold off the next save');
+      },
+    );
+
   test(
-    "a disk that refuses the save's lock is one log line in the chat's words, and leaves no lock behind",
-    { skip: process.platform === 'win32' ? 'needs bash and ulimit' : false },
-    () => {
-      const folder = storeFolder();
-      // No file may grow (ulimit -f 0): the lock's write fails with EFBIG, as on a disk that refuses it.
-      const stdout = execFileSync(
-        'bash',
-        ['-c', 'ulimit -f 0 && exec "$@"', 'bash', process.execPath, '--import', 'tsx', SAVE_CHILD, folder],
-        { encoding: 'utf8' },
-      );
-      const warnings = JSON.parse(stdout) as string[];
-      assert.equal(warnings.length, 1, stdout);
-      assert.match(warnings[0], /^could not save the chat in .*: .*chat\.lock cannot be written: .*\(EFBIG\)/);
-      assert.doesNotMatch(warnings[0], /download/i, 'the chat is not a download');
-      assert.equal(fs.existsSync(`${folder}.lock`), false, 'no lock left to hold off the next save');
+    'a saved chat this user may not read nor write is one log line each for its load, save and deletion',
+    { skip: process.platform === 'win32' ? 'needs POSIX permissions' : false },
+    async (t) => {
+      const conversation = new Conversation();
+      answered(conversation, 'one', [png('shapes.png')]);
+      const { store, folder } = storeOf(conversation);
+      await store.save(conversation.records());
+      const before = files(folder);
+      // Root reads and writes whatever the modes say: as root, the child runs as the unprivileged user nobody.
+      const uid = process.getuid?.() === 0 ? 65534 : undefined;
+      // Others may reach the folder and write the lock beside it, but neither write into it nor read its index.
+      fs.chmodSync(path.dirname(folder), 0o777);
+      fs.chmodSync(path.join(folder, INDEX_FILE), 0o000);
+      fs.chmodSync(folder, 0o555);
+      t.after(() => fs.chmodSync(folder, 0o755));
+      const unreadable = `the chat saved in ${folder} could not be read, so it starts empty: ${folder} cannot be read (EACCES); check the folder's permissions`;
+      const unwritable = `could not save the chat in ${folder}: ${folder} cannot be written (EACCES); check the folder's permissions, and the next change saves the chat`;
+      // A question asked, saved twice; then New Chat, whose save deletes the folder.
+      assert.deepEqual(savedInChild(folder, path.join(IMAGES, 'screenshot.png'), { uid }), {
+        warnings: [unreadable, unwritable],
+        questions: ['what is this?'],
+      });
+      assert.deepEqual(savedInChild(folder, undefined, { uid }), { warnings: [unreadable, unwritable], questions: [] });
+      assert.deepEqual(files(folder), before, 'the saved chat is as it was');
     },
   );
 
