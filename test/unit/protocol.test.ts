@@ -17,6 +17,7 @@ import {
   parseTextParams,
 } from '../../src/protocol/engine';
 import { describeValue } from '../../src/protocol/describe';
+import type { AnswerStats as EngineAnswerStats } from '../../src/engine/api';
 
 const ASK: AskParams = {
   requestId: 'r1',
@@ -352,4 +353,23 @@ test('a value named in a refusal reads as English: "an object", "an array", "a f
     '2',
     'false',
   ]);
+});
+
+/** The names of the fields, at any depth, that `A` has and `B` lacks; never when `B` has them all. */
+type FieldsOnlyIn<A, B> = A extends readonly (infer ItemOfA)[]
+  ? B extends readonly (infer ItemOfB)[]
+    ? FieldsOnlyIn<ItemOfA, ItemOfB>
+    : never
+  : A extends object
+    ? { [K in keyof A]-?: K extends keyof B ? FieldsOnlyIn<NonNullable<A[K]>, NonNullable<B[K]>> : K }[keyof A]
+    : never;
+
+/** A field one side of the answer stats names and the other lacks; never while they agree. */
+type AnswerStatsDrift = FieldsOnlyIn<EngineAnswerStats, AnswerStats> | FieldsOnlyIn<AnswerStats, EngineAnswerStats>;
+
+test("the engine's answer stats and the protocol's name the same fields, at every depth", () => {
+  // The protocol may not import the engine, whose stats name the reduction's and the flops layer's types: the host's
+  // assignment checks the types, and the compiler here that neither side has a field the other lacks.
+  const agreed: [AnswerStatsDrift] extends [never] ? true : AnswerStatsDrift = true;
+  assert.equal(agreed, true);
 });
