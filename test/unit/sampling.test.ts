@@ -165,6 +165,76 @@ describe('sampleTopP', () => {
   });
 });
 
+/** The sampler before it ranked tokens a bucket at a time: the whole vocabulary sorted at every token. */
+function fullSortReference(logits: Float32Array, temperature: number, topP: number, u: number): number {
+  const best = argmax(logits);
+  const max = logits[best];
+  if (!Number.isFinite(max)) return sampleTopP(logits, temperature, topP, u);
+  const weights = Float64Array.from(logits, (l) => (Number.isNaN(l) ? 0 : Math.exp((l - max) / temperature)));
+  const total = weights.reduce((a, b) => a + b, 0);
+  const order = Array.from(weights.keys()).sort((a, b) => weights[b] - weights[a] || a - b);
+  const nucleus: number[] = [];
+  let mass = 0;
+  for (const token of order) {
+    if (weights[token] === 0) break;
+    nucleus.push(token);
+    mass += weights[token] / total;
+    if (mass >= topP) break;
+  }
+  let target = u * nucleus.reduce((sum, token) => sum + weights[token], 0);
+  for (const token of nucleus) {
+    target -= weights[token];
+    if (target < 0) return token;
+  }
+  return nucleus[nucleus.length - 1];
+}
+
+describe('sampleTopP ranks a bucket at a time', () => {
+  const random = mulberry32(54);
+  const gaussian = () => Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
+  /** Logits as models give them (a peak over a Gaussian bulk), flat, tied in runs, or with NaN and −∞ among them. */
+  const shapes: Record<string, (vocab: number) => Float32Array> = {
+    peaked: (vocab) => Float32Array.from({ length: vocab }, (_, i) => (i % 97 === 3 ? 12 : 0) + 3 * gaussian()),
+    flat: (vocab) => Float32Array.from({ length: vocab }, () => 0.01 * gaussian()),
+    ties: (vocab) => Float32Array.from({ length: vocab }, () => Math.floor(4 * random())),
+    gaps: (vocab) => Float32Array.from({ length: vocab }, (_, i) => [NaN, -Infinity, 1e-3, 20 * gaussian()][i % 4]),
+    wide: (vocab) => Float32Array.from({ length: vocab }, () => 200 * gaussian()),
+  };
+
+  test('draws exactly the token the full sort drew, for every u, topP and temperature', () => {
+    let compared = 0;
+    for (const [shape, make] of Object.entries(shapes))
+      for (const vocab of [1, 2, 7, 100, 3000]) {
+        const input = make(vocab);
+        for (const temperature of [0.05, 0.7, 1, 3])
+          for (const topP of [1e-6, 0.3, 0.9, 0.999, 1])
+            for (let draw = 0; draw < 12; draw++) {
+              const u = draw === 0 ? 0 : draw === 1 ? 1 - 2 ** -53 : random();
+              const expected = fullSortReference(input, temperature, topP, u);
+              assert.equal(
+                sampleTopP(input, temperature, topP, u),
+                expected,
+                `${shape} ${vocab} T ${temperature} ${topP} ${u}`,
+              );
+              compared++;
+            }
+      }
+    assert.equal(compared, 5 * 5 * 4 * 5 * 12);
+  });
+
+  test('a u at the edge between two tokens still draws what the full sort drew', () => {
+    // u·S lands exactly on a cumulative weight: the bounded walks disagree, and the sum of every candidate decides.
+    const input = logits(2, 1, 1, 0, -1);
+    const { weights, sum } = (() => {
+      const w = Array.from(input, (l) => Math.exp(l - 2));
+      return { weights: w, sum: w.reduce((a, b) => a + b, 0) };
+    })();
+    for (const edge of [weights[0], weights[0] + weights[1], weights[0] + weights[1] + weights[2]])
+      for (const u of [edge / sum, (edge / sum) * (1 - 1e-15), (edge / sum) * (1 + 1e-15)])
+        assert.equal(sampleTopP(input, 1, 1, u), fullSortReference(input, 1, 1, u), `u ${u}`);
+  });
+});
+
 describe('seededRandom (Mulberry32)', () => {
   test('outputs lie in [0, 1) and look uniform', () => {
     const random = mulberry32(2024);
