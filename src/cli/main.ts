@@ -45,6 +45,10 @@ Options:
   --max-new-tokens N   most tokens to generate, up to ${MAX_NEW_TOKENS_LIMIT} (default 256)
   --temperature T      0 = greedy (default); > 0 samples, up to ${MAX_TEMPERATURE}
   --top-p P            nucleus sampling threshold, above 0 and up to 1 (default 1)
+  --top-k K            sample from the K most probable tokens only; 0 = all (default 0)
+  --min-p P            drop tokens less probable than P × the most probable one, 0 to 1 (default 0)
+  --repetition-penalty R
+                       above 1 repeats tokens of the prompt and the answer less, as transformers' (default 1 = off)
   --seed N             sampling seed, 0 to ${MAX_SEED} (default 0)
   --provider NAME      auto | ${PROVIDERS.join(' | ')} (default cpu)
   --threads N          intra-op threads, up to ${MAX_THREADS} (default: one per physical core; one for a tiny model)
@@ -138,6 +142,9 @@ async function ask(args: string[]): Promise<number> {
       'max-new-tokens': { type: 'string', default: '256' },
       temperature: { type: 'string', default: '0' },
       'top-p': { type: 'string', default: '1' },
+      'top-k': { type: 'string', default: '0' },
+      'min-p': { type: 'string', default: '0' },
+      'repetition-penalty': { type: 'string', default: '1' },
       seed: { type: 'string', default: '0' },
       provider: { type: 'string', default: 'cpu' },
       threads: { type: 'string' },
@@ -173,10 +180,15 @@ async function ask(args: string[]): Promise<number> {
       temperature: number('--temperature', values.temperature, 0, MAX_TEMPERATURE),
       topP: number('--top-p', values['top-p'], 0, 1),
       seed: integer('--seed', values.seed, 0, MAX_SEED),
+      topK: integer('--top-k', values['top-k'], 0),
+      minP: number('--min-p', values['min-p'], 0, 1),
+      repetitionPenalty: number('--repetition-penalty', values['repetition-penalty'], 0),
     },
   };
   if (request.sampling.topP === 0)
     throw new FicocoError('--top-p 0 keeps no token to sample: give a share above 0, up to 1.', 'input');
+  if (request.sampling.repetitionPenalty === 0)
+    throw new FicocoError('--repetition-penalty 0 divides by zero: give 1 for none, above 1 to repeat less.', 'input');
   const quantization = quantizationArg(values.quantize);
   const load = {
     provider: providerArg(values.provider),

@@ -146,6 +146,10 @@ export class RemoteEngine implements AnswerEngine {
         temperature: question.temperature,
         top_p: question.topP,
         seed: question.seed,
+        // Not OpenAI's fields (ficoco serve's, vLLM's, llama.cpp's): sent only when asked for.
+        ...(question.topK !== undefined ? { top_k: question.topK } : {}),
+        ...(question.minP !== undefined ? { min_p: question.minP } : {}),
+        ...(question.repetitionPenalty !== undefined ? { repetition_penalty: question.repetitionPenalty } : {}),
         messages: [
           ...(question.history ?? []).map(({ role, text: content }) => ({ role, content })),
           {

@@ -26,7 +26,7 @@ export function checkAnswerOptions({ maxNewTokens, sampling }: AskRequest): void
   if (maxNewTokens !== undefined && !(Number.isInteger(maxNewTokens) && maxNewTokens >= 0))
     refuse('maxNewTokens', maxNewTokens, 'it is a whole number of tokens, 0 or more');
   if (!sampling) return;
-  const { temperature, topP, seed } = sampling;
+  const { temperature, topP, seed, topK, minP, repetitionPenalty } = sampling;
   // A negative temperature was taken as greedy, where the CLI and the server refuse it.
   if (!(Number.isFinite(temperature) && temperature >= 0))
     refuse('sampling.temperature', temperature, 'it is 0 for greedy, or above 0 to sample');
@@ -35,6 +35,12 @@ export function checkAnswerOptions({ maxNewTokens, sampling }: AskRequest): void
     refuse('sampling.topP', topP, 'it is a share of the probability, from 0 to 1');
   if (seed !== undefined && !Number.isFinite(seed))
     refuse('sampling.seed', seed, 'it is a number (taken as an unsigned 32-bit integer)');
+  if (topK !== undefined && !(Number.isInteger(topK) && topK >= 0))
+    refuse('sampling.topK', topK, 'it is a whole number of tokens, or 0 for every token');
+  if (minP !== undefined && !(minP >= 0 && minP <= 1))
+    refuse('sampling.minP', minP, "it is a share of the top token's probability, from 0 to 1");
+  if (repetitionPenalty !== undefined && !(Number.isFinite(repetitionPenalty) && repetitionPenalty > 0))
+    refuse('sampling.repetitionPenalty', repetitionPenalty, 'it is above 0: 1 for none, above 1 to repeat less');
 }
 
 /**

@@ -722,6 +722,8 @@ export class LlavaEngine {
     const tokenIds: number[] = [];
     const stopTokens = options.stopTokenIds ?? this.text.stopTokenIds;
     const sample = createSampler(options.sampling ?? GREEDY);
+    // What a repetition penalty counts as repeated: the prompt's tokens, as transformers' input_ids, and the answer's.
+    const earlierTokens = new Set(inputIds);
     let stopReason: GenerationResult['stopReason'] = 'max-tokens';
     let nextLogits = prefillLogits;
     let firstTokenAt = 0;
@@ -732,8 +734,9 @@ export class LlavaEngine {
         break;
       }
       checkLogits(nextLogits, step);
-      const token = sample(nextLogits);
+      const token = sample(nextLogits, earlierTokens);
       tokenIds.push(token);
+      earlierTokens.add(token);
       // Decoding is the time from the first token to the latest: a step run after it (its answer cancelled) is not.
       if (step === 0) firstTokenAt = performance.now();
       else decodeMs = performance.now() - firstTokenAt;

@@ -123,7 +123,14 @@ class EngineHost {
             content: [{ type: 'text' as const, text }],
           })),
           reduction: params.reduction,
-          sampling: { temperature: params.temperature, topP: params.topP, seed: params.seed },
+          sampling: {
+            temperature: params.temperature,
+            topP: params.topP,
+            seed: params.seed,
+            topK: params.topK,
+            minP: params.minP,
+            repetitionPenalty: params.repetitionPenalty,
+          },
           signal: controller.signal,
           onText: (text) =>
             void this.connection.sendNotification(TextNotification, { requestId: params.requestId, text }),

@@ -94,6 +94,12 @@ export interface AskParams {
   temperature: number;
   topP: number;
   seed: number;
+  /** the most probable tokens kept; absent or 0: every token */
+  topK?: number;
+  /** the least share of the top token's probability a token needs; absent or 0: no cut */
+  minP?: number;
+  /** transformers' repetition_penalty; absent or 1: none */
+  repetitionPenalty?: number;
 }
 
 export type StopReason = 'stop-token' | 'max-tokens' | 'cancelled';
@@ -238,6 +244,11 @@ export function parseAskParams(value: unknown): AskParams {
     temperature: finite(params.temperature, 'temperature', 0, MAX_TEMPERATURE),
     topP: finite(params.topP, 'topP', Number.MIN_VALUE, 1),
     seed: integer(params.seed, 'seed', 0, MAX_SEED),
+    ...(params.topK === undefined ? {} : { topK: integer(params.topK, 'topK', 0, Number.MAX_SAFE_INTEGER) }),
+    ...(params.minP === undefined ? {} : { minP: finite(params.minP, 'minP', 0, 1) }),
+    ...(params.repetitionPenalty === undefined
+      ? {}
+      : { repetitionPenalty: finite(params.repetitionPenalty, 'repetitionPenalty', Number.MIN_VALUE, Infinity) }),
     ...(params.history === undefined ? {} : { history: parseHistory(params.history) }),
     ...(params.reduction === undefined ? {} : { reduction: parseReduction(params.reduction) }),
   };
@@ -477,9 +488,10 @@ function nonEmptyString(value: unknown, field: string): string {
 
 function finite(value: unknown, field: string, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
+    const from = min === Number.MIN_VALUE ? 'just above 0' : min;
     throw invalidParams(
-      `${field} is ${describeValue(value)}; expected a number from ` +
-        `${min === Number.MIN_VALUE ? 'just above 0' : min} to ${max}.`,
+      `${field} is ${describeValue(value)}; expected ` +
+        (max === Infinity ? `a finite number from ${from}.` : `a number from ${from} to ${max}.`),
     );
   }
   return value;

@@ -66,6 +66,10 @@ export const CHAT_COMPLETION_BODY = {
     temperature: { type: ['number', 'null'], minimum: 0, maximum: 2 },
     top_p: { type: ['number', 'null'], exclusiveMinimum: 0, maximum: 1 },
     seed: { type: ['integer', 'null'] },
+    // Not OpenAI's: vLLM's, llama.cpp's and Ollama's, which clients send as extra fields.
+    top_k: { type: ['integer', 'null'], minimum: 0 },
+    min_p: { type: ['number', 'null'], minimum: 0, maximum: 1 },
+    repetition_penalty: { type: ['number', 'null'], exclusiveMinimum: 0 },
     stop: {
       type: ['string', 'array', 'null'],
       maxLength: 1024,
@@ -184,6 +188,9 @@ export function chatQuestion(body: ChatCompletionBody, defaults: ServerDefaults)
       topP: body.top_p ?? 1,
       // Without a seed each sampled answer draws its own, as OpenAI's do: asked again (Regenerate), it may differ.
       seed: body.seed != null ? body.seed >>> 0 : randomInt(2 ** 32),
+      ...(body.top_k != null ? { topK: body.top_k } : {}),
+      ...(body.min_p != null ? { minP: body.min_p } : {}),
+      ...(body.repetition_penalty != null ? { repetitionPenalty: body.repetition_penalty } : {}),
     },
     // An empty stop string would end every answer before it began: clients send "" for none.
     stop: (body.stop === undefined || body.stop === null
@@ -203,7 +210,7 @@ export function chatQuestion(body: ChatCompletionBody, defaults: ServerDefaults)
  * not be told a penalty, a tool call or a JSON answer was applied when it was not.
  */
 function unsupportedFields(body: ChatCompletionBody): void {
-  const noPenalty = 'FiCoCo samples without repetition penalties; leave it out or send 0';
+  const noPenalty = 'FiCoCo penalizes repeats only with repetition_penalty; leave it out or send 0';
   neutralOnly(body, 'n', (n) => n === 1, 'FiCoCo answers with one choice; leave it out or send 1');
   neutralOnly(body, 'frequency_penalty', (penalty) => penalty === 0, noPenalty);
   neutralOnly(body, 'presence_penalty', (penalty) => penalty === 0, noPenalty);

@@ -165,6 +165,21 @@ const cases: [string, string[], RegExp][] = [
     /^error: --top-p 1\.5 is not a number from 0 to 1\.$/,
   ],
   [
+    'a top-k that is not a whole number',
+    ['--model', NOT_A_MODEL, '--image', IMAGE, '--top-k', '2.5', 'q'],
+    /^error: --top-k 2\.5 is not a whole number\.$/,
+  ],
+  [
+    'a min-p above 1',
+    ['--model', NOT_A_MODEL, '--image', IMAGE, '--min-p', '1.5', 'q'],
+    /^error: --min-p 1\.5 is not a number from 0 to 1\.$/,
+  ],
+  [
+    'a repetition penalty of 0',
+    ['--model', NOT_A_MODEL, '--image', IMAGE, '--repetition-penalty', '0', 'q'],
+    /^error: --repetition-penalty 0 divides by zero/,
+  ],
+  [
     'a temperature above 100',
     ['--model', NOT_A_MODEL, '--image', IMAGE, '--temperature', '101', 'q'],
     /^error: --temperature 101 is not a number from 0 to 100\.$/,

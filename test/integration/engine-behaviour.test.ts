@@ -6,6 +6,7 @@ import { LlavaEngine } from '../../src/engine/engine';
 import { FicocoError } from '../../src/common/errors';
 import type { PrefillProgress } from '../../src/common/prefillProgress';
 import { SLOT_BLOCK } from '../../src/engine/runtime/kvCache';
+import type { SamplingOptions } from '../../src/engine/runtime/sampling';
 import { maxAbsDiff } from '../helpers/assertions';
 import { runCli } from '../helpers/cli';
 import { temporaryFolders } from '../helpers/tempFolders';
@@ -155,12 +156,12 @@ describe('a loaded engine', () => {
     assert.ok(answer.tokenIds.length > 0);
   });
 
-  test('a token limit that is not a whole number, or a temperature or top_p that is not one, is refused', async () => {
+  test('a token limit that is not a whole number, or a sampling setting out of its range, is refused', async () => {
     const refused = (field: string) => (error: unknown) =>
       error instanceof FicocoError && error.kind === 'input' && error.message.startsWith(`${field} is `);
     for (const maxNewTokens of [2.5, -1, NaN])
       await assert.rejects(engine.ask({ question: QUESTION, images: [SHAPES], maxNewTokens }), refused('maxNewTokens'));
-    const sampled = (sampling: { temperature: number; topP: number; seed: number }) =>
+    const sampled = (sampling: SamplingOptions) =>
       engine.ask({ question: QUESTION, images: [SHAPES], maxNewTokens: 2, sampling });
     await assert.rejects(sampled({ temperature: NaN, topP: 1, seed: 1 }), refused('sampling.temperature'));
     await assert.rejects(sampled({ temperature: Infinity, topP: 1, seed: 1 }), refused('sampling.temperature'));
@@ -168,8 +169,19 @@ describe('a loaded engine', () => {
     await assert.rejects(sampled({ temperature: 1, topP: NaN, seed: 1 }), refused('sampling.topP'));
     await assert.rejects(sampled({ temperature: 1, topP: 1.5, seed: 1 }), refused('sampling.topP'));
     await assert.rejects(sampled({ temperature: 1, topP: 1, seed: NaN }), refused('sampling.seed'));
+    for (const topK of [-1, 2.5, NaN])
+      await assert.rejects(sampled({ temperature: 1, topP: 1, seed: 1, topK }), refused('sampling.topK'));
+    for (const minP of [-0.1, 1.5, NaN])
+      await assert.rejects(sampled({ temperature: 1, topP: 1, seed: 1, minP }), refused('sampling.minP'));
+    for (const repetitionPenalty of [0, -1, Infinity, NaN])
+      await assert.rejects(
+        sampled({ temperature: 0, topP: 1, seed: 1, repetitionPenalty }),
+        refused('sampling.repetitionPenalty'),
+      );
     assert.equal((await engine.ask({ question: QUESTION, images: [SHAPES], maxNewTokens: 0 })).tokenIds.length, 0);
     assert.ok((await sampled({ temperature: 0.7, topP: 0.9, seed: 3 })).tokenIds.length > 0);
+    const every = { temperature: 0.7, topP: 0.9, seed: 3, topK: 5, minP: 0.05, repetitionPenalty: 1.2 };
+    assert.ok((await sampled(every)).tokenIds.length > 0);
   });
 
   test('an image that cannot be decoded names the file and the engine stays usable', async () => {

@@ -303,6 +303,38 @@ describe('ficoco serve with the built-in model', () => {
       );
   });
 
+  test('top_k, min_p and repetition_penalty are honoured: top_k 1 answers as greedy at any temperature', async () => {
+    const question = { model: 'tiny-llava-screens', messages: imageQuestion(dataUrl(IMAGE)), max_tokens: 8 };
+    const answer = async (fields: object) =>
+      (await client.chat.completions.create({ ...question, ...fields })).choices[0].message.content;
+    const greedy = await answer({ temperature: 0 });
+    const sampled = [1, 2, 3].map((seed) => answer({ temperature: 2, seed, top_k: 1 }));
+    assert.deepEqual(await Promise.all(sampled), [greedy, greedy, greedy]);
+    const unrestricted = [1, 2, 3].map((seed) => answer({ temperature: 2, seed }));
+    assert.ok(
+      (await Promise.all(unrestricted)).some((text) => text !== greedy),
+      'temperature 2 alone samples',
+    );
+    // min_p 1 keeps only the top token; a penalty of 1 changes nothing.
+    assert.equal(await answer({ temperature: 2, seed: 4, min_p: 1, repetition_penalty: 1 }), greedy);
+    const refusals: [object, string, string][] = [
+      [{ top_k: -1 }, 'top_k', 'top_k must be >= 0.'],
+      [{ top_k: 2.5 }, 'top_k', 'top_k is 2.5; expected integer or null.'],
+      [{ min_p: 1.5 }, 'min_p', 'min_p must be <= 1.'],
+      [{ repetition_penalty: 0 }, 'repetition_penalty', 'repetition_penalty must be > 0.'],
+    ];
+    for (const [fields, param, message] of refusals)
+      await assert.rejects(
+        client.chat.completions.create({ ...question, ...fields }),
+        (error: InstanceType<typeof OpenAI.BadRequestError>) => {
+          assert.ok(error instanceof OpenAI.BadRequestError, String(error));
+          assert.equal(error.param, param);
+          assert.equal(error.message, `400 ${message}`);
+          return true;
+        },
+      );
+  });
+
   test('a content array of one part is read as OpenAI defines it', async () => {
     // Text alone is what the extension sends for a question without an image (RemoteEngine).
     const completion = await client.chat.completions.create({

@@ -89,6 +89,13 @@ describe('sampling in a chat request', () => {
     const nullSeeds = new Set(Array.from({ length: 8 }, () => ask({ temperature: 0.8, seed: null }).seed));
     assert.ok(nullSeeds.size > 1, 'seed: null is no seed');
   });
+
+  test("top_k, min_p and repetition_penalty, as vLLM's and llama.cpp's clients send them, reach the engine", () => {
+    const sampled = ask({ temperature: 1, top_k: 1, min_p: 0.05, repetition_penalty: 1.3 });
+    assert.deepEqual([sampled.topK, sampled.minP, sampled.repetitionPenalty], [1, 0.05, 1.3]);
+    const plain = ask({ temperature: 1, top_k: null, min_p: null, repetition_penalty: null });
+    assert.deepEqual([plain.topK, plain.minP, plain.repetitionPenalty], [undefined, undefined, undefined]);
+  });
 });
 
 describe('the reduction in a chat request', () => {

@@ -101,6 +101,14 @@ describe('engine/ask params', () => {
     assert.match(refusal(parseAskParams, { ...ASK, topP: 1.5 }), /topP is 1\.5/);
     assert.match(refusal(parseAskParams, { ...ASK, seed: -1 }), /seed is -1/);
     assert.match(refusal(parseAskParams, { ...ASK, seed: '7' }), /seed is "7"/);
+    const stages = { topK: 40, minP: 0.05, repetitionPenalty: 1.1 };
+    assert.deepEqual(parseAskParams({ ...ASK, ...stages }), { ...ASK, ...stages });
+    assert.match(refusal(parseAskParams, { ...ASK, topK: -1 }), /topK is -1; expected a whole number from 0/);
+    assert.match(refusal(parseAskParams, { ...ASK, minP: 2 }), /minP is 2; expected a number from 0 to 1/);
+    assert.match(
+      refusal(parseAskParams, { ...ASK, repetitionPenalty: 0 }),
+      /repetitionPenalty is 0; expected a finite number from just above 0\./,
+    );
   });
 
   test('refuses missing text fields', () => {

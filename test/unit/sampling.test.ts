@@ -1,9 +1,21 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { GREEDY, argmax, createSampler, sampleTopP } from '../../src/engine/runtime/sampling';
+import {
+  GREEDY,
+  type Sampler,
+  argmax,
+  createSampler,
+  penalizeRepeats,
+  sampleToken,
+} from '../../src/engine/runtime/sampling';
 import { seededRandom as mulberry32 } from '../../src/common/random';
 
 const logits = (...values: number[]) => Float32Array.from(values);
+const NONE: ReadonlySet<number> = new Set();
+
+/** Temperature and top-p alone, as the sampler drew before top-k and min-p. */
+const sampleTopP = (input: Float32Array, temperature: number, topP: number, u: number) =>
+  sampleToken(input, { temperature, topK: 0, topP, minP: 0 }, u);
 
 function softmax(values: Float32Array, temperature: number): number[] {
   const max = Math.max(...values);
@@ -12,8 +24,8 @@ function softmax(values: Float32Array, temperature: number): number[] {
   return weights.map((w) => w / total);
 }
 
-function draws(sampler: (l: Float32Array) => number, input: Float32Array, n: number): number[] {
-  return Array.from({ length: n }, () => sampler(input));
+function draws(sampler: Sampler, input: Float32Array, n: number): number[] {
+  return Array.from({ length: n }, () => sampler(input, NONE));
 }
 
 describe('argmax', () => {
@@ -40,12 +52,12 @@ describe('createSampler', () => {
   test('temperature 0 is argmax whatever topP and seed say', () => {
     const sampler = createSampler({ temperature: 0, topP: 0.1, seed: 99 });
     const input = logits(0.5, 2, 2, -1);
-    for (let i = 0; i < 20; i++) assert.equal(sampler(input), 1);
-    assert.equal(createSampler(GREEDY)(logits(3, 1, 5)), 2);
+    for (let i = 0; i < 20; i++) assert.equal(sampler(input, NONE), 1);
+    assert.equal(createSampler(GREEDY)(logits(3, 1, 5), NONE), 2);
   });
 
   test('negative temperature is treated as greedy', () => {
-    assert.equal(createSampler({ temperature: -1, topP: 1, seed: 1 })(logits(0, 9, 1)), 1);
+    assert.equal(createSampler({ temperature: -1, topP: 1, seed: 1 })(logits(0, 9, 1), NONE), 1);
   });
 
   test('same seed → same sequence', () => {
@@ -70,7 +82,7 @@ describe('createSampler', () => {
     const n = 40_000;
     const counts = new Array<number>(input.length).fill(0);
     const sampler = createSampler({ temperature, topP: 1, seed: 42 });
-    for (let i = 0; i < n; i++) counts[sampler(input)]++;
+    for (let i = 0; i < n; i++) counts[sampler(input, NONE)]++;
     const expected = softmax(input, temperature);
     counts.forEach((count, token) => {
       const frequency = count / n;
@@ -88,7 +100,7 @@ describe('createSampler', () => {
     const n = 20_000;
     const counts = new Array<number>(input.length).fill(0);
     const sampler = createSampler({ temperature: 1, topP: 0.85, seed: 7 });
-    for (let i = 0; i < n; i++) counts[sampler(input)]++;
+    for (let i = 0; i < n; i++) counts[sampler(input, NONE)]++;
     assert.equal(counts[2], 0);
     assert.equal(counts[3], 0);
     // renormalised p0 = 0.731; σ = √(0.731·0.269/20000) ≈ 0.0031, tolerance 5σ
@@ -97,7 +109,7 @@ describe('createSampler', () => {
   });
 });
 
-describe('sampleTopP', () => {
+describe('sampleToken with temperature and top-p', () => {
   // softmax at T = 1: p ≈ [0.0871, 0.6439, 0.0321, 0.2369]; by probability: 1, 3, 0, 2
   const input = logits(1, 3, 0, 2);
 
@@ -165,6 +177,76 @@ describe('sampleTopP', () => {
   });
 });
 
+describe('top-k, min-p and the repetition penalty', () => {
+  // softmax at T = 1: w = [1, 0.3679, 0.1353, 0.0498], p ≈ [0.6439, 0.2369, 0.0871, 0.0321]
+  const input = logits(3, 2, 1, 0);
+  const cut = (options: { temperature?: number; topK?: number; topP?: number; minP?: number }) => ({
+    temperature: 1,
+    topK: 0,
+    topP: 1,
+    minP: 0,
+    ...options,
+  });
+
+  test('top-k keeps the k most probable tokens; 1 is greedy, ties to the smaller index as argmax', () => {
+    for (const u of [0, 0.5, 0.999999]) assert.equal(sampleToken(input, cut({ topK: 1 }), u), 0);
+    // kept {0, 1}: p' = [1, 0.3679] / 1.3679 ≈ [0.7311, 0.2689]
+    assert.equal(sampleToken(input, cut({ topK: 2 }), 0.73), 0);
+    assert.equal(sampleToken(input, cut({ topK: 2 }), 0.74), 1);
+    assert.equal(sampleToken(input, cut({ topK: 2 }), 0.999999), 1);
+    assert.equal(sampleToken(input, cut({ topK: 10 }), 0.999999), 3, 'k beyond the vocabulary keeps every token');
+    assert.equal(sampleToken(logits(1, 2, 2, 0), cut({ topK: 1 }), 0.999999), 1);
+  });
+
+  test("top-p after top-k takes shares of what top-k kept, as transformers' processors do", () => {
+    // Of the whole vocabulary token 0 holds 0.6439 < 0.7, so the nucleus is {0, 1}; of top-k 2's, 0.7311 ≥ 0.7.
+    assert.equal(sampleToken(input, cut({ topP: 0.7 }), 0.99), 1);
+    assert.equal(sampleToken(input, cut({ topK: 2, topP: 0.7 }), 0.99), 0);
+  });
+
+  test('min-p drops tokens less probable than min-p × the top one, at the temperature given', () => {
+    // T = 1: w / w_top = [1, 0.3679, 0.1353, 0.0498]
+    assert.equal(sampleToken(input, cut({ minP: 0.3 }), 0.999999), 1);
+    assert.equal(sampleToken(input, cut({ minP: 0.4 }), 0.999999), 0);
+    assert.equal(sampleToken(input, cut({ minP: 0.04 }), 0.999999), 3);
+    // T = 2: w / w_top = [1, 0.6065, 0.3679, 0.2231]
+    assert.equal(sampleToken(input, cut({ temperature: 2, minP: 0.3 }), 0.999999), 2);
+    // p' over {0, 1} ≈ [0.7311, 0.2689] whatever min-p 0.3 cut from the rest
+    assert.equal(sampleToken(input, cut({ minP: 0.3 }), 0.73), 0);
+    assert.equal(sampleToken(input, cut({ minP: 0.3 }), 0.74), 1);
+  });
+
+  test('the repetition penalty divides positive logits and multiplies negative ones of tokens seen', () => {
+    assert.deepEqual(
+      Array.from(penalizeRepeats(logits(2, -1, 0.5, 0), new Set([0, 1, 3, 7]), 2)),
+      [1, -2, 0.5, 0],
+      'token 7 is past the vocabulary: ignored',
+    );
+    assert.deepEqual(Array.from(penalizeRepeats(logits(2, -1), new Set([0, 1]), 0.5)), [4, -0.5]);
+    const unchanged = logits(2, -1);
+    assert.equal(penalizeRepeats(unchanged, new Set([0]), 1), unchanged);
+  });
+
+  test('greedy and sampled answers honour the repetition penalty, and the logits stay as they were', () => {
+    // 3 / 1.5 = 2 < 2.5: token 0, already in the prompt, loses the argmax to token 1.
+    const step = logits(3, 2.5, 1);
+    const seen = new Set([0]);
+    assert.equal(createSampler(GREEDY)(step, seen), 0);
+    assert.equal(createSampler({ ...GREEDY, repetitionPenalty: 1.5 })(step, seen), 1);
+    assert.equal(createSampler({ temperature: 1, topP: 1, seed: 3, topK: 1, repetitionPenalty: 1.5 })(step, seen), 1);
+    assert.deepEqual(Array.from(step), [3, 2.5, 1]);
+  });
+
+  test('top-k 1 at temperature 1 answers as greedy, whatever the seed', () => {
+    const random = mulberry32(11);
+    const sampler = createSampler({ temperature: 1, topP: 1, seed: 5, topK: 1 });
+    for (let trial = 0; trial < 200; trial++) {
+      const step = Float32Array.from({ length: 50 }, () => 10 * random() - 5);
+      assert.equal(sampler(step, NONE), argmax(step));
+    }
+  });
+});
+
 /** The sampler before it ranked tokens a bucket at a time: the whole vocabulary sorted at every token. */
 function fullSortReference(logits: Float32Array, temperature: number, topP: number, u: number): number {
   const best = argmax(logits);
@@ -189,7 +271,7 @@ function fullSortReference(logits: Float32Array, temperature: number, topP: numb
   return nucleus[nucleus.length - 1];
 }
 
-describe('sampleTopP ranks a bucket at a time', () => {
+describe('sampleToken ranks a bucket at a time', () => {
   const random = mulberry32(54);
   const gaussian = () => Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
   /** Logits as models give them (a peak over a Gaussian bulk), flat, tied in runs, or with NaN and −∞ among them. */

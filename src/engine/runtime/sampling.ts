@@ -1,6 +1,9 @@
 import { seededRandom } from '../../common/random';
 
-/** How the next token is chosen from the logits. */
+/**
+ * How the next token is chosen from the logits. The stages run as transformers' logits processors do: repetition
+ * penalty, temperature, top-k, top-p, min-p.
+ */
 export interface SamplingOptions {
   /** 0 = greedy (argmax) */
   temperature: number;
@@ -8,9 +11,21 @@ export interface SamplingOptions {
   topP: number;
   /** seed of the sampler's random numbers, for reproducible answers */
   seed: number;
+  /** keep only the topK most probable tokens; 0 or absent: every token */
+  topK?: number;
+  /** drop the tokens less probable than minP × the most probable one; 0 or absent: none */
+  minP?: number;
+  /**
+   * above 1 makes a token already in the prompt or the answer less likely, below 1 more, as transformers'
+   * repetition_penalty; greedy answers honour it too; 1 or absent: off
+   */
+  repetitionPenalty?: number;
 }
 
 export const GREEDY: SamplingOptions = { temperature: 0, topP: 1, seed: 0 };
+
+/** Picks the next token from its logits and the tokens of the prompt and the answer so far. */
+export type Sampler = (logits: Float32Array, earlierTokens: ReadonlySet<number>) => number;
 
 /**
  * Index of the largest logit; ties go to the smaller index. A NaN logit (a float16 run that overflowed) is never the
@@ -23,19 +38,46 @@ export function argmax(logits: Float32Array): number {
   return Math.max(best, 0);
 }
 
-/** A seeded sampler: greedy at temperature 0, otherwise softmax(logits / T) restricted to the top-p nucleus. */
-export function createSampler(options: SamplingOptions): (logits: Float32Array) => number {
-  if (options.temperature <= 0) return argmax;
+/** A seeded sampler: greedy at temperature 0, otherwise drawn from what every stage of `options` keeps. */
+export function createSampler(options: SamplingOptions): Sampler {
+  const penalty = options.repetitionPenalty ?? 1;
+  if (options.temperature <= 0) return (logits, earlier) => argmax(penalizeRepeats(logits, earlier, penalty));
   const random = seededRandom(options.seed);
-  return (logits) => sampleTopP(logits, options.temperature, options.topP, random());
+  // A JavaScript caller's topP left out keeps the whole distribution, as it did before the other stages.
+  const cut = {
+    temperature: options.temperature,
+    topK: options.topK ?? 0,
+    topP: options.topP ?? 1,
+    minP: options.minP ?? 0,
+  };
+  return (logits, earlier) => sampleToken(penalizeRepeats(logits, earlier, penalty), cut, random());
+}
+
+/** l / θ where l > 0, l · θ where not, for the tokens already seen (transformers' RepetitionPenaltyLogitsProcessor). */
+export function penalizeRepeats(logits: Float32Array, earlier: ReadonlySet<number>, penalty: number): Float32Array {
+  if (penalty === 1) return logits;
+  const penalized = logits.slice();
+  for (const token of earlier)
+    if (token >= 0 && token < penalized.length)
+      penalized[token] = penalized[token] > 0 ? penalized[token] / penalty : penalized[token] * penalty;
+  return penalized;
+}
+
+/** What the sampling stages after the repetition penalty keep; 0 turns topK and minP off, 1 topP. */
+export interface SamplingCut {
+  temperature: number;
+  topK: number;
+  topP: number;
+  minP: number;
 }
 
 /**
- * p_i = exp((l_i − max)/T) / Σ, tokens sorted by p, cut once the cumulative sum reaches topP, then drawn with `u` ∈ [0,
- * 1). A NaN logit has p = 0; +∞ logits share all the probability, evenly; with no finite or +∞ logit, argmax's choice.
- * (A single NaN or ∞ made every p NaN, and the draw fell on the least probable token.)
+ * A token drawn with `u` ∈ [0, 1) from softmax(logits / T), cut by top-k, top-p and min-p in turn; the kept tokens are
+ * walked by probability, largest first, ties by index (inverse CDF). A NaN logit has p = 0; +∞ logits share all the
+ * probability, evenly; with no finite or +∞ logit, argmax's choice. (A single NaN or ∞ made every p NaN, and the draw
+ * fell on the least probable token.)
  */
-export function sampleTopP(logits: Float32Array, temperature: number, topP: number, u: number): number {
+export function sampleToken(logits: Float32Array, cut: SamplingCut, u: number): number {
   const best = argmax(logits);
   const max = logits[best];
   if (max === Infinity) {
@@ -43,12 +85,22 @@ export function sampleTopP(logits: Float32Array, temperature: number, topP: numb
     return infinite[Math.min(infinite.length - 1, Math.floor(u * infinite.length))];
   }
   if (!Number.isFinite(max)) return best;
-  const { weights, total } = softmaxWeights(logits, max, temperature);
-  const candidates = nucleus(byWeight(weights), weights, total, topP);
+  const { weights, total } = softmaxWeights(logits, max, cut.temperature);
+  let ranked: Iterable<number> = byWeight(weights);
+  let rankedTotal = total;
+  if (cut.topK > 0) {
+    // Top-p's shares are of what top-k kept, as transformers renormalizes between its processors.
+    const kept = topK(ranked, cut.topK);
+    ranked = kept;
+    rankedTotal = kept.reduce((sum, token) => sum + weights[token], 0);
+  }
+  let candidates = nucleus(ranked, weights, rankedTotal, cut.topP);
+  if (cut.minP > 0) candidates = aboveMinP(candidates, weights, cut.minP);
   // Bounds on the sum drawn from, before every candidate is ranked (see draw): the nucleus holds at least topP of the
-  // total, at most all of it; slack (8n·2⁻⁵³) covers the sums' and shares' rounding (≤ 3n·2⁻⁵³).
+  // total unless min-p cuts it, at most all of it; slack (8n·2⁻⁵³) covers the sums' and shares' rounding (≤ 3n·2⁻⁵³).
   const slack = 4 * weights.length * Number.EPSILON;
-  return draw(candidates, weights, u, { low: (topP - slack) * total, high: total * (1 + slack) });
+  const sumBounds = { low: cut.minP > 0 ? 0 : (cut.topP - slack) * rankedTotal, high: rankedTotal * (1 + slack) };
+  return draw(candidates, weights, u, sumBounds);
 }
 
 /** w_i = exp((l_i − max) / T), 0 for a NaN logit; total = Σ w_i in index order. */
@@ -92,6 +144,16 @@ function* byWeight(weights: Float64Array): Generator<number> {
   }
 }
 
+/** Top-k: the first k tokens by weight. */
+function topK(ranked: Iterable<number>, k: number): number[] {
+  const kept: number[] = [];
+  for (const token of ranked) {
+    if (kept.length === k) break;
+    kept.push(token);
+  }
+  return kept;
+}
+
 /** Top-p: tokens by weight until Σ w_i / total reaches topP, the one that reaches it included; none of weight 0. */
 function* nucleus(ranked: Iterable<number>, weights: Float64Array, total: number, topP: number): Generator<number> {
   let mass = 0;
@@ -101,6 +163,14 @@ function* nucleus(ranked: Iterable<number>, weights: Float64Array, total: number
     yield token;
     mass += weights[token] / total;
     if (mass >= topP) return;
+  }
+}
+
+/** Min-p: p_i ≥ minP · p_max, that is w_i ≥ minP, the top token's weight being exp(0) = 1. */
+function* aboveMinP(ranked: Iterable<number>, weights: Float64Array, minP: number): Generator<number> {
+  for (const token of ranked) {
+    if (weights[token] < minP) return;
+    yield token;
   }
 }
 
