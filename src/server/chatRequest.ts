@@ -178,7 +178,7 @@ export function chatQuestion(body: ChatCompletionBody, defaults: ServerDefaults)
   const reduction = body.ficoco ? reductionOf(body.ficoco, defaults) : defaults.reduction;
   return {
     ask: {
-      question: textOf(last),
+      question: questionOf(last),
       images,
       history,
       ...(reduction ? { reduction } : {}),
@@ -271,6 +271,19 @@ function neutralOnly<Field extends keyof ChatCompletionBody & string>(
   const value = body[field];
   if (value !== undefined && value !== null && !isNeutral(value))
     throw new BadChatRequest(`${field} is not supported: ${refusal}.`, field);
+}
+
+/**
+ * What an image sent without words asks. OpenAI-style clients send an image alone for "what is this?", and their
+ * models describe it; the engine itself wants words, so the server says them.
+ */
+export const IMAGE_ALONE_QUESTION = 'Describe this image.';
+
+/** The last user message's text, or IMAGE_ALONE_QUESTION where it holds an image and no words. */
+function questionOf(message: Message): string {
+  const text = textOf(message);
+  const hasImage = Array.isArray(message.content) && message.content.some((part) => part.type === 'image_url');
+  return hasImage && text.trim() === '' ? IMAGE_ALONE_QUESTION : text;
 }
 
 function textOf(message: Message): string {

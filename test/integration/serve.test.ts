@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI from 'openai';
 import { EngineClient } from '../../src/client/engineClient';
 import { buildServer } from '../../src/server/app';
+import { IMAGE_ALONE_QUESTION } from '../../src/server/chatRequest';
 import { WorkerPool } from '../../src/server/workerPool';
 import { writeEndlessModel } from '../helpers/endlessModel';
 import { screenshotPng } from '../../tools/screenshotPng';
@@ -344,17 +345,18 @@ describe('ficoco serve with the built-in model', () => {
       stop: '',
     });
     assert.equal(completion.usage?.completion_tokens, 2, 'an empty stop string stops nothing');
-    // An image alone passes the schema and meets the engine's own rule: a question has words.
-    await assert.rejects(
-      client.chat.completions.create({
-        model: 'tiny-llava-screens',
-        messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: dataUrl(IMAGE) } }] }],
-      }),
-      (error: InstanceType<typeof OpenAI.BadRequestError>) => {
-        assert.match(error.message, /The question is empty/);
-        return true;
-      },
-    );
+    // An image alone is answered as OpenAI's models answer it: the server asks for a description.
+    const alone = await client.chat.completions.create({
+      model: 'tiny-llava-screens',
+      messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: dataUrl(IMAGE) } }] }],
+      max_tokens: 4,
+    });
+    const described = await client.chat.completions.create({
+      model: 'tiny-llava-screens',
+      messages: imageQuestion(dataUrl(IMAGE), IMAGE_ALONE_QUESTION),
+      max_tokens: 4,
+    });
+    assert.equal(alone.choices[0].message.content, described.choices[0].message.content);
     assert.equal((await client.models.retrieve('tiny-llava-screens')).id, 'tiny-llava-screens');
     await assert.rejects(client.models.retrieve('gpt-4o'), (error) => error instanceof OpenAI.NotFoundError);
   });

@@ -7,7 +7,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { FicocoError } from '../../src/common/errors';
-import { BadChatRequest, type ChatCompletionBody, chatQuestion } from '../../src/server/chatRequest';
+import {
+  BadChatRequest,
+  type ChatCompletionBody,
+  IMAGE_ALONE_QUESTION,
+  chatQuestion,
+} from '../../src/server/chatRequest';
 
 const PNG = fs.readFileSync(path.join(__dirname, '..', 'fixtures', 'images', 'shapes.png')).toString('base64');
 const DEFAULTS = { reduction: undefined, maxTokens: 16 };
@@ -60,6 +65,18 @@ describe('images in a chat request', () => {
     // A general data-URL parser's header pattern took 12 s on 128,000 characters here, quadratic in them.
     assert.throws(() => askWith(`data:image/png;${'a'.repeat(2_000_000)},x`), refused(/is not a data: URL/));
     assert.throws(() => askWith(`data:image/png;base64,${'A'.repeat(2_000_000)}!`), refused(/not base64/));
+  });
+
+  test('an image with no words asks the stated question; words or no image are taken as sent', () => {
+    const questionOf = (content: ChatCompletionBody['messages'][number]['content']) =>
+      chatQuestion({ model: 'm', messages: [{ role: 'user', content }] } as ChatCompletionBody, DEFAULTS).ask.question;
+    const image = { type: 'image_url' as const, image_url: { url: `data:image/png;base64,${PNG}` } };
+    assert.equal(questionOf([image]), IMAGE_ALONE_QUESTION);
+    assert.equal(questionOf([image, { type: 'text', text: ' \n' }]), IMAGE_ALONE_QUESTION);
+    assert.equal(questionOf([image, { type: 'text', text: 'what is it ?' }]), 'what is it ?');
+    // Without an image there is nothing to describe: the engine's own refusal of an empty question stands.
+    assert.equal(questionOf([{ type: 'text', text: '' }]), '');
+    assert.equal(questionOf(''), '');
   });
 
   test('more images than a question takes are refused before any is decoded', () => {
