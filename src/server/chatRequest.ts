@@ -67,7 +67,7 @@ export const CHAT_COMPLETION_BODY = {
     top_p: { type: ['number', 'null'], exclusiveMinimum: 0, maximum: 1 },
     seed: { type: ['integer', 'null'] },
     // Not OpenAI's: vLLM's, llama.cpp's and Ollama's, which clients send as extra fields.
-    top_k: { type: ['integer', 'null'], minimum: 0 },
+    top_k: { type: ['integer', 'null'], minimum: 0, maximum: 2147483647 },
     min_p: { type: ['number', 'null'], minimum: 0, maximum: 1 },
     repetition_penalty: { type: ['number', 'null'], exclusiveMinimum: 0 },
     stop: {

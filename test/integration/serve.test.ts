@@ -320,6 +320,7 @@ describe('ficoco serve with the built-in model', () => {
     assert.equal(await answer({ temperature: 2, seed: 4, min_p: 1, repetition_penalty: 1 }), greedy);
     const refusals: [object, string, string][] = [
       [{ top_k: -1 }, 'top_k', 'top_k must be >= 0.'],
+      [{ top_k: 1e20 }, 'top_k', 'top_k must be <= 2147483647.'],
       [{ top_k: 2.5 }, 'top_k', 'top_k is 2.5; expected integer or null.'],
       [{ min_p: 1.5 }, 'min_p', 'min_p must be <= 1.'],
       [{ repetition_penalty: 0 }, 'repetition_penalty', 'repetition_penalty must be > 0.'],
