@@ -95,8 +95,8 @@ export class ChatController implements vscode.Disposable {
     this.unloader = new IdleUnloader({
       minutes: () => this.settings()?.unloadAfterMinutes ?? 0,
       loaded: () => engine.processId !== undefined,
-      unload: (minutes) => {
-        log.info(`unloading the engine after ${minutes} idle minute(s)`);
+      unload: (idleMs) => {
+        log.info(`unloading the engine after ${Math.round(idleMs / 60_000)} idle minute(s)`);
         engine.stop();
       },
     });

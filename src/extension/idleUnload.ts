@@ -15,7 +15,8 @@ export class IdleUnloader {
       minutes: () => number;
       /** whether an engine process is running at all */
       loaded: () => boolean;
-      unload: (minutes: number) => void;
+      /** gets how long the engine has sat idle, which exceeds the setting when it was shortened while idle */
+      unload: (idleMs: number) => void;
     },
   ) {}
 
@@ -44,9 +45,10 @@ export class IdleUnloader {
     if (this.idleSince === undefined || this.disposed || !this.options.loaded()) return;
     const minutes = this.options.minutes();
     if (minutes <= 0) return;
-    const leftMs = minutes * 60_000 - (Date.now() - this.idleSince);
+    const idleMs = Date.now() - this.idleSince;
+    const leftMs = minutes * 60_000 - idleMs;
     if (leftMs > 0) this.timer = setTimeout(() => this.schedule(), leftMs);
-    else this.options.unload(minutes);
+    else this.options.unload(idleMs);
   }
 
   dispose(): void {

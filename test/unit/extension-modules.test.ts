@@ -289,14 +289,14 @@ describe("a download's progress notification", () => {
 });
 
 describe('idle unloading', () => {
-  test('unloads after the idle minutes, counting only time with nothing in flight', () => {
+  test('unloads after the idle minutes, counting only time with nothing in flight, and says how long', () => {
     mock.timers.enable({ apis: ['setTimeout', 'Date'] });
     try {
       const unloaded: number[] = [];
       const unloader = new IdleUnloader({
         minutes: () => 2,
         loaded: () => true,
-        unload: (minutes) => unloaded.push(minutes),
+        unload: (idleMs) => unloaded.push(idleMs / 60_000),
       });
       unloader.busy();
       unloader.busy();
@@ -321,8 +321,16 @@ describe('idle unloading', () => {
     mock.timers.enable({ apis: ['setTimeout', 'Date'] });
     try {
       const unloaded: number[] = [];
-      new IdleUnloader({ minutes: () => 0, loaded: () => true, unload: (minutes) => unloaded.push(minutes) }).idle();
-      new IdleUnloader({ minutes: () => 1, loaded: () => false, unload: (minutes) => unloaded.push(minutes) }).idle();
+      new IdleUnloader({
+        minutes: () => 0,
+        loaded: () => true,
+        unload: (idleMs) => unloaded.push(idleMs / 60_000),
+      }).idle();
+      new IdleUnloader({
+        minutes: () => 1,
+        loaded: () => false,
+        unload: (idleMs) => unloaded.push(idleMs / 60_000),
+      }).idle();
       mock.timers.tick(24 * 60 * 60_000);
       assert.deepEqual(unloaded, []);
     } finally {
@@ -338,7 +346,7 @@ describe('idle unloading', () => {
       const unloader = new IdleUnloader({
         minutes: () => minutes,
         loaded: () => true,
-        unload: (m) => unloaded.push(m),
+        unload: (idleMs) => unloaded.push(idleMs / 60_000),
       });
       unloader.idle();
       minutes = 0;
@@ -373,13 +381,13 @@ describe('idle unloading', () => {
       const unloader = new IdleUnloader({
         minutes: () => minutes,
         loaded: () => true,
-        unload: (m) => unloaded.push(m),
+        unload: (idleMs) => unloaded.push(idleMs / 60_000),
       });
       unloader.idle();
       mock.timers.tick(20 * 60_000);
       minutes = 15;
       unloader.minutesChanged();
-      assert.deepEqual(unloaded, [15], 'idle for 20 minutes already: unloaded at once');
+      assert.deepEqual(unloaded, [20], 'idle for 20 minutes already: unloaded at once, saying 20');
       unloaded.length = 0;
       minutes = 60;
       unloader.busy();
