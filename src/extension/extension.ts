@@ -124,7 +124,11 @@ async function chooseReduction(): Promise<void> {
   type Choice = vscode.QuickPickItem & { run: () => Thenable<unknown> };
   const setMethod = (name: string) => () => saveChoice(configuration, 'reduction.method', name);
   const choices: Choice[] = [
-    { label: '$(symbol-number) Budget…', description: budgetChoiceDescription(method, budget), run: chooseBudget },
+    {
+      label: '$(symbol-number) Budget…',
+      description: budgetChoiceDescription(method, budget),
+      run: () => chooseBudget(configuration, budget),
+    },
     {
       label: '$(sparkle) Automatic',
       description: method === AUTO_METHOD ? 'current' : "the model's measured or published setting",
@@ -156,12 +160,12 @@ async function chooseReduction(): Promise<void> {
   await picked?.run();
 }
 
-async function chooseBudget(): Promise<void> {
-  const configuration = vscode.workspace.getConfiguration('ficoco');
+/** Asks for a budget, starting from `budget`, the one set now (or the setting's default). */
+async function chooseBudget(configuration: vscode.WorkspaceConfiguration, budget: string): Promise<void> {
   const value = await vscode.window.showInputBox({
     title: 'Visual tokens kept per image',
     prompt: `Visual tokens kept per image: ${BUDGET_HINT}.`,
-    value: configuration.get<string>('reduction.budget', '11%'),
+    value: budget,
     validateInput: (text) => (parseBudget(text) ? undefined : `Give ${BUDGET_HINT}.`),
   });
   if (value !== undefined) await saveChoice(configuration, 'reduction.budget', value.trim());
