@@ -52,7 +52,12 @@ export class StatusActivities<Line extends StatusLine = StatusLine> {
   /** Shows the figures `key` ends with (`show`), then the newest activity still running over them, if any. */
   showFigures(key: string, show: (line: Line) => void): void {
     this.labels.delete(key);
-    show(this.line);
+    this.changeFigures(show);
+  }
+
+  /** Changes the figures the line shows when idle (`change`), keeping the newest activity running over them. */
+  changeFigures(change: (line: Line) => void): void {
+    change(this.line);
     this.showNewest();
   }
 

@@ -11,7 +11,7 @@ import { EngineClient } from '../client/engineClient';
 import { GpuSetup, cudaHostEnvironment } from './gpuSetup';
 import { ModelManager } from './modelManager';
 import { BUDGET_HINT, parseBudget } from '../common/budget';
-import { MAIN_SETTINGS, budgetChoiceDescription, choiceTarget } from './settings';
+import { FIGURES_DEPEND_ON, MAIN_SETTINGS, budgetChoiceDescription, choiceTarget } from './settings';
 import { AUTO_METHOD, NO_REDUCTION } from '../common/reductionChoice';
 import { quantizingProgress } from '../common/quantization';
 import { CHOOSE_REDUCTION_COMMAND, SpeedupStatusBar } from './statusBar';
@@ -82,6 +82,11 @@ export function activate(context: vscode.ExtensionContext): FicocoApi {
       }
     }),
     vscode.commands.registerCommand(CHOOSE_REDUCTION_COMMAND, chooseReduction),
+    // The last answer's speedup would read as the new model's or reduction's.
+    vscode.workspace.onDidChangeConfiguration((event) => {
+      if (FIGURES_DEPEND_ON.some((setting) => event.affectsConfiguration(setting)))
+        status.changeFigures((line) => line.settingsChanged());
+    }),
     vscode.commands.registerCommand('ficoco.showEngineLog', () => log.show()),
     vscode.commands.registerCommand('ficoco.openSettings', () =>
       vscode.commands.executeCommand('workbench.action.openSettings', '@ext:ficoco.ficoco-vision'),

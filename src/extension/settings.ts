@@ -228,6 +228,21 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
 };
 
 /**
+ * The settings an answer's figures depend on (speedup.ts's SpeedupSubject: the engine's load or server, the provider,
+ * the reduction with its parameters): once one changes, the last answer's figures describe a setting no longer in force.
+ */
+export const FIGURES_DEPEND_ON = [
+  'ficoco.modelPath',
+  'ficoco.engine',
+  'ficoco.engineModel',
+  'ficoco.provider',
+  'ficoco.threads',
+  'ficoco.quantization',
+  'ficoco.quantizationByModel',
+  'ficoco.reduction',
+] as const;
+
+/**
  * Where a choice made in the UI (the reduction quick pick) is saved: the user settings, unless the workspace sets the
  * setting, whose value would override the user's and make the choice do nothing; then the workspace's.
  */

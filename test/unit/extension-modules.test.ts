@@ -17,7 +17,16 @@ import { abortSignalOf } from '../../src/extension/cancellation';
 import { fallbackFixes, fixFor } from '../../src/extension/errorFixes';
 import { IdleUnloader } from '../../src/extension/idleUnload';
 import { type ImageFileSystem, readImageFiles } from '../../src/extension/imageFiles';
-import { SettingsError, loadParamsOf, modelPathNames, readSettings } from '../../src/extension/settings';
+import {
+  FIGURES_DEPEND_ON,
+  MAIN_SETTINGS,
+  SettingsError,
+  loadParamsOf,
+  modelPathNames,
+  readSettings,
+} from '../../src/extension/settings';
+import { StatusFigures } from '../../src/extension/statusFigures';
+import type { AnswerStatsView } from '../../src/protocol/webview';
 
 /** The answer's text to a question through a RemoteEngine at `options`. */
 async function remoteAnswer(options: RemoteEngineOptions): Promise<string> {
@@ -407,6 +416,55 @@ describe('idle unloading', () => {
     } finally {
       mock.timers.reset();
     }
+  });
+});
+
+describe("the status bar's figures", () => {
+  const answer: AnswerStatsView = {
+    visualTokens: [{ original: 144, atDecoder: 16 }],
+    visionMs: 5,
+    prefillMs: 10,
+    ttftMs: 20,
+    generatedTokens: 3,
+    decodeTokensPerSecond: 50,
+    provider: 'cpu',
+    reduction: { method: 'ficoco-v', budget: '16', rule: 'setting', why: 'your setting' },
+    speedup: { ratio: 3.1, low: 2.9, high: 3.3, pairs: 5, verdict: 'faster', label: '3.1× faster', timed: 'prefill' },
+  };
+
+  test('after the model or reduction changes, the last speedup is no longer shown as current', () => {
+    const figures = new StatusFigures();
+    figures.showAnswer(answer);
+    assert.equal(figures.view().text, '$(zap) 3.1×');
+    assert.match(figures.view().tooltip, /^\*\*FiCoCo\*\* — last answer\n/);
+    figures.settingsChanged();
+    const changed = figures.view();
+    assert.equal(changed.text, '$(zap) FiCoCo', 'no figure on the bar until the next answer');
+    assert.equal(changed.label, 'FiCoCo');
+    assert.match(changed.tooltip, /settings changed since the last answer/);
+    assert.match(changed.tooltip, /with the previous settings:[^]*ficoco-v, budget 16[^]*3\.1× faster/);
+    figures.showAnswer({ ...answer, speedup: { ...answer.speedup!, ratio: 1.8, label: '1.8× faster' } });
+    assert.equal(figures.view().text, '$(zap) 1.8×', "the next answer's figure is current");
+  });
+
+  test('before any answer, a settings change leaves the plain label; a server without stats is marked too', () => {
+    const figures = new StatusFigures();
+    figures.settingsChanged();
+    assert.deepEqual(figures.view(), new StatusFigures().view());
+    figures.showWithoutStats('http://gpu-box:11434/v1');
+    assert.equal(figures.view().text, '$(zap) reduction: not available on this server');
+    figures.settingsChanged();
+    assert.equal(figures.view().text, '$(zap) FiCoCo');
+    assert.match(figures.view().tooltip, /last answer from `http:\/\/gpu-box:11434\/v1`, with the previous settings/);
+  });
+
+  test('the settings the figures depend on are declared ones (ficoco.reduction: the method, budget and parameters)', () => {
+    const declared = Object.keys(MAIN_SETTINGS);
+    for (const setting of FIGURES_DEPEND_ON)
+      assert.ok(
+        declared.some((key) => key === setting || key.startsWith(`${setting}.`)),
+        `${setting} is a setting or a section of settings`,
+      );
   });
 });
 
