@@ -15,6 +15,7 @@ import { Conversation } from './conversation';
 import { ConversationStore } from './conversationStore';
 import { type AnswerEngine, EngineClient, EngineError } from '../client/engineClient';
 import { RemoteEngine } from '../client/remoteEngine';
+import { RemoteClients } from './remoteClients';
 import { promptForSecret } from './secrets';
 import { ANSWERING_CONTEXT, StatusActivities, countedActivity } from './activity';
 import { type ErrorFix, fallbackFixes, fixFor } from './errorFixes';
@@ -55,8 +56,8 @@ export class ChatController implements vscode.Disposable {
   private isRestored = false;
   private readonly replies: Replies;
   private readonly unloader: IdleUnloader;
-  /** the remote engine last used, by its address, key and model */
-  private remote: { key: string; engine: AnswerEngine } | undefined;
+  /** the remote engine's client, by its address, key and model */
+  private readonly remotes = new RemoteClients();
   /** images being taken in, in the order they came; a question waits for those before it (see ask) */
   private intake: Promise<void>;
   /** setting problems already shown (each once, until the settings change) */
@@ -250,7 +251,7 @@ export class ChatController implements vscode.Disposable {
   private stopAndSave(): Promise<void> {
     this.unloader.dispose();
     this.replies.cancelAll();
-    this.remote?.engine.dispose();
+    this.remotes.dispose();
     // An answer still streaming is saved as far as it got (the store saves only after a change, and publish makes
     // none before the restore).
     return this.store.flush();
@@ -279,24 +280,23 @@ export class ChatController implements vscode.Disposable {
 
   /**
    * The engine behind `baseUrl` asking `model`, with the API key stored now (a new key, address or model gets a new
-   * client).
+   * client; questions still running on the one before finish there).
    */
   private async remoteEngine(baseUrl: string, model: string): Promise<AnswerEngine> {
     const apiKey = await this.context.secrets.get(ENGINE_API_KEY_SECRET);
-    const key = JSON.stringify([baseUrl, apiKey ?? null, model]);
-    if (this.remote?.key !== key) {
-      this.remote?.engine.dispose();
-      this.remote = { key, engine: new RemoteEngine({ baseUrl, model, ...(apiKey ? { apiKey } : {}) }) };
-      if (apiKey && !privateTo(baseUrl)) {
-        // Said with each new client: the key and every screenshot go to it as they are, readable on the way.
-        const warning =
-          `the engine API key, your questions and screenshots go to ${baseUrl} over plain http, readable on the ` +
-          'network on the way; where it is not trusted, put the server behind https (docs/serving.md).';
-        this.log.warn(warning);
-        void vscode.window.showWarningMessage(`FiCoCo: ${warning}`);
-      }
+    const { engine, created } = this.remotes.client(
+      JSON.stringify([baseUrl, apiKey ?? null, model]),
+      () => new RemoteEngine({ baseUrl, model, ...(apiKey ? { apiKey } : {}) }),
+    );
+    if (created && apiKey && !privateTo(baseUrl)) {
+      // Said with each new client: the key and every screenshot go to it as they are, readable on the way.
+      const warning =
+        `the engine API key, your questions and screenshots go to ${baseUrl} over plain http, readable on the ` +
+        'network on the way; where it is not trusted, put the server behind https (docs/serving.md).';
+      this.log.warn(warning);
+      void vscode.window.showWarningMessage(`FiCoCo: ${warning}`);
     }
-    return this.remote.engine;
+    return engine;
   }
 
   /** What a reply asks with, from the settings now; `reduced` false answers with every visual token. */

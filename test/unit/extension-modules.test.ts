@@ -8,7 +8,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { describe, mock, test } from 'node:test';
+import { type Mock, describe, mock, test } from 'node:test';
 import type * as vscode from 'vscode';
 import { EngineError } from '../../src/client/engineClient';
 import { RemoteEngine, type RemoteEngineOptions } from '../../src/client/remoteEngine';
@@ -25,6 +25,7 @@ import {
   modelPathNames,
   readSettings,
 } from '../../src/extension/settings';
+import { RemoteClients } from '../../src/extension/remoteClients';
 import { StatusFigures } from '../../src/extension/statusFigures';
 import type { AnswerStatsView } from '../../src/protocol/webview';
 
@@ -221,6 +222,66 @@ describe('the model asked on a server that serves several (Ollama, vLLM with ada
       assert.match((failure as Error).message, /does not list qwen2\.5vl, the model in ficoco\.engineModel;/);
       assert.deepEqual(asked, ['llava:latest']);
     }));
+});
+
+test('a changed engine address or key: a question running on the old client finishes there, then it is disposed', async () => {
+  let answerStarted!: () => void;
+  const started = new Promise<void>((resolve) => (answerStarted = resolve));
+  let finishAnswer!: () => void;
+  const finished = new Promise<void>((resolve) => (finishAnswer = resolve));
+  const server = http.createServer(async (request, response) => {
+    response.setHeader('content-type', request.url === '/v1/models' ? 'application/json' : 'text/event-stream');
+    if (request.url === '/v1/models') {
+      response.end(JSON.stringify({ object: 'list', data: [{ id: 'llava', object: 'model' }] }));
+      return;
+    }
+    // The answer waits until the test has replaced the client it was asked through.
+    answerStarted();
+    await finished;
+    const choices = [{ index: 0, delta: { content: 'finished' }, finish_reason: 'stop' }];
+    response.end(`data: ${JSON.stringify({ id: 'x', object: 'chat.completion.chunk', choices })}\n\ndata: [DONE]\n\n`);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const baseUrl = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/v1`;
+  const made: RemoteEngine[] = [];
+  const create = () => {
+    const engine = new RemoteEngine({ baseUrl });
+    made.push(engine);
+    // Watched, not replaced: a dispose still aborts what the client has in flight.
+    mock.method(engine, 'dispose');
+    return engine;
+  };
+  /** Which clients made so far have been disposed, by the order they were made. */
+  const disposed = () =>
+    made.flatMap((engine, index) => ((engine.dispose as Mock<() => void>).mock.callCount() > 0 ? [index] : []));
+  const clients = new RemoteClients();
+  try {
+    const first = clients.client('key 1', create);
+    assert.equal(first.created, true);
+    assert.deepEqual(clients.client('key 1', create), { engine: first.engine, created: false });
+    const answer = first.engine.ask(
+      { modelDir: '/models/any', provider: 'cpu' },
+      { question: 'compare?', images: [], history: [], maxNewTokens: 4, temperature: 0, topP: 1, seed: 0 },
+      { text: () => undefined },
+    );
+    await started;
+    const second = clients.client('key 2', create);
+    assert.equal(second.created, true);
+    assert.notEqual(second.engine, first.engine);
+    assert.deepEqual(disposed(), [], 'the old client still answers');
+    finishAnswer();
+    assert.deepEqual(await answer, { text: 'finished', stopReason: 'stop-token' });
+    assert.deepEqual(disposed(), [0], 'disposed once its last question ended');
+    clients.client('key 3', create);
+    assert.deepEqual(disposed(), [0, 1], 'one with nothing running is disposed at once');
+    clients.dispose();
+    assert.deepEqual(disposed(), [0, 1, 2]);
+  } finally {
+    finishAnswer();
+    server.close();
+    server.closeAllConnections();
+  }
 });
 
 test(
