@@ -6,7 +6,7 @@ import { parseModelConfig } from '../engine/models/registry';
 import { readModelJson } from '../engine/text/json-file';
 import { type PublishedReduction, type ReductionChoice, chooseReduction } from '../engine/recommendation';
 import { AUTO_METHOD, NO_REDUCTION } from '../common/reductionChoice';
-import { budgetLabel } from '../common/budget';
+import { readableBudget } from '../common/budget';
 import { flopsArchOf } from '../engine/models/flopsArch';
 import { exifOrientation, uprightSize } from '../engine/image/orientation';
 import {
@@ -125,7 +125,7 @@ export async function flopsCommand(args: string[]): Promise<number> {
   if (budgets) return written([...report, flopsTable(arch, textTokens, budgets) + '\n']);
   if (auto) {
     const chosen =
-      auto.method === NO_REDUCTION ? 'every visual token' : `${auto.method} at ${budgetLabel(auto.budget)}`;
+      auto.method === NO_REDUCTION ? 'every visual token' : `${auto.method} at ${readableBudget(auto.budget)}`;
     report.push(`auto: ${chosen}. ${auto.why}\n\n`);
   }
   // reductionArg gives every method but auto and none a budget, and none is undefined.

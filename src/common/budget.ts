@@ -25,8 +25,9 @@ export const BUDGET_PATTERN =
 export function parseBudget(text: string): Budget | undefined {
   const trimmed = text.trim();
   if (!new RegExp(BUDGET_PATTERN).test(trimmed)) return undefined;
+  // "5.6e-2" rounds the decimal 0.056 once, as "0.056" does; 5.6 / 100 would round twice, to another budget.
   const budget: Budget = trimmed.endsWith('%')
-    ? { ratio: Number(trimmed.slice(0, -1)) / 100 }
+    ? { ratio: Number(`${trimmed.slice(0, -1).trim()}e-2`) }
     : /^\d+$/.test(trimmed)
       ? { tokens: Number(trimmed) }
       : { ratio: Number(trimmed) };
@@ -40,11 +41,29 @@ export function isValidBudget(budget: Budget): boolean {
 }
 
 /**
- * How tables, charts, messages and requests name a budget: "64", or a share as a percentage with the decimals it
- * needs ("11%", "11.54%"), so that budgets a list can hold side by side read differently, and the label parses back.
+ * A budget exactly, as requests, keys and tables name it: "64", or a share as the shortest percentage that parses back
+ * to the same share ("11%", "11.54%", "33.33333333333333%" for 1/3), so two budgets never share a label.
  */
-export const budgetLabel = (budget: Budget): string =>
-  'tokens' in budget ? String(budget.tokens) : `${withoutTrailingZeros((100 * budget.ratio).toFixed(10))}%`;
+export function budgetLabel(budget: Budget): string {
+  if ('tokens' in budget) return String(budget.tokens);
+  // 17 significant digits always read back as the same double; most shares need far fewer.
+  for (let digits = 1; ; digits++) {
+    const label = percentage(budget.ratio, digits);
+    const parsed = parseBudget(label);
+    if (digits === 17 || (parsed && 'ratio' in parsed && parsed.ratio === budget.ratio)) return label;
+  }
+}
 
-/** "11.5400000000" → "11.54", "11.0000000000" → "11": toFixed's digits past the last that counts dropped. */
-const withoutTrailingZeros = (fixed: string): string => fixed.replace(/0+$/, '').replace(/\.$/, '');
+/** A budget as a person reads it in a message or a tooltip: "64", or a share to 3 significant digits ("33.3%"). */
+export function readableBudget(budget: Budget): string {
+  return 'tokens' in budget ? String(budget.tokens) : percentage(budget.ratio, 3);
+}
+
+/** `ratio` as a percentage with at most `digits` significant digits, never in exponent notation ("0.00001%"). */
+function percentage(ratio: number, digits: number): string {
+  return new Intl.NumberFormat('en-US', {
+    style: 'percent',
+    useGrouping: false,
+    maximumSignificantDigits: digits,
+  }).format(ratio);
+}

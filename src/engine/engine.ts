@@ -16,7 +16,7 @@ import {
 import { ElemType } from './graph/builder';
 import { HIDDEN_COSINE, POSITIONS } from './graph/segment';
 import type { ModelShape } from '../reduction/method';
-import { BUDGET_HINT, budgetLabel } from '../common/budget';
+import { BUDGET_HINT, budgetLabel, readableBudget } from '../common/budget';
 import { formatGibibytes } from '../common/bytes';
 import { AUTO_METHOD, NO_REDUCTION, type ReductionRequest } from '../common/reductionChoice';
 import { ReductionSettingsError, checkedRequest, planHooks, planReduction } from '../reduction/registry';
@@ -558,7 +558,7 @@ export class LlavaEngine {
       method: NO_REDUCTION,
       params: {},
       why:
-        `auto would use ${choice.method} at ${budgetLabel(choice.budget)}, but this model reduces one image per ` +
+        `auto would use ${choice.method} at ${readableBudget(choice.budget)}, but this model reduces one image per ` +
         `question and this one has ${images}: every visual token is used. (${choice.why})`,
     };
   }

@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Budget, ParamValue, budgetLabel, parseBudget } from '../common/budget';
+import { Budget, ParamValue, parseBudget, readableBudget } from '../common/budget';
 import { FicocoError } from '../common/errors';
 import { NO_REDUCTION, ReductionRule } from '../common/reductionChoice';
 import type { ModelShape } from '../reduction/method';
@@ -106,7 +106,7 @@ export function chooseReduction(
     params: {},
     rule: 'default',
     why:
-      `${problem}FiCoCo's default (${DEFAULT_REDUCTION.method} at ${budgetLabel(DEFAULT_REDUCTION.budget)}): ` +
+      `${problem}FiCoCo's default (${DEFAULT_REDUCTION.method} at ${readableBudget(DEFAULT_REDUCTION.budget)}): ` +
       `nothing was measured or published for this model; \`ficoco tune\` measures it.`,
   };
 }

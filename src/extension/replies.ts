@@ -7,6 +7,7 @@
  * shape), so it is tested against a real engine process.
  */
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
+import { parseBudget, readableBudget } from '../common/budget';
 import { type AnswerStats, type LoadParams, loadKey, loadRequestKey } from '../protocol/engine';
 import { type AnswerStatsView, type HostMessage, type ReplyKind, isReducedAnswer } from '../protocol/webview';
 import type { Conversation, ImageInput } from './conversation';
@@ -488,7 +489,9 @@ export function statsView(stats: AnswerStats): AnswerStatsView {
   if (stats.historyTrimmed !== undefined) view.historyTrimmed = { ...stats.historyTrimmed };
   if (stats.reduction) {
     const { method, budget, rule, why } = stats.reduction;
-    view.reduction = { method, budget, rule, why };
+    // The engine's label is exact ("33.33333333333333%"), for requests and keys; a person reads it to 3 digits.
+    const parsed = parseBudget(budget);
+    view.reduction = { method, budget: parsed ? readableBudget(parsed) : budget, rule, why };
   }
   if (stats.patchFates)
     view.imageReductions = stats.patchFates.map(({ rows, cols, patches, tileBorders, thumbnail, seen }) => ({

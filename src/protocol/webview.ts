@@ -37,7 +37,7 @@ export type ImageReduction = PatchFates;
 /** The reduction an answer used, and which rule chose it. */
 export interface ReductionView {
   method: string;
-  /** as the user would write it: "64", "11%" */
+  /** as a person reads it: "64", "11%", "33.3%" (a share to 3 significant digits), or "all" */
   budget: string;
   rule: ReductionRule;
   /** the rule in a sentence, with its evidence ("measured for this model by ficoco tune: 96 % of …") */

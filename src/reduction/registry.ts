@@ -1,6 +1,6 @@
 import { Method, ModelShape, keptTokens } from './method';
 import { FicocoError } from '../common/errors';
-import { BUDGET_HINT, Budget, ParamValue, budgetLabel, isValidBudget } from '../common/budget';
+import { BUDGET_HINT, Budget, ParamValue, isValidBudget, readableBudget } from '../common/budget';
 import { dart } from './methods/dart';
 import { divPrune } from './methods/divprune';
 import { evit } from './methods/evit';
@@ -110,7 +110,7 @@ export function checkedRequest(
 ): { method: Method; params: StepParams } {
   const method = findMethod(methodName);
   if (!isValidBudget(budget))
-    throw new ReductionSettingsError(`Budget ${budgetLabel(budget)} is not valid: give ${BUDGET_HINT}.`);
+    throw new ReductionSettingsError(`Budget ${readableBudget(budget)} is not valid: give ${BUDGET_HINT}.`);
   return { method, params: resolveParams(method, given) };
 }
 

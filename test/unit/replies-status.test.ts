@@ -8,7 +8,7 @@ import type { CancellationToken } from 'vscode-jsonrpc/node';
 import type { AnswerEngine, AnswerListeners, AskOptions, EngineAnswer } from '../../src/client/engineClient';
 import { StatusActivities } from '../../src/extension/activity';
 import { Conversation, type ImageInput } from '../../src/extension/conversation';
-import { Replies, type ReplySettings } from '../../src/extension/replies';
+import { Replies, type ReplySettings, statsView } from '../../src/extension/replies';
 import { SpeedupCache } from '../../src/extension/speedup';
 import type { AnswerStats, LoadParams } from '../../src/protocol/engine';
 
@@ -142,5 +142,18 @@ describe('the status bar while replies overlap', () => {
     assert.equal(statuses.at(-1), 'busy: Downloading 10 %', `the download goes on: ${statuses.join(' | ')}`);
     status.end('download');
     assert.equal(statuses.at(-1), 'idle');
+  });
+});
+
+describe('the budget the chat and the status bar show', () => {
+  test("the engine's exact label of a share reads to 3 significant digits; a count and 'all' as they are", () => {
+    const shown = (budget: string) => {
+      const answer = stats(true);
+      return statsView({ ...answer, reduction: { ...answer.reduction!, budget } }).reduction?.budget;
+    };
+    assert.equal(shown('33.33333333333333%'), '33.3%');
+    assert.equal(shown('11%'), '11%');
+    assert.equal(shown('16'), '16');
+    assert.equal(shown('all'), 'all');
   });
 });

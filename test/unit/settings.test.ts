@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
-import { BUDGET_PATTERN, budgetLabel, parseBudget } from '../../src/common/budget';
+import { BUDGET_PATTERN, budgetLabel, parseBudget, readableBudget } from '../../src/common/budget';
 import { budgetArg, budgetsArg } from '../../src/cli/args';
 import {
   MAIN_SETTINGS,
@@ -311,15 +311,28 @@ describe('settings', () => {
     assert.deepEqual(labels('0.115,0.1154,0.11541'), ['11.5%', '11.54%', '11.541%']);
     assert.deepEqual(labels('64,11%,25%,5.6%,2.8%,0.333,100%'), ['64', '11%', '25%', '5.6%', '2.8%', '33.3%', '100%']);
     assert.deepEqual(labels('0.11'), ['11%']);
-    // One label is one budget (5.6% parses to 0.055999…, not 0.056): refused as given twice, not two rows alike.
+    // 5.6% is the share 0.056, as 0.056 is: refused as given twice, not two rows alike.
+    assert.deepEqual(parseBudget('5.6%'), { ratio: 0.056 });
     assert.throws(() => budgetsArg('5.6%,0.056'), /names the same one twice \(5\.6% and 0\.056\)/);
     // tune's default shares on a tiled model: whole percentages, not 100 × 0.57's 56.99999999999999.
     assert.deepEqual(
       [8, 7, 6, 5, 4, 3, 2, 1].map((ninths) => budgetLabel({ ratio: Math.round((100 * ninths) / 9) / 100 })),
       ['89%', '78%', '67%', '56%', '44%', '33%', '22%', '11%'],
     );
-    // A remote engine sends the label as the request's budget: it must read back as the same budget.
-    for (const ratio of [0.1154, 0.056, 1 / 3, 1e-9, 0.999])
-      assert.equal(budgetLabel(parseBudget(budgetLabel({ ratio }))!), budgetLabel({ ratio }), `${ratio}`);
+    // A remote engine sends the label as the request's budget: it must read back as the same budget, however small.
+    const shares = [0.1154, 0.056, 1 / 3, 2 / 3, 1e-9, 1e-13, Number.MIN_VALUE, 0.999, 1 - Number.EPSILON];
+    for (let i = 1; i < 2000; i++) shares.push(i / 2000, (i / 2000) ** 9);
+    for (const ratio of shares) assert.deepEqual(parseBudget(budgetLabel({ ratio })), { ratio }, `${ratio}`);
+    assert.equal(budgetLabel({ ratio: 1 / 3 }), '33.33333333333333%');
+    assert.equal(budgetLabel({ ratio: 1e-13 }), '0.00000000001%');
+  });
+
+  test('a budget as a person reads it: a share to 3 significant digits', () => {
+    assert.deepEqual(
+      [{ tokens: 64 }, { ratio: 0.11 }, { ratio: 1 / 3 }, { ratio: 0.1154 }, { ratio: 1e-13 }, { ratio: 1 }].map(
+        readableBudget,
+      ),
+      ['64', '11%', '33.3%', '11.5%', '0.00000000001%', '100%'],
+    );
   });
 });
