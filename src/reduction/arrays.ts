@@ -1,10 +1,5 @@
 /** Small numeric helpers over typed arrays, shared by the stages. All math in float64, results float32. */
 
-/** Row `i` of a row-major [rows, width] matrix (a view, no copy). */
-export function row(matrix: Float32Array, width: number, i: number): Float32Array {
-  return matrix.subarray(i * width, (i + 1) * width);
-}
-
 export function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let sum = 0;
   for (let i = 0; i < a.length; i++) sum += a[i] * b[i];
@@ -51,10 +46,19 @@ export function norm(a: ArrayLike<number>): number {
   return Math.sqrt(dot(a, a));
 }
 
-/** cos(a, b) = a·b / (‖a‖‖b‖), 0 when either is zero */
-export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  const denominator = norm(a) * norm(b);
-  return denominator === 0 ? 0 : dot(a, b) / denominator;
+/**
+ * cos(v, m_i) = v·m_i / (‖v‖‖m_i‖), 0 when either is zero, for row i of a row-major [rows, v.length] matrix, given
+ * ‖v‖: one pass, no view of the row, each sum in dot's order (so the bits of a plain cosine).
+ */
+export function cosineToRow(v: Float64Array, vNorm: number, matrix: Float32Array, i: number): number {
+  let product = 0;
+  let squares = 0;
+  for (let d = 0, from = i * v.length; d < v.length; d++) {
+    product += v[d] * matrix[from + d];
+    squares += matrix[from + d] * matrix[from + d];
+  }
+  const denominator = vNorm * Math.sqrt(squares);
+  return denominator === 0 ? 0 : product / denominator;
 }
 
 /** [from, length] of each stretch of `indices` whose values go up by one: positions in `indices`, in order. */

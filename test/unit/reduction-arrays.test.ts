@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { dot, matmul, rangeSum, row, rowDot, selectRows } from '../../src/reduction/arrays';
+import { cosineToRow, dot, matmul, norm, rangeSum, rowDot, selectRows } from '../../src/reduction/arrays';
+
+/** Row `i` of a row-major [rows, width] matrix. */
+function row(matrix: Float32Array, width: number, i: number): Float32Array {
+  return matrix.subarray(i * width, (i + 1) * width);
+}
 
 test(
   'matmul multiplies row-major matrices, and a zero factor skips its row of B (so Infinity there does ' +
@@ -45,6 +50,17 @@ test('rowDot multiplies two rows of a matrix, the width past its last multiple o
     ])
       assert.equal(rowDot(matrix, width, i, j), dot(row(matrix, width, i), row(matrix, width, j)), `width ${width}`);
   }
+});
+
+test('cosineToRow is the plain cosine of a vector and a matrix row, to the bit, and 0 against a zero row', () => {
+  const width = 7;
+  const v = Float64Array.from({ length: width }, (_, d) => Math.sin(d + 0.5) / 3);
+  const matrix = Float32Array.from({ length: 3 * width }, (_, i) => (i < 2 * width ? Math.cos(i * 1.7) : 0));
+  for (const i of [0, 1]) {
+    const m = row(matrix, width, i);
+    assert.equal(cosineToRow(v, norm(v), matrix, i), dot(v, m) / (norm(v) * norm(m)), `row ${i}`);
+  }
+  assert.equal(cosineToRow(v, norm(v), matrix, 2), 0);
 });
 
 test('rangeSum adds the values it is given and no others, whatever the count past a multiple of four', () => {

@@ -1,4 +1,4 @@
-import { cosine, l2Normalize, row } from '../arrays';
+import { cosineToRow, l2Normalize, norm } from '../arrays';
 import { ParamSpec } from '../method';
 import { StageInput, spanTokens } from '../paradigm';
 import { SiteView } from '../tokenState';
@@ -76,7 +76,8 @@ export function meanKeyTerm(input: StageInput<unknown>): Float64Array {
   const tokens = spanTokens(span);
   const mean = new Float64Array(headDim);
   for (const t of tokens) for (let d = 0; d < headDim; d++) mean[d] += keys[t * headDim + d] / tokens.length;
-  return Float64Array.from(tokens, (t) => -cosine(mean, row(keys, headDim, t)));
+  const meanNorm = norm(mean);
+  return Float64Array.from(tokens, (t) => -cosineToRow(mean, meanNorm, keys, t));
 }
 
 /** s = w_a·â − w_b·b̂ over the span, each term optionally L2-normalised (official code). */
