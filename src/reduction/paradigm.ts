@@ -1,5 +1,5 @@
 import { FicocoError } from '../common/errors';
-import { topIndices } from './arrays';
+import { firstNaN, topIndices } from './arrays';
 import { AttentionNeeds, HookSite, ReductionHook, SiteView, TokenState, VisualSpan } from './tokenState';
 
 /**
@@ -202,15 +202,14 @@ function checkSignalsHaveNoNaN(view: SiteView): void {
     keyCosine: view.keyCosine,
   };
   for (const [name, values] of Object.entries(signals)) {
-    if (!values) continue;
-    for (let i = 0; i < values.length; i++)
-      if (Number.isNaN(values[i]))
-        throw new FicocoError(
-          `The ${name} the reduction step at ${view.site} reads holds NaN (at ${i}): the model overflowed before ` +
-            'this layer, as half precision on a GPU can; run it on the CPU (ficoco.provider cpu, --provider cpu), ' +
-            'which computes in float32.',
-          'provider',
-        );
+    const at = values ? firstNaN(values) : -1;
+    if (at >= 0)
+      throw new FicocoError(
+        `The ${name} the reduction step at ${view.site} reads holds NaN (at ${at}): the model overflowed before ` +
+          'this layer, as half precision on a GPU can; run it on the CPU (ficoco.provider cpu, --provider cpu), ' +
+          'which computes in float32.',
+        'provider',
+      );
   }
 }
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { cosineToRow, dot, matmul, norm, rangeSum, rowDot, selectRows } from '../../src/reduction/arrays';
+import { cosineToRow, dot, firstNaN, matmul, norm, rangeSum, rowDot, selectRows } from '../../src/reduction/arrays';
 
 /** Row `i` of a row-major [rows, width] matrix. */
 function row(matrix: Float32Array, width: number, i: number): Float32Array {
@@ -61,6 +61,18 @@ test('cosineToRow is the plain cosine of a vector and a matrix row, to the bit, 
     assert.equal(cosineToRow(v, norm(v), matrix, i), dot(v, m) / (norm(v) * norm(m)), `row ${i}`);
   }
   assert.equal(cosineToRow(v, norm(v), matrix, 2), 0);
+});
+
+test('firstNaN finds the first NaN wherever it falls among the four it tests at once or past them, not ±∞', () => {
+  const values = Float32Array.from({ length: 11 }, (_, i) => (i % 3 === 0 ? -Infinity : i === 4 ? Infinity : i));
+  assert.equal(firstNaN(values), -1);
+  for (const at of [0, 1, 2, 3, 5, 8, 9, 10]) {
+    const poisoned = values.slice();
+    poisoned[at] = NaN;
+    poisoned[10] = NaN;
+    assert.equal(firstNaN(poisoned), at, `NaN at ${at}`);
+  }
+  assert.equal(firstNaN(new Float32Array(0)), -1);
 });
 
 test('rangeSum adds the values it is given and no others, whatever the count past a multiple of four', () => {
