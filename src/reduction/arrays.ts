@@ -174,7 +174,9 @@ export function matmul(a: Float64Array, b: Float64Array, rows: number, inner: nu
 /** x / max(‖x‖₂, 1e-12), as torch.nn.functional.normalize */
 export function l2Normalize(values: Float64Array): Float64Array {
   const length = Math.max(norm(values), 1e-12);
-  return values.map((v) => v / length);
+  const unit = new Float64Array(values.length);
+  for (let i = 0; i < values.length; i++) unit[i] = values[i] / length;
+  return unit;
 }
 
 /** The ε-quantile with linear interpolation between order statistics (numpy/torch "linear"), in O(n) by selection. */

@@ -130,7 +130,9 @@ export function correlationFrom(
 
 /** The span's token indices in sequence order. */
 export function spanTokens(span: VisualSpan): Int32Array {
-  return Int32Array.from({ length: span.count }, (_, i) => span.start + i);
+  const tokens = new Int32Array(span.count);
+  for (let i = 0; i < span.count; i++) tokens[i] = span.start + i;
+  return tokens;
 }
 
 /**

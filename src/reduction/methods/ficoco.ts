@@ -77,7 +77,9 @@ export function meanKeyTerm(input: StageInput<unknown>): Float64Array {
   const mean = new Float64Array(headDim);
   for (const t of tokens) for (let d = 0; d < headDim; d++) mean[d] += keys[t * headDim + d] / tokens.length;
   const meanNorm = norm(mean);
-  return Float64Array.from(tokens, (t) => -cosineToRow(mean, meanNorm, keys, t));
+  const term = new Float64Array(tokens.length);
+  for (let i = 0; i < tokens.length; i++) term[i] = -cosineToRow(mean, meanNorm, keys, tokens[i]);
+  return term;
 }
 
 /** s = w_a·â − w_b·b̂ over the span, each term optionally L2-normalised (official code). */
@@ -88,5 +90,7 @@ export function weightedDifference(
 ): Float64Array {
   const a = normalize ? l2Normalize(first) : first;
   const b = normalize ? l2Normalize(second) : second;
-  return a.map((v, i) => weightFirst * v - weightSecond * b[i]);
+  const scores = new Float64Array(a.length);
+  for (let i = 0; i < a.length; i++) scores[i] = weightFirst * a[i] - weightSecond * b[i];
+  return scores;
 }

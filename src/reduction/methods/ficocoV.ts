@@ -84,10 +84,10 @@ const redundancyFilter: Filter<FicocoVParams> = (input) => {
 
 /** p_i = mean_j A[i, j] over the span's tokens (the code's row mean) */
 function spanRowMeans(attention: Float32Array, keys: number, span: VisualSpan): Float64Array {
-  return Float64Array.from(
-    { length: span.count },
-    (_, t) => rangeSum(attention, (span.start + t) * keys + span.start, span.count) / span.count,
-  );
+  const means = new Float64Array(span.count);
+  for (let t = 0; t < span.count; t++)
+    means[t] = rangeSum(attention, (span.start + t) * keys + span.start, span.count) / span.count;
+  return means;
 }
 
 /** p_i = mean_j A[j, i] over the span's tokens (attention received, the paper's reading) */
