@@ -8,7 +8,7 @@ import { PROVIDERS, ProviderSetting } from '../engine/runtime/provider';
 import { WEIGHT_QUANTIZATIONS, WeightQuantization, passesQuarter, quantizingProgress } from '../common/quantization';
 import { BUDGET_HINT, Budget, ParamValue, budgetLabel, parseBudget } from '../common/budget';
 import { AUTO_METHOD, NO_REDUCTION } from '../common/reductionChoice';
-import { METHODS, findMethod } from '../reduction/registry';
+import { METHODS, findMethod, nameLike } from '../reduction/registry';
 import { type PrefillProgress, prefillProgressLabel } from '../common/prefillProgress';
 
 /**
@@ -134,12 +134,17 @@ export function reductionArg(
 ): { method: string; budget?: Budget; params: Record<string, ParamValue> } | undefined {
   const choosing = method === AUTO_METHOD || method === NO_REDUCTION;
   // A misspelt name is said first: asking for a budget it would not use sends the user the wrong way.
-  if (method !== undefined && !choosing && !METHODS.some((known) => known.name === method))
+  if (method !== undefined && !choosing && !METHODS.some((known) => known.name === method)) {
+    const methodNames = METHODS.map((known) => known.name);
+    const meant = nameLike(method, [AUTO_METHOD, NO_REDUCTION, ...methodNames]);
     throw new FicocoError(
-      `--method ${method} is not a reduction method: use ${AUTO_METHOD}, ${NO_REDUCTION} or one of ` +
-        `${METHODS.map((known) => known.name).join(', ')} (\`ficoco methods\` says what each does).`,
+      meant
+        ? `--method ${method} is not a reduction method: did you mean --method ${meant}?`
+        : `--method ${method} is not a reduction method: use ${AUTO_METHOD}, ${NO_REDUCTION} or one of ` +
+            `${methodNames.join(', ')} (\`ficoco methods\` says what each does).`,
       'input',
     );
+  }
   if (method !== undefined && !choosing && budget === undefined)
     throw new FicocoError(`--method ${method} needs --budget: e.g. --method ficoco-v --budget 64.`, 'input');
   // A budget or parameters nothing would use are refused, not silently dropped.

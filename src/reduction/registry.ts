@@ -49,11 +49,24 @@ export class ReductionSettingsError extends FicocoError {
 
 export function findMethod(name: string): Method {
   const method = METHODS.find((m) => m.name === name);
-  if (!method)
+  if (!method) {
+    const meant = nameLike(name);
     throw new ReductionSettingsError(
-      `Unknown reduction method "${name}"; available: ${METHODS.map((m) => m.name).join(', ')}.`,
+      meant
+        ? `Unknown reduction method "${name}"; did you mean "${meant}"?`
+        : `Unknown reduction method "${name}"; available: ${METHODS.map((m) => m.name).join(', ')}.`,
     );
+  }
   return method;
+}
+
+/**
+ * The one of `names` that a mistyped name means when they differ only in case and punctuation, as the papers write
+ * them (FiCoCo-V, ficoco_v → ficoco-v); undefined when none does.
+ */
+export function nameLike(name: string, names: readonly string[] = METHODS.map((m) => m.name)): string | undefined {
+  const letters = (text: string) => text.toLowerCase().replace(/[^a-z0-9]/g, '');
+  return names.find((known) => letters(known) === letters(name));
 }
 
 /** Fills defaults and checks every given parameter against the method's schema. */

@@ -119,8 +119,19 @@ const cases: [string, string[], RegExp][] = [
   // Refused before the model loads (the folder here is not a model): a large one takes minutes.
   [
     'an unknown method',
-    ['--model', NOT_A_MODEL, '--image', IMAGE, '--method', 'ficocov', '--budget', '16', 'q'],
-    /^error: --method ficocov is not a reduction method: use auto, none or one of ficoco-v, .*, pooling \(`ficoco methods` says what each does\)\.$/,
+    ['--model', NOT_A_MODEL, '--image', IMAGE, '--method', 'ficoco-x', '--budget', '16', 'q'],
+    /^error: --method ficoco-x is not a reduction method: use auto, none or one of ficoco-v, .*, pooling \(`ficoco methods` says what each does\)\.$/,
+  ],
+  // The README writes FiCoCo-V; the name to type is the one it resembles.
+  [
+    'a method named as the README writes it',
+    ['--model', NOT_A_MODEL, '--image', IMAGE, '--method', 'FiCoCo-V', '--budget', '16', 'q'],
+    /^error: --method FiCoCo-V is not a reduction method: did you mean --method ficoco-v\?$/,
+  ],
+  [
+    'auto in capitals',
+    ['--model', NOT_A_MODEL, '--image', IMAGE, '--method', 'Auto', 'q'],
+    /^error: --method Auto is not a reduction method: did you mean --method auto\?$/,
   ],
   [
     'an unknown method without a budget: the name is what is wrong',
@@ -333,6 +344,11 @@ const commandCases: [string, string[], RegExp][] = [
     'bench: an unknown method after a known one',
     ['bench', '--model', NOT_A_MODEL, '--methods', 'ficoco-v,nosuch'],
     /^error: Unknown reduction method "nosuch"; available: ficoco-v, /,
+  ],
+  [
+    'eval: a method with an underscore for its hyphen',
+    ['eval', '--model', NOT_A_MODEL, '--data', EVAL_SET, '--methods', 'tome,ficoco_v'],
+    /^error: Unknown reduction method "ficoco_v"; did you mean "ficoco-v"\?$/,
   ],
   [
     'bench: a budget twice',

@@ -126,7 +126,7 @@ describe('the reduction in a chat request', () => {
         (error: unknown) =>
           error instanceof FicocoError &&
           error.kind === 'reduction' &&
-          /^Unknown reduction method "ficoco_v"; available: ficoco-v, /.test(error.message),
+          /^Unknown reduction method "ficoco_v"; did you mean "ficoco-v"\?$/.test(error.message),
       );
     assert.deepEqual(ask({ method: 'ficoco-v', budget: 16 }).ask.reduction, {
       method: 'ficoco-v',
