@@ -11,7 +11,7 @@ export type ParamValue = number | string | boolean;
 
 /** What a budget may be written as, for messages. */
 export const BUDGET_HINT =
-  'a whole number of visual tokens (e.g. 64) or a share above 0 and up to 100% (e.g. 11% or 0.11)';
+  'a whole number of visual tokens, 1 or more (e.g. 64), or a share above 0 and up to 100% (e.g. 11% or 0.11)';
 
 /**
  * The budget grammar as a JSON-schema pattern (package.json's setting): a count, N%, or a decimal share. It accepts

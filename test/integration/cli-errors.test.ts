@@ -63,7 +63,13 @@ const cases: [string, string[], RegExp][] = [
   [
     'a negative budget',
     ['--image', IMAGE, '--method', 'ficoco-v', '--budget', '-5', 'q'],
-    /^error: --budget -5 must be a whole number of visual tokens .* or a share above 0 and up to 100%/,
+    /^error: --budget -5 must be a whole number of visual tokens, 1 or more .* or a share above 0 and up to 100%/,
+  ],
+  // 0 is a whole number: the message says the least a count may be.
+  [
+    'a budget of 0',
+    ['--image', IMAGE, '--method', 'ficoco-v', '--budget', '0', 'q'],
+    /^error: --budget 0 must be a whole number of visual tokens, 1 or more \(e\.g\. 64\), or a share above 0/,
   ],
   [
     'a budget above 100 %',
@@ -379,7 +385,7 @@ const commandCases: [string, string[], RegExp][] = [
   ].map((args): [string, string[], RegExp] => [
     `${args[0]}: a wrong entry in --budgets`,
     [...args, '--budgets', '12,lots'],
-    /^error: --budgets lots must be a whole number of visual tokens \(e\.g\. 64\) or a share above 0/,
+    /^error: --budgets lots must be a whole number of visual tokens, 1 or more \(e\.g\. 64\), or a share above 0/,
   ]),
   [
     'eval: a method twice',

@@ -226,7 +226,7 @@ describe('settings', () => {
     );
     assert.match(
       messages.join('\n'),
-      /ficoco\.reduction\.budget is "half"; expected a whole number of visual tokens \(e\.g\. 64\) or a share above 0 and up to 100% \(e\.g\. 11% or 0\.11\)\. Using the default, "11%"\./,
+      /ficoco\.reduction\.budget is "half"; expected a whole number of visual tokens, 1 or more \(e\.g\. 64\), or a share above 0 and up to 100% \(e\.g\. 11% or 0\.11\)\. Using the default, "11%"\./,
     );
     assert.match(
       messages.join('\n'),
