@@ -1,7 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AnswerStats, LlavaEngine } from '../engine/engine';
-import { checkQuestion } from '../engine/askChecks';
 import { EngineError } from '../client/engineClient';
 import { AUTO_METHOD, NO_REDUCTION } from '../common/reductionChoice';
 import { FICOCO_ERROR_KINDS, FicocoError } from '../common/errors';
@@ -198,7 +197,12 @@ async function ask(args: string[]): Promise<number> {
   };
   const imageFiles = images.map((file) => readImageArg(file));
   // What the engine would refuse only after loading the model, minutes for a large one, refused first.
-  checkQuestion(request.question);
+  // The engine's own refusal speaks to the chat's text box; here the question is an argument.
+  if (request.question.trim() === '')
+    throw new FicocoError(
+      'no question given: put it last, in quotes: ficoco ask --image FILE "what does the dialog say?"',
+      'input',
+    );
   if (reduction && reduction.method !== AUTO_METHOD && reduction.budget)
     checkedRequest(reduction.method, reduction.budget, reduction.params);
   for (const image of imageFiles) checkImageFile(image.bytes, image.name);

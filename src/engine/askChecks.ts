@@ -9,7 +9,7 @@ import type { ChatMessage } from './text/chat-template';
 /** The answer's length in tokens when a question does not say (AskRequest.maxNewTokens). */
 export const DEFAULT_MAX_NEW_TOKENS = 256;
 
-/** Refuses an empty question (the CLI asks this before it loads a model). */
+/** Refuses an empty question. */
 export function checkQuestion(question: string): void {
   if (question.trim() === '')
     throw new FicocoError('The question is empty; type what you want to know about the image.', 'input');

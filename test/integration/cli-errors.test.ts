@@ -154,10 +154,16 @@ const cases: [string, string[], RegExp][] = [
     ['--model', NOT_A_MODEL, '--image', path.join(ROOT, 'test', 'fixtures', 'preprocess', 'notes.png'), 'q'],
     /^error: notes\.png is not an image: supported formats are PNG, JPEG, WebP, GIF\.$/,
   ],
+  // Said as a command line's mistake: where the question goes, not the chat's "type what you want to know".
+  [
+    'no question',
+    ['--model', NOT_A_MODEL, '--image', IMAGE],
+    /^error: no question given: put it last, in quotes: ficoco ask --image FILE "what does the dialog say\?"$/,
+  ],
   [
     'an empty question',
     ['--model', NOT_A_MODEL, '--image', IMAGE, ' '],
-    /^error: The question is empty; type what you want to know about the image\.$/,
+    /^error: no question given: put it last, in quotes: /,
   ],
   [
     'a --model that is not there',
