@@ -129,13 +129,15 @@ function revisionOf(target: string, flag: string | undefined): [string, string |
 
 function list(root: string): number {
   const lines = ['Presets:'];
-  const indent = ''.padEnd(25);
+  const nameWidth = 24;
+  // A preset's later lines start under its title: after the two spaces, the name's column and one space.
+  const indent = ' '.repeat(2 + nameWidth + 1);
   for (const preset of MODEL_PRESETS) {
     lines.push(
-      `  ${`${preset.id}${preset.recommended ? ' *' : ''}`.padEnd(24)} ${preset.title}, ${preset.parameters} parameters, ` +
+      `  ${`${preset.id}${preset.recommended ? ' *' : ''}`.padEnd(nameWidth)} ${preset.title}, ${preset.parameters} parameters, ` +
         `${formatBytes(preset.approxBytes)}, ${preset.licence}`,
-      `${indent} ${preset.hub ? `${preset.hub.repo}@${preset.hub.revision.slice(0, 7)}` : 'built in'}; ${preset.hardware}`,
-      `${indent} screenshots: ${preset.screenshots.highResolution ? 'high resolution' : 'low resolution'}, ` +
+      `${indent}${preset.hub ? `${preset.hub.repo}@${preset.hub.revision.slice(0, 7)}` : 'built in'}; ${preset.hardware}`,
+      `${indent}screenshots: ${preset.screenshots.highResolution ? 'high resolution' : 'low resolution'}, ` +
         preset.screenshots.summary,
     );
   }

@@ -132,6 +132,13 @@ test('ficoco models lists every preset with its size, licence and pinned revisio
     assert.ok(stdout.includes(`screenshots: ${resolution}, ${preset.screenshots.summary}`), preset.id);
   }
   assert.match(stdout, /^ {2}llava-onevision-0\.5b \* +LLaVA-OneVision 0\.5B/m, 'the recommended preset is marked');
+  // A preset's revision and screenshot lines start under its title, as one column.
+  const lines = stdout.split('\n');
+  MODEL_PRESETS.forEach((preset, index) => {
+    const [first, ...rest] = lines.slice(1 + 3 * index, 4 + 3 * index);
+    for (const line of rest)
+      assert.equal(line.search(/\S/), first.indexOf(preset.title), `${preset.id}:\n${first}\n${line}`);
+  });
 });
 
 test('ficoco models lists unfinished downloads; ficoco models clean removes them', async () => {
