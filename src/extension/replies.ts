@@ -176,6 +176,10 @@ export class Replies {
     let measure: (() => Promise<void>) | undefined;
     // Tracked before its engine is set up, so that a Stop while a remote one reads its API key is not lost.
     const flight = this.track(key, cancel, undefined, { reply: kind, loading: false });
+    // Once stopped, the status never says the reply answers again: its engine set up, or its text read, after Stop.
+    const showActivity = (label: string) => {
+      if (!cancel.token.isCancellationRequested) status.busy(key, label);
+    };
     try {
       const { engine: where, engineModel, model, reduction, maxNewTokens, temperature } = settings();
       const engine = where === 'local' ? this.options.engine : await this.options.remote(where, engineModel);
@@ -183,7 +187,7 @@ export class Replies {
         where !== 'local' || (this.loaded?.key === loadRequestKey(model) && this.loaded.processId === engine.processId);
       flight.engine = engine;
       flight.loading = !alreadyLoaded;
-      status.busy(key, alreadyLoaded ? REPLY_ACTIVITY.answering : REPLY_ACTIVITY.loading);
+      showActivity(alreadyLoaded ? REPLY_ACTIVITY.answering : REPLY_ACTIVITY.loading);
       const request: AskOptions = {
         question,
         images: inputs.map(({ name, dataBase64 }) => ({ name, dataBase64 })),
@@ -204,7 +208,7 @@ export class Replies {
       };
       const onText = (text: string) => {
         this.paced(key);
-        status.busy(key, REPLY_ACTIVITY.answering);
+        showActivity(REPLY_ACTIVITY.answering);
         const message = conversation.appendText(turnId, kind, text);
         if (message) post(message);
       };

@@ -703,6 +703,8 @@ describe('chat replies on a real engine process', () => {
 
   /** How a scripted server answers a chat completion. */
   type Respond = (response: http.ServerResponse) => void | Promise<void>;
+  /** A chunk of a streamed chat completion: a choice's delta, its finish reason, fields beside `choices`. */
+  type CompletionChunk = { delta: object; finish?: string | null; beside?: object };
 
   /**
    * Runs `use` with the address of an OpenAI-compatible server on 127.0.0.1 that lists `model` and answers chat
@@ -732,20 +734,23 @@ describe('chat replies on a real engine process', () => {
     }
   }
 
-  /** Streams `chunks` (a choice's delta, its finish reason, fields beside `choices`), then `data: [DONE]`. */
+  /** One chunk of a streamed chat completion as a server-sent event: a choice's delta, its finish reason, fields beside. */
+  function completionEvent(model: string, { delta, finish = null, beside = {} }: CompletionChunk): string {
+    return `data: ${JSON.stringify({ id: 'x', object: 'chat.completion.chunk', created: 0, model, choices: [{ index: 0, delta, finish_reason: finish }], ...beside })}\n\n`;
+  }
+
+  /** Streams `chunks` (completionEvent), each after its wait, then `data: [DONE]`. */
   function streaming(
     model: string,
-    chunks: { delta: object; finish?: string; beside?: object; afterMs?: number; after?: () => Promise<void> }[],
+    chunks: (CompletionChunk & { afterMs?: number; after?: () => Promise<void> })[],
   ): Respond {
     return async (response) => {
       response.writeHead(200, { 'content-type': 'text/event-stream' });
-      for (const { delta, finish = null, beside = {}, afterMs, after } of chunks) {
+      for (const { afterMs, after, ...chunk } of chunks) {
         if (afterMs) await sleep(afterMs);
         await after?.();
         if (response.destroyed) return;
-        response.write(
-          `data: ${JSON.stringify({ id: 'x', object: 'chat.completion.chunk', created: 0, model, choices: [{ index: 0, delta, finish_reason: finish }], ...beside })}\n\n`,
-        );
+        response.write(completionEvent(model, chunk));
       }
       response.end('data: [DONE]\n\n');
     };
@@ -949,7 +954,7 @@ describe('chat replies on a real engine process', () => {
     }
   });
 
-  test('Stop while the API key is read ends the reply as stopped, and nothing reaches the server', async () => {
+  test('Stop while the API key is read ends the reply as stopped; nothing reaches the server or says Answering', async () => {
     // Secret storage answers when it does (a keyring may prompt): a Stop meanwhile must not be lost.
     let readStarted!: () => void;
     const reading = new Promise<void>((resolve) => (readStarted = resolve));
@@ -969,6 +974,7 @@ describe('chat replies on a real engine process', () => {
         }));
         await reading;
         replies.stopLatest();
+        const stoppedAt = statuses.length;
         keyRead();
         await reply;
         const { answer } = conversation.turn(turnId)!;
@@ -977,8 +983,29 @@ describe('chat replies on a real engine process', () => {
         assert.equal(answer.text, '');
         assert.deepEqual(failures, []);
         assert.deepEqual(requests, []);
+        // The engine set up after Stop starts no answer: the status bar goes from the stop to idle.
+        assert.deepEqual(statuses.slice(stoppedAt), ['idle']);
       },
     );
+  });
+
+  test("text a server sent before Stop took effect does not say Answering over the stop's notice", async () => {
+    // Stopped at a report of a run that should take a minute; the text sent with it is read after the stop.
+    onProgressLabel = () => replies.stopLatest();
+    const { turnId } = await askServer('slow', (response) => {
+      response.writeHead(200, { 'content-type': 'text/event-stream' });
+      // One write, so that the client reads both events before the stop can end the stream.
+      response.write(
+        completionEvent('slow', {
+          delta: {},
+          beside: { ficoco: { progress: { stage: 'prompt', done: 1, total: 4, nextRunMs: 60_000 } } },
+        }) + completionEvent('slow', { delta: { content: 'a red' } }),
+      );
+    });
+    assert.equal(conversation.turn(turnId)!.answer.stopReason, 'cancelled');
+    const stoppedAt = statuses.findIndex((label) => label.startsWith('Stopping after the current step'));
+    assert.ok(stoppedAt >= 0, `the stop's notice: ${statuses.join(' | ')}`);
+    assert.ok(!statuses.slice(stoppedAt).includes('Answering'), statuses.join(' | '));
   });
 
   test('Stop Answering after a page stopped the newest reply stops the one before it', async () => {
