@@ -122,8 +122,11 @@ export function deletePartialDownload(root: string, folder: string): void {
   fs.rmSync(`${partial.folder}.lock`, { force: true });
 }
 
-/** Bytes of the files in `folder`; a file or the folder gone meanwhile (a download running there renamed it) is 0. */
-function folderBytes(folder: string): number {
+/**
+ * Bytes of the files in `folder`, each as `bytesOf` counts it (its size unless told); a file or the folder gone
+ * meanwhile (a download running there renamed it) is 0.
+ */
+export function folderBytes(folder: string, bytesOf: (file: string) => number = fileSize): number {
   let entries: fs.Dirent[];
   try {
     entries = fs.readdirSync(folder, { withFileTypes: true });
@@ -134,9 +137,13 @@ function folderBytes(folder: string): number {
   // Files and the folders below, not links: what a link points at is not freed with the folder.
   return entries.reduce((sum, entry) => {
     const at = path.join(folder, entry.name);
-    if (entry.isDirectory()) return sum + folderBytes(at);
-    return sum + (entry.isFile() ? (fs.statSync(at, { throwIfNoEntry: false })?.size ?? 0) : 0);
+    if (entry.isDirectory()) return sum + folderBytes(at, bytesOf);
+    return sum + (entry.isFile() ? bytesOf(at) : 0);
   }, 0);
+}
+
+function fileSize(file: string): number {
+  return fs.statSync(file, { throwIfNoEntry: false })?.size ?? 0;
 }
 
 /**

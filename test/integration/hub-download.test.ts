@@ -203,13 +203,17 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
     );
   }
 
-  // The paused download was asked for the branch (stale once it moves), or for its commit (kept: it is that commit's).
-  for (const [asked, stays] of [
-    ['main', false],
-    [COMMIT, true],
+  // The paused download was asked for the branch (stale once it moves), or for its commit (kept: it is that commit's);
+  // a stale one's old config.json may have another link (a damaged copy it was seeded from), which keeps its bytes.
+  for (const [asked, stays, linked] of [
+    ['main', false, false],
+    ['main', false, true],
+    [COMMIT, true, false],
   ] as const)
-    test(`a paused download (asked at ${asked.slice(0, 7)}) gives a moved branch's commit its unchanged files`, async () => {
+    test(`a paused download (asked at ${asked.slice(0, 7)}${linked ? ', a file linked elsewhere' : ''}) gives a moved branch's commit its unchanged files`, async () => {
       await pausedInWeights(await planDownload(request({ revision: asked })));
+      const paused = path.join(root, '.partial', `ficoco--tiny-llava-screens--${COMMIT}`);
+      if (linked) fs.linkSync(path.join(paused, 'config.json'), path.join(tempDir('ficoco-link-'), 'config.json'));
       // main moves on: config.json changes, the rest stays as it was.
       const moved = tempDir('ficoco-moved-branch-');
       for (const file of NEEDED) fs.copyFileSync(path.join(BUILTIN, file), path.join(moved, file));
@@ -218,13 +222,27 @@ describe('model downloads from a Hub on 127.0.0.1', () => {
       try {
         const after = await planDownload(request({ endpoint: movedHub.url }));
         assert.equal(after.commit, 'b'.repeat(40));
-        // The paused download's unchanged files move over, so the disk needs room for the changed one and the rest.
-        const paused = path.join(root, '.partial', `ficoco--tiny-llava-screens--${COMMIT}`);
+        // The paused download's unchanged files move over, so the disk needs room for the changed one and the rest…
         const given = after.files
           .filter((file) => file.path !== 'config.json')
           .reduce((sum, file) => sum + bytesOnDisk(paused, file.path), 0);
-        assert.doesNotThrow(() => checkDiskRoom(after, after.totalBytes - given));
-        assert.throws(() => checkDiskRoom(after, after.totalBytes - given - 1), /needs .* more on disk/);
+        // …less, where it is stale and removed, what it does not give (its old config.json, unless linked elsewhere).
+        const [{ bytes: pausedBytes }] = listPartialDownloads(root);
+        const keptByLink = linked ? bytesOnDisk(paused, 'config.json') : 0;
+        const staleFreed = stays ? 0 : pausedBytes - given - keptByLink;
+        assert.ok(stays || linked || staleFreed > bytesOnDisk(paused, 'config.json'), `${staleFreed} bytes freed`);
+        // Its own first bytes of the weights, fewer than the paused download's, are deleted when those move in.
+        const mine = path.join(root, '.partial', `ficoco--tiny-llava-screens--${after.commit}`);
+        const mineBytes = 1000;
+        fs.mkdirSync(mine);
+        fs.writeFileSync(
+          path.join(mine, `${WEIGHTS}.incomplete`),
+          fs.readFileSync(path.join(BUILTIN, WEIGHTS)).subarray(0, mineBytes),
+        );
+        const freed = staleFreed + mineBytes;
+        const room = after.totalBytes - given - freed;
+        assert.doesNotThrow(() => checkDiskRoom(after, room));
+        assert.throws(() => checkDiskRoom(after, room - 1), /needs .* more on disk/);
         const folder = await downloadModel(after);
         for (const file of NEEDED)
           assert.ok(fs.readFileSync(path.join(folder, file)).equals(fs.readFileSync(path.join(moved, file))), file);
