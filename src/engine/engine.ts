@@ -49,7 +49,7 @@ import { LOGITS } from './models/llama';
 import { parseModelConfig } from './models/registry';
 import type { PackedImage } from './models/tiledFeatures';
 import { contentTokens } from './structureTokens';
-import { PrefillWatch, RunPace } from './prefillWatch';
+import { PrefillWatch, type PrefillWatchOptions, RunPace } from './prefillWatch';
 import { DEFAULT_MAX_NEW_TOKENS, checkAnswerOptions, checkLogits, checkQuestion, textTurn } from './askChecks';
 import { checkSamePinpoints, checkWeightsFit, commonFolder, screenshotQuestionBytes } from './loadChecks';
 import { startClock } from './clock';
@@ -173,8 +173,8 @@ export class LlavaEngine {
   private rowProducts: RowProducts | undefined;
   /** how fast this engine's tower passes and prompt chunks have gone, for the time of the next one */
   private readonly pace = new RunPace();
-  /** what RunPace's rates are per: FLOPs of an unreduced tower pass and of a token through a block */
-  private readonly unitFlops: { pass: number; tokenBlock: number };
+  /** what RunPace's rates are per: FLOPs of an unreduced tower pass, of a token through a block, of a query-key pair */
+  private readonly unitFlops: PrefillWatchOptions['flops'];
   /** runs an image's passes through the vision tower and packs them for the decoder */
   private readonly visionPasses: VisionPasses;
 
@@ -1021,14 +1021,20 @@ export class LlavaEngine {
     let hidden: Float32Array | undefined;
     for (let start = 0; start < state.count; start += chunk) {
       const end = Math.min(start + chunk, state.count);
-      await watch?.beforeChunk(end - start, segment.end - segment.start);
+      const run = {
+        tokens: end - start,
+        blocks: segment.end - segment.start,
+        attentionBlocks: segment.graph.cacheLayers.length,
+        cached: start,
+      };
+      await watch?.beforeChunk(run);
       outputs = await this.runDecoderChunk(
         segment,
         state.hidden.subarray(start * state.width, end * state.width),
         state.positions.subarray(start, end),
         cache,
       );
-      watch?.chunkDone(end - start, segment.end - segment.start);
+      watch?.chunkDone(run);
       gathered?.add(outputs, start, end - start);
       if (graph.outputName === LOGITS || end - start === state.count) continue; // only the last token's logits count
       const piece = outputs[graph.outputName];
@@ -1082,10 +1088,15 @@ function smallPrefillFlops(arch: ModelArch): number {
   return runFlops(arch, unreducedShapeAt(arch, [imageCost(arch, blank)], 16)).total;
 }
 
-/** Analytic FLOPs of one unreduced tower pass (the projector's share included) and of one token through one block. */
-function runUnitFlops(arch: ModelArch): { pass: number; tokenBlock: number } {
+/**
+ * Analytic FLOPs of one unreduced tower pass (the projector's share included), of one token through one block, and of
+ * one query-key pair in one attention block.
+ */
+function runUnitFlops(arch: ModelArch): PrefillWatchOptions['flops'] {
   const small = imageCost(arch, { width: WARM_UP_IMAGE_SIDE, height: WARM_UP_IMAGE_SIDE });
   const { vision, projector } = runFlops(arch, unreducedShapeAt(arch, [small], 1));
-  // A decoder layer is two blocks: its attention half and its MLP half.
-  return { pass: (vision + projector) / small.passes, tokenBlock: llmLayerFlops(arch.llm, 1).total / 2 };
+  // One token is one query-key pair; a decoder layer is two blocks: its attention half and its MLP half.
+  const { total, attentionScores, softmax } = llmLayerFlops(arch.llm, 1);
+  const keyPair = attentionScores + softmax;
+  return { pass: (vision + projector) / small.passes, tokenBlock: (total - keyPair) / 2, keyPair };
 }

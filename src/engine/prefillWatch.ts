@@ -31,8 +31,22 @@ export interface PrefillWatchOptions {
   signal?: AbortSignal;
   onProgress?: (progress: PrefillProgress) => void;
   pace: RunPace;
-  /** analytic FLOPs of one unreduced tower pass (what a first pass is foretold by), and of one token through one block */
-  flops: { pass: number; tokenBlock: number };
+  /**
+   * analytic FLOPs of one unreduced tower pass (what a first pass is foretold by), of one token through one block
+   * without its attention scores, and of one query-key pair in one attention block (scores and softmax)
+   */
+  flops: { pass: number; tokenBlock: number; keyPair: number };
+}
+
+/** One run of a decoder segment over a chunk of the prompt. */
+export interface PromptChunk {
+  tokens: number;
+  /** decoder blocks the segment runs: a layer's attention and MLP halves */
+  blocks: number;
+  /** of those, the attention halves, where each token attends to the cached tokens and the chunk's own */
+  attentionBlocks: number;
+  /** tokens the segment's layers have cached before the chunk */
+  cached: number;
 }
 
 /**
@@ -70,25 +84,24 @@ export class PrefillWatch {
   }
 
   /** Reports the prompt stage's start before its first chunk; throws once the signal has aborted (`check`). */
-  async beforeChunk(tokens: number, blocks: number): Promise<void> {
+  async beforeChunk(chunk: PromptChunk): Promise<void> {
     if (this.chunksStarted++ === 0)
-      this.report(
-        'prompt',
-        0,
-        this.tokenBlocksAhead,
-        this.options.pace.expectMs('chunk', this.chunkFlops(tokens, blocks)),
-      );
+      this.report('prompt', 0, this.tokenBlocksAhead, this.options.pace.expectMs('chunk', this.chunkFlops(chunk)));
     await this.check();
     this.runStarted = performance.now();
   }
 
-  chunkDone(tokens: number, blocks: number): void {
-    const flops = this.chunkFlops(tokens, blocks);
-    this.options.pace.record('chunk', flops, performance.now() - this.runStarted);
-    this.tokenBlocksDone += tokens * blocks;
-    // Chunks are of equal size (equalChunkTokens in promptChunks.ts), so the next is foretold as this one's like.
-    const next = this.tokenBlocksDone < this.tokenBlocksAhead ? this.options.pace.expectMs('chunk', flops) : undefined;
-    this.report('prompt', this.tokenBlocksDone, this.tokenBlocksAhead, next);
+  chunkDone(chunk: PromptChunk): void {
+    this.options.pace.record('chunk', this.chunkFlops(chunk), performance.now() - this.runStarted);
+    this.tokenBlocksDone += chunk.tokens * chunk.blocks;
+    // Chunks are of equal size (equalChunkTokens in promptChunks.ts): the next is foretold as this one's like, with
+    // its tokens cached before it too.
+    const next = { ...chunk, cached: chunk.cached + chunk.tokens };
+    const nextMs =
+      this.tokenBlocksDone < this.tokenBlocksAhead
+        ? this.options.pace.expectMs('chunk', this.chunkFlops(next))
+        : undefined;
+    this.report('prompt', this.tokenBlocksDone, this.tokenBlocksAhead, nextMs);
   }
 
   /**
@@ -102,8 +115,10 @@ export class PrefillWatch {
     if (this.options.signal.aborted) throw new FicocoError(PREFILL_CANCELLED, 'cancelled');
   }
 
-  private chunkFlops(tokens: number, blocks: number): number {
-    return tokens * blocks * this.options.flops.tokenBlock;
+  /** A chunk's work grows with the tokens before it: each of its tokens attends to those and to the chunk's own. */
+  private chunkFlops({ tokens, blocks, attentionBlocks, cached }: PromptChunk): number {
+    const { tokenBlock, keyPair } = this.options.flops;
+    return tokens * blocks * tokenBlock + attentionBlocks * tokens * (cached + tokens) * keyPair;
   }
 
   private report(stage: PrefillProgress['stage'], done: number, total: number, nextRunMs: number | undefined): void {
