@@ -11,6 +11,9 @@ import { AUTO_METHOD, NO_REDUCTION } from '../common/reductionChoice';
 import { METHODS, findMethod, nameLike } from '../reduction/registry';
 import { type PrefillProgress, prefillProgressLabel } from '../common/prefillProgress';
 
+/** A command's options, as parseArgs takes them (@types/node does not export its name for them). */
+export type CommandOptions = NonNullable<ParseArgsConfig['options']>;
+
 /**
  * node:util's parseArgs for one command, with what users meet fixed: a negative number after an option that takes a
  * value is its value (`--budget -5` is then refused for what it is), and a parse error is one line that names the

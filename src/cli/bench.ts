@@ -22,6 +22,7 @@ import {
   quantizationArg,
   parseCommandArgs,
   threadsArg,
+  CommandOptions,
 } from './args';
 import {
   Row,
@@ -44,7 +45,7 @@ import { modelDirArg } from './models';
 export const BENCH_USAGE = `Usage:
   ficoco bench [--model DIR] [--methods all|a,b] [--budgets 192,128,64] [--runs 3] [--decode 32]
                [--text-tokens 40] [--image-size WxH] [--provider NAME] [--threads N] [--quantize none|int8|int4]
-               [--param NAME=VALUE ...] [--out bench/results] [--name NAME]
+               [--param NAME=VALUE ...] [--out bench/results] [--name NAME] [--label TEXT] [--llm-scale 1]
 
 Measures the speed of every method and budget against the unreduced model on this machine: vision ms,
 LLM prefill ms, time to first token, decode tokens/s, peak resident memory, and the analytic FLOPs
@@ -57,7 +58,29 @@ folder, rewritten after each method: a run stopped part-way leaves the methods i
 partial. Budgets default to a third, two ninths and a ninth of the model's visual tokens (192, 128, 64
 of 576); on a tiled model (LLaVA-NeXT, LLaVA-OneVision) to 25 % and 11 % of a synthetic screenshot of
 --image-size (default 1920x1080), tiled as the model tiles it. --param sets a parameter of the one method given by --methods.
+--label names the model in the report and charts (default: its folder's name). --llm-scale X multiplies the LLM
+prefill's milliseconds and FLOPs, for a decoder cut to fewer layers (bench/prefill.ts --layers: 32 / layers).
 `;
+
+export const BENCH_OPTIONS = {
+  model: { type: 'string' },
+  methods: { type: 'string', default: 'all' },
+  budgets: { type: 'string' },
+  runs: { type: 'string', default: '3' },
+  decode: { type: 'string', default: '32' },
+  'text-tokens': { type: 'string', default: '40' },
+  'image-size': { type: 'string' },
+  provider: { type: 'string', default: 'cpu' },
+  threads: { type: 'string' },
+  quantize: { type: 'string' },
+  param: { type: 'string', multiple: true },
+  // A decoder cut to fewer layers (bench/prefill.ts): its LLM milliseconds and FLOPs times this.
+  'llm-scale': { type: 'string', default: '1' },
+  label: { type: 'string' },
+  out: { type: 'string', default: 'bench/results' },
+  name: { type: 'string' },
+  help: { type: 'boolean' },
+} satisfies CommandOptions;
 
 interface BenchRow extends Row {
   peakMiB: number;
@@ -65,28 +88,7 @@ interface BenchRow extends Row {
 
 /** `ficoco bench`: measured prefill speed of every method and budget. */
 export async function benchCommand(args: string[]): Promise<number> {
-  const { values } = parseCommandArgs('bench', {
-    args,
-    options: {
-      model: { type: 'string' },
-      methods: { type: 'string', default: 'all' },
-      budgets: { type: 'string' },
-      runs: { type: 'string', default: '3' },
-      decode: { type: 'string', default: '32' },
-      'text-tokens': { type: 'string', default: '40' },
-      'image-size': { type: 'string' },
-      provider: { type: 'string', default: 'cpu' },
-      threads: { type: 'string' },
-      quantize: { type: 'string' },
-      param: { type: 'string', multiple: true },
-      // A decoder cut to fewer layers (bench/prefill.ts): its LLM milliseconds and FLOPs times this.
-      'llm-scale': { type: 'string', default: '1' },
-      label: { type: 'string' },
-      out: { type: 'string', default: 'bench/results' },
-      name: { type: 'string' },
-      help: { type: 'boolean' },
-    },
-  });
+  const { values } = parseCommandArgs('bench', { args, options: BENCH_OPTIONS });
   if (values.help) {
     process.stdout.write(BENCH_USAGE);
     return 0;

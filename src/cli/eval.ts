@@ -20,6 +20,7 @@ import {
   quantizingOnStderr,
   parseCommandArgs,
   threadsArg,
+  CommandOptions,
 } from './args';
 import { EvalItem, answerMatches, answerWords, evalImageSizes, readEvalSet } from './evalSet';
 import { checkReductions, keptVisualTokens, machineLine } from './benchTiming';
@@ -40,6 +41,22 @@ parameter of every method evaluated (an ablation: --methods ficoco-v --param pen
 LLaVA-OneVision), whose images bring tokens by their size, to the same shares of each image: 11%,5.6%,2.8%.
 `;
 
+export const EVAL_OPTIONS = {
+  model: { type: 'string' },
+  data: { type: 'string' },
+  methods: { type: 'string', default: 'all' },
+  budgets: { type: 'string' },
+  param: { type: 'string', multiple: true },
+  limit: { type: 'string' },
+  'max-new-tokens': { type: 'string', default: '8' },
+  quantize: { type: 'string' },
+  provider: { type: 'string', default: 'cpu' },
+  threads: { type: 'string' },
+  out: { type: 'string', default: 'bench/results' },
+  name: { type: 'string' },
+  help: { type: 'boolean' },
+} satisfies CommandOptions;
+
 export interface EvalRow {
   method: string;
   budget: string;
@@ -54,24 +71,7 @@ export interface EvalRow {
 
 /** `ficoco eval`: accuracy of every method and budget on an evaluation set. */
 export async function evalCommand(args: string[]): Promise<number> {
-  const { values } = parseCommandArgs('eval', {
-    args,
-    options: {
-      model: { type: 'string' },
-      data: { type: 'string' },
-      methods: { type: 'string', default: 'all' },
-      budgets: { type: 'string' },
-      param: { type: 'string', multiple: true },
-      limit: { type: 'string' },
-      'max-new-tokens': { type: 'string', default: '8' },
-      quantize: { type: 'string' },
-      provider: { type: 'string', default: 'cpu' },
-      threads: { type: 'string' },
-      out: { type: 'string', default: 'bench/results' },
-      name: { type: 'string' },
-      help: { type: 'boolean' },
-    },
-  });
+  const { values } = parseCommandArgs('eval', { args, options: EVAL_OPTIONS });
   if (values.help) {
     process.stdout.write(EVAL_USAGE);
     return 0;

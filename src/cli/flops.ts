@@ -42,6 +42,7 @@ import {
   parseCommandArgs,
   readImageArg,
   reductionArg,
+  CommandOptions,
 } from './args';
 
 export const FLOPS_USAGE = `Usage:
@@ -62,23 +63,22 @@ sets their tiles and visual tokens.
 Architectures: ${Object.keys(ARCH_PRESETS).join(', ')}
 `;
 
+export const FLOPS_OPTIONS = {
+  model: { type: 'string' },
+  arch: { type: 'string' },
+  image: { type: 'string' },
+  'image-size': { type: 'string' },
+  'text-tokens': { type: 'string', default: '60' },
+  budgets: { type: 'string' },
+  method: { type: 'string' },
+  budget: { type: 'string' },
+  param: { type: 'string', multiple: true },
+  help: { type: 'boolean' },
+} satisfies CommandOptions;
+
 /** `ficoco flops`: the analytic FLOPs / KV-cache tables of src/flops. */
 export async function flopsCommand(args: string[]): Promise<number> {
-  const { values } = parseCommandArgs('flops', {
-    args,
-    options: {
-      model: { type: 'string' },
-      arch: { type: 'string' },
-      image: { type: 'string' },
-      'image-size': { type: 'string' },
-      'text-tokens': { type: 'string', default: '60' },
-      budgets: { type: 'string' },
-      method: { type: 'string' },
-      budget: { type: 'string' },
-      param: { type: 'string', multiple: true },
-      help: { type: 'boolean' },
-    },
-  });
+  const { values } = parseCommandArgs('flops', { args, options: FLOPS_OPTIONS });
   if (values.help) {
     process.stdout.write(FLOPS_USAGE);
     return 0;

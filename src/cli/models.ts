@@ -17,7 +17,7 @@ import {
   listPartialDownloads,
   listStoredModels,
 } from '../hub/store';
-import { outputFolderArg, parseCommandArgs } from './args';
+import { CommandOptions, outputFolderArg, parseCommandArgs } from './args';
 
 export const MODELS_USAGE = `Usage:
   ficoco models                                   the presets, the models downloaded so far, unfinished downloads
@@ -33,6 +33,13 @@ ${DEFAULT_HUB_ENDPOINT}; $HF_TOKEN is sent for gated repositories, to the endpoi
 \`ficoco ask --model PRESET\` uses a downloaded preset, or its commit in the Hugging Face cache
 (tiny-llava-screens: the built-in model).
 `;
+
+export const MODELS_OPTIONS = {
+  revision: { type: 'string' },
+  endpoint: { type: 'string' },
+  dir: { type: 'string' },
+  help: { type: 'boolean' },
+} satisfies CommandOptions;
 
 export function defaultModelsRoot(env: NodeJS.ProcessEnv = process.env): string {
   return env.FICOCO_MODELS_DIR ?? path.join(os.homedir(), '.cache', 'ficoco-vision', 'models');
@@ -73,16 +80,7 @@ export function modelDirArg(model: string | undefined): string {
 }
 
 export async function modelsCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseCommandArgs('models', {
-    args,
-    allowPositionals: true,
-    options: {
-      revision: { type: 'string' },
-      endpoint: { type: 'string' },
-      dir: { type: 'string' },
-      help: { type: 'boolean' },
-    },
-  });
+  const { values, positionals } = parseCommandArgs('models', { args, allowPositionals: true, options: MODELS_OPTIONS });
   if (values.help) {
     process.stdout.write(MODELS_USAGE);
     return 0;

@@ -12,7 +12,7 @@ import { providerCandidates, thisMachine } from '../engine/runtime/provider';
 import { vulkanMissing } from '../common/vulkan';
 import { NUGET_FEED, findCudaPackage, installCudaProvider } from '../hub/cudaProvider';
 import { formatBytes } from '../common/bytes';
-import { parseCommandArgs } from './args';
+import { CommandOptions, parseCommandArgs } from './args';
 
 export const PROVIDERS_USAGE = `Usage:
   ficoco providers                        what this machine's ONNX Runtime can run on, and what auto tries
@@ -21,11 +21,16 @@ export const PROVIDERS_USAGE = `Usage:
                                           Microsoft.ML.OnnxRuntime.Gpu.Linux on nuget.org, checked by SHA-512
 `;
 
+export const PROVIDERS_OPTIONS = {
+  feed: { type: 'string', default: NUGET_FEED },
+  help: { type: 'boolean' },
+} satisfies CommandOptions;
+
 export async function providersCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs('providers', {
     args,
     allowPositionals: true,
-    options: { feed: { type: 'string', default: NUGET_FEED }, help: { type: 'boolean' } },
+    options: PROVIDERS_OPTIONS,
   });
   if (values.help) {
     process.stdout.write(PROVIDERS_USAGE);

@@ -6,7 +6,7 @@ import { cosineMatrix, softmax } from '../reduction/arrays';
 import { StepRecord, runStep } from '../reduction/paradigm';
 import { planReduction } from '../reduction/registry';
 import { AttentionNeeds, SiteView, TokenState } from '../reduction/tokenState';
-import { budgetArg, integer, outputFileArg, paramArgs, parseCommandArgs } from './args';
+import { CommandOptions, budgetArg, integer, outputFileArg, paramArgs, parseCommandArgs } from './args';
 
 export const REDUCE_USAGE = `Usage:
   ficoco reduce --method NAME --budget N --input IN.safetensors --output OUT.safetensors
@@ -22,21 +22,20 @@ step s: step<s>.sources, step<s>.receiver_offsets, step<s>.receivers (input indi
 token), step<s>.weights. The layer counts place a method's steps as on a model of that depth.
 `;
 
+export const REDUCE_OPTIONS = {
+  method: { type: 'string' },
+  budget: { type: 'string' },
+  input: { type: 'string' },
+  output: { type: 'string' },
+  param: { type: 'string', multiple: true },
+  'vision-layers': { type: 'string', default: '23' },
+  'text-layers': { type: 'string', default: '32' },
+  help: { type: 'boolean' },
+} satisfies CommandOptions;
+
 /** `ficoco reduce`: one method on saved tensors, for comparisons with other implementations and golden tests. */
 export async function reduceCommand(args: string[]): Promise<number> {
-  const { values } = parseCommandArgs('reduce', {
-    args,
-    options: {
-      method: { type: 'string' },
-      budget: { type: 'string' },
-      input: { type: 'string' },
-      output: { type: 'string' },
-      param: { type: 'string', multiple: true },
-      'vision-layers': { type: 'string', default: '23' },
-      'text-layers': { type: 'string', default: '32' },
-      help: { type: 'boolean' },
-    },
-  });
+  const { values } = parseCommandArgs('reduce', { args, options: REDUCE_OPTIONS });
   if (values.help) {
     process.stdout.write(REDUCE_USAGE);
     return 0;

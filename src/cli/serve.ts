@@ -9,7 +9,15 @@ import { findPreset } from '../hub/presets';
 import { isLoopback } from '../common/loopback';
 import { buildServer } from '../server/app';
 import { WorkerPool } from '../server/workerPool';
-import { integer, parseCommandArgs, providerArg, quantizationArg, reductionArg, threadsArg } from './args';
+import {
+  CommandOptions,
+  integer,
+  parseCommandArgs,
+  providerArg,
+  quantizationArg,
+  reductionArg,
+  threadsArg,
+} from './args';
 import { modelDirArg } from './models';
 
 export const SERVE_USAGE = `Usage:
@@ -26,28 +34,27 @@ allows; --queue requests wait beyond them, and more get 429 with Retry-After. --
 body (default: the largest image the engine takes, as base64, and 1 MiB of text).
 `;
 
+export const SERVE_OPTIONS = {
+  model: { type: 'string' },
+  host: { type: 'string', default: '127.0.0.1' },
+  port: { type: 'string', default: '8080' },
+  'api-key': { type: 'string' },
+  workers: { type: 'string', default: '1' },
+  queue: { type: 'string', default: '16' },
+  method: { type: 'string', default: AUTO_METHOD },
+  budget: { type: 'string' },
+  param: { type: 'string', multiple: true },
+  'max-tokens': { type: 'string', default: '256' },
+  'max-body-mb': { type: 'string' },
+  provider: { type: 'string', default: 'cpu' },
+  threads: { type: 'string' },
+  quantize: { type: 'string' },
+  help: { type: 'boolean' },
+} satisfies CommandOptions;
+
 /** `ficoco serve`: runs until SIGINT or SIGTERM. */
 export async function serveCommand(args: string[]): Promise<number> {
-  const { values } = parseCommandArgs('serve', {
-    args,
-    options: {
-      model: { type: 'string' },
-      host: { type: 'string', default: '127.0.0.1' },
-      port: { type: 'string', default: '8080' },
-      'api-key': { type: 'string' },
-      workers: { type: 'string', default: '1' },
-      queue: { type: 'string', default: '16' },
-      method: { type: 'string', default: AUTO_METHOD },
-      budget: { type: 'string' },
-      param: { type: 'string', multiple: true },
-      'max-tokens': { type: 'string', default: '256' },
-      'max-body-mb': { type: 'string' },
-      provider: { type: 'string', default: 'cpu' },
-      threads: { type: 'string' },
-      quantize: { type: 'string' },
-      help: { type: 'boolean' },
-    },
-  });
+  const { values } = parseCommandArgs('serve', { args, options: SERVE_OPTIONS });
   if (values.help) {
     process.stdout.write(SERVE_USAGE);
     return 0;

@@ -14,6 +14,7 @@ import {
   parseCommandArgs,
   providerArg,
   threadsArg,
+  CommandOptions,
 } from './args';
 import { Prompt, checkReductions, machineLine, measureMethod } from './benchTiming';
 import { evaluate } from './eval';
@@ -34,27 +35,26 @@ the table. Budgets default to eight ninths down to one ninth of the model's visu
 an image in tiles (LLaVA-NeXT, LLaVA-OneVision), to the same shares of each image (89% … 11%).
 `;
 
+export const TUNE_OPTIONS = {
+  model: { type: 'string' },
+  data: { type: 'string' },
+  keep: { type: 'string', default: '0.95' },
+  methods: { type: 'string', default: 'all' },
+  budgets: { type: 'string' },
+  limit: { type: 'string' },
+  runs: { type: 'string', default: '7' },
+  'max-new-tokens': { type: 'string', default: '8' },
+  provider: { type: 'string', default: 'cpu' },
+  threads: { type: 'string' },
+  out: { type: 'string' },
+  help: { type: 'boolean' },
+} satisfies CommandOptions;
+
 /** A reduction must beat the unreduced model by this much (the usage says 5 %): below it is the machine's noise. */
 const MIN_SPEEDUP = 1.05;
 
 export async function tuneCommand(args: string[]): Promise<number> {
-  const { values } = parseCommandArgs('tune', {
-    args,
-    options: {
-      model: { type: 'string' },
-      data: { type: 'string' },
-      keep: { type: 'string', default: '0.95' },
-      methods: { type: 'string', default: 'all' },
-      budgets: { type: 'string' },
-      limit: { type: 'string' },
-      runs: { type: 'string', default: '7' },
-      'max-new-tokens': { type: 'string', default: '8' },
-      provider: { type: 'string', default: 'cpu' },
-      threads: { type: 'string' },
-      out: { type: 'string' },
-      help: { type: 'boolean' },
-    },
-  });
+  const { values } = parseCommandArgs('tune', { args, options: TUNE_OPTIONS });
   if (values.help) {
     process.stdout.write(TUNE_USAGE);
     return 0;

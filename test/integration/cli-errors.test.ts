@@ -489,11 +489,11 @@ test('help goes to stdout with exit code 0, for ficoco and each command, as --he
     assert.equal(stderr, '', args.join(' '));
     assert.match(stdout, /^Usage:\n {2}ficoco /, args.join(' '));
   }
-  // Nothing to do is a usage error: the usage, on stderr, with the exit code of the others.
+  // Nothing to do is a usage error: the overview, on stderr, with the exit code of the others.
   const nothing = await ficoco([]);
   assert.equal(nothing.code, 2);
   assert.equal(nothing.stdout, '');
-  assert.match(nothing.stderr, /^Usage:\n {2}ficoco ask /);
+  assert.equal(nothing.stderr, (await ficoco(['--help'])).stdout);
   const unknown = await ficoco(['bogus']);
   assert.equal(unknown.code, 2);
   assert.equal(unknown.stdout, '');
@@ -502,6 +502,22 @@ test('help goes to stdout with exit code 0, for ficoco and each command, as --he
     'error: unknown command "bogus"; the commands are ask, methods, flops, reduce, eval, bench, tune, models, ' +
       'providers, serve. See `ficoco --help`.\n',
   );
+});
+
+test("ficoco --help lists the commands first; a command's help, asked either way, is its usage alone", async () => {
+  const overview = (await ficoco(['--help'])).stdout;
+  assert.match(overview, /^Usage:\n {2}ficoco COMMAND \[options\]\n\nCommands:\n {2}ask {8}\S/);
+  assert.ok(overview.split('\n').length <= 25, overview);
+  const { code, stdout, stderr } = await ficoco(['help', 'ask']);
+  assert.equal(code, 0, stderr);
+  assert.equal(stdout, (await ficoco(['ask', '--help'])).stdout);
+  assert.match(stdout, /^Usage:\n {2}ficoco ask /);
+  assert.match(stdout, /--top-k K .*\n {2}--min-p P .*\n {2}--repetition-penalty R\n/);
+  assert.doesNotMatch(stdout, /^ {2}ficoco (?!ask )/m, "no other command's usage");
+  const unknown = await ficoco(['help', 'bogus']);
+  assert.equal(unknown.code, 2);
+  assert.equal(unknown.stdout, '');
+  assert.match(unknown.stderr, /^error: unknown command "bogus"; the commands are ask, /);
 });
 
 test("ficoco ask's stats say whose tokens each step reduced when it has several images", async () => {
