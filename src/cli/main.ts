@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { EngineError } from '../client/engineClient';
 import { FICOCO_ERROR_KINDS, FicocoError } from '../common/errors';
 import { FlopsError } from '../flops/index';
+import { BudgetAboveTokensError } from '../reduction/registry';
 import { COMMANDS, OVERVIEW } from './commands';
 import { rerunWithOldSpaceFloor } from './oldSpaceFloor';
 
@@ -67,14 +68,27 @@ process.stdout.on('error', (error: NodeJS.ErrnoException) => {
   process.exit(0);
 });
 
+/**
+ * A refusal's message in the command line's words: a budget above an image's tokens is told to turn reduction off, which
+ * a command that takes --method does with --method none.
+ */
+function messageFor(error: Error, command: string | undefined): string {
+  const takesMethod =
+    command !== undefined && Object.hasOwn(COMMANDS, command) && 'method' in COMMANDS[command].options;
+  return error instanceof BudgetAboveTokensError && takesMethod
+    ? error.withOffOption('--method none').message
+    : error.message;
+}
+
+const argv = process.argv.slice(2);
 // exitCode instead of exit(): stdout to a pipe is asynchronous and must drain first.
-main(process.argv.slice(2)).then(
+main(argv).then(
   (code) => {
     process.exitCode = code;
   },
   (error: unknown) => {
     if (error instanceof FicocoError || error instanceof FlopsError || isUserEngineError(error)) {
-      process.stderr.write(`error: ${error.message}\n`);
+      process.stderr.write(`error: ${messageFor(error, argv[0])}\n`);
       process.exitCode = 2;
     } else {
       process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);

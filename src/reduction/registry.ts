@@ -47,6 +47,32 @@ export class ReductionSettingsError extends FicocoError {
   }
 }
 
+/** A token budget above the visual tokens an image brings, so that nothing would be reduced. */
+export class BudgetAboveTokensError extends ReductionSettingsError {
+  override name = 'BudgetAboveTokensError';
+
+  /**
+   * `image` says which image ("an image", "a 1920 × 1080 image"); `offOption` is the option that turns reduction off
+   * where the message is read (a command line's `--method none`): the chat's words name no setting.
+   */
+  constructor(
+    readonly budget: number,
+    readonly tokens: number,
+    readonly image: string,
+    offOption?: string,
+  ) {
+    super(
+      `A budget of ${budget} visual tokens is more than the ${tokens} this model gives ${image}, so nothing would be ` +
+        `reduced; keep at most ${tokens}, or turn reduction off${offOption ? ` with ${offOption}` : ''}.`,
+    );
+  }
+
+  /** The same refusal, naming the option that turns reduction off. */
+  withOffOption(option: string): BudgetAboveTokensError {
+    return new BudgetAboveTokensError(this.budget, this.tokens, this.image, option);
+  }
+}
+
 export function findMethod(name: string): Method {
   const method = METHODS.find((m) => m.name === name);
   if (!method) {
@@ -135,13 +161,8 @@ export function planReduction(
   given?: Readonly<Record<string, unknown>>,
 ): ReductionPlan {
   const { method, params } = checkedRequest(methodName, budget, given);
-  if ('tokens' in budget && budget.tokens > model.visualTokens) {
-    throw new ReductionSettingsError(
-      `A budget of ${budget.tokens} visual tokens is more than the ${model.visualTokens} this model gives ` +
-        `an image, so nothing would be reduced; ` +
-        `keep at most ${model.visualTokens}, or turn reduction off.`,
-    );
-  }
+  if ('tokens' in budget && budget.tokens > model.visualTokens)
+    throw new BudgetAboveTokensError(budget.tokens, model.visualTokens, 'an image');
   const keep = keptTokens(budget, model.visualTokens);
   return { method, params, keep, steps: method.plan(model, keep, params).filter((step) => step.remove > 0) };
 }

@@ -2,7 +2,7 @@ import { type AnyresLayout, type Size, tilePatchesOnImage } from '../common/anyr
 import type { Budget } from '../common/budget';
 import { type ModelShape, keptTokens } from './method';
 import { type Step, removedTokens, stepRemoval } from './paradigm';
-import { ReductionSettingsError, planReduction } from './registry';
+import { BudgetAboveTokensError, ReductionSettingsError, planReduction } from './registry';
 import { siteStage } from './tokenState';
 
 /** One tiled image's reduction: what its budget keeps, and the steps of every tower pass and of the packed image. */
@@ -39,10 +39,7 @@ export function planTiledReduction(
   const { layout, size } = image;
   const content = layout.tokens - layout.grid.rows;
   if ('tokens' in request.budget && request.budget.tokens > content)
-    throw new ReductionSettingsError(
-      `A budget of ${request.budget.tokens} visual tokens is more than the ${content} this model gives a ` +
-        `${size.width} × ${size.height} image, so nothing would be reduced; keep at most ${content}, or turn reduction off.`,
-    );
+    throw new BudgetAboveTokensError(request.budget.tokens, content, `a ${size.width} × ${size.height} image`);
   const passTokens = [pass.visualTokens, ...tilePatchesOnImage(layout, pass.grid.rows)];
   // Only a config.json no released model has gets here (one row of many tiles, shrunk to nothing).
   if (content < 1 || passTokens.some((tokens) => tokens < 1))

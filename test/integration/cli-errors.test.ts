@@ -230,7 +230,8 @@ const cases: [string, string[], RegExp][] = [
   [
     "a budget above the model's visual tokens",
     ['--image', IMAGE, '--method', 'ficoco-v', '--budget', '500', 'q'],
-    /^error: A budget of 500 visual tokens is more than the 144 this model gives an image, so nothing would be reduced/,
+    // The engine's words (the chat's) say to turn reduction off; here, with the option that does.
+    /^error: A budget of 500 visual tokens is more than the 144 this model gives an image, so nothing would be reduced; keep at most 144, or turn reduction off with --method none\.$/,
   ],
 ];
 
@@ -372,6 +373,17 @@ const commandCases: [string, string[], RegExp][] = [
     ['eval', '--model', NOT_A_MODEL, '--data', EVAL_SET, '--budgets', '25%,0.25'],
     /^error: --budgets 25%,0\.25 names the same one twice \(25% and 0\.25\): give each once\.$/,
   ],
+  ...[
+    ['llava-1.5-7b', 'an image', 576],
+    ['llava-next-mistral-7b', 'a 1920 × 1080 image', 1920],
+  ].map(([arch, image, tokens]): [string, string[], RegExp] => [
+    `flops: a budget above ${arch}'s visual tokens`,
+    ['flops', '--arch', String(arch), '--method', 'ficoco-v', '--budget', '100000'],
+    new RegExp(
+      `^error: A budget of 100000 visual tokens is more than the ${tokens} this model gives ${image}, so nothing would ` +
+        `be reduced; keep at most ${tokens}, or turn reduction off with --method none\\.$`,
+    ),
+  ]),
   [
     'flops: a budget twice',
     ['flops', '--arch', 'llava-1.5-7b', '--budgets', '64,32,64'],

@@ -9,7 +9,7 @@ import { anyresLayout } from '../../src/common/anyres';
 import { archPreset } from '../../src/flops';
 import type { ModelShape } from '../../src/reduction/method';
 import { leavesByRank, removedTokens, stepHook, stepRemoval } from '../../src/reduction/paradigm';
-import { METHODS } from '../../src/reduction/registry';
+import { METHODS, planReduction } from '../../src/reduction/registry';
 import { keptPerPass, planTiledReduction } from '../../src/reduction/tiled';
 import type { SiteView, VisualSpan } from '../../src/reduction/tokenState';
 
@@ -126,10 +126,15 @@ test('a budget a few tokens short of the whole image is kept exactly, by every m
   }
 });
 
-test('a budget above the content tokens is refused, naming the image size', () => {
+test('a budget above the content tokens is refused, naming the image size, in the words the chat shows', () => {
+  // The chat names no setting; the command line names its option (cli-errors.test.ts).
   assert.throws(
     () => planTiledReduction({ method: 'ficoco-v', budget: { tokens: 7210 } }, pass, { size, layout }),
-    /more than the 7209 this model gives a 1920 × 1080 image/,
+    /more than the 7209 this model gives a 1920 × 1080 image, so nothing would be reduced; keep at most 7209, or turn reduction off\.$/,
+  );
+  assert.throws(
+    () => planReduction('ficoco-v', { tokens: 730 }, pass),
+    /more than the 729 this model gives an image, so nothing would be reduced; keep at most 729, or turn reduction off\.$/,
   );
 });
 
