@@ -109,7 +109,7 @@ export async function modelsCommand(args: string[]): Promise<number> {
   if (action === 'clean' && !target) return clean(root);
   throw new FicocoError(
     `ficoco models ${positionals.join(' ')}: expected nothing, "download PRESET|OWNER/NAME", "delete ` +
-      `FOLDER" or "clean".\n\n${MODELS_USAGE}`,
+      `FOLDER" or "clean". See \`ficoco models --help\`.`,
     'input',
   );
 }

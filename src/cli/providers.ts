@@ -41,7 +41,7 @@ export async function providersCommand(args: string[]): Promise<number> {
   if (positionals[0] === 'install-cuda') {
     if (!isCudaPlatform())
       throw new FicocoError(
-        `The CUDA provider is for Linux x64; this is ${process.platform} ${process.arch}.`,
+        `the CUDA provider is for Linux x64; this is ${process.platform} ${process.arch}.`,
         'provider',
       );
     const found = await findCudaPackage(ortVersion(ortFolder), { feed: values.feed });
@@ -54,7 +54,7 @@ export async function providersCommand(args: string[]): Promise<number> {
   }
   if (positionals.length > 0)
     throw new FicocoError(
-      `ficoco providers ${positionals.join(' ')}: expected nothing or "install-cuda".\n\n${PROVIDERS_USAGE}`,
+      `ficoco providers ${positionals.join(' ')}: expected nothing or "install-cuda". See \`ficoco providers --help\`.`,
       'input',
     );
   process.stdout.write(providerReport().join('\n') + '\n');

@@ -84,7 +84,12 @@ const cases: [string, string[], RegExp][] = [
   [
     'an unknown option',
     ['--image', IMAGE, '--bogus', 'q'],
-    /^error: Unknown option '--bogus'\. See `ficoco ask --help`\.$/,
+    /^error: unknown option '--bogus'\. See `ficoco ask --help`\.$/,
+  ],
+  [
+    'an option without its value',
+    ['--image'],
+    /^error: option '--image <value>' argument missing\. See `ficoco ask --help`\.$/,
   ],
   [
     'a method without a budget',
@@ -426,6 +431,22 @@ const commandCases: [string, string[], RegExp][] = [
     ['models', 'download', 'llava-1.5-7bb', '--dir', DATA],
     /^error: "llava-1\.5-7bb" is neither a preset \(tiny-llava-1\.5b, .*llava-1\.5-7b, .*\) nor a Hub repository OWNER\/NAME\.$/,
   ],
+  // Every message starts as the command line's own do, in lower case, and is one line: not the line and the usage.
+  [
+    'methods: an argument it does not take',
+    ['methods', 'extra'],
+    /^error: unexpected argument 'extra'\. See `ficoco methods --help`\.$/,
+  ],
+  [
+    'flops: an unknown architecture',
+    ['flops', '--arch', 'llava-9b'],
+    /^error: unknown architecture "llava-9b"; known: llava-1\.5-7b, /,
+  ],
+  ...['models', 'providers'].map((command): [string, string[], RegExp] => [
+    `${command}: an action it does not have`,
+    [command, 'bogus'],
+    new RegExp(`^error: ficoco ${command} bogus: expected nothing.* See \`ficoco ${command} --help\`\\.$`),
+  ]),
   [
     'serve: a --host that is not this machine',
     ['serve', '--model', NOT_A_MODEL, '--host', '192.0.2.1', '--port', '0', '--api-key', 'k'],
