@@ -4,13 +4,15 @@
  * class token), LLaVA-1.5-7B's shapes with the decoder cut to --layers of its 32 to fit memory (the cut
  * model's LLM milliseconds and FLOPs are scaled by 32 / layers and labelled so), or the tiled LLaVA-OneVision-0.5B
  * and LLaVA-NeXT-Mistral-7B (cut the same way) on a synthetic screenshot of --image-size, or the built-in model's
- * widths tiled as LLaVA-OneVision (builtin-anyres). Other options go to `ficoco bench` (src/cli/bench.ts).
+ * widths tiled as LLaVA-OneVision (builtin-anyres). Other options go to `ficoco bench` (src/cli/bench.ts), run from
+ * the bundle (`dist/cli.js`; `npm run build` first): the figures are the shipped code's, not tsx's transform of it.
  *
  *   node --import tsx bench/prefill.ts [--arch tinyllava|onevision-tile|llava-7b|onevision-0.5b|llava-next-7b|builtin-anyres]
  *       [--layers 4] [bench options]
  */
-import { benchCommand } from '../src/cli/bench';
-import { rerunWithOldSpaceFloor } from '../src/cli/oldSpaceFloor';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { runNode } from '../src/cli/oldSpaceFloor';
 import {
   BUILTIN_ANYRES,
   ONEVISION_05B,
@@ -23,10 +25,21 @@ import {
   writeRandomModel,
 } from './randomModel';
 
+const ROOT = path.join(__dirname, '..');
+const BUNDLED_CLI = path.join(ROOT, 'dist', 'cli.js');
+
+/** The newest modification time of the files under a folder, in ms. */
+function newestChange(folder: string): number {
+  return fs
+    .readdirSync(folder, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile())
+    .reduce((newest, entry) => Math.max(newest, fs.statSync(path.join(entry.parentPath, entry.name)).mtimeMs), 0);
+}
+
 async function main(): Promise<number> {
-  // Hundreds of prefills in this process: without V8's old-space floor they drift (docs/benchmarks.md).
-  const childExitCode = await rerunWithOldSpaceFloor();
-  if (childExitCode !== undefined) return childExitCode;
+  const built = fs.existsSync(BUNDLED_CLI) ? fs.statSync(BUNDLED_CLI).mtimeMs : undefined;
+  if (built === undefined || built < newestChange(path.join(ROOT, 'src')))
+    throw new Error(`${built === undefined ? 'no' : 'an outdated'} dist/cli.js: run \`npm run build\` first`);
   let archName = 'tinyllava';
   let layers = 4;
   const passed: string[] = [];
@@ -49,7 +62,10 @@ async function main(): Promise<number> {
   const modelDir = writeRandomModel(arch, randomModelDir(arch), 'F32');
   const cut = archName === 'llava-7b' || archName === 'llava-next-7b';
   const scale = cut ? ['--llm-scale', String(32 / layers)] : [];
-  return benchCommand([
+  // The CLI gives itself V8's old-space floor, without which hundreds of prefills drift (docs/benchmarks.md).
+  return runNode([
+    BUNDLED_CLI,
+    'bench',
     '--model',
     modelDir,
     '--label',
@@ -61,4 +77,10 @@ async function main(): Promise<number> {
   ]);
 }
 
-void main().then((code) => (process.exitCode = code));
+main().then(
+  (code) => (process.exitCode = code),
+  (error: Error) => {
+    console.error(`bench/prefill.ts: ${error.message}`);
+    process.exitCode = 1;
+  },
+);

@@ -18,15 +18,21 @@ const FORWARDED_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 export async function rerunWithOldSpaceFloor(): Promise<number | undefined> {
   const hasFloor = process.execArgv.some((arg) => arg.replaceAll('_', '-').startsWith(FLOOR_NAME));
   if (hasFloor || inspector.url() !== undefined) return undefined;
-  const child = spawn(process.execPath, [...process.execArgv, ENGINE_OLD_SPACE_FLOOR, ...process.argv.slice(1)], {
-    stdio: 'inherit',
-  });
+  return runNode([...process.execArgv, ENGINE_OLD_SPACE_FLOOR, ...process.argv.slice(1)]);
+}
+
+/**
+ * `node args…` on this process's stdio, its exit code once it ends. Signals sent to this process alone reach the child
+ * too; a child ended by a signal ends this process by the same one, so that its caller (a shell: 130 after Ctrl+C)
+ * sees it.
+ */
+export async function runNode(args: string[], options: { cwd?: string } = {}): Promise<number> {
+  const child = spawn(process.execPath, args, { stdio: 'inherit', cwd: options.cwd });
   const forward = (signal: NodeJS.Signals) => child.kill(signal);
   for (const signal of FORWARDED_SIGNALS) process.on(signal, forward);
   const [code, signal] = (await once(child, 'exit').finally(() => {
     for (const forwarded of FORWARDED_SIGNALS) process.off(forwarded, forward);
   })) as [number | null, NodeJS.Signals | null];
-  // Ended by a signal, this process ends by the same one, so that its caller (a shell: 130 after Ctrl+C) sees it.
   if (signal !== null) process.kill(process.pid, signal);
   return code ?? 1;
 }

@@ -24,6 +24,11 @@ function childrenOf(pid: number): number[] {
   return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
 }
 
+/** A process's children, their children, and so on. */
+function descendantsOf(pid: number): number[] {
+  return childrenOf(pid).flatMap((child) => [child, ...descendantsOf(child)]);
+}
+
 test("ficoco eval answers in a Node started with the engine's old-space floor, stopped with the ficoco process", async (t) => {
   if (process.platform !== 'linux') return t.skip('reads the processes from /proc');
   const ficoco = spawn(
@@ -64,42 +69,50 @@ test("ficoco eval answers in a Node started with the engine's old-space floor, s
 
 /**
  * Starts `node --import tsx SCRIPT ARGS` and, once its first output is on stderr (its measurements under way, with
- * many to go), returns the command lines of the children that run SCRIPT; then stops it.
+ * many to go), returns the command lines of the processes under it that run `runs` (SCRIPT by default); then stops it.
+ * Its output closes only once every process under it that shares the output has ended.
  */
-async function childrenRunning(script: string, args: string[], env: NodeJS.ProcessEnv = process.env) {
+async function descendantsRunning(
+  script: string,
+  args: string[],
+  { env = process.env, runs = path.join(ROOT, script) }: { env?: NodeJS.ProcessEnv; runs?: string } = {},
+) {
   const file = path.join(ROOT, script);
   const parent = spawn(process.execPath, ['--import', 'tsx', file, ...args], { cwd: ROOT, env });
   // A process that could not start, or ended before any output, fails the test instead of leaving it unfinished.
-  await new Promise((resolve, reject) => {
-    parent.stderr.once('data', resolve);
+  const firstOutput = await new Promise<string>((resolve, reject) => {
+    parent.stderr.once('data', (chunk: Buffer) => resolve(chunk.toString()));
     parent.once('error', reject);
     parent.once('exit', (code, signal) => reject(new Error(`${script} ended (${code ?? signal}) before any output`)));
   });
-  const running = childrenOf(parent.pid!)
+  const running = descendantsOf(parent.pid!)
     .map(commandLine)
-    .filter((line) => line.includes(file));
+    .filter((line) => line.includes(runs));
   parent.kill('SIGTERM');
   await once(parent, 'close');
-  return running;
+  return { running, firstOutput };
 }
 
-test('bench/prefill.ts (npm run bench) measures in a Node started with the old-space floor', async (t) => {
+test('bench/prefill.ts (npm run bench) measures the bundled CLI in a Node started with the old-space floor', async (t) => {
   if (process.platform !== 'linux') return t.skip('reads the processes from /proc');
+  const bundledCli = path.join(ROOT, 'dist', 'cli.js');
+  if (!fs.existsSync(bundledCli)) return t.skip('needs dist/cli.js: npm run build');
   const out = temporaryFolder('ficoco-old-space-bench-');
-  const running = await childrenRunning(
+  const { running, firstOutput } = await descendantsRunning(
     'bench/prefill.ts',
     ['--arch', 'builtin-anyres', '--methods', 'all', '--runs', '1', '--decode', '0', '--out', out],
     // The random model goes to $TMPDIR/ficoco-bench: this test's folder, removed after it.
-    { ...process.env, TMPDIR: out },
+    { env: { ...process.env, TMPDIR: out }, runs: bundledCli },
   );
-  assert.equal(running.length, 1, 'one child runs the benchmark');
-  assert.ok(running[0].includes(ENGINE_OLD_SPACE_FLOOR), running[0].join(' '));
+  const measuring = running.filter((line) => line.includes(ENGINE_OLD_SPACE_FLOOR));
+  assert.equal(measuring.length, 1, `one process runs the benchmark with the floor; its first output: ${firstOutput}`);
+  assert.ok(measuring[0].includes('bench'), measuring[0].join(' '));
 });
 
 test('bench/gpu-check.ts measures in a Node started with the old-space floor', async (t) => {
   if (process.platform !== 'linux') return t.skip('reads the processes from /proc');
   const out = temporaryFolder('ficoco-old-space-gpu-check-');
-  const running = await childrenRunning('bench/gpu-check.ts', [
+  const { running } = await descendantsRunning('bench/gpu-check.ts', [
     ...['--provider', 'cpu', '--model', 'test/fixtures/tiny-llava-llama', '--budgets', '8,4,2'],
     ...['--out', out],
   ]);
