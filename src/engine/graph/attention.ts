@@ -1,6 +1,6 @@
 import type { AttentionNeeds } from '../../reduction/tokenState';
 import { ElemType, GraphBuilder } from './builder';
-import { Linear, applyRotary, linear, mergeHeads, splitHeads } from './ops';
+import { Linear, applyRotary, linear, meanOverHeads, mergeHeads, splitHeads } from './ops';
 
 export interface AttentionWeights {
   q: Linear;
@@ -128,11 +128,11 @@ export function attention(
     result.keyRows = mergeHeads(g, keys, `${hint}.key_rows`);
   } else if (exposure.attention && scores) {
     const source = exposure.attention === 'logits' ? scores.logits : scores.probs;
-    result.attention = g.op('ReduceMean', [source], `${hint}.attention_mean`, { axes: [0], keepdims: 0 });
+    result.attention = meanOverHeads(g, source, heads, `${hint}.attention_mean`);
   }
   if (exposure.keys || exposure.keyCosine) {
     // With a cache, the run's own rows (the engine gathers them); without one, newKeys are all the keys.
-    result.meanKeys = g.op('ReduceMean', [keys], `${hint}.keys_mean`, { axes: [0], keepdims: 0 });
+    result.meanKeys = meanOverHeads(g, keys, kvHeads, `${hint}.keys_mean`);
   }
   return result;
 }

@@ -183,6 +183,21 @@ export function mergeHeads(g: GraphBuilder, x: string, hint: string): string {
   return g.op('Reshape', [transposed, g.int64s('shape.merge', [0, -1])], hint);
 }
 
+/**
+ * mean_h x[h] of x [heads, …] → […], as a row of 1/heads times x seen as [heads, rest]: ONNX Runtime's CPU ReduceMean
+ * over a leading axis ran 4-6 times slower (4.9 ms against 1.1 ms for a [16, 602, 602] input, alone in a session).
+ */
+export function meanOverHeads(g: GraphBuilder, x: string, heads: number, hint: string): string {
+  const flat = g.op('Reshape', [x, g.int64s(`shape.heads.${heads}.flat`, [heads, -1])], `${hint}.flat`);
+  const row = g.op(
+    'Expand',
+    [g.scalar(`scale.mean.${heads}`, 1 / heads), g.int64s(`shape.row.${heads}`, [1, heads])],
+    `${hint}.row`,
+  );
+  const rest = g.op('Shape', [x], `${hint}.rest`, { start: 1 });
+  return g.op('Reshape', [g.op('MatMul', [row, flat], `${hint}.sum`), rest], hint);
+}
+
 /** Rotary tables for integer positions: cos, sin of pos·θ_i with θ_i = base^(−2i/d), each [tokens, d/2] */
 export function rotaryTables(g: GraphBuilder, positions: string, invFreq: Float32Array): { cos: string; sin: string } {
   const pos = g.op(
