@@ -40,7 +40,8 @@ export interface StatusLine {
 export class StatusActivities<Line extends StatusLine = StatusLine> {
   private readonly labels = new Map<string, string>();
 
-  constructor(private readonly line: Line) {}
+  /** `line`: read by those who show figures on it (a reply notes its settings generation when asked) */
+  constructor(readonly line: Line) {}
 
   /** Says what `key` is doing now; it is the newest activity until another reports. */
   busy(key: string, label: string): void {

@@ -98,9 +98,11 @@ export const REPLY_ACTIVITY = {
 
 /** Where the replies show besides the chat: the status bar. */
 export interface ReplyStatus extends StatusLine {
-  showAnswer(stats: AnswerStatsView): void;
+  /** counts the changes of the settings the figures depend on: a reply notes it when asked, and shows it with them */
+  readonly settingsGeneration: number;
+  showAnswer(stats: AnswerStatsView, askedIn: number): void;
   /** an answer from a server that says nothing of reduction */
-  showWithoutStats(server: string): void;
+  showWithoutStats(server: string, askedIn: number): void;
 }
 
 export interface RepliesOptions {
@@ -173,6 +175,8 @@ export class Replies {
     const cancel = new CancellationTokenSource();
     this.options.activity.busy();
     const asked = performance.now();
+    // Figures of settings changed while the reply runs are shown as the previous settings', not as current.
+    const askedIn = status.line.settingsGeneration;
     let measure: (() => Promise<void>) | undefined;
     // Tracked before its engine is set up, so that a Stop while a remote one reads its API key is not lost.
     const flight = this.track(key, cancel, undefined, { reply: kind, loading: false });
@@ -237,7 +241,7 @@ export class Replies {
         // A server other than ficoco serve, or a stopped remote answer (stats come with the finish): no figures.
         this.post(conversation.finish(turnId, kind, result.stopReason));
         if (kind === 'answer' && result.stopReason !== 'cancelled') {
-          status.showFigures(key, (line) => line.showWithoutStats(where));
+          status.showFigures(key, (line) => line.showWithoutStats(where, askedIn));
         }
       } else {
         const fallback = stats.providerFallback;
@@ -256,8 +260,8 @@ export class Replies {
           conversation.finish(turnId, kind, result.stopReason, measuring ? { ...view, measuringSpeedup: true } : view),
         );
         if (kind === 'answer') {
-          status.showFigures(key, (line) => line.showAnswer(view));
-          if (measuring) measure = () => this.measure(turnId, engine, where, model, request, stats, view);
+          status.showFigures(key, (line) => line.showAnswer(view, askedIn));
+          if (measuring) measure = () => this.measure(turnId, engine, where, model, request, stats, view, askedIn);
         }
       }
     } catch (error) {
@@ -345,8 +349,8 @@ export class Replies {
 
   /**
    * The measured speedup of a reduced answer (speedup.ts), or the one kept from an earlier answer with the same
-   * model, provider, image cost (visual tokens, vision FLOPs) and reduction; shown once known. A failure is logged,
-   * never shown as the answer's.
+   * model, provider, image cost (visual tokens, vision FLOPs) and reduction; shown once known, with the settings
+   * generation the answer was asked in. A failure is logged, never shown as the answer's.
    */
   private async measure(
     turnId: string,
@@ -356,6 +360,7 @@ export class Replies {
     request: AskOptions,
     stats: AnswerStats,
     view: AnswerStatsView,
+    askedIn: number,
   ): Promise<void> {
     const { speedups, status, log, conversation } = this.options;
     const key = `${turnId}/speedup`;
@@ -370,7 +375,7 @@ export class Replies {
     };
     const show = (speedup: SpeedupView) => {
       this.post(conversation.setSpeedup(turnId, speedup));
-      status.showFigures(key, (line) => line.showAnswer({ ...view, speedup }));
+      status.showFigures(key, (line) => line.showAnswer({ ...view, speedup }, askedIn));
     };
     const known = speedups.get(subject);
     if (known) {

@@ -42,15 +42,23 @@ export class SpeedupStatusBar implements vscode.Disposable {
     this.item.accessibilityInformation = { label };
   }
 
-  /** Shows an answer's figures; the speedup may come later, once the unreduced baseline is measured. */
-  showAnswer(stats: AnswerStatsView): void {
-    this.figures.showAnswer(stats);
+  /** What an answer notes when asked, to show its figures with (StatusFigures.settingsGeneration). */
+  get settingsGeneration(): number {
+    return this.figures.settingsGeneration;
+  }
+
+  /**
+   * Shows the figures of an answer asked in settings generation `askedIn`; the speedup may come later, once the
+   * unreduced baseline is measured.
+   */
+  showAnswer(stats: AnswerStatsView, askedIn: number): void {
+    this.figures.showAnswer(stats, askedIn);
     this.idle();
   }
 
   /** An answer from a server that runs no reduction of ours (vLLM, Ollama, …): nothing to measure. */
-  showWithoutStats(server: string): void {
-    this.figures.showWithoutStats(server);
+  showWithoutStats(server: string, askedIn: number): void {
+    this.figures.showWithoutStats(server, askedIn);
     this.idle();
   }
 

@@ -16,27 +16,38 @@ const PLAIN_TEXT = '$(zap) FiCoCo';
 const CLICK_HINT = 'Click to change the reduction.';
 
 export class StatusFigures {
-  /** the last answer's text for the bar; `from`, where it came from when that matters; `body`, its figures */
-  private last: { text: string; from: string; body: string } | undefined;
-  /** a setting the last figures depend on changed since they came: they describe a setting no longer in force */
-  private stale = false;
+  /**
+   * the last answer's text for the bar; `from`, where it came from when that matters; `body`, its figures;
+   * `askedIn`, the settings generation it was asked in
+   */
+  private last: { text: string; from: string; body: string; askedIn: number } | undefined;
+  private generation = 0;
 
-  /** An answer's figures; the speedup may come later, once the unreduced baseline is measured. */
-  showAnswer(stats: AnswerStatsView): void {
-    this.last = { text: statusText(stats), from: '', body: statsTable(stats) };
-    this.stale = false;
+  /** Counts the changes of a setting the figures depend on: an answer notes it when asked, and shows it with them. */
+  get settingsGeneration(): number {
+    return this.generation;
+  }
+
+  /**
+   * An answer's figures, asked in settings generation `askedIn`; the speedup may come later, once the unreduced
+   * baseline is measured.
+   */
+  showAnswer(stats: AnswerStatsView, askedIn: number): void {
+    this.show({ text: statusText(stats), from: '', body: statsTable(stats) }, askedIn);
   }
 
   /** An answer from a server that runs no reduction of ours (vLLM, Ollama, …): nothing to measure. */
-  showWithoutStats(server: string): void {
-    this.last = {
-      text: '$(zap) reduction: not available on this server',
-      from: ` from \`${server.replace(/`/g, '')}\``,
-      body:
-        "This server answers without FiCoCo's token reduction, so there is no speedup or overlay. Run " +
-        '`ficoco serve` there for both.',
-    };
-    this.stale = false;
+  showWithoutStats(server: string, askedIn: number): void {
+    this.show(
+      {
+        text: '$(zap) reduction: not available on this server',
+        from: ` from \`${server.replace(/`/g, '')}\``,
+        body:
+          "This server answers without FiCoCo's token reduction, so there is no speedup or overlay. Run " +
+          '`ficoco serve` there for both.',
+      },
+      askedIn,
+    );
   }
 
   /**
@@ -44,13 +55,20 @@ export class StatusFigures {
    * setting's, and the tooltip keeps it, marked as the previous setting's, until the next answer.
    */
   settingsChanged(): void {
-    this.stale = this.last !== undefined;
+    this.generation++;
+  }
+
+  private show(figures: { text: string; from: string; body: string }, askedIn: number): void {
+    // An answer asked before a settings change, ending late, leaves the figures of one asked after it.
+    if (this.last && this.last.askedIn > askedIn) return;
+    this.last = { ...figures, askedIn };
   }
 
   view(): StatusFiguresView {
     const { last } = this;
     if (!last) return { text: PLAIN_TEXT, tooltip: `FiCoCo: no answer yet. ${CLICK_HINT}`, label: 'FiCoCo' };
-    if (this.stale)
+    // Asked before the last settings change: its figures describe settings no longer in force.
+    if (last.askedIn < this.generation)
       return {
         text: PLAIN_TEXT,
         tooltip:

@@ -112,6 +112,7 @@ describe('chat replies on a real engine process', () => {
         if (message.type === 'replyProgress') onProgressLabel(message.label);
       },
       status: new StatusActivities({
+        settingsGeneration: 0,
         busy: (label) => {
           statuses.push(label);
           const start = onStart;

@@ -495,7 +495,7 @@ describe("the status bar's figures", () => {
 
   test('after the model or reduction changes, the last speedup is no longer shown as current', () => {
     const figures = new StatusFigures();
-    figures.showAnswer(answer);
+    figures.showAnswer(answer, figures.settingsGeneration);
     assert.equal(figures.view().text, '$(zap) 3.1×');
     assert.match(figures.view().tooltip, /^\*\*FiCoCo\*\* — last answer\n/);
     figures.settingsChanged();
@@ -504,15 +504,30 @@ describe("the status bar's figures", () => {
     assert.equal(changed.label, 'FiCoCo');
     assert.match(changed.tooltip, /settings changed since the last answer/);
     assert.match(changed.tooltip, /with the previous settings:[^]*ficoco-v, budget 16[^]*3\.1× faster/);
-    figures.showAnswer({ ...answer, speedup: { ...answer.speedup!, ratio: 1.8, label: '1.8× faster' } });
+    const next = { ...answer, speedup: { ...answer.speedup!, ratio: 1.8, label: '1.8× faster' } };
+    figures.showAnswer(next, figures.settingsGeneration);
     assert.equal(figures.view().text, '$(zap) 1.8×', "the next answer's figure is current");
+  });
+
+  test('figures of an answer asked before the last settings change never show as current, nor replace newer ones', () => {
+    const figures = new StatusFigures();
+    const askedBefore = figures.settingsGeneration;
+    figures.settingsChanged();
+    figures.showAnswer(answer, askedBefore);
+    assert.equal(figures.view().text, '$(zap) FiCoCo');
+    assert.match(figures.view().tooltip, /with the previous settings:[^]*3\.1× faster/);
+    const current = { ...answer, speedup: { ...answer.speedup!, ratio: 1.8, label: '1.8× faster' } };
+    figures.showAnswer(current, figures.settingsGeneration);
+    assert.equal(figures.view().text, '$(zap) 1.8×');
+    figures.showWithoutStats('http://gpu-box:11434/v1', askedBefore);
+    assert.equal(figures.view().text, '$(zap) 1.8×', 'an older answer ending late leaves the current figures');
   });
 
   test('before any answer, a settings change leaves the plain label; a server without stats is marked too', () => {
     const figures = new StatusFigures();
     figures.settingsChanged();
     assert.deepEqual(figures.view(), new StatusFigures().view());
-    figures.showWithoutStats('http://gpu-box:11434/v1');
+    figures.showWithoutStats('http://gpu-box:11434/v1', figures.settingsGeneration);
     assert.equal(figures.view().text, '$(zap) reduction: not available on this server');
     figures.settingsChanged();
     assert.equal(figures.view().text, '$(zap) FiCoCo');

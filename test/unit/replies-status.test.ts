@@ -10,6 +10,7 @@ import { StatusActivities } from '../../src/extension/activity';
 import { Conversation, type ImageInput } from '../../src/extension/conversation';
 import { Replies, type ReplySettings, statsView } from '../../src/extension/replies';
 import { SpeedupCache } from '../../src/extension/speedup';
+import { StatusFigures } from '../../src/extension/statusFigures';
 import type { AnswerStats, LoadParams } from '../../src/protocol/engine';
 
 const IMAGE: ImageInput = { name: 'a.png', dataBase64: 'iVBORw==', format: 'png' };
@@ -64,17 +65,31 @@ const REDUCED: ReplySettings = {
   temperature: 0,
 };
 
-/** Replies on a scripted engine, with what the status bar was told, in order, and its activities to share. */
+/**
+ * Replies on a scripted engine, with what the status bar was told, in order, its activities to share, and the figures
+ * it shows when idle.
+ */
 function scriptedReplies() {
   const engine = new ScriptedEngine();
   const conversation = new Conversation();
   const statuses: string[] = [];
   const values = new Map<string, unknown>();
+  const figures = new StatusFigures();
   const status = new StatusActivities({
-    busy: (label) => statuses.push(`busy: ${label}`),
-    showAnswer: () => statuses.push('answer'),
-    showWithoutStats: () => statuses.push('no stats'),
+    busy: (label: string) => statuses.push(`busy: ${label}`),
+    get settingsGeneration() {
+      return figures.settingsGeneration;
+    },
+    showAnswer: (...shown: Parameters<StatusFigures['showAnswer']>) => {
+      statuses.push('answer');
+      figures.showAnswer(...shown);
+    },
+    showWithoutStats: (...shown: Parameters<StatusFigures['showWithoutStats']>) => {
+      statuses.push('no stats');
+      figures.showWithoutStats(...shown);
+    },
     idle: () => statuses.push('idle'),
+    settingsChanged: () => figures.settingsChanged(),
   });
   const replies = new Replies({
     engine,
@@ -97,7 +112,7 @@ function scriptedReplies() {
     const turnId = conversation.startTurn(question)!.turn.id;
     return replies.run(turnId, 'answer', question, [IMAGE], () => settings);
   };
-  return { engine, statuses, status, ask };
+  return { engine, statuses, status, figures, ask };
 }
 
 describe('the status bar while replies overlap', () => {
@@ -142,6 +157,43 @@ describe('the status bar while replies overlap', () => {
     assert.equal(statuses.at(-1), 'busy: Downloading 10 %', `the download goes on: ${statuses.join(' | ')}`);
     status.end('download');
     assert.equal(statuses.at(-1), 'idle');
+  });
+});
+
+/** Answers the speedup measurement's prefill runs (asks from `first` on), each as its side would, until `reply` ends. */
+async function answerMeasurement(engine: ScriptedEngine, first: number, reply: Promise<void>): Promise<void> {
+  let ended = false;
+  void reply.then(() => (ended = true));
+  for (let next = first; !ended; await settle())
+    for (; next < engine.asks.length; next++) {
+      const run = engine.asks[next]!;
+      run.answer({ text: '', stopReason: 'max-tokens', stats: stats(run.question.reduction !== undefined) });
+    }
+}
+
+describe("the status bar's figures of an answer asked before a settings change", () => {
+  test("its figures, and the speedup measured after it, are the previous settings', never current", async () => {
+    const { engine, status, figures, ask } = scriptedReplies();
+    const first = ask('first?', REDUCED);
+    await settle();
+    // The reduction changes while the answer runs (extension.ts: a setting in FIGURES_DEPEND_ON).
+    status.changeFigures((line) => line.settingsChanged());
+    engine.asks[0]!.answer({ text: 'a', stopReason: 'stop-token', stats: stats(true) });
+    await settle();
+    assert.equal(figures.view().text, '$(zap) FiCoCo', 'no figure on the bar for the previous settings');
+    assert.match(figures.view().tooltip, /with the previous settings:[^]*ficoco-v, budget 12[^]*measuring/);
+
+    await answerMeasurement(engine, 1, first);
+    assert.equal(figures.view().text, '$(zap) FiCoCo', 'its speedup is not shown as current either');
+    assert.match(figures.view().tooltip, /with the previous settings:[^]*paired warm runs/);
+
+    // The next question is asked with the settings now in force: its figures (its speedup the one kept) are current.
+    const second = ask('second?', REDUCED);
+    await settle();
+    engine.asks.at(-1)!.answer({ text: 'b', stopReason: 'stop-token', stats: stats(true) });
+    await second;
+    assert.equal(figures.view().text, '$(zap) ≈1×');
+    assert.match(figures.view().tooltip, /^\*\*FiCoCo\*\* — last answer\n/);
   });
 });
 
