@@ -310,6 +310,10 @@ export class ChatController implements vscode.Disposable {
       reduction: reduced ? settings.reduction : undefined,
       maxNewTokens: settings.maxNewTokens,
       temperature: settings.temperature,
+      topP: settings.topP,
+      topK: settings.topK,
+      minP: settings.minP,
+      repetitionPenalty: settings.repetitionPenalty,
     };
   }
 

@@ -87,6 +87,14 @@ export interface ReplySettings {
   reduction: ReductionSetting | undefined;
   maxNewTokens: number;
   temperature: number;
+  /** 1: the whole distribution */
+  topP: number;
+  /** 0: every token */
+  topK: number;
+  /** 0: no cut */
+  minP: number;
+  /** 1: off */
+  repetitionPenalty: number;
 }
 
 /** What the status bar says while a reply waits on the engine. */
@@ -185,7 +193,18 @@ export class Replies {
       if (!cancel.token.isCancellationRequested) status.busy(key, label);
     };
     try {
-      const { engine: where, engineModel, model, reduction, maxNewTokens, temperature } = settings();
+      const {
+        engine: where,
+        engineModel,
+        model,
+        reduction,
+        maxNewTokens,
+        temperature,
+        topP,
+        topK,
+        minP,
+        repetitionPenalty,
+      } = settings();
       const engine = where === 'local' ? this.options.engine : await this.options.remote(where, engineModel);
       const alreadyLoaded =
         where !== 'local' || (this.loaded?.key === loadRequestKey(model) && this.loaded.processId === engine.processId);
@@ -199,8 +218,12 @@ export class Replies {
         ...(reduction ? { reduction: reductionRequest(reduction) } : {}),
         maxNewTokens,
         temperature,
-        topP: 1,
+        topP,
         seed: 0,
+        // Off, they are not sent, as before: another server may refuse one (an older vLLM refuses top_k 0).
+        ...(topK !== 0 ? { topK } : {}),
+        ...(minP !== 0 ? { minP } : {}),
+        ...(repetitionPenalty !== 1 ? { repetitionPenalty } : {}),
       };
       const onProgress = (progress: PrefillProgress) => {
         this.paced(key, progress.nextRunMs);

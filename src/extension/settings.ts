@@ -56,6 +56,14 @@ export interface FicocoSettings {
   reduction: ReductionSetting | undefined;
   maxNewTokens: number;
   temperature: number;
+  /** 1: the whole distribution */
+  topP: number;
+  /** 0: every token */
+  topK: number;
+  /** 0: no cut */
+  minP: number;
+  /** 1: off */
+  repetitionPenalty: number;
   /** 0: never unload */
   unloadAfterMinutes: number;
 }
@@ -70,6 +78,7 @@ export interface SettingSchema {
   enum?: readonly string[];
   enumDescriptions?: readonly string[];
   minimum?: number;
+  exclusiveMinimum?: number;
   maximum?: number;
   pattern?: string;
   patternErrorMessage?: string;
@@ -217,6 +226,40 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
     maximum: 2,
     markdownDescription: 'Sampling temperature. `0` always takes the most likely token (greedy, reproducible).',
   },
+  'ficoco.topP': {
+    type: 'number',
+    default: 1,
+    exclusiveMinimum: 0,
+    maximum: 1,
+    markdownDescription:
+      'Nucleus sampling: sample from the most probable tokens whose probabilities add up to this share. `1`: every ' +
+      'token. Used when `#ficoco.temperature#` is above 0.',
+  },
+  'ficoco.topK': {
+    type: 'integer',
+    default: 0,
+    minimum: 0,
+    markdownDescription:
+      'Sample from this many of the most probable tokens only. `0`: every token. Used when `#ficoco.temperature#` ' +
+      'is above 0.',
+  },
+  'ficoco.minP': {
+    type: 'number',
+    default: 0,
+    minimum: 0,
+    maximum: 1,
+    markdownDescription:
+      'Leave out the tokens less probable than this share of the most probable one. `0`: none. Used when ' +
+      '`#ficoco.temperature#` is above 0.',
+  },
+  'ficoco.repetitionPenalty': {
+    type: 'number',
+    default: 1,
+    exclusiveMinimum: 0,
+    markdownDescription:
+      "Above `1` makes tokens already in the question or the answer less likely (as transformers' " +
+      '`repetition_penalty`), below `1` more; greedy answers too. `1`: off.',
+  },
   'ficoco.unloadAfterMinutes': {
     type: 'integer',
     default: 15,
@@ -302,13 +345,27 @@ export function readSettings(get: (key: string) => unknown): { settings: FicocoS
   const inRange =
     (key: string, integer: boolean) =>
     (v: unknown): v is number => {
-      const { minimum = -Infinity, maximum = Infinity } = MAIN_SETTINGS[key];
+      const { minimum = -Infinity, exclusiveMinimum = -Infinity, maximum = Infinity } = MAIN_SETTINGS[key];
       return (
-        typeof v === 'number' && Number.isFinite(v) && v >= minimum && v <= maximum && (!integer || Number.isInteger(v))
+        typeof v === 'number' &&
+        Number.isFinite(v) &&
+        v >= minimum &&
+        v > exclusiveMinimum &&
+        v <= maximum &&
+        (!integer || Number.isInteger(v))
       );
     };
-  const range = (key: string, integer: boolean) =>
-    `${integer ? 'a whole number' : 'a number'} from ${MAIN_SETTINGS[key].minimum} to ${MAIN_SETTINGS[key].maximum}`;
+  const range = (key: string, integer: boolean) => {
+    const { minimum, exclusiveMinimum, maximum } = MAIN_SETTINGS[key];
+    const kind = integer ? 'a whole number' : 'a number';
+    if (exclusiveMinimum !== undefined)
+      return maximum === undefined
+        ? `${kind} above ${exclusiveMinimum}`
+        : `${kind} above ${exclusiveMinimum}, up to ${maximum}`;
+    return maximum === undefined ? `${kind}, ${minimum} or more` : `${kind} from ${minimum} to ${maximum}`;
+  };
+  /** A number setting in its declared range, else its default (reported). */
+  const number = (key: string, integer: boolean) => value(key, inRange(key, integer), range(key, integer));
   const oneOf =
     (key: string) =>
     (v: unknown): v is string =>
@@ -338,7 +395,7 @@ export function readSettings(get: (key: string) => unknown): { settings: FicocoS
       oneOf('ficoco.provider'),
       `one of ${PROVIDER_SETTINGS.join(', ')}`,
     ) as ProviderSetting,
-    threads: value('ficoco.threads', inRange('ficoco.threads', true), range('ficoco.threads', true)),
+    threads: number('ficoco.threads', true),
     quantization: value(
       'ficoco.quantization',
       oneOf('ficoco.quantization'),
@@ -361,17 +418,13 @@ export function readSettings(get: (key: string) => unknown): { settings: FicocoS
             budgetLabel,
             params: method === AUTO_METHOD ? {} : methodParams(method, get, problems),
           },
-    maxNewTokens: value(
-      'ficoco.maxNewTokens',
-      inRange('ficoco.maxNewTokens', true),
-      range('ficoco.maxNewTokens', true),
-    ),
-    temperature: value('ficoco.temperature', inRange('ficoco.temperature', false), range('ficoco.temperature', false)),
-    unloadAfterMinutes: value(
-      'ficoco.unloadAfterMinutes',
-      inRange('ficoco.unloadAfterMinutes', true),
-      range('ficoco.unloadAfterMinutes', true),
-    ),
+    maxNewTokens: number('ficoco.maxNewTokens', true),
+    temperature: number('ficoco.temperature', false),
+    topP: number('ficoco.topP', false),
+    topK: number('ficoco.topK', true),
+    minP: number('ficoco.minP', false),
+    repetitionPenalty: number('ficoco.repetitionPenalty', false),
+    unloadAfterMinutes: number('ficoco.unloadAfterMinutes', true),
   };
   return { settings, problems };
 }

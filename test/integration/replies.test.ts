@@ -45,6 +45,10 @@ const SETTINGS: ReplySettings = {
   reduction: undefined,
   maxNewTokens: 8,
   temperature: 0,
+  topP: 1,
+  topK: 0,
+  minP: 0,
+  repetitionPenalty: 1,
 };
 const REDUCED: ReplySettings = {
   ...SETTINGS,
@@ -702,8 +706,8 @@ describe('chat replies on a real engine process', () => {
     }
   });
 
-  /** How a scripted server answers a chat completion. */
-  type Respond = (response: http.ServerResponse) => void | Promise<void>;
+  /** How a scripted server answers a chat completion (`request`, to read what was asked). */
+  type Respond = (response: http.ServerResponse, request: http.IncomingMessage) => void | Promise<void>;
   /** A chunk of a streamed chat completion: a choice's delta, its finish reason, fields beside `choices`. */
   type CompletionChunk = { delta: object; finish?: string | null; beside?: object };
 
@@ -724,7 +728,7 @@ describe('chat replies on a real engine process', () => {
         response.end(JSON.stringify({ object: 'list', data: [{ id: model, object: 'model' }] }));
         return;
       }
-      await respond(response);
+      await respond(response, request);
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
@@ -779,6 +783,28 @@ describe('chat replies on a real engine process', () => {
     topP: 1,
     seed: 0,
   };
+
+  test('the sampling settings reach a server as its fields; those left off are not sent', async () => {
+    const asked: Record<string, unknown>[] = [];
+    const recording: Respond = async (response, request) => {
+      let body = '';
+      for await (const piece of request) body += piece;
+      const fields = JSON.parse(body) as Record<string, unknown>;
+      const sent = ['temperature', 'top_p', 'top_k', 'min_p', 'repetition_penalty'].filter((field) => field in fields);
+      asked.push(Object.fromEntries(sent.map((field) => [field, fields[field]])));
+      await streaming('sampled', [{ delta: { content: 'a red circle' }, finish: 'stop' }])(response, request);
+    };
+    const sampled = { ...REDUCED, temperature: 0.7, topP: 0.9, topK: 40, minP: 0.05, repetitionPenalty: 1.1 };
+    await withServer('sampled', recording, async (url) => {
+      for (const settings of [sampled, REDUCED])
+        await replies.run(turn(), 'answer', 'what is in the picture ?', [SHAPES], () => ({ ...settings, engine: url }));
+    });
+    assert.deepEqual(asked, [
+      { temperature: 0.7, top_p: 0.9, top_k: 40, min_p: 0.05, repetition_penalty: 1.1 },
+      // A server other than ficoco serve may refuse a field it does not know (an older vLLM refuses top_k 0).
+      { temperature: 0, top_p: 1 },
+    ]);
+  });
 
   /** Asserts that a reply through a server that answers with `respond` failed with a message matching `message`. */
   async function assertReplyFails(respond: Respond, message: RegExp): Promise<void> {
@@ -1070,7 +1096,7 @@ describe('chat replies on a real engine process', () => {
         );
         return;
       }
-      await streaming(served, [{ delta: { content: `asked ${served}` }, finish: 'stop' }])(response);
+      await streaming(served, [{ delta: { content: `asked ${served}` }, finish: 'stop' }])(response, request);
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {

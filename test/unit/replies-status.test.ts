@@ -1,6 +1,7 @@
 /**
  * What the status bar says while replies (or a reply and a model download) overlap, on a scripted engine: one reply,
  * measurement, comparison or download ending must not put the last answer's figures up while another still runs.
+ * And what a reply asks the engine with: the sampling settings.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -63,6 +64,10 @@ const REDUCED: ReplySettings = {
   reduction: { method: 'ficoco-v', budget: { tokens: 12 }, budgetLabel: '12', params: {} },
   maxNewTokens: 4,
   temperature: 0,
+  topP: 1,
+  topK: 0,
+  minP: 0,
+  repetitionPenalty: 1,
 };
 
 /**
@@ -194,6 +199,38 @@ describe("the status bar's figures of an answer asked before a settings change",
     await second;
     assert.equal(figures.view().text, '$(zap) ≈1×');
     assert.match(figures.view().tooltip, /^\*\*FiCoCo\*\* — last answer\n/);
+  });
+});
+
+describe('the sampling a reply asks the engine for', () => {
+  /** The question's sampling fields, those it has. */
+  const samplingOf = (question: AskOptions) =>
+    Object.fromEntries(
+      ['temperature', 'topP', 'topK', 'minP', 'repetitionPenalty', 'seed'].flatMap((field) =>
+        field in question ? [[field, question[field as keyof AskOptions]]] : [],
+      ),
+    );
+
+  test('the sampling settings reach the question as the temperature does; those left off are not sent', async () => {
+    const { engine, ask } = scriptedReplies();
+    const unreduced = { ...REDUCED, reduction: undefined };
+    const sampled = { ...unreduced, temperature: 0.7, topP: 0.9, topK: 40, minP: 0.05, repetitionPenalty: 1.1 };
+    for (const settings of [sampled, unreduced]) {
+      const reply = ask('what is it?', settings);
+      await settle();
+      engine.asks.at(-1)!.answer({ text: 'a', stopReason: 'stop-token', stats: stats(false) });
+      await reply;
+    }
+    assert.deepEqual(samplingOf(engine.asks[0]!.question), {
+      temperature: 0.7,
+      topP: 0.9,
+      topK: 40,
+      minP: 0.05,
+      repetitionPenalty: 1.1,
+      seed: 0,
+    });
+    // Off, as before these settings: a server other than ficoco serve never sees fields it may not know.
+    assert.deepEqual(samplingOf(engine.asks[1]!.question), { temperature: 0, topP: 1, seed: 0 });
   });
 });
 

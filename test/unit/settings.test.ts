@@ -78,7 +78,15 @@ describe('settings', () => {
     for (const key of workspaceSettable)
       assert.ok(
         key.startsWith('ficoco.reduction.') ||
-          ['ficoco.maxNewTokens', 'ficoco.temperature', 'ficoco.unloadAfterMinutes'].includes(key),
+          [
+            'ficoco.maxNewTokens',
+            'ficoco.temperature',
+            'ficoco.topP',
+            'ficoco.topK',
+            'ficoco.minP',
+            'ficoco.repetitionPenalty',
+            'ficoco.unloadAfterMinutes',
+          ].includes(key),
         `${key} can be set by a workspace: make it machine-scoped or restrict it (capabilities.untrustedWorkspaces)`,
       );
   });
@@ -114,6 +122,10 @@ describe('settings', () => {
       reduction: { method: 'auto', budget: { ratio: 0.11 }, budgetLabel: '11%', params: {} },
       maxNewTokens: 256,
       temperature: 0,
+      topP: 1,
+      topK: 0,
+      minP: 0,
+      repetitionPenalty: 1,
       unloadAfterMinutes: 15,
     });
   });
@@ -125,6 +137,10 @@ describe('settings', () => {
       'ficoco.reduction.budget': ' 64 ',
       'ficoco.maxNewTokens': 32,
       'ficoco.temperature': 0.7,
+      'ficoco.topP': 0.9,
+      'ficoco.topK': 40,
+      'ficoco.minP': 0.05,
+      'ficoco.repetitionPenalty': 1.1,
       'ficoco.quantization': 'int4',
       'ficoco.quantizationByModel': { '/models/tiny/': 'none', '/models/llava-7b': 'int8' },
       'ficoco.engine': ' http://gpu-box:8080/v1 ',
@@ -142,6 +158,7 @@ describe('settings', () => {
     assert.deepEqual(settings.reduction, { method: 'tome', budget: { tokens: 64 }, budgetLabel: '64', params: {} });
     assert.equal(settings.provider, 'cpu');
     assert.equal(settings.temperature, 0.7);
+    assert.deepEqual([settings.topP, settings.topK, settings.minP, settings.repetitionPenalty], [0.9, 40, 0.05, 1.1]);
     assert.equal(settingsFrom({ 'ficoco.reduction.method': 'none' }).settings.reduction, undefined);
     const ficoco = settingsFrom({
       'ficoco.reduction.method': 'ficoco-v',
@@ -235,6 +252,32 @@ describe('settings', () => {
     assert.match(messages.join('\n'), /ficoco\.maxNewTokens is 0; expected a whole number from 1 to 4096/);
     assert.match(messages.join('\n'), /ficoco\.unloadAfterMinutes is 2\.5; expected a whole number/);
     assert.deepEqual(settings, settingsFrom({}).settings);
+  });
+
+  test('sampling values the engine and `ficoco ask` refuse are reported with their range, and the default used', () => {
+    const reported = (values: Record<string, unknown>) => {
+      const { settings, problems } = settingsFrom(values);
+      assert.deepEqual(settings, settingsFrom({}).settings);
+      return problems.map((problem) => `${problem.setting}: ${problem.message}`);
+    };
+    assert.deepEqual(
+      reported({ 'ficoco.topP': 0, 'ficoco.topK': 2.5, 'ficoco.minP': 1.5, 'ficoco.repetitionPenalty': 0 }),
+      [
+        'ficoco.topP: ficoco.topP is 0; expected a number above 0, up to 1. Using the default, 1.',
+        'ficoco.topK: ficoco.topK is 2.5; expected a whole number, 0 or more. Using the default, 0.',
+        'ficoco.minP: ficoco.minP is 1.5; expected a number from 0 to 1. Using the default, 0.',
+        'ficoco.repetitionPenalty: ficoco.repetitionPenalty is 0; expected a number above 0. Using the default, 1.',
+      ],
+    );
+    assert.deepEqual(
+      reported({ 'ficoco.topP': 1.5, 'ficoco.topK': -1, 'ficoco.minP': '0.1', 'ficoco.repetitionPenalty': 'high' }),
+      [
+        'ficoco.topP: ficoco.topP is 1.5; expected a number above 0, up to 1. Using the default, 1.',
+        'ficoco.topK: ficoco.topK is -1; expected a whole number, 0 or more. Using the default, 0.',
+        'ficoco.minP: ficoco.minP is "0.1"; expected a number from 0 to 1. Using the default, 0.',
+        'ficoco.repetitionPenalty: ficoco.repetitionPenalty is "high"; expected a number above 0. Using the default, 1.',
+      ],
+    );
   });
 
   test('an out-of-range method parameter is reported and left to its default', () => {
