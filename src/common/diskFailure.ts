@@ -1,3 +1,6 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
 /** Failures of the local disk, which no retry mends, by what the user can do about them. */
 export type DiskFailure = 'full' | 'not-writable' | 'too-large';
 
@@ -19,8 +22,8 @@ export function diskFailureOf(error: unknown): { failure: DiskFailure; code: str
 }
 
 /**
- * A failure of the local disk on `file` in one line that says what to do; undefined when `error` is not one. `access`:
- * whether `file` was being read or written (a read fails only for its permissions).
+ * A failure of the local disk on `file`, or a file or folder in its way, in one line that says what to do; undefined
+ * when `error` is neither. `access`: whether `file` was being read or written (a read fails only for its permissions).
  */
 export function diskFailureMessage(error: unknown, file: string, access: 'read' | 'write'): string | undefined {
   const disk = diskFailureOf(error);
@@ -35,6 +38,38 @@ export function diskFailureMessage(error: unknown, file: string, access: 'read' 
         'large (EFBIG); raise the limit'
       );
     case undefined:
+      return inTheWayMessage(error, file);
+  }
+}
+
+/**
+ * A file where a folder belongs, or a folder where a file belongs, named (Node's error names the path it was given,
+ * which may lie below the file in the way); undefined when `error` is neither. `file`: where the error names no path.
+ */
+function inTheWayMessage(error: unknown, file: string): string | undefined {
+  const failure = error as (NodeJS.ErrnoException & { dest?: string }) | undefined;
+  const given = failure?.path ?? file;
+  switch (failure?.code) {
+    // mkdir found something that is not a folder, or a path ran into a file on its way.
+    case 'EEXIST':
+    case 'ENOTDIR':
+      return `${fileOnTheWay(given) ?? given} is a file, not a folder: move it away`;
+    // A rename's folder in the way is its destination.
+    case 'EISDIR':
+      return `${failure.dest ?? given} is a folder, not a file: move it away`;
+    default:
       return undefined;
+  }
+}
+
+/** The first of `at` and the folders above it that exists and is not a folder; undefined when none is found. */
+function fileOnTheWay(at: string): string | undefined {
+  for (let candidate = at; ; candidate = path.dirname(candidate)) {
+    try {
+      return fs.statSync(candidate).isDirectory() ? undefined : candidate;
+    } catch {
+      // Not there (or below the file in the way): look further up.
+    }
+    if (path.dirname(candidate) === candidate) return undefined;
   }
 }

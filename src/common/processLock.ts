@@ -74,7 +74,13 @@ export class ProcessLock {
         token: randomUUID(),
       };
       if (createExclusively(file, JSON.stringify(owner), wording)) return new ProcessLock(file, owner, wording);
-      const held = readLock(file);
+      let held: HeldLock | undefined;
+      try {
+        held = readLock(file);
+      } catch (error) {
+        // A folder in the lock's place (EISDIR): said as the lock's other disk errors are.
+        throw wording.diskError(error, file) ?? error;
+      }
       if (held === undefined) continue;
       if (isStale(held)) {
         removeIfUnchanged(file, held.raw);

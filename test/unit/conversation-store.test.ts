@@ -401,6 +401,50 @@ describe('the chat saved for after a reload', () => {
     },
   );
 
+  test('a file where a folder belongs, or a folder where a file belongs, is one log line naming it and what to do', async () => {
+    /** What loading, then saving, a chat with a screenshot in `folder` logs, where `inTheWay` was made first. */
+    const logged = async (folder: string, inTheWay: { file: string } | { folder: string }) => {
+      if ('file' in inTheWay) fs.writeFileSync(inTheWay.file, '');
+      else fs.mkdirSync(inTheWay.folder, { recursive: true });
+      const conversation = new Conversation();
+      answered(conversation, 'one', [png('shapes.png')]);
+      const { store, warnings } = storeOf(conversation, {}, folder);
+      await store.load();
+      store.changed(true);
+      await store.flush();
+      return warnings;
+    };
+    const unreadable = (folder: string, why: string) =>
+      `the chat saved in ${folder} could not be read, so it starts empty: ${why}`;
+    const unsaved = (folder: string, why: string) =>
+      `could not save the chat in ${folder}: ${why}, and the next change saves the chat`;
+
+    // The storage folder is a file: the load runs into it (ENOTDIR), the save's mkdir finds it (EEXIST).
+    const storage = path.join(temporary('ficoco-chat-store-'), 'storage');
+    const isFile = `${storage} is a file, not a folder: move it away`;
+    assert.deepEqual(await logged(path.join(storage, 'chat'), { file: storage }), [
+      unreadable(path.join(storage, 'chat'), isFile),
+      unsaved(path.join(storage, 'chat'), isFile),
+    ]);
+    // A file further up is named, not the folder below it that the load or the save looked for (ENOTDIR).
+    const deeper = path.join(storage, 'workspace', 'chat');
+    assert.deepEqual(await logged(deeper, { file: storage }), [unreadable(deeper, isFile), unsaved(deeper, isFile)]);
+
+    // conversation.json, the screenshot's file and the save's lock are folders: no file can be put there (EISDIR).
+    const shapes = `${createHash('sha256')
+      .update(fs.readFileSync(path.join(IMAGES, 'shapes.png')))
+      .digest('hex')}.png`;
+    for (const blocked of [
+      (folder: string) => path.join(folder, INDEX_FILE),
+      (folder: string) => path.join(folder, shapes),
+      (folder: string) => `${folder}.lock`,
+    ]) {
+      const folder = storeFolder();
+      const warnings = await logged(folder, { folder: blocked(folder) });
+      assert.equal(warnings.at(-1), unsaved(folder, `${blocked(folder)} is a folder, not a file: move it away`));
+    }
+  });
+
   test('a store folder that is a link is neither read nor written through', async () => {
     const conversation = new Conversation();
     answered(conversation, 'which box?', [png('shapes.png')]);
