@@ -4,13 +4,15 @@
  * blocks get Copy and Insert buttons. Where DOMPurify cannot run, the answer is shown as plain text.
  *
  * A streamed answer is drawn again as it grows. The whole text is parsed each time (a later line can change an earlier
- * block: a reference definition, a list item that makes the list loose), but only the top-level blocks whose HTML
- * changed are sanitized and replaced: the blocks before them keep their elements, so what the reader selected or
- * focused in them stays, and drawing a frame costs the changed tail rather than the whole answer. A fenced code block
- * that only grew (still streaming) takes the new code as text in its element, so a long one is not drawn again whole.
+ * block: a reference definition, a list item that makes the list loose), but only the blocks whose HTML changed are
+ * sanitized and replaced: the blocks before them keep their elements, so what the reader selected or focused in them
+ * stays, and drawing a frame costs the changed tail rather than the whole answer. A list, a list item or a quote whose
+ * own tags stayed the same is compared block by block inside, so a finished item keeps its elements while the next
+ * one streams. A fenced code block that only grew (still streaming) takes the new code as text in its element, so a
+ * long one is not drawn again whole.
  */
 import createDOMPurify, { type DOMPurify } from 'dompurify';
-import MarkdownIt, { type Token } from 'markdown-it';
+import MarkdownIt, { type Env, type Token } from 'markdown-it';
 import { button } from './controls';
 
 // No images: an answer must not show pictures the model chose (data: URLs pass the CSP), only link to http(s).
@@ -21,15 +23,28 @@ export interface CodeActions {
   insert(text: string): void;
 }
 
-/** One top-level block of the text: its HTML before sanitizing; for a fenced code block, its info string and code. */
+/**
+ * One block of the text: its HTML before sanitizing; for a fenced code block, its info string and code; for a list, a
+ * list item or a quote, the HTML of its own tags and the blocks inside it, which are drawn one by one.
+ */
 interface Block {
   html: string;
   fence?: { info: string; code: string };
+  container?: { tags: string; blocks: Block[] };
 }
 
-/** One top-level block as drawn, and the nodes it became in the element. */
-interface DrawnBlock extends Block {
+/** One block as drawn: the nodes it became, and for a container drawn block by block, its blocks in its element. */
+interface DrawnBlock {
+  block: Block;
   nodes: ChildNode[];
+  blocks?: DrawnBlock[];
+}
+
+/** Where blocks are drawn, and what their code blocks' buttons do. */
+interface Page {
+  doc: Document;
+  window: Window;
+  actions: CodeActions;
 }
 
 /** What each element shows, block by block, as renderMarkdown last drew it. */
@@ -54,7 +69,7 @@ export function sanitizeHtml(html: string, window: Window): string | undefined {
   return purify.sanitize(html, { ALLOWED_URI_REGEXP: /^https?:/i, FORBID_TAGS: ['img'] });
 }
 
-/** Shows `text` rendered in `element`, redrawing only the top-level blocks that differ from what it shows now. */
+/** Shows `text` rendered in `element`, redrawing only the blocks that differ from what it shows now. */
 export function renderMarkdown(element: HTMLElement, text: string, actions: CodeActions): void {
   const doc = element.ownerDocument;
   const window = doc.defaultView;
@@ -63,26 +78,52 @@ export function renderMarkdown(element: HTMLElement, text: string, actions: Code
     element.textContent = text;
     return;
   }
-  const blocks = parseBlocks(text);
-  const before = drawnBlocks(element);
-  const after = blocks.map((block, i): DrawnBlock => {
-    const old = before[i];
-    if (old?.html === block.html) return old;
-    if (old && appendCode(old, block)) return { ...block, nodes: old.nodes };
-    const nodes = blockNodes(doc, window, block.html, actions);
-    // In the old block's place (the blocks around it keep their elements), or after the last.
-    if (old) {
-      old.nodes[0]!.before(...nodes);
-      removeNodes(old);
-    } else element.append(...nodes);
-    return { ...block, nodes };
-  });
-  for (const old of before.slice(blocks.length)) removeNodes(old);
-  drawn.set(element, after);
+  drawn.set(element, drawBlocks(element, drawnBlocks(element), parseBlocks(text), { doc, window, actions }));
 }
 
-/** One block's HTML, sanitized, as nodes of `doc` not yet in it, its code blocks with their actions. */
-function blockNodes(doc: Document, window: Window, html: string, actions: CodeActions): ChildNode[] {
+/** Draws `blocks` in `parent`, which shows `before`: a block that differs from the one in its place replaces it. */
+function drawBlocks(parent: ParentNode, before: DrawnBlock[], blocks: Block[], page: Page): DrawnBlock[] {
+  const after = blocks.map((block, i): DrawnBlock => {
+    const old = before[i];
+    const kept = old && updateInPlace(old, block, page);
+    if (kept) return kept;
+    const fresh = drawBlock(block, page);
+    // In the old block's place (the blocks around it keep their elements), or after the last.
+    if (old) {
+      old.nodes[0]!.before(...fresh.nodes);
+      removeNodes(old);
+    } else parent.append(...fresh.nodes);
+    return fresh;
+  });
+  for (const old of before.slice(blocks.length)) removeNodes(old);
+  return after;
+}
+
+/** `old` showing `block` in its own nodes (the same, a fence grown, a container's tags the same), or undefined. */
+function updateInPlace(old: DrawnBlock, block: Block, page: Page): DrawnBlock | undefined {
+  if (old.block.html === block.html) return old;
+  if (appendCode(old, block)) return { block, nodes: old.nodes };
+  if (!old.blocks || !block.container || old.block.container?.tags !== block.container.tags) return undefined;
+  const element = containerElement(old.nodes)!;
+  return { block, nodes: old.nodes, blocks: drawBlocks(element, old.blocks, block.container.blocks, page) };
+}
+
+/** `block` as new nodes: a container as its sanitized tags with its blocks drawn inside, any other block whole. */
+function drawBlock(block: Block, page: Page): DrawnBlock {
+  if (block.container) {
+    const nodes = sanitizedNodes(block.container.tags, page);
+    const element = containerElement(nodes);
+    if (element) return { block, nodes, blocks: drawBlocks(element, [], block.container.blocks, page) };
+  }
+  return { block, nodes: sanitizedNodes(block.html, page) };
+}
+
+function containerElement(nodes: ChildNode[]): Element | undefined {
+  return nodes.find((node): node is Element => node.nodeType === node.ELEMENT_NODE);
+}
+
+/** `html`, sanitized, as nodes of the page's document not yet in it, its code blocks with their actions. */
+function sanitizedNodes(html: string, { doc, window, actions }: Page): ChildNode[] {
   // Parsed in a detached element, then moved in: the sanitized HTML holds no image that could load meanwhile.
   const holder = doc.createElement('div');
   // A block starts on a line of its own: only whitespace between blocks, and it keeps the block's first element in
@@ -99,11 +140,11 @@ function blockNodes(doc: Document, window: Window, html: string, actions: CodeAc
  * The code goes in as a text node, which is what sanitizing the fence's escaped HTML would make of it.
  */
 function appendCode(old: DrawnBlock, block: Block): boolean {
-  if (!old.fence || !block.fence || old.fence.info !== block.fence.info) return false;
-  if (!block.fence.code.startsWith(old.fence.code)) return false;
+  const [before, after] = [old.block.fence, block.fence];
+  if (!before || !after || before.info !== after.info || !after.code.startsWith(before.code)) return false;
   const code = old.nodes.find((node): node is Element => node.nodeName === 'PRE')?.querySelector('code');
   if (!code) return false;
-  code.append(block.fence.code.slice(old.fence.code.length));
+  code.append(after.code.slice(before.code.length));
   return true;
 }
 
@@ -121,23 +162,44 @@ function drawnBlocks(element: HTMLElement): DrawnBlock[] {
   return [];
 }
 
+/** Blocks drawn as their tags with their blocks inside: lists, items, quotes. Not tables: rows parse only in one. */
+const CONTAINERS = new Set(['bullet_list_open', 'ordered_list_open', 'list_item_open', 'blockquote_open']);
+
 /** Each top-level block of `text`, parsed as a whole. */
 function parseBlocks(text: string): Block[] {
-  const env = {};
+  const env: Env = {};
   const tokens = markdown.parse(text, env);
-  const blocks: Block[] = [];
-  for (let start = 0; start < tokens.length;) {
-    const end = blockEnd(tokens, start);
-    const block = tokens.slice(start, end);
-    const html = markdown.renderer.render(block, markdown.options, env);
-    const fence = block.length === 1 && block[0]!.type === 'fence' ? block[0]! : undefined;
-    blocks.push(fence ? { html, fence: { info: fence.info, code: fence.content } } : { html });
-    start = end;
-  }
-  return blocks;
+  return blockRanges(tokens, 0, tokens.length).map((range) => blockOf(tokens, range, env));
 }
 
-/** The index after the top-level block that starts at `start`: its closing token, or itself when it has none. */
+/** The block of `tokens` in `range` (its first token to the one after its closing token). */
+function blockOf(tokens: Token[], [start, end]: [number, number], env: Env): Block {
+  const first = tokens[start]!;
+  if (CONTAINERS.has(first.type)) {
+    const blocks = blockRanges(tokens, start + 1, end - 1).map((range) => blockOf(tokens, range, env));
+    // Rendered among all the tokens, as a whole render has them: a tight list's <li> has no line break after it.
+    const [open, close] = [start, end - 1].map((i) => markdown.renderer.renderToken(tokens, i, markdown.options));
+    return {
+      html: open + blocks.map((block) => block.html).join('') + close!,
+      container: { tags: open + close!, blocks },
+    };
+  }
+  const html = markdown.renderer.render(tokens.slice(start, end), markdown.options, env);
+  return first.type === 'fence' ? { html, fence: { info: first.info, code: first.content } } : { html };
+}
+
+/** The range of each block from `start` to `end`, blocks at the same depth. */
+function blockRanges(tokens: Token[], start: number, end: number): [number, number][] {
+  const ranges: [number, number][] = [];
+  for (let i = start; i < end;) {
+    const after = blockEnd(tokens, i);
+    ranges.push([i, after]);
+    i = after;
+  }
+  return ranges;
+}
+
+/** The index after the block that starts at `start`: after its closing token, or after itself when it has none. */
 function blockEnd(tokens: Token[], start: number): number {
   let depth = 0;
   for (let i = start; i < tokens.length; i++) {

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { JSDOM } from 'jsdom';
+import MarkdownIt from 'markdown-it';
 import { renderMarkdown, sanitizeHtml } from '../../webview/markdown';
 
 const NO_ACTIONS = { copy: () => undefined, insert: () => undefined };
@@ -84,4 +85,70 @@ describe('model answers are sanitized before they reach the page', () => {
     renderMarkdown(element, '**bold** [x](command:y)', NO_ACTIONS);
     assert.equal(element.innerHTML, '**bold** [x](command:y)');
   });
+});
+
+/** `text` in pieces of `size` characters, as a model streams it. */
+function pieces(text: string, size: number): string[] {
+  return Array.from({ length: Math.ceil(text.length / size) }, (_, i) => text.slice(i * size, (i + 1) * size));
+}
+
+/** The element's tree without whitespace-only text and code actions: what the reader sees, element by element. */
+function structure(node: Node): string {
+  if (node.nodeType === node.TEXT_NODE) return (node.textContent ?? '').trim();
+  const element = node as Element;
+  if (element.classList?.contains('code-actions')) return '';
+  const children = [...node.childNodes].map(structure).filter((child) => child !== '');
+  const attributes = [...element.attributes].map((attribute) => ` ${attribute.name}="${attribute.value}"`);
+  return `<${element.tagName}${attributes.join('')}>${children.join('')}</>`;
+}
+
+const NESTED_SAMPLES = {
+  'code in a list':
+    '1. Run this:\n   ```bash\n   npm ci\n   ```\n2. Then this:\n   ```bash\n   npm test\n   ```\n3. Done.\n',
+  'nested lists': '- one\n  - one.a\n  - one.b\n    1. deep\n    2. deeper\n- two\n\n- three, now loose\n\nAfter.',
+  table: 'Sizes:\n\n| model | tokens |\n|---|--:|\n| LLaVA | 576 |\n| `tiny` | 64 |\n\nThat is all.',
+  'quote with code': '> Try:\n>\n> ```ts\n> const a = 1;\n> ```\n>\n> - or a list\n>   ```sh\n>   ls\n>   ```\n\nEnd.',
+};
+
+describe('a streamed answer draws only its last, growing block again', () => {
+  test('a finished list item keeps its elements, its code block too, while later items stream', () => {
+    const { window } = new JSDOM('<!doctype html><div id="answer"></div>');
+    const answer = window.document.getElementById('answer')!;
+    let text = '';
+    let firstItem: Element | undefined;
+    let firstCode: Element | undefined;
+    let secondCode: Element | undefined;
+    for (const piece of pieces(NESTED_SAMPLES['code in a list'], 3)) {
+      text += piece;
+      renderMarkdown(answer, text, NO_ACTIONS);
+      const items = answer.querySelectorAll('li');
+      if (!firstItem && items.length === 2) [firstItem, firstCode] = [items[0]!, items[0]!.querySelector('code')!];
+      // Taken once its code starts: before that, the fence's info string may still grow.
+      if (items[1]?.querySelector('code')?.textContent) secondCode ??= items[1].querySelector('code')!;
+    }
+    const items = answer.querySelectorAll('li');
+    assert.equal(items.length, 3);
+    assert.ok(items[0] === firstItem, 'the first item is the same element');
+    assert.ok(items[0]!.querySelector('code') === firstCode, 'so is its code');
+    assert.ok(items[1]!.querySelector('code') === secondCode, 'the second code block grew in place');
+    assert.equal(items[1]!.querySelector('code')?.textContent, 'npm test\n');
+  });
+
+  for (const [name, sample] of Object.entries(NESTED_SAMPLES))
+    test(`streamed, it is drawn as a whole render draws it at each step: ${name}`, () => {
+      const { window } = new JSDOM('<!doctype html><div id="answer"></div><div id="whole"></div>');
+      const [answer, whole] = ['answer', 'whole'].map((id) => window.document.getElementById(id)!);
+      let text = '';
+      for (const piece of pieces(sample, 2)) {
+        text += piece;
+        renderMarkdown(answer!, text, NO_ACTIONS);
+        whole!.replaceChildren();
+        renderMarkdown(whole!, text, NO_ACTIONS);
+        assert.equal(answer!.innerHTML, whole!.innerHTML, `after ${JSON.stringify(text)}`);
+      }
+      // And what the reader sees is what markdown-it makes of the whole text, sanitized.
+      const reference = window.document.createElement('div');
+      reference.innerHTML = sanitizeHtml(new MarkdownIt({ breaks: true }).render(sample), window as unknown as Window)!;
+      assert.equal(structure(answer!), structure(reference).replace('<DIV>', '<DIV id="answer">'));
+    });
 });
