@@ -3,13 +3,15 @@
  * cleans the result (markdown-it keeps links such as command: and vscode: that must not reach the page), and code
  * blocks get Copy and Insert buttons. Where DOMPurify cannot run, the answer is shown as plain text.
  *
- * A streamed answer is drawn again as it grows. The whole text is parsed each time (a later line can change an earlier
- * block: a reference definition, a list item that makes the list loose), but only the blocks whose HTML changed are
- * sanitized and replaced: the blocks before them keep their elements, so what the reader selected or focused in them
- * stays, and drawing a frame costs the changed tail rather than the whole answer. A list, a list item or a quote whose
- * own tags stayed the same is compared block by block inside, so a finished item keeps its elements while the next
- * one streams. A fenced code block that only grew (still streaming) takes the new code as text in its element, so a
- * long one is not drawn again whole.
+ * A streamed answer is drawn again as it grows. Text added at the end changes only the last two top-level blocks (the
+ * last may grow, or become part of the one before: a paragraph "2" that becomes "2." continues the list above it), so
+ * the text is parsed again from the second last block on. Only a reference definition reaches further back (it makes
+ * links in earlier blocks): a new or changed one has the whole text parsed again. Only the blocks whose HTML changed
+ * are sanitized and replaced: the blocks before them keep their elements, so what the reader selected or focused in
+ * them stays, and drawing a frame costs the changed tail rather than the whole answer. A list, a list item or a quote
+ * whose own tags stayed the same is compared block by block inside, so a finished item keeps its elements while the
+ * next one streams. A fenced code block that only grew (still streaming) takes the new code as text in its element,
+ * so a long one is not drawn again whole.
  */
 import createDOMPurify, { type DOMPurify } from 'dompurify';
 import MarkdownIt, { type Env, type Token } from 'markdown-it';
@@ -47,6 +49,33 @@ interface Page {
   actions: CodeActions;
 }
 
+/** Reference definitions by label, as markdown-it keeps them. */
+type References = NonNullable<Env['references']>;
+
+/** An element's text as last parsed: its top-level blocks, of which all but the last two are settled. */
+interface ParsedText {
+  text: string;
+  blocks: Block[];
+  settledBlocks: number;
+  /** Where the second last block starts in the text: what follows is parsed again when the text grows. */
+  settledEnd: number;
+  /** The definitions before settledEnd, which the text after it is parsed with. */
+  settledReferences: References;
+  /** Every definition in the text: the links of all its blocks were made with these. */
+  references: References;
+}
+
+const NOTHING_PARSED: ParsedText = {
+  text: '',
+  blocks: [],
+  settledBlocks: 0,
+  settledEnd: 0,
+  settledReferences: {},
+  references: {},
+};
+
+/** What each element's text parsed into, as renderMarkdown last parsed it. */
+const parsed = new WeakMap<HTMLElement, ParsedText>();
 /** What each element shows, block by block, as renderMarkdown last drew it. */
 const drawn = new WeakMap<HTMLElement, DrawnBlock[]>();
 /** One DOMPurify per window: making one costs more than sanitizing a paragraph. */
@@ -78,7 +107,9 @@ export function renderMarkdown(element: HTMLElement, text: string, actions: Code
     element.textContent = text;
     return;
   }
-  drawn.set(element, drawBlocks(element, drawnBlocks(element), parseBlocks(text), { doc, window, actions }));
+  const parsedText = parseText(parsed.get(element), text);
+  parsed.set(element, parsedText);
+  drawn.set(element, drawBlocks(element, drawnBlocks(element), parsedText.blocks, { doc, window, actions }));
 }
 
 /** Draws `blocks` in `parent`, which shows `before`: a block that differs from the one in its place replaces it. */
@@ -165,11 +196,52 @@ function drawnBlocks(element: HTMLElement): DrawnBlock[] {
 /** Blocks drawn as their tags with their blocks inside: lists, items, quotes. Not tables: rows parse only in one. */
 const CONTAINERS = new Set(['bullet_list_open', 'ordered_list_open', 'list_item_open', 'blockquote_open']);
 
-/** Each top-level block of `text`, parsed as a whole. */
-function parseBlocks(text: string): Block[] {
-  const env: Env = {};
-  const tokens = markdown.parse(text, env);
-  return blockRanges(tokens, 0, tokens.length).map((range) => blockOf(tokens, range, env));
+/** `text` parsed: from where `previous` settled when `text` only adds to it, else whole. */
+function parseText(previous: ParsedText | undefined, text: string): ParsedText {
+  if (previous && text.startsWith(previous.text)) {
+    const grown = parseAfterSettled(previous, text);
+    // A definition added or still streaming may change a link in a settled block (rare): parse the whole text then.
+    if (JSON.stringify(grown.references) === JSON.stringify(previous.references)) return grown;
+  }
+  return parseAfterSettled(NOTHING_PARSED, text);
+}
+
+/** `text` parsed from where `previous` settled, with the blocks that settled before it. */
+function parseAfterSettled(previous: ParsedText, text: string): ParsedText {
+  const tail = text.slice(previous.settledEnd);
+  const env: Env = { references: { ...previous.settledReferences } };
+  const tokens = markdown.parse(tail, env);
+  const ranges = blockRanges(tokens, 0, tokens.length);
+  // The blocks before the second last settle; markdown-it gives each block's first line in what it parsed.
+  const firstUnsettledLine = ranges.length >= 2 ? tokens[ranges.at(-2)![0]]!.map?.[0] : undefined;
+  const settledEnd = previous.settledEnd + (firstUnsettledLine === undefined ? 0 : lineStart(tail, firstUnsettledLine));
+  return {
+    text,
+    blocks: [
+      ...previous.blocks.slice(0, previous.settledBlocks),
+      ...ranges.map((range) => blockOf(tokens, range, env)),
+    ],
+    settledBlocks: previous.settledBlocks + (firstUnsettledLine === undefined ? 0 : ranges.length - 2),
+    settledEnd,
+    settledReferences: withDefinitions(previous.settledReferences, text.slice(previous.settledEnd, settledEnd)),
+    references: env.references ?? {},
+  };
+}
+
+/** Where line `line` (from 0) starts in `text`, its lines ending as markdown-it ends them. */
+function lineStart(text: string, line: number): number {
+  const lineEnd = /\r\n?|\n/g;
+  for (let i = 0; i < line; i++) lineEnd.exec(text);
+  return lineEnd.lastIndex;
+}
+
+/** `known` with the definitions in `text` added, the first of a label winning as in markdown-it. */
+function withDefinitions(known: References, text: string): References {
+  // A definition is `[label]: link`: text without "]:", most of it, is not parsed again.
+  if (!text.includes(']:')) return known;
+  const env: Env = { references: { ...known } };
+  markdown.parse(text, env);
+  return env.references ?? known;
 }
 
 /** The block of `tokens` in `range` (its first token to the one after its closing token). */

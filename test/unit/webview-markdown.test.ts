@@ -102,6 +102,26 @@ function structure(node: Node): string {
   return `<${element.tagName}${attributes.join('')}>${children.join('')}</>`;
 }
 
+/**
+ * Streams `sample` a character at a time: at each step the element shows what rendering the text so far in a fresh
+ * element shows, and at the end what markdown-it makes of the whole text, sanitized.
+ */
+function assertStreamsAsWhole(sample: string): void {
+  const { window } = new JSDOM('<!doctype html><div id="answer"></div>');
+  const answer = window.document.getElementById('answer')!;
+  let text = '';
+  for (const piece of pieces(sample, 1)) {
+    text += piece;
+    renderMarkdown(answer, text, NO_ACTIONS);
+    const whole = window.document.createElement('div');
+    renderMarkdown(whole, text, NO_ACTIONS);
+    assert.equal(answer.innerHTML, whole.innerHTML, `after ${JSON.stringify(text)}`);
+  }
+  const reference = window.document.createElement('div');
+  reference.innerHTML = sanitizeHtml(new MarkdownIt({ breaks: true }).render(sample), window as unknown as Window)!;
+  assert.equal(structure(answer), structure(reference).replace('<DIV>', '<DIV id="answer">'));
+}
+
 const NESTED_SAMPLES = {
   'code in a list':
     '1. Run this:\n   ```bash\n   npm ci\n   ```\n2. Then this:\n   ```bash\n   npm test\n   ```\n3. Done.\n',
@@ -135,20 +155,84 @@ describe('a streamed answer draws only its last, growing block again', () => {
   });
 
   for (const [name, sample] of Object.entries(NESTED_SAMPLES))
-    test(`streamed, it is drawn as a whole render draws it at each step: ${name}`, () => {
-      const { window } = new JSDOM('<!doctype html><div id="answer"></div><div id="whole"></div>');
-      const [answer, whole] = ['answer', 'whole'].map((id) => window.document.getElementById(id)!);
+    test(`streamed, it is drawn as a whole render draws it at each step: ${name}`, () => assertStreamsAsWhole(sample));
+});
+
+/**
+ * A long answer of `sections` sections, each 40 lines with one code block at the top level and one in a list, and a
+ * link to a reference defined at the top.
+ */
+function longAnswer(sections: number): string {
+  const section = (i: number) =>
+    [
+      `## Step ${i}`,
+      '',
+      ...Array.from({ length: 7 }, (_, line) => `Line ${line} of step ${i} says **what** to do and \`why\`.`),
+      `As [the docs][docs] say.`,
+      '',
+      '```ts',
+      ...Array.from({ length: 10 }, (_, line) => `const value${line} = step(${i}, ${line});`),
+      '```',
+      '',
+      `1. First, for step ${i}:`,
+      '   ```sh',
+      ...Array.from({ length: 6 }, (_, line) => `   npm run step-${i}-${line}`),
+      '   ```',
+      '2. Then check it:',
+      '   - it builds',
+      '   - it passes',
+      '',
+      '> Note: done.',
+      '',
+    ].join('\n');
+  return ['[docs]: https://example.com/docs', '', ...Array.from({ length: sections }, (_, i) => section(i))].join('\n');
+}
+
+/** Answers whose later text changes how earlier blocks parse, or whose lines end otherwise. */
+const SETTLING_SAMPLES = {
+  'a list continued after a line that was a paragraph': '1. a\n   ```\n   x\n   ```\n2. b\n\nPara\n\n3. c\n- d',
+  'references defined after their use, while they stream':
+    'See [docs][d] and [more].\n\nText.\n\n- [d] again\n\n[d]: https://example.com/docs\n' +
+    '[more]: https://example.com/more "More"\n\nEnd [d], [d]: https://example.com/other\n\n[d]: https://example.com/x',
+  'headings, rules, interruptions and indented code':
+    'Title\n=====\n\nPara\nSub\n---\n\n***\n\nText\n1. interrupts\n2. it\n\n    indented\n\n    code\n\nx\n> q\nlazy',
+  'Windows line endings and runs of blank lines':
+    'One\r\n\r\n- a\r\n- b\r\n\r\n\r\n```\r\ncode\r\n```\r\n\r\nTwo\rThree\n\n\nFour',
+};
+
+describe('a long streamed answer costs work in proportion to its length', () => {
+  for (const [name, sample] of Object.entries(SETTLING_SAMPLES))
+    test(`parsed from its last blocks on, it is drawn as a whole render draws it: ${name}`, () =>
+      assertStreamsAsWhole(sample));
+
+  test('parsing and sanitizing grow linearly: four times the answer, about four times the work, not sixteen', (t) => {
+    const { window } = new JSDOM('');
+    const parse = t.mock.method(MarkdownIt.prototype, 'parse');
+    const sanitize = t.mock.method(window.DOMParser.prototype, 'parseFromString');
+    /** Characters parsed as markdown and as HTML (DOMPurify) to stream an answer a line a frame. */
+    const work = (sections: number) => {
+      const answer = window.document.createElement('div');
+      const [parsedBefore, sanitizedBefore] = [parse.mock.calls.length, sanitize.mock.calls.length];
       let text = '';
-      for (const piece of pieces(sample, 2)) {
-        text += piece;
-        renderMarkdown(answer!, text, NO_ACTIONS);
-        whole!.replaceChildren();
-        renderMarkdown(whole!, text, NO_ACTIONS);
-        assert.equal(answer!.innerHTML, whole!.innerHTML, `after ${JSON.stringify(text)}`);
+      for (const line of longAnswer(sections).split(/(?<=\n)/)) {
+        text += line;
+        renderMarkdown(answer, text, NO_ACTIONS);
       }
-      // And what the reader sees is what markdown-it makes of the whole text, sanitized.
-      const reference = window.document.createElement('div');
-      reference.innerHTML = sanitizeHtml(new MarkdownIt({ breaks: true }).render(sample), window as unknown as Window)!;
-      assert.equal(structure(answer!), structure(reference).replace('<DIV>', '<DIV id="answer">'));
-    });
+      const characters = (calls: { arguments: unknown[] }[]) =>
+        calls.reduce((sum, call) => sum + String(call.arguments[0]).length, 0);
+      return {
+        parsed: characters(parse.mock.calls.slice(parsedBefore)),
+        sanitized: characters(sanitize.mock.calls.slice(sanitizedBefore)),
+        lines: text.split('\n').length,
+      };
+    };
+    const [small, medium, large] = [13, 26, 52].map(work);
+    assert.ok(large!.lines >= 2000, `${large!.lines} lines`);
+    for (const kind of ['parsed', 'sanitized'] as const) {
+      const growth = [medium![kind] / small![kind], large![kind] / small![kind]];
+      t.diagnostic(`${kind}: ${small![kind]}, ${medium![kind]}, ${large![kind]} characters`);
+      // Linear work grows about 2× and 4× (13, 26 and 52 sections); quadratic, 4× and 16×.
+      assert.ok(growth[0]! < 2.6 && growth[1]! < 5.5, `${kind} grew ${growth.map((g) => g.toFixed(1)).join('×, ')}×`);
+    }
+  });
 });
