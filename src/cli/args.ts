@@ -117,6 +117,18 @@ export function budgetsArg(text: string, parse = (entry: string) => budgetArg(en
   return listArg('--budgets', text, parse, budgetLabel);
 }
 
+/**
+ * A --budgets entry above the visual tokens `image` ("an image", "a 1920 × 1080 image") brings. A list has no
+ * reduction to turn off, as the chat's and `ask`'s refusal says: the unreduced model is measured anyway.
+ */
+export function budgetAboveTokens(budget: number, tokens: number, image: string): FicocoError {
+  return new FicocoError(
+    `--budgets ${budget} is more than the ${tokens} visual tokens this model gives ${image}: give budgets of at ` +
+      `most ${tokens}, or shares such as 25%.`,
+    'reduction',
+  );
+}
+
 /** --methods: all, or a comma-separated list of reduction methods, each once. */
 export function methodsArg(text: string): string[] {
   if (text.trim() === 'all') return METHODS.map((method) => method.name);

@@ -8,10 +8,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { type GenerationResult, type ImagePixels, LlavaEngine } from '../engine/engine';
 import { Budget, ParamValue, budgetLabel } from '../common/budget';
+import { BudgetAboveTokensError } from '../reduction/registry';
 import type { ReductionHook } from '../reduction/tokenState';
 import type { ScoreCount } from '../flops';
 import type { RgbImage } from '../engine/image/rgb-image';
 import type { Size } from '../common/anyres';
+import { budgetAboveTokens } from './args';
 
 export interface Sample {
   visionMs: number;
@@ -110,7 +112,13 @@ export function checkReductions(
   for (const method of methods)
     for (const budget of budgets)
       for (const size of engine.config.tiling ? sizes : sizes.slice(0, 1))
-        engine.reductionHooks({ method, budget, params }, [size]);
+        try {
+          engine.reductionHooks({ method, budget, params }, [size]);
+        } catch (error) {
+          // The chat's words say to turn reduction off; a budget list is told which budgets fit.
+          if (error instanceof BudgetAboveTokensError) throw budgetAboveTokens(error.budget, error.tokens, error.image);
+          throw error;
+        }
 }
 
 /** One generation of 1 + `decode` tokens, timed. */

@@ -35,6 +35,7 @@ import { siteStage } from '../reduction/tokenState';
 import { anyresLayout } from '../common/anyres';
 import {
   DEFAULT_IMAGE_SIZE,
+  budgetAboveTokens,
   budgetArg,
   budgetsArg,
   imageSizeArg,
@@ -107,7 +108,8 @@ export async function flopsCommand(args: string[]): Promise<number> {
   const textTokens = integer('--text-tokens', values['text-tokens'], 0);
   if (values.method !== undefined && values.budgets !== undefined)
     throw new FicocoError('--budgets is for the table without --method; a method takes one --budget.', 'input');
-  const budgets = values.method === undefined ? budgetList(values.budgets, arch) : undefined;
+  const image = arch.anyres ? `a ${size.width} × ${size.height} image` : 'an image';
+  const budgets = values.method === undefined ? budgetList(values.budgets, arch, image) : undefined;
   const reduction = reductionArg(values.method, values.budget, values.param);
   const model = shapeOf(arch);
   const auto = reduction?.method === AUTO_METHOD ? autoChoice(folder, model) : undefined;
@@ -224,13 +226,17 @@ async function screenshotSize(file: string): Promise<{ width: number; height: nu
   return uprightSize(header, await exifOrientation(bytes, header.format));
 }
 
-function budgetList(text: string | undefined, arch: ModelArch): number[] {
+/** --budgets as visual tokens kept of the `all` that `image` ("an image", "a 1920 × 1080 image") brings. */
+function budgetList(text: string | undefined, arch: ModelArch, image: string): number[] {
   const all = arch.visualTokensPerImage;
   if (text === undefined && arch.anyres) return [all, Math.round(all * 0.25), Math.round(all * 0.11)];
   if (text === undefined) return [...new Set([all, 192, 128, 64])].filter((b) => b <= all);
   // A share (25%, 0.25) is of the image's visual tokens, as `bench --budgets` takes it; a count may be 0 here.
   const budgets = budgetsArg(text, (entry) => (entry === '0' ? { tokens: 0 } : budgetArg(entry, '--budgets')));
-  return budgets.map((budget) => ('ratio' in budget ? Math.round(budget.ratio * all) : budget.tokens));
+  const tokens = budgets.map((budget) => ('ratio' in budget ? Math.round(budget.ratio * all) : budget.tokens));
+  const tooMany = tokens.find((kept) => kept > all);
+  if (tooMany !== undefined) throw budgetAboveTokens(tooMany, all, image);
+  return tokens;
 }
 
 /** Per-layer tokens and FLOPs of a method's run next to the unreduced run, then the totals. */

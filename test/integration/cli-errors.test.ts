@@ -454,14 +454,39 @@ const commandCases: [string, string[], RegExp][] = [
   ],
 ];
 
+/** Runs `ficoco ARGS`, which must refuse with `message` alone: exit code 2, one line on stderr, nothing on stdout. */
+async function refusedInOneLine(args: readonly string[], message: RegExp): Promise<void> {
+  const { code, stdout, stderr } = await ficoco(args);
+  assert.equal(code, 2, stderr);
+  assert.equal(stdout, '');
+  assert.equal(stderr.trimEnd().split('\n').length, 1, `one line, got:\n${stderr}`);
+  assert.match(stderr.trimEnd(), message);
+}
+
 for (const [what, args, message] of commandCases) {
-  test(`ficoco ${what} gets one clear line and exit code 2 before anything loads`, async () => {
-    const { code, stdout, stderr } = await ficoco(args);
-    assert.equal(code, 2, stderr);
-    assert.equal(stdout, '');
-    assert.equal(stderr.trimEnd().split('\n').length, 1, `one line, got:\n${stderr}`);
-    assert.match(stderr.trimEnd(), message);
-  });
+  test(`ficoco ${what} gets one clear line and exit code 2 before anything loads`, () =>
+    refusedInOneLine(args, message));
+}
+
+// A budget list has no reduction to turn off (the unreduced model is measured anyway): the refusal says which
+// budgets the image allows. On the built-in model, after it loads and before the first run.
+const budgetListCases: [string[], number, string][] = [
+  [['bench', '--runs', '1', '--out', DATA], 144, 'an image'],
+  [['eval', '--data', EVAL_SET, '--limit', '1', '--out', DATA], 144, 'an image'],
+  [['tune', '--data', EVAL_SET, '--limit', '1', '--out', path.join(DATA, 'tuned.json')], 144, 'an image'],
+  [['flops', '--arch', 'llava-1.5-7b'], 576, 'an image'],
+  [['flops', '--arch', 'llava-next-mistral-7b'], 1948, 'a 1920 × 1080 image'],
+];
+for (const [args, tokens, image] of budgetListCases) {
+  const command = args[0] === 'flops' ? args.join(' ') : args[0];
+  test(`ficoco ${command}: --budgets above the image's ${tokens} visual tokens names the budgets that fit`, () =>
+    refusedInOneLine(
+      [...args, '--budgets', `64,${tokens + 1}`],
+      new RegExp(
+        `^error: --budgets ${tokens + 1} is more than the ${tokens} visual tokens this model gives ${image}: ` +
+          `give budgets of at most ${tokens}, or shares such as 25%\\.$`,
+      ),
+    ));
 }
 
 test('ficoco serve on a folder that is not a model says so in one line and exits, leaving no engine behind', async () => {
