@@ -46,9 +46,7 @@ export function parseCommandArgs<T extends ParseArgsConfig>(
       throw error;
     // Node's first sentence says what is wrong; its advice on `--` and positionals only confuses here.
     const firstSentence = error.message.split(/(?<=\.)\s/)[0].replace(/\.?$/, '.');
-    // Lower-cased, as the command line's other messages start ("unknown option '--bogus'.").
-    const what = firstSentence.charAt(0).toLowerCase() + firstSentence.slice(1);
-    throw new FicocoError(`${what} See \`ficoco ${command} --help\`.`, 'input');
+    throw new FicocoError(`${firstSentence} See \`ficoco ${command} --help\`.`, 'input');
   }
 }
 

@@ -80,6 +80,17 @@ function messageFor(error: Error, command: string | undefined): string {
     : error.message;
 }
 
+/**
+ * Every message after "error:" starts in lower case, the command line's own and the engine's (a sentence in the chat
+ * and the server). Only an ordinary capitalised first word is lowered: an acronym (ONNX), a name (FiCoCo, PyTorch) and
+ * a file named on the command line ("Screenshot 1.png is not an image") keep their case.
+ */
+function lowerCaseStart(message: string, args: readonly string[]): string {
+  const names = args.flatMap((arg) => [arg, path.basename(arg)]).filter((name) => name !== '');
+  if (names.some((name) => message.startsWith(name))) return message;
+  return message.replace(/^[A-Z](?=[a-z]*\s)/, (letter) => letter.toLowerCase());
+}
+
 const argv = process.argv.slice(2);
 // exitCode instead of exit(): stdout to a pipe is asynchronous and must drain first.
 main(argv).then(
@@ -88,7 +99,7 @@ main(argv).then(
   },
   (error: unknown) => {
     if (error instanceof FicocoError || error instanceof FlopsError || isUserEngineError(error)) {
-      process.stderr.write(`error: ${messageFor(error, argv[0])}\n`);
+      process.stderr.write(`error: ${lowerCaseStart(messageFor(error, argv[0]), argv)}\n`);
       process.exitCode = 2;
     } else {
       process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);

@@ -236,7 +236,7 @@ const cases: [string, string[], RegExp][] = [
     "a budget above the model's visual tokens",
     ['--image', IMAGE, '--method', 'ficoco-v', '--budget', '500', 'q'],
     // The engine's words (the chat's) say to turn reduction off; here, with the option that does.
-    /^error: A budget of 500 visual tokens is more than the 144 this model gives an image, so nothing would be reduced; keep at most 144, or turn reduction off with --method none\.$/,
+    /^error: a budget of 500 visual tokens is more than the 144 this model gives an image, so nothing would be reduced; keep at most 144, or turn reduction off with --method none\.$/,
   ],
 ];
 
@@ -361,12 +361,12 @@ const commandCases: [string, string[], RegExp][] = [
   [
     'bench: an unknown method after a known one',
     ['bench', '--model', NOT_A_MODEL, '--methods', 'ficoco-v,nosuch'],
-    /^error: Unknown reduction method "nosuch"; available: ficoco-v, /,
+    /^error: unknown reduction method "nosuch"; available: ficoco-v, /,
   ],
   [
     'eval: a method with an underscore for its hyphen',
     ['eval', '--model', NOT_A_MODEL, '--data', EVAL_SET, '--methods', 'tome,ficoco_v'],
-    /^error: Unknown reduction method "ficoco_v"; did you mean "ficoco-v"\?$/,
+    /^error: unknown reduction method "ficoco_v"; did you mean "ficoco-v"\?$/,
   ],
   [
     'bench: a budget twice',
@@ -385,7 +385,7 @@ const commandCases: [string, string[], RegExp][] = [
     `flops: a budget above ${arch}'s visual tokens`,
     ['flops', '--arch', String(arch), '--method', 'ficoco-v', '--budget', '100000'],
     new RegExp(
-      `^error: A budget of 100000 visual tokens is more than the ${tokens} this model gives ${image}, so nothing would ` +
+      `^error: a budget of 100000 visual tokens is more than the ${tokens} this model gives ${image}, so nothing would ` +
         `be reduced; keep at most ${tokens}, or turn reduction off with --method none\\.$`,
     ),
   ]),
@@ -559,6 +559,26 @@ test('help goes to stdout with exit code 0, for ficoco and each command, as --he
     unknown.stderr,
     'error: unknown command "bogus"; the commands are ask, methods, flops, reduce, eval, bench, tune, models, ' +
       'providers, serve. See `ficoco --help`.\n',
+  );
+});
+
+// One rule for every message the command line prints: it starts in lower case after "error:", whether the words
+// are its own or the engine's (a sentence in the chat); an acronym, a name or a file the user named keeps its case.
+test("ficoco starts its own errors and the engine's in lower case, and keeps a file's name as it is", async () => {
+  const longQuestion = Array(600).fill('word').join(' ');
+  const engine = await askFails('--image', IMAGE, longQuestion);
+  assert.match(
+    engine.stderr,
+    /^error: the question and its 1 image\(s\) make a \d+-token prompt, and this model reads/,
+  );
+  const own = await askFails('--image', IMAGE, '--bogus', 'q');
+  assert.match(own.stderr, /^error: unknown option '--bogus'\./);
+  const screenshot = path.join(DATA, 'Screenshot 1.png');
+  fs.writeFileSync(screenshot, 'not an image');
+  const named = await askFails('--image', screenshot, 'q');
+  assert.match(
+    named.stderr.trimEnd(),
+    /^error: Screenshot 1\.png is not an image: supported formats are PNG, JPEG, WebP, GIF\.$/,
   );
 });
 

@@ -145,7 +145,7 @@ test('ficoco flops refuses options it would not use before writing anything; --m
       /^error: --budgets is for the table without --method/,
     ],
     [['--method', 'none', '--budget', '64'], /^error: --method none keeps every visual token: leave out --budget/],
-    [['--method', 'tome', '--budget', '600'], /^error: A budget of 600 visual tokens is more than the 576/],
+    [['--method', 'tome', '--budget', '600'], /^error: a budget of 600 visual tokens is more than the 576/],
   ];
   for (const [args, message] of refused) {
     const run = await flops('--arch', 'llava-1.5-7b', ...args);
