@@ -314,6 +314,7 @@ export class ChatController implements vscode.Disposable {
       topK: settings.topK,
       minP: settings.minP,
       repetitionPenalty: settings.repetitionPenalty,
+      seed: settings.seed,
     };
   }
 

@@ -6,9 +6,10 @@
  * measured once the answer is done, never as part of it. Free of 'vscode' (vscode-jsonrpc's cancellation is the same
  * shape), so it is tested against a real engine process.
  */
+import { randomInt } from 'node:crypto';
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
 import { parseBudget, readableBudget } from '../common/budget';
-import { type AnswerStats, type LoadParams, loadKey, loadRequestKey } from '../protocol/engine';
+import { type AnswerStats, type LoadParams, MAX_SEED, loadKey, loadRequestKey } from '../protocol/engine';
 import { type AnswerStatsView, type HostMessage, type ReplyKind, isReducedAnswer } from '../protocol/webview';
 import type { Conversation, ImageInput } from './conversation';
 import { type AnswerEngine, AskOptions, EngineError } from '../client/engineClient';
@@ -95,6 +96,8 @@ export interface ReplySettings {
   minP: number;
   /** 1: off */
   repetitionPenalty: number;
+  /** undefined: a new one for each sampled question */
+  seed: number | undefined;
 }
 
 /** What the status bar says while a reply waits on the engine. */
@@ -204,6 +207,7 @@ export class Replies {
         topK,
         minP,
         repetitionPenalty,
+        seed,
       } = settings();
       const engine = where === 'local' ? this.options.engine : await this.options.remote(where, engineModel);
       const alreadyLoaded =
@@ -219,7 +223,9 @@ export class Replies {
         maxNewTokens,
         temperature,
         topP,
-        seed: 0,
+        // Drawn for each sampled question, as ficoco serve does, so asking again may answer differently; greedy, 0
+        // as before (it changes nothing).
+        seed: seed ?? (temperature > 0 ? randomInt(MAX_SEED + 1) : 0),
         // Off, they are not sent, as before: another server may refuse one (an older vLLM refuses top_k 0).
         ...(topK !== 0 ? { topK } : {}),
         ...(minP !== 0 ? { minP } : {}),

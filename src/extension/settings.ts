@@ -10,7 +10,7 @@ import { BUDGET_HINT, BUDGET_PATTERN, Budget, ParamValue, parseBudget } from '..
 import { METHODS, resolveParams } from '../reduction/registry';
 import { DEFAULT_HUB_ENDPOINT } from '../hub/hubHttp';
 import { WEIGHT_QUANTIZATIONS, WeightQuantization } from '../common/quantization';
-import { LoadParams, PROVIDER_SETTINGS, ProviderSetting } from '../protocol/engine';
+import { LoadParams, MAX_SEED, PROVIDER_SETTINGS, ProviderSetting } from '../protocol/engine';
 import { AUTO_METHOD, NO_REDUCTION, type ReductionRequest } from '../common/reductionChoice';
 
 const MODEL_FILES = 'config.json, *.safetensors, tokenizer.json, tokenizer_config.json and preprocessor_config.json';
@@ -64,14 +64,17 @@ export interface FicocoSettings {
   minP: number;
   /** 1: off */
   repetitionPenalty: number;
+  /** undefined: a new one for each sampled question */
+  seed: number | undefined;
   /** 0: never unload */
   unloadAfterMinutes: number;
 }
 
 /** One setting as package.json declares it (a JSON schema plus VS Code's extra keys). */
 export interface SettingSchema {
-  type: 'string' | 'number' | 'integer' | 'boolean' | 'object';
-  default: string | number | boolean | Record<string, string>;
+  /** ['integer', 'null']: a whole number, or null for none (the Settings editor's field left empty) */
+  type: 'string' | 'number' | 'integer' | 'boolean' | 'object' | ['integer', 'null'];
+  default: string | number | boolean | Record<string, string> | null;
   /** for an object: the schema of each value */
   additionalProperties?: { type: 'string'; enum: readonly string[] };
   scope?: 'machine' | 'window' | 'resource';
@@ -260,6 +263,15 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
       "Above `1` makes tokens already in the question or the answer less likely (as transformers' " +
       '`repetition_penalty`), below `1` more; greedy answers too. `1`: off.',
   },
+  'ficoco.seed': {
+    type: ['integer', 'null'],
+    default: null,
+    minimum: 0,
+    maximum: MAX_SEED,
+    markdownDescription:
+      'The seed of sampled answers (`#ficoco.temperature#` above 0): a whole number gives the same question the ' +
+      'same answer every time. Empty: a new seed for each question, so asking again may answer differently.',
+  },
   'ficoco.unloadAfterMinutes': {
     type: 'integer',
     default: 15,
@@ -424,6 +436,12 @@ export function readSettings(get: (key: string) => unknown): { settings: FicocoS
     topK: number('ficoco.topK', true),
     minP: number('ficoco.minP', false),
     repetitionPenalty: number('ficoco.repetitionPenalty', false),
+    seed:
+      value(
+        'ficoco.seed',
+        (v): v is number | null => v === null || inRange('ficoco.seed', true)(v),
+        `${range('ficoco.seed', true)}, or null for a new one for each question`,
+      ) ?? undefined,
     unloadAfterMinutes: number('ficoco.unloadAfterMinutes', true),
   };
   return { settings, problems };

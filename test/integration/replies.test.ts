@@ -49,6 +49,7 @@ const SETTINGS: ReplySettings = {
   topK: 0,
   minP: 0,
   repetitionPenalty: 1,
+  seed: undefined,
 };
 const REDUCED: ReplySettings = {
   ...SETTINGS,
@@ -784,26 +785,46 @@ describe('chat replies on a real engine process', () => {
     seed: 0,
   };
 
-  test('the sampling settings reach a server as its fields; those left off are not sent', async () => {
+  /**
+   * The `fields` of each chat completion a server is sent for a reply about the shapes image with each of `settings`,
+   * those it has.
+   */
+  async function fieldsSent(fields: string[], ...settings: ReplySettings[]): Promise<Record<string, unknown>[]> {
     const asked: Record<string, unknown>[] = [];
     const recording: Respond = async (response, request) => {
       let body = '';
       for await (const piece of request) body += piece;
-      const fields = JSON.parse(body) as Record<string, unknown>;
-      const sent = ['temperature', 'top_p', 'top_k', 'min_p', 'repetition_penalty'].filter((field) => field in fields);
-      asked.push(Object.fromEntries(sent.map((field) => [field, fields[field]])));
+      const sent = JSON.parse(body) as Record<string, unknown>;
+      asked.push(Object.fromEntries(fields.filter((field) => field in sent).map((field) => [field, sent[field]])));
       await streaming('sampled', [{ delta: { content: 'a red circle' }, finish: 'stop' }])(response, request);
     };
-    const sampled = { ...REDUCED, temperature: 0.7, topP: 0.9, topK: 40, minP: 0.05, repetitionPenalty: 1.1 };
     await withServer('sampled', recording, async (url) => {
-      for (const settings of [sampled, REDUCED])
-        await replies.run(turn(), 'answer', 'what is in the picture ?', [SHAPES], () => ({ ...settings, engine: url }));
+      for (const each of settings)
+        await replies.run(turn(), 'answer', 'what is in the picture ?', [SHAPES], () => ({ ...each, engine: url }));
     });
-    assert.deepEqual(asked, [
-      { temperature: 0.7, top_p: 0.9, top_k: 40, min_p: 0.05, repetition_penalty: 1.1 },
-      // A server other than ficoco serve may refuse a field it does not know (an older vLLM refuses top_k 0).
-      { temperature: 0, top_p: 1 },
-    ]);
+    return asked;
+  }
+
+  test('the sampling settings reach a server as its fields; those left off are not sent', async () => {
+    const sampled = { ...REDUCED, temperature: 0.7, topP: 0.9, topK: 40, minP: 0.05, repetitionPenalty: 1.1 };
+    assert.deepEqual(
+      await fieldsSent(['temperature', 'top_p', 'top_k', 'min_p', 'repetition_penalty'], sampled, REDUCED),
+      [
+        { temperature: 0.7, top_p: 0.9, top_k: 40, min_p: 0.05, repetition_penalty: 1.1 },
+        // A server other than ficoco serve may refuse a field it does not know (an older vLLM refuses top_k 0).
+        { temperature: 0, top_p: 1 },
+      ],
+    );
+  });
+
+  test('a sampled question asked again sends a server a new seed; ficoco.seed sends that one every time', async () => {
+    const sampled = { ...REDUCED, temperature: 0.7 };
+    const [first, second] = await fieldsSent(['seed'], sampled, sampled);
+    assert.notEqual(first!.seed, second!.seed, 'asked again, the server may answer differently');
+    const fixed = { ...sampled, seed: 7 };
+    assert.deepEqual(await fieldsSent(['seed'], fixed, fixed), [{ seed: 7 }, { seed: 7 }]);
+    // Greedy, the seed changes nothing: the server is sent 0, as before.
+    assert.deepEqual(await fieldsSent(['seed'], REDUCED), [{ seed: 0 }]);
   });
 
   /** Asserts that a reply through a server that answers with `respond` failed with a message matching `message`. */

@@ -68,6 +68,7 @@ const REDUCED: ReplySettings = {
   topK: 0,
   minP: 0,
   repetitionPenalty: 1,
+  seed: undefined,
 };
 
 /**
@@ -214,7 +215,15 @@ describe('the sampling a reply asks the engine for', () => {
   test('the sampling settings reach the question as the temperature does; those left off are not sent', async () => {
     const { engine, ask } = scriptedReplies();
     const unreduced = { ...REDUCED, reduction: undefined };
-    const sampled = { ...unreduced, temperature: 0.7, topP: 0.9, topK: 40, minP: 0.05, repetitionPenalty: 1.1 };
+    const sampled = {
+      ...unreduced,
+      temperature: 0.7,
+      topP: 0.9,
+      topK: 40,
+      minP: 0.05,
+      repetitionPenalty: 1.1,
+      seed: 5,
+    };
     for (const settings of [sampled, unreduced]) {
       const reply = ask('what is it?', settings);
       await settle();
@@ -227,10 +236,31 @@ describe('the sampling a reply asks the engine for', () => {
       topK: 40,
       minP: 0.05,
       repetitionPenalty: 1.1,
-      seed: 0,
+      seed: 5,
     });
-    // Off, as before these settings: a server other than ficoco serve never sees fields it may not know.
+    // Off, as before these settings: a server other than ficoco serve never sees fields it may not know; greedy, the
+    // seed changes nothing and stays 0.
     assert.deepEqual(samplingOf(engine.asks[1]!.question), { temperature: 0, topP: 1, seed: 0 });
+  });
+
+  test('a sampled question asked again draws a new seed; ficoco.seed gives every question that seed', async () => {
+    const { engine, ask } = scriptedReplies();
+    const sampled = { ...REDUCED, reduction: undefined, temperature: 0.7 };
+    /** The seeds two askings of the same question are sent with. */
+    const seedsOfTwoAsks = async (settings: ReplySettings) => {
+      for (let asking = 0; asking < 2; asking++) {
+        const reply = ask('what is it?', settings);
+        await settle();
+        engine.asks.at(-1)!.answer({ text: 'a', stopReason: 'stop-token', stats: stats(false) });
+        await reply;
+      }
+      return engine.asks.slice(-2).map(({ question }) => question.seed);
+    };
+    const [first, second] = await seedsOfTwoAsks({ ...sampled, seed: undefined });
+    for (const seed of [first, second]) assert.ok(Number.isInteger(seed) && seed >= 0 && seed <= 0xffffffff, `${seed}`);
+    // Two equal draws of 2^32 would fail this once in four billion runs.
+    assert.notEqual(first, second, 'the same question gets another answer');
+    assert.deepEqual(await seedsOfTwoAsks({ ...sampled, seed: 7 }), [7, 7]);
   });
 });
 

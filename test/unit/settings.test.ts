@@ -85,6 +85,7 @@ describe('settings', () => {
             'ficoco.topK',
             'ficoco.minP',
             'ficoco.repetitionPenalty',
+            'ficoco.seed',
             'ficoco.unloadAfterMinutes',
           ].includes(key),
         `${key} can be set by a workspace: make it machine-scoped or restrict it (capabilities.untrustedWorkspaces)`,
@@ -126,6 +127,7 @@ describe('settings', () => {
       topK: 0,
       minP: 0,
       repetitionPenalty: 1,
+      seed: undefined,
       unloadAfterMinutes: 15,
     });
   });
@@ -141,6 +143,7 @@ describe('settings', () => {
       'ficoco.topK': 40,
       'ficoco.minP': 0.05,
       'ficoco.repetitionPenalty': 1.1,
+      'ficoco.seed': 4294967295,
       'ficoco.quantization': 'int4',
       'ficoco.quantizationByModel': { '/models/tiny/': 'none', '/models/llava-7b': 'int8' },
       'ficoco.engine': ' http://gpu-box:8080/v1 ',
@@ -159,6 +162,9 @@ describe('settings', () => {
     assert.equal(settings.provider, 'cpu');
     assert.equal(settings.temperature, 0.7);
     assert.deepEqual([settings.topP, settings.topK, settings.minP, settings.repetitionPenalty], [0.9, 40, 0.05, 1.1]);
+    assert.equal(settings.seed, 4294967295);
+    // VS Code reads a seed left empty as the default, null: a new one for each question.
+    assert.deepEqual(settingsFrom({ 'ficoco.seed': null }), settingsFrom({}));
     assert.equal(settingsFrom({ 'ficoco.reduction.method': 'none' }).settings.reduction, undefined);
     const ficoco = settingsFrom({
       'ficoco.reduction.method': 'ficoco-v',
@@ -261,21 +267,37 @@ describe('settings', () => {
       return problems.map((problem) => `${problem.setting}: ${problem.message}`);
     };
     assert.deepEqual(
-      reported({ 'ficoco.topP': 0, 'ficoco.topK': 2.5, 'ficoco.minP': 1.5, 'ficoco.repetitionPenalty': 0 }),
+      reported({
+        'ficoco.topP': 0,
+        'ficoco.topK': 2.5,
+        'ficoco.minP': 1.5,
+        'ficoco.repetitionPenalty': 0,
+        'ficoco.seed': 2 ** 32,
+      }),
       [
         'ficoco.topP: ficoco.topP is 0; expected a number above 0, up to 1. Using the default, 1.',
         'ficoco.topK: ficoco.topK is 2.5; expected a whole number, 0 or more. Using the default, 0.',
         'ficoco.minP: ficoco.minP is 1.5; expected a number from 0 to 1. Using the default, 0.',
         'ficoco.repetitionPenalty: ficoco.repetitionPenalty is 0; expected a number above 0. Using the default, 1.',
+        'ficoco.seed: ficoco.seed is 4294967296; expected a whole number from 0 to 4294967295, or null for a new one ' +
+          'for each question. Using the default, null.',
       ],
     );
     assert.deepEqual(
-      reported({ 'ficoco.topP': 1.5, 'ficoco.topK': -1, 'ficoco.minP': '0.1', 'ficoco.repetitionPenalty': 'high' }),
+      reported({
+        'ficoco.topP': 1.5,
+        'ficoco.topK': -1,
+        'ficoco.minP': '0.1',
+        'ficoco.repetitionPenalty': 'high',
+        'ficoco.seed': 1.5,
+      }),
       [
         'ficoco.topP: ficoco.topP is 1.5; expected a number above 0, up to 1. Using the default, 1.',
         'ficoco.topK: ficoco.topK is -1; expected a whole number, 0 or more. Using the default, 0.',
         'ficoco.minP: ficoco.minP is "0.1"; expected a number from 0 to 1. Using the default, 0.',
         'ficoco.repetitionPenalty: ficoco.repetitionPenalty is "high"; expected a number above 0. Using the default, 1.',
+        'ficoco.seed: ficoco.seed is 1.5; expected a whole number from 0 to 4294967295, or null for a new one for ' +
+          'each question. Using the default, null.',
       ],
     );
   });
