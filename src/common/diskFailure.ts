@@ -42,6 +42,11 @@ export function diskFailureMessage(error: unknown, file: string, access: 'read' 
   }
 }
 
+/** `at`, a file or a link where a folder belongs, and what to do, in one line. */
+export function notAFolderMessage(at: string, what: 'file' | 'link'): string {
+  return `${at} is a ${what}, not a folder: move it away`;
+}
+
 /**
  * A file where a folder belongs, or a folder where a file belongs, named (Node's error names the path it was given,
  * which may lie below the file in the way); undefined when `error` is neither. `file`: where the error names no path.
@@ -53,7 +58,7 @@ function inTheWayMessage(error: unknown, file: string): string | undefined {
     // mkdir found something that is not a folder, or a path ran into a file on its way.
     case 'EEXIST':
     case 'ENOTDIR':
-      return `${fileOnTheWay(given) ?? given} is a file, not a folder: move it away`;
+      return notAFolderMessage(fileOnTheWay(given) ?? given, 'file');
     // A rename's folder in the way is its destination.
     case 'EISDIR':
       return `${failure.dest ?? given} is a folder, not a file: move it away`;

@@ -31,7 +31,7 @@ import { fieldReaders } from '../protocol/fields';
 import { MessageError, type Reply, type Turn, type TurnImage, parseTurn } from '../protocol/webview';
 import { type ImageInput, type TurnRecord, turnImage } from './conversation';
 import { decodedLength } from '../protocol/engine';
-import { diskFailureMessage } from '../common/diskFailure';
+import { diskFailureMessage, notAFolderMessage } from '../common/diskFailure';
 import { type LockWording, ProcessLock } from '../common/processLock';
 
 /** The turns kept: older ones leave the store (and the chat, at the next reload). */
@@ -224,7 +224,7 @@ export class ConversationStore {
   }
 
   private async saveLocked(ours: TurnToWrite[]): Promise<void> {
-    const exists = await realFolderExists(this.folder);
+    const exists = await realFolderExists(this.folder, 'write');
     const onDisk = exists ? await this.turnsOnDisk() : [];
     const theirs = await this.othersToWrite(onDisk);
     const turns = merged(ours, onDisk, theirs).slice(-this.limits.turns);
@@ -293,7 +293,7 @@ export class ConversationStore {
   /** The saved turns as the conversation takes them back; [] when there are none or they cannot be read. */
   async load(): Promise<TurnRecord[]> {
     try {
-      if (!(await realFolderExists(this.folder))) return [];
+      if (!(await realFolderExists(this.folder, 'read'))) return [];
       const text = await readBounded(path.join(this.folder, INDEX_FILE), this.limits.textBytes);
       if (text === undefined) return [];
       const saved = parseStore(JSON.parse(text.toString('utf8')));
@@ -445,8 +445,12 @@ export class ConversationStore {
  */
 function chatDiskFailure(error: unknown, file: string, access: 'read' | 'write'): Error | undefined {
   const message = diskFailureMessage(error, file, access);
-  if (message === undefined) return undefined;
-  return new Error(access === 'write' ? `${message}, and the next change saves the chat` : message, { cause: error });
+  return message === undefined ? undefined : chatFailure(message, access, error);
+}
+
+/** A failure of the chat's disk that `message` says what to do about, worded as chatDiskFailure words one. */
+function chatFailure(message: string, access: 'read' | 'write', cause?: unknown): Error {
+  return new Error(access === 'write' ? `${message}, and the next change saves the chat` : message, { cause });
 }
 
 /** conversation.json as written, checked field by field (each turn with the chat's own parser). */
@@ -497,13 +501,14 @@ function settled(turn: Turn): Turn {
 }
 
 /**
- * Whether the store folder exists; throws when it is a link (or not a folder), whose files would be written and read
- * elsewhere.
+ * Whether the store folder exists; throws, saying what to do, when it is a link (whose files would be written and read
+ * elsewhere) or a file. `access`: whether the chat is being read or written.
  */
-async function realFolderExists(folder: string): Promise<boolean> {
+async function realFolderExists(folder: string, access: 'read' | 'write'): Promise<boolean> {
   const stat = await unlessMissing(() => fs.promises.lstat(folder));
   if (!stat) return false;
-  if (!stat.isDirectory()) throw new Error(`${folder} is not a folder of its own (a link?)`);
+  if (!stat.isDirectory())
+    throw chatFailure(notAFolderMessage(folder, stat.isSymbolicLink() ? 'link' : 'file'), access);
   return true;
 }
 

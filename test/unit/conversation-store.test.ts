@@ -426,6 +426,10 @@ describe('the chat saved for after a reload', () => {
       unreadable(path.join(storage, 'chat'), isFile),
       unsaved(path.join(storage, 'chat'), isFile),
     ]);
+    // The chat's folder itself is a file.
+    const chat = storeFolder();
+    const chatIsFile = `${chat} is a file, not a folder: move it away`;
+    assert.deepEqual(await logged(chat, { file: chat }), [unreadable(chat, chatIsFile), unsaved(chat, chatIsFile)]);
     // A file further up is named, not the folder below it that the load or the save looked for (ENOTDIR).
     const deeper = path.join(storage, 'workspace', 'chat');
     assert.deepEqual(await logged(deeper, { file: storage }), [unreadable(deeper, isFile), unsaved(deeper, isFile)]);
@@ -455,12 +459,13 @@ describe('the chat saved for after a reload', () => {
     fs.symlinkSync(elsewhere, folder);
     const { turns, warnings } = await reloaded(folder);
     assert.deepEqual(turns, []);
-    assert.match(warnings[0], /not a folder of its own/);
+    const isLink = `${folder} is a link, not a folder: move it away`;
+    assert.deepEqual(warnings, [`the chat saved in ${folder} could not be read, so it starts empty: ${isLink}`]);
     const before = files(elsewhere);
     const { store, warnings: saving } = storeOf(conversation, {}, folder);
     store.changed(true);
     await store.flush();
-    assert.match(saving[0], /not a folder of its own/);
+    assert.deepEqual(saving, [`could not save the chat in ${folder}: ${isLink}, and the next change saves the chat`]);
     assert.deepEqual(files(elsewhere), before);
   });
 
