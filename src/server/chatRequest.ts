@@ -7,7 +7,7 @@ import type { FromSchema } from 'json-schema-to-ts';
 import { parseBudget, BUDGET_HINT, type ParamValue } from '../common/budget';
 import { MAX_IMAGES_PER_QUESTION, checkImageFile } from '../common/imageFile';
 import { AUTO_METHOD, NO_REDUCTION, type ReductionRequest } from '../common/reductionChoice';
-import { MAX_NEW_TOKENS_LIMIT, type AskParams, type HistoryMessage } from '../protocol/engine';
+import { MAX_NEW_TOKENS_LIMIT, MAX_SEED, type AskParams, type HistoryMessage } from '../protocol/engine';
 import { findMethod } from '../reduction/registry';
 
 const TEXT_PART = {
@@ -187,7 +187,7 @@ export function chatQuestion(body: ChatCompletionBody, defaults: ServerDefaults)
       temperature: body.temperature ?? 0,
       topP: body.top_p ?? 1,
       // Without a seed each sampled answer draws its own, as OpenAI's do: asked again (Regenerate), it may differ.
-      seed: body.seed != null ? body.seed >>> 0 : randomInt(2 ** 32),
+      seed: body.seed != null ? body.seed >>> 0 : randomInt(MAX_SEED + 1),
       ...(body.top_k != null ? { topK: body.top_k } : {}),
       ...(body.min_p != null ? { minP: body.min_p } : {}),
       ...(body.repetition_penalty != null ? { repetitionPenalty: body.repetition_penalty } : {}),
