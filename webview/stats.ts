@@ -1,6 +1,7 @@
 /**
  * What an answer cost, under it: one compact line that fits a 300 px sidebar (method · kept tokens · speedup · TTFT),
- * and the details on expand (timings, provider, FLOPs, how the speedup was measured, why this reduction).
+ * and the details on expand (timings, a sampled answer's seed, provider, FLOPs, how the speedup was measured, why this
+ * reduction).
  */
 import { type AnswerStatsView, type SpeedupView, isReducedAnswer, providerLine } from '../src/protocol/webview';
 import { collapsible } from './controls';
@@ -87,8 +88,9 @@ export function statsDetails(stats: AnswerStatsView): [string, string][] {
         `language model ${milliseconds(stats.prefillMs)})`,
     ],
     ['Decode', `${plural(stats.generatedTokens, 'token')} at ${stats.decodeTokensPerSecond.toFixed(1)} tokens/s`],
-    ['Provider', providerLine(stats)],
   );
+  if (stats.seed !== undefined) rows.push(['Seed', `${stats.seed} (set ficoco.seed to it to get this answer again)`]);
+  rows.push(['Provider', providerLine(stats)]);
   if (stats.flopsRatio !== undefined)
     rows.push(['FLOPs', `${(100 * stats.flopsRatio).toFixed(0)} % of the full-token prefill (analytic)`]);
   if (stats.historyTrimmed) {

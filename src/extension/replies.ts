@@ -231,6 +231,8 @@ export class Replies {
         ...(minP !== 0 ? { minP } : {}),
         ...(repetitionPenalty !== 1 ? { repetitionPenalty } : {}),
       };
+      // Only a sampled answer depends on its seed: shown with it, set as ficoco.seed it gives the answer again.
+      const sampledSeed = temperature > 0 ? request.seed : undefined;
       const onProgress = (progress: PrefillProgress) => {
         this.paced(key, progress.nextRunMs);
         // Once stopped, the reply keeps saying so: the run that ends after Stop still reports its progress.
@@ -261,7 +263,8 @@ export class Replies {
         where !== 'local' ? `from ${where}` : alreadyLoaded ? 'model already loaded' : 'including the model load';
       log.info(
         `${kind === 'full' ? 'full-token answer' : 'answer'} in ${(performance.now() - asked).toFixed(0)} ms ` +
-          `(${how}), ${result.stats?.generatedTokens ?? 'unknown'} tokens, stop: ${result.stopReason}`,
+          `(${how}), ${result.stats?.generatedTokens ?? 'unknown'} tokens, stop: ${result.stopReason}` +
+          (sampledSeed === undefined ? '' : `, seed ${sampledSeed}`),
       );
       // A new reduction is warmed up by a load of its own (seconds to minutes on a large model), which Stop waits for.
       if (where === 'local') this.loaded = { key: loadRequestKey(model), processId: engine.processId };
@@ -278,7 +281,7 @@ export class Replies {
           this.fallbacksReported.add(fallback);
           this.options.onProviderFallback(fallback);
         }
-        const view = statsView(stats);
+        const view = statsView(stats, sampledSeed);
         // Stopped as it finished, it is not measured either: the measurement is minutes of work on a large model.
         const measuring =
           kind === 'answer' &&
@@ -511,8 +514,8 @@ export class Replies {
   }
 }
 
-/** What the chat shows of an answer's stats. */
-export function statsView(stats: AnswerStats): AnswerStatsView {
+/** What the chat shows of an answer's stats, with the seed of a sampled answer. */
+export function statsView(stats: AnswerStats, sampledSeed?: number): AnswerStatsView {
   const view: AnswerStatsView = {
     visualTokens: stats.visualTokens.map(({ original, atDecoder }) => ({ original, atDecoder })),
     visionMs: stats.visionMs,
@@ -525,6 +528,7 @@ export function statsView(stats: AnswerStats): AnswerStatsView {
   };
   if (stats.providerFallback !== undefined) view.providerFallback = stats.providerFallback;
   if (stats.historyTrimmed !== undefined) view.historyTrimmed = { ...stats.historyTrimmed };
+  if (sampledSeed !== undefined) view.seed = sampledSeed;
   if (stats.reduction) {
     const { method, budget, rule, why } = stats.reduction;
     // The engine's label is exact ("33.33333333333333%"), for requests and keys; a person reads it to 3 digits.

@@ -89,6 +89,8 @@ export interface AnswerStatsView {
   imageReductions?: ImageReduction[];
   /** the oldest messages of the conversation were left out so that question and answer fit the model's context */
   historyTrimmed?: { droppedMessages: number; contextTokens: number };
+  /** the seed a sampled answer was drawn with, which set as ficoco.seed gives it again; absent for a greedy answer */
+  seed?: number;
 }
 
 /** An answer some visual tokens were removed from (`auto` may choose to keep every token on a model). */
@@ -403,6 +405,7 @@ function parseStats(value: unknown, field: string): AnswerStatsView {
       contextTokens: count(trimmed.contextTokens, `${field}.historyTrimmed.contextTokens`),
     };
   }
+  if (stats.seed !== undefined) parsed.seed = count(stats.seed, `${field}.seed`);
   if (stats.imageReductions !== undefined) {
     parsed.imageReductions = array(stats.imageReductions, `${field}.imageReductions`).map((entry, i) =>
       patchFates(entry, `${field}.imageReductions[${i}]`),

@@ -1,6 +1,9 @@
 import type { AnswerStatsView } from '../../src/protocol/webview';
 
-/** The stats of a reduced answer with every field the chat shows: reduction, speedup, overlay, a trimmed history. */
+/**
+ * The stats of a reduced, sampled answer with every field the chat shows: reduction, speedup, overlay, a trimmed
+ * history, the seed.
+ */
 export const REDUCED_ANSWER_STATS: AnswerStatsView = {
   visualTokens: [{ original: 144, atDecoder: 16 }],
   visionMs: 4,
@@ -22,4 +25,5 @@ export const REDUCED_ANSWER_STATS: AnswerStatsView = {
   },
   imageReductions: [{ rows: 2, cols: 2, patches: 'kmdk' }],
   historyTrimmed: { droppedMessages: 4, contextTokens: 512 },
+  seed: 3_141_592_653,
 };

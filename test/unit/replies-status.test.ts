@@ -79,6 +79,7 @@ function scriptedReplies() {
   const engine = new ScriptedEngine();
   const conversation = new Conversation();
   const statuses: string[] = [];
+  const logged: string[] = [];
   const values = new Map<string, unknown>();
   const figures = new StatusFigures();
   const status = new StatusActivities({
@@ -107,7 +108,7 @@ function scriptedReplies() {
     ),
     post: () => undefined,
     status,
-    log: { info: () => undefined, warn: () => undefined },
+    log: { info: (line) => void logged.push(line), warn: () => undefined },
     onFailure: () => undefined,
     onProviderFallback: () => undefined,
     activity: { busy: () => undefined, idle: () => undefined },
@@ -118,7 +119,7 @@ function scriptedReplies() {
     const turnId = conversation.startTurn(question)!.turn.id;
     return replies.run(turnId, 'answer', question, [IMAGE], () => settings);
   };
-  return { engine, statuses, status, figures, ask };
+  return { engine, statuses, status, figures, ask, conversation, logged };
 }
 
 describe('the status bar while replies overlap', () => {
@@ -261,6 +262,24 @@ describe('the sampling a reply asks the engine for', () => {
     // Two equal draws of 2^32 would fail this once in four billion runs.
     assert.notEqual(first, second, 'the same question gets another answer');
     assert.deepEqual(await seedsOfTwoAsks({ ...sampled, seed: 7 }), [7, 7]);
+  });
+
+  test("a sampled answer's figures and log line carry the seed it was asked with; a greedy answer's none", async () => {
+    const { engine, ask, conversation, logged } = scriptedReplies();
+    const unreduced = { ...REDUCED, reduction: undefined };
+    for (const settings of [{ ...unreduced, temperature: 0.7 }, unreduced]) {
+      const reply = ask('what is it?', settings);
+      await settle();
+      engine.asks.at(-1)!.answer({ text: 'a', stopReason: 'stop-token', stats: stats(false) });
+      await reply;
+    }
+    const [sampled, greedy] = conversation.records().map(({ turn }) => turn.answer.stats);
+    const drawn = engine.asks[0]!.question.seed;
+    // Set as ficoco.seed, it gives the same answer again.
+    assert.equal(sampled?.seed, drawn);
+    assert.match(logged[0]!, new RegExp(`^answer in \\d+ ms .*, stop: stop-token, seed ${drawn}$`));
+    assert.ok(greedy && !('seed' in greedy), 'a greedy answer is the same whatever the seed');
+    assert.doesNotMatch(logged[1]!, /seed/);
   });
 });
 

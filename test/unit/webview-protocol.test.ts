@@ -167,6 +167,11 @@ describe('webview messages', () => {
       }),
       /turn\.answer\.progress is 40; expected a string/,
     );
+    const badSeed = { ...STATS, seed: 1.5 };
+    assert.match(
+      refusal(parseHostMessage, { type: 'turnAdded', turn: { ...TURN, answer: { ...TURN.answer, stats: badSeed } } }),
+      /turn\.answer\.stats\.seed is 1\.5; expected a whole number/,
+    );
     const badStats = { ...STATS, visualTokens: [{ original: 144, atDecoder: -1 }] };
     assert.match(
       refusal(parseHostMessage, { type: 'turnAdded', turn: { ...TURN, answer: { ...TURN.answer, stats: badStats } } }),

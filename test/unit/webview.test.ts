@@ -1178,6 +1178,25 @@ describe('stats under an answer', () => {
     ]);
   });
 
+  test("a sampled answer's details give its seed after the decode, to get the answer again; a greedy one's none", () => {
+    /** The details under the only answer, as term and description. */
+    const details = () =>
+      [...document.querySelectorAll('.stats-details dt')].map((dt) => [
+        dt.textContent,
+        dt.nextElementSibling?.textContent,
+      ]);
+    send({ type: 'turnAdded', turn: finished({ ...STATS, seed: 4_294_967_295 }) });
+    assert.deepEqual(details().slice(2, 4), [
+      ['Decode', '12 tokens at 30.3 tokens/s'],
+      ['Seed', '4294967295 (set ficoco.seed to it to get this answer again)'],
+    ]);
+    send({ type: 'turnUpdated', turn: finished(STATS) });
+    assert.deepEqual(
+      details().map(([term]) => term),
+      ['Visual tokens', 'Prefill', 'Decode', 'Provider'],
+    );
+  });
+
   test('the details are a collapsible, closed at first; Space on its header opens and closes it', async () => {
     send({ type: 'turnAdded', turn: finished({ ...REDUCED, speedup: FASTER }) });
     const details = document.querySelector<HTMLElement>('vscode-collapsible.stats-details')!;
