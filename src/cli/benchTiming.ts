@@ -110,15 +110,18 @@ export function checkReductions(
   sizes: readonly Size[],
 ): void {
   for (const method of methods)
-    for (const budget of budgets)
+    for (const budget of budgets) {
+      let smallest: BudgetAboveTokensError | undefined;
       for (const size of engine.config.tiling ? sizes : sizes.slice(0, 1))
         try {
           engine.reductionHooks({ method, budget, params }, [size]);
         } catch (error) {
-          // The chat's words say to turn reduction off; a budget list is told which budgets fit.
-          if (error instanceof BudgetAboveTokensError) throw budgetAboveTokens(error.budget, error.tokens, error.image);
-          throw error;
+          if (!(error instanceof BudgetAboveTokensError)) throw error;
+          if (!smallest || error.tokens < smallest.tokens) smallest = error;
         }
+      // The chat's words say to turn reduction off; a budget list is told the bound every image fits, not the first's.
+      if (smallest) throw budgetAboveTokens(smallest.budget, smallest.tokens, smallest.image);
+    }
 }
 
 /** One generation of 1 + `decode` tokens, timed. */

@@ -155,6 +155,28 @@ test('ficoco eval refuses a budget the model cannot keep before answering any it
   assert.ok(!fs.existsSync(path.join(dir, 'eval-tiny-llava-llama.md')));
 });
 
+test("on a tiled model a budget above some images' tokens is refused with the bound that fits every image", async () => {
+  const dir = temporaryFolder('ficoco-eval-sizes-');
+  // The 160 × 90 screenshot brings 144 visual tokens to reduce, the 40 × 120 strip after it 112.
+  const items = ['screenshot.png', 'tall.png'].map((image) => {
+    fs.copyFileSync(path.join(FIXTURES, 'images', image), path.join(dir, image));
+    return JSON.stringify({ image, question: 'what is shown ?', answer: 'x' });
+  });
+  fs.writeFileSync(path.join(dir, 'set.jsonl'), items.join('\n'));
+  const model = path.join(FIXTURES, 'tiny-llava-onevision-qwen2');
+  const args = ['--model', model, '--data', path.join(dir, 'set.jsonl'), '--methods', 'fastv', '--out', dir];
+  const generations = await countingGenerations(() =>
+    assert.rejects(evalCommand([...args, '--budgets', '160']), {
+      message:
+        '--budgets 160 is more than the 112 visual tokens this model gives a 40 × 120 image: give budgets of at ' +
+        'most 112, or shares such as 25%.',
+    }),
+  );
+  assert.equal(generations, 0);
+  // The bound it names is one every image keeps.
+  assert.equal(await evalCommand([...args, '--budgets', '112', '--name', 'bound']), 0);
+});
+
 test('an evaluation set saved with a byte order mark reads from its first line', () => {
   const dir = temporaryFolder('ficoco-eval-bom-');
   fs.copyFileSync(path.join(FIXTURES, 'images', 'shapes.png'), path.join(dir, 'shapes.png'));

@@ -99,6 +99,25 @@ test('ficoco tune refuses a budget the model cannot keep before scoring or timin
   assert.ok(!fs.existsSync(out));
 });
 
+test("on a tiled model ficoco tune refuses a budget above some images' tokens with the bound every image fits", async () => {
+  const folder = temporaryFolder('ficoco-tune-sizes-');
+  // The 160 × 90 screenshot brings 144 visual tokens to reduce, the 40 × 120 strip after it 112.
+  const items = ['screenshot.png', 'tall.png'].map((image) =>
+    JSON.stringify({ image: path.join(ROOT, 'test', 'fixtures', 'images', image), question: 'what ?', answer: 'x' }),
+  );
+  fs.writeFileSync(path.join(folder, 'data.jsonl'), items.join('\n'));
+  const model = path.join(ROOT, 'test', 'fixtures', 'tiny-llava-onevision-qwen2');
+  const args = ['--model', model, '--data', path.join(folder, 'data.jsonl'), '--methods', 'random', '--runs', '1'];
+  const generations = await countingGenerations(() =>
+    assert.rejects(tuneCommand([...args, '--budgets', '160', '--out', path.join(folder, 'recommendation.json')]), {
+      message:
+        '--budgets 160 is more than the 112 visual tokens this model gives a 40 × 120 image: give budgets of at ' +
+        'most 112, or shares such as 25%.',
+    }),
+  );
+  assert.equal(generations, 0);
+});
+
 test("on a tiled model ficoco tune tries shares of the image, which auto then applies to any image's size", async () => {
   const model = temporaryFolder('ficoco-tune-tiled-');
   fs.cpSync(path.join(ROOT, 'test', 'fixtures', 'tiny-llava-onevision-qwen2'), model, { recursive: true });
