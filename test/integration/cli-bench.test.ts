@@ -155,7 +155,7 @@ test('ficoco bench refuses a budget or a parameter no method can run before timi
     // The test model gives 36 visual tokens: ficoco-v at 12 would run, then 100 stopped the run after it.
     await assert.rejects(
       benchCommand([...args, '--methods', 'ficoco-v', '--budgets', '12,100']),
-      /A budget of 100 visual tokens is more than the 36/,
+      /--budgets 100 is more than the 36 visual tokens this model gives an image: give budgets of at most 36/,
     );
     await assert.rejects(
       benchCommand([...args, '--methods', 'ficoco-v', '--budgets', '12', '--param', 'radius=3']),

@@ -92,7 +92,7 @@ test('ficoco tune refuses a budget the model cannot keep before scoring or timin
   const generations = await countingGenerations(() =>
     assert.rejects(
       tuneCommand([...args, '--budgets', '64,200', '--out', out]),
-      /A budget of 200 visual tokens is more than the 144/,
+      /--budgets 200 is more than the 144 visual tokens this model gives an image: give budgets of at most 144/,
     ),
   );
   assert.equal(generations, 0);
