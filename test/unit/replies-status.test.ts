@@ -216,29 +216,14 @@ describe('the sampling a reply asks the engine for', () => {
   test('the sampling settings reach the question as the temperature does; those left off are not sent', async () => {
     const { engine, ask } = scriptedReplies();
     const unreduced = { ...REDUCED, reduction: undefined };
-    const sampled = {
-      ...unreduced,
-      temperature: 0.7,
-      topP: 0.9,
-      topK: 40,
-      minP: 0.05,
-      repetitionPenalty: 1.1,
-      seed: 5,
-    };
-    for (const settings of [sampled, unreduced]) {
+    const sampling = { temperature: 0.7, topP: 0.9, topK: 40, minP: 0.05, repetitionPenalty: 1.1, seed: 5 };
+    for (const settings of [{ ...unreduced, ...sampling }, unreduced]) {
       const reply = ask('what is it?', settings);
       await settle();
       engine.asks.at(-1)!.answer({ text: 'a', stopReason: 'stop-token', stats: stats(false) });
       await reply;
     }
-    assert.deepEqual(samplingOf(engine.asks[0]!.question), {
-      temperature: 0.7,
-      topP: 0.9,
-      topK: 40,
-      minP: 0.05,
-      repetitionPenalty: 1.1,
-      seed: 5,
-    });
+    assert.deepEqual(samplingOf(engine.asks[0]!.question), sampling);
     // Off, as before these settings: a server other than ficoco serve never sees fields it may not know; greedy, the
     // seed changes nothing and stays 0.
     assert.deepEqual(samplingOf(engine.asks[1]!.question), { temperature: 0, topP: 1, seed: 0 });
