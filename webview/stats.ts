@@ -3,7 +3,13 @@
  * and the details on expand (timings, a sampled answer's seed, provider, FLOPs, how the speedup was measured, why this
  * reduction).
  */
-import { type AnswerStatsView, type SpeedupView, isReducedAnswer, providerLine } from '../src/protocol/webview';
+import {
+  type AnswerStatsView,
+  type SpeedupView,
+  isReducedAnswer,
+  providerLine,
+  seedLine,
+} from '../src/protocol/webview';
 import { collapsible } from './controls';
 
 export interface StatsOptions {
@@ -89,7 +95,7 @@ export function statsDetails(stats: AnswerStatsView): [string, string][] {
     ],
     ['Decode', `${plural(stats.generatedTokens, 'token')} at ${stats.decodeTokensPerSecond.toFixed(1)} tokens/s`],
   );
-  if (stats.seed !== undefined) rows.push(['Seed', `${stats.seed} (set ficoco.seed to it to get this answer again)`]);
+  if (stats.seed !== undefined) rows.push(['Seed', seedLine(stats.seed)]);
   rows.push(['Provider', providerLine(stats)]);
   if (stats.flopsRatio !== undefined)
     rows.push(['FLOPs', `${(100 * stats.flopsRatio).toFixed(0)} % of the full-token prefill (analytic)`]);

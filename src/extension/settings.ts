@@ -271,7 +271,7 @@ export const MAIN_SETTINGS: Record<string, SettingSchema> = {
     markdownDescription:
       'The seed of sampled answers (`#ficoco.temperature#` above 0): a whole number gives the same question the ' +
       'same answer every time. Empty: a new seed for each question, so asking again may answer differently; a ' +
-      "sampled answer's details in the chat give the seed it was drawn with.",
+      "sampled answer's details in the chat and the status bar's tooltip give the seed it was drawn with.",
   },
   'ficoco.unloadAfterMinutes': {
     type: 'integer',

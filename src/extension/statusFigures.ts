@@ -2,7 +2,7 @@
  * What the status bar item says when nothing runs: the last answer's figures (`$(zap) 3.1×`) and a Markdown tooltip
  * with what the answer cost, until a setting those figures depend on changes. Free of 'vscode' (statusBar.ts shows it).
  */
-import { type AnswerStatsView, isReducedAnswer, providerLine } from '../protocol/webview';
+import { type AnswerStatsView, isReducedAnswer, providerLine, seedLine } from '../protocol/webview';
 import { RULE_LABELS } from '../common/reductionChoice';
 
 /** The item's text, its tooltip (Markdown, shown untrusted) and what a screen reader says. */
@@ -124,6 +124,8 @@ function statsTable(stats: AnswerStatsView): string {
     ['time to first token', `${stats.ttftMs.toFixed(0)} ms`],
     ['decode', `${stats.decodeTokensPerSecond.toFixed(1)} tokens/s`],
   ];
+  // Only a sampled answer has one: set as ficoco.seed, it gives the same answer again.
+  if (stats.seed !== undefined) rows.push(['seed', seedLine(stats.seed)]);
   // Table cells are one line: a '|' or line break inside a value would break the row.
   const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\s*\n\s*/g, ' ');
   return `| | |\n|---|---|\n${rows.map(([name, value]) => `| ${name} | ${cell(value)} |`).join('\n')}`;

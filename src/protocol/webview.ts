@@ -103,6 +103,11 @@ export function providerLine(stats: AnswerStatsView): string {
   return stats.providerFallback ? `${stats.provider} — ${stats.providerFallback}` : stats.provider;
 }
 
+/** A sampled answer's seed, with what it is for (the chat's details and the status bar's tooltip). */
+export function seedLine(seed: number): string {
+  return `${seed} (set ficoco.seed to it to get this answer again)`;
+}
+
 export type ReplyStatus = 'waiting' | 'streaming' | 'done' | 'error';
 const REPLY_STATUSES: readonly string[] = ['waiting', 'streaming', 'done', 'error'];
 

@@ -534,6 +534,17 @@ describe("the status bar's figures", () => {
     assert.match(figures.view().tooltip, /last answer from `http:\/\/gpu-box:11434\/v1`, with the previous settings/);
   });
 
+  test("a sampled answer's tooltip gives its seed after the decode, to get the answer again; a greedy one's none", () => {
+    const figures = new StatusFigures();
+    figures.showAnswer({ ...answer, seed: 4_294_967_295 }, figures.settingsGeneration);
+    assert.match(
+      figures.view().tooltip,
+      /\| decode \| [^\n]*\|\n\| seed \| 4294967295 \(set ficoco\.seed to it to get this answer again\) \|\n/,
+    );
+    figures.showAnswer(answer, figures.settingsGeneration);
+    assert.doesNotMatch(figures.view().tooltip, /seed/);
+  });
+
   test('the settings the figures depend on are declared ones (ficoco.reduction: the method, budget and parameters)', () => {
     const declared = Object.keys(MAIN_SETTINGS);
     for (const setting of FIGURES_DEPEND_ON)
