@@ -1,3 +1,6 @@
+/** The largest seed: seeds are 32-bit, the PRNG's state. */
+export const MAX_SEED = 0xffffffff;
+
 /** A seeded PRNG (Mulberry32) in [0, 1): reproducible "random" baselines and sampled answers. */
 export function seededRandom(seed: number): () => number {
   let state = seed >>> 0;

@@ -15,6 +15,7 @@ import { BUDGET_HINT, type Budget, type ParamValue, isValidBudget } from '../com
 import { FICOCO_ERROR_KINDS } from '../common/errors';
 import { AUTO_METHOD, REDUCTION_RULES, type ReductionRequest, type ReductionRule } from '../common/reductionChoice';
 import { MAX_IMAGE_BYTES } from '../common/imageFile';
+import { MAX_SEED } from '../common/random';
 import { PREFILL_STAGES, type PrefillProgress } from '../common/prefillProgress';
 import { describeValue } from './describe';
 import { type PatchFates, fieldReaders } from './fields';
@@ -26,7 +27,7 @@ export { MAX_IMAGE_BYTES };
 export const MAX_NEW_TOKENS_LIMIT = 4096;
 /** Sampling a question may ask for: a temperature beyond this samples all but uniformly; seeds are 32-bit. */
 export const MAX_TEMPERATURE = 100;
-export const MAX_SEED = 0xffffffff;
+export { MAX_SEED };
 
 export interface LoadParams {
   /** a Hugging Face LLaVA model folder on the host's machine */

@@ -12,8 +12,8 @@ export interface FieldReaders {
   nonEmptyString(value: unknown, field: string, most?: number): string;
   /** a finite number ≥ 0 */
   nonNegative(value: unknown, field: string): number;
-  /** a whole number ≥ 0 */
-  count(value: unknown, field: string): number;
+  /** a whole number ≥ 0, at most `most` (any size when absent) */
+  count(value: unknown, field: string, most?: number): number;
   oneOf<T extends string>(value: unknown, field: string, allowed: readonly string[]): T;
   /**
    * what a reduction did to one image's patches: k kept, m merged, d dropped, with a tiled image's tile borders and its
@@ -80,9 +80,10 @@ export function fieldReaders(fail: (message: string) => Error): FieldReaders {
         throw fail(`${field} is ${describeValue(value)}; expected a number ≥ 0.`);
       return value;
     },
-    count(value, field) {
+    count(value, field, most = Infinity) {
       const number = readers.nonNegative(value, field);
       if (!Number.isInteger(number)) throw fail(`${field} is ${number}; expected a whole number.`);
+      if (number > most) throw fail(`${field} is ${number}; expected a whole number from 0 to ${most}.`);
       return number;
     },
     oneOf<T extends string>(value: unknown, field: string, allowed: readonly string[]): T {

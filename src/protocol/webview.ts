@@ -13,6 +13,7 @@ import {
   imageFileTooLarge,
   imageFormatOfFileName,
 } from '../common/imageFile';
+import { MAX_SEED } from '../common/random';
 import { NO_REDUCTION, REDUCTION_RULES, type ReductionRule } from '../common/reductionChoice';
 import { describeValue } from './describe';
 import { type ImageRegion, type PatchFates, type PatchGrid, fieldReaders } from './fields';
@@ -410,7 +411,7 @@ function parseStats(value: unknown, field: string): AnswerStatsView {
       contextTokens: count(trimmed.contextTokens, `${field}.historyTrimmed.contextTokens`),
     };
   }
-  if (stats.seed !== undefined) parsed.seed = count(stats.seed, `${field}.seed`);
+  if (stats.seed !== undefined) parsed.seed = count(stats.seed, `${field}.seed`, MAX_SEED);
   if (stats.imageReductions !== undefined) {
     parsed.imageReductions = array(stats.imageReductions, `${field}.imageReductions`).map((entry, i) =>
       patchFates(entry, `${field}.imageReductions[${i}]`),

@@ -167,11 +167,17 @@ describe('webview messages', () => {
       }),
       /turn\.answer\.progress is 40; expected a string/,
     );
-    const badSeed = { ...STATS, seed: 1.5 };
-    assert.match(
-      refusal(parseHostMessage, { type: 'turnAdded', turn: { ...TURN, answer: { ...TURN.answer, stats: badSeed } } }),
-      /turn\.answer\.stats\.seed is 1\.5; expected a whole number/,
-    );
+    // Seeds are 32-bit: a larger one was never drawn, and set as ficoco.seed it would be refused.
+    for (const [seed, refused] of [
+      [1.5, /turn\.answer\.stats\.seed is 1\.5; expected a whole number/],
+      [4_294_967_296, /turn\.answer\.stats\.seed is 4294967296; expected a whole number from 0 to 4294967295\.$/],
+    ] as const) {
+      const badSeed = { ...STATS, seed };
+      assert.match(
+        refusal(parseHostMessage, { type: 'turnAdded', turn: { ...TURN, answer: { ...TURN.answer, stats: badSeed } } }),
+        refused,
+      );
+    }
     const badStats = { ...STATS, visualTokens: [{ original: 144, atDecoder: -1 }] };
     assert.match(
       refusal(parseHostMessage, { type: 'turnAdded', turn: { ...TURN, answer: { ...TURN.answer, stats: badStats } } }),
