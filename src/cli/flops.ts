@@ -26,7 +26,7 @@ import {
   visionTokensPerImage,
 } from '../flops/index';
 import { ModelShape } from '../reduction/method';
-import { planReduction } from '../reduction/registry';
+import { imageOfSize, planReduction } from '../reduction/registry';
 import { planRunShape, tiledRunShape } from './runShape';
 import { modelDirArg } from './models';
 import { keptPerPass, planTiledReduction } from '../reduction/tiled';
@@ -108,7 +108,7 @@ export async function flopsCommand(args: string[]): Promise<number> {
   const textTokens = integer('--text-tokens', values['text-tokens'], 0);
   if (values.method !== undefined && values.budgets !== undefined)
     throw new FicocoError('--budgets is for the table without --method; a method takes one --budget.', 'input');
-  const image = arch.anyres ? `a ${size.width} × ${size.height} image` : 'an image';
+  const image = arch.anyres ? imageOfSize(size) : 'an image';
   const budgets = values.method === undefined ? budgetList(values.budgets, arch, image) : undefined;
   const reduction = reductionArg(values.method, values.budget, values.param);
   const model = shapeOf(arch);

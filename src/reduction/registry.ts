@@ -1,6 +1,7 @@
 import { Method, ModelShape, keptTokens } from './method';
 import { FicocoError } from '../common/errors';
 import { BUDGET_HINT, Budget, ParamValue, isValidBudget, readableBudget } from '../common/budget';
+import type { Size } from '../common/anyres';
 import { dart } from './methods/dart';
 import { divPrune } from './methods/divprune';
 import { evit } from './methods/evit';
@@ -47,13 +48,18 @@ export class ReductionSettingsError extends FicocoError {
   }
 }
 
+/** An image a message names by its size, as a tiled model reads it: "a 1920 × 1080 image". */
+export function imageOfSize(size: Size): string {
+  return `a ${size.width} × ${size.height} image`;
+}
+
 /** A token budget above the visual tokens an image brings, so that nothing would be reduced. */
 export class BudgetAboveTokensError extends ReductionSettingsError {
   override name = 'BudgetAboveTokensError';
 
   /**
-   * `image` says which image ("an image", "a 1920 × 1080 image"); `offOption` is the option that turns reduction off
-   * where the message is read (a command line's `--method none`): the chat's words name no setting.
+   * `image` says which image ("an image", or imageOfSize's "a 1920 × 1080 image"); `offOption` is the option that
+   * turns reduction off where the message is read (a command line's `--method none`): the chat's words name no setting.
    */
   constructor(
     readonly budget: number,

@@ -2,7 +2,7 @@ import { type AnyresLayout, type Size, tilePatchesOnImage } from '../common/anyr
 import type { Budget } from '../common/budget';
 import { type ModelShape, keptTokens } from './method';
 import { type Step, removedTokens, stepRemoval } from './paradigm';
-import { BudgetAboveTokensError, ReductionSettingsError, planReduction } from './registry';
+import { BudgetAboveTokensError, ReductionSettingsError, imageOfSize, planReduction } from './registry';
 import { siteStage } from './tokenState';
 
 /** One tiled image's reduction: what its budget keeps, and the steps of every tower pass and of the packed image. */
@@ -39,12 +39,12 @@ export function planTiledReduction(
   const { layout, size } = image;
   const content = layout.tokens - layout.grid.rows;
   if ('tokens' in request.budget && request.budget.tokens > content)
-    throw new BudgetAboveTokensError(request.budget.tokens, content, `a ${size.width} × ${size.height} image`);
+    throw new BudgetAboveTokensError(request.budget.tokens, content, imageOfSize(size));
   const passTokens = [pass.visualTokens, ...tilePatchesOnImage(layout, pass.grid.rows)];
   // Only a config.json no released model has gets here (one row of many tiles, shrunk to nothing).
   if (content < 1 || passTokens.some((tokens) => tokens < 1))
     throw new ReductionSettingsError(
-      `This model's tiling gives a ${size.width} × ${size.height} image a tile or a grid without any of its pixels ` +
+      `This model's tiling gives ${imageOfSize(size)} a tile or a grid without any of its pixels ` +
         `(its config.json's image_grid_pinpoints and vision_aspect_ratio are not a released model's), so its tokens ` +
         'cannot be reduced; choose method "none".',
     );
