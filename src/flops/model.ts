@@ -281,6 +281,6 @@ export const ARCH_PRESETS: Readonly<Record<string, ModelArch>> = {
 export function archPreset(name: string): ModelArch {
   const arch = Object.hasOwn(ARCH_PRESETS, name) ? ARCH_PRESETS[name] : undefined;
   if (!arch)
-    throw new FlopsError(`unknown architecture "${name}"; known: ${Object.keys(ARCH_PRESETS).join(', ')}.`, 'input');
+    throw new FlopsError(`Unknown architecture "${name}"; known: ${Object.keys(ARCH_PRESETS).join(', ')}.`, 'input');
   return structuredClone(arch);
 }

@@ -275,7 +275,7 @@ describe('runs, presets and config.json', () => {
   it('an unknown preset lists the known ones; presets are copies', () => {
     assert.throws(
       () => archPreset('llava-9b'),
-      /: unknown architecture "llava-9b"; known: llava-1.5-7b, llava-1.5-13b, tinyllava-clip-tinyllama/,
+      /: Unknown architecture "llava-9b"; known: llava-1.5-7b, llava-1.5-13b, tinyllava-clip-tinyllama/,
     );
     const copy = archPreset('llava-1.5-7b');
     copy.llm.layers = 1;
