@@ -1,14 +1,18 @@
 /**
  * The tarball `npm pack` makes of the repository (.npmignore chooses its files, `prepack` builds dist/): it holds the
  * library, its types, the `ficoco` bin, every file the bundles load beside them and the built-in model, and nothing
- * else. It is packed from the build `npm test` has already made (--ignore-scripts), then unpacked and run.
+ * else; its "dependencies" are what those files load or import from node_modules. It is packed from the build
+ * `npm test` has already made (--ignore-scripts), then unpacked and run.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
+import { isBuiltin } from 'node:module';
 import * as path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
+import * as esbuild from 'esbuild';
+import * as ts from 'typescript';
 import { METHODS } from '../../src/index';
 import { temporaryFolders } from '../helpers/tempFolders';
 
@@ -26,6 +30,7 @@ const RUN = { timeout: 120_000 };
 interface Manifest {
   bin: Record<string, string>;
   exports: Record<string, string | Record<string, string>>;
+  dependencies: Record<string, string>;
 }
 
 const manifest = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as Manifest;
@@ -48,6 +53,39 @@ function expectedFiles(): string[] {
   // A clone's model folder may also hold the quantized caches answers leave beside the weights (and their partials).
   const model = filesUnder(path.join(ROOT, BUILTIN_MODEL), ROOT).filter((file) => !file.includes('.quantized'));
   return ['LICENSE', 'README.md', 'package.json', ...bundles, ...filesUnder(path.join(DIST, 'types'), ROOT), ...model];
+}
+
+/** The package a bare module specifier names (`@scope/name` or `name`), without the path inside it. */
+function packageName(specifier: string): string {
+  const [first, second] = specifier.split('/');
+  return first.startsWith('@') ? `${first}/${second}` : first;
+}
+
+/** Packages the bundles require() at run time: esbuild parses them, so code generators' require strings don't count. */
+async function packagesRequiredBy(bundles: string[]): Promise<string[]> {
+  const { metafile } = await esbuild.build({
+    entryPoints: bundles,
+    bundle: true,
+    packages: 'external',
+    platform: 'node',
+    write: false,
+    outdir: 'unused', // esbuild wants one for several entry points; nothing is written
+    metafile: true,
+    logLevel: 'silent',
+  });
+  return Object.values(metafile.inputs)
+    .flatMap((input) => input.imports)
+    .filter((record) => record.external && !isBuiltin(record.path))
+    .map((record) => packageName(record.path));
+}
+
+/** Packages the declarations import types from: a consumer's type check needs them installed. */
+function packagesImportedBy(declarations: string[]): string[] {
+  return declarations
+    .flatMap((file) => ts.preProcessFile(fs.readFileSync(file, 'utf8'), true, true).importedFiles)
+    .map((imported) => imported.fileName)
+    .filter((specifier) => !specifier.startsWith('.') && !isBuiltin(specifier))
+    .map(packageName);
 }
 
 describe('npm pack', { skip: !built && 'needs the library built: run npm run build' }, () => {
@@ -82,6 +120,22 @@ describe('npm pack', { skip: !built && 'needs the library built: run npm run bui
       assert.ok(files.includes(path.posix.normalize(file)), `${file} (package.json) is not in the tarball`);
     // Exactly these: no sources, tests, benchmarks, the extension's bundles or source maps.
     assert.deepEqual(files, expectedFiles().sort());
+  });
+
+  test('its "dependencies" are exactly what its bundles require and its declarations import', async () => {
+    const files = filesUnder(installed, installed);
+    const bundles = files.filter((file) => /^dist\/[^/]+\.js$/.test(file)).map((file) => path.join(installed, file));
+    const declarations = files.filter((file) => file.endsWith('.d.ts')).map((file) => path.join(installed, file));
+    const needed = new Set([...(await packagesRequiredBy(bundles)), ...packagesImportedBy(declarations)]);
+    const declared = Object.keys(manifest.dependencies);
+    // Everything else is bundled: in "dependencies" it would only make every install of the package larger.
+    assert.deepEqual(
+      {
+        missing: [...needed].filter((name) => !declared.includes(name)).sort(),
+        unneeded: declared.filter((name) => !needed.has(name)),
+      },
+      { missing: [], unneeded: [] },
+    );
   });
 
   test('unpacked, it imports as the library and its bin answers about a JPEG and a WebP in int8', async () => {
