@@ -8,10 +8,11 @@
  * the text is parsed again from the second last block on. Only a reference definition reaches further back (it makes
  * links in earlier blocks): a new or changed one has the whole text parsed again. Only the blocks whose HTML changed
  * are sanitized and replaced: the blocks before them keep their elements, so what the reader selected or focused in
- * them stays, and drawing a frame costs the changed tail rather than the whole answer. A list, a list item or a quote
- * whose own tags stayed the same is compared block by block inside, so a finished item keeps its elements while the
- * next one streams. A fenced code block that only grew (still streaming) takes the new code as text in its element,
- * so a long one is not drawn again whole.
+ * them stays, and drawing a frame costs the changed tail rather than the whole answer. A list, a list item, a quote or
+ * a table whose own tags stayed the same is compared block by block inside, so a finished item or row keeps its
+ * elements while the next one streams; each block inside is sanitized within its containers' tags, as a whole render
+ * parses it. A fenced code block that only grew (still streaming) takes the new code as text in its element, so a long
+ * one is not drawn again whole.
  */
 import createDOMPurify, { type DOMPurify } from 'dompurify';
 import MarkdownIt, { type Env, type Token } from 'markdown-it';
@@ -26,13 +27,20 @@ export interface CodeActions {
 }
 
 /**
- * One block of the text: its HTML before sanitizing; for a fenced code block, its info string and code; for a list, a
- * list item or a quote, the HTML of its own tags and the blocks inside it, which are drawn one by one.
+ * One block of the text: its HTML before sanitizing; for a fenced code block, its info string and code; for a
+ * container (a list, a list item, a quote, a table or its head or body), its own tags and the blocks inside it.
  */
 interface Block {
   html: string;
   fence?: { info: string; code: string };
-  container?: { tags: string; blocks: Block[] };
+  container?: Container;
+}
+
+/** A block drawn as its tags with its blocks inside, one by one. */
+interface Container {
+  open: string;
+  close: string;
+  blocks: Block[];
 }
 
 /** One block as drawn: the nodes it became, and for a container drawn block by block, its blocks in its element. */
@@ -109,16 +117,25 @@ export function renderMarkdown(element: HTMLElement, text: string, actions: Code
   }
   const parsedText = parseText(parsed.get(element), text);
   parsed.set(element, parsedText);
-  drawn.set(element, drawBlocks(element, drawnBlocks(element), parsedText.blocks, { doc, window, actions }));
+  drawn.set(element, drawBlocks(element, drawnBlocks(element), parsedText.blocks, { doc, window, actions }, []));
 }
 
-/** Draws `blocks` in `parent`, which shows `before`: a block that differs from the one in its place replaces it. */
-function drawBlocks(parent: ParentNode, before: DrawnBlock[], blocks: Block[], page: Page): DrawnBlock[] {
+/**
+ * Draws `blocks` in `parent`, which shows `before` and is the element of the innermost of the containers `within`: a
+ * block that differs from the one in its place replaces it.
+ */
+function drawBlocks(
+  parent: ParentNode,
+  before: DrawnBlock[],
+  blocks: Block[],
+  page: Page,
+  within: Container[],
+): DrawnBlock[] {
   const after = blocks.map((block, i): DrawnBlock => {
     const old = before[i];
-    const kept = old && updateInPlace(old, block, page);
+    const kept = old && updateInPlace(old, block, page, within);
     if (kept) return kept;
-    const fresh = drawBlock(block, page);
+    const fresh = drawBlock(block, page, within);
     // In the old block's place (the blocks around it keep their elements), or after the last.
     if (old) {
       old.nodes[0]!.before(...fresh.nodes);
@@ -131,39 +148,52 @@ function drawBlocks(parent: ParentNode, before: DrawnBlock[], blocks: Block[], p
 }
 
 /** `old` showing `block` in its own nodes (the same, a fence grown, a container's tags the same), or undefined. */
-function updateInPlace(old: DrawnBlock, block: Block, page: Page): DrawnBlock | undefined {
+function updateInPlace(old: DrawnBlock, block: Block, page: Page, within: Container[]): DrawnBlock | undefined {
   if (old.block.html === block.html) return old;
   if (appendCode(old, block)) return { block, nodes: old.nodes };
-  if (!old.blocks || !block.container || old.block.container?.tags !== block.container.tags) return undefined;
+  const [before, after] = [old.block.container, block.container];
+  if (!old.blocks || !before || !after || before.open !== after.open || before.close !== after.close) return undefined;
   const element = containerElement(old.nodes)!;
-  return { block, nodes: old.nodes, blocks: drawBlocks(element, old.blocks, block.container.blocks, page) };
+  return { block, nodes: old.nodes, blocks: drawBlocks(element, old.blocks, after.blocks, page, [...within, after]) };
 }
 
 /** `block` as new nodes: a container as its sanitized tags with its blocks drawn inside, any other block whole. */
-function drawBlock(block: Block, page: Page): DrawnBlock {
-  if (block.container) {
-    const nodes = sanitizedNodes(block.container.tags, page);
+function drawBlock(block: Block, page: Page, within: Container[]): DrawnBlock {
+  const { container } = block;
+  if (container) {
+    const nodes = sanitizedNodes(container.open + container.close, page, within);
     const element = containerElement(nodes);
-    if (element) return { block, nodes, blocks: drawBlocks(element, [], block.container.blocks, page) };
+    if (element)
+      return { block, nodes, blocks: drawBlocks(element, [], container.blocks, page, [...within, container]) };
   }
-  return { block, nodes: sanitizedNodes(block.html, page) };
+  return { block, nodes: sanitizedNodes(block.html, page, within) };
 }
 
 function containerElement(nodes: ChildNode[]): Element | undefined {
   return nodes.find((node): node is Element => node.nodeType === node.ELEMENT_NODE);
 }
 
-/** `html`, sanitized, as nodes of the page's document not yet in it, its code blocks with their actions. */
-function sanitizedNodes(html: string, { doc, window, actions }: Page): ChildNode[] {
+/**
+ * `html`, sanitized inside the tags of the containers `within` (a table row parses only in a table), as nodes of the
+ * page's document not yet in it, its code blocks with their actions.
+ */
+function sanitizedNodes(html: string, { doc, window, actions }: Page, within: Container[]): ChildNode[] {
   // Parsed in a detached element, then moved in: the sanitized HTML holds no image that could load meanwhile.
   const holder = doc.createElement('div');
+  // The containers' opening tags without the line break after them, which would be a node of the block's own.
+  const open = within.map((container) => container.open.trimEnd()).join('');
+  const close = within
+    .map((container) => container.close)
+    .reverse()
+    .join('');
   // A block starts on a line of its own: only whitespace between blocks, and it keeps the block's first element in
   // happy-dom (the tests' DOM), where DOMPurify loses the first node of what it cleans.
-  holder.innerHTML = sanitizeHtml(`\n${html}`, window) ?? '';
+  holder.innerHTML = sanitizeHtml(`\n${open}${html}${close}`, window) ?? '';
   for (const block of holder.querySelectorAll('pre')) addCodeActions(doc, block, actions);
+  const parent = within.reduce<Element>((element) => element.firstElementChild!, holder);
   // A block whose sanitized HTML is empty still takes its place, so the blocks after it find theirs.
-  if (holder.childNodes.length === 0) holder.append(doc.createTextNode(''));
-  return [...holder.childNodes];
+  if (parent.childNodes.length === 0) parent.append(doc.createTextNode(''));
+  return [...parent.childNodes];
 }
 
 /**
@@ -193,8 +223,16 @@ function drawnBlocks(element: HTMLElement): DrawnBlock[] {
   return [];
 }
 
-/** Blocks drawn as their tags with their blocks inside: lists, items, quotes. Not tables: rows parse only in one. */
-const CONTAINERS = new Set(['bullet_list_open', 'ordered_list_open', 'list_item_open', 'blockquote_open']);
+/** Blocks drawn as their tags with their blocks inside: lists, items, quotes, tables and their heads and bodies. */
+const CONTAINERS = new Set([
+  'bullet_list_open',
+  'ordered_list_open',
+  'list_item_open',
+  'blockquote_open',
+  'table_open',
+  'thead_open',
+  'tbody_open',
+]);
 
 /** `text` parsed: from where `previous` settled when `text` only adds to it, else whole. */
 function parseText(previous: ParsedText | undefined, text: string): ParsedText {
@@ -250,11 +288,9 @@ function blockOf(tokens: Token[], [start, end]: [number, number], env: Env): Blo
   if (CONTAINERS.has(first.type)) {
     const blocks = blockRanges(tokens, start + 1, end - 1).map((range) => blockOf(tokens, range, env));
     // Rendered among all the tokens, as a whole render has them: a tight list's <li> has no line break after it.
-    const [open, close] = [start, end - 1].map((i) => markdown.renderer.renderToken(tokens, i, markdown.options));
-    return {
-      html: open + blocks.map((block) => block.html).join('') + close!,
-      container: { tags: open + close!, blocks },
-    };
+    const tag = (i: number) => markdown.renderer.renderToken(tokens, i, markdown.options);
+    const [open, close] = [tag(start), tag(end - 1)];
+    return { html: open + blocks.map((block) => block.html).join('') + close, container: { open, close, blocks } };
   }
   const html = markdown.renderer.render(tokens.slice(start, end), markdown.options, env);
   return first.type === 'fence' ? { html, fence: { info: first.info, code: first.content } } : { html };

@@ -127,6 +127,8 @@ const NESTED_SAMPLES = {
     '1. Run this:\n   ```bash\n   npm ci\n   ```\n2. Then this:\n   ```bash\n   npm test\n   ```\n3. Done.\n',
   'nested lists': '- one\n  - one.a\n  - one.b\n    1. deep\n    2. deeper\n- two\n\n- three, now loose\n\nAfter.',
   table: 'Sizes:\n\n| model | tokens |\n|---|--:|\n| LLaVA | 576 |\n| `tiny` | 64 |\n\nThat is all.',
+  'tables in a list and a quote':
+    '- Sizes:\n\n  | a \\| b | `c` |\n  |:-|:-:|\n  | 1 | **2** |\n  | 3\n\n> | x |\n> |---|\n> | y |\n\n| z |\n|--|\n',
   'quote with code': '> Try:\n>\n> ```ts\n> const a = 1;\n> ```\n>\n> - or a list\n>   ```sh\n>   ls\n>   ```\n\nEnd.',
 };
 
@@ -152,6 +154,30 @@ describe('a streamed answer draws only its last, growing block again', () => {
     assert.ok(items[0]!.querySelector('code') === firstCode, 'so is its code');
     assert.ok(items[1]!.querySelector('code') === secondCode, 'the second code block grew in place');
     assert.equal(items[1]!.querySelector('code')?.textContent, 'npm test\n');
+  });
+
+  test('a table keeps its header and finished rows, and a selection in a finished cell, while rows stream', () => {
+    const { window } = new JSDOM('<!doctype html><div id="answer"></div>');
+    const answer = window.document.getElementById('answer')!;
+    const selection = window.getSelection()!;
+    let text = '';
+    let header: Element | undefined;
+    let firstRow: Element | undefined;
+    for (const piece of pieces(NESTED_SAMPLES.table, 3)) {
+      text += piece;
+      renderMarkdown(answer, text, NO_ACTIONS);
+      header ??= answer.querySelector('thead') ?? undefined;
+      // Taken once the second row starts: the first is finished then.
+      const rows = answer.querySelectorAll('tbody tr');
+      if (!firstRow && rows.length === 2) {
+        firstRow = rows[0]!;
+        selection.selectAllChildren(firstRow.querySelector('td')!);
+      }
+    }
+    assert.ok(answer.querySelector('thead') === header, 'the header is the same element');
+    assert.ok(answer.querySelector('tbody tr') === firstRow, 'so is the first row');
+    assert.equal(answer.querySelectorAll('tbody tr').length, 2);
+    assert.equal(selection.toString(), 'LLaVA', 'the selection in its first cell is still there');
   });
 
   for (const [name, sample] of Object.entries(NESTED_SAMPLES))
