@@ -12,7 +12,8 @@
  * a table whose own tags stayed the same is compared block by block inside, so a finished item or row keeps its
  * elements while the next one streams; each block inside is sanitized within its containers' tags, as a whole render
  * parses it. A fenced code block that only grew (still streaming) takes the new code as text in its element, so a long
- * one is not drawn again whole.
+ * one is not drawn again whole; at the end of the text, only its opening and last lines and the new text are parsed,
+ * and once closed it settles (nothing after it can join it).
  */
 import createDOMPurify, { type DOMPurify } from 'dompurify';
 import MarkdownIt, { type Env, type Token } from 'markdown-it';
@@ -71,6 +72,18 @@ interface ParsedText {
   settledReferences: References;
   /** Every definition in the text: the links of all its blocks were made with these. */
   references: References;
+  /** The last block when it is a fence at the top level, which more code grows without parsing it again. */
+  lastFence?: LastFence;
+}
+
+/** A fenced code block at the end of the text: what parsing its last line and the text after it needs. */
+interface LastFence {
+  /** Its opening line, such as "```ts\n". */
+  opening: string;
+  /** Where its last line, which may be a closing fence or become one, starts in the text. */
+  lastLineStart: number;
+  /** Its code before its last line: lines that more text cannot change. */
+  codeBeforeLastLine: string;
 }
 
 const NOTHING_PARSED: ParsedText = {
@@ -237,7 +250,7 @@ const CONTAINERS = new Set([
 /** `text` parsed: from where `previous` settled when `text` only adds to it, else whole. */
 function parseText(previous: ParsedText | undefined, text: string): ParsedText {
   if (previous && text.startsWith(previous.text)) {
-    const grown = parseAfterSettled(previous, text);
+    const grown = growLastFence(previous, text) ?? parseAfterSettled(previous, text);
     // A definition added or still streaming may change a link in a settled block (rare): parse the whole text then.
     if (JSON.stringify(grown.references) === JSON.stringify(previous.references)) return grown;
   }
@@ -250,20 +263,80 @@ function parseAfterSettled(previous: ParsedText, text: string): ParsedText {
   const env: Env = { references: { ...previous.settledReferences } };
   const tokens = markdown.parse(tail, env);
   const ranges = blockRanges(tokens, 0, tokens.length);
-  // The blocks before the second last settle; markdown-it gives each block's first line in what it parsed.
-  const firstUnsettledLine = ranges.length >= 2 ? tokens[ranges.at(-2)![0]]!.map?.[0] : undefined;
+  // The blocks before the second last settle, and the second last too when it is a fence (a closed one: text after it
+  // cannot join it); markdown-it gives each block's first line in what it parsed.
+  const secondLast = ranges.at(-2);
+  const firstUnsettled = secondLast && tokens[secondLast[0]]!.type === 'fence' ? ranges.length - 1 : ranges.length - 2;
+  const firstUnsettledLine = secondLast ? tokens[ranges[firstUnsettled]![0]]!.map?.[0] : undefined;
   const settledEnd = previous.settledEnd + (firstUnsettledLine === undefined ? 0 : lineStart(tail, firstUnsettledLine));
+  const lastRange = ranges.at(-1);
+  const last = lastRange && tokens[lastRange[0]];
   return {
     text,
     blocks: [
       ...previous.blocks.slice(0, previous.settledBlocks),
       ...ranges.map((range) => blockOf(tokens, range, env)),
     ],
-    settledBlocks: previous.settledBlocks + (firstUnsettledLine === undefined ? 0 : ranges.length - 2),
+    settledBlocks: previous.settledBlocks + (firstUnsettledLine === undefined ? 0 : firstUnsettled),
     settledEnd,
     settledReferences: withDefinitions(previous.settledReferences, text.slice(previous.settledEnd, settledEnd)),
     references: env.references ?? {},
+    lastFence: last?.type === 'fence' ? lastFenceOf(last, tail, previous.settledEnd) : undefined,
   };
+}
+
+/**
+ * `text` parsed as `previous` and a longer last fence, when `text` adds only code to the fence that ends `previous`:
+ * only the fence's opening line, its last line and the new text are parsed, not the fence's whole code. Undefined
+ * when the new text closes the fence (or `previous` ends otherwise): the text after the fence is parsed as usual.
+ */
+function growLastFence(previous: ParsedText, text: string): ParsedText | undefined {
+  const fence = previous.lastFence;
+  if (!fence) return undefined;
+  // A fence's lines are code or its closing line whatever the lines before them are, at the top level.
+  const source = fence.opening + text.slice(fence.lastLineStart);
+  const tokens = markdown.parse(source, {});
+  const [grown] = tokens;
+  if (tokens.length !== 1 || grown?.type !== 'fence' || !isOpen(grown)) return undefined;
+  grown.content = fence.codeBeforeLastLine + grown.content;
+  return {
+    ...previous,
+    text,
+    blocks: [...previous.blocks.slice(0, -1), blockOf(tokens, [0, 1], {})],
+    lastFence: lastFenceOf(grown, source, fence.lastLineStart - fence.opening.length, fence.codeBeforeLastLine.length),
+  };
+}
+
+/**
+ * `fence`, parsed from `source` (at `offset` in the text), as the text's last fence; its code starts with
+ * `codeNotInSource` characters from lines before `source`. Undefined while it has no line after its opening line,
+ * whose info string may still grow.
+ */
+function lastFenceOf(fence: Token, source: string, offset: number, codeNotInSource = 0): LastFence | undefined {
+  const [first, end] = fence.map!;
+  if (end - first < 2) return undefined;
+  return {
+    // Ending in "\n": a "\r" there and a last line that starts with "\n" would be one line break, not two.
+    opening: source.slice(lineStart(source, first), lineStart(source, first + 1)).replace(/\r\n?$/, '\n'),
+    lastLineStart: offset + lineStart(source, end - 1),
+    // A slice of the code, not a concatenation: the next frame's code adds to a flat string, not a chain of them.
+    codeBeforeLastLine: fence.content.slice(0, endOfLines(fence.content, codeNotInSource, end - first - 2)),
+  };
+}
+
+/** Whether `fence` runs to the end of what was parsed, unclosed: its code has a line for each line after its first. */
+function isOpen(fence: Token): boolean {
+  const [first, end] = fence.map!;
+  const { content } = fence;
+  const lines = content === '' ? 0 : content.split('\n').length - (content.endsWith('\n') ? 1 : 0);
+  return lines === end - first - 1;
+}
+
+/** Where the `count` lines from `start` in `text` end, after their line breaks: `text` has that many. */
+function endOfLines(text: string, start: number, count: number): number {
+  let end = start;
+  for (let i = 0; i < count; i++) end = text.indexOf('\n', end) + 1;
+  return end;
 }
 
 /** Where line `line` (from 0) starts in `text`, its lines ending as markdown-it ends them. */

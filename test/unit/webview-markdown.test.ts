@@ -4,7 +4,7 @@
  * if DOMPurify (or its URI rule) were taken out.
  */
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 import { JSDOM } from 'jsdom';
 import MarkdownIt from 'markdown-it';
 import { renderMarkdown, sanitizeHtml } from '../../webview/markdown';
@@ -117,6 +117,8 @@ function assertStreamsAsWhole(sample: string): void {
     renderMarkdown(whole, text, NO_ACTIONS);
     assert.equal(answer.innerHTML, whole.innerHTML, `after ${JSON.stringify(text)}`);
   }
+  // Code that streamed into a block is in a text node per piece: merged, its text compares as the reference's.
+  answer.normalize();
   const reference = window.document.createElement('div');
   reference.innerHTML = sanitizeHtml(new MarkdownIt({ breaks: true }).render(sample), window as unknown as Window)!;
   assert.equal(structure(answer), structure(reference).replace('<DIV>', '<DIV id="answer">'));
@@ -222,9 +224,51 @@ const SETTLING_SAMPLES = {
     '[more]: https://example.com/more "More"\n\nEnd [d], [d]: https://example.com/other\n\n[d]: https://example.com/x',
   'headings, rules, interruptions and indented code':
     'Title\n=====\n\nPara\nSub\n---\n\n***\n\nText\n1. interrupts\n2. it\n\n    indented\n\n    code\n\nx\n> q\nlazy',
+  'fences that close, stay open on fence-like lines, and follow one another':
+    'Intro\n```ts\na\n``\n```x\n  ```  \nb\n````\nafter\n```\n`````\n  ~~~ sh\n  c\n d\ne\n\tf\n  ~~~~\n\r\n' +
+    '```\r\nx\r\n\r\n```\r\nPara\n===\n- ```\n  in a list\n  ```\n\n```\rleft\n\nopen\n``',
   'Windows line endings and runs of blank lines':
     'One\r\n\r\n- a\r\n- b\r\n\r\n\r\n```\r\ncode\r\n```\r\n\r\nTwo\rThree\n\n\nFour',
 };
+
+/** Characters parsed as markdown and as HTML (DOMPurify) to stream an answer a line a frame. */
+interface StreamingWork {
+  parsed: number;
+  sanitized: number;
+  lines: number;
+}
+
+/** Streams answers a line a frame, counting the characters markdown-it and DOMPurify's HTML parser take. */
+function streamingWork(t: TestContext): (sample: string) => StreamingWork {
+  const { window } = new JSDOM('');
+  const parse = t.mock.method(MarkdownIt.prototype, 'parse');
+  const sanitize = t.mock.method(window.DOMParser.prototype, 'parseFromString');
+  return (sample) => {
+    const answer = window.document.createElement('div');
+    const [parsedBefore, sanitizedBefore] = [parse.mock.calls.length, sanitize.mock.calls.length];
+    let text = '';
+    for (const line of sample.split(/(?<=\n)/)) {
+      text += line;
+      renderMarkdown(answer, text, NO_ACTIONS);
+    }
+    const characters = (calls: { arguments: unknown[] }[]) =>
+      calls.reduce((sum, call) => sum + String(call.arguments[0]).length, 0);
+    return {
+      parsed: characters(parse.mock.calls.slice(parsedBefore)),
+      sanitized: characters(sanitize.mock.calls.slice(sanitizedBefore)),
+      lines: text.split('\n').length,
+    };
+  };
+}
+
+/** Asserts that the work for answers 1, 2 and 4 times as long grows about 2× and 4× (linear), not 4× and 16×. */
+function assertLinear(t: TestContext, small: StreamingWork, medium: StreamingWork, large: StreamingWork): void {
+  for (const kind of ['parsed', 'sanitized'] as const) {
+    const growth = [medium[kind] / small[kind], large[kind] / small[kind]];
+    t.diagnostic(`${kind}: ${small[kind]}, ${medium[kind]}, ${large[kind]} characters`);
+    assert.ok(growth[0]! < 2.6 && growth[1]! < 5.5, `${kind} grew ${growth.map((g) => g.toFixed(1)).join('×, ')}×`);
+  }
+}
 
 describe('a long streamed answer costs work in proportion to its length', () => {
   for (const [name, sample] of Object.entries(SETTLING_SAMPLES))
@@ -232,33 +276,25 @@ describe('a long streamed answer costs work in proportion to its length', () => 
       assertStreamsAsWhole(sample));
 
   test('parsing and sanitizing grow linearly: four times the answer, about four times the work, not sixteen', (t) => {
-    const { window } = new JSDOM('');
-    const parse = t.mock.method(MarkdownIt.prototype, 'parse');
-    const sanitize = t.mock.method(window.DOMParser.prototype, 'parseFromString');
-    /** Characters parsed as markdown and as HTML (DOMPurify) to stream an answer a line a frame. */
-    const work = (sections: number) => {
-      const answer = window.document.createElement('div');
-      const [parsedBefore, sanitizedBefore] = [parse.mock.calls.length, sanitize.mock.calls.length];
-      let text = '';
-      for (const line of longAnswer(sections).split(/(?<=\n)/)) {
-        text += line;
-        renderMarkdown(answer, text, NO_ACTIONS);
-      }
-      const characters = (calls: { arguments: unknown[] }[]) =>
-        calls.reduce((sum, call) => sum + String(call.arguments[0]).length, 0);
-      return {
-        parsed: characters(parse.mock.calls.slice(parsedBefore)),
-        sanitized: characters(sanitize.mock.calls.slice(sanitizedBefore)),
-        lines: text.split('\n').length,
-      };
-    };
-    const [small, medium, large] = [13, 26, 52].map(work);
+    const work = streamingWork(t);
+    const [small, medium, large] = [13, 26, 52].map((sections) => work(longAnswer(sections)));
     assert.ok(large!.lines >= 2000, `${large!.lines} lines`);
-    for (const kind of ['parsed', 'sanitized'] as const) {
-      const growth = [medium![kind] / small![kind], large![kind] / small![kind]];
-      t.diagnostic(`${kind}: ${small![kind]}, ${medium![kind]}, ${large![kind]} characters`);
-      // Linear work grows about 2× and 4× (13, 26 and 52 sections); quadratic, 4× and 16×.
-      assert.ok(growth[0]! < 2.6 && growth[1]! < 5.5, `${kind} grew ${growth.map((g) => g.toFixed(1)).join('×, ')}×`);
-    }
+    assertLinear(t, small!, medium!, large!);
+  });
+
+  test('a long code block is parsed line by line as it streams, not again whole with every line', (t) => {
+    const work = streamingWork(t);
+    const codeBlock = (lines: number) =>
+      [
+        'Run:',
+        '',
+        '```ts',
+        ...Array.from({ length: lines }, (_, line) => `const v${line} = f(${line});`),
+        '```',
+        '',
+        'Done.',
+      ].join('\n');
+    const [small, medium, large] = [500, 1000, 2000].map((lines) => work(codeBlock(lines)));
+    assertLinear(t, small!, medium!, large!);
   });
 });
