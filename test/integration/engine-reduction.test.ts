@@ -123,6 +123,25 @@ describe('runs asked at once on one engine', () => {
   });
 });
 
+for (const fixture of ['tiny-llava-siglip-qwen2', 'tiny-llava-onevision-qwen2'])
+  test(`a large model's warm-up runs every method's tower on a blank pass and leaves its answers as they were on ${fixture}`, async () => {
+    // Above this many FLOPs a warm-up builds its plan's sessions and runs one tower pass (0: every model, the fixture too).
+    const warmed = await LlavaEngine.load(path.join(FIXTURES, fixture), { threads: 1, warmUpRepeatsBelowFlops: 0 });
+    const cold = await LlavaEngine.load(path.join(FIXTURES, fixture), { threads: 1 });
+    try {
+      const image = { bytes: fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png')), name: 'shapes.png' };
+      for (const method of METHODS) {
+        const reduction = { method: method.name, budget: { ratio: 0.25 } };
+        await warmed.warmUp(reduction);
+        const answer = (engine: LlavaEngine) =>
+          engine.ask({ question: QUESTION, images: [image], reduction, maxNewTokens: 4 });
+        assert.deepEqual((await answer(warmed)).tokenIds, (await answer(cold)).tokenIds, method.name);
+      }
+    } finally {
+      await Promise.all([warmed.dispose(), cold.dispose()]);
+    }
+  });
+
 /** Every method with a step inside the decoder, and FiCoCo-L reading probabilities instead of logits. */
 const DECODER_METHODS = METHODS.filter((method) =>
   planReduction(
