@@ -1,6 +1,7 @@
 /**
  * How TowerRunner asks for its sessions: a decoder in one piece runs back to back (its threads spin between steps), a
- * decoder cut at a hook or a vision tower does not; which plans' sessions it keeps.
+ * decoder cut at a hook or a vision tower does not; a vision segment after a hook plans no memory pattern; which plans'
+ * sessions it keeps.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -32,7 +33,7 @@ function fixtureTowers() {
   return { weights, towers: config.build(weights) };
 }
 
-test('only a whole decoder runs back to back', async () => {
+test('only a whole decoder runs back to back; only vision segments after a hook take shapes that vary', async () => {
   const { weights, towers } = fixtureTowers();
   const plan = async (takesPrompt: boolean, tower: typeof towers.decoder, sites: Map<string, object>) => {
     const factory = new RecordingFactory({ weightsFolder: path.dirname(weights.files[0]), candidates: ['cpu'] });
@@ -41,12 +42,17 @@ test('only a whole decoder runs back to back', async () => {
     await runner.release();
     return factory.asked;
   };
-  assert.deepEqual(await plan(true, towers.decoder, new Map()), [{ backToBack: true }]);
+  assert.deepEqual(await plan(true, towers.decoder, new Map()), [{ backToBack: true, shapesVary: false }]);
   assert.deepEqual(await plan(true, towers.decoder, new Map([['llm:1', { attention: 'probs' }]])), [
-    { backToBack: false },
-    { backToBack: false },
+    { backToBack: false, shapesVary: false },
+    { backToBack: false, shapesVary: false },
   ]);
-  assert.deepEqual(await plan(false, towers.vision, new Map()), [{ backToBack: false }]);
+  assert.deepEqual(await plan(false, towers.vision, new Map()), [{ backToBack: false, shapesVary: false }]);
+  // The first segment takes the image's pixels, of one shape; the next ones as many tokens as the hook before left.
+  assert.deepEqual(await plan(false, towers.vision, new Map([['vision:0', { attention: 'logits' }]])), [
+    { backToBack: false, shapesVary: false },
+    { backToBack: false, shapesVary: true },
+  ]);
 });
 
 test('the whole tower and the latest plan with hooks stay loaded; a plan before that is released', async () => {

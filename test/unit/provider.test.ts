@@ -160,6 +160,13 @@ describe('sessionOptions', () => {
     assert.equal(sessionOptions('cuda', base).enableMemPattern, undefined);
   });
 
+  test('a session whose inputs change shape from run to run plans no memory pattern; others keep the default', () => {
+    for (const name of PROVIDERS) {
+      assert.equal(sessionOptions(name, { ...base, shapesVary: true }).enableMemPattern, false, name);
+      if (name !== 'dml') assert.equal(sessionOptions(name, base).enableMemPattern, undefined, name);
+    }
+  });
+
   test('CoreML builds an ML Program (float16-capable); WebGPU and CPU by name', () => {
     assert.deepEqual(provider(sessionOptions('coreml', base)), { name: 'coreml', coreMlFlags: 0x010 });
     assert.equal(provider(sessionOptions('webgpu', base)), 'webgpu');

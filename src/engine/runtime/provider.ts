@@ -80,7 +80,7 @@ const COREML_ML_PROGRAM = 0x010;
 /** The session options of one provider (what the engine hands ORT; unit-tested where the provider cannot run). */
 export function sessionOptions(
   provider: ProviderName,
-  options: { weightsFolder: string; threads?: number; spinning?: boolean },
+  options: { weightsFolder: string; threads?: number; spinning?: boolean; shapesVary?: boolean },
 ): ort.InferenceSession.SessionOptions {
   const executionProvider: ort.InferenceSession.ExecutionProviderConfig =
     provider === 'cuda' || provider === 'dml'
@@ -93,6 +93,8 @@ export function sessionOptions(
     graphOptimizationLevel: 'all',
     // DirectML supports neither memory patterns nor parallel execution (ORT's DirectML provider notes).
     ...(provider === 'dml' ? { enableMemPattern: false, executionMode: 'sequential' as const } : {}),
+    // A memory pattern is planned per input shape, and each new shape's block grows the arena again.
+    ...(options.shapesVary ? { enableMemPattern: false } : {}),
     // A GPU session logs only what is fatal (a failure reaches the user as an error); a CPU one ORT's warnings.
     logSeverityLevel: provider === 'cpu' ? 2 : 4,
     ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
@@ -173,6 +175,12 @@ export interface SessionWorkingSet {
    * spin instead of sleeping, which saves waking them at every op of every step
    */
   backToBack?: boolean;
+  /**
+   * its inputs change shape from run to run (a vision tower's segment after a hook takes as many tokens as the hook
+   * left): it plans no memory pattern. With patterns, FiCoCo-V cutting OneVision-0.5B's tower at every layer faulted in
+   * 0.2 M fresh pages in the first 1080p question after a warm-up (25 s against 20 s later), and held 0.6 GiB more
+   */
+  shapesVary?: boolean;
 }
 
 /**
@@ -214,8 +222,9 @@ export class SessionFactory {
     workingSet: SessionWorkingSet = {},
   ): Promise<ort.InferenceSession> {
     const spinning = Boolean(workingSet.backToBack);
+    const { shapesVary } = workingSet;
     const open = (bytes: Uint8Array, provider: ProviderName) =>
-      ort.InferenceSession.create(bytes, sessionOptions(provider, { ...this.options, spinning }));
+      ort.InferenceSession.create(bytes, sessionOptions(provider, { ...this.options, spinning, shapesVary }));
     if (this.settled) return open(graphFor(this.computeType), this.settled);
     const failures = [...(this.options.failures ?? [])];
     for (const provider of this.options.candidates) {

@@ -71,7 +71,8 @@ export class TowerRunner {
           keys[i],
           { start: range.start, end: range.end, expose: range.expose, proportionalAttention },
           range.site,
-          { backToBack },
+          // After a hook, a vision segment takes what the hook left: a count that changes from pass to pass.
+          { backToBack, shapesVary: !this.takesPrompt && range.start > 0 },
         ),
       ),
     );
