@@ -26,8 +26,12 @@ export function methodsCommand(args: string[]): number {
           ? spec.values.join(' | ')
           : spec.type === 'boolean'
             ? 'true | false'
-            : `${spec.min} … ${spec.max}`;
-      process.stdout.write(`    ${name} = ${spec.default}  (${range})  ${spec.description}\n`);
+            : spec.type === 'list'
+              ? 'numbers ≥ 0, comma-separated'
+              : `${spec.min} … ${spec.max}`;
+      // An empty list is shown as "" so that the line does not read as a missing value.
+      const shown = spec.default === '' ? '""' : spec.default;
+      process.stdout.write(`    ${name} = ${shown}  (${range})  ${spec.description}\n`);
     }
   }
   return 0;

@@ -15,11 +15,11 @@ import {
 } from '../flops/model';
 import { ElemType } from './graph/builder';
 import { HIDDEN_COSINE, POSITIONS } from './graph/segment';
-import type { ModelShape } from '../reduction/method';
+import { type ModelShape, ReductionSettingsError } from '../reduction/method';
 import { BUDGET_HINT, budgetLabel, readableBudget } from '../common/budget';
 import { formatGibibytes } from '../common/bytes';
 import { AUTO_METHOD, NO_REDUCTION, type ReductionRequest } from '../common/reductionChoice';
-import { ReductionSettingsError, checkedRequest, planHooks, planReduction } from '../reduction/registry';
+import { checkedRequest, planHooks, planReduction } from '../reduction/registry';
 import { planTiledReduction } from '../reduction/tiled';
 import { selectRows } from '../reduction/arrays';
 import { stepHook } from '../reduction/paradigm';

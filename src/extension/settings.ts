@@ -5,7 +5,7 @@
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ParamSpec } from '../reduction/method';
+import { NUMBER_LIST_PATTERN, ParamSpec } from '../reduction/method';
 import { BUDGET_HINT, BUDGET_PATTERN, Budget, ParamValue, parseBudget } from '../common/budget';
 import { METHODS, resolveParams } from '../reduction/registry';
 import { DEFAULT_HUB_ENDPOINT } from '../hub/hubHttp';
@@ -339,6 +339,14 @@ function paramSchema(method: string, spec: ParamSpec): SettingSchema {
   const markdownDescription = `\`${method}\`: ${spec.description}`;
   if (spec.type === 'boolean') return { type: 'boolean', default: spec.default, markdownDescription };
   if (spec.type === 'enum') return { type: 'string', default: spec.default, enum: spec.values, markdownDescription };
+  if (spec.type === 'list')
+    return {
+      type: 'string',
+      default: spec.default,
+      pattern: NUMBER_LIST_PATTERN,
+      patternErrorMessage: 'Numbers of 0 or more separated by commas (e.g. 3,2,1), or empty.',
+      markdownDescription,
+    };
   return { type: spec.type, default: spec.default, minimum: spec.min, maximum: spec.max, markdownDescription };
 }
 

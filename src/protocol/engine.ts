@@ -287,8 +287,10 @@ function parseReduction(value: unknown, field = 'reduction'): ReductionRequest {
 
 /** Reduction steps read from another process: more than any run takes (sites × tower passes × 8 images). */
 const MAX_STEPS = 10_000;
-/** A step's site: `vision:23`, `llm:79`, `projector`; a method's name, a budget, a parameter's value. */
+/** A step's site: `vision:23`, `llm:79`, `projector`; a method's name, a budget. */
 const MAX_NAME_CHARS = 64;
+/** A parameter's value: a schedule lists a share for each of up to a decoder's 80 layers ("14,14,…"). */
+const MAX_PARAM_CHARS = 1024;
 /** A method's parameters, shown beside its name: the most any has is about a dozen. */
 const MAX_PARAMS = 64;
 /** Why a reduction was chosen, why a provider was not used: text shown to the user, longer than the engine writes. */
@@ -360,7 +362,7 @@ export function parseAnswerStats(value: unknown, field = 'stats', images?: numbe
     if (Object.keys(params).length > MAX_PARAMS)
       throw invalidParams(`${field}.reduction.params has more than ${MAX_PARAMS} entries; no method has that many.`);
     for (const [name, param] of Object.entries(params))
-      if (!['number', 'string', 'boolean'].includes(typeof param) || String(param).length > MAX_NAME_CHARS)
+      if (!['number', 'string', 'boolean'].includes(typeof param) || String(param).length > MAX_PARAM_CHARS)
         throw invalidParams(`${field}.reduction.params.${name} is ${describeValue(param)}; expected a short value.`);
     parsed.reduction = {
       method: read.nonEmptyString(reduction.method, `${field}.reduction.method`, MAX_NAME_CHARS),

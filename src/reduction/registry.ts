@@ -1,5 +1,4 @@
-import { Method, ModelShape, keptTokens } from './method';
-import { FicocoError } from '../common/errors';
+import { Method, ModelShape, ReductionSettingsError, keptTokens, parseNumberList } from './method';
 import { BUDGET_HINT, Budget, ParamValue, isValidBudget, readableBudget } from '../common/budget';
 import type { Size } from '../common/anyres';
 import { dart } from './methods/dart';
@@ -38,15 +37,6 @@ export const METHODS: readonly Method[] = [
   random,
   pooling,
 ];
-
-/** A bad method name, parameter or budget; the message says what is accepted. */
-export class ReductionSettingsError extends FicocoError {
-  override name = 'ReductionSettingsError';
-
-  constructor(message: string) {
-    super(message, 'reduction');
-  }
-}
 
 /** An image a message names by its size, as a tiled model reads it: "a 1920 × 1080 image". */
 export function imageOfSize(size: Size): string {
@@ -112,7 +102,7 @@ export function resolveParams(method: Method, given: Readonly<Record<string, unk
     }
   }
   for (const [name, spec] of Object.entries(method.params)) {
-    const value = given[name] ?? spec.default;
+    let value = given[name] ?? spec.default;
     const where = `${method.name}.${name}`;
     if (spec.type === 'boolean') {
       if (typeof value !== 'boolean')
@@ -122,6 +112,9 @@ export function resolveParams(method: Method, given: Readonly<Record<string, unk
         throw new ReductionSettingsError(
           `${where} is ${JSON.stringify(value)}; expected one of ${spec.values.join(', ')}.`,
         );
+    } else if (spec.type === 'list') {
+      // Held as its numbers written plainly ("42,42"), whatever spacing or number type it arrived with.
+      value = parseNumberList(value, where).join(',');
     } else if (
       typeof value !== 'number' ||
       !Number.isFinite(value) ||

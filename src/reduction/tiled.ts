@@ -1,8 +1,8 @@
 import { type AnyresLayout, type Size, tilePatchesOnImage } from '../common/anyres';
 import type { Budget } from '../common/budget';
-import { type ModelShape, keptTokens } from './method';
+import { type ModelShape, ReductionSettingsError, inProportion, keptTokens } from './method';
 import { type Step, removedTokens, stepRemoval } from './paradigm';
-import { BudgetAboveTokensError, ReductionSettingsError, imageOfSize, planReduction } from './registry';
+import { BudgetAboveTokensError, imageOfSize, planReduction } from './registry';
 import { siteStage } from './tokenState';
 
 /** One tiled image's reduction: what its budget keeps, and the steps of every tower pass and of the packed image. */
@@ -123,17 +123,6 @@ function apportion(total: number, passTokens: readonly number[]): number[] {
   const beyond = passTokens.map((tokens, p) => tokens - first[p]);
   const rest = Math.max(0, total - first.reduce((a, b) => a + b, 0));
   return inProportion(rest, beyond).map((part, p) => first[p] + part);
-}
-
-/** `total` in whole numbers in proportion to `weights`, adding up to it: floors first, then one more by largest remainder. */
-function inProportion(total: number, weights: readonly number[]): number[] {
-  const weight = weights.reduce((a, b) => a + b, 0);
-  const exact = weights.map((w) => (weight > 0 ? (total * w) / weight : 0));
-  const parts = exact.map(Math.floor);
-  const short = total - parts.reduce((a, b) => a + b, 0);
-  const byRemainder = parts.map((_, p) => p).sort((a, b) => exact[b] - parts[b] - (exact[a] - parts[a]) || a - b);
-  for (const p of byRemainder.slice(0, short)) parts[p]++;
-  return parts;
 }
 
 /**

@@ -633,6 +633,9 @@ test('ficoco methods lists every method and its parameters; --verbose adds where
     assert.ok(plain.includes(`${method.name}\n  ${method.description}\n`), method.name);
     for (const param of Object.keys(method.params))
       assert.match(plain, new RegExp(`^    ${param} = `, 'm'), `${method.name}.${param}`);
+    // A list parameter's empty default is shown, not left blank.
+    if ('schedule' in method.params)
+      assert.match(plain, /^ {4}schedule = "" {2}\(numbers ≥ 0, comma-separated\) {2}Shares /m);
     assert.ok(
       !plain.includes(method.reference) && verbose.includes(`  ${method.reference}\n`),
       `${method.name}'s reference only with --verbose`,

@@ -163,6 +163,45 @@ test('ficoco flops refuses options it would not use before writing anything; --m
   );
 });
 
+test('ficoco flops --param schedule plans the layers it lists; a schedule longer than the layers is one line', async () => {
+  // The official FiCoCo-V code's constant r = 42 over layers 12…22: 576 − 11 · 42 = 114 tokens, 2.27 TFLOPs.
+  const official = await flops(
+    '--arch',
+    'llava-1.5-7b',
+    '--method',
+    'ficoco-v',
+    '--budget',
+    '114',
+    '--param',
+    `schedule=${new Array<number>(11).fill(42).join(',')}`,
+  );
+  assert.equal(official.code, 0, official.stderr);
+  const steps = Array.from({ length: 11 }, (_, i) => `vision:${12 + i} −42`).join(', ');
+  assert.ok(official.stdout.includes(`ficoco-v, 114/576 visual tokens kept: ${steps}\n`), official.stdout);
+  assert.match(official.stdout, /\| LLM prefill TFLOPs \(paper's accounting\) \| 2\.270 \|/);
+  // A lone number is a list of one: the whole removal at the start layer.
+  const one = await flops('--arch', 'llava-1.5-7b', '--method', 'ficoco-l', '--budget', '64', '--param', 'schedule=3');
+  assert.equal(one.code, 0, one.stderr);
+  assert.match(one.stdout, /ficoco-l, 64\/576 visual tokens kept: llm:5 −512\n/);
+  const tooLong = await flops(
+    '--arch',
+    'llava-1.5-7b',
+    '--method',
+    'ficoco-v',
+    '--budget',
+    '114',
+    '--param',
+    'schedule=1,1,1,1,1,1,1,1,1,1,1,1',
+  );
+  assert.equal(tooLong.code, 2);
+  assert.equal(tooLong.stdout, '');
+  assert.equal(
+    tooLong.stderr,
+    'error: ficoco-v.schedule has 12 shares, but this model reduces at most 11 layers from its start, layer 12 ' +
+      '(12…22): give at most 11, or start earlier.\n',
+  );
+});
+
 test("ficoco flops writes a small model's figures in the unit they read in, not as zeros", async () => {
   const builtin = path.join(ROOT, 'models', 'tiny-llava-screens');
   const table = await flops('--model', builtin, '--method', 'ficoco-v', '--budget', '16');

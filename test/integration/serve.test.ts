@@ -20,6 +20,7 @@ import { screenshotPng } from '../../tools/screenshotPng';
 import { type ServeProcess, startServe } from '../../tools/serveProcess';
 import { runCli } from '../helpers/cli';
 import type { PrefillProgress } from '../../src/common/prefillProgress';
+import type { AnswerStats } from '../../src/engine/api';
 import { parsePrefillProgress } from '../../src/protocol/engine';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -267,6 +268,36 @@ describe('ficoco serve with the built-in model', () => {
         return true;
       },
     );
+  });
+
+  test('ficoco.params carries a schedule to the engine; one the model cannot follow is a 400 naming it', async () => {
+    const scheduled = (schedule: string) =>
+      client.chat.completions.create({
+        model: 'tiny-llava-screens',
+        messages: imageQuestion(dataUrl(IMAGE)),
+        max_tokens: 1,
+        ficoco: { method: 'ficoco-v', budget: '16', params: { schedule } },
+      } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    // The built-in model runs 5 tower layers and FiCoCo-V reduces from layer 3: 128 tokens removed as 3 : 1.
+    const completion = await scheduled('3,1');
+    const { stats } = (completion as unknown as { ficoco: { stats: AnswerStats } }).ficoco;
+    assert.deepEqual(stats.reduction?.params, { schedule: '3,1' });
+    assert.deepEqual(
+      stats.steps.map((step) => [step.site, step.tokensBefore, step.tokensAfter]),
+      [
+        ['vision:3', 144, 48],
+        ['vision:4', 48, 16],
+      ],
+    );
+    await assert.rejects(scheduled('1,1,1'), (error: InstanceType<typeof OpenAI.BadRequestError>) => {
+      assert.ok(error instanceof OpenAI.BadRequestError, String(error));
+      assert.equal(
+        error.message,
+        '400 ficoco-v.schedule has 3 shares, but this model reduces at most 2 layers from its start, layer 3 ' +
+          '(3…4): give at most 2, or start earlier.',
+      );
+      return true;
+    });
   });
 
   test('a schema refusal is one line naming the field and what it takes', async () => {

@@ -210,6 +210,13 @@ describe('answer stats from another process (a remote ficoco serve)', () => {
     assert.deepEqual(parseAnswerStats(JSON.parse(JSON.stringify(STATS))), STATS);
   });
 
+  test("a schedule with a share for each of a decoder's layers comes back whole", () => {
+    // The official FiCoCo-L schedule on LLaVA-1.5: 14 at each of layers 5…31, 80 characters.
+    const schedule = new Array<number>(27).fill(14).join(',');
+    const stats = { ...STATS, reduction: { ...STATS.reduction, method: 'ficoco-l', params: { schedule } } };
+    assert.deepEqual(parseAnswerStats(JSON.parse(JSON.stringify(stats))), stats);
+  });
+
   test('a hostile server is refused field by field', () => {
     const parse = (value: unknown) => parseAnswerStats(value, 'ficoco.stats');
     assert.match(
@@ -330,7 +337,7 @@ describe('answer stats from another process (a remote ficoco serve)', () => {
       /reduction\.params has more than 64 entries/,
     );
     assert.match(
-      refusal(parse, { ...STATS, reduction: { ...STATS.reduction, params: { window: 'x'.repeat(65) } } }),
+      refusal(parse, { ...STATS, reduction: { ...STATS.reduction, params: { window: 'x'.repeat(1025) } } }),
       /reduction\.params\.window is .*; expected a short value/,
     );
   });

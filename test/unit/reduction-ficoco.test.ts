@@ -622,3 +622,90 @@ describe('FiCoCo-VL budget split', () => {
     assert.equal(sites[sites.length - 1], 'llm:31');
   });
 });
+
+describe('an explicit per-layer schedule (schedule, visionSchedule, llmSchedule)', () => {
+  const times = (n: number, share: number) => new Array<number>(n).fill(share).join(',');
+  const removals = (method: string, budget: number, params: Record<string, unknown>) =>
+    planReduction(method, { tokens: budget }, LLAVA_15, params).steps.map((step) => [step.site, step.remove]);
+
+  test('empty, the default, is the even schedule, step for step', () => {
+    for (const method of ['ficoco-v', 'ficoco-l'])
+      assert.deepEqual(removals(method, 64, { schedule: '' }), removals(method, 64, {}), method);
+    assert.deepEqual(
+      removals('ficoco-vl', 64, { visionSchedule: '', llmSchedule: ' ' }),
+      removals('ficoco-vl', 64, {}),
+    );
+  });
+
+  test("shares that add up to the removal are used as given: the official code's r = 42 and r = 14", () => {
+    const vision = Array.from({ length: 11 }, (_, i) => [`vision:${12 + i}`, 42]);
+    assert.deepEqual(removals('ficoco-v', 114, { schedule: times(11, 42) }), vision);
+    const llm = Array.from({ length: 27 }, (_, i) => [`llm:${5 + i}`, 14]);
+    assert.deepEqual(removals('ficoco-l', 198, { schedule: times(27, 14) }), llm);
+    // 576 → 192 in the encoder (√(576·64)), then 192 → 64 in the decoder.
+    assert.deepEqual(removals('ficoco-vl', 64, { visionSchedule: times(8, 48), llmSchedule: times(8, 16) }), [
+      ...vision.slice(0, 8).map(([site]) => [site, 48]),
+      ...llm.slice(0, 8).map(([site]) => [site, 16]),
+    ]);
+  });
+
+  test('other shares split any removal in proportion, in whole tokens by largest remainder', () => {
+    // 512 as 3 : 2 : 1 is 256, 170.67, 85.33: the floors leave one token, for the largest remainder.
+    assert.deepEqual(removals('ficoco-v', 64, { schedule: '3, 2, 1' }), [
+      ['vision:12', 256],
+      ['vision:13', 171],
+      ['vision:14', 85],
+    ]);
+    // 448 over shares 0.5 : 0 : 0.25 : 0.25; the layer with share 0 has no step.
+    assert.deepEqual(removals('ficoco-l', 128, { schedule: '.5,0,0.25,0.25' }), [
+      ['llm:5', 224],
+      ['llm:7', 112],
+      ['llm:8', 112],
+    ]);
+    for (const budget of [1, 100, 575]) {
+      const steps = planReduction('ficoco-v', { tokens: budget }, LLAVA_15, { schedule: '5,1,1,7' }).steps;
+      assert.equal(removedTokens(steps), 576 - budget, `budget ${budget}`);
+    }
+  });
+
+  test('a parameter is held as its numbers written plainly; --param schedule=3 arrives as a number', () => {
+    assert.equal(resolveParams(ficocoV, { schedule: ' 42 ,42.0, 0.50 ' }).schedule, '42,42,0.5');
+    assert.equal(resolveParams(ficocoV, { schedule: 3 }).schedule, '3');
+    assert.deepEqual(removals('ficoco-v', 64, { schedule: 3 }), [['vision:12', 512]]);
+  });
+
+  test('a list that is not shares, or longer than the layers left, is refused in one line naming it', () => {
+    const refusal = (method: string, params: Record<string, unknown>) => {
+      try {
+        planReduction(method, { tokens: 114 }, LLAVA_15, params);
+      } catch (error) {
+        assert.ok(error instanceof FicocoError && error.kind === 'reduction', String(error));
+        assert.doesNotMatch(error.message, /\n/);
+        return error.message;
+      }
+      assert.fail(`${JSON.stringify(params)} was accepted`);
+    };
+    const hint = /; give a share of 0 or more per reducing layer, separated by commas \(e\.g\. 3,2,1\)/;
+    for (const [schedule, problem] of [
+      ['3,-1,2', /^ficoco-v\.schedule is "3,-1,2": "-1" is negative/],
+      ['3,two', /^ficoco-v\.schedule is "3,two": "two" is not a number/],
+      ['1e3', /^ficoco-v\.schedule is "1e3": "1e3" is not a number/],
+      ['3,,1', /^ficoco-v\.schedule is "3,,1": an entry is empty/],
+      ['0,0', /^ficoco-v\.schedule is "0,0": every entry is 0, so no layer would remove a token/],
+      ['1'.repeat(400), /^ficoco-v\.schedule is "1{199}… \(402 characters\): "1{199}… \(402 characters\) is too large/],
+    ] as const) {
+      const message = refusal('ficoco-v', { schedule });
+      assert.match(message, problem);
+      assert.match(message, hint);
+    }
+    assert.match(refusal('ficoco-v', { schedule: true }), /^ficoco-v\.schedule is true: not text/);
+    assert.equal(
+      refusal('ficoco-v', { schedule: times(12, 42) }),
+      'ficoco-v.schedule has 12 shares, but this model reduces at most 11 layers from its start, layer 12 ' +
+        '(12…22): give at most 11, or start earlier.',
+    );
+    assert.match(refusal('ficoco-l', { schedule: times(28, 1) }), /^ficoco-l\.schedule has 28 shares, .* 27 layers/);
+    assert.match(refusal('ficoco-vl', { visionSchedule: times(12, 1) }), /^ficoco-vl\.visionSchedule has 12 shares/);
+    assert.match(refusal('ficoco-vl', { llmSchedule: '-1' }), /^ficoco-vl\.llmSchedule is "-1": "-1" is negative/);
+  });
+});

@@ -16,7 +16,8 @@ import {
   quantizationSettingFor,
   readSettings,
 } from '../../src/extension/settings';
-import { METHODS } from '../../src/reduction/registry';
+import { ficocoV } from '../../src/reduction/methods/ficocoV';
+import { METHODS, resolveParams } from '../../src/reduction/registry';
 
 const packageJson = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
   contributes: {
@@ -315,6 +316,34 @@ describe('settings', () => {
       /^ficoco\.reduction\.ficoco-v\.window: ficoco-v\.window is 99; expected an integer in \[1, 16\]/,
     );
     assert.deepEqual(settings.reduction?.params, { weights: 'paper' });
+  });
+
+  test('a schedule setting: its pattern takes the texts the parameter takes, and a bad one is reported', () => {
+    const schedule = paramSettingKey('ficoco-v', 'schedule');
+    const pattern = new RegExp(declared[schedule]!.pattern!, 'u');
+    const accepted = (text: string) => {
+      try {
+        resolveParams(ficocoV, { schedule: text });
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    for (const text of ['', ' ', '42', '3, 2,1', '0.5,.25,1.', '3,-1', 'two', '3,,1', '1e3', ',3', '3;2'])
+      assert.equal(pattern.test(text), accepted(text), text);
+    // All zeros fit the pattern: the Settings editor cannot add up, and the parameter's check says why it is refused.
+    assert.ok(pattern.test('0,0') && !accepted('0,0'));
+    const { settings, problems } = settingsFrom({ 'ficoco.reduction.method': 'ficoco-v', [schedule]: '3,-1' });
+    assert.deepEqual(
+      problems.map((problem) => problem.message),
+      [
+        'ficoco.reduction.ficoco-v.schedule: ficoco-v.schedule is "3,-1": "-1" is negative; give a share of 0 or more ' +
+          'per reducing layer, separated by commas (e.g. 3,2,1), or leave it empty for an even schedule. Using the default.',
+      ],
+    );
+    assert.deepEqual(settings.reduction?.params, {});
+    const good = settingsFrom({ 'ficoco.reduction.method': 'ficoco-v', [schedule]: '3,2,1' });
+    assert.deepEqual(good.settings.reduction?.params, { schedule: '3,2,1' });
   });
 
   test('budgets: one grammar for settings and the CLI — a count, a percentage or a decimal share', () => {

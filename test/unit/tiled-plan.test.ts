@@ -222,6 +222,46 @@ test('FiCoCo-VL whose tower would hand the decoder no fewer tokens than the shru
   assert.ok(fewer.keep + removedTokens(fewer.onPacked) < 7269 - 60);
 });
 
+test('an explicit schedule on a tiled image: its layers reduce in its proportions, and the image ends at the budget', () => {
+  const scheduled = (method: string, params: Record<string, unknown>) =>
+    planTiledReduction({ method, budget: { ratio: 0.11 }, params }, pass, { size, layout });
+  const inTower = scheduled('ficoco-v', { schedule: '3,2,1' });
+  // OneVision's 26 tower layers reduce from 0.52 × 26 → 14: three layers, a whole pass's 676 removed as 3 : 2 : 1.
+  assert.deepEqual(
+    inTower.perPass.map((step) => [step.site, step.remove]),
+    [
+      ['vision:14', 338],
+      ['vision:15', 225],
+      ['vision:16', 113],
+    ],
+  );
+  assert.equal(
+    keptPerPass(inTower).reduce((sum, tokens) => sum + tokens, 0),
+    inTower.keep,
+  );
+  // FiCoCo-VL: two tower layers, then two decoder layers that take what the passes hand over to the budget.
+  const both = scheduled('ficoco-vl', { visionSchedule: '1,1', llmSchedule: '2,1' });
+  assert.deepEqual(
+    both.perPass.map((step) => step.site),
+    ['vision:14', 'vision:15'],
+  );
+  assert.deepEqual(
+    both.onPacked.map((step) => step.site),
+    ['llm:4', 'llm:5'],
+  );
+  let left = keptPerPass(both).reduce((sum, tokens) => sum + tokens, 0);
+  for (const step of both.onPacked) left -= stepRemoval(step, left);
+  assert.equal(left, both.keep);
+  // Where the tower would hand over the whole image, the decoder's removals are scaled, still 2 : 1.
+  const decoderOnly = scheduled('ficoco-vl', { llmSchedule: '2,1', visionShare: 0.1 });
+  assert.deepEqual(decoderOnly.perPass, []);
+  assert.deepEqual(
+    decoderOnly.onPacked.map((step) => step.remove),
+    [4277, 2139],
+  );
+  assert.equal(decoderOnly.keep + removedTokens(decoderOnly.onPacked), 7269 - 60);
+});
+
 test('a tiling that leaves a tile none of the image (no released config does) is refused with the way out', () => {
   // One row of 64 tiles of 30 px, anyres_max_1: a 3200 × 100 image fills 32 of them, and its 3 feature rows shrink
   // to none.

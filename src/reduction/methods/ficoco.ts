@@ -26,6 +26,17 @@ export const SHARED_FICOCO_PARAMS = {
   },
 } satisfies Record<string, ParamSpec>;
 
+/** A FiCoCo side's `schedule` parameter; `official` names the list that is the official code's constant r. */
+export function scheduleParam(official: string): Extract<ParamSpec, { type: 'list' }> {
+  return {
+    type: 'list',
+    default: '',
+    description:
+      'Shares of the removal, one per layer from the first reducing one: as many layers reduce as it lists ' +
+      `(3,2,1: three, half the removal in the first). Empty: even over every layer left. ${official}`,
+  };
+}
+
 /** The site's head-averaged attention [count, keyCount]; FiCoCo always asks for it. */
 export function requireAttention(view: SiteView): Float32Array {
   if (!view.attention) throw new Error(`FiCoCo needs the attention at ${view.site}`);

@@ -1,10 +1,10 @@
-import { ParamSpec, ParamsOf, defineMethod, evenRemovals, layerAt, layerRange } from '../method';
+import { ModelShape, ParamSpec, ParamsOf, defineMethod, layerAt, scheduledRemovals } from '../method';
 import { matmul, rangeSum } from '../arrays';
 import { Correlate, Filter, Step, splitByScore } from '../paradigm';
 import { adaptiveReceivers } from '../stages/correlate';
 import { mergeIntoReceivers } from '../stages/compress';
 import { SiteView, VisualSpan } from '../tokenState';
-import { SHARED_FICOCO_PARAMS } from './ficoco';
+import { SHARED_FICOCO_PARAMS, scheduleParam } from './ficoco';
 
 export const FICOCO_L_PARAMS = {
   start: {
@@ -14,8 +14,9 @@ export const FICOCO_L_PARAMS = {
     max: 1,
     description:
       'First reducing decoder layer as a fraction of the decoder layers (official code: layers 5…31 of ' +
-      '32); every later layer reduces too.',
+      '32); every later layer reduces too, or as many as schedule lists.',
   },
+  schedule: scheduleParam("Twenty-seven 14s at budget 198 on LLaVA-1.5: the official code's constant r = 14."),
   beta: {
     type: 'number',
     default: 0.6,
@@ -188,20 +189,33 @@ export const ficocoL = defineMethod({
     'With probabilities the causal mask zeroes visual→later-text attention, so the text terms use the ' +
     'attention text tokens pay the visual ones.',
   params: FICOCO_L_PARAMS,
-  plan(model, keep, params) {
-    const layers = layerRange(layerAt(params.start, model.textLayers), model.textLayers - 1);
-    const removals = evenRemovals(model.visualTokens - keep, layers.length);
-    return layers.map((layer, i): Step<FicocoLParams> => ({
-      site: `llm:${layer}`,
-      needs: { attention: params.attention === 'probs' ? 'probs' : 'logits' },
-      filter: taskAwareFilter,
-      correlate: textBridgedReceivers,
-      compress: mergeIntoReceivers({
-        weighting: params.sizeWeighted ? 'size' : 'self-preserving',
-        normalize: params.compress === 'normalized',
-      }),
-      remove: removals[i],
-      params,
-    }));
-  },
+  plan: (model, keep, params) => ficocoLSteps(model, keep, params, 'ficoco-l.schedule'),
 });
+
+/** FiCoCo-L's steps; `scheduleName` names the schedule in a refusal (FiCoCo-VL's is its llmSchedule). */
+export function ficocoLSteps(
+  model: ModelShape,
+  keep: number,
+  params: FicocoLParams,
+  scheduleName: string,
+): Step<FicocoLParams>[] {
+  const { layers, removals } = scheduledRemovals(
+    layerAt(params.start, model.textLayers),
+    model.textLayers - 1,
+    model.visualTokens - keep,
+    params.schedule,
+    scheduleName,
+  );
+  return layers.map((layer, i) => ({
+    site: `llm:${layer}`,
+    needs: { attention: params.attention === 'probs' ? 'probs' : 'logits' },
+    filter: taskAwareFilter,
+    correlate: textBridgedReceivers,
+    compress: mergeIntoReceivers({
+      weighting: params.sizeWeighted ? 'size' : 'self-preserving',
+      normalize: params.compress === 'normalized',
+    }),
+    remove: removals[i],
+    params,
+  }));
+}

@@ -1,10 +1,17 @@
-import { ParamSpec, ParamsOf, defineMethod, evenRemovals, layerAt, layerRange } from '../method';
+import { ModelShape, ParamSpec, ParamsOf, defineMethod, layerAt, scheduledRemovals } from '../method';
 import { rangeSum } from '../arrays';
 import { Correlate, Filter, Step, spanTokens, splitByScore } from '../paradigm';
 import { adaptiveReceivers } from '../stages/correlate';
 import { mergeIntoReceivers } from '../stages/compress';
 import { VisualSpan } from '../tokenState';
-import { SHARED_FICOCO_PARAMS, localPenalty, meanKeyTerm, requireAttention, weightedDifference } from './ficoco';
+import {
+  SHARED_FICOCO_PARAMS,
+  scheduleParam,
+  localPenalty,
+  meanKeyTerm,
+  requireAttention,
+  weightedDifference,
+} from './ficoco';
 
 export const FICOCO_V_PARAMS = {
   start: {
@@ -16,6 +23,7 @@ export const FICOCO_V_PARAMS = {
       'First reducing vision layer as a fraction of the layers that run (0.52 × 23 → layer 12 for CLIP-L ' +
       'in LLaVA-1.5, as the official code).',
   },
+  schedule: scheduleParam("Eleven 42s at budget 114 on LLaVA-1.5: the official code's constant r = 42."),
   weights: {
     type: 'enum',
     default: 'code',
@@ -131,22 +139,35 @@ export const ficocoV = defineMethod({
     'receivers indexed into the wrong tensor, one K per layer. Without [CLS] the mean-key proxy of §5 ' +
     'replaces the [CLS] term.',
   params: FICOCO_V_PARAMS,
-  plan(model, keep, params) {
-    const layers = layerRange(layerAt(params.start, model.visionLayers), model.visionLayers - 1);
-    const removals = evenRemovals(model.visualTokens - keep, layers.length);
-    return layers.map((layer, i): Step<FicocoVParams> => ({
-      site: `vision:${layer}`,
-      // The spec's ToMe-style extension: with sizes carried, later layers attend proportionally to them.
-      needs: {
-        attention: params.attention === 'probs' ? 'probs' : 'logits',
-        keys: !model.hasClassToken,
-        proportionalAttention: params.sizeWeighted,
-      },
-      filter: redundancyFilter,
-      correlate: attentionReceivers,
-      compress: mergeIntoReceivers({ weighting: params.sizeWeighted ? 'size' : 'self-preserving', normalize: true }),
-      remove: removals[i],
-      params,
-    }));
-  },
+  plan: (model, keep, params) => ficocoVSteps(model, keep, params, 'ficoco-v.schedule'),
 });
+
+/** FiCoCo-V's steps; `scheduleName` names the schedule in a refusal (FiCoCo-VL's is its visionSchedule). */
+export function ficocoVSteps(
+  model: ModelShape,
+  keep: number,
+  params: FicocoVParams,
+  scheduleName: string,
+): Step<FicocoVParams>[] {
+  const { layers, removals } = scheduledRemovals(
+    layerAt(params.start, model.visionLayers),
+    model.visionLayers - 1,
+    model.visualTokens - keep,
+    params.schedule,
+    scheduleName,
+  );
+  return layers.map((layer, i) => ({
+    site: `vision:${layer}`,
+    // The spec's ToMe-style extension: with sizes carried, later layers attend proportionally to them.
+    needs: {
+      attention: params.attention === 'probs' ? 'probs' : 'logits',
+      keys: !model.hasClassToken,
+      proportionalAttention: params.sizeWeighted,
+    },
+    filter: redundancyFilter,
+    correlate: attentionReceivers,
+    compress: mergeIntoReceivers({ weighting: params.sizeWeighted ? 'size' : 'self-preserving', normalize: true }),
+    remove: removals[i],
+    params,
+  }));
+}

@@ -1,9 +1,10 @@
 import { ParamSpec, defineMethod } from '../method';
-import { FICOCO_L_PARAMS, ficocoL } from './ficocoL';
-import { FICOCO_V_PARAMS, ficocoV } from './ficocoV';
+import { Step } from '../paradigm';
+import { FICOCO_L_PARAMS, ficocoLSteps } from './ficocoL';
+import { FICOCO_V_PARAMS, ficocoVSteps } from './ficocoV';
 
-const { start: visionStart, attention: visionAttention, ...visionParams } = FICOCO_V_PARAMS;
-const { start: llmStart, attention: llmAttention, ...llmParams } = FICOCO_L_PARAMS;
+const { start: visionStart, attention: visionAttention, schedule: visionSchedule, ...visionParams } = FICOCO_V_PARAMS;
+const { start: llmStart, attention: llmAttention, schedule: llmSchedule, ...llmParams } = FICOCO_L_PARAMS;
 
 const PARAMS = {
   visionShare: {
@@ -20,8 +21,10 @@ const PARAMS = {
   ...llmParams,
   visionStart,
   visionAttention,
+  visionSchedule,
   llmStart,
   llmAttention,
+  llmSchedule,
 } satisfies Record<string, ParamSpec>;
 
 /** Visual tokens the vision side hands the decoder: N^(1−share)·B^share, between the budget and every token. */
@@ -41,13 +44,21 @@ export const ficocoVL = defineMethod({
   params: PARAMS,
   plan(model, keep, params) {
     const visionKeep = visionSideTokens(model.visualTokens, keep, params.visionShare);
-    return [
-      ...ficocoV.plan(model, visionKeep, { ...params, start: params.visionStart, attention: params.visionAttention }),
-      ...ficocoL.plan({ ...model, visualTokens: visionKeep }, keep, {
-        ...params,
-        start: params.llmStart,
-        attention: params.llmAttention,
-      }),
+    const steps = [
+      ...ficocoVSteps(
+        model,
+        visionKeep,
+        { ...params, start: params.visionStart, attention: params.visionAttention, schedule: params.visionSchedule },
+        'ficoco-vl.visionSchedule',
+      ),
+      ...ficocoLSteps(
+        { ...model, visualTokens: visionKeep },
+        keep,
+        { ...params, start: params.llmStart, attention: params.llmAttention, schedule: params.llmSchedule },
+        'ficoco-vl.llmSchedule',
+      ),
     ];
+    // Each side's steps are typed by its own parameters; the registry runs them as untyped steps.
+    return steps as unknown as Step[];
   },
 });
