@@ -1,7 +1,7 @@
 /**
  * Prefill FLOPs and KV-cache size of a Llama-style decoder, in LLM-Viewer's accounting — the count behind
- * the TFLOPs the FiCoCo paper reports (ficoco-spec.md §6.2). Per layer with N tokens, hidden D, FFN H,
- * h heads (MHA, head_dim = D/h):
+ * the TFLOPs the FiCoCo paper reports (its appendix names LLM-Viewer; its own formula, arXiv 2411.17686v4
+ * Appendix 8, does not give them). Per layer with N tokens, hidden D, FFN H, h heads (MHA, head_dim = D/h):
  *
  *   F(N) = 2N(4D² + 3DH) + 4N²D + 5hN² + 18ND
  *
@@ -36,7 +36,7 @@ export const LLM_ELEMENTWISE = { rmsNorm: 7, residualAdd: 1, gatedActivation: 2 
 /**
  * FLOPs of one decoder layer at prefill. `tokens` enter the layer (attention attends over all of them);
  * `mlpTokens` (default `tokens`) enter its MLP half — smaller when a reduction runs between attention and
- * MLP inside the layer (FiCoCo-L / ToMe placement, ficoco-spec.md §3.1).
+ * MLP inside the layer (FiCoCo-L's placement in its official code, after the attention residual).
  */
 export function llmLayerFlops(
   arch: LlmArch,
@@ -88,7 +88,7 @@ export function kvBytesPerToken(arch: LlmArch, bytesPerElement = 2): number {
 
 /**
  * KV-cache bytes after prefill when layer i caches `tokensPerLayer[i]` tokens (the tokens that entered it:
- * the cache is written before any in-layer reduction, ficoco-spec.md §3.6).
+ * the cache is written before any in-layer reduction, as in FiCoCo-L's official code).
  */
 export function kvCacheBytes(arch: LlmArch, tokensPerLayer: readonly number[], bytesPerElement = 2): number {
   checkLayerList(arch, tokensPerLayer, 'decoder token list');

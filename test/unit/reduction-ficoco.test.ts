@@ -8,7 +8,7 @@ import { ficocoL } from '../../src/reduction/methods/ficocoL';
 import { ficocoV } from '../../src/reduction/methods/ficocoV';
 import { visionSideTokens } from '../../src/reduction/methods/ficocoVL';
 import { Split, StepRecord, removedTokens, runStep, splitByScore } from '../../src/reduction/paradigm';
-import { planReduction, resolveParams } from '../../src/reduction/registry';
+import { METHODS, planReduction, resolveParams } from '../../src/reduction/registry';
 import { adaptiveReceivers } from '../../src/reduction/stages/correlate';
 import { correlationProblems, mergeIntoReceivers } from '../../src/reduction/stages/compress';
 import { HookSite, SiteView, TokenState, VisualSpan, validateTokenState } from '../../src/reduction/tokenState';
@@ -603,6 +603,22 @@ describe('FiCoCo-V schedule on LLaVA-1.5 (ficoco-spec §2.8)', () => {
       );
     }
   });
+});
+
+test('references cite what a reader can open; FiCoCo-V and FiCoCo-L say how to get the official schedule', () => {
+  for (const method of METHODS) assert.doesNotMatch(method.reference, /ficoco-spec/, method.name);
+  for (const [method, r, example] of [
+    [ficocoV, 42, 'eleven 42s at budget 114'],
+    [ficocoL, 14, 'twenty-seven 14s at budget 198'],
+  ] as const)
+    assert.ok(
+      method.reference.includes(
+        'By default the schedule removes tokens evenly over the reducing layers to end exactly at the budget, ' +
+          `where the official code removes a constant r = ${r} per layer; the schedule parameter reproduces it ` +
+          `(${example} on LLaVA-1.5).`,
+      ),
+      method.name,
+    );
 });
 
 describe('FiCoCo-VL budget split', () => {

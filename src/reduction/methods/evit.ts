@@ -51,8 +51,8 @@ export const evit = defineMethod({
     'EViT: keep the tokens [CLS] attends to most, fuse the rest into one attention-weighted token, at a ' +
     'few vision layers.',
   reference:
-    'Liang et al., "Not All Patches are What You Need", ICLR 2022 (youweiliang/evit), as ficoco-spec ' +
-    '§1.2\'s "convergent" row. Layers at fractions 1/4, 1/2, 3/4 of the layers that run (DeiT: 0-based ' +
+    'Liang et al., "Not All Patches are What You Need", ICLR 2022 (youweiliang/evit), in the FiCoCo ' +
+    'paradigm\'s terms (arXiv 2411.17686: "convergent" correlation into one fused token). Layers at fractions 1/4, 1/2, 3/4 of the layers that run (DeiT: 0-based ' +
     '3/6/9 of 12); ' +
     'the keep rate is the constant ratio that reaches the budget. Kept tokens stay in raster order and ' +
     'the fused token goes last in the span (EViT sorts kept tokens by attention; the ViT is order-free ' +

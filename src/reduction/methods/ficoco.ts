@@ -78,7 +78,10 @@ export function localPenalty(
   return boosted;
 }
 
-/** FiCoCo §5, without [CLS]: a^Eq_i = −cos(μ, k_i), μ the mean key of the span's tokens. */
+/**
+ * FiCoCo without [CLS] (arXiv 2411.17686v4 Appendix 10.2): a^Eq_i = −cos(μ, k_i), μ the mean key of the span's
+ * tokens.
+ */
 export function meanKeyTerm(input: StageInput<unknown>): Float64Array {
   const { view, span } = input;
   const keys = view.meanKeys;

@@ -135,7 +135,7 @@ const taskAwareFilter: Filter<FicocoLParams> = (input) => {
 
 /**
  * C_ij = γ·VV[i,j] + (1−γ)·scale·Σ_k VT[i,k]·TV[k,j] for j ∈ T, receivers by the ε-quantile rule, α = softmax over J_i
- * of logits, or C's share of its sum over J_i for probabilities (§2.7, as FiCoCo-V).
+ * of logits, or C's share of its sum over J_i for probabilities (as FiCoCo-V).
  */
 const textBridgedReceivers: Correlate<FicocoLParams> = (input, split) => {
   const { view, span, params } = input;
@@ -176,16 +176,18 @@ export const ficocoL = defineMethod({
     'FiCoCo-L: text-aware filtering and text-bridged merging of visual tokens inside the LLM decoder, ' +
     'layer by layer.',
   reference:
-    'Filter, Correlate, Compress (arXiv 2411.17686) §3.2 and ficoco-spec §3.8: the clean algorithm with ' +
-    'switches between the official code (defaults: logits, VV sum, indirect scale 1) and the paper ' +
+    'Filter, Correlate, Compress (arXiv 2411.17686v4): the filter of Eq. 3 and the correlation of Eq. 4, ' +
+    'with switches between the official code (defaults: logits, VV sum, indirect scale 1) and the paper ' +
     '(mean, 1/M, normalised merge — the default compress). ' +
     'The image span comes from the prompt (not positions 0…575) and the text set is the text after it; ' +
     'kept tokens keep their original positions and later decode steps continue the prompt numbering (the ' +
     'engine\'s "original" policy), so the code\'s off-by-r decode positions cannot happen. ' +
     "Receivers are the span's kept tokens only: the code lets a source send to any visual token but " +
     'itself, and what it sends to another source is lost when that source leaves. ' +
-    "Scores use float64 (the code's fp16 indirect sum can overflow); the schedule removes tokens evenly " +
-    'over the reducing layers to end exactly at the budget instead of a constant r = 14. ' +
+    "Scores use float64 (the code's fp16 indirect sum can overflow). " +
+    'By default the schedule removes tokens evenly over the reducing layers to end exactly at the budget, ' +
+    'where the official code removes a constant r = 14 per layer; the schedule parameter reproduces it ' +
+    '(twenty-seven 14s at budget 198 on LLaVA-1.5). ' +
     'With probabilities the causal mask zeroes visual→later-text attention, so the text terms use the ' +
     'attention text tokens pay the visual ones.',
   params: FICOCO_L_PARAMS,

@@ -133,11 +133,15 @@ export const ficocoV = defineMethod({
     'FiCoCo-V: redundancy-filtered merging inside the vision encoder with token-adaptive receivers and ' +
     'self-preserving compression.',
   reference:
-    'Filter, Correlate, Compress (arXiv 2411.17686) §3 and ficoco-spec §2.10: the clean algorithm, ' +
-    "defaulting to the official code's score semantics (weights, row-mean logits, L2 normalisation). " +
+    'Filter, Correlate, Compress (arXiv 2411.17686v4): the filter of Eq. 1, the ε-quantile receivers and ' +
+    "the self-preserving merge of Eq. 2, defaulting to the official code's score semantics (weights, row-mean " +
+    'logits, L2 normalisation). ' +
     'Not reproduced: score-order shuffling that displaces [CLS], the never-reset global penalty buffer, ' +
-    'receivers indexed into the wrong tensor, one K per layer. Without [CLS] the mean-key proxy of §5 ' +
-    'replaces the [CLS] term.',
+    'receivers indexed into the wrong tensor, one K per layer. Without [CLS] the mean-key proxy of ' +
+    'v4 Appendix 10.2 replaces the [CLS] term. ' +
+    'By default the schedule removes tokens evenly over the reducing layers to end exactly at the budget, ' +
+    'where the official code removes a constant r = 42 per layer; the schedule parameter reproduces it ' +
+    '(eleven 42s at budget 114 on LLaVA-1.5).',
   params: FICOCO_V_PARAMS,
   plan: (model, keep, params) => ficocoVSteps(model, keep, params, 'ficoco-v.schedule'),
 });
@@ -158,7 +162,7 @@ export function ficocoVSteps(
   );
   return layers.map((layer, i) => ({
     site: `vision:${layer}`,
-    // The spec's ToMe-style extension: with sizes carried, later layers attend proportionally to them.
+    // A ToMe-style extension (sizeWeighted): with sizes carried, later layers attend proportionally to them.
     needs: {
       attention: params.attention === 'probs' ? 'probs' : 'logits',
       keys: !model.hasClassToken,

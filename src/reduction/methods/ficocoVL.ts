@@ -36,8 +36,8 @@ export const ficocoVL = defineMethod({
   name: 'ficoco-vl',
   description: 'FiCoCo-VL: FiCoCo-V inside the vision encoder, then FiCoCo-L inside the decoder on what is left.',
   reference:
-    'Filter, Correlate, Compress v1 (arXiv 2411.17686v1) and ficoco-spec §4: the FiCoCo-V steps followed ' +
-    'by the FiCoCo-L steps, each its clean algorithm (see ficoco-v and ficoco-l). ' +
+    'Rethinking Token Reduction in MLLMs (arXiv 2411.17686v1, the version with FiCoCo-VL; its Table 3): ' +
+    'the FiCoCo-V steps followed by the FiCoCo-L steps, each its clean algorithm (see ficoco-v and ficoco-l). ' +
     'The paper does not say how the budget is split between the two; here the encoder keeps the ' +
     'geometric midpoint √(N·B) by default (visionShare), and FiCoCo-L runs on the image span it actually ' +
     'receives, which the official code skips once FiCoCo-V has shortened the sequence.',
