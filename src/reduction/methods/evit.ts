@@ -1,6 +1,7 @@
 import { ParamSpec, ParamsOf, defineMethod, geometricRemovals, layerAt } from '../method';
-import { Filter, Step, spanTokens, splitByScore } from '../paradigm';
+import { Filter, Step, splitByScore } from '../paradigm';
 import { FusionWeights, convergentCorrelation, fuseIntoSink } from '../stages/fuse';
+import { classAttention, classAttentionBySequence } from '../stages/importance';
 import { SiteView } from '../tokenState';
 
 const PARAMS = {
@@ -24,26 +25,17 @@ type EvitParams = ParamsOf<typeof PARAMS>;
 
 /** a_i = softmax attention of [CLS] to token i (head-averaged); without [CLS], the mean attention token i receives. */
 const attentiveness: FusionWeights = (view: SiteView) => {
-  const attention = view.attention;
-  if (!attention) throw new Error(`EViT needs the attention probabilities at ${view.site}`);
-  const keys = view.keyCount;
-  if (view.hasClassToken) return (token) => attention[token];
-  return (token) => {
-    let received = 0;
-    for (let query = 0; query < view.count; query++) received += attention[query * keys + token];
-    return received / view.count;
-  };
+  const bySequence = classAttentionBySequence(view);
+  return (token) => bySequence[token];
 };
 
 /** s_i = −a_i; the r + 1 least attended tokens leave, since one fused token comes back (net removal r). */
-const inattentiveFilter: Filter<EvitParams> = ({ view, span, remove }) => {
-  const weightOf = attentiveness(view);
-  return splitByScore(
+const inattentiveFilter: Filter<EvitParams> = ({ view, span, remove }) =>
+  splitByScore(
     span,
-    Float64Array.from(spanTokens(span), (t) => -weightOf(t)),
+    classAttention(view, span).map((a) => -a),
     remove + 1,
   );
-};
 
 export const evit = defineMethod({
   name: 'evit',
