@@ -13,7 +13,8 @@
  * elements while the next one streams; each block inside is sanitized within its containers' tags, as a whole render
  * parses it. A fenced code block that only grew (still streaming) takes the new code as text in its element, so a long
  * one is not drawn again whole; at the end of the text, only its opening and last lines and the new text are parsed,
- * and once closed it settles (nothing after it can join it).
+ * its HTML is made only if something reads it, and once closed it settles (nothing after it can join it). A caller
+ * that only appends to the text says so (`appended`), so a frame costs the new text, not the whole answer's length.
  */
 import createDOMPurify, { type DOMPurify } from 'dompurify';
 import MarkdownIt, { type Env, type Token } from 'markdown-it';
@@ -33,8 +34,15 @@ export interface CodeActions {
  */
 interface Block {
   html: string;
-  fence?: { info: string; code: string };
+  fence?: Fence;
   container?: Container;
+}
+
+/** A fenced code block's info string and code; for one that grew from the block before it, what it added. */
+interface Fence {
+  info: string;
+  code: string;
+  grown?: { from: Block; code: string };
 }
 
 /** A block drawn as its tags with its blocks inside, one by one. */
@@ -84,6 +92,8 @@ interface LastFence {
   lastLineStart: number;
   /** Its code before its last line: lines that more text cannot change. */
   codeBeforeLastLine: string;
+  /** Its last line's code, which more text only adds to while the fence stays open. */
+  lastLineCode: string;
 }
 
 const NOTHING_PARSED: ParsedText = {
@@ -119,8 +129,22 @@ export function sanitizeHtml(html: string, window: Window): string | undefined {
   return purify.sanitize(html, { ALLOWED_URI_REGEXP: /^https?:/i, FORBID_TAGS: ['img'] });
 }
 
-/** Shows `text` rendered in `element`, redrawing only the blocks that differ from what it shows now. */
-export function renderMarkdown(element: HTMLElement, text: string, actions: CodeActions): void {
+/** What the caller of renderMarkdown knows of the text. */
+export interface RenderOptions {
+  /** The text is the one last rendered in the element with more at its end, as a streamed answer grows. */
+  appended?: boolean;
+}
+
+/**
+ * Shows `text` rendered in `element`, redrawing only the blocks that differ from what it shows now. With `appended`,
+ * the text is not compared with the one last rendered, which costs its whole length each time.
+ */
+export function renderMarkdown(
+  element: HTMLElement,
+  text: string,
+  actions: CodeActions,
+  { appended = false }: RenderOptions = {},
+): void {
   const doc = element.ownerDocument;
   const window = doc.defaultView;
   if (!window || !purifier(window).isSupported) {
@@ -128,7 +152,7 @@ export function renderMarkdown(element: HTMLElement, text: string, actions: Code
     element.textContent = text;
     return;
   }
-  const parsedText = parseText(parsed.get(element), text);
+  const parsedText = parseText(parsed.get(element), text, appended);
   parsed.set(element, parsedText);
   drawn.set(element, drawBlocks(element, drawnBlocks(element), parsedText.blocks, { doc, window, actions }, []));
 }
@@ -162,8 +186,12 @@ function drawBlocks(
 
 /** `old` showing `block` in its own nodes (the same, a fence grown, a container's tags the same), or undefined. */
 function updateInPlace(old: DrawnBlock, block: Block, page: Page, within: Container[]): DrawnBlock | undefined {
+  // Before comparing HTML, which would escape all its code: a fence grown from the one drawn knows what it added.
+  const grown = block.fence?.grown;
+  if (grown?.from === old.block && appendCode(old, grown.code)) return { block, nodes: old.nodes };
   if (old.block.html === block.html) return old;
-  if (appendCode(old, block)) return { block, nodes: old.nodes };
+  const added = addedCode(old.block, block);
+  if (added !== undefined && appendCode(old, added)) return { block, nodes: old.nodes };
   const [before, after] = [old.block.container, block.container];
   if (!old.blocks || !before || !after || before.open !== after.open || before.close !== after.close) return undefined;
   const element = containerElement(old.nodes)!;
@@ -209,16 +237,21 @@ function sanitizedNodes(html: string, { doc, window, actions }: Page, within: Co
   return [...parent.childNodes];
 }
 
+/** The code that `block` adds to the fence `old`, when it is that fence grown. */
+function addedCode(old: Block, block: Block): string | undefined {
+  const [before, after] = [old.fence, block.fence];
+  if (!before || !after || before.info !== after.info || !after.code.startsWith(before.code)) return undefined;
+  return after.code.slice(before.code.length);
+}
+
 /**
- * Appends to a drawn code block the code that `block`, the same fence grown, adds; false when `block` is not that.
- * The code goes in as a text node, which is what sanitizing the fence's escaped HTML would make of it.
+ * Appends `added` to the code element of a drawn code block; false when it has none. The code goes in as a text
+ * node, which is what sanitizing the fence's escaped HTML would make of it.
  */
-function appendCode(old: DrawnBlock, block: Block): boolean {
-  const [before, after] = [old.block.fence, block.fence];
-  if (!before || !after || before.info !== after.info || !after.code.startsWith(before.code)) return false;
+function appendCode(old: DrawnBlock, added: string): boolean {
   const code = old.nodes.find((node): node is Element => node.nodeName === 'PRE')?.querySelector('code');
   if (!code) return false;
-  code.append(after.code.slice(before.code.length));
+  code.append(added);
   return true;
 }
 
@@ -247,9 +280,9 @@ const CONTAINERS = new Set([
   'tbody_open',
 ]);
 
-/** `text` parsed: from where `previous` settled when `text` only adds to it, else whole. */
-function parseText(previous: ParsedText | undefined, text: string): ParsedText {
-  if (previous && text.startsWith(previous.text)) {
+/** `text` parsed: from where `previous` settled when `text` only adds to it (`appended` says so), else whole. */
+function parseText(previous: ParsedText | undefined, text: string, appended: boolean): ParsedText {
+  if (previous && (appended || text.startsWith(previous.text))) {
     const grown = growLastFence(previous, text) ?? parseAfterSettled(previous, text);
     // A definition added or still streaming may change a link in a settled block (rare): parse the whole text then.
     if (JSON.stringify(grown.references) === JSON.stringify(previous.references)) return grown;
@@ -298,29 +331,28 @@ function growLastFence(previous: ParsedText, text: string): ParsedText | undefin
   const tokens = markdown.parse(source, {});
   const [grown] = tokens;
   if (tokens.length !== 1 || grown?.type !== 'fence' || !isOpen(grown)) return undefined;
+  const lastFence = lastFenceOf(grown, source, fence.lastLineStart - fence.opening.length, fence.codeBeforeLastLine);
+  // Its last line's code only grew, so what follows it is all the new text added; the drawn code takes just that.
+  const added = grown.content.slice(fence.lastLineCode.length);
   grown.content = fence.codeBeforeLastLine + grown.content;
-  return {
-    ...previous,
-    text,
-    blocks: [...previous.blocks.slice(0, -1), blockOf(tokens, [0, 1], {})],
-    lastFence: lastFenceOf(grown, source, fence.lastLineStart - fence.opening.length, fence.codeBeforeLastLine.length),
-  };
+  const block = fenceBlock(grown, { from: previous.blocks.at(-1)!, code: added });
+  return { ...previous, text, blocks: [...previous.blocks.slice(0, -1), block], lastFence };
 }
 
 /**
- * `fence`, parsed from `source` (at `offset` in the text), as the text's last fence; its code starts with
- * `codeNotInSource` characters from lines before `source`. Undefined while it has no line after its opening line,
- * whose info string may still grow.
+ * `fence`, parsed from `source` (at `offset` in the text), as the text's last fence; `codeBefore` is its code from
+ * lines before `source`. Undefined while it has no line after its opening line, whose info string may still grow.
  */
-function lastFenceOf(fence: Token, source: string, offset: number, codeNotInSource = 0): LastFence | undefined {
+function lastFenceOf(fence: Token, source: string, offset: number, codeBefore = ''): LastFence | undefined {
   const [first, end] = fence.map!;
   if (end - first < 2) return undefined;
+  const lastLineCodeStart = endOfLines(fence.content, end - first - 2);
   return {
     // Ending in "\n": a "\r" there and a last line that starts with "\n" would be one line break, not two.
     opening: source.slice(lineStart(source, first), lineStart(source, first + 1)).replace(/\r\n?$/, '\n'),
     lastLineStart: offset + lineStart(source, end - 1),
-    // A slice of the code, not a concatenation: the next frame's code adds to a flat string, not a chain of them.
-    codeBeforeLastLine: fence.content.slice(0, endOfLines(fence.content, codeNotInSource, end - first - 2)),
+    codeBeforeLastLine: codeBefore + fence.content.slice(0, lastLineCodeStart),
+    lastLineCode: fence.content.slice(lastLineCodeStart),
   };
 }
 
@@ -332,9 +364,9 @@ function isOpen(fence: Token): boolean {
   return lines === end - first - 1;
 }
 
-/** Where the `count` lines from `start` in `text` end, after their line breaks: `text` has that many. */
-function endOfLines(text: string, start: number, count: number): number {
-  let end = start;
+/** Where the first `count` lines of `text` end, after their line breaks: `text` has that many. */
+function endOfLines(text: string, count: number): number {
+  let end = 0;
   for (let i = 0; i < count; i++) end = text.indexOf('\n', end) + 1;
   return end;
 }
@@ -365,8 +397,19 @@ function blockOf(tokens: Token[], [start, end]: [number, number], env: Env): Blo
     const [open, close] = [tag(start), tag(end - 1)];
     return { html: open + blocks.map((block) => block.html).join('') + close, container: { open, close, blocks } };
   }
-  const html = markdown.renderer.render(tokens.slice(start, end), markdown.options, env);
-  return first.type === 'fence' ? { html, fence: { info: first.info, code: first.content } } : { html };
+  if (first.type === 'fence') return fenceBlock(first);
+  return { html: markdown.renderer.render(tokens.slice(start, end), markdown.options, env) };
+}
+
+/** A fence's block. Its HTML, all its code escaped, is made when first read: a growing fence is drawn from its code. */
+function fenceBlock(token: Token, grown?: Fence['grown']): Block {
+  let html: string | undefined;
+  return {
+    get html() {
+      return (html ??= markdown.renderer.render([token], markdown.options, {}));
+    },
+    fence: { info: token.info, code: token.content, grown },
+  };
 }
 
 /** The range of each block from `start` to `end`, blocks at the same depth. */

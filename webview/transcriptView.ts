@@ -96,7 +96,9 @@ export class TranscriptView {
   /** Draws the latest text of each reply that streamed since the last frame. */
   private drawStreamed(): void {
     this.frameRequested = false;
-    for (const [key, body] of this.undrawn) renderMarkdown(body, this.texts.get(key) ?? '', this.actions);
+    // Each body was last drawn with its text's beginning: appendText only adds to the text.
+    for (const [key, body] of this.undrawn)
+      renderMarkdown(body, this.texts.get(key) ?? '', this.actions, { appended: true });
     this.undrawn.clear();
     this.keepEndInView();
   }

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import { JSDOM } from 'jsdom';
-import MarkdownIt from 'markdown-it';
+import MarkdownIt, { type Renderer, type Token } from 'markdown-it';
 import { renderMarkdown, sanitizeHtml } from '../../webview/markdown';
 
 const NO_ACTIONS = { copy: () => undefined, insert: () => undefined };
@@ -103,8 +103,8 @@ function structure(node: Node): string {
 }
 
 /**
- * Streams `sample` a character at a time: at each step the element shows what rendering the text so far in a fresh
- * element shows, and at the end what markdown-it makes of the whole text, sanitized.
+ * Streams `sample` a character at a time, as the chat does (`appended`): at each step the element shows what rendering
+ * the text so far in a fresh element shows, and at the end what markdown-it makes of the whole text, sanitized.
  */
 function assertStreamsAsWhole(sample: string): void {
   const { window } = new JSDOM('<!doctype html><div id="answer"></div>');
@@ -112,7 +112,7 @@ function assertStreamsAsWhole(sample: string): void {
   let text = '';
   for (const piece of pieces(sample, 1)) {
     text += piece;
-    renderMarkdown(answer, text, NO_ACTIONS);
+    renderMarkdown(answer, text, NO_ACTIONS, { appended: true });
     const whole = window.document.createElement('div');
     renderMarkdown(whole, text, NO_ACTIONS);
     assert.equal(answer.innerHTML, whole.innerHTML, `after ${JSON.stringify(text)}`);
@@ -231,43 +231,60 @@ const SETTLING_SAMPLES = {
     'One\r\n\r\n- a\r\n- b\r\n\r\n\r\n```\r\ncode\r\n```\r\n\r\nTwo\rThree\n\n\nFour',
 };
 
-/** Characters parsed as markdown and as HTML (DOMPurify) to stream an answer a line a frame. */
+/** Characters parsed as markdown, rendered as HTML (the tokens' text) and parsed as HTML (DOMPurify) to stream. */
 interface StreamingWork {
   parsed: number;
+  rendered: number;
   sanitized: number;
   lines: number;
 }
 
-/** Streams answers a line a frame, counting the characters markdown-it and DOMPurify's HTML parser take. */
+/** Streams `sample` into `answer` a line a frame, as the chat does; returns the whole text. */
+function streamLines(answer: HTMLElement, sample: string): string {
+  let text = '';
+  for (const line of sample.split(/(?<=\n)/)) {
+    text += line;
+    renderMarkdown(answer, text, NO_ACTIONS, { appended: true });
+  }
+  return text;
+}
+
+/** Streams answers a line a frame, counting the characters markdown-it and DOMPurify take. */
 function streamingWork(t: TestContext): (sample: string) => StreamingWork {
   const { window } = new JSDOM('');
   const parse = t.mock.method(MarkdownIt.prototype, 'parse');
+  const render = t.mock.method(Object.getPrototypeOf(new MarkdownIt().renderer) as Renderer, 'render');
   const sanitize = t.mock.method(window.DOMParser.prototype, 'parseFromString');
   return (sample) => {
-    const answer = window.document.createElement('div');
-    const [parsedBefore, sanitizedBefore] = [parse.mock.calls.length, sanitize.mock.calls.length];
-    let text = '';
-    for (const line of sample.split(/(?<=\n)/)) {
-      text += line;
-      renderMarkdown(answer, text, NO_ACTIONS);
-    }
-    const characters = (calls: { arguments: unknown[] }[]) =>
-      calls.reduce((sum, call) => sum + String(call.arguments[0]).length, 0);
-    return {
-      parsed: characters(parse.mock.calls.slice(parsedBefore)),
-      sanitized: characters(sanitize.mock.calls.slice(sanitizedBefore)),
-      lines: text.split('\n').length,
-    };
+    const callsBefore = [parse, render, sanitize].map((method) => method.mock.callCount());
+    const text = streamLines(window.document.createElement('div'), sample);
+    const [parsed, rendered, sanitized] = [parse, render, sanitize].map((method, i) =>
+      method.mock.calls.slice(callsBefore[i]).reduce((sum, call) => sum + characters(call.arguments[0]), 0),
+    );
+    return { parsed: parsed!, rendered: rendered!, sanitized: sanitized!, lines: text.split('\n').length };
   };
+}
+
+/** The characters of a string, or of the tokens' text. */
+function characters(argument: string | Token[]): number {
+  return typeof argument === 'string'
+    ? argument.length
+    : argument.reduce((sum, token) => sum + token.content.length, 0);
 }
 
 /** Asserts that the work for answers 1, 2 and 4 times as long grows about 2× and 4× (linear), not 4× and 16×. */
 function assertLinear(t: TestContext, small: StreamingWork, medium: StreamingWork, large: StreamingWork): void {
-  for (const kind of ['parsed', 'sanitized'] as const) {
+  for (const kind of ['parsed', 'rendered', 'sanitized'] as const) {
     const growth = [medium[kind] / small[kind], large[kind] / small[kind]];
     t.diagnostic(`${kind}: ${small[kind]}, ${medium[kind]}, ${large[kind]} characters`);
     assert.ok(growth[0]! < 2.6 && growth[1]! < 5.5, `${kind} grew ${growth.map((g) => g.toFixed(1)).join('×, ')}×`);
   }
+}
+
+/** An answer with a code block of `lines` lines between two paragraphs. */
+function codeBlock(lines: number): string {
+  const code = Array.from({ length: lines }, (_, line) => `v${line} = x < f(${line});`);
+  return ['Run:', '', '```ts', ...code, '```', '', 'Done.'].join('\n');
 }
 
 describe('a long streamed answer costs work in proportion to its length', () => {
@@ -284,16 +301,6 @@ describe('a long streamed answer costs work in proportion to its length', () => 
 
   test('a long code block is parsed line by line as it streams, not again whole with every line', (t) => {
     const work = streamingWork(t);
-    const codeBlock = (lines: number) =>
-      [
-        'Run:',
-        '',
-        '```ts',
-        ...Array.from({ length: lines }, (_, line) => `const v${line} = f(${line});`),
-        '```',
-        '',
-        'Done.',
-      ].join('\n');
     const [small, medium, large] = [500, 1000, 2000].map((lines) => work(codeBlock(lines)));
     assertLinear(t, small!, medium!, large!);
   });
