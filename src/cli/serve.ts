@@ -1,6 +1,8 @@
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { EngineClient } from '../client/engineClient';
+import { coresPerWorker, thisMachineCores } from '../engine/runtime/threads';
 import { FicocoError } from '../common/errors';
 import { AUTO_METHOD } from '../common/reductionChoice';
 import { MAX_IMAGE_BYTES } from '../common/imageFile';
@@ -30,7 +32,8 @@ for server-sent events), GET /v1/models, /health, /ready and /metrics (Prometheu
 with "ficoco": {"method": "ficoco-v", "budget": "11%"}; otherwise --method (default auto: the model's
 recommendation). Binding to anything but this machine needs --api-key (or $FICOCO_API_KEY); clients then send
 Authorization: Bearer KEY. --workers N starts up to N engine processes, one request each at a time, as many as memory
-allows; --queue requests wait beyond them, and more get 429 with Retry-After. --max-body-mb bounds a request's
+allows, each with 1/N of the cores unless --threads says otherwise; --queue requests wait beyond them, and more get
+429 with Retry-After. --max-body-mb bounds a request's
 body (default: the largest image the engine takes, as base64, and 1 MiB of text).
 `;
 
@@ -76,17 +79,21 @@ export async function serveCommand(args: string[]): Promise<number> {
       : base64Length(MAX_IMAGE_BYTES) + 2 ** 20;
   const reduction = reductionArg(values.method, values.budget, values.param);
   const threads = threadsArg(values.threads);
+  const workers = integer('--workers', values.workers, 1);
+  const machineCores = thisMachineCores() ?? os.availableParallelism();
+  const cores = threads === undefined && workers > 1 ? coresPerWorker(machineCores, workers) : undefined;
   const model = {
     modelDir: path.resolve(modelDir),
     provider: providerArg(values.provider),
     ...(threads !== undefined ? { threads } : {}),
+    ...(cores !== undefined ? { cores } : {}),
     quantization: quantizationArg(values.quantize),
     ...(reduction ? { warmUp: reduction } : {}),
   };
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const host = hostEntry();
   const pool = new WorkerPool({
-    workers: integer('--workers', values.workers, 1),
+    workers,
     queueLimit: integer('--queue', values.queue, 0),
     model,
     // The client logs a first quantized load's progress at each quarter.
@@ -111,7 +118,8 @@ export async function serveCommand(args: string[]): Promise<number> {
       'ficoco serve: plain http: the API key, questions, screenshots and answers cross the network unencrypted; ' +
         'on a network you do not trust, serve on 127.0.0.1 behind a proxy that terminates TLS (docs/serving.md).',
     );
-  log(`ficoco serve: ${modelId} at ${address}/v1 (${pool.workers} worker(s), queue ${values.queue})`);
+  const sharing = cores !== undefined ? `, ${cores} of ${machineCores} cores each` : '';
+  log(`ficoco serve: ${modelId} at ${address}/v1 (${pool.workers} worker(s)${sharing}, queue ${values.queue})`);
   await new Promise<void>((resolve) => {
     const stop = () => void app.close().then(() => resolve());
     process.once('SIGINT', stop);

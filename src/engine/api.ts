@@ -18,8 +18,10 @@ export interface EngineOptions {
   provider?: ProviderSetting;
   /** 'auto' (default): float16 graphs on GPU providers, float32 on the CPU */
   precision?: Precision;
-  /** intra-op threads (default: defaultThreads in runtime/threads.ts) */
+  /** intra-op threads (default: defaultThreads in runtime/threads.ts, over `cores`) */
   threads?: number;
+  /** physical cores the default threads may use (default: this machine's; ficoco serve shares them among workers) */
+  cores?: number;
   /** quantization of the decoder's linear layers (on the CPU the tower's too), cached beside the weights (default none) */
   quantization?: WeightQuantization;
   /** where quantized caches of weights in a Hugging Face cache or a read-only folder go (default in ~/.cache) */

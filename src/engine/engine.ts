@@ -269,7 +269,7 @@ export class LlavaEngine {
         candidates,
         failures,
         precision: options.precision,
-        threads: options.threads ?? defaultThreads(smallPrefillFlops(arch), thisMachineCores()),
+        threads: options.threads ?? defaultThreads(smallPrefillFlops(arch), options.cores ?? thisMachineCores()),
         beforeCpuFallback: (reasons) => checkFitsCpu(reasons.join('; ')),
       });
       const runners = {

@@ -68,6 +68,7 @@ class EngineHost {
         const engine = await LlavaEngine.load(modelDir, {
           provider: params.provider,
           threads: params.threads,
+          cores: params.cores,
           quantization,
           quantizedCacheDir: params.quantizedCacheDir,
           onQuantizing:
@@ -79,6 +80,7 @@ class EngineHost {
         this.loaded = { key, engine, warmed: new Set() };
         log(
           `loaded on ${engine.provider}${engine.providerFallback ? ` (${engine.providerFallback})` : ''}` +
+            (engine.threads !== undefined ? `, ${engine.threads} thread(s)` : '') +
             (engine.quantizedWeights ? `, weights ${engine.quantizedWeights}` : ''),
         );
       }

@@ -35,6 +35,8 @@ export interface LoadParams {
   provider: ProviderSetting;
   /** intra-op threads; ONNX Runtime's default when absent */
   threads?: number;
+  /** physical cores the engine's default threads may use; this machine's when absent */
+  cores?: number;
   /** quantization of the decoder's linear layers and output head (on the CPU the vision tower's too); none when absent */
   quantization?: WeightQuantization;
   /** where quantized weights of a model in a Hugging Face cache are kept (the engine's default when absent) */
@@ -54,6 +56,7 @@ export function loadKey(params: LoadParams): string {
     params.modelDir,
     params.provider,
     params.threads ?? null,
+    params.cores ?? null,
     params.quantization ?? 'none',
     params.quantizedCacheDir ?? null,
   ]);
@@ -220,6 +223,7 @@ export function parseLoadParams(value: unknown): LoadParams {
   }
   const result: LoadParams = { modelDir, provider: provider as ProviderSetting };
   if (params.threads !== undefined) result.threads = integer(params.threads, 'threads', 1, 1024);
+  if (params.cores !== undefined) result.cores = integer(params.cores, 'cores', 1, 1024);
   if (params.quantization !== undefined) {
     if (!(WEIGHT_QUANTIZATIONS as readonly unknown[]).includes(params.quantization))
       throw invalidParams(

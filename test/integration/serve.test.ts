@@ -7,6 +7,7 @@ import { EventEmitter, once } from 'node:events';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -15,6 +16,7 @@ import { EngineClient } from '../../src/client/engineClient';
 import { buildServer } from '../../src/server/app';
 import { IMAGE_ALONE_QUESTION } from '../../src/server/chatRequest';
 import { WorkerPool } from '../../src/server/workerPool';
+import { coresPerWorker, thisMachineCores } from '../../src/engine/runtime/threads';
 import { writeEndlessModel } from '../helpers/endlessModel';
 import { screenshotPng } from '../../tools/screenshotPng';
 import { type ServeProcess, startServe } from '../../tools/serveProcess';
@@ -613,6 +615,29 @@ describe('ficoco serve under load and over the network', () => {
       assert.equal(next.choices[0].finish_reason, 'length');
     } finally {
       await server.close();
+    }
+  });
+
+  test('workers share the cores: each engine defaults to its share, unless --threads says otherwise', async () => {
+    const cores = thisMachineCores() ?? os.availableParallelism();
+    const shared = await startServe('--workers', '2', '--method', 'none');
+    try {
+      const ready = shared.log.find((line) => / at http:\S+\/v1 \(/.test(line)) ?? '';
+      assert.match(ready, new RegExp(`\\(2 worker\\(s\\), ${coresPerWorker(cores, 2)} of ${cores} cores each, queue`));
+      // The built-in model runs on one thread whatever its share (its prefill is tiny).
+      const loaded = shared.log.filter((line) => /\[ficoco-host\] loaded on cpu, 1 thread\(s\)/.test(line));
+      assert.equal(loaded.length, 2, shared.log.join('\n'));
+    } finally {
+      await shared.close();
+    }
+    const told = await startServe('--workers', '2', '--threads', '1', '--method', 'none');
+    try {
+      assert.ok(
+        told.log.some((line) => /\(2 worker\(s\), queue/.test(line)),
+        told.log.join('\n'),
+      );
+    } finally {
+      await told.close();
     }
   });
 

@@ -9,6 +9,7 @@ import {
   base64Length,
   decodedLength,
   errorKindOf,
+  loadKey,
   parseAnswerStats,
   parseAskParams,
   parseLoadParams,
@@ -53,6 +54,11 @@ describe('engine/load params', () => {
       provider: 'cuda',
       threads: 4,
     });
+    assert.deepEqual(parseLoadParams({ modelDir: '/m', provider: 'cpu', cores: 2 }), {
+      modelDir: '/m',
+      provider: 'cpu',
+      cores: 2,
+    });
     const quantized = {
       modelDir: '/m',
       provider: 'cpu',
@@ -83,6 +89,16 @@ describe('engine/load params', () => {
       /threads is 0; expected a whole number from 1/,
     );
     assert.match(refusal(parseLoadParams, { modelDir: '/m', provider: 'cpu', threads: 1.5 }), /threads is 1\.5/);
+    assert.match(
+      refusal(parseLoadParams, { modelDir: '/m', provider: 'cpu', cores: 0 }),
+      /cores is 0; expected a whole number from 1/,
+    );
+  });
+
+  test('a load with another share of the cores is another load', () => {
+    const load = { modelDir: '/m', provider: 'cpu' } as const;
+    assert.notEqual(loadKey({ ...load, cores: 1 }), loadKey({ ...load, cores: 2 }));
+    assert.notEqual(loadKey({ ...load, cores: 1 }), loadKey(load));
   });
 });
 

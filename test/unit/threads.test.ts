@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { defaultThreads, physicalCores } from '../../src/engine/runtime/threads';
+import { coresPerWorker, defaultThreads, physicalCores } from '../../src/engine/runtime/threads';
 
 /** /proc/cpuinfo blocks, one per logical CPU, with only the fields the count reads. */
 const cpuinfo = (cpus: { socket: number; core: number }[]) =>
@@ -43,4 +43,12 @@ test('default threads: one for a model whose prefill is tiny, one per core other
   assert.equal(defaultThreads(5e9, 8), 1);
   assert.equal(defaultThreads(1.4e12, 8), 8);
   assert.equal(defaultThreads(1.4e12, undefined), undefined);
+});
+
+test('cores per worker: an equal share of the cores, at least one', () => {
+  assert.equal(coresPerWorker(8, 2), 4);
+  assert.equal(coresPerWorker(7, 2), 3);
+  assert.equal(coresPerWorker(2, 2), 1);
+  assert.equal(coresPerWorker(2, 3), 1);
+  assert.equal(coresPerWorker(16, 1), 16);
 });

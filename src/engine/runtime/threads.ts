@@ -32,6 +32,15 @@ export function physicalCores(cpuinfo: string | undefined, usable: number): numb
   return cores.size > 0 ? Math.min(cores.size, usable) : undefined;
 }
 
+/**
+ * The cores each of `workers` engines busy at once may use: their share of `cores`, at least one. Each starting a thread
+ * per core oversubscribes them: two OneVision-0.5B workers on two cores answered 0.18 questions a second so, 0.21 on
+ * one thread each (bench/results/serve-load-onevision.md).
+ */
+export function coresPerWorker(cores: number, workers: number): number {
+  return Math.max(1, Math.floor(cores / workers));
+}
+
 /** This machine's physical cores, as physicalCores counts them. */
 export function thisMachineCores(): number | undefined {
   return physicalCores(readCpuinfo(), os.availableParallelism());
