@@ -13,17 +13,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { runNode } from '../src/cli/oldSpaceFloor';
-import {
-  BUILTIN_ANYRES,
-  ONEVISION_05B,
-  ONEVISION_TILE,
-  type RandomArchitecture,
-  TINYLLAVA,
-  llava7b,
-  llavaNext7b,
-  randomModelDir,
-  writeRandomModel,
-} from './randomModel';
+import { randomArchitecture, randomModelDir, writeRandomModel } from './randomModel';
 
 const ROOT = path.join(__dirname, '..');
 const BUNDLED_CLI = path.join(ROOT, 'dist', 'cli.js');
@@ -48,17 +38,7 @@ async function main(): Promise<number> {
     else if (process.argv[i] === '--layers') layers = Number(process.argv[++i]);
     else passed.push(process.argv[i]);
   }
-  const ARCHITECTURES: Record<string, () => RandomArchitecture> = {
-    tinyllava: () => TINYLLAVA,
-    'onevision-tile': () => ONEVISION_TILE,
-    'llava-7b': () => llava7b(layers),
-    'onevision-0.5b': () => ONEVISION_05B,
-    'llava-next-7b': () => llavaNext7b(layers),
-    'builtin-anyres': () => BUILTIN_ANYRES,
-  };
-  if (!Object.hasOwn(ARCHITECTURES, archName))
-    throw new Error(`--arch ${archName}: one of ${Object.keys(ARCHITECTURES).join(', ')}`);
-  const arch = ARCHITECTURES[archName]();
+  const arch = randomArchitecture(archName, layers);
   const modelDir = writeRandomModel(arch, randomModelDir(arch), 'F32');
   const cut = archName === 'llava-7b' || archName === 'llava-next-7b';
   const scale = cut ? ['--llm-scale', String(32 / layers)] : [];

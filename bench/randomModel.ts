@@ -97,6 +97,23 @@ export function withImageSize(arch: RandomArchitecture, imageSize: number): Rand
   };
 }
 
+/** The architectures benchmarks name with --arch; LLaVA-1.5-7B's and LLaVA-NeXT-7B's decoders cut to `layers`. */
+const ARCHITECTURES: Record<string, (layers: number) => RandomArchitecture> = {
+  tinyllava: () => TINYLLAVA,
+  'onevision-tile': () => ONEVISION_TILE,
+  'llava-7b': llava7b,
+  'onevision-0.5b': () => ONEVISION_05B,
+  'llava-next-7b': llavaNext7b,
+  'builtin-anyres': () => BUILTIN_ANYRES,
+};
+
+/** The architecture an --arch names; an Error listing them for another name. */
+export function randomArchitecture(name: string, layers: number): RandomArchitecture {
+  if (!Object.hasOwn(ARCHITECTURES, name))
+    throw new Error(`--arch ${name}: one of ${Object.keys(ARCHITECTURES).join(', ')}`);
+  return ARCHITECTURES[name](layers);
+}
+
 /** Where the benchmarks keep `arch`'s random model: $TMPDIR/ficoco-bench/<name>-f32 (or -f16). */
 export function randomModelDir(arch: RandomArchitecture, dtype: 'F32' | 'F16' = 'F32'): string {
   return path.join(os.tmpdir(), 'ficoco-bench', `${arch.name}-${dtype.toLowerCase()}`);
