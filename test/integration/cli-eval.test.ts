@@ -123,7 +123,7 @@ test('ficoco eval scores each method and budget and writes the table and chart',
   );
   await assert.rejects(
     evalCommand([...data, '--param', 'radius=3', '--name', 'wrong']),
-    /ficoco-v has no parameter "radius"; its parameters are start, weights/,
+    /ficoco-v has no parameter "radius"; its parameters are start, schedule, weights/,
   );
   assert.ok(!fs.existsSync(path.join(out, 'wrong.md')));
 });
