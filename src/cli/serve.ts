@@ -33,8 +33,8 @@ with "ficoco": {"method": "ficoco-v", "budget": "11%"}; otherwise --method (defa
 recommendation). Binding to anything but this machine needs --api-key (or $FICOCO_API_KEY); clients then send
 Authorization: Bearer KEY. --workers N starts up to N engine processes, one request each at a time, as many as memory
 allows, each with 1/N of the cores unless --threads says otherwise; --queue requests wait beyond them, and more get
-429 with Retry-After. --max-body-mb bounds a request's
-body (default: the largest image the engine takes, as base64, and 1 MiB of text).
+429 with Retry-After. --max-body-mb bounds a request's body (default: the largest image the engine takes, as base64,
+and 1 MiB of text).
 `;
 
 export const SERVE_OPTIONS = {
