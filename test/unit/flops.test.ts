@@ -45,7 +45,7 @@ function near(actual: number, expected: number, tolerance: number, what: string)
   assert.ok(Math.abs(actual - expected) <= tolerance, `${what}: ${actual} is not within ${tolerance} of ${expected}`);
 }
 
-describe('LLM prefill FLOPs (LLM-Viewer accounting, ficoco-spec §6.2)', () => {
+describe('LLM prefill FLOPs (LLM-Viewer accounting, as the FiCoCo paper reports TFLOPs)', () => {
   it('one layer is 2N(4D² + 3DH) + 4N²D + 5hN² + 18ND for MHA', () => {
     const [n, d, h, heads] = [636, 4096, 11008, 32];
     assert.equal(

@@ -9,9 +9,10 @@ import { resolveParams } from '../../src/reduction/registry';
 import { HookSite, SiteView, VisualSpan } from '../../src/reduction/tokenState';
 
 /**
- * One FiCoCo step against a literal transcription of the spec's clean reference algorithms (ficoco-spec §2.10 for
- * FiCoCo-V, §3.8 for FiCoCo-L), written without the library's helpers: sort-based quantile, plain loops, nested
- * arrays. Random logits on a 1/8 grid make ties common, so the tie rules (smaller position first) are exercised too.
+ * One FiCoCo step against a literal transcription of clean reference algorithms (the paper's FiCoCo-V and
+ * FiCoCo-L, arXiv 2411.17686v4, without the official code's quirks), written without the library's helpers:
+ * sort-based quantile, plain loops, nested arrays. Random logits on a 1/8 grid make ties common, so the tie rules
+ * (smaller position first) are exercised too.
  */
 
 type Matrix = number[][];

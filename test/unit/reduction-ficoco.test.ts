@@ -14,8 +14,8 @@ import { correlationProblems, mergeIntoReceivers } from '../../src/reduction/sta
 import { HookSite, SiteView, TokenState, VisualSpan, validateTokenState } from '../../src/reduction/tokenState';
 
 /**
- * Hand-computed checks of FiCoCo-V and FiCoCo-L (ficoco-spec §2, §3.8, §8) on inputs small enough
- * that every expected number is worked out in the comments.
+ * Hand-computed checks of FiCoCo-V and FiCoCo-L (arXiv 2411.17686v4: filter, correlate, compress) on inputs
+ * small enough that every expected number is worked out in the comments.
  */
 
 const SHAPE: ModelShape = {
@@ -583,7 +583,7 @@ describe('FiCoCo-L, hand-computed on 2 text + 6 visual + 3 text tokens', () => {
   });
 });
 
-describe('FiCoCo-V schedule on LLaVA-1.5 (ficoco-spec §2.8)', () => {
+describe('FiCoCo-V schedule on LLaVA-1.5', () => {
   test('layers 12…22 of the 23 that run remove 576 − B as evenly as possible, earlier layers one more', () => {
     const run = (n: number, r: number) => new Array<number>(n).fill(r);
     for (const [budget, removals] of [

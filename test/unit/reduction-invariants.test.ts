@@ -7,8 +7,8 @@ import { TokenState } from '../../src/reduction/tokenState';
 import { DEFAULT_SIM, SimOptions, SimResult, simShape, simulate } from '../helpers/reductionSim';
 
 /**
- * ficoco-spec §8 for every registered method, on the miniature engine: a 12×12 grid (144 patches),
- * where 48 / 32 / 16 kept tokens mirror 192 / 128 / 64 of 576.
+ * The invariants every reduction must keep, for every registered method, on the miniature engine: a 12×12 grid
+ * (144 patches), where 48 / 32 / 16 kept tokens mirror 192 / 128 / 64 of 576.
  */
 const BUDGETS = [48, 32, 16];
 
