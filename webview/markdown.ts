@@ -12,16 +12,33 @@
  * a table whose own tags stayed the same is compared block by block inside, so a finished item or row keeps its
  * elements while the next one streams; each block inside is sanitized within its containers' tags, as a whole render
  * parses it. A fenced code block that only grew (still streaming) takes the new code as text in its element, so a long
- * one is not drawn again whole; at the end of the text, only its opening and last lines and the new text are parsed,
- * its HTML is made only if something reads it, and once closed it settles (nothing after it can join it). A caller
- * that only appends to the text says so (`appended`), so a frame costs the new text, not the whole answer's length.
+ * one is not drawn again whole; at the end of the text (at the top level, or at the end of the last item of lists),
+ * only its opening and last lines and the new text are parsed, its HTML is made only if something reads it, and once
+ * closed it settles (nothing after it can join it). A caller that only appends to the text says so (`appended`), so a
+ * frame costs the new text, not the whole answer's length.
  */
 import createDOMPurify, { type DOMPurify } from 'dompurify';
 import MarkdownIt, { type Env, type Token } from 'markdown-it';
 import { button } from './controls';
 
+/** How answers parse: raw HTML stays text, bare addresses stay text, a line break is a break. */
+const OPTIONS = { html: false, linkify: false, breaks: true };
 // No images: an answer must not show pictures the model chose (data: URLs pass the CSP), only link to http(s).
-const markdown = new MarkdownIt({ html: false, linkify: false, breaks: true }).disable('image');
+const markdown = new MarkdownIt(OPTIONS).disable('image');
+
+/**
+ * Parses text as the lines of a list item whose content starts at the column of the text's first line, as a fence's
+ * lines parse in the item it ends. A line indented less ends the item; what follows it parses after the item, so the
+ * tokens show that the item ended.
+ */
+const listItemLines = new MarkdownIt(OPTIONS).disable('image');
+listItemLines.core.ruler.at('block', (state) => {
+  const lines = new state.md.block.State(state.src, state.md, state.env, state.tokens);
+  lines.blkIndent = lines.sCount[0] ?? 0;
+  state.md.block.tokenize(lines, 0, lines.lineMax);
+  lines.blkIndent = 0;
+  state.md.block.tokenize(lines, lines.line, lines.lineMax);
+});
 
 export interface CodeActions {
   copy(text: string): void;
@@ -80,14 +97,16 @@ interface ParsedText {
   settledReferences: References;
   /** Every definition in the text: the links of all its blocks were made with these. */
   references: References;
-  /** The last block when it is a fence at the top level, which more code grows without parsing it again. */
+  /** The fence that ends the text, at the top level or in lists, which more code grows without parsing it again. */
   lastFence?: LastFence;
 }
 
 /** A fenced code block at the end of the text: what parsing its last line and the text after it needs. */
 interface LastFence {
-  /** Its opening line, such as "```ts\n". */
+  /** Its opening line, such as "```ts\n"; in a list, with spaces where the item markers before it were. */
   opening: string;
+  /** Whether it ends the last item of a list (nested or not) rather than being a top-level block. */
+  inList: boolean;
   /** Where its last line, which may be a closing fence or become one, starts in the text. */
   lastLineStart: number;
   /** Its code before its last line: lines that more text cannot change. */
@@ -186,16 +205,21 @@ function drawBlocks(
 
 /** `old` showing `block` in its own nodes (the same, a fence grown, a container's tags the same), or undefined. */
 function updateInPlace(old: DrawnBlock, block: Block, page: Page, within: Container[]): DrawnBlock | undefined {
-  // Before comparing HTML, which would escape all its code: a fence grown from the one drawn knows what it added.
+  // A settled block, or one beside a growing fence, is the block drawn.
+  if (old.block === block) return old;
+  // Before comparing HTML, which would escape all its code: a fence grown from the one drawn knows what it added, and
+  // a container with the same tags is compared block by block (a fence growing inside is not escaped either).
   const grown = block.fence?.grown;
   if (grown?.from === old.block && appendCode(old, grown.code)) return { block, nodes: old.nodes };
+  const [before, after] = [old.block.container, block.container];
+  if (old.blocks && before && after && before.open === after.open && before.close === after.close) {
+    const element = containerElement(old.nodes)!;
+    return { block, nodes: old.nodes, blocks: drawBlocks(element, old.blocks, after.blocks, page, [...within, after]) };
+  }
   if (old.block.html === block.html) return old;
   const added = addedCode(old.block, block);
   if (added !== undefined && appendCode(old, added)) return { block, nodes: old.nodes };
-  const [before, after] = [old.block.container, block.container];
-  if (!old.blocks || !before || !after || before.open !== after.open || before.close !== after.close) return undefined;
-  const element = containerElement(old.nodes)!;
-  return { block, nodes: old.nodes, blocks: drawBlocks(element, old.blocks, after.blocks, page, [...within, after]) };
+  return undefined;
 }
 
 /** `block` as new nodes: a container as its sanitized tags with its blocks drawn inside, any other block whole. */
@@ -302,8 +326,7 @@ function parseAfterSettled(previous: ParsedText, text: string): ParsedText {
   const firstUnsettled = secondLast && tokens[secondLast[0]]!.type === 'fence' ? ranges.length - 1 : ranges.length - 2;
   const firstUnsettledLine = secondLast ? tokens[ranges[firstUnsettled]![0]]!.map?.[0] : undefined;
   const settledEnd = previous.settledEnd + (firstUnsettledLine === undefined ? 0 : lineStart(tail, firstUnsettledLine));
-  const lastRange = ranges.at(-1);
-  const last = lastRange && tokens[lastRange[0]];
+  const last = lastFenceToken(tokens);
   return {
     text,
     blocks: [
@@ -314,42 +337,77 @@ function parseAfterSettled(previous: ParsedText, text: string): ParsedText {
     settledEnd,
     settledReferences: withDefinitions(previous.settledReferences, text.slice(previous.settledEnd, settledEnd)),
     references: env.references ?? {},
-    lastFence: last?.type === 'fence' ? lastFenceOf(last, tail, previous.settledEnd) : undefined,
+    lastFence: last && lastFenceOf(last.fence, last.inList, tail, previous.settledEnd),
   };
 }
 
 /**
  * `text` parsed as `previous` and a longer last fence, when `text` adds only code to the fence that ends `previous`:
  * only the fence's opening line, its last line and the new text are parsed, not the fence's whole code. Undefined
- * when the new text closes the fence (or `previous` ends otherwise): the text after the fence is parsed as usual.
+ * when the new text closes the fence or ends its list item (or `previous` ends otherwise): the text after the block
+ * before the last is parsed as usual.
  */
 function growLastFence(previous: ParsedText, text: string): ParsedText | undefined {
   const fence = previous.lastFence;
   if (!fence) return undefined;
-  // A fence's lines are code or its closing line whatever the lines before them are, at the top level.
+  // A fence's lines are code or its closing line whatever the lines before them are, at the top level; in a list, a
+  // line indented less than the fence's opening line may end its item (conservative: the item's content may start
+  // before the fence, but the fence grows here only while every line reaches it).
   const source = fence.opening + text.slice(fence.lastLineStart);
-  const tokens = markdown.parse(source, {});
+  const tokens = (fence.inList ? listItemLines : markdown).parse(source, {});
   const [grown] = tokens;
   if (tokens.length !== 1 || grown?.type !== 'fence' || !isOpen(grown)) return undefined;
-  const lastFence = lastFenceOf(grown, source, fence.lastLineStart - fence.opening.length, fence.codeBeforeLastLine);
+  const offset = fence.lastLineStart - fence.opening.length;
+  const lastFence = lastFenceOf(grown, fence.inList, source, offset, fence.codeBeforeLastLine);
   // Its last line's code only grew, so what follows it is all the new text added; the drawn code takes just that.
   const added = grown.content.slice(fence.lastLineCode.length);
   grown.content = fence.codeBeforeLastLine + grown.content;
-  const block = fenceBlock(grown, { from: previous.blocks.at(-1)!, code: added });
-  return { ...previous, text, blocks: [...previous.blocks.slice(0, -1), block], lastFence };
+  const blocks = withLastBlock(previous.blocks, (from) => fenceBlock(grown, { from, code: added }));
+  return { ...previous, text, blocks, lastFence };
+}
+
+/** Closing tokens that may follow the text's last fence while it still grows as one: its list items and lists. */
+const LIST_CLOSES = new Set(['list_item_close', 'bullet_list_close', 'ordered_list_close']);
+
+/** The fence that ends `tokens`, at the top level or as the last block of the last item of lists, if one does. */
+function lastFenceToken(tokens: Token[]): { fence: Token; inList: boolean } | undefined {
+  let last = tokens.length - 1;
+  while (last >= 0 && LIST_CLOSES.has(tokens[last]!.type)) last--;
+  const fence = tokens[last];
+  return fence?.type === 'fence' ? { fence, inList: last < tokens.length - 1 } : undefined;
+}
+
+/** `blocks` with their last block, or the last block in their last container, made by `replace` from it. */
+function withLastBlock(blocks: Block[], replace: (last: Block) => Block): Block[] {
+  const last = blocks.at(-1)!;
+  const { container } = last;
+  const replaced = container
+    ? containerBlock(container.open, container.close, withLastBlock(container.blocks, replace))
+    : replace(last);
+  return [...blocks.slice(0, -1), replaced];
 }
 
 /**
  * `fence`, parsed from `source` (at `offset` in the text), as the text's last fence; `codeBefore` is its code from
  * lines before `source`. Undefined while it has no line after its opening line, whose info string may still grow.
  */
-function lastFenceOf(fence: Token, source: string, offset: number, codeBefore = ''): LastFence | undefined {
+function lastFenceOf(
+  fence: Token,
+  inList: boolean,
+  source: string,
+  offset: number,
+  codeBefore = '',
+): LastFence | undefined {
   const [first, end] = fence.map!;
   if (end - first < 2) return undefined;
   const lastLineCodeStart = endOfLines(fence.content, end - first - 2);
+  // Ending in "\n": a "\r" there and a last line that starts with "\n" would be one line break, not two.
+  const opening = source.slice(lineStart(source, first), lineStart(source, first + 1)).replace(/\r\n?$/, '\n');
+  // Only list markers and whitespace come before the fence: spaces for the markers keep every column, tabs' too.
+  const markupStart = opening.indexOf(fence.markup);
   return {
-    // Ending in "\n": a "\r" there and a last line that starts with "\n" would be one line break, not two.
-    opening: source.slice(lineStart(source, first), lineStart(source, first + 1)).replace(/\r\n?$/, '\n'),
+    opening: opening.slice(0, markupStart).replace(/[^\t]/g, ' ') + opening.slice(markupStart),
+    inList,
     lastLineStart: offset + lineStart(source, end - 1),
     codeBeforeLastLine: codeBefore + fence.content.slice(0, lastLineCodeStart),
     lastLineCode: fence.content.slice(lastLineCodeStart),
@@ -394,11 +452,21 @@ function blockOf(tokens: Token[], [start, end]: [number, number], env: Env): Blo
     const blocks = blockRanges(tokens, start + 1, end - 1).map((range) => blockOf(tokens, range, env));
     // Rendered among all the tokens, as a whole render has them: a tight list's <li> has no line break after it.
     const tag = (i: number) => markdown.renderer.renderToken(tokens, i, markdown.options);
-    const [open, close] = [tag(start), tag(end - 1)];
-    return { html: open + blocks.map((block) => block.html).join('') + close, container: { open, close, blocks } };
+    return containerBlock(tag(start), tag(end - 1), blocks);
   }
   if (first.type === 'fence') return fenceBlock(first);
   return { html: markdown.renderer.render(tokens.slice(start, end), markdown.options, env) };
+}
+
+/** A container's block. Its HTML is made when first read: it holds the HTML of every fence inside, all code escaped. */
+function containerBlock(open: string, close: string, blocks: Block[]): Block {
+  let html: string | undefined;
+  return {
+    get html() {
+      return (html ??= open + blocks.map((block) => block.html).join('') + close);
+    },
+    container: { open, close, blocks },
+  };
 }
 
 /** A fence's block. Its HTML, all its code escaped, is made when first read: a growing fence is drawn from its code. */

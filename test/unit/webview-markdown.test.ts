@@ -231,6 +231,19 @@ const SETTLING_SAMPLES = {
     'One\r\n\r\n- a\r\n- b\r\n\r\n\r\n```\r\ncode\r\n```\r\n\r\nTwo\rThree\n\n\nFour',
 };
 
+/** Code blocks streaming at the end of list items, and the lines that end them or only look as if they would. */
+const LIST_FENCE_SAMPLES = {
+  'in an ordered list, followed by more items':
+    '1. Run this:\n\n   ```sh\n   npm ci\n\n     npm test\n  \n   ```\n2. Then:\n   ```\n   a\n   ```\n3. Done.',
+  'in a bullet list nested in an ordered one, with Windows line endings':
+    '1. Build:\n   - first:\n     ```ts\n     const a = 1;\n       indented\n     ```\n   - then\n     ```\n     b\n2. Done\n' +
+    '   * ```\r\n     c\r\n\r\n     d\0\r\n',
+  'ended by a line indented less than the item': '- a\n  ```\n  x\n y\nz\n\n* ```\n  w\n\n  v\n\n1. ~~~\n   u\n  t\n',
+  'indented within the item, after tabs, and lines that only look like fences':
+    '1. a\n\n     ```\n     x\n    y\n        ```\n     ````\n     ```\n-\t```\n\tcode\n  \t~~~\n\t```\n' +
+    '10. ~~~~ sh\n    q\n   \n    ~~~~\n- - ```\n    deep\n   ```\n    ```\n> - ```\n>   quoted\n',
+};
+
 /** Characters parsed as markdown, rendered as HTML (the tokens' text) and parsed as HTML (DOMPurify) to stream. */
 interface StreamingWork {
   parsed: number;
@@ -281,15 +294,31 @@ function assertLinear(t: TestContext, small: StreamingWork, medium: StreamingWor
   }
 }
 
+/** `lines` lines of code, each indented by `indent`. */
+function code(lines: number, indent = ''): string[] {
+  return Array.from({ length: lines }, (_, line) => `${indent}v${line} = x < f(${line});`);
+}
+
 /** An answer with a code block of `lines` lines between two paragraphs. */
 function codeBlock(lines: number): string {
-  const code = Array.from({ length: lines }, (_, line) => `v${line} = x < f(${line});`);
-  return ['Run:', '', '```ts', ...code, '```', '', 'Done.'].join('\n');
+  return ['Run:', '', '```ts', ...code(lines), '```', '', 'Done.'].join('\n');
 }
+
+/** Answers with a code block of `lines` lines at the end of a list item: in an ordered list, in a nested bullet list. */
+const LIST_CODE_BLOCKS = {
+  'in an ordered list': (lines: number) =>
+    ['1. Run this:', '', '   ```sh', ...code(lines, '   '), '   ```', '2. Done.'].join('\n'),
+  'in a bullet list in an ordered list': (lines: number) =>
+    ['1. Build:', '   - first:', '     ```ts', ...code(lines, '     '), '     ```', '   - then', '2. Done.'].join('\n'),
+};
 
 describe('a long streamed answer costs work in proportion to its length', () => {
   for (const [name, sample] of Object.entries(SETTLING_SAMPLES))
     test(`parsed from its last blocks on, it is drawn as a whole render draws it: ${name}`, () =>
+      assertStreamsAsWhole(sample));
+
+  for (const [name, sample] of Object.entries(LIST_FENCE_SAMPLES))
+    test(`a code block streaming in a list item is drawn as a whole render draws it: ${name}`, () =>
       assertStreamsAsWhole(sample));
 
   test('parsing and sanitizing grow linearly: four times the answer, about four times the work, not sixteen', (t) => {
@@ -304,4 +333,11 @@ describe('a long streamed answer costs work in proportion to its length', () => 
     const [small, medium, large] = [500, 1000, 2000].map((lines) => work(codeBlock(lines)));
     assertLinear(t, small!, medium!, large!);
   });
+
+  for (const [name, answer] of Object.entries(LIST_CODE_BLOCKS))
+    test(`a long code block in a list item is parsed and drawn line by line as it streams: ${name}`, (t) => {
+      const work = streamingWork(t);
+      const [small, medium, large] = [500, 1000, 2000].map((lines) => work(answer(lines)));
+      assertLinear(t, small!, medium!, large!);
+    });
 });
