@@ -32,9 +32,9 @@ for server-sent events), GET /v1/models, /health, /ready and /metrics (Prometheu
 with "ficoco": {"method": "ficoco-v", "budget": "11%"}; otherwise --method (default auto: the model's
 recommendation). Binding to anything but this machine needs --api-key (or $FICOCO_API_KEY); clients then send
 Authorization: Bearer KEY. --workers N starts up to N engine processes, one request each at a time, as many as memory
-allows, each with 1/N of the cores unless --threads says otherwise; --queue requests wait beyond them, and more get
-429 with Retry-After. --max-body-mb bounds a request's body (default: the largest image the engine takes, as base64,
-and 1 MiB of text).
+allows, sharing the cores among those that start unless --threads says otherwise; --queue requests wait beyond them,
+and more get 429 with Retry-After. --max-body-mb bounds a request's body (default: the largest image the engine
+takes, as base64, and 1 MiB of text).
 `;
 
 export const SERVE_OPTIONS = {
@@ -81,21 +81,22 @@ export async function serveCommand(args: string[]): Promise<number> {
   const threads = threadsArg(values.threads);
   const workers = integer('--workers', values.workers, 1);
   const machineCores = thisMachineCores() ?? os.availableParallelism();
-  const cores = threads === undefined && workers > 1 ? coresPerWorker(machineCores, workers) : undefined;
   const model = {
     modelDir: path.resolve(modelDir),
     provider: providerArg(values.provider),
     ...(threads !== undefined ? { threads } : {}),
-    ...(cores !== undefined ? { cores } : {}),
     quantization: quantizationArg(values.quantize),
     ...(reduction ? { warmUp: reduction } : {}),
   };
+  // Workers busy at once share the cores, unless --threads says how many each takes.
+  const shareOf = (running: number) =>
+    threads === undefined && running > 1 ? { ...model, cores: coresPerWorker(machineCores, running) } : model;
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const host = hostEntry();
   const pool = new WorkerPool({
     workers,
     queueLimit: integer('--queue', values.queue, 0),
-    model,
+    model: shareOf,
     // The client logs a first quantized load's progress at each quarter.
     newClient: () => new EngineClient({ ...host, log: (line) => log(`[engine] ${line}`) }),
     log,
@@ -118,6 +119,7 @@ export async function serveCommand(args: string[]): Promise<number> {
       'ficoco serve: plain http: the API key, questions, screenshots and answers cross the network unencrypted; ' +
         'on a network you do not trust, serve on 127.0.0.1 behind a proxy that terminates TLS (docs/serving.md).',
     );
+  const { cores } = pool.model;
   const sharing = cores !== undefined ? `, ${cores} of ${machineCores} cores each` : '';
   log(`ficoco serve: ${modelId} at ${address}/v1 (${pool.workers} worker(s)${sharing}, queue ${values.queue})`);
   await new Promise<void>((resolve) => {

@@ -7,7 +7,7 @@ import { CancellationTokenSource } from 'vscode-jsonrpc/node';
 import type { EngineClient } from '../client/engineClient';
 import { formatGibibytes } from '../common/bytes';
 import { availableMemory } from '../common/memory';
-import type { LoadParams, LoadResult } from '../protocol/engine';
+import { type LoadParams, type LoadResult, loadKey } from '../protocol/engine';
 
 /** Full queue: a 429 whose Retry-After says when a slot is likely free. */
 export class QueueFullError extends Error {
@@ -33,7 +33,8 @@ export interface WorkerPoolOptions {
   workers: number;
   /** requests that may wait for a worker; one more is refused with QueueFullError */
   queueLimit: number;
-  model: LoadParams;
+  /** the model each worker loads when `workers` of them run: they may share the machine's cores */
+  model: (workers: number) => LoadParams;
   newClient: () => EngineClient;
   /** one line about starting workers, for the server's log */
   log: (line: string) => void;
@@ -57,14 +58,17 @@ export class WorkerPool {
   private readonly waiting: Waiter[] = [];
   private readonly recentSeconds: number[] = [];
   private loaded: LoadResult | undefined;
+  private loadParams: LoadParams;
   /** requests admitted whose bodies are still arriving: each holds a worker's or a queue place already */
   private arriving = 0;
 
-  constructor(private readonly options: WorkerPoolOptions) {}
+  constructor(private readonly options: WorkerPoolOptions) {
+    this.loadParams = options.model(options.workers);
+  }
 
   /** the model every worker loads; a worker that restarted after a crash loads it again on its next request */
   get model(): LoadParams {
-    return this.options.model;
+    return this.loadParams;
   }
 
   /** The first load's result once every worker that fits has its model; undefined before. */
@@ -87,10 +91,12 @@ export class WorkerPool {
   /**
    * Starts workers one at a time, each loading the model: another starts only while the memory free afterwards is at
    * least HEADROOM times what the last one holds (its resident set), so N workers never push the machine into swap.
+   * When fewer than wanted fit, those that started load the model again as that many (with their share of the cores).
    * A load that fails ends every engine process started, then rejects.
    */
   async start(): Promise<LoadResult> {
-    const { workers, model, log } = this.options;
+    const { workers, log } = this.options;
+    const model = this.loadParams;
     const freeMemory = this.options.freeMemory ?? availableMemory;
     let first: LoadResult | undefined;
     for (let i = 0; i < workers; i++) {
@@ -118,9 +124,27 @@ export class WorkerPool {
         break;
       }
     }
+    const fitted = this.options.model(this.clients.length);
+    if (loadKey(fitted) !== loadKey(model)) first = await this.reload(fitted);
     log(`${this.clients.length} engine worker(s) ready on ${first!.provider}`);
     this.loaded = first;
     return first!;
+  }
+
+  /** Loads `params` on every worker started, one at a time: each host unloads its engine before it loads again. */
+  private async reload(params: LoadParams): Promise<LoadResult> {
+    const { workers, log } = this.options;
+    this.loadParams = params;
+    const running = this.clients.length;
+    log(`loading the model again on the ${running} engine worker(s) started, with the cores meant for ${workers}`);
+    let result: LoadResult | undefined;
+    try {
+      for (const client of this.clients) result = await client.load(params);
+    } catch (error) {
+      this.dispose();
+      throw error;
+    }
+    return result!;
   }
 
   /**

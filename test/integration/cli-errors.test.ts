@@ -506,7 +506,7 @@ test("serve's workers: a load that fails ends every engine process started, its 
   const pool = new WorkerPool({
     workers: 3,
     queueLimit: 0,
-    model: { modelDir: NOT_A_MODEL, provider: 'cpu' },
+    model: () => ({ modelDir: NOT_A_MODEL, provider: 'cpu' }),
     log: () => undefined,
     freeMemory: () => Infinity,
     newClient: () => {

@@ -553,7 +553,7 @@ describe('ficoco serve under load and over the network', () => {
     const pool = new WorkerPool({
       workers: 1,
       queueLimit: 1,
-      model: { modelDir: endless, provider: 'cpu', threads: 1 },
+      model: () => ({ modelDir: endless, provider: 'cpu', threads: 1 }),
       newClient: () => new EngineClient({ hostModule: HOST, execArgv: ['--import', 'tsx'] }),
       log: () => undefined,
     });
@@ -638,6 +638,33 @@ describe('ficoco serve under load and over the network', () => {
       );
     } finally {
       await told.close();
+    }
+  });
+
+  test('when memory lets fewer workers start than asked, they load again with the cores the others would have had', async () => {
+    const lines: string[] = [];
+    const builtIn = path.join(ROOT, 'models', 'tiny-llava-screens');
+    const pool = new WorkerPool({
+      workers: 3,
+      queueLimit: 0,
+      model: (running) => ({ modelDir: builtIn, provider: 'cpu', ...(running > 1 ? { cores: 1 } : {}) }),
+      newClient: () =>
+        new EngineClient({ hostModule: HOST, execArgv: ['--import', 'tsx'], log: (line) => lines.push(line) }),
+      log: (line) => lines.push(line),
+      freeMemory: () => 0,
+    });
+    try {
+      await pool.start();
+      assert.equal(pool.workers, 1);
+      assert.deepEqual(pool.model, { modelDir: builtIn, provider: 'cpu' });
+      const log = lines.join('\n');
+      assert.match(log, /^started 1 of 3 engine workers: each holds [\d.]+ GiB and 0\.00 GiB is free/m);
+      assert.match(log, /^loading the model again on the 1 engine worker\(s\) started, with the cores meant for 3$/m);
+      // The host ended the engine loaded as one of three and loaded it again: two loads, in one process.
+      assert.equal(lines.filter((line) => /\[ficoco-host\] loaded on cpu/.test(line)).length, 2, log);
+      assert.equal(new Set(lines.flatMap((line) => /engine process (\d+) started/.exec(line)?.[1] ?? [])).size, 1, log);
+    } finally {
+      pool.dispose();
     }
   });
 
