@@ -356,7 +356,7 @@ function growLastFence(previous: ParsedText, text: string): ParsedText | undefin
   const source = fence.opening + text.slice(fence.lastLineStart);
   const tokens = (fence.inList ? listItemLines : markdown).parse(source, {});
   const [grown] = tokens;
-  if (tokens.length !== 1 || grown?.type !== 'fence' || !isOpen(grown)) return undefined;
+  if (tokens.length !== 1 || grown?.type !== 'fence' || !isOpen(grown, source)) return undefined;
   const offset = fence.lastLineStart - fence.opening.length;
   const lastFence = lastFenceOf(grown, fence.inList, source, offset, fence.codeBeforeLastLine);
   // Its last line's code only grew, so what follows it is all the new text added; the drawn code takes just that.
@@ -414,12 +414,24 @@ function lastFenceOf(
   };
 }
 
-/** Whether `fence` runs to the end of what was parsed, unclosed: its code has a line for each line after its first. */
-function isOpen(fence: Token): boolean {
+/**
+ * Whether `fence` runs to the end of `source`, which it was parsed from, unclosed: its code has a line for each line
+ * after its first. A line after it that makes no token, such as a reference definition, still ends it.
+ */
+function isOpen(fence: Token, source: string): boolean {
   const [first, end] = fence.map!;
   const { content } = fence;
   const lines = content === '' ? 0 : content.split('\n').length - (content.endsWith('\n') ? 1 : 0);
-  return lines === end - first - 1;
+  return end === lineCount(source) && lines === end - first - 1;
+}
+
+/**
+ * The lines markdown-it finds in `text`: one ended by each line break, and one more for text after the last unless
+ * that is only spaces and tabs (a line's indentation still streaming), which markdown-it leaves out.
+ */
+function lineCount(text: string): number {
+  const breaks = text.match(/\r\n?|\n/g)?.length ?? 0;
+  return /[^\r\n \t][ \t]*$/.test(text) ? breaks + 1 : breaks;
 }
 
 /** Where the first `count` lines of `text` end, after their line breaks: `text` has that many. */

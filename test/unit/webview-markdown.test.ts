@@ -242,6 +242,8 @@ const LIST_FENCE_SAMPLES = {
   'indented within the item, after tabs, and lines that only look like fences':
     '1. a\n\n     ```\n     x\n    y\n        ```\n     ````\n     ```\n-\t```\n\tcode\n  \t~~~\n\t```\n' +
     '10. ~~~~ sh\n    q\n   \n    ~~~~\n- - ```\n    deep\n   ```\n    ```\n> - ```\n>   quoted\n',
+  'ended by a reference definition, which links a word above':
+    'See [a].\n\n- ```\n  code\n[a]: https://example.com/a\n',
 };
 
 /** Characters parsed as markdown, rendered as HTML (the tokens' text) and parsed as HTML (DOMPurify) to stream. */
@@ -252,25 +254,41 @@ interface StreamingWork {
   lines: number;
 }
 
-/** Streams `sample` into `answer` a line a frame, as the chat does; returns the whole text. */
-function streamLines(answer: HTMLElement, sample: string): string {
+/** The lines of `sample`, a frame each. */
+function frameEachLine(sample: string): string[] {
+  return sample.split(/(?<=\n)/);
+}
+
+/** The lines of `sample` in two frames each, its indentation and quote markers then the rest, as model tokens may. */
+function frameIndentationThenCode(sample: string): string[] {
+  return sample.split(/(?<=\n)|(?<=^[ >]+)(?=[^ >])/m);
+}
+
+/** How a reply's lines may reach the page: whole, or cut where a model's tokens often end. */
+const FRAMINGS = {
+  'a line a frame': frameEachLine,
+  'a line in two frames, its indentation then its code': frameIndentationThenCode,
+};
+
+/** Streams `sample` into `answer` in `frames`, as the chat does; returns the whole text. */
+function stream(answer: HTMLElement, sample: string, frames: (sample: string) => string[]): string {
   let text = '';
-  for (const line of sample.split(/(?<=\n)/)) {
-    text += line;
+  for (const frame of frames(sample)) {
+    text += frame;
     renderMarkdown(answer, text, NO_ACTIONS, { appended: true });
   }
   return text;
 }
 
-/** Streams answers a line a frame, counting the characters markdown-it and DOMPurify take. */
-function streamingWork(t: TestContext): (sample: string) => StreamingWork {
+/** Streams answers (a line a frame unless told), counting the characters markdown-it and DOMPurify take. */
+function streamingWork(t: TestContext): (sample: string, frames?: (sample: string) => string[]) => StreamingWork {
   const { window } = new JSDOM('');
   const parse = t.mock.method(MarkdownIt.prototype, 'parse');
   const render = t.mock.method(Object.getPrototypeOf(new MarkdownIt().renderer) as Renderer, 'render');
   const sanitize = t.mock.method(window.DOMParser.prototype, 'parseFromString');
-  return (sample) => {
+  return (sample, frames = frameEachLine) => {
     const callsBefore = [parse, render, sanitize].map((method) => method.mock.callCount());
-    const text = streamLines(window.document.createElement('div'), sample);
+    const text = stream(window.document.createElement('div'), sample, frames);
     const [parsed, rendered, sanitized] = [parse, render, sanitize].map((method, i) =>
       method.mock.calls.slice(callsBefore[i]).reduce((sum, call) => sum + characters(call.arguments[0]), 0),
     );
@@ -335,9 +353,10 @@ describe('a long streamed answer costs work in proportion to its length', () => 
   });
 
   for (const [name, answer] of Object.entries(LIST_CODE_BLOCKS))
-    test(`a long code block in a list item is parsed and drawn line by line as it streams: ${name}`, (t) => {
-      const work = streamingWork(t);
-      const [small, medium, large] = [500, 1000, 2000].map((lines) => work(answer(lines)));
-      assertLinear(t, small!, medium!, large!);
-    });
+    for (const [framing, frames] of Object.entries(FRAMINGS))
+      test(`a long code block in a list item is parsed and drawn line by line as it streams ${framing}: ${name}`, (t) => {
+        const work = streamingWork(t);
+        const [small, medium, large] = [500, 1000, 2000].map((lines) => work(answer(lines), frames));
+        assertLinear(t, small!, medium!, large!);
+      });
 });
