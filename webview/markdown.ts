@@ -12,10 +12,10 @@
  * a table whose own tags stayed the same is compared block by block inside, so a finished item or row keeps its
  * elements while the next one streams; each block inside is sanitized within its containers' tags, as a whole render
  * parses it. A fenced code block that only grew (still streaming) takes the new code as text in its element, so a long
- * one is not drawn again whole; at the end of the text (at the top level, or at the end of the last item of lists),
- * only its opening and last lines and the new text are parsed, its HTML is made only if something reads it, and once
- * closed it settles (nothing after it can join it). A caller that only appends to the text says so (`appended`), so a
- * frame costs the new text, not the whole answer's length.
+ * one is not drawn again whole; at the end of the text (at the top level, or at the end of quotes and of the last item
+ * of lists), only its opening and last lines and the new text are parsed, its HTML is made only if something reads it,
+ * and once closed it settles (nothing after it can join it). A caller that only appends to the text says so
+ * (`appended`), so a frame costs the new text, not the whole answer's length.
  */
 import createDOMPurify, { type DOMPurify } from 'dompurify';
 import MarkdownIt, { type Env, type Token } from 'markdown-it';
@@ -27,17 +27,16 @@ const OPTIONS = { html: false, linkify: false, breaks: true };
 const markdown = new MarkdownIt(OPTIONS).disable('image');
 
 /**
- * Parses text as the lines of a list item whose content starts at the column of the text's first line, as a fence's
- * lines parse in the item it ends. A line indented less ends the item; what follows it parses after the item, so the
- * tokens show that the item ended.
+ * Parses text whose first line opens a fence inside lists and quotes (list markers turned to spaces, quote markers
+ * kept) as the fence's lines parse there. On the first line, the top level's blocks and each quote's are indented as
+ * what follows there: a list item around it starts its content there at most, so a line indented less than the fence,
+ * or than a quote's marker, ends the fence here (conservative: the item's content may start before, and go on).
  */
-const listItemLines = new MarkdownIt(OPTIONS).disable('image');
-listItemLines.core.ruler.at('block', (state) => {
-  const lines = new state.md.block.State(state.src, state.md, state.env, state.tokens);
-  lines.blkIndent = lines.sCount[0] ?? 0;
-  state.md.block.tokenize(lines, 0, lines.lineMax);
-  lines.blkIndent = 0;
-  state.md.block.tokenize(lines, lines.line, lines.lineMax);
+const nestedFenceLines = new MarkdownIt(OPTIONS).disable('image');
+nestedFenceLines.block.ruler.before('table', 'first_line_indent', (state, line) => {
+  if (line === 0) state.blkIndent = state.sCount[0]!;
+  // Only sets the indent the rules after it parse with: the first line is still theirs.
+  return false;
 });
 
 export interface CodeActions {
@@ -97,16 +96,16 @@ interface ParsedText {
   settledReferences: References;
   /** Every definition in the text: the links of all its blocks were made with these. */
   references: References;
-  /** The fence that ends the text, at the top level or in lists, which more code grows without parsing it again. */
+  /** The fence that ends the text, at the top level or in lists and quotes, which more code grows without parsing. */
   lastFence?: LastFence;
 }
 
 /** A fenced code block at the end of the text: what parsing its last line and the text after it needs. */
 interface LastFence {
-  /** Its opening line, such as "```ts\n"; in a list, with spaces where the item markers before it were. */
+  /** Its opening line, such as "```ts\n" or "> ```ts\n"; with spaces where list item markers before it were. */
   opening: string;
-  /** Whether it ends the last item of a list (nested or not) rather than being a top-level block. */
-  inList: boolean;
+  /** Whether it ends the last item of a list or a quote (nested or not) rather than being a top-level block. */
+  nested: boolean;
   /** Where its last line, which may be a closing fence or become one, starts in the text. */
   lastLineStart: number;
   /** Its code before its last line: lines that more text cannot change. */
@@ -337,28 +336,28 @@ function parseAfterSettled(previous: ParsedText, text: string): ParsedText {
     settledEnd,
     settledReferences: withDefinitions(previous.settledReferences, text.slice(previous.settledEnd, settledEnd)),
     references: env.references ?? {},
-    lastFence: last && lastFenceOf(last.fence, last.inList, tail, previous.settledEnd),
+    lastFence: last && lastFenceOf(last.fence, last.nested, tail, previous.settledEnd),
   };
 }
 
 /**
  * `text` parsed as `previous` and a longer last fence, when `text` adds only code to the fence that ends `previous`:
  * only the fence's opening line, its last line and the new text are parsed, not the fence's whole code. Undefined
- * when the new text closes the fence or ends its list item (or `previous` ends otherwise): the text after the block
- * before the last is parsed as usual.
+ * when the new text closes the fence or ends its list item or quote (or `previous` ends otherwise): the text after the
+ * block before the last is parsed as usual.
  */
 function growLastFence(previous: ParsedText, text: string): ParsedText | undefined {
   const fence = previous.lastFence;
   if (!fence) return undefined;
   // A fence's lines are code or its closing line whatever the lines before them are, at the top level; in a list, a
-  // line indented less than the fence's opening line may end its item (conservative: the item's content may start
-  // before the fence, but the fence grows here only while every line reaches it).
+  // line indented less than the fence's opening line may end its item, and in a quote, a line without its marker
+  // (blank, or lazy: one that would continue a paragraph ends a fence).
   const source = fence.opening + text.slice(fence.lastLineStart);
-  const tokens = (fence.inList ? listItemLines : markdown).parse(source, {});
-  const [grown] = tokens;
-  if (tokens.length !== 1 || grown?.type !== 'fence' || !isOpen(grown, source)) return undefined;
+  const grown = lastFenceToken((fence.nested ? nestedFenceLines : markdown).parse(source, {}))?.fence;
+  // Opened on the first line, so the tokens before it are its quotes, and still open on the last.
+  if (!grown || grown.map![0] !== 0 || !isOpen(grown, source)) return undefined;
   const offset = fence.lastLineStart - fence.opening.length;
-  const lastFence = lastFenceOf(grown, fence.inList, source, offset, fence.codeBeforeLastLine);
+  const lastFence = lastFenceOf(grown, fence.nested, source, offset, fence.codeBeforeLastLine);
   // Its last line's code only grew, so what follows it is all the new text added; the drawn code takes just that.
   const added = grown.content.slice(fence.lastLineCode.length);
   grown.content = fence.codeBeforeLastLine + grown.content;
@@ -366,15 +365,15 @@ function growLastFence(previous: ParsedText, text: string): ParsedText | undefin
   return { ...previous, text, blocks, lastFence };
 }
 
-/** Closing tokens that may follow the text's last fence while it still grows as one: its list items and lists. */
-const LIST_CLOSES = new Set(['list_item_close', 'bullet_list_close', 'ordered_list_close']);
+/** Closing tokens that may follow the text's last fence while it still grows as one: its list items, lists, quotes. */
+const CONTAINER_CLOSES = new Set(['list_item_close', 'bullet_list_close', 'ordered_list_close', 'blockquote_close']);
 
-/** The fence that ends `tokens`, at the top level or as the last block of the last item of lists, if one does. */
-function lastFenceToken(tokens: Token[]): { fence: Token; inList: boolean } | undefined {
+/** The fence that ends `tokens`, at the top level or as the last block of lists' last items and quotes, if one does. */
+function lastFenceToken(tokens: Token[]): { fence: Token; nested: boolean } | undefined {
   let last = tokens.length - 1;
-  while (last >= 0 && LIST_CLOSES.has(tokens[last]!.type)) last--;
+  while (last >= 0 && CONTAINER_CLOSES.has(tokens[last]!.type)) last--;
   const fence = tokens[last];
-  return fence?.type === 'fence' ? { fence, inList: last < tokens.length - 1 } : undefined;
+  return fence?.type === 'fence' ? { fence, nested: last < tokens.length - 1 } : undefined;
 }
 
 /** `blocks` with their last block, or the last block in their last container, made by `replace` from it. */
@@ -393,7 +392,7 @@ function withLastBlock(blocks: Block[], replace: (last: Block) => Block): Block[
  */
 function lastFenceOf(
   fence: Token,
-  inList: boolean,
+  nested: boolean,
   source: string,
   offset: number,
   codeBefore = '',
@@ -403,11 +402,12 @@ function lastFenceOf(
   const lastLineCodeStart = endOfLines(fence.content, end - first - 2);
   // Ending in "\n": a "\r" there and a last line that starts with "\n" would be one line break, not two.
   const opening = source.slice(lineStart(source, first), lineStart(source, first + 1)).replace(/\r\n?$/, '\n');
-  // Only list markers and whitespace come before the fence: spaces for the markers keep every column, tabs' too.
+  // Only list and quote markers and whitespace come before the fence: spaces for list markers keep every column, tabs'
+  // too, and the quote markers stay, so that each line is parsed in the quotes.
   const markupStart = opening.indexOf(fence.markup);
   return {
-    opening: opening.slice(0, markupStart).replace(/[^\t]/g, ' ') + opening.slice(markupStart),
-    inList,
+    opening: opening.slice(0, markupStart).replace(/[^\t>]/g, ' ') + opening.slice(markupStart),
+    nested,
     lastLineStart: offset + lineStart(source, end - 1),
     codeBeforeLastLine: codeBefore + fence.content.slice(0, lastLineCodeStart),
     lastLineCode: fence.content.slice(lastLineCodeStart),
@@ -416,13 +416,15 @@ function lastFenceOf(
 
 /**
  * Whether `fence` runs to the end of `source`, which it was parsed from, unclosed: its code has a line for each line
- * after its first. A line after it that makes no token, such as a reference definition, still ends it.
+ * after its first, or for all but a last one of only quote markers and spaces (its code still to stream), where a
+ * closing line would have its fence. A line after it that makes no token, such as a reference definition, ends it.
  */
 function isOpen(fence: Token, source: string): boolean {
   const [first, end] = fence.map!;
   const { content } = fence;
   const lines = content === '' ? 0 : content.split('\n').length - (content.endsWith('\n') ? 1 : 0);
-  return end === lineCount(source) && lines === end - first - 1;
+  const lastLineHasNoCode = /^[>\s]*$/.test(source.slice(lineStart(source, end - 1)));
+  return end === lineCount(source) && (lines === end - first - 1 || (lines === end - first - 2 && lastLineHasNoCode));
 }
 
 /**

@@ -103,14 +103,15 @@ function structure(node: Node): string {
 }
 
 /**
- * Streams `sample` a character at a time, as the chat does (`appended`): at each step the element shows what rendering
- * the text so far in a fresh element shows, and at the end what markdown-it makes of the whole text, sanitized.
+ * Streams `sample` a character at a time unless told, as the chat does (`appended`): at each step the element shows
+ * what rendering the text so far in a fresh element shows, and at the end what markdown-it makes of the whole text,
+ * sanitized.
  */
-function assertStreamsAsWhole(sample: string): void {
+function assertStreamsAsWhole(sample: string, frames = (text: string) => pieces(text, 1)): void {
   const { window } = new JSDOM('<!doctype html><div id="answer"></div>');
   const answer = window.document.getElementById('answer')!;
   let text = '';
-  for (const piece of pieces(sample, 1)) {
+  for (const piece of frames(sample)) {
     text += piece;
     renderMarkdown(answer, text, NO_ACTIONS, { appended: true });
     const whole = window.document.createElement('div');
@@ -231,8 +232,8 @@ const SETTLING_SAMPLES = {
     'One\r\n\r\n- a\r\n- b\r\n\r\n\r\n```\r\ncode\r\n```\r\n\r\nTwo\rThree\n\n\nFour',
 };
 
-/** Code blocks streaming at the end of list items, and the lines that end them or only look as if they would. */
-const LIST_FENCE_SAMPLES = {
+/** Code blocks streaming at the end of list items and quotes, and the lines that end them or only look as if they would. */
+const NESTED_FENCE_SAMPLES = {
   'in an ordered list, followed by more items':
     '1. Run this:\n\n   ```sh\n   npm ci\n\n     npm test\n  \n   ```\n2. Then:\n   ```\n   a\n   ```\n3. Done.',
   'in a bullet list nested in an ordered one, with Windows line endings':
@@ -244,6 +245,22 @@ const LIST_FENCE_SAMPLES = {
     '10. ~~~~ sh\n    q\n   \n    ~~~~\n- - ```\n    deep\n   ```\n    ```\n> - ```\n>   quoted\n',
   'ended by a reference definition, which links a word above':
     'See [a].\n\n- ```\n  code\n[a]: https://example.com/a\n',
+  'in a quote, with quoted blank lines, then more quoted text':
+    '> Run:\n>\n> ```sh\n> a\n>\n> b\n> ```\n> Then look.\n',
+  'in quotes without the space after ">", with tabs after it, indented':
+    '>```\n>a\n> b\n>\tc\n>\t\td\n>  e\n>```\n\n>\t```ts\n>\tx\n>\t  y\n>\n\n   > ```\n    > f\n  >g\n',
+  'in a quote, ended by a lazy line or a reference definition':
+    'See [r].\n\n> ```\n> a\nlazy\n> b\n\n> ~~~\n> c\n[r]: https://example.com/r\n',
+  'in a quote ended by a blank line, then more text': '> ```\n> code\n\nMore text.\n\n> ```\n> x\n   \n> y',
+  'in nested quotes': '> > ```\n> > a\n> b\n> > ```\n>> c\n> > d\n>\n> > e\n',
+  'in a list in a quote, and a quote in a list':
+    '> 1. Run:\n>    ```sh\n>    a\n>   b\n>    c\n> 2. ```\n>    d\n\n- > ```\n  > e\n > f\n- x\n  > ```\n  > g\n  >h\n',
+  'in a quote in a list in a quote': '> - > ```\n>   > a\n>  > b\n> - > ```\n>   >c\n>   d\n',
+  'in quotes, with Windows line endings and NUL':
+    '> ```\r\n> a\0\r\n>\r\n> b\r\n> ```\r\n\r\n> - ```\r\n>   c\0\r\n>   d\r\n',
+  'whose opening line and the next would read as a table where the item ended':
+    '- a\n\n     ```x|y\n      |-|-|\n     ```z\n     w\n',
+  'in a quote, with lines that only look like fences': '> ````\n> ```\n>  ````x\n> `````  \n> ~~~~\n>    ````\n',
 };
 
 /** Characters parsed as markdown, rendered as HTML (the tokens' text) and parsed as HTML (DOMPurify) to stream. */
@@ -322,12 +339,18 @@ function codeBlock(lines: number): string {
   return ['Run:', '', '```ts', ...code(lines), '```', '', 'Done.'].join('\n');
 }
 
-/** Answers with a code block of `lines` lines at the end of a list item: in an ordered list, in a nested bullet list. */
-const LIST_CODE_BLOCKS = {
+/** Answers with a code block of `lines` lines at the end of a list item or a quote, nested in one another. */
+const NESTED_CODE_BLOCKS = {
   'in an ordered list': (lines: number) =>
     ['1. Run this:', '', '   ```sh', ...code(lines, '   '), '   ```', '2. Done.'].join('\n'),
   'in a bullet list in an ordered list': (lines: number) =>
     ['1. Build:', '   - first:', '     ```ts', ...code(lines, '     '), '     ```', '   - then', '2. Done.'].join('\n'),
+  'in a quote': (lines: number) =>
+    ['> Run this:', '>', '> ```sh', ...code(lines, '> '), '> ```', '', 'Done.'].join('\n'),
+  'in an ordered list in a quote': (lines: number) =>
+    ['> 1. Run:', '>    ```sh', ...code(lines, '>    '), '>    ```', '> 2. Done.'].join('\n'),
+  'in a quote in a bullet list': (lines: number) =>
+    ['- Log:', '  > ```', ...code(lines, '  > '), '  > ```', '- Done.'].join('\n'),
 };
 
 describe('a long streamed answer costs work in proportion to its length', () => {
@@ -335,9 +358,12 @@ describe('a long streamed answer costs work in proportion to its length', () => 
     test(`parsed from its last blocks on, it is drawn as a whole render draws it: ${name}`, () =>
       assertStreamsAsWhole(sample));
 
-  for (const [name, sample] of Object.entries(LIST_FENCE_SAMPLES))
-    test(`a code block streaming in a list item is drawn as a whole render draws it: ${name}`, () =>
-      assertStreamsAsWhole(sample));
+  for (const [name, sample] of Object.entries(NESTED_FENCE_SAMPLES))
+    test(`a code block streaming in a list item or a quote is drawn as a whole render draws it: ${name}`, () => {
+      assertStreamsAsWhole(sample);
+      // Lines that arrive together are parsed together on the fast path: what one character at a time never shows.
+      assertStreamsAsWhole(sample, frameEachLine);
+    });
 
   test('parsing and sanitizing grow linearly: four times the answer, about four times the work, not sixteen', (t) => {
     const work = streamingWork(t);
@@ -352,9 +378,9 @@ describe('a long streamed answer costs work in proportion to its length', () => 
     assertLinear(t, small!, medium!, large!);
   });
 
-  for (const [name, answer] of Object.entries(LIST_CODE_BLOCKS))
+  for (const [name, answer] of Object.entries(NESTED_CODE_BLOCKS))
     for (const [framing, frames] of Object.entries(FRAMINGS))
-      test(`a long code block in a list item is parsed and drawn line by line as it streams ${framing}: ${name}`, (t) => {
+      test(`a long code block in a list item or a quote is parsed and drawn line by line as it streams ${framing}: ${name}`, (t) => {
         const work = streamingWork(t);
         const [small, medium, large] = [500, 1000, 2000].map((lines) => work(answer(lines), frames));
         assertLinear(t, small!, medium!, large!);
