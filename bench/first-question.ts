@@ -13,6 +13,7 @@ import type { ReductionRequest } from '../src/common/reductionChoice';
 import { machineLine, median, syntheticScreenshot } from '../src/cli/benchTiming';
 import { LlavaEngine } from '../src/engine/engine';
 import { ONEVISION_05B, randomModelDir, writeRandomModel } from './randomModel';
+import { continueAsEngineProcess } from '../src/cli/engineProcess';
 
 const { values } = parseArgs({ options: { questions: { type: 'string', default: '3' } } });
 const questions = Number(values.questions);
@@ -42,6 +43,8 @@ async function measured(work: () => Promise<unknown>): Promise<{ ms: number; fau
 }
 
 async function main() {
+  // The engine's process settings (V8's old-space floor, glibc's huge pages) take effect only at a start.
+  await continueAsEngineProcess();
   const modelDir = writeRandomModel(ONEVISION_05B, randomModelDir(ONEVISION_05B), 'F32');
   const image = { bytes: screenshotPng(), name: 'screenshot.png' };
   const rows: string[] = [];

@@ -14,6 +14,7 @@ import { machineLine, median } from '../src/cli/benchTiming';
 import { WeightQuantization, quantizedParts } from '../src/common/quantization';
 import { LlavaEngine } from '../src/engine/engine';
 import { TINYLLAVA, randomModelDir, writeRandomModel } from './randomModel';
+import { continueAsEngineProcess } from '../src/cli/engineProcess';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' } } });
 const runs = Number(values.runs);
@@ -69,6 +70,8 @@ async function warmFirstText(model: string, quantization: WeightQuantization): P
 }
 
 async function main() {
+  // The engine's process settings (V8's old-space floor, glibc's huge pages) take effect only at a start.
+  await continueAsEngineProcess();
   if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first`);
   const tinyLlava = writeRandomModel(TINYLLAVA, randomModelDir(TINYLLAVA), 'F32');
   const models: [string, string, WeightQuantization][] = [

@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { benchCommand } from '../src/cli/bench';
 import { machineLine } from '../src/cli/benchTiming';
-import { rerunWithOldSpaceFloor } from '../src/cli/oldSpaceFloor';
+import { rerunAsEngineProcess } from '../src/cli/engineProcess';
 import { providerReport } from '../src/cli/providers';
 import { GenerationResult, LlavaEngine } from '../src/engine/engine';
 import { ElemType } from '../src/engine/graph/builder';
@@ -250,7 +250,7 @@ function writeReport(sections: string[]): void {
 
 async function main(): Promise<number> {
   // Hundreds of prefills in this process: without V8's old-space floor they drift (docs/benchmarks.md).
-  const childExitCode = await rerunWithOldSpaceFloor();
+  const childExitCode = await rerunAsEngineProcess();
   if (childExitCode !== undefined) return childExitCode;
   const gpu = nvidiaSmi(['--query-gpu=name,driver_version,memory.total,memory.used']);
   const header = [

@@ -12,7 +12,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { runNode } from '../src/cli/oldSpaceFloor';
+import { runNode } from '../src/cli/engineProcess';
 import { randomArchitecture, randomModelDir, writeRandomModel } from './randomModel';
 
 const ROOT = path.join(__dirname, '..');

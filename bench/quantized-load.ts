@@ -16,6 +16,7 @@ import { LlavaEngine } from '../src/engine/engine';
 import { WeightQuantization } from '../src/common/quantization';
 import { INT4_BLOCK_SIZE } from '../src/engine/weights/quantize';
 import { TINYLLAVA, randomModelDir, writeRandomModel } from './randomModel';
+import { continueAsEngineProcess } from '../src/cli/engineProcess';
 
 interface Probe {
   loadMs: number;
@@ -107,6 +108,8 @@ function oneFormPairs(dir: string, pairs: number): string[] {
 }
 
 async function main(): Promise<void> {
+  // The engine's process settings (V8's old-space floor, glibc's huge pages) take effect only at a start.
+  await continueAsEngineProcess();
   if (values.probe) return probe(values.dir!, values.probe as Variant);
   const dir = values.dir!;
   const writeStarted = performance.now();

@@ -10,6 +10,7 @@ import { LlavaEngine } from '../src/engine/engine';
 import { METHODS, planHooks, planReduction } from '../src/reduction/registry';
 import { type HookSite, siteStage } from '../src/reduction/tokenState';
 import { syntheticPixels } from '../src/cli/benchTiming';
+import { continueAsEngineProcess } from '../src/cli/engineProcess';
 
 const { values } = parseArgs({
   options: {
@@ -22,6 +23,8 @@ const { values } = parseArgs({
 const modelDir = values.model ?? 'test/fixtures/tiny-llava-llama';
 
 async function main() {
+  // The engine's process settings (V8's old-space floor, glibc's huge pages) take effect only at a start.
+  await continueAsEngineProcess();
   const engine = await LlavaEngine.load(modelDir);
   const { config } = engine;
   const side = config.vision.imageSize;

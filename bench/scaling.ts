@@ -23,6 +23,7 @@ import {
 import { LlavaEngine } from '../src/engine/engine';
 import { lineChartSvg } from '../src/report/lineChart';
 import { TINYLLAVA, randomModelDir, withImageSize, writeRandomModel } from './randomModel';
+import { continueAsEngineProcess } from '../src/cli/engineProcess';
 
 const { values } = parseArgs({
   options: {
@@ -81,6 +82,8 @@ async function measurePoints(modelDir: string, textLengths: readonly number[]): 
 }
 
 async function main(): Promise<void> {
+  // The engine's process settings (V8's old-space floor, glibc's huge pages) take effect only at a start.
+  await continueAsEngineProcess();
   const imagePoints: Point[] = [];
   for (const size of values.sizes!.split(',').map(Number)) {
     const isBase = size === Number(values['base-size']);

@@ -17,6 +17,7 @@ import { parseModelConfig } from '../src/engine/models/registry';
 import { SessionFactory } from '../src/engine/runtime/provider';
 import { WeightIndex } from '../src/engine/weights/safetensors';
 import { HookSite, ReductionHook } from '../src/reduction/tokenState';
+import { continueAsEngineProcess } from '../src/cli/engineProcess';
 
 const { values } = parseArgs({
   options: {
@@ -31,6 +32,8 @@ const runs = Number(values.runs);
 const identity = (site: HookSite): ReductionHook => ({ site, needs: {}, reduce: (view) => view });
 
 async function main() {
+  // The engine's process settings (V8's old-space floor, glibc's huge pages) take effect only at a start.
+  await continueAsEngineProcess();
   // Two engines, so both plans stay loaded and runs can alternate without rebuilding sessions.
   const whole = await LlavaEngine.load(modelDir);
   const split = await LlavaEngine.load(modelDir);

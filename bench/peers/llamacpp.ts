@@ -23,6 +23,7 @@ import type { Token } from 'node-llama-cpp';
 import type { GgmlType } from '../../tools/ggufWriter';
 import { TINYLLAVA, randomModelDir, writeRandomModel } from '../randomModel';
 import { type LlamaShape, llamaShape, writeLlamaGguf } from './llamaGguf';
+import { continueAsEngineProcess } from '../../src/cli/engineProcess';
 
 const { values } = parseArgs({
   options: {
@@ -102,6 +103,8 @@ function ggufOf(modelDir: string, shape: LlamaShape, type: GgmlType): string {
 }
 
 async function main() {
+  // The engine's process settings (V8's old-space floor, glibc's huge pages) take effect only at a start.
+  await continueAsEngineProcess();
   const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
   const modelDir = values.model ?? writeRandomModel(TINYLLAVA, randomModelDir(TINYLLAVA), 'F32');
   const shape = llamaShape(JSON.parse(fs.readFileSync(path.join(modelDir, 'config.json'), 'utf8')));
@@ -218,7 +221,9 @@ async function main() {
       `most ${check.maxLogProbDifference.toExponential(1)} (they spread over ${check.logProbSpread.toFixed(2)}). A text prompt of ` +
       `each context length, then ${newTokens} greedy tokens; ${threads} threads each. llama.cpp through ` +
       `node-llama-cpp 3.21.1's prebuilt CPU binary, its default batch size, flash attention ` +
-      `${flashAttention === true ? 'on' : flashAttention === false ? 'off' : flashAttention}. Both engines loaded; one warm-up each per row, then ${runs} rounds ` +
+      `${flashAttention === true ? 'on' : flashAttention === false ? 'off' : flashAttention}. Both engines loaded in ` +
+      `one process, GLIBC_TUNABLES=${process.env.GLIBC_TUNABLES ?? '(none)'} (as our engine's processes start; ` +
+      `llama.cpp's weights are its file, mapped); one warm-up each per row, then ${runs} rounds ` +
       'alternating which goes first; medians. Ratios divide medians of the same rows. Load average (1 min) and CPU ' +
       `steal are the ranges over the row's samples. ${machineLine('cpu', threads)}`,
     '',

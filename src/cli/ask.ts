@@ -20,6 +20,7 @@ import {
   threadsArg,
   CommandOptions,
 } from './args';
+import { hasLargeWeights, rerunAsEngineProcess } from './engineProcess';
 import { modelDirArg } from './models';
 
 export const ASK_USAGE = `Usage:
@@ -121,6 +122,11 @@ export async function askCommand(args: string[]): Promise<number> {
   if (reduction && reduction.method !== AUTO_METHOD && reduction.budget)
     checkedRequest(reduction.method, reduction.budget, reduction.params);
   for (const image of imageFiles) checkImageFile(image.bytes, image.name);
+  // A large model loads seconds sooner in a process started as the engine's is (with huge pages).
+  if (hasLargeWeights(modelDir)) {
+    const childExitCode = await rerunAsEngineProcess();
+    if (childExitCode !== undefined) return childExitCode;
+  }
   const engine = await LlavaEngine.load(modelDir, load);
   try {
     // As the extension does at load: the answer's timings are then those of every later answer, not a first run's.

@@ -5,16 +5,16 @@ import { FICOCO_ERROR_KINDS, FicocoError } from '../common/errors';
 import { FlopsError } from '../flops/index';
 import { BudgetAboveTokensError } from '../reduction/registry';
 import { COMMANDS, OVERVIEW } from './commands';
-import { rerunWithOldSpaceFloor } from './oldSpaceFloor';
+import { rerunAsEngineProcess } from './engineProcess';
 
-/** Commands that run hundreds to thousands of prefills in this process: they need V8's old-space floor. */
+/** Commands that run hundreds to thousands of prefills in this process: they need the engine process's settings. */
 const LONG_RUNS = ['bench', 'tune', 'eval'];
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command !== undefined && Object.hasOwn(COMMANDS, command)) {
     if (LONG_RUNS.includes(command)) {
-      const childExitCode = await rerunWithOldSpaceFloor();
+      const childExitCode = await rerunAsEngineProcess();
       if (childExitCode !== undefined) return childExitCode;
     }
     return COMMANDS[command].run(rest);

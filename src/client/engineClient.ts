@@ -137,6 +137,27 @@ export const ENGINE_OLD_SPACE_FLOOR = '--initial-old-space-size=64';
 /** The engine process's V8 flags. */
 export const HOST_V8_FLAGS = [`--max-old-space-size=${HOST_HEAP_MB}`, ENGINE_OLD_SPACE_FLOOR];
 
+/**
+ * glibc's malloc asking Linux for transparent huge pages (2 MiB) for its large blocks, which Linux grants on request by
+ * default. ONNX Runtime zeroes gigabytes of prepacked weights at load, and faulting them in 4 KiB at a time took much
+ * of it: OneVision-0.5B F32 loads 1.7–1.9× sooner, for 0.4–1.0 GiB more at its peak (docs/benchmarks.md, Huge pages).
+ * glibc reads it only when a process starts; elsewhere (macOS, Windows, musl) it means nothing.
+ */
+export const ENGINE_HUGE_PAGES = 'glibc.malloc.hugetlb=1';
+
+/** Whether `env` says whether glibc's malloc takes huge pages: the engine's setting, or the user's own. */
+export function setsHugePages(env: NodeJS.ProcessEnv): boolean {
+  const [name] = ENGINE_HUGE_PAGES.split('=');
+  return (env.GLIBC_TUNABLES ?? '').split(':').some((tunable) => tunable.startsWith(`${name}=`));
+}
+
+/** `env` with ENGINE_HUGE_PAGES added to its GLIBC_TUNABLES on Linux, unless those set huge pages already. */
+export function withEngineHugePages(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  if (process.platform !== 'linux' || setsHugePages(env)) return env;
+  const tunables = env.GLIBC_TUNABLES ? `${env.GLIBC_TUNABLES}:${ENGINE_HUGE_PAGES}` : ENGINE_HUGE_PAGES;
+  return { ...env, GLIBC_TUNABLES: tunables };
+}
+
 export class EngineClient implements AnswerEngine {
   private host: HostProcess | undefined;
   private disposed = false;
@@ -295,7 +316,7 @@ export class EngineClient implements AnswerEngine {
     const child = fork(this.options.hostModule, [], {
       execArgv: [...(this.options.execArgv ?? []), ...HOST_V8_FLAGS],
       // Inside VS Code, process.execPath is Electron: this makes it behave as plain Node.
-      env: { ...process.env, ...this.options.environment?.(), ELECTRON_RUN_AS_NODE: '1' },
+      env: withEngineHugePages({ ...process.env, ...this.options.environment?.(), ELECTRON_RUN_AS_NODE: '1' }),
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
     forwardLines(child.stdout, log);
