@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as inspector from 'node:inspector';
 import * as path from 'node:path';
-import { ENGINE_OLD_SPACE_FLOOR, setsHugePages, withEngineHugePages } from '../client/engineClient';
+import { ENGINE_OLD_SPACE_FLOOR, lacksEngineHugePages, withEngineHugePages } from '../client/engineClient';
 
 /** The flag's name: a value given on the command line (`node --initial-old-space-size=256 …`) is left as it is. */
 const FLOOR_NAME = ENGINE_OLD_SPACE_FLOOR.split('=')[0];
@@ -20,8 +20,7 @@ const FORWARDED_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
  */
 export async function rerunAsEngineProcess(): Promise<number | undefined> {
   const hasFloor = process.execArgv.some((arg) => arg.replaceAll('_', '-').startsWith(FLOOR_NAME));
-  const hasHugePages = process.platform !== 'linux' || setsHugePages(process.env);
-  if ((hasFloor && hasHugePages) || inspector.url() !== undefined) return undefined;
+  if ((hasFloor && !lacksEngineHugePages(process.env)) || inspector.url() !== undefined) return undefined;
   const flags = hasFloor ? process.execArgv : [...process.execArgv, ENGINE_OLD_SPACE_FLOOR];
   return runNode([...flags, ...process.argv.slice(1)], { env: withEngineHugePages(process.env) });
 }

@@ -145,15 +145,16 @@ export const HOST_V8_FLAGS = [`--max-old-space-size=${HOST_HEAP_MB}`, ENGINE_OLD
  */
 export const ENGINE_HUGE_PAGES = 'glibc.malloc.hugetlb=1';
 
-/** Whether `env` says whether glibc's malloc takes huge pages: the engine's setting, or the user's own. */
-export function setsHugePages(env: NodeJS.ProcessEnv): boolean {
+/** Whether a process started with `env` lacks ENGINE_HUGE_PAGES: on Linux, where its tunables do not set huge pages. */
+export function lacksEngineHugePages(env: NodeJS.ProcessEnv): boolean {
   const [name] = ENGINE_HUGE_PAGES.split('=');
-  return (env.GLIBC_TUNABLES ?? '').split(':').some((tunable) => tunable.startsWith(`${name}=`));
+  const setsHugePages = (env.GLIBC_TUNABLES ?? '').split(':').some((tunable) => tunable.startsWith(`${name}=`));
+  return process.platform === 'linux' && !setsHugePages;
 }
 
-/** `env` with ENGINE_HUGE_PAGES added to its GLIBC_TUNABLES on Linux, unless those set huge pages already. */
+/** `env` with ENGINE_HUGE_PAGES added to its GLIBC_TUNABLES where it lacks them (a user's own setting wins). */
 export function withEngineHugePages(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  if (process.platform !== 'linux' || setsHugePages(env)) return env;
+  if (!lacksEngineHugePages(env)) return env;
   const tunables = env.GLIBC_TUNABLES ? `${env.GLIBC_TUNABLES}:${ENGINE_HUGE_PAGES}` : ENGINE_HUGE_PAGES;
   return { ...env, GLIBC_TUNABLES: tunables };
 }
