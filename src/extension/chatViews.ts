@@ -55,6 +55,7 @@ export class ChatViews implements vscode.WebviewViewProvider, vscode.WebviewPane
 
   /** An editor tab of the chat open before a window reload, which VS Code brings back empty: the chat page again. */
   deserializeWebviewPanel(panel: vscode.WebviewPanel): Thenable<void> {
+    this.log.info('An editor tab of the chat came back after a window reload.');
     this.attachPanel(panel);
     return Promise.resolve();
   }

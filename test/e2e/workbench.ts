@@ -14,8 +14,10 @@ const CODE_SERVER = path.join(ROOT, '.cache', 'code-server', 'node_modules', '.b
 const CHROMIUM = '/usr/bin/chromium';
 const EXTENSION_ID = 'ficoco.ficoco-vision';
 const STATUS_ITEM = '.part.statusbar [aria-label^="FiCoCo"]';
-const SIDE_BAR = '.part.sidebar';
+export const SIDE_BAR = '.part.sidebar';
 const SETTINGS_SETTLE_MS = 3000;
+/** How much of the browser's console a Workbench keeps for a failing test to print. */
+const CONSOLE_LINES = 300;
 
 /** What the suite needs that setup.sh installs, or undefined when everything is there. */
 export function missingPrerequisite(): string | undefined {
@@ -38,6 +40,8 @@ export class Workbench {
   readonly page: Page;
   /** The chat view's page inside its two webview frames. */
   readonly chat: FrameLocator;
+  /** The browser's console, every frame's (the workbench's and its webviews'), the last CONSOLE_LINES lines. */
+  private readonly consoleLines: string[] = [];
 
   private constructor(
     private readonly server: ChildProcess,
@@ -47,6 +51,12 @@ export class Workbench {
     readonly serverLog: () => string,
   ) {
     this.page = page;
+    const keep = (line: string) => {
+      this.consoleLines.push(line);
+      if (this.consoleLines.length > CONSOLE_LINES) this.consoleLines.shift();
+    };
+    page.on('console', (message) => keep(`${message.type()} ${message.location().url}: ${message.text()}`));
+    page.on('pageerror', (error) => keep(`uncaught: ${error.message}`));
     this.chat = page
       .frameLocator(`iframe.webview.ready[src*="extensionId=${EXTENSION_ID}"]`)
       .frameLocator('#active-frame');
@@ -151,6 +161,7 @@ export class Workbench {
     } catch (error) {
       // The engine's log says what held the answer back: a load, a warm-up or an earlier measurement.
       console.log(`engine log when the answer did not finish:\n${this.engineLog()}`);
+      console.log(`browser console:\n${this.browserConsole()}`);
       throw error;
     }
     if ((await reply.getAttribute('data-status')) === 'error')
@@ -273,6 +284,11 @@ export class Workbench {
       .readdirSync(logs, { recursive: true, encoding: 'utf8' })
       .filter((file) => path.basename(file).includes('FiCoCo Engine'));
     return files.map((file) => fs.readFileSync(path.join(logs, file), 'utf8')).join('\n');
+  }
+
+  /** What the browser's frames wrote to the console lately: VS Code's own webview errors land there. */
+  browserConsole(): string {
+    return this.consoleLines.join('\n');
   }
 
   async screenshot(name: string): Promise<void> {
