@@ -104,11 +104,8 @@ describe('the chat after a window reload', { skip: missingPrerequisite() }, () =
     assert.match(fs.readFileSync(path.join(saved, 'conversation.json'), 'utf8'), /"question":"which box/);
     assert.equal(fs.readdirSync(saved).filter((file) => /^[0-9a-f]{64}\.png$/.test(file)).length, 1);
 
-    // In a browser each webview page registers its own service worker on one shared origin: two pages loading at once
-    // can leave one waiting for good for the worker to take control, blank (VS Code's pre/index.html; DEVELOPERS.md).
-    // With the side bar closed, the reload draws one chat page, and the side bar's loads after it. It closes before
-    // the editor tab opens: closing it focuses the editor, and a webview editor takes the focus a moment later, which
-    // would close a palette opened then.
+    // Two chat pages loading at once after the reload can leave one blank, and closing the side bar while a webview
+    // editor is open can close the next palette (VS Code in a browser; DEVELOPERS.md): the side bar closes first.
     await workbench.runCommand('View: Close Primary Side Bar');
     await workbench.page.locator(SIDE_BAR).waitFor({ state: 'hidden', timeout: MINUTE });
     await workbench.runCommand('FiCoCo: Open Chat in Editor');
