@@ -29,6 +29,7 @@ import { SpeedupCache } from '../../src/extension/speedup';
 import { startServe } from '../../tools/serveProcess';
 import { screenshotPng } from '../../tools/screenshotPng';
 import { type AnswerStatsView, type HostMessage, type Reply, providerLine } from '../../src/protocol/webview';
+import { writeEndlessModel } from '../helpers/endlessModel';
 
 const ROOT = path.join(__dirname, '..', '..');
 const HOST = path.join(ROOT, 'src', 'host', 'main.ts');
@@ -38,10 +39,12 @@ const SHAPES: ImageInput = {
   dataBase64: fs.readFileSync(path.join(FIXTURES, 'images', 'shapes.png')).toString('base64'),
   format: 'png',
 };
+/** The fixture model, unable to end an answer by itself: a reply stops at its token limit or at Stop, never early. */
+const MODEL_DIR = writeEndlessModel();
 const SETTINGS: ReplySettings = {
   engine: 'local',
   engineModel: '',
-  model: { modelDir: path.join(FIXTURES, 'tiny-llava-llama'), provider: 'cpu', threads: 1 },
+  model: { modelDir: MODEL_DIR, provider: 'cpu', threads: 1 },
   reduction: undefined,
   maxNewTokens: 8,
   temperature: 0,
@@ -55,8 +58,8 @@ const REDUCED: ReplySettings = {
   ...SETTINGS,
   reduction: { method: 'ficoco-v', budget: { tokens: 12 }, budgetLabel: '12', params: {} },
 };
-/** Sampled, it runs to its token limit on the fixture model: long enough to stop. */
-const LONG: ReplySettings = { ...SETTINGS, maxNewTokens: 200, temperature: 0.7 };
+/** Long enough to stop. */
+const LONG: ReplySettings = { ...SETTINGS, maxNewTokens: 200 };
 
 describe('chat replies on a real engine process', () => {
   let engine: EngineClient;
@@ -82,7 +85,10 @@ describe('chat replies on a real engine process', () => {
   before(() => {
     engine = new EngineClient({ hostModule: HOST, execArgv: ['--import', 'tsx'] });
   });
-  after(() => engine.dispose());
+  after(() => {
+    engine.dispose();
+    fs.rmSync(MODEL_DIR, { recursive: true, force: true });
+  });
   beforeEach(() => {
     conversation = new Conversation();
     [posted, statuses, warnings, failures, fallbacks, activity] = [[], [], [], [], [], 0];
